@@ -1,0 +1,82 @@
+//! Account actions shared by the JSON API and the pages: register, log in, log out, change
+//! password.
+
+use std::net::IpAddr;
+
+use super::{Session, password, random_id};
+use crate::error::{Error, Result};
+use crate::events::now_ms;
+use crate::ids::{UserId, normalize_username};
+use crate::state::AppState;
+use crate::store::accounts::{SessionRecord, UserRecord};
+
+/// A signed-in user and their new token.
+pub struct SignedIn {
+    /// The user.
+    pub user_id: UserId,
+    /// A fresh access token.
+    pub token: String,
+}
+
+/// Creates an account and signs it in.
+pub async fn register(state: &AppState, username: &str, pw: &str) -> Result<SignedIn> {
+    let name = normalize_username(username)?;
+    password::check_rules(pw)?;
+    if state.store.user(&name)?.is_some() {
+        return Err(Error::Conflict("that username is taken".into()));
+    }
+    let user_id = UserId::new(&name, &state.server_name);
+    let hash = password::hash(pw.to_string()).await?;
+    let sid = random_id()?;
+    let rec = UserRecord { user_id: user_id.to_string(), password_hash: hash, created_ts: now_ms(), disabled: false, admin: false };
+    state.store.create_user(name, rec, sid.clone()).await?;
+    let token = state.tokens.issue(user_id.as_str(), &sid)?;
+    Ok(SignedIn { user_id, token })
+}
+
+/// Checks a password and opens a new session. Rate limited per client IP and per account;
+/// unknown users and wrong passwords get the same answer.
+pub async fn login(state: &AppState, username: &str, pw: &str, ip: IpAddr) -> Result<SignedIn> {
+    state.logins_per_ip.check(&ip.to_string())?;
+    let bad = || Error::Unauthorized("wrong username or password".into());
+    let name = normalize_username(username).map_err(|_| bad())?;
+    state.logins_per_account.check(&name)?;
+    if pw.len() > password::MAX_LEN {
+        return Err(bad());
+    }
+    let user = state.store.user(&name)?.ok_or_else(bad)?;
+    if !password::verify(pw.to_string(), user.password_hash.clone()).await {
+        return Err(bad());
+    }
+    if user.disabled {
+        return Err(Error::Forbidden("this account is disabled".into()));
+    }
+    let sid = random_id()?;
+    state
+        .store
+        .create_session(sid.clone(), SessionRecord { user_id: user.user_id.clone(), username: name, created_ts: now_ms() })
+        .await?;
+    let token = state.tokens.issue(&user.user_id, &sid)?;
+    let user_id = UserId::parse_or_local(&user.user_id, &state.server_name)?;
+    Ok(SignedIn { user_id, token })
+}
+
+/// Ends the session: its tokens stop working and its live connections close.
+pub async fn logout(state: &AppState, session: &Session) -> Result<()> {
+    state.store.delete_session(session.sid.clone()).await?;
+    state.hub.end_session(&session.sid);
+    Ok(())
+}
+
+/// Changes the password after checking the old one; every other session is revoked.
+pub async fn change_password(state: &AppState, session: &Session, old: &str, new: &str) -> Result<()> {
+    password::check_rules(new)?;
+    let name = session.user.localpart().to_string();
+    state.logins_per_account.check(&name)?;
+    let user = state.store.user(&name)?.ok_or_else(|| Error::Unauthorized("account not found".into()))?;
+    if old.len() > password::MAX_LEN || !password::verify(old.to_string(), user.password_hash.clone()).await {
+        return Err(Error::Forbidden("current password is wrong".into()));
+    }
+    let hash = password::hash(new.to_string()).await?;
+    state.store.set_password(name, hash, Some(session.sid.clone())).await
+}

@@ -1,0 +1,234 @@
+//! Settings: defaults for a zero-config start, an optional TOML file, `CHAT_*` environment
+//! variables and command-line flags, merged in that order (later wins).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::ids::ServerName;
+
+/// Default listen address of the web app.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default data directory, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "chat-data";
+
+/// The effective settings of a running server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address the HTTP listener binds (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Directory holding the redb file.
+    pub data_dir: PathBuf,
+    /// This server's name, the part after `:` in user ids. `None` derives it from the bound address.
+    pub server_name: Option<ServerName>,
+    /// Size, rate and queue limits.
+    pub limits: Limits,
+}
+
+/// Bounds on sizes, queues and rates. Every one has a default suited to a small box.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest HTTP request body, bytes.
+    pub max_body_bytes: usize,
+    /// Largest message body, bytes of UTF-8.
+    pub max_message_bytes: usize,
+    /// Largest WebSocket frame from a client, bytes.
+    pub max_ws_frame_bytes: usize,
+    /// Frames queued for one live connection before it is switched to catch-up from the store.
+    pub live_queue: usize,
+    /// Most events a reconnecting tab is sent from the store before it is told to resync instead.
+    pub max_catchup_events: usize,
+    /// Lifetime of an access token (JWT), seconds.
+    pub token_ttl_secs: u64,
+    /// Login attempts allowed per account per minute.
+    pub logins_per_account_per_minute: u32,
+    /// Login attempts allowed per client IP per minute.
+    pub logins_per_ip_per_minute: u32,
+    /// Open WebSockets allowed per user.
+    pub max_sockets_per_user: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 64 * 1024,
+            max_message_bytes: 16 * 1024,
+            max_ws_frame_bytes: 64 * 1024,
+            live_queue: 256,
+            max_catchup_events: 2000,
+            token_ttl_secs: 24 * 3600,
+            logins_per_account_per_minute: 10,
+            logins_per_ip_per_minute: 30,
+            max_sockets_per_user: 32,
+        }
+    }
+}
+
+/// The TOML file's shape. Every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// See [`Config::listen`].
+    pub listen: Option<String>,
+    /// See [`Config::data_dir`].
+    pub data_dir: Option<PathBuf>,
+    /// See [`Config::server_name`].
+    pub server_name: Option<String>,
+    /// See [`Limits`].
+    #[serde(default)]
+    pub limits: Option<Limits>,
+}
+
+/// Settings as given on the command line or in the environment (already merged by clap).
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, short = 'c', env = "CHAT_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on for the web app [default: 127.0.0.1:8080].
+    #[arg(long, env = "CHAT_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Directory for the database [default: ./chat-data].
+    #[arg(long, env = "CHAT_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Server name used in user ids [default: derived from the listen address].
+    #[arg(long, env = "CHAT_SERVER_NAME", value_name = "NAME")]
+    pub server_name: Option<String>,
+}
+
+impl Config {
+    /// Zero-config defaults, with the given data directory.
+    pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        Config {
+            listen: DEFAULT_LISTEN.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            data_dir: data_dir.into(),
+            server_name: None,
+            limits: Limits::default(),
+        }
+    }
+
+    /// Builds the effective config: defaults < file < environment/flags. Errors name the bad setting.
+    pub fn from_args(args: &ServeArgs) -> Result<Self, String> {
+        let file = match &args.config {
+            Some(path) => load_file(path)?,
+            None => FileConfig::default(),
+        };
+        let mut cfg = Config::with_data_dir(DEFAULT_DATA_DIR);
+        if let Some(listen) = args.listen.as_deref().or(file.listen.as_deref()) {
+            cfg.listen = parse_listen(listen)?;
+        }
+        if let Some(dir) = args.data_dir.clone().or(file.data_dir) {
+            if dir.as_os_str().is_empty() {
+                return Err("data_dir: must not be empty".into());
+            }
+            cfg.data_dir = dir;
+        }
+        if let Some(name) = args.server_name.as_deref().or(file.server_name.as_deref()) {
+            cfg.server_name =
+                Some(ServerName::parse(name).map_err(|e| format!("server_name: {e}"))?);
+        }
+        if let Some(limits) = file.limits {
+            cfg.limits = limits;
+        }
+        cfg.limits.check()?;
+        Ok(cfg)
+    }
+}
+
+impl Limits {
+    /// Rejects limits that would make the server unusable.
+    pub fn check(&self) -> Result<(), String> {
+        let positive = [
+            ("max_body_bytes", self.max_body_bytes),
+            ("max_message_bytes", self.max_message_bytes),
+            ("max_ws_frame_bytes", self.max_ws_frame_bytes),
+            ("live_queue", self.live_queue),
+            ("max_catchup_events", self.max_catchup_events),
+            ("max_sockets_per_user", self.max_sockets_per_user),
+        ];
+        for (name, v) in positive {
+            if v == 0 {
+                return Err(format!("limits.{name}: must be greater than 0"));
+            }
+        }
+        if self.token_ttl_secs < 60 {
+            return Err("limits.token_ttl_secs: must be at least 60".into());
+        }
+        Ok(())
+    }
+}
+
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    s.parse().map_err(|_| format!("listen: {s:?} is not an address like 127.0.0.1:8080 or [::1]:8080"))
+}
+
+fn load_file(path: &Path) -> Result<FileConfig, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("config file {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))
+}
+
+/// The server name implied by a bound address when none is configured.
+///
+/// A wildcard address (`0.0.0.0`, `::`) names no host, so the machine's hostname is used.
+pub fn derive_server_name(bound: SocketAddr) -> ServerName {
+    let host = if bound.ip().is_unspecified() {
+        std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into())
+    } else {
+        bound.ip().to_string()
+    };
+    let text = match bound.ip() {
+        std::net::IpAddr::V6(_) if !bound.ip().is_unspecified() => format!("[{host}]:{}", bound.port()),
+        _ => format!("{host}:{}", bound.port()),
+    };
+    ServerName::parse(&text)
+        .unwrap_or_else(|_| ServerName::parse(&format!("localhost:{}", bound.port())).unwrap_or_else(|_| unreachable_name()))
+}
+
+fn unreachable_name() -> ServerName {
+    // "localhost" always parses; this only satisfies the type checker.
+    ServerName::parse("localhost").unwrap_or_else(|_| panic!("localhost is a valid server name"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chat.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\nserver_name = \"chat.test\"\n[limits]\nmax_message_bytes = 100\n").unwrap();
+        let args = ServeArgs { config: Some(path.clone()), listen: Some("127.0.0.1:9001".into()), ..Default::default() };
+        let cfg = Config::from_args(&args).unwrap();
+        assert_eq!(cfg.listen.port(), 9001);
+        assert_eq!(cfg.server_name.unwrap().as_str(), "chat.test");
+        assert_eq!(cfg.limits.max_message_bytes, 100);
+        assert_eq!(cfg.limits.live_queue, Limits::default().live_queue);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = Config::from_args(&ServeArgs { listen: Some("nope".into()), ..Default::default() }).unwrap_err();
+        assert!(e.starts_with("listen:"), "{e}");
+        let e = Config::from_args(&ServeArgs { server_name: Some("a b".into()), ..Default::default() }).unwrap_err();
+        assert!(e.starts_with("server_name:"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "lisen = 1").unwrap();
+        let e = Config::from_args(&ServeArgs { config: Some(path), ..Default::default() }).unwrap_err();
+        assert!(e.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn derived_names() {
+        assert_eq!(derive_server_name("127.0.0.1:8080".parse().unwrap()).as_str(), "127.0.0.1:8080");
+        assert_eq!(derive_server_name("[::1]:80".parse().unwrap()).as_str(), "[::1]:80");
+    }
+}

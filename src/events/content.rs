@@ -1,0 +1,163 @@
+//! Event types used by the server and typed views of their content.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// Creates a room; the first event of every room.
+pub const M_ROOM_CREATE: &str = "m.room.create";
+/// Membership of one user (state key = user id).
+pub const M_ROOM_MEMBER: &str = "m.room.member";
+/// Who may do what.
+pub const M_ROOM_POWER_LEVELS: &str = "m.room.power_levels";
+/// `public` or `invite`.
+pub const M_ROOM_JOIN_RULES: &str = "m.room.join_rules";
+/// Room name.
+pub const M_ROOM_NAME: &str = "m.room.name";
+/// Room topic.
+pub const M_ROOM_TOPIC: &str = "m.room.topic";
+/// A chat message.
+pub const M_ROOM_MESSAGE: &str = "m.room.message";
+
+/// A user's membership in a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Membership {
+    /// A member: may read and post.
+    Join,
+    /// Invited: may join a private room.
+    Invite,
+    /// Left (or was never in the room).
+    Leave,
+    /// Banned: may not join again.
+    Ban,
+}
+
+impl Membership {
+    /// The string stored in membership tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Membership::Join => "join",
+            Membership::Invite => "invite",
+            Membership::Leave => "leave",
+            Membership::Ban => "ban",
+        }
+    }
+
+    /// Parses a stored membership string; anything unknown counts as `Leave`.
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "join" => Membership::Join,
+            "invite" => Membership::Invite,
+            "ban" => Membership::Ban,
+            _ => Membership::Leave,
+        }
+    }
+
+    /// Reads `content.membership` of a member event.
+    pub fn of_content(content: &Value) -> Option<Self> {
+        content.get("membership").and_then(Value::as_str).map(Membership::parse)
+    }
+}
+
+/// Who may join: anyone (`public`) or only invited users (`invite`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JoinRule {
+    /// Listed in the directory; anyone may join.
+    Public,
+    /// Private: join by invitation only.
+    Invite,
+}
+
+impl JoinRule {
+    /// The Matrix string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JoinRule::Public => "public",
+            JoinRule::Invite => "invite",
+        }
+    }
+}
+
+/// Content of `m.room.power_levels`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PowerLevels {
+    /// Level needed to ban.
+    #[serde(default = "fifty")]
+    pub ban: i64,
+    /// Level needed to invite.
+    #[serde(default)]
+    pub invite: i64,
+    /// Level needed to kick.
+    #[serde(default = "fifty")]
+    pub kick: i64,
+    /// Level needed to redact others' events.
+    #[serde(default = "fifty")]
+    pub redact: i64,
+    /// Level needed for a non-state event with no entry in `events`.
+    #[serde(default)]
+    pub events_default: i64,
+    /// Level needed for a state event with no entry in `events`.
+    #[serde(default = "fifty")]
+    pub state_default: i64,
+    /// Per-event-type levels.
+    #[serde(default)]
+    pub events: BTreeMap<String, i64>,
+    /// Per-user levels.
+    #[serde(default)]
+    pub users: BTreeMap<String, i64>,
+    /// Level of users not listed.
+    #[serde(default)]
+    pub users_default: i64,
+}
+
+fn fifty() -> i64 {
+    50
+}
+
+impl PowerLevels {
+    /// The levels of a new room: the creator is admin (100), everyone else 0.
+    pub fn for_new_room(creator: &str) -> Self {
+        PowerLevels {
+            ban: 50,
+            invite: 0,
+            kick: 50,
+            redact: 50,
+            events_default: 0,
+            state_default: 50,
+            events: BTreeMap::from([(M_ROOM_POWER_LEVELS.to_string(), 100)]),
+            users: BTreeMap::from([(creator.to_string(), 100)]),
+            users_default: 0,
+        }
+    }
+
+    /// A user's level.
+    pub fn user_level(&self, user: &str) -> i64 {
+        self.users.get(user).copied().unwrap_or(self.users_default)
+    }
+
+    /// Level needed to send an event of `kind`.
+    pub fn event_level(&self, kind: &str, is_state: bool) -> i64 {
+        self.events
+            .get(kind)
+            .copied()
+            .unwrap_or(if is_state { self.state_default } else { self.events_default })
+    }
+
+    /// As JSON content.
+    pub fn to_content(&self) -> Value {
+        serde_json::to_value(self).unwrap_or_else(|_| json!({}))
+    }
+}
+
+/// Content of a member event.
+pub fn member_content(m: Membership) -> Value {
+    json!({ "membership": m.as_str() })
+}
+
+/// Content of a plain-text message.
+pub fn text_message(body: &str) -> Value {
+    json!({ "msgtype": "m.text", "body": body })
+}

@@ -1,0 +1,184 @@
+//! Identifier newtypes, parsed once at the edge: `@user:server`, `!room`, `$event`, server names.
+//!
+//! The shapes follow Matrix: user ids are `@localpart:server_name`; room ids (room version 12
+//! style) are `!` plus the unpadded URL-safe base64 SHA-256 reference hash of the room's create
+//! event; event ids are `$` plus the reference hash of the event.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Longest accepted identifier of any kind, in bytes (Matrix caps ids at 255).
+pub const MAX_ID_LEN: usize = 255;
+
+/// A server's name: a DNS name or IP literal, with an optional port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ServerName(String);
+
+impl ServerName {
+    /// Validates a server name: host (DNS name, IPv4, or `[IPv6]`) and optional `:port`.
+    pub fn parse(s: &str) -> Result<Self> {
+        let bad = || Error::bad(format!("invalid server name {s:?}: expected host or host:port"));
+        if s.is_empty() || s.len() > MAX_ID_LEN {
+            return Err(bad());
+        }
+        let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+            let end = rest.find(']').ok_or_else(bad)?;
+            let host = &rest[..end];
+            host.parse::<std::net::Ipv6Addr>().map_err(|_| bad())?;
+            (host, rest[end + 1..].strip_prefix(':'))
+        } else {
+            match s.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (s, None),
+            }
+        };
+        if let Some(port) = port {
+            port.parse::<u16>().map_err(|_| bad())?;
+        }
+        let host_ok = !host.is_empty()
+            && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
+        if !host_ok {
+            return Err(bad());
+        }
+        Ok(ServerName(s.to_ascii_lowercase()))
+    }
+
+    /// The name as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ServerName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Checks a username chosen at registration and returns its canonical (lower-case) form.
+///
+/// Rules: 3 to 32 characters from `a-z 0-9 . _ -`, starting with a letter or digit.
+/// Upper-case input is accepted and folded, so `Ana` and `ana` are the same account.
+pub fn normalize_username(name: &str) -> Result<String> {
+    let lower = name.trim().to_ascii_lowercase();
+    let len_ok = (3..=32).contains(&lower.len());
+    let chars_ok = lower
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
+    let first_ok = lower.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    if !(len_ok && chars_ok && first_ok) {
+        return Err(Error::bad(
+            "username must be 3-32 characters of a-z, 0-9, '.', '_' or '-', starting with a letter or digit",
+        ));
+    }
+    Ok(lower)
+}
+
+/// A full user id, `@localpart:server`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct UserId(String);
+
+impl UserId {
+    /// Builds the id of a local user from a canonical localpart.
+    pub fn new(localpart: &str, server: &ServerName) -> Self {
+        UserId(format!("@{localpart}:{server}"))
+    }
+
+    /// Parses `@localpart:server`, or a bare local username resolved against `local_server`.
+    pub fn parse_or_local(s: &str, local_server: &ServerName) -> Result<Self> {
+        let s = s.trim();
+        if let Some(rest) = s.strip_prefix('@') {
+            let (local, server) =
+                rest.split_once(':').ok_or_else(|| Error::bad(format!("invalid user id {s:?}")))?;
+            let local = normalize_username(local)
+                .map_err(|_| Error::bad(format!("invalid user id {s:?}")))?;
+            let server = ServerName::parse(server)?;
+            Ok(UserId::new(&local, &server))
+        } else {
+            Ok(UserId::new(&normalize_username(s)?, local_server))
+        }
+    }
+
+    /// The part between `@` and `:`.
+    pub fn localpart(&self) -> &str {
+        self.0[1..].split(':').next().unwrap_or_default()
+    }
+
+    /// The server part after the first `:`.
+    pub fn server(&self) -> &str {
+        self.0.split_once(':').map(|(_, s)| s).unwrap_or_default()
+    }
+
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Checks the shape of a room id (`!` + 43 URL-safe base64 characters) taken from a request.
+pub fn parse_room_id(s: &str) -> Result<&str> {
+    parse_hash_id(s, '!').ok_or_else(|| Error::NotFound(format!("no such room {s:?}")))
+}
+
+/// Checks the shape of an event id (`$` + 43 URL-safe base64 characters) taken from a request.
+pub fn parse_event_id(s: &str) -> Result<&str> {
+    parse_hash_id(s, '$').ok_or_else(|| Error::bad(format!("invalid event id {s:?}")))
+}
+
+fn parse_hash_id(s: &str, sigil: char) -> Option<&str> {
+    let body = s.strip_prefix(sigil)?;
+    let ok = body.len() == 43 && body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    ok.then_some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_fold_case_and_reject_bad_shapes() {
+        assert_eq!(normalize_username("Ana").ok().as_deref(), Some("ana"));
+        for bad in ["ab", "", "_ana", "ana smith", "ánä", &"a".repeat(33)] {
+            assert!(normalize_username(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn server_names() {
+        for ok in ["example.org", "127.0.0.1:8080", "[::1]:8448", "chat-1.local"] {
+            assert!(ServerName::parse(ok).is_ok(), "{ok} rejected");
+        }
+        for bad in ["", "a b", "host:99999", "[zz]:1", "ex/ample"] {
+            assert!(ServerName::parse(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn user_ids() {
+        let local = ServerName::parse("chat.test").unwrap();
+        let u = UserId::parse_or_local("Ben", &local).unwrap();
+        assert_eq!(u.as_str(), "@ben:chat.test");
+        assert_eq!(u.localpart(), "ben");
+        assert_eq!(u.server(), "chat.test");
+        let r = UserId::parse_or_local("@cy:other.test:8448", &local).unwrap();
+        assert_eq!(r.server(), "other.test:8448");
+        assert!(UserId::parse_or_local("@:x", &local).is_err());
+    }
+
+    #[test]
+    fn hash_ids() {
+        let id = format!("!{}", "a".repeat(43));
+        assert!(parse_room_id(&id).is_ok());
+        assert!(parse_room_id("!short").is_err());
+        assert!(parse_event_id(&format!("${}", "b".repeat(43))).is_ok());
+    }
+}

@@ -1,0 +1,69 @@
+//! The frames of the live protocol (documented in `docs/protocol.md`).
+
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::error::Error;
+use crate::store::events::StoredEvent;
+use crate::web::views;
+
+/// A frame from the client.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientFrame {
+    /// Send a text message.
+    Send {
+        /// Target room.
+        room_id: String,
+        /// Message text.
+        body: String,
+        /// Client-chosen id; a repeat returns the first event.
+        txn_id: String,
+    },
+    /// Move the read marker.
+    Read {
+        /// Room.
+        room_id: String,
+        /// Stream position read up to.
+        pos: u64,
+    },
+    /// Keep-alive; answered with `pong`.
+    Ping,
+}
+
+/// `event`: a committed event with its rendered fragment.
+pub fn event_frame(stored: &StoredEvent) -> String {
+    json!({
+        "t": "event",
+        "pos": stored.pos,
+        "room_id": stored.event.room_id,
+        "event": stored.event,
+        "html": views::event_item(stored).into_string(),
+    })
+    .to_string()
+}
+
+/// `ready`: catch-up is complete; live frames follow.
+pub fn ready(pos: u64) -> String {
+    json!({ "t": "ready", "pos": pos }).to_string()
+}
+
+/// `resync`: too much was missed to replay; reload from the store (e.g. reload the page).
+pub fn resync(pos: u64) -> String {
+    json!({ "t": "resync", "pos": pos }).to_string()
+}
+
+/// `ack`: a send was committed.
+pub fn ack(txn_id: &str, event_id: &str, pos: u64) -> String {
+    json!({ "t": "ack", "txn_id": txn_id, "event_id": event_id, "pos": pos }).to_string()
+}
+
+/// `error`: a client frame was refused.
+pub fn error(txn_id: Option<&str>, e: &Error) -> String {
+    json!({ "t": "error", "txn_id": txn_id, "error": e.code(), "message": e.public_message() }).to_string()
+}
+
+/// `pong`: answer to `ping`.
+pub fn pong() -> String {
+    json!({ "t": "pong" }).to_string()
+}

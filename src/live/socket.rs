@@ -1,0 +1,247 @@
+//! One live connection: upgrade, catch-up from the store, then live frames, client requests,
+//! heartbeats and a clean close.
+//!
+//! Exactly-once, in order: the connection registers with the hub *before* reading the store, so
+//! every event after the store snapshot is also in its queue; it then sends only events whose
+//! stream position is above the last one it sent.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use futures_util::stream::{SplitSink, StreamExt};
+use futures_util::SinkExt;
+use serde::Deserialize;
+use tokio::sync::{Semaphore, mpsc};
+
+use super::frames::{self, ClientFrame};
+use super::hub::Conn;
+use crate::auth::Session;
+use crate::error::{Error, Result};
+use crate::rooms;
+use crate::state::AppState;
+
+/// Sends (and read-marker moves) of one connection being processed at once.
+const IN_FLIGHT: usize = 32;
+/// Heartbeat interval; a client silent for three of them is dropped.
+const HEARTBEAT: Duration = Duration::from_secs(20);
+/// A client that does not take a frame within this time is dropped.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Query of the upgrade request.
+#[derive(Debug, Deserialize)]
+pub struct WsQuery {
+    /// Last stream position the client has seen; events after it are replayed.
+    pub since: Option<u64>,
+}
+
+/// `GET /ws`: upgrades to the live channel.
+pub async fn upgrade(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    query: std::result::Result<Query<WsQuery>, axum::extract::rejection::QueryRejection>,
+    ws: WebSocketUpgrade,
+) -> Result<Response> {
+    let Query(q) = query.map_err(|e| Error::bad(format!("invalid query: {e}")))?;
+    let origin_ok = if session.via_cookie {
+        crate::auth::session::same_origin(&headers)
+    } else {
+        crate::auth::session::origin_allowed(&headers)
+    };
+    if !origin_ok {
+        return Err(Error::Forbidden("cross-origin WebSocket refused".into()));
+    }
+    let conn = state.hub.connect(session.user.as_str(), &session.sid, || state.store.joined_rooms(session.user.as_str()))?;
+    let limit = state.limits.max_ws_frame_bytes;
+    Ok(ws
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| async move {
+            let user = session.user.to_string();
+            if let Err(e) = run(state, session, conn, q.since, socket).await {
+                tracing::debug!(%user, error = %e, "live connection ended with error");
+            }
+        }))
+}
+
+type Sink = SplitSink<WebSocket, Message>;
+
+struct Link {
+    sink: Sink,
+    /// Highest stream position sent on this connection.
+    last: u64,
+}
+
+impl Link {
+    async fn send(&mut self, text: impl Into<Utf8Bytes>) -> Result<()> {
+        match tokio::time::timeout(SEND_TIMEOUT, self.sink.send(Message::Text(text.into()))).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Error::Unavailable(format!("send failed: {e}"))),
+            Err(_) => Err(Error::Unavailable("client too slow".into())),
+        }
+    }
+
+    async fn close(&mut self, code: u16, reason: &'static str) {
+        let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.sink.send(Message::Close(Some(frame)))).await;
+    }
+
+    /// Replays from the store everything after `self.last` in the user's rooms.
+    async fn catch_up(&mut self, state: &AppState, user: &str) -> Result<()> {
+        let max = state.limits.max_catchup_events;
+        let rooms = state.store.joined_rooms(user)?;
+        let events = state.store.events_since(&rooms, self.last, max)?;
+        if events.len() > max {
+            let pos = state.store.stream_pos()?;
+            self.send(frames::resync(pos)).await?;
+            self.last = pos;
+            return Ok(());
+        }
+        for ev in events {
+            if ev.pos > self.last {
+                self.send(frames::event_frame(&ev)).await?;
+                self.last = ev.pos;
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn run(state: AppState, session: Session, mut conn: Conn, since: Option<u64>, socket: WebSocket) -> Result<()> {
+    let (sink, mut stream) = socket.split();
+    let user = session.user.to_string();
+    let mut link = Link { sink, last: 0 };
+    match since {
+        Some(since) => {
+            link.last = since;
+            link.catch_up(&state, &user).await?;
+        }
+        None => link.last = state.store.stream_pos()?,
+    }
+    link.send(frames::ready(link.last)).await?;
+
+    let (reply_tx, mut reply_rx) = mpsc::channel::<String>(IN_FLIGHT * 2);
+    let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    heartbeat.tick().await;
+    let mut last_heard = Instant::now();
+
+    loop {
+        tokio::select! {
+            biased;
+            _ = state.shutdown.cancelled() => {
+                link.close(1001, "server shutting down").await;
+                return Ok(());
+            }
+            _ = conn.signals.wake.notified() => {
+                if conn.signals.closed.load(Ordering::Acquire) {
+                    link.close(4001, "session ended").await;
+                    return Ok(());
+                }
+                if conn.signals.lagged.swap(false, Ordering::AcqRel) {
+                    // Frames still queued are older than the store snapshot we are about to read.
+                    while conn.rx.try_recv().is_ok() {}
+                    link.catch_up(&state, &user).await?;
+                }
+            }
+            Some(reply) = reply_rx.recv() => link.send(reply).await?,
+            Some(frame) = conn.rx.recv() => {
+                if frame.pos > link.last {
+                    link.send(frame.text).await?;
+                    link.last = frame.pos;
+                }
+            }
+            msg = stream.next() => {
+                last_heard = Instant::now();
+                match msg {
+                    Some(Ok(Message::Text(text))) => handle(&state, &session, &text, &reply_tx, &in_flight).await?,
+                    Some(Ok(Message::Binary(_))) => {
+                        link.send(frames::error(None, &Error::bad("binary frames are not supported"))).await?
+                    }
+                    Some(Ok(Message::Close(_))) | None => return Ok(()),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        // Oversized or malformed frames end the connection with a reason.
+                        link.close(1009, "frame too large or malformed").await;
+                        return Err(Error::bad(e.to_string()));
+                    }
+                }
+            }
+            _ = heartbeat.tick() => {
+                if last_heard.elapsed() > HEARTBEAT * 3 {
+                    link.close(1001, "no heartbeat").await;
+                    return Ok(());
+                }
+                let _ = link.sink.send(Message::Ping(Default::default())).await;
+            }
+        }
+    }
+}
+
+/// Handles one client frame. Sends run as their own tasks (bounded per connection) so a slow
+/// commit never stalls delivery on this connection.
+async fn handle(
+    state: &AppState,
+    session: &Session,
+    text: &str,
+    reply_tx: &mpsc::Sender<String>,
+    in_flight: &Arc<Semaphore>,
+) -> Result<()> {
+    let frame: ClientFrame = match serde_json::from_str(text) {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = reply_tx.try_send(frames::error(None, &Error::bad(format!("invalid frame: {e}"))));
+            return Ok(());
+        }
+    };
+    match frame {
+        ClientFrame::Ping => {
+            let _ = reply_tx.try_send(frames::pong());
+        }
+        ClientFrame::Send { room_id, body, txn_id } => {
+            let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+                let _ = reply_tx.try_send(frames::error(Some(&txn_id), &Error::TooManyRequests(1)));
+                return Ok(());
+            };
+            let (state, user, reply_tx) = (state.clone(), session.user.clone(), reply_tx.clone());
+            tokio::spawn(async move {
+                let out = match crate::ids::parse_room_id(&room_id) {
+                    Ok(rid) => rooms::send_message(&state, &user, rid, &body, &txn_id).await,
+                    Err(e) => Err(e),
+                };
+                let reply = match out {
+                    Ok(sent) => frames::ack(&txn_id, &sent.event_id, sent.pos),
+                    Err(e) => frames::error(Some(&txn_id), &e),
+                };
+                let _ = reply_tx.send(reply).await;
+                drop(permit);
+            });
+        }
+        ClientFrame::Read { room_id, pos } => {
+            let Ok(permit) = in_flight.clone().try_acquire_owned() else { return Ok(()) };
+            let (state, user, reply_tx) = (state.clone(), session.user.to_string(), reply_tx.clone());
+            tokio::spawn(async move {
+                let out = async {
+                    crate::ids::parse_room_id(&room_id)?;
+                    if state.store.membership(&room_id, &user)? != crate::events::Membership::Join {
+                        return Err(Error::Forbidden("you are not a member of this room".into()));
+                    }
+                    state.store.mark_read(user, room_id, pos).await
+                }
+                .await;
+                if let Err(e) = out {
+                    let _ = reply_tx.send(frames::error(None, &e)).await;
+                }
+                drop(permit);
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,80 @@
+//! The `chat` command line: parses arguments, then hands over to the library.
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "chat", version, about = "Self-hosted, federated, real-time chat with video calls")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (web app, live chat) with zero configuration by default.
+    Serve(chat::config::ServeArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CHAT_LOG").unwrap_or_else(|_| "chat=info,warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Serve(args) => {
+            let config = match chat::Config::from_args(&args) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("chat: configuration error: {e}");
+                    return std::process::ExitCode::from(2);
+                }
+            };
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("chat: cannot start runtime: {e}");
+                    return std::process::ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(serve(config)) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("chat: {e}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn serve(config: chat::Config) -> Result<(), String> {
+    let shutdown = CancellationToken::new();
+    let running = chat::start(config.clone(), shutdown.clone()).await?;
+    println!("chat is ready at http://{}/  (data in {})", running.addr, config.data_dir.display());
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        eprintln!("chat: shutting down");
+        signal.cancel();
+    });
+    running.wait().await
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

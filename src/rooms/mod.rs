@@ -1,0 +1,258 @@
+//! Room services: create, join, leave, invite, direct messages and sending. Each action is one
+//! write job: read state, check [`rules::authorize`], build the event, persist it.
+
+pub mod rules;
+
+use std::sync::Arc;
+
+use redb::ReadableTable;
+use serde_json::json;
+
+use crate::error::{Error, Result};
+use crate::events::*;
+use crate::ids::UserId;
+use crate::state::AppState;
+use crate::store::events::{StoredEvent, build_next, get_event, persist};
+use crate::store::rooms::RoomRecord;
+use crate::store::tables::{DIRECT_ROOMS, EVENTS, ROOM_MEMBERS, ROOMS, TXN_IDS, USERS};
+use crate::store::{Tx, get_json};
+
+/// Longest room name, in characters.
+pub const MAX_NAME_CHARS: usize = 100;
+/// Longest topic, in characters.
+pub const MAX_TOPIC_CHARS: usize = 1000;
+/// Longest client transaction id, in bytes.
+pub const MAX_TXN_ID: usize = 64;
+
+/// What a user asks for when creating a room.
+#[derive(Debug, Clone)]
+pub struct CreateRoom {
+    /// Display name (required for group rooms).
+    pub name: String,
+    /// Optional topic.
+    pub topic: String,
+    /// Public (listed, anyone may join) or invite-only.
+    pub join_rule: JoinRule,
+}
+
+/// The result of a send.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    /// Id of the (first) event for this txn id.
+    pub event_id: String,
+    /// Its stream position.
+    pub pos: u64,
+}
+
+fn clean_text(label: &str, s: &str, max_chars: usize, required: bool) -> Result<String> {
+    let t = s.trim();
+    if required && t.is_empty() {
+        return Err(Error::bad(format!("{label} must not be empty")));
+    }
+    if t.chars().count() > max_chars {
+        return Err(Error::TooLarge(format!("{label} must be at most {max_chars} characters")));
+    }
+    if t.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(Error::bad(format!("{label} must not contain control characters")));
+    }
+    Ok(t.to_string())
+}
+
+/// Creates a room with the creator as its admin; returns the room id.
+pub async fn create_room(state: &AppState, creator: &UserId, req: CreateRoom) -> Result<String> {
+    let name = clean_text("room name", &req.name, MAX_NAME_CHARS, true)?;
+    let topic = clean_text("topic", &req.topic, MAX_TOPIC_CHARS, false)?;
+    let creator = creator.to_string();
+    state
+        .store
+        .write(move |tx| {
+            let mut room = start_room(tx, &creator, req.join_rule, false)?;
+            add(tx, &mut room, &creator, NewEvent::state(M_ROOM_NAME, "", json!({ "name": name })))?;
+            if !topic.is_empty() {
+                add(tx, &mut room, &creator, NewEvent::state(M_ROOM_TOPIC, "", json!({ "topic": topic })))?;
+            }
+            Ok(room.room_id)
+        })
+        .await
+}
+
+/// Opens the direct-message room between `user` and `other`, creating it (and inviting
+/// `other`) if they have none that both are still in. Returns the room id.
+pub async fn open_direct(state: &AppState, user: &UserId, other: &UserId) -> Result<String> {
+    if user == other {
+        return Err(Error::bad("you cannot message yourself"));
+    }
+    require_local_user(state, other)?;
+    let (me, peer) = (user.to_string(), other.to_string());
+    state
+        .store
+        .write(move |tx| {
+            let existing = tx.txn.open_table(DIRECT_ROOMS)?.get((me.as_str(), peer.as_str()))?.map(|v| v.value().to_string());
+            if let Some(rid) = existing {
+                let members = tx.txn.open_table(ROOM_MEMBERS)?;
+                let mine = membership(&members, &rid, &me)?;
+                let theirs = membership(&members, &rid, &peer)?;
+                drop(members);
+                let peer_in = matches!(theirs, Membership::Join | Membership::Invite);
+                if peer_in && mine == Membership::Join {
+                    return Ok(rid);
+                }
+                if peer_in && mine == Membership::Invite {
+                    append(tx, &rid, &me, NewEvent::state(M_ROOM_MEMBER, &me, member_content(Membership::Join)))?;
+                    return Ok(rid);
+                }
+            }
+            let mut room = start_room(tx, &me, JoinRule::Invite, true)?;
+            let mut invite = member_content(Membership::Invite);
+            invite["is_direct"] = json!(true);
+            add(tx, &mut room, &me, NewEvent::state(M_ROOM_MEMBER, &peer, invite))?;
+            let mut direct = tx.txn.open_table(DIRECT_ROOMS)?;
+            direct.insert((me.as_str(), peer.as_str()), room.room_id.as_str())?;
+            direct.insert((peer.as_str(), me.as_str()), room.room_id.as_str())?;
+            Ok(room.room_id)
+        })
+        .await
+}
+
+/// Joins a public room, or a private one the user was invited to.
+pub async fn join(state: &AppState, user: &UserId, room_id: &str) -> Result<()> {
+    let (u, rid) = (user.to_string(), room_id.to_string());
+    state
+        .store
+        .write(move |tx| {
+            append(tx, &rid, &u, NewEvent::state(M_ROOM_MEMBER, &u, member_content(Membership::Join))).map(|_| ())
+        })
+        .await
+}
+
+/// Leaves a room (or declines an invitation).
+pub async fn leave(state: &AppState, user: &UserId, room_id: &str) -> Result<()> {
+    let (u, rid) = (user.to_string(), room_id.to_string());
+    state
+        .store
+        .write(move |tx| {
+            append(tx, &rid, &u, NewEvent::state(M_ROOM_MEMBER, &u, member_content(Membership::Leave))).map(|_| ())
+        })
+        .await
+}
+
+/// Invites a user of this server into a room.
+pub async fn invite(state: &AppState, sender: &UserId, room_id: &str, target: &UserId) -> Result<()> {
+    require_local_user(state, target)?;
+    let (s, rid, t) = (sender.to_string(), room_id.to_string(), target.to_string());
+    state
+        .store
+        .write(move |tx| {
+            append(tx, &rid, &s, NewEvent::state(M_ROOM_MEMBER, &t, member_content(Membership::Invite))).map(|_| ())
+        })
+        .await
+}
+
+/// Sends a text message. A repeated `txn_id` from the same user returns the first event.
+pub async fn send_message(state: &AppState, sender: &UserId, room_id: &str, body: &str, txn_id: &str) -> Result<Sent> {
+    if body.len() > state.limits.max_message_bytes {
+        return Err(Error::TooLarge(format!("message must be at most {} bytes", state.limits.max_message_bytes)));
+    }
+    if body.trim().is_empty() {
+        return Err(Error::bad("message must not be empty"));
+    }
+    if body.contains('\0') {
+        return Err(Error::bad("message must not contain NUL characters"));
+    }
+    if txn_id.is_empty() || txn_id.len() > MAX_TXN_ID || !txn_id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::bad(format!("txn_id must be 1-{MAX_TXN_ID} printable ASCII characters")));
+    }
+    let (s, rid, txn, content) = (sender.to_string(), room_id.to_string(), txn_id.to_string(), text_message(body));
+    state
+        .store
+        .write(move |tx| {
+            let seen = tx.txn.open_table(TXN_IDS)?.get((s.as_str(), txn.as_str()))?.map(|v| v.value().to_string());
+            if let Some(eid) = seen {
+                let ev = get_event(&tx.txn.open_table(EVENTS)?, &eid)?
+                    .ok_or_else(|| Error::Internal(format!("txn id points at missing event {eid}")))?;
+                if ev.event.room_id != rid {
+                    return Err(Error::Conflict("txn_id already used in another room".into()));
+                }
+                return Ok(Sent { event_id: eid, pos: ev.pos });
+            }
+            let stored = append(tx, &rid, &s, NewEvent::message(M_ROOM_MESSAGE, content))?;
+            tx.txn.open_table(TXN_IDS)?.insert((s.as_str(), txn.as_str()), stored.event.event_id.as_str())?;
+            Ok(Sent { event_id: stored.event.event_id.clone(), pos: stored.pos })
+        })
+        .await
+}
+
+/// The one path for a user's event into an existing room: load, authorize, build, persist.
+fn append(tx: &mut Tx<'_>, room_id: &str, sender: &str, new: NewEvent) -> Result<Arc<StoredEvent>> {
+    let mut room: RoomRecord = get_json(&tx.txn.open_table(ROOMS)?, room_id)?
+        .ok_or_else(|| Error::NotFound("no such room".into()))?;
+    {
+        let members = tx.txn.open_table(ROOM_MEMBERS)?;
+        rules::authorize(&room, sender, &new, |u| membership(&members, room_id, u))?;
+    }
+    add(tx, &mut room, sender, new)
+}
+
+/// Builds and persists an event already known to be allowed.
+fn add(tx: &mut Tx<'_>, room: &mut RoomRecord, sender: &str, new: NewEvent) -> Result<Arc<StoredEvent>> {
+    let ev = build_next(tx, room, sender, new, now_ms())?;
+    persist(tx, room, ev)
+}
+
+/// Writes the create event and the creator's initial state: membership, power levels, join rule.
+fn start_room(tx: &mut Tx<'_>, creator: &str, join_rule: JoinRule, direct: bool) -> Result<RoomRecord> {
+    let ts = now_ms();
+    let mut content = json!({ "room_version": ROOM_VERSION });
+    if direct {
+        content["chat.direct"] = json!(true);
+    }
+    // The create event's hash names the room, so two rooms created by the same user in the same
+    // millisecond must still differ: a random nonce goes into the content.
+    content["chat.nonce"] = json!(crate::auth::random_id()?);
+    let create = Event::build(
+        None,
+        creator,
+        NewEvent::state(M_ROOM_CREATE, "", content),
+        Parents { prev_events: vec![], auth_events: vec![], depth: 1 },
+        ts,
+    );
+    let pl = PowerLevels::for_new_room(creator);
+    let mut room = RoomRecord {
+        room_id: create.room_id.clone(),
+        name: String::new(),
+        topic: String::new(),
+        join_rule,
+        creator: creator.to_string(),
+        created_ts: ts,
+        direct,
+        power_levels: pl.clone(),
+        depth: 0,
+        extremities: vec![],
+        last_pos: 0,
+        joined: 0,
+    };
+    persist(tx, &mut room, create)?;
+    add(tx, &mut room, creator, NewEvent::state(M_ROOM_MEMBER, creator, member_content(Membership::Join)))?;
+    add(tx, &mut room, creator, NewEvent::state(M_ROOM_POWER_LEVELS, "", pl.to_content()))?;
+    add(tx, &mut room, creator, NewEvent::state(M_ROOM_JOIN_RULES, "", json!({ "join_rule": join_rule.as_str() })))?;
+    Ok(room)
+}
+
+fn membership(
+    members: &impl ReadableTable<(&'static str, &'static str), &'static str>,
+    room_id: &str,
+    user: &str,
+) -> Result<Membership> {
+    Ok(members.get((room_id, user))?.map(|v| Membership::parse(v.value())).unwrap_or(Membership::Leave))
+}
+
+fn require_local_user(state: &AppState, user: &UserId) -> Result<()> {
+    if user.server() != state.server_name.as_str() {
+        return Err(Error::bad("users on other servers cannot be reached until federation is enabled"));
+    }
+    let r = state.store.read()?;
+    if r.open_table(USERS)?.get(user.localpart())?.is_none() {
+        return Err(Error::NotFound(format!("no such user {user}")));
+    }
+    Ok(())
+}

@@ -1,0 +1,151 @@
+//! The authorization rules for room events, in one place. Every event a local user creates
+//! passes through [`authorize`] inside the write batch that stores it, so checks and writes see
+//! the same state.
+
+use crate::error::{Error, Result};
+use crate::events::*;
+use crate::store::rooms::RoomRecord;
+
+/// Decides whether `sender` may add `new` to `room`. `membership` looks up current membership.
+pub fn authorize(
+    room: &RoomRecord,
+    sender: &str,
+    new: &NewEvent,
+    membership: impl Fn(&str) -> Result<Membership>,
+) -> Result<()> {
+    let pl = &room.power_levels;
+    let sender_m = membership(sender)?;
+    let level = pl.user_level(sender);
+    if new.kind == M_ROOM_CREATE {
+        return Err(Error::bad("a room is created only once"));
+    }
+    if new.kind == M_ROOM_MEMBER {
+        let target = new.state_key.as_deref().ok_or_else(|| Error::bad("member event without a user"))?;
+        let wanted = Membership::of_content(&new.content).ok_or_else(|| Error::bad("member event without membership"))?;
+        let target_m = membership(target)?;
+        return match wanted {
+            Membership::Join => {
+                if target != sender {
+                    return Err(Error::Forbidden("you can only join for yourself".into()));
+                }
+                match target_m {
+                    Membership::Ban => Err(Error::Forbidden("you are banned from this room".into())),
+                    Membership::Join => Err(Error::Conflict("already a member".into())),
+                    Membership::Invite => Ok(()),
+                    Membership::Leave if room.join_rule == JoinRule::Public => Ok(()),
+                    Membership::Leave => Err(Error::Forbidden("this room is invite-only".into())),
+                }
+            }
+            Membership::Invite => {
+                if sender_m != Membership::Join {
+                    return Err(Error::Forbidden("you are not a member of this room".into()));
+                }
+                if level < pl.invite {
+                    return Err(Error::Forbidden("you may not invite to this room".into()));
+                }
+                if room.direct {
+                    return Err(Error::Forbidden("a direct conversation has two people".into()));
+                }
+                match target_m {
+                    Membership::Join => Err(Error::Conflict("already a member".into())),
+                    Membership::Invite => Err(Error::Conflict("already invited".into())),
+                    Membership::Ban => Err(Error::Forbidden("that user is banned from this room".into())),
+                    Membership::Leave => Ok(()),
+                }
+            }
+            Membership::Leave if target == sender => match target_m {
+                Membership::Join | Membership::Invite => Ok(()),
+                _ => Err(Error::Forbidden("you are not a member of this room".into())),
+            },
+            Membership::Leave | Membership::Ban => {
+                let needed = if wanted == Membership::Ban { pl.ban } else { pl.kick };
+                if sender_m != Membership::Join || level < needed || level <= pl.user_level(target) {
+                    return Err(Error::Forbidden("you may not remove that member".into()));
+                }
+                if wanted == Membership::Leave && !matches!(target_m, Membership::Join | Membership::Invite) {
+                    return Err(Error::bad("that user is not a member"));
+                }
+                Ok(())
+            }
+        };
+    }
+    if sender_m != Membership::Join {
+        return Err(Error::Forbidden("you are not a member of this room".into()));
+    }
+    if level < pl.event_level(&new.kind, new.state_key.is_some()) {
+        return Err(Error::Forbidden("you do not have permission to do that in this room".into()));
+    }
+    if new.kind == M_ROOM_POWER_LEVELS {
+        let proposed: PowerLevels =
+            serde_json::from_value(new.content.clone()).map_err(|_| Error::bad("invalid power levels"))?;
+        if proposed.users.values().any(|l| *l > level) {
+            return Err(Error::Forbidden("you cannot grant a level above your own".into()));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn room(rule: JoinRule) -> RoomRecord {
+        RoomRecord {
+            room_id: "!r".into(),
+            name: "r".into(),
+            topic: String::new(),
+            join_rule: rule,
+            creator: "@a:s".into(),
+            created_ts: 0,
+            direct: false,
+            power_levels: PowerLevels::for_new_room("@a:s"),
+            depth: 1,
+            extremities: vec![],
+            last_pos: 0,
+            joined: 1,
+        }
+    }
+
+    fn check(r: &RoomRecord, members: &[(&str, Membership)], sender: &str, ev: NewEvent) -> Result<()> {
+        let map: HashMap<String, Membership> = members.iter().map(|(u, m)| (u.to_string(), *m)).collect();
+        authorize(r, sender, &ev, |u| Ok(map.get(u).copied().unwrap_or(Membership::Leave)))
+    }
+
+    fn member(user: &str, m: Membership) -> NewEvent {
+        NewEvent::state(M_ROOM_MEMBER, user, member_content(m))
+    }
+
+    #[test]
+    fn joining() {
+        let public = room(JoinRule::Public);
+        let private = room(JoinRule::Invite);
+        let a = ("@a:s", Membership::Join);
+        assert!(check(&public, &[a], "@b:s", member("@b:s", Membership::Join)).is_ok());
+        assert!(matches!(check(&private, &[a], "@b:s", member("@b:s", Membership::Join)), Err(Error::Forbidden(_))));
+        assert!(check(&private, &[a, ("@b:s", Membership::Invite)], "@b:s", member("@b:s", Membership::Join)).is_ok());
+        assert!(check(&public, &[a, ("@b:s", Membership::Ban)], "@b:s", member("@b:s", Membership::Join)).is_err());
+        assert!(check(&public, &[a], "@b:s", member("@c:s", Membership::Join)).is_err());
+    }
+
+    #[test]
+    fn messages_and_settings() {
+        let r = room(JoinRule::Public);
+        let msg = || NewEvent::message(M_ROOM_MESSAGE, text_message("hi"));
+        let members = [("@a:s", Membership::Join), ("@b:s", Membership::Join)];
+        assert!(check(&r, &members, "@b:s", msg()).is_ok());
+        assert!(matches!(check(&r, &members, "@c:s", msg()), Err(Error::Forbidden(_))));
+        let topic = || NewEvent::state(M_ROOM_TOPIC, "", serde_json::json!({"topic": "x"}));
+        assert!(check(&r, &members, "@a:s", topic()).is_ok());
+        assert!(check(&r, &members, "@b:s", topic()).is_err());
+    }
+
+    #[test]
+    fn kicking_needs_power_over_target() {
+        let r = room(JoinRule::Public);
+        let members = [("@a:s", Membership::Join), ("@b:s", Membership::Join)];
+        assert!(check(&r, &members, "@a:s", member("@b:s", Membership::Leave)).is_ok());
+        assert!(check(&r, &members, "@b:s", member("@a:s", Membership::Leave)).is_err());
+        assert!(check(&r, &members, "@b:s", member("@b:s", Membership::Leave)).is_ok());
+    }
+}

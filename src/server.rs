@@ -1,0 +1,80 @@
+//! Starting and stopping the whole server: open the store, bind the listener, serve until the
+//! shutdown token fires, then close live connections and commit what is queued.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::TokenKeys;
+use crate::auth::ratelimit::RateLimiter;
+use crate::config::{Config, derive_server_name};
+use crate::live::Hub;
+use crate::state::{AppState, Inner};
+use crate::store::{self, Store};
+
+/// A server that has bound its listener and is serving.
+pub struct Running {
+    /// The bound address (useful with port 0).
+    pub addr: SocketAddr,
+    /// The shared state (tests inspect the store through it).
+    pub state: AppState,
+    task: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+impl Running {
+    /// Waits for the server to stop (after the shutdown token is cancelled).
+    /// Returns once the database is closed (every live connection has let go of it), so the
+    /// same data directory can be opened again at once.
+    pub async fn wait(self) -> Result<(), String> {
+        let out = self.task.await.map_err(|e| format!("server task failed: {e}"))?;
+        let store = self.state.store.clone();
+        drop(self.state);
+        for _ in 0..500 {
+            if store.handles() == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        out
+    }
+}
+
+/// Opens the store and binds the listener; serving runs in a task until `shutdown` fires.
+pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, String> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let server_name = config.server_name.clone().unwrap_or_else(|| derive_server_name(addr));
+
+    let hub = Hub::new(config.limits.live_queue, config.limits.max_sockets_per_user);
+    let publish_hub = hub.clone();
+    let (store, writer) = Store::open(&config.data_dir, Box::new(move |batch| publish_hub.publish(batch)))?;
+    let secret = store::token_secret(&store).await.map_err(|e| format!("cannot create token secret: {e}"))?;
+    let state = AppState::new(Inner {
+        store,
+        hub,
+        tokens: TokenKeys::new(&secret, config.limits.token_ttl_secs),
+        server_name,
+        logins_per_ip: RateLimiter::new(config.limits.logins_per_ip_per_minute),
+        logins_per_account: RateLimiter::new(config.limits.logins_per_account_per_minute),
+        limits: config.limits.clone(),
+        shutdown: shutdown.clone(),
+    });
+
+    let app = crate::web::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let writer = Arc::new(std::sync::Mutex::new(Some(writer)));
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await;
+        // Every request has finished; commit whatever is still queued, then stop the writer.
+        let w = writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(w) = w {
+            let _ = tokio::task::spawn_blocking(move || w.stop()).await;
+        }
+        served.map_err(|e| format!("server error: {e}"))
+    });
+    tracing::info!(%addr, "listening");
+    Ok(Running { addr, state, task })
+}

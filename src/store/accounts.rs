@@ -1,0 +1,125 @@
+//! Accounts and sessions.
+
+use redb::ReadableTable;
+use serde::{Deserialize, Serialize};
+
+use super::tables::{SESSIONS, USER_SESSIONS, USERS};
+use super::{Store, get_json, put_json};
+use crate::error::{Error, Result};
+
+/// A local account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// Full user id, `@name:server`.
+    pub user_id: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// Creation time, ms since epoch.
+    pub created_ts: u64,
+    /// Disabled accounts cannot log in.
+    #[serde(default)]
+    pub disabled: bool,
+    /// Server administrator.
+    #[serde(default)]
+    pub admin: bool,
+}
+
+/// A login session; tokens name it by id and die with it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// Owner.
+    pub user_id: String,
+    /// Canonical username (key into `USERS`).
+    pub username: String,
+    /// Creation time, ms since epoch.
+    pub created_ts: u64,
+}
+
+impl Store {
+    /// Looks up an account by canonical username.
+    pub fn user(&self, username: &str) -> Result<Option<UserRecord>> {
+        let r = self.read()?;
+        get_json(&r.open_table(USERS)?, username)
+    }
+
+    /// Looks up a session by id.
+    pub fn session(&self, sid: &str) -> Result<Option<SessionRecord>> {
+        let r = self.read()?;
+        get_json(&r.open_table(SESSIONS)?, sid)
+    }
+
+    /// Creates an account and its first session in one commit. `Conflict` if the name is taken.
+    pub async fn create_user(&self, username: String, user: UserRecord, sid: String) -> Result<()> {
+        self.write(move |tx| {
+            let mut users = tx.txn.open_table(USERS)?;
+            if users.get(username.as_str())?.is_some() {
+                return Err(Error::Conflict("that username is taken".into()));
+            }
+            put_json(&mut users, &username, &user)?;
+            insert_session(tx.txn, &sid, &SessionRecord {
+                user_id: user.user_id.clone(),
+                username: username.clone(),
+                created_ts: user.created_ts,
+            })
+        })
+        .await
+    }
+
+    /// Records a new session.
+    pub async fn create_session(&self, sid: String, rec: SessionRecord) -> Result<()> {
+        self.write(move |tx| insert_session(tx.txn, &sid, &rec)).await
+    }
+
+    /// Deletes one session (logout). Deleting a missing session is not an error.
+    pub async fn delete_session(&self, sid: String) -> Result<()> {
+        self.write(move |tx| {
+            let mut sessions = tx.txn.open_table(SESSIONS)?;
+            let rec: Option<SessionRecord> = get_json(&sessions, &sid)?;
+            if let Some(rec) = rec {
+                sessions.remove(sid.as_str())?;
+                tx.txn.open_table(USER_SESSIONS)?.remove((rec.user_id.as_str(), sid.as_str()))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Replaces the password hash and revokes every session of the user except `keep_sid`.
+    pub async fn set_password(&self, username: String, hash: String, keep_sid: Option<String>) -> Result<()> {
+        self.write(move |tx| {
+            let mut users = tx.txn.open_table(USERS)?;
+            let mut user: UserRecord =
+                get_json(&users, &username)?.ok_or_else(|| Error::NotFound("no such user".into()))?;
+            user.password_hash = hash;
+            put_json(&mut users, &username, &user)?;
+            let mut index = tx.txn.open_table(USER_SESSIONS)?;
+            let mut sessions = tx.txn.open_table(SESSIONS)?;
+            let uid = user.user_id.as_str();
+            let sids: Vec<String> = index
+                .range((uid, "")..)?
+                .map_while(|r| r.ok())
+                .map(|(k, _)| {
+                    let (u, s) = k.value();
+                    (u == uid, s.to_string())
+                })
+                .take_while(|(same_user, _)| *same_user)
+                .map(|(_, s)| s)
+                .collect();
+            for sid in sids {
+                if keep_sid.as_deref() == Some(sid.as_str()) {
+                    continue;
+                }
+                sessions.remove(sid.as_str())?;
+                index.remove((uid, sid.as_str()))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn insert_session(txn: &redb::WriteTransaction, sid: &str, rec: &SessionRecord) -> Result<()> {
+    put_json(&mut txn.open_table(SESSIONS)?, sid, rec)?;
+    txn.open_table(USER_SESSIONS)?.insert((rec.user_id.as_str(), sid), ())?;
+    Ok(())
+}

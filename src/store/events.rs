@@ -1,0 +1,107 @@
+//! Appending events: one place that writes an event, its timeline position, the state it sets
+//! and the room summary, inside the caller's batch.
+
+use std::sync::Arc;
+
+use redb::ReadableTable;
+use serde::{Deserialize, Serialize};
+
+use super::rooms::RoomRecord;
+use super::tables::*;
+use super::{Tx, get_json, put_json};
+use crate::error::Result;
+use crate::events::*;
+
+/// An event with its position in this server's stream.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StoredEvent {
+    /// Stream position: total order of everything this server committed.
+    pub pos: u64,
+    /// The event.
+    pub event: Event,
+}
+
+/// Fills in `prev_events`, `auth_events` and `depth` for a new event in `room` and builds it.
+pub fn build_next(tx: &Tx<'_>, room: &RoomRecord, sender: &str, new: NewEvent, ts: u64) -> Result<Event> {
+    let state = tx.txn.open_table(ROOM_STATE)?;
+    let rid = room.room_id.as_str();
+    let mut wanted: Vec<(&str, &str)> = vec![(M_ROOM_POWER_LEVELS, ""), (M_ROOM_MEMBER, sender)];
+    if new.kind == M_ROOM_MEMBER {
+        wanted.push((M_ROOM_JOIN_RULES, ""));
+        if let Some(target) = new.state_key.as_deref() {
+            if target != sender {
+                wanted.push((M_ROOM_MEMBER, target));
+            }
+        }
+    }
+    let mut auth_events = Vec::new();
+    for (kind, key) in wanted {
+        if let Some(id) = state.get((rid, kind, key))? {
+            auth_events.push(id.value().to_string());
+        }
+    }
+    let parents = Parents { prev_events: room.extremities.clone(), auth_events, depth: room.depth + 1 };
+    Ok(Event::build(Some(rid), sender, new, parents, ts))
+}
+
+/// Writes `ev` (already authorised) into `room`: event row, timeline, state, membership
+/// indexes and the room summary; queues it for live delivery after commit.
+pub fn persist(tx: &mut Tx<'_>, room: &mut RoomRecord, ev: Event) -> Result<Arc<StoredEvent>> {
+    let pos = tx.next_pos();
+    let rid = room.room_id.clone();
+    let eid = ev.event_id.clone();
+    tx.txn
+        .open_table(ROOM_TIMELINE)?
+        .insert((rid.as_str(), pos), (eid.as_str(), ev.sender.as_str(), ev.kind.as_str()))?;
+    if let Some(key) = ev.state_key.as_deref() {
+        tx.txn.open_table(ROOM_STATE)?.insert((rid.as_str(), ev.kind.as_str(), key), eid.as_str())?;
+        apply_state(tx, room, &ev, key)?;
+    }
+    room.extremities = vec![eid.clone()];
+    room.depth = ev.depth;
+    room.last_pos = pos;
+    put_json(&mut tx.txn.open_table(ROOMS)?, &rid, room)?;
+    let stored = Arc::new(StoredEvent { pos, event: ev });
+    put_json(&mut tx.txn.open_table(EVENTS)?, &eid, stored.as_ref())?;
+    tx.publish(stored.clone());
+    Ok(stored)
+}
+
+/// Updates the summary and membership indexes for a state event.
+fn apply_state(tx: &Tx<'_>, room: &mut RoomRecord, ev: &Event, key: &str) -> Result<()> {
+    let text = |field: &str| ev.content.get(field).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    match ev.kind.as_str() {
+        M_ROOM_NAME => room.name = text("name"),
+        M_ROOM_TOPIC => room.topic = text("topic"),
+        M_ROOM_JOIN_RULES => {
+            room.join_rule = if text("join_rule") == "public" { JoinRule::Public } else { JoinRule::Invite }
+        }
+        M_ROOM_POWER_LEVELS => {
+            if let Ok(pl) = serde_json::from_value(ev.content.clone()) {
+                room.power_levels = pl;
+            }
+        }
+        M_ROOM_MEMBER => {
+            let after = Membership::of_content(&ev.content).unwrap_or(Membership::Leave);
+            let mut members = tx.txn.open_table(ROOM_MEMBERS)?;
+            let before = members
+                .get((room.room_id.as_str(), key))?
+                .map(|v| Membership::parse(v.value()))
+                .unwrap_or(Membership::Leave);
+            members.insert((room.room_id.as_str(), key), after.as_str())?;
+            tx.txn.open_table(USER_ROOMS)?.insert((key, room.room_id.as_str()), after.as_str())?;
+            match (before == Membership::Join, after == Membership::Join) {
+                (false, true) => room.joined += 1,
+                (true, false) => room.joined = room.joined.saturating_sub(1),
+                _ => {}
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Loads an event by id.
+pub fn get_event(events: &impl ReadableTable<&'static str, &'static [u8]>, id: &str) -> Result<Option<StoredEvent>> {
+    get_json(events, id)
+}

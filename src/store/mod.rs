@@ -1,0 +1,181 @@
+//! The only code that touches redb: table definitions, the group-commit writer, and typed
+//! reads and writes per aggregate (accounts, rooms, events).
+
+pub mod accounts;
+pub mod events;
+pub mod rooms;
+pub mod tables;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+use tables::*;
+pub use writer::{OnCommit, Tx, Writer, WriterStats, WriterThread};
+
+/// Version of the table layout this build reads and writes.
+pub const SCHEMA_VERSION: u32 = 1;
+/// File name of the database inside the data directory.
+pub const DB_FILE: &str = "chat.redb";
+
+/// Handle to the database and its writer. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    writer: Writer,
+    path: Arc<PathBuf>,
+}
+
+impl Store {
+    /// Opens (or creates) the database in `data_dir`, checks its schema version and starts the
+    /// writer thread. `on_commit` receives each committed batch's events in stream order.
+    pub fn open(data_dir: &Path, on_commit: OnCommit) -> Result<(Store, WriterThread), String> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
+        let path = data_dir.join(DB_FILE);
+        let db = Database::create(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => format!(
+                "the database {} is already in use by another chat process",
+                path.display()
+            ),
+            other => format!("cannot open database {}: {other}", path.display()),
+        })?;
+        init_schema(&db).map_err(|e| format!("database {}: {e}", path.display()))?;
+        let pos = writer::load_stream_pos(&db).map_err(|e| e.to_string())?;
+        let db = Arc::new(db);
+        let (writer, thread) = Writer::start(db.clone(), pos, on_commit);
+        Ok((Store { db, writer, path: Arc::new(path) }, thread))
+    }
+
+    /// Starts a read transaction: a consistent snapshot of everything committed so far.
+    pub fn read(&self) -> Result<ReadTransaction> {
+        Ok(self.db.begin_read()?)
+    }
+
+    /// Runs `f` in the next group-committed batch; see [`writer`] for the rules a job follows.
+    pub async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
+    {
+        self.writer.write(f).await
+    }
+
+    /// Counters of the writer.
+    pub fn writer_stats(&self) -> WriterStats {
+        self.writer.stats()
+    }
+
+    /// How many handles share the database (the store clones plus the writer thread).
+    pub fn handles(&self) -> usize {
+        Arc::strong_count(&self.db)
+    }
+
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Creates every table, records the schema version on a new database, and refuses a database
+/// written by a newer version.
+fn init_schema(db: &Database) -> Result<(), String> {
+    let txn = db.begin_write().map_err(|e| e.to_string())?;
+    let found = {
+        let meta = txn.open_table(META).map_err(|e| e.to_string())?;
+        let v = meta.get("schema_version").map_err(|e| e.to_string())?;
+        v.and_then(|v| <[u8; 4]>::try_from(v.value()).ok()).map(u32::from_le_bytes)
+    };
+    match found {
+        Some(v) if v > SCHEMA_VERSION => {
+            return Err(format!(
+                "it was written by a newer version of chat (schema {v}; this build understands up to {SCHEMA_VERSION}). Run a newer chat, or restore a backup made by this version."
+            ));
+        }
+        Some(_) => {}
+        None => {
+            let mut meta = txn.open_table(META).map_err(|e| e.to_string())?;
+            meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice())
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    create_tables(&txn).map_err(|e| e.to_string())?;
+    txn.commit().map_err(|e| e.to_string())
+}
+
+fn create_tables(txn: &WriteTransaction) -> Result<()> {
+    txn.open_table(USERS)?;
+    txn.open_table(SESSIONS)?;
+    txn.open_table(USER_SESSIONS)?;
+    txn.open_table(EVENTS)?;
+    txn.open_table(ROOMS)?;
+    txn.open_table(ROOM_TIMELINE)?;
+    txn.open_table(ROOM_STATE)?;
+    txn.open_table(ROOM_MEMBERS)?;
+    txn.open_table(USER_ROOMS)?;
+    txn.open_table(TXN_IDS)?;
+    txn.open_table(READ_MARKERS)?;
+    txn.open_table(DIRECT_ROOMS)?;
+    Ok(())
+}
+
+/// Reads and decodes a JSON record.
+pub fn get_json<T: DeserializeOwned>(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<Option<T>> {
+    match table.get(key)? {
+        Some(v) => Ok(Some(serde_json::from_slice(v.value())?)),
+        None => Ok(None),
+    }
+}
+
+/// Encodes and writes a JSON record.
+pub fn put_json<T: Serialize>(
+    table: &mut redb::Table<'_, &'static str, &'static [u8]>,
+    key: &str,
+    value: &T,
+) -> Result<()> {
+    let bytes = serde_json::to_vec(value)?;
+    table.insert(key, bytes.as_slice())?;
+    Ok(())
+}
+
+/// Reads the 32-byte token signing secret, creating it on first use.
+pub async fn token_secret(store: &Store) -> Result<Vec<u8>> {
+    let existing = {
+        let r = store.read()?;
+        let meta = r.open_table(META)?;
+        meta.get("jwt_secret")?.map(|v| v.value().to_vec())
+    };
+    if let Some(s) = existing {
+        return Ok(s);
+    }
+    store
+        .write(|tx| {
+            let mut meta = tx.txn.open_table(META)?;
+            if let Some(v) = meta.get("jwt_secret")? {
+                return Ok(v.value().to_vec());
+            }
+            let mut secret = vec![0u8; 32];
+            getrandom::fill(&mut secret).map_err(|e| Error::Internal(e.to_string()))?;
+            meta.insert("jwt_secret", secret.as_slice())?;
+            Ok(secret)
+        })
+        .await
+}
+
+impl Store {
+    /// The newest committed stream position.
+    pub fn stream_pos(&self) -> Result<u64> {
+        let r = self.read()?;
+        let meta = r.open_table(META)?;
+        let v = meta.get("stream_pos")?;
+        Ok(v.and_then(|v| <[u8; 8]>::try_from(v.value()).ok()).map(u64::from_le_bytes).unwrap_or(0))
+    }
+}

@@ -1,0 +1,282 @@
+//! Room summaries and the read side of rooms: memberships, timelines, unread counts.
+
+use redb::{ReadTransaction, ReadableTable};
+use serde::{Deserialize, Serialize};
+
+use super::events::{StoredEvent, get_event};
+use super::tables::*;
+use super::{Store, get_json};
+use crate::error::Result;
+use crate::events::{JoinRule, M_ROOM_MESSAGE, Membership, PowerLevels};
+
+/// Most unread messages counted per room; the UI shows "99+" beyond.
+pub const UNREAD_CAP: u64 = 100;
+
+/// What the server keeps about a room besides its events: a summary of its current state and
+/// the DAG tips the next event builds on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoomRecord {
+    /// Room id.
+    pub room_id: String,
+    /// From `m.room.name`.
+    pub name: String,
+    /// From `m.room.topic`.
+    pub topic: String,
+    /// From `m.room.join_rules`.
+    pub join_rule: JoinRule,
+    /// Who created the room.
+    pub creator: String,
+    /// Creation time, ms.
+    pub created_ts: u64,
+    /// A two-person direct-message room.
+    pub direct: bool,
+    /// From `m.room.power_levels`.
+    pub power_levels: PowerLevels,
+    /// Depth of the newest event.
+    pub depth: u64,
+    /// Forward extremities (events with no successor yet).
+    pub extremities: Vec<String>,
+    /// Stream position of the newest event.
+    pub last_pos: u64,
+    /// Number of joined members.
+    pub joined: u32,
+}
+
+/// One entry of a user's room list.
+#[derive(Debug, Clone)]
+pub struct MyRoom {
+    /// The room.
+    pub room: RoomRecord,
+    /// The user's membership (join or invite).
+    pub membership: Membership,
+    /// Messages from others after the read marker (capped at [`UNREAD_CAP`]).
+    pub unread: u64,
+    /// For a direct room: the other person.
+    pub peer: Option<String>,
+}
+
+impl Store {
+    /// A room's summary.
+    pub fn room(&self, room_id: &str) -> Result<Option<RoomRecord>> {
+        get_json(&self.read()?.open_table(ROOMS)?, room_id)
+    }
+
+    /// A user's membership in a room (`Leave` if none).
+    pub fn membership(&self, room_id: &str, user: &str) -> Result<Membership> {
+        membership_in(&self.read()?, room_id, user)
+    }
+
+    /// The rooms a user has joined or is invited to, newest activity first.
+    pub fn my_rooms(&self, user: &str) -> Result<Vec<MyRoom>> {
+        let r = self.read()?;
+        let user_rooms = r.open_table(USER_ROOMS)?;
+        let rooms = r.open_table(ROOMS)?;
+        let markers = r.open_table(READ_MARKERS)?;
+        let timeline = r.open_table(ROOM_TIMELINE)?;
+        let members = r.open_table(ROOM_MEMBERS)?;
+        let mut out = Vec::new();
+        for row in user_rooms.range((user, "")..)? {
+            let (k, v) = row?;
+            let (u, rid) = k.value();
+            if u != user {
+                break;
+            }
+            let membership = Membership::parse(v.value());
+            if !matches!(membership, Membership::Join | Membership::Invite) {
+                continue;
+            }
+            let Some(room) = get_json::<RoomRecord>(&rooms, rid)? else { continue };
+            let unread = if membership == Membership::Join {
+                let since = markers.get((user, rid))?.map(|v| v.value()).unwrap_or(0);
+                count_unread(&timeline, rid, since, user)?
+            } else {
+                0
+            };
+            let peer = if room.direct { direct_peer(&members, rid, user)? } else { None };
+            out.push(MyRoom { room, membership, unread, peer });
+        }
+        out.sort_by(|a, b| b.room.last_pos.cmp(&a.room.last_pos));
+        Ok(out)
+    }
+
+    /// Public rooms, most members first.
+    pub fn public_rooms(&self) -> Result<Vec<RoomRecord>> {
+        let r = self.read()?;
+        let rooms = r.open_table(ROOMS)?;
+        let mut out = Vec::new();
+        for row in rooms.iter()? {
+            let (_, v) = row?;
+            let room: RoomRecord = serde_json::from_slice(v.value())?;
+            if room.join_rule == JoinRule::Public {
+                out.push(room);
+            }
+        }
+        out.sort_by(|a, b| b.joined.cmp(&a.joined).then(b.last_pos.cmp(&a.last_pos)));
+        Ok(out)
+    }
+
+    /// Members of a room with their membership (joined and invited), sorted by user id.
+    pub fn members(&self, room_id: &str) -> Result<Vec<(String, Membership)>> {
+        let r = self.read()?;
+        let members = r.open_table(ROOM_MEMBERS)?;
+        let mut out = Vec::new();
+        for row in members.range((room_id, "")..)? {
+            let (k, v) = row?;
+            let (rid, user) = k.value();
+            if rid != room_id {
+                break;
+            }
+            let m = Membership::parse(v.value());
+            if matches!(m, Membership::Join | Membership::Invite) {
+                out.push((user.to_string(), m));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` events of a room before stream position `before` (exclusive; `None` = from
+    /// the newest), newest first, and the cursor for the next page if there are older events.
+    pub fn timeline(&self, room_id: &str, before: Option<u64>, limit: usize) -> Result<(Vec<StoredEvent>, Option<u64>)> {
+        let r = self.read()?;
+        let timeline = r.open_table(ROOM_TIMELINE)?;
+        let events = r.open_table(EVENTS)?;
+        let end = before.unwrap_or(u64::MAX);
+        let mut out = Vec::new();
+        let mut iter = timeline.range((room_id, 0)..(room_id, end))?.rev();
+        for row in iter.by_ref() {
+            let (_, v) = row?;
+            let (eid, _, _) = v.value();
+            if let Some(ev) = get_event(&events, eid)? {
+                out.push(ev);
+            }
+            if out.len() >= limit {
+                break;
+            }
+        }
+        let more = iter.next().is_some();
+        let next = if more { out.last().map(|e| e.pos) } else { None };
+        Ok((out, next))
+    }
+
+    /// Events after stream position `since` in the given rooms, oldest first, at most `max` + 1
+    /// (one more than asked tells the caller the gap was too large).
+    pub fn events_since(&self, rooms: &[String], since: u64, max: usize) -> Result<Vec<StoredEvent>> {
+        let r = self.read()?;
+        let timeline = r.open_table(ROOM_TIMELINE)?;
+        let events = r.open_table(EVENTS)?;
+        let mut ids: Vec<(u64, String)> = Vec::new();
+        for rid in rooms {
+            for row in timeline.range((rid.as_str(), since.saturating_add(1))..=(rid.as_str(), u64::MAX))?.take(max + 1) {
+                let (k, v) = row?;
+                ids.push((k.value().1, v.value().0.to_string()));
+            }
+        }
+        ids.sort_unstable_by_key(|(pos, _)| *pos);
+        ids.truncate(max + 1);
+        let mut out = Vec::with_capacity(ids.len());
+        for (_, eid) in ids {
+            if let Some(ev) = get_event(&events, &eid)? {
+                out.push(ev);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Rooms where the user's membership is `join`.
+    pub fn joined_rooms(&self, user: &str) -> Result<Vec<String>> {
+        joined_rooms_in(&self.read()?, user)
+    }
+
+    /// A user's event by id, if it is in a room.
+    pub fn event(&self, event_id: &str) -> Result<Option<StoredEvent>> {
+        get_event(&self.read()?.open_table(EVENTS)?, event_id)
+    }
+
+    /// Stream position of the user's read marker in a room.
+    pub fn read_marker(&self, user: &str, room_id: &str) -> Result<u64> {
+        Ok(self.read()?.open_table(READ_MARKERS)?.get((user, room_id))?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    /// The direct-message room between two users, if any.
+    pub fn direct_room(&self, a: &str, b: &str) -> Result<Option<String>> {
+        Ok(self.read()?.open_table(DIRECT_ROOMS)?.get((a, b))?.map(|v| v.value().to_string()))
+    }
+
+    /// Moves the read marker forward (never back). Returns whether it moved.
+    pub async fn mark_read(&self, user: String, room_id: String, pos: u64) -> Result<bool> {
+        if self.read_marker(&user, &room_id)? >= pos {
+            return Ok(false);
+        }
+        self.write(move |tx| {
+            let mut markers = tx.txn.open_table(READ_MARKERS)?;
+            let current = markers.get((user.as_str(), room_id.as_str()))?.map(|v| v.value()).unwrap_or(0);
+            if current >= pos {
+                return Ok(false);
+            }
+            markers.insert((user.as_str(), room_id.as_str()), pos)?;
+            Ok(true)
+        })
+        .await
+    }
+}
+
+/// A user's membership, read in any transaction.
+pub fn membership_in(r: &ReadTransaction, room_id: &str, user: &str) -> Result<Membership> {
+    let members = r.open_table(ROOM_MEMBERS)?;
+    Ok(members.get((room_id, user))?.map(|v| Membership::parse(v.value())).unwrap_or(Membership::Leave))
+}
+
+/// Rooms the user has joined.
+pub fn joined_rooms_in(r: &ReadTransaction, user: &str) -> Result<Vec<String>> {
+    let user_rooms = r.open_table(USER_ROOMS)?;
+    let mut out = Vec::new();
+    for row in user_rooms.range((user, "")..)? {
+        let (k, v) = row?;
+        let (u, rid) = k.value();
+        if u != user {
+            break;
+        }
+        if v.value() == "join" {
+            out.push(rid.to_string());
+        }
+    }
+    Ok(out)
+}
+
+fn count_unread(
+    timeline: &impl ReadableTable<(&'static str, u64), (&'static str, &'static str, &'static str)>,
+    room_id: &str,
+    since: u64,
+    user: &str,
+) -> Result<u64> {
+    let mut n = 0;
+    for row in timeline.range((room_id, since.saturating_add(1))..=(room_id, u64::MAX))? {
+        let (_, v) = row?;
+        let (_, sender, kind) = v.value();
+        if kind == M_ROOM_MESSAGE && sender != user {
+            n += 1;
+            if n >= UNREAD_CAP {
+                break;
+            }
+        }
+    }
+    Ok(n)
+}
+
+fn direct_peer(
+    members: &impl ReadableTable<(&'static str, &'static str), &'static str>,
+    room_id: &str,
+    user: &str,
+) -> Result<Option<String>> {
+    for row in members.range((room_id, "")..)? {
+        let (k, _) = row?;
+        let (rid, u) = k.value();
+        if rid != room_id {
+            break;
+        }
+        if u != user {
+            return Ok(Some(u.to_string()));
+        }
+    }
+    Ok(None)
+}

@@ -1,0 +1,47 @@
+//! Every redb table of the server, declared once. Values that are records are JSON bytes of the
+//! record types in the sibling modules; ids are stored as their string form.
+
+use redb::TableDefinition;
+
+/// Setting name -> bytes. Keys: `schema_version` (u32 LE), `stream_pos` (u64 LE, last position
+/// handed out), `jwt_secret` (32 random bytes).
+pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// Canonical (lower-case) username -> JSON [`super::accounts::UserRecord`].
+pub const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+
+/// Session id -> JSON [`super::accounts::SessionRecord`]. A token is valid only while its
+/// session row exists; logout and password change delete rows.
+pub const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
+
+/// (user id, session id) -> () index, to revoke all sessions of a user.
+pub const USER_SESSIONS: TableDefinition<(&str, &str), ()> = TableDefinition::new("user_sessions");
+
+/// Event id -> JSON [`super::events::StoredEvent`] (the event and its stream position).
+pub const EVENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("events");
+
+/// Room id -> JSON [`super::rooms::RoomRecord`]: the summary derived from state, plus the
+/// forward extremities and depth needed to build the next event.
+pub const ROOMS: TableDefinition<&str, &[u8]> = TableDefinition::new("rooms");
+
+/// (room id, stream position) -> (event id, sender, event type): the room's timeline order.
+pub const ROOM_TIMELINE: TableDefinition<(&str, u64), (&str, &str, &str)> =
+    TableDefinition::new("room_timeline");
+
+/// (room id, event type, state key) -> event id: the room's current state.
+pub const ROOM_STATE: TableDefinition<(&str, &str, &str), &str> = TableDefinition::new("room_state");
+
+/// (room id, user id) -> membership (`join`, `invite`, `leave`, `ban`).
+pub const ROOM_MEMBERS: TableDefinition<(&str, &str), &str> = TableDefinition::new("room_members");
+
+/// (user id, room id) -> membership; the reverse of `ROOM_MEMBERS`, for "my rooms".
+pub const USER_ROOMS: TableDefinition<(&str, &str), &str> = TableDefinition::new("user_rooms");
+
+/// (user id, client txn id) -> event id, so a retried send returns the first event.
+pub const TXN_IDS: TableDefinition<(&str, &str), &str> = TableDefinition::new("txn_ids");
+
+/// (user id, room id) -> stream position of the last event the user has read.
+pub const READ_MARKERS: TableDefinition<(&str, &str), u64> = TableDefinition::new("read_markers");
+
+/// (user id, other user id) -> room id of their direct-message room, stored for both orders.
+pub const DIRECT_ROOMS: TableDefinition<(&str, &str), &str> = TableDefinition::new("direct_rooms");

@@ -1,0 +1,259 @@
+//! The single writer with group commit.
+//!
+//! redb allows one write transaction at a time. Every write of the server is a job sent to one
+//! thread, which takes all jobs waiting in its queue (up to [`MAX_BATCH`]), runs them in one
+//! transaction, commits once (one fsync) and only then answers each waiter and hands the
+//! committed events to the live hub, in stream order.
+//!
+//! Invariant for jobs: a job does all its reads and checks first and writes only once it
+//! cannot fail any more, except through a storage error. A job that returns an error has
+//! therefore written nothing, and the other jobs of its batch commit normally. A storage error
+//! or a panic inside a job aborts the whole batch and every waiter in it gets an error: nothing
+//! of that batch is acknowledged, and nothing of it is stored.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redb::{Database, WriteTransaction};
+use tokio::sync::{mpsc, oneshot};
+
+use super::events::StoredEvent;
+use super::tables::META;
+use crate::error::{Error, Result};
+
+/// Most jobs committed in one transaction.
+pub const MAX_BATCH: usize = 1024;
+/// Jobs queued for the writer before senders wait (back-pressure, not an unbounded buffer).
+pub const QUEUE: usize = 8192;
+
+/// Called on the writer thread after each successful commit with that batch's events, in order.
+pub type OnCommit = Box<dyn Fn(&[Arc<StoredEvent>]) + Send>;
+
+type Completion = Box<dyn FnOnce(Option<&str>) + Send>;
+type Job = Box<dyn FnOnce(&mut Tx<'_>) -> Completion + Send>;
+
+enum Msg {
+    Job(Job),
+    Stop,
+}
+
+/// A write job's view of the open transaction.
+pub struct Tx<'a> {
+    /// The batch's transaction.
+    pub txn: &'a WriteTransaction,
+    pos: &'a mut u64,
+    committed: &'a mut Vec<Arc<StoredEvent>>,
+}
+
+impl Tx<'_> {
+    /// Hands out the next stream position. Positions are dense within a committed batch; an
+    /// aborted batch gives its positions back.
+    pub fn next_pos(&mut self) -> u64 {
+        *self.pos += 1;
+        *self.pos
+    }
+
+    /// Queues an event for live delivery once the batch has committed.
+    pub fn publish(&mut self, ev: Arc<StoredEvent>) {
+        self.committed.push(ev);
+    }
+}
+
+/// Statistics of the writer, for benchmarks and (later) metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct WriterStats {
+    /// Transactions committed.
+    pub commits: u64,
+    /// Jobs committed.
+    pub jobs: u64,
+    /// Total time spent in `commit()`.
+    pub commit_time: Duration,
+}
+
+/// Handle for sending jobs to the writer thread. Cheap to clone.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Msg>,
+    stats: Arc<std::sync::Mutex<WriterStats>>,
+}
+
+/// Owns the writer thread; [`WriterThread::stop`] commits what is queued and joins it.
+pub struct WriterThread {
+    tx: mpsc::Sender<Msg>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl WriterThread {
+    /// Finishes every job queued before this call, then stops the thread. Jobs sent afterwards
+    /// fail with "shutting down".
+    pub fn stop(mut self) {
+        self.stop_inner();
+    }
+
+    fn stop_inner(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            let _ = self.tx.blocking_send(Msg::Stop);
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for WriterThread {
+    fn drop(&mut self) {
+        self.stop_inner();
+    }
+}
+
+impl Writer {
+    /// Starts the writer thread on `db`. `start_pos` is the last stream position handed out.
+    pub fn start(db: Arc<Database>, start_pos: u64, on_commit: OnCommit) -> (Writer, WriterThread) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let stats = Arc::new(std::sync::Mutex::new(WriterStats::default()));
+        let thread_stats = stats.clone();
+        let handle = std::thread::Builder::new()
+            .name("chat-writer".into())
+            .spawn(move || run(db, rx, start_pos, on_commit, thread_stats))
+            .ok();
+        (Writer { tx: tx.clone(), stats }, WriterThread { tx, handle })
+    }
+
+    /// Runs `f` inside the next batch and returns its result once that batch has committed.
+    pub async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
+    {
+        let (done_tx, done_rx) = oneshot::channel();
+        let job: Job = Box::new(move |tx: &mut Tx<'_>| {
+            let out = f(tx);
+            Box::new(move |commit_err: Option<&str>| {
+                let res = match commit_err {
+                    None => out,
+                    Some(msg) => Err(Error::Internal(format!("commit failed: {msg}"))),
+                };
+                let _ = done_tx.send(res);
+            })
+        });
+        self.tx.send(Msg::Job(job)).await.map_err(|_| shutting_down())?;
+        done_rx.await.map_err(|_| shutting_down())?
+    }
+
+    /// A copy of the writer's counters.
+    pub fn stats(&self) -> WriterStats {
+        self.stats.lock().map(|s| *s).unwrap_or_default()
+    }
+}
+
+fn shutting_down() -> Error {
+    Error::Unavailable("the server is shutting down".into())
+}
+
+fn run(
+    db: Arc<Database>,
+    mut rx: mpsc::Receiver<Msg>,
+    mut pos: u64,
+    on_commit: OnCommit,
+    stats: Arc<std::sync::Mutex<WriterStats>>,
+) {
+    let mut stopping = false;
+    while !stopping {
+        let Some(first) = rx.blocking_recv() else { break };
+        let mut jobs = Vec::new();
+        match first {
+            Msg::Job(j) => jobs.push(j),
+            Msg::Stop => stopping = true,
+        }
+        while !stopping && jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(Msg::Job(j)) => jobs.push(j),
+                Ok(Msg::Stop) => stopping = true,
+                Err(_) => break,
+            }
+        }
+        if jobs.is_empty() {
+            continue;
+        }
+        let n = jobs.len() as u64;
+        let started = Instant::now();
+        let mut committed = Vec::new();
+        let mut completions = Vec::with_capacity(jobs.len());
+        let outcome = run_batch(&db, jobs, &mut pos, &mut committed, &mut completions);
+        match outcome {
+            Ok(commit_time) => {
+                on_commit(&committed);
+                for c in completions {
+                    c(None);
+                }
+                if let Ok(mut s) = stats.lock() {
+                    s.commits += 1;
+                    s.jobs += n;
+                    s.commit_time += commit_time;
+                }
+            }
+            Err((start_pos, msg)) => {
+                tracing::error!(error = %msg, jobs = n, "write batch failed; nothing of it was stored");
+                pos = start_pos;
+                for c in completions {
+                    c(Some(&msg));
+                }
+            }
+        }
+        tracing::trace!(jobs = n, elapsed = ?started.elapsed(), "batch done");
+    }
+    // Refuse what is still queued after Stop: the receiver is dropped with the thread, so their
+    // senders see "shutting down".
+    rx.close();
+}
+
+/// Runs one batch. Returns the commit duration, or the start position and the error text.
+fn run_batch(
+    db: &Database,
+    jobs: Vec<Job>,
+    pos: &mut u64,
+    committed: &mut Vec<Arc<StoredEvent>>,
+    completions: &mut Vec<Completion>,
+) -> std::result::Result<Duration, (u64, String)> {
+    let start_pos = *pos;
+    let txn = db.begin_write().map_err(|e| (start_pos, e.to_string()))?;
+    let mut panicked = false;
+    for job in jobs {
+        if panicked {
+            // The transaction is abandoned; answer the remaining waiters without running them.
+            completions.push(Box::new(|_| {}));
+            continue;
+        }
+        let mut tx = Tx { txn: &txn, pos, committed };
+        match std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut tx))) {
+            Ok(c) => completions.push(c),
+            Err(_) => panicked = true,
+        }
+    }
+    if panicked {
+        return Err((start_pos, "a write job panicked".into()));
+    }
+    if *pos != start_pos {
+        let saved = (|| -> Result<()> {
+            let mut meta = txn.open_table(META)?;
+            meta.insert("stream_pos", pos.to_le_bytes().as_slice())?;
+            Ok(())
+        })();
+        saved.map_err(|e| (start_pos, e.to_string()))?;
+    }
+    let t = Instant::now();
+    txn.commit().map_err(|e| (start_pos, e.to_string()))?;
+    Ok(t.elapsed())
+}
+
+/// Reads the last handed-out stream position.
+pub fn load_stream_pos(db: &Database) -> Result<u64> {
+    use redb::ReadableDatabase;
+    let r = db.begin_read()?;
+    let meta = match r.open_table(META) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+        Err(e) => return Err(e.into()),
+    };
+    let v = meta.get("stream_pos")?;
+    Ok(v.and_then(|v| v.value().try_into().ok()).map(u64::from_le_bytes).unwrap_or(0))
+}

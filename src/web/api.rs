@@ -1,0 +1,285 @@
+//! The JSON API (`/api/v1`), documented in `docs/api.md`. Handlers validate, call a service,
+//! and answer; errors are `{error, message}` with the status from [`Error`].
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Query, State};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::extract::{Json, RoomPath};
+use crate::auth::{Session, account};
+use crate::error::{Error, Result};
+use crate::events::{JoinRule, Membership};
+use crate::ids::UserId;
+use crate::rooms::{self, CreateRoom};
+use crate::state::AppState;
+use crate::store::events::StoredEvent;
+use crate::store::rooms::RoomRecord;
+
+/// Most events returned by one history page.
+pub const MAX_PAGE: usize = 200;
+
+/// `{username, password}`.
+#[derive(Deserialize)]
+pub struct Credentials {
+    username: String,
+    password: String,
+}
+
+/// `POST /register` → `{user_id, token}`.
+pub async fn register(State(state): State<AppState>, Json(c): Json<Credentials>) -> Result<Json<Value>> {
+    let s = account::register(&state, &c.username, &c.password).await?;
+    Ok(Json(json!({ "user_id": s.user_id, "token": s.token })))
+}
+
+/// `POST /login` → `{user_id, token}`.
+pub async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Json(c): Json<Credentials>,
+) -> Result<Json<Value>> {
+    let s = account::login(&state, &c.username, &c.password, peer.ip()).await?;
+    Ok(Json(json!({ "user_id": s.user_id, "token": s.token })))
+}
+
+/// `POST /logout`: revokes the session of the token used.
+pub async fn logout(State(state): State<AppState>, session: Session) -> Result<Json<Value>> {
+    account::logout(&state, &session).await?;
+    Ok(Json(json!({})))
+}
+
+/// `{old_password, new_password}`.
+#[derive(Deserialize)]
+pub struct PasswordChange {
+    old_password: String,
+    new_password: String,
+}
+
+/// `POST /password`: other sessions are revoked; this one stays.
+pub async fn change_password(
+    State(state): State<AppState>,
+    session: Session,
+    Json(p): Json<PasswordChange>,
+) -> Result<Json<Value>> {
+    account::change_password(&state, &session, &p.old_password, &p.new_password).await?;
+    Ok(Json(json!({})))
+}
+
+/// `GET /me`.
+pub async fn me(session: Session) -> Json<Value> {
+    Json(json!({ "user_id": session.user }))
+}
+
+/// `{name, topic?, visibility}`.
+#[derive(Deserialize)]
+pub struct NewRoom {
+    name: String,
+    #[serde(default)]
+    topic: String,
+    visibility: Visibility,
+}
+
+/// Room visibility in the API.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    /// Listed; anyone may join.
+    Public,
+    /// Invite-only.
+    Private,
+}
+
+/// `POST /rooms` → `{room_id}`.
+pub async fn create_room(State(state): State<AppState>, session: Session, Json(r): Json<NewRoom>) -> Result<Json<Value>> {
+    let join_rule = match r.visibility {
+        Visibility::Public => JoinRule::Public,
+        Visibility::Private => JoinRule::Invite,
+    };
+    let room_id = rooms::create_room(&state, &session.user, CreateRoom { name: r.name, topic: r.topic, join_rule }).await?;
+    Ok(Json(json!({ "room_id": room_id })))
+}
+
+fn room_json(r: &RoomRecord) -> Value {
+    json!({
+        "room_id": r.room_id,
+        "name": r.name,
+        "topic": r.topic,
+        "visibility": if r.join_rule == JoinRule::Public { "public" } else { "private" },
+        "direct": r.direct,
+        "members": r.joined,
+        "creator": r.creator,
+    })
+}
+
+/// `GET /rooms`: the caller's rooms (joined and invited) with unread counts.
+pub async fn my_rooms(State(state): State<AppState>, session: Session) -> Result<Json<Value>> {
+    let rooms: Vec<Value> = state
+        .store
+        .my_rooms(session.user.as_str())?
+        .iter()
+        .map(|m| {
+            let mut v = room_json(&m.room);
+            v["membership"] = json!(m.membership.as_str());
+            v["unread"] = json!(m.unread);
+            v["peer"] = json!(m.peer);
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "rooms": rooms })))
+}
+
+/// `GET /rooms/public`.
+pub async fn public_rooms(State(state): State<AppState>, _session: Session) -> Result<Json<Value>> {
+    let rooms: Vec<Value> = state.store.public_rooms()?.iter().map(room_json).collect();
+    Ok(Json(json!({ "rooms": rooms })))
+}
+
+/// Loads a room the caller has joined: 404 if it does not exist, 403 if not a member.
+pub fn member_room(state: &AppState, session: &Session, room_id: &str) -> Result<RoomRecord> {
+    let room = state.store.room(room_id)?.ok_or_else(|| Error::NotFound("no such room".into()))?;
+    if state.store.membership(room_id, session.user.as_str())? != Membership::Join {
+        return Err(Error::Forbidden("you are not a member of this room".into()));
+    }
+    Ok(room)
+}
+
+/// `GET /rooms/{id}`.
+pub async fn room(State(state): State<AppState>, session: Session, RoomPath(id): RoomPath) -> Result<Json<Value>> {
+    let room = member_room(&state, &session, &id)?;
+    Ok(Json(room_json(&room)))
+}
+
+/// `GET /rooms/{id}/members`.
+pub async fn members(State(state): State<AppState>, session: Session, RoomPath(id): RoomPath) -> Result<Json<Value>> {
+    member_room(&state, &session, &id)?;
+    let members: Vec<Value> = state
+        .store
+        .members(&id)?
+        .into_iter()
+        .map(|(u, m)| json!({ "user_id": u, "membership": m.as_str() }))
+        .collect();
+    Ok(Json(json!({ "members": members })))
+}
+
+/// `POST /rooms/{id}/join`.
+pub async fn join(State(state): State<AppState>, session: Session, RoomPath(id): RoomPath) -> Result<Json<Value>> {
+    rooms::join(&state, &session.user, &id).await?;
+    Ok(Json(json!({ "room_id": id })))
+}
+
+/// `POST /rooms/{id}/leave`.
+pub async fn leave(State(state): State<AppState>, session: Session, RoomPath(id): RoomPath) -> Result<Json<Value>> {
+    rooms::leave(&state, &session.user, &id).await?;
+    Ok(Json(json!({})))
+}
+
+/// `{user_id}`.
+#[derive(Deserialize)]
+pub struct UserRef {
+    user_id: String,
+}
+
+/// `POST /rooms/{id}/invite`.
+pub async fn invite(
+    State(state): State<AppState>,
+    session: Session,
+    RoomPath(id): RoomPath,
+    Json(u): Json<UserRef>,
+) -> Result<Json<Value>> {
+    let target = UserId::parse_or_local(&u.user_id, &state.server_name)?;
+    rooms::invite(&state, &session.user, &id, &target).await?;
+    Ok(Json(json!({})))
+}
+
+/// `POST /dm {user_id}` → `{room_id}`: opens (or creates) the direct room with that user.
+pub async fn direct(State(state): State<AppState>, session: Session, Json(u): Json<UserRef>) -> Result<Json<Value>> {
+    let other = UserId::parse_or_local(&u.user_id, &state.server_name)?;
+    let room_id = rooms::open_direct(&state, &session.user, &other).await?;
+    Ok(Json(json!({ "room_id": room_id })))
+}
+
+/// `{body, txn_id}`.
+#[derive(Deserialize)]
+pub struct NewMessage {
+    body: String,
+    txn_id: String,
+}
+
+/// `POST /rooms/{id}/messages` → `{event_id, pos}`, answered after commit.
+pub async fn send(
+    State(state): State<AppState>,
+    session: Session,
+    RoomPath(id): RoomPath,
+    Json(m): Json<NewMessage>,
+) -> Result<Json<Value>> {
+    let sent = rooms::send_message(&state, &session.user, &id, &m.body, &m.txn_id).await?;
+    Ok(Json(json!({ "event_id": sent.event_id, "pos": sent.pos })))
+}
+
+/// `?before=&limit=`.
+#[derive(Deserialize)]
+pub struct Page {
+    before: Option<String>,
+    limit: Option<usize>,
+}
+
+/// An event as the API shows it: the event plus its stream position.
+pub fn event_json(e: &StoredEvent) -> Value {
+    let mut v = serde_json::to_value(&e.event).unwrap_or(Value::Null);
+    v["pos"] = json!(e.pos);
+    v
+}
+
+/// Parses a history cursor.
+pub fn parse_cursor(s: Option<&str>) -> Result<Option<u64>> {
+    match s {
+        None | Some("") => Ok(None),
+        Some(c) => c.parse().map(Some).map_err(|_| Error::bad("invalid cursor")),
+    }
+}
+
+/// `GET /rooms/{id}/messages?before=&limit=` → `{events (newest first), next}`.
+pub async fn messages(
+    State(state): State<AppState>,
+    session: Session,
+    RoomPath(id): RoomPath,
+    page: std::result::Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>> {
+    let Query(page) = page.map_err(|e| Error::bad(e.body_text()))?;
+    member_room(&state, &session, &id)?;
+    let before = parse_cursor(page.before.as_deref())?;
+    let limit = page.limit.unwrap_or(50);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(Error::bad(format!("limit must be 1-{MAX_PAGE}")));
+    }
+    let (events, next) = state.store.timeline(&id, before, limit)?;
+    let events: Vec<Value> = events.iter().map(event_json).collect();
+    Ok(Json(json!({ "events": events, "next": next.map(|n| n.to_string()) })))
+}
+
+/// `{event_id}`.
+#[derive(Deserialize)]
+pub struct ReadMarker {
+    event_id: String,
+}
+
+/// `POST /rooms/{id}/read {event_id}`: moves the read marker to that event.
+pub async fn read(
+    State(state): State<AppState>,
+    session: Session,
+    RoomPath(id): RoomPath,
+    Json(r): Json<ReadMarker>,
+) -> Result<Json<Value>> {
+    member_room(&state, &session, &id)?;
+    crate::ids::parse_event_id(&r.event_id)?;
+    let ev = state.store.event(&r.event_id)?.filter(|e| e.event.room_id == id);
+    let ev = ev.ok_or_else(|| Error::NotFound("no such event in this room".into()))?;
+    state.store.mark_read(session.user.to_string(), id, ev.pos).await?;
+    Ok(Json(json!({})))
+}
+
+/// Unknown API path.
+pub async fn not_found() -> Error {
+    Error::NotFound("no such endpoint".into())
+}

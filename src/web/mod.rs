@@ -1,0 +1,105 @@
+//! HTTP: the router, security headers, the JSON API, the pages and the embedded assets.
+
+pub mod api;
+pub mod assets;
+pub mod extract;
+pub mod pages;
+pub mod views;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+
+use crate::state::AppState;
+
+/// Builds the whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/register", post(api::register))
+        .route("/login", post(api::login))
+        .route("/logout", post(api::logout))
+        .route("/password", post(api::change_password))
+        .route("/me", get(api::me))
+        .route("/rooms", post(api::create_room).get(api::my_rooms))
+        .route("/rooms/public", get(api::public_rooms))
+        .route("/rooms/{room_id}", get(api::room))
+        .route("/rooms/{room_id}/members", get(api::members))
+        .route("/rooms/{room_id}/join", post(api::join))
+        .route("/rooms/{room_id}/leave", post(api::leave))
+        .route("/rooms/{room_id}/invite", post(api::invite))
+        .route("/rooms/{room_id}/messages", post(api::send).get(api::messages))
+        .route("/rooms/{room_id}/read", post(api::read))
+        .route("/dm", post(api::direct))
+        .fallback(api::not_found);
+
+    Router::new()
+        .route("/", get(pages::index))
+        .route("/login", get(pages::login_form).post(pages::login))
+        .route("/register", get(pages::register_form).post(pages::register))
+        .route("/logout", post(pages::logout))
+        .route("/rooms", get(pages::home).post(pages::create_room))
+        .route("/rooms/{room_id}", get(pages::room))
+        .route("/rooms/{room_id}/history", get(pages::history))
+        .route("/rooms/{room_id}/members", get(pages::members_fragment))
+        .route("/rooms/{room_id}/join", post(pages::join))
+        .route("/rooms/{room_id}/leave", post(pages::leave))
+        .route("/rooms/{room_id}/invite", post(pages::invite))
+        .route("/rooms/{room_id}/send", post(pages::send))
+        .route("/fragments/rooms", get(pages::room_list_fragment))
+        .route("/dm", post(pages::direct))
+        .route("/settings", get(pages::settings))
+        .route("/settings/password", post(pages::change_password))
+        .route("/ws", get(crate::live::socket::upgrade))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/assets/{*path}", get(assets::serve))
+        .nest("/api/v1", api)
+        .fallback(pages::not_found)
+        .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), refresh_cookie))
+        .layer(middleware::from_fn(security_headers))
+        .with_state(state)
+}
+
+/// Headers on every response: a strict CSP (no inline script or style), no sniffing, no framing.
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    let set = |h: &mut axum::http::HeaderMap, k: header::HeaderName, v: &'static str| {
+        h.entry(k).or_insert(HeaderValue::from_static(v));
+    };
+    set(
+        h,
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
+         media-src 'self' blob:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    );
+    set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(h, header::X_FRAME_OPTIONS, "DENY");
+    set(h, header::REFERRER_POLICY, "same-origin");
+    res
+}
+
+/// Keeps a browser signed in: when the cookie's token is past half its lifetime and its session
+/// is alive, the response carries a fresh one.
+async fn refresh_cookie(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let fresh = crate::auth::session::cookie(req.headers(), crate::auth::COOKIE)
+        .and_then(|t| state.tokens.verify(t).ok())
+        .filter(|c| {
+            let now = jsonwebtoken::get_current_timestamp();
+            now.saturating_sub(c.iat) > state.tokens.ttl / 2
+        })
+        .filter(|c| matches!(state.store.session(&c.sid), Ok(Some(_))))
+        .and_then(|c| state.tokens.issue(&c.sub, &c.sid).ok());
+    let mut res = next.run(req).await;
+    if let Some(token) = fresh {
+        if !res.headers().contains_key(header::SET_COOKIE) {
+            if let Ok(v) = HeaderValue::from_str(&pages::session_cookie(&token, state.tokens.ttl)) {
+                res.headers_mut().insert(header::SET_COOKIE, v);
+            }
+        }
+    }
+    res
+}

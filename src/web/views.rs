@@ -1,0 +1,368 @@
+//! maud views. The same functions render the full page and the fragments pushed over the live
+//! channel, so a live update looks exactly like a reload. maud escapes all text by default;
+//! user content is never inserted as raw HTML.
+
+use maud::{DOCTYPE, Markup, html};
+
+use crate::events::*;
+use crate::store::events::StoredEvent;
+use crate::store::rooms::{MyRoom, RoomRecord, UNREAD_CAP};
+
+/// The short name shown for a user id: the localpart for everyone (the full id is in the title).
+pub fn display_name(user_id: &str) -> &str {
+    user_id.strip_prefix('@').and_then(|s| s.split(':').next()).unwrap_or(user_id)
+}
+
+/// What to call a room in lists: its name, or for a direct room the other person.
+pub fn room_title(room: &RoomRecord, peer: Option<&str>) -> String {
+    match peer {
+        Some(p) if room.direct => display_name(p).to_string(),
+        _ if room.name.is_empty() => "Unnamed room".into(),
+        _ => room.name.clone(),
+    }
+}
+
+/// The page shell. `user` is set on signed-in pages; `since` is the stream position the page
+/// was rendered at, from which the live client resumes.
+pub fn layout(title: &str, user: Option<&str>, since: Option<u64>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="color-scheme" content="light dark";
+                title { (title) " · chat" }
+                link rel="stylesheet" href="/assets/app.css";
+                link rel="icon" href="/assets/icon.svg" type="image/svg+xml";
+                script type="module" src="/assets/app.js" {}
+            }
+            body data-user=[user] data-since=[since] {
+                header.top {
+                    a.brand href="/" { "chat" }
+                    @if let Some(u) = user {
+                        span.conn id="conn" data-state="connecting" title="Live connection" {}
+                        a.me href="/settings" title=(u) { (display_name(u)) }
+                        form.inline method="post" action="/logout" {
+                            button.link type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                (body)
+            }
+        }
+    }
+}
+
+/// Sign-in and registration forms.
+pub fn auth_page(register: bool, error: Option<&str>, username: &str) -> Markup {
+    let (title, action, other, other_label) = if register {
+        ("Create account", "/register", "/login", "Have an account? Sign in")
+    } else {
+        ("Sign in", "/login", "/register", "New here? Create an account")
+    };
+    layout(title, None, None, html! {
+        main.auth {
+            h1 { (title) }
+            @if let Some(e) = error { p.error role="alert" { (e) } }
+            form method="post" action=(action) {
+                label { "Username" input name="username" required autocomplete="username" value=(username) autofocus; }
+                label {
+                    "Password"
+                    input type="password" name="password" required minlength="8"
+                        autocomplete=(if register { "new-password" } else { "current-password" });
+                }
+                button type="submit" { (title) }
+            }
+            p { a href=(other) { (other_label) } }
+        }
+    })
+}
+
+/// The list of the user's rooms (sidebar), also served as a live fragment.
+pub fn room_list(rooms: &[MyRoom], current: Option<&str>) -> Markup {
+    html! {
+        nav.rooms id="room-list" aria-label="Rooms" {
+            div.rooms-head {
+                h2 { "Rooms" }
+                a.button.small href="/rooms#new" { "New" }
+            }
+            ul {
+                @for r in rooms {
+                    @let id = &r.room.room_id;
+                    li.active[current == Some(id.as_str())] .invited[r.membership == Membership::Invite] {
+                        a href={ "/rooms/" (id) } data-room-id=(id) {
+                            span.name { (room_title(&r.room, r.peer.as_deref())) }
+                            @if r.membership == Membership::Invite {
+                                span.badge.invite { "invited" }
+                            } @else {
+                                span.badge.unread hidden[r.unread == 0] data-count=(r.unread) {
+                                    (unread_label(r.unread))
+                                }
+                            }
+                        }
+                    }
+                }
+                @if rooms.is_empty() { li.empty { "No rooms yet" } }
+            }
+        }
+    }
+}
+
+fn unread_label(n: u64) -> String {
+    if n >= UNREAD_CAP { format!("{}+", UNREAD_CAP - 1) } else { n.to_string() }
+}
+
+/// The home page: room list, public directory, create form, direct message form.
+pub fn home(user: &str, since: u64, rooms: &[MyRoom], public: &[RoomRecord]) -> Markup {
+    layout("Rooms", Some(user), Some(since), html! {
+        div.app {
+            (room_list(rooms, None))
+            main.home {
+                section id="new" {
+                    h2 { "Create a room" }
+                    form.stack method="post" action="/rooms" {
+                        label { "Name" input name="name" required maxlength="100"; }
+                        label { "Topic" input name="topic" maxlength="1000"; }
+                        fieldset {
+                            legend { "Who can join" }
+                            label.check { input type="radio" name="visibility" value="public" checked; " Anyone (listed)" }
+                            label.check { input type="radio" name="visibility" value="private"; " Invited people only" }
+                        }
+                        button type="submit" { "Create room" }
+                    }
+                }
+                section {
+                    h2 { "Message someone" }
+                    form.row method="post" action="/dm" {
+                        input name="user" required placeholder="username" aria-label="Username";
+                        button type="submit" { "Open" }
+                    }
+                }
+                section {
+                    h2 { "Public rooms" }
+                    ul.directory id="public-rooms" {
+                        @for r in public {
+                            li {
+                                a href={ "/rooms/" (r.room_id) } { (room_title(r, None)) }
+                                span.muted { " · " (r.joined) " member" @if r.joined != 1 { "s" } }
+                                @if !r.topic.is_empty() { p.topic { (r.topic) } }
+                            }
+                        }
+                        @if public.is_empty() { li.empty { "No public rooms yet — create one." } }
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// What the viewer may do in the room shown.
+pub enum Access {
+    /// A member: full room.
+    Member,
+    /// Invited: preview with accept/decline.
+    Invited,
+    /// Public room, not a member: join button.
+    CanJoin,
+}
+
+/// Everything the room page shows.
+pub struct RoomView<'a> {
+    /// Viewer.
+    pub user: &'a str,
+    /// Stream position the page is rendered at.
+    pub since: u64,
+    /// The room.
+    pub room: &'a RoomRecord,
+    /// For direct rooms, the other person.
+    pub peer: Option<&'a str>,
+    /// Sidebar.
+    pub rooms: &'a [MyRoom],
+    /// Newest page of events, oldest first.
+    pub events: &'a [StoredEvent],
+    /// Cursor for older events.
+    pub next: Option<u64>,
+    /// Members (joined and invited).
+    pub members: &'a [(String, Membership)],
+    /// Viewer's access.
+    pub access: Access,
+}
+
+/// The room page.
+pub fn room_page(v: &RoomView<'_>) -> Markup {
+    let id = &v.room.room_id;
+    let title = room_title(v.room, v.peer);
+    layout(&title, Some(v.user), Some(v.since), html! {
+        div.app.in-room {
+            (room_list(v.rooms, Some(id)))
+            main.room id="room" data-room-id=(id) {
+                div.room-head {
+                    a.back href="/rooms" aria-label="All rooms" { "‹" }
+                    div {
+                        h1 { (title) }
+                        @if !v.room.topic.is_empty() { p.topic { (v.room.topic) } }
+                    }
+                    @if matches!(v.access, Access::Member) {
+                        form.inline method="post" action={ "/rooms/" (id) "/leave" } {
+                            button.link type="submit" { "Leave" }
+                        }
+                    }
+                }
+                @match v.access {
+                    Access::Member => {
+                        (timeline(v.events, v.next))
+                        form.composer id="composer" method="post" action={ "/rooms/" (id) "/send" } {
+                            input type="hidden" name="txn_id" value=(crate::auth::random_id().unwrap_or_default());
+                            textarea name="body" rows="1" required placeholder="Message" aria-label="Message" maxlength="16384" {}
+                            button type="submit" { "Send" }
+                        }
+                    }
+                    Access::Invited => {
+                        div.invitation {
+                            p { "You are invited to this conversation." }
+                            form.inline method="post" action={ "/rooms/" (id) "/join" } { button type="submit" { "Accept" } }
+                            form.inline method="post" action={ "/rooms/" (id) "/leave" } { button.link type="submit" { "Decline" } }
+                        }
+                    }
+                    Access::CanJoin => {
+                        div.invitation {
+                            p { "You are not in this room yet." }
+                            form.inline method="post" action={ "/rooms/" (id) "/join" } { button type="submit" { "Join room" } }
+                        }
+                    }
+                }
+            }
+            @if matches!(v.access, Access::Member) {
+                (member_list(v.room, v.members))
+            }
+        }
+    })
+}
+
+/// The timeline list; `next` is the cursor for loading older events.
+pub fn timeline(events: &[StoredEvent], next: Option<u64>) -> Markup {
+    html! {
+        ol.timeline id="timeline" data-next=[next] aria-live="polite" {
+            @if next.is_none() { li.ev.start { "This is the beginning of the conversation." } }
+            @for e in events { (event_item(e)) }
+        }
+    }
+}
+
+/// Older events, as a fragment for infinite scroll.
+pub fn history_fragment(events: &[StoredEvent], next: Option<u64>) -> Markup {
+    html! {
+        template data-next=[next] {
+            @if next.is_none() { li.ev.start { "This is the beginning of the conversation." } }
+            @for e in events { (event_item(e)) }
+        }
+    }
+}
+
+/// One event in the timeline.
+pub fn event_item(stored: &StoredEvent) -> Markup {
+    let ev = &stored.event;
+    let who = display_name(&ev.sender);
+    let text = |k: &str| ev.content.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    html! {
+        @if ev.kind == M_ROOM_MESSAGE {
+            li.ev.msg id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-sender=(ev.sender) data-event-id=(ev.event_id) {
+                span.who title=(ev.sender) { (who) }
+                time data-ts=(ev.origin_server_ts) { (clock(ev.origin_server_ts)) }
+                div.body { (text("body")) }
+            }
+        } @else {
+            li.ev.note id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-sender=(ev.sender) data-kind=(ev.kind)
+                data-state-key=[ev.state_key.as_deref()] {
+                (note(ev, who))
+            }
+        }
+    }
+}
+
+fn note(ev: &Event, who: &str) -> String {
+    let text = |k: &str| ev.content.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    match ev.kind.as_str() {
+        M_ROOM_CREATE => format!("{who} created the room"),
+        M_ROOM_NAME => format!("{who} named the room “{}”", text("name")),
+        M_ROOM_TOPIC => format!("{who} set the topic: {}", text("topic")),
+        M_ROOM_JOIN_RULES if text("join_rule") == "public" => format!("{who} made the room public"),
+        M_ROOM_JOIN_RULES => format!("{who} made the room invite-only"),
+        M_ROOM_POWER_LEVELS => format!("{who} changed permissions"),
+        M_ROOM_MEMBER => {
+            let target = display_name(ev.state_key.as_deref().unwrap_or_default());
+            match Membership::of_content(&ev.content) {
+                Some(Membership::Join) => format!("{target} joined"),
+                Some(Membership::Invite) => format!("{who} invited {target}"),
+                Some(Membership::Leave) if target == who => format!("{target} left"),
+                Some(Membership::Leave) => format!("{who} removed {target}"),
+                Some(Membership::Ban) => format!("{who} banned {target}"),
+                None => format!("{who} changed membership"),
+            }
+        }
+        other => format!("{who} sent {other}"),
+    }
+}
+
+/// `hh:mm` UTC; the client rewrites it in local time from `data-ts`.
+fn clock(ms: u64) -> String {
+    let mins = ms / 60_000;
+    format!("{:02}:{:02}", (mins / 60) % 24, mins % 60)
+}
+
+/// The member list with the invite form, also served as a live fragment.
+pub fn member_list(room: &RoomRecord, members: &[(String, Membership)]) -> Markup {
+    let joined = members.iter().filter(|(_, m)| *m == Membership::Join).count();
+    html! {
+        aside.members id="members" aria-label="Members" {
+            h2 { "Members " span.muted { (joined) } }
+            ul {
+                @for (u, m) in members {
+                    li.invited[*m == Membership::Invite] title=(u) {
+                        span.avatar aria-hidden="true" { (display_name(u).chars().next().unwrap_or('?').to_ascii_uppercase()) }
+                        span.name { (display_name(u)) }
+                        @if room.power_levels.user_level(u) >= 100 { span.role { "admin" } }
+                        @if *m == Membership::Invite { span.role { "invited" } }
+                    }
+                }
+            }
+            @if !room.direct {
+                form.row method="post" action={ "/rooms/" (room.room_id) "/invite" } {
+                    input name="user" required placeholder="Invite username" aria-label="Invite username";
+                    button type="submit" { "Invite" }
+                }
+            }
+        }
+    }
+}
+
+/// Account settings: change password.
+pub fn settings(user: &str, message: Option<&str>, error: Option<&str>) -> Markup {
+    layout("Settings", Some(user), None, html! {
+        main.auth {
+            h1 { "Settings" }
+            p { "Signed in as " strong { (user) } }
+            @if let Some(m) = message { p.ok role="status" { (m) } }
+            @if let Some(e) = error { p.error role="alert" { (e) } }
+            form method="post" action="/settings/password" {
+                h2 { "Change password" }
+                label { "Current password" input type="password" name="old_password" required autocomplete="current-password"; }
+                label { "New password" input type="password" name="new_password" required minlength="8" autocomplete="new-password"; }
+                button type="submit" { "Change password" }
+            }
+            p.muted { "Changing your password signs out your other devices." }
+        }
+    })
+}
+
+/// An error page with a way back.
+pub fn error_page(status: u16, message: &str) -> Markup {
+    layout("Error", None, None, html! {
+        main.auth {
+            h1 { "Something went wrong" }
+            p.error { (status) " — " (message) }
+            p { a href="/rooms" { "Back to your rooms" } }
+        }
+    })
+}
