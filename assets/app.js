@@ -1,0 +1,280 @@
+// chat live client: keeps server-rendered pages live over one WebSocket per tab.
+// The server renders every fragment (same maud functions as the page); this file only places
+// them, sends what the user types, and reconnects. No framework, no build step.
+
+const body = document.body;
+const me = body.dataset.user;
+const roomEl = document.getElementById('room');
+const currentRoom = roomEl ? roomEl.dataset.roomId : null;
+const connEl = document.getElementById('conn');
+let since = Number(body.dataset.since || 0);
+let ws = null;
+let attempt = 0;
+let live = false;
+const outbox = new Map(); // txn_id -> {room_id, body}
+const pendingByEvent = new Map(); // event_id -> pending <li>
+
+function timelineEl() { return document.getElementById('timeline'); }
+
+function setConn(state, text) {
+  if (!connEl) return;
+  connEl.dataset.state = state;
+  connEl.textContent = text || '';
+  connEl.title = text || 'Live';
+}
+
+function localize(root) {
+  for (const t of root.querySelectorAll('time[data-ts]')) {
+    const d = new Date(Number(t.dataset.ts));
+    t.textContent = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+    t.title = d.toLocaleString();
+  }
+  if (me) {
+    for (const li of root.querySelectorAll('li.msg')) {
+      if (li.dataset.sender === me) li.classList.add('mine');
+    }
+  }
+}
+
+function fragment(html) {
+  const t = document.createElement('template');
+  t.innerHTML = html;
+  return t.content;
+}
+
+function nearBottom(el) { return el.scrollHeight - el.scrollTop - el.clientHeight < 120; }
+
+function scrollToBottom() {
+  const tl = timelineEl();
+  if (tl) tl.scrollTop = tl.scrollHeight;
+}
+
+function lastPos() {
+  const tl = timelineEl();
+  const items = tl ? tl.querySelectorAll('li[data-pos]') : [];
+  return items.length ? Number(items[items.length - 1].dataset.pos) : 0;
+}
+
+function markRead() {
+  if (!currentRoom || document.visibilityState !== 'visible') return;
+  const pos = lastPos();
+  if (pos) send({ t: 'read', room_id: currentRoom, pos });
+}
+
+function send(frame) {
+  if (ws && ws.readyState === WebSocket.OPEN && live) {
+    ws.send(JSON.stringify(frame));
+    return true;
+  }
+  return false;
+}
+
+function bumpBadge(roomId) {
+  const link = document.querySelector(`#room-list a[data-room-id="${CSS.escape(roomId)}"]`);
+  if (!link) { refreshRoomList(); return; }
+  const badge = link.querySelector('.badge.unread');
+  if (!badge) return;
+  const n = Number(badge.dataset.count || 0) + 1;
+  badge.dataset.count = String(n);
+  badge.textContent = n >= 100 ? '99+' : String(n);
+  badge.hidden = false;
+  const li = link.closest('li');
+  if (li && li.parentElement) li.parentElement.prepend(li);
+}
+
+async function refreshRoomList() {
+  const res = await fetch('/fragments/rooms', { credentials: 'same-origin' });
+  if (!res.ok) return;
+  const list = document.getElementById('room-list');
+  if (!list) return;
+  const next = fragment(await res.text()).firstElementChild;
+  if (!next) return;
+  if (currentRoom) {
+    const a = next.querySelector(`a[data-room-id="${CSS.escape(currentRoom)}"]`);
+    if (a) a.closest('li').classList.add('active');
+  }
+  list.replaceWith(next);
+}
+
+async function refreshMembers() {
+  if (!currentRoom) return;
+  const res = await fetch(`/rooms/${encodeURIComponent(currentRoom)}/members`, { credentials: 'same-origin' });
+  const old = document.getElementById('members');
+  if (!res.ok || !old) return;
+  const next = fragment(await res.text()).firstElementChild;
+  if (next) old.replaceWith(next);
+}
+
+function onEvent(f) {
+  if (f.pos > since) since = f.pos;
+  const ev = f.event;
+  const isMember = ev.type === 'm.room.member';
+  if (f.room_id !== currentRoom) {
+    if (isMember && ev.state_key === me) refreshRoomList();
+    else if (ev.type === 'm.room.message' && ev.sender !== me) bumpBadge(f.room_id);
+    return;
+  }
+  const tl = timelineEl();
+  if (!tl) { if (isMember && ev.state_key === me) location.reload(); return; }
+  if (document.getElementById(`ev-${f.pos}`)) return;
+  const stick = nearBottom(tl) || ev.sender === me;
+  const node = fragment(f.html);
+  localize(node);
+  const pending = pendingByEvent.get(ev.event_id);
+  if (pending) { pending.replaceWith(node); pendingByEvent.delete(ev.event_id); } else { tl.appendChild(node); }
+  if (stick) scrollToBottom();
+  if (isMember) {
+    refreshMembers();
+    if (ev.state_key === me && ev.content.membership !== 'join') location.assign('/rooms');
+  }
+  markRead();
+}
+
+function onAck(f) {
+  outbox.delete(f.txn_id);
+  const li = document.querySelector(`li.pending[data-txn="${CSS.escape(f.txn_id)}"]`);
+  if (!li) return;
+  const existing = document.querySelector(`li[data-event-id="${CSS.escape(f.event_id)}"]:not(.pending)`);
+  if (existing) { li.remove(); return; }
+  li.classList.remove('failed');
+  li.classList.add('sent');
+  pendingByEvent.set(f.event_id, li);
+}
+
+function onError(f) {
+  const li = f.txn_id && document.querySelector(`li.pending[data-txn="${CSS.escape(f.txn_id)}"]`);
+  if (li) {
+    outbox.delete(f.txn_id);
+    li.classList.add('failed');
+    li.title = f.message;
+    const why = li.querySelector('.why');
+    if (why) why.textContent = f.message;
+  } else {
+    console.warn('chat:', f.message);
+  }
+}
+
+function flushOutbox() {
+  for (const [txn_id, m] of outbox) {
+    if (!send({ t: 'send', room_id: m.room_id, body: m.body, txn_id })) break;
+  }
+}
+
+function connect() {
+  const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  ws = new WebSocket(`${proto}//${location.host}/ws?since=${since}`);
+  ws.onopen = () => { attempt = 0; };
+  ws.onmessage = (m) => {
+    let f;
+    try { f = JSON.parse(m.data); } catch { return; }
+    switch (f.t) {
+      case 'event': onEvent(f); break;
+      case 'ready':
+        since = Math.max(since, f.pos);
+        live = true;
+        setConn('live', '');
+        flushOutbox();
+        markRead();
+        break;
+      case 'resync': location.reload(); break;
+      case 'ack': onAck(f); break;
+      case 'error': onError(f); break;
+      default: break;
+    }
+  };
+  ws.onclose = (e) => {
+    live = false;
+    if (e.code === 4001) { location.assign('/login'); return; }
+    setConn('reconnecting', navigator.onLine ? 'reconnecting…' : 'offline');
+    const delay = Math.min(30000, 500 * 2 ** attempt) * (0.5 + Math.random());
+    attempt = Math.min(attempt + 1, 6);
+    setTimeout(connect, delay);
+  };
+}
+
+function txnId() {
+  const b = new Uint8Array(12);
+  crypto.getRandomValues(b);
+  return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+}
+
+function setupComposer() {
+  const form = document.getElementById('composer');
+  if (!form || !currentRoom) return;
+  const input = form.querySelector('textarea');
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const text = input.value;
+    if (!text.trim()) return;
+    const txn_id = txnId();
+    const li = document.createElement('li');
+    li.className = 'ev msg mine pending';
+    li.dataset.txn = txn_id;
+    const who = document.createElement('span');
+    who.className = 'who';
+    who.textContent = me ? me.slice(1).split(':')[0] : '';
+    const bodyEl = document.createElement('div');
+    bodyEl.className = 'body';
+    bodyEl.textContent = text;
+    const why = document.createElement('span');
+    why.className = 'why';
+    li.append(who, bodyEl, why);
+    timelineEl().appendChild(li);
+    scrollToBottom();
+    outbox.set(txn_id, { room_id: currentRoom, body: text });
+    send({ t: 'send', room_id: currentRoom, body: text, txn_id });
+    input.value = '';
+    input.style.height = '';
+    input.focus();
+  });
+  input.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      form.requestSubmit();
+    }
+  });
+  input.addEventListener('input', () => {
+    input.style.height = 'auto';
+    input.style.height = `${Math.min(input.scrollHeight, 200)}px`;
+  });
+}
+
+function setupHistory() {
+  const tl = timelineEl();
+  if (!tl || !currentRoom) return;
+  let loading = false;
+  const loadOlder = async () => {
+    const next = tl.dataset.next;
+    if (loading || !next || tl.scrollTop > 150) return;
+    loading = true;
+    try {
+      const res = await fetch(`/rooms/${encodeURIComponent(currentRoom)}/history?before=${encodeURIComponent(next)}`,
+        { credentials: 'same-origin' });
+      if (!res.ok) return;
+      const tpl = fragment(await res.text()).querySelector('template');
+      if (!tpl) return;
+      const items = tpl.content;
+      localize(items);
+      const before = tl.scrollHeight;
+      const start = tl.querySelector('li.start');
+      if (start) start.remove();
+      tl.prepend(items);
+      tl.scrollTop += tl.scrollHeight - before;
+      if (tpl.dataset.next) tl.dataset.next = tpl.dataset.next; else delete tl.dataset.next;
+    } finally {
+      loading = false;
+    }
+  };
+  tl.addEventListener('scroll', loadOlder, { passive: true });
+  // A short first page may not fill the screen: keep loading until it scrolls or ends.
+  requestAnimationFrame(loadOlder);
+}
+
+localize(document);
+if (me) {
+  setupComposer();
+  setupHistory();
+  scrollToBottom();
+  connect();
+  document.addEventListener('visibilitychange', markRead);
+}

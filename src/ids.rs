@@ -60,18 +60,18 @@ impl fmt::Display for ServerName {
 
 /// Checks a username chosen at registration and returns its canonical (lower-case) form.
 ///
-/// Rules: 3 to 32 characters from `a-z 0-9 . _ -`, starting with a letter or digit.
+/// Rules: 2 to 32 characters from `a-z 0-9 . _ -`, starting with a letter or digit.
 /// Upper-case input is accepted and folded, so `Ana` and `ana` are the same account.
 pub fn normalize_username(name: &str) -> Result<String> {
     let lower = name.trim().to_ascii_lowercase();
-    let len_ok = (3..=32).contains(&lower.len());
+    let len_ok = (2..=32).contains(&lower.len());
     let chars_ok = lower
         .chars()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
     let first_ok = lower.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
     if !(len_ok && chars_ok && first_ok) {
         return Err(Error::bad(
-            "username must be 3-32 characters of a-z, 0-9, '.', '_' or '-', starting with a letter or digit",
+            "username must be 2-32 characters of a-z, 0-9, '.', '_' or '-', starting with a letter or digit",
         ));
     }
     Ok(lower)
@@ -93,8 +93,14 @@ impl UserId {
         if let Some(rest) = s.strip_prefix('@') {
             let (local, server) =
                 rest.split_once(':').ok_or_else(|| Error::bad(format!("invalid user id {s:?}")))?;
-            let local = normalize_username(local)
-                .map_err(|_| Error::bad(format!("invalid user id {s:?}")))?;
+            // Any server's localparts: Matrix's historical character set, lower-cased.
+            let local = local.to_ascii_lowercase();
+            let ok = !local.is_empty()
+                && s.len() <= MAX_ID_LEN
+                && local.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._=-/+".contains(&b));
+            if !ok {
+                return Err(Error::bad(format!("invalid user id {s:?}")));
+            }
             let server = ServerName::parse(server)?;
             Ok(UserId::new(&local, &server))
         } else {
@@ -147,7 +153,7 @@ mod tests {
     #[test]
     fn usernames_fold_case_and_reject_bad_shapes() {
         assert_eq!(normalize_username("Ana").ok().as_deref(), Some("ana"));
-        for bad in ["ab", "", "_ana", "ana smith", "ánä", &"a".repeat(33)] {
+        for bad in ["a", "", "_ana", "ana smith", "ánä", &"a".repeat(33)] {
             assert!(normalize_username(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -1,0 +1,310 @@
+//! The JSON API against the real server: accounts, rooms, messages, access rules, bad input.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use common::TestServer;
+use reqwest::StatusCode;
+use serde_json::json;
+
+#[tokio::test]
+async fn accounts_register_login_logout_and_password_change() {
+    let s = TestServer::start().await;
+    let ana = s.register("Ana").await;
+    assert!(ana.id.starts_with("@ana:"), "{}", ana.id);
+
+    // Usernames are unique case-insensitively; rules are enforced.
+    let (st, v) = s.post(None, "/api/v1/register", json!({"username": "ANA", "password": "password123"})).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    let (st, _) = s.post(None, "/api/v1/register", json!({"username": "a b", "password": "password123"})).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (st, _) = s.post(None, "/api/v1/register", json!({"username": "bob", "password": "short"})).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+
+    // Login, wrong password, token works, logout revokes exactly that token.
+    let (st, _) = s.post(None, "/api/v1/login", json!({"username": "ana", "password": "nope-nope"})).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let (st, v) = s.post(None, "/api/v1/login", json!({"username": "Ana", "password": "password123"})).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let second = v["token"].as_str().unwrap().to_string();
+    let (st, v) = s.get(Some(&second), "/api/v1/me").await;
+    assert_eq!((st, v["user_id"].as_str()), (StatusCode::OK, Some(ana.id.as_str())));
+    let (st, _) = s.post(Some(&second), "/api/v1/logout", json!({})).await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, v) = s.get(Some(&second), "/api/v1/me").await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "token still valid after logout: {v}");
+    let (st, _) = s.get(Some(&ana.token), "/api/v1/me").await;
+    assert_eq!(st, StatusCode::OK, "logout revoked another session");
+
+    // Password change: old password checked; other sessions revoked; the new password works.
+    let (_, v) = s.post(None, "/api/v1/login", json!({"username": "ana", "password": "password123"})).await;
+    let other = v["token"].as_str().unwrap().to_string();
+    let (st, _) = s.post(Some(&ana.token), "/api/v1/password", json!({"old_password": "wrong-one", "new_password": "new-password-1"})).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, v) = s.post(Some(&ana.token), "/api/v1/password", json!({"old_password": "password123", "new_password": "new-password-1"})).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(s.get(Some(&other), "/api/v1/me").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(s.get(Some(&ana.token), "/api/v1/me").await.0, StatusCode::OK);
+    let (st, _) = s.post(None, "/api/v1/login", json!({"username": "ana", "password": "password123"})).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let (st, _) = s.post(None, "/api/v1/login", json!({"username": "ana", "password": "new-password-1"})).await;
+    assert_eq!(st, StatusCode::OK);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn login_is_rate_limited_per_account() {
+    let s = TestServer::start().await;
+    s.register("cy").await;
+    let mut limited = None;
+    for i in 0..15 {
+        let res = s.http.post(format!("{}/api/v1/login", s.url)).json(&json!({"username": "cy", "password": "wrong-password"})).send().await.unwrap();
+        if res.status() == StatusCode::TOO_MANY_REQUESTS {
+            let retry: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+            limited = Some((i, retry));
+            break;
+        }
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    let (i, retry) = limited.expect("15 wrong passwords in a row were never limited");
+    assert_eq!(i, 10, "limit should start after 10 attempts per minute");
+    assert!(retry >= 1);
+    // Even the right password is refused while limited.
+    let (st, _) = s.post(None, "/api/v1/login", json!({"username": "cy", "password": "password123"})).await;
+    assert_eq!(st, StatusCode::TOO_MANY_REQUESTS);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn rooms_membership_and_visibility() {
+    let s = TestServer::start().await;
+    let ana = s.register("ana").await;
+    let ben = s.register("ben").await;
+    let cy = s.register("cy").await;
+
+    let public = s.create_room(&ana, "General", "public").await;
+    let private = s.create_room(&ana, "Secret", "private").await;
+
+    // Directory lists the public room only.
+    let (_, v) = s.get(Some(&cy.token), "/api/v1/rooms/public").await;
+    let ids: Vec<&str> = v["rooms"].as_array().unwrap().iter().map(|r| r["room_id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&public.as_str()));
+    assert!(!ids.contains(&private.as_str()), "private room listed");
+
+    // Ben joins the public room; Cy may not join the private one, nor read or post in it.
+    s.join(&ben, &public).await;
+    let (st, _) = s.post(Some(&cy.token), &format!("/api/v1/rooms/{private}/join"), json!({})).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    assert_eq!(s.get(Some(&cy.token), &format!("/api/v1/rooms/{private}/messages")).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(s.send(&cy, &private, "hi", "t1").await.0, StatusCode::FORBIDDEN);
+    assert_eq!(s.get(Some(&cy.token), &format!("/api/v1/rooms/{public}/messages")).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(s.send(&cy, &public, "hi", "t1").await.0, StatusCode::FORBIDDEN);
+    let (_, v) = s.get(Some(&cy.token), "/api/v1/rooms").await;
+    assert!(v["rooms"].as_array().unwrap().is_empty(), "outsider sees rooms: {v}");
+
+    // Invite Cy to the private room: it shows as an invitation, then Cy joins and can post.
+    let (st, v) = s.post(Some(&ana.token), &format!("/api/v1/rooms/{private}/invite"), json!({"user_id": "cy"})).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (_, v) = s.get(Some(&cy.token), "/api/v1/rooms").await;
+    assert_eq!(v["rooms"][0]["membership"], "invite");
+    s.join(&cy, &private).await;
+    assert_eq!(s.send(&cy, &private, "thanks", "t2").await.0, StatusCode::OK);
+    let (_, v) = s.get(Some(&ana.token), &format!("/api/v1/rooms/{private}/members")).await;
+    assert_eq!(v["members"].as_array().unwrap().len(), 2);
+
+    // Inviting unknown users, and members that are already in, fails clearly.
+    let (st, _) = s.post(Some(&ana.token), &format!("/api/v1/rooms/{private}/invite"), json!({"user_id": "nobody"})).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, _) = s.post(Some(&ana.token), &format!("/api/v1/rooms/{private}/invite"), json!({"user_id": "cy"})).await;
+    assert_eq!(st, StatusCode::CONFLICT);
+
+    // Leave: no more posting or reading.
+    let (st, _) = s.post(Some(&ben.token), &format!("/api/v1/rooms/{public}/leave"), json!({})).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(s.send(&ben, &public, "still here?", "t3").await.0, StatusCode::FORBIDDEN);
+
+    // Unknown room ids are 404, malformed ones too.
+    let ghost = format!("!{}", "A".repeat(43));
+    assert_eq!(s.send(&ana, &ghost, "x", "t4").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(s.send(&ana, "!nope", "x", "t5").await.0, StatusCode::NOT_FOUND);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn direct_messages_reuse_one_room() {
+    let s = TestServer::start().await;
+    let ana = s.register("ana").await;
+    let ben = s.register("ben").await;
+    let (st, v) = s.post(Some(&ana.token), "/api/v1/dm", json!({"user_id": "ben"})).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let room = v["room_id"].as_str().unwrap().to_string();
+    let (_, v) = s.post(Some(&ana.token), "/api/v1/dm", json!({"user_id": ben.id})).await;
+    assert_eq!(v["room_id"], room.as_str(), "second DM opened a new room");
+    // Ben opening a DM with Ana accepts the invitation into the same room.
+    let (_, v) = s.post(Some(&ben.token), "/api/v1/dm", json!({"user_id": "ana"})).await;
+    assert_eq!(v["room_id"], room.as_str());
+    assert_eq!(s.send(&ben, &room, "hi ana", "d1").await.0, StatusCode::OK);
+    let (_, v) = s.get(Some(&ana.token), "/api/v1/rooms").await;
+    let r = &v["rooms"][0];
+    assert_eq!((r["direct"].as_bool(), r["peer"].as_str(), r["unread"].as_u64()), (Some(true), Some(ben.id.as_str()), Some(1)));
+    // Nobody else can be invited into a direct room, and you cannot DM yourself.
+    let cy = s.register("cy").await;
+    let (st, _) = s.post(Some(&ana.token), &format!("/api/v1/rooms/{room}/invite"), json!({"user_id": cy.id})).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = s.post(Some(&ana.token), "/api/v1/dm", json!({"user_id": "ana"})).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn messages_idempotent_paginated_and_unread() {
+    let s = TestServer::start().await;
+    let ana = s.register("ana").await;
+    let ben = s.register("ben").await;
+    let room = s.create_room(&ana, "General", "public").await;
+    s.join(&ben, &room).await;
+
+    // A retried send with the same txn_id is one message with one id.
+    let (st, first) = s.send(&ana, &room, "hello", "same-txn").await;
+    assert_eq!(st, StatusCode::OK);
+    let (_, again) = s.send(&ana, &room, "hello", "same-txn").await;
+    assert_eq!(first["event_id"], again["event_id"]);
+    assert_eq!(s.bodies(&ana, &room).await, vec!["hello"]);
+
+    for i in 0..120 {
+        let (st, _) = s.send(&ana, &room, &format!("m{i}"), &format!("t{i}")).await;
+        assert_eq!(st, StatusCode::OK);
+    }
+    // Pages of 50, newest first, the cursor continuing without gaps or repeats.
+    let (_, p1) = s.get(Some(&ben.token), &format!("/api/v1/rooms/{room}/messages?limit=50")).await;
+    let evs = p1["events"].as_array().unwrap();
+    assert_eq!(evs.len(), 50);
+    assert_eq!(evs[0]["content"]["body"], "m119");
+    let next = p1["next"].as_str().unwrap();
+    let (_, p2) = s.get(Some(&ben.token), &format!("/api/v1/rooms/{room}/messages?limit=50&before={next}")).await;
+    assert_eq!(p2["events"][0]["content"]["body"], "m69");
+    let all = s.bodies(&ben, &room).await;
+    assert_eq!(all.len(), 121);
+    assert_eq!(all[0], "hello");
+    assert_eq!(all[120], "m119");
+
+    // Unread: Ben has 100+ (capped at 100) unread; reading the newest clears it. Ana has none.
+    let (_, v) = s.get(Some(&ben.token), "/api/v1/rooms").await;
+    assert_eq!(v["rooms"][0]["unread"], 100);
+    let newest = evs[0]["event_id"].as_str().unwrap();
+    let (st, _) = s.post(Some(&ben.token), &format!("/api/v1/rooms/{room}/read"), json!({"event_id": newest})).await;
+    assert_eq!(st, StatusCode::OK);
+    let (_, v) = s.get(Some(&ben.token), "/api/v1/rooms").await;
+    assert_eq!(v["rooms"][0]["unread"], 0);
+    let (_, v) = s.get(Some(&ana.token), "/api/v1/rooms").await;
+    assert_eq!(v["rooms"][0]["unread"], 0);
+
+    // Bad cursors and limits are 400.
+    assert_eq!(s.get(Some(&ben.token), &format!("/api/v1/rooms/{room}/messages?before=x")).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(s.get(Some(&ben.token), &format!("/api/v1/rooms/{room}/messages?limit=0")).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(s.get(Some(&ben.token), &format!("/api/v1/rooms/{room}/messages?limit=9999")).await.0, StatusCode::BAD_REQUEST);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_clear_4xx_and_changes_nothing() {
+    let s = TestServer::start().await;
+    let ana = s.register("ana").await;
+    let room = s.create_room(&ana, "General", "public").await;
+    let url = |p: &str| format!("{}{p}", s.url);
+    let before = s.state().store.stream_pos().unwrap();
+
+    // Malformed JSON, wrong types, missing fields, wrong content type.
+    for body in ["{", "[]", "{\"body\": 5, \"txn_id\": \"x\"}", "{\"body\": \"x\"}", "\u{0}"] {
+        let res = s.http.post(url(&format!("/api/v1/rooms/{room}/messages"))).bearer_auth(&ana.token)
+            .header("content-type", "application/json").body(body).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "body {body:?}");
+        let v: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(v["error"], "bad_request");
+        assert!(!v["message"].as_str().unwrap().is_empty());
+    }
+    let res = s.http.post(url("/api/v1/rooms")).bearer_auth(&ana.token).body("name=x").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let (st, _) = s.post(Some(&ana.token), "/api/v1/rooms", json!({"name": "x", "visibility": "sideways"})).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (st, _) = s.post(Some(&ana.token), "/api/v1/rooms", json!({"name": "  ", "visibility": "public"})).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (st, _) = s.post(Some(&ana.token), "/api/v1/rooms", json!({"name": "x".repeat(101), "visibility": "public"})).await;
+    assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE);
+
+    // Oversize body (over 64 KiB) and oversize message (over 16 KiB).
+    let huge = "x".repeat(70 * 1024);
+    let (st, v) = s.send(&ana, &room, &huge, "big").await;
+    assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    let (st, v) = s.send(&ana, &room, &"y".repeat(17 * 1024), "big2").await;
+    assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    let (st, _) = s.send(&ana, &room, "   ", "blank").await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (st, _) = s.send(&ana, &room, "ok", &"t".repeat(65)).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (st, _) = s.send(&ana, &room, "ok", "").await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+
+    // Bad tokens: missing, garbage, tampered, wrong key, alg none, expired.
+    assert_eq!(s.get(None, "/api/v1/rooms").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(s.get(Some("garbage"), "/api/v1/rooms").await.0, StatusCode::UNAUTHORIZED);
+    let mut parts: Vec<String> = ana.token.split('.').map(String::from).collect();
+    let tampered_claims = {
+        use base64::Engine;
+        let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut c: serde_json::Value = serde_json::from_slice(&e.decode(&parts[1]).unwrap()).unwrap();
+        c["sub"] = json!("@someone:else");
+        e.encode(c.to_string())
+    };
+    parts[1] = tampered_claims.clone();
+    assert_eq!(s.get(Some(&parts.join(".")), "/api/v1/rooms").await.0, StatusCode::UNAUTHORIZED);
+    let none_token = {
+        use base64::Engine;
+        let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        format!("{}.{}.", e.encode(r#"{"alg":"none","typ":"JWT"}"#), tampered_claims)
+    };
+    assert_eq!(s.get(Some(&none_token), "/api/v1/rooms").await.0, StatusCode::UNAUTHORIZED);
+    let claims = json!({"sub": ana.id, "sid": "x", "iat": 1, "exp": 2});
+    let forged = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &jsonwebtoken::EncodingKey::from_secret(b"not the key")).unwrap();
+    assert_eq!(s.get(Some(&forged), "/api/v1/rooms").await.0, StatusCode::UNAUTHORIZED);
+    // An expired token signed with the real key (minted through the server's own keys).
+    let sid = s.state().tokens.verify(&ana.token).unwrap().sid;
+    let expired_keys = chat::auth::TokenKeys::new(&chat::store::token_secret(&s.state().store).await.unwrap(), 60);
+    let fresh = expired_keys.issue(&ana.id, &sid).unwrap();
+    assert_eq!(s.get(Some(&fresh), "/api/v1/me").await.0, StatusCode::OK, "control: same key, valid");
+    let expired = {
+        let c = json!({"sub": ana.id, "sid": sid, "iat": 1_000, "exp": 2_000});
+        jsonwebtoken::encode(&jsonwebtoken::Header::default(), &c,
+            &jsonwebtoken::EncodingKey::from_secret(&chat::store::token_secret(&s.state().store).await.unwrap())).unwrap()
+    };
+    let (st, v) = s.get(Some(&expired), "/api/v1/me").await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    assert_eq!(v["message"], "token expired");
+
+    // Cookie-authenticated POST from another origin is refused.
+    let res = s.http.post(url(&format!("/api/v1/rooms/{room}/messages")))
+        .header("cookie", format!("chat_token={}", ana.token))
+        .header("origin", "http://evil.example")
+        .json(&json!({"body": "csrf", "txn_id": "csrf"})).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = s.http.post(url(&format!("/api/v1/rooms/{room}/messages")))
+        .header("cookie", format!("chat_token={}", ana.token))
+        .json(&json!({"body": "no origin", "txn_id": "csrf2"})).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    // The same request from our own origin works.
+    let res = s.http.post(url(&format!("/api/v1/rooms/{room}/messages")))
+        .header("cookie", format!("chat_token={}", ana.token))
+        .header("origin", s.url.clone())
+        .json(&json!({"body": "same origin", "txn_id": "ok1"})).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+
+    // Unknown endpoints.
+    assert_eq!(s.get(Some(&ana.token), "/api/v1/nope").await.0, StatusCode::NOT_FOUND);
+
+    // Exactly one event was added (the same-origin send); the server is healthy.
+    assert_eq!(s.state().store.stream_pos().unwrap(), before + 1);
+    assert_eq!(s.bodies(&ana, &room).await, vec!["same origin"]);
+    let res = s.http.get(url("/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    s.stop().await;
+}

@@ -1,0 +1,208 @@
+//! Test harness: the real server in-process on port 0 with a temporary data dir, and real HTTP
+//! and WebSocket clients.
+#![allow(dead_code, clippy::unwrap_used, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+pub struct TestServer {
+    pub addr: std::net::SocketAddr,
+    pub url: String,
+    pub dir: PathBuf,
+    shutdown: CancellationToken,
+    running: Option<chat::Running>,
+    _tmp: Option<tempfile::TempDir>,
+    pub http: reqwest::Client,
+}
+
+pub struct User {
+    pub id: String,
+    pub name: String,
+    pub token: String,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let mut s = Self::start_with(chat::Config::with_data_dir(&dir)).await;
+        s._tmp = Some(tmp);
+        s
+    }
+
+    pub async fn start_in(dir: &Path) -> Self {
+        Self::start_with(chat::Config::with_data_dir(dir)).await
+    }
+
+    pub async fn start_with(mut config: chat::Config) -> Self {
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        let shutdown = CancellationToken::new();
+        let running = chat::start(config.clone(), shutdown.clone()).await.unwrap();
+        let addr = running.addr;
+        TestServer {
+            addr,
+            url: format!("http://{addr}"),
+            dir: config.data_dir.clone(),
+            shutdown,
+            running: Some(running),
+            _tmp: None,
+            http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+        }
+    }
+
+    pub fn state(&self) -> &chat::state::AppState {
+        &self.running.as_ref().unwrap().state
+    }
+
+    /// Graceful stop; returns the temp dir (if owned) so the data can be reopened.
+    pub async fn stop(mut self) -> Option<tempfile::TempDir> {
+        self.shutdown.cancel();
+        if let Some(r) = self.running.take() {
+            r.wait().await.unwrap();
+        }
+        self._tmp.take()
+    }
+
+    pub async fn register(&self, name: &str) -> User {
+        let (status, v) = self.post(None, "/api/v1/register", json!({"username": name, "password": "password123"})).await;
+        assert_eq!(status, StatusCode::OK, "register {name}: {v}");
+        User { id: v["user_id"].as_str().unwrap().into(), name: name.into(), token: v["token"].as_str().unwrap().into() }
+    }
+
+    pub async fn post(&self, token: Option<&str>, path: &str, body: Value) -> (StatusCode, Value) {
+        let mut req = self.http.post(format!("{}{path}", self.url)).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let v = res.json::<Value>().await.unwrap_or(Value::Null);
+        (status, v)
+    }
+
+    pub async fn get(&self, token: Option<&str>, path: &str) -> (StatusCode, Value) {
+        let mut req = self.http.get(format!("{}{path}", self.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let v = res.json::<Value>().await.unwrap_or(Value::Null);
+        (status, v)
+    }
+
+    pub async fn create_room(&self, u: &User, name: &str, visibility: &str) -> String {
+        let (s, v) = self.post(Some(&u.token), "/api/v1/rooms", json!({"name": name, "visibility": visibility})).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v["room_id"].as_str().unwrap().to_string()
+    }
+
+    pub async fn join(&self, u: &User, room: &str) {
+        let (s, v) = self.post(Some(&u.token), &format!("/api/v1/rooms/{room}/join"), json!({})).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+
+    pub async fn send(&self, u: &User, room: &str, body: &str, txn: &str) -> (StatusCode, Value) {
+        self.post(Some(&u.token), &format!("/api/v1/rooms/{room}/messages"), json!({"body": body, "txn_id": txn})).await
+    }
+
+    /// All message bodies of a room, oldest first, following the cursor.
+    pub async fn bodies(&self, u: &User, room: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let q = match &cursor {
+                Some(c) => format!("?limit=200&before={c}"),
+                None => "?limit=200".into(),
+            };
+            let (s, v) = self.get(Some(&u.token), &format!("/api/v1/rooms/{room}/messages{q}")).await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            for e in v["events"].as_array().unwrap() {
+                if e["type"] == "m.room.message" {
+                    out.push(e["content"]["body"].as_str().unwrap().to_string());
+                }
+            }
+            match v["next"].as_str() {
+                Some(n) => cursor = Some(n.to_string()),
+                None => break,
+            }
+        }
+        out.reverse();
+        out
+    }
+
+    pub async fn ws(&self, u: &User, since: Option<u64>) -> Ws {
+        self.ws_with(u, since, None).await.unwrap()
+    }
+
+    pub async fn ws_with(&self, u: &User, since: Option<u64>, origin: Option<&str>) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+        let q = since.map(|s| format!("?since={s}")).unwrap_or_default();
+        let mut req = format!("ws://{}/ws{q}", self.addr).into_client_request().unwrap();
+        req.headers_mut().insert("authorization", format!("Bearer {}", u.token).parse().unwrap());
+        if let Some(o) = origin {
+            req.headers_mut().insert("origin", o.parse().unwrap());
+        }
+        let (stream, _) = tokio_tungstenite::connect_async(req).await?;
+        let mut ws = Ws { stream, ready: None };
+        let ready = ws.next_of("ready").await;
+        ws.ready = ready["pos"].as_u64();
+        Ok(ws)
+    }
+}
+
+pub struct Ws {
+    pub stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// Position in the `ready` frame.
+    pub ready: Option<u64>,
+}
+
+impl Ws {
+    /// Next JSON frame, or panics after 5 s. Events before `ready` are returned too.
+    pub async fn next(&mut self) -> Value {
+        self.try_next(Duration::from_secs(5)).await.expect("no frame within 5 s")
+    }
+
+    pub async fn try_next(&mut self, wait: Duration) -> Option<Value> {
+        loop {
+            let msg = tokio::time::timeout(wait, self.stream.next()).await.ok()??.ok()?;
+            match msg {
+                Message::Text(t) => return Some(serde_json::from_str(&t).unwrap()),
+                Message::Close(_) => return None,
+                _ => continue,
+            }
+        }
+    }
+
+    /// Skips frames until one of type `t`.
+    pub async fn next_of(&mut self, t: &str) -> Value {
+        loop {
+            let f = self.next().await;
+            if f["t"] == t {
+                return f;
+            }
+        }
+    }
+
+    /// Next `event` frame carrying a message, skipping others.
+    pub async fn next_message(&mut self) -> Value {
+        loop {
+            let f = self.next_of("event").await;
+            if f["event"]["type"] == "m.room.message" {
+                return f;
+            }
+        }
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.stream.send(Message::Text(v.to_string().into())).await.unwrap();
+    }
+}
