@@ -62,6 +62,7 @@ pub struct Hub {
     next_id: AtomicU64,
     queue: usize,
     max_per_user: usize,
+    lagged: AtomicU64,
 }
 
 /// A registered connection; dropping it unregisters.
@@ -84,7 +85,7 @@ impl Drop for Conn {
 impl Hub {
     /// A hub with `queue` frames per connection and at most `max_per_user` connections per user.
     pub fn new(queue: usize, max_per_user: usize) -> Arc<Self> {
-        Arc::new(Hub { inner: Mutex::default(), next_id: AtomicU64::new(1), queue, max_per_user })
+        Arc::new(Hub { inner: Mutex::default(), next_id: AtomicU64::new(1), queue, max_per_user, lagged: AtomicU64::new(0) })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -158,6 +159,11 @@ impl Hub {
         }
     }
 
+    /// How many times a connection's queue overflowed and it was switched to catch-up.
+    pub fn lagged_total(&self) -> u64 {
+        self.lagged.load(Ordering::Relaxed)
+    }
+
     /// Number of open connections.
     pub fn connections(&self) -> usize {
         self.lock().users.values().map(|u| u.conns.len()).sum()
@@ -180,7 +186,7 @@ impl Hub {
             if let Some(members) = inner.rooms.get(&room) {
                 for u in members {
                     if let Some(online) = inner.users.get(u) {
-                        deliver(online, &frame);
+                        deliver(online, &frame, &self.lagged);
                     }
                 }
             }
@@ -189,7 +195,7 @@ impl Hub {
                 if !already {
                     // Invited (or removed) users are told about their own membership change.
                     if let Some(online) = inner.users.get(t) {
-                        deliver(online, &frame);
+                        deliver(online, &frame, &self.lagged);
                     }
                 }
                 if m != Membership::Join {
@@ -220,9 +226,10 @@ impl Inner {
     }
 }
 
-fn deliver(online: &OnlineUser, frame: &Frame) {
+fn deliver(online: &OnlineUser, frame: &Frame, lagged_total: &AtomicU64) {
     for c in &online.conns {
         if c.tx.try_send(frame.clone()).is_err() && !c.signals.lagged.swap(true, Ordering::AcqRel) {
+            lagged_total.fetch_add(1, Ordering::Relaxed);
             c.signals.wake.notify_one();
         }
     }

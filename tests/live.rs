@@ -1,0 +1,231 @@
+//! The live channel against the real server: delivery, resume, slow clients, origin, logout.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::TestServer;
+use reqwest::StatusCode;
+use serde_json::json;
+
+#[tokio::test]
+async fn members_receive_each_others_messages_live_in_every_tab() {
+    let s = TestServer::start().await;
+    let ana = s.register("ana").await;
+    let ben = s.register("ben").await;
+    let cy = s.register("cy").await;
+    let room = s.create_room(&ana, "General", "public").await;
+    s.join(&ben, &room).await;
+
+    let mut ana_ws = s.ws(&ana, None).await;
+    let mut ben_tab1 = s.ws(&ben, None).await;
+    let mut ben_tab2 = s.ws(&ben, None).await;
+    let mut cy_ws = s.ws(&cy, None).await;
+
+    // Ana sends over the WebSocket; the ack comes after commit, and every tab of Ben gets it.
+    ana_ws.send(json!({"t": "send", "room_id": room, "body": "hi ben", "txn_id": "a1"})).await;
+    let ack = ana_ws.next_of("ack").await;
+    assert_eq!(ack["txn_id"], "a1");
+    for tab in [&mut ben_tab1, &mut ben_tab2] {
+        let f = tab.next_message().await;
+        assert_eq!(f["event"]["content"]["body"], "hi ben");
+        assert_eq!(f["event"]["event_id"], ack["event_id"]);
+        assert!(f["html"].as_str().unwrap().contains("hi ben"));
+    }
+    // Ben answers over HTTP; Ana sees it live.
+    s.send(&ben, &room, "hello <ana>", "b1").await;
+    let f = ana_ws.next_message().await;
+    assert_eq!(f["event"]["content"]["body"], "hello <ana>");
+    // The fragment is escaped HTML.
+    assert!(f["html"].as_str().unwrap().contains("hello &lt;ana&gt;"), "{}", f["html"]);
+
+    // Cy is not a member: sees nothing, and a send over the socket is refused.
+    assert!(cy_ws.try_next(Duration::from_millis(300)).await.is_none(), "non-member received a frame");
+    cy_ws.send(json!({"t": "send", "room_id": room, "body": "let me in", "txn_id": "c1"})).await;
+    let err = cy_ws.next_of("error").await;
+    assert_eq!((err["error"].as_str(), err["txn_id"].as_str()), (Some("forbidden"), Some("c1")));
+
+    // Cy joins: from now on, live.
+    s.join(&cy, &room).await;
+    let join = cy_ws.next_of("event").await;
+    assert_eq!(join["event"]["type"], "m.room.member");
+    s.send(&ana, &room, "welcome cy", "a2").await;
+    assert_eq!(cy_ws.next_message().await["event"]["content"]["body"], "welcome cy");
+
+    // Malformed frames get an error frame; the connection stays usable.
+    cy_ws.send(json!({"t": "launch_missiles"})).await;
+    assert_eq!(cy_ws.next_of("error").await["error"], "bad_request");
+    cy_ws.send(json!({"t": "ping"})).await;
+    assert_eq!(cy_ws.next_of("pong").await["t"], "pong");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn reconnect_with_stale_position_gets_missed_events_once_in_order() {
+    let s = TestServer::start().await;
+    let ana = s.register("ana").await;
+    let ben = s.register("ben").await;
+    let room = s.create_room(&ana, "General", "public").await;
+    s.join(&ben, &room).await;
+
+    let mut ben_ws = s.ws(&ben, None).await;
+    s.send(&ana, &room, "seen-1", "s1").await;
+    let seen = ben_ws.next_message().await["pos"].as_u64().unwrap();
+    drop(ben_ws);
+
+    // While Ben is away: 30 messages.
+    for i in 0..30 {
+        s.send(&ana, &room, &format!("missed-{i}"), &format!("m{i}")).await;
+    }
+    // Ben comes back with the last position he saw and gets exactly those 30, in order, before
+    // the `ready` frame.
+    let mut req_frames = Vec::new();
+    {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = format!("ws://{}/ws?since={seen}", s.addr).into_client_request().unwrap();
+        req.headers_mut().insert("authorization", format!("Bearer {}", ben.token).parse().unwrap());
+        let (mut stream, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(5), stream.next()).await.unwrap().unwrap().unwrap();
+            let v: serde_json::Value = serde_json::from_str(msg.to_text().unwrap()).unwrap();
+            if v["t"] == "ready" {
+                break;
+            }
+            req_frames.push(v);
+        }
+    }
+    let bodies: Vec<&str> = req_frames.iter().map(|f| f["event"]["content"]["body"].as_str().unwrap()).collect();
+    let expected: Vec<String> = (0..30).map(|i| format!("missed-{i}")).collect();
+    assert_eq!(bodies, expected);
+    let positions: Vec<u64> = req_frames.iter().map(|f| f["pos"].as_u64().unwrap()).collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "not in order: {positions:?}");
+
+    // Live frames after the replay are not repeats.
+    let mut ben_ws = s.ws(&ben, Some(*positions.last().unwrap())).await;
+    s.send(&ana, &room, "after", "after").await;
+    let f = ben_ws.next_message().await;
+    assert_eq!(f["event"]["content"]["body"], "after");
+    assert!(ben_ws.try_next(Duration::from_millis(300)).await.is_none(), "duplicate frame");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_stuck_client_never_slows_the_room_and_catches_up_from_the_store() {
+    let mut cfg = chat::Config::with_data_dir(tempfile::tempdir().unwrap().keep());
+    cfg.limits.live_queue = 8;
+    let s = TestServer::start_with(cfg).await;
+    let ana = s.register("ana").await;
+    let ben = s.register("ben").await;
+    let slow = s.register("slow").await;
+    let room = s.create_room(&ana, "General", "public").await;
+    s.join(&ben, &room).await;
+    s.join(&slow, &room).await;
+
+    // `slow` connects and then does not read at all.
+    let mut slow_ws = s.ws(&slow, None).await;
+    let mut ben_ws = s.ws(&ben, None).await;
+    let big = "z".repeat(15_000);
+    let started = Instant::now();
+    for i in 0..300 {
+        let (st, _) = s.send(&ana, &room, &format!("{i} {big}"), &format!("t{i}")).await;
+        assert_eq!(st, StatusCode::OK);
+        let f = ben_ws.next_message().await;
+        assert!(f["event"]["content"]["body"].as_str().unwrap().starts_with(&format!("{i} ")));
+    }
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(60), "room slowed down: {elapsed:?}");
+    assert!(s.state().hub.lagged_total() > 0, "the stuck client never overflowed its queue");
+
+    // Now the slow client reads: it gets every message, in order, exactly once.
+    let mut got = Vec::new();
+    while got.len() < 300 {
+        let f = slow_ws.next().await;
+        if f["t"] == "event" && f["event"]["type"] == "m.room.message" {
+            let body = f["event"]["content"]["body"].as_str().unwrap();
+            got.push(body.split(' ').next().unwrap().parse::<u32>().unwrap());
+        }
+        assert_ne!(f["t"], "resync", "300 events is under the catch-up limit");
+    }
+    assert_eq!(got, (0..300).collect::<Vec<_>>());
+    assert!(slow_ws.try_next(Duration::from_millis(300)).await.is_none());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn far_behind_clients_are_told_to_resync() {
+    let mut cfg = chat::Config::with_data_dir(tempfile::tempdir().unwrap().keep());
+    cfg.limits.max_catchup_events = 20;
+    let s = TestServer::start_with(cfg).await;
+    let ana = s.register("ana").await;
+    let room = s.create_room(&ana, "General", "public").await;
+    let pos = s.state().store.stream_pos().unwrap();
+    for i in 0..25 {
+        s.send(&ana, &room, &format!("m{i}"), &format!("t{i}")).await;
+    }
+    let req = format!("ws://{}/ws?since={pos}", s.addr);
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut r = req.into_client_request().unwrap();
+    r.headers_mut().insert("authorization", format!("Bearer {}", ana.token).parse().unwrap());
+    let (mut stream, _) = tokio_tungstenite::connect_async(r).await.unwrap();
+    let first = stream.next().await.unwrap().unwrap();
+    let v: serde_json::Value = serde_json::from_str(first.to_text().unwrap()).unwrap();
+    assert_eq!(v["t"], "resync");
+    assert_eq!(v["pos"].as_u64(), Some(s.state().store.stream_pos().unwrap()));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn websocket_refuses_foreign_origins_bad_tokens_and_closes_on_logout() {
+    let s = TestServer::start().await;
+    let ana = s.register("ana").await;
+    let err = s.ws_with(&ana, None, Some("http://evil.example")).await.err().expect("foreign origin accepted");
+    assert!(err.to_string().contains("403"), "{err}");
+    let ok = s.ws_with(&ana, None, Some(&s.url)).await;
+    assert!(ok.is_ok());
+
+    let bad = common::User { id: ana.id.clone(), name: "ana".into(), token: "bad".into() };
+    let err = s.ws_with(&bad, None, None).await.err().expect("bad token accepted");
+    assert!(err.to_string().contains("401"), "{err}");
+
+    // Logout closes the session's live connections with code 4001.
+    let mut ws = s.ws(&ana, None).await;
+    let (st, _) = s.post(Some(&ana.token), "/api/v1/logout", json!({})).await;
+    assert_eq!(st, StatusCode::OK);
+    use futures_util::StreamExt;
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(m)) = ws.stream.next().await {
+            if let tokio_tungstenite::tungstenite::Message::Close(Some(f)) = m {
+                return Some(u16::from(f.code));
+            }
+        }
+        None
+    })
+    .await
+    .unwrap();
+    assert_eq!(closed, Some(4001));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_sends_a_close_frame() {
+    let s = TestServer::start().await;
+    let ana = s.register("ana").await;
+    let mut ws = s.ws(&ana, None).await;
+    let stopper = tokio::spawn(s.stop());
+    use futures_util::StreamExt;
+    let code = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(m)) = ws.stream.next().await {
+            if let tokio_tungstenite::tungstenite::Message::Close(Some(f)) = m {
+                return Some(u16::from(f.code));
+            }
+        }
+        None
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(1001));
+    stopper.await.unwrap();
+}
