@@ -1,0 +1,170 @@
+//! Durability and the binary: restarts keep every acknowledged message and account; group commit
+//! batches concurrent writes; the CLI's settings, errors and signals.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::TestServer;
+use reqwest::StatusCode;
+use serde_json::json;
+
+#[tokio::test]
+async fn restart_keeps_every_acknowledged_message_and_account() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = TestServer::start_in(tmp.path()).await;
+    let ana = s.register("ana").await;
+    let ben = s.register("ben").await;
+    let room = s.create_room(&ana, "General", "private").await;
+    s.post(Some(&ana.token), &format!("/api/v1/rooms/{room}/invite"), json!({"user_id": "ben"})).await;
+    s.join(&ben, &room).await;
+
+    // 200 concurrent sends from two users: every acknowledged one must survive.
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let (url, token) = (s.url.clone(), if i % 2 == 0 { ana.token.clone() } else { ben.token.clone() });
+        let (http, room) = (s.http.clone(), room.clone());
+        tasks.push(tokio::spawn(async move {
+            let res = http.post(format!("{url}/api/v1/rooms/{room}/messages")).bearer_auth(token)
+                .json(&json!({"body": format!("msg-{i}"), "txn_id": format!("t{i}")})).send().await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+            format!("msg-{i}")
+        }));
+    }
+    let mut acked = Vec::new();
+    for t in tasks {
+        acked.push(t.await.unwrap());
+    }
+    let stats = s.state().store.writer_stats();
+    assert!(stats.jobs > stats.commits, "no group commit happened: {stats:?}");
+    s.stop().await;
+
+    let s = TestServer::start_in(tmp.path()).await;
+    // Accounts and sessions survive: old tokens still work, passwords still check.
+    assert_eq!(s.get(Some(&ana.token), "/api/v1/me").await.0, StatusCode::OK);
+    let (st, _) = s.post(None, "/api/v1/login", json!({"username": "ben", "password": "password123"})).await;
+    assert_eq!(st, StatusCode::OK);
+    let mut bodies = s.bodies(&ben, &room).await;
+    assert_eq!(bodies.len(), 200);
+    bodies.sort();
+    acked.sort();
+    assert_eq!(bodies, acked);
+    // Stream positions continue after the restart (no reuse).
+    let before = s.state().store.stream_pos().unwrap();
+    let (_, v) = s.send(&ana, &room, "after restart", "after").await;
+    assert_eq!(v["pos"].as_u64(), Some(before + 1));
+    // A retried send from before the restart is still recognised.
+    let (_, v) = s.send(&ana, &room, "msg-0", "t0").await;
+    assert!(v["pos"].as_u64().unwrap() < before);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_version_is_refused_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    TestServer::start_in(tmp.path()).await.stop().await;
+    {
+        let db = redb::Database::create(tmp.path().join("chat.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut meta = txn.open_table(chat::store::tables::META).unwrap();
+            meta.insert("schema_version", 99u32.to_le_bytes().as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let mut cfg = chat::Config::with_data_dir(tmp.path());
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    let err = chat::start(cfg, Default::default()).await.err().expect("newer schema accepted");
+    assert!(err.contains("newer version of chat") && err.contains("schema 99"), "{err}");
+}
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_chat"))
+}
+
+#[test]
+fn cli_version_help_and_config_errors() {
+    let out = bin().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("chat "));
+    let out = bin().args(["serve", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--listen", "--data-dir", "--server-name", "--config", "CHAT_LISTEN"] {
+        assert!(help.contains(flag), "help lacks {flag}: {help}");
+    }
+    let out = bin().args(["serve", "--listen", "not-an-address"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("listen:"));
+    let out = bin().args(["serve"]).env("CHAT_SERVER_NAME", "bad name!").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("server_name:"));
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("chat.toml");
+    std::fs::write(&cfg, "listen = 5\n").unwrap();
+    let out = bin().args(["serve", "--config"]).arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chat.toml"));
+    let out = bin().args(["serve", "--bogus"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// Starts the binary; returns the child and its URL (read from the "ready" line).
+fn spawn_server(dir: &std::path::Path) -> (std::process::Child, String) {
+    let mut child = bin()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .env("CHAT_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap().trim_end_matches('/').to_string();
+    (child, url)
+}
+
+#[tokio::test]
+async fn sigterm_shuts_down_gracefully_and_keeps_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut child, url) = spawn_server(tmp.path());
+    let http = reqwest::Client::new();
+    let v: serde_json::Value = http.post(format!("{url}/api/v1/register")).json(&json!({"username": "ana", "password": "password123"}))
+        .send().await.unwrap().json().await.unwrap();
+    let token = v["token"].as_str().unwrap().to_string();
+    let v: serde_json::Value = http.post(format!("{url}/api/v1/rooms")).bearer_auth(&token)
+        .json(&json!({"name": "General", "visibility": "public"})).send().await.unwrap().json().await.unwrap();
+    let room = v["room_id"].as_str().unwrap().to_string();
+    for i in 0..20 {
+        let res = http.post(format!("{url}/api/v1/rooms/{room}/messages")).bearer_auth(&token)
+            .json(&json!({"body": format!("m{i}"), "txn_id": format!("t{i}")})).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let waited = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert!(waited.success(), "exit after SIGTERM: {waited:?}");
+
+    let (mut child, url) = spawn_server(tmp.path());
+    let v: serde_json::Value = http.get(format!("{url}/api/v1/rooms/{room}/messages?limit=200")).bearer_auth(&token)
+        .send().await.unwrap().json().await.unwrap();
+    let n = v["events"].as_array().unwrap().iter().filter(|e| e["type"] == "m.room.message").count();
+    assert_eq!(n, 20);
+    child.kill().unwrap();
+    let _ = child.wait();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+#[tokio::test]
+async fn a_second_process_on_the_same_data_dir_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut child, _url) = spawn_server(tmp.path());
+    let out = bin().args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(tmp.path()).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already in use"), "{}", String::from_utf8_lossy(&out.stderr));
+    child.kill().unwrap();
+    let _ = child.wait();
+}
