@@ -1,0 +1,94 @@
+// Two people in two browser contexts register, meet in one room and see each other's messages
+// appear live, without reloading. Run by tests/browser.rs with the server's URL as argument.
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+
+const base = process.argv[2];
+const shots = process.argv[3] || 'target/browser-shots';
+if (!base) { console.error('usage: chat_live.mjs URL [SHOT_DIR]'); process.exit(2); }
+mkdirSync(shots, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1'],
+});
+
+function fail(msg) { throw new Error(msg); }
+
+async function person(name) {
+  const ctx = await browser.newContext({ viewport: { width: 1100, height: 760 } });
+  const page = await ctx.newPage();
+  page.on('dialog', (d) => fail(`${name}: a dialog opened (script ran): ${d.message()}`));
+  page.on('pageerror', (e) => fail(`${name}: page error: ${e.message}`));
+  await page.goto(`${base}/register`);
+  await page.fill('input[name=username]', name);
+  await page.fill('input[name=password]', 'password123');
+  await Promise.all([page.waitForURL(`${base}/rooms`), page.click('button[type=submit]')]);
+  return { ctx, page };
+}
+
+const timeout = 10000;
+try {
+  const ana = await person('ana');
+  const ben = await person('ben');
+
+  // Ana creates a public room and lands in it.
+  await ana.page.fill('#new input[name=name]', 'Lobby');
+  await ana.page.fill('#new input[name=topic]', 'Say hi');
+  await Promise.all([ana.page.waitForURL(/\/rooms\/!/), ana.page.click('#new button[type=submit]')]);
+  const roomUrl = ana.page.url();
+
+  // Ben finds it in the directory and joins.
+  await ben.page.reload();
+  await Promise.all([ben.page.waitForURL(roomUrl), ben.page.click('#public-rooms a:has-text("Lobby")')]);
+  await Promise.all([ben.page.waitForURL(roomUrl), ben.page.click('button:has-text("Join room")')]);
+
+  for (const p of [ana.page, ben.page]) {
+    await p.waitForSelector('#conn[data-state="live"]', { timeout });
+    await p.evaluate(() => { window.__noReload = true; });
+  }
+
+  // Ana sees Ben join live.
+  await ana.page.waitForSelector('#timeline li.note:has-text("ben joined")', { timeout });
+  await ana.page.waitForSelector('#members li:has-text("ben")', { timeout });
+
+  // Ana -> Ben, live, and Ana's own message is confirmed (no longer pending).
+  await ana.page.fill('#composer textarea', 'hello from ana');
+  await ana.page.press('#composer textarea', 'Enter');
+  await ben.page.waitForSelector('#timeline li.msg .body:text-is("hello from ana")', { timeout });
+  await ana.page.waitForSelector('#timeline li.msg:not(.pending) .body:text-is("hello from ana")', { timeout });
+
+  // Ben -> Ana, including markup that must stay inert text.
+  const evil = '<img src=x onerror="alert(1)"> hi ana';
+  await ben.page.fill('#composer textarea', evil);
+  await ben.page.click('#composer button[type=submit]');
+  await ana.page.waitForSelector('#timeline li.msg .body:text-is(\'<img src=x onerror="alert(1)"> hi ana\')', { timeout });
+  if (await ana.page.locator('#timeline img').count() !== 0) fail('markup from a message was rendered as HTML');
+
+  // Unread badge on another tab of Ben, on the home page, updates live.
+  const benHome = await ben.ctx.newPage();
+  await benHome.goto(`${base}/rooms`);
+  await benHome.waitForSelector('#conn[data-state="live"]', { timeout });
+  await ana.page.fill('#composer textarea', 'are you there?');
+  await ana.page.press('#composer textarea', 'Enter');
+  await benHome.waitForSelector('#room-list a:has-text("Lobby") .badge.unread:text-is("1")', { timeout });
+  await ben.page.waitForSelector('#timeline li.msg .body:text-is("are you there?")', { timeout });
+
+  for (const p of [ana.page, ben.page]) {
+    const same = await p.evaluate(() => window.__noReload === true);
+    if (!same) fail('a page reloaded; messages must arrive live');
+    const order = await p.$$eval('#timeline li.msg .body', (els) => els.map((e) => e.textContent));
+    const want = ['hello from ana', evil, 'are you there?'];
+    if (JSON.stringify(order) !== JSON.stringify(want)) fail(`timeline order ${JSON.stringify(order)}`);
+  }
+
+  await ana.page.screenshot({ path: `${shots}/ana-room.png` });
+  await benHome.screenshot({ path: `${shots}/ben-home.png` });
+  await ana.page.emulateMedia({ colorScheme: 'dark' });
+  await ana.page.setViewportSize({ width: 390, height: 740 });
+  await ana.page.screenshot({ path: `${shots}/ana-room-phone-dark.png` });
+  console.log('browser chat: ok');
+} finally {
+  await browser.close();
+}
