@@ -126,8 +126,7 @@ impl Config {
             cfg.data_dir = dir;
         }
         if let Some(name) = args.server_name.as_deref().or(file.server_name.as_deref()) {
-            cfg.server_name =
-                Some(ServerName::parse(name).map_err(|e| format!("server_name: {e}"))?);
+            cfg.server_name = Some(ServerName::parse(name).map_err(|e| format!("server_name: {e}"))?);
         }
         if let Some(limits) = file.limits {
             cfg.limits = limits;
@@ -165,8 +164,7 @@ fn parse_listen(s: &str) -> Result<SocketAddr, String> {
 }
 
 fn load_file(path: &Path) -> Result<FileConfig, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("config file {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("config file {}: {e}", path.display()))?;
     toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))
 }
 
@@ -187,8 +185,9 @@ pub fn derive_server_name(bound: SocketAddr) -> ServerName {
         std::net::IpAddr::V6(_) if !bound.ip().is_unspecified() => format!("[{host}]:{}", bound.port()),
         _ => format!("{host}:{}", bound.port()),
     };
-    ServerName::parse(&text)
-        .unwrap_or_else(|_| ServerName::parse(&format!("localhost:{}", bound.port())).unwrap_or_else(|_| unreachable_name()))
+    ServerName::parse(&text).unwrap_or_else(|_| {
+        ServerName::parse(&format!("localhost:{}", bound.port())).unwrap_or_else(|_| unreachable_name())
+    })
 }
 
 fn unreachable_name() -> ServerName {
@@ -204,8 +203,13 @@ mod tests {
     fn file_then_flags() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("chat.toml");
-        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\nserver_name = \"chat.test\"\n[limits]\nmax_message_bytes = 100\n").unwrap();
-        let args = ServeArgs { config: Some(path.clone()), listen: Some("127.0.0.1:9001".into()), ..Default::default() };
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\nserver_name = \"chat.test\"\n[limits]\nmax_message_bytes = 100\n",
+        )
+        .unwrap();
+        let args =
+            ServeArgs { config: Some(path.clone()), listen: Some("127.0.0.1:9001".into()), ..Default::default() };
         let cfg = Config::from_args(&args).unwrap();
         assert_eq!(cfg.listen.port(), 9001);
         assert_eq!(cfg.server_name.unwrap().as_str(), "chat.test");

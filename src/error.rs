@@ -22,6 +22,9 @@ pub enum Error {
     /// The request conflicts with existing state (e.g. a taken username).
     #[error("{0}")]
     Conflict(String),
+    /// The path exists but not with this method.
+    #[error("method not allowed")]
+    MethodNotAllowed,
     /// A body, message or name is larger than its limit.
     #[error("{0}")]
     TooLarge(String),
@@ -48,6 +51,7 @@ impl Error {
             Error::Forbidden(_) => "forbidden",
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
+            Error::MethodNotAllowed => "method_not_allowed",
             Error::TooLarge(_) => "too_large",
             Error::TooManyRequests(_) => "rate_limited",
             Error::Unavailable(_) => "unavailable",
@@ -63,6 +67,7 @@ impl Error {
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -92,10 +97,10 @@ impl IntoResponse for Error {
         let status = self.status();
         let body = serde_json::json!({ "error": self.code(), "message": self.public_message() });
         let mut res = (status, axum::Json(body)).into_response();
-        if let Error::TooManyRequests(secs) = self {
-            if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
-                res.headers_mut().insert(header::RETRY_AFTER, v);
-            }
+        if let Error::TooManyRequests(secs) = self
+            && let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string())
+        {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
         }
         res
     }

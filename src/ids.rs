@@ -38,8 +38,8 @@ impl ServerName {
         if let Some(port) = port {
             port.parse::<u16>().map_err(|_| bad())?;
         }
-        let host_ok = !host.is_empty()
-            && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
+        let host_ok =
+            !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
         if !host_ok {
             return Err(bad());
         }
@@ -65,9 +65,7 @@ impl fmt::Display for ServerName {
 pub fn normalize_username(name: &str) -> Result<String> {
     let lower = name.trim().to_ascii_lowercase();
     let len_ok = (2..=32).contains(&lower.len());
-    let chars_ok = lower
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
+    let chars_ok = lower.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
     let first_ok = lower.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
     if !(len_ok && chars_ok && first_ok) {
         return Err(Error::bad(
@@ -91,8 +89,7 @@ impl UserId {
     pub fn parse_or_local(s: &str, local_server: &ServerName) -> Result<Self> {
         let s = s.trim();
         if let Some(rest) = s.strip_prefix('@') {
-            let (local, server) =
-                rest.split_once(':').ok_or_else(|| Error::bad(format!("invalid user id {s:?}")))?;
+            let (local, server) = rest.split_once(':').ok_or_else(|| Error::bad(format!("invalid user id {s:?}")))?;
             // Any server's localparts: Matrix's historical character set, lower-cased.
             let local = local.to_ascii_lowercase();
             let ok = !local.is_empty()

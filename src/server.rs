@@ -43,9 +43,8 @@ impl Running {
 
 /// Opens the store and binds the listener; serving runs in a task until `shutdown` fires.
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, String> {
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let listener =
+        TcpListener::bind(config.listen).await.map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let server_name = config.server_name.clone().unwrap_or_else(|| derive_server_name(addr));
 

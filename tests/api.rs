@@ -39,9 +39,21 @@ async fn accounts_register_login_logout_and_password_change() {
     // Password change: old password checked; other sessions revoked; the new password works.
     let (_, v) = s.post(None, "/api/v1/login", json!({"username": "ana", "password": "password123"})).await;
     let other = v["token"].as_str().unwrap().to_string();
-    let (st, _) = s.post(Some(&ana.token), "/api/v1/password", json!({"old_password": "wrong-one", "new_password": "new-password-1"})).await;
+    let (st, _) = s
+        .post(
+            Some(&ana.token),
+            "/api/v1/password",
+            json!({"old_password": "wrong-one", "new_password": "new-password-1"}),
+        )
+        .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
-    let (st, v) = s.post(Some(&ana.token), "/api/v1/password", json!({"old_password": "password123", "new_password": "new-password-1"})).await;
+    let (st, v) = s
+        .post(
+            Some(&ana.token),
+            "/api/v1/password",
+            json!({"old_password": "password123", "new_password": "new-password-1"}),
+        )
+        .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(s.get(Some(&other), "/api/v1/me").await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(s.get(Some(&ana.token), "/api/v1/me").await.0, StatusCode::OK);
@@ -58,7 +70,13 @@ async fn login_is_rate_limited_per_account() {
     s.register("cy").await;
     let mut limited = None;
     for i in 0..15 {
-        let res = s.http.post(format!("{}/api/v1/login", s.url)).json(&json!({"username": "cy", "password": "wrong-password"})).send().await.unwrap();
+        let res = s
+            .http
+            .post(format!("{}/api/v1/login", s.url))
+            .json(&json!({"username": "cy", "password": "wrong-password"}))
+            .send()
+            .await
+            .unwrap();
         if res.status() == StatusCode::TOO_MANY_REQUESTS {
             let retry: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
             limited = Some((i, retry));
@@ -113,7 +131,8 @@ async fn rooms_membership_and_visibility() {
     assert_eq!(v["members"].as_array().unwrap().len(), 2);
 
     // Inviting unknown users, and members that are already in, fails clearly.
-    let (st, _) = s.post(Some(&ana.token), &format!("/api/v1/rooms/{private}/invite"), json!({"user_id": "nobody"})).await;
+    let (st, _) =
+        s.post(Some(&ana.token), &format!("/api/v1/rooms/{private}/invite"), json!({"user_id": "nobody"})).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     let (st, _) = s.post(Some(&ana.token), &format!("/api/v1/rooms/{private}/invite"), json!({"user_id": "cy"})).await;
     assert_eq!(st, StatusCode::CONFLICT);
@@ -146,7 +165,10 @@ async fn direct_messages_reuse_one_room() {
     assert_eq!(s.send(&ben, &room, "hi ana", "d1").await.0, StatusCode::OK);
     let (_, v) = s.get(Some(&ana.token), "/api/v1/rooms").await;
     let r = &v["rooms"][0];
-    assert_eq!((r["direct"].as_bool(), r["peer"].as_str(), r["unread"].as_u64()), (Some(true), Some(ben.id.as_str()), Some(1)));
+    assert_eq!(
+        (r["direct"].as_bool(), r["peer"].as_str(), r["unread"].as_u64()),
+        (Some(true), Some(ben.id.as_str()), Some(1))
+    );
     // Nobody else can be invited into a direct room, and you cannot DM yourself.
     let cy = s.register("cy").await;
     let (st, _) = s.post(Some(&ana.token), &format!("/api/v1/rooms/{room}/invite"), json!({"user_id": cy.id})).await;
@@ -200,9 +222,18 @@ async fn messages_idempotent_paginated_and_unread() {
     assert_eq!(v["rooms"][0]["unread"], 0);
 
     // Bad cursors and limits are 400.
-    assert_eq!(s.get(Some(&ben.token), &format!("/api/v1/rooms/{room}/messages?before=x")).await.0, StatusCode::BAD_REQUEST);
-    assert_eq!(s.get(Some(&ben.token), &format!("/api/v1/rooms/{room}/messages?limit=0")).await.0, StatusCode::BAD_REQUEST);
-    assert_eq!(s.get(Some(&ben.token), &format!("/api/v1/rooms/{room}/messages?limit=9999")).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        s.get(Some(&ben.token), &format!("/api/v1/rooms/{room}/messages?before=x")).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        s.get(Some(&ben.token), &format!("/api/v1/rooms/{room}/messages?limit=0")).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        s.get(Some(&ben.token), &format!("/api/v1/rooms/{room}/messages?limit=9999")).await.0,
+        StatusCode::BAD_REQUEST
+    );
     s.stop().await;
 }
 
@@ -216,8 +247,15 @@ async fn bad_input_gets_clear_4xx_and_changes_nothing() {
 
     // Malformed JSON, wrong types, missing fields, wrong content type.
     for body in ["{", "[]", "{\"body\": 5, \"txn_id\": \"x\"}", "{\"body\": \"x\"}", "\u{0}"] {
-        let res = s.http.post(url(&format!("/api/v1/rooms/{room}/messages"))).bearer_auth(&ana.token)
-            .header("content-type", "application/json").body(body).send().await.unwrap();
+        let res = s
+            .http
+            .post(url(&format!("/api/v1/rooms/{room}/messages")))
+            .bearer_auth(&ana.token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), StatusCode::BAD_REQUEST, "body {body:?}");
         let v: serde_json::Value = res.json().await.unwrap();
         assert_eq!(v["error"], "bad_request");
@@ -229,7 +267,8 @@ async fn bad_input_gets_clear_4xx_and_changes_nothing() {
     assert_eq!(st, StatusCode::BAD_REQUEST);
     let (st, _) = s.post(Some(&ana.token), "/api/v1/rooms", json!({"name": "  ", "visibility": "public"})).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
-    let (st, _) = s.post(Some(&ana.token), "/api/v1/rooms", json!({"name": "x".repeat(101), "visibility": "public"})).await;
+    let (st, _) =
+        s.post(Some(&ana.token), "/api/v1/rooms", json!({"name": "x".repeat(101), "visibility": "public"})).await;
     assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE);
 
     // Oversize body (over 64 KiB) and oversize message (over 16 KiB).
@@ -265,7 +304,12 @@ async fn bad_input_gets_clear_4xx_and_changes_nothing() {
     };
     assert_eq!(s.get(Some(&none_token), "/api/v1/rooms").await.0, StatusCode::UNAUTHORIZED);
     let claims = json!({"sub": ana.id, "sid": "x", "iat": 1, "exp": 2});
-    let forged = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &jsonwebtoken::EncodingKey::from_secret(b"not the key")).unwrap();
+    let forged = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(b"not the key"),
+    )
+    .unwrap();
     assert_eq!(s.get(Some(&forged), "/api/v1/rooms").await.0, StatusCode::UNAUTHORIZED);
     // An expired token signed with the real key (minted through the server's own keys).
     let sid = s.state().tokens.verify(&ana.token).unwrap().sid;
@@ -274,32 +318,53 @@ async fn bad_input_gets_clear_4xx_and_changes_nothing() {
     assert_eq!(s.get(Some(&fresh), "/api/v1/me").await.0, StatusCode::OK, "control: same key, valid");
     let expired = {
         let c = json!({"sub": ana.id, "sid": sid, "iat": 1_000, "exp": 2_000});
-        jsonwebtoken::encode(&jsonwebtoken::Header::default(), &c,
-            &jsonwebtoken::EncodingKey::from_secret(&chat::store::token_secret(&s.state().store).await.unwrap())).unwrap()
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &c,
+            &jsonwebtoken::EncodingKey::from_secret(&chat::store::token_secret(&s.state().store).await.unwrap()),
+        )
+        .unwrap()
     };
     let (st, v) = s.get(Some(&expired), "/api/v1/me").await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
     assert_eq!(v["message"], "token expired");
 
     // Cookie-authenticated POST from another origin is refused.
-    let res = s.http.post(url(&format!("/api/v1/rooms/{room}/messages")))
+    let res = s
+        .http
+        .post(url(&format!("/api/v1/rooms/{room}/messages")))
         .header("cookie", format!("chat_token={}", ana.token))
         .header("origin", "http://evil.example")
-        .json(&json!({"body": "csrf", "txn_id": "csrf"})).send().await.unwrap();
+        .json(&json!({"body": "csrf", "txn_id": "csrf"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
-    let res = s.http.post(url(&format!("/api/v1/rooms/{room}/messages")))
+    let res = s
+        .http
+        .post(url(&format!("/api/v1/rooms/{room}/messages")))
         .header("cookie", format!("chat_token={}", ana.token))
-        .json(&json!({"body": "no origin", "txn_id": "csrf2"})).send().await.unwrap();
+        .json(&json!({"body": "no origin", "txn_id": "csrf2"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     // The same request from our own origin works.
-    let res = s.http.post(url(&format!("/api/v1/rooms/{room}/messages")))
+    let res = s
+        .http
+        .post(url(&format!("/api/v1/rooms/{room}/messages")))
         .header("cookie", format!("chat_token={}", ana.token))
         .header("origin", s.url.clone())
-        .json(&json!({"body": "same origin", "txn_id": "ok1"})).send().await.unwrap();
+        .json(&json!({"body": "same origin", "txn_id": "ok1"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
 
-    // Unknown endpoints.
+    // Unknown endpoints and wrong methods answer in the JSON error shape.
     assert_eq!(s.get(Some(&ana.token), "/api/v1/nope").await.0, StatusCode::NOT_FOUND);
+    let (st, v) = s.get(Some(&ana.token), "/api/v1/register").await;
+    assert_eq!((st, v["error"].as_str()), (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed")));
 
     // Exactly one event was added (the same-origin send); the server is healthy.
     assert_eq!(s.state().store.stream_pos().unwrap(), before + 1);

@@ -15,7 +15,10 @@ fn run_script(script: &str, url: &str) {
         "playwright-core missing: run `npm ci` in tests/browser (scripts/test does)"
     );
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(std::path::Path::new(&chromium).exists(), "{chromium} missing: apt-get install chromium (scripts/test does)");
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "{chromium} missing: apt-get install chromium (scripts/test does)"
+    );
     let shots = concat!(env!("CARGO_MANIFEST_DIR"), "/target/browser-shots");
     let out = Command::new("node").arg(format!("{dir}/{script}")).arg(url).arg(shots).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

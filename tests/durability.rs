@@ -28,8 +28,13 @@ async fn restart_keeps_every_acknowledged_message_and_account() {
         let (url, token) = (s.url.clone(), if i % 2 == 0 { ana.token.clone() } else { ben.token.clone() });
         let (http, room) = (s.http.clone(), room.clone());
         tasks.push(tokio::spawn(async move {
-            let res = http.post(format!("{url}/api/v1/rooms/{room}/messages")).bearer_auth(token)
-                .json(&json!({"body": format!("msg-{i}"), "txn_id": format!("t{i}")})).send().await.unwrap();
+            let res = http
+                .post(format!("{url}/api/v1/rooms/{room}/messages"))
+                .bearer_auth(token)
+                .json(&json!({"body": format!("msg-{i}"), "txn_id": format!("t{i}")}))
+                .send()
+                .await
+                .unwrap();
             assert_eq!(res.status(), StatusCode::OK);
             format!("msg-{i}")
         }));
@@ -132,15 +137,35 @@ async fn sigterm_shuts_down_gracefully_and_keeps_data() {
     let tmp = tempfile::tempdir().unwrap();
     let (mut child, url) = spawn_server(tmp.path());
     let http = reqwest::Client::new();
-    let v: serde_json::Value = http.post(format!("{url}/api/v1/register")).json(&json!({"username": "ana", "password": "password123"}))
-        .send().await.unwrap().json().await.unwrap();
+    let v: serde_json::Value = http
+        .post(format!("{url}/api/v1/register"))
+        .json(&json!({"username": "ana", "password": "password123"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let token = v["token"].as_str().unwrap().to_string();
-    let v: serde_json::Value = http.post(format!("{url}/api/v1/rooms")).bearer_auth(&token)
-        .json(&json!({"name": "General", "visibility": "public"})).send().await.unwrap().json().await.unwrap();
+    let v: serde_json::Value = http
+        .post(format!("{url}/api/v1/rooms"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "General", "visibility": "public"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let room = v["room_id"].as_str().unwrap().to_string();
     for i in 0..20 {
-        let res = http.post(format!("{url}/api/v1/rooms/{room}/messages")).bearer_auth(&token)
-            .json(&json!({"body": format!("m{i}"), "txn_id": format!("t{i}")})).send().await.unwrap();
+        let res = http
+            .post(format!("{url}/api/v1/rooms/{room}/messages"))
+            .bearer_auth(&token)
+            .json(&json!({"body": format!("m{i}"), "txn_id": format!("t{i}")}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), StatusCode::OK);
     }
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
@@ -149,8 +174,15 @@ async fn sigterm_shuts_down_gracefully_and_keeps_data() {
     assert!(waited.success(), "exit after SIGTERM: {waited:?}");
 
     let (mut child, url) = spawn_server(tmp.path());
-    let v: serde_json::Value = http.get(format!("{url}/api/v1/rooms/{room}/messages?limit=200")).bearer_auth(&token)
-        .send().await.unwrap().json().await.unwrap();
+    let v: serde_json::Value = http
+        .get(format!("{url}/api/v1/rooms/{room}/messages?limit=200"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let n = v["events"].as_array().unwrap().iter().filter(|e| e["type"] == "m.room.message").count();
     assert_eq!(n, 20);
     child.kill().unwrap();
@@ -164,7 +196,11 @@ async fn a_second_process_on_the_same_data_dir_is_refused() {
     let (mut child, _url) = spawn_server(tmp.path());
     let out = bin().args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(tmp.path()).output().unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("already in use"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already in use"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     child.kill().unwrap();
     let _ = child.wait();
 }

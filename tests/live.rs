@@ -229,3 +229,83 @@ async fn shutdown_sends_a_close_frame() {
     assert_eq!(code, Some(1001));
     stopper.await.unwrap();
 }
+
+async fn close_code(ws: &mut common::Ws) -> Option<u16> {
+    use futures_util::StreamExt;
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(m)) = ws.stream.next().await {
+            if let tokio_tungstenite::tungstenite::Message::Close(Some(f)) = m {
+                return Some(u16::from(f.code));
+            }
+        }
+        None
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn password_change_closes_the_other_sessions_sockets() {
+    let s = TestServer::start().await;
+    let ana = s.register("ana").await;
+    let (_, v) = s.post(None, "/api/v1/login", json!({"username": "ana", "password": "password123"})).await;
+    let phone = common::User { id: ana.id.clone(), name: "ana".into(), token: v["token"].as_str().unwrap().into() };
+    let mut phone_ws = s.ws(&phone, None).await;
+    let mut laptop_ws = s.ws(&ana, None).await;
+    let (st, _) = s
+        .post(
+            Some(&ana.token),
+            "/api/v1/password",
+            json!({"old_password": "password123", "new_password": "another-pass-1"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(close_code(&mut phone_ws).await, Some(4001));
+    laptop_ws.send(json!({"t": "ping"})).await;
+    assert_eq!(laptop_ws.next_of("pong").await["t"], "pong", "the session that changed the password stays");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_invitation_received_while_offline_is_replayed() {
+    let s = TestServer::start().await;
+    let ana = s.register("ana").await;
+    let ben = s.register("ben").await;
+    let room = s.create_room(&ana, "Secret", "private").await;
+    s.send(&ana, &room, "before ben", "t0").await;
+    let since = s.state().store.stream_pos().unwrap();
+    let (st, _) = s.post(Some(&ana.token), &format!("/api/v1/rooms/{room}/invite"), json!({"user_id": "ben"})).await;
+    assert_eq!(st, StatusCode::OK);
+    s.send(&ana, &room, "ben cannot read this yet", "t1").await;
+    let (mut stream, frames) = raw_until_ready(&s, &ben, since).await;
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_eq!(frames[0]["event"]["state_key"], ben.id.as_str());
+    assert_eq!(frames[0]["event"]["content"]["membership"], "invite");
+    drop(stream.close(None).await);
+    s.stop().await;
+}
+
+/// Connects with `since` and returns every frame before `ready`.
+async fn raw_until_ready(
+    s: &TestServer,
+    u: &common::User,
+    since: u64,
+) -> (
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    Vec<serde_json::Value>,
+) {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{}/ws?since={since}", s.addr).into_client_request().unwrap();
+    req.headers_mut().insert("authorization", format!("Bearer {}", u.token).parse().unwrap());
+    let (mut stream, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let mut frames = Vec::new();
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(5), stream.next()).await.unwrap().unwrap().unwrap();
+        let v: serde_json::Value = serde_json::from_str(msg.to_text().unwrap()).unwrap();
+        if v["t"] == "ready" {
+            return (stream, frames);
+        }
+        frames.push(v);
+    }
+}

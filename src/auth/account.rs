@@ -28,7 +28,13 @@ pub async fn register(state: &AppState, username: &str, pw: &str) -> Result<Sign
     let user_id = UserId::new(&name, &state.server_name);
     let hash = password::hash(pw.to_string()).await?;
     let sid = random_id()?;
-    let rec = UserRecord { user_id: user_id.to_string(), password_hash: hash, created_ts: now_ms(), disabled: false, admin: false };
+    let rec = UserRecord {
+        user_id: user_id.to_string(),
+        password_hash: hash,
+        created_ts: now_ms(),
+        disabled: false,
+        admin: false,
+    };
     state.store.create_user(name, rec, sid.clone()).await?;
     let token = state.tokens.issue(user_id.as_str(), &sid)?;
     Ok(SignedIn { user_id, token })
@@ -54,7 +60,10 @@ pub async fn login(state: &AppState, username: &str, pw: &str, ip: IpAddr) -> Re
     let sid = random_id()?;
     state
         .store
-        .create_session(sid.clone(), SessionRecord { user_id: user.user_id.clone(), username: name, created_ts: now_ms() })
+        .create_session(
+            sid.clone(),
+            SessionRecord { user_id: user.user_id.clone(), username: name, created_ts: now_ms() },
+        )
         .await?;
     let token = state.tokens.issue(&user.user_id, &sid)?;
     let user_id = UserId::parse_or_local(&user.user_id, &state.server_name)?;
@@ -78,5 +87,7 @@ pub async fn change_password(state: &AppState, session: &Session, old: &str, new
         return Err(Error::Forbidden("current password is wrong".into()));
     }
     let hash = password::hash(new.to_string()).await?;
-    state.store.set_password(name, hash, Some(session.sid.clone())).await
+    state.store.set_password(name, hash, Some(session.sid.clone())).await?;
+    state.hub.end_other_sessions(session.user.as_str(), &session.sid);
+    Ok(())
 }

@@ -30,10 +30,10 @@ impl RateLimiter {
         if buckets.len() >= MAX_KEYS && !buckets.contains_key(key) {
             let cap = self.per_minute;
             buckets.retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * rate < cap);
-            if buckets.len() >= MAX_KEYS {
-                if let Some(oldest) = buckets.iter().min_by_key(|(_, (_, at))| *at).map(|(k, _)| k.clone()) {
-                    buckets.remove(&oldest);
-                }
+            if buckets.len() >= MAX_KEYS
+                && let Some(oldest) = buckets.iter().min_by_key(|(_, (_, at))| *at).map(|(k, _)| k.clone())
+            {
+                buckets.remove(&oldest);
             }
         }
         let entry = buckets.entry(key.to_string()).or_insert((self.per_minute, now));

@@ -45,7 +45,8 @@ pub fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<Session> {
         None => (cookie(headers, COOKIE).ok_or_else(|| Error::Unauthorized("sign in first".into()))?, true),
     };
     let claims = state.tokens.verify(token)?;
-    let rec = state.store.session(&claims.sid)?.ok_or_else(|| Error::Unauthorized("session ended; sign in again".into()))?;
+    let rec =
+        state.store.session(&claims.sid)?.ok_or_else(|| Error::Unauthorized("session ended; sign in again".into()))?;
     if rec.user_id != claims.sub {
         return Err(Error::Unauthorized("invalid token".into()));
     }
@@ -91,10 +92,7 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// A request with neither is not considered same-origin.
 pub fn same_origin(headers: &HeaderMap) -> bool {
     let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else { return false };
-    let source = headers
-        .get(header::ORIGIN)
-        .or_else(|| headers.get(header::REFERER))
-        .and_then(|v| v.to_str().ok());
+    let source = headers.get(header::ORIGIN).or_else(|| headers.get(header::REFERER)).and_then(|v| v.to_str().ok());
     match source.and_then(origin_authority) {
         Some(auth) => auth.eq_ignore_ascii_case(host),
         None => false,

@@ -140,10 +140,7 @@ impl PowerLevels {
 
     /// Level needed to send an event of `kind`.
     pub fn event_level(&self, kind: &str, is_state: bool) -> i64 {
-        self.events
-            .get(kind)
-            .copied()
-            .unwrap_or(if is_state { self.state_default } else { self.events_default })
+        self.events.get(kind).copied().unwrap_or(if is_state { self.state_default } else { self.events_default })
     }
 
     /// As JSON content.

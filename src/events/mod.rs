@@ -88,13 +88,7 @@ pub struct Parents {
 impl Event {
     /// Builds, hashes and names a new event. `room_id` is `None` only for a create event, whose
     /// hash then also names the room.
-    pub fn build(
-        room_id: Option<&str>,
-        sender: &str,
-        new: NewEvent,
-        parents: Parents,
-        origin_server_ts: u64,
-    ) -> Event {
+    pub fn build(room_id: Option<&str>, sender: &str, new: NewEvent, parents: Parents, origin_server_ts: u64) -> Event {
         let mut ev = Event {
             event_id: String::new(),
             room_id: room_id.unwrap_or_default().to_string(),
@@ -162,11 +156,7 @@ impl Event {
             (!is_create).then_some(self.room_id.as_str()),
             &self.sender,
             NewEvent { kind: self.kind.clone(), state_key: self.state_key.clone(), content: self.content.clone() },
-            Parents {
-                prev_events: self.prev_events.clone(),
-                auth_events: self.auth_events.clone(),
-                depth: self.depth,
-            },
+            Parents { prev_events: self.prev_events.clone(), auth_events: self.auth_events.clone(), depth: self.depth },
             self.origin_server_ts,
         );
         rebuilt.event_id == self.event_id && rebuilt.hashes == self.hashes && rebuilt.room_id == self.room_id
@@ -179,10 +169,9 @@ fn redact_content(kind: &str, content: &Value) -> Value {
         M_ROOM_CREATE => return content.clone(),
         M_ROOM_MEMBER => &["membership", "join_authorised_via_users_server"],
         M_ROOM_JOIN_RULES => &["join_rule", "allow"],
-        M_ROOM_POWER_LEVELS => &[
-            "ban", "events", "events_default", "invite", "kick", "redact", "state_default", "users",
-            "users_default",
-        ],
+        M_ROOM_POWER_LEVELS => {
+            &["ban", "events", "events_default", "invite", "kick", "redact", "state_default", "users", "users_default"]
+        }
         "m.room.history_visibility" => &["history_visibility"],
         _ => &[],
     };
@@ -207,10 +196,7 @@ fn b64_url(bytes: &[u8]) -> String {
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 #[cfg(test)]

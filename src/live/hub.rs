@@ -85,7 +85,13 @@ impl Drop for Conn {
 impl Hub {
     /// A hub with `queue` frames per connection and at most `max_per_user` connections per user.
     pub fn new(queue: usize, max_per_user: usize) -> Arc<Self> {
-        Arc::new(Hub { inner: Mutex::default(), next_id: AtomicU64::new(1), queue, max_per_user, lagged: AtomicU64::new(0) })
+        Arc::new(Hub {
+            inner: Mutex::default(),
+            next_id: AtomicU64::new(1),
+            queue,
+            max_per_user,
+            lagged: AtomicU64::new(0),
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -164,6 +170,17 @@ impl Hub {
         self.lagged.load(Ordering::Relaxed)
     }
 
+    /// Closes every connection of `user` except those of session `keep` (after a password change).
+    pub fn end_other_sessions(&self, user: &str, keep: &str) {
+        let inner = self.lock();
+        if let Some(u) = inner.users.get(user) {
+            for c in u.conns.iter().filter(|c| c.sid != keep) {
+                c.signals.closed.store(true, Ordering::Release);
+                c.signals.wake.notify_one();
+            }
+        }
+    }
+
     /// Number of open connections.
     pub fn connections(&self) -> usize {
         self.lock().users.values().map(|u| u.conns.len()).sum()
@@ -178,7 +195,7 @@ impl Hub {
             let room: Arc<str> = Arc::from(ev.room_id.as_str());
             // A member event changes who receives this room: joins take effect before delivery
             // (the joiner sees their own join), leaves after (the leaver sees their own leave).
-            let target = (ev.kind == M_ROOM_MEMBER).then(|| ev.state_key.as_deref()).flatten();
+            let target = (ev.kind == M_ROOM_MEMBER).then_some(ev.state_key.as_deref()).flatten();
             let after = target.map(|_| Membership::of_content(&ev.content).unwrap_or(Membership::Leave));
             if let (Some(t), Some(Membership::Join)) = (target, after) {
                 inner.set_joined(t, &room, true);
@@ -208,7 +225,8 @@ impl Hub {
 
 impl Inner {
     fn set_joined(&mut self, user: &str, room: &Arc<str>, joined: bool) {
-        let Some((key, online)) = self.users.get_key_value(user).map(|(k, _)| k.clone()).zip(self.users.get_mut(user)) else {
+        let Some((key, online)) = self.users.get_key_value(user).map(|(k, _)| k.clone()).zip(self.users.get_mut(user))
+        else {
             return;
         };
         if joined {

@@ -13,8 +13,8 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use futures_util::stream::{SplitSink, StreamExt};
 use futures_util::SinkExt;
+use futures_util::stream::{SplitSink, StreamExt};
 use serde::Deserialize;
 use tokio::sync::{Semaphore, mpsc};
 
@@ -22,6 +22,7 @@ use super::frames::{self, ClientFrame};
 use super::hub::Conn;
 use crate::auth::Session;
 use crate::error::{Error, Result};
+use crate::events::Membership;
 use crate::rooms;
 use crate::state::AppState;
 
@@ -56,19 +57,17 @@ pub async fn upgrade(
     if !origin_ok {
         return Err(Error::Forbidden("cross-origin WebSocket refused".into()));
     }
-    let conn = state.hub.connect(session.user.as_str(), &session.sid, || state.store.joined_rooms(session.user.as_str()))?;
+    let conn =
+        state.hub.connect(session.user.as_str(), &session.sid, || state.store.joined_rooms(session.user.as_str()))?;
     let limit = state.limits.max_ws_frame_bytes;
-    Ok(ws
-        .read_buffer_size(4096)
-        .write_buffer_size(0)
-        .max_message_size(limit)
-        .max_frame_size(limit)
-        .on_upgrade(move |socket| async move {
+    Ok(ws.read_buffer_size(4096).write_buffer_size(0).max_message_size(limit).max_frame_size(limit).on_upgrade(
+        move |socket| async move {
             let user = session.user.to_string();
             if let Err(e) = run(state, session, conn, q.since, socket).await {
                 tracing::debug!(%user, error = %e, "live connection ended with error");
             }
-        }))
+        },
+    ))
 }
 
 type Sink = SplitSink<WebSocket, Message>;
@@ -97,7 +96,13 @@ impl Link {
     async fn catch_up(&mut self, state: &AppState, user: &str) -> Result<()> {
         let max = state.limits.max_catchup_events;
         let rooms = state.store.joined_rooms(user)?;
-        let events = state.store.events_since(&rooms, self.last, max)?;
+        let mut events = state.store.events_since(&rooms, self.last, max)?;
+        // Rooms the user was invited to (or removed from) meanwhile: only their own membership
+        // event is theirs to see.
+        let others = state.store.rooms_with_membership(user, |m| m != Membership::Join)?;
+        let own = state.store.events_since(&others, self.last, max)?;
+        events.extend(own.into_iter().filter(|e| e.event.state_key.as_deref() == Some(user)));
+        events.sort_unstable_by_key(|e| e.pos);
         if events.len() > max {
             let pos = state.store.stream_pos()?;
             self.send(frames::resync(pos)).await?;
@@ -230,7 +235,7 @@ async fn handle(
             tokio::spawn(async move {
                 let out = async {
                     crate::ids::parse_room_id(&room_id)?;
-                    if state.store.membership(&room_id, &user)? != crate::events::Membership::Join {
+                    if state.store.membership(&room_id, &user)? != Membership::Join {
                         return Err(Error::Forbidden("you are not a member of this room".into()));
                     }
                     state.store.mark_read(user, room_id, pos).await

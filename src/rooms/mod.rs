@@ -87,7 +87,8 @@ pub async fn open_direct(state: &AppState, user: &UserId, other: &UserId) -> Res
     state
         .store
         .write(move |tx| {
-            let existing = tx.txn.open_table(DIRECT_ROOMS)?.get((me.as_str(), peer.as_str()))?.map(|v| v.value().to_string());
+            let existing =
+                tx.txn.open_table(DIRECT_ROOMS)?.get((me.as_str(), peer.as_str()))?.map(|v| v.value().to_string());
             if let Some(rid) = existing {
                 let members = tx.txn.open_table(ROOM_MEMBERS)?;
                 let mine = membership(&members, &rid, &me)?;
@@ -184,8 +185,8 @@ pub async fn send_message(state: &AppState, sender: &UserId, room_id: &str, body
 
 /// The one path for a user's event into an existing room: load, authorize, build, persist.
 fn append(tx: &mut Tx<'_>, room_id: &str, sender: &str, new: NewEvent) -> Result<Arc<StoredEvent>> {
-    let mut room: RoomRecord = get_json(&tx.txn.open_table(ROOMS)?, room_id)?
-        .ok_or_else(|| Error::NotFound("no such room".into()))?;
+    let mut room: RoomRecord =
+        get_json(&tx.txn.open_table(ROOMS)?, room_id)?.ok_or_else(|| Error::NotFound("no such room".into()))?;
     {
         let members = tx.txn.open_table(ROOM_MEMBERS)?;
         rules::authorize(&room, sender, &new, |u| membership(&members, room_id, u))?;

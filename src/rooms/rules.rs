@@ -21,7 +21,8 @@ pub fn authorize(
     }
     if new.kind == M_ROOM_MEMBER {
         let target = new.state_key.as_deref().ok_or_else(|| Error::bad("member event without a user"))?;
-        let wanted = Membership::of_content(&new.content).ok_or_else(|| Error::bad("member event without membership"))?;
+        let wanted =
+            Membership::of_content(&new.content).ok_or_else(|| Error::bad("member event without membership"))?;
         let target_m = membership(target)?;
         return match wanted {
             Membership::Join => {

@@ -56,11 +56,15 @@ impl Store {
                 return Err(Error::Conflict("that username is taken".into()));
             }
             put_json(&mut users, &username, &user)?;
-            insert_session(tx.txn, &sid, &SessionRecord {
-                user_id: user.user_id.clone(),
-                username: username.clone(),
-                created_ts: user.created_ts,
-            })
+            insert_session(
+                tx.txn,
+                &sid,
+                &SessionRecord {
+                    user_id: user.user_id.clone(),
+                    username: username.clone(),
+                    created_ts: user.created_ts,
+                },
+            )
         })
         .await
     }

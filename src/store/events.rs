@@ -28,10 +28,10 @@ pub fn build_next(tx: &Tx<'_>, room: &RoomRecord, sender: &str, new: NewEvent, t
     let mut wanted: Vec<(&str, &str)> = vec![(M_ROOM_POWER_LEVELS, ""), (M_ROOM_MEMBER, sender)];
     if new.kind == M_ROOM_MEMBER {
         wanted.push((M_ROOM_JOIN_RULES, ""));
-        if let Some(target) = new.state_key.as_deref() {
-            if target != sender {
-                wanted.push((M_ROOM_MEMBER, target));
-            }
+        if let Some(target) = new.state_key.as_deref()
+            && target != sender
+        {
+            wanted.push((M_ROOM_MEMBER, target));
         }
     }
     let mut auth_events = Vec::new();

@@ -39,10 +39,9 @@ impl Store {
             .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
         let path = data_dir.join(DB_FILE);
         let db = Database::create(&path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => format!(
-                "the database {} is already in use by another chat process",
-                path.display()
-            ),
+            redb::DatabaseError::DatabaseAlreadyOpen => {
+                format!("the database {} is already in use by another chat process", path.display())
+            }
             other => format!("cannot open database {}: {other}", path.display()),
         })?;
         init_schema(&db).map_err(|e| format!("database {}: {e}", path.display()))?;
@@ -100,8 +99,7 @@ fn init_schema(db: &Database) -> Result<(), String> {
         Some(_) => {}
         None => {
             let mut meta = txn.open_table(META).map_err(|e| e.to_string())?;
-            meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice())
-                .map_err(|e| e.to_string())?;
+            meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice()).map_err(|e| e.to_string())?;
         }
     }
     create_tables(&txn).map_err(|e| e.to_string())?;

@@ -95,7 +95,7 @@ impl Store {
             let peer = if room.direct { direct_peer(&members, rid, user)? } else { None };
             out.push(MyRoom { room, membership, unread, peer });
         }
-        out.sort_by(|a, b| b.room.last_pos.cmp(&a.room.last_pos));
+        out.sort_by_key(|m| std::cmp::Reverse(m.room.last_pos));
         Ok(out)
     }
 
@@ -136,7 +136,12 @@ impl Store {
 
     /// Up to `limit` events of a room before stream position `before` (exclusive; `None` = from
     /// the newest), newest first, and the cursor for the next page if there are older events.
-    pub fn timeline(&self, room_id: &str, before: Option<u64>, limit: usize) -> Result<(Vec<StoredEvent>, Option<u64>)> {
+    pub fn timeline(
+        &self,
+        room_id: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<StoredEvent>, Option<u64>)> {
         let r = self.read()?;
         let timeline = r.open_table(ROOM_TIMELINE)?;
         let events = r.open_table(EVENTS)?;
@@ -166,7 +171,8 @@ impl Store {
         let events = r.open_table(EVENTS)?;
         let mut ids: Vec<(u64, String)> = Vec::new();
         for rid in rooms {
-            for row in timeline.range((rid.as_str(), since.saturating_add(1))..=(rid.as_str(), u64::MAX))?.take(max + 1) {
+            for row in timeline.range((rid.as_str(), since.saturating_add(1))..=(rid.as_str(), u64::MAX))?.take(max + 1)
+            {
                 let (k, v) = row?;
                 ids.push((k.value().1, v.value().0.to_string()));
             }
@@ -184,7 +190,25 @@ impl Store {
 
     /// Rooms where the user's membership is `join`.
     pub fn joined_rooms(&self, user: &str) -> Result<Vec<String>> {
-        joined_rooms_in(&self.read()?, user)
+        self.rooms_with_membership(user, |m| m == Membership::Join)
+    }
+
+    /// Rooms where the user's membership passes `keep`.
+    pub fn rooms_with_membership(&self, user: &str, keep: impl Fn(Membership) -> bool) -> Result<Vec<String>> {
+        let r = self.read()?;
+        let user_rooms = r.open_table(USER_ROOMS)?;
+        let mut out = Vec::new();
+        for row in user_rooms.range((user, "")..)? {
+            let (k, v) = row?;
+            let (u, rid) = k.value();
+            if u != user {
+                break;
+            }
+            if keep(Membership::parse(v.value())) {
+                out.push(rid.to_string());
+            }
+        }
+        Ok(out)
     }
 
     /// A user's event by id, if it is in a room.
@@ -224,23 +248,6 @@ impl Store {
 pub fn membership_in(r: &ReadTransaction, room_id: &str, user: &str) -> Result<Membership> {
     let members = r.open_table(ROOM_MEMBERS)?;
     Ok(members.get((room_id, user))?.map(|v| Membership::parse(v.value())).unwrap_or(Membership::Leave))
-}
-
-/// Rooms the user has joined.
-pub fn joined_rooms_in(r: &ReadTransaction, user: &str) -> Result<Vec<String>> {
-    let user_rooms = r.open_table(USER_ROOMS)?;
-    let mut out = Vec::new();
-    for row in user_rooms.range((user, "")..)? {
-        let (k, v) = row?;
-        let (u, rid) = k.value();
-        if u != user {
-            break;
-        }
-        if v.value() == "join" {
-            out.push(rid.to_string());
-        }
-    }
-    Ok(out)
 }
 
 fn count_unread(

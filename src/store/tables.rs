@@ -25,8 +25,7 @@ pub const EVENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("events");
 pub const ROOMS: TableDefinition<&str, &[u8]> = TableDefinition::new("rooms");
 
 /// (room id, stream position) -> (event id, sender, event type): the room's timeline order.
-pub const ROOM_TIMELINE: TableDefinition<(&str, u64), (&str, &str, &str)> =
-    TableDefinition::new("room_timeline");
+pub const ROOM_TIMELINE: TableDefinition<(&str, u64), (&str, &str, &str)> = TableDefinition::new("room_timeline");
 
 /// (room id, event type, state key) -> event id: the room's current state.
 pub const ROOM_STATE: TableDefinition<(&str, &str, &str), &str> = TableDefinition::new("room_state");

@@ -91,12 +91,17 @@ pub enum Visibility {
 }
 
 /// `POST /rooms` → `{room_id}`.
-pub async fn create_room(State(state): State<AppState>, session: Session, Json(r): Json<NewRoom>) -> Result<Json<Value>> {
+pub async fn create_room(
+    State(state): State<AppState>,
+    session: Session,
+    Json(r): Json<NewRoom>,
+) -> Result<Json<Value>> {
     let join_rule = match r.visibility {
         Visibility::Public => JoinRule::Public,
         Visibility::Private => JoinRule::Invite,
     };
-    let room_id = rooms::create_room(&state, &session.user, CreateRoom { name: r.name, topic: r.topic, join_rule }).await?;
+    let room_id =
+        rooms::create_room(&state, &session.user, CreateRoom { name: r.name, topic: r.topic, join_rule }).await?;
     Ok(Json(json!({ "room_id": room_id })))
 }
 
@@ -153,12 +158,8 @@ pub async fn room(State(state): State<AppState>, session: Session, RoomPath(id):
 /// `GET /rooms/{id}/members`.
 pub async fn members(State(state): State<AppState>, session: Session, RoomPath(id): RoomPath) -> Result<Json<Value>> {
     member_room(&state, &session, &id)?;
-    let members: Vec<Value> = state
-        .store
-        .members(&id)?
-        .into_iter()
-        .map(|(u, m)| json!({ "user_id": u, "membership": m.as_str() }))
-        .collect();
+    let members: Vec<Value> =
+        state.store.members(&id)?.into_iter().map(|(u, m)| json!({ "user_id": u, "membership": m.as_str() })).collect();
     Ok(Json(json!({ "members": members })))
 }
 
@@ -282,4 +283,9 @@ pub async fn read(
 /// Unknown API path.
 pub async fn not_found() -> Error {
     Error::NotFound("no such endpoint".into())
+}
+
+/// Known API path, wrong method.
+pub async fn method_not_allowed() -> Error {
+    Error::MethodNotAllowed
 }

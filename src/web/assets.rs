@@ -15,7 +15,10 @@ pub async fn serve(Path(path): Path<String>, headers: axum::http::HeaderMap) -> 
     let Some(file) = Assets::get(&path) else {
         return (StatusCode::NOT_FOUND, "no such asset").into_response();
     };
-    let etag = format!("\"{}\"", base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &file.metadata.sha256_hash()[..12]));
+    let etag = format!(
+        "\"{}\"",
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &file.metadata.sha256_hash()[..12])
+    );
     if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
         return StatusCode::NOT_MODIFIED.into_response();
     }

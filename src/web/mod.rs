@@ -33,7 +33,8 @@ pub fn router(state: AppState) -> Router {
         .route("/rooms/{room_id}/messages", post(api::send).get(api::messages))
         .route("/rooms/{room_id}/read", post(api::read))
         .route("/dm", post(api::direct))
-        .fallback(api::not_found);
+        .fallback(api::not_found)
+        .method_not_allowed_fallback(api::method_not_allowed);
 
     Router::new()
         .route("/", get(pages::index))
@@ -94,12 +95,11 @@ async fn refresh_cookie(State(state): State<AppState>, req: Request, next: Next)
         .filter(|c| matches!(state.store.session(&c.sid), Ok(Some(_))))
         .and_then(|c| state.tokens.issue(&c.sub, &c.sid).ok());
     let mut res = next.run(req).await;
-    if let Some(token) = fresh {
-        if !res.headers().contains_key(header::SET_COOKIE) {
-            if let Ok(v) = HeaderValue::from_str(&pages::session_cookie(&token, state.tokens.ttl)) {
-                res.headers_mut().insert(header::SET_COOKIE, v);
-            }
-        }
+    if let Some(token) = fresh
+        && !res.headers().contains_key(header::SET_COOKIE)
+        && let Ok(v) = HeaderValue::from_str(&pages::session_cookie(&token, state.tokens.ttl))
+    {
+        res.headers_mut().insert(header::SET_COOKIE, v);
     }
     res
 }

@@ -109,7 +109,11 @@ pub async fn login(
 }
 
 /// `POST /register`.
-pub async fn register(State(state): State<AppState>, headers: HeaderMap, form: Result<Form<CredentialsForm>>) -> Response {
+pub async fn register(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<CredentialsForm>>,
+) -> Response {
     let Form(f) = match form.and_then(|f| check_form_origin(&headers).map(|_| f)) {
         Ok(f) => f,
         Err(e) => return auth_failed(true, e, ""),
@@ -158,52 +162,63 @@ pub struct NewRoomForm {
 }
 
 /// `POST /rooms`.
-pub async fn create_room(State(state): State<AppState>, PageSession(s): PageSession, form: Result<Form<NewRoomForm>>) -> Response {
-    or_error_page(async {
-        let Form(f) = form?;
-        let join_rule = if f.visibility == "private" { JoinRule::Invite } else { JoinRule::Public };
-        let id = rooms::create_room(&state, &s.user, CreateRoom { name: f.name, topic: f.topic, join_rule }).await?;
-        Ok(Redirect::to(&format!("/rooms/{id}")).into_response())
-    }.await)
+pub async fn create_room(
+    State(state): State<AppState>,
+    PageSession(s): PageSession,
+    form: Result<Form<NewRoomForm>>,
+) -> Response {
+    or_error_page(
+        async {
+            let Form(f) = form?;
+            let join_rule = if f.visibility == "private" { JoinRule::Invite } else { JoinRule::Public };
+            let id =
+                rooms::create_room(&state, &s.user, CreateRoom { name: f.name, topic: f.topic, join_rule }).await?;
+            Ok(Redirect::to(&format!("/rooms/{id}")).into_response())
+        }
+        .await,
+    )
 }
 
 /// `GET /rooms/{id}`.
 pub async fn room(State(state): State<AppState>, PageSession(s): PageSession, room_path: Result<RoomPath>) -> Response {
-    or_error_page(async {
-        let RoomPath(id) = room_path?;
-        let user = s.user.as_str();
-        let room = state.store.room(&id)?.ok_or_else(|| Error::NotFound("no such room".into()))?;
-        let since = state.store.stream_pos()?;
-        let access = match state.store.membership(&id, user)? {
-            Membership::Join => Access::Member,
-            Membership::Invite => Access::Invited,
-            _ if room.join_rule == JoinRule::Public => Access::CanJoin,
-            _ => return Err(Error::Forbidden("you are not a member of this room".into())),
-        };
-        let (mut events, next) = match access {
-            Access::Member => state.store.timeline(&id, None, FIRST_PAGE)?,
-            _ => (Vec::new(), None),
-        };
-        events.reverse();
-        if let (Access::Member, Some(last)) = (&access, events.last()) {
-            state.store.mark_read(user.to_string(), id.clone(), last.pos).await?;
+    or_error_page(
+        async {
+            let RoomPath(id) = room_path?;
+            let user = s.user.as_str();
+            let room = state.store.room(&id)?.ok_or_else(|| Error::NotFound("no such room".into()))?;
+            let since = state.store.stream_pos()?;
+            let access = match state.store.membership(&id, user)? {
+                Membership::Join => Access::Member,
+                Membership::Invite => Access::Invited,
+                _ if room.join_rule == JoinRule::Public => Access::CanJoin,
+                _ => return Err(Error::Forbidden("you are not a member of this room".into())),
+            };
+            let (mut events, next) = match access {
+                Access::Member => state.store.timeline(&id, None, FIRST_PAGE)?,
+                _ => (Vec::new(), None),
+            };
+            events.reverse();
+            if let (Access::Member, Some(last)) = (&access, events.last()) {
+                state.store.mark_read(user.to_string(), id.clone(), last.pos).await?;
+            }
+            let mine = state.store.my_rooms(user)?;
+            let members = state.store.members(&id)?;
+            let peer = mine.iter().find(|m| m.room.room_id == id).and_then(|m| m.peer.clone());
+            let view = RoomView {
+                user,
+                since,
+                room: &room,
+                peer: peer.as_deref(),
+                rooms: &mine,
+                events: &events,
+                next,
+                members: &members,
+                access,
+            };
+            Ok(page(views::room_page(&view)))
         }
-        let mine = state.store.my_rooms(user)?;
-        let members = state.store.members(&id)?;
-        let peer = mine.iter().find(|m| m.room.room_id == id).and_then(|m| m.peer.clone());
-        let view = RoomView {
-            user,
-            since,
-            room: &room,
-            peer: peer.as_deref(),
-            rooms: &mine,
-            events: &events,
-            next,
-            members: &members,
-            access,
-        };
-        Ok(page(views::room_page(&view)))
-    }.await)
+        .await,
+    )
 }
 
 /// `?before=`.
@@ -229,7 +244,11 @@ pub async fn history(
 }
 
 /// `GET /rooms/{id}/members`: the member list fragment.
-pub async fn members_fragment(State(state): State<AppState>, PageSession(s): PageSession, RoomPath(id): RoomPath) -> Response {
+pub async fn members_fragment(
+    State(state): State<AppState>,
+    PageSession(s): PageSession,
+    RoomPath(id): RoomPath,
+) -> Response {
     or_error_page((|| {
         let room = member_room(&state, &s, &id)?;
         Ok(page(views::member_list(&room, &state.store.members(&id)?)))
@@ -238,7 +257,9 @@ pub async fn members_fragment(State(state): State<AppState>, PageSession(s): Pag
 
 /// `POST /rooms/{id}/join`.
 pub async fn join(State(state): State<AppState>, PageSession(s): PageSession, RoomPath(id): RoomPath) -> Response {
-    or_error_page(rooms::join(&state, &s.user, &id).await.map(|_| Redirect::to(&format!("/rooms/{id}")).into_response()))
+    or_error_page(
+        rooms::join(&state, &s.user, &id).await.map(|_| Redirect::to(&format!("/rooms/{id}")).into_response()),
+    )
 }
 
 /// `POST /rooms/{id}/leave`.
@@ -259,22 +280,32 @@ pub async fn invite(
     RoomPath(id): RoomPath,
     form: Result<Form<UserForm>>,
 ) -> Response {
-    or_error_page(async {
-        let Form(f) = form?;
-        let target = UserId::parse_or_local(&f.user, &state.server_name)?;
-        rooms::invite(&state, &s.user, &id, &target).await?;
-        Ok(Redirect::to(&format!("/rooms/{id}")).into_response())
-    }.await)
+    or_error_page(
+        async {
+            let Form(f) = form?;
+            let target = UserId::parse_or_local(&f.user, &state.server_name)?;
+            rooms::invite(&state, &s.user, &id, &target).await?;
+            Ok(Redirect::to(&format!("/rooms/{id}")).into_response())
+        }
+        .await,
+    )
 }
 
 /// `POST /dm`.
-pub async fn direct(State(state): State<AppState>, PageSession(s): PageSession, form: Result<Form<UserForm>>) -> Response {
-    or_error_page(async {
-        let Form(f) = form?;
-        let other = UserId::parse_or_local(&f.user, &state.server_name)?;
-        let id = rooms::open_direct(&state, &s.user, &other).await?;
-        Ok(Redirect::to(&format!("/rooms/{id}")).into_response())
-    }.await)
+pub async fn direct(
+    State(state): State<AppState>,
+    PageSession(s): PageSession,
+    form: Result<Form<UserForm>>,
+) -> Response {
+    or_error_page(
+        async {
+            let Form(f) = form?;
+            let other = UserId::parse_or_local(&f.user, &state.server_name)?;
+            let id = rooms::open_direct(&state, &s.user, &other).await?;
+            Ok(Redirect::to(&format!("/rooms/{id}")).into_response())
+        }
+        .await,
+    )
 }
 
 /// The composer form (no-JS send).
@@ -291,11 +322,14 @@ pub async fn send(
     RoomPath(id): RoomPath,
     form: Result<Form<SendForm>>,
 ) -> Response {
-    or_error_page(async {
-        let Form(f) = form?;
-        rooms::send_message(&state, &s.user, &id, &f.body, &f.txn_id).await?;
-        Ok(Redirect::to(&format!("/rooms/{id}")).into_response())
-    }.await)
+    or_error_page(
+        async {
+            let Form(f) = form?;
+            rooms::send_message(&state, &s.user, &id, &f.body, &f.txn_id).await?;
+            Ok(Redirect::to(&format!("/rooms/{id}")).into_response())
+        }
+        .await,
+    )
 }
 
 /// `GET /settings`.
@@ -311,7 +345,11 @@ pub struct PasswordForm {
 }
 
 /// `POST /settings/password`.
-pub async fn change_password(State(state): State<AppState>, PageSession(s): PageSession, form: Result<Form<PasswordForm>>) -> Response {
+pub async fn change_password(
+    State(state): State<AppState>,
+    PageSession(s): PageSession,
+    form: Result<Form<PasswordForm>>,
+) -> Response {
     let out = match form {
         Ok(Form(f)) => account::change_password(&state, &s, &f.old_password, &f.new_password).await,
         Err(e) => Err(e),
@@ -320,7 +358,8 @@ pub async fn change_password(State(state): State<AppState>, PageSession(s): Page
         Ok(()) => page(views::settings(s.user.as_str(), Some("Password changed."), None)),
         Err(e) => {
             let status = e.status();
-            (status, Html(views::settings(s.user.as_str(), None, Some(&e.public_message())).into_string())).into_response()
+            (status, Html(views::settings(s.user.as_str(), None, Some(&e.public_message())).into_string()))
+                .into_response()
         }
     }
 }

@@ -61,22 +61,27 @@ pub fn auth_page(register: bool, error: Option<&str>, username: &str) -> Markup 
     } else {
         ("Sign in", "/login", "/register", "New here? Create an account")
     };
-    layout(title, None, None, html! {
-        main.auth {
-            h1 { (title) }
-            @if let Some(e) = error { p.error role="alert" { (e) } }
-            form method="post" action=(action) {
-                label { "Username" input name="username" required autocomplete="username" value=(username) autofocus; }
-                label {
-                    "Password"
-                    input type="password" name="password" required minlength="8"
-                        autocomplete=(if register { "new-password" } else { "current-password" });
+    layout(
+        title,
+        None,
+        None,
+        html! {
+            main.auth {
+                h1 { (title) }
+                @if let Some(e) = error { p.error role="alert" { (e) } }
+                form method="post" action=(action) {
+                    label { "Username" input name="username" required autocomplete="username" value=(username) autofocus; }
+                    label {
+                        "Password"
+                        input type="password" name="password" required minlength="8"
+                            autocomplete=(if register { "new-password" } else { "current-password" });
+                    }
+                    button type="submit" { (title) }
                 }
-                button type="submit" { (title) }
+                p { a href=(other) { (other_label) } }
             }
-            p { a href=(other) { (other_label) } }
-        }
-    })
+        },
+    )
 }
 
 /// The list of the user's rooms (sidebar), also served as a live fragment.
@@ -115,46 +120,51 @@ fn unread_label(n: u64) -> String {
 
 /// The home page: room list, public directory, create form, direct message form.
 pub fn home(user: &str, since: u64, rooms: &[MyRoom], public: &[RoomRecord]) -> Markup {
-    layout("Rooms", Some(user), Some(since), html! {
-        div.app {
-            (room_list(rooms, None))
-            main.home {
-                section id="new" {
-                    h2 { "Create a room" }
-                    form.stack method="post" action="/rooms" {
-                        label { "Name" input name="name" required maxlength="100"; }
-                        label { "Topic" input name="topic" maxlength="1000"; }
-                        fieldset {
-                            legend { "Who can join" }
-                            label.check { input type="radio" name="visibility" value="public" checked; " Anyone (listed)" }
-                            label.check { input type="radio" name="visibility" value="private"; " Invited people only" }
-                        }
-                        button type="submit" { "Create room" }
-                    }
-                }
-                section {
-                    h2 { "Message someone" }
-                    form.row method="post" action="/dm" {
-                        input name="user" required placeholder="username" aria-label="Username";
-                        button type="submit" { "Open" }
-                    }
-                }
-                section {
-                    h2 { "Public rooms" }
-                    ul.directory id="public-rooms" {
-                        @for r in public {
-                            li {
-                                a href={ "/rooms/" (r.room_id) } { (room_title(r, None)) }
-                                span.muted { " · " (r.joined) " member" @if r.joined != 1 { "s" } }
-                                @if !r.topic.is_empty() { p.topic { (r.topic) } }
+    layout(
+        "Rooms",
+        Some(user),
+        Some(since),
+        html! {
+            div.app {
+                (room_list(rooms, None))
+                main.home {
+                    section id="new" {
+                        h2 { "Create a room" }
+                        form.stack method="post" action="/rooms" {
+                            label { "Name" input name="name" required maxlength="100"; }
+                            label { "Topic" input name="topic" maxlength="1000"; }
+                            fieldset {
+                                legend { "Who can join" }
+                                label.check { input type="radio" name="visibility" value="public" checked; " Anyone (listed)" }
+                                label.check { input type="radio" name="visibility" value="private"; " Invited people only" }
                             }
+                            button type="submit" { "Create room" }
                         }
-                        @if public.is_empty() { li.empty { "No public rooms yet — create one." } }
+                    }
+                    section {
+                        h2 { "Message someone" }
+                        form.row method="post" action="/dm" {
+                            input name="user" required placeholder="username" aria-label="Username";
+                            button type="submit" { "Open" }
+                        }
+                    }
+                    section {
+                        h2 { "Public rooms" }
+                        ul.directory id="public-rooms" {
+                            @for r in public {
+                                li {
+                                    a href={ "/rooms/" (r.room_id) } { (room_title(r, None)) }
+                                    span.muted { " · " (r.joined) " member" @if r.joined != 1 { "s" } }
+                                    @if !r.topic.is_empty() { p.topic { (r.topic) } }
+                                }
+                            }
+                            @if public.is_empty() { li.empty { "No public rooms yet — create one." } }
+                        }
                     }
                 }
             }
-        }
-    })
+        },
+    )
 }
 
 /// What the viewer may do in the room shown.
@@ -193,51 +203,56 @@ pub struct RoomView<'a> {
 pub fn room_page(v: &RoomView<'_>) -> Markup {
     let id = &v.room.room_id;
     let title = room_title(v.room, v.peer);
-    layout(&title, Some(v.user), Some(v.since), html! {
-        div.app.in-room {
-            (room_list(v.rooms, Some(id)))
-            main.room id="room" data-room-id=(id) {
-                div.room-head {
-                    a.back href="/rooms" aria-label="All rooms" { "‹" }
-                    div {
-                        h1 { (title) }
-                        @if !v.room.topic.is_empty() { p.topic { (v.room.topic) } }
+    layout(
+        &title,
+        Some(v.user),
+        Some(v.since),
+        html! {
+            div.app.in-room {
+                (room_list(v.rooms, Some(id)))
+                main.room id="room" data-room-id=(id) {
+                    div.room-head {
+                        a.back href="/rooms" aria-label="All rooms" { "‹" }
+                        div {
+                            h1 { (title) }
+                            @if !v.room.topic.is_empty() { p.topic { (v.room.topic) } }
+                        }
+                        @if matches!(v.access, Access::Member) {
+                            form.inline method="post" action={ "/rooms/" (id) "/leave" } {
+                                button.link type="submit" { "Leave" }
+                            }
+                        }
                     }
-                    @if matches!(v.access, Access::Member) {
-                        form.inline method="post" action={ "/rooms/" (id) "/leave" } {
-                            button.link type="submit" { "Leave" }
+                    @match v.access {
+                        Access::Member => {
+                            (timeline(v.events, v.next))
+                            form.composer id="composer" method="post" action={ "/rooms/" (id) "/send" } {
+                                input type="hidden" name="txn_id" value=(crate::auth::random_id().unwrap_or_default());
+                                textarea name="body" rows="1" required placeholder="Message" aria-label="Message" maxlength="16384" {}
+                                button type="submit" { "Send" }
+                            }
+                        }
+                        Access::Invited => {
+                            div.invitation {
+                                p { "You are invited to this conversation." }
+                                form.inline method="post" action={ "/rooms/" (id) "/join" } { button type="submit" { "Accept" } }
+                                form.inline method="post" action={ "/rooms/" (id) "/leave" } { button.link type="submit" { "Decline" } }
+                            }
+                        }
+                        Access::CanJoin => {
+                            div.invitation {
+                                p { "You are not in this room yet." }
+                                form.inline method="post" action={ "/rooms/" (id) "/join" } { button type="submit" { "Join room" } }
+                            }
                         }
                     }
                 }
-                @match v.access {
-                    Access::Member => {
-                        (timeline(v.events, v.next))
-                        form.composer id="composer" method="post" action={ "/rooms/" (id) "/send" } {
-                            input type="hidden" name="txn_id" value=(crate::auth::random_id().unwrap_or_default());
-                            textarea name="body" rows="1" required placeholder="Message" aria-label="Message" maxlength="16384" {}
-                            button type="submit" { "Send" }
-                        }
-                    }
-                    Access::Invited => {
-                        div.invitation {
-                            p { "You are invited to this conversation." }
-                            form.inline method="post" action={ "/rooms/" (id) "/join" } { button type="submit" { "Accept" } }
-                            form.inline method="post" action={ "/rooms/" (id) "/leave" } { button.link type="submit" { "Decline" } }
-                        }
-                    }
-                    Access::CanJoin => {
-                        div.invitation {
-                            p { "You are not in this room yet." }
-                            form.inline method="post" action={ "/rooms/" (id) "/join" } { button type="submit" { "Join room" } }
-                        }
-                    }
+                @if matches!(v.access, Access::Member) {
+                    (member_list(v.room, v.members))
                 }
             }
-            @if matches!(v.access, Access::Member) {
-                (member_list(v.room, v.members))
-            }
-        }
-    })
+        },
+    )
 }
 
 /// The timeline list; `next` is the cursor for loading older events.
@@ -339,30 +354,40 @@ pub fn member_list(room: &RoomRecord, members: &[(String, Membership)]) -> Marku
 
 /// Account settings: change password.
 pub fn settings(user: &str, message: Option<&str>, error: Option<&str>) -> Markup {
-    layout("Settings", Some(user), None, html! {
-        main.auth {
-            h1 { "Settings" }
-            p { "Signed in as " strong { (user) } }
-            @if let Some(m) = message { p.ok role="status" { (m) } }
-            @if let Some(e) = error { p.error role="alert" { (e) } }
-            form method="post" action="/settings/password" {
-                h2 { "Change password" }
-                label { "Current password" input type="password" name="old_password" required autocomplete="current-password"; }
-                label { "New password" input type="password" name="new_password" required minlength="8" autocomplete="new-password"; }
-                button type="submit" { "Change password" }
+    layout(
+        "Settings",
+        Some(user),
+        None,
+        html! {
+            main.auth {
+                h1 { "Settings" }
+                p { "Signed in as " strong { (user) } }
+                @if let Some(m) = message { p.ok role="status" { (m) } }
+                @if let Some(e) = error { p.error role="alert" { (e) } }
+                form method="post" action="/settings/password" {
+                    h2 { "Change password" }
+                    label { "Current password" input type="password" name="old_password" required autocomplete="current-password"; }
+                    label { "New password" input type="password" name="new_password" required minlength="8" autocomplete="new-password"; }
+                    button type="submit" { "Change password" }
+                }
+                p.muted { "Changing your password signs out your other devices." }
             }
-            p.muted { "Changing your password signs out your other devices." }
-        }
-    })
+        },
+    )
 }
 
 /// An error page with a way back.
 pub fn error_page(status: u16, message: &str) -> Markup {
-    layout("Error", None, None, html! {
-        main.auth {
-            h1 { "Something went wrong" }
-            p.error { (status) " — " (message) }
-            p { a href="/rooms" { "Back to your rooms" } }
-        }
-    })
+    layout(
+        "Error",
+        None,
+        None,
+        html! {
+            main.auth {
+                h1 { "Something went wrong" }
+                p.error { (status) " — " (message) }
+                p { a href="/rooms" { "Back to your rooms" } }
+            }
+        },
+    )
 }

@@ -73,9 +73,14 @@ impl TestServer {
     }
 
     pub async fn register(&self, name: &str) -> User {
-        let (status, v) = self.post(None, "/api/v1/register", json!({"username": name, "password": "password123"})).await;
+        let (status, v) =
+            self.post(None, "/api/v1/register", json!({"username": name, "password": "password123"})).await;
         assert_eq!(status, StatusCode::OK, "register {name}: {v}");
-        User { id: v["user_id"].as_str().unwrap().into(), name: name.into(), token: v["token"].as_str().unwrap().into() }
+        User {
+            id: v["user_id"].as_str().unwrap().into(),
+            name: name.into(),
+            token: v["token"].as_str().unwrap().into(),
+        }
     }
 
     pub async fn post(&self, token: Option<&str>, path: &str, body: Value) -> (StatusCode, Value) {
@@ -144,7 +149,12 @@ impl TestServer {
         self.ws_with(u, since, None).await.unwrap()
     }
 
-    pub async fn ws_with(&self, u: &User, since: Option<u64>, origin: Option<&str>) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    pub async fn ws_with(
+        &self,
+        u: &User,
+        since: Option<u64>,
+        origin: Option<&str>,
+    ) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
         let q = since.map(|s| format!("?since={s}")).unwrap_or_default();
         let mut req = format!("ws://{}/ws{q}", self.addr).into_client_request().unwrap();
         req.headers_mut().insert("authorization", format!("Bearer {}", u.token).parse().unwrap());
