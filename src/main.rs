@@ -52,6 +52,10 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn serve(config: chat::Config) -> Result<(), String> {
+    // Each live tab holds a socket: allow as many as the system lets this process have.
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!(error = %e, "could not raise the open-file limit");
+    }
     let shutdown = CancellationToken::new();
     let running = chat::start(config.clone(), shutdown.clone()).await?;
     println!("chat is ready at http://{}/  (data in {})", running.addr, config.data_dir.display());

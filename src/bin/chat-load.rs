@@ -1,1 +1,554 @@
-fn main() {}
+//! `chat-load`: the load tool. Starts a `chat` server (or targets one), registers users, opens
+//! WebSockets, sends, and prints figures: durable messages/s, send→receive latency
+//! percentiles, server RSS and CPU. Talks only to the address it is given (loopback by default).
+//!
+//! Scenarios: `throughput`, `fanout`, `idle`, `compare`, `all`. See `--help`.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio::sync::{Mutex, Semaphore, mpsc};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Res<T> = Result<T, BoxError>;
+
+#[derive(Parser)]
+#[command(name = "chat-load", about = "Load tool for chat: prints throughput, latency and memory figures")]
+struct Cli {
+    /// Target an already running server instead of starting one (no RSS/CPU figures unless
+    /// --server-pid is given).
+    #[arg(long)]
+    url: Option<String>,
+    /// PID of the server given by --url, for RSS and CPU figures.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// The `chat` binary to start [default: the `chat` next to this program].
+    #[arg(long)]
+    server: Option<PathBuf>,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand, Clone)]
+enum Scenario {
+    /// Committed messages/s with many sends in flight.
+    Throughput {
+        /// Sends in flight at once.
+        #[arg(long, default_value_t = 256)]
+        in_flight: usize,
+        /// Messages to send.
+        #[arg(long, default_value_t = 50_000)]
+        messages: u64,
+    },
+    /// Delivery latency into one big room at a fixed send rate.
+    Fanout {
+        /// Connected members of the room.
+        #[arg(long, default_value_t = 1000)]
+        members: usize,
+        /// Messages per second sent into the room.
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+        /// Seconds of sending.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Server memory per idle authenticated connection.
+    Idle {
+        /// Connections to open.
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+    },
+    /// The fixed comparison workload: 20 users in one room, 4 senders with one send in flight
+    /// each, 2,000 messages.
+    Compare,
+    /// Every scenario with its defaults, each on a fresh server.
+    All,
+}
+
+fn main() -> Res<()> {
+    let cli = Cli::parse();
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let scenarios = match cli.scenario.clone() {
+            Scenario::All => vec![
+                Scenario::Throughput { in_flight: 256, messages: 50_000 },
+                Scenario::Fanout { members: 1000, rate: 200, seconds: 10 },
+                Scenario::Idle { connections: 10_000 },
+                Scenario::Compare,
+            ],
+            one => vec![one],
+        };
+        for sc in scenarios {
+            let server = Server::start(&cli).await?;
+            let out = match sc {
+                Scenario::Throughput { in_flight, messages } => throughput(&server, in_flight, messages).await,
+                Scenario::Fanout { members, rate, seconds } => fanout(&server, members, rate, seconds).await,
+                Scenario::Idle { connections } => idle(&server, connections).await,
+                Scenario::Compare => compare(&server).await,
+                Scenario::All => Ok(()),
+            };
+            server.stop();
+            out?;
+        }
+        Ok(())
+    })
+}
+
+/// The server under test: started by us (with a temporary data dir) or given by URL.
+struct Server {
+    url: String,
+    host: String,
+    pid: Option<u32>,
+    child: std::sync::Mutex<Option<Child>>,
+    _dir: Option<tempdir::Dir>,
+    http: reqwest::Client,
+}
+
+mod tempdir {
+    /// A directory removed on drop.
+    pub struct Dir(pub std::path::PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl Server {
+    async fn start(cli: &Cli) -> Res<Arc<Server>> {
+        let http = reqwest::Client::builder().pool_max_idle_per_host(512).build()?;
+        if let Some(url) = &cli.url {
+            let url = url.trim_end_matches('/').to_string();
+            let host = url.trim_start_matches("http://").to_string();
+            return Ok(Arc::new(Server {
+                url,
+                host,
+                pid: cli.server_pid,
+                child: Default::default(),
+                _dir: None,
+                http,
+            }));
+        }
+        let bin = match &cli.server {
+            Some(p) => p.clone(),
+            None => std::env::current_exe()?.with_file_name("chat"),
+        };
+        let dir = std::env::temp_dir().join(format!("chat-load-{}-{}", std::process::id(), now_micros()));
+        std::fs::create_dir_all(&dir)?;
+        let mut child = Command::new(&bin)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&dir)
+            .env("CHAT_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let line = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
+            line
+        })
+        .await?;
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .ok_or_else(|| format!("server did not print its URL: {line:?}"))?
+            .trim_end_matches('/')
+            .to_string();
+        let host = url.trim_start_matches("http://").to_string();
+        let pid = Some(child.id());
+        let child = std::sync::Mutex::new(Some(child));
+        Ok(Arc::new(Server { url, host, pid, child, _dir: Some(tempdir::Dir(dir)), http }))
+    }
+
+    fn stop(&self) {
+        let child = self.child.lock().ok().and_then(|mut c| c.take());
+        if let Some(mut c) = child {
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            let _ = c.wait();
+        }
+    }
+
+    async fn post(&self, token: Option<&str>, path: &str, body: Value) -> Res<Value> {
+        let mut req = self.http.post(format!("{}{path}", self.url)).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let res = req.send().await?;
+        let status = res.status();
+        let v: Value = res.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            return Err(format!("POST {path}: {status} {v}").into());
+        }
+        Ok(v)
+    }
+
+    /// Registers `n` users (8 at a time) named `{prefix}{i}`; returns their tokens.
+    async fn users(self: &Arc<Self>, prefix: &str, n: usize) -> Res<Vec<String>> {
+        let sem = Arc::new(Semaphore::new(8));
+        let mut tasks = Vec::with_capacity(n);
+        for i in 0..n {
+            let (me, sem, name) = (self.clone(), sem.clone(), format!("{prefix}{i}"));
+            tasks.push(tokio::spawn(async move {
+                let _permit = sem.acquire().await?;
+                let v = me
+                    .post(None, "/api/v1/register", json!({"username": name, "password": "load-test-password"}))
+                    .await?;
+                Ok::<String, BoxError>(v["token"].as_str().unwrap_or_default().to_string())
+            }));
+        }
+        let mut out = Vec::with_capacity(n);
+        for t in tasks {
+            out.push(t.await??);
+        }
+        Ok(out)
+    }
+
+    async fn room(&self, token: &str, name: &str) -> Res<String> {
+        let v = self.post(Some(token), "/api/v1/rooms", json!({"name": name, "visibility": "public"})).await?;
+        Ok(v["room_id"].as_str().unwrap_or_default().to_string())
+    }
+
+    async fn join_all(self: &Arc<Self>, tokens: &[String], room: &str) -> Res<()> {
+        let sem = Arc::new(Semaphore::new(32));
+        let mut tasks = Vec::new();
+        for t in tokens {
+            let (me, sem, t, room) = (self.clone(), sem.clone(), t.clone(), room.to_string());
+            tasks.push(tokio::spawn(async move {
+                let _p = sem.acquire().await?;
+                // Already a member (the creator) is fine.
+                let _ = me.post(Some(&t), &format!("/api/v1/rooms/{room}/join"), json!({})).await;
+                Ok::<(), BoxError>(())
+            }));
+        }
+        for t in tasks {
+            t.await??;
+        }
+        Ok(())
+    }
+
+    /// Opens a live connection and waits for `ready`.
+    async fn ws(&self, token: &str) -> Res<WsStream> {
+        let mut req = format!("ws://{}/ws", self.host).into_client_request()?;
+        req.headers_mut().insert("authorization", format!("Bearer {token}").parse()?);
+        let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) if t.contains("\"t\":\"ready\"") => return Ok(ws),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(e.into()),
+                None => return Err("closed before ready".into()),
+            }
+        }
+    }
+
+    fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid?)).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// Server CPU time (user + system) so far.
+    fn cpu(&self) -> Option<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid?)).ok()?;
+        let after = stat.rsplit_once(')')?.1;
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        Some(Duration::from_millis(ticks * 10)) // CLK_TCK is 100 on Linux.
+    }
+}
+
+fn now_micros() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+}
+
+/// Latency samples in microseconds.
+#[derive(Default)]
+struct Latencies(Vec<u64>);
+
+impl Latencies {
+    fn pct(&mut self, p: f64) -> f64 {
+        if self.0.is_empty() {
+            return f64::NAN;
+        }
+        self.0.sort_unstable();
+        let i = ((self.0.len() as f64 - 1.0) * p).round() as usize;
+        self.0[i] as f64 / 1000.0
+    }
+
+    fn summary(&mut self) -> String {
+        format!(
+            "p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} deliveries)",
+            self.pct(0.50),
+            self.pct(0.95),
+            self.pct(0.99),
+            self.pct(1.0),
+            self.0.len()
+        )
+    }
+}
+
+/// Reads a connection until `expect` messages carrying a load stamp arrived (or `deadline`),
+/// recording send→receive latency from the stamp `L<micros>:` at the start of the body.
+async fn receive(mut rx: SplitStream<WsStream>, expect: u64, deadline: Instant, lat: Arc<Mutex<Latencies>>) -> u64 {
+    let mut got = 0;
+    let mut local = Vec::with_capacity(expect as usize);
+    while got < expect {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(Some(Ok(msg))) = tokio::time::timeout(left, rx.next()).await else { break };
+        let Message::Text(t) = msg else { continue };
+        // Cheap scan instead of parsing the whole frame: the body starts with the stamp.
+        if let Some(i) = t.find("\"body\":\"L") {
+            let rest = &t[i + 9..];
+            if let Some(end) = rest.find(':')
+                && let Ok(sent) = rest[..end].parse::<u64>()
+            {
+                local.push(now_micros().saturating_sub(sent));
+                got += 1;
+            }
+        }
+    }
+    lat.lock().await.0.extend(local);
+    got
+}
+
+/// A sender on one live connection: keeps up to `window` sends in flight.
+struct Sender {
+    sink: SplitSink<WsStream, Message>,
+    acks: mpsc::Receiver<()>,
+}
+
+impl Sender {
+    /// Splits `ws`: acks are counted from its stream (which also receives room events).
+    fn new(ws: WsStream, acked: Arc<AtomicU64>) -> Sender {
+        let (sink, mut stream) = ws.split();
+        let (tx, acks) = mpsc::channel(1024);
+        tokio::spawn(async move {
+            while let Some(Ok(m)) = stream.next().await {
+                if let Message::Text(t) = m {
+                    if t.starts_with("{\"t\":\"ack\"") || t.contains("\"t\":\"ack\"") {
+                        acked.fetch_add(1, Ordering::Relaxed);
+                        if tx.send(()).await.is_err() {
+                            break;
+                        }
+                    } else if t.contains("\"t\":\"error\"") {
+                        eprintln!("send refused: {t}");
+                    }
+                }
+            }
+        });
+        Sender { sink, acks }
+    }
+
+    async fn send(&mut self, room: &str, body: String, txn: String) -> Res<()> {
+        let frame = json!({"t": "send", "room_id": room, "body": body, "txn_id": txn}).to_string();
+        self.sink.send(Message::Text(frame.into())).await?;
+        Ok(())
+    }
+}
+
+async fn throughput(server: &Arc<Server>, in_flight: usize, messages: u64) -> Res<()> {
+    let conns = in_flight.div_ceil(8).max(1);
+    let window = in_flight.div_ceil(conns);
+    println!("== throughput: {in_flight} sends in flight ({conns} connections x {window}), {messages} messages");
+    let tokens = server.users("tp", conns).await?;
+    let rooms_n = conns.div_ceil(4);
+    let mut rooms = Vec::new();
+    for r in 0..rooms_n {
+        let room = server.room(&tokens[r * 4 % tokens.len()], &format!("tp-{r}")).await?;
+        server.join_all(&tokens[(r * 4).min(tokens.len())..((r + 1) * 4).min(tokens.len())], &room).await?;
+        rooms.push(room);
+    }
+    let acked = Arc::new(AtomicU64::new(0));
+    let per_conn = messages.div_ceil(conns as u64);
+    let cpu0 = server.cpu();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (i, t) in tokens.iter().enumerate() {
+        let ws = server.ws(t).await?;
+        let room = rooms[i / 4].clone();
+        let acked = acked.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut s = Sender::new(ws, acked);
+            let mut sent = 0u64;
+            let mut outstanding = 0usize;
+            while sent < per_conn || outstanding > 0 {
+                while outstanding < window && sent < per_conn {
+                    s.send(&room, format!("x{i}-{sent}"), format!("c{i}-{sent}")).await?;
+                    sent += 1;
+                    outstanding += 1;
+                }
+                if s.acks.recv().await.is_none() {
+                    return Err::<(), BoxError>("connection closed".into());
+                }
+                outstanding -= 1;
+            }
+            Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let n = acked.load(Ordering::Relaxed);
+    println!("throughput: {n} messages acknowledged (committed) in {secs:.2} s = {:.0} msg/s", n as f64 / secs);
+    if let (Some(a), Some(b)) = (cpu0, server.cpu()) {
+        println!("throughput: server CPU {:.3} ms per message", (b - a).as_secs_f64() * 1000.0 / n as f64);
+    }
+    Ok(())
+}
+
+async fn fanout(server: &Arc<Server>, members: usize, rate: u64, seconds: u64) -> Res<()> {
+    println!("== fanout: {members} connected members, {rate} msg/s for {seconds} s");
+    let tokens = server.users("fo", members).await?;
+    let room = server.room(&tokens[0], "fanout").await?;
+    server.join_all(&tokens, &room).await?;
+    let total = rate * seconds;
+    let deadline = Instant::now() + Duration::from_secs(seconds + 60);
+    let lat = Arc::new(Mutex::new(Latencies::default()));
+    let mut receivers = Vec::new();
+    let mut senders = Vec::new();
+    let acked = Arc::new(AtomicU64::new(0));
+    for (i, t) in tokens.iter().enumerate() {
+        let ws = server.ws(t).await?;
+        if i < 4 {
+            // The first four members send (and receive through their ack stream only).
+            senders.push(Sender::new(ws, acked.clone()));
+        } else {
+            let (_, rx) = ws.split();
+            receivers.push(tokio::spawn(receive(rx, total, deadline, lat.clone())));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cpu0 = server.cpu();
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+    for n in 0..total {
+        tick.tick().await;
+        let s = &mut senders[(n % 4) as usize];
+        s.send(&room, format!("L{}:{n}", now_micros()), format!("f{n}")).await?;
+        // Drain acks without blocking so the senders' windows never fill.
+        while s.acks.try_recv().is_ok() {}
+    }
+    let send_secs = started.elapsed().as_secs_f64();
+    let mut delivered = 0;
+    for r in receivers {
+        delivered += r.await?;
+    }
+    let expected = total * (members as u64 - 4);
+    println!(
+        "fanout: sent {total} in {send_secs:.2} s ({:.0} msg/s); delivered {delivered} of {expected}",
+        total as f64 / send_secs
+    );
+    println!("fanout: delivery latency {}", lat.lock().await.summary());
+    if let (Some(a), Some(b)) = (cpu0, server.cpu()) {
+        let cpu = (b - a).as_secs_f64();
+        println!("fanout: server CPU {:.1}% of one core over the run", cpu / started.elapsed().as_secs_f64() * 100.0);
+    }
+    Ok(())
+}
+
+async fn idle(server: &Arc<Server>, connections: usize) -> Res<()> {
+    println!("== idle: {connections} authenticated connections");
+    let rss_start = server.rss_kib();
+    let per_user = 25;
+    let users = connections.div_ceil(per_user);
+    let tokens = server.users("idle", users).await?;
+    let room = server.room(&tokens[0], "idle").await?;
+    server.join_all(&tokens, &room).await?;
+    // Warm-up: one connection per user first, so per-user state is in the baseline too.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_before = server.rss_kib();
+    let sem = Arc::new(Semaphore::new(64));
+    let mut tasks = Vec::with_capacity(connections);
+    for i in 0..connections {
+        let (srv, sem, t) = (server.clone(), sem.clone(), tokens[i % users].clone());
+        tasks.push(tokio::spawn(async move {
+            let _p = sem.acquire().await?;
+            srv.ws(&t).await
+        }));
+    }
+    let mut open = Vec::with_capacity(connections);
+    for t in tasks {
+        open.push(t.await??);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_after = server.rss_kib();
+    println!("idle: {} connections open", open.len());
+    if let (Some(s), Some(b), Some(a)) = (rss_start, rss_before, rss_after) {
+        println!("idle: server RSS at start {s} KiB, with {users} users registered {b} KiB, with connections {a} KiB");
+        println!(
+            "idle: {:.2} KiB per idle authenticated connection",
+            (a.saturating_sub(b)) as f64 / connections as f64
+        );
+    }
+    drop(open);
+    Ok(())
+}
+
+async fn compare(server: &Arc<Server>) -> Res<()> {
+    let (users, senders_n, total) = (20usize, 4usize, 2000u64);
+    println!(
+        "== compare: {users} users in one room, {senders_n} senders with one send in flight each, {total} messages"
+    );
+    let tokens = server.users("cmp", users).await?;
+    let room = server.room(&tokens[0], "compare").await?;
+    server.join_all(&tokens, &room).await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let lat = Arc::new(Mutex::new(Latencies::default()));
+    let acked = Arc::new(AtomicU64::new(0));
+    let mut receivers = Vec::new();
+    let mut senders = Vec::new();
+    for (i, t) in tokens.iter().enumerate() {
+        let ws = server.ws(t).await?;
+        if i < senders_n {
+            senders.push(Sender::new(ws, acked.clone()));
+        } else {
+            let (_, rx) = ws.split();
+            receivers.push(tokio::spawn(receive(rx, total, deadline, lat.clone())));
+        }
+    }
+    let cpu0 = server.cpu();
+    let started = Instant::now();
+    let per = total / senders_n as u64;
+    let mut tasks = Vec::new();
+    for (i, mut s) in senders.into_iter().enumerate() {
+        let room = room.clone();
+        tasks.push(tokio::spawn(async move {
+            for n in 0..per {
+                s.send(&room, format!("L{}:{i}-{n}", now_micros()), format!("cmp{i}-{n}")).await?;
+                if s.acks.recv().await.is_none() {
+                    return Err::<(), BoxError>("connection closed".into());
+                }
+            }
+            Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    for r in receivers {
+        r.await?;
+    }
+    println!("compare: {total} sends in {secs:.2} s = {:.0} sends/s", total as f64 / secs);
+    if let (Some(a), Some(b)) = (cpu0, server.cpu()) {
+        println!("compare: server CPU {:.3} ms per message", (b - a).as_secs_f64() * 1000.0 / total as f64);
+    }
+    println!("compare: delivery latency {}", lat.lock().await.summary());
+    Ok(())
+}

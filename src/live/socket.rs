@@ -33,6 +33,9 @@ const HEARTBEAT: Duration = Duration::from_secs(20);
 /// A client that does not take a frame within this time is dropped.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Most queued frames written before one flush.
+const WRITE_BATCH: usize = 64;
+
 /// Query of the upgrade request.
 #[derive(Debug, Deserialize)]
 pub struct WsQuery {
@@ -81,6 +84,24 @@ struct Link {
 impl Link {
     async fn send(&mut self, text: impl Into<Utf8Bytes>) -> Result<()> {
         match tokio::time::timeout(SEND_TIMEOUT, self.sink.send(Message::Text(text.into()))).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Error::Unavailable(format!("send failed: {e}"))),
+            Err(_) => Err(Error::Unavailable("client too slow".into())),
+        }
+    }
+
+    /// Writes the frames above `last`, in order, with one flush at the end.
+    async fn send_frames(&mut self, frames: Vec<super::hub::Frame>) -> Result<()> {
+        let work = async {
+            for f in frames {
+                if f.pos > self.last {
+                    self.sink.feed(Message::Text(f.text)).await?;
+                    self.last = f.pos;
+                }
+            }
+            self.sink.flush().await
+        };
+        match tokio::time::timeout(SEND_TIMEOUT, work).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(Error::Unavailable(format!("send failed: {e}"))),
             Err(_) => Err(Error::Unavailable("client too slow".into())),
@@ -158,10 +179,15 @@ async fn run(state: AppState, session: Session, mut conn: Conn, since: Option<u6
             }
             Some(reply) = reply_rx.recv() => link.send(reply).await?,
             Some(frame) = conn.rx.recv() => {
-                if frame.pos > link.last {
-                    link.send(frame.text).await?;
-                    link.last = frame.pos;
+                // Write everything already queued, then flush once: one syscall for a burst.
+                let mut batch = vec![frame];
+                while batch.len() < WRITE_BATCH {
+                    match conn.rx.try_recv() {
+                        Ok(f) => batch.push(f),
+                        Err(_) => break,
+                    }
                 }
+                link.send_frames(batch).await?;
             }
             msg = stream.next() => {
                 last_heard = Instant::now();
