@@ -64,6 +64,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     });
 
     let app = crate::web::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    // Live frames are small and latency-bound: no Nagle delay (which, with delayed ACKs, stalls
+    // request/response patterns by ~40 ms).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        let _ = tcp.set_nodelay(true);
+    });
     let writer = Arc::new(std::sync::Mutex::new(Some(writer)));
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await;

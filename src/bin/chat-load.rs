@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
@@ -245,7 +245,7 @@ impl Server {
     async fn ws(&self, token: &str) -> Res<WsStream> {
         let mut req = format!("ws://{}/ws", self.host).into_client_request()?;
         req.headers_mut().insert("authorization", format!("Bearer {token}").parse()?);
-        let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true).await?;
         loop {
             match ws.next().await {
                 Some(Ok(Message::Text(t))) if t.contains("\"t\":\"ready\"") => return Ok(ws),
@@ -304,26 +304,55 @@ impl Latencies {
 
 /// Reads a connection until `expect` messages carrying a load stamp arrived (or `deadline`),
 /// recording send→receive latency from the stamp `L<micros>:` at the start of the body.
-async fn receive(mut rx: SplitStream<WsStream>, expect: u64, deadline: Instant, lat: Arc<Mutex<Latencies>>) -> u64 {
+///
+/// To keep the load tool's own CPU small next to the server's on a shared machine, this reads
+/// the raw socket after the handshake and scans for stamps (server frames are unmasked text);
+/// a stamp split across two reads is found in the kept tail.
+async fn receive(ws: WsStream, expect: u64, deadline: Instant, lat: Arc<Mutex<Latencies>>) -> u64 {
+    use tokio::io::AsyncReadExt;
+    const MARK: &[u8] = b"\"body\":\"L";
+    let mut sock = match ws.into_inner() {
+        MaybeTlsStream::Plain(s) => s,
+        _ => return 0,
+    };
     let mut got = 0;
     let mut local = Vec::with_capacity(expect as usize);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut keep = 0usize;
     while got < expect {
         let left = deadline.saturating_duration_since(Instant::now());
-        let Ok(Some(Ok(msg))) = tokio::time::timeout(left, rx.next()).await else { break };
-        let Message::Text(t) = msg else { continue };
-        // Cheap scan instead of parsing the whole frame: the body starts with the stamp.
-        if let Some(i) = t.find("\"body\":\"L") {
-            let rest = &t[i + 9..];
-            if let Some(end) = rest.find(':')
-                && let Ok(sent) = rest[..end].parse::<u64>()
+        let n = match tokio::time::timeout(left, sock.read(&mut buf[keep..])).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => break,
+        };
+        let now = now_micros();
+        let data = &buf[..keep + n];
+        let mut at = 0;
+        let mut consumed = 0;
+        while let Some(i) = find(&data[at..], MARK) {
+            let start = at + i + MARK.len();
+            let Some(colon) = data[start..].iter().position(|b| *b == b':') else { break };
+            if let Some(sent) =
+                std::str::from_utf8(&data[start..start + colon]).ok().and_then(|t| t.parse::<u64>().ok())
             {
-                local.push(now_micros().saturating_sub(sent));
+                local.push(now.saturating_sub(sent));
                 got += 1;
             }
+            at = start + colon;
+            consumed = at;
         }
+        // Keep a tail that may hold the start of a split stamp.
+        let tail_from = consumed.max(data.len().saturating_sub(64));
+        let tail = data.len() - tail_from;
+        buf.copy_within(tail_from..tail_from + tail, 0);
+        keep = tail;
     }
     lat.lock().await.0.extend(local);
     got
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// A sender on one live connection: keeps up to `window` sends in flight.
@@ -429,8 +458,7 @@ async fn fanout(server: &Arc<Server>, members: usize, rate: u64, seconds: u64) -
             // The first four members send (and receive through their ack stream only).
             senders.push(Sender::new(ws, acked.clone()));
         } else {
-            let (_, rx) = ws.split();
-            receivers.push(tokio::spawn(receive(rx, total, deadline, lat.clone())));
+            receivers.push(tokio::spawn(receive(ws, total, deadline, lat.clone())));
         }
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -518,8 +546,7 @@ async fn compare(server: &Arc<Server>) -> Res<()> {
         if i < senders_n {
             senders.push(Sender::new(ws, acked.clone()));
         } else {
-            let (_, rx) = ws.split();
-            receivers.push(tokio::spawn(receive(rx, total, deadline, lat.clone())));
+            receivers.push(tokio::spawn(receive(ws, total, deadline, lat.clone())));
         }
     }
     let cpu0 = server.cpu();

@@ -31,13 +31,27 @@ pub enum ClientFrame {
     Ping,
 }
 
-/// `event`: a committed event with its rendered fragment.
+/// `event`: a committed event in client form (without the DAG fields `prev_events`,
+/// `auth_events`, `depth`, `hashes` and `signatures`, which clients do not use; the history API
+/// has them), with its rendered fragment.
 pub fn event_frame(stored: &StoredEvent) -> String {
+    let ev = &stored.event;
+    let mut client = json!({
+        "event_id": ev.event_id,
+        "room_id": ev.room_id,
+        "sender": ev.sender,
+        "type": ev.kind,
+        "content": ev.content,
+        "origin_server_ts": ev.origin_server_ts,
+    });
+    if let Some(key) = &ev.state_key {
+        client["state_key"] = json!(key);
+    }
     json!({
         "t": "event",
         "pos": stored.pos,
-        "room_id": stored.event.room_id,
-        "event": stored.event,
+        "room_id": ev.room_id,
+        "event": client,
         "html": views::event_item(stored).into_string(),
     })
     .to_string()

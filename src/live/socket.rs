@@ -34,7 +34,7 @@ const HEARTBEAT: Duration = Duration::from_secs(20);
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Most queued frames written before one flush.
-const WRITE_BATCH: usize = 64;
+const WRITE_BATCH: usize = 256;
 
 /// Query of the upgrade request.
 #[derive(Debug, Deserialize)]
@@ -63,7 +63,7 @@ pub async fn upgrade(
     let conn =
         state.hub.connect(session.user.as_str(), &session.sid, || state.store.joined_rooms(session.user.as_str()))?;
     let limit = state.limits.max_ws_frame_bytes;
-    Ok(ws.read_buffer_size(4096).write_buffer_size(0).max_message_size(limit).max_frame_size(limit).on_upgrade(
+    Ok(ws.read_buffer_size(1024).write_buffer_size(0).max_message_size(limit).max_frame_size(limit).on_upgrade(
         move |socket| async move {
             let user = session.user.to_string();
             if let Err(e) = run(state, session, conn, q.since, socket).await {
@@ -159,14 +159,21 @@ async fn run(state: AppState, session: Session, mut conn: Conn, since: Option<u6
     heartbeat.tick().await;
     let mut last_heard = Instant::now();
 
+    // Both futures live across loop turns: re-creating them each turn would register and
+    // unregister a waiter on a shared list for every frame sent.
+    let shutdown = state.shutdown.clone();
+    let mut cancelled = std::pin::pin!(shutdown.cancelled());
+    let signals = conn.signals.clone();
+    let mut woken = std::pin::pin!(signals.wake.notified());
     loop {
         tokio::select! {
             biased;
-            _ = state.shutdown.cancelled() => {
+            _ = &mut cancelled => {
                 link.close(1001, "server shutting down").await;
                 return Ok(());
             }
-            _ = conn.signals.wake.notified() => {
+            _ = &mut woken => {
+                woken.set(signals.wake.notified());
                 if conn.signals.closed.load(Ordering::Acquire) {
                     link.close(4001, "session ended").await;
                     return Ok(());

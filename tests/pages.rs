@@ -1,0 +1,145 @@
+//! Server-rendered pages and the no-JavaScript form flows, with cookies as a browser sends them.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use common::TestServer;
+use reqwest::StatusCode;
+use reqwest::header::{COOKIE, LOCATION, ORIGIN, SET_COOKIE};
+
+fn token_from(res: &reqwest::Response) -> String {
+    let c = res.headers()[SET_COOKIE].to_str().unwrap();
+    assert!(c.contains("HttpOnly") && c.contains("SameSite=Lax"), "{c}");
+    c.split(';').next().unwrap().strip_prefix("chat_token=").unwrap().to_string()
+}
+
+#[tokio::test]
+async fn forms_work_without_javascript() {
+    let s = TestServer::start().await;
+    let url = |p: &str| format!("{}{p}", s.url);
+
+    // Signed-out visitors are sent to the sign-in page.
+    let res = s.http.get(url("/rooms")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()[LOCATION], "/login");
+    let res = s.http.get(url("/login")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("<form method=\"post\" action=\"/login\""));
+
+    // Register with the form: a cookie and a redirect to the rooms page.
+    let res = s
+        .http
+        .post(url("/register"))
+        .header(ORIGIN, &s.url)
+        .form(&[("username", "Ana"), ("password", "password123")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let token = token_from(&res);
+    let cookie = format!("chat_token={token}");
+
+    // Create a room with the form; the page shows it.
+    let res = s
+        .http
+        .post(url("/rooms"))
+        .header(COOKIE, &cookie)
+        .header(ORIGIN, &s.url)
+        .form(&[("name", "Garden"), ("topic", "Roses & <tulips>"), ("visibility", "public")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let room_path = res.headers()[LOCATION].to_str().unwrap().to_string();
+    assert!(room_path.starts_with("/rooms/!"));
+    let html = s.http.get(url(&room_path)).header(COOKIE, &cookie).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("Garden") && html.contains("Roses &amp; &lt;tulips&gt;"), "topic not escaped");
+    let txn = html.split("name=\"txn_id\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+
+    // Send with the plain form (twice, as a double-submitted form would): one message.
+    for _ in 0..2 {
+        let res = s
+            .http
+            .post(url(&format!("{room_path}/send")))
+            .header(COOKIE, &cookie)
+            .header(ORIGIN, &s.url)
+            .form(&[("body", "<b>bold?</b>"), ("txn_id", txn.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    }
+    let html = s.http.get(url(&room_path)).header(COOKIE, &cookie).send().await.unwrap().text().await.unwrap();
+    assert_eq!(html.matches("&lt;b&gt;bold?&lt;/b&gt;").count(), 1, "message missing, doubled or unescaped");
+    assert!(!html.contains("<b>bold?</b>"));
+
+    // The same form from another origin is refused and stores nothing.
+    let before = s.state().store.stream_pos().unwrap();
+    let res = s
+        .http
+        .post(url(&format!("{room_path}/send")))
+        .header(COOKIE, &cookie)
+        .header(ORIGIN, "http://evil.example")
+        .form(&[("body", "csrf"), ("txn_id", "csrf-1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = s
+        .http
+        .post(url("/login"))
+        .header(ORIGIN, "http://evil.example")
+        .form(&[("username", "ana"), ("password", "password123")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(s.state().store.stream_pos().unwrap(), before);
+
+    // Infinite scroll fragment: older events behind a cursor.
+    let res = s.http.get(url(&format!("{room_path}/history?before=3"))).header(COOKIE, &cookie).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let frag = res.text().await.unwrap();
+    assert!(frag.starts_with("<template") && frag.contains("created the room"), "{frag}");
+
+    // Security headers on pages.
+    let res = s.http.get(url("/login")).send().await.unwrap();
+    let csp = res.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
+    assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+
+    // Sign out: the cookie is cleared and the token no longer works.
+    let res = s.http.post(url("/logout")).header(COOKIE, &cookie).header(ORIGIN, &s.url).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(res.headers()[SET_COOKIE].to_str().unwrap().contains("Max-Age=0"));
+    let res = s.http.get(url("/rooms")).header(COOKIE, &cookie).send().await.unwrap();
+    assert_eq!(res.headers()[LOCATION], "/login");
+
+    // Wrong password on the form: the page says so, with 401.
+    let res = s
+        .http
+        .post(url("/login"))
+        .header(ORIGIN, &s.url)
+        .form(&[("username", "ana"), ("password", "wrong-password")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(res.text().await.unwrap().contains("wrong username or password"));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn assets_are_embedded_and_cacheable() {
+    let s = TestServer::start().await;
+    let res = s.http.get(format!("{}/assets/app.js", s.url)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers()["content-type"].to_str().unwrap().contains("javascript"));
+    let etag = res.headers()["etag"].to_str().unwrap().to_string();
+    let res = s.http.get(format!("{}/assets/app.js", s.url)).header("if-none-match", &etag).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_MODIFIED);
+    let res = s.http.get(format!("{}/assets/../Cargo.toml", s.url)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    s.stop().await;
+}
