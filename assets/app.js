@@ -69,15 +69,16 @@ function send(frame) {
   return false;
 }
 
-function bumpBadge(roomId) {
+function bumpBadge(roomId, mentioned) {
   const link = document.querySelector(`#room-list a[data-room-id="${CSS.escape(roomId)}"]`);
   if (!link) { refreshRoomList(); return; }
   const badge = link.querySelector('.badge.unread');
   if (!badge) return;
-  const n = Number(badge.dataset.count || 0) + 1;
-  badge.dataset.count = String(n);
-  badge.textContent = n >= 100 ? '99+' : String(n);
-  badge.hidden = false;
+  setBadge(link, '.badge.unread', Number(badge.dataset.count || 0) + 1, '');
+  if (mentioned) {
+    const m = link.querySelector('.badge.mention');
+    setBadge(link, '.badge.mention', Number((m && m.dataset.count) || 0) + 1, '@');
+  }
   const li = link.closest('li');
   if (li && li.parentElement) li.parentElement.prepend(li);
 }
@@ -105,13 +106,18 @@ async function refreshMembers() {
   if (next) old.replaceWith(next);
 }
 
+function mentionsMe(ev) {
+  const m = ev.content && ev.content['m.mentions'];
+  return !!(m && Array.isArray(m.user_ids) && m.user_ids.includes(me));
+}
+
 function onEvent(f) {
   if (f.pos > since) since = f.pos;
   const ev = f.event;
   const isMember = ev.type === 'm.room.member';
   if (f.room_id !== currentRoom) {
     if (isMember && ev.state_key === me) refreshRoomList();
-    else if (ev.type === 'm.room.message' && ev.sender !== me) bumpBadge(f.room_id);
+    else if (ev.type === 'm.room.message' && ev.sender !== me) bumpBadge(f.room_id, mentionsMe(ev));
     return;
   }
   const tl = timelineEl();
@@ -121,7 +127,24 @@ function onEvent(f) {
   const node = fragment(f.html);
   localize(node);
   const pending = pendingByEvent.get(ev.event_id);
-  if (pending) { pending.replaceWith(node); pendingByEvent.delete(ev.event_id); } else { tl.appendChild(node); }
+  if (pending) { pending.replaceWith(node); pendingByEvent.delete(ev.event_id); } else {
+    if (document.visibilityState !== 'visible' && ev.type === 'm.room.message' && ev.sender !== me
+        && !document.getElementById('new-divider')) {
+      const d = document.createElement('li');
+      d.className = 'divider';
+      d.id = 'new-divider';
+      const label = document.createElement('span');
+      label.textContent = 'New messages';
+      d.appendChild(label);
+      tl.appendChild(d);
+    }
+    tl.appendChild(node);
+  }
+  if (ev.type === 'm.room.message') {
+    // A typist who sent is no longer typing.
+    const el = document.getElementById('typing');
+    if (el && ev.sender !== me && el.textContent.startsWith(displayName(ev.sender) + ' ')) el.textContent = '';
+  }
   if (stick) scrollToBottom();
   if (isMember) {
     refreshMembers();
@@ -130,8 +153,22 @@ function onEvent(f) {
   markRead();
 }
 
+// Unsent messages survive a reload: they are kept in sessionStorage until acknowledged.
+const OUTBOX_KEY = 'chat.outbox';
+
+function saveOutbox() {
+  try { sessionStorage.setItem(OUTBOX_KEY, JSON.stringify(Array.from(outbox.entries()))); } catch { /* full or disabled */ }
+}
+
+function loadOutbox() {
+  try {
+    for (const [txn, m] of JSON.parse(sessionStorage.getItem(OUTBOX_KEY) || '[]')) outbox.set(txn, m);
+  } catch { /* ignore a corrupt entry */ }
+}
+
 function onAck(f) {
   outbox.delete(f.txn_id);
+  saveOutbox();
   const li = document.querySelector(`li.pending[data-txn="${CSS.escape(f.txn_id)}"]`);
   if (!li) return;
   const existing = document.querySelector(`li[data-event-id="${CSS.escape(f.event_id)}"]:not(.pending)`);
@@ -145,6 +182,7 @@ function onError(f) {
   const li = f.txn_id && document.querySelector(`li.pending[data-txn="${CSS.escape(f.txn_id)}"]`);
   if (li) {
     outbox.delete(f.txn_id);
+    saveOutbox();
     li.classList.add('failed');
     li.title = f.message;
     const why = li.querySelector('.why');
@@ -174,11 +212,16 @@ function connect() {
         live = true;
         setConn('live', '');
         flushOutbox();
+        reportActivity(true);
         markRead();
         break;
       case 'resync': location.reload(); break;
       case 'ack': onAck(f); break;
       case 'error': onError(f); break;
+      case 'presence': onPresence(f); break;
+      case 'typing': onTyping(f); break;
+      case 'receipt': onReceipt(f); break;
+      case 'unread': onUnread(f); break;
       default: break;
     }
   };
@@ -190,6 +233,126 @@ function connect() {
     attempt = Math.min(attempt + 1, 6);
     setTimeout(connect, delay);
   };
+}
+
+// --- presence ---------------------------------------------------------------------------
+const IDLE_AFTER_MS = 5 * 60 * 1000;
+let lastInput = Date.now();
+let reported = null;
+
+function setPresence(user, state) {
+  for (const el of document.querySelectorAll(`[data-presence-user="${CSS.escape(user)}"]`)) {
+    el.dataset.presence = state;
+    el.title = state;
+  }
+}
+
+function onPresence(f) {
+  if (f.users) {
+    // Snapshot after (re)connecting: everyone not listed is offline.
+    for (const el of document.querySelectorAll('[data-presence-user]')) {
+      const state = f.users[el.dataset.presenceUser] || 'offline';
+      el.dataset.presence = state;
+      el.title = state;
+    }
+  } else {
+    setPresence(f.user_id, f.presence);
+  }
+}
+
+function currentActivity() {
+  return document.visibilityState === 'visible' && Date.now() - lastInput < IDLE_AFTER_MS ? 'online' : 'idle';
+}
+
+function reportActivity(force) {
+  const state = currentActivity();
+  if (force || state !== reported) {
+    if (send({ t: 'presence', state })) reported = state;
+  }
+}
+
+for (const ev of ['keydown', 'pointerdown', 'pointermove', 'wheel', 'touchstart']) {
+  window.addEventListener(ev, () => {
+    lastInput = Date.now();
+    if (reported === 'idle') reportActivity(false);
+  }, { passive: true });
+}
+setInterval(() => reportActivity(false), 30000);
+
+// --- typing -----------------------------------------------------------------------------
+const TYPING_RESEND_MS = 3000;
+const TYPING_STOP_MS = 4000;
+let typingSentAt = 0;
+let typingStopTimer = null;
+
+function typingStarted() {
+  const now = Date.now();
+  if (now - typingSentAt > TYPING_RESEND_MS) {
+    if (send({ t: 'typing', room_id: currentRoom, typing: true })) typingSentAt = now;
+  }
+  clearTimeout(typingStopTimer);
+  typingStopTimer = setTimeout(typingStopped, TYPING_STOP_MS);
+}
+
+function typingStopped() {
+  clearTimeout(typingStopTimer);
+  if (typingSentAt) {
+    send({ t: 'typing', room_id: currentRoom, typing: false });
+    typingSentAt = 0;
+  }
+}
+
+function displayName(id) { return id.replace(/^@/, '').split(':')[0]; }
+
+function onTyping(f) {
+  if (f.room_id !== currentRoom) return;
+  const el = document.getElementById('typing');
+  if (!el) return;
+  const names = f.user_ids.filter((u) => u !== me).map(displayName);
+  el.textContent = names.length === 0 ? ''
+    : names.length === 1 ? `${names[0]} is typing…`
+      : names.length === 2 ? `${names[0]} and ${names[1]} are typing…`
+        : 'Several people are typing…';
+}
+
+// --- receipts and unread counts ---------------------------------------------------------
+function onReceipt(f) {
+  if (f.room_id !== currentRoom || f.user_id === me) return;
+  const tl = timelineEl();
+  if (!tl) return;
+  const old = tl.querySelector(`li.seen .receipt[data-user="${CSS.escape(f.user_id)}"]`);
+  if (old) {
+    const row = old.parentElement;
+    old.remove();
+    if (row && !row.children.length) row.remove();
+  }
+  const msgs = Array.from(tl.querySelectorAll('li.msg[data-pos]')).filter((li) => Number(li.dataset.pos) <= f.pos);
+  const at = msgs[msgs.length - 1];
+  if (!at) return;
+  let row = at.nextElementSibling;
+  if (!row || !row.classList.contains('seen')) {
+    row = document.createElement('li');
+    row.className = 'seen';
+    row.dataset.pos = at.dataset.pos;
+    at.after(row);
+  }
+  row.appendChild(fragment(f.html));
+}
+
+function setBadge(link, selector, n, prefix) {
+  const badge = link.querySelector(selector);
+  if (!badge) return;
+  badge.dataset.count = String(n);
+  badge.textContent = prefix + (n >= 100 ? '99+' : String(n));
+  badge.hidden = n === 0;
+}
+
+function onUnread(f) {
+  const link = document.querySelector(`#room-list a[data-room-id="${CSS.escape(f.room_id)}"]`);
+  if (link) {
+    setBadge(link, '.badge.unread', f.unread, '');
+    setBadge(link, '.badge.mention', f.mentions, '@');
+  }
 }
 
 function txnId() {
@@ -222,6 +385,9 @@ function setupComposer() {
     timelineEl().appendChild(li);
     scrollToBottom();
     outbox.set(txn_id, { room_id: currentRoom, body: text });
+    saveOutbox();
+    typingSentAt = 0;
+    clearTimeout(typingStopTimer);
     send({ t: 'send', room_id: currentRoom, body: text, txn_id });
     input.value = '';
     input.style.height = '';
@@ -233,7 +399,9 @@ function setupComposer() {
       form.requestSubmit();
     }
   });
+  input.addEventListener('blur', typingStopped);
   input.addEventListener('input', () => {
+    if (input.value.trim()) typingStarted(); else typingStopped();
     input.style.height = 'auto';
     input.style.height = `${Math.min(input.scrollHeight, 200)}px`;
   });
@@ -272,9 +440,17 @@ function setupHistory() {
 
 localize(document);
 if (me) {
+  loadOutbox();
   setupComposer();
   setupHistory();
   scrollToBottom();
   connect();
-  document.addEventListener('visibilitychange', markRead);
+  document.addEventListener('visibilitychange', () => {
+    reportActivity(false);
+    markRead();
+    if (document.visibilityState === 'visible') setTimeout(() => {
+      const d = document.getElementById('new-divider');
+      if (d && document.visibilityState === 'visible') d.remove();
+    }, 5000);
+  });
 }

@@ -63,6 +63,18 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         shutdown: shutdown.clone(),
     });
 
+    // The hub's clock: typing notices expire and closed tabs turn offline after their grace.
+    let ticker_hub = state.hub.clone();
+    let ticker_stop = shutdown.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                _ = ticker_stop.cancelled() => return,
+                _ = tick.tick() => ticker_hub.tick(std::time::Instant::now()),
+            }
+        }
+    });
     let app = crate::web::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     // Live frames are small and latency-bound: no Nagle delay (which, with delayed ACKs, stalls
     // request/response patterns by ~40 ms).

@@ -34,6 +34,8 @@ pub async fn register(state: &AppState, username: &str, pw: &str) -> Result<Sign
         created_ts: now_ms(),
         disabled: false,
         admin: false,
+        appear_offline: false,
+        hide_receipts: false,
     };
     state.store.create_user(name, rec, sid.clone()).await?;
     let token = state.tokens.issue(user_id.as_str(), &sid)?;
@@ -90,4 +92,29 @@ pub async fn change_password(state: &AppState, session: &Session, old: &str, new
     state.store.set_password(name, hash, Some(session.sid.clone())).await?;
     state.hub.end_other_sessions(session.user.as_str(), &session.sid);
     Ok(())
+}
+
+/// A user's privacy settings.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub struct Privacy {
+    /// Others see this user as offline.
+    pub appear_offline: bool,
+    /// Read receipts are neither shown to others nor seen from others.
+    pub hide_receipts: bool,
+}
+
+/// Reads a user's privacy settings.
+pub fn privacy(state: &AppState, session: &Session) -> Result<Privacy> {
+    let user = state.store.user(session.user.localpart())?.ok_or_else(|| Error::Unauthorized("account not found".into()))?;
+    Ok(Privacy { appear_offline: user.appear_offline, hide_receipts: user.hide_receipts })
+}
+
+/// Changes privacy settings; online contacts see the effect at once.
+pub async fn set_privacy(state: &AppState, session: &Session, p: Privacy) -> Result<Privacy> {
+    let user = state.store.set_privacy(session.user.localpart().to_string(), p.appear_offline, p.hide_receipts).await?;
+    state.hub.set_prefs(
+        session.user.as_str(),
+        crate::live::hub::Prefs { appear_offline: user.appear_offline, share_receipts: !user.hide_receipts },
+    );
+    Ok(Privacy { appear_offline: user.appear_offline, hide_receipts: user.hide_receipts })
 }

@@ -29,6 +29,18 @@ pub enum ClientFrame {
     },
     /// Keep-alive; answered with `pong`.
     Ping,
+    /// This tab's activity: `online` (visible and used) or `idle`.
+    Presence {
+        /// `online` or `idle`.
+        state: String,
+    },
+    /// Start (`true`) or stop (`false`) a typing notice in a room.
+    Typing {
+        /// Room.
+        room_id: String,
+        /// Typing or not.
+        typing: bool,
+    },
 }
 
 /// `event`: a committed event in client form (without the DAG fields `prev_events`,
@@ -80,4 +92,36 @@ pub fn error(txn_id: Option<&str>, e: &Error) -> String {
 /// `pong`: answer to `ping`.
 pub fn pong() -> String {
     json!({ "t": "pong" }).to_string()
+}
+
+/// `presence`: one user's presence changed.
+pub fn presence(user: &str, state: &str) -> String {
+    json!({ "t": "presence", "user_id": user, "presence": state }).to_string()
+}
+
+/// `presence` snapshot after `ready`: everyone online or idle who shares a room with the user.
+pub fn presence_snapshot(users: serde_json::Map<String, serde_json::Value>) -> String {
+    json!({ "t": "presence", "users": users }).to_string()
+}
+
+/// `typing`: who is typing in a room now (an empty list ends all notices).
+pub fn typing(room_id: &str, user_ids: &[&str]) -> String {
+    json!({ "t": "typing", "room_id": room_id, "user_ids": user_ids }).to_string()
+}
+
+/// `receipt`: a member has read up to `pos`; `html` is their avatar for the "seen by" row.
+pub fn receipt(room_id: &str, user_id: &str, pos: u64) -> String {
+    json!({
+        "t": "receipt",
+        "room_id": room_id,
+        "user_id": user_id,
+        "pos": pos,
+        "html": views::receipt_avatar(user_id).into_string(),
+    })
+    .to_string()
+}
+
+/// `unread`: the user's unread and mention counts in a room changed (read on another tab).
+pub fn unread(room_id: &str, pos: u64, unread: u64, mentions: u64) -> String {
+    json!({ "t": "unread", "room_id": room_id, "pos": pos, "unread": unread, "mentions": mentions }).to_string()
 }

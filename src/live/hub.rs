@@ -1,19 +1,35 @@
-//! The hub: who is online and in which rooms, and a bounded queue per connection.
+//! The hub: who is online and in which rooms, their presence and typing, and two bounded queues
+//! per connection.
 //!
-//! The hub is a doorbell, not the truth: a full queue never blocks the writer or other members;
-//! the connection is marked lagged and catches up from the store (see [`super::socket`]).
+//! The hub is a doorbell, not the truth: a full durable queue never blocks the writer or other
+//! members; the connection is marked lagged and catches up from the store (see
+//! [`super::socket`]). Ephemeral frames (presence, typing, receipts, unread counts) go through a
+//! second, small queue and are dropped when it is full: they are never stored and never stand in
+//! the way of durable delivery.
+//!
+//! Everything here costs memory and CPU in proportion to who is online: presence and typing
+//! exist only for connected users (and for a short grace period after the last tab closes).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
+use serde_json::json;
 use tokio::sync::{Notify, mpsc};
 
 use super::frames;
 use crate::error::{Error, Result};
 use crate::events::{M_ROOM_MEMBER, Membership};
 use crate::store::events::StoredEvent;
+
+/// How long a user stays "online" after their last connection closes (a reload must not flicker).
+pub const OFFLINE_GRACE: Duration = Duration::from_secs(5);
+/// How long a typing notice lasts unless renewed.
+pub const TYPING_TTL: Duration = Duration::from_secs(6);
+/// Ephemeral frames queued per connection before new ones are dropped.
+pub const EPHEMERAL_QUEUE: usize = 64;
 
 /// One event frame ready to send, with its stream position for de-duplication.
 #[derive(Clone)]
@@ -24,7 +40,7 @@ pub struct Frame {
     pub text: Utf8Bytes,
 }
 
-/// Signals a connection's task watches besides its queue.
+/// Signals a connection's task watches besides its queues.
 #[derive(Default)]
 pub struct ConnSignals {
     /// Set when a frame could not be queued; the connection must catch up from the store.
@@ -35,17 +51,66 @@ pub struct ConnSignals {
     pub wake: Notify,
 }
 
+/// A user's presence as others see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// At least one tab is visible and was used in the last few minutes.
+    Online,
+    /// Connected, but no tab is in use.
+    Idle,
+    /// Not connected, or appearing offline.
+    Offline,
+}
+
+impl Presence {
+    /// The protocol string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Presence::Online => "online",
+            Presence::Idle => "idle",
+            Presence::Offline => "offline",
+        }
+    }
+}
+
+/// A user's privacy settings, as the hub needs them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Prefs {
+    /// Others see this user as offline.
+    pub appear_offline: bool,
+    /// This user's read receipts are shown to others, and others' to them.
+    pub share_receipts: bool,
+}
+
 struct ConnSender {
     id: u64,
     sid: String,
     tx: mpsc::Sender<Frame>,
+    eph: mpsc::Sender<Utf8Bytes>,
     signals: Arc<ConnSignals>,
+    idle: bool,
 }
 
-#[derive(Default)]
 struct OnlineUser {
     rooms: HashSet<Arc<str>>,
     conns: Vec<ConnSender>,
+    prefs: Prefs,
+    /// When the last connection closed; the entry goes after [`OFFLINE_GRACE`].
+    offline_since: Option<Instant>,
+    /// The presence last announced to others.
+    shown: Presence,
+}
+
+impl OnlineUser {
+    fn presence(&self) -> Presence {
+        if self.prefs.appear_offline || self.conns.is_empty() {
+            Presence::Offline
+        } else if self.conns.iter().any(|c| !c.idle) {
+            Presence::Online
+        } else {
+            Presence::Idle
+        }
+    }
 }
 
 #[derive(Default)]
@@ -53,6 +118,8 @@ struct Inner {
     users: HashMap<Arc<str>, OnlineUser>,
     /// Room id -> online users who have joined it.
     rooms: HashMap<Arc<str>, HashSet<Arc<str>>>,
+    /// Room id -> typing user -> when the notice expires.
+    typing: HashMap<Arc<str>, HashMap<Arc<str>, Instant>>,
 }
 
 /// Live delivery state. The lock guards plain maps, is never held across an await, and is
@@ -67,13 +134,22 @@ pub struct Hub {
 
 /// A registered connection; dropping it unregisters.
 pub struct Conn {
-    /// Queue of live frames.
+    /// Queue of live (durable) frames.
     pub rx: mpsc::Receiver<Frame>,
+    /// Queue of ephemeral frames.
+    pub eph: mpsc::Receiver<Utf8Bytes>,
     /// Lag and close signals.
     pub signals: Arc<ConnSignals>,
     id: u64,
     user: Arc<str>,
     hub: Arc<Hub>,
+}
+
+impl Conn {
+    /// This connection's id (unique within the hub).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
 }
 
 impl Drop for Conn {
@@ -100,54 +176,193 @@ impl Hub {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a connection of `user`. `joined_rooms` is called under the hub lock, so no
-    /// membership change can slip between reading the user's rooms and registering.
+    /// Registers a connection of `user`. `load` (joined rooms and privacy settings) is called
+    /// under the hub lock, so no membership change can slip between reading the user's rooms and
+    /// registering.
     pub fn connect(
         self: &Arc<Self>,
         user: &str,
         sid: &str,
-        joined_rooms: impl FnOnce() -> Result<Vec<String>>,
+        load: impl FnOnce() -> Result<(Vec<String>, Prefs)>,
     ) -> Result<Conn> {
         let (tx, rx) = mpsc::channel(self.queue);
+        let (eph_tx, eph_rx) = mpsc::channel(EPHEMERAL_QUEUE);
         let signals = Arc::new(ConnSignals::default());
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut inner = self.lock();
-        let user_key: Arc<str> = match inner.users.get_key_value(user) {
-            Some((k, _)) => k.clone(),
-            None => Arc::from(user),
-        };
         if inner.users.get(user).is_some_and(|u| u.conns.len() >= self.max_per_user) {
             return Err(Error::TooManyRequests(5));
         }
-        if !inner.users.contains_key(user) {
-            let rooms = joined_rooms()?;
-            let mut online = OnlineUser::default();
-            for r in rooms {
-                let r: Arc<str> = Arc::from(r);
-                inner.rooms.entry(r.clone()).or_default().insert(user_key.clone());
-                online.rooms.insert(r);
+        let user_key: Arc<str> = match inner.users.get_key_value(user) {
+            Some((k, _)) => k.clone(),
+            None => {
+                let (rooms, prefs) = load()?;
+                let key: Arc<str> = Arc::from(user);
+                let mut online = OnlineUser {
+                    rooms: HashSet::new(),
+                    conns: Vec::new(),
+                    prefs,
+                    offline_since: None,
+                    shown: Presence::Offline,
+                };
+                for r in rooms {
+                    let r: Arc<str> = Arc::from(r);
+                    inner.rooms.entry(r.clone()).or_default().insert(key.clone());
+                    online.rooms.insert(r);
+                }
+                inner.users.insert(key.clone(), online);
+                key
             }
-            inner.users.insert(user_key.clone(), online);
-        }
+        };
         if let Some(u) = inner.users.get_mut(user) {
-            u.conns.push(ConnSender { id, sid: sid.to_string(), tx, signals: signals.clone() });
+            u.offline_since = None;
+            u.conns.push(ConnSender { id, sid: sid.to_string(), tx, eph: eph_tx, signals: signals.clone(), idle: false });
         }
-        Ok(Conn { rx, signals, id, user: user_key, hub: self.clone() })
+        inner.announce_presence(user);
+        Ok(Conn { rx, eph: eph_rx, signals, id, user: user_key, hub: self.clone() })
     }
 
     fn disconnect(&self, user: &str, id: u64) {
         let mut inner = self.lock();
         let Some(u) = inner.users.get_mut(user) else { return };
         u.conns.retain(|c| c.id != id);
-        if !u.conns.is_empty() {
+        if u.conns.is_empty() {
+            // Keep the entry for the grace period: a reload reconnects before anyone notices.
+            u.offline_since = Some(Instant::now());
+        } else {
+            inner.announce_presence(user);
+        }
+    }
+
+    /// Expires typing notices and ends the grace period of users whose last tab closed. Called
+    /// about once a second by a task the server owns.
+    pub fn tick(&self, now: Instant) {
+        let mut inner = self.lock();
+        let gone: Vec<Arc<str>> = inner
+            .users
+            .iter()
+            .filter(|(_, u)| u.offline_since.is_some_and(|t| now.duration_since(t) >= OFFLINE_GRACE))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for user in gone {
+            inner.announce_presence(&user);
+            inner.clear_typing_of(&user);
+            if let Some(u) = inner.users.remove(&user) {
+                for r in u.rooms {
+                    inner.leave_room_set(&r, &user);
+                }
+            }
+        }
+        let mut changed = Vec::new();
+        for (room, typists) in inner.typing.iter_mut() {
+            let before = typists.len();
+            typists.retain(|_, until| *until > now);
+            if typists.len() != before {
+                changed.push(room.clone());
+            }
+        }
+        inner.typing.retain(|_, t| !t.is_empty());
+        for room in changed {
+            inner.announce_typing(&room);
+        }
+    }
+
+    /// Marks one connection idle or active and tells the user's contacts if their presence changed.
+    pub fn set_idle(&self, user: &str, conn_id: u64, idle: bool) {
+        let mut inner = self.lock();
+        if let Some(c) = inner.users.get_mut(user).and_then(|u| u.conns.iter_mut().find(|c| c.id == conn_id)) {
+            c.idle = idle;
+        }
+        inner.announce_presence(user);
+    }
+
+    /// Applies changed privacy settings of an online user.
+    pub fn set_prefs(&self, user: &str, prefs: Prefs) {
+        let mut inner = self.lock();
+        if let Some(u) = inner.users.get_mut(user) {
+            u.prefs = prefs;
+        }
+        inner.announce_presence(user);
+    }
+
+    /// Starts or stops a typing notice. Only online members of the room may type in it.
+    pub fn set_typing(&self, user: &str, room: &str, typing: bool, now: Instant) -> Result<()> {
+        let mut inner = self.lock();
+        let (user_key, room_key) = match (inner.users.get_key_value(user), inner.rooms.get_key_value(room)) {
+            (Some((u, online)), Some((r, members))) if online.rooms.contains(room) && members.contains(user) => {
+                (u.clone(), r.clone())
+            }
+            _ => return Err(Error::Forbidden("you are not a member of this room".into())),
+        };
+        let typists = inner.typing.entry(room_key.clone()).or_default();
+        let changed = if typing {
+            typists.insert(user_key, now + TYPING_TTL).is_none()
+        } else {
+            typists.remove(user).is_some()
+        };
+        if typists.is_empty() {
+            inner.typing.remove(room);
+        }
+        if changed {
+            inner.announce_typing(&room_key);
+        }
+        Ok(())
+    }
+
+    /// Who is typing in a room (for a page render).
+    pub fn typing_in(&self, room: &str) -> Vec<String> {
+        let inner = self.lock();
+        let mut v: Vec<String> =
+            inner.typing.get(room).map(|t| t.keys().map(|u| u.to_string()).collect()).unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// A user's presence as others see it.
+    pub fn presence_of(&self, user: &str) -> Presence {
+        self.lock().users.get(user).map(|u| u.shown).unwrap_or(Presence::Offline)
+    }
+
+    /// The presence of everyone online who shares a room with `user`, as one frame.
+    pub fn presence_snapshot(&self, user: &str) -> String {
+        let inner = self.lock();
+        let mut out = serde_json::Map::new();
+        for contact in inner.contacts_of(user) {
+            if let Some(u) = inner.users.get(&contact) {
+                let p = u.shown;
+                if p != Presence::Offline {
+                    out.insert(contact.to_string(), json!(p.as_str()));
+                }
+            }
+        }
+        frames::presence_snapshot(out)
+    }
+
+    /// Sends an ephemeral frame to every connection of one user (e.g. unread counts after a
+    /// read on another tab).
+    pub fn send_to_user(&self, user: &str, text: &str) {
+        let inner = self.lock();
+        if let Some(u) = inner.users.get(user) {
+            let text = Utf8Bytes::from(text.to_string());
+            for c in &u.conns {
+                let _ = c.eph.try_send(text.clone());
+            }
+        }
+    }
+
+    /// Shows a read receipt to the room's online members who share receipts. A reader who does
+    /// not share receipts sends none.
+    pub fn send_receipt(&self, room: &str, reader: &str, text: &str) {
+        let inner = self.lock();
+        if !inner.users.get(reader).is_some_and(|u| u.prefs.share_receipts) {
             return;
         }
-        if let Some(u) = inner.users.remove(user) {
-            for r in u.rooms {
-                if let Some(set) = inner.rooms.get_mut(&r) {
-                    set.remove(user);
-                    if set.is_empty() {
-                        inner.rooms.remove(&r);
+        let text = Utf8Bytes::from(text.to_string());
+        if let Some(members) = inner.rooms.get(room) {
+            for m in members {
+                if let Some(u) = inner.users.get(m).filter(|u| u.prefs.share_receipts) {
+                    for c in &u.conns {
+                        let _ = c.eph.try_send(text.clone());
                     }
                 }
             }
@@ -165,11 +380,6 @@ impl Hub {
         }
     }
 
-    /// How many times a connection's queue overflowed and it was switched to catch-up.
-    pub fn lagged_total(&self) -> u64 {
-        self.lagged.load(Ordering::Relaxed)
-    }
-
     /// Closes every connection of `user` except those of session `keep` (after a password change).
     pub fn end_other_sessions(&self, user: &str, keep: &str) {
         let inner = self.lock();
@@ -179,6 +389,11 @@ impl Hub {
                 c.signals.wake.notify_one();
             }
         }
+    }
+
+    /// How many times a connection's queue overflowed and it was switched to catch-up.
+    pub fn lagged_total(&self) -> u64 {
+        self.lagged.load(Ordering::Relaxed)
     }
 
     /// Number of open connections.
@@ -195,7 +410,7 @@ impl Hub {
             let room: Arc<str> = Arc::from(ev.room_id.as_str());
             // A member event changes who receives this room: joins take effect before delivery
             // (the joiner sees their own join), leaves after (the leaver sees their own leave).
-            let target = (ev.kind == M_ROOM_MEMBER).then_some(ev.state_key.as_deref()).flatten();
+            let target = if ev.kind == M_ROOM_MEMBER { ev.state_key.as_deref() } else { None };
             let after = target.map(|_| Membership::of_content(&ev.content).unwrap_or(Membership::Leave));
             if let (Some(t), Some(Membership::Join)) = (target, after) {
                 inner.set_joined(t, &room, true);
@@ -217,6 +432,9 @@ impl Hub {
                 }
                 if m != Membership::Join {
                     inner.set_joined(t, &room, false);
+                    if inner.typing.get_mut(&room).is_some_and(|ty| ty.remove(t).is_some()) {
+                        inner.announce_typing(&room);
+                    }
                 }
             }
         }
@@ -225,7 +443,8 @@ impl Hub {
 
 impl Inner {
     fn set_joined(&mut self, user: &str, room: &Arc<str>, joined: bool) {
-        let Some((key, online)) = self.users.get_key_value(user).map(|(k, _)| k.clone()).zip(self.users.get_mut(user))
+        let Some((key, online)) =
+            self.users.get_key_value(user).map(|(k, _)| k.clone()).zip(self.users.get_mut(user))
         else {
             return;
         };
@@ -234,10 +453,74 @@ impl Inner {
             self.rooms.entry(room.clone()).or_default().insert(key);
         } else {
             online.rooms.remove(room);
-            if let Some(set) = self.rooms.get_mut(room) {
-                set.remove(user);
-                if set.is_empty() {
-                    self.rooms.remove(room);
+            self.leave_room_set(room, user);
+        }
+    }
+
+    fn leave_room_set(&mut self, room: &Arc<str>, user: &str) {
+        if let Some(set) = self.rooms.get_mut(room) {
+            set.remove(user);
+            if set.is_empty() {
+                self.rooms.remove(room);
+            }
+        }
+    }
+
+    /// Online users who share at least one room with `user` (not `user`).
+    fn contacts_of(&self, user: &str) -> HashSet<Arc<str>> {
+        let mut out = HashSet::new();
+        if let Some(u) = self.users.get(user) {
+            for r in &u.rooms {
+                if let Some(members) = self.rooms.get(r) {
+                    out.extend(members.iter().filter(|m| &***m != user).cloned());
+                }
+            }
+        }
+        out
+    }
+
+    /// Tells the user's contacts their presence if it changed since last told.
+    fn announce_presence(&mut self, user: &str) {
+        let Some(u) = self.users.get_mut(user) else { return };
+        let now = if u.offline_since.is_some() { Presence::Offline } else { u.presence() };
+        if now == u.shown {
+            return;
+        }
+        u.shown = now;
+        let text = Utf8Bytes::from(frames::presence(user, now.as_str()));
+        for contact in self.contacts_of(user) {
+            if let Some(c) = self.users.get(&contact) {
+                for conn in &c.conns {
+                    let _ = conn.eph.try_send(text.clone());
+                }
+            }
+        }
+    }
+
+    fn clear_typing_of(&mut self, user: &str) {
+        let rooms: Vec<Arc<str>> =
+            self.typing.iter().filter(|(_, t)| t.contains_key(user)).map(|(r, _)| r.clone()).collect();
+        for r in rooms {
+            if let Some(t) = self.typing.get_mut(&r) {
+                t.remove(user);
+            }
+            self.announce_typing(&r);
+        }
+        self.typing.retain(|_, t| !t.is_empty());
+    }
+
+    /// Sends the room's current typists to its online members.
+    fn announce_typing(&self, room: &Arc<str>) {
+        let mut typists: Vec<&str> =
+            self.typing.get(room).map(|t| t.keys().map(|u| &**u).collect()).unwrap_or_default();
+        typists.sort_unstable();
+        let text = Utf8Bytes::from(frames::typing(room, &typists));
+        if let Some(members) = self.rooms.get(room) {
+            for m in members {
+                if let Some(u) = self.users.get(m) {
+                    for c in &u.conns {
+                        let _ = c.eph.try_send(text.clone());
+                    }
                 }
             }
         }

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use tokio::sync::{Semaphore, mpsc};
 
 use super::frames::{self, ClientFrame};
-use super::hub::Conn;
+use super::hub::{Conn, Prefs};
 use crate::auth::Session;
 use crate::error::{Error, Result};
 use crate::events::Membership;
@@ -33,6 +33,8 @@ const HEARTBEAT: Duration = Duration::from_secs(20);
 /// A client that does not take a frame within this time is dropped.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Bytes of frames collected before they are written to the socket (a flush writes earlier).
+const WRITE_BUFFER: usize = 16 * 1024;
 /// Most queued frames written before one flush.
 const WRITE_BATCH: usize = 256;
 
@@ -61,9 +63,16 @@ pub async fn upgrade(
         return Err(Error::Forbidden("cross-origin WebSocket refused".into()));
     }
     let conn =
-        state.hub.connect(session.user.as_str(), &session.sid, || state.store.joined_rooms(session.user.as_str()))?;
+        state.hub.connect(session.user.as_str(), &session.sid, || {
+            let rooms = state.store.joined_rooms(session.user.as_str())?;
+            let rec = state.store.user(session.user.localpart())?;
+            let prefs = rec
+                .map(|u| Prefs { appear_offline: u.appear_offline, share_receipts: !u.hide_receipts })
+                .unwrap_or_default();
+            Ok((rooms, prefs))
+        })?;
     let limit = state.limits.max_ws_frame_bytes;
-    Ok(ws.read_buffer_size(1024).write_buffer_size(0).max_message_size(limit).max_frame_size(limit).on_upgrade(
+    Ok(ws.read_buffer_size(1024).write_buffer_size(WRITE_BUFFER).max_message_size(limit).max_frame_size(limit).on_upgrade(
         move |socket| async move {
             let user = session.user.to_string();
             if let Err(e) = run(state, session, conn, q.since, socket).await {
@@ -98,6 +107,21 @@ impl Link {
                     self.sink.feed(Message::Text(f.text)).await?;
                     self.last = f.pos;
                 }
+            }
+            self.sink.flush().await
+        };
+        match tokio::time::timeout(SEND_TIMEOUT, work).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Error::Unavailable(format!("send failed: {e}"))),
+            Err(_) => Err(Error::Unavailable("client too slow".into())),
+        }
+    }
+
+    /// Writes ephemeral frames with one flush.
+    async fn send_texts(&mut self, texts: Vec<Utf8Bytes>) -> Result<()> {
+        let work = async {
+            for t in texts {
+                self.sink.feed(Message::Text(t)).await?;
             }
             self.sink.flush().await
         };
@@ -152,12 +176,14 @@ async fn run(state: AppState, session: Session, mut conn: Conn, since: Option<u6
         None => link.last = state.store.stream_pos()?,
     }
     link.send(frames::ready(link.last)).await?;
+    link.send(state.hub.presence_snapshot(&user)).await?;
 
     let (reply_tx, mut reply_rx) = mpsc::channel::<String>(IN_FLIGHT * 2);
     let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     heartbeat.tick().await;
     let mut last_heard = Instant::now();
+    let mut limiter = EphemeralLimiter::default();
 
     // Both futures live across loop turns: re-creating them each turn would register and
     // unregister a waiter on a shared list for every frame sent.
@@ -196,10 +222,23 @@ async fn run(state: AppState, session: Session, mut conn: Conn, since: Option<u6
                 }
                 link.send_frames(batch).await?;
             }
+            Some(text) = conn.eph.recv() => {
+                // Ephemeral frames: after durable ones in priority, batched the same way.
+                let mut batch = vec![text];
+                while batch.len() < WRITE_BATCH {
+                    match conn.eph.try_recv() {
+                        Ok(t) => batch.push(t),
+                        Err(_) => break,
+                    }
+                }
+                link.send_texts(batch).await?;
+            }
             msg = stream.next() => {
                 last_heard = Instant::now();
                 match msg {
-                    Some(Ok(Message::Text(text))) => handle(&state, &session, &text, &reply_tx, &in_flight).await?,
+                    Some(Ok(Message::Text(text))) => {
+                        handle(&state, &session, &conn, &mut limiter, &text, &reply_tx, &in_flight)
+                    }
                     Some(Ok(Message::Binary(_))) => {
                         link.send(frames::error(None, &Error::bad("binary frames are not supported"))).await?
                     }
@@ -223,30 +262,82 @@ async fn run(state: AppState, session: Session, mut conn: Conn, since: Option<u6
     }
 }
 
-/// Handles one client frame. Sends run as their own tasks (bounded per connection) so a slow
-/// commit never stalls delivery on this connection.
-async fn handle(
+/// Ephemeral frames (presence, typing) one connection may send per second; extras are dropped.
+const EPHEMERAL_PER_SECOND: u32 = 5;
+
+/// A per-connection budget for ephemeral frames, so a fast typist (or a hostile client) sends a
+/// bounded number of frames to the room.
+#[derive(Default)]
+struct EphemeralLimiter {
+    window: Option<Instant>,
+    used: u32,
+}
+
+impl EphemeralLimiter {
+    fn allow(&mut self, now: Instant) -> bool {
+        match self.window {
+            Some(start) if now.duration_since(start) < Duration::from_secs(1) => {
+                self.used += 1;
+                self.used <= EPHEMERAL_PER_SECOND
+            }
+            _ => {
+                self.window = Some(now);
+                self.used = 1;
+                true
+            }
+        }
+    }
+}
+
+/// Handles one client frame. Sends and reads run as their own tasks (bounded per connection) so
+/// a slow commit never stalls delivery on this connection; presence and typing touch only the
+/// hub, never the store.
+fn handle(
     state: &AppState,
     session: &Session,
+    conn: &Conn,
+    limiter: &mut EphemeralLimiter,
     text: &str,
     reply_tx: &mpsc::Sender<String>,
     in_flight: &Arc<Semaphore>,
-) -> Result<()> {
+) {
     let frame: ClientFrame = match serde_json::from_str(text) {
         Ok(f) => f,
         Err(e) => {
             let _ = reply_tx.try_send(frames::error(None, &Error::bad(format!("invalid frame: {e}"))));
-            return Ok(());
+            return;
         }
     };
     match frame {
         ClientFrame::Ping => {
             let _ = reply_tx.try_send(frames::pong());
         }
+        ClientFrame::Presence { state: activity } => {
+            let idle = match activity.as_str() {
+                "online" => false,
+                "idle" => true,
+                _ => {
+                    let e = Error::bad("presence state must be \"online\" or \"idle\"");
+                    let _ = reply_tx.try_send(frames::error(None, &e));
+                    return;
+                }
+            };
+            if limiter.allow(Instant::now()) {
+                state.hub.set_idle(session.user.as_str(), conn.id(), idle);
+            }
+        }
+        ClientFrame::Typing { room_id, typing } => {
+            if !limiter.allow(Instant::now()) {
+                return;
+            }
+            if let Err(e) = state.hub.set_typing(session.user.as_str(), &room_id, typing, Instant::now()) {
+                let _ = reply_tx.try_send(frames::error(None, &e));
+            }
+        }
         ClientFrame::Send { room_id, body, txn_id } => {
             let Ok(permit) = in_flight.clone().try_acquire_owned() else {
                 let _ = reply_tx.try_send(frames::error(Some(&txn_id), &Error::TooManyRequests(1)));
-                return Ok(());
+                return;
             };
             let (state, user, reply_tx) = (state.clone(), session.user.clone(), reply_tx.clone());
             tokio::spawn(async move {
@@ -254,6 +345,10 @@ async fn handle(
                     Ok(rid) => rooms::send_message(&state, &user, rid, &body, &txn_id).await,
                     Err(e) => Err(e),
                 };
+                // Sending a message ends the sender's typing notice.
+                if out.is_ok() {
+                    let _ = state.hub.set_typing(user.as_str(), &room_id, false, Instant::now());
+                }
                 let reply = match out {
                     Ok(sent) => frames::ack(&txn_id, &sent.event_id, sent.pos),
                     Err(e) => frames::error(Some(&txn_id), &e),
@@ -263,17 +358,16 @@ async fn handle(
             });
         }
         ClientFrame::Read { room_id, pos } => {
-            let Ok(permit) = in_flight.clone().try_acquire_owned() else { return Ok(()) };
-            let (state, user, reply_tx) = (state.clone(), session.user.to_string(), reply_tx.clone());
+            let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+                let _ = reply_tx.try_send(frames::error(None, &Error::TooManyRequests(1)));
+                return;
+            };
+            let (state, user, reply_tx) = (state.clone(), session.user.clone(), reply_tx.clone());
             tokio::spawn(async move {
-                let out = async {
-                    crate::ids::parse_room_id(&room_id)?;
-                    if state.store.membership(&room_id, &user)? != Membership::Join {
-                        return Err(Error::Forbidden("you are not a member of this room".into()));
-                    }
-                    state.store.mark_read(user, room_id, pos).await
-                }
-                .await;
+                let out = match crate::ids::parse_room_id(&room_id) {
+                    Ok(rid) => rooms::mark_read(&state, &user, rid, pos).await,
+                    Err(e) => Err(e),
+                };
                 if let Err(e) = out {
                     let _ = reply_tx.send(frames::error(None, &e)).await;
                 }
@@ -281,5 +375,4 @@ async fn handle(
             });
         }
     }
-    Ok(())
 }

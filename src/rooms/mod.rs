@@ -163,7 +163,8 @@ pub async fn send_message(state: &AppState, sender: &UserId, room_id: &str, body
     if txn_id.is_empty() || txn_id.len() > MAX_TXN_ID || !txn_id.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(Error::bad(format!("txn_id must be 1-{MAX_TXN_ID} printable ASCII characters")));
     }
-    let (s, rid, txn, content) = (sender.to_string(), room_id.to_string(), txn_id.to_string(), text_message(body));
+    let candidates = mention_candidates(body, &state.server_name);
+    let (s, rid, txn, mut content) = (sender.to_string(), room_id.to_string(), txn_id.to_string(), text_message(body));
     state
         .store
         .write(move |tx| {
@@ -176,11 +177,76 @@ pub async fn send_message(state: &AppState, sender: &UserId, room_id: &str, body
                 }
                 return Ok(Sent { event_id: eid, pos: ev.pos });
             }
+            let mentioned: Vec<String> = {
+                let users = tx.txn.open_table(USERS)?;
+                let mut found = Vec::new();
+                for (localpart, uid) in candidates {
+                    if uid != s && users.get(localpart.as_str())?.is_some() {
+                        found.push(uid);
+                    }
+                }
+                found
+            };
+            if !mentioned.is_empty() {
+                content["m.mentions"] = json!({ "user_ids": mentioned });
+            }
             let stored = append(tx, &rid, &s, NewEvent::message(M_ROOM_MESSAGE, content))?;
             tx.txn.open_table(TXN_IDS)?.insert((s.as_str(), txn.as_str()), stored.event.event_id.as_str())?;
             Ok(Sent { event_id: stored.event.event_id.clone(), pos: stored.pos })
         })
         .await
+}
+
+/// Most users one message can mention.
+const MAX_MENTIONS: usize = 20;
+
+/// Local users named as `@name` or `@name:this.server` in a message: (localpart, user id) pairs,
+/// unique, at most [`MAX_MENTIONS`]. Whether they exist is checked in the write job.
+fn mention_candidates(body: &str, server: &crate::ids::ServerName) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let bytes = body.as_bytes();
+    for (i, _) in body.match_indices('@') {
+        if i > 0 && (bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'.') {
+            continue; // an e-mail address, not a mention
+        }
+        let rest = &body[i + 1..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+            .unwrap_or(rest.len());
+        let name = rest[..end].trim_end_matches('.');
+        let Ok(local) = crate::ids::normalize_username(name) else { continue };
+        let after = &rest[name.len()..];
+        if let Some(remote) = after.strip_prefix(':') {
+            // `@name:server` counts only when it names this server.
+            if !remote.to_ascii_lowercase().starts_with(server.as_str()) {
+                continue;
+            }
+        }
+        let uid = UserId::new(&local, server).to_string();
+        if !out.iter().any(|(_, u)| *u == uid) {
+            out.push((local, uid));
+        }
+        if out.len() >= MAX_MENTIONS {
+            break;
+        }
+    }
+    out
+}
+
+/// Moves a member's read marker to `pos` (clamped to the room's newest event). When it moves,
+/// the user's other tabs get their new unread counts and the room's members see the receipt.
+pub async fn mark_read(state: &AppState, user: &UserId, room_id: &str, pos: u64) -> Result<()> {
+    let room = state.store.room(room_id)?.ok_or_else(|| Error::NotFound("no such room".into()))?;
+    if state.store.membership(room_id, user.as_str())? != Membership::Join {
+        return Err(Error::Forbidden("you are not a member of this room".into()));
+    }
+    let pos = pos.min(room.last_pos);
+    if state.store.mark_read(user.to_string(), room_id.to_string(), pos).await? {
+        let (unread, mentions) = state.store.unread_counts(user.as_str(), room_id)?;
+        state.hub.send_to_user(user.as_str(), &crate::live::frames::unread(room_id, pos, unread, mentions));
+        state.hub.send_receipt(room_id, user.as_str(), &crate::live::frames::receipt(room_id, user.as_str(), pos));
+    }
+    Ok(())
 }
 
 /// The one path for a user's event into an existing room: load, authorize, build, persist.

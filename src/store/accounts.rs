@@ -22,6 +22,12 @@ pub struct UserRecord {
     /// Server administrator.
     #[serde(default)]
     pub admin: bool,
+    /// Others see this user as offline.
+    #[serde(default)]
+    pub appear_offline: bool,
+    /// This user's read receipts are not shown, and they see no one else's.
+    #[serde(default)]
+    pub hide_receipts: bool,
 }
 
 /// A login session; tokens name it by id and die with it.
@@ -84,6 +90,20 @@ impl Store {
                 tx.txn.open_table(USER_SESSIONS)?.remove((rec.user_id.as_str(), sid.as_str()))?;
             }
             Ok(())
+        })
+        .await
+    }
+
+    /// Changes privacy settings; returns the updated record.
+    pub async fn set_privacy(&self, username: String, appear_offline: bool, hide_receipts: bool) -> Result<UserRecord> {
+        self.write(move |tx| {
+            let mut users = tx.txn.open_table(USERS)?;
+            let mut user: UserRecord =
+                get_json(&users, &username)?.ok_or_else(|| Error::NotFound("no such user".into()))?;
+            user.appear_offline = appear_offline;
+            user.hide_receipts = hide_receipts;
+            put_json(&mut users, &username, &user)?;
+            Ok(user)
         })
         .await
     }

@@ -57,6 +57,12 @@ pub fn persist(tx: &mut Tx<'_>, room: &mut RoomRecord, ev: Event) -> Result<Arc<
         tx.txn.open_table(ROOM_STATE)?.insert((rid.as_str(), ev.kind.as_str(), key), eid.as_str())?;
         apply_state(tx, room, &ev, key)?;
     }
+    if let Some(users) = ev.content.get("m.mentions").and_then(|m| m.get("user_ids")).and_then(|u| u.as_array()) {
+        let mut mentions = tx.txn.open_table(MENTIONS)?;
+        for u in users.iter().filter_map(|u| u.as_str()) {
+            mentions.insert((u, rid.as_str(), pos), ())?;
+        }
+    }
     room.extremities = vec![eid.clone()];
     room.depth = ev.depth;
     room.last_pos = pos;

@@ -119,6 +119,7 @@ fn create_tables(txn: &WriteTransaction) -> Result<()> {
     txn.open_table(TXN_IDS)?;
     txn.open_table(READ_MARKERS)?;
     txn.open_table(DIRECT_ROOMS)?;
+    txn.open_table(MENTIONS)?;
     Ok(())
 }
 

@@ -51,6 +51,8 @@ pub struct MyRoom {
     pub membership: Membership,
     /// Messages from others after the read marker (capped at [`UNREAD_CAP`]).
     pub unread: u64,
+    /// Of those, messages that mention the user (capped at [`UNREAD_CAP`]).
+    pub mentions: u64,
     /// For a direct room: the other person.
     pub peer: Option<String>,
 }
@@ -74,6 +76,7 @@ impl Store {
         let markers = r.open_table(READ_MARKERS)?;
         let timeline = r.open_table(ROOM_TIMELINE)?;
         let members = r.open_table(ROOM_MEMBERS)?;
+        let mention_index = r.open_table(MENTIONS)?;
         let mut out = Vec::new();
         for row in user_rooms.range((user, "")..)? {
             let (k, v) = row?;
@@ -86,14 +89,14 @@ impl Store {
                 continue;
             }
             let Some(room) = get_json::<RoomRecord>(&rooms, rid)? else { continue };
-            let unread = if membership == Membership::Join {
+            let (unread, mentions) = if membership == Membership::Join {
                 let since = markers.get((user, rid))?.map(|v| v.value()).unwrap_or(0);
-                count_unread(&timeline, rid, since, user)?
+                (count_unread(&timeline, rid, since, user)?, count_mentions(&mention_index, user, rid, since)?)
             } else {
-                0
+                (0, 0)
             };
             let peer = if room.direct { direct_peer(&members, rid, user)? } else { None };
-            out.push(MyRoom { room, membership, unread, peer });
+            out.push(MyRoom { room, membership, unread, mentions, peer });
         }
         out.sort_by_key(|m| std::cmp::Reverse(m.room.last_pos));
         Ok(out)
@@ -226,6 +229,28 @@ impl Store {
         Ok(self.read()?.open_table(DIRECT_ROOMS)?.get((a, b))?.map(|v| v.value().to_string()))
     }
 
+    /// Unread and mention counts of one user in one room.
+    pub fn unread_counts(&self, user: &str, room_id: &str) -> Result<(u64, u64)> {
+        let r = self.read()?;
+        let since = r.open_table(READ_MARKERS)?.get((user, room_id))?.map(|v| v.value()).unwrap_or(0);
+        let unread = count_unread(&r.open_table(ROOM_TIMELINE)?, room_id, since, user)?;
+        let mentions = count_mentions(&r.open_table(MENTIONS)?, user, room_id, since)?;
+        Ok((unread, mentions))
+    }
+
+    /// Read markers of the given users in a room (users without one are left out).
+    pub fn read_markers(&self, room_id: &str, users: &[String]) -> Result<Vec<(String, u64)>> {
+        let r = self.read()?;
+        let markers = r.open_table(READ_MARKERS)?;
+        let mut out = Vec::new();
+        for u in users {
+            if let Some(v) = markers.get((u.as_str(), room_id))? {
+                out.push((u.clone(), v.value()));
+            }
+        }
+        Ok(out)
+    }
+
     /// Moves the read marker forward (never back). Returns whether it moved.
     pub async fn mark_read(&self, user: String, room_id: String, pos: u64) -> Result<bool> {
         if self.read_marker(&user, &room_id)? >= pos {
@@ -265,6 +290,23 @@ fn count_unread(
             if n >= UNREAD_CAP {
                 break;
             }
+        }
+    }
+    Ok(n)
+}
+
+fn count_mentions(
+    mentions: &impl ReadableTable<(&'static str, &'static str, u64), ()>,
+    user: &str,
+    room_id: &str,
+    since: u64,
+) -> Result<u64> {
+    let mut n = 0;
+    for row in mentions.range((user, room_id, since.saturating_add(1))..=(user, room_id, u64::MAX))? {
+        row?;
+        n += 1;
+        if n >= UNREAD_CAP {
+            break;
         }
     }
     Ok(n)

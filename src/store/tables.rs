@@ -44,3 +44,6 @@ pub const READ_MARKERS: TableDefinition<(&str, &str), u64> = TableDefinition::ne
 
 /// (user id, other user id) -> room id of their direct-message room, stored for both orders.
 pub const DIRECT_ROOMS: TableDefinition<(&str, &str), &str> = TableDefinition::new("direct_rooms");
+
+/// (user id, room id, stream position) -> (): messages that mention the user, for mention counts.
+pub const MENTIONS: TableDefinition<(&str, &str, u64), ()> = TableDefinition::new("mentions");

@@ -127,6 +127,7 @@ pub async fn my_rooms(State(state): State<AppState>, session: Session) -> Result
             let mut v = room_json(&m.room);
             v["membership"] = json!(m.membership.as_str());
             v["unread"] = json!(m.unread);
+            v["mentions"] = json!(m.mentions);
             v["peer"] = json!(m.peer);
             v
         })
@@ -276,8 +277,23 @@ pub async fn read(
     crate::ids::parse_event_id(&r.event_id)?;
     let ev = state.store.event(&r.event_id)?.filter(|e| e.event.room_id == id);
     let ev = ev.ok_or_else(|| Error::NotFound("no such event in this room".into()))?;
-    state.store.mark_read(session.user.to_string(), id, ev.pos).await?;
-    Ok(Json(json!({})))
+    rooms::mark_read(&state, &session.user, &id, ev.pos).await?;
+    let (unread, mentions) = state.store.unread_counts(session.user.as_str(), &id)?;
+    Ok(Json(json!({ "unread": unread, "mentions": mentions })))
+}
+
+/// `GET /settings`: the caller's privacy settings.
+pub async fn settings(State(state): State<AppState>, session: Session) -> Result<Json<Value>> {
+    Ok(Json(json!(account::privacy(&state, &session)?)))
+}
+
+/// `POST /settings {appear_offline, hide_receipts}`.
+pub async fn set_settings(
+    State(state): State<AppState>,
+    session: Session,
+    Json(p): Json<account::Privacy>,
+) -> Result<Json<Value>> {
+    Ok(Json(json!(account::set_privacy(&state, &session, p).await?)))
 }
 
 /// Unknown API path.

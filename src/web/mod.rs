@@ -33,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         .route("/rooms/{room_id}/messages", post(api::send).get(api::messages))
         .route("/rooms/{room_id}/read", post(api::read))
         .route("/dm", post(api::direct))
+        .route("/settings", get(api::settings).post(api::set_settings))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed);
 
@@ -53,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .route("/dm", post(pages::direct))
         .route("/settings", get(pages::settings))
         .route("/settings/password", post(pages::change_password))
+        .route("/settings/privacy", post(pages::set_privacy))
         .route("/ws", get(crate::live::socket::upgrade))
         .route("/healthz", get(|| async { "ok" }))
         .route("/assets/{*path}", get(assets::serve))

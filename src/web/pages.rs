@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::api::{member_room, parse_cursor};
 use super::extract::{Form, RoomPath};
-use super::views::{self, Access, RoomView};
+use super::views::{self, Access, Presences, RoomView};
 use crate::auth::session::same_origin;
 use crate::auth::{PageSession, account};
 use crate::error::{Error, Result};
@@ -18,6 +18,9 @@ use crate::events::{JoinRule, Membership};
 use crate::ids::UserId;
 use crate::rooms::{self, CreateRoom};
 use crate::state::AppState;
+use crate::store::events::StoredEvent;
+use crate::store::rooms::MyRoom;
+use std::collections::HashMap;
 
 /// Events on the first page of a room.
 const FIRST_PAGE: usize = 50;
@@ -142,13 +145,17 @@ pub async fn home(State(state): State<AppState>, PageSession(s): PageSession) ->
         let since = state.store.stream_pos()?;
         let mine = state.store.my_rooms(s.user.as_str())?;
         let public = state.store.public_rooms()?;
-        Ok(page(views::home(s.user.as_str(), since, &mine, &public)))
+        let presence = presences(&state, &mine, std::iter::empty());
+        Ok(page(views::home(s.user.as_str(), since, &mine, &public, &presence)))
     })())
 }
 
 /// `GET /fragments/rooms`: the room list alone, for live refresh.
 pub async fn room_list_fragment(State(state): State<AppState>, PageSession(s): PageSession) -> Response {
-    or_error_page(state.store.my_rooms(s.user.as_str()).map(|mine| page(views::room_list(&mine, None))))
+    or_error_page(state.store.my_rooms(s.user.as_str()).map(|mine| {
+        let presence = presences(&state, &mine, std::iter::empty());
+        page(views::room_list(&mine, None, &presence))
+    }))
 }
 
 /// The create-room form.
@@ -198,12 +205,19 @@ pub async fn room(State(state): State<AppState>, PageSession(s): PageSession, ro
                 _ => (Vec::new(), None),
             };
             events.reverse();
+            let read_before = state.store.read_marker(user, &id)?;
             if let (Access::Member, Some(last)) = (&access, events.last()) {
-                state.store.mark_read(user.to_string(), id.clone(), last.pos).await?;
+                rooms::mark_read(&state, &s.user, &id, last.pos).await?;
             }
             let mine = state.store.my_rooms(user)?;
             let members = state.store.members(&id)?;
             let peer = mine.iter().find(|m| m.room.room_id == id).and_then(|m| m.peer.clone());
+            let presence = presences(&state, &mine, members.iter().map(|(u, _)| u.as_str()));
+            let receipts = match access {
+                Access::Member => seen_by(&state, user, &id, &members, &events)?,
+                _ => Default::default(),
+            };
+            let typing = state.hub.typing_in(&id);
             let view = RoomView {
                 user,
                 since,
@@ -214,11 +228,61 @@ pub async fn room(State(state): State<AppState>, PageSession(s): PageSession, ro
                 next,
                 members: &members,
                 access,
+                presence: &presence,
+                read_before,
+                receipts: &receipts,
+                typing: &typing,
             };
             Ok(page(views::room_page(&view)))
         }
         .await,
     )
+}
+
+/// Presence of direct-message peers in `mine` and of `others`.
+fn presences<'a>(state: &AppState, mine: &'a [MyRoom], others: impl Iterator<Item = &'a str>) -> Presences {
+    let peers = mine.iter().filter_map(|m| m.peer.as_deref());
+    peers.chain(others).map(|u| (u.to_string(), state.hub.presence_of(u).as_str())).collect()
+}
+
+/// Most members whose receipts a room page shows.
+const MAX_RECEIPTS: usize = 50;
+
+/// "Seen by": for each shown message, the members whose read marker is at it (their marker
+/// rounded down to the last message shown). Nobody's receipts are shown to a viewer who hides
+/// their own, and those of members who hide theirs are never shown.
+fn seen_by(
+    state: &AppState,
+    viewer: &str,
+    room_id: &str,
+    members: &[(String, Membership)],
+    events: &[StoredEvent],
+) -> Result<HashMap<u64, Vec<String>>> {
+    let hides = |u: &str| -> Result<bool> {
+        let local = UserId::parse_or_local(u, &state.server_name)?;
+        Ok(state.store.user(local.localpart())?.is_none_or(|r| r.hide_receipts))
+    };
+    let mut out: HashMap<u64, Vec<String>> = HashMap::new();
+    if hides(viewer)? {
+        return Ok(out);
+    }
+    let readers: Vec<String> = members
+        .iter()
+        .filter(|(u, m)| *m == Membership::Join && u != viewer)
+        .take(MAX_RECEIPTS)
+        .map(|(u, _)| u.clone())
+        .collect();
+    let messages: Vec<u64> =
+        events.iter().filter(|e| e.event.kind == crate::events::M_ROOM_MESSAGE).map(|e| e.pos).collect();
+    for (reader, pos) in state.store.read_markers(room_id, &readers)? {
+        if hides(&reader)? {
+            continue;
+        }
+        if let Some(at) = messages.iter().rev().find(|p| **p <= pos) {
+            out.entry(*at).or_default().push(reader);
+        }
+    }
+    Ok(out)
 }
 
 /// `?before=`.
@@ -251,7 +315,9 @@ pub async fn members_fragment(
 ) -> Response {
     or_error_page((|| {
         let room = member_room(&state, &s, &id)?;
-        Ok(page(views::member_list(&room, &state.store.members(&id)?)))
+        let members = state.store.members(&id)?;
+        let presence = presences(&state, &[], members.iter().map(|(u, _)| u.as_str()));
+        Ok(page(views::member_list(&room, &members, &presence)))
     })())
 }
 
@@ -333,8 +399,28 @@ pub async fn send(
 }
 
 /// `GET /settings`.
-pub async fn settings(PageSession(s): PageSession) -> Response {
-    page(views::settings(s.user.as_str(), None, None))
+pub async fn settings(State(state): State<AppState>, PageSession(s): PageSession) -> Response {
+    or_error_page(account::privacy(&state, &s).map(|p| page(views::settings(s.user.as_str(), (p.appear_offline, p.hide_receipts), None, None))))
+}
+
+/// The privacy form: unchecked boxes are absent.
+#[derive(Deserialize)]
+pub struct PrivacyForm {
+    appear_offline: Option<String>,
+    hide_receipts: Option<String>,
+}
+
+/// `POST /settings/privacy`.
+pub async fn set_privacy(State(state): State<AppState>, PageSession(s): PageSession, form: Result<Form<PrivacyForm>>) -> Response {
+    or_error_page(
+        async {
+            let Form(f) = form?;
+            let p = account::Privacy { appear_offline: f.appear_offline.is_some(), hide_receipts: f.hide_receipts.is_some() };
+            let p = account::set_privacy(&state, &s, p).await?;
+            Ok(page(views::settings(s.user.as_str(), (p.appear_offline, p.hide_receipts), Some("Saved."), None)))
+        }
+        .await,
+    )
 }
 
 /// The change-password form.
@@ -354,11 +440,12 @@ pub async fn change_password(
         Ok(Form(f)) => account::change_password(&state, &s, &f.old_password, &f.new_password).await,
         Err(e) => Err(e),
     };
+    let privacy = account::privacy(&state, &s).map(|p| (p.appear_offline, p.hide_receipts)).unwrap_or_default();
     match out {
-        Ok(()) => page(views::settings(s.user.as_str(), Some("Password changed."), None)),
+        Ok(()) => page(views::settings(s.user.as_str(), privacy, Some("Password changed."), None)),
         Err(e) => {
             let status = e.status();
-            (status, Html(views::settings(s.user.as_str(), None, Some(&e.public_message())).into_string()))
+            (status, Html(views::settings(s.user.as_str(), privacy, None, Some(&e.public_message())).into_string()))
                 .into_response()
         }
     }

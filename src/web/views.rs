@@ -2,11 +2,31 @@
 //! channel, so a live update looks exactly like a reload. maud escapes all text by default;
 //! user content is never inserted as raw HTML.
 
+use std::collections::HashMap;
+
 use maud::{DOCTYPE, Markup, html};
 
 use crate::events::*;
 use crate::store::events::StoredEvent;
 use crate::store::rooms::{MyRoom, RoomRecord, UNREAD_CAP};
+
+/// Presence of the users a page shows (user id -> `online`/`idle`/`offline`).
+pub type Presences = HashMap<String, &'static str>;
+
+/// A presence dot that the live client keeps current.
+pub fn presence_dot(user: &str, presence: &Presences) -> Markup {
+    let state = presence.get(user).copied().unwrap_or("offline");
+    html! { span.dot data-presence-user=(user) data-presence=(state) title=(state) {} }
+}
+
+/// A reader's avatar in a "seen by" row.
+pub fn receipt_avatar(user: &str) -> Markup {
+    html! {
+        span.receipt data-user=(user) title={ "Seen by " (display_name(user)) } {
+            (display_name(user).chars().next().unwrap_or('?').to_ascii_uppercase())
+        }
+    }
+}
 
 /// The short name shown for a user id: the localpart for everyone (the full id is in the title).
 pub fn display_name(user_id: &str) -> &str {
@@ -85,7 +105,7 @@ pub fn auth_page(register: bool, error: Option<&str>, username: &str) -> Markup 
 }
 
 /// The list of the user's rooms (sidebar), also served as a live fragment.
-pub fn room_list(rooms: &[MyRoom], current: Option<&str>) -> Markup {
+pub fn room_list(rooms: &[MyRoom], current: Option<&str>, presence: &Presences) -> Markup {
     html! {
         nav.rooms id="room-list" aria-label="Rooms" {
             div.rooms-head {
@@ -97,10 +117,14 @@ pub fn room_list(rooms: &[MyRoom], current: Option<&str>) -> Markup {
                     @let id = &r.room.room_id;
                     li.active[current == Some(id.as_str())] .invited[r.membership == Membership::Invite] {
                         a href={ "/rooms/" (id) } data-room-id=(id) {
+                            @if let Some(p) = r.peer.as_deref().filter(|_| r.room.direct) { (presence_dot(p, presence)) }
                             span.name { (room_title(&r.room, r.peer.as_deref())) }
                             @if r.membership == Membership::Invite {
                                 span.badge.invite { "invited" }
                             } @else {
+                                span.badge.mention hidden[r.mentions == 0] data-count=(r.mentions) title="Mentions" {
+                                    "@" (unread_label(r.mentions))
+                                }
                                 span.badge.unread hidden[r.unread == 0] data-count=(r.unread) {
                                     (unread_label(r.unread))
                                 }
@@ -119,14 +143,14 @@ fn unread_label(n: u64) -> String {
 }
 
 /// The home page: room list, public directory, create form, direct message form.
-pub fn home(user: &str, since: u64, rooms: &[MyRoom], public: &[RoomRecord]) -> Markup {
+pub fn home(user: &str, since: u64, rooms: &[MyRoom], public: &[RoomRecord], presence: &Presences) -> Markup {
     layout(
         "Rooms",
         Some(user),
         Some(since),
         html! {
             div.app {
-                (room_list(rooms, None))
+                (room_list(rooms, None, presence))
                 main.home {
                     section id="new" {
                         h2 { "Create a room" }
@@ -197,6 +221,14 @@ pub struct RoomView<'a> {
     pub members: &'a [(String, Membership)],
     /// Viewer's access.
     pub access: Access,
+    /// Presence of members and direct-message peers.
+    pub presence: &'a Presences,
+    /// The viewer's read marker before this visit: a "new messages" divider goes after it.
+    pub read_before: u64,
+    /// Readers whose receipt sits on an event, by that event's position ("seen by").
+    pub receipts: &'a HashMap<u64, Vec<String>>,
+    /// Who is typing now.
+    pub typing: &'a [String],
 }
 
 /// The room page.
@@ -209,12 +241,15 @@ pub fn room_page(v: &RoomView<'_>) -> Markup {
         Some(v.since),
         html! {
             div.app.in-room {
-                (room_list(v.rooms, Some(id)))
+                (room_list(v.rooms, Some(id), v.presence))
                 main.room id="room" data-room-id=(id) {
                     div.room-head {
                         a.back href="/rooms" aria-label="All rooms" { "‹" }
                         div {
-                            h1 { (title) }
+                            h1 {
+                                @if let Some(p) = v.peer.filter(|_| v.room.direct) { (presence_dot(p, v.presence)) " " }
+                                (title)
+                            }
                             @if !v.room.topic.is_empty() { p.topic { (v.room.topic) } }
                         }
                         @if matches!(v.access, Access::Member) {
@@ -225,7 +260,8 @@ pub fn room_page(v: &RoomView<'_>) -> Markup {
                     }
                     @match v.access {
                         Access::Member => {
-                            (timeline(v.events, v.next))
+                            (timeline_with(v.events, v.next, v.user, v.read_before, v.receipts))
+                            p.typing id="typing" aria-live="polite" { (typing_text(v.user, v.typing)) }
                             form.composer id="composer" method="post" action={ "/rooms/" (id) "/send" } {
                                 input type="hidden" name="txn_id" value=(crate::auth::random_id().unwrap_or_default());
                                 textarea name="body" rows="1" required placeholder="Message" aria-label="Message" maxlength="16384" {}
@@ -248,20 +284,48 @@ pub fn room_page(v: &RoomView<'_>) -> Markup {
                     }
                 }
                 @if matches!(v.access, Access::Member) {
-                    (member_list(v.room, v.members))
+                    (member_list(v.room, v.members, v.presence))
                 }
             }
         },
     )
 }
 
-/// The timeline list; `next` is the cursor for loading older events.
-pub fn timeline(events: &[StoredEvent], next: Option<u64>) -> Markup {
+/// The timeline list with a "new messages" divider after the viewer's previous read marker and
+/// "seen by" avatars; `next` is the cursor for loading older events.
+pub fn timeline_with(
+    events: &[StoredEvent],
+    next: Option<u64>,
+    viewer: &str,
+    read_before: u64,
+    receipts: &HashMap<u64, Vec<String>>,
+) -> Markup {
+    let first_new = events
+        .iter()
+        .find(|e| e.pos > read_before && e.event.kind == M_ROOM_MESSAGE && e.event.sender != viewer)
+        .map(|e| e.pos);
     html! {
         ol.timeline id="timeline" data-next=[next] aria-live="polite" {
             @if next.is_none() { li.ev.start { "This is the beginning of the conversation." } }
-            @for e in events { (event_item(e)) }
+            @for e in events {
+                @if first_new == Some(e.pos) { li.divider id="new-divider" { span { "New messages" } } }
+                (event_item(e))
+                @if let Some(readers) = receipts.get(&e.pos) {
+                    li.seen data-pos=(e.pos) { @for r in readers { (receipt_avatar(r)) } }
+                }
+            }
         }
+    }
+}
+
+/// "Ana is typing…" for the users typing (the viewer left out).
+pub fn typing_text(viewer: &str, typing: &[String]) -> String {
+    let names: Vec<&str> = typing.iter().filter(|u| *u != viewer).map(|u| display_name(u)).collect();
+    match names.as_slice() {
+        [] => String::new(),
+        [a] => format!("{a} is typing…"),
+        [a, b] => format!("{a} and {b} are typing…"),
+        _ => "Several people are typing…".into(),
     }
 }
 
@@ -327,7 +391,7 @@ fn clock(ms: u64) -> String {
 }
 
 /// The member list with the invite form, also served as a live fragment.
-pub fn member_list(room: &RoomRecord, members: &[(String, Membership)]) -> Markup {
+pub fn member_list(room: &RoomRecord, members: &[(String, Membership)], presence: &Presences) -> Markup {
     let joined = members.iter().filter(|(_, m)| *m == Membership::Join).count();
     html! {
         aside.members id="members" aria-label="Members" {
@@ -335,7 +399,10 @@ pub fn member_list(room: &RoomRecord, members: &[(String, Membership)]) -> Marku
             ul {
                 @for (u, m) in members {
                     li.invited[*m == Membership::Invite] title=(u) {
-                        span.avatar aria-hidden="true" { (display_name(u).chars().next().unwrap_or('?').to_ascii_uppercase()) }
+                        span.avatar aria-hidden="true" {
+                            (display_name(u).chars().next().unwrap_or('?').to_ascii_uppercase())
+                            (presence_dot(u, presence))
+                        }
                         span.name { (display_name(u)) }
                         @if room.power_levels.user_level(u) >= 100 { span.role { "admin" } }
                         @if *m == Membership::Invite { span.role { "invited" } }
@@ -353,7 +420,8 @@ pub fn member_list(room: &RoomRecord, members: &[(String, Membership)]) -> Marku
 }
 
 /// Account settings: change password.
-pub fn settings(user: &str, message: Option<&str>, error: Option<&str>) -> Markup {
+pub fn settings(user: &str, privacy: (bool, bool), message: Option<&str>, error: Option<&str>) -> Markup {
+    let (appear_offline, hide_receipts) = privacy;
     layout(
         "Settings",
         Some(user),
@@ -364,7 +432,16 @@ pub fn settings(user: &str, message: Option<&str>, error: Option<&str>) -> Marku
                 p { "Signed in as " strong { (user) } }
                 @if let Some(m) = message { p.ok role="status" { (m) } }
                 @if let Some(e) = error { p.error role="alert" { (e) } }
-                form method="post" action="/settings/password" {
+                form method="post" action="/settings/privacy" {
+                h2 { "Privacy" }
+                label.check { input type="checkbox" name="appear_offline" value="on" checked[appear_offline]; " Appear offline" }
+                label.check {
+                    input type="checkbox" name="hide_receipts" value="on" checked[hide_receipts];
+                    " Hide read receipts (you will not see others' either)"
+                }
+                p { button type="submit" { "Save" } }
+            }
+            form method="post" action="/settings/password" {
                     h2 { "Change password" }
                     label { "Current password" input type="password" name="old_password" required autocomplete="current-password"; }
                     label { "New password" input type="password" name="new_password" required minlength="8" autocomplete="new-password"; }

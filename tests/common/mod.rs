@@ -162,9 +162,13 @@ impl TestServer {
             req.headers_mut().insert("origin", o.parse().unwrap());
         }
         let (stream, _) = tokio_tungstenite::connect_async(req).await?;
-        let mut ws = Ws { stream, ready: None };
+        let mut ws = Ws { stream, ready: None, presence: Value::Null };
         let ready = ws.next_of("ready").await;
         ws.ready = ready["pos"].as_u64();
+        // The presence snapshot always follows `ready`.
+        let snapshot = ws.next().await;
+        assert_eq!(snapshot["t"], "presence", "{snapshot}");
+        ws.presence = snapshot["users"].clone();
         Ok(ws)
     }
 }
@@ -173,6 +177,8 @@ pub struct Ws {
     pub stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
     /// Position in the `ready` frame.
     pub ready: Option<u64>,
+    /// The presence snapshot sent after `ready`.
+    pub presence: Value,
 }
 
 impl Ws {
