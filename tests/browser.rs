@@ -33,3 +33,79 @@ async fn two_browsers_chat_live() {
     tokio::task::spawn_blocking(move || run_script("chat_live.mjs", &url)).await.unwrap();
     s.stop().await;
 }
+
+/// Starts the real binary on `port` with `dir`; returns once it prints its URL.
+fn spawn_binary(dir: &std::path::Path, port: u16) -> std::process::Child {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chat"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(dir)
+        .env("CHAT_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.contains("ready"), "{line}");
+    child
+}
+
+#[test]
+fn messages_typed_while_the_server_is_down_arrive_exactly_once() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
+    assert!(std::path::Path::new(dir).join("node_modules/playwright-core").exists(), "run npm ci in tests/browser");
+    let data = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut server = spawn_binary(data.path(), port);
+    let mut node = Command::new("node")
+        .arg(format!("{dir}/reconnect.mjs"))
+        .arg(format!("http://127.0.0.1:{port}"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut to_node = node.stdin.take().unwrap();
+    let from_node = BufReader::new(node.stdout.take().unwrap());
+    let mut room = String::new();
+    let mut done = false;
+    for line in from_node.lines() {
+        let line = line.unwrap();
+        match line.as_str() {
+            l if l.starts_with("ROOM ") => room = l[5..].to_string(),
+            "STOP" => {
+                // A crash, not a shutdown: SIGKILL.
+                server.kill().unwrap();
+                server.wait().unwrap();
+                writeln!(to_node, "STOPPED").unwrap();
+            }
+            "START" => {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                server = spawn_binary(data.path(), port);
+                writeln!(to_node, "STARTED").unwrap();
+            }
+            "DONE" => done = true,
+            other => eprintln!("node: {other}"),
+        }
+    }
+    let status = node.wait().unwrap();
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert!(status.success() && done, "reconnect.mjs failed");
+
+    // The store has each message exactly once.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let s = TestServer::start_in(data.path()).await;
+        let (events, _) = s.state().store.timeline(&room, None, 200).unwrap();
+        let mut bodies: Vec<String> = events
+            .iter()
+            .filter(|e| e.event.kind == "m.room.message")
+            .map(|e| e.event.content["body"].as_str().unwrap().to_string())
+            .collect();
+        bodies.reverse();
+        assert_eq!(bodies, ["offline 1", "offline 2", "offline 3"]);
+        s.stop().await;
+    });
+}

@@ -309,3 +309,24 @@ async fn raw_until_ready(
         frames.push(v);
     }
 }
+
+#[tokio::test]
+async fn pipelined_sends_from_one_socket_commit_in_the_order_sent() {
+    let s = TestServer::start().await;
+    let ana = s.register("ana").await;
+    let room = s.create_room(&ana, "General", "public").await;
+    let mut ws = s.ws(&ana, None).await;
+    for i in 0..30 {
+        ws.send(json!({"t": "send", "room_id": room, "body": format!("n{i}"), "txn_id": format!("p{i}")})).await;
+    }
+    let mut acks = std::collections::HashMap::new();
+    while acks.len() < 30 {
+        let f = ws.next().await;
+        if f["t"] == "ack" {
+            acks.insert(f["txn_id"].as_str().unwrap().to_string(), f["pos"].as_u64().unwrap());
+        }
+    }
+    let positions: Vec<u64> = (0..30).map(|i| acks[&format!("p{i}")]).collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "commit order differs from send order: {positions:?}");
+    s.stop().await;
+}

@@ -105,7 +105,8 @@ async fn appear_offline_and_typing_rules() {
     let _ana_ws = s.ws(&ana, None).await;
     expect(&mut ben_ws, "presence", SECOND, presence_of(&ana.id, "online")).await;
 
-    let (st, v) = s.post(Some(&ana.token), "/api/v1/settings", json!({"appear_offline": true, "hide_receipts": false})).await;
+    let (st, v) =
+        s.post(Some(&ana.token), "/api/v1/settings", json!({"appear_offline": true, "hide_receipts": false})).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     expect(&mut ben_ws, "presence", SECOND, presence_of(&ana.id, "offline")).await;
     let ben2 = s.ws(&ben, None).await;
@@ -185,11 +186,13 @@ async fn reading_in_one_tab_clears_the_other_tab_and_counts_survive_restart() {
     assert_eq!(counts(&v), (Some(0), Some(0)));
 
     // A reader who hides receipts sends none (and the API read still works).
-    let (st, _) = s.post(Some(&ana.token), "/api/v1/settings", json!({"appear_offline": false, "hide_receipts": true})).await;
+    let (st, _) =
+        s.post(Some(&ana.token), "/api/v1/settings", json!({"appear_offline": false, "hide_receipts": true})).await;
     assert_eq!(st, StatusCode::OK);
     let mut ben_ws = s.ws(&ben, None).await;
     let (_, sent) = s.send(&ben, &room, "four", "b4").await;
-    let (st, v) = s.post(Some(&ana.token), &format!("/api/v1/rooms/{room}/read"), json!({"event_id": sent["event_id"]})).await;
+    let (st, v) =
+        s.post(Some(&ana.token), &format!("/api/v1/rooms/{room}/read"), json!({"event_id": sent["event_id"]})).await;
     assert_eq!((st, v["unread"].as_u64()), (StatusCode::OK, Some(0)));
     expect_none(&mut ben_ws, "receipt", Duration::from_millis(700), |_| true).await;
     s.stop().await;

@@ -105,7 +105,8 @@ pub struct Privacy {
 
 /// Reads a user's privacy settings.
 pub fn privacy(state: &AppState, session: &Session) -> Result<Privacy> {
-    let user = state.store.user(session.user.localpart())?.ok_or_else(|| Error::Unauthorized("account not found".into()))?;
+    let user =
+        state.store.user(session.user.localpart())?.ok_or_else(|| Error::Unauthorized("account not found".into()))?;
     Ok(Privacy { appear_offline: user.appear_offline, hide_receipts: user.hide_receipts })
 }
 

@@ -216,7 +216,14 @@ impl Hub {
         };
         if let Some(u) = inner.users.get_mut(user) {
             u.offline_since = None;
-            u.conns.push(ConnSender { id, sid: sid.to_string(), tx, eph: eph_tx, signals: signals.clone(), idle: false });
+            u.conns.push(ConnSender {
+                id,
+                sid: sid.to_string(),
+                tx,
+                eph: eph_tx,
+                signals: signals.clone(),
+                idle: false,
+            });
         }
         inner.announce_presence(user);
         Ok(Conn { rx, eph: eph_rx, signals, id, user: user_key, hub: self.clone() })
@@ -295,11 +302,8 @@ impl Hub {
             _ => return Err(Error::Forbidden("you are not a member of this room".into())),
         };
         let typists = inner.typing.entry(room_key.clone()).or_default();
-        let changed = if typing {
-            typists.insert(user_key, now + TYPING_TTL).is_none()
-        } else {
-            typists.remove(user).is_some()
-        };
+        let changed =
+            if typing { typists.insert(user_key, now + TYPING_TTL).is_none() } else { typists.remove(user).is_some() };
         if typists.is_empty() {
             inner.typing.remove(room);
         }
@@ -443,8 +447,7 @@ impl Hub {
 
 impl Inner {
     fn set_joined(&mut self, user: &str, room: &Arc<str>, joined: bool) {
-        let Some((key, online)) =
-            self.users.get_key_value(user).map(|(k, _)| k.clone()).zip(self.users.get_mut(user))
+        let Some((key, online)) = self.users.get_key_value(user).map(|(k, _)| k.clone()).zip(self.users.get_mut(user))
         else {
             return;
         };

@@ -62,24 +62,26 @@ pub async fn upgrade(
     if !origin_ok {
         return Err(Error::Forbidden("cross-origin WebSocket refused".into()));
     }
-    let conn =
-        state.hub.connect(session.user.as_str(), &session.sid, || {
-            let rooms = state.store.joined_rooms(session.user.as_str())?;
-            let rec = state.store.user(session.user.localpart())?;
-            let prefs = rec
-                .map(|u| Prefs { appear_offline: u.appear_offline, share_receipts: !u.hide_receipts })
-                .unwrap_or_default();
-            Ok((rooms, prefs))
-        })?;
+    let conn = state.hub.connect(session.user.as_str(), &session.sid, || {
+        let rooms = state.store.joined_rooms(session.user.as_str())?;
+        let rec = state.store.user(session.user.localpart())?;
+        let prefs = rec
+            .map(|u| Prefs { appear_offline: u.appear_offline, share_receipts: !u.hide_receipts })
+            .unwrap_or_default();
+        Ok((rooms, prefs))
+    })?;
     let limit = state.limits.max_ws_frame_bytes;
-    Ok(ws.read_buffer_size(1024).write_buffer_size(WRITE_BUFFER).max_message_size(limit).max_frame_size(limit).on_upgrade(
-        move |socket| async move {
+    Ok(ws
+        .read_buffer_size(1024)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| async move {
             let user = session.user.to_string();
             if let Err(e) = run(state, session, conn, q.since, socket).await {
                 tracing::debug!(%user, error = %e, "live connection ended with error");
             }
-        },
-    ))
+        }))
 }
 
 type Sink = SplitSink<WebSocket, Message>;
@@ -237,7 +239,7 @@ async fn run(state: AppState, session: Session, mut conn: Conn, since: Option<u6
                 last_heard = Instant::now();
                 match msg {
                     Some(Ok(Message::Text(text))) => {
-                        handle(&state, &session, &conn, &mut limiter, &text, &reply_tx, &in_flight)
+                        handle(&state, &session, &conn, &mut limiter, &text, &reply_tx, &in_flight).await
                     }
                     Some(Ok(Message::Binary(_))) => {
                         link.send(frames::error(None, &Error::bad("binary frames are not supported"))).await?
@@ -292,7 +294,7 @@ impl EphemeralLimiter {
 /// Handles one client frame. Sends and reads run as their own tasks (bounded per connection) so
 /// a slow commit never stalls delivery on this connection; presence and typing touch only the
 /// hub, never the store.
-fn handle(
+async fn handle(
     state: &AppState,
     session: &Session,
     conn: &Conn,
@@ -339,10 +341,16 @@ fn handle(
                 let _ = reply_tx.try_send(frames::error(Some(&txn_id), &Error::TooManyRequests(1)));
                 return;
             };
+            // Queued for the writer here, in frame order, so one tab's messages commit in the
+            // order it sent them; the wait for the commit runs in its own task.
+            let queued = match crate::ids::parse_room_id(&room_id) {
+                Ok(rid) => rooms::submit_message(state, &session.user, rid, &body, &txn_id).await,
+                Err(e) => Err(e),
+            };
             let (state, user, reply_tx) = (state.clone(), session.user.clone(), reply_tx.clone());
             tokio::spawn(async move {
-                let out = match crate::ids::parse_room_id(&room_id) {
-                    Ok(rid) => rooms::send_message(&state, &user, rid, &body, &txn_id).await,
+                let out = match queued {
+                    Ok(committed) => committed.wait().await,
                     Err(e) => Err(e),
                 };
                 // Sending a message ends the sender's typing notice.

@@ -15,6 +15,7 @@ use crate::state::AppState;
 use crate::store::events::{StoredEvent, build_next, get_event, persist};
 use crate::store::rooms::RoomRecord;
 use crate::store::tables::{DIRECT_ROOMS, EVENTS, ROOM_MEMBERS, ROOMS, TXN_IDS, USERS};
+use crate::store::writer::Committed;
 use crate::store::{Tx, get_json};
 
 /// Longest room name, in characters.
@@ -151,6 +152,18 @@ pub async fn invite(state: &AppState, sender: &UserId, room_id: &str, target: &U
 
 /// Sends a text message. A repeated `txn_id` from the same user returns the first event.
 pub async fn send_message(state: &AppState, sender: &UserId, room_id: &str, body: &str, txn_id: &str) -> Result<Sent> {
+    submit_message(state, sender, room_id, body, txn_id).await?.wait().await
+}
+
+/// Checks a message and queues it for the writer; the returned handle yields the result after
+/// commit. Messages submitted one after another commit in that order.
+pub async fn submit_message(
+    state: &AppState,
+    sender: &UserId,
+    room_id: &str,
+    body: &str,
+    txn_id: &str,
+) -> Result<Committed<Sent>> {
     if body.len() > state.limits.max_message_bytes {
         return Err(Error::TooLarge(format!("message must be at most {} bytes", state.limits.max_message_bytes)));
     }
@@ -167,7 +180,7 @@ pub async fn send_message(state: &AppState, sender: &UserId, room_id: &str, body
     let (s, rid, txn, mut content) = (sender.to_string(), room_id.to_string(), txn_id.to_string(), text_message(body));
     state
         .store
-        .write(move |tx| {
+        .submit(move |tx| {
             let seen = tx.txn.open_table(TXN_IDS)?.get((s.as_str(), txn.as_str()))?.map(|v| v.value().to_string());
             if let Some(eid) = seen {
                 let ev = get_event(&tx.txn.open_table(EVENTS)?, &eid)?
@@ -210,9 +223,8 @@ fn mention_candidates(body: &str, server: &crate::ids::ServerName) -> Vec<(Strin
             continue; // an e-mail address, not a mention
         }
         let rest = &body[i + 1..];
-        let end = rest
-            .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-            .unwrap_or(rest.len());
+        let end =
+            rest.find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))).unwrap_or(rest.len());
         let name = rest[..end].trim_end_matches('.');
         let Ok(local) = crate::ids::normalize_username(name) else { continue };
         let after = &rest[name.len()..];

@@ -65,6 +65,15 @@ impl Store {
         self.writer.write(f).await
     }
 
+    /// Queues `f` and returns once it is queued; see [`Writer::submit`].
+    pub async fn submit<T, F>(&self, f: F) -> Result<writer::Committed<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
+    {
+        self.writer.submit(f).await
+    }
+
     /// Counters of the writer.
     pub fn writer_stats(&self) -> WriterStats {
         self.writer.stats()

@@ -78,6 +78,16 @@ pub struct Writer {
     stats: Arc<std::sync::Mutex<WriterStats>>,
 }
 
+/// The answer to a queued job, available once its batch has committed.
+pub struct Committed<T>(oneshot::Receiver<Result<T>>);
+
+impl<T> Committed<T> {
+    /// Waits for the commit (or the failure) of the job's batch.
+    pub async fn wait(self) -> Result<T> {
+        self.0.await.map_err(|_| shutting_down())?
+    }
+}
+
 /// Owns the writer thread; [`WriterThread::stop`] commits what is queued and joins it.
 pub struct WriterThread {
     tx: mpsc::Sender<Msg>,
@@ -124,6 +134,17 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
     {
+        self.submit(f).await?.wait().await
+    }
+
+    /// Queues `f` for the writer and returns as soon as it is queued. Jobs run and commit in the
+    /// order they were queued, so a caller that submits in order (one live connection's sends)
+    /// gets its writes committed in that order while still keeping several in flight.
+    pub async fn submit<T, F>(&self, f: F) -> Result<Committed<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
+    {
         let (done_tx, done_rx) = oneshot::channel();
         let job: Job = Box::new(move |tx: &mut Tx<'_>| {
             let out = f(tx);
@@ -136,7 +157,7 @@ impl Writer {
             })
         });
         self.tx.send(Msg::Job(job)).await.map_err(|_| shutting_down())?;
-        done_rx.await.map_err(|_| shutting_down())?
+        Ok(Committed(done_rx))
     }
 
     /// A copy of the writer's counters.

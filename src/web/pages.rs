@@ -400,7 +400,10 @@ pub async fn send(
 
 /// `GET /settings`.
 pub async fn settings(State(state): State<AppState>, PageSession(s): PageSession) -> Response {
-    or_error_page(account::privacy(&state, &s).map(|p| page(views::settings(s.user.as_str(), (p.appear_offline, p.hide_receipts), None, None))))
+    or_error_page(
+        account::privacy(&state, &s)
+            .map(|p| page(views::settings(s.user.as_str(), (p.appear_offline, p.hide_receipts), None, None))),
+    )
 }
 
 /// The privacy form: unchecked boxes are absent.
@@ -411,11 +414,18 @@ pub struct PrivacyForm {
 }
 
 /// `POST /settings/privacy`.
-pub async fn set_privacy(State(state): State<AppState>, PageSession(s): PageSession, form: Result<Form<PrivacyForm>>) -> Response {
+pub async fn set_privacy(
+    State(state): State<AppState>,
+    PageSession(s): PageSession,
+    form: Result<Form<PrivacyForm>>,
+) -> Response {
     or_error_page(
         async {
             let Form(f) = form?;
-            let p = account::Privacy { appear_offline: f.appear_offline.is_some(), hide_receipts: f.hide_receipts.is_some() };
+            let p = account::Privacy {
+                appear_offline: f.appear_offline.is_some(),
+                hide_receipts: f.hide_receipts.is_some(),
+            };
             let p = account::set_privacy(&state, &s, p).await?;
             Ok(page(views::settings(s.user.as_str(), (p.appear_offline, p.hide_receipts), Some("Saved."), None)))
         }

@@ -66,20 +66,41 @@ try {
   await ana.page.waitForSelector('#timeline li.msg .body:text-is(\'<img src=x onerror="alert(1)"> hi ana\')', { timeout });
   if (await ana.page.locator('#timeline img').count() !== 0) fail('markup from a message was rendered as HTML');
 
-  // Unread badge on another tab of Ben, on the home page, updates live.
+  // Typing: Ben types without sending; Ana sees it; sending clears it.
+  await ben.page.fill('#composer textarea', 'typing something');
+  await ben.page.type('#composer textarea', '…');
+  await ana.page.waitForSelector('#typing:text-is("ben is typing…")', { timeout });
+  await ben.page.press('#composer textarea', 'Enter');
+  await ana.page.waitForSelector('#timeline li.msg .body:text-is("typing something…")', { timeout });
+  await ana.page.waitForSelector('#typing:empty', { timeout });
+
+  // Presence: each sees the other online in the member list.
+  await ana.page.waitForSelector(`#members .dot[data-presence-user^="@ben:"][data-presence="online"]`, { timeout });
+  await ben.page.waitForSelector(`#members .dot[data-presence-user^="@ana:"][data-presence="online"]`, { timeout });
+
+  // Unread badge on another tab of Ben, on the home page, updates live while Ben's room tab is
+  // elsewhere; opening the room in that tab clears the badge on the home tab.
   const benHome = await ben.ctx.newPage();
   await benHome.goto(`${base}/rooms`);
   await benHome.waitForSelector('#conn[data-state="live"]', { timeout });
-  await ana.page.fill('#composer textarea', 'are you there?');
+  await ben.page.goto(`${base}/settings`);
+  await ana.page.fill('#composer textarea', 'are you there, @ben?');
   await ana.page.press('#composer textarea', 'Enter');
   await benHome.waitForSelector('#room-list a:has-text("Lobby") .badge.unread:text-is("1")', { timeout });
-  await ben.page.waitForSelector('#timeline li.msg .body:text-is("are you there?")', { timeout });
+  await benHome.waitForSelector('#room-list a:has-text("Lobby") .badge.mention:text-is("@1")', { timeout });
+  await ben.page.goto(roomUrl);
+  await ben.page.waitForSelector('#timeline li.msg .body:text-is("are you there, @ben?")', { timeout });
+  await benHome.waitForSelector('#room-list a:has-text("Lobby") .badge.unread[hidden]', { state: 'attached', timeout });
+  await benHome.waitForSelector('#room-list a:has-text("Lobby") .badge.mention[hidden]', { state: 'attached', timeout });
+  // Ana sees that Ben has read it.
+  await ana.page.waitForSelector('#timeline li.seen .receipt[data-user^="@ben:"]', { timeout });
+  await ben.page.evaluate(() => { window.__noReload = true; });
 
   for (const p of [ana.page, ben.page]) {
     const same = await p.evaluate(() => window.__noReload === true);
     if (!same) fail('a page reloaded; messages must arrive live');
     const order = await p.$$eval('#timeline li.msg .body', (els) => els.map((e) => e.textContent));
-    const want = ['hello from ana', evil, 'are you there?'];
+    const want = ['hello from ana', evil, 'typing something…', 'are you there, @ben?'];
     if (JSON.stringify(order) !== JSON.stringify(want)) fail(`timeline order ${JSON.stringify(order)}`);
   }
 

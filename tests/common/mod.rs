@@ -45,6 +45,11 @@ impl TestServer {
 
     pub async fn start_with(mut config: chat::Config) -> Self {
         config.listen = "127.0.0.1:0".parse().unwrap();
+        Self::start_at(config).await
+    }
+
+    /// Starts on exactly `config.listen` (e.g. to restart on the same port).
+    pub async fn start_at(config: chat::Config) -> Self {
         let shutdown = CancellationToken::new();
         let running = chat::start(config.clone(), shutdown.clone()).await.unwrap();
         let addr = running.addr;
