@@ -73,6 +73,25 @@ enum Scenario {
     /// The fixed comparison workload: 20 users in one room, 4 senders with one send in flight
     /// each, 2,000 messages.
     Compare,
+    /// Ephemeral load: many users in many rooms, a share of them typing, while messages flow;
+    /// message latency without and then with typing, and presence memory per online user.
+    Ephemeral {
+        /// Connected users (one connection each).
+        #[arg(long, default_value_t = 10_000)]
+        users: usize,
+        /// Rooms; users are spread evenly.
+        #[arg(long, default_value_t = 500)]
+        rooms: usize,
+        /// Percent of users typing at any time.
+        #[arg(long, default_value_t = 10)]
+        typing_percent: usize,
+        /// Messages per second across all rooms.
+        #[arg(long, default_value_t = 100)]
+        rate: u64,
+        /// Seconds per phase (without typing, then with).
+        #[arg(long, default_value_t = 15)]
+        seconds: u64,
+    },
     /// Every scenario with its defaults, each on a fresh server.
     All,
 }
@@ -88,6 +107,7 @@ fn main() -> Res<()> {
                 Scenario::Fanout { members: 1000, rate: 200, seconds: 10 },
                 Scenario::Idle { connections: 10_000 },
                 Scenario::Compare,
+                Scenario::Ephemeral { users: 10_000, rooms: 500, typing_percent: 10, rate: 100, seconds: 15 },
             ],
             one => vec![one],
         };
@@ -98,6 +118,9 @@ fn main() -> Res<()> {
                 Scenario::Fanout { members, rate, seconds } => fanout(&server, members, rate, seconds).await,
                 Scenario::Idle { connections } => idle(&server, connections).await,
                 Scenario::Compare => compare(&server).await,
+                Scenario::Ephemeral { users, rooms, typing_percent, rate, seconds } => {
+                    ephemeral(&server, users, rooms, typing_percent, rate, seconds).await
+                }
                 Scenario::All => Ok(()),
             };
             server.stop();
@@ -276,18 +299,18 @@ fn now_micros() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
-/// Latency samples in microseconds.
+/// Latency samples: (send time, latency), both in microseconds.
 #[derive(Default)]
-struct Latencies(Vec<u64>);
+struct Latencies(Vec<(u64, u64)>);
 
 impl Latencies {
     fn pct(&mut self, p: f64) -> f64 {
         if self.0.is_empty() {
             return f64::NAN;
         }
-        self.0.sort_unstable();
+        self.0.sort_unstable_by_key(|(_, l)| *l);
         let i = ((self.0.len() as f64 - 1.0) * p).round() as usize;
-        self.0[i] as f64 / 1000.0
+        self.0[i].1 as f64 / 1000.0
     }
 
     fn summary(&mut self) -> String {
@@ -299,6 +322,11 @@ impl Latencies {
             self.pct(1.0),
             self.0.len()
         )
+    }
+
+    /// The samples of messages sent in `[from, to)` (microseconds since the epoch).
+    fn sent_between(&self, from: u64, to: u64) -> Latencies {
+        Latencies(self.0.iter().copied().filter(|(s, _)| (from..to).contains(s)).collect())
     }
 }
 
@@ -316,7 +344,7 @@ async fn receive(ws: WsStream, expect: u64, deadline: Instant, lat: Arc<Mutex<La
         _ => return 0,
     };
     let mut got = 0;
-    let mut local = Vec::with_capacity(expect as usize);
+    let mut local = Vec::with_capacity(expect.min(1 << 16) as usize);
     let mut buf = vec![0u8; 64 * 1024];
     let mut keep = 0usize;
     while got < expect {
@@ -335,7 +363,7 @@ async fn receive(ws: WsStream, expect: u64, deadline: Instant, lat: Arc<Mutex<La
             if let Some(sent) =
                 std::str::from_utf8(&data[start..start + colon]).ok().and_then(|t| t.parse::<u64>().ok())
             {
-                local.push(now.saturating_sub(sent));
+                local.push((sent, now.saturating_sub(sent)));
                 got += 1;
             }
             at = start + colon;
@@ -577,5 +605,138 @@ async fn compare(server: &Arc<Server>) -> Res<()> {
         println!("compare: server CPU {:.3} ms per message", (b - a).as_secs_f64() * 1000.0 / total as f64);
     }
     println!("compare: delivery latency {}", lat.lock().await.summary());
+    Ok(())
+}
+
+async fn ephemeral(
+    server: &Arc<Server>,
+    users: usize,
+    rooms_n: usize,
+    typing_percent: usize,
+    rate: u64,
+    seconds: u64,
+) -> Res<()> {
+    println!(
+        "== ephemeral: {users} connected users in {rooms_n} rooms, {typing_percent}% typing, {rate} msg/s, {seconds} s per phase"
+    );
+    let per_room = users.div_ceil(rooms_n);
+    println!("ephemeral: registering {users} users (argon2id, two at a time; this takes a while)");
+    let tokens = server.users("eph", users).await?;
+    let mut rooms = Vec::with_capacity(rooms_n);
+    for r in 0..rooms_n {
+        let members = &tokens[(r * per_room).min(users)..((r + 1) * per_room).min(users)];
+        if members.is_empty() {
+            break;
+        }
+        let room = server.room(&members[0], &format!("eph-{r}")).await?;
+        server.join_all(members, &room).await?;
+        rooms.push(room);
+    }
+    // One connection per user. In each room the first member sends; the next few type.
+    let typists_per_room = (per_room * typing_percent).div_ceil(100);
+    let lat = Arc::new(Mutex::new(Latencies::default()));
+    let mut senders = Vec::new();
+    let mut typists = Vec::new();
+    let mut receiving = Vec::new();
+    let acked = Arc::new(AtomicU64::new(0));
+    let sem = Arc::new(Semaphore::new(64));
+    // Two waves: the RSS difference between them, per user of the second wave, is the memory
+    // cost of one more online user (connection, presence and room sets), free of start-up noise.
+    let half = users / 2;
+    let mut rss = Vec::new();
+    for wave in [0..half, half..users] {
+        let mut opened = Vec::with_capacity(wave.len());
+        for i in wave.clone() {
+            let (srv, sem, t) = (server.clone(), sem.clone(), tokens[i].clone());
+            opened.push((i, tokio::spawn(async move {
+                let _p = sem.acquire().await?;
+                srv.ws(&t).await
+            })));
+        }
+        for (i, task) in opened {
+            let ws = task.await??;
+            let (room_idx, slot) = (i / per_room, i % per_room);
+            let Some(room) = rooms.get(room_idx).cloned() else { continue };
+            if slot == 0 {
+                senders.push((room, Sender::new(ws, acked.clone())));
+            } else if slot <= typists_per_room {
+                // Typists only write; their own deliveries are not measured.
+                typists.push((room, ws.split().0));
+            } else {
+                receiving.push(ws);
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        rss.push(server.rss_kib());
+    }
+    if let [Some(a), Some(b)] = rss[..] {
+        println!(
+            "ephemeral: server RSS {a} KiB with {half} online users, {b} KiB with {users}: {:.2} KiB per online user (connection + presence)",
+            b.saturating_sub(a) as f64 / (users - half) as f64
+        );
+    }
+    // Both phases, the pauses around them and a margin: receivers stop reading then.
+    let end = Instant::now() + Duration::from_secs(seconds * 2 + 12);
+    let receivers: Vec<_> =
+        receiving.into_iter().map(|ws| tokio::spawn(receive(ws, u64::MAX, end, lat.clone()))).collect();
+    let senders = Arc::new(Mutex::new(senders));
+    let typists_n = typists.len();
+    let run_phase = |typing: bool| {
+        let senders = senders.clone();
+        async move {
+            let cpu0 = server.cpu();
+            let started = now_micros();
+            let t0 = Instant::now();
+            let total = rate * seconds;
+            let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate.max(1)));
+            let mut s = senders.lock().await;
+            let n_senders = s.len();
+            for n in 0..total {
+                tick.tick().await;
+                let (room, sender) = &mut s[(n as usize * 7919) % n_senders];
+                sender.send(room, format!("L{}:{n}", now_micros()), format!("e{typing}{n}")).await?;
+                while sender.acks.try_recv().is_ok() {}
+            }
+            let secs = t0.elapsed().as_secs_f64();
+            let cpu = match (cpu0, server.cpu()) {
+                (Some(a), Some(b)) => format!("{:.1}% of one core", (b - a).as_secs_f64() / secs * 100.0),
+                _ => "n/a".into(),
+            };
+            let label = if typing { format!("with {typists_n} typing") } else { "without typing".into() };
+            println!("ephemeral: phase {label}: {total} messages in {secs:.1} s, server CPU {cpu}");
+            Ok::<(u64, u64), BoxError>((started, now_micros()))
+        }
+    };
+    let (a0, a1) = run_phase(false).await?;
+    // Typists: each renews "typing" every 3 s (as the browser client does), staggered.
+    let stop = Arc::new(AtomicU64::new(0));
+    let mut typing_tasks = Vec::new();
+    for (i, (room, mut sink)) in typists.into_iter().enumerate() {
+        let stop = stop.clone();
+        typing_tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis((i as u64 * 37) % 3000)).await;
+            while stop.load(Ordering::Relaxed) == 0 {
+                let frame = json!({"t": "typing", "room_id": room, "typing": true}).to_string();
+                if sink.send(Message::Text(frame.into())).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (b0, b1) = run_phase(true).await?;
+    stop.store(1, Ordering::Relaxed);
+    for t in typing_tasks {
+        t.abort();
+    }
+    for r in receivers {
+        r.await?;
+    }
+    let all = lat.lock().await;
+    let (mut without, mut with) = (all.sent_between(a0, a1), all.sent_between(b0, b1));
+    println!("ephemeral: message delivery without typing: {}", without.summary());
+    println!("ephemeral: message delivery with typing:    {}", with.summary());
+    println!("ephemeral: p99 ratio with/without typing: {:.2}", with.pct(0.99) / without.pct(0.99));
     Ok(())
 }
