@@ -249,12 +249,14 @@ function setPresence(user, state) {
 
 function onPresence(f) {
   if (f.users) {
-    // Snapshot after (re)connecting: everyone not listed is offline.
-    for (const el of document.querySelectorAll('[data-presence-user]')) {
-      const state = f.users[el.dataset.presenceUser] || 'offline';
-      el.dataset.presence = state;
-      el.title = state;
+    // Snapshot after (re)connecting, in chunks: the first resets everyone to offline.
+    if (f.reset) {
+      for (const el of document.querySelectorAll('[data-presence-user]')) {
+        el.dataset.presence = 'offline';
+        el.title = 'offline';
+      }
     }
+    for (const [user, state] of Object.entries(f.users)) setPresence(user, state);
   } else {
     setPresence(f.user_id, f.presence);
   }

@@ -99,9 +99,10 @@ pub fn presence(user: &str, state: &str) -> String {
     json!({ "t": "presence", "user_id": user, "presence": state }).to_string()
 }
 
-/// `presence` snapshot after `ready`: everyone online or idle who shares a room with the user.
-pub fn presence_snapshot(users: serde_json::Map<String, serde_json::Value>) -> String {
-    json!({ "t": "presence", "users": users }).to_string()
+/// `presence` snapshot after `ready`: everyone online or idle who shares a room with the user,
+/// in one or more frames; the first has `reset: true` (everyone not listed is offline).
+pub fn presence_snapshot(users: serde_json::Map<String, serde_json::Value>, reset: bool) -> String {
+    json!({ "t": "presence", "users": users, "reset": reset }).to_string()
 }
 
 /// `typing`: who is typing in a room now (an empty list ends all notices).

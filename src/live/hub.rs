@@ -28,6 +28,8 @@ use crate::store::events::StoredEvent;
 pub const OFFLINE_GRACE: Duration = Duration::from_secs(5);
 /// How long a typing notice lasts unless renewed.
 pub const TYPING_TTL: Duration = Duration::from_secs(6);
+/// Users per presence snapshot frame.
+pub const SNAPSHOT_CHUNK: usize = 50;
 /// Ephemeral frames queued per connection before new ones are dropped.
 pub const EPHEMERAL_QUEUE: usize = 64;
 
@@ -327,19 +329,29 @@ impl Hub {
         self.lock().users.get(user).map(|u| u.shown).unwrap_or(Presence::Offline)
     }
 
-    /// The presence of everyone online who shares a room with `user`, as one frame.
-    pub fn presence_snapshot(&self, user: &str) -> String {
+    /// The presence of everyone online who shares a room with `user`, as frames of at most
+    /// [`SNAPSHOT_CHUNK`] users (the first says `reset`). Small frames keep each connection's
+    /// write buffer small: a WebSocket keeps the capacity its largest frame needed.
+    pub fn presence_snapshot(&self, user: &str) -> Vec<String> {
         let inner = self.lock();
-        let mut out = serde_json::Map::new();
-        for contact in inner.contacts_of(user) {
-            if let Some(u) = inner.users.get(&contact) {
-                let p = u.shown;
-                if p != Presence::Offline {
-                    out.insert(contact.to_string(), json!(p.as_str()));
-                }
-            }
+        let mut online: Vec<(Arc<str>, Presence)> = inner
+            .contacts_of(user)
+            .into_iter()
+            .filter_map(|c| inner.users.get(&c).map(|u| (c.clone(), u.shown)))
+            .filter(|(_, p)| *p != Presence::Offline)
+            .collect();
+        drop(inner);
+        online.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut frames_out = Vec::new();
+        let mut chunks = online.chunks(SNAPSHOT_CHUNK).peekable();
+        if chunks.peek().is_none() {
+            frames_out.push(frames::presence_snapshot(serde_json::Map::new(), true));
         }
-        frames::presence_snapshot(out)
+        for (i, chunk) in chunks.enumerate() {
+            let map = chunk.iter().map(|(u, p)| (u.to_string(), json!(p.as_str()))).collect();
+            frames_out.push(frames::presence_snapshot(map, i == 0));
+        }
+        frames_out
     }
 
     /// Sends an ephemeral frame to every connection of one user (e.g. unread counts after a

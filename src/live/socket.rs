@@ -34,7 +34,9 @@ const HEARTBEAT: Duration = Duration::from_secs(20);
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Bytes of frames collected before they are written to the socket (a flush writes earlier).
-const WRITE_BUFFER: usize = 16 * 1024;
+/// The WebSocket keeps the buffer's largest size for the connection's life, so this also bounds
+/// what a burst leaves behind per connection.
+const WRITE_BUFFER: usize = 8 * 1024;
 /// Most queued frames written before one flush.
 const WRITE_BATCH: usize = 256;
 
@@ -178,7 +180,9 @@ async fn run(state: AppState, session: Session, mut conn: Conn, since: Option<u6
         None => link.last = state.store.stream_pos()?,
     }
     link.send(frames::ready(link.last)).await?;
-    link.send(state.hub.presence_snapshot(&user)).await?;
+    for frame in state.hub.presence_snapshot(&user) {
+        link.send(frame).await?;
+    }
 
     let (reply_tx, mut reply_rx) = mpsc::channel::<String>(IN_FLIGHT * 2);
     let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
