@@ -80,22 +80,8 @@ async fn reconnect_with_stale_position_gets_missed_events_once_in_order() {
     }
     // Ben comes back with the last position he saw and gets exactly those 30, in order, before
     // the `ready` frame.
-    let mut req_frames = Vec::new();
-    {
-        use futures_util::StreamExt;
-        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let mut req = format!("ws://{}/ws?since={seen}", s.addr).into_client_request().unwrap();
-        req.headers_mut().insert("authorization", format!("Bearer {}", ben.token).parse().unwrap());
-        let (mut stream, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-        loop {
-            let msg = tokio::time::timeout(Duration::from_secs(5), stream.next()).await.unwrap().unwrap().unwrap();
-            let v: serde_json::Value = serde_json::from_str(msg.to_text().unwrap()).unwrap();
-            if v["t"] == "ready" {
-                break;
-            }
-            req_frames.push(v);
-        }
-    }
+    let (_stream, mut req_frames) = s.raw_until_ready(&ben, seen).await;
+    assert_eq!(req_frames.pop().unwrap()["t"], "ready");
     let bodies: Vec<&str> = req_frames.iter().map(|f| f["event"]["content"]["body"].as_str().unwrap()).collect();
     let expected: Vec<String> = (0..30).map(|i| format!("missed-{i}")).collect();
     assert_eq!(bodies, expected);
@@ -164,14 +150,9 @@ async fn far_behind_clients_are_told_to_resync() {
     for i in 0..25 {
         s.send(&ana, &room, &format!("m{i}"), &format!("t{i}")).await;
     }
-    let req = format!("ws://{}/ws?since={pos}", s.addr);
-    use futures_util::StreamExt;
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let mut r = req.into_client_request().unwrap();
-    r.headers_mut().insert("authorization", format!("Bearer {}", ana.token).parse().unwrap());
-    let (mut stream, _) = tokio_tungstenite::connect_async(r).await.unwrap();
-    let first = stream.next().await.unwrap().unwrap();
-    let v: serde_json::Value = serde_json::from_str(first.to_text().unwrap()).unwrap();
+    let (_stream, frames) = s.raw_until_ready(&ana, pos).await;
+    assert_eq!(frames.len(), 1, "events were replayed before resync: {frames:?}");
+    let v = &frames[0];
     assert_eq!(v["t"], "resync");
     assert_eq!(v["pos"].as_u64(), Some(s.state().store.stream_pos().unwrap()));
     s.stop().await;
@@ -194,17 +175,7 @@ async fn websocket_refuses_foreign_origins_bad_tokens_and_closes_on_logout() {
     let mut ws = s.ws(&ana, None).await;
     let (st, _) = s.post(Some(&ana.token), "/api/v1/logout", json!({})).await;
     assert_eq!(st, StatusCode::OK);
-    use futures_util::StreamExt;
-    let closed = tokio::time::timeout(Duration::from_secs(5), async {
-        while let Some(Ok(m)) = ws.stream.next().await {
-            if let tokio_tungstenite::tungstenite::Message::Close(Some(f)) = m {
-                return Some(u16::from(f.code));
-            }
-        }
-        None
-    })
-    .await
-    .unwrap();
+    let closed = ws.close_code().await;
     assert_eq!(closed, Some(4001));
     s.stop().await;
 }
@@ -215,33 +186,9 @@ async fn shutdown_sends_a_close_frame() {
     let ana = s.register("ana").await;
     let mut ws = s.ws(&ana, None).await;
     let stopper = tokio::spawn(s.stop());
-    use futures_util::StreamExt;
-    let code = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(Ok(m)) = ws.stream.next().await {
-            if let tokio_tungstenite::tungstenite::Message::Close(Some(f)) = m {
-                return Some(u16::from(f.code));
-            }
-        }
-        None
-    })
-    .await
-    .unwrap();
+    let code = ws.close_code().await;
     assert_eq!(code, Some(1001));
     stopper.await.unwrap();
-}
-
-async fn close_code(ws: &mut common::Ws) -> Option<u16> {
-    use futures_util::StreamExt;
-    tokio::time::timeout(Duration::from_secs(5), async {
-        while let Some(Ok(m)) = ws.stream.next().await {
-            if let tokio_tungstenite::tungstenite::Message::Close(Some(f)) = m {
-                return Some(u16::from(f.code));
-            }
-        }
-        None
-    })
-    .await
-    .unwrap()
 }
 
 #[tokio::test]
@@ -260,7 +207,7 @@ async fn password_change_closes_the_other_sessions_sockets() {
         )
         .await;
     assert_eq!(st, StatusCode::OK);
-    assert_eq!(close_code(&mut phone_ws).await, Some(4001));
+    assert_eq!(phone_ws.close_code().await, Some(4001));
     laptop_ws.send(json!({"t": "ping"})).await;
     assert_eq!(laptop_ws.next_of("pong").await["t"], "pong", "the session that changed the password stays");
     s.stop().await;
@@ -277,37 +224,13 @@ async fn an_invitation_received_while_offline_is_replayed() {
     let (st, _) = s.post(Some(&ana.token), &format!("/api/v1/rooms/{room}/invite"), json!({"user_id": "ben"})).await;
     assert_eq!(st, StatusCode::OK);
     s.send(&ana, &room, "ben cannot read this yet", "t1").await;
-    let (mut stream, frames) = raw_until_ready(&s, &ben, since).await;
+    let (stream, mut frames) = s.raw_until_ready(&ben, since).await;
+    assert_eq!(frames.pop().unwrap()["t"], "ready");
     assert_eq!(frames.len(), 1, "{frames:?}");
     assert_eq!(frames[0]["event"]["state_key"], ben.id.as_str());
     assert_eq!(frames[0]["event"]["content"]["membership"], "invite");
-    drop(stream.close(None).await);
+    drop(stream);
     s.stop().await;
-}
-
-/// Connects with `since` and returns every frame before `ready`.
-async fn raw_until_ready(
-    s: &TestServer,
-    u: &common::User,
-    since: u64,
-) -> (
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-    Vec<serde_json::Value>,
-) {
-    use futures_util::StreamExt;
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let mut req = format!("ws://{}/ws?since={since}", s.addr).into_client_request().unwrap();
-    req.headers_mut().insert("authorization", format!("Bearer {}", u.token).parse().unwrap());
-    let (mut stream, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    let mut frames = Vec::new();
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(5), stream.next()).await.unwrap().unwrap().unwrap();
-        let v: serde_json::Value = serde_json::from_str(msg.to_text().unwrap()).unwrap();
-        if v["t"] == "ready" {
-            return (stream, frames);
-        }
-        frames.push(v);
-    }
 }
 
 #[tokio::test]

@@ -186,8 +186,10 @@ async fn run(state: AppState, session: Session, mut conn: Conn, since: Option<u6
 
     let (reply_tx, mut reply_rx) = mpsc::channel::<String>(IN_FLIGHT * 2);
     let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
-    let mut heartbeat = tokio::time::interval(HEARTBEAT);
-    heartbeat.tick().await;
+    // Spread the first heartbeat over the interval: connections opened together (a server
+    // restart, a load test) would otherwise all ping in the same instant, every interval.
+    let spread = Duration::from_millis(conn.id().wrapping_mul(7919) % HEARTBEAT.as_millis() as u64);
+    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT + spread, HEARTBEAT);
     let mut last_heard = Instant::now();
     let mut limiter = EphemeralLimiter::default();
 

@@ -150,6 +150,27 @@ impl TestServer {
         out
     }
 
+    /// Connects with `since` and returns the raw stream and every frame before `ready`.
+    pub async fn raw_until_ready(
+        &self,
+        u: &User,
+        since: u64,
+    ) -> (WebSocketStream<MaybeTlsStream<TcpStream>>, Vec<Value>) {
+        let mut req = format!("ws://{}/ws?since={since}", self.addr).into_client_request().unwrap();
+        req.headers_mut().insert("authorization", format!("Bearer {}", u.token).parse().unwrap());
+        let (mut stream, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        let mut frames = Vec::new();
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(5), stream.next()).await.unwrap().unwrap().unwrap();
+            let v: Value = serde_json::from_str(msg.to_text().unwrap()).unwrap();
+            if v["t"] == "ready" || v["t"] == "resync" {
+                frames.push(v);
+                return (stream, frames);
+            }
+            frames.push(v);
+        }
+    }
+
     pub async fn ws(&self, u: &User, since: Option<u64>) -> Ws {
         self.ws_with(u, since, None).await.unwrap()
     }
@@ -201,6 +222,20 @@ impl Ws {
                 _ => continue,
             }
         }
+    }
+
+    /// Reads until the server's close frame and returns its code (within 10 s).
+    pub async fn close_code(&mut self) -> Option<u16> {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(Ok(m)) = self.stream.next().await {
+                if let Message::Close(Some(f)) = m {
+                    return Some(u16::from(f.code));
+                }
+            }
+            None
+        })
+        .await
+        .expect("no close frame within 10 s")
     }
 
     /// Skips frames until one of type `t`.
