@@ -106,6 +106,14 @@ async function refreshMembers() {
   if (next) old.replaceWith(next);
 }
 
+// Places an event in stream order: before any later event already shown, and before this
+// tab's own messages still waiting for their ack (which have no position yet).
+function insertByPos(tl, node, pos) {
+  const later = Array.from(tl.querySelectorAll('li.ev[data-pos]')).find((li) => Number(li.dataset.pos) > pos);
+  const before = later || tl.querySelector('li.pending');
+  if (before) tl.insertBefore(node, before); else tl.appendChild(node);
+}
+
 function mentionsMe(ev) {
   const m = ev.content && ev.content['m.mentions'];
   return !!(m && Array.isArray(m.user_ids) && m.user_ids.includes(me));
@@ -136,9 +144,9 @@ function onEvent(f) {
       const label = document.createElement('span');
       label.textContent = 'New messages';
       d.appendChild(label);
-      tl.appendChild(d);
+      insertByPos(tl, d, f.pos);
     }
-    tl.appendChild(node);
+    insertByPos(tl, node, f.pos);
   }
   if (ev.type === 'm.room.message') {
     // A typist who sent is no longer typing.

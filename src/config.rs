@@ -185,14 +185,8 @@ pub fn derive_server_name(bound: SocketAddr) -> ServerName {
         std::net::IpAddr::V6(_) if !bound.ip().is_unspecified() => format!("[{host}]:{}", bound.port()),
         _ => format!("{host}:{}", bound.port()),
     };
-    ServerName::parse(&text).unwrap_or_else(|_| {
-        ServerName::parse(&format!("localhost:{}", bound.port())).unwrap_or_else(|_| unreachable_name())
-    })
-}
-
-fn unreachable_name() -> ServerName {
-    // "localhost" always parses; this only satisfies the type checker.
-    ServerName::parse("localhost").unwrap_or_else(|_| panic!("localhost is a valid server name"))
+    // A hostname with characters a server name may not have falls back to `localhost:PORT`.
+    ServerName::parse(&text).unwrap_or_else(|_| ServerName::localhost(bound.port()))
 }
 
 #[cfg(test)]

@@ -46,6 +46,11 @@ impl ServerName {
         Ok(ServerName(s.to_ascii_lowercase()))
     }
 
+    /// `localhost:PORT`, always valid.
+    pub fn localhost(port: u16) -> Self {
+        ServerName(format!("localhost:{port}"))
+    }
+
     /// The name as a string.
     pub fn as_str(&self) -> &str {
         &self.0
