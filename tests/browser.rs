@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use common::TestServer;
+use common::{Binary, TestServer};
 
 fn run_script(script: &str, url: &str) {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
@@ -34,23 +34,6 @@ async fn two_browsers_chat_live() {
     s.stop().await;
 }
 
-/// Starts the real binary on `port` with `dir`; returns once it prints its URL.
-fn spawn_binary(dir: &std::path::Path, port: u16) -> std::process::Child {
-    use std::io::BufRead;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chat"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(dir)
-        .env("CHAT_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert!(line.contains("ready"), "{line}");
-    child
-}
-
 #[test]
 fn messages_typed_while_the_server_is_down_arrive_exactly_once() {
     use std::io::{BufRead, BufReader, Write};
@@ -58,7 +41,8 @@ fn messages_typed_while_the_server_is_down_arrive_exactly_once() {
     assert!(std::path::Path::new(dir).join("node_modules/playwright-core").exists(), "run npm ci in tests/browser");
     let data = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut server = spawn_binary(data.path(), port);
+    let listen = format!("127.0.0.1:{port}");
+    let mut server = Some(Binary::start(data.path(), &listen, &[]));
     let mut node = Command::new("node")
         .arg(format!("{dir}/reconnect.mjs"))
         .arg(format!("http://127.0.0.1:{port}"))
@@ -76,13 +60,14 @@ fn messages_typed_while_the_server_is_down_arrive_exactly_once() {
             l if l.starts_with("ROOM ") => room = l[5..].to_string(),
             "STOP" => {
                 // A crash, not a shutdown: SIGKILL.
-                server.kill().unwrap();
-                server.wait().unwrap();
+                if let Some(s) = server.take() {
+                    s.kill();
+                }
                 writeln!(to_node, "STOPPED").unwrap();
             }
             "START" => {
                 std::thread::sleep(std::time::Duration::from_millis(500));
-                server = spawn_binary(data.path(), port);
+                server = Some(Binary::start(data.path(), &listen, &[]));
                 writeln!(to_node, "STARTED").unwrap();
             }
             "DONE" => done = true,
@@ -90,8 +75,9 @@ fn messages_typed_while_the_server_is_down_arrive_exactly_once() {
         }
     }
     let status = node.wait().unwrap();
-    server.kill().unwrap();
-    server.wait().unwrap();
+    if let Some(s) = server {
+        s.kill();
+    }
     assert!(status.success() && done, "reconnect.mjs failed");
 
     // The store has each message exactly once.

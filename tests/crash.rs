@@ -4,31 +4,21 @@
 //! its txn_id never duplicates it.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::{Binary, post_json};
 use serde_json::{Value, json};
+
+fn start(dir: &std::path::Path) -> Binary {
+    Binary::start(dir, "127.0.0.1:0", &["--server-name", "crash.test"])
+}
 
 const ROUNDS: usize = 20;
 const SENDERS: usize = 4;
-
-fn start(dir: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chat"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--server-name", "crash.test", "--data-dir"])
-        .arg(dir)
-        .env("CHAT_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.split_whitespace().find(|w| w.starts_with("http://")).expect("server did not start cleanly");
-    (child, url.trim_end_matches('/').to_string())
-}
 
 /// A small deterministic generator (the seed is printed so a failure can be replayed).
 struct Lcg(u64);
@@ -73,27 +63,13 @@ async fn sigkill_under_write_load_loses_and_duplicates_nothing() {
     let data = tempfile::tempdir().unwrap();
     let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
 
-    let (mut child, mut url) = start(data.path());
-    let v: Value = http
-        .post(format!("{url}/api/v1/register"))
-        .json(&json!({"username": "writer", "password": "password123"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let mut server = start(data.path());
+    let mut url = server.url.clone();
+    let creds = json!({"username": "writer", "password": "password123"});
+    let (_, v) = post_json(&http, &format!("{url}/api/v1/register"), None, creds).await;
     let token = v["token"].as_str().unwrap().to_string();
-    let v: Value = http
-        .post(format!("{url}/api/v1/rooms"))
-        .bearer_auth(&token)
-        .json(&json!({"name": "Crash", "visibility": "private"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let room_req = json!({"name": "Crash", "visibility": "private"});
+    let (_, v) = post_json(&http, &format!("{url}/api/v1/rooms"), Some(&token), room_req).await;
     let room = v["room_id"].as_str().unwrap().to_string();
 
     // txn id -> body; acked = the server answered 200 (so it must be stored).
@@ -126,14 +102,13 @@ async fn sigkill_under_write_load_loses_and_duplicates_nothing() {
             }));
         }
         tokio::time::sleep(Duration::from_millis(50 + rng.next() % 400)).await;
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        server.kill(); // SIGKILL
         for t in tasks {
             t.await.unwrap();
         }
 
-        let (c, u) = start(data.path());
-        (child, url) = (c, u);
+        server = start(data.path());
+        url = server.url.clone();
         let stored = bodies(&http, &url, &token, &room).await;
         let attempted_now = attempted.lock().unwrap().clone();
         let acked_now = acked.lock().unwrap().clone();
@@ -165,8 +140,7 @@ async fn sigkill_under_write_load_loses_and_duplicates_nothing() {
         assert_eq!(unique.len(), stored.len(), "round {round}: a retry duplicated a message (seed {seed})");
         assert_eq!(stored.len(), attempted.lock().unwrap().len(), "round {round}: count mismatch (seed {seed})");
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    server.kill();
     println!("crash test: {ROUNDS} SIGKILL rounds, {verified} acknowledged messages verified");
     assert!(verified > ROUNDS * SENDERS, "too little load to mean anything: {verified} messages");
 }

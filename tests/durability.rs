@@ -4,11 +4,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
-use common::TestServer;
+use common::{Binary, TestServer, post_json};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -116,66 +114,42 @@ fn cli_version_help_and_config_errors() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-/// Starts the binary; returns the child and its URL (read from the "ready" line).
-fn spawn_server(dir: &std::path::Path) -> (std::process::Child, String) {
-    let mut child = bin()
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir)
-        .env("CHAT_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap().trim_end_matches('/').to_string();
-    (child, url)
-}
-
 #[tokio::test]
 async fn sigterm_shuts_down_gracefully_and_keeps_data() {
     let tmp = tempfile::tempdir().unwrap();
-    let (mut child, url) = spawn_server(tmp.path());
+    let server = Binary::start(tmp.path(), "127.0.0.1:0", &[]);
+    let url = server.url.clone();
     let http = reqwest::Client::new();
-    let v: serde_json::Value = http
-        .post(format!("{url}/api/v1/register"))
-        .json(&json!({"username": "ana", "password": "password123"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, v) = post_json(
+        &http,
+        &format!("{url}/api/v1/register"),
+        None,
+        json!({"username": "ana", "password": "password123"}),
+    )
+    .await;
     let token = v["token"].as_str().unwrap().to_string();
-    let v: serde_json::Value = http
-        .post(format!("{url}/api/v1/rooms"))
-        .bearer_auth(&token)
-        .json(&json!({"name": "General", "visibility": "public"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, v) = post_json(
+        &http,
+        &format!("{url}/api/v1/rooms"),
+        Some(&token),
+        json!({"name": "General", "visibility": "public"}),
+    )
+    .await;
     let room = v["room_id"].as_str().unwrap().to_string();
     for i in 0..20 {
-        let res = http
-            .post(format!("{url}/api/v1/rooms/{room}/messages"))
-            .bearer_auth(&token)
-            .json(&json!({"body": format!("m{i}"), "txn_id": format!("t{i}")}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::OK);
+        let body = json!({"body": format!("m{i}"), "txn_id": format!("t{i}")});
+        let (st, _) = post_json(&http, &format!("{url}/api/v1/rooms/{room}/messages"), Some(&token), body).await;
+        assert_eq!(st, StatusCode::OK);
     }
+    let mut child = server.child;
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let waited = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
     assert!(waited.success(), "exit after SIGTERM: {waited:?}");
 
-    let (mut child, url) = spawn_server(tmp.path());
+    let server = Binary::start(tmp.path(), "127.0.0.1:0", &[]);
     let v: serde_json::Value = http
-        .get(format!("{url}/api/v1/rooms/{room}/messages?limit=200"))
+        .get(format!("{}/api/v1/rooms/{room}/messages?limit=200", server.url))
         .bearer_auth(&token)
         .send()
         .await
@@ -185,15 +159,13 @@ async fn sigterm_shuts_down_gracefully_and_keeps_data() {
         .unwrap();
     let n = v["events"].as_array().unwrap().iter().filter(|e| e["type"] == "m.room.message").count();
     assert_eq!(n, 20);
-    child.kill().unwrap();
-    let _ = child.wait();
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    server.kill();
 }
 
 #[tokio::test]
 async fn a_second_process_on_the_same_data_dir_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let (mut child, _url) = spawn_server(tmp.path());
+    let server = Binary::start(tmp.path(), "127.0.0.1:0", &[]);
     let out = bin().args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(tmp.path()).output().unwrap();
     assert!(!out.status.success());
     assert!(
@@ -201,6 +173,5 @@ async fn a_second_process_on_the_same_data_dir_is_refused() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    child.kill().unwrap();
-    let _ = child.wait();
+    server.kill();
 }

@@ -262,3 +262,49 @@ impl Ws {
         self.stream.send(Message::Text(v.to_string().into())).await.unwrap();
     }
 }
+
+/// The built `chat` binary, started as a separate process (for signals and crashes).
+pub struct Binary {
+    pub child: std::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl Binary {
+    /// Starts `chat serve` on `listen` (e.g. `127.0.0.1:0`) with `dir`; returns once it printed
+    /// its URL. Extra arguments go after `serve`.
+    pub fn start(dir: &Path, listen: &str, extra: &[&str]) -> Binary {
+        use std::io::{BufRead, BufReader};
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chat"))
+            .arg("serve")
+            .args(extra)
+            .args(["--listen", listen, "--data-dir"])
+            .arg(dir)
+            .env("CHAT_LOG", "error")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line.split_whitespace().find(|w| w.starts_with("http://")).expect("server did not start");
+        Binary { child, url: url.trim_end_matches('/').to_string() }
+    }
+
+    /// SIGKILL, and wait for the process to go.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+/// POSTs JSON with an optional bearer token; returns status and body.
+pub async fn post_json(http: &reqwest::Client, url: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+    let mut req = http.post(url).json(&body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
