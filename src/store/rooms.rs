@@ -78,13 +78,8 @@ impl Store {
         let members = r.open_table(ROOM_MEMBERS)?;
         let mention_index = r.open_table(MENTIONS)?;
         let mut out = Vec::new();
-        for row in user_rooms.range((user, "")..)? {
-            let (k, v) = row?;
-            let (u, rid) = k.value();
-            if u != user {
-                break;
-            }
-            let membership = Membership::parse(v.value());
+        for (rid, membership) in memberships(&user_rooms, user)? {
+            let rid = rid.as_str();
             if !matches!(membership, Membership::Join | Membership::Invite) {
                 continue;
             }
@@ -121,20 +116,8 @@ impl Store {
     /// Members of a room with their membership (joined and invited), sorted by user id.
     pub fn members(&self, room_id: &str) -> Result<Vec<(String, Membership)>> {
         let r = self.read()?;
-        let members = r.open_table(ROOM_MEMBERS)?;
-        let mut out = Vec::new();
-        for row in members.range((room_id, "")..)? {
-            let (k, v) = row?;
-            let (rid, user) = k.value();
-            if rid != room_id {
-                break;
-            }
-            let m = Membership::parse(v.value());
-            if matches!(m, Membership::Join | Membership::Invite) {
-                out.push((user.to_string(), m));
-            }
-        }
-        Ok(out)
+        let members = memberships(&r.open_table(ROOM_MEMBERS)?, room_id)?;
+        Ok(members.into_iter().filter(|(_, m)| matches!(m, Membership::Join | Membership::Invite)).collect())
     }
 
     /// Up to `limit` events of a room before stream position `before` (exclusive; `None` = from
@@ -199,19 +182,8 @@ impl Store {
     /// Rooms where the user's membership passes `keep`.
     pub fn rooms_with_membership(&self, user: &str, keep: impl Fn(Membership) -> bool) -> Result<Vec<String>> {
         let r = self.read()?;
-        let user_rooms = r.open_table(USER_ROOMS)?;
-        let mut out = Vec::new();
-        for row in user_rooms.range((user, "")..)? {
-            let (k, v) = row?;
-            let (u, rid) = k.value();
-            if u != user {
-                break;
-            }
-            if keep(Membership::parse(v.value())) {
-                out.push(rid.to_string());
-            }
-        }
-        Ok(out)
+        let rooms = memberships(&r.open_table(USER_ROOMS)?, user)?;
+        Ok(rooms.into_iter().filter(|(_, m)| keep(*m)).map(|(rid, _)| rid).collect())
     }
 
     /// A user's event by id, if it is in a room.
@@ -317,15 +289,23 @@ fn direct_peer(
     room_id: &str,
     user: &str,
 ) -> Result<Option<String>> {
-    for row in members.range((room_id, "")..)? {
-        let (k, _) = row?;
-        let (rid, u) = k.value();
-        if rid != room_id {
+    Ok(memberships(members, room_id)?.into_iter().map(|(u, _)| u).find(|u| u != user))
+}
+
+/// The rows of a membership index (`ROOM_MEMBERS` or `USER_ROOMS`) whose first key is `first`:
+/// (second key, membership), in key order.
+fn memberships(
+    index: &impl ReadableTable<(&'static str, &'static str), &'static str>,
+    first: &str,
+) -> Result<Vec<(String, Membership)>> {
+    let mut out = Vec::new();
+    for row in index.range((first, "")..)? {
+        let (k, v) = row?;
+        let (f, second) = k.value();
+        if f != first {
             break;
         }
-        if u != user {
-            return Ok(Some(u.to_string()));
-        }
+        out.push((second.to_string(), Membership::parse(v.value())));
     }
-    Ok(None)
+    Ok(out)
 }
