@@ -181,10 +181,7 @@ async fn direct_messages_reuse_one_room() {
 #[tokio::test]
 async fn messages_idempotent_paginated_and_unread() {
     let s = TestServer::start().await;
-    let ana = s.register("ana").await;
-    let ben = s.register("ben").await;
-    let room = s.create_room(&ana, "General", "public").await;
-    s.join(&ben, &room).await;
+    let (ana, ben, room) = s.ana_and_ben_in_general().await;
 
     // A retried send with the same txn_id is one message with one id.
     let (st, first) = s.send(&ana, &room, "hello", "same-txn").await;

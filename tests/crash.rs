@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Binary, post_json};
-use serde_json::{Value, json};
+use common::{Binary, message_bodies, post_json};
+use serde_json::json;
 
 fn start(dir: &std::path::Path) -> Binary {
     Binary::start(dir, "127.0.0.1:0", &["--server-name", "crash.test"])
@@ -26,32 +26,6 @@ impl Lcg {
     fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         self.0 >> 33
-    }
-}
-
-async fn bodies(http: &reqwest::Client, url: &str, token: &str, room: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let q = cursor.as_ref().map(|c| format!("&before={c}")).unwrap_or_default();
-        let v: Value = http
-            .get(format!("{url}/api/v1/rooms/{room}/messages?limit=200{q}"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        for e in v["events"].as_array().unwrap() {
-            if e["type"] == "m.room.message" {
-                out.push(e["content"]["body"].as_str().unwrap().to_string());
-            }
-        }
-        match v["next"].as_str() {
-            Some(n) => cursor = Some(n.to_string()),
-            None => return out,
-        }
     }
 }
 
@@ -109,7 +83,7 @@ async fn sigkill_under_write_load_loses_and_duplicates_nothing() {
 
         server = start(data.path());
         url = server.url.clone();
-        let stored = bodies(&http, &url, &token, &room).await;
+        let stored = message_bodies(&http, &url, &token, &room).await;
         let attempted_now = attempted.lock().unwrap().clone();
         let acked_now = acked.lock().unwrap().clone();
         let mut seen = BTreeSet::new();
@@ -135,7 +109,7 @@ async fn sigkill_under_write_load_loses_and_duplicates_nothing() {
             assert!(r.status().is_success(), "retry of {txn}: {}", r.status());
             acked.lock().unwrap().insert(txn.clone());
         }
-        let stored = bodies(&http, &url, &token, &room).await;
+        let stored = message_bodies(&http, &url, &token, &room).await;
         let unique: BTreeSet<&String> = stored.iter().collect();
         assert_eq!(unique.len(), stored.len(), "round {round}: a retry duplicated a message (seed {seed})");
         assert_eq!(stored.len(), attempted.lock().unwrap().len(), "round {round}: count mismatch (seed {seed})");

@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{Binary, TestServer, post_json};
+use common::{Binary, TestServer, message_bodies, post_json};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -148,17 +148,8 @@ async fn sigterm_shuts_down_gracefully_and_keeps_data() {
     assert!(waited.success(), "exit after SIGTERM: {waited:?}");
 
     let server = Binary::start(tmp.path(), "127.0.0.1:0", &[]);
-    let v: serde_json::Value = http
-        .get(format!("{}/api/v1/rooms/{room}/messages?limit=200", server.url))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let n = v["events"].as_array().unwrap().iter().filter(|e| e["type"] == "m.room.message").count();
-    assert_eq!(n, 20);
+    let bodies = message_bodies(&http, &server.url, &token, &room).await;
+    assert_eq!(bodies, (0..20).map(|i| format!("m{i}")).collect::<Vec<_>>());
     server.kill();
 }
 

@@ -12,11 +12,8 @@ use serde_json::json;
 #[tokio::test]
 async fn members_receive_each_others_messages_live_in_every_tab() {
     let s = TestServer::start().await;
-    let ana = s.register("ana").await;
-    let ben = s.register("ben").await;
+    let (ana, ben, room) = s.ana_and_ben_in_general().await;
     let cy = s.register("cy").await;
-    let room = s.create_room(&ana, "General", "public").await;
-    s.join(&ben, &room).await;
 
     let mut ana_ws = s.ws(&ana, None).await;
     let mut ben_tab1 = s.ws(&ben, None).await;
@@ -64,10 +61,7 @@ async fn members_receive_each_others_messages_live_in_every_tab() {
 #[tokio::test]
 async fn reconnect_with_stale_position_gets_missed_events_once_in_order() {
     let s = TestServer::start().await;
-    let ana = s.register("ana").await;
-    let ben = s.register("ben").await;
-    let room = s.create_room(&ana, "General", "public").await;
-    s.join(&ben, &room).await;
+    let (ana, ben, room) = s.ana_and_ben_in_general().await;
 
     let mut ben_ws = s.ws(&ben, None).await;
     s.send(&ana, &room, "seen-1", "s1").await;
@@ -102,11 +96,8 @@ async fn a_stuck_client_never_slows_the_room_and_catches_up_from_the_store() {
     let mut cfg = chat::Config::with_data_dir(tempfile::tempdir().unwrap().keep());
     cfg.limits.live_queue = 8;
     let s = TestServer::start_with(cfg).await;
-    let ana = s.register("ana").await;
-    let ben = s.register("ben").await;
+    let (ana, ben, room) = s.ana_and_ben_in_general().await;
     let slow = s.register("slow").await;
-    let room = s.create_room(&ana, "General", "public").await;
-    s.join(&ben, &room).await;
     s.join(&slow, &room).await;
 
     // `slow` connects and then does not read at all.

@@ -46,10 +46,7 @@ const SECOND: Duration = Duration::from_secs(1);
 #[tokio::test]
 async fn presence_and_typing_reach_the_other_member_within_a_second_and_expire() {
     let s = TestServer::start().await;
-    let ana = s.register("ana").await;
-    let ben = s.register("ben").await;
-    let room = s.create_room(&ana, "General", "public").await;
-    s.join(&ben, &room).await;
+    let (ana, ben, room) = s.ana_and_ben_in_general().await;
 
     let mut ben_ws = s.ws(&ben, None).await;
     assert_eq!(ben_ws.presence, json!({}), "nobody else is online yet");
@@ -96,11 +93,8 @@ async fn presence_and_typing_reach_the_other_member_within_a_second_and_expire()
 #[tokio::test]
 async fn appear_offline_and_typing_rules() {
     let s = TestServer::start().await;
-    let ana = s.register("ana").await;
-    let ben = s.register("ben").await;
+    let (ana, ben, room) = s.ana_and_ben_in_general().await;
     let cy = s.register("cy").await;
-    let room = s.create_room(&ana, "General", "public").await;
-    s.join(&ben, &room).await;
     let mut ben_ws = s.ws(&ben, None).await;
     let _ana_ws = s.ws(&ana, None).await;
     expect(&mut ben_ws, "presence", SECOND, presence_of(&ana.id, "online")).await;
@@ -127,10 +121,7 @@ async fn appear_offline_and_typing_rules() {
 #[tokio::test]
 async fn a_fast_typist_sends_a_bounded_number_of_frames() {
     let s = TestServer::start().await;
-    let ana = s.register("ana").await;
-    let ben = s.register("ben").await;
-    let room = s.create_room(&ana, "General", "public").await;
-    s.join(&ben, &room).await;
+    let (ana, ben, room) = s.ana_and_ben_in_general().await;
     let mut ben_ws = s.ws(&ben, None).await;
     let mut ana_ws = s.ws(&ana, None).await;
     // 200 start/stop toggles as fast as possible: the room sees at most a handful.
@@ -151,10 +142,7 @@ async fn a_fast_typist_sends_a_bounded_number_of_frames() {
 async fn reading_in_one_tab_clears_the_other_tab_and_counts_survive_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let s = TestServer::start_in(tmp.path()).await;
-    let ana = s.register("ana").await;
-    let ben = s.register("ben").await;
-    let room = s.create_room(&ana, "General", "public").await;
-    s.join(&ben, &room).await;
+    let (ana, ben, room) = s.ana_and_ben_in_general().await;
     for (i, body) in ["one", "hey @ana, look", "three"].iter().enumerate() {
         s.send(&ben, &room, body, &format!("b{i}")).await;
     }

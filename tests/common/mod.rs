@@ -89,25 +89,20 @@ impl TestServer {
     }
 
     pub async fn post(&self, token: Option<&str>, path: &str, body: Value) -> (StatusCode, Value) {
-        let mut req = self.http.post(format!("{}{path}", self.url)).json(&body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let res = req.send().await.unwrap();
-        let status = res.status();
-        let v = res.json::<Value>().await.unwrap_or(Value::Null);
-        (status, v)
+        answer(self.http.post(format!("{}{path}", self.url)).json(&body), token).await
     }
 
     pub async fn get(&self, token: Option<&str>, path: &str) -> (StatusCode, Value) {
-        let mut req = self.http.get(format!("{}{path}", self.url));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let res = req.send().await.unwrap();
-        let status = res.status();
-        let v = res.json::<Value>().await.unwrap_or(Value::Null);
-        (status, v)
+        answer(self.http.get(format!("{}{path}", self.url)), token).await
+    }
+
+    /// Ana and Ben registered; Ana created the public room "General" and Ben joined it.
+    pub async fn ana_and_ben_in_general(&self) -> (User, User, String) {
+        let ana = self.register("ana").await;
+        let ben = self.register("ben").await;
+        let room = self.create_room(&ana, "General", "public").await;
+        self.join(&ben, &room).await;
+        (ana, ben, room)
     }
 
     pub async fn create_room(&self, u: &User, name: &str, visibility: &str) -> String {
@@ -127,27 +122,7 @@ impl TestServer {
 
     /// All message bodies of a room, oldest first, following the cursor.
     pub async fn bodies(&self, u: &User, room: &str) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let q = match &cursor {
-                Some(c) => format!("?limit=200&before={c}"),
-                None => "?limit=200".into(),
-            };
-            let (s, v) = self.get(Some(&u.token), &format!("/api/v1/rooms/{room}/messages{q}")).await;
-            assert_eq!(s, StatusCode::OK, "{v}");
-            for e in v["events"].as_array().unwrap() {
-                if e["type"] == "m.room.message" {
-                    out.push(e["content"]["body"].as_str().unwrap().to_string());
-                }
-            }
-            match v["next"].as_str() {
-                Some(n) => cursor = Some(n.to_string()),
-                None => break,
-            }
-        }
-        out.reverse();
-        out
+        message_bodies(&self.http, &self.url, &u.token, room).await
     }
 
     /// Connects with `since` and returns the raw stream and every frame before `ready`.
@@ -298,13 +273,41 @@ impl Binary {
     }
 }
 
-/// POSTs JSON with an optional bearer token; returns status and body.
-pub async fn post_json(http: &reqwest::Client, url: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
-    let mut req = http.post(url).json(&body);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
+/// Sends a request with an optional bearer token; returns status and JSON body (Null if none).
+pub async fn answer(req: reqwest::RequestBuilder, token: Option<&str>) -> (StatusCode, Value) {
+    let req = match token {
+        Some(t) => req.bearer_auth(t),
+        None => req,
+    };
     let res = req.send().await.unwrap();
     let status = res.status();
     (status, res.json().await.unwrap_or(Value::Null))
+}
+
+/// POSTs JSON with an optional bearer token; returns status and body.
+pub async fn post_json(http: &reqwest::Client, url: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+    answer(http.post(url).json(&body), token).await
+}
+
+/// All message bodies of a room on the server at `base`, oldest first, following the cursor.
+pub async fn message_bodies(http: &reqwest::Client, base: &str, token: &str, room: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let q = cursor.as_ref().map(|c| format!("&before={c}")).unwrap_or_default();
+        let url = format!("{base}/api/v1/rooms/{room}/messages?limit=200{q}");
+        let (status, v) = answer(http.get(url), Some(token)).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        for e in v["events"].as_array().unwrap() {
+            if e["type"] == "m.room.message" {
+                out.push(e["content"]["body"].as_str().unwrap().to_string());
+            }
+        }
+        match v["next"].as_str() {
+            Some(n) => cursor = Some(n.to_string()),
+            None => break,
+        }
+    }
+    out.reverse();
+    out
 }
