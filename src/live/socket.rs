@@ -96,32 +96,26 @@ struct Link {
 
 impl Link {
     async fn send(&mut self, text: impl Into<Utf8Bytes>) -> Result<()> {
-        match tokio::time::timeout(SEND_TIMEOUT, self.sink.send(Message::Text(text.into()))).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(Error::Unavailable(format!("send failed: {e}"))),
-            Err(_) => Err(Error::Unavailable("client too slow".into())),
-        }
+        self.send_texts(vec![text.into()]).await
     }
 
-    /// Writes the frames above `last`, in order, with one flush at the end.
+    /// Writes the event frames above `last`, in order, with one flush at the end.
     async fn send_frames(&mut self, frames: Vec<super::hub::Frame>) -> Result<()> {
-        let work = async {
-            for f in frames {
-                if f.pos > self.last {
-                    self.sink.feed(Message::Text(f.text)).await?;
-                    self.last = f.pos;
-                }
+        let mut texts = Vec::with_capacity(frames.len());
+        for f in frames {
+            if f.pos > self.last {
+                self.last = f.pos;
+                texts.push(f.text);
             }
-            self.sink.flush().await
-        };
-        match tokio::time::timeout(SEND_TIMEOUT, work).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(Error::Unavailable(format!("send failed: {e}"))),
-            Err(_) => Err(Error::Unavailable("client too slow".into())),
         }
+        if texts.is_empty() {
+            return Ok(());
+        }
+        // A failed write ends the connection, so `last` running ahead of it does not matter.
+        self.send_texts(texts).await
     }
 
-    /// Writes ephemeral frames with one flush.
+    /// Writes frames with one flush; a client that does not take them in time is dropped.
     async fn send_texts(&mut self, texts: Vec<Utf8Bytes>) -> Result<()> {
         let work = async {
             for t in texts {
@@ -158,11 +152,13 @@ impl Link {
             self.last = pos;
             return Ok(());
         }
-        for ev in events {
-            if ev.pos > self.last {
-                self.send(frames::event_frame(&ev)).await?;
-                self.last = ev.pos;
-            }
+        // Same batching as live delivery: one flush per chunk, not per event.
+        for chunk in events.chunks(WRITE_BATCH) {
+            let batch = chunk
+                .iter()
+                .map(|ev| super::hub::Frame { pos: ev.pos, text: frames::event_frame(ev).into() })
+                .collect();
+            self.send_frames(batch).await?;
         }
         Ok(())
     }
