@@ -144,11 +144,6 @@ impl Event {
         v
     }
 
-    /// Whether this is a state event.
-    pub fn is_state(&self) -> bool {
-        self.state_key.is_some()
-    }
-
     /// Recomputes the content hash and id and checks that they match (tamper detection).
     pub fn verify_hashes(&self) -> bool {
         let is_create = self.kind == M_ROOM_CREATE;

@@ -412,11 +412,6 @@ impl Hub {
         self.lagged.load(Ordering::Relaxed)
     }
 
-    /// Number of open connections.
-    pub fn connections(&self) -> usize {
-        self.lock().users.values().map(|u| u.conns.len()).sum()
-    }
-
     /// Delivers a committed batch, in order. Called on the writer thread after commit.
     pub fn publish(&self, batch: &[Arc<StoredEvent>]) {
         let mut inner = self.lock();

@@ -7,7 +7,7 @@ pub mod rooms;
 pub mod tables;
 pub mod writer;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
@@ -28,7 +28,6 @@ pub const DB_FILE: &str = "chat.redb";
 pub struct Store {
     db: Arc<Database>,
     writer: Writer,
-    path: Arc<PathBuf>,
 }
 
 impl Store {
@@ -48,7 +47,7 @@ impl Store {
         let pos = writer::load_stream_pos(&db).map_err(|e| e.to_string())?;
         let db = Arc::new(db);
         let (writer, thread) = Writer::start(db.clone(), pos, on_commit);
-        Ok((Store { db, writer, path: Arc::new(path) }, thread))
+        Ok((Store { db, writer }, thread))
     }
 
     /// Starts a read transaction: a consistent snapshot of everything committed so far.
@@ -82,11 +81,6 @@ impl Store {
     /// How many handles share the database (the store clones plus the writer thread).
     pub fn handles(&self) -> usize {
         Arc::strong_count(&self.db)
-    }
-
-    /// Path of the database file.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 

@@ -196,11 +196,6 @@ impl Store {
         Ok(self.read()?.open_table(READ_MARKERS)?.get((user, room_id))?.map(|v| v.value()).unwrap_or(0))
     }
 
-    /// The direct-message room between two users, if any.
-    pub fn direct_room(&self, a: &str, b: &str) -> Result<Option<String>> {
-        Ok(self.read()?.open_table(DIRECT_ROOMS)?.get((a, b))?.map(|v| v.value().to_string()))
-    }
-
     /// Unread and mention counts of one user in one room.
     pub fn unread_counts(&self, user: &str, room_id: &str) -> Result<(u64, u64)> {
         let r = self.read()?;
