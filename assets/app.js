@@ -2,6 +2,8 @@
 // The server renders every fragment (same maud functions as the page); this file only places
 // them, sends what the user types, and reconnects. No framework, no build step.
 
+import { createCalls } from './call.js';
+
 const body = document.body;
 const me = body.dataset.user;
 const roomEl = document.getElementById('room');
@@ -122,6 +124,7 @@ function mentionsMe(ev) {
 function onEvent(f) {
   if (f.pos > since) since = f.pos;
   const ev = f.event;
+  if (calls && ev.type.startsWith('m.call.')) calls.onSignal(f);
   const isMember = ev.type === 'm.room.member';
   if (f.room_id !== currentRoom) {
     if (isMember && ev.state_key === me) refreshRoomList();
@@ -159,6 +162,19 @@ function onEvent(f) {
     if (ev.state_key === me && ev.content.membership !== 'join') location.assign('/rooms');
   }
   markRead();
+}
+
+// A call signal on the priority lane: handled at once, and its timeline row (the end of a call)
+// placed by position. It does not move `since`: messages before it may still be on their way.
+function onCallFrame(f) {
+  if (calls) calls.onSignal(f);
+  const tl = timelineEl();
+  if (f.room_id !== currentRoom || !tl || document.getElementById(`ev-${f.pos}`)) return;
+  const stick = nearBottom(tl);
+  const node = fragment(f.html);
+  localize(node);
+  insertByPos(tl, node, f.pos);
+  if (stick) scrollToBottom();
 }
 
 // Unsent messages survive a reload: they are kept in sessionStorage until acknowledged.
@@ -215,11 +231,14 @@ function connect() {
     try { f = JSON.parse(m.data); } catch { return; }
     switch (f.t) {
       case 'event': onEvent(f); break;
+      case 'call': onCallFrame(f); break;
+      case 'call_roster': if (calls) calls.onRoster(f); break;
       case 'ready':
         since = Math.max(since, f.pos);
         live = true;
         setConn('live', '');
         flushOutbox();
+        if (calls) calls.onReady();
         reportActivity(true);
         markRead();
         break;
@@ -448,8 +467,11 @@ function setupHistory() {
   requestAnimationFrame(loadOlder);
 }
 
+let calls = null;
 localize(document);
 if (me) {
+  calls = createCalls({ me, send, displayName, currentRoom });
+  window.chatCalls = calls;
   loadOutbox();
   setupComposer();
   setupHistory();

@@ -1,7 +1,7 @@
 //! Settings: defaults for a zero-config start, an optional TOML file, `CHAT_*` environment
 //! variables and command-line flags, merged in that order (later wins).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -12,6 +12,8 @@ use crate::ids::ServerName;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default data directory, relative to the working directory.
 pub const DEFAULT_DATA_DIR: &str = "chat-data";
+/// Default port of the TURN relay (UDP and TCP), the IANA port for STUN/TURN.
+pub const DEFAULT_TURN_PORT: u16 = 3478;
 
 /// The effective settings of a running server.
 #[derive(Debug, Clone)]
@@ -24,6 +26,55 @@ pub struct Config {
     pub server_name: Option<ServerName>,
     /// Size, rate and queue limits.
     pub limits: Limits,
+    /// The built-in TURN relay.
+    pub turn: TurnConfig,
+}
+
+/// The built-in TURN relay (the `[turn]` table).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TurnConfig {
+    /// Run the relay.
+    pub enabled: bool,
+    /// UDP and TCP address; `None` means the web listener's IP on port 3478.
+    pub listen: Option<SocketAddr>,
+    /// The address browsers reach the relay at; `None` means the listen IP.
+    pub public_ip: Option<IpAddr>,
+    /// Relay to loopback, private and link-local peers too (LAN-only setups and tests).
+    pub allow_private_peers: bool,
+    /// Most live allocations per user.
+    pub allocations_per_user: usize,
+    /// Most live allocations in total.
+    pub allocations_total: usize,
+    /// Lifetime of a minted TURN credential, seconds (a call longer than this cannot refresh).
+    pub credential_ttl_secs: u64,
+}
+
+impl Default for TurnConfig {
+    fn default() -> Self {
+        TurnConfig {
+            enabled: true,
+            listen: None,
+            public_ip: None,
+            allow_private_peers: false,
+            allocations_per_user: 32,
+            allocations_total: 1000,
+            credential_ttl_secs: 12 * 3600,
+        }
+    }
+}
+
+impl TurnConfig {
+    /// Rejects values that would make the relay unusable.
+    pub fn check(&self) -> Result<(), String> {
+        if self.allocations_per_user == 0 || self.allocations_total == 0 {
+            return Err("turn.allocations_per_user and turn.allocations_total must be greater than 0".into());
+        }
+        if self.credential_ttl_secs < 60 {
+            return Err("turn.credential_ttl_secs: must be at least 60".into());
+        }
+        Ok(())
+    }
 }
 
 /// Bounds on sizes, queues and rates. Every one has a default suited to a small box.
@@ -79,6 +130,9 @@ pub struct FileConfig {
     /// See [`Limits`].
     #[serde(default)]
     pub limits: Option<Limits>,
+    /// See [`TurnConfig`].
+    #[serde(default)]
+    pub turn: Option<TurnConfig>,
 }
 
 /// Settings as given on the command line or in the environment (already merged by clap).
@@ -96,6 +150,18 @@ pub struct ServeArgs {
     /// Server name used in user ids [default: derived from the listen address].
     #[arg(long, env = "CHAT_SERVER_NAME", value_name = "NAME")]
     pub server_name: Option<String>,
+    /// UDP and TCP address of the TURN relay [default: the listen IP, port 3478].
+    #[arg(long, env = "CHAT_TURN_LISTEN", value_name = "ADDR")]
+    pub turn_listen: Option<String>,
+    /// Address browsers reach the TURN relay at [default: the relay's listen IP].
+    #[arg(long, env = "CHAT_TURN_PUBLIC_IP", value_name = "IP")]
+    pub turn_public_ip: Option<String>,
+    /// Let the relay reach loopback, private and link-local addresses (LAN-only setups, tests).
+    #[arg(long, env = "CHAT_TURN_ALLOW_PRIVATE_PEERS")]
+    pub turn_allow_private_peers: bool,
+    /// Do not run the TURN relay.
+    #[arg(long, env = "CHAT_TURN_DISABLED")]
+    pub turn_disabled: bool,
 }
 
 impl Config {
@@ -106,6 +172,7 @@ impl Config {
             data_dir: data_dir.into(),
             server_name: None,
             limits: Limits::default(),
+            turn: TurnConfig::default(),
         }
     }
 
@@ -132,6 +199,21 @@ impl Config {
             cfg.limits = limits;
         }
         cfg.limits.check()?;
+        if let Some(turn) = file.turn {
+            cfg.turn = turn;
+        }
+        if let Some(addr) = &args.turn_listen {
+            cfg.turn.listen =
+                Some(addr.parse().map_err(|_| format!("turn_listen: {addr:?} is not an address like 0.0.0.0:3478"))?);
+        }
+        if let Some(ip) = &args.turn_public_ip {
+            cfg.turn.public_ip = Some(ip.parse().map_err(|_| format!("turn_public_ip: {ip:?} is not an IP address"))?);
+        }
+        cfg.turn.allow_private_peers |= args.turn_allow_private_peers;
+        if args.turn_disabled {
+            cfg.turn.enabled = false;
+        }
+        cfg.turn.check()?;
         Ok(cfg)
     }
 }

@@ -90,6 +90,14 @@ impl UserId {
         UserId(format!("@{localpart}:{server}"))
     }
 
+    /// Parses a full `@localpart:server` id.
+    pub fn parse(s: &str) -> Result<Self> {
+        if !s.trim_start().starts_with('@') {
+            return Err(Error::bad(format!("invalid user id {s:?}")));
+        }
+        Self::parse_or_local(s, &ServerName::localhost(1))
+    }
+
     /// Parses `@localpart:server`, or a bare local username resolved against `local_server`.
     pub fn parse_or_local(s: &str, local_server: &ServerName) -> Result<Self> {
         let s = s.trim();

@@ -11,10 +11,12 @@
 //! - [`events`]  the room event model (Matrix PDU shape): hashing, ids, content types.
 //! - [`auth`]    passwords (argon2id), tokens (JWT), sessions, extractors, rate limits.
 //! - [`rooms`]   room services and the authorization rules for every room event.
+//! - [`calls`]   call signalling rules and the built-in TURN relay (guard, TCP, credentials).
 //! - [`live`]    the WebSocket channel: hub, per-connection queues, catch-up, frames.
 //! - [`web`]     HTTP routes: JSON API, maud pages and fragments, embedded assets.
 
 pub mod auth;
+pub mod calls;
 pub mod config;
 pub mod error;
 pub mod events;

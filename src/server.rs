@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::TokenKeys;
 use crate::auth::ratelimit::RateLimiter;
+use crate::calls::turn::Relay;
 use crate::config::{Config, derive_server_name};
 use crate::live::Hub;
 use crate::state::{AppState, Inner};
@@ -52,6 +53,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let publish_hub = hub.clone();
     let (store, writer) = Store::open(&config.data_dir, Box::new(move |batch| publish_hub.publish(batch)))?;
     let secret = store::token_secret(&store).await.map_err(|e| format!("cannot create token secret: {e}"))?;
+    let turn = if config.turn.enabled {
+        let turn_secret =
+            store::secret(&store, "turn_secret").await.map_err(|e| format!("cannot create TURN secret: {e}"))?;
+        Some(Arc::new(Relay::start(&config.turn, addr.ip(), turn_secret, server_name.to_string()).await?))
+    } else {
+        None
+    };
     let state = AppState::new(Inner {
         store,
         hub,
@@ -61,7 +69,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         logins_per_account: RateLimiter::new(config.limits.logins_per_account_per_minute),
         limits: config.limits.clone(),
         shutdown: shutdown.clone(),
+        turn: turn.clone(),
+        calls: crate::calls::new_pending(),
     });
+    crate::calls::load_pending(&state).map_err(|e| format!("cannot read calls: {e}"))?;
+    crate::calls::spawn_sweeper(state.clone());
 
     // The hub's clock: typing notices expire and closed tabs turn offline after their grace.
     let ticker_hub = state.hub.clone();
@@ -84,6 +96,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let writer = Arc::new(std::sync::Mutex::new(Some(writer)));
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await;
+        if let Some(relay) = turn {
+            relay.close().await;
+        }
         // Every request has finished; commit whatever is still queued, then stop the writer.
         let w = writer.lock().ok().and_then(|mut w| w.take());
         if let Some(w) = w {

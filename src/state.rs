@@ -35,6 +35,10 @@ pub struct Inner {
     pub logins_per_account: RateLimiter,
     /// Cancelled when the server shuts down; long-lived tasks watch it.
     pub shutdown: CancellationToken,
+    /// Call invites waiting for an answer.
+    pub calls: Arc<crate::calls::Pending>,
+    /// The built-in TURN relay, unless turned off.
+    pub turn: Option<Arc<crate::calls::turn::Relay>>,
 }
 
 impl AppState {

@@ -34,6 +34,14 @@ async fn two_browsers_chat_live() {
     s.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn video_calls_through_our_turn_relay() {
+    let s = TestServer::start().await;
+    let url = s.url.clone();
+    tokio::task::spawn_blocking(move || run_script("calls.mjs", &url)).await.unwrap();
+    s.stop().await;
+}
+
 #[test]
 fn messages_typed_while_the_server_is_down_arrive_exactly_once() {
     use std::io::{BufRead, BufReader, Write};

@@ -172,7 +172,7 @@ impl Server {
         let dir = std::env::temp_dir().join(format!("chat-load-{}-{}", std::process::id(), now_micros()));
         std::fs::create_dir_all(&dir)?;
         let mut child = Command::new(&bin)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--listen", "127.0.0.1:0", "--turn-listen", "127.0.0.1:0", "--data-dir"])
             .arg(&dir)
             .env("CHAT_LOG", "warn")
             .stdout(Stdio::piped())

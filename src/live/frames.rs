@@ -41,12 +41,53 @@ pub enum ClientFrame {
         /// Typing or not.
         typing: bool,
     },
+    /// A call signal (`m.call.invite`, `answer`, `candidates`, …), stored as a room event.
+    Call {
+        /// Room.
+        room_id: String,
+        /// The event type.
+        #[serde(rename = "type")]
+        kind: String,
+        /// The signal's content (checked and rebuilt by the server).
+        content: serde_json::Value,
+        /// Client-chosen id echoed in the `ack` or `error`.
+        txn_id: String,
+    },
+    /// This tab joins a room's call (`conf_id`); the room sees the new roster.
+    CallJoin {
+        /// Room.
+        room_id: String,
+        /// Conference id.
+        conf_id: String,
+    },
+    /// This tab leaves a room's call.
+    CallLeave {
+        /// Room.
+        room_id: String,
+        /// Conference id.
+        conf_id: String,
+    },
 }
 
 /// `event`: a committed event in client form (without the DAG fields `prev_events`,
 /// `auth_events`, `depth`, `hashes` and `signatures`, which clients do not use; the history API
 /// has them), with its rendered fragment.
 pub fn event_frame(stored: &StoredEvent) -> String {
+    frame_of("event", stored)
+}
+
+/// `call`: a committed call signal on the priority lane; the same body as `event`. It does not
+/// move the client's resume position (messages before it may still be on their way).
+pub fn call_frame(stored: &StoredEvent) -> String {
+    frame_of("call", stored)
+}
+
+/// `call_roster`: who is in a room's call now (an empty list: the call is over).
+pub fn call_roster(room_id: &str, conf_id: &str, user_ids: &[String]) -> String {
+    json!({ "t": "call_roster", "room_id": room_id, "conf_id": conf_id, "user_ids": user_ids }).to_string()
+}
+
+fn frame_of(t: &str, stored: &StoredEvent) -> String {
     let ev = &stored.event;
     let mut client = json!({
         "event_id": ev.event_id,
@@ -60,7 +101,7 @@ pub fn event_frame(stored: &StoredEvent) -> String {
         client["state_key"] = json!(key);
     }
     json!({
-        "t": "event",
+        "t": t,
         "pos": stored.pos,
         "room_id": ev.room_id,
         "event": client,

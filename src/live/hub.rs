@@ -32,6 +32,8 @@ pub const TYPING_TTL: Duration = Duration::from_secs(6);
 pub const SNAPSHOT_CHUNK: usize = 50;
 /// Ephemeral frames queued per connection before new ones are dropped.
 pub const EPHEMERAL_QUEUE: usize = 64;
+/// Call frames (signals, rosters) queued per connection; overflow switches it to catch-up.
+pub const CALL_QUEUE: usize = 64;
 
 /// One event frame ready to send, with its stream position for de-duplication.
 #[derive(Clone)]
@@ -89,6 +91,7 @@ struct ConnSender {
     sid: String,
     tx: mpsc::Sender<Frame>,
     eph: mpsc::Sender<Utf8Bytes>,
+    call: mpsc::Sender<Utf8Bytes>,
     signals: Arc<ConnSignals>,
     idle: bool,
 }
@@ -115,6 +118,9 @@ impl OnlineUser {
     }
 }
 
+/// The people in one call: (user, connection), in joining order.
+type Roster = Vec<(Arc<str>, u64)>;
+
 #[derive(Default)]
 struct Inner {
     users: HashMap<Arc<str>, OnlineUser>,
@@ -122,6 +128,8 @@ struct Inner {
     rooms: HashMap<Arc<str>, HashSet<Arc<str>>>,
     /// Room id -> typing user -> when the notice expires.
     typing: HashMap<Arc<str>, HashMap<Arc<str>, Instant>>,
+    /// Room id -> conference id -> (user, connection) in the call, in joining order.
+    calls: HashMap<Arc<str>, HashMap<String, Roster>>,
 }
 
 /// Live delivery state. The lock guards plain maps, is never held across an await, and is
@@ -140,6 +148,8 @@ pub struct Conn {
     pub rx: mpsc::Receiver<Frame>,
     /// Queue of ephemeral frames.
     pub eph: mpsc::Receiver<Utf8Bytes>,
+    /// Priority queue of call frames.
+    pub call: mpsc::Receiver<Utf8Bytes>,
     /// Lag and close signals.
     pub signals: Arc<ConnSignals>,
     id: u64,
@@ -189,6 +199,7 @@ impl Hub {
     ) -> Result<Conn> {
         let (tx, rx) = mpsc::channel(self.queue);
         let (eph_tx, eph_rx) = mpsc::channel(EPHEMERAL_QUEUE);
+        let (call_tx, call_rx) = mpsc::channel(CALL_QUEUE);
         let signals = Arc::new(ConnSignals::default());
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut inner = self.lock();
@@ -223,19 +234,23 @@ impl Hub {
                 sid: sid.to_string(),
                 tx,
                 eph: eph_tx,
+                call: call_tx,
                 signals: signals.clone(),
                 idle: false,
             });
         }
         inner.announce_presence(user);
-        Ok(Conn { rx, eph: eph_rx, signals, id, user: user_key, hub: self.clone() })
+        Ok(Conn { rx, eph: eph_rx, call: call_rx, signals, id, user: user_key, hub: self.clone() })
     }
 
     fn disconnect(&self, user: &str, id: u64) {
         let mut inner = self.lock();
         let Some(u) = inner.users.get_mut(user) else { return };
         u.conns.retain(|c| c.id != id);
-        if u.conns.is_empty() {
+        let empty = u.conns.is_empty();
+        inner.leave_calls(|_, _, _, conn| conn == id);
+        let Some(u) = inner.users.get_mut(user) else { return };
+        if empty {
             // Keep the entry for the grace period: a reload reconnects before anyone notices.
             u.offline_since = Some(Instant::now());
         } else {
@@ -407,6 +422,65 @@ impl Hub {
         }
     }
 
+    /// Adds this connection to a room's call (`conf_id`), or takes it out. Only online members
+    /// of the room may join, and a call holds at most [`crate::calls::MAX_PARTICIPANTS`] people.
+    pub fn set_in_call(&self, user: &str, conn_id: u64, room: &str, conf_id: &str, joined: bool) -> Result<()> {
+        let mut inner = self.lock();
+        let (user_key, room_key) = match (inner.users.get_key_value(user), inner.rooms.get_key_value(room)) {
+            (Some((u, online)), Some((r, members))) if online.rooms.contains(room) && members.contains(user) => {
+                (u.clone(), r.clone())
+            }
+            _ => return Err(Error::Forbidden("you are not a member of this room".into())),
+        };
+        if !joined {
+            inner.leave_calls(|r, c, _, conn| conn == conn_id && r == room && c == conf_id);
+            return Ok(());
+        }
+        // One call per connection: joining another leaves the old one.
+        inner.leave_calls(|r, c, _, conn| conn == conn_id && !(r == room && c == conf_id));
+        let roster = inner.calls.entry(room_key.clone()).or_default().entry(conf_id.to_string()).or_default();
+        if roster.iter().any(|(_, c)| *c == conn_id) {
+            return Ok(());
+        }
+        let people: HashSet<&Arc<str>> = roster.iter().map(|(u, _)| u).collect();
+        if !people.contains(&user_key) && people.len() >= crate::calls::MAX_PARTICIPANTS {
+            return Err(Error::Conflict(format!(
+                "this call is full ({} people); a mesh call cannot carry more",
+                crate::calls::MAX_PARTICIPANTS
+            )));
+        }
+        roster.push((user_key, conn_id));
+        inner.announce_roster(&room_key, conf_id);
+        Ok(())
+    }
+
+    /// Who is in each call of a room: (conference id, users in joining order).
+    pub fn calls_in(&self, room: &str) -> Vec<(String, Vec<String>)> {
+        let inner = self.lock();
+        let mut out: Vec<(String, Vec<String>)> = inner
+            .calls
+            .get(room)
+            .map(|confs| confs.iter().map(|(c, r)| (c.clone(), roster_users(r))).collect())
+            .unwrap_or_default();
+        out.sort();
+        out
+    }
+
+    /// Call rosters of every room the user is in, as `call_roster` frames (sent after `ready`).
+    pub fn roster_snapshot(&self, user: &str) -> Vec<String> {
+        let inner = self.lock();
+        let Some(u) = inner.users.get(user) else { return Vec::new() };
+        let mut out = Vec::new();
+        for r in &u.rooms {
+            if let Some(confs) = inner.calls.get(r) {
+                for (conf, roster) in confs {
+                    out.push(frames::call_roster(r, conf, &roster_users(roster)));
+                }
+            }
+        }
+        out
+    }
+
     /// How many times a connection's queue overflowed and it was switched to catch-up.
     pub fn lagged_total(&self) -> u64 {
         self.lagged.load(Ordering::Relaxed)
@@ -417,6 +491,18 @@ impl Hub {
         let mut inner = self.lock();
         for stored in batch {
             let ev = &stored.event;
+            if crate::calls::is_call_event(&ev.kind) {
+                // Call signals skip the message queue: a backlog of messages never delays them.
+                let text = Utf8Bytes::from(frames::call_frame(stored));
+                if let Some(members) = inner.rooms.get(ev.room_id.as_str()) {
+                    for u in members {
+                        if let Some(online) = inner.users.get(u) {
+                            deliver_call(online, &text, &self.lagged);
+                        }
+                    }
+                }
+                continue;
+            }
             let frame = Frame { pos: stored.pos, text: Utf8Bytes::from(frames::event_frame(stored)) };
             let room: Arc<str> = Arc::from(ev.room_id.as_str());
             // A member event changes who receives this room: joins take effect before delivery
@@ -464,6 +550,42 @@ impl Inner {
         } else {
             online.rooms.remove(room);
             self.leave_room_set(room, user);
+            self.leave_calls(|r, _, u, _| r == &**room && u == user);
+        }
+    }
+
+    /// Removes the call entries that `gone(room, conf, user, conn)` selects and tells each
+    /// changed room its new roster.
+    fn leave_calls(&mut self, gone: impl Fn(&str, &str, &str, u64) -> bool) {
+        let mut changed = Vec::new();
+        for (room, confs) in self.calls.iter_mut() {
+            for (conf, roster) in confs.iter_mut() {
+                let before = roster.len();
+                roster.retain(|(u, c)| !gone(room, conf, u, *c));
+                if roster.len() != before {
+                    changed.push((room.clone(), conf.clone()));
+                }
+            }
+            confs.retain(|_, r| !r.is_empty());
+        }
+        self.calls.retain(|_, c| !c.is_empty());
+        for (room, conf) in changed {
+            self.announce_roster(&room, &conf);
+        }
+    }
+
+    /// Sends a call's roster to the room's online members (an empty list: the call ended).
+    fn announce_roster(&self, room: &Arc<str>, conf: &str) {
+        let users = self.calls.get(room).and_then(|c| c.get(conf)).map(|r| roster_users(r)).unwrap_or_default();
+        let text = Utf8Bytes::from(frames::call_roster(room, conf, &users));
+        if let Some(members) = self.rooms.get(room) {
+            for m in members {
+                if let Some(u) = self.users.get(m) {
+                    for c in &u.conns {
+                        let _ = c.call.try_send(text.clone());
+                    }
+                }
+            }
         }
     }
 
@@ -533,6 +655,26 @@ impl Inner {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Users of a roster, each once, in joining order.
+fn roster_users(roster: &[(Arc<str>, u64)]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (u, _) in roster {
+        if !out.iter().any(|x| **x == **u) {
+            out.push(u.to_string());
+        }
+    }
+    out
+}
+
+fn deliver_call(online: &OnlineUser, text: &Utf8Bytes, lagged_total: &AtomicU64) {
+    for c in &online.conns {
+        if c.call.try_send(text.clone()).is_err() && !c.signals.lagged.swap(true, Ordering::AcqRel) {
+            lagged_total.fetch_add(1, Ordering::Relaxed);
+            c.signals.wake.notify_one();
         }
     }
 }

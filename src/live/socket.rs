@@ -179,6 +179,9 @@ async fn run(state: AppState, session: Session, mut conn: Conn, since: Option<u6
     for frame in state.hub.presence_snapshot(&user) {
         link.send(frame).await?;
     }
+    for frame in state.hub.roster_snapshot(&user) {
+        link.send(frame).await?;
+    }
 
     let (reply_tx, mut reply_rx) = mpsc::channel::<String>(IN_FLIGHT * 2);
     let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
@@ -213,6 +216,14 @@ async fn run(state: AppState, session: Session, mut conn: Conn, since: Option<u6
                     while conn.rx.try_recv().is_ok() {}
                     link.catch_up(&state, &user).await?;
                 }
+            }
+            Some(text) = conn.call.recv() => {
+                // Call signals first: ringing and ICE must not wait behind a message backlog.
+                let mut batch = vec![text];
+                while let Ok(t) = conn.call.try_recv() {
+                    batch.push(t);
+                }
+                link.send_texts(batch).await?;
             }
             Some(reply) = reply_rx.recv() => link.send(reply).await?,
             Some(frame) = conn.rx.recv() => {
@@ -367,6 +378,33 @@ async fn handle(
                 drop(permit);
             });
         }
+        ClientFrame::Call { room_id, kind, content, txn_id } => {
+            let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+                let _ = reply_tx.try_send(frames::error(Some(&txn_id), &Error::TooManyRequests(1)));
+                return;
+            };
+            let queued = match crate::ids::parse_room_id(&room_id) {
+                Ok(rid) => crate::calls::submit_signal(state, &session.user, rid, &kind, &content).await,
+                Err(e) => Err(e),
+            };
+            let reply_tx = reply_tx.clone();
+            tokio::spawn(async move {
+                let out = match queued {
+                    Ok(committed) => committed.wait().await,
+                    Err(e) => Err(e),
+                };
+                let reply = match out {
+                    Ok(sent) => frames::ack(&txn_id, &sent.event_id, sent.pos),
+                    Err(e) => frames::error(Some(&txn_id), &e),
+                };
+                let _ = reply_tx.send(reply).await;
+                drop(permit);
+            });
+        }
+        ClientFrame::CallJoin { room_id, conf_id } => in_call(state, session, conn, reply_tx, &room_id, &conf_id, true),
+        ClientFrame::CallLeave { room_id, conf_id } => {
+            in_call(state, session, conn, reply_tx, &room_id, &conf_id, false)
+        }
         ClientFrame::Read { room_id, pos } => {
             let Ok(permit) = in_flight.clone().try_acquire_owned() else {
                 let _ = reply_tx.try_send(frames::error(None, &Error::TooManyRequests(1)));
@@ -384,5 +422,22 @@ async fn handle(
                 drop(permit);
             });
         }
+    }
+}
+
+/// Joins or leaves a room's call roster (hub only, never the store).
+fn in_call(
+    state: &AppState,
+    session: &Session,
+    conn: &Conn,
+    reply_tx: &mpsc::Sender<String>,
+    room_id: &str,
+    conf_id: &str,
+    joined: bool,
+) {
+    let out = crate::calls::check_conf_id(conf_id)
+        .and_then(|()| state.hub.set_in_call(session.user.as_str(), conn.id(), room_id, conf_id, joined));
+    if let Err(e) = out {
+        let _ = reply_tx.try_send(frames::error(None, &e));
     }
 }

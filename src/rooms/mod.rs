@@ -262,6 +262,10 @@ pub async fn mark_read(state: &AppState, user: &UserId, room_id: &str, pos: u64)
 }
 
 /// The one path for a user's event into an existing room: load, authorize, build, persist.
+pub(crate) fn append_event(tx: &mut Tx<'_>, room_id: &str, sender: &str, new: NewEvent) -> Result<Arc<StoredEvent>> {
+    append(tx, room_id, sender, new)
+}
+
 fn append(tx: &mut Tx<'_>, room_id: &str, sender: &str, new: NewEvent) -> Result<Arc<StoredEvent>> {
     let mut room: RoomRecord =
         get_json(&tx.txn.open_table(ROOMS)?, room_id)?.ok_or_else(|| Error::NotFound("no such room".into()))?;

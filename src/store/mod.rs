@@ -123,6 +123,7 @@ fn create_tables(txn: &WriteTransaction) -> Result<()> {
     txn.open_table(READ_MARKERS)?;
     txn.open_table(DIRECT_ROOMS)?;
     txn.open_table(MENTIONS)?;
+    txn.open_table(CALLS)?;
     Ok(())
 }
 
@@ -148,25 +149,52 @@ pub fn put_json<T: Serialize>(
     Ok(())
 }
 
+/// Reads and decodes a JSON record under a pair key.
+pub fn get_json_pair<T: DeserializeOwned>(
+    table: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    key: (&str, &str),
+) -> Result<Option<T>> {
+    match table.get(key)? {
+        Some(v) => Ok(Some(serde_json::from_slice(v.value())?)),
+        None => Ok(None),
+    }
+}
+
+/// Encodes and writes a JSON record under a pair key.
+pub fn put_json_pair<T: Serialize>(
+    table: &mut redb::Table<'_, (&'static str, &'static str), &'static [u8]>,
+    key: (&str, &str),
+    value: &T,
+) -> Result<()> {
+    let bytes = serde_json::to_vec(value)?;
+    table.insert(key, bytes.as_slice())?;
+    Ok(())
+}
+
 /// Reads the 32-byte token signing secret, creating it on first use.
 pub async fn token_secret(store: &Store) -> Result<Vec<u8>> {
+    secret(store, "jwt_secret").await
+}
+
+/// Reads the 32-byte secret kept in `meta` under `name`, creating it on first use.
+pub async fn secret(store: &Store, name: &'static str) -> Result<Vec<u8>> {
     let existing = {
         let r = store.read()?;
         let meta = r.open_table(META)?;
-        meta.get("jwt_secret")?.map(|v| v.value().to_vec())
+        meta.get(name)?.map(|v| v.value().to_vec())
     };
     if let Some(s) = existing {
         return Ok(s);
     }
     store
-        .write(|tx| {
+        .write(move |tx| {
             let mut meta = tx.txn.open_table(META)?;
-            if let Some(v) = meta.get("jwt_secret")? {
+            if let Some(v) = meta.get(name)? {
                 return Ok(v.value().to_vec());
             }
             let mut secret = vec![0u8; 32];
             getrandom::fill(&mut secret).map_err(|e| Error::Internal(e.to_string()))?;
-            meta.insert("jwt_secret", secret.as_slice())?;
+            meta.insert(name, secret.as_slice())?;
             Ok(secret)
         })
         .await

@@ -4,7 +4,7 @@
 use redb::TableDefinition;
 
 /// Setting name -> bytes. Keys: `schema_version` (u32 LE), `stream_pos` (u64 LE, last position
-/// handed out), `jwt_secret` (32 random bytes).
+/// handed out), `jwt_secret` and `turn_secret` (32 random bytes each).
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 /// Canonical (lower-case) username -> JSON [`super::accounts::UserRecord`].
@@ -44,6 +44,9 @@ pub const READ_MARKERS: TableDefinition<(&str, &str), u64> = TableDefinition::ne
 
 /// (user id, other user id) -> room id of their direct-message room, stored for both orders.
 pub const DIRECT_ROOMS: TableDefinition<(&str, &str), &str> = TableDefinition::new("direct_rooms");
+
+/// (room id, call id) -> JSON [`crate::calls::CallRecord`]: who called whom, answered, ended.
+pub const CALLS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("calls");
 
 /// (user id, room id, stream position) -> (): messages that mention the user, for mention counts.
 pub const MENTIONS: TableDefinition<(&str, &str, u64), ()> = TableDefinition::new("mentions");

@@ -282,6 +282,13 @@ pub async fn read(
     Ok(Json(json!({ "unread": unread, "mentions": mentions })))
 }
 
+/// `GET /turn` → `{urls, username, credential, ttl}`: fresh TURN credentials for this user,
+/// in the shape of an `RTCIceServer`.
+pub async fn turn(State(state): State<AppState>, session: Session) -> Result<Json<Value>> {
+    let relay = state.turn.as_ref().ok_or_else(|| Error::NotFound("this server runs no TURN relay".into()))?;
+    Ok(Json(json!(relay.ice_server(session.user.as_str()))))
+}
+
 /// `GET /settings`: the caller's privacy settings.
 pub async fn settings(State(state): State<AppState>, session: Session) -> Result<Json<Value>> {
     Ok(Json(json!(account::privacy(&state, &session)?)))

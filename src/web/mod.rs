@@ -34,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .route("/rooms/{room_id}/read", post(api::read))
         .route("/dm", post(api::direct))
         .route("/settings", get(api::settings).post(api::set_settings))
+        .route("/turn", get(api::turn))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed);
 

@@ -218,6 +218,7 @@ pub async fn room(State(state): State<AppState>, PageSession(s): PageSession, ro
                 _ => Default::default(),
             };
             let typing = state.hub.typing_in(&id);
+            let calls = state.hub.calls_in(&id);
             let view = RoomView {
                 user,
                 since,
@@ -232,6 +233,7 @@ pub async fn room(State(state): State<AppState>, PageSession(s): PageSession, ro
                 read_before,
                 receipts: &receipts,
                 typing: &typing,
+                calls: &calls,
             };
             Ok(page(views::room_page(&view)))
         }

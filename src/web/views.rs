@@ -229,6 +229,8 @@ pub struct RoomView<'a> {
     pub receipts: &'a HashMap<u64, Vec<String>>,
     /// Who is typing now.
     pub typing: &'a [String],
+    /// Calls running in the room: (conference id, people in it).
+    pub calls: &'a [(String, Vec<String>)],
 }
 
 /// The room page.
@@ -253,6 +255,10 @@ pub fn room_page(v: &RoomView<'_>) -> Markup {
                             @if !v.room.topic.is_empty() { p.topic { (v.room.topic) } }
                         }
                         @if matches!(v.access, Access::Member) {
+                            div.call-buttons {
+                                button.call type="button" data-call="video" data-room-id=(id) title="Start a video call" { "Video call" }
+                                button.call type="button" data-call="voice" data-room-id=(id) title="Start a voice call" { "Voice call" }
+                            }
                             form.inline method="post" action={ "/rooms/" (id) "/leave" } {
                                 button.link type="submit" { "Leave" }
                             }
@@ -260,6 +266,11 @@ pub fn room_page(v: &RoomView<'_>) -> Markup {
                     }
                     @match v.access {
                         Access::Member => {
+                            div.callbar id="callbar" data-rosters=(serde_json::json!(v.calls).to_string()) hidden[v.calls.is_empty()] {
+                                @for (_, users) in v.calls {
+                                    span.who { "In call: " (users.iter().map(|u| display_name(u)).collect::<Vec<_>>().join(", ")) }
+                                }
+                            }
                             (timeline_with(v.events, v.next, v.user, v.read_before, v.receipts))
                             p.typing id="typing" aria-live="polite" { (typing_text(v.user, v.typing)) }
                             form.composer id="composer" method="post" action={ "/rooms/" (id) "/send" } {
@@ -351,12 +362,52 @@ pub fn event_item(stored: &StoredEvent) -> Markup {
                 time data-ts=(ev.origin_server_ts) { (clock(ev.origin_server_ts)) }
                 div.body { (text("body")) }
             }
+        } @else if crate::calls::is_call_event(&ev.kind) {
+            @if let Some(summary) = call_summary(ev) {
+                li.ev.note.call id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-sender=(ev.sender)
+                    data-kind=(ev.kind) { (summary) }
+            } @else {
+                // Signalling has no row of its own; the element keeps positions contiguous for
+                // history paging.
+                li.ev.signal id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-kind=(ev.kind) hidden {}
+            }
         } @else {
             li.ev.note id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-sender=(ev.sender) data-kind=(ev.kind)
                 data-state-key=[ev.state_key.as_deref()] {
                 (note(ev, who))
             }
         }
+    }
+}
+
+/// The timeline line for the end of a ringing call: "Video call with Ana and Ben, 3 min",
+/// "Missed video call from Ana", "Ben declined the call from Ana". Other signals have none.
+fn call_summary(ev: &Event) -> Option<String> {
+    let call = ev.content.get("chat.call")?;
+    if !call.get("ring").and_then(|v| v.as_bool()).unwrap_or(true) {
+        return None;
+    }
+    let name = |k: &str| display_name(call.get(k).and_then(|v| v.as_str()).unwrap_or_default()).to_string();
+    let (caller, invitee) = (name("caller"), name("invitee"));
+    let kind = if call.get("media").and_then(|v| v.as_str()) == Some("voice") { "voice call" } else { "video call" };
+    if ev.kind == crate::calls::REJECT {
+        return Some(format!("{invitee} declined the {kind} from {caller}"));
+    }
+    match call.get("duration_ms").and_then(|v| v.as_u64()) {
+        Some(ms) => {
+            Some(format!("{}{} with {caller} and {invitee}, {}", kind[..1].to_uppercase(), &kind[1..], duration(ms)))
+        }
+        None => Some(format!("Missed {kind} from {caller}")),
+    }
+}
+
+/// "45 s", "3 min", "1 h 5 min".
+fn duration(ms: u64) -> String {
+    let secs = ms / 1000;
+    match secs {
+        0..60 => format!("{secs} s"),
+        60..3600 => format!("{} min", (secs + 30) / 60),
+        _ => format!("{} h {} min", secs / 3600, (secs % 3600) / 60),
     }
 }
 

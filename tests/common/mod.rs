@@ -45,6 +45,9 @@ impl TestServer {
 
     pub async fn start_with(mut config: chat::Config) -> Self {
         config.listen = "127.0.0.1:0".parse().unwrap();
+        // Tests run in parallel: each relay on a free port, and relaying between local browsers.
+        config.turn.listen = Some("127.0.0.1:0".parse().unwrap());
+        config.turn.allow_private_peers = true;
         Self::start_at(config).await
     }
 
@@ -256,6 +259,7 @@ impl Binary {
             .args(["--listen", listen, "--data-dir"])
             .arg(dir)
             .env("CHAT_LOG", "error")
+            .env("CHAT_TURN_LISTEN", "127.0.0.1:0")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -1,0 +1,514 @@
+//! The front door of the TURN relay: every packet a client sends passes through [`Guard`] before
+//! the `turn` crate sees it, and every answer passes back through it.
+//!
+//! The crate relays for anyone with valid credentials to any address. The guard adds what a relay
+//! on the public internet needs:
+//! - **Credentials** are checked here first (TURN REST form), so a bad or expired one gets
+//!   `401 Unauthorized` (the crate answers 400).
+//! - **Peer policy**: CreatePermission and ChannelBind naming a loopback, private, link-local,
+//!   multicast or unspecified address get `403 Forbidden`, and Send indications to one are
+//!   dropped, unless private peers are allowed (TURN as a door into the LAN is the classic SSRF).
+//! - **Quotas**: allocations per user and in total (`486 Allocation Quota Reached`).
+//! - **Robustness**: packets that are neither well-formed STUN nor ChannelData are dropped here;
+//!   transient socket errors (an ICMP "port unreachable" surfacing as `ECONNREFUSED`) do not end
+//!   the crate's read loop, which stops only on shutdown.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use stun::attributes::*;
+use stun::error_code::*;
+use stun::integrity::MessageIntegrity;
+use stun::message::*;
+use stun::textattrs::TextAttribute;
+use tokio_util::sync::CancellationToken;
+use webrtc_util::Conn;
+
+use super::turn::Credentials;
+
+/// Decides which peer addresses the relay may talk to.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerPolicy {
+    /// Relay to loopback, private and link-local addresses too (LANs and tests).
+    pub allow_private: bool,
+}
+
+impl PeerPolicy {
+    /// Whether the relay may exchange packets with `ip`.
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        // Never: addresses that name no single host.
+        let never = match ip {
+            IpAddr::V4(a) => a.is_unspecified() || a.is_multicast() || a.is_broadcast() || a.octets()[0] == 0,
+            IpAddr::V6(a) => a.is_unspecified() || a.is_multicast(),
+        };
+        if never {
+            return false;
+        }
+        self.allow_private || !is_internal(ip)
+    }
+}
+
+/// Loopback, private (RFC 1918, shared address space, unique local), link-local and other
+/// special-purpose ranges that must not be reachable through a public relay.
+pub fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => {
+            let o = a.octets();
+            a.is_loopback()
+                || a.is_private()
+                || a.is_link_local()
+                || (o[0] == 100 && (o[1] & 0xc0) == 64) // 100.64.0.0/10, carrier-grade NAT
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0) // 192.0.0.0/24, protocol assignments
+                || (o[0] == 198 && (o[1] & 0xfe) == 18) // 198.18.0.0/15, benchmarking
+                || o[0] >= 240 // reserved
+        }
+        IpAddr::V6(a) => {
+            let s = a.segments();
+            a.is_loopback()
+                || (s[0] & 0xfe00) == 0xfc00 // fc00::/7, unique local
+                || (s[0] & 0xffc0) == 0xfe80 // fe80::/10, link-local
+                || (s[0] & 0xffc0) == 0xfec0 // fec0::/10, site-local (deprecated)
+                || a == Ipv6Addr::UNSPECIFIED
+        }
+    }
+}
+
+/// Limits and counters shared by every listener of one relay.
+pub struct Quotas {
+    /// Most live allocations one user may hold.
+    pub per_user: usize,
+    /// Most live allocations in total.
+    pub total: usize,
+    state: Mutex<QuotaState>,
+    /// Packets refused by the peer policy.
+    pub refused_peers: AtomicU64,
+    /// Requests refused for bad or expired credentials.
+    pub refused_auth: AtomicU64,
+    /// Packets dropped as malformed.
+    pub dropped_malformed: AtomicU64,
+}
+
+#[derive(Default)]
+struct QuotaState {
+    /// Client transport address -> user, for live allocations.
+    by_client: HashMap<SocketAddr, String>,
+    per_user: HashMap<String, usize>,
+    /// Allocate requests passed on, by transaction id: (client, user). Bounded by `total`.
+    pending: HashMap<[u8; 12], (SocketAddr, String)>,
+}
+
+impl Quotas {
+    /// Quotas with the given limits.
+    pub fn new(per_user: usize, total: usize) -> Arc<Self> {
+        Arc::new(Quotas {
+            per_user,
+            total,
+            state: Mutex::default(),
+            refused_peers: AtomicU64::new(0),
+            refused_auth: AtomicU64::new(0),
+            dropped_malformed: AtomicU64::new(0),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, QuotaState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Live allocations now.
+    pub fn allocations(&self) -> usize {
+        self.lock().by_client.len()
+    }
+
+    /// An allocation ended (expired, refreshed to zero, or the relay closed).
+    pub fn released(&self, client: SocketAddr) {
+        let mut s = self.lock();
+        if let Some(user) = s.by_client.remove(&client)
+            && let Some(n) = s.per_user.get_mut(&user)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                s.per_user.remove(&user);
+            }
+        }
+    }
+
+    /// Whether `user` may start another allocation from `client`; records the request if so.
+    fn admit(&self, client: SocketAddr, user: &str, txid: [u8; 12]) -> bool {
+        let mut s = self.lock();
+        if s.by_client.contains_key(&client) {
+            return true; // a retransmission or a mismatch the crate answers itself
+        }
+        let live = s.per_user.get(user).copied().unwrap_or(0);
+        if live >= self.per_user || s.by_client.len() >= self.total {
+            return false;
+        }
+        if s.pending.len() >= self.total.max(64) {
+            s.pending.clear(); // answers lost on the way out; forget them rather than grow
+        }
+        s.pending.insert(txid, (client, user.to_string()));
+        true
+    }
+
+    /// The crate answered an Allocate with success: the allocation is live.
+    fn allocated(&self, txid: [u8; 12]) {
+        let mut s = self.lock();
+        if let Some((client, user)) = s.pending.remove(&txid)
+            && !s.by_client.contains_key(&client)
+        {
+            *s.per_user.entry(user.clone()).or_default() += 1;
+            s.by_client.insert(client, user);
+        }
+    }
+
+    fn answered_error(&self, txid: [u8; 12]) {
+        self.lock().pending.remove(&txid);
+    }
+}
+
+/// What to do with one packet from a client.
+enum Verdict {
+    Pass,
+    Reply(Vec<u8>),
+    Drop,
+}
+
+/// A listener socket (UDP, or the TCP multiplexer) wrapped with the checks above.
+pub struct Guard {
+    inner: Arc<dyn Conn + Send + Sync>,
+    creds: Arc<Credentials>,
+    policy: PeerPolicy,
+    quotas: Arc<Quotas>,
+    stop: CancellationToken,
+}
+
+impl Guard {
+    /// Wraps `inner`.
+    pub fn new(
+        inner: Arc<dyn Conn + Send + Sync>,
+        creds: Arc<Credentials>,
+        policy: PeerPolicy,
+        quotas: Arc<Quotas>,
+        stop: CancellationToken,
+    ) -> Self {
+        Guard { inner, creds, policy, quotas, stop }
+    }
+
+    fn check(&self, buf: &[u8]) -> Verdict {
+        if buf.len() < 4 {
+            return self.malformed();
+        }
+        match buf[0] >> 6 {
+            0b01 => return Verdict::Pass, // ChannelData: only bound (already checked) peers
+            0b00 => {}
+            _ => return self.malformed(),
+        }
+        let mut m = Message { raw: buf.to_vec(), ..Default::default() };
+        if let Err(e) = m.decode() {
+            tracing::debug!(error = %e, len = buf.len(), "TURN: malformed STUN message");
+            return self.bad_request(buf);
+        }
+        if m.typ.class == CLASS_INDICATION {
+            if m.typ.method == METHOD_SEND && !self.peers_allowed(&m) {
+                self.quotas.refused_peers.fetch_add(1, Ordering::Relaxed);
+                return Verdict::Drop;
+            }
+            return Verdict::Pass;
+        }
+        if m.typ.class != CLASS_REQUEST {
+            return Verdict::Drop; // we never ask clients anything
+        }
+        if !m.contains(ATTR_MESSAGE_INTEGRITY) {
+            return Verdict::Pass; // the crate challenges it (401 with a nonce) or answers a Binding
+        }
+        let text = |t| m.get(t).ok().and_then(|v| String::from_utf8(v).ok());
+        let (Some(username), Some(realm), Some(nonce)) = (text(ATTR_USERNAME), text(ATTR_REALM), text(ATTR_NONCE))
+        else {
+            return Verdict::Pass; // the crate answers 400 for a half-formed request
+        };
+        let Some(key) = self.creds.key_for(&username, &realm) else {
+            return self.unauthorized(&m, realm, nonce);
+        };
+        if MessageIntegrity(key.clone()).check(&mut m.clone()).is_err() {
+            return self.unauthorized(&m, realm, nonce);
+        }
+        let method = m.typ.method;
+        if (method == METHOD_CREATE_PERMISSION || method == METHOD_CHANNEL_BIND) && !self.peers_allowed(&m) {
+            self.quotas.refused_peers.fetch_add(1, Ordering::Relaxed);
+            return self.error(&m, CODE_FORBIDDEN, "peer address not allowed", Some(key));
+        }
+        Verdict::Pass
+    }
+
+    /// A request whose header is sound but whose attributes are not gets `400 Bad Request`
+    /// (so the client stops waiting); anything else is dropped.
+    fn bad_request(&self, buf: &[u8]) -> Verdict {
+        self.quotas.dropped_malformed.fetch_add(1, Ordering::Relaxed);
+        if buf.len() < 20 || u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]) != MAGIC_COOKIE {
+            return Verdict::Drop;
+        }
+        let mut mt = MessageType::default();
+        mt.read_value(u16::from_be_bytes([buf[0], buf[1]]));
+        if mt.class != CLASS_REQUEST {
+            return Verdict::Drop;
+        }
+        let mut txid = [0u8; 12];
+        txid.copy_from_slice(&buf[8..20]);
+        let m = Message { typ: mt, transaction_id: stun::agent::TransactionId(txid), ..Default::default() };
+        self.error(&m, CODE_BAD_REQUEST, "malformed message", None)
+    }
+
+    fn malformed(&self) -> Verdict {
+        self.quotas.dropped_malformed.fetch_add(1, Ordering::Relaxed);
+        Verdict::Drop
+    }
+
+    fn unauthorized(&self, m: &Message, realm: String, nonce: String) -> Verdict {
+        self.quotas.refused_auth.fetch_add(1, Ordering::Relaxed);
+        let extra: Vec<Box<dyn Setter>> =
+            vec![Box::new(TextAttribute::new(ATTR_REALM, realm)), Box::new(TextAttribute::new(ATTR_NONCE, nonce))];
+        self.error_with(m, CODE_UNAUTHORIZED, "bad or expired credentials", extra, None)
+    }
+
+    fn error(&self, m: &Message, code: ErrorCode, reason: &str, key: Option<Vec<u8>>) -> Verdict {
+        self.error_with(m, code, reason, Vec::new(), key)
+    }
+
+    fn error_with(
+        &self,
+        m: &Message,
+        code: ErrorCode,
+        reason: &str,
+        mut extra: Vec<Box<dyn Setter>>,
+        key: Option<Vec<u8>>,
+    ) -> Verdict {
+        let mut setters: Vec<Box<dyn Setter>> = vec![
+            Box::new(Message { transaction_id: m.transaction_id, ..Default::default() }),
+            Box::new(MessageType::new(m.typ.method, CLASS_ERROR_RESPONSE)),
+            Box::new(ErrorCodeAttribute { code, reason: reason.as_bytes().to_vec() }),
+        ];
+        setters.append(&mut extra);
+        if let Some(key) = key {
+            setters.push(Box::new(MessageIntegrity(key)));
+        }
+        let mut out = Message::new();
+        match out.build(&setters) {
+            Ok(()) => Verdict::Reply(out.raw),
+            Err(_) => Verdict::Drop,
+        }
+    }
+
+    /// Every XOR-PEER-ADDRESS in the message is one the policy allows (a request may carry several).
+    fn peers_allowed(&self, m: &Message) -> bool {
+        let mut any = false;
+        for a in m.attributes.0.iter().filter(|a| a.typ == ATTR_XOR_PEER_ADDRESS) {
+            match xor_address(&a.value, &m.transaction_id.0) {
+                Some(addr) if self.policy.allows(addr.ip()) => any = true,
+                _ => return false,
+            }
+        }
+        any
+    }
+
+    /// Applies the quota to an authenticated Allocate request.
+    fn admit_allocation(&self, buf: &[u8], src: SocketAddr) -> Option<Vec<u8>> {
+        let mut m = Message { raw: buf.to_vec(), ..Default::default() };
+        m.decode().ok()?;
+        if m.typ != MessageType::new(METHOD_ALLOCATE, CLASS_REQUEST) || !m.contains(ATTR_MESSAGE_INTEGRITY) {
+            return None;
+        }
+        let username = String::from_utf8(m.get(ATTR_USERNAME).ok()?).ok()?;
+        let realm = String::from_utf8(m.get(ATTR_REALM).ok()?).ok()?;
+        let user = Credentials::user_of(&username)?.to_string();
+        if self.quotas.admit(src, &user, m.transaction_id.0) {
+            return None;
+        }
+        let key = self.creds.key_for(&username, &realm);
+        match self.error(&m, CODE_ALLOC_QUOTA_REACHED, "allocation quota reached", key) {
+            Verdict::Reply(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// Watches the crate's answers for Allocate outcomes.
+    fn observe_answer(&self, buf: &[u8]) {
+        if buf.len() < 20 || buf[0] >> 6 != 0 {
+            return;
+        }
+        let t = u16::from_be_bytes([buf[0], buf[1]]);
+        let mut txid = [0u8; 12];
+        txid.copy_from_slice(&buf[8..20]);
+        let mut mt = MessageType::default();
+        mt.read_value(t);
+        if mt.method != METHOD_ALLOCATE {
+            return;
+        }
+        if mt.class == CLASS_SUCCESS_RESPONSE {
+            self.quotas.allocated(txid);
+        } else if mt.class == CLASS_ERROR_RESPONSE {
+            self.quotas.answered_error(txid);
+        }
+    }
+}
+
+/// Decodes an XOR-mapped address attribute value (RFC 8489 §14.2).
+pub fn xor_address(v: &[u8], txid: &[u8; 12]) -> Option<SocketAddr> {
+    if v.len() < 8 {
+        return None;
+    }
+    let port = u16::from_be_bytes([v[2], v[3]]) ^ (MAGIC_COOKIE >> 16) as u16;
+    let cookie = MAGIC_COOKIE.to_be_bytes();
+    match v[1] {
+        0x01 if v.len() == 8 => {
+            let ip: [u8; 4] = std::array::from_fn(|i| v[4 + i] ^ cookie[i]);
+            Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::from(ip)), port))
+        }
+        0x02 if v.len() == 20 => {
+            let ip: [u8; 16] = std::array::from_fn(|i| v[4 + i] ^ if i < 4 { cookie[i] } else { txid[i - 4] });
+            Some(SocketAddr::new(IpAddr::V6(Ipv6Addr::from(ip)), port))
+        }
+        _ => None,
+    }
+}
+
+fn closed() -> webrtc_util::Error {
+    webrtc_util::Error::Other("relay stopped".into())
+}
+
+#[async_trait]
+impl Conn for Guard {
+    async fn connect(&self, addr: SocketAddr) -> webrtc_util::Result<()> {
+        self.inner.connect(addr).await
+    }
+
+    async fn recv(&self, buf: &mut [u8]) -> webrtc_util::Result<usize> {
+        Ok(self.recv_from(buf).await?.0)
+    }
+
+    async fn recv_from(&self, buf: &mut [u8]) -> webrtc_util::Result<(usize, SocketAddr)> {
+        loop {
+            let got = tokio::select! {
+                _ = self.stop.cancelled() => return Err(closed()),
+                r = self.inner.recv_from(buf) => r,
+            };
+            let (n, src) = match got {
+                Ok(v) => v,
+                // An ICMP error from an earlier send surfaces on the next receive: not fatal.
+                Err(webrtc_util::Error::Io(e))
+                    if matches!(
+                        e.0.kind(),
+                        std::io::ErrorKind::ConnectionRefused
+                            | std::io::ErrorKind::ConnectionReset
+                            | std::io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    continue;
+                }
+                Err(e) if self.stop.is_cancelled() => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, "TURN listener receive failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let verdict = match self.check(&buf[..n]) {
+                Verdict::Pass => match self.admit_allocation(&buf[..n], src) {
+                    Some(reply) => Verdict::Reply(reply),
+                    None => Verdict::Pass,
+                },
+                v => v,
+            };
+            match verdict {
+                Verdict::Pass => return Ok((n, src)),
+                Verdict::Reply(r) => {
+                    let _ = self.inner.send_to(&r, src).await;
+                }
+                Verdict::Drop => {}
+            }
+        }
+    }
+
+    async fn send(&self, buf: &[u8]) -> webrtc_util::Result<usize> {
+        self.inner.send(buf).await
+    }
+
+    async fn send_to(&self, buf: &[u8], target: SocketAddr) -> webrtc_util::Result<usize> {
+        self.observe_answer(buf);
+        self.inner.send_to(buf, target).await
+    }
+
+    fn local_addr(&self) -> webrtc_util::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+
+    fn remote_addr(&self) -> Option<SocketAddr> {
+        None
+    }
+
+    async fn close(&self) -> webrtc_util::Result<()> {
+        self.inner.close().await
+    }
+
+    fn as_any(&self) -> &(dyn std::any::Any + Send + Sync) {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_refuses_internal_addresses_by_default() {
+        let strict = PeerPolicy { allow_private: false };
+        let open = PeerPolicy { allow_private: true };
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.1.1",
+            "172.16.0.9",
+            "169.254.1.1",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "100.64.0.1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert!(!strict.allows(ip), "{ip} must be refused by default");
+            assert!(open.allows(ip), "{ip} must be allowed when private peers are");
+        }
+        for ip in ["0.0.0.0", "224.0.0.1", "255.255.255.255", "::", "ff02::1"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert!(!strict.allows(ip) && !open.allows(ip), "{ip} is never a peer");
+        }
+        for ip in ["8.8.8.8", "203.0.113.5", "2001:db8::1"] {
+            assert!(strict.allows(ip.parse().unwrap()), "{ip} is a public peer");
+        }
+    }
+
+    #[test]
+    fn xor_address_round_trip() {
+        let txid = [7u8; 12];
+        let mut m = Message::new();
+        m.transaction_id = stun::agent::TransactionId(txid);
+        let a = stun::xoraddr::XorMappedAddress { ip: "10.0.0.1".parse().unwrap(), port: 5000 };
+        a.add_to_as(&mut m, ATTR_XOR_PEER_ADDRESS).unwrap();
+        let v = m.get(ATTR_XOR_PEER_ADDRESS).unwrap();
+        assert_eq!(xor_address(&v, &txid), Some("10.0.0.1:5000".parse().unwrap()));
+        let a = stun::xoraddr::XorMappedAddress { ip: "2001:db8::7".parse().unwrap(), port: 1 };
+        let mut m = Message::new();
+        m.transaction_id = stun::agent::TransactionId(txid);
+        a.add_to_as(&mut m, ATTR_XOR_PEER_ADDRESS).unwrap();
+        let v = m.get(ATTR_XOR_PEER_ADDRESS).unwrap();
+        assert_eq!(xor_address(&v, &txid), Some("[2001:db8::7]:1".parse().unwrap()));
+        assert_eq!(xor_address(&[0, 1, 2], &txid), None);
+    }
+}

@@ -1,0 +1,486 @@
+//! Calls: signalling as room events, and the TURN relay that carries media when peers cannot
+//! reach each other directly.
+//!
+//! Signalling follows Matrix VoIP v1 (`m.call.invite`, `answer`, `candidates`, `select_answer`,
+//! `reject`, `negotiate`, `hangup`): each signal is a room event, stored like a message (so it
+//! will cross federation the same way) and delivered to the room's online members on a priority
+//! lane that no backlog of messages can delay. A call is between two parties; a group call in a
+//! room is a full mesh of such calls that share a `chat.conf_id` (see [`MAX_PARTICIPANTS`]).
+//!
+//! The server keeps one [`CallRecord`] per call (table `calls`) and checks every signal against
+//! it inside the write job that stores it: only the callee answers or rejects, only the two
+//! parties send candidates or hang up, nothing is accepted after the call ended, an answer after
+//! the invite's lifetime is refused. A refused signal is not stored and not delivered.
+
+pub mod guard;
+pub mod tcp;
+pub mod turn;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redb::ReadableTable;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::error::{Error, Result};
+use crate::events::{Membership, NewEvent, now_ms};
+use crate::ids::UserId;
+use crate::rooms::{self, Sent};
+use crate::state::AppState;
+use crate::store::tables::{CALLS, ROOM_MEMBERS};
+use crate::store::writer::Committed;
+
+/// Most people in one mesh call: each sends its media once per other participant, so with 6
+/// people every uplink carries 5 video streams (about 5 × 1.5 Mbit/s at 720p), which is what a
+/// home connection can bear. Beyond that a call needs a selective forwarding unit.
+pub const MAX_PARTICIPANTS: usize = 6;
+/// Longest call id, party id or conference id.
+pub const MAX_ID: usize = 64;
+/// Largest SDP offer or answer, bytes.
+pub const MAX_SDP: usize = 24 * 1024;
+/// Most candidates in one `m.call.candidates` event.
+pub const MAX_CANDIDATES: usize = 64;
+/// Longest candidate line.
+pub const MAX_CANDIDATE: usize = 1024;
+/// Bounds of an invite's lifetime, milliseconds.
+pub const LIFETIME_MS: std::ops::RangeInclusive<u64> = 5_000..=120_000;
+
+/// The signal types, as event types.
+pub const INVITE: &str = "m.call.invite";
+/// The callee accepts.
+pub const ANSWER: &str = "m.call.answer";
+/// ICE candidates of one party.
+pub const CANDIDATES: &str = "m.call.candidates";
+/// The caller confirms which of the callee's tabs it talks to.
+pub const SELECT_ANSWER: &str = "m.call.select_answer";
+/// The callee declines.
+pub const REJECT: &str = "m.call.reject";
+/// A new offer or answer mid-call (ICE restart, tracks added).
+pub const NEGOTIATE: &str = "m.call.negotiate";
+/// Either party ends the call.
+pub const HANGUP: &str = "m.call.hangup";
+
+/// Every signal type.
+pub const TYPES: [&str; 7] = [INVITE, ANSWER, CANDIDATES, SELECT_ANSWER, REJECT, NEGOTIATE, HANGUP];
+
+/// Whether an event type is call signalling (delivered on the priority lane).
+pub fn is_call_event(kind: &str) -> bool {
+    kind.starts_with("m.call.")
+}
+
+/// What the server knows about one call. Key: (room id, call id).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CallRecord {
+    /// Who called.
+    pub caller: String,
+    /// The caller's tab.
+    pub caller_party: String,
+    /// Who was called.
+    pub invitee: String,
+    /// `video` or `voice`.
+    pub media: String,
+    /// Group call this pairwise call belongs to.
+    pub conf_id: Option<String>,
+    /// Whether the callee's tabs ring (a join into a running group call does not).
+    pub ring: bool,
+    /// When the invite was sent (ms).
+    pub invite_ts: u64,
+    /// How long the invite stays valid (ms).
+    pub lifetime: u64,
+    /// When the callee answered, and from which tab.
+    pub answered: Option<(u64, String)>,
+    /// When and how the call ended (`hangup reason` or `rejected`).
+    pub ended: Option<(u64, String)>,
+}
+
+impl CallRecord {
+    fn party(&self, user: &str) -> bool {
+        user == self.caller || user == self.invitee
+    }
+}
+
+fn check_id(label: &str, v: &Value) -> Result<String> {
+    let s = v.as_str().ok_or_else(|| Error::bad(format!("{label} must be a string")))?;
+    if s.is_empty()
+        || s.len() > MAX_ID
+        || !s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Err(Error::bad(format!("{label} must be 1-{MAX_ID} characters of A-Z a-z 0-9 . _ -")));
+    }
+    Ok(s.to_string())
+}
+
+/// Checks a conference id from a client.
+pub fn check_conf_id(conf_id: &str) -> Result<()> {
+    check_id("conf_id", &json!(conf_id)).map(|_| ())
+}
+
+fn check_sdp(label: &str, v: &Value, want_type: Option<&str>) -> Result<Value> {
+    let kind = v.get("type").and_then(Value::as_str).unwrap_or_default();
+    let sdp = v.get("sdp").and_then(Value::as_str).ok_or_else(|| Error::bad(format!("{label}.sdp is required")))?;
+    if !matches!(kind, "offer" | "answer") || want_type.is_some_and(|w| w != kind) {
+        return Err(Error::bad(format!("{label}.type must be {}", want_type.unwrap_or("offer or answer"))));
+    }
+    if sdp.len() > MAX_SDP {
+        return Err(Error::TooLarge(format!("{label}.sdp must be at most {MAX_SDP} bytes")));
+    }
+    if !sdp.starts_with("v=0") {
+        return Err(Error::bad(format!("{label}.sdp is not a session description")));
+    }
+    Ok(json!({ "type": kind, "sdp": sdp }))
+}
+
+fn check_candidates(v: &Value) -> Result<Value> {
+    let list = v.as_array().ok_or_else(|| Error::bad("candidates must be a list"))?;
+    if list.is_empty() || list.len() > MAX_CANDIDATES {
+        return Err(Error::bad(format!("candidates must hold 1-{MAX_CANDIDATES} entries")));
+    }
+    let mut out = Vec::with_capacity(list.len());
+    for c in list {
+        let line = c.get("candidate").and_then(Value::as_str).ok_or_else(|| Error::bad("candidate is required"))?;
+        if line.len() > MAX_CANDIDATE || line.chars().any(char::is_control) {
+            return Err(Error::bad(format!("a candidate must be at most {MAX_CANDIDATE} printable bytes")));
+        }
+        let mid = match c.get("sdpMid") {
+            None | Some(Value::Null) => Value::Null,
+            Some(Value::String(m)) if m.len() <= MAX_ID => json!(m),
+            _ => return Err(Error::bad("sdpMid must be a short string")),
+        };
+        let index = match c.get("sdpMLineIndex") {
+            None | Some(Value::Null) => Value::Null,
+            Some(n) => json!(n.as_u64().filter(|n| *n < 64).ok_or_else(|| Error::bad("sdpMLineIndex out of range"))?),
+        };
+        out.push(json!({ "candidate": line, "sdpMid": mid, "sdpMLineIndex": index }));
+    }
+    Ok(Value::Array(out))
+}
+
+/// Checks a signal's content and rebuilds it from the known fields only (the server never
+/// stores fields it does not understand). `chat.call` is reserved for the server.
+pub fn clean_content(kind: &str, content: &Value) -> Result<Value> {
+    if !content.is_object() {
+        return Err(Error::bad("content must be an object"));
+    }
+    let get = |k: &str| content.get(k).cloned().unwrap_or(Value::Null);
+    let mut out = json!({
+        "call_id": check_id("call_id", &get("call_id"))?,
+        "party_id": check_id("party_id", &get("party_id"))?,
+        "version": "1",
+    });
+    match kind {
+        INVITE => {
+            let lifetime = get("lifetime").as_u64().filter(|l| LIFETIME_MS.contains(l)).ok_or_else(|| {
+                Error::bad(format!("lifetime must be {}-{} ms", LIFETIME_MS.start(), LIFETIME_MS.end()))
+            })?;
+            let invitee = get("invitee");
+            let invitee = invitee.as_str().ok_or_else(|| Error::bad("invitee is required"))?;
+            let invitee = UserId::parse(invitee).map_err(|e| Error::bad(format!("invitee: {e}")))?;
+            let media = match get("chat.media").as_str() {
+                None | Some("video") => "video",
+                Some("voice") => "voice",
+                Some(_) => return Err(Error::bad("chat.media must be video or voice")),
+            };
+            out["lifetime"] = json!(lifetime);
+            out["offer"] = check_sdp("offer", &get("offer"), Some("offer"))?;
+            out["invitee"] = json!(invitee.to_string());
+            out["chat.media"] = json!(media);
+            out["chat.ring"] = json!(get("chat.ring").as_bool().unwrap_or(true));
+            if !get("chat.conf_id").is_null() {
+                out["chat.conf_id"] = json!(check_id("chat.conf_id", &get("chat.conf_id"))?);
+            }
+        }
+        ANSWER => out["answer"] = check_sdp("answer", &get("answer"), Some("answer"))?,
+        NEGOTIATE => out["description"] = check_sdp("description", &get("description"), None)?,
+        CANDIDATES => out["candidates"] = check_candidates(&get("candidates"))?,
+        SELECT_ANSWER => out["selected_party_id"] = json!(check_id("selected_party_id", &get("selected_party_id"))?),
+        REJECT => {}
+        HANGUP => {
+            let reason = get("reason");
+            let reason = reason.as_str().unwrap_or("user_hangup");
+            if !matches!(reason, "user_hangup" | "ice_failed" | "invite_timeout" | "user_busy" | "unknown_error") {
+                return Err(Error::bad(
+                    "reason must be user_hangup, ice_failed, invite_timeout, user_busy or unknown_error",
+                ));
+            }
+            out["reason"] = json!(reason);
+        }
+        _ => return Err(Error::bad(format!("unknown call signal {kind:?}"))),
+    }
+    Ok(out)
+}
+
+/// Checks a signal against the call's record (inside the write job) and returns the record as
+/// it is after the signal. `None` before an invite.
+fn apply(
+    kind: &str,
+    content: &mut Value,
+    sender: &str,
+    record: Option<CallRecord>,
+    now: u64,
+    is_member: impl Fn(&str) -> Result<bool>,
+) -> Result<CallRecord> {
+    let text = |k: &str| content.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    if kind == INVITE {
+        if record.is_some() {
+            return Err(Error::Conflict("a call with this call_id exists".into()));
+        }
+        let invitee = text("invitee");
+        if invitee == sender {
+            return Err(Error::bad("you cannot call yourself"));
+        }
+        if !is_member(&invitee)? {
+            return Err(Error::Forbidden("the invitee is not a member of this room".into()));
+        }
+        return Ok(CallRecord {
+            caller: sender.to_string(),
+            caller_party: text("party_id"),
+            invitee,
+            media: text("chat.media"),
+            conf_id: content.get("chat.conf_id").and_then(Value::as_str).map(str::to_string),
+            ring: content.get("chat.ring").and_then(Value::as_bool).unwrap_or(true),
+            invite_ts: now,
+            lifetime: content.get("lifetime").and_then(Value::as_u64).unwrap_or(0),
+            answered: None,
+            ended: None,
+        });
+    }
+    let mut rec = record.ok_or_else(|| Error::NotFound("no such call in this room".into()))?;
+    if !rec.party(sender) {
+        return Err(Error::Forbidden("you are not a party to this call".into()));
+    }
+    if rec.ended.is_some() {
+        return Err(Error::Conflict("this call has ended".into()));
+    }
+    match kind {
+        ANSWER => {
+            if sender != rec.invitee {
+                return Err(Error::Forbidden("only the callee answers".into()));
+            }
+            if rec.answered.is_some() {
+                return Err(Error::Conflict("the call was already answered".into()));
+            }
+            if now > rec.invite_ts + rec.lifetime {
+                return Err(Error::Conflict("the invite has expired".into()));
+            }
+            rec.answered = Some((now, text("party_id")));
+        }
+        SELECT_ANSWER if sender != rec.caller || rec.answered.is_none() => {
+            return Err(Error::Conflict("only the caller selects an answer, after one".into()));
+        }
+        NEGOTIATE if rec.answered.is_none() => return Err(Error::Conflict("the call is not connected".into())),
+        REJECT => {
+            if sender != rec.invitee || rec.answered.is_some() {
+                return Err(Error::Conflict("only the callee rejects, before answering".into()));
+            }
+            rec.ended = Some((now, "rejected".into()));
+        }
+        HANGUP => rec.ended = Some((now, text("reason"))),
+        _ => {}
+    }
+    if matches!(kind, REJECT | HANGUP) {
+        // The timeline's summary ("Ana called Ben · 3 min", "Missed call") is rendered from
+        // these server-set fields.
+        let duration = rec.answered.as_ref().map(|(t, _)| now.saturating_sub(*t));
+        content["chat.call"] = json!({
+            "caller": rec.caller,
+            "invitee": rec.invitee,
+            "media": rec.media,
+            "ring": rec.ring,
+            "answered": rec.answered.is_some(),
+            "duration_ms": duration,
+        });
+    }
+    Ok(rec)
+}
+
+/// Invites waiting for an answer: (room id, call id) -> (caller, deadline ms). The sweeper
+/// hangs up those past their lifetime, so "missed call" appears even when the caller's tab is gone.
+#[derive(Default)]
+pub struct Pending(Mutex<HashMap<(String, String), (String, u64)>>);
+
+impl Pending {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), (String, u64)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn track(&self, room: &str, call: &str, rec: &CallRecord) {
+        let key = (room.to_string(), call.to_string());
+        if rec.answered.is_none() && rec.ended.is_none() {
+            self.lock().insert(key, (rec.caller.clone(), rec.invite_ts + rec.lifetime));
+        } else {
+            self.lock().remove(&key);
+        }
+    }
+
+    fn expired(&self, now: u64) -> Vec<(String, String, String)> {
+        self.lock()
+            .iter()
+            .filter(|(_, (_, deadline))| *deadline < now)
+            .map(|((r, c), (caller, _))| (r.clone(), c.clone(), caller.clone()))
+            .collect()
+    }
+
+    /// Invites waiting now.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// No invite is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Checks a signal from `sender` and queues it for the writer; the handle yields the stored
+/// event's id and position after commit.
+pub async fn submit_signal(
+    state: &AppState,
+    sender: &UserId,
+    room_id: &str,
+    kind: &str,
+    content: &Value,
+) -> Result<Committed<Sent>> {
+    let mut content = clean_content(kind, content)?;
+    let call_id = content["call_id"].as_str().unwrap_or_default().to_string();
+    let (s, rid, kind) = (sender.to_string(), room_id.to_string(), kind.to_string());
+    let pending = state.calls.clone();
+    state
+        .store
+        .submit(move |tx| {
+            let record = crate::store::get_json_pair(&tx.txn.open_table(CALLS)?, (rid.as_str(), call_id.as_str()))?;
+            let rec = {
+                let members = tx.txn.open_table(ROOM_MEMBERS)?;
+                let is_member = |u: &str| {
+                    Ok(members
+                        .get((rid.as_str(), u))?
+                        .is_some_and(|m| Membership::parse(m.value()) == Membership::Join))
+                };
+                if !is_member(&s)? {
+                    return Err(Error::Forbidden("you are not a member of this room".into()));
+                }
+                apply(&kind, &mut content, &s, record, now_ms(), is_member)?
+            };
+            let stored = rooms::append_event(tx, &rid, &s, NewEvent::message(&kind, content))?;
+            crate::store::put_json_pair(&mut tx.txn.open_table(CALLS)?, (rid.as_str(), call_id.as_str()), &rec)?;
+            pending.track(&rid, &call_id, &rec);
+            Ok(Sent { event_id: stored.event.event_id.clone(), pos: stored.pos })
+        })
+        .await
+}
+
+/// Loads unanswered invites after a restart, so the sweeper ends them on time.
+pub fn load_pending(state: &AppState) -> Result<()> {
+    let r = state.store.read()?;
+    let calls = r.open_table(CALLS)?;
+    for row in calls.iter()? {
+        let (k, v) = row?;
+        let (room, call) = k.value();
+        if let Ok(rec) = serde_json::from_slice::<CallRecord>(v.value()) {
+            state.calls.track(room, call, &rec);
+        }
+    }
+    Ok(())
+}
+
+/// Hangs up invites nobody answered within their lifetime, on behalf of the caller (reason
+/// `invite_timeout`): the callee's timeline shows a missed call even if the caller's tab closed.
+pub async fn sweep(state: &AppState) {
+    for (room, call, caller) in state.calls.expired(now_ms()) {
+        let Ok(caller_id) = UserId::parse(&caller) else { continue };
+        let content = json!({ "call_id": call, "party_id": "server", "reason": "invite_timeout" });
+        let out = match submit_signal(state, &caller_id, &room, HANGUP, &content).await {
+            Ok(c) => c.wait().await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = out {
+            // Already answered or ended, or the caller left the room: nothing to end.
+            tracing::debug!(%room, %call, error = %e, "expired invite not hung up");
+            state.calls.lock().remove(&(room, call));
+        }
+    }
+}
+
+/// Runs [`sweep`] every second until shutdown.
+pub fn spawn_sweeper(state: AppState) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = state.shutdown.cancelled() => return,
+                _ = tick.tick() => sweep(&state).await,
+            }
+        }
+    });
+}
+
+/// Shared pending-invite registry for [`AppState`].
+pub fn new_pending() -> Arc<Pending> {
+    Arc::new(Pending::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SDP: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\n";
+
+    fn invite() -> Value {
+        json!({ "call_id": "c1", "party_id": "p1", "lifetime": 30000, "invitee": "@ben:x",
+                "offer": { "type": "offer", "sdp": SDP }, "junk": 1 })
+    }
+
+    #[test]
+    fn content_is_checked_and_rebuilt() {
+        let c = clean_content(INVITE, &invite()).unwrap();
+        assert!(c.get("junk").is_none());
+        assert_eq!(c["chat.ring"], json!(true));
+        let mut bad = invite();
+        bad["lifetime"] = json!(10_000_000);
+        assert!(clean_content(INVITE, &bad).is_err());
+        bad = invite();
+        bad["call_id"] = json!("../../etc");
+        assert!(clean_content(INVITE, &bad).is_err());
+        bad = invite();
+        bad["offer"]["type"] = json!("answer");
+        assert!(clean_content(INVITE, &bad).is_err());
+        assert!(clean_content("m.call.bogus", &invite()).is_err());
+        let cands = json!({ "call_id": "c1", "party_id": "p", "candidates": [{ "candidate": "a\u{0}b" }] });
+        assert!(clean_content(CANDIDATES, &cands).is_err());
+        let forged = json!({ "call_id": "c1", "party_id": "p", "chat.call": { "duration_ms": 1 } });
+        assert!(clean_content(HANGUP, &forged).unwrap().get("chat.call").is_none());
+    }
+
+    #[test]
+    fn only_the_parties_move_a_call_along() {
+        let member = |_: &str| Ok(true);
+        let mut c = clean_content(INVITE, &invite()).unwrap();
+        let rec = apply(INVITE, &mut c, "@ana:x", None, 1000, member).unwrap();
+        let signal = |kind: &str, extra: Value| {
+            let mut v = json!({ "call_id": "c1", "party_id": "q" });
+            for (k, x) in extra.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            clean_content(kind, &v).unwrap()
+        };
+        let answer = json!({ "answer": { "type": "answer", "sdp": SDP } });
+        assert!(apply(ANSWER, &mut signal(ANSWER, answer.clone()), "@cy:x", Some(rec.clone()), 1001, member).is_err());
+        assert!(apply(ANSWER, &mut signal(ANSWER, answer.clone()), "@ana:x", Some(rec.clone()), 1001, member).is_err());
+        assert!(
+            apply(ANSWER, &mut signal(ANSWER, answer.clone()), "@ben:x", Some(rec.clone()), 40_000, member).is_err()
+        );
+        let answered =
+            apply(ANSWER, &mut signal(ANSWER, answer.clone()), "@ben:x", Some(rec.clone()), 2000, member).unwrap();
+        assert!(apply(ANSWER, &mut signal(ANSWER, answer), "@ben:x", Some(answered.clone()), 2001, member).is_err());
+        assert!(apply(REJECT, &mut signal(REJECT, json!({})), "@ben:x", Some(answered.clone()), 2001, member).is_err());
+        let mut hang = signal(HANGUP, json!({}));
+        let ended = apply(HANGUP, &mut hang, "@ben:x", Some(answered), 182_000, member).unwrap();
+        assert_eq!(hang["chat.call"]["duration_ms"], json!(180_000));
+        assert_eq!(hang["chat.call"]["answered"], json!(true));
+        let cands = json!({ "candidates": [{ "candidate": "" }] });
+        assert!(apply(CANDIDATES, &mut signal(CANDIDATES, cands), "@ana:x", Some(ended), 182_001, member).is_err());
+        let mut c = clean_content(INVITE, &invite()).unwrap();
+        assert!(apply(INVITE, &mut c, "@ana:x", None, 0, |_| Ok(false)).is_err(), "invitee must be a member");
+    }
+}

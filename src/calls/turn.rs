@@ -1,0 +1,235 @@
+//! The TURN relay inside `chat serve` (webrtc-rs `turn` crate behind our [`super::guard::Guard`]),
+//! and the short-lived credentials the web app hands to browsers.
+//!
+//! Credentials follow the TURN REST API scheme: `username = "<expiry unix secs>:<user id>"`,
+//! `password = base64(HMAC-SHA1(secret, username))`. The secret is generated once and kept in
+//! the store (`meta.turn_secret`), so credentials survive a restart until they expire.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use serde::Serialize;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio_util::sync::CancellationToken;
+use turn::auth::AuthHandler;
+use turn::relay::relay_static::RelayAddressGeneratorStatic;
+use turn::server::Server;
+use turn::server::config::{ConnConfig, ServerConfig};
+use webrtc_util::vnet::net::Net;
+
+use super::guard::{Guard, PeerPolicy, Quotas};
+use super::tcp::TcpMux;
+use crate::config::TurnConfig;
+
+/// Mints and checks TURN REST credentials.
+pub struct Credentials {
+    secret: Vec<u8>,
+    realm: String,
+    ttl: Duration,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+impl Credentials {
+    /// Credentials signed with `secret`, valid for `ttl` once minted.
+    pub fn new(secret: Vec<u8>, realm: String, ttl: Duration) -> Self {
+        Credentials { secret, realm, ttl }
+    }
+
+    /// The realm the relay announces.
+    pub fn realm(&self) -> &str {
+        &self.realm
+    }
+
+    fn password(&self, username: &str) -> String {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &self.secret);
+        base64::engine::general_purpose::STANDARD.encode(ring::hmac::sign(&key, username.as_bytes()).as_ref())
+    }
+
+    /// A (username, password) pair for `user`, valid for the configured lifetime from `now`.
+    pub fn mint(&self, user: &str, now: u64) -> (String, String) {
+        let username = format!("{}:{user}", now + self.ttl.as_secs());
+        let password = self.password(&username);
+        (username, password)
+    }
+
+    /// The user id inside a TURN REST username.
+    pub fn user_of(username: &str) -> Option<&str> {
+        username.split_once(':').map(|(_, u)| u).filter(|u| !u.is_empty())
+    }
+
+    /// The long-term key (MD5 of `username:realm:password`) for a username that is ours, well
+    /// formed and not expired.
+    pub fn key_for(&self, username: &str, realm: &str) -> Option<Vec<u8>> {
+        if realm != self.realm || username.len() > 512 {
+            return None;
+        }
+        let (expiry, user) = username.split_once(':')?;
+        let expiry: u64 = expiry.parse().ok()?;
+        if user.is_empty() || expiry < unix_now() {
+            return None;
+        }
+        Some(turn::auth::generate_auth_key(username, realm, &self.password(username)))
+    }
+}
+
+struct Auth(Arc<Credentials>);
+
+impl AuthHandler for Auth {
+    fn auth_handle(&self, username: &str, realm: &str, _src: SocketAddr) -> Result<Vec<u8>, turn::Error> {
+        self.0.key_for(username, realm).ok_or_else(|| turn::Error::Other("bad or expired credentials".into()))
+    }
+}
+
+/// What `GET /api/v1/turn` returns: an `RTCIceServer` plus the credential's lifetime.
+#[derive(Debug, Clone, Serialize)]
+pub struct IceServer {
+    /// `stun:` and `turn:` URLs (UDP and TCP) of this server's relay.
+    pub urls: Vec<String>,
+    /// TURN REST username.
+    pub username: String,
+    /// TURN REST password.
+    pub credential: String,
+    /// Seconds the credential stays valid.
+    pub ttl: u64,
+}
+
+/// A running relay.
+pub struct Relay {
+    /// The bound address (UDP and TCP share the port).
+    pub addr: SocketAddr,
+    /// The address clients are told to use and relayed addresses are reported on.
+    pub public: SocketAddr,
+    /// Credential minting and checking.
+    pub creds: Arc<Credentials>,
+    /// Allocation quotas and refusal counters.
+    pub quotas: Arc<Quotas>,
+    server: Server,
+    stop: CancellationToken,
+}
+
+/// Binds UDP and TCP on the same port (a free one when the port is 0).
+async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), String> {
+    let mut last = String::new();
+    for _ in 0..20 {
+        let udp = UdpSocket::bind(addr).await.map_err(|e| format!("turn.listen: cannot bind UDP {addr}: {e}"))?;
+        let bound = udp.local_addr().map_err(|e| e.to_string())?;
+        match TcpListener::bind(bound).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if addr.port() == 0 => last = e.to_string(),
+            Err(e) => return Err(format!("turn.listen: cannot bind TCP {bound}: {e}")),
+        }
+    }
+    Err(format!("turn.listen: no port free for both UDP and TCP: {last}"))
+}
+
+impl Relay {
+    /// Starts the relay. `web_ip` is the web listener's address, the default for both the
+    /// listen and the public address.
+    pub async fn start(cfg: &TurnConfig, web_ip: IpAddr, secret: Vec<u8>, realm: String) -> Result<Relay, String> {
+        let listen = cfg.listen.unwrap_or(SocketAddr::new(web_ip, crate::config::DEFAULT_TURN_PORT));
+        let public_ip = match cfg.public_ip {
+            Some(ip) => ip,
+            None if !listen.ip().is_unspecified() => listen.ip(),
+            None => {
+                return Err(format!(
+                    "turn.public_ip: required when the relay listens on all addresses ({listen}); set it \
+                     (CHAT_TURN_PUBLIC_IP) to the address browsers reach this server at, or turn the relay \
+                     off (CHAT_TURN_DISABLED=true)"
+                ));
+            }
+        };
+        let (udp, tcp) = bind_pair(listen).await?;
+        let addr = udp.local_addr().map_err(|e| e.to_string())?;
+        let stop = CancellationToken::new();
+        let creds = Arc::new(Credentials::new(secret, realm, Duration::from_secs(cfg.credential_ttl_secs)));
+        let quotas = Quotas::new(cfg.allocations_per_user, cfg.allocations_total);
+        let policy = PeerPolicy { allow_private: cfg.allow_private_peers };
+        let mux = TcpMux::start(tcp, cfg.allocations_total, stop.clone()).map_err(|e| e.to_string())?;
+        let net = Arc::new(Net::new(None));
+        let relay_gen = || -> Box<RelayAddressGeneratorStatic> {
+            Box::new(RelayAddressGeneratorStatic {
+                relay_address: public_ip,
+                address: listen.ip().to_string(),
+                net: net.clone(),
+            })
+        };
+        let guard = |inner: Arc<dyn webrtc_util::Conn + Send + Sync>| {
+            Arc::new(Guard::new(inner, creds.clone(), policy, quotas.clone(), stop.clone()))
+        };
+        let (closed_tx, mut closed_rx) = tokio::sync::mpsc::channel(256);
+        let server = Server::new(ServerConfig {
+            conn_configs: vec![
+                ConnConfig { conn: guard(Arc::new(udp)), relay_addr_generator: relay_gen() },
+                ConnConfig { conn: guard(mux), relay_addr_generator: relay_gen() },
+            ],
+            realm: creds.realm().to_string(),
+            auth_handler: Arc::new(Auth(creds.clone())),
+            channel_bind_timeout: Duration::from_secs(0),
+            alloc_close_notify: Some(closed_tx),
+        })
+        .await
+        .map_err(|e| format!("cannot start the TURN relay: {e}"))?;
+        let q = quotas.clone();
+        tokio::spawn(async move {
+            while let Some(info) = closed_rx.recv().await {
+                q.released(info.five_tuple.src_addr);
+            }
+        });
+        let public = SocketAddr::new(public_ip, addr.port());
+        tracing::info!(%addr, %public, allow_private_peers = cfg.allow_private_peers, "TURN relay listening (UDP and TCP)");
+        Ok(Relay { addr, public, creds, quotas, server, stop })
+    }
+
+    /// Fresh credentials for `user`, as the browser's ICE server entry.
+    pub fn ice_server(&self, user: &str) -> IceServer {
+        let (username, credential) = self.creds.mint(user, unix_now());
+        let host = match self.public.ip() {
+            IpAddr::V6(ip) => format!("[{ip}]:{}", self.public.port()),
+            IpAddr::V4(ip) => format!("{ip}:{}", self.public.port()),
+        };
+        IceServer {
+            urls: vec![
+                format!("stun:{host}"),
+                format!("turn:{host}?transport=udp"),
+                format!("turn:{host}?transport=tcp"),
+            ],
+            username,
+            credential,
+            ttl: self.creds.ttl.as_secs(),
+        }
+    }
+
+    /// Stops every listener and drops every allocation.
+    pub async fn close(&self) {
+        self.stop.cancel();
+        let _ = self.server.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_round_trip_and_expire() {
+        let c = Credentials::new(b"secret".to_vec(), "chat".into(), Duration::from_secs(600));
+        let (user, pass) = c.mint("@ana:example.org", unix_now());
+        assert!(user.ends_with(":@ana:example.org"));
+        assert_eq!(Credentials::user_of(&user), Some("@ana:example.org"));
+        let key = c.key_for(&user, "chat").unwrap();
+        assert_eq!(key, turn::auth::generate_auth_key(&user, "chat", &pass));
+        assert!(c.key_for(&user, "other").is_none(), "another realm");
+        let (old, _) = c.mint("@ana:example.org", unix_now() - 601);
+        assert!(c.key_for(&old, "chat").is_none(), "expired");
+        assert!(c.key_for("nonsense", "chat").is_none());
+        assert!(c.key_for("12:", "chat").is_none());
+        // The password is the standard TURN REST one: base64(HMAC-SHA1(secret, username)).
+        let other = Credentials::new(b"secret".to_vec(), "chat".into(), Duration::from_secs(1));
+        assert_eq!(other.password("1700000000:@ana:x"), "lGBG8jhQ09vfBF5+md1rMcTamx0=");
+    }
+}

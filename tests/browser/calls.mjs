@@ -1,0 +1,186 @@
+// Video calls between real headless Chromium pages, media forced through our own TURN relay
+// (iceTransportPolicy "relay"), with fake camera and microphone. Run by tests/browser.rs with
+// the server's URL. Everything stays on 127.0.0.1: the relay listens there and relay-only ICE
+// never tries another address.
+//
+// Scenarios: Ana calls Ben and Ben accepts (frames decoded through relay/relay pairs, Ben's
+// second tab stops ringing, Ben hangs up); Ben declines; nobody answers (missed call); the caller
+// hangs up; a three-person mesh where each receives two video streams.
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+
+const base = process.argv[2];
+const shots = process.argv[3] || 'target/browser-shots';
+if (!base) { console.error('usage: calls.mjs URL [SHOT_DIR]'); process.exit(2); }
+mkdirSync(shots, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--use-fake-device-for-media-stream',
+    '--use-fake-ui-for-media-stream', '--allow-loopback-in-peer-connection', '--autoplay-policy=no-user-gesture-required',
+    '--disable-features=WebRtcHideLocalIpsWithMdns',
+    '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1'],
+});
+
+const timeout = 20000;
+const errors = [];
+function fail(msg) { throw new Error(msg); }
+const t0 = Date.now();
+const log = (m) => console.log(`${((Date.now() - t0) / 1000).toFixed(1)}s ${m}`);
+
+async function tab(ctx, name, url) {
+  const page = await ctx.newPage();
+  page.on('pageerror', (e) => errors.push(`${name}: page error: ${e.message}`));
+  page.on('dialog', (d) => errors.push(`${name}: dialog: ${d.message()}`));
+  if (url) {
+    await page.goto(url);
+    await page.waitForSelector('#conn[data-state="live"]', { timeout });
+  }
+  return page;
+}
+
+async function person(name) {
+  const ctx = await browser.newContext({ viewport: { width: 1000, height: 700 }, permissions: ['camera', 'microphone'] });
+  await ctx.addInitScript(() => { window.CHAT_FORCE_RELAY = true; window.CHAT_CALL_LIFETIME_MS = 8000; });
+  const page = await tab(ctx, name);
+  await page.goto(`${base}/register`);
+  await page.fill('input[name=username]', name);
+  await page.fill('input[name=password]', 'password123');
+  await Promise.all([page.waitForURL(`${base}/rooms`), page.click('button[type=submit]')]);
+  return { name, ctx, page };
+}
+
+// Waits until every peer connection of the page has decoded >= 30 video frames over a
+// relay/relay candidate pair and its received bytes grow; returns the stats.
+async function mediaFlows(p, peersWanted) {
+  const deadline = Date.now() + 30000;
+  let last = null;
+  while (Date.now() < deadline) {
+    const s = await p.page.evaluate(() => window.chatCalls.stats());
+    if (s.length === peersWanted && s.every((x) => x.framesDecoded >= 30 && x.localType === 'relay' && x.remoteType === 'relay')) {
+      await p.page.waitForTimeout(1000);
+      const again = await p.page.evaluate(() => window.chatCalls.stats());
+      for (const x of again) {
+        const before = s.find((y) => y.user === x.user);
+        if (!before || x.bytesReceived <= before.bytesReceived) fail(`${p.name}: bytes from ${x.user} stopped growing`);
+      }
+      return again;
+    }
+    last = s;
+    await p.page.waitForTimeout(500);
+  }
+  fail(`${p.name}: media did not flow through the relay: ${JSON.stringify(last)}`);
+  return null;
+}
+
+async function clickCall(p) {
+  await p.page.click('button[data-call="video"]');
+  await p.page.waitForSelector('#call', { timeout });
+}
+
+async function accept(p) {
+  await p.page.waitForSelector('#ringing .ring button.accept', { timeout });
+  await p.page.click('#ringing .ring button.accept');
+  await p.page.waitForSelector('#call', { timeout });
+}
+
+async function callEnded(p) {
+  await p.page.waitForSelector('#call', { state: 'detached', timeout });
+}
+
+try {
+  const ana = await person('ana');
+  const ben = await person('ben');
+  const cy = await person('cy');
+
+  await ana.page.fill('#new input[name=name]', 'Calls');
+  await Promise.all([ana.page.waitForURL(/\/rooms\/!/), ana.page.click('#new button[type=submit]')]);
+  const roomUrl = ana.page.url();
+  await ana.page.waitForSelector('#conn[data-state="live"]', { timeout });
+  await ben.page.goto(roomUrl);
+  await Promise.all([ben.page.waitForURL(roomUrl), ben.page.click('button:has-text("Join room")')]);
+  await ben.page.waitForSelector('#conn[data-state="live"]', { timeout });
+  await ana.page.waitForSelector('#members li:has-text("ben")', { timeout });
+  // Ben has a second tab open on the room list: it rings too, and stops when the first answers.
+  const benOther = await tab(ben.ctx, 'ben-2', `${base}/rooms`);
+
+  // 1. Ana calls Ben; Ben accepts; media flows both ways through the relay.
+  log('call 1: accept');
+  await clickCall(ana);
+  await benOther.waitForSelector('#ringing .ring', { timeout });
+  await accept(ben);
+  await benOther.waitForSelector('#ringing', { state: 'detached', timeout });
+  const anaStats = await mediaFlows(ana, 1);
+  const benStats = await mediaFlows(ben, 1);
+  log(`ana decoded ${anaStats[0].framesDecoded} frames, ben ${benStats[0].framesDecoded}, relay/relay`);
+  await ana.page.screenshot({ path: `${shots}/call-ana.png` });
+  // In-call controls act on the local tracks.
+  await ana.page.click('#call button.mute');
+  if (await ana.page.evaluate(() => document.querySelector('#call button.mute').getAttribute('aria-pressed')) !== 'true') {
+    fail('mute did not toggle');
+  }
+  await ana.page.click('#call button.camera');
+  await ana.page.waitForSelector('#call button.camera:text-is("Camera on")', { timeout });
+  // Ben hangs up: both calls end, and both timelines show the call with its length.
+  await ben.page.click('#call button.hangup');
+  await callEnded(ben);
+  await callEnded(ana);
+  for (const p of [ana, ben]) {
+    await p.page.waitForSelector('#timeline li.call:has-text("Video call with ana and ben")', { timeout });
+  }
+
+  // 2. Ben declines.
+  log('call 2: decline');
+  await clickCall(ana);
+  await ben.page.waitForSelector('#ringing .ring button.decline', { timeout });
+  await ben.page.click('#ringing .ring button.decline');
+  await callEnded(ana);
+  await ana.page.waitForSelector('#timeline li.call:has-text("ben declined the video call from ana")', { timeout });
+  await benOther.waitForSelector('#ringing', { state: 'detached', timeout });
+
+  // 3. Nobody answers: after the invite's lifetime (8 s here) Ana's call gives up and both see a
+  // missed call; Ben's tabs stop ringing.
+  log('call 3: missed');
+  await clickCall(ana);
+  await ben.page.waitForSelector('#ringing .ring', { timeout });
+  await callEnded(ana);
+  await ben.page.waitForSelector('#ringing', { state: 'detached', timeout });
+  for (const p of [ana, ben]) await p.page.waitForSelector('#timeline li.call:has-text("Missed video call from ana")', { timeout });
+
+  // 4. The caller hangs up a connected call.
+  log('call 4: caller hangs up');
+  await clickCall(ana);
+  await accept(ben);
+  await mediaFlows(ben, 1);
+  await ana.page.click('#call button.hangup');
+  await callEnded(ben);
+
+  // 5. Three people: Cy joins the room; Ana calls; Ben and Cy accept; each receives two streams.
+  log('call 5: mesh of three');
+  await cy.page.goto(roomUrl);
+  await Promise.all([cy.page.waitForURL(roomUrl), cy.page.click('button:has-text("Join room")')]);
+  await cy.page.waitForSelector('#conn[data-state="live"]', { timeout });
+  await ana.page.waitForSelector('#members li:has-text("cy")', { timeout });
+  await clickCall(ana);
+  await accept(ben);
+  await ben.page.waitForSelector('#callbar:has-text("In call")', { state: 'attached', timeout });
+  await accept(cy);
+  const mesh = await Promise.all([mediaFlows(ana, 2), mediaFlows(ben, 2), mediaFlows(cy, 2)]);
+  log(`mesh frames: ${mesh.map((s) => s.map((x) => x.framesDecoded).join('/')).join(', ')}`);
+  await cy.page.screenshot({ path: `${shots}/call-mesh-cy.png` });
+  // The room shows who is in the call; Cy leaves and the others keep talking.
+  await benOther.goto(roomUrl);
+  await benOther.waitForSelector('#callbar:not([hidden]):has-text("ana")', { timeout });
+  await cy.page.click('#call button.hangup');
+  await callEnded(cy);
+  await mediaFlows(ana, 1);
+  await ana.page.click('#call button.hangup');
+  await callEnded(ben);
+  await benOther.waitForSelector('#callbar[hidden]', { state: 'attached', timeout });
+
+  if (errors.length) fail(errors.join('\n'));
+  log('browser calls: ok');
+} finally {
+  await browser.close();
+}
