@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use stun::attributes::*;
@@ -186,7 +187,15 @@ pub struct Guard {
     policy: PeerPolicy,
     quotas: Arc<Quotas>,
     stop: CancellationToken,
+    /// Requests handed to the crate and not answered yet: transaction id -> (client, type,
+    /// when). Some of the crate's error paths answer nothing; [`Guard::answer_forgotten`] does.
+    unanswered: Mutex<HashMap<[u8; 12], (SocketAddr, MessageType, Instant)>>,
 }
+
+/// How long the crate may take to answer a request before the guard answers `400` itself.
+const ANSWER_WITHIN: Duration = Duration::from_millis(500);
+/// Most unanswered requests tracked (a flood beyond it is simply not tracked).
+const MAX_UNANSWERED: usize = 4096;
 
 impl Guard {
     /// Wraps `inner`.
@@ -197,7 +206,62 @@ impl Guard {
         quotas: Arc<Quotas>,
         stop: CancellationToken,
     ) -> Self {
-        Guard { inner, creds, policy, quotas, stop }
+        Guard { inner, creds, policy, quotas, stop, unanswered: Mutex::default() }
+    }
+
+    fn unanswered(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 12], (SocketAddr, MessageType, Instant)>> {
+        self.unanswered.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Notes a request passed to the crate, to be answered by [`Guard::answer_forgotten`] if the
+    /// crate does not.
+    fn expect_answer(&self, buf: &[u8], src: SocketAddr) {
+        if buf.len() < 20 || buf[0] >> 6 != 0 {
+            return;
+        }
+        let mut mt = MessageType::default();
+        mt.read_value(u16::from_be_bytes([buf[0], buf[1]]));
+        if mt.class != CLASS_REQUEST {
+            return;
+        }
+        let mut txid = [0u8; 12];
+        txid.copy_from_slice(&buf[8..20]);
+        let mut map = self.unanswered();
+        if map.len() < MAX_UNANSWERED {
+            map.insert(txid, (src, mt, Instant::now()));
+        }
+    }
+
+    /// Every request gets an answer: the crate drops some malformed ones with only a log line,
+    /// which leaves the client waiting forever. Runs until the relay stops.
+    pub async fn answer_forgotten(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(ANSWER_WITHIN / 2);
+        loop {
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let now = Instant::now();
+            let late: Vec<([u8; 12], SocketAddr, MessageType)> = {
+                let mut map = self.unanswered();
+                let late = map
+                    .iter()
+                    .filter(|(_, (_, _, at))| now.duration_since(*at) >= ANSWER_WITHIN)
+                    .map(|(id, (src, mt, _))| (*id, *src, *mt))
+                    .collect::<Vec<_>>();
+                for (id, _, _) in &late {
+                    map.remove(id);
+                }
+                late
+            };
+            for (txid, src, mt) in late {
+                let m = Message { typ: mt, transaction_id: stun::agent::TransactionId(txid), ..Default::default() };
+                if let Verdict::Reply(r) = self.error(&m, CODE_BAD_REQUEST, "request could not be processed", None) {
+                    self.quotas.dropped_malformed.fetch_add(1, Ordering::Relaxed);
+                    let _ = self.inner.send_to(&r, src).await;
+                }
+            }
+        }
     }
 
     fn check(&self, buf: &[u8]) -> Verdict {
@@ -246,18 +310,17 @@ impl Guard {
         Verdict::Pass
     }
 
-    /// A request whose header is sound but whose attributes are not gets `400 Bad Request`
-    /// (so the client stops waiting); anything else is dropped.
+    /// Something shaped like a STUN header (20 bytes or more, first two bits zero) that does not
+    /// decode gets `400 Bad Request` under its transaction id, so a client whose request was
+    /// damaged on the way stops waiting. The answer is no larger than what came in.
     fn bad_request(&self, buf: &[u8]) -> Verdict {
         self.quotas.dropped_malformed.fetch_add(1, Ordering::Relaxed);
-        if buf.len() < 20 || u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]) != MAGIC_COOKIE {
+        if buf.len() < 20 {
             return Verdict::Drop;
         }
         let mut mt = MessageType::default();
-        mt.read_value(u16::from_be_bytes([buf[0], buf[1]]));
-        if mt.class != CLASS_REQUEST {
-            return Verdict::Drop;
-        }
+        mt.read_value(u16::from_be_bytes([buf[0], buf[1]]) & 0x3fff);
+        mt.class = CLASS_REQUEST;
         let mut txid = [0u8; 12];
         txid.copy_from_slice(&buf[8..20]);
         let m = Message { typ: mt, transaction_id: stun::agent::TransactionId(txid), ..Default::default() };
@@ -336,7 +399,7 @@ impl Guard {
         }
     }
 
-    /// Watches the crate's answers for Allocate outcomes.
+    /// Watches the crate's answers: the request is answered, and Allocate outcomes count.
     fn observe_answer(&self, buf: &[u8]) {
         if buf.len() < 20 || buf[0] >> 6 != 0 {
             return;
@@ -346,6 +409,9 @@ impl Guard {
         txid.copy_from_slice(&buf[8..20]);
         let mut mt = MessageType::default();
         mt.read_value(t);
+        if mt.class == CLASS_SUCCESS_RESPONSE || mt.class == CLASS_ERROR_RESPONSE {
+            self.unanswered().remove(&txid);
+        }
         if mt.method != METHOD_ALLOCATE {
             return;
         }
@@ -425,7 +491,10 @@ impl Conn for Guard {
                 v => v,
             };
             match verdict {
-                Verdict::Pass => return Ok((n, src)),
+                Verdict::Pass => {
+                    self.expect_answer(&buf[..n], src);
+                    return Ok((n, src));
+                }
                 Verdict::Reply(r) => {
                     let _ = self.inner.send_to(&r, src).await;
                 }

@@ -159,7 +159,9 @@ impl Relay {
             })
         };
         let guard = |inner: Arc<dyn webrtc_util::Conn + Send + Sync>| {
-            Arc::new(Guard::new(inner, creds.clone(), policy, quotas.clone(), stop.clone()))
+            let g = Arc::new(Guard::new(inner, creds.clone(), policy, quotas.clone(), stop.clone()));
+            tokio::spawn(g.clone().answer_forgotten());
+            g
         };
         let (closed_tx, mut closed_rx) = tokio::sync::mpsc::channel(256);
         let server = Server::new(ServerConfig {

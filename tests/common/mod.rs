@@ -51,6 +51,19 @@ impl TestServer {
         Self::start_at(config).await
     }
 
+    /// Starts with the test defaults, then `tune` applied to the config.
+    pub async fn start_tuned(tune: impl FnOnce(&mut chat::Config)) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut config = chat::Config::with_data_dir(tmp.path());
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.turn.listen = Some("127.0.0.1:0".parse().unwrap());
+        config.turn.allow_private_peers = true;
+        tune(&mut config);
+        let mut s = Self::start_at(config).await;
+        s._tmp = Some(tmp);
+        s
+    }
+
     /// Starts on exactly `config.listen` (e.g. to restart on the same port).
     pub async fn start_at(config: chat::Config) -> Self {
         let shutdown = CancellationToken::new();
