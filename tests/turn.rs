@@ -65,7 +65,13 @@ impl Client {
     }
 
     fn new(link: Link, username: &str, password: &str) -> Client {
-        Client { link, username: username.into(), password: password.into(), realm: String::new(), nonce: String::new() }
+        Client {
+            link,
+            username: username.into(),
+            password: password.into(),
+            realm: String::new(),
+            nonce: String::new(),
+        }
     }
 
     async fn send_raw(&mut self, raw: &[u8]) {
@@ -254,7 +260,10 @@ async fn the_relay_never_reaches_internal_addresses_by_default() {
     let (p, paddr) = peer_socket().await;
     c.send_indication(paddr, b"ssrf?").await;
     let mut buf = [0u8; 64];
-    assert!(tokio::time::timeout(Duration::from_millis(500), p.recv_from(&mut buf)).await.is_err(), "relayed to loopback");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), p.recv_from(&mut buf)).await.is_err(),
+        "relayed to loopback"
+    );
     // A public address is fine (the permission only; nothing is sent anywhere).
     assert_eq!(c.create_permission("203.0.113.7:9".parse().unwrap()).await, None);
     let refused = s.state().turn.as_ref().unwrap().quotas.refused_peers.load(std::sync::atomic::Ordering::Relaxed);
@@ -386,7 +395,8 @@ async fn coturn_client_data_tests_pass_without_loss() {
     ];
     for (name, args, want) in cases {
         let (u, p) = (user.clone(), pass.clone());
-        let (sent, recv, lost) = tokio::task::spawn_blocking(move || data_test(args, relay, &u, &p, port)).await.unwrap();
+        let (sent, recv, lost) =
+            tokio::task::spawn_blocking(move || data_test(args, relay, &u, &p, port)).await.unwrap();
         assert_eq!((sent, recv, lost), (want, want, 0), "{name}");
     }
     peer.kill().unwrap();
