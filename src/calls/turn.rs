@@ -112,12 +112,30 @@ pub struct Relay {
     stop: CancellationToken,
 }
 
-/// Binds UDP and TCP on the same port (a free one when the port is 0).
-async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), String> {
+/// A UDP socket with `SO_REUSEPORT`, so several can share one port: the kernel keeps each
+/// client on one socket (by address hash), and each socket has its own read loop and core.
+fn reuseport_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    // Bursts of media from many clients: a larger receive queue drops less under load.
+    let _ = s.set_recv_buffer_size(4 << 20);
+    s.bind(&addr.into())?;
+    UdpSocket::from_std(s.into())
+}
+
+/// Binds `count` UDP sockets and one TCP listener on the same port (a free one when the port
+/// is 0).
+async fn bind_all(addr: SocketAddr, count: usize) -> Result<(Vec<UdpSocket>, TcpListener), String> {
     let mut last = String::new();
     for _ in 0..20 {
-        let udp = UdpSocket::bind(addr).await.map_err(|e| format!("turn.listen: cannot bind UDP {addr}: {e}"))?;
-        let bound = udp.local_addr().map_err(|e| e.to_string())?;
+        let first = reuseport_udp(addr).map_err(|e| format!("turn.listen: cannot bind UDP {addr}: {e}"))?;
+        let bound = first.local_addr().map_err(|e| e.to_string())?;
+        let mut udp = vec![first];
+        for _ in 1..count {
+            udp.push(reuseport_udp(bound).map_err(|e| format!("turn.listen: cannot bind UDP {bound}: {e}"))?);
+        }
         match TcpListener::bind(bound).await {
             Ok(tcp) => return Ok((udp, tcp)),
             Err(e) if addr.port() == 0 => last = e.to_string(),
@@ -143,8 +161,9 @@ impl Relay {
                 ));
             }
         };
-        let (udp, tcp) = bind_pair(listen).await?;
-        let addr = udp.local_addr().map_err(|e| e.to_string())?;
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 8);
+        let (udp, tcp) = bind_all(listen, threads).await?;
+        let addr = udp[0].local_addr().map_err(|e| e.to_string())?;
         let stop = CancellationToken::new();
         let creds = Arc::new(Credentials::new(secret, realm, Duration::from_secs(cfg.credential_ttl_secs)));
         let quotas = Quotas::new(cfg.allocations_per_user, cfg.allocations_total);
@@ -164,11 +183,13 @@ impl Relay {
             g
         };
         let (closed_tx, mut closed_rx) = tokio::sync::mpsc::channel(256);
+        let mut conn_configs: Vec<ConnConfig> = udp
+            .into_iter()
+            .map(|u| ConnConfig { conn: guard(Arc::new(u)), relay_addr_generator: relay_gen() })
+            .collect();
+        conn_configs.push(ConnConfig { conn: guard(mux), relay_addr_generator: relay_gen() });
         let server = Server::new(ServerConfig {
-            conn_configs: vec![
-                ConnConfig { conn: guard(Arc::new(udp)), relay_addr_generator: relay_gen() },
-                ConnConfig { conn: guard(mux), relay_addr_generator: relay_gen() },
-            ],
+            conn_configs,
             realm: creds.realm().to_string(),
             auth_handler: Arc::new(Auth(creds.clone())),
             channel_bind_timeout: Duration::from_secs(0),

@@ -2,7 +2,9 @@
 //! WebSockets, sends, and prints figures: durable messages/s, send→receive latency
 //! percentiles, server RSS and CPU. Talks only to the address it is given (loopback by default).
 //!
-//! Scenarios: `throughput`, `fanout`, `idle`, `compare`, `all`. See `--help`.
+//! Scenarios: `throughput`, `fanout`, `idle`, `compare`, `ephemeral`, `turn`, `all`. See `--help`.
+
+mod turn;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -92,6 +94,21 @@ enum Scenario {
         #[arg(long, default_value_t = 15)]
         seconds: u64,
     },
+    /// TURN relay throughput, round trip and CPU, ours and coturn's side by side.
+    Turn {
+        /// Allocations (clients), each with a channel to an echo peer.
+        #[arg(long, default_value_t = 300)]
+        allocations: usize,
+        /// Packets in flight per allocation.
+        #[arg(long, default_value_t = 4)]
+        window: usize,
+        /// Seconds of load per relay.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// coturn's `turnserver` (Debian package `coturn`), for the comparison.
+        #[arg(long, default_value = "/usr/bin/turnserver")]
+        coturn: String,
+    },
     /// Every scenario with its defaults, each on a fresh server.
     All,
 }
@@ -108,6 +125,7 @@ fn main() -> Res<()> {
                 Scenario::Idle { connections: 10_000 },
                 Scenario::Compare,
                 Scenario::Ephemeral { users: 10_000, rooms: 500, typing_percent: 10, rate: 100, seconds: 15 },
+                Scenario::Turn { allocations: 300, window: 4, seconds: 10, coturn: "/usr/bin/turnserver".into() },
             ],
             one => vec![one],
         };
@@ -120,6 +138,9 @@ fn main() -> Res<()> {
                 Scenario::Compare => compare(&server).await,
                 Scenario::Ephemeral { users, rooms, typing_percent, rate, seconds } => {
                     ephemeral(&server, users, rooms, typing_percent, rate, seconds).await
+                }
+                Scenario::Turn { allocations, window, seconds, coturn } => {
+                    turn::compare(&server, allocations, window, seconds, &coturn).await
                 }
                 Scenario::All => Ok(()),
             };
@@ -171,8 +192,16 @@ impl Server {
         };
         let dir = std::env::temp_dir().join(format!("chat-load-{}-{}", std::process::id(), now_micros()));
         std::fs::create_dir_all(&dir)?;
+        // The relay serves the load tool's many allocations and its loopback echo peer.
+        let config = dir.join("chat.toml");
+        std::fs::write(
+            &config,
+            "[turn]\nallow_private_peers = true\nallocations_per_user = 100000\nallocations_total = 100000\n",
+        )?;
         let mut child = Command::new(&bin)
-            .args(["serve", "--listen", "127.0.0.1:0", "--turn-listen", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--listen", "127.0.0.1:0", "--turn-listen", "127.0.0.1:0", "--config"])
+            .arg(&config)
+            .arg("--data-dir")
             .arg(&dir)
             .env("CHAT_LOG", "warn")
             .stdout(Stdio::piped())
