@@ -190,6 +190,9 @@ pub struct Guard {
     /// Requests handed to the crate and not answered yet: transaction id -> (client, type,
     /// when). Some of the crate's error paths answer nothing; [`Guard::answer_forgotten`] does.
     unanswered: Mutex<HashMap<[u8; 12], (SocketAddr, MessageType, Instant)>>,
+    /// The listener's address, read once: the crate asks for it on every packet, and each ask
+    /// would be a `getsockname` system call.
+    local: Option<SocketAddr>,
 }
 
 /// How long the crate may take to answer a request before the guard answers `400` itself.
@@ -206,7 +209,8 @@ impl Guard {
         quotas: Arc<Quotas>,
         stop: CancellationToken,
     ) -> Self {
-        Guard { inner, creds, policy, quotas, stop, unanswered: Mutex::default() }
+        let local = inner.local_addr().ok();
+        Guard { inner, creds, policy, quotas, stop, unanswered: Mutex::default(), local }
     }
 
     fn unanswered(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 12], (SocketAddr, MessageType, Instant)>> {
@@ -513,7 +517,10 @@ impl Conn for Guard {
     }
 
     fn local_addr(&self) -> webrtc_util::Result<SocketAddr> {
-        self.inner.local_addr()
+        match self.local {
+            Some(a) => Ok(a),
+            None => self.inner.local_addr(),
+        }
     }
 
     fn remote_addr(&self) -> Option<SocketAddr> {
