@@ -208,7 +208,7 @@ fn print(name: &str, f: &Figures) {
     // Each echoed packet crosses the relay twice (client -> peer, peer -> client).
     let relayed = f.packets as f64 * 2.0 / f.secs;
     println!(
-        "turn: {name:<7} {:>9.0} packets/s relayed, round trip p50 {:.2} ms p99 {:.2} ms, {} lost, \
+        "turn: {name:<7} {:>9.0} packets/s relayed, round trip p50 {:.2} ms p99 {:.2} ms, {} timeouts, \
          CPU {:.2} s ({:.1} µs/packet), RSS {:.1} MiB",
         relayed,
         f.p50_ms,
