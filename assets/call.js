@@ -650,6 +650,13 @@ export function createCalls({ me, send, displayName, currentRoom }) {
     get active() { return conf; },
     get ringing() { return Array.from(ringing.keys()); },
     async stats() { return Promise.all(Array.from(peers.values()).map(peerStats)); },
+    // The video track label each connection sends (camera or screen), for tests and diagnostics.
+    senderLabels() {
+      return Array.from(peers.values()).map((p) => {
+        const s = p.pc.getSenders().find((x) => x.track && x.track.kind === 'video');
+        return s ? s.track.label : null;
+      });
+    },
   };
   return api;
 }

@@ -275,7 +275,7 @@ impl Guard {
         match buf[0] >> 6 {
             0b01 => return Verdict::Pass, // ChannelData: only bound (already checked) peers
             0b00 => {}
-            _ => return self.malformed(),
+            _ => return self.bad_request(buf), // a damaged header: answer it if it is long enough
         }
         let mut m = Message { raw: buf.to_vec(), ..Default::default() };
         if let Err(e) = m.decode() {
@@ -290,7 +290,9 @@ impl Guard {
             return Verdict::Pass;
         }
         if m.typ.class != CLASS_REQUEST {
-            return Verdict::Drop; // we never ask clients anything
+            // We never ask clients anything: a "response" or unknown indication is a damaged
+            // request, most likely, whose sender waits for an answer.
+            return self.bad_request(buf);
         }
         if !m.contains(ATTR_MESSAGE_INTEGRITY) {
             return Verdict::Pass; // the crate challenges it (401 with a nonce) or answers a Binding
@@ -314,9 +316,10 @@ impl Guard {
         Verdict::Pass
     }
 
-    /// Something shaped like a STUN header (20 bytes or more, first two bits zero) that does not
-    /// decode gets `400 Bad Request` under its transaction id, so a client whose request was
-    /// damaged on the way stops waiting. The answer is no larger than what came in.
+    /// Anything of 20 bytes or more that is neither ChannelData nor a well-formed request or Send
+    /// indication is most likely a damaged request: it gets `400 Bad Request` under the
+    /// transaction id in bytes 8-20, so a client whose request was damaged on the way stops
+    /// waiting. The answer is never larger than what came in (no amplification).
     fn bad_request(&self, buf: &[u8]) -> Verdict {
         self.quotas.dropped_malformed.fetch_add(1, Ordering::Relaxed);
         if buf.len() < 20 {
@@ -328,7 +331,11 @@ impl Guard {
         let mut txid = [0u8; 12];
         txid.copy_from_slice(&buf[8..20]);
         let m = Message { typ: mt, transaction_id: stun::agent::TransactionId(txid), ..Default::default() };
-        self.error(&m, CODE_BAD_REQUEST, "malformed message", None)
+        match self.error(&m, CODE_BAD_REQUEST, "", None) {
+            // Never answer with more bytes than came in: no amplification for spoofed sources.
+            Verdict::Reply(r) if r.len() <= buf.len() => Verdict::Reply(r),
+            _ => Verdict::Drop,
+        }
     }
 
     fn malformed(&self) -> Verdict {

@@ -112,6 +112,16 @@ pub struct Relay {
     stop: CancellationToken,
 }
 
+/// The address to advertise when the relay listens on all addresses and none is configured: the
+/// first IPv4 address of an interface that is not loopback or link-local (a LAN start).
+fn guess_public_ip() -> Option<IpAddr> {
+    let interfaces = webrtc_util::ifaces::ifaces().ok()?;
+    interfaces.iter().filter_map(|i| i.addr.map(|a| a.ip())).find(|ip| match ip {
+        IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_link_local() && !v4.is_unspecified(),
+        IpAddr::V6(_) => false,
+    })
+}
+
 /// A UDP socket with `SO_REUSEPORT`, so several can share one port: the kernel keeps each
 /// client on one socket (by address hash), and each socket has its own read loop and core.
 fn reuseport_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
@@ -153,13 +163,23 @@ impl Relay {
         let public_ip = match cfg.public_ip {
             Some(ip) => ip,
             None if !listen.ip().is_unspecified() => listen.ip(),
-            None => {
-                return Err(format!(
-                    "turn.public_ip: required when the relay listens on all addresses ({listen}); set it \
-                     (CHAT_TURN_PUBLIC_IP) to the address browsers reach this server at, or turn the relay \
-                     off (CHAT_TURN_DISABLED=true)"
-                ));
-            }
+            None => match guess_public_ip() {
+                Some(ip) => {
+                    tracing::warn!(
+                        %ip,
+                        "TURN relay listens on all addresses: advertising {ip}; set turn.public_ip \
+                         (CHAT_TURN_PUBLIC_IP) if browsers reach this server at another address"
+                    );
+                    ip
+                }
+                None => {
+                    return Err(format!(
+                        "turn.public_ip: required when the relay listens on all addresses ({listen}) and \
+                         this machine has no non-loopback IPv4 address; set it (CHAT_TURN_PUBLIC_IP) to the \
+                         address browsers reach this server at, or turn the relay off (CHAT_TURN_DISABLED=true)"
+                    ));
+                }
+            },
         };
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 8);
         let (udp, tcp) = bind_all(listen, threads).await?;

@@ -103,8 +103,19 @@ impl WriterThread {
 
     fn stop_inner(&mut self) {
         if let Some(handle) = self.handle.take() {
-            let _ = self.tx.blocking_send(Msg::Stop);
-            let _ = handle.join();
+            let tx = self.tx.clone();
+            let stop = move || {
+                let _ = tx.blocking_send(Msg::Stop);
+                let _ = handle.join();
+            };
+            // `blocking_send` panics on a runtime thread, which is where a server task dropped
+            // at runtime shutdown (say, after a test panicked) drops its writer: stop from a
+            // plain thread then.
+            if tokio::runtime::Handle::try_current().is_ok() {
+                let _ = std::thread::spawn(stop).join();
+            } else {
+                stop();
+            }
         }
     }
 }

@@ -175,6 +175,23 @@ try {
   await cy.page.click('#call button.hangup');
   await callEnded(cy);
   await mediaFlows(ana, 1);
+  // Cy joins the call in progress from the room's call bar; the others accept without ringing.
+  await cy.page.click('#callbar button.join');
+  await cy.page.waitForSelector('#call', { timeout });
+  await Promise.all([mediaFlows(ana, 2), mediaFlows(ben, 2), mediaFlows(cy, 2)]);
+  if (await ben.page.locator('#ringing').count() !== 0) fail('a join into a running call rang');
+  // Screen share replaces the camera track on every connection, and back.
+  const label = () => ana.page.evaluate(() => window.chatCalls.senderLabels());
+  const camera = await label();
+  await ana.page.click('#call button.share');
+  await ana.page.waitForSelector('#call button.share:text-is("Stop sharing")', { timeout });
+  const shared = await label();
+  if (shared.some((l, i) => l === camera[i])) fail(`screen share did not replace the video: ${camera} -> ${shared}`);
+  await ana.page.click('#call button.share');
+  await ana.page.waitForSelector('#call button.share:text-is("Share screen")', { timeout });
+  if (JSON.stringify(await label()) !== JSON.stringify(camera)) fail('the camera did not come back after sharing');
+  await cy.page.click('#call button.hangup');
+  await callEnded(cy);
   await ana.page.click('#call button.hangup');
   await callEnded(ben);
   await benOther.waitForSelector('#callbar[hidden]', { state: 'attached', timeout });
