@@ -24,9 +24,12 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // The `turn` crate logs every packet it refuses at error level (a client retransmitting an
+    // Allocate is enough), so a client could fill the log; it is off unless CHAT_LOG asks.
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CHAT_LOG").unwrap_or_else(|_| "chat=info,warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("CHAT_LOG")
+                .unwrap_or_else(|_| "chat=info,turn=off,warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -203,7 +203,7 @@ impl Server {
             .arg(&config)
             .arg("--data-dir")
             .arg(&dir)
-            .env("CHAT_LOG", "warn")
+            .env("CHAT_LOG", "warn,turn=off")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -239,6 +239,39 @@ fn start_coturn(bin: &str) -> Res<(Child, SocketAddr, String, String)> {
     Ok((child, SocketAddr::from(([127, 0, 0, 1], port)), user, pass))
 }
 
+/// coturn's own client as the load: `turnutils_uclient -m 300 -n 50 -l 120` (300 clients, 50
+/// messages each, through channels to `turnutils_peer`); returns its summary line and the
+/// server's CPU seconds over the run.
+fn uclient_load(relay: SocketAddr, user: &str, pass: &str, pid: u32) -> Res<String> {
+    let peer_port = std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port();
+    let mut peer = Command::new("/usr/bin/turnutils_peer")
+        .args(["-L", "127.0.0.1", "-p", &peer_port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    std::thread::sleep(Duration::from_millis(300));
+    let cpu0 = cpu_of(pid).unwrap_or_default();
+    let t0 = Instant::now();
+    let out = Command::new("/usr/bin/turnutils_uclient")
+        .args(["-m", "300", "-n", "50", "-l", "120", "-u", user, "-w", pass, "-p", &relay.port().to_string()])
+        .args(["-e", "127.0.0.1", "-r", &peer_port.to_string(), "127.0.0.1"])
+        .output()?;
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = cpu_of(pid).unwrap_or_default().saturating_sub(cpu0).as_secs_f64();
+    let _ = peer.kill();
+    let _ = peer.wait();
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let pick = |key: &str| {
+        text.lines().rev().find(|l| l.contains(key)).map(|l| l.split(": : ").last().unwrap_or(l).trim().to_string())
+    };
+    Ok(format!(
+        "{} | {} | {} | wall {wall:.1} s, server CPU {cpu:.2} s",
+        pick("tot_recv_msgs").unwrap_or_default(),
+        pick("Total lost packets").unwrap_or_default(),
+        pick("Average round trip delay").unwrap_or_default(),
+    ))
+}
+
 /// Runs the same load against our relay and, when installed, coturn.
 pub async fn compare(server: &Arc<Server>, clients: usize, window: usize, seconds: u64, coturn: &str) -> Res<()> {
     let load = Load { clients, window, payload: 100, seconds };
@@ -252,13 +285,24 @@ pub async fn compare(server: &Arc<Server>, clients: usize, window: usize, second
     let pid = server.pid.ok_or("server pid unknown")?;
     let ours = measure(&load, relay, user, pass, pid).await?;
     print("chat", &ours);
+    let uclient = std::path::Path::new("/usr/bin/turnutils_uclient").exists();
+    if uclient {
+        let (u, p) = (user.to_string(), pass.to_string());
+        let line = tokio::task::spawn_blocking(move || uclient_load(relay, &u, &p, pid)).await??;
+        println!("turn: chat    turnutils_uclient -m 300 -n 50: {line}");
+    }
     if !std::path::Path::new(coturn).exists() {
         println!("turn: {coturn} not installed (apt-get install coturn): no comparison");
         return Ok(());
     }
     let (mut child, addr, cuser, cpass) = start_coturn(coturn)?;
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let theirs = measure(&load, addr, &cuser, &cpass, child.id()).await;
+    let cpid = child.id();
+    let theirs = measure(&load, addr, &cuser, &cpass, cpid).await;
+    if uclient && theirs.is_ok() {
+        let line = tokio::task::spawn_blocking(move || uclient_load(addr, &cuser, &cpass, cpid)).await??;
+        println!("turn: coturn  turnutils_uclient -m 300 -n 50: {line}");
+    }
     let _ = child.kill();
     let _ = child.wait();
     let theirs = theirs?;
