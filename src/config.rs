@@ -28,6 +28,44 @@ pub struct Config {
     pub limits: Limits,
     /// The built-in TURN relay.
     pub turn: TurnConfig,
+    /// HTTPS for the web listener.
+    pub tls: TlsConfig,
+}
+
+/// HTTPS settings. With neither certificate files nor `self_signed`, the listener speaks plain
+/// HTTP (behind a reverse proxy that terminates TLS, or on localhost).
+#[derive(Debug, Clone, Default)]
+pub struct TlsConfig {
+    /// PEM certificate chain; reloaded when the file changes or on SIGHUP.
+    pub cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
+    /// Create (once) and use a self-signed certificate kept in the data directory.
+    pub self_signed: bool,
+    /// A plain-HTTP listener that redirects every request to HTTPS.
+    pub redirect_listen: Option<SocketAddr>,
+}
+
+impl TlsConfig {
+    /// Whether the web listener speaks HTTPS.
+    pub fn enabled(&self) -> bool {
+        self.self_signed || self.cert.is_some()
+    }
+
+    fn check(&self) -> Result<(), String> {
+        match (&self.cert, &self.key) {
+            (Some(_), None) => return Err("tls_key: required with tls_cert".into()),
+            (None, Some(_)) => return Err("tls_cert: required with tls_key".into()),
+            _ => {}
+        }
+        if self.self_signed && self.cert.is_some() {
+            return Err("tls_self_signed: cannot be combined with tls_cert/tls_key".into());
+        }
+        if self.redirect_listen.is_some() && !self.enabled() {
+            return Err("http_redirect_listen: needs HTTPS (tls_cert/tls_key or tls_self_signed)".into());
+        }
+        Ok(())
+    }
 }
 
 /// The built-in TURN relay (the `[turn]` table).
@@ -133,6 +171,14 @@ pub struct FileConfig {
     /// See [`TurnConfig`].
     #[serde(default)]
     pub turn: Option<TurnConfig>,
+    /// See [`TlsConfig::cert`].
+    pub tls_cert: Option<PathBuf>,
+    /// See [`TlsConfig::key`].
+    pub tls_key: Option<PathBuf>,
+    /// See [`TlsConfig::self_signed`].
+    pub tls_self_signed: Option<bool>,
+    /// See [`TlsConfig::redirect_listen`].
+    pub http_redirect_listen: Option<String>,
 }
 
 /// Settings as given on the command line or in the environment (already merged by clap).
@@ -162,6 +208,18 @@ pub struct ServeArgs {
     /// Do not run the TURN relay.
     #[arg(long, env = "CHAT_TURN_DISABLED")]
     pub turn_disabled: bool,
+    /// Serve HTTPS with this PEM certificate chain (reloaded on change or SIGHUP).
+    #[arg(long, env = "CHAT_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "CHAT_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a self-signed certificate kept in the data directory (LAN use).
+    #[arg(long, env = "CHAT_TLS_SELF_SIGNED")]
+    pub tls_self_signed: bool,
+    /// Also listen for plain HTTP here and redirect it to HTTPS (e.g. 0.0.0.0:80).
+    #[arg(long, env = "CHAT_HTTP_REDIRECT_LISTEN", value_name = "ADDR")]
+    pub http_redirect_listen: Option<String>,
 }
 
 impl Config {
@@ -173,6 +231,7 @@ impl Config {
             server_name: None,
             limits: Limits::default(),
             turn: TurnConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 
@@ -214,6 +273,16 @@ impl Config {
             cfg.turn.enabled = false;
         }
         cfg.turn.check()?;
+        cfg.tls.cert = args.tls_cert.clone().or(file.tls_cert);
+        cfg.tls.key = args.tls_key.clone().or(file.tls_key);
+        cfg.tls.self_signed = args.tls_self_signed || file.tls_self_signed.unwrap_or(false);
+        if let Some(addr) = args.http_redirect_listen.as_deref().or(file.http_redirect_listen.as_deref()) {
+            cfg.tls.redirect_listen = Some(
+                addr.parse()
+                    .map_err(|_| format!("http_redirect_listen: {addr:?} is not an address like 0.0.0.0:80"))?,
+            );
+        }
+        cfg.tls.check()?;
         Ok(cfg)
     }
 }

@@ -13,6 +13,7 @@
 //! - [`rooms`]   room services and the authorization rules for every room event.
 //! - [`calls`]   call signalling rules and the built-in TURN relay (guard, TCP, credentials).
 //! - [`live`]    the WebSocket channel: hub, per-connection queues, catch-up, frames.
+//! - [`tls`]     HTTPS: certificate loading and reload, self-signed certificates, the TLS listener.
 //! - [`web`]     HTTP routes: JSON API, maud pages and fragments, embedded assets.
 
 pub mod auth;
@@ -26,6 +27,7 @@ pub mod rooms;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod tls;
 pub mod web;
 
 pub use config::Config;

@@ -67,7 +67,8 @@ async fn serve(config: chat::Config) -> Result<(), String> {
     }
     let shutdown = CancellationToken::new();
     let running = chat::start(config.clone(), shutdown.clone()).await?;
-    println!("chat is ready at http://{}/  (data in {})", running.addr, config.data_dir.display());
+    let scheme = if running.https { "https" } else { "http" };
+    println!("chat is ready at {scheme}://{}/  (data in {})", running.addr, config.data_dir.display());
     let signal = shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;

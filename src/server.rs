@@ -14,11 +14,17 @@ use crate::config::{Config, derive_server_name};
 use crate::live::Hub;
 use crate::state::{AppState, Inner};
 use crate::store::{self, Store};
+use crate::tls;
+use std::future::IntoFuture;
 
 /// A server that has bound its listener and is serving.
 pub struct Running {
     /// The bound address (useful with port 0).
     pub addr: SocketAddr,
+    /// Whether it serves HTTPS.
+    pub https: bool,
+    /// The plain-HTTP redirect listener's address, if any.
+    pub redirect_addr: Option<SocketAddr>,
     /// The shared state (tests inspect the store through it).
     pub state: AppState,
     task: tokio::task::JoinHandle<Result<(), String>>,
@@ -53,6 +59,20 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let publish_hub = hub.clone();
     let (store, writer) = Store::open(&config.data_dir, Box::new(move |batch| publish_hub.publish(batch)))?;
     let secret = store::token_secret(&store).await.map_err(|e| format!("cannot create token secret: {e}"))?;
+    let tls = if config.tls.enabled() {
+        let (cert, key) = match (&config.tls.cert, &config.tls.key) {
+            (Some(c), Some(k)) => (c.clone(), k.clone()),
+            _ => tls::ensure_self_signed(
+                &config.data_dir,
+                &tls::self_signed_names(server_host(&server_name), addr.ip()),
+            )?,
+        };
+        let certs = tls::Certs::load(cert, key)?;
+        certs.clone().watch(shutdown.clone());
+        Some(tls::acceptor(certs)?)
+    } else {
+        None
+    };
     let turn = if config.turn.enabled {
         let turn_secret =
             store::secret(&store, "turn_secret").await.map_err(|e| format!("cannot create TURN secret: {e}"))?;
@@ -70,6 +90,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         limits: config.limits.clone(),
         shutdown: shutdown.clone(),
         turn: turn.clone(),
+        https: tls.is_some(),
+        hsts: tls.is_some() && !config.tls.self_signed,
         calls: crate::calls::new_pending(),
     });
     crate::calls::load_pending(&state).map_err(|e| format!("cannot read calls: {e}"))?;
@@ -88,14 +110,34 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         }
     });
     let app = crate::web::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    // Live frames are small and latency-bound: no Nagle delay (which, with delayed ACKs, stalls
-    // request/response patterns by ~40 ms).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-        let _ = tcp.set_nodelay(true);
-    });
+    let https = tls.is_some();
+    let redirect_addr = match config.tls.redirect_listen {
+        Some(at) => Some(redirect::start(at, addr.port(), shutdown.clone()).await?),
+        None => None,
+    };
+    let serving = match tls {
+        Some(acceptor) => {
+            let listener = tls::TlsListener::start(listener, acceptor, shutdown.clone()).map_err(|e| e.to_string())?;
+            // `tap_io` only to get axum's `ConnectInfo<SocketAddr>` for a custom listener.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |_| {});
+            tokio::spawn(
+                axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).into_future(),
+            )
+        }
+        None => {
+            // Live frames are small and latency-bound: no Nagle delay (which, with delayed ACKs,
+            // stalls request/response patterns by ~40 ms).
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+                let _ = tcp.set_nodelay(true);
+            });
+            tokio::spawn(
+                axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).into_future(),
+            )
+        }
+    };
     let writer = Arc::new(std::sync::Mutex::new(Some(writer)));
     let task = tokio::spawn(async move {
-        let served = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await;
+        let served = serving.await.map_err(|e| format!("server task failed: {e}"))?;
         if let Some(relay) = turn {
             relay.close().await;
         }
@@ -106,6 +148,59 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         }
         served.map_err(|e| format!("server error: {e}"))
     });
-    tracing::info!(%addr, "listening");
-    Ok(Running { addr, state, task })
+    tracing::info!(%addr, https, "listening");
+    Ok(Running { addr, https, redirect_addr, state, task })
+}
+
+/// The host part of a server name (`chat.example.org:8448` -> `chat.example.org`,
+/// `[::1]:8080` -> `::1`).
+fn server_host(name: &crate::ids::ServerName) -> &str {
+    let s = name.as_str();
+    if let Some(rest) = s.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    s.rsplit_once(':').filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit())).map(|(h, _)| h).unwrap_or(s)
+}
+
+/// The plain-HTTP listener that sends every request to HTTPS.
+mod redirect {
+    use std::net::SocketAddr;
+
+    use axum::Router;
+    use axum::extract::{Request, State};
+    use axum::http::{StatusCode, header};
+    use axum::response::{IntoResponse, Response};
+    use tokio_util::sync::CancellationToken;
+
+    /// Binds `at` and answers every request with `308` to the same host and path over HTTPS on
+    /// `https_port`.
+    pub async fn start(at: SocketAddr, https_port: u16, stop: CancellationToken) -> Result<SocketAddr, String> {
+        let listener = tokio::net::TcpListener::bind(at)
+            .await
+            .map_err(|e| format!("http_redirect_listen: cannot listen on {at}: {e}"))?;
+        let bound = listener.local_addr().map_err(|e| e.to_string())?;
+        let app = Router::new().fallback(redirect).with_state(https_port);
+        tokio::spawn(axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).into_future());
+        Ok(bound)
+    }
+
+    async fn redirect(State(port): State<u16>, req: Request) -> Response {
+        let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+        // The host without its port; only characters a host name or IP literal may have.
+        let host = if host.starts_with('[') {
+            host.split_inclusive(']').next().unwrap_or_default()
+        } else {
+            host.split(':').next().unwrap_or_default()
+        };
+        let valid = !host.is_empty()
+            && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':'));
+        if !valid {
+            return (StatusCode::BAD_REQUEST, "a Host header is required").into_response();
+        }
+        let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let target = if port == 443 { format!("https://{host}{path}") } else { format!("https://{host}:{port}{path}") };
+        (StatusCode::PERMANENT_REDIRECT, [(header::LOCATION, target)]).into_response()
+    }
+
+    use std::future::IntoFuture;
 }

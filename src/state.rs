@@ -37,6 +37,10 @@ pub struct Inner {
     pub shutdown: CancellationToken,
     /// Call invites waiting for an answer.
     pub calls: Arc<crate::calls::Pending>,
+    /// The web listener speaks HTTPS (cookies get `Secure`).
+    pub https: bool,
+    /// Send `Strict-Transport-Security` (HTTPS with a certificate from files).
+    pub hsts: bool,
     /// The built-in TURN relay, unless turned off.
     pub turn: Option<Arc<crate::calls::turn::Relay>>,
 }

@@ -63,14 +63,27 @@ pub fn router(state: AppState) -> Router {
         .fallback(pages::not_found)
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), refresh_cookie))
-        .layer(middleware::from_fn(security_headers))
+        .layer(middleware::from_fn_with_state(state.clone(), security_headers))
         .with_state(state)
 }
 
-/// Headers on every response: a strict CSP (no inline script or style), no sniffing, no framing.
-async fn security_headers(req: Request, next: Next) -> Response {
+/// Headers on every response: a strict CSP (no inline script or style), no sniffing, no framing;
+/// on HTTPS, cookies marked `Secure`, and HSTS when the certificate is a real one (HSTS with a
+/// self-signed certificate would stop people from accepting it).
+async fn security_headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
     let h = res.headers_mut();
+    if state.https {
+        if let Some(c) = h.get(header::SET_COOKIE).and_then(|v| v.to_str().ok())
+            && !c.contains("; Secure")
+            && let Ok(v) = HeaderValue::from_str(&format!("{c}; Secure"))
+        {
+            h.insert(header::SET_COOKIE, v);
+        }
+        if state.hsts {
+            h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
+        }
+    }
     let set = |h: &mut axum::http::HeaderMap, k: header::HeaderName, v: &'static str| {
         h.entry(k).or_insert(HeaderValue::from_static(v));
     };

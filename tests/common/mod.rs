@@ -84,6 +84,10 @@ impl TestServer {
         &self.running.as_ref().unwrap().state
     }
 
+    pub fn running(&self) -> &chat::Running {
+        self.running.as_ref().unwrap()
+    }
+
     /// Graceful stop; returns the temp dir (if owned) so the data can be reopened.
     pub async fn stop(mut self) -> Option<tempfile::TempDir> {
         self.shutdown.cancel();
@@ -279,7 +283,7 @@ impl Binary {
             .unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let url = line.split_whitespace().find(|w| w.starts_with("http://")).expect("server did not start");
+        let url = line.split_whitespace().find(|w| w.starts_with("http")).expect("server did not start");
         Binary { child, url: url.trim_end_matches('/').to_string() }
     }
 

@@ -1,0 +1,242 @@
+//! HTTPS: rustls (ring) in front of the same axum app, with certificates that reload without
+//! dropping connections, or a self-signed certificate kept in the data directory.
+//!
+//! - [`Certs`] resolves the certificate for every new handshake from a slot that
+//!   [`Certs::reload_if_changed`] swaps when the files change (checked every 2 s) or on SIGHUP.
+//!   Connections already open keep the session they have; a certificate that fails to load is
+//!   logged and the old one stays.
+//! - [`TlsListener`] accepts TCP, runs each handshake in its own task (bounded in number and in
+//!   time, so a slow or silent client cannot hold up others), and hands finished streams to
+//!   axum.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tokio_util::sync::CancellationToken;
+
+/// How long a client may take to complete the TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes in progress at once; further connections wait to be accepted.
+pub const MAX_HANDSHAKES: usize = 256;
+/// How often certificate files are checked for changes.
+pub const RELOAD_CHECK: Duration = Duration::from_secs(2);
+
+/// Loads a PEM certificate chain and private key into a signing-ready pair.
+pub fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, String> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("tls_cert: cannot read {}: {e}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("tls_cert: {}: {e}", cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!("tls_cert: {} holds no PEM certificate", cert.display()));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("tls_key: {}: {e}", key.display()))?;
+    let signer = rustls::crypto::ring::sign::any_supported_type(&key_der)
+        .map_err(|e| format!("tls_key: {}: {e}", key.display()))?;
+    let pair = CertifiedKey::new(chain, signer);
+    pair.keys_match().map_err(|e| format!("tls_key: {} does not belong to {}: {e}", key.display(), cert.display()))?;
+    Ok(pair)
+}
+
+fn mtimes(cert: &Path, key: &Path) -> Option<(SystemTime, SystemTime)> {
+    let m = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    Some((m(cert)?, m(key)?))
+}
+
+/// The server's current certificate, swapped in place on reload.
+#[derive(Debug)]
+pub struct Certs {
+    current: RwLock<Arc<CertifiedKey>>,
+    cert: PathBuf,
+    key: PathBuf,
+    stamp: Mutex<Option<(SystemTime, SystemTime)>>,
+}
+
+impl Certs {
+    /// Loads the pair at `cert` and `key`.
+    pub fn load(cert: PathBuf, key: PathBuf) -> Result<Arc<Self>, String> {
+        let pair = load_pair(&cert, &key)?;
+        let stamp = mtimes(&cert, &key);
+        Ok(Arc::new(Certs { current: RwLock::new(Arc::new(pair)), cert, key, stamp: Mutex::new(stamp) }))
+    }
+
+    /// Reloads when either file changed since the last load (or `force`). Returns whether a new
+    /// certificate is in use; a pair that fails to load leaves the old one in place.
+    pub fn reload_if_changed(&self, force: bool) -> Result<bool, String> {
+        let now = mtimes(&self.cert, &self.key);
+        {
+            let stamp = self.stamp.lock().unwrap_or_else(|p| p.into_inner());
+            if !force && (now.is_none() || *stamp == now) {
+                return Ok(false);
+            }
+        }
+        let pair = load_pair(&self.cert, &self.key)?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(pair);
+        *self.stamp.lock().unwrap_or_else(|p| p.into_inner()) = now;
+        Ok(true)
+    }
+
+    /// Watches the files (and SIGHUP) until `stop`.
+    pub fn watch(self: Arc<Self>, stop: CancellationToken) {
+        tokio::spawn(async move {
+            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+            let mut tick = tokio::time::interval(RELOAD_CHECK);
+            loop {
+                let force = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => false,
+                    Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
+                };
+                match self.reload_if_changed(force) {
+                    Ok(true) => tracing::info!(cert = %self.cert.display(), "TLS certificate reloaded"),
+                    Ok(false) => {}
+                    Err(e) => tracing::error!(error = %e, "TLS certificate not reloaded; keeping the old one"),
+                }
+            }
+        });
+    }
+}
+
+impl ResolvesServerCert for Certs {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.read().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+}
+
+/// A rustls server config (HTTP/1.1 only: WebSockets upgrade over it) resolving through `certs`.
+pub fn acceptor(certs: Arc<Certs>) -> Result<TlsAcceptor, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_no_client_auth()
+        .with_cert_resolver(certs);
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Where a self-signed certificate is kept in the data directory.
+pub fn self_signed_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
+    (data_dir.join("tls").join("self-signed.crt"), data_dir.join("tls").join("self-signed.key"))
+}
+
+/// Creates (once) a self-signed certificate for `names` in the data directory and returns its
+/// paths. An existing one is reused, so browsers that accepted it keep accepting it.
+pub fn ensure_self_signed(data_dir: &Path, names: &[String]) -> Result<(PathBuf, PathBuf), String> {
+    let (cert, key) = self_signed_paths(data_dir);
+    if cert.exists() && key.exists() {
+        return Ok((cert, key));
+    }
+    let dir = cert.parent().unwrap_or(data_dir);
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let made =
+        rcgen::generate_simple_self_signed(names.to_vec()).map_err(|e| format!("self-signed certificate: {e}"))?;
+    write_private(&key, made.signing_key.serialize_pem().as_bytes())?;
+    std::fs::write(&cert, made.cert.pem()).map_err(|e| format!("cannot write {}: {e}", cert.display()))?;
+    tracing::info!(cert = %cert.display(), names = ?names, "created a self-signed TLS certificate");
+    Ok((cert, key))
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    f.write_all(bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// The names a self-signed certificate should cover: localhost, the server name's host, the
+/// listen address and, for a wildcard listen address, the machine's name.
+pub fn self_signed_names(server_host: &str, listen: IpAddr) -> Vec<String> {
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    let mut add = |n: String| {
+        if !n.is_empty() && !names.contains(&n) {
+            names.push(n);
+        }
+    };
+    add(server_host.trim_start_matches('[').trim_end_matches(']').to_string());
+    if listen.is_unspecified() {
+        if let Ok(h) = std::fs::read_to_string("/etc/hostname") {
+            add(h.trim().to_string());
+        }
+    } else {
+        add(listen.to_string());
+    }
+    names
+}
+
+/// TLS connections ready for axum.
+pub struct TlsListener {
+    rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    local: SocketAddr,
+}
+
+impl TlsListener {
+    /// Accepts on `tcp` until `stop`, running handshakes concurrently.
+    pub fn start(tcp: TcpListener, acceptor: TlsAcceptor, stop: CancellationToken) -> std::io::Result<Self> {
+        let local = tcp.local_addr()?;
+        let (tx, rx) = mpsc::channel(64);
+        let slots = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+        tokio::spawn(async move {
+            loop {
+                let Ok(permit) = slots.clone().acquire_owned().await else { return };
+                let (stream, peer) = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    r = tcp.accept() => match r {
+                        Ok(v) => v,
+                        Err(_) => {
+                            // Out of file descriptors, most likely: wait instead of spinning.
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    },
+                };
+                let _ = stream.set_nodelay(true);
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, peer)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                    drop(permit);
+                });
+            }
+        });
+        Ok(TlsListener { rx, local })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.rx.recv().await {
+            Some(conn) => conn,
+            // The accept loop stopped (shutdown): never yield another connection.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
