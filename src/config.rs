@@ -4,7 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::ids::ServerName;
 
@@ -69,7 +69,7 @@ impl TlsConfig {
 }
 
 /// The built-in TURN relay (the `[turn]` table).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct TurnConfig {
     /// Run the relay.
@@ -116,7 +116,7 @@ impl TurnConfig {
 }
 
 /// Bounds on sizes, queues and rates. Every one has a default suited to a small box.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Largest HTTP request body, bytes.
@@ -319,6 +319,85 @@ fn load_file(path: &Path) -> Result<FileConfig, String> {
     toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))
 }
 
+/// `chat config example`: every setting with its default, commented. `docs/configuration.md`
+/// says the same in a table; a test checks this text parses to the defaults.
+pub const EXAMPLE: &str = r#"# chat configuration (TOML). Every key is optional; shown with its default.
+# Precedence: defaults < this file (--config / CHAT_CONFIG) < CHAT_* variables < flags.
+
+# Address of the web app (HTTP or HTTPS). Port 0 picks a free port.   CHAT_LISTEN
+listen = "127.0.0.1:8080"
+# Directory of the database (chat.redb) and the self-signed certificate.   CHAT_DATA_DIR
+data_dir = "chat-data"
+# The name in user ids (@ana:NAME). Default: the listen address, or the hostname for 0.0.0.0.
+# CHAT_SERVER_NAME
+# server_name = "chat.example.org"
+
+# HTTPS. Give a certificate and key (PEM; reloaded when the files change or on SIGHUP) ...
+# CHAT_TLS_CERT, CHAT_TLS_KEY
+# tls_cert = "/etc/letsencrypt/live/chat.example.org/fullchain.pem"
+# tls_key = "/etc/letsencrypt/live/chat.example.org/privkey.pem"
+# ... or a self-signed certificate kept in data_dir (LAN use).   CHAT_TLS_SELF_SIGNED
+tls_self_signed = false
+# Plain-HTTP listener redirecting to HTTPS.   CHAT_HTTP_REDIRECT_LISTEN
+# http_redirect_listen = "0.0.0.0:80"
+
+[limits]
+max_body_bytes = 65536                # largest HTTP request body
+max_message_bytes = 16384             # largest message (UTF-8 bytes)
+max_ws_frame_bytes = 65536            # largest WebSocket frame from a client
+live_queue = 256                      # frames queued per live connection before catch-up
+max_catchup_events = 2000             # events replayed on reconnect before "resync"
+token_ttl_secs = 86400                # sign-in token lifetime
+logins_per_account_per_minute = 10
+logins_per_ip_per_minute = 30
+max_sockets_per_user = 32             # open WebSockets per user
+
+[turn]
+enabled = true                        # CHAT_TURN_DISABLED=true turns it off
+# UDP and TCP address of the relay. Default: the listen IP, port 3478.   CHAT_TURN_LISTEN
+# listen = "0.0.0.0:3478"
+# The address browsers reach the relay at (set it behind NAT). Default: the listen IP, or the
+# first non-loopback IPv4 address when listening on 0.0.0.0.   CHAT_TURN_PUBLIC_IP
+# public_ip = "203.0.113.5"
+allow_private_peers = false           # relay to loopback/private/link-local peers (LAN only)
+allocations_per_user = 32
+allocations_total = 1000
+credential_ttl_secs = 43200           # lifetime of minted TURN credentials
+"#;
+
+/// The effective settings as TOML, for `chat config check` (nothing in the config is secret:
+/// the token and TURN secrets live in the database).
+pub fn effective_toml(cfg: &Config) -> String {
+    #[derive(Serialize)]
+    struct Effective<'a> {
+        listen: String,
+        data_dir: String,
+        server_name: String,
+        tls_cert: Option<String>,
+        tls_key: Option<String>,
+        tls_self_signed: bool,
+        http_redirect_listen: Option<String>,
+        limits: &'a Limits,
+        turn: &'a TurnConfig,
+    }
+    let e = Effective {
+        listen: cfg.listen.to_string(),
+        data_dir: cfg.data_dir.display().to_string(),
+        server_name: cfg
+            .server_name
+            .as_ref()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| format!("{} (derived from listen)", derive_server_name(cfg.listen))),
+        tls_cert: cfg.tls.cert.as_ref().map(|p| p.display().to_string()),
+        tls_key: cfg.tls.key.as_ref().map(|p| p.display().to_string()),
+        tls_self_signed: cfg.tls.self_signed,
+        http_redirect_listen: cfg.tls.redirect_listen.map(|a| a.to_string()),
+        limits: &cfg.limits,
+        turn: &cfg.turn,
+    };
+    toml::to_string(&e).unwrap_or_else(|err| format!("# cannot print the configuration: {err}\n"))
+}
+
 /// The server name implied by a bound address when none is configured.
 ///
 /// A wildcard address (`0.0.0.0`, `::`) names no host, so the machine's hostname is used.
@@ -373,6 +452,21 @@ mod tests {
         std::fs::write(&path, "lisen = 1").unwrap();
         let e = Config::from_args(&ServeArgs { config: Some(path), ..Default::default() }).unwrap_err();
         assert!(e.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn the_example_is_the_defaults() {
+        let file: FileConfig = toml::from_str(EXAMPLE).unwrap();
+        assert_eq!(file.limits.unwrap(), Limits::default());
+        assert_eq!(file.turn.unwrap(), TurnConfig::default());
+        assert_eq!(file.listen.as_deref(), Some(DEFAULT_LISTEN));
+        assert_eq!(file.data_dir.unwrap(), PathBuf::from(DEFAULT_DATA_DIR));
+        // Every key the effective config prints is in the example (commented or not).
+        let printed = effective_toml(&Config::with_data_dir("chat-data"));
+        for line in printed.lines().filter(|l| l.contains(" = ")) {
+            let key = line.split(" = ").next().unwrap();
+            assert!(EXAMPLE.contains(&format!("{key} =")), "{key} missing from the example");
+        }
     }
 
     #[test]

@@ -20,20 +20,63 @@ struct Cli {
 enum Command {
     /// Run the server (web app, live chat) with zero configuration by default.
     Serve(chat::config::ServeArgs),
+    /// Check or print configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration (FILE, plus CHAT_* variables and flags as `serve` would see them)
+    /// and print the effective settings. Exit code 2 names the bad setting.
+    Check {
+        /// The TOML file to check [default: CHAT_CONFIG, or none].
+        file: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        args: chat::config::ServeArgs,
+    },
+    /// Print a commented example file with every setting at its default.
+    Example,
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // The `turn` crate logs every packet it refuses at error level (a client retransmitting an
     // Allocate is enough), so a client could fill the log; it is off unless CHAT_LOG asks.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CHAT_LOG")
-                .unwrap_or_else(|_| "chat=info,turn=off,warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("CHAT_LOG").unwrap_or_else(|_| "chat=info,turn=off,warn".into());
+    // Human-readable by default; CHAT_LOG_FORMAT=json for one JSON object per line (log shippers).
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match std::env::var("CHAT_LOG_FORMAT").as_deref() {
+        Ok("json") => logs.json().init(),
+        Ok("text") | Err(_) => logs.init(),
+        Ok(other) => {
+            logs.init();
+            eprintln!("CHAT_LOG_FORMAT: {other:?} is not \"text\" or \"json\"");
+            return std::process::ExitCode::from(2);
+        }
+    }
     match cli.command {
+        Command::Config(ConfigCommand::Example) => {
+            print!("{}", chat::config::EXAMPLE);
+            std::process::ExitCode::SUCCESS
+        }
+        Command::Config(ConfigCommand::Check { file, mut args }) => {
+            if file.is_some() {
+                args.config = file;
+            }
+            match chat::Config::from_args(&args) {
+                Ok(c) => {
+                    print!("{}", chat::config::effective_toml(&c));
+                    eprintln!("chat: configuration OK");
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("chat: configuration error: {e}");
+                    std::process::ExitCode::from(2)
+                }
+            }
+        }
         Command::Serve(args) => {
             let config = match chat::Config::from_args(&args) {
                 Ok(c) => c,

@@ -368,5 +368,8 @@ async fn bad_input_gets_clear_4xx_and_changes_nothing() {
     assert_eq!(s.bodies(&ana, &room).await, vec!["same origin"]);
     let res = s.http.get(url("/healthz")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
+    let res = s.http.get(url("/readyz")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.text().await.unwrap(), "ready");
     s.stop().await;
 }

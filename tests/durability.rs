@@ -114,6 +114,43 @@ fn cli_version_help_and_config_errors() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+#[test]
+fn config_example_and_check() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The example is a valid file, and `check` prints the effective settings.
+    let out = bin().args(["config", "example"]).output().unwrap();
+    assert!(out.status.success());
+    let example = tmp.path().join("example.toml");
+    std::fs::write(&example, &out.stdout).unwrap();
+    let out = bin().args(["config", "check"]).arg(&example).env_remove("CHAT_LISTEN").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("listen = \"127.0.0.1:8080\"") && printed.contains("[turn]"), "{printed}");
+    // Environment variables count, as for `serve`.
+    let out = bin().args(["config", "check"]).arg(&example).env("CHAT_LISTEN", "127.0.0.1:9999").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("127.0.0.1:9999"));
+    // Bad values, unknown keys and unreadable files: exit code 2 with the key or file named.
+    for (text, named) in [
+        ("listen = \"nope\"\n", "listen:"),
+        ("[limits]\nlive_queu = 3\n", "live_queu"),
+        ("[turn]\nallocations_total = 0\n", "turn.allocations_per_user and turn.allocations_total"),
+        ("tls_cert = \"/x.pem\"\n", "tls_key:"),
+        ("[limits]\ntoken_ttl_secs = \"long\"\n", "token_ttl_secs"),
+    ] {
+        let f = tmp.path().join("bad.toml");
+        std::fs::write(&f, text).unwrap();
+        let out = bin().args(["config", "check"]).arg(&f).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{text}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(named), "{text}: {err}");
+    }
+    let out = bin().args(["config", "check", "/nonexistent/chat.toml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/chat.toml"));
+    let out = bin().args(["serve"]).env("CHAT_LOG_FORMAT", "xml").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
 #[tokio::test]
 async fn sigterm_shuts_down_gracefully_and_keeps_data() {
     let tmp = tempfile::tempdir().unwrap();

@@ -73,6 +73,11 @@ impl Store {
         self.writer.submit(f).await
     }
 
+    /// Whether writes can be made (the writer thread runs).
+    pub fn writer_alive(&self) -> bool {
+        self.writer.alive()
+    }
+
     /// Counters of the writer.
     pub fn writer_stats(&self) -> WriterStats {
         self.writer.stats()

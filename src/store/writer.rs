@@ -171,6 +171,11 @@ impl Writer {
         Ok(Committed(done_rx))
     }
 
+    /// Whether the writer thread is still taking jobs.
+    pub fn alive(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
     /// A copy of the writer's counters.
     pub fn stats(&self) -> WriterStats {
         self.stats.lock().map(|s| *s).unwrap_or_default()

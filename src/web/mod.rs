@@ -58,6 +58,7 @@ pub fn router(state: AppState) -> Router {
         .route("/settings/privacy", post(pages::set_privacy))
         .route("/ws", get(crate::live::socket::upgrade))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .route("/assets/{*path}", get(assets::serve))
         .nest("/api/v1", api)
         .fallback(pages::not_found)
@@ -65,6 +66,23 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), refresh_cookie))
         .layer(middleware::from_fn_with_state(state.clone(), security_headers))
         .with_state(state)
+}
+
+/// `GET /readyz`: `200 ready` while the server takes traffic (the store reads and the writer
+/// runs), `503` with the reason otherwise (shutting down, writer stopped, store unreadable).
+/// `/healthz` only says the process answers.
+async fn readyz(State(state): State<AppState>) -> (axum::http::StatusCode, &'static str) {
+    use axum::http::StatusCode;
+    if state.shutdown.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    }
+    if !state.store.writer_alive() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "store writer stopped");
+    }
+    if state.store.stream_pos().is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "store unreadable");
+    }
+    (StatusCode::OK, "ready")
 }
 
 /// Headers on every response: a strict CSP (no inline script or style), no sniffing, no framing;
