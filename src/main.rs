@@ -33,7 +33,7 @@ enum ConfigCommand {
         /// The TOML file to check [default: CHAT_CONFIG, or none].
         file: Option<std::path::PathBuf>,
         #[command(flatten)]
-        args: chat::config::ServeArgs,
+        args: Box<chat::config::ServeArgs>,
     },
     /// Print a commented example file with every setting at its default.
     Example,
