@@ -9,6 +9,7 @@
 //! - [`server`]  binds the listener, wires the parts, serves until shutdown, then drains.
 //! - [`store`]   everything that touches redb: tables, the group-commit writer, typed queries.
 //! - [`events`]  the room event model (Matrix PDU shape): hashing, ids, content types.
+//! - [`admin`]   the admin socket in the data directory: backups of a running server.
 //! - [`auth`]    passwords (argon2id), tokens (JWT), sessions, extractors, rate limits.
 //! - [`rooms`]   room services and the authorization rules for every room event.
 //! - [`calls`]   call signalling rules and the built-in TURN relay (guard, TCP, credentials).
@@ -16,6 +17,7 @@
 //! - [`tls`]     HTTPS: certificate loading and reload, self-signed certificates, the TLS listener.
 //! - [`web`]     HTTP routes: JSON API, maud pages and fragments, embedded assets.
 
+pub mod admin;
 pub mod auth;
 pub mod calls;
 pub mod config;

@@ -23,6 +23,20 @@ enum Command {
     /// Check or print configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Write a consistent backup of the database to FILE, while the server runs or not.
+    Backup {
+        /// The backup file to create (must not exist).
+        file: std::path::PathBuf,
+        #[command(flatten)]
+        dir: DataDirArgs,
+    },
+    /// Restore a backup FILE into an empty data directory (the server must not be running on it).
+    Restore {
+        /// The backup file.
+        file: std::path::PathBuf,
+        #[command(flatten)]
+        dir: DataDirArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -37,6 +51,29 @@ enum ConfigCommand {
     },
     /// Print a commented example file with every setting at its default.
     Example,
+}
+
+/// Where the data directory is, for `backup` and `restore`: `--data-dir`, or `data_dir` from
+/// `--config` (the packaged service: `--config /etc/chat/chat.toml`).
+#[derive(clap::Args)]
+struct DataDirArgs {
+    /// Data directory [default: ./chat-data].
+    #[arg(long, env = "CHAT_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<std::path::PathBuf>,
+    /// Take the data directory from this configuration file.
+    #[arg(long, short = 'c', env = "CHAT_CONFIG", value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+}
+
+impl DataDirArgs {
+    fn resolve(&self) -> Result<std::path::PathBuf, String> {
+        let args = chat::config::ServeArgs {
+            data_dir: self.data_dir.clone(),
+            config: self.config.clone(),
+            ..Default::default()
+        };
+        Ok(chat::Config::from_args(&args)?.data_dir)
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -57,6 +94,8 @@ fn main() -> std::process::ExitCode {
         }
     }
     match cli.command {
+        Command::Backup { file, dir } => backup(&file, &dir),
+        Command::Restore { file, dir } => restore(&file, &dir),
         Command::Config(ConfigCommand::Example) => {
             print!("{}", chat::config::EXAMPLE);
             std::process::ExitCode::SUCCESS
@@ -132,6 +171,76 @@ async fn wait_for_signal() {
         }
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn backup(file: &std::path::Path, dir: &DataDirArgs) -> std::process::ExitCode {
+    let data_dir = match dir.resolve() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("chat: configuration error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let dest = match std::path::absolute(file) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("chat: {}: {e}", file.display());
+            return std::process::ExitCode::from(2);
+        }
+    };
+    // A running server makes the backup itself (it holds the database); otherwise open it here.
+    let req = serde_json::json!({ "op": "backup", "path": dest });
+    let out = match chat::admin::request(&data_dir, &req) {
+        Ok(Some(answer)) if answer["ok"] == true => {
+            serde_json::from_value::<serde_json::Value>(answer["backup"].clone()).map_err(|e| e.to_string())
+        }
+        Ok(Some(answer)) => Err(answer["error"].as_str().unwrap_or("backup failed").to_string()),
+        Ok(None) => {
+            chat::store::backup::backup_offline(&data_dir, &dest).map(|s| serde_json::to_value(s).unwrap_or_default())
+        }
+        Err(e) => Err(e),
+    };
+    match out {
+        Ok(stats) => {
+            println!(
+                "chat: backup written to {} ({} events, {} bytes, up to position {}, {:.2} s)",
+                dest.display(),
+                stats["events"],
+                stats["bytes"],
+                stats["stream_pos"],
+                stats["secs"].as_f64().unwrap_or(0.0)
+            );
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("chat: backup failed: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn restore(file: &std::path::Path, dir: &DataDirArgs) -> std::process::ExitCode {
+    let data_dir = match dir.resolve() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("chat: configuration error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    if let Ok(Some(_)) = chat::admin::request(&data_dir, &serde_json::json!({ "op": "ping" })) {
+        eprintln!("chat: a server is running on {}; stop it first", data_dir.display());
+        return std::process::ExitCode::from(2);
+    }
+    match chat::store::backup::restore(&data_dir, file) {
+        Ok((events, pos)) => {
+            println!("chat: restored {events} events (up to position {pos}) into {}", data_dir.display());
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("chat: restore failed: {e}");
+            std::process::ExitCode::from(2)
         }
     }
 }

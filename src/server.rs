@@ -96,6 +96,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     });
     crate::calls::load_pending(&state).map_err(|e| format!("cannot read calls: {e}"))?;
     crate::calls::spawn_sweeper(state.clone());
+    // Backups (and later admin commands) of a running server go through this socket; without
+    // it they need the server stopped, which is worth a warning, not a refusal to start.
+    if let Err(e) = crate::admin::serve(state.clone(), &config.data_dir) {
+        tracing::warn!(error = %e, "admin socket unavailable: `chat backup` needs the server stopped");
+    }
 
     // The hub's clock: typing notices expire and closed tabs turn offline after their grace.
     let ticker_hub = state.hub.clone();

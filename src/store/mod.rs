@@ -2,6 +2,7 @@
 //! reads and writes per aggregate (accounts, rooms, events).
 
 pub mod accounts;
+pub mod backup;
 pub mod events;
 pub mod rooms;
 pub mod tables;
@@ -71,6 +72,13 @@ impl Store {
         F: FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
     {
         self.writer.submit(f).await
+    }
+
+    /// Writes a consistent backup of everything committed now to `dest` (blocking; run it off
+    /// the async threads). Writes go on meanwhile.
+    pub fn backup_to(&self, dest: &Path) -> Result<backup::BackupStats> {
+        let r = self.read()?;
+        backup::write_backup(&r, dest).map_err(Error::Internal)
     }
 
     /// Whether writes can be made (the writer thread runs).

@@ -1,0 +1,172 @@
+//! Consistent backups and restores of the whole database.
+//!
+//! A backup copies every table from one read transaction (a snapshot of everything committed
+//! when it began; writes go on meanwhile) into a new redb file next to the destination, syncs
+//! it, and renames it into place: a backup file is either complete or absent, even if the
+//! process is killed half-way. A restore checks the file opens, has every table and a schema
+//! this build understands, then copies it into an empty data directory the same way.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+
+use super::tables::*;
+use super::{DB_FILE, SCHEMA_VERSION};
+
+/// What a backup wrote.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BackupStats {
+    /// Events copied.
+    pub events: u64,
+    /// Rows copied over all tables.
+    pub rows: u64,
+    /// Size of the backup file.
+    pub bytes: u64,
+    /// Stream position of the snapshot (the newest event in the backup).
+    pub stream_pos: u64,
+    /// Time taken, seconds.
+    pub secs: f64,
+}
+
+macro_rules! copy_tables {
+    ($src:expr, $dst:expr, $rows:expr, $($table:expr),+ $(,)?) => {
+        $(
+            {
+                let from = $src.open_table($table).map_err(|e| e.to_string())?;
+                let mut to = $dst.open_table($table).map_err(|e| e.to_string())?;
+                for row in from.iter().map_err(|e| e.to_string())? {
+                    let (k, v) = row.map_err(|e| e.to_string())?;
+                    to.insert(k.value(), v.value()).map_err(|e| e.to_string())?;
+                    $rows += 1;
+                }
+            }
+        )+
+    };
+}
+
+/// Copies every table of the snapshot `src` into a new database at `dest` (through a temporary
+/// file and a rename).
+pub fn write_backup(src: &ReadTransaction, dest: &Path) -> Result<BackupStats, String> {
+    let start = Instant::now();
+    if dest.exists() {
+        return Err(format!("{} exists; choose a new file name", dest.display()));
+    }
+    let partial = partial_path(dest);
+    let _ = std::fs::remove_file(&partial);
+    let out = (|| {
+        let db = Database::create(&partial).map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
+        let txn = db.begin_write().map_err(|e| e.to_string())?;
+        let mut rows = 0u64;
+        copy_tables!(
+            src,
+            txn,
+            rows,
+            META,
+            USERS,
+            SESSIONS,
+            USER_SESSIONS,
+            EVENTS,
+            ROOMS,
+            ROOM_TIMELINE,
+            ROOM_STATE,
+            ROOM_MEMBERS,
+            USER_ROOMS,
+            TXN_IDS,
+            READ_MARKERS,
+            DIRECT_ROOMS,
+            MENTIONS,
+            CALLS,
+        );
+        txn.commit().map_err(|e| e.to_string())?;
+        drop(db);
+        std::fs::File::open(&partial).and_then(|f| f.sync_all()).map_err(|e| e.to_string())?;
+        Ok::<u64, String>(rows)
+    })();
+    let rows = match out {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
+    };
+    std::fs::rename(&partial, dest).map_err(|e| format!("cannot move the backup to {}: {e}", dest.display()))?;
+    sync_dir(dest);
+    let events = src.open_table(EVENTS).map_err(|e| e.to_string())?.len().map_err(|e| e.to_string())?;
+    let stream_pos = read_pos(src)?;
+    let bytes = std::fs::metadata(dest).map(|m| m.len()).unwrap_or(0);
+    Ok(BackupStats { events, rows, bytes, stream_pos, secs: start.elapsed().as_secs_f64() })
+}
+
+fn read_pos(r: &ReadTransaction) -> Result<u64, String> {
+    let meta = r.open_table(META).map_err(|e| e.to_string())?;
+    let v = meta.get("stream_pos").map_err(|e| e.to_string())?;
+    Ok(v.and_then(|v| <[u8; 8]>::try_from(v.value()).ok()).map(u64::from_le_bytes).unwrap_or(0))
+}
+
+fn partial_path(dest: &Path) -> PathBuf {
+    let mut name = dest.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".partial");
+    dest.with_file_name(name)
+}
+
+/// Makes a rename durable (the directory entry), best effort.
+fn sync_dir(path: &Path) {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+}
+
+/// Backs up a data directory whose server is not running (the CLI's path when no server
+/// answers on the admin socket).
+pub fn backup_offline(data_dir: &Path, dest: &Path) -> Result<BackupStats, String> {
+    let path = data_dir.join(DB_FILE);
+    if !path.exists() {
+        return Err(format!("no database at {}", path.display()));
+    }
+    let db = Database::open(&path).map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => {
+            format!("{} is in use by a running chat server that did not answer on its admin socket", path.display())
+        }
+        other => format!("cannot open {}: {other}", path.display()),
+    })?;
+    let r = db.begin_read().map_err(|e| e.to_string())?;
+    write_backup(&r, dest)
+}
+
+/// Checks a backup file and copies it into `data_dir`, which must hold no database yet.
+/// Returns the number of events and the stream position in it.
+pub fn restore(data_dir: &Path, file: &Path) -> Result<(u64, u64), String> {
+    let target = data_dir.join(DB_FILE);
+    if target.exists() {
+        return Err(format!("{} already holds a database; restore into an empty data directory", data_dir.display()));
+    }
+    let (events, pos) = {
+        let db = Database::open(file).map_err(|e| format!("{} is not a chat backup: {e}", file.display()))?;
+        let r = db.begin_read().map_err(|e| e.to_string())?;
+        let version = {
+            let meta = r.open_table(META).map_err(|e| format!("{} is not a chat backup: {e}", file.display()))?;
+            let v = meta.get("schema_version").map_err(|e| e.to_string())?;
+            v.and_then(|v| <[u8; 4]>::try_from(v.value()).ok()).map(u32::from_le_bytes)
+        };
+        match version {
+            None => return Err(format!("{} is not a chat backup (no schema version)", file.display())),
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(format!(
+                    "{} was written by a newer chat (schema {v}; this build understands up to {SCHEMA_VERSION})",
+                    file.display()
+                ));
+            }
+            Some(_) => {}
+        }
+        let events = r.open_table(EVENTS).map_err(|e| e.to_string())?.len().map_err(|e| e.to_string())?;
+        (events, read_pos(&r)?)
+    };
+    std::fs::create_dir_all(data_dir).map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+    let partial = partial_path(&target);
+    std::fs::copy(file, &partial).map_err(|e| format!("cannot copy into {}: {e}", data_dir.display()))?;
+    std::fs::File::open(&partial).and_then(|f| f.sync_all()).map_err(|e| e.to_string())?;
+    std::fs::rename(&partial, &target).map_err(|e| e.to_string())?;
+    sync_dir(&target);
+    Ok((events, pos))
+}
