@@ -16,7 +16,7 @@ test "$(stat -c %a /etc/chat/chat.toml)" = "640"
 # Serve as the packaged user with the packaged config (on loopback ports, for the test).
 log=$(mktemp)
 as_root runuser -u chat -- /usr/bin/chat serve --config /etc/chat/chat.toml \
-  --listen 127.0.0.1:0 --turn-listen 127.0.0.1:0 >"$log" 2>&1 &
+  --listen 127.0.0.1:0 --turn-listen 127.0.0.1:0 --metrics-listen off >"$log" 2>&1 &
 for _ in $(seq 1 50); do
   url=$(grep -o 'http://[0-9.:]*' "$log" | head -n1 || true)
   [ -n "$url" ] && break
@@ -27,6 +27,9 @@ test "$(curl -fsS "$url/healthz")" = "ok"
 test "$(curl -fsS "$url/readyz")" = "ready"
 curl -fsS -X POST "$url/api/v1/register" -H 'content-type: application/json' \
   -d '{"username":"deb","password":"packaged-pass"}' >/dev/null
+# A backup while it runs, as the service user, through the admin socket.
+as_root runuser -u chat -- /usr/bin/chat backup --config /etc/chat/chat.toml /var/lib/chat/test-backup.redb
+test -s /var/lib/chat/test-backup.redb
 as_root pkill -TERM -u chat -f '/usr/bin/chat serve' || true
 for _ in $(seq 1 50); do pgrep -u chat -f '/usr/bin/chat serve' >/dev/null || break; sleep 0.2; done
 test -f /var/lib/chat/chat.redb

@@ -12,6 +12,8 @@ use crate::ids::ServerName;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default data directory, relative to the working directory.
 pub const DEFAULT_DATA_DIR: &str = "chat-data";
+/// Default address of the metrics listener (loopback only).
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9187";
 /// Default port of the TURN relay (UDP and TCP), the IANA port for STUN/TURN.
 pub const DEFAULT_TURN_PORT: u16 = 3478;
 
@@ -30,6 +32,8 @@ pub struct Config {
     pub turn: TurnConfig,
     /// HTTPS for the web listener.
     pub tls: TlsConfig,
+    /// Where `/metrics` is served; `None` turns it off.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// HTTPS settings. With neither certificate files nor `self_signed`, the listener speaks plain
@@ -179,6 +183,8 @@ pub struct FileConfig {
     pub tls_self_signed: Option<bool>,
     /// See [`TlsConfig::redirect_listen`].
     pub http_redirect_listen: Option<String>,
+    /// See [`Config::metrics_listen`]; `"off"` turns it off.
+    pub metrics_listen: Option<String>,
 }
 
 /// Settings as given on the command line or in the environment (already merged by clap).
@@ -220,6 +226,9 @@ pub struct ServeArgs {
     /// Also listen for plain HTTP here and redirect it to HTTPS (e.g. 0.0.0.0:80).
     #[arg(long, env = "CHAT_HTTP_REDIRECT_LISTEN", value_name = "ADDR")]
     pub http_redirect_listen: Option<String>,
+    /// Serve /metrics (Prometheus) here, or "off" [default: 127.0.0.1:9187].
+    #[arg(long, env = "CHAT_METRICS_LISTEN", value_name = "ADDR|off")]
+    pub metrics_listen: Option<String>,
 }
 
 impl Config {
@@ -232,6 +241,7 @@ impl Config {
             limits: Limits::default(),
             turn: TurnConfig::default(),
             tls: TlsConfig::default(),
+            metrics_listen: DEFAULT_METRICS_LISTEN.parse().ok(),
         }
     }
 
@@ -283,6 +293,14 @@ impl Config {
             );
         }
         cfg.tls.check()?;
+        if let Some(m) = args.metrics_listen.as_deref().or(file.metrics_listen.as_deref()) {
+            cfg.metrics_listen = match m {
+                "off" => None,
+                addr => Some(addr.parse().map_err(|_| {
+                    format!("metrics_listen: {addr:?} is not an address like 127.0.0.1:9187 or \"off\"")
+                })?),
+            };
+        }
         Ok(cfg)
     }
 }
@@ -340,6 +358,8 @@ data_dir = "chat-data"
 tls_self_signed = false
 # Plain-HTTP listener redirecting to HTTPS.   CHAT_HTTP_REDIRECT_LISTEN
 # http_redirect_listen = "0.0.0.0:80"
+# Prometheus /metrics, on loopback by default; "off" turns it off.   CHAT_METRICS_LISTEN
+metrics_listen = "127.0.0.1:9187"
 
 [limits]
 max_body_bytes = 65536                # largest HTTP request body
@@ -377,6 +397,7 @@ pub fn effective_toml(cfg: &Config) -> String {
         tls_key: Option<String>,
         tls_self_signed: bool,
         http_redirect_listen: Option<String>,
+        metrics_listen: String,
         limits: &'a Limits,
         turn: &'a TurnConfig,
     }
@@ -392,6 +413,7 @@ pub fn effective_toml(cfg: &Config) -> String {
         tls_key: cfg.tls.key.as_ref().map(|p| p.display().to_string()),
         tls_self_signed: cfg.tls.self_signed,
         http_redirect_listen: cfg.tls.redirect_listen.map(|a| a.to_string()),
+        metrics_listen: cfg.metrics_listen.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
         limits: &cfg.limits,
         turn: &cfg.turn,
     };

@@ -13,6 +13,7 @@
 //! - [`auth`]    passwords (argon2id), tokens (JWT), sessions, extractors, rate limits.
 //! - [`rooms`]   room services and the authorization rules for every room event.
 //! - [`calls`]   call signalling rules and the built-in TURN relay (guard, TCP, credentials).
+//! - [`metrics`] `/metrics` (Prometheus text) on its own loopback listener.
 //! - [`live`]    the WebSocket channel: hub, per-connection queues, catch-up, frames.
 //! - [`tls`]     HTTPS: certificate loading and reload, self-signed certificates, the TLS listener.
 //! - [`web`]     HTTP routes: JSON API, maud pages and fragments, embedded assets.
@@ -25,6 +26,7 @@ pub mod error;
 pub mod events;
 pub mod ids;
 pub mod live;
+pub mod metrics;
 pub mod rooms;
 pub mod server;
 pub mod state;

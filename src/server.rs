@@ -25,6 +25,8 @@ pub struct Running {
     pub https: bool,
     /// The plain-HTTP redirect listener's address, if any.
     pub redirect_addr: Option<SocketAddr>,
+    /// The metrics listener's address, if any.
+    pub metrics_addr: Option<SocketAddr>,
     /// The shared state (tests inspect the store through it).
     pub state: AppState,
     task: tokio::task::JoinHandle<Result<(), String>>,
@@ -120,6 +122,19 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         Some(at) => Some(redirect::start(at, addr.port(), shutdown.clone()).await?),
         None => None,
     };
+    // The default metrics address may be taken (another chat on this machine): then warn and go
+    // on without; an address that was asked for must work.
+    let metrics_addr = match config.metrics_listen {
+        Some(at) => match crate::metrics::start(at, state.clone()).await {
+            Ok(a) => Some(a),
+            Err(e) if Some(at) == crate::config::DEFAULT_METRICS_LISTEN.parse().ok() => {
+                tracing::warn!(error = %e, "metrics not served");
+                None
+            }
+            Err(e) => return Err(e),
+        },
+        None => None,
+    };
     let serving = match tls {
         Some(acceptor) => {
             let listener = tls::TlsListener::start(listener, acceptor, shutdown.clone()).map_err(|e| e.to_string())?;
@@ -154,7 +169,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         served.map_err(|e| format!("server error: {e}"))
     });
     tracing::info!(%addr, https, "listening");
-    Ok(Running { addr, https, redirect_addr, state, task })
+    Ok(Running { addr, https, redirect_addr, metrics_addr, state, task })
 }
 
 /// The host part of a server name (`chat.example.org:8448` -> `chat.example.org`,

@@ -262,3 +262,36 @@ async fn rosters_show_who_is_in_a_call_and_mesh_calls_are_capped() {
     }
     s.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_report_live_figures_on_their_own_listener() {
+    let s = TestServer::start().await;
+    let (ana, ben, room) = s.ana_and_ben_in_general().await;
+    let mut a = s.ws(&ana, None).await;
+    let _b = s.ws(&ben, None).await;
+    for i in 0..3 {
+        s.send(&ana, &room, &format!("m{i}"), &format!("t{i}")).await;
+    }
+    a.send(json!({ "t": "call_join", "room_id": room, "conf_id": "conf1" })).await;
+    a.next_of("call_roster").await;
+    let at = s.running().metrics_addr.unwrap();
+    let text = s.http.get(format!("http://{at}/metrics")).send().await.unwrap().text().await.unwrap();
+    let value = |name: &str| -> f64 {
+        let line =
+            text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{name}: {text}"));
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    assert_eq!(value("chat_messages_total"), 3.0);
+    assert_eq!(value("chat_connections"), 2.0);
+    assert_eq!(value("chat_users_online"), 2.0);
+    assert_eq!(value("chat_calls_active"), 1.0);
+    assert_eq!(value("chat_call_participants"), 1.0);
+    assert!(value("chat_store_commits_total") >= 1.0);
+    assert!(value("chat_store_jobs_total") >= value("chat_store_commits_total"));
+    assert_eq!(value("chat_turn_allocations"), 0.0);
+    assert!(text.contains("# TYPE chat_messages_total counter"));
+    // Not on the public web listener.
+    let res = s.http.get(format!("{}/metrics", s.url)).send().await.unwrap();
+    assert_eq!(res.status(), reqwest::StatusCode::NOT_FOUND);
+    s.stop().await;
+}

@@ -94,6 +94,8 @@ pub struct Quotas {
     pub refused_auth: AtomicU64,
     /// Packets dropped as malformed.
     pub dropped_malformed: AtomicU64,
+    /// Media bytes relayed (ChannelData and Send/Data indications, both directions).
+    pub relayed_bytes: AtomicU64,
 }
 
 #[derive(Default)]
@@ -115,6 +117,7 @@ impl Quotas {
             refused_peers: AtomicU64::new(0),
             refused_auth: AtomicU64::new(0),
             dropped_malformed: AtomicU64::new(0),
+            relayed_bytes: AtomicU64::new(0),
         })
     }
 
@@ -215,6 +218,18 @@ impl Guard {
 
     fn unanswered(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 12], (SocketAddr, MessageType, Instant)>> {
         self.unanswered.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts relayed media: ChannelData, and indications (Send in, Data out).
+    fn count_media(&self, buf: &[u8]) {
+        let media = match buf.first().map(|b| b >> 6) {
+            Some(0b01) => true,
+            Some(0b00) => buf.len() >= 2 && (buf[1] & 0x10) != 0 && (buf[0] & 0x01) == 0, // class bits 01: indication
+            _ => false,
+        };
+        if media {
+            self.quotas.relayed_bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        }
     }
 
     /// Notes a request passed to the crate, to be answered by [`Guard::answer_forgotten`] if the
@@ -503,6 +518,7 @@ impl Conn for Guard {
             };
             match verdict {
                 Verdict::Pass => {
+                    self.count_media(&buf[..n]);
                     self.expect_answer(&buf[..n], src);
                     return Ok((n, src));
                 }
@@ -519,6 +535,7 @@ impl Conn for Guard {
     }
 
     async fn send_to(&self, buf: &[u8], target: SocketAddr) -> webrtc_util::Result<usize> {
+        self.count_media(buf);
         self.observe_answer(buf);
         self.inner.send_to(buf, target).await
     }

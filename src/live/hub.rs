@@ -140,6 +140,22 @@ pub struct Hub {
     queue: usize,
     max_per_user: usize,
     lagged: AtomicU64,
+    messages: AtomicU64,
+}
+
+/// Live figures of the hub.
+#[derive(Debug, Clone, Copy)]
+pub struct HubGauges {
+    /// Users with at least one connection.
+    pub users: usize,
+    /// Open live connections.
+    pub connections: usize,
+    /// Calls with at least one person in them.
+    pub calls: usize,
+    /// People in calls.
+    pub in_calls: usize,
+    /// Messages published since start.
+    pub messages: u64,
 }
 
 /// A registered connection; dropping it unregisters.
@@ -179,6 +195,7 @@ impl Hub {
             queue,
             max_per_user,
             lagged: AtomicU64::new(0),
+            messages: AtomicU64::new(0),
         })
     }
 
@@ -481,6 +498,21 @@ impl Hub {
         out
     }
 
+    /// Figures for `/metrics`: (online users, connections, running calls, people in calls,
+    /// messages published since start).
+    pub fn gauges(&self) -> HubGauges {
+        let inner = self.lock();
+        let calls = inner.calls.values().map(|c| c.len()).sum();
+        let in_calls = inner.calls.values().flat_map(|c| c.values()).map(|r| roster_users(r).len()).sum();
+        HubGauges {
+            users: inner.users.values().filter(|u| !u.conns.is_empty()).count(),
+            connections: inner.users.values().map(|u| u.conns.len()).sum(),
+            calls,
+            in_calls,
+            messages: self.messages.load(Ordering::Relaxed),
+        }
+    }
+
     /// How many times a connection's queue overflowed and it was switched to catch-up.
     pub fn lagged_total(&self) -> u64 {
         self.lagged.load(Ordering::Relaxed)
@@ -491,6 +523,9 @@ impl Hub {
         let mut inner = self.lock();
         for stored in batch {
             let ev = &stored.event;
+            if ev.kind == crate::events::M_ROOM_MESSAGE {
+                self.messages.fetch_add(1, Ordering::Relaxed);
+            }
             if crate::calls::is_call_event(&ev.kind) {
                 // Call signals skip the message queue: a backlog of messages never delays them.
                 let text = Utf8Bytes::from(frames::call_frame(stored));

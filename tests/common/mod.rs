@@ -48,6 +48,7 @@ impl TestServer {
         // Tests run in parallel: each relay on a free port, and relaying between local browsers.
         config.turn.listen = Some("127.0.0.1:0".parse().unwrap());
         config.turn.allow_private_peers = true;
+        config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
         Self::start_at(config).await
     }
 
@@ -58,6 +59,7 @@ impl TestServer {
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.turn.listen = Some("127.0.0.1:0".parse().unwrap());
         config.turn.allow_private_peers = true;
+        config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
         tune(&mut config);
         let mut s = Self::start_at(config).await;
         s._tmp = Some(tmp);
@@ -277,6 +279,7 @@ impl Binary {
             .arg(dir)
             .env("CHAT_LOG", "error")
             .env("CHAT_TURN_LISTEN", "127.0.0.1:0")
+            .env("CHAT_METRICS_LISTEN", "127.0.0.1:0")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()

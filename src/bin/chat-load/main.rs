@@ -199,7 +199,8 @@ impl Server {
             "[turn]\nallow_private_peers = true\nallocations_per_user = 100000\nallocations_total = 100000\n",
         )?;
         let mut child = Command::new(&bin)
-            .args(["serve", "--listen", "127.0.0.1:0", "--turn-listen", "127.0.0.1:0", "--config"])
+            .args(["serve", "--listen", "127.0.0.1:0", "--turn-listen", "127.0.0.1:0", "--metrics-listen", "off"])
+            .arg("--config")
             .arg(&config)
             .arg("--data-dir")
             .arg(&dir)

@@ -1,0 +1,92 @@
+//! `/metrics` in the Prometheus text format, on its own listener (loopback by default), so the
+//! figures are not public with the web app.
+
+use std::fmt::Write;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use crate::state::AppState;
+
+/// Binds `at` and serves `GET /metrics` until shutdown; returns the bound address.
+pub async fn start(at: SocketAddr, state: AppState) -> Result<SocketAddr, String> {
+    let listener =
+        tokio::net::TcpListener::bind(at).await.map_err(|e| format!("metrics_listen: cannot listen on {at}: {e}"))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    let stop = state.shutdown.clone();
+    let app = Router::new().route("/metrics", get(metrics)).with_state(state);
+    tokio::spawn(std::future::IntoFuture::into_future(
+        axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()),
+    ));
+    Ok(bound)
+}
+
+fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let mut out = String::new();
+    let hub = state.hub.gauges();
+    metric(&mut out, "chat_users_online", "gauge", "Users with at least one live connection.", hub.users);
+    metric(&mut out, "chat_connections", "gauge", "Open live WebSocket connections.", hub.connections);
+    metric(&mut out, "chat_messages_total", "counter", "Messages committed and published since start.", hub.messages);
+    metric(
+        &mut out,
+        "chat_live_lagged_total",
+        "counter",
+        "Times a connection's queue overflowed and it caught up from the store.",
+        state.hub.lagged_total(),
+    );
+    let pos = state.store.stream_pos().unwrap_or(0);
+    metric(&mut out, "chat_stream_position", "gauge", "Events committed in all (the stream position).", pos);
+    let w = state.store.writer_stats();
+    metric(
+        &mut out,
+        "chat_store_commits_total",
+        "counter",
+        "Write transactions committed (each one fsync).",
+        w.commits,
+    );
+    metric(
+        &mut out,
+        "chat_store_jobs_total",
+        "counter",
+        "Write jobs committed; jobs/commits is the batch size.",
+        w.jobs,
+    );
+    metric(
+        &mut out,
+        "chat_store_commit_seconds_total",
+        "counter",
+        "Time spent committing; divided by commits, the commit latency.",
+        w.commit_time.as_secs_f64(),
+    );
+    metric(&mut out, "chat_calls_active", "gauge", "Calls with someone in them.", hub.calls);
+    metric(&mut out, "chat_call_participants", "gauge", "People in calls.", hub.in_calls);
+    metric(&mut out, "chat_call_invites_pending", "gauge", "Call invites waiting for an answer.", state.calls.len());
+    if let Some(relay) = &state.turn {
+        let q = &relay.quotas;
+        metric(&mut out, "chat_turn_allocations", "gauge", "Live TURN allocations.", q.allocations());
+        let relayed = q.relayed_bytes.load(Ordering::Relaxed);
+        metric(
+            &mut out,
+            "chat_turn_relayed_bytes_total",
+            "counter",
+            "Media bytes through the relay, both ways.",
+            relayed,
+        );
+        let peers = q.refused_peers.load(Ordering::Relaxed);
+        metric(&mut out, "chat_turn_refused_peers_total", "counter", "Packets refused by the peer policy.", peers);
+        let auth = q.refused_auth.load(Ordering::Relaxed);
+        metric(&mut out, "chat_turn_refused_auth_total", "counter", "Requests with bad or expired credentials.", auth);
+        let bad = q.dropped_malformed.load(Ordering::Relaxed);
+        metric(&mut out, "chat_turn_malformed_total", "counter", "Malformed or unanswered packets.", bad);
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out)
+}
