@@ -94,7 +94,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         turn: turn.clone(),
         https: tls.is_some(),
         hsts: tls.is_some() && !config.tls.self_signed,
-        calls: crate::calls::new_pending(),
+        calls: Default::default(),
     });
     crate::calls::load_pending(&state).map_err(|e| format!("cannot read calls: {e}"))?;
     crate::calls::spawn_sweeper(state.clone());

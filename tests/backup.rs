@@ -27,6 +27,13 @@ async fn setup(http: &reqwest::Client, url: &str) -> (String, String) {
     (token, v["room_id"].as_str().unwrap().to_string())
 }
 
+/// Signs Ana in on the server at `url` and reads every message body of `room`.
+async fn bodies_as_ana(http: &reqwest::Client, url: &str, room: &str) -> Vec<String> {
+    let login = json!({"username": "ana", "password": "password123"});
+    let (_, v) = post_json(http, &format!("{url}/api/v1/login"), None, login).await;
+    message_bodies(http, url, v["token"].as_str().unwrap(), room).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn backup_under_load_then_restore_keeps_every_acknowledged_message() {
     let data = tempfile::tempdir().unwrap();
@@ -87,15 +94,7 @@ async fn backup_under_load_then_restore_keeps_every_acknowledged_message() {
     let r = chat().arg("restore").arg(&file).arg("--data-dir").arg(restored.path()).output().unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let again = Binary::start(restored.path(), "127.0.0.1:0", &[]);
-    let (_, v) = post_json(
-        &http,
-        &format!("{}/api/v1/login", again.url),
-        None,
-        json!({"username": "ana", "password": "password123"}),
-    )
-    .await;
-    let token = v["token"].as_str().unwrap().to_string();
-    let bodies = message_bodies(&http, &again.url, &token, &room).await;
+    let bodies = bodies_as_ana(&http, &again.url, &room).await;
     let mut seen = std::collections::HashSet::new();
     for b in &bodies {
         assert!(seen.insert(b.clone()), "{b} twice in the restored room");
@@ -166,14 +165,7 @@ async fn offline_backup_and_a_kill_during_a_backup_leaves_no_partial_file() {
     let r = chat().arg("restore").arg(&offline).arg("--data-dir").arg(restored.path()).output().unwrap();
     assert!(r.status.success());
     let again = Binary::start(restored.path(), "127.0.0.1:0", &[]);
-    let (_, v) = post_json(
-        &http,
-        &format!("{}/api/v1/login", again.url),
-        None,
-        json!({"username": "ana", "password": "password123"}),
-    )
-    .await;
-    let bodies = message_bodies(&http, &again.url, v["token"].as_str().unwrap(), &room).await;
+    let bodies = bodies_as_ana(&http, &again.url, &room).await;
     assert_eq!(bodies.len(), 300);
     again.kill();
     // The original directory still opens cleanly after the kill.

@@ -53,6 +53,11 @@ async fn next_call(ws: &mut Ws, kind: &str) -> Value {
     }
 }
 
+/// Waits for a `call_roster` frame listing `n` people.
+async fn roster_of(ws: &mut Ws, n: usize) {
+    while ws.next_of("call_roster").await["user_ids"].as_array().unwrap().len() != n {}
+}
+
 #[tokio::test]
 async fn only_members_and_parties_move_a_call_along() {
     let s = TestServer::start().await;
@@ -242,24 +247,14 @@ async fn rosters_show_who_is_in_a_call_and_mesh_calls_are_capped() {
         w.send(json!({ "t": "call_join", "room_id": room, "conf_id": "conf1" })).await;
         tabs.push(w);
     }
-    loop {
-        let r = b.next_of("call_roster").await;
-        if r["user_ids"].as_array().unwrap().len() == 6 {
-            break;
-        }
-    }
+    roster_of(&mut b, 6).await;
     b.send(json!({ "t": "call_join", "room_id": room, "conf_id": "conf1" })).await;
     let e = b.next_of("error").await;
     assert_eq!(e["error"], "conflict", "{e}");
     // Closing a tab takes its person out of the call.
     drop(tabs);
     drop(a);
-    loop {
-        let r = b.next_of("call_roster").await;
-        if r["user_ids"].as_array().unwrap().is_empty() {
-            break;
-        }
-    }
+    roster_of(&mut b, 0).await;
     s.stop().await;
 }
 

@@ -283,7 +283,7 @@ impl Guard {
         }
     }
 
-    fn check(&self, buf: &[u8]) -> Verdict {
+    fn check(&self, buf: &[u8], src: SocketAddr) -> Verdict {
         if buf.len() < 4 {
             return self.malformed();
         }
@@ -327,6 +327,12 @@ impl Guard {
         if (method == METHOD_CREATE_PERMISSION || method == METHOD_CHANNEL_BIND) && !self.peers_allowed(&m) {
             self.quotas.refused_peers.fetch_add(1, Ordering::Relaxed);
             return self.error(&m, CODE_FORBIDDEN, "peer address not allowed", Some(key));
+        }
+        if method == METHOD_ALLOCATE {
+            let user = Credentials::user_of(&username).unwrap_or_default();
+            if !self.quotas.admit(src, user, m.transaction_id.0) {
+                return self.error(&m, CODE_ALLOC_QUOTA_REACHED, "allocation quota reached", Some(key));
+            }
         }
         Verdict::Pass
     }
@@ -403,26 +409,6 @@ impl Guard {
             }
         }
         any
-    }
-
-    /// Applies the quota to an authenticated Allocate request.
-    fn admit_allocation(&self, buf: &[u8], src: SocketAddr) -> Option<Vec<u8>> {
-        let mut m = Message { raw: buf.to_vec(), ..Default::default() };
-        m.decode().ok()?;
-        if m.typ != MessageType::new(METHOD_ALLOCATE, CLASS_REQUEST) || !m.contains(ATTR_MESSAGE_INTEGRITY) {
-            return None;
-        }
-        let username = String::from_utf8(m.get(ATTR_USERNAME).ok()?).ok()?;
-        let realm = String::from_utf8(m.get(ATTR_REALM).ok()?).ok()?;
-        let user = Credentials::user_of(&username)?.to_string();
-        if self.quotas.admit(src, &user, m.transaction_id.0) {
-            return None;
-        }
-        let key = self.creds.key_for(&username, &realm);
-        match self.error(&m, CODE_ALLOC_QUOTA_REACHED, "allocation quota reached", key) {
-            Verdict::Reply(r) => Some(r),
-            _ => None,
-        }
     }
 
     /// Watches the crate's answers: the request is answered, and Allocate outcomes count.
@@ -509,14 +495,7 @@ impl Conn for Guard {
                     continue;
                 }
             };
-            let verdict = match self.check(&buf[..n]) {
-                Verdict::Pass => match self.admit_allocation(&buf[..n], src) {
-                    Some(reply) => Verdict::Reply(reply),
-                    None => Verdict::Pass,
-                },
-                v => v,
-            };
-            match verdict {
+            match self.check(&buf[..n], src) {
                 Verdict::Pass => {
                     self.count_media(&buf[..n]);
                     self.expect_answer(&buf[..n], src);

@@ -17,7 +17,7 @@ pub mod tcp;
 pub mod turn;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use redb::ReadableTable;
@@ -413,11 +413,6 @@ pub fn spawn_sweeper(state: AppState) {
             }
         }
     });
-}
-
-/// Shared pending-invite registry for [`AppState`].
-pub fn new_pending() -> Arc<Pending> {
-    Arc::new(Pending::default())
 }
 
 #[cfg(test)]

@@ -613,11 +613,17 @@ impl Inner {
     fn announce_roster(&self, room: &Arc<str>, conf: &str) {
         let users = self.calls.get(room).and_then(|c| c.get(conf)).map(|r| roster_users(r)).unwrap_or_default();
         let text = Utf8Bytes::from(frames::call_roster(room, conf, &users));
+        self.to_room(room, &text, |c| &c.call);
+    }
+
+    /// Offers `text` to every connection of the room's online members on one lane (`eph` or
+    /// `call`); a full queue drops it.
+    fn to_room(&self, room: &str, text: &Utf8Bytes, lane: impl Fn(&ConnSender) -> &mpsc::Sender<Utf8Bytes>) {
         if let Some(members) = self.rooms.get(room) {
             for m in members {
                 if let Some(u) = self.users.get(m) {
                     for c in &u.conns {
-                        let _ = c.call.try_send(text.clone());
+                        let _ = lane(c).try_send(text.clone());
                     }
                 }
             }
@@ -682,15 +688,7 @@ impl Inner {
             self.typing.get(room).map(|t| t.keys().map(|u| &**u).collect()).unwrap_or_default();
         typists.sort_unstable();
         let text = Utf8Bytes::from(frames::typing(room, &typists));
-        if let Some(members) = self.rooms.get(room) {
-            for m in members {
-                if let Some(u) = self.users.get(m) {
-                    for c in &u.conns {
-                        let _ = c.eph.try_send(text.clone());
-                    }
-                }
-            }
-        }
+        self.to_room(room, &text, |c| &c.eph);
     }
 }
 

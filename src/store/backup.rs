@@ -99,9 +99,7 @@ pub fn write_backup(src: &ReadTransaction, dest: &Path) -> Result<BackupStats, S
 }
 
 fn read_pos(r: &ReadTransaction) -> Result<u64, String> {
-    let meta = r.open_table(META).map_err(|e| e.to_string())?;
-    let v = meta.get("stream_pos").map_err(|e| e.to_string())?;
-    Ok(v.and_then(|v| <[u8; 8]>::try_from(v.value()).ok()).map(u64::from_le_bytes).unwrap_or(0))
+    super::stream_pos_in(r).map_err(|e| e.to_string())
 }
 
 fn partial_path(dest: &Path) -> PathBuf {

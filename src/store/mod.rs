@@ -216,9 +216,13 @@ pub async fn secret(store: &Store, name: &'static str) -> Result<Vec<u8>> {
 impl Store {
     /// The newest committed stream position.
     pub fn stream_pos(&self) -> Result<u64> {
-        let r = self.read()?;
-        let meta = r.open_table(META)?;
-        let v = meta.get("stream_pos")?;
-        Ok(v.and_then(|v| <[u8; 8]>::try_from(v.value()).ok()).map(u64::from_le_bytes).unwrap_or(0))
+        stream_pos_in(&self.read()?)
     }
+}
+
+/// The newest committed stream position as seen by the snapshot `r`.
+pub fn stream_pos_in(r: &ReadTransaction) -> Result<u64> {
+    let meta = r.open_table(META)?;
+    let v = meta.get("stream_pos")?;
+    Ok(v.and_then(|v| <[u8; 8]>::try_from(v.value()).ok()).map(u64::from_le_bytes).unwrap_or(0))
 }

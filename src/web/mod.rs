@@ -86,21 +86,14 @@ async fn readyz(State(state): State<AppState>) -> (axum::http::StatusCode, &'sta
 }
 
 /// Headers on every response: a strict CSP (no inline script or style), no sniffing, no framing;
-/// on HTTPS, cookies marked `Secure`, and HSTS when the certificate is a real one (HSTS with a
-/// self-signed certificate would stop people from accepting it).
+/// on HTTPS, HSTS when the certificate is a real one (HSTS with a self-signed certificate would
+/// stop people from accepting it). Cookies get `Secure` where they are made
+/// ([`pages::session_cookie`]).
 async fn security_headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
     let h = res.headers_mut();
-    if state.https {
-        if let Some(c) = h.get(header::SET_COOKIE).and_then(|v| v.to_str().ok())
-            && !c.contains("; Secure")
-            && let Ok(v) = HeaderValue::from_str(&format!("{c}; Secure"))
-        {
-            h.insert(header::SET_COOKIE, v);
-        }
-        if state.hsts {
-            h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
-        }
+    if state.https && state.hsts {
+        h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
     }
     let set = |h: &mut axum::http::HeaderMap, k: header::HeaderName, v: &'static str| {
         h.entry(k).or_insert(HeaderValue::from_static(v));
@@ -131,7 +124,7 @@ async fn refresh_cookie(State(state): State<AppState>, req: Request, next: Next)
     let mut res = next.run(req).await;
     if let Some(token) = fresh
         && !res.headers().contains_key(header::SET_COOKIE)
-        && let Ok(v) = HeaderValue::from_str(&pages::session_cookie(&token, state.tokens.ttl))
+        && let Ok(v) = HeaderValue::from_str(&pages::session_cookie(&token, state.tokens.ttl, state.https))
     {
         res.headers_mut().insert(header::SET_COOKIE, v);
     }

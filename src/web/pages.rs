@@ -25,13 +25,14 @@ use std::collections::HashMap;
 /// Events on the first page of a room.
 const FIRST_PAGE: usize = 50;
 
-/// The `Set-Cookie` value for a session token.
-pub fn session_cookie(token: &str, ttl: u64) -> String {
-    format!("{}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={ttl}", crate::auth::COOKIE)
+/// The `Set-Cookie` value for a session token (`Secure` when the server speaks HTTPS).
+pub fn session_cookie(token: &str, ttl: u64, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={ttl}{secure}", crate::auth::COOKIE)
 }
 
-fn clear_cookie() -> String {
-    format!("{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0", crate::auth::COOKIE)
+fn clear_cookie(secure: bool) -> String {
+    session_cookie("", 0, secure)
 }
 
 /// An error as an HTML page with the right status.
@@ -76,9 +77,9 @@ pub async fn register_form() -> Response {
     page(views::auth_page(true, None, ""))
 }
 
-fn signed_in(token: &str, ttl: u64) -> Response {
+fn signed_in(state: &AppState, token: &str) -> Response {
     let mut res = Redirect::to("/rooms").into_response();
-    if let Ok(v) = HeaderValue::from_str(&session_cookie(token, ttl)) {
+    if let Ok(v) = HeaderValue::from_str(&session_cookie(token, state.tokens.ttl, state.https)) {
         res.headers_mut().insert(header::SET_COOKIE, v);
     }
     res
@@ -106,7 +107,7 @@ pub async fn login(
         Err(e) => return auth_failed(false, e, ""),
     };
     match account::login(&state, &f.username, &f.password, peer.ip()).await {
-        Ok(s) => signed_in(&s.token, state.tokens.ttl),
+        Ok(s) => signed_in(&state, &s.token),
         Err(e) => auth_failed(false, e, &f.username),
     }
 }
@@ -122,7 +123,7 @@ pub async fn register(
         Err(e) => return auth_failed(true, e, ""),
     };
     match account::register(&state, &f.username, &f.password).await {
-        Ok(s) => signed_in(&s.token, state.tokens.ttl),
+        Ok(s) => signed_in(&state, &s.token),
         Err(e) => auth_failed(true, e, &f.username),
     }
 }
@@ -133,7 +134,7 @@ pub async fn logout(State(state): State<AppState>, PageSession(s): PageSession) 
         return error_page(e);
     }
     let mut res = Redirect::to("/login").into_response();
-    if let Ok(v) = HeaderValue::from_str(&clear_cookie()) {
+    if let Ok(v) = HeaderValue::from_str(&clear_cookie(state.https)) {
         res.headers_mut().insert(header::SET_COOKIE, v);
     }
     res

@@ -26,7 +26,7 @@ use turn::proto::channum::ChannelNumber;
 use turn::proto::peeraddr::PeerAddress;
 use turn::proto::reqtrans::RequestedTransport;
 
-use super::{Res, Server, now_micros};
+use super::{Res, Server, cpu_of, now_micros, rss_kib_of};
 
 const CHANNEL: u16 = 0x4000;
 
@@ -145,22 +145,6 @@ async fn echo_peer() -> Res<(SocketAddr, tokio::task::JoinHandle<()>)> {
     Ok((addr, task))
 }
 
-fn cpu_of(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(Duration::from_millis(ticks * 10))
-}
-
-fn rss_of(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 struct Load {
     clients: usize,
     window: usize,
@@ -200,7 +184,7 @@ async fn measure(load: &Load, relay: SocketAddr, user: &str, pass: &str, pid: u3
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
         cpu_s: cpu.as_secs_f64(),
-        rss_kib: rss_of(pid),
+        rss_kib: rss_kib_of(pid).unwrap_or(0),
     })
 }
 
