@@ -243,6 +243,10 @@ function connect() {
         markRead();
         break;
       case 'resync': location.reload(); break;
+      case 'room_deleted':
+        if (f.room_id === currentRoom) location.assign('/rooms');
+        else refreshRoomList();
+        break;
       case 'ack': onAck(f); break;
       case 'error': onError(f); break;
       case 'presence': onPresence(f); break;

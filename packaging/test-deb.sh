@@ -30,6 +30,9 @@ curl -fsS -X POST "$url/api/v1/register" -H 'content-type: application/json' \
 # A backup while it runs, as the service user, through the admin socket.
 as_root runuser -u chat -- /usr/bin/chat backup --config /etc/chat/chat.toml /var/lib/chat/test-backup.redb
 test -s /var/lib/chat/test-backup.redb
+# Admin commands as the service user, through the admin socket of the running server.
+as_root runuser -u chat -- /usr/bin/chat admin --config /etc/chat/chat.toml user make-admin deb
+as_root runuser -u chat -- /usr/bin/chat admin --config /etc/chat/chat.toml user list | grep -E '^deb +@deb:.* yes '
 as_root pkill -TERM -u chat -f '/usr/bin/chat serve' || true
 for _ in $(seq 1 50); do pgrep -u chat -f '/usr/bin/chat serve' >/dev/null || break; sleep 0.2; done
 test -f /var/lib/chat/chat.redb

@@ -30,6 +30,13 @@ enum Command {
         #[command(flatten)]
         dir: DataDirArgs,
     },
+    /// Manage accounts and rooms, while the server runs (through its admin socket) or not.
+    Admin {
+        #[command(subcommand)]
+        what: AdminCommand,
+        #[command(flatten)]
+        dir: DataDirArgs,
+    },
     /// Restore a backup FILE into an empty data directory (the server must not be running on it).
     Restore {
         /// The backup file.
@@ -53,26 +60,108 @@ enum ConfigCommand {
     Example,
 }
 
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Rooms.
+    #[command(subcommand)]
+    Room(RoomCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account. Without --password-stdin a password is generated and printed once.
+    Create {
+        /// Username (letters, digits, `.`, `_`, `-`; case-insensitive).
+        username: String,
+        /// Make the account a server administrator.
+        #[arg(long)]
+        admin: bool,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List accounts.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a new password and sign the account out everywhere.
+    ResetPassword {
+        /// Username.
+        username: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Disable an account: it cannot sign in and its sessions end at once.
+    Disable {
+        /// Username.
+        username: String,
+        /// Enable the account again instead.
+        #[arg(long)]
+        enable: bool,
+    },
+    /// Make an account a server administrator (it can then use /admin).
+    MakeAdmin {
+        /// Username.
+        username: String,
+        /// Take administration away instead.
+        #[arg(long)]
+        revoke: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum RoomCommand {
+    /// List rooms, newest activity first.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a room and its members.
+    Show {
+        /// Room id (`!...`).
+        room_id: String,
+    },
+    /// Delete a room, its messages and memberships, for good.
+    Delete {
+        /// Room id (`!...`).
+        room_id: String,
+        /// Really delete (without it, the command only says what would go).
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
 /// Where the data directory is, for `backup` and `restore`: `--data-dir`, or `data_dir` from
 /// `--config` (the packaged service: `--config /etc/chat/chat.toml`).
 #[derive(clap::Args)]
 struct DataDirArgs {
     /// Data directory [default: ./chat-data].
-    #[arg(long, env = "CHAT_DATA_DIR", value_name = "DIR")]
+    #[arg(long, env = "CHAT_DATA_DIR", value_name = "DIR", global = true)]
     data_dir: Option<std::path::PathBuf>,
     /// Take the data directory from this configuration file.
-    #[arg(long, short = 'c', env = "CHAT_CONFIG", value_name = "FILE")]
+    #[arg(long, short = 'c', env = "CHAT_CONFIG", value_name = "FILE", global = true)]
     config: Option<std::path::PathBuf>,
 }
 
 impl DataDirArgs {
-    fn resolve(&self) -> Result<std::path::PathBuf, String> {
+    fn config(&self) -> Result<chat::Config, String> {
         let args = chat::config::ServeArgs {
             data_dir: self.data_dir.clone(),
             config: self.config.clone(),
             ..Default::default()
         };
-        Ok(chat::Config::from_args(&args)?.data_dir)
+        chat::Config::from_args(&args)
+    }
+
+    fn resolve(&self) -> Result<std::path::PathBuf, String> {
+        Ok(self.config()?.data_dir)
     }
 }
 
@@ -96,6 +185,7 @@ fn main() -> std::process::ExitCode {
     match cli.command {
         Command::Backup { file, dir } => backup(&file, &dir),
         Command::Restore { file, dir } => restore(&file, &dir),
+        Command::Admin { what, dir } => admin(what, &dir),
         Command::Config(ConfigCommand::Example) => {
             print!("{}", chat::config::EXAMPLE);
             std::process::ExitCode::SUCCESS
@@ -241,6 +331,90 @@ fn restore(file: &std::path::Path, dir: &DataDirArgs) -> std::process::ExitCode 
         Err(e) => {
             eprintln!("chat: restore failed: {e}");
             std::process::ExitCode::from(2)
+        }
+    }
+}
+
+/// Reads one line (the password) from standard input.
+fn password_from_stdin(wanted: bool) -> Result<Option<String>, String> {
+    if !wanted {
+        return Ok(None);
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).map_err(|e| format!("cannot read the password: {e}"))?;
+    let pw = line.trim_end_matches(['\r', '\n']).to_string();
+    if pw.is_empty() {
+        return Err("no password on standard input".into());
+    }
+    Ok(Some(pw))
+}
+
+fn admin(what: AdminCommand, dir: &DataDirArgs) -> std::process::ExitCode {
+    use chat::admin::Op;
+    let config = match dir.config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("chat: configuration error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let built = (|| -> Result<(Op, bool, bool), String> {
+        Ok(match what {
+            AdminCommand::User(UserCommand::Create { username, admin, password_stdin }) => {
+                (Op::UserCreate { username, password: password_from_stdin(password_stdin)?, admin }, false, false)
+            }
+            AdminCommand::User(UserCommand::List { json }) => (Op::UserList, json, false),
+            AdminCommand::User(UserCommand::ResetPassword { username, password_stdin }) => {
+                (Op::UserResetPassword { username, password: password_from_stdin(password_stdin)? }, false, false)
+            }
+            AdminCommand::User(UserCommand::Disable { username, enable }) => {
+                (Op::UserDisable { username, disabled: !enable }, false, false)
+            }
+            AdminCommand::User(UserCommand::MakeAdmin { username, revoke }) => {
+                (Op::UserMakeAdmin { username, admin: !revoke }, false, false)
+            }
+            AdminCommand::Room(RoomCommand::List { json }) => (Op::RoomList, json, false),
+            AdminCommand::Room(RoomCommand::Show { room_id }) => (Op::RoomShow { room_id }, false, false),
+            AdminCommand::Room(RoomCommand::Delete { room_id, yes: true }) => {
+                (Op::RoomDelete { room_id }, false, false)
+            }
+            AdminCommand::Room(RoomCommand::Delete { room_id, yes: false }) => (Op::RoomShow { room_id }, false, true),
+        })
+    })();
+    let (op, json, dry_delete) = match built {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("chat: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let request = match serde_json::to_value(&op) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("chat: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let fallback = config.server_name.clone().unwrap_or_else(|| chat::config::derive_server_name(config.listen));
+    let answer = match chat::admin::request(&config.data_dir, &request) {
+        Ok(Some(a)) if a["ok"] == true => Ok(a),
+        Ok(Some(a)) => Err(a["error"].as_str().unwrap_or("the server refused").to_string()),
+        Ok(None) => chat::admin::run_offline(&config.data_dir, &fallback, op.clone()),
+        Err(e) => Err(e),
+    };
+    match answer {
+        Ok(a) if json => {
+            let list = a.get("users").or_else(|| a.get("rooms")).cloned().unwrap_or_default();
+            println!("{}", serde_json::to_string_pretty(&list).unwrap_or_default());
+            std::process::ExitCode::SUCCESS
+        }
+        Ok(a) => {
+            print!("{}", chat::admin::describe(&op, &a, dry_delete));
+            if dry_delete { std::process::ExitCode::FAILURE } else { std::process::ExitCode::SUCCESS }
+        }
+        Err(e) => {
+            eprintln!("chat: {e}");
+            std::process::ExitCode::FAILURE
         }
     }
 }

@@ -60,6 +60,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let hub = Hub::new(config.limits.live_queue, config.limits.max_sockets_per_user);
     let publish_hub = hub.clone();
     let (store, writer) = Store::open(&config.data_dir, Box::new(move |batch| publish_hub.publish(batch)))?;
+    if store::meta_text(&store, store::SERVER_NAME_KEY).ok().flatten().as_deref() != Some(server_name.as_str()) {
+        store::set_meta_text(&store, store::SERVER_NAME_KEY, server_name.to_string())
+            .await
+            .map_err(|e| format!("cannot record the server name: {e}"))?;
+    }
     let secret = store::token_secret(&store).await.map_err(|e| format!("cannot create token secret: {e}"))?;
     let tls = if config.tls.enabled() {
         let (cert, key) = match (&config.tls.cert, &config.tls.key) {

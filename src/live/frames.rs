@@ -87,6 +87,11 @@ pub fn call_roster(room_id: &str, conf_id: &str, user_ids: &[String]) -> String 
     json!({ "t": "call_roster", "room_id": room_id, "conf_id": conf_id, "user_ids": user_ids }).to_string()
 }
 
+/// `room_deleted`: an administrator deleted the room; nothing of it can be read any more.
+pub fn room_deleted_frame(room_id: &str) -> String {
+    json!({ "t": "room_deleted", "room_id": room_id }).to_string()
+}
+
 fn frame_of(t: &str, stored: &StoredEvent) -> String {
     let ev = &stored.event;
     let mut client = json!({

@@ -439,6 +439,26 @@ impl Hub {
         }
     }
 
+    /// A room was deleted by an administrator: its online members stop receiving it and each
+    /// of their tabs gets a `room_deleted` frame (the page then leaves the room).
+    pub fn forget_room(&self, room: &str) {
+        let mut inner = self.lock();
+        let Some(members) = inner.rooms.remove(room) else {
+            return;
+        };
+        let text = Utf8Bytes::from(frames::room_deleted_frame(room));
+        for m in &members {
+            if let Some(u) = inner.users.get_mut(&**m) {
+                u.rooms.remove(room);
+                for c in &u.conns {
+                    let _ = c.eph.try_send(text.clone());
+                }
+            }
+        }
+        inner.typing.remove(room);
+        inner.leave_calls(|r, _, _, _| r == room);
+    }
+
     /// Adds this connection to a room's call (`conf_id`), or takes it out. Only online members
     /// of the room may join, and a call holds at most [`crate::calls::MAX_PARTICIPANTS`] people.
     pub fn set_in_call(&self, user: &str, conn_id: u64, room: &str, conf_id: &str, joined: bool) -> Result<()> {

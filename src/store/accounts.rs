@@ -116,30 +116,35 @@ impl Store {
                 get_json(&users, &username)?.ok_or_else(|| Error::NotFound("no such user".into()))?;
             user.password_hash = hash;
             put_json(&mut users, &username, &user)?;
-            let mut index = tx.txn.open_table(USER_SESSIONS)?;
-            let mut sessions = tx.txn.open_table(SESSIONS)?;
-            let uid = user.user_id.as_str();
-            let sids: Vec<String> = index
-                .range((uid, "")..)?
-                .map_while(|r| r.ok())
-                .map(|(k, _)| {
-                    let (u, s) = k.value();
-                    (u == uid, s.to_string())
-                })
-                .take_while(|(same_user, _)| *same_user)
-                .map(|(_, s)| s)
-                .collect();
-            for sid in sids {
-                if keep_sid.as_deref() == Some(sid.as_str()) {
-                    continue;
-                }
-                sessions.remove(sid.as_str())?;
-                index.remove((uid, sid.as_str()))?;
-            }
+            revoke_sessions(tx.txn, &user.user_id, keep_sid.as_deref())?;
             Ok(())
         })
         .await
     }
+}
+
+/// Ends every session of `user_id` except `keep`: their rows go, so their tokens stop working.
+pub fn revoke_sessions(txn: &redb::WriteTransaction, user_id: &str, keep: Option<&str>) -> Result<()> {
+    let mut index = txn.open_table(USER_SESSIONS)?;
+    let mut sessions = txn.open_table(SESSIONS)?;
+    let sids: Vec<String> = index
+        .range((user_id, "")..)?
+        .map_while(|r| r.ok())
+        .map(|(k, _)| {
+            let (u, s) = k.value();
+            (u == user_id, s.to_string())
+        })
+        .take_while(|(same_user, _)| *same_user)
+        .map(|(_, s)| s)
+        .collect();
+    for sid in sids {
+        if keep == Some(sid.as_str()) {
+            continue;
+        }
+        sessions.remove(sid.as_str())?;
+        index.remove((user_id, sid.as_str()))?;
+    }
+    Ok(())
 }
 
 fn insert_session(txn: &redb::WriteTransaction, sid: &str, rec: &SessionRecord) -> Result<()> {

@@ -2,6 +2,7 @@
 //! reads and writes per aggregate (accounts, rooms, events).
 
 pub mod accounts;
+pub mod admin;
 pub mod backup;
 pub mod events;
 pub mod rooms;
@@ -187,6 +188,27 @@ pub fn put_json_pair<T: Serialize>(
 /// Reads the 32-byte token signing secret, creating it on first use.
 pub async fn token_secret(store: &Store) -> Result<Vec<u8>> {
     secret(store, "jwt_secret").await
+}
+
+/// `meta` key of the server name the server last started with (what offline admin commands
+/// name new accounts with).
+pub const SERVER_NAME_KEY: &str = "server_name";
+
+/// Reads a text value of `meta`.
+pub fn meta_text(store: &Store, name: &str) -> Result<Option<String>> {
+    let r = store.read()?;
+    let meta = r.open_table(META)?;
+    Ok(meta.get(name)?.map(|v| String::from_utf8_lossy(v.value()).into_owned()))
+}
+
+/// Writes a text value of `meta`.
+pub async fn set_meta_text(store: &Store, name: &'static str, value: String) -> Result<()> {
+    store
+        .write(move |tx| {
+            tx.txn.open_table(META)?.insert(name, value.as_bytes())?;
+            Ok(())
+        })
+        .await
 }
 
 /// Reads the 32-byte secret kept in `meta` under `name`, creating it on first use.

@@ -4,7 +4,8 @@
 use redb::TableDefinition;
 
 /// Setting name -> bytes. Keys: `schema_version` (u32 LE), `stream_pos` (u64 LE, last position
-/// handed out), `jwt_secret` and `turn_secret` (32 random bytes each).
+/// handed out), `jwt_secret` and `turn_secret` (32 random bytes each),
+/// `server_name` (UTF-8, the name the server last started with).
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 /// Canonical (lower-case) username -> JSON [`super::accounts::UserRecord`].

@@ -1,5 +1,6 @@
 //! HTTP: the router, security headers, the JSON API, the pages and the embedded assets.
 
+pub mod admin;
 pub mod api;
 pub mod assets;
 pub mod extract;
@@ -56,6 +57,12 @@ pub fn router(state: AppState) -> Router {
         .route("/settings", get(pages::settings))
         .route("/settings/password", post(pages::change_password))
         .route("/settings/privacy", post(pages::set_privacy))
+        .route("/admin", get(admin::page))
+        .route("/admin/users", post(admin::create_user))
+        .route("/admin/users/{name}/disabled", post(admin::set_disabled))
+        .route("/admin/users/{name}/admin", post(admin::set_admin))
+        .route("/admin/users/{name}/password", post(admin::reset_password))
+        .route("/admin/rooms/{room_id}/delete", post(admin::delete_room))
         .route("/ws", get(crate::live::socket::upgrade))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))

@@ -403,10 +403,13 @@ pub async fn send(
 
 /// `GET /settings`.
 pub async fn settings(State(state): State<AppState>, PageSession(s): PageSession) -> Response {
-    or_error_page(
-        account::privacy(&state, &s)
-            .map(|p| page(views::settings(s.user.as_str(), (p.appear_offline, p.hide_receipts), None, None))),
-    )
+    or_error_page(account::privacy(&state, &s).map(|p| {
+        page(views::settings(s.user.as_str(), is_admin(&state, &s), (p.appear_offline, p.hide_receipts), None, None))
+    }))
+}
+
+fn is_admin(state: &AppState, s: &crate::auth::Session) -> bool {
+    matches!(state.store.user(s.user.localpart()), Ok(Some(u)) if u.admin)
 }
 
 /// The privacy form: unchecked boxes are absent.
@@ -430,7 +433,13 @@ pub async fn set_privacy(
                 hide_receipts: f.hide_receipts.is_some(),
             };
             let p = account::set_privacy(&state, &s, p).await?;
-            Ok(page(views::settings(s.user.as_str(), (p.appear_offline, p.hide_receipts), Some("Saved."), None)))
+            Ok(page(views::settings(
+                s.user.as_str(),
+                is_admin(&state, &s),
+                (p.appear_offline, p.hide_receipts),
+                Some("Saved."),
+                None,
+            )))
         }
         .await,
     )
@@ -455,10 +464,18 @@ pub async fn change_password(
     };
     let privacy = account::privacy(&state, &s).map(|p| (p.appear_offline, p.hide_receipts)).unwrap_or_default();
     match out {
-        Ok(()) => page(views::settings(s.user.as_str(), privacy, Some("Password changed."), None)),
+        Ok(()) => {
+            page(views::settings(s.user.as_str(), is_admin(&state, &s), privacy, Some("Password changed."), None))
+        }
         Err(e) => {
             let status = e.status();
-            (status, Html(views::settings(s.user.as_str(), privacy, None, Some(&e.public_message())).into_string()))
+            (
+                status,
+                Html(
+                    views::settings(s.user.as_str(), is_admin(&state, &s), privacy, None, Some(&e.public_message()))
+                        .into_string(),
+                ),
+            )
                 .into_response()
         }
     }

@@ -471,7 +471,7 @@ pub fn member_list(room: &RoomRecord, members: &[(String, Membership)], presence
 }
 
 /// Account settings: change password.
-pub fn settings(user: &str, privacy: (bool, bool), message: Option<&str>, error: Option<&str>) -> Markup {
+pub fn settings(user: &str, admin: bool, privacy: (bool, bool), message: Option<&str>, error: Option<&str>) -> Markup {
     let (appear_offline, hide_receipts) = privacy;
     layout(
         "Settings",
@@ -499,6 +499,10 @@ pub fn settings(user: &str, privacy: (bool, bool), message: Option<&str>, error:
                     button type="submit" { "Change password" }
                 }
                 p.muted { "Changing your password signs out your other devices." }
+                @if admin {
+                    h2 { "Server" }
+                    p { a href="/admin" { "Server administration" } " — accounts and rooms of this server." }
+                }
             }
         },
     )

@@ -1,0 +1,162 @@
+//! What server administration reads and changes: every account, every room, and deleting a
+//! room with its history.
+
+use std::collections::HashSet;
+
+use redb::{ReadableTable, ReadableTableMetadata};
+use serde::Serialize;
+
+use super::accounts::UserRecord;
+use super::rooms::RoomRecord;
+use super::tables::*;
+use super::{Store, get_json, put_json};
+use crate::error::{Error, Result};
+
+/// What deleting a room removed.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct DeletedRoom {
+    /// Events removed.
+    pub events: u64,
+    /// Users whose membership (joined, invited, left or banned) was removed.
+    pub members: u64,
+}
+
+impl Store {
+    /// Every account, by canonical username.
+    pub fn users(&self) -> Result<Vec<(String, UserRecord)>> {
+        let r = self.read()?;
+        let users = r.open_table(USERS)?;
+        let mut out = Vec::new();
+        for row in users.iter()? {
+            let (k, v) = row?;
+            out.push((k.value().to_string(), serde_json::from_slice(v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// Number of live sessions of `user_id`.
+    pub fn session_count(&self, user_id: &str) -> Result<usize> {
+        let r = self.read()?;
+        let index = r.open_table(USER_SESSIONS)?;
+        let mut n = 0;
+        for row in index.range((user_id, "")..)? {
+            let (k, _) = row?;
+            if k.value().0 != user_id {
+                break;
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Every room, newest activity first.
+    pub fn rooms(&self) -> Result<Vec<RoomRecord>> {
+        let r = self.read()?;
+        let rooms = r.open_table(ROOMS)?;
+        let mut out = Vec::new();
+        for row in rooms.iter()? {
+            let (_, v) = row?;
+            out.push(serde_json::from_slice::<RoomRecord>(v.value())?);
+        }
+        out.sort_by_key(|r| std::cmp::Reverse(r.last_pos));
+        Ok(out)
+    }
+
+    /// Number of events in a room's timeline.
+    pub fn room_event_count(&self, room_id: &str) -> Result<u64> {
+        let r = self.read()?;
+        let timeline = r.open_table(ROOM_TIMELINE)?;
+        Ok(timeline.range((room_id, 0)..=(room_id, u64::MAX))?.count() as u64)
+    }
+
+    /// Creates an account without a session (an administrator made it). `Conflict` if the
+    /// name is taken.
+    pub async fn create_account(&self, username: String, user: UserRecord) -> Result<()> {
+        self.write(move |tx| {
+            let mut users = tx.txn.open_table(USERS)?;
+            if users.get(username.as_str())?.is_some() {
+                return Err(Error::Conflict("that username is taken".into()));
+            }
+            put_json(&mut users, &username, &user)
+        })
+        .await
+    }
+
+    /// Changes an account with `change` and, when `revoke` is set, ends all its sessions (so
+    /// its tokens stop working). Returns the updated record.
+    pub async fn update_user(
+        &self,
+        username: String,
+        revoke: bool,
+        change: impl FnOnce(&mut UserRecord) + Send + 'static,
+    ) -> Result<UserRecord> {
+        self.write(move |tx| {
+            let mut users = tx.txn.open_table(USERS)?;
+            let mut user: UserRecord =
+                get_json(&users, &username)?.ok_or_else(|| Error::NotFound(format!("no user named {username}")))?;
+            change(&mut user);
+            put_json(&mut users, &username, &user)?;
+            if revoke {
+                super::accounts::revoke_sessions(tx.txn, &user.user_id, None)?;
+            }
+            Ok(user)
+        })
+        .await
+    }
+
+    /// Deletes a room for good: its summary, state, timeline and events, memberships, read
+    /// markers, mentions, calls, direct-message entries and the retry records of its sends.
+    /// Members' clients are told by the caller (the hub); nothing of the room stays readable.
+    pub async fn delete_room(&self, room_id: String) -> Result<DeletedRoom> {
+        self.write(move |tx| {
+            let txn = tx.txn;
+            let rid = room_id.as_str();
+            let mut rooms = txn.open_table(ROOMS)?;
+            if rooms.remove(rid)?.is_none() {
+                return Err(Error::NotFound(format!("no room {room_id}")));
+            }
+            // The timeline lists every event of the room.
+            let mut event_ids = HashSet::new();
+            {
+                let mut timeline = txn.open_table(ROOM_TIMELINE)?;
+                let mut events = txn.open_table(EVENTS)?;
+                for row in timeline.extract_from_if((rid, 0)..=(rid, u64::MAX), |_, _| true)? {
+                    let (_, v) = row?;
+                    let id = v.value().0.to_string();
+                    events.remove(id.as_str())?;
+                    event_ids.insert(id);
+                }
+            }
+            txn.open_table(ROOM_STATE)?.retain_in((rid, "", "")..=(rid, "\u{10ffff}", ""), |_, _| false)?;
+            let mut members = Vec::new();
+            {
+                let mut room_members = txn.open_table(ROOM_MEMBERS)?;
+                for row in room_members.extract_from_if((rid, "")..=(rid, "\u{10ffff}"), |_, _| true)? {
+                    let (k, _) = row?;
+                    members.push(k.value().1.to_string());
+                }
+            }
+            let mut user_rooms = txn.open_table(USER_ROOMS)?;
+            let mut markers = txn.open_table(READ_MARKERS)?;
+            let mut mentions = txn.open_table(MENTIONS)?;
+            let mut direct = txn.open_table(DIRECT_ROOMS)?;
+            let mut txn_ids = txn.open_table(TXN_IDS)?;
+            for m in &members {
+                let m = m.as_str();
+                user_rooms.remove((m, rid))?;
+                markers.remove((m, rid))?;
+                mentions.retain_in((m, rid, 0)..=(m, rid, u64::MAX), |_, _| false)?;
+                direct.retain_in((m, "")..=(m, "\u{10ffff}"), |_, v| v != rid)?;
+                txn_ids.retain_in((m, "")..=(m, "\u{10ffff}"), |_, v| !event_ids.contains(v))?;
+            }
+            txn.open_table(CALLS)?.retain_in((rid, "")..=(rid, "\u{10ffff}"), |_, _| false)?;
+            Ok(DeletedRoom { events: event_ids.len() as u64, members: members.len() as u64 })
+        })
+        .await
+    }
+
+    /// Number of accounts.
+    pub fn user_count(&self) -> Result<u64> {
+        Ok(self.read()?.open_table(USERS)?.len()?)
+    }
+}

@@ -1,0 +1,282 @@
+//! `/admin`: the server administrator's page. The same operations as `chat admin` (accounts:
+//! create, disable, reset password, administration; rooms: list, delete), for accounts marked
+//! as server administrators only.
+
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::response::{Html, IntoResponse, Response};
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::extract::Form;
+use super::pages::error_page;
+use super::views::{display_name, layout};
+use crate::admin::ops::{Ctx, RoomInfo, UserInfo};
+use crate::auth::{PageSession, Session};
+use crate::error::{Error, Result};
+use crate::ids::parse_room_id;
+use crate::state::AppState;
+
+/// A signed-in server administrator. Others get 403 (and the sign-in page without a session).
+pub struct AdminSession(pub Session);
+
+impl FromRequestParts<AppState> for AdminSession {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let PageSession(s) = PageSession::from_request_parts(parts, state).await?;
+        match state.store.user(s.user.localpart()) {
+            Ok(Some(u)) if u.admin && !u.disabled => Ok(AdminSession(s)),
+            Ok(_) => Err(error_page(Error::Forbidden("this page is for server administrators".into()))),
+            Err(e) => Err(error_page(e)),
+        }
+    }
+}
+
+fn ctx(state: &AppState) -> Ctx<'_> {
+    Ctx { store: &state.store, server_name: &state.server_name, hub: Some(&state.hub) }
+}
+
+/// What the page says after an action.
+enum Notice {
+    None,
+    Ok(String),
+    Err(Error),
+}
+
+fn render(state: &AppState, me: &Session, notice: Notice) -> Response {
+    let c = ctx(state);
+    let lists = c.list_users().and_then(|u| Ok((u, c.list_rooms()?)));
+    match lists {
+        Ok((users, rooms)) => {
+            let status = match &notice {
+                Notice::Err(e) => e.status(),
+                _ => axum::http::StatusCode::OK,
+            };
+            (status, Html(admin_page(me.user.as_str(), &users, &rooms, &notice).into_string())).into_response()
+        }
+        Err(e) => error_page(e),
+    }
+}
+
+/// `GET /admin`.
+pub async fn page(State(state): State<AppState>, AdminSession(me): AdminSession) -> Response {
+    render(&state, &me, Notice::None)
+}
+
+/// The create-account form.
+#[derive(Deserialize)]
+pub struct CreateForm {
+    username: String,
+    #[serde(default)]
+    password: String,
+    admin: Option<String>,
+}
+
+/// `POST /admin/users`.
+pub async fn create_user(
+    State(state): State<AppState>,
+    AdminSession(me): AdminSession,
+    form: Result<Form<CreateForm>>,
+) -> Response {
+    let done = async {
+        let Form(f) = form?;
+        let password = Some(f.password).filter(|p| !p.is_empty());
+        let (user, generated) = ctx(&state).create_user(&f.username, password, f.admin.is_some()).await?;
+        Ok(match generated {
+            Some(pw) => format!("Created {}. Password (shown once): {pw}", user.user_id),
+            None => format!("Created {}.", user.user_id),
+        })
+    }
+    .await;
+    render(&state, &me, notice(done))
+}
+
+/// A yes/no switch from a form button.
+#[derive(Deserialize)]
+pub struct SwitchForm {
+    on: String,
+}
+
+impl SwitchForm {
+    fn on(&self) -> Result<bool> {
+        match self.on.as_str() {
+            "1" => Ok(true),
+            "0" => Ok(false),
+            _ => Err(Error::bad("on must be 1 or 0")),
+        }
+    }
+}
+
+/// `POST /admin/users/{name}/disabled`: disable (on=1) or enable (on=0). Not oneself.
+pub async fn set_disabled(
+    State(state): State<AppState>,
+    AdminSession(me): AdminSession,
+    Path(name): Path<String>,
+    form: Result<Form<SwitchForm>>,
+) -> Response {
+    let done = async {
+        let on = form?.0.on()?;
+        not_self(&me, &name)?;
+        let u = ctx(&state).set_disabled(&name, on).await?;
+        Ok(format!("{} {}.", u.user_id, if on { "disabled and signed out" } else { "enabled" }))
+    }
+    .await;
+    render(&state, &me, notice(done))
+}
+
+/// `POST /admin/users/{name}/admin`: grant (on=1) or revoke (on=0). Not oneself.
+pub async fn set_admin(
+    State(state): State<AppState>,
+    AdminSession(me): AdminSession,
+    Path(name): Path<String>,
+    form: Result<Form<SwitchForm>>,
+) -> Response {
+    let done = async {
+        let on = form?.0.on()?;
+        not_self(&me, &name)?;
+        let u = ctx(&state).set_admin(&name, on).await?;
+        Ok(format!(
+            "{} {}.",
+            u.user_id,
+            if on { "is now a server administrator" } else { "is no longer an administrator" }
+        ))
+    }
+    .await;
+    render(&state, &me, notice(done))
+}
+
+/// `POST /admin/users/{name}/password`: a generated password, shown once; every session ends.
+pub async fn reset_password(
+    State(state): State<AppState>,
+    AdminSession(me): AdminSession,
+    Path(name): Path<String>,
+) -> Response {
+    let done = async {
+        not_self(&me, &name)?;
+        let pw = ctx(&state).reset_password(&name, None).await?.unwrap_or_default();
+        Ok(format!("New password for {name} (shown once; they are signed out everywhere): {pw}"))
+    }
+    .await;
+    render(&state, &me, notice(done))
+}
+
+/// The delete-room form: the box must be ticked.
+#[derive(Deserialize)]
+pub struct DeleteForm {
+    confirm: Option<String>,
+}
+
+/// `POST /admin/rooms/{room_id}/delete`.
+pub async fn delete_room(
+    State(state): State<AppState>,
+    AdminSession(me): AdminSession,
+    Path(room_id): Path<String>,
+    form: Result<Form<DeleteForm>>,
+) -> Response {
+    let done = async {
+        let Form(f) = form?;
+        let room_id = parse_room_id(&room_id)?.to_string();
+        if f.confirm.as_deref() != Some("yes") {
+            return Err(Error::bad("tick the box to confirm deleting the room"));
+        }
+        let d = ctx(&state).delete_room(&room_id).await?;
+        Ok(format!("Deleted {room_id}: {} events, {} memberships.", d.events, d.members))
+    }
+    .await;
+    render(&state, &me, notice(done))
+}
+
+fn not_self(me: &Session, name: &str) -> Result<()> {
+    if me.user.localpart().eq_ignore_ascii_case(name) {
+        return Err(Error::bad("use the command line (chat admin) to change your own account"));
+    }
+    Ok(())
+}
+
+fn notice(r: Result<String>) -> Notice {
+    match r {
+        Ok(m) => Notice::Ok(m),
+        Err(e) => Notice::Err(e),
+    }
+}
+
+fn admin_page(me: &str, users: &[UserInfo], rooms: &[RoomInfo], notice: &Notice) -> Markup {
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    layout(
+        "Server administration",
+        Some(me),
+        None,
+        html! {
+            main.admin {
+                h1 { "Server administration" }
+                @match notice {
+                    Notice::Ok(m) => p.ok role="status" { (m) },
+                    Notice::Err(e) => p.error role="alert" { (e.public_message()) },
+                    Notice::None => {},
+                }
+                h2 { "Accounts (" (users.len()) ")" }
+                table #users {
+                    thead { tr { th { "Username" } th { "User id" } th { "Admin" } th { "Disabled" } th { "Sessions" } th { "Actions" } } }
+                    tbody {
+                        @for u in users {
+                            @let path = format!("/admin/users/{}", u.username);
+                            tr data-username=(u.username) {
+                                td { (u.username) }
+                                td { (u.user_id) }
+                                td { (yes(u.admin)) }
+                                td { (yes(u.disabled)) }
+                                td { (u.sessions) }
+                                td.actions {
+                                    @if display_name(me) != u.username {
+                                        form.inline method="post" action={ (path) "/disabled" } {
+                                            input type="hidden" name="on" value=(if u.disabled { "0" } else { "1" });
+                                            button type="submit" { (if u.disabled { "Enable" } else { "Disable" }) }
+                                        }
+                                        form.inline method="post" action={ (path) "/admin" } {
+                                            input type="hidden" name="on" value=(if u.admin { "0" } else { "1" });
+                                            button type="submit" { (if u.admin { "Revoke admin" } else { "Make admin" }) }
+                                        }
+                                        form.inline method="post" action={ (path) "/password" } {
+                                            button type="submit" { "Reset password" }
+                                        }
+                                    } @else {
+                                        span.muted { "you" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                form #create-user method="post" action="/admin/users" {
+                    h3 { "Create an account" }
+                    label { "Username" input type="text" name="username" required maxlength="64" autocomplete="off"; }
+                    label { "Password (empty: generate one)" input type="password" name="password" autocomplete="new-password"; }
+                    label.check { input type="checkbox" name="admin" value="on"; " Server administrator" }
+                    button type="submit" { "Create" }
+                }
+                h2 { "Rooms (" (rooms.len()) ")" }
+                table #rooms {
+                    thead { tr { th { "Name" } th { "Room id" } th { "Kind" } th { "Joined" } th { "Creator" } th { "Delete" } } }
+                    tbody {
+                        @for r in rooms {
+                            tr data-room-id=(r.room_id) {
+                                td { (if r.direct { "(direct)" } else if r.name.is_empty() { "(unnamed)" } else { &r.name }) }
+                                td { code { (r.room_id) } }
+                                td { (if r.direct { "direct" } else { &r.join_rule }) }
+                                td { (r.joined) }
+                                td { (r.creator) }
+                                td.actions {
+                                    form.inline method="post" action={ "/admin/rooms/" (r.room_id) "/delete" } {
+                                        label.check { input type="checkbox" name="confirm" value="yes" required; " sure" }
+                                        button type="submit" { "Delete room and history" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}

@@ -1,0 +1,269 @@
+//! `chat admin` (the real binary, against a running server through its admin socket, and
+//! against a stopped one on the same data dir) and the `/admin` page.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::{TestServer, User};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// Runs `chat admin --data-dir DIR ARGS...`, with `stdin` on its standard input.
+fn admin(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chat"))
+        .arg("admin")
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .env("CHAT_LOG", "error")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(s) = stdin {
+        input.write_all(s.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+/// `admin` run on a blocking thread (the server runs on this test's runtime).
+async fn admin_async(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let (dir, args, stdin) =
+        (dir.to_path_buf(), args.iter().map(|s| s.to_string()).collect::<Vec<_>>(), stdin.map(String::from));
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        admin(&dir, &args, stdin.as_deref())
+    })
+    .await
+    .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+async fn login(s: &TestServer, name: &str, pw: &str) -> (StatusCode, Value) {
+    s.post(None, "/api/v1/login", json!({"username": name, "password": pw})).await
+}
+
+#[tokio::test]
+async fn offline_then_online_accounts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+
+    // Before the first start: no database yet, listing says so; creating the first admin works.
+    let o = admin(dir, &["user", "list"], None);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("no database"), "{}", text(&o));
+    let o = admin(dir, &["user", "create", "Root", "--admin", "--password-stdin"], Some("rootpassword1\n"));
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("created @root:"), "{}", text(&o));
+    let o = admin(dir, &["user", "create", "root", "--password-stdin"], Some("otherpassword\n"));
+    assert!(!o.status.success(), "a taken name is refused: {}", text(&o));
+    let o = admin(dir, &["user", "create", "shorty", "--password-stdin"], Some("short\n"));
+    assert!(!o.status.success() && text(&o).contains("at least 8"), "{}", text(&o));
+
+    // The server starts on that directory; the admin signs in with the password given.
+    let s = TestServer::start_in(dir).await;
+    let (st, v) = login(&s, "root", "rootpassword1").await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    // Made before any server ran here, the account is named after the configured listen
+    // address (the default, here), as `chat serve` with the same settings would name it.
+    assert_eq!(v["user_id"], "@root:127.0.0.1:8080");
+
+    // While it runs, the command goes through the admin socket. A generated password is shown once.
+    let o = admin_async(dir, &["user", "create", "dora"], None).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    let pw = out.lines().find_map(|l| l.split("password (shown once; ask them to change it): ").nth(1)).unwrap().trim();
+    let (st, v) = login(&s, "dora", pw).await;
+    assert_eq!(st, StatusCode::OK);
+    // Made through the running server, it carries the server's name, as registration does.
+    assert_eq!(v["user_id"], format!("@dora:{}", s.addr));
+    let ben = s.register("ben").await;
+    let o = admin_async(dir, &["user", "list", "--json"], None).await;
+    let users: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let names: Vec<&str> = users.as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap()).collect();
+    assert_eq!(names, ["ben", "dora", "root"]);
+    let root = users.as_array().unwrap().iter().find(|u| u["username"] == "root").unwrap();
+    assert_eq!(root["admin"], true);
+    assert_eq!(root["sessions"], 1);
+
+    // Disabling ends Ben's sessions at once: his socket closes, his token dies, he cannot sign in.
+    let mut ws = s.ws(&ben, None).await;
+    let o = admin_async(dir, &["user", "disable", "ben"], None).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(ws.try_next(Duration::from_secs(5)).await.is_none() || ws.close_code().await.is_some());
+    assert_eq!(s.get(Some(&ben.token), "/api/v1/me").await.0, StatusCode::UNAUTHORIZED);
+    let (st, v) = login(&s, "ben", "password123").await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    let o = admin_async(dir, &["user", "disable", "ben", "--enable"], None).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let (st, v) = login(&s, "ben", "password123").await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let ben_token = v["token"].as_str().unwrap().to_string();
+
+    // A reset password signs Ben out; the new one works, the old one does not.
+    let o = admin_async(dir, &["user", "reset-password", "ben", "--password-stdin"], Some("brandnewpass\n")).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(s.get(Some(&ben_token), "/api/v1/me").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(login(&s, "ben", "password123").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(login(&s, "ben", "brandnewpass").await.0, StatusCode::OK);
+
+    // Unknown users are named in the error, exit code non-zero.
+    let o = admin_async(dir, &["user", "make-admin", "nobody"], None).await;
+    assert!(!o.status.success() && text(&o).contains("no user named nobody"), "{}", text(&o));
+    let o = admin_async(dir, &["user", "make-admin", "ben"], None).await;
+    assert!(o.status.success() && text(&o).contains("is a server administrator"), "{}", text(&o));
+    assert!(s.state().store.user("ben").unwrap().unwrap().admin);
+
+    // Stopped again: the same commands open the database directly.
+    s.stop().await;
+    let o = admin(dir, &["user", "make-admin", "ben", "--revoke"], None);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = admin(dir, &["user", "list", "--json"], None);
+    let users: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let ben = users.as_array().unwrap().iter().find(|u| u["username"] == "ben").unwrap();
+    assert_eq!(ben["admin"], false);
+}
+
+#[tokio::test]
+async fn room_delete_removes_history_and_tells_members() {
+    let s = TestServer::start().await;
+    let (ana, ben, room) = s.ana_and_ben_in_general().await;
+    let other = s.create_room(&ana, "Kept", "public").await;
+    for i in 0..5 {
+        s.send(&ana, &room, &format!("m{i}"), &format!("t{i}")).await;
+    }
+    s.send(&ana, &other, "stays", "k1").await;
+    let mut ben_ws = s.ws(&ben, None).await;
+
+    let o = admin_async(&s.dir, &["room", "show", &room], None).await;
+    let out = text(&o);
+    assert!(o.status.success() && out.contains("name: General") && out.contains("(join)"), "{out}");
+    // Without --yes nothing goes.
+    let o = admin_async(&s.dir, &["room", "delete", &room], None).await;
+    assert!(!o.status.success() && text(&o).contains("nothing deleted"), "{}", text(&o));
+    assert_eq!(s.bodies(&ana, &room).await.len(), 5);
+
+    let o = admin_async(&s.dir, &["room", "delete", &room, "--yes"], None).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("memberships"), "{}", text(&o));
+    let f = ben_ws.next_of("room_deleted").await;
+    assert_eq!(f["room_id"], room.as_str());
+
+    // Gone for everyone: the room, its messages, its place in room lists; the other room stays.
+    assert_eq!(s.get(Some(&ana.token), &format!("/api/v1/rooms/{room}")).await.0, StatusCode::NOT_FOUND);
+    let (st, _) = s.get(Some(&ana.token), &format!("/api/v1/rooms/{room}/messages")).await;
+    assert!(st == StatusCode::NOT_FOUND || st == StatusCode::FORBIDDEN, "{st}");
+    let (_, mine) = s.get(Some(&ben.token), "/api/v1/rooms").await;
+    assert!(!mine.to_string().contains(&room), "{mine}");
+    let (_, mine) = s.get(Some(&ana.token), "/api/v1/rooms").await;
+    assert!(!mine.to_string().contains(&room) && mine.to_string().contains(&other), "{mine}");
+    assert_eq!(s.bodies(&ana, &other).await, ["stays"]);
+    // Ben's live connection goes on: a message in a room he joins later still reaches him.
+    s.join(&ben, &other).await;
+    s.send(&ana, &other, "after", "k2").await;
+    let m = ben_ws.next_message().await;
+    assert_eq!(m["event"]["content"]["body"], "after");
+    let o = admin_async(&s.dir, &["room", "list", "--json"], None).await;
+    let rooms: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rooms.as_array().unwrap().len(), 1, "{rooms}");
+    // Deleting it again: not found.
+    let o = admin_async(&s.dir, &["room", "delete", &room, "--yes"], None).await;
+    assert!(!o.status.success() && text(&o).contains("no room"), "{}", text(&o));
+}
+
+/// A form post from the page itself (same origin, cookie session).
+async fn form(s: &TestServer, u: &User, path: &str, fields: &[(&str, &str)]) -> (StatusCode, String) {
+    let r = s
+        .http
+        .post(format!("{}{path}", s.url))
+        .header("cookie", format!("chat_token={}", u.token))
+        .header("origin", &s.url)
+        .form(fields)
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.text().await.unwrap())
+}
+
+async fn page(s: &TestServer, u: Option<&User>, path: &str) -> (StatusCode, String) {
+    let mut r = s.http.get(format!("{}{path}", s.url));
+    if let Some(u) = u {
+        r = r.header("cookie", format!("chat_token={}", u.token));
+    }
+    let r = r.send().await.unwrap();
+    (r.status(), r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn admin_page_for_server_admins_only() {
+    let s = TestServer::start().await;
+    let (ana, ben, room) = s.ana_and_ben_in_general().await;
+    // Nobody is an administrator yet: the page is refused (anonymous users go to sign in).
+    assert_eq!(page(&s, None, "/admin").await.0, StatusCode::SEE_OTHER);
+    assert_eq!(page(&s, Some(&ana), "/admin").await.0, StatusCode::FORBIDDEN);
+    assert_eq!(form(&s, &ana, "/admin/users/ben/disabled", &[("on", "1")]).await.0, StatusCode::FORBIDDEN);
+    assert!(!s.state().store.user("ben").unwrap().unwrap().disabled);
+
+    let o = admin_async(&s.dir, &["user", "make-admin", "ana"], None).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let (st, html) = page(&s, Some(&ana), "/admin").await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(html.contains(r#"data-username="ben""#) && html.contains(&room), "{html}");
+    let (_, settings) = page(&s, Some(&ana), "/settings").await;
+    assert!(settings.contains(r#"href="/admin""#));
+    let (_, settings) = page(&s, Some(&ben), "/settings").await;
+    assert!(!settings.contains(r#"href="/admin""#));
+
+    // A cross-origin form post is refused even for the admin.
+    let r = s
+        .http
+        .post(format!("{}/admin/users/ben/disabled", s.url))
+        .header("cookie", format!("chat_token={}", ana.token))
+        .header("origin", "http://evil.test")
+        .form(&[("on", "1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(!s.state().store.user("ben").unwrap().unwrap().disabled);
+
+    // Create an account with a generated password, shown once on the page.
+    let (st, html) = form(&s, &ana, "/admin/users", &[("username", "cleo"), ("password", "")]).await;
+    assert_eq!(st, StatusCode::OK, "{html}");
+    let pw = html.split("Password (shown once): ").nth(1).unwrap().split('<').next().unwrap();
+    assert_eq!(login(&s, "cleo", pw).await.0, StatusCode::OK);
+    // Disable Ben, then Ben's token is dead; the admin cannot disable herself.
+    let (st, html) = form(&s, &ana, "/admin/users/ben/disabled", &[("on", "1")]).await;
+    assert_eq!(st, StatusCode::OK, "{html}");
+    assert_eq!(s.get(Some(&ben.token), "/api/v1/me").await.0, StatusCode::UNAUTHORIZED);
+    let (st, _) = form(&s, &ana, "/admin/users/ana/disabled", &[("on", "1")]).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (st, _) = form(&s, &ana, "/admin/users/ben/disabled", &[("on", "maybe")]).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    // Reset Cleo's password: the new one is shown, the old one stops working.
+    let (st, html) = form(&s, &ana, "/admin/users/cleo/password", &[]).await;
+    assert_eq!(st, StatusCode::OK, "{html}");
+    let new_pw = html.split("signed out everywhere): ").nth(1).unwrap().split('<').next().unwrap();
+    assert_eq!(login(&s, "cleo", pw).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(login(&s, "cleo", new_pw).await.0, StatusCode::OK);
+
+    // Deleting a room needs the confirmation box.
+    let path = format!("/admin/rooms/{room}/delete");
+    assert_eq!(form(&s, &ana, &path, &[]).await.0, StatusCode::BAD_REQUEST);
+    assert!(s.state().store.room(&room).unwrap().is_some());
+    let (st, html) = form(&s, &ana, &path, &[("confirm", "yes")]).await;
+    assert_eq!(st, StatusCode::OK, "{html}");
+    assert!(s.state().store.room(&room).unwrap().is_none());
+    assert_eq!(form(&s, &ana, "/admin/rooms/not-a-room/delete", &[("confirm", "yes")]).await.0, StatusCode::NOT_FOUND);
+}
