@@ -34,6 +34,8 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Where `/metrics` is served; `None` turns it off.
     pub metrics_listen: Option<SocketAddr>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (addresses or CIDR networks).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// HTTPS settings. With neither certificate files nor `self_signed`, the listener speaks plain
@@ -141,6 +143,17 @@ pub struct Limits {
     pub logins_per_ip_per_minute: u32,
     /// Open WebSockets allowed per user.
     pub max_sockets_per_user: usize,
+    /// Messages a user may send per minute (in bursts of as many); more get 429.
+    pub messages_per_user_per_minute: u32,
+    /// Accounts that may be registered per client IP per minute.
+    pub registrations_per_ip_per_minute: u32,
+    /// Seconds a client has to send a request's headers; also how long an idle keep-alive
+    /// connection stays open.
+    pub header_timeout_secs: u64,
+    /// Seconds a request (with its body) may take until the response starts; then 408.
+    pub request_timeout_secs: u64,
+    /// HTTP connections served at once (WebSockets not counted); more wait to be accepted.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -155,6 +168,11 @@ impl Default for Limits {
             logins_per_account_per_minute: 10,
             logins_per_ip_per_minute: 30,
             max_sockets_per_user: 32,
+            messages_per_user_per_minute: 300,
+            registrations_per_ip_per_minute: 5,
+            header_timeout_secs: 10,
+            request_timeout_secs: 30,
+            max_connections: 4096,
         }
     }
 }
@@ -185,6 +203,8 @@ pub struct FileConfig {
     pub http_redirect_listen: Option<String>,
     /// See [`Config::metrics_listen`]; `"off"` turns it off.
     pub metrics_listen: Option<String>,
+    /// See [`Config::trusted_proxies`].
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 /// Settings as given on the command line or in the environment (already merged by clap).
@@ -229,6 +249,9 @@ pub struct ServeArgs {
     /// Serve /metrics (Prometheus) here, or "off" [default: 127.0.0.1:9187].
     #[arg(long, env = "CHAT_METRICS_LISTEN", value_name = "ADDR|off")]
     pub metrics_listen: Option<String>,
+    /// Reverse proxies whose X-Forwarded-For names the client (comma-separated IPs or CIDRs).
+    #[arg(long, env = "CHAT_TRUSTED_PROXIES", value_name = "IP|CIDR,...", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 impl Config {
@@ -242,6 +265,7 @@ impl Config {
             turn: TurnConfig::default(),
             tls: TlsConfig::default(),
             metrics_listen: DEFAULT_METRICS_LISTEN.parse().ok(),
+            trusted_proxies: Vec::new(),
         }
     }
 
@@ -301,8 +325,24 @@ impl Config {
                 })?),
             };
         }
+        if let Some(list) = args.trusted_proxies.as_ref().or(file.trusted_proxies.as_ref()) {
+            cfg.trusted_proxies = parse_proxies(list)?;
+        }
         Ok(cfg)
     }
+}
+
+/// `127.0.0.1`, `::1`, `10.0.0.0/8`, `fd00::/8`: one address (a /32 or /128) or a network.
+fn parse_proxies(list: &[String]) -> Result<Vec<ipnet::IpNet>, String> {
+    list.iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| format!("trusted_proxies: {s:?} is not an IP address or a network like 10.0.0.0/8"))
+        })
+        .collect()
 }
 
 impl Limits {
@@ -315,6 +355,13 @@ impl Limits {
             ("live_queue", self.live_queue),
             ("max_catchup_events", self.max_catchup_events),
             ("max_sockets_per_user", self.max_sockets_per_user),
+            ("max_connections", self.max_connections),
+            ("messages_per_user_per_minute", self.messages_per_user_per_minute as usize),
+            ("registrations_per_ip_per_minute", self.registrations_per_ip_per_minute as usize),
+            ("logins_per_account_per_minute", self.logins_per_account_per_minute as usize),
+            ("logins_per_ip_per_minute", self.logins_per_ip_per_minute as usize),
+            ("header_timeout_secs", self.header_timeout_secs as usize),
+            ("request_timeout_secs", self.request_timeout_secs as usize),
         ];
         for (name, v) in positive {
             if v == 0 {
@@ -360,6 +407,9 @@ tls_self_signed = false
 # http_redirect_listen = "0.0.0.0:80"
 # Prometheus /metrics, on loopback by default; "off" turns it off.   CHAT_METRICS_LISTEN
 metrics_listen = "127.0.0.1:9187"
+# Reverse proxies (IPs or networks) whose X-Forwarded-For names the client, for rate limits
+# and logs. Empty: the TCP peer is the client.   CHAT_TRUSTED_PROXIES (comma-separated)
+trusted_proxies = []
 
 [limits]
 max_body_bytes = 65536                # largest HTTP request body
@@ -371,6 +421,11 @@ token_ttl_secs = 86400                # sign-in token lifetime
 logins_per_account_per_minute = 10
 logins_per_ip_per_minute = 30
 max_sockets_per_user = 32             # open WebSockets per user
+messages_per_user_per_minute = 300    # sends per user (bursts of as many); more get 429
+registrations_per_ip_per_minute = 5   # sign-ups per client IP
+header_timeout_secs = 10              # to send request headers; idle keep-alive lifetime
+request_timeout_secs = 30             # per request until the response starts (408 after)
+max_connections = 4096                # HTTP connections at once (WebSockets not counted)
 
 [turn]
 enabled = true                        # CHAT_TURN_DISABLED=true turns it off
@@ -398,6 +453,7 @@ pub fn effective_toml(cfg: &Config) -> String {
         tls_self_signed: bool,
         http_redirect_listen: Option<String>,
         metrics_listen: String,
+        trusted_proxies: Vec<String>,
         limits: &'a Limits,
         turn: &'a TurnConfig,
     }
@@ -414,6 +470,7 @@ pub fn effective_toml(cfg: &Config) -> String {
         tls_self_signed: cfg.tls.self_signed,
         http_redirect_listen: cfg.tls.redirect_listen.map(|a| a.to_string()),
         metrics_listen: cfg.metrics_listen.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
+        trusted_proxies: cfg.trusted_proxies.iter().map(|n| n.to_string()).collect(),
         limits: &cfg.limits,
         turn: &cfg.turn,
     };

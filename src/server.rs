@@ -15,7 +15,6 @@ use crate::live::Hub;
 use crate::state::{AppState, Inner};
 use crate::store::{self, Store};
 use crate::tls;
-use std::future::IntoFuture;
 
 /// A server that has bound its listener and is serving.
 pub struct Running {
@@ -94,6 +93,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         server_name,
         logins_per_ip: RateLimiter::new(config.limits.logins_per_ip_per_minute),
         logins_per_account: RateLimiter::new(config.limits.logins_per_account_per_minute),
+        registrations_per_ip: RateLimiter::new(config.limits.registrations_per_ip_per_minute),
+        messages_per_user: RateLimiter::new(config.limits.messages_per_user_per_minute),
+        trusted_proxies: config.trusted_proxies.clone(),
         limits: config.limits.clone(),
         shutdown: shutdown.clone(),
         turn: turn.clone(),
@@ -121,7 +123,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             }
         }
     });
-    let app = crate::web::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let app = crate::web::router(state.clone());
     let https = tls.is_some();
     let redirect_addr = match config.tls.redirect_listen {
         Some(at) => Some(redirect::start(at, addr.port(), shutdown.clone()).await?),
@@ -140,14 +142,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         },
         None => None,
     };
+    let conn_limits = crate::web::serve::ConnLimits::from_limits(&config.limits);
     let serving = match tls {
         Some(acceptor) => {
             let listener = tls::TlsListener::start(listener, acceptor, shutdown.clone()).map_err(|e| e.to_string())?;
-            // `tap_io` only to get axum's `ConnectInfo<SocketAddr>` for a custom listener.
-            let listener = axum::serve::ListenerExt::tap_io(listener, |_| {});
-            tokio::spawn(
-                axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).into_future(),
-            )
+            tokio::spawn(crate::web::serve::serve(listener, app, shutdown.clone(), conn_limits))
         }
         None => {
             // Live frames are small and latency-bound: no Nagle delay (which, with delayed ACKs,
@@ -155,14 +154,12 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
                 let _ = tcp.set_nodelay(true);
             });
-            tokio::spawn(
-                axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).into_future(),
-            )
+            tokio::spawn(crate::web::serve::serve(listener, app, shutdown.clone(), conn_limits))
         }
     };
     let writer = Arc::new(std::sync::Mutex::new(Some(writer)));
     let task = tokio::spawn(async move {
-        let served = serving.await.map_err(|e| format!("server task failed: {e}"))?;
+        serving.await.map_err(|e| format!("server task failed: {e}"))?;
         if let Some(relay) = turn {
             relay.close().await;
         }
@@ -171,7 +168,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         if let Some(w) = w {
             let _ = tokio::task::spawn_blocking(move || w.stop()).await;
         }
-        served.map_err(|e| format!("server error: {e}"))
+        Ok(())
     });
     tracing::info!(%addr, https, "listening");
     Ok(Running { addr, https, redirect_addr, metrics_addr, state, task })

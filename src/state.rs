@@ -33,6 +33,12 @@ pub struct Inner {
     pub logins_per_ip: RateLimiter,
     /// Login attempts per account.
     pub logins_per_account: RateLimiter,
+    /// Sign-ups per client IP.
+    pub registrations_per_ip: RateLimiter,
+    /// Messages per sender.
+    pub messages_per_user: RateLimiter,
+    /// Reverse proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Cancelled when the server shuts down; long-lived tasks watch it.
     pub shutdown: CancellationToken,
     /// Call invites waiting for an answer.

@@ -18,10 +18,11 @@ pub struct SignedIn {
     pub token: String,
 }
 
-/// Creates an account and signs it in.
-pub async fn register(state: &AppState, username: &str, pw: &str) -> Result<SignedIn> {
+/// Creates an account and signs it in. Rate limited per client IP (well-formed attempts only).
+pub async fn register(state: &AppState, username: &str, pw: &str, ip: IpAddr) -> Result<SignedIn> {
     let name = normalize_username(username)?;
     password::check_rules(pw)?;
+    state.registrations_per_ip.check(&ip.to_string())?;
     if state.store.user(&name)?.is_some() {
         return Err(Error::Conflict("that username is taken".into()));
     }

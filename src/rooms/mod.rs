@@ -45,7 +45,9 @@ pub struct Sent {
     pub pos: u64,
 }
 
-fn clean_text(label: &str, s: &str, max_chars: usize, required: bool) -> Result<String> {
+/// Trims a room name or topic and checks it: not empty if `required`, at most `max_chars`
+/// characters, no control characters but newlines. Public for the `api_body` fuzz target.
+pub fn clean_text(label: &str, s: &str, max_chars: usize, required: bool) -> Result<String> {
     let t = s.trim();
     if required && t.is_empty() {
         return Err(Error::bad(format!("{label} must not be empty")));
@@ -176,6 +178,7 @@ pub async fn submit_message(
     if txn_id.is_empty() || txn_id.len() > MAX_TXN_ID || !txn_id.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(Error::bad(format!("txn_id must be 1-{MAX_TXN_ID} printable ASCII characters")));
     }
+    state.messages_per_user.check(sender.as_str())?;
     let candidates = mention_candidates(body, &state.server_name);
     let (s, rid, txn, mut content) = (sender.to_string(), room_id.to_string(), txn_id.to_string(), text_message(body));
     state
@@ -214,8 +217,9 @@ pub async fn submit_message(
 const MAX_MENTIONS: usize = 20;
 
 /// Local users named as `@name` or `@name:this.server` in a message: (localpart, user id) pairs,
-/// unique, at most [`MAX_MENTIONS`]. Whether they exist is checked in the write job.
-fn mention_candidates(body: &str, server: &crate::ids::ServerName) -> Vec<(String, String)> {
+/// unique, at most `MAX_MENTIONS`. Whether they exist is checked in the write job. Public for
+/// the `ws_frame` and `api_body` fuzz targets.
+pub fn mention_candidates(body: &str, server: &crate::ids::ServerName) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     let bytes = body.as_bytes();
     for (i, _) in body.match_indices('@') {

@@ -1,13 +1,11 @@
 //! The JSON API (`/api/v1`), documented in `docs/api.md`. Handlers validate, call a service,
 //! and answer; errors are `{error, message}` with the status from [`Error`].
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::extract::{Json, RoomPath};
+use super::extract::{ClientIp, Json, RoomPath};
 use crate::auth::{Session, account};
 use crate::error::{Error, Result};
 use crate::events::{JoinRule, Membership};
@@ -28,18 +26,22 @@ pub struct Credentials {
 }
 
 /// `POST /register` → `{user_id, token}`.
-pub async fn register(State(state): State<AppState>, Json(c): Json<Credentials>) -> Result<Json<Value>> {
-    let s = account::register(&state, &c.username, &c.password).await?;
+pub async fn register(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Json(c): Json<Credentials>,
+) -> Result<Json<Value>> {
+    let s = account::register(&state, &c.username, &c.password, ip).await?;
     Ok(Json(json!({ "user_id": s.user_id, "token": s.token })))
 }
 
 /// `POST /login` → `{user_id, token}`.
 pub async fn login(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
     Json(c): Json<Credentials>,
 ) -> Result<Json<Value>> {
-    let s = account::login(&state, &c.username, &c.password, peer.ip()).await?;
+    let s = account::login(&state, &c.username, &c.password, ip).await?;
     Ok(Json(json!({ "user_id": s.user_id, "token": s.token })))
 }
 

@@ -63,3 +63,79 @@ impl<T: serde::Serialize> axum::response::IntoResponse for Json<T> {
         axum::Json(self.0).into_response()
     }
 }
+
+/// The client's IP address: the TCP peer, or, when the peer is one of the configured
+/// `trusted_proxies`, the address that proxy (and any trusted proxy before it) put in
+/// `X-Forwarded-For`: read from the right, the first address that is not a trusted proxy.
+pub struct ClientIp(pub std::net::IpAddr);
+
+impl FromRequestParts<crate::state::AppState> for ClientIp {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &crate::state::AppState) -> Result<Self, Error> {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip())
+            .ok_or_else(|| Error::Internal("no peer address".into()))?;
+        Ok(ClientIp(client_ip(peer, &parts.headers, &state.trusted_proxies)))
+    }
+}
+
+/// See [`ClientIp`]. Unparsable entries end the walk (the last trusted hop is then the client).
+pub fn client_ip(
+    peer: std::net::IpAddr,
+    headers: &axum::http::HeaderMap,
+    trusted: &[ipnet::IpNet],
+) -> std::net::IpAddr {
+    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let mut client = peer;
+    let hops = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    for hop in hops.iter().rev() {
+        match hop.parse::<std::net::IpAddr>() {
+            Ok(ip) => {
+                client = ip;
+                if !is_trusted(&ip) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    client
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_ip;
+    use axum::http::{HeaderMap, HeaderValue};
+
+    #[test]
+    fn forwarded_for_only_from_trusted_proxies() {
+        let trusted: Vec<ipnet::IpNet> = vec!["127.0.0.1/32".parse().unwrap(), "10.0.0.0/8".parse().unwrap()];
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", HeaderValue::from_static("198.51.100.7, 203.0.113.9, 10.1.2.3"));
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        // Through two trusted hops: the first untrusted address from the right.
+        assert_eq!(client_ip(ip("127.0.0.1"), &h, &trusted), ip("203.0.113.9"));
+        // An untrusted peer's header is ignored.
+        assert_eq!(client_ip(ip("192.0.2.1"), &h, &trusted), ip("192.0.2.1"));
+        // Nothing trusted configured: the peer.
+        assert_eq!(client_ip(ip("127.0.0.1"), &h, &[]), ip("127.0.0.1"));
+        // Garbage ends the walk at the last good hop.
+        let mut bad = HeaderMap::new();
+        bad.append("x-forwarded-for", HeaderValue::from_static("nonsense, 10.9.9.9"));
+        assert_eq!(client_ip(ip("127.0.0.1"), &bad, &trusted), ip("10.9.9.9"));
+        // No header: the proxy itself.
+        assert_eq!(client_ip(ip("127.0.0.1"), &HeaderMap::new(), &trusted), ip("127.0.0.1"));
+    }
+}

@@ -5,6 +5,7 @@ pub mod api;
 pub mod assets;
 pub mod extract;
 pub mod pages;
+pub mod serve;
 pub mod views;
 
 use axum::Router;

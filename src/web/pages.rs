@@ -1,15 +1,13 @@
 //! Server-rendered pages and the form posts that work without JavaScript.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::Markup;
 use serde::Deserialize;
 
 use super::api::{member_room, parse_cursor};
-use super::extract::{Form, RoomPath};
+use super::extract::{ClientIp, Form, RoomPath};
 use super::views::{self, Access, Presences, RoomView};
 use crate::auth::session::same_origin;
 use crate::auth::{PageSession, account};
@@ -87,7 +85,12 @@ fn signed_in(state: &AppState, token: &str) -> Response {
 
 fn auth_failed(register: bool, e: Error, username: &str) -> Response {
     let status = e.status();
-    (status, Html(views::auth_page(register, Some(&e.public_message()), username).into_string())).into_response()
+    let mut res =
+        (status, Html(views::auth_page(register, Some(&e.public_message()), username).into_string())).into_response();
+    if let Error::TooManyRequests(secs) = e {
+        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    res
 }
 
 /// Form posts that sign in must come from our own pages (no login CSRF).
@@ -98,7 +101,7 @@ fn check_form_origin(headers: &HeaderMap) -> Result<()> {
 /// `POST /login`.
 pub async fn login(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     form: Result<Form<CredentialsForm>>,
 ) -> Response {
@@ -106,7 +109,7 @@ pub async fn login(
         Ok(f) => f,
         Err(e) => return auth_failed(false, e, ""),
     };
-    match account::login(&state, &f.username, &f.password, peer.ip()).await {
+    match account::login(&state, &f.username, &f.password, ip).await {
         Ok(s) => signed_in(&state, &s.token),
         Err(e) => auth_failed(false, e, &f.username),
     }
@@ -115,6 +118,7 @@ pub async fn login(
 /// `POST /register`.
 pub async fn register(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     form: Result<Form<CredentialsForm>>,
 ) -> Response {
@@ -122,7 +126,7 @@ pub async fn register(
         Ok(f) => f,
         Err(e) => return auth_failed(true, e, ""),
     };
-    match account::register(&state, &f.username, &f.password).await {
+    match account::register(&state, &f.username, &f.password, ip).await {
         Ok(s) => signed_in(&state, &s.token),
         Err(e) => auth_failed(true, e, &f.username),
     }

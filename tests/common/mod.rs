@@ -24,6 +24,19 @@ pub struct TestServer {
     pub http: reqwest::Client,
 }
 
+/// Tests sign up many users from 127.0.0.1 and send as fast as acknowledgements come: the
+/// per-IP and per-user rates a real server uses would refuse them. Tests of those limits set
+/// them back with `start_tuned`.
+pub fn relax_rates(config: &mut chat::Config) {
+    config.limits.registrations_per_ip_per_minute = 1_000_000;
+    config.limits.logins_per_ip_per_minute = 1_000_000;
+    config.limits.messages_per_user_per_minute = 1_000_000_000;
+}
+
+/// The same for the binary, as a config file.
+pub const RELAXED_RATES_TOML: &str = "[limits]\nregistrations_per_ip_per_minute = 1000000\n\
+    logins_per_ip_per_minute = 1000000\nmessages_per_user_per_minute = 1000000000\n";
+
 pub struct User {
     pub id: String,
     pub name: String,
@@ -44,6 +57,7 @@ impl TestServer {
     }
 
     pub async fn start_with(mut config: chat::Config) -> Self {
+        relax_rates(&mut config);
         config.listen = "127.0.0.1:0".parse().unwrap();
         // Tests run in parallel: each relay on a free port, and relaying between local browsers.
         config.turn.listen = Some("127.0.0.1:0".parse().unwrap());
@@ -60,6 +74,7 @@ impl TestServer {
         config.turn.listen = Some("127.0.0.1:0".parse().unwrap());
         config.turn.allow_private_peers = true;
         config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+        relax_rates(&mut config);
         tune(&mut config);
         let mut s = Self::start_at(config).await;
         s._tmp = Some(tmp);
@@ -272,8 +287,13 @@ impl Binary {
     /// its URL. Extra arguments go after `serve`.
     pub fn start(dir: &Path, listen: &str, extra: &[&str]) -> Binary {
         use std::io::{BufRead, BufReader};
+        std::fs::create_dir_all(dir).unwrap();
+        let config = dir.join("test-rates.toml");
+        std::fs::write(&config, RELAXED_RATES_TOML).unwrap();
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chat"))
             .arg("serve")
+            .arg("--config")
+            .arg(&config)
             .args(extra)
             .args(["--listen", listen, "--data-dir"])
             .arg(dir)
