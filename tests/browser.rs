@@ -24,6 +24,8 @@ fn run_script(script: &str, url: &str) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{script} failed:\n{stdout}\n{stderr}");
+    // Figures the scripts print (e.g. naughty.mjs) show with --nocapture.
+    print!("{stdout}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -31,6 +33,16 @@ async fn two_browsers_chat_live() {
     let s = TestServer::start().await;
     let url = s.url.clone();
     tokio::task::spawn_blocking(move || run_script("chat_live.mjs", &url)).await.unwrap();
+    s.stop().await;
+}
+
+/// The Big List of Naughty Strings as messages, room names, topics and usernames: refused with
+/// a 4xx or shown as the same inert text, live and reloaded (see tests/browser/naughty.mjs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn naughty_strings_render_as_inert_text() {
+    let s = TestServer::start().await;
+    let url = s.url.clone();
+    tokio::task::spawn_blocking(move || run_script("naughty.mjs", &url)).await.unwrap();
     s.stop().await;
 }
 

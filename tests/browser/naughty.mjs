@@ -1,0 +1,140 @@
+// The Big List of Naughty Strings (npm `big-list-of-naughty-strings`, blns.json) sent as
+// messages, room names and topics and usernames. Every string must be refused with a 4xx or
+// stored and shown as the same inert text: live (pushed fragments) and after a reload (server
+// render and history pages), in the room list and the public directory. Checked in headless
+// Chromium: no dialog, no page error, no CSP violation, no element made from user text.
+// Run by tests/browser.rs with the server's URL as argument; prints its figures.
+import { chromium } from 'playwright-core';
+import { createRequire } from 'node:module';
+
+const base = process.argv[2];
+if (!base) { console.error('usage: naughty.mjs URL'); process.exit(2); }
+const strings = createRequire(import.meta.url)('big-list-of-naughty-strings/blns.json');
+
+function fail(msg) { throw new Error(msg); }
+
+async function api(method, path, token, body) {
+  const res = await fetch(`${base}/api/v1${path}`, {
+    method,
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  if (res.status >= 500) fail(`${method} ${path} -> ${res.status}: ${text}`);
+  let json = null;
+  try { json = JSON.parse(text); } catch { /* 4xx bodies are JSON; checked below */ }
+  if (res.status >= 400 && !(json && json.error && json.message)) fail(`${method} ${path} -> ${res.status} without an error body: ${text}`);
+  return { status: res.status, json };
+}
+
+// HTML text nodes turn CR LF and lone CR into LF; the server trims names and topics.
+const asText = (s) => s.replace(/\r\n?/g, '\n');
+
+const refusedBy = {};
+const count = (what, r) => { const k = `${what} ${r.status} ${r.json.error}`; refusedBy[k] = (refusedBy[k] || 0) + 1; };
+
+// Usernames: only [a-z0-9._-] is allowed; every naughty name is refused cleanly or taken as is.
+let usernamesAccepted = 0;
+for (const [i, s] of strings.entries()) {
+  const r = await api('POST', '/register', null, { username: s, password: `password-${i}` });
+  if (r.status === 200) usernamesAccepted += 1; else count('username', r);
+}
+
+const ana = (await api('POST', '/register', null, { username: 'naughty-ana', password: 'password123' })).json;
+const ben = (await api('POST', '/register', null, { username: 'naughty-ben', password: 'password123' })).json;
+const room = (await api('POST', '/rooms', ana.token, { name: 'Naughty', visibility: 'public' })).json.room_id;
+await api('POST', `/rooms/${encodeURIComponent(room)}/join`, ben.token, {});
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1'],
+});
+
+async function signedIn(user) {
+  const ctx = await browser.newContext();
+  const { host } = new URL(base);
+  await ctx.addCookies([{ name: 'chat_token', value: user.token, domain: host.split(':')[0], path: '/', httpOnly: true }]);
+  // Any attempt to run injected script or load injected content is recorded, even if blocked.
+  await ctx.addInitScript(() => {
+    window.__csp = [];
+    document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`));
+  });
+  const page = await ctx.newPage();
+  page.on('dialog', (d) => fail(`a dialog opened (injected script ran): ${d.message()}`));
+  page.on('pageerror', (e) => fail(`page error: ${e.message}`));
+  return page;
+}
+
+// Every element holding user text must hold text only (no element was made from it), and
+// nothing may have tried to run or load anything.
+async function checkPage(page, holders, what) {
+  const found = await page.evaluate((holders) => ({
+    holders: document.querySelectorAll(holders).length,
+    withElements: [...document.querySelectorAll(holders)].filter((e) => e.children.length > 0).map((e) => e.outerHTML.slice(0, 100)),
+    csp: window.__csp,
+  }), holders);
+  if (!found.holders) fail(`${what}: nothing matched ${holders}`);
+  if (found.withElements.length) fail(`${what}: elements from user text: ${found.withElements.slice(0, 5).join(' | ')}`);
+  if (found.csp.length) fail(`${what}: CSP violations: ${found.csp.slice(0, 5).join(' | ')}`);
+  return found.holders;
+}
+
+try {
+  // Ben watches the room live while Ana sends every string.
+  const benPage = await signedIn(ben);
+  await benPage.goto(`${base}/rooms/${encodeURIComponent(room)}`);
+  await benPage.waitForSelector('#conn[data-state="live"]', { timeout: 10000 });
+  const sent = [];
+  for (const [i, s] of strings.entries()) {
+    const r = await api('POST', `/rooms/${encodeURIComponent(room)}/messages`, ana.token, { body: s, txn_id: `n${i}` });
+    if (r.status === 200) sent.push(s); else count('message', r);
+  }
+  await benPage.waitForFunction((n) => document.querySelectorAll('#timeline li.msg').length >= n, sent.length, { timeout: 30000 });
+  const bodies = async () => benPage.evaluate(() => [...document.querySelectorAll('#timeline li.msg .body')].map((b) => b.textContent));
+  const same = (shown, what) => {
+    const want = sent.map(asText);
+    if (shown.length !== want.length) fail(`${what}: ${shown.length} messages shown, ${want.length} sent`);
+    shown.forEach((t, i) => { if (t !== want[i]) fail(`${what}: message ${i} shown as ${JSON.stringify(t)}, sent ${JSON.stringify(sent[i])}`); });
+  };
+  same(await bodies(), 'live');
+  await checkPage(benPage, '#timeline li.msg .body', 'live');
+
+  // After a reload: the first page from the server, then every older page through history.
+  await benPage.reload();
+  await benPage.waitForSelector('#conn[data-state="live"]', { timeout: 10000 });
+  for (let i = 0; i < 40 && !(await benPage.$('#timeline li.start')); i += 1) {
+    await benPage.evaluate(() => { const tl = document.getElementById('timeline'); tl.scrollTop = 0; tl.dispatchEvent(new Event('scroll')); });
+    await benPage.waitForTimeout(150);
+  }
+  if (!(await benPage.$('#timeline li.start'))) fail('history did not reach the beginning');
+  same(await bodies(), 'reloaded');
+  await checkPage(benPage, '#timeline li.msg .body, #timeline li.note', 'reloaded');
+
+  // Room names and topics: Ana creates a public room per string.
+  // Names and topics are trimmed when stored: compare with what the server says it stored.
+  const rooms = [];
+  for (const s of strings) {
+    const r = await api('POST', '/rooms', ana.token, { name: s, topic: s, visibility: 'public' });
+    if (r.status !== 200) { count('room', r); continue; }
+    const stored = (await api('GET', `/rooms/${encodeURIComponent(r.json.room_id)}`, ana.token)).json;
+    rooms.push({ name: stored.name, topic: stored.topic });
+  }
+  const anaPage = await signedIn(ana);
+  await anaPage.goto(`${base}/rooms`);
+  await checkPage(anaPage, '#room-list .name', 'room list');
+  const listed = new Set(await anaPage.evaluate(() => [...document.querySelectorAll('#room-list a[data-room-id] .name')].map((a) => a.textContent)));
+  const missing = rooms.filter((r) => !listed.has(asText(r.name)));
+  if (missing.length) fail(`room list: ${missing.length} names not shown as text, e.g. ${JSON.stringify(missing.slice(0, 3))}`);
+  // Ben (not a member) sees them in the public directory, names and topics.
+  await benPage.goto(`${base}/rooms`);
+  await checkPage(benPage, '#public-rooms li > a, #public-rooms .topic', 'directory');
+  const topics = new Set(await benPage.evaluate(() => [...document.querySelectorAll('#public-rooms .topic')].map((p) => p.textContent)));
+  const missingTopics = rooms.filter((r) => r.topic && !topics.has(asText(r.topic)));
+  if (missingTopics.length) fail(`directory: ${missingTopics.length} topics not shown as text, e.g. ${JSON.stringify(missingTopics.slice(0, 3))}`);
+
+  console.log(`naughty strings: ${strings.length} tried; messages: ${sent.length} shown as sent (live and reloaded), ` +
+    `rooms: ${rooms.length} names and topics shown as sent, usernames accepted: ${usernamesAccepted}; refused: ${JSON.stringify(refusedBy)}`);
+} finally {
+  await browser.close();
+}
