@@ -152,6 +152,47 @@ pub async fn invite(state: &AppState, sender: &UserId, room_id: &str, target: &U
         .await
 }
 
+/// What a room moderator does to another member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moderation {
+    /// Remove from the room (they may join again if the room lets them).
+    Kick,
+    /// Remove and keep out.
+    Ban,
+    /// Lift a ban (the user is then out of the room, free to be invited or to join).
+    Unban,
+}
+
+/// Kicks, bans or unbans `target`; the power levels decide who may (see `rules`).
+pub async fn moderate(
+    state: &AppState,
+    sender: &UserId,
+    room_id: &str,
+    target: &UserId,
+    what: Moderation,
+) -> Result<()> {
+    if sender == target {
+        return Err(Error::bad("use leave to leave a room"));
+    }
+    let wanted = match what {
+        Moderation::Ban => Membership::Ban,
+        Moderation::Kick | Moderation::Unban => Membership::Leave,
+    };
+    let (s, rid, t) = (sender.to_string(), room_id.to_string(), target.to_string());
+    state
+        .store
+        .write(move |tx| {
+            let current = membership(&tx.txn.open_table(ROOM_MEMBERS)?, &rid, &t)?;
+            match (what, current) {
+                (Moderation::Unban, m) if m != Membership::Ban => return Err(Error::bad("that user is not banned")),
+                (Moderation::Kick, Membership::Ban) => return Err(Error::bad("that user is banned, not a member")),
+                _ => {}
+            }
+            append(tx, &rid, &s, NewEvent::state(M_ROOM_MEMBER, &t, member_content(wanted))).map(|_| ())
+        })
+        .await
+}
+
 /// Sends a text message. A repeated `txn_id` from the same user returns the first event.
 pub async fn send_message(state: &AppState, sender: &UserId, room_id: &str, body: &str, txn_id: &str) -> Result<Sent> {
     submit_message(state, sender, room_id, body, txn_id).await?.wait().await

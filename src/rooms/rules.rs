@@ -59,11 +59,15 @@ pub fn authorize(
                 _ => Err(Error::Forbidden("you are not a member of this room".into())),
             },
             Membership::Leave | Membership::Ban => {
-                let needed = if wanted == Membership::Ban { pl.ban } else { pl.kick };
+                // Lifting a ban (a banned user set to leave) takes the ban level, like banning.
+                let unban = wanted == Membership::Leave && target_m == Membership::Ban;
+                let needed = if wanted == Membership::Ban || unban { pl.ban } else { pl.kick };
                 if sender_m != Membership::Join || level < needed || level <= pl.user_level(target) {
                     return Err(Error::Forbidden("you may not remove that member".into()));
                 }
-                if wanted == Membership::Leave && !matches!(target_m, Membership::Join | Membership::Invite) {
+                if wanted == Membership::Leave
+                    && !matches!(target_m, Membership::Join | Membership::Invite | Membership::Ban)
+                {
                     return Err(Error::bad("that user is not a member"));
                 }
                 Ok(())
@@ -148,5 +152,16 @@ mod tests {
         assert!(check(&r, &members, "@a:s", member("@b:s", Membership::Leave)).is_ok());
         assert!(check(&r, &members, "@b:s", member("@a:s", Membership::Leave)).is_err());
         assert!(check(&r, &members, "@b:s", member("@b:s", Membership::Leave)).is_ok());
+    }
+
+    #[test]
+    fn only_a_moderator_lifts_a_ban() {
+        let r = room(JoinRule::Public);
+        let members = [("@a:s", Membership::Join), ("@b:s", Membership::Join), ("@c:s", Membership::Ban)];
+        assert!(check(&r, &members, "@a:s", member("@c:s", Membership::Leave)).is_ok());
+        assert!(check(&r, &members, "@b:s", member("@c:s", Membership::Leave)).is_err());
+        // The banned user cannot lift it, nor join.
+        assert!(check(&r, &members, "@c:s", member("@c:s", Membership::Leave)).is_err());
+        assert!(check(&r, &members, "@c:s", member("@c:s", Membership::Join)).is_err());
     }
 }

@@ -196,6 +196,33 @@ pub async fn invite(
     Ok(Json(json!({})))
 }
 
+/// `POST /rooms/{id}/kick {user_id}`: room moderators remove a member (or withdraw an invite).
+pub async fn kick(state: State<AppState>, session: Session, room: RoomPath, u: Json<UserRef>) -> Result<Json<Value>> {
+    moderate(state, session, room, u, rooms::Moderation::Kick).await
+}
+
+/// `POST /rooms/{id}/ban {user_id}`: remove and keep out.
+pub async fn ban(state: State<AppState>, session: Session, room: RoomPath, u: Json<UserRef>) -> Result<Json<Value>> {
+    moderate(state, session, room, u, rooms::Moderation::Ban).await
+}
+
+/// `POST /rooms/{id}/unban {user_id}`: lift a ban.
+pub async fn unban(state: State<AppState>, session: Session, room: RoomPath, u: Json<UserRef>) -> Result<Json<Value>> {
+    moderate(state, session, room, u, rooms::Moderation::Unban).await
+}
+
+async fn moderate(
+    State(state): State<AppState>,
+    session: Session,
+    RoomPath(id): RoomPath,
+    Json(u): Json<UserRef>,
+    what: rooms::Moderation,
+) -> Result<Json<Value>> {
+    let target = UserId::parse_or_local(&u.user_id, &state.server_name)?;
+    rooms::moderate(&state, &session.user, &id, &target, what).await?;
+    Ok(Json(json!({})))
+}
+
 /// `POST /dm {user_id}` → `{room_id}`: opens (or creates) the direct room with that user.
 pub async fn direct(State(state): State<AppState>, session: Session, Json(u): Json<UserRef>) -> Result<Json<Value>> {
     let other = UserId::parse_or_local(&u.user_id, &state.server_name)?;

@@ -1,0 +1,542 @@
+//! The authorization matrix: every HTTP route and every WebSocket action, called by every kind
+//! of caller, with the outcome each must get. The route list is read from `src/web/mod.rs`: a
+//! route added there without a row here fails `every_route_has_a_row`.
+//!
+//! Callers: `anon` (no credentials), `bad` (a forged token), `other` (signed in, never in the
+//! room), `left` (joined the room once, then left), `invited`, `member`, `banned`, `radmin`
+//! (the room's creator, power 100), `sadmin` (a server administrator who is not in the room).
+//! Each cell runs on a fresh invite-only room with all of them in place, with a fresh session
+//! for the caller, so what one cell does (leave, logout, ban) cannot change another.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::TestServer;
+use futures_util::{SinkExt, StreamExt};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const CALLERS: [&str; 9] = ["anon", "bad", "other", "left", "invited", "member", "banned", "radmin", "sadmin"];
+
+/// One row: method, route as written in the router, the body, and the outcome per caller in
+/// [`CALLERS`] order. Outcomes: a status code, `login` (303 to /login), `303` (a redirect
+/// elsewhere: a form post that worked), `101` (a WebSocket opened).
+struct Row {
+    method: &'static str,
+    route: &'static str,
+    body: Body,
+    expect: [&'static str; 9],
+}
+
+#[derive(Clone, Copy)]
+enum Body {
+    None,
+    Json(fn(&Ctx) -> Value),
+    Form(fn(&Ctx) -> Vec<(&'static str, String)>),
+}
+
+/// What a cell's request may refer to.
+struct Ctx {
+    room: String,
+    /// A joined member with no power, the target of kick and ban.
+    victim: String,
+    /// A banned user, the target of unban.
+    banned: String,
+    /// A user in no room, the target of invite and DM.
+    outsider: String,
+    /// An event of the room, for read markers.
+    event_id: String,
+    /// Unique per cell (names, transaction ids).
+    n: usize,
+}
+
+fn rows() -> Vec<Row> {
+    use Body::*;
+    const ALL_SIGNED: [&str; 9] = ["401", "401", "200", "200", "200", "200", "200", "200", "200"];
+    const OPEN: [&str; 9] = ["200"; 9];
+    const MEMBERS_ONLY: [&str; 9] = ["401", "401", "403", "403", "403", "200", "403", "200", "403"];
+    const PAGE_SIGNED: [&str; 9] = ["login", "login", "200", "200", "200", "200", "200", "200", "200"];
+    const PAGE_MEMBERS: [&str; 9] = ["login", "login", "403", "403", "403", "200", "403", "200", "403"];
+    const PAGE_ADMIN: [&str; 9] = ["login", "login", "403", "403", "403", "403", "403", "403", "200"];
+    let user = |c: &Ctx| json!({ "user_id": c.victim });
+    vec![
+        // JSON API.
+        Row {
+            method: "POST",
+            route: "/api/v1/register",
+            body: Json(|c| json!({"username": format!("new{}", c.n), "password": "password123"})),
+            expect: OPEN,
+        },
+        Row {
+            method: "POST",
+            route: "/api/v1/login",
+            body: Json(|_| json!({"username": "outsider", "password": "password123"})),
+            expect: OPEN,
+        },
+        Row { method: "POST", route: "/api/v1/logout", body: Json(|_| json!({})), expect: ALL_SIGNED },
+        Row {
+            method: "POST",
+            route: "/api/v1/password",
+            body: Json(|_| json!({"old_password": "password123", "new_password": "password123"})),
+            expect: ALL_SIGNED,
+        },
+        Row { method: "GET", route: "/api/v1/me", body: None, expect: ALL_SIGNED },
+        Row {
+            method: "POST",
+            route: "/api/v1/rooms",
+            body: Json(|c| json!({"name": format!("r{}", c.n), "visibility": "public"})),
+            expect: ALL_SIGNED,
+        },
+        Row { method: "GET", route: "/api/v1/rooms", body: None, expect: ALL_SIGNED },
+        Row { method: "GET", route: "/api/v1/rooms/public", body: None, expect: ALL_SIGNED },
+        Row { method: "GET", route: "/api/v1/rooms/{room_id}", body: None, expect: MEMBERS_ONLY },
+        Row { method: "GET", route: "/api/v1/rooms/{room_id}/members", body: None, expect: MEMBERS_ONLY },
+        // Invite-only room: only the invited may join; members are already in (409).
+        Row {
+            method: "POST",
+            route: "/api/v1/rooms/{room_id}/join",
+            body: Json(|_| json!({})),
+            expect: ["401", "401", "403", "403", "200", "409", "403", "409", "403"],
+        },
+        Row {
+            method: "POST",
+            route: "/api/v1/rooms/{room_id}/leave",
+            body: Json(|_| json!({})),
+            expect: ["401", "401", "403", "403", "200", "200", "403", "200", "403"],
+        },
+        // Any member may invite (invite level 0); not the invited, banned or outsiders.
+        Row {
+            method: "POST",
+            route: "/api/v1/rooms/{room_id}/invite",
+            body: Json(|c| json!({"user_id": c.outsider})),
+            expect: MEMBERS_ONLY,
+        },
+        // Kick and ban need power 50: only the room's admin.
+        Row {
+            method: "POST",
+            route: "/api/v1/rooms/{room_id}/kick",
+            body: Json(user),
+            expect: ["401", "401", "403", "403", "403", "403", "403", "200", "403"],
+        },
+        Row {
+            method: "POST",
+            route: "/api/v1/rooms/{room_id}/ban",
+            body: Json(user),
+            expect: ["401", "401", "403", "403", "403", "403", "403", "200", "403"],
+        },
+        // The banned caller names itself here: "use leave" (400) before any power check.
+        Row {
+            method: "POST",
+            route: "/api/v1/rooms/{room_id}/unban",
+            body: Json(|c| json!({"user_id": c.banned})),
+            expect: ["401", "401", "403", "403", "403", "403", "400", "200", "403"],
+        },
+        Row {
+            method: "POST",
+            route: "/api/v1/rooms/{room_id}/messages",
+            body: Json(|c| json!({"body": "hi", "txn_id": format!("t{}", c.n)})),
+            expect: MEMBERS_ONLY,
+        },
+        Row { method: "GET", route: "/api/v1/rooms/{room_id}/messages", body: None, expect: MEMBERS_ONLY },
+        Row {
+            method: "POST",
+            route: "/api/v1/rooms/{room_id}/read",
+            body: Json(|c| json!({"event_id": c.event_id})),
+            expect: MEMBERS_ONLY,
+        },
+        Row { method: "POST", route: "/api/v1/dm", body: Json(|c| json!({"user_id": c.outsider})), expect: ALL_SIGNED },
+        Row { method: "GET", route: "/api/v1/settings", body: None, expect: ALL_SIGNED },
+        Row {
+            method: "POST",
+            route: "/api/v1/settings",
+            body: Json(|_| json!({"appear_offline": false, "hide_receipts": false})),
+            expect: ALL_SIGNED,
+        },
+        Row { method: "GET", route: "/api/v1/turn", body: None, expect: ALL_SIGNED },
+        // Pages and form posts (cookie and same-origin, as a browser sends them).
+        Row {
+            method: "GET",
+            route: "/",
+            body: None,
+            expect: ["login", "login", "303", "303", "303", "303", "303", "303", "303"],
+        },
+        Row { method: "GET", route: "/login", body: None, expect: OPEN },
+        // (Another account than the API row's: logins are limited to 10 a minute per account.)
+        Row {
+            method: "POST",
+            route: "/login",
+            body: Form(|_| vec![("username", "victim".into()), ("password", "password123".into())]),
+            expect: ["303"; 9],
+        },
+        Row { method: "GET", route: "/register", body: None, expect: OPEN },
+        Row {
+            method: "POST",
+            route: "/register",
+            body: Form(|c| vec![("username", format!("form{}", c.n)), ("password", "password123".into())]),
+            expect: ["303"; 9],
+        },
+        // Signed out (or never signed in), the browser lands on the sign-in page either way.
+        Row { method: "POST", route: "/logout", body: Form(|_| vec![]), expect: ["login"; 9] },
+        Row { method: "GET", route: "/rooms", body: None, expect: PAGE_SIGNED },
+        Row {
+            method: "POST",
+            route: "/rooms",
+            body: Form(|c| vec![("name", format!("p{}", c.n)), ("visibility", "public".into())]),
+            expect: ["login", "login", "303", "303", "303", "303", "303", "303", "303"],
+        },
+        // The invited see the invitation (name, topic, members, Join/Decline), no history.
+        Row {
+            method: "GET",
+            route: "/rooms/{room_id}",
+            body: None,
+            expect: ["login", "login", "403", "403", "200", "200", "403", "200", "403"],
+        },
+        Row { method: "GET", route: "/rooms/{room_id}/history", body: None, expect: PAGE_MEMBERS },
+        Row { method: "GET", route: "/rooms/{room_id}/members", body: None, expect: PAGE_MEMBERS },
+        Row {
+            method: "POST",
+            route: "/rooms/{room_id}/join",
+            body: Form(|_| vec![]),
+            expect: ["login", "login", "403", "403", "303", "409", "403", "409", "403"],
+        },
+        Row {
+            method: "POST",
+            route: "/rooms/{room_id}/leave",
+            body: Form(|_| vec![]),
+            expect: ["login", "login", "403", "403", "303", "303", "403", "303", "403"],
+        },
+        Row {
+            method: "POST",
+            route: "/rooms/{room_id}/invite",
+            body: Form(|c| vec![("user", c.outsider.clone())]),
+            expect: ["login", "login", "403", "403", "403", "303", "403", "303", "403"],
+        },
+        Row {
+            method: "POST",
+            route: "/rooms/{room_id}/send",
+            body: Form(|c| vec![("body", "hi".into()), ("txn_id", format!("f{}", c.n))]),
+            expect: ["login", "login", "403", "403", "403", "303", "403", "303", "403"],
+        },
+        Row { method: "GET", route: "/fragments/rooms", body: None, expect: PAGE_SIGNED },
+        Row {
+            method: "POST",
+            route: "/dm",
+            body: Form(|c| vec![("user", c.outsider.clone())]),
+            expect: ["login", "login", "303", "303", "303", "303", "303", "303", "303"],
+        },
+        Row { method: "GET", route: "/settings", body: None, expect: PAGE_SIGNED },
+        Row {
+            method: "POST",
+            route: "/settings/password",
+            body: Form(|_| vec![("old_password", "password123".into()), ("new_password", "password123".into())]),
+            expect: PAGE_SIGNED,
+        },
+        Row { method: "POST", route: "/settings/privacy", body: Form(|_| vec![]), expect: PAGE_SIGNED },
+        Row { method: "GET", route: "/admin", body: None, expect: PAGE_ADMIN },
+        Row {
+            method: "POST",
+            route: "/admin/users",
+            body: Form(|c| vec![("username", format!("adm{}", c.n)), ("password", "password123".into())]),
+            expect: PAGE_ADMIN,
+        },
+        Row {
+            method: "POST",
+            route: "/admin/users/{name}/disabled",
+            body: Form(|_| vec![("on", "1".into())]),
+            expect: PAGE_ADMIN,
+        },
+        Row {
+            method: "POST",
+            route: "/admin/users/{name}/admin",
+            body: Form(|_| vec![("on", "0".into())]),
+            expect: PAGE_ADMIN,
+        },
+        Row { method: "POST", route: "/admin/users/{name}/password", body: Form(|_| vec![]), expect: PAGE_ADMIN },
+        Row {
+            method: "POST",
+            route: "/admin/rooms/{room_id}/delete",
+            body: Form(|_| vec![("confirm", "yes".into())]),
+            expect: PAGE_ADMIN,
+        },
+        Row {
+            method: "GET",
+            route: "/ws",
+            body: None,
+            expect: ["401", "401", "101", "101", "101", "101", "101", "101", "101"],
+        },
+        Row { method: "GET", route: "/healthz", body: None, expect: OPEN },
+        Row { method: "GET", route: "/readyz", body: None, expect: OPEN },
+        Row { method: "GET", route: "/assets/{*path}", body: None, expect: OPEN },
+    ]
+}
+
+/// `(method, path)` of every route in the router source.
+fn routes_in_source() -> BTreeSet<(String, String)> {
+    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/web/mod.rs")).unwrap();
+    let mut out = BTreeSet::new();
+    let mut prefix = "";
+    for line in src.lines() {
+        let line = line.trim();
+        if line.starts_with("let api = Router::new()") {
+            prefix = "/api/v1";
+        } else if line.starts_with("Router::new()") {
+            prefix = "";
+        }
+        let Some(rest) = line.strip_prefix(".route(\"") else { continue };
+        let (path, handlers) = rest.split_once('"').unwrap();
+        for method in ["get", "post", "put", "patch", "delete"] {
+            if handlers.contains(&format!("{method}(")) {
+                out.insert((method.to_uppercase(), format!("{prefix}{path}")));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_route_has_a_row() {
+    let source = routes_in_source();
+    assert!(source.len() > 40, "router parse found only {source:?}");
+    let table: BTreeSet<(String, String)> =
+        rows().iter().map(|r| (r.method.to_string(), r.route.to_string())).collect();
+    let missing: Vec<_> = source.difference(&table).collect();
+    let stale: Vec<_> = table.difference(&source).collect();
+    assert!(missing.is_empty(), "routes without an authorization row: {missing:?}");
+    assert!(stale.is_empty(), "rows for routes that do not exist: {stale:?}");
+}
+
+struct World {
+    s: TestServer,
+    /// username -> user id
+    ids: std::collections::HashMap<&'static str, String>,
+}
+
+impl World {
+    async fn new() -> Self {
+        let s = TestServer::start().await;
+        let mut ids = std::collections::HashMap::new();
+        for name in ["other", "left", "invited", "member", "banned", "radmin", "sadmin", "victim", "outsider"] {
+            ids.insert(name, s.register(name).await.id);
+        }
+        s.state().store.update_user("sadmin".into(), false, |u| u.admin = true).await.unwrap();
+        World { s, ids }
+    }
+
+    fn id(&self, name: &str) -> String {
+        self.ids[name].clone()
+    }
+
+    /// A fresh session token for `name` (cheap: no password hash).
+    async fn token(&self, name: &str) -> String {
+        let sid = chat::auth::random_id().unwrap();
+        let rec = chat::store::accounts::SessionRecord { user_id: self.id(name), username: name.into(), created_ts: 0 };
+        self.s.state().store.create_session(sid.clone(), rec).await.unwrap();
+        self.s.state().tokens.issue(&self.id(name), &sid).unwrap()
+    }
+
+    /// A fresh invite-only room with every kind of caller in place.
+    async fn room(&self, n: usize) -> Ctx {
+        let st = self.s.state();
+        let uid = |n: &str| chat::ids::UserId::parse(&self.id(n)).unwrap();
+        let room = chat::rooms::create_room(
+            st,
+            &uid("radmin"),
+            chat::rooms::CreateRoom {
+                name: format!("m{n}"),
+                topic: String::new(),
+                join_rule: chat::events::JoinRule::Invite,
+            },
+        )
+        .await
+        .unwrap();
+        for who in ["left", "invited", "member", "banned", "victim"] {
+            chat::rooms::invite(st, &uid("radmin"), &room, &uid(who)).await.unwrap();
+        }
+        for who in ["left", "member", "banned", "victim"] {
+            chat::rooms::join(st, &uid(who), &room).await.unwrap();
+        }
+        chat::rooms::leave(st, &uid("left"), &room).await.unwrap();
+        chat::rooms::moderate(st, &uid("radmin"), &room, &uid("banned"), chat::rooms::Moderation::Ban).await.unwrap();
+        let sent = chat::rooms::send_message(st, &uid("member"), &room, "hello", &format!("seed{n}")).await.unwrap();
+        Ctx {
+            room,
+            victim: self.id("victim"),
+            banned: self.id("banned"),
+            outsider: self.id("outsider"),
+            event_id: sent.event_id,
+            n,
+        }
+    }
+
+    /// Runs one cell; returns the outcome in the table's terms.
+    async fn call(&self, row: &Row, caller: &str, ctx: &Ctx) -> String {
+        let token = match caller {
+            "anon" => None,
+            "bad" => Some("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJAeDp5Iiwic2lkIjoieCJ9.AAAA".to_string()),
+            name => Some(self.token(name).await),
+        };
+        let path = row.route.replace("{room_id}", &ctx.room).replace("{name}", "victim").replace("{*path}", "app.js");
+        if row.route == "/ws" {
+            return self.ws_upgrade(token.as_deref()).await;
+        }
+        let url = format!("{}{path}", self.s.url);
+        let mut req = match row.method {
+            "GET" => self.s.http.get(&url),
+            _ => self.s.http.post(&url),
+        };
+        let page = !path.starts_with("/api/");
+        if let Some(t) = &token {
+            req = if page { req.header("cookie", format!("chat_token={t}")) } else { req.bearer_auth(t) };
+        }
+        if page && row.method == "POST" {
+            req = req.header("origin", &self.s.url);
+        }
+        req = match row.body {
+            Body::None => req,
+            Body::Json(f) => req.json(&f(ctx)),
+            Body::Form(f) => req.form(&f(ctx)),
+        };
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        if status == StatusCode::SEE_OTHER {
+            let to = res.headers().get("location").map(|l| l.to_str().unwrap().to_string()).unwrap_or_default();
+            return if to == "/login" { "login".into() } else { "303".into() };
+        }
+        status.as_u16().to_string()
+    }
+
+    async fn ws_upgrade(&self, token: Option<&str>) -> String {
+        let mut req = format!("ws://{}/ws", self.s.addr).into_client_request().unwrap();
+        if let Some(t) = token {
+            req.headers_mut().insert("authorization", format!("Bearer {t}").parse().unwrap());
+        }
+        match tokio_tungstenite::connect_async(req).await {
+            Ok(_) => "101".into(),
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => r.status().as_u16().to_string(),
+            Err(e) => format!("ws error {e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_routes_by_caller() {
+    let w = World::new().await;
+    let mut n = 0;
+    let mut wrong = Vec::new();
+    let mut cells = 0;
+    for row in rows() {
+        for (i, caller) in CALLERS.iter().enumerate() {
+            n += 1;
+            let ctx = w.room(n).await;
+            let got = w.call(&row, caller, &ctx).await;
+            cells += 1;
+            if got != row.expect[i] {
+                wrong.push(format!("{} {} as {caller}: got {got}, want {}", row.method, row.route, row.expect[i]));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{} of {cells} cells wrong:\n{}", wrong.len(), wrong.join("\n"));
+    println!("authorization matrix: {} routes x {} callers = {cells} cells", rows().len(), CALLERS.len());
+}
+
+/// The WebSocket actions, by caller (anonymous and forged tokens cannot open a socket: see
+/// the `/ws` row). Outcome: `ok` (acknowledged or, for actions without an ack, no error) or
+/// the error code of the `error` frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_actions_by_caller() {
+    let w = World::new().await;
+    type Frame = fn(&Ctx) -> Value;
+    let actions: Vec<(&str, Frame, [&str; 7])> = vec![
+        (
+            "send",
+            |c| json!({"t": "send", "room_id": c.room, "body": "hi", "txn_id": format!("w{}", c.n)}),
+            ["forbidden", "forbidden", "forbidden", "ok", "forbidden", "ok", "forbidden"],
+        ),
+        (
+            "read",
+            |c| json!({"t": "read", "room_id": c.room, "pos": 1}),
+            ["forbidden", "forbidden", "forbidden", "ok", "forbidden", "ok", "forbidden"],
+        ),
+        (
+            "typing",
+            |c| json!({"t": "typing", "room_id": c.room, "typing": true}),
+            ["forbidden", "forbidden", "forbidden", "ok", "forbidden", "ok", "forbidden"],
+        ),
+        (
+            "call",
+            |c| {
+                json!({"t": "call", "room_id": c.room, "type": "m.call.invite", "txn_id": format!("c{}", c.n), "content": {
+            "call_id": format!("call{}", c.n), "version": "1", "lifetime": 30000, "party_id": "p1", "invitee": c.victim,
+            "offer": {"type": "offer", "sdp": "v=0\r\n"}}})
+            },
+            ["forbidden", "forbidden", "forbidden", "ok", "forbidden", "ok", "forbidden"],
+        ),
+        (
+            "call_join",
+            |c| json!({"t": "call_join", "room_id": c.room, "conf_id": format!("conf{}", c.n)}),
+            ["forbidden", "forbidden", "forbidden", "ok", "forbidden", "ok", "forbidden"],
+        ),
+        ("presence", |_| json!({"t": "presence", "state": "idle"}), ["ok"; 7]),
+        ("ping", |_| json!({"t": "ping"}), ["ok"; 7]),
+    ];
+    let callers = &CALLERS[2..];
+    let mut wrong = Vec::new();
+    let mut cells = 0;
+    let mut n = 10_000;
+    for (name, frame, expect) in &actions {
+        for (i, caller) in callers.iter().enumerate() {
+            n += 1;
+            let ctx = w.room(n).await;
+            let token = w.token(caller).await;
+            let mut req = format!("ws://{}/ws", w.s.addr).into_client_request().unwrap();
+            req.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+            let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+            ws.send(Message::Text(frame(&ctx).to_string().into())).await.unwrap();
+            // Then a ping: its pong marks the end of what the action caused.
+            ws.send(Message::Text(json!({"t": "ping"}).to_string().into())).await.unwrap();
+            let mut got = "ok".to_string();
+            let mut pongs = if *name == "ping" { 2 } else { 1 };
+            while pongs > 0 {
+                let msg =
+                    tokio::time::timeout(std::time::Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
+                let Message::Text(t) = msg else { continue };
+                let v: Value = serde_json::from_str(&t).unwrap();
+                match v["t"].as_str().unwrap() {
+                    "pong" => pongs -= 1,
+                    "error" => got = v["error"].as_str().unwrap().to_string(),
+                    "ack" if got == "ok" => {}
+                    _ => {}
+                }
+            }
+            // A send is acknowledged after commit, which may come after the pong.
+            if *name == "send" && got == "ok" {
+                loop {
+                    let msg = tokio::time::timeout(std::time::Duration::from_secs(5), ws.next())
+                        .await
+                        .unwrap()
+                        .unwrap()
+                        .unwrap();
+                    let Message::Text(t) = msg else { continue };
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    if v["t"] == "ack" {
+                        break;
+                    }
+                    if v["t"] == "error" {
+                        got = v["error"].as_str().unwrap().to_string();
+                        break;
+                    }
+                }
+            }
+            cells += 1;
+            if got != expect[i] {
+                wrong.push(format!("ws {name} as {caller}: got {got}, want {}", expect[i]));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{} of {cells} cells wrong:\n{}", wrong.len(), wrong.join("\n"));
+    println!("authorization matrix: {} WebSocket actions x {} callers = {cells} cells", actions.len(), callers.len());
+}
