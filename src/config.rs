@@ -36,6 +36,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Reverse proxies whose `X-Forwarded-For` is believed (addresses or CIDR networks).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// PEM CA certificates trusted for other servers, besides the system's roots.
+    pub federation_ca: Option<PathBuf>,
 }
 
 /// HTTPS settings. With neither certificate files nor `self_signed`, the listener speaks plain
@@ -154,6 +156,8 @@ pub struct Limits {
     pub request_timeout_secs: u64,
     /// HTTP connections served at once (WebSockets not counted); more wait to be accepted.
     pub max_connections: usize,
+    /// Signed requests another server may make per minute.
+    pub federation_requests_per_origin_per_minute: u32,
 }
 
 impl Default for Limits {
@@ -173,6 +177,7 @@ impl Default for Limits {
             header_timeout_secs: 10,
             request_timeout_secs: 30,
             max_connections: 4096,
+            federation_requests_per_origin_per_minute: 3000,
         }
     }
 }
@@ -205,6 +210,8 @@ pub struct FileConfig {
     pub metrics_listen: Option<String>,
     /// See [`Config::trusted_proxies`].
     pub trusted_proxies: Option<Vec<String>>,
+    /// See [`Config::federation_ca`].
+    pub federation_ca: Option<PathBuf>,
 }
 
 /// Settings as given on the command line or in the environment (already merged by clap).
@@ -252,6 +259,9 @@ pub struct ServeArgs {
     /// Reverse proxies whose X-Forwarded-For names the client (comma-separated IPs or CIDRs).
     #[arg(long, env = "CHAT_TRUSTED_PROXIES", value_name = "IP|CIDR,...", value_delimiter = ',')]
     pub trusted_proxies: Option<Vec<String>>,
+    /// Trust these PEM CA certificates for other servers too (private deployments, tests).
+    #[arg(long, env = "CHAT_FEDERATION_CA", value_name = "FILE")]
+    pub federation_ca: Option<PathBuf>,
 }
 
 impl Config {
@@ -266,6 +276,7 @@ impl Config {
             tls: TlsConfig::default(),
             metrics_listen: DEFAULT_METRICS_LISTEN.parse().ok(),
             trusted_proxies: Vec::new(),
+            federation_ca: None,
         }
     }
 
@@ -325,6 +336,12 @@ impl Config {
                 })?),
             };
         }
+        if let Some(ca) = args.federation_ca.clone().or(file.federation_ca) {
+            if !ca.is_file() {
+                return Err(format!("federation_ca: {} is not a readable file", ca.display()));
+            }
+            cfg.federation_ca = Some(ca);
+        }
         if let Some(list) = args.trusted_proxies.as_ref().or(file.trusted_proxies.as_ref()) {
             cfg.trusted_proxies = parse_proxies(list)?;
         }
@@ -361,6 +378,7 @@ impl Limits {
             ("logins_per_account_per_minute", self.logins_per_account_per_minute as usize),
             ("logins_per_ip_per_minute", self.logins_per_ip_per_minute as usize),
             ("header_timeout_secs", self.header_timeout_secs as usize),
+            ("federation_requests_per_origin_per_minute", self.federation_requests_per_origin_per_minute as usize),
             ("request_timeout_secs", self.request_timeout_secs as usize),
         ];
         for (name, v) in positive {
@@ -410,6 +428,9 @@ metrics_listen = "127.0.0.1:9187"
 # Reverse proxies (IPs or networks) whose X-Forwarded-For names the client, for rate limits
 # and logs. Empty: the TCP peer is the client.   CHAT_TRUSTED_PROXIES (comma-separated)
 trusted_proxies = []
+# CA certificates (PEM) trusted for other servers besides the system's (private
+# federations, tests).   CHAT_FEDERATION_CA
+# federation_ca = "/etc/chat/federation-ca.pem"
 
 [limits]
 max_body_bytes = 65536                # largest HTTP request body
@@ -426,6 +447,7 @@ registrations_per_ip_per_minute = 5   # sign-ups per client IP
 header_timeout_secs = 10              # to send request headers; idle keep-alive lifetime
 request_timeout_secs = 30             # per request until the response starts (408 after)
 max_connections = 4096                # HTTP connections at once (WebSockets not counted)
+federation_requests_per_origin_per_minute = 3000   # signed requests per other server
 
 [turn]
 enabled = true                        # CHAT_TURN_DISABLED=true turns it off
@@ -454,6 +476,7 @@ pub fn effective_toml(cfg: &Config) -> String {
         http_redirect_listen: Option<String>,
         metrics_listen: String,
         trusted_proxies: Vec<String>,
+        federation_ca: Option<String>,
         limits: &'a Limits,
         turn: &'a TurnConfig,
     }
@@ -471,6 +494,7 @@ pub fn effective_toml(cfg: &Config) -> String {
         http_redirect_listen: cfg.tls.redirect_listen.map(|a| a.to_string()),
         metrics_listen: cfg.metrics_listen.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
         trusted_proxies: cfg.trusted_proxies.iter().map(|n| n.to_string()).collect(),
+        federation_ca: cfg.federation_ca.as_ref().map(|p| p.display().to_string()),
         limits: &cfg.limits,
         turn: &cfg.turn,
     };

@@ -24,6 +24,7 @@ pub mod calls;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod federation;
 pub mod ids;
 pub mod live;
 pub mod metrics;

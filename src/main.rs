@@ -19,7 +19,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (web app, live chat) with zero configuration by default.
-    Serve(chat::config::ServeArgs),
+    Serve(Box<chat::config::ServeArgs>),
     /// Check or print configuration.
     #[command(subcommand)]
     Config(ConfigCommand),

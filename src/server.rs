@@ -86,7 +86,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     } else {
         None
     };
+    let federation = Arc::new(crate::federation::Federation::start(&store, &config).await?);
     let state = AppState::new(Inner {
+        federation,
         store,
         hub,
         tokens: TokenKeys::new(&secret, config.limits.token_ttl_secs),

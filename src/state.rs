@@ -37,6 +37,8 @@ pub struct Inner {
     pub registrations_per_ip: RateLimiter,
     /// Messages per sender.
     pub messages_per_user: RateLimiter,
+    /// Server identity and the client for other servers.
+    pub federation: Arc<crate::federation::Federation>,
     /// Reverse proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Cancelled when the server shuts down; long-lived tasks watch it.

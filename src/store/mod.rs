@@ -138,6 +138,7 @@ fn create_tables(txn: &WriteTransaction) -> Result<()> {
     txn.open_table(DIRECT_ROOMS)?;
     txn.open_table(MENTIONS)?;
     txn.open_table(CALLS)?;
+    txn.open_table(SERVER_KEYS)?;
     Ok(())
 }
 

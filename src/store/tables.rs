@@ -5,7 +5,8 @@ use redb::TableDefinition;
 
 /// Setting name -> bytes. Keys: `schema_version` (u32 LE), `stream_pos` (u64 LE, last position
 /// handed out), `jwt_secret` and `turn_secret` (32 random bytes each),
-/// `server_name` (UTF-8, the name the server last started with).
+/// `server_name` (UTF-8, the name the server last started with), `signing_key` (PKCS#8 DER of
+/// the ed25519 server key) and `signing_key_version`.
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 /// Canonical (lower-case) username -> JSON [`super::accounts::UserRecord`].
@@ -48,6 +49,10 @@ pub const DIRECT_ROOMS: TableDefinition<(&str, &str), &str> = TableDefinition::n
 
 /// (room id, call id) -> JSON [`crate::calls::CallRecord`]: who called whom, answered, ended.
 pub const CALLS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("calls");
+
+/// (server name, key id) -> JSON [`crate::federation::keys::CachedKey`]: other servers' signing
+/// keys, fetched from their key documents; kept after expiry to verify what they signed before.
+pub const SERVER_KEYS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("server_keys");
 
 /// (user id, room id, stream position) -> (): messages that mention the user, for mention counts.
 pub const MENTIONS: TableDefinition<(&str, &str, u64), ()> = TableDefinition::new("mentions");

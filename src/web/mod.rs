@@ -72,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/assets/{*path}", get(assets::serve))
         .nest("/api/v1", api)
+        .merge(crate::federation::routes())
         .fallback(pages::not_found)
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), refresh_cookie))

@@ -1,0 +1,223 @@
+//! Outbound server-to-server HTTPS: server name resolution (IP literal or name with a port,
+//! `.well-known` delegation, else port 8448), TLS trusting the system roots plus the optional
+//! `federation_ca` file, and `X-Matrix` request signing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use super::keys::{SigningKey, to_canonical};
+use crate::error::{Error, Result};
+use crate::events::now_ms;
+
+/// Largest response body read from another server.
+const MAX_RESPONSE: usize = 4 * 1024 * 1024;
+/// Port of a server name without one and without delegation.
+const DEFAULT_PORT: u16 = 8448;
+
+/// The HTTPS client for other servers: one TLS connection per request (rustls with the ring
+/// provider, HTTP/1.1 through hyper), with connect, handshake and response deadlines.
+pub struct FedClient {
+    tls: tokio_rustls::TlsConnector,
+}
+
+/// Time to connect and finish the TLS handshake.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time for the whole exchange once connected.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl FedClient {
+    /// A client trusting the system's roots and, if given, the CA certificates in `ca_file`.
+    pub fn new(ca_file: Option<&std::path::Path>) -> std::result::Result<FedClient, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(cert);
+        }
+        if let Some(path) = ca_file {
+            use rustls_pki_types::pem::PemObject;
+            let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("federation_ca {}: {e}", path.display()))?
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| format!("federation_ca {}: {e}", path.display()))?;
+            if certs.is_empty() {
+                return Err(format!("federation_ca {}: no certificate in it", path.display()));
+            }
+            for c in certs {
+                roots.add(c).map_err(|e| format!("federation_ca {}: {e}", path.display()))?;
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS setup: {e}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(FedClient { tls: tokio_rustls::TlsConnector::from(Arc::new(tls)) })
+    }
+
+    /// `host:port` to connect to for a server name: an explicit port or IP literal is used as
+    /// is; otherwise `https://NAME/.well-known/matrix/server` may delegate; else port 8448.
+    pub async fn authority(&self, server: &str) -> Result<String> {
+        let name = crate::ids::ServerName::parse(server)?;
+        let (host, port) = split_host_port(name.as_str());
+        if port.is_some() || host.parse::<std::net::IpAddr>().is_ok() || host.starts_with('[') {
+            return Ok(format!("{host}:{}", port.unwrap_or(DEFAULT_PORT)));
+        }
+        let delegated = async {
+            let (status, v) = self
+                .exchange(&format!("{host}:443"), host, Method::GET, "/.well-known/matrix/server", None, None)
+                .await
+                .ok()?;
+            if !status.is_success() {
+                return None;
+            }
+            let to = crate::ids::ServerName::parse(v.get("m.server")?.as_str()?).ok()?;
+            let (h, p) = split_host_port(to.as_str());
+            Some(format!("{h}:{}", p.unwrap_or(DEFAULT_PORT)))
+        };
+        Ok(match delegated.await {
+            Some(to) => to,
+            None => format!("{host}:{DEFAULT_PORT}"),
+        })
+    }
+
+    /// An unsigned GET (key documents).
+    pub async fn get(&self, server: &str, path: &str) -> Result<(StatusCode, Value)> {
+        let authority = self.authority(server).await?;
+        self.exchange(&authority, server, Method::GET, path, None, None).await
+    }
+
+    /// A request signed as `origin` with `key`, to `destination`.
+    pub async fn signed(
+        &self,
+        key: &SigningKey,
+        origin: &str,
+        destination: &str,
+        method: Method,
+        path: &str,
+        content: Option<Value>,
+    ) -> Result<(StatusCode, Value)> {
+        let ts = now_ms();
+        let sig = request_signature(key, origin, destination, method.as_str(), path, content.as_ref(), ts)?;
+        let auth =
+            format!("X-Matrix origin=\"{origin}\",destination=\"{destination}\",key=\"{}\",sig=\"{sig}\"", key.id);
+        let authority = self.authority(destination).await?;
+        self.exchange(&authority, destination, method, path, content, Some((auth, ts))).await
+    }
+
+    /// One HTTPS request on a new connection to `authority`, the certificate checked for the
+    /// host of `server`.
+    async fn exchange(
+        &self,
+        authority: &str,
+        server: &str,
+        method: Method,
+        path: &str,
+        content: Option<Value>,
+        auth: Option<(String, u64)>,
+    ) -> Result<(StatusCode, Value)> {
+        let (host, _) = split_host_port(server);
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        let sni = rustls_pki_types::ServerName::try_from(host.clone())
+            .map_err(|_| Error::bad(format!("{server} is not a host name")))?;
+        let connect = async {
+            let tcp = tokio::net::TcpStream::connect(authority).await?;
+            let _ = tcp.set_nodelay(true);
+            self.tls.connect(sni, tcp).await
+        };
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+            .await
+            .map_err(|_| Error::Unavailable(format!("cannot reach {server}: timed out")))?
+            .map_err(|e| Error::Unavailable(format!("cannot reach {server}: {e}")))?;
+        let work = async {
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| Error::Unavailable(format!("cannot reach {server}: {e}")))?;
+            tokio::spawn(conn);
+            let body = match &content {
+                Some(c) => axum::body::Body::from(serde_json::to_vec(c)?),
+                None => axum::body::Body::empty(),
+            };
+            let mut req = axum::http::Request::builder()
+                .method(method)
+                .uri(path)
+                .header("host", authority)
+                .header("user-agent", concat!("chat/", env!("CARGO_PKG_VERSION")));
+            if content.is_some() {
+                req = req.header("content-type", "application/json");
+            }
+            if let Some((auth, ts)) = auth {
+                req = req.header("authorization", auth).header(TS_HEADER, ts.to_string());
+            }
+            let req = req.body(body).map_err(|e| Error::bad(format!("request: {e}")))?;
+            let res = sender.send_request(req).await.map_err(|e| Error::Unavailable(format!("{server}: {e}")))?;
+            let status = res.status();
+            let bytes = axum::body::to_bytes(axum::body::Body::new(res.into_body()), MAX_RESPONSE)
+                .await
+                .map_err(|_| Error::bad(format!("{server}: response too large or cut off")))?;
+            let value = if bytes.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&bytes).map_err(|_| Error::bad(format!("{server}: response is not JSON")))?
+            };
+            Ok((status, value))
+        };
+        tokio::time::timeout(REQUEST_TIMEOUT, work)
+            .await
+            .map_err(|_| Error::Unavailable(format!("{server}: no answer in time")))?
+    }
+}
+
+/// `host:port` / `[v6]:port` / `host` -> (host, port).
+fn split_host_port(s: &str) -> (&str, Option<u16>) {
+    if let Some(rest) = s.strip_prefix('[') {
+        return match rest.split_once(']') {
+            Some((h, tail)) => (&s[..h.len() + 2], tail.strip_prefix(':').and_then(|p| p.parse().ok())),
+            None => (s, None),
+        };
+    }
+    match s.rsplit_once(':') {
+        Some((h, p)) if p.parse::<u16>().is_ok() => (h, p.parse().ok()),
+        _ => (s, None),
+    }
+}
+
+/// Header carrying the signed request time (ms); see `request_object`.
+pub const TS_HEADER: &str = "x-chat-ts";
+
+/// The JSON object an `X-Matrix` signature covers: Matrix's `method`, `uri`, `origin`,
+/// `destination` and `content`, plus our `chat_ts` (the time of the request, also sent as
+/// the `X-Chat-Ts` header) so that a captured request cannot be replayed later.
+pub fn request_object(
+    origin: &str,
+    destination: &str,
+    method: &str,
+    uri: &str,
+    content: Option<&Value>,
+    ts: u64,
+) -> Value {
+    let mut o = json!({ "method": method, "uri": uri, "origin": origin, "destination": destination, "chat_ts": ts });
+    if let Some(c) = content {
+        o["content"] = c.clone();
+    }
+    o
+}
+
+/// Our signature (unpadded base64) of a request.
+pub fn request_signature(
+    key: &SigningKey,
+    origin: &str,
+    destination: &str,
+    method: &str,
+    uri: &str,
+    content: Option<&Value>,
+    ts: u64,
+) -> Result<String> {
+    let object = to_canonical(request_object(origin, destination, method, uri, content, ts))?;
+    let text = ruma_signatures::to_canonical_json_string_for_signing(&object)
+        .map_err(|e| Error::Internal(format!("canonical JSON: {e}")))?;
+    Ok(key.sign_bytes(text.as_bytes()))
+}

@@ -1,0 +1,299 @@
+//! Federation, first part: server identity and signed server-to-server requests.
+//!
+//! - Our ed25519 signing key (`keys.rs`), published self-signed at `GET /_matrix/key/v2/server`;
+//!   other servers' keys fetched on demand, verified, cached in `server_keys`.
+//! - `.well-known/matrix/server` delegation, served and followed (`client.rs`).
+//! - Outbound HTTPS (rustls; system roots plus the `federation_ca` file), every request signed
+//!   with `Authorization: X-Matrix` (`client.rs`).
+//! - Inbound: [`FedRequest`] checks the `X-Matrix` header against the origin's key, the
+//!   destination (us), the signed time (`X-Chat-Ts`, within [`WINDOW_MS`]; a signature seen
+//!   before is refused), the body size and the origin's request rate.
+//!
+//! Endpoints: the key document, `.well-known`, `GET /_matrix/federation/v1/version` and
+//! `GET /_matrix/federation/v1/query/profile` (signed). Room events over federation are not
+//! built yet.
+
+pub mod client;
+pub mod keys;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::ratelimit::RateLimiter;
+use crate::error::{Error, Result};
+use crate::events::now_ms;
+use crate::ids::{ServerName, UserId};
+use crate::state::AppState;
+use client::{FedClient, TS_HEADER};
+use keys::SigningKey;
+
+/// How far a signed request's time may be from ours, ms (either way).
+pub const WINDOW_MS: u64 = 5 * 60 * 1000;
+/// Largest inbound federation request body.
+pub const MAX_BODY: usize = 2 * 1024 * 1024;
+/// Signatures remembered against replay (within the window).
+const MAX_SEEN: usize = 200_000;
+
+/// Federation's part of the server state.
+pub struct Federation {
+    /// Our signing key.
+    pub key: SigningKey,
+    /// HTTPS client to other servers.
+    pub client: FedClient,
+    /// Requests per origin.
+    pub per_origin: RateLimiter,
+    /// Signatures of requests accepted in the window: signature -> when it expires.
+    seen: Mutex<HashMap<String, u64>>,
+}
+
+impl Federation {
+    /// Loads (or makes) our key and builds the client.
+    pub async fn start(store: &crate::store::Store, config: &crate::Config) -> std::result::Result<Federation, String> {
+        let key = SigningKey::load_or_create(store).await.map_err(|e| format!("signing key: {e}"))?;
+        let client = FedClient::new(config.federation_ca.as_deref())?;
+        Ok(Federation {
+            key,
+            client,
+            per_origin: RateLimiter::new(config.limits.federation_requests_per_origin_per_minute),
+            seen: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Records a request signature; false if it was seen in the window already (a replay).
+    fn first_sighting(&self, sig: &str, now: u64) -> bool {
+        let Ok(mut seen) = self.seen.lock() else { return false };
+        if seen.len() >= MAX_SEEN {
+            seen.retain(|_, until| *until > now);
+            if seen.len() >= MAX_SEEN {
+                return false;
+            }
+        }
+        seen.insert(sig.to_string(), now + 2 * WINDOW_MS).is_none()
+    }
+}
+
+/// The federation routes (mounted at the root: `/_matrix/...` and `/.well-known/...`).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/_matrix/key/v2/server", get(key_document))
+        .route("/.well-known/matrix/server", get(well_known))
+        .route("/_matrix/federation/v1/version", get(version))
+        .route("/_matrix/federation/v1/query/profile", get(serve_profile))
+}
+
+async fn key_document(State(state): State<AppState>) -> Result<axum::Json<Value>> {
+    Ok(axum::Json(state.federation.key.document(state.server_name.as_str())?))
+}
+
+async fn well_known(State(state): State<AppState>) -> axum::Json<Value> {
+    axum::Json(json!({ "m.server": state.server_name.as_str() }))
+}
+
+async fn version() -> axum::Json<Value> {
+    axum::Json(json!({ "server": { "name": "chat", "version": env!("CARGO_PKG_VERSION") } }))
+}
+
+/// The query of `GET /query/profile`.
+#[derive(Deserialize)]
+pub struct ProfileQuery {
+    user_id: String,
+    field: Option<String>,
+}
+
+/// `GET /_matrix/federation/v1/query/profile?user_id=@ben:us`: a local user's display name.
+async fn serve_profile(
+    State(state): State<AppState>,
+    q: std::result::Result<Query<ProfileQuery>, axum::extract::rejection::QueryRejection>,
+    req: FedRequest,
+) -> Result<axum::Json<Value>> {
+    tracing::debug!(origin = %req.origin, "profile query");
+    let Query(q) = q.map_err(|e| Error::bad(e.body_text()))?;
+    let user = UserId::parse(&q.user_id)?;
+    if user.server() != state.server_name.as_str() {
+        return Err(Error::bad("that user is not on this server"));
+    }
+    if state.store.user(user.localpart())?.is_none_or(|u| u.disabled) {
+        return Err(Error::NotFound("no such user".into()));
+    }
+    Ok(axum::Json(match q.field.as_deref() {
+        None | Some("displayname") => json!({ "displayname": user.localpart() }),
+        Some(_) => json!({}),
+    }))
+}
+
+/// A verified request from another server: who sent it and its JSON body, if any.
+pub struct FedRequest {
+    /// The origin server, verified.
+    pub origin: String,
+    /// The request body.
+    pub content: Option<Value>,
+}
+
+impl FromRequest<AppState> for FedRequest {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> std::result::Result<Self, Response> {
+        let (parts, body) = req.into_parts();
+        let uri = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
+        let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+            Ok(b) => b,
+            Err(_) => return Err(Error::TooLarge("federation request too large".into()).into_response()),
+        };
+        verify(state, &parts.method, &uri, &parts.headers, &bytes).await.map_err(|e| {
+            tracing::debug!(error = %e, uri, "federation request refused");
+            e.into_response()
+        })
+    }
+}
+
+/// `X-Matrix origin="..",destination="..",key="..",sig=".."` -> its parameters.
+pub fn parse_x_matrix(header: &str) -> Option<HashMap<String, String>> {
+    let (scheme, params) = header.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("x-matrix") {
+        return None;
+    }
+    let mut out = HashMap::new();
+    for part in params.split(',') {
+        let (k, v) = part.trim().split_once('=')?;
+        let v = v.trim();
+        let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v);
+        if v.contains('"') || out.insert(k.trim().to_ascii_lowercase(), v.to_string()).is_some() {
+            return None;
+        }
+    }
+    Some(out)
+}
+
+async fn verify(state: &AppState, method: &Method, uri: &str, headers: &HeaderMap, body: &Bytes) -> Result<FedRequest> {
+    let unauthorized = |m: &str| Error::Unauthorized(m.to_string());
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| unauthorized("X-Matrix authorization required"))?;
+    let p = parse_x_matrix(header).ok_or_else(|| unauthorized("malformed X-Matrix authorization"))?;
+    let field = |k: &str| p.get(k).map(String::as_str).ok_or_else(|| unauthorized(&format!("X-Matrix without {k}")));
+    let origin = ServerName::parse(field("origin")?).map_err(|_| unauthorized("bad origin"))?.to_string();
+    if field("destination")? != state.server_name.as_str() {
+        return Err(unauthorized("request meant for another server"));
+    }
+    if origin == state.server_name.as_str() {
+        return Err(unauthorized("a request from ourselves"));
+    }
+    state.federation.per_origin.check(&origin)?;
+    let ts: u64 = headers
+        .get(TS_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| unauthorized("X-Chat-Ts required"))?;
+    let now = now_ms();
+    if ts.abs_diff(now) > WINDOW_MS {
+        return Err(unauthorized("request time outside the accepted window"));
+    }
+    let content: Option<Value> = if body.is_empty() {
+        None
+    } else {
+        Some(serde_json::from_slice(body).map_err(|_| Error::bad("body is not JSON"))?)
+    };
+    let key_id = field("key")?;
+    let sig = keys::unb64(field("sig")?).map_err(|_| unauthorized("bad signature encoding"))?;
+    let public = remote_key(state, &origin, key_id, ts).await?;
+    let object = keys::to_canonical(client::request_object(
+        &origin,
+        state.server_name.as_str(),
+        method.as_str(),
+        uri,
+        content.as_ref(),
+        ts,
+    ))?;
+    let text = ruma_signatures::to_canonical_json_string_for_signing(&object)
+        .map_err(|e| Error::Internal(format!("canonical JSON: {e}")))?;
+    ruma_signatures::verify_canonical_json_bytes(
+        &ruma_signatures::SigningKeyAlgorithm::Ed25519,
+        &public,
+        &sig,
+        text.as_bytes(),
+    )
+    .map_err(|_| unauthorized("bad X-Matrix signature"))?;
+    if !state.federation.first_sighting(field("sig")?, now) {
+        return Err(unauthorized("replayed request"));
+    }
+    Ok(FedRequest { origin, content })
+}
+
+/// The public key `key_id` of `server`, valid at `at` (ms): from the cache, else fetched.
+pub async fn remote_key(state: &AppState, server: &str, key_id: &str, at: u64) -> Result<Vec<u8>> {
+    let usable = |k: &keys::CachedKey| if k.old { at < k.valid_until_ts } else { now_ms() < k.valid_until_ts };
+    if let Some(k) = keys::cached(&state.store, server, key_id)?
+        && usable(&k)
+    {
+        return keys::unb64(&k.key);
+    }
+    let (status, doc) = state
+        .federation
+        .client
+        .get(server, "/_matrix/key/v2/server")
+        .await
+        .map_err(|e| Error::Unauthorized(format!("cannot get the keys of {server}: {e}")))?;
+    if status != StatusCode::OK {
+        return Err(Error::Unauthorized(format!("cannot get the keys of {server}: {status}")));
+    }
+    let fetched = keys::check_document(server, doc, now_ms())?;
+    let wanted = fetched.get(key_id).cloned();
+    keys::store_keys(&state.store, server.to_string(), fetched).await?;
+    match wanted {
+        Some(k) if usable(&k) => keys::unb64(&k.key),
+        _ => Err(Error::Unauthorized(format!("{server} has no key {key_id}"))),
+    }
+}
+
+/// Asks `server` for a user's display name (a signed request; for tests and the UI).
+pub async fn query_profile(state: &AppState, user: &UserId) -> Result<(StatusCode, Value)> {
+    let path = format!("/_matrix/federation/v1/query/profile?user_id={}", urlencode(user.as_str()));
+    let user_server = user.server().to_string();
+    state
+        .federation
+        .client
+        .signed(&state.federation.key, state.server_name.as_str(), &user_server, Method::GET, &path, None)
+        .await
+}
+
+/// Percent-encodes everything but unreserved characters.
+pub fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_x_matrix;
+
+    #[test]
+    fn x_matrix_headers() {
+        let p = parse_x_matrix(r#"X-Matrix origin="a.test:8448",destination="b.test",key="ed25519:k1",sig="c2ln""#)
+            .unwrap();
+        assert_eq!(p["origin"], "a.test:8448");
+        assert_eq!(p["destination"], "b.test");
+        assert_eq!(p["key"], "ed25519:k1");
+        assert_eq!(p["sig"], "c2ln");
+        assert!(parse_x_matrix("Bearer abc").is_none());
+        assert!(parse_x_matrix(r#"X-Matrix origin="a",origin="b""#).is_none());
+        assert!(parse_x_matrix(r#"X-Matrix origin"#).is_none());
+        assert!(parse_x_matrix(r#"X-Matrix origin="a"b""#).is_none());
+    }
+}

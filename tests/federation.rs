@@ -1,0 +1,220 @@
+//! Federation, first part: two real servers over real HTTPS with a throwaway CA. Each
+//! publishes a self-signed key document; a signed request from A is verified by B (which
+//! fetches and caches A's key over HTTPS); forged, tampered, misdirected, stale and replayed
+//! requests are refused; a server that does not trust the CA cannot fetch keys at all.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chat::federation::client::{TS_HEADER, request_signature};
+use chat::federation::keys::{SigningKey, check_document};
+use common::TestServer;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// A CA and a server certificate for 127.0.0.1/localhost signed by it, as PEM files in `dir`.
+fn pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "chat test CA");
+    ca_params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let leaf_params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = leaf_params.signed_by(&leaf_key, &ca).unwrap();
+    let (ca_pem, cert, key) = (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&ca_pem, ca.pem()).unwrap();
+    std::fs::write(&cert, leaf.pem()).unwrap();
+    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
+    (ca_pem, cert, key)
+}
+
+async fn server(cert: &Path, key: &Path, ca: Option<&Path>) -> TestServer {
+    let (cert, key, ca) = (cert.to_path_buf(), key.to_path_buf(), ca.map(Path::to_path_buf));
+    TestServer::start_tuned(move |c| {
+        c.tls.cert = Some(cert);
+        c.tls.key = Some(key);
+        c.federation_ca = ca;
+    })
+    .await
+}
+
+/// One HTTPS GET to `server` (`127.0.0.1:PORT`) trusting only the test CA, with extra
+/// headers; returns the status and the JSON body (Null if none). Hand-made, so that tests can
+/// send what no well-behaved server would.
+async fn get(ca: &Path, server: &str, path: &str, headers: &[(&str, String)]) -> (u16, Value) {
+    use rustls_pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(server).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut s = tokio_rustls::TlsConnector::from(Arc::new(tls)).connect(name, tcp).await.unwrap();
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {server}\r\nConnection: close\r\n{extra}\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    // Bodies may come chunked: take the JSON between the first `{` and the last `}`.
+    let json = match (body.find('{'), body.rfind('}')) {
+        (Some(a), Some(b)) => serde_json::from_str(&body[a..=b]).unwrap_or(Value::Null),
+        _ => Value::Null,
+    };
+    (status, json)
+}
+
+fn name(s: &TestServer) -> String {
+    s.state().server_name.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_documents_and_signed_requests_between_two_servers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = pki(tmp.path());
+    let a = server(&cert, &key, Some(&ca)).await;
+    let b = server(&cert, &key, Some(&ca)).await;
+    let (na, nb) = (name(&a), name(&b));
+    assert_eq!(na, format!("127.0.0.1:{}", a.addr.port()));
+    chat::auth::account::register(b.state(), "ben", "password123", [127, 0, 0, 1].into()).await.unwrap();
+
+    // Each key document names its server, is valid for days, and carries its own signature.
+    let (_, doc) = get(&ca, &na, "/_matrix/key/v2/server", &[]).await;
+    let now = chat::events::now_ms();
+    let keys = check_document(&na, doc.clone(), now).unwrap();
+    assert_eq!(keys.len(), 1);
+    assert!(doc["valid_until_ts"].as_u64().unwrap() > now + 6 * 24 * 3600 * 1000);
+    // A tampered document fails its own signature; one claiming another name is refused.
+    let mut tampered = doc.clone();
+    tampered["valid_until_ts"] = json!(doc["valid_until_ts"].as_u64().unwrap() + 1);
+    assert!(check_document(&na, tampered, now).is_err());
+    assert!(check_document(&nb, doc.clone(), now).is_err());
+    // The key is the same after a restart of the same data dir (it is kept in the store).
+    let (_, well) = get(&ca, &na, "/.well-known/matrix/server", &[]).await;
+    assert_eq!(well["m.server"], na.as_str());
+
+    // A asks B for Ben's profile: a signed request; B fetches A's key over HTTPS and caches it.
+    let ben = chat::ids::UserId::parse(&format!("@ben:{nb}")).unwrap();
+    let (st, v) = chat::federation::query_profile(a.state(), &ben).await.unwrap();
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["displayname"], "ben");
+    let key_id = a.state().federation.key.id.clone();
+    assert!(chat::federation::keys::cached(&b.state().store, &na, &key_id).unwrap().is_some());
+    let nobody = chat::ids::UserId::parse(&format!("@nobody:{nb}")).unwrap();
+    assert_eq!(chat::federation::query_profile(a.state(), &nobody).await.unwrap().0, StatusCode::NOT_FOUND);
+
+    // Hand-made requests to B, signed with A's real key unless said otherwise.
+    let path = format!("/_matrix/federation/v1/query/profile?user_id={}", chat::federation::urlencode(ben.as_str()));
+    let a_key = &a.state().federation.key;
+    let send = |auth: Option<String>, ts: Option<u64>| {
+        let mut h = Vec::new();
+        if let Some(a) = auth {
+            h.push(("authorization", a));
+        }
+        if let Some(t) = ts {
+            h.push((TS_HEADER, t.to_string()));
+        }
+        let (ca, nb, path) = (ca.clone(), nb.clone(), path.clone());
+        async move { get(&ca, &nb, &path, &h).await.0 }
+    };
+    let header = |origin: &str, dest: &str, kid: &str, sig: &str| {
+        format!("X-Matrix origin=\"{origin}\",destination=\"{dest}\",key=\"{kid}\",sig=\"{sig}\"")
+    };
+    let good_at = |ts: u64, uri: &str| request_signature(a_key, &na, &nb, "GET", uri, None, ts).unwrap();
+
+    // The genuine article works, once.
+    let ts = chat::events::now_ms();
+    let sig = good_at(ts, &path);
+    let r = send(Some(header(&na, &nb, &key_id, &sig)), Some(ts)).await;
+    assert_eq!(r, 200);
+    // Replayed as is: refused.
+    let r = send(Some(header(&na, &nb, &key_id, &sig)), Some(ts)).await;
+    assert_eq!(r, 401u16);
+    // Unsigned, or malformed authorization.
+    assert_eq!(send(None, None).await, 401u16);
+    assert_eq!(send(Some("X-Matrix nonsense".into()), Some(ts)).await, 401u16);
+    // Signed for another path (tampered uri).
+    let ts = chat::events::now_ms();
+    let other_path = path.replace("ben", "bob");
+    let r = send(Some(header(&na, &nb, &key_id, &good_at(ts, &other_path))), Some(ts)).await;
+    assert_eq!(r, 401u16);
+    // A time other than the signed one, and a signed time out of the window.
+    let r = send(Some(header(&na, &nb, &key_id, &good_at(ts, &path))), Some(ts + 1)).await;
+    assert_eq!(r, 401u16);
+    let stale = ts - 10 * 60 * 1000;
+    let r = send(Some(header(&na, &nb, &key_id, &good_at(stale, &path))), Some(stale)).await;
+    assert_eq!(r, 401u16);
+    // Meant for another destination.
+    let sig = request_signature(a_key, &na, "127.0.0.1:1", "GET", &path, None, ts).unwrap();
+    let r = send(Some(header(&na, "127.0.0.1:1", &key_id, &sig)), Some(ts)).await;
+    assert_eq!(r, 401u16);
+    // Signed by a key that is not A's (a forger speaking for A).
+    let forger_dir = tempfile::tempdir().unwrap();
+    let (forger_store, forger_writer) = chat::store::Store::open(forger_dir.path(), Box::new(|_| {})).unwrap();
+    let forger = SigningKey::load_or_create(&forger_store).await.unwrap();
+    let sig = request_signature(&forger, &na, &nb, "GET", &path, None, ts).unwrap();
+    for kid in [key_id.as_str(), forger.id.as_str()] {
+        let r = send(Some(header(&na, &nb, kid, &sig)), Some(ts)).await;
+        assert_eq!(r, 401u16, "forged with key id {kid}");
+    }
+    drop(forger_store);
+    forger_writer.stop();
+    // An origin that does not answer: its key cannot be had.
+    let sig = request_signature(&forger, "127.0.0.1:9", &nb, "GET", &path, None, ts).unwrap();
+    let r = send(Some(header("127.0.0.1:9", &nb, &forger.id, &sig)), Some(ts)).await;
+    assert_eq!(r, 401u16);
+
+    // B still serves A after all that.
+    assert_eq!(chat::federation::query_profile(a.state(), &ben).await.unwrap().0, StatusCode::OK);
+
+    // The signing key survives a restart.
+    let doc_before = check_document(&na, doc, now).unwrap();
+    let dir = a.dir.clone();
+    let addr = a.addr;
+    let _keep = a.stop().await;
+    let mut cfg = chat::Config::with_data_dir(&dir);
+    cfg.listen = addr;
+    cfg.tls.cert = Some(cert.clone());
+    cfg.tls.key = Some(key.clone());
+    cfg.federation_ca = Some(ca.clone());
+    cfg.turn.listen = Some("127.0.0.1:0".parse().unwrap());
+    cfg.metrics_listen = None;
+    let a2 = TestServer::start_at(cfg).await;
+    let (_, doc2) = get(&ca, &na, "/_matrix/key/v2/server", &[]).await;
+    assert_eq!(
+        check_document(&na, doc2, now).unwrap().keys().collect::<Vec<_>>(),
+        doc_before.keys().collect::<Vec<_>>()
+    );
+    drop(a2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_does_not_trust_the_ca_reaches_no_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = pki(tmp.path());
+    let a = server(&cert, &key, None).await;
+    let b = server(&cert, &key, Some(&ca)).await;
+    chat::auth::account::register(b.state(), "ben", "password123", [127, 0, 0, 1].into()).await.unwrap();
+    let ben = chat::ids::UserId::parse(&format!("@ben:{}", name(&b))).unwrap();
+    // A cannot even connect to B (unknown issuer).
+    let e = chat::federation::query_profile(a.state(), &ben).await.unwrap_err();
+    assert!(e.to_string().contains("cannot reach"), "{e}");
+    // B can reach A's key document (B trusts the CA), but A's request never got there.
+    assert!(
+        chat::federation::keys::cached(&b.state().store, &name(&a), &a.state().federation.key.id).unwrap().is_none()
+    );
+}
