@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use chat::federation::client::{TS_HEADER, request_signature};
+use chat::federation::client::{SignedRequest, TS_HEADER};
 use chat::federation::keys::{SigningKey, check_document};
 use common::TestServer;
 use reqwest::StatusCode;
@@ -134,7 +134,10 @@ async fn key_documents_and_signed_requests_between_two_servers() {
     let header = |origin: &str, dest: &str, kid: &str, sig: &str| {
         format!("X-Matrix origin=\"{origin}\",destination=\"{dest}\",key=\"{kid}\",sig=\"{sig}\"")
     };
-    let good_at = |ts: u64, uri: &str| request_signature(a_key, &na, &nb, "GET", uri, None, ts).unwrap();
+    let sign = |key: &SigningKey, origin: &str, dest: &str, uri: &str, ts: u64| {
+        SignedRequest { origin, destination: dest, method: "GET", uri, content: None, ts }.sign(key).unwrap()
+    };
+    let good_at = |ts: u64, uri: &str| sign(a_key, &na, &nb, uri, ts);
 
     // The genuine article works, once.
     let ts = chat::events::now_ms();
@@ -159,14 +162,14 @@ async fn key_documents_and_signed_requests_between_two_servers() {
     let r = send(Some(header(&na, &nb, &key_id, &good_at(stale, &path))), Some(stale)).await;
     assert_eq!(r, 401u16);
     // Meant for another destination.
-    let sig = request_signature(a_key, &na, "127.0.0.1:1", "GET", &path, None, ts).unwrap();
+    let sig = sign(a_key, &na, "127.0.0.1:1", &path, ts);
     let r = send(Some(header(&na, "127.0.0.1:1", &key_id, &sig)), Some(ts)).await;
     assert_eq!(r, 401u16);
     // Signed by a key that is not A's (a forger speaking for A).
     let forger_dir = tempfile::tempdir().unwrap();
     let (forger_store, forger_writer) = chat::store::Store::open(forger_dir.path(), Box::new(|_| {})).unwrap();
     let forger = SigningKey::load_or_create(&forger_store).await.unwrap();
-    let sig = request_signature(&forger, &na, &nb, "GET", &path, None, ts).unwrap();
+    let sig = sign(&forger, &na, &nb, &path, ts);
     for kid in [key_id.as_str(), forger.id.as_str()] {
         let r = send(Some(header(&na, &nb, kid, &sig)), Some(ts)).await;
         assert_eq!(r, 401u16, "forged with key id {kid}");
@@ -174,7 +177,7 @@ async fn key_documents_and_signed_requests_between_two_servers() {
     drop(forger_store);
     forger_writer.stop();
     // An origin that does not answer: its key cannot be had.
-    let sig = request_signature(&forger, "127.0.0.1:9", &nb, "GET", &path, None, ts).unwrap();
+    let sig = sign(&forger, "127.0.0.1:9", &nb, &path, ts);
     let r = send(Some(header("127.0.0.1:9", &nb, &forger.id, &sig)), Some(ts)).await;
     assert_eq!(r, 401u16);
 

@@ -101,7 +101,9 @@ impl FedClient {
         content: Option<Value>,
     ) -> Result<(StatusCode, Value)> {
         let ts = now_ms();
-        let sig = request_signature(key, origin, destination, method.as_str(), path, content.as_ref(), ts)?;
+        let sig =
+            SignedRequest { origin, destination, method: method.as_str(), uri: path, content: content.as_ref(), ts }
+                .sign(key)?;
         let auth =
             format!("X-Matrix origin=\"{origin}\",destination=\"{destination}\",key=\"{}\",sig=\"{sig}\"", key.id);
         let authority = self.authority(destination).await?;
@@ -188,36 +190,40 @@ fn split_host_port(s: &str) -> (&str, Option<u16>) {
 /// Header carrying the signed request time (ms); see `request_object`.
 pub const TS_HEADER: &str = "x-chat-ts";
 
-/// The JSON object an `X-Matrix` signature covers: Matrix's `method`, `uri`, `origin`,
-/// `destination` and `content`, plus our `chat_ts` (the time of the request, also sent as
-/// the `X-Chat-Ts` header) so that a captured request cannot be replayed later.
-pub fn request_object(
-    origin: &str,
-    destination: &str,
-    method: &str,
-    uri: &str,
-    content: Option<&Value>,
-    ts: u64,
-) -> Value {
-    let mut o = json!({ "method": method, "uri": uri, "origin": origin, "destination": destination, "chat_ts": ts });
-    if let Some(c) = content {
-        o["content"] = c.clone();
-    }
-    o
+/// What an `X-Matrix` signature covers: Matrix's `method`, `uri`, `origin`, `destination` and
+/// `content`, plus our `chat_ts` (the time of the request, also sent as the `X-Chat-Ts`
+/// header) so that a captured request cannot be replayed later.
+pub struct SignedRequest<'a> {
+    /// Sending server.
+    pub origin: &'a str,
+    /// Receiving server.
+    pub destination: &'a str,
+    /// HTTP method.
+    pub method: &'a str,
+    /// Path and query, as sent.
+    pub uri: &'a str,
+    /// The JSON body, if any.
+    pub content: Option<&'a Value>,
+    /// Request time, ms.
+    pub ts: u64,
 }
 
-/// Our signature (unpadded base64) of a request.
-pub fn request_signature(
-    key: &SigningKey,
-    origin: &str,
-    destination: &str,
-    method: &str,
-    uri: &str,
-    content: Option<&Value>,
-    ts: u64,
-) -> Result<String> {
-    let object = to_canonical(request_object(origin, destination, method, uri, content, ts))?;
-    let text = ruma_signatures::to_canonical_json_string_for_signing(&object)
-        .map_err(|e| Error::Internal(format!("canonical JSON: {e}")))?;
-    Ok(key.sign_bytes(text.as_bytes()))
+impl SignedRequest<'_> {
+    /// The canonical JSON text that is signed.
+    pub fn canonical(&self) -> Result<String> {
+        let mut o = json!({
+            "method": self.method, "uri": self.uri, "origin": self.origin,
+            "destination": self.destination, "chat_ts": self.ts,
+        });
+        if let Some(c) = self.content {
+            o["content"] = c.clone();
+        }
+        ruma_signatures::to_canonical_json_string_for_signing(&to_canonical(o)?)
+            .map_err(|e| Error::Internal(format!("canonical JSON: {e}")))
+    }
+
+    /// Our signature of it (unpadded base64).
+    pub fn sign(&self, key: &SigningKey) -> Result<String> {
+        Ok(key.sign_bytes(self.canonical()?.as_bytes()))
+    }
 }

@@ -206,16 +206,15 @@ async fn verify(state: &AppState, method: &Method, uri: &str, headers: &HeaderMa
     let key_id = field("key")?;
     let sig = keys::unb64(field("sig")?).map_err(|_| unauthorized("bad signature encoding"))?;
     let public = remote_key(state, &origin, key_id, ts).await?;
-    let object = keys::to_canonical(client::request_object(
-        &origin,
-        state.server_name.as_str(),
-        method.as_str(),
+    let text = client::SignedRequest {
+        origin: &origin,
+        destination: state.server_name.as_str(),
+        method: method.as_str(),
         uri,
-        content.as_ref(),
+        content: content.as_ref(),
         ts,
-    ))?;
-    let text = ruma_signatures::to_canonical_json_string_for_signing(&object)
-        .map_err(|e| Error::Internal(format!("canonical JSON: {e}")))?;
+    }
+    .canonical()?;
     ruma_signatures::verify_canonical_json_bytes(
         &ruma_signatures::SigningKeyAlgorithm::Ed25519,
         &public,
