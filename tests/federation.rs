@@ -205,6 +205,51 @@ async fn key_documents_and_signed_requests_between_two_servers() {
     drop(a2);
 }
 
+/// Every event a server stores is signed by it: another server holding only its published key
+/// document verifies each one (ruma, room version 12 rules), and a changed event fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_is_signed_by_its_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = pki(tmp.path());
+    let a = server(&cert, &key, Some(&ca)).await;
+    let na = name(&a);
+    let st = a.state();
+    let ana = chat::auth::account::register(st, "ana", "password123", [127, 0, 0, 1].into()).await.unwrap();
+    let room = chat::rooms::create_room(
+        st,
+        &ana.user_id,
+        chat::rooms::CreateRoom { name: "Signed".into(), topic: "t".into(), join_rule: chat::events::JoinRule::Public },
+    )
+    .await
+    .unwrap();
+    chat::rooms::send_message(st, &ana.user_id, &room, "hello", "t1").await.unwrap();
+
+    let (_, doc) = get(&ca, &na, "/_matrix/key/v2/server", &[]).await;
+    let keys = check_document(&na, doc, chat::events::now_ms()).unwrap();
+    let mut set = std::collections::BTreeMap::new();
+    for (id, k) in keys {
+        set.insert(id, ruma_common::serde::Base64::parse(k.key).unwrap());
+    }
+    let map = std::collections::BTreeMap::from([(na.clone(), set)]);
+    let rules = ruma_common::room_version_rules::RoomVersionRules::V12;
+    let (events, _) = st.store.timeline(&room, None, 100).unwrap();
+    assert!(events.len() >= 5, "create, member, power levels, join rules, name, message: {}", events.len());
+    for e in &events {
+        let object = chat::federation::keys::to_canonical(e.event.pdu()).unwrap();
+        let verified = ruma_signatures::verify_event(&map, &object, &rules)
+            .unwrap_or_else(|err| panic!("{} {}: {err}", e.event.kind, e.event.event_id));
+        assert_eq!(verified, ruma_signatures::Verified::All, "{}", e.event.kind);
+        assert_eq!(format!("${}", ruma_signatures::reference_hash(&object, &rules).unwrap()), e.event.event_id);
+    }
+    // A changed message body: the signature (over the redacted form) holds, the hash does not,
+    // so a receiver treats the event as redacted, never as what was sent.
+    let msg = events.iter().find(|e| e.event.kind == "m.room.message").unwrap();
+    let mut forged = msg.event.pdu();
+    forged["content"]["body"] = serde_json::json!("changed");
+    let forged = chat::federation::keys::to_canonical(forged).unwrap();
+    assert_eq!(ruma_signatures::verify_event(&map, &forged, &rules).unwrap(), ruma_signatures::Verified::Signatures);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_does_not_trust_the_ca_reaches_no_one() {
     let tmp = tempfile::tempdir().unwrap();

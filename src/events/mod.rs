@@ -144,6 +144,29 @@ impl Event {
         v
     }
 
+    /// The event as a PDU on the wire (room version 12): without `event_id` (it is the
+    /// reference hash) and, for a create event, without `room_id` (derived from its hash).
+    pub fn pdu(&self) -> Value {
+        let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
+        if let Value::Object(m) = &mut v {
+            m.remove("event_id");
+            if self.kind == M_ROOM_CREATE {
+                m.remove("room_id");
+            }
+        }
+        v
+    }
+
+    /// Signs the event as `server`: the signature covers the redacted PDU (ruma's signing with
+    /// the room version 12 redaction rules) and replaces any earlier one by the same key.
+    pub fn sign(&mut self, server: &str, key: &crate::federation::keys::SigningKey) -> crate::error::Result<()> {
+        let mut object = crate::federation::keys::to_canonical(self.pdu())?;
+        key.sign_event(server, &mut object)?;
+        let sigs = object.get("signatures").cloned().map(Value::from).unwrap_or(Value::Null);
+        self.signatures = serde_json::from_value(sigs)?;
+        Ok(())
+    }
+
     /// Recomputes the content hash and id and checks that they match (tamper detection).
     pub fn verify_hashes(&self) -> bool {
         let is_create = self.kind == M_ROOM_CREATE;
@@ -236,5 +259,51 @@ mod tests {
         // Redaction keeps the reference hash stable: the id covers only the redacted content.
         let rebuilt_id = msg.event_id.clone();
         assert_eq!(rebuilt_id, msg.event_id);
+    }
+
+    /// Our hashes, ids and signatures are Matrix's: ruma computes the same content hash and
+    /// reference hash for our PDUs and verifies our signatures with the room version 12 rules.
+    #[test]
+    fn hashes_ids_and_signatures_agree_with_ruma() {
+        let rules = ruma_common::room_version_rules::RoomVersionRules::V12;
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (store, writer) = crate::store::Store::open(dir.path(), Box::new(|_| {})).unwrap();
+        let key = rt.block_on(crate::federation::keys::SigningKey::load_or_create(&store)).unwrap();
+        let mut room = create();
+        let mut msg = Event::build(
+            Some(&room.room_id),
+            "@ana:chat.test",
+            NewEvent::message(M_ROOM_MESSAGE, json!({"msgtype": "m.text", "body": "héllo \u{1F600} <b>", "n": 7})),
+            Parents { prev_events: vec![room.event_id.clone()], auth_events: vec![room.event_id.clone()], depth: 2 },
+            1_700_000_000_001,
+        );
+        for ev in [&mut room, &mut msg] {
+            ev.sign("chat.test", &key).unwrap();
+            let object = crate::federation::keys::to_canonical(ev.pdu()).unwrap();
+            let content_hash = ruma_signatures::content_hash(&object).unwrap();
+            assert_eq!(content_hash.encode(), ev.hashes["sha256"], "content hash of {}", ev.kind);
+            let reference = ruma_signatures::reference_hash(&object, &rules).unwrap();
+            assert_eq!(format!("${reference}"), ev.event_id, "event id of {}", ev.kind);
+            let mut keys = std::collections::BTreeMap::new();
+            keys.insert(key.id.clone(), ruma_common::serde::Base64::parse(key.public_b64()).unwrap());
+            let mut map = std::collections::BTreeMap::new();
+            map.insert("chat.test".to_string(), keys);
+            let verified = ruma_signatures::verify_event(&map, &object, &rules).unwrap();
+            assert_eq!(verified, ruma_signatures::Verified::All);
+            // Changed content: a message's is redacted away, so its signature still holds but
+            // its hash does not; a create event's content survives redaction, so its signature fails.
+            let mut tampered = ev.pdu();
+            tampered["content"]["extra"] = json!(1);
+            let tampered = crate::federation::keys::to_canonical(tampered).unwrap();
+            let checked = ruma_signatures::verify_event(&map, &tampered, &rules);
+            if ev.kind == M_ROOM_CREATE {
+                assert!(checked.is_err());
+            } else {
+                assert_eq!(checked.unwrap(), ruma_signatures::Verified::Signatures);
+            }
+        }
+        drop(store);
+        writer.stop();
     }
 }

@@ -92,6 +92,13 @@ impl SigningKey {
         ruma_signatures::sign_json(server, &self.pair, object).map_err(|e| Error::Internal(format!("signing: {e}")))
     }
 
+    /// Signs an event PDU as `server` (room version 12 redaction rules).
+    pub fn sign_event(&self, server: &str, object: &mut CanonicalJsonObject) -> Result<()> {
+        let rules = ruma_common::room_version_rules::RoomVersionRules::V12;
+        ruma_signatures::sign_event(server, &self.pair, object, &rules.redaction)
+            .map_err(|e| Error::Internal(format!("signing event: {e}")))
+    }
+
     /// A detached signature of `bytes`, unpadded base64.
     pub fn sign_bytes(&self, bytes: &[u8]) -> String {
         self.pair.sign(bytes).base64()

@@ -46,7 +46,7 @@ const MAX_SEEN: usize = 200_000;
 /// Federation's part of the server state.
 pub struct Federation {
     /// Our signing key.
-    pub key: SigningKey,
+    pub key: std::sync::Arc<SigningKey>,
     /// HTTPS client to other servers.
     pub client: FedClient,
     /// Requests per origin.
@@ -56,9 +56,16 @@ pub struct Federation {
 }
 
 impl Federation {
-    /// Loads (or makes) our key and builds the client.
-    pub async fn start(store: &crate::store::Store, config: &crate::Config) -> std::result::Result<Federation, String> {
-        let key = SigningKey::load_or_create(store).await.map_err(|e| format!("signing key: {e}"))?;
+    /// Loads (or makes) our key, has the store sign every event with it from now on, and
+    /// builds the client.
+    pub async fn start(
+        store: &crate::store::Store,
+        config: &crate::Config,
+        server_name: &ServerName,
+    ) -> std::result::Result<Federation, String> {
+        let key =
+            std::sync::Arc::new(SigningKey::load_or_create(store).await.map_err(|e| format!("signing key: {e}"))?);
+        store.set_signer(server_name.to_string(), key.clone());
         let client = FedClient::new(config.federation_ca.as_deref())?;
         Ok(Federation {
             key,
