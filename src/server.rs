@@ -86,7 +86,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     } else {
         None
     };
-    let federation = Arc::new(crate::federation::Federation::start(&store, &config, &server_name).await?);
+    let federation = Arc::new(crate::federation::Federation::start(&store, &config).await?);
     let state = AppState::new(Inner {
         federation,
         store,

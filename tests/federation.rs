@@ -205,7 +205,7 @@ async fn key_documents_and_signed_requests_between_two_servers() {
     drop(a2);
 }
 
-/// Every event a server stores is signed by it: another server holding only its published key
+/// Every event leaves its server signed: another server holding only the published key
 /// document verifies each one (ruma, room version 12 rules), and a changed event fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_is_signed_by_its_server() {
@@ -234,8 +234,9 @@ async fn every_event_is_signed_by_its_server() {
     let rules = ruma_common::room_version_rules::RoomVersionRules::V12;
     let (events, _) = st.store.timeline(&room, None, 100).unwrap();
     assert!(events.len() >= 5, "create, member, power levels, join rules, name, message: {}", events.len());
+    let signed = |e: &chat::events::Event| st.federation.signed_pdu(&na, e).unwrap();
     for e in &events {
-        let object = chat::federation::keys::to_canonical(e.event.pdu()).unwrap();
+        let object = chat::federation::keys::to_canonical(signed(&e.event)).unwrap();
         let verified = ruma_signatures::verify_event(&map, &object, &rules)
             .unwrap_or_else(|err| panic!("{} {}: {err}", e.event.kind, e.event.event_id));
         assert_eq!(verified, ruma_signatures::Verified::All, "{}", e.event.kind);
@@ -244,7 +245,7 @@ async fn every_event_is_signed_by_its_server() {
     // A changed message body: the signature (over the redacted form) holds, the hash does not,
     // so a receiver treats the event as redacted, never as what was sent.
     let msg = events.iter().find(|e| e.event.kind == "m.room.message").unwrap();
-    let mut forged = msg.event.pdu();
+    let mut forged = signed(&msg.event);
     forged["content"]["body"] = serde_json::json!("changed");
     let forged = chat::federation::keys::to_canonical(forged).unwrap();
     assert_eq!(ruma_signatures::verify_event(&map, &forged, &rules).unwrap(), ruma_signatures::Verified::Signatures);

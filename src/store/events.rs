@@ -46,10 +46,7 @@ pub fn build_next(tx: &Tx<'_>, room: &RoomRecord, sender: &str, new: NewEvent, t
 
 /// Writes `ev` (already authorised) into `room`: event row, timeline, state, membership
 /// indexes and the room summary; queues it for live delivery after commit.
-pub fn persist(tx: &mut Tx<'_>, room: &mut RoomRecord, mut ev: Event) -> Result<Arc<StoredEvent>> {
-    if let Some(s) = tx.signer {
-        ev.sign(&s.server, &s.key)?;
-    }
+pub fn persist(tx: &mut Tx<'_>, room: &mut RoomRecord, ev: Event) -> Result<Arc<StoredEvent>> {
     let pos = tx.next_pos();
     let rid = room.room_id.clone();
     let eid = ev.event_id.clone();

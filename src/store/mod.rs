@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
 use tables::*;
-pub use writer::{OnCommit, Signer, SignerSlot, Tx, Writer, WriterStats, WriterThread};
+pub use writer::{OnCommit, Tx, Writer, WriterStats, WriterThread};
 
 /// Version of the table layout this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -30,7 +30,6 @@ pub const DB_FILE: &str = "chat.redb";
 pub struct Store {
     db: Arc<Database>,
     writer: Writer,
-    signer: SignerSlot,
 }
 
 impl Store {
@@ -49,15 +48,8 @@ impl Store {
         init_schema(&db).map_err(|e| format!("database {}: {e}", path.display()))?;
         let pos = writer::load_stream_pos(&db).map_err(|e| e.to_string())?;
         let db = Arc::new(db);
-        let signer = SignerSlot::default();
-        let (writer, thread) = Writer::start(db.clone(), pos, on_commit, signer.clone());
-        Ok((Store { db, writer, signer }, thread))
-    }
-
-    /// From now on every persisted event is signed as `server` with `key` (set once, at start;
-    /// a second call is ignored).
-    pub fn set_signer(&self, server: String, key: Arc<crate::federation::keys::SigningKey>) {
-        let _ = self.signer.set(Signer { server, key });
+        let (writer, thread) = Writer::start(db.clone(), pos, on_commit);
+        Ok((Store { db, writer }, thread))
     }
 
     /// Starts a read transaction: a consistent snapshot of everything committed so far.

@@ -38,25 +38,12 @@ enum Msg {
     Stop,
 }
 
-/// Signs events as this server as they are persisted (set once the server's key is loaded).
-pub struct Signer {
-    /// Our server name.
-    pub server: String,
-    /// Our signing key.
-    pub key: Arc<crate::federation::keys::SigningKey>,
-}
-
-/// Where the writer finds the [`Signer`] (empty until set: offline tools sign nothing).
-pub type SignerSlot = Arc<std::sync::OnceLock<Signer>>;
-
 /// A write job's view of the open transaction.
 pub struct Tx<'a> {
     /// The batch's transaction.
     pub txn: &'a WriteTransaction,
     pos: &'a mut u64,
     committed: &'a mut Vec<Arc<StoredEvent>>,
-    /// Signs events persisted in this batch, when the server's key is loaded.
-    pub signer: Option<&'a Signer>,
 }
 
 impl Tx<'_> {
@@ -141,13 +128,13 @@ impl Drop for WriterThread {
 
 impl Writer {
     /// Starts the writer thread on `db`. `start_pos` is the last stream position handed out.
-    pub fn start(db: Arc<Database>, start_pos: u64, on_commit: OnCommit, signer: SignerSlot) -> (Writer, WriterThread) {
+    pub fn start(db: Arc<Database>, start_pos: u64, on_commit: OnCommit) -> (Writer, WriterThread) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let stats = Arc::new(std::sync::Mutex::new(WriterStats::default()));
         let thread_stats = stats.clone();
         let handle = std::thread::Builder::new()
             .name("chat-writer".into())
-            .spawn(move || run(db, rx, start_pos, on_commit, thread_stats, signer))
+            .spawn(move || run(db, rx, start_pos, on_commit, thread_stats))
             .ok();
         (Writer { tx: tx.clone(), stats }, WriterThread { tx, handle })
     }
@@ -205,7 +192,6 @@ fn run(
     mut pos: u64,
     on_commit: OnCommit,
     stats: Arc<std::sync::Mutex<WriterStats>>,
-    signer: SignerSlot,
 ) {
     let mut stopping = false;
     while !stopping {
@@ -229,7 +215,7 @@ fn run(
         let started = Instant::now();
         let mut committed = Vec::new();
         let mut completions = Vec::with_capacity(jobs.len());
-        let outcome = run_batch(&db, jobs, &mut pos, &mut committed, &mut completions, signer.get());
+        let outcome = run_batch(&db, jobs, &mut pos, &mut committed, &mut completions);
         match outcome {
             Ok(commit_time) => {
                 on_commit(&committed);
@@ -264,7 +250,6 @@ fn run_batch(
     pos: &mut u64,
     committed: &mut Vec<Arc<StoredEvent>>,
     completions: &mut Vec<Completion>,
-    signer: Option<&Signer>,
 ) -> std::result::Result<Duration, (u64, String)> {
     let start_pos = *pos;
     let txn = db.begin_write().map_err(|e| (start_pos, e.to_string()))?;
@@ -275,7 +260,7 @@ fn run_batch(
             completions.push(Box::new(|_| {}));
             continue;
         }
-        let mut tx = Tx { txn: &txn, pos, committed, signer };
+        let mut tx = Tx { txn: &txn, pos, committed };
         match std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut tx))) {
             Ok(c) => completions.push(c),
             Err(_) => panicked = true,
