@@ -212,8 +212,8 @@ pub fn clean_content(kind: &str, content: &Value) -> Result<Value> {
 }
 
 /// Checks a signal against the call's record (inside the write job) and returns the record as
-/// it is after the signal. `None` before an invite.
-fn apply(
+/// it is after the signal. `None` before an invite. Public for the `call_content` fuzz target.
+pub fn apply(
     kind: &str,
     content: &mut Value,
     sender: &str,

@@ -1,0 +1,110 @@
+//! Message bodies and other event content rendered to HTML: `views::event_item` (the timeline
+//! row, used by the page and by the live `event` frame), `views::auth_page` (which shows the
+//! username typed into the sign-in form) and `views::receipt_avatar`.
+//!
+//! Input: a JSON object `{"type", "sender", "state_key"?, "content"}` for any event, or else the
+//! raw text of an `m.room.message` body from `@ana:chat.test`.
+//!
+//! Checks that no markup comes from the input: the same render with every `<`, `>` and `"` in the
+//! input replaced by a harmless character must have exactly as many `<`, `>` and `"` (so all of
+//! them come from our templates), there is never a `<script` in an event row, a message body
+//! appears escaped, and the live frame carries the same HTML as the page.
+
+#![no_main]
+
+use chat::events::{Event, NewEvent, Parents, text_message};
+use chat::live::frames;
+use chat::store::events::StoredEvent;
+use chat::web::views;
+use libfuzzer_sys::fuzz_target;
+use serde_json::Value;
+
+const ROOM: &str = "!AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+struct Input {
+    kind: String,
+    sender: String,
+    state_key: Option<String>,
+    content: Value,
+}
+
+fn input(data: &str) -> Input {
+    if let Ok(Value::Object(m)) = serde_json::from_str::<Value>(data) {
+        let text = |k: &str| m.get(k).and_then(Value::as_str).map(str::to_string);
+        return Input {
+            kind: text("type").unwrap_or_else(|| "m.room.message".into()),
+            sender: text("sender").unwrap_or_else(|| "@ana:chat.test".into()),
+            state_key: text("state_key"),
+            content: m.get("content").cloned().unwrap_or(Value::Null),
+        };
+    }
+    Input {
+        kind: "m.room.message".into(),
+        sender: "@ana:chat.test".into(),
+        state_key: None,
+        content: text_message(data),
+    }
+}
+
+/// The same string with the characters that could make markup replaced by one that cannot.
+fn defang(s: &str) -> String {
+    s.replace(['<', '>', '"'], "\u{1}")
+}
+
+fn defang_value(v: &Value) -> Value {
+    match v {
+        Value::String(s) => Value::String(defang(s)),
+        Value::Array(a) => Value::Array(a.iter().map(defang_value).collect()),
+        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (defang(k), defang_value(v))).collect()),
+        other => other.clone(),
+    }
+}
+
+fn stored(i: &Input) -> StoredEvent {
+    let new = NewEvent { kind: i.kind.clone(), state_key: i.state_key.clone(), content: i.content.clone() };
+    let parents = Parents { prev_events: vec![], auth_events: vec![], depth: 7 };
+    StoredEvent { pos: 42, event: Event::build(Some(ROOM), &i.sender, new, parents, 1_800_000_000_000) }
+}
+
+fn counts(html: &str) -> [usize; 3] {
+    [b'<', b'>', b'"'].map(|c| html.bytes().filter(|b| *b == c).count())
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let i = input(text);
+    let safe = Input {
+        kind: defang(&i.kind),
+        sender: defang(&i.sender),
+        state_key: i.state_key.as_deref().map(defang),
+        content: defang_value(&i.content),
+    };
+
+    let ev = stored(&i);
+    let html = views::event_item(&ev).into_string();
+    let safe_html = views::event_item(&stored(&safe)).into_string();
+    assert_eq!(counts(&html), counts(&safe_html), "markup from the input in {html}");
+    assert!(!html.to_ascii_lowercase().contains("<script"), "script in {html}");
+    if ev.event.kind == "m.room.message"
+        && let Some(body) = ev.event.content.get("body").and_then(Value::as_str)
+    {
+        assert!(html.contains(&escape(body)), "body not shown escaped in {html}");
+    }
+
+    // The live update carries exactly the row the page shows.
+    let frame: Value = serde_json::from_str(&frames::event_frame(&ev)).expect("event frame is JSON");
+    assert_eq!(frame["html"].as_str(), Some(html.as_str()));
+
+    // A failed sign-in shows the typed username (and our error text) again.
+    let page = views::auth_page(false, Some("wrong username or password"), &i.sender).into_string();
+    let safe_page = views::auth_page(false, Some("wrong username or password"), &safe.sender).into_string();
+    assert_eq!(counts(&page), counts(&safe_page), "markup from the username in the sign-in page");
+    assert_eq!(page.to_ascii_lowercase().matches("<script").count(), 1, "only the app's own script");
+
+    let avatar = views::receipt_avatar(&i.sender).into_string();
+    assert_eq!(counts(&avatar), counts(&views::receipt_avatar(&safe.sender).into_string()));
+});

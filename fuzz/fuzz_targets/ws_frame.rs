@@ -1,0 +1,126 @@
+//! WebSocket text frames from a client, one per line, as `live::socket` handles them: each is
+//! parsed as a `ClientFrame`, then goes to the same checks and hub calls as in `socket::handle`
+//! (presence, typing and call rosters on a real `Hub`; room ids, mention parsing of message
+//! bodies and call content cleaning for the parts that would go on to the store).
+//!
+//! Checks: every frame the server would send back (errors, pongs, presence, typing, rosters) is
+//! JSON with a type; an error echoes the client's `txn_id`; the hub lets users type and join calls
+//! only in rooms they are in; mentions are unique, canonical and bounded.
+
+#![no_main]
+
+use std::time::Instant;
+
+use chat::error::Error;
+use chat::ids::{self, ServerName};
+use chat::live::frames::{self, ClientFrame};
+use chat::live::hub::{Conn, Hub, Prefs};
+use libfuzzer_sys::fuzz_target;
+use serde_json::Value;
+
+const ANA: &str = "@ana:chat.test";
+const BEN: &str = "@ben:chat.test";
+const ROOM_A: &str = "!AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+const ROOM_B: &str = "!BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB";
+
+fn server_frame(text: &str) -> Value {
+    let v: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("server frame is not JSON ({e}): {text}"));
+    assert!(v["t"].is_string(), "frame without a type: {text}");
+    v
+}
+
+fn refused(txn_id: Option<&str>, e: &Error) {
+    assert!(e.status().is_client_error(), "a client frame caused {}", e.status());
+    let v = server_frame(&frames::error(txn_id, e));
+    assert_eq!(v["txn_id"].as_str(), txn_id, "error does not echo the txn_id");
+}
+
+fn drain(conn: &mut Conn) {
+    while let Ok(t) = conn.eph.try_recv() {
+        server_frame(&t);
+    }
+    while let Ok(t) = conn.call.try_recv() {
+        server_frame(&t);
+    }
+}
+
+/// `call_join` / `call_leave` as `socket::in_call` handles them.
+fn in_call(hub: &Hub, conn: &Conn, room_id: &str, conf_id: &str, joined: bool) {
+    let out =
+        chat::calls::check_conf_id(conf_id).and_then(|()| hub.set_in_call(ANA, conn.id(), room_id, conf_id, joined));
+    match out {
+        Ok(()) => assert!(room_id == ROOM_A || room_id == ROOM_B, "call joined in {room_id:?}"),
+        Err(e) => refused(None, &e),
+    }
+    for (_, roster) in hub.calls_in(room_id) {
+        assert!(roster.len() <= chat::calls::MAX_PARTICIPANTS);
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let server = ServerName::parse("chat.test").expect("a valid server name");
+    let hub = Hub::new(16, 4);
+    let connect = |user: &str, rooms: &[&str]| {
+        let rooms: Vec<String> = rooms.iter().map(|r| r.to_string()).collect();
+        hub.connect(user, "sid", || Ok((rooms, Prefs { appear_offline: false, share_receipts: true })))
+            .expect("connect")
+    };
+    let mut ana = connect(ANA, &[ROOM_A, ROOM_B]);
+    let mut ben = connect(BEN, &[ROOM_A]);
+
+    for line in text.lines().take(64) {
+        let frame: ClientFrame = match serde_json::from_str(line) {
+            Ok(f) => f,
+            Err(e) => {
+                refused(None, &Error::bad(format!("invalid frame: {e}")));
+                continue;
+            }
+        };
+        match frame {
+            ClientFrame::Ping => {
+                server_frame(&frames::pong());
+            }
+            ClientFrame::Presence { state } => match state.as_str() {
+                "online" | "idle" => hub.set_idle(ANA, ana.id(), state == "idle"),
+                _ => refused(None, &Error::bad("presence state must be \"online\" or \"idle\"")),
+            },
+            ClientFrame::Typing { room_id, typing } => match hub.set_typing(ANA, &room_id, typing, Instant::now()) {
+                Ok(()) => assert!(room_id == ROOM_A || room_id == ROOM_B, "typing accepted in {room_id:?}"),
+                Err(e) => refused(None, &e),
+            },
+            ClientFrame::Send { room_id, body, txn_id } => match ids::parse_room_id(&room_id) {
+                Ok(_) => {
+                    let found = chat::rooms::mention_candidates(&body, &server);
+                    assert!(found.len() <= 20);
+                    for (i, (local, uid)) in found.iter().enumerate() {
+                        assert_eq!(ids::normalize_username(local).ok().as_ref(), Some(local));
+                        assert_eq!(uid, &format!("@{local}:chat.test"));
+                        assert!(!found[..i].iter().any(|(_, u)| u == uid), "{uid} mentioned twice");
+                    }
+                    server_frame(&frames::ack(&txn_id, "$event", 1));
+                }
+                Err(e) => refused(Some(&txn_id), &e),
+            },
+            ClientFrame::Call { room_id, kind, content, txn_id } => {
+                let out = ids::parse_room_id(&room_id).and_then(|_| chat::calls::clean_content(&kind, &content));
+                match out {
+                    Ok(clean) => assert!(clean.get("chat.call").is_none(), "chat.call is the server's"),
+                    Err(e) => refused(Some(&txn_id), &e),
+                }
+            }
+            ClientFrame::CallJoin { room_id, conf_id } => in_call(&hub, &ana, &room_id, &conf_id, true),
+            ClientFrame::CallLeave { room_id, conf_id } => in_call(&hub, &ana, &room_id, &conf_id, false),
+            ClientFrame::Read { room_id, .. } => {
+                if let Err(e) = ids::parse_room_id(&room_id) {
+                    refused(None, &e);
+                }
+            }
+        }
+        drain(&mut ana);
+        drain(&mut ben);
+    }
+    for f in hub.presence_snapshot(ANA).iter().chain(&hub.roster_snapshot(ANA)) {
+        server_frame(f);
+    }
+});
