@@ -160,8 +160,12 @@ impl DataDirArgs {
         chat::Config::from_args(&args)
     }
 
-    fn resolve(&self) -> Result<std::path::PathBuf, String> {
-        Ok(self.config()?.data_dir)
+    /// The configuration, or the exit code after saying what is wrong with it.
+    fn config_or_exit(&self) -> Result<chat::Config, std::process::ExitCode> {
+        self.config().map_err(|e| {
+            eprintln!("chat: configuration error: {e}");
+            std::process::ExitCode::from(2)
+        })
     }
 }
 
@@ -266,12 +270,9 @@ async fn wait_for_signal() {
 }
 
 fn backup(file: &std::path::Path, dir: &DataDirArgs) -> std::process::ExitCode {
-    let data_dir = match dir.resolve() {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("chat: configuration error: {e}");
-            return std::process::ExitCode::from(2);
-        }
+    let data_dir = match dir.config_or_exit() {
+        Ok(c) => c.data_dir,
+        Err(code) => return code,
     };
     let dest = match std::path::absolute(file) {
         Ok(p) => p,
@@ -281,7 +282,7 @@ fn backup(file: &std::path::Path, dir: &DataDirArgs) -> std::process::ExitCode {
         }
     };
     // A running server makes the backup itself (it holds the database); otherwise open it here.
-    let req = serde_json::json!({ "op": "backup", "path": dest });
+    let req = serde_json::to_value(chat::admin::Op::Backup { path: dest.clone() }).unwrap_or_default();
     let out = match chat::admin::request(&data_dir, &req) {
         Ok(Some(answer)) if answer["ok"] == true => {
             serde_json::from_value::<serde_json::Value>(answer["backup"].clone()).map_err(|e| e.to_string())
@@ -312,14 +313,12 @@ fn backup(file: &std::path::Path, dir: &DataDirArgs) -> std::process::ExitCode {
 }
 
 fn restore(file: &std::path::Path, dir: &DataDirArgs) -> std::process::ExitCode {
-    let data_dir = match dir.resolve() {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("chat: configuration error: {e}");
-            return std::process::ExitCode::from(2);
-        }
+    let data_dir = match dir.config_or_exit() {
+        Ok(c) => c.data_dir,
+        Err(code) => return code,
     };
-    if let Ok(Some(_)) = chat::admin::request(&data_dir, &serde_json::json!({ "op": "ping" })) {
+    let ping = serde_json::to_value(chat::admin::Op::Ping).unwrap_or_default();
+    if let Ok(Some(_)) = chat::admin::request(&data_dir, &ping) {
         eprintln!("chat: a server is running on {}; stop it first", data_dir.display());
         return std::process::ExitCode::from(2);
     }
@@ -351,12 +350,9 @@ fn password_from_stdin(wanted: bool) -> Result<Option<String>, String> {
 
 fn admin(what: AdminCommand, dir: &DataDirArgs) -> std::process::ExitCode {
     use chat::admin::Op;
-    let config = match dir.config() {
+    let config = match dir.config_or_exit() {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("chat: configuration error: {e}");
-            return std::process::ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let built = (|| -> Result<(Op, bool, bool), String> {
         Ok(match what {

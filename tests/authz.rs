@@ -452,6 +452,19 @@ async fn http_routes_by_caller() {
     println!("authorization matrix: {} routes x {} callers = {cells} cells", rows().len(), CALLERS.len());
 }
 
+/// The next JSON text frame (within 5 s).
+async fn next_json<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> Value
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        let msg = tokio::time::timeout(std::time::Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
+        if let Message::Text(t) = msg {
+            return serde_json::from_str(&t).unwrap();
+        }
+    }
+}
+
 /// The WebSocket actions, by caller (anonymous and forged tokens cannot open a socket: see
 /// the `/ws` row). Outcome: `ok` (acknowledged or, for actions without an ack, no error) or
 /// the error code of the `error` frame.
@@ -508,37 +521,15 @@ async fn websocket_actions_by_caller() {
             // Then a ping: its pong marks the end of what the action caused.
             ws.send(Message::Text(json!({"t": "ping"}).to_string().into())).await.unwrap();
             let mut got = "ok".to_string();
-            let mut acked = false;
-            let mut pongs = if *name == "ping" { 2 } else { 1 };
-            while pongs > 0 {
-                let msg =
-                    tokio::time::timeout(std::time::Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
-                let Message::Text(t) = msg else { continue };
-                let v: Value = serde_json::from_str(&t).unwrap();
+            let (mut acked, mut pongs) = (false, if *name == "ping" { 2 } else { 1 });
+            // A send is acknowledged after commit, which may come before or after the pong.
+            while pongs > 0 || (*name == "send" && got == "ok" && !acked) {
+                let v = next_json(&mut ws).await;
                 match v["t"].as_str().unwrap() {
                     "pong" => pongs -= 1,
                     "error" => got = v["error"].as_str().unwrap().to_string(),
                     "ack" => acked = true,
                     _ => {}
-                }
-            }
-            // A send is acknowledged after commit, which may come after the pong.
-            if *name == "send" && got == "ok" && !acked {
-                loop {
-                    let msg = tokio::time::timeout(std::time::Duration::from_secs(5), ws.next())
-                        .await
-                        .unwrap()
-                        .unwrap()
-                        .unwrap();
-                    let Message::Text(t) = msg else { continue };
-                    let v: Value = serde_json::from_str(&t).unwrap();
-                    if v["t"] == "ack" {
-                        break;
-                    }
-                    if v["t"] == "error" {
-                        got = v["error"].as_str().unwrap().to_string();
-                        break;
-                    }
                 }
             }
             cells += 1;

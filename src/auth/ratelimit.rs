@@ -36,7 +36,13 @@ impl RateLimiter {
                 buckets.remove(&oldest);
             }
         }
-        let entry = buckets.entry(key.to_string()).or_insert((self.per_minute, now));
+        // Known keys (the common case, e.g. every message a sender sends) cost no allocation.
+        if !buckets.contains_key(key) {
+            buckets.insert(key.to_string(), (self.per_minute, now));
+        }
+        let Some(entry) = buckets.get_mut(key) else {
+            return Err(Error::Internal("rate limiter lost a key".into()));
+        };
         let tokens = (entry.0 + now.duration_since(entry.1).as_secs_f64() * rate).min(self.per_minute);
         if tokens >= 1.0 {
             *entry = (tokens - 1.0, now);

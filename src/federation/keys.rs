@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 
 use base64::Engine;
-use redb::ReadableTable;
 use ruma_common::CanonicalJsonObject;
 use ruma_signatures::{Ed25519KeyPair, KeyPair};
 use serde::{Deserialize, Serialize};
@@ -53,27 +52,18 @@ impl SigningKey {
             None => {
                 let doc = Ed25519KeyPair::generate().to_vec();
                 // A short random version: a replaced key gets a new id.
-                let version = crate::auth::random_id()?.chars().filter(char::is_ascii_alphanumeric).take(8).collect();
-                let (d, v): (Vec<u8>, String) = (doc.clone(), version);
-                let stored = v.clone();
+                let version: String =
+                    crate::auth::random_id()?.chars().filter(char::is_ascii_alphanumeric).take(8).collect();
+                let (d, v) = (doc.clone(), version.clone());
+                // Called once at start, before anything else writes: nothing can race this.
                 store
                     .write(move |tx| {
                         let mut meta = tx.txn.open_table(META)?;
-                        // Another start may have raced us here: the first key stays.
-                        if meta.get("signing_key")?.is_none() {
-                            meta.insert("signing_key", d.as_slice())?;
-                            meta.insert("signing_key_version", stored.as_bytes())?;
-                        }
+                        meta.insert("signing_key", d.as_slice())?;
+                        meta.insert("signing_key_version", v.as_bytes())?;
                         Ok(())
                     })
                     .await?;
-                let r = store.read()?;
-                let meta = r.open_table(META)?;
-                let doc = meta.get("signing_key")?.map(|v| v.value().to_vec()).unwrap_or(doc);
-                let version = meta
-                    .get("signing_key_version")?
-                    .map(|x| String::from_utf8_lossy(x.value()).into_owned())
-                    .unwrap_or(v);
                 (doc, version)
             }
         };
