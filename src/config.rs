@@ -158,6 +158,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// Signed requests another server may make per minute.
     pub federation_requests_per_origin_per_minute: u32,
+    /// Longest wait, in seconds, between attempts to deliver to a server that does not answer
+    /// (the wait doubles from 1 s with jitter; contact from that server retries at once).
+    pub federation_retry_max_secs: u64,
 }
 
 impl Default for Limits {
@@ -178,6 +181,7 @@ impl Default for Limits {
             request_timeout_secs: 30,
             max_connections: 4096,
             federation_requests_per_origin_per_minute: 3000,
+            federation_retry_max_secs: 600,
         }
     }
 }
@@ -380,6 +384,7 @@ impl Limits {
             ("header_timeout_secs", self.header_timeout_secs as usize),
             ("federation_requests_per_origin_per_minute", self.federation_requests_per_origin_per_minute as usize),
             ("request_timeout_secs", self.request_timeout_secs as usize),
+            ("federation_retry_max_secs", self.federation_retry_max_secs as usize),
         ];
         for (name, v) in positive {
             if v == 0 {
@@ -448,6 +453,7 @@ header_timeout_secs = 10              # to send request headers; idle keep-alive
 request_timeout_secs = 30             # per request until the response starts (408 after)
 max_connections = 4096                # HTTP connections at once (WebSockets not counted)
 federation_requests_per_origin_per_minute = 3000   # signed requests per other server
+federation_retry_max_secs = 600       # longest wait between deliveries to a server that is down
 
 [turn]
 enabled = true                        # CHAT_TURN_DISABLED=true turns it off

@@ -58,7 +58,18 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
 
     let hub = Hub::new(config.limits.live_queue, config.limits.max_sockets_per_user);
     let publish_hub = hub.clone();
-    let (store, writer) = Store::open(&config.data_dir, Box::new(move |batch| publish_hub.publish(batch)))?;
+    let outbox = Arc::new(crate::federation::sender::Outbox::new(std::time::Duration::from_secs(
+        config.limits.federation_retry_max_secs,
+    )));
+    let wake = outbox.clone();
+    let (store, writer) = Store::open(
+        &config.data_dir,
+        Box::new(move |batch, destinations| {
+            publish_hub.publish(batch);
+            wake.wake(destinations);
+        }),
+    )?;
+    store.set_local_server(server_name.as_str());
     if store::meta_text(&store, store::SERVER_NAME_KEY).ok().flatten().as_deref() != Some(server_name.as_str()) {
         store::set_meta_text(&store, store::SERVER_NAME_KEY, server_name.to_string())
             .await
@@ -86,7 +97,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     } else {
         None
     };
-    let federation = Arc::new(crate::federation::Federation::start(&store, &config).await?);
+    let federation = Arc::new(crate::federation::Federation::start(&store, &config, outbox).await?);
     let state = AppState::new(Inner {
         federation,
         store,
@@ -107,6 +118,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     });
     crate::calls::load_pending(&state).map_err(|e| format!("cannot read calls: {e}"))?;
     crate::calls::spawn_sweeper(state.clone());
+    tokio::spawn(crate::federation::sender::run(state.clone()));
+    tokio::spawn(crate::federation::rooms::catch_up(state.clone()));
     // Backups (and later admin commands) of a running server go through this socket; without
     // it they need the server stopped, which is worth a warning, not a refusal to start.
     if let Err(e) = crate::admin::serve(state.clone(), &config.data_dir) {

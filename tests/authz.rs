@@ -148,6 +148,12 @@ fn rows() -> Vec<Row> {
             body: Json(|c| json!({"event_id": c.event_id})),
             expect: MEMBERS_ONLY,
         },
+        Row {
+            method: "POST",
+            route: "/api/v1/join/{room}",
+            body: Json(|_| json!({})),
+            expect: ["401", "401", "403", "403", "200", "409", "403", "409", "403"],
+        },
         Row { method: "POST", route: "/api/v1/dm", body: Json(|c| json!({"user_id": c.outsider})), expect: ALL_SIGNED },
         Row { method: "GET", route: "/api/v1/settings", body: None, expect: ALL_SIGNED },
         Row {
@@ -224,6 +230,12 @@ fn rows() -> Vec<Row> {
         Row { method: "GET", route: "/fragments/rooms", body: None, expect: PAGE_SIGNED },
         Row {
             method: "POST",
+            route: "/join",
+            body: Form(|c| vec![("room", c.room.clone())]),
+            expect: ["login", "login", "403", "403", "303", "409", "403", "409", "403"],
+        },
+        Row {
+            method: "POST",
             route: "/dm",
             body: Form(|c| vec![("user", c.outsider.clone())]),
             expect: ["login", "login", "303", "303", "303", "303", "303", "303", "303"],
@@ -277,6 +289,40 @@ fn rows() -> Vec<Row> {
         Row { method: "GET", route: "/.well-known/matrix/server", body: None, expect: OPEN },
         Row { method: "GET", route: "/_matrix/federation/v1/version", body: None, expect: OPEN },
         Row { method: "GET", route: "/_matrix/federation/v1/query/profile", body: None, expect: ["401"; 9] },
+        Row { method: "GET", route: "/_matrix/federation/v1/query/directory", body: None, expect: ["401"; 9] },
+        Row {
+            method: "GET",
+            route: "/_matrix/federation/v1/make_join/{room_id}/{user_id}",
+            body: None,
+            expect: ["401"; 9],
+        },
+        Row {
+            method: "PUT",
+            route: "/_matrix/federation/v2/send_join/{room_id}/{event_id}",
+            body: Json(|_| json!({})),
+            expect: ["401"; 9],
+        },
+        Row {
+            method: "PUT",
+            route: "/_matrix/federation/v2/invite/{room_id}/{event_id}",
+            body: Json(|_| json!({})),
+            expect: ["401"; 9],
+        },
+        Row {
+            method: "PUT",
+            route: "/_matrix/federation/v1/send/{txn_id}",
+            body: Json(|_| json!({"pdus": []})),
+            expect: ["401"; 9],
+        },
+        Row {
+            method: "POST",
+            route: "/_matrix/federation/v1/get_missing_events/{room_id}",
+            body: Json(|_| json!({"latest_events": []})),
+            expect: ["401"; 9],
+        },
+        Row { method: "GET", route: "/_matrix/federation/v1/event/{event_id}", body: None, expect: ["401"; 9] },
+        Row { method: "GET", route: "/_matrix/federation/v1/backfill/{room_id}", body: None, expect: ["401"; 9] },
+        Row { method: "GET", route: "/_matrix/federation/v1/state_ids/{room_id}", body: None, expect: ["401"; 9] },
     ]
 }
 
@@ -358,6 +404,7 @@ impl World {
                 name: format!("m{n}"),
                 topic: String::new(),
                 join_rule: chat::events::JoinRule::Invite,
+                alias: None,
             },
         )
         .await
@@ -388,13 +435,22 @@ impl World {
             "bad" => Some("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJAeDp5Iiwic2lkIjoieCJ9.AAAA".to_string()),
             name => Some(self.token(name).await),
         };
-        let path = row.route.replace("{room_id}", &ctx.room).replace("{name}", "victim").replace("{*path}", "app.js");
+        let path = row
+            .route
+            .replace("{room_id}", &ctx.room)
+            .replace("{room}", &ctx.room)
+            .replace("{name}", "victim")
+            .replace("{*path}", "app.js")
+            .replace("{user_id}", "@victim:127.0.0.1")
+            .replace("{event_id}", "$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+            .replace("{txn_id}", "t1");
         if row.route == "/ws" {
             return self.ws_upgrade(token.as_deref()).await;
         }
         let url = format!("{}{path}", self.s.url);
         let mut req = match row.method {
             "GET" => self.s.http.get(&url),
+            "PUT" => self.s.http.put(&url),
             _ => self.s.http.post(&url),
         };
         let page = !path.starts_with("/api/");

@@ -6,32 +6,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 
 use chat::federation::client::{SignedRequest, TS_HEADER};
 use chat::federation::keys::{SigningKey, check_document};
 use common::TestServer;
+use common::tls::pki;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-/// A CA and a server certificate for 127.0.0.1/localhost signed by it, as PEM files in `dir`.
-fn pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "chat test CA");
-    ca_params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-    let leaf_params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = leaf_params.signed_by(&leaf_key, &ca).unwrap();
-    let (ca_pem, cert, key) = (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&ca_pem, ca.pem()).unwrap();
-    std::fs::write(&cert, leaf.pem()).unwrap();
-    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
-    (ca_pem, cert, key)
-}
 
 async fn server(cert: &Path, key: &Path, ca: Option<&Path>) -> TestServer {
     let (cert, key, ca) = (cert.to_path_buf(), key.to_path_buf(), ca.map(Path::to_path_buf));
@@ -43,39 +25,9 @@ async fn server(cert: &Path, key: &Path, ca: Option<&Path>) -> TestServer {
     .await
 }
 
-/// One HTTPS GET to `server` (`127.0.0.1:PORT`) trusting only the test CA, with extra
-/// headers; returns the status and the JSON body (Null if none). Hand-made, so that tests can
-/// send what no well-behaved server would.
+/// One HTTPS GET to `server` trusting only the test CA, with extra headers.
 async fn get(ca: &Path, server: &str, path: &str, headers: &[(&str, String)]) -> (u16, Value) {
-    use rustls_pki_types::pem::PemObject;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(server).await.unwrap();
-    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let mut s = tokio_rustls::TlsConnector::from(Arc::new(tls)).connect(name, tcp).await.unwrap();
-    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {server}\r\nConnection: close\r\n{extra}\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out).await;
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    // Bodies may come chunked: take the JSON between the first `{` and the last `}`.
-    let json = match (body.find('{'), body.rfind('}')) {
-        (Some(a), Some(b)) => serde_json::from_str(&body[a..=b]).unwrap_or(Value::Null),
-        _ => Value::Null,
-    };
-    (status, json)
+    common::tls::request(ca, server, "GET", path, headers, None).await
 }
 
 fn name(s: &TestServer) -> String {
@@ -167,7 +119,7 @@ async fn key_documents_and_signed_requests_between_two_servers() {
     assert_eq!(r, 401u16);
     // Signed by a key that is not A's (a forger speaking for A).
     let forger_dir = tempfile::tempdir().unwrap();
-    let (forger_store, forger_writer) = chat::store::Store::open(forger_dir.path(), Box::new(|_| {})).unwrap();
+    let (forger_store, forger_writer) = chat::store::Store::open(forger_dir.path(), Box::new(|_, _| {})).unwrap();
     let forger = SigningKey::load_or_create(&forger_store).await.unwrap();
     let sig = sign(&forger, &na, &nb, &path, ts);
     for kid in [key_id.as_str(), forger.id.as_str()] {
@@ -218,7 +170,12 @@ async fn every_event_is_signed_by_its_server() {
     let room = chat::rooms::create_room(
         st,
         &ana.user_id,
-        chat::rooms::CreateRoom { name: "Signed".into(), topic: "t".into(), join_rule: chat::events::JoinRule::Public },
+        chat::rooms::CreateRoom {
+            name: "Signed".into(),
+            topic: "t".into(),
+            join_rule: chat::events::JoinRule::Public,
+            alias: None,
+        },
     )
     .await
     .unwrap();

@@ -44,7 +44,7 @@ fn state() -> &'static AppState {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         let dir = std::env::temp_dir().join(format!("chat-fuzz-auth-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let (store, writer) = Store::open(&dir, Box::new(|_| {})).expect("store");
+        let (store, writer) = Store::open(&dir, Box::new(|_, _| {})).expect("store");
         let rec = UserRecord {
             user_id: ANA.into(),
             password_hash: String::new(),

@@ -126,7 +126,7 @@ pub fn run_offline(data_dir: &Path, fallback_name: &ServerName, op: Op) -> Resul
     }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     rt.block_on(async {
-        let (store, writer) = crate::store::Store::open(data_dir, Box::new(|_| {})).map_err(|e| {
+        let (store, writer) = crate::store::Store::open(data_dir, Box::new(|_, _| {})).map_err(|e| {
             if e.contains("already in use") {
                 format!("{e}, but no server answered on {}: stop it and try again", socket_path(data_dir).display())
             } else {

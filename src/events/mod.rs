@@ -17,6 +17,9 @@ use sha2::{Digest, Sha256};
 
 pub use content::*;
 
+/// Most `prev_events` or `auth_events` a received event may name.
+pub const MAX_REFS: usize = 20;
+
 /// Room version written into create events.
 pub const ROOM_VERSION: &str = "12";
 
@@ -167,6 +170,46 @@ impl Event {
         Ok(())
     }
 
+    /// Reads a PDU received from another server (room version 12): its id is computed (the
+    /// reference hash), and its content hash must match. `room_id` is the room it is meant for
+    /// (a create event carries none; its hash must then name that room). Signatures are checked
+    /// by the caller, who has the keys.
+    pub fn from_pdu(pdu: &Value, room_id: &str) -> crate::error::Result<Event> {
+        use crate::error::Error;
+        let Value::Object(map) = pdu else { return Err(Error::bad("a PDU must be a JSON object")) };
+        let mut map = map.clone();
+        let is_create = map.get("type").and_then(Value::as_str) == Some(M_ROOM_CREATE);
+        map.insert("event_id".into(), Value::String(String::new()));
+        if is_create {
+            map.insert("room_id".into(), Value::String(String::new()));
+        }
+        let mut ev: Event =
+            serde_json::from_value(Value::Object(map)).map_err(|e| Error::bad(format!("malformed PDU: {e}")))?;
+        if ev.prev_events.len() > MAX_REFS || ev.auth_events.len() > MAX_REFS {
+            return Err(Error::bad("too many prev_events or auth_events"));
+        }
+        let rebuilt = Event::build(
+            (!is_create).then_some(ev.room_id.as_str()),
+            &ev.sender,
+            NewEvent { kind: ev.kind.clone(), state_key: ev.state_key.clone(), content: ev.content.clone() },
+            Parents { prev_events: ev.prev_events.clone(), auth_events: ev.auth_events.clone(), depth: ev.depth },
+            ev.origin_server_ts,
+        );
+        if rebuilt.hashes != ev.hashes {
+            return Err(Error::bad("content hash does not match the event"));
+        }
+        // Unknown top-level keys would be dropped by our struct and change the hash above; an
+        // event that still matches has none.
+        ev.event_id = rebuilt.event_id;
+        if is_create {
+            ev.room_id = rebuilt.room_id;
+        }
+        if ev.room_id != room_id {
+            return Err(Error::bad("the event belongs to another room"));
+        }
+        Ok(ev)
+    }
+
     /// Recomputes the content hash and id and checks that they match (tamper detection).
     pub fn verify_hashes(&self) -> bool {
         let is_create = self.kind == M_ROOM_CREATE;
@@ -268,7 +311,7 @@ mod tests {
         let rules = ruma_common::room_version_rules::RoomVersionRules::V12;
         let dir = tempfile::tempdir().unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let (store, writer) = crate::store::Store::open(dir.path(), Box::new(|_| {})).unwrap();
+        let (store, writer) = crate::store::Store::open(dir.path(), Box::new(|_, _| {})).unwrap();
         let key = rt.block_on(crate::federation::keys::SigningKey::load_or_create(&store)).unwrap();
         let mut room = create();
         let mut msg = Event::build(

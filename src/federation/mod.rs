@@ -15,6 +15,9 @@
 
 pub mod client;
 pub mod keys;
+pub mod pdu;
+pub mod rooms;
+pub mod sender;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -24,7 +27,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post, put};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -53,11 +56,19 @@ pub struct Federation {
     pub per_origin: RateLimiter,
     /// Signatures of requests accepted in the window: signature -> when it expires.
     seen: Mutex<HashMap<String, u64>>,
+    /// The outbound queues' senders and per-destination status.
+    pub outbox: std::sync::Arc<sender::Outbox>,
+    /// Received events are processed one room at a time.
+    pub room_locks: rooms::RoomLocks,
 }
 
 impl Federation {
     /// Loads (or makes) our key and builds the client.
-    pub async fn start(store: &crate::store::Store, config: &crate::Config) -> std::result::Result<Federation, String> {
+    pub async fn start(
+        store: &crate::store::Store,
+        config: &crate::Config,
+        outbox: std::sync::Arc<sender::Outbox>,
+    ) -> std::result::Result<Federation, String> {
         let key =
             std::sync::Arc::new(SigningKey::load_or_create(store).await.map_err(|e| format!("signing key: {e}"))?);
         let client = FedClient::new(config.federation_ca.as_deref())?;
@@ -66,7 +77,18 @@ impl Federation {
             client,
             per_origin: RateLimiter::new(config.limits.federation_requests_per_origin_per_minute),
             seen: Mutex::new(HashMap::new()),
+            outbox,
+            room_locks: rooms::RoomLocks::default(),
         })
+    }
+
+    /// An event as it goes to another server: ours signed now, others' as they came.
+    pub fn wire_pdu(&self, local: &str, event: &crate::events::Event) -> Result<Value> {
+        if crate::store::events::server_of(&event.sender) == local {
+            self.signed_pdu(local, event)
+        } else {
+            Ok(event.pdu())
+        }
     }
 
     /// An event as a signed PDU of this server, as other servers receive it. Events are signed
@@ -100,6 +122,15 @@ pub fn routes() -> Router<AppState> {
         .route("/.well-known/matrix/server", get(well_known))
         .route("/_matrix/federation/v1/version", get(version))
         .route("/_matrix/federation/v1/query/profile", get(serve_profile))
+        .route("/_matrix/federation/v1/query/directory", get(rooms::query_directory))
+        .route("/_matrix/federation/v1/make_join/{room_id}/{user_id}", get(rooms::make_join))
+        .route("/_matrix/federation/v2/send_join/{room_id}/{event_id}", put(rooms::send_join))
+        .route("/_matrix/federation/v2/invite/{room_id}/{event_id}", put(rooms::invite))
+        .route("/_matrix/federation/v1/send/{txn_id}", put(rooms::receive_transaction))
+        .route("/_matrix/federation/v1/get_missing_events/{room_id}", post(rooms::get_missing_events))
+        .route("/_matrix/federation/v1/event/{event_id}", get(rooms::get_event_route))
+        .route("/_matrix/federation/v1/backfill/{room_id}", get(rooms::backfill))
+        .route("/_matrix/federation/v1/state_ids/{room_id}", get(rooms::state_ids))
 }
 
 async fn key_document(State(state): State<AppState>) -> Result<axum::Json<Value>> {
@@ -237,6 +268,7 @@ async fn verify(state: &AppState, method: &Method, uri: &str, headers: &HeaderMa
     if !state.federation.first_sighting(field("sig")?, now) {
         return Err(unauthorized("replayed request"));
     }
+    state.federation.outbox.contacted(&origin);
     Ok(FedRequest { origin, content })
 }
 

@@ -12,9 +12,9 @@ use crate::error::{Error, Result};
 use crate::events::*;
 use crate::ids::UserId;
 use crate::state::AppState;
-use crate::store::events::{StoredEvent, build_next, get_event, persist};
+use crate::store::events::{StoredEvent, build_next, get_event, persist, server_of};
 use crate::store::rooms::RoomRecord;
-use crate::store::tables::{DIRECT_ROOMS, EVENTS, ROOM_MEMBERS, ROOMS, TXN_IDS, USERS};
+use crate::store::tables::{ALIASES, DIRECT_ROOMS, EVENTS, ROOM_MEMBERS, ROOMS, TXN_IDS, USER_ROOMS, USERS};
 use crate::store::writer::Committed;
 use crate::store::{Tx, get_json};
 
@@ -34,6 +34,8 @@ pub struct CreateRoom {
     pub topic: String,
     /// Public (listed, anyone may join) or invite-only.
     pub join_rule: JoinRule,
+    /// Optional alias name: the room is then `#name:this.server` too.
+    pub alias: Option<String>,
 }
 
 /// The result of a send.
@@ -65,11 +67,30 @@ pub fn clean_text(label: &str, s: &str, max_chars: usize, required: bool) -> Res
 pub async fn create_room(state: &AppState, creator: &UserId, req: CreateRoom) -> Result<String> {
     let name = clean_text("room name", &req.name, MAX_NAME_CHARS, true)?;
     let topic = clean_text("topic", &req.topic, MAX_TOPIC_CHARS, false)?;
+    let alias = match req.alias.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
+        Some(a) => {
+            let local = match a.split_once(':') {
+                Some((l, server)) if server.eq_ignore_ascii_case(state.server_name.as_str()) => l,
+                Some(_) => return Err(Error::bad("an alias can only name this server")),
+                None => a,
+            };
+            Some(format!("#{}:{}", crate::federation::rooms::clean_alias_local(local)?, state.server_name))
+        }
+        None => None,
+    };
     let creator = creator.to_string();
     state
         .store
         .write(move |tx| {
+            if let Some(a) = alias.as_deref()
+                && tx.txn.open_table(ALIASES)?.get(a)?.is_some()
+            {
+                return Err(Error::Conflict(format!("{a} is taken")));
+            }
             let mut room = start_room(tx, &creator, req.join_rule, false)?;
+            if let Some(a) = alias.as_deref() {
+                tx.txn.open_table(ALIASES)?.insert(a, room.room_id.as_str())?;
+            }
             add(tx, &mut room, &creator, NewEvent::state(M_ROOM_NAME, "", json!({ "name": name })))?;
             if !topic.is_empty() {
                 add(tx, &mut room, &creator, NewEvent::state(M_ROOM_TOPIC, "", json!({ "topic": topic })))?;
@@ -85,9 +106,12 @@ pub async fn open_direct(state: &AppState, user: &UserId, other: &UserId) -> Res
     if user == other {
         return Err(Error::bad("you cannot message yourself"));
     }
-    require_local_user(state, other)?;
+    let remote = other.server() != state.server_name.as_str();
+    if !remote {
+        require_local_user(state, other)?;
+    }
     let (me, peer) = (user.to_string(), other.to_string());
-    state
+    let (rid, invite_remote) = state
         .store
         .write(move |tx| {
             let existing =
@@ -99,27 +123,76 @@ pub async fn open_direct(state: &AppState, user: &UserId, other: &UserId) -> Res
                 drop(members);
                 let peer_in = matches!(theirs, Membership::Join | Membership::Invite);
                 if peer_in && mine == Membership::Join {
-                    return Ok(rid);
+                    return Ok((rid, false));
                 }
                 if peer_in && mine == Membership::Invite {
                     append(tx, &rid, &me, NewEvent::state(M_ROOM_MEMBER, &me, member_content(Membership::Join)))?;
-                    return Ok(rid);
+                    return Ok((rid, false));
                 }
             }
             let mut room = start_room(tx, &me, JoinRule::Invite, true)?;
-            let mut invite = member_content(Membership::Invite);
-            invite["is_direct"] = json!(true);
-            add(tx, &mut room, &me, NewEvent::state(M_ROOM_MEMBER, &peer, invite))?;
+            if !remote {
+                let mut invite = member_content(Membership::Invite);
+                invite["is_direct"] = json!(true);
+                add(tx, &mut room, &me, NewEvent::state(M_ROOM_MEMBER, &peer, invite))?;
+            }
             let mut direct = tx.txn.open_table(DIRECT_ROOMS)?;
             direct.insert((me.as_str(), peer.as_str()), room.room_id.as_str())?;
             direct.insert((peer.as_str(), me.as_str()), room.room_id.as_str())?;
-            Ok(room.room_id)
+            Ok((room.room_id, remote))
         })
-        .await
+        .await?;
+    if invite_remote {
+        // The peer's server co-signs the invite; if it cannot be reached, the room stays with
+        // its creator alone and a later attempt invites again.
+        crate::federation::rooms::invite_remote(state, user, &rid, other).await?;
+    }
+    Ok(rid)
 }
 
 /// Joins a public room, or a private one the user was invited to.
 pub async fn join(state: &AppState, user: &UserId, room_id: &str) -> Result<()> {
+    join_via(state, user, room_id, &[]).await
+}
+
+/// Joins a room by id or `#alias:server`; returns the room id.
+pub async fn join_by_name(state: &AppState, user: &UserId, name: &str, via: &[String]) -> Result<String> {
+    if name.starts_with('#') {
+        let (rid, servers) = crate::federation::rooms::resolve_alias(state, name).await?;
+        let via: Vec<String> = servers.into_iter().chain(via.iter().cloned()).collect();
+        join_via(state, user, &rid, &via).await?;
+        return Ok(rid);
+    }
+    let rid = crate::ids::parse_room_id(name)?;
+    join_via(state, user, rid, via).await?;
+    Ok(rid.to_string())
+}
+
+/// Joins a room here if this server is in it (or it is ours); otherwise through another
+/// server: `via`, then the servers the room is known to be on.
+pub async fn join_via(state: &AppState, user: &UserId, room_id: &str, via: &[String]) -> Result<()> {
+    let local = state.server_name.as_str();
+    let room = state.store.room(room_id)?;
+    let here = match &room {
+        Some(r) if !r.partial => {
+            let others = r.servers.keys().any(|s| s != local);
+            r.servers.get(local).is_some_and(|n| *n > 0) || (!others && server_of(&r.creator) == local)
+        }
+        _ => false,
+    };
+    if !here {
+        let mut servers: Vec<String> = via.to_vec();
+        if let Some(r) = &room {
+            servers.extend(r.servers.keys().cloned());
+            servers.push(server_of(&r.creator).to_string());
+        }
+        servers.retain(|s| !s.is_empty() && s != local);
+        servers.dedup();
+        if room.is_none() && servers.is_empty() {
+            return Err(Error::NotFound("no such room".into()));
+        }
+        return crate::federation::rooms::join_remote(state, user, room_id, &servers).await;
+    }
     let (u, rid) = (user.to_string(), room_id.to_string());
     state
         .store
@@ -135,13 +208,28 @@ pub async fn leave(state: &AppState, user: &UserId, room_id: &str) -> Result<()>
     state
         .store
         .write(move |tx| {
+            let room: Option<RoomRecord> = get_json(&tx.txn.open_table(ROOMS)?, &rid)?;
+            if room.is_some_and(|r| r.partial) {
+                // An invitation from another server to a room we are not in: declined here only
+                // (the inviting server is not told; see docs/protocol.md).
+                if membership(&tx.txn.open_table(ROOM_MEMBERS)?, &rid, &u)? != Membership::Invite {
+                    return Err(Error::Forbidden("you are not a member of this room".into()));
+                }
+                let left = Membership::Leave.as_str();
+                tx.txn.open_table(ROOM_MEMBERS)?.insert((rid.as_str(), u.as_str()), left)?;
+                tx.txn.open_table(USER_ROOMS)?.insert((u.as_str(), rid.as_str()), left)?;
+                return Ok(());
+            }
             append(tx, &rid, &u, NewEvent::state(M_ROOM_MEMBER, &u, member_content(Membership::Leave))).map(|_| ())
         })
         .await
 }
 
-/// Invites a user of this server into a room.
+/// Invites a user into a room; a user of another server through their server.
 pub async fn invite(state: &AppState, sender: &UserId, room_id: &str, target: &UserId) -> Result<()> {
+    if target.server() != state.server_name.as_str() {
+        return crate::federation::rooms::invite_remote(state, sender, room_id, target).await;
+    }
     require_local_user(state, target)?;
     let (s, rid, t) = (sender.to_string(), room_id.to_string(), target.to_string());
     state
@@ -358,6 +446,8 @@ fn start_room(tx: &mut Tx<'_>, creator: &str, join_rule: JoinRule, direct: bool)
         extremities: vec![],
         last_pos: 0,
         joined: 0,
+        servers: Default::default(),
+        partial: false,
     };
     persist(tx, &mut room, create)?;
     add(tx, &mut room, creator, NewEvent::state(M_ROOM_MEMBER, creator, member_content(Membership::Join)))?;
@@ -366,13 +456,7 @@ fn start_room(tx: &mut Tx<'_>, creator: &str, join_rule: JoinRule, direct: bool)
     Ok(room)
 }
 
-fn membership(
-    members: &impl ReadableTable<(&'static str, &'static str), &'static str>,
-    room_id: &str,
-    user: &str,
-) -> Result<Membership> {
-    Ok(members.get((room_id, user))?.map(|v| Membership::parse(v.value())).unwrap_or(Membership::Leave))
-}
+use crate::store::rooms::membership_of as membership;
 
 fn require_local_user(state: &AppState, user: &UserId) -> Result<()> {
     if user.server() != state.server_name.as_str() {

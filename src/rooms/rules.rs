@@ -44,7 +44,8 @@ pub fn authorize(
                 if level < pl.invite {
                     return Err(Error::Forbidden("you may not invite to this room".into()));
                 }
-                if room.direct {
+                // A direct room's creator may invite the other person while alone in it.
+                if room.direct && (sender != room.creator || room.joined > 1) {
                     return Err(Error::Forbidden("a direct conversation has two people".into()));
                 }
                 match target_m {
@@ -109,6 +110,8 @@ mod tests {
             extremities: vec![],
             last_pos: 0,
             joined: 1,
+            servers: Default::default(),
+            partial: false,
         }
     }
 

@@ -77,6 +77,10 @@ pub fn write_backup(src: &ReadTransaction, dest: &Path) -> Result<BackupStats, S
             DIRECT_ROOMS,
             MENTIONS,
             CALLS,
+            SERVER_KEYS,
+            ALIASES,
+            FED_QUEUE,
+            FED_TXNS,
         );
         txn.commit().map_err(|e| e.to_string())?;
         drop(db);

@@ -45,8 +45,19 @@ pub fn build_next(tx: &Tx<'_>, room: &RoomRecord, sender: &str, new: NewEvent, t
 }
 
 /// Writes `ev` (already authorised) into `room`: event row, timeline, state, membership
-/// indexes and the room summary; queues it for live delivery after commit.
+/// indexes and the room summary; queues it for live delivery after commit, and for the room's
+/// other servers if a local user sent it.
 pub fn persist(tx: &mut Tx<'_>, room: &mut RoomRecord, ev: Event) -> Result<Arc<StoredEvent>> {
+    let local = !tx.local.is_empty() && server_of(&ev.sender) == tx.local;
+    persist_inner(tx, room, ev, local)
+}
+
+/// [`persist`] without queueing for other servers: for events that came from them.
+pub fn persist_received(tx: &mut Tx<'_>, room: &mut RoomRecord, ev: Event) -> Result<Arc<StoredEvent>> {
+    persist_inner(tx, room, ev, false)
+}
+
+fn persist_inner(tx: &mut Tx<'_>, room: &mut RoomRecord, ev: Event, send: bool) -> Result<Arc<StoredEvent>> {
     let pos = tx.next_pos();
     let rid = room.room_id.clone();
     let eid = ev.event_id.clone();
@@ -63,18 +74,71 @@ pub fn persist(tx: &mut Tx<'_>, room: &mut RoomRecord, ev: Event) -> Result<Arc<
             mentions.insert((u, rid.as_str(), pos), ())?;
         }
     }
-    room.extremities = vec![eid.clone()];
-    room.depth = ev.depth;
+    // The new event follows the tips it names; tips it does not name (events from another
+    // server it had not seen yet) stay tips, and the next local event merges them.
+    room.extremities.retain(|e| !ev.prev_events.contains(e));
+    room.extremities.push(eid.clone());
+    if room.extremities.len() > MAX_EXTREMITIES {
+        let drop = room.extremities.len() - MAX_EXTREMITIES;
+        room.extremities.drain(..drop);
+    }
+    room.depth = room.depth.max(ev.depth);
     room.last_pos = pos;
     put_json(&mut tx.txn.open_table(ROOMS)?, &rid, room)?;
     let stored = Arc::new(StoredEvent { pos, event: ev });
     put_json(&mut tx.txn.open_table(EVENTS)?, &eid, stored.as_ref())?;
+    if send {
+        enqueue(tx, room, &stored, &[])?;
+    }
     tx.publish(stored.clone());
     Ok(stored)
 }
 
+/// Most forward extremities kept per room (the oldest are forgotten beyond it).
+pub const MAX_EXTREMITIES: usize = 20;
+
+/// The server part of a user id (`@name:server` -> `server`).
+pub fn server_of(user: &str) -> &str {
+    user.split_once(':').map(|(_, s)| s).unwrap_or_default()
+}
+
+/// Queues `stored` for every other server with joined members in `room` (and, for a member
+/// event that removes a remote user, that user's server), except `except` and the sender's.
+pub fn enqueue(tx: &mut Tx<'_>, room: &RoomRecord, stored: &StoredEvent, except: &[&str]) -> Result<()> {
+    let ev = &stored.event;
+    let sender_server = server_of(&ev.sender);
+    let mut dests: Vec<&str> = room.servers.iter().filter(|(_, n)| **n > 0).map(|(s, _)| s.as_str()).collect();
+    if ev.kind == M_ROOM_MEMBER
+        && let Some(target) = ev.state_key.as_deref()
+        && matches!(Membership::of_content(&ev.content), Some(Membership::Leave | Membership::Ban))
+        && !dests.contains(&server_of(target))
+    {
+        dests.push(server_of(target));
+    }
+    let lane = if crate::calls::is_call_event(&ev.kind) { 0u8 } else { 1u8 };
+    let local = tx.local;
+    let woken: Vec<String> = dests
+        .into_iter()
+        .filter(|d| !d.is_empty() && *d != local && *d != sender_server && !except.contains(d))
+        .map(str::to_string)
+        .collect();
+    if woken.is_empty() {
+        return Ok(());
+    }
+    {
+        let mut queue = tx.txn.open_table(FED_QUEUE)?;
+        for d in &woken {
+            queue.insert((d.as_str(), lane, stored.pos), ev.event_id.as_str())?;
+        }
+    }
+    for d in woken {
+        tx.wake_destination(&d);
+    }
+    Ok(())
+}
+
 /// Updates the summary and membership indexes for a state event.
-fn apply_state(tx: &Tx<'_>, room: &mut RoomRecord, ev: &Event, key: &str) -> Result<()> {
+pub fn apply_state(tx: &Tx<'_>, room: &mut RoomRecord, ev: &Event, key: &str) -> Result<()> {
     let text = |field: &str| ev.content.get(field).and_then(|v| v.as_str()).unwrap_or_default().to_string();
     match ev.kind.as_str() {
         M_ROOM_NAME => room.name = text("name"),
@@ -96,9 +160,21 @@ fn apply_state(tx: &Tx<'_>, room: &mut RoomRecord, ev: &Event, key: &str) -> Res
                 .unwrap_or(Membership::Leave);
             members.insert((room.room_id.as_str(), key), after.as_str())?;
             tx.txn.open_table(USER_ROOMS)?.insert((key, room.room_id.as_str()), after.as_str())?;
+            let server = server_of(key).to_string();
             match (before == Membership::Join, after == Membership::Join) {
-                (false, true) => room.joined += 1,
-                (true, false) => room.joined = room.joined.saturating_sub(1),
+                (false, true) => {
+                    room.joined += 1;
+                    *room.servers.entry(server).or_default() += 1;
+                }
+                (true, false) => {
+                    room.joined = room.joined.saturating_sub(1);
+                    if let Some(n) = room.servers.get_mut(&server) {
+                        *n = n.saturating_sub(1);
+                        if *n == 0 {
+                            room.servers.remove(&server);
+                        }
+                    }
+                }
                 _ => {}
             }
         }

@@ -82,6 +82,12 @@ impl Store {
         backup::write_backup(&r, dest).map_err(Error::Internal)
     }
 
+    /// Tells the writer this server's name, so that events of local senders are queued for the
+    /// other servers of their rooms. Set once at start; offline tools leave it unset.
+    pub fn set_local_server(&self, name: &str) {
+        self.writer.set_local_server(name);
+    }
+
     /// Whether writes can be made (the writer thread runs).
     pub fn writer_alive(&self) -> bool {
         self.writer.alive()
@@ -139,6 +145,9 @@ fn create_tables(txn: &WriteTransaction) -> Result<()> {
     txn.open_table(MENTIONS)?;
     txn.open_table(CALLS)?;
     txn.open_table(SERVER_KEYS)?;
+    txn.open_table(ALIASES)?;
+    txn.open_table(FED_QUEUE)?;
+    txn.open_table(FED_TXNS)?;
     Ok(())
 }
 

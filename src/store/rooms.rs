@@ -40,6 +40,14 @@ pub struct RoomRecord {
     pub last_pos: u64,
     /// Number of joined members.
     pub joined: u32,
+    /// Joined members per server (ours included): the servers federation sends the room's
+    /// events to.
+    #[serde(default)]
+    pub servers: std::collections::BTreeMap<String, u32>,
+    /// Known only from an invitation from another server: the summary comes from the invite's
+    /// stripped state and the room's events are not here until a local user joins.
+    #[serde(default)]
+    pub partial: bool,
 }
 
 /// One entry of a user's room list.
@@ -238,7 +246,15 @@ impl Store {
 
 /// A user's membership, read in any transaction.
 pub fn membership_in(r: &ReadTransaction, room_id: &str, user: &str) -> Result<Membership> {
-    let members = r.open_table(ROOM_MEMBERS)?;
+    membership_of(&r.open_table(ROOM_MEMBERS)?, room_id, user)
+}
+
+/// A user's membership from an open `room_members` table (read or write).
+pub fn membership_of(
+    members: &impl ReadableTable<(&'static str, &'static str), &'static str>,
+    room_id: &str,
+    user: &str,
+) -> Result<Membership> {
     Ok(members.get((room_id, user))?.map(|v| Membership::parse(v.value())).unwrap_or(Membership::Leave))
 }
 

@@ -56,3 +56,16 @@ pub const SERVER_KEYS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::n
 
 /// (user id, room id, stream position) -> (): messages that mention the user, for mention counts.
 pub const MENTIONS: TableDefinition<(&str, &str, u64), ()> = TableDefinition::new("mentions");
+
+/// Room alias (`#name:server`, lower-case) -> room id: this server's aliases.
+pub const ALIASES: TableDefinition<&str, &str> = TableDefinition::new("aliases");
+
+/// (destination server, lane, stream position) -> event id: the persistent outbound federation
+/// queue. Lane 0 carries call signalling, lane 1 everything else; each lane of each
+/// destination has one transaction in flight. Rows are written in the event's own transaction
+/// and deleted when the destination has accepted them.
+pub const FED_QUEUE: TableDefinition<(&str, u8, u64), &str> = TableDefinition::new("fed_queue");
+
+/// (origin server, transaction id) -> when it was received (ms): inbound transactions already
+/// processed, so a retried transaction is answered without processing it twice.
+pub const FED_TXNS: TableDefinition<(&str, &str), u64> = TableDefinition::new("fed_txns");

@@ -27,8 +27,9 @@ pub const MAX_BATCH: usize = 1024;
 /// Jobs queued for the writer before senders wait (back-pressure, not an unbounded buffer).
 pub const QUEUE: usize = 8192;
 
-/// Called on the writer thread after each successful commit with that batch's events, in order.
-pub type OnCommit = Box<dyn Fn(&[Arc<StoredEvent>]) + Send>;
+/// Called on the writer thread after each successful commit with that batch's events, in order,
+/// and the federation destinations the batch queued events for.
+pub type OnCommit = Box<dyn Fn(&[Arc<StoredEvent>], &[String]) + Send>;
 
 type Completion = Box<dyn FnOnce(Option<&str>) + Send>;
 type Job = Box<dyn FnOnce(&mut Tx<'_>) -> Completion + Send>;
@@ -44,6 +45,10 @@ pub struct Tx<'a> {
     pub txn: &'a WriteTransaction,
     pos: &'a mut u64,
     committed: &'a mut Vec<Arc<StoredEvent>>,
+    outbound: &'a mut Vec<String>,
+    /// This server's name (empty until the server has set it: offline admin commands), which
+    /// tells local senders, whose events federation sends out, from remote ones.
+    pub local: &'a str,
 }
 
 impl Tx<'_> {
@@ -57,6 +62,14 @@ impl Tx<'_> {
     /// Queues an event for live delivery once the batch has committed.
     pub fn publish(&mut self, ev: Arc<StoredEvent>) {
         self.committed.push(ev);
+    }
+
+    /// Notes that the batch queued federation work for `destination`; its sender is woken
+    /// after commit.
+    pub fn wake_destination(&mut self, destination: &str) {
+        if !self.outbound.iter().any(|d| d == destination) {
+            self.outbound.push(destination.to_string());
+        }
     }
 }
 
@@ -76,6 +89,7 @@ pub struct WriterStats {
 pub struct Writer {
     tx: mpsc::Sender<Msg>,
     stats: Arc<std::sync::Mutex<WriterStats>>,
+    local: Arc<std::sync::OnceLock<String>>,
 }
 
 /// The answer to a queued job, available once its batch has committed.
@@ -132,11 +146,18 @@ impl Writer {
         let (tx, rx) = mpsc::channel(QUEUE);
         let stats = Arc::new(std::sync::Mutex::new(WriterStats::default()));
         let thread_stats = stats.clone();
+        let local = Arc::new(std::sync::OnceLock::new());
+        let thread_local = local.clone();
         let handle = std::thread::Builder::new()
             .name("chat-writer".into())
-            .spawn(move || run(db, rx, start_pos, on_commit, thread_stats))
+            .spawn(move || run(db, rx, start_pos, on_commit, thread_stats, thread_local))
             .ok();
-        (Writer { tx: tx.clone(), stats }, WriterThread { tx, handle })
+        (Writer { tx: tx.clone(), stats, local }, WriterThread { tx, handle })
+    }
+
+    /// Tells the writer this server's name (once, at start).
+    pub fn set_local_server(&self, name: &str) {
+        let _ = self.local.set(name.to_string());
     }
 
     /// Runs `f` inside the next batch and returns its result once that batch has committed.
@@ -192,6 +213,7 @@ fn run(
     mut pos: u64,
     on_commit: OnCommit,
     stats: Arc<std::sync::Mutex<WriterStats>>,
+    local: Arc<std::sync::OnceLock<String>>,
 ) {
     let mut stopping = false;
     while !stopping {
@@ -213,12 +235,13 @@ fn run(
         }
         let n = jobs.len() as u64;
         let started = Instant::now();
-        let mut committed = Vec::new();
+        let mut out = Batch { committed: Vec::new(), outbound: Vec::new() };
         let mut completions = Vec::with_capacity(jobs.len());
-        let outcome = run_batch(&db, jobs, &mut pos, &mut committed, &mut completions);
+        let name = local.get().map(String::as_str).unwrap_or_default();
+        let outcome = run_batch(&db, jobs, &mut pos, &mut out, name, &mut completions);
         match outcome {
             Ok(commit_time) => {
-                on_commit(&committed);
+                on_commit(&out.committed, &out.outbound);
                 for c in completions {
                     c(None);
                 }
@@ -243,12 +266,19 @@ fn run(
     rx.close();
 }
 
+/// What a batch hands on after commit.
+struct Batch {
+    committed: Vec<Arc<StoredEvent>>,
+    outbound: Vec<String>,
+}
+
 /// Runs one batch. Returns the commit duration, or the start position and the error text.
 fn run_batch(
     db: &Database,
     jobs: Vec<Job>,
     pos: &mut u64,
-    committed: &mut Vec<Arc<StoredEvent>>,
+    out: &mut Batch,
+    local: &str,
     completions: &mut Vec<Completion>,
 ) -> std::result::Result<Duration, (u64, String)> {
     let start_pos = *pos;
@@ -260,7 +290,7 @@ fn run_batch(
             completions.push(Box::new(|_| {}));
             continue;
         }
-        let mut tx = Tx { txn: &txn, pos, committed };
+        let mut tx = Tx { txn: &txn, pos, committed: &mut out.committed, outbound: &mut out.outbound, local };
         match std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut tx))) {
             Ok(c) => completions.push(c),
             Err(_) => panicked = true,

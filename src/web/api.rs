@@ -80,6 +80,9 @@ pub struct NewRoom {
     #[serde(default)]
     topic: String,
     visibility: Visibility,
+    /// Optional alias: `name` or `#name:this.server`.
+    #[serde(default)]
+    alias: Option<String>,
 }
 
 /// Room visibility in the API.
@@ -102,8 +105,45 @@ pub async fn create_room(
         Visibility::Public => JoinRule::Public,
         Visibility::Private => JoinRule::Invite,
     };
-    let room_id =
-        rooms::create_room(&state, &session.user, CreateRoom { name: r.name, topic: r.topic, join_rule }).await?;
+    let room_id = rooms::create_room(
+        &state,
+        &session.user,
+        CreateRoom { name: r.name, topic: r.topic, join_rule, alias: r.alias },
+    )
+    .await?;
+    Ok(Json(json!({ "room_id": room_id })))
+}
+
+/// `{via}` for joining.
+#[derive(Deserialize, Default)]
+pub struct JoinBody {
+    #[serde(default)]
+    via: Vec<String>,
+}
+
+/// Most servers a join may name to go through.
+const MAX_VIA: usize = 10;
+
+/// `POST /join/{room_id_or_alias}` (body `{via: [server]}` optional) → `{room_id}`: joins a room
+/// here or on another server.
+pub async fn join_any(
+    State(state): State<AppState>,
+    session: Session,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>> {
+    let via = if body.iter().all(u8::is_ascii_whitespace) {
+        Vec::new()
+    } else {
+        serde_json::from_slice::<JoinBody>(&body).map_err(|e| Error::bad(format!("invalid body: {e}")))?.via
+    };
+    if via.len() > MAX_VIA {
+        return Err(Error::bad(format!("at most {MAX_VIA} servers in via")));
+    }
+    for s in &via {
+        crate::ids::ServerName::parse(s)?;
+    }
+    let room_id = rooms::join_by_name(&state, &session.user, name.trim(), &via).await?;
     Ok(Json(json!({ "room_id": room_id })))
 }
 

@@ -171,6 +171,8 @@ pub struct NewRoomForm {
     topic: String,
     #[serde(default)]
     visibility: String,
+    #[serde(default)]
+    alias: String,
 }
 
 /// `POST /rooms`.
@@ -183,8 +185,12 @@ pub async fn create_room(
         async {
             let Form(f) = form?;
             let join_rule = if f.visibility == "private" { JoinRule::Invite } else { JoinRule::Public };
-            let id =
-                rooms::create_room(&state, &s.user, CreateRoom { name: f.name, topic: f.topic, join_rule }).await?;
+            let id = rooms::create_room(
+                &state,
+                &s.user,
+                CreateRoom { name: f.name, topic: f.topic, join_rule, alias: Some(f.alias) },
+            )
+            .await?;
             Ok(Redirect::to(&format!("/rooms/{id}")).into_response())
         }
         .await,
@@ -324,7 +330,7 @@ pub async fn members_fragment(
         let room = member_room(&state, &s, &id)?;
         let members = state.store.members(&id)?;
         let presence = presences(&state, &[], members.iter().map(|(u, _)| u.as_str()));
-        Ok(page(views::member_list(&room, &members, &presence)))
+        Ok(page(views::member_list(s.user.as_str(), &room, &members, &presence)))
     })())
 }
 
@@ -338,6 +344,28 @@ pub async fn join(State(state): State<AppState>, PageSession(s): PageSession, Ro
 /// `POST /rooms/{id}/leave`.
 pub async fn leave(State(state): State<AppState>, PageSession(s): PageSession, RoomPath(id): RoomPath) -> Response {
     or_error_page(rooms::leave(&state, &s.user, &id).await.map(|_| Redirect::to("/rooms").into_response()))
+}
+
+/// The join-by-address form.
+#[derive(Deserialize)]
+pub struct JoinForm {
+    room: String,
+}
+
+/// `POST /join`: joins `#alias:server` or a room id, here or on another server.
+pub async fn join_any(
+    State(state): State<AppState>,
+    PageSession(s): PageSession,
+    form: Result<Form<JoinForm>>,
+) -> Response {
+    or_error_page(
+        async {
+            let Form(f) = form?;
+            let id = rooms::join_by_name(&state, &s.user, f.room.trim(), &[]).await?;
+            Ok(Redirect::to(&format!("/rooms/{id}")).into_response())
+        }
+        .await,
+    )
 }
 
 /// A username field.

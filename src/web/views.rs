@@ -157,6 +157,7 @@ pub fn home(user: &str, since: u64, rooms: &[MyRoom], public: &[RoomRecord], pre
                         form.stack method="post" action="/rooms" {
                             label { "Name" input name="name" required maxlength="100"; }
                             label { "Topic" input name="topic" maxlength="1000"; }
+                            label { "Address (optional)" input name="alias" maxlength="64" placeholder="lobby"; }
                             fieldset {
                                 legend { "Who can join" }
                                 label.check { input type="radio" name="visibility" value="public" checked; " Anyone (listed)" }
@@ -168,8 +169,15 @@ pub fn home(user: &str, since: u64, rooms: &[MyRoom], public: &[RoomRecord], pre
                     section {
                         h2 { "Message someone" }
                         form.row method="post" action="/dm" {
-                            input name="user" required placeholder="username" aria-label="Username";
+                            input name="user" required placeholder="username or @name:server" aria-label="Username";
                             button type="submit" { "Open" }
+                        }
+                    }
+                    section {
+                        h2 { "Join a room" }
+                        form.row method="post" action="/join" id="join-by-address" {
+                            input name="room" required placeholder="#name:server" aria-label="Room address";
+                            button type="submit" { "Join" }
                         }
                     }
                     section {
@@ -295,7 +303,7 @@ pub fn room_page(v: &RoomView<'_>) -> Markup {
                     }
                 }
                 @if matches!(v.access, Access::Member) {
-                    (member_list(v.room, v.members, v.presence))
+                    (member_list(v.user, v.room, v.members, v.presence))
                 }
             }
         },
@@ -442,7 +450,10 @@ fn clock(ms: u64) -> String {
 }
 
 /// The member list with the invite form, also served as a live fragment.
-pub fn member_list(room: &RoomRecord, members: &[(String, Membership)], presence: &Presences) -> Markup {
+/// The member list. `viewer` is the signed-in user: members of other servers than the
+/// viewer's are shown with their server.
+pub fn member_list(viewer: &str, room: &RoomRecord, members: &[(String, Membership)], presence: &Presences) -> Markup {
+    let local = crate::store::events::server_of(viewer);
     let joined = members.iter().filter(|(_, m)| *m == Membership::Join).count();
     html! {
         aside.members id="members" aria-label="Members" {
@@ -455,6 +466,8 @@ pub fn member_list(room: &RoomRecord, members: &[(String, Membership)], presence
                             (presence_dot(u, presence))
                         }
                         span.name { (display_name(u)) }
+                        @let server = crate::store::events::server_of(u);
+                        @if server != local { span.server { ":" (server) } }
                         @if room.power_levels.user_level(u) >= 100 { span.role { "admin" } }
                         @if *m == Membership::Invite { span.role { "invited" } }
                     }
@@ -462,7 +475,7 @@ pub fn member_list(room: &RoomRecord, members: &[(String, Membership)], presence
             }
             @if !room.direct {
                 form.row method="post" action={ "/rooms/" (room.room_id) "/invite" } {
-                    input name="user" required placeholder="Invite username" aria-label="Invite username";
+                    input name="user" required placeholder="username or @name:server" aria-label="Invite username";
                     button type="submit" { "Invite" }
                 }
             }

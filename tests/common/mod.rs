@@ -355,3 +355,207 @@ pub async fn message_bodies(http: &reqwest::Client, base: &str, token: &str, roo
     out.reverse();
     out
 }
+
+/// HTTPS and WebSocket-over-TLS clients for servers with a certificate from a test CA
+/// (federation tests): hand-made HTTP/1.1, so tests can also send what no client would.
+pub mod tls {
+    use super::*;
+    use std::sync::Arc;
+    use tokio_rustls::client::TlsStream;
+
+    /// A CA and a server certificate for 127.0.0.1/localhost signed by it, as PEM files in `dir`.
+    pub fn pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "chat test CA");
+        ca_params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+        let leaf_params =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = leaf_params.signed_by(&leaf_key, &ca).unwrap();
+        let (ca_pem, cert, key) = (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&ca_pem, ca.pem()).unwrap();
+        std::fs::write(&cert, leaf.pem()).unwrap();
+        std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
+        (ca_pem, cert, key)
+    }
+
+    /// A TLS connection to `addr` (`127.0.0.1:PORT`) trusting only the CA in `ca`.
+    pub async fn connect(ca: &Path, addr: &str) -> TlsStream<TcpStream> {
+        use rustls_pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls_pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        tokio_rustls::TlsConnector::from(Arc::new(tls)).connect(name, tcp).await.unwrap()
+    }
+
+    /// One HTTPS request; returns the status and the JSON body (Null if none).
+    pub async fn request(
+        ca: &Path,
+        addr: &str,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = connect(ca, addr).await;
+        let mut extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+        let payload = body.map(|b| b.to_string()).unwrap_or_default();
+        if body.is_some() {
+            extra.push_str(&format!("content-type: application/json\r\ncontent-length: {}\r\n", payload.len()));
+        }
+        s.write_all(
+            format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}\r\n{payload}").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        // Bodies may come chunked: take the JSON between the first `{` and the last `}`.
+        let json = match (body.find('{'), body.rfind('}')) {
+            (Some(a), Some(b)) => serde_json::from_str(&body[a..=b]).unwrap_or(Value::Null),
+            _ => Value::Null,
+        };
+        (status, json)
+    }
+
+    /// A user of an HTTPS test server.
+    pub struct Client {
+        pub ca: PathBuf,
+        pub addr: String,
+        pub token: String,
+        pub id: String,
+    }
+
+    impl Client {
+        /// Registers `name` on the server at `addr`.
+        pub async fn register(ca: &Path, addr: &str, name: &str) -> Client {
+            let body = json!({"username": name, "password": "password123"});
+            let (s, v) = request(ca, addr, "POST", "/api/v1/register", &[], Some(&body)).await;
+            assert_eq!(s, 200, "register {name}: {v}");
+            Client {
+                ca: ca.to_path_buf(),
+                addr: addr.to_string(),
+                token: v["token"].as_str().unwrap().into(),
+                id: v["user_id"].as_str().unwrap().into(),
+            }
+        }
+
+        pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+            let auth = [("authorization", format!("Bearer {}", self.token))];
+            request(&self.ca, &self.addr, method, path, &auth, body.as_ref()).await
+        }
+
+        pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+            self.call("POST", path, Some(body)).await
+        }
+
+        pub async fn get(&self, path: &str) -> (u16, Value) {
+            self.call("GET", path, None).await
+        }
+
+        /// Sends a message and returns its event id.
+        pub async fn send(&self, room: &str, body: &str, txn: &str) -> String {
+            let (s, v) =
+                self.post(&format!("/api/v1/rooms/{room}/messages"), json!({"body": body, "txn_id": txn})).await;
+            assert_eq!(s, 200, "send: {v}");
+            v["event_id"].as_str().unwrap().to_string()
+        }
+
+        /// Every message body of a room, oldest first.
+        pub async fn bodies(&self, room: &str) -> Vec<String> {
+            let mut out = Vec::new();
+            let mut before: Option<String> = None;
+            loop {
+                let q = before.as_ref().map(|b| format!("&before={b}")).unwrap_or_default();
+                let (s, v) = self.get(&format!("/api/v1/rooms/{room}/messages?limit=100{q}")).await;
+                assert_eq!(s, 200, "{v}");
+                for e in v["events"].as_array().unwrap() {
+                    if e["type"] == "m.room.message" {
+                        out.push(e["content"]["body"].as_str().unwrap().to_string());
+                    }
+                }
+                match v["next"].as_str() {
+                    Some(n) => before = Some(n.to_string()),
+                    None => break,
+                }
+            }
+            out.reverse();
+            out
+        }
+
+        /// A live connection (over TLS), after its `ready` frame.
+        pub async fn ws(&self, since: Option<u64>) -> TlsWs {
+            let q = since.map(|s| format!("?since={s}")).unwrap_or_default();
+            let mut req = format!("wss://{}/ws{q}", self.addr).into_client_request().unwrap();
+            req.headers_mut().insert("authorization", format!("Bearer {}", self.token).parse().unwrap());
+            let stream = connect(&self.ca, &self.addr).await;
+            let (stream, _) = tokio_tungstenite::client_async(req, stream).await.unwrap();
+            let mut ws = TlsWs { stream, ready: None, before_ready: Vec::new() };
+            loop {
+                let f = ws.try_next(Duration::from_secs(10)).await.expect("no ready frame");
+                if f["t"] == "ready" {
+                    ws.ready = f["pos"].as_u64();
+                    return ws;
+                }
+                ws.before_ready.push(f);
+            }
+        }
+    }
+
+    /// A WebSocket over TLS.
+    pub struct TlsWs {
+        pub stream: WebSocketStream<TlsStream<TcpStream>>,
+        pub ready: Option<u64>,
+        /// Frames before `ready` (catch-up after `since`).
+        pub before_ready: Vec<Value>,
+    }
+
+    impl TlsWs {
+        /// Next JSON frame within `wait`.
+        pub async fn try_next(&mut self, wait: Duration) -> Option<Value> {
+            loop {
+                let msg = tokio::time::timeout(wait, self.stream.next()).await.ok()??.ok()?;
+                match msg {
+                    Message::Text(t) => return Some(serde_json::from_str(&t).unwrap()),
+                    Message::Close(_) => return None,
+                    _ => continue,
+                }
+            }
+        }
+
+        /// Skips frames until one of type `t` (10 s at most).
+        pub async fn next_of(&mut self, t: &str) -> Value {
+            loop {
+                let f = self.try_next(Duration::from_secs(10)).await.unwrap_or_else(|| panic!("no {t} frame"));
+                if f["t"] == t {
+                    return f;
+                }
+            }
+        }
+
+        /// The body of the next message event.
+        pub async fn next_body(&mut self) -> String {
+            loop {
+                let f = self.next_of("event").await;
+                if f["event"]["type"] == "m.room.message" {
+                    return f["event"]["content"]["body"].as_str().unwrap().to_string();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Checking events that come from other servers: signatures (ruma), and the authorization
+//! rules applied to the state named by the event's own `auth_events`.
+//!
+//! An event from another server is accepted only if
+//! 1. it parses as a room version 12 PDU of the room and its content hash matches
+//!    ([`Event::from_pdu`]),
+//! 2. the sender's server signed it, checked with that server's published key ([`verify`]),
+//! 3. it is allowed by the rules given the state its `auth_events` name ([`check_auth_events`]),
+//! 4. and (for live events) it is allowed against the room's current state; an event that fails
+//!    only this last check is soft-failed: not stored and never shown.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::events::*;
+use crate::rooms::rules;
+use crate::state::AppState;
+use crate::store::events::server_of;
+use crate::store::rooms::RoomRecord;
+
+/// Most signing keys of one server tried for one event.
+const MAX_KEYS: usize = 4;
+
+/// Checks that the sender's server signed `pdu` (the event as received) and that its content
+/// hash holds. Keys come from the cache or the server's key document.
+pub async fn verify(state: &AppState, pdu: &Value, ev: &Event) -> Result<()> {
+    let server = server_of(&ev.sender);
+    if server.is_empty() {
+        return Err(Error::bad("the sender is not a user id"));
+    }
+    let sigs = ev.signatures.get(server).ok_or_else(|| Error::bad("not signed by the sender's server"))?;
+    let mut keys = BTreeMap::new();
+    for key_id in sigs.keys().filter(|k| k.starts_with("ed25519:")).take(MAX_KEYS) {
+        let public = if server == state.server_name.as_str() {
+            if *key_id != state.federation.key.id {
+                continue;
+            }
+            crate::federation::keys::unb64(&state.federation.key.public_b64())?
+        } else {
+            match crate::federation::remote_key(state, server, key_id, ev.origin_server_ts).await {
+                Ok(k) => k,
+                Err(e) => {
+                    tracing::debug!(server, key_id, error = %e, "no usable key for an event signature");
+                    continue;
+                }
+            }
+        };
+        keys.insert(key_id.clone(), ruma_common::serde::Base64::new(public));
+    }
+    if keys.is_empty() {
+        return Err(Error::bad("no usable key of the sender's server signed the event"));
+    }
+    let map = BTreeMap::from([(server.to_string(), keys)]);
+    let object = crate::federation::keys::to_canonical(pdu.clone())?;
+    let rules = ruma_common::room_version_rules::RoomVersionRules::V12;
+    match ruma_signatures::verify_event(&map, &object, &rules) {
+        Ok(ruma_signatures::Verified::All) => Ok(()),
+        Ok(ruma_signatures::Verified::Signatures) => Err(Error::bad("the event's content was changed")),
+        Err(e) => Err(Error::bad(format!("bad event signature: {e}"))),
+    }
+}
+
+/// Parses and verifies one PDU of `room_id`.
+pub async fn parse_verified(state: &AppState, pdu: &Value, room_id: &str) -> Result<Event> {
+    let ev = Event::from_pdu(pdu, room_id)?;
+    verify(state, pdu, &ev).await?;
+    Ok(ev)
+}
+
+/// The room as its `auth_events` describe it: creator, join rule, power levels and the
+/// memberships they name. `get` finds an auth event by id.
+pub fn auth_room<'a>(
+    ev: &Event,
+    get: impl Fn(&str) -> Option<&'a Event>,
+) -> Result<(RoomRecord, HashMap<String, Membership>)> {
+    // Room version 12: the create event is not listed; the room id is its reference hash.
+    let create_id = format!("${}", ev.room_id.strip_prefix('!').unwrap_or_default());
+    let create = get(&create_id).filter(|c| c.kind == M_ROOM_CREATE && c.room_id == ev.room_id);
+    let mut pl = None;
+    let mut join_rule = JoinRule::Invite;
+    let mut members = HashMap::new();
+    for id in &ev.auth_events {
+        let a = get(id).ok_or_else(|| Error::bad(format!("auth event {id} is unknown")))?;
+        if a.room_id != ev.room_id {
+            return Err(Error::bad("an auth event belongs to another room"));
+        }
+        match (a.kind.as_str(), a.state_key.as_deref()) {
+            (M_ROOM_POWER_LEVELS, Some("")) => {
+                pl = Some(
+                    serde_json::from_value::<PowerLevels>(a.content.clone())
+                        .map_err(|_| Error::bad("bad power levels"))?,
+                )
+            }
+            (M_ROOM_JOIN_RULES, Some("")) => {
+                if a.content.get("join_rule").and_then(Value::as_str) == Some("public") {
+                    join_rule = JoinRule::Public;
+                }
+            }
+            (M_ROOM_MEMBER, Some(user)) => {
+                members.insert(user.to_string(), Membership::of_content(&a.content).unwrap_or(Membership::Leave));
+            }
+            _ => return Err(Error::bad("an auth event of a type that authorises nothing")),
+        }
+    }
+    let create = create.ok_or_else(|| Error::bad("the room's create event is unknown"))?;
+    let room = RoomRecord {
+        room_id: ev.room_id.clone(),
+        name: String::new(),
+        topic: String::new(),
+        join_rule,
+        creator: create.sender.clone(),
+        created_ts: create.origin_server_ts,
+        direct: create.content.get("chat.direct").and_then(Value::as_bool).unwrap_or(false),
+        power_levels: pl.unwrap_or_else(|| PowerLevels::for_new_room(&create.sender)),
+        depth: 0,
+        extremities: vec![],
+        last_pos: 0,
+        joined: 0,
+        servers: Default::default(),
+        partial: false,
+    };
+    Ok((room, members))
+}
+
+/// Whether `ev` is allowed by the rules given the state its own `auth_events` name.
+pub fn check_auth_events<'a>(ev: &Event, get: impl Fn(&str) -> Option<&'a Event>) -> Result<()> {
+    if ev.kind == M_ROOM_CREATE {
+        if ev.state_key.as_deref() != Some("") || !ev.prev_events.is_empty() || !ev.auth_events.is_empty() {
+            return Err(Error::bad("a create event stands alone"));
+        }
+        return Ok(());
+    }
+    let (room, members) = auth_room(ev, &get)?;
+    // The creator's own first join follows the create event directly.
+    if ev.kind == M_ROOM_MEMBER
+        && ev.sender == room.creator
+        && ev.state_key.as_deref() == Some(ev.sender.as_str())
+        && members.is_empty()
+        && ev.prev_events.len() == 1
+        && ev.auth_events.is_empty()
+        && Membership::of_content(&ev.content) == Some(Membership::Join)
+    {
+        return Ok(());
+    }
+    let new = NewEvent { kind: ev.kind.clone(), state_key: ev.state_key.clone(), content: ev.content.clone() };
+    rules::authorize(&room, &ev.sender, &new, |u| Ok(members.get(u).copied().unwrap_or(Membership::Leave)))
+}

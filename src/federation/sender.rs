@@ -1,0 +1,292 @@
+//! The outbound side: a persistent queue per destination, drained by one task per lane.
+//!
+//! Rows of `fed_queue` are written in the same transaction as the event they name (see
+//! `store::events::enqueue`), so an acknowledged event is also an event that will be sent. Each
+//! destination has two lanes: 0 for call signalling, 1 for everything else. A lane has one
+//! transaction in flight; on failure it waits (1 s doubling up to
+//! `limits.federation_retry_max_secs`, with jitter) unless the destination contacts us, which
+//! retries at once. New call events also cut the call lane's wait short, so a call never waits
+//! behind a message backlog or a long backoff. Rows are deleted once the destination answered
+//! 200. Queues left at shutdown are picked up at the next start.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use redb::ReadableTable;
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::Notify;
+
+use crate::error::{Error, Result};
+use crate::events::now_ms;
+use crate::state::AppState;
+use crate::store::tables::FED_QUEUE;
+
+/// Most PDUs in one transaction (Matrix's limit).
+pub const MAX_PDUS: usize = 50;
+/// Most destinations tracked (peers with a sender task).
+pub const MAX_PEERS: usize = 10_000;
+
+/// What the admin page shows about one destination.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PeerStatus {
+    /// When the current run of failures began (ms), if failing.
+    pub failing_since: Option<u64>,
+    /// The last error, if failing.
+    pub last_error: Option<String>,
+    /// When a transaction last succeeded (ms).
+    pub last_ok: Option<u64>,
+    /// Transactions delivered since start.
+    pub delivered: u64,
+    /// Failed attempts in the current run.
+    pub failures: u32,
+}
+
+/// One destination.
+pub struct Peer {
+    lanes: [Notify; 2],
+    contact: Notify,
+    status: Mutex<PeerStatus>,
+}
+
+impl Peer {
+    fn ok(&self) {
+        if let Ok(mut s) = self.status.lock() {
+            s.failing_since = None;
+            s.last_error = None;
+            s.failures = 0;
+            s.last_ok = Some(now_ms());
+            s.delivered += 1;
+        }
+    }
+
+    fn failed(&self, e: &str) {
+        if let Ok(mut s) = self.status.lock() {
+            s.failing_since.get_or_insert_with(now_ms);
+            s.last_error = Some(e.chars().take(300).collect());
+            s.failures = s.failures.saturating_add(1);
+        }
+    }
+}
+
+/// The set of destinations and their sender tasks.
+pub struct Outbox {
+    pending: Mutex<Vec<String>>,
+    wake: Notify,
+    peers: Mutex<HashMap<String, Arc<Peer>>>,
+    max_backoff: Duration,
+}
+
+impl Outbox {
+    /// An outbox whose retry wait grows to at most `max_backoff`.
+    pub fn new(max_backoff: Duration) -> Outbox {
+        Outbox { pending: Mutex::new(Vec::new()), wake: Notify::new(), peers: Mutex::new(HashMap::new()), max_backoff }
+    }
+
+    /// Called after a commit that queued rows for `destinations` (on the writer thread: it only
+    /// records them and rings the manager).
+    pub fn wake(&self, destinations: &[String]) {
+        if destinations.is_empty() {
+            return;
+        }
+        if let Ok(mut p) = self.pending.lock() {
+            for d in destinations {
+                if !p.contains(d) && p.len() < MAX_PEERS {
+                    p.push(d.clone());
+                }
+            }
+        }
+        self.wake.notify_one();
+    }
+
+    /// A verified request from `origin` arrived: if we were backing off from it, retry now.
+    pub fn contacted(&self, origin: &str) {
+        let peer = self.peers.lock().ok().and_then(|p| p.get(origin).cloned());
+        if let Some(peer) = peer {
+            peer.contact.notify_waiters();
+        }
+    }
+
+    /// Every destination's status, sorted by name.
+    pub fn statuses(&self) -> Vec<(String, PeerStatus)> {
+        let peers: Vec<(String, Arc<Peer>)> =
+            self.peers.lock().map(|p| p.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+        let mut out: Vec<(String, PeerStatus)> =
+            peers.into_iter().map(|(k, v)| (k, v.status.lock().map(|s| s.clone()).unwrap_or_default())).collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    fn backoff(&self, failures: u32) -> Duration {
+        let base = Duration::from_secs(1u64 << failures.saturating_sub(1).min(20));
+        let capped = base.min(self.max_backoff);
+        // Jitter: between half and all of the wait, so peers that failed together spread out.
+        let mut b = [0u8; 2];
+        let _ = getrandom::fill(&mut b);
+        let frac = 0.5 + f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX) / 2.0;
+        capped.mul_f64(frac)
+    }
+}
+
+/// Rows queued per destination and lane, for `/metrics` and the admin page.
+pub fn queue_depths(state: &AppState) -> Result<Vec<(String, u8, u64)>> {
+    let r = state.store.read()?;
+    let q = r.open_table(FED_QUEUE)?;
+    let mut out: Vec<(String, u8, u64)> = Vec::new();
+    for row in q.iter()? {
+        let (k, _) = row?;
+        let (d, lane, _) = k.value();
+        match out.last_mut() {
+            Some((ld, ll, n)) if ld == d && *ll == lane => *n += 1,
+            _ => out.push((d.to_string(), lane, 1)),
+        }
+    }
+    Ok(out)
+}
+
+/// Runs the outbox: starts lanes for every destination with queued rows, then for each
+/// destination a commit names. Returns at shutdown.
+pub async fn run(state: AppState) {
+    let outbox = state.federation.outbox.clone();
+    match queue_depths(&state) {
+        Ok(depths) => {
+            for (d, _, _) in depths {
+                ensure(&state, &d);
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "cannot read the federation queue"),
+    }
+    loop {
+        tokio::select! {
+            _ = outbox.wake.notified() => {}
+            _ = state.shutdown.cancelled() => return,
+        }
+        let pending = outbox.pending.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default();
+        for d in pending {
+            ensure(&state, &d);
+        }
+    }
+}
+
+/// The peer for `dest`, its two lanes started if new, and both lanes rung.
+fn ensure(state: &AppState, dest: &str) {
+    let outbox = &state.federation.outbox;
+    let Ok(mut peers) = outbox.peers.lock() else { return };
+    let peer = match peers.get(dest) {
+        Some(p) => p.clone(),
+        None => {
+            if peers.len() >= MAX_PEERS {
+                tracing::warn!(dest, "too many federation destinations; not sending");
+                return;
+            }
+            let p = Arc::new(Peer {
+                lanes: [Notify::new(), Notify::new()],
+                contact: Notify::new(),
+                status: Mutex::new(PeerStatus::default()),
+            });
+            peers.insert(dest.to_string(), p.clone());
+            for lane in 0..2u8 {
+                tokio::spawn(run_lane(state.clone(), dest.to_string(), lane, p.clone()));
+            }
+            p
+        }
+    };
+    for n in &peer.lanes {
+        n.notify_one();
+    }
+}
+
+async fn run_lane(state: AppState, dest: String, lane: u8, peer: Arc<Peer>) {
+    let mut failures = 0u32;
+    loop {
+        let rows = match queued(&state, &dest, lane) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(dest, error = %e, "cannot read the federation queue");
+                Vec::new()
+            }
+        };
+        if rows.is_empty() {
+            tokio::select! {
+                _ = peer.lanes[lane as usize].notified() => continue,
+                _ = state.shutdown.cancelled() => return,
+            }
+        }
+        match send_transaction(&state, &dest, lane, &rows).await {
+            Ok(()) => {
+                failures = 0;
+                peer.ok();
+                let (d, keys): (String, Vec<u64>) = (dest.clone(), rows.iter().map(|(p, _)| *p).collect());
+                let deleted = state
+                    .store
+                    .write(move |tx| {
+                        let mut q = tx.txn.open_table(FED_QUEUE)?;
+                        for p in keys {
+                            q.remove((d.as_str(), lane, p))?;
+                        }
+                        Ok(())
+                    })
+                    .await;
+                if let Err(e) = deleted {
+                    tracing::error!(dest, error = %e, "cannot clear sent federation rows");
+                    if state.shutdown.is_cancelled() {
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                peer.failed(&e.to_string());
+                let wait = state.federation.outbox.backoff(failures);
+                tracing::info!(dest, lane, failures, wait_ms = wait.as_millis() as u64, error = %e, "federation delivery failed; will retry");
+                let call_arrived =
+                    async { if lane == 0 { peer.lanes[0].notified().await } else { std::future::pending().await } };
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = peer.contact.notified() => failures = 0,
+                    _ = call_arrived => {}
+                    _ = state.shutdown.cancelled() => return,
+                }
+            }
+        }
+    }
+}
+
+/// The oldest queued rows of one lane: (stream position, event id).
+fn queued(state: &AppState, dest: &str, lane: u8) -> Result<Vec<(u64, String)>> {
+    let r = state.store.read()?;
+    let q = r.open_table(FED_QUEUE)?;
+    let mut out = Vec::new();
+    for row in q.range((dest, lane, 0)..=(dest, lane, u64::MAX))?.take(MAX_PDUS) {
+        let (k, v) = row?;
+        out.push((k.value().2, v.value().to_string()));
+    }
+    Ok(out)
+}
+
+/// PUTs one transaction. Its id is derived from the rows, so a retry after a crash sends the
+/// same id and the receiver can answer it without processing it twice.
+async fn send_transaction(state: &AppState, dest: &str, lane: u8, rows: &[(u64, String)]) -> Result<()> {
+    let mut pdus = Vec::with_capacity(rows.len());
+    for (_, eid) in rows {
+        // An event gone (its room deleted here) is simply not sent.
+        if let Some(stored) = state.store.event(eid)? {
+            pdus.push(state.federation.wire_pdu(state.server_name.as_str(), &stored.event)?);
+        }
+    }
+    let (first, last) = (rows.first().map(|r| r.0).unwrap_or(0), rows.last().map(|r| r.0).unwrap_or(0));
+    let txn_id = format!("{lane}.{first}.{last}");
+    let body = json!({ "origin": state.server_name.as_str(), "origin_server_ts": now_ms(), "pdus": pdus });
+    let path = format!("/_matrix/federation/v1/send/{txn_id}");
+    let (status, answer) = state
+        .federation
+        .client
+        .signed(&state.federation.key, state.server_name.as_str(), dest, Method::PUT, &path, Some(body))
+        .await?;
+    if status != StatusCode::OK {
+        return Err(Error::Unavailable(format!("{dest} answered {status}: {answer}")));
+    }
+    Ok(())
+}

@@ -1,0 +1,374 @@
+//! Rooms across servers: real servers over real HTTPS with a throwaway CA. A user on one server
+//! joins a room on another by alias, is invited across servers, catches up after a restart;
+//! forged and tampered events are refused and never shown.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use axum::http::Method;
+use chat::events::{Event, M_ROOM_MESSAGE, NewEvent, Parents, text_message};
+use chat::federation::urlencode;
+use common::TestServer;
+use common::tls::{Client, pki};
+use serde_json::json;
+
+struct Pki {
+    _dir: tempfile::TempDir,
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn make_pki() -> Pki {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = pki(dir.path());
+    Pki { _dir: dir, ca, cert, key }
+}
+
+fn tls_config(p: &Pki, data_dir: &Path, listen: &str) -> chat::Config {
+    let mut c = chat::Config::with_data_dir(data_dir);
+    c.listen = listen.parse().unwrap();
+    c.turn.listen = Some("127.0.0.1:0".parse().unwrap());
+    c.turn.allow_private_peers = true;
+    c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    common::relax_rates(&mut c);
+    c.tls.cert = Some(p.cert.clone());
+    c.tls.key = Some(p.key.clone());
+    c.federation_ca = Some(p.ca.clone());
+    c
+}
+
+async fn server(p: &Pki) -> TestServer {
+    let (cert, key, ca) = (p.cert.clone(), p.key.clone(), p.ca.clone());
+    TestServer::start_tuned(move |c| {
+        c.tls.cert = Some(cert);
+        c.tls.key = Some(key);
+        c.federation_ca = Some(ca);
+    })
+    .await
+}
+
+fn name(s: &TestServer) -> String {
+    s.state().server_name.to_string()
+}
+
+/// Waits until `cond` (an expression that may `.await`) holds, checking every 50 ms.
+macro_rules! eventually {
+    ($secs:expr, $what:expr, $cond:expr) => {{
+        let until = std::time::Instant::now() + Duration::from_secs($secs);
+        loop {
+            if $cond {
+                break;
+            }
+            assert!(std::time::Instant::now() < until, "timed out waiting for: {}", $what);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }};
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_by_alias_and_talk_both_ways_live() {
+    let p = make_pki();
+    let a = server(&p).await;
+    let b = server(&p).await;
+    let (na, nb) = (name(&a), name(&b));
+    let ana = Client::register(&p.ca, &na, "ana").await;
+    let ben = Client::register(&p.ca, &nb, "ben").await;
+
+    let (s, v) = ana.post("/api/v1/rooms", json!({"name": "Lobby", "visibility": "public", "alias": "lobby"})).await;
+    assert_eq!(s, 200, "{v}");
+    let room = v["room_id"].as_str().unwrap().to_string();
+    // The alias is taken now, on this server.
+    let (s, _) = ana.post("/api/v1/rooms", json!({"name": "Other", "visibility": "public", "alias": "Lobby"})).await;
+    assert_eq!(s, 409);
+    ana.send(&room, "before ben came", "t0").await;
+
+    // Ben, on B, joins by alias: B asks A for the room, then make_join/send_join.
+    let alias = urlencode(&format!("#lobby:{na}"));
+    let (s, v) = ben.post(&format!("/api/v1/join/{alias}"), json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["room_id"], room.as_str());
+    let (s, v) = ben.post(&format!("/api/v1/join/{}", urlencode(&format!("#nothing:{na}"))), json!({})).await;
+    assert_eq!(s, 404, "{v}");
+
+    // Both sides see Ben as a member; B has the room's name and the history before the join.
+    let (_, members) = ana.get(&format!("/api/v1/rooms/{room}/members")).await;
+    assert!(
+        members["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["user_id"] == ben.id.as_str() && m["membership"] == "join"),
+        "{members}"
+    );
+    let (s, r) = ben.get(&format!("/api/v1/rooms/{room}")).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["name"], "Lobby");
+    assert_eq!(r["members"], 2);
+    assert_eq!(ben.bodies(&room).await, vec!["before ben came"]);
+
+    // Live, both ways.
+    let mut ana_ws = ana.ws(None).await;
+    let mut ben_ws = ben.ws(None).await;
+    ana.send(&room, "hello from A", "t1").await;
+    assert_eq!(ben_ws.next_body().await, "hello from A");
+    assert_eq!(ana_ws.next_body().await, "hello from A");
+    ben.send(&room, "hi from B", "t2").await;
+    assert_eq!(ana_ws.next_body().await, "hi from B");
+    assert_eq!(ben_ws.next_body().await, "hi from B");
+    let want = vec!["before ben came", "hello from A", "hi from B"];
+    assert_eq!(ana.bodies(&room).await, want);
+    assert_eq!(ben.bodies(&room).await, want);
+
+    // Ben leaves: A stops sending to B, and A's member list says so.
+    let (s, _) = ben.post(&format!("/api/v1/rooms/{room}/leave"), json!({})).await;
+    assert_eq!(s, 200);
+    eventually!(10, "A sees Ben leave", {
+        let (_, m) = ana.get(&format!("/api/v1/rooms/{room}/members")).await;
+        !m["members"].as_array().unwrap().iter().any(|m| m["user_id"] == ben.id.as_str())
+    });
+    let servers = a.state().store.room(&room).unwrap().unwrap().servers;
+    assert!(!servers.contains_key(&nb), "{servers:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invite_across_servers_and_a_third_server_is_not_let_in() {
+    let p = make_pki();
+    let a = server(&p).await;
+    let b = server(&p).await;
+    let c = server(&p).await;
+    let (na, nb, nc) = (name(&a), name(&b), name(&c));
+    let ana = Client::register(&p.ca, &na, "ana").await;
+    let ben = Client::register(&p.ca, &nb, "ben").await;
+    let carl = Client::register(&p.ca, &nc, "carl").await;
+    let (s, v) = ana.post("/api/v1/rooms", json!({"name": "Secret", "visibility": "private"})).await;
+    assert_eq!(s, 200, "{v}");
+    let room = v["room_id"].as_str().unwrap().to_string();
+
+    // Inviting someone who does not exist on B fails at B; the room is unchanged.
+    let (s, v) = ana.post(&format!("/api/v1/rooms/{room}/invite"), json!({"user_id": format!("@nobody:{nb}")})).await;
+    assert_eq!(s, 404, "{v}");
+    let mut ben_ws = ben.ws(None).await;
+    let (s, v) = ana.post(&format!("/api/v1/rooms/{room}/invite"), json!({"user_id": ben.id})).await;
+    assert_eq!(s, 200, "{v}");
+    // The invite on A carries B's co-signature.
+    let invite_id = a.state().store.members(&room).unwrap();
+    assert!(invite_id.iter().any(|(u, m)| *u == ben.id && *m == chat::events::Membership::Invite));
+    let r = a.state().store.read().unwrap();
+    let state = r.open_table(chat::store::tables::ROOM_STATE).unwrap();
+    let eid = state.get((room.as_str(), "m.room.member", ben.id.as_str())).unwrap().unwrap().value().to_string();
+    let ev = a.state().store.event(&eid).unwrap().unwrap().event;
+    assert!(ev.signatures.contains_key(&nb), "B co-signed: {:?}", ev.signatures.keys());
+    drop(state);
+    drop(r);
+
+    // Ben sees the invitation live and in his room list, with the room's name.
+    let f = ben_ws.next_of("event").await;
+    assert_eq!(f["event"]["content"]["membership"], "invite", "{f}");
+    let (_, mine) = ben.get("/api/v1/rooms").await;
+    let entry = mine["rooms"].as_array().unwrap().iter().find(|r| r["room_id"] == room.as_str()).cloned().unwrap();
+    assert_eq!(entry["membership"], "invite");
+    assert_eq!(entry["name"], "Secret");
+
+    // Carl on C is not invited: A refuses to make him a join, by id and through A.
+    let (s, v) = carl.post(&format!("/api/v1/join/{room}"), json!({"via": [na]})).await;
+    assert_eq!(s, 403, "{v}");
+    assert!(c.state().store.room(&room).unwrap().is_none());
+
+    // Ben accepts; then messages go both ways.
+    let (s, v) = ben.post(&format!("/api/v1/rooms/{room}/join"), json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    ana.send(&room, "welcome", "w1").await;
+    eventually!(10, "B has A's message", ben.bodies(&room).await == vec!["welcome"]);
+    ben.send(&room, "thanks", "w2").await;
+    eventually!(10, "A has B's message", ana.bodies(&room).await == vec!["welcome", "thanks"]);
+
+    // C still may read nothing of it: a signed request from C for the room's events is refused.
+    let path = format!("/_matrix/federation/v1/backfill/{}?limit=10", urlencode(&room));
+    let (st, _) = c
+        .state()
+        .federation
+        .client
+        .signed(&c.state().federation.key, &nc, &na, Method::GET, &path, None)
+        .await
+        .unwrap();
+    assert_eq!(st.as_u16(), 403);
+    let (s, _) = carl.get(&format!("/api/v1/rooms/{room}")).await;
+    assert_eq!(s, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_was_down_gets_everything_once_in_order() {
+    let p = make_pki();
+    let a = server(&p).await;
+    let b_dir = tempfile::tempdir().unwrap();
+    // B listens on a fixed port, so that it keeps its name across the restart.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let b_listen = format!("127.0.0.1:{port}");
+    let b = TestServer::start_at(tls_config(&p, b_dir.path(), &b_listen)).await;
+    let (na, nb) = (name(&a), name(&b));
+    let ana = Client::register(&p.ca, &na, "ana").await;
+    let ben = Client::register(&p.ca, &nb, "ben").await;
+    let (_, v) = ana.post("/api/v1/rooms", json!({"name": "Feed", "visibility": "public", "alias": "feed"})).await;
+    let room = v["room_id"].as_str().unwrap().to_string();
+    let (s, v) = ben.post(&format!("/api/v1/join/{}", urlencode(&format!("#feed:{na}"))), json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    let before = {
+        let ws = ben.ws(None).await;
+        ws.ready.unwrap()
+    };
+
+    b.stop().await;
+    for i in 0..100 {
+        ana.send(&room, &format!("m{i:03}"), &format!("t{i}")).await;
+    }
+    // A keeps them queued for B, in its store.
+    let queued: u64 = chat::federation::sender::queue_depths(a.state()).unwrap().iter().map(|(_, _, n)| n).sum();
+    assert!(queued > 0, "A queued the messages for B");
+
+    let b = TestServer::start_at(tls_config(&p, b_dir.path(), &b_listen)).await;
+    assert_eq!(name(&b), nb);
+    let want: Vec<String> = (0..100).map(|i| format!("m{i:03}")).collect();
+    eventually!(30, "B has all 100", ben.bodies(&room).await.len() >= want.len());
+    assert_eq!(ben.bodies(&room).await, want, "exactly once, in order");
+    // Ben reconnecting from where he was gets them as catch-up, in order.
+    let ws = ben.ws(Some(before)).await;
+    let replayed: Vec<String> = ws
+        .before_ready
+        .iter()
+        .filter(|f| f["t"] == "event" && f["event"]["type"] == "m.room.message")
+        .map(|f| f["event"]["content"]["body"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(replayed, want);
+    // A's queue for B drains.
+    eventually!(10, "A's queue empties", chat::federation::sender::queue_depths(a.state()).unwrap().is_empty());
+    drop(b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_tampered_events_are_refused_and_never_shown() {
+    let p = make_pki();
+    let a = server(&p).await;
+    let b = server(&p).await;
+    let (na, nb) = (name(&a), name(&b));
+    let ana = Client::register(&p.ca, &na, "ana").await;
+    let ben = Client::register(&p.ca, &nb, "ben").await;
+    let (_, v) = ana.post("/api/v1/rooms", json!({"name": "Town", "visibility": "public", "alias": "town"})).await;
+    let room = v["room_id"].as_str().unwrap().to_string();
+    let (s, v) = ben.post(&format!("/api/v1/join/{}", urlencode(&format!("#town:{na}"))), json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    ana.send(&room, "real", "r1").await;
+    eventually!(10, "B has the real message", ben.bodies(&room).await == vec!["real"]);
+
+    // Events A could send, built on B's view of the room.
+    let b_room = b.state().store.room(&room).unwrap().unwrap();
+    let r = b.state().store.read().unwrap();
+    let st = r.open_table(chat::store::tables::ROOM_STATE).unwrap();
+    let id_of = |k: &str, key: &str| st.get((room.as_str(), k, key)).unwrap().map(|v| v.value().to_string());
+    let ana_id = ana.id.clone();
+    // Room version 12: the create event is implied by the room id, not listed.
+    let auth: Vec<String> =
+        [id_of("m.room.power_levels", ""), id_of("m.room.member", &ana_id)].into_iter().flatten().collect();
+    drop(st);
+    drop(r);
+    let a_key = a.state().federation.key.clone();
+    let build = |sender: &str, body: &str, n: u64| {
+        Event::build(
+            Some(&room),
+            sender,
+            NewEvent::message(M_ROOM_MESSAGE, text_message(body)),
+            Parents { prev_events: b_room.extremities.clone(), auth_events: auth.clone(), depth: b_room.depth + 1 },
+            chat::events::now_ms() + n,
+        )
+    };
+    let signed = |mut ev: Event| {
+        ev.sign(&na, &a_key).unwrap();
+        ev
+    };
+    // 1. Signed by a key that is not A's.
+    let forger_dir = tempfile::tempdir().unwrap();
+    let (forger_store, forger_writer) = chat::store::Store::open(forger_dir.path(), Box::new(|_, _| {})).unwrap();
+    let forger = chat::federation::keys::SigningKey::load_or_create(&forger_store).await.unwrap();
+    let mut bad_sig = build(&ana_id, "forged signature", 1);
+    bad_sig.sign(&na, &forger).unwrap();
+    // 1b. A's key id, but the signature bytes are not A's.
+    // (A's real signature of another event.)
+    let mut bad_bytes = signed(build(&ana_id, "bad signature bytes", 6));
+    bad_bytes.signatures = signed(build(&ana_id, "something else", 7)).signatures;
+    // 2. Content changed after signing.
+    let mut tampered = signed(build(&ana_id, "original", 2)).pdu();
+    tampered["content"]["body"] = json!("tampered");
+    // 3. A speaking for a user of another server.
+    let other_server = signed(build(&format!("@zed:{nb}"), "not yours", 3));
+    // 4. A user of A who is not in the room (properly signed by A).
+    let outsider = signed(build(&format!("@outsider:{na}"), "not a member", 4));
+    // 5. Not JSON of an event at all.
+    let junk = json!({"type": "m.room.message", "room_id": room, "content": "nope"});
+    let good = signed(build(&ana_id, "good one", 5));
+    let pdus = vec![bad_sig.pdu(), bad_bytes.pdu(), tampered, other_server.pdu(), outsider.pdu(), junk, good.pdu()];
+    let (status, answer) = a
+        .state()
+        .federation
+        .client
+        .signed(
+            &a_key,
+            &na,
+            &nb,
+            Method::PUT,
+            "/_matrix/federation/v1/send/forged-1",
+            Some(json!({ "origin": na, "pdus": pdus })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status.as_u16(), 200, "{answer}");
+    let results = answer["pdus"].as_object().unwrap();
+    for refused in [&bad_sig, &bad_bytes, &other_server, &outsider] {
+        assert!(results[&refused.event_id]["error"].is_string(), "{} refused: {answer}", refused.content["body"]);
+    }
+    assert_eq!(results[&good.event_id], json!({}), "{answer}");
+    let errors = results.values().filter(|v| v["error"].is_string()).count();
+    assert_eq!(errors, 6, "{answer}");
+    let shown = ben.bodies(&room).await;
+    assert_eq!(shown, vec!["real", "good one"]);
+    for e in [&bad_sig, &bad_bytes, &other_server, &outsider] {
+        assert!(b.state().store.event(&e.event_id).unwrap().is_none());
+    }
+
+    // The same transaction id again is answered without processing.
+    let (status, again) = a
+        .state()
+        .federation
+        .client
+        .signed(&a_key, &na, &nb, Method::PUT, "/_matrix/federation/v1/send/forged-1", Some(json!({ "pdus": [] })))
+        .await
+        .unwrap();
+    assert_eq!((status.as_u16(), again), (200, json!({"pdus": {}})));
+
+    // Malformed requests get 4xx and change nothing; the server stays up.
+    for body in [json!({"pdus": "x"}), json!([1, 2]), json!({"pdus": vec![json!({}); 51]})] {
+        let (status, v) = a
+            .state()
+            .federation
+            .client
+            .signed(&a_key, &na, &nb, Method::PUT, "/_matrix/federation/v1/send/bad", Some(body))
+            .await
+            .unwrap();
+        assert!(status.is_client_error(), "{status} {v}");
+    }
+    let (status, _) = a
+        .state()
+        .federation
+        .client
+        .signed(&a_key, &na, &nb, Method::GET, "/_matrix/federation/v1/make_join/!nope/@ana:x", None)
+        .await
+        .unwrap();
+    assert!(status.is_client_error());
+    let (s, _) = common::tls::request(&p.ca, &nb, "GET", "/healthz", &[], None).await;
+    assert_eq!(s, 200);
+    assert_eq!(ben.bodies(&room).await, vec!["real", "good one"]);
+    drop(forger_store);
+    forger_writer.stop();
+}
