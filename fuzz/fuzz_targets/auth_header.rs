@@ -58,7 +58,13 @@ fn state() -> &'static AppState {
         // The writer thread lives as long as the fuzzer; only reads follow.
         std::mem::forget(writer);
         let config = chat::Config::with_data_dir(&dir);
-        let federation = rt.block_on(chat::federation::Federation::start(&store, &config, std::sync::Arc::new(chat::federation::sender::Outbox::new(std::time::Duration::from_secs(1))))).expect("federation");
+        let federation = rt
+            .block_on(chat::federation::Federation::start(
+                &store,
+                &config,
+                std::sync::Arc::new(chat::federation::sender::Outbox::new(std::time::Duration::from_secs(1))),
+            ))
+            .expect("federation");
         let limits = Limits::default();
         AppState::new(Inner {
             store,

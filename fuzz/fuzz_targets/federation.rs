@@ -4,7 +4,10 @@
 //! Checks: a parsed header has unique, quote-free parameters; a key document that is accepted
 //! names the server, is valid and lists only 32-byte ed25519 keys; a PDU that converts to
 //! canonical JSON gets a content hash and a reference hash (ruma, room version 12) without
-//! panicking, and our own event hashing agrees with ruma whenever the PDU is one of ours.
+//! panicking, and our own event hashing agrees with ruma whenever the PDU is one of ours; a
+//! received PDU (`Event::from_pdu`) that is accepted has a matching hash and id, and the auth
+//! rules over its own auth events (given itself as the only known event) never panic; room
+//! aliases parse to a clean name and a server name.
 
 #![no_main]
 
@@ -22,7 +25,18 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
+    if let Ok((name, server)) = chat::federation::rooms::parse_alias(header) {
+        assert!(!name.is_empty() && name.len() <= chat::federation::rooms::MAX_ALIAS);
+        assert!(!server.is_empty());
+    }
+
     let Ok(value) = serde_json::from_str::<serde_json::Value>(rest) else { return };
+    let room = value.get("room_id").and_then(|r| r.as_str()).unwrap_or("!r").to_string();
+    if let Ok(ev) = chat::events::Event::from_pdu(&value, &room) {
+        assert!(ev.verify_hashes(), "an accepted PDU rebuilds to the same hash and id");
+        assert_eq!(ev.room_id, room);
+        let _ = chat::federation::pdu::check_auth_events(&ev, |id| (id == ev.event_id).then_some(&ev));
+    }
     let now = 1_800_000_000_000;
     if let Ok(found) = keys::check_document("remote.test", value.clone(), now) {
         assert!(!found.is_empty());
