@@ -88,5 +88,23 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         let bad = q.dropped_malformed.load(Ordering::Relaxed);
         metric(&mut out, "chat_turn_malformed_total", "counter", "Malformed or unanswered packets.", bad);
     }
+    let _ = writeln!(
+        out,
+        "# HELP chat_federation_queued_events Events waiting to be sent to another server, per destination and lane (0 calls, 1 the rest).\n# TYPE chat_federation_queued_events gauge"
+    );
+    for (dest, lane, n) in crate::federation::sender::queue_depths(&state).unwrap_or_default() {
+        let _ = writeln!(out, "chat_federation_queued_events{{destination=\"{dest}\",lane=\"{lane}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP chat_federation_destination_failing 1 while deliveries to that server fail.\n# TYPE chat_federation_destination_failing gauge"
+    );
+    for (dest, st) in state.federation.outbox.statuses() {
+        let _ = writeln!(
+            out,
+            "chat_federation_destination_failing{{destination=\"{dest}\"}} {}",
+            u8::from(st.failing_since.is_some())
+        );
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out)
 }

@@ -225,9 +225,23 @@ async fn a_server_that_was_down_gets_everything_once_in_order() {
     for i in 0..100 {
         ana.send(&room, &format!("m{i:03}"), &format!("t{i}")).await;
     }
-    // A keeps them queued for B, in its store.
+    // A keeps them queued for B, in its store; its metrics and status say so.
     let queued: u64 = chat::federation::sender::queue_depths(a.state()).unwrap().iter().map(|(_, _, n)| n).sum();
     assert!(queued > 0, "A queued the messages for B");
+    eventually!(10, "A notices B is down", {
+        a.state().federation.outbox.statuses().iter().any(|(d, st)| *d == nb && st.failing_since.is_some())
+    });
+    let metrics_url = format!("http://{}/metrics", a.running().metrics_addr.unwrap());
+    let metrics = reqwest::get(&metrics_url).await.unwrap().text().await.unwrap();
+    let line = format!("chat_federation_queued_events{{destination=\"{nb}\",lane=\"1\"}}");
+    assert!(metrics.lines().any(|l| l.starts_with(&line) && !l.ends_with(" 0")), "{metrics}");
+    assert!(metrics.contains(&format!("chat_federation_destination_failing{{destination=\"{nb}\"}} 1")), "{metrics}");
+    // The admin page lists B as retrying, with its queue.
+    a.state().store.update_user("ana".into(), false, |u| u.admin = true).await.unwrap();
+    let cookie = [("cookie", format!("chat_token={}", ana.token))];
+    let page = common::tls::raw(&p.ca, &na, "GET", "/admin", &cookie, None).await;
+    let row = page.split(&format!("data-server=\"{nb}\"")).nth(1).expect("B in the federation table");
+    assert!(row.split("</tr>").next().unwrap().contains("retrying since"), "{page}");
 
     let b = TestServer::start_at(tls_config(&p, b_dir.path(), &b_listen)).await;
     assert_eq!(name(&b), nb);
@@ -245,6 +259,9 @@ async fn a_server_that_was_down_gets_everything_once_in_order() {
     assert_eq!(replayed, want);
     // A's queue for B drains.
     eventually!(10, "A's queue empties", chat::federation::sender::queue_depths(a.state()).unwrap().is_empty());
+    eventually!(10, "A sees B as ok again", {
+        a.state().federation.outbox.statuses().iter().any(|(d, st)| *d == nb && st.failing_since.is_none())
+    });
     drop(b);
 }
 

@@ -53,7 +53,8 @@ fn render(state: &AppState, me: &Session, notice: Notice) -> Response {
                 Notice::Err(e) => e.status(),
                 _ => axum::http::StatusCode::OK,
             };
-            (status, Html(admin_page(me.user.as_str(), &users, &rooms, &notice).into_string())).into_response()
+            let peers = federation_peers(state);
+            (status, Html(admin_page(me.user.as_str(), &users, &rooms, &peers, &notice).into_string())).into_response()
         }
         Err(e) => error_page(e),
     }
@@ -201,7 +202,42 @@ fn notice(r: Result<String>) -> Notice {
     }
 }
 
-fn admin_page(me: &str, users: &[UserInfo], rooms: &[RoomInfo], notice: &Notice) -> Markup {
+/// One other server as the federation sender sees it.
+struct PeerInfo {
+    name: String,
+    status: crate::federation::sender::PeerStatus,
+    queued: u64,
+}
+
+/// Every destination with a sender or queued events, with its status and queue depth.
+fn federation_peers(state: &AppState) -> Vec<PeerInfo> {
+    let mut peers: Vec<PeerInfo> = state
+        .federation
+        .outbox
+        .statuses()
+        .into_iter()
+        .map(|(name, status)| PeerInfo { name, status, queued: 0 })
+        .collect();
+    for (dest, _, n) in crate::federation::sender::queue_depths(state).unwrap_or_default() {
+        match peers.iter_mut().find(|p| p.name == dest) {
+            Some(p) => p.queued += n,
+            None => peers.push(PeerInfo { name: dest, status: Default::default(), queued: n }),
+        }
+    }
+    peers
+}
+
+/// A time in ms since the epoch as "N s/min/h ago".
+fn ago(ms: u64) -> String {
+    let secs = crate::events::now_ms().saturating_sub(ms) / 1000;
+    match secs {
+        0..120 => format!("{secs} s ago"),
+        120..7200 => format!("{} min ago", secs / 60),
+        _ => format!("{} h ago", secs / 3600),
+    }
+}
+
+fn admin_page(me: &str, users: &[UserInfo], rooms: &[RoomInfo], peers: &[PeerInfo], notice: &Notice) -> Markup {
     let yes = |b: bool| if b { "yes" } else { "no" };
     layout(
         "Server administration",
@@ -271,6 +307,34 @@ fn admin_page(me: &str, users: &[UserInfo], rooms: &[RoomInfo], notice: &Notice)
                                         label.check { input type="checkbox" name="confirm" value="yes" required; " sure" }
                                         button type="submit" { "Delete room and history" }
                                     }
+                                }
+                            }
+                        }
+                    }
+                }
+                h2 { "Federation (" (peers.len()) " servers)" }
+                @if peers.is_empty() { p.muted { "No other server shares a room with this one." } }
+                @else {
+                    table #federation {
+                        thead { tr { th { "Server" } th { "Status" } th { "Queued events" } th { "Last delivery" } } }
+                        tbody {
+                            @for p in peers {
+                                tr data-server=(p.name) {
+                                    td { code { (p.name) } }
+                                    td.status {
+                                        @match (p.status.failing_since, &p.status.last_error) {
+                                            (Some(since), err) => {
+                                                span.bad { "retrying since " (ago(since)) }
+                                                " (" (p.status.failures) " failed attempts"
+                                                @if let Some(e) = err { ": " (e) }
+                                                ")"
+                                            }
+                                            (None, _) if p.status.last_ok.is_some() => span.good { "ok" },
+                                            _ => span.muted { "not contacted yet" },
+                                        }
+                                    }
+                                    td { (p.queued) }
+                                    td { (p.status.last_ok.map(ago).unwrap_or_else(|| "never".into())) }
                                 }
                             }
                         }

@@ -399,6 +399,29 @@ pub mod tls {
         tokio_rustls::TlsConnector::from(Arc::new(tls)).connect(name, tcp).await.unwrap()
     }
 
+    /// One HTTPS request; returns the whole response as text.
+    pub async fn raw(
+        ca: &Path,
+        addr: &str,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = connect(ca, addr).await;
+        let mut extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+        let payload = body.map(|b| b.to_string()).unwrap_or_default();
+        if body.is_some() {
+            extra.push_str(&format!("content-type: application/json\r\ncontent-length: {}\r\n", payload.len()));
+        }
+        let head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}\r\n");
+        s.write_all(format!("{head}{payload}").as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
     /// One HTTPS request; returns the status and the JSON body (Null if none).
     pub async fn request(
         ca: &Path,
@@ -408,21 +431,7 @@ pub mod tls {
         headers: &[(&str, String)],
         body: Option<&Value>,
     ) -> (u16, Value) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = connect(ca, addr).await;
-        let mut extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
-        let payload = body.map(|b| b.to_string()).unwrap_or_default();
-        if body.is_some() {
-            extra.push_str(&format!("content-type: application/json\r\ncontent-length: {}\r\n", payload.len()));
-        }
-        s.write_all(
-            format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}\r\n{payload}").as_bytes(),
-        )
-        .await
-        .unwrap();
-        let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out).await;
-        let text = String::from_utf8_lossy(&out).into_owned();
+        let text = raw(ca, addr, method, path, headers, body).await;
         let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
         let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
         // Bodies may come chunked: take the JSON between the first `{` and the last `}`.
