@@ -389,3 +389,62 @@ async fn forged_and_tampered_events_are_refused_and_never_shown() {
     drop(forger_store);
     forger_writer.stop();
 }
+
+const SDP: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_signalling_crosses_servers() {
+    let p = make_pki();
+    let a = server(&p).await;
+    let b = server(&p).await;
+    let (na, nb) = (name(&a), name(&b));
+    let ana = Client::register(&p.ca, &na, "ana").await;
+    let ben = Client::register(&p.ca, &nb, "ben").await;
+    let cy = Client::register(&p.ca, &nb, "cy").await;
+    let (_, v) = ana.post("/api/v1/rooms", json!({"name": "Calls", "visibility": "public", "alias": "calls"})).await;
+    let room = v["room_id"].as_str().unwrap().to_string();
+    for u in [&ben, &cy] {
+        let (s, v) = u.post(&format!("/api/v1/join/{}", urlencode(&format!("#calls:{na}"))), json!({})).await;
+        assert_eq!(s, 200, "{v}");
+    }
+    let mut aw = ana.ws(None).await;
+    let mut bw = ben.ws(None).await;
+    let mut cw = cy.ws(None).await;
+
+    let invite = json!({ "call_id": "fc1", "party_id": "pa", "lifetime": 30000, "invitee": ben.id,
+                         "offer": { "type": "offer", "sdp": SDP }, "chat.media": "video" });
+    let ack = aw.signal(&room, "m.call.invite", invite, "s1").await;
+    assert_eq!(ack["t"], "ack", "{ack}");
+    // Ben's tab on B rings.
+    let rung = bw.next_call("m.call.invite").await;
+    assert_eq!(rung["event"]["sender"], ana.id.as_str());
+    // Cy, also on B, is no party: B refuses his answer from its own copy of the call.
+    let answer =
+        |party: &str| json!({ "call_id": "fc1", "party_id": party, "answer": { "type": "answer", "sdp": SDP } });
+    let _ = cw.next_call("m.call.invite").await;
+    let refused = cw.signal(&room, "m.call.answer", answer("pc"), "c1").await;
+    assert_eq!(refused["t"], "error", "{refused}");
+    // Ben answers on B; A checks the answer against its record and Ana gets it.
+    let ack = bw.signal(&room, "m.call.answer", answer("pb"), "b1").await;
+    assert_eq!(ack["t"], "ack", "{ack}");
+    let answered = aw.next_call("m.call.answer").await;
+    assert_eq!(answered["event"]["sender"], ben.id.as_str());
+    let cands = json!({ "call_id": "fc1", "party_id": "pb",
+        "candidates": [{ "candidate": "candidate:1 1 udp 1 127.0.0.1 5000 typ host", "sdpMid": "0", "sdpMLineIndex": 0 }] });
+    assert_eq!(bw.signal(&room, "m.call.candidates", cands, "b2").await["t"], "ack");
+    aw.next_call("m.call.candidates").await;
+    let hangup = json!({ "call_id": "fc1", "party_id": "pa", "reason": "user_hangup" });
+    assert_eq!(aw.signal(&room, "m.call.hangup", hangup, "s2").await["t"], "ack");
+    let ended = bw.next_call("m.call.hangup").await;
+    assert_eq!(ended["event"]["content"]["chat.call"]["answered"], true, "{ended}");
+    // Both servers recorded the call as ended.
+    for s in [&a, &b] {
+        let r = s.state().store.read().unwrap();
+        let calls = r.open_table(chat::store::tables::CALLS).unwrap();
+        let rec: chat::calls::CallRecord = chat::store::get_json_pair(&calls, (room.as_str(), "fc1")).unwrap().unwrap();
+        assert!(rec.ended.is_some() && rec.answered.is_some());
+    }
+    // After the hangup, nothing more is accepted on B either.
+    let late = bw.signal(&room, "m.call.answer", answer("pb"), "b3").await;
+    assert_eq!(late["t"], "error", "{late}");
+}

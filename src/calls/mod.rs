@@ -370,6 +370,25 @@ pub async fn submit_signal(
         .await
 }
 
+/// A call signal received from another server, inside the write job that stores it: checked
+/// against the call's record like a local signal (on a copy of the content, which is signed
+/// as received) and the record updated. Refused signals are not stored.
+pub fn apply_received(tx: &crate::store::Tx<'_>, ev: &crate::events::Event, pending: &Pending) -> Result<()> {
+    let mut content = clean_content(&ev.kind, &ev.content)?;
+    let call_id = content["call_id"].as_str().unwrap_or_default().to_string();
+    let rid = ev.room_id.as_str();
+    let record = crate::store::get_json_pair(&tx.txn.open_table(CALLS)?, (rid, call_id.as_str()))?;
+    let rec = {
+        let members = tx.txn.open_table(ROOM_MEMBERS)?;
+        let is_member =
+            |u: &str| Ok(members.get((rid, u))?.is_some_and(|m| Membership::parse(m.value()) == Membership::Join));
+        apply(&ev.kind, &mut content, &ev.sender, record, now_ms(), is_member)?
+    };
+    crate::store::put_json_pair(&mut tx.txn.open_table(CALLS)?, (rid, call_id.as_str()), &rec)?;
+    pending.track(rid, &call_id, &rec);
+    Ok(())
+}
+
 /// Loads unanswered invites after a restart, so the sweeper ends them on time.
 pub fn load_pending(state: &AppState) -> Result<()> {
     let r = state.store.read()?;
@@ -389,6 +408,11 @@ pub fn load_pending(state: &AppState) -> Result<()> {
 pub async fn sweep(state: &AppState) {
     for (room, call, caller) in state.calls.expired(now_ms()) {
         let Ok(caller_id) = UserId::parse(&caller) else { continue };
+        if caller_id.server() != state.server_name.as_str() {
+            // A caller on another server: their server hangs up for them.
+            state.calls.lock().remove(&(room, call));
+            continue;
+        }
         let content = json!({ "call_id": call, "party_id": "server", "reason": "invite_timeout" });
         let out = match submit_signal(state, &caller_id, &room, HANGUP, &content).await {
             Ok(c) => c.wait().await.map(|_| ()),

@@ -483,6 +483,7 @@ async fn accept(state: &AppState, origin: &str, pdu: &Value, ev: Event, rounds: 
     }
     check_known_auth_events(state, &ev)?;
     let id = ev.event_id.clone();
+    let pending = state.calls.clone();
     state
         .store
         .write(move |tx| {
@@ -492,6 +493,9 @@ async fn accept(state: &AppState, origin: &str, pdu: &Value, ev: Event, rounds: 
             let mut room: RoomRecord = get_json(&tx.txn.open_table(ROOMS)?, &ev.room_id)?
                 .ok_or_else(|| Error::NotFound("no such room".into()))?;
             authorize_now(tx, &room, &ev)?;
+            if crate::calls::is_call_event(&ev.kind) {
+                crate::calls::apply_received(tx, &ev, &pending)?;
+            }
             persist_received(tx, &mut room, ev).map(|_| ())
         })
         .await?;

@@ -557,6 +557,31 @@ pub mod tls {
             }
         }
 
+        pub async fn send(&mut self, v: Value) {
+            self.stream.send(Message::Text(v.to_string().into())).await.unwrap();
+        }
+
+        /// Sends a call signal and returns the `ack` or `error` frame for it.
+        pub async fn signal(&mut self, room: &str, kind: &str, content: Value, txn: &str) -> Value {
+            self.send(json!({ "t": "call", "room_id": room, "type": kind, "content": content, "txn_id": txn })).await;
+            loop {
+                let f = self.try_next(Duration::from_secs(10)).await.expect("no ack");
+                if (f["t"] == "ack" || f["t"] == "error") && f["txn_id"] == txn {
+                    return f;
+                }
+            }
+        }
+
+        /// The next `call` frame of event type `kind`.
+        pub async fn next_call(&mut self, kind: &str) -> Value {
+            loop {
+                let f = self.next_of("call").await;
+                if f["event"]["type"] == kind {
+                    return f;
+                }
+            }
+        }
+
         /// The body of the next message event.
         pub async fn next_body(&mut self) -> String {
             loop {
