@@ -150,6 +150,18 @@ fn rows() -> Vec<Row> {
         },
         Row {
             method: "POST",
+            route: "/api/v1/rooms/{room_id}/settings",
+            body: Json(|c| json!({"name": format!("renamed {}", c.n)})),
+            expect: ["401", "401", "403", "403", "403", "403", "403", "200", "403"],
+        },
+        Row {
+            method: "POST",
+            route: "/api/v1/rooms/{room_id}/power",
+            body: Json(|c| json!({"user_id": c.outsider, "level": 50})),
+            expect: ["401", "401", "403", "403", "403", "403", "403", "200", "403"],
+        },
+        Row {
+            method: "POST",
             route: "/api/v1/join/{room}",
             body: Json(|_| json!({})),
             expect: ["401", "401", "403", "403", "200", "409", "403", "409", "403"],

@@ -448,3 +448,70 @@ async fn call_signalling_crosses_servers() {
     let late = bw.signal(&room, "m.call.answer", answer("pb"), "b3").await;
     assert_eq!(late["t"], "error", "{late}");
 }
+
+/// Event ids of a room's timeline on one server.
+fn timeline_ids(s: &TestServer, room: &str) -> std::collections::BTreeSet<String> {
+    let r = s.state().store.read().unwrap();
+    let t = r.open_table(chat::store::tables::ROOM_TIMELINE).unwrap();
+    t.range((room, 0)..=(room, u64::MAX)).unwrap().map(|row| row.unwrap().1.value().0.to_string()).collect()
+}
+
+fn free_port() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    format!("127.0.0.1:{port}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_renames_converge_by_state_resolution() {
+    let p = make_pki();
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a_at, b_at) = (free_port(), free_port());
+    let a = TestServer::start_at(tls_config(&p, a_dir.path(), &a_at)).await;
+    let b = TestServer::start_at(tls_config(&p, b_dir.path(), &b_at)).await;
+    let (na, nb) = (name(&a), name(&b));
+    let ana = Client::register(&p.ca, &na, "ana").await;
+    let ben = Client::register(&p.ca, &nb, "ben").await;
+    let (_, v) = ana.post("/api/v1/rooms", json!({"name": "Start", "visibility": "public", "alias": "split"})).await;
+    let room = v["room_id"].as_str().unwrap().to_string();
+    let (s, v) = ben.post(&format!("/api/v1/join/{}", urlencode(&format!("#split:{na}"))), json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    // Ben may rename the room too (moderator), and a plain member may not.
+    let (s, v) = ben.post(&format!("/api/v1/rooms/{room}/settings"), json!({"name": "too early"})).await;
+    assert_eq!(s, 403, "{v}");
+    let (s, v) = ana.post(&format!("/api/v1/rooms/{room}/power"), json!({"user_id": ben.id, "level": 50})).await;
+    assert_eq!(s, 200, "{v}");
+    eventually!(10, "B has Ben's new level", {
+        b.state().store.room(&room).unwrap().unwrap().power_levels.user_level(&ben.id) == 50
+    });
+
+    // Cut off: each renames while the other is down.
+    b.stop().await;
+    let (s, _) = ana.post(&format!("/api/v1/rooms/{room}/settings"), json!({"name": "Name from A"})).await;
+    assert_eq!(s, 200);
+    a.stop().await;
+    let b = TestServer::start_at(tls_config(&p, b_dir.path(), &b_at)).await;
+    let (s, v) = ben.post(&format!("/api/v1/rooms/{room}/settings"), json!({"name": "Name from B"})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(b.state().store.room(&room).unwrap().unwrap().name, "Name from B");
+    let a = TestServer::start_at(tls_config(&p, a_dir.path(), &a_at)).await;
+
+    // Reconnected: both hold the same events, and the same name.
+    eventually!(30, "both have both renames", {
+        let (ta, tb) = (timeline_ids(&a, &room), timeline_ids(&b, &room));
+        ta == tb && ta.len() >= 8
+    });
+    let (name_a, name_b) =
+        (a.state().store.room(&room).unwrap().unwrap().name, b.state().store.room(&room).unwrap().unwrap().name);
+    assert_eq!(name_a, name_b);
+    assert!(["Name from A", "Name from B"].contains(&name_a.as_str()), "{name_a}");
+    let (_, ra) = ana.get(&format!("/api/v1/rooms/{room}")).await;
+    let (_, rb) = ben.get(&format!("/api/v1/rooms/{room}")).await;
+    assert_eq!(ra["name"], rb["name"]);
+    // The next message merges the branches: both tips are its parents.
+    ana.send(&room, "after the merge", "m1").await;
+    eventually!(10, "B has the merge", ben.bodies(&room).await == vec!["after the merge"]);
+    let room_a = a.state().store.room(&room).unwrap().unwrap();
+    assert_eq!(room_a.extremities.len(), 1);
+    let merged = a.state().store.event(&room_a.extremities[0]).unwrap().unwrap().event;
+    assert_eq!(merged.prev_events.len(), 2, "{merged:?}");
+}

@@ -18,6 +18,7 @@ pub mod keys;
 pub mod pdu;
 pub mod rooms;
 pub mod sender;
+pub mod stateres;
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -18,7 +18,9 @@ use crate::events::*;
 use crate::ids::UserId;
 use crate::rooms::rules;
 use crate::state::AppState;
-use crate::store::events::{StoredEvent, apply_state, enqueue, get_event, persist_received, server_of};
+use crate::store::events::{
+    StoredEvent, apply_state, enqueue, get_event, persist_received, persist_superseded, server_of,
+};
 use crate::store::rooms::RoomRecord;
 use crate::store::tables::*;
 use crate::store::{get_json, put_json};
@@ -496,10 +498,48 @@ async fn accept(state: &AppState, origin: &str, pdu: &Value, ev: Event, rounds: 
             if crate::calls::is_call_event(&ev.kind) {
                 crate::calls::apply_received(tx, &ev, &pending)?;
             }
-            persist_received(tx, &mut room, ev).map(|_| ())
+            if wins_its_slot(tx, &ev)? {
+                persist_received(tx, &mut room, ev).map(|_| ())
+            } else {
+                persist_superseded(tx, &mut room, ev).map(|_| ())
+            }
         })
         .await?;
     Ok(id)
+}
+
+/// Whether a received event takes effect on the room's state: yes for non-state events, for
+/// an empty slot, and when it follows the slot's holder; otherwise the two branches meet and
+/// state resolution decides (see `stateres`).
+fn wins_its_slot(tx: &crate::store::Tx<'_>, ev: &Event) -> Result<bool> {
+    let Some(key) = ev.state_key.as_deref() else { return Ok(true) };
+    let table = tx.txn.open_table(ROOM_STATE)?;
+    let Some(holder) = table.get((ev.room_id.as_str(), ev.kind.as_str(), key))?.map(|v| v.value().to_string()) else {
+        return Ok(true);
+    };
+    let events = tx.txn.open_table(EVENTS)?;
+    let get = |id: &str| get_event(&events, id).ok().flatten().map(|s| s.event);
+    let Some(holder_ev) = get(&holder) else { return Ok(true) };
+    if super::stateres::is_ancestor(&holder_ev, ev, &get) {
+        return Ok(true);
+    }
+    let mut current = std::collections::BTreeMap::new();
+    let rid = ev.room_id.as_str();
+    for row in table.range((rid, "", "")..=(rid, "\u{10ffff}", "\u{10ffff}"))? {
+        let (k, v) = row?;
+        let (_, kind, key) = k.value();
+        current.insert((kind.to_string(), key.to_string()), v.value().to_string());
+    }
+    match super::stateres::resolve_slot(&current, ev, &get) {
+        Ok(winner) => {
+            tracing::info!(room = rid, kind = %ev.kind, winner, "concurrent state resolved");
+            Ok(winner == ev.event_id)
+        }
+        Err(e) => {
+            tracing::warn!(room = rid, error = %e, "state resolution failed; the current state stays");
+            Ok(false)
+        }
+    }
 }
 
 /// Asks `origin` for the events between what we have of the room and `ev`, oldest first.

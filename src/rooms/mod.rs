@@ -240,6 +240,60 @@ pub async fn invite(state: &AppState, sender: &UserId, room_id: &str, target: &U
         .await
 }
 
+/// Renames a room and/or changes its topic (needs the state level, 50 by default).
+pub async fn update_room(
+    state: &AppState,
+    user: &UserId,
+    room_id: &str,
+    name: Option<&str>,
+    topic: Option<&str>,
+) -> Result<()> {
+    let name = name.map(|n| clean_text("room name", n, MAX_NAME_CHARS, true)).transpose()?;
+    let topic = topic.map(|t| clean_text("topic", t, MAX_TOPIC_CHARS, false)).transpose()?;
+    if name.is_none() && topic.is_none() {
+        return Err(Error::bad("nothing to change: give a name or a topic"));
+    }
+    let (u, rid) = (user.to_string(), room_id.to_string());
+    state
+        .store
+        .write(move |tx| {
+            if let Some(n) = name {
+                append(tx, &rid, &u, NewEvent::state(M_ROOM_NAME, "", json!({ "name": n })))?;
+            }
+            if let Some(t) = topic {
+                append(tx, &rid, &u, NewEvent::state(M_ROOM_TOPIC, "", json!({ "topic": t })))?;
+            }
+            Ok(())
+        })
+        .await
+}
+
+/// Sets a member's power level (0-100; 50 moderates, 100 administers). Nobody grants more
+/// than their own level (see `rules`).
+pub async fn set_power(state: &AppState, user: &UserId, room_id: &str, target: &UserId, level: i64) -> Result<()> {
+    if !(0..=100).contains(&level) {
+        return Err(Error::bad("a power level is 0-100"));
+    }
+    let (u, rid, t) = (user.to_string(), room_id.to_string(), target.to_string());
+    state
+        .store
+        .write(move |tx| {
+            let room: RoomRecord =
+                get_json(&tx.txn.open_table(ROOMS)?, &rid)?.ok_or_else(|| Error::NotFound("no such room".into()))?;
+            let mut pl = room.power_levels.clone();
+            if pl.user_level(&t) > pl.user_level(&u) {
+                return Err(Error::Forbidden("you cannot change the level of someone above you".into()));
+            }
+            if level == pl.users_default {
+                pl.users.remove(&t);
+            } else {
+                pl.users.insert(t.clone(), level);
+            }
+            append(tx, &rid, &u, NewEvent::state(M_ROOM_POWER_LEVELS, "", pl.to_content())).map(|_| ())
+        })
+        .await
+}
+
 /// What a room moderator does to another member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Moderation {

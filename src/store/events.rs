@@ -49,22 +49,34 @@ pub fn build_next(tx: &Tx<'_>, room: &RoomRecord, sender: &str, new: NewEvent, t
 /// other servers if a local user sent it.
 pub fn persist(tx: &mut Tx<'_>, room: &mut RoomRecord, ev: Event) -> Result<Arc<StoredEvent>> {
     let local = !tx.local.is_empty() && server_of(&ev.sender) == tx.local;
-    persist_inner(tx, room, ev, local)
+    persist_inner(tx, room, ev, local, true)
 }
 
 /// [`persist`] without queueing for other servers: for events that came from them.
 pub fn persist_received(tx: &mut Tx<'_>, room: &mut RoomRecord, ev: Event) -> Result<Arc<StoredEvent>> {
-    persist_inner(tx, room, ev, false)
+    persist_inner(tx, room, ev, false, true)
 }
 
-fn persist_inner(tx: &mut Tx<'_>, room: &mut RoomRecord, ev: Event, send: bool) -> Result<Arc<StoredEvent>> {
+/// A received state event that lost state resolution: in the timeline and the DAG, but the
+/// room's state keeps the winner.
+pub fn persist_superseded(tx: &mut Tx<'_>, room: &mut RoomRecord, ev: Event) -> Result<Arc<StoredEvent>> {
+    persist_inner(tx, room, ev, false, false)
+}
+
+fn persist_inner(
+    tx: &mut Tx<'_>,
+    room: &mut RoomRecord,
+    ev: Event,
+    send: bool,
+    apply: bool,
+) -> Result<Arc<StoredEvent>> {
     let pos = tx.next_pos();
     let rid = room.room_id.clone();
     let eid = ev.event_id.clone();
     tx.txn
         .open_table(ROOM_TIMELINE)?
         .insert((rid.as_str(), pos), (eid.as_str(), ev.sender.as_str(), ev.kind.as_str()))?;
-    if let Some(key) = ev.state_key.as_deref() {
+    if let Some(key) = ev.state_key.as_deref().filter(|_| apply) {
         tx.txn.open_table(ROOM_STATE)?.insert((rid.as_str(), ev.kind.as_str(), key), eid.as_str())?;
         apply_state(tx, room, &ev, key)?;
     }

@@ -236,6 +236,43 @@ pub async fn invite(
     Ok(Json(json!({})))
 }
 
+/// `{name?, topic?}`.
+#[derive(Deserialize)]
+pub struct RoomUpdate {
+    name: Option<String>,
+    topic: Option<String>,
+}
+
+/// `POST /rooms/{id}/settings {name?, topic?}`: renames the room or changes its topic.
+pub async fn update_room(
+    State(state): State<AppState>,
+    session: Session,
+    RoomPath(id): RoomPath,
+    Json(r): Json<RoomUpdate>,
+) -> Result<Json<Value>> {
+    rooms::update_room(&state, &session.user, &id, r.name.as_deref(), r.topic.as_deref()).await?;
+    Ok(Json(json!({})))
+}
+
+/// `{user_id, level}`.
+#[derive(Deserialize)]
+pub struct PowerChange {
+    user_id: String,
+    level: i64,
+}
+
+/// `POST /rooms/{id}/power {user_id, level}`: sets a member's power level.
+pub async fn set_power(
+    State(state): State<AppState>,
+    session: Session,
+    RoomPath(id): RoomPath,
+    Json(p): Json<PowerChange>,
+) -> Result<Json<Value>> {
+    let target = UserId::parse_or_local(&p.user_id, &state.server_name)?;
+    rooms::set_power(&state, &session.user, &id, &target, p.level).await?;
+    Ok(Json(json!({})))
+}
+
 /// `POST /rooms/{id}/kick {user_id}`: room moderators remove a member (or withdraw an invite).
 pub async fn kick(state: State<AppState>, session: Session, room: RoomPath, u: Json<UserRef>) -> Result<Json<Value>> {
     moderate(state, session, room, u, rooms::Moderation::Kick).await

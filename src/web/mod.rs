@@ -32,6 +32,8 @@ pub fn router(state: AppState) -> Router {
         .route("/rooms/{room_id}/join", post(api::join))
         .route("/rooms/{room_id}/leave", post(api::leave))
         .route("/rooms/{room_id}/invite", post(api::invite))
+        .route("/rooms/{room_id}/settings", post(api::update_room))
+        .route("/rooms/{room_id}/power", post(api::set_power))
         .route("/rooms/{room_id}/kick", post(api::kick))
         .route("/rooms/{room_id}/ban", post(api::ban))
         .route("/rooms/{room_id}/unban", post(api::unban))
