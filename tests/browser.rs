@@ -9,6 +9,10 @@ use std::process::Command;
 use common::{Binary, TestServer};
 
 fn run_script(script: &str, url: &str) {
+    run_script_with(script, &[url]);
+}
+
+fn run_script_with(script: &str, urls: &[&str]) {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
     assert!(
         std::path::Path::new(dir).join("node_modules/playwright-core").exists(),
@@ -20,7 +24,7 @@ fn run_script(script: &str, url: &str) {
         "{chromium} missing: apt-get install chromium (scripts/test does)"
     );
     let shots = concat!(env!("CARGO_MANIFEST_DIR"), "/target/browser-shots");
-    let out = Command::new("node").arg(format!("{dir}/{script}")).arg(url).arg(shots).output().unwrap();
+    let out = Command::new("node").arg(format!("{dir}/{script}")).args(urls).arg(shots).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{script} failed:\n{stdout}\n{stderr}");
@@ -44,6 +48,33 @@ async fn naughty_strings_render_as_inert_text() {
     let url = s.url.clone();
     tokio::task::spawn_blocking(move || run_script("naughty.mjs", &url)).await.unwrap();
     s.stop().await;
+}
+
+/// Ana on server A calls Ben on server B (real HTTPS between them, with a test CA); each side
+/// relays media through its own server's TURN (see tests/browser/federated_call.mjs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_video_call_across_two_servers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = common::tls::pki(dir.path());
+    let start = || {
+        let (ca, cert, key) = (ca.clone(), cert.clone(), key.clone());
+        TestServer::start_tuned(move |c| {
+            c.tls.cert = Some(cert);
+            c.tls.key = Some(key);
+            c.federation_ca = Some(ca);
+        })
+    };
+    let a = start().await;
+    let b = start().await;
+    let (ua, ub) = (format!("https://{}", a.addr), format!("https://{}", b.addr));
+    tokio::task::spawn_blocking(move || run_script_with("federated_call.mjs", &[&ua, &ub])).await.unwrap();
+    // Each side's media went through its own server's relay.
+    for s in [&a, &b] {
+        let relayed = s.state().turn.as_ref().unwrap().quotas.relayed_bytes.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(relayed > 100_000, "{} relayed {relayed} bytes", s.addr);
+    }
+    a.stop().await;
+    b.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,109 @@
+// A video call across two servers: Ana on A, Ben on B (real HTTPS with a test CA, so the pages
+// ignore certificate errors). Ben joins Ana's room by its address `#call:A` from the home page;
+// Ana calls; the invite, answer, candidates and hangup cross federation as room events; media
+// is forced through TURN (relay only), each side using its own server's relay. Run by
+// tests/browser.rs with both servers' URLs.
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+
+const [a, b] = [process.argv[2], process.argv[3]];
+const shots = process.argv[4] || 'target/browser-shots';
+if (!a || !b) { console.error('usage: federated_call.mjs URL_A URL_B [SHOT_DIR]'); process.exit(2); }
+mkdirSync(shots, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--use-fake-device-for-media-stream',
+    '--use-fake-ui-for-media-stream', '--allow-loopback-in-peer-connection', '--autoplay-policy=no-user-gesture-required',
+    '--disable-features=WebRtcHideLocalIpsWithMdns',
+    '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1'],
+});
+
+const timeout = 20000;
+const errors = [];
+function fail(msg) { throw new Error(msg); }
+const t0 = Date.now();
+const log = (m) => console.log(`${((Date.now() - t0) / 1000).toFixed(1)}s ${m}`);
+
+async function person(name, base) {
+  const ctx = await browser.newContext({
+    viewport: { width: 1000, height: 700 }, permissions: ['camera', 'microphone'], ignoreHTTPSErrors: true,
+  });
+  await ctx.addInitScript(() => { window.CHAT_FORCE_RELAY = true; });
+  const page = await ctx.newPage();
+  page.on('pageerror', (e) => errors.push(`${name}: page error: ${e.message}`));
+  page.on('dialog', (d) => errors.push(`${name}: dialog: ${d.message()}`));
+  await page.goto(`${base}/register`);
+  await page.fill('input[name=username]', name);
+  await page.fill('input[name=password]', 'password123');
+  await Promise.all([page.waitForURL(`${base}/rooms`), page.click('button[type=submit]')]);
+  return { name, ctx, page };
+}
+
+// Every peer connection decodes >= 30 frames over a relay/relay pair and keeps receiving.
+async function mediaFlows(p) {
+  const deadline = Date.now() + 30000;
+  let last = null;
+  while (Date.now() < deadline) {
+    const s = await p.page.evaluate(() => window.chatCalls.stats());
+    if (s.length === 1 && s.every((x) => x.framesDecoded >= 30 && x.localType === 'relay' && x.remoteType === 'relay')) {
+      await p.page.waitForTimeout(1000);
+      const again = await p.page.evaluate(() => window.chatCalls.stats());
+      if (again[0].bytesReceived <= s[0].bytesReceived) fail(`${p.name}: bytes stopped growing`);
+      return again;
+    }
+    last = s;
+    await p.page.waitForTimeout(500);
+  }
+  fail(`${p.name}: media did not flow through the relays: ${JSON.stringify(last)}`);
+  return null;
+}
+
+try {
+  const serverA = new URL(a).host;
+  const ana = await person('ana', a);
+  const ben = await person('ben', b);
+
+  // Ana creates a room with an address; Ben joins it from his own server by that address.
+  await ana.page.fill('#new input[name=name]', 'Across');
+  await ana.page.fill('#new input[name=alias]', 'call');
+  await Promise.all([ana.page.waitForURL(/\/rooms\/!/), ana.page.click('#new button[type=submit]')]);
+  await ana.page.waitForSelector('#conn[data-state="live"]', { timeout });
+  await ben.page.fill('#join-by-address input[name=room]', `#call:${serverA}`);
+  await Promise.all([ben.page.waitForURL(/\/rooms\/!/), ben.page.click('#join-by-address button[type=submit]')]);
+  await ben.page.waitForSelector('#conn[data-state="live"]', { timeout });
+  // Each sees the other in the member list, with the other's server.
+  await ana.page.waitForSelector('#members li:has-text("ben")', { timeout });
+  await ana.page.waitForSelector(`#members li .server:has-text("${new URL(b).host}")`, { timeout });
+  await ben.page.waitForSelector(`#members li .server:has-text("${serverA}")`, { timeout });
+  // A message each way, live.
+  await ana.page.fill('#composer textarea[name=body]', 'hello from A');
+  await ana.page.press('#composer textarea[name=body]', 'Enter');
+  await ben.page.waitForSelector('#timeline li:has-text("hello from A")', { timeout });
+  await ben.page.fill('#composer textarea[name=body]', 'hello from B');
+  await ben.page.press('#composer textarea[name=body]', 'Enter');
+  await ana.page.waitForSelector('#timeline li:has-text("hello from B")', { timeout });
+  log('joined by address, messages both ways');
+
+  // Ana calls Ben across the servers; Ben accepts; media flows both ways through the relays.
+  await ana.page.click('button[data-call="video"]');
+  await ana.page.waitForSelector('#call', { timeout });
+  await ben.page.waitForSelector('#ringing .ring button.accept', { timeout });
+  await ben.page.click('#ringing .ring button.accept');
+  await ben.page.waitForSelector('#call', { timeout });
+  const [sa, sb] = await Promise.all([mediaFlows(ana), mediaFlows(ben)]);
+  log(`across servers: ana decoded ${sa[0].framesDecoded} frames, ben ${sb[0].framesDecoded}, relay/relay`);
+  await ben.page.screenshot({ path: `${shots}/federated-call-ben.png` });
+  await ben.page.click('#call button.hangup');
+  await ana.page.waitForSelector('#call', { state: 'detached', timeout });
+  await ben.page.waitForSelector('#call', { state: 'detached', timeout });
+  for (const p of [ana, ben]) {
+    await p.page.waitForSelector('#timeline li.call:has-text("Video call with ana and ben")', { timeout });
+  }
+
+  if (errors.length) fail(errors.join('\n'));
+  log('federated call: ok');
+} finally {
+  await browser.close();
+}
