@@ -212,7 +212,7 @@ pub async fn send_join(
     let lock = state.federation.room_locks.get(&room_id);
     let _guard = lock.lock().await;
     if state.store.event(&ev.event_id)?.is_none() {
-        check_known_auth_events(&state, &ev)?;
+        check_known_auth_events(&state, &ev, &HashMap::new())?;
         let origin = req.origin.clone();
         let ev2 = ev.clone();
         state
@@ -249,14 +249,17 @@ fn authorize_now(tx: &crate::store::Tx<'_>, room: &RoomRecord, ev: &Event) -> Re
         .map_err(|e| Error::Forbidden(format!("soft-failed against current state: {e}")))
 }
 
-/// Checks `ev` against the state its own auth events name, all of which must be stored here.
-fn check_known_auth_events(state: &AppState, ev: &Event) -> Result<()> {
+/// Checks `ev` against the state its own auth events name, all of which must be stored here
+/// (or be among `queued`, accepted but not yet committed).
+fn check_known_auth_events(state: &AppState, ev: &Event, queued: &HashMap<String, Event>) -> Result<()> {
     let r = state.store.read()?;
     let events = r.open_table(EVENTS)?;
     let mut auth: HashMap<String, Event> = HashMap::new();
     let create_id = format!("${}", ev.room_id.strip_prefix('!').unwrap_or_default());
     for id in ev.auth_events.iter().chain([&create_id]) {
-        if let Some(a) = get_event(&events, id)? {
+        if let Some(a) = queued.get(id) {
+            auth.insert(id.clone(), a.clone());
+        } else if let Some(a) = get_event(&events, id)? {
             auth.insert(id.clone(), a.event);
         }
     }
@@ -412,16 +415,23 @@ pub async fn receive_transaction(
     if seen {
         return Ok(axum::Json(json!({ "pdus": {} })));
     }
-    let mut results = serde_json::Map::new();
+    // Checks run PDU by PDU; the write jobs of those that pass are queued without waiting, so
+    // the whole transaction commits in one batch (one fsync), in order.
+    let mut inflight = InFlight::default();
+    let mut outcomes: Vec<(String, Option<Error>)> = Vec::with_capacity(body.pdus.len());
     for (i, pdu) in body.pdus.iter().enumerate() {
-        let outcome = receive_pdu(&state, &req.origin, pdu).await;
-        let id = match &outcome {
-            Ok(id) => id.clone(),
-            Err(_) => pdu_id_hint(pdu, i),
-        };
-        let entry = match outcome {
-            Ok(_) => json!({}),
-            Err(e) => {
+        match receive_pdu(&state, &req.origin, pdu, &mut inflight).await {
+            Ok(id) => outcomes.push((id, None)),
+            Err(e) => outcomes.push((pdu_id_hint(pdu, i), Some(e))),
+        }
+    }
+    let mut committed = inflight.finish().await;
+    let mut results = serde_json::Map::new();
+    for (id, refused) in outcomes {
+        let failed = refused.or_else(|| committed.remove(&id).and_then(|r| r.err()));
+        let entry = match failed {
+            None => json!({}),
+            Some(e) => {
                 tracing::info!(origin = %req.origin, error = %e, "refused an event");
                 json!({ "error": e.to_string() })
             }
@@ -449,33 +459,80 @@ fn pdu_id_hint(pdu: &Value, index: usize) -> String {
     Event::from_pdu(pdu, room).map(|e| e.event_id).unwrap_or_else(|_| format!("(unreadable PDU #{index})"))
 }
 
+/// Received events whose checks passed and whose write jobs are queued but not yet
+/// committed: later events of the same transaction may follow them or name them as auth
+/// events. Holds the locks of the rooms it touched until [`InFlight::finish`].
+#[derive(Default)]
+pub struct InFlight {
+    events: HashMap<String, Event>,
+    waiting: Vec<(String, crate::store::writer::Committed<()>)>,
+    done: HashMap<String, Result<()>>,
+    locks: HashMap<String, tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl InFlight {
+    async fn lock_room(&mut self, state: &AppState, room_id: &str) {
+        if !self.locks.contains_key(room_id) {
+            let guard = state.federation.room_locks.get(room_id).lock_owned().await;
+            self.locks.insert(room_id.to_string(), guard);
+        }
+    }
+
+    /// Waits for every queued write; the events are then in the store.
+    async fn flush(&mut self) {
+        for (id, c) in self.waiting.drain(..) {
+            let r = c.wait().await;
+            self.done.insert(id, r);
+        }
+        self.events.clear();
+    }
+
+    /// Flushes and releases the room locks; returns each queued event's outcome.
+    pub async fn finish(mut self) -> HashMap<String, Result<()>> {
+        self.flush().await;
+        self.done
+    }
+
+    fn has(&self, state: &AppState, id: &str) -> bool {
+        self.events.contains_key(id) || state.store.event(id).ok().flatten().is_some()
+    }
+}
+
 /// Receives one event sent by `origin`: verified, missing predecessors fetched first, checked
-/// against its auth events and the current state, stored. Returns its id.
-pub async fn receive_pdu(state: &AppState, origin: &str, pdu: &Value) -> Result<String> {
+/// against its auth events; its write job (the check against the current state, then storing
+/// it) is queued in `inflight`. Returns its id.
+pub async fn receive_pdu(state: &AppState, origin: &str, pdu: &Value, inflight: &mut InFlight) -> Result<String> {
     let room_id = pdu.get("room_id").and_then(Value::as_str).ok_or_else(|| Error::bad("a PDU needs a room_id"))?;
     resident_room(state, room_id)?;
     let ev = Event::from_pdu(pdu, room_id)?;
     if server_of(&ev.sender) != origin {
         return Err(Error::Forbidden("a server may only send events of its own users".into()));
     }
-    let lock = state.federation.room_locks.get(room_id);
-    let _guard = lock.lock().await;
-    accept(state, origin, pdu, ev, MISSING_ROUNDS).await
+    inflight.lock_room(state, room_id).await;
+    accept(state, origin, pdu, ev, MISSING_ROUNDS, inflight).await
 }
 
 /// The part of [`receive_pdu`] under the room lock.
-async fn accept(state: &AppState, origin: &str, pdu: &Value, ev: Event, rounds: u32) -> Result<String> {
-    if state.store.event(&ev.event_id)?.is_some_and(|s| s.pos > 0) {
+async fn accept(
+    state: &AppState,
+    origin: &str,
+    pdu: &Value,
+    ev: Event,
+    rounds: u32,
+    inflight: &mut InFlight,
+) -> Result<String> {
+    if inflight.events.contains_key(&ev.event_id) || state.store.event(&ev.event_id)?.is_some_and(|s| s.pos > 0) {
         return Ok(ev.event_id);
     }
     super::pdu::verify(state, pdu, &ev).await?;
-    let missing: Vec<String> =
-        ev.prev_events.iter().filter(|p| state.store.event(p).ok().flatten().is_none()).cloned().collect();
-    if !missing.is_empty() && rounds > 0 {
+    let missing = ev.prev_events.iter().any(|p| !inflight.has(state, p));
+    if missing && rounds > 0 {
+        // What is queued must be stored before asking what comes between it and this event.
+        inflight.flush().await;
         match fetch_missing(state, origin, &ev).await {
             Ok(events) => {
                 for (p, e) in events {
-                    if let Err(err) = Box::pin(accept(state, origin, &p, e, rounds - 1)).await {
+                    if let Err(err) = Box::pin(accept(state, origin, &p, e, rounds - 1, inflight)).await {
                         tracing::info!(origin, error = %err, "a missing event was refused");
                     }
                 }
@@ -483,12 +540,14 @@ async fn accept(state: &AppState, origin: &str, pdu: &Value, ev: Event, rounds: 
             Err(e) => tracing::info!(origin, error = %e, "cannot fetch missing events; accepting with a gap"),
         }
     }
-    check_known_auth_events(state, &ev)?;
+    check_known_auth_events(state, &ev, &inflight.events)?;
     let id = ev.event_id.clone();
     let pending = state.calls.clone();
-    state
+    let job_ev = ev.clone();
+    let committed = state
         .store
-        .write(move |tx| {
+        .submit(move |tx| {
+            let ev = job_ev;
             if tx.txn.open_table(EVENTS)?.get(ev.event_id.as_str())?.is_some() {
                 return Ok(());
             }
@@ -505,6 +564,8 @@ async fn accept(state: &AppState, origin: &str, pdu: &Value, ev: Event, rounds: 
             }
         })
         .await?;
+    inflight.events.insert(id.clone(), ev);
+    inflight.waiting.push((id.clone(), committed));
     Ok(id)
 }
 
@@ -1045,16 +1106,21 @@ pub async fn catch_up(state: AppState) {
             let path = format!("/_matrix/federation/v1/backfill/{}?limit=10", super::urlencode(&room.room_id));
             let Ok(v) = call(&state, server, Method::GET, &path, None).await else { continue };
             let pdus = v["pdus"].as_array().cloned().unwrap_or_default();
+            let mut inflight = InFlight::default();
+            inflight.lock_room(&state, &room.room_id).await;
             for p in pdus.iter().take(MAX_FETCH) {
                 let Ok(ev) = Event::from_pdu(p, &room.room_id) else { continue };
                 let origin = server_of(&ev.sender).to_string();
                 if origin == local {
                     continue;
                 }
-                let lock = state.federation.room_locks.get(&room.room_id);
-                let _guard = lock.lock().await;
-                if let Err(e) = accept(&state, server, p, ev, MISSING_ROUNDS).await {
+                if let Err(e) = accept(&state, server, p, ev, MISSING_ROUNDS, &mut inflight).await {
                     tracing::debug!(server, origin, error = %e, "catch-up: event refused");
+                }
+            }
+            for (id, r) in inflight.finish().await {
+                if let Err(e) = r {
+                    tracing::debug!(server, id, error = %e, "catch-up: event refused");
                 }
             }
             break;
