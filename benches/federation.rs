@@ -125,10 +125,11 @@ async fn run() -> Res<()> {
                 let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(30), ws.next()).await else { break };
                 let Message::Text(t) = msg else { continue };
                 let v: serde_json::Value = serde_json::from_str(&t).unwrap_or_default();
-                if v["t"] == "event" && v["event"]["type"] == "m.room.message" {
-                    if let Some(body) = v["event"]["content"]["body"].as_str() {
-                        got.insert(body.to_string(), Instant::now());
-                    }
+                if v["t"] == "event"
+                    && v["event"]["type"] == "m.room.message"
+                    && let Some(body) = v["event"]["content"]["body"].as_str()
+                {
+                    got.insert(body.to_string(), Instant::now());
                 }
             }
             let acked = acked.lock().map(|a| a.clone()).unwrap_or_default();
