@@ -315,6 +315,18 @@ fn rows() -> Vec<Row> {
             expect: ["401"; 9],
         },
         Row {
+            method: "GET",
+            route: "/_matrix/federation/v1/make_leave/{room_id}/{user_id}",
+            body: None,
+            expect: ["401"; 9],
+        },
+        Row {
+            method: "PUT",
+            route: "/_matrix/federation/v2/send_leave/{room_id}/{event_id}",
+            body: Json(|_| json!({})),
+            expect: ["401"; 9],
+        },
+        Row {
             method: "PUT",
             route: "/_matrix/federation/v2/invite/{room_id}/{event_id}",
             body: Json(|_| json!({})),

@@ -173,6 +173,16 @@ async fn invite_across_servers_and_a_third_server_is_not_let_in() {
     assert_eq!(entry["membership"], "invite");
     assert_eq!(entry["name"], "Secret");
 
+    // Dan on B declines his invitation: A hears of it (make_leave/send_leave).
+    let dan = Client::register(&p.ca, &nb, "dan").await;
+    let (s, v) = ana.post(&format!("/api/v1/rooms/{room}/invite"), json!({"user_id": dan.id})).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = dan.post(&format!("/api/v1/rooms/{room}/leave"), json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(a.state().store.membership(&room, &dan.id).unwrap(), chat::events::Membership::Leave);
+    let (_, mine) = dan.get("/api/v1/rooms").await;
+    assert!(mine["rooms"].as_array().unwrap().is_empty(), "{mine}");
+
     // Carl on C is not invited: A refuses to make him a join, by id and through A.
     let (s, v) = carl.post(&format!("/api/v1/join/{room}"), json!({"via": [na]})).await;
     assert_eq!(s, 403, "{v}");

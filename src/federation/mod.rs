@@ -126,6 +126,8 @@ pub fn routes() -> Router<AppState> {
         .route("/_matrix/federation/v1/query/directory", get(rooms::query_directory))
         .route("/_matrix/federation/v1/make_join/{room_id}/{user_id}", get(rooms::make_join))
         .route("/_matrix/federation/v2/send_join/{room_id}/{event_id}", put(rooms::send_join))
+        .route("/_matrix/federation/v1/make_leave/{room_id}/{user_id}", get(rooms::make_leave))
+        .route("/_matrix/federation/v2/send_leave/{room_id}/{event_id}", put(rooms::send_leave))
         .route("/_matrix/federation/v2/invite/{room_id}/{event_id}", put(rooms::invite))
         .route("/_matrix/federation/v1/send/{txn_id}", put(rooms::receive_transaction))
         .route("/_matrix/federation/v1/get_missing_events/{room_id}", post(rooms::get_missing_events))

@@ -144,16 +144,36 @@ pub async fn query_directory(
 /// `GET /_matrix/federation/v1/make_join/{roomId}/{userId}`: a join event for the caller's
 /// user to sign, if the rules let them join now.
 pub async fn make_join(
-    State(state): State<AppState>,
+    state: State<AppState>,
     Path((room_id, user_id)): Path<(String, String)>,
     req: FedRequest,
 ) -> Result<axum::Json<Value>> {
+    make_membership(state, room_id, user_id, req, Membership::Join).await
+}
+
+/// `GET /_matrix/federation/v1/make_leave/{roomId}/{userId}`: a leave event (declining an
+/// invitation, or leaving) for the caller's user to sign.
+pub async fn make_leave(
+    state: State<AppState>,
+    Path((room_id, user_id)): Path<(String, String)>,
+    req: FedRequest,
+) -> Result<axum::Json<Value>> {
+    make_membership(state, room_id, user_id, req, Membership::Leave).await
+}
+
+async fn make_membership(
+    State(state): State<AppState>,
+    room_id: String,
+    user_id: String,
+    req: FedRequest,
+    membership: Membership,
+) -> Result<axum::Json<Value>> {
     let user = UserId::parse(&user_id)?;
     if user.server() != req.origin {
-        return Err(Error::Forbidden("you can only make joins for your own users".into()));
+        return Err(Error::Forbidden("you can only make membership events for your own users".into()));
     }
     let room = resident_room(&state, &room_id)?;
-    let new = NewEvent::state(M_ROOM_MEMBER, user.as_str(), member_content(Membership::Join));
+    let new = NewEvent::state(M_ROOM_MEMBER, user.as_str(), member_content(membership));
     let r = state.store.read()?;
     let members = r.open_table(ROOM_MEMBERS)?;
     rules::authorize(&room, user.as_str(), &new, |u| crate::store::rooms::membership_of(&members, &room_id, u))?;
@@ -194,20 +214,53 @@ pub async fn send_join(
     Path((room_id, event_id)): Path<(String, String)>,
     req: FedRequest,
 ) -> Result<axum::Json<Value>> {
-    let pdu = req.content.ok_or_else(|| Error::bad("send_join needs the join event"))?;
+    let pdu = take_membership(&state, &room_id, &event_id, req, Membership::Join).await?;
+    let current = current_state(&state, &room_id)?;
+    let chain = auth_chain(&state, &current)?;
+    Ok(axum::Json(json!({
+        "origin": state.server_name.as_str(),
+        "members_omitted": false,
+        "state": wire(&state, &current)?,
+        "auth_chain": wire(&state, &chain)?,
+        "event": pdu,
+    })))
+}
+
+/// `PUT /_matrix/federation/v2/send_leave/{roomId}/{eventId}`: the caller's user declines an
+/// invitation or leaves; we add the leave to the room and send it on.
+pub async fn send_leave(
+    State(state): State<AppState>,
+    Path((room_id, event_id)): Path<(String, String)>,
+    req: FedRequest,
+) -> Result<axum::Json<Value>> {
+    take_membership(&state, &room_id, &event_id, req, Membership::Leave).await?;
+    Ok(axum::Json(json!({})))
+}
+
+/// The shared part of `send_join` and `send_leave`: verify the caller's user's own membership
+/// event, check it, store it and send it to the room's other servers. Returns the PDU.
+async fn take_membership(
+    state: &AppState,
+    room_id: &str,
+    event_id: &str,
+    req: FedRequest,
+    membership: Membership,
+) -> Result<Value> {
+    let pdu = req.content.ok_or_else(|| Error::bad("the membership event is missing"))?;
+    let (state, room_id) = (state.clone(), room_id.to_string());
     resident_room(&state, &room_id)?;
     let ev = parse_verified(&state, &pdu, &room_id).await?;
     if ev.event_id != event_id {
         return Err(Error::bad("the event id does not match the event"));
     }
-    let joins_self = ev.kind == M_ROOM_MEMBER
+    let own = ev.kind == M_ROOM_MEMBER
         && ev.state_key.as_deref() == Some(ev.sender.as_str())
-        && Membership::of_content(&ev.content) == Some(Membership::Join);
-    if !joins_self {
-        return Err(Error::bad("send_join takes a join of the sender"));
+        && Membership::of_content(&ev.content) == Some(membership);
+    if !own {
+        return Err(Error::bad(format!("this takes a {} of the sender", membership.as_str())));
     }
     if server_of(&ev.sender) != req.origin {
-        return Err(Error::Forbidden("a server may only join its own users".into()));
+        return Err(Error::Forbidden("a server may only send its own users' membership".into()));
     }
     let lock = state.federation.room_locks.get(&room_id);
     let _guard = lock.lock().await;
@@ -226,15 +279,7 @@ pub async fn send_join(
             })
             .await?;
     }
-    let current = current_state(&state, &room_id)?;
-    let chain = auth_chain(&state, &current)?;
-    Ok(axum::Json(json!({
-        "origin": state.server_name.as_str(),
-        "members_omitted": false,
-        "state": wire(&state, &current)?,
-        "auth_chain": wire(&state, &chain)?,
-        "event": pdu,
-    })))
+    Ok(pdu)
 }
 
 /// Checks an event against the room's current state (soft-fail: an event that fails is not
@@ -861,13 +906,24 @@ async fn call(state: &AppState, server: &str, method: Method, path: &str, body: 
     }
 }
 
-async fn join_via(state: &AppState, user: &UserId, room_id: &str, server: &str) -> Result<()> {
+/// The membership handshake with a resident server: `make_join`/`make_leave` gives the
+/// event's place in the DAG; we build and sign the event here and send it with
+/// `send_join`/`send_leave`. Returns the event and the server's answer.
+async fn make_and_send(
+    state: &AppState,
+    user: &UserId,
+    room_id: &str,
+    server: &str,
+    membership: Membership,
+) -> Result<(Event, Value)> {
+    let verb = if membership == Membership::Join { "join" } else { "leave" };
     let rid = super::urlencode(room_id);
+    let uid = super::urlencode(user.as_str());
     let made = call(
         state,
         server,
         Method::GET,
-        &format!("/_matrix/federation/v1/make_join/{rid}/{}?ver={ROOM_VERSION}", super::urlencode(user.as_str())),
+        &format!("/_matrix/federation/v1/make_{verb}/{rid}/{uid}?ver={ROOM_VERSION}"),
         None,
     )
     .await?;
@@ -878,19 +934,32 @@ async fn join_via(state: &AppState, user: &UserId, room_id: &str, server: &str) 
     let parents = Parents {
         prev_events: strings("prev_events"),
         auth_events: strings("auth_events"),
-        depth: t["depth"].as_u64().ok_or_else(|| Error::bad("make_join template without depth"))?,
+        depth: t["depth"].as_u64().ok_or_else(|| Error::bad(format!("make_{verb} template without depth")))?,
     };
-    let new = NewEvent::state(M_ROOM_MEMBER, user.as_str(), member_content(Membership::Join));
-    let join = Event::build(Some(room_id), user.as_str(), new, parents, now_ms());
-    let pdu = state.federation.wire_pdu(state.server_name.as_str(), &join)?;
-    let answer = call(
-        state,
-        server,
-        Method::PUT,
-        &format!("/_matrix/federation/v2/send_join/{rid}/{}", super::urlencode(&join.event_id)),
-        Some(pdu),
-    )
-    .await?;
+    let new = NewEvent::state(M_ROOM_MEMBER, user.as_str(), member_content(membership));
+    let ev = Event::build(Some(room_id), user.as_str(), new, parents, now_ms());
+    let pdu = state.federation.wire_pdu(state.server_name.as_str(), &ev)?;
+    let path = format!("/_matrix/federation/v2/send_{verb}/{rid}/{}", super::urlencode(&ev.event_id));
+    let answer = call(state, server, Method::PUT, &path, Some(pdu)).await?;
+    Ok((ev, answer))
+}
+
+/// Declines an invitation to a room on another server: the leave goes to the inviting server
+/// (make_leave/send_leave), which adds it to the room.
+pub async fn decline_remote(state: &AppState, user: &UserId, room_id: &str, via: &[String]) -> Result<()> {
+    let mut last = Error::NotFound("no server to send the decline to".into());
+    for server in via.iter().filter(|s| *s != state.server_name.as_str()).take(5) {
+        match make_and_send(state, user, room_id, server, Membership::Leave).await {
+            Ok(_) => return Ok(()),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+async fn join_via(state: &AppState, user: &UserId, room_id: &str, server: &str) -> Result<()> {
+    let rid = super::urlencode(room_id);
+    let (join, answer) = make_and_send(state, user, room_id, server, Membership::Join).await?;
     // Everything the resident server sent is checked before any of it is used.
     let mut all: HashMap<String, Event> = HashMap::new();
     let mut state_ids = Vec::new();

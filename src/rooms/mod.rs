@@ -204,14 +204,26 @@ pub async fn join_via(state: &AppState, user: &UserId, room_id: &str, via: &[Str
 
 /// Leaves a room (or declines an invitation).
 pub async fn leave(state: &AppState, user: &UserId, room_id: &str) -> Result<()> {
+    if let Some(room) = state.store.room(room_id)?.filter(|r| r.partial)
+        && state.store.membership(room_id, user.as_str())? == Membership::Invite
+    {
+        // Tell the inviting server; if it cannot be reached, the invitation is still declined
+        // here.
+        let mut via: Vec<String> = room.servers.keys().cloned().collect();
+        via.push(server_of(&room.creator).to_string());
+        via.dedup();
+        if let Err(e) = crate::federation::rooms::decline_remote(state, user, room_id, &via).await {
+            tracing::info!(room_id, error = %e, "the inviting server was not told of the decline");
+        }
+    }
     let (u, rid) = (user.to_string(), room_id.to_string());
     state
         .store
         .write(move |tx| {
             let room: Option<RoomRecord> = get_json(&tx.txn.open_table(ROOMS)?, &rid)?;
             if room.is_some_and(|r| r.partial) {
-                // An invitation from another server to a room we are not in: declined here only
-                // (the inviting server is not told; see docs/protocol.md).
+                // An invitation from another server to a room we are not in (the inviting
+                // server was told above, when reachable).
                 if membership(&tx.txn.open_table(ROOM_MEMBERS)?, &rid, &u)? != Membership::Invite {
                     return Err(Error::Forbidden("you are not a member of this room".into()));
                 }
