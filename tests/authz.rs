@@ -235,6 +235,12 @@ fn rows() -> Vec<Row> {
         },
         Row {
             method: "POST",
+            route: "/rooms/{room_id}/settings",
+            body: Form(|c| vec![("name", format!("renamed {}", c.n)), ("topic", String::new())]),
+            expect: ["login", "login", "403", "403", "403", "403", "403", "303", "403"],
+        },
+        Row {
+            method: "POST",
             route: "/rooms/{room_id}/send",
             body: Form(|c| vec![("body", "hi".into()), ("txn_id", format!("f{}", c.n))]),
             expect: ["login", "login", "403", "403", "403", "303", "403", "303", "403"],

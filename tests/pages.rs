@@ -74,6 +74,21 @@ async fn forms_work_without_javascript() {
     assert_eq!(html.matches("&lt;b&gt;bold?&lt;/b&gt;").count(), 1, "message missing, doubled or unescaped");
     assert!(!html.contains("<b>bold?</b>"));
 
+    // The creator renames the room with the settings form; the topic stays as it was.
+    let res = s
+        .http
+        .post(url(&format!("{room_path}/settings")))
+        .header(COOKIE, &cookie)
+        .header(ORIGIN, &s.url)
+        .form(&[("name", "Rose garden"), ("topic", "Roses & <tulips>")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let html = s.http.get(url(&room_path)).header(COOKIE, &cookie).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("named the room “Rose garden”"), "rename not in the timeline");
+    assert_eq!(html.matches("set the topic:").count(), 1, "an unchanged topic was set again");
+
     // The same form from another origin is refused and stores nothing.
     let before = s.state().store.stream_pos().unwrap();
     let res = s

@@ -59,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .route("/rooms/{room_id}/leave", post(pages::leave))
         .route("/rooms/{room_id}/invite", post(pages::invite))
         .route("/rooms/{room_id}/send", post(pages::send))
+        .route("/rooms/{room_id}/settings", post(pages::room_settings))
         .route("/fragments/rooms", get(pages::room_list_fragment))
         .route("/join", post(pages::join_any))
         .route("/dm", post(pages::direct))

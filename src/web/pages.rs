@@ -346,6 +346,36 @@ pub async fn leave(State(state): State<AppState>, PageSession(s): PageSession, R
     or_error_page(rooms::leave(&state, &s.user, &id).await.map(|_| Redirect::to("/rooms").into_response()))
 }
 
+/// The room settings form.
+#[derive(Deserialize)]
+pub struct SettingsForm {
+    name: String,
+    #[serde(default)]
+    topic: String,
+}
+
+/// `POST /rooms/{id}/settings`: renames the room and sets its topic (only what changed).
+pub async fn room_settings(
+    State(state): State<AppState>,
+    PageSession(s): PageSession,
+    RoomPath(id): RoomPath,
+    form: Result<Form<SettingsForm>>,
+) -> Response {
+    or_error_page(
+        async {
+            let Form(f) = form?;
+            let room = state.store.room(&id)?.ok_or_else(|| Error::NotFound("no such room".into()))?;
+            let name = (f.name.trim() != room.name).then_some(f.name.as_str());
+            let topic = (f.topic.trim() != room.topic).then_some(f.topic.as_str());
+            if name.is_some() || topic.is_some() {
+                rooms::update_room(&state, &s.user, &id, name, topic).await?;
+            }
+            Ok(Redirect::to(&format!("/rooms/{id}")).into_response())
+        }
+        .await,
+    )
+}
+
 /// The join-by-address form.
 #[derive(Deserialize)]
 pub struct JoinForm {

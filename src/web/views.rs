@@ -473,6 +473,16 @@ pub fn member_list(viewer: &str, room: &RoomRecord, members: &[(String, Membersh
                     }
                 }
             }
+            @if !room.direct && room.power_levels.user_level(viewer) >= room.power_levels.event_level(M_ROOM_NAME, true) {
+                details.settings {
+                    summary { "Room settings" }
+                    form.stack method="post" action={ "/rooms/" (room.room_id) "/settings" } {
+                        label { "Name" input name="name" required maxlength="100" value=(room.name); }
+                        label { "Topic" input name="topic" maxlength="1000" value=(room.topic); }
+                        button type="submit" { "Save" }
+                    }
+                }
+            }
             @if !room.direct {
                 form.row method="post" action={ "/rooms/" (room.room_id) "/invite" } {
                     input name="user" required placeholder="username or @name:server" aria-label="Invite username";
