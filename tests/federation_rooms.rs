@@ -51,6 +51,19 @@ async fn server(p: &Pki) -> TestServer {
     .await
 }
 
+/// `owner` creates a public room with an alias on their server; returns its id.
+async fn public_room(owner: &Client, name: &str, alias: &str) -> String {
+    let (s, v) = owner.post("/api/v1/rooms", json!({"name": name, "visibility": "public", "alias": alias})).await;
+    assert_eq!(s, 200, "{v}");
+    v["room_id"].as_str().unwrap().to_string()
+}
+
+/// `user` joins `#alias:server` from their own server.
+async fn join_alias(user: &Client, alias: &str, server: &str) {
+    let (s, v) = user.post(&format!("/api/v1/join/{}", urlencode(&format!("#{alias}:{server}"))), json!({})).await;
+    assert_eq!(s, 200, "{v}");
+}
+
 fn name(s: &TestServer) -> String {
     s.state().server_name.to_string()
 }
@@ -222,10 +235,8 @@ async fn a_server_that_was_down_gets_everything_once_in_order() {
     let (na, nb) = (name(&a), name(&b));
     let ana = Client::register(&p.ca, &na, "ana").await;
     let ben = Client::register(&p.ca, &nb, "ben").await;
-    let (_, v) = ana.post("/api/v1/rooms", json!({"name": "Feed", "visibility": "public", "alias": "feed"})).await;
-    let room = v["room_id"].as_str().unwrap().to_string();
-    let (s, v) = ben.post(&format!("/api/v1/join/{}", urlencode(&format!("#feed:{na}"))), json!({})).await;
-    assert_eq!(s, 200, "{v}");
+    let room = public_room(&ana, "Feed", "feed").await;
+    join_alias(&ben, "feed", &na).await;
     let before = {
         let ws = ben.ws(None).await;
         ws.ready.unwrap()
@@ -283,10 +294,8 @@ async fn forged_and_tampered_events_are_refused_and_never_shown() {
     let (na, nb) = (name(&a), name(&b));
     let ana = Client::register(&p.ca, &na, "ana").await;
     let ben = Client::register(&p.ca, &nb, "ben").await;
-    let (_, v) = ana.post("/api/v1/rooms", json!({"name": "Town", "visibility": "public", "alias": "town"})).await;
-    let room = v["room_id"].as_str().unwrap().to_string();
-    let (s, v) = ben.post(&format!("/api/v1/join/{}", urlencode(&format!("#town:{na}"))), json!({})).await;
-    assert_eq!(s, 200, "{v}");
+    let room = public_room(&ana, "Town", "town").await;
+    join_alias(&ben, "town", &na).await;
     ana.send(&room, "real", "r1").await;
     eventually!(10, "B has the real message", ben.bodies(&room).await == vec!["real"]);
 
@@ -411,11 +420,9 @@ async fn call_signalling_crosses_servers() {
     let ana = Client::register(&p.ca, &na, "ana").await;
     let ben = Client::register(&p.ca, &nb, "ben").await;
     let cy = Client::register(&p.ca, &nb, "cy").await;
-    let (_, v) = ana.post("/api/v1/rooms", json!({"name": "Calls", "visibility": "public", "alias": "calls"})).await;
-    let room = v["room_id"].as_str().unwrap().to_string();
+    let room = public_room(&ana, "Calls", "calls").await;
     for u in [&ben, &cy] {
-        let (s, v) = u.post(&format!("/api/v1/join/{}", urlencode(&format!("#calls:{na}"))), json!({})).await;
-        assert_eq!(s, 200, "{v}");
+        join_alias(u, "calls", &na).await;
     }
     let mut aw = ana.ws(None).await;
     let mut bw = ben.ws(None).await;
@@ -481,10 +488,8 @@ async fn concurrent_renames_converge_by_state_resolution() {
     let (na, nb) = (name(&a), name(&b));
     let ana = Client::register(&p.ca, &na, "ana").await;
     let ben = Client::register(&p.ca, &nb, "ben").await;
-    let (_, v) = ana.post("/api/v1/rooms", json!({"name": "Start", "visibility": "public", "alias": "split"})).await;
-    let room = v["room_id"].as_str().unwrap().to_string();
-    let (s, v) = ben.post(&format!("/api/v1/join/{}", urlencode(&format!("#split:{na}"))), json!({})).await;
-    assert_eq!(s, 200, "{v}");
+    let room = public_room(&ana, "Start", "split").await;
+    join_alias(&ben, "split", &na).await;
     // Ben may rename the room too (moderator), and a plain member may not.
     let (s, v) = ben.post(&format!("/api/v1/rooms/{room}/settings"), json!({"name": "too early"})).await;
     assert_eq!(s, 403, "{v}");

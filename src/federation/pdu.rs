@@ -105,22 +105,9 @@ pub fn auth_room<'a>(
         }
     }
     let create = create.ok_or_else(|| Error::bad("the room's create event is unknown"))?;
-    let room = RoomRecord {
-        room_id: ev.room_id.clone(),
-        name: String::new(),
-        topic: String::new(),
-        join_rule,
-        creator: create.sender.clone(),
-        created_ts: create.origin_server_ts,
-        direct: create.content.get("chat.direct").and_then(Value::as_bool).unwrap_or(false),
-        power_levels: pl.unwrap_or_else(|| PowerLevels::for_new_room(&create.sender)),
-        depth: 0,
-        extremities: vec![],
-        last_pos: 0,
-        joined: 0,
-        servers: Default::default(),
-        partial: false,
-    };
+    let direct = create.content.get("chat.direct").and_then(Value::as_bool).unwrap_or(false);
+    let pl = pl.unwrap_or_else(|| PowerLevels::for_new_room(&create.sender));
+    let room = RoomRecord::new(&ev.room_id, &create.sender, create.origin_server_ts, direct, join_rule, pl);
     Ok((room, members))
 }
 

@@ -411,22 +411,13 @@ impl StrippedState {
     }
 
     fn stub_room(self, room_id: &str, origin: &str) -> RoomRecord {
-        RoomRecord {
-            room_id: room_id.to_string(),
-            name: self.name,
-            topic: self.topic,
-            join_rule: self.join_rule,
-            creator: self.creator,
-            created_ts: now_ms(),
-            direct: self.direct,
-            power_levels: PowerLevels::for_new_room(""),
-            depth: 0,
-            extremities: vec![],
-            last_pos: 0,
-            joined: 0,
-            servers: [(origin.to_string(), 0)].into_iter().collect(),
-            partial: true,
-        }
+        let pl = PowerLevels::for_new_room("");
+        let mut room = RoomRecord::new(room_id, &self.creator, now_ms(), self.direct, self.join_rule, pl);
+        room.name = self.name;
+        room.topic = self.topic;
+        room.servers = [(origin.to_string(), 0)].into_iter().collect();
+        room.partial = true;
+        room
     }
 }
 
@@ -516,8 +507,15 @@ pub struct InFlight {
 }
 
 impl InFlight {
+    /// Takes the lock of `room_id`. At most one room lock is held at a time (what is queued
+    /// for another room is committed and its lock released first), so two transactions that
+    /// touch the same rooms in different orders cannot deadlock.
     async fn lock_room(&mut self, state: &AppState, room_id: &str) {
         if !self.locks.contains_key(room_id) {
+            if !self.locks.is_empty() {
+                self.flush().await;
+                self.locks.clear();
+            }
             let guard = state.federation.room_locks.get(room_id).lock_owned().await;
             self.locks.insert(room_id.to_string(), guard);
         }
@@ -1024,22 +1022,9 @@ fn store_joined_room(
     join: Event,
 ) -> Result<()> {
     let create = chain.iter().find(|e| e.kind == M_ROOM_CREATE).ok_or_else(|| Error::bad("no create event"))?;
-    let mut room = RoomRecord {
-        room_id: room_id.to_string(),
-        name: String::new(),
-        topic: String::new(),
-        join_rule: JoinRule::Invite,
-        creator: create.sender.clone(),
-        created_ts: create.origin_server_ts,
-        direct: create.content.get("chat.direct").and_then(Value::as_bool).unwrap_or(false),
-        power_levels: PowerLevels::for_new_room(&create.sender),
-        depth: 0,
-        extremities: vec![],
-        last_pos: 0,
-        joined: 0,
-        servers: Default::default(),
-        partial: false,
-    };
+    let direct = create.content.get("chat.direct").and_then(Value::as_bool).unwrap_or(false);
+    let pl = PowerLevels::for_new_room(&create.sender);
+    let mut room = RoomRecord::new(room_id, &create.sender, create.origin_server_ts, direct, JoinRule::Invite, pl);
     {
         let mut events = tx.txn.open_table(EVENTS)?;
         for ev in &chain {

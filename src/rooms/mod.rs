@@ -499,22 +499,7 @@ fn start_room(tx: &mut Tx<'_>, creator: &str, join_rule: JoinRule, direct: bool)
         ts,
     );
     let pl = PowerLevels::for_new_room(creator);
-    let mut room = RoomRecord {
-        room_id: create.room_id.clone(),
-        name: String::new(),
-        topic: String::new(),
-        join_rule,
-        creator: creator.to_string(),
-        created_ts: ts,
-        direct,
-        power_levels: pl.clone(),
-        depth: 0,
-        extremities: vec![],
-        last_pos: 0,
-        joined: 0,
-        servers: Default::default(),
-        partial: false,
-    };
+    let mut room = RoomRecord::new(&create.room_id, creator, ts, direct, join_rule, pl.clone());
     persist(tx, &mut room, create)?;
     add(tx, &mut room, creator, NewEvent::state(M_ROOM_MEMBER, creator, member_content(Membership::Join)))?;
     add(tx, &mut room, creator, NewEvent::state(M_ROOM_POWER_LEVELS, "", pl.to_content()))?;

@@ -50,6 +50,36 @@ pub struct RoomRecord {
     pub partial: bool,
 }
 
+impl RoomRecord {
+    /// A room's summary before its state is applied: what its create event tells, the join
+    /// rule and power levels it starts with, no name, no members, no events.
+    pub fn new(
+        room_id: &str,
+        creator: &str,
+        created_ts: u64,
+        direct: bool,
+        join_rule: JoinRule,
+        power_levels: PowerLevels,
+    ) -> RoomRecord {
+        RoomRecord {
+            room_id: room_id.to_string(),
+            name: String::new(),
+            topic: String::new(),
+            join_rule,
+            creator: creator.to_string(),
+            created_ts,
+            direct,
+            power_levels,
+            depth: 0,
+            extremities: vec![],
+            last_pos: 0,
+            joined: 0,
+            servers: Default::default(),
+            partial: false,
+        }
+    }
+}
+
 /// One entry of a user's room list.
 #[derive(Debug, Clone)]
 pub struct MyRoom {

@@ -6,7 +6,7 @@
 // Scenarios: Ana calls Ben and Ben accepts (frames decoded through relay/relay pairs, Ben's
 // second tab stops ringing, Ben hangs up); Ben declines; nobody answers (missed call); the caller
 // hangs up; a three-person mesh where each receives two video streams.
-import { chromium } from 'playwright-core';
+import { launchForCalls, mediaFlows } from './media.mjs';
 import { mkdirSync } from 'node:fs';
 
 const base = process.argv[2];
@@ -14,14 +14,7 @@ const shots = process.argv[3] || 'target/browser-shots';
 if (!base) { console.error('usage: calls.mjs URL [SHOT_DIR]'); process.exit(2); }
 mkdirSync(shots, { recursive: true });
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--use-fake-device-for-media-stream',
-    '--use-fake-ui-for-media-stream', '--allow-loopback-in-peer-connection', '--autoplay-policy=no-user-gesture-required',
-    '--disable-features=WebRtcHideLocalIpsWithMdns',
-    '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1'],
-});
+const browser = await launchForCalls();
 
 const timeout = 20000;
 const errors = [];
@@ -49,29 +42,6 @@ async function person(name) {
   await page.fill('input[name=password]', 'password123');
   await Promise.all([page.waitForURL(`${base}/rooms`), page.click('button[type=submit]')]);
   return { name, ctx, page };
-}
-
-// Waits until every peer connection of the page has decoded >= 30 video frames over a
-// relay/relay candidate pair and its received bytes grow; returns the stats.
-async function mediaFlows(p, peersWanted) {
-  const deadline = Date.now() + 30000;
-  let last = null;
-  while (Date.now() < deadline) {
-    const s = await p.page.evaluate(() => window.chatCalls.stats());
-    if (s.length === peersWanted && s.every((x) => x.framesDecoded >= 30 && x.localType === 'relay' && x.remoteType === 'relay')) {
-      await p.page.waitForTimeout(1000);
-      const again = await p.page.evaluate(() => window.chatCalls.stats());
-      for (const x of again) {
-        const before = s.find((y) => y.user === x.user);
-        if (!before || x.bytesReceived <= before.bytesReceived) fail(`${p.name}: bytes from ${x.user} stopped growing`);
-      }
-      return again;
-    }
-    last = s;
-    await p.page.waitForTimeout(500);
-  }
-  fail(`${p.name}: media did not flow through the relay: ${JSON.stringify(last)}`);
-  return null;
 }
 
 async function clickCall(p) {

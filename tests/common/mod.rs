@@ -342,18 +342,24 @@ pub async fn message_bodies(http: &reqwest::Client, base: &str, token: &str, roo
         let url = format!("{base}/api/v1/rooms/{room}/messages?limit=200{q}");
         let (status, v) = answer(http.get(url), Some(token)).await;
         assert_eq!(status, StatusCode::OK, "{v}");
-        for e in v["events"].as_array().unwrap() {
-            if e["type"] == "m.room.message" {
-                out.push(e["content"]["body"].as_str().unwrap().to_string());
-            }
-        }
-        match v["next"].as_str() {
-            Some(n) => cursor = Some(n.to_string()),
-            None => break,
+        cursor = message_page(&v, &mut out);
+        if cursor.is_none() {
+            break;
         }
     }
     out.reverse();
     out
+}
+
+/// Adds the message bodies of one history page (newest first) to `out`; returns the cursor
+/// of the next page, if any.
+pub fn message_page(page: &Value, out: &mut Vec<String>) -> Option<String> {
+    for e in page["events"].as_array().unwrap() {
+        if e["type"] == "m.room.message" {
+            out.push(e["content"]["body"].as_str().unwrap().to_string());
+        }
+    }
+    page["next"].as_str().map(str::to_string)
 }
 
 /// HTTPS and WebSocket-over-TLS clients for servers with a certificate from a test CA
@@ -493,14 +499,9 @@ pub mod tls {
                 let q = before.as_ref().map(|b| format!("&before={b}")).unwrap_or_default();
                 let (s, v) = self.get(&format!("/api/v1/rooms/{room}/messages?limit=100{q}")).await;
                 assert_eq!(s, 200, "{v}");
-                for e in v["events"].as_array().unwrap() {
-                    if e["type"] == "m.room.message" {
-                        out.push(e["content"]["body"].as_str().unwrap().to_string());
-                    }
-                }
-                match v["next"].as_str() {
-                    Some(n) => before = Some(n.to_string()),
-                    None => break,
+                before = message_page(&v, &mut out);
+                if before.is_none() {
+                    break;
                 }
             }
             out.reverse();
