@@ -20,9 +20,11 @@ use serde_json::json;
 use tokio::sync::Notify;
 
 use crate::error::{Error, Result};
+use crate::events::Event;
 use crate::events::now_ms;
 use crate::state::AppState;
-use crate::store::tables::FED_QUEUE;
+use crate::store::events::get_event;
+use crate::store::tables::{EVENTS, FED_QUEUE};
 
 /// Most PDUs in one transaction (Matrix's limit).
 pub const MAX_PDUS: usize = 50;
@@ -254,27 +256,27 @@ async fn run_lane(state: AppState, dest: String, lane: u8, peer: Arc<Peer>) {
     }
 }
 
-/// The oldest queued rows of one lane: (stream position, event id).
-fn queued(state: &AppState, dest: &str, lane: u8) -> Result<Vec<(u64, String)>> {
+/// The oldest queued rows of one lane with their events, read in one snapshot: (stream
+/// position, the event, or `None` if it is gone because its room was deleted here).
+fn queued(state: &AppState, dest: &str, lane: u8) -> Result<Vec<(u64, Option<Event>)>> {
     let r = state.store.read()?;
     let q = r.open_table(FED_QUEUE)?;
+    let events = r.open_table(EVENTS)?;
     let mut out = Vec::new();
     for row in q.range((dest, lane, 0)..=(dest, lane, u64::MAX))?.take(MAX_PDUS) {
         let (k, v) = row?;
-        out.push((k.value().2, v.value().to_string()));
+        out.push((k.value().2, get_event(&events, v.value())?.map(|s| s.event)));
     }
     Ok(out)
 }
 
 /// PUTs one transaction. Its id is derived from the rows, so a retry after a crash sends the
 /// same id and the receiver can answer it without processing it twice.
-async fn send_transaction(state: &AppState, dest: &str, lane: u8, rows: &[(u64, String)]) -> Result<()> {
+async fn send_transaction(state: &AppState, dest: &str, lane: u8, rows: &[(u64, Option<Event>)]) -> Result<()> {
     let mut pdus = Vec::with_capacity(rows.len());
-    for (_, eid) in rows {
-        // An event gone (its room deleted here) is simply not sent.
-        if let Some(stored) = state.store.event(eid)? {
-            pdus.push(state.federation.wire_pdu(state.server_name.as_str(), &stored.event)?);
-        }
+    // An event gone (its room deleted here) is simply not sent.
+    for ev in rows.iter().filter_map(|(_, ev)| ev.as_ref()) {
+        pdus.push(state.federation.wire_pdu(state.server_name.as_str(), ev)?);
     }
     let (first, last) = (rows.first().map(|r| r.0).unwrap_or(0), rows.last().map(|r| r.0).unwrap_or(0));
     let txn_id = format!("{lane}.{first}.{last}");

@@ -226,14 +226,7 @@ impl Ws {
     }
 
     pub async fn try_next(&mut self, wait: Duration) -> Option<Value> {
-        loop {
-            let msg = tokio::time::timeout(wait, self.stream.next()).await.ok()??.ok()?;
-            match msg {
-                Message::Text(t) => return Some(serde_json::from_str(&t).unwrap()),
-                Message::Close(_) => return None,
-                _ => continue,
-            }
-        }
+        next_json(&mut self.stream, wait).await
     }
 
     /// Reads until the server's close frame and returns its code (within 10 s).
@@ -349,6 +342,21 @@ pub async fn message_bodies(http: &reqwest::Client, base: &str, token: &str, roo
     }
     out.reverse();
     out
+}
+
+/// The next text frame of a WebSocket as JSON, within `wait`; `None` on close, error or timeout.
+pub async fn next_json<S>(stream: &mut S, wait: Duration) -> Option<Value>
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    loop {
+        let msg = tokio::time::timeout(wait, stream.next()).await.ok()??.ok()?;
+        match msg {
+            Message::Text(t) => return Some(serde_json::from_str(&t).unwrap()),
+            Message::Close(_) => return None,
+            _ => continue,
+        }
+    }
 }
 
 /// Adds the message bodies of one history page (newest first) to `out`; returns the cursor
@@ -538,14 +546,7 @@ pub mod tls {
     impl TlsWs {
         /// Next JSON frame within `wait`.
         pub async fn try_next(&mut self, wait: Duration) -> Option<Value> {
-            loop {
-                let msg = tokio::time::timeout(wait, self.stream.next()).await.ok()??.ok()?;
-                match msg {
-                    Message::Text(t) => return Some(serde_json::from_str(&t).unwrap()),
-                    Message::Close(_) => return None,
-                    _ => continue,
-                }
-            }
+            next_json(&mut self.stream, wait).await
         }
 
         /// Skips frames until one of type `t` (10 s at most).
