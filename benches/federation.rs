@@ -99,8 +99,8 @@ async fn run() -> Res<()> {
     let b = start(&db, &ca, &cert, &key).await?;
     let (sa, sb) = (a.state.clone(), b.state.clone());
     let ip: IpAddr = [127, 0, 0, 1].into();
-    let ana = chat::auth::account::register(&sa, "ana", "password123", ip).await?;
-    let ben = chat::auth::account::register(&sb, "ben", "password123", ip).await?;
+    let ana = chat::auth::account::register(&sa.accounts, "ana", "password123", ip).await?;
+    let ben = chat::auth::account::register(&sb.accounts, "ben", "password123", ip).await?;
 
     // 1. Propagation.
     let create = |name: &str, alias: &str| chat::rooms::CreateRoom {
@@ -109,8 +109,9 @@ async fn run() -> Res<()> {
         join_rule: chat::events::JoinRule::Public,
         alias: Some(alias.into()),
     };
-    let room = chat::rooms::create_room(&sa, &ana.user_id, create("Propagation", "prop")).await?;
-    chat::rooms::join_by_name(&sb, &ben.user_id, &format!("#prop:{}", sa.server_name), &[]).await?;
+    let room = chat::rooms::create_room(&sa.rooms, &ana.user_id, create("Propagation", "prop")).await?;
+    chat::federation::membership::join_by_name(&sb.fed, &ben.user_id, &format!("#prop:{}", sa.server_name), &[])
+        .await?;
     let b_addr = b.addr.to_string();
     let mut req = format!("wss://{b_addr}/ws").into_client_request()?;
     req.headers_mut().insert("authorization", format!("Bearer {}", ben.token).parse()?);
@@ -150,7 +151,7 @@ async fn run() -> Res<()> {
         let (st, uid, rid, acked) = (sa.clone(), ana.user_id.clone(), room.clone(), acked.clone());
         tokio::spawn(async move {
             let body = format!("p{i}");
-            if chat::rooms::send_message(&st, &uid, &rid, &body, &format!("t{i}")).await.is_ok()
+            if chat::rooms::send_message(&st.rooms, &uid, &rid, &body, &format!("t{i}")).await.is_ok()
                 && let Ok(mut a) = acked.lock()
             {
                 a.insert(body, Instant::now());
@@ -168,16 +169,16 @@ async fn run() -> Res<()> {
     );
 
     // 2. Joining a big remote room.
-    let big = chat::rooms::create_room(&sa, &ana.user_id, create("Big", "big")).await?;
+    let big = chat::rooms::create_room(&sa.rooms, &ana.user_id, create("Big", "big")).await?;
     for i in 1..members {
         let uid = UserId::new(&format!("m{i}"), &sa.server_name);
-        chat::rooms::join(&sa, &uid, &big).await?;
+        chat::federation::membership::join(&sa.fed, &uid, &big).await?;
     }
     for i in 0..messages {
-        chat::rooms::send_message(&sa, &ana.user_id, &big, &format!("history {i}"), &format!("h{i}")).await?;
+        chat::rooms::send_message(&sa.rooms, &ana.user_id, &big, &format!("history {i}"), &format!("h{i}")).await?;
     }
     let t = Instant::now();
-    chat::rooms::join_by_name(&sb, &ben.user_id, &format!("#big:{}", sa.server_name), &[]).await?;
+    chat::federation::membership::join_by_name(&sb.fed, &ben.user_id, &format!("#big:{}", sa.server_name), &[]).await?;
     let joined = t.elapsed();
     let mut s = tls(&ca, &b_addr).await?;
     let head = format!(

@@ -156,6 +156,11 @@ fn parse_hash_id(s: &str, sigil: char) -> Option<&str> {
     ok.then_some(s)
 }
 
+/// The server part of a user id (`@name:server` -> `server`; empty without one).
+pub fn server_of(user: &str) -> &str {
+    user.split_once(':').map(|(_, s)| s).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -69,7 +69,13 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     );
     metric(&mut out, "chat_calls_active", "gauge", "Calls with someone in them.", hub.calls);
     metric(&mut out, "chat_call_participants", "gauge", "People in calls.", hub.in_calls);
-    metric(&mut out, "chat_call_invites_pending", "gauge", "Call invites waiting for an answer.", state.calls.len());
+    metric(
+        &mut out,
+        "chat_call_invites_pending",
+        "gauge",
+        "Call invites waiting for an answer.",
+        state.calls.pending.len(),
+    );
     if let Some(relay) = &state.turn {
         let q = &relay.quotas;
         metric(&mut out, "chat_turn_allocations", "gauge", "Live TURN allocations.", q.allocations());
@@ -92,14 +98,14 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         out,
         "# HELP chat_federation_queued_events Events waiting to be sent to another server, per destination and lane (0 calls, 1 the rest).\n# TYPE chat_federation_queued_events gauge"
     );
-    for (dest, lane, n) in crate::federation::sender::queue_depths(&state).unwrap_or_default() {
+    for (dest, lane, n) in crate::federation::sender::queue_depths(&state.fed).unwrap_or_default() {
         let _ = writeln!(out, "chat_federation_queued_events{{destination=\"{dest}\",lane=\"{lane}\"}} {n}");
     }
     let _ = writeln!(
         out,
         "# HELP chat_federation_destination_failing 1 while deliveries to that server fail.\n# TYPE chat_federation_destination_failing gauge"
     );
-    for (dest, st) in state.federation.outbox.statuses() {
+    for (dest, st) in state.federation().outbox.statuses() {
         let _ = writeln!(
             out,
             "chat_federation_destination_failing{{destination=\"{dest}\"}} {}",

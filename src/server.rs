@@ -7,11 +7,15 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::TokenKeys;
 use crate::auth::ratelimit::RateLimiter;
+use crate::auth::{Accounts, AccountsInner, TokenKeys};
 use crate::calls::turn::Relay;
+use crate::calls::{Calls, CallsInner};
 use crate::config::{Config, derive_server_name};
+use crate::federation::{FedState, FedStateInner};
 use crate::live::Hub;
+use crate::live::{LiveState, LiveStateInner};
+use crate::rooms::{Rooms, RoomsInner};
 use crate::state::{AppState, Inner};
 use crate::store::{self, Store};
 use crate::tls;
@@ -98,28 +102,64 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         None
     };
     let federation = Arc::new(crate::federation::Federation::start(&store, &config, outbox).await?);
-    let state = AppState::new(Inner {
+    let limits = config.limits.clone();
+    let accounts = Accounts::new(AccountsInner {
+        store: store.clone(),
+        tokens: TokenKeys::new(&secret, limits.token_ttl_secs),
+        server_name: server_name.clone(),
+        logins_per_ip: RateLimiter::new(limits.logins_per_ip_per_minute),
+        logins_per_account: RateLimiter::new(limits.logins_per_account_per_minute),
+        registrations_per_ip: RateLimiter::new(limits.registrations_per_ip_per_minute),
+    });
+    let rooms = Rooms::new(RoomsInner {
+        store: store.clone(),
+        server_name: server_name.clone(),
+        limits: limits.clone(),
+        messages_per_user: RateLimiter::new(limits.messages_per_user_per_minute),
+    });
+    let calls = Calls::new(CallsInner {
+        store: store.clone(),
+        server_name: server_name.clone(),
+        pending: Default::default(),
+        shutdown: shutdown.clone(),
+    });
+    let fed = FedState::new(FedStateInner {
+        store: store.clone(),
+        server_name: server_name.clone(),
+        limits: limits.clone(),
         federation,
+        shutdown: shutdown.clone(),
+        rooms: rooms.clone(),
+        calls: calls.clone(),
+    });
+    let live = LiveState::new(LiveStateInner {
+        store: store.clone(),
+        hub: hub.clone(),
+        limits: limits.clone(),
+        shutdown: shutdown.clone(),
+        rooms: rooms.clone(),
+        calls: calls.clone(),
+    });
+    let state = AppState::new(Inner {
         store,
         hub,
-        tokens: TokenKeys::new(&secret, config.limits.token_ttl_secs),
         server_name,
-        logins_per_ip: RateLimiter::new(config.limits.logins_per_ip_per_minute),
-        logins_per_account: RateLimiter::new(config.limits.logins_per_account_per_minute),
-        registrations_per_ip: RateLimiter::new(config.limits.registrations_per_ip_per_minute),
-        messages_per_user: RateLimiter::new(config.limits.messages_per_user_per_minute),
+        limits,
+        accounts,
+        rooms,
+        calls: calls.clone(),
+        fed: fed.clone(),
+        live,
         trusted_proxies: config.trusted_proxies.clone(),
-        limits: config.limits.clone(),
         shutdown: shutdown.clone(),
         turn: turn.clone(),
         https: tls.is_some(),
         hsts: tls.is_some() && !config.tls.self_signed,
-        calls: Default::default(),
     });
-    crate::calls::load_pending(&state).map_err(|e| format!("cannot read calls: {e}"))?;
-    crate::calls::spawn_sweeper(state.clone());
-    tokio::spawn(crate::federation::sender::run(state.clone()));
-    tokio::spawn(crate::federation::rooms::catch_up(state.clone()));
+    crate::calls::load_pending(&calls).map_err(|e| format!("cannot read calls: {e}"))?;
+    crate::calls::spawn_sweeper(calls);
+    tokio::spawn(crate::federation::sender::run(fed.clone()));
+    tokio::spawn(crate::federation::rooms::catch_up(fed));
     // Backups (and later admin commands) of a running server go through this socket; without
     // it they need the server stopped, which is worth a warning, not a refusal to start.
     if let Err(e) = crate::admin::serve(state.clone(), &config.data_dir) {

@@ -1,16 +1,21 @@
-//! `AppState`: the cheap-clone handle every handler and task receives. No globals: tests start
-//! several independent servers in one process.
+//! `AppState`: the handle the web layer gives its handlers, holding each service's own handle.
+//! No globals: tests start several independent servers in one process. Services below this
+//! layer never see `AppState`, only their own handle ([`Accounts`], [`Rooms`], [`Calls`],
+//! [`FedState`], [`LiveState`]); extractors reach those through `FromRef`.
 
 use std::ops::Deref;
 use std::sync::Arc;
 
+use axum::extract::FromRef;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::TokenKeys;
-use crate::auth::ratelimit::RateLimiter;
+use crate::auth::Accounts;
+use crate::calls::Calls;
 use crate::config::Limits;
+use crate::federation::{FedState, Federation};
 use crate::ids::ServerName;
-use crate::live::Hub;
+use crate::live::{Hub, LiveState};
+use crate::rooms::Rooms;
 use crate::store::Store;
 
 /// Shared server state.
@@ -23,28 +28,24 @@ pub struct Inner {
     pub store: Store,
     /// Live delivery to open connections.
     pub hub: Arc<Hub>,
-    /// Token signing keys.
-    pub tokens: TokenKeys,
     /// This server's name.
     pub server_name: ServerName,
     /// Size, queue and rate limits.
     pub limits: Limits,
-    /// Login attempts per client IP.
-    pub logins_per_ip: RateLimiter,
-    /// Login attempts per account.
-    pub logins_per_account: RateLimiter,
-    /// Sign-ups per client IP.
-    pub registrations_per_ip: RateLimiter,
-    /// Messages per sender.
-    pub messages_per_user: RateLimiter,
-    /// Server identity and the client for other servers.
-    pub federation: Arc<crate::federation::Federation>,
+    /// Accounts, sessions and tokens.
+    pub accounts: Accounts,
+    /// Room services.
+    pub rooms: Rooms,
+    /// Call services.
+    pub calls: Calls,
+    /// Federation (its own parts are `fed.federation`).
+    pub fed: FedState,
+    /// The live channel.
+    pub live: LiveState,
     /// Reverse proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Cancelled when the server shuts down; long-lived tasks watch it.
     pub shutdown: CancellationToken,
-    /// Call invites waiting for an answer.
-    pub calls: Arc<crate::calls::Pending>,
     /// The web listener speaks HTTPS (cookies get `Secure`).
     pub https: bool,
     /// Send `Strict-Transport-Security` (HTTPS with a certificate from files).
@@ -58,11 +59,34 @@ impl AppState {
     pub fn new(inner: Inner) -> Self {
         AppState(Arc::new(inner))
     }
+
+    /// Federation's own parts: our key, the client, the outbound queues.
+    pub fn federation(&self) -> &Arc<Federation> {
+        &self.fed.federation
+    }
 }
 
 impl Deref for AppState {
     type Target = Inner;
     fn deref(&self) -> &Inner {
         &self.0
+    }
+}
+
+impl FromRef<AppState> for Accounts {
+    fn from_ref(s: &AppState) -> Accounts {
+        s.accounts.clone()
+    }
+}
+
+impl FromRef<AppState> for FedState {
+    fn from_ref(s: &AppState) -> FedState {
+        s.fed.clone()
+    }
+}
+
+impl FromRef<AppState> for LiveState {
+    fn from_ref(s: &AppState) -> LiveState {
+        s.live.clone()
     }
 }

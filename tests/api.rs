@@ -309,7 +309,7 @@ async fn bad_input_gets_clear_4xx_and_changes_nothing() {
     .unwrap();
     assert_eq!(s.get(Some(&forged), "/api/v1/rooms").await.0, StatusCode::UNAUTHORIZED);
     // An expired token signed with the real key (minted through the server's own keys).
-    let sid = s.state().tokens.verify(&ana.token).unwrap().sid;
+    let sid = s.state().accounts.tokens.verify(&ana.token).unwrap().sid;
     let expired_keys = chat::auth::TokenKeys::new(&chat::store::token_secret(&s.state().store).await.unwrap(), 60);
     let fresh = expired_keys.issue(&ana.id, &sid).unwrap();
     assert_eq!(s.get(Some(&fresh), "/api/v1/me").await.0, StatusCode::OK, "control: same key, valid");

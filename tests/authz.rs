@@ -420,7 +420,7 @@ impl World {
         let sid = chat::auth::random_id().unwrap();
         let rec = chat::store::accounts::SessionRecord { user_id: self.id(name), username: name.into(), created_ts: 0 };
         self.s.state().store.create_session(sid.clone(), rec).await.unwrap();
-        self.s.state().tokens.issue(&self.id(name), &sid).unwrap()
+        self.s.state().accounts.tokens.issue(&self.id(name), &sid).unwrap()
     }
 
     /// A fresh invite-only room with every kind of caller in place.
@@ -428,7 +428,7 @@ impl World {
         let st = self.s.state();
         let uid = |n: &str| chat::ids::UserId::parse(&self.id(n)).unwrap();
         let room = chat::rooms::create_room(
-            st,
+            &st.rooms,
             &uid("radmin"),
             chat::rooms::CreateRoom {
                 name: format!("m{n}"),
@@ -440,14 +440,17 @@ impl World {
         .await
         .unwrap();
         for who in ["left", "invited", "member", "banned", "victim"] {
-            chat::rooms::invite(st, &uid("radmin"), &room, &uid(who)).await.unwrap();
+            chat::federation::membership::invite(&st.fed, &uid("radmin"), &room, &uid(who)).await.unwrap();
         }
         for who in ["left", "member", "banned", "victim"] {
-            chat::rooms::join(st, &uid(who), &room).await.unwrap();
+            chat::federation::membership::join(&st.fed, &uid(who), &room).await.unwrap();
         }
-        chat::rooms::leave(st, &uid("left"), &room).await.unwrap();
-        chat::rooms::moderate(st, &uid("radmin"), &room, &uid("banned"), chat::rooms::Moderation::Ban).await.unwrap();
-        let sent = chat::rooms::send_message(st, &uid("member"), &room, "hello", &format!("seed{n}")).await.unwrap();
+        chat::rooms::leave(&st.rooms, &uid("left"), &room).await.unwrap();
+        chat::rooms::moderate(&st.rooms, &uid("radmin"), &room, &uid("banned"), chat::rooms::Moderation::Ban)
+            .await
+            .unwrap();
+        let sent =
+            chat::rooms::send_message(&st.rooms, &uid("member"), &room, "hello", &format!("seed{n}")).await.unwrap();
         Ctx {
             room,
             victim: self.id("victim"),

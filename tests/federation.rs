@@ -42,7 +42,7 @@ async fn key_documents_and_signed_requests_between_two_servers() {
     let b = server(&cert, &key, Some(&ca)).await;
     let (na, nb) = (name(&a), name(&b));
     assert_eq!(na, format!("127.0.0.1:{}", a.addr.port()));
-    chat::auth::account::register(b.state(), "ben", "password123", [127, 0, 0, 1].into()).await.unwrap();
+    chat::auth::account::register(&b.state().accounts, "ben", "password123", [127, 0, 0, 1].into()).await.unwrap();
 
     // Each key document names its server, is valid for days, and carries its own signature.
     let (_, doc) = get(&ca, &na, "/_matrix/key/v2/server", &[]).await;
@@ -61,17 +61,17 @@ async fn key_documents_and_signed_requests_between_two_servers() {
 
     // A asks B for Ben's profile: a signed request; B fetches A's key over HTTPS and caches it.
     let ben = chat::ids::UserId::parse(&format!("@ben:{nb}")).unwrap();
-    let (st, v) = chat::federation::query_profile(a.state(), &ben).await.unwrap();
+    let (st, v) = chat::federation::query_profile(&a.state().fed, &ben).await.unwrap();
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["displayname"], "ben");
-    let key_id = a.state().federation.key.id.clone();
+    let key_id = a.state().federation().key.id.clone();
     assert!(chat::federation::keys::cached(&b.state().store, &na, &key_id).unwrap().is_some());
     let nobody = chat::ids::UserId::parse(&format!("@nobody:{nb}")).unwrap();
-    assert_eq!(chat::federation::query_profile(a.state(), &nobody).await.unwrap().0, StatusCode::NOT_FOUND);
+    assert_eq!(chat::federation::query_profile(&a.state().fed, &nobody).await.unwrap().0, StatusCode::NOT_FOUND);
 
     // Hand-made requests to B, signed with A's real key unless said otherwise.
     let path = format!("/_matrix/federation/v1/query/profile?user_id={}", chat::federation::urlencode(ben.as_str()));
-    let a_key = &a.state().federation.key;
+    let a_key = &a.state().federation().key;
     let send = |auth: Option<String>, ts: Option<u64>| {
         let mut h = Vec::new();
         if let Some(a) = auth {
@@ -120,7 +120,7 @@ async fn key_documents_and_signed_requests_between_two_servers() {
     // Signed by a key that is not A's (a forger speaking for A).
     let forger_dir = tempfile::tempdir().unwrap();
     let (forger_store, forger_writer) = chat::store::Store::open(forger_dir.path(), Box::new(|_, _| {})).unwrap();
-    let forger = SigningKey::load_or_create(&forger_store).await.unwrap();
+    let forger = chat::federation::keys::load_signing_key(&forger_store).await.unwrap();
     let sig = sign(&forger, &na, &nb, &path, ts);
     for kid in [key_id.as_str(), forger.id.as_str()] {
         let r = send(Some(header(&na, &nb, kid, &sig)), Some(ts)).await;
@@ -134,7 +134,7 @@ async fn key_documents_and_signed_requests_between_two_servers() {
     assert_eq!(r, 401u16);
 
     // B still serves A after all that.
-    assert_eq!(chat::federation::query_profile(a.state(), &ben).await.unwrap().0, StatusCode::OK);
+    assert_eq!(chat::federation::query_profile(&a.state().fed, &ben).await.unwrap().0, StatusCode::OK);
 
     // The signing key survives a restart.
     let doc_before = check_document(&na, doc, now).unwrap();
@@ -166,9 +166,9 @@ async fn every_event_is_signed_by_its_server() {
     let a = server(&cert, &key, Some(&ca)).await;
     let na = name(&a);
     let st = a.state();
-    let ana = chat::auth::account::register(st, "ana", "password123", [127, 0, 0, 1].into()).await.unwrap();
+    let ana = chat::auth::account::register(&st.accounts, "ana", "password123", [127, 0, 0, 1].into()).await.unwrap();
     let room = chat::rooms::create_room(
-        st,
+        &st.rooms,
         &ana.user_id,
         chat::rooms::CreateRoom {
             name: "Signed".into(),
@@ -179,7 +179,7 @@ async fn every_event_is_signed_by_its_server() {
     )
     .await
     .unwrap();
-    chat::rooms::send_message(st, &ana.user_id, &room, "hello", "t1").await.unwrap();
+    chat::rooms::send_message(&st.rooms, &ana.user_id, &room, "hello", "t1").await.unwrap();
 
     let (_, doc) = get(&ca, &na, "/_matrix/key/v2/server", &[]).await;
     let keys = check_document(&na, doc, chat::events::now_ms()).unwrap();
@@ -191,7 +191,7 @@ async fn every_event_is_signed_by_its_server() {
     let rules = ruma_common::room_version_rules::RoomVersionRules::V12;
     let (events, _) = st.store.timeline(&room, None, 100).unwrap();
     assert!(events.len() >= 5, "create, member, power levels, join rules, name, message: {}", events.len());
-    let signed = |e: &chat::events::Event| st.federation.signed_pdu(&na, e).unwrap();
+    let signed = |e: &chat::events::Event| st.federation().signed_pdu(&na, e).unwrap();
     for e in &events {
         let object = chat::federation::keys::to_canonical(signed(&e.event)).unwrap();
         let verified = ruma_signatures::verify_event(&map, &object, &rules)
@@ -214,13 +214,13 @@ async fn a_server_that_does_not_trust_the_ca_reaches_no_one() {
     let (ca, cert, key) = pki(tmp.path());
     let a = server(&cert, &key, None).await;
     let b = server(&cert, &key, Some(&ca)).await;
-    chat::auth::account::register(b.state(), "ben", "password123", [127, 0, 0, 1].into()).await.unwrap();
+    chat::auth::account::register(&b.state().accounts, "ben", "password123", [127, 0, 0, 1].into()).await.unwrap();
     let ben = chat::ids::UserId::parse(&format!("@ben:{}", name(&b))).unwrap();
     // A cannot even connect to B (unknown issuer).
-    let e = chat::federation::query_profile(a.state(), &ben).await.unwrap_err();
+    let e = chat::federation::query_profile(&a.state().fed, &ben).await.unwrap_err();
     assert!(e.to_string().contains("cannot reach"), "{e}");
     // B can reach A's key document (B trusts the CA), but A's request never got there.
     assert!(
-        chat::federation::keys::cached(&b.state().store, &name(&a), &a.state().federation.key.id).unwrap().is_none()
+        chat::federation::keys::cached(&b.state().store, &name(&a), &a.state().federation().key.id).unwrap().is_none()
     );
 }

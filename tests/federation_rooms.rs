@@ -213,9 +213,9 @@ async fn invite_across_servers_and_a_third_server_is_not_let_in() {
     let path = format!("/_matrix/federation/v1/backfill/{}?limit=10", urlencode(&room));
     let (st, _) = c
         .state()
-        .federation
+        .federation()
         .client
-        .signed(&c.state().federation.key, &nc, &na, Method::GET, &path, None)
+        .signed(&c.state().federation().key, &nc, &na, Method::GET, &path, None)
         .await
         .unwrap();
     assert_eq!(st.as_u16(), 403);
@@ -247,10 +247,10 @@ async fn a_server_that_was_down_gets_everything_once_in_order() {
         ana.send(&room, &format!("m{i:03}"), &format!("t{i}")).await;
     }
     // A keeps them queued for B, in its store; its metrics and status say so.
-    let queued: u64 = chat::federation::sender::queue_depths(a.state()).unwrap().iter().map(|(_, _, n)| n).sum();
+    let queued: u64 = chat::federation::sender::queue_depths(&a.state().fed).unwrap().iter().map(|(_, _, n)| n).sum();
     assert!(queued > 0, "A queued the messages for B");
     eventually!(10, "A notices B is down", {
-        a.state().federation.outbox.statuses().iter().any(|(d, st)| *d == nb && st.failing_since.is_some())
+        a.state().federation().outbox.statuses().iter().any(|(d, st)| *d == nb && st.failing_since.is_some())
     });
     let metrics_url = format!("http://{}/metrics", a.running().metrics_addr.unwrap());
     let metrics = reqwest::get(&metrics_url).await.unwrap().text().await.unwrap();
@@ -279,9 +279,9 @@ async fn a_server_that_was_down_gets_everything_once_in_order() {
         .collect();
     assert_eq!(replayed, want);
     // A's queue for B drains.
-    eventually!(10, "A's queue empties", chat::federation::sender::queue_depths(a.state()).unwrap().is_empty());
+    eventually!(10, "A's queue empties", chat::federation::sender::queue_depths(&a.state().fed).unwrap().is_empty());
     eventually!(10, "A sees B as ok again", {
-        a.state().federation.outbox.statuses().iter().any(|(d, st)| *d == nb && st.failing_since.is_none())
+        a.state().federation().outbox.statuses().iter().any(|(d, st)| *d == nb && st.failing_since.is_none())
     });
     drop(b);
 }
@@ -310,7 +310,7 @@ async fn forged_and_tampered_events_are_refused_and_never_shown() {
         [id_of("m.room.power_levels", ""), id_of("m.room.member", &ana_id)].into_iter().flatten().collect();
     drop(st);
     drop(r);
-    let a_key = a.state().federation.key.clone();
+    let a_key = a.state().federation().key.clone();
     let build = |sender: &str, body: &str, n: u64| {
         Event::build(
             Some(&room),
@@ -327,7 +327,7 @@ async fn forged_and_tampered_events_are_refused_and_never_shown() {
     // 1. Signed by a key that is not A's.
     let forger_dir = tempfile::tempdir().unwrap();
     let (forger_store, forger_writer) = chat::store::Store::open(forger_dir.path(), Box::new(|_, _| {})).unwrap();
-    let forger = chat::federation::keys::SigningKey::load_or_create(&forger_store).await.unwrap();
+    let forger = chat::federation::keys::load_signing_key(&forger_store).await.unwrap();
     let mut bad_sig = build(&ana_id, "forged signature", 1);
     bad_sig.sign(&na, &forger).unwrap();
     // 1b. A's key id, but the signature bytes are not A's.
@@ -347,7 +347,7 @@ async fn forged_and_tampered_events_are_refused_and_never_shown() {
     let pdus = vec![bad_sig.pdu(), bad_bytes.pdu(), tampered, other_server.pdu(), outsider.pdu(), junk, good.pdu()];
     let (status, answer) = a
         .state()
-        .federation
+        .federation()
         .client
         .signed(
             &a_key,
@@ -376,7 +376,7 @@ async fn forged_and_tampered_events_are_refused_and_never_shown() {
     // The same transaction id again is answered without processing.
     let (status, again) = a
         .state()
-        .federation
+        .federation()
         .client
         .signed(&a_key, &na, &nb, Method::PUT, "/_matrix/federation/v1/send/forged-1", Some(json!({ "pdus": [] })))
         .await
@@ -387,7 +387,7 @@ async fn forged_and_tampered_events_are_refused_and_never_shown() {
     for body in [json!({"pdus": "x"}), json!([1, 2]), json!({"pdus": vec![json!({}); 51]})] {
         let (status, v) = a
             .state()
-            .federation
+            .federation()
             .client
             .signed(&a_key, &na, &nb, Method::PUT, "/_matrix/federation/v1/send/bad", Some(body))
             .await
@@ -396,7 +396,7 @@ async fn forged_and_tampered_events_are_refused_and_never_shown() {
     }
     let (status, _) = a
         .state()
-        .federation
+        .federation()
         .client
         .signed(&a_key, &na, &nb, Method::GET, "/_matrix/federation/v1/make_join/!nope/@ana:x", None)
         .await

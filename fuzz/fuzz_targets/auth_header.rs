@@ -16,11 +16,8 @@ use std::sync::OnceLock;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use chat::auth::session::{self, authenticate};
-use chat::auth::{COOKIE, TokenKeys};
-use chat::config::Limits;
+use chat::auth::{Accounts, AccountsInner, COOKIE, TokenKeys};
 use chat::ids::ServerName;
-use chat::live::Hub;
-use chat::state::{AppState, Inner};
 use chat::store::Store;
 use chat::store::accounts::UserRecord;
 use chat::web::extract::client_ip;
@@ -38,8 +35,8 @@ fn trusted() -> &'static [ipnet::IpNet] {
     NETS.get_or_init(|| ["127.0.0.0/8", "10.0.0.0/8", "::1/128"].iter().map(|n| n.parse().expect("net")).collect())
 }
 
-fn state() -> &'static AppState {
-    static STATE: OnceLock<AppState> = OnceLock::new();
+fn state() -> &'static Accounts {
+    static STATE: OnceLock<Accounts> = OnceLock::new();
     STATE.get_or_init(|| {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         let dir = std::env::temp_dir().join(format!("chat-fuzz-auth-{}", std::process::id()));
@@ -57,32 +54,13 @@ fn state() -> &'static AppState {
         rt.block_on(store.create_user("ana".into(), rec, SID.into())).expect("create user");
         // The writer thread lives as long as the fuzzer; only reads follow.
         std::mem::forget(writer);
-        let config = chat::Config::with_data_dir(&dir);
-        let federation = rt
-            .block_on(chat::federation::Federation::start(
-                &store,
-                &config,
-                std::sync::Arc::new(chat::federation::sender::Outbox::new(std::time::Duration::from_secs(1))),
-            ))
-            .expect("federation");
-        let limits = Limits::default();
-        AppState::new(Inner {
+        Accounts::new(AccountsInner {
             store,
-            hub: Hub::new(limits.live_queue, limits.max_sockets_per_user),
             tokens: TokenKeys::new(SECRET, 3600),
             server_name: ServerName::parse("chat.test").expect("a valid server name"),
             logins_per_ip: chat::auth::ratelimit::RateLimiter::new(30),
             logins_per_account: chat::auth::ratelimit::RateLimiter::new(10),
             registrations_per_ip: chat::auth::ratelimit::RateLimiter::new(10),
-            messages_per_user: chat::auth::ratelimit::RateLimiter::new(600),
-            trusted_proxies: trusted().to_vec(),
-            federation: std::sync::Arc::new(federation),
-            limits,
-            shutdown: Default::default(),
-            calls: Default::default(),
-            https: false,
-            hsts: false,
-            turn: None,
         })
     })
 }

@@ -25,8 +25,8 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    if let Ok((name, server)) = chat::federation::rooms::parse_alias(header) {
-        assert!(!name.is_empty() && name.len() <= chat::federation::rooms::MAX_ALIAS);
+    if let Ok((name, server)) = chat::rooms::aliases::parse_alias(header) {
+        assert!(!name.is_empty() && name.len() <= chat::rooms::aliases::MAX_ALIAS);
         assert!(!server.is_empty());
     }
 

@@ -1,6 +1,6 @@
-//! Message bodies and other event content rendered to HTML: `views::event_item` (the timeline
-//! row, used by the page and by the live `event` frame), `views::auth_page` (which shows the
-//! username typed into the sign-in form) and `views::receipt_avatar`.
+//! Message bodies and other event content rendered to HTML: `render::event_item` (the timeline
+//! row, used by the page and by the live `event` frame), `render::auth_page` (which shows the
+//! username typed into the sign-in form) and `render::receipt_avatar`.
 //!
 //! Input: a JSON object `{"type", "sender", "state_key"?, "content"}` for any event, or else the
 //! raw text of an `m.room.message` body from `@ana:chat.test`.
@@ -15,7 +15,7 @@
 use chat::events::{Event, NewEvent, Parents, text_message};
 use chat::live::frames;
 use chat::store::events::StoredEvent;
-use chat::web::views;
+use chat::render;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
@@ -85,8 +85,8 @@ fuzz_target!(|data: &[u8]| {
     };
 
     let ev = stored(&i);
-    let html = views::event_item(&ev).into_string();
-    let safe_html = views::event_item(&stored(&safe)).into_string();
+    let html = render::event_item(&ev).into_string();
+    let safe_html = render::event_item(&stored(&safe)).into_string();
     assert_eq!(counts(&html), counts(&safe_html), "markup from the input in {html}");
     assert!(!html.to_ascii_lowercase().contains("<script"), "script in {html}");
     if ev.event.kind == "m.room.message"
@@ -100,11 +100,11 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(frame["html"].as_str(), Some(html.as_str()));
 
     // A failed sign-in shows the typed username (and our error text) again.
-    let page = views::auth_page(false, Some("wrong username or password"), &i.sender).into_string();
-    let safe_page = views::auth_page(false, Some("wrong username or password"), &safe.sender).into_string();
+    let page = render::auth_page(false, Some("wrong username or password"), &i.sender).into_string();
+    let safe_page = render::auth_page(false, Some("wrong username or password"), &safe.sender).into_string();
     assert_eq!(counts(&page), counts(&safe_page), "markup from the username in the sign-in page");
     assert_eq!(page.to_ascii_lowercase().matches("<script").count(), 1, "only the app's own script");
 
-    let avatar = views::receipt_avatar(&i.sender).into_string();
-    assert_eq!(counts(&avatar), counts(&views::receipt_avatar(&safe.sender).into_string()));
+    let avatar = render::receipt_avatar(&i.sender).into_string();
+    assert_eq!(counts(&avatar), counts(&render::receipt_avatar(&safe.sender).into_string()));
 });

@@ -3,11 +3,10 @@
 
 use std::net::IpAddr;
 
-use super::{Session, password, random_id};
+use super::{Accounts, Session, password, random_id};
 use crate::error::{Error, Result};
 use crate::events::now_ms;
 use crate::ids::{UserId, normalize_username};
-use crate::state::AppState;
 use crate::store::accounts::{SessionRecord, UserRecord};
 
 /// A signed-in user and their new token.
@@ -19,7 +18,7 @@ pub struct SignedIn {
 }
 
 /// Creates an account and signs it in. Rate limited per client IP (well-formed attempts only).
-pub async fn register(state: &AppState, username: &str, pw: &str, ip: IpAddr) -> Result<SignedIn> {
+pub async fn register(state: &Accounts, username: &str, pw: &str, ip: IpAddr) -> Result<SignedIn> {
     let name = normalize_username(username)?;
     password::check_rules(pw)?;
     state.registrations_per_ip.check(&ip.to_string())?;
@@ -45,7 +44,7 @@ pub async fn register(state: &AppState, username: &str, pw: &str, ip: IpAddr) ->
 
 /// Checks a password and opens a new session. Rate limited per client IP and per account;
 /// unknown users and wrong passwords get the same answer.
-pub async fn login(state: &AppState, username: &str, pw: &str, ip: IpAddr) -> Result<SignedIn> {
+pub async fn login(state: &Accounts, username: &str, pw: &str, ip: IpAddr) -> Result<SignedIn> {
     state.logins_per_ip.check(&ip.to_string())?;
     let bad = || Error::Unauthorized("wrong username or password".into());
     let name = normalize_username(username).map_err(|_| bad())?;
@@ -73,15 +72,13 @@ pub async fn login(state: &AppState, username: &str, pw: &str, ip: IpAddr) -> Re
     Ok(SignedIn { user_id, token })
 }
 
-/// Ends the session: its tokens stop working and its live connections close.
-pub async fn logout(state: &AppState, session: &Session) -> Result<()> {
-    state.store.delete_session(session.sid.clone()).await?;
-    state.hub.end_session(&session.sid);
-    Ok(())
+/// Ends the session: its tokens stop working (the caller closes its live connections).
+pub async fn logout(state: &Accounts, session: &Session) -> Result<()> {
+    state.store.delete_session(session.sid.clone()).await
 }
 
 /// Changes the password after checking the old one; every other session is revoked.
-pub async fn change_password(state: &AppState, session: &Session, old: &str, new: &str) -> Result<()> {
+pub async fn change_password(state: &Accounts, session: &Session, old: &str, new: &str) -> Result<()> {
     password::check_rules(new)?;
     let name = session.user.localpart().to_string();
     state.logins_per_account.check(&name)?;
@@ -91,7 +88,6 @@ pub async fn change_password(state: &AppState, session: &Session, old: &str, new
     }
     let hash = password::hash(new.to_string()).await?;
     state.store.set_password(name, hash, Some(session.sid.clone())).await?;
-    state.hub.end_other_sessions(session.user.as_str(), &session.sid);
     Ok(())
 }
 
@@ -105,18 +101,15 @@ pub struct Privacy {
 }
 
 /// Reads a user's privacy settings.
-pub fn privacy(state: &AppState, session: &Session) -> Result<Privacy> {
+pub fn privacy(state: &Accounts, session: &Session) -> Result<Privacy> {
     let user =
         state.store.user(session.user.localpart())?.ok_or_else(|| Error::Unauthorized("account not found".into()))?;
     Ok(Privacy { appear_offline: user.appear_offline, hide_receipts: user.hide_receipts })
 }
 
-/// Changes privacy settings; online contacts see the effect at once.
-pub async fn set_privacy(state: &AppState, session: &Session, p: Privacy) -> Result<Privacy> {
+/// Changes privacy settings (the caller tells the live channel, so that online contacts see
+/// the effect at once).
+pub async fn set_privacy(state: &Accounts, session: &Session, p: Privacy) -> Result<Privacy> {
     let user = state.store.set_privacy(session.user.localpart().to_string(), p.appear_offline, p.hide_receipts).await?;
-    state.hub.set_prefs(
-        session.user.as_str(),
-        crate::live::hub::Prefs { appear_offline: user.appear_offline, share_receipts: !user.hide_receipts },
-    );
     Ok(Privacy { appear_offline: user.appear_offline, hide_receipts: user.hide_receipts })
 }

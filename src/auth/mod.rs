@@ -7,8 +7,49 @@ pub mod ratelimit;
 pub mod session;
 pub mod token;
 
-pub use session::{PageSession, Session};
+use std::ops::Deref;
+use std::sync::Arc;
+
+pub use session::Session;
 pub use token::{Claims, TokenKeys};
+
+use crate::ids::ServerName;
+use crate::store::Store;
+use ratelimit::RateLimiter;
+
+/// What the account and session services work with. Cheap to clone.
+#[derive(Clone)]
+pub struct Accounts(Arc<AccountsInner>);
+
+/// What [`Accounts`] holds.
+pub struct AccountsInner {
+    /// The database.
+    pub store: Store,
+    /// Token signing keys.
+    pub tokens: TokenKeys,
+    /// This server's name (local user ids).
+    pub server_name: ServerName,
+    /// Login attempts per client IP.
+    pub logins_per_ip: RateLimiter,
+    /// Login attempts per account.
+    pub logins_per_account: RateLimiter,
+    /// Sign-ups per client IP.
+    pub registrations_per_ip: RateLimiter,
+}
+
+impl Accounts {
+    /// Wraps the parts.
+    pub fn new(inner: AccountsInner) -> Self {
+        Accounts(Arc::new(inner))
+    }
+}
+
+impl Deref for Accounts {
+    type Target = AccountsInner;
+    fn deref(&self) -> &AccountsInner {
+        &self.0
+    }
+}
 
 /// Name of the cookie that carries the browser's token.
 pub const COOKIE: &str = "chat_token";

@@ -1,15 +1,13 @@
 //! Request extractors: a handler that takes a [`Session`] cannot run without a valid token whose
 //! session still exists; cookie-authenticated state changes must come from our own origin.
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
-use axum::response::{IntoResponse, Redirect, Response};
 
-use super::{COOKIE, Claims};
+use super::{Accounts, COOKIE, Claims};
 use crate::error::{Error, Result};
 use crate::ids::UserId;
-use crate::state::AppState;
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
@@ -24,11 +22,14 @@ pub struct Session {
     pub claims: Claims,
 }
 
-impl FromRequestParts<AppState> for Session {
+impl<S: Send + Sync> FromRequestParts<S> for Session
+where
+    Accounts: FromRef<S>,
+{
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
-        let session = authenticate(&parts.headers, state)?;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        let session = authenticate(&parts.headers, &Accounts::from_ref(state))?;
         let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
         if session.via_cookie && !safe && !same_origin(&parts.headers) {
             return Err(Error::Forbidden("cross-origin request refused".into()));
@@ -39,7 +40,7 @@ impl FromRequestParts<AppState> for Session {
 
 /// Checks the token in the `Authorization: Bearer` header, or else the cookie, and that its
 /// session still exists.
-pub fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<Session> {
+pub fn authenticate(headers: &HeaderMap, state: &Accounts) -> Result<Session> {
     let (token, via_cookie) = match bearer(headers) {
         Some(t) => (t, false),
         None => (cookie(headers, COOKIE).ok_or_else(|| Error::Unauthorized("sign in first".into()))?, true),
@@ -53,21 +54,6 @@ pub fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<Session> {
     let user = UserId::parse_or_local(&claims.sub, &state.server_name)
         .map_err(|_| Error::Unauthorized("invalid token".into()))?;
     Ok(Session { user, sid: claims.sid.clone(), via_cookie, claims })
-}
-
-/// A session for HTML pages: without one the browser is sent to the sign-in page.
-pub struct PageSession(pub Session);
-
-impl FromRequestParts<AppState> for PageSession {
-    type Rejection = Response;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        match Session::from_request_parts(parts, state).await {
-            Ok(s) => Ok(PageSession(s)),
-            Err(Error::Unauthorized(_)) => Err(Redirect::to("/login").into_response()),
-            Err(e) => Err(crate::web::pages::error_page(e)),
-        }
-    }
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {

@@ -17,20 +17,49 @@ pub mod tcp;
 pub mod turn;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redb::ReadableTable;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
 use crate::events::{Membership, NewEvent, now_ms};
+use crate::ids::ServerName;
 use crate::ids::UserId;
 use crate::rooms::{self, Sent};
-use crate::state::AppState;
-use crate::store::tables::{CALLS, ROOM_MEMBERS};
+use crate::store::Store;
 use crate::store::writer::Committed;
+use tokio_util::sync::CancellationToken;
+
+/// What the call services work with. Cheap to clone.
+#[derive(Clone)]
+pub struct Calls(std::sync::Arc<CallsInner>);
+
+/// What [`Calls`] holds.
+pub struct CallsInner {
+    /// The database.
+    pub store: Store,
+    /// This server's name.
+    pub server_name: ServerName,
+    /// Call invites waiting for an answer.
+    pub pending: Arc<Pending>,
+    /// Cancelled at shutdown (ends the sweeper).
+    pub shutdown: CancellationToken,
+}
+
+impl Calls {
+    /// Wraps the parts.
+    pub fn new(inner: CallsInner) -> Self {
+        Calls(std::sync::Arc::new(inner))
+    }
+}
+
+impl std::ops::Deref for Calls {
+    type Target = CallsInner;
+    fn deref(&self) -> &CallsInner {
+        &self.0
+    }
+}
 
 /// Most people in one mesh call: each sends its media once per other participant, so with 6
 /// people every uplink carries 5 video streams (about 5 × 1.5 Mbit/s at 720p), which is what a
@@ -47,59 +76,11 @@ pub const MAX_CANDIDATE: usize = 1024;
 /// Bounds of an invite's lifetime, milliseconds.
 pub const LIFETIME_MS: std::ops::RangeInclusive<u64> = 5_000..=120_000;
 
-/// The signal types, as event types.
-pub const INVITE: &str = "m.call.invite";
-/// The callee accepts.
-pub const ANSWER: &str = "m.call.answer";
-/// ICE candidates of one party.
-pub const CANDIDATES: &str = "m.call.candidates";
-/// The caller confirms which of the callee's tabs it talks to.
-pub const SELECT_ANSWER: &str = "m.call.select_answer";
-/// The callee declines.
-pub const REJECT: &str = "m.call.reject";
-/// A new offer or answer mid-call (ICE restart, tracks added).
-pub const NEGOTIATE: &str = "m.call.negotiate";
-/// Either party ends the call.
-pub const HANGUP: &str = "m.call.hangup";
+pub use crate::events::call::{
+    ANSWER, CANDIDATES, HANGUP, INVITE, NEGOTIATE, REJECT, SELECT_ANSWER, TYPES, is_call_event,
+};
 
-/// Every signal type.
-pub const TYPES: [&str; 7] = [INVITE, ANSWER, CANDIDATES, SELECT_ANSWER, REJECT, NEGOTIATE, HANGUP];
-
-/// Whether an event type is call signalling (delivered on the priority lane).
-pub fn is_call_event(kind: &str) -> bool {
-    kind.starts_with("m.call.")
-}
-
-/// What the server knows about one call. Key: (room id, call id).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CallRecord {
-    /// Who called.
-    pub caller: String,
-    /// The caller's tab.
-    pub caller_party: String,
-    /// Who was called.
-    pub invitee: String,
-    /// `video` or `voice`.
-    pub media: String,
-    /// Group call this pairwise call belongs to.
-    pub conf_id: Option<String>,
-    /// Whether the callee's tabs ring (a join into a running group call does not).
-    pub ring: bool,
-    /// When the invite was sent (ms).
-    pub invite_ts: u64,
-    /// How long the invite stays valid (ms).
-    pub lifetime: u64,
-    /// When the callee answered, and from which tab.
-    pub answered: Option<(u64, String)>,
-    /// When and how the call ended (`hangup reason` or `rejected`).
-    pub ended: Option<(u64, String)>,
-}
-
-impl CallRecord {
-    fn party(&self, user: &str) -> bool {
-        user == self.caller || user == self.invitee
-    }
-}
+pub use crate::store::calls::CallRecord;
 
 fn check_id(label: &str, v: &Value) -> Result<String> {
     let s = v.as_str().ok_or_else(|| Error::bad(format!("{label} must be a string")))?;
@@ -336,7 +317,7 @@ impl Pending {
 /// Checks a signal from `sender` and queues it for the writer; the handle yields the stored
 /// event's id and position after commit.
 pub async fn submit_signal(
-    state: &AppState,
+    state: &Calls,
     sender: &UserId,
     room_id: &str,
     kind: &str,
@@ -345,26 +326,19 @@ pub async fn submit_signal(
     let mut content = clean_content(kind, content)?;
     let call_id = content["call_id"].as_str().unwrap_or_default().to_string();
     let (s, rid, kind) = (sender.to_string(), room_id.to_string(), kind.to_string());
-    let pending = state.calls.clone();
+    let pending = state.pending.clone();
     state
         .store
         .submit(move |tx| {
-            let record = crate::store::get_json_pair(&tx.txn.open_table(CALLS)?, (rid.as_str(), call_id.as_str()))?;
-            let rec = {
-                let members = tx.txn.open_table(ROOM_MEMBERS)?;
-                let is_member = |u: &str| {
-                    Ok(members
-                        .get((rid.as_str(), u))?
-                        .is_some_and(|m| Membership::parse(m.value()) == Membership::Join))
-                };
-                if !is_member(&s)? {
-                    return Err(Error::Forbidden("you are not a member of this room".into()));
-                }
-                apply(&kind, &mut content, &s, record, now_ms(), is_member)?
-            };
+            let record = tx.call(&rid, &call_id)?;
+            let is_member = |u: &str| Ok(tx.membership(&rid, u)? == Membership::Join);
+            if !is_member(&s)? {
+                return Err(Error::Forbidden("you are not a member of this room".into()));
+            }
+            let rec = apply(&kind, &mut content, &s, record, now_ms(), is_member)?;
             let stored = rooms::append_event(tx, &rid, &s, NewEvent::message(&kind, content))?;
-            crate::store::put_json_pair(&mut tx.txn.open_table(CALLS)?, (rid.as_str(), call_id.as_str()), &rec)?;
-            pending.track(&rid, &call_id, &rec);
+            tx.put_call(&rid, &call_id, &rec)?;
+            tx.after_commit(move || pending.track(&rid, &call_id, &rec));
             Ok(Sent { event_id: stored.event.event_id.clone(), pos: stored.pos })
         })
         .await
@@ -373,44 +347,35 @@ pub async fn submit_signal(
 /// A call signal received from another server, inside the write job that stores it: checked
 /// against the call's record like a local signal (on a copy of the content, which is signed
 /// as received) and the record updated. Refused signals are not stored.
-pub fn apply_received(tx: &crate::store::Tx<'_>, ev: &crate::events::Event, pending: &Pending) -> Result<()> {
+pub fn apply_received(tx: &mut crate::store::Tx<'_>, ev: &crate::events::Event, pending: &Arc<Pending>) -> Result<()> {
     let mut content = clean_content(&ev.kind, &ev.content)?;
     let call_id = content["call_id"].as_str().unwrap_or_default().to_string();
     let rid = ev.room_id.as_str();
-    let record = crate::store::get_json_pair(&tx.txn.open_table(CALLS)?, (rid, call_id.as_str()))?;
-    let rec = {
-        let members = tx.txn.open_table(ROOM_MEMBERS)?;
-        let is_member =
-            |u: &str| Ok(members.get((rid, u))?.is_some_and(|m| Membership::parse(m.value()) == Membership::Join));
-        apply(&ev.kind, &mut content, &ev.sender, record, now_ms(), is_member)?
-    };
-    crate::store::put_json_pair(&mut tx.txn.open_table(CALLS)?, (rid, call_id.as_str()), &rec)?;
-    pending.track(rid, &call_id, &rec);
+    let record = tx.call(rid, &call_id)?;
+    let is_member = |u: &str| Ok(tx.membership(rid, u)? == Membership::Join);
+    let rec = apply(&ev.kind, &mut content, &ev.sender, record, now_ms(), is_member)?;
+    tx.put_call(rid, &call_id, &rec)?;
+    let (pending, rid) = (pending.clone(), rid.to_string());
+    tx.after_commit(move || pending.track(&rid, &call_id, &rec));
     Ok(())
 }
 
 /// Loads unanswered invites after a restart, so the sweeper ends them on time.
-pub fn load_pending(state: &AppState) -> Result<()> {
-    let r = state.store.read()?;
-    let calls = r.open_table(CALLS)?;
-    for row in calls.iter()? {
-        let (k, v) = row?;
-        let (room, call) = k.value();
-        if let Ok(rec) = serde_json::from_slice::<CallRecord>(v.value()) {
-            state.calls.track(room, call, &rec);
-        }
+pub fn load_pending(state: &Calls) -> Result<()> {
+    for (room, call, rec) in state.store.calls()? {
+        state.pending.track(&room, &call, &rec);
     }
     Ok(())
 }
 
 /// Hangs up invites nobody answered within their lifetime, on behalf of the caller (reason
 /// `invite_timeout`): the callee's timeline shows a missed call even if the caller's tab closed.
-pub async fn sweep(state: &AppState) {
-    for (room, call, caller) in state.calls.expired(now_ms()) {
+pub async fn sweep(state: &Calls) {
+    for (room, call, caller) in state.pending.expired(now_ms()) {
         let Ok(caller_id) = UserId::parse(&caller) else { continue };
         if caller_id.server() != state.server_name.as_str() {
             // A caller on another server: their server hangs up for them.
-            state.calls.lock().remove(&(room, call));
+            state.pending.lock().remove(&(room, call));
             continue;
         }
         let content = json!({ "call_id": call, "party_id": "server", "reason": "invite_timeout" });
@@ -421,13 +386,13 @@ pub async fn sweep(state: &AppState) {
         if let Err(e) = out {
             // Already answered or ended, or the caller left the room: nothing to end.
             tracing::debug!(%room, %call, error = %e, "expired invite not hung up");
-            state.calls.lock().remove(&(room, call));
+            state.pending.lock().remove(&(room, call));
         }
     }
 }
 
 /// Runs [`sweep`] every second until shutdown.
-pub fn spawn_sweeper(state: AppState) {
+pub fn spawn_sweeper(state: Calls) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {

@@ -5,8 +5,9 @@
 //! signatures. Its id is the reference hash of its redacted form, as in room versions 4+.
 //! The room id is the reference hash of the room's create event (room version 12).
 
-pub mod canonical;
+pub mod call;
 pub mod content;
+pub mod rules;
 
 use std::collections::BTreeMap;
 
@@ -106,9 +107,9 @@ impl Event {
             hashes: BTreeMap::new(),
             signatures: BTreeMap::new(),
         };
-        let content_hash = Sha256::digest(canonical::to_string(&ev.hashable(room_id.is_some())));
+        let content_hash = Sha256::digest(crate::keys::canonical_string(&ev.hashable(room_id.is_some())));
         ev.hashes.insert("sha256".into(), b64_std(&content_hash));
-        let reference = Sha256::digest(canonical::to_string(&ev.redacted(room_id.is_some())));
+        let reference = Sha256::digest(crate::keys::canonical_string(&ev.redacted(room_id.is_some())));
         let hash = b64_url(&reference);
         ev.event_id = format!("${hash}");
         if room_id.is_none() {
@@ -162,8 +163,8 @@ impl Event {
 
     /// Signs the event as `server`: the signature covers the redacted PDU (ruma's signing with
     /// the room version 12 redaction rules) and replaces any earlier one by the same key.
-    pub fn sign(&mut self, server: &str, key: &crate::federation::keys::SigningKey) -> crate::error::Result<()> {
-        let mut object = crate::federation::keys::to_canonical(self.pdu())?;
+    pub fn sign(&mut self, server: &str, key: &crate::keys::SigningKey) -> crate::error::Result<()> {
+        let mut object = crate::keys::to_canonical(self.pdu())?;
         key.sign_event(server, &mut object)?;
         let sigs = object.get("signatures").cloned().map(Value::from).unwrap_or(Value::Null);
         self.signatures = serde_json::from_value(sigs)?;
@@ -312,7 +313,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let (store, writer) = crate::store::Store::open(dir.path(), Box::new(|_, _| {})).unwrap();
-        let key = rt.block_on(crate::federation::keys::SigningKey::load_or_create(&store)).unwrap();
+        let key = rt.block_on(crate::federation::keys::load_signing_key(&store)).unwrap();
         let mut room = create();
         let mut msg = Event::build(
             Some(&room.room_id),
@@ -323,7 +324,7 @@ mod tests {
         );
         for ev in [&mut room, &mut msg] {
             ev.sign("chat.test", &key).unwrap();
-            let object = crate::federation::keys::to_canonical(ev.pdu()).unwrap();
+            let object = crate::keys::to_canonical(ev.pdu()).unwrap();
             let content_hash = ruma_signatures::content_hash(&object).unwrap();
             assert_eq!(content_hash.encode(), ev.hashes["sha256"], "content hash of {}", ev.kind);
             let reference = ruma_signatures::reference_hash(&object, &rules).unwrap();
@@ -338,7 +339,7 @@ mod tests {
             // its hash does not; a create event's content survives redaction, so its signature fails.
             let mut tampered = ev.pdu();
             tampered["content"]["extra"] = json!(1);
-            let tampered = crate::federation::keys::to_canonical(tampered).unwrap();
+            let tampered = crate::keys::to_canonical(tampered).unwrap();
             let checked = ruma_signatures::verify_event(&map, &tampered, &rules);
             if ev.kind == M_ROOM_CREATE {
                 assert!(checked.is_err());

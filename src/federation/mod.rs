@@ -15,6 +15,7 @@
 
 pub mod client;
 pub mod keys;
+pub mod membership;
 pub mod pdu;
 pub mod rooms;
 pub mod sender;
@@ -33,12 +34,53 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::ratelimit::RateLimiter;
+use crate::calls::Calls;
+use crate::config::Limits;
 use crate::error::{Error, Result};
 use crate::events::now_ms;
 use crate::ids::{ServerName, UserId};
-use crate::state::AppState;
+use crate::rooms::Rooms;
+use crate::store::Store;
+use axum::extract::FromRef;
 use client::{FedClient, TS_HEADER};
 use keys::SigningKey;
+use tokio_util::sync::CancellationToken;
+
+/// What federation works with: the services below it and its own parts. Cheap to clone.
+#[derive(Clone)]
+pub struct FedState(std::sync::Arc<FedStateInner>);
+
+/// What [`FedState`] holds.
+pub struct FedStateInner {
+    /// The database.
+    pub store: Store,
+    /// This server's name.
+    pub server_name: ServerName,
+    /// Size and rate limits.
+    pub limits: Limits,
+    /// Our key, the client for other servers, the outbound queues.
+    pub federation: std::sync::Arc<Federation>,
+    /// Cancelled at shutdown; long-lived tasks watch it.
+    pub shutdown: CancellationToken,
+    /// The room services (joins and invites done here).
+    pub rooms: Rooms,
+    /// The call services (call signals from other servers).
+    pub calls: Calls,
+}
+
+impl FedState {
+    /// Wraps the parts.
+    pub fn new(inner: FedStateInner) -> Self {
+        FedState(std::sync::Arc::new(inner))
+    }
+}
+
+impl std::ops::Deref for FedState {
+    type Target = FedStateInner;
+    fn deref(&self) -> &FedStateInner {
+        &self.0
+    }
+}
 
 /// How far a signed request's time may be from ours, ms (either way).
 pub const WINDOW_MS: u64 = 5 * 60 * 1000;
@@ -70,8 +112,7 @@ impl Federation {
         config: &crate::Config,
         outbox: std::sync::Arc<sender::Outbox>,
     ) -> std::result::Result<Federation, String> {
-        let key =
-            std::sync::Arc::new(SigningKey::load_or_create(store).await.map_err(|e| format!("signing key: {e}"))?);
+        let key = std::sync::Arc::new(keys::load_signing_key(store).await.map_err(|e| format!("signing key: {e}"))?);
         let client = FedClient::new(config.federation_ca.as_deref())?;
         Ok(Federation {
             key,
@@ -117,7 +158,11 @@ impl Federation {
 }
 
 /// The federation routes (mounted at the root: `/_matrix/...` and `/.well-known/...`).
-pub fn routes() -> Router<AppState> {
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    FedState: FromRef<S>,
+{
     Router::new()
         .route("/_matrix/key/v2/server", get(key_document))
         .route("/.well-known/matrix/server", get(well_known))
@@ -136,11 +181,11 @@ pub fn routes() -> Router<AppState> {
         .route("/_matrix/federation/v1/state_ids/{room_id}", get(rooms::state_ids))
 }
 
-async fn key_document(State(state): State<AppState>) -> Result<axum::Json<Value>> {
-    Ok(axum::Json(state.federation.key.document(state.server_name.as_str())?))
+async fn key_document(State(state): State<FedState>) -> Result<axum::Json<Value>> {
+    Ok(axum::Json(state.federation.key.document(state.server_name.as_str(), now_ms())?))
 }
 
-async fn well_known(State(state): State<AppState>) -> axum::Json<Value> {
+async fn well_known(State(state): State<FedState>) -> axum::Json<Value> {
     axum::Json(json!({ "m.server": state.server_name.as_str() }))
 }
 
@@ -157,7 +202,7 @@ pub struct ProfileQuery {
 
 /// `GET /_matrix/federation/v1/query/profile?user_id=@ben:us`: a local user's display name.
 async fn serve_profile(
-    State(state): State<AppState>,
+    State(state): State<FedState>,
     q: std::result::Result<Query<ProfileQuery>, axum::extract::rejection::QueryRejection>,
     req: FedRequest,
 ) -> Result<axum::Json<Value>> {
@@ -184,10 +229,14 @@ pub struct FedRequest {
     pub content: Option<Value>,
 }
 
-impl FromRequest<AppState> for FedRequest {
+impl<S: Send + Sync> FromRequest<S> for FedRequest
+where
+    FedState: FromRef<S>,
+{
     type Rejection = Response;
 
-    async fn from_request(req: Request, state: &AppState) -> std::result::Result<Self, Response> {
+    async fn from_request(req: Request, state: &S) -> std::result::Result<Self, Response> {
+        let state = &FedState::from_ref(state);
         let (parts, body) = req.into_parts();
         let uri = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
         let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
@@ -219,7 +268,7 @@ pub fn parse_x_matrix(header: &str) -> Option<HashMap<String, String>> {
     Some(out)
 }
 
-async fn verify(state: &AppState, method: &Method, uri: &str, headers: &HeaderMap, body: &Bytes) -> Result<FedRequest> {
+async fn verify(state: &FedState, method: &Method, uri: &str, headers: &HeaderMap, body: &Bytes) -> Result<FedRequest> {
     let unauthorized = |m: &str| Error::Unauthorized(m.to_string());
     let header = headers
         .get(axum::http::header::AUTHORIZATION)
@@ -276,7 +325,7 @@ async fn verify(state: &AppState, method: &Method, uri: &str, headers: &HeaderMa
 }
 
 /// The public key `key_id` of `server`, valid at `at` (ms): from the cache, else fetched.
-pub async fn remote_key(state: &AppState, server: &str, key_id: &str, at: u64) -> Result<Vec<u8>> {
+pub async fn remote_key(state: &FedState, server: &str, key_id: &str, at: u64) -> Result<Vec<u8>> {
     let usable = |k: &keys::CachedKey| if k.old { at < k.valid_until_ts } else { now_ms() < k.valid_until_ts };
     if let Some(k) = keys::cached(&state.store, server, key_id)?
         && usable(&k)
@@ -302,7 +351,7 @@ pub async fn remote_key(state: &AppState, server: &str, key_id: &str, at: u64) -
 }
 
 /// Asks `server` for a user's display name (a signed request; for tests and the UI).
-pub async fn query_profile(state: &AppState, user: &UserId) -> Result<(StatusCode, Value)> {
+pub async fn query_profile(state: &FedState, user: &UserId) -> Result<(StatusCode, Value)> {
     let path = format!("/_matrix/federation/v1/query/profile?user_id={}", urlencode(user.as_str()));
     let user_server = user.server().to_string();
     state

@@ -13,19 +13,18 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
 
+use super::FedState;
 use crate::error::{Error, Result};
+use crate::events::rules;
 use crate::events::*;
-use crate::rooms::rules;
-use crate::state::AppState;
 use crate::store::events::server_of;
-use crate::store::rooms::RoomRecord;
 
 /// Most signing keys of one server tried for one event.
 const MAX_KEYS: usize = 4;
 
 /// Checks that the sender's server signed `pdu` (the event as received) and that its content
 /// hash holds. Keys come from the cache or the server's key document.
-pub async fn verify(state: &AppState, pdu: &Value, ev: &Event) -> Result<()> {
+pub async fn verify(state: &FedState, pdu: &Value, ev: &Event) -> Result<()> {
     let server = server_of(&ev.sender);
     if server.is_empty() {
         return Err(Error::bad("the sender is not a user id"));
@@ -63,18 +62,42 @@ pub async fn verify(state: &AppState, pdu: &Value, ev: &Event) -> Result<()> {
 }
 
 /// Parses and verifies one PDU of `room_id`.
-pub async fn parse_verified(state: &AppState, pdu: &Value, room_id: &str) -> Result<Event> {
+pub async fn parse_verified(state: &FedState, pdu: &Value, room_id: &str) -> Result<Event> {
     let ev = Event::from_pdu(pdu, room_id)?;
     verify(state, pdu, &ev).await?;
     Ok(ev)
 }
 
+/// A room as an event's `auth_events` describe it.
+pub struct AuthRoom {
+    /// Who created it.
+    pub creator: String,
+    /// Its join rule (invite-only unless the auth events say otherwise).
+    pub join_rule: JoinRule,
+    /// Its power levels (the creator's defaults without a power-levels event).
+    pub power_levels: PowerLevels,
+    /// A direct-message room.
+    pub direct: bool,
+    /// The memberships the auth events name.
+    pub members: HashMap<String, Membership>,
+}
+
+impl AuthRoom {
+    /// What the auth rules read of it (the number of members is not known from auth events).
+    pub fn state(&self) -> rules::RoomState<'_> {
+        rules::RoomState {
+            creator: &self.creator,
+            join_rule: self.join_rule,
+            power_levels: &self.power_levels,
+            direct: self.direct,
+            joined: 0,
+        }
+    }
+}
+
 /// The room as its `auth_events` describe it: creator, join rule, power levels and the
 /// memberships they name. `get` finds an auth event by id.
-pub fn auth_room<'a>(
-    ev: &Event,
-    get: impl Fn(&str) -> Option<&'a Event>,
-) -> Result<(RoomRecord, HashMap<String, Membership>)> {
+pub fn auth_room<'a>(ev: &Event, get: impl Fn(&str) -> Option<&'a Event>) -> Result<AuthRoom> {
     // Room version 12: the create event is not listed; the room id is its reference hash.
     let create_id = format!("${}", ev.room_id.strip_prefix('!').unwrap_or_default());
     let create = get(&create_id).filter(|c| c.kind == M_ROOM_CREATE && c.room_id == ev.room_id);
@@ -106,9 +129,8 @@ pub fn auth_room<'a>(
     }
     let create = create.ok_or_else(|| Error::bad("the room's create event is unknown"))?;
     let direct = create.content.get("chat.direct").and_then(Value::as_bool).unwrap_or(false);
-    let pl = pl.unwrap_or_else(|| PowerLevels::for_new_room(&create.sender));
-    let room = RoomRecord::new(&ev.room_id, &create.sender, create.origin_server_ts, direct, join_rule, pl);
-    Ok((room, members))
+    let power_levels = pl.unwrap_or_else(|| PowerLevels::for_new_room(&create.sender));
+    Ok(AuthRoom { creator: create.sender.clone(), join_rule, power_levels, direct, members })
 }
 
 /// Whether `ev` is allowed by the rules given the state its own `auth_events` name.
@@ -119,7 +141,8 @@ pub fn check_auth_events<'a>(ev: &Event, get: impl Fn(&str) -> Option<&'a Event>
         }
         return Ok(());
     }
-    let (room, members) = auth_room(ev, &get)?;
+    let room = auth_room(ev, &get)?;
+    let members = &room.members;
     // The creator's own first join follows the create event directly.
     if ev.kind == M_ROOM_MEMBER
         && ev.sender == room.creator
@@ -132,5 +155,5 @@ pub fn check_auth_events<'a>(ev: &Event, get: impl Fn(&str) -> Option<&'a Event>
         return Ok(());
     }
     let new = NewEvent { kind: ev.kind.clone(), state_key: ev.state_key.clone(), content: ev.content.clone() };
-    rules::authorize(&room, &ev.sender, &new, |u| Ok(members.get(u).copied().unwrap_or(Membership::Leave)))
+    rules::authorize(room.state(), &ev.sender, &new, |u| Ok(members.get(u).copied().unwrap_or(Membership::Leave)))
 }

@@ -12,12 +12,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::FedRequest;
+use super::FedState;
 use super::pdu::{check_auth_events, parse_verified};
 use crate::error::{Error, Result};
+use crate::events::rules;
 use crate::events::*;
 use crate::ids::UserId;
-use crate::rooms::rules;
-use crate::state::AppState;
+use crate::rooms::aliases::{local_alias, parse_alias};
 use crate::store::events::{
     StoredEvent, apply_state, enqueue, get_event, persist_received, persist_superseded, server_of,
 };
@@ -60,7 +61,7 @@ fn server_in_room(room: &RoomRecord, server: &str) -> bool {
 }
 
 /// The room, if this server takes part in it (a local user joined and its state is here).
-fn resident_room(state: &AppState, room_id: &str) -> Result<RoomRecord> {
+fn resident_room(state: &FedState, room_id: &str) -> Result<RoomRecord> {
     match state.store.room(room_id)? {
         Some(r) if !r.partial && server_in_room(&r, state.server_name.as_str()) => Ok(r),
         _ => Err(Error::NotFound("this server is not in that room".into())),
@@ -68,7 +69,7 @@ fn resident_room(state: &AppState, room_id: &str) -> Result<RoomRecord> {
 }
 
 /// A room the calling server may read: it has members in it and so do we.
-fn readable_room(state: &AppState, room_id: &str, origin: &str) -> Result<RoomRecord> {
+fn readable_room(state: &FedState, room_id: &str, origin: &str) -> Result<RoomRecord> {
     let room = resident_room(state, room_id)?;
     if !server_in_room(&room, origin) {
         return Err(Error::Forbidden("your server has no members in that room".into()));
@@ -77,7 +78,7 @@ fn readable_room(state: &AppState, room_id: &str, origin: &str) -> Result<RoomRe
 }
 
 /// The room's current state events.
-fn current_state(state: &AppState, room_id: &str) -> Result<Vec<Event>> {
+fn current_state(state: &FedState, room_id: &str) -> Result<Vec<Event>> {
     let r = state.store.read()?;
     let table = r.open_table(ROOM_STATE)?;
     let events = r.open_table(EVENTS)?;
@@ -92,7 +93,7 @@ fn current_state(state: &AppState, room_id: &str) -> Result<Vec<Event>> {
 }
 
 /// Every event reachable through `auth_events` from `from`, not counting `from` itself.
-fn auth_chain(state: &AppState, from: &[Event]) -> Result<Vec<Event>> {
+fn auth_chain(state: &FedState, from: &[Event]) -> Result<Vec<Event>> {
     let r = state.store.read()?;
     let events = r.open_table(EVENTS)?;
     let mut seen: HashSet<String> = from.iter().map(|e| e.event_id.clone()).collect();
@@ -110,7 +111,7 @@ fn auth_chain(state: &AppState, from: &[Event]) -> Result<Vec<Event>> {
     Ok(out)
 }
 
-fn wire(state: &AppState, events: &[Event]) -> Result<Vec<Value>> {
+fn wire(state: &FedState, events: &[Event]) -> Result<Vec<Value>> {
     events.iter().map(|e| state.federation.wire_pdu(state.server_name.as_str(), e)).collect()
 }
 
@@ -125,7 +126,7 @@ pub struct DirectoryQuery {
 
 /// `GET /_matrix/federation/v1/query/directory?room_alias=#name:us`.
 pub async fn query_directory(
-    State(state): State<AppState>,
+    State(state): State<FedState>,
     q: std::result::Result<Query<DirectoryQuery>, axum::extract::rejection::QueryRejection>,
     _req: FedRequest,
 ) -> Result<axum::Json<Value>> {
@@ -134,7 +135,8 @@ pub async fn query_directory(
     if alias.1 != state.server_name.as_str() {
         return Err(Error::bad("that alias is not on this server"));
     }
-    let room_id = local_alias(&state, &alias.0)?.ok_or_else(|| Error::NotFound("no such alias".into()))?;
+    let room_id = local_alias(&state.store, &state.server_name, &alias.0)?
+        .ok_or_else(|| Error::NotFound("no such alias".into()))?;
     let room = state.store.room(&room_id)?.ok_or_else(|| Error::NotFound("no such alias".into()))?;
     let mut servers: Vec<&str> = vec![state.server_name.as_str()];
     servers.extend(room.servers.keys().map(String::as_str).filter(|s| *s != state.server_name.as_str()).take(9));
@@ -144,7 +146,7 @@ pub async fn query_directory(
 /// `GET /_matrix/federation/v1/make_join/{roomId}/{userId}`: a join event for the caller's
 /// user to sign, if the rules let them join now.
 pub async fn make_join(
-    state: State<AppState>,
+    state: State<FedState>,
     Path((room_id, user_id)): Path<(String, String)>,
     req: FedRequest,
 ) -> Result<axum::Json<Value>> {
@@ -154,7 +156,7 @@ pub async fn make_join(
 /// `GET /_matrix/federation/v1/make_leave/{roomId}/{userId}`: a leave event (declining an
 /// invitation, or leaving) for the caller's user to sign.
 pub async fn make_leave(
-    state: State<AppState>,
+    state: State<FedState>,
     Path((room_id, user_id)): Path<(String, String)>,
     req: FedRequest,
 ) -> Result<axum::Json<Value>> {
@@ -162,7 +164,7 @@ pub async fn make_leave(
 }
 
 async fn make_membership(
-    State(state): State<AppState>,
+    State(state): State<FedState>,
     room_id: String,
     user_id: String,
     req: FedRequest,
@@ -176,13 +178,15 @@ async fn make_membership(
     let new = NewEvent::state(M_ROOM_MEMBER, user.as_str(), member_content(membership));
     let r = state.store.read()?;
     let members = r.open_table(ROOM_MEMBERS)?;
-    rules::authorize(&room, user.as_str(), &new, |u| crate::store::rooms::membership_of(&members, &room_id, u))?;
+    rules::authorize(room.auth_state(), user.as_str(), &new, |u| {
+        crate::store::rooms::membership_of(&members, &room_id, u)
+    })?;
     let template = template(&state, &room, user.as_str(), new)?;
     Ok(axum::Json(json!({ "room_version": ROOM_VERSION, "event": template })))
 }
 
 /// The unsigned event another server's user would send next in `room`.
-fn template(state: &AppState, room: &RoomRecord, sender: &str, new: NewEvent) -> Result<Value> {
+fn template(state: &FedState, room: &RoomRecord, sender: &str, new: NewEvent) -> Result<Value> {
     let r = state.store.read()?;
     let table = r.open_table(ROOM_STATE)?;
     let rid = room.room_id.as_str();
@@ -210,7 +214,7 @@ fn template(state: &AppState, room: &RoomRecord, sender: &str, new: NewEvent) ->
 /// the join to the room, send it to the room's other servers, and answer with the room's state
 /// and its auth chain.
 pub async fn send_join(
-    State(state): State<AppState>,
+    State(state): State<FedState>,
     Path((room_id, event_id)): Path<(String, String)>,
     req: FedRequest,
 ) -> Result<axum::Json<Value>> {
@@ -229,7 +233,7 @@ pub async fn send_join(
 /// `PUT /_matrix/federation/v2/send_leave/{roomId}/{eventId}`: the caller's user declines an
 /// invitation or leaves; we add the leave to the room and send it on.
 pub async fn send_leave(
-    State(state): State<AppState>,
+    State(state): State<FedState>,
     Path((room_id, event_id)): Path<(String, String)>,
     req: FedRequest,
 ) -> Result<axum::Json<Value>> {
@@ -240,7 +244,7 @@ pub async fn send_leave(
 /// The shared part of `send_join` and `send_leave`: verify the caller's user's own membership
 /// event, check it, store it and send it to the room's other servers. Returns the PDU.
 async fn take_membership(
-    state: &AppState,
+    state: &FedState,
     room_id: &str,
     event_id: &str,
     req: FedRequest,
@@ -290,13 +294,15 @@ fn authorize_now(tx: &crate::store::Tx<'_>, room: &RoomRecord, ev: &Event) -> Re
     }
     let members = tx.txn.open_table(ROOM_MEMBERS)?;
     let new = NewEvent { kind: ev.kind.clone(), state_key: ev.state_key.clone(), content: ev.content.clone() };
-    rules::authorize(room, &ev.sender, &new, |u| crate::store::rooms::membership_of(&members, &room.room_id, u))
-        .map_err(|e| Error::Forbidden(format!("soft-failed against current state: {e}")))
+    rules::authorize(room.auth_state(), &ev.sender, &new, |u| {
+        crate::store::rooms::membership_of(&members, &room.room_id, u)
+    })
+    .map_err(|e| Error::Forbidden(format!("soft-failed against current state: {e}")))
 }
 
 /// Checks `ev` against the state its own auth events name, all of which must be stored here
 /// (or be among `queued`, accepted but not yet committed).
-fn check_known_auth_events(state: &AppState, ev: &Event, queued: &HashMap<String, Event>) -> Result<()> {
+fn check_known_auth_events(state: &FedState, ev: &Event, queued: &HashMap<String, Event>) -> Result<()> {
     let r = state.store.read()?;
     let events = r.open_table(EVENTS)?;
     let mut auth: HashMap<String, Event> = HashMap::new();
@@ -322,7 +328,7 @@ pub struct InviteBody {
 /// `PUT /_matrix/federation/v2/invite/{roomId}/{eventId}`: a user of ours is invited to a room on
 /// another server. We co-sign the invite, and keep it so the user sees it.
 pub async fn invite(
-    State(state): State<AppState>,
+    State(state): State<FedState>,
     Path((room_id, event_id)): Path<(String, String)>,
     req: FedRequest,
 ) -> Result<axum::Json<Value>> {
@@ -431,7 +437,7 @@ pub struct TransactionBody {
 /// `PUT /_matrix/federation/v1/send/{txnId}`: events from the origin server. Each PDU gets its
 /// own result; a transaction id seen before is answered without processing it again.
 pub async fn receive_transaction(
-    State(state): State<AppState>,
+    State(state): State<FedState>,
     Path(txn_id): Path<String>,
     req: FedRequest,
 ) -> Result<axum::Json<Value>> {
@@ -510,7 +516,7 @@ impl InFlight {
     /// Takes the lock of `room_id`. At most one room lock is held at a time (what is queued
     /// for another room is committed and its lock released first), so two transactions that
     /// touch the same rooms in different orders cannot deadlock.
-    async fn lock_room(&mut self, state: &AppState, room_id: &str) {
+    async fn lock_room(&mut self, state: &FedState, room_id: &str) {
         if !self.locks.contains_key(room_id) {
             if !self.locks.is_empty() {
                 self.flush().await;
@@ -536,7 +542,7 @@ impl InFlight {
         self.done
     }
 
-    fn has(&self, state: &AppState, id: &str) -> bool {
+    fn has(&self, state: &FedState, id: &str) -> bool {
         self.events.contains_key(id) || state.store.event(id).ok().flatten().is_some()
     }
 }
@@ -544,7 +550,7 @@ impl InFlight {
 /// Receives one event sent by `origin`: verified, missing predecessors fetched first, checked
 /// against its auth events; its write job (the check against the current state, then storing
 /// it) is queued in `inflight`. Returns its id.
-pub async fn receive_pdu(state: &AppState, origin: &str, pdu: &Value, inflight: &mut InFlight) -> Result<String> {
+pub async fn receive_pdu(state: &FedState, origin: &str, pdu: &Value, inflight: &mut InFlight) -> Result<String> {
     let room_id = pdu.get("room_id").and_then(Value::as_str).ok_or_else(|| Error::bad("a PDU needs a room_id"))?;
     resident_room(state, room_id)?;
     let ev = Event::from_pdu(pdu, room_id)?;
@@ -557,7 +563,7 @@ pub async fn receive_pdu(state: &AppState, origin: &str, pdu: &Value, inflight: 
 
 /// The part of [`receive_pdu`] under the room lock.
 async fn accept(
-    state: &AppState,
+    state: &FedState,
     origin: &str,
     pdu: &Value,
     ev: Event,
@@ -585,7 +591,7 @@ async fn accept(
     }
     check_known_auth_events(state, &ev, &inflight.events)?;
     let id = ev.event_id.clone();
-    let pending = state.calls.clone();
+    let pending = state.calls.pending.clone();
     let job_ev = ev.clone();
     let committed = state
         .store
@@ -597,7 +603,7 @@ async fn accept(
             let mut room: RoomRecord = get_json(&tx.txn.open_table(ROOMS)?, &ev.room_id)?
                 .ok_or_else(|| Error::NotFound("no such room".into()))?;
             authorize_now(tx, &room, &ev)?;
-            if crate::calls::is_call_event(&ev.kind) {
+            if crate::events::call::is_call_event(&ev.kind) {
                 crate::calls::apply_received(tx, &ev, &pending)?;
             }
             if wins_its_slot(tx, &ev)? {
@@ -647,7 +653,7 @@ fn wins_its_slot(tx: &crate::store::Tx<'_>, ev: &Event) -> Result<bool> {
 }
 
 /// Asks `origin` for the events between what we have of the room and `ev`, oldest first.
-async fn fetch_missing(state: &AppState, origin: &str, ev: &Event) -> Result<Vec<(Value, Event)>> {
+async fn fetch_missing(state: &FedState, origin: &str, ev: &Event) -> Result<Vec<(Value, Event)>> {
     let room = resident_room(state, &ev.room_id)?;
     let body = json!({
         "earliest_events": room.extremities,
@@ -685,7 +691,7 @@ pub struct MissingBody {
 /// `POST /_matrix/federation/v1/get_missing_events/{roomId}`: events before `latest_events`
 /// back to `earliest_events`, oldest first.
 pub async fn get_missing_events(
-    State(state): State<AppState>,
+    State(state): State<FedState>,
     Path(room_id): Path<String>,
     req: FedRequest,
 ) -> Result<axum::Json<Value>> {
@@ -727,7 +733,7 @@ pub async fn get_missing_events(
 
 /// `GET /_matrix/federation/v1/event/{eventId}`.
 pub async fn get_event_route(
-    State(state): State<AppState>,
+    State(state): State<FedState>,
     Path(event_id): Path<String>,
     req: FedRequest,
 ) -> Result<axum::Json<Value>> {
@@ -750,7 +756,7 @@ pub struct BackfillQuery {
 /// `GET /_matrix/federation/v1/backfill/{roomId}?v=$event&limit=N`: up to N events of the
 /// room's timeline ending with `v` (without `v`: the newest), oldest first.
 pub async fn backfill(
-    State(state): State<AppState>,
+    State(state): State<FedState>,
     Path(room_id): Path<String>,
     q: std::result::Result<Query<BackfillQuery>, axum::extract::rejection::QueryRejection>,
     req: FedRequest,
@@ -784,7 +790,7 @@ pub struct StateIdsQuery {
 /// `GET /_matrix/federation/v1/state_ids/{roomId}`: ids of the room's current state and its
 /// auth chain. Only the current state is kept here, so `event_id` must be a forward extremity.
 pub async fn state_ids(
-    State(state): State<AppState>,
+    State(state): State<FedState>,
     Path(room_id): Path<String>,
     q: std::result::Result<Query<StateIdsQuery>, axum::extract::rejection::QueryRejection>,
     req: FedRequest,
@@ -807,38 +813,12 @@ pub async fn state_ids(
 // ---------------------------------------------------------------------------------------------
 // Aliases.
 
-/// Longest alias local part.
-pub const MAX_ALIAS: usize = 64;
-
-/// Checks an alias local part: 1-64 of `a-z 0-9 . _ -` (upper case folded).
-pub fn clean_alias_local(s: &str) -> Result<String> {
-    let s = s.trim().trim_start_matches('#').to_ascii_lowercase();
-    if s.is_empty() || s.len() > MAX_ALIAS || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
-        return Err(Error::bad(format!("an alias is 1-{MAX_ALIAS} characters of a-z, 0-9, '.', '_' and '-'")));
-    }
-    Ok(s)
-}
-
-/// `#name:server` -> (name, server).
-pub fn parse_alias(s: &str) -> Result<(String, String)> {
-    let rest = s.strip_prefix('#').ok_or_else(|| Error::bad("an alias starts with #"))?;
-    let (local, server) = rest.split_once(':').ok_or_else(|| Error::bad("an alias is #name:server"))?;
-    let server = crate::ids::ServerName::parse(server)?;
-    Ok((clean_alias_local(local)?, server.to_string()))
-}
-
-/// The room id of a local alias name.
-pub fn local_alias(state: &AppState, name: &str) -> Result<Option<String>> {
-    let r = state.store.read()?;
-    let key = format!("#{name}:{}", state.server_name);
-    Ok(r.open_table(ALIASES)?.get(key.as_str())?.map(|v| v.value().to_string()))
-}
-
 /// Resolves `#name:server` to a room id and servers to join through.
-pub async fn resolve_alias(state: &AppState, alias: &str) -> Result<(String, Vec<String>)> {
+pub async fn resolve_alias(state: &FedState, alias: &str) -> Result<(String, Vec<String>)> {
     let (name, server) = parse_alias(alias)?;
     if server == state.server_name.as_str() {
-        let rid = local_alias(state, &name)?.ok_or_else(|| Error::NotFound(format!("no room is called {alias}")))?;
+        let rid = local_alias(&state.store, &state.server_name, &name)?
+            .ok_or_else(|| Error::NotFound(format!("no room is called {alias}")))?;
         return Ok((rid, vec![]));
     }
     let path =
@@ -870,7 +850,7 @@ pub async fn resolve_alias(state: &AppState, alias: &str) -> Result<(String, Vec
 // Joining a room on another server.
 
 /// Joins `user` to `room_id`, which this server is not in, through one of `via`.
-pub async fn join_remote(state: &AppState, user: &UserId, room_id: &str, via: &[String]) -> Result<()> {
+pub async fn join_remote(state: &FedState, user: &UserId, room_id: &str, via: &[String]) -> Result<()> {
     let mut last = Error::NotFound("no server to join that room through".into());
     for server in via.iter().filter(|s| *s != state.server_name.as_str()).take(5) {
         match join_via(state, user, room_id, server).await {
@@ -887,7 +867,7 @@ pub async fn join_remote(state: &AppState, user: &UserId, room_id: &str, via: &[
     Err(last)
 }
 
-async fn call(state: &AppState, server: &str, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
+async fn call(state: &FedState, server: &str, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
     let (status, v) = state
         .federation
         .client
@@ -908,7 +888,7 @@ async fn call(state: &AppState, server: &str, method: Method, path: &str, body: 
 /// event's place in the DAG; we build and sign the event here and send it with
 /// `send_join`/`send_leave`. Returns the event and the server's answer.
 async fn make_and_send(
-    state: &AppState,
+    state: &FedState,
     user: &UserId,
     room_id: &str,
     server: &str,
@@ -944,7 +924,7 @@ async fn make_and_send(
 
 /// Declines an invitation to a room on another server: the leave goes to the inviting server
 /// (make_leave/send_leave), which adds it to the room.
-pub async fn decline_remote(state: &AppState, user: &UserId, room_id: &str, via: &[String]) -> Result<()> {
+pub async fn decline_remote(state: &FedState, user: &UserId, room_id: &str, via: &[String]) -> Result<()> {
     let mut last = Error::NotFound("no server to send the decline to".into());
     for server in via.iter().filter(|s| *s != state.server_name.as_str()).take(5) {
         match make_and_send(state, user, room_id, server, Membership::Leave).await {
@@ -955,7 +935,7 @@ pub async fn decline_remote(state: &AppState, user: &UserId, room_id: &str, via:
     Err(last)
 }
 
-async fn join_via(state: &AppState, user: &UserId, room_id: &str, server: &str) -> Result<()> {
+async fn join_via(state: &FedState, user: &UserId, room_id: &str, server: &str) -> Result<()> {
     let rid = super::urlencode(room_id);
     let (join, answer) = make_and_send(state, user, room_id, server, Membership::Join).await?;
     // Everything the resident server sent is checked before any of it is used.
@@ -1057,7 +1037,7 @@ fn store_joined_room(
 
 /// Invites `target`, a user of another server: their server co-signs the invite before it is
 /// added to the room.
-pub async fn invite_remote(state: &AppState, sender: &UserId, room_id: &str, target: &UserId) -> Result<()> {
+pub async fn invite_remote(state: &FedState, sender: &UserId, room_id: &str, target: &UserId) -> Result<()> {
     let (s, rid, t) = (sender.to_string(), room_id.to_string(), target.to_string());
     let (ev, stripped) = state
         .store
@@ -1067,7 +1047,9 @@ pub async fn invite_remote(state: &AppState, sender: &UserId, room_id: &str, tar
             let new = NewEvent::state(M_ROOM_MEMBER, &t, member_content(Membership::Invite));
             {
                 let members = tx.txn.open_table(ROOM_MEMBERS)?;
-                rules::authorize(&room, &s, &new, |u| crate::store::rooms::membership_of(&members, &rid, u))?;
+                rules::authorize(room.auth_state(), &s, &new, |u| {
+                    crate::store::rooms::membership_of(&members, &rid, u)
+                })?;
             }
             let ev = crate::store::events::build_next(tx, &room, &s, new, now_ms())?;
             let mut stripped = Vec::new();
@@ -1111,7 +1093,7 @@ pub async fn invite_remote(state: &AppState, sender: &UserId, room_id: &str, tar
 }
 
 /// Checks that `server` signed the event `pdu` (the invitee's server co-signing an invite).
-async fn verify_cosignature(state: &AppState, pdu: &Value, server: &str) -> Result<()> {
+async fn verify_cosignature(state: &FedState, pdu: &Value, server: &str) -> Result<()> {
     let sigs =
         pdu["signatures"][server].as_object().ok_or_else(|| Error::bad(format!("{server} did not sign the invite")))?;
     let mut keys = std::collections::BTreeMap::new();
@@ -1133,7 +1115,7 @@ async fn verify_cosignature(state: &AppState, pdu: &Value, server: &str) -> Resu
 
 /// At start: for every room shared with other servers, ask one of them for its newest events,
 /// which fetches whatever we missed while down (and tells them we are back).
-pub async fn catch_up(state: AppState) {
+pub async fn catch_up(state: FedState) {
     let rooms: Vec<RoomRecord> = match state.store.read().and_then(|r| {
         let t = r.open_table(ROOMS)?;
         let mut out = Vec::new();

@@ -2,7 +2,7 @@
 //!
 //! Rows of `fed_queue` are written in the same transaction as the event they name (see
 //! `store::events::enqueue`), so an acknowledged event is also an event that will be sent. Each
-//! destination has two lanes: 0 for call signalling, 1 for everything else. A lane has one
+//! destination has two lanes ([`Lane`]): call signalling, and everything else. A lane has one
 //! transaction in flight; on failure it waits (1 s doubling up to
 //! `limits.federation_retry_max_secs`, with jitter) unless the destination contacts us, which
 //! retries at once. New call events also cut the call lane's wait short, so a call never waits
@@ -14,17 +14,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
-use redb::ReadableTable;
 use serde::Serialize;
 use serde_json::json;
 use tokio::sync::Notify;
 
+use super::FedState;
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::events::now_ms;
-use crate::state::AppState;
-use crate::store::events::get_event;
-use crate::store::tables::{EVENTS, FED_QUEUE};
+use crate::store::outbox::Lane;
 
 /// Most PDUs in one transaction (Matrix's limit).
 pub const MAX_PDUS: usize = 50;
@@ -133,24 +131,13 @@ impl Outbox {
 }
 
 /// Rows queued per destination and lane, for `/metrics` and the admin page.
-pub fn queue_depths(state: &AppState) -> Result<Vec<(String, u8, u64)>> {
-    let r = state.store.read()?;
-    let q = r.open_table(FED_QUEUE)?;
-    let mut out: Vec<(String, u8, u64)> = Vec::new();
-    for row in q.iter()? {
-        let (k, _) = row?;
-        let (d, lane, _) = k.value();
-        match out.last_mut() {
-            Some((ld, ll, n)) if ld == d && *ll == lane => *n += 1,
-            _ => out.push((d.to_string(), lane, 1)),
-        }
-    }
-    Ok(out)
+pub fn queue_depths(state: &FedState) -> Result<Vec<(String, Lane, u64)>> {
+    state.store.queue_depths()
 }
 
 /// Runs the outbox: starts lanes for every destination with queued rows, then for each
 /// destination a commit names. Returns at shutdown.
-pub async fn run(state: AppState) {
+pub async fn run(state: FedState) {
     let outbox = state.federation.outbox.clone();
     match queue_depths(&state) {
         Ok(depths) => {
@@ -173,7 +160,7 @@ pub async fn run(state: AppState) {
 }
 
 /// The peer for `dest`, its two lanes started if new, and both lanes rung.
-fn ensure(state: &AppState, dest: &str) {
+fn ensure(state: &FedState, dest: &str) {
     let outbox = &state.federation.outbox;
     let Ok(mut peers) = outbox.peers.lock() else { return };
     let peer = match peers.get(dest) {
@@ -189,7 +176,7 @@ fn ensure(state: &AppState, dest: &str) {
                 status: Mutex::new(PeerStatus::default()),
             });
             peers.insert(dest.to_string(), p.clone());
-            for lane in 0..2u8 {
+            for lane in Lane::ALL {
                 tokio::spawn(run_lane(state.clone(), dest.to_string(), lane, p.clone()));
             }
             p
@@ -200,10 +187,10 @@ fn ensure(state: &AppState, dest: &str) {
     }
 }
 
-async fn run_lane(state: AppState, dest: String, lane: u8, peer: Arc<Peer>) {
+async fn run_lane(state: FedState, dest: String, lane: Lane, peer: Arc<Peer>) {
     let mut failures = 0u32;
     loop {
-        let rows = match queued(&state, &dest, lane) {
+        let rows = match state.store.queued(&dest, lane, MAX_PDUS) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(dest, error = %e, "cannot read the federation queue");
@@ -212,7 +199,7 @@ async fn run_lane(state: AppState, dest: String, lane: u8, peer: Arc<Peer>) {
         };
         if rows.is_empty() {
             tokio::select! {
-                _ = peer.lanes[lane as usize].notified() => continue,
+                _ = peer.lanes[usize::from(lane.index())].notified() => continue,
                 _ = state.shutdown.cancelled() => return,
             }
         }
@@ -220,17 +207,8 @@ async fn run_lane(state: AppState, dest: String, lane: u8, peer: Arc<Peer>) {
             Ok(()) => {
                 failures = 0;
                 peer.ok();
-                let (d, keys): (String, Vec<u64>) = (dest.clone(), rows.iter().map(|(p, _)| *p).collect());
-                let deleted = state
-                    .store
-                    .write(move |tx| {
-                        let mut q = tx.txn.open_table(FED_QUEUE)?;
-                        for p in keys {
-                            q.remove((d.as_str(), lane, p))?;
-                        }
-                        Ok(())
-                    })
-                    .await;
+                let delivered = rows.iter().map(|(p, _)| *p).collect();
+                let deleted = state.store.dequeue(dest.clone(), lane, delivered).await;
                 if let Err(e) = deleted {
                     tracing::error!(dest, error = %e, "cannot clear sent federation rows");
                     if state.shutdown.is_cancelled() {
@@ -242,9 +220,10 @@ async fn run_lane(state: AppState, dest: String, lane: u8, peer: Arc<Peer>) {
                 failures = failures.saturating_add(1);
                 peer.failed(&e.to_string());
                 let wait = state.federation.outbox.backoff(failures);
-                tracing::info!(dest, lane, failures, wait_ms = wait.as_millis() as u64, error = %e, "federation delivery failed; will retry");
-                let call_arrived =
-                    async { if lane == 0 { peer.lanes[0].notified().await } else { std::future::pending().await } };
+                tracing::info!(dest, lane = lane.index(), failures, wait_ms = wait.as_millis() as u64, error = %e, "federation delivery failed; will retry");
+                let call_arrived = async {
+                    if lane == Lane::Calls { peer.lanes[0].notified().await } else { std::future::pending().await }
+                };
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = peer.contact.notified() => failures = 0,
@@ -256,23 +235,9 @@ async fn run_lane(state: AppState, dest: String, lane: u8, peer: Arc<Peer>) {
     }
 }
 
-/// The oldest queued rows of one lane with their events, read in one snapshot: (stream
-/// position, the event, or `None` if it is gone because its room was deleted here).
-fn queued(state: &AppState, dest: &str, lane: u8) -> Result<Vec<(u64, Option<Event>)>> {
-    let r = state.store.read()?;
-    let q = r.open_table(FED_QUEUE)?;
-    let events = r.open_table(EVENTS)?;
-    let mut out = Vec::new();
-    for row in q.range((dest, lane, 0)..=(dest, lane, u64::MAX))?.take(MAX_PDUS) {
-        let (k, v) = row?;
-        out.push((k.value().2, get_event(&events, v.value())?.map(|s| s.event)));
-    }
-    Ok(out)
-}
-
 /// PUTs one transaction. Its id is derived from the rows, so a retry after a crash sends the
 /// same id and the receiver can answer it without processing it twice.
-async fn send_transaction(state: &AppState, dest: &str, lane: u8, rows: &[(u64, Option<Event>)]) -> Result<()> {
+async fn send_transaction(state: &FedState, dest: &str, lane: Lane, rows: &[(u64, Option<Event>)]) -> Result<()> {
     let mut pdus = Vec::with_capacity(rows.len());
     // An event gone (its room deleted here) is simply not sent.
     for ev in rows.iter().filter_map(|(_, ev)| ev.as_ref()) {

@@ -4,8 +4,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::Error;
+use crate::render;
 use crate::store::events::StoredEvent;
-use crate::web::views;
 
 /// A frame from the client.
 #[derive(Debug, Deserialize)]
@@ -110,7 +110,7 @@ fn frame_of(t: &str, stored: &StoredEvent) -> String {
         "pos": stored.pos,
         "room_id": ev.room_id,
         "event": client,
-        "html": views::event_item(stored).into_string(),
+        "html": render::event_item(stored).into_string(),
     })
     .to_string()
 }
@@ -163,7 +163,7 @@ pub fn receipt(room_id: &str, user_id: &str, pos: u64) -> String {
         "room_id": room_id,
         "user_id": user_id,
         "pos": pos,
-        "html": views::receipt_avatar(user_id).into_string(),
+        "html": render::receipt_avatar(user_id).into_string(),
     })
     .to_string()
 }

@@ -86,6 +86,12 @@ pub struct Prefs {
     pub share_receipts: bool,
 }
 
+impl From<crate::auth::account::Privacy> for Prefs {
+    fn from(p: crate::auth::account::Privacy) -> Prefs {
+        Prefs { appear_offline: p.appear_offline, share_receipts: !p.hide_receipts }
+    }
+}
+
 struct ConnSender {
     id: u64,
     sid: String,
@@ -398,6 +404,13 @@ impl Hub {
         }
     }
 
+    /// A member's read marker moved: their other tabs get the new unread counts, and the room's
+    /// members the receipt.
+    pub fn read_moved(&self, room: &str, reader: &str, moved: crate::rooms::ReadMoved) {
+        self.send_to_user(reader, &super::frames::unread(room, moved.pos, moved.unread, moved.mentions));
+        self.send_receipt(room, reader, &super::frames::receipt(room, reader, moved.pos));
+    }
+
     /// Shows a read receipt to the room's online members who share receipts. A reader who does
     /// not share receipts sends none.
     pub fn send_receipt(&self, room: &str, reader: &str, text: &str) {
@@ -546,7 +559,7 @@ impl Hub {
             if ev.kind == crate::events::M_ROOM_MESSAGE {
                 self.messages.fetch_add(1, Ordering::Relaxed);
             }
-            if crate::calls::is_call_event(&ev.kind) {
+            if crate::events::call::is_call_event(&ev.kind) {
                 // Call signals skip the message queue: a backlog of messages never delays them.
                 let text = Utf8Bytes::from(frames::call_frame(stored));
                 if let Some(members) = inner.rooms.get(ev.room_id.as_str()) {

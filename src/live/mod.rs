@@ -6,3 +6,43 @@ pub mod hub;
 pub mod socket;
 
 pub use hub::Hub;
+
+use crate::calls::Calls;
+use crate::config::Limits;
+use crate::rooms::Rooms;
+use crate::store::Store;
+use tokio_util::sync::CancellationToken;
+
+/// What the live channel works with. Cheap to clone.
+#[derive(Clone)]
+pub struct LiveState(std::sync::Arc<LiveStateInner>);
+
+/// What [`LiveState`] holds.
+pub struct LiveStateInner {
+    /// The database (catch-up).
+    pub store: Store,
+    /// Live delivery to open connections.
+    pub hub: std::sync::Arc<Hub>,
+    /// Frame, queue and catch-up limits.
+    pub limits: Limits,
+    /// Cancelled at shutdown; connections close.
+    pub shutdown: CancellationToken,
+    /// The room services (sends, read markers).
+    pub rooms: Rooms,
+    /// The call services (signals).
+    pub calls: Calls,
+}
+
+impl LiveState {
+    /// Wraps the parts.
+    pub fn new(inner: LiveStateInner) -> Self {
+        LiveState(std::sync::Arc::new(inner))
+    }
+}
+
+impl std::ops::Deref for LiveState {
+    type Target = LiveStateInner;
+    fn deref(&self) -> &LiveStateInner {
+        &self.0
+    }
+}

@@ -18,13 +18,13 @@ use futures_util::stream::{SplitSink, StreamExt};
 use serde::Deserialize;
 use tokio::sync::{Semaphore, mpsc};
 
+use super::LiveState;
 use super::frames::{self, ClientFrame};
 use super::hub::{Conn, Prefs};
 use crate::auth::Session;
 use crate::error::{Error, Result};
 use crate::events::Membership;
 use crate::rooms;
-use crate::state::AppState;
 
 /// Sends (and read-marker moves) of one connection being processed at once.
 const IN_FLIGHT: usize = 32;
@@ -49,7 +49,7 @@ pub struct WsQuery {
 
 /// `GET /ws`: upgrades to the live channel.
 pub async fn upgrade(
-    State(state): State<AppState>,
+    State(state): State<LiveState>,
     session: Session,
     headers: HeaderMap,
     query: std::result::Result<Query<WsQuery>, axum::extract::rejection::QueryRejection>,
@@ -136,7 +136,7 @@ impl Link {
     }
 
     /// Replays from the store everything after `self.last` in the user's rooms.
-    async fn catch_up(&mut self, state: &AppState, user: &str) -> Result<()> {
+    async fn catch_up(&mut self, state: &LiveState, user: &str) -> Result<()> {
         let max = state.limits.max_catchup_events;
         let rooms = state.store.joined_rooms(user)?;
         let mut events = state.store.events_since(&rooms, self.last, max)?;
@@ -164,7 +164,7 @@ impl Link {
     }
 }
 
-async fn run(state: AppState, session: Session, mut conn: Conn, since: Option<u64>, socket: WebSocket) -> Result<()> {
+async fn run(state: LiveState, session: Session, mut conn: Conn, since: Option<u64>, socket: WebSocket) -> Result<()> {
     let (sink, mut stream) = socket.split();
     let user = session.user.to_string();
     let mut link = Link { sink, last: 0 };
@@ -308,7 +308,7 @@ impl EphemeralLimiter {
 /// a slow commit never stalls delivery on this connection; presence and typing touch only the
 /// hub, never the store.
 async fn handle(
-    state: &AppState,
+    state: &LiveState,
     session: &Session,
     conn: &Conn,
     limiter: &mut EphemeralLimiter,
@@ -357,7 +357,7 @@ async fn handle(
             // Queued for the writer here, in frame order, so one tab's messages commit in the
             // order it sent them; the wait for the commit runs in its own task.
             let queued = match crate::ids::parse_room_id(&room_id) {
-                Ok(rid) => rooms::submit_message(state, &session.user, rid, &body, &txn_id).await,
+                Ok(rid) => rooms::submit_message(&state.rooms, &session.user, rid, &body, &txn_id).await,
                 Err(e) => Err(e),
             };
             let (state, user, reply_tx) = (state.clone(), session.user.clone(), reply_tx.clone());
@@ -384,7 +384,7 @@ async fn handle(
                 return;
             };
             let queued = match crate::ids::parse_room_id(&room_id) {
-                Ok(rid) => crate::calls::submit_signal(state, &session.user, rid, &kind, &content).await,
+                Ok(rid) => crate::calls::submit_signal(&state.calls, &session.user, rid, &kind, &content).await,
                 Err(e) => Err(e),
             };
             let reply_tx = reply_tx.clone();
@@ -413,7 +413,11 @@ async fn handle(
             let (state, user, reply_tx) = (state.clone(), session.user.clone(), reply_tx.clone());
             tokio::spawn(async move {
                 let out = match crate::ids::parse_room_id(&room_id) {
-                    Ok(rid) => rooms::mark_read(&state, &user, rid, pos).await,
+                    Ok(rid) => rooms::mark_read(&state.rooms, &user, rid, pos).await.map(|moved| {
+                        if let Some(m) = moved {
+                            state.hub.read_moved(rid, user.as_str(), m);
+                        }
+                    }),
                     Err(e) => Err(e),
                 };
                 if let Err(e) = out {
@@ -427,7 +431,7 @@ async fn handle(
 
 /// Joins or leaves a room's call roster (hub only, never the store).
 fn in_call(
-    state: &AppState,
+    state: &LiveState,
     session: &Session,
     conn: &Conn,
     reply_tx: &mpsc::Sender<String>,

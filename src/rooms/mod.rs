@@ -1,22 +1,56 @@
 //! Room services: create, join, leave, invite, direct messages and sending. Each action is one
 //! write job: read state, check [`rules::authorize`], build the event, persist it.
 
-pub mod rules;
+pub mod aliases;
 
 use std::sync::Arc;
 
 use redb::ReadableTable;
 use serde_json::json;
 
+use crate::auth::ratelimit::RateLimiter;
+use crate::config::Limits;
 use crate::error::{Error, Result};
+use crate::events::rules;
 use crate::events::*;
+use crate::ids::ServerName;
 use crate::ids::UserId;
-use crate::state::AppState;
+use crate::store::Store;
 use crate::store::events::{StoredEvent, build_next, get_event, persist, server_of};
 use crate::store::rooms::RoomRecord;
 use crate::store::tables::{ALIASES, DIRECT_ROOMS, EVENTS, ROOM_MEMBERS, ROOMS, TXN_IDS, USER_ROOMS, USERS};
 use crate::store::writer::Committed;
 use crate::store::{Tx, get_json};
+
+/// What the room services work with. Cheap to clone.
+#[derive(Clone)]
+pub struct Rooms(std::sync::Arc<RoomsInner>);
+
+/// What [`Rooms`] holds.
+pub struct RoomsInner {
+    /// The database.
+    pub store: Store,
+    /// This server's name.
+    pub server_name: ServerName,
+    /// Size and rate limits.
+    pub limits: Limits,
+    /// Messages per sender.
+    pub messages_per_user: RateLimiter,
+}
+
+impl Rooms {
+    /// Wraps the parts.
+    pub fn new(inner: RoomsInner) -> Self {
+        Rooms(std::sync::Arc::new(inner))
+    }
+}
+
+impl std::ops::Deref for Rooms {
+    type Target = RoomsInner;
+    fn deref(&self) -> &RoomsInner {
+        &self.0
+    }
+}
 
 /// Longest room name, in characters.
 pub const MAX_NAME_CHARS: usize = 100;
@@ -64,7 +98,7 @@ pub fn clean_text(label: &str, s: &str, max_chars: usize, required: bool) -> Res
 }
 
 /// Creates a room with the creator as its admin; returns the room id.
-pub async fn create_room(state: &AppState, creator: &UserId, req: CreateRoom) -> Result<String> {
+pub async fn create_room(state: &Rooms, creator: &UserId, req: CreateRoom) -> Result<String> {
     let name = clean_text("room name", &req.name, MAX_NAME_CHARS, true)?;
     let topic = clean_text("topic", &req.topic, MAX_TOPIC_CHARS, false)?;
     let alias = match req.alias.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
@@ -74,7 +108,7 @@ pub async fn create_room(state: &AppState, creator: &UserId, req: CreateRoom) ->
                 Some(_) => return Err(Error::bad("an alias can only name this server")),
                 None => a,
             };
-            Some(format!("#{}:{}", crate::federation::rooms::clean_alias_local(local)?, state.server_name))
+            Some(format!("#{}:{}", aliases::clean_alias_local(local)?, state.server_name))
         }
         None => None,
     };
@@ -100,9 +134,19 @@ pub async fn create_room(state: &AppState, creator: &UserId, req: CreateRoom) ->
         .await
 }
 
+/// A direct-message room as [`open_direct`] left it.
+#[derive(Debug, Clone)]
+pub struct DirectRoom {
+    /// The room.
+    pub room_id: String,
+    /// The peer is on another server and was not invited yet: their server must co-sign the
+    /// invite (federation does that).
+    pub invite_remote: bool,
+}
+
 /// Opens the direct-message room between `user` and `other`, creating it (and inviting
-/// `other`) if they have none that both are still in. Returns the room id.
-pub async fn open_direct(state: &AppState, user: &UserId, other: &UserId) -> Result<String> {
+/// `other`, if local) if they have none that both are still in.
+pub async fn open_direct(state: &Rooms, user: &UserId, other: &UserId) -> Result<DirectRoom> {
     if user == other {
         return Err(Error::bad("you cannot message yourself"));
     }
@@ -111,7 +155,7 @@ pub async fn open_direct(state: &AppState, user: &UserId, other: &UserId) -> Res
         require_local_user(state, other)?;
     }
     let (me, peer) = (user.to_string(), other.to_string());
-    let (rid, invite_remote) = state
+    state
         .store
         .write(move |tx| {
             let existing =
@@ -123,11 +167,11 @@ pub async fn open_direct(state: &AppState, user: &UserId, other: &UserId) -> Res
                 drop(members);
                 let peer_in = matches!(theirs, Membership::Join | Membership::Invite);
                 if peer_in && mine == Membership::Join {
-                    return Ok((rid, false));
+                    return Ok(DirectRoom { room_id: rid, invite_remote: false });
                 }
                 if peer_in && mine == Membership::Invite {
                     append(tx, &rid, &me, NewEvent::state(M_ROOM_MEMBER, &me, member_content(Membership::Join)))?;
-                    return Ok((rid, false));
+                    return Ok(DirectRoom { room_id: rid, invite_remote: false });
                 }
             }
             let mut room = start_room(tx, &me, JoinRule::Invite, true)?;
@@ -139,38 +183,23 @@ pub async fn open_direct(state: &AppState, user: &UserId, other: &UserId) -> Res
             let mut direct = tx.txn.open_table(DIRECT_ROOMS)?;
             direct.insert((me.as_str(), peer.as_str()), room.room_id.as_str())?;
             direct.insert((peer.as_str(), me.as_str()), room.room_id.as_str())?;
-            Ok((room.room_id, remote))
+            Ok(DirectRoom { room_id: room.room_id, invite_remote: remote })
         })
-        .await?;
-    if invite_remote {
-        // The peer's server co-signs the invite; if it cannot be reached, the room stays with
-        // its creator alone and a later attempt invites again.
-        crate::federation::rooms::invite_remote(state, user, &rid, other).await?;
-    }
-    Ok(rid)
+        .await
 }
 
-/// Joins a public room, or a private one the user was invited to.
-pub async fn join(state: &AppState, user: &UserId, room_id: &str) -> Result<()> {
-    join_via(state, user, room_id, &[]).await
+/// Where a join takes place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JoinPlan {
+    /// This server is in the room (or it is ours): join here.
+    Here,
+    /// Through another server, tried in this order.
+    Through(Vec<String>),
 }
 
-/// Joins a room by id or `#alias:server`; returns the room id.
-pub async fn join_by_name(state: &AppState, user: &UserId, name: &str, via: &[String]) -> Result<String> {
-    if name.starts_with('#') {
-        let (rid, servers) = crate::federation::rooms::resolve_alias(state, name).await?;
-        let via: Vec<String> = servers.into_iter().chain(via.iter().cloned()).collect();
-        join_via(state, user, &rid, &via).await?;
-        return Ok(rid);
-    }
-    let rid = crate::ids::parse_room_id(name)?;
-    join_via(state, user, rid, via).await?;
-    Ok(rid.to_string())
-}
-
-/// Joins a room here if this server is in it (or it is ours); otherwise through another
-/// server: `via`, then the servers the room is known to be on.
-pub async fn join_via(state: &AppState, user: &UserId, room_id: &str, via: &[String]) -> Result<()> {
+/// Decides where `room_id` is joined: here if this server is in it (or it is ours);
+/// otherwise through another server: `via`, then the servers the room is known to be on.
+pub fn join_plan(state: &Rooms, room_id: &str, via: &[String]) -> Result<JoinPlan> {
     let local = state.server_name.as_str();
     let room = state.store.room(room_id)?;
     let here = match &room {
@@ -180,19 +209,24 @@ pub async fn join_via(state: &AppState, user: &UserId, room_id: &str, via: &[Str
         }
         _ => false,
     };
-    if !here {
-        let mut servers: Vec<String> = via.to_vec();
-        if let Some(r) = &room {
-            servers.extend(r.servers.keys().cloned());
-            servers.push(server_of(&r.creator).to_string());
-        }
-        servers.retain(|s| !s.is_empty() && s != local);
-        servers.dedup();
-        if room.is_none() && servers.is_empty() {
-            return Err(Error::NotFound("no such room".into()));
-        }
-        return crate::federation::rooms::join_remote(state, user, room_id, &servers).await;
+    if here {
+        return Ok(JoinPlan::Here);
     }
+    let mut servers: Vec<String> = via.to_vec();
+    if let Some(r) = &room {
+        servers.extend(r.servers.keys().cloned());
+        servers.push(server_of(&r.creator).to_string());
+    }
+    servers.retain(|s| !s.is_empty() && s != local);
+    servers.dedup();
+    if room.is_none() && servers.is_empty() {
+        return Err(Error::NotFound("no such room".into()));
+    }
+    Ok(JoinPlan::Through(servers))
+}
+
+/// Joins a room this server is in (see [`join_plan`]): public, or private with an invitation.
+pub async fn join_here(state: &Rooms, user: &UserId, room_id: &str) -> Result<()> {
     let (u, rid) = (user.to_string(), room_id.to_string());
     state
         .store
@@ -202,28 +236,30 @@ pub async fn join_via(state: &AppState, user: &UserId, room_id: &str, via: &[Str
         .await
 }
 
-/// Leaves a room (or declines an invitation).
-pub async fn leave(state: &AppState, user: &UserId, room_id: &str) -> Result<()> {
+/// The servers to tell when `user` declines an invitation from another server to a room this
+/// server is not in; `None` when leaving is a local matter.
+pub fn remote_invitation(state: &Rooms, user: &UserId, room_id: &str) -> Result<Option<Vec<String>>> {
     if let Some(room) = state.store.room(room_id)?.filter(|r| r.partial)
         && state.store.membership(room_id, user.as_str())? == Membership::Invite
     {
-        // Tell the inviting server; if it cannot be reached, the invitation is still declined
-        // here.
         let mut via: Vec<String> = room.servers.keys().cloned().collect();
         via.push(server_of(&room.creator).to_string());
         via.dedup();
-        if let Err(e) = crate::federation::rooms::decline_remote(state, user, room_id, &via).await {
-            tracing::info!(room_id, error = %e, "the inviting server was not told of the decline");
-        }
+        return Ok(Some(via));
     }
+    Ok(None)
+}
+
+/// Leaves a room (or declines an invitation; one from another server is only recorded here:
+/// telling that server is federation's part).
+pub async fn leave(state: &Rooms, user: &UserId, room_id: &str) -> Result<()> {
     let (u, rid) = (user.to_string(), room_id.to_string());
     state
         .store
         .write(move |tx| {
             let room: Option<RoomRecord> = get_json(&tx.txn.open_table(ROOMS)?, &rid)?;
             if room.is_some_and(|r| r.partial) {
-                // An invitation from another server to a room we are not in (the inviting
-                // server was told above, when reachable).
+                // An invitation from another server to a room we are not in.
                 if membership(&tx.txn.open_table(ROOM_MEMBERS)?, &rid, &u)? != Membership::Invite {
                     return Err(Error::Forbidden("you are not a member of this room".into()));
                 }
@@ -237,11 +273,8 @@ pub async fn leave(state: &AppState, user: &UserId, room_id: &str) -> Result<()>
         .await
 }
 
-/// Invites a user into a room; a user of another server through their server.
-pub async fn invite(state: &AppState, sender: &UserId, room_id: &str, target: &UserId) -> Result<()> {
-    if target.server() != state.server_name.as_str() {
-        return crate::federation::rooms::invite_remote(state, sender, room_id, target).await;
-    }
+/// Invites a user of this server into a room.
+pub async fn invite_local(state: &Rooms, sender: &UserId, room_id: &str, target: &UserId) -> Result<()> {
     require_local_user(state, target)?;
     let (s, rid, t) = (sender.to_string(), room_id.to_string(), target.to_string());
     state
@@ -254,7 +287,7 @@ pub async fn invite(state: &AppState, sender: &UserId, room_id: &str, target: &U
 
 /// Renames a room and/or changes its topic (needs the state level, 50 by default).
 pub async fn update_room(
-    state: &AppState,
+    state: &Rooms,
     user: &UserId,
     room_id: &str,
     name: Option<&str>,
@@ -282,7 +315,7 @@ pub async fn update_room(
 
 /// Sets a member's power level (0-100; 50 moderates, 100 administers). Nobody grants more
 /// than their own level (see `rules`).
-pub async fn set_power(state: &AppState, user: &UserId, room_id: &str, target: &UserId, level: i64) -> Result<()> {
+pub async fn set_power(state: &Rooms, user: &UserId, room_id: &str, target: &UserId, level: i64) -> Result<()> {
     if !(0..=100).contains(&level) {
         return Err(Error::bad("a power level is 0-100"));
     }
@@ -318,13 +351,7 @@ pub enum Moderation {
 }
 
 /// Kicks, bans or unbans `target`; the power levels decide who may (see `rules`).
-pub async fn moderate(
-    state: &AppState,
-    sender: &UserId,
-    room_id: &str,
-    target: &UserId,
-    what: Moderation,
-) -> Result<()> {
+pub async fn moderate(state: &Rooms, sender: &UserId, room_id: &str, target: &UserId, what: Moderation) -> Result<()> {
     if sender == target {
         return Err(Error::bad("use leave to leave a room"));
     }
@@ -348,14 +375,14 @@ pub async fn moderate(
 }
 
 /// Sends a text message. A repeated `txn_id` from the same user returns the first event.
-pub async fn send_message(state: &AppState, sender: &UserId, room_id: &str, body: &str, txn_id: &str) -> Result<Sent> {
+pub async fn send_message(state: &Rooms, sender: &UserId, room_id: &str, body: &str, txn_id: &str) -> Result<Sent> {
     submit_message(state, sender, room_id, body, txn_id).await?.wait().await
 }
 
 /// Checks a message and queues it for the writer; the returned handle yields the result after
 /// commit. Messages submitted one after another commit in that order.
 pub async fn submit_message(
-    state: &AppState,
+    state: &Rooms,
     sender: &UserId,
     room_id: &str,
     body: &str,
@@ -444,20 +471,30 @@ pub fn mention_candidates(body: &str, server: &crate::ids::ServerName) -> Vec<(S
     out
 }
 
-/// Moves a member's read marker to `pos` (clamped to the room's newest event). When it moves,
-/// the user's other tabs get their new unread counts and the room's members see the receipt.
-pub async fn mark_read(state: &AppState, user: &UserId, room_id: &str, pos: u64) -> Result<()> {
+/// A read marker that moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadMoved {
+    /// The new position.
+    pub pos: u64,
+    /// Unread messages after it.
+    pub unread: u64,
+    /// Unread mentions after it.
+    pub mentions: u64,
+}
+
+/// Moves a member's read marker to `pos` (clamped to the room's newest event); `Some` when it
+/// moved (the live channel then tells the user's other tabs and the room).
+pub async fn mark_read(state: &Rooms, user: &UserId, room_id: &str, pos: u64) -> Result<Option<ReadMoved>> {
     let room = state.store.room(room_id)?.ok_or_else(|| Error::NotFound("no such room".into()))?;
     if state.store.membership(room_id, user.as_str())? != Membership::Join {
         return Err(Error::Forbidden("you are not a member of this room".into()));
     }
     let pos = pos.min(room.last_pos);
-    if state.store.mark_read(user.to_string(), room_id.to_string(), pos).await? {
-        let (unread, mentions) = state.store.unread_counts(user.as_str(), room_id)?;
-        state.hub.send_to_user(user.as_str(), &crate::live::frames::unread(room_id, pos, unread, mentions));
-        state.hub.send_receipt(room_id, user.as_str(), &crate::live::frames::receipt(room_id, user.as_str(), pos));
+    if !state.store.mark_read(user.to_string(), room_id.to_string(), pos).await? {
+        return Ok(None);
     }
-    Ok(())
+    let (unread, mentions) = state.store.unread_counts(user.as_str(), room_id)?;
+    Ok(Some(ReadMoved { pos, unread, mentions }))
 }
 
 /// The one path for a user's event into an existing room: load, authorize, build, persist.
@@ -470,7 +507,7 @@ fn append(tx: &mut Tx<'_>, room_id: &str, sender: &str, new: NewEvent) -> Result
         get_json(&tx.txn.open_table(ROOMS)?, room_id)?.ok_or_else(|| Error::NotFound("no such room".into()))?;
     {
         let members = tx.txn.open_table(ROOM_MEMBERS)?;
-        rules::authorize(&room, sender, &new, |u| membership(&members, room_id, u))?;
+        rules::authorize(room.auth_state(), sender, &new, |u| membership(&members, room_id, u))?;
     }
     add(tx, &mut room, sender, new)
 }
@@ -509,9 +546,9 @@ fn start_room(tx: &mut Tx<'_>, creator: &str, join_rule: JoinRule, direct: bool)
 
 use crate::store::rooms::membership_of as membership;
 
-fn require_local_user(state: &AppState, user: &UserId) -> Result<()> {
+fn require_local_user(state: &Rooms, user: &UserId) -> Result<()> {
     if user.server() != state.server_name.as_str() {
-        return Err(Error::bad("users on other servers cannot be reached until federation is enabled"));
+        return Err(Error::bad("that user is on another server"));
     }
     let r = state.store.read()?;
     if r.open_table(USERS)?.get(user.localpart())?.is_none() {

@@ -109,10 +109,7 @@ fn persist_inner(
 /// Most forward extremities kept per room (the oldest are forgotten beyond it).
 pub const MAX_EXTREMITIES: usize = 20;
 
-/// The server part of a user id (`@name:server` -> `server`).
-pub fn server_of(user: &str) -> &str {
-    user.split_once(':').map(|(_, s)| s).unwrap_or_default()
-}
+pub use crate::ids::server_of;
 
 /// Queues `stored` for every other server with joined members in `room` (and, for a member
 /// event that removes a remote user, that user's server), except `except` and the sender's.
@@ -127,7 +124,7 @@ pub fn enqueue(tx: &mut Tx<'_>, room: &RoomRecord, stored: &StoredEvent, except:
     {
         dests.push(server_of(target));
     }
-    let lane = if crate::calls::is_call_event(&ev.kind) { 0u8 } else { 1u8 };
+    let lane = super::outbox::Lane::of(&ev.kind).index();
     let local = tx.local;
     let woken: Vec<String> = dests
         .into_iter()

@@ -4,7 +4,10 @@
 pub mod accounts;
 pub mod admin;
 pub mod backup;
+pub mod calls;
 pub mod events;
+pub mod keys;
+pub mod outbox;
 pub mod rooms;
 pub mod tables;
 pub mod writer;

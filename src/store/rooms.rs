@@ -51,6 +51,17 @@ pub struct RoomRecord {
 }
 
 impl RoomRecord {
+    /// What the auth rules read of the room.
+    pub fn auth_state(&self) -> crate::events::rules::RoomState<'_> {
+        crate::events::rules::RoomState {
+            creator: &self.creator,
+            join_rule: self.join_rule,
+            power_levels: &self.power_levels,
+            direct: self.direct,
+            joined: self.joined,
+        }
+    }
+
     /// A room's summary before its state is applied: what its create event tells, the join
     /// rule and power levels it starts with, no name, no members, no events.
     pub fn new(
@@ -349,4 +360,19 @@ fn memberships(
         out.push((second.to_string(), Membership::parse(v.value())));
     }
     Ok(out)
+}
+
+impl Store {
+    /// The room an alias of this server (`#name:server`, lower-case) names.
+    pub fn alias(&self, alias: &str) -> Result<Option<String>> {
+        let r = self.read()?;
+        Ok(r.open_table(super::tables::ALIASES)?.get(alias)?.map(|v| v.value().to_string()))
+    }
+}
+
+impl super::Tx<'_> {
+    /// A user's membership of a room in this transaction (`leave` if none).
+    pub fn membership(&self, room_id: &str, user: &str) -> Result<Membership> {
+        membership_of(&self.txn.open_table(ROOM_MEMBERS)?, room_id, user)
+    }
 }

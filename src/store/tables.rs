@@ -47,10 +47,10 @@ pub const READ_MARKERS: TableDefinition<(&str, &str), u64> = TableDefinition::ne
 /// (user id, other user id) -> room id of their direct-message room, stored for both orders.
 pub const DIRECT_ROOMS: TableDefinition<(&str, &str), &str> = TableDefinition::new("direct_rooms");
 
-/// (room id, call id) -> JSON [`crate::calls::CallRecord`]: who called whom, answered, ended.
+/// (room id, call id) -> JSON [`super::calls::CallRecord`]: who called whom, answered, ended.
 pub const CALLS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("calls");
 
-/// (server name, key id) -> JSON [`crate::federation::keys::CachedKey`]: other servers' signing
+/// (server name, key id) -> JSON [`super::keys::CachedKey`]: other servers' signing
 /// keys, fetched from their key documents; kept after expiry to verify what they signed before.
 pub const SERVER_KEYS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("server_keys");
 

@@ -32,7 +32,11 @@ pub const QUEUE: usize = 8192;
 pub type OnCommit = Box<dyn Fn(&[Arc<StoredEvent>], &[String]) + Send>;
 
 type Completion = Box<dyn FnOnce(Option<&str>) + Send>;
-type Job = Box<dyn FnOnce(&mut Tx<'_>) -> Completion + Send>;
+/// A job runs inside the batch and returns its completion and whether it succeeded.
+type Job = Box<dyn FnOnce(&mut Tx<'_>) -> (Completion, bool) + Send>;
+/// Work a job leaves for after the commit of its batch (in-memory state that must follow only
+/// what is stored).
+type AfterCommit = Box<dyn FnOnce() + Send>;
 
 enum Msg {
     Job(Job),
@@ -46,6 +50,7 @@ pub struct Tx<'a> {
     pos: &'a mut u64,
     committed: &'a mut Vec<Arc<StoredEvent>>,
     outbound: &'a mut Vec<String>,
+    after: &'a mut Vec<AfterCommit>,
     /// This server's name (empty until the server has set it: offline admin commands), which
     /// tells local senders, whose events federation sends out, from remote ones.
     pub local: &'a str,
@@ -62,6 +67,13 @@ impl Tx<'_> {
     /// Queues an event for live delivery once the batch has committed.
     pub fn publish(&mut self, ev: Arc<StoredEvent>) {
         self.committed.push(ev);
+    }
+
+    /// Runs `f` on the writer thread once the batch has committed, before the waiters are
+    /// answered; never if the batch fails or this job returns an error. For in-memory state
+    /// that must only ever reflect what is stored.
+    pub fn after_commit(&mut self, f: impl FnOnce() + Send + 'static) {
+        self.after.push(Box::new(f));
     }
 
     /// Notes that the batch queued federation work for `destination`; its sender is woken
@@ -180,13 +192,15 @@ impl Writer {
         let (done_tx, done_rx) = oneshot::channel();
         let job: Job = Box::new(move |tx: &mut Tx<'_>| {
             let out = f(tx);
-            Box::new(move |commit_err: Option<&str>| {
+            let ok = out.is_ok();
+            let completion: Completion = Box::new(move |commit_err: Option<&str>| {
                 let res = match commit_err {
                     None => out,
                     Some(msg) => Err(Error::Internal(format!("commit failed: {msg}"))),
                 };
                 let _ = done_tx.send(res);
-            })
+            });
+            (completion, ok)
         });
         self.tx.send(Msg::Job(job)).await.map_err(|_| shutting_down())?;
         Ok(Committed(done_rx))
@@ -235,12 +249,15 @@ fn run(
         }
         let n = jobs.len() as u64;
         let started = Instant::now();
-        let mut out = Batch { committed: Vec::new(), outbound: Vec::new() };
+        let mut out = Batch { committed: Vec::new(), outbound: Vec::new(), after: Vec::new() };
         let mut completions = Vec::with_capacity(jobs.len());
         let name = local.get().map(String::as_str).unwrap_or_default();
         let outcome = run_batch(&db, jobs, &mut pos, &mut out, name, &mut completions);
         match outcome {
             Ok(commit_time) => {
+                for f in out.after.drain(..) {
+                    f();
+                }
                 on_commit(&out.committed, &out.outbound);
                 for c in completions {
                     c(None);
@@ -270,6 +287,7 @@ fn run(
 struct Batch {
     committed: Vec<Arc<StoredEvent>>,
     outbound: Vec<String>,
+    after: Vec<AfterCommit>,
 }
 
 /// Runs one batch. Returns the commit duration, or the start position and the error text.
@@ -290,9 +308,23 @@ fn run_batch(
             completions.push(Box::new(|_| {}));
             continue;
         }
-        let mut tx = Tx { txn: &txn, pos, committed: &mut out.committed, outbound: &mut out.outbound, local };
+        let hooks = out.after.len();
+        let mut tx = Tx {
+            txn: &txn,
+            pos,
+            committed: &mut out.committed,
+            outbound: &mut out.outbound,
+            after: &mut out.after,
+            local,
+        };
         match std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut tx))) {
-            Ok(c) => completions.push(c),
+            Ok((c, ok)) => {
+                if !ok {
+                    // A failed job wrote nothing, so nothing of it may follow the commit.
+                    out.after.truncate(hooks);
+                }
+                completions.push(c)
+            }
             Err(_) => panicked = true,
         }
     }
@@ -323,4 +355,68 @@ pub fn load_stream_pos(db: &Database) -> Result<u64> {
     };
     let v = meta.get("stream_pos")?;
     Ok(v.and_then(|v| v.value().try_into().ok()).map(u64::from_le_bytes).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A job's after-commit work runs only when its batch commits and the job succeeded: a job
+    /// that fails, or a batch that fails (here: another job of it panics), leaves none.
+    #[test]
+    fn after_commit_work_follows_only_what_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _thread) = crate::store::Store::open(dir.path(), Box::new(|_, _| {})).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let ran = Arc::new(AtomicUsize::new(0));
+        let hook = |ran: &Arc<AtomicUsize>, n: usize| {
+            let ran = ran.clone();
+            move || {
+                ran.fetch_add(n, Ordering::SeqCst);
+            }
+        };
+        rt.block_on(async {
+            // Committed: runs.
+            let h = hook(&ran, 1);
+            store
+                .write(move |tx| {
+                    tx.after_commit(h);
+                    Ok(())
+                })
+                .await
+                .unwrap();
+            assert_eq!(ran.load(Ordering::SeqCst), 1);
+            // The job fails: does not run, though the batch commits.
+            let h = hook(&ran, 10);
+            let failed: Result<()> = store
+                .write(move |tx| {
+                    tx.after_commit(h);
+                    Err(Error::bad("no"))
+                })
+                .await;
+            assert!(failed.is_err());
+            assert_eq!(ran.load(Ordering::SeqCst), 1);
+            // The batch fails: the writer is held by a first job until a good job and a
+            // panicking one are queued behind it, so those two share a batch.
+            let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+            let held = store.submit(move |_| Ok(release_rx.recv().is_ok())).await.unwrap();
+            let h = hook(&ran, 100);
+            let good = store
+                .submit(move |tx| {
+                    tx.after_commit(h);
+                    Ok(())
+                })
+                .await
+                .unwrap();
+            let bad = store.submit(|_| -> Result<()> { panic!("a job that panics") }).await.unwrap();
+            release_tx.send(()).unwrap();
+            // The held job may have shared the failed batch, or committed alone before it.
+            let _ = held.wait().await;
+            assert!(good.wait().await.is_err(), "the batch with the panicking job failed");
+            assert!(bad.wait().await.is_err());
+            assert_eq!(ran.load(Ordering::SeqCst), 1, "no after-commit work of a failed batch ran");
+        });
+    }
 }

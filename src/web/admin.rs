@@ -9,12 +9,13 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::extract::Form;
+use super::extract::PageSession;
 use super::pages::error_page;
-use super::views::{display_name, layout};
 use crate::admin::ops::{Ctx, RoomInfo, UserInfo};
-use crate::auth::{PageSession, Session};
+use crate::auth::Session;
 use crate::error::{Error, Result};
 use crate::ids::parse_room_id;
+use crate::render::{display_name, layout};
 use crate::state::AppState;
 
 /// A signed-in server administrator. Others get 403 (and the sign-in page without a session).
@@ -212,13 +213,13 @@ struct PeerInfo {
 /// Every destination with a sender or queued events, with its status and queue depth.
 fn federation_peers(state: &AppState) -> Vec<PeerInfo> {
     let mut peers: Vec<PeerInfo> = state
-        .federation
+        .federation()
         .outbox
         .statuses()
         .into_iter()
         .map(|(name, status)| PeerInfo { name, status, queued: 0 })
         .collect();
-    for (dest, _, n) in crate::federation::sender::queue_depths(state).unwrap_or_default() {
+    for (dest, _, n) in crate::federation::sender::queue_depths(&state.fed).unwrap_or_default() {
         match peers.iter_mut().find(|p| p.name == dest) {
             Some(p) => p.queued += n,
             None => peers.push(PeerInfo { name: dest, status: Default::default(), queued: n }),

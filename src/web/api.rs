@@ -9,6 +9,7 @@ use super::extract::{ClientIp, Json, RoomPath};
 use crate::auth::{Session, account};
 use crate::error::{Error, Result};
 use crate::events::{JoinRule, Membership};
+use crate::federation::membership;
 use crate::ids::UserId;
 use crate::rooms::{self, CreateRoom};
 use crate::state::AppState;
@@ -31,7 +32,7 @@ pub async fn register(
     ClientIp(ip): ClientIp,
     Json(c): Json<Credentials>,
 ) -> Result<Json<Value>> {
-    let s = account::register(&state, &c.username, &c.password, ip).await?;
+    let s = account::register(&state.accounts, &c.username, &c.password, ip).await?;
     Ok(Json(json!({ "user_id": s.user_id, "token": s.token })))
 }
 
@@ -41,13 +42,14 @@ pub async fn login(
     ClientIp(ip): ClientIp,
     Json(c): Json<Credentials>,
 ) -> Result<Json<Value>> {
-    let s = account::login(&state, &c.username, &c.password, ip).await?;
+    let s = account::login(&state.accounts, &c.username, &c.password, ip).await?;
     Ok(Json(json!({ "user_id": s.user_id, "token": s.token })))
 }
 
 /// `POST /logout`: revokes the session of the token used.
 pub async fn logout(State(state): State<AppState>, session: Session) -> Result<Json<Value>> {
-    account::logout(&state, &session).await?;
+    account::logout(&state.accounts, &session).await?;
+    state.hub.end_session(&session.sid);
     Ok(Json(json!({})))
 }
 
@@ -64,7 +66,8 @@ pub async fn change_password(
     session: Session,
     Json(p): Json<PasswordChange>,
 ) -> Result<Json<Value>> {
-    account::change_password(&state, &session, &p.old_password, &p.new_password).await?;
+    account::change_password(&state.accounts, &session, &p.old_password, &p.new_password).await?;
+    state.hub.end_other_sessions(session.user.as_str(), &session.sid);
     Ok(Json(json!({})))
 }
 
@@ -106,7 +109,7 @@ pub async fn create_room(
         Visibility::Private => JoinRule::Invite,
     };
     let room_id = rooms::create_room(
-        &state,
+        &state.rooms,
         &session.user,
         CreateRoom { name: r.name, topic: r.topic, join_rule, alias: r.alias },
     )
@@ -143,7 +146,7 @@ pub async fn join_any(
     for s in &via {
         crate::ids::ServerName::parse(s)?;
     }
-    let room_id = rooms::join_by_name(&state, &session.user, name.trim(), &via).await?;
+    let room_id = membership::join_by_name(&state.fed, &session.user, name.trim(), &via).await?;
     Ok(Json(json!({ "room_id": room_id })))
 }
 
@@ -208,13 +211,13 @@ pub async fn members(State(state): State<AppState>, session: Session, RoomPath(i
 
 /// `POST /rooms/{id}/join`.
 pub async fn join(State(state): State<AppState>, session: Session, RoomPath(id): RoomPath) -> Result<Json<Value>> {
-    rooms::join(&state, &session.user, &id).await?;
+    membership::join(&state.fed, &session.user, &id).await?;
     Ok(Json(json!({ "room_id": id })))
 }
 
 /// `POST /rooms/{id}/leave`.
 pub async fn leave(State(state): State<AppState>, session: Session, RoomPath(id): RoomPath) -> Result<Json<Value>> {
-    rooms::leave(&state, &session.user, &id).await?;
+    membership::leave(&state.fed, &session.user, &id).await?;
     Ok(Json(json!({})))
 }
 
@@ -232,7 +235,7 @@ pub async fn invite(
     Json(u): Json<UserRef>,
 ) -> Result<Json<Value>> {
     let target = UserId::parse_or_local(&u.user_id, &state.server_name)?;
-    rooms::invite(&state, &session.user, &id, &target).await?;
+    membership::invite(&state.fed, &session.user, &id, &target).await?;
     Ok(Json(json!({})))
 }
 
@@ -250,7 +253,7 @@ pub async fn update_room(
     RoomPath(id): RoomPath,
     Json(r): Json<RoomUpdate>,
 ) -> Result<Json<Value>> {
-    rooms::update_room(&state, &session.user, &id, r.name.as_deref(), r.topic.as_deref()).await?;
+    rooms::update_room(&state.rooms, &session.user, &id, r.name.as_deref(), r.topic.as_deref()).await?;
     Ok(Json(json!({})))
 }
 
@@ -269,7 +272,7 @@ pub async fn set_power(
     Json(p): Json<PowerChange>,
 ) -> Result<Json<Value>> {
     let target = UserId::parse_or_local(&p.user_id, &state.server_name)?;
-    rooms::set_power(&state, &session.user, &id, &target, p.level).await?;
+    rooms::set_power(&state.rooms, &session.user, &id, &target, p.level).await?;
     Ok(Json(json!({})))
 }
 
@@ -296,14 +299,14 @@ async fn moderate(
     what: rooms::Moderation,
 ) -> Result<Json<Value>> {
     let target = UserId::parse_or_local(&u.user_id, &state.server_name)?;
-    rooms::moderate(&state, &session.user, &id, &target, what).await?;
+    rooms::moderate(&state.rooms, &session.user, &id, &target, what).await?;
     Ok(Json(json!({})))
 }
 
 /// `POST /dm {user_id}` → `{room_id}`: opens (or creates) the direct room with that user.
 pub async fn direct(State(state): State<AppState>, session: Session, Json(u): Json<UserRef>) -> Result<Json<Value>> {
     let other = UserId::parse_or_local(&u.user_id, &state.server_name)?;
-    let room_id = rooms::open_direct(&state, &session.user, &other).await?;
+    let room_id = membership::open_direct(&state.fed, &session.user, &other).await?;
     Ok(Json(json!({ "room_id": room_id })))
 }
 
@@ -321,7 +324,7 @@ pub async fn send(
     RoomPath(id): RoomPath,
     Json(m): Json<NewMessage>,
 ) -> Result<Json<Value>> {
-    let sent = rooms::send_message(&state, &session.user, &id, &m.body, &m.txn_id).await?;
+    let sent = rooms::send_message(&state.rooms, &session.user, &id, &m.body, &m.txn_id).await?;
     Ok(Json(json!({ "event_id": sent.event_id, "pos": sent.pos })))
 }
 
@@ -383,7 +386,9 @@ pub async fn read(
     crate::ids::parse_event_id(&r.event_id)?;
     let ev = state.store.event(&r.event_id)?.filter(|e| e.event.room_id == id);
     let ev = ev.ok_or_else(|| Error::NotFound("no such event in this room".into()))?;
-    rooms::mark_read(&state, &session.user, &id, ev.pos).await?;
+    if let Some(moved) = rooms::mark_read(&state.rooms, &session.user, &id, ev.pos).await? {
+        state.hub.read_moved(&id, session.user.as_str(), moved);
+    }
     let (unread, mentions) = state.store.unread_counts(session.user.as_str(), &id)?;
     Ok(Json(json!({ "unread": unread, "mentions": mentions })))
 }
@@ -397,7 +402,7 @@ pub async fn turn(State(state): State<AppState>, session: Session) -> Result<Jso
 
 /// `GET /settings`: the caller's privacy settings.
 pub async fn settings(State(state): State<AppState>, session: Session) -> Result<Json<Value>> {
-    Ok(Json(json!(account::privacy(&state, &session)?)))
+    Ok(Json(json!(account::privacy(&state.accounts, &session)?)))
 }
 
 /// `POST /settings {appear_offline, hide_receipts}`.
@@ -406,7 +411,9 @@ pub async fn set_settings(
     session: Session,
     Json(p): Json<account::Privacy>,
 ) -> Result<Json<Value>> {
-    Ok(Json(json!(account::set_privacy(&state, &session, p).await?)))
+    let p = account::set_privacy(&state.accounts, &session, p).await?;
+    state.hub.set_prefs(session.user.as_str(), p.into());
+    Ok(Json(json!(p)))
 }
 
 /// Unknown API path.

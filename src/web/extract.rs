@@ -4,9 +4,12 @@
 use axum::extract::rejection::{FormRejection, JsonRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
+use axum::response::{IntoResponse, Redirect, Response};
 use serde::de::DeserializeOwned;
 
+use crate::auth::Session;
 use crate::error::Error;
+use crate::state::AppState;
 
 /// A JSON body.
 pub struct Json<T>(pub T);
@@ -112,6 +115,21 @@ pub fn client_ip(
         }
     }
     client
+}
+
+/// A session for HTML pages: without one the browser is sent to the sign-in page.
+pub struct PageSession(pub Session);
+
+impl FromRequestParts<AppState> for PageSession {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        match Session::from_request_parts(parts, state).await {
+            Ok(s) => Ok(PageSession(s)),
+            Err(Error::Unauthorized(_)) => Err(Redirect::to("/login").into_response()),
+            Err(e) => Err(crate::render::error_response(e)),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,6 @@ pub mod assets;
 pub mod extract;
 pub mod pages;
 pub mod serve;
-pub mod views;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -131,17 +130,17 @@ async fn security_headers(State(state): State<AppState>, req: Request, next: Nex
 /// is alive, the response carries a fresh one.
 async fn refresh_cookie(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let fresh = crate::auth::session::cookie(req.headers(), crate::auth::COOKIE)
-        .and_then(|t| state.tokens.verify(t).ok())
+        .and_then(|t| state.accounts.tokens.verify(t).ok())
         .filter(|c| {
             let now = jsonwebtoken::get_current_timestamp();
-            now.saturating_sub(c.iat) > state.tokens.ttl / 2
+            now.saturating_sub(c.iat) > state.accounts.tokens.ttl / 2
         })
         .filter(|c| matches!(state.store.session(&c.sid), Ok(Some(_))))
-        .and_then(|c| state.tokens.issue(&c.sub, &c.sid).ok());
+        .and_then(|c| state.accounts.tokens.issue(&c.sub, &c.sid).ok());
     let mut res = next.run(req).await;
     if let Some(token) = fresh
         && !res.headers().contains_key(header::SET_COOKIE)
-        && let Ok(v) = HeaderValue::from_str(&pages::session_cookie(&token, state.tokens.ttl, state.https))
+        && let Ok(v) = HeaderValue::from_str(&pages::session_cookie(&token, state.accounts.tokens.ttl, state.https))
     {
         res.headers_mut().insert(header::SET_COOKIE, v);
     }

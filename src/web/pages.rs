@@ -7,13 +7,15 @@ use maud::Markup;
 use serde::Deserialize;
 
 use super::api::{member_room, parse_cursor};
+use super::extract::PageSession;
 use super::extract::{ClientIp, Form, RoomPath};
-use super::views::{self, Access, Presences, RoomView};
+use crate::auth::account;
 use crate::auth::session::same_origin;
-use crate::auth::{PageSession, account};
 use crate::error::{Error, Result};
 use crate::events::{JoinRule, Membership};
+use crate::federation::membership;
 use crate::ids::UserId;
+use crate::render::{self as views, Access, Presences, RoomView};
 use crate::rooms::{self, CreateRoom};
 use crate::state::AppState;
 use crate::store::events::StoredEvent;
@@ -33,14 +35,7 @@ fn clear_cookie(secure: bool) -> String {
     session_cookie("", 0, secure)
 }
 
-/// An error as an HTML page with the right status.
-pub fn error_page(e: Error) -> Response {
-    let status = e.status();
-    if let Error::Internal(cause) = &e {
-        tracing::error!(%cause, "internal error");
-    }
-    (status, Html(views::error_page(status.as_u16(), &e.public_message()).into_string())).into_response()
-}
+pub use crate::render::error_response as error_page;
 
 fn page(m: Markup) -> Response {
     Html(m.into_string()).into_response()
@@ -52,7 +47,7 @@ fn or_error_page(r: Result<Response>) -> Response {
 
 /// `GET /`.
 pub async fn index(State(state): State<AppState>, headers: HeaderMap) -> Redirect {
-    match crate::auth::session::authenticate(&headers, &state) {
+    match crate::auth::session::authenticate(&headers, &state.accounts) {
         Ok(_) => Redirect::to("/rooms"),
         Err(_) => Redirect::to("/login"),
     }
@@ -77,7 +72,7 @@ pub async fn register_form() -> Response {
 
 fn signed_in(state: &AppState, token: &str) -> Response {
     let mut res = Redirect::to("/rooms").into_response();
-    if let Ok(v) = HeaderValue::from_str(&session_cookie(token, state.tokens.ttl, state.https)) {
+    if let Ok(v) = HeaderValue::from_str(&session_cookie(token, state.accounts.tokens.ttl, state.https)) {
         res.headers_mut().insert(header::SET_COOKIE, v);
     }
     res
@@ -109,7 +104,7 @@ pub async fn login(
         Ok(f) => f,
         Err(e) => return auth_failed(false, e, ""),
     };
-    match account::login(&state, &f.username, &f.password, ip).await {
+    match account::login(&state.accounts, &f.username, &f.password, ip).await {
         Ok(s) => signed_in(&state, &s.token),
         Err(e) => auth_failed(false, e, &f.username),
     }
@@ -126,7 +121,7 @@ pub async fn register(
         Ok(f) => f,
         Err(e) => return auth_failed(true, e, ""),
     };
-    match account::register(&state, &f.username, &f.password, ip).await {
+    match account::register(&state.accounts, &f.username, &f.password, ip).await {
         Ok(s) => signed_in(&state, &s.token),
         Err(e) => auth_failed(true, e, &f.username),
     }
@@ -134,9 +129,10 @@ pub async fn register(
 
 /// `POST /logout`.
 pub async fn logout(State(state): State<AppState>, PageSession(s): PageSession) -> Response {
-    if let Err(e) = account::logout(&state, &s).await {
+    if let Err(e) = account::logout(&state.accounts, &s).await {
         return error_page(e);
     }
+    state.hub.end_session(&s.sid);
     let mut res = Redirect::to("/login").into_response();
     if let Ok(v) = HeaderValue::from_str(&clear_cookie(state.https)) {
         res.headers_mut().insert(header::SET_COOKIE, v);
@@ -186,7 +182,7 @@ pub async fn create_room(
             let Form(f) = form?;
             let join_rule = if f.visibility == "private" { JoinRule::Invite } else { JoinRule::Public };
             let id = rooms::create_room(
-                &state,
+                &state.rooms,
                 &s.user,
                 CreateRoom { name: f.name, topic: f.topic, join_rule, alias: Some(f.alias) },
             )
@@ -217,8 +213,10 @@ pub async fn room(State(state): State<AppState>, PageSession(s): PageSession, ro
             };
             events.reverse();
             let read_before = state.store.read_marker(user, &id)?;
-            if let (Access::Member, Some(last)) = (&access, events.last()) {
-                rooms::mark_read(&state, &s.user, &id, last.pos).await?;
+            if let (Access::Member, Some(last)) = (&access, events.last())
+                && let Some(moved) = rooms::mark_read(&state.rooms, &s.user, &id, last.pos).await?
+            {
+                state.hub.read_moved(&id, s.user.as_str(), moved);
             }
             let mine = state.store.my_rooms(user)?;
             let members = state.store.members(&id)?;
@@ -337,13 +335,13 @@ pub async fn members_fragment(
 /// `POST /rooms/{id}/join`.
 pub async fn join(State(state): State<AppState>, PageSession(s): PageSession, RoomPath(id): RoomPath) -> Response {
     or_error_page(
-        rooms::join(&state, &s.user, &id).await.map(|_| Redirect::to(&format!("/rooms/{id}")).into_response()),
+        membership::join(&state.fed, &s.user, &id).await.map(|_| Redirect::to(&format!("/rooms/{id}")).into_response()),
     )
 }
 
 /// `POST /rooms/{id}/leave`.
 pub async fn leave(State(state): State<AppState>, PageSession(s): PageSession, RoomPath(id): RoomPath) -> Response {
-    or_error_page(rooms::leave(&state, &s.user, &id).await.map(|_| Redirect::to("/rooms").into_response()))
+    or_error_page(membership::leave(&state.fed, &s.user, &id).await.map(|_| Redirect::to("/rooms").into_response()))
 }
 
 /// The room settings form.
@@ -368,7 +366,7 @@ pub async fn room_settings(
             let name = (f.name.trim() != room.name).then_some(f.name.as_str());
             let topic = (f.topic.trim() != room.topic).then_some(f.topic.as_str());
             if name.is_some() || topic.is_some() {
-                rooms::update_room(&state, &s.user, &id, name, topic).await?;
+                rooms::update_room(&state.rooms, &s.user, &id, name, topic).await?;
             }
             Ok(Redirect::to(&format!("/rooms/{id}")).into_response())
         }
@@ -391,7 +389,7 @@ pub async fn join_any(
     or_error_page(
         async {
             let Form(f) = form?;
-            let id = rooms::join_by_name(&state, &s.user, f.room.trim(), &[]).await?;
+            let id = membership::join_by_name(&state.fed, &s.user, f.room.trim(), &[]).await?;
             Ok(Redirect::to(&format!("/rooms/{id}")).into_response())
         }
         .await,
@@ -415,7 +413,7 @@ pub async fn invite(
         async {
             let Form(f) = form?;
             let target = UserId::parse_or_local(&f.user, &state.server_name)?;
-            rooms::invite(&state, &s.user, &id, &target).await?;
+            membership::invite(&state.fed, &s.user, &id, &target).await?;
             Ok(Redirect::to(&format!("/rooms/{id}")).into_response())
         }
         .await,
@@ -432,7 +430,7 @@ pub async fn direct(
         async {
             let Form(f) = form?;
             let other = UserId::parse_or_local(&f.user, &state.server_name)?;
-            let id = rooms::open_direct(&state, &s.user, &other).await?;
+            let id = membership::open_direct(&state.fed, &s.user, &other).await?;
             Ok(Redirect::to(&format!("/rooms/{id}")).into_response())
         }
         .await,
@@ -456,7 +454,7 @@ pub async fn send(
     or_error_page(
         async {
             let Form(f) = form?;
-            rooms::send_message(&state, &s.user, &id, &f.body, &f.txn_id).await?;
+            rooms::send_message(&state.rooms, &s.user, &id, &f.body, &f.txn_id).await?;
             Ok(Redirect::to(&format!("/rooms/{id}")).into_response())
         }
         .await,
@@ -465,7 +463,7 @@ pub async fn send(
 
 /// `GET /settings`.
 pub async fn settings(State(state): State<AppState>, PageSession(s): PageSession) -> Response {
-    or_error_page(account::privacy(&state, &s).map(|p| {
+    or_error_page(account::privacy(&state.accounts, &s).map(|p| {
         page(views::settings(s.user.as_str(), is_admin(&state, &s), (p.appear_offline, p.hide_receipts), None, None))
     }))
 }
@@ -494,7 +492,8 @@ pub async fn set_privacy(
                 appear_offline: f.appear_offline.is_some(),
                 hide_receipts: f.hide_receipts.is_some(),
             };
-            let p = account::set_privacy(&state, &s, p).await?;
+            let p = account::set_privacy(&state.accounts, &s, p).await?;
+            state.hub.set_prefs(s.user.as_str(), p.into());
             Ok(page(views::settings(
                 s.user.as_str(),
                 is_admin(&state, &s),
@@ -521,10 +520,13 @@ pub async fn change_password(
     form: Result<Form<PasswordForm>>,
 ) -> Response {
     let out = match form {
-        Ok(Form(f)) => account::change_password(&state, &s, &f.old_password, &f.new_password).await,
+        Ok(Form(f)) => account::change_password(&state.accounts, &s, &f.old_password, &f.new_password)
+            .await
+            .map(|()| state.hub.end_other_sessions(s.user.as_str(), &s.sid)),
         Err(e) => Err(e),
     };
-    let privacy = account::privacy(&state, &s).map(|p| (p.appear_offline, p.hide_receipts)).unwrap_or_default();
+    let privacy =
+        account::privacy(&state.accounts, &s).map(|p| (p.appear_offline, p.hide_receipts)).unwrap_or_default();
     match out {
         Ok(()) => {
             page(views::settings(s.user.as_str(), is_admin(&state, &s), privacy, Some("Password changed."), None))

@@ -4,7 +4,10 @@
 
 use std::collections::HashMap;
 
+use axum::response::{Html, IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
+
+use crate::error::Error;
 
 use crate::events::*;
 use crate::store::events::StoredEvent;
@@ -370,7 +373,7 @@ pub fn event_item(stored: &StoredEvent) -> Markup {
                 time data-ts=(ev.origin_server_ts) { (clock(ev.origin_server_ts)) }
                 div.body { (text("body")) }
             }
-        } @else if crate::calls::is_call_event(&ev.kind) {
+        } @else if crate::events::call::is_call_event(&ev.kind) {
             @if let Some(summary) = call_summary(ev) {
                 li.ev.note.call id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-sender=(ev.sender)
                     data-kind=(ev.kind) { (summary) }
@@ -398,7 +401,7 @@ fn call_summary(ev: &Event) -> Option<String> {
     let name = |k: &str| display_name(call.get(k).and_then(|v| v.as_str()).unwrap_or_default()).to_string();
     let (caller, invitee) = (name("caller"), name("invitee"));
     let kind = if call.get("media").and_then(|v| v.as_str()) == Some("voice") { "voice call" } else { "video call" };
-    if ev.kind == crate::calls::REJECT {
+    if ev.kind == crate::events::call::REJECT {
         return Some(format!("{invitee} declined the {kind} from {caller}"));
     }
     match call.get("duration_ms").and_then(|v| v.as_u64()) {
@@ -453,7 +456,7 @@ fn clock(ms: u64) -> String {
 /// The member list. `viewer` is the signed-in user: members of other servers than the
 /// viewer's are shown with their server.
 pub fn member_list(viewer: &str, room: &RoomRecord, members: &[(String, Membership)], presence: &Presences) -> Markup {
-    let local = crate::store::events::server_of(viewer);
+    let local = crate::ids::server_of(viewer);
     let joined = members.iter().filter(|(_, m)| *m == Membership::Join).count();
     html! {
         aside.members id="members" aria-label="Members" {
@@ -466,7 +469,7 @@ pub fn member_list(viewer: &str, room: &RoomRecord, members: &[(String, Membersh
                             (presence_dot(u, presence))
                         }
                         span.name { (display_name(u)) }
-                        @let server = crate::store::events::server_of(u);
+                        @let server = crate::ids::server_of(u);
                         @if server != local { span.server { ":" (server) } }
                         @if room.power_levels.user_level(u) >= 100 { span.role { "admin" } }
                         @if *m == Membership::Invite { span.role { "invited" } }
@@ -545,4 +548,14 @@ pub fn error_page(status: u16, message: &str) -> Markup {
             }
         },
     )
+}
+
+/// An error as an HTML page with the right status (the cause of an internal error is logged,
+/// never shown).
+pub fn error_response(e: Error) -> Response {
+    let status = e.status();
+    if let Error::Internal(cause) = &e {
+        tracing::error!(%cause, "internal error");
+    }
+    (status, Html(error_page(status.as_u16(), &e.public_message()).into_string())).into_response()
 }

@@ -1,0 +1,25 @@
+//! Call signalling event types (Matrix VoIP v1). The rules for them are the calls service's;
+//! the types live here so the store and the views can tell a call event without it.
+
+/// The caller offers a call.
+pub const INVITE: &str = "m.call.invite";
+/// The callee accepts.
+pub const ANSWER: &str = "m.call.answer";
+/// ICE candidates of one party.
+pub const CANDIDATES: &str = "m.call.candidates";
+/// The caller confirms which of the callee's tabs it talks to.
+pub const SELECT_ANSWER: &str = "m.call.select_answer";
+/// The callee declines.
+pub const REJECT: &str = "m.call.reject";
+/// A new offer or answer mid-call (ICE restart, tracks added).
+pub const NEGOTIATE: &str = "m.call.negotiate";
+/// Either party ends the call.
+pub const HANGUP: &str = "m.call.hangup";
+
+/// Every signal type.
+pub const TYPES: [&str; 7] = [INVITE, ANSWER, CANDIDATES, SELECT_ANSWER, REJECT, NEGOTIATE, HANGUP];
+
+/// Whether an event type is call signalling (delivered on the priority lanes).
+pub fn is_call_event(kind: &str) -> bool {
+    kind.starts_with("m.call.")
+}
