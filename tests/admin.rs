@@ -4,46 +4,22 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use common::{TestServer, User};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-/// Runs `chat admin --data-dir DIR ARGS...`, with `stdin` on its standard input.
+/// Runs `chat admin ARGS... --data-dir DIR`, with `stdin` on its standard input.
 fn admin(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chat"))
-        .arg("admin")
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir)
-        .env("CHAT_LOG", "error")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(s) = stdin {
-        input.write_all(s.as_bytes()).unwrap();
-    }
-    drop(input);
-    child.wait_with_output().unwrap()
+    common::cli(dir, &[&["admin"], args].concat(), stdin)
 }
 
 /// `admin` run on a blocking thread (the server runs on this test's runtime).
 async fn admin_async(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let (dir, args, stdin) =
-        (dir.to_path_buf(), args.iter().map(|s| s.to_string()).collect::<Vec<_>>(), stdin.map(String::from));
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        admin(&dir, &args, stdin.as_deref())
-    })
-    .await
-    .unwrap()
+    common::cli_async(dir, &[&["admin"], args].concat(), stdin).await
 }
 
 fn text(o: &Output) -> String {

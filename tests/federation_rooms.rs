@@ -530,3 +530,38 @@ async fn concurrent_renames_converge_by_state_resolution() {
     let merged = a.state().store.event(&room_a.extremities[0]).unwrap().unwrap().event;
     assert_eq!(merged.prev_events.len(), 2, "{merged:?}");
 }
+
+/// `chat admin room delete` takes everything of the room: its alias (free again, unknown to
+/// other servers) and its events still queued for a server that is down (the queue metric
+/// drops to nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_room_takes_its_aliases_and_queued_sends() {
+    let p = make_pki();
+    let a = server(&p).await;
+    let b = server(&p).await;
+    let (na, nb) = (name(&a), name(&b));
+    let ana = Client::register(&p.ca, &na, "ana").await;
+    let ben = Client::register(&p.ca, &nb, "ben").await;
+    let room = public_room(&ana, "Gone soon", "gone").await;
+    join_alias(&ben, "gone", &na).await;
+    let _b_data = b.stop().await;
+    for i in 0..3 {
+        ana.send(&room, &format!("m{i}"), &format!("t{i}")).await;
+    }
+    let metrics_url = format!("http://{}/metrics", a.running().metrics_addr.unwrap());
+    let queued_line = format!("chat_federation_queued_events{{destination=\"{nb}\",lane=\"1\"}} 3");
+    let metrics = reqwest::get(&metrics_url).await.unwrap().text().await.unwrap();
+    assert!(metrics.lines().any(|l| l == queued_line), "{metrics}");
+
+    let out = common::cli_async(&a.dir, &["admin", "room", "delete", &room, "--yes"], None).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let metrics = reqwest::get(&metrics_url).await.unwrap().text().await.unwrap();
+    assert!(!metrics.contains(&format!("destination=\"{nb}\",lane=\"1\"")), "{metrics}");
+    // The alias names nothing any more, for other servers, and can be taken again.
+    let c = server(&p).await;
+    let cara = Client::register(&p.ca, &name(&c), "cara").await;
+    let (s, v) = cara.post(&format!("/api/v1/join/{}", urlencode(&format!("#gone:{na}"))), json!({})).await;
+    assert_eq!(s, 404, "{v}");
+    let (s, v) = ana.post("/api/v1/rooms", json!({"name": "New", "visibility": "public", "alias": "gone"})).await;
+    assert_eq!(s, 200, "{v}");
+}

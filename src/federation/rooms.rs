@@ -1005,13 +1005,8 @@ fn store_joined_room(
     let direct = create.content.get("chat.direct").and_then(Value::as_bool).unwrap_or(false);
     let pl = PowerLevels::for_new_room(&create.sender);
     let mut room = RoomRecord::new(room_id, &create.sender, create.origin_server_ts, direct, JoinRule::Invite, pl);
-    {
-        let mut events = tx.txn.open_table(EVENTS)?;
-        for ev in &chain {
-            if events.get(ev.event_id.as_str())?.is_none() {
-                put_json(&mut events, &ev.event_id, &StoredEvent { pos: 0, event: ev.clone() })?;
-            }
-        }
+    for ev in &chain {
+        tx.put_outlier(room_id, ev)?;
     }
     // A partial room from an invitation leaves membership rows; the real state replaces them.
     for ev in &states {

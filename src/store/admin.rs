@@ -104,8 +104,9 @@ impl Store {
         .await
     }
 
-    /// Deletes a room for good: its summary, state, timeline and events, memberships, read
-    /// markers, mentions, calls, direct-message entries and the retry records of its sends.
+    /// Deletes a room for good: its summary, state, timeline and events (outliers included),
+    /// memberships, read markers, mentions, calls, direct-message entries, aliases, the retry
+    /// records of its sends and its events still queued for other servers.
     /// Members' clients are told by the caller (the hub); nothing of the room stays readable.
     pub async fn delete_room(&self, room_id: String) -> Result<DeletedRoom> {
         self.write(move |tx| {
@@ -150,6 +151,21 @@ impl Store {
                 txn_ids.retain_in((m, "")..=(m, "\u{10ffff}"), |_, v| !event_ids.contains(v))?;
             }
             txn.open_table(CALLS)?.retain_in((rid, "")..=(rid, "\u{10ffff}"), |_, _| false)?;
+            // Events without a timeline position (state and auth chain from a join through
+            // another server).
+            {
+                let mut outliers = txn.open_table(ROOM_OUTLIERS)?;
+                let mut events = txn.open_table(EVENTS)?;
+                for row in outliers.extract_from_if((rid, "")..=(rid, "\u{10ffff}"), |_, _| true)? {
+                    let (k, _) = row?;
+                    let id = k.value().1.to_string();
+                    events.remove(id.as_str())?;
+                    event_ids.insert(id);
+                }
+            }
+            // Its aliases, and its events still queued for other servers.
+            txn.open_table(ALIASES)?.retain(|_, v| v != rid)?;
+            txn.open_table(FED_QUEUE)?.retain(|_, v| !event_ids.contains(v))?;
             Ok(DeletedRoom { events: event_ids.len() as u64, members: members.len() as u64 })
         })
         .await

@@ -29,20 +29,27 @@ pub struct BackupStats {
     pub secs: f64,
 }
 
-macro_rules! copy_tables {
-    ($src:expr, $dst:expr, $rows:expr, $($table:expr),+ $(,)?) => {
-        $(
-            {
-                let from = $src.open_table($table).map_err(|e| e.to_string())?;
-                let mut to = $dst.open_table($table).map_err(|e| e.to_string())?;
-                for row in from.iter().map_err(|e| e.to_string())? {
-                    let (k, v) = row.map_err(|e| e.to_string())?;
-                    to.insert(k.value(), v.value()).map_err(|e| e.to_string())?;
-                    $rows += 1;
-                }
-            }
-        )+
+/// Copies one table of `src` into `dst`; returns the rows copied. A table the source lacks
+/// (written by an older schema, which the server upgrades when it opens the restored file) is
+/// skipped.
+fn copy_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+    src: &ReadTransaction,
+    dst: &redb::WriteTransaction,
+    table: redb::TableDefinition<K, V>,
+) -> Result<u64, String> {
+    let from = match src.open_table(table) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+        Err(e) => return Err(e.to_string()),
     };
+    let mut to = dst.open_table(table).map_err(|e| e.to_string())?;
+    let mut rows = 0;
+    for row in from.iter().map_err(|e| e.to_string())? {
+        let (k, v) = row.map_err(|e| e.to_string())?;
+        to.insert(k.value(), v.value()).map_err(|e| e.to_string())?;
+        rows += 1;
+    }
+    Ok(rows)
 }
 
 /// Copies every table of the snapshot `src` into a new database at `dest` (through a temporary
@@ -58,30 +65,12 @@ pub fn write_backup(src: &ReadTransaction, dest: &Path) -> Result<BackupStats, S
         let db = Database::create(&partial).map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
         let txn = db.begin_write().map_err(|e| e.to_string())?;
         let mut rows = 0u64;
-        copy_tables!(
-            src,
-            txn,
-            rows,
-            META,
-            USERS,
-            SESSIONS,
-            USER_SESSIONS,
-            EVENTS,
-            ROOMS,
-            ROOM_TIMELINE,
-            ROOM_STATE,
-            ROOM_MEMBERS,
-            USER_ROOMS,
-            TXN_IDS,
-            READ_MARKERS,
-            DIRECT_ROOMS,
-            MENTIONS,
-            CALLS,
-            SERVER_KEYS,
-            ALIASES,
-            FED_QUEUE,
-            FED_TXNS,
-        );
+        macro_rules! copy_each {
+            ($($table:ident),+) => {
+                $( rows += copy_table(src, &txn, $table)?; )+
+            };
+        }
+        every_table!(copy_each);
         txn.commit().map_err(|e| e.to_string())?;
         drop(db);
         std::fs::File::open(&partial).and_then(|f| f.sync_all()).map_err(|e| e.to_string())?;

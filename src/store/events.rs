@@ -21,6 +21,19 @@ pub struct StoredEvent {
     pub event: Event,
 }
 
+impl Tx<'_> {
+    /// Stores `ev` of `room_id` as an outlier (no timeline position: state or auth chain
+    /// received from another server), unless it is stored already.
+    pub fn put_outlier(&mut self, room_id: &str, ev: &Event) -> Result<()> {
+        let mut events = self.txn.open_table(EVENTS)?;
+        if events.get(ev.event_id.as_str())?.is_none() {
+            put_json(&mut events, &ev.event_id, &StoredEvent { pos: 0, event: ev.clone() })?;
+            self.txn.open_table(ROOM_OUTLIERS)?.insert((room_id, ev.event_id.as_str()), ())?;
+        }
+        Ok(())
+    }
+}
+
 /// Fills in `prev_events`, `auth_events` and `depth` for a new event in `room` and builds it.
 pub fn build_next(tx: &Tx<'_>, room: &RoomRecord, sender: &str, new: NewEvent, ts: u64) -> Result<Event> {
     let state = tx.txn.open_table(ROOM_STATE)?;

@@ -23,8 +23,9 @@ use crate::error::{Error, Result};
 use tables::*;
 pub use writer::{OnCommit, Tx, Writer, WriterStats, WriterThread};
 
-/// Version of the table layout this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version of the table layout this build reads and writes. Each version's change, and the step
+/// that upgrades a database of the version before, is in [`upgrade`].
+pub const SCHEMA_VERSION: u32 = 2;
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "chat.redb";
 
@@ -107,8 +108,9 @@ impl Store {
     }
 }
 
-/// Creates every table, records the schema version on a new database, and refuses a database
-/// written by a newer version.
+/// Creates every table, upgrades a database written by an older schema (in the same
+/// transaction: an upgrade is all or nothing), records the schema version, and refuses a
+/// database written by a newer version.
 fn init_schema(db: &Database) -> Result<(), String> {
     let txn = db.begin_write().map_err(|e| e.to_string())?;
     let found = {
@@ -122,36 +124,50 @@ fn init_schema(db: &Database) -> Result<(), String> {
                 "it was written by a newer version of chat (schema {v}; this build understands up to {SCHEMA_VERSION}). Run a newer chat, or restore a backup made by this version."
             ));
         }
-        Some(_) => {}
-        None => {
-            let mut meta = txn.open_table(META).map_err(|e| e.to_string())?;
-            meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice()).map_err(|e| e.to_string())?;
+        Some(v) => {
+            create_tables(&txn).map_err(|e| e.to_string())?;
+            for from in v..SCHEMA_VERSION {
+                upgrade(&txn, from).map_err(|e| format!("upgrading schema {from} to {}: {e}", from + 1))?;
+                tracing::info!(from, to = from + 1, "database schema upgraded");
+            }
         }
+        None => create_tables(&txn).map_err(|e| e.to_string())?,
     }
-    create_tables(&txn).map_err(|e| e.to_string())?;
+    let mut meta = txn.open_table(META).map_err(|e| e.to_string())?;
+    meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice()).map_err(|e| e.to_string())?;
+    drop(meta);
     txn.commit().map_err(|e| e.to_string())
 }
 
 fn create_tables(txn: &WriteTransaction) -> Result<()> {
-    txn.open_table(USERS)?;
-    txn.open_table(SESSIONS)?;
-    txn.open_table(USER_SESSIONS)?;
-    txn.open_table(EVENTS)?;
-    txn.open_table(ROOMS)?;
-    txn.open_table(ROOM_TIMELINE)?;
-    txn.open_table(ROOM_STATE)?;
-    txn.open_table(ROOM_MEMBERS)?;
-    txn.open_table(USER_ROOMS)?;
-    txn.open_table(TXN_IDS)?;
-    txn.open_table(READ_MARKERS)?;
-    txn.open_table(DIRECT_ROOMS)?;
-    txn.open_table(MENTIONS)?;
-    txn.open_table(CALLS)?;
-    txn.open_table(SERVER_KEYS)?;
-    txn.open_table(ALIASES)?;
-    txn.open_table(FED_QUEUE)?;
-    txn.open_table(FED_TXNS)?;
+    macro_rules! create_each {
+        ($($table:ident),+) => {
+            $( txn.open_table($table)?; )+
+        };
+    }
+    every_table!(create_each);
     Ok(())
+}
+
+/// Upgrades a database of schema `from` to `from + 1`, inside the opening transaction.
+fn upgrade(txn: &WriteTransaction, from: u32) -> Result<()> {
+    match from {
+        // 2 adds `room_outliers`: the events stored without a timeline position (position 0),
+        // indexed by room.
+        1 => {
+            let events = txn.open_table(EVENTS)?;
+            let mut outliers = txn.open_table(ROOM_OUTLIERS)?;
+            for row in events.iter()? {
+                let (_, v) = row?;
+                let stored: events::StoredEvent = serde_json::from_slice(v.value())?;
+                if stored.pos == 0 {
+                    outliers.insert((stored.event.room_id.as_str(), stored.event.event_id.as_str()), ())?;
+                }
+            }
+            Ok(())
+        }
+        _ => Err(Error::Internal(format!("no upgrade from schema {from}"))),
+    }
 }
 
 /// Reads and decodes a JSON record.

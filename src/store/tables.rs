@@ -57,6 +57,11 @@ pub const SERVER_KEYS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::n
 /// (user id, room id, stream position) -> (): messages that mention the user, for mention counts.
 pub const MENTIONS: TableDefinition<(&str, &str, u64), ()> = TableDefinition::new("mentions");
 
+/// (room id, event id) -> (): events of a room stored without a timeline position (outliers:
+/// the state and auth chain received when joining through another server), so that deleting
+/// the room finds them. Added in schema 2.
+pub const ROOM_OUTLIERS: TableDefinition<(&str, &str), ()> = TableDefinition::new("room_outliers");
+
 /// Room alias (`#name:server`, lower-case) -> room id: this server's aliases.
 pub const ALIASES: TableDefinition<&str, &str> = TableDefinition::new("aliases");
 
@@ -69,3 +74,33 @@ pub const FED_QUEUE: TableDefinition<(&str, u8, u64), &str> = TableDefinition::n
 /// (origin server, transaction id) -> when it was received (ms): inbound transactions already
 /// processed, so a retried transaction is answered without processing it twice.
 pub const FED_TXNS: TableDefinition<(&str, &str), u64> = TableDefinition::new("fed_txns");
+
+/// Calls `$m!(TABLE, ...)` with every table above: the one list that creating the schema and
+/// copying a backup use, so a new table cannot be left out of either.
+macro_rules! every_table {
+    ($m:ident) => {
+        $m!(
+            META,
+            USERS,
+            SESSIONS,
+            USER_SESSIONS,
+            EVENTS,
+            ROOMS,
+            ROOM_TIMELINE,
+            ROOM_STATE,
+            ROOM_MEMBERS,
+            USER_ROOMS,
+            TXN_IDS,
+            READ_MARKERS,
+            DIRECT_ROOMS,
+            CALLS,
+            SERVER_KEYS,
+            MENTIONS,
+            ROOM_OUTLIERS,
+            ALIASES,
+            FED_QUEUE,
+            FED_TXNS
+        )
+    };
+}
+pub(crate) use every_table;

@@ -595,3 +595,37 @@ pub mod tls {
         }
     }
 }
+
+/// Runs the `chat` binary with `ARGS... --data-dir DIR` and `stdin` on its standard input.
+pub fn cli(dir: &Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chat"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .env("CHAT_LOG", "error")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(s) = stdin {
+        input.write_all(s.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+/// [`cli`] on a blocking thread (for a server running on the test's runtime).
+pub async fn cli_async(dir: &Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    let (dir, args, stdin) =
+        (dir.to_path_buf(), args.iter().map(|s| s.to_string()).collect::<Vec<_>>(), stdin.map(String::from));
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        cli(&dir, &args, stdin.as_deref())
+    })
+    .await
+    .unwrap()
+}
