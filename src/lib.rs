@@ -1,22 +1,22 @@
 //! chat: a self-hosted, federated, real-time chat with browser video calls, in one binary.
 //!
-//! Map of the crate (one line per module, what it owns):
+//! Map of the crate, bottom layer first (a module uses only its own layer and those below;
+//! `docs/architecture.md` has the list that `tests/architecture.rs` checks):
 //!
-//! - [`config`]  settings: defaults, TOML file, `CHAT_*` environment, flags; limits.
-//! - [`error`]   the one error enum and its mapping to HTTP status and JSON body.
-//! - [`ids`]     identifier newtypes and parsing: user ids, room ids, event ids, server names.
-//! - [`state`]   `AppState`, the cheap-clone handle passed to every handler and task.
-//! - [`server`]  binds the listener, wires the parts, serves until shutdown, then drains.
-//! - [`store`]   everything that touches redb: tables, the group-commit writer, typed queries.
-//! - [`events`]  the room event model (Matrix PDU shape): hashing, ids, content types.
-//! - [`admin`]   the admin socket in the data directory: backups of a running server.
-//! - [`auth`]    passwords (argon2id), tokens (JWT), sessions, extractors, rate limits.
-//! - [`rooms`]   room services and the authorization rules for every room event.
-//! - [`calls`]   call signalling rules and the built-in TURN relay (guard, TCP, credentials).
-//! - [`metrics`] `/metrics` (Prometheus text) on its own loopback listener.
-//! - [`live`]    the WebSocket channel: hub, per-connection queues, catch-up, frames.
-//! - [`tls`]     HTTPS: certificate loading and reload, self-signed certificates, the TLS listener.
-//! - [`web`]     HTTP routes: JSON API, maud pages and fragments, embedded assets.
+//! - [`error`], [`ids`], [`tls`]: the error enum and its HTTP mapping; identifiers; HTTPS.
+//! - [`config`]: settings (defaults, TOML file, `CHAT_*` environment, flags) and limits.
+//! - [`keys`]: our signing key, canonical JSON, base64.
+//! - [`events`]: the room event model (Matrix PDU shape), call event types, the auth rules.
+//! - [`store`]: the only code that opens redb: tables, the group-commit writer, typed ops.
+//! - [`auth`], [`rooms`]: accounts and sessions; room services and aliases.
+//! - [`calls`]: call signalling rules and the built-in TURN relay.
+//! - [`federation`]: server-to-server traffic and membership that may cross servers.
+//! - [`render`]: maud views for the pages and the live frames.
+//! - [`live`]: the publisher, the hub and the WebSocket channel.
+//! - [`state`]: `AppState`, holding each service's handle for the web layer.
+//! - [`admin`], [`metrics`]: the admin socket and operations; `/metrics`.
+//! - [`web`]: HTTP routes, extractors, assets, connection serving.
+//! - [`server`]: wiring, background tasks, shutdown.
 
 pub mod admin;
 pub mod auth;

@@ -18,9 +18,9 @@ pub async fn start(at: SocketAddr, state: AppState) -> Result<SocketAddr, String
     let listener =
         tokio::net::TcpListener::bind(at).await.map_err(|e| format!("metrics_listen: cannot listen on {at}: {e}"))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
-    let stop = state.shutdown.clone();
+    let (stop, tasks) = (state.shutdown.clone(), state.tasks.clone());
     let app = Router::new().route("/metrics", get(metrics)).with_state(state);
-    tokio::spawn(std::future::IntoFuture::into_future(
+    tasks.spawn(std::future::IntoFuture::into_future(
         axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()),
     ));
     Ok(bound)

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::auth::ratelimit::RateLimiter;
 use crate::auth::{Accounts, AccountsInner, TokenKeys};
@@ -14,7 +15,7 @@ use crate::calls::{Calls, CallsInner};
 use crate::config::{Config, derive_server_name};
 use crate::federation::{FedState, FedStateInner};
 use crate::live::Hub;
-use crate::live::{LiveState, LiveStateInner};
+use crate::live::{LiveState, LiveStateInner, Publisher};
 use crate::rooms::{Rooms, RoomsInner};
 use crate::state::{AppState, Inner};
 use crate::store::{self, Store};
@@ -36,18 +37,16 @@ pub struct Running {
 }
 
 impl Running {
-    /// Waits for the server to stop (after the shutdown token is cancelled).
-    /// Returns once the database is closed (every live connection has let go of it), so the
-    /// same data directory can be opened again at once.
+    /// Waits for the server to stop (after the shutdown token is cancelled). Returns once the
+    /// database is closed: the connections and every background task have ended and the writer
+    /// has committed what was queued, so nothing holds the store but this handle's state,
+    /// dropped here, and the same data directory can be opened again at once.
     pub async fn wait(self) -> Result<(), String> {
         let out = self.task.await.map_err(|e| format!("server task failed: {e}"))?;
         let store = self.state.store.clone();
         drop(self.state);
-        for _ in 0..500 {
-            if store.handles() == 1 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        if store.handles() > 1 {
+            tracing::warn!(handles = store.handles(), "the database is still held after shutdown");
         }
         out
     }
@@ -60,8 +59,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let server_name = config.server_name.clone().unwrap_or_else(|| derive_server_name(addr));
 
+    // Every background task belongs to `tasks`; shutdown closes it and waits for all of them.
+    let tasks = TaskTracker::new();
     let hub = Hub::new(config.limits.live_queue, config.limits.max_sockets_per_user);
-    let publish_hub = hub.clone();
+    let publisher = Publisher::start(hub.clone(), &tasks, shutdown.clone());
     let outbox = Arc::new(crate::federation::sender::Outbox::new(std::time::Duration::from_secs(
         config.limits.federation_retry_max_secs,
     )));
@@ -69,7 +70,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let (store, writer) = Store::open(
         &config.data_dir,
         Box::new(move |batch, destinations| {
-            publish_hub.publish(batch);
+            // The writer thread only hands over: rendering and delivery run on the publisher.
+            publisher.committed(batch);
             wake.wake(destinations);
         }),
     )?;
@@ -131,6 +133,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         shutdown: shutdown.clone(),
         rooms: rooms.clone(),
         calls: calls.clone(),
+        tasks: tasks.clone(),
     });
     let live = LiveState::new(LiveStateInner {
         store: store.clone(),
@@ -139,6 +142,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         shutdown: shutdown.clone(),
         rooms: rooms.clone(),
         calls: calls.clone(),
+        tasks: tasks.clone(),
     });
     let state = AppState::new(Inner {
         store,
@@ -155,11 +159,12 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         turn: turn.clone(),
         https: tls.is_some(),
         hsts: tls.is_some() && !config.tls.self_signed,
+        tasks: tasks.clone(),
     });
     crate::calls::load_pending(&calls).map_err(|e| format!("cannot read calls: {e}"))?;
-    crate::calls::spawn_sweeper(calls);
-    tokio::spawn(crate::federation::sender::run(fed.clone()));
-    tokio::spawn(crate::federation::rooms::catch_up(fed));
+    crate::calls::spawn_sweeper(calls, &tasks);
+    tasks.spawn(crate::federation::sender::run(fed.clone()));
+    tasks.spawn(crate::federation::rooms::catch_up(fed));
     // Backups (and later admin commands) of a running server go through this socket; without
     // it they need the server stopped, which is worth a warning, not a refusal to start.
     if let Err(e) = crate::admin::serve(state.clone(), &config.data_dir) {
@@ -169,7 +174,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     // The hub's clock: typing notices expire and closed tabs turn offline after their grace.
     let ticker_hub = state.hub.clone();
     let ticker_stop = shutdown.clone();
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
         loop {
             tokio::select! {
@@ -213,11 +218,17 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         }
     };
     let writer = Arc::new(std::sync::Mutex::new(Some(writer)));
+    let tasks_at_end = tasks.clone();
     let task = tokio::spawn(async move {
+        let tasks = tasks_at_end;
         serving.await.map_err(|e| format!("server task failed: {e}"))?;
         if let Some(relay) = turn {
             relay.close().await;
         }
+        // Every background task watches the shutdown token: wait for them all (live connections
+        // closing, the outbound lanes, the sweeper, the admin socket, the publisher).
+        tasks.close();
+        tasks.wait().await;
         // Every request has finished; commit whatever is still queued, then stop the writer.
         let w = writer.lock().ok().and_then(|mut w| w.take());
         if let Some(w) = w {

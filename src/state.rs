@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::auth::Accounts;
 use crate::calls::Calls;
@@ -52,6 +53,8 @@ pub struct Inner {
     pub hsts: bool,
     /// The built-in TURN relay, unless turned off.
     pub turn: Option<Arc<crate::calls::turn::Relay>>,
+    /// Every background task of the server: shutdown waits for them all.
+    pub tasks: TaskTracker,
 }
 
 impl AppState {

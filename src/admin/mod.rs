@@ -38,7 +38,8 @@ pub fn serve(state: AppState, data_dir: &Path) -> Result<(), String> {
     let listener = UnixListener::bind(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| format!("cannot restrict {}: {e}", path.display()))?;
-    tokio::spawn(async move {
+    let tasks = state.tasks.clone();
+    tasks.spawn(async move {
         loop {
             let stream = tokio::select! {
                 _ = state.shutdown.cancelled() => break,
@@ -51,7 +52,7 @@ pub fn serve(state: AppState, data_dir: &Path) -> Result<(), String> {
                 },
             };
             let state = state.clone();
-            tokio::spawn(async move {
+            state.tasks.clone().spawn(async move {
                 let (rd, mut wr) = stream.into_split();
                 let mut line = String::new();
                 let mut rd = tokio::io::BufReader::new(rd).take(MAX_REQUEST as u64);

@@ -391,9 +391,9 @@ pub async fn sweep(state: &Calls) {
     }
 }
 
-/// Runs [`sweep`] every second until shutdown.
-pub fn spawn_sweeper(state: Calls) {
-    tokio::spawn(async move {
+/// Runs [`sweep`] every second until shutdown, as one of `tasks`.
+pub fn spawn_sweeper(state: Calls, tasks: &tokio_util::task::TaskTracker) {
+    tasks.spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {

@@ -66,6 +66,8 @@ pub struct FedStateInner {
     pub rooms: Rooms,
     /// The call services (call signals from other servers).
     pub calls: Calls,
+    /// The server's background tasks (the outbound lanes are some).
+    pub tasks: tokio_util::task::TaskTracker,
 }
 
 impl FedState {

@@ -177,7 +177,7 @@ fn ensure(state: &FedState, dest: &str) {
             });
             peers.insert(dest.to_string(), p.clone());
             for lane in Lane::ALL {
-                tokio::spawn(run_lane(state.clone(), dest.to_string(), lane, p.clone()));
+                state.tasks.spawn(run_lane(state.clone(), dest.to_string(), lane, p.clone()));
             }
             p
         }

@@ -35,6 +35,13 @@ pub const EPHEMERAL_QUEUE: usize = 64;
 /// Call frames (signals, rosters) queued per connection; overflow switches it to catch-up.
 pub const CALL_QUEUE: usize = 64;
 
+/// A committed event with its frame, rendered off the writer thread and outside the lock.
+pub struct Rendered {
+    stored: Arc<StoredEvent>,
+    text: Utf8Bytes,
+    call: bool,
+}
+
 /// One event frame ready to send, with its stream position for de-duplication.
 #[derive(Clone)]
 pub struct Frame {
@@ -551,27 +558,40 @@ impl Hub {
         self.lagged.load(Ordering::Relaxed)
     }
 
-    /// Delivers a committed batch, in order. Called on the writer thread after commit.
-    pub fn publish(&self, batch: &[Arc<StoredEvent>]) {
+    /// Renders a committed batch's frames: the work that needs no lock (serializing each event
+    /// once, with its HTML fragment). Runs on the publisher task, never on the writer thread.
+    pub fn render(batch: &[Arc<StoredEvent>]) -> Vec<Rendered> {
+        batch
+            .iter()
+            .map(|stored| {
+                let call = crate::events::call::is_call_event(&stored.event.kind);
+                let text = if call { frames::call_frame(stored) } else { frames::event_frame(stored) };
+                Rendered { stored: stored.clone(), text: Utf8Bytes::from(text), call }
+            })
+            .collect()
+    }
+
+    /// Delivers a rendered batch, in order, to the queues of the online members: the only part
+    /// that holds the hub's lock, and it only moves shared frames into queues.
+    pub fn deliver(&self, batch: &[Rendered]) {
         let mut inner = self.lock();
-        for stored in batch {
-            let ev = &stored.event;
+        for r in batch {
+            let (stored, ev) = (&r.stored, &r.stored.event);
             if ev.kind == crate::events::M_ROOM_MESSAGE {
                 self.messages.fetch_add(1, Ordering::Relaxed);
             }
-            if crate::events::call::is_call_event(&ev.kind) {
+            if r.call {
                 // Call signals skip the message queue: a backlog of messages never delays them.
-                let text = Utf8Bytes::from(frames::call_frame(stored));
                 if let Some(members) = inner.rooms.get(ev.room_id.as_str()) {
                     for u in members {
                         if let Some(online) = inner.users.get(u) {
-                            deliver_call(online, &text, &self.lagged);
+                            deliver_call(online, &r.text, &self.lagged);
                         }
                     }
                 }
                 continue;
             }
-            let frame = Frame { pos: stored.pos, text: Utf8Bytes::from(frames::event_frame(stored)) };
+            let frame = Frame { pos: stored.pos, text: r.text.clone() };
             let room: Arc<str> = Arc::from(ev.room_id.as_str());
             // A member event changes who receives this room: joins take effect before delivery
             // (the joiner sees their own join), leaves after (the leaver sees their own leave).

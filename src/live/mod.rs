@@ -1,17 +1,21 @@
-//! The live channel: one WebSocket per tab. The hub rings connections when events commit; each
-//! connection catches up from the store by stream position whenever it falls behind.
+//! The live channel: one WebSocket per tab. After each commit the publisher renders the
+//! batch's frames and the hub rings the connections; each connection catches up from the store
+//! by stream position whenever it falls behind.
 
 pub mod frames;
 pub mod hub;
+pub mod publisher;
 pub mod socket;
 
 pub use hub::Hub;
+pub use publisher::Publisher;
 
 use crate::calls::Calls;
 use crate::config::Limits;
 use crate::rooms::Rooms;
 use crate::store::Store;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// What the live channel works with. Cheap to clone.
 #[derive(Clone)]
@@ -31,6 +35,8 @@ pub struct LiveStateInner {
     pub rooms: Rooms,
     /// The call services (signals).
     pub calls: Calls,
+    /// The server's background tasks: connections belong to it, so shutdown waits for them.
+    pub tasks: TaskTracker,
 }
 
 impl LiveState {

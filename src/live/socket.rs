@@ -78,11 +78,15 @@ pub async fn upgrade(
         .write_buffer_size(WRITE_BUFFER)
         .max_message_size(limit)
         .max_frame_size(limit)
-        .on_upgrade(move |socket| async move {
-            let user = session.user.to_string();
-            if let Err(e) = run(state, session, conn, q.since, socket).await {
-                tracing::debug!(%user, error = %e, "live connection ended with error");
-            }
+        .on_upgrade(move |socket| {
+            // The connection belongs to the server's tasks: shutdown waits for it to close.
+            let tasks = state.tasks.clone();
+            tasks.track_future(async move {
+                let user = session.user.to_string();
+                if let Err(e) = run(state, session, conn, q.since, socket).await {
+                    tracing::debug!(%user, error = %e, "live connection ended with error");
+                }
+            })
         }))
 }
 
@@ -361,7 +365,7 @@ async fn handle(
                 Err(e) => Err(e),
             };
             let (state, user, reply_tx) = (state.clone(), session.user.clone(), reply_tx.clone());
-            tokio::spawn(async move {
+            state.tasks.clone().spawn(async move {
                 let out = match queued {
                     Ok(committed) => committed.wait().await,
                     Err(e) => Err(e),
@@ -388,7 +392,7 @@ async fn handle(
                 Err(e) => Err(e),
             };
             let reply_tx = reply_tx.clone();
-            tokio::spawn(async move {
+            state.tasks.clone().spawn(async move {
                 let out = match queued {
                     Ok(committed) => committed.wait().await,
                     Err(e) => Err(e),
@@ -411,7 +415,7 @@ async fn handle(
                 return;
             };
             let (state, user, reply_tx) = (state.clone(), session.user.clone(), reply_tx.clone());
-            tokio::spawn(async move {
+            state.tasks.clone().spawn(async move {
                 let out = match crate::ids::parse_room_id(&room_id) {
                     Ok(rid) => rooms::mark_read(&state.rooms, &user, rid, pos).await.map(|moved| {
                         if let Some(m) = moved {
