@@ -164,7 +164,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     crate::calls::load_pending(&calls).map_err(|e| format!("cannot read calls: {e}"))?;
     crate::calls::spawn_sweeper(calls, &tasks);
     tasks.spawn(crate::federation::sender::run(fed.clone()));
-    tasks.spawn(crate::federation::rooms::catch_up(fed));
+    tasks.spawn(crate::federation::receive::catch_up(fed));
     // Backups (and later admin commands) of a running server go through this socket; without
     // it they need the server stopped, which is worth a warning, not a refusal to start.
     if let Err(e) = crate::admin::serve(state.clone(), &config.data_dir) {

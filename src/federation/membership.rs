@@ -1,11 +1,28 @@
 //! Membership that may cross servers: the one entry point for joining, leaving, inviting and
-//! opening a direct chat. Each decides whether the room service does it here or the
-//! handshakes of [`super::rooms`] do it through another server.
+//! opening a direct chat (each decides whether the room service does it here or the handshake
+//! runs through another server), and our side of those handshakes: resolving aliases, joining
+//! through a resident server, declining, and inviting users of other servers.
+
+use std::collections::HashMap;
+
+use axum::http::{Method, StatusCode};
+use redb::ReadableTable;
+use serde_json::{Value, json};
 
 use super::FedState;
-use crate::error::Result;
+use super::pdu::{check_auth_events, parse_verified};
+use super::receive::authorize_now;
+use super::serve::MAX_FETCH;
+use crate::error::{Error, Result};
+use crate::events::rules;
+use crate::events::*;
 use crate::ids::UserId;
+use crate::rooms::aliases::{local_alias, parse_alias};
 use crate::rooms::{self, JoinPlan};
+use crate::store::events::{StoredEvent, apply_state, get_event, persist_received};
+use crate::store::rooms::RoomRecord;
+use crate::store::tables::*;
+use crate::store::{get_json, put_json};
 
 /// Joins a public room, or a private one the user was invited to.
 pub async fn join(state: &FedState, user: &UserId, room_id: &str) -> Result<()> {
@@ -15,7 +32,7 @@ pub async fn join(state: &FedState, user: &UserId, room_id: &str) -> Result<()> 
 /// Joins a room by id or `#alias:server`; returns the room id.
 pub async fn join_by_name(state: &FedState, user: &UserId, name: &str, via: &[String]) -> Result<String> {
     if name.starts_with('#') {
-        let (rid, servers) = super::rooms::resolve_alias(state, name).await?;
+        let (rid, servers) = resolve_alias(state, name).await?;
         let via: Vec<String> = servers.into_iter().chain(via.iter().cloned()).collect();
         join_via(state, user, &rid, &via).await?;
         return Ok(rid);
@@ -30,7 +47,7 @@ pub async fn join_by_name(state: &FedState, user: &UserId, name: &str, via: &[St
 pub async fn join_via(state: &FedState, user: &UserId, room_id: &str, via: &[String]) -> Result<()> {
     match rooms::join_plan(&state.rooms, room_id, via)? {
         JoinPlan::Here => rooms::join_here(&state.rooms, user, room_id).await,
-        JoinPlan::Through(servers) => super::rooms::join_remote(state, user, room_id, &servers).await,
+        JoinPlan::Through(servers) => join_remote(state, user, room_id, &servers).await,
     }
 }
 
@@ -38,7 +55,7 @@ pub async fn join_via(state: &FedState, user: &UserId, room_id: &str, via: &[Str
 /// server is not in is told when it can be reached; the decline holds here either way.
 pub async fn leave(state: &FedState, user: &UserId, room_id: &str) -> Result<()> {
     if let Some(via) = rooms::remote_invitation(&state.rooms, user, room_id)?
-        && let Err(e) = super::rooms::decline_remote(state, user, room_id, &via).await
+        && let Err(e) = decline_remote(state, user, room_id, &via).await
     {
         tracing::info!(room_id, error = %e, "the inviting server was not told of the decline");
     }
@@ -48,7 +65,7 @@ pub async fn leave(state: &FedState, user: &UserId, room_id: &str) -> Result<()>
 /// Invites a user into a room; a user of another server through their server, which co-signs.
 pub async fn invite(state: &FedState, sender: &UserId, room_id: &str, target: &UserId) -> Result<()> {
     if target.server() != state.server_name.as_str() {
-        return super::rooms::invite_remote(state, sender, room_id, target).await;
+        return invite_remote(state, sender, room_id, target).await;
     }
     rooms::invite_local(&state.rooms, sender, room_id, target).await
 }
@@ -60,7 +77,313 @@ pub async fn open_direct(state: &FedState, user: &UserId, other: &UserId) -> Res
     if direct.invite_remote {
         // The peer's server co-signs the invite; if it cannot be reached, the room stays with
         // its creator alone and a later attempt invites again.
-        super::rooms::invite_remote(state, user, &direct.room_id, other).await?;
+        invite_remote(state, user, &direct.room_id, other).await?;
     }
     Ok(direct.room_id)
+}
+
+// Our side of the handshakes.
+
+/// Most events of state plus auth chain a join accepts.
+pub(super) const MAX_JOIN_EVENTS: usize = 20_000;
+
+/// Events of recent history fetched when joining a remote room.
+pub(super) const JOIN_HISTORY: usize = 50;
+
+/// Resolves `#name:server` to a room id and servers to join through.
+pub async fn resolve_alias(state: &FedState, alias: &str) -> Result<(String, Vec<String>)> {
+    let (name, server) = parse_alias(alias)?;
+    if server == state.server_name.as_str() {
+        let rid = local_alias(&state.store, &state.server_name, &name)?
+            .ok_or_else(|| Error::NotFound(format!("no room is called {alias}")))?;
+        return Ok((rid, vec![]));
+    }
+    let path =
+        format!("/_matrix/federation/v1/query/directory?room_alias={}", super::urlencode(&format!("#{name}:{server}")));
+    let (status, v) = state
+        .federation
+        .client
+        .signed(&state.federation.key, state.server_name.as_str(), &server, Method::GET, &path, None)
+        .await
+        .map_err(|e| Error::Unavailable(format!("cannot reach {server}: {e}")))?;
+    if status == StatusCode::NOT_FOUND {
+        return Err(Error::NotFound(format!("no room is called {alias}")));
+    }
+    if status != StatusCode::OK {
+        return Err(Error::Unavailable(format!("{server} answered {status}")));
+    }
+    let rid = v["room_id"].as_str().ok_or_else(|| Error::Unavailable(format!("{server} sent no room id")))?;
+    crate::ids::parse_room_id(rid)?;
+    let mut servers: Vec<String> = vec![server.clone()];
+    for s in v["servers"].as_array().into_iter().flatten().take(10).filter_map(Value::as_str) {
+        if crate::ids::ServerName::parse(s).is_ok() && !servers.iter().any(|x| x == s) {
+            servers.push(s.to_string());
+        }
+    }
+    Ok((rid.to_string(), servers))
+}
+
+/// Joins `user` to `room_id`, which this server is not in, through one of `via`.
+pub async fn join_remote(state: &FedState, user: &UserId, room_id: &str, via: &[String]) -> Result<()> {
+    let mut last = Error::NotFound("no server to join that room through".into());
+    for server in via.iter().filter(|s| *s != state.server_name.as_str()).take(5) {
+        match join_through(state, user, room_id, server).await {
+            Ok(()) => return Ok(()),
+            Err(e @ (Error::Forbidden(_) | Error::NotFound(_) | Error::BadRequest(_))) if via.len() == 1 => {
+                return Err(e);
+            }
+            Err(e) => {
+                tracing::info!(server, room_id, error = %e, "join through this server failed");
+                last = e;
+            }
+        }
+    }
+    Err(last)
+}
+
+pub(super) async fn call(
+    state: &FedState,
+    server: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Value> {
+    let (status, v) = state
+        .federation
+        .client
+        .signed(&state.federation.key, state.server_name.as_str(), server, method, path, body)
+        .await
+        .map_err(|e| Error::Unavailable(format!("cannot reach {server}: {e}")))?;
+    let msg = v.get("error").and_then(Value::as_str).unwrap_or("").to_string();
+    match status {
+        StatusCode::OK => Ok(v),
+        StatusCode::FORBIDDEN => Err(Error::Forbidden(format!("{server}: {msg}"))),
+        StatusCode::NOT_FOUND => Err(Error::NotFound(format!("{server}: {msg}"))),
+        s if s.is_client_error() => Err(Error::bad(format!("{server}: {msg}"))),
+        s => Err(Error::Unavailable(format!("{server} answered {s}"))),
+    }
+}
+
+/// The membership handshake with a resident server: `make_join`/`make_leave` gives the
+/// event's place in the DAG; we build and sign the event here and send it with
+/// `send_join`/`send_leave`. Returns the event and the server's answer.
+pub(super) async fn make_and_send(
+    state: &FedState,
+    user: &UserId,
+    room_id: &str,
+    server: &str,
+    membership: Membership,
+) -> Result<(Event, Value)> {
+    let verb = if membership == Membership::Join { "join" } else { "leave" };
+    let rid = super::urlencode(room_id);
+    let uid = super::urlencode(user.as_str());
+    let made = call(
+        state,
+        server,
+        Method::GET,
+        &format!("/_matrix/federation/v1/make_{verb}/{rid}/{uid}?ver={ROOM_VERSION}"),
+        None,
+    )
+    .await?;
+    let t = &made["event"];
+    let strings = |k: &str| -> Vec<String> {
+        t[k].as_array().into_iter().flatten().take(MAX_REFS).filter_map(Value::as_str).map(str::to_string).collect()
+    };
+    let parents = Parents {
+        prev_events: strings("prev_events"),
+        auth_events: strings("auth_events"),
+        depth: t["depth"].as_u64().ok_or_else(|| Error::bad(format!("make_{verb} template without depth")))?,
+    };
+    let new = NewEvent::state(M_ROOM_MEMBER, user.as_str(), member_content(membership));
+    let ev = Event::build(Some(room_id), user.as_str(), new, parents, now_ms());
+    let pdu = state.federation.wire_pdu(state.server_name.as_str(), &ev)?;
+    let path = format!("/_matrix/federation/v2/send_{verb}/{rid}/{}", super::urlencode(&ev.event_id));
+    let answer = call(state, server, Method::PUT, &path, Some(pdu)).await?;
+    Ok((ev, answer))
+}
+
+/// Declines an invitation to a room on another server: the leave goes to the inviting server
+/// (make_leave/send_leave), which adds it to the room.
+pub async fn decline_remote(state: &FedState, user: &UserId, room_id: &str, via: &[String]) -> Result<()> {
+    let mut last = Error::NotFound("no server to send the decline to".into());
+    for server in via.iter().filter(|s| *s != state.server_name.as_str()).take(5) {
+        match make_and_send(state, user, room_id, server, Membership::Leave).await {
+            Ok(_) => return Ok(()),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+pub(super) async fn join_through(state: &FedState, user: &UserId, room_id: &str, server: &str) -> Result<()> {
+    let rid = super::urlencode(room_id);
+    let (join, answer) = make_and_send(state, user, room_id, server, Membership::Join).await?;
+    // Everything the resident server sent is checked before any of it is used.
+    let mut all: HashMap<String, Event> = HashMap::new();
+    let mut state_ids = Vec::new();
+    let list = |k: &str| answer[k].as_array().cloned().unwrap_or_default();
+    let (state_pdus, chain_pdus) = (list("state"), list("auth_chain"));
+    if state_pdus.len() + chain_pdus.len() > MAX_JOIN_EVENTS {
+        return Err(Error::bad("the room's state is too large"));
+    }
+    for (p, is_state) in state_pdus.iter().map(|p| (p, true)).chain(chain_pdus.iter().map(|p| (p, false))) {
+        let ev = parse_verified(state, p, room_id).await?;
+        if is_state {
+            if ev.state_key.is_none() {
+                return Err(Error::bad("a state list entry is not a state event"));
+            }
+            state_ids.push(ev.event_id.clone());
+        }
+        all.insert(ev.event_id.clone(), ev);
+    }
+    let create = all.values().find(|e| e.kind == M_ROOM_CREATE).ok_or_else(|| Error::bad("no create event"))?;
+    if create.room_id != room_id {
+        return Err(Error::bad("the create event names another room"));
+    }
+    for ev in all.values() {
+        check_auth_events(ev, |id| all.get(id))?;
+    }
+    check_auth_events(&join, |id| all.get(id))?;
+    // Recent history, for the first page; each event checked like the state.
+    let history = call(
+        state,
+        server,
+        Method::GET,
+        &format!("/_matrix/federation/v1/backfill/{rid}?v={}&limit={JOIN_HISTORY}", super::urlencode(&join.event_id)),
+        None,
+    )
+    .await
+    .map(|v| v["pdus"].as_array().cloned().unwrap_or_default())
+    .unwrap_or_default();
+    let mut timeline = Vec::new();
+    for p in history.iter().take(MAX_FETCH) {
+        let Ok(ev) = parse_verified(state, p, room_id).await else { continue };
+        if ev.event_id == join.event_id || check_auth_events(&ev, |id| all.get(id)).is_err() {
+            continue;
+        }
+        timeline.push(ev);
+    }
+    timeline.sort_by_key(|e| e.depth);
+    let mut states: Vec<Event> = state_ids.iter().filter_map(|id| all.get(id).cloned()).collect();
+    states.sort_by_key(|e| e.depth);
+    let chain: Vec<Event> = all.into_values().collect();
+    let (rid, joined) = (room_id.to_string(), join);
+    state.store.write(move |tx| store_joined_room(tx, &rid, chain, states, timeline, joined)).await
+}
+
+/// Writes a room joined through another server: its auth chain and state (not in the
+/// timeline), recent history, then our join, which is published.
+pub(super) fn store_joined_room(
+    tx: &mut crate::store::Tx<'_>,
+    room_id: &str,
+    chain: Vec<Event>,
+    states: Vec<Event>,
+    timeline: Vec<Event>,
+    join: Event,
+) -> Result<()> {
+    let create = chain.iter().find(|e| e.kind == M_ROOM_CREATE).ok_or_else(|| Error::bad("no create event"))?;
+    let direct = create.content.get("chat.direct").and_then(Value::as_bool).unwrap_or(false);
+    let pl = PowerLevels::for_new_room(&create.sender);
+    let mut room = RoomRecord::new(room_id, &create.sender, create.origin_server_ts, direct, JoinRule::Invite, pl);
+    for ev in &chain {
+        tx.put_outlier(room_id, ev)?;
+    }
+    // A partial room from an invitation leaves membership rows; the real state replaces them.
+    for ev in &states {
+        let key = ev.state_key.as_deref().unwrap_or_default();
+        tx.txn.open_table(ROOM_STATE)?.insert((room_id, ev.kind.as_str(), key), ev.event_id.as_str())?;
+        apply_state(tx, &mut room, ev, key)?;
+        room.depth = room.depth.max(ev.depth);
+    }
+    for ev in timeline {
+        let pos = tx.next_pos();
+        tx.txn
+            .open_table(ROOM_TIMELINE)?
+            .insert((room_id, pos), (ev.event_id.as_str(), ev.sender.as_str(), ev.kind.as_str()))?;
+        room.depth = room.depth.max(ev.depth);
+        room.last_pos = pos;
+        let id = ev.event_id.clone();
+        put_json(&mut tx.txn.open_table(EVENTS)?, &id, &StoredEvent { pos, event: ev })?;
+    }
+    room.extremities = join.prev_events.clone();
+    persist_received(tx, &mut room, join)?;
+    Ok(())
+}
+
+/// Invites `target`, a user of another server: their server co-signs the invite before it is
+/// added to the room.
+pub async fn invite_remote(state: &FedState, sender: &UserId, room_id: &str, target: &UserId) -> Result<()> {
+    let (s, rid, t) = (sender.to_string(), room_id.to_string(), target.to_string());
+    let (ev, stripped) = state
+        .store
+        .write(move |tx| {
+            let room: RoomRecord =
+                get_json(&tx.txn.open_table(ROOMS)?, &rid)?.ok_or_else(|| Error::NotFound("no such room".into()))?;
+            let new = NewEvent::state(M_ROOM_MEMBER, &t, member_content(Membership::Invite));
+            {
+                let members = tx.txn.open_table(ROOM_MEMBERS)?;
+                rules::authorize(room.auth_state(), &s, &new, |u| {
+                    crate::store::rooms::membership_of(&members, &rid, u)
+                })?;
+            }
+            let ev = crate::store::events::build_next(tx, &room, &s, new, now_ms())?;
+            let mut stripped = Vec::new();
+            let table = tx.txn.open_table(ROOM_STATE)?;
+            let events = tx.txn.open_table(EVENTS)?;
+            for (kind, key) in [(M_ROOM_CREATE, ""), (M_ROOM_NAME, ""), (M_ROOM_TOPIC, ""), (M_ROOM_JOIN_RULES, "")] {
+                if let Some(id) = table.get((rid.as_str(), kind, key))?
+                    && let Some(e) = get_event(&events, id.value())?
+                {
+                    stripped.push(
+                        json!({ "type": kind, "state_key": key, "sender": e.event.sender, "content": e.event.content }),
+                    );
+                }
+            }
+            Ok((ev, stripped))
+        })
+        .await?;
+    let pdu = state.federation.wire_pdu(state.server_name.as_str(), &ev)?;
+    let answer = call(
+        state,
+        target.server(),
+        Method::PUT,
+        &format!("/_matrix/federation/v2/invite/{}/{}", super::urlencode(room_id), super::urlencode(&ev.event_id)),
+        Some(json!({ "room_version": ROOM_VERSION, "event": pdu, "invite_room_state": stripped })),
+    )
+    .await?;
+    let cosigned = Event::from_pdu(&answer["event"], room_id)?;
+    if cosigned.event_id != ev.event_id {
+        return Err(Error::bad(format!("{} changed the invite", target.server())));
+    }
+    verify_cosignature(state, &answer["event"], target.server()).await?;
+    state
+        .store
+        .write(move |tx| {
+            let mut room: RoomRecord = get_json(&tx.txn.open_table(ROOMS)?, &cosigned.room_id)?
+                .ok_or_else(|| Error::NotFound("no such room".into()))?;
+            authorize_now(tx, &room, &cosigned)?;
+            crate::store::events::persist(tx, &mut room, cosigned).map(|_| ())
+        })
+        .await
+}
+
+/// Checks that `server` signed the event `pdu` (the invitee's server co-signing an invite).
+pub(super) async fn verify_cosignature(state: &FedState, pdu: &Value, server: &str) -> Result<()> {
+    let sigs =
+        pdu["signatures"][server].as_object().ok_or_else(|| Error::bad(format!("{server} did not sign the invite")))?;
+    let mut keys = std::collections::BTreeMap::new();
+    for key_id in sigs.keys().take(4) {
+        if let Ok(k) = super::remote_key(state, server, key_id, now_ms()).await {
+            keys.insert(key_id.clone(), ruma_common::serde::Base64::new(k));
+        }
+    }
+    // ruma checks every server's signature on the object: ours (the inviter's) too.
+    let own_key = ruma_common::serde::Base64::new(super::keys::unb64(&state.federation.key.public_b64())?);
+    let own = std::collections::BTreeMap::from([(state.federation.key.id.clone(), own_key)]);
+    let map = std::collections::BTreeMap::from([(server.to_string(), keys), (state.server_name.to_string(), own)]);
+    let object = super::keys::to_canonical(pdu.clone())?;
+    let rules = ruma_common::room_version_rules::RoomVersionRules::V12;
+    let redacted = ruma_common::canonical_json::redact(object, &rules.redaction, None)
+        .map_err(|e| Error::bad(format!("cannot redact the invite: {e}")))?;
+    ruma_signatures::verify_json(&map, &redacted).map_err(|e| Error::bad(format!("{server}'s signature: {e}")))
 }

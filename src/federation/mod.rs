@@ -14,11 +14,13 @@
 //! built yet.
 
 pub mod client;
+pub mod handshake;
 pub mod keys;
 pub mod membership;
 pub mod pdu;
-pub mod rooms;
+pub mod receive;
 pub mod sender;
+pub mod serve;
 pub mod stateres;
 
 use std::collections::HashMap;
@@ -104,7 +106,7 @@ pub struct Federation {
     /// The outbound queues' senders and per-destination status.
     pub outbox: std::sync::Arc<sender::Outbox>,
     /// Received events are processed one room at a time.
-    pub room_locks: rooms::RoomLocks,
+    pub room_locks: receive::RoomLocks,
 }
 
 impl Federation {
@@ -122,7 +124,7 @@ impl Federation {
             per_origin: RateLimiter::new(config.limits.federation_requests_per_origin_per_minute),
             seen: Mutex::new(HashMap::new()),
             outbox,
-            room_locks: rooms::RoomLocks::default(),
+            room_locks: receive::RoomLocks::default(),
         })
     }
 
@@ -170,17 +172,17 @@ where
         .route("/.well-known/matrix/server", get(well_known))
         .route("/_matrix/federation/v1/version", get(version))
         .route("/_matrix/federation/v1/query/profile", get(serve_profile))
-        .route("/_matrix/federation/v1/query/directory", get(rooms::query_directory))
-        .route("/_matrix/federation/v1/make_join/{room_id}/{user_id}", get(rooms::make_join))
-        .route("/_matrix/federation/v2/send_join/{room_id}/{event_id}", put(rooms::send_join))
-        .route("/_matrix/federation/v1/make_leave/{room_id}/{user_id}", get(rooms::make_leave))
-        .route("/_matrix/federation/v2/send_leave/{room_id}/{event_id}", put(rooms::send_leave))
-        .route("/_matrix/federation/v2/invite/{room_id}/{event_id}", put(rooms::invite))
-        .route("/_matrix/federation/v1/send/{txn_id}", put(rooms::receive_transaction))
-        .route("/_matrix/federation/v1/get_missing_events/{room_id}", post(rooms::get_missing_events))
-        .route("/_matrix/federation/v1/event/{event_id}", get(rooms::get_event_route))
-        .route("/_matrix/federation/v1/backfill/{room_id}", get(rooms::backfill))
-        .route("/_matrix/federation/v1/state_ids/{room_id}", get(rooms::state_ids))
+        .route("/_matrix/federation/v1/query/directory", get(serve::query_directory))
+        .route("/_matrix/federation/v1/make_join/{room_id}/{user_id}", get(handshake::make_join))
+        .route("/_matrix/federation/v2/send_join/{room_id}/{event_id}", put(handshake::send_join))
+        .route("/_matrix/federation/v1/make_leave/{room_id}/{user_id}", get(handshake::make_leave))
+        .route("/_matrix/federation/v2/send_leave/{room_id}/{event_id}", put(handshake::send_leave))
+        .route("/_matrix/federation/v2/invite/{room_id}/{event_id}", put(handshake::invite))
+        .route("/_matrix/federation/v1/send/{txn_id}", put(receive::receive_transaction))
+        .route("/_matrix/federation/v1/get_missing_events/{room_id}", post(serve::get_missing_events))
+        .route("/_matrix/federation/v1/event/{event_id}", get(serve::get_event_route))
+        .route("/_matrix/federation/v1/backfill/{room_id}", get(serve::backfill))
+        .route("/_matrix/federation/v1/state_ids/{room_id}", get(serve::state_ids))
 }
 
 async fn key_document(State(state): State<FedState>) -> Result<axum::Json<Value>> {

@@ -1,0 +1,277 @@
+//! The resident side of membership handshakes: other servers' users join (`make_join` and
+//! `send_join`), leave or decline (`make_leave` and `send_leave`), and our users are invited
+//! from other servers (`invite`, which we co-sign).
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, State};
+use redb::ReadableTable;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::FedRequest;
+use super::FedState;
+use super::pdu::parse_verified;
+use super::receive::{authorize_now, check_known_auth_events};
+use super::serve::{auth_chain, current_state, resident_room, wire};
+use crate::error::{Error, Result};
+use crate::events::rules;
+use crate::events::*;
+use crate::ids::UserId;
+use crate::store::events::{enqueue, persist_received, server_of};
+use crate::store::get_json;
+use crate::store::rooms::RoomRecord;
+use crate::store::tables::*;
+
+/// `GET /_matrix/federation/v1/make_join/{roomId}/{userId}`: a join event for the caller's
+/// user to sign, if the rules let them join now.
+pub async fn make_join(
+    state: State<FedState>,
+    Path((room_id, user_id)): Path<(String, String)>,
+    req: FedRequest,
+) -> Result<axum::Json<Value>> {
+    make_membership(state, room_id, user_id, req, Membership::Join).await
+}
+
+/// `GET /_matrix/federation/v1/make_leave/{roomId}/{userId}`: a leave event (declining an
+/// invitation, or leaving) for the caller's user to sign.
+pub async fn make_leave(
+    state: State<FedState>,
+    Path((room_id, user_id)): Path<(String, String)>,
+    req: FedRequest,
+) -> Result<axum::Json<Value>> {
+    make_membership(state, room_id, user_id, req, Membership::Leave).await
+}
+
+pub(super) async fn make_membership(
+    State(state): State<FedState>,
+    room_id: String,
+    user_id: String,
+    req: FedRequest,
+    membership: Membership,
+) -> Result<axum::Json<Value>> {
+    let user = UserId::parse(&user_id)?;
+    if user.server() != req.origin {
+        return Err(Error::Forbidden("you can only make membership events for your own users".into()));
+    }
+    let room = resident_room(&state, &room_id)?;
+    let new = NewEvent::state(M_ROOM_MEMBER, user.as_str(), member_content(membership));
+    let r = state.store.read()?;
+    let members = r.open_table(ROOM_MEMBERS)?;
+    rules::authorize(room.auth_state(), user.as_str(), &new, |u| {
+        crate::store::rooms::membership_of(&members, &room_id, u)
+    })?;
+    let template = template(&state, &room, user.as_str(), new)?;
+    Ok(axum::Json(json!({ "room_version": ROOM_VERSION, "event": template })))
+}
+
+/// The unsigned event another server's user would send next in `room`.
+pub(super) fn template(state: &FedState, room: &RoomRecord, sender: &str, new: NewEvent) -> Result<Value> {
+    let r = state.store.read()?;
+    let table = r.open_table(ROOM_STATE)?;
+    let rid = room.room_id.as_str();
+    let mut auth_events = Vec::new();
+    // Room version 12: the create event is implied by the room id, not listed.
+    for (kind, key) in [(M_ROOM_POWER_LEVELS, ""), (M_ROOM_JOIN_RULES, ""), (M_ROOM_MEMBER, sender)] {
+        if let Some(id) = table.get((rid, kind, key))? {
+            auth_events.push(id.value().to_string());
+        }
+    }
+    Ok(json!({
+        "room_id": rid,
+        "sender": sender,
+        "type": new.kind,
+        "state_key": new.state_key,
+        "content": new.content,
+        "origin_server_ts": now_ms(),
+        "depth": room.depth + 1,
+        "prev_events": room.extremities,
+        "auth_events": auth_events,
+    }))
+}
+
+/// `PUT /_matrix/federation/v2/send_join/{roomId}/{eventId}`: the caller's user joins; we add
+/// the join to the room, send it to the room's other servers, and answer with the room's state
+/// and its auth chain.
+pub async fn send_join(
+    State(state): State<FedState>,
+    Path((room_id, event_id)): Path<(String, String)>,
+    req: FedRequest,
+) -> Result<axum::Json<Value>> {
+    let pdu = take_membership(&state, &room_id, &event_id, req, Membership::Join).await?;
+    let current = current_state(&state, &room_id)?;
+    let chain = auth_chain(&state, &current)?;
+    Ok(axum::Json(json!({
+        "origin": state.server_name.as_str(),
+        "members_omitted": false,
+        "state": wire(&state, &current)?,
+        "auth_chain": wire(&state, &chain)?,
+        "event": pdu,
+    })))
+}
+
+/// `PUT /_matrix/federation/v2/send_leave/{roomId}/{eventId}`: the caller's user declines an
+/// invitation or leaves; we add the leave to the room and send it on.
+pub async fn send_leave(
+    State(state): State<FedState>,
+    Path((room_id, event_id)): Path<(String, String)>,
+    req: FedRequest,
+) -> Result<axum::Json<Value>> {
+    take_membership(&state, &room_id, &event_id, req, Membership::Leave).await?;
+    Ok(axum::Json(json!({})))
+}
+
+/// The shared part of `send_join` and `send_leave`: verify the caller's user's own membership
+/// event, check it, store it and send it to the room's other servers. Returns the PDU.
+pub(super) async fn take_membership(
+    state: &FedState,
+    room_id: &str,
+    event_id: &str,
+    req: FedRequest,
+    membership: Membership,
+) -> Result<Value> {
+    let pdu = req.content.ok_or_else(|| Error::bad("the membership event is missing"))?;
+    let (state, room_id) = (state.clone(), room_id.to_string());
+    resident_room(&state, &room_id)?;
+    let ev = parse_verified(&state, &pdu, &room_id).await?;
+    if ev.event_id != event_id {
+        return Err(Error::bad("the event id does not match the event"));
+    }
+    let own = ev.kind == M_ROOM_MEMBER
+        && ev.state_key.as_deref() == Some(ev.sender.as_str())
+        && Membership::of_content(&ev.content) == Some(membership);
+    if !own {
+        return Err(Error::bad(format!("this takes a {} of the sender", membership.as_str())));
+    }
+    if server_of(&ev.sender) != req.origin {
+        return Err(Error::Forbidden("a server may only send its own users' membership".into()));
+    }
+    let lock = state.federation.room_locks.get(&room_id);
+    let _guard = lock.lock().await;
+    if state.store.event(&ev.event_id)?.is_none() {
+        check_known_auth_events(&state, &ev, &HashMap::new())?;
+        let origin = req.origin.clone();
+        let ev2 = ev.clone();
+        state
+            .store
+            .write(move |tx| {
+                let mut room: RoomRecord = get_json(&tx.txn.open_table(ROOMS)?, &ev2.room_id)?
+                    .ok_or_else(|| Error::NotFound("no such room".into()))?;
+                authorize_now(tx, &room, &ev2)?;
+                let stored = persist_received(tx, &mut room, ev2)?;
+                enqueue(tx, &room, &stored, &[origin.as_str()])
+            })
+            .await?;
+    }
+    Ok(pdu)
+}
+
+/// The body of `PUT /v2/invite`.
+#[derive(Deserialize)]
+pub struct InviteBody {
+    event: Value,
+    #[serde(default)]
+    invite_room_state: Vec<Value>,
+}
+
+/// `PUT /_matrix/federation/v2/invite/{roomId}/{eventId}`: a user of ours is invited to a room on
+/// another server. We co-sign the invite, and keep it so the user sees it.
+pub async fn invite(
+    State(state): State<FedState>,
+    Path((room_id, event_id)): Path<(String, String)>,
+    req: FedRequest,
+) -> Result<axum::Json<Value>> {
+    let body: InviteBody = serde_json::from_value(req.content.ok_or_else(|| Error::bad("invite needs a body"))?)
+        .map_err(|e| Error::bad(format!("bad invite body: {e}")))?;
+    let mut ev = parse_verified(&state, &body.event, &room_id).await?;
+    if ev.event_id != event_id {
+        return Err(Error::bad("the event id does not match the event"));
+    }
+    if ev.kind != M_ROOM_MEMBER || Membership::of_content(&ev.content) != Some(Membership::Invite) {
+        return Err(Error::bad("not an invite"));
+    }
+    if server_of(&ev.sender) != req.origin {
+        return Err(Error::Forbidden("a server may only invite on behalf of its own users".into()));
+    }
+    let target = UserId::parse(ev.state_key.as_deref().unwrap_or_default())?;
+    if target.server() != state.server_name.as_str() {
+        return Err(Error::bad("that user is not on this server"));
+    }
+    if state.store.user(target.localpart())?.is_none_or(|u| u.disabled) {
+        return Err(Error::NotFound("no such user".into()));
+    }
+    ev.sign(state.server_name.as_str(), &state.federation.key)?;
+    let cosigned = ev.pdu();
+    let stripped = StrippedState::read(&body.invite_room_state, &ev.sender);
+    let origin = req.origin.clone();
+    state
+        .store
+        .write(move |tx| {
+            let existing: Option<RoomRecord> = get_json(&tx.txn.open_table(ROOMS)?, &ev.room_id)?;
+            let mut room = match existing {
+                // We are in the room already: the invite reaches us as a room event too.
+                Some(r) if !r.partial => return Ok(()),
+                Some(r) => r,
+                None => stripped.stub_room(&ev.room_id, &origin),
+            };
+            if tx.txn.open_table(EVENTS)?.get(ev.event_id.as_str())?.is_some() {
+                return Ok(());
+            }
+            if room.direct {
+                let (me, peer) = (ev.state_key.clone().unwrap_or_default(), ev.sender.clone());
+                let mut direct = tx.txn.open_table(DIRECT_ROOMS)?;
+                direct.insert((me.as_str(), peer.as_str()), ev.room_id.as_str())?;
+                direct.insert((peer.as_str(), me.as_str()), ev.room_id.as_str())?;
+            }
+            persist_received(tx, &mut room, ev).map(|_| ())
+        })
+        .await?;
+    Ok(axum::Json(json!({ "event": cosigned })))
+}
+
+/// What an invitation tells about a room before joining it.
+pub(super) struct StrippedState {
+    name: String,
+    topic: String,
+    join_rule: JoinRule,
+    creator: String,
+    direct: bool,
+}
+
+impl StrippedState {
+    fn read(events: &[Value], inviter: &str) -> StrippedState {
+        let mut s = StrippedState {
+            name: String::new(),
+            topic: String::new(),
+            join_rule: JoinRule::Invite,
+            creator: inviter.to_string(),
+            direct: false,
+        };
+        for e in events.iter().take(20) {
+            let text = |k: &str| e["content"][k].as_str().unwrap_or_default().chars().take(1000).collect::<String>();
+            match e["type"].as_str() {
+                Some(M_ROOM_NAME) => s.name = text("name").chars().take(crate::rooms::MAX_NAME_CHARS).collect(),
+                Some(M_ROOM_TOPIC) => s.topic = text("topic"),
+                Some(M_ROOM_JOIN_RULES) if text("join_rule") == "public" => s.join_rule = JoinRule::Public,
+                Some(M_ROOM_CREATE) => {
+                    s.direct = e["content"]["chat.direct"].as_bool().unwrap_or(false);
+                    if let Some(c) = e["sender"].as_str().filter(|c| UserId::parse(c).is_ok()) {
+                        s.creator = c.to_string();
+                    }
+                }
+                _ => {}
+            }
+        }
+        s
+    }
+
+    fn stub_room(self, room_id: &str, origin: &str) -> RoomRecord {
+        let pl = PowerLevels::for_new_room("");
+        let mut room = RoomRecord::new(room_id, &self.creator, now_ms(), self.direct, self.join_rule, pl);
+        room.name = self.name;
+        room.topic = self.topic;
+        room.servers = [(origin.to_string(), 0)].into_iter().collect();
+        room.partial = true;
+        room
+    }
+}

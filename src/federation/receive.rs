@@ -1,0 +1,379 @@
+//! Receiving events from other servers: transactions (`send`), each PDU verified, its missing
+//! predecessors fetched, checked against its auth events and the current state, and committed
+//! with the rest of its transaction; catch-up at start.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path, State};
+use axum::http::{Method, StatusCode};
+use redb::ReadableTable;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::FedRequest;
+use super::FedState;
+use super::membership::call;
+use super::pdu::check_auth_events;
+use super::serve::{MAX_FETCH, resident_room, server_in_room};
+use crate::error::{Error, Result};
+use crate::events::rules;
+use crate::events::*;
+use crate::store::events::{get_event, persist_received, persist_superseded, server_of};
+use crate::store::get_json;
+use crate::store::rooms::RoomRecord;
+use crate::store::tables::*;
+
+/// How many rounds of `get_missing_events` one received event may trigger.
+pub(super) const MISSING_ROUNDS: u32 = 10;
+
+/// Inbound transaction ids remembered per origin are kept this long (ms).
+pub(super) const TXN_MEMORY_MS: u64 = 24 * 3600 * 1000;
+
+/// Serialises the processing of received events per room, so that an event is stored only
+/// after the events it follows.
+#[derive(Default)]
+pub struct RoomLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+impl RoomLocks {
+    pub(super) fn get(&self, room_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let Ok(mut m) = self.0.lock() else { return Arc::new(tokio::sync::Mutex::new(())) };
+        if m.len() > 10_000 {
+            m.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        m.entry(room_id.to_string()).or_default().clone()
+    }
+}
+
+/// Checks an event against the room's current state (soft-fail: an event that fails is not
+/// stored and never shown).
+pub(super) fn authorize_now(tx: &crate::store::Tx<'_>, room: &RoomRecord, ev: &Event) -> Result<()> {
+    if ev.kind == M_ROOM_CREATE {
+        return Err(Error::bad("a room is created only once"));
+    }
+    let members = tx.txn.open_table(ROOM_MEMBERS)?;
+    let new = NewEvent { kind: ev.kind.clone(), state_key: ev.state_key.clone(), content: ev.content.clone() };
+    rules::authorize(room.auth_state(), &ev.sender, &new, |u| {
+        crate::store::rooms::membership_of(&members, &room.room_id, u)
+    })
+    .map_err(|e| Error::Forbidden(format!("soft-failed against current state: {e}")))
+}
+
+/// Checks `ev` against the state its own auth events name, all of which must be stored here
+/// (or be among `queued`, accepted but not yet committed).
+pub(super) fn check_known_auth_events(state: &FedState, ev: &Event, queued: &HashMap<String, Event>) -> Result<()> {
+    let r = state.store.read()?;
+    let events = r.open_table(EVENTS)?;
+    let mut auth: HashMap<String, Event> = HashMap::new();
+    let create_id = format!("${}", ev.room_id.strip_prefix('!').unwrap_or_default());
+    for id in ev.auth_events.iter().chain([&create_id]) {
+        if let Some(a) = queued.get(id) {
+            auth.insert(id.clone(), a.clone());
+        } else if let Some(a) = get_event(&events, id)? {
+            auth.insert(id.clone(), a.event);
+        }
+    }
+    check_auth_events(ev, |id| auth.get(id))
+}
+
+/// The body of `PUT /send/{txnId}`.
+#[derive(Deserialize)]
+pub struct TransactionBody {
+    #[serde(default)]
+    pdus: Vec<Value>,
+}
+
+/// `PUT /_matrix/federation/v1/send/{txnId}`: events from the origin server. Each PDU gets its
+/// own result; a transaction id seen before is answered without processing it again.
+pub async fn receive_transaction(
+    State(state): State<FedState>,
+    Path(txn_id): Path<String>,
+    req: FedRequest,
+) -> Result<axum::Json<Value>> {
+    if txn_id.is_empty() || txn_id.len() > 200 {
+        return Err(Error::bad("bad transaction id"));
+    }
+    let body: TransactionBody =
+        serde_json::from_value(req.content.ok_or_else(|| Error::bad("a transaction needs a body"))?)
+            .map_err(|e| Error::bad(format!("bad transaction: {e}")))?;
+    if body.pdus.len() > super::sender::MAX_PDUS {
+        return Err(Error::TooLarge(format!("at most {} PDUs per transaction", super::sender::MAX_PDUS)));
+    }
+    let seen = {
+        let r = state.store.read()?;
+        r.open_table(FED_TXNS)?.get((req.origin.as_str(), txn_id.as_str()))?.is_some()
+    };
+    if seen {
+        return Ok(axum::Json(json!({ "pdus": {} })));
+    }
+    // Checks run PDU by PDU; the write jobs of those that pass are queued without waiting, so
+    // the whole transaction commits in one batch (one fsync), in order.
+    let mut inflight = InFlight::default();
+    let mut outcomes: Vec<(String, Option<Error>)> = Vec::with_capacity(body.pdus.len());
+    for (i, pdu) in body.pdus.iter().enumerate() {
+        match receive_pdu(&state, &req.origin, pdu, &mut inflight).await {
+            Ok(id) => outcomes.push((id, None)),
+            Err(e) => outcomes.push((pdu_id_hint(pdu, i), Some(e))),
+        }
+    }
+    let mut committed = inflight.finish().await;
+    let mut results = serde_json::Map::new();
+    for (id, refused) in outcomes {
+        let failed = refused.or_else(|| committed.remove(&id).and_then(|r| r.err()));
+        let entry = match failed {
+            None => json!({}),
+            Some(e) => {
+                tracing::info!(origin = %req.origin, error = %e, "refused an event");
+                json!({ "error": e.to_string() })
+            }
+        };
+        results.insert(id, entry);
+    }
+    let origin = req.origin.clone();
+    state
+        .store
+        .write(move |tx| {
+            let mut t = tx.txn.open_table(FED_TXNS)?;
+            let now = now_ms();
+            t.insert((origin.as_str(), txn_id.as_str()), now)?;
+            // Forget this origin's transactions older than a day.
+            t.retain_in((origin.as_str(), "")..=(origin.as_str(), "\u{10ffff}"), |_, at| at + TXN_MEMORY_MS > now)?;
+            Ok(())
+        })
+        .await?;
+    Ok(axum::Json(json!({ "pdus": results })))
+}
+
+/// A name for a refused PDU in the results map: its id, or its place if it has none.
+pub(super) fn pdu_id_hint(pdu: &Value, index: usize) -> String {
+    let room = pdu.get("room_id").and_then(Value::as_str).unwrap_or_default();
+    Event::from_pdu(pdu, room).map(|e| e.event_id).unwrap_or_else(|_| format!("(unreadable PDU #{index})"))
+}
+
+/// Received events whose checks passed and whose write jobs are queued but not yet
+/// committed: later events of the same transaction may follow them or name them as auth
+/// events. Holds the locks of the rooms it touched until [`InFlight::finish`].
+#[derive(Default)]
+pub struct InFlight {
+    events: HashMap<String, Event>,
+    waiting: Vec<(String, crate::store::writer::Committed<()>)>,
+    done: HashMap<String, Result<()>>,
+    locks: HashMap<String, tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl InFlight {
+    /// Takes the lock of `room_id`. At most one room lock is held at a time (what is queued
+    /// for another room is committed and its lock released first), so two transactions that
+    /// touch the same rooms in different orders cannot deadlock.
+    async fn lock_room(&mut self, state: &FedState, room_id: &str) {
+        if !self.locks.contains_key(room_id) {
+            if !self.locks.is_empty() {
+                self.flush().await;
+                self.locks.clear();
+            }
+            let guard = state.federation.room_locks.get(room_id).lock_owned().await;
+            self.locks.insert(room_id.to_string(), guard);
+        }
+    }
+
+    /// Waits for every queued write; the events are then in the store.
+    async fn flush(&mut self) {
+        for (id, c) in self.waiting.drain(..) {
+            let r = c.wait().await;
+            self.done.insert(id, r);
+        }
+        self.events.clear();
+    }
+
+    /// Flushes and releases the room locks; returns each queued event's outcome.
+    pub async fn finish(mut self) -> HashMap<String, Result<()>> {
+        self.flush().await;
+        self.done
+    }
+
+    fn has(&self, state: &FedState, id: &str) -> bool {
+        self.events.contains_key(id) || state.store.event(id).ok().flatten().is_some()
+    }
+}
+
+/// Receives one event sent by `origin`: verified, missing predecessors fetched first, checked
+/// against its auth events; its write job (the check against the current state, then storing
+/// it) is queued in `inflight`. Returns its id.
+pub async fn receive_pdu(state: &FedState, origin: &str, pdu: &Value, inflight: &mut InFlight) -> Result<String> {
+    let room_id = pdu.get("room_id").and_then(Value::as_str).ok_or_else(|| Error::bad("a PDU needs a room_id"))?;
+    resident_room(state, room_id)?;
+    let ev = Event::from_pdu(pdu, room_id)?;
+    if server_of(&ev.sender) != origin {
+        return Err(Error::Forbidden("a server may only send events of its own users".into()));
+    }
+    inflight.lock_room(state, room_id).await;
+    accept(state, origin, pdu, ev, MISSING_ROUNDS, inflight).await
+}
+
+/// The part of [`receive_pdu`] under the room lock.
+pub(super) async fn accept(
+    state: &FedState,
+    origin: &str,
+    pdu: &Value,
+    ev: Event,
+    rounds: u32,
+    inflight: &mut InFlight,
+) -> Result<String> {
+    if inflight.events.contains_key(&ev.event_id) || state.store.event(&ev.event_id)?.is_some_and(|s| s.pos > 0) {
+        return Ok(ev.event_id);
+    }
+    super::pdu::verify(state, pdu, &ev).await?;
+    let missing = ev.prev_events.iter().any(|p| !inflight.has(state, p));
+    if missing && rounds > 0 {
+        // What is queued must be stored before asking what comes between it and this event.
+        inflight.flush().await;
+        match fetch_missing(state, origin, &ev).await {
+            Ok(events) => {
+                for (p, e) in events {
+                    if let Err(err) = Box::pin(accept(state, origin, &p, e, rounds - 1, inflight)).await {
+                        tracing::info!(origin, error = %err, "a missing event was refused");
+                    }
+                }
+            }
+            Err(e) => tracing::info!(origin, error = %e, "cannot fetch missing events; accepting with a gap"),
+        }
+    }
+    check_known_auth_events(state, &ev, &inflight.events)?;
+    let id = ev.event_id.clone();
+    let pending = state.calls.pending.clone();
+    let job_ev = ev.clone();
+    let committed = state
+        .store
+        .submit(move |tx| {
+            let ev = job_ev;
+            if tx.txn.open_table(EVENTS)?.get(ev.event_id.as_str())?.is_some() {
+                return Ok(());
+            }
+            let mut room: RoomRecord = get_json(&tx.txn.open_table(ROOMS)?, &ev.room_id)?
+                .ok_or_else(|| Error::NotFound("no such room".into()))?;
+            authorize_now(tx, &room, &ev)?;
+            if crate::events::call::is_call_event(&ev.kind) {
+                crate::calls::apply_received(tx, &ev, &pending)?;
+            }
+            if wins_its_slot(tx, &ev)? {
+                persist_received(tx, &mut room, ev).map(|_| ())
+            } else {
+                persist_superseded(tx, &mut room, ev).map(|_| ())
+            }
+        })
+        .await?;
+    inflight.events.insert(id.clone(), ev);
+    inflight.waiting.push((id.clone(), committed));
+    Ok(id)
+}
+
+/// Whether a received event takes effect on the room's state: yes for non-state events, for
+/// an empty slot, and when it follows the slot's holder; otherwise the two branches meet and
+/// state resolution decides (see `stateres`).
+pub(super) fn wins_its_slot(tx: &crate::store::Tx<'_>, ev: &Event) -> Result<bool> {
+    let Some(key) = ev.state_key.as_deref() else { return Ok(true) };
+    let table = tx.txn.open_table(ROOM_STATE)?;
+    let Some(holder) = table.get((ev.room_id.as_str(), ev.kind.as_str(), key))?.map(|v| v.value().to_string()) else {
+        return Ok(true);
+    };
+    let events = tx.txn.open_table(EVENTS)?;
+    let get = |id: &str| get_event(&events, id).ok().flatten().map(|s| s.event);
+    let Some(holder_ev) = get(&holder) else { return Ok(true) };
+    if super::stateres::is_ancestor(&holder_ev, ev, &get) {
+        return Ok(true);
+    }
+    let mut current = std::collections::BTreeMap::new();
+    let rid = ev.room_id.as_str();
+    for row in table.range((rid, "", "")..=(rid, "\u{10ffff}", "\u{10ffff}"))? {
+        let (k, v) = row?;
+        let (_, kind, key) = k.value();
+        current.insert((kind.to_string(), key.to_string()), v.value().to_string());
+    }
+    match super::stateres::resolve_slot(&current, ev, &get) {
+        Ok(winner) => {
+            tracing::info!(room = rid, kind = %ev.kind, winner, "concurrent state resolved");
+            Ok(winner == ev.event_id)
+        }
+        Err(e) => {
+            tracing::warn!(room = rid, error = %e, "state resolution failed; the current state stays");
+            Ok(false)
+        }
+    }
+}
+
+/// Asks `origin` for the events between what we have of the room and `ev`, oldest first.
+pub(super) async fn fetch_missing(state: &FedState, origin: &str, ev: &Event) -> Result<Vec<(Value, Event)>> {
+    let room = resident_room(state, &ev.room_id)?;
+    let body = json!({
+        "earliest_events": room.extremities,
+        "latest_events": [ev.event_id],
+        "limit": MAX_FETCH,
+    });
+    let path = format!("/_matrix/federation/v1/get_missing_events/{}", super::urlencode(&ev.room_id));
+    let (status, answer) = state
+        .federation
+        .client
+        .signed(&state.federation.key, state.server_name.as_str(), origin, Method::POST, &path, Some(body))
+        .await?;
+    if status != StatusCode::OK {
+        return Err(Error::Unavailable(format!("{origin} answered {status}")));
+    }
+    let mut out = Vec::new();
+    for p in answer["events"].as_array().map(|a| a.iter().take(MAX_FETCH).cloned().collect()).unwrap_or_else(Vec::new) {
+        let e = Event::from_pdu(&p, &ev.room_id)?;
+        out.push((p, e));
+    }
+    out.sort_by_key(|(_, e)| e.depth);
+    Ok(out)
+}
+
+/// At start: for every room shared with other servers, ask one of them for its newest events,
+/// which fetches whatever we missed while down (and tells them we are back).
+pub async fn catch_up(state: FedState) {
+    let rooms: Vec<RoomRecord> = match state.store.read().and_then(|r| {
+        let t = r.open_table(ROOMS)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (_, v) = row?;
+            if let Ok(room) = serde_json::from_slice::<RoomRecord>(v.value()) {
+                out.push(room);
+            }
+        }
+        Ok(out)
+    }) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "catch-up: cannot list rooms");
+            return;
+        }
+    };
+    let local = state.server_name.to_string();
+    for room in rooms.into_iter().filter(|r| !r.partial && server_in_room(r, &local)) {
+        for server in room.servers.keys().filter(|s| **s != local).take(3) {
+            if state.shutdown.is_cancelled() {
+                return;
+            }
+            let path = format!("/_matrix/federation/v1/backfill/{}?limit=10", super::urlencode(&room.room_id));
+            let Ok(v) = call(&state, server, Method::GET, &path, None).await else { continue };
+            let pdus = v["pdus"].as_array().cloned().unwrap_or_default();
+            let mut inflight = InFlight::default();
+            inflight.lock_room(&state, &room.room_id).await;
+            for p in pdus.iter().take(MAX_FETCH) {
+                let Ok(ev) = Event::from_pdu(p, &room.room_id) else { continue };
+                let origin = server_of(&ev.sender).to_string();
+                if origin == local {
+                    continue;
+                }
+                if let Err(e) = accept(&state, server, p, ev, MISSING_ROUNDS, &mut inflight).await {
+                    tracing::debug!(server, origin, error = %e, "catch-up: event refused");
+                }
+            }
+            for (id, r) in inflight.finish().await {
+                if let Err(e) = r {
+                    tracing::debug!(server, id, error = %e, "catch-up: event refused");
+                }
+            }
+            break;
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! What other servers read of the rooms we are in: alias directory, single events, missing
+//! events, history (backfill) and the current state's ids. Every route answers only servers
+//! that are in the room (or invited to it).
+
+use std::collections::HashSet;
+
+use axum::extract::{Path, Query, State};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::FedRequest;
+use super::FedState;
+use super::membership::MAX_JOIN_EVENTS;
+use crate::error::{Error, Result};
+use crate::events::*;
+use crate::rooms::aliases::{local_alias, parse_alias};
+use crate::store::events::get_event;
+use crate::store::rooms::RoomRecord;
+use crate::store::tables::*;
+
+/// Most events one `get_missing_events` or `backfill` answer carries.
+pub const MAX_FETCH: usize = 100;
+
+/// Whether `server` has joined members in `room` (the right to read the room's events).
+pub(super) fn server_in_room(room: &RoomRecord, server: &str) -> bool {
+    room.servers.get(server).is_some_and(|n| *n > 0)
+}
+
+/// The room, if this server takes part in it (a local user joined and its state is here).
+pub(super) fn resident_room(state: &FedState, room_id: &str) -> Result<RoomRecord> {
+    match state.store.room(room_id)? {
+        Some(r) if !r.partial && server_in_room(&r, state.server_name.as_str()) => Ok(r),
+        _ => Err(Error::NotFound("this server is not in that room".into())),
+    }
+}
+
+/// A room the calling server may read: it has members in it and so do we.
+pub(super) fn readable_room(state: &FedState, room_id: &str, origin: &str) -> Result<RoomRecord> {
+    let room = resident_room(state, room_id)?;
+    if !server_in_room(&room, origin) {
+        return Err(Error::Forbidden("your server has no members in that room".into()));
+    }
+    Ok(room)
+}
+
+/// The room's current state events.
+pub(super) fn current_state(state: &FedState, room_id: &str) -> Result<Vec<Event>> {
+    let r = state.store.read()?;
+    let table = r.open_table(ROOM_STATE)?;
+    let events = r.open_table(EVENTS)?;
+    let mut out = Vec::new();
+    for row in table.range((room_id, "", "")..=(room_id, "\u{10ffff}", "\u{10ffff}"))? {
+        let (_, v) = row?;
+        if let Some(ev) = get_event(&events, v.value())? {
+            out.push(ev.event);
+        }
+    }
+    Ok(out)
+}
+
+/// Every event reachable through `auth_events` from `from`, not counting `from` itself.
+pub(super) fn auth_chain(state: &FedState, from: &[Event]) -> Result<Vec<Event>> {
+    let r = state.store.read()?;
+    let events = r.open_table(EVENTS)?;
+    let mut seen: HashSet<String> = from.iter().map(|e| e.event_id.clone()).collect();
+    let mut todo: Vec<String> = from.iter().flat_map(|e| e.auth_events.iter().cloned()).collect();
+    let mut out = Vec::new();
+    while let Some(id) = todo.pop() {
+        if !seen.insert(id.clone()) || out.len() >= MAX_JOIN_EVENTS {
+            continue;
+        }
+        if let Some(ev) = get_event(&events, &id)? {
+            todo.extend(ev.event.auth_events.iter().cloned());
+            out.push(ev.event);
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn wire(state: &FedState, events: &[Event]) -> Result<Vec<Value>> {
+    events.iter().map(|e| state.federation.wire_pdu(state.server_name.as_str(), e)).collect()
+}
+
+/// The query of `GET /query/directory`.
+#[derive(Deserialize)]
+pub struct DirectoryQuery {
+    room_alias: String,
+}
+
+/// `GET /_matrix/federation/v1/query/directory?room_alias=#name:us`.
+pub async fn query_directory(
+    State(state): State<FedState>,
+    q: std::result::Result<Query<DirectoryQuery>, axum::extract::rejection::QueryRejection>,
+    _req: FedRequest,
+) -> Result<axum::Json<Value>> {
+    let Query(q) = q.map_err(|e| Error::bad(e.body_text()))?;
+    let alias = parse_alias(&q.room_alias)?;
+    if alias.1 != state.server_name.as_str() {
+        return Err(Error::bad("that alias is not on this server"));
+    }
+    let room_id = local_alias(&state.store, &state.server_name, &alias.0)?
+        .ok_or_else(|| Error::NotFound("no such alias".into()))?;
+    let room = state.store.room(&room_id)?.ok_or_else(|| Error::NotFound("no such alias".into()))?;
+    let mut servers: Vec<&str> = vec![state.server_name.as_str()];
+    servers.extend(room.servers.keys().map(String::as_str).filter(|s| *s != state.server_name.as_str()).take(9));
+    Ok(axum::Json(json!({ "room_id": room_id, "servers": servers })))
+}
+
+/// The body of `POST /get_missing_events`.
+#[derive(Deserialize)]
+pub struct MissingBody {
+    #[serde(default)]
+    earliest_events: Vec<String>,
+    latest_events: Vec<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// `POST /_matrix/federation/v1/get_missing_events/{roomId}`: events before `latest_events`
+/// back to `earliest_events`, oldest first.
+pub async fn get_missing_events(
+    State(state): State<FedState>,
+    Path(room_id): Path<String>,
+    req: FedRequest,
+) -> Result<axum::Json<Value>> {
+    readable_room(&state, &room_id, &req.origin)?;
+    let body: MissingBody = serde_json::from_value(req.content.unwrap_or(Value::Null))
+        .map_err(|e| Error::bad(format!("bad get_missing_events body: {e}")))?;
+    let limit = body.limit.unwrap_or(10).clamp(1, MAX_FETCH);
+    let stop: HashSet<&str> = body.earliest_events.iter().take(100).map(String::as_str).collect();
+    let r = state.store.read()?;
+    let events = r.open_table(EVENTS)?;
+    let mut seen: HashSet<String> = body.latest_events.iter().take(20).cloned().collect();
+    let mut frontier: Vec<String> = Vec::new();
+    for id in body.latest_events.iter().take(20) {
+        if let Some(e) = get_event(&events, id)?.filter(|e| e.event.room_id == room_id) {
+            frontier.extend(e.event.prev_events);
+        }
+    }
+    let mut out: Vec<Event> = Vec::new();
+    // Walk back breadth-first, newest first, so a limit keeps the events nearest the latest.
+    while !frontier.is_empty() && out.len() < limit {
+        let mut next = Vec::new();
+        for id in frontier {
+            if out.len() >= limit {
+                break;
+            }
+            if stop.contains(id.as_str()) || !seen.insert(id.clone()) {
+                continue;
+            }
+            if let Some(e) = get_event(&events, &id)?.filter(|e| e.event.room_id == room_id && e.pos > 0) {
+                next.extend(e.event.prev_events.iter().cloned());
+                out.push(e.event);
+            }
+        }
+        frontier = next;
+    }
+    out.sort_by_key(|e| e.depth);
+    Ok(axum::Json(json!({ "events": wire(&state, &out)? })))
+}
+
+/// `GET /_matrix/federation/v1/event/{eventId}`.
+pub async fn get_event_route(
+    State(state): State<FedState>,
+    Path(event_id): Path<String>,
+    req: FedRequest,
+) -> Result<axum::Json<Value>> {
+    let ev = state.store.event(&event_id)?.ok_or_else(|| Error::NotFound("no such event".into()))?;
+    readable_room(&state, &ev.event.room_id, &req.origin)?;
+    Ok(axum::Json(json!({
+        "origin": state.server_name.as_str(),
+        "origin_server_ts": now_ms(),
+        "pdus": [state.federation.wire_pdu(state.server_name.as_str(), &ev.event)?],
+    })))
+}
+
+/// The query of `GET /backfill`.
+#[derive(Deserialize)]
+pub struct BackfillQuery {
+    v: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /_matrix/federation/v1/backfill/{roomId}?v=$event&limit=N`: up to N events of the
+/// room's timeline ending with `v` (without `v`: the newest), oldest first.
+pub async fn backfill(
+    State(state): State<FedState>,
+    Path(room_id): Path<String>,
+    q: std::result::Result<Query<BackfillQuery>, axum::extract::rejection::QueryRejection>,
+    req: FedRequest,
+) -> Result<axum::Json<Value>> {
+    let Query(q) = q.map_err(|e| Error::bad(e.body_text()))?;
+    readable_room(&state, &room_id, &req.origin)?;
+    let limit = q.limit.unwrap_or(10).clamp(1, MAX_FETCH);
+    let end = match q.v {
+        Some(v) => {
+            let ev = state.store.event(&v)?.filter(|e| e.event.room_id == room_id && e.pos > 0);
+            ev.ok_or_else(|| Error::NotFound("no such event in that room".into()))?.pos + 1
+        }
+        None => u64::MAX,
+    };
+    let (mut page, _) = state.store.timeline(&room_id, Some(end), limit)?;
+    page.reverse();
+    let events: Vec<Event> = page.into_iter().map(|s| s.event).collect();
+    Ok(axum::Json(json!({
+        "origin": state.server_name.as_str(),
+        "origin_server_ts": now_ms(),
+        "pdus": wire(&state, &events)?,
+    })))
+}
+
+/// The query of `GET /state_ids`.
+#[derive(Deserialize)]
+pub struct StateIdsQuery {
+    event_id: Option<String>,
+}
+
+/// `GET /_matrix/federation/v1/state_ids/{roomId}`: ids of the room's current state and its
+/// auth chain. Only the current state is kept here, so `event_id` must be a forward extremity.
+pub async fn state_ids(
+    State(state): State<FedState>,
+    Path(room_id): Path<String>,
+    q: std::result::Result<Query<StateIdsQuery>, axum::extract::rejection::QueryRejection>,
+    req: FedRequest,
+) -> Result<axum::Json<Value>> {
+    let Query(q) = q.map_err(|e| Error::bad(e.body_text()))?;
+    let room = readable_room(&state, &room_id, &req.origin)?;
+    if let Some(id) = q.event_id
+        && !room.extremities.contains(&id)
+    {
+        return Err(Error::NotFound("only the state at the room's newest events is kept".into()));
+    }
+    let current = current_state(&state, &room_id)?;
+    let chain = auth_chain(&state, &current)?;
+    Ok(axum::Json(json!({
+        "pdu_ids": current.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(),
+        "auth_chain_ids": chain.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(),
+    })))
+}
