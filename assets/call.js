@@ -26,7 +26,10 @@ function el(tag, cls, text) {
 
 export function createCalls({ me, send, displayName, currentRoom }) {
   const party = randomId(); // this tab
-  const seen = new Set(); // event ids handled
+  // Event ids handled: a signal can come twice (its priority `call` frame, then as an `event`
+  // after a reconnect), never far apart, so the newest SEEN_MAX are enough.
+  const seen = new Set();
+  const SEEN_MAX = 512;
   const rosters = new Map(); // `${room} ${conf}` -> [user ids]
   const ringing = new Map(); // call_id -> { ev, room_id, timer }
   const peers = new Map(); // call_id -> Peer
@@ -299,6 +302,7 @@ export function createCalls({ me, send, displayName, currentRoom }) {
     const ev = f.event;
     if (seen.has(ev.event_id)) return;
     seen.add(ev.event_id);
+    if (seen.size > SEEN_MAX) seen.delete(seen.values().next().value);
     const c = ev.content || {};
     const fromThisTab = ev.sender === me && c.party_id === party;
     if (fromThisTab) return;

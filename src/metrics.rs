@@ -35,6 +35,25 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let hub = state.hub.gauges();
     metric(&mut out, "chat_users_online", "gauge", "Users with at least one live connection.", hub.users);
     metric(&mut out, "chat_connections", "gauge", "Open live WebSocket connections.", hub.connections);
+    let http = state.http_connections.load(std::sync::atomic::Ordering::Relaxed);
+    metric(&mut out, "chat_http_connections", "gauge", "HTTP connections being served (WebSockets not counted).", http);
+    if let Some(certs) = &state.tls {
+        metric(
+            &mut out,
+            "chat_tls_reloads_total",
+            "counter",
+            "TLS certificates reloaded since start.",
+            certs.reloads(),
+        );
+        let failed = certs.reload_failures();
+        metric(
+            &mut out,
+            "chat_tls_reload_failures_total",
+            "counter",
+            "TLS reloads that failed (the old certificate stayed).",
+            failed,
+        );
+    }
     metric(&mut out, "chat_messages_total", "counter", "Messages committed and published since start.", hub.messages);
     metric(
         &mut out,

@@ -91,11 +91,16 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             )?,
         };
         let certs = tls::Certs::load(cert, key)?;
-        certs.clone().watch(shutdown.clone());
-        Some(tls::acceptor(certs)?)
+        certs.clone().watch(&tasks, shutdown.clone());
+        Some((tls::acceptor(certs.clone())?, certs))
     } else {
         None
     };
+    let (tls, certs) = match tls {
+        Some((acceptor, certs)) => (Some(acceptor), Some(certs)),
+        None => (None, None),
+    };
+    let http_connections = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let turn = if config.turn.enabled {
         let turn_secret =
             store::secret(&store, "turn_secret").await.map_err(|e| format!("cannot create TURN secret: {e}"))?;
@@ -159,6 +164,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         turn: turn.clone(),
         https: tls.is_some(),
         hsts: tls.is_some() && !config.tls.self_signed,
+        tls: certs,
+        http_connections: http_connections.clone(),
         tasks: tasks.clone(),
     });
     crate::calls::load_pending(&calls).map_err(|e| format!("cannot read calls: {e}"))?;
@@ -206,7 +213,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let serving = match tls {
         Some(acceptor) => {
             let listener = tls::TlsListener::start(listener, acceptor, shutdown.clone()).map_err(|e| e.to_string())?;
-            tokio::spawn(crate::web::serve::serve(listener, app, shutdown.clone(), conn_limits))
+            tokio::spawn(crate::web::serve::serve(
+                listener,
+                app,
+                shutdown.clone(),
+                conn_limits,
+                http_connections.clone(),
+            ))
         }
         None => {
             // Live frames are small and latency-bound: no Nagle delay (which, with delayed ACKs,
@@ -214,7 +227,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
                 let _ = tcp.set_nodelay(true);
             });
-            tokio::spawn(crate::web::serve::serve(listener, app, shutdown.clone(), conn_limits))
+            tokio::spawn(crate::web::serve::serve(
+                listener,
+                app,
+                shutdown.clone(),
+                conn_limits,
+                http_connections.clone(),
+            ))
         }
     };
     let writer = Arc::new(std::sync::Mutex::new(Some(writer)));

@@ -53,6 +53,10 @@ pub struct Inner {
     pub hsts: bool,
     /// The built-in TURN relay, unless turned off.
     pub turn: Option<Arc<crate::calls::turn::Relay>>,
+    /// The certificate in use and its reload counters (HTTPS only).
+    pub tls: Option<Arc<crate::tls::Certs>>,
+    /// HTTP connections being served now (upgraded WebSockets leave this count).
+    pub http_connections: Arc<std::sync::atomic::AtomicU64>,
     /// Every background task of the server: shutdown waits for them all.
     pub tasks: TaskTracker,
 }

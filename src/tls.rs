@@ -11,6 +11,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -23,6 +24,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// How long a client may take to complete the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -60,6 +62,8 @@ pub struct Certs {
     cert: PathBuf,
     key: PathBuf,
     stamp: Mutex<Option<(SystemTime, SystemTime)>>,
+    reloads: AtomicU64,
+    failures: AtomicU64,
 }
 
 impl Certs {
@@ -67,7 +71,24 @@ impl Certs {
     pub fn load(cert: PathBuf, key: PathBuf) -> Result<Arc<Self>, String> {
         let pair = load_pair(&cert, &key)?;
         let stamp = mtimes(&cert, &key);
-        Ok(Arc::new(Certs { current: RwLock::new(Arc::new(pair)), cert, key, stamp: Mutex::new(stamp) }))
+        Ok(Arc::new(Certs {
+            current: RwLock::new(Arc::new(pair)),
+            cert,
+            key,
+            stamp: Mutex::new(stamp),
+            reloads: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+        }))
+    }
+
+    /// Certificates reloaded since start.
+    pub fn reloads(&self) -> u64 {
+        self.reloads.load(Ordering::Relaxed)
+    }
+
+    /// Reload attempts that failed (the old certificate stayed), since start.
+    pub fn reload_failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
     }
 
     /// Reloads when either file changed since the last load (or `force`). Returns whether a new
@@ -86,9 +107,9 @@ impl Certs {
         Ok(true)
     }
 
-    /// Watches the files (and SIGHUP) until `stop`.
-    pub fn watch(self: Arc<Self>, stop: CancellationToken) {
-        tokio::spawn(async move {
+    /// Watches the files (and SIGHUP) until `stop`, as one of `tasks`.
+    pub fn watch(self: Arc<Self>, tasks: &TaskTracker, stop: CancellationToken) {
+        tasks.spawn(async move {
             let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
             let mut tick = tokio::time::interval(RELOAD_CHECK);
             loop {
@@ -98,9 +119,15 @@ impl Certs {
                     Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
                 };
                 match self.reload_if_changed(force) {
-                    Ok(true) => tracing::info!(cert = %self.cert.display(), "TLS certificate reloaded"),
+                    Ok(true) => {
+                        self.reloads.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(cert = %self.cert.display(), "TLS certificate reloaded")
+                    }
                     Ok(false) => {}
-                    Err(e) => tracing::error!(error = %e, "TLS certificate not reloaded; keeping the old one"),
+                    Err(e) => {
+                        self.failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(error = %e, "TLS certificate not reloaded; keeping the old one")
+                    }
                 }
             }
         });

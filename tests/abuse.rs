@@ -178,7 +178,8 @@ async fn connections_beyond_the_cap_wait() {
     .await;
     let a = TcpStream::connect(s.addr).await.unwrap();
     let _b = TcpStream::connect(s.addr).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Both are being served (they hold the two places) before a third comes.
+    s.until_metric("chat_http_connections", |n| n == 2.0).await;
     let client = reqwest::Client::new();
     let url = format!("{}/healthz", s.url);
     let r = client.get(&url).timeout(Duration::from_millis(700)).send().await;

@@ -135,3 +135,23 @@ fn the_reader_finds_grouped_and_nested_paths() {
     let refs = crate_refs("use crate::{store::{Tx, get}, events::*};\nfn f() { crate::ids::parse(); $crate::x; }");
     assert_eq!(refs, ["events", "ids", "store"].iter().map(|s| s.to_string()).collect());
 }
+
+#[test]
+fn only_the_store_opens_redb() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut outside = Vec::new();
+    for f in files {
+        let rel = f.strip_prefix(&src).unwrap().to_string_lossy().replace('\\', "/");
+        // `error.rs` turns redb's errors into ours; the load tool never links the store.
+        if rel.starts_with("store/") || rel == "error.rs" || rel.starts_with("bin/") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).unwrap();
+        if text.contains("redb::") || text.contains("use redb") || text.contains("store::tables") {
+            outside.push(rel);
+        }
+    }
+    assert!(outside.is_empty(), "redb or the table list used outside src/store: {outside:?}");
+}

@@ -34,6 +34,15 @@ async fn bodies_as_ana(http: &reqwest::Client, url: &str, room: &str) -> Vec<Str
     message_bodies(http, url, v["token"].as_str().unwrap(), room).await
 }
 
+/// Waits until `cond` holds, checking every 10 ms (30 s at most).
+async fn until(cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn backup_under_load_then_restore_keeps_every_acknowledged_message() {
     let data = tempfile::tempdir().unwrap();
@@ -67,7 +76,8 @@ async fn backup_under_load_then_restore_keeps_every_acknowledged_message() {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The backup starts with writes acknowledged before it and goes on under them.
+    until(|| acked.lock().unwrap().len() > 100).await;
     let file = out.path().join("chat-backup.redb");
     let started = Instant::now();
     let backup = tokio::task::spawn_blocking({
@@ -77,7 +87,8 @@ async fn backup_under_load_then_restore_keeps_every_acknowledged_message() {
     .await
     .unwrap();
     assert!(backup.status.success(), "{}", String::from_utf8_lossy(&backup.stderr));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let done = Instant::now();
+    until(|| acked.lock().unwrap().iter().filter(|(_, t)| *t > done).count() > 20).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for w in writers {
         w.await.unwrap();

@@ -128,7 +128,6 @@ fn messages_typed_while_the_server_is_down_arrive_exactly_once() {
                 writeln!(to_node, "STOPPED").unwrap();
             }
             "START" => {
-                std::thread::sleep(std::time::Duration::from_millis(500));
                 server = Some(Binary::start(data.path(), &listen, &[]));
                 writeln!(to_node, "STARTED").unwrap();
             }

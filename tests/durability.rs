@@ -73,7 +73,9 @@ async fn a_database_from_a_newer_version_is_refused_clearly() {
         let db = redb::Database::create(tmp.path().join("chat.redb")).unwrap();
         let txn = db.begin_write().unwrap();
         {
-            let mut meta = txn.open_table(chat::store::tables::META).unwrap();
+            // The server's settings table, as any redb reader sees it.
+            let meta_table: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
+            let mut meta = txn.open_table(meta_table).unwrap();
             meta.insert("schema_version", 99u32.to_le_bytes().as_slice()).unwrap();
         }
         txn.commit().unwrap();

@@ -95,6 +95,12 @@ async fn register(addr: std::net::SocketAddr, cert: &Path, name: &str) -> (Strin
     (v["token"].as_str().unwrap().to_string(), head)
 }
 
+/// Sets a file's modification time `secs` seconds ahead.
+fn touch_later(path: &Path, secs: u64) {
+    let f = std::fs::File::options().write(true).open(path).unwrap();
+    f.set_modified(std::time::SystemTime::now() + Duration::from_secs(secs)).unwrap();
+}
+
 fn write_cert(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), name.to_string()]).unwrap();
     let (c, k) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
@@ -196,9 +202,11 @@ async fn certificate_files_reload_without_dropping_an_open_websocket() {
 
     // A renewed certificate replaces the files (as certbot would).
     let (cert2, key2) = write_cert(dir.path(), "second");
-    std::thread::sleep(Duration::from_millis(1100)); // a new modification time
     std::fs::copy(&cert2, &live_cert).unwrap();
     std::fs::copy(&key2, &live_key).unwrap();
+    // A modification time the watcher cannot have seen, even on a file system with coarse times.
+    touch_later(&live_cert, 2);
+    touch_later(&live_key, 2);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         if tls(s.addr, &cert2).await.is_ok() {
@@ -244,10 +252,13 @@ async fn certificate_files_reload_without_dropping_an_open_websocket() {
         }
     }
 
-    // A broken renewal keeps the working certificate.
-    std::thread::sleep(Duration::from_millis(1100));
+    // A broken renewal keeps the working certificate; the failed reload is counted.
+    s.until_metric("chat_tls_reloads_total", |n| n == 1.0).await;
+    // (A reload may have failed already, between the copies of the two files.)
+    let failed = s.metric("chat_tls_reload_failures_total").await.unwrap();
     std::fs::write(&live_cert, "not a certificate").unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    touch_later(&live_cert, 4);
+    s.until_metric("chat_tls_reload_failures_total", |n| n > failed).await;
     assert!(tls(s.addr, &cert2).await.is_ok(), "a bad file replaced the working certificate");
     s.stop().await;
 }

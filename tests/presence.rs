@@ -76,8 +76,9 @@ async fn presence_and_typing_reach_the_other_member_within_a_second_and_expire()
     expect(&mut ben_ws, "typing", SECOND, |f| f["user_ids"] == json!([])).await;
 
     // A reload (close and reconnect within the grace period) does not flicker offline.
+    let before = s.metric("chat_connections").await.unwrap();
     drop(ana_ws);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.until_metric("chat_connections", |n| n < before).await;
     let ana_ws = s.ws(&ana, None).await;
     expect_none(&mut ben_ws, "presence", Duration::from_secs(2), presence_of(&ana.id, "offline")).await;
 

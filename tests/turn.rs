@@ -370,7 +370,12 @@ fn echo_peer() -> (std::process::Child, u16) {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // Up once it holds the port.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        assert!(std::time::Instant::now() < deadline, "turnutils_peer did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     (child, port)
 }
 

@@ -118,47 +118,70 @@ impl Event {
         ev
     }
 
+    /// The event as a JSON object, field by field (the same shape serde writes), which unlike
+    /// `serde_json::to_value` cannot fail, so no hash is ever taken over a stand-in.
+    fn to_object(&self) -> serde_json::Map<String, Value> {
+        let mut m = serde_json::Map::new();
+        m.insert("event_id".into(), Value::from(self.event_id.as_str()));
+        m.insert("room_id".into(), Value::from(self.room_id.as_str()));
+        m.insert("sender".into(), Value::from(self.sender.as_str()));
+        m.insert("type".into(), Value::from(self.kind.as_str()));
+        if let Some(k) = &self.state_key {
+            m.insert("state_key".into(), Value::from(k.as_str()));
+        }
+        m.insert("content".into(), self.content.clone());
+        m.insert("origin_server_ts".into(), Value::from(self.origin_server_ts));
+        m.insert("depth".into(), Value::from(self.depth));
+        m.insert("prev_events".into(), Value::from(self.prev_events.clone()));
+        m.insert("auth_events".into(), Value::from(self.auth_events.clone()));
+        let hashes = self.hashes.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect();
+        m.insert("hashes".into(), Value::Object(hashes));
+        let signatures = self
+            .signatures
+            .iter()
+            .map(|(server, sigs)| {
+                let sigs = sigs.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect();
+                (server.clone(), Value::Object(sigs))
+            })
+            .collect();
+        m.insert("signatures".into(), Value::Object(signatures));
+        m
+    }
+
     /// The form covered by the content hash: everything but `event_id`, `hashes`, `signatures`
     /// and `unsigned` (and `room_id` for a create event, whose room id is its own hash).
     fn hashable(&self, with_room: bool) -> Value {
-        let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
-        if let Value::Object(m) = &mut v {
-            m.remove("event_id");
-            m.remove("hashes");
-            m.remove("signatures");
-            if !with_room {
-                m.remove("room_id");
-            }
+        let mut m = self.to_object();
+        m.remove("event_id");
+        m.remove("hashes");
+        m.remove("signatures");
+        if !with_room {
+            m.remove("room_id");
         }
-        v
+        Value::Object(m)
     }
 
     /// The redacted form covered by the reference hash (and, later, signatures).
     fn redacted(&self, with_room: bool) -> Value {
-        let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
-        if let Value::Object(m) = &mut v {
-            m.remove("event_id");
-            m.remove("signatures");
-            if !with_room {
-                m.remove("room_id");
-            }
-            let kept = redact_content(&self.kind, &self.content);
-            m.insert("content".into(), kept);
+        let mut m = self.to_object();
+        m.remove("event_id");
+        m.remove("signatures");
+        if !with_room {
+            m.remove("room_id");
         }
-        v
+        m.insert("content".into(), redact_content(&self.kind, &self.content));
+        Value::Object(m)
     }
 
     /// The event as a PDU on the wire (room version 12): without `event_id` (it is the
     /// reference hash) and, for a create event, without `room_id` (derived from its hash).
     pub fn pdu(&self) -> Value {
-        let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
-        if let Value::Object(m) = &mut v {
-            m.remove("event_id");
-            if self.kind == M_ROOM_CREATE {
-                m.remove("room_id");
-            }
+        let mut m = self.to_object();
+        m.remove("event_id");
+        if self.kind == M_ROOM_CREATE {
+            m.remove("room_id");
         }
-        v
+        Value::Object(m)
     }
 
     /// Signs the event as `server`: the signature covers the redacted PDU (ruma's signing with
@@ -264,6 +287,27 @@ pub fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_object_is_what_serde_writes() {
+        let mut ev = Event::build(
+            Some("!r:x"),
+            "@a:x",
+            NewEvent::state(M_ROOM_NAME, "", serde_json::json!({"name": "n"})),
+            Parents { prev_events: vec!["$p".into()], auth_events: vec!["$a".into()], depth: 3 },
+            7,
+        );
+        ev.signatures.insert("x".into(), [("ed25519:k".to_string(), "sig".to_string())].into_iter().collect());
+        assert_eq!(Value::Object(ev.to_object()), serde_json::to_value(&ev).unwrap());
+        let msg = Event::build(
+            Some("!r:x"),
+            "@a:x",
+            NewEvent::message(M_ROOM_MESSAGE, text_message("hi")),
+            Parents { prev_events: vec![], auth_events: vec![], depth: 1 },
+            7,
+        );
+        assert_eq!(Value::Object(msg.to_object()), serde_json::to_value(&msg).unwrap());
+    }
     use serde_json::json;
 
     fn create() -> Event {

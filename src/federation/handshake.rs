@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 
 use axum::extract::{Path, State};
-use redb::ReadableTable;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -19,9 +18,7 @@ use crate::events::rules;
 use crate::events::*;
 use crate::ids::UserId;
 use crate::store::events::{enqueue, persist_received, server_of};
-use crate::store::get_json;
 use crate::store::rooms::RoomRecord;
-use crate::store::tables::*;
 
 /// `GET /_matrix/federation/v1/make_join/{roomId}/{userId}`: a join event for the caller's
 /// user to sign, if the rules let them join now.
@@ -56,25 +53,21 @@ pub(super) async fn make_membership(
     }
     let room = resident_room(&state, &room_id)?;
     let new = NewEvent::state(M_ROOM_MEMBER, user.as_str(), member_content(membership));
-    let r = state.store.read()?;
-    let members = r.open_table(ROOM_MEMBERS)?;
-    rules::authorize(room.auth_state(), user.as_str(), &new, |u| {
-        crate::store::rooms::membership_of(&members, &room_id, u)
-    })?;
+    let snapshot = state.store.snapshot()?;
+    rules::authorize(room.auth_state(), user.as_str(), &new, |u| snapshot.membership(&room_id, u))?;
     let template = template(&state, &room, user.as_str(), new)?;
     Ok(axum::Json(json!({ "room_version": ROOM_VERSION, "event": template })))
 }
 
 /// The unsigned event another server's user would send next in `room`.
 pub(super) fn template(state: &FedState, room: &RoomRecord, sender: &str, new: NewEvent) -> Result<Value> {
-    let r = state.store.read()?;
-    let table = r.open_table(ROOM_STATE)?;
+    let snapshot = state.store.snapshot()?;
     let rid = room.room_id.as_str();
     let mut auth_events = Vec::new();
     // Room version 12: the create event is implied by the room id, not listed.
     for (kind, key) in [(M_ROOM_POWER_LEVELS, ""), (M_ROOM_JOIN_RULES, ""), (M_ROOM_MEMBER, sender)] {
-        if let Some(id) = table.get((rid, kind, key))? {
-            auth_events.push(id.value().to_string());
+        if let Some(id) = snapshot.state_event_id(rid, kind, key)? {
+            auth_events.push(id);
         }
     }
     Ok(json!({
@@ -155,8 +148,7 @@ pub(super) async fn take_membership(
         state
             .store
             .write(move |tx| {
-                let mut room: RoomRecord = get_json(&tx.txn.open_table(ROOMS)?, &ev2.room_id)?
-                    .ok_or_else(|| Error::NotFound("no such room".into()))?;
+                let mut room = tx.require_room(&ev2.room_id)?;
                 authorize_now(tx, &room, &ev2)?;
                 let stored = persist_received(tx, &mut room, ev2)?;
                 enqueue(tx, &room, &stored, &[origin.as_str()])
@@ -207,21 +199,18 @@ pub async fn invite(
     state
         .store
         .write(move |tx| {
-            let existing: Option<RoomRecord> = get_json(&tx.txn.open_table(ROOMS)?, &ev.room_id)?;
-            let mut room = match existing {
+            let mut room = match tx.room(&ev.room_id)? {
                 // We are in the room already: the invite reaches us as a room event too.
                 Some(r) if !r.partial => return Ok(()),
                 Some(r) => r,
                 None => stripped.stub_room(&ev.room_id, &origin),
             };
-            if tx.txn.open_table(EVENTS)?.get(ev.event_id.as_str())?.is_some() {
+            if tx.has_event(&ev.event_id)? {
                 return Ok(());
             }
             if room.direct {
-                let (me, peer) = (ev.state_key.clone().unwrap_or_default(), ev.sender.clone());
-                let mut direct = tx.txn.open_table(DIRECT_ROOMS)?;
-                direct.insert((me.as_str(), peer.as_str()), ev.room_id.as_str())?;
-                direct.insert((peer.as_str(), me.as_str()), ev.room_id.as_str())?;
+                let me = ev.state_key.clone().unwrap_or_default();
+                tx.put_direct_room(&me, &ev.sender, &ev.room_id)?;
             }
             persist_received(tx, &mut room, ev).map(|_| ())
         })

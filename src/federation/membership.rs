@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 
 use axum::http::{Method, StatusCode};
-use redb::ReadableTable;
 use serde_json::{Value, json};
 
 use super::FedState;
@@ -19,10 +18,7 @@ use crate::events::*;
 use crate::ids::UserId;
 use crate::rooms::aliases::{local_alias, parse_alias};
 use crate::rooms::{self, JoinPlan};
-use crate::store::events::{StoredEvent, apply_state, get_event, persist_received};
-use crate::store::rooms::RoomRecord;
-use crate::store::tables::*;
-use crate::store::{get_json, put_json};
+use crate::store::events::store_joined_room;
 
 /// Joins a public room, or a private one the user was invited to.
 pub async fn join(state: &FedState, user: &UserId, room_id: &str) -> Result<()> {
@@ -271,45 +267,6 @@ pub(super) async fn join_through(state: &FedState, user: &UserId, room_id: &str,
     state.store.write(move |tx| store_joined_room(tx, &rid, chain, states, timeline, joined)).await
 }
 
-/// Writes a room joined through another server: its auth chain and state (not in the
-/// timeline), recent history, then our join, which is published.
-pub(super) fn store_joined_room(
-    tx: &mut crate::store::Tx<'_>,
-    room_id: &str,
-    chain: Vec<Event>,
-    states: Vec<Event>,
-    timeline: Vec<Event>,
-    join: Event,
-) -> Result<()> {
-    let create = chain.iter().find(|e| e.kind == M_ROOM_CREATE).ok_or_else(|| Error::bad("no create event"))?;
-    let direct = create.content.get("chat.direct").and_then(Value::as_bool).unwrap_or(false);
-    let pl = PowerLevels::for_new_room(&create.sender);
-    let mut room = RoomRecord::new(room_id, &create.sender, create.origin_server_ts, direct, JoinRule::Invite, pl);
-    for ev in &chain {
-        tx.put_outlier(room_id, ev)?;
-    }
-    // A partial room from an invitation leaves membership rows; the real state replaces them.
-    for ev in &states {
-        let key = ev.state_key.as_deref().unwrap_or_default();
-        tx.txn.open_table(ROOM_STATE)?.insert((room_id, ev.kind.as_str(), key), ev.event_id.as_str())?;
-        apply_state(tx, &mut room, ev, key)?;
-        room.depth = room.depth.max(ev.depth);
-    }
-    for ev in timeline {
-        let pos = tx.next_pos();
-        tx.txn
-            .open_table(ROOM_TIMELINE)?
-            .insert((room_id, pos), (ev.event_id.as_str(), ev.sender.as_str(), ev.kind.as_str()))?;
-        room.depth = room.depth.max(ev.depth);
-        room.last_pos = pos;
-        let id = ev.event_id.clone();
-        put_json(&mut tx.txn.open_table(EVENTS)?, &id, &StoredEvent { pos, event: ev })?;
-    }
-    room.extremities = join.prev_events.clone();
-    persist_received(tx, &mut room, join)?;
-    Ok(())
-}
-
 /// Invites `target`, a user of another server: their server co-signs the invite before it is
 /// added to the room.
 pub async fn invite_remote(state: &FedState, sender: &UserId, room_id: &str, target: &UserId) -> Result<()> {
@@ -317,22 +274,14 @@ pub async fn invite_remote(state: &FedState, sender: &UserId, room_id: &str, tar
     let (ev, stripped) = state
         .store
         .write(move |tx| {
-            let room: RoomRecord =
-                get_json(&tx.txn.open_table(ROOMS)?, &rid)?.ok_or_else(|| Error::NotFound("no such room".into()))?;
+            let room = tx.require_room(&rid)?;
             let new = NewEvent::state(M_ROOM_MEMBER, &t, member_content(Membership::Invite));
-            {
-                let members = tx.txn.open_table(ROOM_MEMBERS)?;
-                rules::authorize(room.auth_state(), &s, &new, |u| {
-                    crate::store::rooms::membership_of(&members, &rid, u)
-                })?;
-            }
+            rules::authorize(room.auth_state(), &s, &new, |u| tx.membership(&rid, u))?;
             let ev = crate::store::events::build_next(tx, &room, &s, new, now_ms())?;
             let mut stripped = Vec::new();
-            let table = tx.txn.open_table(ROOM_STATE)?;
-            let events = tx.txn.open_table(EVENTS)?;
             for (kind, key) in [(M_ROOM_CREATE, ""), (M_ROOM_NAME, ""), (M_ROOM_TOPIC, ""), (M_ROOM_JOIN_RULES, "")] {
-                if let Some(id) = table.get((rid.as_str(), kind, key))?
-                    && let Some(e) = get_event(&events, id.value())?
+                if let Some(id) = tx.state_event_id(&rid, kind, key)?
+                    && let Some(e) = tx.event(&id)?
                 {
                     stripped.push(
                         json!({ "type": kind, "state_key": key, "sender": e.event.sender, "content": e.event.content }),
@@ -359,8 +308,7 @@ pub async fn invite_remote(state: &FedState, sender: &UserId, room_id: &str, tar
     state
         .store
         .write(move |tx| {
-            let mut room: RoomRecord = get_json(&tx.txn.open_table(ROOMS)?, &cosigned.room_id)?
-                .ok_or_else(|| Error::NotFound("no such room".into()))?;
+            let mut room = tx.require_room(&cosigned.room_id)?;
             authorize_now(tx, &room, &cosigned)?;
             crate::store::events::persist(tx, &mut room, cosigned).map(|_| ())
         })

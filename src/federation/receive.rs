@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode};
-use redb::ReadableTable;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -19,10 +18,8 @@ use super::serve::{MAX_FETCH, resident_room, server_in_room};
 use crate::error::{Error, Result};
 use crate::events::rules;
 use crate::events::*;
-use crate::store::events::{get_event, persist_received, persist_superseded, server_of};
-use crate::store::get_json;
+use crate::store::events::{persist_received, persist_superseded, server_of};
 use crate::store::rooms::RoomRecord;
-use crate::store::tables::*;
 
 /// How many rounds of `get_missing_events` one received event may trigger.
 pub(super) const MISSING_ROUNDS: u32 = 10;
@@ -51,25 +48,21 @@ pub(super) fn authorize_now(tx: &crate::store::Tx<'_>, room: &RoomRecord, ev: &E
     if ev.kind == M_ROOM_CREATE {
         return Err(Error::bad("a room is created only once"));
     }
-    let members = tx.txn.open_table(ROOM_MEMBERS)?;
     let new = NewEvent { kind: ev.kind.clone(), state_key: ev.state_key.clone(), content: ev.content.clone() };
-    rules::authorize(room.auth_state(), &ev.sender, &new, |u| {
-        crate::store::rooms::membership_of(&members, &room.room_id, u)
-    })
-    .map_err(|e| Error::Forbidden(format!("soft-failed against current state: {e}")))
+    rules::authorize(room.auth_state(), &ev.sender, &new, |u| tx.membership(&room.room_id, u))
+        .map_err(|e| Error::Forbidden(format!("soft-failed against current state: {e}")))
 }
 
 /// Checks `ev` against the state its own auth events name, all of which must be stored here
 /// (or be among `queued`, accepted but not yet committed).
 pub(super) fn check_known_auth_events(state: &FedState, ev: &Event, queued: &HashMap<String, Event>) -> Result<()> {
-    let r = state.store.read()?;
-    let events = r.open_table(EVENTS)?;
+    let snapshot = state.store.snapshot()?;
     let mut auth: HashMap<String, Event> = HashMap::new();
     let create_id = format!("${}", ev.room_id.strip_prefix('!').unwrap_or_default());
     for id in ev.auth_events.iter().chain([&create_id]) {
         if let Some(a) = queued.get(id) {
             auth.insert(id.clone(), a.clone());
-        } else if let Some(a) = get_event(&events, id)? {
+        } else if let Some(a) = snapshot.event(id)? {
             auth.insert(id.clone(), a.event);
         }
     }
@@ -99,11 +92,7 @@ pub async fn receive_transaction(
     if body.pdus.len() > super::sender::MAX_PDUS {
         return Err(Error::TooLarge(format!("at most {} PDUs per transaction", super::sender::MAX_PDUS)));
     }
-    let seen = {
-        let r = state.store.read()?;
-        r.open_table(FED_TXNS)?.get((req.origin.as_str(), txn_id.as_str()))?.is_some()
-    };
-    if seen {
+    if state.store.transaction_seen(&req.origin, &txn_id)? {
         return Ok(axum::Json(json!({ "pdus": {} })));
     }
     // Checks run PDU by PDU; the write jobs of those that pass are queued without waiting, so
@@ -129,18 +118,8 @@ pub async fn receive_transaction(
         };
         results.insert(id, entry);
     }
-    let origin = req.origin.clone();
-    state
-        .store
-        .write(move |tx| {
-            let mut t = tx.txn.open_table(FED_TXNS)?;
-            let now = now_ms();
-            t.insert((origin.as_str(), txn_id.as_str()), now)?;
-            // Forget this origin's transactions older than a day.
-            t.retain_in((origin.as_str(), "")..=(origin.as_str(), "\u{10ffff}"), |_, at| at + TXN_MEMORY_MS > now)?;
-            Ok(())
-        })
-        .await?;
+    // Remembered for a day.
+    state.store.remember_transaction(req.origin.clone(), txn_id, now_ms(), TXN_MEMORY_MS).await?;
     Ok(axum::Json(json!({ "pdus": results })))
 }
 
@@ -246,11 +225,10 @@ pub(super) async fn accept(
         .store
         .submit(move |tx| {
             let ev = job_ev;
-            if tx.txn.open_table(EVENTS)?.get(ev.event_id.as_str())?.is_some() {
+            if tx.has_event(&ev.event_id)? {
                 return Ok(());
             }
-            let mut room: RoomRecord = get_json(&tx.txn.open_table(ROOMS)?, &ev.room_id)?
-                .ok_or_else(|| Error::NotFound("no such room".into()))?;
+            let mut room = tx.require_room(&ev.room_id)?;
             authorize_now(tx, &room, &ev)?;
             if crate::events::call::is_call_event(&ev.kind) {
                 crate::calls::apply_received(tx, &ev, &pending)?;
@@ -272,23 +250,16 @@ pub(super) async fn accept(
 /// state resolution decides (see `stateres`).
 pub(super) fn wins_its_slot(tx: &crate::store::Tx<'_>, ev: &Event) -> Result<bool> {
     let Some(key) = ev.state_key.as_deref() else { return Ok(true) };
-    let table = tx.txn.open_table(ROOM_STATE)?;
-    let Some(holder) = table.get((ev.room_id.as_str(), ev.kind.as_str(), key))?.map(|v| v.value().to_string()) else {
+    let Some(holder) = tx.state_event_id(&ev.room_id, &ev.kind, key)? else {
         return Ok(true);
     };
-    let events = tx.txn.open_table(EVENTS)?;
-    let get = |id: &str| get_event(&events, id).ok().flatten().map(|s| s.event);
+    let get = |id: &str| tx.event(id).ok().flatten().map(|s| s.event);
     let Some(holder_ev) = get(&holder) else { return Ok(true) };
     if super::stateres::is_ancestor(&holder_ev, ev, &get) {
         return Ok(true);
     }
-    let mut current = std::collections::BTreeMap::new();
     let rid = ev.room_id.as_str();
-    for row in table.range((rid, "", "")..=(rid, "\u{10ffff}", "\u{10ffff}"))? {
-        let (k, v) = row?;
-        let (_, kind, key) = k.value();
-        current.insert((kind.to_string(), key.to_string()), v.value().to_string());
-    }
+    let current = tx.state_ids(rid)?;
     match super::stateres::resolve_slot(&current, ev, &get) {
         Ok(winner) => {
             tracing::info!(room = rid, kind = %ev.kind, winner, "concurrent state resolved");
@@ -330,17 +301,7 @@ pub(super) async fn fetch_missing(state: &FedState, origin: &str, ev: &Event) ->
 /// At start: for every room shared with other servers, ask one of them for its newest events,
 /// which fetches whatever we missed while down (and tells them we are back).
 pub async fn catch_up(state: FedState) {
-    let rooms: Vec<RoomRecord> = match state.store.read().and_then(|r| {
-        let t = r.open_table(ROOMS)?;
-        let mut out = Vec::new();
-        for row in t.iter()? {
-            let (_, v) = row?;
-            if let Ok(room) = serde_json::from_slice::<RoomRecord>(v.value()) {
-                out.push(room);
-            }
-        }
-        Ok(out)
-    }) {
+    let rooms: Vec<RoomRecord> = match state.store.all_rooms() {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "catch-up: cannot list rooms");

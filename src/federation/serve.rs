@@ -14,9 +14,7 @@ use super::membership::MAX_JOIN_EVENTS;
 use crate::error::{Error, Result};
 use crate::events::*;
 use crate::rooms::aliases::{local_alias, parse_alias};
-use crate::store::events::get_event;
 use crate::store::rooms::RoomRecord;
-use crate::store::tables::*;
 
 /// Most events one `get_missing_events` or `backfill` answer carries.
 pub const MAX_FETCH: usize = 100;
@@ -45,13 +43,10 @@ pub(super) fn readable_room(state: &FedState, room_id: &str, origin: &str) -> Re
 
 /// The room's current state events.
 pub(super) fn current_state(state: &FedState, room_id: &str) -> Result<Vec<Event>> {
-    let r = state.store.read()?;
-    let table = r.open_table(ROOM_STATE)?;
-    let events = r.open_table(EVENTS)?;
+    let snapshot = state.store.snapshot()?;
     let mut out = Vec::new();
-    for row in table.range((room_id, "", "")..=(room_id, "\u{10ffff}", "\u{10ffff}"))? {
-        let (_, v) = row?;
-        if let Some(ev) = get_event(&events, v.value())? {
+    for (_, id) in snapshot.state_ids(room_id)? {
+        if let Some(ev) = snapshot.event(&id)? {
             out.push(ev.event);
         }
     }
@@ -60,8 +55,7 @@ pub(super) fn current_state(state: &FedState, room_id: &str) -> Result<Vec<Event
 
 /// Every event reachable through `auth_events` from `from`, not counting `from` itself.
 pub(super) fn auth_chain(state: &FedState, from: &[Event]) -> Result<Vec<Event>> {
-    let r = state.store.read()?;
-    let events = r.open_table(EVENTS)?;
+    let snapshot = state.store.snapshot()?;
     let mut seen: HashSet<String> = from.iter().map(|e| e.event_id.clone()).collect();
     let mut todo: Vec<String> = from.iter().flat_map(|e| e.auth_events.iter().cloned()).collect();
     let mut out = Vec::new();
@@ -69,7 +63,7 @@ pub(super) fn auth_chain(state: &FedState, from: &[Event]) -> Result<Vec<Event>>
         if !seen.insert(id.clone()) || out.len() >= MAX_JOIN_EVENTS {
             continue;
         }
-        if let Some(ev) = get_event(&events, &id)? {
+        if let Some(ev) = snapshot.event(&id)? {
             todo.extend(ev.event.auth_events.iter().cloned());
             out.push(ev.event);
         }
@@ -128,12 +122,11 @@ pub async fn get_missing_events(
         .map_err(|e| Error::bad(format!("bad get_missing_events body: {e}")))?;
     let limit = body.limit.unwrap_or(10).clamp(1, MAX_FETCH);
     let stop: HashSet<&str> = body.earliest_events.iter().take(100).map(String::as_str).collect();
-    let r = state.store.read()?;
-    let events = r.open_table(EVENTS)?;
+    let snapshot = state.store.snapshot()?;
     let mut seen: HashSet<String> = body.latest_events.iter().take(20).cloned().collect();
     let mut frontier: Vec<String> = Vec::new();
     for id in body.latest_events.iter().take(20) {
-        if let Some(e) = get_event(&events, id)?.filter(|e| e.event.room_id == room_id) {
+        if let Some(e) = snapshot.event(id)?.filter(|e| e.event.room_id == room_id) {
             frontier.extend(e.event.prev_events);
         }
     }
@@ -148,7 +141,7 @@ pub async fn get_missing_events(
             if stop.contains(id.as_str()) || !seen.insert(id.clone()) {
                 continue;
             }
-            if let Some(e) = get_event(&events, &id)?.filter(|e| e.event.room_id == room_id && e.pos > 0) {
+            if let Some(e) = snapshot.event(&id)?.filter(|e| e.event.room_id == room_id && e.pos > 0) {
                 next.extend(e.event.prev_events.iter().cloned());
                 out.push(e.event);
             }

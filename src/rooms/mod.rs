@@ -5,7 +5,6 @@ pub mod aliases;
 
 use std::sync::Arc;
 
-use redb::ReadableTable;
 use serde_json::json;
 
 use crate::auth::ratelimit::RateLimiter;
@@ -16,11 +15,10 @@ use crate::events::*;
 use crate::ids::ServerName;
 use crate::ids::UserId;
 use crate::store::Store;
-use crate::store::events::{StoredEvent, build_next, get_event, persist, server_of};
+use crate::store::Tx;
+use crate::store::events::{StoredEvent, build_next, persist, server_of};
 use crate::store::rooms::RoomRecord;
-use crate::store::tables::{ALIASES, DIRECT_ROOMS, EVENTS, ROOM_MEMBERS, ROOMS, TXN_IDS, USER_ROOMS, USERS};
 use crate::store::writer::Committed;
-use crate::store::{Tx, get_json};
 
 /// What the room services work with. Cheap to clone.
 #[derive(Clone)]
@@ -117,13 +115,13 @@ pub async fn create_room(state: &Rooms, creator: &UserId, req: CreateRoom) -> Re
         .store
         .write(move |tx| {
             if let Some(a) = alias.as_deref()
-                && tx.txn.open_table(ALIASES)?.get(a)?.is_some()
+                && tx.alias(a)?.is_some()
             {
                 return Err(Error::Conflict(format!("{a} is taken")));
             }
             let mut room = start_room(tx, &creator, req.join_rule, false)?;
             if let Some(a) = alias.as_deref() {
-                tx.txn.open_table(ALIASES)?.insert(a, room.room_id.as_str())?;
+                tx.put_alias(a, &room.room_id)?;
             }
             add(tx, &mut room, &creator, NewEvent::state(M_ROOM_NAME, "", json!({ "name": name })))?;
             if !topic.is_empty() {
@@ -158,13 +156,9 @@ pub async fn open_direct(state: &Rooms, user: &UserId, other: &UserId) -> Result
     state
         .store
         .write(move |tx| {
-            let existing =
-                tx.txn.open_table(DIRECT_ROOMS)?.get((me.as_str(), peer.as_str()))?.map(|v| v.value().to_string());
-            if let Some(rid) = existing {
-                let members = tx.txn.open_table(ROOM_MEMBERS)?;
-                let mine = membership(&members, &rid, &me)?;
-                let theirs = membership(&members, &rid, &peer)?;
-                drop(members);
+            if let Some(rid) = tx.direct_room(&me, &peer)? {
+                let mine = tx.membership(&rid, &me)?;
+                let theirs = tx.membership(&rid, &peer)?;
                 let peer_in = matches!(theirs, Membership::Join | Membership::Invite);
                 if peer_in && mine == Membership::Join {
                     return Ok(DirectRoom { room_id: rid, invite_remote: false });
@@ -180,9 +174,7 @@ pub async fn open_direct(state: &Rooms, user: &UserId, other: &UserId) -> Result
                 invite["is_direct"] = json!(true);
                 add(tx, &mut room, &me, NewEvent::state(M_ROOM_MEMBER, &peer, invite))?;
             }
-            let mut direct = tx.txn.open_table(DIRECT_ROOMS)?;
-            direct.insert((me.as_str(), peer.as_str()), room.room_id.as_str())?;
-            direct.insert((peer.as_str(), me.as_str()), room.room_id.as_str())?;
+            tx.put_direct_room(&me, &peer, &room.room_id)?;
             Ok(DirectRoom { room_id: room.room_id, invite_remote: remote })
         })
         .await
@@ -257,16 +249,12 @@ pub async fn leave(state: &Rooms, user: &UserId, room_id: &str) -> Result<()> {
     state
         .store
         .write(move |tx| {
-            let room: Option<RoomRecord> = get_json(&tx.txn.open_table(ROOMS)?, &rid)?;
-            if room.is_some_and(|r| r.partial) {
+            if tx.room(&rid)?.is_some_and(|r| r.partial) {
                 // An invitation from another server to a room we are not in.
-                if membership(&tx.txn.open_table(ROOM_MEMBERS)?, &rid, &u)? != Membership::Invite {
+                if tx.membership(&rid, &u)? != Membership::Invite {
                     return Err(Error::Forbidden("you are not a member of this room".into()));
                 }
-                let left = Membership::Leave.as_str();
-                tx.txn.open_table(ROOM_MEMBERS)?.insert((rid.as_str(), u.as_str()), left)?;
-                tx.txn.open_table(USER_ROOMS)?.insert((u.as_str(), rid.as_str()), left)?;
-                return Ok(());
+                return tx.set_membership_only(&rid, &u, Membership::Leave);
             }
             append(tx, &rid, &u, NewEvent::state(M_ROOM_MEMBER, &u, member_content(Membership::Leave))).map(|_| ())
         })
@@ -323,8 +311,7 @@ pub async fn set_power(state: &Rooms, user: &UserId, room_id: &str, target: &Use
     state
         .store
         .write(move |tx| {
-            let room: RoomRecord =
-                get_json(&tx.txn.open_table(ROOMS)?, &rid)?.ok_or_else(|| Error::NotFound("no such room".into()))?;
+            let room = tx.require_room(&rid)?;
             let mut pl = room.power_levels.clone();
             if pl.user_level(&t) > pl.user_level(&u) {
                 return Err(Error::Forbidden("you cannot change the level of someone above you".into()));
@@ -363,7 +350,7 @@ pub async fn moderate(state: &Rooms, sender: &UserId, room_id: &str, target: &Us
     state
         .store
         .write(move |tx| {
-            let current = membership(&tx.txn.open_table(ROOM_MEMBERS)?, &rid, &t)?;
+            let current = tx.membership(&rid, &t)?;
             match (what, current) {
                 (Moderation::Unban, m) if m != Membership::Ban => return Err(Error::bad("that user is not banned")),
                 (Moderation::Kick, Membership::Ban) => return Err(Error::bad("that user is banned, not a member")),
@@ -406,30 +393,25 @@ pub async fn submit_message(
     state
         .store
         .submit(move |tx| {
-            let seen = tx.txn.open_table(TXN_IDS)?.get((s.as_str(), txn.as_str()))?.map(|v| v.value().to_string());
-            if let Some(eid) = seen {
-                let ev = get_event(&tx.txn.open_table(EVENTS)?, &eid)?
-                    .ok_or_else(|| Error::Internal(format!("txn id points at missing event {eid}")))?;
+            if let Some(eid) = tx.txn_event(&s, &txn)? {
+                let ev =
+                    tx.event(&eid)?.ok_or_else(|| Error::Internal(format!("txn id points at missing event {eid}")))?;
                 if ev.event.room_id != rid {
                     return Err(Error::Conflict("txn_id already used in another room".into()));
                 }
                 return Ok(Sent { event_id: eid, pos: ev.pos });
             }
-            let mentioned: Vec<String> = {
-                let users = tx.txn.open_table(USERS)?;
-                let mut found = Vec::new();
-                for (localpart, uid) in candidates {
-                    if uid != s && users.get(localpart.as_str())?.is_some() {
-                        found.push(uid);
-                    }
+            let mut mentioned: Vec<String> = Vec::new();
+            for (localpart, uid) in candidates {
+                if uid != s && tx.user_exists(&localpart)? {
+                    mentioned.push(uid);
                 }
-                found
-            };
+            }
             if !mentioned.is_empty() {
                 content["m.mentions"] = json!({ "user_ids": mentioned });
             }
             let stored = append(tx, &rid, &s, NewEvent::message(M_ROOM_MESSAGE, content))?;
-            tx.txn.open_table(TXN_IDS)?.insert((s.as_str(), txn.as_str()), stored.event.event_id.as_str())?;
+            tx.put_txn_event(&s, &txn, &stored.event.event_id)?;
             Ok(Sent { event_id: stored.event.event_id.clone(), pos: stored.pos })
         })
         .await
@@ -503,12 +485,8 @@ pub(crate) fn append_event(tx: &mut Tx<'_>, room_id: &str, sender: &str, new: Ne
 }
 
 fn append(tx: &mut Tx<'_>, room_id: &str, sender: &str, new: NewEvent) -> Result<Arc<StoredEvent>> {
-    let mut room: RoomRecord =
-        get_json(&tx.txn.open_table(ROOMS)?, room_id)?.ok_or_else(|| Error::NotFound("no such room".into()))?;
-    {
-        let members = tx.txn.open_table(ROOM_MEMBERS)?;
-        rules::authorize(room.auth_state(), sender, &new, |u| membership(&members, room_id, u))?;
-    }
+    let mut room = tx.require_room(room_id)?;
+    rules::authorize(room.auth_state(), sender, &new, |u| tx.membership(room_id, u))?;
     add(tx, &mut room, sender, new)
 }
 
@@ -544,14 +522,11 @@ fn start_room(tx: &mut Tx<'_>, creator: &str, join_rule: JoinRule, direct: bool)
     Ok(room)
 }
 
-use crate::store::rooms::membership_of as membership;
-
 fn require_local_user(state: &Rooms, user: &UserId) -> Result<()> {
     if user.server() != state.server_name.as_str() {
         return Err(Error::bad("that user is on another server"));
     }
-    let r = state.store.read()?;
-    if r.open_table(USERS)?.get(user.localpart())?.is_none() {
+    if !state.store.user_exists(user.localpart())? {
         return Err(Error::NotFound(format!("no such user {user}")));
     }
     Ok(())

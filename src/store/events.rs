@@ -22,6 +22,33 @@ pub struct StoredEvent {
 }
 
 impl Tx<'_> {
+    /// An event by id.
+    pub fn event(&self, event_id: &str) -> Result<Option<StoredEvent>> {
+        get_event(&self.txn.open_table(EVENTS)?, event_id)
+    }
+
+    /// Whether an event is stored.
+    pub fn has_event(&self, event_id: &str) -> Result<bool> {
+        Ok(self.txn.open_table(EVENTS)?.get(event_id)?.is_some())
+    }
+
+    /// The id of the event holding one state slot of a room.
+    pub fn state_event_id(&self, room_id: &str, kind: &str, key: &str) -> Result<Option<String>> {
+        Ok(self.txn.open_table(ROOM_STATE)?.get((room_id, kind, key))?.map(|v| v.value().to_string()))
+    }
+
+    /// The room's current state: (event type, state key) -> event id.
+    pub fn state_ids(&self, room_id: &str) -> Result<std::collections::BTreeMap<(String, String), String>> {
+        let table = self.txn.open_table(ROOM_STATE)?;
+        let mut out = std::collections::BTreeMap::new();
+        for row in table.range((room_id, "", "")..=(room_id, "\u{10ffff}", "\u{10ffff}"))? {
+            let (k, v) = row?;
+            let (_, kind, key) = k.value();
+            out.insert((kind.to_string(), key.to_string()), v.value().to_string());
+        }
+        Ok(out)
+    }
+
     /// Stores `ev` of `room_id` as an outlier (no timeline position: state or auth chain
     /// received from another server), unless it is stored already.
     pub fn put_outlier(&mut self, room_id: &str, ev: &Event) -> Result<()> {
@@ -156,6 +183,46 @@ pub fn enqueue(tx: &mut Tx<'_>, room: &RoomRecord, stored: &StoredEvent, except:
     for d in woken {
         tx.wake_destination(&d);
     }
+    Ok(())
+}
+
+/// Writes a room joined through another server: its auth chain and state (not in the
+/// timeline), recent history, then our join, which is published.
+pub fn store_joined_room(
+    tx: &mut Tx<'_>,
+    room_id: &str,
+    chain: Vec<Event>,
+    states: Vec<Event>,
+    timeline: Vec<Event>,
+    join: Event,
+) -> Result<()> {
+    let create =
+        chain.iter().find(|e| e.kind == M_ROOM_CREATE).ok_or_else(|| crate::error::Error::bad("no create event"))?;
+    let direct = create.content.get("chat.direct").and_then(serde_json::Value::as_bool).unwrap_or(false);
+    let pl = PowerLevels::for_new_room(&create.sender);
+    let mut room = RoomRecord::new(room_id, &create.sender, create.origin_server_ts, direct, JoinRule::Invite, pl);
+    for ev in &chain {
+        tx.put_outlier(room_id, ev)?;
+    }
+    // A partial room from an invitation leaves membership rows; the real state replaces them.
+    for ev in &states {
+        let key = ev.state_key.as_deref().unwrap_or_default();
+        tx.txn.open_table(ROOM_STATE)?.insert((room_id, ev.kind.as_str(), key), ev.event_id.as_str())?;
+        apply_state(tx, &mut room, ev, key)?;
+        room.depth = room.depth.max(ev.depth);
+    }
+    for ev in timeline {
+        let pos = tx.next_pos();
+        tx.txn
+            .open_table(ROOM_TIMELINE)?
+            .insert((room_id, pos), (ev.event_id.as_str(), ev.sender.as_str(), ev.kind.as_str()))?;
+        room.depth = room.depth.max(ev.depth);
+        room.last_pos = pos;
+        let id = ev.event_id.clone();
+        put_json(&mut tx.txn.open_table(EVENTS)?, &id, &StoredEvent { pos, event: ev })?;
+    }
+    room.extremities = join.prev_events.clone();
+    persist_received(tx, &mut room, join)?;
     Ok(())
 }
 

@@ -9,7 +9,8 @@ pub mod events;
 pub mod keys;
 pub mod outbox;
 pub mod rooms;
-pub mod tables;
+pub mod snapshot;
+mod tables;
 pub mod writer;
 
 use std::path::Path;
@@ -56,8 +57,9 @@ impl Store {
         Ok((Store { db, writer }, thread))
     }
 
-    /// Starts a read transaction: a consistent snapshot of everything committed so far.
-    pub fn read(&self) -> Result<ReadTransaction> {
+    /// Starts a read transaction: a consistent snapshot of everything committed so far (raw:
+    /// only the store's modules read tables; others use [`Store::snapshot`] or typed reads).
+    fn read(&self) -> Result<ReadTransaction> {
         Ok(self.db.begin_read()?)
     }
 
@@ -171,7 +173,7 @@ fn upgrade(txn: &WriteTransaction, from: u32) -> Result<()> {
 }
 
 /// Reads and decodes a JSON record.
-pub fn get_json<T: DeserializeOwned>(
+fn get_json<T: DeserializeOwned>(
     table: &impl ReadableTable<&'static str, &'static [u8]>,
     key: &str,
 ) -> Result<Option<T>> {
@@ -182,7 +184,7 @@ pub fn get_json<T: DeserializeOwned>(
 }
 
 /// Encodes and writes a JSON record.
-pub fn put_json<T: Serialize>(
+fn put_json<T: Serialize>(
     table: &mut redb::Table<'_, &'static str, &'static [u8]>,
     key: &str,
     value: &T,
@@ -193,7 +195,7 @@ pub fn put_json<T: Serialize>(
 }
 
 /// Reads and decodes a JSON record under a pair key.
-pub fn get_json_pair<T: DeserializeOwned>(
+fn get_json_pair<T: DeserializeOwned>(
     table: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
     key: (&str, &str),
 ) -> Result<Option<T>> {
@@ -204,7 +206,7 @@ pub fn get_json_pair<T: DeserializeOwned>(
 }
 
 /// Encodes and writes a JSON record under a pair key.
-pub fn put_json_pair<T: Serialize>(
+fn put_json_pair<T: Serialize>(
     table: &mut redb::Table<'_, (&'static str, &'static str), &'static [u8]>,
     key: (&str, &str),
     value: &T,

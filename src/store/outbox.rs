@@ -94,3 +94,23 @@ impl Store {
         .await
     }
 }
+
+impl Store {
+    /// Whether a transaction from `origin` with this id was processed already.
+    pub fn transaction_seen(&self, origin: &str, txn_id: &str) -> Result<bool> {
+        let r = self.db.begin_read()?;
+        Ok(r.open_table(super::tables::FED_TXNS)?.get((origin, txn_id))?.is_some())
+    }
+
+    /// Remembers a processed transaction of `origin`, and forgets its transactions older than
+    /// `keep_ms`.
+    pub async fn remember_transaction(&self, origin: String, txn_id: String, now: u64, keep_ms: u64) -> Result<()> {
+        self.write(move |tx| {
+            let mut t = tx.txn.open_table(super::tables::FED_TXNS)?;
+            t.insert((origin.as_str(), txn_id.as_str()), now)?;
+            t.retain_in((origin.as_str(), "")..=(origin.as_str(), "\u{10ffff}"), |_, at| at + keep_ms > now)?;
+            Ok(())
+        })
+        .await
+    }
+}

@@ -375,4 +375,80 @@ impl super::Tx<'_> {
     pub fn membership(&self, room_id: &str, user: &str) -> Result<Membership> {
         membership_of(&self.txn.open_table(ROOM_MEMBERS)?, room_id, user)
     }
+
+    /// Records a membership without an event (declining an invitation to a room this server is
+    /// not in: there is no room state here to add an event to).
+    pub fn set_membership_only(&mut self, room_id: &str, user: &str, m: Membership) -> Result<()> {
+        self.txn.open_table(ROOM_MEMBERS)?.insert((room_id, user), m.as_str())?;
+        self.txn.open_table(USER_ROOMS)?.insert((user, room_id), m.as_str())?;
+        Ok(())
+    }
+
+    /// A room's summary.
+    pub fn room(&self, room_id: &str) -> Result<Option<RoomRecord>> {
+        get_json(&self.txn.open_table(ROOMS)?, room_id)
+    }
+
+    /// A room's summary, or "no such room".
+    pub fn require_room(&self, room_id: &str) -> Result<RoomRecord> {
+        self.room(room_id)?.ok_or_else(|| crate::error::Error::NotFound("no such room".into()))
+    }
+
+    /// The room an alias of this server names.
+    pub fn alias(&self, alias: &str) -> Result<Option<String>> {
+        Ok(self.txn.open_table(ALIASES)?.get(alias)?.map(|v| v.value().to_string()))
+    }
+
+    /// Gives a room an alias of this server.
+    pub fn put_alias(&mut self, alias: &str, room_id: &str) -> Result<()> {
+        self.txn.open_table(ALIASES)?.insert(alias, room_id)?;
+        Ok(())
+    }
+
+    /// The direct-message room of two users, if they have one.
+    pub fn direct_room(&self, user: &str, other: &str) -> Result<Option<String>> {
+        Ok(self.txn.open_table(DIRECT_ROOMS)?.get((user, other))?.map(|v| v.value().to_string()))
+    }
+
+    /// Records the direct-message room of two users (from both sides).
+    pub fn put_direct_room(&mut self, user: &str, other: &str, room_id: &str) -> Result<()> {
+        let mut direct = self.txn.open_table(DIRECT_ROOMS)?;
+        direct.insert((user, other), room_id)?;
+        direct.insert((other, user), room_id)?;
+        Ok(())
+    }
+
+    /// Whether a local account has this (canonical) username.
+    pub fn user_exists(&self, username: &str) -> Result<bool> {
+        Ok(self.txn.open_table(USERS)?.get(username)?.is_some())
+    }
+
+    /// The event a user's client transaction id produced, if any.
+    pub fn txn_event(&self, user: &str, txn_id: &str) -> Result<Option<String>> {
+        Ok(self.txn.open_table(TXN_IDS)?.get((user, txn_id))?.map(|v| v.value().to_string()))
+    }
+
+    /// Records the event a client transaction id produced.
+    pub fn put_txn_event(&mut self, user: &str, txn_id: &str, event_id: &str) -> Result<()> {
+        self.txn.open_table(TXN_IDS)?.insert((user, txn_id), event_id)?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Whether a local account has this (canonical) username.
+    pub fn user_exists(&self, username: &str) -> Result<bool> {
+        Ok(self.read()?.open_table(USERS)?.get(username)?.is_some())
+    }
+
+    /// Every room's summary.
+    pub fn all_rooms(&self) -> Result<Vec<RoomRecord>> {
+        let r = self.read()?;
+        let mut out = Vec::new();
+        for row in r.open_table(ROOMS)?.iter()? {
+            let (_, v) = row?;
+            out.push(serde_json::from_slice(v.value())?);
+        }
+        Ok(out)
+    }
 }

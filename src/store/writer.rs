@@ -45,8 +45,8 @@ enum Msg {
 
 /// A write job's view of the open transaction.
 pub struct Tx<'a> {
-    /// The batch's transaction.
-    pub txn: &'a WriteTransaction,
+    /// The batch's transaction: private to the store, whose modules offer typed operations.
+    pub(super) txn: &'a WriteTransaction,
     pos: &'a mut u64,
     committed: &'a mut Vec<Arc<StoredEvent>>,
     outbound: &'a mut Vec<String>,

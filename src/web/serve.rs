@@ -8,6 +8,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -45,9 +46,25 @@ impl ConnLimits {
     }
 }
 
+/// Counts a connection in the open-connections gauge while it lives.
+struct OpenConnection(Arc<AtomicU64>);
+
+impl OpenConnection {
+    fn new(open: &Arc<AtomicU64>) -> Self {
+        open.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(open.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Serves `app` on `listener` until `stop`, then lets open requests finish (graceful shutdown
 /// of every connection) and returns when all connections have closed.
-pub async fn serve<L>(mut listener: L, app: Router, stop: CancellationToken, limits: ConnLimits)
+pub async fn serve<L>(mut listener: L, app: Router, stop: CancellationToken, limits: ConnLimits, open: Arc<AtomicU64>)
 where
     L: axum::serve::Listener<Addr = SocketAddr>,
 {
@@ -67,8 +84,10 @@ where
         };
         let app = app.clone();
         let stop = stop.clone();
+        let open = OpenConnection::new(&open);
         tracker.spawn(async move {
             let _permit = permit;
+            let _open = open;
             let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(peer));
                 let app = app.clone();

@@ -105,6 +105,25 @@ impl TestServer {
         self.running.as_ref().unwrap()
     }
 
+    /// One value of the server's `/metrics` (a line `NAME VALUE`, labels included in `name`).
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let url = format!("http://{}/metrics", self.running().metrics_addr.unwrap());
+        let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    /// Waits until `/metrics` shows `name` satisfying `ok`, checking every 20 ms (10 s at most).
+    pub async fn until_metric(&self, name: &str, ok: impl Fn(f64) -> bool) -> f64 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(v) = self.metric(name).await.filter(|v| ok(*v)) {
+                return v;
+            }
+            assert!(std::time::Instant::now() < deadline, "metric {name} never got there");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Graceful stop; returns the temp dir (if owned) so the data can be reopened.
     pub async fn stop(mut self) -> Option<tempfile::TempDir> {
         self.shutdown.cancel();
@@ -497,6 +516,23 @@ pub mod tls {
                 self.post(&format!("/api/v1/rooms/{room}/messages"), json!({"body": body, "txn_id": txn})).await;
             assert_eq!(s, 200, "send: {v}");
             v["event_id"].as_str().unwrap().to_string()
+        }
+
+        /// Every event of a room as the history API gives them, newest first.
+        pub async fn events(&self, room: &str) -> Vec<Value> {
+            let mut out = Vec::new();
+            let mut before: Option<String> = None;
+            loop {
+                let q = before.as_ref().map(|b| format!("&before={b}")).unwrap_or_default();
+                let (s, v) = self.get(&format!("/api/v1/rooms/{room}/messages?limit=100{q}")).await;
+                assert_eq!(s, 200, "{v}");
+                out.extend(v["events"].as_array().unwrap().iter().cloned());
+                before = v["next"].as_str().map(str::to_string);
+                if before.is_none() {
+                    break;
+                }
+            }
+            out
         }
 
         /// Every message body of a room, oldest first.

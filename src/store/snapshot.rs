@@ -1,0 +1,55 @@
+//! A read snapshot with typed lookups, for code that reads many rows consistently (walking an
+//! auth chain, the current state, missing events).
+
+use redb::{ReadOnlyTable, ReadTransaction};
+
+use super::Store;
+use super::events::{StoredEvent, get_event};
+use super::rooms::membership_of;
+use super::tables::{EVENTS, ROOM_MEMBERS, ROOM_STATE};
+use crate::error::Result;
+use crate::events::Membership;
+
+/// Everything committed when it began, read consistently.
+pub struct Snapshot {
+    txn: ReadTransaction,
+    events: ReadOnlyTable<&'static str, &'static [u8]>,
+}
+
+impl Store {
+    /// A consistent snapshot of everything committed so far.
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        let txn = self.read()?;
+        let events = txn.open_table(EVENTS)?;
+        Ok(Snapshot { txn, events })
+    }
+}
+
+impl Snapshot {
+    /// An event by id.
+    pub fn event(&self, event_id: &str) -> Result<Option<StoredEvent>> {
+        get_event(&self.events, event_id)
+    }
+
+    /// The room's current state: ((event type, state key), event id), in key order.
+    pub fn state_ids(&self, room_id: &str) -> Result<Vec<((String, String), String)>> {
+        let table = self.txn.open_table(ROOM_STATE)?;
+        let mut out = Vec::new();
+        for row in table.range((room_id, "", "")..=(room_id, "\u{10ffff}", "\u{10ffff}"))? {
+            let (k, v) = row?;
+            let (_, kind, key) = k.value();
+            out.push(((kind.to_string(), key.to_string()), v.value().to_string()));
+        }
+        Ok(out)
+    }
+
+    /// The id of the event holding one state slot.
+    pub fn state_event_id(&self, room_id: &str, kind: &str, key: &str) -> Result<Option<String>> {
+        Ok(self.txn.open_table(ROOM_STATE)?.get((room_id, kind, key))?.map(|v| v.value().to_string()))
+    }
+
+    /// A user's membership (`leave` if none).
+    pub fn membership(&self, room_id: &str, user: &str) -> Result<Membership> {
+        membership_of(&self.txn.open_table(ROOM_MEMBERS)?, room_id, user)
+    }
+}
