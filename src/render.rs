@@ -284,6 +284,7 @@ pub fn room_page(v: &RoomView<'_>) -> Markup {
                             }
                             (timeline_with(v.events, v.next, v.user, v.read_before, v.receipts))
                             p.typing id="typing" aria-live="polite" { (typing_text(v.user, v.typing)) }
+                            (pending_item(v.user))
                             form.composer id="composer" method="post" action={ "/rooms/" (id) "/send" } {
                                 input type="hidden" name="txn_id" value=(crate::auth::random_id().unwrap_or_default());
                                 textarea name="body" rows="1" required placeholder="Message" aria-label="Message" maxlength="16384" {}
@@ -361,6 +362,20 @@ pub fn history_fragment(events: &[StoredEvent], next: Option<u64>) -> Markup {
     }
 }
 
+/// The row of the viewer's own message while it is being sent: a template the live client
+/// clones and fills with the text (so this markup, like every other, comes from here).
+pub fn pending_item(viewer: &str) -> Markup {
+    html! {
+        template id="pending-item" {
+            li.ev.msg.mine.pending {
+                span.who { (display_name(viewer)) }
+                div.body {}
+                span.why {}
+            }
+        }
+    }
+}
+
 /// One event in the timeline.
 pub fn event_item(stored: &StoredEvent) -> Markup {
     let ev = &stored.event;
@@ -376,15 +391,16 @@ pub fn event_item(stored: &StoredEvent) -> Markup {
         } @else if crate::events::call::is_call_event(&ev.kind) {
             @if let Some(summary) = call_summary(ev) {
                 li.ev.note.call id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-sender=(ev.sender)
-                    data-kind=(ev.kind) { (summary) }
+                    data-kind=(ev.kind) data-event-id=(ev.event_id) { (summary) }
             } @else {
                 // Signalling has no row of its own; the element keeps positions contiguous for
                 // history paging.
-                li.ev.signal id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-kind=(ev.kind) hidden {}
+                li.ev.signal id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-kind=(ev.kind)
+                    data-event-id=(ev.event_id) hidden {}
             }
         } @else {
             li.ev.note id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-sender=(ev.sender) data-kind=(ev.kind)
-                data-state-key=[ev.state_key.as_deref()] {
+                data-state-key=[ev.state_key.as_deref()] data-event-id=(ev.event_id) {
                 (note(ev, who))
             }
         }
