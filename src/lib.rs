@@ -3,7 +3,8 @@
 //! Map of the crate, bottom layer first (a module uses only its own layer and those below;
 //! `docs/architecture.md` has the list that `tests/architecture.rs` checks):
 //!
-//! - [`error`], [`ids`], [`tls`]: the error enum and its HTTP mapping; identifiers; HTTPS.
+//! - [`error`], [`ids`], [`tls`], [`routes`]: the error enum and its HTTP mapping; identifiers;
+//!   HTTPS; a router that lists its routes.
 //! - [`config`]: settings (defaults, TOML file, `CHAT_*` environment, flags) and limits.
 //! - [`keys`]: our signing key, canonical JSON, base64.
 //! - [`events`]: the room event model (Matrix PDU shape), call event types, the auth rules.
@@ -31,6 +32,7 @@ pub mod live;
 pub mod metrics;
 pub mod render;
 pub mod rooms;
+pub mod routes;
 pub mod server;
 pub mod state;
 pub mod store;

@@ -26,12 +26,10 @@ pub mod stateres;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -162,27 +160,27 @@ impl Federation {
 }
 
 /// The federation routes (mounted at the root: `/_matrix/...` and `/.well-known/...`).
-pub fn routes<S>() -> Router<S>
+pub fn routes<S>() -> crate::routes::Routes<S>
 where
     S: Clone + Send + Sync + 'static,
     FedState: FromRef<S>,
 {
-    Router::new()
-        .route("/_matrix/key/v2/server", get(key_document))
-        .route("/.well-known/matrix/server", get(well_known))
-        .route("/_matrix/federation/v1/version", get(version))
-        .route("/_matrix/federation/v1/query/profile", get(serve_profile))
-        .route("/_matrix/federation/v1/query/directory", get(serve::query_directory))
-        .route("/_matrix/federation/v1/make_join/{room_id}/{user_id}", get(handshake::make_join))
-        .route("/_matrix/federation/v2/send_join/{room_id}/{event_id}", put(handshake::send_join))
-        .route("/_matrix/federation/v1/make_leave/{room_id}/{user_id}", get(handshake::make_leave))
-        .route("/_matrix/federation/v2/send_leave/{room_id}/{event_id}", put(handshake::send_leave))
-        .route("/_matrix/federation/v2/invite/{room_id}/{event_id}", put(handshake::invite))
-        .route("/_matrix/federation/v1/send/{txn_id}", put(receive::receive_transaction))
-        .route("/_matrix/federation/v1/get_missing_events/{room_id}", post(serve::get_missing_events))
-        .route("/_matrix/federation/v1/event/{event_id}", get(serve::get_event_route))
-        .route("/_matrix/federation/v1/backfill/{room_id}", get(serve::backfill))
-        .route("/_matrix/federation/v1/state_ids/{room_id}", get(serve::state_ids))
+    crate::routes::Routes::default()
+        .get("/_matrix/key/v2/server", key_document)
+        .get("/.well-known/matrix/server", well_known)
+        .get("/_matrix/federation/v1/version", version)
+        .get("/_matrix/federation/v1/query/profile", serve_profile)
+        .get("/_matrix/federation/v1/query/directory", serve::query_directory)
+        .get("/_matrix/federation/v1/make_join/{room_id}/{user_id}", handshake::make_join)
+        .put("/_matrix/federation/v2/send_join/{room_id}/{event_id}", handshake::send_join)
+        .get("/_matrix/federation/v1/make_leave/{room_id}/{user_id}", handshake::make_leave)
+        .put("/_matrix/federation/v2/send_leave/{room_id}/{event_id}", handshake::send_leave)
+        .put("/_matrix/federation/v2/invite/{room_id}/{event_id}", handshake::invite)
+        .put("/_matrix/federation/v1/send/{txn_id}", receive::receive_transaction)
+        .post("/_matrix/federation/v1/get_missing_events/{room_id}", serve::get_missing_events)
+        .get("/_matrix/federation/v1/event/{event_id}", serve::get_event_route)
+        .get("/_matrix/federation/v1/backfill/{room_id}", serve::backfill)
+        .get("/_matrix/federation/v1/state_ids/{room_id}", serve::state_ids)
 }
 
 async fn key_document(State(state): State<FedState>) -> Result<axum::Json<Value>> {
