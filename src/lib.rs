@@ -19,6 +19,30 @@
 //! - [`web`]: HTTP routes, extractors, assets, connection serving.
 //! - [`server`]: wiring, background tasks, shutdown.
 
+/// Declares `$name`, a cheap-clone handle (an `Arc`) to the struct `$inner`, with `new` and
+/// `Deref`: the shape of every service handle ([`auth::Accounts`], [`rooms::Rooms`], ...).
+macro_rules! handle {
+    ($(#[$doc:meta])* $name:ident => $inner:ident) => {
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub struct $name(std::sync::Arc<$inner>);
+
+        impl $name {
+            /// Wraps the parts.
+            pub fn new(inner: $inner) -> Self {
+                $name(std::sync::Arc::new(inner))
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = $inner;
+            fn deref(&self) -> &$inner {
+                &self.0
+            }
+        }
+    };
+}
+
 pub mod admin;
 pub mod auth;
 pub mod calls;

@@ -62,7 +62,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     // Every background task belongs to `tasks`; shutdown closes it and waits for all of them.
     let tasks = TaskTracker::new();
     let hub = Hub::new(config.limits.live_queue, config.limits.max_sockets_per_user);
-    let publisher = Publisher::start(hub.clone(), &tasks, shutdown.clone());
+    let (publisher, publisher_thread) = Publisher::start(hub.clone());
     let outbox = Arc::new(crate::federation::sender::Outbox::new(std::time::Duration::from_secs(
         config.limits.federation_retry_max_secs,
     )));
@@ -245,7 +245,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             relay.close().await;
         }
         // Every background task watches the shutdown token: wait for them all (live connections
-        // closing, the outbound lanes, the sweeper, the admin socket, the publisher).
+        // closing, the outbound lanes, the sweeper, the admin socket, /metrics).
         tasks.close();
         tasks.wait().await;
         // Every request has finished; commit whatever is still queued, then stop the writer.
@@ -253,6 +253,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         if let Some(w) = w {
             let _ = tokio::task::spawn_blocking(move || w.stop()).await;
         }
+        // The writer let go of the publisher: it delivers what it holds and ends.
+        let _ = tokio::task::spawn_blocking(move || publisher_thread.join()).await;
         Ok(())
     });
     tracing::info!(%addr, https, "listening");

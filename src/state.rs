@@ -3,7 +3,6 @@
 //! layer never see `AppState`, only their own handle ([`Accounts`], [`Rooms`], [`Calls`],
 //! [`FedState`], [`LiveState`]); extractors reach those through `FromRef`.
 
-use std::ops::Deref;
 use std::sync::Arc;
 
 use axum::extract::FromRef;
@@ -19,9 +18,10 @@ use crate::live::{Hub, LiveState};
 use crate::rooms::Rooms;
 use crate::store::Store;
 
-/// Shared server state.
-#[derive(Clone)]
-pub struct AppState(Arc<Inner>);
+handle!(
+    /// Shared server state, for the web layer. Cheap to clone.
+    AppState => Inner
+);
 
 /// What [`AppState`] holds.
 pub struct Inner {
@@ -62,21 +62,9 @@ pub struct Inner {
 }
 
 impl AppState {
-    /// Wraps the parts.
-    pub fn new(inner: Inner) -> Self {
-        AppState(Arc::new(inner))
-    }
-
     /// Federation's own parts: our key, the client, the outbound queues.
     pub fn federation(&self) -> &Arc<Federation> {
         &self.fed.federation
-    }
-}
-
-impl Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
     }
 }
 

@@ -7,9 +7,6 @@ pub mod ratelimit;
 pub mod session;
 pub mod token;
 
-use std::ops::Deref;
-use std::sync::Arc;
-
 pub use session::Session;
 pub use token::{Claims, TokenKeys};
 
@@ -17,9 +14,10 @@ use crate::ids::ServerName;
 use crate::store::Store;
 use ratelimit::RateLimiter;
 
-/// What the account and session services work with. Cheap to clone.
-#[derive(Clone)]
-pub struct Accounts(Arc<AccountsInner>);
+handle!(
+    /// What the account and session services work with. Cheap to clone.
+    Accounts => AccountsInner
+);
 
 /// What [`Accounts`] holds.
 pub struct AccountsInner {
@@ -35,20 +33,6 @@ pub struct AccountsInner {
     pub logins_per_account: RateLimiter,
     /// Sign-ups per client IP.
     pub registrations_per_ip: RateLimiter,
-}
-
-impl Accounts {
-    /// Wraps the parts.
-    pub fn new(inner: AccountsInner) -> Self {
-        Accounts(Arc::new(inner))
-    }
-}
-
-impl Deref for Accounts {
-    type Target = AccountsInner;
-    fn deref(&self) -> &AccountsInner {
-        &self.0
-    }
 }
 
 /// Name of the cookie that carries the browser's token.

@@ -31,9 +31,10 @@ use crate::store::Store;
 use crate::store::writer::Committed;
 use tokio_util::sync::CancellationToken;
 
-/// What the call services work with. Cheap to clone.
-#[derive(Clone)]
-pub struct Calls(std::sync::Arc<CallsInner>);
+handle!(
+    /// What the call services work with. Cheap to clone.
+    Calls => CallsInner
+);
 
 /// What [`Calls`] holds.
 pub struct CallsInner {
@@ -45,20 +46,6 @@ pub struct CallsInner {
     pub pending: Arc<Pending>,
     /// Cancelled at shutdown (ends the sweeper).
     pub shutdown: CancellationToken,
-}
-
-impl Calls {
-    /// Wraps the parts.
-    pub fn new(inner: CallsInner) -> Self {
-        Calls(std::sync::Arc::new(inner))
-    }
-}
-
-impl std::ops::Deref for Calls {
-    type Target = CallsInner;
-    fn deref(&self) -> &CallsInner {
-        &self.0
-    }
 }
 
 /// Most people in one mesh call: each sends its media once per other participant, so with 6

@@ -46,9 +46,10 @@ use client::{FedClient, TS_HEADER};
 use keys::SigningKey;
 use tokio_util::sync::CancellationToken;
 
-/// What federation works with: the services below it and its own parts. Cheap to clone.
-#[derive(Clone)]
-pub struct FedState(std::sync::Arc<FedStateInner>);
+handle!(
+    /// What federation works with: the services below it and its own parts. Cheap to clone.
+    FedState => FedStateInner
+);
 
 /// What [`FedState`] holds.
 pub struct FedStateInner {
@@ -68,20 +69,6 @@ pub struct FedStateInner {
     pub calls: Calls,
     /// The server's background tasks (the outbound lanes are some).
     pub tasks: tokio_util::task::TaskTracker,
-}
-
-impl FedState {
-    /// Wraps the parts.
-    pub fn new(inner: FedStateInner) -> Self {
-        FedState(std::sync::Arc::new(inner))
-    }
-}
-
-impl std::ops::Deref for FedState {
-    type Target = FedStateInner;
-    fn deref(&self) -> &FedStateInner {
-        &self.0
-    }
 }
 
 /// How far a signed request's time may be from ours, ms (either way).

@@ -17,9 +17,10 @@ use crate::store::Store;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// What the live channel works with. Cheap to clone.
-#[derive(Clone)]
-pub struct LiveState(std::sync::Arc<LiveStateInner>);
+handle!(
+    /// What the live channel works with. Cheap to clone.
+    LiveState => LiveStateInner
+);
 
 /// What [`LiveState`] holds.
 pub struct LiveStateInner {
@@ -37,18 +38,4 @@ pub struct LiveStateInner {
     pub calls: Calls,
     /// The server's background tasks: connections belong to it, so shutdown waits for them.
     pub tasks: TaskTracker,
-}
-
-impl LiveState {
-    /// Wraps the parts.
-    pub fn new(inner: LiveStateInner) -> Self {
-        LiveState(std::sync::Arc::new(inner))
-    }
-}
-
-impl std::ops::Deref for LiveState {
-    type Target = LiveStateInner;
-    fn deref(&self) -> &LiveStateInner {
-        &self.0
-    }
 }

@@ -20,9 +20,10 @@ use crate::store::events::{StoredEvent, build_next, persist, server_of};
 use crate::store::rooms::RoomRecord;
 use crate::store::writer::Committed;
 
-/// What the room services work with. Cheap to clone.
-#[derive(Clone)]
-pub struct Rooms(std::sync::Arc<RoomsInner>);
+handle!(
+    /// What the room services work with. Cheap to clone.
+    Rooms => RoomsInner
+);
 
 /// What [`Rooms`] holds.
 pub struct RoomsInner {
@@ -34,20 +35,6 @@ pub struct RoomsInner {
     pub limits: Limits,
     /// Messages per sender.
     pub messages_per_user: RateLimiter,
-}
-
-impl Rooms {
-    /// Wraps the parts.
-    pub fn new(inner: RoomsInner) -> Self {
-        Rooms(std::sync::Arc::new(inner))
-    }
-}
-
-impl std::ops::Deref for Rooms {
-    type Target = RoomsInner;
-    fn deref(&self) -> &RoomsInner {
-        &self.0
-    }
 }
 
 /// Longest room name, in characters.
