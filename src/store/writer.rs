@@ -2,8 +2,9 @@
 //!
 //! redb allows one write transaction at a time. Every write of the server is a job sent to one
 //! thread, which takes all jobs waiting in its queue (up to [`MAX_BATCH`]), runs them in one
-//! transaction, commits once (one fsync) and only then answers each waiter and hands the
-//! committed events to the live hub, in stream order.
+//! transaction, commits once (one fsync), runs the batch's after-commit work, hands the
+//! committed events on (`OnCommit`: to the publisher thread, which renders and delivers them,
+//! and to the federation outbox), and only then answers each waiter. It renders nothing.
 //!
 //! Invariant for jobs: a job does all its reads and checks first and writes only once it
 //! cannot fail any more, except through a storage error. A job that returns an error has
