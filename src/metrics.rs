@@ -117,7 +117,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         out,
         "# HELP chat_federation_queued_events Events waiting to be sent to another server, per destination and lane (0 calls, 1 the rest).\n# TYPE chat_federation_queued_events gauge"
     );
-    for (dest, lane, n) in crate::federation::sender::queue_depths(&state.fed).unwrap_or_default() {
+    for (dest, lane, n) in state.store.queue_depths().unwrap_or_default() {
         let _ = writeln!(out, "chat_federation_queued_events{{destination=\"{dest}\",lane=\"{lane}\"}} {n}");
     }
     let _ = writeln!(

@@ -82,7 +82,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             .map_err(|e| format!("cannot record the server name: {e}"))?;
     }
     let secret = store::token_secret(&store).await.map_err(|e| format!("cannot create token secret: {e}"))?;
-    let tls = if config.tls.enabled() {
+    let certs = if config.tls.enabled() {
         let (cert, key) = match (&config.tls.cert, &config.tls.key) {
             (Some(c), Some(k)) => (c.clone(), k.clone()),
             _ => tls::ensure_self_signed(
@@ -92,14 +92,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         };
         let certs = tls::Certs::load(cert, key)?;
         certs.clone().watch(&tasks, shutdown.clone());
-        Some((tls::acceptor(certs.clone())?, certs))
+        Some(certs)
     } else {
         None
     };
-    let (tls, certs) = match tls {
-        Some((acceptor, certs)) => (Some(acceptor), Some(certs)),
-        None => (None, None),
-    };
+    let tls = certs.clone().map(tls::acceptor).transpose()?;
     let http_connections = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let turn = if config.turn.enabled {
         let turn_secret =

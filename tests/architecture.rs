@@ -9,11 +9,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// Edges that still run the wrong way, as `from -> to`. Each is debt from before the layered
-/// layout: remove its line when the edge is gone. The test fails on any edge not listed here,
-/// and on a listed edge that no longer exists, so this list only shrinks.
-const KNOWN_UPWARD: &[&str] = &[];
-
 /// The layer list from `docs/architecture.md`: module -> layer index (0 = bottom).
 fn layers(root: &Path) -> BTreeMap<String, usize> {
     let doc = std::fs::read_to_string(root.join("docs/architecture.md")).unwrap();
@@ -123,11 +118,7 @@ fn modules_import_only_their_own_layer_and_below() {
         }
     }
     assert!(unlisted.is_empty(), "modules missing from the layers block in docs/architecture.md: {unlisted:?}");
-    let found: BTreeSet<&str> = wrong.iter().map(|(e, _)| e.as_str()).collect();
-    let new: Vec<_> = wrong.iter().filter(|(e, _)| !KNOWN_UPWARD.contains(&e.as_str())).collect();
-    let gone: Vec<_> = KNOWN_UPWARD.iter().filter(|e| !found.contains(*e)).collect();
-    assert!(new.is_empty(), "imports from a layer above (or both ways within a layer): {new:#?}");
-    assert!(gone.is_empty(), "these edges are gone: remove them from KNOWN_UPWARD: {gone:?}");
+    assert!(wrong.is_empty(), "imports from a layer above (or both ways within a layer): {wrong:#?}");
 }
 
 #[test]

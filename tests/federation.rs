@@ -9,7 +9,8 @@ mod common;
 use std::path::Path;
 
 use chat::federation::client::{SignedRequest, TS_HEADER};
-use chat::federation::keys::{SigningKey, check_document};
+use chat::federation::keys::check_document;
+use chat::keys::SigningKey;
 use common::TestServer;
 use common::tls::pki;
 use reqwest::StatusCode;
@@ -65,7 +66,7 @@ async fn key_documents_and_signed_requests_between_two_servers() {
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["displayname"], "ben");
     let key_id = a.state().federation().key.id.clone();
-    assert!(chat::federation::keys::cached(&b.state().store, &na, &key_id).unwrap().is_some());
+    assert!(b.state().store.server_key(&na, &key_id).unwrap().is_some());
     let nobody = chat::ids::UserId::parse(&format!("@nobody:{nb}")).unwrap();
     assert_eq!(chat::federation::query_profile(&a.state().fed, &nobody).await.unwrap().0, StatusCode::NOT_FOUND);
 
@@ -118,16 +119,13 @@ async fn key_documents_and_signed_requests_between_two_servers() {
     let r = send(Some(header(&na, "127.0.0.1:1", &key_id, &sig)), Some(ts)).await;
     assert_eq!(r, 401u16);
     // Signed by a key that is not A's (a forger speaking for A).
-    let forger_dir = tempfile::tempdir().unwrap();
-    let (forger_store, forger_writer) = chat::store::Store::open(forger_dir.path(), Box::new(|_, _| {})).unwrap();
-    let forger = chat::federation::keys::load_signing_key(&forger_store).await.unwrap();
+    let (der, version) = chat::keys::SigningKey::generate().unwrap();
+    let forger = chat::keys::SigningKey::from_der(&der, version).unwrap();
     let sig = sign(&forger, &na, &nb, &path, ts);
     for kid in [key_id.as_str(), forger.id.as_str()] {
         let r = send(Some(header(&na, &nb, kid, &sig)), Some(ts)).await;
         assert_eq!(r, 401u16, "forged with key id {kid}");
     }
-    drop(forger_store);
-    forger_writer.stop();
     // An origin that does not answer: its key cannot be had.
     let sig = sign(&forger, "127.0.0.1:9", &nb, &path, ts);
     let r = send(Some(header("127.0.0.1:9", &nb, &forger.id, &sig)), Some(ts)).await;
@@ -193,7 +191,7 @@ async fn every_event_is_signed_by_its_server() {
     assert!(events.len() >= 5, "create, member, power levels, join rules, name, message: {}", events.len());
     let signed = |e: &chat::events::Event| st.federation().signed_pdu(&na, e).unwrap();
     for e in &events {
-        let object = chat::federation::keys::to_canonical(signed(&e.event)).unwrap();
+        let object = chat::keys::to_canonical(signed(&e.event)).unwrap();
         let verified = ruma_signatures::verify_event(&map, &object, &rules)
             .unwrap_or_else(|err| panic!("{} {}: {err}", e.event.kind, e.event.event_id));
         assert_eq!(verified, ruma_signatures::Verified::All, "{}", e.event.kind);
@@ -204,7 +202,7 @@ async fn every_event_is_signed_by_its_server() {
     let msg = events.iter().find(|e| e.event.kind == "m.room.message").unwrap();
     let mut forged = signed(&msg.event);
     forged["content"]["body"] = serde_json::json!("changed");
-    let forged = chat::federation::keys::to_canonical(forged).unwrap();
+    let forged = chat::keys::to_canonical(forged).unwrap();
     assert_eq!(ruma_signatures::verify_event(&map, &forged, &rules).unwrap(), ruma_signatures::Verified::Signatures);
 }
 
@@ -220,7 +218,5 @@ async fn a_server_that_does_not_trust_the_ca_reaches_no_one() {
     let e = chat::federation::query_profile(&a.state().fed, &ben).await.unwrap_err();
     assert!(e.to_string().contains("cannot reach"), "{e}");
     // B can reach A's key document (B trusts the CA), but A's request never got there.
-    assert!(
-        chat::federation::keys::cached(&b.state().store, &name(&a), &a.state().federation().key.id).unwrap().is_none()
-    );
+    assert!(b.state().store.server_key(&name(&a), &a.state().federation().key.id).unwrap().is_none());
 }

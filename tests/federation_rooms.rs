@@ -243,7 +243,7 @@ async fn a_server_that_was_down_gets_everything_once_in_order() {
         ana.send(&room, &format!("m{i:03}"), &format!("t{i}")).await;
     }
     // A keeps them queued for B, in its store; its metrics and status say so.
-    let queued: u64 = chat::federation::sender::queue_depths(&a.state().fed).unwrap().iter().map(|(_, _, n)| n).sum();
+    let queued: u64 = a.state().store.queue_depths().unwrap().iter().map(|(_, _, n)| n).sum();
     assert!(queued > 0, "A queued the messages for B");
     eventually!(10, "A notices B is down", {
         a.state().federation().outbox.statuses().iter().any(|(d, st)| *d == nb && st.failing_since.is_some())
@@ -275,7 +275,7 @@ async fn a_server_that_was_down_gets_everything_once_in_order() {
         .collect();
     assert_eq!(replayed, want);
     // A's queue for B drains.
-    eventually!(10, "A's queue empties", chat::federation::sender::queue_depths(&a.state().fed).unwrap().is_empty());
+    eventually!(10, "A's queue empties", a.state().store.queue_depths().unwrap().is_empty());
     eventually!(10, "A sees B as ok again", {
         a.state().federation().outbox.statuses().iter().any(|(d, st)| *d == nb && st.failing_since.is_none())
     });
@@ -319,9 +319,8 @@ async fn forged_and_tampered_events_are_refused_and_never_shown() {
         ev
     };
     // 1. Signed by a key that is not A's.
-    let forger_dir = tempfile::tempdir().unwrap();
-    let (forger_store, forger_writer) = chat::store::Store::open(forger_dir.path(), Box::new(|_, _| {})).unwrap();
-    let forger = chat::federation::keys::load_signing_key(&forger_store).await.unwrap();
+    let (der, version) = chat::keys::SigningKey::generate().unwrap();
+    let forger = chat::keys::SigningKey::from_der(&der, version).unwrap();
     let mut bad_sig = build(&ana_id, "forged signature", 1);
     bad_sig.sign(&na, &forger).unwrap();
     // 1b. A's key id, but the signature bytes are not A's.
@@ -399,8 +398,6 @@ async fn forged_and_tampered_events_are_refused_and_never_shown() {
     let (s, _) = common::tls::request(&p.ca, &nb, "GET", "/healthz", &[], None).await;
     assert_eq!(s, 200);
     assert_eq!(ben.bodies(&room).await, vec!["real", "good one"]);
-    drop(forger_store);
-    forger_writer.stop();
 }
 
 const SDP: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n";

@@ -41,19 +41,19 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(found) = keys::check_document("remote.test", value.clone(), now) {
         assert!(!found.is_empty());
         for k in found.values() {
-            assert_eq!(keys::unb64(&k.key).map(|b| b.len()).unwrap_or(0), 32);
+            assert_eq!(chat::keys::unb64(&k.key).map(|b| b.len()).unwrap_or(0), 32);
             assert!(k.old || k.valid_until_ts > now);
         }
     }
 
-    if let Ok(object) = keys::to_canonical(value.clone()) {
+    if let Ok(object) = chat::keys::to_canonical(value.clone()) {
         let rules = ruma_common::room_version_rules::RoomVersionRules::V12;
         let _ = ruma_signatures::content_hash(&object);
         let _ = ruma_signatures::reference_hash(&object, &rules);
         // A PDU shaped like ours: rebuilding it with our code gives the hashes ruma computes.
         if let Ok(ev) = serde_json::from_value::<chat::events::Event>(value)
             && ev.verify_hashes()
-            && let Ok(pdu) = keys::to_canonical(ev.pdu())
+            && let Ok(pdu) = chat::keys::to_canonical(ev.pdu())
             && let Ok(hash) = ruma_signatures::content_hash(&pdu)
         {
             assert_eq!(hash.encode(), ev.hashes["sha256"]);

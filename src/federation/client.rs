@@ -8,9 +8,9 @@ use std::time::Duration;
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use super::keys::{SigningKey, to_canonical};
 use crate::error::{Error, Result};
 use crate::events::now_ms;
+use crate::keys::{SigningKey, to_canonical};
 
 /// Largest response body read from another server.
 const MAX_RESPONSE: usize = 4 * 1024 * 1024;

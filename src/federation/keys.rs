@@ -1,6 +1,6 @@
 //! Other servers' signing keys: fetched from their `/_matrix/key/v2/server` on demand, checked
-//! against their own signature, cached by the store (`server_keys`) and kept after they
-//! expire, for old events. Our own key is [`crate::keys::SigningKey`], its bytes in `meta`.
+//! against their own signature, cached by the store (`Store::server_key`, `put_server_keys`)
+//! and kept after they expire, for old events. Our own key is [`crate::keys::SigningKey`], its bytes in `meta`.
 
 use std::collections::BTreeMap;
 
@@ -8,25 +8,14 @@ use ruma_common::CanonicalJsonObject;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-pub use crate::keys::{SigningKey, b64, to_canonical, unb64};
+use crate::keys::{SigningKey, to_canonical, unb64};
 use crate::store::Store;
-pub use crate::store::keys::CachedKey;
+use crate::store::keys::CachedKey;
 
 /// Loads this server's signing key, making and storing one on first start.
 pub async fn load_signing_key(store: &Store) -> Result<SigningKey> {
     let (der, version) = store.signing_key(SigningKey::generate).await?;
     SigningKey::from_der(&der, version)
-}
-
-/// Reads a cached key of `server`.
-pub fn cached(store: &Store, server: &str, key_id: &str) -> Result<Option<CachedKey>> {
-    store.server_key(server, key_id)
-}
-
-/// Stores checked keys of `server` (a newer document replaces what it lists; keys it no longer
-/// lists stay, for old events).
-pub async fn store_keys(store: &Store, server: String, keys: BTreeMap<String, CachedKey>) -> Result<()> {
-    store.put_server_keys(server, keys).await
 }
 
 /// Checks a key document fetched from `server` (its name, its validity, its own signature by

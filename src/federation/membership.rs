@@ -9,6 +9,7 @@ use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::FedState;
+use super::call;
 use super::pdu::{check_auth_events, parse_verified};
 use super::receive::authorize_now;
 use super::serve::MAX_FETCH;
@@ -135,29 +136,6 @@ pub async fn join_remote(state: &FedState, user: &UserId, room_id: &str, via: &[
         }
     }
     Err(last)
-}
-
-pub(super) async fn call(
-    state: &FedState,
-    server: &str,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> Result<Value> {
-    let (status, v) = state
-        .federation
-        .client
-        .signed(&state.federation.key, state.server_name.as_str(), server, method, path, body)
-        .await
-        .map_err(|e| Error::Unavailable(format!("cannot reach {server}: {e}")))?;
-    let msg = v.get("error").and_then(Value::as_str).unwrap_or("").to_string();
-    match status {
-        StatusCode::OK => Ok(v),
-        StatusCode::FORBIDDEN => Err(Error::Forbidden(format!("{server}: {msg}"))),
-        StatusCode::NOT_FOUND => Err(Error::NotFound(format!("{server}: {msg}"))),
-        s if s.is_client_error() => Err(Error::bad(format!("{server}: {msg}"))),
-        s => Err(Error::Unavailable(format!("{server} answered {s}"))),
-    }
 }
 
 /// The membership handshake with a resident server: `make_join`/`make_leave` gives the
@@ -326,10 +304,10 @@ pub(super) async fn verify_cosignature(state: &FedState, pdu: &Value, server: &s
         }
     }
     // ruma checks every server's signature on the object: ours (the inviter's) too.
-    let own_key = ruma_common::serde::Base64::new(super::keys::unb64(&state.federation.key.public_b64())?);
+    let own_key = ruma_common::serde::Base64::new(crate::keys::unb64(&state.federation.key.public_b64())?);
     let own = std::collections::BTreeMap::from([(state.federation.key.id.clone(), own_key)]);
     let map = std::collections::BTreeMap::from([(server.to_string(), keys), (state.server_name.to_string(), own)]);
-    let object = super::keys::to_canonical(pdu.clone())?;
+    let object = crate::keys::to_canonical(pdu.clone())?;
     let rules = ruma_common::room_version_rules::RoomVersionRules::V12;
     let redacted = ruma_common::canonical_json::redact(object, &rules.redaction, None)
         .map_err(|e| Error::bad(format!("cannot redact the invite: {e}")))?;

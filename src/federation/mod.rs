@@ -39,11 +39,12 @@ use crate::config::Limits;
 use crate::error::{Error, Result};
 use crate::events::now_ms;
 use crate::ids::{ServerName, UserId};
+use crate::keys::{SigningKey, unb64};
 use crate::rooms::Rooms;
 use crate::store::Store;
+use crate::store::keys::CachedKey;
 use axum::extract::FromRef;
 use client::{FedClient, TS_HEADER};
-use keys::SigningKey;
 use tokio_util::sync::CancellationToken;
 
 handle!(
@@ -170,6 +171,31 @@ where
         .get("/_matrix/federation/v1/state_ids/{room_id}", serve::state_ids)
 }
 
+/// A signed request to `server` and its JSON answer; statuses other than 200 become our
+/// errors (403 and 404 as such, other 4xx as bad requests, the rest as unavailable).
+pub(crate) async fn call(
+    state: &FedState,
+    server: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Value> {
+    let (status, v) = state
+        .federation
+        .client
+        .signed(&state.federation.key, state.server_name.as_str(), server, method, path, body)
+        .await
+        .map_err(|e| Error::Unavailable(format!("cannot reach {server}: {e}")))?;
+    let msg = v.get("error").and_then(Value::as_str).unwrap_or("").to_string();
+    match status {
+        StatusCode::OK => Ok(v),
+        StatusCode::FORBIDDEN => Err(Error::Forbidden(format!("{server}: {msg}"))),
+        StatusCode::NOT_FOUND => Err(Error::NotFound(format!("{server}: {msg}"))),
+        s if s.is_client_error() => Err(Error::bad(format!("{server}: {msg}"))),
+        s => Err(Error::Unavailable(format!("{server} answered {s}"))),
+    }
+}
+
 async fn key_document(State(state): State<FedState>) -> Result<axum::Json<Value>> {
     Ok(axum::Json(state.federation.key.document(state.server_name.as_str(), now_ms())?))
 }
@@ -288,7 +314,7 @@ async fn verify(state: &FedState, method: &Method, uri: &str, headers: &HeaderMa
         Some(serde_json::from_slice(body).map_err(|_| Error::bad("body is not JSON"))?)
     };
     let key_id = field("key")?;
-    let sig = keys::unb64(field("sig")?).map_err(|_| unauthorized("bad signature encoding"))?;
+    let sig = unb64(field("sig")?).map_err(|_| unauthorized("bad signature encoding"))?;
     let public = remote_key(state, &origin, key_id, ts).await?;
     let text = client::SignedRequest {
         origin: &origin,
@@ -315,11 +341,11 @@ async fn verify(state: &FedState, method: &Method, uri: &str, headers: &HeaderMa
 
 /// The public key `key_id` of `server`, valid at `at` (ms): from the cache, else fetched.
 pub async fn remote_key(state: &FedState, server: &str, key_id: &str, at: u64) -> Result<Vec<u8>> {
-    let usable = |k: &keys::CachedKey| if k.old { at < k.valid_until_ts } else { now_ms() < k.valid_until_ts };
-    if let Some(k) = keys::cached(&state.store, server, key_id)?
+    let usable = |k: &CachedKey| if k.old { at < k.valid_until_ts } else { now_ms() < k.valid_until_ts };
+    if let Some(k) = state.store.server_key(server, key_id)?
         && usable(&k)
     {
-        return keys::unb64(&k.key);
+        return unb64(&k.key);
     }
     let (status, doc) = state
         .federation
@@ -332,9 +358,9 @@ pub async fn remote_key(state: &FedState, server: &str, key_id: &str, at: u64) -
     }
     let fetched = keys::check_document(server, doc, now_ms())?;
     let wanted = fetched.get(key_id).cloned();
-    keys::store_keys(&state.store, server.to_string(), fetched).await?;
+    state.store.put_server_keys(server.to_string(), fetched).await?;
     match wanted {
-        Some(k) if usable(&k) => keys::unb64(&k.key),
+        Some(k) if usable(&k) => unb64(&k.key),
         _ => Err(Error::Unauthorized(format!("{server} has no key {key_id}"))),
     }
 }

@@ -36,7 +36,7 @@ pub async fn verify(state: &FedState, pdu: &Value, ev: &Event) -> Result<()> {
             if *key_id != state.federation.key.id {
                 continue;
             }
-            crate::federation::keys::unb64(&state.federation.key.public_b64())?
+            crate::keys::unb64(&state.federation.key.public_b64())?
         } else {
             match crate::federation::remote_key(state, server, key_id, ev.origin_server_ts).await {
                 Ok(k) => k,
@@ -52,7 +52,7 @@ pub async fn verify(state: &FedState, pdu: &Value, ev: &Event) -> Result<()> {
         return Err(Error::bad("no usable key of the sender's server signed the event"));
     }
     let map = BTreeMap::from([(server.to_string(), keys)]);
-    let object = crate::federation::keys::to_canonical(pdu.clone())?;
+    let object = crate::keys::to_canonical(pdu.clone())?;
     let rules = ruma_common::room_version_rules::RoomVersionRules::V12;
     match ruma_signatures::verify_event(&map, &object, &rules) {
         Ok(ruma_signatures::Verified::All) => Ok(()),

@@ -6,13 +6,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path, State};
-use axum::http::{Method, StatusCode};
+use axum::http::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::FedRequest;
 use super::FedState;
-use super::membership::call;
+use super::call;
 use super::pdu::check_auth_events;
 use super::serve::{MAX_FETCH, resident_room, server_in_room};
 use crate::error::{Error, Result};
@@ -281,14 +281,7 @@ pub(super) async fn fetch_missing(state: &FedState, origin: &str, ev: &Event) ->
         "limit": MAX_FETCH,
     });
     let path = format!("/_matrix/federation/v1/get_missing_events/{}", super::urlencode(&ev.room_id));
-    let (status, answer) = state
-        .federation
-        .client
-        .signed(&state.federation.key, state.server_name.as_str(), origin, Method::POST, &path, Some(body))
-        .await?;
-    if status != StatusCode::OK {
-        return Err(Error::Unavailable(format!("{origin} answered {status}")));
-    }
+    let answer = call(state, origin, Method::POST, &path, Some(body)).await?;
     let mut out = Vec::new();
     for p in answer["events"].as_array().map(|a| a.iter().take(MAX_FETCH).cloned().collect()).unwrap_or_else(Vec::new) {
         let e = Event::from_pdu(&p, &ev.room_id)?;
@@ -301,7 +294,7 @@ pub(super) async fn fetch_missing(state: &FedState, origin: &str, ev: &Event) ->
 /// At start: for every room shared with other servers, ask one of them for its newest events,
 /// which fetches whatever we missed while down (and tells them we are back).
 pub async fn catch_up(state: FedState) {
-    let rooms: Vec<RoomRecord> = match state.store.all_rooms() {
+    let rooms: Vec<RoomRecord> = match state.store.rooms() {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "catch-up: cannot list rooms");

@@ -130,16 +130,11 @@ impl Outbox {
     }
 }
 
-/// Rows queued per destination and lane, for `/metrics` and the admin page.
-pub fn queue_depths(state: &FedState) -> Result<Vec<(String, Lane, u64)>> {
-    state.store.queue_depths()
-}
-
 /// Runs the outbox: starts lanes for every destination with queued rows, then for each
 /// destination a commit names. Returns at shutdown.
 pub async fn run(state: FedState) {
     let outbox = state.federation.outbox.clone();
-    match queue_depths(&state) {
+    match state.store.queue_depths() {
         Ok(depths) => {
             for (d, _, _) in depths {
                 ensure(&state, &d);

@@ -46,9 +46,9 @@ impl Publisher {
 
     /// Called on the writer thread after a commit; waits only while the queue is full. After
     /// the publisher ended it does nothing.
-    pub fn committed(&self, batch: &[Arc<StoredEvent>]) {
+    pub fn committed(&self, batch: Vec<Arc<StoredEvent>>) {
         if !batch.is_empty() {
-            let _ = self.tx.send(batch.to_vec());
+            let _ = self.tx.send(batch);
         }
     }
 }

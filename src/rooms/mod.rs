@@ -513,7 +513,7 @@ fn require_local_user(state: &Rooms, user: &UserId) -> Result<()> {
     if user.server() != state.server_name.as_str() {
         return Err(Error::bad("that user is on another server"));
     }
-    if !state.store.user_exists(user.localpart())? {
+    if state.store.user(user.localpart())?.is_none() {
         return Err(Error::NotFound(format!("no such user {user}")));
     }
     Ok(())

@@ -1,6 +1,6 @@
 //! Call records (`calls`): what the server knows of each call, checked by the calls service.
 
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use super::tables::CALLS;
@@ -55,7 +55,7 @@ impl Tx<'_> {
 impl Store {
     /// Every call record: (room id, call id, record); records that do not decode are skipped.
     pub fn calls(&self) -> Result<Vec<(String, String, CallRecord)>> {
-        let r = self.db.begin_read()?;
+        let r = self.read()?;
         let mut out = Vec::new();
         for row in r.open_table(CALLS)?.iter()? {
             let (k, v) = row?;

@@ -34,19 +34,12 @@ impl Tx<'_> {
 
     /// The id of the event holding one state slot of a room.
     pub fn state_event_id(&self, room_id: &str, kind: &str, key: &str) -> Result<Option<String>> {
-        Ok(self.txn.open_table(ROOM_STATE)?.get((room_id, kind, key))?.map(|v| v.value().to_string()))
+        super::rooms::state_event_id_in(&self.txn.open_table(ROOM_STATE)?, room_id, kind, key)
     }
 
     /// The room's current state: (event type, state key) -> event id.
     pub fn state_ids(&self, room_id: &str) -> Result<std::collections::BTreeMap<(String, String), String>> {
-        let table = self.txn.open_table(ROOM_STATE)?;
-        let mut out = std::collections::BTreeMap::new();
-        for row in table.range((room_id, "", "")..=(room_id, "\u{10ffff}", "\u{10ffff}"))? {
-            let (k, v) = row?;
-            let (_, kind, key) = k.value();
-            out.insert((kind.to_string(), key.to_string()), v.value().to_string());
-        }
-        Ok(out)
+        super::rooms::state_ids_in(&self.txn.open_table(ROOM_STATE)?, room_id)
     }
 
     /// Stores `ev` of `room_id` as an outlier (no timeline position: state or auth chain

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use redb::ReadableDatabase;
 use serde::{Deserialize, Serialize};
 
 use super::Store;
@@ -48,7 +47,7 @@ impl Store {
 
     /// A cached key of `server`.
     pub fn server_key(&self, server: &str, key_id: &str) -> Result<Option<CachedKey>> {
-        let r = self.db.begin_read()?;
+        let r = self.read()?;
         let t = r.open_table(SERVER_KEYS)?;
         match t.get((server, key_id))? {
             Some(v) => Ok(Some(serde_json::from_slice(v.value())?)),

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableTable;
 
 use super::Store;
 use super::events::get_event;
@@ -52,7 +52,7 @@ impl fmt::Display for Lane {
 impl Store {
     /// Rows queued per destination and lane, in key order.
     pub fn queue_depths(&self) -> Result<Vec<(String, Lane, u64)>> {
-        let r = self.db.begin_read()?;
+        let r = self.read()?;
         let q = r.open_table(FED_QUEUE)?;
         let mut out: Vec<(String, Lane, u64)> = Vec::new();
         for row in q.iter()? {
@@ -70,7 +70,7 @@ impl Store {
     /// The oldest `max` queued rows of one lane with their events, read in one snapshot:
     /// (stream position, the event, or `None` if it is gone because its room was deleted).
     pub fn queued(&self, dest: &str, lane: Lane, max: usize) -> Result<Vec<(u64, Option<Event>)>> {
-        let r = self.db.begin_read()?;
+        let r = self.read()?;
         let q = r.open_table(FED_QUEUE)?;
         let events = r.open_table(EVENTS)?;
         let l = lane.index();
@@ -98,7 +98,7 @@ impl Store {
 impl Store {
     /// Whether a transaction from `origin` with this id was processed already.
     pub fn transaction_seen(&self, origin: &str, txn_id: &str) -> Result<bool> {
-        let r = self.db.begin_read()?;
+        let r = self.read()?;
         Ok(r.open_table(super::tables::FED_TXNS)?.get((origin, txn_id))?.is_some())
     }
 

@@ -299,6 +299,30 @@ pub fn membership_of(
     Ok(members.get((room_id, user))?.map(|v| Membership::parse(v.value())).unwrap_or(Membership::Leave))
 }
 
+/// The id of the event holding one state slot of a room, from `room_state`.
+pub(super) fn state_event_id_in(
+    table: &impl ReadableTable<(&'static str, &'static str, &'static str), &'static str>,
+    room_id: &str,
+    kind: &str,
+    key: &str,
+) -> Result<Option<String>> {
+    Ok(table.get((room_id, kind, key))?.map(|v| v.value().to_string()))
+}
+
+/// A room's current state from `room_state`: (event type, state key) -> event id.
+pub(super) fn state_ids_in(
+    table: &impl ReadableTable<(&'static str, &'static str, &'static str), &'static str>,
+    room_id: &str,
+) -> Result<std::collections::BTreeMap<(String, String), String>> {
+    let mut out = std::collections::BTreeMap::new();
+    for row in table.range((room_id, "", "")..=(room_id, "\u{10ffff}", "\u{10ffff}"))? {
+        let (k, v) = row?;
+        let (_, kind, key) = k.value();
+        out.insert((kind.to_string(), key.to_string()), v.value().to_string());
+    }
+    Ok(out)
+}
+
 fn count_unread(
     timeline: &impl ReadableTable<(&'static str, u64), (&'static str, &'static str, &'static str)>,
     room_id: &str,
@@ -432,23 +456,5 @@ impl super::Tx<'_> {
     pub fn put_txn_event(&mut self, user: &str, txn_id: &str, event_id: &str) -> Result<()> {
         self.txn.open_table(TXN_IDS)?.insert((user, txn_id), event_id)?;
         Ok(())
-    }
-}
-
-impl Store {
-    /// Whether a local account has this (canonical) username.
-    pub fn user_exists(&self, username: &str) -> Result<bool> {
-        Ok(self.read()?.open_table(USERS)?.get(username)?.is_some())
-    }
-
-    /// Every room's summary.
-    pub fn all_rooms(&self) -> Result<Vec<RoomRecord>> {
-        let r = self.read()?;
-        let mut out = Vec::new();
-        for row in r.open_table(ROOMS)?.iter()? {
-            let (_, v) = row?;
-            out.push(serde_json::from_slice(v.value())?);
-        }
-        Ok(out)
     }
 }

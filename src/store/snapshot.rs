@@ -5,7 +5,7 @@ use redb::{ReadOnlyTable, ReadTransaction};
 
 use super::Store;
 use super::events::{StoredEvent, get_event};
-use super::rooms::membership_of;
+use super::rooms::{membership_of, state_event_id_in, state_ids_in};
 use super::tables::{EVENTS, ROOM_MEMBERS, ROOM_STATE};
 use crate::error::Result;
 use crate::events::Membership;
@@ -31,21 +31,14 @@ impl Snapshot {
         get_event(&self.events, event_id)
     }
 
-    /// The room's current state: ((event type, state key), event id), in key order.
-    pub fn state_ids(&self, room_id: &str) -> Result<Vec<((String, String), String)>> {
-        let table = self.txn.open_table(ROOM_STATE)?;
-        let mut out = Vec::new();
-        for row in table.range((room_id, "", "")..=(room_id, "\u{10ffff}", "\u{10ffff}"))? {
-            let (k, v) = row?;
-            let (_, kind, key) = k.value();
-            out.push(((kind.to_string(), key.to_string()), v.value().to_string()));
-        }
-        Ok(out)
+    /// The room's current state: (event type, state key) -> event id.
+    pub fn state_ids(&self, room_id: &str) -> Result<std::collections::BTreeMap<(String, String), String>> {
+        state_ids_in(&self.txn.open_table(ROOM_STATE)?, room_id)
     }
 
     /// The id of the event holding one state slot.
     pub fn state_event_id(&self, room_id: &str, kind: &str, key: &str) -> Result<Option<String>> {
-        Ok(self.txn.open_table(ROOM_STATE)?.get((room_id, kind, key))?.map(|v| v.value().to_string()))
+        state_event_id_in(&self.txn.open_table(ROOM_STATE)?, room_id, kind, key)
     }
 
     /// A user's membership (`leave` if none).

@@ -28,9 +28,9 @@ pub const MAX_BATCH: usize = 1024;
 /// Jobs queued for the writer before senders wait (back-pressure, not an unbounded buffer).
 pub const QUEUE: usize = 8192;
 
-/// Called on the writer thread after each successful commit with that batch's events, in order,
-/// and the federation destinations the batch queued events for.
-pub type OnCommit = Box<dyn Fn(&[Arc<StoredEvent>], &[String]) + Send>;
+/// Called on the writer thread after each successful commit with that batch's events (handed
+/// over, in order) and the federation destinations the batch queued events for.
+pub type OnCommit = Box<dyn Fn(Vec<Arc<StoredEvent>>, &[String]) + Send>;
 
 type Completion = Box<dyn FnOnce(Option<&str>) + Send>;
 /// A job runs inside the batch and returns its completion and whether it succeeded.
@@ -259,7 +259,7 @@ fn run(
                 for f in out.after.drain(..) {
                     f();
                 }
-                on_commit(&out.committed, &out.outbound);
+                on_commit(std::mem::take(&mut out.committed), &out.outbound);
                 for c in completions {
                     c(None);
                 }

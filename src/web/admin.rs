@@ -10,11 +10,11 @@ use serde::Deserialize;
 
 use super::extract::Form;
 use super::extract::PageSession;
-use super::pages::error_page;
 use crate::admin::ops::{Ctx, RoomInfo, UserInfo};
 use crate::auth::Session;
 use crate::error::{Error, Result};
 use crate::ids::parse_room_id;
+use crate::render::error_response;
 use crate::render::{display_name, layout};
 use crate::state::AppState;
 
@@ -28,8 +28,8 @@ impl FromRequestParts<AppState> for AdminSession {
         let PageSession(s) = PageSession::from_request_parts(parts, state).await?;
         match state.store.user(s.user.localpart()) {
             Ok(Some(u)) if u.admin && !u.disabled => Ok(AdminSession(s)),
-            Ok(_) => Err(error_page(Error::Forbidden("this page is for server administrators".into()))),
-            Err(e) => Err(error_page(e)),
+            Ok(_) => Err(error_response(Error::Forbidden("this page is for server administrators".into()))),
+            Err(e) => Err(error_response(e)),
         }
     }
 }
@@ -57,7 +57,7 @@ fn render(state: &AppState, me: &Session, notice: Notice) -> Response {
             let peers = federation_peers(state);
             (status, Html(admin_page(me.user.as_str(), &users, &rooms, &peers, &notice).into_string())).into_response()
         }
-        Err(e) => error_page(e),
+        Err(e) => error_response(e),
     }
 }
 
@@ -219,7 +219,7 @@ fn federation_peers(state: &AppState) -> Vec<PeerInfo> {
         .into_iter()
         .map(|(name, status)| PeerInfo { name, status, queued: 0 })
         .collect();
-    for (dest, _, n) in crate::federation::sender::queue_depths(&state.fed).unwrap_or_default() {
+    for (dest, _, n) in state.store.queue_depths().unwrap_or_default() {
         match peers.iter_mut().find(|p| p.name == dest) {
             Some(p) => p.queued += n,
             None => peers.push(PeerInfo { name: dest, status: Default::default(), queued: n }),

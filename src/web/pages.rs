@@ -35,14 +35,12 @@ fn clear_cookie(secure: bool) -> String {
     session_cookie("", 0, secure)
 }
 
-pub use crate::render::error_response as error_page;
-
 fn page(m: Markup) -> Response {
     Html(m.into_string()).into_response()
 }
 
 fn or_error_page(r: Result<Response>) -> Response {
-    r.unwrap_or_else(error_page)
+    r.unwrap_or_else(views::error_response)
 }
 
 /// `GET /`.
@@ -130,7 +128,7 @@ pub async fn register(
 /// `POST /logout`.
 pub async fn logout(State(state): State<AppState>, PageSession(s): PageSession) -> Response {
     if let Err(e) = account::logout(&state.accounts, &s).await {
-        return error_page(e);
+        return views::error_response(e);
     }
     state.hub.end_session(&s.sid);
     let mut res = Redirect::to("/login").into_response();

@@ -537,19 +537,9 @@ pub mod tls {
 
         /// Every message body of a room, oldest first.
         pub async fn bodies(&self, room: &str) -> Vec<String> {
-            let mut out = Vec::new();
-            let mut before: Option<String> = None;
-            loop {
-                let q = before.as_ref().map(|b| format!("&before={b}")).unwrap_or_default();
-                let (s, v) = self.get(&format!("/api/v1/rooms/{room}/messages?limit=100{q}")).await;
-                assert_eq!(s, 200, "{v}");
-                before = message_page(&v, &mut out);
-                if before.is_none() {
-                    break;
-                }
-            }
-            out.reverse();
-            out
+            let events = self.events(room).await;
+            let messages = events.iter().rev().filter(|e| e["type"] == "m.room.message");
+            messages.map(|e| e["content"]["body"].as_str().unwrap().to_string()).collect()
         }
 
         /// A live connection (over TLS), after its `ready` frame.
