@@ -64,6 +64,21 @@ async fn join_alias(user: &Client, alias: &str, server: &str) {
     assert_eq!(s, 200, "{v}");
 }
 
+/// Ana on A and Ben on B, in Ana's public room `#alias` on A (Ben joined through B).
+async fn ana_and_ben_share(
+    p: &Pki,
+    a: &TestServer,
+    b: &TestServer,
+    name: &str,
+    alias: &str,
+) -> (Client, Client, String) {
+    let ana = Client::register(&p.ca, &self::name(a), "ana").await;
+    let ben = Client::register(&p.ca, &self::name(b), "ben").await;
+    let room = public_room(&ana, name, alias).await;
+    join_alias(&ben, alias, &self::name(a)).await;
+    (ana, ben, room)
+}
+
 fn name(s: &TestServer) -> String {
     s.state().server_name.to_string()
 }
@@ -229,10 +244,7 @@ async fn a_server_that_was_down_gets_everything_once_in_order() {
     let b_listen = format!("127.0.0.1:{port}");
     let b = TestServer::start_at(tls_config(&p, b_dir.path(), &b_listen)).await;
     let (na, nb) = (name(&a), name(&b));
-    let ana = Client::register(&p.ca, &na, "ana").await;
-    let ben = Client::register(&p.ca, &nb, "ben").await;
-    let room = public_room(&ana, "Feed", "feed").await;
-    join_alias(&ben, "feed", &na).await;
+    let (ana, ben, room) = ana_and_ben_share(&p, &a, &b, "Feed", "feed").await;
     let before = {
         let ws = ben.ws(None).await;
         ws.ready.unwrap()
@@ -288,10 +300,7 @@ async fn forged_and_tampered_events_are_refused_and_never_shown() {
     let a = server(&p).await;
     let b = server(&p).await;
     let (na, nb) = (name(&a), name(&b));
-    let ana = Client::register(&p.ca, &na, "ana").await;
-    let ben = Client::register(&p.ca, &nb, "ben").await;
-    let room = public_room(&ana, "Town", "town").await;
-    join_alias(&ben, "town", &na).await;
+    let (ana, ben, room) = ana_and_ben_share(&p, &a, &b, "Town", "town").await;
     ana.send(&room, "real", "r1").await;
     eventually!(10, "B has the real message", ben.bodies(&room).await == vec!["real"]);
 
@@ -471,11 +480,7 @@ async fn concurrent_renames_converge_by_state_resolution() {
     let (a_at, b_at) = (free_port(), free_port());
     let a = TestServer::start_at(tls_config(&p, a_dir.path(), &a_at)).await;
     let b = TestServer::start_at(tls_config(&p, b_dir.path(), &b_at)).await;
-    let (na, nb) = (name(&a), name(&b));
-    let ana = Client::register(&p.ca, &na, "ana").await;
-    let ben = Client::register(&p.ca, &nb, "ben").await;
-    let room = public_room(&ana, "Start", "split").await;
-    join_alias(&ben, "split", &na).await;
+    let (ana, ben, room) = ana_and_ben_share(&p, &a, &b, "Start", "split").await;
     // Ben may rename the room too (moderator), and a plain member may not.
     let (s, v) = ben.post(&format!("/api/v1/rooms/{room}/settings"), json!({"name": "too early"})).await;
     assert_eq!(s, 403, "{v}");
@@ -526,10 +531,7 @@ async fn deleting_a_room_takes_its_aliases_and_queued_sends() {
     let a = server(&p).await;
     let b = server(&p).await;
     let (na, nb) = (name(&a), name(&b));
-    let ana = Client::register(&p.ca, &na, "ana").await;
-    let ben = Client::register(&p.ca, &nb, "ben").await;
-    let room = public_room(&ana, "Gone soon", "gone").await;
-    join_alias(&ben, "gone", &na).await;
+    let (ana, _ben, room) = ana_and_ben_share(&p, &a, &b, "Gone soon", "gone").await;
     let _b_data = b.stop().await;
     for i in 0..3 {
         ana.send(&room, &format!("m{i}"), &format!("t{i}")).await;
