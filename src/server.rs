@@ -31,7 +31,10 @@ pub struct Running {
     pub redirect_addr: Option<SocketAddr>,
     /// The metrics listener's address, if any.
     pub metrics_addr: Option<SocketAddr>,
-    /// The shared state (tests inspect the store through it).
+    /// The TURN relay's address (UDP and TCP), if the relay runs.
+    pub turn_addr: Option<SocketAddr>,
+    /// The shared state, for programs that drive the services in-process (the federation
+    /// benchmark). Tests observe the server through its API, live channel and `/metrics`.
     pub state: AppState,
     task: tokio::task::JoinHandle<Result<(), String>>,
 }
@@ -255,7 +258,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         Ok(())
     });
     tracing::info!(%addr, https, "listening");
-    Ok(Running { addr, https, redirect_addr, metrics_addr, state, task })
+    let turn_addr = state.turn.as_ref().map(|relay| relay.addr);
+    Ok(Running { addr, https, redirect_addr, metrics_addr, turn_addr, state, task })
 }
 
 /// The host part of a server name (`chat.example.org:8448` -> `chat.example.org`,
