@@ -112,6 +112,11 @@ impl TestServer {
         text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
     }
 
+    /// The stream position (events committed in all), as `/metrics` shows it.
+    pub async fn stream_pos(&self) -> u64 {
+        self.metric("chat_stream_position").await.expect("chat_stream_position in /metrics") as u64
+    }
+
     /// Waits until `/metrics` shows `name` satisfying `ok`, checking every 20 ms (10 s at most).
     pub async fn until_metric(&self, name: &str, ok: impl Fn(f64) -> bool) -> f64 {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -388,6 +393,8 @@ pub fn message_page(page: &Value, out: &mut Vec<String>) -> Option<String> {
     }
     page["next"].as_str().map(str::to_string)
 }
+
+pub mod played;
 
 /// HTTPS and WebSocket-over-TLS clients for servers with a certificate from a test CA
 /// (federation tests): hand-made HTTP/1.1, so tests can also send what no client would.

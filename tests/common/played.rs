@@ -1,0 +1,98 @@
+//! A server the test plays: its own signing key, its key document served over HTTPS (with the
+//! test CA's certificate for 127.0.0.1), and requests signed with that key to real servers.
+//! What a real peer can do, the test can do through it, without reaching into a server.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::http::Method;
+use chat::events::{Event, NewEvent, Parents, ROOM_VERSION};
+use chat::federation::client::FedClient;
+use chat::federation::urlencode;
+use chat::keys::SigningKey;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+pub struct PlayedServer {
+    /// `127.0.0.1:PORT`, where its key document is served.
+    pub name: String,
+    pub key: Arc<SigningKey>,
+    client: FedClient,
+    key_fetches: Arc<AtomicUsize>,
+    stop: CancellationToken,
+}
+
+impl PlayedServer {
+    /// Listens on a free port with `cert`/`key` (for 127.0.0.1) and trusts `ca` for its requests.
+    pub async fn start(ca: &Path, cert: &Path, key: &Path) -> PlayedServer {
+        let (der, version) = SigningKey::generate().unwrap();
+        let signing = Arc::new(SigningKey::from_der(&der, version).unwrap());
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let name = tcp.local_addr().unwrap().to_string();
+        let key_fetches = Arc::new(AtomicUsize::new(0));
+        let stop = CancellationToken::new();
+        let doc = {
+            let (signing, name, fetches) = (signing.clone(), name.clone(), key_fetches.clone());
+            move || {
+                fetches.fetch_add(1, Ordering::SeqCst);
+                let doc = signing.document(&name, chat::events::now_ms()).unwrap();
+                std::future::ready(axum::Json(doc))
+            }
+        };
+        // Transactions from servers of rooms it is in are taken (and ignored).
+        let accept = || std::future::ready(axum::Json(json!({ "pdus": {} })));
+        let app = axum::Router::new()
+            .route("/_matrix/key/v2/server", axum::routing::get(doc))
+            .route("/_matrix/federation/v1/send/{txn}", axum::routing::put(accept));
+        let certs = chat::tls::Certs::load(cert.to_path_buf(), key.to_path_buf()).unwrap();
+        let acceptor = chat::tls::acceptor(certs).unwrap();
+        let listener = chat::tls::TlsListener::start(tcp, acceptor, stop.clone()).unwrap();
+        let until = stop.clone().cancelled_owned();
+        tokio::spawn(std::future::IntoFuture::into_future(axum::serve(listener, app).with_graceful_shutdown(until)));
+        PlayedServer { name, key: signing, client: FedClient::new(Some(ca)).unwrap(), key_fetches, stop }
+    }
+
+    /// How many times its key document was fetched.
+    pub fn key_fetches(&self) -> usize {
+        self.key_fetches.load(Ordering::SeqCst)
+    }
+
+    /// Joins `user` (one of this server's users) to `room` through `resident`, as a server
+    /// does: `make_join` gives the event's place in the room, which is built, signed and sent
+    /// with `send_join`. Returns the join event and the answer (the room's state, signed).
+    pub async fn join(&self, resident: &str, room: &str, user: &str) -> (Event, Value) {
+        let (rid, uid) = (urlencode(room), urlencode(user));
+        let path = format!("/_matrix/federation/v1/make_join/{rid}/{uid}?ver={ROOM_VERSION}");
+        let (st, made) = self.signed(Method::GET, resident, &path, None).await;
+        assert_eq!(st, 200, "make_join: {made}");
+        let t = &made["event"];
+        let ids = |k: &str| -> Vec<String> {
+            t[k].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
+        };
+        let parents = Parents {
+            prev_events: ids("prev_events"),
+            auth_events: ids("auth_events"),
+            depth: t["depth"].as_u64().unwrap(),
+        };
+        let new = NewEvent::state(t["type"].as_str().unwrap(), user, t["content"].clone());
+        let mut ev = Event::build(Some(room), user, new, parents, chat::events::now_ms());
+        ev.sign(&self.name, &self.key).unwrap();
+        let path = format!("/_matrix/federation/v2/send_join/{rid}/{}", urlencode(&ev.event_id));
+        let (st, answer) = self.signed(Method::PUT, resident, &path, Some(ev.pdu())).await;
+        assert_eq!(st, 200, "send_join: {answer}");
+        (ev, answer)
+    }
+
+    /// A request to `destination`, signed as this server; returns status and JSON body.
+    pub async fn signed(&self, method: Method, destination: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let (status, v) = self.client.signed(&self.key, &self.name, destination, method, path, body).await.unwrap();
+        (status.as_u16(), v)
+    }
+}
+
+impl Drop for PlayedServer {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
