@@ -26,6 +26,14 @@ fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
+/// One account as `chat admin user list --json` shows it.
+async fn account(dir: &Path, name: &str) -> Value {
+    let o = admin_async(dir, &["user", "list", "--json"], None).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let users: Value = serde_json::from_slice(&o.stdout).unwrap();
+    users.as_array().unwrap().iter().find(|u| u["username"] == name).cloned().unwrap_or(Value::Null)
+}
+
 async fn login(s: &TestServer, name: &str, pw: &str) -> (StatusCode, Value) {
     s.post(None, "/api/v1/login", json!({"username": name, "password": pw})).await
 }
@@ -99,7 +107,7 @@ async fn offline_then_online_accounts() {
     assert!(!o.status.success() && text(&o).contains("no user named nobody"), "{}", text(&o));
     let o = admin_async(dir, &["user", "make-admin", "ben"], None).await;
     assert!(o.status.success() && text(&o).contains("is a server administrator"), "{}", text(&o));
-    assert!(s.state().store.user("ben").unwrap().unwrap().admin);
+    assert_eq!(account(dir, "ben").await["admin"], true);
 
     // Stopped again: the same commands open the database directly.
     s.stop().await;
@@ -189,7 +197,8 @@ async fn admin_page_for_server_admins_only() {
     assert_eq!(page(&s, None, "/admin").await.0, StatusCode::SEE_OTHER);
     assert_eq!(page(&s, Some(&ana), "/admin").await.0, StatusCode::FORBIDDEN);
     assert_eq!(form(&s, &ana, "/admin/users/ben/disabled", &[("on", "1")]).await.0, StatusCode::FORBIDDEN);
-    assert!(!s.state().store.user("ben").unwrap().unwrap().disabled);
+    // Ben is not disabled: his session still works.
+    assert_eq!(s.get(Some(&ben.token), "/api/v1/me").await.0, StatusCode::OK);
 
     let o = admin_async(&s.dir, &["user", "make-admin", "ana"], None).await;
     assert!(o.status.success(), "{}", text(&o));
@@ -212,7 +221,7 @@ async fn admin_page_for_server_admins_only() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    assert!(!s.state().store.user("ben").unwrap().unwrap().disabled);
+    assert_eq!(s.get(Some(&ben.token), "/api/v1/me").await.0, StatusCode::OK);
 
     // Create an account with a generated password, shown once on the page.
     let (st, html) = form(&s, &ana, "/admin/users", &[("username", "cleo"), ("password", "")]).await;
@@ -236,10 +245,11 @@ async fn admin_page_for_server_admins_only() {
 
     // Deleting a room needs the confirmation box.
     let path = format!("/admin/rooms/{room}/delete");
+    let room_path = format!("/api/v1/rooms/{room}");
     assert_eq!(form(&s, &ana, &path, &[]).await.0, StatusCode::BAD_REQUEST);
-    assert!(s.state().store.room(&room).unwrap().is_some());
+    assert_eq!(s.get(Some(&ana.token), &room_path).await.0, StatusCode::OK);
     let (st, html) = form(&s, &ana, &path, &[("confirm", "yes")]).await;
     assert_eq!(st, StatusCode::OK, "{html}");
-    assert!(s.state().store.room(&room).unwrap().is_none());
+    assert_eq!(s.get(Some(&ana.token), &room_path).await.0, StatusCode::NOT_FOUND);
     assert_eq!(form(&s, &ana, "/admin/rooms/not-a-room/delete", &[("confirm", "yes")]).await.0, StatusCode::NOT_FOUND);
 }
