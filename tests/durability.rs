@@ -41,8 +41,9 @@ async fn restart_keeps_every_acknowledged_message_and_account() {
     for t in tasks {
         acked.push(t.await.unwrap());
     }
-    let stats = s.state().store.writer_stats();
-    assert!(stats.jobs > stats.commits, "no group commit happened: {stats:?}");
+    let jobs = s.metric("chat_store_jobs_total").await.unwrap();
+    let commits = s.metric("chat_store_commits_total").await.unwrap();
+    assert!(jobs > commits, "no group commit happened: {jobs} jobs in {commits} commits");
     s.stop().await;
 
     let s = TestServer::start_in(tmp.path()).await;
@@ -56,7 +57,7 @@ async fn restart_keeps_every_acknowledged_message_and_account() {
     acked.sort();
     assert_eq!(bodies, acked);
     // Stream positions continue after the restart (no reuse).
-    let before = s.state().store.stream_pos().unwrap();
+    let before = s.stream_pos().await;
     let (_, v) = s.send(&ana, &room, "after restart", "after").await;
     assert_eq!(v["pos"].as_u64(), Some(before + 1));
     // A retried send from before the restart is still recognised.

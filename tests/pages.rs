@@ -90,7 +90,7 @@ async fn forms_work_without_javascript() {
     assert_eq!(html.matches("set the topic:").count(), 1, "an unchanged topic was set again");
 
     // The same form from another origin is refused and stores nothing.
-    let before = s.state().store.stream_pos().unwrap();
+    let before = s.stream_pos().await;
     let res = s
         .http
         .post(url(&format!("{room_path}/send")))
@@ -110,7 +110,7 @@ async fn forms_work_without_javascript() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
-    assert_eq!(s.state().store.stream_pos().unwrap(), before);
+    assert_eq!(s.stream_pos().await, before);
 
     // Infinite scroll fragment: older events behind a cursor.
     let res = s.http.get(url(&format!("{room_path}/history?before=3"))).header(COOKIE, &cookie).send().await.unwrap();

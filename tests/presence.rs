@@ -161,7 +161,7 @@ async fn reading_in_one_tab_clears_the_other_tab_and_counts_survive_restart() {
     let mut tab1 = s.ws(&ana, None).await;
     let mut tab2 = s.ws(&ana, None).await;
     let mut ben_ws = s.ws(&ben, None).await;
-    let last = s.state().store.stream_pos().unwrap();
+    let last = s.stream_pos().await;
     tab1.send(json!({"t": "read", "room_id": room, "pos": last})).await;
     let f = expect(&mut tab2, "unread", SECOND, |f| f["room_id"] == room.as_str()).await;
     assert_eq!((f["unread"].as_u64(), f["mentions"].as_u64()), (Some(0), Some(0)));
@@ -202,7 +202,7 @@ async fn ephemeral_frames_from_1000_connections_leave_the_store_untouched() {
     for i in 0..1000 {
         conns.push(s.ws(&users[i % users.len()], None).await);
     }
-    let before = (s.state().store.writer_stats().commits, s.state().store.stream_pos().unwrap());
+    let before = (s.metric("chat_store_commits_total").await.unwrap(), s.stream_pos().await);
     let db_len = std::fs::metadata(s.dir.join("chat.redb")).unwrap().len();
     for c in conns.iter_mut() {
         c.send(json!({"t": "typing", "room_id": room, "typing": true})).await;
@@ -215,7 +215,7 @@ async fn ephemeral_frames_from_1000_connections_leave_the_store_untouched() {
     for c in conns.iter_mut() {
         c.next_of("pong").await;
     }
-    let after = (s.state().store.writer_stats().commits, s.state().store.stream_pos().unwrap());
+    let after = (s.metric("chat_store_commits_total").await.unwrap(), s.stream_pos().await);
     assert_eq!(before, after, "ephemeral frames were written to the store");
     assert_eq!(std::fs::metadata(s.dir.join("chat.redb")).unwrap().len(), db_len);
     drop(conns);
