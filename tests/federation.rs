@@ -1,19 +1,22 @@
 //! Federation, first part: two real servers over real HTTPS with a throwaway CA. Each
-//! publishes a self-signed key document; a signed request from A is verified by B (which
-//! fetches and caches A's key over HTTPS); forged, tampered, misdirected, stale and replayed
-//! requests are refused; a server that does not trust the CA cannot fetch keys at all.
+//! publishes a self-signed key document; a signed request from A is verified by B, and so is
+//! one from a server the test plays (B fetches its key over HTTPS once and caches it); forged,
+//! tampered, misdirected, stale and replayed requests are refused; a server that does not trust
+//! the CA cannot fetch keys at all.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod common;
 
 use std::path::Path;
 
+use axum::http::Method;
 use chat::federation::client::{SignedRequest, TS_HEADER};
 use chat::federation::keys::check_document;
+use chat::federation::urlencode;
 use chat::keys::SigningKey;
 use common::TestServer;
-use common::tls::pki;
-use reqwest::StatusCode;
+use common::played::PlayedServer;
+use common::tls::{Client, pki};
 use serde_json::{Value, json};
 
 async fn server(cert: &Path, key: &Path, ca: Option<&Path>) -> TestServer {
@@ -31,8 +34,18 @@ async fn get(ca: &Path, server: &str, path: &str, headers: &[(&str, String)]) ->
     common::tls::request(ca, server, "GET", path, headers, None).await
 }
 
-fn name(s: &TestServer) -> String {
-    s.state().server_name.to_string()
+/// A server's name, as its key document states it.
+async fn name(ca: &Path, s: &TestServer) -> String {
+    let (_, doc) = get(ca, &s.addr.to_string(), "/_matrix/key/v2/server", &[]).await;
+    doc["server_name"].as_str().unwrap().to_string()
+}
+
+/// `user` invites `whom` to a new private room of theirs; returns the status.
+async fn invite_to_new_room(user: &Client, whom: &str) -> u16 {
+    let (s, v) = user.post("/api/v1/rooms", json!({"name": "Invites", "visibility": "private"})).await;
+    assert_eq!(s, 200, "{v}");
+    let room = v["room_id"].as_str().unwrap();
+    user.post(&format!("/api/v1/rooms/{room}/invite"), json!({"user_id": whom})).await.0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -41,9 +54,9 @@ async fn key_documents_and_signed_requests_between_two_servers() {
     let (ca, cert, key) = pki(tmp.path());
     let a = server(&cert, &key, Some(&ca)).await;
     let b = server(&cert, &key, Some(&ca)).await;
-    let (na, nb) = (name(&a), name(&b));
+    let (na, nb) = (name(&ca, &a).await, name(&ca, &b).await);
     assert_eq!(na, format!("127.0.0.1:{}", a.addr.port()));
-    chat::auth::account::register(&b.state().accounts, "ben", "password123", [127, 0, 0, 1].into()).await.unwrap();
+    let ben = Client::register(&ca, &nb, "ben").await;
 
     // Each key document names its server, is valid for days, and carries its own signature.
     let (_, doc) = get(&ca, &na, "/_matrix/key/v2/server", &[]).await;
@@ -60,19 +73,28 @@ async fn key_documents_and_signed_requests_between_two_servers() {
     let (_, well) = get(&ca, &na, "/.well-known/matrix/server", &[]).await;
     assert_eq!(well["m.server"], na.as_str());
 
-    // A asks B for Ben's profile: a signed request; B fetches A's key over HTTPS and caches it.
-    let ben = chat::ids::UserId::parse(&format!("@ben:{nb}")).unwrap();
-    let (st, v) = chat::federation::query_profile(&a.state().fed, &ben).await.unwrap();
-    assert_eq!(st, StatusCode::OK, "{v}");
-    assert_eq!(v["displayname"], "ben");
-    let key_id = a.state().federation().key.id.clone();
-    assert!(b.state().store.server_key(&na, &key_id).unwrap().is_some());
-    let nobody = chat::ids::UserId::parse(&format!("@nobody:{nb}")).unwrap();
-    assert_eq!(chat::federation::query_profile(&a.state().fed, &nobody).await.unwrap().0, StatusCode::NOT_FOUND);
+    // Ana on A invites Ben on B: A asks B with a signed request, which B verifies with A's
+    // key (fetched over HTTPS); B answers for its users, and knows no @nobody.
+    let ana = Client::register(&ca, &na, "ana").await;
+    assert_eq!(invite_to_new_room(&ana, &ben.id).await, 200);
+    assert_eq!(invite_to_new_room(&ana, &format!("@nobody:{nb}")).await, 404);
 
-    // Hand-made requests to B, signed with A's real key unless said otherwise.
-    let path = format!("/_matrix/federation/v1/query/profile?user_id={}", chat::federation::urlencode(ben.as_str()));
-    let a_key = &a.state().federation().key;
+    // F, a server the test plays, asks B for Ben's profile: a signed request; B fetches F's key
+    // over HTTPS, once, and caches it.
+    let f = PlayedServer::start(&ca, &cert, &key).await;
+    let nf = f.name.clone();
+    let path = format!("/_matrix/federation/v1/query/profile?user_id={}", urlencode(&ben.id));
+    let (st, v) = f.signed(Method::GET, &nb, &path, None).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["displayname"], "ben");
+    assert_eq!(f.key_fetches(), 1);
+    let nobody = format!("/_matrix/federation/v1/query/profile?user_id={}", urlencode(&format!("@nobody:{nb}")));
+    assert_eq!(f.signed(Method::GET, &nb, &nobody, None).await.0, 404);
+    assert_eq!(f.key_fetches(), 1, "B asked for F's key again instead of using its copy");
+
+    // Hand-made requests to B, signed with F's real key unless said otherwise.
+    let key_id = f.key.id.clone();
+    let a_key = &*f.key;
     let send = |auth: Option<String>, ts: Option<u64>| {
         let mut h = Vec::new();
         if let Some(a) = auth {
@@ -90,15 +112,15 @@ async fn key_documents_and_signed_requests_between_two_servers() {
     let sign = |key: &SigningKey, origin: &str, dest: &str, uri: &str, ts: u64| {
         SignedRequest { origin, destination: dest, method: "GET", uri, content: None, ts }.sign(key).unwrap()
     };
-    let good_at = |ts: u64, uri: &str| sign(a_key, &na, &nb, uri, ts);
+    let good_at = |ts: u64, uri: &str| sign(a_key, &nf, &nb, uri, ts);
 
     // The genuine article works, once.
     let ts = chat::events::now_ms();
     let sig = good_at(ts, &path);
-    let r = send(Some(header(&na, &nb, &key_id, &sig)), Some(ts)).await;
+    let r = send(Some(header(&nf, &nb, &key_id, &sig)), Some(ts)).await;
     assert_eq!(r, 200);
     // Replayed as is: refused.
-    let r = send(Some(header(&na, &nb, &key_id, &sig)), Some(ts)).await;
+    let r = send(Some(header(&nf, &nb, &key_id, &sig)), Some(ts)).await;
     assert_eq!(r, 401u16);
     // Unsigned, or malformed authorization.
     assert_eq!(send(None, None).await, 401u16);
@@ -106,24 +128,24 @@ async fn key_documents_and_signed_requests_between_two_servers() {
     // Signed for another path (tampered uri).
     let ts = chat::events::now_ms();
     let other_path = path.replace("ben", "bob");
-    let r = send(Some(header(&na, &nb, &key_id, &good_at(ts, &other_path))), Some(ts)).await;
+    let r = send(Some(header(&nf, &nb, &key_id, &good_at(ts, &other_path))), Some(ts)).await;
     assert_eq!(r, 401u16);
     // A time other than the signed one, and a signed time out of the window.
-    let r = send(Some(header(&na, &nb, &key_id, &good_at(ts, &path))), Some(ts + 1)).await;
+    let r = send(Some(header(&nf, &nb, &key_id, &good_at(ts, &path))), Some(ts + 1)).await;
     assert_eq!(r, 401u16);
     let stale = ts - 10 * 60 * 1000;
-    let r = send(Some(header(&na, &nb, &key_id, &good_at(stale, &path))), Some(stale)).await;
+    let r = send(Some(header(&nf, &nb, &key_id, &good_at(stale, &path))), Some(stale)).await;
     assert_eq!(r, 401u16);
     // Meant for another destination.
-    let sig = sign(a_key, &na, "127.0.0.1:1", &path, ts);
-    let r = send(Some(header(&na, "127.0.0.1:1", &key_id, &sig)), Some(ts)).await;
+    let sig = sign(a_key, &nf, "127.0.0.1:1", &path, ts);
+    let r = send(Some(header(&nf, "127.0.0.1:1", &key_id, &sig)), Some(ts)).await;
     assert_eq!(r, 401u16);
-    // Signed by a key that is not A's (a forger speaking for A).
+    // Signed by a key that is not F's (a forger speaking for F).
     let (der, version) = chat::keys::SigningKey::generate().unwrap();
     let forger = chat::keys::SigningKey::from_der(&der, version).unwrap();
-    let sig = sign(&forger, &na, &nb, &path, ts);
+    let sig = sign(&forger, &nf, &nb, &path, ts);
     for kid in [key_id.as_str(), forger.id.as_str()] {
-        let r = send(Some(header(&na, &nb, kid, &sig)), Some(ts)).await;
+        let r = send(Some(header(&nf, &nb, kid, &sig)), Some(ts)).await;
         assert_eq!(r, 401u16, "forged with key id {kid}");
     }
     // An origin that does not answer: its key cannot be had.
@@ -131,8 +153,9 @@ async fn key_documents_and_signed_requests_between_two_servers() {
     let r = send(Some(header("127.0.0.1:9", &nb, &forger.id, &sig)), Some(ts)).await;
     assert_eq!(r, 401u16);
 
-    // B still serves A after all that.
-    assert_eq!(chat::federation::query_profile(&a.state().fed, &ben).await.unwrap().0, StatusCode::OK);
+    // B still serves F, and A, after all that.
+    assert_eq!(f.signed(Method::GET, &nb, &path, None).await.0, 200);
+    assert_eq!(invite_to_new_room(&ana, &ben.id).await, 200);
 
     // The signing key survives a restart.
     let doc_before = check_document(&na, doc, now).unwrap();
@@ -155,29 +178,24 @@ async fn key_documents_and_signed_requests_between_two_servers() {
     drop(a2);
 }
 
-/// Every event leaves its server signed: another server holding only the published key
-/// document verifies each one (ruma, room version 12 rules), and a changed event fails.
+/// Every event leaves its server signed: another server (played by the test, joined to the
+/// room) holding only the published key document verifies each one it is served (ruma, room
+/// version 12 rules), and a changed event fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_is_signed_by_its_server() {
     let tmp = tempfile::tempdir().unwrap();
     let (ca, cert, key) = pki(tmp.path());
     let a = server(&cert, &key, Some(&ca)).await;
-    let na = name(&a);
-    let st = a.state();
-    let ana = chat::auth::account::register(&st.accounts, "ana", "password123", [127, 0, 0, 1].into()).await.unwrap();
-    let room = chat::rooms::create_room(
-        &st.rooms,
-        &ana.user_id,
-        chat::rooms::CreateRoom {
-            name: "Signed".into(),
-            topic: "t".into(),
-            join_rule: chat::events::JoinRule::Public,
-            alias: None,
-        },
-    )
-    .await
-    .unwrap();
-    chat::rooms::send_message(&st.rooms, &ana.user_id, &room, "hello", "t1").await.unwrap();
+    let na = name(&ca, &a).await;
+    let ana = Client::register(&ca, &na, "ana").await;
+    let (s, v) = ana.post("/api/v1/rooms", json!({"name": "Signed", "topic": "t", "visibility": "public"})).await;
+    assert_eq!(s, 200, "{v}");
+    let room = v["room_id"].as_str().unwrap().to_string();
+    ana.send(&room, "hello", "t1").await;
+    let events: Vec<Value> = ana.events(&room).await;
+    // F joins, so that A serves it the room's events.
+    let f = PlayedServer::start(&ca, &cert, &key).await;
+    f.join(&na, &room, &format!("@fred:{}", f.name)).await;
 
     let (_, doc) = get(&ca, &na, "/_matrix/key/v2/server", &[]).await;
     let keys = check_document(&na, doc, chat::events::now_ms()).unwrap();
@@ -187,21 +205,25 @@ async fn every_event_is_signed_by_its_server() {
     }
     let map = std::collections::BTreeMap::from([(na.clone(), set)]);
     let rules = ruma_common::room_version_rules::RoomVersionRules::V12;
-    let (events, _) = st.store.timeline(&room, None, 100).unwrap();
     assert!(events.len() >= 5, "create, member, power levels, join rules, name, message: {}", events.len());
-    let signed = |e: &chat::events::Event| st.federation().signed_pdu(&na, e).unwrap();
+    let mut signed = Vec::new();
     for e in &events {
-        let object = chat::keys::to_canonical(signed(&e.event)).unwrap();
+        let id = e["event_id"].as_str().unwrap();
+        let (st, v) =
+            f.signed(Method::GET, &na, &format!("/_matrix/federation/v1/event/{}", urlencode(id)), None).await;
+        assert_eq!(st, 200, "{v}");
+        let pdu = v["pdus"][0].clone();
+        let object = chat::keys::to_canonical(pdu.clone()).unwrap();
         let verified = ruma_signatures::verify_event(&map, &object, &rules)
-            .unwrap_or_else(|err| panic!("{} {}: {err}", e.event.kind, e.event.event_id));
-        assert_eq!(verified, ruma_signatures::Verified::All, "{}", e.event.kind);
-        assert_eq!(format!("${}", ruma_signatures::reference_hash(&object, &rules).unwrap()), e.event.event_id);
+            .unwrap_or_else(|err| panic!("{} {id}: {err}", e["type"]));
+        assert_eq!(verified, ruma_signatures::Verified::All, "{}", e["type"]);
+        assert_eq!(format!("${}", ruma_signatures::reference_hash(&object, &rules).unwrap()), id);
+        signed.push(pdu);
     }
     // A changed message body: the signature (over the redacted form) holds, the hash does not,
     // so a receiver treats the event as redacted, never as what was sent.
-    let msg = events.iter().find(|e| e.event.kind == "m.room.message").unwrap();
-    let mut forged = signed(&msg.event);
-    forged["content"]["body"] = serde_json::json!("changed");
+    let mut forged = signed.into_iter().find(|e| e["type"] == "m.room.message").unwrap();
+    forged["content"]["body"] = json!("changed");
     let forged = chat::keys::to_canonical(forged).unwrap();
     assert_eq!(ruma_signatures::verify_event(&map, &forged, &rules).unwrap(), ruma_signatures::Verified::Signatures);
 }
@@ -212,11 +234,17 @@ async fn a_server_that_does_not_trust_the_ca_reaches_no_one() {
     let (ca, cert, key) = pki(tmp.path());
     let a = server(&cert, &key, None).await;
     let b = server(&cert, &key, Some(&ca)).await;
-    chat::auth::account::register(&b.state().accounts, "ben", "password123", [127, 0, 0, 1].into()).await.unwrap();
-    let ben = chat::ids::UserId::parse(&format!("@ben:{}", name(&b))).unwrap();
-    // A cannot even connect to B (unknown issuer).
-    let e = chat::federation::query_profile(&a.state().fed, &ben).await.unwrap_err();
-    assert!(e.to_string().contains("cannot reach"), "{e}");
-    // B can reach A's key document (B trusts the CA), but A's request never got there.
-    assert!(b.state().store.server_key(&name(&a), &a.state().federation().key.id).unwrap().is_none());
+    let ben = Client::register(&ca, &name(&ca, &b).await, "ben").await;
+    let ana = Client::register(&ca, &name(&ca, &a).await, "ana").await;
+    // A cannot even connect to B (unknown issuer): Ana's invitation of Ben fails there.
+    let (s, v) = ana.post("/api/v1/rooms", json!({"name": "Invites", "visibility": "private"})).await;
+    assert_eq!(s, 200, "{v}");
+    let room = v["room_id"].as_str().unwrap();
+    let (s, v) = ana.post(&format!("/api/v1/rooms/{room}/invite"), json!({"user_id": ben.id})).await;
+    assert_eq!(s, 503, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("cannot reach"), "{v}");
+    // B can reach A's key document (B trusts the CA), but A's request never got there: Ben has
+    // no invitation.
+    let (_, mine) = ben.get("/api/v1/rooms").await;
+    assert!(mine["rooms"].as_array().unwrap().is_empty(), "{mine}");
 }
