@@ -160,7 +160,13 @@ async fn offline_backup_and_a_kill_during_a_backup_leaves_no_partial_file() {
     // Kill the server while it writes a backup: the file is then either complete or absent.
     let file = out.path().join("during-kill.redb");
     let mut child = chat().arg("backup").arg(&file).arg("--data-dir").arg(data.path()).spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(5));
+    // The kill comes once the server has begun writing (a file appears next to the final name),
+    // or, if the backup is already over by then, after it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(out.path()).unwrap().next().is_none() && child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the backup never started");
+        std::thread::sleep(Duration::from_millis(1));
+    }
     server.kill();
     let _ = child.wait();
     if file.exists() {
