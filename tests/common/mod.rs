@@ -97,10 +97,6 @@ impl TestServer {
         }
     }
 
-    pub fn state(&self) -> &chat::state::AppState {
-        &self.running.as_ref().unwrap().state
-    }
-
     pub fn running(&self) -> &chat::Running {
         self.running.as_ref().unwrap()
     }
