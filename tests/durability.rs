@@ -135,7 +135,7 @@ fn config_example_and_check() {
     for (text, named) in [
         ("listen = \"nope\"\n", "listen:"),
         ("[limits]\nlive_queu = 3\n", "live_queu"),
-        ("[turn]\nallocations_total = 0\n", "turn.allocations_per_user and turn.allocations_total"),
+        ("[turn]\nallocations_total = 0\n", "turn.allocations_total: must be greater than 0"),
         ("tls_cert = \"/x.pem\"\n", "tls_key:"),
         ("[limits]\ntoken_ttl_secs = \"long\"\n", "token_ttl_secs"),
     ] {
