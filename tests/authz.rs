@@ -9,7 +9,9 @@
 //! for the caller, so what one cell does (leave, logout, ban) cannot change another.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use chat_testkit as common;
+use chat_testkit::reqwest;
+use chat_testkit::tokio_tungstenite;
 
 use std::collections::BTreeSet;
 

@@ -2,7 +2,7 @@
 //! real server. Needs Debian's `chromium` and `npm ci` in `tests/browser` (scripts/test does both).
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use chat_testkit as common;
 
 use std::process::Command;
 

@@ -2,7 +2,8 @@
 //! batches concurrent writes; the CLI's settings, errors and signals.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use chat_testkit as common;
+use chat_testkit::reqwest;
 
 use std::process::Command;
 

@@ -4,7 +4,8 @@
 //! requests are refused; a server that does not trust the CA cannot fetch keys at all.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use chat_testkit as common;
+use chat_testkit::reqwest;
 
 use std::path::Path;
 

@@ -3,7 +3,8 @@
 //! HSTS. The client side is rustls (ring) trusting exactly the certificate under test.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use chat_testkit as common;
+use chat_testkit::tokio_tungstenite;
 
 use std::path::Path;
 use std::sync::Arc;
