@@ -10,16 +10,16 @@
 //! Run: `cargo bench --bench federation` (options: `-- --rate 100 --seconds 10 --members 200
 //! --messages 1000`).
 
+use chat_testkit::tokio_tungstenite;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chat::ids::UserId;
+use chat_testkit::tls::{connect, pki};
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -28,21 +28,6 @@ type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// A CA and a certificate for 127.0.0.1 signed by it.
-fn pki(dir: &Path) -> Res<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)> {
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate()?)?;
-    let leaf_key = rcgen::KeyPair::generate()?;
-    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])?.signed_by(&leaf_key, &ca)?;
-    let (ca_pem, cert, key) = (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&ca_pem, ca.pem())?;
-    std::fs::write(&cert, leaf.pem())?;
-    std::fs::write(&key, leaf_key.serialize_pem())?;
-    Ok((ca_pem, cert, key))
 }
 
 async fn start(dir: &Path, ca: &Path, cert: &Path, key: &Path) -> Res<chat::Running> {
@@ -57,22 +42,6 @@ async fn start(dir: &Path, ca: &Path, cert: &Path, key: &Path) -> Res<chat::Runn
     c.limits.registrations_per_ip_per_minute = 1_000_000;
     c.limits.federation_requests_per_origin_per_minute = 1_000_000;
     Ok(chat::start(c, tokio_util::sync::CancellationToken::new()).await?)
-}
-
-async fn tls(ca: &Path, addr: &str) -> Res<TlsStream<TcpStream>> {
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pki_types::CertificateDer::pem_file_iter(ca)? {
-        roots.add(c?)?;
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let tcp = TcpStream::connect(addr).await?;
-    tcp.set_nodelay(true)?;
-    let name = rustls_pki_types::ServerName::try_from("127.0.0.1")?;
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await?)
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -93,7 +62,7 @@ async fn run() -> Res<()> {
     let members = arg("--members", 200);
     let messages = arg("--messages", 1000);
     let tmp = tempfile::tempdir()?;
-    let (ca, cert, key) = pki(tmp.path())?;
+    let (ca, cert, key) = pki(tmp.path());
     let (da, db) = (tmp.path().join("a"), tmp.path().join("b"));
     let a = start(&da, &ca, &cert, &key).await?;
     let b = start(&db, &ca, &cert, &key).await?;
@@ -115,7 +84,7 @@ async fn run() -> Res<()> {
     let b_addr = b.addr.to_string();
     let mut req = format!("wss://{b_addr}/ws").into_client_request()?;
     req.headers_mut().insert("authorization", format!("Bearer {}", ben.token).parse()?);
-    let (mut ws, _) = tokio_tungstenite::client_async(req, tls(&ca, &b_addr).await?).await?;
+    let (mut ws, _) = tokio_tungstenite::client_async(req, connect(&ca, &b_addr).await).await?;
     let total = rate * seconds;
     let acked: Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>> = Default::default();
     let receiver = {
@@ -180,7 +149,7 @@ async fn run() -> Res<()> {
     let t = Instant::now();
     chat::federation::membership::join_by_name(&sb.fed, &ben.user_id, &format!("#big:{}", sa.server_name), &[]).await?;
     let joined = t.elapsed();
-    let mut s = tls(&ca, &b_addr).await?;
+    let mut s = connect(&ca, &b_addr).await;
     let head = format!(
         "GET /rooms/{big} HTTP/1.1\r\nHost: {b_addr}\r\nCookie: chat_token={}\r\nConnection: close\r\n\r\n",
         ben.token

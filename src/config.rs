@@ -2,9 +2,7 @@
 //! variables and command-line flags, merged in that order (later wins).
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
-
-use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 use crate::ids::ServerName;
 
@@ -77,8 +75,7 @@ impl TlsConfig {
 }
 
 /// The built-in TURN relay (the `[turn]` table).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TurnConfig {
     /// Run the relay.
     pub enabled: bool,
@@ -110,22 +107,8 @@ impl Default for TurnConfig {
     }
 }
 
-impl TurnConfig {
-    /// Rejects values that would make the relay unusable.
-    pub fn check(&self) -> Result<(), String> {
-        if self.allocations_per_user == 0 || self.allocations_total == 0 {
-            return Err("turn.allocations_per_user and turn.allocations_total must be greater than 0".into());
-        }
-        if self.credential_ttl_secs < 60 {
-            return Err("turn.credential_ttl_secs: must be at least 60".into());
-        }
-        Ok(())
-    }
-}
-
 /// Bounds on sizes, queues and rates. Every one has a default suited to a small box.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
     /// Largest HTTP request body, bytes.
     pub max_body_bytes: usize,
@@ -186,88 +169,6 @@ impl Default for Limits {
     }
 }
 
-/// The TOML file's shape. Every key is optional.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    /// See [`Config::listen`].
-    pub listen: Option<String>,
-    /// See [`Config::data_dir`].
-    pub data_dir: Option<PathBuf>,
-    /// See [`Config::server_name`].
-    pub server_name: Option<String>,
-    /// See [`Limits`].
-    #[serde(default)]
-    pub limits: Option<Limits>,
-    /// See [`TurnConfig`].
-    #[serde(default)]
-    pub turn: Option<TurnConfig>,
-    /// See [`TlsConfig::cert`].
-    pub tls_cert: Option<PathBuf>,
-    /// See [`TlsConfig::key`].
-    pub tls_key: Option<PathBuf>,
-    /// See [`TlsConfig::self_signed`].
-    pub tls_self_signed: Option<bool>,
-    /// See [`TlsConfig::redirect_listen`].
-    pub http_redirect_listen: Option<String>,
-    /// See [`Config::metrics_listen`]; `"off"` turns it off.
-    pub metrics_listen: Option<String>,
-    /// See [`Config::trusted_proxies`].
-    pub trusted_proxies: Option<Vec<String>>,
-    /// See [`Config::federation_ca`].
-    pub federation_ca: Option<PathBuf>,
-}
-
-/// Settings as given on the command line or in the environment (already merged by clap).
-#[derive(Debug, Default, Clone, clap::Args)]
-pub struct ServeArgs {
-    /// TOML configuration file.
-    #[arg(long, short = 'c', env = "CHAT_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Address to listen on for the web app [default: 127.0.0.1:8080].
-    #[arg(long, env = "CHAT_LISTEN", value_name = "ADDR")]
-    pub listen: Option<String>,
-    /// Directory for the database [default: ./chat-data].
-    #[arg(long, env = "CHAT_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Server name used in user ids [default: derived from the listen address].
-    #[arg(long, env = "CHAT_SERVER_NAME", value_name = "NAME")]
-    pub server_name: Option<String>,
-    /// UDP and TCP address of the TURN relay [default: the listen IP, port 3478].
-    #[arg(long, env = "CHAT_TURN_LISTEN", value_name = "ADDR")]
-    pub turn_listen: Option<String>,
-    /// Address browsers reach the TURN relay at [default: the relay's listen IP].
-    #[arg(long, env = "CHAT_TURN_PUBLIC_IP", value_name = "IP")]
-    pub turn_public_ip: Option<String>,
-    /// Let the relay reach loopback, private and link-local addresses (LAN-only setups, tests).
-    #[arg(long, env = "CHAT_TURN_ALLOW_PRIVATE_PEERS")]
-    pub turn_allow_private_peers: bool,
-    /// Do not run the TURN relay.
-    #[arg(long, env = "CHAT_TURN_DISABLED")]
-    pub turn_disabled: bool,
-    /// Serve HTTPS with this PEM certificate chain (reloaded on change or SIGHUP).
-    #[arg(long, env = "CHAT_TLS_CERT", value_name = "FILE")]
-    pub tls_cert: Option<PathBuf>,
-    /// The PEM private key of --tls-cert.
-    #[arg(long, env = "CHAT_TLS_KEY", value_name = "FILE")]
-    pub tls_key: Option<PathBuf>,
-    /// Serve HTTPS with a self-signed certificate kept in the data directory (LAN use).
-    #[arg(long, env = "CHAT_TLS_SELF_SIGNED")]
-    pub tls_self_signed: bool,
-    /// Also listen for plain HTTP here and redirect it to HTTPS (e.g. 0.0.0.0:80).
-    #[arg(long, env = "CHAT_HTTP_REDIRECT_LISTEN", value_name = "ADDR")]
-    pub http_redirect_listen: Option<String>,
-    /// Serve /metrics (Prometheus) here, or "off" [default: 127.0.0.1:9187].
-    #[arg(long, env = "CHAT_METRICS_LISTEN", value_name = "ADDR|off")]
-    pub metrics_listen: Option<String>,
-    /// Reverse proxies whose X-Forwarded-For names the client (comma-separated IPs or CIDRs).
-    #[arg(long, env = "CHAT_TRUSTED_PROXIES", value_name = "IP|CIDR,...", value_delimiter = ',')]
-    pub trusted_proxies: Option<Vec<String>>,
-    /// Trust these PEM CA certificates for other servers too (private deployments, tests).
-    #[arg(long, env = "CHAT_FEDERATION_CA", value_name = "FILE")]
-    pub federation_ca: Option<PathBuf>,
-}
-
 impl Config {
     /// Zero-config defaults, with the given data directory.
     pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
@@ -286,70 +187,576 @@ impl Config {
 
     /// Builds the effective config: defaults < file < environment/flags. Errors name the bad setting.
     pub fn from_args(args: &ServeArgs) -> Result<Self, String> {
-        let file = match &args.config {
-            Some(path) => load_file(path)?,
-            None => FileConfig::default(),
-        };
         let mut cfg = Config::with_data_dir(DEFAULT_DATA_DIR);
-        if let Some(listen) = args.listen.as_deref().or(file.listen.as_deref()) {
-            cfg.listen = parse_listen(listen)?;
+        if let Some(path) = &args.config {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("config file {}: {e}", path.display()))?;
+            cfg.apply_file(&text).map_err(|e| format!("config file {}: {e}", path.display()))?;
         }
-        if let Some(dir) = args.data_dir.clone().or(file.data_dir) {
-            if dir.as_os_str().is_empty() {
-                return Err("data_dir: must not be empty".into());
-            }
-            cfg.data_dir = dir;
-        }
-        if let Some(name) = args.server_name.as_deref().or(file.server_name.as_deref()) {
-            cfg.server_name = Some(ServerName::parse(name).map_err(|e| format!("server_name: {e}"))?);
-        }
-        if let Some(limits) = file.limits {
-            cfg.limits = limits;
-        }
-        cfg.limits.check()?;
-        if let Some(turn) = file.turn {
-            cfg.turn = turn;
-        }
-        if let Some(addr) = &args.turn_listen {
-            cfg.turn.listen =
-                Some(addr.parse().map_err(|_| format!("turn_listen: {addr:?} is not an address like 0.0.0.0:3478"))?);
-        }
-        if let Some(ip) = &args.turn_public_ip {
-            cfg.turn.public_ip = Some(ip.parse().map_err(|_| format!("turn_public_ip: {ip:?} is not an IP address"))?);
-        }
-        cfg.turn.allow_private_peers |= args.turn_allow_private_peers;
-        if args.turn_disabled {
-            cfg.turn.enabled = false;
-        }
-        cfg.turn.check()?;
-        cfg.tls.cert = args.tls_cert.clone().or(file.tls_cert);
-        cfg.tls.key = args.tls_key.clone().or(file.tls_key);
-        cfg.tls.self_signed = args.tls_self_signed || file.tls_self_signed.unwrap_or(false);
-        if let Some(addr) = args.http_redirect_listen.as_deref().or(file.http_redirect_listen.as_deref()) {
-            cfg.tls.redirect_listen = Some(
-                addr.parse()
-                    .map_err(|_| format!("http_redirect_listen: {addr:?} is not an address like 0.0.0.0:80"))?,
-            );
+        for (key, value) in &args.values {
+            apply(&mut cfg, setting(key).ok_or_else(|| format!("{key}: no such setting"))?, value)?;
         }
         cfg.tls.check()?;
-        if let Some(m) = args.metrics_listen.as_deref().or(file.metrics_listen.as_deref()) {
-            cfg.metrics_listen = match m {
-                "off" => None,
-                addr => Some(addr.parse().map_err(|_| {
-                    format!("metrics_listen: {addr:?} is not an address like 127.0.0.1:9187 or \"off\"")
-                })?),
-            };
-        }
-        if let Some(ca) = args.federation_ca.clone().or(file.federation_ca) {
-            if !ca.is_file() {
-                return Err(format!("federation_ca: {} is not a readable file", ca.display()));
-            }
-            cfg.federation_ca = Some(ca);
-        }
-        if let Some(list) = args.trusted_proxies.as_ref().or(file.trusted_proxies.as_ref()) {
-            cfg.trusted_proxies = parse_proxies(list)?;
-        }
         Ok(cfg)
+    }
+
+    /// Applies a TOML file's settings over this config.
+    fn apply_file(&mut self, text: &str) -> Result<(), String> {
+        let table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+        for (name, value) in &table {
+            match value {
+                toml::Value::Table(section) if SECTIONS.contains(&name.as_str()) => {
+                    for (inner, value) in section {
+                        let key = format!("{name}.{inner}");
+                        apply(self, setting(&key).ok_or_else(|| unknown(&key))?, value)?;
+                    }
+                }
+                _ => apply(self, setting(name).ok_or_else(|| unknown(name))?, value)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+fn unknown(key: &str) -> String {
+    format!("unknown setting `{key}` (`chat config example` lists them all)")
+}
+
+fn apply(cfg: &mut Config, s: &Setting, value: &toml::Value) -> Result<(), String> {
+    (s.set)(cfg, value).map_err(|e| format!("{}: {e}", s.key))
+}
+
+/// The tables of the file; every other key is top level.
+const SECTIONS: &[&str] = &["limits", "turn"];
+
+/// How a setting is given on the command line.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Flag {
+    /// `--flag VALUE`, where the value is shown as the text given.
+    Value(&'static str),
+    /// `--flag` alone sets the setting to true.
+    Switch,
+    /// `--NAME` alone sets the setting to false (`--turn-disabled`).
+    SwitchOff(&'static str),
+}
+
+/// One setting, declared once: its file key, its help, how it is given as a flag, and how it is
+/// read from and written into a [`Config`]. The flag (`--` and the key with `.` and `_` as `-`),
+/// the environment variable (`CHAT_` and the flag in capitals), the file key, `chat config
+/// example` and `chat config check` all come from [`SETTINGS`].
+pub struct Setting {
+    /// The key in the file: `listen`, `limits.max_body_bytes`, `turn.listen`.
+    pub key: &'static str,
+    /// What it does, one or two sentences.
+    pub help: &'static str,
+    /// The flag's shape.
+    pub flag: Flag,
+    /// For a setting that is unset by default: a sample value for the example file (TOML).
+    pub sample: Option<&'static str>,
+    set: fn(&mut Config, &toml::Value) -> Result<(), String>,
+    get: fn(&Config) -> Option<toml::Value>,
+}
+
+impl Setting {
+    /// The long flag, without the dashes.
+    pub fn flag_name(&self) -> String {
+        match self.flag {
+            Flag::SwitchOff(name) => name.to_string(),
+            _ => self.key.replace(['.', '_'], "-"),
+        }
+    }
+
+    /// The environment variable.
+    pub fn env_name(&self) -> String {
+        format!("CHAT_{}", self.flag_name().replace('-', "_").to_uppercase())
+    }
+
+    /// The whole-number limits and quotas are listed by `--help`, not `-h`.
+    fn tuning(&self) -> bool {
+        matches!(self.flag, Flag::Value("N"))
+    }
+
+    fn arg(&self) -> clap::Arg {
+        let arg = clap::Arg::new(self.key)
+            .long(self.flag_name())
+            .env(self.env_name())
+            .help(self.help)
+            .hide_short_help(self.tuning());
+        match self.flag {
+            Flag::Value(name) => arg.value_name(name).action(clap::ArgAction::Set),
+            Flag::Switch | Flag::SwitchOff(_) => {
+                arg.action(clap::ArgAction::SetTrue).value_parser(clap::builder::BoolishValueParser::new())
+            }
+        }
+    }
+}
+
+/// The setting with this file key.
+pub fn setting(key: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|s| s.key == key)
+}
+
+// Readers that accept a value from the file (typed TOML) or from a flag or variable (text).
+fn text(v: &toml::Value) -> Result<String, String> {
+    match v {
+        toml::Value::String(s) => Ok(s.clone()),
+        toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => Ok(v.to_string()),
+        _ => Err(format!("expected text, found {}", v.type_str())),
+    }
+}
+
+fn whole<T: TryFrom<i64>>(v: &toml::Value, min: i64) -> Result<T, String> {
+    let n = match v {
+        toml::Value::Integer(n) => *n,
+        toml::Value::String(s) => s.trim().parse().map_err(|_| format!("{s:?} is not a whole number"))?,
+        _ => return Err(format!("expected a whole number, found {}", v.type_str())),
+    };
+    if n < min {
+        return Err(if min == 1 { "must be greater than 0".into() } else { format!("must be at least {min}") });
+    }
+    T::try_from(n).map_err(|_| format!("{n} is too large"))
+}
+
+fn boolean(v: &toml::Value) -> Result<bool, String> {
+    match v {
+        toml::Value::Boolean(b) => Ok(*b),
+        toml::Value::String(s) => match s.trim() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            other => Err(format!("{other:?} is not true or false")),
+        },
+        _ => Err(format!("expected true or false, found {}", v.type_str())),
+    }
+}
+
+/// A list: a TOML array of strings, or comma-separated text.
+fn list(v: &toml::Value) -> Result<Vec<String>, String> {
+    match v {
+        toml::Value::Array(items) => items.iter().map(text).collect(),
+        toml::Value::String(s) => Ok(s.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()),
+        _ => Err(format!("expected a list, found {}", v.type_str())),
+    }
+}
+
+fn addr(v: &toml::Value, like: &str) -> Result<SocketAddr, String> {
+    let s = text(v)?;
+    s.parse().map_err(|_| format!("{s:?} is not an address like {like}"))
+}
+
+fn path(v: &toml::Value) -> Result<PathBuf, String> {
+    let s = text(v)?;
+    if s.is_empty() {
+        return Err("must not be empty".into());
+    }
+    Ok(PathBuf::from(s))
+}
+
+fn shown(v: impl ToString) -> Option<toml::Value> {
+    Some(toml::Value::String(v.to_string()))
+}
+
+fn shown_path(p: &Option<PathBuf>) -> Option<toml::Value> {
+    p.as_ref().and_then(|p| shown(p.display()))
+}
+
+/// A setting that is a whole number field, at least `min`.
+macro_rules! whole {
+    ($key:literal, $min:expr, $help:literal, $($field:ident).+) => {
+        Setting {
+            key: $key,
+            help: $help,
+            flag: Flag::Value("N"),
+            sample: None,
+            set: |c, v| {
+                c.$($field).+ = whole(v, $min)?;
+                Ok(())
+            },
+            get: |c| i64::try_from(c.$($field).+).ok().map(toml::Value::Integer),
+        }
+    };
+}
+
+/// A setting that is a true/false field, given as a switch.
+macro_rules! switch {
+    ($key:literal, $help:literal, $($field:ident).+) => {
+        Setting {
+            key: $key,
+            help: $help,
+            flag: Flag::Switch,
+            sample: None,
+            set: |c, v| {
+                c.$($field).+ = boolean(v)?;
+                Ok(())
+            },
+            get: |c| Some(toml::Value::Boolean(c.$($field).+)),
+        }
+    };
+}
+
+/// Every setting, in the order `chat config example` lists them (top level, then each table).
+pub static SETTINGS: &[Setting] = &[
+    Setting {
+        key: "listen",
+        help: "Address of the web app (HTTP or HTTPS). Port 0 picks a free port.",
+        flag: Flag::Value("ADDR"),
+        sample: None,
+        set: |c, v| {
+            c.listen = addr(v, "127.0.0.1:8080 or [::1]:8080")?;
+            Ok(())
+        },
+        get: |c| shown(c.listen),
+    },
+    Setting {
+        key: "data_dir",
+        help: "Directory of the database (chat.redb) and the self-signed certificate.",
+        flag: Flag::Value("DIR"),
+        sample: None,
+        set: |c, v| {
+            c.data_dir = path(v)?;
+            Ok(())
+        },
+        get: |c| shown(c.data_dir.display()),
+    },
+    Setting {
+        key: "server_name",
+        help: "The name in user ids (@ana:NAME). Default: the listen address, or the hostname for 0.0.0.0.",
+        flag: Flag::Value("NAME"),
+        sample: Some("\"chat.example.org\""),
+        set: |c, v| {
+            c.server_name = Some(ServerName::parse(&text(v)?).map_err(|e| e.to_string())?);
+            Ok(())
+        },
+        get: |c| c.server_name.as_ref().and_then(shown),
+    },
+    Setting {
+        key: "tls_cert",
+        help: "HTTPS: PEM certificate chain, reloaded when the file changes or on SIGHUP.",
+        flag: Flag::Value("FILE"),
+        sample: Some("\"/etc/letsencrypt/live/chat.example.org/fullchain.pem\""),
+        set: |c, v| {
+            c.tls.cert = Some(path(v)?);
+            Ok(())
+        },
+        get: |c| shown_path(&c.tls.cert),
+    },
+    Setting {
+        key: "tls_key",
+        help: "The PEM private key of tls_cert (PKCS#8, PKCS#1 or SEC1).",
+        flag: Flag::Value("FILE"),
+        sample: Some("\"/etc/letsencrypt/live/chat.example.org/privkey.pem\""),
+        set: |c, v| {
+            c.tls.key = Some(path(v)?);
+            Ok(())
+        },
+        get: |c| shown_path(&c.tls.key),
+    },
+    switch!("tls_self_signed", "HTTPS with a self-signed certificate kept in data_dir (LAN use).", tls.self_signed),
+    Setting {
+        key: "http_redirect_listen",
+        help: "A plain-HTTP listener that redirects every request to HTTPS (e.g. 0.0.0.0:80).",
+        flag: Flag::Value("ADDR"),
+        sample: Some("\"0.0.0.0:80\""),
+        set: |c, v| {
+            c.tls.redirect_listen = Some(addr(v, "0.0.0.0:80")?);
+            Ok(())
+        },
+        get: |c| c.tls.redirect_listen.and_then(shown),
+    },
+    Setting {
+        key: "metrics_listen",
+        help: "Where Prometheus /metrics is served (loopback by default), or \"off\".",
+        flag: Flag::Value("ADDR|off"),
+        sample: None,
+        set: |c, v| {
+            c.metrics_listen = match text(v)?.as_str() {
+                "off" => None,
+                _ => Some(addr(v, "127.0.0.1:9187 or \"off\"")?),
+            };
+            Ok(())
+        },
+        get: |c| shown(c.metrics_listen.map(|a| a.to_string()).unwrap_or_else(|| "off".into())),
+    },
+    Setting {
+        key: "trusted_proxies",
+        help: "Reverse proxies (IPs or networks) whose X-Forwarded-For names the client; \
+               as a flag or variable, comma-separated. Empty: the TCP peer is the client.",
+        flag: Flag::Value("IP|CIDR,..."),
+        sample: None,
+        set: |c, v| {
+            c.trusted_proxies = parse_proxies(&list(v)?)?;
+            Ok(())
+        },
+        get: |c| Some(toml::Value::Array(c.trusted_proxies.iter().filter_map(shown).collect())),
+    },
+    Setting {
+        key: "federation_ca",
+        help: "CA certificates (PEM) trusted for other servers besides the system's (private federations, tests).",
+        flag: Flag::Value("FILE"),
+        sample: Some("\"/etc/chat/federation-ca.pem\""),
+        set: |c, v| {
+            let ca = path(v)?;
+            if !ca.is_file() {
+                return Err(format!("{} is not a readable file", ca.display()));
+            }
+            c.federation_ca = Some(ca);
+            Ok(())
+        },
+        get: |c| shown_path(&c.federation_ca),
+    },
+    whole!("limits.max_body_bytes", 1, "Largest HTTP request body, bytes.", limits.max_body_bytes),
+    whole!("limits.max_message_bytes", 1, "Largest message, UTF-8 bytes.", limits.max_message_bytes),
+    whole!("limits.max_ws_frame_bytes", 1, "Largest WebSocket frame from a client, bytes.", limits.max_ws_frame_bytes),
+    whole!("limits.live_queue", 1, "Frames queued per live connection before it catches up.", limits.live_queue),
+    whole!(
+        "limits.max_catchup_events",
+        1,
+        "Events replayed on reconnect before \"resync\".",
+        limits.max_catchup_events
+    ),
+    whole!("limits.token_ttl_secs", 60, "Sign-in token lifetime, seconds.", limits.token_ttl_secs),
+    whole!(
+        "limits.logins_per_account_per_minute",
+        1,
+        "Login attempts per account per minute.",
+        limits.logins_per_account_per_minute
+    ),
+    whole!(
+        "limits.logins_per_ip_per_minute",
+        1,
+        "Login attempts per client IP per minute.",
+        limits.logins_per_ip_per_minute
+    ),
+    whole!("limits.max_sockets_per_user", 1, "Open WebSockets per user.", limits.max_sockets_per_user),
+    whole!(
+        "limits.messages_per_user_per_minute",
+        1,
+        "Sends per user per minute (bursts of as many); more get 429.",
+        limits.messages_per_user_per_minute
+    ),
+    whole!(
+        "limits.registrations_per_ip_per_minute",
+        1,
+        "Sign-ups per client IP per minute.",
+        limits.registrations_per_ip_per_minute
+    ),
+    whole!(
+        "limits.header_timeout_secs",
+        1,
+        "Seconds to send request headers; also the idle keep-alive lifetime.",
+        limits.header_timeout_secs
+    ),
+    whole!(
+        "limits.request_timeout_secs",
+        1,
+        "Seconds per request until the response starts (408 after).",
+        limits.request_timeout_secs
+    ),
+    whole!("limits.max_connections", 1, "HTTP connections at once (WebSockets not counted).", limits.max_connections),
+    whole!(
+        "limits.federation_requests_per_origin_per_minute",
+        1,
+        "Signed requests per other server per minute.",
+        limits.federation_requests_per_origin_per_minute
+    ),
+    whole!(
+        "limits.federation_retry_max_secs",
+        1,
+        "Longest wait, seconds, between deliveries to a server that is down.",
+        limits.federation_retry_max_secs
+    ),
+    Setting {
+        key: "turn.enabled",
+        help: "Run the built-in TURN relay; --turn-disabled or CHAT_TURN_DISABLED=true turns it off.",
+        flag: Flag::SwitchOff("turn-disabled"),
+        sample: None,
+        set: |c, v| {
+            c.turn.enabled = boolean(v)?;
+            Ok(())
+        },
+        get: |c| Some(toml::Value::Boolean(c.turn.enabled)),
+    },
+    Setting {
+        key: "turn.listen",
+        help: "UDP and TCP address of the relay. Default: the listen IP, port 3478.",
+        flag: Flag::Value("ADDR"),
+        sample: Some("\"0.0.0.0:3478\""),
+        set: |c, v| {
+            c.turn.listen = Some(addr(v, "0.0.0.0:3478")?);
+            Ok(())
+        },
+        get: |c| c.turn.listen.and_then(shown),
+    },
+    Setting {
+        key: "turn.public_ip",
+        help: "The address browsers reach the relay at (set it behind NAT). Default: the listen IP, \
+               or the first non-loopback IPv4 address when listening on 0.0.0.0.",
+        flag: Flag::Value("IP"),
+        sample: Some("\"203.0.113.5\""),
+        set: |c, v| {
+            let ip = text(v)?;
+            c.turn.public_ip = Some(ip.parse().map_err(|_| format!("{ip:?} is not an IP address"))?);
+            Ok(())
+        },
+        get: |c| c.turn.public_ip.and_then(shown),
+    },
+    switch!(
+        "turn.allow_private_peers",
+        "Relay to loopback, private and link-local peers too (LAN-only setups, tests).",
+        turn.allow_private_peers
+    ),
+    whole!("turn.allocations_per_user", 1, "Live relay allocations per user.", turn.allocations_per_user),
+    whole!("turn.allocations_total", 1, "Live relay allocations in total.", turn.allocations_total),
+    whole!("turn.credential_ttl_secs", 60, "Lifetime of minted TURN credentials, seconds.", turn.credential_ttl_secs),
+];
+
+/// Settings given as flags or environment variables (already merged by clap), and the file.
+#[derive(Debug, Default, Clone)]
+pub struct ServeArgs {
+    /// TOML configuration file (`--config`, `CHAT_CONFIG`).
+    pub config: Option<PathBuf>,
+    /// Setting values by file key, applied over the file.
+    pub values: Vec<(&'static str, toml::Value)>,
+}
+
+impl ServeArgs {
+    /// Sets a setting as a flag would (`set("listen", "127.0.0.1:9001")`).
+    pub fn set(&mut self, key: &str, value: &str) -> &mut Self {
+        let key = setting(key).map_or("unknown", |s| s.key);
+        self.values.push((key, toml::Value::String(value.into())));
+        self
+    }
+}
+
+fn config_arg() -> clap::Arg {
+    clap::Arg::new("config")
+        .long("config")
+        .short('c')
+        .env("CHAT_CONFIG")
+        .value_name("FILE")
+        .value_parser(clap::value_parser!(PathBuf))
+        .help("TOML configuration file")
+}
+
+fn from_matches(m: &clap::ArgMatches, settings: &[&'static Setting]) -> ServeArgs {
+    let mut args = ServeArgs { config: m.get_one::<PathBuf>("config").cloned(), values: Vec::new() };
+    for s in settings {
+        let given = matches!(
+            m.value_source(s.key),
+            Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
+        );
+        if !given {
+            continue;
+        }
+        let value = match s.flag {
+            Flag::Value(_) => m.get_one::<String>(s.key).map(|v| toml::Value::String(v.clone())),
+            Flag::Switch => Some(toml::Value::Boolean(m.get_flag(s.key))),
+            Flag::SwitchOff(_) => Some(toml::Value::Boolean(!m.get_flag(s.key))),
+        };
+        if let Some(v) = value {
+            args.values.push((s.key, v));
+        }
+    }
+    args
+}
+
+impl clap::FromArgMatches for ServeArgs {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        Ok(from_matches(m, &SETTINGS.iter().collect::<Vec<_>>()))
+    }
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl clap::Args for ServeArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        cmd.arg(config_arg()).args(SETTINGS.iter().map(Setting::arg))
+    }
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+/// `--data-dir` and `--config` alone, for the commands that only need the data (`backup`,
+/// `restore`, `admin`), from the same declarations as `serve`'s.
+#[derive(Debug, Default, Clone)]
+pub struct DataDirArgs(pub ServeArgs);
+
+impl clap::FromArgMatches for DataDirArgs {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        Ok(DataDirArgs(from_matches(m, &[data_dir_setting()])))
+    }
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl clap::Args for DataDirArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        cmd.arg(config_arg().global(true)).arg(data_dir_setting().arg().global(true))
+    }
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+fn data_dir_setting() -> &'static Setting {
+    &SETTINGS[1]
+}
+
+/// `chat config example`: every setting with its help and default (a sample, commented, for
+/// those unset by default). A test checks it parses to the defaults.
+pub fn example() -> String {
+    let mut out = String::from(
+        "# chat configuration (TOML). Every key is optional; shown with its default.\n\
+         # Precedence: defaults < this file (--config / CHAT_CONFIG) < CHAT_* variables < flags.\n",
+    );
+    write_settings(&mut out, &Config::with_data_dir(DEFAULT_DATA_DIR), true);
+    out
+}
+
+/// The effective settings as TOML, for `chat config check` (nothing in the config is secret:
+/// the token and TURN secrets live in the database).
+pub fn effective_toml(cfg: &Config) -> String {
+    let mut out = String::from("# The effective configuration (file, CHAT_* variables and flags).\n");
+    write_settings(&mut out, cfg, false);
+    out
+}
+
+fn write_settings(out: &mut String, cfg: &Config, example: bool) {
+    use std::fmt::Write;
+    let mut section = "";
+    for s in SETTINGS {
+        let (table, name) = s.key.split_once('.').unwrap_or(("", s.key));
+        if table != section {
+            section = table;
+            let _ = write!(out, "\n[{table}]\n");
+        } else if table.is_empty() {
+            out.push('\n');
+        }
+        if example || table.is_empty() {
+            let how = format!("{} / --{}", s.env_name(), s.flag_name());
+            match s.help.len() + how.len() > 96 {
+                true => writeln!(out, "# {}\n#   {how}", s.help),
+                false => writeln!(out, "# {}   {how}", s.help),
+            }
+            .ok();
+        }
+        match ((s.get)(cfg), s.sample) {
+            (Some(v), _) => {
+                let _ = writeln!(out, "{name} = {v}");
+            }
+            (None, _) if s.key == "server_name" && !example => {
+                let _ = writeln!(out, "server_name = \"{}\"   # derived from listen", derive_server_name(cfg.listen));
+            }
+            (None, Some(sample)) if example => {
+                let _ = writeln!(out, "# {name} = {sample}");
+            }
+            (None, _) => {
+                let _ = writeln!(out, "# {name} is not set");
+            }
+        }
     }
 }
 
@@ -361,150 +768,9 @@ fn parse_proxies(list: &[String]) -> Result<Vec<ipnet::IpNet>, String> {
         .map(|s| {
             s.parse::<ipnet::IpNet>()
                 .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                .map_err(|_| format!("trusted_proxies: {s:?} is not an IP address or a network like 10.0.0.0/8"))
+                .map_err(|_| format!("{s:?} is not an IP address or a network like 10.0.0.0/8"))
         })
         .collect()
-}
-
-impl Limits {
-    /// Rejects limits that would make the server unusable.
-    pub fn check(&self) -> Result<(), String> {
-        let positive = [
-            ("max_body_bytes", self.max_body_bytes),
-            ("max_message_bytes", self.max_message_bytes),
-            ("max_ws_frame_bytes", self.max_ws_frame_bytes),
-            ("live_queue", self.live_queue),
-            ("max_catchup_events", self.max_catchup_events),
-            ("max_sockets_per_user", self.max_sockets_per_user),
-            ("max_connections", self.max_connections),
-            ("messages_per_user_per_minute", self.messages_per_user_per_minute as usize),
-            ("registrations_per_ip_per_minute", self.registrations_per_ip_per_minute as usize),
-            ("logins_per_account_per_minute", self.logins_per_account_per_minute as usize),
-            ("logins_per_ip_per_minute", self.logins_per_ip_per_minute as usize),
-            ("header_timeout_secs", self.header_timeout_secs as usize),
-            ("federation_requests_per_origin_per_minute", self.federation_requests_per_origin_per_minute as usize),
-            ("request_timeout_secs", self.request_timeout_secs as usize),
-            ("federation_retry_max_secs", self.federation_retry_max_secs as usize),
-        ];
-        for (name, v) in positive {
-            if v == 0 {
-                return Err(format!("limits.{name}: must be greater than 0"));
-            }
-        }
-        if self.token_ttl_secs < 60 {
-            return Err("limits.token_ttl_secs: must be at least 60".into());
-        }
-        Ok(())
-    }
-}
-
-fn parse_listen(s: &str) -> Result<SocketAddr, String> {
-    s.parse().map_err(|_| format!("listen: {s:?} is not an address like 127.0.0.1:8080 or [::1]:8080"))
-}
-
-fn load_file(path: &Path) -> Result<FileConfig, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("config file {}: {e}", path.display()))?;
-    toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))
-}
-
-/// `chat config example`: every setting with its default, commented. `docs/configuration.md`
-/// says the same in a table; a test checks this text parses to the defaults.
-pub const EXAMPLE: &str = r#"# chat configuration (TOML). Every key is optional; shown with its default.
-# Precedence: defaults < this file (--config / CHAT_CONFIG) < CHAT_* variables < flags.
-
-# Address of the web app (HTTP or HTTPS). Port 0 picks a free port.   CHAT_LISTEN
-listen = "127.0.0.1:8080"
-# Directory of the database (chat.redb) and the self-signed certificate.   CHAT_DATA_DIR
-data_dir = "chat-data"
-# The name in user ids (@ana:NAME). Default: the listen address, or the hostname for 0.0.0.0.
-# CHAT_SERVER_NAME
-# server_name = "chat.example.org"
-
-# HTTPS. Give a certificate and key (PEM; reloaded when the files change or on SIGHUP) ...
-# CHAT_TLS_CERT, CHAT_TLS_KEY
-# tls_cert = "/etc/letsencrypt/live/chat.example.org/fullchain.pem"
-# tls_key = "/etc/letsencrypt/live/chat.example.org/privkey.pem"
-# ... or a self-signed certificate kept in data_dir (LAN use).   CHAT_TLS_SELF_SIGNED
-tls_self_signed = false
-# Plain-HTTP listener redirecting to HTTPS.   CHAT_HTTP_REDIRECT_LISTEN
-# http_redirect_listen = "0.0.0.0:80"
-# Prometheus /metrics, on loopback by default; "off" turns it off.   CHAT_METRICS_LISTEN
-metrics_listen = "127.0.0.1:9187"
-# Reverse proxies (IPs or networks) whose X-Forwarded-For names the client, for rate limits
-# and logs. Empty: the TCP peer is the client.   CHAT_TRUSTED_PROXIES (comma-separated)
-trusted_proxies = []
-# CA certificates (PEM) trusted for other servers besides the system's (private
-# federations, tests).   CHAT_FEDERATION_CA
-# federation_ca = "/etc/chat/federation-ca.pem"
-
-[limits]
-max_body_bytes = 65536                # largest HTTP request body
-max_message_bytes = 16384             # largest message (UTF-8 bytes)
-max_ws_frame_bytes = 65536            # largest WebSocket frame from a client
-live_queue = 256                      # frames queued per live connection before catch-up
-max_catchup_events = 2000             # events replayed on reconnect before "resync"
-token_ttl_secs = 86400                # sign-in token lifetime
-logins_per_account_per_minute = 10
-logins_per_ip_per_minute = 30
-max_sockets_per_user = 32             # open WebSockets per user
-messages_per_user_per_minute = 300    # sends per user (bursts of as many); more get 429
-registrations_per_ip_per_minute = 5   # sign-ups per client IP
-header_timeout_secs = 10              # to send request headers; idle keep-alive lifetime
-request_timeout_secs = 30             # per request until the response starts (408 after)
-max_connections = 4096                # HTTP connections at once (WebSockets not counted)
-federation_requests_per_origin_per_minute = 3000   # signed requests per other server
-federation_retry_max_secs = 600       # longest wait between deliveries to a server that is down
-
-[turn]
-enabled = true                        # CHAT_TURN_DISABLED=true turns it off
-# UDP and TCP address of the relay. Default: the listen IP, port 3478.   CHAT_TURN_LISTEN
-# listen = "0.0.0.0:3478"
-# The address browsers reach the relay at (set it behind NAT). Default: the listen IP, or the
-# first non-loopback IPv4 address when listening on 0.0.0.0.   CHAT_TURN_PUBLIC_IP
-# public_ip = "203.0.113.5"
-allow_private_peers = false           # relay to loopback/private/link-local peers (LAN only)
-allocations_per_user = 32
-allocations_total = 1000
-credential_ttl_secs = 43200           # lifetime of minted TURN credentials
-"#;
-
-/// The effective settings as TOML, for `chat config check` (nothing in the config is secret:
-/// the token and TURN secrets live in the database).
-pub fn effective_toml(cfg: &Config) -> String {
-    #[derive(Serialize)]
-    struct Effective<'a> {
-        listen: String,
-        data_dir: String,
-        server_name: String,
-        tls_cert: Option<String>,
-        tls_key: Option<String>,
-        tls_self_signed: bool,
-        http_redirect_listen: Option<String>,
-        metrics_listen: String,
-        trusted_proxies: Vec<String>,
-        federation_ca: Option<String>,
-        limits: &'a Limits,
-        turn: &'a TurnConfig,
-    }
-    let e = Effective {
-        listen: cfg.listen.to_string(),
-        data_dir: cfg.data_dir.display().to_string(),
-        server_name: cfg
-            .server_name
-            .as_ref()
-            .map(|n| n.to_string())
-            .unwrap_or_else(|| format!("{} (derived from listen)", derive_server_name(cfg.listen))),
-        tls_cert: cfg.tls.cert.as_ref().map(|p| p.display().to_string()),
-        tls_key: cfg.tls.key.as_ref().map(|p| p.display().to_string()),
-        tls_self_signed: cfg.tls.self_signed,
-        http_redirect_listen: cfg.tls.redirect_listen.map(|a| a.to_string()),
-        metrics_listen: cfg.metrics_listen.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
-        trusted_proxies: cfg.trusted_proxies.iter().map(|n| n.to_string()).collect(),
-        federation_ca: cfg.federation_ca.as_ref().map(|p| p.display().to_string()),
-        limits: &cfg.limits,
-        turn: &cfg.turn,
-    };
-    toml::to_string(&e).unwrap_or_else(|err| format!("# cannot print the configuration: {err}\n"))
 }
 
 /// The server name implied by a bound address when none is configured.
@@ -532,50 +798,76 @@ pub fn derive_server_name(bound: SocketAddr) -> ServerName {
 mod tests {
     use super::*;
 
-    #[test]
-    fn file_then_flags() {
+    fn with_file(text: &str) -> (tempfile::TempDir, ServeArgs) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("chat.toml");
-        std::fs::write(
-            &path,
-            "listen = \"127.0.0.1:9000\"\nserver_name = \"chat.test\"\n[limits]\nmax_message_bytes = 100\n",
-        )
-        .unwrap();
-        let args =
-            ServeArgs { config: Some(path.clone()), listen: Some("127.0.0.1:9001".into()), ..Default::default() };
+        std::fs::write(&path, text).unwrap();
+        (dir, ServeArgs { config: Some(path), values: Vec::new() })
+    }
+
+    #[test]
+    fn file_then_flags() {
+        let (_dir, mut args) =
+            with_file("listen = \"127.0.0.1:9000\"\nserver_name = \"chat.test\"\n[limits]\nmax_message_bytes = 100\n");
+        args.set("listen", "127.0.0.1:9001").set("limits.live_queue", "7").set("turn.allow_private_peers", "true");
         let cfg = Config::from_args(&args).unwrap();
         assert_eq!(cfg.listen.port(), 9001);
         assert_eq!(cfg.server_name.unwrap().as_str(), "chat.test");
         assert_eq!(cfg.limits.max_message_bytes, 100);
-        assert_eq!(cfg.limits.live_queue, Limits::default().live_queue);
+        assert_eq!(cfg.limits.live_queue, 7);
+        assert_eq!(cfg.limits.max_body_bytes, Limits::default().max_body_bytes);
+        assert!(cfg.turn.allow_private_peers);
     }
 
     #[test]
     fn bad_values_are_named() {
-        let e = Config::from_args(&ServeArgs { listen: Some("nope".into()), ..Default::default() }).unwrap_err();
-        assert!(e.starts_with("listen:"), "{e}");
-        let e = Config::from_args(&ServeArgs { server_name: Some("a b".into()), ..Default::default() }).unwrap_err();
-        assert!(e.starts_with("server_name:"), "{e}");
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.toml");
-        std::fs::write(&path, "lisen = 1").unwrap();
-        let e = Config::from_args(&ServeArgs { config: Some(path), ..Default::default() }).unwrap_err();
-        assert!(e.contains("unknown field"), "{e}");
+        let bad = |key: &str, value: &str| {
+            let mut args = ServeArgs::default();
+            args.set(key, value);
+            Config::from_args(&args).unwrap_err()
+        };
+        assert!(bad("listen", "nope").starts_with("listen:"));
+        assert!(bad("server_name", "a b").starts_with("server_name:"));
+        assert!(bad("limits.live_queue", "0").starts_with("limits.live_queue: must be greater than 0"));
+        assert!(bad("limits.token_ttl_secs", "59").starts_with("limits.token_ttl_secs: must be at least 60"));
+        assert!(bad("trusted_proxies", "10.0.0.0/8,nope").starts_with("trusted_proxies: \"nope\""));
+        assert!(bad("turn.public_ip", "x").starts_with("turn.public_ip:"));
+        let (_dir, args) = with_file("lisen = 1");
+        let e = Config::from_args(&args).unwrap_err();
+        assert!(e.contains("unknown setting `lisen`"), "{e}");
+        let (_dir, args) = with_file("[limits]\ntoken_ttl_secs = \"long\"\n");
+        let e = Config::from_args(&args).unwrap_err();
+        assert!(e.contains("limits.token_ttl_secs: \"long\" is not a whole number"), "{e}");
     }
 
     #[test]
     fn the_example_is_the_defaults() {
-        let file: FileConfig = toml::from_str(EXAMPLE).unwrap();
-        assert_eq!(file.limits.unwrap(), Limits::default());
-        assert_eq!(file.turn.unwrap(), TurnConfig::default());
-        assert_eq!(file.listen.as_deref(), Some(DEFAULT_LISTEN));
-        assert_eq!(file.data_dir.unwrap(), PathBuf::from(DEFAULT_DATA_DIR));
-        // Every key the effective config prints is in the example (commented or not).
-        let printed = effective_toml(&Config::with_data_dir("chat-data"));
-        for line in printed.lines().filter(|l| l.contains(" = ")) {
-            let key = line.split(" = ").next().unwrap();
-            assert!(EXAMPLE.contains(&format!("{key} =")), "{key} missing from the example");
+        let (_dir, args) = with_file(&example());
+        let parsed = Config::from_args(&args).unwrap();
+        let defaults = Config::with_data_dir(DEFAULT_DATA_DIR);
+        assert_eq!(effective_toml(&parsed), effective_toml(&defaults));
+        assert_eq!(parsed.limits, Limits::default());
+        assert_eq!(parsed.turn, TurnConfig::default());
+        // Every setting is in the example, set or as a commented sample.
+        let text = example();
+        for s in SETTINGS {
+            let name = s.key.rsplit('.').next().unwrap();
+            assert!(text.contains(&format!("{name} = ")), "{} missing from the example", s.key);
+            assert!(text.contains(&s.env_name()), "{} missing from the example", s.env_name());
         }
+    }
+
+    #[test]
+    fn every_setting_is_documented_and_distinct() {
+        let doc = include_str!("../docs/configuration.md");
+        let mut flags = std::collections::HashSet::new();
+        for s in SETTINGS {
+            let name = s.key.rsplit('.').next().unwrap();
+            assert!(doc.contains(&format!("`{name}`")), "docs/configuration.md lacks {}", s.key);
+            assert!(doc.contains(&s.env_name()), "docs/configuration.md lacks {}", s.env_name());
+            assert!(flags.insert(s.flag_name()), "two settings share --{}", s.flag_name());
+        }
+        assert_eq!(data_dir_setting().key, "data_dir");
     }
 
     #[test]

@@ -138,35 +138,16 @@ enum RoomCommand {
     },
 }
 
-/// Where the data directory is, for `backup` and `restore`: `--data-dir`, or `data_dir` from
-/// `--config` (the packaged service: `--config /etc/chat/chat.toml`).
-#[derive(clap::Args)]
-struct DataDirArgs {
-    /// Data directory [default: ./chat-data].
-    #[arg(long, env = "CHAT_DATA_DIR", value_name = "DIR", global = true)]
-    data_dir: Option<std::path::PathBuf>,
-    /// Take the data directory from this configuration file.
-    #[arg(long, short = 'c', env = "CHAT_CONFIG", value_name = "FILE", global = true)]
-    config: Option<std::path::PathBuf>,
-}
+/// Where the data directory is, for `backup`, `restore` and `admin`: `--data-dir`, or `data_dir`
+/// from `--config` (the packaged service: `--config /etc/chat/chat.toml`).
+use chat::config::DataDirArgs;
 
-impl DataDirArgs {
-    fn config(&self) -> Result<chat::Config, String> {
-        let args = chat::config::ServeArgs {
-            data_dir: self.data_dir.clone(),
-            config: self.config.clone(),
-            ..Default::default()
-        };
-        chat::Config::from_args(&args)
-    }
-
-    /// The configuration, or the exit code after saying what is wrong with it.
-    fn config_or_exit(&self) -> Result<chat::Config, std::process::ExitCode> {
-        self.config().map_err(|e| {
-            eprintln!("chat: configuration error: {e}");
-            std::process::ExitCode::from(2)
-        })
-    }
+/// The configuration, or the exit code after saying what is wrong with it.
+fn config_or_exit(dir: &DataDirArgs) -> Result<chat::Config, std::process::ExitCode> {
+    chat::Config::from_args(&dir.0).map_err(|e| {
+        eprintln!("chat: configuration error: {e}");
+        std::process::ExitCode::from(2)
+    })
 }
 
 fn main() -> std::process::ExitCode {
@@ -191,7 +172,7 @@ fn main() -> std::process::ExitCode {
         Command::Restore { file, dir } => restore(&file, &dir),
         Command::Admin { what, dir } => admin(what, &dir),
         Command::Config(ConfigCommand::Example) => {
-            print!("{}", chat::config::EXAMPLE);
+            print!("{}", chat::config::example());
             std::process::ExitCode::SUCCESS
         }
         Command::Config(ConfigCommand::Check { file, mut args }) => {
@@ -270,7 +251,7 @@ async fn wait_for_signal() {
 }
 
 fn backup(file: &std::path::Path, dir: &DataDirArgs) -> std::process::ExitCode {
-    let data_dir = match dir.config_or_exit() {
+    let data_dir = match config_or_exit(dir) {
         Ok(c) => c.data_dir,
         Err(code) => return code,
     };
@@ -313,7 +294,7 @@ fn backup(file: &std::path::Path, dir: &DataDirArgs) -> std::process::ExitCode {
 }
 
 fn restore(file: &std::path::Path, dir: &DataDirArgs) -> std::process::ExitCode {
-    let data_dir = match dir.config_or_exit() {
+    let data_dir = match config_or_exit(dir) {
         Ok(c) => c.data_dir,
         Err(code) => return code,
     };
@@ -350,7 +331,7 @@ fn password_from_stdin(wanted: bool) -> Result<Option<String>, String> {
 
 fn admin(what: AdminCommand, dir: &DataDirArgs) -> std::process::ExitCode {
     use chat::admin::Op;
-    let config = match dir.config_or_exit() {
+    let config = match config_or_exit(dir) {
         Ok(c) => c,
         Err(code) => return code,
     };

@@ -3,7 +3,8 @@
 //! WebSocket cap per user. Every limit here is a setting; these tests turn it down.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use chat_testkit as common;
+use chat_testkit::reqwest;
 
 use std::time::{Duration, Instant};
 

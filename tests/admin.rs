@@ -2,7 +2,8 @@
 //! against a stopped one on the same data dir) and the `/admin` page.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use chat_testkit as common;
+use chat_testkit::reqwest;
 
 use std::path::Path;
 use std::process::Output;

@@ -1,7 +1,8 @@
 //! The JSON API against the real server: accounts, rooms, messages, access rules, bad input.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use chat_testkit as common;
+use chat_testkit::reqwest;
 
 use common::TestServer;
 use reqwest::StatusCode;

@@ -1,6 +1,5 @@
 //! The layers point one way. Reads every `crate::…` path in `src/` (up to a file's
-//! `#[cfg(test)]` module, after which clippy's `items_after_test_module` allows nothing; the
-//! `chat-load` binary is not part of the library), maps each file to its top-level module, and checks the
+//! `#[cfg(test)]` module, after which clippy's `items_after_test_module` allows nothing), maps each file to its top-level module, and checks the
 //! edges against the layer list in `docs/architecture.md` (the fenced `layers` block, bottom
 //! up, one layer a line). A module may use its own layer (unless two modules then use each
 //! other) and the layers below it, never one above.
@@ -78,7 +77,7 @@ fn edges(root: &Path) -> BTreeMap<(String, String), BTreeSet<String>> {
     let mut out: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
     for f in files {
         let rel = f.strip_prefix(&src).unwrap().to_string_lossy().replace('\\', "/");
-        if rel.starts_with("bin/") || rel == "main.rs" || rel == "lib.rs" {
+        if rel == "main.rs" || rel == "lib.rs" {
             continue;
         }
         let module = rel.split('/').next().unwrap().trim_end_matches(".rs").to_string();
@@ -135,8 +134,8 @@ fn only_the_store_opens_redb() {
     let mut outside = Vec::new();
     for f in files {
         let rel = f.strip_prefix(&src).unwrap().to_string_lossy().replace('\\', "/");
-        // `error.rs` turns redb's errors into ours; the load tool never links the store.
-        if rel.starts_with("store/") || rel == "error.rs" || rel.starts_with("bin/") {
+        // `error.rs` turns redb's errors into ours.
+        if rel.starts_with("store/") || rel == "error.rs" {
             continue;
         }
         let text = std::fs::read_to_string(&f).unwrap();

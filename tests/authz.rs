@@ -11,7 +11,9 @@
 //! The server-administration routes act on `subject`, an account that plays no other part.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use chat_testkit as common;
+use chat_testkit::reqwest;
+use chat_testkit::tokio_tungstenite;
 
 use std::collections::BTreeSet;
 

@@ -3,7 +3,8 @@
 //! them; a server killed during a backup leaves no half-written backup file.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use chat_testkit as common;
+use chat_testkit::reqwest;
 
 use std::process::Command;
 use std::sync::Arc;

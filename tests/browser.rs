@@ -2,12 +2,12 @@
 //! real server. Needs Debian's `chromium` and `npm ci` in `tests/browser` (scripts/test does both).
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use chat_testkit as common;
 
 use std::process::Command;
 
+use chat_testkit::reqwest::StatusCode;
 use common::{Binary, TestServer};
-use reqwest::StatusCode;
 use serde_json::json;
 
 /// One Chromium script at a time: on 2 cores, two browsers with calls running side by side

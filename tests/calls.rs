@@ -2,7 +2,8 @@
 //! send candidates; the priority lane; missed calls; call rosters.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use chat_testkit as common;
+use chat_testkit::reqwest;
 
 use std::time::Duration;
 

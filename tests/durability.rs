@@ -2,7 +2,8 @@
 //! batches concurrent writes; the CLI's settings, errors and signals.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use chat_testkit as common;
+use chat_testkit::reqwest;
 
 use std::process::Command;
 
@@ -136,7 +137,7 @@ fn config_example_and_check() {
     for (text, named) in [
         ("listen = \"nope\"\n", "listen:"),
         ("[limits]\nlive_queu = 3\n", "live_queu"),
-        ("[turn]\nallocations_total = 0\n", "turn.allocations_per_user and turn.allocations_total"),
+        ("[turn]\nallocations_total = 0\n", "turn.allocations_total: must be greater than 0"),
         ("tls_cert = \"/x.pem\"\n", "tls_key:"),
         ("[limits]\ntoken_ttl_secs = \"long\"\n", "token_ttl_secs"),
     ] {

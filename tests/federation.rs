@@ -5,7 +5,7 @@
 //! the CA cannot fetch keys at all.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use chat_testkit as common;
 
 use std::path::Path;
 

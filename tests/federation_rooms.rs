@@ -3,7 +3,8 @@
 //! forged and tampered events are refused and never shown.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use chat_testkit as common;
+use chat_testkit::reqwest;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -3,7 +3,8 @@
 //! HSTS. The client side is rustls (ring) trusting exactly the certificate under test.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use chat_testkit as common;
+use chat_testkit::tokio_tungstenite;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -287,16 +288,20 @@ fn bad_tls_settings_are_named() {
         f(&mut a);
         chat::Config::from_args(&a)
     };
-    let e = args(&|a| a.tls_cert = Some("/x.crt".into())).unwrap_err();
+    let e = args(&|a| {
+        a.set("tls_cert", "/x.crt");
+    })
+    .unwrap_err();
     assert!(e.starts_with("tls_key:"), "{e}");
     let e = args(&|a| {
-        a.tls_self_signed = true;
-        a.tls_cert = Some("/x.crt".into());
-        a.tls_key = Some("/x.key".into());
+        a.set("tls_self_signed", "true").set("tls_cert", "/x.crt").set("tls_key", "/x.key");
     })
     .unwrap_err();
     assert!(e.starts_with("tls_self_signed:"), "{e}");
-    let e = args(&|a| a.http_redirect_listen = Some("127.0.0.1:0".into())).unwrap_err();
+    let e = args(&|a| {
+        a.set("http_redirect_listen", "127.0.0.1:0");
+    })
+    .unwrap_err();
     assert!(e.starts_with("http_redirect_listen:"), "{e}");
     // Unreadable files are reported at start with the setting's name.
     let e = chat::tls::load_pair(Path::new("/nonexistent.crt"), Path::new("/nonexistent.key")).unwrap_err();

@@ -1,7 +1,8 @@
 //! The live channel against the real server: delivery, resume, slow clients, origin, logout.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use chat_testkit as common;
+use chat_testkit::reqwest;
 
 use std::time::{Duration, Instant};
 

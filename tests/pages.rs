@@ -1,7 +1,8 @@
 //! Server-rendered pages and the no-JavaScript form flows, with cookies as a browser sends them.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use chat_testkit as common;
+use chat_testkit::reqwest;
 
 use common::TestServer;
 use reqwest::StatusCode;

@@ -1,7 +1,8 @@
 //! The ephemeral layer: presence, typing, read receipts and unread counts, over real sockets.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use chat_testkit as common;
+use chat_testkit::reqwest;
 
 use std::time::{Duration, Instant};
 

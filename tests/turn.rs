@@ -3,7 +3,8 @@
 //! (Debian package `coturn`; scripts/test installs it) for the data and malformed-protocol tests.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use chat_testkit as common;
+use chat_testkit::reqwest;
 
 use std::net::SocketAddr;
 use std::process::Command;

@@ -6,7 +6,8 @@
 //! hello, and created a room of his own.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod common;
+use chat_testkit as common;
+use chat_testkit::reqwest;
 
 use common::TestServer;
 use reqwest::StatusCode;

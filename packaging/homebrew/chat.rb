@@ -17,7 +17,7 @@ class Chat < Formula
   depends_on "rust" => :build
 
   def install
-    # Only the server; the crate's other binary (chat-load) is a load generator for developers.
+    # Only the server (the root package); the load tool is a separate workspace member.
     system "cargo", "install", "--bin", "chat", *std_cargo_args
 
     # The default configuration in pkgetc (HOMEBREW_PREFIX/etc/chat): the commented example the

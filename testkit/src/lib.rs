@@ -1,6 +1,11 @@
-//! Test harness: the real server in-process on port 0 with a temporary data dir, and real HTTP
-//! and WebSocket clients.
-#![allow(dead_code, clippy::unwrap_used, missing_docs)]
+//! The test kit, shared by the integration tests, the benches and `chat-load`: the real server
+//! in-process on port 0 with a temporary data dir, the built binary as a process, and real
+//! HTTP, WebSocket and TLS clients (with a throwaway CA). The helpers the tests use panic on
+//! failure; the ones the load tool uses return errors.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+// The clients, for tests that build their own requests.
+pub use {reqwest, tokio_tungstenite};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,6 +18,70 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
+
+/// The built `chat` binary: `CHAT_BIN`, else the `chat` beside the running program (the load
+/// tool in `target/release/`) or one directory up (a test in `target/debug/deps/`).
+pub fn chat_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("CHAT_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    let beside = exe.with_file_name("chat");
+    match exe.parent().and_then(Path::parent).map(|up| up.join("chat")) {
+        Some(up) if !beside.is_file() && up.is_file() => up,
+        _ => beside,
+    }
+}
+
+/// Starts `chat serve` (`args` after `serve`) with its output going nowhere but the first line
+/// of stdout, which names its URL; returns the process and `http(s)://ADDR`.
+pub fn spawn_serve(
+    bin: &Path,
+    args: &[&std::ffi::OsStr],
+    envs: &[(&str, &str)],
+) -> Result<(std::process::Child, String), String> {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(bin)
+        .arg("serve")
+        .args(args)
+        .envs(envs.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+    let mut line = String::new();
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let _ = BufReader::new(stdout).read_line(&mut line);
+    match line.split_whitespace().find(|w| w.starts_with("http")) {
+        Some(url) => Ok((child, url.trim_end_matches('/').to_string())),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(format!("the server did not print its URL: {line:?}"))
+        }
+    }
+}
+
+/// A live connection.
+pub type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Opens the live channel at `ws://HOST/ws` (`query` such as `?since=5`) as `token`.
+pub async fn live_connect(
+    host: &str,
+    token: &str,
+    query: &str,
+    origin: Option<&str>,
+) -> Result<WsStream, tokio_tungstenite::tungstenite::Error> {
+    let mut req = format!("ws://{host}/ws{query}").into_client_request()?;
+    use tokio_tungstenite::tungstenite::{Error, http::HeaderValue};
+    let header = |v: String| HeaderValue::try_from(v).map_err(|e| Error::HttpFormat(e.into()));
+    req.headers_mut().insert("authorization", header(format!("Bearer {token}"))?);
+    if let Some(o) = origin {
+        req.headers_mut().insert("origin", header(o.to_string())?);
+    }
+    let (stream, _) = tokio_tungstenite::connect_async_with_config(req, None, true).await?;
+    Ok(stream)
+}
 
 pub struct TestServer {
     pub addr: std::net::SocketAddr,
@@ -183,14 +252,9 @@ impl TestServer {
     }
 
     /// Connects with `since` and returns the raw stream and every frame before `ready`.
-    pub async fn raw_until_ready(
-        &self,
-        u: &User,
-        since: u64,
-    ) -> (WebSocketStream<MaybeTlsStream<TcpStream>>, Vec<Value>) {
-        let mut req = format!("ws://{}/ws?since={since}", self.addr).into_client_request().unwrap();
-        req.headers_mut().insert("authorization", format!("Bearer {}", u.token).parse().unwrap());
-        let (mut stream, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    pub async fn raw_until_ready(&self, u: &User, since: u64) -> (WsStream, Vec<Value>) {
+        let mut stream =
+            live_connect(&self.addr.to_string(), &u.token, &format!("?since={since}"), None).await.unwrap();
         let mut frames = Vec::new();
         loop {
             let msg = tokio::time::timeout(Duration::from_secs(5), stream.next()).await.unwrap().unwrap().unwrap();
@@ -214,12 +278,7 @@ impl TestServer {
         origin: Option<&str>,
     ) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
         let q = since.map(|s| format!("?since={s}")).unwrap_or_default();
-        let mut req = format!("ws://{}/ws{q}", self.addr).into_client_request().unwrap();
-        req.headers_mut().insert("authorization", format!("Bearer {}", u.token).parse().unwrap());
-        if let Some(o) = origin {
-            req.headers_mut().insert("origin", o.parse().unwrap());
-        }
-        let (stream, _) = tokio_tungstenite::connect_async(req).await?;
+        let stream = live_connect(&self.addr.to_string(), &u.token, &q, origin).await?;
         let mut ws = Ws { stream, ready: None, presence: Value::Null };
         let ready = ws.next_of("ready").await;
         ws.ready = ready["pos"].as_u64();
@@ -232,7 +291,7 @@ impl TestServer {
 }
 
 pub struct Ws {
-    pub stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub stream: WsStream,
     /// Position in the `ready` frame.
     pub ready: Option<u64>,
     /// The presence snapshot sent after `ready`.
@@ -299,28 +358,15 @@ impl Binary {
     /// Starts `chat serve` on `listen` (e.g. `127.0.0.1:0`) with `dir`; returns once it printed
     /// its URL. Extra arguments go after `serve`.
     pub fn start(dir: &Path, listen: &str, extra: &[&str]) -> Binary {
-        use std::io::{BufRead, BufReader};
         std::fs::create_dir_all(dir).unwrap();
         let config = dir.join("test-rates.toml");
         std::fs::write(&config, RELAXED_RATES_TOML).unwrap();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chat"))
-            .arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .args(extra)
-            .args(["--listen", listen, "--data-dir"])
-            .arg(dir)
-            .env("CHAT_LOG", "error")
-            .env("CHAT_TURN_LISTEN", "127.0.0.1:0")
-            .env("CHAT_METRICS_LISTEN", "127.0.0.1:0")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let url = line.split_whitespace().find(|w| w.starts_with("http")).expect("server did not start");
-        Binary { child, url: url.trim_end_matches('/').to_string() }
+        let mut args: Vec<&std::ffi::OsStr> = vec!["--config".as_ref(), config.as_os_str()];
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
+        args.extend(["--listen".as_ref(), listen.as_ref(), "--data-dir".as_ref(), dir.as_os_str()]);
+        let envs = [("CHAT_LOG", "off"), ("CHAT_TURN_LISTEN", "127.0.0.1:0"), ("CHAT_METRICS_LISTEN", "127.0.0.1:0")];
+        let (child, url) = spawn_serve(&chat_bin(), &args, &envs).expect("server did not start");
+        Binary { child, url }
     }
 
     /// SIGKILL, and wait for the process to go.
@@ -332,13 +378,21 @@ impl Binary {
 
 /// Sends a request with an optional bearer token; returns status and JSON body (Null if none).
 pub async fn answer(req: reqwest::RequestBuilder, token: Option<&str>) -> (StatusCode, Value) {
+    try_answer(req, token).await.unwrap()
+}
+
+/// [`answer`], with a failed connection as an error.
+pub async fn try_answer(
+    req: reqwest::RequestBuilder,
+    token: Option<&str>,
+) -> Result<(StatusCode, Value), reqwest::Error> {
     let req = match token {
         Some(t) => req.bearer_auth(t),
         None => req,
     };
-    let res = req.send().await.unwrap();
+    let res = req.send().await?;
     let status = res.status();
-    (status, res.json().await.unwrap_or(Value::Null))
+    Ok((status, res.json().await.unwrap_or(Value::Null)))
 }
 
 /// POSTs JSON with an optional bearer token; returns status and body.
@@ -431,6 +485,7 @@ pub mod tls {
             .with_root_certificates(roots)
             .with_no_client_auth();
         let tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.set_nodelay(true).unwrap();
         let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
         tokio_rustls::TlsConnector::from(Arc::new(tls)).connect(name, tcp).await.unwrap()
     }
@@ -629,7 +684,7 @@ pub mod tls {
 pub fn cli(dir: &Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
     use std::io::Write;
     use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chat"))
+    let mut child = Command::new(chat_bin())
         .args(args)
         .arg("--data-dir")
         .arg(dir)

@@ -7,22 +7,19 @@
 mod turn;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use chat_testkit::WsStream;
+use chat_testkit::reqwest;
+use chat_testkit::tokio_tungstenite::tungstenite::Message;
 use clap::{Parser, Subcommand};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
 use tokio::sync::{Mutex, Semaphore, mpsc};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Res<T> = Result<T, BoxError>;
 
@@ -157,18 +154,8 @@ struct Server {
     host: String,
     pid: Option<u32>,
     child: std::sync::Mutex<Option<Child>>,
-    _dir: Option<tempdir::Dir>,
+    _dir: Option<tempfile::TempDir>,
     http: reqwest::Client,
-}
-
-mod tempdir {
-    /// A directory removed on drop.
-    pub struct Dir(pub std::path::PathBuf);
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 }
 
 impl Server {
@@ -186,49 +173,38 @@ impl Server {
                 http,
             }));
         }
-        let bin = match &cli.server {
-            Some(p) => p.clone(),
-            None => std::env::current_exe()?.with_file_name("chat"),
-        };
-        let dir = std::env::temp_dir().join(format!("chat-load-{}-{}", std::process::id(), now_micros()));
-        std::fs::create_dir_all(&dir)?;
+        let bin = cli.server.clone().unwrap_or_else(chat_testkit::chat_bin);
+        let dir = tempfile::Builder::new().prefix("chat-load-").tempdir()?;
         // The relay serves the load tool's many allocations and its loopback echo peer; the
         // load comes from one IP and few users, far above a person's send and sign-up rates.
-        let config = dir.join("chat.toml");
+        let config = dir.path().join("chat.toml");
         std::fs::write(
             &config,
             "[turn]\nallow_private_peers = true\nallocations_per_user = 100000\nallocations_total = 100000\n\
              [limits]\nmessages_per_user_per_minute = 1000000000\nregistrations_per_ip_per_minute = 1000000\n\
              logins_per_ip_per_minute = 1000000\n",
         )?;
-        let mut child = Command::new(&bin)
-            .args(["serve", "--listen", "127.0.0.1:0", "--turn-listen", "127.0.0.1:0", "--metrics-listen", "off"])
-            .arg("--config")
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(&dir)
-            .env("CHAT_LOG", "warn,turn=off")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let line = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
-            line
+        let data = dir.path().to_path_buf();
+        let (child, url) = tokio::task::spawn_blocking(move || {
+            let args: [&std::ffi::OsStr; 10] = [
+                "--listen".as_ref(),
+                "127.0.0.1:0".as_ref(),
+                "--turn-listen".as_ref(),
+                "127.0.0.1:0".as_ref(),
+                "--metrics-listen".as_ref(),
+                "off".as_ref(),
+                "--config".as_ref(),
+                config.as_os_str(),
+                "--data-dir".as_ref(),
+                data.as_os_str(),
+            ];
+            chat_testkit::spawn_serve(&bin, &args, &[("CHAT_LOG", "warn,turn=off")])
         })
-        .await?;
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .ok_or_else(|| format!("server did not print its URL: {line:?}"))?
-            .trim_end_matches('/')
-            .to_string();
+        .await??;
         let host = url.trim_start_matches("http://").to_string();
         let pid = Some(child.id());
         let child = std::sync::Mutex::new(Some(child));
-        Ok(Arc::new(Server { url, host, pid, child, _dir: Some(tempdir::Dir(dir)), http }))
+        Ok(Arc::new(Server { url, host, pid, child, _dir: Some(dir), http }))
     }
 
     fn stop(&self) {
@@ -240,13 +216,8 @@ impl Server {
     }
 
     async fn post(&self, token: Option<&str>, path: &str, body: Value) -> Res<Value> {
-        let mut req = self.http.post(format!("{}{path}", self.url)).json(&body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let res = req.send().await?;
-        let status = res.status();
-        let v: Value = res.json().await.unwrap_or(Value::Null);
+        let req = self.http.post(format!("{}{path}", self.url)).json(&body);
+        let (status, v) = chat_testkit::try_answer(req, token).await?;
         if !status.is_success() {
             return Err(format!("POST {path}: {status} {v}").into());
         }
@@ -299,9 +270,7 @@ impl Server {
 
     /// Opens a live connection and waits for `ready`.
     async fn ws(&self, token: &str) -> Res<WsStream> {
-        let mut req = format!("ws://{}/ws", self.host).into_client_request()?;
-        req.headers_mut().insert("authorization", format!("Bearer {token}").parse()?);
-        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true).await?;
+        let mut ws = chat_testkit::live_connect(&self.host, token, "", None).await?;
         loop {
             match ws.next().await {
                 Some(Ok(Message::Text(t))) if t.contains("\"t\":\"ready\"") => return Ok(ws),
@@ -383,7 +352,7 @@ async fn receive(ws: WsStream, expect: u64, deadline: Instant, lat: Arc<Mutex<La
     use tokio::io::AsyncReadExt;
     const MARK: &[u8] = b"\"body\":\"L";
     let mut sock = match ws.into_inner() {
-        MaybeTlsStream::Plain(s) => s,
+        chat_testkit::tokio_tungstenite::MaybeTlsStream::Plain(s) => s,
         _ => return 0,
     };
     let mut got = 0;
