@@ -6,6 +6,8 @@
 // every signal (only the parties of a call may move it along) and relays them on a priority lane.
 // Media goes directly when it can, else through each side's own TURN relay (GET /api/v1/turn).
 
+import { fragment } from './dom.js';
+
 const MAX_PARTICIPANTS = 6;
 // How long an invite rings. Tests shorten it (window.CHAT_CALL_LIFETIME_MS; the server accepts 5-120 s).
 const LIFETIME_MS = Number(window.CHAT_CALL_LIFETIME_MS) || 45000;
@@ -355,18 +357,26 @@ export function createCalls({ me, send, displayName, currentRoom }) {
     }
   }
 
+  // Who is in each of a room's calls, and the room's call bar as the server rendered it.
   function onRoster(f) {
-    const key = `${f.room_id} ${f.conf_id}`;
-    if (f.user_ids.length) rosters.set(key, f.user_ids); else rosters.delete(key);
+    setRosters(f.room_id, f.calls);
     // Someone whose tab vanished is dropped from the mesh once their media stops too (a
     // reconnecting WebSocket alone does not end a call).
-    if (conf && conf.room_id === f.room_id && conf.conf_id === f.conf_id) {
+    if (conf && conf.room_id === f.room_id) {
+      const users = rosters.get(`${conf.room_id} ${conf.conf_id}`) || [];
       for (const p of Array.from(peers.values())) {
         const s = p.pc.iceConnectionState;
-        if (p.answered && !f.user_ids.includes(p.user) && s !== 'connected' && s !== 'completed') closePeer(p.call_id);
+        if (p.answered && !users.includes(p.user) && s !== 'connected' && s !== 'completed') closePeer(p.call_id);
       }
     }
-    renderCallBar();
+    const bar = document.getElementById('callbar');
+    if (bar && f.room_id === currentRoom) bar.replaceWith(fragment(f.html));
+    showJoinButtons();
+  }
+
+  function setRosters(room_id, calls) {
+    for (const key of Array.from(rosters.keys())) if (key.startsWith(`${room_id} `)) rosters.delete(key);
+    for (const c of calls) rosters.set(`${room_id} ${c.conf_id}`, c.user_ids);
   }
 
   // ---- UI ------------------------------------------------------------------------------
@@ -510,7 +520,7 @@ export function createCalls({ me, send, displayName, currentRoom }) {
     clearInterval(statsTimer);
     if (ui) ui.root.remove();
     ui = null;
-    renderCallBar();
+    showJoinButtons();
   }
 
   async function listDevices() {
@@ -604,46 +614,40 @@ export function createCalls({ me, send, displayName, currentRoom }) {
     return out;
   }
 
-  // The room's call bar: who is in a call here, with a Join button.
-  function renderCallBar() {
-    const bar = document.getElementById('callbar');
-    if (!bar || !currentRoom) return;
-    bar.replaceChildren();
-    let shown = false;
-    for (const [key, users] of rosters) {
-      const [room, confId] = key.split(' ');
-      if (room !== currentRoom) continue;
-      shown = true;
-      bar.appendChild(el('span', 'who', `In call: ${users.map(displayName).join(', ')}`));
-      if (!conf && !users.includes(me)) {
-        const join = button('Join call', 'join', () => joinCall(currentRoom, confId, 'video'));
-        bar.appendChild(join);
-      }
+  // The room's call bar (rendered by the server): a call's Join button shows while this tab is
+  // in no call and its user not in that one.
+  function showJoinButtons() {
+    for (const b of document.querySelectorAll('#callbar button.join')) {
+      const users = rosters.get(`${currentRoom} ${b.dataset.confId}`) || [];
+      b.hidden = !!conf || users.includes(me);
     }
-    bar.hidden = !shown;
   }
 
   function loadRenderedRosters() {
     const bar = document.getElementById('callbar');
     if (!bar || !bar.dataset.rosters) return;
-    try {
-      for (const [confId, users] of JSON.parse(bar.dataset.rosters)) rosters.set(`${currentRoom} ${confId}`, users);
-    } catch { /* a fresh roster frame follows */ }
-    renderCallBar();
+    try { setRosters(currentRoom, JSON.parse(bar.dataset.rosters)); } catch { /* a fresh roster frame follows */ }
+    showJoinButtons();
   }
 
   function setupButtons() {
     for (const b of document.querySelectorAll('button[data-call]')) {
       b.addEventListener('click', () => startCall(b.dataset.roomId, b.dataset.call));
     }
+    document.addEventListener('click', (e) => {
+      const join = e.target.closest('#callbar button.join');
+      if (join) joinCall(currentRoom, join.dataset.confId, 'video');
+    });
   }
 
-  // After a reconnect the server sends every roster again; drop what we knew, and put this tab
-  // back into its call (the roster lost it when the old socket closed).
+  // After a reconnect the server sends the roster of every running call again; drop what we
+  // knew (and empty the call bar), and put this tab back into its call (the roster lost it
+  // when the old socket closed).
   function onReady() {
     rosters.clear();
     if (conf) send({ t: 'call_join', room_id: conf.room_id, conf_id: conf.conf_id });
-    renderCallBar();
+    const bar = document.getElementById('callbar');
+    if (bar) { bar.replaceChildren(); bar.hidden = true; }
   }
 
   loadRenderedRosters();
