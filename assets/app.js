@@ -6,7 +6,7 @@
 //   timeline.js  the room's rows keyed by event id: insert, replace, remove; pending rows
 //   composer.js  sending, the unsent-message outbox, typing notices
 //   presence.js  presence, typing, receipts, unread badges, room list and members
-//   call.js      calls (WebRTC)
+//   call.js      calls (WebRTC): call_signals.js, call_media.js and call_ui.js
 
 import { createCalls } from './call.js';
 import { createComposer } from './composer.js';

@@ -277,11 +277,7 @@ pub fn room_page(v: &RoomView<'_>) -> Markup {
                     }
                     @match v.access {
                         Access::Member => {
-                            div.callbar id="callbar" data-rosters=(serde_json::json!(v.calls).to_string()) hidden[v.calls.is_empty()] {
-                                @for (_, users) in v.calls {
-                                    span.who { "In call: " (users.iter().map(|u| display_name(u)).collect::<Vec<_>>().join(", ")) }
-                                }
-                            }
+                            (call_bar(v.calls))
                             (timeline_with(v.events, v.next, v.user, v.read_before, v.receipts))
                             p.typing id="typing" aria-live="polite" { (typing_text(v.user, v.typing)) }
                             (pending_item(v.user))
@@ -312,6 +308,25 @@ pub fn room_page(v: &RoomView<'_>) -> Markup {
             }
         },
     )
+}
+
+/// A room's call bar: who is in each of its calls (conference id, people in joining order),
+/// hidden while there is none. The room page and the live `call_roster` frame both use it. Each
+/// call has a Join button that the live client shows to tabs not in a call; `data-rosters`
+/// carries the user ids it needs to join.
+pub fn call_bar(calls: &[(String, Vec<String>)]) -> Markup {
+    let rosters: Vec<serde_json::Value> =
+        calls.iter().map(|(conf, users)| serde_json::json!({ "conf_id": conf, "user_ids": users })).collect();
+    html! {
+        div.callbar id="callbar" data-rosters=(serde_json::Value::from(rosters)) hidden[calls.is_empty()] {
+            @for (conf, users) in calls {
+                span.who title=(users.join(", ")) {
+                    "In call: " (users.iter().map(|u| display_name(u)).collect::<Vec<_>>().join(", "))
+                }
+                button.join type="button" data-conf-id=(conf) hidden { "Join call" }
+            }
+        }
+    }
 }
 
 /// The timeline list with a "new messages" divider after the viewer's previous read marker and

@@ -54,9 +54,20 @@ async fn next_call(ws: &mut Ws, kind: &str) -> Value {
     }
 }
 
-/// Waits for a `call_roster` frame listing `n` people.
-async fn roster_of(ws: &mut Ws, n: usize) {
-    while ws.next_of("call_roster").await["user_ids"].as_array().unwrap().len() != n {}
+/// The people in a `call_roster` frame's calls.
+fn people(roster: &Value) -> Vec<&str> {
+    let calls = roster["calls"].as_array().unwrap();
+    calls.iter().flat_map(|c| c["user_ids"].as_array().unwrap()).map(|u| u.as_str().unwrap()).collect()
+}
+
+/// Waits for a `call_roster` frame listing `n` people and returns it.
+async fn roster_of(ws: &mut Ws, n: usize) -> Value {
+    loop {
+        let f = ws.next_of("call_roster").await;
+        if people(&f).len() == n {
+            return f;
+        }
+    }
 }
 
 #[tokio::test]
@@ -228,14 +239,14 @@ async fn rosters_show_who_is_in_a_call_and_mesh_calls_are_capped() {
     let mut o = s.ws(&outsider, None).await;
     a.send(json!({ "t": "call_join", "room_id": room, "conf_id": "conf1" })).await;
     let r = b.next_of("call_roster").await;
-    assert_eq!(r["user_ids"], json!([ana.id]));
+    assert_eq!(r["calls"], json!([{ "conf_id": "conf1", "user_ids": [ana.id] }]));
     // A non-member cannot join.
     o.send(json!({ "t": "call_join", "room_id": room, "conf_id": "conf1" })).await;
     assert_eq!(o.next_of("error").await["error"], "forbidden");
     // A tab opened later gets the roster after `ready`; the room page shows it too.
     let mut b2 = s.ws(&ben, None).await;
     let r = b2.next_of("call_roster").await;
-    assert_eq!(r["conf_id"], "conf1");
+    assert_eq!(r["calls"][0]["conf_id"], "conf1");
     let page = s.http.get(format!("{}/rooms/{room}", s.url)).bearer_auth(&ben.token).send().await.unwrap();
     let html = page.text().await.unwrap();
     assert!(html.contains("In call: ana"), "room page shows the call");
@@ -256,6 +267,36 @@ async fn rosters_show_who_is_in_a_call_and_mesh_calls_are_capped() {
     drop(tabs);
     drop(a);
     roster_of(&mut b, 0).await;
+    s.stop().await;
+}
+
+/// The call bar is rendered by the server, once, for the page and for the live channel: the
+/// `call_roster` frame carries it, naming who is in the call, and the page holds the same markup.
+#[tokio::test]
+async fn the_call_bar_arrives_rendered_over_the_live_channel() {
+    let s = TestServer::start().await;
+    let (ana, ben, room) = s.ana_and_ben_in_general().await;
+    let mut a = s.ws(&ana, None).await;
+    let mut b = s.ws(&ben, None).await;
+    a.send(json!({ "t": "call_join", "room_id": room, "conf_id": "conf1" })).await;
+    let html = roster_of(&mut b, 1).await["html"].as_str().unwrap().to_string();
+    assert!(html.contains(r#"id="callbar""#) && html.contains("In call: ana<"), "{html}");
+    assert!(html.contains(r#"data-conf-id="conf1""#) && html.contains("Join call"), "{html}");
+    assert!(!html.contains("<script"), "{html}");
+
+    b.send(json!({ "t": "call_join", "room_id": room, "conf_id": "conf1" })).await;
+    let f = roster_of(&mut a, 2).await;
+    let html = f["html"].as_str().unwrap();
+    assert!(html.contains("In call: ana, ben<"), "{html}");
+    assert_eq!(people(&f), [ana.id.as_str(), ben.id.as_str()]);
+    let page = s.http.get(format!("{}/rooms/{room}", s.url)).bearer_auth(&ben.token).send().await.unwrap();
+    assert!(page.text().await.unwrap().contains(html), "the page shows the same call bar");
+
+    // When the last person leaves, the bar the frame carries is empty and hidden.
+    a.send(json!({ "t": "call_leave", "room_id": room, "conf_id": "conf1" })).await;
+    b.send(json!({ "t": "call_leave", "room_id": room, "conf_id": "conf1" })).await;
+    let html = roster_of(&mut a, 0).await["html"].as_str().unwrap().to_string();
+    assert!(html.contains("hidden") && !html.contains("In call"), "{html}");
     s.stop().await;
 }
 

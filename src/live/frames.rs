@@ -82,9 +82,18 @@ pub fn call_frame(stored: &StoredEvent) -> String {
     frame_of("call", stored)
 }
 
-/// `call_roster`: who is in a room's call now (an empty list: the call is over).
-pub fn call_roster(room_id: &str, conf_id: &str, user_ids: &[String]) -> String {
-    json!({ "t": "call_roster", "room_id": room_id, "conf_id": conf_id, "user_ids": user_ids }).to_string()
+/// `call_roster`: who is in each of a room's calls now (conference id, people in joining
+/// order; no calls: the last one is over), with the room's call bar rendered.
+pub fn call_roster(room_id: &str, calls: &[(String, Vec<String>)]) -> String {
+    let rosters: Vec<serde_json::Value> =
+        calls.iter().map(|(conf, users)| json!({ "conf_id": conf, "user_ids": users })).collect();
+    json!({
+        "t": "call_roster",
+        "room_id": room_id,
+        "calls": rosters,
+        "html": render::call_bar(calls).into_string(),
+    })
+    .to_string()
 }
 
 /// `room_deleted`: an administrator deleted the room; nothing of it can be read any more.

@@ -12,7 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
@@ -134,6 +134,9 @@ impl OnlineUser {
 /// The people in one call: (user, connection), in joining order.
 type Roster = Vec<(Arc<str>, u64)>;
 
+/// The calls running in one room: (conference id, people in joining order), by conference id.
+pub type RoomCalls = Vec<(String, Vec<String>)>;
+
 #[derive(Default)]
 struct Inner {
     users: HashMap<Arc<str>, OnlineUser>,
@@ -143,10 +146,13 @@ struct Inner {
     typing: HashMap<Arc<str>, HashMap<Arc<str>, Instant>>,
     /// Room id -> conference id -> (user, connection) in the call, in joining order.
     calls: HashMap<Arc<str>, HashMap<String, Roster>>,
+    /// Rooms whose calls changed and whose members have not been told yet: the method that
+    /// holds the lock tells them after releasing it ([`Hub::unlock`]).
+    rosters_changed: Vec<Arc<str>>,
 }
 
 /// Live delivery state. The lock guards plain maps, is never held across an await, and is
-/// taken by the writer thread for each committed batch.
+/// taken by the publisher thread for each committed batch; nothing is rendered under it.
 pub struct Hub {
     inner: Mutex<Inner>,
     next_id: AtomicU64,
@@ -279,13 +285,13 @@ impl Hub {
         u.conns.retain(|c| c.id != id);
         let empty = u.conns.is_empty();
         inner.leave_calls(|_, _, _, conn| conn == id);
-        let Some(u) = inner.users.get_mut(user) else { return };
-        if empty {
+        if !empty {
+            inner.announce_presence(user);
+        } else if let Some(u) = inner.users.get_mut(user) {
             // Keep the entry for the grace period: a reload reconnects before anyone notices.
             u.offline_since = Some(Instant::now());
-        } else {
-            inner.announce_presence(user);
         }
+        self.unlock(inner);
     }
 
     /// Expires typing notices and ends the grace period of users whose last tab closed. Called
@@ -477,6 +483,7 @@ impl Hub {
         }
         inner.typing.remove(room);
         inner.leave_calls(|r, _, _, _| r == room);
+        self.unlock(inner);
     }
 
     /// Adds this connection to a room's call (`conf_id`), or takes it out. Only online members
@@ -489,53 +496,30 @@ impl Hub {
             }
             _ => return Err(Error::Forbidden("you are not a member of this room".into())),
         };
-        if !joined {
+        if joined {
+            // One call per connection: joining another leaves the old one.
+            inner.leave_calls(|r, c, _, conn| conn == conn_id && !(r == room && c == conf_id));
+        } else {
             inner.leave_calls(|r, c, _, conn| conn == conn_id && r == room && c == conf_id);
-            return Ok(());
         }
-        // One call per connection: joining another leaves the old one.
-        inner.leave_calls(|r, c, _, conn| conn == conn_id && !(r == room && c == conf_id));
-        let roster = inner.calls.entry(room_key.clone()).or_default().entry(conf_id.to_string()).or_default();
-        if roster.iter().any(|(_, c)| *c == conn_id) {
-            return Ok(());
-        }
-        let people: HashSet<&Arc<str>> = roster.iter().map(|(u, _)| u).collect();
-        if !people.contains(&user_key) && people.len() >= crate::calls::MAX_PARTICIPANTS {
-            return Err(Error::Conflict(format!(
-                "this call is full ({} people); a mesh call cannot carry more",
-                crate::calls::MAX_PARTICIPANTS
-            )));
-        }
-        roster.push((user_key, conn_id));
-        inner.announce_roster(&room_key, conf_id);
-        Ok(())
-    }
-
-    /// Who is in each call of a room: (conference id, users in joining order).
-    pub fn calls_in(&self, room: &str) -> Vec<(String, Vec<String>)> {
-        let inner = self.lock();
-        let mut out: Vec<(String, Vec<String>)> = inner
-            .calls
-            .get(room)
-            .map(|confs| confs.iter().map(|(c, r)| (c.clone(), roster_users(r))).collect())
-            .unwrap_or_default();
-        out.sort();
+        let out = if joined { inner.add_to_call(user_key, room_key, conf_id, conn_id) } else { Ok(()) };
+        self.unlock(inner);
         out
     }
 
-    /// Call rosters of every room the user is in, as `call_roster` frames (sent after `ready`).
+    /// Who is in each call of a room (for a page render).
+    pub fn calls_in(&self, room: &str) -> RoomCalls {
+        self.lock().calls_of(room)
+    }
+
+    /// A `call_roster` frame for each of the user's rooms with a call (sent after `ready`).
     pub fn roster_snapshot(&self, user: &str) -> Vec<String> {
         let inner = self.lock();
         let Some(u) = inner.users.get(user) else { return Vec::new() };
-        let mut out = Vec::new();
-        for r in &u.rooms {
-            if let Some(confs) = inner.calls.get(r) {
-                for (conf, roster) in confs {
-                    out.push(frames::call_roster(r, conf, &roster_users(roster)));
-                }
-            }
-        }
-        out
+        let running: Vec<(Arc<str>, RoomCalls)> =
+            u.rooms.iter().filter(|r| inner.calls.contains_key(*r)).map(|r| (r.clone(), inner.calls_of(r))).collect();
+        drop(inner);
+        running.iter().map(|(room, calls)| frames::call_roster(room, calls)).collect()
     }
 
     /// Figures for `/metrics`: (online users, connections, running calls, people in calls,
@@ -556,6 +540,46 @@ impl Hub {
     /// How many times a connection's queue overflowed and it was switched to catch-up.
     pub fn lagged_total(&self) -> u64 {
         self.lagged.load(Ordering::Relaxed)
+    }
+
+    /// Releases the lock, then tells the rooms whose calls changed under it.
+    fn unlock(&self, mut inner: MutexGuard<'_, Inner>) {
+        let rooms = std::mem::take(&mut inner.rosters_changed);
+        drop(inner);
+        if !rooms.is_empty() {
+            self.announce_rosters(rooms);
+        }
+    }
+
+    /// Sends each room's online members a `call_roster` frame: who is in its calls now, with the
+    /// call bar rendered outside the lock. Meanwhile another change may have been made and
+    /// announced, so a frame goes out only if the room's calls are still what it shows; the
+    /// frame sent last therefore always shows them as they are.
+    fn announce_rosters(&self, mut rooms: Vec<Arc<str>>) {
+        rooms.sort_unstable();
+        rooms.dedup();
+        let inner = self.lock();
+        let snapshots: Vec<(Arc<str>, RoomCalls)> = rooms
+            .into_iter()
+            .map(|r| {
+                let calls = inner.calls_of(&r);
+                (r, calls)
+            })
+            .collect();
+        drop(inner);
+        let rendered: Vec<(Arc<str>, RoomCalls, Utf8Bytes)> = snapshots
+            .into_iter()
+            .map(|(room, calls)| {
+                let text = Utf8Bytes::from(frames::call_roster(&room, &calls));
+                (room, calls, text)
+            })
+            .collect();
+        let inner = self.lock();
+        for (room, calls, text) in rendered {
+            if inner.calls_of(&room) == calls {
+                inner.to_room(&room, &text, |c| &c.call);
+            }
+        }
     }
 
     /// Renders a committed batch's frames: the work that needs no lock (serializing each event
@@ -623,6 +647,7 @@ impl Hub {
                 }
             }
         }
+        self.unlock(inner);
     }
 }
 
@@ -642,31 +667,50 @@ impl Inner {
         }
     }
 
-    /// Removes the call entries that `gone(room, conf, user, conn)` selects and tells each
-    /// changed room its new roster.
+    /// Removes the call entries that `gone(room, conf, user, conn)` selects; each changed room
+    /// is to be told.
     fn leave_calls(&mut self, gone: impl Fn(&str, &str, &str, u64) -> bool) {
-        let mut changed = Vec::new();
         for (room, confs) in self.calls.iter_mut() {
             for (conf, roster) in confs.iter_mut() {
                 let before = roster.len();
                 roster.retain(|(u, c)| !gone(room, conf, u, *c));
                 if roster.len() != before {
-                    changed.push((room.clone(), conf.clone()));
+                    self.rosters_changed.push(room.clone());
                 }
             }
             confs.retain(|_, r| !r.is_empty());
         }
         self.calls.retain(|_, c| !c.is_empty());
-        for (room, conf) in changed {
-            self.announce_roster(&room, &conf);
-        }
     }
 
-    /// Sends a call's roster to the room's online members (an empty list: the call ended).
-    fn announce_roster(&self, room: &Arc<str>, conf: &str) {
-        let users = self.calls.get(room).and_then(|c| c.get(conf)).map(|r| roster_users(r)).unwrap_or_default();
-        let text = Utf8Bytes::from(frames::call_roster(room, conf, &users));
-        self.to_room(room, &text, |c| &c.call);
+    /// Adds a connection to a room's call, unless it is in it already or the call is full; the
+    /// room is to be told.
+    fn add_to_call(&mut self, user: Arc<str>, room: Arc<str>, conf_id: &str, conn_id: u64) -> Result<()> {
+        let roster = self.calls.entry(room.clone()).or_default().entry(conf_id.to_string()).or_default();
+        if roster.iter().any(|(_, c)| *c == conn_id) {
+            return Ok(());
+        }
+        let people: HashSet<&Arc<str>> = roster.iter().map(|(u, _)| u).collect();
+        if !people.contains(&user) && people.len() >= crate::calls::MAX_PARTICIPANTS {
+            return Err(Error::Conflict(format!(
+                "this call is full ({} people); a mesh call cannot carry more",
+                crate::calls::MAX_PARTICIPANTS
+            )));
+        }
+        roster.push((user, conn_id));
+        self.rosters_changed.push(room);
+        Ok(())
+    }
+
+    /// The calls of a room now.
+    fn calls_of(&self, room: &str) -> RoomCalls {
+        let mut out: RoomCalls = self
+            .calls
+            .get(room)
+            .map(|confs| confs.iter().map(|(c, r)| (c.clone(), roster_users(r))).collect())
+            .unwrap_or_default();
+        out.sort();
+        out
     }
 
     /// Offers `text` to every connection of the room's online members on one lane (`eph` or

@@ -1,0 +1,315 @@
+// Call signalling: calls as room events over the live socket. Builds and sends the signals
+// (invites, answers, candidates in batches, hangups), reads each one once, rings, and keeps
+// the rooms' call rosters. The conference is here; each of its peer connections is a
+// call_peer.js, their media comes from call_media.js and what is shown from call_ui.js.
+//
+// A call in a room is a conference (conf_id) of pairwise peer connections, a full mesh of at
+// most 6 people. Whoever starts it rings the room's other members; whoever joins later sends
+// non-ringing invites to everyone already in, who accept them automatically. The server checks
+// every signal (only the parties of a call may move it along) and relays them on a priority lane.
+
+import { createPeer } from './call_peer.js';
+import { randomHex } from './dom.js';
+
+const MAX_PARTICIPANTS = 6;
+// How long an invite rings. Tests shorten it (window.CHAT_CALL_LIFETIME_MS; the server accepts 5-120 s).
+const LIFETIME_MS = Number(window.CHAT_CALL_LIFETIME_MS) || 45000;
+// Event ids handled: a signal can come twice (its priority `call` frame, then as an `event`
+// after a reconnect), never far apart, so the newest SEEN_MAX are enough.
+const SEEN_MAX = 512;
+
+const randomId = () => randomHex(12);
+
+export function createSignalling({ me, send, currentRoom, displayName, media, ui }) {
+  const party = randomId(); // this tab
+  const seen = new Set();
+  const rosters = new Map(); // `${room} ${conf}` -> [user ids]
+  const ringing = new Map(); // call_id -> { ev, room_id, timer }
+  // Candidates that arrive before we answer (ringing) are kept for when we do.
+  const early = new Map(); // call_id -> [candidates]
+  const peers = new Map(); // call_id -> Peer
+  let conf = null; // { room_id, conf_id, media }
+  let txn = 0;
+
+  const signal = (room_id, type, content) =>
+    send({ t: 'call', room_id, type, content: { ...content, party_id: party, version: '1' }, txn_id: `c${party}${txn++}` });
+
+  // ---- peers ---------------------------------------------------------------------------
+  async function newPeer(call_id, user, role) {
+    const peer = await createPeer({
+      call_id, user, role, media, ui,
+      signal: (type, content) => {
+        if (!conf) return false;
+        signal(conf.room_id, type, content);
+        return true;
+      },
+      current: () => peers.has(call_id),
+    });
+    peers.set(call_id, peer);
+    return peer;
+  }
+
+  function closePeer(call_id) {
+    const peer = peers.get(call_id);
+    if (!peer) return;
+    peers.delete(call_id);
+    peer.close();
+    if (conf && peers.size === 0) endCall(false);
+  }
+
+  function peerWith(user) {
+    for (const p of peers.values()) if (p.user === user) return p;
+    return null;
+  }
+
+  // Sends an invite to `user` as part of the current conference.
+  async function inviteTo(user, ring) {
+    if (!conf || peerWith(user) || user === me) return;
+    const call_id = randomId();
+    const peer = await newPeer(call_id, user, 'caller');
+    const offer = await peer.pc.createOffer();
+    await peer.pc.setLocalDescription(offer);
+    signal(conf.room_id, 'm.call.invite', {
+      call_id, lifetime: LIFETIME_MS, invitee: user, offer: { type: offer.type, sdp: offer.sdp },
+      'chat.media': conf.media, 'chat.conf_id': conf.conf_id, 'chat.ring': ring,
+    });
+    peer.timer = setTimeout(() => {
+      if (peers.has(call_id) && !peer.answered) {
+        signal(conf.room_id, 'm.call.hangup', { call_id, reason: 'invite_timeout' });
+        ui.status(`${displayName(user)} did not answer`);
+        closePeer(call_id);
+      }
+    }, LIFETIME_MS);
+  }
+
+  // ---- conference lifecycle ------------------------------------------------------------
+  async function startCall(room_id, kind) {
+    if (conf) return;
+    const res = await fetch(`/api/v1/rooms/${encodeURIComponent(room_id)}/members`, { credentials: 'same-origin' });
+    if (!res.ok) { ui.alert('Could not load the members of this room.'); return; }
+    const members = (await res.json()).members.filter((m) => m.membership === 'join' && m.user_id !== me);
+    if (!members.length) { ui.alert('Nobody else is in this room to call.'); return; }
+    if (members.length + 1 > MAX_PARTICIPANTS) {
+      ui.alert(`Calls hold at most ${MAX_PARTICIPANTS} people; this room has ${members.length + 1}.`);
+      return;
+    }
+    if (!(await enter(room_id, randomId(), kind))) return;
+    ui.status('Ringing…');
+    for (const m of members) await inviteTo(m.user_id, true);
+  }
+
+  // Joins a call already running in the room: everyone in it gets a non-ringing invite.
+  async function joinCall(room_id, conf_id, kind) {
+    if (conf) return;
+    if (!(await enter(room_id, conf_id, kind || 'video'))) return;
+    for (const u of rosters.get(`${room_id} ${conf_id}`) || []) await inviteTo(u, false);
+  }
+
+  async function enter(room_id, conf_id, kind) {
+    try { await media.open(kind); } catch (e) {
+      ui.alert(`Camera or microphone unavailable: ${e.message}`);
+      return false;
+    }
+    conf = { room_id, conf_id, media: kind };
+    send({ t: 'call_join', room_id, conf_id });
+    ui.show(Array.from(peers.values(), (p) => p.tile).filter(Boolean));
+    return true;
+  }
+
+  function endCall(sendHangups) {
+    if (!conf) return;
+    const c = conf;
+    for (const p of Array.from(peers.values())) {
+      if (sendHangups) signal(c.room_id, 'm.call.hangup', { call_id: p.call_id, reason: 'user_hangup' });
+      peers.delete(p.call_id);
+      p.close();
+    }
+    send({ t: 'call_leave', room_id: c.room_id, conf_id: c.conf_id });
+    conf = null;
+    media.stop();
+    ui.hide();
+    showJoinButtons();
+  }
+
+  // ---- incoming ------------------------------------------------------------------------
+  async function accept(call_id) {
+    const r = ringing.get(call_id);
+    if (!r) return;
+    stopRinging(call_id);
+    const c = r.ev.content;
+    if (conf && conf.conf_id !== c['chat.conf_id']) endCall(true);
+    if (!conf && !(await enter(r.room_id, c['chat.conf_id'] || randomId(), c['chat.media'] || 'video'))) {
+      signal(r.room_id, 'm.call.reject', { call_id });
+      return;
+    }
+    await answerInvite(r.ev);
+    // Everyone else already in the conference gets an invite from us (they accept it).
+    for (const u of rosters.get(`${conf.room_id} ${conf.conf_id}`) || []) {
+      if (u !== r.ev.sender) await inviteTo(u, false);
+    }
+  }
+
+  async function answerInvite(ev) {
+    const c = ev.content;
+    const peer = await newPeer(c.call_id, ev.sender, 'callee');
+    peer.remoteParty = c.party_id;
+    await peer.pc.setRemoteDescription(c.offer);
+    const q = early.get(c.call_id);
+    early.delete(c.call_id);
+    if (q) await peer.addCandidates(q);
+    await peer.drainQueued();
+    const answer = await peer.pc.createAnswer();
+    await peer.pc.setLocalDescription(answer);
+    signal(conf.room_id, 'm.call.answer', { call_id: c.call_id, answer: { type: answer.type, sdp: answer.sdp } });
+    ui.status('');
+  }
+
+  function decline(call_id) {
+    const r = ringing.get(call_id);
+    if (!r) return;
+    stopRinging(call_id);
+    early.delete(call_id);
+    signal(r.room_id, 'm.call.reject', { call_id });
+  }
+
+  function stopRinging(call_id) {
+    const r = ringing.get(call_id);
+    if (!r) return;
+    clearTimeout(r.timer);
+    ringing.delete(call_id);
+    ui.unring(call_id, ringing.size === 0);
+  }
+
+  async function onInvite(ev, room_id) {
+    const c = ev.content;
+    if (c.invitee !== me) return;
+    if (ev.origin_server_ts + c.lifetime < Date.now() - 5000) return; // stale, from a catch-up
+    // The caller's candidates may arrive before we answer: keep them for this call.
+    if (!early.has(c.call_id)) early.set(c.call_id, []);
+    const inMyConf = conf && c['chat.conf_id'] && c['chat.conf_id'] === conf.conf_id;
+    if (inMyConf && !c['chat.ring']) {
+      const mine = peerWith(ev.sender);
+      if (mine) {
+        // Both invited each other at once: the invite from the smaller user id wins.
+        if (ev.sender > me) return;
+        if (mine.role === 'caller' && !mine.answered) {
+          signal(conf.room_id, 'm.call.hangup', { call_id: mine.call_id, reason: 'user_hangup' });
+          peers.delete(mine.call_id);
+          mine.close();
+        } else return;
+      }
+      await answerInvite(ev);
+      return;
+    }
+    if (conf && conf.conf_id !== c['chat.conf_id'] && !c['chat.ring']) return;
+    const timer = setTimeout(() => { stopRinging(c.call_id); early.delete(c.call_id); }, Math.max(0, ev.origin_server_ts + c.lifetime - Date.now()));
+    ringing.set(c.call_id, { ev, room_id, timer });
+    ui.ring(c.call_id, ev);
+  }
+
+  // ---- signals -------------------------------------------------------------------------
+  // A signal, from its `call` frame or as an `event` (each is handled once).
+  async function onSignal(f) {
+    const ev = f.event;
+    if (seen.has(ev.event_id)) return;
+    seen.add(ev.event_id);
+    if (seen.size > SEEN_MAX) seen.delete(seen.values().next().value);
+    const c = ev.content || {};
+    const fromThisTab = ev.sender === me && c.party_id === party;
+    if (fromThisTab) return;
+    const peer = peers.get(c.call_id);
+    switch (ev.type) {
+      case 'm.call.invite': await onInvite(ev, f.room_id); break;
+      case 'm.call.answer':
+        if (ev.sender === me) { stopRinging(c.call_id); early.delete(c.call_id); break; } // answered on another tab
+        if (peer && peer.role === 'caller' && !peer.answered) {
+          peer.answered = true;
+          peer.remoteParty = c.party_id;
+          clearTimeout(peer.timer);
+          await peer.pc.setRemoteDescription(c.answer);
+          await peer.drainQueued();
+          signal(conf.room_id, 'm.call.select_answer', { call_id: c.call_id, selected_party_id: c.party_id });
+          ui.status('');
+        }
+        break;
+      case 'm.call.candidates':
+        if (ev.sender === me) break;
+        if (peer) await peer.addCandidates(c.candidates || []);
+        else if (early.has(c.call_id)) early.get(c.call_id).push(...(c.candidates || []).slice(0, 64));
+        break;
+      case 'm.call.select_answer':
+        if (peer && peer.role === 'callee' && c.selected_party_id !== party) closePeer(c.call_id);
+        break;
+      case 'm.call.negotiate':
+        if (!peer || ev.sender === me) break;
+        await peer.pc.setRemoteDescription(c.description);
+        if (c.description.type === 'offer') {
+          const answer = await peer.pc.createAnswer();
+          await peer.pc.setLocalDescription(answer);
+          signal(conf.room_id, 'm.call.negotiate', { call_id: c.call_id, description: { type: answer.type, sdp: answer.sdp } });
+        }
+        break;
+      case 'm.call.reject':
+        stopRinging(c.call_id);
+        early.delete(c.call_id);
+        if (peer && ev.sender !== me) {
+          ui.status(`${displayName(ev.sender)} declined`);
+          closePeer(c.call_id);
+        }
+        break;
+      case 'm.call.hangup':
+        stopRinging(c.call_id);
+        early.delete(c.call_id);
+        if (peer) closePeer(c.call_id);
+        break;
+      default: break;
+    }
+  }
+
+  // ---- rosters -------------------------------------------------------------------------
+  // A `call_roster` frame: who is in each of a room's calls, and its call bar (server-rendered).
+  function onRoster(f) {
+    setRosters(f.room_id, f.calls);
+    // Someone whose tab vanished is dropped from the mesh once their media stops too (a
+    // reconnecting WebSocket alone does not end a call).
+    if (conf && conf.room_id === f.room_id) {
+      const users = rosters.get(`${conf.room_id} ${conf.conf_id}`) || [];
+      for (const p of Array.from(peers.values())) {
+        const s = p.pc.iceConnectionState;
+        if (p.answered && !users.includes(p.user) && s !== 'connected' && s !== 'completed') closePeer(p.call_id);
+      }
+    }
+    ui.placeCallBar(f.room_id, f.html);
+    showJoinButtons();
+  }
+
+  function setRosters(room_id, calls) {
+    for (const key of Array.from(rosters.keys())) if (key.startsWith(`${room_id} `)) rosters.delete(key);
+    for (const c of calls) rosters.set(`${room_id} ${c.conf_id}`, c.user_ids);
+  }
+
+  // A call's Join button shows while this tab is in no call and its user not in that one.
+  function showJoinButtons() {
+    ui.showJoinButtons((conf_id) => !conf && !(rosters.get(`${currentRoom} ${conf_id}`) || []).includes(me));
+  }
+
+  // After a reconnect the server sends the roster of every running call again; drop what we
+  // knew (and empty the call bar), and put this tab back into its call (the roster lost it
+  // when the old socket closed).
+  function onReady() {
+    rosters.clear();
+    if (conf) send({ t: 'call_join', room_id: conf.room_id, conf_id: conf.conf_id });
+    ui.clearCallBar();
+  }
+
+  const rendered = ui.renderedRosters();
+  if (rendered) setRosters(currentRoom, rendered);
+  showJoinButtons();
+
+  return {
+    onSignal, onRoster, onReady, startCall, joinCall, accept, decline, hangup: () => endCall(true),
+    get active() { return conf; },
+    get ringing() { return Array.from(ringing.keys()); },
+    peers() { return Array.from(peers.values()); },
+  };
+}
