@@ -140,6 +140,144 @@ impl fmt::Display for UserId {
     }
 }
 
+/// A room id: `!` + 43 URL-safe base64 characters, the reference hash of the room's create
+/// event. Parsed once where it enters (a path, a body, a frame, a PDU); serialised as the
+/// plain string.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String")]
+pub struct RoomId(String);
+
+impl RoomId {
+    /// Checks the shape of a room id taken from a request; a malformed one is a room that
+    /// does not exist (`NotFound`).
+    pub fn parse(s: &str) -> Result<Self> {
+        Self::try_from(s.to_string())
+    }
+
+    /// The id of the room's create event, which has the same hash (room version 12).
+    pub fn create_event_id(&self) -> EventId {
+        EventId::from_hash(&self.0[1..])
+    }
+
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for RoomId {
+    type Error = Error;
+
+    fn try_from(s: String) -> Result<Self> {
+        if hash_id_ok(&s, '!') { Ok(RoomId(s)) } else { Err(Error::NotFound(format!("no such room {s:?}"))) }
+    }
+}
+
+/// An event id: `$` + 43 URL-safe base64 characters, the event's reference hash. Serialised as
+/// the plain string.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String")]
+pub struct EventId(String);
+
+impl EventId {
+    /// Checks the shape of an event id taken from a request (`BadRequest` if malformed).
+    pub fn parse(s: &str) -> Result<Self> {
+        Self::try_from(s.to_string())
+    }
+
+    /// The id of an event with this reference hash (`$` + hash). For the ids the server
+    /// computes itself, so not checked again.
+    pub(crate) fn from_hash(hash: &str) -> Self {
+        EventId(format!("${hash}"))
+    }
+
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for EventId {
+    type Error = Error;
+
+    fn try_from(s: String) -> Result<Self> {
+        if hash_id_ok(&s, '$') { Ok(EventId(s)) } else { Err(Error::bad(format!("invalid event id {s:?}"))) }
+    }
+}
+
+macro_rules! string_id {
+    ($($t:ty),*) => {$(
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $t {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        // Hash, Eq and Ord are the inner string's, so maps keyed by the id can be looked up by `&str`.
+        impl std::borrow::Borrow<str> for $t {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl PartialEq<str> for $t {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $t {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl PartialEq<String> for $t {
+            fn eq(&self, other: &String) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl PartialEq<$t> for String {
+            fn eq(&self, other: &$t) -> bool {
+                *self == other.0
+            }
+        }
+
+        impl PartialEq<$t> for str {
+            fn eq(&self, other: &$t) -> bool {
+                self == other.0
+            }
+        }
+
+        impl PartialEq<$t> for &str {
+            fn eq(&self, other: &$t) -> bool {
+                *self == other.0
+            }
+        }
+
+        impl From<$t> for String {
+            fn from(id: $t) -> String {
+                id.0
+            }
+        }
+    )*};
+}
+
+string_id!(RoomId, EventId);
+
+fn hash_id_ok(s: &str, sigil: char) -> bool {
+    s.strip_prefix(sigil).is_some_and(|body| {
+        body.len() == 43 && body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
+}
+
 /// Checks the shape of a room id (`!` + 43 URL-safe base64 characters) taken from a request.
 pub fn parse_room_id(s: &str) -> Result<&str> {
     parse_hash_id(s, '!').ok_or_else(|| Error::NotFound(format!("no such room {s:?}")))
@@ -151,9 +289,7 @@ pub fn parse_event_id(s: &str) -> Result<&str> {
 }
 
 fn parse_hash_id(s: &str, sigil: char) -> Option<&str> {
-    let body = s.strip_prefix(sigil)?;
-    let ok = body.len() == 43 && body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    ok.then_some(s)
+    hash_id_ok(s, sigil).then_some(s)
 }
 
 /// The server part of a user id (`@name:server` -> `server`; empty without one).
@@ -198,8 +334,16 @@ mod tests {
     #[test]
     fn hash_ids() {
         let id = format!("!{}", "a".repeat(43));
-        assert!(parse_room_id(&id).is_ok());
-        assert!(parse_room_id("!short").is_err());
-        assert!(parse_event_id(&format!("${}", "b".repeat(43))).is_ok());
+        assert_eq!(RoomId::parse(&id).unwrap().as_str(), id);
+        assert!(matches!(RoomId::parse("!short"), Err(Error::NotFound(m)) if m == "no such room \"!short\""));
+        let ev = format!("${}", "b".repeat(43));
+        assert_eq!(EventId::parse(&ev).unwrap().to_string(), ev);
+        assert!(matches!(EventId::parse("$x"), Err(Error::BadRequest(m)) if m == "invalid event id \"$x\""));
+        // On the wire a plain string, checked when read.
+        let json = serde_json::to_string(&RoomId::parse(&id).unwrap()).unwrap();
+        assert_eq!(json, format!("\"{id}\""));
+        assert!(serde_json::from_str::<RoomId>(&json).is_ok());
+        assert!(serde_json::from_str::<EventId>("\"$x\"").is_err());
+        assert_eq!(RoomId::parse(&id).unwrap().create_event_id().as_str(), format!("${}", "a".repeat(43)));
     }
 }
