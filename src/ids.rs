@@ -154,6 +154,17 @@ impl RoomId {
         Self::try_from(s.to_string())
     }
 
+    /// The id of the room a create event with this reference hash names (`!` + hash). For the
+    /// ids the server computes itself, so not checked again.
+    pub(crate) fn from_hash(hash: &str) -> Self {
+        RoomId(format!("!{hash}"))
+    }
+
+    /// An id read back from this server's own tables, where only checked ids are written.
+    pub(crate) fn from_stored(s: &str) -> Self {
+        RoomId(s.to_string())
+    }
+
     /// The id of the room's create event, which has the same hash (room version 12).
     pub fn create_event_id(&self) -> EventId {
         EventId::from_hash(&self.0[1..])
@@ -189,6 +200,11 @@ impl EventId {
     /// computes itself, so not checked again.
     pub(crate) fn from_hash(hash: &str) -> Self {
         EventId(format!("${hash}"))
+    }
+
+    /// An id read back from this server's own tables, where only checked ids are written.
+    pub(crate) fn from_stored(s: &str) -> Self {
+        EventId(s.to_string())
     }
 
     /// The id as a string.
@@ -276,20 +292,6 @@ fn hash_id_ok(s: &str, sigil: char) -> bool {
     s.strip_prefix(sigil).is_some_and(|body| {
         body.len() == 43 && body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     })
-}
-
-/// Checks the shape of a room id (`!` + 43 URL-safe base64 characters) taken from a request.
-pub fn parse_room_id(s: &str) -> Result<&str> {
-    parse_hash_id(s, '!').ok_or_else(|| Error::NotFound(format!("no such room {s:?}")))
-}
-
-/// Checks the shape of an event id (`$` + 43 URL-safe base64 characters) taken from a request.
-pub fn parse_event_id(s: &str) -> Result<&str> {
-    parse_hash_id(s, '$').ok_or_else(|| Error::bad(format!("invalid event id {s:?}")))
-}
-
-fn parse_hash_id(s: &str, sigil: char) -> Option<&str> {
-    hash_id_ok(s, sigil).then_some(s)
 }
 
 /// The server part of a user id (`@name:server` -> `server`; empty without one).

@@ -254,7 +254,7 @@ pub fn room_page(v: &RoomView<'_>) -> Markup {
         Some(v.since),
         html! {
             div.app.in-room {
-                (room_list(v.rooms, Some(id), v.presence))
+                (room_list(v.rooms, Some(id.as_str()), v.presence))
                 main.room id="room" data-room-id=(id) {
                     div.room-head {
                         a.back href="/rooms" aria-label="All rooms" { "‹" }

@@ -321,18 +321,19 @@ async fn forged_and_tampered_events_are_refused_and_never_shown() {
     let nf = f.name.clone();
     let fred = format!("@fred:{nf}");
     let (join, answer) = f.join(&nb, &room, &fred).await;
+    let room_id = chat::ids::RoomId::parse(&room).unwrap();
     let state: Vec<Event> =
-        answer["state"].as_array().unwrap().iter().map(|pdu| Event::from_pdu(pdu, &room).unwrap()).collect();
-    let levels = state.iter().find(|e| e.kind == "m.room.power_levels").unwrap().event_id.clone();
+        answer["state"].as_array().unwrap().iter().map(|pdu| Event::from_pdu(pdu, &room_id).unwrap()).collect();
+    let levels = state.iter().find(|e| e.kind == "m.room.power_levels").unwrap().event_id.to_string();
     // Events F could send next, after Fred's join. Room version 12: the create event is
     // implied by the room id, not listed.
-    let auth = vec![levels, join.event_id.clone()];
+    let auth = vec![levels, join.event_id.to_string()];
     let build = |sender: &str, body: &str, n: u64| {
         Event::build(
-            Some(&room),
+            Some(&room_id),
             sender,
             NewEvent::message(M_ROOM_MESSAGE, text_message(body)),
-            Parents { prev_events: vec![join.event_id.clone()], auth_events: auth.clone(), depth: join.depth + 1 },
+            Parents { prev_events: vec![join.event_id.to_string()], auth_events: auth.clone(), depth: join.depth + 1 },
             chat::events::now_ms() + n,
         )
     };
@@ -365,18 +366,22 @@ async fn forged_and_tampered_events_are_refused_and_never_shown() {
     assert_eq!(status, 200, "{answer}");
     let results = answer["pdus"].as_object().unwrap();
     for refused in [&bad_sig, &bad_bytes, &other_server, &outsider] {
-        assert!(results[&refused.event_id]["error"].is_string(), "{} refused: {answer}", refused.content["body"]);
+        assert!(
+            results[refused.event_id.as_str()]["error"].is_string(),
+            "{} refused: {answer}",
+            refused.content["body"]
+        );
     }
-    assert_eq!(results[&good.event_id], json!({}), "{answer}");
+    assert_eq!(results[good.event_id.as_str()], json!({}), "{answer}");
     let errors = results.values().filter(|v| v["error"].is_string()).count();
     assert_eq!(errors, 6, "{answer}");
     let shown = ben.bodies(&room).await;
     assert_eq!(shown, vec!["real", "good one"]);
     // B serves the good event to a server in the room, and has none of the refused ones.
     let event = |id: &str| format!("/_matrix/federation/v1/event/{}", urlencode(id));
-    assert_eq!(f.signed(Method::GET, &nb, &event(&good.event_id), None).await.0, 200);
+    assert_eq!(f.signed(Method::GET, &nb, &event(good.event_id.as_str()), None).await.0, 200);
     for e in [&bad_sig, &bad_bytes, &other_server, &outsider] {
-        assert_eq!(f.signed(Method::GET, &nb, &event(&e.event_id), None).await.0, 404, "{}", e.content["body"]);
+        assert_eq!(f.signed(Method::GET, &nb, &event(e.event_id.as_str()), None).await.0, 404, "{}", e.content["body"]);
     }
 
     // The same transaction id again is answered without processing.

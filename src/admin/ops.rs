@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::auth::{password, random_id};
 use crate::error::{Error, Result};
 use crate::events::now_ms;
-use crate::ids::{ServerName, UserId, normalize_username};
+use crate::ids::{RoomId, ServerName, UserId, normalize_username};
 use crate::live::hub::Hub;
 use crate::store::Store;
 use crate::store::accounts::UserRecord;
@@ -95,7 +95,7 @@ pub type Members = Vec<(String, String)>;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RoomInfo {
     /// Room id.
-    pub room_id: String,
+    pub room_id: RoomId,
     /// Name (empty for direct rooms).
     pub name: String,
     /// Topic.
@@ -141,10 +141,10 @@ impl Ctx<'_> {
             Op::UserMakeAdmin { username, admin } => json!({ "user": self.set_admin(&username, admin).await? }),
             Op::RoomList => json!({ "rooms": self.list_rooms()? }),
             Op::RoomShow { room_id } => {
-                let (room, members, events) = self.show_room(&room_id)?;
+                let (room, members, events) = self.show_room(&named_room(&room_id)?)?;
                 json!({ "room": room, "members": members, "events": events })
             }
-            Op::RoomDelete { room_id } => json!({ "deleted": self.delete_room(&room_id).await? }),
+            Op::RoomDelete { room_id } => json!({ "deleted": self.delete_room(&named_room(&room_id)?).await? }),
         })
     }
 
@@ -211,7 +211,7 @@ impl Ctx<'_> {
     }
 
     /// A room, its members with their membership, and its number of events.
-    pub fn show_room(&self, room_id: &str) -> Result<(RoomInfo, Members, u64)> {
+    pub fn show_room(&self, room_id: &RoomId) -> Result<(RoomInfo, Members, u64)> {
         let room = self.store.room(room_id)?.ok_or_else(|| Error::NotFound(format!("no room {room_id}")))?;
         let members =
             self.store.members(room_id)?.into_iter().map(|(u, m)| (u, m.as_str().to_string())).collect::<Vec<_>>();
@@ -220,8 +220,8 @@ impl Ctx<'_> {
     }
 
     /// Deletes a room and its history; its online members' clients are told.
-    pub async fn delete_room(&self, room_id: &str) -> Result<crate::store::admin::DeletedRoom> {
-        let deleted = self.store.delete_room(room_id.to_string()).await?;
+    pub async fn delete_room(&self, room_id: &RoomId) -> Result<crate::store::admin::DeletedRoom> {
+        let deleted = self.store.delete_room(room_id.clone()).await?;
         if let Some(hub) = self.hub {
             hub.forget_room(room_id);
         }
@@ -252,6 +252,11 @@ impl Ctx<'_> {
             disabled: rec.disabled,
         })
     }
+}
+
+/// A room id given to an operation; a malformed one is a room that does not exist.
+fn named_room(room_id: &str) -> Result<RoomId> {
+    RoomId::parse(room_id).map_err(|_| Error::NotFound(format!("no room {room_id}")))
 }
 
 fn room_info(r: crate::store::rooms::RoomRecord) -> RoomInfo {

@@ -24,8 +24,8 @@ use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
 use crate::events::{Membership, NewEvent, now_ms};
-use crate::ids::ServerName;
 use crate::ids::UserId;
+use crate::ids::{RoomId, ServerName};
 use crate::rooms::{self, Sent};
 use crate::store::Store;
 use crate::store::writer::Committed;
@@ -266,15 +266,15 @@ pub fn apply(
 /// Invites waiting for an answer: (room id, call id) -> (caller, deadline ms). The sweeper
 /// hangs up those past their lifetime, so "missed call" appears even when the caller's tab is gone.
 #[derive(Default)]
-pub struct Pending(Mutex<HashMap<(String, String), (String, u64)>>);
+pub struct Pending(Mutex<HashMap<(RoomId, String), (String, u64)>>);
 
 impl Pending {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), (String, u64)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(RoomId, String), (String, u64)>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn track(&self, room: &str, call: &str, rec: &CallRecord) {
-        let key = (room.to_string(), call.to_string());
+    fn track(&self, room: &RoomId, call: &str, rec: &CallRecord) {
+        let key = (room.clone(), call.to_string());
         if rec.answered.is_none() && rec.ended.is_none() {
             self.lock().insert(key, (rec.caller.clone(), rec.invite_ts + rec.lifetime));
         } else {
@@ -282,7 +282,7 @@ impl Pending {
         }
     }
 
-    fn expired(&self, now: u64) -> Vec<(String, String, String)> {
+    fn expired(&self, now: u64) -> Vec<(RoomId, String, String)> {
         self.lock()
             .iter()
             .filter(|(_, (_, deadline))| *deadline < now)
@@ -306,13 +306,13 @@ impl Pending {
 pub async fn submit_signal(
     state: &Calls,
     sender: &UserId,
-    room_id: &str,
+    room_id: &RoomId,
     kind: &str,
     content: &Value,
 ) -> Result<Committed<Sent>> {
     let mut content = clean_content(kind, content)?;
     let call_id = content["call_id"].as_str().unwrap_or_default().to_string();
-    let (s, rid, kind) = (sender.to_string(), room_id.to_string(), kind.to_string());
+    let (s, rid, kind) = (sender.to_string(), room_id.clone(), kind.to_string());
     let pending = state.pending.clone();
     state
         .store
@@ -337,12 +337,12 @@ pub async fn submit_signal(
 pub fn apply_received(tx: &mut crate::store::Tx<'_>, ev: &crate::events::Event, pending: &Arc<Pending>) -> Result<()> {
     let mut content = clean_content(&ev.kind, &ev.content)?;
     let call_id = content["call_id"].as_str().unwrap_or_default().to_string();
-    let rid = ev.room_id.as_str();
+    let rid = &ev.room_id;
     let record = tx.call(rid, &call_id)?;
     let is_member = |u: &str| Ok(tx.membership(rid, u)? == Membership::Join);
     let rec = apply(&ev.kind, &mut content, &ev.sender, record, now_ms(), is_member)?;
     tx.put_call(rid, &call_id, &rec)?;
-    let (pending, rid) = (pending.clone(), rid.to_string());
+    let (pending, rid) = (pending.clone(), rid.clone());
     tx.after_commit(move || pending.track(&rid, &call_id, &rec));
     Ok(())
 }

@@ -18,6 +18,8 @@ use sha2::{Digest, Sha256};
 
 pub use content::*;
 
+use crate::ids::{EventId, RoomId};
+
 /// Most `prev_events` or `auth_events` a received event may name.
 pub const MAX_REFS: usize = 20;
 
@@ -28,9 +30,9 @@ pub const ROOM_VERSION: &str = "12";
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Event {
     /// `$` + reference hash. Not part of the hashed form.
-    pub event_id: String,
+    pub event_id: EventId,
     /// The room; for the create event it is derived from the event's own hash.
-    pub room_id: String,
+    pub room_id: RoomId,
     /// The user who sent the event.
     pub sender: String,
     /// Event type, e.g. `m.room.message`.
@@ -92,10 +94,18 @@ pub struct Parents {
 impl Event {
     /// Builds, hashes and names a new event. `room_id` is `None` only for a create event, whose
     /// hash then also names the room.
-    pub fn build(room_id: Option<&str>, sender: &str, new: NewEvent, parents: Parents, origin_server_ts: u64) -> Event {
+    pub fn build(
+        room_id: Option<&RoomId>,
+        sender: &str,
+        new: NewEvent,
+        parents: Parents,
+        origin_server_ts: u64,
+    ) -> Event {
+        // The ids are named from the hashes below; until then they are stand-ins that neither
+        // hash covers (a create event's room id is left out of both).
         let mut ev = Event {
-            event_id: String::new(),
-            room_id: room_id.unwrap_or_default().to_string(),
+            event_id: EventId::from_hash(""),
+            room_id: room_id.cloned().unwrap_or_else(|| RoomId::from_hash("")),
             sender: sender.to_string(),
             kind: new.kind,
             state_key: new.state_key,
@@ -111,9 +121,9 @@ impl Event {
         ev.hashes.insert("sha256".into(), b64_std(&content_hash));
         let reference = Sha256::digest(crate::keys::canonical_string(&ev.redacted(room_id.is_some())));
         let hash = b64_url(&reference);
-        ev.event_id = format!("${hash}");
+        ev.event_id = EventId::from_hash(&hash);
         if room_id.is_none() {
-            ev.room_id = format!("!{hash}");
+            ev.room_id = RoomId::from_hash(&hash);
         }
         ev
     }
@@ -198,14 +208,16 @@ impl Event {
     /// reference hash), and its content hash must match. `room_id` is the room it is meant for
     /// (a create event carries none; its hash must then name that room). Signatures are checked
     /// by the caller, who has the keys.
-    pub fn from_pdu(pdu: &Value, room_id: &str) -> crate::error::Result<Event> {
+    pub fn from_pdu(pdu: &Value, room_id: &RoomId) -> crate::error::Result<Event> {
         use crate::error::Error;
         let Value::Object(map) = pdu else { return Err(Error::bad("a PDU must be a JSON object")) };
         let mut map = map.clone();
         let is_create = map.get("type").and_then(Value::as_str) == Some(M_ROOM_CREATE);
-        map.insert("event_id".into(), Value::String(String::new()));
+        // Stand-ins of the right shape for the ids the PDU does not carry; both are replaced
+        // below by the ones computed from its hash.
+        map.insert("event_id".into(), Value::from(room_id.create_event_id().as_str()));
         if is_create {
-            map.insert("room_id".into(), Value::String(String::new()));
+            map.insert("room_id".into(), Value::from(room_id.as_str()));
         }
         let mut ev: Event =
             serde_json::from_value(Value::Object(map)).map_err(|e| Error::bad(format!("malformed PDU: {e}")))?;
@@ -213,7 +225,7 @@ impl Event {
             return Err(Error::bad("too many prev_events or auth_events"));
         }
         let rebuilt = Event::build(
-            (!is_create).then_some(ev.room_id.as_str()),
+            (!is_create).then_some(&ev.room_id),
             &ev.sender,
             NewEvent { kind: ev.kind.clone(), state_key: ev.state_key.clone(), content: ev.content.clone() },
             Parents { prev_events: ev.prev_events.clone(), auth_events: ev.auth_events.clone(), depth: ev.depth },
@@ -228,7 +240,7 @@ impl Event {
         if is_create {
             ev.room_id = rebuilt.room_id;
         }
-        if ev.room_id != room_id {
+        if ev.room_id != *room_id {
             return Err(Error::bad("the event belongs to another room"));
         }
         Ok(ev)
@@ -238,7 +250,7 @@ impl Event {
     pub fn verify_hashes(&self) -> bool {
         let is_create = self.kind == M_ROOM_CREATE;
         let rebuilt = Event::build(
-            (!is_create).then_some(self.room_id.as_str()),
+            (!is_create).then_some(&self.room_id),
             &self.sender,
             NewEvent { kind: self.kind.clone(), state_key: self.state_key.clone(), content: self.content.clone() },
             Parents { prev_events: self.prev_events.clone(), auth_events: self.auth_events.clone(), depth: self.depth },
@@ -288,10 +300,14 @@ pub fn now_ms() -> u64 {
 mod tests {
     use super::*;
 
+    fn a_room() -> RoomId {
+        RoomId::from_hash(&"r".repeat(43))
+    }
+
     #[test]
     fn the_object_is_what_serde_writes() {
         let mut ev = Event::build(
-            Some("!r:x"),
+            Some(&a_room()),
             "@a:x",
             NewEvent::state(M_ROOM_NAME, "", serde_json::json!({"name": "n"})),
             Parents { prev_events: vec!["$p".into()], auth_events: vec!["$a".into()], depth: 3 },
@@ -300,7 +316,7 @@ mod tests {
         ev.signatures.insert("x".into(), [("ed25519:k".to_string(), "sig".to_string())].into_iter().collect());
         assert_eq!(Value::Object(ev.to_object()), serde_json::to_value(&ev).unwrap());
         let msg = Event::build(
-            Some("!r:x"),
+            Some(&a_room()),
             "@a:x",
             NewEvent::message(M_ROOM_MESSAGE, text_message("hi")),
             Parents { prev_events: vec![], auth_events: vec![], depth: 1 },
@@ -323,8 +339,8 @@ mod tests {
     #[test]
     fn ids_are_reference_hashes() {
         let ev = create();
-        assert_eq!(ev.event_id.len(), 44);
-        assert_eq!(&ev.room_id[1..], &ev.event_id[1..]);
+        assert_eq!(ev.event_id.as_str().len(), 44);
+        assert_eq!(ev.room_id.create_event_id(), ev.event_id);
         assert!(ev.verify_hashes());
         // Same input, same id: ids are deterministic.
         assert_eq!(create().event_id, ev.event_id);
@@ -337,7 +353,7 @@ mod tests {
             Some(&room.room_id),
             "@ana:chat.test",
             NewEvent::message(M_ROOM_MESSAGE, json!({"msgtype": "m.text", "body": "hi"})),
-            Parents { prev_events: vec![room.event_id.clone()], auth_events: vec![], depth: 2 },
+            Parents { prev_events: vec![room.event_id.to_string()], auth_events: vec![], depth: 2 },
             1_700_000_000_001,
         );
         assert!(msg.verify_hashes());
@@ -361,7 +377,11 @@ mod tests {
             Some(&room.room_id),
             "@ana:chat.test",
             NewEvent::message(M_ROOM_MESSAGE, json!({"msgtype": "m.text", "body": "héllo \u{1F600} <b>", "n": 7})),
-            Parents { prev_events: vec![room.event_id.clone()], auth_events: vec![room.event_id.clone()], depth: 2 },
+            Parents {
+                prev_events: vec![room.event_id.to_string()],
+                auth_events: vec![room.event_id.to_string()],
+                depth: 2,
+            },
             1_700_000_000_001,
         );
         for ev in [&mut room, &mut msg] {
@@ -370,7 +390,7 @@ mod tests {
             let content_hash = ruma_signatures::content_hash(&object).unwrap();
             assert_eq!(content_hash.encode(), ev.hashes["sha256"], "content hash of {}", ev.kind);
             let reference = ruma_signatures::reference_hash(&object, &rules).unwrap();
-            assert_eq!(format!("${reference}"), ev.event_id, "event id of {}", ev.kind);
+            assert_eq!(format!("${reference}"), ev.event_id.as_str(), "event id of {}", ev.kind);
             let mut keys = std::collections::BTreeMap::new();
             keys.insert(key.id.clone(), ruma_common::serde::Base64::parse(key.public_b64()).unwrap());
             let mut map = std::collections::BTreeMap::new();

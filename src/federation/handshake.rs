@@ -12,11 +12,11 @@ use super::FedRequest;
 use super::FedState;
 use super::pdu::parse_verified;
 use super::receive::{authorize_now, check_known_auth_events};
-use super::serve::{auth_chain, current_state, resident_room, wire};
+use super::serve::{auth_chain, current_state, peer_room_id, resident_room, wire};
 use crate::error::{Error, Result};
 use crate::events::rules;
 use crate::events::*;
-use crate::ids::UserId;
+use crate::ids::{RoomId, UserId};
 use crate::store::events::{enqueue, persist_received, server_of};
 use crate::store::rooms::RoomRecord;
 
@@ -51,6 +51,7 @@ pub(super) async fn make_membership(
     if user.server() != req.origin {
         return Err(Error::Forbidden("you can only make membership events for your own users".into()));
     }
+    let room_id = peer_room_id(&room_id)?;
     let room = resident_room(&state, &room_id)?;
     let new = NewEvent::state(M_ROOM_MEMBER, user.as_str(), member_content(membership));
     let snapshot = state.store.snapshot()?;
@@ -62,7 +63,7 @@ pub(super) async fn make_membership(
 /// The unsigned event another server's user would send next in `room`.
 pub(super) fn template(state: &FedState, room: &RoomRecord, sender: &str, new: NewEvent) -> Result<Value> {
     let snapshot = state.store.snapshot()?;
-    let rid = room.room_id.as_str();
+    let rid = &room.room_id;
     let mut auth_events = Vec::new();
     // Room version 12: the create event is implied by the room id, not listed.
     for (kind, key) in [(M_ROOM_POWER_LEVELS, ""), (M_ROOM_JOIN_RULES, ""), (M_ROOM_MEMBER, sender)] {
@@ -92,6 +93,8 @@ pub async fn send_join(
     req: FedRequest,
 ) -> Result<axum::Json<Value>> {
     let pdu = take_membership(&state, &room_id, &event_id, req, Membership::Join).await?;
+    // Checked by `take_membership`.
+    let room_id = peer_room_id(&room_id)?;
     let current = current_state(&state, &room_id)?;
     let chain = auth_chain(&state, &current)?;
     Ok(axum::Json(json!({
@@ -115,7 +118,8 @@ pub async fn send_leave(
 }
 
 /// The shared part of `send_join` and `send_leave`: verify the caller's user's own membership
-/// event, check it, store it and send it to the room's other servers. Returns the PDU.
+/// event, check it, store it and send it to the room's other servers. Returns the PDU. The
+/// ids are the request path's, checked here in the order the answers have always come.
 pub(super) async fn take_membership(
     state: &FedState,
     room_id: &str,
@@ -124,7 +128,7 @@ pub(super) async fn take_membership(
     membership: Membership,
 ) -> Result<Value> {
     let pdu = req.content.ok_or_else(|| Error::bad("the membership event is missing"))?;
-    let (state, room_id) = (state.clone(), room_id.to_string());
+    let (state, room_id) = (state.clone(), peer_room_id(room_id)?);
     resident_room(&state, &room_id)?;
     let ev = parse_verified(&state, &pdu, &room_id).await?;
     if ev.event_id != event_id {
@@ -175,6 +179,8 @@ pub async fn invite(
 ) -> Result<axum::Json<Value>> {
     let body: InviteBody = serde_json::from_value(req.content.ok_or_else(|| Error::bad("invite needs a body"))?)
         .map_err(|e| Error::bad(format!("bad invite body: {e}")))?;
+    // A malformed room id is one the event cannot belong to.
+    let room_id = RoomId::parse(&room_id).map_err(|_| Error::bad("the event belongs to another room"))?;
     let mut ev = parse_verified(&state, &body.event, &room_id).await?;
     if ev.event_id != event_id {
         return Err(Error::bad("the event id does not match the event"));
@@ -254,7 +260,7 @@ impl StrippedState {
         s
     }
 
-    fn stub_room(self, room_id: &str, origin: &str) -> RoomRecord {
+    fn stub_room(self, room_id: &RoomId, origin: &str) -> RoomRecord {
         let pl = PowerLevels::for_new_room("");
         let mut room = RoomRecord::new(room_id, &self.creator, now_ms(), self.direct, self.join_rule, pl);
         room.name = self.name;

@@ -16,32 +16,32 @@ use super::serve::MAX_FETCH;
 use crate::error::{Error, Result};
 use crate::events::rules;
 use crate::events::*;
-use crate::ids::UserId;
+use crate::ids::{EventId, RoomId, UserId};
 use crate::rooms::aliases::{local_alias, parse_alias};
 use crate::rooms::{self, JoinPlan};
 use crate::store::events::store_joined_room;
 
 /// Joins a public room, or a private one the user was invited to.
-pub async fn join(state: &FedState, user: &UserId, room_id: &str) -> Result<()> {
+pub async fn join(state: &FedState, user: &UserId, room_id: &RoomId) -> Result<()> {
     join_via(state, user, room_id, &[]).await
 }
 
 /// Joins a room by id or `#alias:server`; returns the room id.
-pub async fn join_by_name(state: &FedState, user: &UserId, name: &str, via: &[String]) -> Result<String> {
+pub async fn join_by_name(state: &FedState, user: &UserId, name: &str, via: &[String]) -> Result<RoomId> {
     if name.starts_with('#') {
         let (rid, servers) = resolve_alias(state, name).await?;
         let via: Vec<String> = servers.into_iter().chain(via.iter().cloned()).collect();
         join_via(state, user, &rid, &via).await?;
         return Ok(rid);
     }
-    let rid = crate::ids::parse_room_id(name)?;
-    join_via(state, user, rid, via).await?;
-    Ok(rid.to_string())
+    let rid = RoomId::parse(name)?;
+    join_via(state, user, &rid, via).await?;
+    Ok(rid)
 }
 
 /// Joins a room here if this server is in it (or it is ours); otherwise through another
 /// server: `via`, then the servers the room is known to be on.
-pub async fn join_via(state: &FedState, user: &UserId, room_id: &str, via: &[String]) -> Result<()> {
+pub async fn join_via(state: &FedState, user: &UserId, room_id: &RoomId, via: &[String]) -> Result<()> {
     match rooms::join_plan(&state.rooms, room_id, via)? {
         JoinPlan::Here => rooms::join_here(&state.rooms, user, room_id).await,
         JoinPlan::Through(servers) => join_remote(state, user, room_id, &servers).await,
@@ -50,17 +50,17 @@ pub async fn join_via(state: &FedState, user: &UserId, room_id: &str, via: &[Str
 
 /// Leaves a room, or declines an invitation. The server of an invitation to a room this
 /// server is not in is told when it can be reached; the decline holds here either way.
-pub async fn leave(state: &FedState, user: &UserId, room_id: &str) -> Result<()> {
+pub async fn leave(state: &FedState, user: &UserId, room_id: &RoomId) -> Result<()> {
     if let Some(via) = rooms::remote_invitation(&state.rooms, user, room_id)?
         && let Err(e) = decline_remote(state, user, room_id, &via).await
     {
-        tracing::info!(room_id, error = %e, "the inviting server was not told of the decline");
+        tracing::info!(%room_id, error = %e, "the inviting server was not told of the decline");
     }
     rooms::leave(&state.rooms, user, room_id).await
 }
 
 /// Invites a user into a room; a user of another server through their server, which co-signs.
-pub async fn invite(state: &FedState, sender: &UserId, room_id: &str, target: &UserId) -> Result<()> {
+pub async fn invite(state: &FedState, sender: &UserId, room_id: &RoomId, target: &UserId) -> Result<()> {
     if target.server() != state.server_name.as_str() {
         return invite_remote(state, sender, room_id, target).await;
     }
@@ -69,7 +69,7 @@ pub async fn invite(state: &FedState, sender: &UserId, room_id: &str, target: &U
 
 /// Opens the direct-message room between `user` and `other` (see [`rooms::open_direct`]);
 /// returns the room id.
-pub async fn open_direct(state: &FedState, user: &UserId, other: &UserId) -> Result<String> {
+pub async fn open_direct(state: &FedState, user: &UserId, other: &UserId) -> Result<RoomId> {
     let direct = rooms::open_direct(&state.rooms, user, other).await?;
     if direct.invite_remote {
         // The peer's server co-signs the invite; if it cannot be reached, the room stays with
@@ -88,7 +88,7 @@ pub(super) const MAX_JOIN_EVENTS: usize = 20_000;
 pub(super) const JOIN_HISTORY: usize = 50;
 
 /// Resolves `#name:server` to a room id and servers to join through.
-pub async fn resolve_alias(state: &FedState, alias: &str) -> Result<(String, Vec<String>)> {
+pub async fn resolve_alias(state: &FedState, alias: &str) -> Result<(RoomId, Vec<String>)> {
     let (name, server) = parse_alias(alias)?;
     if server == state.server_name.as_str() {
         let rid = local_alias(&state.store, &state.server_name, &name)?
@@ -110,18 +110,18 @@ pub async fn resolve_alias(state: &FedState, alias: &str) -> Result<(String, Vec
         return Err(Error::Unavailable(format!("{server} answered {status}")));
     }
     let rid = v["room_id"].as_str().ok_or_else(|| Error::Unavailable(format!("{server} sent no room id")))?;
-    crate::ids::parse_room_id(rid)?;
+    let rid = RoomId::parse(rid)?;
     let mut servers: Vec<String> = vec![server.clone()];
     for s in v["servers"].as_array().into_iter().flatten().take(10).filter_map(Value::as_str) {
         if crate::ids::ServerName::parse(s).is_ok() && !servers.iter().any(|x| x == s) {
             servers.push(s.to_string());
         }
     }
-    Ok((rid.to_string(), servers))
+    Ok((rid, servers))
 }
 
 /// Joins `user` to `room_id`, which this server is not in, through one of `via`.
-pub async fn join_remote(state: &FedState, user: &UserId, room_id: &str, via: &[String]) -> Result<()> {
+pub async fn join_remote(state: &FedState, user: &UserId, room_id: &RoomId, via: &[String]) -> Result<()> {
     let mut last = Error::NotFound("no server to join that room through".into());
     for server in via.iter().filter(|s| *s != state.server_name.as_str()).take(5) {
         match join_through(state, user, room_id, server).await {
@@ -130,7 +130,7 @@ pub async fn join_remote(state: &FedState, user: &UserId, room_id: &str, via: &[
                 return Err(e);
             }
             Err(e) => {
-                tracing::info!(server, room_id, error = %e, "join through this server failed");
+                tracing::info!(server, %room_id, error = %e, "join through this server failed");
                 last = e;
             }
         }
@@ -144,12 +144,12 @@ pub async fn join_remote(state: &FedState, user: &UserId, room_id: &str, via: &[
 pub(super) async fn make_and_send(
     state: &FedState,
     user: &UserId,
-    room_id: &str,
+    room_id: &RoomId,
     server: &str,
     membership: Membership,
 ) -> Result<(Event, Value)> {
     let verb = if membership == Membership::Join { "join" } else { "leave" };
-    let rid = super::urlencode(room_id);
+    let rid = super::urlencode(room_id.as_str());
     let uid = super::urlencode(user.as_str());
     let made = call(
         state,
@@ -171,14 +171,14 @@ pub(super) async fn make_and_send(
     let new = NewEvent::state(M_ROOM_MEMBER, user.as_str(), member_content(membership));
     let ev = Event::build(Some(room_id), user.as_str(), new, parents, now_ms());
     let pdu = state.federation.wire_pdu(state.server_name.as_str(), &ev)?;
-    let path = format!("/_matrix/federation/v2/send_{verb}/{rid}/{}", super::urlencode(&ev.event_id));
+    let path = format!("/_matrix/federation/v2/send_{verb}/{rid}/{}", super::urlencode(ev.event_id.as_str()));
     let answer = call(state, server, Method::PUT, &path, Some(pdu)).await?;
     Ok((ev, answer))
 }
 
 /// Declines an invitation to a room on another server: the leave goes to the inviting server
 /// (make_leave/send_leave), which adds it to the room.
-pub async fn decline_remote(state: &FedState, user: &UserId, room_id: &str, via: &[String]) -> Result<()> {
+pub async fn decline_remote(state: &FedState, user: &UserId, room_id: &RoomId, via: &[String]) -> Result<()> {
     let mut last = Error::NotFound("no server to send the decline to".into());
     for server in via.iter().filter(|s| *s != state.server_name.as_str()).take(5) {
         match make_and_send(state, user, room_id, server, Membership::Leave).await {
@@ -189,11 +189,11 @@ pub async fn decline_remote(state: &FedState, user: &UserId, room_id: &str, via:
     Err(last)
 }
 
-pub(super) async fn join_through(state: &FedState, user: &UserId, room_id: &str, server: &str) -> Result<()> {
-    let rid = super::urlencode(room_id);
+pub(super) async fn join_through(state: &FedState, user: &UserId, room_id: &RoomId, server: &str) -> Result<()> {
+    let rid = super::urlencode(room_id.as_str());
     let (join, answer) = make_and_send(state, user, room_id, server, Membership::Join).await?;
     // Everything the resident server sent is checked before any of it is used.
-    let mut all: HashMap<String, Event> = HashMap::new();
+    let mut all: HashMap<EventId, Event> = HashMap::new();
     let mut state_ids = Vec::new();
     let list = |k: &str| answer[k].as_array().cloned().unwrap_or_default();
     let (state_pdus, chain_pdus) = (list("state"), list("auth_chain"));
@@ -211,7 +211,7 @@ pub(super) async fn join_through(state: &FedState, user: &UserId, room_id: &str,
         all.insert(ev.event_id.clone(), ev);
     }
     let create = all.values().find(|e| e.kind == M_ROOM_CREATE).ok_or_else(|| Error::bad("no create event"))?;
-    if create.room_id != room_id {
+    if create.room_id != *room_id {
         return Err(Error::bad("the create event names another room"));
     }
     for ev in all.values() {
@@ -223,7 +223,10 @@ pub(super) async fn join_through(state: &FedState, user: &UserId, room_id: &str,
         state,
         server,
         Method::GET,
-        &format!("/_matrix/federation/v1/backfill/{rid}?v={}&limit={JOIN_HISTORY}", super::urlencode(&join.event_id)),
+        &format!(
+            "/_matrix/federation/v1/backfill/{rid}?v={}&limit={JOIN_HISTORY}",
+            super::urlencode(join.event_id.as_str())
+        ),
         None,
     )
     .await
@@ -241,14 +244,14 @@ pub(super) async fn join_through(state: &FedState, user: &UserId, room_id: &str,
     let mut states: Vec<Event> = state_ids.iter().filter_map(|id| all.get(id).cloned()).collect();
     states.sort_by_key(|e| e.depth);
     let chain: Vec<Event> = all.into_values().collect();
-    let (rid, joined) = (room_id.to_string(), join);
+    let (rid, joined) = (room_id.clone(), join);
     state.store.write(move |tx| store_joined_room(tx, &rid, chain, states, timeline, joined)).await
 }
 
 /// Invites `target`, a user of another server: their server co-signs the invite before it is
 /// added to the room.
-pub async fn invite_remote(state: &FedState, sender: &UserId, room_id: &str, target: &UserId) -> Result<()> {
-    let (s, rid, t) = (sender.to_string(), room_id.to_string(), target.to_string());
+pub async fn invite_remote(state: &FedState, sender: &UserId, room_id: &RoomId, target: &UserId) -> Result<()> {
+    let (s, rid, t) = (sender.to_string(), room_id.clone(), target.to_string());
     let (ev, stripped) = state
         .store
         .write(move |tx| {
@@ -274,7 +277,11 @@ pub async fn invite_remote(state: &FedState, sender: &UserId, room_id: &str, tar
         state,
         target.server(),
         Method::PUT,
-        &format!("/_matrix/federation/v2/invite/{}/{}", super::urlencode(room_id), super::urlencode(&ev.event_id)),
+        &format!(
+            "/_matrix/federation/v2/invite/{}/{}",
+            super::urlencode(room_id.as_str()),
+            super::urlencode(ev.event_id.as_str())
+        ),
         Some(json!({ "room_version": ROOM_VERSION, "event": pdu, "invite_room_state": stripped })),
     )
     .await?;

@@ -17,6 +17,7 @@ use super::FedState;
 use crate::error::{Error, Result};
 use crate::events::rules;
 use crate::events::*;
+use crate::ids::RoomId;
 use crate::store::events::server_of;
 
 /// Most signing keys of one server tried for one event.
@@ -62,7 +63,7 @@ pub async fn verify(state: &FedState, pdu: &Value, ev: &Event) -> Result<()> {
 }
 
 /// Parses and verifies one PDU of `room_id`.
-pub async fn parse_verified(state: &FedState, pdu: &Value, room_id: &str) -> Result<Event> {
+pub async fn parse_verified(state: &FedState, pdu: &Value, room_id: &RoomId) -> Result<Event> {
     let ev = Event::from_pdu(pdu, room_id)?;
     verify(state, pdu, &ev).await?;
     Ok(ev)
@@ -99,8 +100,8 @@ impl AuthRoom {
 /// memberships they name. `get` finds an auth event by id.
 pub fn auth_room<'a>(ev: &Event, get: impl Fn(&str) -> Option<&'a Event>) -> Result<AuthRoom> {
     // Room version 12: the create event is not listed; the room id is its reference hash.
-    let create_id = format!("${}", ev.room_id.strip_prefix('!').unwrap_or_default());
-    let create = get(&create_id).filter(|c| c.kind == M_ROOM_CREATE && c.room_id == ev.room_id);
+    let create_id = ev.room_id.create_event_id();
+    let create = get(create_id.as_str()).filter(|c| c.kind == M_ROOM_CREATE && c.room_id == ev.room_id);
     let mut pl = None;
     let mut join_rule = JoinRule::Invite;
     let mut members = HashMap::new();

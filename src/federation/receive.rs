@@ -14,10 +14,11 @@ use super::FedRequest;
 use super::FedState;
 use super::call;
 use super::pdu::check_auth_events;
-use super::serve::{MAX_FETCH, resident_room, server_in_room};
+use super::serve::{MAX_FETCH, named_event, peer_room_id, resident_room, server_in_room};
 use crate::error::{Error, Result};
 use crate::events::rules;
 use crate::events::*;
+use crate::ids::{EventId, RoomId};
 use crate::store::events::{persist_received, persist_superseded, server_of};
 use crate::store::rooms::RoomRecord;
 
@@ -30,15 +31,15 @@ pub(super) const TXN_MEMORY_MS: u64 = 24 * 3600 * 1000;
 /// Serialises the processing of received events per room, so that an event is stored only
 /// after the events it follows.
 #[derive(Default)]
-pub struct RoomLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+pub struct RoomLocks(Mutex<HashMap<RoomId, Arc<tokio::sync::Mutex<()>>>>);
 
 impl RoomLocks {
-    pub(super) fn get(&self, room_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+    pub(super) fn get(&self, room_id: &RoomId) -> Arc<tokio::sync::Mutex<()>> {
         let Ok(mut m) = self.0.lock() else { return Arc::new(tokio::sync::Mutex::new(())) };
         if m.len() > 10_000 {
             m.retain(|_, l| Arc::strong_count(l) > 1);
         }
-        m.entry(room_id.to_string()).or_default().clone()
+        m.entry(room_id.clone()).or_default().clone()
     }
 }
 
@@ -55,15 +56,15 @@ pub(super) fn authorize_now(tx: &crate::store::Tx<'_>, room: &RoomRecord, ev: &E
 
 /// Checks `ev` against the state its own auth events name, all of which must be stored here
 /// (or be among `queued`, accepted but not yet committed).
-pub(super) fn check_known_auth_events(state: &FedState, ev: &Event, queued: &HashMap<String, Event>) -> Result<()> {
+pub(super) fn check_known_auth_events(state: &FedState, ev: &Event, queued: &HashMap<EventId, Event>) -> Result<()> {
     let snapshot = state.store.snapshot()?;
     let mut auth: HashMap<String, Event> = HashMap::new();
-    let create_id = format!("${}", ev.room_id.strip_prefix('!').unwrap_or_default());
-    for id in ev.auth_events.iter().chain([&create_id]) {
+    let create_id = ev.room_id.create_event_id();
+    for id in ev.auth_events.iter().map(String::as_str).chain([create_id.as_str()]) {
         if let Some(a) = queued.get(id) {
-            auth.insert(id.clone(), a.clone());
-        } else if let Some(a) = snapshot.event(id)? {
-            auth.insert(id.clone(), a.event);
+            auth.insert(id.to_string(), a.clone());
+        } else if let Some(a) = named_event(&snapshot, id)? {
+            auth.insert(id.to_string(), a.event);
         }
     }
     check_auth_events(ev, |id| auth.get(id))
@@ -101,14 +102,14 @@ pub async fn receive_transaction(
     let mut outcomes: Vec<(String, Option<Error>)> = Vec::with_capacity(body.pdus.len());
     for (i, pdu) in body.pdus.iter().enumerate() {
         match receive_pdu(&state, &req.origin, pdu, &mut inflight).await {
-            Ok(id) => outcomes.push((id, None)),
+            Ok(id) => outcomes.push((id.to_string(), None)),
             Err(e) => outcomes.push((pdu_id_hint(pdu, i), Some(e))),
         }
     }
     let mut committed = inflight.finish().await;
     let mut results = serde_json::Map::new();
     for (id, refused) in outcomes {
-        let failed = refused.or_else(|| committed.remove(&id).and_then(|r| r.err()));
+        let failed = refused.or_else(|| committed.remove(id.as_str()).and_then(|r| r.err()));
         let entry = match failed {
             None => json!({}),
             Some(e) => {
@@ -126,7 +127,10 @@ pub async fn receive_transaction(
 /// A name for a refused PDU in the results map: its id, or its place if it has none.
 pub(super) fn pdu_id_hint(pdu: &Value, index: usize) -> String {
     let room = pdu.get("room_id").and_then(Value::as_str).unwrap_or_default();
-    Event::from_pdu(pdu, room).map(|e| e.event_id).unwrap_or_else(|_| format!("(unreadable PDU #{index})"))
+    RoomId::parse(room)
+        .and_then(|room| Event::from_pdu(pdu, &room))
+        .map(|e| e.event_id.to_string())
+        .unwrap_or_else(|_| format!("(unreadable PDU #{index})"))
 }
 
 /// Received events whose checks passed and whose write jobs are queued but not yet
@@ -134,24 +138,24 @@ pub(super) fn pdu_id_hint(pdu: &Value, index: usize) -> String {
 /// events. Holds the locks of the rooms it touched until [`InFlight::finish`].
 #[derive(Default)]
 pub struct InFlight {
-    events: HashMap<String, Event>,
-    waiting: Vec<(String, crate::store::writer::Committed<()>)>,
-    done: HashMap<String, Result<()>>,
-    locks: HashMap<String, tokio::sync::OwnedMutexGuard<()>>,
+    events: HashMap<EventId, Event>,
+    waiting: Vec<(EventId, crate::store::writer::Committed<()>)>,
+    done: HashMap<EventId, Result<()>>,
+    locks: HashMap<RoomId, tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl InFlight {
     /// Takes the lock of `room_id`. At most one room lock is held at a time (what is queued
     /// for another room is committed and its lock released first), so two transactions that
     /// touch the same rooms in different orders cannot deadlock.
-    async fn lock_room(&mut self, state: &FedState, room_id: &str) {
+    async fn lock_room(&mut self, state: &FedState, room_id: &RoomId) {
         if !self.locks.contains_key(room_id) {
             if !self.locks.is_empty() {
                 self.flush().await;
                 self.locks.clear();
             }
             let guard = state.federation.room_locks.get(room_id).lock_owned().await;
-            self.locks.insert(room_id.to_string(), guard);
+            self.locks.insert(room_id.clone(), guard);
         }
     }
 
@@ -165,21 +169,23 @@ impl InFlight {
     }
 
     /// Flushes and releases the room locks; returns each queued event's outcome.
-    pub async fn finish(mut self) -> HashMap<String, Result<()>> {
+    pub async fn finish(mut self) -> HashMap<EventId, Result<()>> {
         self.flush().await;
         self.done
     }
 
     fn has(&self, state: &FedState, id: &str) -> bool {
-        self.events.contains_key(id) || state.store.event(id).ok().flatten().is_some()
+        self.events.contains_key(id)
+            || EventId::parse(id).ok().and_then(|id| state.store.event(&id).ok().flatten()).is_some()
     }
 }
 
 /// Receives one event sent by `origin`: verified, missing predecessors fetched first, checked
 /// against its auth events; its write job (the check against the current state, then storing
 /// it) is queued in `inflight`. Returns its id.
-pub async fn receive_pdu(state: &FedState, origin: &str, pdu: &Value, inflight: &mut InFlight) -> Result<String> {
+pub async fn receive_pdu(state: &FedState, origin: &str, pdu: &Value, inflight: &mut InFlight) -> Result<EventId> {
     let room_id = pdu.get("room_id").and_then(Value::as_str).ok_or_else(|| Error::bad("a PDU needs a room_id"))?;
+    let room_id = &peer_room_id(room_id)?;
     resident_room(state, room_id)?;
     let ev = Event::from_pdu(pdu, room_id)?;
     if server_of(&ev.sender) != origin {
@@ -197,7 +203,7 @@ pub(super) async fn accept(
     ev: Event,
     rounds: u32,
     inflight: &mut InFlight,
-) -> Result<String> {
+) -> Result<EventId> {
     if inflight.events.contains_key(&ev.event_id) || state.store.event(&ev.event_id)?.is_some_and(|s| s.pos > 0) {
         return Ok(ev.event_id);
     }
@@ -253,20 +259,20 @@ pub(super) fn wins_its_slot(tx: &crate::store::Tx<'_>, ev: &Event) -> Result<boo
     let Some(holder) = tx.state_event_id(&ev.room_id, &ev.kind, key)? else {
         return Ok(true);
     };
-    let get = |id: &str| tx.event(id).ok().flatten().map(|s| s.event);
-    let Some(holder_ev) = get(&holder) else { return Ok(true) };
+    let get = |id: &str| EventId::parse(id).ok().and_then(|id| tx.event(&id).ok().flatten()).map(|s| s.event);
+    let Some(holder_ev) = tx.event(&holder).ok().flatten().map(|s| s.event) else { return Ok(true) };
     if super::stateres::is_ancestor(&holder_ev, ev, &get) {
         return Ok(true);
     }
-    let rid = ev.room_id.as_str();
+    let rid = &ev.room_id;
     let current = tx.state_ids(rid)?;
     match super::stateres::resolve_slot(&current, ev, &get) {
         Ok(winner) => {
-            tracing::info!(room = rid, kind = %ev.kind, winner, "concurrent state resolved");
+            tracing::info!(room = %rid, kind = %ev.kind, winner, "concurrent state resolved");
             Ok(winner == ev.event_id)
         }
         Err(e) => {
-            tracing::warn!(room = rid, error = %e, "state resolution failed; the current state stays");
+            tracing::warn!(room = %rid, error = %e, "state resolution failed; the current state stays");
             Ok(false)
         }
     }
@@ -280,7 +286,7 @@ pub(super) async fn fetch_missing(state: &FedState, origin: &str, ev: &Event) ->
         "latest_events": [ev.event_id],
         "limit": MAX_FETCH,
     });
-    let path = format!("/_matrix/federation/v1/get_missing_events/{}", super::urlencode(&ev.room_id));
+    let path = format!("/_matrix/federation/v1/get_missing_events/{}", super::urlencode(ev.room_id.as_str()));
     let answer = call(state, origin, Method::POST, &path, Some(body)).await?;
     let mut out = Vec::new();
     for p in answer["events"].as_array().map(|a| a.iter().take(MAX_FETCH).cloned().collect()).unwrap_or_else(Vec::new) {
@@ -307,7 +313,7 @@ pub async fn catch_up(state: FedState) {
             if state.shutdown.is_cancelled() {
                 return;
             }
-            let path = format!("/_matrix/federation/v1/backfill/{}?limit=10", super::urlencode(&room.room_id));
+            let path = format!("/_matrix/federation/v1/backfill/{}?limit=10", super::urlencode(room.room_id.as_str()));
             let Ok(v) = call(&state, server, Method::GET, &path, None).await else { continue };
             let pdus = v["pdus"].as_array().cloned().unwrap_or_default();
             let mut inflight = InFlight::default();
@@ -324,7 +330,7 @@ pub async fn catch_up(state: FedState) {
             }
             for (id, r) in inflight.finish().await {
                 if let Err(e) = r {
-                    tracing::debug!(server, id, error = %e, "catch-up: event refused");
+                    tracing::debug!(server, %id, error = %e, "catch-up: event refused");
                 }
             }
             break;

@@ -13,8 +13,11 @@ use super::FedState;
 use super::membership::MAX_JOIN_EVENTS;
 use crate::error::{Error, Result};
 use crate::events::*;
+use crate::ids::{EventId, RoomId};
 use crate::rooms::aliases::{local_alias, parse_alias};
+use crate::store::events::StoredEvent;
 use crate::store::rooms::RoomRecord;
+use crate::store::snapshot::Snapshot;
 
 /// Most events one `get_missing_events` or `backfill` answer carries.
 pub const MAX_FETCH: usize = 100;
@@ -25,15 +28,34 @@ pub(super) fn server_in_room(room: &RoomRecord, server: &str) -> bool {
 }
 
 /// The room, if this server takes part in it (a local user joined and its state is here).
-pub(super) fn resident_room(state: &FedState, room_id: &str) -> Result<RoomRecord> {
+pub(super) fn resident_room(state: &FedState, room_id: &RoomId) -> Result<RoomRecord> {
     match state.store.room(room_id)? {
         Some(r) if !r.partial && server_in_room(&r, state.server_name.as_str()) => Ok(r),
-        _ => Err(Error::NotFound("this server is not in that room".into())),
+        _ => Err(not_resident()),
+    }
+}
+
+fn not_resident() -> Error {
+    Error::NotFound("this server is not in that room".into())
+}
+
+/// A room id from a peer's request path or PDU: a malformed one names no room this server is
+/// in (the same answer as for a room it is not in).
+pub(super) fn peer_room_id(raw: &str) -> Result<RoomId> {
+    RoomId::parse(raw).map_err(|_| not_resident())
+}
+
+/// An event named by id in a DAG list (`prev_events`, `auth_events`) or a peer's request; one
+/// with a malformed id is not stored here.
+pub(super) fn named_event(snapshot: &Snapshot, id: &str) -> Result<Option<StoredEvent>> {
+    match EventId::parse(id) {
+        Ok(id) => snapshot.event(&id),
+        Err(_) => Ok(None),
     }
 }
 
 /// A room the calling server may read: it has members in it and so do we.
-pub(super) fn readable_room(state: &FedState, room_id: &str, origin: &str) -> Result<RoomRecord> {
+pub(super) fn readable_room(state: &FedState, room_id: &RoomId, origin: &str) -> Result<RoomRecord> {
     let room = resident_room(state, room_id)?;
     if !server_in_room(&room, origin) {
         return Err(Error::Forbidden("your server has no members in that room".into()));
@@ -42,7 +64,7 @@ pub(super) fn readable_room(state: &FedState, room_id: &str, origin: &str) -> Re
 }
 
 /// The room's current state events.
-pub(super) fn current_state(state: &FedState, room_id: &str) -> Result<Vec<Event>> {
+pub(super) fn current_state(state: &FedState, room_id: &RoomId) -> Result<Vec<Event>> {
     let snapshot = state.store.snapshot()?;
     let mut out = Vec::new();
     for (_, id) in snapshot.state_ids(room_id)? {
@@ -56,14 +78,14 @@ pub(super) fn current_state(state: &FedState, room_id: &str) -> Result<Vec<Event
 /// Every event reachable through `auth_events` from `from`, not counting `from` itself.
 pub(super) fn auth_chain(state: &FedState, from: &[Event]) -> Result<Vec<Event>> {
     let snapshot = state.store.snapshot()?;
-    let mut seen: HashSet<String> = from.iter().map(|e| e.event_id.clone()).collect();
+    let mut seen: HashSet<String> = from.iter().map(|e| e.event_id.to_string()).collect();
     let mut todo: Vec<String> = from.iter().flat_map(|e| e.auth_events.iter().cloned()).collect();
     let mut out = Vec::new();
     while let Some(id) = todo.pop() {
         if !seen.insert(id.clone()) || out.len() >= MAX_JOIN_EVENTS {
             continue;
         }
-        if let Some(ev) = snapshot.event(&id)? {
+        if let Some(ev) = named_event(&snapshot, &id)? {
             todo.extend(ev.event.auth_events.iter().cloned());
             out.push(ev.event);
         }
@@ -117,6 +139,7 @@ pub async fn get_missing_events(
     Path(room_id): Path<String>,
     req: FedRequest,
 ) -> Result<axum::Json<Value>> {
+    let room_id = peer_room_id(&room_id)?;
     readable_room(&state, &room_id, &req.origin)?;
     let body: MissingBody = serde_json::from_value(req.content.unwrap_or(Value::Null))
         .map_err(|e| Error::bad(format!("bad get_missing_events body: {e}")))?;
@@ -126,7 +149,7 @@ pub async fn get_missing_events(
     let mut seen: HashSet<String> = body.latest_events.iter().take(20).cloned().collect();
     let mut frontier: Vec<String> = Vec::new();
     for id in body.latest_events.iter().take(20) {
-        if let Some(e) = snapshot.event(id)?.filter(|e| e.event.room_id == room_id) {
+        if let Some(e) = named_event(&snapshot, id)?.filter(|e| e.event.room_id == room_id) {
             frontier.extend(e.event.prev_events);
         }
     }
@@ -141,7 +164,7 @@ pub async fn get_missing_events(
             if stop.contains(id.as_str()) || !seen.insert(id.clone()) {
                 continue;
             }
-            if let Some(e) = snapshot.event(&id)?.filter(|e| e.event.room_id == room_id && e.pos > 0) {
+            if let Some(e) = named_event(&snapshot, &id)?.filter(|e| e.event.room_id == room_id && e.pos > 0) {
                 next.extend(e.event.prev_events.iter().cloned());
                 out.push(e.event);
             }
@@ -158,7 +181,9 @@ pub async fn get_event_route(
     Path(event_id): Path<String>,
     req: FedRequest,
 ) -> Result<axum::Json<Value>> {
-    let ev = state.store.event(&event_id)?.ok_or_else(|| Error::NotFound("no such event".into()))?;
+    let no_such = || Error::NotFound("no such event".into());
+    let event_id = EventId::parse(&event_id).map_err(|_| no_such())?;
+    let ev = state.store.event(&event_id)?.ok_or_else(no_such)?;
     readable_room(&state, &ev.event.room_id, &req.origin)?;
     Ok(axum::Json(json!({
         "origin": state.server_name.as_str(),
@@ -183,11 +208,14 @@ pub async fn backfill(
     req: FedRequest,
 ) -> Result<axum::Json<Value>> {
     let Query(q) = q.map_err(|e| Error::bad(e.body_text()))?;
+    let room_id = peer_room_id(&room_id)?;
     readable_room(&state, &room_id, &req.origin)?;
     let limit = q.limit.unwrap_or(10).clamp(1, MAX_FETCH);
     let end = match q.v {
         Some(v) => {
-            let ev = state.store.event(&v)?.filter(|e| e.event.room_id == room_id && e.pos > 0);
+            let v = EventId::parse(&v).ok();
+            let ev = v.map(|v| state.store.event(&v)).transpose()?.flatten();
+            let ev = ev.filter(|e| e.event.room_id == room_id && e.pos > 0);
             ev.ok_or_else(|| Error::NotFound("no such event in that room".into()))?.pos + 1
         }
         None => u64::MAX,
@@ -217,6 +245,7 @@ pub async fn state_ids(
     req: FedRequest,
 ) -> Result<axum::Json<Value>> {
     let Query(q) = q.map_err(|e| Error::bad(e.body_text()))?;
+    let room_id = peer_room_id(&room_id)?;
     let room = readable_room(&state, &room_id, &req.origin)?;
     if let Some(id) = q.event_id
         && !room.extremities.contains(&id)

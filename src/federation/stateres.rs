@@ -146,7 +146,7 @@ fn auth_ancestors(from: &[OwnedEventId], fetch: &dyn Fn(&EventId) -> Option<Pdu>
 /// holds the slot after the merge. `state` is the room's current state, `(type, state_key) ->
 /// event id`; `get` loads stored events (the incoming one need not be stored).
 pub fn resolve_slot(
-    state: &BTreeMap<(String, String), String>,
+    state: &BTreeMap<(String, String), crate::ids::EventId>,
     incoming: &Event,
     get: &dyn Fn(&str) -> Option<Event>,
 ) -> Result<String> {
@@ -164,7 +164,7 @@ pub fn resolve_slot(
     };
     let mut current: StateMap<OwnedEventId> = HashMap::new();
     for ((kind, key), id) in state {
-        if let Ok(id) = EventId::parse(id) {
+        if let Ok(id) = EventId::parse(id.as_str()) {
             current.insert((StateEventType::from(kind.as_str()), key.clone()), id);
         }
     }

@@ -4,6 +4,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::Error;
+use crate::ids::EventId;
 use crate::render;
 use crate::store::events::StoredEvent;
 
@@ -135,7 +136,7 @@ pub fn resync(pos: u64) -> String {
 }
 
 /// `ack`: a send was committed.
-pub fn ack(txn_id: &str, event_id: &str, pos: u64) -> String {
+pub fn ack(txn_id: &str, event_id: &EventId, pos: u64) -> String {
     json!({ "t": "ack", "txn_id": txn_id, "event_id": event_id, "pos": pos }).to_string()
 }
 

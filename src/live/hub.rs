@@ -22,6 +22,7 @@ use tokio::sync::{Notify, mpsc};
 use super::frames;
 use crate::error::{Error, Result};
 use crate::events::{M_ROOM_MEMBER, Membership};
+use crate::ids::RoomId;
 use crate::store::events::StoredEvent;
 
 /// How long a user stays "online" after their last connection closes (a reload must not flicker).
@@ -346,13 +347,14 @@ impl Hub {
     }
 
     /// Starts or stops a typing notice. Only online members of the room may type in it.
-    pub fn set_typing(&self, user: &str, room: &str, typing: bool, now: Instant) -> Result<()> {
+    pub fn set_typing(&self, user: &str, room: &RoomId, typing: bool, now: Instant) -> Result<()> {
+        let room = room.as_str();
         let mut inner = self.lock();
         let (user_key, room_key) = match (inner.users.get_key_value(user), inner.rooms.get_key_value(room)) {
             (Some((u, online)), Some((r, members))) if online.rooms.contains(room) && members.contains(user) => {
                 (u.clone(), r.clone())
             }
-            _ => return Err(Error::Forbidden("you are not a member of this room".into())),
+            _ => return Err(not_member()),
         };
         let typists = inner.typing.entry(room_key.clone()).or_default();
         let changed =
@@ -367,7 +369,8 @@ impl Hub {
     }
 
     /// Who is typing in a room (for a page render).
-    pub fn typing_in(&self, room: &str) -> Vec<String> {
+    pub fn typing_in(&self, room: &RoomId) -> Vec<String> {
+        let room = room.as_str();
         let inner = self.lock();
         let mut v: Vec<String> =
             inner.typing.get(room).map(|t| t.keys().map(|u| u.to_string()).collect()).unwrap_or_default();
@@ -419,14 +422,16 @@ impl Hub {
 
     /// A member's read marker moved: their other tabs get the new unread counts, and the room's
     /// members the receipt.
-    pub fn read_moved(&self, room: &str, reader: &str, moved: crate::rooms::ReadMoved) {
-        self.send_to_user(reader, &super::frames::unread(room, moved.pos, moved.unread, moved.mentions));
-        self.send_receipt(room, reader, &super::frames::receipt(room, reader, moved.pos));
+    pub fn read_moved(&self, room: &RoomId, reader: &str, moved: crate::rooms::ReadMoved) {
+        let id = room.as_str();
+        self.send_to_user(reader, &super::frames::unread(id, moved.pos, moved.unread, moved.mentions));
+        self.send_receipt(room, reader, &super::frames::receipt(id, reader, moved.pos));
     }
 
     /// Shows a read receipt to the room's online members who share receipts. A reader who does
     /// not share receipts sends none.
-    pub fn send_receipt(&self, room: &str, reader: &str, text: &str) {
+    pub fn send_receipt(&self, room: &RoomId, reader: &str, text: &str) {
+        let room = room.as_str();
         let inner = self.lock();
         if !inner.users.get(reader).is_some_and(|u| u.prefs.share_receipts) {
             return;
@@ -467,7 +472,8 @@ impl Hub {
 
     /// A room was deleted by an administrator: its online members stop receiving it and each
     /// of their tabs gets a `room_deleted` frame (the page then leaves the room).
-    pub fn forget_room(&self, room: &str) {
+    pub fn forget_room(&self, room: &RoomId) {
+        let room = room.as_str();
         let mut inner = self.lock();
         let Some(members) = inner.rooms.remove(room) else {
             return;
@@ -488,13 +494,14 @@ impl Hub {
 
     /// Adds this connection to a room's call (`conf_id`), or takes it out. Only online members
     /// of the room may join, and a call holds at most [`crate::calls::MAX_PARTICIPANTS`] people.
-    pub fn set_in_call(&self, user: &str, conn_id: u64, room: &str, conf_id: &str, joined: bool) -> Result<()> {
+    pub fn set_in_call(&self, user: &str, conn_id: u64, room: &RoomId, conf_id: &str, joined: bool) -> Result<()> {
+        let room = room.as_str();
         let mut inner = self.lock();
         let (user_key, room_key) = match (inner.users.get_key_value(user), inner.rooms.get_key_value(room)) {
             (Some((u, online)), Some((r, members))) if online.rooms.contains(room) && members.contains(user) => {
                 (u.clone(), r.clone())
             }
-            _ => return Err(Error::Forbidden("you are not a member of this room".into())),
+            _ => return Err(not_member()),
         };
         if joined {
             // One call per connection: joining another leaves the old one.
@@ -508,7 +515,8 @@ impl Hub {
     }
 
     /// Who is in each call of a room (for a page render).
-    pub fn calls_in(&self, room: &str) -> RoomCalls {
+    pub fn calls_in(&self, room: &RoomId) -> RoomCalls {
+        let room = room.as_str();
         self.lock().calls_of(room)
     }
 
@@ -816,4 +824,10 @@ fn deliver(online: &OnlineUser, frame: &Frame, lagged_total: &AtomicU64) {
             c.signals.wake.notify_one();
         }
     }
+}
+
+/// The answer to typing or joining a call in a room the user does not follow here (a
+/// malformed room id included).
+pub fn not_member() -> Error {
+    Error::Forbidden("you are not a member of this room".into())
 }

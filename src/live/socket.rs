@@ -24,6 +24,7 @@ use super::hub::{Conn, Prefs};
 use crate::auth::Session;
 use crate::error::{Error, Result};
 use crate::events::Membership;
+use crate::ids::RoomId;
 use crate::rooms;
 
 /// Sends (and read-marker moves) of one connection being processed at once.
@@ -349,7 +350,10 @@ async fn handle(
             if !limiter.allow(Instant::now()) {
                 return;
             }
-            if let Err(e) = state.hub.set_typing(session.user.as_str(), &room_id, typing, Instant::now()) {
+            let out = RoomId::parse(&room_id).map_err(|_| super::hub::not_member());
+            if let Err(e) =
+                out.and_then(|rid| state.hub.set_typing(session.user.as_str(), &rid, typing, Instant::now()))
+            {
                 let _ = reply_tx.try_send(frames::error(None, &e));
             }
         }
@@ -360,9 +364,9 @@ async fn handle(
             };
             // Queued for the writer here, in frame order, so one tab's messages commit in the
             // order it sent them; the wait for the commit runs in its own task.
-            let queued = match crate::ids::parse_room_id(&room_id) {
-                Ok(rid) => rooms::submit_message(&state.rooms, &session.user, rid, &body, &txn_id).await,
-                Err(e) => Err(e),
+            let (queued, room_id) = match RoomId::parse(&room_id) {
+                Ok(rid) => (rooms::submit_message(&state.rooms, &session.user, &rid, &body, &txn_id).await, Some(rid)),
+                Err(e) => (Err(e), None),
             };
             let (state, user, reply_tx) = (state.clone(), session.user.clone(), reply_tx.clone());
             state.tasks.clone().spawn(async move {
@@ -371,8 +375,10 @@ async fn handle(
                     Err(e) => Err(e),
                 };
                 // Sending a message ends the sender's typing notice.
-                if out.is_ok() {
-                    let _ = state.hub.set_typing(user.as_str(), &room_id, false, Instant::now());
+                if out.is_ok()
+                    && let Some(rid) = &room_id
+                {
+                    let _ = state.hub.set_typing(user.as_str(), rid, false, Instant::now());
                 }
                 let reply = match out {
                     Ok(sent) => frames::ack(&txn_id, &sent.event_id, sent.pos),
@@ -387,8 +393,8 @@ async fn handle(
                 let _ = reply_tx.try_send(frames::error(Some(&txn_id), &Error::TooManyRequests(1)));
                 return;
             };
-            let queued = match crate::ids::parse_room_id(&room_id) {
-                Ok(rid) => crate::calls::submit_signal(&state.calls, &session.user, rid, &kind, &content).await,
+            let queued = match RoomId::parse(&room_id) {
+                Ok(rid) => crate::calls::submit_signal(&state.calls, &session.user, &rid, &kind, &content).await,
                 Err(e) => Err(e),
             };
             let reply_tx = reply_tx.clone();
@@ -416,10 +422,10 @@ async fn handle(
             };
             let (state, user, reply_tx) = (state.clone(), session.user.clone(), reply_tx.clone());
             state.tasks.clone().spawn(async move {
-                let out = match crate::ids::parse_room_id(&room_id) {
-                    Ok(rid) => rooms::mark_read(&state.rooms, &user, rid, pos).await.map(|moved| {
+                let out = match RoomId::parse(&room_id) {
+                    Ok(rid) => rooms::mark_read(&state.rooms, &user, &rid, pos).await.map(|moved| {
                         if let Some(m) = moved {
-                            state.hub.read_moved(rid, user.as_str(), m);
+                            state.hub.read_moved(&rid, user.as_str(), m);
                         }
                     }),
                     Err(e) => Err(e),
@@ -444,7 +450,8 @@ fn in_call(
     joined: bool,
 ) {
     let out = crate::calls::check_conf_id(conf_id)
-        .and_then(|()| state.hub.set_in_call(session.user.as_str(), conn.id(), room_id, conf_id, joined));
+        .and_then(|()| RoomId::parse(room_id).map_err(|_| super::hub::not_member()))
+        .and_then(|rid| state.hub.set_in_call(session.user.as_str(), conn.id(), &rid, conf_id, joined));
     if let Err(e) = out {
         let _ = reply_tx.try_send(frames::error(None, &e));
     }

@@ -1,7 +1,7 @@
 //! Room aliases (`#name:server`): their syntax, and this server's aliases (table `aliases`).
 
 use crate::error::{Error, Result};
-use crate::ids::ServerName;
+use crate::ids::{RoomId, ServerName};
 use crate::store::Store;
 
 /// Longest alias local part.
@@ -25,6 +25,6 @@ pub fn parse_alias(s: &str) -> Result<(String, String)> {
 }
 
 /// The room id of this server's alias `#name:server`.
-pub fn local_alias(store: &Store, server: &ServerName, name: &str) -> Result<Option<String>> {
+pub fn local_alias(store: &Store, server: &ServerName, name: &str) -> Result<Option<RoomId>> {
     store.alias(&format!("#{name}:{server}"))
 }

@@ -12,8 +12,8 @@ use crate::config::Limits;
 use crate::error::{Error, Result};
 use crate::events::rules;
 use crate::events::*;
-use crate::ids::ServerName;
 use crate::ids::UserId;
+use crate::ids::{EventId, RoomId, ServerName};
 use crate::store::Store;
 use crate::store::Tx;
 use crate::store::events::{StoredEvent, build_next, persist, server_of};
@@ -61,7 +61,7 @@ pub struct CreateRoom {
 #[derive(Debug, Clone)]
 pub struct Sent {
     /// Id of the (first) event for this txn id.
-    pub event_id: String,
+    pub event_id: EventId,
     /// Its stream position.
     pub pos: u64,
 }
@@ -83,7 +83,7 @@ pub fn clean_text(label: &str, s: &str, max_chars: usize, required: bool) -> Res
 }
 
 /// Creates a room with the creator as its admin; returns the room id.
-pub async fn create_room(state: &Rooms, creator: &UserId, req: CreateRoom) -> Result<String> {
+pub async fn create_room(state: &Rooms, creator: &UserId, req: CreateRoom) -> Result<RoomId> {
     let name = clean_text("room name", &req.name, MAX_NAME_CHARS, true)?;
     let topic = clean_text("topic", &req.topic, MAX_TOPIC_CHARS, false)?;
     let alias = match req.alias.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
@@ -123,7 +123,7 @@ pub async fn create_room(state: &Rooms, creator: &UserId, req: CreateRoom) -> Re
 #[derive(Debug, Clone)]
 pub struct DirectRoom {
     /// The room.
-    pub room_id: String,
+    pub room_id: RoomId,
     /// The peer is on another server and was not invited yet: their server must co-sign the
     /// invite (federation does that).
     pub invite_remote: bool,
@@ -178,7 +178,7 @@ pub enum JoinPlan {
 
 /// Decides where `room_id` is joined: here if this server is in it (or it is ours);
 /// otherwise through another server: `via`, then the servers the room is known to be on.
-pub fn join_plan(state: &Rooms, room_id: &str, via: &[String]) -> Result<JoinPlan> {
+pub fn join_plan(state: &Rooms, room_id: &RoomId, via: &[String]) -> Result<JoinPlan> {
     let local = state.server_name.as_str();
     let room = state.store.room(room_id)?;
     let here = match &room {
@@ -205,8 +205,8 @@ pub fn join_plan(state: &Rooms, room_id: &str, via: &[String]) -> Result<JoinPla
 }
 
 /// Joins a room this server is in (see [`join_plan`]): public, or private with an invitation.
-pub async fn join_here(state: &Rooms, user: &UserId, room_id: &str) -> Result<()> {
-    let (u, rid) = (user.to_string(), room_id.to_string());
+pub async fn join_here(state: &Rooms, user: &UserId, room_id: &RoomId) -> Result<()> {
+    let (u, rid) = (user.to_string(), room_id.clone());
     state
         .store
         .write(move |tx| {
@@ -217,7 +217,7 @@ pub async fn join_here(state: &Rooms, user: &UserId, room_id: &str) -> Result<()
 
 /// The servers to tell when `user` declines an invitation from another server to a room this
 /// server is not in; `None` when leaving is a local matter.
-pub fn remote_invitation(state: &Rooms, user: &UserId, room_id: &str) -> Result<Option<Vec<String>>> {
+pub fn remote_invitation(state: &Rooms, user: &UserId, room_id: &RoomId) -> Result<Option<Vec<String>>> {
     if let Some(room) = state.store.room(room_id)?.filter(|r| r.partial)
         && state.store.membership(room_id, user.as_str())? == Membership::Invite
     {
@@ -231,8 +231,8 @@ pub fn remote_invitation(state: &Rooms, user: &UserId, room_id: &str) -> Result<
 
 /// Leaves a room (or declines an invitation; one from another server is only recorded here:
 /// telling that server is federation's part).
-pub async fn leave(state: &Rooms, user: &UserId, room_id: &str) -> Result<()> {
-    let (u, rid) = (user.to_string(), room_id.to_string());
+pub async fn leave(state: &Rooms, user: &UserId, room_id: &RoomId) -> Result<()> {
+    let (u, rid) = (user.to_string(), room_id.clone());
     state
         .store
         .write(move |tx| {
@@ -249,9 +249,9 @@ pub async fn leave(state: &Rooms, user: &UserId, room_id: &str) -> Result<()> {
 }
 
 /// Invites a user of this server into a room.
-pub async fn invite_local(state: &Rooms, sender: &UserId, room_id: &str, target: &UserId) -> Result<()> {
+pub async fn invite_local(state: &Rooms, sender: &UserId, room_id: &RoomId, target: &UserId) -> Result<()> {
     require_local_user(state, target)?;
-    let (s, rid, t) = (sender.to_string(), room_id.to_string(), target.to_string());
+    let (s, rid, t) = (sender.to_string(), room_id.clone(), target.to_string());
     state
         .store
         .write(move |tx| {
@@ -264,7 +264,7 @@ pub async fn invite_local(state: &Rooms, sender: &UserId, room_id: &str, target:
 pub async fn update_room(
     state: &Rooms,
     user: &UserId,
-    room_id: &str,
+    room_id: &RoomId,
     name: Option<&str>,
     topic: Option<&str>,
 ) -> Result<()> {
@@ -273,7 +273,7 @@ pub async fn update_room(
     if name.is_none() && topic.is_none() {
         return Err(Error::bad("nothing to change: give a name or a topic"));
     }
-    let (u, rid) = (user.to_string(), room_id.to_string());
+    let (u, rid) = (user.to_string(), room_id.clone());
     state
         .store
         .write(move |tx| {
@@ -290,11 +290,11 @@ pub async fn update_room(
 
 /// Sets a member's power level (0-100; 50 moderates, 100 administers). Nobody grants more
 /// than their own level (see `rules`).
-pub async fn set_power(state: &Rooms, user: &UserId, room_id: &str, target: &UserId, level: i64) -> Result<()> {
+pub async fn set_power(state: &Rooms, user: &UserId, room_id: &RoomId, target: &UserId, level: i64) -> Result<()> {
     if !(0..=100).contains(&level) {
         return Err(Error::bad("a power level is 0-100"));
     }
-    let (u, rid, t) = (user.to_string(), room_id.to_string(), target.to_string());
+    let (u, rid, t) = (user.to_string(), room_id.clone(), target.to_string());
     state
         .store
         .write(move |tx| {
@@ -325,7 +325,13 @@ pub enum Moderation {
 }
 
 /// Kicks, bans or unbans `target`; the power levels decide who may (see `rules`).
-pub async fn moderate(state: &Rooms, sender: &UserId, room_id: &str, target: &UserId, what: Moderation) -> Result<()> {
+pub async fn moderate(
+    state: &Rooms,
+    sender: &UserId,
+    room_id: &RoomId,
+    target: &UserId,
+    what: Moderation,
+) -> Result<()> {
     if sender == target {
         return Err(Error::bad("use leave to leave a room"));
     }
@@ -333,7 +339,7 @@ pub async fn moderate(state: &Rooms, sender: &UserId, room_id: &str, target: &Us
         Moderation::Ban => Membership::Ban,
         Moderation::Kick | Moderation::Unban => Membership::Leave,
     };
-    let (s, rid, t) = (sender.to_string(), room_id.to_string(), target.to_string());
+    let (s, rid, t) = (sender.to_string(), room_id.clone(), target.to_string());
     state
         .store
         .write(move |tx| {
@@ -349,7 +355,7 @@ pub async fn moderate(state: &Rooms, sender: &UserId, room_id: &str, target: &Us
 }
 
 /// Sends a text message. A repeated `txn_id` from the same user returns the first event.
-pub async fn send_message(state: &Rooms, sender: &UserId, room_id: &str, body: &str, txn_id: &str) -> Result<Sent> {
+pub async fn send_message(state: &Rooms, sender: &UserId, room_id: &RoomId, body: &str, txn_id: &str) -> Result<Sent> {
     submit_message(state, sender, room_id, body, txn_id).await?.wait().await
 }
 
@@ -358,7 +364,7 @@ pub async fn send_message(state: &Rooms, sender: &UserId, room_id: &str, body: &
 pub async fn submit_message(
     state: &Rooms,
     sender: &UserId,
-    room_id: &str,
+    room_id: &RoomId,
     body: &str,
     txn_id: &str,
 ) -> Result<Committed<Sent>> {
@@ -376,7 +382,7 @@ pub async fn submit_message(
     }
     state.messages_per_user.check(sender.as_str())?;
     let candidates = mention_candidates(body, &state.server_name);
-    let (s, rid, txn, mut content) = (sender.to_string(), room_id.to_string(), txn_id.to_string(), text_message(body));
+    let (s, rid, txn, mut content) = (sender.to_string(), room_id.clone(), txn_id.to_string(), text_message(body));
     state
         .store
         .submit(move |tx| {
@@ -453,13 +459,13 @@ pub struct ReadMoved {
 
 /// Moves a member's read marker to `pos` (clamped to the room's newest event); `Some` when it
 /// moved (the live channel then tells the user's other tabs and the room).
-pub async fn mark_read(state: &Rooms, user: &UserId, room_id: &str, pos: u64) -> Result<Option<ReadMoved>> {
+pub async fn mark_read(state: &Rooms, user: &UserId, room_id: &RoomId, pos: u64) -> Result<Option<ReadMoved>> {
     let room = state.store.room(room_id)?.ok_or_else(|| Error::NotFound("no such room".into()))?;
     if state.store.membership(room_id, user.as_str())? != Membership::Join {
         return Err(Error::Forbidden("you are not a member of this room".into()));
     }
     let pos = pos.min(room.last_pos);
-    if !state.store.mark_read(user.to_string(), room_id.to_string(), pos).await? {
+    if !state.store.mark_read(user.to_string(), room_id.clone(), pos).await? {
         return Ok(None);
     }
     let (unread, mentions) = state.store.unread_counts(user.as_str(), room_id)?;
@@ -467,11 +473,11 @@ pub async fn mark_read(state: &Rooms, user: &UserId, room_id: &str, pos: u64) ->
 }
 
 /// The one path for a user's event into an existing room: load, authorize, build, persist.
-pub(crate) fn append_event(tx: &mut Tx<'_>, room_id: &str, sender: &str, new: NewEvent) -> Result<Arc<StoredEvent>> {
+pub(crate) fn append_event(tx: &mut Tx<'_>, room_id: &RoomId, sender: &str, new: NewEvent) -> Result<Arc<StoredEvent>> {
     append(tx, room_id, sender, new)
 }
 
-fn append(tx: &mut Tx<'_>, room_id: &str, sender: &str, new: NewEvent) -> Result<Arc<StoredEvent>> {
+fn append(tx: &mut Tx<'_>, room_id: &RoomId, sender: &str, new: NewEvent) -> Result<Arc<StoredEvent>> {
     let mut room = tx.require_room(room_id)?;
     rules::authorize(room.auth_state(), sender, &new, |u| tx.membership(room_id, u))?;
     add(tx, &mut room, sender, new)

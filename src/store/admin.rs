@@ -11,6 +11,7 @@ use super::rooms::RoomRecord;
 use super::tables::*;
 use super::{Store, get_json, put_json};
 use crate::error::{Error, Result};
+use crate::ids::RoomId;
 
 /// What deleting a room removed.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -63,7 +64,8 @@ impl Store {
     }
 
     /// Number of events in a room's timeline.
-    pub fn room_event_count(&self, room_id: &str) -> Result<u64> {
+    pub fn room_event_count(&self, room_id: &RoomId) -> Result<u64> {
+        let room_id = room_id.as_str();
         let r = self.read()?;
         let timeline = r.open_table(ROOM_TIMELINE)?;
         Ok(timeline.range((room_id, 0)..=(room_id, u64::MAX))?.count() as u64)
@@ -108,7 +110,7 @@ impl Store {
     /// memberships, read markers, mentions, calls, direct-message entries, aliases, the retry
     /// records of its sends and its events still queued for other servers.
     /// Members' clients are told by the caller (the hub); nothing of the room stays readable.
-    pub async fn delete_room(&self, room_id: String) -> Result<DeletedRoom> {
+    pub async fn delete_room(&self, room_id: RoomId) -> Result<DeletedRoom> {
         self.write(move |tx| {
             let txn = tx.txn;
             let rid = room_id.as_str();

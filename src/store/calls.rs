@@ -7,6 +7,7 @@ use super::tables::CALLS;
 use super::writer::Tx;
 use super::{Store, get_json_pair, put_json_pair};
 use crate::error::Result;
+use crate::ids::RoomId;
 
 /// What the server knows about one call. Key: (room id, call id).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,26 +43,28 @@ impl CallRecord {
 
 impl Tx<'_> {
     /// The record of a call in a room.
-    pub fn call(&self, room_id: &str, call_id: &str) -> Result<Option<CallRecord>> {
+    pub fn call(&self, room_id: &RoomId, call_id: &str) -> Result<Option<CallRecord>> {
+        let room_id = room_id.as_str();
         get_json_pair(&self.txn.open_table(CALLS)?, (room_id, call_id))
     }
 
     /// Writes the record of a call.
-    pub fn put_call(&mut self, room_id: &str, call_id: &str, rec: &CallRecord) -> Result<()> {
+    pub fn put_call(&mut self, room_id: &RoomId, call_id: &str, rec: &CallRecord) -> Result<()> {
+        let room_id = room_id.as_str();
         put_json_pair(&mut self.txn.open_table(CALLS)?, (room_id, call_id), rec)
     }
 }
 
 impl Store {
     /// Every call record: (room id, call id, record); records that do not decode are skipped.
-    pub fn calls(&self) -> Result<Vec<(String, String, CallRecord)>> {
+    pub fn calls(&self) -> Result<Vec<(RoomId, String, CallRecord)>> {
         let r = self.read()?;
         let mut out = Vec::new();
         for row in r.open_table(CALLS)?.iter()? {
             let (k, v) = row?;
             let (room, call) = k.value();
             if let Ok(rec) = serde_json::from_slice::<CallRecord>(v.value()) {
-                out.push((room.to_string(), call.to_string(), rec));
+                out.push((RoomId::from_stored(room), call.to_string(), rec));
             }
         }
         Ok(out)

@@ -11,6 +11,7 @@ use super::tables::*;
 use super::{Tx, get_json, put_json};
 use crate::error::Result;
 use crate::events::*;
+use crate::ids::{EventId, RoomId};
 
 /// An event with its position in this server's stream.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -23,31 +24,36 @@ pub struct StoredEvent {
 
 impl Tx<'_> {
     /// An event by id.
-    pub fn event(&self, event_id: &str) -> Result<Option<StoredEvent>> {
+    pub fn event(&self, event_id: &EventId) -> Result<Option<StoredEvent>> {
+        let event_id = event_id.as_str();
         get_event(&self.txn.open_table(EVENTS)?, event_id)
     }
 
     /// Whether an event is stored.
-    pub fn has_event(&self, event_id: &str) -> Result<bool> {
+    pub fn has_event(&self, event_id: &EventId) -> Result<bool> {
+        let event_id = event_id.as_str();
         Ok(self.txn.open_table(EVENTS)?.get(event_id)?.is_some())
     }
 
     /// The id of the event holding one state slot of a room.
-    pub fn state_event_id(&self, room_id: &str, kind: &str, key: &str) -> Result<Option<String>> {
+    pub fn state_event_id(&self, room_id: &RoomId, kind: &str, key: &str) -> Result<Option<EventId>> {
+        let room_id = room_id.as_str();
         super::rooms::state_event_id_in(&self.txn.open_table(ROOM_STATE)?, room_id, kind, key)
     }
 
     /// The room's current state: (event type, state key) -> event id.
-    pub fn state_ids(&self, room_id: &str) -> Result<std::collections::BTreeMap<(String, String), String>> {
+    pub fn state_ids(&self, room_id: &RoomId) -> Result<std::collections::BTreeMap<(String, String), EventId>> {
+        let room_id = room_id.as_str();
         super::rooms::state_ids_in(&self.txn.open_table(ROOM_STATE)?, room_id)
     }
 
     /// Stores `ev` of `room_id` as an outlier (no timeline position: state or auth chain
     /// received from another server), unless it is stored already.
-    pub fn put_outlier(&mut self, room_id: &str, ev: &Event) -> Result<()> {
+    pub fn put_outlier(&mut self, room_id: &RoomId, ev: &Event) -> Result<()> {
+        let room_id = room_id.as_str();
         let mut events = self.txn.open_table(EVENTS)?;
         if events.get(ev.event_id.as_str())?.is_none() {
-            put_json(&mut events, &ev.event_id, &StoredEvent { pos: 0, event: ev.clone() })?;
+            put_json(&mut events, ev.event_id.as_str(), &StoredEvent { pos: 0, event: ev.clone() })?;
             self.txn.open_table(ROOM_OUTLIERS)?.insert((room_id, ev.event_id.as_str()), ())?;
         }
         Ok(())
@@ -74,7 +80,7 @@ pub fn build_next(tx: &Tx<'_>, room: &RoomRecord, sender: &str, new: NewEvent, t
         }
     }
     let parents = Parents { prev_events: room.extremities.clone(), auth_events, depth: room.depth + 1 };
-    Ok(Event::build(Some(rid), sender, new, parents, ts))
+    Ok(Event::build(Some(&room.room_id), sender, new, parents, ts))
 }
 
 /// Writes `ev` (already authorised) into `room`: event row, timeline, state, membership
@@ -122,16 +128,16 @@ fn persist_inner(
     // The new event follows the tips it names; tips it does not name (events from another
     // server it had not seen yet) stay tips, and the next local event merges them.
     room.extremities.retain(|e| !ev.prev_events.contains(e));
-    room.extremities.push(eid.clone());
+    room.extremities.push(eid.to_string());
     if room.extremities.len() > MAX_EXTREMITIES {
         let drop = room.extremities.len() - MAX_EXTREMITIES;
         room.extremities.drain(..drop);
     }
     room.depth = room.depth.max(ev.depth);
     room.last_pos = pos;
-    put_json(&mut tx.txn.open_table(ROOMS)?, &rid, room)?;
+    put_json(&mut tx.txn.open_table(ROOMS)?, rid.as_str(), room)?;
     let stored = Arc::new(StoredEvent { pos, event: ev });
-    put_json(&mut tx.txn.open_table(EVENTS)?, &eid, stored.as_ref())?;
+    put_json(&mut tx.txn.open_table(EVENTS)?, eid.as_str(), stored.as_ref())?;
     if send {
         enqueue(tx, room, &stored, &[])?;
     }
@@ -183,7 +189,7 @@ pub fn enqueue(tx: &mut Tx<'_>, room: &RoomRecord, stored: &StoredEvent, except:
 /// timeline), recent history, then our join, which is published.
 pub fn store_joined_room(
     tx: &mut Tx<'_>,
-    room_id: &str,
+    room_id: &RoomId,
     chain: Vec<Event>,
     states: Vec<Event>,
     timeline: Vec<Event>,
@@ -200,7 +206,7 @@ pub fn store_joined_room(
     // A partial room from an invitation leaves membership rows; the real state replaces them.
     for ev in &states {
         let key = ev.state_key.as_deref().unwrap_or_default();
-        tx.txn.open_table(ROOM_STATE)?.insert((room_id, ev.kind.as_str(), key), ev.event_id.as_str())?;
+        tx.txn.open_table(ROOM_STATE)?.insert((room_id.as_str(), ev.kind.as_str(), key), ev.event_id.as_str())?;
         apply_state(tx, &mut room, ev, key)?;
         room.depth = room.depth.max(ev.depth);
     }
@@ -208,11 +214,11 @@ pub fn store_joined_room(
         let pos = tx.next_pos();
         tx.txn
             .open_table(ROOM_TIMELINE)?
-            .insert((room_id, pos), (ev.event_id.as_str(), ev.sender.as_str(), ev.kind.as_str()))?;
+            .insert((room_id.as_str(), pos), (ev.event_id.as_str(), ev.sender.as_str(), ev.kind.as_str()))?;
         room.depth = room.depth.max(ev.depth);
         room.last_pos = pos;
         let id = ev.event_id.clone();
-        put_json(&mut tx.txn.open_table(EVENTS)?, &id, &StoredEvent { pos, event: ev })?;
+        put_json(&mut tx.txn.open_table(EVENTS)?, id.as_str(), &StoredEvent { pos, event: ev })?;
     }
     room.extremities = join.prev_events.clone();
     persist_received(tx, &mut room, join)?;

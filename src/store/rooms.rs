@@ -8,6 +8,7 @@ use super::tables::*;
 use super::{Store, get_json};
 use crate::error::Result;
 use crate::events::{JoinRule, M_ROOM_MESSAGE, Membership, PowerLevels};
+use crate::ids::{EventId, RoomId};
 
 /// Most unread messages counted per room; the UI shows "99+" beyond.
 pub const UNREAD_CAP: u64 = 100;
@@ -17,7 +18,7 @@ pub const UNREAD_CAP: u64 = 100;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RoomRecord {
     /// Room id.
-    pub room_id: String,
+    pub room_id: RoomId,
     /// From `m.room.name`.
     pub name: String,
     /// From `m.room.topic`.
@@ -65,7 +66,7 @@ impl RoomRecord {
     /// A room's summary before its state is applied: what its create event tells, the join
     /// rule and power levels it starts with, no name, no members, no events.
     pub fn new(
-        room_id: &str,
+        room_id: &RoomId,
         creator: &str,
         created_ts: u64,
         direct: bool,
@@ -73,7 +74,7 @@ impl RoomRecord {
         power_levels: PowerLevels,
     ) -> RoomRecord {
         RoomRecord {
-            room_id: room_id.to_string(),
+            room_id: room_id.clone(),
             name: String::new(),
             topic: String::new(),
             join_rule,
@@ -108,12 +109,13 @@ pub struct MyRoom {
 
 impl Store {
     /// A room's summary.
-    pub fn room(&self, room_id: &str) -> Result<Option<RoomRecord>> {
+    pub fn room(&self, room_id: &RoomId) -> Result<Option<RoomRecord>> {
+        let room_id = room_id.as_str();
         get_json(&self.read()?.open_table(ROOMS)?, room_id)
     }
 
     /// A user's membership in a room (`Leave` if none).
-    pub fn membership(&self, room_id: &str, user: &str) -> Result<Membership> {
+    pub fn membership(&self, room_id: &RoomId, user: &str) -> Result<Membership> {
         membership_in(&self.read()?, room_id, user)
     }
 
@@ -163,7 +165,8 @@ impl Store {
     }
 
     /// Members of a room with their membership (joined and invited), sorted by user id.
-    pub fn members(&self, room_id: &str) -> Result<Vec<(String, Membership)>> {
+    pub fn members(&self, room_id: &RoomId) -> Result<Vec<(String, Membership)>> {
+        let room_id = room_id.as_str();
         let r = self.read()?;
         let members = memberships(&r.open_table(ROOM_MEMBERS)?, room_id)?;
         Ok(members.into_iter().filter(|(_, m)| matches!(m, Membership::Join | Membership::Invite)).collect())
@@ -173,10 +176,11 @@ impl Store {
     /// the newest), newest first, and the cursor for the next page if there are older events.
     pub fn timeline(
         &self,
-        room_id: &str,
+        room_id: &RoomId,
         before: Option<u64>,
         limit: usize,
     ) -> Result<(Vec<StoredEvent>, Option<u64>)> {
+        let room_id = room_id.as_str();
         let r = self.read()?;
         let timeline = r.open_table(ROOM_TIMELINE)?;
         let events = r.open_table(EVENTS)?;
@@ -236,17 +240,20 @@ impl Store {
     }
 
     /// A user's event by id, if it is in a room.
-    pub fn event(&self, event_id: &str) -> Result<Option<StoredEvent>> {
+    pub fn event(&self, event_id: &EventId) -> Result<Option<StoredEvent>> {
+        let event_id = event_id.as_str();
         get_event(&self.read()?.open_table(EVENTS)?, event_id)
     }
 
     /// Stream position of the user's read marker in a room.
-    pub fn read_marker(&self, user: &str, room_id: &str) -> Result<u64> {
+    pub fn read_marker(&self, user: &str, room_id: &RoomId) -> Result<u64> {
+        let room_id = room_id.as_str();
         Ok(self.read()?.open_table(READ_MARKERS)?.get((user, room_id))?.map(|v| v.value()).unwrap_or(0))
     }
 
     /// Unread and mention counts of one user in one room.
-    pub fn unread_counts(&self, user: &str, room_id: &str) -> Result<(u64, u64)> {
+    pub fn unread_counts(&self, user: &str, room_id: &RoomId) -> Result<(u64, u64)> {
+        let room_id = room_id.as_str();
         let r = self.read()?;
         let since = r.open_table(READ_MARKERS)?.get((user, room_id))?.map(|v| v.value()).unwrap_or(0);
         let unread = count_unread(&r.open_table(ROOM_TIMELINE)?, room_id, since, user)?;
@@ -255,7 +262,8 @@ impl Store {
     }
 
     /// Read markers of the given users in a room (users without one are left out).
-    pub fn read_markers(&self, room_id: &str, users: &[String]) -> Result<Vec<(String, u64)>> {
+    pub fn read_markers(&self, room_id: &RoomId, users: &[String]) -> Result<Vec<(String, u64)>> {
+        let room_id = room_id.as_str();
         let r = self.read()?;
         let markers = r.open_table(READ_MARKERS)?;
         let mut out = Vec::new();
@@ -268,7 +276,7 @@ impl Store {
     }
 
     /// Moves the read marker forward (never back). Returns whether it moved.
-    pub async fn mark_read(&self, user: String, room_id: String, pos: u64) -> Result<bool> {
+    pub async fn mark_read(&self, user: String, room_id: RoomId, pos: u64) -> Result<bool> {
         if self.read_marker(&user, &room_id)? >= pos {
             return Ok(false);
         }
@@ -286,7 +294,8 @@ impl Store {
 }
 
 /// A user's membership, read in any transaction.
-pub fn membership_in(r: &ReadTransaction, room_id: &str, user: &str) -> Result<Membership> {
+pub fn membership_in(r: &ReadTransaction, room_id: &RoomId, user: &str) -> Result<Membership> {
+    let room_id = room_id.as_str();
     membership_of(&r.open_table(ROOM_MEMBERS)?, room_id, user)
 }
 
@@ -305,20 +314,20 @@ pub(super) fn state_event_id_in(
     room_id: &str,
     kind: &str,
     key: &str,
-) -> Result<Option<String>> {
-    Ok(table.get((room_id, kind, key))?.map(|v| v.value().to_string()))
+) -> Result<Option<EventId>> {
+    Ok(table.get((room_id, kind, key))?.map(|v| EventId::from_stored(v.value())))
 }
 
 /// A room's current state from `room_state`: (event type, state key) -> event id.
 pub(super) fn state_ids_in(
     table: &impl ReadableTable<(&'static str, &'static str, &'static str), &'static str>,
     room_id: &str,
-) -> Result<std::collections::BTreeMap<(String, String), String>> {
+) -> Result<std::collections::BTreeMap<(String, String), EventId>> {
     let mut out = std::collections::BTreeMap::new();
     for row in table.range((room_id, "", "")..=(room_id, "\u{10ffff}", "\u{10ffff}"))? {
         let (k, v) = row?;
         let (_, kind, key) = k.value();
-        out.insert((kind.to_string(), key.to_string()), v.value().to_string());
+        out.insert((kind.to_string(), key.to_string()), EventId::from_stored(v.value()));
     }
     Ok(out)
 }
@@ -388,54 +397,59 @@ fn memberships(
 
 impl Store {
     /// The room an alias of this server (`#name:server`, lower-case) names.
-    pub fn alias(&self, alias: &str) -> Result<Option<String>> {
+    pub fn alias(&self, alias: &str) -> Result<Option<RoomId>> {
         let r = self.read()?;
-        Ok(r.open_table(super::tables::ALIASES)?.get(alias)?.map(|v| v.value().to_string()))
+        Ok(r.open_table(super::tables::ALIASES)?.get(alias)?.map(|v| RoomId::from_stored(v.value())))
     }
 }
 
 impl super::Tx<'_> {
     /// A user's membership of a room in this transaction (`leave` if none).
-    pub fn membership(&self, room_id: &str, user: &str) -> Result<Membership> {
+    pub fn membership(&self, room_id: &RoomId, user: &str) -> Result<Membership> {
+        let room_id = room_id.as_str();
         membership_of(&self.txn.open_table(ROOM_MEMBERS)?, room_id, user)
     }
 
     /// Records a membership without an event (declining an invitation to a room this server is
     /// not in: there is no room state here to add an event to).
-    pub fn set_membership_only(&mut self, room_id: &str, user: &str, m: Membership) -> Result<()> {
+    pub fn set_membership_only(&mut self, room_id: &RoomId, user: &str, m: Membership) -> Result<()> {
+        let room_id = room_id.as_str();
         self.txn.open_table(ROOM_MEMBERS)?.insert((room_id, user), m.as_str())?;
         self.txn.open_table(USER_ROOMS)?.insert((user, room_id), m.as_str())?;
         Ok(())
     }
 
     /// A room's summary.
-    pub fn room(&self, room_id: &str) -> Result<Option<RoomRecord>> {
+    pub fn room(&self, room_id: &RoomId) -> Result<Option<RoomRecord>> {
+        let room_id = room_id.as_str();
         get_json(&self.txn.open_table(ROOMS)?, room_id)
     }
 
     /// A room's summary, or "no such room".
-    pub fn require_room(&self, room_id: &str) -> Result<RoomRecord> {
+    pub fn require_room(&self, room_id: &RoomId) -> Result<RoomRecord> {
         self.room(room_id)?.ok_or_else(|| crate::error::Error::NotFound("no such room".into()))
     }
 
     /// The room an alias of this server names.
-    pub fn alias(&self, alias: &str) -> Result<Option<String>> {
-        Ok(self.txn.open_table(ALIASES)?.get(alias)?.map(|v| v.value().to_string()))
+    pub fn alias(&self, alias: &str) -> Result<Option<RoomId>> {
+        Ok(self.txn.open_table(ALIASES)?.get(alias)?.map(|v| RoomId::from_stored(v.value())))
     }
 
     /// Gives a room an alias of this server.
-    pub fn put_alias(&mut self, alias: &str, room_id: &str) -> Result<()> {
+    pub fn put_alias(&mut self, alias: &str, room_id: &RoomId) -> Result<()> {
+        let room_id = room_id.as_str();
         self.txn.open_table(ALIASES)?.insert(alias, room_id)?;
         Ok(())
     }
 
     /// The direct-message room of two users, if they have one.
-    pub fn direct_room(&self, user: &str, other: &str) -> Result<Option<String>> {
-        Ok(self.txn.open_table(DIRECT_ROOMS)?.get((user, other))?.map(|v| v.value().to_string()))
+    pub fn direct_room(&self, user: &str, other: &str) -> Result<Option<RoomId>> {
+        Ok(self.txn.open_table(DIRECT_ROOMS)?.get((user, other))?.map(|v| RoomId::from_stored(v.value())))
     }
 
     /// Records the direct-message room of two users (from both sides).
-    pub fn put_direct_room(&mut self, user: &str, other: &str, room_id: &str) -> Result<()> {
+    pub fn put_direct_room(&mut self, user: &str, other: &str, room_id: &RoomId) -> Result<()> {
+        let room_id = room_id.as_str();
         let mut direct = self.txn.open_table(DIRECT_ROOMS)?;
         direct.insert((user, other), room_id)?;
         direct.insert((other, user), room_id)?;
@@ -448,12 +462,13 @@ impl super::Tx<'_> {
     }
 
     /// The event a user's client transaction id produced, if any.
-    pub fn txn_event(&self, user: &str, txn_id: &str) -> Result<Option<String>> {
-        Ok(self.txn.open_table(TXN_IDS)?.get((user, txn_id))?.map(|v| v.value().to_string()))
+    pub fn txn_event(&self, user: &str, txn_id: &str) -> Result<Option<EventId>> {
+        Ok(self.txn.open_table(TXN_IDS)?.get((user, txn_id))?.map(|v| EventId::from_stored(v.value())))
     }
 
     /// Records the event a client transaction id produced.
-    pub fn put_txn_event(&mut self, user: &str, txn_id: &str, event_id: &str) -> Result<()> {
+    pub fn put_txn_event(&mut self, user: &str, txn_id: &str, event_id: &EventId) -> Result<()> {
+        let event_id = event_id.as_str();
         self.txn.open_table(TXN_IDS)?.insert((user, txn_id), event_id)?;
         Ok(())
     }

@@ -9,6 +9,7 @@ use super::rooms::{membership_of, state_event_id_in, state_ids_in};
 use super::tables::{EVENTS, ROOM_MEMBERS, ROOM_STATE};
 use crate::error::Result;
 use crate::events::Membership;
+use crate::ids::{EventId, RoomId};
 
 /// Everything committed when it began, read consistently.
 pub struct Snapshot {
@@ -27,22 +28,26 @@ impl Store {
 
 impl Snapshot {
     /// An event by id.
-    pub fn event(&self, event_id: &str) -> Result<Option<StoredEvent>> {
+    pub fn event(&self, event_id: &EventId) -> Result<Option<StoredEvent>> {
+        let event_id = event_id.as_str();
         get_event(&self.events, event_id)
     }
 
     /// The room's current state: (event type, state key) -> event id.
-    pub fn state_ids(&self, room_id: &str) -> Result<std::collections::BTreeMap<(String, String), String>> {
+    pub fn state_ids(&self, room_id: &RoomId) -> Result<std::collections::BTreeMap<(String, String), EventId>> {
+        let room_id = room_id.as_str();
         state_ids_in(&self.txn.open_table(ROOM_STATE)?, room_id)
     }
 
     /// The id of the event holding one state slot.
-    pub fn state_event_id(&self, room_id: &str, kind: &str, key: &str) -> Result<Option<String>> {
+    pub fn state_event_id(&self, room_id: &RoomId, kind: &str, key: &str) -> Result<Option<EventId>> {
+        let room_id = room_id.as_str();
         state_event_id_in(&self.txn.open_table(ROOM_STATE)?, room_id, kind, key)
     }
 
     /// A user's membership (`leave` if none).
-    pub fn membership(&self, room_id: &str, user: &str) -> Result<Membership> {
+    pub fn membership(&self, room_id: &RoomId, user: &str) -> Result<Membership> {
+        let room_id = room_id.as_str();
         membership_of(&self.txn.open_table(ROOM_MEMBERS)?, room_id, user)
     }
 }

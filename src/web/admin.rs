@@ -13,7 +13,7 @@ use super::extract::PageSession;
 use crate::admin::ops::{Ctx, RoomInfo, UserInfo};
 use crate::auth::Session;
 use crate::error::{Error, Result};
-use crate::ids::parse_room_id;
+use crate::ids::RoomId;
 use crate::render::error_response;
 use crate::render::{display_name, layout};
 use crate::state::AppState;
@@ -178,7 +178,7 @@ pub async fn delete_room(
 ) -> Response {
     let done = async {
         let Form(f) = form?;
-        let room_id = parse_room_id(&room_id)?.to_string();
+        let room_id = RoomId::parse(&room_id)?;
         if f.confirm.as_deref() != Some("yes") {
             return Err(Error::bad("tick the box to confirm deleting the room"));
         }

@@ -10,7 +10,7 @@ use crate::auth::{Session, account};
 use crate::error::{Error, Result};
 use crate::events::{JoinRule, Membership};
 use crate::federation::membership;
-use crate::ids::UserId;
+use crate::ids::{EventId, RoomId, UserId};
 use crate::rooms::{self, CreateRoom};
 use crate::state::AppState;
 use crate::store::events::StoredEvent;
@@ -187,7 +187,7 @@ pub async fn public_rooms(State(state): State<AppState>, _session: Session) -> R
 }
 
 /// Loads a room the caller has joined: 404 if it does not exist, 403 if not a member.
-pub fn member_room(state: &AppState, session: &Session, room_id: &str) -> Result<RoomRecord> {
+pub fn member_room(state: &AppState, session: &Session, room_id: &RoomId) -> Result<RoomRecord> {
     let room = state.store.room(room_id)?.ok_or_else(|| Error::NotFound("no such room".into()))?;
     if state.store.membership(room_id, session.user.as_str())? != Membership::Join {
         return Err(Error::Forbidden("you are not a member of this room".into()));
@@ -383,8 +383,8 @@ pub async fn read(
     Json(r): Json<ReadMarker>,
 ) -> Result<Json<Value>> {
     member_room(&state, &session, &id)?;
-    crate::ids::parse_event_id(&r.event_id)?;
-    let ev = state.store.event(&r.event_id)?.filter(|e| e.event.room_id == id);
+    let event_id = EventId::parse(&r.event_id)?;
+    let ev = state.store.event(&event_id)?.filter(|e| e.event.room_id == id);
     let ev = ev.ok_or_else(|| Error::NotFound("no such event in this room".into()))?;
     if let Some(moved) = rooms::mark_read(&state.rooms, &session.user, &id, ev.pos).await? {
         state.hub.read_moved(&id, session.user.as_str(), moved);

@@ -46,8 +46,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Form<T> {
     }
 }
 
-/// The `{room_id}` path segment, shape-checked.
-pub struct RoomPath(pub String);
+/// The `{room_id}` path segment, parsed (a malformed one is a room that does not exist).
+pub struct RoomPath(pub crate::ids::RoomId);
 
 impl<S: Send + Sync> FromRequestParts<S> for RoomPath {
     type Rejection = Error;
@@ -56,8 +56,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RoomPath {
         let axum::extract::Path(id) = axum::extract::Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|e| Error::bad(e.body_text()))?;
-        crate::ids::parse_room_id(&id)?;
-        Ok(RoomPath(id))
+        Ok(RoomPath(crate::ids::RoomId::parse(&id)?))
     }
 }
 

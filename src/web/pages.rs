@@ -14,7 +14,7 @@ use crate::auth::session::same_origin;
 use crate::error::{Error, Result};
 use crate::events::{JoinRule, Membership};
 use crate::federation::membership;
-use crate::ids::UserId;
+use crate::ids::{RoomId, UserId};
 use crate::render::{self as views, Access, Presences, RoomView};
 use crate::rooms::{self, CreateRoom};
 use crate::state::AppState;
@@ -263,7 +263,7 @@ const MAX_RECEIPTS: usize = 50;
 fn seen_by(
     state: &AppState,
     viewer: &str,
-    room_id: &str,
+    room_id: &RoomId,
     members: &[(String, Membership)],
     events: &[StoredEvent],
 ) -> Result<HashMap<u64, Vec<String>>> {

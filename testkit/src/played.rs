@@ -76,9 +76,10 @@ impl PlayedServer {
             depth: t["depth"].as_u64().unwrap(),
         };
         let new = NewEvent::state(t["type"].as_str().unwrap(), user, t["content"].clone());
-        let mut ev = Event::build(Some(room), user, new, parents, chat::events::now_ms());
+        let room = chat::ids::RoomId::parse(room).unwrap();
+        let mut ev = Event::build(Some(&room), user, new, parents, chat::events::now_ms());
         ev.sign(&self.name, &self.key).unwrap();
-        let path = format!("/_matrix/federation/v2/send_join/{rid}/{}", urlencode(&ev.event_id));
+        let path = format!("/_matrix/federation/v2/send_join/{rid}/{}", urlencode(ev.event_id.as_str()));
         let (st, answer) = self.signed(Method::PUT, resident, &path, Some(ev.pdu())).await;
         assert_eq!(st, 200, "send_join: {answer}");
         (ev, answer)
