@@ -192,7 +192,7 @@ fuzz_target!(|data: &[u8]| {
         "form_invite" => user_ref(field(&v, "user"), &server),
         "messages" | "form_send" => message(field(&v, "body"), &server),
         "read" => {
-            client_error(ids::parse_event_id(field(&v, "event_id")));
+            client_error(ids::EventId::parse(field(&v, "event_id")));
         }
         _ => {}
     }

@@ -34,10 +34,12 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(format!("@{}:{}", id.localpart(), id.server()), id.as_str());
     }
 
-    if let Ok(room) = ids::parse_room_id(s) {
-        assert!(room.len() == 44 && room.starts_with('!'));
+    if let Ok(room) = ids::RoomId::parse(s) {
+        assert!(room.as_str().len() == 44 && room.as_str().starts_with('!'));
+        assert_eq!(room.as_str(), s, "a room id is kept as given");
     }
-    if let Ok(event) = ids::parse_event_id(s) {
-        assert!(event.len() == 44 && event.starts_with('$'));
+    if let Ok(event) = ids::EventId::parse(s) {
+        assert!(event.as_str().len() == 44 && event.as_str().starts_with('$'));
+        assert_eq!(event.as_str(), s, "an event id is kept as given");
     }
 });

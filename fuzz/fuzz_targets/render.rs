@@ -63,7 +63,8 @@ fn defang_value(v: &Value) -> Value {
 fn stored(i: &Input) -> StoredEvent {
     let new = NewEvent { kind: i.kind.clone(), state_key: i.state_key.clone(), content: i.content.clone() };
     let parents = Parents { prev_events: vec![], auth_events: vec![], depth: 7 };
-    StoredEvent { pos: 42, event: Event::build(Some(ROOM), &i.sender, new, parents, 1_800_000_000_000) }
+    let room = chat::ids::RoomId::parse(ROOM).expect("a room id");
+    StoredEvent { pos: 42, event: Event::build(Some(&room), &i.sender, new, parents, 1_800_000_000_000) }
 }
 
 fn counts(html: &str) -> [usize; 3] {

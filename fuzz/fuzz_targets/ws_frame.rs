@@ -12,9 +12,9 @@
 use std::time::Instant;
 
 use chat::error::Error;
-use chat::ids::{self, ServerName};
+use chat::ids::{EventId, RoomId, ServerName};
 use chat::live::frames::{self, ClientFrame};
-use chat::live::hub::{Conn, Hub, Prefs};
+use chat::live::hub::{Conn, Hub, Prefs, not_member};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
@@ -46,14 +46,17 @@ fn drain(conn: &mut Conn) {
 
 /// `call_join` / `call_leave` as `socket::in_call` handles them.
 fn in_call(hub: &Hub, conn: &Conn, room_id: &str, conf_id: &str, joined: bool) {
-    let out =
-        chat::calls::check_conf_id(conf_id).and_then(|()| hub.set_in_call(ANA, conn.id(), room_id, conf_id, joined));
+    let out = chat::calls::check_conf_id(conf_id)
+        .and_then(|()| RoomId::parse(room_id).map_err(|_| not_member()))
+        .and_then(|rid| hub.set_in_call(ANA, conn.id(), &rid, conf_id, joined).map(|()| rid));
     match out {
-        Ok(()) => assert!(room_id == ROOM_A || room_id == ROOM_B, "call joined in {room_id:?}"),
+        Ok(rid) => {
+            assert!(room_id == ROOM_A || room_id == ROOM_B, "call joined in {room_id:?}");
+            for (_, roster) in hub.calls_in(&rid) {
+                assert!(roster.len() <= chat::calls::MAX_PARTICIPANTS);
+            }
+        }
         Err(e) => refused(None, &e),
-    }
-    for (_, roster) in hub.calls_in(room_id) {
-        assert!(roster.len() <= chat::calls::MAX_PARTICIPANTS);
     }
 }
 
@@ -85,25 +88,29 @@ fuzz_target!(|data: &[u8]| {
                 "online" | "idle" => hub.set_idle(ANA, ana.id(), state == "idle"),
                 _ => refused(None, &Error::bad("presence state must be \"online\" or \"idle\"")),
             },
-            ClientFrame::Typing { room_id, typing } => match hub.set_typing(ANA, &room_id, typing, Instant::now()) {
+            ClientFrame::Typing { room_id, typing } => match RoomId::parse(&room_id)
+                .map_err(|_| not_member())
+                .and_then(|rid| hub.set_typing(ANA, &rid, typing, Instant::now()))
+            {
                 Ok(()) => assert!(room_id == ROOM_A || room_id == ROOM_B, "typing accepted in {room_id:?}"),
                 Err(e) => refused(None, &e),
             },
-            ClientFrame::Send { room_id, body, txn_id } => match ids::parse_room_id(&room_id) {
+            ClientFrame::Send { room_id, body, txn_id } => match RoomId::parse(&room_id) {
                 Ok(_) => {
                     let found = chat::rooms::mention_candidates(&body, &server);
                     assert!(found.len() <= 20);
                     for (i, (local, uid)) in found.iter().enumerate() {
-                        assert_eq!(ids::normalize_username(local).ok().as_ref(), Some(local));
+                        assert_eq!(chat::ids::normalize_username(local).ok().as_ref(), Some(local));
                         assert_eq!(uid, &format!("@{local}:chat.test"));
                         assert!(!found[..i].iter().any(|(_, u)| u == uid), "{uid} mentioned twice");
                     }
-                    server_frame(&frames::ack(&txn_id, "$event", 1));
+                    let event = EventId::parse(&format!("${}", "e".repeat(43))).expect("an event id");
+                    server_frame(&frames::ack(&txn_id, &event, 1));
                 }
                 Err(e) => refused(Some(&txn_id), &e),
             },
             ClientFrame::Call { room_id, kind, content, txn_id } => {
-                let out = ids::parse_room_id(&room_id).and_then(|_| chat::calls::clean_content(&kind, &content));
+                let out = RoomId::parse(&room_id).and_then(|_| chat::calls::clean_content(&kind, &content));
                 match out {
                     Ok(clean) => assert!(clean.get("chat.call").is_none(), "chat.call is the server's"),
                     Err(e) => refused(Some(&txn_id), &e),
@@ -112,7 +119,7 @@ fuzz_target!(|data: &[u8]| {
             ClientFrame::CallJoin { room_id, conf_id } => in_call(&hub, &ana, &room_id, &conf_id, true),
             ClientFrame::CallLeave { room_id, conf_id } => in_call(&hub, &ana, &room_id, &conf_id, false),
             ClientFrame::Read { room_id, .. } => {
-                if let Err(e) = ids::parse_room_id(&room_id) {
+                if let Err(e) = RoomId::parse(&room_id) {
                     refused(None, &e);
                 }
             }
