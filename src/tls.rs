@@ -165,26 +165,13 @@ pub fn ensure_self_signed(data_dir: &Path, names: &[String]) -> Result<(PathBuf,
         return Ok((cert, key));
     }
     let dir = cert.parent().unwrap_or(data_dir);
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    crate::files::private_dir(dir)?;
     let made =
         rcgen::generate_simple_self_signed(names.to_vec()).map_err(|e| format!("self-signed certificate: {e}"))?;
-    write_private(&key, made.signing_key.serialize_pem().as_bytes())?;
+    crate::files::write_private(&key, made.signing_key.serialize_pem().as_bytes())?;
     std::fs::write(&cert, made.cert.pem()).map_err(|e| format!("cannot write {}: {e}", cert.display()))?;
     tracing::info!(cert = %cert.display(), names = ?names, "created a self-signed TLS certificate");
     Ok((cert, key))
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    f.write_all(bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// The names a self-signed certificate should cover: localhost, the server name's host, the
