@@ -117,6 +117,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         logins_per_ip: RateLimiter::new(limits.logins_per_ip_per_minute),
         logins_per_account: RateLimiter::new(limits.logins_per_account_per_minute),
         registrations_per_ip: RateLimiter::new(limits.registrations_per_ip_per_minute),
+        password_checks: Default::default(),
     });
     let rooms = Rooms::new(RoomsInner {
         store: store.clone(),

@@ -52,21 +52,20 @@ pub async fn login(state: &Accounts, username: &str, pw: &str, ip: IpAddr) -> Re
     if pw.len() > password::MAX_LEN {
         return Err(bad());
     }
-    let user = state.store.user(&name)?.ok_or_else(bad)?;
-    if !password::verify(pw.to_string(), user.password_hash.clone()).await {
-        return Err(bad());
-    }
+    // An unknown user costs the same hash as a known one, so timing does not tell them apart.
+    let user = state.store.user(&name)?;
+    let known = user.as_ref().map(|u| u.password_hash.clone());
+    state.password_checks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let user = match (password::verify_or_dummy(pw.to_string(), known).await, user) {
+        (true, Some(user)) => user,
+        _ => return Err(bad()),
+    };
     if user.disabled {
         return Err(Error::Forbidden("this account is disabled".into()));
     }
     let sid = random_id()?;
-    state
-        .store
-        .create_session(
-            sid.clone(),
-            SessionRecord { user_id: user.user_id.clone(), username: name, created_ts: now_ms() },
-        )
-        .await?;
+    let rec = SessionRecord { user_id: user.user_id.clone(), username: name, created_ts: now_ms() };
+    state.store.create_session_if_unchanged(sid.clone(), rec, user.password_hash.clone()).await?;
     let token = state.tokens.issue(&user.user_id, &sid)?;
     let user_id = UserId::parse_or_local(&user.user_id, &state.server_name)?;
     Ok(SignedIn { user_id, token })

@@ -33,6 +33,9 @@ pub struct AccountsInner {
     pub logins_per_account: RateLimiter,
     /// Sign-ups per client IP.
     pub registrations_per_ip: RateLimiter,
+    /// Password checks run for sign-ins (`chat_password_checks_total`), the stand-in check for
+    /// unknown names included.
+    pub password_checks: std::sync::atomic::AtomicU64,
 }
 
 /// Name of the cookie that carries the browser's token.
