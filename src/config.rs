@@ -122,8 +122,11 @@ pub struct Limits {
     pub max_catchup_events: usize,
     /// Lifetime of an access token (JWT), seconds.
     pub token_ttl_secs: u64,
-    /// Login attempts allowed per account per minute.
+    /// Login attempts allowed per account and client IP per minute.
     pub logins_per_account_per_minute: u32,
+    /// Login attempts allowed per account per minute from all IPs together, except from IPs
+    /// the account signed in from before.
+    pub logins_per_account_all_ips_per_minute: u32,
     /// Login attempts allowed per client IP per minute.
     pub logins_per_ip_per_minute: u32,
     /// Open WebSockets allowed per user.
@@ -156,6 +159,7 @@ impl Default for Limits {
             max_catchup_events: 2000,
             token_ttl_secs: 24 * 3600,
             logins_per_account_per_minute: 10,
+            logins_per_account_all_ips_per_minute: 100,
             logins_per_ip_per_minute: 30,
             max_sockets_per_user: 32,
             messages_per_user_per_minute: 300,
@@ -516,8 +520,14 @@ pub static SETTINGS: &[Setting] = &[
     whole!(
         "limits.logins_per_account_per_minute",
         1,
-        "Login attempts per account per minute.",
+        "Login attempts per account and client IP per minute.",
         limits.logins_per_account_per_minute
+    ),
+    whole!(
+        "limits.logins_per_account_all_ips_per_minute",
+        1,
+        "Login attempts per account per minute from all IPs but those it signed in from before.",
+        limits.logins_per_account_all_ips_per_minute
     ),
     whole!(
         "limits.logins_per_ip_per_minute",

@@ -116,6 +116,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         server_name: server_name.clone(),
         logins_per_ip: RateLimiter::new(limits.logins_per_ip_per_minute),
         logins_per_account: RateLimiter::new(limits.logins_per_account_per_minute),
+        logins_per_account_all_ips: RateLimiter::new(limits.logins_per_account_all_ips_per_minute),
+        known_ips: Default::default(),
         registrations_per_ip: RateLimiter::new(limits.registrations_per_ip_per_minute),
         password_checks: Default::default(),
     });

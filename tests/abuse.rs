@@ -209,3 +209,51 @@ async fn websockets_per_user_are_capped() {
     // Others are not affected.
     let _b = s.ws(&ben, None).await;
 }
+
+/// Wrong passwords from one address, or from many, do not lock the owner out: the limits are
+/// per account and IP, and the ceiling on all IPs together spares the IPs the owner signed in
+/// from before. Password change is limited per account and IP too.
+#[tokio::test]
+async fn guessing_cannot_lock_the_owner_out() {
+    let s = TestServer::start_tuned(|c| {
+        c.limits.logins_per_account_per_minute = 5;
+        c.limits.logins_per_account_all_ips_per_minute = 12;
+        c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    let login = |ip: &'static str, pw: &'static str| {
+        let r = s.http.post(format!("{}/api/v1/login", s.url)).header("x-forwarded-for", ip);
+        async move { r.json(&json!({"username": "ana", "password": pw})).send().await.unwrap() }
+    };
+    assert_eq!(register_from(&s, "ana", Some("10.0.0.1")).await.status(), StatusCode::OK);
+    assert_eq!(login("10.0.0.1", "password123").await.status(), StatusCode::OK);
+    // One guesser: refused after 5.
+    for _ in 0..5 {
+        assert_eq!(login("10.0.0.66", "wrong-pass").await.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(login("10.0.0.66", "wrong-pass").await.status(), StatusCode::TOO_MANY_REQUESTS);
+    // The owner, from her address, is not.
+    let r = login("10.0.0.1", "password123").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let token = r.json::<serde_json::Value>().await.unwrap()["token"].as_str().unwrap().to_string();
+    // Guessers on many addresses reach the ceiling for all IPs together...
+    let mut refused = 0;
+    for i in 0..12 {
+        let ip: &'static str = Box::leak(format!("10.0.1.{i}").into_boxed_str());
+        refused += usize::from(login(ip, "wrong-pass").await.status() == StatusCode::TOO_MANY_REQUESTS);
+    }
+    assert!(refused >= 5, "the ceiling on all IPs never applied ({refused} refused)");
+    assert_eq!(login("10.0.2.1", "password123").await.status(), StatusCode::TOO_MANY_REQUESTS);
+    // ... which spares the owner's own address, and her password change.
+    assert_eq!(login("10.0.0.1", "password123").await.status(), StatusCode::OK);
+    let r = s
+        .http
+        .post(format!("{}/api/v1/password", s.url))
+        .header("x-forwarded-for", "10.0.0.1")
+        .bearer_auth(&token)
+        .json(&json!({"old_password": "password123", "new_password": "password456"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}

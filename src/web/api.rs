@@ -64,9 +64,10 @@ pub struct PasswordChange {
 pub async fn change_password(
     State(state): State<AppState>,
     session: Session,
+    ClientIp(ip): ClientIp,
     Json(p): Json<PasswordChange>,
 ) -> Result<Json<Value>> {
-    account::change_password(&state.accounts, &session, &p.old_password, &p.new_password).await?;
+    account::change_password(&state.accounts, &session, &p.old_password, &p.new_password, ip).await?;
     state.hub.end_other_sessions(session.user.as_str(), &session.sid);
     Ok(Json(json!({})))
 }

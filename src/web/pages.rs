@@ -516,10 +516,11 @@ pub struct PasswordForm {
 pub async fn change_password(
     State(state): State<AppState>,
     PageSession(s): PageSession,
+    ClientIp(ip): ClientIp,
     form: Result<Form<PasswordForm>>,
 ) -> Response {
     let out = match form {
-        Ok(Form(f)) => account::change_password(&state.accounts, &s, &f.old_password, &f.new_password)
+        Ok(Form(f)) => account::change_password(&state.accounts, &s, &f.old_password, &f.new_password, ip)
             .await
             .map(|()| state.hub.end_other_sessions(s.user.as_str(), &s.sid)),
         Err(e) => Err(e),
