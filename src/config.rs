@@ -34,6 +34,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Reverse proxies whose `X-Forwarded-For` is believed (addresses or CIDR networks).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Host names requests may name besides the server name, `localhost` and IP addresses.
+    pub extra_hostnames: Vec<String>,
     /// PEM CA certificates trusted for other servers, besides the system's roots.
     pub federation_ca: Option<PathBuf>,
 }
@@ -185,6 +187,7 @@ impl Config {
             tls: TlsConfig::default(),
             metrics_listen: DEFAULT_METRICS_LISTEN.parse().ok(),
             trusted_proxies: Vec::new(),
+            extra_hostnames: Vec::new(),
             federation_ca: None,
         }
     }
@@ -490,6 +493,23 @@ pub static SETTINGS: &[Setting] = &[
             Ok(())
         },
         get: |c| Some(toml::Value::Array(c.trusted_proxies.iter().filter_map(shown).collect())),
+    },
+    Setting {
+        key: "extra_hostnames",
+        help: "Host names the web app also answers to, besides server_name, localhost and IP addresses \
+               (e.g. the host a .well-known delegation names); as a flag or variable, comma-separated. \
+               Requests naming any other host get 421 (DNS rebinding).",
+        flag: Flag::Value("NAME,..."),
+        sample: None,
+        set: |c, v| {
+            let names = list(v)?;
+            for n in &names {
+                ServerName::parse(n).map_err(|_| format!("{n:?} is not a host name"))?;
+            }
+            c.extra_hostnames = names.iter().map(|n| n.to_ascii_lowercase()).collect();
+            Ok(())
+        },
+        get: |c| Some(toml::Value::Array(c.extra_hostnames.iter().filter_map(shown).collect())),
     },
     Setting {
         key: "federation_ca",

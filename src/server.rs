@@ -152,6 +152,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         calls: calls.clone(),
         tasks: tasks.clone(),
     });
+    let hostnames = crate::web::hostnames(&server_name, &config.extra_hostnames);
     let state = AppState::new(Inner {
         store,
         hub,
@@ -163,6 +164,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         fed: fed.clone(),
         live,
         trusted_proxies: config.trusted_proxies.clone(),
+        hostnames,
         shutdown: shutdown.clone(),
         turn: turn.clone(),
         https: tls.is_some(),
