@@ -97,9 +97,14 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The host names the web app answers to: the server name's host, `localhost` and `extra`.
+/// The host names the web app answers to: the server name's host, `localhost` and `extra`; for
+/// a bare machine name (`mybox`, the default on `0.0.0.0`), its mDNS name `mybox.local` too.
 pub fn hostnames(server_name: &crate::ids::ServerName, extra: &[String]) -> Vec<String> {
-    let mut names = vec![host_of(server_name.as_str()).to_ascii_lowercase(), "localhost".to_string()];
+    let host = host_of(server_name.as_str()).to_ascii_lowercase();
+    let mut names = vec![host.clone(), "localhost".to_string()];
+    if !host.contains(['.', ':']) && host.parse::<std::net::IpAddr>().is_err() {
+        names.push(format!("{host}.local"));
+    }
     names.extend(extra.iter().map(|n| host_of(n).to_ascii_lowercase()));
     names.dedup();
     names
