@@ -398,7 +398,7 @@ pub async fn read(
 /// in the shape of an `RTCIceServer`.
 pub async fn turn(State(state): State<AppState>, session: Session) -> Result<Json<Value>> {
     let relay = state.turn.as_ref().ok_or_else(|| Error::NotFound("this server runs no TURN relay".into()))?;
-    Ok(Json(json!(relay.ice_server(session.user.as_str()))))
+    Ok(Json(json!(relay.ice_server(session.user.as_str(), &session.sid))))
 }
 
 /// `GET /settings`: the caller's privacy settings.
