@@ -34,6 +34,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Reverse proxies whose `X-Forwarded-For` is believed (addresses or CIDR networks).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Host names requests may name besides the server name, `localhost` and IP addresses.
+    pub extra_hostnames: Vec<String>,
     /// PEM CA certificates trusted for other servers, besides the system's roots.
     pub federation_ca: Option<PathBuf>,
 }
@@ -122,8 +124,11 @@ pub struct Limits {
     pub max_catchup_events: usize,
     /// Lifetime of an access token (JWT), seconds.
     pub token_ttl_secs: u64,
-    /// Login attempts allowed per account per minute.
+    /// Login attempts allowed per account and client IP per minute.
     pub logins_per_account_per_minute: u32,
+    /// Login attempts allowed per account per minute from all IPs together, except from IPs
+    /// the account signed in from before.
+    pub logins_per_account_all_ips_per_minute: u32,
     /// Login attempts allowed per client IP per minute.
     pub logins_per_ip_per_minute: u32,
     /// Open WebSockets allowed per user.
@@ -156,6 +161,7 @@ impl Default for Limits {
             max_catchup_events: 2000,
             token_ttl_secs: 24 * 3600,
             logins_per_account_per_minute: 10,
+            logins_per_account_all_ips_per_minute: 100,
             logins_per_ip_per_minute: 30,
             max_sockets_per_user: 32,
             messages_per_user_per_minute: 300,
@@ -181,6 +187,7 @@ impl Config {
             tls: TlsConfig::default(),
             metrics_listen: DEFAULT_METRICS_LISTEN.parse().ok(),
             trusted_proxies: Vec::new(),
+            extra_hostnames: Vec::new(),
             federation_ca: None,
         }
     }
@@ -488,6 +495,23 @@ pub static SETTINGS: &[Setting] = &[
         get: |c| Some(toml::Value::Array(c.trusted_proxies.iter().filter_map(shown).collect())),
     },
     Setting {
+        key: "extra_hostnames",
+        help: "Host names the web app also answers to, besides server_name, localhost and IP addresses \
+               (e.g. the host a .well-known delegation names); as a flag or variable, comma-separated. \
+               Requests naming any other host get 421 (DNS rebinding).",
+        flag: Flag::Value("NAME,..."),
+        sample: None,
+        set: |c, v| {
+            let names = list(v)?;
+            for n in &names {
+                ServerName::parse(n).map_err(|_| format!("{n:?} is not a host name"))?;
+            }
+            c.extra_hostnames = names.iter().map(|n| n.to_ascii_lowercase()).collect();
+            Ok(())
+        },
+        get: |c| Some(toml::Value::Array(c.extra_hostnames.iter().filter_map(shown).collect())),
+    },
+    Setting {
         key: "federation_ca",
         help: "CA certificates (PEM) trusted for other servers besides the system's (private federations, tests).",
         flag: Flag::Value("FILE"),
@@ -516,8 +540,14 @@ pub static SETTINGS: &[Setting] = &[
     whole!(
         "limits.logins_per_account_per_minute",
         1,
-        "Login attempts per account per minute.",
+        "Login attempts per account and client IP per minute.",
         limits.logins_per_account_per_minute
+    ),
+    whole!(
+        "limits.logins_per_account_all_ips_per_minute",
+        1,
+        "Login attempts per account per minute from all IPs but those it signed in from before.",
+        limits.logins_per_account_all_ips_per_minute
     ),
     whole!(
         "limits.logins_per_ip_per_minute",

@@ -31,6 +31,9 @@ pub enum Error {
     /// The caller must slow down; retry after this many seconds.
     #[error("too many requests, retry in {0} s")]
     TooManyRequests(u64),
+    /// The request names a host this server does not answer for.
+    #[error("{0}")]
+    Misdirected(String),
     /// The server is shutting down or overloaded.
     #[error("{0}")]
     Unavailable(String),
@@ -54,6 +57,7 @@ impl Error {
             Error::MethodNotAllowed => "method_not_allowed",
             Error::TooLarge(_) => "too_large",
             Error::TooManyRequests(_) => "rate_limited",
+            Error::Misdirected(_) => "misdirected",
             Error::Unavailable(_) => "unavailable",
             Error::Internal(_) => "internal",
         }
@@ -70,6 +74,7 @@ impl Error {
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            Error::Misdirected(_) => StatusCode::MISDIRECTED_REQUEST,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

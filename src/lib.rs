@@ -50,6 +50,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod federation;
+pub mod files;
 pub mod ids;
 pub mod keys;
 pub mod live;

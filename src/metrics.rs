@@ -62,6 +62,13 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "Times a connection's queue overflowed and it caught up from the store.",
         state.hub.lagged_total(),
     );
+    metric(
+        &mut out,
+        "chat_password_checks_total",
+        "counter",
+        "Password checks (argon2) for sign-ins, unknown names included (they cost the same).",
+        state.accounts.password_checks.load(std::sync::atomic::Ordering::Relaxed),
+    );
     let pos = state.store.stream_pos().unwrap_or(0);
     metric(&mut out, "chat_stream_position", "gauge", "Events committed in all (the stream position).", pos);
     let w = state.store.writer_stats();

@@ -104,7 +104,15 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let turn = if config.turn.enabled {
         let turn_secret =
             store::secret(&store, "turn_secret").await.map_err(|e| format!("cannot create TURN secret: {e}"))?;
-        Some(Arc::new(Relay::start(&config.turn, addr.ip(), turn_secret, server_name.to_string()).await?))
+        // A new allocation needs the credential's session alive (sign-out, password change and
+        // disable end it) and its account enabled.
+        let sessions_store = store.clone();
+        let sessions: crate::calls::turn::SessionCheck = Arc::new(move |sid: &str, user: &str| {
+            let alive = matches!(sessions_store.session(sid), Ok(Some(s)) if s.user_id == user);
+            let localpart = user.strip_prefix('@').and_then(|u| u.split(':').next()).unwrap_or_default();
+            alive && matches!(sessions_store.user(localpart), Ok(Some(u)) if !u.disabled)
+        });
+        Some(Arc::new(Relay::start(&config.turn, addr.ip(), turn_secret, server_name.to_string(), sessions).await?))
     } else {
         None
     };
@@ -116,7 +124,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         server_name: server_name.clone(),
         logins_per_ip: RateLimiter::new(limits.logins_per_ip_per_minute),
         logins_per_account: RateLimiter::new(limits.logins_per_account_per_minute),
+        logins_per_account_all_ips: RateLimiter::new(limits.logins_per_account_all_ips_per_minute),
+        known_ips: Default::default(),
         registrations_per_ip: RateLimiter::new(limits.registrations_per_ip_per_minute),
+        password_checks: Default::default(),
     });
     let rooms = Rooms::new(RoomsInner {
         store: store.clone(),
@@ -149,6 +160,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         calls: calls.clone(),
         tasks: tasks.clone(),
     });
+    let hostnames = crate::web::hostnames(&server_name, &config.extra_hostnames);
     let state = AppState::new(Inner {
         store,
         hub,
@@ -160,6 +172,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         fed: fed.clone(),
         live,
         trusted_proxies: config.trusted_proxies.clone(),
+        hostnames,
         shutdown: shutdown.clone(),
         turn: turn.clone(),
         https: tls.is_some(),

@@ -45,6 +45,9 @@ pub struct Inner {
     pub live: LiveState,
     /// Reverse proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Host names requests may name (lower case, no port): the server name's host, `localhost`
+    /// and `extra_hostnames`; IP addresses are always accepted.
+    pub hostnames: Vec<String>,
     /// Cancelled when the server shuts down; long-lived tasks watch it.
     pub shutdown: CancellationToken,
     /// The web listener speaks HTTPS (cookies get `Secure`).

@@ -28,8 +28,57 @@ use tokio_util::task::TaskTracker;
 
 /// How long a client may take to complete the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Handshakes in progress at once; further connections wait to be accepted.
+/// Handshakes in progress at once; further connections are closed at once.
 pub const MAX_HANDSHAKES: usize = 256;
+/// TLS handshakes in progress from one client address (an IPv6 /64) at once; more connections
+/// from it are closed at once, so one address cannot hold the slots everybody needs.
+pub const MAX_HANDSHAKES_PER_IP: u32 = 8;
+/// How long a new connection may stay silent before its first byte (the ClientHello).
+pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Handshakes in progress per client address.
+#[derive(Default)]
+struct PerIp(Mutex<std::collections::HashMap<IpAddr, u32>>);
+
+/// A handshake slot of one address, given back on drop.
+struct IpSlot(Arc<PerIp>, IpAddr);
+
+impl PerIp {
+    /// The address that counts for `ip`: itself, or its /64 for IPv6.
+    fn key(ip: IpAddr) -> IpAddr {
+        match ip {
+            IpAddr::V6(v6) => {
+                let mut o = v6.octets();
+                o[8..].fill(0);
+                IpAddr::from(o)
+            }
+            v4 => v4,
+        }
+    }
+
+    fn take(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
+        let key = Self::key(ip);
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(key).or_insert(0);
+        if *n >= MAX_HANDSHAKES_PER_IP {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot(self.clone(), key))
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut m = self.0.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.1);
+            }
+        }
+    }
+}
 /// How often certificate files are checked for changes.
 pub const RELOAD_CHECK: Duration = Duration::from_secs(2);
 
@@ -165,26 +214,13 @@ pub fn ensure_self_signed(data_dir: &Path, names: &[String]) -> Result<(PathBuf,
         return Ok((cert, key));
     }
     let dir = cert.parent().unwrap_or(data_dir);
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    crate::files::private_dir(dir)?;
     let made =
         rcgen::generate_simple_self_signed(names.to_vec()).map_err(|e| format!("self-signed certificate: {e}"))?;
-    write_private(&key, made.signing_key.serialize_pem().as_bytes())?;
+    crate::files::write_private(&key, made.signing_key.serialize_pem().as_bytes())?;
     std::fs::write(&cert, made.cert.pem()).map_err(|e| format!("cannot write {}: {e}", cert.display()))?;
     tracing::info!(cert = %cert.display(), names = ?names, "created a self-signed TLS certificate");
     Ok((cert, key))
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    f.write_all(bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// The names a self-signed certificate should cover: localhost, the server name's host, the
@@ -214,14 +250,17 @@ pub struct TlsListener {
 }
 
 impl TlsListener {
-    /// Accepts on `tcp` until `stop`, running handshakes concurrently.
+    /// Accepts on `tcp` until `stop`, running handshakes concurrently: at most
+    /// [`MAX_HANDSHAKES`] in all and [`MAX_HANDSHAKES_PER_IP`] per client address; beyond
+    /// either, a new connection is closed at once instead of waiting. A connection must send
+    /// its first byte within [`FIRST_BYTE_TIMEOUT`] and finish within [`HANDSHAKE_TIMEOUT`].
     pub fn start(tcp: TcpListener, acceptor: TlsAcceptor, stop: CancellationToken) -> std::io::Result<Self> {
         let local = tcp.local_addr()?;
         let (tx, rx) = mpsc::channel(64);
         let slots = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+        let per_ip = Arc::new(PerIp::default());
         tokio::spawn(async move {
             loop {
-                let Ok(permit) = slots.clone().acquire_owned().await else { return };
                 let (stream, peer) = tokio::select! {
                     _ = stop.cancelled() => return,
                     r = tcp.accept() => match r {
@@ -233,9 +272,18 @@ impl TlsListener {
                         }
                     },
                 };
+                let (Ok(permit), Some(ip_slot)) = (slots.clone().try_acquire_owned(), per_ip.take(peer.ip())) else {
+                    tracing::debug!(%peer, "TLS handshake refused: too many in progress");
+                    continue; // dropping the stream closes it
+                };
                 let _ = stream.set_nodelay(true);
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
+                    let mut first = [0u8; 1];
+                    if !matches!(tokio::time::timeout(FIRST_BYTE_TIMEOUT, stream.peek(&mut first)).await, Ok(Ok(1))) {
+                        tracing::debug!(%peer, "TLS connection silent or closed before its ClientHello");
+                        return;
+                    }
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
                             let _ = tx.send((tls, peer)).await;
@@ -243,7 +291,7 @@ impl TlsListener {
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
-                    drop(permit);
+                    drop((permit, ip_slot));
                 });
             }
         });

@@ -8,6 +8,7 @@ use chat_testkit::reqwest;
 
 use std::time::{Duration, Instant};
 
+use chat_testkit::tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use common::TestServer;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -160,7 +161,7 @@ async fn slow_headers_idle_connections_and_slow_bodies_are_cut_off() {
     // A body that is promised but not sent: 408 at the request deadline.
     let mut slow = TcpStream::connect(s.addr).await.unwrap();
     slow.write_all(
-        b"POST /api/v1/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"user",
+        b"POST /api/v1/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"user",
     )
     .await
     .unwrap();
@@ -208,4 +209,85 @@ async fn websockets_per_user_are_capped() {
     assert!(refused, "a third socket for ana was kept open");
     // Others are not affected.
     let _b = s.ws(&ben, None).await;
+}
+
+/// Wrong passwords from one address, or from many, do not lock the owner out: the limits are
+/// per account and IP, and the ceiling on all IPs together spares the IPs the owner signed in
+/// from before. Password change is limited per account and IP too.
+#[tokio::test]
+async fn guessing_cannot_lock_the_owner_out() {
+    let s = TestServer::start_tuned(|c| {
+        c.limits.logins_per_account_per_minute = 5;
+        c.limits.logins_per_account_all_ips_per_minute = 12;
+        c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    let login = |ip: &'static str, pw: &'static str| {
+        let r = s.http.post(format!("{}/api/v1/login", s.url)).header("x-forwarded-for", ip);
+        async move { r.json(&json!({"username": "ana", "password": pw})).send().await.unwrap() }
+    };
+    assert_eq!(register_from(&s, "ana", Some("10.0.0.1")).await.status(), StatusCode::OK);
+    assert_eq!(login("10.0.0.1", "password123").await.status(), StatusCode::OK);
+    // One guesser: refused after 5.
+    for _ in 0..5 {
+        assert_eq!(login("10.0.0.66", "wrong-pass").await.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(login("10.0.0.66", "wrong-pass").await.status(), StatusCode::TOO_MANY_REQUESTS);
+    // The owner, from her address, is not.
+    let r = login("10.0.0.1", "password123").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let token = r.json::<serde_json::Value>().await.unwrap()["token"].as_str().unwrap().to_string();
+    // Guessers on many addresses reach the ceiling for all IPs together...
+    let mut refused = 0;
+    for i in 0..12 {
+        let ip: &'static str = Box::leak(format!("10.0.1.{i}").into_boxed_str());
+        refused += usize::from(login(ip, "wrong-pass").await.status() == StatusCode::TOO_MANY_REQUESTS);
+    }
+    assert!(refused >= 5, "the ceiling on all IPs never applied ({refused} refused)");
+    assert_eq!(login("10.0.2.1", "password123").await.status(), StatusCode::TOO_MANY_REQUESTS);
+    // ... which spares the owner's own address, and her password change.
+    assert_eq!(login("10.0.0.1", "password123").await.status(), StatusCode::OK);
+    let r = s
+        .http
+        .post(format!("{}/api/v1/password", s.url))
+        .header("x-forwarded-for", "10.0.0.1")
+        .bearer_auth(&token)
+        .json(&json!({"old_password": "password123", "new_password": "password456"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+/// DNS rebinding: a page of another site whose name was pointed at this server must not use
+/// it. Requests naming a host the server does not answer for get 421; its own names, IP
+/// addresses and `extra_hostnames` work; health checks answer any name.
+#[tokio::test]
+async fn requests_for_other_hosts_are_refused() {
+    let s = TestServer::start_tuned(|c| c.extra_hostnames = vec!["chat.lan".into()]).await;
+    let port = s.addr.port();
+    let register = |host: String| {
+        let r =
+            s.http.post(format!("{}/register", s.url)).header("host", &host).header("origin", format!("http://{host}"));
+        r.form(&[("username", "rebound"), ("password", "password123")]).send()
+    };
+    let r = register(format!("attacker.example:{port}")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::MISDIRECTED_REQUEST);
+    let (st, _) = s.post(None, "/api/v1/login", json!({"username": "rebound", "password": "password123"})).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "no account was made");
+    let ana = s.register("ana").await;
+    let me =
+        |host: String| s.http.get(format!("{}/api/v1/me", s.url)).header("host", host).bearer_auth(&ana.token).send();
+    assert_eq!(me(format!("attacker.example:{port}")).await.unwrap().status(), StatusCode::MISDIRECTED_REQUEST);
+    let mut ws = format!("ws://{}/ws", s.addr).into_client_request().unwrap();
+    ws.headers_mut().insert("host", format!("attacker.example:{port}").parse().unwrap());
+    ws.headers_mut().insert("cookie", format!("chat_token={}", ana.token).parse().unwrap());
+    assert!(chat_testkit::tokio_tungstenite::connect_async(ws).await.is_err(), "a rebound WebSocket was accepted");
+    for host in
+        [format!("localhost:{port}"), format!("chat.lan:{port}"), format!("CHAT.LAN.:{port}"), s.addr.to_string()]
+    {
+        assert_eq!(me(host.clone()).await.unwrap().status(), StatusCode::OK, "{host}");
+    }
+    let r = s.http.get(format!("{}/healthz", s.url)).header("host", "anything.example").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
 }

@@ -254,3 +254,76 @@ async fn admin_page_for_server_admins_only() {
     assert_eq!(s.get(Some(&ana.token), &room_path).await.0, StatusCode::NOT_FOUND);
     assert_eq!(form(&s, &ana, "/admin/rooms/not-a-room/delete", &[("confirm", "yes")]).await.0, StatusCode::NOT_FOUND);
 }
+
+/// Sign-ins racing a disable: whatever the order, none of them leaves a working session once
+/// the disable is done (the account is checked again where the session is written).
+#[tokio::test]
+async fn sign_ins_racing_a_disable_leave_no_session() {
+    let s = TestServer::start_tuned(|c| c.limits.logins_per_account_per_minute = 1000).await;
+    s.register("ben").await;
+    let logins: Vec<_> = (0..10)
+        .map(|_| {
+            let (http, url) = (s.http.clone(), s.url.clone());
+            tokio::spawn(async move {
+                let body = json!({"username": "ben", "password": "password123"});
+                common::post_json(&http, &format!("{url}/api/v1/login"), None, body).await
+            })
+        })
+        .collect();
+    let o = admin_async(&s.dir, &["user", "disable", "ben"], None).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let mut tokens = Vec::new();
+    for l in logins {
+        let (status, v) = l.await.unwrap();
+        if status == StatusCode::OK {
+            tokens.push(v["token"].as_str().unwrap().to_string());
+        }
+    }
+    for t in &tokens {
+        let (st, _) = s.get(Some(t), "/api/v1/me").await;
+        assert!(
+            matches!(st, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN),
+            "a sign-in that raced the disable works"
+        );
+    }
+}
+
+/// An unknown name costs a password check like a wrong password, so answer times do not tell
+/// which names exist.
+#[tokio::test]
+async fn unknown_names_cost_a_password_check() {
+    let s = TestServer::start().await;
+    s.register("ana").await;
+    let before = s.metric("chat_password_checks_total").await.unwrap();
+    assert_eq!(login(&s, "nobody", "password123").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(s.metric("chat_password_checks_total").await, Some(before + 1.0));
+    assert_eq!(login(&s, "ana", "wrong-password").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(s.metric("chat_password_checks_total").await, Some(before + 2.0));
+}
+
+/// Someone who may not moderate a room gets the same refusal whether the target is banned or
+/// not, and the settings form refuses them whether or not the name and topic they send are
+/// already the room's.
+#[tokio::test]
+async fn outsiders_learn_nothing_from_moderation_or_settings() {
+    let s = TestServer::start().await;
+    let (ana, ben, room) = s.ana_and_ben_in_general().await;
+    let eve = s.register("eve").await;
+    let mallory = s.register("mallory").await;
+    s.join(&mallory, &room).await;
+    let (st, v) = s.post(Some(&ana.token), &format!("/api/v1/rooms/{room}/ban"), json!({"user_id": eve.id})).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    for caller in [&ben, &mallory] {
+        for (action, target) in [("unban", &eve), ("unban", &ana), ("kick", &eve), ("kick", &ana)] {
+            let path = format!("/api/v1/rooms/{room}/{action}");
+            let (st, v) = s.post(Some(&caller.token), &path, json!({"user_id": target.id})).await;
+            assert_eq!(st, StatusCode::FORBIDDEN, "{} {action} {}: {v}", caller.name, target.name);
+        }
+    }
+    let outsider = s.register("olga").await;
+    for (name, topic) in [("General", ""), ("Guess", "a guess")] {
+        let (st, _) =
+            form(&s, &outsider, &format!("/rooms/{room}/settings"), &[("name", name), ("topic", topic)]).await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "settings form with {name:?}/{topic:?}");
+    }
+}

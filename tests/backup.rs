@@ -190,3 +190,31 @@ async fn offline_backup_and_a_kill_during_a_backup_leaves_no_partial_file() {
     let reopened = Binary::start(data.path(), "127.0.0.1:0", &[]);
     reopened.kill();
 }
+
+/// The data directory, the database, backups and restored databases are the server user's
+/// alone (0700 / 0600) whatever the umask; a data directory others could read is tightened.
+#[tokio::test]
+async fn data_backups_and_restores_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let server = Binary::start(&data, "127.0.0.1:0", &[]);
+    assert_eq!(mode(&data), 0o700, "the data directory");
+    assert_eq!(mode(&data.join("chat.redb")), 0o600, "the database");
+    let open = tmp.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let file = open.join("chat.backup");
+    let out = chat().arg("backup").arg(&file).arg("--data-dir").arg(&data).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(mode(&file), 0o600, "the backup");
+    server.kill();
+    let restored = open.join("restored");
+    let out = chat().arg("restore").arg(&file).arg("--data-dir").arg(&restored).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(mode(&restored), 0o700, "the restored data directory");
+    assert_eq!(mode(&restored.join("chat.redb")), 0o600, "the restored database");
+}

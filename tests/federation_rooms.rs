@@ -327,7 +327,7 @@ async fn forged_and_tampered_events_are_refused_and_never_shown() {
     let levels = state.iter().find(|e| e.kind == "m.room.power_levels").unwrap().event_id.to_string();
     // Events F could send next, after Fred's join. Room version 12: the create event is
     // implied by the room id, not listed.
-    let auth = vec![levels, join.event_id.to_string()];
+    let auth = vec![levels.clone(), join.event_id.to_string()];
     let build = |sender: &str, body: &str, n: u64| {
         Event::build(
             Some(&room_id),
@@ -359,13 +359,40 @@ async fn forged_and_tampered_events_are_refused_and_never_shown() {
     let outsider = signed(build(&format!("@outsider:{nf}"), "not a member", 4));
     // 5. Not JSON of an event at all.
     let junk = json!({"type": "m.room.message", "room_id": room, "content": "nope"});
+    // 6. A join, in order and signed by F, of a "user" whose id is markup, not a user id.
+    let rules = state.iter().find(|e| e.kind == "m.room.join_rules").unwrap().event_id.to_string();
+    let bad_user = format!("@\"><script>:{nf}");
+    let bad_id = signed(Event::build(
+        Some(&room_id),
+        &bad_user,
+        NewEvent::state(
+            chat::events::M_ROOM_MEMBER,
+            &bad_user,
+            chat::events::member_content(chat::events::Membership::Join),
+        ),
+        Parents {
+            prev_events: vec![join.event_id.to_string()],
+            auth_events: vec![levels, rules],
+            depth: join.depth + 1,
+        },
+        chat::events::now_ms() + 8,
+    ));
     let good = signed(build(&fred, "good one", 5));
-    let pdus = vec![bad_sig.pdu(), bad_bytes.pdu(), tampered, other_server.pdu(), outsider.pdu(), junk, good.pdu()];
+    let pdus = vec![
+        bad_sig.pdu(),
+        bad_bytes.pdu(),
+        tampered,
+        other_server.pdu(),
+        outsider.pdu(),
+        junk,
+        bad_id.pdu(),
+        good.pdu(),
+    ];
     let send = "/_matrix/federation/v1/send/forged-1";
     let (status, answer) = f.signed(Method::PUT, &nb, send, Some(json!({ "origin": nf, "pdus": pdus }))).await;
     assert_eq!(status, 200, "{answer}");
     let results = answer["pdus"].as_object().unwrap();
-    for refused in [&bad_sig, &bad_bytes, &other_server, &outsider] {
+    for refused in [&bad_sig, &bad_bytes, &other_server, &outsider, &bad_id] {
         assert!(
             results[refused.event_id.as_str()]["error"].is_string(),
             "{} refused: {answer}",
@@ -374,13 +401,13 @@ async fn forged_and_tampered_events_are_refused_and_never_shown() {
     }
     assert_eq!(results[good.event_id.as_str()], json!({}), "{answer}");
     let errors = results.values().filter(|v| v["error"].is_string()).count();
-    assert_eq!(errors, 6, "{answer}");
+    assert_eq!(errors, 7, "{answer}");
     let shown = ben.bodies(&room).await;
     assert_eq!(shown, vec!["real", "good one"]);
     // B serves the good event to a server in the room, and has none of the refused ones.
     let event = |id: &str| format!("/_matrix/federation/v1/event/{}", urlencode(id));
     assert_eq!(f.signed(Method::GET, &nb, &event(good.event_id.as_str()), None).await.0, 200);
-    for e in [&bad_sig, &bad_bytes, &other_server, &outsider] {
+    for e in [&bad_sig, &bad_bytes, &other_server, &outsider, &bad_id] {
         assert_eq!(f.signed(Method::GET, &nb, &event(e.event_id.as_str()), None).await.0, 404, "{}", e.content["body"]);
     }
 

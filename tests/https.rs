@@ -307,3 +307,38 @@ fn bad_tls_settings_are_named() {
     let e = chat::tls::load_pair(Path::new("/nonexistent.crt"), Path::new("/nonexistent.key")).unwrap_err();
     assert!(e.starts_with("tls_cert:"), "{e}");
 }
+
+/// Silent connections from one address cannot take HTTPS down: that address gets a few
+/// handshake slots, the rest of its connections are closed at once, and a silent one is dropped
+/// when its first byte does not come; everybody else is served meanwhile.
+#[tokio::test]
+async fn silent_connections_from_one_address_do_not_starve_the_others() {
+    let s = TestServer::start_tuned(|c| c.tls.self_signed = true).await;
+    let (cert, _) = chat::tls::self_signed_paths(&s.dir);
+    // 300 connections from 127.0.0.2 that never say anything (more than all handshake slots).
+    let mut silent = Vec::new();
+    for _ in 0..300 {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        silent.push(sock.connect(s.addr).await.unwrap());
+    }
+    // Someone else is served, promptly.
+    let probe = tokio::time::timeout(Duration::from_secs(3), request(s.addr, &cert, "GET", "/healthz", None));
+    let (status, _, body) = probe.await.expect("HTTPS starved by silent connections");
+    assert_eq!((status, body.trim()), (200, "ok"));
+    // Most of the silent ones were closed at once; the rest go once their first byte is late.
+    let mut closed = 0;
+    for c in &mut silent {
+        let mut b = [0u8; 1];
+        if let Ok(Ok(0)) = tokio::time::timeout(Duration::from_millis(10), c.read(&mut b)).await {
+            closed += 1;
+        }
+    }
+    assert!(closed >= 300 - chat::tls::MAX_HANDSHAKES_PER_IP as usize, "only {closed} of 300 closed");
+    // The first, which got a slot, is closed when its ClientHello is late (3 s).
+    let first = silent.first_mut().unwrap();
+    let mut b = [0u8; 1];
+    let n =
+        tokio::time::timeout(Duration::from_secs(10), first.read(&mut b)).await.expect("a silent one kept its slot");
+    assert!(matches!(n, Ok(0) | Err(_)));
+}

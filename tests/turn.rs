@@ -192,10 +192,12 @@ async fn browsers_get_short_lived_ice_server_credentials() {
             format!("turn:127.0.0.1:{port}?transport=tcp")
         ]
     );
-    // TURN REST form: "<expiry>:<user id>", expiring after the configured lifetime (12 h).
+    // TURN REST form: "<expiry>:<session>:<user id>", expiring after the configured lifetime
+    // (12 h).
     let username = v["username"].as_str().unwrap();
-    let (expiry, user) = username.split_once(':').unwrap();
+    let [expiry, session, user]: [&str; 3] = username.splitn(3, ':').collect::<Vec<_>>().try_into().unwrap();
     assert_eq!(user, ana.id);
+    assert!(!session.is_empty());
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let expiry: u64 = expiry.parse().unwrap();
     assert!(expiry > now + 12 * 3600 - 60 && expiry <= now + 12 * 3600 + 1, "{expiry} vs {now}");
@@ -485,4 +487,24 @@ async fn coturn_client_bad_credentials_and_malformed_protocol_test() {
     peer.kill().unwrap();
     peer.wait().unwrap();
     s.stop().await;
+}
+
+/// A credential allocates only while the session it was minted for lives and its account is
+/// enabled: signing out or a disable stops new allocations at once, not at its expiry.
+#[tokio::test]
+async fn credentials_stop_allocating_when_the_session_ends() {
+    let s = TestServer::start().await;
+    let relay = relay_addr(&s);
+    let ana = s.register("ana").await;
+    let (_, v) = s.get(Some(&ana.token), "/api/v1/turn").await;
+    let (user, pass) = (v["username"].as_str().unwrap().to_string(), v["credential"].as_str().unwrap().to_string());
+    assert_eq!(Client::udp(relay, &user, &pass).await.allocate().await.0, None, "control: the session lives");
+    assert_eq!(s.post(Some(&ana.token), "/api/v1/logout", serde_json::json!({})).await.0, StatusCode::OK);
+    assert_eq!(Client::udp(relay, &user, &pass).await.allocate().await.0, Some(403), "after sign-out");
+
+    let (user, pass) = credentials(&s, "ben").await;
+    assert_eq!(Client::udp(relay, &user, &pass).await.allocate().await.0, None, "control: ben is enabled");
+    let out = common::cli_async(&s.dir, &["admin", "user", "disable", "ben"], None).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(Client::udp(relay, &user, &pass).await.allocate().await.0, Some(403), "after the disable");
 }

@@ -61,6 +61,9 @@ fn state() -> &'static Accounts {
             logins_per_ip: chat::auth::ratelimit::RateLimiter::new(30),
             logins_per_account: chat::auth::ratelimit::RateLimiter::new(10),
             registrations_per_ip: chat::auth::ratelimit::RateLimiter::new(10),
+            logins_per_account_all_ips: chat::auth::ratelimit::RateLimiter::new(100),
+            known_ips: Default::default(),
+            password_checks: Default::default(),
         })
     })
 }

@@ -1,6 +1,6 @@
 //! The TOML configuration file, read the way `chat config check FILE` reads it: the file is
-//! written to a temporary path, `Config::from_args` loads and checks it, and an accepted config
-//! must print as TOML (`effective_toml`).
+//! written to a temporary path and `Config::from_args` loads and checks it. An accepted config
+//! prints as TOML (`effective_toml`) that reads back to the same settings.
 
 #![no_main]
 
@@ -20,9 +20,11 @@ fuzz_target!(|data: &[u8]| {
     let args = ServeArgs { config: Some(path().clone()), ..Default::default() };
     match Config::from_args(&args) {
         Ok(cfg) => {
-            assert!(cfg.limits.check().is_ok() && cfg.turn.check().is_ok(), "an accepted config fails its checks");
-            let printed = config::effective_toml(&cfg);
-            assert!(!printed.starts_with("# cannot print"), "accepted config cannot be printed: {printed}");
+            // A derived server name is printed as a setting with a note; read back, it is one.
+            let printed = config::effective_toml(&cfg).replace("   # derived from listen", "");
+            std::fs::write(path(), &printed).expect("cannot write the temporary config file");
+            let again = Config::from_args(&args).unwrap_or_else(|e| panic!("{e}: the printed config\n{printed}"));
+            assert_eq!(config::effective_toml(&again), printed, "the printed config reads back differently");
         }
         // Every refusal names what is wrong (the setting or the file).
         Err(e) => assert!(!e.is_empty()),

@@ -42,31 +42,35 @@ pub async fn register(state: &Accounts, username: &str, pw: &str, ip: IpAddr) ->
     Ok(SignedIn { user_id, token })
 }
 
-/// Checks a password and opens a new session. Rate limited per client IP and per account;
-/// unknown users and wrong passwords get the same answer.
+/// Checks a password and opens a new session. Rate limited per client IP, per account and IP,
+/// and per account from IPs it has not signed in from (so that guessing from one address, or
+/// from many, cannot lock its owner out); unknown users and wrong passwords get the same answer.
 pub async fn login(state: &Accounts, username: &str, pw: &str, ip: IpAddr) -> Result<SignedIn> {
     state.logins_per_ip.check(&ip.to_string())?;
     let bad = || Error::Unauthorized("wrong username or password".into());
     let name = normalize_username(username).map_err(|_| bad())?;
-    state.logins_per_account.check(&name)?;
+    state.logins_per_account.check(&format!("{name} {ip}"))?;
+    if !state.known_ips.contains(&name, ip) {
+        state.logins_per_account_all_ips.check(&name)?;
+    }
     if pw.len() > password::MAX_LEN {
         return Err(bad());
     }
-    let user = state.store.user(&name)?.ok_or_else(bad)?;
-    if !password::verify(pw.to_string(), user.password_hash.clone()).await {
-        return Err(bad());
-    }
+    // An unknown user costs the same hash as a known one, so timing does not tell them apart.
+    let user = state.store.user(&name)?;
+    let known = user.as_ref().map(|u| u.password_hash.clone());
+    state.password_checks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let user = match (password::verify_or_dummy(pw.to_string(), known).await, user) {
+        (true, Some(user)) => user,
+        _ => return Err(bad()),
+    };
     if user.disabled {
         return Err(Error::Forbidden("this account is disabled".into()));
     }
     let sid = random_id()?;
-    state
-        .store
-        .create_session(
-            sid.clone(),
-            SessionRecord { user_id: user.user_id.clone(), username: name, created_ts: now_ms() },
-        )
-        .await?;
+    let rec = SessionRecord { user_id: user.user_id.clone(), username: name.clone(), created_ts: now_ms() };
+    state.store.create_session_if_unchanged(sid.clone(), rec, user.password_hash.clone()).await?;
+    state.known_ips.remember(&name, ip);
     let token = state.tokens.issue(&user.user_id, &sid)?;
     let user_id = UserId::parse_or_local(&user.user_id, &state.server_name)?;
     Ok(SignedIn { user_id, token })
@@ -78,10 +82,10 @@ pub async fn logout(state: &Accounts, session: &Session) -> Result<()> {
 }
 
 /// Changes the password after checking the old one; every other session is revoked.
-pub async fn change_password(state: &Accounts, session: &Session, old: &str, new: &str) -> Result<()> {
+pub async fn change_password(state: &Accounts, session: &Session, old: &str, new: &str, ip: IpAddr) -> Result<()> {
     password::check_rules(new)?;
     let name = session.user.localpart().to_string();
-    state.logins_per_account.check(&name)?;
+    state.logins_per_account.check(&format!("{name} {ip}"))?;
     let user = state.store.user(&name)?.ok_or_else(|| Error::Unauthorized("account not found".into()))?;
     if old.len() > password::MAX_LEN || !password::verify(old.to_string(), user.password_hash.clone()).await {
         return Err(Error::Forbidden("current password is wrong".into()));

@@ -93,6 +93,32 @@ pub async fn verify(pw: String, phc: String) -> bool {
     run(move || Argon2::default().verify_password(pw.as_bytes(), phc.as_str()).is_ok()).await.unwrap_or(false)
 }
 
+/// [`verify`] against `phc`, or, for an unknown account (`None`), the same work against a
+/// stand-in hash, answering false: a wrong name and a wrong password take equally long.
+pub async fn verify_or_dummy(pw: String, phc: Option<String>) -> bool {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    match phc {
+        Some(phc) => verify(pw, phc).await,
+        None => {
+            let dummy = match DUMMY.get() {
+                Some(h) => h.clone(),
+                None => match hash(format!("{:x}", rand_u64())).await {
+                    Ok(h) => DUMMY.get_or_init(|| h).clone(),
+                    Err(_) => return false,
+                },
+            };
+            let _ = verify(pw, dummy).await;
+            false
+        }
+    }
+}
+
+fn rand_u64() -> u64 {
+    let mut b = [0u8; 8];
+    let _ = getrandom::fill(&mut b);
+    u64::from_le_bytes(b)
+}
+
 #[cfg(test)]
 mod tests {
     #[tokio::test]

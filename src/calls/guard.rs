@@ -329,6 +329,10 @@ impl Guard {
             return self.error(&m, CODE_FORBIDDEN, "peer address not allowed", Some(key));
         }
         if method == METHOD_ALLOCATE {
+            if !self.creds.session_alive(&username) {
+                self.quotas.refused_auth.fetch_add(1, Ordering::Relaxed);
+                return self.error(&m, CODE_FORBIDDEN, "the session of this credential has ended", Some(key));
+            }
             let user = Credentials::user_of(&username).unwrap_or_default();
             if !self.quotas.admit(src, user, m.transaction_id.0) {
                 return self.error(&m, CODE_ALLOC_QUOTA_REACHED, "allocation quota reached", Some(key));

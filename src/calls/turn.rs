@@ -1,9 +1,11 @@
 //! The TURN relay inside `chat serve` (webrtc-rs `turn` crate behind our [`super::guard::Guard`]),
 //! and the short-lived credentials the web app hands to browsers.
 //!
-//! Credentials follow the TURN REST API scheme: `username = "<expiry unix secs>:<user id>"`,
-//! `password = base64(HMAC-SHA1(secret, username))`. The secret is generated once and kept in
-//! the store (`meta.turn_secret`), so credentials survive a restart until they expire.
+//! Credentials follow the TURN REST API scheme: `username = "<expiry unix secs>:<session>:<user
+//! id>"`, `password = base64(HMAC-SHA1(secret, username))`. The secret is generated once and
+//! kept in the store (`meta.turn_secret`), so credentials survive a restart until they expire.
+//! A new allocation also needs the session the credential was minted for to be alive: signing
+//! out, a password change and a disable end it.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -23,11 +25,15 @@ use super::guard::{Guard, PeerPolicy, Quotas};
 use super::tcp::TcpMux;
 use crate::config::TurnConfig;
 
+/// Whether a session (`sid`) of `user` is alive, for new allocations.
+pub type SessionCheck = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
+
 /// Mints and checks TURN REST credentials.
 pub struct Credentials {
     secret: Vec<u8>,
     realm: String,
     ttl: Duration,
+    sessions: Option<SessionCheck>,
 }
 
 fn unix_now() -> u64 {
@@ -37,7 +43,24 @@ fn unix_now() -> u64 {
 impl Credentials {
     /// Credentials signed with `secret`, valid for `ttl` once minted.
     pub fn new(secret: Vec<u8>, realm: String, ttl: Duration) -> Self {
-        Credentials { secret, realm, ttl }
+        Credentials { secret, realm, ttl, sessions: None }
+    }
+
+    /// Checks sessions with `check` before new allocations (without it, any well-signed,
+    /// unexpired credential allocates).
+    pub fn with_sessions(mut self, check: SessionCheck) -> Self {
+        self.sessions = Some(check);
+        self
+    }
+
+    /// Whether the session behind `username` (a well-signed one) still allows new allocations.
+    pub fn session_alive(&self, username: &str) -> bool {
+        let Some(check) = &self.sessions else { return true };
+        let mut parts = username.splitn(3, ':');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(_), Some(sid), Some(user)) => check(sid, user),
+            _ => false,
+        }
     }
 
     /// The realm the relay announces.
@@ -50,16 +73,17 @@ impl Credentials {
         base64::engine::general_purpose::STANDARD.encode(ring::hmac::sign(&key, username.as_bytes()).as_ref())
     }
 
-    /// A (username, password) pair for `user`, valid for the configured lifetime from `now`.
-    pub fn mint(&self, user: &str, now: u64) -> (String, String) {
-        let username = format!("{}:{user}", now + self.ttl.as_secs());
+    /// A (username, password) pair for `user` in session `sid`, valid for the configured
+    /// lifetime from `now`.
+    pub fn mint(&self, user: &str, sid: &str, now: u64) -> (String, String) {
+        let username = format!("{}:{sid}:{user}", now + self.ttl.as_secs());
         let password = self.password(&username);
         (username, password)
     }
 
     /// The user id inside a TURN REST username.
     pub fn user_of(username: &str) -> Option<&str> {
-        username.split_once(':').map(|(_, u)| u).filter(|u| !u.is_empty())
+        username.splitn(3, ':').nth(2).filter(|u| !u.is_empty())
     }
 
     /// The long-term key (MD5 of `username:realm:password`) for a username that is ours, well
@@ -158,7 +182,13 @@ async fn bind_all(addr: SocketAddr, count: usize) -> Result<(Vec<UdpSocket>, Tcp
 impl Relay {
     /// Starts the relay. `web_ip` is the web listener's address, the default for both the
     /// listen and the public address.
-    pub async fn start(cfg: &TurnConfig, web_ip: IpAddr, secret: Vec<u8>, realm: String) -> Result<Relay, String> {
+    pub async fn start(
+        cfg: &TurnConfig,
+        web_ip: IpAddr,
+        secret: Vec<u8>,
+        realm: String,
+        sessions: SessionCheck,
+    ) -> Result<Relay, String> {
         let listen = cfg.listen.unwrap_or(SocketAddr::new(web_ip, crate::config::DEFAULT_TURN_PORT));
         let public_ip = match cfg.public_ip {
             Some(ip) => ip,
@@ -185,7 +215,9 @@ impl Relay {
         let (udp, tcp) = bind_all(listen, threads).await?;
         let addr = udp[0].local_addr().map_err(|e| e.to_string())?;
         let stop = CancellationToken::new();
-        let creds = Arc::new(Credentials::new(secret, realm, Duration::from_secs(cfg.credential_ttl_secs)));
+        let creds = Arc::new(
+            Credentials::new(secret, realm, Duration::from_secs(cfg.credential_ttl_secs)).with_sessions(sessions),
+        );
         let quotas = Quotas::new(cfg.allocations_per_user, cfg.allocations_total);
         let policy = PeerPolicy { allow_private: cfg.allow_private_peers };
         let mux = TcpMux::start(tcp, cfg.allocations_total, stop.clone()).map_err(|e| e.to_string())?;
@@ -228,9 +260,9 @@ impl Relay {
         Ok(Relay { addr, public, creds, quotas, server, stop })
     }
 
-    /// Fresh credentials for `user`, as the browser's ICE server entry.
-    pub fn ice_server(&self, user: &str) -> IceServer {
-        let (username, credential) = self.creds.mint(user, unix_now());
+    /// Fresh credentials for `user` in session `sid`, as the browser's ICE server entry.
+    pub fn ice_server(&self, user: &str, sid: &str) -> IceServer {
+        let (username, credential) = self.creds.mint(user, sid, unix_now());
         let host = match self.public.ip() {
             IpAddr::V6(ip) => format!("[{ip}]:{}", self.public.port()),
             IpAddr::V4(ip) => format!("{ip}:{}", self.public.port()),
@@ -261,18 +293,23 @@ mod tests {
     #[test]
     fn credentials_round_trip_and_expire() {
         let c = Credentials::new(b"secret".to_vec(), "chat".into(), Duration::from_secs(600));
-        let (user, pass) = c.mint("@ana:example.org", unix_now());
-        assert!(user.ends_with(":@ana:example.org"));
+        let (user, pass) = c.mint("@ana:example.org", "s1", unix_now());
+        assert!(user.ends_with(":s1:@ana:example.org"));
         assert_eq!(Credentials::user_of(&user), Some("@ana:example.org"));
         let key = c.key_for(&user, "chat").unwrap();
         assert_eq!(key, turn::auth::generate_auth_key(&user, "chat", &pass));
         assert!(c.key_for(&user, "other").is_none(), "another realm");
-        let (old, _) = c.mint("@ana:example.org", unix_now() - 601);
+        let (old, _) = c.mint("@ana:example.org", "s1", unix_now() - 601);
         assert!(c.key_for(&old, "chat").is_none(), "expired");
         assert!(c.key_for("nonsense", "chat").is_none());
         assert!(c.key_for("12:", "chat").is_none());
         // The password is the standard TURN REST one: base64(HMAC-SHA1(secret, username)).
         let other = Credentials::new(b"secret".to_vec(), "chat".into(), Duration::from_secs(1));
         assert_eq!(other.password("1700000000:@ana:x"), "lGBG8jhQ09vfBF5+md1rMcTamx0=");
+        // With a session check, only a live session's credentials allocate.
+        let c = c.with_sessions(Arc::new(|sid: &str, user: &str| sid == "s1" && user == "@ana:example.org"));
+        assert!(c.session_alive(&user));
+        assert!(!c.session_alive(&c.mint("@ana:example.org", "s2", unix_now()).0));
+        assert!(!c.session_alive("12:s1"));
     }
 }

@@ -204,10 +204,22 @@ impl Event {
         Ok(())
     }
 
+    /// The sender, and the target of a member event, are valid user ids, by the same rules as
+    /// every other way in (sign-up, `make_join`, the API).
+    pub fn check_user_ids(&self) -> crate::error::Result<()> {
+        use crate::error::Error;
+        crate::ids::UserId::parse(&self.sender).map_err(|_| Error::bad("the sender is not a valid user id"))?;
+        if self.kind == M_ROOM_MEMBER {
+            let target = self.state_key.as_deref().unwrap_or_default();
+            crate::ids::UserId::parse(target).map_err(|_| Error::bad("a member event's state_key is not a user id"))?;
+        }
+        Ok(())
+    }
+
     /// Reads a PDU received from another server (room version 12): its id is computed (the
     /// reference hash), and its content hash must match. `room_id` is the room it is meant for
-    /// (a create event carries none; its hash must then name that room). Signatures are checked
-    /// by the caller, who has the keys.
+    /// (a create event carries none; its hash must then name that room). Signatures and user ids
+    /// ([`Event::check_user_ids`]) are checked by the caller, who has the keys.
     pub fn from_pdu(pdu: &Value, room_id: &RoomId) -> crate::error::Result<Event> {
         use crate::error::Error;
         let Value::Object(map) = pdu else { return Err(Error::bad("a PDU must be a JSON object")) };

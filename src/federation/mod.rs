@@ -76,8 +76,13 @@ pub struct FedStateInner {
 pub const WINDOW_MS: u64 = 5 * 60 * 1000;
 /// Largest inbound federation request body.
 pub const MAX_BODY: usize = 2 * 1024 * 1024;
-/// Signatures remembered against replay (within the window).
-const MAX_SEEN: usize = 200_000;
+/// Signatures remembered against replay (within the window), per origin: more than a server
+/// within its request rate can send in two windows, so an honest peer never fills its own, and
+/// no peer can fill another's.
+const MAX_SEEN_PER_ORIGIN: usize = 50_000;
+/// Origins whose signatures are remembered; beyond it, those with nothing left in the window
+/// are forgotten first.
+const MAX_SEEN_ORIGINS: usize = 10_000;
 
 /// Federation's part of the server state.
 pub struct Federation {
@@ -88,7 +93,7 @@ pub struct Federation {
     /// Requests per origin.
     pub per_origin: RateLimiter,
     /// Signatures of requests accepted in the window: signature -> when it expires.
-    seen: Mutex<HashMap<String, u64>>,
+    seen: Mutex<HashMap<String, HashMap<Vec<u8>, u64>>>,
     /// The outbound queues' senders and per-destination status.
     pub outbox: std::sync::Arc<sender::Outbox>,
     /// Received events are processed one room at a time.
@@ -134,16 +139,28 @@ impl Federation {
         Ok(ev.pdu())
     }
 
-    /// Records a request signature; false if it was seen in the window already (a replay).
-    fn first_sighting(&self, sig: &str, now: u64) -> bool {
+    /// Records a request signature of `origin` (its decoded bytes, however it was spelled);
+    /// false if it was seen in the window already (a replay), or if `origin` has more signatures
+    /// in the window than any peer within its rate can have.
+    fn first_sighting(&self, origin: &str, sig: &[u8], now: u64) -> bool {
         let Ok(mut seen) = self.seen.lock() else { return false };
-        if seen.len() >= MAX_SEEN {
-            seen.retain(|_, until| *until > now);
-            if seen.len() >= MAX_SEEN {
+        if seen.len() >= MAX_SEEN_ORIGINS && !seen.contains_key(origin) {
+            seen.retain(|_, sigs| {
+                sigs.retain(|_, until| *until > now);
+                !sigs.is_empty()
+            });
+            if seen.len() >= MAX_SEEN_ORIGINS {
                 return false;
             }
         }
-        seen.insert(sig.to_string(), now + 2 * WINDOW_MS).is_none()
+        let sigs = seen.entry(origin.to_string()).or_default();
+        if sigs.len() >= MAX_SEEN_PER_ORIGIN {
+            sigs.retain(|_, until| *until > now);
+            if sigs.len() >= MAX_SEEN_PER_ORIGIN {
+                return false;
+            }
+        }
+        sigs.insert(sig.to_vec(), now + 2 * WINDOW_MS).is_none()
     }
 }
 
@@ -332,7 +349,7 @@ async fn verify(state: &FedState, method: &Method, uri: &str, headers: &HeaderMa
         text.as_bytes(),
     )
     .map_err(|_| unauthorized("bad X-Matrix signature"))?;
-    if !state.federation.first_sighting(field("sig")?, now) {
+    if !state.federation.first_sighting(&origin, &sig, now) {
         return Err(unauthorized("replayed request"));
     }
     state.federation.outbox.contacted(&origin);

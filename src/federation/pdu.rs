@@ -26,10 +26,8 @@ const MAX_KEYS: usize = 4;
 /// Checks that the sender's server signed `pdu` (the event as received) and that its content
 /// hash holds. Keys come from the cache or the server's key document.
 pub async fn verify(state: &FedState, pdu: &Value, ev: &Event) -> Result<()> {
+    ev.check_user_ids()?;
     let server = server_of(&ev.sender);
-    if server.is_empty() {
-        return Err(Error::bad("the sender is not a user id"));
-    }
     let sigs = ev.signatures.get(server).ok_or_else(|| Error::bad("not signed by the sender's server"))?;
     let mut keys = BTreeMap::new();
     for key_id in sigs.keys().filter(|k| k.starts_with("ed25519:")).take(MAX_KEYS) {

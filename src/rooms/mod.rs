@@ -288,6 +288,18 @@ pub async fn update_room(
         .await
 }
 
+/// Whether `user` may change the room's name and topic (joined, with the level for them); the
+/// settings form asks even when nothing changed, so its answer reveals nothing to others.
+pub fn check_may_edit(state: &Rooms, user: &UserId, room_id: &RoomId) -> Result<()> {
+    let room = state.store.room(room_id)?.ok_or_else(|| Error::NotFound("no such room".into()))?;
+    let pl = &room.power_levels;
+    let level = pl.event_level(M_ROOM_NAME, true).max(pl.event_level(M_ROOM_TOPIC, true));
+    if state.store.membership(room_id, user.as_str())? != Membership::Join || pl.user_level(user.as_str()) < level {
+        return Err(Error::Forbidden("you may not change this room's settings".into()));
+    }
+    Ok(())
+}
+
 /// Sets a member's power level (0-100; 50 moderates, 100 administers). Nobody grants more
 /// than their own level (see `rules`).
 pub async fn set_power(state: &Rooms, user: &UserId, room_id: &RoomId, target: &UserId, level: i64) -> Result<()> {
@@ -343,6 +355,18 @@ pub async fn moderate(
     state
         .store
         .write(move |tx| {
+            // Permission first, so that someone who may not moderate learns nothing about the
+            // target (banned or not) from the answer.
+            let room = tx.room(&rid)?.ok_or_else(|| Error::NotFound("no such room".into()))?;
+            let pl = &room.power_levels;
+            let needed = match what {
+                Moderation::Kick => pl.kick,
+                Moderation::Ban | Moderation::Unban => pl.ban,
+            };
+            let mine = pl.user_level(&s);
+            if tx.membership(&rid, &s)? != Membership::Join || mine < needed || mine <= pl.user_level(&t) {
+                return Err(Error::Forbidden("you may not do that in this room".into()));
+            }
             let current = tx.membership(&rid, &t)?;
             match (what, current) {
                 (Moderation::Unban, m) if m != Membership::Ban => return Err(Error::bad("that user is not banned")),

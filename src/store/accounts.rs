@@ -80,6 +80,26 @@ impl Store {
         self.write(move |tx| insert_session(tx.txn, &sid, &rec)).await
     }
 
+    /// Opens a session for a sign-in whose password was checked against `checked_hash`, only if
+    /// the account, as it is when the session is written, is still enabled and still has that
+    /// password: a disable, password change or reset that lands during the check wins.
+    pub async fn create_session_if_unchanged(
+        &self,
+        sid: String,
+        rec: SessionRecord,
+        checked_hash: String,
+    ) -> Result<()> {
+        self.write(move |tx| {
+            let user: Option<UserRecord> = get_json(&tx.txn.open_table(USERS)?, &rec.username)?;
+            match user {
+                Some(u) if u.disabled => Err(Error::Forbidden("this account is disabled".into())),
+                Some(u) if u.password_hash == checked_hash => insert_session(tx.txn, &sid, &rec),
+                _ => Err(Error::Unauthorized("wrong username or password".into())),
+            }
+        })
+        .await
+    }
+
     /// Deletes one session (logout). Deleting a missing session is not an error.
     pub async fn delete_session(&self, sid: String) -> Result<()> {
         self.write(move |tx| {

@@ -62,6 +62,7 @@ pub fn write_backup(src: &ReadTransaction, dest: &Path) -> Result<BackupStats, S
     let partial = partial_path(dest);
     let _ = std::fs::remove_file(&partial);
     let out = (|| {
+        crate::files::private_file(&partial)?;
         let db = Database::create(&partial).map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
         let txn = db.begin_write().map_err(|e| e.to_string())?;
         let mut rows = 0u64;
@@ -153,8 +154,9 @@ pub fn restore(data_dir: &Path, file: &Path) -> Result<(u64, u64), String> {
         let events = r.open_table(EVENTS).map_err(|e| e.to_string())?.len().map_err(|e| e.to_string())?;
         (events, read_pos(&r)?)
     };
-    std::fs::create_dir_all(data_dir).map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+    crate::files::private_dir(data_dir)?;
     let partial = partial_path(&target);
+    crate::files::private_file(&partial)?;
     std::fs::copy(file, &partial).map_err(|e| format!("cannot copy into {}: {e}", data_dir.display()))?;
     std::fs::File::open(&partial).and_then(|f| f.sync_all()).map_err(|e| e.to_string())?;
     std::fs::rename(&partial, &target).map_err(|e| e.to_string())?;

@@ -41,9 +41,9 @@ impl Store {
     /// Opens (or creates) the database in `data_dir`, checks its schema version and starts the
     /// writer thread. `on_commit` receives each committed batch's events in stream order.
     pub fn open(data_dir: &Path, on_commit: OnCommit) -> Result<(Store, WriterThread), String> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
+        crate::files::private_dir(data_dir).map_err(|e| format!("data directory: {e}"))?;
         let path = data_dir.join(DB_FILE);
+        crate::files::private_file(&path)?;
         let db = Database::create(&path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => {
                 format!("the database {} is already in use by another chat process", path.display())

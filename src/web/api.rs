@@ -64,9 +64,10 @@ pub struct PasswordChange {
 pub async fn change_password(
     State(state): State<AppState>,
     session: Session,
+    ClientIp(ip): ClientIp,
     Json(p): Json<PasswordChange>,
 ) -> Result<Json<Value>> {
-    account::change_password(&state.accounts, &session, &p.old_password, &p.new_password).await?;
+    account::change_password(&state.accounts, &session, &p.old_password, &p.new_password, ip).await?;
     state.hub.end_other_sessions(session.user.as_str(), &session.sid);
     Ok(Json(json!({})))
 }
@@ -397,7 +398,7 @@ pub async fn read(
 /// in the shape of an `RTCIceServer`.
 pub async fn turn(State(state): State<AppState>, session: Session) -> Result<Json<Value>> {
     let relay = state.turn.as_ref().ok_or_else(|| Error::NotFound("this server runs no TURN relay".into()))?;
-    Ok(Json(json!(relay.ice_server(session.user.as_str()))))
+    Ok(Json(json!(relay.ice_server(session.user.as_str(), &session.sid))))
 }
 
 /// `GET /settings`: the caller's privacy settings.

@@ -13,6 +13,7 @@ use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 
+use crate::error::Error;
 use crate::routes::Routes;
 use crate::state::AppState;
 
@@ -92,7 +93,54 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), refresh_cookie))
         .layer(middleware::from_fn_with_state(state.clone(), security_headers))
+        .layer(middleware::from_fn_with_state(state.clone(), known_host))
         .with_state(state)
+}
+
+/// The host names the web app answers to: the server name's host, `localhost` and `extra`; for
+/// a bare machine name (`mybox`, the default on `0.0.0.0`), its mDNS name `mybox.local` too.
+pub fn hostnames(server_name: &crate::ids::ServerName, extra: &[String]) -> Vec<String> {
+    let host = host_of(server_name.as_str()).to_ascii_lowercase();
+    let mut names = vec![host.clone(), "localhost".to_string()];
+    if !host.contains(['.', ':']) && host.parse::<std::net::IpAddr>().is_err() {
+        names.push(format!("{host}.local"));
+    }
+    names.extend(extra.iter().map(|n| host_of(n).to_ascii_lowercase()));
+    names.dedup();
+    names
+}
+
+/// `host` of `host:port`, `[v6]:port` or `host`.
+fn host_of(authority: &str) -> &str {
+    match authority.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    }
+}
+
+/// Refuses requests naming a host this server is not (DNS rebinding: a page of another site
+/// whose name was made to point here). An IP address is always accepted: the browser then
+/// talks to that address under that address's own origin, which no other site controls.
+async fn known_host(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    // Health checks (load balancers use whatever name or address they like) carry nothing.
+    if matches!(req.uri().path(), "/healthz" | "/readyz") {
+        return next.run(req).await;
+    }
+    let authority = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .unwrap_or_default();
+    let host = host_of(authority).trim_end_matches('.').to_ascii_lowercase();
+    let known = host.parse::<std::net::IpAddr>().is_ok() || state.hostnames.contains(&host);
+    if !known {
+        let err = Error::Misdirected(format!(
+            "this server does not answer for {host:?}; an operator can add it to extra_hostnames"
+        ));
+        return axum::response::IntoResponse::into_response(err);
+    }
+    next.run(req).await
 }
 
 /// `GET /readyz`: `200 ready` while the server takes traffic (the store reads and the writer

@@ -363,8 +363,9 @@ pub async fn room_settings(
             let room = state.store.room(&id)?.ok_or_else(|| Error::NotFound("no such room".into()))?;
             let name = (f.name.trim() != room.name).then_some(f.name.as_str());
             let topic = (f.topic.trim() != room.topic).then_some(f.topic.as_str());
-            if name.is_some() || topic.is_some() {
-                rooms::update_room(&state.rooms, &s.user, &id, name, topic).await?;
+            match name.is_some() || topic.is_some() {
+                true => rooms::update_room(&state.rooms, &s.user, &id, name, topic).await?,
+                false => rooms::check_may_edit(&state.rooms, &s.user, &id)?,
             }
             Ok(Redirect::to(&format!("/rooms/{id}")).into_response())
         }
@@ -515,10 +516,11 @@ pub struct PasswordForm {
 pub async fn change_password(
     State(state): State<AppState>,
     PageSession(s): PageSession,
+    ClientIp(ip): ClientIp,
     form: Result<Form<PasswordForm>>,
 ) -> Response {
     let out = match form {
-        Ok(Form(f)) => account::change_password(&state.accounts, &s, &f.old_password, &f.new_password)
+        Ok(Form(f)) => account::change_password(&state.accounts, &s, &f.old_password, &f.new_password, ip)
             .await
             .map(|()| state.hub.end_other_sessions(s.user.as_str(), &s.sid)),
         Err(e) => Err(e),
