@@ -135,6 +135,8 @@ pub struct Limits {
     pub max_sockets_per_user: usize,
     /// Messages a user may send per minute (in bursts of as many); more get 429.
     pub messages_per_user_per_minute: u32,
+    /// Rooms a user may create per hour (in bursts of as many); more get 429.
+    pub rooms_per_user_per_hour: u32,
     /// Accounts that may be registered per client IP per minute.
     pub registrations_per_ip_per_minute: u32,
     /// Seconds a client has to send a request's headers; also how long an idle keep-alive
@@ -165,6 +167,7 @@ impl Default for Limits {
             logins_per_ip_per_minute: 30,
             max_sockets_per_user: 32,
             messages_per_user_per_minute: 300,
+            rooms_per_user_per_hour: 30,
             registrations_per_ip_per_minute: 5,
             header_timeout_secs: 10,
             request_timeout_secs: 30,
@@ -561,6 +564,12 @@ pub static SETTINGS: &[Setting] = &[
         1,
         "Sends per user per minute (bursts of as many); more get 429.",
         limits.messages_per_user_per_minute
+    ),
+    whole!(
+        "limits.rooms_per_user_per_hour",
+        1,
+        "Rooms a user may create per hour (bursts of as many); more get 429.",
+        limits.rooms_per_user_per_hour
     ),
     whole!(
         "limits.registrations_per_ip_per_minute",

@@ -134,6 +134,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         server_name: server_name.clone(),
         limits: limits.clone(),
         messages_per_user: RateLimiter::new(limits.messages_per_user_per_minute),
+        rooms_per_user: RateLimiter::per_hour(limits.rooms_per_user_per_hour),
     });
     let calls = Calls::new(CallsInner {
         store: store.clone(),

@@ -291,3 +291,30 @@ async fn requests_for_other_hosts_are_refused() {
     let r = s.http.get(format!("{}/healthz", s.url)).header("host", "anything.example").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }
+
+/// Room creation is limited per user (429 with Retry-After, nothing created); others are not
+/// held back by it.
+#[tokio::test]
+async fn room_creation_per_user_is_limited() {
+    let s = TestServer::start_tuned(|c| c.limits.rooms_per_user_per_hour = 3).await;
+    let ana = s.register("ana").await;
+    for i in 0..3 {
+        s.create_room(&ana, &format!("Room {i}"), "public").await;
+    }
+    let r = s
+        .http
+        .post(format!("{}/api/v1/rooms", s.url))
+        .bearer_auth(&ana.token)
+        .json(&json!({"name": "One too many", "visibility": "public"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=1200).contains(&wait), "{wait}");
+    let (_, mine) = s.get(Some(&ana.token), "/api/v1/rooms").await;
+    let names: Vec<&str> = mine["rooms"].as_array().unwrap().iter().filter_map(|r| r["name"].as_str()).collect();
+    assert!(!names.contains(&"One too many"), "{names:?}");
+    let ben = s.register("ben").await;
+    s.create_room(&ben, "Ben's", "public").await;
+}

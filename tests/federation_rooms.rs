@@ -580,3 +580,68 @@ async fn deleting_a_room_takes_its_aliases_and_queued_sends() {
     let (s, v) = ana.post("/api/v1/rooms", json!({"name": "New", "visibility": "public", "alias": "gone"})).await;
     assert_eq!(s, 200, "{v}");
 }
+
+/// An invitation from another server makes a stub only the invitee sees: never listed in the
+/// public directory, whatever join rule its stripped state claims, and its creator is the
+/// inviter, not the local user the stripped state names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invitation_stubs_stay_with_the_invitee() {
+    use chat::events::{M_ROOM_CREATE, M_ROOM_MEMBER, Membership, member_content};
+    let p = make_pki();
+    let b = server(&p).await;
+    let nb = name(&p, &b).await;
+    let ben = Client::register(&p.ca, &nb, "ben").await;
+    let carl = Client::register(&p.ca, &nb, "carl").await;
+    let f = PlayedServer::start(&p.ca, &p.cert, &p.key).await;
+    let nf = f.name.clone();
+    let fred = format!("@fred:{nf}");
+    let now = chat::events::now_ms();
+    let create = Event::build(
+        None,
+        &fred,
+        NewEvent::state(M_ROOM_CREATE, "", json!({"room_version": "12"})),
+        Parents { prev_events: vec![], auth_events: vec![], depth: 1 },
+        now,
+    );
+    let room_id = create.room_id.clone();
+    let mut invite = Event::build(
+        Some(&room_id),
+        &fred,
+        NewEvent::state(M_ROOM_MEMBER, &ben.id, member_content(Membership::Invite)),
+        Parents { prev_events: vec![create.event_id.to_string()], auth_events: vec![], depth: 2 },
+        now + 1,
+    );
+    invite.sign(&nf, &f.key).unwrap();
+    // The stripped state claims a public room created by Ben, a local user.
+    let stripped = vec![
+        json!({"type": "m.room.create", "state_key": "", "sender": ben.id, "content": {"room_version": "12"}}),
+        json!({"type": "m.room.join_rules", "state_key": "", "sender": fred, "content": {"join_rule": "public"}}),
+        json!({"type": "m.room.name", "state_key": "", "sender": fred, "content": {"name": "Free stuff"}}),
+    ];
+    let path = format!(
+        "/_matrix/federation/v2/invite/{}/{}",
+        urlencode(room_id.as_str()),
+        urlencode(invite.event_id.as_str())
+    );
+    let body = json!({"event": invite.pdu(), "invite_room_state": stripped, "room_version": "12"});
+    let (st, v) = f.signed(Method::PUT, &nb, &path, Some(body)).await;
+    assert_eq!(st, 200, "{v}");
+    // Ben sees the invitation, from Fred.
+    let (_, mine) = ben.get("/api/v1/rooms").await;
+    let stub = mine["rooms"].as_array().unwrap().iter().find(|r| r["room_id"] == room_id.as_str()).cloned();
+    let stub = stub.expect("Ben does not see his invitation");
+    assert_eq!(stub["membership"], "invite");
+    assert_eq!(stub["creator"], fred.as_str());
+    // Nobody finds it in the directory, in the API or on the rooms page.
+    for user in [&ben, &carl] {
+        let (_, public) = user.get("/api/v1/rooms/public").await;
+        assert!(
+            !public["rooms"].as_array().unwrap().iter().any(|r| r["room_id"] == room_id.as_str()),
+            "{} sees the stub in the directory: {public}",
+            user.id
+        );
+    }
+    let cookie = [("cookie", format!("chat_token={}", carl.token))];
+    let page = common::tls::raw(&p.ca, &nb, "GET", "/rooms", &cookie, None).await;
+    assert!(page.contains("200 OK") && !page.contains("Free stuff"), "the stub is on Carl's rooms page");
+}

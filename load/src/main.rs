@@ -182,7 +182,7 @@ impl Server {
             &config,
             "[turn]\nallow_private_peers = true\nallocations_per_user = 100000\nallocations_total = 100000\n\
              [limits]\nmessages_per_user_per_minute = 1000000000\nregistrations_per_ip_per_minute = 1000000\n\
-             logins_per_ip_per_minute = 1000000\n",
+             logins_per_ip_per_minute = 1000000\nrooms_per_user_per_hour = 1000000\n",
         )?;
         let data = dir.path().to_path_buf();
         let (child, url) = tokio::task::spawn_blocking(move || {

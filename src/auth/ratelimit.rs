@@ -9,16 +9,24 @@ use crate::error::{Error, Result};
 /// Most keys tracked; beyond it, full (idle) buckets are dropped first, then the oldest.
 const MAX_KEYS: usize = 100_000;
 
-/// A set of buckets, each refilled at `per_minute` tokens a minute up to `per_minute`.
+/// A set of buckets, each refilled at `per_minute` tokens a minute up to `burst`.
 pub struct RateLimiter {
     per_minute: f64,
+    burst: f64,
     buckets: Mutex<HashMap<String, (f64, Instant)>>,
 }
 
 impl RateLimiter {
     /// A limiter allowing `per_minute` events per key per minute, in bursts of as many.
     pub fn new(per_minute: u32) -> Self {
-        RateLimiter { per_minute: f64::from(per_minute.max(1)), buckets: Mutex::new(HashMap::new()) }
+        let per_minute = f64::from(per_minute.max(1));
+        RateLimiter { per_minute, burst: per_minute, buckets: Mutex::new(HashMap::new()) }
+    }
+
+    /// A limiter allowing `per_hour` events per key per hour, in bursts of as many.
+    pub fn per_hour(per_hour: u32) -> Self {
+        let burst = f64::from(per_hour.max(1));
+        RateLimiter { per_minute: burst / 60.0, burst, buckets: Mutex::new(HashMap::new()) }
     }
 
     /// Takes one token for `key`, or says how many seconds until one is available.
@@ -28,7 +36,7 @@ impl RateLimiter {
         let now = Instant::now();
         let rate = self.per_minute / 60.0;
         if buckets.len() >= MAX_KEYS && !buckets.contains_key(key) {
-            let cap = self.per_minute;
+            let cap = self.burst;
             buckets.retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * rate < cap);
             if buckets.len() >= MAX_KEYS
                 && let Some(oldest) = buckets.iter().min_by_key(|(_, (_, at))| *at).map(|(k, _)| k.clone())
@@ -38,12 +46,12 @@ impl RateLimiter {
         }
         // Known keys (the common case, e.g. every message a sender sends) cost no allocation.
         if !buckets.contains_key(key) {
-            buckets.insert(key.to_string(), (self.per_minute, now));
+            buckets.insert(key.to_string(), (self.burst, now));
         }
         let Some(entry) = buckets.get_mut(key) else {
             return Err(Error::Internal("rate limiter lost a key".into()));
         };
-        let tokens = (entry.0 + now.duration_since(entry.1).as_secs_f64() * rate).min(self.per_minute);
+        let tokens = (entry.0 + now.duration_since(entry.1).as_secs_f64() * rate).min(self.burst);
         if tokens >= 1.0 {
             *entry = (tokens - 1.0, now);
             Ok(())

@@ -248,12 +248,9 @@ impl StrippedState {
                 Some(M_ROOM_NAME) => s.name = text("name").chars().take(crate::rooms::MAX_NAME_CHARS).collect(),
                 Some(M_ROOM_TOPIC) => s.topic = text("topic"),
                 Some(M_ROOM_JOIN_RULES) if text("join_rule") == "public" => s.join_rule = JoinRule::Public,
-                Some(M_ROOM_CREATE) => {
-                    s.direct = e["content"]["chat.direct"].as_bool().unwrap_or(false);
-                    if let Some(c) = e["sender"].as_str().filter(|c| UserId::parse(c).is_ok()) {
-                        s.creator = c.to_string();
-                    }
-                }
+                // The creator stays the inviter: stripped state is the inviting server's word,
+                // and could name one of our own users.
+                Some(M_ROOM_CREATE) => s.direct = e["content"]["chat.direct"].as_bool().unwrap_or(false),
                 _ => {}
             }
         }

@@ -35,6 +35,8 @@ pub struct RoomsInner {
     pub limits: Limits,
     /// Messages per sender.
     pub messages_per_user: RateLimiter,
+    /// Rooms created per user.
+    pub rooms_per_user: RateLimiter,
 }
 
 /// Longest room name, in characters.
@@ -86,6 +88,7 @@ pub fn clean_text(label: &str, s: &str, max_chars: usize, required: bool) -> Res
 pub async fn create_room(state: &Rooms, creator: &UserId, req: CreateRoom) -> Result<RoomId> {
     let name = clean_text("room name", &req.name, MAX_NAME_CHARS, true)?;
     let topic = clean_text("topic", &req.topic, MAX_TOPIC_CHARS, false)?;
+    state.rooms_per_user.check(creator.as_str())?;
     let alias = match req.alias.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
         Some(a) => {
             let local = match a.split_once(':') {

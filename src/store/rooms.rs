@@ -148,7 +148,8 @@ impl Store {
         Ok(out)
     }
 
-    /// Public rooms, most members first.
+    /// Public rooms, most members first. An invitation's stub (`partial`: we only know what the
+    /// inviting server said) is never listed.
     pub fn public_rooms(&self) -> Result<Vec<RoomRecord>> {
         let r = self.read()?;
         let rooms = r.open_table(ROOMS)?;
@@ -156,7 +157,7 @@ impl Store {
         for row in rooms.iter()? {
             let (_, v) = row?;
             let room: RoomRecord = serde_json::from_slice(v.value())?;
-            if room.join_rule == JoinRule::Public {
+            if room.join_rule == JoinRule::Public && !room.partial {
                 out.push(room);
             }
         }

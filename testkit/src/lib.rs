@@ -100,11 +100,13 @@ pub fn relax_rates(config: &mut chat::Config) {
     config.limits.registrations_per_ip_per_minute = 1_000_000;
     config.limits.logins_per_ip_per_minute = 1_000_000;
     config.limits.messages_per_user_per_minute = 1_000_000_000;
+    config.limits.rooms_per_user_per_hour = 1_000_000;
 }
 
 /// The same for the binary, as a config file.
 pub const RELAXED_RATES_TOML: &str = "[limits]\nregistrations_per_ip_per_minute = 1000000\n\
-    logins_per_ip_per_minute = 1000000\nmessages_per_user_per_minute = 1000000000\n";
+    logins_per_ip_per_minute = 1000000\nmessages_per_user_per_minute = 1000000000\n\
+    rooms_per_user_per_hour = 1000000\n";
 
 pub struct User {
     pub id: String,
