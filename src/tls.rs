@@ -28,20 +28,24 @@ use tokio_util::task::TaskTracker;
 
 /// How long a client may take to complete the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Handshakes in progress at once; further connections are closed at once.
+/// Handshakes in progress at once; further connections wait.
 pub const MAX_HANDSHAKES: usize = 256;
-/// TLS handshakes in progress from one client address (an IPv6 /64) at once; more connections
-/// from it are closed at once, so one address cannot hold the slots everybody needs.
-pub const MAX_HANDSHAKES_PER_IP: u32 = 8;
+/// TLS handshakes in progress from one client address (an IPv6 /64) at once. More connections
+/// from it wait for one of its slots (never for a slot another address needs), up to
+/// [`MAX_WAITING_PER_IP`]; beyond that they are closed at once.
+pub const MAX_HANDSHAKES_PER_IP: usize = 8;
+/// Connections of one address waiting for a handshake slot.
+pub const MAX_WAITING_PER_IP: usize = 64;
 /// How long a new connection may stay silent before its first byte (the ClientHello).
 pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Handshakes in progress per client address.
+/// Handshake slots per client address: its semaphore, and how many connections hold or wait
+/// for one of them (the entry goes when that is zero).
 #[derive(Default)]
-struct PerIp(Mutex<std::collections::HashMap<IpAddr, u32>>);
+struct PerIp(Mutex<std::collections::HashMap<IpAddr, (Arc<Semaphore>, usize)>>);
 
-/// A handshake slot of one address, given back on drop.
-struct IpSlot(Arc<PerIp>, IpAddr);
+/// A connection's claim on its address's slots, given back on drop.
+struct IpClaim(Arc<PerIp>, IpAddr, Arc<Semaphore>);
 
 impl PerIp {
     /// The address that counts for `ip`: itself, or its /64 for IPv6.
@@ -56,22 +60,24 @@ impl PerIp {
         }
     }
 
-    fn take(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
+    /// A claim for a connection from `ip`, or `None` when that address already has as many
+    /// connections handshaking and waiting as it may.
+    fn claim(self: &Arc<Self>, ip: IpAddr) -> Option<IpClaim> {
         let key = Self::key(ip);
         let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let n = m.entry(key).or_insert(0);
-        if *n >= MAX_HANDSHAKES_PER_IP {
+        let (sem, n) = m.entry(key).or_insert_with(|| (Arc::new(Semaphore::new(MAX_HANDSHAKES_PER_IP)), 0));
+        if *n >= MAX_HANDSHAKES_PER_IP + MAX_WAITING_PER_IP {
             return None;
         }
         *n += 1;
-        Some(IpSlot(self.clone(), key))
+        Some(IpClaim(self.clone(), key, sem.clone()))
     }
 }
 
-impl Drop for IpSlot {
+impl Drop for IpClaim {
     fn drop(&mut self) {
         let mut m = self.0.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = m.get_mut(&self.1) {
+        if let Some((_, n)) = m.get_mut(&self.1) {
             *n -= 1;
             if *n == 0 {
                 m.remove(&self.1);
@@ -251,9 +257,10 @@ pub struct TlsListener {
 
 impl TlsListener {
     /// Accepts on `tcp` until `stop`, running handshakes concurrently: at most
-    /// [`MAX_HANDSHAKES`] in all and [`MAX_HANDSHAKES_PER_IP`] per client address; beyond
-    /// either, a new connection is closed at once instead of waiting. A connection must send
-    /// its first byte within [`FIRST_BYTE_TIMEOUT`] and finish within [`HANDSHAKE_TIMEOUT`].
+    /// [`MAX_HANDSHAKES`] in all and [`MAX_HANDSHAKES_PER_IP`] per client address; more from
+    /// one address wait for that address's slots ([`MAX_WAITING_PER_IP`] at most, then they are
+    /// closed at once). A connection must send its first byte within [`FIRST_BYTE_TIMEOUT`]
+    /// once it has its slots and finish within [`HANDSHAKE_TIMEOUT`].
     pub fn start(tcp: TcpListener, acceptor: TlsAcceptor, stop: CancellationToken) -> std::io::Result<Self> {
         let local = tcp.local_addr()?;
         let (tx, rx) = mpsc::channel(64);
@@ -272,13 +279,23 @@ impl TlsListener {
                         }
                     },
                 };
-                let (Ok(permit), Some(ip_slot)) = (slots.clone().try_acquire_owned(), per_ip.take(peer.ip())) else {
-                    tracing::debug!(%peer, "TLS handshake refused: too many in progress");
+                let Some(claim) = per_ip.claim(peer.ip()) else {
+                    tracing::debug!(%peer, "TLS connection refused: too many from this address");
                     continue; // dropping the stream closes it
                 };
                 let _ = stream.set_nodelay(true);
-                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                let (acceptor, tx, slots) = (acceptor.clone(), tx.clone(), slots.clone());
                 tokio::spawn(async move {
+                    // This address's slot first, then one of all: a crowd from one address waits
+                    // on its own slots and never holds those of others.
+                    let Ok(Ok(ip_permit)) =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, claim.2.clone().acquire_owned()).await
+                    else {
+                        return;
+                    };
+                    let Ok(Ok(permit)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, slots.acquire_owned()).await else {
+                        return;
+                    };
                     let mut first = [0u8; 1];
                     if !matches!(tokio::time::timeout(FIRST_BYTE_TIMEOUT, stream.peek(&mut first)).await, Ok(Ok(1))) {
                         tracing::debug!(%peer, "TLS connection silent or closed before its ClientHello");
@@ -291,7 +308,7 @@ impl TlsListener {
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
-                    drop((permit, ip_slot));
+                    drop((permit, ip_permit, claim));
                 });
             }
         });
