@@ -104,14 +104,12 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let turn = if config.turn.enabled {
         let turn_secret =
             store::secret(&store, "turn_secret").await.map_err(|e| format!("cannot create TURN secret: {e}"))?;
-        // A new allocation needs the credential's session alive (sign-out, password change and
-        // disable end it) and its account enabled.
+        // A new allocation needs the credential's session alive, the rule a token follows too:
+        // sign-out, a password change and a disable all end sessions.
         let sessions_store = store.clone();
-        let sessions: crate::calls::turn::SessionCheck = Arc::new(move |sid: &str, user: &str| {
-            let alive = matches!(sessions_store.session(sid), Ok(Some(s)) if s.user_id == user);
-            let localpart = user.strip_prefix('@').and_then(|u| u.split(':').next()).unwrap_or_default();
-            alive && matches!(sessions_store.user(localpart), Ok(Some(u)) if !u.disabled)
-        });
+        let sessions: crate::calls::turn::SessionCheck = Arc::new(
+            move |sid: &str, user: &str| matches!(sessions_store.session(sid), Ok(Some(s)) if s.user_id == user),
+        );
         Some(Arc::new(Relay::start(&config.turn, addr.ip(), turn_secret, server_name.to_string(), sessions).await?))
     } else {
         None

@@ -45,7 +45,11 @@ pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(3);
 struct PerIp(Mutex<std::collections::HashMap<IpAddr, (Arc<Semaphore>, usize)>>);
 
 /// A connection's claim on its address's slots, given back on drop.
-struct IpClaim(Arc<PerIp>, IpAddr, Arc<Semaphore>);
+struct IpClaim {
+    owner: Arc<PerIp>,
+    key: IpAddr,
+    slots: Arc<Semaphore>,
+}
 
 impl PerIp {
     /// The address that counts for `ip`: itself, or its /64 for IPv6.
@@ -70,17 +74,17 @@ impl PerIp {
             return None;
         }
         *n += 1;
-        Some(IpClaim(self.clone(), key, sem.clone()))
+        Some(IpClaim { owner: self.clone(), key, slots: sem.clone() })
     }
 }
 
 impl Drop for IpClaim {
     fn drop(&mut self) {
-        let mut m = self.0.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, n)) = m.get_mut(&self.1) {
+        let mut m = self.owner.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, n)) = m.get_mut(&self.key) {
             *n -= 1;
             if *n == 0 {
-                m.remove(&self.1);
+                m.remove(&self.key);
             }
         }
     }
@@ -289,7 +293,7 @@ impl TlsListener {
                     // This address's slot first, then one of all: a crowd from one address waits
                     // on its own slots and never holds those of others.
                     let Ok(Ok(ip_permit)) =
-                        tokio::time::timeout(HANDSHAKE_TIMEOUT, claim.2.clone().acquire_owned()).await
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, claim.slots.clone().acquire_owned()).await
                     else {
                         return;
                     };

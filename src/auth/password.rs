@@ -102,7 +102,7 @@ pub async fn verify_or_dummy(pw: String, phc: Option<String>) -> bool {
         None => {
             let dummy = match DUMMY.get() {
                 Some(h) => h.clone(),
-                None => match hash(format!("{:x}", rand_u64())).await {
+                None => match hash(crate::auth::random_id().unwrap_or_default()).await {
                     Ok(h) => DUMMY.get_or_init(|| h).clone(),
                     Err(_) => return false,
                 },
@@ -111,12 +111,6 @@ pub async fn verify_or_dummy(pw: String, phc: Option<String>) -> bool {
             false
         }
     }
-}
-
-fn rand_u64() -> u64 {
-    let mut b = [0u8; 8];
-    let _ = getrandom::fill(&mut b);
-    u64::from_le_bytes(b)
 }
 
 #[cfg(test)]
