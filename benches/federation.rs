@@ -38,6 +38,7 @@ async fn start(dir: &Path, ca: &Path, cert: &Path, key: &Path) -> Res<chat::Runn
     c.tls.cert = Some(cert.to_path_buf());
     c.tls.key = Some(key.to_path_buf());
     c.federation_ca = Some(ca.to_path_buf());
+    c.federation_private_addresses = true;
     c.limits.messages_per_user_per_minute = 1_000_000_000;
     c.limits.registrations_per_ip_per_minute = 1_000_000;
     c.limits.federation_requests_per_origin_per_minute = 1_000_000;

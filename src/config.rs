@@ -38,6 +38,9 @@ pub struct Config {
     pub extra_hostnames: Vec<String>,
     /// PEM CA certificates trusted for other servers, besides the system's roots.
     pub federation_ca: Option<PathBuf>,
+    /// Federate with servers at loopback, private and link-local addresses (LAN federations,
+    /// tests); off, such addresses are never connected to.
+    pub federation_private_addresses: bool,
 }
 
 /// HTTPS settings. With neither certificate files nor `self_signed`, the listener speaks plain
@@ -148,6 +151,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// Signed requests another server may make per minute.
     pub federation_requests_per_origin_per_minute: u32,
+    /// Key fetches that requests from one client address (IPv6: its /64) may cause per minute
+    /// by naming an origin whose key is not known here yet.
+    pub federation_key_fetches_per_ip_per_minute: u32,
     /// Longest wait, in seconds, between attempts to deliver to a server that does not answer
     /// (the wait doubles from 1 s with jitter; contact from that server retries at once).
     pub federation_retry_max_secs: u64,
@@ -173,6 +179,7 @@ impl Default for Limits {
             request_timeout_secs: 30,
             max_connections: 4096,
             federation_requests_per_origin_per_minute: 3000,
+            federation_key_fetches_per_ip_per_minute: 30,
             federation_retry_max_secs: 600,
         }
     }
@@ -192,6 +199,7 @@ impl Config {
             trusted_proxies: Vec::new(),
             extra_hostnames: Vec::new(),
             federation_ca: None,
+            federation_private_addresses: false,
         }
     }
 
@@ -529,6 +537,13 @@ pub static SETTINGS: &[Setting] = &[
         },
         get: |c| shown_path(&c.federation_ca),
     },
+    switch!(
+        "federation_private_addresses",
+        "Federate with servers at loopback, private, link-local or unique-local addresses (a LAN \
+         federation, tests). Off (the default), a server name, alias or .well-known delegation that \
+         resolves only to such addresses is refused before any connection.",
+        federation_private_addresses
+    ),
     whole!("limits.max_body_bytes", 1, "Largest HTTP request body, bytes.", limits.max_body_bytes),
     whole!("limits.max_message_bytes", 1, "Largest message, UTF-8 bytes.", limits.max_message_bytes),
     whole!("limits.max_ws_frame_bytes", 1, "Largest WebSocket frame from a client, bytes.", limits.max_ws_frame_bytes),
@@ -595,6 +610,12 @@ pub static SETTINGS: &[Setting] = &[
         1,
         "Signed requests per other server per minute.",
         limits.federation_requests_per_origin_per_minute
+    ),
+    whole!(
+        "limits.federation_key_fetches_per_ip_per_minute",
+        1,
+        "Key fetches per minute that requests from one client address may cause by naming a server whose key is not known yet.",
+        limits.federation_key_fetches_per_ip_per_minute
     ),
     whole!(
         "limits.federation_retry_max_secs",

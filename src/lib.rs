@@ -43,6 +43,7 @@ macro_rules! handle {
     };
 }
 
+pub mod addrs;
 pub mod admin;
 pub mod auth;
 pub mod calls;

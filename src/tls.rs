@@ -52,22 +52,10 @@ struct IpClaim {
 }
 
 impl PerIp {
-    /// The address that counts for `ip`: itself, or its /64 for IPv6.
-    fn key(ip: IpAddr) -> IpAddr {
-        match ip {
-            IpAddr::V6(v6) => {
-                let mut o = v6.octets();
-                o[8..].fill(0);
-                IpAddr::from(o)
-            }
-            v4 => v4,
-        }
-    }
-
     /// A claim for a connection from `ip`, or `None` when that address already has as many
     /// connections handshaking and waiting as it may.
     fn claim(self: &Arc<Self>, ip: IpAddr) -> Option<IpClaim> {
-        let key = Self::key(ip);
+        let key = crate::addrs::client_key(ip);
         let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let (sem, n) = m.entry(key).or_insert_with(|| (Arc::new(Semaphore::new(MAX_HANDSHAKES_PER_IP)), 0));
         if *n >= MAX_HANDSHAKES_PER_IP + MAX_WAITING_PER_IP {

@@ -66,6 +66,12 @@ async fn sign_ups_per_ip_and_the_client_ip_behind_a_trusted_proxy() {
     // A client cannot pick a fresh address by prepending one: the proxy appends the real peer.
     let r = register_from(&s, "b4", Some("203.0.113.50, 198.51.100.1")).await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    // An IPv6 client is counted by its /64: another address of the same network is the same
+    // client, another network is not.
+    assert_eq!(register_from(&s, "b5", Some("2001:db8:1:2::1")).await.status(), StatusCode::OK);
+    let r = register_from(&s, "b6", Some("2001:db8:1:2:ffff:ffff:ffff:fffe")).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(register_from(&s, "b7", Some("2001:db8:1:3::1")).await.status(), StatusCode::OK);
 }
 
 #[tokio::test]

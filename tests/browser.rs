@@ -74,6 +74,7 @@ async fn a_video_call_across_two_servers() {
             c.tls.cert = Some(cert);
             c.tls.key = Some(key);
             c.federation_ca = Some(ca);
+            c.federation_private_addresses = true;
         })
     };
     let a = start().await;

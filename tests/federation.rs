@@ -25,6 +25,7 @@ async fn server(cert: &Path, key: &Path, ca: Option<&Path>) -> TestServer {
         c.tls.cert = Some(cert);
         c.tls.key = Some(key);
         c.federation_ca = ca;
+        c.federation_private_addresses = true;
     })
     .await
 }
@@ -169,6 +170,7 @@ async fn key_documents_and_signed_requests_between_two_servers() {
     cfg.tls.cert = Some(cert.clone());
     cfg.tls.key = Some(key.clone());
     cfg.federation_ca = Some(ca.clone());
+    cfg.federation_private_addresses = true;
     cfg.turn.listen = Some("127.0.0.1:0".parse().unwrap());
     cfg.metrics_listen = None;
     let a2 = TestServer::start_at(cfg).await;
@@ -249,4 +251,98 @@ async fn a_server_that_does_not_trust_the_ca_reaches_no_one() {
     // no invitation.
     let (_, mine) = ben.get("/api/v1/rooms").await;
     assert!(mine["rooms"].as_array().unwrap().is_empty(), "{mine}");
+}
+
+/// A TCP service on loopback that counts the connections made to it and closes each at once
+/// (it speaks no TLS), standing for something inside the server's network.
+async fn counting_listener() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = l.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(conn);
+        }
+    });
+    (port, seen)
+}
+
+/// A signed-looking request claiming to come from `origin` (the signature is never checked:
+/// the key is fetched first).
+async fn forged_from(ca: &Path, server: &str, origin: &str, key: &str) -> (u16, Value) {
+    let path = format!("/_matrix/federation/v1/query/profile?user_id={}", urlencode(&format!("@ana:{server}")));
+    let auth = format!(r#"X-Matrix origin="{origin}",destination="{server}",key="{key}",sig="c2lnbmF0dXJl""#);
+    let ts = chat::events::now_ms().to_string();
+    get(ca, server, &path, &[("authorization", auth), (TS_HEADER, ts)]).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_origins_and_aliases_cannot_probe_the_servers_network() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = pki(tmp.path());
+    let (cert2, key2, ca2) = (cert.clone(), key.clone(), ca.clone());
+    // The default: servers at internal addresses are not federated with.
+    let a = TestServer::start_tuned(move |c| {
+        c.tls.cert = Some(cert2);
+        c.tls.key = Some(key2);
+        c.federation_ca = Some(ca2);
+    })
+    .await;
+    let na = name(&ca, &a).await;
+    let (open, seen) = counting_listener().await;
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+
+    // An unauthenticated request naming an internal origin: no connection is made, and the
+    // answer is the same for an open and a closed port.
+    let mut answers = Vec::new();
+    for port in [open, closed] {
+        let (s, v) = forged_from(&ca, &na, &format!("127.0.0.1:{port}"), "ed25519:k").await;
+        assert_eq!(s, 401, "{v}");
+        answers.push(v["message"].as_str().unwrap().replace(&port.to_string(), "PORT"));
+    }
+    assert_eq!(answers[0], answers[1], "the answer tells an open port from a closed one");
+    assert_eq!(answers[0], "cannot get the keys of 127.0.0.1:PORT (cannot reach 127.0.0.1:PORT)");
+    // A signed-in user joining by an alias on an internal address: the same.
+    let ana = Client::register(&ca, &na, "ana").await;
+    let mut answers = Vec::new();
+    for port in [open, closed] {
+        let (s, v) = ana.post(&format!("/api/v1/join/%23x:127.0.0.1:{port}"), json!({})).await;
+        assert_eq!(s, 503, "{v}");
+        answers.push(v["message"].as_str().unwrap().replace(&port.to_string(), "PORT"));
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[0], "cannot reach 127.0.0.1:PORT");
+    // Names that only resolve to loopback are refused the same way.
+    let (s, v) = forged_from(&ca, &na, &format!("localhost:{open}"), "ed25519:k").await;
+    assert_eq!(
+        (s, v["message"].as_str().unwrap()),
+        (401, format!("cannot get the keys of localhost:{open} (cannot reach localhost:{open})").as_str())
+    );
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 0, "the server connected to an internal address");
+
+    // With private addresses allowed (a LAN federation), key fetches that unknown origins
+    // cause are limited per client address: past the limit, 429 and no connection.
+    let (cert2, key2, ca2) = (cert.clone(), key.clone(), ca.clone());
+    let b = TestServer::start_tuned(move |c| {
+        c.tls.cert = Some(cert2);
+        c.tls.key = Some(key2);
+        c.federation_ca = Some(ca2);
+        c.federation_private_addresses = true;
+        c.limits.federation_key_fetches_per_ip_per_minute = 3;
+    })
+    .await;
+    let nb = name(&ca, &b).await;
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        statuses.push(forged_from(&ca, &nb, &format!("127.0.0.1:{open}"), &format!("ed25519:k{i}")).await.0);
+    }
+    assert_eq!(statuses, [401, 401, 401, 429, 429, 429]);
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 3, "one connection per allowed key fetch");
+    a.stop().await;
+    b.stop().await;
 }

@@ -40,6 +40,7 @@ fn tls_config(p: &Pki, data_dir: &Path, listen: &str) -> chat::Config {
     c.tls.cert = Some(p.cert.clone());
     c.tls.key = Some(p.key.clone());
     c.federation_ca = Some(p.ca.clone());
+    c.federation_private_addresses = true;
     c
 }
 
@@ -49,6 +50,7 @@ async fn server(p: &Pki) -> TestServer {
         c.tls.cert = Some(cert);
         c.tls.key = Some(key);
         c.federation_ca = Some(ca);
+        c.federation_private_addresses = true;
     })
     .await
 }

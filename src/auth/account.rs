@@ -17,11 +17,12 @@ pub struct SignedIn {
     pub token: String,
 }
 
-/// Creates an account and signs it in. Rate limited per client IP (well-formed attempts only).
+/// Creates an account and signs it in. Rate limited per client IP, an IPv6 client counted by
+/// its /64 (well-formed attempts only).
 pub async fn register(state: &Accounts, username: &str, pw: &str, ip: IpAddr) -> Result<SignedIn> {
     let name = normalize_username(username)?;
     password::check_rules(pw)?;
-    state.registrations_per_ip.check(&ip.to_string())?;
+    state.registrations_per_ip.check(&crate::addrs::client_key(ip).to_string())?;
     if state.store.user(&name)?.is_some() {
         return Err(Error::Conflict("that username is taken".into()));
     }
@@ -45,11 +46,13 @@ pub async fn register(state: &Accounts, username: &str, pw: &str, ip: IpAddr) ->
 /// Checks a password and opens a new session. Rate limited per client IP, per account and IP,
 /// and per account from IPs it has not signed in from (so that guessing from one address, or
 /// from many, cannot lock its owner out); unknown users and wrong passwords get the same answer.
+/// An IPv6 client counts by its /64 for the limits.
 pub async fn login(state: &Accounts, username: &str, pw: &str, ip: IpAddr) -> Result<SignedIn> {
-    state.logins_per_ip.check(&ip.to_string())?;
+    let client = crate::addrs::client_key(ip);
+    state.logins_per_ip.check(&client.to_string())?;
     let bad = || Error::Unauthorized("wrong username or password".into());
     let name = normalize_username(username).map_err(|_| bad())?;
-    state.logins_per_account.check(&format!("{name} {ip}"))?;
+    state.logins_per_account.check(&format!("{name} {client}"))?;
     if !state.known_ips.contains(&name, ip) {
         state.logins_per_account_all_ips.check(&name)?;
     }

@@ -1,6 +1,12 @@
 //! Outbound server-to-server HTTPS: server name resolution (IP literal or name with a port,
 //! `.well-known` delegation, else port 8448), TLS trusting the system roots plus the optional
 //! `federation_ca` file, and `X-Matrix` request signing.
+//!
+//! A name is resolved once and only addresses [`PeerPolicy`] allows are connected to (internal
+//! ones only with `federation_private_addresses`), so the server never connects where a forged
+//! origin, an alias or a `.well-known` delegation points into its own network. What went
+//! wrong is kept in the error for the log and the admin's delivery status; what callers of
+//! federation (another server, a user joining by alias) are told is generic ([`public`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +14,7 @@ use std::time::Duration;
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use crate::addrs::PeerPolicy;
 use crate::error::{Error, Result};
 use crate::events::now_ms;
 use crate::keys::{SigningKey, to_canonical};
@@ -21,6 +28,7 @@ const DEFAULT_PORT: u16 = 8448;
 /// provider, HTTP/1.1 through hyper), with connect, handshake and response deadlines.
 pub struct FedClient {
     tls: tokio_rustls::TlsConnector,
+    policy: PeerPolicy,
 }
 
 /// Time to connect and finish the TLS handshake.
@@ -29,8 +37,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl FedClient {
-    /// A client trusting the system's roots and, if given, the CA certificates in `ca_file`.
-    pub fn new(ca_file: Option<&std::path::Path>) -> std::result::Result<FedClient, String> {
+    /// A client trusting the system's roots and, if given, the CA certificates in `ca_file`,
+    /// connecting only to addresses `policy` allows.
+    pub fn new(ca_file: Option<&std::path::Path>, policy: PeerPolicy) -> std::result::Result<FedClient, String> {
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls_native_certs::load_native_certs().certs {
             let _ = roots.add(cert);
@@ -55,7 +64,7 @@ impl FedClient {
             .with_root_certificates(roots)
             .with_no_client_auth();
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(FedClient { tls: tokio_rustls::TlsConnector::from(Arc::new(tls)) })
+        Ok(FedClient { tls: tokio_rustls::TlsConnector::from(Arc::new(tls)), policy })
     }
 
     /// `host:port` to connect to for a server name: an explicit port or IP literal is used as
@@ -126,7 +135,7 @@ impl FedClient {
         let sni = rustls_pki_types::ServerName::try_from(host.clone())
             .map_err(|_| Error::bad(format!("{server} is not a host name")))?;
         let connect = async {
-            let tcp = tokio::net::TcpStream::connect(authority).await?;
+            let tcp = self.connect(authority).await?;
             let _ = tcp.set_nodelay(true);
             self.tls.connect(sni, tcp).await
         };
@@ -171,6 +180,42 @@ impl FedClient {
             .await
             .map_err(|_| Error::Unavailable(format!("{server}: no answer in time")))?
     }
+}
+
+impl FedClient {
+    /// A TCP connection to `authority`, resolved once; each address the policy allows is tried
+    /// in turn, and none other is ever connected to (no second lookup to rebind).
+    async fn connect(&self, authority: &str) -> std::io::Result<tokio::net::TcpStream> {
+        use std::io::{Error as IoError, ErrorKind};
+        let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host(authority).await?.collect();
+        let allowed: Vec<_> = addrs.iter().filter(|a| self.policy.allows(a.ip())).collect();
+        if allowed.is_empty() {
+            return Err(IoError::new(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "{authority} resolves to {} only, which federation_private_addresses does not allow",
+                    addrs.iter().map(|a| a.ip().to_string()).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        let mut last = None;
+        for addr in allowed {
+            match tokio::net::TcpStream::connect(addr).await {
+                Ok(tcp) => return Ok(tcp),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| IoError::new(ErrorKind::NotFound, "no address")))
+    }
+}
+
+/// What a caller of federation is told when `server` could not be reached or answered nothing
+/// usable: the same words whether the port was closed, filtered, spoke no TLS, showed a wrong
+/// certificate or the address was refused, so that the answer reveals nothing about the network
+/// around this server. The detail goes to the log.
+pub fn public(server: &str, e: &Error) -> Error {
+    tracing::info!(server, error = %e, "federation request failed");
+    Error::Unavailable(format!("cannot reach {server}"))
 }
 
 /// `host:port` / `[v6]:port` / `host` -> (host, port).

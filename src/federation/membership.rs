@@ -102,7 +102,7 @@ pub async fn resolve_alias(state: &FedState, alias: &str) -> Result<(RoomId, Vec
         .client
         .signed(&state.federation.key, state.server_name.as_str(), &server, Method::GET, &path, None)
         .await
-        .map_err(|e| Error::Unavailable(format!("cannot reach {server}: {e}")))?;
+        .map_err(|e| super::client::public(&server, &e))?;
     if status == StatusCode::NOT_FOUND {
         return Err(Error::NotFound(format!("no room is called {alias}")));
     }

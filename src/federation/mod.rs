@@ -92,6 +92,8 @@ pub struct Federation {
     pub client: FedClient,
     /// Requests per origin.
     pub per_origin: RateLimiter,
+    /// Key fetches caused by requests from one client address (naming an unknown key).
+    key_fetches: RateLimiter,
     /// Signatures of requests accepted in the window: signature -> when it expires.
     seen: Mutex<HashMap<String, HashMap<Vec<u8>, u64>>>,
     /// The outbound queues' senders and per-destination status.
@@ -108,11 +110,13 @@ impl Federation {
         outbox: std::sync::Arc<sender::Outbox>,
     ) -> std::result::Result<Federation, String> {
         let key = std::sync::Arc::new(keys::load_signing_key(store).await.map_err(|e| format!("signing key: {e}"))?);
-        let client = FedClient::new(config.federation_ca.as_deref())?;
+        let policy = crate::addrs::PeerPolicy { allow_private: config.federation_private_addresses };
+        let client = FedClient::new(config.federation_ca.as_deref(), policy)?;
         Ok(Federation {
             key,
             client,
             per_origin: RateLimiter::new(config.limits.federation_requests_per_origin_per_minute),
+            key_fetches: RateLimiter::new(config.limits.federation_key_fetches_per_ip_per_minute),
             seen: Mutex::new(HashMap::new()),
             outbox,
             room_locks: receive::RoomLocks::default(),
@@ -202,7 +206,7 @@ pub(crate) async fn call(
         .client
         .signed(&state.federation.key, state.server_name.as_str(), server, method, path, body)
         .await
-        .map_err(|e| Error::Unavailable(format!("cannot reach {server}: {e}")))?;
+        .map_err(|e| client::public(server, &e))?;
     let msg = v.get("error").and_then(Value::as_str).unwrap_or("").to_string();
     match status {
         StatusCode::OK => Ok(v),
@@ -271,11 +275,12 @@ where
         let state = &FedState::from_ref(state);
         let (parts, body) = req.into_parts();
         let uri = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
+        let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
         let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
             Ok(b) => b,
             Err(_) => return Err(Error::TooLarge("federation request too large".into()).into_response()),
         };
-        verify(state, &parts.method, &uri, &parts.headers, &bytes).await.map_err(|e| {
+        verify(state, peer, &parts.method, &uri, &parts.headers, &bytes).await.map_err(|e| {
             tracing::debug!(error = %e, uri, "federation request refused");
             e.into_response()
         })
@@ -300,7 +305,16 @@ pub fn parse_x_matrix(header: &str) -> Option<HashMap<String, String>> {
     Some(out)
 }
 
-async fn verify(state: &FedState, method: &Method, uri: &str, headers: &HeaderMap, body: &Bytes) -> Result<FedRequest> {
+/// Checks a request's `X-Matrix` authorization; `peer` is the client address that sent it (a
+/// request naming a key not known here costs one of that address's key fetches).
+async fn verify(
+    state: &FedState,
+    peer: Option<std::net::IpAddr>,
+    method: &Method,
+    uri: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<FedRequest> {
     let unauthorized = |m: &str| Error::Unauthorized(m.to_string());
     let header = headers
         .get(axum::http::header::AUTHORIZATION)
@@ -332,7 +346,7 @@ async fn verify(state: &FedState, method: &Method, uri: &str, headers: &HeaderMa
     };
     let key_id = field("key")?;
     let sig = unb64(field("sig")?).map_err(|_| unauthorized("bad signature encoding"))?;
-    let public = remote_key(state, &origin, key_id, ts).await?;
+    let public = fetch_key(state, &origin, key_id, ts, peer).await?;
     let text = client::SignedRequest {
         origin: &origin,
         destination: state.server_name.as_str(),
@@ -358,20 +372,33 @@ async fn verify(state: &FedState, method: &Method, uri: &str, headers: &HeaderMa
 
 /// The public key `key_id` of `server`, valid at `at` (ms): from the cache, else fetched.
 pub async fn remote_key(state: &FedState, server: &str, key_id: &str, at: u64) -> Result<Vec<u8>> {
+    fetch_key(state, server, key_id, at, None).await
+}
+
+/// [`remote_key`]; a fetch caused by a request from `asker` is counted against that address
+/// (an IPv6 client by its /64), so that forged origins cannot turn the server into a scanner.
+async fn fetch_key(
+    state: &FedState,
+    server: &str,
+    key_id: &str,
+    at: u64,
+    asker: Option<std::net::IpAddr>,
+) -> Result<Vec<u8>> {
     let usable = |k: &CachedKey| if k.old { at < k.valid_until_ts } else { now_ms() < k.valid_until_ts };
     if let Some(k) = state.store.server_key(server, key_id)?
         && usable(&k)
     {
         return unb64(&k.key);
     }
-    let (status, doc) = state
-        .federation
-        .client
-        .get(server, "/_matrix/key/v2/server")
-        .await
-        .map_err(|e| Error::Unauthorized(format!("cannot get the keys of {server}: {e}")))?;
+    if let Some(ip) = asker {
+        state.federation.key_fetches.check(&crate::addrs::client_key(ip).to_string())?;
+    }
+    let (status, doc) = state.federation.client.get(server, "/_matrix/key/v2/server").await.map_err(|e| {
+        Error::Unauthorized(format!("cannot get the keys of {server} ({})", client::public(server, &e)))
+    })?;
     if status != StatusCode::OK {
-        return Err(Error::Unauthorized(format!("cannot get the keys of {server}: {status}")));
+        tracing::info!(server, %status, "key document refused");
+        return Err(Error::Unauthorized(format!("cannot get the keys of {server}")));
     }
     let fetched = keys::check_document(server, doc, now_ms())?;
     let wanted = fetched.get(key_id).cloned();
@@ -380,17 +407,6 @@ pub async fn remote_key(state: &FedState, server: &str, key_id: &str, at: u64) -
         Some(k) if usable(&k) => unb64(&k.key),
         _ => Err(Error::Unauthorized(format!("{server} has no key {key_id}"))),
     }
-}
-
-/// Asks `server` for a user's display name (a signed request; for tests and the UI).
-pub async fn query_profile(state: &FedState, user: &UserId) -> Result<(StatusCode, Value)> {
-    let path = format!("/_matrix/federation/v1/query/profile?user_id={}", urlencode(user.as_str()));
-    let user_server = user.server().to_string();
-    state
-        .federation
-        .client
-        .signed(&state.federation.key, state.server_name.as_str(), &user_server, Method::GET, &path, None)
-        .await
 }
 
 /// Percent-encodes everything but unreserved characters.

@@ -50,7 +50,13 @@ impl PlayedServer {
         let listener = chat::tls::TlsListener::start(tcp, acceptor, stop.clone()).unwrap();
         let until = stop.clone().cancelled_owned();
         tokio::spawn(std::future::IntoFuture::into_future(axum::serve(listener, app).with_graceful_shutdown(until)));
-        PlayedServer { name, key: signing, client: FedClient::new(Some(ca)).unwrap(), key_fetches, stop }
+        PlayedServer {
+            name,
+            key: signing,
+            client: FedClient::new(Some(ca), chat::addrs::PeerPolicy { allow_private: true }).unwrap(),
+            key_fetches,
+            stop,
+        }
     }
 
     /// How many times its key document was fetched.

@@ -1,0 +1,106 @@
+//! Which IP addresses the server may reach for others: TURN peers a client names, and the
+//! addresses other servers' names resolve to. Internal addresses (loopback, private,
+//! link-local) are refused unless a setting allows them, so that neither the relay nor a
+//! forged federation request becomes a door into the server's own network (SSRF).
+
+use std::net::{IpAddr, Ipv6Addr};
+
+/// Decides which addresses the server may exchange traffic with on someone else's behalf.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerPolicy {
+    /// Loopback, private and link-local addresses too (LANs and tests).
+    pub allow_private: bool,
+}
+
+impl PeerPolicy {
+    /// Whether `ip` may be reached (an IPv4-mapped IPv6 address is judged as its IPv4 address).
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        // Never: addresses that name no single host.
+        let never = match ip {
+            IpAddr::V4(a) => a.is_unspecified() || a.is_multicast() || a.is_broadcast() || a.octets()[0] == 0,
+            IpAddr::V6(a) => a.is_unspecified() || a.is_multicast(),
+        };
+        if never {
+            return false;
+        }
+        self.allow_private || !is_internal(ip)
+    }
+}
+
+/// Loopback, private (RFC 1918, shared address space, unique local), link-local and other
+/// special-purpose ranges that must not be reachable through a public relay or by naming them as
+/// a federation peer.
+pub fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => {
+            let o = a.octets();
+            a.is_loopback()
+                || a.is_private()
+                || a.is_link_local()
+                || (o[0] == 100 && (o[1] & 0xc0) == 64) // 100.64.0.0/10, carrier-grade NAT
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0) // 192.0.0.0/24, protocol assignments
+                || (o[0] == 198 && (o[1] & 0xfe) == 18) // 198.18.0.0/15, benchmarking
+                || o[0] >= 240 // reserved
+        }
+        IpAddr::V6(a) => {
+            let s = a.segments();
+            a.is_loopback()
+                || (s[0] & 0xfe00) == 0xfc00 // fc00::/7, unique local
+                || (s[0] & 0xffc0) == 0xfe80 // fe80::/10, link-local
+                || (s[0] & 0xffc0) == 0xfec0 // fec0::/10, site-local (deprecated)
+                || a == Ipv6Addr::UNSPECIFIED
+        }
+    }
+}
+
+/// The address that counts for per-client limits: `ip` itself, or for IPv6 its /64 (one
+/// subscriber's network, where every address is the same client's to choose).
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => {
+            let mut o = v6.octets();
+            o[8..].fill(0);
+            IpAddr::from(o)
+        }
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_refuses_internal_addresses_by_default() {
+        let strict = PeerPolicy { allow_private: false };
+        let open = PeerPolicy { allow_private: true };
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.1.1",
+            "172.16.0.9",
+            "169.254.1.1",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "100.64.0.1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert!(!strict.allows(ip), "{ip} must be refused by default");
+            assert!(open.allows(ip), "{ip} must be allowed when private peers are");
+        }
+        for ip in ["0.0.0.0", "224.0.0.1", "255.255.255.255", "::", "ff02::1"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert!(!strict.allows(ip) && !open.allows(ip), "{ip} is never a peer");
+        }
+        for ip in ["8.8.8.8", "203.0.113.5", "2001:db8::1"] {
+            assert!(strict.allows(ip.parse().unwrap()), "{ip} is a public peer");
+        }
+    }
+}
