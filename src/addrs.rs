@@ -6,19 +6,28 @@
 use std::net::{IpAddr, Ipv6Addr};
 
 /// Decides which addresses the server may exchange traffic with on someone else's behalf.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct PeerPolicy {
     /// Loopback, private and link-local addresses too (LANs and tests).
     pub allow_private: bool,
+    /// The server's own addresses (the relay's public and listen address): on them only ports
+    /// in `own_ports` may be reached, the range the relay's allocations get their ports from,
+    /// so that a relayed peer can be another allocation here but not a service that listens on
+    /// all addresses (the web app, `/metrics`, SSH, a database).
+    pub own: [Option<IpAddr>; 2],
+    /// See `own`: the first and last port, inclusive.
+    pub own_ports: (u16, u16),
 }
 
 impl PeerPolicy {
+    /// A policy refusing internal addresses unless `allow_private`, with no own addresses.
+    pub fn new(allow_private: bool) -> Self {
+        PeerPolicy { allow_private, ..Default::default() }
+    }
+
     /// Whether `ip` may be reached (an IPv4-mapped IPv6 address is judged as its IPv4 address).
     pub fn allows(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
-        };
+        let ip = unmapped(ip);
         // Never: addresses that name no single host.
         let never = match ip {
             IpAddr::V4(a) => a.is_unspecified() || a.is_multicast() || a.is_broadcast() || a.octets()[0] == 0,
@@ -28,6 +37,26 @@ impl PeerPolicy {
             return false;
         }
         self.allow_private || !is_internal(ip)
+    }
+
+    /// Whether `peer` may be reached: [`PeerPolicy::allows`] its address and, on one of the
+    /// server's own addresses, the port is in `own_ports`.
+    pub fn allows_peer(&self, peer: std::net::SocketAddr) -> bool {
+        let ip = unmapped(peer.ip());
+        if self.own.iter().flatten().any(|own| unmapped(*own) == ip)
+            && !(self.own_ports.0..=self.own_ports.1).contains(&peer.port())
+        {
+            return false;
+        }
+        self.allows(ip)
+    }
+}
+
+/// An IPv4-mapped IPv6 address as its IPv4 address; others as they are.
+fn unmapped(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
     }
 }
 
@@ -76,8 +105,8 @@ mod tests {
 
     #[test]
     fn policy_refuses_internal_addresses_by_default() {
-        let strict = PeerPolicy { allow_private: false };
-        let open = PeerPolicy { allow_private: true };
+        let strict = PeerPolicy::new(false);
+        let open = PeerPolicy::new(true);
         for ip in [
             "127.0.0.1",
             "10.1.2.3",
@@ -102,5 +131,15 @@ mod tests {
         for ip in ["8.8.8.8", "203.0.113.5", "2001:db8::1"] {
             assert!(strict.allows(ip.parse().unwrap()), "{ip} is a public peer");
         }
+    }
+
+    #[test]
+    fn own_addresses_only_on_relay_ports() {
+        let own: IpAddr = "203.0.113.7".parse().unwrap();
+        let p = PeerPolicy { own: [Some(own), None], own_ports: (32768, 60999), ..PeerPolicy::new(false) };
+        let at = |s: &str| p.allows_peer(s.parse().unwrap());
+        assert!(at("203.0.113.7:40000") && at("[::ffff:203.0.113.7]:40000"), "another allocation here");
+        assert!(!at("203.0.113.7:8448") && !at("203.0.113.7:9187") && !at("[::ffff:203.0.113.7]:22"));
+        assert!(at("203.0.113.8:22"), "another host");
     }
 }

@@ -283,6 +283,33 @@ async fn the_relay_never_reaches_internal_addresses_by_default() {
 }
 
 #[tokio::test]
+async fn the_relay_reaches_its_own_address_only_on_relay_ports() {
+    // Advertised at a public address (the permission only: nothing is sent anywhere).
+    let s = TestServer::start_tuned(|c| {
+        c.turn.allow_private_peers = false;
+        c.turn.public_ip = Some("203.0.113.7".parse().unwrap());
+    })
+    .await;
+    let relay = relay_addr(&s);
+    let (user, pass) = credentials(&s, "ana").await;
+    let mut c = Client::udp(relay, &user, &pass).await;
+    let (code, relayed) = c.allocate().await;
+    assert_eq!(code, None);
+    let relayed = relayed.unwrap();
+    assert_eq!(relayed.ip().to_string(), "203.0.113.7");
+    // Services that listen on all addresses (web, metrics, SSH) are not peers; another
+    // allocation here is, and so is another host.
+    for port in [22, 443, 8448, 9187, 3478] {
+        let peer = SocketAddr::new(relayed.ip(), port);
+        assert_eq!(c.create_permission(peer).await, Some(403), "permission for {peer}");
+    }
+    assert_eq!(c.create_permission(relayed).await, None, "another allocation on this relay");
+    assert_eq!(c.create_permission("203.0.113.8:22".parse().unwrap()).await, None);
+    assert_eq!(s.metric("chat_turn_refused_peers_total").await, Some(5.0));
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn with_private_peers_allowed_data_flows_both_ways_over_udp_and_tcp() {
     let s = TestServer::start().await; // tests allow private peers
     let relay = relay_addr(&s);
@@ -328,6 +355,47 @@ async fn allocations_per_user_are_capped() {
     let (u2, p2) = credentials(&s, "ben").await;
     assert_eq!(Client::udp(relay, &u2, &p2).await.allocate().await.0, None);
     assert_eq!(s.metric("chat_turn_allocations").await, Some(3.0));
+    s.stop().await;
+}
+
+/// The allocations metric, polled until it reads `want` (or the deadline passes).
+async fn allocations_become(s: &TestServer, want: f64) -> Option<f64> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = s.metric("chat_turn_allocations").await;
+        if now == Some(want) || tokio::time::Instant::now() > deadline {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_tcp_allocation_ends_with_its_connection() {
+    let s = TestServer::start_tuned(|c| c.turn.allocations_per_user = 2).await;
+    let relay = relay_addr(&s);
+    let (user, pass) = credentials(&s, "ana").await;
+    for round in 0..3 {
+        let mut clients = Vec::new();
+        for _ in 0..2 {
+            let mut c = Client::tcp(relay, &user, &pass).await;
+            assert_eq!(c.allocate().await.0, None, "round {round}");
+            clients.push(c);
+        }
+        assert_eq!(Client::tcp(relay, &user, &pass).await.allocate().await.0, Some(486));
+        assert_eq!(allocations_become(&s, 2.0).await, Some(2.0));
+        // Closing the streams frees the allocations and the user's quota at once (before: they
+        // stayed until their lifetime ran out, 10 minutes by default, up to an hour).
+        drop(clients);
+        assert_eq!(allocations_become(&s, 0.0).await, Some(0.0), "round {round}");
+    }
+    // A UDP client's empty datagram ends nothing.
+    let mut c = Client::udp(relay, &user, &pass).await;
+    assert_eq!(c.allocate().await.0, None);
+    c.send_raw(&[]).await;
+    let (_peer, peer_addr) = peer_socket().await;
+    assert_eq!(c.create_permission(peer_addr).await, None, "the allocation is alive");
+    assert_eq!(s.metric("chat_turn_allocations").await, Some(1.0));
     s.stop().await;
 }
 

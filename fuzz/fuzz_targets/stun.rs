@@ -99,7 +99,7 @@ fuzz_target!(|data: &[u8]| {
     let socket =
         Arc::new(OneDatagram { packet: Mutex::new(Some(data.to_vec())), sent: Mutex::default(), stop: stop.clone() });
     let creds = Arc::new(Credentials::new(SECRET.to_vec(), REALM.into(), Duration::from_secs(3600)));
-    let guard = Guard::new(socket.clone(), creds, PeerPolicy { allow_private: false }, Quotas::new(1, 2), stop);
+    let guard = Guard::new(socket.clone(), creds, PeerPolicy::new(false), Quotas::new(1, 2), stop);
 
     let mut buf = vec![0u8; 1500];
     let passed = runtime().block_on(guard.recv_from(&mut buf));

@@ -7,8 +7,12 @@
 //!   `401 Unauthorized` (the crate answers 400).
 //! - **Peer policy**: CreatePermission and ChannelBind naming a loopback, private, link-local,
 //!   multicast or unspecified address get `403 Forbidden`, and Send indications to one are
-//!   dropped, unless private peers are allowed (TURN as a door into the LAN is the classic SSRF).
+//!   dropped, unless private peers are allowed (TURN as a door into the LAN is the classic SSRF);
+//!   on the server's own addresses only the relay's port range is allowed (another allocation,
+//!   not a service listening on all addresses).
 //! - **Quotas**: allocations per user and in total (`486 Allocation Quota Reached`).
+//! - **TCP**: an allocation made over a TCP stream ends when the stream closes (the guard sends
+//!   the crate the client's Refresh with lifetime 0), not up to an hour later.
 //! - **Robustness**: packets that are neither well-formed STUN nor ChannelData are dropped here;
 //!   transient socket errors (an ICMP "port unreachable" surfacing as `ECONNREFUSED`) do not end
 //!   the crate's read loop, which stops only on shutdown.
@@ -147,12 +151,21 @@ pub struct Guard {
     /// The listener's address, read once: the crate asks for it on every packet, and each ask
     /// would be a `getsockname` system call.
     local: Option<SocketAddr>,
+    /// Whether `inner` is the TCP multiplexer, whose clients' allocations end with their stream.
+    streams: bool,
+    /// TCP clients' last authentication: client -> (username, realm, nonce, key).
+    signed_in: Mutex<HashMap<SocketAddr, SignedIn>>,
 }
+
+/// What a TCP client last authenticated with: username, realm, nonce, key.
+type SignedIn = (String, String, String, Vec<u8>);
 
 /// How long the crate may take to answer a request before the guard answers `400` itself.
 const ANSWER_WITHIN: Duration = Duration::from_millis(500);
 /// Most unanswered requests tracked (a flood beyond it is simply not tracked).
 const MAX_UNANSWERED: usize = 4096;
+/// Most TCP clients whose credentials are remembered to end their allocation on close.
+const MAX_SIGNED_IN: usize = 16_384;
 
 impl Guard {
     /// Wraps `inner`.
@@ -164,7 +177,48 @@ impl Guard {
         stop: CancellationToken,
     ) -> Self {
         let local = inner.local_addr().ok();
-        Guard { inner, creds, policy, quotas, stop, unanswered: Mutex::default(), local }
+        let streams = inner.as_any().downcast_ref::<super::tcp::TcpMux>().is_some();
+        Guard {
+            inner,
+            creds,
+            policy,
+            quotas,
+            stop,
+            unanswered: Mutex::default(),
+            local,
+            streams,
+            signed_in: Mutex::default(),
+        }
+    }
+
+    /// Over TCP, remembers what `src` last authenticated with, to end its allocation for it when
+    /// its stream closes.
+    fn remember(&self, src: SocketAddr, username: &str, realm: &str, nonce: &str, key: &[u8]) {
+        if !self.streams {
+            return;
+        }
+        let mut m = self.signed_in.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() < MAX_SIGNED_IN || m.contains_key(&src) {
+            m.insert(src, (username.to_string(), realm.to_string(), nonce.to_string(), key.to_vec()));
+        }
+    }
+
+    /// A stream closed: the Refresh with lifetime 0 its client would have sent on leaving, signed
+    /// with what it last authenticated with; `None` if it never did.
+    fn farewell(&self, src: SocketAddr) -> Option<Vec<u8>> {
+        let (username, realm, nonce, key) = self.signed_in.lock().unwrap_or_else(|p| p.into_inner()).remove(&src)?;
+        let setters: Vec<Box<dyn Setter>> = vec![
+            Box::new(stun::agent::TransactionId::new()),
+            Box::new(MessageType::new(METHOD_REFRESH, CLASS_REQUEST)),
+            Box::new(turn::proto::lifetime::Lifetime(Duration::ZERO)),
+            Box::new(TextAttribute::new(ATTR_USERNAME, username)),
+            Box::new(TextAttribute::new(ATTR_REALM, realm)),
+            Box::new(TextAttribute::new(ATTR_NONCE, nonce)),
+            Box::new(MessageIntegrity(key)),
+        ];
+        let mut m = Message::new();
+        m.build(&setters).ok()?;
+        Some(m.raw)
     }
 
     fn unanswered(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 12], (SocketAddr, MessageType, Instant)>> {
@@ -274,6 +328,7 @@ impl Guard {
         if MessageIntegrity(key.clone()).check(&mut m.clone()).is_err() {
             return self.unauthorized(&m, realm, nonce);
         }
+        self.remember(src, &username, &realm, &nonce, &key);
         let method = m.typ.method;
         if (method == METHOD_CREATE_PERMISSION || method == METHOD_CHANNEL_BIND) && !self.peers_allowed(&m) {
             self.quotas.refused_peers.fetch_add(1, Ordering::Relaxed);
@@ -359,7 +414,7 @@ impl Guard {
         let mut any = false;
         for a in m.attributes.0.iter().filter(|a| a.typ == ATTR_XOR_PEER_ADDRESS) {
             match xor_address(&a.value, &m.transaction_id.0) {
-                Some(addr) if self.policy.allows(addr.ip()) => any = true,
+                Some(addr) if self.policy.allows_peer(addr) => any = true,
                 _ => return false,
             }
         }
@@ -450,6 +505,16 @@ impl Conn for Guard {
                     continue;
                 }
             };
+            if self.streams && n == 0 {
+                // A TCP client left (`tcp::CLOSED`); its allocation, if any, is refreshed to 0.
+                if let Some(bye) = self.farewell(src)
+                    && bye.len() <= buf.len()
+                {
+                    buf[..bye.len()].copy_from_slice(&bye);
+                    return Ok((bye.len(), src));
+                }
+                continue;
+            }
             match self.check(&buf[..n], src) {
                 Verdict::Pass => {
                     self.count_media(&buf[..n]);

@@ -25,6 +25,13 @@ const IDLE: Duration = Duration::from_secs(15 * 60);
 
 type Inbound = (Vec<u8>, SocketAddr);
 
+/// The datagram [`TcpMux`] yields from a peer whose stream has closed: empty, which no framed
+/// message can be (a frame is at least 4 bytes). The guard turns it into a Refresh with
+/// lifetime 0 for that peer's allocation, so an allocation lives no longer than its connection
+/// (RFC 8656 §3.1), instead of holding its relay port and its place in the quotas for up to an
+/// hour.
+pub const CLOSED: [u8; 0] = [];
+
 /// All TCP clients of the relay as one datagram socket.
 pub struct TcpMux {
     local: SocketAddr,
@@ -62,8 +69,10 @@ impl TcpMux {
                 let _ = stream.set_nodelay(true);
                 let (tx, clients, stop) = (tx.clone(), clients.clone(), stop.clone());
                 tokio::spawn(async move {
-                    serve_client(stream, peer, tx, out_rx, stop).await;
+                    serve_client(stream, peer, tx.clone(), out_rx, stop).await;
                     clients.lock().unwrap_or_else(|p| p.into_inner()).remove(&peer);
+                    // The stream is gone: its allocation goes too (see `CLOSED`).
+                    let _ = tx.send((CLOSED.to_vec(), peer)).await;
                 });
             }
         });

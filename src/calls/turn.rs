@@ -138,6 +138,19 @@ pub struct Relay {
 
 /// The address to advertise when the relay listens on all addresses and none is configured: the
 /// first IPv4 address of an interface that is not loopback or link-local (a LAN start).
+/// The ports relayed addresses get (the system's ephemeral range, where the relay's sockets
+/// bound to port 0 land): on its own addresses the relay reaches only these.
+fn relay_ports() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| {
+            let mut it = t.split_whitespace().map(|n| n.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .filter(|(lo, hi)| lo <= hi)
+        .unwrap_or((32768, 60999))
+}
+
 fn guess_public_ip() -> Option<IpAddr> {
     let interfaces = webrtc_util::ifaces::ifaces().ok()?;
     interfaces.iter().filter_map(|i| i.addr.map(|a| a.ip())).find(|ip| match ip {
@@ -219,7 +232,11 @@ impl Relay {
             Credentials::new(secret, realm, Duration::from_secs(cfg.credential_ttl_secs)).with_sessions(sessions),
         );
         let quotas = Quotas::new(cfg.allocations_per_user, cfg.allocations_total);
-        let policy = PeerPolicy { allow_private: cfg.allow_private_peers };
+        let policy = PeerPolicy {
+            own: [Some(public_ip), Some(listen.ip()).filter(|ip| !ip.is_unspecified())],
+            own_ports: relay_ports(),
+            ..PeerPolicy::new(cfg.allow_private_peers)
+        };
         let mux = TcpMux::start(tcp, cfg.allocations_total, stop.clone()).map_err(|e| e.to_string())?;
         let net = Arc::new(Net::new(None));
         let relay_gen = || -> Box<RelayAddressGeneratorStatic> {

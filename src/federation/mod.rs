@@ -110,7 +110,7 @@ impl Federation {
         outbox: std::sync::Arc<sender::Outbox>,
     ) -> std::result::Result<Federation, String> {
         let key = std::sync::Arc::new(keys::load_signing_key(store).await.map_err(|e| format!("signing key: {e}"))?);
-        let policy = crate::addrs::PeerPolicy { allow_private: config.federation_private_addresses };
+        let policy = crate::addrs::PeerPolicy::new(config.federation_private_addresses);
         let client = FedClient::new(config.federation_ca.as_deref(), policy)?;
         Ok(Federation {
             key,

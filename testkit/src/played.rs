@@ -53,7 +53,7 @@ impl PlayedServer {
         PlayedServer {
             name,
             key: signing,
-            client: FedClient::new(Some(ca), chat::addrs::PeerPolicy { allow_private: true }).unwrap(),
+            client: FedClient::new(Some(ca), chat::addrs::PeerPolicy::new(true)).unwrap(),
             key_fetches,
             stop,
         }
