@@ -149,6 +149,9 @@ pub struct Limits {
     pub request_timeout_secs: u64,
     /// HTTP connections served at once (WebSockets not counted); more wait to be accepted.
     pub max_connections: usize,
+    /// HTTP connections open at once from one client address (an IPv6 /64; trusted proxies
+    /// not limited); more are closed at once.
+    pub max_connections_per_ip: usize,
     /// Signed requests another server may make per minute.
     pub federation_requests_per_origin_per_minute: u32,
     /// Key fetches that requests from one client address (IPv6: its /64) may cause per minute
@@ -178,6 +181,7 @@ impl Default for Limits {
             header_timeout_secs: 10,
             request_timeout_secs: 30,
             max_connections: 4096,
+            max_connections_per_ip: 256,
             federation_requests_per_origin_per_minute: 3000,
             federation_key_fetches_per_ip_per_minute: 30,
             federation_retry_max_secs: 600,
@@ -605,6 +609,12 @@ pub static SETTINGS: &[Setting] = &[
         limits.request_timeout_secs
     ),
     whole!("limits.max_connections", 1, "HTTP connections at once (WebSockets not counted).", limits.max_connections),
+    whole!(
+        "limits.max_connections_per_ip",
+        1,
+        "HTTP connections at once from one client address (IPv6: its /64; trusted proxies not limited).",
+        limits.max_connections_per_ip
+    ),
     whole!(
         "limits.federation_requests_per_origin_per_minute",
         1,

@@ -221,7 +221,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         },
         None => None,
     };
-    let conn_limits = crate::web::serve::ConnLimits::from_limits(&config.limits);
+    let conn_limits = crate::web::serve::ConnLimits::from_limits(&config.limits, &config.trusted_proxies);
     let serving = match tls {
         Some(acceptor) => {
             let listener = tls::TlsListener::start(listener, acceptor, shutdown.clone()).map_err(|e| e.to_string())?;

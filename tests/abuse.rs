@@ -200,6 +200,43 @@ async fn connections_beyond_the_cap_wait() {
     assert_eq!(r.text().await.unwrap(), "ok");
 }
 
+/// A TCP connection to `to` from the loopback address `from` (all of 127.0.0.0/8 is local).
+async fn connect_from(from: &str, to: std::net::SocketAddr) -> TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    sock.connect(to).await.unwrap()
+}
+
+#[tokio::test]
+async fn one_address_cannot_hold_every_connection() {
+    let s = TestServer::start_tuned(|c| {
+        c.limits.max_connections = 12;
+        c.limits.max_connections_per_ip = 4;
+        c.limits.header_timeout_secs = 60;
+    })
+    .await;
+    // An attacker at 127.0.0.3 opens many silent connections: four are held, the rest are
+    // closed at once (before: twelve were held for a minute and everyone else waited).
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        held.push(connect_from("127.0.0.3", s.addr).await);
+    }
+    // The first four (accepted in the order they came) are served; the rest see the end.
+    s.until_metric("chat_http_connections", |n| n == 4.0).await;
+    for (i, c) in held.iter_mut().enumerate().skip(4) {
+        let mut b = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(10), c.read(&mut b)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "connection {i} was not closed: {read:?}");
+    }
+    // Someone else is served at once.
+    let mut other = connect_from("127.0.0.4", s.addr).await;
+    other.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n").await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(20), other.read_to_string(&mut answer)).await.unwrap().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(s.metric("chat_http_connections").await, Some(4.0), "the four held (metrics are served apart)");
+}
+
 #[tokio::test]
 async fn websockets_per_user_are_capped() {
     let s = TestServer::start_tuned(|c| c.limits.max_sockets_per_user = 2).await;

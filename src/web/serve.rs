@@ -2,8 +2,11 @@
 //! not set: a client must send a request's headers within `header_timeout` (hyper's timer;
 //! this also closes idle keep-alive connections), a request must be answered within
 //! `request_timeout` (a slow body upload is cut off with 408), and at most `max_connections`
-//! HTTP connections are served at once (more wait in the kernel's accept queue). Upgraded
-//! WebSockets leave this accounting; they have their own heartbeat and per-user cap.
+//! HTTP connections are served at once (more wait in the kernel's accept queue), at most
+//! `max_connections_per_ip` of them from one client address (more are closed at once, so a few
+//! hundred idle connections from one address cannot hold every place; trusted proxies are not
+//! limited). Upgraded WebSockets leave this accounting; they have their own heartbeat and
+//! per-user cap.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -25,7 +28,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 /// Connection deadlines and caps; see the module docs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnLimits {
     /// Time allowed for a request's headers (and for an idle keep-alive connection).
     pub header_timeout: Duration,
@@ -33,15 +36,54 @@ pub struct ConnLimits {
     pub request_timeout: Duration,
     /// HTTP connections served at once.
     pub max_connections: usize,
+    /// HTTP connections open at once from one client address.
+    pub max_connections_per_ip: usize,
+    /// Peers not limited per address (reverse proxies).
+    pub unlimited: Arc<[ipnet::IpNet]>,
 }
 
 impl ConnLimits {
-    /// From the configured limits.
-    pub fn from_limits(l: &crate::config::Limits) -> Self {
+    /// From the configured limits and trusted proxies.
+    pub fn from_limits(l: &crate::config::Limits, trusted_proxies: &[ipnet::IpNet]) -> Self {
         ConnLimits {
             header_timeout: Duration::from_secs(l.header_timeout_secs),
             request_timeout: Duration::from_secs(l.request_timeout_secs),
             max_connections: l.max_connections,
+            max_connections_per_ip: l.max_connections_per_ip,
+            unlimited: trusted_proxies.into(),
+        }
+    }
+}
+
+/// Open connections per client address (see [`crate::addrs::client_key`]).
+#[derive(Default)]
+struct PerAddress(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+/// One open connection of an address, counted until dropped.
+struct AddressSlot(Arc<PerAddress>, std::net::IpAddr);
+
+impl PerAddress {
+    /// A slot for a connection from `ip`, or `None` if that address has `max` open already.
+    fn claim(self: &Arc<Self>, ip: std::net::IpAddr, max: usize) -> Option<AddressSlot> {
+        let key = crate::addrs::client_key(ip);
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(key).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot(self.clone(), key))
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut m = self.0.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.1);
+            }
         }
     }
 }
@@ -70,6 +112,7 @@ where
 {
     let tracker = TaskTracker::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let per_address = Arc::new(PerAddress::default());
     loop {
         let permit = tokio::select! {
             _ = stop.cancelled() => break,
@@ -82,12 +125,26 @@ where
             _ = stop.cancelled() => break,
             c = listener.accept() => c,
         };
+        let address_slot = if limits.unlimited.iter().any(|n| n.contains(&peer.ip())) {
+            None
+        } else {
+            match per_address.claim(peer.ip(), limits.max_connections_per_ip) {
+                Some(slot) => Some(slot),
+                None => {
+                    tracing::debug!(%peer, "too many connections from this address: closed");
+                    drop(io);
+                    continue;
+                }
+            }
+        };
         let app = app.clone();
+        let limits = limits.clone();
         let stop = stop.clone();
         let open = OpenConnection::new(&open);
         tracker.spawn(async move {
             let _permit = permit;
             let _open = open;
+            let _address_slot = address_slot;
             let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(peer));
                 let app = app.clone();
