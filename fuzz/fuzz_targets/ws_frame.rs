@@ -14,7 +14,7 @@ use std::time::Instant;
 use chat::error::Error;
 use chat::ids::{EventId, RoomId, ServerName};
 use chat::live::frames::{self, ClientFrame};
-use chat::live::hub::{Conn, Hub, Prefs, not_member};
+use chat::live::hub::{Conn, Hub, Loaded, Prefs, not_member};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
@@ -66,7 +66,7 @@ fuzz_target!(|data: &[u8]| {
     let hub = Hub::new(16, 4);
     let connect = |user: &str, rooms: &[&str]| {
         let rooms: Vec<String> = rooms.iter().map(|r| r.to_string()).collect();
-        hub.connect(user, "sid", || Ok((rooms, Prefs { appear_offline: false, share_receipts: true })))
+        hub.connect(user, "sid", || Ok(Loaded { rooms, prefs: Prefs { appear_offline: false, share_receipts: true }, pos: 0 }))
             .expect("connect")
     };
     let mut ana = connect(ANA, &[ROOM_A, ROOM_B]);

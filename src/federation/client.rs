@@ -16,7 +16,6 @@ use serde_json::{Value, json};
 
 use crate::addrs::PeerPolicy;
 use crate::error::{Error, Result};
-use crate::events::now_ms;
 use crate::keys::{SigningKey, to_canonical};
 
 /// Largest response body read from another server.
@@ -109,14 +108,12 @@ impl FedClient {
         path: &str,
         content: Option<Value>,
     ) -> Result<(StatusCode, Value)> {
-        let ts = now_ms();
-        let sig =
-            SignedRequest { origin, destination, method: method.as_str(), uri: path, content: content.as_ref(), ts }
-                .sign(key)?;
+        let sig = SignedRequest { origin, destination, method: method.as_str(), uri: path, content: content.as_ref() }
+            .sign(key)?;
         let auth =
             format!("X-Matrix origin=\"{origin}\",destination=\"{destination}\",key=\"{}\",sig=\"{sig}\"", key.id);
         let authority = self.authority(destination).await?;
-        self.exchange(&authority, destination, method, path, content, Some((auth, ts))).await
+        self.exchange(&authority, destination, method, path, content, Some(auth)).await
     }
 
     /// One HTTPS request on a new connection to `authority`, the certificate checked for the
@@ -128,7 +125,7 @@ impl FedClient {
         method: Method,
         path: &str,
         content: Option<Value>,
-        auth: Option<(String, u64)>,
+        auth: Option<String>,
     ) -> Result<(StatusCode, Value)> {
         let (host, _) = split_host_port(server);
         let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
@@ -160,8 +157,8 @@ impl FedClient {
             if content.is_some() {
                 req = req.header("content-type", "application/json");
             }
-            if let Some((auth, ts)) = auth {
-                req = req.header("authorization", auth).header(TS_HEADER, ts.to_string());
+            if let Some(auth) = auth {
+                req = req.header("authorization", auth);
             }
             let req = req.body(body).map_err(|e| Error::bad(format!("request: {e}")))?;
             let res = sender.send_request(req).await.map_err(|e| Error::Unavailable(format!("{server}: {e}")))?;
@@ -232,12 +229,11 @@ fn split_host_port(s: &str) -> (&str, Option<u16>) {
     }
 }
 
-/// Header carrying the signed request time (ms); see `request_object`.
-pub const TS_HEADER: &str = "x-chat-ts";
-
-/// What an `X-Matrix` signature covers: Matrix's `method`, `uri`, `origin`, `destination` and
-/// `content`, plus our `chat_ts` (the time of the request, also sent as the `X-Chat-Ts`
-/// header) so that a captured request cannot be replayed later.
+/// What an `X-Matrix` signature covers, as the Matrix server-server API's request
+/// authentication says: the canonical JSON of `method`, `uri`, `origin`, `destination` and, if
+/// the request has a body, `content`. No time is signed, so the same request signs the same
+/// way every time: replays are kept out by TLS, and repeating a request changes nothing (a
+/// transaction is remembered by its id, a join or invite by its event id).
 pub struct SignedRequest<'a> {
     /// Sending server.
     pub origin: &'a str,
@@ -249,16 +245,13 @@ pub struct SignedRequest<'a> {
     pub uri: &'a str,
     /// The JSON body, if any.
     pub content: Option<&'a Value>,
-    /// Request time, ms.
-    pub ts: u64,
 }
 
 impl SignedRequest<'_> {
     /// The canonical JSON text that is signed.
     pub fn canonical(&self) -> Result<String> {
         let mut o = json!({
-            "method": self.method, "uri": self.uri, "origin": self.origin,
-            "destination": self.destination, "chat_ts": self.ts,
+            "method": self.method, "uri": self.uri, "origin": self.origin, "destination": self.destination,
         });
         if let Some(c) = self.content {
             o["content"] = c.clone();

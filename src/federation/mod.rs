@@ -5,9 +5,10 @@
 //! - `.well-known/matrix/server` delegation, served and followed (`client.rs`).
 //! - Outbound HTTPS (rustls; system roots plus the `federation_ca` file), every request signed
 //!   with `Authorization: X-Matrix` (`client.rs`).
-//! - Inbound: [`FedRequest`] checks the `X-Matrix` header against the origin's key, the
-//!   destination (us), the signed time (`X-Chat-Ts`, within [`WINDOW_MS`]; a signature seen
-//!   before is refused), the body size and the origin's request rate.
+//! - Inbound: [`FedRequest`] checks the `X-Matrix` header against the origin's key (as the
+//!   Matrix spec signs requests: no time, so a repeated request is the same request, which
+//!   every endpoint treats idempotently), the destination (us), the body size and the origin's
+//!   request rate.
 //!
 //! Endpoints: the key document, `.well-known`, `GET /_matrix/federation/v1/version` and
 //! `GET /_matrix/federation/v1/query/profile` (signed). Room events over federation are not
@@ -24,7 +25,6 @@ pub mod serve;
 pub mod stateres;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Query, Request, State};
@@ -44,7 +44,7 @@ use crate::rooms::Rooms;
 use crate::store::Store;
 use crate::store::keys::CachedKey;
 use axum::extract::FromRef;
-use client::{FedClient, TS_HEADER};
+use client::FedClient;
 use tokio_util::sync::CancellationToken;
 
 handle!(
@@ -72,18 +72,8 @@ pub struct FedStateInner {
     pub tasks: tokio_util::task::TaskTracker,
 }
 
-/// How far a signed request's time may be from ours, ms (either way).
-pub const WINDOW_MS: u64 = 5 * 60 * 1000;
 /// Largest inbound federation request body.
 pub const MAX_BODY: usize = 2 * 1024 * 1024;
-/// Signatures remembered against replay (within the window), per origin: more than a server
-/// within its request rate can send in two windows, so an honest peer never fills its own, and
-/// no peer can fill another's.
-const MAX_SEEN_PER_ORIGIN: usize = 50_000;
-/// Origins whose signatures are remembered; beyond it, those with nothing left in the window
-/// are forgotten first.
-const MAX_SEEN_ORIGINS: usize = 10_000;
-
 /// Federation's part of the server state.
 pub struct Federation {
     /// Our signing key.
@@ -94,8 +84,6 @@ pub struct Federation {
     pub per_origin: RateLimiter,
     /// Key fetches caused by requests from one client address (naming an unknown key).
     key_fetches: RateLimiter,
-    /// Signatures of requests accepted in the window: signature -> when it expires.
-    seen: Mutex<HashMap<String, HashMap<Vec<u8>, u64>>>,
     /// The outbound queues' senders and per-destination status.
     pub outbox: std::sync::Arc<sender::Outbox>,
     /// Received events are processed one room at a time.
@@ -117,7 +105,6 @@ impl Federation {
             client,
             per_origin: RateLimiter::new(config.limits.federation_requests_per_origin_per_minute),
             key_fetches: RateLimiter::new(config.limits.federation_key_fetches_per_ip_per_minute),
-            seen: Mutex::new(HashMap::new()),
             outbox,
             room_locks: receive::RoomLocks::default(),
         })
@@ -142,30 +129,6 @@ impl Federation {
         ev.sign(server, &self.key)?;
         Ok(ev.pdu())
     }
-
-    /// Records a request signature of `origin` (its decoded bytes, however it was spelled);
-    /// false if it was seen in the window already (a replay), or if `origin` has more signatures
-    /// in the window than any peer within its rate can have.
-    fn first_sighting(&self, origin: &str, sig: &[u8], now: u64) -> bool {
-        let Ok(mut seen) = self.seen.lock() else { return false };
-        if seen.len() >= MAX_SEEN_ORIGINS && !seen.contains_key(origin) {
-            seen.retain(|_, sigs| {
-                sigs.retain(|_, until| *until > now);
-                !sigs.is_empty()
-            });
-            if seen.len() >= MAX_SEEN_ORIGINS {
-                return false;
-            }
-        }
-        let sigs = seen.entry(origin.to_string()).or_default();
-        if sigs.len() >= MAX_SEEN_PER_ORIGIN {
-            sigs.retain(|_, until| *until > now);
-            if sigs.len() >= MAX_SEEN_PER_ORIGIN {
-                return false;
-            }
-        }
-        sigs.insert(sig.to_vec(), now + 2 * WINDOW_MS).is_none()
-    }
 }
 
 /// The federation routes (mounted at the root: `/_matrix/...` and `/.well-known/...`).
@@ -174,22 +137,74 @@ where
     S: Clone + Send + Sync + 'static,
     FedState: FromRef<S>,
 {
-    crate::routes::Routes::default()
-        .get("/_matrix/key/v2/server", key_document)
-        .get("/.well-known/matrix/server", well_known)
-        .get("/_matrix/federation/v1/version", version)
-        .get("/_matrix/federation/v1/query/profile", serve_profile)
-        .get("/_matrix/federation/v1/query/directory", serve::query_directory)
-        .get("/_matrix/federation/v1/make_join/{room_id}/{user_id}", handshake::make_join)
-        .put("/_matrix/federation/v2/send_join/{room_id}/{event_id}", handshake::send_join)
-        .get("/_matrix/federation/v1/make_leave/{room_id}/{user_id}", handshake::make_leave)
-        .put("/_matrix/federation/v2/send_leave/{room_id}/{event_id}", handshake::send_leave)
-        .put("/_matrix/federation/v2/invite/{room_id}/{event_id}", handshake::invite)
-        .put("/_matrix/federation/v1/send/{txn_id}", receive::receive_transaction)
-        .post("/_matrix/federation/v1/get_missing_events/{room_id}", serve::get_missing_events)
-        .get("/_matrix/federation/v1/event/{event_id}", serve::get_event_route)
-        .get("/_matrix/federation/v1/backfill/{room_id}", serve::backfill)
-        .get("/_matrix/federation/v1/state_ids/{room_id}", serve::state_ids)
+    let matrix = crate::routes::Routes::default()
+        .get("/key/v2/server", key_document)
+        .get("/federation/v1/version", version)
+        .get("/federation/v1/query/profile", serve_profile)
+        .get("/federation/v1/query/directory", serve::query_directory)
+        .get("/federation/v1/make_join/{room_id}/{user_id}", handshake::make_join)
+        .put("/federation/v2/send_join/{room_id}/{event_id}", handshake::send_join)
+        .get("/federation/v1/make_leave/{room_id}/{user_id}", handshake::make_leave)
+        .put("/federation/v2/send_leave/{room_id}/{event_id}", handshake::send_leave)
+        .put("/federation/v2/invite/{room_id}/{event_id}", handshake::invite)
+        .put("/federation/v1/send/{txn_id}", receive::receive_transaction)
+        .post("/federation/v1/get_missing_events/{room_id}", serve::get_missing_events)
+        .get("/federation/v1/event/{event_id}", serve::get_event_route)
+        .get("/federation/v1/backfill/{room_id}", serve::backfill)
+        .get("/federation/v1/state_ids/{room_id}", serve::state_ids);
+    crate::routes::Routes::default().get("/.well-known/matrix/server", well_known).nest("/_matrix", matrix, |r| {
+        r.fallback(unrecognized)
+            .method_not_allowed_fallback(unrecognized)
+            .layer(axum::middleware::from_fn(matrix_errors))
+    })
+}
+
+/// What Matrix servers get for an endpoint we do not have: `404 M_UNRECOGNIZED` (the spec's
+/// answer, which tells a peer to fall back, e.g. from a v2 endpoint to v1).
+async fn unrecognized(method: Method) -> Response {
+    let status = if method == Method::GET || method == Method::PUT || method == Method::POST {
+        StatusCode::NOT_FOUND
+    } else {
+        StatusCode::METHOD_NOT_ALLOWED
+    };
+    (status, axum::Json(json!({ "errcode": "M_UNRECOGNIZED", "error": "Unrecognized request" }))).into_response()
+}
+
+/// Error bodies under `/_matrix` in the Matrix shape, `{"errcode": "M_…", "error": text}`
+/// (with `retry_after_ms` on 429), from our `{"error": code, "message": text}`.
+async fn matrix_errors(req: Request, next: axum::middleware::Next) -> Response {
+    let res = next.run(req).await;
+    if res.status().is_success() {
+        return res;
+    }
+    let (mut parts, body) = res.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
+        return (parts.status, axum::Json(json!({ "errcode": "M_UNKNOWN", "error": "error" }))).into_response();
+    };
+    let Ok(ours) = serde_json::from_slice::<Value>(&bytes) else {
+        return Response::from_parts(parts, axum::body::Body::from(bytes));
+    };
+    if ours.get("errcode").is_some() {
+        return Response::from_parts(parts, axum::body::Body::from(bytes));
+    }
+    let errcode = match ours.get("error").and_then(Value::as_str).unwrap_or("") {
+        "unauthorized" => "M_UNAUTHORIZED",
+        "forbidden" => "M_FORBIDDEN",
+        "not_found" => "M_NOT_FOUND",
+        "too_large" => "M_TOO_LARGE",
+        "rate_limited" => "M_LIMIT_EXCEEDED",
+        "bad_request" => "M_BAD_JSON",
+        "method_not_allowed" => "M_UNRECOGNIZED",
+        _ => "M_UNKNOWN",
+    };
+    let mut matrix = json!({ "errcode": errcode, "error": ours.get("message").cloned().unwrap_or(Value::Null) });
+    if let Some(secs) =
+        parts.headers.get(axum::http::header::RETRY_AFTER).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+    {
+        matrix["retry_after_ms"] = json!(secs * 1000);
+    }
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::Json(matrix).into_response().into_body())
 }
 
 /// A signed request to `server` and its JSON answer; statuses other than 200 become our
@@ -274,7 +289,9 @@ where
     async fn from_request(req: Request, state: &S) -> std::result::Result<Self, Response> {
         let state = &FedState::from_ref(state);
         let (parts, body) = req.into_parts();
-        let uri = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
+        // As sent: the path before any nesting stripped its prefix.
+        let sent = parts.extensions.get::<axum::extract::OriginalUri>().map_or(&parts.uri, |o| &o.0);
+        let uri = sent.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
         let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
         let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
             Ok(b) => b,
@@ -323,22 +340,14 @@ async fn verify(
     let p = parse_x_matrix(header).ok_or_else(|| unauthorized("malformed X-Matrix authorization"))?;
     let field = |k: &str| p.get(k).map(String::as_str).ok_or_else(|| unauthorized(&format!("X-Matrix without {k}")));
     let origin = ServerName::parse(field("origin")?).map_err(|_| unauthorized("bad origin"))?.to_string();
-    if field("destination")? != state.server_name.as_str() {
+    // Servers must send `destination`; older ones may leave it out, which means us.
+    if p.get("destination").is_some_and(|d| d != state.server_name.as_str()) {
         return Err(unauthorized("request meant for another server"));
     }
     if origin == state.server_name.as_str() {
         return Err(unauthorized("a request from ourselves"));
     }
     state.federation.per_origin.check(&origin)?;
-    let ts: u64 = headers
-        .get(TS_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| unauthorized("X-Chat-Ts required"))?;
-    let now = now_ms();
-    if ts.abs_diff(now) > WINDOW_MS {
-        return Err(unauthorized("request time outside the accepted window"));
-    }
     let content: Option<Value> = if body.is_empty() {
         None
     } else {
@@ -346,14 +355,13 @@ async fn verify(
     };
     let key_id = field("key")?;
     let sig = unb64(field("sig")?).map_err(|_| unauthorized("bad signature encoding"))?;
-    let public = fetch_key(state, &origin, key_id, ts, peer).await?;
+    let public = fetch_key(state, &origin, key_id, now_ms(), peer).await?;
     let text = client::SignedRequest {
         origin: &origin,
         destination: state.server_name.as_str(),
         method: method.as_str(),
         uri,
         content: content.as_ref(),
-        ts,
     }
     .canonical()?;
     ruma_signatures::verify_canonical_json_bytes(
@@ -363,9 +371,6 @@ async fn verify(
         text.as_bytes(),
     )
     .map_err(|_| unauthorized("bad X-Matrix signature"))?;
-    if !state.federation.first_sighting(&origin, &sig, now) {
-        return Err(unauthorized("replayed request"));
-    }
     state.federation.outbox.contacted(&origin);
     Ok(FedRequest { origin, content })
 }

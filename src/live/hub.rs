@@ -118,6 +118,19 @@ struct OnlineUser {
     offline_since: Option<Instant>,
     /// The presence last announced to others.
     shown: Presence,
+    /// The stream position its rooms were read at: membership events up to it are already in
+    /// `rooms`, and the publisher, which may still be behind, must not apply them again.
+    loaded_at: u64,
+}
+
+/// What a user's first connection reads from the store, in one snapshot.
+pub struct Loaded {
+    /// The rooms the user has joined.
+    pub rooms: Vec<String>,
+    /// Privacy settings.
+    pub prefs: Prefs,
+    /// The stream position of the snapshot.
+    pub pos: u64,
 }
 
 impl OnlineUser {
@@ -225,15 +238,11 @@ impl Hub {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a connection of `user`. `load` (joined rooms and privacy settings) is called
-    /// under the hub lock, so no membership change can slip between reading the user's rooms and
-    /// registering.
-    pub fn connect(
-        self: &Arc<Self>,
-        user: &str,
-        sid: &str,
-        load: impl FnOnce() -> Result<(Vec<String>, Prefs)>,
-    ) -> Result<Conn> {
+    /// Registers a connection of `user`. `load` (joined rooms and privacy settings, and the
+    /// stream position they were read at) is called under the hub lock, so no membership change
+    /// can slip between reading the user's rooms and registering; membership events the
+    /// publisher delivers later but that the read already saw are not applied again.
+    pub fn connect(self: &Arc<Self>, user: &str, sid: &str, load: impl FnOnce() -> Result<Loaded>) -> Result<Conn> {
         let (tx, rx) = mpsc::channel(self.queue);
         let (eph_tx, eph_rx) = mpsc::channel(EPHEMERAL_QUEUE);
         let (call_tx, call_rx) = mpsc::channel(CALL_QUEUE);
@@ -246,7 +255,7 @@ impl Hub {
         let user_key: Arc<str> = match inner.users.get_key_value(user) {
             Some((k, _)) => k.clone(),
             None => {
-                let (rooms, prefs) = load()?;
+                let Loaded { rooms, prefs, pos } = load()?;
                 let key: Arc<str> = Arc::from(user);
                 let mut online = OnlineUser {
                     rooms: HashSet::new(),
@@ -254,6 +263,7 @@ impl Hub {
                     prefs,
                     offline_since: None,
                     shown: Presence::Offline,
+                    loaded_at: pos,
                 };
                 for r in rooms {
                     let r: Arc<str> = Arc::from(r);
@@ -628,8 +638,10 @@ impl Hub {
             // A member event changes who receives this room: joins take effect before delivery
             // (the joiner sees their own join), leaves after (the leaver sees their own leave).
             let target = if ev.kind == M_ROOM_MEMBER { ev.state_key.as_deref() } else { None };
+            // Already counted when the target's rooms were read (they came online after it).
+            let seen = target.and_then(|t| inner.users.get(t)).is_some_and(|u| stored.pos <= u.loaded_at);
             let after = target.map(|_| Membership::of_content(&ev.content).unwrap_or(Membership::Leave));
-            if let (Some(t), Some(Membership::Join)) = (target, after) {
+            if let (Some(t), Some(Membership::Join), false) = (target, after, seen) {
                 inner.set_joined(t, &room, true);
             }
             if let Some(members) = inner.rooms.get(&room) {
@@ -647,7 +659,7 @@ impl Hub {
                         deliver(online, &frame, &self.lagged);
                     }
                 }
-                if m != Membership::Join {
+                if m != Membership::Join && !seen {
                     inner.set_joined(t, &room, false);
                     if inner.typing.get_mut(&room).is_some_and(|ty| ty.remove(t).is_some()) {
                         inner.announce_typing(&room);

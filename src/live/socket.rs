@@ -66,12 +66,13 @@ pub async fn upgrade(
         return Err(Error::Forbidden("cross-origin WebSocket refused".into()));
     }
     let conn = state.hub.connect(session.user.as_str(), &session.sid, || {
-        let rooms = state.store.joined_rooms(session.user.as_str())?;
+        let snap = state.store.snapshot()?;
+        let (rooms, pos) = (snap.joined_rooms(session.user.as_str())?, snap.stream_pos()?);
         let rec = state.store.user(session.user.localpart())?;
         let prefs = rec
             .map(|u| Prefs { appear_offline: u.appear_offline, share_receipts: !u.hide_receipts })
             .unwrap_or_default();
-        Ok((rooms, prefs))
+        Ok(super::hub::Loaded { rooms, prefs, pos })
     })?;
     let limit = state.limits.max_ws_frame_bytes;
     Ok(ws

@@ -380,7 +380,7 @@ fn direct_peer(
 
 /// The rows of a membership index (`ROOM_MEMBERS` or `USER_ROOMS`) whose first key is `first`:
 /// (second key, membership), in key order.
-fn memberships(
+pub(super) fn memberships(
     index: &impl ReadableTable<(&'static str, &'static str), &'static str>,
     first: &str,
 ) -> Result<Vec<(String, Membership)>> {

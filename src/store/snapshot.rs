@@ -5,8 +5,8 @@ use redb::{ReadOnlyTable, ReadTransaction};
 
 use super::Store;
 use super::events::{StoredEvent, get_event};
-use super::rooms::{membership_of, state_event_id_in, state_ids_in};
-use super::tables::{EVENTS, ROOM_MEMBERS, ROOM_STATE};
+use super::rooms::{membership_of, memberships, state_event_id_in, state_ids_in};
+use super::tables::{EVENTS, ROOM_MEMBERS, ROOM_STATE, USER_ROOMS};
 use crate::error::Result;
 use crate::events::Membership;
 use crate::ids::{EventId, RoomId};
@@ -49,5 +49,16 @@ impl Snapshot {
     pub fn membership(&self, room_id: &RoomId, user: &str) -> Result<Membership> {
         let room_id = room_id.as_str();
         membership_of(&self.txn.open_table(ROOM_MEMBERS)?, room_id, user)
+    }
+
+    /// The rooms a user has joined.
+    pub fn joined_rooms(&self, user: &str) -> Result<Vec<String>> {
+        let rooms = memberships(&self.txn.open_table(USER_ROOMS)?, user)?;
+        Ok(rooms.into_iter().filter(|(_, m)| *m == Membership::Join).map(|(rid, _)| rid).collect())
+    }
+
+    /// The newest stream position in this snapshot.
+    pub fn stream_pos(&self) -> Result<u64> {
+        super::stream_pos_in(&self.txn)
     }
 }
