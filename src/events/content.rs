@@ -117,9 +117,14 @@ fn fifty() -> i64 {
     50
 }
 
+/// The level of a room's creator (room version 12): above every level a power-levels event
+/// can give, so the creator may do anything and nobody else can act on them.
+pub const CREATOR_LEVEL: i64 = i64::MAX;
+
 impl PowerLevels {
-    /// The levels of a new room: the creator is admin (100), everyone else 0.
-    pub fn for_new_room(creator: &str) -> Self {
+    /// The levels of a new room: everyone 0; the creator is not listed, as room version 12
+    /// wants (a creator's level is [`CREATOR_LEVEL`] whatever `users` says).
+    pub fn for_new_room() -> Self {
         PowerLevels {
             ban: 50,
             invite: 0,
@@ -128,14 +133,16 @@ impl PowerLevels {
             events_default: 0,
             state_default: 50,
             events: BTreeMap::from([(M_ROOM_POWER_LEVELS.to_string(), 100)]),
-            users: BTreeMap::from([(creator.to_string(), 100)]),
+            users: BTreeMap::new(),
             users_default: 0,
         }
     }
 
-    /// A user's level.
-    pub fn user_level(&self, user: &str) -> i64 {
-        self.users.get(user).copied().unwrap_or(self.users_default)
+    /// A user's level in the room created by `creator`: [`CREATOR_LEVEL`] for the creator
+    /// (rooms made before version 12 rules also list them in `users`, which changes nothing),
+    /// else from `users`, else `users_default`.
+    pub fn level_of(&self, creator: &str, user: &str) -> i64 {
+        if user == creator { CREATOR_LEVEL } else { self.users.get(user).copied().unwrap_or(self.users_default) }
     }
 
     /// Level needed to send an event of `kind`.

@@ -31,7 +31,7 @@ pub fn authorize(
 ) -> Result<()> {
     let pl = room.power_levels;
     let sender_m = membership(sender)?;
-    let level = pl.user_level(sender);
+    let level = pl.level_of(room.creator, sender);
     if new.kind == M_ROOM_CREATE {
         return Err(Error::bad("a room is created only once"));
     }
@@ -47,7 +47,8 @@ pub fn authorize(
                 }
                 match target_m {
                     Membership::Ban => Err(Error::Forbidden("you are banned from this room".into())),
-                    Membership::Join => Err(Error::Conflict("already a member".into())),
+                    // A member's new display name or avatar: a join over a join.
+                    Membership::Join => Ok(()),
                     Membership::Invite => Ok(()),
                     Membership::Leave if room.join_rule == JoinRule::Public => Ok(()),
                     Membership::Leave => Err(Error::Forbidden("this room is invite-only".into())),
@@ -79,7 +80,7 @@ pub fn authorize(
                 // Lifting a ban (a banned user set to leave) takes the ban level, like banning.
                 let unban = wanted == Membership::Leave && target_m == Membership::Ban;
                 let needed = if wanted == Membership::Ban || unban { pl.ban } else { pl.kick };
-                if sender_m != Membership::Join || level < needed || level <= pl.user_level(target) {
+                if sender_m != Membership::Join || level < needed || level <= pl.level_of(room.creator, target) {
                     return Err(Error::Forbidden("you may not remove that member".into()));
                 }
                 if wanted == Membership::Leave
@@ -103,6 +104,9 @@ pub fn authorize(
         if proposed.users.values().any(|l| *l > level) {
             return Err(Error::Forbidden("you cannot grant a level above your own".into()));
         }
+        if proposed.users.contains_key(room.creator) && !pl.users.contains_key(room.creator) {
+            return Err(Error::bad("the room's creator has every right and no entry in users (room version 12)"));
+        }
     }
     Ok(())
 }
@@ -115,7 +119,7 @@ mod tests {
     struct Room(JoinRule, PowerLevels);
 
     fn room(rule: JoinRule) -> Room {
-        Room(rule, PowerLevels::for_new_room("@a:s"))
+        Room(rule, PowerLevels::for_new_room())
     }
 
     fn check(r: &Room, members: &[(&str, Membership)], sender: &str, ev: NewEvent) -> Result<()> {

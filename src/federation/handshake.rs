@@ -258,7 +258,7 @@ impl StrippedState {
     }
 
     fn stub_room(self, room_id: &RoomId, origin: &str) -> RoomRecord {
-        let pl = PowerLevels::for_new_room("");
+        let pl = PowerLevels::for_new_room();
         let mut room = RoomRecord::new(room_id, &self.creator, now_ms(), self.direct, self.join_rule, pl);
         room.name = self.name;
         room.topic = self.topic;

@@ -213,6 +213,11 @@ pub async fn join_here(state: &Rooms, user: &UserId, room_id: &RoomId) -> Result
     state
         .store
         .write(move |tx| {
+            // The rules allow a member to "join" again (that is how profile changes travel);
+            // asking to join a room one is in is still a conflict here.
+            if tx.membership(&rid, &u)? == Membership::Join {
+                return Err(Error::Conflict("already a member".into()));
+            }
             append(tx, &rid, &u, NewEvent::state(M_ROOM_MEMBER, &u, member_content(Membership::Join))).map(|_| ())
         })
         .await
@@ -297,7 +302,9 @@ pub fn check_may_edit(state: &Rooms, user: &UserId, room_id: &RoomId) -> Result<
     let room = state.store.room(room_id)?.ok_or_else(|| Error::NotFound("no such room".into()))?;
     let pl = &room.power_levels;
     let level = pl.event_level(M_ROOM_NAME, true).max(pl.event_level(M_ROOM_TOPIC, true));
-    if state.store.membership(room_id, user.as_str())? != Membership::Join || pl.user_level(user.as_str()) < level {
+    if state.store.membership(room_id, user.as_str())? != Membership::Join
+        || pl.level_of(&room.creator, user.as_str()) < level
+    {
         return Err(Error::Forbidden("you may not change this room's settings".into()));
     }
     Ok(())
@@ -315,9 +322,14 @@ pub async fn set_power(state: &Rooms, user: &UserId, room_id: &RoomId, target: &
         .write(move |tx| {
             let room = tx.require_room(&rid)?;
             let mut pl = room.power_levels.clone();
-            if pl.user_level(&t) > pl.user_level(&u) {
+            if t == room.creator {
+                return Err(Error::Forbidden("the room's creator always has every right".into()));
+            }
+            if pl.level_of(&room.creator, &t) > pl.level_of(&room.creator, &u) {
                 return Err(Error::Forbidden("you cannot change the level of someone above you".into()));
             }
+            // Rooms made before version 12 rules list their creator: the entry goes (v12).
+            pl.users.remove(&room.creator);
             if level == pl.users_default {
                 pl.users.remove(&t);
             } else {
@@ -366,8 +378,8 @@ pub async fn moderate(
                 Moderation::Kick => pl.kick,
                 Moderation::Ban | Moderation::Unban => pl.ban,
             };
-            let mine = pl.user_level(&s);
-            if tx.membership(&rid, &s)? != Membership::Join || mine < needed || mine <= pl.user_level(&t) {
+            let mine = pl.level_of(&room.creator, &s);
+            if tx.membership(&rid, &s)? != Membership::Join || mine < needed || mine <= pl.level_of(&room.creator, &t) {
                 return Err(Error::Forbidden("you may not do that in this room".into()));
             }
             let current = tx.membership(&rid, &t)?;
@@ -533,7 +545,7 @@ fn start_room(tx: &mut Tx<'_>, creator: &str, join_rule: JoinRule, direct: bool)
         Parents { prev_events: vec![], auth_events: vec![], depth: 1 },
         ts,
     );
-    let pl = PowerLevels::for_new_room(creator);
+    let pl = PowerLevels::for_new_room();
     let mut room = RoomRecord::new(&create.room_id, creator, ts, direct, join_rule, pl.clone());
     persist(tx, &mut room, create)?;
     add(tx, &mut room, creator, NewEvent::state(M_ROOM_MEMBER, creator, member_content(Membership::Join)))?;

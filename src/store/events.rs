@@ -198,7 +198,7 @@ pub fn store_joined_room(
     let create =
         chain.iter().find(|e| e.kind == M_ROOM_CREATE).ok_or_else(|| crate::error::Error::bad("no create event"))?;
     let direct = create.content.get("chat.direct").and_then(serde_json::Value::as_bool).unwrap_or(false);
-    let pl = PowerLevels::for_new_room(&create.sender);
+    let pl = PowerLevels::for_new_room();
     let mut room = RoomRecord::new(room_id, &create.sender, create.origin_server_ts, direct, JoinRule::Invite, pl);
     for ev in &chain {
         tx.put_outlier(room_id, ev)?;

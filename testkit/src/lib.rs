@@ -447,6 +447,7 @@ pub fn message_page(page: &Value, out: &mut Vec<String>) -> Option<String> {
 }
 
 pub mod played;
+pub mod synapse;
 
 /// HTTPS and WebSocket-over-TLS clients for servers with a certificate from a test CA
 /// (federation tests): hand-made HTTP/1.1, so tests can also send what no client would.

@@ -1,0 +1,133 @@
+//! Interop with a real Matrix homeserver: Synapse (installed by `scripts/test` into a cached
+//! virtualenv) on loopback, federating with our server over TLS from one test CA. Our user
+//! joins a Synapse room by alias and a Synapse user joins ours; messages cross both ways,
+//! live and in order, none lost.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use chat_testkit as common;
+
+use std::time::Duration;
+
+use common::TestServer;
+use common::synapse::{MatrixUser, Synapse, enc};
+use common::tls::{Client, pki};
+use serde_json::json;
+
+async fn ours(ca: &std::path::Path, cert: &std::path::Path, key: &std::path::Path) -> TestServer {
+    let (cert, key, ca) = (cert.to_path_buf(), key.to_path_buf(), ca.to_path_buf());
+    TestServer::start_tuned(move |c| {
+        c.tls.cert = Some(cert);
+        c.tls.key = Some(key);
+        c.federation_ca = Some(ca);
+        c.federation_private_addresses = true;
+        common::relax_rates(c);
+    })
+    .await
+}
+
+/// Polls until `get` returns a list with all of `want` (by value), up to 60 s; returns it.
+async fn until_all<F, Fut>(what: &str, want: &[String], mut get: F) -> Vec<String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Vec<String>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = get().await;
+        if want.iter().all(|w| got.contains(w)) {
+            return got;
+        }
+        let missing: Vec<&String> = want.iter().filter(|w| !got.contains(w)).collect();
+        assert!(tokio::time::Instant::now() < deadline, "{what}: still missing {missing:?}; have {got:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Each sender's messages appear once and in the order sent.
+fn in_order(got: &[String], prefix: &str, n: usize) {
+    let mine: Vec<&String> = got.iter().filter(|b| b.starts_with(prefix)).collect();
+    let want: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
+    assert_eq!(mine, want.iter().collect::<Vec<_>>(), "{prefix}* once each, in order");
+}
+
+/// Messages from both sides, interleaved, in `room`; checked on both servers and live on ours.
+async fn exchange(syn: &Synapse, sam: &MatrixUser, ana: &Client, room: &str, tag: &str, n: usize) {
+    let mut ws = ana.ws(None).await;
+    let mut want = Vec::new();
+    for i in 0..n {
+        syn.send(sam, room, &format!("{tag}-sam-{i}"), &format!("{tag}s{i}")).await;
+        ana.send(&enc(room), &format!("{tag}-ana-{i}"), &format!("{tag}a{i}")).await;
+        want.push(format!("{tag}-sam-{i}"));
+        want.push(format!("{tag}-ana-{i}"));
+    }
+    // Live on our WebSocket: every one of Sam's, in order.
+    let mut live = Vec::new();
+    while live.len() < 2 * n {
+        live.push(ws.next_body().await);
+    }
+    in_order(&live, &format!("{tag}-sam-"), n);
+    // In both servers' history.
+    let path_room = enc(room);
+    let here = until_all("our history", &want, || ana.bodies(&path_room)).await;
+    in_order(&here, &format!("{tag}-sam-"), n);
+    in_order(&here, &format!("{tag}-ana-"), n);
+    let there = until_all("Synapse's history", &want, || syn.bodies(sam, room)).await;
+    in_order(&there, &format!("{tag}-sam-"), n);
+    in_order(&there, &format!("{tag}-ana-"), n);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_and_messages_cross_between_us_and_synapse() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = pki(tmp.path());
+    let syn = Synapse::start(&ca, &cert, &key).await;
+    let s = ours(&ca, &cert, &key).await;
+    let ana = Client::register(&ca, &s.addr.to_string(), "ana").await;
+    let sam = syn.register("sam").await;
+
+    // Synapse asks us for a profile: its signed request passes our checks.
+    let (st, v) = syn.call(Some(&sam), "GET", &format!("/_matrix/client/v3/profile/{}", enc(&ana.id)), None).await;
+    assert_eq!((st, v["displayname"].as_str()), (200, Some("ana")), "{v}");
+
+    // Sam's public room on Synapse (room version 12: Sam, its creator, is not in the power
+    // levels' users); Ana joins it by alias through our server.
+    let body = json!({"preset": "public_chat", "room_alias_name": "lobby", "name": "Lobby", "topic": "on Synapse"});
+    let (st, v) = syn.call(Some(&sam), "POST", "/_matrix/client/v3/createRoom", Some(body)).await;
+    assert_eq!(st, 200, "{v}");
+    let theirs = v["room_id"].as_str().unwrap().to_string();
+    let (st, v) = ana.post(&format!("/api/v1/join/{}", enc(&format!("#lobby:{}", syn.name))), json!({})).await;
+    assert_eq!((st, v["room_id"].as_str()), (200, Some(theirs.as_str())), "{v}");
+    let (st, v) = ana.get(&format!("/api/v1/rooms/{}", enc(&theirs))).await;
+    assert_eq!((st, v["name"].as_str(), v["topic"].as_str()), (200, Some("Lobby"), Some("on Synapse")), "{v}");
+    exchange(&syn, &sam, &ana, &theirs, "t", 15).await;
+
+    // Ana's public room here; Sam joins it by alias through Synapse.
+    let (st, v) = ana.post("/api/v1/rooms", json!({"name": "Ours", "visibility": "public", "alias": "ours"})).await;
+    assert_eq!(st, 200, "{v}");
+    let mine = v["room_id"].as_str().unwrap().to_string();
+    let alias = enc(&format!("#ours:{}", s.addr));
+    let (st, v) = syn.call(Some(&sam), "POST", &format!("/_matrix/client/v3/join/{alias}"), Some(json!({}))).await;
+    assert_eq!((st, v["room_id"].as_str()), (200, Some(mine.as_str())), "{v}\n{}", syn.log_tail());
+    exchange(&syn, &sam, &ana, &mine, "o", 15).await;
+
+    // Sam renames himself: Synapse sends a join over his join into both rooms, which our rules
+    // take (it was refused as "already a member"), and the rooms go on.
+    let path = format!("/_matrix/client/v3/profile/{}/displayname", enc(&sam.id));
+    let (st, v) = syn.call(Some(&sam), "PUT", &path, Some(json!({"displayname": "Sam Smith"}))).await;
+    assert_eq!(st, 200, "{v}");
+    for room in [&theirs, &mine] {
+        let path_room = enc(room);
+        let renamed = || async {
+            let events = ana.events(&path_room).await;
+            let named = events.iter().any(|e| {
+                e["type"] == "m.room.member"
+                    && e["state_key"] == sam.id.as_str()
+                    && e["content"]["displayname"] == "Sam Smith"
+            });
+            if named { vec!["renamed".to_string()] } else { Vec::new() }
+        };
+        until_all("Sam's new name", &["renamed".to_string()], renamed).await;
+    }
+    exchange(&syn, &sam, &ana, &mine, "r", 3).await;
+    s.stop().await;
+}
