@@ -131,3 +131,56 @@ async fn rooms_and_messages_cross_between_us_and_synapse() {
     exchange(&syn, &sam, &ana, &mine, "r", 3).await;
     s.stop().await;
 }
+
+/// Polls `check` (up to 60 s) until it is true.
+async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "{what}: not in time");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invitations_cross_between_us_and_synapse() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = pki(tmp.path());
+    let syn = Synapse::start(&ca, &cert, &key).await;
+    let s = ours(&ca, &cert, &key).await;
+    let ana = Client::register(&ca, &s.addr.to_string(), "ana").await;
+    let sam = syn.register("sam").await;
+
+    // Sam invites Ana to a private room on Synapse; she sees the invitation, who sent it and
+    // the room's name, accepts, and they talk.
+    let body = json!({"preset": "private_chat", "name": "Sam's", "invite": [ana.id]});
+    let (st, v) = syn.call(Some(&sam), "POST", "/_matrix/client/v3/createRoom", Some(body)).await;
+    assert_eq!(st, 200, "{v}\n{}", syn.log_tail());
+    let theirs = v["room_id"].as_str().unwrap().to_string();
+    until("Ana's invitation", async || {
+        let (_, v) = ana.get("/api/v1/rooms").await;
+        v["rooms"].as_array().unwrap().iter().any(|r| r["room_id"] == theirs.as_str() && r["membership"] == "invite")
+    })
+    .await;
+    let (_, v) = ana.get("/api/v1/rooms").await;
+    let invited = v["rooms"].as_array().unwrap().iter().find(|r| r["room_id"] == theirs.as_str()).unwrap().clone();
+    assert_eq!(invited["name"], "Sam's", "{invited}");
+    let (st, v) = ana.post(&format!("/api/v1/rooms/{}/join", enc(&theirs)), json!({})).await;
+    assert_eq!(st, 200, "{v}");
+    exchange(&syn, &sam, &ana, &theirs, "i", 3).await;
+
+    // Ana invites Sam to a private room here; Synapse shows him the invitation and he joins.
+    let (st, v) = ana.post("/api/v1/rooms", json!({"name": "Ana's", "visibility": "private"})).await;
+    assert_eq!(st, 200, "{v}");
+    let mine = v["room_id"].as_str().unwrap().to_string();
+    let (st, v) = ana.post(&format!("/api/v1/rooms/{}/invite", enc(&mine)), json!({"user_id": sam.id})).await;
+    assert_eq!(st, 200, "{v}\n{}", syn.log_tail());
+    until("Sam's invitation", async || {
+        let (_, v) = syn.call(Some(&sam), "GET", "/_matrix/client/v3/sync?timeout=0", None).await;
+        v["rooms"]["invite"].get(&mine).is_some()
+    })
+    .await;
+    let (st, v) = syn.call(Some(&sam), "POST", &format!("/_matrix/client/v3/join/{}", enc(&mine)), Some(json!({}))).await;
+    assert_eq!(st, 200, "{v}\n{}", syn.log_tail());
+    exchange(&syn, &sam, &ana, &mine, "j", 3).await;
+    s.stop().await;
+}
