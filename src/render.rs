@@ -248,7 +248,7 @@ pub fn directory(d: &DirectoryView<'_>) -> Markup {
             ul.directory id="public-rooms" {
                 @for r in &page.rooms {
                     @let title = if r.name.trim().is_empty() { "Unnamed room" } else { r.name.as_str() };
-                    li data-room-id=(r.room_id) {
+                    li {
                         span.avatar aria-hidden="true" { (title.chars().next().unwrap_or('#').to_uppercase()) }
                         div.info {
                             a.name href={ "/rooms/" (r.room_id) } { (title) }
@@ -257,7 +257,7 @@ pub fn directory(d: &DirectoryView<'_>) -> Markup {
                                 (r.joined) " member" @if r.joined != 1 { "s" }
                             }
                             @if !r.topic.is_empty() {
-                                p.topic title=(r.topic) {
+                                p.topic {
                                     (r.topic.chars().take(DIRECTORY_TOPIC_CHARS).collect::<String>())
                                     @if r.topic.chars().count() > DIRECTORY_TOPIC_CHARS { "…" }
                                 }

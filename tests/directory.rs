@@ -82,7 +82,11 @@ async fn page_html(s: &TestServer, u: &User, path_and_query: &str) -> (StatusCod
 /// The room ids listed in the directory section of a rooms page, in order.
 fn listed_on_page(html: &str) -> Vec<String> {
     let section = html.split("id=\"public-rooms\"").nth(1).unwrap().split("</ul>").next().unwrap();
-    section.split("<li data-room-id=\"").skip(1).map(|s| s.split('"').next().unwrap().to_string()).collect()
+    section
+        .split("<a class=\"name\" href=\"/rooms/")
+        .skip(1)
+        .map(|s| s.split('"').next().unwrap().to_string())
+        .collect()
 }
 
 /// The href of the page's link with `rel`, HTML entities of a query string undone.
