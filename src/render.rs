@@ -608,6 +608,17 @@ pub fn member_list(viewer: &str, room: &RoomRecord, members: &[(String, Membersh
                     form.stack method="post" action={ "/rooms/" (room.room_id) "/settings" } {
                         label { "Name" input name="name" required maxlength="100" value=(room.name); }
                         label { "Topic" input name="topic" maxlength="1000" value=(room.topic); }
+                        fieldset {
+                            legend { "Who can join" }
+                            label.check {
+                                input type="radio" name="visibility" value="public" checked[room.join_rule == JoinRule::Public];
+                                " Anyone (listed)"
+                            }
+                            label.check {
+                                input type="radio" name="visibility" value="private" checked[room.join_rule != JoinRule::Public];
+                                " Invited people only"
+                            }
+                        }
                         button type="submit" { "Save" }
                     }
                 }

@@ -321,6 +321,26 @@ async fn rooms_leave_the_directory_when_made_private_or_deleted() {
     let (_, page) = directory(&s, &ben, "").await;
     assert_eq!(ids(&page)[2], kept);
 
+    // The room's settings form does the same without JavaScript.
+    let form = |visibility: &'static str| {
+        s.http
+            .post(format!("{}/rooms/{kept}/settings", s.url))
+            .header(COOKIE, format!("chat_token={}", ana.token))
+            .header(ORIGIN, &s.url)
+            .form(&[("name", "Kept"), ("topic", ""), ("visibility", visibility)])
+            .send()
+    };
+    let (_, html) = page_html(&s, &ana, &format!("/rooms/{kept}")).await;
+    assert!(html.contains("name=\"visibility\" value=\"public\" checked"), "the form does not show the room public");
+    assert_eq!(form("private").await.unwrap().status(), StatusCode::SEE_OTHER);
+    assert!(!listed(&s, &ben).await.contains(&kept));
+    let (_, html) = page_html(&s, &ana, &format!("/rooms/{kept}")).await;
+    assert!(html.contains("name=\"visibility\" value=\"private\" checked"), "the form does not show the room private");
+    assert!(html.contains("made the room invite-only"));
+    assert_eq!(form("hidden").await.unwrap().status(), StatusCode::BAD_REQUEST);
+    assert_eq!(form("public").await.unwrap().status(), StatusCode::SEE_OTHER);
+    assert!(listed(&s, &ben).await.contains(&kept));
+
     // Deleted by the administrator: gone from the directory and its count.
     let o = common::cli_async(&s.dir, &["admin", "room", "delete", &deleted, "--yes"], None).await;
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -358,9 +358,13 @@ pub struct SettingsForm {
     name: String,
     #[serde(default)]
     topic: String,
+    /// `public` or `private`; absent leaves the join rule as it is.
+    #[serde(default)]
+    visibility: String,
 }
 
-/// `POST /rooms/{id}/settings`: renames the room and sets its topic (only what changed).
+/// `POST /rooms/{id}/settings`: renames the room, sets its topic and who can join (only what
+/// changed).
 pub async fn room_settings(
     State(state): State<AppState>,
     PageSession(s): PageSession,
@@ -373,8 +377,15 @@ pub async fn room_settings(
             let room = state.store.room(&id)?.ok_or_else(|| Error::NotFound("no such room".into()))?;
             let name = (f.name.trim() != room.name).then_some(f.name.as_str());
             let topic = (f.topic.trim() != room.topic).then_some(f.topic.as_str());
-            match name.is_some() || topic.is_some() {
-                true => rooms::update_room(&state.rooms, &s.user, &id, name, topic, None).await?,
+            let join_rule = match f.visibility.as_str() {
+                "" => None,
+                "public" => Some(JoinRule::Public),
+                "private" => Some(JoinRule::Invite),
+                _ => return Err(Error::bad("visibility must be public or private")),
+            }
+            .filter(|r| *r != room.join_rule);
+            match name.is_some() || topic.is_some() || join_rule.is_some() {
+                true => rooms::update_room(&state.rooms, &s.user, &id, name, topic, join_rule).await?,
                 false => rooms::check_may_edit(&state.rooms, &s.user, &id)?,
             }
             Ok(Redirect::to(&format!("/rooms/{id}")).into_response())
