@@ -2,7 +2,7 @@
 //! channel, so a live update looks exactly like a reload. maud escapes all text by default;
 //! user content is never inserted as raw HTML.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use axum::response::{Html, IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
@@ -10,6 +10,7 @@ use maud::{DOCTYPE, Markup, html};
 use crate::error::Error;
 
 use crate::events::*;
+use crate::store::directory::{DirectoryPage, MAX_SEARCH_CHARS, PageToken};
 use crate::store::events::StoredEvent;
 use crate::store::rooms::{MyRoom, RoomRecord, UNREAD_CAP};
 
@@ -145,8 +146,8 @@ fn unread_label(n: u64) -> String {
     if n >= UNREAD_CAP { format!("{}+", UNREAD_CAP - 1) } else { n.to_string() }
 }
 
-/// The home page: room list, public directory, create form, direct message form.
-pub fn home(user: &str, since: u64, rooms: &[MyRoom], public: &[RoomRecord], presence: &Presences) -> Markup {
+/// The home page: room list, create form, direct message form, one page of the public directory.
+pub fn home(user: &str, since: u64, rooms: &[MyRoom], d: &DirectoryView<'_>, presence: &Presences) -> Markup {
     layout(
         "Rooms",
         Some(user),
@@ -183,23 +184,117 @@ pub fn home(user: &str, since: u64, rooms: &[MyRoom], public: &[RoomRecord], pre
                             button type="submit" { "Join" }
                         }
                     }
-                    section {
-                        h2 { "Public rooms" }
-                        ul.directory id="public-rooms" {
-                            @for r in public {
-                                li {
-                                    a href={ "/rooms/" (r.room_id) } { (room_title(r, None)) }
-                                    span.muted { " · " (r.joined) " member" @if r.joined != 1 { "s" } }
-                                    @if !r.topic.is_empty() { p.topic { (r.topic) } }
-                                }
-                            }
-                            @if public.is_empty() { li.empty { "No public rooms yet — create one." } }
-                        }
-                    }
+                    (directory(d))
                 }
             }
         },
     )
+}
+
+/// Characters of a topic shown in the directory (the room shows it all).
+const DIRECTORY_TOPIC_CHARS: usize = 200;
+
+/// One page of the public directory as the home page shows it.
+pub struct DirectoryView<'a> {
+    /// The page.
+    pub page: &'a DirectoryPage,
+    /// The search text as typed (empty: none).
+    pub q: &'a str,
+    /// Rooms the viewer has joined (they get "View" rather than "Join").
+    pub joined: &'a HashSet<&'a str>,
+}
+
+/// `/rooms?since=TOKEN&q=TEXT#directory`.
+fn directory_link(token: &PageToken, q: &str) -> String {
+    let mut url = format!("/rooms?since={}", token.encode());
+    if !q.is_empty() {
+        url.push_str("&q=");
+        url.push_str(&urlencoding(q));
+    }
+    url.push_str("#directory");
+    url
+}
+
+/// Percent-encodes a query parameter value.
+fn urlencoding(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// The public directory: a search form (a GET form, no script needed), one page of rooms and
+/// the links to the pages around it.
+pub fn directory(d: &DirectoryView<'_>) -> Markup {
+    let page = d.page;
+    html! {
+        section.directory id="directory" aria-labelledby="directory-title" {
+            div.section-head {
+                h2 id="directory-title" { "Public rooms" }
+                @if let Some(n) = page.total { span.muted.count { (n) " room" @if n != 1 { "s" } } }
+            }
+            form.row.search method="get" action="/rooms#directory" role="search" {
+                input type="search" name="q" value=(d.q) maxlength=(MAX_SEARCH_CHARS)
+                    placeholder="Search by name, topic or address" aria-label="Search public rooms";
+                button type="submit" { "Search" }
+            }
+            @if !d.q.is_empty() {
+                p.muted.searching { "Rooms matching “" (d.q) "” · " a href="/rooms#directory" { "Show all" } }
+            }
+            ul.directory id="public-rooms" {
+                @for r in &page.rooms {
+                    @let title = if r.name.trim().is_empty() { "Unnamed room" } else { r.name.as_str() };
+                    li {
+                        span.avatar aria-hidden="true" { (title.chars().next().unwrap_or('#').to_uppercase()) }
+                        div.info {
+                            a.name href={ "/rooms/" (r.room_id) } { (title) }
+                            div.meta {
+                                @if let Some(a) = &r.alias { span.alias { (a) } " · " }
+                                (r.joined) " member" @if r.joined != 1 { "s" }
+                            }
+                            @if !r.topic.is_empty() {
+                                p.topic {
+                                    (r.topic.chars().take(DIRECTORY_TOPIC_CHARS).collect::<String>())
+                                    @if r.topic.chars().count() > DIRECTORY_TOPIC_CHARS { "…" }
+                                }
+                            }
+                        }
+                        @if d.joined.contains(r.room_id.as_str()) {
+                            a.button.small.secondary href={ "/rooms/" (r.room_id) } { "View" }
+                        } @else {
+                            form.inline method="post" action={ "/rooms/" (r.room_id) "/join" } {
+                                button.button.small type="submit" aria-label={ "Join " (title) } { "Join" }
+                            }
+                        }
+                    }
+                }
+                @if page.rooms.is_empty() {
+                    li.empty {
+                        @if d.q.is_empty() { "No public rooms yet — create one." }
+                        @else if page.search_cut { "No matches among the rooms searched so far." }
+                        @else { "No public rooms match." }
+                    }
+                }
+            }
+            @if page.search_cut && !page.rooms.is_empty() {
+                p.muted { "Only part of the directory was searched for this page." }
+            }
+            @if page.prev.is_some() || page.next.is_some() {
+                nav.pager aria-label="Directory pages" {
+                    @if let Some(t) = &page.prev { a.button.small.secondary rel="prev" href=(directory_link(t, d.q)) { "← Previous" } }
+                    @if let Some(t) = &page.next {
+                        a.button.small.secondary rel="next" href=(directory_link(t, d.q)) {
+                            @if page.search_cut { "Search further →" } @else { "More rooms →" }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// What the viewer may do in the room shown.
@@ -513,6 +608,17 @@ pub fn member_list(viewer: &str, room: &RoomRecord, members: &[(String, Membersh
                     form.stack method="post" action={ "/rooms/" (room.room_id) "/settings" } {
                         label { "Name" input name="name" required maxlength="100" value=(room.name); }
                         label { "Topic" input name="topic" maxlength="1000" value=(room.topic); }
+                        fieldset {
+                            legend { "Who can join" }
+                            label.check {
+                                input type="radio" name="visibility" value="public" checked[room.join_rule == JoinRule::Public];
+                                " Anyone (listed)"
+                            }
+                            label.check {
+                                input type="radio" name="visibility" value="private" checked[room.join_rule != JoinRule::Public];
+                                " Invited people only"
+                            }
+                        }
                         button type="submit" { "Save" }
                     }
                 }

@@ -3,7 +3,11 @@
 //! with schema 1: server B of a two-server federation over HTTPS (`127.0.0.1:38035`), where
 //! ben joined ana's `#lobby` on A after 60 messages (so B holds outlier events: the room's
 //! state and auth chain from the join, older than the 50 events of history it fetched), said
-//! hello, and created a room of his own.
+//! hello, and created a room of his own. `tests/data/schema-2/chat.redb` was written by the
+//! last build with schema 2 (`127.0.0.1:38036`, one server): ana created the public rooms Lobby
+//! (`#lobby`, topic "Say hello to everyone"; ben joined and said hi) and Rust (`#rustaceans`,
+//! "Crabs welcome") and the private room "Secret plans" (`#secret`); ben created the public room
+//! Gardening.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use chat_testkit as common;
@@ -17,17 +21,50 @@ const SERVER: &str = "127.0.0.1:38035";
 const LOBBY: &str = "!2P_lMZgVqc4barY5GyAWm5fyhq9Y7_5wA3uGfoMExJg";
 const LOCAL: &str = "!fHW9jss_2gC4A3NDU0C-12JObfUhpgzHtYknYZN6PAM";
 
-fn schema_1_copy() -> tempfile::TempDir {
+fn schema_copy(version: u32) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
-    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/schema-1/chat.redb");
+    let fixture = format!("{}/tests/data/schema-{version}/chat.redb", env!("CARGO_MANIFEST_DIR"));
     std::fs::copy(fixture, tmp.path().join("chat.redb")).unwrap();
     tmp
 }
 
+fn schema_1_copy() -> tempfile::TempDir {
+    schema_copy(1)
+}
+
 async fn start(dir: &std::path::Path) -> TestServer {
+    start_as(dir, SERVER).await
+}
+
+async fn start_as(dir: &std::path::Path, server: &str) -> TestServer {
     let mut config = chat::Config::with_data_dir(dir);
-    config.server_name = Some(chat::ids::ServerName::parse(SERVER).unwrap());
+    config.server_name = Some(chat::ids::ServerName::parse(server).unwrap());
     TestServer::start_with(config).await
+}
+
+async fn login(s: &TestServer, name: &str) -> common::User {
+    let (st, v) = s.post(None, "/api/v1/login", json!({"username": name, "password": "password123"})).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    common::User {
+        id: v["user_id"].as_str().unwrap().into(),
+        name: name.into(),
+        token: v["token"].as_str().unwrap().into(),
+    }
+}
+
+/// The directory's rooms as (name, members, alias), in order.
+async fn directory(s: &TestServer, u: &common::User, query: &str) -> Vec<(String, u64, Option<String>)> {
+    let (st, v) = s.get(Some(&u.token), &format!("/api/v1/rooms/public?{query}")).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    v["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let alias = r["alias"].as_str().map(str::to_string);
+            (r["name"].as_str().unwrap().to_string(), r["members"].as_u64().unwrap(), alias)
+        })
+        .collect()
 }
 
 fn events_in_backup(out: &std::process::Output) -> u64 {
@@ -55,6 +92,9 @@ async fn a_schema_1_database_is_upgraded_and_keeps_its_data() {
     let lobby = s.bodies(&ben, LOBBY).await;
     assert!(lobby.ends_with(&["before ben came 59".to_string(), "hi from B".to_string()]), "{lobby:?}");
     assert_eq!(s.bodies(&ben, LOCAL).await, ["only here"]);
+    // The public directory was built in the upgrade (the lobby's alias is A's, not ours).
+    let listed = directory(&s, &ben, "").await;
+    assert_eq!(listed, [("Lobby".to_string(), 2, None), ("Local".to_string(), 1, None)]);
     // New writes go on from the stored stream position.
     s.send(&ben, LOCAL, "after the upgrade", "u1").await;
     let _keep = s.stop().await;
@@ -74,4 +114,52 @@ async fn a_schema_1_database_is_upgraded_and_keeps_its_data() {
     let backup = tmp.path().join("after-delete.redb");
     let out = common::cli(tmp.path(), &["backup", backup.to_str().unwrap()], None);
     assert_eq!(events_in_backup(&out), 0);
+}
+
+const SERVER_2: &str = "127.0.0.1:38036";
+
+/// Schema 3 adds the public directory's index: opening a schema 2 database builds it from the
+/// rooms (public ones only, with their aliases), and it is kept from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_2_database_gets_its_public_directory() {
+    let tmp = schema_copy(2);
+    let s = start_as(tmp.path(), SERVER_2).await;
+    let ana = login(&s, "ana").await;
+    let lobby = Some(format!("#lobby:{SERVER_2}"));
+    let rust = Some(format!("#rustaceans:{SERVER_2}"));
+    let expected = vec![
+        ("Lobby".to_string(), 2, lobby.clone()),
+        ("Gardening".to_string(), 1, None),
+        ("Rust".to_string(), 1, rust.clone()),
+    ];
+    assert_eq!(directory(&s, &ana, "").await, expected);
+    let (_, v) = s.get(Some(&ana.token), "/api/v1/rooms/public").await;
+    assert_eq!(v["total"], 3);
+    // Searched by alias and by topic; the private room is not found.
+    assert_eq!(directory(&s, &ana, "q=RUSTACEANS").await, [("Rust".to_string(), 1, rust.clone())]);
+    assert_eq!(directory(&s, &ana, "q=hello").await, [("Lobby".to_string(), 2, lobby.clone())]);
+    assert_eq!(directory(&s, &ana, "q=secret").await, []);
+    let _keep = s.stop().await;
+
+    // Opened again, it is the same; and it follows changes.
+    let s = start_as(tmp.path(), SERVER_2).await;
+    assert_eq!(directory(&s, &ana, "").await, expected);
+    let (_, v) = s.get(Some(&ana.token), "/api/v1/rooms/public?q=gardening").await;
+    let garden = v["rooms"][0]["room_id"].as_str().unwrap().to_string();
+    let (_, v) = s.get(Some(&ana.token), "/api/v1/rooms/public?q=lobby").await;
+    let lobby_id = v["rooms"][0]["room_id"].as_str().unwrap().to_string();
+    s.join(&ana, &garden).await;
+    let order: Vec<String> = directory(&s, &ana, "").await.into_iter().map(|r| r.0).collect();
+    assert_eq!(order, ["Gardening", "Lobby", "Rust"]);
+    // Deleting a room frees the aliases it had before the upgrade.
+    let out = common::cli_async(tmp.path(), &["admin", "room", "delete", &lobby_id, "--yes"], None).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let order: Vec<String> = directory(&s, &ana, "").await.into_iter().map(|r| r.0).collect();
+    assert_eq!(order, ["Gardening", "Rust"]);
+    let (st, v) = s
+        .post(Some(&ana.token), "/api/v1/rooms", json!({"name": "New lobby", "visibility": "public", "alias": "lobby"}))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(directory(&s, &ana, "q=lobby").await, [("New lobby".to_string(), 1, lobby)]);
+    let _keep = s.stop().await;
 }

@@ -27,7 +27,7 @@ use libfuzzer_sys::fuzz_target;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-const ROUTES: [&str; 19] = [
+const ROUTES: [&str; 20] = [
     "register",
     "login",
     "password",
@@ -46,6 +46,7 @@ const ROUTES: [&str; 19] = [
     "form_settings",
     "query_messages",
     "query_history",
+    "query_directory",
     "query_ws",
 ];
 
@@ -137,6 +138,19 @@ fn cursor(before: Option<&str>) {
     client_error(api::parse_cursor(before));
 }
 
+/// The directory's `limit`, `since` and `q`: a 4xx or within the documented bounds, and a token
+/// reads back as itself.
+fn directory(params: &api::DirectoryParams) -> bool {
+    use chat::store::directory::{MAX_LIMIT, MAX_SEARCH_CHARS, PageToken};
+    let Some(q) = client_error(params.query()) else { return false };
+    assert!((1..=MAX_LIMIT).contains(&q.limit));
+    assert!(q.search.as_ref().is_none_or(|s| !s.is_empty() && s.chars().count() <= MAX_SEARCH_CHARS));
+    if let Some(t) = q.since {
+        assert_eq!(PageToken::parse(&t.encode()).expect("our own token"), t);
+    }
+    true
+}
+
 fuzz_target!(|data: &[u8]| {
     let split = data.iter().position(|b| *b == b'\n').unwrap_or(data.len());
     let (name, body) = (&data[..split], data.get(split + 1..).unwrap_or_default());
@@ -160,6 +174,7 @@ fuzz_target!(|data: &[u8]| {
         "form_password" | "form_settings" => client_error(form::<pages::PasswordForm>(body)).is_some(),
         "query_messages" => client_error(query::<api::Page>(body)).is_some(),
         "query_history" => client_error(query::<pages::Before>(body)).is_some(),
+        "query_directory" => client_error(query::<api::DirectoryParams>(body)).is_some_and(|p| directory(&p)),
         _ => client_error(query::<chat::live::socket::WsQuery>(body)).is_some(),
     };
     if !ok {

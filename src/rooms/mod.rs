@@ -275,21 +275,28 @@ pub async fn update_room(
     room_id: &RoomId,
     name: Option<&str>,
     topic: Option<&str>,
+    join_rule: Option<JoinRule>,
 ) -> Result<()> {
     let name = name.map(|n| clean_text("room name", n, MAX_NAME_CHARS, true)).transpose()?;
     let topic = topic.map(|t| clean_text("topic", t, MAX_TOPIC_CHARS, false)).transpose()?;
-    if name.is_none() && topic.is_none() {
-        return Err(Error::bad("nothing to change: give a name or a topic"));
+    if name.is_none() && topic.is_none() && join_rule.is_none() {
+        return Err(Error::bad("nothing to change: give a name, a topic or a visibility"));
     }
     let (u, rid) = (user.to_string(), room_id.clone());
     state
         .store
         .write(move |tx| {
+            if join_rule == Some(JoinRule::Public) && tx.require_room(&rid)?.direct {
+                return Err(Error::bad("a direct room stays private"));
+            }
             if let Some(n) = name {
                 append(tx, &rid, &u, NewEvent::state(M_ROOM_NAME, "", json!({ "name": n })))?;
             }
             if let Some(t) = topic {
                 append(tx, &rid, &u, NewEvent::state(M_ROOM_TOPIC, "", json!({ "topic": t })))?;
+            }
+            if let Some(rule) = join_rule {
+                append(tx, &rid, &u, NewEvent::state(M_ROOM_JOIN_RULES, "", json!({ "join_rule": rule.as_str() })))?;
             }
             Ok(())
         })

@@ -165,8 +165,17 @@ impl Store {
                     event_ids.insert(id);
                 }
             }
-            // Its aliases, and its events still queued for other servers.
-            txn.open_table(ALIASES)?.retain(|_, v| v != rid)?;
+            // Its directory entry, its aliases, and its events still queued for other servers.
+            super::directory::remove_room(txn, rid)?;
+            {
+                let mut aliases = txn.open_table(ALIASES)?;
+                for row in
+                    txn.open_table(ROOM_ALIASES)?.extract_from_if((rid, "")..=(rid, "\u{10ffff}"), |_, _| true)?
+                {
+                    let (k, _) = row?;
+                    aliases.remove(k.value().1)?;
+                }
+            }
             txn.open_table(FED_QUEUE)?.retain(|_, v| !event_ids.contains(v))?;
             Ok(DeletedRoom { events: event_ids.len() as u64, members: members.len() as u64 })
         })

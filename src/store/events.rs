@@ -135,7 +135,7 @@ fn persist_inner(
     }
     room.depth = room.depth.max(ev.depth);
     room.last_pos = pos;
-    put_json(&mut tx.txn.open_table(ROOMS)?, rid.as_str(), room)?;
+    super::rooms::put_room(tx.txn, room)?;
     let stored = Arc::new(StoredEvent { pos, event: ev });
     put_json(&mut tx.txn.open_table(EVENTS)?, eid.as_str(), stored.as_ref())?;
     if send {

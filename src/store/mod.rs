@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod admin;
 pub mod backup;
 pub mod calls;
+pub mod directory;
 pub mod events;
 pub mod keys;
 pub mod outbox;
@@ -26,7 +27,7 @@ pub use writer::{OnCommit, Tx, Writer, WriterStats, WriterThread};
 
 /// Version of the table layout this build reads and writes. Each version's change, and the step
 /// that upgrades a database of the version before, is in [`upgrade`].
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "chat.redb";
 
@@ -168,6 +169,9 @@ fn upgrade(txn: &WriteTransaction, from: u32) -> Result<()> {
             }
             Ok(())
         }
+        // 3 adds the public directory (`public_rooms`, `public_room_keys`) and `room_aliases`,
+        // built from `rooms` and `aliases`.
+        2 => directory::build(txn),
         _ => Err(Error::Internal(format!("no upgrade from schema {from}"))),
     }
 }

@@ -148,23 +148,6 @@ impl Store {
         Ok(out)
     }
 
-    /// Public rooms, most members first. An invitation's stub (`partial`: we only know what the
-    /// inviting server said) is never listed.
-    pub fn public_rooms(&self) -> Result<Vec<RoomRecord>> {
-        let r = self.read()?;
-        let rooms = r.open_table(ROOMS)?;
-        let mut out = Vec::new();
-        for row in rooms.iter()? {
-            let (_, v) = row?;
-            let room: RoomRecord = serde_json::from_slice(v.value())?;
-            if room.join_rule == JoinRule::Public && !room.partial {
-                out.push(room);
-            }
-        }
-        out.sort_by(|a, b| b.joined.cmp(&a.joined).then(b.last_pos.cmp(&a.last_pos)));
-        Ok(out)
-    }
-
     /// Members of a room with their membership (joined and invited), sorted by user id.
     pub fn members(&self, room_id: &RoomId) -> Result<Vec<(String, Membership)>> {
         let room_id = room_id.as_str();
@@ -396,6 +379,13 @@ pub(super) fn memberships(
     Ok(out)
 }
 
+/// Writes a room's summary and, in the same transaction, its directory entry: the one place
+/// `rooms` rows are written, so the directory cannot drift from them.
+pub(super) fn put_room(txn: &redb::WriteTransaction, room: &RoomRecord) -> Result<()> {
+    super::put_json(&mut txn.open_table(ROOMS)?, room.room_id.as_str(), room)?;
+    super::directory::sync_room(txn, room)
+}
+
 impl Store {
     /// The room an alias of this server (`#name:server`, lower-case) names.
     pub fn alias(&self, alias: &str) -> Result<Option<RoomId>> {
@@ -436,10 +426,14 @@ impl super::Tx<'_> {
         Ok(self.txn.open_table(ALIASES)?.get(alias)?.map(|v| RoomId::from_stored(v.value())))
     }
 
-    /// Gives a room an alias of this server.
+    /// Gives a room an alias of this server (and its directory entry, if listed, the alias).
     pub fn put_alias(&mut self, alias: &str, room_id: &RoomId) -> Result<()> {
-        let room_id = room_id.as_str();
-        self.txn.open_table(ALIASES)?.insert(alias, room_id)?;
+        let rid = room_id.as_str();
+        self.txn.open_table(ALIASES)?.insert(alias, rid)?;
+        self.txn.open_table(ROOM_ALIASES)?.insert((rid, alias), ())?;
+        if let Some(room) = self.room(room_id)? {
+            super::directory::sync_room(self.txn, &room)?;
+        }
         Ok(())
     }
 

@@ -65,6 +65,19 @@ pub const ROOM_OUTLIERS: TableDefinition<(&str, &str), ()> = TableDefinition::ne
 /// Room alias (`#name:server`, lower-case) -> room id: this server's aliases.
 pub const ALIASES: TableDefinition<&str, &str> = TableDefinition::new("aliases");
 
+/// (room id, alias) -> (): the reverse of `ALIASES`, so a room's aliases are found without a
+/// scan (the directory shows the first). Added in schema 3.
+pub const ROOM_ALIASES: TableDefinition<(&str, &str), ()> = TableDefinition::new("room_aliases");
+
+/// (u32::MAX - joined members, sort name, room id) -> JSON [`super::directory::DirectoryEntry`]:
+/// the public directory in its order (most members first, then by name), so a page is a range
+/// read. Kept with the room's summary in the same write; see [`super::directory`]. Schema 3.
+pub const PUBLIC_ROOMS: TableDefinition<(u32, &str, &str), &[u8]> = TableDefinition::new("public_rooms");
+
+/// Room id -> (u32::MAX - joined members, sort name): where a listed room's row is in
+/// `PUBLIC_ROOMS`, so a change moves or removes it without a scan. Schema 3.
+pub const PUBLIC_ROOM_KEYS: TableDefinition<&str, (u32, &str)> = TableDefinition::new("public_room_keys");
+
 /// (destination server, lane, stream position) -> event id: the persistent outbound federation
 /// queue. Lane 0 carries call signalling, lane 1 everything else; each lane of each
 /// destination has one transaction in flight. Rows are written in the event's own transaction
@@ -98,6 +111,9 @@ macro_rules! every_table {
             MENTIONS,
             ROOM_OUTLIERS,
             ALIASES,
+            ROOM_ALIASES,
+            PUBLIC_ROOMS,
+            PUBLIC_ROOM_KEYS,
             FED_QUEUE,
             FED_TXNS
         )

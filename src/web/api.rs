@@ -13,6 +13,7 @@ use crate::federation::membership;
 use crate::ids::{EventId, RoomId, UserId};
 use crate::rooms::{self, CreateRoom};
 use crate::state::AppState;
+use crate::store::directory::{DirectoryEntry, DirectoryQuery};
 use crate::store::events::StoredEvent;
 use crate::store::rooms::RoomRecord;
 
@@ -181,10 +182,52 @@ pub async fn my_rooms(State(state): State<AppState>, session: Session) -> Result
     Ok(Json(json!({ "rooms": rooms })))
 }
 
-/// `GET /rooms/public`.
-pub async fn public_rooms(State(state): State<AppState>, _session: Session) -> Result<Json<Value>> {
-    let rooms: Vec<Value> = state.store.public_rooms()?.iter().map(room_json).collect();
-    Ok(Json(json!({ "rooms": rooms })))
+/// `?limit=&since=&q=` of the public directory.
+#[derive(Deserialize)]
+pub struct DirectoryParams {
+    limit: Option<usize>,
+    since: Option<String>,
+    /// The search text as given.
+    pub q: Option<String>,
+}
+
+impl DirectoryParams {
+    /// The query these parameters ask for (`400` if they are bad).
+    pub fn query(&self) -> Result<DirectoryQuery> {
+        DirectoryQuery::parse(self.limit, self.since.as_deref(), self.q.as_deref())
+    }
+}
+
+/// A directory entry as the API shows it: the room object, plus its alias.
+fn entry_json(e: &DirectoryEntry) -> Value {
+    json!({
+        "room_id": e.room_id,
+        "name": e.name,
+        "topic": e.topic,
+        "alias": e.alias,
+        "visibility": "public",
+        "direct": e.direct,
+        "members": e.joined,
+        "creator": e.creator,
+    })
+}
+
+/// `GET /rooms/public?limit=&since=&q=` → `{rooms, next_batch, prev_batch, total}`: one page
+/// of the public directory, most members first, optionally searched.
+pub async fn public_rooms(
+    State(state): State<AppState>,
+    _session: Session,
+    params: std::result::Result<Query<DirectoryParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>> {
+    let Query(params) = params.map_err(|e| Error::bad(e.body_text()))?;
+    let page = state.store.public_rooms(&params.query()?)?;
+    let rooms: Vec<Value> = page.rooms.iter().map(entry_json).collect();
+    Ok(Json(json!({
+        "rooms": rooms,
+        "next_batch": page.next.map(|t| t.encode()),
+        "prev_batch": page.prev.map(|t| t.encode()),
+        "total": page.total,
+    })))
 }
 
 /// Loads a room the caller has joined: 404 if it does not exist, 403 if not a member.
@@ -245,16 +288,24 @@ pub async fn invite(
 pub struct RoomUpdate {
     name: Option<String>,
     topic: Option<String>,
+    visibility: Option<String>,
 }
 
-/// `POST /rooms/{id}/settings {name?, topic?}`: renames the room or changes its topic.
+/// `POST /rooms/{id}/settings {name?, topic?, visibility?}`: renames the room, changes its
+/// topic, or makes it public or private (listed in the directory or not).
 pub async fn update_room(
     State(state): State<AppState>,
     session: Session,
     RoomPath(id): RoomPath,
     Json(r): Json<RoomUpdate>,
 ) -> Result<Json<Value>> {
-    rooms::update_room(&state.rooms, &session.user, &id, r.name.as_deref(), r.topic.as_deref()).await?;
+    let join_rule = match r.visibility.as_deref() {
+        None => None,
+        Some("public") => Some(JoinRule::Public),
+        Some("private") => Some(JoinRule::Invite),
+        Some(_) => return Err(Error::bad("visibility must be \"public\" or \"private\"")),
+    };
+    rooms::update_room(&state.rooms, &session.user, &id, r.name.as_deref(), r.topic.as_deref(), join_rule).await?;
     Ok(Json(json!({})))
 }
 

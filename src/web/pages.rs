@@ -6,7 +6,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::Markup;
 use serde::Deserialize;
 
-use super::api::{member_room, parse_cursor};
+use super::api::{DirectoryParams, member_room, parse_cursor};
 use super::extract::PageSession;
 use super::extract::{ClientIp, Form, RoomPath};
 use crate::auth::account;
@@ -20,7 +20,7 @@ use crate::rooms::{self, CreateRoom};
 use crate::state::AppState;
 use crate::store::events::StoredEvent;
 use crate::store::rooms::MyRoom;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Events on the first page of a room.
 const FIRST_PAGE: usize = 50;
@@ -138,14 +138,24 @@ pub async fn logout(State(state): State<AppState>, PageSession(s): PageSession) 
     res
 }
 
-/// `GET /rooms`: the home page.
-pub async fn home(State(state): State<AppState>, PageSession(s): PageSession) -> Response {
+/// `GET /rooms?since=&q=`: the home page, with one page of the public directory.
+pub async fn home(
+    State(state): State<AppState>,
+    PageSession(s): PageSession,
+    params: std::result::Result<Query<DirectoryParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     or_error_page((|| {
+        let Query(params) = params.map_err(|e| Error::bad(e.body_text()))?;
+        let query = params.query()?;
         let since = state.store.stream_pos()?;
         let mine = state.store.my_rooms(s.user.as_str())?;
-        let public = state.store.public_rooms()?;
+        let public = state.store.public_rooms(&query)?;
+        let joined: HashSet<&str> =
+            mine.iter().filter(|m| m.membership == Membership::Join).map(|m| m.room.room_id.as_str()).collect();
+        let q = params.q.as_deref().map(str::trim).unwrap_or_default();
+        let directory = views::DirectoryView { page: &public, q, joined: &joined };
         let presence = presences(&state, &mine, std::iter::empty());
-        Ok(page(views::home(s.user.as_str(), since, &mine, &public, &presence)))
+        Ok(page(views::home(s.user.as_str(), since, &mine, &directory, &presence)))
     })())
 }
 
@@ -348,9 +358,13 @@ pub struct SettingsForm {
     name: String,
     #[serde(default)]
     topic: String,
+    /// `public` or `private`; absent leaves the join rule as it is.
+    #[serde(default)]
+    visibility: String,
 }
 
-/// `POST /rooms/{id}/settings`: renames the room and sets its topic (only what changed).
+/// `POST /rooms/{id}/settings`: renames the room, sets its topic and who can join (only what
+/// changed).
 pub async fn room_settings(
     State(state): State<AppState>,
     PageSession(s): PageSession,
@@ -363,8 +377,15 @@ pub async fn room_settings(
             let room = state.store.room(&id)?.ok_or_else(|| Error::NotFound("no such room".into()))?;
             let name = (f.name.trim() != room.name).then_some(f.name.as_str());
             let topic = (f.topic.trim() != room.topic).then_some(f.topic.as_str());
-            match name.is_some() || topic.is_some() {
-                true => rooms::update_room(&state.rooms, &s.user, &id, name, topic).await?,
+            let join_rule = match f.visibility.as_str() {
+                "" => None,
+                "public" => Some(JoinRule::Public),
+                "private" => Some(JoinRule::Invite),
+                _ => return Err(Error::bad("visibility must be public or private")),
+            }
+            .filter(|r| *r != room.join_rule);
+            match name.is_some() || topic.is_some() || join_rule.is_some() {
+                true => rooms::update_room(&state.rooms, &s.user, &id, name, topic, join_rule).await?,
                 false => rooms::check_may_edit(&state.rooms, &s.user, &id)?,
             }
             Ok(Redirect::to(&format!("/rooms/{id}")).into_response())
