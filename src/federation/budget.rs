@@ -136,6 +136,11 @@ impl FetchBudget {
         FetchBudget(MISSING_FETCHES_PER_TXN)
     }
 
+    /// Whether this transaction's requests are all made (its other events take gaps at once).
+    pub(super) fn spent(&self) -> bool {
+        self.0 == 0
+    }
+
     /// Takes one request to `server` from this budget and from the server's per-minute one;
     /// false if either is spent.
     pub(super) fn take(&mut self, state: &FedState, server: &str) -> bool {

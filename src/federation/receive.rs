@@ -252,7 +252,12 @@ async fn take_with_predecessors(
     inflight: &mut InFlight,
     fetches: &mut FetchBudget,
 ) -> Result<EventId> {
-    if ev.prev_events.iter().any(|p| !inflight.has(state, p)) {
+    let missing = ev.prev_events.iter().any(|p| !inflight.has(state, p));
+    if missing && fetches.spent() {
+        // No request left in this transaction: a gap at once, without waiting for what is queued.
+        let refused = &state.federation.budgets.counters.missing_fetches_refused;
+        refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    } else if missing {
         // What is queued is stored first, so the question names what we have.
         inflight.release().await;
         let fetched = fetch_gap(state, origin, &ev, fetches).await;
@@ -375,7 +380,7 @@ async fn fetch_gap(state: &FedState, origin: &str, ev: &Event, fetches: &mut Fet
         // The next round starts from the fetched events whose predecessors are still missing.
         latest = got
             .values()
-            .filter(|e| e.prev_events.iter().any(|p| !known(p) && !got.keys().any(|k| k.as_str() == p)))
+            .filter(|e| e.prev_events.iter().any(|p| !got.contains_key(p.as_str()) && !known(p)))
             .map(|e| e.event_id.to_string())
             .take(20)
             .collect();
