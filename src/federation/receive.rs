@@ -1,6 +1,7 @@
-//! Receiving events from other servers: transactions (`send`), each PDU verified, its missing
-//! predecessors fetched, checked against its auth events and the current state, and committed
-//! with the rest of its transaction; catch-up at start.
+//! Receiving events from other servers: transactions (`send`), each PDU verified, held to the
+//! limits of [`budget`](super::budget), its missing predecessors fetched within a budget and
+//! with no room lock held, checked against its auth events and the current state, and
+//! committed with the rest of its transaction; catch-up at start.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
