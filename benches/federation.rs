@@ -42,6 +42,8 @@ async fn start(dir: &Path, ca: &Path, cert: &Path, key: &Path) -> Res<chat::Runn
     c.limits.messages_per_user_per_minute = 1_000_000_000;
     c.limits.registrations_per_ip_per_minute = 1_000_000;
     c.limits.federation_requests_per_origin_per_minute = 1_000_000;
+    c.limits.federation_events_per_origin_per_minute = 1_000_000_000;
+    c.limits.federation_events_per_room_per_hour = 1_000_000_000;
     Ok(chat::start(c, tokio_util::sync::CancellationToken::new()).await?)
 }
 

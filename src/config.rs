@@ -160,6 +160,22 @@ pub struct Limits {
     /// Longest wait, in seconds, between attempts to deliver to a server that does not answer
     /// (the wait doubles from 1 s with jitter; contact from that server retries at once).
     pub federation_retry_max_secs: u64,
+    /// Events another server may send per minute, all its users together (a remote user is held
+    /// to `messages_per_user_per_minute` too); more are refused one by one, with a retry time.
+    pub federation_events_per_origin_per_minute: u32,
+    /// Events other servers may add to one room per hour, sent or fetched (in bursts of as
+    /// many): the room's storage budget for remote traffic.
+    pub federation_events_per_room_per_hour: u32,
+    /// `get_missing_events` requests made to one server per minute (and at most 3 per received
+    /// transaction); beyond it an event is taken with a gap before it.
+    pub federation_missing_fetches_per_origin_per_minute: u32,
+    /// Invitations another server may send per minute (429 beyond).
+    pub federation_invites_per_origin_per_minute: u32,
+    /// Invitations from other servers one local user may get per hour (429 beyond).
+    pub federation_invites_per_user_per_hour: u32,
+    /// Take an invitation from another server only if the inviter shares a room with the
+    /// invitee here (403 otherwise).
+    pub federation_invites_from_shared_rooms_only: bool,
 }
 
 impl Default for Limits {
@@ -185,6 +201,12 @@ impl Default for Limits {
             federation_requests_per_origin_per_minute: 3000,
             federation_key_fetches_per_ip_per_minute: 30,
             federation_retry_max_secs: 600,
+            federation_events_per_origin_per_minute: 1200,
+            federation_events_per_room_per_hour: 6000,
+            federation_missing_fetches_per_origin_per_minute: 20,
+            federation_invites_per_origin_per_minute: 20,
+            federation_invites_per_user_per_hour: 20,
+            federation_invites_from_shared_rooms_only: false,
         }
     }
 }
@@ -632,6 +654,41 @@ pub static SETTINGS: &[Setting] = &[
         1,
         "Longest wait, seconds, between deliveries to a server that is down.",
         limits.federation_retry_max_secs
+    ),
+    whole!(
+        "limits.federation_events_per_origin_per_minute",
+        1,
+        "Events per other server per minute; more are refused per event with a retry time.",
+        limits.federation_events_per_origin_per_minute
+    ),
+    whole!(
+        "limits.federation_events_per_room_per_hour",
+        1,
+        "Events other servers may add to one room per hour (sent or fetched).",
+        limits.federation_events_per_room_per_hour
+    ),
+    whole!(
+        "limits.federation_missing_fetches_per_origin_per_minute",
+        1,
+        "get_missing_events requests to one server per minute; beyond, events are taken with a gap.",
+        limits.federation_missing_fetches_per_origin_per_minute
+    ),
+    whole!(
+        "limits.federation_invites_per_origin_per_minute",
+        1,
+        "Invitations another server may send per minute (429 beyond).",
+        limits.federation_invites_per_origin_per_minute
+    ),
+    whole!(
+        "limits.federation_invites_per_user_per_hour",
+        1,
+        "Invitations from other servers per local user per hour (429 beyond).",
+        limits.federation_invites_per_user_per_hour
+    ),
+    switch!(
+        "limits.federation_invites_from_shared_rooms_only",
+        "Take invitations from other servers only from users who share a room with the invitee.",
+        limits.federation_invites_from_shared_rooms_only
     ),
     Setting {
         key: "turn.enabled",

@@ -138,5 +138,32 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             u8::from(st.failing_since.is_some())
         );
     }
+    let c = &state.federation().budgets.counters;
+    for (name, help, n) in [
+        (
+            "chat_federation_missing_fetches_total",
+            "get_missing_events requests made to other servers.",
+            &c.missing_fetches,
+        ),
+        (
+            "chat_federation_missing_fetches_refused_total",
+            "get_missing_events requests not made: the transaction's or the server's budget was spent (a gap stays).",
+            &c.missing_fetches_refused,
+        ),
+        ("chat_federation_missing_events_total", "Events received in get_missing_events answers.", &c.missing_events),
+        (
+            "chat_federation_events_rate_limited_total",
+            "Events from other servers refused or left out for a rate (server, sender or room).",
+            &c.events_rate_limited,
+        ),
+        (
+            "chat_federation_events_too_large_total",
+            "Events from other servers refused for their size.",
+            &c.events_too_large,
+        ),
+        ("chat_federation_invites_refused_total", "Invitations from other servers refused.", &c.invites_refused),
+    ] {
+        metric(&mut out, name, "counter", help, n.load(Ordering::Relaxed));
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out)
 }

@@ -552,8 +552,8 @@ fn note(ev: &Event, who: &str) -> String {
     let text = |k: &str| ev.content.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
     match ev.kind.as_str() {
         M_ROOM_CREATE => format!("{who} created the room"),
-        M_ROOM_NAME => format!("{who} named the room “{}”", text("name")),
-        M_ROOM_TOPIC => format!("{who} set the topic: {}", text("topic")),
+        M_ROOM_NAME => format!("{who} named the room “{}”", capped_text(&text("name"), MAX_NAME_CHARS)),
+        M_ROOM_TOPIC => format!("{who} set the topic: {}", capped_text(&text("topic"), MAX_TOPIC_CHARS)),
         M_ROOM_JOIN_RULES if text("join_rule") == "public" => format!("{who} made the room public"),
         M_ROOM_JOIN_RULES => format!("{who} made the room invite-only"),
         M_ROOM_POWER_LEVELS => format!("{who} changed permissions"),

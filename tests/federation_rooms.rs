@@ -647,3 +647,352 @@ async fn invitation_stubs_stay_with_the_invitee() {
     let page = common::tls::raw(&p.ca, &nb, "GET", "/rooms", &cookie, None).await;
     assert!(page.contains("200 OK") && !page.contains("Free stuff"), "the stub is on Carl's rooms page");
 }
+
+/// A server like [`server`], with `tune` applied after the test defaults.
+async fn server_with(p: &Pki, tune: impl FnOnce(&mut chat::Config)) -> TestServer {
+    let (cert, key, ca) = (p.cert.clone(), p.key.clone(), p.ca.clone());
+    TestServer::start_tuned(move |c| {
+        c.tls.cert = Some(cert);
+        c.tls.key = Some(key);
+        c.federation_ca = Some(ca);
+        tune(c);
+    })
+    .await
+}
+
+/// A metric's value in `/metrics` text (0 if absent).
+fn metric_value(text: &str, name: &str) -> f64 {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok()).unwrap_or(0.0)
+}
+
+/// What F needs to send events into a room it joined through a resident server: the room, the
+/// events its users' messages may name as auth events, and the newest event it knows.
+struct InRoom {
+    room_id: chat::ids::RoomId,
+    levels: String,
+    joins: std::collections::HashMap<String, Event>,
+}
+
+impl InRoom {
+    /// `users` of F join `room` through `resident`, one after another.
+    async fn join(f: &PlayedServer, resident: &str, room: &str, users: &[&str]) -> InRoom {
+        let room_id = chat::ids::RoomId::parse(room).unwrap();
+        let mut joins = std::collections::HashMap::new();
+        let mut levels = String::new();
+        for u in users {
+            let (join, answer) = f.join(resident, room, u).await;
+            let state = answer["state"].as_array().unwrap();
+            let pl = state.iter().find(|e| e["type"] == "m.room.power_levels").unwrap();
+            levels = Event::from_pdu(pl, &room_id).unwrap().event_id.to_string();
+            joins.insert(u.to_string(), join);
+        }
+        InRoom { room_id, levels, joins }
+    }
+
+    /// An event of `sender` after `prev` (depth `depth`), signed by F.
+    fn event(&self, f: &PlayedServer, sender: &str, new: NewEvent, prev: &[String], depth: u64, n: u64) -> Event {
+        let auth = vec![self.levels.clone(), self.joins[sender].event_id.to_string()];
+        let parents = Parents { prev_events: prev.to_vec(), auth_events: auth, depth };
+        let mut ev = Event::build(Some(&self.room_id), sender, new, parents, chat::events::now_ms() + n);
+        ev.sign(&f.name, &f.key).unwrap();
+        ev
+    }
+
+    /// A message of `sender` after their join.
+    fn message(&self, f: &PlayedServer, sender: &str, content: Value, n: u64) -> Event {
+        let join = &self.joins[sender];
+        self.event(
+            f,
+            sender,
+            NewEvent::message(M_ROOM_MESSAGE, content),
+            &[join.event_id.to_string()],
+            join.depth + 1,
+            n,
+        )
+    }
+}
+
+/// PUTs `pdus` as one transaction from F; returns the per-PDU results.
+async fn send_txn(f: &PlayedServer, to: &str, txn: &str, pdus: Vec<Value>) -> serde_json::Map<String, Value> {
+    let (st, v) =
+        f.signed(Method::PUT, to, &format!("/_matrix/federation/v1/send/{txn}"), Some(json!({ "pdus": pdus }))).await;
+    assert_eq!(st, 200, "{v}");
+    v["pdus"].as_object().unwrap().clone()
+}
+
+/// Audit 5: events from another server are held to the limits local users have. Oversized
+/// messages are refused and never shown; a long name is kept as state but shown cut to the
+/// local limit; a remote user gets the local send rate and a server its own rate, each refusal
+/// saying when to send again; and a real server of ours that is refused sends again, so
+/// nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_events_are_held_to_local_limits() {
+    let p = make_pki();
+    let a = server(&p).await;
+    let b = server_with(&p, |c| {
+        c.limits.messages_per_user_per_minute = 300;
+        c.limits.federation_events_per_origin_per_minute = 400;
+    })
+    .await;
+    let nb = name(&p, &b).await;
+    let (ana, ben, room) = ana_and_ben_share(&p, &a, &b, "Limits", "limits").await;
+    let f = PlayedServer::start(&p.ca, &p.cert, &p.key).await;
+    let (fred, fiona) = (format!("@fred:{}", f.name), format!("@fiona:{}", f.name));
+    let mut r = InRoom::join(&f, &nb, &room, &[&fred, &fiona]).await;
+    // Fred may rename the room (moderator); B has the new power levels.
+    let (s, v) = ana.post(&format!("/api/v1/rooms/{room}/power"), json!({"user_id": fred, "level": 50})).await;
+    assert_eq!(s, 200, "{v}");
+    eventually!(10, "B has Fred's level", {
+        let events = ben.events(&room).await;
+        let levels = events.iter().find(|e| e["type"] == "m.room.power_levels").unwrap();
+        r.levels = levels["event_id"].as_str().unwrap().to_string();
+        levels["content"]["users"][&fred] == 50
+    });
+
+    // Sizes: a 40 KB body, a 20 KB formatted body, one at the limit, a 5,000-character name
+    // (state: kept, shown cut) and another kind of event carrying 40 KB.
+    let big = "x".repeat(40 * 1024);
+    let at_limit = "y".repeat(16 * 1024);
+    let too_big = r.message(&f, &fred, text_message(&big), 1);
+    let html = json!({"msgtype": "m.text", "body": "short", "format": "org.matrix.custom.html",
+                      "formatted_body": "z".repeat(20 * 1024)});
+    let formatted = r.message(&f, &fred, html, 2);
+    let fits = r.message(&f, &fred, text_message(&at_limit), 3);
+    let join = &r.joins[&fred];
+    let name = NewEvent::state("m.room.name", "", json!({ "name": "N".repeat(5000) }));
+    let named = r.event(&f, &fred, name, &[fits.event_id.to_string()], join.depth + 2, 4);
+    let blob = NewEvent::message("com.example.blob", json!({ "data": "d".repeat(40 * 1024) }));
+    let huge = r.event(&f, &fred, blob, &[join.event_id.to_string()], join.depth + 1, 5);
+    let pdus = vec![too_big.pdu(), formatted.pdu(), fits.pdu(), named.pdu(), huge.pdu()];
+    let results = send_txn(&f, &nb, "sizes", pdus).await;
+    for refused in [&too_big, &formatted, &huge] {
+        assert!(results[refused.event_id.as_str()]["error"].is_string(), "{results:?}");
+    }
+    assert_eq!(results[fits.event_id.as_str()], json!({}));
+    assert_eq!(results[named.event_id.as_str()], json!({}));
+    let bodies = ben.bodies(&room).await;
+    assert!(bodies.contains(&at_limit) && !bodies.iter().any(|b| b.len() > 16 * 1024 || b == "short"));
+    let (_, shown) = ben.get(&format!("/api/v1/rooms/{room}")).await;
+    assert_eq!(shown["name"], "N".repeat(100), "the name is shown cut to the local limit");
+    assert_eq!(metric_value(&metrics(&b).await, "chat_federation_events_too_large_total"), 3.0);
+
+    // Rates: Fred sends 1,000 messages in 20 transactions at once; Fiona 200 more.
+    let t0 = std::time::Instant::now();
+    let (mut fred_ok, mut fred_limited, mut fiona_ok, mut fiona_limited) = (0u32, 0u32, 0u32, 0u32);
+    for (who, count, ok, limited) in
+        [(&fred, 1000u64, &mut fred_ok, &mut fred_limited), (&fiona, 200, &mut fiona_ok, &mut fiona_limited)]
+    {
+        let events: Vec<Event> =
+            (0..count).map(|i| r.message(&f, who, text_message(&format!("{who} {i}")), 10 + i)).collect();
+        for (n, chunk) in events.chunks(50).enumerate() {
+            let results = send_txn(&f, &nb, &format!("rate-{who}-{n}"), chunk.iter().map(Event::pdu).collect()).await;
+            for e in chunk {
+                let res = &results[e.event_id.as_str()];
+                if *res == json!({}) {
+                    *ok += 1;
+                } else {
+                    assert_eq!(res["errcode"], "M_LIMIT_EXCEEDED", "{res}");
+                    assert!(res["retry_after_ms"].as_u64().unwrap() >= 1000, "{res}");
+                    *limited += 1;
+                }
+            }
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    println!(
+        "F sent 1000 messages of Fred and 200 of Fiona in {secs:.1} s: Fred {fred_ok} taken, {fred_limited} refused; \
+         Fiona {fiona_ok} taken, {fiona_limited} refused"
+    );
+    // Fred: the local rate (300 a minute, in bursts of as many; 2 taken above, 5 a second
+    // back); F: 400 a minute in all (6.7 a second back).
+    let (fred_most, all_most) = (298.0 + 5.0 * secs + 5.0, 398.0 + 6.7 * secs + 10.0);
+    assert!(fred_ok >= 298 && f64::from(fred_ok) <= fred_most, "{fred_ok}");
+    assert!(fiona_ok > 0 && fiona_limited > 0 && f64::from(fred_ok + fiona_ok) <= all_most, "{fiona_ok}");
+    let shown = ben.bodies(&room).await.iter().filter(|b| b.starts_with(&fred) || b.starts_with(&fiona)).count();
+    assert_eq!(shown, (fred_ok + fiona_ok) as usize);
+
+    // A real server refused for a rate sends again: Ana's 400 messages on A (sent 40 at a time,
+    // so they reach B faster than B's 300 a minute for her) all reach Ben, once each and in
+    // A's order.
+    let t2 = std::time::Instant::now();
+    for batch in 0..10 {
+        let sends = (0..40).map(|i| {
+            let n = batch * 40 + i;
+            let ana = &ana;
+            let room = &room;
+            async move { ana.send(room, &format!("ana {n:03}"), &format!("a{n}")).await }
+        });
+        futures_util::future::join_all(sends).await;
+    }
+    let on_a: Vec<String> = ana.bodies(&room).await.into_iter().filter(|b| b.starts_with("ana ")).collect();
+    assert_eq!(on_a.len(), 400);
+    eventually!(
+        90,
+        "Ben has all of Ana's",
+        ben.bodies(&room).await.iter().filter(|b| b.starts_with("ana ")).count() >= 400
+    );
+    let got: Vec<String> = ben.bodies(&room).await.into_iter().filter(|b| b.starts_with("ana ")).collect();
+    assert_eq!(got, on_a);
+    let limited = metric_value(&metrics(&b).await, "chat_federation_events_rate_limited_total");
+    let ana_limited = limited - f64::from(fred_limited + fiona_limited);
+    println!(
+        "Ana's 400 messages all reached Ben, in order, {:?} after the first was sent; B refused {ana_limited} sends of them for the rate on the way",
+        t2.elapsed()
+    );
+    assert!(ana_limited > 0.0, "Ana's were refused at least once: {limited}");
+}
+
+/// Audit 6: an event whose predecessors are unknown costs a bounded number of
+/// `get_missing_events` requests (3 per transaction, a setting per server per minute), made with
+/// no room lock held; beyond the budget the event is taken with a gap. F serves six chains of
+/// 1,000 events and sends the top of each in its own transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_events_are_fetched_within_a_budget() {
+    let p = make_pki();
+    let a = server(&p).await;
+    let b = server_with(&p, |c| c.limits.federation_missing_fetches_per_origin_per_minute = 8).await;
+    let nb = name(&p, &b).await;
+    let (ana, ben, room) = ana_and_ben_share(&p, &a, &b, "Deep", "deep").await;
+    let f = PlayedServer::start(&p.ca, &p.cert, &p.key).await;
+    let fred = format!("@fred:{}", f.name);
+    let r = InRoom::join(&f, &nb, &room, &[&fred]).await;
+    let join = r.joins[&fred].clone();
+    let (chains, length) = (6u64, 1000u64);
+    let mut tops = Vec::new();
+    for c in 0..chains {
+        let mut prev = join.event_id.to_string();
+        let mut chain = Vec::new();
+        for i in 0..length {
+            let body = text_message(&format!("chain {c} event {i}"));
+            let ev = r.event(
+                &f,
+                &fred,
+                NewEvent::message(M_ROOM_MESSAGE, body),
+                &[prev],
+                join.depth + 1 + i,
+                c * length + i,
+            );
+            prev = ev.event_id.to_string();
+            chain.push(ev);
+        }
+        tops.push(chain.last().unwrap().clone());
+        f.has_events(chain);
+    }
+    let before = metric_value(&metrics(&b).await, "chat_stream_position");
+    let t0 = std::time::Instant::now();
+    for (i, top) in tops.iter().enumerate() {
+        let results = send_txn(&f, &nb, &format!("deep-{i}"), vec![top.pdu()]).await;
+        // Taken, with a gap before it when the budget ran out.
+        assert_eq!(results[top.event_id.as_str()], json!({}), "{results:?}");
+    }
+    let took = t0.elapsed();
+    // A message from A during all this reaches Ben at once.
+    let t1 = std::time::Instant::now();
+    ana.send(&room, "meanwhile", "m1").await;
+    eventually!(10, "Ben has Ana's message", ben.bodies(&room).await.contains(&"meanwhile".to_string()));
+    let latency = t1.elapsed();
+    let m = metrics(&b).await;
+    let stored = metric_value(&m, "chat_stream_position") - before;
+    let (done, refused) = (
+        metric_value(&m, "chat_federation_missing_fetches_total"),
+        metric_value(&m, "chat_federation_missing_fetches_refused_total"),
+    );
+    println!(
+        "6 transactions, each the top of a 1000-event chain, in {took:?}: F got {} get_missing_events requests \
+         (metrics: {done} made, {refused} refused), B stored {stored} events; Ana's message reached Ben in {latency:?}",
+        f.missing_requests()
+    );
+    // 3 for each of the first two transactions, 2 more until the server's 8 a minute are spent
+    // (and one more for every 7.5 s the test took).
+    let most = 8 + (took.as_secs_f64() * 8.0 / 60.0).ceil() as usize;
+    let made = f.missing_requests();
+    assert!((8..=most).contains(&made), "{made} requests, at most {most}");
+    assert_eq!(done, made as f64);
+    assert!(refused >= 3.0, "at least the last three transactions found the budget spent: {refused}");
+    assert!(stored <= made as f64 * 100.0 + 6.0 + 1.0, "{stored}");
+    // Every top is shown, each chain only as far as it was fetched.
+    let bodies = ben.bodies(&room).await;
+    for c in 0..chains {
+        assert!(bodies.contains(&format!("chain {c} event {}", length - 1)), "chain {c}'s top");
+    }
+}
+
+/// An invitation of `whom` by `inviter` (a user of `f`) to a new room of F's; the status B
+/// answers.
+async fn invite_from(f: &PlayedServer, to: &str, inviter: &str, whom: &str, n: u64) -> u16 {
+    use chat::events::{M_ROOM_CREATE, M_ROOM_MEMBER, Membership, member_content};
+    let now = chat::events::now_ms() + n;
+    let create = Event::build(
+        None,
+        inviter,
+        NewEvent::state(M_ROOM_CREATE, "", json!({"room_version": "12"})),
+        Parents { prev_events: vec![], auth_events: vec![], depth: 1 },
+        now,
+    );
+    let mut invite = Event::build(
+        Some(&create.room_id),
+        inviter,
+        NewEvent::state(M_ROOM_MEMBER, whom, member_content(Membership::Invite)),
+        Parents { prev_events: vec![create.event_id.to_string()], auth_events: vec![], depth: 2 },
+        now + 1,
+    );
+    invite.sign(&f.name, &f.key).unwrap();
+    let path = format!(
+        "/_matrix/federation/v2/invite/{}/{}",
+        urlencode(create.room_id.as_str()),
+        urlencode(invite.event_id.as_str())
+    );
+    let stripped =
+        vec![json!({"type": "m.room.name", "state_key": "", "sender": inviter, "content": {"name": "Spam"}})];
+    let body = json!({"event": invite.pdu(), "invite_room_state": stripped, "room_version": "12"});
+    f.signed(Method::PUT, to, &path, Some(body)).await.0
+}
+
+/// Ben's invitations, as his room list shows them.
+async fn invitations(user: &Client) -> usize {
+    let (_, mine) = user.get("/api/v1/rooms").await;
+    mine["rooms"].as_array().unwrap().iter().filter(|r| r["membership"] == "invite").count()
+}
+
+/// Audit 14: invitations from other servers are limited per server and per invitee (429, no
+/// stub), and a server may take them only from users who share a room with the invitee (403).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invitation_spam_is_limited() {
+    let p = make_pki();
+    let b = server(&p).await;
+    let nb = name(&p, &b).await;
+    let ben = Client::register(&p.ca, &nb, "ben").await;
+    let carl = Client::register(&p.ca, &nb, "carl").await;
+    let f = PlayedServer::start(&p.ca, &p.cert, &p.key).await;
+    let fred = format!("@fred:{}", f.name);
+    let t0 = std::time::Instant::now();
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    for i in 0..200 {
+        *statuses.entry(invite_from(&f, &nb, &fred, &ben.id, i).await).or_default() += 1;
+    }
+    let took = t0.elapsed();
+    let shown = invitations(&ben).await;
+    println!("200 invitations from F in {took:?}: {statuses:?}; Ben's list shows {shown}");
+    assert_eq!(statuses.get(&200), Some(&20), "{statuses:?}");
+    assert_eq!(statuses.get(&429), Some(&180), "{statuses:?}");
+    assert_eq!(shown, 20);
+    // Another server may still invite Carl, not Ben: his 20 an hour are spent.
+    let g = PlayedServer::start(&p.ca, &p.cert, &p.key).await;
+    let gus = format!("@gus:{}", g.name);
+    assert_eq!(invite_from(&g, &nb, &gus, &ben.id, 1000).await, 429);
+    assert_eq!(invite_from(&g, &nb, &gus, &carl.id, 1001).await, 200);
+    assert_eq!(invitations(&ben).await, 20);
+    assert_eq!(metric_value(&metrics(&b).await, "chat_federation_invites_refused_total"), 181.0);
+
+    // A server that takes invitations only from people its users share a room with.
+    let c = server_with(&p, |c| c.limits.federation_invites_from_shared_rooms_only = true).await;
+    let nc = name(&p, &c).await;
+    let cleo = Client::register(&p.ca, &nc, "cleo").await;
+    assert_eq!(invite_from(&f, &nc, &fred, &cleo.id, 2000).await, 403);
+    assert_eq!(invitations(&cleo).await, 0);
+    // Once Fred is in one of Cleo's rooms, his invitation is taken.
+    let room = public_room(&cleo, "Cleo's", "cleos").await;
+    f.join(&nc, &room, &fred).await;
+    assert_eq!(invite_from(&f, &nc, &fred, &cleo.id, 2001).await, 200);
+    assert_eq!(invitations(&cleo).await, 1);
+}

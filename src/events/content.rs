@@ -20,6 +20,19 @@ pub const M_ROOM_TOPIC: &str = "m.room.topic";
 /// A chat message.
 pub const M_ROOM_MESSAGE: &str = "m.room.message";
 
+/// Longest room name, in characters (local names are refused beyond it; others' are cut).
+pub const MAX_NAME_CHARS: usize = 100;
+/// Longest topic, in characters (local topics are refused beyond it; others' are cut).
+pub const MAX_TOPIC_CHARS: usize = 1000;
+
+/// A name or topic as this server keeps and shows it: at most `max_chars` characters, without
+/// control characters but newlines. Local text was refused beyond these limits; text from other
+/// servers' state events is cut to them, so the room's state (the events themselves, signed and
+/// hashed) stays the same on every server while no one shows more than the local limit.
+pub fn capped_text(s: &str, max_chars: usize) -> String {
+    s.chars().filter(|c| !c.is_control() || *c == '\n').take(max_chars).collect()
+}
+
 /// A user's membership in a room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

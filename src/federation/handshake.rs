@@ -198,6 +198,9 @@ pub async fn invite(
     if state.store.user(target.localpart())?.is_none_or(|u| u.disabled) {
         return Err(Error::NotFound("no such user".into()));
     }
+    // Every invitation makes a stub room in the invitee's list: bounded per server and per
+    // invitee, and refused (nothing stored) beyond.
+    super::budget::admit_invite(&state, &req.origin, &ev.sender, &target)?;
     ev.sign(state.server_name.as_str(), &state.federation.key)?;
     let cosigned = ev.pdu();
     let stripped = StrippedState::read(&body.invite_room_state, &ev.sender);
@@ -245,8 +248,8 @@ impl StrippedState {
         for e in events.iter().take(20) {
             let text = |k: &str| e["content"][k].as_str().unwrap_or_default().chars().take(1000).collect::<String>();
             match e["type"].as_str() {
-                Some(M_ROOM_NAME) => s.name = text("name").chars().take(crate::rooms::MAX_NAME_CHARS).collect(),
-                Some(M_ROOM_TOPIC) => s.topic = text("topic"),
+                Some(M_ROOM_NAME) => s.name = capped_text(&text("name"), MAX_NAME_CHARS),
+                Some(M_ROOM_TOPIC) => s.topic = capped_text(&text("topic"), MAX_TOPIC_CHARS),
                 Some(M_ROOM_JOIN_RULES) if text("join_rule") == "public" => s.join_rule = JoinRule::Public,
                 // The creator stays the inviter: stripped state is the inviting server's word,
                 // and could name one of our own users.

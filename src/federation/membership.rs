@@ -235,7 +235,8 @@ pub(super) async fn join_through(state: &FedState, user: &UserId, room_id: &Room
     let mut timeline = Vec::new();
     for p in history.iter().take(MAX_FETCH) {
         let Ok(ev) = parse_verified(state, p, room_id).await else { continue };
-        if ev.event_id == join.event_id || check_auth_events(&ev, |id| all.get(id)).is_err() {
+        let over_limits = super::budget::check_content(state, &ev).is_err();
+        if ev.event_id == join.event_id || over_limits || check_auth_events(&ev, |id| all.get(id)).is_err() {
             continue;
         }
         timeline.push(ev);

@@ -14,6 +14,7 @@
 //! `GET /_matrix/federation/v1/query/profile` (signed). Room events over federation are not
 //! built yet.
 
+pub mod budget;
 pub mod client;
 pub mod handshake;
 pub mod keys;
@@ -88,6 +89,8 @@ pub struct Federation {
     pub outbox: std::sync::Arc<sender::Outbox>,
     /// Received events are processed one room at a time.
     pub room_locks: receive::RoomLocks,
+    /// Rates and budgets for what other servers send us (events, missing events, invites).
+    pub budgets: budget::Budgets,
 }
 
 impl Federation {
@@ -107,6 +110,7 @@ impl Federation {
             key_fetches: RateLimiter::new(config.limits.federation_key_fetches_per_ip_per_minute),
             outbox,
             room_locks: receive::RoomLocks::default(),
+            budgets: budget::Budgets::new(&config.limits),
         })
     }
 

@@ -1,6 +1,7 @@
-//! Receiving events from other servers: transactions (`send`), each PDU verified, its missing
-//! predecessors fetched, checked against its auth events and the current state, and committed
-//! with the rest of its transaction; catch-up at start.
+//! Receiving events from other servers: transactions (`send`), each PDU verified, held to the
+//! limits of [`budget`](super::budget), its missing predecessors fetched within a budget and
+//! with no room lock held, checked against its auth events and the current state, and
+//! committed with the rest of its transaction; catch-up at start.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::FedRequest;
 use super::FedState;
+use super::budget::{self, FetchBudget};
 use super::call;
 use super::pdu::check_auth_events;
 use super::serve::{MAX_FETCH, named_event, peer_room_id, resident_room, server_in_room};
@@ -21,9 +23,6 @@ use crate::events::*;
 use crate::ids::{EventId, RoomId};
 use crate::store::events::{persist_received, persist_superseded, server_of};
 use crate::store::rooms::RoomRecord;
-
-/// How many rounds of `get_missing_events` one received event may trigger.
-pub(super) const MISSING_ROUNDS: u32 = 10;
 
 /// Inbound transaction ids remembered per origin are kept this long (ms).
 pub(super) const TXN_MEMORY_MS: u64 = 24 * 3600 * 1000;
@@ -99,19 +98,39 @@ pub async fn receive_transaction(
     // Checks run PDU by PDU; the write jobs of those that pass are queued without waiting, so
     // the whole transaction commits in one batch (one fsync), in order.
     let mut inflight = InFlight::default();
+    let mut fetches = FetchBudget::per_transaction();
     let mut outcomes: Vec<(String, Option<Error>)> = Vec::with_capacity(body.pdus.len());
+    // Once an event is refused for a rate, the rest of the transaction is refused the same way
+    // (without taking from any budget), so a sender that sends them again keeps their order.
+    let mut over_rate: Option<u64> = None;
     for (i, pdu) in body.pdus.iter().enumerate() {
-        match receive_pdu(&state, &req.origin, pdu, &mut inflight).await {
+        if let Some(secs) = over_rate {
+            state.federation.budgets.counters.events_rate_limited.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            outcomes.push((pdu_id_hint(pdu, i), Some(Error::TooManyRequests(secs))));
+            continue;
+        }
+        match receive_pdu(&state, &req.origin, pdu, &mut inflight, &mut fetches).await {
             Ok(id) => outcomes.push((id.to_string(), None)),
-            Err(e) => outcomes.push((pdu_id_hint(pdu, i), Some(e))),
+            Err(e) => {
+                if let Error::TooManyRequests(secs) = e {
+                    over_rate = Some(secs);
+                }
+                outcomes.push((pdu_id_hint(pdu, i), Some(e)));
+            }
         }
     }
     let mut committed = inflight.finish().await;
     let mut results = serde_json::Map::new();
+    let mut limited = false;
     for (id, refused) in outcomes {
         let failed = refused.or_else(|| committed.remove(id.as_str()).and_then(|r| r.err()));
         let entry = match failed {
             None => json!({}),
+            Some(Error::TooManyRequests(secs)) => {
+                limited = true;
+                let e = Error::TooManyRequests(secs);
+                json!({ "error": e.to_string(), "errcode": "M_LIMIT_EXCEEDED", "retry_after_ms": secs.saturating_mul(1000) })
+            }
             Some(e) => {
                 tracing::info!(origin = %req.origin, error = %e, "refused an event");
                 json!({ "error": e.to_string() })
@@ -119,8 +138,13 @@ pub async fn receive_transaction(
         };
         results.insert(id, entry);
     }
-    // Remembered for a day.
-    state.store.remember_transaction(req.origin.clone(), txn_id, now_ms(), TXN_MEMORY_MS).await?;
+    if limited {
+        tracing::info!(origin = %req.origin, "events over a rate were refused; the sender may send them again");
+    } else {
+        // Remembered for a day. A transaction with events refused for a rate is not: sent
+        // again, it is processed again (what was taken is found by id and not stored twice).
+        state.store.remember_transaction(req.origin.clone(), txn_id, now_ms(), TXN_MEMORY_MS).await?;
+    }
     Ok(axum::Json(json!({ "pdus": results })))
 }
 
@@ -168,6 +192,13 @@ impl InFlight {
         self.events.clear();
     }
 
+    /// Waits for every queued write and releases the room lock (before asking another server
+    /// anything, so no room waits on its answer).
+    async fn release(&mut self) {
+        self.flush().await;
+        self.locks.clear();
+    }
+
     /// Flushes and releases the room locks; returns each queued event's outcome.
     pub async fn finish(mut self) -> HashMap<EventId, Result<()>> {
         self.flush().await;
@@ -180,10 +211,17 @@ impl InFlight {
     }
 }
 
-/// Receives one event sent by `origin`: verified, missing predecessors fetched first, checked
-/// against its auth events; its write job (the check against the current state, then storing
-/// it) is queued in `inflight`. Returns its id.
-pub async fn receive_pdu(state: &FedState, origin: &str, pdu: &Value, inflight: &mut InFlight) -> Result<EventId> {
+/// Receives one event sent by `origin`: verified, held to the content limits and rates
+/// ([`budget`]), its missing predecessors fetched (within `fetches`, with no room lock held),
+/// then checked against its auth events; its write job (the check against the current state,
+/// then storing it) is queued in `inflight`. Returns its id.
+pub async fn receive_pdu(
+    state: &FedState,
+    origin: &str,
+    pdu: &Value,
+    inflight: &mut InFlight,
+    fetches: &mut FetchBudget,
+) -> Result<EventId> {
     let room_id = pdu.get("room_id").and_then(Value::as_str).ok_or_else(|| Error::bad("a PDU needs a room_id"))?;
     let room_id = &peer_room_id(room_id)?;
     resident_room(state, room_id)?;
@@ -191,37 +229,62 @@ pub async fn receive_pdu(state: &FedState, origin: &str, pdu: &Value, inflight: 
     if server_of(&ev.sender) != origin {
         return Err(Error::Forbidden("a server may only send events of its own users".into()));
     }
-    inflight.lock_room(state, room_id).await;
-    accept(state, origin, pdu, ev, MISSING_ROUNDS, inflight).await
-}
-
-/// The part of [`receive_pdu`] under the room lock.
-pub(super) async fn accept(
-    state: &FedState,
-    origin: &str,
-    pdu: &Value,
-    ev: Event,
-    rounds: u32,
-    inflight: &mut InFlight,
-) -> Result<EventId> {
-    if inflight.events.contains_key(&ev.event_id) || state.store.event(&ev.event_id)?.is_some_and(|s| s.pos > 0) {
+    if taken(state, inflight, &ev.event_id)? {
         return Ok(ev.event_id);
     }
     super::pdu::verify(state, pdu, &ev).await?;
+    budget::check_content(state, &ev)?;
+    budget::admit_sent(state, origin, &ev)?;
+    take_with_predecessors(state, origin, ev, inflight, fetches).await
+}
+
+/// Whether the event is stored in the timeline here, or queued in `inflight`.
+fn taken(state: &FedState, inflight: &InFlight, id: &EventId) -> Result<bool> {
+    Ok(inflight.events.contains_key(id) || state.store.event(id)?.is_some_and(|s| s.pos > 0))
+}
+
+/// Fetches what is missing before `ev` from `origin` (no room lock is held while it answers),
+/// then takes the room lock and queues the fetched events, oldest first, and `ev`. What cannot
+/// be fetched within `fetches` stays a gap before `ev`.
+async fn take_with_predecessors(
+    state: &FedState,
+    origin: &str,
+    ev: Event,
+    inflight: &mut InFlight,
+    fetches: &mut FetchBudget,
+) -> Result<EventId> {
     let missing = ev.prev_events.iter().any(|p| !inflight.has(state, p));
-    if missing && rounds > 0 {
-        // What is queued must be stored before asking what comes between it and this event.
-        inflight.flush().await;
-        match fetch_missing(state, origin, &ev).await {
-            Ok(events) => {
-                for (p, e) in events {
-                    if let Err(err) = Box::pin(accept(state, origin, &p, e, rounds - 1, inflight)).await {
-                        tracing::info!(origin, error = %err, "a missing event was refused");
-                    }
-                }
+    if missing && fetches.spent() {
+        // No request left in this transaction: a gap at once, without waiting for what is queued.
+        let refused = &state.federation.budgets.counters.missing_fetches_refused;
+        refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    } else if missing {
+        // What is queued is stored first, so the question names what we have.
+        inflight.release().await;
+        let fetched = fetch_gap(state, origin, &ev, fetches).await;
+        inflight.lock_room(state, &ev.room_id).await;
+        for e in fetched {
+            if taken(state, inflight, &e.event_id)? {
+                continue;
             }
-            Err(e) => tracing::info!(origin, error = %e, "cannot fetch missing events; accepting with a gap"),
+            if !state.federation.budgets.room_allows(&e) {
+                tracing::info!(origin, room = %e.room_id, "the room's budget for remote events is spent; a gap stays");
+                break;
+            }
+            if let Err(err) = queue_event(state, e, inflight).await {
+                tracing::info!(origin, error = %err, "a missing event was refused");
+            }
         }
+    }
+    inflight.lock_room(state, &ev.room_id).await;
+    queue_event(state, ev, inflight).await
+}
+
+/// The part under the room lock: `ev`'s auth events must be known; its write job checks it
+/// against the current state and stores it.
+async fn queue_event(state: &FedState, ev: Event, inflight: &mut InFlight) -> Result<EventId> {
+    if taken(state, inflight, &ev.event_id)? {
+        return Ok(ev.event_id);
     }
     check_known_auth_events(state, &ev, &inflight.events)?;
     let id = ev.event_id.clone();
@@ -278,22 +341,79 @@ pub(super) fn wins_its_slot(tx: &crate::store::Tx<'_>, ev: &Event) -> Result<boo
     }
 }
 
-/// Asks `origin` for the events between what we have of the room and `ev`, oldest first.
-pub(super) async fn fetch_missing(state: &FedState, origin: &str, ev: &Event) -> Result<Vec<(Value, Event)>> {
-    let room = resident_room(state, &ev.room_id)?;
+/// Asks `origin` for the events between what we have of the room and `ev`, round after round
+/// while some are still missing and `fetches` allows; returns those that are verified (the
+/// sender's server signature, the content limits), oldest first. No lock is held.
+async fn fetch_gap(state: &FedState, origin: &str, ev: &Event, fetches: &mut FetchBudget) -> Vec<Event> {
+    let known = |id: &str| EventId::parse(id).ok().and_then(|id| state.store.event(&id).ok().flatten()).is_some();
+    let mut got: HashMap<EventId, Event> = HashMap::new();
+    let mut latest = vec![ev.event_id.to_string()];
+    while !latest.is_empty() && fetches.take(state, origin) {
+        let answer = match fetch_missing(state, origin, &ev.room_id, &latest).await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::info!(origin, error = %e, "cannot fetch missing events; a gap stays");
+                break;
+            }
+        };
+        let counter = &state.federation.budgets.counters.missing_events;
+        counter.fetch_add(answer.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let mut new = 0;
+        for (p, e) in answer {
+            if got.contains_key(&e.event_id) || known(e.event_id.as_str()) {
+                continue;
+            }
+            let checked = match super::pdu::verify(state, &p, &e).await {
+                Ok(()) => budget::check_content(state, &e),
+                Err(err) => Err(err),
+            };
+            match checked {
+                Ok(()) => {
+                    got.insert(e.event_id.clone(), e);
+                    new += 1;
+                }
+                Err(err) => tracing::info!(origin, error = %err, "a missing event was refused"),
+            }
+        }
+        if new == 0 {
+            break;
+        }
+        // The next round starts from the fetched events whose predecessors are still missing.
+        latest = got
+            .values()
+            .filter(|e| e.prev_events.iter().any(|p| !got.contains_key(p.as_str()) && !known(p)))
+            .map(|e| e.event_id.to_string())
+            .take(20)
+            .collect();
+    }
+    let mut out: Vec<Event> = got.into_values().collect();
+    out.sort_by_key(|e| e.depth);
+    out
+}
+
+/// One `get_missing_events` request: the events before `latest` back to the room's newest
+/// events here, as (PDU, event).
+async fn fetch_missing(
+    state: &FedState,
+    origin: &str,
+    room_id: &RoomId,
+    latest: &[String],
+) -> Result<Vec<(Value, Event)>> {
+    let room = resident_room(state, room_id)?;
     let body = json!({
         "earliest_events": room.extremities,
-        "latest_events": [ev.event_id],
+        "latest_events": latest,
         "limit": MAX_FETCH,
     });
-    let path = format!("/_matrix/federation/v1/get_missing_events/{}", super::urlencode(ev.room_id.as_str()));
+    let path = format!("/_matrix/federation/v1/get_missing_events/{}", super::urlencode(room_id.as_str()));
     let answer = call(state, origin, Method::POST, &path, Some(body)).await?;
     let mut out = Vec::new();
-    for p in answer["events"].as_array().map(|a| a.iter().take(MAX_FETCH).cloned().collect()).unwrap_or_else(Vec::new) {
-        let e = Event::from_pdu(&p, &ev.room_id)?;
-        out.push((p, e));
+    for p in answer["events"].as_array().into_iter().flatten().take(MAX_FETCH) {
+        match Event::from_pdu(p, room_id) {
+            Ok(e) => out.push((p.clone(), e)),
+            Err(e) => tracing::info!(origin, error = %e, "an unreadable missing event"),
+        }
     }
-    out.sort_by_key(|(_, e)| e.depth);
     Ok(out)
 }
 
@@ -317,14 +437,25 @@ pub async fn catch_up(state: FedState) {
             let Ok(v) = call(&state, server, Method::GET, &path, None).await else { continue };
             let pdus = v["pdus"].as_array().cloned().unwrap_or_default();
             let mut inflight = InFlight::default();
-            inflight.lock_room(&state, &room.room_id).await;
+            let mut fetches = FetchBudget::per_transaction();
             for p in pdus.iter().take(MAX_FETCH) {
                 let Ok(ev) = Event::from_pdu(p, &room.room_id) else { continue };
                 let origin = server_of(&ev.sender).to_string();
-                if origin == local {
+                if origin == local || taken(&state, &inflight, &ev.event_id).unwrap_or(true) {
                     continue;
                 }
-                if let Err(e) = accept(&state, server, p, ev, MISSING_ROUNDS, &mut inflight).await {
+                let checked = match super::pdu::verify(&state, p, &ev).await {
+                    Ok(()) => budget::check_content(&state, &ev),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = checked {
+                    tracing::debug!(server, origin, error = %e, "catch-up: event refused");
+                    continue;
+                }
+                if !state.federation.budgets.room_allows(&ev) {
+                    break;
+                }
+                if let Err(e) = take_with_predecessors(&state, server, ev, &mut inflight, &mut fetches).await {
                     tracing::debug!(server, origin, error = %e, "catch-up: event refused");
                 }
             }

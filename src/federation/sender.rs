@@ -7,7 +7,8 @@
 //! `limits.federation_retry_max_secs`, with jitter) unless the destination contacts us, which
 //! retries at once. New call events also cut the call lane's wait short, so a call never waits
 //! behind a message backlog or a long backoff. Rows are deleted once the destination answered
-//! 200. Queues left at shutdown are picked up at the next start.
+//! 200, except those of events it refused for a rate (`M_LIMIT_EXCEEDED`): they go again after
+//! the wait it asked for. Queues left at shutdown are picked up at the next start.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -199,15 +200,34 @@ async fn run_lane(state: FedState, dest: String, lane: Lane, peer: Arc<Peer>) {
             }
         }
         match send_transaction(&state, &dest, lane, &rows).await {
-            Ok(()) => {
+            Ok(later) => {
                 failures = 0;
                 peer.ok();
-                let delivered = rows.iter().map(|(p, _)| *p).collect();
+                // Events the destination refused for a rate stay queued and go again after the
+                // wait it asked for; the others are done.
+                let delivered = rows
+                    .iter()
+                    .filter(|(_, ev)| ev.as_ref().is_none_or(|ev| !later.events.contains(ev.event_id.as_str())))
+                    .map(|(p, _)| *p)
+                    .collect();
                 let deleted = state.store.dequeue(dest.clone(), lane, delivered).await;
                 if let Err(e) = deleted {
                     tracing::error!(dest, error = %e, "cannot clear sent federation rows");
                     if state.shutdown.is_cancelled() {
                         return;
+                    }
+                }
+                if !later.events.is_empty() {
+                    let wait = later.after.min(state.federation.outbox.max_backoff);
+                    tracing::info!(
+                        dest,
+                        events = later.events.len(),
+                        wait_ms = wait.as_millis() as u64,
+                        "the destination asked to send events again later"
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = state.shutdown.cancelled() => return,
                     }
                 }
             }
@@ -230,9 +250,23 @@ async fn run_lane(state: FedState, dest: String, lane: Lane, peer: Arc<Peer>) {
     }
 }
 
+/// Events a destination refused for a rate (`M_LIMIT_EXCEEDED` in its answer), to be sent
+/// again after `after`.
+#[derive(Default)]
+struct SendLater {
+    events: std::collections::HashSet<String>,
+    after: Duration,
+}
+
 /// PUTs one transaction. Its id is derived from the rows, so a retry after a crash sends the
-/// same id and the receiver can answer it without processing it twice.
-async fn send_transaction(state: &FedState, dest: &str, lane: Lane, rows: &[(u64, Option<Event>)]) -> Result<()> {
+/// same id and the receiver can answer it without processing it twice (a receiver of ours does
+/// not remember a transaction it refused events of for a rate, so sending it again is heard).
+async fn send_transaction(
+    state: &FedState,
+    dest: &str,
+    lane: Lane,
+    rows: &[(u64, Option<Event>)],
+) -> Result<SendLater> {
     let mut pdus = Vec::with_capacity(rows.len());
     // An event gone (its room deleted here) is simply not sent.
     for ev in rows.iter().filter_map(|(_, ev)| ev.as_ref()) {
@@ -250,5 +284,13 @@ async fn send_transaction(state: &FedState, dest: &str, lane: Lane, rows: &[(u64
     if status != StatusCode::OK {
         return Err(Error::Unavailable(format!("{dest} answered {status}: {answer}")));
     }
-    Ok(())
+    let mut later = SendLater::default();
+    for (id, result) in answer["pdus"].as_object().into_iter().flatten() {
+        if result["errcode"] == "M_LIMIT_EXCEEDED" {
+            later.events.insert(id.clone());
+            let ms = result["retry_after_ms"].as_u64().unwrap_or(1000).max(100);
+            later.after = later.after.max(Duration::from_millis(ms));
+        }
+    }
+    Ok(later)
 }

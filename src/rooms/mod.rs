@@ -39,10 +39,7 @@ pub struct RoomsInner {
     pub rooms_per_user: RateLimiter,
 }
 
-/// Longest room name, in characters.
-pub const MAX_NAME_CHARS: usize = 100;
-/// Longest topic, in characters.
-pub const MAX_TOPIC_CHARS: usize = 1000;
+pub use crate::events::{MAX_NAME_CHARS, MAX_TOPIC_CHARS};
 /// Longest client transaction id, in bytes.
 pub const MAX_TXN_ID: usize = 64;
 
@@ -400,6 +397,15 @@ pub async fn moderate(
         .await
 }
 
+/// Checks a message text (a body, or a formatted body from another server) against
+/// `limits.max_message_bytes`: the one size rule for local sends and other servers' events.
+pub fn check_message_size(limits: &Limits, text: &str) -> Result<()> {
+    if text.len() > limits.max_message_bytes {
+        return Err(Error::TooLarge(format!("message must be at most {} bytes", limits.max_message_bytes)));
+    }
+    Ok(())
+}
+
 /// Sends a text message. A repeated `txn_id` from the same user returns the first event.
 pub async fn send_message(state: &Rooms, sender: &UserId, room_id: &RoomId, body: &str, txn_id: &str) -> Result<Sent> {
     submit_message(state, sender, room_id, body, txn_id).await?.wait().await
@@ -414,9 +420,7 @@ pub async fn submit_message(
     body: &str,
     txn_id: &str,
 ) -> Result<Committed<Sent>> {
-    if body.len() > state.limits.max_message_bytes {
-        return Err(Error::TooLarge(format!("message must be at most {} bytes", state.limits.max_message_bytes)));
-    }
+    check_message_size(&state.limits, body)?;
     if body.trim().is_empty() {
         return Err(Error::bad("message must not be empty"));
     }

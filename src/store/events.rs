@@ -229,8 +229,8 @@ pub fn store_joined_room(
 pub fn apply_state(tx: &Tx<'_>, room: &mut RoomRecord, ev: &Event, key: &str) -> Result<()> {
     let text = |field: &str| ev.content.get(field).and_then(|v| v.as_str()).unwrap_or_default().to_string();
     match ev.kind.as_str() {
-        M_ROOM_NAME => room.name = text("name"),
-        M_ROOM_TOPIC => room.topic = text("topic"),
+        M_ROOM_NAME => room.name = capped_text(&text("name"), MAX_NAME_CHARS),
+        M_ROOM_TOPIC => room.topic = capped_text(&text("topic"), MAX_TOPIC_CHARS),
         M_ROOM_JOIN_RULES => {
             room.join_rule = if text("join_rule") == "public" { JoinRule::Public } else { JoinRule::Invite }
         }

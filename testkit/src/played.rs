@@ -2,9 +2,10 @@
 //! test CA's certificate for 127.0.0.1), and requests signed with that key to real servers.
 //! What a real peer can do, the test can do through it, without reaching into a server.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::http::Method;
 use chat::events::{Event, NewEvent, Parents, ROOM_VERSION};
@@ -20,7 +21,51 @@ pub struct PlayedServer {
     pub key: Arc<SigningKey>,
     client: FedClient,
     key_fetches: Arc<AtomicUsize>,
+    missing: Arc<Missing>,
     stop: CancellationToken,
+}
+
+/// The events the played server serves to `get_missing_events`, and the requests it got.
+#[derive(Default)]
+struct Missing {
+    events: Mutex<HashMap<String, Event>>,
+    requests: AtomicUsize,
+}
+
+impl Missing {
+    /// Like a real server: back from the `prev_events` of `latest_events`, breadth-first, up
+    /// to `limit`, not past `earliest_events`; oldest first.
+    fn answer(&self, body: &Value) -> Value {
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        let strings = |k: &str| -> Vec<String> {
+            body[k].as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_string).collect()
+        };
+        let limit = body["limit"].as_u64().unwrap_or(10).min(100) as usize;
+        let stop: HashSet<String> = strings("earliest_events").into_iter().collect();
+        let events = self.events.lock().unwrap();
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut frontier: Vec<String> = strings("latest_events")
+            .iter()
+            .filter_map(|id| events.get(id))
+            .flat_map(|e| e.prev_events.clone())
+            .collect();
+        let mut out: Vec<&Event> = Vec::new();
+        while !frontier.is_empty() && out.len() < limit {
+            let mut next = Vec::new();
+            for id in frontier {
+                if out.len() >= limit || stop.contains(&id) || !seen.insert(id.clone()) {
+                    continue;
+                }
+                if let Some(e) = events.get(&id) {
+                    next.extend(e.prev_events.iter().cloned());
+                    out.push(e);
+                }
+            }
+            frontier = next;
+        }
+        out.sort_by_key(|e| e.depth);
+        json!({ "events": out.iter().map(|e| e.pdu()).collect::<Vec<_>>() })
+    }
 }
 
 impl PlayedServer {
@@ -42,9 +87,15 @@ impl PlayedServer {
         };
         // Transactions from servers of rooms it is in are taken (and ignored).
         let accept = || std::future::ready(axum::Json(json!({ "pdus": {} })));
+        let missing = Arc::new(Missing::default());
+        let serve_missing = {
+            let missing = missing.clone();
+            move |body: axum::Json<Value>| std::future::ready(axum::Json(missing.answer(&body)))
+        };
         let app = axum::Router::new()
             .route("/_matrix/key/v2/server", axum::routing::get(doc))
-            .route("/_matrix/federation/v1/send/{txn}", axum::routing::put(accept));
+            .route("/_matrix/federation/v1/send/{txn}", axum::routing::put(accept))
+            .route("/_matrix/federation/v1/get_missing_events/{room}", axum::routing::post(serve_missing));
         let certs = chat::tls::Certs::load(cert.to_path_buf(), key.to_path_buf()).unwrap();
         let acceptor = chat::tls::acceptor(certs).unwrap();
         let listener = chat::tls::TlsListener::start(tcp, acceptor, stop.clone()).unwrap();
@@ -55,6 +106,7 @@ impl PlayedServer {
             key: signing,
             client: FedClient::new(Some(ca), chat::addrs::PeerPolicy::new(true)).unwrap(),
             key_fetches,
+            missing,
             stop,
         }
     }
@@ -62,6 +114,20 @@ impl PlayedServer {
     /// How many times its key document was fetched.
     pub fn key_fetches(&self) -> usize {
         self.key_fetches.load(Ordering::SeqCst)
+    }
+
+    /// Makes `events` (signed by the test) known to this server: it serves them to
+    /// `get_missing_events`.
+    pub fn has_events(&self, events: impl IntoIterator<Item = Event>) {
+        let mut m = self.missing.events.lock().unwrap();
+        for e in events {
+            m.insert(e.event_id.to_string(), e);
+        }
+    }
+
+    /// How many `get_missing_events` requests it was sent.
+    pub fn missing_requests(&self) -> usize {
+        self.missing.requests.load(Ordering::SeqCst)
     }
 
     /// Joins `user` (one of this server's users) to `room` through `resident`, as a server
