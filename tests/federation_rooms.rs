@@ -655,6 +655,7 @@ async fn server_with(p: &Pki, tune: impl FnOnce(&mut chat::Config)) -> TestServe
         c.tls.cert = Some(cert);
         c.tls.key = Some(key);
         c.federation_ca = Some(ca);
+        c.federation_private_addresses = true;
         tune(c);
     })
     .await

@@ -526,7 +526,11 @@ pub mod tls {
         body: Option<&Value>,
     ) -> (u16, Value) {
         let text = raw(ca, addr, method, path, headers, body).await;
-        let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("{method} {path} to {addr}: no HTTP status in the answer {text:?}"));
         let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
         // Bodies may come chunked: take the JSON between the first `{` and the last `}`.
         let json = match (body.find('{'), body.rfind('}')) {
