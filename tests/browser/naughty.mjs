@@ -126,11 +126,20 @@ try {
   const listed = new Set(await anaPage.evaluate(() => [...document.querySelectorAll('#room-list a[data-room-id] .name')].map((a) => a.textContent)));
   const missing = rooms.filter((r) => !listed.has(asText(r.name)));
   if (missing.length) fail(`room list: ${missing.length} names not shown as text, e.g. ${JSON.stringify(missing.slice(0, 3))}`);
-  // Ben (not a member) sees them in the public directory, names and topics.
+  // Ben (not a member) sees them in the public directory, names and topics, page after page
+  // (topics are cut to 200 characters there).
+  const topics = new Set();
   await benPage.goto(`${base}/rooms`);
-  await checkPage(benPage, '#public-rooms li > a, #public-rooms .topic', 'directory');
-  const topics = new Set(await benPage.evaluate(() => [...document.querySelectorAll('#public-rooms .topic')].map((p) => p.textContent)));
-  const missingTopics = rooms.filter((r) => r.topic && !topics.has(asText(r.topic)));
+  for (let pages = 0; ; pages += 1) {
+    if (pages > 100) fail('directory: more than 100 pages');
+    await checkPage(benPage, '#public-rooms li > a, #public-rooms .topic', 'directory');
+    for (const t of await benPage.evaluate(() => [...document.querySelectorAll('#public-rooms .topic')].map((p) => p.textContent))) topics.add(t);
+    const next = await benPage.$('nav.pager a[rel="next"]');
+    if (!next) break;
+    await Promise.all([benPage.waitForNavigation(), next.click()]);
+  }
+  const shown = (t) => { const c = Array.from(asText(t)); return c.length > 200 ? `${c.slice(0, 200).join('')}…` : c.join(''); };
+  const missingTopics = rooms.filter((r) => r.topic && !topics.has(shown(r.topic)));
   if (missingTopics.length) fail(`directory: ${missingTopics.length} topics not shown as text, e.g. ${JSON.stringify(missingTopics.slice(0, 3))}`);
 
   console.log(`naughty strings: ${strings.length} tried; messages: ${sent.length} shown as sent (live and reloaded), ` +
