@@ -351,7 +351,11 @@ async fn handle(
             if !limiter.allow(Instant::now()) {
                 return;
             }
-            let out = RoomId::parse(&room_id).map_err(|_| super::hub::not_member());
+            let out = if typing {
+                joined_now(state, session, &room_id)
+            } else {
+                RoomId::parse(&room_id).map_err(|_| super::hub::not_member())
+            };
             if let Err(e) =
                 out.and_then(|rid| state.hub.set_typing(session.user.as_str(), &rid, typing, Instant::now()))
             {
@@ -440,7 +444,18 @@ async fn handle(
     }
 }
 
-/// Joins or leaves a room's call roster (hub only, never the store).
+/// The room, if the user is joined to it in the store now. The hub learns membership changes
+/// from the publisher a moment after they are committed, so starting something (typing, a
+/// call) asks the store too: a user banned a moment ago cannot start either in that moment.
+fn joined_now(state: &LiveState, session: &Session, room_id: &str) -> Result<RoomId> {
+    let rid = RoomId::parse(room_id).map_err(|_| super::hub::not_member())?;
+    if state.store.membership(&rid, session.user.as_str())? != crate::events::Membership::Join {
+        return Err(super::hub::not_member());
+    }
+    Ok(rid)
+}
+
+/// Joins or leaves a room's call roster (the hub's; the store is only read).
 fn in_call(
     state: &LiveState,
     session: &Session,
@@ -451,7 +466,13 @@ fn in_call(
     joined: bool,
 ) {
     let out = crate::calls::check_conf_id(conf_id)
-        .and_then(|()| RoomId::parse(room_id).map_err(|_| super::hub::not_member()))
+        .and_then(|()| {
+            if joined {
+                joined_now(state, session, room_id)
+            } else {
+                RoomId::parse(room_id).map_err(|_| super::hub::not_member())
+            }
+        })
         .and_then(|rid| state.hub.set_in_call(session.user.as_str(), conn.id(), &rid, conf_id, joined));
     if let Err(e) = out {
         let _ = reply_tx.try_send(frames::error(None, &e));
