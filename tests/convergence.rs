@@ -88,13 +88,15 @@ impl Three {
         let ben = Client::register(&p.ca, &name(&p, &servers[1]).await, "ben").await;
         let cara = Client::register(&p.ca, &name(&p, &servers[2]).await, "cara").await;
         let visibility = if public { "public" } else { "private" };
-        let (s, v) = ana.post("/api/v1/rooms", json!({"name": "Lobby", "visibility": visibility, "alias": "lobby"})).await;
+        let (s, v) =
+            ana.post("/api/v1/rooms", json!({"name": "Lobby", "visibility": visibility, "alias": "lobby"})).await;
         assert_eq!(s, 200, "{v}");
         let room = v["room_id"].as_str().unwrap().to_string();
         let alias = format!("#lobby:{na}");
         let t = Three { p, servers, ana, ben, cara, room, alias };
         t.enter(&t.ben).await;
-        let (s, v) = t.ana.post(&format!("/api/v1/rooms/{}/power", t.room), json!({"user_id": t.ben.id, "level": 100})).await;
+        let (s, v) =
+            t.ana.post(&format!("/api/v1/rooms/{}/power", t.room), json!({"user_id": t.ben.id, "level": 100})).await;
         assert_eq!(s, 200, "{v}");
         t.enter(&t.cara).await;
         t.converged("the start", &[]).await;
@@ -105,11 +107,16 @@ impl Three {
     async fn enter(&self, user: &Client) {
         let public = self.ana.get(&format!("/api/v1/rooms/{}", self.room)).await.1["visibility"] == "public";
         if !public {
-            let (s, v) = self.ana.post(&format!("/api/v1/rooms/{}/invite", self.room), json!({"user_id": user.id})).await;
+            let (s, v) =
+                self.ana.post(&format!("/api/v1/rooms/{}/invite", self.room), json!({"user_id": user.id})).await;
             assert_eq!(s, 200, "{v}");
             let mine = || async {
                 let (_, v) = user.get("/api/v1/rooms").await;
-                v["rooms"].as_array().unwrap().iter().any(|r| r["room_id"] == self.room.as_str() && r["membership"] == "invite")
+                v["rooms"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r["room_id"] == self.room.as_str() && r["membership"] == "invite")
             };
             eventually!(10, format!("{} sees the invitation", user.id), mine().await);
             let (s, v) = user.post(&format!("/api/v1/rooms/{}/join", self.room), json!({})).await;
@@ -126,7 +133,8 @@ impl Three {
 
     /// ben (an admin on B) does `what` (kick, ban, unban) to cara, and C hears of it.
     async fn moderate_cara(&self, what: &str) {
-        let (s, v) = self.ben.post(&format!("/api/v1/rooms/{}/{what}", self.room), json!({"user_id": self.cara.id})).await;
+        let (s, v) =
+            self.ben.post(&format!("/api/v1/rooms/{}/{what}", self.room), json!({"user_id": self.cara.id})).await;
         assert_eq!(s, 200, "{what}: {v}");
         eventually!(10, format!("C hears of the {what}"), {
             self.cara.get(&format!("/api/v1/rooms/{}", self.room)).await.0 == 403
@@ -189,8 +197,11 @@ impl Three {
                 .collect();
             for batch in sent {
                 for (sender, wanted) in batch.iter() {
-                    let seen: Vec<&String> =
-                        messages.iter().filter(|(s, id)| s == sender && wanted.contains(id)).map(|(_, id)| id).collect();
+                    let seen: Vec<&String> = messages
+                        .iter()
+                        .filter(|(s, id)| s == sender && wanted.contains(id))
+                        .map(|(_, id)| id)
+                        .collect();
                     let wanted: Vec<&String> = wanted.iter().collect();
                     if seen != wanted {
                         return Err(format!(
@@ -209,16 +220,26 @@ impl Three {
         }
         for (user, members, ids) in &views[1..] {
             if *members != views[0].1 {
-                return Err(format!("members differ: {} sees {:?}, {} sees {:?}", views[0].0, views[0].1, user, members));
+                return Err(format!(
+                    "members differ: {} sees {:?}, {} sees {:?}",
+                    views[0].0, views[0].1, user, members
+                ));
             }
             if *ids != views[0].2 {
-                return Err(format!("messages differ: {} has {}, {} has {}", views[0].0, views[0].2.len(), user, ids.len()));
+                return Err(format!(
+                    "messages differ: {} has {}, {} has {}",
+                    views[0].0,
+                    views[0].2.len(),
+                    user,
+                    ids.len()
+                ));
             }
         }
         for s in &self.servers {
             let url = format!("http://{}/metrics", s.running().metrics_addr.unwrap());
             let m = reqwest::get(&url).await.unwrap().text().await.unwrap();
-            let queued = m.lines().filter(|l| l.starts_with("chat_federation_queued_events{")).any(|l| !l.ends_with(" 0"));
+            let queued =
+                m.lines().filter(|l| l.starts_with("chat_federation_queued_events{")).any(|l| !l.ends_with(" 0"));
             if queued {
                 return Err(format!("{} still has events queued", s.addr));
             }
@@ -230,7 +251,9 @@ impl Three {
     async fn cara_as_seen_by(&self, user: &Client) -> Option<String> {
         let (_, v) = user.get(&format!("/api/v1/rooms/{}/members", self.room)).await;
         let list = v["members"].as_array()?.iter();
-        list.clone().find(|m| m["user_id"] == self.cara.id.as_str()).map(|m| m["membership"].as_str().unwrap_or("").to_string())
+        list.clone()
+            .find(|m| m["user_id"] == self.cara.id.as_str())
+            .map(|m| m["membership"].as_str().unwrap_or("").to_string())
     }
 }
 
