@@ -274,7 +274,18 @@ async fn kick_then_rejoin_with_no_other_local_member() {
     let after = t.everyone_sends("after").await;
     let took = t.converged("messages after the rejoin", &[&before, &after]).await;
     eprintln!("kick/rejoin: rejoin converged in {rejoined:?}, {} messages in {took:?}", 3 * N);
-    drop(t.p);
+
+    // An operator on C sees whom C sends the room's events to, and the memberships it holds.
+    let o = common::cli_async(&t.servers[2].dir, &["admin", "room", "show", &t.room], None).await;
+    let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{out}");
+    let (na, nb) = (&t.ana.addr, &t.ben.addr);
+    assert!(
+        out.contains(&format!("sends new events to: {}", [na.as_str(), nb.as_str()].join(", ")))
+            || out.contains(&format!("sends new events to: {nb}, {na}")),
+        "{out}"
+    );
+    assert!(out.contains(&format!("{} (join)", t.cara.id)) && !out.contains(&eve.id), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
