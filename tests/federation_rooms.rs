@@ -355,7 +355,8 @@ async fn forged_and_tampered_events_are_refused_and_never_shown() {
     // 2. Content changed after signing.
     let mut tampered = signed(build(&fred, "original", 2)).pdu();
     tampered["content"]["body"] = json!("tampered");
-    // 3. F speaking for a user of another server.
+    // 3. F speaking for a user of another server: a relayed event counts only when the
+    //    sender's server (B) signed it, and this one is signed by F alone.
     let other_server = signed(build(&format!("@zed:{nb}"), "not yours", 3));
     // 4. A user of F who is not in the room (properly signed by F).
     let outsider = signed(build(&format!("@outsider:{nf}"), "not a member", 4));

@@ -217,6 +217,7 @@ pub fn describe(op: &Op, a: &Value, dry_delete: bool) -> String {
             for m in a["members"].as_array().into_iter().flatten() {
                 out += &format!("  {} ({})\n", s(&m[0]), s(&m[1]));
             }
+            out += &room_servers(r);
             if dry_delete {
                 out += "nothing deleted: run again with --yes to delete this room, its messages and memberships for good\n";
             }
@@ -227,4 +228,24 @@ pub fn describe(op: &Op, a: &Value, dry_delete: bool) -> String {
             format!("deleted {room_id}: {} events, {} memberships\n", d["events"], d["members"])
         }
     }
+}
+
+/// The servers part of `room show`: joined members per server as this server counts them, and
+/// the other servers it sends the room's events to (none: a stuck room shows here).
+fn room_servers(r: &Value) -> String {
+    if r["partial"].as_bool().unwrap_or(false) {
+        return "servers: none yet (known only from an invitation; the room's state is not here)\n".into();
+    }
+    let servers = r["servers"].as_object().cloned().unwrap_or_default();
+    let mut out = String::from("joined members per server:\n");
+    for (server, n) in &servers {
+        out += &format!("  {server}: {n}\n");
+    }
+    let to: Vec<&str> = r["sends_to"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    if to.is_empty() {
+        out += "sends new events to: no other server\n";
+    } else {
+        out += &format!("sends new events to: {}\n", to.join(", "));
+    }
+    out
 }

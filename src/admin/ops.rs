@@ -110,6 +110,16 @@ pub struct RoomInfo {
     pub created_ts: u64,
     /// Joined members.
     pub joined: u32,
+    /// Joined members per server, ours included, as this server counts them from the room's
+    /// state: every other server listed is sent the room's new events.
+    #[serde(default)]
+    pub servers: std::collections::BTreeMap<String, u32>,
+    /// Known only from an invitation (no state here yet).
+    #[serde(default)]
+    pub partial: bool,
+    /// The other servers this server sends the room's new events to (filled by `room show`).
+    #[serde(default)]
+    pub sends_to: Vec<String>,
 }
 
 /// Where the operations run: the store, the server's name, and the live hub when the server runs.
@@ -216,7 +226,12 @@ impl Ctx<'_> {
         let members =
             self.store.members(room_id)?.into_iter().map(|(u, m)| (u, m.as_str().to_string())).collect::<Vec<_>>();
         let events = self.store.room_event_count(room_id)?;
-        Ok((room_info(room), members, events))
+        let mut info = room_info(room);
+        let local = self.server_name.as_str();
+        if !info.partial {
+            info.sends_to = info.servers.keys().filter(|s| s.as_str() != local).cloned().collect();
+        }
+        Ok((info, members, events))
     }
 
     /// Deletes a room and its history; its online members' clients are told.
@@ -272,6 +287,9 @@ fn room_info(r: crate::store::rooms::RoomRecord) -> RoomInfo {
         creator: r.creator,
         created_ts: r.created_ts,
         joined: r.joined,
+        servers: r.servers.into_iter().filter(|(_, n)| *n > 0).collect(),
+        partial: r.partial,
+        sends_to: Vec::new(),
     }
 }
 

@@ -205,12 +205,17 @@ pub async fn invite(
     let cosigned = ev.pdu();
     let stripped = StrippedState::read(&body.invite_room_state, &ev.sender);
     let origin = req.origin.clone();
+    let local = state.server_name.to_string();
     state
         .store
         .write(move |tx| {
             let mut room = match tx.room(&ev.room_id)? {
-                // We are in the room already: the invite reaches us as a room event too.
-                Some(r) if !r.partial => return Ok(()),
+                // A local user is in the room: the invite reaches us as a room event too.
+                Some(r) if !r.partial && super::serve::server_in_room(&r, &local) => return Ok(()),
+                // A stub from an earlier invitation, or the copy kept after our last member
+                // was kicked, banned or left: no room event comes here, so the invitation is
+                // kept now, with the same trust as a stub's (the inviter's server signed it;
+                // the join goes through a resident server, which checks it).
                 Some(r) => r,
                 None => stripped.stub_room(&ev.room_id, &origin),
             };

@@ -187,6 +187,13 @@ pub fn enqueue(tx: &mut Tx<'_>, room: &RoomRecord, stored: &StoredEvent, except:
 
 /// Writes a room joined through another server: its auth chain and state (not in the
 /// timeline), recent history, then our join, which is published.
+///
+/// The state the resident server sent replaces whatever this server held of the room: a
+/// partial room from an invitation, or the copy kept after our last member was kicked,
+/// banned or left (a rejoin). Memberships, and with them the servers the room's events are
+/// sent to, are counted from that state alone, so users who left while we were away are not
+/// counted as joined, and every server with a joined member is. History already in our
+/// timeline is not added again.
 pub fn store_joined_room(
     tx: &mut Tx<'_>,
     room_id: &RoomId,
@@ -203,7 +210,7 @@ pub fn store_joined_room(
     for ev in &chain {
         tx.put_outlier(room_id, ev)?;
     }
-    // A partial room from an invitation leaves membership rows; the real state replaces them.
+    forget_state(tx, room_id)?;
     for ev in &states {
         let key = ev.state_key.as_deref().unwrap_or_default();
         tx.txn.open_table(ROOM_STATE)?.insert((room_id.as_str(), ev.kind.as_str(), key), ev.event_id.as_str())?;
@@ -211,6 +218,9 @@ pub fn store_joined_room(
         room.depth = room.depth.max(ev.depth);
     }
     for ev in timeline {
+        if tx.event(&ev.event_id)?.is_some_and(|s| s.pos > 0) {
+            continue;
+        }
         let pos = tx.next_pos();
         tx.txn
             .open_table(ROOM_TIMELINE)?
@@ -222,6 +232,26 @@ pub fn store_joined_room(
     }
     room.extremities = join.prev_events.clone();
     persist_received(tx, &mut room, join)?;
+    Ok(())
+}
+
+/// Removes a room's state slots and membership rows (both indexes), before the room's state
+/// is written anew from a resident server's answer.
+fn forget_state(tx: &mut Tx<'_>, room_id: &RoomId) -> Result<()> {
+    let rid = room_id.as_str();
+    let slots: Vec<(String, String)> =
+        super::rooms::state_ids_in(&tx.txn.open_table(ROOM_STATE)?, rid)?.into_keys().collect();
+    let mut state = tx.txn.open_table(ROOM_STATE)?;
+    for (kind, key) in &slots {
+        state.remove((rid, kind.as_str(), key.as_str()))?;
+    }
+    let members = super::rooms::memberships(&tx.txn.open_table(ROOM_MEMBERS)?, rid)?;
+    let mut by_room = tx.txn.open_table(ROOM_MEMBERS)?;
+    let mut by_user = tx.txn.open_table(USER_ROOMS)?;
+    for (user, _) in &members {
+        by_room.remove((rid, user.as_str()))?;
+        by_user.remove((user.as_str(), rid))?;
+    }
     Ok(())
 }
 
