@@ -179,7 +179,8 @@ async fn invitations_cross_between_us_and_synapse() {
         v["rooms"]["invite"].get(&mine).is_some()
     })
     .await;
-    let (st, v) = syn.call(Some(&sam), "POST", &format!("/_matrix/client/v3/join/{}", enc(&mine)), Some(json!({}))).await;
+    let (st, v) =
+        syn.call(Some(&sam), "POST", &format!("/_matrix/client/v3/join/{}", enc(&mine)), Some(json!({}))).await;
     assert_eq!(st, 200, "{v}\n{}", syn.log_tail());
     exchange(&syn, &sam, &ana, &mine, "j", 3).await;
     s.stop().await;
