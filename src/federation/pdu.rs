@@ -131,7 +131,7 @@ pub fn auth_room<'a>(ev: &Event, get: impl Fn(&str) -> Option<&'a Event>) -> Res
     }
     let create = create.ok_or_else(|| Error::bad("the room's create event is unknown"))?;
     let direct = create.content.get("chat.direct").and_then(Value::as_bool).unwrap_or(false);
-    let power_levels = pl.unwrap_or_else(|| PowerLevels::for_new_room());
+    let power_levels = pl.unwrap_or_else(PowerLevels::for_new_room);
     Ok(AuthRoom { creator: create.sender.clone(), join_rule, power_levels, direct, members })
 }
 
