@@ -54,10 +54,18 @@ pub(super) fn on_persist(tx: &mut Tx<'_>, room: &mut RoomRecord, ev: &mut Event)
     {
         return Ok(because);
     }
+    // The mentions it made stop counting (a redaction before its target keeps them from being
+    // indexed at all: the target is redacted before `persist` reads them).
+    let mentioned: Vec<String> = mentioned_users(&stored.event);
     stored.event.redact();
     stored.redacted_because = Some(ev.event_id.clone());
     put_json(&mut events, &target, &stored)?;
     drop(events);
+    let mut mentions = tx.txn.open_table(MENTIONS)?;
+    for user in &mentioned {
+        mentions.remove((user.as_str(), rid.as_str(), stored.pos))?;
+    }
+    drop(mentions);
     // A redacted state event that holds its slot: the room's summary follows its new content.
     if let Some(key) = stored.event.state_key.as_deref()
         && tx.state_event_id(&rid, &stored.event.kind, key)?.as_ref() == Some(&stored.event.event_id)
@@ -65,4 +73,10 @@ pub(super) fn on_persist(tx: &mut Tx<'_>, room: &mut RoomRecord, ev: &mut Event)
         apply_state(tx, room, &stored.event, key)?;
     }
     Ok(because)
+}
+
+/// The users an event's `m.mentions` names.
+fn mentioned_users(ev: &Event) -> Vec<String> {
+    let users = ev.content.get("m.mentions").and_then(|m| m.get("user_ids")).and_then(|u| u.as_array());
+    users.into_iter().flatten().filter_map(|u| u.as_str().map(str::to_string)).collect()
 }
