@@ -61,6 +61,8 @@ if (me) {
     const stick = timeline.nearBottom() || ev.sender === me;
     const unseen = document.visibilityState !== 'visible' && ev.type === 'm.room.message' && ev.sender !== me;
     timeline.put(ev.event_id, f.pos, f.html, { beforeInsert: (pos) => { if (unseen) timeline.divider(pos); } });
+    // A redaction: the message it takes back leaves the page (a reload shows "Message deleted").
+    if (ev.type === 'm.room.redaction' && typeof ev.content.redacts === 'string') timeline.remove(ev.content.redacts);
     if (ev.type === 'm.room.message') presence.messageFrom(ev.sender);
     if (stick) timeline.scrollToBottom();
     if (isMember) {

@@ -492,12 +492,23 @@ pub fn event_item(stored: &StoredEvent) -> Markup {
     let who = display_name(&ev.sender);
     let text = |k: &str| ev.content.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
     html! {
-        @if ev.kind == M_ROOM_MESSAGE {
+        @if ev.kind == M_ROOM_MESSAGE && stored.redacted_because.is_some() {
+            li.ev.msg.redacted id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-sender=(ev.sender) data-event-id=(ev.event_id) {
+                span.who title=(ev.sender) { (who) }
+                time data-ts=(ev.origin_server_ts) { (clock(ev.origin_server_ts)) }
+                div.body { em { "Message deleted" } }
+            }
+        } @else if ev.kind == M_ROOM_MESSAGE {
             li.ev.msg id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-sender=(ev.sender) data-event-id=(ev.event_id) {
                 span.who title=(ev.sender) { (who) }
                 time data-ts=(ev.origin_server_ts) { (clock(ev.origin_server_ts)) }
                 div.body { (text("body")) }
             }
+        } @else if ev.kind == M_ROOM_REDACTION {
+            // The redacted event's own row changes (live: the client drops it, see `app.js`);
+            // the redaction keeps positions contiguous for history paging.
+            li.ev.signal id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-kind=(ev.kind)
+                data-event-id=(ev.event_id) data-redacts=[ev.redacts()] hidden {}
         } @else if crate::events::call::is_call_event(&ev.kind) {
             @if let Some(summary) = call_summary(ev) {
                 li.ev.note.call id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-sender=(ev.sender)

@@ -146,6 +146,14 @@ fn rows() -> Vec<Row> {
             expect: MEMBERS_ONLY,
         },
         Row { method: "GET", route: "/api/v1/rooms/{room_id}/messages", body: None, expect: MEMBERS_ONLY },
+        // The event is the member's own message: the member may delete it, the room's admin
+        // (redact level 50) anyone's; a member deleting another's gets 403 (federation_rooms).
+        Row {
+            method: "POST",
+            route: "/api/v1/rooms/{room_id}/redact",
+            body: Json(|c| json!({"event_id": c.event_id, "reason": "oops"})),
+            expect: MEMBERS_ONLY,
+        },
         Row {
             method: "POST",
             route: "/api/v1/rooms/{room_id}/read",

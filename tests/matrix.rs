@@ -185,3 +185,76 @@ async fn invitations_cross_between_us_and_synapse() {
     exchange(&syn, &sam, &ana, &mine, "j", 3).await;
     s.stop().await;
 }
+
+/// Redactions both ways with Synapse. Sam redacts his message on Synapse: it disappears here
+/// (live, history, a reload), and our next message still reaches Synapse (our id of Synapse's
+/// redaction was wrong, so that message named an unknown prev_event and was lost). Ana
+/// redacts hers here: Synapse shows it redacted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redactions_cross_between_us_and_synapse() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = pki(tmp.path());
+    let syn = Synapse::start(&ca, &cert, &key).await;
+    let s = ours(&ca, &cert, &key).await;
+    let ana = Client::register(&ca, &s.addr.to_string(), "ana").await;
+    let sam = syn.register("sam").await;
+    let body = json!({"preset": "public_chat", "room_alias_name": "slips", "name": "Slips"});
+    let (st, v) = syn.call(Some(&sam), "POST", "/_matrix/client/v3/createRoom", Some(body)).await;
+    assert_eq!(st, 200, "{v}");
+    let room = v["room_id"].as_str().unwrap().to_string();
+    let (st, v) = ana.post(&format!("/api/v1/join/{}", enc(&format!("#slips:{}", syn.name))), json!({})).await;
+    assert_eq!(st, 200, "{v}");
+    let path_room = enc(&room);
+    let sam_slip = syn.send(&sam, &room, "sam's slip", "x1").await;
+    until_all("Sam's slip here", &["sam's slip".to_string()], || ana.bodies(&path_room)).await;
+
+    // Sam redacts it on Synapse.
+    let mut ws = ana.ws(None).await;
+    let path = format!("/_matrix/client/v3/rooms/{path_room}/redact/{}/r1", enc(&sam_slip));
+    let (st, v) = syn.call(Some(&sam), "PUT", &path, Some(json!({"reason": "oops"}))).await;
+    assert_eq!(st, 200, "{v}");
+    let sam_redaction = v["event_id"].as_str().unwrap().to_string();
+    let f = ws.next_redaction().await;
+    assert_eq!(
+        (f["event"]["event_id"].as_str(), f["event"]["content"]["redacts"].as_str()),
+        (Some(sam_redaction.as_str()), Some(sam_slip.as_str())),
+        "{f}"
+    );
+    until("Sam's slip redacted here", async || {
+        ana.event(&path_room, &sam_slip).await.is_some_and(|e| e["content"] == json!({}))
+    })
+    .await;
+    let e = ana.event(&path_room, &sam_slip).await.unwrap();
+    assert_eq!(e["unsigned"]["redacted_because"], sam_redaction.as_str(), "{e}");
+    assert!(!ana.bodies(&path_room).await.contains(&"sam's slip".to_string()));
+    let page = ana.page(&format!("/rooms/{path_room}")).await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("Message deleted") && !page.contains("slip</div>"), "{page}");
+
+    // Our next message names Synapse's redaction by Synapse's id, so Synapse takes it.
+    ana.send(&path_room, "after the redaction", "a1").await;
+    until_all("our message on Synapse", &["after the redaction".to_string()], || syn.bodies(&sam, &room)).await;
+
+    // Ana redacts her own message here: Synapse shows it redacted.
+    let ana_slip = ana.send(&path_room, "ana's slip", "a2").await;
+    until_all("Ana's slip on Synapse", &["ana's slip".to_string()], || syn.bodies(&sam, &room)).await;
+    let (st, v) =
+        ana.post(&format!("/api/v1/rooms/{path_room}/redact"), json!({"event_id": ana_slip, "reason": "oops"})).await;
+    assert_eq!(st, 200, "{v}");
+    let ana_redaction = v["event_id"].as_str().unwrap().to_string();
+    until("Ana's slip redacted on Synapse", async || {
+        let events = syn.timeline(&sam, &room).await;
+        events.iter().any(|e| {
+            e["event_id"] == ana_slip.as_str()
+                && e["content"] == json!({})
+                && e["unsigned"]["redacted_because"]["event_id"] == ana_redaction.as_str()
+        })
+    })
+    .await;
+    // Both go on.
+    syn.send(&sam, &room, "still here", "x2").await;
+    until_all("Sam's next message here", &["still here".to_string()], || ana.bodies(&path_room)).await;
+    ana.send(&path_room, "me too", "a3").await;
+    until_all("our next message on Synapse", &["me too".to_string()], || syn.bodies(&sam, &room)).await;
+    s.stop().await;
+}

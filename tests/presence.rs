@@ -222,3 +222,20 @@ async fn ephemeral_frames_from_1000_connections_leave_the_store_untouched() {
     drop(conns);
     s.stop().await;
 }
+
+/// A deleted message that mentioned someone stops counting as a mention.
+#[tokio::test]
+async fn a_deleted_mention_stops_counting() {
+    let s = TestServer::start().await;
+    let (ana, ben, room) = s.ana_and_ben_in_general().await;
+    let (_, sent) = s.send(&ben, &room, "hey @ana, look", "m1").await;
+    let mentions = |v: &Value| v["rooms"][0]["mentions"].as_u64();
+    let (_, v) = s.get(Some(&ana.token), "/api/v1/rooms").await;
+    assert_eq!(mentions(&v), Some(1), "{v}");
+    let redact = format!("/api/v1/rooms/{room}/redact");
+    let (st, v) = s.post(Some(&ben.token), &redact, json!({"event_id": sent["event_id"]})).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (_, v) = s.get(Some(&ana.token), "/api/v1/rooms").await;
+    assert_eq!(mentions(&v), Some(0), "{v}");
+    s.stop().await;
+}

@@ -64,7 +64,7 @@ fn stored(i: &Input) -> StoredEvent {
     let new = NewEvent { kind: i.kind.clone(), state_key: i.state_key.clone(), content: i.content.clone() };
     let parents = Parents { prev_events: vec![], auth_events: vec![], depth: 7 };
     let room = chat::ids::RoomId::parse(ROOM).expect("a room id");
-    StoredEvent { pos: 42, event: Event::build(Some(&room), &i.sender, new, parents, 1_800_000_000_000) }
+    StoredEvent { pos: 42, event: Event::build(Some(&room), &i.sender, new, parents, 1_800_000_000_000), redacted_because: None }
 }
 
 fn counts(html: &str) -> [usize; 3] {

@@ -19,6 +19,8 @@ pub const M_ROOM_NAME: &str = "m.room.name";
 pub const M_ROOM_TOPIC: &str = "m.room.topic";
 /// A chat message.
 pub const M_ROOM_MESSAGE: &str = "m.room.message";
+/// Takes back an earlier event: its content is stripped (`redacts` in content, room version 11+).
+pub const M_ROOM_REDACTION: &str = "m.room.redaction";
 
 /// Longest room name, in characters (local names are refused beyond it; others' are cut).
 pub const MAX_NAME_CHARS: usize = 100;

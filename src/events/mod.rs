@@ -117,15 +117,42 @@ impl Event {
             hashes: BTreeMap::new(),
             signatures: BTreeMap::new(),
         };
-        let content_hash = Sha256::digest(crate::keys::canonical_string(&ev.hashable(room_id.is_some())));
-        ev.hashes.insert("sha256".into(), b64_std(&content_hash));
-        let reference = Sha256::digest(crate::keys::canonical_string(&ev.redacted(room_id.is_some())));
-        let hash = b64_url(&reference);
-        ev.event_id = EventId::from_hash(&hash);
-        if room_id.is_none() {
-            ev.room_id = RoomId::from_hash(&hash);
-        }
+        let content_hash = ev.content_hash(room_id.is_some());
+        ev.hashes.insert("sha256".into(), content_hash);
+        ev.name_from_reference_hash(room_id.is_none());
         ev
+    }
+
+    /// The content hash (unpadded standard base64 of SHA-256 over the hashable form).
+    fn content_hash(&self, with_room: bool) -> String {
+        b64_std(&Sha256::digest(crate::keys::canonical_string(&self.hashable(with_room))))
+    }
+
+    /// Sets the event id (and a create event's room id) from the reference hash: the hash of
+    /// the redacted form, with the `hashes` the event carries.
+    fn name_from_reference_hash(&mut self, is_create: bool) {
+        let reference = Sha256::digest(crate::keys::canonical_string(&self.redacted(!is_create)));
+        let hash = b64_url(&reference);
+        self.event_id = EventId::from_hash(&hash);
+        if is_create {
+            self.room_id = RoomId::from_hash(&hash);
+        }
+    }
+
+    /// The event id this redaction takes back (`content.redacts`, room version 11+), if it is one.
+    pub fn redacts(&self) -> Option<&str> {
+        (self.kind == M_ROOM_REDACTION).then(|| self.content.get("redacts").and_then(Value::as_str)).flatten()
+    }
+
+    /// Strips the content to what survives redaction. Id, hashes and signatures stay: the
+    /// reference hash and the signatures cover only the redacted form, so they still hold.
+    pub fn redact(&mut self) {
+        self.content = redact_content(&self.kind, &self.content);
+    }
+
+    /// Whether the content is already in its redacted form.
+    pub fn is_redacted_form(&self) -> bool {
+        self.content == redact_content(&self.kind, &self.content)
     }
 
     /// The event as a JSON object, field by field (the same shape serde writes), which unlike
@@ -217,7 +244,7 @@ impl Event {
     }
 
     /// Reads a PDU received from another server (room version 12): its id is computed (the
-    /// reference hash), and its content hash must match. `room_id` is the room it is meant for
+    /// reference hash); if its content hash does not match, it is returned redacted. `room_id` is the room it is meant for
     /// (a create event carries none; its hash must then name that room). Signatures and user ids
     /// ([`Event::check_user_ids`]) are checked by the caller, who has the keys.
     pub fn from_pdu(pdu: &Value, room_id: &RoomId) -> crate::error::Result<Event> {
@@ -236,22 +263,17 @@ impl Event {
         if ev.prev_events.len() > MAX_REFS || ev.auth_events.len() > MAX_REFS {
             return Err(Error::bad("too many prev_events or auth_events"));
         }
-        let rebuilt = Event::build(
-            (!is_create).then_some(&ev.room_id),
-            &ev.sender,
-            NewEvent { kind: ev.kind.clone(), state_key: ev.state_key.clone(), content: ev.content.clone() },
-            Parents { prev_events: ev.prev_events.clone(), auth_events: ev.auth_events.clone(), depth: ev.depth },
-            ev.origin_server_ts,
-        );
-        if rebuilt.hashes != ev.hashes {
-            return Err(Error::bad("content hash does not match the event"));
+        let Some(claimed) = ev.hashes.get("sha256") else {
+            return Err(Error::bad("the event has no sha256 content hash"));
+        };
+        // A content hash that does not match (a copy redacted by the server that served it, or
+        // changed content): the event is redacted before anything else looks at it, as the spec
+        // says; the signatures (checked by the caller) then decide over the redacted form.
+        // Unknown top-level keys, which our struct drops, also land here: redaction drops them too.
+        if *claimed != ev.content_hash(!is_create) {
+            ev.redact();
         }
-        // Unknown top-level keys would be dropped by our struct and change the hash above; an
-        // event that still matches has none.
-        ev.event_id = rebuilt.event_id;
-        if is_create {
-            ev.room_id = rebuilt.room_id;
-        }
+        ev.name_from_reference_hash(is_create);
         if ev.room_id != *room_id {
             return Err(Error::bad("the event belongs to another room"));
         }
@@ -272,27 +294,17 @@ impl Event {
     }
 }
 
-/// Keeps only the content keys that survive redaction (Matrix room version 11+ rules).
-fn redact_content(kind: &str, content: &Value) -> Value {
-    let keep: &[&str] = match kind {
-        M_ROOM_CREATE => return content.clone(),
-        M_ROOM_MEMBER => &["membership", "join_authorised_via_users_server"],
-        M_ROOM_JOIN_RULES => &["join_rule", "allow"],
-        M_ROOM_POWER_LEVELS => {
-            &["ban", "events", "events_default", "invite", "kick", "redact", "state_default", "users", "users_default"]
-        }
-        "m.room.history_visibility" => &["history_visibility"],
-        _ => &[],
+/// Keeps only the content keys that survive redaction: ruma's implementation of the room
+/// version 12 rules (the same as 11: a redaction keeps `redacts`, a create event all of its
+/// content, power levels `invite`, ...). Content that is not canonical JSON (not an object,
+/// floats, integers beyond 2^53) keeps nothing.
+pub fn redact_content(kind: &str, content: &Value) -> Value {
+    let Ok(mut object) = crate::keys::to_canonical(content.clone()) else {
+        return Value::Object(serde_json::Map::new());
     };
-    let mut out = serde_json::Map::new();
-    if let Value::Object(m) = content {
-        for k in keep {
-            if let Some(v) = m.get(*k) {
-                out.insert((*k).to_string(), v.clone());
-            }
-        }
-    }
-    Value::Object(out)
+    let rules = ruma_common::room_version_rules::RoomVersionRules::V12.redaction;
+    ruma_common::canonical_json::redact_content_in_place(&mut object, &rules, kind);
+    Value::from(ruma_common::CanonicalJsonValue::Object(object))
 }
 
 fn b64_std(bytes: &[u8]) -> String {
@@ -421,5 +433,57 @@ mod tests {
                 assert_eq!(checked.unwrap(), ruma_signatures::Verified::Signatures);
             }
         }
+    }
+
+    /// A room version 12 redaction keeps `redacts` in its redacted form (the old code dropped
+    /// it, so our id of a Synapse redaction differed from Synapse's), exactly as ruma redacts it.
+    #[test]
+    fn redaction_keeps_redacts_as_ruma_does() {
+        let room = create();
+        let redaction = Event::build(
+            Some(&room.room_id),
+            "@ana:chat.test",
+            NewEvent::message(M_ROOM_REDACTION, json!({"redacts": "$target", "reason": "oops"})),
+            Parents { prev_events: vec![room.event_id.to_string()], auth_events: vec![], depth: 2 },
+            1_700_000_000_002,
+        );
+        assert_eq!(redact_content(M_ROOM_REDACTION, &redaction.content), json!({"redacts": "$target"}));
+        let object = crate::keys::to_canonical(redaction.pdu()).unwrap();
+        let rules = ruma_common::room_version_rules::RoomVersionRules::V12;
+        let theirs = ruma_common::canonical_json::redact(object.clone(), &rules.redaction, None).unwrap();
+        let theirs = Value::from(ruma_common::CanonicalJsonValue::Object(theirs));
+        assert_eq!(theirs["content"], redact_content(M_ROOM_REDACTION, &redaction.content));
+        let reference = ruma_signatures::reference_hash(&object, &rules).unwrap();
+        assert_eq!(format!("${reference}"), redaction.event_id.as_str());
+        // Power levels keep `invite` (v11+), a message keeps nothing.
+        let pl = json!({"ban": 50, "invite": 0, "users": {"@b:x": 50}, "notifications": {"room": 50}});
+        assert_eq!(redact_content(M_ROOM_POWER_LEVELS, &pl), json!({"ban": 50, "invite": 0, "users": {"@b:x": 50}}));
+        assert_eq!(redact_content(M_ROOM_MESSAGE, &text_message("hi")), json!({}));
+    }
+
+    /// A copy redacted by the server that served it (content hash no longer matching) is read
+    /// redacted, under the same id; changed content is read redacted too (the signature check,
+    /// over the redacted form, then decides).
+    #[test]
+    fn a_redacted_copy_is_read_redacted_under_the_same_id() {
+        let room = create();
+        let msg = Event::build(
+            Some(&room.room_id),
+            "@ana:chat.test",
+            NewEvent::message(M_ROOM_MESSAGE, text_message("secret")),
+            Parents { prev_events: vec![room.event_id.to_string()], auth_events: vec![], depth: 2 },
+            1_700_000_000_001,
+        );
+        let mut copy = msg.pdu();
+        copy["content"] = json!({});
+        let read = Event::from_pdu(&copy, &room.room_id).unwrap();
+        assert_eq!(read.event_id, msg.event_id);
+        assert_eq!(read.content, json!({}));
+        let mut changed = msg.pdu();
+        changed["content"]["body"] = json!("forged");
+        let read = Event::from_pdu(&changed, &room.room_id).unwrap();
+        assert_eq!((read.event_id, read.content), (msg.event_id.clone(), json!({})));
+        let intact = Event::from_pdu(&msg.pdu(), &room.room_id).unwrap();
+        assert_eq!(intact.content, msg.content);
     }
 }

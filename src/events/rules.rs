@@ -95,6 +95,11 @@ pub fn authorize(
     if sender_m != Membership::Join {
         return Err(Error::Forbidden("you are not a member of this room".into()));
     }
+    // Room version 11+: the redacted event is named in content. Whether the redaction may
+    // strip it is decided when it is applied ([`may_redact`]), as the spec allows.
+    if new.kind == M_ROOM_REDACTION && new.content.get("redacts").and_then(serde_json::Value::as_str).is_none() {
+        return Err(Error::bad("a redaction names the event it redacts in content.redacts"));
+    }
     if level < pl.event_level(&new.kind, new.state_key.is_some()) {
         return Err(Error::Forbidden("you do not have permission to do that in this room".into()));
     }
@@ -109,6 +114,12 @@ pub fn authorize(
         }
     }
     Ok(())
+}
+
+/// Whether a redaction by `redacter` strips an event sent by `target_sender`: their own
+/// events, or anyone's with the room's `redact` level.
+pub fn may_redact(room: RoomState<'_>, redacter: &str, target_sender: &str) -> bool {
+    redacter == target_sender || room.power_levels.level_of(room.creator, redacter) >= room.power_levels.redact
 }
 
 #[cfg(test)]

@@ -460,6 +460,45 @@ pub async fn submit_message(
         .await
 }
 
+/// Longest reason given for a redaction, in characters.
+const MAX_REASON_CHARS: usize = 500;
+
+/// Redacts (deletes) an event of the room: one's own, or anyone's with the room's `redact`
+/// level (see [`rules::may_redact`]). Returns the redaction's id; an event already redacted
+/// gives the id of the redaction that took it.
+pub async fn redact(
+    state: &Rooms,
+    user: &UserId,
+    room_id: &RoomId,
+    target: &EventId,
+    reason: Option<&str>,
+) -> Result<EventId> {
+    let mut content = json!({ "redacts": target });
+    if let Some(reason) = reason {
+        content["reason"] = json!(clean_text("reason", reason, MAX_REASON_CHARS, false)?);
+    }
+    state.messages_per_user.check(user.as_str())?;
+    let (u, rid, target) = (user.to_string(), room_id.clone(), target.clone());
+    state
+        .store
+        .write(move |tx| {
+            let room = tx.room(&rid)?.ok_or_else(|| Error::NotFound("no such room".into()))?;
+            if tx.membership(&rid, &u)? != Membership::Join {
+                return Err(Error::Forbidden("you are not a member of this room".into()));
+            }
+            let stored = tx.event(&target)?.filter(|s| s.event.room_id == rid && s.pos > 0);
+            let stored = stored.ok_or_else(|| Error::NotFound("no such event in this room".into()))?;
+            if !rules::may_redact(room.auth_state(), &u, &stored.event.sender) {
+                return Err(Error::Forbidden("you may only delete your own messages in this room".into()));
+            }
+            if let Some(earlier) = stored.redacted_because {
+                return Ok(earlier);
+            }
+            append(tx, &rid, &u, NewEvent::message(M_ROOM_REDACTION, content)).map(|s| s.event.event_id.clone())
+        })
+        .await
+}
+
 /// Most users one message can mention.
 const MAX_MENTIONS: usize = 20;
 

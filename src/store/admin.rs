@@ -153,6 +153,7 @@ impl Store {
                 txn_ids.retain_in((m, "")..=(m, "\u{10ffff}"), |_, v| !event_ids.contains(v))?;
             }
             txn.open_table(CALLS)?.retain_in((rid, "")..=(rid, "\u{10ffff}"), |_, _| false)?;
+            txn.open_table(REDACTIONS)?.retain_in((rid, "")..=(rid, "\u{10ffff}"), |_, _| false)?;
             // Events without a timeline position (state and auth chain from a join through
             // another server).
             {

@@ -20,6 +20,9 @@ pub struct StoredEvent {
     pub pos: u64,
     /// The event.
     pub event: Event,
+    /// The redaction that stripped the event's content, if one did (`unsigned.redacted_because`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redacted_because: Option<EventId>,
 }
 
 impl Tx<'_> {
@@ -53,7 +56,11 @@ impl Tx<'_> {
         let room_id = room_id.as_str();
         let mut events = self.txn.open_table(EVENTS)?;
         if events.get(ev.event_id.as_str())?.is_none() {
-            put_json(&mut events, ev.event_id.as_str(), &StoredEvent { pos: 0, event: ev.clone() })?;
+            put_json(
+                &mut events,
+                ev.event_id.as_str(),
+                &StoredEvent { pos: 0, event: ev.clone(), redacted_because: None },
+            )?;
             self.txn.open_table(ROOM_OUTLIERS)?.insert((room_id, ev.event_id.as_str()), ())?;
         }
         Ok(())
@@ -105,10 +112,11 @@ pub fn persist_superseded(tx: &mut Tx<'_>, room: &mut RoomRecord, ev: Event) -> 
 fn persist_inner(
     tx: &mut Tx<'_>,
     room: &mut RoomRecord,
-    ev: Event,
+    mut ev: Event,
     send: bool,
     apply: bool,
 ) -> Result<Arc<StoredEvent>> {
+    let redacted_because = super::redactions::on_persist(tx, room, &mut ev)?;
     let pos = tx.next_pos();
     let rid = room.room_id.clone();
     let eid = ev.event_id.clone();
@@ -136,7 +144,7 @@ fn persist_inner(
     room.depth = room.depth.max(ev.depth);
     room.last_pos = pos;
     super::rooms::put_room(tx.txn, room)?;
-    let stored = Arc::new(StoredEvent { pos, event: ev });
+    let stored = Arc::new(StoredEvent { pos, event: ev, redacted_because });
     put_json(&mut tx.txn.open_table(EVENTS)?, eid.as_str(), stored.as_ref())?;
     if send {
         enqueue(tx, room, &stored, &[])?;
@@ -228,7 +236,11 @@ pub fn store_joined_room(
         room.depth = room.depth.max(ev.depth);
         room.last_pos = pos;
         let id = ev.event_id.clone();
-        put_json(&mut tx.txn.open_table(EVENTS)?, id.as_str(), &StoredEvent { pos, event: ev })?;
+        put_json(
+            &mut tx.txn.open_table(EVENTS)?,
+            id.as_str(),
+            &StoredEvent { pos, event: ev, redacted_because: None },
+        )?;
     }
     room.extremities = join.prev_events.clone();
     persist_received(tx, &mut room, join)?;

@@ -9,6 +9,7 @@ pub mod directory;
 pub mod events;
 pub mod keys;
 pub mod outbox;
+pub mod redactions;
 pub mod rooms;
 pub mod snapshot;
 mod tables;
@@ -27,7 +28,7 @@ pub use writer::{OnCommit, Tx, Writer, WriterStats, WriterThread};
 
 /// Version of the table layout this build reads and writes. Each version's change, and the step
 /// that upgrades a database of the version before, is in [`upgrade`].
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "chat.redb";
 
@@ -172,6 +173,8 @@ fn upgrade(txn: &WriteTransaction, from: u32) -> Result<()> {
         // 3 adds the public directory (`public_rooms`, `public_room_keys`) and `room_aliases`,
         // built from `rooms` and `aliases`.
         2 => directory::build(txn),
+        // 4 adds `redactions`, empty: redactions stored before it are not applied.
+        3 => Ok(()),
         _ => Err(Error::Internal(format!("no upgrade from schema {from}"))),
     }
 }

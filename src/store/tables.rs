@@ -88,6 +88,11 @@ pub const FED_QUEUE: TableDefinition<(&str, u8, u64), &str> = TableDefinition::n
 /// processed, so a retried transaction is answered without processing it twice.
 pub const FED_TXNS: TableDefinition<(&str, &str), u64> = TableDefinition::new("fed_txns");
 
+/// (room id, redacted event id) -> redaction event id: every redaction received or sent, by
+/// the event it takes back, so that one stored before its target is applied when the target
+/// arrives (see [`super::redactions`]). Schema 4.
+pub const REDACTIONS: TableDefinition<(&str, &str), &str> = TableDefinition::new("redactions");
+
 /// Calls `$m!(TABLE, ...)` with every table above: the one list that creating the schema and
 /// copying a backup use, so a new table cannot be left out of either.
 macro_rules! every_table {
@@ -115,7 +120,8 @@ macro_rules! every_table {
             PUBLIC_ROOMS,
             PUBLIC_ROOM_KEYS,
             FED_QUEUE,
-            FED_TXNS
+            FED_TXNS,
+            REDACTIONS
         )
     };
 }

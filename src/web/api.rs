@@ -391,6 +391,9 @@ pub struct Page {
 pub fn event_json(e: &StoredEvent) -> Value {
     let mut v = serde_json::to_value(&e.event).unwrap_or(Value::Null);
     v["pos"] = json!(e.pos);
+    if let Some(because) = &e.redacted_because {
+        v["unsigned"] = json!({ "redacted_because": because });
+    }
     v
 }
 
@@ -443,6 +446,27 @@ pub async fn read(
     }
     let (unread, mentions) = state.store.unread_counts(session.user.as_str(), &id)?;
     Ok(Json(json!({ "unread": unread, "mentions": mentions })))
+}
+
+/// `{event_id, reason?}`.
+#[derive(Deserialize)]
+pub struct Redaction {
+    event_id: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `POST /rooms/{id}/redact {event_id, reason?}` → `{event_id}` (the redaction's): deletes a
+/// message, one's own or (with the room's `redact` level) anyone's.
+pub async fn redact(
+    State(state): State<AppState>,
+    session: Session,
+    RoomPath(id): RoomPath,
+    Json(r): Json<Redaction>,
+) -> Result<Json<Value>> {
+    let target = EventId::parse(&r.event_id)?;
+    let redaction = rooms::redact(&state.rooms, &session.user, &id, &target, r.reason.as_deref()).await?;
+    Ok(Json(json!({ "event_id": redaction })))
 }
 
 /// `GET /turn` → `{urls, username, credential, ttl}`: fresh TURN credentials for this user,

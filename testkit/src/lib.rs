@@ -600,11 +600,22 @@ pub mod tls {
             out
         }
 
-        /// Every message body of a room, oldest first.
+        /// Every message body of a room, oldest first (redacted messages have none).
         pub async fn bodies(&self, room: &str) -> Vec<String> {
             let events = self.events(room).await;
             let messages = events.iter().rev().filter(|e| e["type"] == "m.room.message");
-            messages.map(|e| e["content"]["body"].as_str().unwrap().to_string()).collect()
+            messages.filter_map(|e| e["content"]["body"].as_str().map(str::to_string)).collect()
+        }
+
+        /// One event of a room as the history API gives it.
+        pub async fn event(&self, room: &str, event_id: &str) -> Option<Value> {
+            self.events(room).await.into_iter().find(|e| e["event_id"] == event_id)
+        }
+
+        /// A page as the browser gets it (signed in by cookie): status line, headers and body.
+        pub async fn page(&self, path: &str) -> String {
+            let cookie = [("cookie", format!("chat_token={}", self.token))];
+            raw(&self.ca, &self.addr, "GET", path, &cookie, None).await
         }
 
         /// A live connection (over TLS), after its `ready` frame.
@@ -676,6 +687,16 @@ pub mod tls {
         }
 
         /// The body of the next message event.
+        /// Skips frames until the `event` frame of an `m.room.redaction` (10 s at most per frame).
+        pub async fn next_redaction(&mut self) -> Value {
+            loop {
+                let f = self.next_of("event").await;
+                if f["event"]["type"] == "m.room.redaction" {
+                    return f;
+                }
+            }
+        }
+
         pub async fn next_body(&mut self) -> String {
             loop {
                 let f = self.next_of("event").await;

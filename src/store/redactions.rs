@@ -1,0 +1,82 @@
+//! Applying redactions: an `m.room.redaction` strips the content of the event it names in the
+//! store itself, so the page, history, the live channel and federation all show it redacted.
+//! A redaction stored before its target (allowed by the spec) waits in `REDACTIONS` and is
+//! applied when the target is stored.
+//!
+//! Who may: the target's sender, or a member with the room's `redact` level (judged on the
+//! room's current power levels). A redaction that may not apply stays in the timeline and
+//! strips nothing.
+
+use redb::ReadableTable;
+
+use super::Tx;
+use super::events::{apply_state, get_event};
+use super::rooms::RoomRecord;
+use super::tables::*;
+use super::{get_json, put_json};
+use crate::error::Result;
+use crate::events::rules::may_redact;
+use crate::events::*;
+use crate::ids::EventId;
+
+/// Runs for every event about to be persisted in `room`'s timeline. If a stored redaction
+/// names `ev`, `ev` is redacted before it is written (and the redaction's id returned, for
+/// `redacted_because`); if `ev` is a redaction, it is recorded and its stored target in the
+/// same room is redacted now.
+pub(super) fn on_persist(tx: &mut Tx<'_>, room: &mut RoomRecord, ev: &mut Event) -> Result<Option<EventId>> {
+    let rid = room.room_id.clone();
+    let mut because = None;
+    let earlier =
+        tx.txn.open_table(REDACTIONS)?.get((rid.as_str(), ev.event_id.as_str()))?.map(|v| v.value().to_string());
+    if let Some(redaction_id) = earlier {
+        let redaction = get_event(&tx.txn.open_table(EVENTS)?, &redaction_id)?;
+        if let Some(redaction) = redaction
+            && may_redact(room.auth_state(), &redaction.event.sender, &ev.sender)
+        {
+            ev.redact();
+            because = Some(redaction.event.event_id);
+        }
+    }
+    let Some(target) = ev.redacts().map(str::to_string) else { return Ok(because) };
+    {
+        let mut table = tx.txn.open_table(REDACTIONS)?;
+        if table.get((rid.as_str(), target.as_str()))?.is_some() {
+            // Already redacted (or waiting) by an earlier redaction: the first one stands.
+            return Ok(because);
+        }
+        table.insert((rid.as_str(), target.as_str()), ev.event_id.as_str())?;
+    }
+    let mut events = tx.txn.open_table(EVENTS)?;
+    let Some(mut stored) = get_json::<super::events::StoredEvent>(&events, &target)? else { return Ok(because) };
+    if stored.event.room_id != rid
+        || stored.redacted_because.is_some()
+        || !may_redact(room.auth_state(), &ev.sender, &stored.event.sender)
+    {
+        return Ok(because);
+    }
+    // The mentions it made stop counting (a redaction before its target keeps them from being
+    // indexed at all: the target is redacted before `persist` reads them).
+    let mentioned: Vec<String> = mentioned_users(&stored.event);
+    stored.event.redact();
+    stored.redacted_because = Some(ev.event_id.clone());
+    put_json(&mut events, &target, &stored)?;
+    drop(events);
+    let mut mentions = tx.txn.open_table(MENTIONS)?;
+    for user in &mentioned {
+        mentions.remove((user.as_str(), rid.as_str(), stored.pos))?;
+    }
+    drop(mentions);
+    // A redacted state event that holds its slot: the room's summary follows its new content.
+    if let Some(key) = stored.event.state_key.as_deref()
+        && tx.state_event_id(&rid, &stored.event.kind, key)?.as_ref() == Some(&stored.event.event_id)
+    {
+        apply_state(tx, room, &stored.event, key)?;
+    }
+    Ok(because)
+}
+
+/// The users an event's `m.mentions` names.
+fn mentioned_users(ev: &Event) -> Vec<String> {
+    let users = ev.content.get("m.mentions").and_then(|m| m.get("user_ids")).and_then(|u| u.as_array());
+    users.into_iter().flatten().filter_map(|u| u.as_str().map(str::to_string)).collect()
+}
