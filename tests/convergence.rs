@@ -8,63 +8,18 @@ use chat_testkit as common;
 use chat_testkit::reqwest;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chat::federation::urlencode;
 use common::TestServer;
-use common::tls::{Client, pki};
+use common::eventually;
+use common::tls::{Client, Pki};
 use serde_json::json;
 
 /// How long a convergence check may take before it counts as a failure.
 const CONVERGE_SECS: u64 = 30;
 /// Messages each user sends after a rejoin.
 const N: usize = 8;
-
-struct Pki {
-    _dir: tempfile::TempDir,
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-fn make_pki() -> Pki {
-    let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = pki(dir.path());
-    Pki { _dir: dir, ca, cert, key }
-}
-
-async fn server(p: &Pki) -> TestServer {
-    let (cert, key, ca) = (p.cert.clone(), p.key.clone(), p.ca.clone());
-    TestServer::start_tuned(move |c| {
-        c.tls.cert = Some(cert);
-        c.tls.key = Some(key);
-        c.federation_ca = Some(ca);
-        c.federation_private_addresses = true;
-        c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
-    })
-    .await
-}
-
-/// A server's name, as its key document states it.
-async fn name(p: &Pki, s: &TestServer) -> String {
-    let (_, doc) = common::tls::request(&p.ca, &s.addr.to_string(), "GET", "/_matrix/key/v2/server", &[], None).await;
-    doc["server_name"].as_str().unwrap().to_string()
-}
-
-/// Waits until `cond` (an expression that may `.await`) holds, checking every 50 ms.
-macro_rules! eventually {
-    ($secs:expr, $what:expr, $cond:expr) => {{
-        let until = std::time::Instant::now() + Duration::from_secs($secs);
-        loop {
-            if $cond {
-                break;
-            }
-            assert!(std::time::Instant::now() < until, "timed out waiting for: {}", $what);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }};
-}
 
 /// Three servers; ana (A), ben (B) and cara (C) in ana's room.
 struct Three {
@@ -81,12 +36,16 @@ impl Three {
     /// ana creates a room (public with an alias, or private) and makes ben, who joins by alias
     /// or invitation, an admin; cara joins the same way.
     async fn start(public: bool) -> Three {
-        let p = make_pki();
-        let servers = [server(&p).await, server(&p).await, server(&p).await];
-        let na = name(&p, &servers[0]).await;
+        let p = Pki::new();
+        let servers = [
+            TestServer::federating(&p, |_| {}).await,
+            TestServer::federating(&p, |_| {}).await,
+            TestServer::federating(&p, |_| {}).await,
+        ];
+        let na = p.name_of(&servers[0]).await;
         let ana = Client::register(&p.ca, &na, "ana").await;
-        let ben = Client::register(&p.ca, &name(&p, &servers[1]).await, "ben").await;
-        let cara = Client::register(&p.ca, &name(&p, &servers[2]).await, "cara").await;
+        let ben = Client::register(&p.ca, &p.name_of(&servers[1]).await, "ben").await;
+        let cara = Client::register(&p.ca, &p.name_of(&servers[2]).await, "cara").await;
         let visibility = if public { "public" } else { "private" };
         let (s, v) =
             ana.post("/api/v1/rooms", json!({"name": "Lobby", "visibility": visibility, "alias": "lobby"})).await;
@@ -308,12 +267,16 @@ async fn ban_unban_then_rejoin_with_no_other_local_member() {
 /// A join through A reaches B (relayed by A, signed by C), so B sends to C at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_third_server_learns_of_a_join_through_another() {
-    let p = make_pki();
-    let servers = [server(&p).await, server(&p).await, server(&p).await];
-    let na = name(&p, &servers[0]).await;
+    let p = Pki::new();
+    let servers = [
+        TestServer::federating(&p, |_| {}).await,
+        TestServer::federating(&p, |_| {}).await,
+        TestServer::federating(&p, |_| {}).await,
+    ];
+    let na = p.name_of(&servers[0]).await;
     let ana = Client::register(&p.ca, &na, "ana").await;
-    let ben = Client::register(&p.ca, &name(&p, &servers[1]).await, "ben").await;
-    let cara = Client::register(&p.ca, &name(&p, &servers[2]).await, "cara").await;
+    let ben = Client::register(&p.ca, &p.name_of(&servers[1]).await, "ben").await;
+    let cara = Client::register(&p.ca, &p.name_of(&servers[2]).await, "cara").await;
     let (s, v) = ana.post("/api/v1/rooms", json!({"name": "Quiet", "visibility": "public", "alias": "quiet"})).await;
     assert_eq!(s, 200, "{v}");
     let room = v["room_id"].as_str().unwrap().to_string();

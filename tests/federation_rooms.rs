@@ -6,29 +6,16 @@
 use chat_testkit as common;
 use chat_testkit::reqwest;
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 use axum::http::Method;
 use chat::events::{Event, M_ROOM_MESSAGE, NewEvent, Parents, text_message};
 use chat::federation::urlencode;
 use common::TestServer;
+use common::eventually;
 use common::played::PlayedServer;
-use common::tls::{Client, pki};
+use common::tls::{Client, Pki};
 use serde_json::{Value, json};
-
-struct Pki {
-    _dir: tempfile::TempDir,
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-fn make_pki() -> Pki {
-    let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = pki(dir.path());
-    Pki { _dir: dir, ca, cert, key }
-}
 
 fn tls_config(p: &Pki, data_dir: &Path, listen: &str) -> chat::Config {
     let mut c = chat::Config::with_data_dir(data_dir);
@@ -42,17 +29,6 @@ fn tls_config(p: &Pki, data_dir: &Path, listen: &str) -> chat::Config {
     c.federation_ca = Some(p.ca.clone());
     c.federation_private_addresses = true;
     c
-}
-
-async fn server(p: &Pki) -> TestServer {
-    let (cert, key, ca) = (p.cert.clone(), p.key.clone(), p.ca.clone());
-    TestServer::start_tuned(move |c| {
-        c.tls.cert = Some(cert);
-        c.tls.key = Some(key);
-        c.federation_ca = Some(ca);
-        c.federation_private_addresses = true;
-    })
-    .await
 }
 
 /// `owner` creates a public room with an alias on their server; returns its id.
@@ -76,18 +52,12 @@ async fn ana_and_ben_share(
     name: &str,
     alias: &str,
 ) -> (Client, Client, String) {
-    let na = self::name(p, a).await;
+    let na = p.name_of(a).await;
     let ana = Client::register(&p.ca, &na, "ana").await;
-    let ben = Client::register(&p.ca, &self::name(p, b).await, "ben").await;
+    let ben = Client::register(&p.ca, &p.name_of(b).await, "ben").await;
     let room = public_room(&ana, name, alias).await;
     join_alias(&ben, alias, &na).await;
     (ana, ben, room)
-}
-
-/// A server's name, as its key document states it.
-async fn name(p: &Pki, s: &TestServer) -> String {
-    let (_, doc) = common::tls::request(&p.ca, &s.addr.to_string(), "GET", "/_matrix/key/v2/server", &[], None).await;
-    doc["server_name"].as_str().unwrap().to_string()
 }
 
 /// The text of a server's `/metrics`.
@@ -104,26 +74,12 @@ async fn members(user: &Client, room: &str) -> Vec<(String, String)> {
     list.map(|m| (m["user_id"].as_str().unwrap().to_string(), m["membership"].as_str().unwrap().to_string())).collect()
 }
 
-/// Waits until `cond` (an expression that may `.await`) holds, checking every 50 ms.
-macro_rules! eventually {
-    ($secs:expr, $what:expr, $cond:expr) => {{
-        let until = std::time::Instant::now() + Duration::from_secs($secs);
-        loop {
-            if $cond {
-                break;
-            }
-            assert!(std::time::Instant::now() < until, "timed out waiting for: {}", $what);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }};
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn join_by_alias_and_talk_both_ways_live() {
-    let p = make_pki();
-    let a = server(&p).await;
-    let b = server(&p).await;
-    let (na, nb) = (name(&p, &a).await, name(&p, &b).await);
+    let p = Pki::new();
+    let a = TestServer::federating(&p, |_| {}).await;
+    let b = TestServer::federating(&p, |_| {}).await;
+    let (na, nb) = (p.name_of(&a).await, p.name_of(&b).await);
     let ana = Client::register(&p.ca, &na, "ana").await;
     let ben = Client::register(&p.ca, &nb, "ben").await;
 
@@ -189,11 +145,11 @@ async fn join_by_alias_and_talk_both_ways_live() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invite_across_servers_and_a_third_server_is_not_let_in() {
-    let p = make_pki();
-    let a = server(&p).await;
-    let b = server(&p).await;
-    let c = server(&p).await;
-    let (na, nb, nc) = (name(&p, &a).await, name(&p, &b).await, name(&p, &c).await);
+    let p = Pki::new();
+    let a = TestServer::federating(&p, |_| {}).await;
+    let b = TestServer::federating(&p, |_| {}).await;
+    let c = TestServer::federating(&p, |_| {}).await;
+    let (na, nb, nc) = (p.name_of(&a).await, p.name_of(&b).await, p.name_of(&c).await);
     let ana = Client::register(&p.ca, &na, "ana").await;
     let ben = Client::register(&p.ca, &nb, "ben").await;
     let carl = Client::register(&p.ca, &nc, "carl").await;
@@ -255,14 +211,14 @@ async fn invite_across_servers_and_a_third_server_is_not_let_in() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_was_down_gets_everything_once_in_order() {
-    let p = make_pki();
-    let a = server(&p).await;
+    let p = Pki::new();
+    let a = TestServer::federating(&p, |_| {}).await;
     let b_dir = tempfile::tempdir().unwrap();
     // B listens on a fixed port, so that it keeps its name across the restart.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let b_listen = format!("127.0.0.1:{port}");
     let b = TestServer::start_at(tls_config(&p, b_dir.path(), &b_listen)).await;
-    let (na, nb) = (name(&p, &a).await, name(&p, &b).await);
+    let (na, nb) = (p.name_of(&a).await, p.name_of(&b).await);
     let (ana, ben, room) = ana_and_ben_share(&p, &a, &b, "Feed", "feed").await;
     let before = {
         let ws = ben.ws(None).await;
@@ -287,7 +243,7 @@ async fn a_server_that_was_down_gets_everything_once_in_order() {
     assert!(row.split("</tr>").next().unwrap().contains("retrying since"), "{page}");
 
     let b = TestServer::start_at(tls_config(&p, b_dir.path(), &b_listen)).await;
-    assert_eq!(name(&p, &b).await, nb);
+    assert_eq!(p.name_of(&b).await, nb);
     let want: Vec<String> = (0..100).map(|i| format!("m{i:03}")).collect();
     eventually!(30, "B has all 100", ben.bodies(&room).await.len() >= want.len());
     assert_eq!(ben.bodies(&room).await, want, "exactly once, in order");
@@ -310,10 +266,10 @@ async fn a_server_that_was_down_gets_everything_once_in_order() {
 /// forged or broken: B refuses those (they are neither shown nor served) and takes the good one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_and_tampered_events_are_refused_and_never_shown() {
-    let p = make_pki();
-    let a = server(&p).await;
-    let b = server(&p).await;
-    let nb = name(&p, &b).await;
+    let p = Pki::new();
+    let a = TestServer::federating(&p, |_| {}).await;
+    let b = TestServer::federating(&p, |_| {}).await;
+    let nb = p.name_of(&b).await;
     let (ana, ben, room) = ana_and_ben_share(&p, &a, &b, "Town", "town").await;
     ana.send(&room, "real", "r1").await;
     eventually!(10, "B has the real message", ben.bodies(&room).await == vec!["real"]);
@@ -440,10 +396,10 @@ const SDP: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn call_signalling_crosses_servers() {
-    let p = make_pki();
-    let a = server(&p).await;
-    let b = server(&p).await;
-    let (na, nb) = (name(&p, &a).await, name(&p, &b).await);
+    let p = Pki::new();
+    let a = TestServer::federating(&p, |_| {}).await;
+    let b = TestServer::federating(&p, |_| {}).await;
+    let (na, nb) = (p.name_of(&a).await, p.name_of(&b).await);
     let ana = Client::register(&p.ca, &na, "ana").await;
     let ben = Client::register(&p.ca, &nb, "ben").await;
     let cy = Client::register(&p.ca, &nb, "cy").await;
@@ -502,7 +458,7 @@ fn free_port() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_renames_converge_by_state_resolution() {
-    let p = make_pki();
+    let p = Pki::new();
     let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (a_at, b_at) = (free_port(), free_port());
     let a = TestServer::start_at(tls_config(&p, a_dir.path(), &a_at)).await;
@@ -563,10 +519,10 @@ async fn concurrent_renames_converge_by_state_resolution() {
 /// drops to nothing).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_room_takes_its_aliases_and_queued_sends() {
-    let p = make_pki();
-    let a = server(&p).await;
-    let b = server(&p).await;
-    let (na, nb) = (name(&p, &a).await, name(&p, &b).await);
+    let p = Pki::new();
+    let a = TestServer::federating(&p, |_| {}).await;
+    let b = TestServer::federating(&p, |_| {}).await;
+    let (na, nb) = (p.name_of(&a).await, p.name_of(&b).await);
     let (ana, _ben, room) = ana_and_ben_share(&p, &a, &b, "Gone soon", "gone").await;
     let _b_data = b.stop().await;
     for i in 0..3 {
@@ -581,8 +537,8 @@ async fn deleting_a_room_takes_its_aliases_and_queued_sends() {
     let m = metrics(&a).await;
     assert!(!m.contains(&format!("destination=\"{nb}\",lane=\"1\"")), "{m}");
     // The alias names nothing any more, for other servers, and can be taken again.
-    let c = server(&p).await;
-    let cara = Client::register(&p.ca, &name(&p, &c).await, "cara").await;
+    let c = TestServer::federating(&p, |_| {}).await;
+    let cara = Client::register(&p.ca, &p.name_of(&c).await, "cara").await;
     let (s, v) = cara.post(&format!("/api/v1/join/{}", urlencode(&format!("#gone:{na}"))), json!({})).await;
     assert_eq!(s, 404, "{v}");
     let (s, v) = ana.post("/api/v1/rooms", json!({"name": "New", "visibility": "public", "alias": "gone"})).await;
@@ -595,9 +551,9 @@ async fn deleting_a_room_takes_its_aliases_and_queued_sends() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invitation_stubs_stay_with_the_invitee() {
     use chat::events::{M_ROOM_CREATE, M_ROOM_MEMBER, Membership, member_content};
-    let p = make_pki();
-    let b = server(&p).await;
-    let nb = name(&p, &b).await;
+    let p = Pki::new();
+    let b = TestServer::federating(&p, |_| {}).await;
+    let nb = p.name_of(&b).await;
     let ben = Client::register(&p.ca, &nb, "ben").await;
     let carl = Client::register(&p.ca, &nb, "carl").await;
     let f = PlayedServer::start(&p.ca, &p.cert, &p.key).await;
@@ -652,19 +608,6 @@ async fn invitation_stubs_stay_with_the_invitee() {
     let cookie = [("cookie", format!("chat_token={}", carl.token))];
     let page = common::tls::raw(&p.ca, &nb, "GET", "/rooms", &cookie, None).await;
     assert!(page.contains("200 OK") && !page.contains("Free stuff"), "the stub is on Carl's rooms page");
-}
-
-/// A server like [`server`], with `tune` applied after the test defaults.
-async fn server_with(p: &Pki, tune: impl FnOnce(&mut chat::Config)) -> TestServer {
-    let (cert, key, ca) = (p.cert.clone(), p.key.clone(), p.ca.clone());
-    TestServer::start_tuned(move |c| {
-        c.tls.cert = Some(cert);
-        c.tls.key = Some(key);
-        c.federation_ca = Some(ca);
-        c.federation_private_addresses = true;
-        tune(c);
-    })
-    .await
 }
 
 /// A metric's value in `/metrics` text (0 if absent).
@@ -734,14 +677,14 @@ async fn send_txn(f: &PlayedServer, to: &str, txn: &str, pdus: Vec<Value>) -> se
 /// nothing is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_events_are_held_to_local_limits() {
-    let p = make_pki();
-    let a = server(&p).await;
-    let b = server_with(&p, |c| {
+    let p = Pki::new();
+    let a = TestServer::federating(&p, |_| {}).await;
+    let b = TestServer::federating(&p, |c| {
         c.limits.messages_per_user_per_minute = 300;
         c.limits.federation_events_per_origin_per_minute = 400;
     })
     .await;
-    let nb = name(&p, &b).await;
+    let nb = p.name_of(&b).await;
     let (ana, ben, room) = ana_and_ben_share(&p, &a, &b, "Limits", "limits").await;
     let f = PlayedServer::start(&p.ca, &p.cert, &p.key).await;
     let (fred, fiona) = (format!("@fred:{}", f.name), format!("@fiona:{}", f.name));
@@ -855,10 +798,10 @@ async fn remote_events_are_held_to_local_limits() {
 /// 1,000 events and sends the top of each in its own transaction.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_events_are_fetched_within_a_budget() {
-    let p = make_pki();
-    let a = server(&p).await;
-    let b = server_with(&p, |c| c.limits.federation_missing_fetches_per_origin_per_minute = 8).await;
-    let nb = name(&p, &b).await;
+    let p = Pki::new();
+    let a = TestServer::federating(&p, |_| {}).await;
+    let b = TestServer::federating(&p, |c| c.limits.federation_missing_fetches_per_origin_per_minute = 8).await;
+    let nb = p.name_of(&b).await;
     let (ana, ben, room) = ana_and_ben_share(&p, &a, &b, "Deep", "deep").await;
     let f = PlayedServer::start(&p.ca, &p.cert, &p.key).await;
     let fred = format!("@fred:{}", f.name);
@@ -965,9 +908,9 @@ async fn invitations(user: &Client) -> usize {
 /// stub), and a server may take them only from users who share a room with the invitee (403).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invitation_spam_is_limited() {
-    let p = make_pki();
-    let b = server(&p).await;
-    let nb = name(&p, &b).await;
+    let p = Pki::new();
+    let b = TestServer::federating(&p, |_| {}).await;
+    let nb = p.name_of(&b).await;
     let ben = Client::register(&p.ca, &nb, "ben").await;
     let carl = Client::register(&p.ca, &nb, "carl").await;
     let f = PlayedServer::start(&p.ca, &p.cert, &p.key).await;
@@ -992,8 +935,8 @@ async fn invitation_spam_is_limited() {
     assert_eq!(metric_value(&metrics(&b).await, "chat_federation_invites_refused_total"), 181.0);
 
     // A server that takes invitations only from people its users share a room with.
-    let c = server_with(&p, |c| c.limits.federation_invites_from_shared_rooms_only = true).await;
-    let nc = name(&p, &c).await;
+    let c = TestServer::federating(&p, |c| c.limits.federation_invites_from_shared_rooms_only = true).await;
+    let nc = p.name_of(&c).await;
     let cleo = Client::register(&p.ca, &nc, "cleo").await;
     assert_eq!(invite_from(&f, &nc, &fred, &cleo.id, 2000).await, 403);
     assert_eq!(invitations(&cleo).await, 0);
@@ -1009,9 +952,9 @@ async fn invitation_spam_is_limited() {
 /// that joins later takes the redacted copies (their content hash no longer matches) redacted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redactions_cross_servers_and_others_messages_need_the_power() {
-    let p = make_pki();
-    let a = server(&p).await;
-    let b = server(&p).await;
+    let p = Pki::new();
+    let a = TestServer::federating(&p, |_| {}).await;
+    let b = TestServer::federating(&p, |_| {}).await;
     let (ana, ben, room) = ana_and_ben_share(&p, &a, &b, "Slips", "slips").await;
     let ana_slip = ana.send(&room, "ana's slip", "s1").await;
     let ben_slip = ben.send(&room, "ben's slip", "s2").await;
@@ -1063,9 +1006,9 @@ async fn redactions_cross_servers_and_others_messages_need_the_power() {
 
     // Cy on a third server joins later: the history A serves holds the redacted copies, which
     // fail their content hash and are taken redacted; the room goes on for everyone.
-    let c = server(&p).await;
-    let cy = Client::register(&p.ca, &name(&p, &c).await, "cy").await;
-    join_alias(&cy, "slips", &name(&p, &a).await).await;
+    let c = TestServer::federating(&p, |_| {}).await;
+    let cy = Client::register(&p.ca, &p.name_of(&c).await, "cy").await;
+    join_alias(&cy, "slips", &p.name_of(&a).await).await;
     assert_eq!(cy.bodies(&room).await, left);
     let e = cy.event(&room, &ben_slip).await.unwrap();
     assert_eq!(e["content"], json!({}), "{e}");

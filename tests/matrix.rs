@@ -10,20 +10,8 @@ use std::time::Duration;
 
 use common::TestServer;
 use common::synapse::{MatrixUser, Synapse, enc};
-use common::tls::{Client, pki};
+use common::tls::{Client, Pki};
 use serde_json::json;
-
-async fn ours(ca: &std::path::Path, cert: &std::path::Path, key: &std::path::Path) -> TestServer {
-    let (cert, key, ca) = (cert.to_path_buf(), key.to_path_buf(), ca.to_path_buf());
-    TestServer::start_tuned(move |c| {
-        c.tls.cert = Some(cert);
-        c.tls.key = Some(key);
-        c.federation_ca = Some(ca);
-        c.federation_private_addresses = true;
-        common::relax_rates(c);
-    })
-    .await
-}
 
 /// Polls until `get` returns a list with all of `want` (by value), up to 60 s; returns it.
 async fn until_all<F, Fut>(what: &str, want: &[String], mut get: F) -> Vec<String>
@@ -78,11 +66,10 @@ async fn exchange(syn: &Synapse, sam: &MatrixUser, ana: &Client, room: &str, tag
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_and_messages_cross_between_us_and_synapse() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = pki(tmp.path());
-    let syn = Synapse::start(&ca, &cert, &key).await;
-    let s = ours(&ca, &cert, &key).await;
-    let ana = Client::register(&ca, &s.addr.to_string(), "ana").await;
+    let p = Pki::new();
+    let syn = Synapse::start(&p.ca, &p.cert, &p.key).await;
+    let s = TestServer::federating(&p, |_| {}).await;
+    let ana = Client::register(&p.ca, &s.addr.to_string(), "ana").await;
     let sam = syn.register("sam").await;
 
     // Synapse asks us for a profile: its signed request passes our checks.
@@ -143,11 +130,10 @@ async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invitations_cross_between_us_and_synapse() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = pki(tmp.path());
-    let syn = Synapse::start(&ca, &cert, &key).await;
-    let s = ours(&ca, &cert, &key).await;
-    let ana = Client::register(&ca, &s.addr.to_string(), "ana").await;
+    let p = Pki::new();
+    let syn = Synapse::start(&p.ca, &p.cert, &p.key).await;
+    let s = TestServer::federating(&p, |_| {}).await;
+    let ana = Client::register(&p.ca, &s.addr.to_string(), "ana").await;
     let sam = syn.register("sam").await;
 
     // Sam invites Ana to a private room on Synapse; she sees the invitation, who sent it and
@@ -192,11 +178,10 @@ async fn invitations_cross_between_us_and_synapse() {
 /// redacts hers here: Synapse shows it redacted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redactions_cross_between_us_and_synapse() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = pki(tmp.path());
-    let syn = Synapse::start(&ca, &cert, &key).await;
-    let s = ours(&ca, &cert, &key).await;
-    let ana = Client::register(&ca, &s.addr.to_string(), "ana").await;
+    let p = Pki::new();
+    let syn = Synapse::start(&p.ca, &p.cert, &p.key).await;
+    let s = TestServer::federating(&p, |_| {}).await;
+    let ana = Client::register(&p.ca, &s.addr.to_string(), "ana").await;
     let sam = syn.register("sam").await;
     let body = json!({"preset": "public_chat", "room_alias_name": "slips", "name": "Slips"});
     let (st, v) = syn.call(Some(&sam), "POST", "/_matrix/client/v3/createRoom", Some(body)).await;

@@ -152,6 +152,20 @@ impl TestServer {
         s
     }
 
+    /// Starts a server that speaks HTTPS with `p`'s certificate and federates over loopback,
+    /// trusting `p`'s CA, then `tune` applied to the config.
+    pub async fn federating(p: &tls::Pki, tune: impl FnOnce(&mut chat::Config)) -> Self {
+        let (cert, key, ca) = (p.cert.clone(), p.key.clone(), p.ca.clone());
+        Self::start_tuned(move |c| {
+            c.tls.cert = Some(cert);
+            c.tls.key = Some(key);
+            c.federation_ca = Some(ca);
+            c.federation_private_addresses = true;
+            tune(c);
+        })
+        .await
+    }
+
     /// Starts on exactly `config.listen` (e.g. to restart on the same port).
     pub async fn start_at(config: chat::Config) -> Self {
         let shutdown = CancellationToken::new();
@@ -449,12 +463,57 @@ pub fn message_page(page: &Value, out: &mut Vec<String>) -> Option<String> {
 pub mod played;
 pub mod synapse;
 
+/// Waits until `cond` (an expression that may `.await`) holds, checking every 50 ms; fails the
+/// test with `what` after `secs` seconds.
+#[macro_export]
+macro_rules! eventually {
+    ($secs:expr, $what:expr, $cond:expr) => {{
+        let until = std::time::Instant::now() + std::time::Duration::from_secs($secs);
+        loop {
+            if $cond {
+                break;
+            }
+            assert!(std::time::Instant::now() < until, "timed out waiting for: {}", $what);
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }};
+}
+
 /// HTTPS and WebSocket-over-TLS clients for servers with a certificate from a test CA
 /// (federation tests): hand-made HTTP/1.1, so tests can also send what no client would.
 pub mod tls {
     use super::*;
     use std::sync::Arc;
     use tokio_rustls::client::TlsStream;
+
+    /// A throwaway CA and a certificate for 127.0.0.1/localhost, in a directory kept while this
+    /// lives.
+    pub struct Pki {
+        _dir: tempfile::TempDir,
+        pub ca: PathBuf,
+        pub cert: PathBuf,
+        pub key: PathBuf,
+    }
+
+    impl Pki {
+        pub fn new() -> Pki {
+            let dir = tempfile::tempdir().unwrap();
+            let (ca, cert, key) = pki(dir.path());
+            Pki { _dir: dir, ca, cert, key }
+        }
+
+        /// The name of the HTTPS server `s`, as its key document states it.
+        pub async fn name_of(&self, s: &super::TestServer) -> String {
+            let (_, doc) = request(&self.ca, &s.addr.to_string(), "GET", "/_matrix/key/v2/server", &[], None).await;
+            doc["server_name"].as_str().unwrap().to_string()
+        }
+    }
+
+    impl Default for Pki {
+        fn default() -> Self {
+            Pki::new()
+        }
+    }
 
     /// A CA and a server certificate for 127.0.0.1/localhost signed by it, as PEM files in `dir`.
     pub fn pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
