@@ -116,7 +116,7 @@ fn persist_inner(
     send: bool,
     apply: bool,
 ) -> Result<Arc<StoredEvent>> {
-    let redacted_because = super::redactions::on_persist(tx, room, &mut ev)?;
+    let redacted_because = super::redactions::on_persist(tx, room, &mut ev, !send)?;
     let pos = tx.next_pos();
     let rid = room.room_id.clone();
     let eid = ev.event_id.clone();
@@ -143,7 +143,7 @@ fn persist_inner(
     }
     room.depth = room.depth.max(ev.depth);
     room.last_pos = pos;
-    super::rooms::put_room(tx.txn, room)?;
+    super::rooms::put_room(tx.txn, room, ev.state_key.is_some())?;
     let stored = Arc::new(StoredEvent { pos, event: ev, redacted_because });
     put_json(&mut tx.txn.open_table(EVENTS)?, eid.as_str(), stored.as_ref())?;
     if send {

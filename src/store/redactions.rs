@@ -23,11 +23,21 @@ use crate::ids::EventId;
 /// names `ev`, `ev` is redacted before it is written (and the redaction's id returned, for
 /// `redacted_because`); if `ev` is a redaction, it is recorded and its stored target in the
 /// same room is redacted now.
-pub(super) fn on_persist(tx: &mut Tx<'_>, room: &mut RoomRecord, ev: &mut Event) -> Result<Option<EventId>> {
+pub(super) fn on_persist(
+    tx: &mut Tx<'_>,
+    room: &mut RoomRecord,
+    ev: &mut Event,
+    received: bool,
+) -> Result<Option<EventId>> {
     let rid = room.room_id.clone();
     let mut because = None;
-    let earlier =
-        tx.txn.open_table(REDACTIONS)?.get((rid.as_str(), ev.event_id.as_str()))?.map(|v| v.value().to_string());
+    // Only another server's event can have a redaction waiting for it: a new event of ours
+    // has an id no one has seen, so its lookup is skipped (it is on the writer's path).
+    let earlier = if received {
+        tx.txn.open_table(REDACTIONS)?.get((rid.as_str(), ev.event_id.as_str()))?.map(|v| v.value().to_string())
+    } else {
+        None
+    };
     if let Some(redaction_id) = earlier {
         let redaction = get_event(&tx.txn.open_table(EVENTS)?, &redaction_id)?;
         if let Some(redaction) = redaction

@@ -381,9 +381,15 @@ pub(super) fn memberships(
 
 /// Writes a room's summary and, in the same transaction, its directory entry: the one place
 /// `rooms` rows are written, so the directory cannot drift from them.
-pub(super) fn put_room(txn: &redb::WriteTransaction, room: &RoomRecord) -> Result<()> {
+/// Writes a room's summary; with `shown_changed` (a state event: name, topic, join rule,
+/// membership) its directory row too. Other events (messages) change nothing the directory
+/// shows, and skipping the check keeps it off the writer's path for each message.
+pub(super) fn put_room(txn: &redb::WriteTransaction, room: &RoomRecord, shown_changed: bool) -> Result<()> {
     super::put_json(&mut txn.open_table(ROOMS)?, room.room_id.as_str(), room)?;
-    super::directory::sync_room(txn, room)
+    if shown_changed {
+        super::directory::sync_room(txn, room)?;
+    }
+    Ok(())
 }
 
 impl Store {
