@@ -3,7 +3,9 @@
 //! link-local) are refused unless a setting allows them, so that neither the relay nor a
 //! forged federation request becomes a door into the server's own network (SSRF).
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
+use std::sync::{Arc, Mutex};
 
 /// Decides which addresses the server may exchange traffic with on someone else's behalf.
 #[derive(Debug, Clone, Copy, Default)]
@@ -96,6 +98,52 @@ pub fn client_key(ip: IpAddr) -> IpAddr {
             IpAddr::from(o)
         }
         v4 => v4,
+    }
+}
+
+/// Open connections per client ([`client_key`]), each client's entry holding a value its
+/// connections share (e.g. its own handshake slots); the entry goes with its last connection.
+pub struct PerClient<V> {
+    map: Mutex<HashMap<IpAddr, (V, usize)>>,
+    make: fn() -> V,
+}
+
+/// One connection's place in its client's count, given back on drop.
+pub struct ClientClaim<V> {
+    owner: Arc<PerClient<V>>,
+    key: IpAddr,
+    /// The client's shared value.
+    pub value: V,
+}
+
+impl<V: Clone> PerClient<V> {
+    /// An empty count; `make` gives a new client's value.
+    pub fn new(make: fn() -> V) -> Arc<Self> {
+        Arc::new(PerClient { map: Mutex::new(HashMap::new()), make })
+    }
+
+    /// A place for a connection from `ip`, or `None` when that client has `max` already.
+    pub fn claim(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<ClientClaim<V>> {
+        let key = client_key(ip);
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let (value, n) = m.entry(key).or_insert_with(|| ((self.make)(), 0));
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(ClientClaim { owner: self.clone(), key, value: value.clone() })
+    }
+}
+
+impl<V> Drop for ClientClaim<V> {
+    fn drop(&mut self) {
+        let mut m = self.owner.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, n)) = m.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.key);
+            }
+        }
     }
 }
 

@@ -39,44 +39,6 @@ pub const MAX_WAITING_PER_IP: usize = 64;
 /// How long a new connection may stay silent before its first byte (the ClientHello).
 pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Handshake slots per client address: its semaphore, and how many connections hold or wait
-/// for one of them (the entry goes when that is zero).
-#[derive(Default)]
-struct PerIp(Mutex<std::collections::HashMap<IpAddr, (Arc<Semaphore>, usize)>>);
-
-/// A connection's claim on its address's slots, given back on drop.
-struct IpClaim {
-    owner: Arc<PerIp>,
-    key: IpAddr,
-    slots: Arc<Semaphore>,
-}
-
-impl PerIp {
-    /// A claim for a connection from `ip`, or `None` when that address already has as many
-    /// connections handshaking and waiting as it may.
-    fn claim(self: &Arc<Self>, ip: IpAddr) -> Option<IpClaim> {
-        let key = crate::addrs::client_key(ip);
-        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let (sem, n) = m.entry(key).or_insert_with(|| (Arc::new(Semaphore::new(MAX_HANDSHAKES_PER_IP)), 0));
-        if *n >= MAX_HANDSHAKES_PER_IP + MAX_WAITING_PER_IP {
-            return None;
-        }
-        *n += 1;
-        Some(IpClaim { owner: self.clone(), key, slots: sem.clone() })
-    }
-}
-
-impl Drop for IpClaim {
-    fn drop(&mut self) {
-        let mut m = self.owner.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, n)) = m.get_mut(&self.key) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&self.key);
-            }
-        }
-    }
-}
 /// How often certificate files are checked for changes.
 pub const RELOAD_CHECK: Duration = Duration::from_secs(2);
 
@@ -257,7 +219,7 @@ impl TlsListener {
         let local = tcp.local_addr()?;
         let (tx, rx) = mpsc::channel(64);
         let slots = Arc::new(Semaphore::new(MAX_HANDSHAKES));
-        let per_ip = Arc::new(PerIp::default());
+        let per_ip = crate::addrs::PerClient::new(|| Arc::new(Semaphore::new(MAX_HANDSHAKES_PER_IP)));
         tokio::spawn(async move {
             loop {
                 let (stream, peer) = tokio::select! {
@@ -271,7 +233,7 @@ impl TlsListener {
                         }
                     },
                 };
-                let Some(claim) = per_ip.claim(peer.ip()) else {
+                let Some(claim) = per_ip.claim(peer.ip(), MAX_HANDSHAKES_PER_IP + MAX_WAITING_PER_IP) else {
                     tracing::debug!(%peer, "TLS connection refused: too many from this address");
                     continue; // dropping the stream closes it
                 };
@@ -281,7 +243,7 @@ impl TlsListener {
                     // This address's slot first, then one of all: a crowd from one address waits
                     // on its own slots and never holds those of others.
                     let Ok(Ok(ip_permit)) =
-                        tokio::time::timeout(HANDSHAKE_TIMEOUT, claim.slots.clone().acquire_owned()).await
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, claim.value.clone().acquire_owned()).await
                     else {
                         return;
                     };

@@ -176,7 +176,7 @@ pub(super) fn admit_invite(state: &FedState, origin: &str, inviter: &str, target
 /// Whether `other` is joined to a room here that `user` is joined to.
 fn shares_a_room(state: &FedState, other: &str, user: &UserId) -> Result<bool> {
     let snapshot = state.store.snapshot()?;
-    for room in state.store.joined_rooms(user.as_str())? {
+    for room in snapshot.joined_rooms(user.as_str())? {
         let Ok(room) = crate::ids::RoomId::parse(&room) else { continue };
         if snapshot.membership(&room, other)? == Membership::Join {
             return Ok(true);

@@ -55,39 +55,6 @@ impl ConnLimits {
     }
 }
 
-/// Open connections per client address (see [`crate::addrs::client_key`]).
-#[derive(Default)]
-struct PerAddress(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
-
-/// One open connection of an address, counted until dropped.
-struct AddressSlot(Arc<PerAddress>, std::net::IpAddr);
-
-impl PerAddress {
-    /// A slot for a connection from `ip`, or `None` if that address has `max` open already.
-    fn claim(self: &Arc<Self>, ip: std::net::IpAddr, max: usize) -> Option<AddressSlot> {
-        let key = crate::addrs::client_key(ip);
-        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let n = m.entry(key).or_insert(0);
-        if *n >= max {
-            return None;
-        }
-        *n += 1;
-        Some(AddressSlot(self.clone(), key))
-    }
-}
-
-impl Drop for AddressSlot {
-    fn drop(&mut self) {
-        let mut m = self.0.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = m.get_mut(&self.1) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&self.1);
-            }
-        }
-    }
-}
-
 /// Counts a connection in the open-connections gauge while it lives.
 struct OpenConnection(Arc<AtomicU64>);
 
@@ -112,7 +79,7 @@ where
 {
     let tracker = TaskTracker::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let per_address = Arc::new(PerAddress::default());
+    let per_address = crate::addrs::PerClient::new(|| ());
     loop {
         let permit = tokio::select! {
             _ = stop.cancelled() => break,
