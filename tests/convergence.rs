@@ -21,6 +21,21 @@ const CONVERGE_SECS: u64 = 30;
 /// Messages each user sends after a rejoin.
 const N: usize = 8;
 
+/// Three servers over HTTPS from one CA, with ana on A, ben on B and cara on C; also A's name.
+async fn three_servers() -> (Pki, [TestServer; 3], String, [Client; 3]) {
+    let p = Pki::new();
+    let servers = [
+        TestServer::federating(&p, |_| {}).await,
+        TestServer::federating(&p, |_| {}).await,
+        TestServer::federating(&p, |_| {}).await,
+    ];
+    let na = p.name_of(&servers[0]).await;
+    let ana = Client::register(&p.ca, &na, "ana").await;
+    let ben = Client::register(&p.ca, &p.name_of(&servers[1]).await, "ben").await;
+    let cara = Client::register(&p.ca, &p.name_of(&servers[2]).await, "cara").await;
+    (p, servers, na, [ana, ben, cara])
+}
+
 /// Three servers; ana (A), ben (B) and cara (C) in ana's room.
 struct Three {
     p: Pki,
@@ -36,16 +51,7 @@ impl Three {
     /// ana creates a room (public with an alias, or private) and makes ben, who joins by alias
     /// or invitation, an admin; cara joins the same way.
     async fn start(public: bool) -> Three {
-        let p = Pki::new();
-        let servers = [
-            TestServer::federating(&p, |_| {}).await,
-            TestServer::federating(&p, |_| {}).await,
-            TestServer::federating(&p, |_| {}).await,
-        ];
-        let na = p.name_of(&servers[0]).await;
-        let ana = Client::register(&p.ca, &na, "ana").await;
-        let ben = Client::register(&p.ca, &p.name_of(&servers[1]).await, "ben").await;
-        let cara = Client::register(&p.ca, &p.name_of(&servers[2]).await, "cara").await;
+        let (p, servers, na, [ana, ben, cara]) = three_servers().await;
         let visibility = if public { "public" } else { "private" };
         let (s, v) =
             ana.post("/api/v1/rooms", json!({"name": "Lobby", "visibility": visibility, "alias": "lobby"})).await;
@@ -267,16 +273,7 @@ async fn ban_unban_then_rejoin_with_no_other_local_member() {
 /// A join through A reaches B (relayed by A, signed by C), so B sends to C at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_third_server_learns_of_a_join_through_another() {
-    let p = Pki::new();
-    let servers = [
-        TestServer::federating(&p, |_| {}).await,
-        TestServer::federating(&p, |_| {}).await,
-        TestServer::federating(&p, |_| {}).await,
-    ];
-    let na = p.name_of(&servers[0]).await;
-    let ana = Client::register(&p.ca, &na, "ana").await;
-    let ben = Client::register(&p.ca, &p.name_of(&servers[1]).await, "ben").await;
-    let cara = Client::register(&p.ca, &p.name_of(&servers[2]).await, "cara").await;
+    let (_p, servers, na, [ana, ben, cara]) = three_servers().await;
     let (s, v) = ana.post("/api/v1/rooms", json!({"name": "Quiet", "visibility": "public", "alias": "quiet"})).await;
     assert_eq!(s, 200, "{v}");
     let room = v["room_id"].as_str().unwrap().to_string();
