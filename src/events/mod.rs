@@ -8,6 +8,7 @@
 pub mod call;
 pub mod content;
 pub mod rules;
+pub mod stateres;
 
 use std::collections::BTreeMap;
 

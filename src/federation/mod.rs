@@ -23,7 +23,6 @@ pub mod pdu;
 pub mod receive;
 pub mod sender;
 pub mod serve;
-pub mod stateres;
 
 use std::collections::HashMap;
 

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::events::rules;
 use crate::events::*;
 use crate::ids::{EventId, RoomId};
-use crate::store::events::{persist_received, persist_superseded, server_of};
+use crate::store::events::{persist_received, persist_soft_failed, server_of};
 use crate::store::rooms::RoomRecord;
 
 /// Inbound transaction ids remembered per origin are kept this long (ms).
@@ -42,8 +42,8 @@ impl RoomLocks {
     }
 }
 
-/// Checks an event against the room's current state (soft-fail: an event that fails is not
-/// stored and never shown).
+/// Checks an event against the room's current state (soft-fail: an event that fails is
+/// stored apart and never shown).
 pub(super) fn authorize_now(tx: &crate::store::Tx<'_>, room: &RoomRecord, ev: &Event) -> Result<()> {
     if ev.kind == M_ROOM_CREATE {
         return Err(Error::bad("a room is created only once"));
@@ -163,7 +163,7 @@ pub(super) fn pdu_id_hint(pdu: &Value, index: usize) -> String {
 #[derive(Default)]
 pub struct InFlight {
     events: HashMap<EventId, Event>,
-    waiting: Vec<(EventId, crate::store::writer::Committed<()>)>,
+    waiting: Vec<(EventId, crate::store::writer::Committed<Option<Error>>)>,
     done: HashMap<EventId, Result<()>>,
     locks: HashMap<RoomId, tokio::sync::OwnedMutexGuard<()>>,
 }
@@ -186,7 +186,7 @@ impl InFlight {
     /// Waits for every queued write; the events are then in the store.
     async fn flush(&mut self) {
         for (id, c) in self.waiting.drain(..) {
-            let r = c.wait().await;
+            let r = c.wait().await.and_then(|soft_failed| soft_failed.map_or(Ok(()), Err));
             self.done.insert(id, r);
         }
         self.events.clear();
@@ -282,7 +282,8 @@ async fn take_with_predecessors(
 }
 
 /// The part under the room lock: `ev`'s auth events must be known; its write job checks it
-/// against the current state and stores it.
+/// against the current state and stores it: in the timeline if it passes, soft-failed if not
+/// (then its result is an error, but it is kept, so events that follow it find it).
 async fn queue_event(state: &FedState, ev: Event, inflight: &mut InFlight) -> Result<EventId> {
     if taken(state, inflight, &ev.event_id)? {
         return Ok(ev.event_id);
@@ -296,50 +297,22 @@ async fn queue_event(state: &FedState, ev: Event, inflight: &mut InFlight) -> Re
         .submit(move |tx| {
             let ev = job_ev;
             if tx.has_event(&ev.event_id)? {
-                return Ok(());
+                return Ok(None);
             }
             let mut room = tx.require_room(&ev.room_id)?;
-            authorize_now(tx, &room, &ev)?;
+            if let Err(e) = authorize_now(tx, &room, &ev) {
+                persist_soft_failed(tx, &mut room, &ev)?;
+                return Ok(Some(e));
+            }
             if crate::events::call::is_call_event(&ev.kind) {
                 crate::calls::apply_received(tx, &ev, &pending)?;
             }
-            if wins_its_slot(tx, &ev)? {
-                persist_received(tx, &mut room, ev).map(|_| ())
-            } else {
-                persist_superseded(tx, &mut room, ev).map(|_| ())
-            }
+            persist_received(tx, &mut room, ev).map(|_| None)
         })
         .await?;
     inflight.events.insert(id.clone(), ev);
     inflight.waiting.push((id.clone(), committed));
     Ok(id)
-}
-
-/// Whether a received event takes effect on the room's state: yes for non-state events, for
-/// an empty slot, and when it follows the slot's holder; otherwise the two branches meet and
-/// state resolution decides (see `stateres`).
-pub(super) fn wins_its_slot(tx: &crate::store::Tx<'_>, ev: &Event) -> Result<bool> {
-    let Some(key) = ev.state_key.as_deref() else { return Ok(true) };
-    let Some(holder) = tx.state_event_id(&ev.room_id, &ev.kind, key)? else {
-        return Ok(true);
-    };
-    let get = |id: &str| EventId::parse(id).ok().and_then(|id| tx.event(&id).ok().flatten()).map(|s| s.event);
-    let Some(holder_ev) = tx.event(&holder).ok().flatten().map(|s| s.event) else { return Ok(true) };
-    if super::stateres::is_ancestor(&holder_ev, ev, &get) {
-        return Ok(true);
-    }
-    let rid = &ev.room_id;
-    let current = tx.state_ids(rid)?;
-    match super::stateres::resolve_slot(&current, ev, &get) {
-        Ok(winner) => {
-            tracing::info!(room = %rid, kind = %ev.kind, winner, "concurrent state resolved");
-            Ok(winner == ev.event_id)
-        }
-        Err(e) => {
-            tracing::warn!(room = %rid, error = %e, "state resolution failed; the current state stays");
-            Ok(false)
-        }
-    }
 }
 
 /// Asks `origin` for the events between what we have of the room and `ev`, round after round

@@ -95,27 +95,33 @@ pub fn build_next(tx: &Tx<'_>, room: &RoomRecord, sender: &str, new: NewEvent, t
 /// other servers if a local user sent it.
 pub fn persist(tx: &mut Tx<'_>, room: &mut RoomRecord, ev: Event) -> Result<Arc<StoredEvent>> {
     let local = !tx.local.is_empty() && server_of(&ev.sender) == tx.local;
-    persist_inner(tx, room, ev, local, true)
+    persist_inner(tx, room, ev, local)
 }
 
 /// [`persist`] without queueing for other servers: for events that came from them.
 pub fn persist_received(tx: &mut Tx<'_>, room: &mut RoomRecord, ev: Event) -> Result<Arc<StoredEvent>> {
-    persist_inner(tx, room, ev, false, true)
+    persist_inner(tx, room, ev, false)
 }
 
-/// A received state event that lost state resolution: in the timeline and the DAG, but the
-/// room's state keeps the winner.
-pub fn persist_superseded(tx: &mut Tx<'_>, room: &mut RoomRecord, ev: Event) -> Result<Arc<StoredEvent>> {
-    persist_inner(tx, room, ev, false, false)
+/// A received event that passed its auth events but fails against the room's current state
+/// (soft-failed, as Matrix calls it): stored with the state after it, so that events which
+/// follow it can be placed, but not in the timeline, not a forward extremity, and without
+/// effect on the room's current state. Never shown.
+pub fn persist_soft_failed(tx: &mut Tx<'_>, room: &mut RoomRecord, ev: &Event) -> Result<()> {
+    if tx.has_event(&ev.event_id)? {
+        return Ok(());
+    }
+    let mut scratch = room.clone();
+    super::state::place(tx, &mut scratch, ev)?;
+    if room.state_group.is_none() && scratch.state_group.is_some() {
+        // The room's first group was made for it: keep it.
+        room.state_group = scratch.state_group;
+        super::rooms::put_room(tx.txn, room, false)?;
+    }
+    tx.put_outlier(&room.room_id, ev)
 }
 
-fn persist_inner(
-    tx: &mut Tx<'_>,
-    room: &mut RoomRecord,
-    mut ev: Event,
-    send: bool,
-    apply: bool,
-) -> Result<Arc<StoredEvent>> {
+fn persist_inner(tx: &mut Tx<'_>, room: &mut RoomRecord, mut ev: Event, send: bool) -> Result<Arc<StoredEvent>> {
     let redacted_because = super::redactions::on_persist(tx, room, &mut ev, !send)?;
     let pos = tx.next_pos();
     let rid = room.room_id.clone();
@@ -123,16 +129,20 @@ fn persist_inner(
     tx.txn
         .open_table(ROOM_TIMELINE)?
         .insert((rid.as_str(), pos), (eid.as_str(), ev.sender.as_str(), ev.kind.as_str()))?;
-    if let Some(key) = ev.state_key.as_deref().filter(|_| apply) {
-        tx.txn.open_table(ROOM_STATE)?.insert((rid.as_str(), ev.kind.as_str(), key), eid.as_str())?;
-        apply_state(tx, room, &ev, key)?;
-    }
     if let Some(users) = ev.content.get("m.mentions").and_then(|m| m.get("user_ids")).and_then(|u| u.as_array()) {
         let mut mentions = tx.txn.open_table(MENTIONS)?;
         for u in users.iter().filter_map(|u| u.as_str()) {
             mentions.insert((u, rid.as_str(), pos), ())?;
         }
     }
+    // Stored before the state is worked out: resolution reads it with the others.
+    let stored = Arc::new(StoredEvent { pos, event: ev, redacted_because });
+    put_json(&mut tx.txn.open_table(EVENTS)?, eid.as_str(), stored.as_ref())?;
+    let ev = &stored.event;
+    // The state after the event, and the room's current state: the event's own when it
+    // follows every tip, else the resolution of the tips' states (see `state`).
+    let after = super::state::place(tx, room, ev)?;
+    let followed_all = room.extremities.iter().all(|e| ev.prev_events.contains(e));
     // The new event follows the tips it names; tips it does not name (events from another
     // server it had not seen yet) stay tips, and the next local event merges them.
     room.extremities.retain(|e| !ev.prev_events.contains(e));
@@ -141,11 +151,10 @@ fn persist_inner(
         let drop = room.extremities.len() - MAX_EXTREMITIES;
         room.extremities.drain(..drop);
     }
+    let state_changed = super::state::update_current(tx, room, after, followed_all)?;
     room.depth = room.depth.max(ev.depth);
     room.last_pos = pos;
-    super::rooms::put_room(tx.txn, room, ev.state_key.is_some())?;
-    let stored = Arc::new(StoredEvent { pos, event: ev, redacted_because });
-    put_json(&mut tx.txn.open_table(EVENTS)?, eid.as_str(), stored.as_ref())?;
+    super::rooms::put_room(tx.txn, room, state_changed)?;
     if send {
         enqueue(tx, room, &stored, &[])?;
     }
@@ -219,11 +228,19 @@ pub fn store_joined_room(
         tx.put_outlier(room_id, ev)?;
     }
     forget_state(tx, room_id)?;
+    let mut before = crate::events::stateres::StateIds::new();
     for ev in &states {
         let key = ev.state_key.as_deref().unwrap_or_default();
         tx.txn.open_table(ROOM_STATE)?.insert((room_id.as_str(), ev.kind.as_str(), key), ev.event_id.as_str())?;
-        apply_state(tx, &mut room, ev, key)?;
+        apply_state(tx, &mut room, &ev.kind, &ev.content, key)?;
         room.depth = room.depth.max(ev.depth);
+        before.insert((ev.kind.clone(), key.to_string()), ev.event_id.to_string());
+    }
+    // The state the resident server sent is the state after the events our join follows.
+    let group = super::state::put_state(tx, &room, &before)?;
+    room.state_group = Some(group);
+    for prev in &join.prev_events {
+        super::state::set_group_of(tx, prev, group)?;
     }
     for ev in timeline {
         if tx.event(&ev.event_id)?.is_some_and(|s| s.pos > 0) {
@@ -268,21 +285,27 @@ fn forget_state(tx: &mut Tx<'_>, room_id: &RoomId) -> Result<()> {
 }
 
 /// Updates the summary and membership indexes for a state event.
-pub fn apply_state(tx: &Tx<'_>, room: &mut RoomRecord, ev: &Event, key: &str) -> Result<()> {
-    let text = |field: &str| ev.content.get(field).and_then(|v| v.as_str()).unwrap_or_default().to_string();
-    match ev.kind.as_str() {
+pub fn apply_state(
+    tx: &Tx<'_>,
+    room: &mut RoomRecord,
+    kind: &str,
+    content: &serde_json::Value,
+    key: &str,
+) -> Result<()> {
+    let text = |field: &str| content.get(field).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    match kind {
         M_ROOM_NAME => room.name = capped_text(&text("name"), MAX_NAME_CHARS),
         M_ROOM_TOPIC => room.topic = capped_text(&text("topic"), MAX_TOPIC_CHARS),
         M_ROOM_JOIN_RULES => {
             room.join_rule = if text("join_rule") == "public" { JoinRule::Public } else { JoinRule::Invite }
         }
         M_ROOM_POWER_LEVELS => {
-            if let Ok(pl) = serde_json::from_value(ev.content.clone()) {
+            if let Ok(pl) = serde_json::from_value(content.clone()) {
                 room.power_levels = pl;
             }
         }
         M_ROOM_MEMBER => {
-            let after = Membership::of_content(&ev.content).unwrap_or(Membership::Leave);
+            let after = Membership::of_content(content).unwrap_or(Membership::Leave);
             let mut members = tx.txn.open_table(ROOM_MEMBERS)?;
             let before = members
                 .get((room.room_id.as_str(), key))?

@@ -12,6 +12,7 @@ pub mod outbox;
 pub mod redactions;
 pub mod rooms;
 pub mod snapshot;
+pub mod state;
 mod tables;
 pub mod writer;
 
@@ -28,7 +29,7 @@ pub use writer::{OnCommit, Tx, Writer, WriterStats, WriterThread};
 
 /// Version of the table layout this build reads and writes. Each version's change, and the step
 /// that upgrades a database of the version before, is in [`upgrade`].
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "chat.redb";
 
@@ -175,6 +176,9 @@ fn upgrade(txn: &WriteTransaction, from: u32) -> Result<()> {
         2 => directory::build(txn),
         // 4 adds `redactions`, empty: redactions stored before it are not applied.
         3 => Ok(()),
+        // 5 adds the state at each event (`state_groups`, `event_state`), empty: a room's
+        // current state becomes its first group when its next event is stored.
+        4 => Ok(()),
         _ => Err(Error::Internal(format!("no upgrade from schema {from}"))),
     }
 }

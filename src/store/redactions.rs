@@ -80,7 +80,7 @@ pub(super) fn on_persist(
     if let Some(key) = stored.event.state_key.as_deref()
         && tx.state_event_id(&rid, &stored.event.kind, key)?.as_ref() == Some(&stored.event.event_id)
     {
-        apply_state(tx, room, &stored.event, key)?;
+        apply_state(tx, room, &stored.event.kind, &stored.event.content, key)?;
     }
     Ok(because)
 }

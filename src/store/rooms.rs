@@ -49,6 +49,10 @@ pub struct RoomRecord {
     /// stripped state and the room's events are not here until a local user joins.
     #[serde(default)]
     pub partial: bool,
+    /// The group of the room's current state (see [`super::state`]); `None` for a room stored
+    /// before state groups, until its next event.
+    #[serde(default)]
+    pub state_group: Option<u64>,
 }
 
 impl RoomRecord {
@@ -88,6 +92,7 @@ impl RoomRecord {
             joined: 0,
             servers: Default::default(),
             partial: false,
+            state_group: None,
         }
     }
 }

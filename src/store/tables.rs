@@ -6,7 +6,7 @@ use redb::TableDefinition;
 /// Setting name -> bytes. Keys: `schema_version` (u32 LE), `stream_pos` (u64 LE, last position
 /// handed out), `jwt_secret` and `turn_secret` (32 random bytes each),
 /// `server_name` (UTF-8, the name the server last started with), `signing_key` (PKCS#8 DER of
-/// the ed25519 server key) and `signing_key_version`.
+/// the ed25519 server key) and `signing_key_version`, `state_group_seq` (u64 LE, the last state group handed out).
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 /// Canonical (lower-case) username -> JSON [`super::accounts::UserRecord`].
@@ -93,6 +93,14 @@ pub const FED_TXNS: TableDefinition<(&str, &str), u64> = TableDefinition::new("f
 /// arrives (see [`super::redactions`]). Schema 4.
 pub const REDACTIONS: TableDefinition<(&str, &str), &str> = TableDefinition::new("redactions");
 
+/// (room id, state group) -> JSON [`super::state::Group`]: a room's state at some event, as the
+/// changes from an earlier group (or in full). Schema 5.
+pub const STATE_GROUPS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("state_groups");
+
+/// Event id -> state group: the room's state after the event (including it, for a state
+/// event). Events stored before schema 5, and history received with a join, have none. Schema 5.
+pub const EVENT_STATE: TableDefinition<&str, u64> = TableDefinition::new("event_state");
+
 /// Calls `$m!(TABLE, ...)` with every table above: the one list that creating the schema and
 /// copying a backup use, so a new table cannot be left out of either.
 macro_rules! every_table {
@@ -121,7 +129,9 @@ macro_rules! every_table {
             PUBLIC_ROOM_KEYS,
             FED_QUEUE,
             FED_TXNS,
-            REDACTIONS
+            REDACTIONS,
+            STATE_GROUPS,
+            EVENT_STATE
         )
     };
 }

@@ -1,14 +1,13 @@
 //! State resolution when branches of a room merge (room version 12 rules: state resolution
 //! v2.1, from ruma-state-res).
 //!
-//! This server keeps the room's *current* state, not a snapshot per event. A state event from
-//! another server either follows the event that holds its `(type, state_key)` now (the holder is
-//! among its ancestors: it simply replaces it), or was made concurrently, on another branch.
-//! Then ruma's `resolve` runs over two state maps, the current state and the current state with
-//! the new event in that slot, and its answer holds the slot. Both servers see the same two
-//! events competing over the same unconflicted state, so both reach the same answer whichever
-//! arrived first. A fork in which the other branch changed several slots is resolved slot by
-//! slot as its events arrive.
+//! The store keeps the state at every event (see `store::state`). Where an event follows
+//! several events whose states differ, and where the room's branches (its forward extremities)
+//! hold different states, the state there is the resolution of those states: power events
+//! first in a deterministic order, each checked against the state resolved so far, then the
+//! rest. So an event made on one branch that the other branch's changes take the power for
+//! (a rename by someone demoted concurrently, a kick by someone demoted concurrently) loses on
+//! every server, whichever order the server received the two in.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -105,27 +104,6 @@ impl ruma_state_res::Event for Pdu {
     }
 }
 
-/// Whether `ancestor` is reachable from `ev` through `prev_events` (looking no deeper than the
-/// ancestor's depth, and at most [`MAX_WALK`] events; beyond that the answer is "no").
-pub fn is_ancestor(ancestor: &Event, ev: &Event, get: &dyn Fn(&str) -> Option<Event>) -> bool {
-    let mut todo: Vec<String> = ev.prev_events.clone();
-    let mut seen: HashSet<String> = HashSet::new();
-    while let Some(id) = todo.pop() {
-        if id == ancestor.event_id {
-            return true;
-        }
-        if seen.len() >= MAX_WALK || !seen.insert(id.clone()) {
-            continue;
-        }
-        if let Some(e) = get(&id)
-            && e.depth >= ancestor.depth
-        {
-            todo.extend(e.prev_events);
-        }
-    }
-    false
-}
-
 /// The events reachable through `auth_events` from `from` (themselves included).
 fn auth_ancestors(from: &[OwnedEventId], fetch: &dyn Fn(&EventId) -> Option<Pdu>) -> HashSet<OwnedEventId> {
     let mut out = HashSet::new();
@@ -142,18 +120,16 @@ fn auth_ancestors(from: &[OwnedEventId], fetch: &dyn Fn(&EventId) -> Option<Pdu>
     out
 }
 
-/// Which of `holder` (the event holding its slot now) and `incoming` (made on another branch)
-/// holds the slot after the merge. `state` is the room's current state, `(type, state_key) ->
-/// event id`; `get` loads stored events (the incoming one need not be stored).
-pub fn resolve_slot(
-    state: &BTreeMap<(String, String), crate::ids::EventId>,
-    incoming: &Event,
-    get: &dyn Fn(&str) -> Option<Event>,
-) -> Result<String> {
+/// A room's state as event ids: (event type, state key) -> id of the event holding the slot.
+pub type StateIds = BTreeMap<(String, String), String>;
+
+/// The state of a room where branches meet: state resolution over the states at each branch
+/// (at least two). `get` loads events by id (every event of the states and their auth chains
+/// that this server holds). Each server that resolves the same states gets the same answer,
+/// whatever order it received the events in.
+pub fn resolve(states: &[StateIds], get: &dyn Fn(&str) -> Option<Event>) -> Result<StateIds> {
     let failed = |what: &str| Error::Internal(format!("state resolution: {what}"));
-    let incoming_pdu = Pdu::of(incoming).ok_or_else(|| failed("unreadable event"))?;
-    let cache: std::cell::RefCell<HashMap<OwnedEventId, Pdu>> =
-        std::cell::RefCell::new(HashMap::from([(incoming_pdu.id.clone(), incoming_pdu.clone())]));
+    let cache: std::cell::RefCell<HashMap<OwnedEventId, Pdu>> = std::cell::RefCell::new(HashMap::new());
     let fetch = |id: &EventId| -> Option<Pdu> {
         if let Some(p) = cache.borrow().get(id) {
             return Some(p.clone());
@@ -162,20 +138,25 @@ pub fn resolve_slot(
         cache.borrow_mut().insert(p.id.clone(), p.clone());
         Some(p)
     };
-    let mut current: StateMap<OwnedEventId> = HashMap::new();
-    for ((kind, key), id) in state {
-        if let Ok(id) = EventId::parse(id.as_str()) {
-            current.insert((StateEventType::from(kind.as_str()), key.clone()), id);
-        }
-    }
-    let slot = (StateEventType::from(incoming.kind.as_str()), incoming.state_key.clone().unwrap_or_default());
-    let mut theirs = current.clone();
-    theirs.insert(slot.clone(), incoming_pdu.id.clone());
-    let chain = |m: &StateMap<OwnedEventId>| -> EventIdSet<OwnedEventId> {
-        let ids: Vec<OwnedEventId> = m.values().cloned().collect();
-        auth_ancestors(&ids, &fetch).into_iter().collect()
-    };
-    let chains = vec![chain(&current), chain(&theirs)];
+    let maps: Vec<StateMap<OwnedEventId>> = states
+        .iter()
+        .map(|state| {
+            let mut map: StateMap<OwnedEventId> = HashMap::new();
+            for ((kind, key), id) in state {
+                if let Ok(id) = EventId::parse(id.as_str()) {
+                    map.insert((StateEventType::from(kind.as_str()), key.clone()), id);
+                }
+            }
+            map
+        })
+        .collect();
+    let chains: Vec<EventIdSet<OwnedEventId>> = maps
+        .iter()
+        .map(|m| {
+            let ids: Vec<OwnedEventId> = m.values().cloned().collect();
+            auth_ancestors(&ids, &fetch).into_iter().collect()
+        })
+        .collect();
     // The conflicted state subgraph (v2.1): events on an auth path from one conflicted event to
     // another.
     let subgraph = |conflicted: &StateMap<Vec<OwnedEventId>>| -> Option<EventIdSet<OwnedEventId>> {
@@ -193,7 +174,7 @@ pub fn resolve_slot(
     };
     let rules = ruma_common::room_version_rules::RoomVersionRules::V12;
     let v2 = rules.state_res.v2_rules().ok_or_else(|| failed("no v2 rules"))?;
-    let resolved = ruma_state_res::resolve(&rules.authorization, v2, [&current, &theirs], chains, fetch, subgraph)
+    let resolved = ruma_state_res::resolve(&rules.authorization, v2, maps.iter(), chains, fetch, subgraph)
         .map_err(|e| failed(&e.to_string()))?;
-    resolved.get(&slot).map(|id| id.to_string()).ok_or_else(|| failed("the slot resolved to nothing"))
+    Ok(resolved.into_iter().map(|((kind, key), id)| ((kind.to_string(), key), id.to_string())).collect())
 }

@@ -1,0 +1,272 @@
+//! The state at each event, and the current state as the resolution of the states at the
+//! room's forward extremities.
+//!
+//! A *state group* is one state of a room, stored as the slots it changes from an earlier group
+//! (a chain of at most [`MAX_CHAIN`] deltas, then a full copy). Every event stored in a room
+//! gets the group of the state after it: the state before it (the state after its one
+//! predecessor, or the resolution of the states after its predecessors where those differ)
+//! with the event itself in its slot if it is a state event. A message shares its
+//! predecessor's group, so the common case costs one lookup and one row.
+//!
+//! The room's current state (`room_state`, the summary, the membership rows) is the state after
+//! its forward extremities: the new event's own state when it follows every extremity, and the
+//! resolution of the extremities' states when it does not (it was made on another branch).
+//! Every server that holds the same events therefore shows the same state, whatever order they
+//! arrived in.
+
+use redb::ReadableTable;
+use serde::{Deserialize, Serialize};
+
+use super::Tx;
+use super::events::apply_state;
+use super::rooms::RoomRecord;
+use super::tables::*;
+use crate::error::{Error, Result};
+use crate::events::stateres::{StateIds, resolve};
+use crate::events::*;
+
+/// Deltas chained before a group is stored in full.
+const MAX_CHAIN: u32 = 32;
+
+/// A stored state group.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Group {
+    /// The group this one changes (`None`: `delta` is the whole state).
+    prev: Option<u64>,
+    /// Deltas between this group and the nearest full one.
+    chain: u32,
+    /// Slots set (`Some(event id)`) or emptied (`None`).
+    delta: Vec<(String, String, Option<String>)>,
+}
+
+fn load_group(tx: &Tx<'_>, room: &str, id: u64) -> Result<Group> {
+    let table = tx.txn.open_table(STATE_GROUPS)?;
+    let row = table.get((room, id))?.ok_or_else(|| Error::Internal(format!("state group {id} missing")))?;
+    Ok(serde_json::from_slice(row.value())?)
+}
+
+/// The state of group `id` of `room`.
+pub fn load(tx: &Tx<'_>, room: &str, id: u64) -> Result<StateIds> {
+    let mut deltas = Vec::new();
+    let mut next = Some(id);
+    while let Some(g) = next {
+        let group = load_group(tx, room, g)?;
+        next = group.prev;
+        deltas.push(group.delta);
+    }
+    let mut state = StateIds::new();
+    for delta in deltas.into_iter().rev() {
+        for (kind, key, id) in delta {
+            match id {
+                Some(id) => state.insert((kind, key), id),
+                None => state.remove(&(kind, key)),
+            };
+        }
+    }
+    Ok(state)
+}
+
+fn next_group_id(tx: &Tx<'_>) -> Result<u64> {
+    let mut meta = tx.txn.open_table(META)?;
+    let last =
+        meta.get("state_group_seq")?.and_then(|v| v.value().try_into().ok().map(u64::from_le_bytes)).unwrap_or(0);
+    meta.insert("state_group_seq", (last + 1).to_le_bytes().as_slice())?;
+    Ok(last + 1)
+}
+
+fn put_group(tx: &Tx<'_>, room: &str, group: &Group) -> Result<u64> {
+    let id = next_group_id(tx)?;
+    tx.txn.open_table(STATE_GROUPS)?.insert((room, id), serde_json::to_vec(group)?.as_slice())?;
+    Ok(id)
+}
+
+/// Stores `state` in full as a new group.
+fn put_full(tx: &Tx<'_>, room: &str, state: &StateIds) -> Result<u64> {
+    let delta = state.iter().map(|((k, s), id)| (k.clone(), s.clone(), Some(id.clone()))).collect();
+    put_group(tx, room, &Group { prev: None, chain: 0, delta })
+}
+
+/// A new group: `base` with one slot set.
+fn put_slot(tx: &Tx<'_>, room: &str, base: u64, kind: &str, key: &str, id: &str) -> Result<u64> {
+    let chain = load_group(tx, room, base)?.chain + 1;
+    if chain > MAX_CHAIN {
+        let mut state = load(tx, room, base)?;
+        state.insert((kind.to_string(), key.to_string()), id.to_string());
+        return put_full(tx, room, &state);
+    }
+    let delta = vec![(kind.to_string(), key.to_string(), Some(id.to_string()))];
+    put_group(tx, room, &Group { prev: Some(base), chain, delta })
+}
+
+/// The group of the state after an event, if the event has one here.
+pub fn group_of(tx: &Tx<'_>, event_id: &str) -> Result<Option<u64>> {
+    Ok(tx.txn.open_table(EVENT_STATE)?.get(event_id)?.map(|v| v.value()))
+}
+
+/// The group of the room's current state; a room stored before state groups existed gets one
+/// from its current state.
+pub fn current_group(tx: &Tx<'_>, room: &mut RoomRecord) -> Result<u64> {
+    if let Some(g) = room.state_group {
+        return Ok(g);
+    }
+    let rid = room.room_id.as_str();
+    let state: StateIds = super::rooms::state_ids_in(&tx.txn.open_table(ROOM_STATE)?, rid)?
+        .into_iter()
+        .map(|(slot, id)| (slot, id.to_string()))
+        .collect();
+    let g = put_full(tx, rid, &state)?;
+    room.state_group = Some(g);
+    Ok(g)
+}
+
+/// Stores `state` (the room's whole state as a resolved set of event ids) as the room's state
+/// at a point named by the caller; returns its group.
+pub fn put_state(tx: &Tx<'_>, room: &RoomRecord, state: &StateIds) -> Result<u64> {
+    put_full(tx, room.room_id.as_str(), state)
+}
+
+/// Records that the state after `event_id` is group `g`, unless it has one.
+pub fn set_group_of(tx: &Tx<'_>, event_id: &str, g: u64) -> Result<()> {
+    let mut table = tx.txn.open_table(EVENT_STATE)?;
+    if table.get(event_id)?.is_none() {
+        table.insert(event_id, g)?;
+    }
+    Ok(())
+}
+
+/// Resolves the states of `groups` (distinct, at least one): one group is itself; several
+/// are resolved, and the result stored unless it equals one of them.
+fn resolve_groups(tx: &Tx<'_>, room: &str, groups: &[u64]) -> Result<u64> {
+    if let [one] = groups {
+        return Ok(*one);
+    }
+    let states: Vec<StateIds> = groups.iter().map(|g| load(tx, room, *g)).collect::<Result<_>>()?;
+    let get =
+        |id: &str| crate::ids::EventId::parse(id).ok().and_then(|id| tx.event(&id).ok().flatten()).map(|s| s.event);
+    let r = resolve(&states, &get);
+    let resolved = match r {
+        Ok(r) => r,
+        Err(e) => {
+            // Should not happen with events that passed the auth rules; keep the first branch.
+            tracing::warn!(room, error = %e, "state resolution failed; the first branch's state stays");
+            return Ok(groups[0]);
+        }
+    };
+    if let Some(i) = states.iter().position(|s| *s == resolved) {
+        return Ok(groups[i]);
+    }
+    put_full(tx, room, &resolved)
+}
+
+/// Distinct groups of `events`, in their order (events without one are left out).
+fn groups_of(tx: &Tx<'_>, events: &[String]) -> Result<Vec<u64>> {
+    let mut out = Vec::new();
+    for e in events {
+        if let Some(g) = group_of(tx, e)?
+            && !out.contains(&g)
+        {
+            out.push(g);
+        }
+    }
+    Ok(out)
+}
+
+/// Gives `ev` its state group (the state after it) and records it; returns the group. The
+/// state before it is the room's current state when it follows exactly the room's extremities
+/// (every local event), else the resolution of its predecessors' states (predecessors this
+/// server does not hold, or holds from before state groups, are left out; with none left, the
+/// current state).
+pub fn place(tx: &Tx<'_>, room: &mut RoomRecord, ev: &Event) -> Result<u64> {
+    let rid = room.room_id.as_str().to_string();
+    let follows_tips = !room.extremities.is_empty()
+        && ev.prev_events.len() == room.extremities.len()
+        && room.extremities.iter().all(|e| ev.prev_events.contains(e));
+    let before = if follows_tips {
+        current_group(tx, room)?
+    } else {
+        let prevs = groups_of(tx, &ev.prev_events)?;
+        if prevs.is_empty() { current_group(tx, room)? } else { resolve_groups(tx, &rid, &prevs)? }
+    };
+    let after = match ev.state_key.as_deref() {
+        Some(key) => put_slot(tx, &rid, before, &ev.kind, key, ev.event_id.as_str())?,
+        None => before,
+    };
+    tx.txn.open_table(EVENT_STATE)?.insert(ev.event_id.as_str(), after)?;
+    Ok(after)
+}
+
+/// Moves the room's current state on after `ev` (placed, with group `after`) was stored:
+/// to `after` itself when `ev` followed every extremity, else to the resolution of the
+/// current state and `after` (the branches meeting). Changed slots are written to the room's
+/// state, summary and membership rows. Returns whether any slot changed.
+///
+/// The current state, not the extremities' states, is the other side: it also holds what
+/// extremities forgotten beyond [`super::events::MAX_EXTREMITIES`] brought in, which a
+/// sender on a stale branch must not take away.
+pub fn update_current(tx: &Tx<'_>, room: &mut RoomRecord, after: u64, followed_all: bool) -> Result<bool> {
+    let rid = room.room_id.as_str().to_string();
+    let old = current_group(tx, room)?;
+    let new = if followed_all || after == old { after } else { resolve_groups(tx, &rid, &[old, after])? };
+    if new == old {
+        return Ok(false);
+    }
+    // The common case: `ev`'s state is the old current state plus its own slot.
+    let single = (load_group(tx, &rid, new)?.prev == Some(old)).then(|| load_group(tx, &rid, new)).transpose()?;
+    let changes: Vec<((String, String), Option<String>)> = match single {
+        Some(g) => g.delta.into_iter().map(|(k, s, id)| ((k, s), id)).collect(),
+        None => {
+            let (was, now) = (load(tx, &rid, old)?, load(tx, &rid, new)?);
+            let mut changes: Vec<((String, String), Option<String>)> = now
+                .iter()
+                .filter(|(slot, id)| was.get(*slot) != Some(*id))
+                .map(|(s, i)| (s.clone(), Some(i.clone())))
+                .collect();
+            changes.extend(was.keys().filter(|slot| !now.contains_key(*slot)).map(|slot| (slot.clone(), None)));
+            changes
+        }
+    };
+    room.state_group = Some(new);
+    let mut changed = false;
+    for ((kind, key), id) in changes {
+        let holder = match &id {
+            Some(id) => {
+                crate::ids::EventId::parse(id).ok().and_then(|id| tx.event(&id).ok().flatten()).map(|s| s.event)
+            }
+            None => None,
+        };
+        let mut slots = tx.txn.open_table(ROOM_STATE)?;
+        match holder {
+            Some(holder) => {
+                slots.insert((rid.as_str(), kind.as_str(), key.as_str()), holder.event_id.as_str())?;
+                drop(slots);
+                apply_state(tx, room, &holder.kind, &holder.content, &key)?;
+            }
+            None => {
+                slots.remove((rid.as_str(), kind.as_str(), key.as_str()))?;
+                drop(slots);
+                clear_slot(tx, room, &kind, &key)?;
+            }
+        }
+        changed = true;
+    }
+    Ok(changed)
+}
+
+/// The summary and membership rows for a slot that resolution emptied.
+fn clear_slot(tx: &Tx<'_>, room: &mut RoomRecord, kind: &str, key: &str) -> Result<()> {
+    match kind {
+        M_ROOM_NAME | M_ROOM_TOPIC => apply_state(tx, room, kind, &serde_json::json!({}), key),
+        M_ROOM_MEMBER => apply_state(tx, room, kind, &serde_json::json!({ "membership": "leave" }), key),
+        _ => Ok(()),
+    }
+}
+
+/// Every state group of a room and the groups of its events, for deleting the room.
+pub fn forget(tx: &Tx<'_>, room: &str, events: &std::collections::HashSet<String>) -> Result<()> {
+    tx.txn.open_table(STATE_GROUPS)?.retain_in((room, 0)..=(room, u64::MAX), |_, _| false)?;
+    let mut table = tx.txn.open_table(EVENT_STATE)?;
+    for e in events {
+        table.remove(e.as_str())?;
+    }
+    Ok(())
+}
