@@ -504,9 +504,10 @@ pub fn event_item(stored: &StoredEvent) -> Markup {
                 time data-ts=(ev.origin_server_ts) { (clock(ev.origin_server_ts)) }
                 div.body { (text("body")) }
             }
-        } @else if ev.kind == M_ROOM_REDACTION {
+        } @else if ev.kind == M_ROOM_REDACTION || ev.kind == DUMMY_EVENT {
             // The redacted event's own row changes (live: the client drops it, see `app.js`);
-            // the redaction keeps positions contiguous for history paging.
+            // the redaction (or a dummy event, which only joins branches) keeps positions
+            // contiguous for history paging.
             li.ev.signal id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-kind=(ev.kind)
                 data-event-id=(ev.event_id) data-redacts=[ev.redacts()] hidden {}
         } @else if crate::events::call::is_call_event(&ev.kind) {

@@ -10,11 +10,13 @@ use chat_testkit::reqwest;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use chat::events::{Event, M_ROOM_MEMBER, M_ROOM_POWER_LEVELS, NewEvent};
 use chat::federation::urlencode;
 use common::TestServer;
 use common::eventually;
+use common::played::{InRoom, PlayedServer};
 use common::tls::{Client, Pki};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// How long a convergence check may take before it counts as a failure.
 const CONVERGE_SECS: u64 = 30;
@@ -181,9 +183,17 @@ impl Three {
                 }
             }
             let message_ids: BTreeSet<String> = messages.into_iter().map(|(_, id)| id).collect();
-            views.push((u.id.clone(), members, message_ids));
+            let (_, room) = u.get(&format!("/api/v1/rooms/{}", self.room)).await;
+            let shown = json!([room["name"], room["topic"], room["visibility"], room["power_levels"]]);
+            views.push((u.id.clone(), members, message_ids, shown));
         }
-        for (user, members, ids) in &views[1..] {
+        for (user, members, ids, shown) in &views[1..] {
+            if *shown != views[0].3 {
+                return Err(format!(
+                    "name, topic, visibility or power levels differ: {} sees {}, {} sees {}",
+                    views[0].0, views[0].3, user, shown
+                ));
+            }
             if *members != views[0].1 {
                 return Err(format!(
                     "members differ: {} sees {:?}, {} sees {:?}",
@@ -306,4 +316,183 @@ async fn a_reinvitation_after_a_kick_reaches_the_invitee() {
     let after = t.everyone_sends("back").await;
     let took = t.converged("cara's return to the private room", &[&after]).await;
     eprintln!("re-invitation: {} messages converged in {took:?}", 3 * N);
+}
+
+impl Three {
+    /// `who` (ana or ben) sets `user`'s power level; answers 200.
+    async fn set_level(&self, who: &Client, user: &str, level: i64) {
+        let (s, v) =
+            who.post(&format!("/api/v1/rooms/{}/power", self.room), json!({"user_id": user, "level": level})).await;
+        assert_eq!(s, 200, "{v}");
+    }
+
+    /// The room as A's API shows it.
+    async fn room_at_a(&self) -> Value {
+        self.ana.get(&format!("/api/v1/rooms/{}", self.room)).await.1
+    }
+
+    /// The newest event A holds of the room (F's events follow it), and the newest event of
+    /// `kind` (with `state_key`, if given).
+    async fn newest_at_a(&self, kind: &str, state_key: Option<&str>) -> (Event, Event) {
+        let events = self.ana.events(&self.room).await;
+        let parse = |v: &Value| serde_json::from_value::<Event>(v.clone()).unwrap();
+        let found = events
+            .iter()
+            .find(|e| e["type"] == kind && state_key.is_none_or(|k| e["state_key"] == k))
+            .unwrap_or_else(|| panic!("A holds no {kind}"));
+        (parse(&events[0]), parse(found))
+    }
+
+    /// `user`'s power level as every server shows it.
+    async fn levels_of(&self, user: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        for u in self.users() {
+            let (_, room) = u.get(&format!("/api/v1/rooms/{}", self.room)).await;
+            out.push(room["power_levels"]["users"].get(user).cloned().unwrap_or(json!(0)));
+        }
+        out
+    }
+}
+
+/// Sends `first`, then `second`, to `to` from F, in separate transactions (or in one, in that
+/// order, when `together`); returns each event's result.
+async fn deliver(f: &PlayedServer, to: &str, tag: &str, first: &Event, second: &Event, together: bool) -> Vec<Value> {
+    let (a, b) = (first.event_id.to_string(), second.event_id.to_string());
+    if together {
+        let r = f.send_txn(to, &format!("{tag}-both"), vec![first.pdu(), second.pdu()]).await;
+        vec![r[&a].clone(), r[&b].clone()]
+    } else {
+        let r1 = f.send_txn(to, &format!("{tag}-1"), vec![first.pdu()]).await;
+        let r2 = f.send_txn(to, &format!("{tag}-2"), vec![second.pdu()]).await;
+        vec![r1[&a].clone(), r2[&b].clone()]
+    }
+}
+
+/// F (a server the test plays) holds two of the room's moderators, pam (100) and pat (50).
+/// Each race is two changes made on two branches from the same event, as two servers make
+/// them at the same moment: pam demotes pat while pat renames the room; later, pam demotes pat
+/// while pat kicks cara. F delivers them to A, B and C in different orders (A: demotion first;
+/// B: the other first; C: both in one transaction, the other first). Every server ends with
+/// the state resolution's answer: the demotion holds, the rename and the kick do not, and
+/// cara can still talk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_changes_resolve_alike_in_any_order() {
+    let t = Three::start(true).await;
+    let f = PlayedServer::start(&t.p.ca, &t.p.cert, &t.p.key).await;
+    let (pam, pat) = (format!("@pam:{}", f.name), format!("@pat:{}", f.name));
+    let mut r = InRoom::join(&f, &t.ana.addr, &t.room, &[&pam, &pat]).await;
+    t.set_level(&t.ana, &pam, 100).await;
+    t.set_level(&t.ana, &pat, 50).await;
+    t.converged("F's moderators", &[]).await;
+    let orders = [(&t.ana.addr, false, false), (&t.ben.addr, true, false), (&t.cara.addr, true, true)];
+
+    // Race 1: a demotion and a rename.
+    let (tip, levels) = t.newest_at_a(M_ROOM_POWER_LEVELS, None).await;
+    r.levels = levels.event_id.to_string();
+    let mut demoted = t.room_at_a().await["power_levels"].clone();
+    demoted["users"].as_object_mut().unwrap().remove(&pat);
+    let prev = [tip.event_id.to_string()];
+    let demote = r.event(&f, &pam, NewEvent::state(M_ROOM_POWER_LEVELS, "", demoted), &prev, tip.depth + 1, 1);
+    let rename = NewEvent::state("m.room.name", "", json!({"name": "Renamed by pat"}));
+    let rename = r.event(&f, &pat, rename, &prev, tip.depth + 1, 2);
+    for (to, other_first, together) in orders {
+        let (first, second) = if other_first { (&rename, &demote) } else { (&demote, &rename) };
+        let results = deliver(&f, to, "race1", first, second, together).await;
+        eprintln!("race 1 at {to}: {results:?}");
+    }
+    let took = t.converged("a demotion racing a rename", &[]).await;
+    assert_eq!(t.room_at_a().await["name"], "Lobby", "the rename of a concurrently demoted moderator holds");
+    assert_eq!(t.levels_of(&pat).await, vec![json!(0); 3]);
+    eprintln!("demotion racing a rename: converged {took:?} after the last delivery");
+
+    // The branches merge: each server's next event follows what it holds.
+    let merged = BTreeMap::from([
+        (t.ana.id.clone(), vec![t.ana.send(&t.room, "after race 1", "m1").await]),
+        (t.ben.id.clone(), vec![t.ben.send(&t.room, "after race 1", "m1").await]),
+    ]);
+    t.converged("the merge after race 1", &[&merged]).await;
+
+    // Race 2: pat is made a moderator again; then a demotion and a kick of cara.
+    let (tip, levels) = t.newest_at_a(M_ROOM_POWER_LEVELS, None).await;
+    r.levels = levels.event_id.to_string();
+    let mut promoted = t.room_at_a().await["power_levels"].clone();
+    promoted["users"][&pat] = json!(50);
+    let promote = NewEvent::state(M_ROOM_POWER_LEVELS, "", promoted.clone());
+    let promote = r.event(&f, &pam, promote, &[tip.event_id.to_string()], tip.depth + 1, 3);
+    for (to, _, _) in orders {
+        assert_eq!(f.send_txn(to, "promote", vec![promote.pdu()]).await[promote.event_id.as_str()], json!({}));
+    }
+    r.levels = promote.event_id.to_string();
+    assert_eq!(t.levels_of(&pat).await, vec![json!(50); 3], "every server has pat's promotion");
+    let (_, cara_join) = t.newest_at_a(M_ROOM_MEMBER, Some(&t.cara.id)).await;
+    promoted["users"].as_object_mut().unwrap().remove(&pat);
+    let prev = [promote.event_id.to_string()];
+    let demote = r.event(&f, &pam, NewEvent::state(M_ROOM_POWER_LEVELS, "", promoted), &prev, promote.depth + 1, 4);
+    let kick = NewEvent::state(M_ROOM_MEMBER, &t.cara.id, json!({"membership": "leave"}));
+    let also = [cara_join.event_id.to_string()];
+    let kick = r.event_also_authed_by(&f, &pat, kick, &prev, promote.depth + 1, 5, &also);
+    for (to, other_first, together) in orders {
+        let (first, second) = if other_first { (&kick, &demote) } else { (&demote, &kick) };
+        let results = deliver(&f, to, "race2", first, second, together).await;
+        eprintln!("race 2 at {to}: {results:?}");
+    }
+    let took = t.converged("a demotion racing a kick", &[]).await;
+    assert_eq!(t.cara_as_seen_by(&t.ana).await.as_deref(), Some("join"), "the kick of a demoted moderator holds");
+    assert_eq!(t.levels_of(&pat).await, vec![json!(0); 3]);
+    eprintln!("demotion racing a kick: converged {took:?} after the last delivery");
+    let after = t.everyone_sends("late").await;
+    t.converged("messages after the races", &[&merged, &after]).await;
+}
+
+/// The same races between three of our own servers, as people make them: ana (the creator,
+/// on A) demotes ben (on B) while ben renames the room, then while ben kicks cara (on C); each
+/// race run several times (whether the two cross on the wire or not is up to timing). Every
+/// run converges: the same state on all three, ben demoted, and cara kicked only where the
+/// kick came first everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demotions_racing_renames_and_kicks_converge_every_time() {
+    let t = Three::start(true).await;
+    let mut times = Vec::new();
+    for i in 0..3 {
+        if i > 0 {
+            t.set_level(&t.ana, &t.ben.id, 100).await;
+            t.converged("ben promoted again", &[]).await;
+        }
+        let settings = format!("/api/v1/rooms/{}/settings", t.room);
+        let power = format!("/api/v1/rooms/{}/power", t.room);
+        let ((s1, v1), (s2, v2)) = tokio::join!(
+            t.ana.post(&power, json!({"user_id": t.ben.id, "level": 0})),
+            t.ben.post(&settings, json!({"name": format!("Ben's name {i}")})),
+        );
+        assert_eq!(s1, 200, "{v1}");
+        assert!(s2 == 200 || s2 == 403, "{s2} {v2}");
+        times.push(t.converged(&format!("demotion racing a rename, run {i}"), &[]).await);
+        assert_eq!(t.levels_of(&t.ben.id).await, vec![json!(0); 3]);
+
+        t.set_level(&t.ana, &t.ben.id, 100).await;
+        t.converged("ben promoted again", &[]).await;
+        let kick = format!("/api/v1/rooms/{}/kick", t.room);
+        let ((s1, v1), (s2, v2)) = tokio::join!(
+            t.ana.post(&power, json!({"user_id": t.ben.id, "level": 0})),
+            t.ben.post(&kick, json!({"user_id": t.cara.id})),
+        );
+        assert_eq!(s1, 200, "{v1}");
+        assert!(s2 == 200 || s2 == 403, "{s2} {v2}");
+        // A kicked cara cannot read the room on C: first agreement on her, then her return.
+        let start = Instant::now();
+        eventually!(CONVERGE_SECS, "A, B and C agree on cara", {
+            let (a, b) = (t.cara_as_seen_by(&t.ana).await, t.cara_as_seen_by(&t.ben).await);
+            let at_c = t.cara.get(&format!("/api/v1/rooms/{}", t.room)).await.0;
+            a == b && ((a.as_deref() == Some("join")) == (at_c == 200))
+        });
+        if t.cara_as_seen_by(&t.ana).await.as_deref() != Some("join") {
+            t.enter(&t.cara).await;
+        }
+        t.converged(&format!("demotion racing a kick, run {i}"), &[]).await;
+        times.push(start.elapsed());
+        assert_eq!(t.levels_of(&t.ben.id).await, vec![json!(0); 3]);
+    }
+    let sent = t.everyone_sends("late").await;
+    t.converged("messages after the races", &[&sent]).await;
+    eprintln!("races converged in {times:?}");
 }

@@ -21,6 +21,9 @@ pub const M_ROOM_TOPIC: &str = "m.room.topic";
 pub const M_ROOM_MESSAGE: &str = "m.room.message";
 /// Takes back an earlier event: its content is stripped (`redacts` in content, room version 11+).
 pub const M_ROOM_REDACTION: &str = "m.room.redaction";
+/// An event with no content that only joins the room's branches (its `prev_events` name
+/// them all), as Synapse sends them; never shown.
+pub const DUMMY_EVENT: &str = "org.matrix.dummy_event";
 
 /// Longest room name, in characters (local names are refused beyond it; others' are cut).
 pub const MAX_NAME_CHARS: usize = 100;

@@ -16,7 +16,7 @@ use super::FedState;
 use super::budget::{self, FetchBudget};
 use super::call;
 use super::pdu::check_auth_events;
-use super::serve::{MAX_FETCH, named_event, peer_room_id, resident_room, server_in_room};
+use super::serve::{MAX_FETCH, named_event, peer_room_id, receiving_room, server_in_room};
 use crate::error::{Error, Result};
 use crate::events::rules;
 use crate::events::*;
@@ -119,7 +119,14 @@ pub async fn receive_transaction(
             }
         }
     }
+    let rooms = std::mem::take(&mut inflight.rooms);
     let mut committed = inflight.finish().await;
+    // Branches whose states differ are joined at once (see `rooms::merge_branches`).
+    for room_id in rooms {
+        if let Err(e) = crate::rooms::merge_branches(&state.rooms, &room_id).await {
+            tracing::warn!(room = %room_id, error = %e, "could not join the room's branches");
+        }
+    }
     let mut results = serde_json::Map::new();
     let mut limited = false;
     for (id, refused) in outcomes {
@@ -166,6 +173,8 @@ pub struct InFlight {
     waiting: Vec<(EventId, crate::store::writer::Committed<Option<Error>>)>,
     done: HashMap<EventId, Result<()>>,
     locks: HashMap<RoomId, tokio::sync::OwnedMutexGuard<()>>,
+    /// Every room an event was queued for.
+    rooms: std::collections::BTreeSet<RoomId>,
 }
 
 impl InFlight {
@@ -224,7 +233,7 @@ pub async fn receive_pdu(
 ) -> Result<EventId> {
     let room_id = pdu.get("room_id").and_then(Value::as_str).ok_or_else(|| Error::bad("a PDU needs a room_id"))?;
     let room_id = &peer_room_id(room_id)?;
-    resident_room(state, room_id)?;
+    receiving_room(state, room_id, origin)?;
     let ev = Event::from_pdu(pdu, room_id)?;
     if taken(state, inflight, &ev.event_id)? {
         return Ok(ev.event_id);
@@ -310,6 +319,7 @@ async fn queue_event(state: &FedState, ev: Event, inflight: &mut InFlight) -> Re
             persist_received(tx, &mut room, ev).map(|_| None)
         })
         .await?;
+    inflight.rooms.insert(ev.room_id.clone());
     inflight.events.insert(id.clone(), ev);
     inflight.waiting.push((id.clone(), committed));
     Ok(id)
@@ -373,7 +383,7 @@ async fn fetch_missing(
     room_id: &RoomId,
     latest: &[String],
 ) -> Result<Vec<(Value, Event)>> {
-    let room = resident_room(state, room_id)?;
+    let room = receiving_room(state, room_id, origin)?;
     let body = json!({
         "earliest_events": room.extremities,
         "latest_events": latest,

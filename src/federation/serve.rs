@@ -35,6 +35,19 @@ pub(super) fn resident_room(state: &FedState, room_id: &RoomId) -> Result<RoomRe
     }
 }
 
+/// The room, if this server takes the events `origin` sends of it: it holds the room's full
+/// copy, and a local user is joined or, by the state held here, `origin`'s users are. So a
+/// server whose last member was removed by an event that state resolution then undoes (a
+/// kick by someone demoted at the same moment) still takes the events that undo it.
+pub(super) fn receiving_room(state: &FedState, room_id: &RoomId, origin: &str) -> Result<RoomRecord> {
+    match state.store.room(room_id)? {
+        Some(r) if !r.partial && (server_in_room(&r, state.server_name.as_str()) || server_in_room(&r, origin)) => {
+            Ok(r)
+        }
+        _ => Err(not_resident()),
+    }
+}
+
 fn not_resident() -> Error {
     Error::NotFound("this server is not in that room".into())
 }

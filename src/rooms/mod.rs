@@ -460,6 +460,28 @@ pub async fn submit_message(
         .await
 }
 
+/// Where this server holds branches of a room with different states (events from other
+/// servers made concurrently with others), sends an empty event that follows them all, as
+/// one of the room's members here. Each server works out the state at that event the same
+/// way, so a server that soft-failed an event of one branch (and so holds the room's state
+/// without it) reaches the same state as the servers that did not, without waiting for the
+/// room's next message. Returns whether it sent one.
+pub async fn merge_branches(state: &Rooms, room_id: &RoomId) -> Result<bool> {
+    let (rid, local) = (room_id.clone(), state.server_name.to_string());
+    state
+        .store
+        .write(move |tx| {
+            let Some(room) = tx.room(&rid)? else { return Ok(false) };
+            if room.partial || !tx.has_branches(&room)? {
+                return Ok(false);
+            }
+            let Some(sender) = tx.local_joined_member(&rid, &local)? else { return Ok(false) };
+            append(tx, &rid, &sender, NewEvent::message(DUMMY_EVENT, json!({})))?;
+            Ok(true)
+        })
+        .await
+}
+
 /// Longest reason given for a redaction, in characters.
 const MAX_REASON_CHARS: usize = 500;
 

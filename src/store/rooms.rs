@@ -427,6 +427,21 @@ impl super::Tx<'_> {
         get_json(&self.txn.open_table(ROOMS)?, room_id)
     }
 
+    /// A joined member of the room on `server`, if it has one.
+    pub fn local_joined_member(&self, room_id: &RoomId, server: &str) -> Result<Option<String>> {
+        let members = memberships(&self.txn.open_table(ROOM_MEMBERS)?, room_id.as_str())?;
+        Ok(members
+            .into_iter()
+            .find(|(u, m)| *m == Membership::Join && crate::ids::server_of(u) == server)
+            .map(|(u, _)| u))
+    }
+
+    /// Whether the room's forward extremities hold different states: branches that an event
+    /// following them all would join.
+    pub fn has_branches(&self, room: &RoomRecord) -> Result<bool> {
+        Ok(room.extremities.len() > 1 && super::state::groups_of(self, &room.extremities)?.len() > 1)
+    }
+
     /// A room's summary, or "no such room".
     pub fn require_room(&self, room_id: &RoomId) -> Result<RoomRecord> {
         self.room(room_id)?.ok_or_else(|| crate::error::Error::NotFound("no such room".into()))

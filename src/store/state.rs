@@ -135,31 +135,38 @@ pub fn set_group_of(tx: &Tx<'_>, event_id: &str, g: u64) -> Result<()> {
 }
 
 /// Resolves the states of `groups` (distinct, at least one): one group is itself; several
-/// are resolved, and the result stored unless it equals one of them.
+/// are resolved (once: the answer is kept in `state_merges`), and the result stored unless it
+/// equals one of them.
 fn resolve_groups(tx: &Tx<'_>, room: &str, groups: &[u64]) -> Result<u64> {
     if let [one] = groups {
         return Ok(*one);
     }
-    let states: Vec<StateIds> = groups.iter().map(|g| load(tx, room, *g)).collect::<Result<_>>()?;
+    let mut sorted = groups.to_vec();
+    sorted.sort_unstable();
+    let key = sorted.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    if let Some(g) = tx.txn.open_table(STATE_MERGES)?.get((room, key.as_str()))? {
+        return Ok(g.value());
+    }
+    let states: Vec<StateIds> = sorted.iter().map(|g| load(tx, room, *g)).collect::<Result<_>>()?;
     let get =
         |id: &str| crate::ids::EventId::parse(id).ok().and_then(|id| tx.event(&id).ok().flatten()).map(|s| s.event);
-    let r = resolve(&states, &get);
-    let resolved = match r {
-        Ok(r) => r,
+    let g = match resolve(&states, &get) {
+        Ok(resolved) => match states.iter().position(|s| *s == resolved) {
+            Some(i) => sorted[i],
+            None => put_full(tx, room, &resolved)?,
+        },
         Err(e) => {
-            // Should not happen with events that passed the auth rules; keep the first branch.
-            tracing::warn!(room, error = %e, "state resolution failed; the first branch's state stays");
-            return Ok(groups[0]);
+            // Should not happen with events that passed the auth rules; keep the newest branch.
+            tracing::warn!(room, error = %e, "state resolution failed; the newest branch's state stays");
+            sorted[sorted.len() - 1]
         }
     };
-    if let Some(i) = states.iter().position(|s| *s == resolved) {
-        return Ok(groups[i]);
-    }
-    put_full(tx, room, &resolved)
+    tx.txn.open_table(STATE_MERGES)?.insert((room, key.as_str()), g)?;
+    Ok(g)
 }
 
 /// Distinct groups of `events`, in their order (events without one are left out).
-fn groups_of(tx: &Tx<'_>, events: &[String]) -> Result<Vec<u64>> {
+pub fn groups_of(tx: &Tx<'_>, events: &[String]) -> Result<Vec<u64>> {
     let mut out = Vec::new();
     for e in events {
         if let Some(g) = group_of(tx, e)?
@@ -195,18 +202,24 @@ pub fn place(tx: &Tx<'_>, room: &mut RoomRecord, ev: &Event) -> Result<u64> {
     Ok(after)
 }
 
-/// Moves the room's current state on after `ev` (placed, with group `after`) was stored:
-/// to `after` itself when `ev` followed every extremity, else to the resolution of the
-/// current state and `after` (the branches meeting). Changed slots are written to the room's
-/// state, summary and membership rows. Returns whether any slot changed.
-///
-/// The current state, not the extremities' states, is the other side: it also holds what
-/// extremities forgotten beyond [`super::events::MAX_EXTREMITIES`] brought in, which a
-/// sender on a stale branch must not take away.
+/// Moves the room's current state to the state after its forward extremities, once `ev`
+/// (placed, with group `after`) was added to them: `after` itself when `ev` followed every
+/// other extremity, else the resolution of the extremities' states (the branches meeting).
+/// So the current state follows from the events held, not from the order they came in.
+/// Changed slots are written to the room's state, summary and membership rows. Returns
+/// whether any slot changed.
 pub fn update_current(tx: &Tx<'_>, room: &mut RoomRecord, after: u64, followed_all: bool) -> Result<bool> {
     let rid = room.room_id.as_str().to_string();
     let old = current_group(tx, room)?;
-    let new = if followed_all || after == old { after } else { resolve_groups(tx, &rid, &[old, after])? };
+    let new = if followed_all {
+        after
+    } else {
+        let mut groups = groups_of(tx, &room.extremities)?;
+        if !groups.contains(&after) {
+            groups.push(after);
+        }
+        resolve_groups(tx, &rid, &groups)?
+    };
     if new == old {
         return Ok(false);
     }
@@ -264,6 +277,7 @@ fn clear_slot(tx: &Tx<'_>, room: &mut RoomRecord, kind: &str, key: &str) -> Resu
 /// Every state group of a room and the groups of its events, for deleting the room.
 pub fn forget(tx: &Tx<'_>, room: &str, events: &std::collections::HashSet<String>) -> Result<()> {
     tx.txn.open_table(STATE_GROUPS)?.retain_in((room, 0)..=(room, u64::MAX), |_, _| false)?;
+    tx.txn.open_table(STATE_MERGES)?.retain_in((room, "")..=(room, "\u{10ffff}"), |_, _| false)?;
     let mut table = tx.txn.open_table(EVENT_STATE)?;
     for e in events {
         table.remove(e.as_str())?;

@@ -101,6 +101,11 @@ pub const STATE_GROUPS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::n
 /// event). Events stored before schema 5, and history received with a join, have none. Schema 5.
 pub const EVENT_STATE: TableDefinition<&str, u64> = TableDefinition::new("event_state");
 
+/// (room id, state groups joined by `,`, ascending) -> the group of their resolution, so the
+/// same branches meeting again (a sender who keeps answering an old event) are resolved once.
+/// Schema 5.
+pub const STATE_MERGES: TableDefinition<(&str, &str), u64> = TableDefinition::new("state_merges");
+
 /// Calls `$m!(TABLE, ...)` with every table above: the one list that creating the schema and
 /// copying a backup use, so a new table cannot be left out of either.
 macro_rules! every_table {
@@ -131,7 +136,8 @@ macro_rules! every_table {
             FED_TXNS,
             REDACTIONS,
             STATE_GROUPS,
-            EVENT_STATE
+            EVENT_STATE,
+            STATE_MERGES
         )
     };
 }

@@ -161,6 +161,7 @@ fn room_json(r: &RoomRecord) -> Value {
         "direct": r.direct,
         "members": r.joined,
         "creator": r.creator,
+        "power_levels": r.power_levels,
     })
 }
 

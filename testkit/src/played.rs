@@ -157,6 +157,14 @@ impl PlayedServer {
         (ev, answer)
     }
 
+    /// PUTs `pdus` as one transaction to `to`; returns the per-PDU results.
+    pub async fn send_txn(&self, to: &str, txn: &str, pdus: Vec<Value>) -> serde_json::Map<String, Value> {
+        let path = format!("/_matrix/federation/v1/send/{txn}");
+        let (st, v) = self.signed(Method::PUT, to, &path, Some(json!({ "pdus": pdus }))).await;
+        assert_eq!(st, 200, "{v}");
+        v["pdus"].as_object().unwrap().clone()
+    }
+
     /// A request to `destination`, signed as this server; returns status and JSON body.
     pub async fn signed(&self, method: Method, destination: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let (status, v) = self.client.signed(&self.key, &self.name, destination, method, path, body).await.unwrap();
@@ -167,5 +175,71 @@ impl PlayedServer {
 impl Drop for PlayedServer {
     fn drop(&mut self) {
         self.stop.cancel();
+    }
+}
+
+/// What F needs to send events into a room it joined through a resident server: the room, the
+/// events its users' messages may name as auth events, and the newest event it knows.
+pub struct InRoom {
+    /// The room.
+    pub room_id: chat::ids::RoomId,
+    /// The power levels event its users' events name as an auth event.
+    pub levels: String,
+    /// Each user's join event.
+    pub joins: HashMap<String, Event>,
+}
+
+impl InRoom {
+    /// `users` of F join `room` through `resident`, one after another.
+    pub async fn join(f: &PlayedServer, resident: &str, room: &str, users: &[&str]) -> InRoom {
+        let room_id = chat::ids::RoomId::parse(room).unwrap();
+        let mut joins = HashMap::new();
+        let mut levels = String::new();
+        for u in users {
+            let (join, answer) = f.join(resident, room, u).await;
+            let state = answer["state"].as_array().unwrap();
+            let pl = state.iter().find(|e| e["type"] == "m.room.power_levels").unwrap();
+            levels = Event::from_pdu(pl, &room_id).unwrap().event_id.to_string();
+            joins.insert(u.to_string(), join);
+        }
+        InRoom { room_id, levels, joins }
+    }
+
+    /// An event of `sender` after `prev` (depth `depth`), signed by F.
+    pub fn event(&self, f: &PlayedServer, sender: &str, new: NewEvent, prev: &[String], depth: u64, n: u64) -> Event {
+        self.event_also_authed_by(f, sender, new, prev, depth, n, &[])
+    }
+
+    /// [`InRoom::event`] with `more` auth events (the target's membership, for a kick).
+    #[allow(clippy::too_many_arguments)]
+    pub fn event_also_authed_by(
+        &self,
+        f: &PlayedServer,
+        sender: &str,
+        new: NewEvent,
+        prev: &[String],
+        depth: u64,
+        n: u64,
+        more: &[String],
+    ) -> Event {
+        let mut auth = vec![self.levels.clone(), self.joins[sender].event_id.to_string()];
+        auth.extend(more.iter().cloned());
+        let parents = Parents { prev_events: prev.to_vec(), auth_events: auth, depth };
+        let mut ev = Event::build(Some(&self.room_id), sender, new, parents, chat::events::now_ms() + n);
+        ev.sign(&f.name, &f.key).unwrap();
+        ev
+    }
+
+    /// A message of `sender` after their join.
+    pub fn message(&self, f: &PlayedServer, sender: &str, content: Value, n: u64) -> Event {
+        let join = &self.joins[sender];
+        self.event(
+            f,
+            sender,
+            NewEvent::message(chat::events::M_ROOM_MESSAGE, content),
+            &[join.event_id.to_string()],
+            join.depth + 1,
+            n,
+        )
     }
 }
