@@ -157,6 +157,9 @@ pub struct Limits {
     /// Key fetches that requests from one client address (IPv6: its /64) may cause per minute
     /// by naming an origin whose key is not known here yet.
     pub federation_key_fetches_per_ip_per_minute: u32,
+    /// Seconds a request to another server may take once connected (a server that stopped
+    /// answering, or hangs, counts as down after it).
+    pub federation_request_timeout_secs: u64,
     /// Longest wait, in seconds, between attempts to deliver to a server that does not answer
     /// (the wait doubles from 1 s with jitter; contact from that server retries at once).
     pub federation_retry_max_secs: u64,
@@ -200,6 +203,7 @@ impl Default for Limits {
             max_connections_per_ip: 256,
             federation_requests_per_origin_per_minute: 3000,
             federation_key_fetches_per_ip_per_minute: 30,
+            federation_request_timeout_secs: 30,
             federation_retry_max_secs: 600,
             federation_events_per_origin_per_minute: 1200,
             federation_events_per_room_per_hour: 6000,
@@ -648,6 +652,12 @@ pub static SETTINGS: &[Setting] = &[
         1,
         "Key fetches per minute that requests from one client address may cause by naming a server whose key is not known yet.",
         limits.federation_key_fetches_per_ip_per_minute
+    ),
+    whole!(
+        "limits.federation_request_timeout_secs",
+        1,
+        "Seconds a request to another server may take once connected; after it the server counts as down.",
+        limits.federation_request_timeout_secs
     ),
     whole!(
         "limits.federation_retry_max_secs",

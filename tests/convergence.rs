@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use chat::events::{Event, M_ROOM_MEMBER, M_ROOM_POWER_LEVELS, NewEvent};
 use chat::federation::urlencode;
-use common::TestServer;
 use common::eventually;
 use common::played::{InRoom, PlayedServer};
 use common::tls::{Client, Pki};
+use common::{Binary, TestServer};
 use serde_json::{Value, json};
 
 /// How long a convergence check may take before it counts as a failure.
@@ -38,10 +38,118 @@ async fn three_servers() -> (Pki, [TestServer; 3], String, [Client; 3]) {
     (p, servers, na, [ana, ben, cara])
 }
 
+/// One of the three servers: in the test's process, or `chat serve` in its own (to be
+/// stopped with SIGTERM and hung with SIGSTOP), on a fixed port so a restart keeps its name.
+enum Host {
+    InProcess(TestServer),
+    Process(Node),
+}
+
+struct Node {
+    dir: tempfile::TempDir,
+    listen: String,
+    metrics: String,
+    bin: Option<Binary>,
+}
+
+/// How a server is taken out of the federation for a while.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Outage {
+    /// SIGTERM: it shuts down, and starts again on the same port and data.
+    Down,
+    /// SIGSTOP, until the others count it as down (longer than their request timeout), then
+    /// SIGCONT.
+    Hung,
+}
+
+/// A federation request timeout short enough for a test to outlast it.
+const REQUEST_TIMEOUT_SECS: &str = "2";
+
+impl Node {
+    fn start(p: &Pki) -> Node {
+        let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+        let mut n = Node { dir: tempfile::tempdir().unwrap(), listen: free(), metrics: free(), bin: None };
+        n.run(p);
+        n
+    }
+
+    fn run(&mut self, p: &Pki) {
+        let (ca, cert, key) = (p.ca.to_str().unwrap(), p.cert.to_str().unwrap(), p.key.to_str().unwrap());
+        let args = [
+            "--tls-cert",
+            cert,
+            "--tls-key",
+            key,
+            "--federation-ca",
+            ca,
+            "--federation-private-addresses",
+            "--metrics-listen",
+            &self.metrics,
+            "--limits-federation-request-timeout-secs",
+            REQUEST_TIMEOUT_SECS,
+            "--limits-federation-retry-max-secs",
+            "2",
+        ];
+        self.bin = Some(Binary::start(self.dir.path(), &self.listen, &args));
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.bin.as_ref().unwrap().child.id().to_string();
+        let st = std::process::Command::new("kill").args([sig, &pid]).status().unwrap();
+        assert!(st.success(), "kill {sig} {pid}");
+    }
+
+    fn interrupt(&mut self, how: Outage) {
+        match how {
+            Outage::Down => {
+                self.signal("-TERM");
+                let mut bin = self.bin.take().unwrap();
+                let st = bin.child.wait().unwrap();
+                assert!(st.success(), "shut down with {st}");
+            }
+            Outage::Hung => self.signal("-STOP"),
+        }
+    }
+
+    fn resume(&mut self, p: &Pki, how: Outage) {
+        match how {
+            Outage::Down => self.run(p),
+            Outage::Hung => self.signal("-CONT"),
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if self.bin.is_some() {
+            self.signal("-CONT");
+        }
+        if let Some(bin) = self.bin.take() {
+            bin.kill();
+        }
+    }
+}
+
+impl Host {
+    fn metrics_url(&self) -> String {
+        match self {
+            Host::InProcess(s) => format!("http://{}/metrics", s.running().metrics_addr.unwrap()),
+            Host::Process(n) => format!("http://{}/metrics", n.metrics),
+        }
+    }
+
+    fn dir(&self) -> std::path::PathBuf {
+        match self {
+            Host::InProcess(s) => s.dir.clone(),
+            Host::Process(n) => n.dir.path().to_path_buf(),
+        }
+    }
+}
+
 /// Three servers; ana (A), ben (B) and cara (C) in ana's room.
 struct Three {
     p: Pki,
-    servers: [TestServer; 3],
+    hosts: [Host; 3],
     ana: Client,
     ben: Client,
     cara: Client,
@@ -53,14 +161,28 @@ impl Three {
     /// ana creates a room (public with an alias, or private) and makes ben, who joins by alias
     /// or invitation, an admin; cara joins the same way.
     async fn start(public: bool) -> Three {
-        let (p, servers, na, [ana, ben, cara]) = three_servers().await;
+        let (p, servers, _, [ana, ben, cara]) = three_servers().await;
+        Three::begin(p, servers.map(Host::InProcess), [ana, ben, cara], public).await
+    }
+
+    /// [`Three::start`] with each server in its own process.
+    async fn start_processes(public: bool) -> Three {
+        let p = Pki::new();
+        let nodes = [Node::start(&p), Node::start(&p), Node::start(&p)];
+        let ana = Client::register(&p.ca, &nodes[0].listen, "ana").await;
+        let ben = Client::register(&p.ca, &nodes[1].listen, "ben").await;
+        let cara = Client::register(&p.ca, &nodes[2].listen, "cara").await;
+        Three::begin(p, nodes.map(Host::Process), [ana, ben, cara], public).await
+    }
+
+    async fn begin(p: Pki, hosts: [Host; 3], [ana, ben, cara]: [Client; 3], public: bool) -> Three {
         let visibility = if public { "public" } else { "private" };
         let (s, v) =
             ana.post("/api/v1/rooms", json!({"name": "Lobby", "visibility": visibility, "alias": "lobby"})).await;
         assert_eq!(s, 200, "{v}");
         let room = v["room_id"].as_str().unwrap().to_string();
-        let alias = format!("#lobby:{na}");
-        let t = Three { p, servers, ana, ben, cara, room, alias };
+        let alias = format!("#lobby:{}", ana.addr);
+        let t = Three { p, hosts, ana, ben, cara, room, alias };
         t.enter(&t.ben).await;
         let (s, v) =
             t.ana.post(&format!("/api/v1/rooms/{}/power", t.room), json!({"user_id": t.ben.id, "level": 100})).await;
@@ -210,13 +332,12 @@ impl Three {
                 ));
             }
         }
-        for s in &self.servers {
-            let url = format!("http://{}/metrics", s.running().metrics_addr.unwrap());
-            let m = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        for (s, u) in self.hosts.iter().zip(self.users()) {
+            let m = reqwest::get(&s.metrics_url()).await.unwrap().text().await.unwrap();
             let queued =
                 m.lines().filter(|l| l.starts_with("chat_federation_queued_events{")).any(|l| !l.ends_with(" 0"));
             if queued {
-                return Err(format!("{} still has events queued", s.addr));
+                return Err(format!("{} still has events queued", u.addr));
             }
         }
         Ok(())
@@ -251,7 +372,7 @@ async fn kick_then_rejoin_with_no_other_local_member() {
     eprintln!("kick/rejoin: rejoin converged in {rejoined:?}, {} messages in {took:?}", 3 * N);
 
     // An operator on C sees whom C sends the room's events to, and the memberships it holds.
-    let o = common::cli_async(&t.servers[2].dir, &["admin", "room", "show", &t.room], None).await;
+    let o = common::cli_async(&t.hosts[2].dir(), &["admin", "room", "show", &t.room], None).await;
     let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success(), "{out}");
     let (na, nb) = (&t.ana.addr, &t.ben.addr);
@@ -495,4 +616,81 @@ async fn demotions_racing_renames_and_kicks_converge_every_time() {
     let sent = t.everyone_sends("late").await;
     t.converged("messages after the races", &[&sent]).await;
     eprintln!("races converged in {times:?}");
+}
+
+impl Three {
+    fn node(&mut self, i: usize) -> &mut Node {
+        match &mut self.hosts[i] {
+            Host::Process(n) => n,
+            Host::InProcess(_) => panic!("server {i} runs in the test's process"),
+        }
+    }
+
+    /// Brings server `i` back after an outage.
+    fn resume(&mut self, i: usize, how: Outage) {
+        let Three { p, hosts, .. } = self;
+        match &mut hosts[i] {
+            Host::Process(n) => n.resume(p, how),
+            Host::InProcess(_) => panic!("server {i} runs in the test's process"),
+        }
+    }
+
+    /// Waits until every server but `i` counts server `i` as down (its deliveries failing).
+    async fn counted_down(&self, i: usize) {
+        let name = self.users()[i].addr.clone();
+        let line = format!("chat_federation_destination_failing{{destination=\"{name}\"}} 1");
+        for (j, host) in self.hosts.iter().enumerate().filter(|(j, _)| *j != i) {
+            let url = host.metrics_url();
+            eventually!(CONVERGE_SECS, format!("server {j} counts {name} as down"), {
+                reqwest::get(&url).await.unwrap().text().await.unwrap().lines().any(|l| l == line)
+            });
+        }
+    }
+}
+
+/// A server goes down (SIGTERM, then a restart on the same port and data) or hangs (SIGSTOP
+/// until the others count it as down, past their request timeout, then SIGCONT): first cara's
+/// server C, then the creator's server A. Meanwhile the other two keep sending and change the
+/// topic. Once it is back, all three hold the same room (the topic too), with every message
+/// once and in order; then its own user's messages reach the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_down_or_hung_catches_up_and_loses_nothing() {
+    let mut t = Three::start_processes(true).await;
+    let mut all: Vec<BTreeMap<String, Vec<String>>> = Vec::new();
+    let mut times = Vec::new();
+    for (round, (victim, how)) in
+        [(2, Outage::Down), (2, Outage::Hung), (0, Outage::Down), (0, Outage::Hung)].into_iter().enumerate()
+    {
+        t.node(victim).interrupt(how);
+        let awake: Vec<usize> = (0..3).filter(|i| *i != victim).collect();
+        let mut sent: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for k in 0..N {
+            for &i in &awake {
+                let u = t.users()[i];
+                let id = u.send(&t.room, &format!("round {round} {k} from {}", u.id), &format!("r{round}-{k}")).await;
+                sent.entry(u.id.clone()).or_default().push(id);
+            }
+        }
+        // ben (an admin) changes the topic while the victim is away.
+        let topic = format!("topic of round {round}");
+        let (s, v) = t.ben.post(&format!("/api/v1/rooms/{}/settings", t.room), json!({"topic": topic})).await;
+        assert_eq!(s, 200, "{v}");
+        if how == Outage::Hung {
+            t.counted_down(victim).await;
+        }
+        t.resume(victim, how);
+        all.push(sent);
+        let refs: Vec<&BTreeMap<String, Vec<String>>> = all.iter().collect();
+        let took = t.converged(&format!("server {victim} {how:?}"), &refs).await;
+        let (_, room) = t.users()[victim].get(&format!("/api/v1/rooms/{}", t.room)).await;
+        assert_eq!(room["topic"], topic.as_str());
+        times.push((victim, how, took));
+        // The victim's own user talks again.
+        let u = t.users()[victim];
+        let id = u.send(&t.room, &format!("back after round {round}"), &format!("back-{round}")).await;
+        all.push(BTreeMap::from([(u.id.clone(), vec![id])]));
+        let refs: Vec<&BTreeMap<String, Vec<String>>> = all.iter().collect();
+        t.converged(&format!("server {victim}'s user after {how:?}"), &refs).await;
+    }
+    eprintln!("outages: converged after the server came back in {times:?}");
 }

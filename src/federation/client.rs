@@ -28,11 +28,12 @@ const DEFAULT_PORT: u16 = 8448;
 pub struct FedClient {
     tls: tokio_rustls::TlsConnector,
     policy: PeerPolicy,
+    request_timeout: Duration,
 }
 
 /// Time to connect and finish the TLS handshake.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time for the whole exchange once connected.
+/// Time for the whole exchange once connected, unless set (`with_request_timeout`).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl FedClient {
@@ -63,7 +64,14 @@ impl FedClient {
             .with_root_certificates(roots)
             .with_no_client_auth();
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(FedClient { tls: tokio_rustls::TlsConnector::from(Arc::new(tls)), policy })
+        Ok(FedClient { tls: tokio_rustls::TlsConnector::from(Arc::new(tls)), policy, request_timeout: REQUEST_TIMEOUT })
+    }
+
+    /// The same client with another deadline for an exchange once connected
+    /// (`limits.federation_request_timeout_secs`).
+    pub fn with_request_timeout(mut self, timeout: Duration) -> FedClient {
+        self.request_timeout = timeout;
+        self
     }
 
     /// `host:port` to connect to for a server name: an explicit port or IP literal is used as
@@ -173,7 +181,7 @@ impl FedClient {
             };
             Ok((status, value))
         };
-        tokio::time::timeout(REQUEST_TIMEOUT, work)
+        tokio::time::timeout(self.request_timeout, work)
             .await
             .map_err(|_| Error::Unavailable(format!("{server}: no answer in time")))?
     }

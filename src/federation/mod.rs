@@ -101,7 +101,8 @@ impl Federation {
     ) -> std::result::Result<Federation, String> {
         let key = std::sync::Arc::new(keys::load_signing_key(store).await.map_err(|e| format!("signing key: {e}"))?);
         let policy = crate::addrs::PeerPolicy::new(config.federation_private_addresses);
-        let client = FedClient::new(config.federation_ca.as_deref(), policy)?;
+        let client = FedClient::new(config.federation_ca.as_deref(), policy)?
+            .with_request_timeout(std::time::Duration::from_secs(config.limits.federation_request_timeout_secs));
         Ok(Federation {
             key,
             client,
