@@ -566,10 +566,10 @@ async fn concurrent_changes_resolve_alike_in_any_order() {
 }
 
 /// The same races between three of our own servers, as people make them: ana (the creator,
-/// on A) demotes ben (on B) while ben renames the room, then while ben kicks cara (on C); each
-/// race run several times (whether the two cross on the wire or not is up to timing). Every
-/// run converges: the same state on all three, ben demoted, and cara kicked only where the
-/// kick came first everywhere.
+/// on A) demotes ben (on B) while ben renames the room; ana and ben rename it and change its
+/// topic at once; ana demotes ben while ben kicks cara (on C). Each race runs three times
+/// (whether the changes cross on the wire is up to timing). Every run converges: the same
+/// name, topic, power levels and members on all three, and ben demoted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demotions_racing_renames_and_kicks_converge_every_time() {
     let t = Three::start(true).await;
@@ -592,6 +592,14 @@ async fn demotions_racing_renames_and_kicks_converge_every_time() {
 
         t.set_level(&t.ana, &t.ben.id, 100).await;
         t.converged("ben promoted again", &[]).await;
+        // Renames and topic changes from two servers at once.
+        let ((s1, v1), (s2, v2), (s3, v3)) = tokio::join!(
+            t.ana.post(&settings, json!({"name": format!("Ana's name {i}"), "topic": format!("Ana's topic {i}")})),
+            t.ben.post(&settings, json!({"name": format!("Ben's name {i}")})),
+            t.ben.post(&settings, json!({"topic": format!("Ben's topic {i}")})),
+        );
+        assert!(s1 == 200 && s2 == 200 && s3 == 200, "{v1} {v2} {v3}");
+        times.push(t.converged(&format!("concurrent renames and topics, run {i}"), &[]).await);
         let kick = format!("/api/v1/rooms/{}/kick", t.room);
         let ((s1, v1), (s2, v2)) = tokio::join!(
             t.ana.post(&power, json!({"user_id": t.ben.id, "level": 0})),
