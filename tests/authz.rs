@@ -365,6 +365,13 @@ fn rows() -> Vec<Row> {
         Row { method: "GET", route: "/_matrix/federation/v1/event/{event_id}", body: None, expect: ["401"; 9] },
         Row { method: "GET", route: "/_matrix/federation/v1/backfill/{room_id}", body: None, expect: ["401"; 9] },
         Row { method: "GET", route: "/_matrix/federation/v1/state_ids/{room_id}", body: None, expect: ["401"; 9] },
+        Row { method: "GET", route: "/_matrix/federation/v1/state/{room_id}", body: None, expect: ["401"; 9] },
+        Row {
+            method: "GET",
+            route: "/_matrix/federation/v1/event_auth/{room_id}/{event_id}",
+            body: None,
+            expect: ["401"; 9],
+        },
     ]
 }
 

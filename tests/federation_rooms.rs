@@ -966,3 +966,64 @@ async fn redactions_cross_servers_and_others_messages_need_the_power() {
         ana.bodies(&room).await == after && ben.bodies(&room).await == after
     });
 }
+
+/// The state at any event is served (`state_ids`, `state`) as it was before that event, and an
+/// event's auth chain (`event_auth`), to servers in the room; an event whose state is not held
+/// is `404`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_state_at_any_event_is_served() {
+    let p = Pki::new();
+    let a = TestServer::federating(&p, |_| {}).await;
+    let na = p.name_of(&a).await;
+    let ana = Client::register(&p.ca, &na, "ana").await;
+    let room = public_room(&ana, "First", "states").await;
+    let f = PlayedServer::start(&p.ca, &p.cert, &p.key).await;
+    InRoom::join(&f, &na, &room, &[&format!("@fred:{}", f.name)]).await;
+    let (s, v) = ana.post(&format!("/api/v1/rooms/{room}/settings"), json!({"name": "Second"})).await;
+    assert_eq!(s, 200, "{v}");
+    let after = ana.send(&room, "after the rename", "t1").await;
+    let events = ana.events(&room).await;
+    let names: Vec<&Value> = events.iter().filter(|e| e["type"] == "m.room.name").collect();
+    let (rename, first) = (names[0]["event_id"].as_str().unwrap(), names[1]["event_id"].as_str().unwrap());
+    let rid = urlencode(&room);
+    let ids_at = |event: &str| {
+        let path = format!("/_matrix/federation/v1/state_ids/{rid}?event_id={}", urlencode(event));
+        let f = &f;
+        let na = na.clone();
+        async move { f.signed(Method::GET, &na, &path, None).await }
+    };
+    // Before the rename, the first name holds its slot; after it, the rename does.
+    let (st, at_rename) = ids_at(rename).await;
+    assert_eq!(st, 200, "{at_rename}");
+    let ids: Vec<&str> = at_rename["pdu_ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(ids.contains(&first) && !ids.contains(&rename), "{at_rename}");
+    let (st, at_after) = ids_at(&after).await;
+    assert_eq!(st, 200, "{at_after}");
+    let ids: Vec<&str> = at_after["pdu_ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(ids.contains(&rename) && !ids.contains(&first), "{at_after}");
+    // The same with the events themselves.
+    let path = format!("/_matrix/federation/v1/state/{rid}?event_id={}", urlencode(rename));
+    let (st, state) = f.signed(Method::GET, &na, &path, None).await;
+    assert_eq!(st, 200, "{state}");
+    let name = state["pdus"].as_array().unwrap().iter().find(|e| e["type"] == "m.room.name").unwrap();
+    assert_eq!(name["content"]["name"], "First");
+    // Every auth event of that state is in it or in its auth chain.
+    let held: std::collections::BTreeSet<String> = ["pdus", "auth_chain"]
+        .iter()
+        .flat_map(|k| state[*k].as_array().unwrap().iter())
+        .map(|e| Event::from_pdu(e, &chat::ids::RoomId::parse(&room).unwrap()).unwrap().event_id.to_string())
+        .collect();
+    for e in state["pdus"].as_array().unwrap() {
+        for a in e["auth_events"].as_array().unwrap() {
+            assert!(held.contains(a.as_str().unwrap()), "{a} missing from {state}");
+        }
+    }
+    // The rename's auth chain holds the room's creation.
+    let path = format!("/_matrix/federation/v1/event_auth/{rid}/{}", urlencode(rename));
+    let (st, auth) = f.signed(Method::GET, &na, &path, None).await;
+    assert_eq!(st, 200, "{auth}");
+    assert!(auth["auth_chain"].as_array().unwrap().iter().any(|e| e["type"] == "m.room.create"), "{auth}");
+    // An event not held here.
+    let (st, _) = ids_at("$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").await;
+    assert_eq!(st, 404);
+}

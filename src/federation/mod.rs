@@ -155,7 +155,9 @@ where
         .post("/federation/v1/get_missing_events/{room_id}", serve::get_missing_events)
         .get("/federation/v1/event/{event_id}", serve::get_event_route)
         .get("/federation/v1/backfill/{room_id}", serve::backfill)
-        .get("/federation/v1/state_ids/{room_id}", serve::state_ids);
+        .get("/federation/v1/state_ids/{room_id}", serve::state_ids)
+        .get("/federation/v1/state/{room_id}", serve::state_events)
+        .get("/federation/v1/event_auth/{room_id}/{event_id}", serve::event_auth);
     crate::routes::Routes::default().get("/.well-known/matrix/server", well_known).nest("/_matrix", matrix, |r| {
         r.fallback(unrecognized)
             .method_not_allowed_fallback(unrecognized)

@@ -7,7 +7,8 @@
 //! 2. the sender's server signed it, checked with that server's published key ([`verify`]),
 //! 3. it is allowed by the rules given the state its `auth_events` name ([`check_auth_events`]),
 //! 4. and (for live events) it is allowed against the room's current state; an event that fails
-//!    only this last check is soft-failed: not stored and never shown.
+//!    only this last check is soft-failed: stored apart (so events after it find it), never
+//!    shown, without effect on the room's state.
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -249,8 +249,33 @@ pub struct StateIdsQuery {
     event_id: Option<String>,
 }
 
-/// `GET /_matrix/federation/v1/state_ids/{roomId}`: ids of the room's current state and its
-/// auth chain. Only the current state is kept here, so `event_id` must be a forward extremity.
+/// The state before `event_id` (or the current state, without one) and its auth chain: what
+/// `state_ids` and `state` answer.
+fn state_at(state: &FedState, room_id: &RoomId, event_id: Option<&str>) -> Result<(Vec<Event>, Vec<Event>)> {
+    let events = match event_id {
+        None => current_state(state, room_id)?,
+        Some(id) => {
+            let snapshot = state.store.snapshot()?;
+            let unknown = || Error::NotFound("no state of that event here".into());
+            let ev = named_event(&snapshot, id)?.filter(|e| e.event.room_id == *room_id).ok_or_else(unknown)?;
+            let ids = snapshot.state_before(&ev.event)?.ok_or_else(unknown)?;
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids.values() {
+                if let Some(e) = named_event(&snapshot, id)? {
+                    out.push(e.event);
+                }
+            }
+            out
+        }
+    };
+    let chain = auth_chain(state, &events)?;
+    Ok((events, chain))
+}
+
+/// `GET /_matrix/federation/v1/state_ids/{roomId}?event_id=`: ids of the room's state before
+/// the event (without `event_id`, its current state) and of that state's auth chain. `404` for
+/// an event whose state this server does not hold (one of a gap, or stored before it kept the
+/// state per event).
 pub async fn state_ids(
     State(state): State<FedState>,
     Path(room_id): Path<String>,
@@ -259,16 +284,49 @@ pub async fn state_ids(
 ) -> Result<axum::Json<Value>> {
     let Query(q) = q.map_err(|e| Error::bad(e.body_text()))?;
     let room_id = peer_room_id(&room_id)?;
-    let room = readable_room(&state, &room_id, &req.origin)?;
-    if let Some(id) = q.event_id
-        && !room.extremities.contains(&id)
-    {
-        return Err(Error::NotFound("only the state at the room's newest events is kept".into()));
-    }
-    let current = current_state(&state, &room_id)?;
-    let chain = auth_chain(&state, &current)?;
+    readable_room(&state, &room_id, &req.origin)?;
+    let (events, chain) = state_at(&state, &room_id, q.event_id.as_deref())?;
     Ok(axum::Json(json!({
-        "pdu_ids": current.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(),
+        "pdu_ids": events.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(),
         "auth_chain_ids": chain.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(),
     })))
+}
+
+/// `GET /_matrix/federation/v1/state/{roomId}?event_id=`: the same as `state_ids`, with the
+/// events themselves (`pdus`, `auth_chain`).
+pub async fn state_events(
+    State(state): State<FedState>,
+    Path(room_id): Path<String>,
+    q: std::result::Result<Query<StateIdsQuery>, axum::extract::rejection::QueryRejection>,
+    req: FedRequest,
+) -> Result<axum::Json<Value>> {
+    let Query(q) = q.map_err(|e| Error::bad(e.body_text()))?;
+    let room_id = peer_room_id(&room_id)?;
+    readable_room(&state, &room_id, &req.origin)?;
+    let (events, chain) = state_at(&state, &room_id, q.event_id.as_deref())?;
+    Ok(axum::Json(json!({ "pdus": wire(&state, &events)?, "auth_chain": wire(&state, &chain)? })))
+}
+
+/// `GET /_matrix/federation/v1/event_auth/{roomId}/{eventId}`: the event's whole auth chain,
+/// the room's create event included.
+pub async fn event_auth(
+    State(state): State<FedState>,
+    Path((room_id, event_id)): Path<(String, String)>,
+    req: FedRequest,
+) -> Result<axum::Json<Value>> {
+    let room_id = peer_room_id(&room_id)?;
+    readable_room(&state, &room_id, &req.origin)?;
+    let snapshot = state.store.snapshot()?;
+    let ev = named_event(&snapshot, &event_id)?
+        .filter(|e| e.event.room_id == room_id)
+        .ok_or_else(|| Error::NotFound("no such event in that room".into()))?;
+    let mut chain = auth_chain(&state, std::slice::from_ref(&ev.event))?;
+    // Room version 12 names no create event in `auth_events`; it authorises every event.
+    let create = room_id.create_event_id();
+    if !chain.iter().any(|e| e.event_id == create)
+        && let Some(c) = snapshot.event(&create)?
+    {
+        chain.push(c.event);
+    }
+    Ok(axum::Json(json!({ "auth_chain": wire(&state, &chain)? })))
 }

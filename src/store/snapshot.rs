@@ -6,7 +6,7 @@ use redb::{ReadOnlyTable, ReadTransaction};
 use super::Store;
 use super::events::{StoredEvent, get_event};
 use super::rooms::{membership_of, memberships, state_event_id_in, state_ids_in};
-use super::tables::{EVENTS, ROOM_MEMBERS, ROOM_STATE, USER_ROOMS};
+use super::tables::{EVENT_STATE, EVENTS, ROOM_MEMBERS, ROOM_STATE, STATE_GROUPS, USER_ROOMS};
 use crate::error::Result;
 use crate::events::Membership;
 use crate::ids::{EventId, RoomId};
@@ -37,6 +37,33 @@ impl Snapshot {
     pub fn state_ids(&self, room_id: &RoomId) -> Result<std::collections::BTreeMap<(String, String), EventId>> {
         let room_id = room_id.as_str();
         state_ids_in(&self.txn.open_table(ROOM_STATE)?, room_id)
+    }
+
+    /// The room's state before an event, as this server worked it out (the state after its
+    /// predecessors, resolved where they differ); `None` if it holds no state for one of them
+    /// (a gap, or events stored before state groups).
+    pub fn state_before(&self, ev: &crate::events::Event) -> Result<Option<crate::events::stateres::StateIds>> {
+        let (groups_of, groups) = (self.txn.open_table(EVENT_STATE)?, self.txn.open_table(STATE_GROUPS)?);
+        let mut ids = Vec::new();
+        for prev in &ev.prev_events {
+            match groups_of.get(prev.as_str())? {
+                Some(g) if !ids.contains(&g.value()) => ids.push(g.value()),
+                Some(_) => {}
+                None => return Ok(None),
+            }
+        }
+        let room = ev.room_id.as_str();
+        let states: Vec<_> =
+            ids.iter().map(|g| super::state::load_in(&groups, room, *g)).collect::<Result<Vec<_>>>()?;
+        match states.len() {
+            0 => Ok(None),
+            1 => Ok(states.into_iter().next()),
+            _ => {
+                let get =
+                    |id: &str| EventId::parse(id).ok().and_then(|id| self.event(&id).ok().flatten()).map(|s| s.event);
+                crate::events::stateres::resolve(&states, &get).map(Some)
+            }
+        }
     }
 
     /// The id of the event holding one state slot.

@@ -39,18 +39,25 @@ pub struct Group {
     delta: Vec<(String, String, Option<String>)>,
 }
 
-fn load_group(tx: &Tx<'_>, room: &str, id: u64) -> Result<Group> {
-    let table = tx.txn.open_table(STATE_GROUPS)?;
+fn group_in(table: &impl ReadableTable<(&'static str, u64), &'static [u8]>, room: &str, id: u64) -> Result<Group> {
     let row = table.get((room, id))?.ok_or_else(|| Error::Internal(format!("state group {id} missing")))?;
     Ok(serde_json::from_slice(row.value())?)
 }
 
-/// The state of group `id` of `room`.
-pub fn load(tx: &Tx<'_>, room: &str, id: u64) -> Result<StateIds> {
+fn load_group(tx: &Tx<'_>, room: &str, id: u64) -> Result<Group> {
+    group_in(&tx.txn.open_table(STATE_GROUPS)?, room, id)
+}
+
+/// The state of group `id` of `room`, read from `table`.
+pub(super) fn load_in(
+    table: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
+    room: &str,
+    id: u64,
+) -> Result<StateIds> {
     let mut deltas = Vec::new();
     let mut next = Some(id);
     while let Some(g) = next {
-        let group = load_group(tx, room, g)?;
+        let group = group_in(table, room, g)?;
         next = group.prev;
         deltas.push(group.delta);
     }
@@ -64,6 +71,11 @@ pub fn load(tx: &Tx<'_>, room: &str, id: u64) -> Result<StateIds> {
         }
     }
     Ok(state)
+}
+
+/// The state of group `id` of `room`.
+pub fn load(tx: &Tx<'_>, room: &str, id: u64) -> Result<StateIds> {
+    load_in(&tx.txn.open_table(STATE_GROUPS)?, room, id)
 }
 
 fn next_group_id(tx: &Tx<'_>) -> Result<u64> {
