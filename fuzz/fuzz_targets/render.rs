@@ -14,8 +14,8 @@
 
 use chat::events::{Event, NewEvent, Parents, text_message};
 use chat::live::frames;
-use chat::store::events::StoredEvent;
 use chat::render;
+use chat::store::events::StoredEvent;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
@@ -64,7 +64,12 @@ fn stored(i: &Input) -> StoredEvent {
     let new = NewEvent { kind: i.kind.clone(), state_key: i.state_key.clone(), content: i.content.clone() };
     let parents = Parents { prev_events: vec![], auth_events: vec![], depth: 7 };
     let room = chat::ids::RoomId::parse(ROOM).expect("a room id");
-    StoredEvent { pos: 42, event: Event::build(Some(&room), &i.sender, new, parents, 1_800_000_000_000), redacted_because: None }
+    StoredEvent {
+        pos: 42,
+        event: Event::build(Some(&room), &i.sender, new, parents, 1_800_000_000_000),
+        redacted_because: None,
+        state_group: None,
+    }
 }
 
 fn counts(html: &str) -> [usize; 3] {

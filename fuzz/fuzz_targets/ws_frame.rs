@@ -66,8 +66,10 @@ fuzz_target!(|data: &[u8]| {
     let hub = Hub::new(16, 4);
     let connect = |user: &str, rooms: &[&str]| {
         let rooms: Vec<String> = rooms.iter().map(|r| r.to_string()).collect();
-        hub.connect(user, "sid", || Ok(Loaded { rooms, prefs: Prefs { appear_offline: false, share_receipts: true }, pos: 0 }))
-            .expect("connect")
+        hub.connect(user, "sid", || {
+            Ok(Loaded { rooms, prefs: Prefs { appear_offline: false, share_receipts: true }, pos: 0 })
+        })
+        .expect("connect")
     };
     let mut ana = connect(ANA, &[ROOM_A, ROOM_B]);
     let mut ben = connect(BEN, &[ROOM_A]);

@@ -166,7 +166,7 @@ impl Store {
                     event_ids.insert(id);
                 }
             }
-            super::state::forget(tx, rid, &event_ids)?;
+            super::state::forget(tx, rid)?;
             // Its directory entry, its aliases, and its events still queued for other servers.
             super::directory::remove_room(txn, rid)?;
             {

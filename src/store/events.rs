@@ -23,6 +23,10 @@ pub struct StoredEvent {
     /// The redaction that stripped the event's content, if one did (`unsigned.redacted_because`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redacted_because: Option<EventId>,
+    /// The group of the room's state after the event (see [`super::state`]); none for events
+    /// stored before state groups, and for state and history received with a join.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_group: Option<u64>,
 }
 
 impl Tx<'_> {
@@ -51,15 +55,16 @@ impl Tx<'_> {
     }
 
     /// Stores `ev` of `room_id` as an outlier (no timeline position: state or auth chain
-    /// received from another server), unless it is stored already.
-    pub fn put_outlier(&mut self, room_id: &RoomId, ev: &Event) -> Result<()> {
+    /// received from another server, or a soft-failed event with the group of the state after
+    /// it), unless it is stored already.
+    pub fn put_outlier(&mut self, room_id: &RoomId, ev: &Event, state_group: Option<u64>) -> Result<()> {
         let room_id = room_id.as_str();
         let mut events = self.txn.open_table(EVENTS)?;
         if events.get(ev.event_id.as_str())?.is_none() {
             put_json(
                 &mut events,
                 ev.event_id.as_str(),
-                &StoredEvent { pos: 0, event: ev.clone(), redacted_because: None },
+                &StoredEvent { pos: 0, event: ev.clone(), redacted_because: None, state_group },
             )?;
             self.txn.open_table(ROOM_OUTLIERS)?.insert((room_id, ev.event_id.as_str()), ())?;
         }
@@ -112,13 +117,13 @@ pub fn persist_soft_failed(tx: &mut Tx<'_>, room: &mut RoomRecord, ev: &Event) -
         return Ok(());
     }
     let mut scratch = room.clone();
-    super::state::place(tx, &mut scratch, ev)?;
+    let after = super::state::place(tx, &mut scratch, ev)?;
     if room.state_group.is_none() && scratch.state_group.is_some() {
         // The room's first group was made for it: keep it.
         room.state_group = scratch.state_group;
         super::rooms::put_room(tx.txn, room, false)?;
     }
-    tx.put_outlier(&room.room_id, ev)
+    tx.put_outlier(&room.room_id, ev, Some(after))
 }
 
 fn persist_inner(tx: &mut Tx<'_>, room: &mut RoomRecord, mut ev: Event, send: bool) -> Result<Arc<StoredEvent>> {
@@ -135,13 +140,14 @@ fn persist_inner(tx: &mut Tx<'_>, room: &mut RoomRecord, mut ev: Event, send: bo
             mentions.insert((u, rid.as_str(), pos), ())?;
         }
     }
-    // Stored before the state is worked out: resolution reads it with the others.
-    let stored = Arc::new(StoredEvent { pos, event: ev, redacted_because });
+    // The state after the event (a message shares its predecessor's group); then the event is
+    // stored, as resolution reads it with the others, and the room's current state moves:
+    // to the event's own when it follows every tip, else to the resolution of the tips' states
+    // (see `state`).
+    let after = super::state::place(tx, room, &ev)?;
+    let stored = Arc::new(StoredEvent { pos, event: ev, redacted_because, state_group: Some(after) });
     put_json(&mut tx.txn.open_table(EVENTS)?, eid.as_str(), stored.as_ref())?;
     let ev = &stored.event;
-    // The state after the event, and the room's current state: the event's own when it
-    // follows every tip, else the resolution of the tips' states (see `state`).
-    let after = super::state::place(tx, room, ev)?;
     let followed_all = room.extremities.iter().all(|e| ev.prev_events.contains(e));
     // The new event follows the tips it names; tips it does not name (events from another
     // server it had not seen yet) stay tips, and the next local event merges them.
@@ -239,7 +245,7 @@ pub fn store_joined_room(
     let pl = PowerLevels::for_new_room();
     let mut room = RoomRecord::new(room_id, &create.sender, create.origin_server_ts, direct, JoinRule::Invite, pl);
     for ev in &chain {
-        tx.put_outlier(room_id, ev)?;
+        tx.put_outlier(room_id, ev, None)?;
     }
     forget_state(tx, room_id)?;
     let mut before = crate::events::stateres::StateIds::new();
@@ -253,9 +259,6 @@ pub fn store_joined_room(
     // The state the resident server sent is the state after the events our join follows.
     let group = super::state::put_state(tx, &room, &before)?;
     room.state_group = Some(group);
-    for prev in &join.prev_events {
-        super::state::set_group_of(tx, prev, group)?;
-    }
     for ev in timeline {
         if tx.event(&ev.event_id)?.is_some_and(|s| s.pos > 0) {
             continue;
@@ -267,10 +270,12 @@ pub fn store_joined_room(
         room.depth = room.depth.max(ev.depth);
         room.last_pos = pos;
         let id = ev.event_id.clone();
+        // The events our join follows have the state the resident server sent.
+        let state_group = join.prev_events.contains(&id.to_string()).then_some(group);
         put_json(
             &mut tx.txn.open_table(EVENTS)?,
             id.as_str(),
-            &StoredEvent { pos, event: ev, redacted_because: None },
+            &StoredEvent { pos, event: ev, redacted_because: None, state_group },
         )?;
     }
     room.extremities = join.prev_events.clone();

@@ -6,7 +6,7 @@ use redb::{ReadOnlyTable, ReadTransaction};
 use super::Store;
 use super::events::{StoredEvent, get_event};
 use super::rooms::{membership_of, memberships, state_event_id_in, state_ids_in};
-use super::tables::{EVENT_STATE, EVENTS, ROOM_MEMBERS, ROOM_STATE, STATE_GROUPS, USER_ROOMS};
+use super::tables::{EVENTS, ROOM_MEMBERS, ROOM_STATE, STATE_GROUPS, USER_ROOMS};
 use crate::error::Result;
 use crate::events::Membership;
 use crate::ids::{EventId, RoomId};
@@ -43,11 +43,15 @@ impl Snapshot {
     /// predecessors, resolved where they differ); `None` if it holds no state for one of them
     /// (a gap, or events stored before state groups).
     pub fn state_before(&self, ev: &crate::events::Event) -> Result<Option<crate::events::stateres::StateIds>> {
-        let (groups_of, groups) = (self.txn.open_table(EVENT_STATE)?, self.txn.open_table(STATE_GROUPS)?);
+        let groups = self.txn.open_table(STATE_GROUPS)?;
         let mut ids = Vec::new();
         for prev in &ev.prev_events {
-            match groups_of.get(prev.as_str())? {
-                Some(g) if !ids.contains(&g.value()) => ids.push(g.value()),
+            let group = match EventId::parse(prev) {
+                Ok(id) => self.event(&id)?.and_then(|s| s.state_group),
+                Err(_) => None,
+            };
+            match group {
+                Some(g) if !ids.contains(&g) => ids.push(g),
                 Some(_) => {}
                 None => return Ok(None),
             }

@@ -110,9 +110,10 @@ fn put_slot(tx: &Tx<'_>, room: &str, base: u64, kind: &str, key: &str, id: &str)
     put_group(tx, room, &Group { prev: Some(base), chain, delta })
 }
 
-/// The group of the state after an event, if the event has one here.
+/// The group of the state after an event, if the event is stored here with one.
 pub fn group_of(tx: &Tx<'_>, event_id: &str) -> Result<Option<u64>> {
-    Ok(tx.txn.open_table(EVENT_STATE)?.get(event_id)?.map(|v| v.value()))
+    let Ok(id) = crate::ids::EventId::parse(event_id) else { return Ok(None) };
+    Ok(tx.event(&id)?.and_then(|s| s.state_group))
 }
 
 /// The group of the room's current state; a room stored before state groups existed gets one
@@ -135,15 +136,6 @@ pub fn current_group(tx: &Tx<'_>, room: &mut RoomRecord) -> Result<u64> {
 /// at a point named by the caller; returns its group.
 pub fn put_state(tx: &Tx<'_>, room: &RoomRecord, state: &StateIds) -> Result<u64> {
     put_full(tx, room.room_id.as_str(), state)
-}
-
-/// Records that the state after `event_id` is group `g`, unless it has one.
-pub fn set_group_of(tx: &Tx<'_>, event_id: &str, g: u64) -> Result<()> {
-    let mut table = tx.txn.open_table(EVENT_STATE)?;
-    if table.get(event_id)?.is_none() {
-        table.insert(event_id, g)?;
-    }
-    Ok(())
 }
 
 /// Resolves the states of `groups` (distinct, at least one): one group is itself; several
@@ -190,7 +182,7 @@ pub fn groups_of(tx: &Tx<'_>, events: &[String]) -> Result<Vec<u64>> {
     Ok(out)
 }
 
-/// Gives `ev` its state group (the state after it) and records it; returns the group. The
+/// Works out `ev`'s state group (the state after it), for its `StoredEvent`. The
 /// state before it is the room's current state when it follows exactly the room's extremities
 /// (every local event), else the resolution of its predecessors' states (predecessors this
 /// server does not hold, or holds from before state groups, are left out; with none left, the
@@ -210,7 +202,6 @@ pub fn place(tx: &Tx<'_>, room: &mut RoomRecord, ev: &Event) -> Result<u64> {
         Some(key) => put_slot(tx, &rid, before, &ev.kind, key, ev.event_id.as_str())?,
         None => before,
     };
-    tx.txn.open_table(EVENT_STATE)?.insert(ev.event_id.as_str(), after)?;
     Ok(after)
 }
 
@@ -286,13 +277,9 @@ fn clear_slot(tx: &Tx<'_>, room: &mut RoomRecord, kind: &str, key: &str) -> Resu
     }
 }
 
-/// Every state group of a room and the groups of its events, for deleting the room.
-pub fn forget(tx: &Tx<'_>, room: &str, events: &std::collections::HashSet<String>) -> Result<()> {
+/// Every state group of a room and the resolutions kept, for deleting the room.
+pub fn forget(tx: &Tx<'_>, room: &str) -> Result<()> {
     tx.txn.open_table(STATE_GROUPS)?.retain_in((room, 0)..=(room, u64::MAX), |_, _| false)?;
     tx.txn.open_table(STATE_MERGES)?.retain_in((room, "")..=(room, "\u{10ffff}"), |_, _| false)?;
-    let mut table = tx.txn.open_table(EVENT_STATE)?;
-    for e in events {
-        table.remove(e.as_str())?;
-    }
     Ok(())
 }

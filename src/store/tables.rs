@@ -94,12 +94,9 @@ pub const FED_TXNS: TableDefinition<(&str, &str), u64> = TableDefinition::new("f
 pub const REDACTIONS: TableDefinition<(&str, &str), &str> = TableDefinition::new("redactions");
 
 /// (room id, state group) -> JSON [`super::state::Group`]: a room's state at some event, as the
-/// changes from an earlier group (or in full). Schema 5.
+/// changes from an earlier group (or in full); each stored event names the group of the state
+/// after it (`StoredEvent::state_group`). Schema 5.
 pub const STATE_GROUPS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("state_groups");
-
-/// Event id -> state group: the room's state after the event (including it, for a state
-/// event). Events stored before schema 5, and history received with a join, have none. Schema 5.
-pub const EVENT_STATE: TableDefinition<&str, u64> = TableDefinition::new("event_state");
 
 /// (room id, state groups joined by `,`, ascending) -> the group of their resolution, so the
 /// same branches meeting again (a sender who keeps answering an old event) are resolved once.
@@ -136,7 +133,6 @@ macro_rules! every_table {
             FED_TXNS,
             REDACTIONS,
             STATE_GROUPS,
-            EVENT_STATE,
             STATE_MERGES
         )
     };
