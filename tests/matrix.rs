@@ -169,6 +169,33 @@ async fn invitations_cross_between_us_and_synapse() {
         syn.call(Some(&sam), "POST", &format!("/_matrix/client/v3/join/{}", enc(&mine)), Some(json!({}))).await;
     assert_eq!(st, 200, "{v}\n{}", syn.log_tail());
     exchange(&syn, &sam, &ana, &mine, "j", 3).await;
+
+    // Ana opens a direct chat with Sam: Synapse shows him an invitation marked direct (so
+    // Element lists it with people, not rooms), and he can join it.
+    let (st, v) = ana.post("/api/v1/dm", json!({"user_id": sam.id})).await;
+    assert_eq!(st, 200, "{v}\n{}", syn.log_tail());
+    let dm = v["room_id"].as_str().unwrap().to_string();
+    // Synapse answers a repeated identical sync from a cache: each poll goes on from the last.
+    let since = std::sync::Mutex::new(String::new());
+    until("Sam's direct invitation", async || {
+        let token = since.lock().unwrap().clone();
+        let path = format!(
+            "/_matrix/client/v3/sync?timeout=0{}",
+            if token.is_empty() { "".into() } else { format!("&since={}", enc(&token)) }
+        );
+        let (_, v) = syn.call(Some(&sam), "GET", &path, None).await;
+        if let Some(next) = v["next_batch"].as_str() {
+            *since.lock().unwrap() = next.to_string();
+        }
+        let events = v["rooms"]["invite"][&dm]["invite_state"]["events"].as_array().cloned().unwrap_or_default();
+        events.iter().any(|e| {
+            e["type"] == "m.room.member" && e["state_key"] == sam.id.as_str() && e["content"]["is_direct"] == true
+        })
+    })
+    .await;
+    let (st, v) = syn.call(Some(&sam), "POST", &format!("/_matrix/client/v3/join/{}", enc(&dm)), Some(json!({}))).await;
+    assert_eq!(st, 200, "{v}\n{}", syn.log_tail());
+    exchange(&syn, &sam, &ana, &dm, "d", 2).await;
     s.stop().await;
 }
 

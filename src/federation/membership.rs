@@ -257,11 +257,17 @@ pub async fn invite_remote(state: &FedState, sender: &UserId, room_id: &RoomId, 
         .store
         .write(move |tx| {
             let room = tx.require_room(&rid)?;
-            let new = NewEvent::state(M_ROOM_MEMBER, &t, member_content(Membership::Invite));
+            let mut content = member_content(Membership::Invite);
+            if room.direct {
+                // Matrix clients (Element) show the invitation as a direct chat.
+                content["is_direct"] = json!(true);
+            }
+            let new = NewEvent::state(M_ROOM_MEMBER, &t, content);
             rules::authorize(room.auth_state(), &s, &new, |u| tx.membership(&rid, u))?;
             let ev = crate::store::events::build_next(tx, &room, &s, new, now_ms())?;
+            let create = tx.event(&rid.create_event_id())?.map(|c| c.event);
             let mut stripped = Vec::new();
-            for (kind, key) in [(M_ROOM_CREATE, ""), (M_ROOM_NAME, ""), (M_ROOM_TOPIC, ""), (M_ROOM_JOIN_RULES, "")] {
+            for (kind, key) in [(M_ROOM_NAME, ""), (M_ROOM_TOPIC, ""), (M_ROOM_JOIN_RULES, "")] {
                 if let Some(id) = tx.state_event_id(&rid, kind, key)?
                     && let Some(e) = tx.event(&id)?
                 {
@@ -270,9 +276,15 @@ pub async fn invite_remote(state: &FedState, sender: &UserId, room_id: &RoomId, 
                     );
                 }
             }
-            Ok((ev, stripped))
+            Ok((ev, (create, stripped)))
         })
         .await?;
+    // The create event goes whole (room version 12: the invitee's server checks that it names
+    // the room), the rest stripped.
+    let (create, mut stripped) = stripped;
+    if let Some(c) = create {
+        stripped.insert(0, state.federation.wire_pdu(state.server_name.as_str(), &c)?);
+    }
     let pdu = state.federation.wire_pdu(state.server_name.as_str(), &ev)?;
     let answer = call(
         state,

@@ -176,8 +176,9 @@ fn upgrade(txn: &WriteTransaction, from: u32) -> Result<()> {
         2 => directory::build(txn),
         // 4 adds `redactions`, empty: redactions stored before it are not applied.
         3 => Ok(()),
-        // 5 adds the state at each event (`state_groups`, `state_merges`; events name their group), empty: a room's
-        // current state becomes its first group when its next event is stored.
+        // 5 adds the state at each event (`state_groups`, `state_merges`; events name their
+        // group), empty: a room's current state becomes its first group when its next event is
+        // stored.
         4 => Ok(()),
         _ => Err(Error::Internal(format!("no upgrade from schema {from}"))),
     }
