@@ -249,10 +249,18 @@ pub struct StateIdsQuery {
     event_id: Option<String>,
 }
 
-/// The state before `event_id` (or the current state, without one) and its auth chain: what
-/// `state_ids` and `state` answer.
-fn state_at(state: &FedState, room_id: &RoomId, event_id: Option<&str>) -> Result<(Vec<Event>, Vec<Event>)> {
-    let events = match event_id {
+/// The state before the queried `event_id` (or the current state, without one) and its auth
+/// chain, for a server in the room: what `state_ids` and `state` answer.
+fn state_at(
+    state: &FedState,
+    room_id: &str,
+    q: std::result::Result<Query<StateIdsQuery>, axum::extract::rejection::QueryRejection>,
+    origin: &str,
+) -> Result<(Vec<Event>, Vec<Event>)> {
+    let Query(q) = q.map_err(|e| Error::bad(e.body_text()))?;
+    let room_id = &peer_room_id(room_id)?;
+    readable_room(state, room_id, origin)?;
+    let events = match q.event_id.as_deref() {
         None => current_state(state, room_id)?,
         Some(id) => {
             let snapshot = state.store.snapshot()?;
@@ -282,10 +290,7 @@ pub async fn state_ids(
     q: std::result::Result<Query<StateIdsQuery>, axum::extract::rejection::QueryRejection>,
     req: FedRequest,
 ) -> Result<axum::Json<Value>> {
-    let Query(q) = q.map_err(|e| Error::bad(e.body_text()))?;
-    let room_id = peer_room_id(&room_id)?;
-    readable_room(&state, &room_id, &req.origin)?;
-    let (events, chain) = state_at(&state, &room_id, q.event_id.as_deref())?;
+    let (events, chain) = state_at(&state, &room_id, q, &req.origin)?;
     Ok(axum::Json(json!({
         "pdu_ids": events.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(),
         "auth_chain_ids": chain.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(),
@@ -300,10 +305,7 @@ pub async fn state_events(
     q: std::result::Result<Query<StateIdsQuery>, axum::extract::rejection::QueryRejection>,
     req: FedRequest,
 ) -> Result<axum::Json<Value>> {
-    let Query(q) = q.map_err(|e| Error::bad(e.body_text()))?;
-    let room_id = peer_room_id(&room_id)?;
-    readable_room(&state, &room_id, &req.origin)?;
-    let (events, chain) = state_at(&state, &room_id, q.event_id.as_deref())?;
+    let (events, chain) = state_at(&state, &room_id, q, &req.origin)?;
     Ok(axum::Json(json!({ "pdus": wire(&state, &events)?, "auth_chain": wire(&state, &chain)? })))
 }
 
