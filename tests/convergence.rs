@@ -277,7 +277,19 @@ impl Three {
             let ids: Vec<String> = events.iter().map(|e| e["event_id"].as_str().unwrap().to_string()).collect();
             let unique: BTreeSet<&String> = ids.iter().collect();
             if unique.len() != ids.len() {
-                return Err(format!("{} sees {} events, {} of them distinct", u.id, ids.len(), unique.len()));
+                let twice: Vec<String> = events
+                    .iter()
+                    .filter(|e| ids.iter().filter(|i| **i == e["event_id"].as_str().unwrap()).count() > 1)
+                    .map(|e| {
+                        format!("{} {} {} {} pos {}", e["type"], e["state_key"], e["content"], e["event_id"], e["pos"])
+                    })
+                    .collect();
+                return Err(format!(
+                    "{} sees {} events, {} of them distinct; twice: {twice:?}",
+                    u.id,
+                    ids.len(),
+                    unique.len()
+                ));
             }
             let messages: Vec<(String, String)> = events
                 .iter()

@@ -260,7 +260,7 @@ pub fn store_joined_room(
     let group = super::state::put_state(tx, &room, &before)?;
     room.state_group = Some(group);
     for ev in timeline {
-        if tx.event(&ev.event_id)?.is_some_and(|s| s.pos > 0) {
+        if ev.event_id == join.event_id || tx.event(&ev.event_id)?.is_some_and(|s| s.pos > 0) {
             continue;
         }
         let pos = tx.next_pos();
@@ -277,6 +277,14 @@ pub fn store_joined_room(
             id.as_str(),
             &StoredEvent { pos, event: ev, redacted_because: None, state_group },
         )?;
+    }
+    // Our join may be here already: the events that follow it, sent by a server of the room
+    // while our handshake was finishing, fetched it. It is stored again on the state sent;
+    // its first timeline row goes, so it is in the timeline once.
+    if let Some(early) = tx.event(&join.event_id)?
+        && early.pos > 0
+    {
+        tx.txn.open_table(ROOM_TIMELINE)?.remove((room_id.as_str(), early.pos))?;
     }
     room.extremities = join.prev_events.clone();
     persist_received(tx, &mut room, join)?;
