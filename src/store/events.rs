@@ -153,24 +153,7 @@ fn persist_inner(tx: &mut Tx<'_>, room: &mut RoomRecord, mut ev: Event, send: bo
     // server it had not seen yet) stay tips, and the next local event merges them.
     room.extremities.retain(|e| !ev.prev_events.contains(e));
     room.extremities.push(eid.to_string());
-    while room.extremities.len() > MAX_EXTREMITIES {
-        // The oldest tip whose state another tip also has (or that has none) goes first, so
-        // that no branch's state is forgotten while a sender keeps answering old events.
-        let mut seen = std::collections::HashMap::new();
-        for e in &room.extremities {
-            if let Some(g) = super::state::group_of(tx, e)? {
-                *seen.entry(g).or_insert(0) += 1;
-            }
-        }
-        let mut redundant = None;
-        for (i, e) in room.extremities.iter().enumerate() {
-            if super::state::group_of(tx, e)?.is_none_or(|g| seen[&g] > 1) {
-                redundant = Some(i);
-                break;
-            }
-        }
-        room.extremities.remove(redundant.unwrap_or(0));
-    }
+    super::state::trim_extremities(tx, room)?;
     let state_changed = super::state::update_current(tx, room, after, followed_all)?;
     room.depth = room.depth.max(ev.depth);
     room.last_pos = pos;

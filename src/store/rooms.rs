@@ -384,11 +384,10 @@ pub(super) fn memberships(
     Ok(out)
 }
 
-/// Writes a room's summary and, in the same transaction, its directory entry: the one place
-/// `rooms` rows are written, so the directory cannot drift from them.
-/// Writes a room's summary; with `shown_changed` (a state event: name, topic, join rule,
+/// Writes a room's summary: the one place `rooms` rows are written. With `shown_changed` (a state event: name, topic, join rule,
 /// membership) its directory row too. Other events (messages) change nothing the directory
-/// shows, and skipping the check keeps it off the writer's path for each message.
+/// shows, and skipping the check keeps it off the writer's path for each message. The
+/// directory row is written in the same transaction, so it cannot drift from the summary.
 pub(super) fn put_room(txn: &redb::WriteTransaction, room: &RoomRecord, shown_changed: bool) -> Result<()> {
     super::put_json(&mut txn.open_table(ROOMS)?, room.room_id.as_str(), room)?;
     if shown_changed {

@@ -110,10 +110,39 @@ fn put_slot(tx: &Tx<'_>, room: &str, base: u64, kind: &str, key: &str, id: &str)
     put_group(tx, room, &Group { prev: Some(base), chain, delta })
 }
 
+/// A stored event by the id text a DAG list or a state map holds (`None`: not here, or not an
+/// event id).
+fn stored(tx: &Tx<'_>, event_id: &str) -> Result<Option<super::events::StoredEvent>> {
+    match crate::ids::EventId::parse(event_id) {
+        Ok(id) => tx.event(&id),
+        Err(_) => Ok(None),
+    }
+}
+
 /// The group of the state after an event, if the event is stored here with one.
 pub fn group_of(tx: &Tx<'_>, event_id: &str) -> Result<Option<u64>> {
-    let Ok(id) = crate::ids::EventId::parse(event_id) else { return Ok(None) };
-    Ok(tx.event(&id)?.and_then(|s| s.state_group))
+    Ok(stored(tx, event_id)?.and_then(|s| s.state_group))
+}
+
+/// Forgets forward extremities beyond [`super::events::MAX_EXTREMITIES`]: first the oldest
+/// whose state another extremity shares (or that has none), so that no branch's state is
+/// forgotten while a sender keeps answering old events; else the oldest.
+pub fn trim_extremities(tx: &Tx<'_>, room: &mut RoomRecord) -> Result<()> {
+    if room.extremities.len() <= super::events::MAX_EXTREMITIES {
+        return Ok(());
+    }
+    let mut tips: Vec<(String, Option<u64>)> = Vec::with_capacity(room.extremities.len());
+    for e in room.extremities.drain(..) {
+        let g = group_of(tx, &e)?;
+        tips.push((e, g));
+    }
+    while tips.len() > super::events::MAX_EXTREMITIES {
+        let shared = |g: Option<u64>| g.is_none_or(|g| tips.iter().filter(|(_, o)| *o == Some(g)).count() > 1);
+        let drop = tips.iter().position(|(_, g)| shared(*g)).unwrap_or(0);
+        tips.remove(drop);
+    }
+    room.extremities = tips.into_iter().map(|(e, _)| e).collect();
+    Ok(())
 }
 
 /// The group of the room's current state; a room stored before state groups existed gets one
@@ -152,8 +181,7 @@ fn resolve_groups(tx: &Tx<'_>, room: &str, groups: &[u64]) -> Result<u64> {
         return Ok(g.value());
     }
     let states: Vec<StateIds> = sorted.iter().map(|g| load(tx, room, *g)).collect::<Result<_>>()?;
-    let get =
-        |id: &str| crate::ids::EventId::parse(id).ok().and_then(|id| tx.event(&id).ok().flatten()).map(|s| s.event);
+    let get = |id: &str| stored(tx, id).ok().flatten().map(|s| s.event);
     let g = match resolve(&states, &get) {
         Ok(resolved) => match states.iter().position(|s| *s == resolved) {
             Some(i) => sorted[i],
@@ -227,27 +255,24 @@ pub fn update_current(tx: &Tx<'_>, room: &mut RoomRecord, after: u64, followed_a
         return Ok(false);
     }
     // The common case: `ev`'s state is the old current state plus its own slot.
-    let single = (load_group(tx, &rid, new)?.prev == Some(old)).then(|| load_group(tx, &rid, new)).transpose()?;
-    let changes: Vec<((String, String), Option<String>)> = match single {
-        Some(g) => g.delta.into_iter().map(|(k, s, id)| ((k, s), id)).collect(),
-        None => {
-            let (was, now) = (load(tx, &rid, old)?, load(tx, &rid, new)?);
-            let mut changes: Vec<((String, String), Option<String>)> = now
-                .iter()
-                .filter(|(slot, id)| was.get(*slot) != Some(*id))
-                .map(|(s, i)| (s.clone(), Some(i.clone())))
-                .collect();
-            changes.extend(was.keys().filter(|slot| !now.contains_key(*slot)).map(|slot| (slot.clone(), None)));
-            changes
-        }
+    let group = load_group(tx, &rid, new)?;
+    let changes: Vec<((String, String), Option<String>)> = if group.prev == Some(old) {
+        group.delta.into_iter().map(|(k, s, id)| ((k, s), id)).collect()
+    } else {
+        let (was, now) = (load(tx, &rid, old)?, load(tx, &rid, new)?);
+        let mut changes: Vec<((String, String), Option<String>)> = now
+            .iter()
+            .filter(|(slot, id)| was.get(*slot) != Some(*id))
+            .map(|(s, i)| (s.clone(), Some(i.clone())))
+            .collect();
+        changes.extend(was.keys().filter(|slot| !now.contains_key(*slot)).map(|slot| (slot.clone(), None)));
+        changes
     };
     room.state_group = Some(new);
     let mut changed = false;
     for ((kind, key), id) in changes {
         let holder = match &id {
-            Some(id) => {
-                crate::ids::EventId::parse(id).ok().and_then(|id| tx.event(&id).ok().flatten()).map(|s| s.event)
-            }
+            Some(id) => stored(tx, id)?.map(|s| s.event),
             None => None,
         };
         let mut slots = tx.txn.open_table(ROOM_STATE)?;
