@@ -182,7 +182,8 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
 
   async function onInvite(ev, room_id) {
     const c = ev.content;
-    if (c.invitee !== me) return;
+    // An invite without an invitee (Element's 1:1 call) is for the room's other member.
+    if (c.invitee ? c.invitee !== me : ev.sender === me) return;
     if (ev.origin_server_ts + c.lifetime < Date.now() - 5000) return; // stale, from a catch-up
     // The caller's candidates may arrive before we answer: keep them for this call.
     if (!early.has(c.call_id)) early.set(c.call_id, []);

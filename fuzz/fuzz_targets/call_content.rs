@@ -57,7 +57,7 @@ fuzz_target!(|data: &[u8]| {
         let call_id = clean["call_id"].as_str().expect("call_id is a string").to_string();
         let before = records.get(&call_id).cloned();
         let ended_before = before.as_ref().is_some_and(|r| r.ended.is_some());
-        match calls::apply(&kind, &mut clean, sender, before.clone(), now, is_member) {
+        match calls::apply(&kind, &mut clean, sender, before.clone(), now, is_member, || Ok(USERS[..3].iter().map(|u| u.to_string()).collect())) {
             Ok(rec) => {
                 assert!(!ended_before, "{kind} accepted after the call ended");
                 assert!(rec.caller == sender || rec.invitee == sender, "{sender} is not a party");

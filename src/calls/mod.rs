@@ -10,7 +10,9 @@
 //! The server keeps one [`CallRecord`] per call (table `calls`) and checks every signal against
 //! it inside the write job that stores it: only the callee answers or rejects, only the two
 //! parties send candidates or hang up, nothing is accepted after the call ended, an answer after
-//! the invite's lifetime is refused. A refused signal is not stored and not delivered.
+//! the invite's lifetime is refused. A refused local signal is not stored and not delivered; a
+//! signal from another server that passed the room's auth rules is stored even when the call's
+//! record ignores it (the room's history has no holes).
 
 pub mod guard;
 pub mod tcp;
@@ -60,6 +62,9 @@ pub const MAX_SDP: usize = 24 * 1024;
 pub const MAX_CANDIDATES: usize = 64;
 /// Longest candidate line.
 pub const MAX_CANDIDATE: usize = 1024;
+/// Why a call ended (Matrix VoIP v1's reasons).
+pub const HANGUP_REASONS: [&str; 7] =
+    ["user_hangup", "ice_failed", "ice_timeout", "invite_timeout", "user_media_failed", "user_busy", "unknown_error"];
 /// Bounds of an invite's lifetime, milliseconds.
 pub const LIFETIME_MS: std::ops::RangeInclusive<u64> = 5_000..=120_000;
 
@@ -142,9 +147,15 @@ pub fn clean_content(kind: &str, content: &Value) -> Result<Value> {
             let lifetime = get("lifetime").as_u64().filter(|l| LIFETIME_MS.contains(l)).ok_or_else(|| {
                 Error::bad(format!("lifetime must be {}-{} ms", LIFETIME_MS.start(), LIFETIME_MS.end()))
             })?;
-            let invitee = get("invitee");
-            let invitee = invitee.as_str().ok_or_else(|| Error::bad("invitee is required"))?;
-            let invitee = UserId::parse(invitee).map_err(|e| Error::bad(format!("invitee: {e}")))?;
+            // Without an invitee (as Element sends a 1:1 call) the invite is for the room's
+            // other member; [`apply`] names them.
+            let invitee = match get("invitee") {
+                Value::Null => None,
+                v => {
+                    let v = v.as_str().ok_or_else(|| Error::bad("invitee must be a user id"))?;
+                    Some(UserId::parse(v).map_err(|e| Error::bad(format!("invitee: {e}")))?)
+                }
+            };
             let media = match get("chat.media").as_str() {
                 None | Some("video") => "video",
                 Some("voice") => "voice",
@@ -152,7 +163,9 @@ pub fn clean_content(kind: &str, content: &Value) -> Result<Value> {
             };
             out["lifetime"] = json!(lifetime);
             out["offer"] = check_sdp("offer", &get("offer"), Some("offer"))?;
-            out["invitee"] = json!(invitee.to_string());
+            if let Some(invitee) = invitee {
+                out["invitee"] = json!(invitee.to_string());
+            }
             out["chat.media"] = json!(media);
             out["chat.ring"] = json!(get("chat.ring").as_bool().unwrap_or(true));
             if !get("chat.conf_id").is_null() {
@@ -167,10 +180,8 @@ pub fn clean_content(kind: &str, content: &Value) -> Result<Value> {
         HANGUP => {
             let reason = get("reason");
             let reason = reason.as_str().unwrap_or("user_hangup");
-            if !matches!(reason, "user_hangup" | "ice_failed" | "invite_timeout" | "user_busy" | "unknown_error") {
-                return Err(Error::bad(
-                    "reason must be user_hangup, ice_failed, invite_timeout, user_busy or unknown_error",
-                ));
+            if !HANGUP_REASONS.contains(&reason) {
+                return Err(Error::bad(format!("reason must be one of {}", HANGUP_REASONS.join(", "))));
             }
             out["reason"] = json!(reason);
         }
@@ -180,7 +191,10 @@ pub fn clean_content(kind: &str, content: &Value) -> Result<Value> {
 }
 
 /// Checks a signal against the call's record (inside the write job) and returns the record as
-/// it is after the signal. `None` before an invite. Public for the `call_content` fuzz target.
+/// it is after the signal. `None` before an invite. `is_member` says whether a user is joined
+/// to the room, `joined` lists them: an invite without an invitee is for the other member of a
+/// two-person room, who is then written into `content`. Public for the `call_content` fuzz
+/// target.
 pub fn apply(
     kind: &str,
     content: &mut Value,
@@ -188,7 +202,15 @@ pub fn apply(
     record: Option<CallRecord>,
     now: u64,
     is_member: impl Fn(&str) -> Result<bool>,
+    joined: impl FnOnce() -> Result<Vec<String>>,
 ) -> Result<CallRecord> {
+    if kind == INVITE && content.get("invitee").is_none() {
+        let others: Vec<String> = joined()?.into_iter().filter(|u| u != sender).collect();
+        match &others[..] {
+            [one] => content["invitee"] = json!(one),
+            _ => return Err(Error::bad("invitee is required in a room of more than two people")),
+        }
+    }
     let text = |k: &str| content.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
     if kind == INVITE {
         if record.is_some() {
@@ -322,7 +344,8 @@ pub async fn submit_signal(
             if !is_member(&s)? {
                 return Err(Error::Forbidden("you are not a member of this room".into()));
             }
-            let rec = apply(&kind, &mut content, &s, record, now_ms(), is_member)?;
+            let joined = || tx.joined_members(&rid);
+            let rec = apply(&kind, &mut content, &s, record, now_ms(), is_member, joined)?;
             let stored = rooms::append_event(tx, &rid, &s, NewEvent::message(&kind, content))?;
             tx.put_call(&rid, &call_id, &rec)?;
             tx.after_commit(move || pending.track(&rid, &call_id, &rec));
@@ -333,14 +356,26 @@ pub async fn submit_signal(
 
 /// A call signal received from another server, inside the write job that stores it: checked
 /// against the call's record like a local signal (on a copy of the content, which is signed
-/// as received) and the record updated. Refused signals are not stored.
+/// as received) and the record updated. An error means the call's record ignores the signal;
+/// the event is stored all the same (it passed the room's auth rules, and later events name
+/// it). Types we do not track (`m.call.sdp_stream_metadata_changed`, `m.call.asserted_identity`)
+/// and reasons we do not know are taken as Matrix VoIP defines them.
 pub fn apply_received(tx: &mut crate::store::Tx<'_>, ev: &crate::events::Event, pending: &Arc<Pending>) -> Result<()> {
-    let mut content = clean_content(&ev.kind, &ev.content)?;
+    if !TYPES.contains(&ev.kind.as_str()) {
+        return Ok(());
+    }
+    let mut received = ev.content.clone();
+    if ev.kind == HANGUP && received.get("reason").and_then(Value::as_str).is_some_and(|r| !HANGUP_REASONS.contains(&r))
+    {
+        received["reason"] = json!("unknown_error");
+    }
+    let mut content = clean_content(&ev.kind, &received)?;
     let call_id = content["call_id"].as_str().unwrap_or_default().to_string();
     let rid = &ev.room_id;
     let record = tx.call(rid, &call_id)?;
     let is_member = |u: &str| Ok(tx.membership(rid, u)? == Membership::Join);
-    let rec = apply(&ev.kind, &mut content, &ev.sender, record, now_ms(), is_member)?;
+    let joined = || tx.joined_members(rid);
+    let rec = apply(&ev.kind, &mut content, &ev.sender, record, now_ms(), is_member, joined)?;
     tx.put_call(rid, &call_id, &rec)?;
     let (pending, rid) = (pending.clone(), rid.clone());
     tx.after_commit(move || pending.track(&rid, &call_id, &rec));
@@ -426,8 +461,9 @@ mod tests {
     #[test]
     fn only_the_parties_move_a_call_along() {
         let member = |_: &str| Ok(true);
+        let none = || Ok(Vec::new());
         let mut c = clean_content(INVITE, &invite()).unwrap();
-        let rec = apply(INVITE, &mut c, "@ana:x", None, 1000, member).unwrap();
+        let rec = apply(INVITE, &mut c, "@ana:x", None, 1000, member, none).unwrap();
         let signal = |kind: &str, extra: Value| {
             let mut v = json!({ "call_id": "c1", "party_id": "q" });
             for (k, x) in extra.as_object().unwrap() {
@@ -436,22 +472,50 @@ mod tests {
             clean_content(kind, &v).unwrap()
         };
         let answer = json!({ "answer": { "type": "answer", "sdp": SDP } });
-        assert!(apply(ANSWER, &mut signal(ANSWER, answer.clone()), "@cy:x", Some(rec.clone()), 1001, member).is_err());
-        assert!(apply(ANSWER, &mut signal(ANSWER, answer.clone()), "@ana:x", Some(rec.clone()), 1001, member).is_err());
         assert!(
-            apply(ANSWER, &mut signal(ANSWER, answer.clone()), "@ben:x", Some(rec.clone()), 40_000, member).is_err()
+            apply(ANSWER, &mut signal(ANSWER, answer.clone()), "@cy:x", Some(rec.clone()), 1001, member, none).is_err()
+        );
+        assert!(
+            apply(ANSWER, &mut signal(ANSWER, answer.clone()), "@ana:x", Some(rec.clone()), 1001, member, none)
+                .is_err()
+        );
+        assert!(
+            apply(ANSWER, &mut signal(ANSWER, answer.clone()), "@ben:x", Some(rec.clone()), 40_000, member, none)
+                .is_err()
         );
         let answered =
-            apply(ANSWER, &mut signal(ANSWER, answer.clone()), "@ben:x", Some(rec.clone()), 2000, member).unwrap();
-        assert!(apply(ANSWER, &mut signal(ANSWER, answer), "@ben:x", Some(answered.clone()), 2001, member).is_err());
-        assert!(apply(REJECT, &mut signal(REJECT, json!({})), "@ben:x", Some(answered.clone()), 2001, member).is_err());
+            apply(ANSWER, &mut signal(ANSWER, answer.clone()), "@ben:x", Some(rec.clone()), 2000, member, none)
+                .unwrap();
+        assert!(
+            apply(ANSWER, &mut signal(ANSWER, answer), "@ben:x", Some(answered.clone()), 2001, member, none).is_err()
+        );
+        assert!(
+            apply(REJECT, &mut signal(REJECT, json!({})), "@ben:x", Some(answered.clone()), 2001, member, none)
+                .is_err()
+        );
         let mut hang = signal(HANGUP, json!({}));
-        let ended = apply(HANGUP, &mut hang, "@ben:x", Some(answered), 182_000, member).unwrap();
+        let ended = apply(HANGUP, &mut hang, "@ben:x", Some(answered), 182_000, member, none).unwrap();
         assert_eq!(hang["chat.call"]["duration_ms"], json!(180_000));
         assert_eq!(hang["chat.call"]["answered"], json!(true));
         let cands = json!({ "candidates": [{ "candidate": "" }] });
-        assert!(apply(CANDIDATES, &mut signal(CANDIDATES, cands), "@ana:x", Some(ended), 182_001, member).is_err());
+        assert!(
+            apply(CANDIDATES, &mut signal(CANDIDATES, cands), "@ana:x", Some(ended), 182_001, member, none).is_err()
+        );
         let mut c = clean_content(INVITE, &invite()).unwrap();
-        assert!(apply(INVITE, &mut c, "@ana:x", None, 0, |_| Ok(false)).is_err(), "invitee must be a member");
+        assert!(apply(INVITE, &mut c, "@ana:x", None, 0, |_| Ok(false), none).is_err(), "invitee must be a member");
+    }
+
+    #[test]
+    fn an_invite_without_invitee_is_for_the_other_of_two() {
+        let mut c = invite();
+        c.as_object_mut().unwrap().remove("invitee");
+        let mut c = clean_content(INVITE, &c).unwrap();
+        let two = || Ok(vec!["@ana:x".to_string(), "@ben:x".to_string()]);
+        let rec = apply(INVITE, &mut c.clone(), "@ana:x", None, 0, |_| Ok(true), two).unwrap();
+        assert_eq!(rec.invitee, "@ben:x");
+        let three = || Ok(vec!["@ana:x".to_string(), "@ben:x".to_string(), "@cy:x".to_string()]);
+        assert!(apply(INVITE, &mut c, "@ana:x", None, 0, |_| Ok(true), three).is_err());
+        let odd = json!({ "call_id": "c1", "party_id": "p", "reason": "user_media_failed" });
+        assert!(clean_content(HANGUP, &odd).is_ok());
     }
 }

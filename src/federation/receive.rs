@@ -74,6 +74,8 @@ pub(super) fn check_known_auth_events(state: &FedState, ev: &Event, queued: &Has
 pub struct TransactionBody {
     #[serde(default)]
     pdus: Vec<Value>,
+    #[serde(default)]
+    edus: Vec<Value>,
 }
 
 /// `PUT /_matrix/federation/v1/send/{txnId}`: events from the origin server. Each PDU gets its
@@ -91,6 +93,9 @@ pub async fn receive_transaction(
             .map_err(|e| Error::bad(format!("bad transaction: {e}")))?;
     if body.pdus.len() > super::sender::MAX_PDUS {
         return Err(Error::TooLarge(format!("at most {} PDUs per transaction", super::sender::MAX_PDUS)));
+    }
+    if body.edus.len() > super::ephemeral::MAX_EDUS {
+        return Err(Error::TooLarge(format!("at most {} EDUs per transaction", super::ephemeral::MAX_EDUS)));
     }
     if state.store.transaction_seen(&req.origin, &txn_id)? {
         return Ok(axum::Json(json!({ "pdus": {} })));
@@ -127,6 +132,8 @@ pub async fn receive_transaction(
             tracing::warn!(room = %room_id, error = %e, "could not join the room's branches");
         }
     }
+    // After the events, so a receipt can name one of them.
+    super::ephemeral::receive(&state, &req.origin, &body.edus).await;
     let mut results = serde_json::Map::new();
     let mut limited = false;
     for (id, refused) in outcomes {
@@ -314,7 +321,12 @@ async fn queue_event(state: &FedState, ev: Event, inflight: &mut InFlight) -> Re
                 return Ok(Some(e));
             }
             if crate::events::call::is_call_event(&ev.kind) {
-                crate::calls::apply_received(tx, &ev, &pending)?;
+                match crate::calls::apply_received(tx, &ev, &pending) {
+                    Err(e @ (Error::Internal(_) | Error::Unavailable(_))) => return Err(e),
+                    // Stored all the same: it passed the auth rules, and later events name it.
+                    Err(e) => tracing::debug!(event = %ev.event_id, error = %e, "a call signal its record ignores"),
+                    Ok(()) => {}
+                }
             }
             persist_received(tx, &mut room, ev).map(|_| None)
         })

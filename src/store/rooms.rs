@@ -426,6 +426,12 @@ impl super::Tx<'_> {
         get_json(&self.txn.open_table(ROOMS)?, room_id)
     }
 
+    /// The room's joined members.
+    pub fn joined_members(&self, room_id: &RoomId) -> Result<Vec<String>> {
+        let members = memberships(&self.txn.open_table(ROOM_MEMBERS)?, room_id.as_str())?;
+        Ok(members.into_iter().filter(|(_, m)| *m == Membership::Join).map(|(u, _)| u).collect())
+    }
+
     /// A joined member of the room on `server`, if it has one.
     pub fn local_joined_member(&self, room_id: &RoomId, server: &str) -> Result<Option<String>> {
         let members = memberships(&self.txn.open_table(ROOM_MEMBERS)?, room_id.as_str())?;
