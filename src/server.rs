@@ -140,6 +140,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         pending: Default::default(),
         shutdown: shutdown.clone(),
     });
+    let (ephemeral_tx, ephemeral_rx) = tokio::sync::mpsc::channel(1024);
     let fed = FedState::new(FedStateInner {
         store: store.clone(),
         server_name: server_name.clone(),
@@ -149,6 +150,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         rooms: rooms.clone(),
         calls: calls.clone(),
         tasks: tasks.clone(),
+        ephemeral: ephemeral_tx,
     });
     let live = LiveState::new(LiveStateInner {
         store: store.clone(),
@@ -158,7 +160,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         rooms: rooms.clone(),
         calls: calls.clone(),
         tasks: tasks.clone(),
+        fed: fed.clone(),
     });
+    tasks.spawn(crate::live::show_remote(hub.clone(), ephemeral_rx, shutdown.clone()));
     let hostnames = crate::web::hostnames(&server_name, &config.extra_hostnames);
     let state = AppState::new(Inner {
         store,

@@ -116,7 +116,115 @@ async fn rooms_and_messages_cross_between_us_and_synapse() {
         until_all("Sam's new name", &["renamed".to_string()], renamed).await;
     }
     exchange(&syn, &sam, &ana, &mine, "r", 3).await;
+    typing_and_receipts_in(&syn, &sam, &ana, &mine).await;
     s.stop().await;
+}
+
+/// Synapse's `/sync` as one user, each call going on from the last (Synapse answers a repeated
+/// identical sync from a cache, and ephemeral events show once).
+struct Syncer<'a> {
+    syn: &'a Synapse,
+    user: &'a MatrixUser,
+    since: Option<String>,
+}
+
+impl<'a> Syncer<'a> {
+    fn new(syn: &'a Synapse, user: &'a MatrixUser) -> Self {
+        Syncer { syn, user, since: None }
+    }
+
+    /// Polls (up to 60 s) until a sync answer passes `check`.
+    async fn until(&mut self, what: &str, check: impl Fn(&serde_json::Value) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let since = self.since.as_ref().map(|t| format!("&since={}", enc(t))).unwrap_or_default();
+            let path = format!("/_matrix/client/v3/sync?timeout=200{since}");
+            let (st, v) = self.syn.call(Some(self.user), "GET", &path, None).await;
+            assert_eq!(st, 200, "sync: {v}");
+            if let Some(next) = v["next_batch"].as_str() {
+                self.since = Some(next.to_string());
+            }
+            if check(&v) {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{what}: not in time");
+        }
+    }
+}
+
+/// Typing notices and read receipts cross both ways (Matrix EDUs): Sam's show live on Ana's
+/// tab, Ana's in Sam's `/sync`; Sam's receipt is kept here, so a reload shows it.
+async fn typing_and_receipts_in(syn: &Synapse, sam: &MatrixUser, ana: &Client, room: &str) {
+    let mut ws = ana.ws(None).await;
+    let mut sync = Syncer::new(syn, sam);
+    sync.until("a first sync", |_| true).await;
+    let typists = async |ws: &mut common::tls::TlsWs| loop {
+        let f = ws.next_of("typing").await;
+        if f["room_id"] == room {
+            return f["user_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|u| u.as_str().unwrap().to_string())
+                .collect::<Vec<_>>();
+        }
+    };
+    let typing_path = format!("/_matrix/client/v3/rooms/{}/typing/{}", enc(room), enc(&sam.id));
+    let (st, v) = syn.call(Some(sam), "PUT", &typing_path, Some(json!({"typing": true, "timeout": 30000}))).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(typists(&mut ws).await, vec![sam.id.clone()], "Sam types, live here");
+    let (st, v) = syn.call(Some(sam), "PUT", &typing_path, Some(json!({"typing": false}))).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(typists(&mut ws).await, Vec::<String>::new(), "Sam stopped");
+
+    ws.send(json!({"t": "typing", "room_id": room, "typing": true})).await;
+    let typing_on_synapse =
+        |who: &str, v: &serde_json::Value| {
+            v["rooms"]["join"][room]["ephemeral"]["events"].as_array().into_iter().flatten().any(|e| {
+                e["type"] == "m.typing" && e["content"]["user_ids"].as_array().unwrap().iter().any(|u| u == who)
+            })
+        };
+    sync.until("Ana typing on Synapse", |v| typing_on_synapse(&ana.id, v)).await;
+    ws.send(json!({"t": "typing", "room_id": room, "typing": false})).await;
+    sync.until("Ana stopped on Synapse", |v| {
+        v["rooms"]["join"][room]["ephemeral"]["events"].as_array().into_iter().flatten().any(|e| {
+            e["type"] == "m.typing"
+                && !e["content"]["user_ids"].as_array().unwrap().iter().any(|u| u == ana.id.as_str())
+        })
+    })
+    .await;
+
+    // Sam reads Ana's message: the receipt shows live here, and after a reload.
+    let ana_msg = ana.send(&enc(room), "read me", "rr1").await;
+    until_all("Ana's message on Synapse", &["read me".to_string()], || syn.bodies(sam, room)).await;
+    let path = format!("/_matrix/client/v3/rooms/{}/receipt/m.read/{}", enc(room), enc(&ana_msg));
+    let (st, v) = syn.call(Some(sam), "POST", &path, Some(json!({}))).await;
+    assert_eq!(st, 200, "{v}");
+    let pos = ana.event(&enc(room), &ana_msg).await.unwrap()["pos"].as_u64();
+    loop {
+        let f = ws.next_of("receipt").await;
+        if f["room_id"] == room && f["user_id"] == sam.id.as_str() {
+            assert_eq!(f["pos"].as_u64(), pos, "{f}");
+            break;
+        }
+    }
+    let page = ana.page(&format!("/rooms/{}", enc(room))).await;
+    assert!(page.contains(&format!("data-user=\"{}\"", sam.id)), "Sam's receipt after a reload");
+
+    // Ana reads Sam's message: Synapse shows her receipt on it.
+    let sam_msg = syn.send(sam, room, "read me too", "rr2").await;
+    let path_room = enc(room);
+    until_all("Sam's message here", &["read me too".to_string()], || ana.bodies(&path_room)).await;
+    let (st, v) = ana.post(&format!("/api/v1/rooms/{}/read", enc(room)), json!({"event_id": sam_msg})).await;
+    assert_eq!(st, 200, "{v}");
+    sync.until("Ana's receipt on Synapse", |v| {
+        v["rooms"]["join"][room]["ephemeral"]["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| e["type"] == "m.receipt" && e["content"][&sam_msg]["m.read"].get(&ana.id).is_some())
+    })
+    .await;
 }
 
 /// Polls `check` (up to 60 s) until it is true.
@@ -196,7 +304,67 @@ async fn invitations_cross_between_us_and_synapse() {
     let (st, v) = syn.call(Some(&sam), "POST", &format!("/_matrix/client/v3/join/{}", enc(&dm)), Some(json!({}))).await;
     assert_eq!(st, 200, "{v}\n{}", syn.log_tail());
     exchange(&syn, &sam, &ana, &dm, "d", 2).await;
+    element_call_in(&syn, &sam, &ana, &dm).await;
     s.stop().await;
+}
+
+/// Sam calls Ana in their direct chat the way Element does (Matrix VoIP v1: no `invitee` in a
+/// 1:1 room, Element's extra fields, `m.call.sdp_stream_metadata_changed`, which we do not
+/// track): Ana's tab rings, her answer reaches Synapse, Sam's hangup ends the call here, and
+/// every one of those events is stored, so the next message arrives with no gap to fetch.
+async fn element_call_in(syn: &Synapse, sam: &MatrixUser, ana: &Client, dm: &str) {
+    const SDP: &str = "v=0\r\no=- 4 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n";
+    let mut ws = ana.ws(None).await;
+    let put = async |kind: &str, txn: &str, content: serde_json::Value| {
+        let path = format!("/_matrix/client/v3/rooms/{}/send/{kind}/{txn}", enc(dm));
+        let (st, v) = syn.call(Some(sam), "PUT", &path, Some(content)).await;
+        assert_eq!(st, 200, "{kind} on Synapse: {v}");
+        v["event_id"].as_str().unwrap().to_string()
+    };
+    let stream = json!({"sam-stream": {"purpose": "m.usermedia", "audio_muted": false, "video_muted": false}});
+    put(
+        "m.call.invite",
+        "c1",
+        json!({
+            "call_id": "1733100000000abcdEF", "party_id": "SAMDEVICE", "version": "1", "lifetime": 60000,
+            "offer": {"type": "offer", "sdp": SDP},
+            "capabilities": {"m.call.transferee": false, "m.call.dtmf": false},
+            "sdp_stream_metadata": stream,
+        }),
+    )
+    .await;
+    let f = ws.next_call("m.call.invite").await;
+    assert_eq!((f["event"]["sender"].as_str(), f["room_id"].as_str()), (Some(sam.id.as_str()), Some(dm)), "{f}");
+    assert!(f["event"]["content"].get("invitee").is_none(), "stored as Synapse signed it: {f}");
+
+    let answer =
+        json!({"call_id": "1733100000000abcdEF", "party_id": "anatab", "answer": {"type": "answer", "sdp": SDP}});
+    let ack = ws.signal(dm, "m.call.answer", answer, "a1").await;
+    assert_eq!(ack["t"], "ack", "Ana, the room's other member, answers: {ack}");
+    until("Ana's answer on Synapse", async || {
+        syn.timeline(sam, dm).await.iter().any(|e| {
+            e["type"] == "m.call.answer"
+                && e["sender"] == ana.id.as_str()
+                && e["content"]["call_id"] == "1733100000000abcdEF"
+                && e["content"]["answer"]["sdp"] == SDP
+        })
+    })
+    .await;
+
+    let metadata = json!({"call_id": "1733100000000abcdEF", "party_id": "SAMDEVICE", "version": "1",
+                          "sdp_stream_metadata": stream});
+    let changed = put("m.call.sdp_stream_metadata_changed", "c2", metadata).await;
+    let hangup =
+        json!({"call_id": "1733100000000abcdEF", "party_id": "SAMDEVICE", "version": "1", "reason": "user_hangup"});
+    put("m.call.hangup", "c3", hangup).await;
+    ws.next_call("m.call.hangup").await;
+    let late = json!({"call_id": "1733100000000abcdEF", "party_id": "anatab", "candidates": [{"candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host", "sdpMid": "0", "sdpMLineIndex": 0}]});
+    let refused = ws.signal(dm, "m.call.candidates", late, "a2").await;
+    assert_eq!(refused["t"], "error", "Sam's hangup ended the call here: {refused}");
+    assert!(ana.event(&enc(dm), &changed).await.is_some(), "the event we do not track is stored");
+    syn.send(sam, dm, "after the call", "c4").await;
+    let path_room = enc(dm);
+    until_all("Sam's next message", &["after the call".to_string()], || ana.bodies(&path_room)).await;
 }
 
 /// Redactions both ways with Synapse. Sam redacts his message on Synapse: it disappears here

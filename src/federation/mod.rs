@@ -16,6 +16,7 @@
 
 pub mod budget;
 pub mod client;
+pub mod ephemeral;
 pub mod handshake;
 pub mod keys;
 pub mod membership;
@@ -70,6 +71,9 @@ pub struct FedStateInner {
     pub calls: Calls,
     /// The server's background tasks (the outbound lanes are some).
     pub tasks: tokio_util::task::TaskTracker,
+    /// Typing notices and receipts from other servers, for the live channel to show (full:
+    /// dropped).
+    pub ephemeral: tokio::sync::mpsc::Sender<ephemeral::Incoming>,
 }
 
 /// Largest inbound federation request body.
@@ -90,6 +94,8 @@ pub struct Federation {
     pub room_locks: receive::RoomLocks,
     /// Rates and budgets for what other servers send us (events, missing events, invites).
     pub budgets: budget::Budgets,
+    /// Typing notices and receipts waiting to be sent, per destination.
+    pub edus: ephemeral::EduQueues,
 }
 
 impl Federation {
@@ -111,6 +117,7 @@ impl Federation {
             outbox,
             room_locks: receive::RoomLocks::default(),
             budgets: budget::Budgets::new(&config.limits),
+            edus: Default::default(),
         })
     }
 

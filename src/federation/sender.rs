@@ -155,6 +155,11 @@ pub async fn run(state: FedState) {
     }
 }
 
+/// Rings `dest`'s lanes (starting them if new): something is waiting for it.
+pub fn ring(state: &FedState, dest: &str) {
+    ensure(state, dest);
+}
+
 /// The peer for `dest`, its two lanes started if new, and both lanes rung.
 fn ensure(state: &FedState, dest: &str) {
     let outbox = &state.federation.outbox;
@@ -194,6 +199,9 @@ async fn run_lane(state: FedState, dest: String, lane: Lane, peer: Arc<Peer>) {
             }
         };
         if rows.is_empty() {
+            if lane == Lane::Rest && send_edus(&state, &dest).await {
+                continue;
+            }
             tokio::select! {
                 _ = peer.lanes[usize::from(lane.index())].notified() => continue,
                 _ = state.shutdown.cancelled() => return,
@@ -216,6 +224,9 @@ async fn run_lane(state: FedState, dest: String, lane: Lane, peer: Arc<Peer>) {
                     if state.shutdown.is_cancelled() {
                         return;
                     }
+                }
+                if lane == Lane::Rest {
+                    send_edus(&state, &dest).await;
                 }
                 if !later.events.is_empty() {
                     let wait = later.after.min(state.federation.outbox.max_backoff);
@@ -248,6 +259,32 @@ async fn run_lane(state: FedState, dest: String, lane: Lane, peer: Arc<Peer>) {
             }
         }
     }
+}
+
+/// Sends `dest`'s waiting EDUs in a transaction of their own (a new id each time: they are
+/// never sent twice); returns whether there were any. EDUs that fail are dropped.
+async fn send_edus(state: &FedState, dest: &str) -> bool {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let edus = state.federation.edus.take(dest);
+    if edus.is_empty() {
+        return false;
+    }
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let txn_id = format!("edu.{}.{seq}", now_ms());
+    let count = edus.len();
+    let body = json!({ "origin": state.server_name.as_str(), "origin_server_ts": now_ms(), "pdus": [], "edus": edus });
+    let path = format!("/_matrix/federation/v1/send/{txn_id}");
+    let sent = state
+        .federation
+        .client
+        .signed(&state.federation.key, state.server_name.as_str(), dest, Method::PUT, &path, Some(body))
+        .await;
+    match sent {
+        Ok((StatusCode::OK, _)) => {}
+        Ok((status, answer)) => tracing::info!(dest, count, %status, %answer, "EDUs refused; dropped"),
+        Err(e) => tracing::info!(dest, count, error = %e, "EDUs not delivered; dropped"),
+    }
+    true
 }
 
 /// Events a destination refused for a rate (`M_LIMIT_EXCEEDED` in its answer), to be sent

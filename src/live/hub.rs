@@ -29,6 +29,11 @@ use crate::store::events::StoredEvent;
 pub const OFFLINE_GRACE: Duration = Duration::from_secs(5);
 /// How long a typing notice lasts unless renewed.
 pub const TYPING_TTL: Duration = Duration::from_secs(6);
+/// How long a typing notice from another server lasts unless renewed or ended (Matrix servers
+/// send one when typing starts and one when it stops).
+pub const REMOTE_TYPING_TTL: Duration = Duration::from_secs(30);
+/// Most people shown typing in one room.
+pub const MAX_TYPISTS: usize = 32;
 /// Users per presence snapshot frame.
 pub const SNAPSHOT_CHUNK: usize = 50;
 /// Ephemeral frames queued per connection before new ones are dropped.
@@ -356,8 +361,9 @@ impl Hub {
         inner.announce_presence(user);
     }
 
-    /// Starts or stops a typing notice. Only online members of the room may type in it.
-    pub fn set_typing(&self, user: &str, room: &RoomId, typing: bool, now: Instant) -> Result<()> {
+    /// Starts or stops a typing notice. Only online members of the room may type in it. Returns
+    /// whether it changed (a notice renewed is no change).
+    pub fn set_typing(&self, user: &str, room: &RoomId, typing: bool, now: Instant) -> Result<bool> {
         let room = room.as_str();
         let mut inner = self.lock();
         let (user_key, room_key) = match (inner.users.get_key_value(user), inner.rooms.get_key_value(room)) {
@@ -375,7 +381,30 @@ impl Hub {
         if changed {
             inner.announce_typing(&room_key);
         }
-        Ok(())
+        Ok(changed)
+    }
+
+    /// A typing notice from another server (its user is a member of the room: the caller
+    /// checked). Shown only while someone here has the room open; a room shows at most
+    /// [`MAX_TYPISTS`] people typing.
+    pub fn set_remote_typing(&self, user: &str, room: &RoomId, typing: bool, now: Instant) {
+        let mut inner = self.lock();
+        let Some(room_key) = inner.rooms.get_key_value(room.as_str()).map(|(r, _)| r.clone()) else { return };
+        let typists = inner.typing.entry(room_key.clone()).or_default();
+        let changed = if typing {
+            if !typists.contains_key(user) && typists.len() >= MAX_TYPISTS {
+                return;
+            }
+            typists.insert(Arc::from(user), now + REMOTE_TYPING_TTL).is_none()
+        } else {
+            typists.remove(user).is_some()
+        };
+        if typists.is_empty() {
+            inner.typing.remove(room.as_str());
+        }
+        if changed {
+            inner.announce_typing(&room_key);
+        }
     }
 
     /// Who is typing in a room (for a page render).
@@ -453,6 +482,20 @@ impl Hub {
                     for c in &u.conns {
                         let _ = c.eph.try_send(text.clone());
                     }
+                }
+            }
+        }
+    }
+
+    /// Shows a read receipt from another server's user to the room's online members who share
+    /// receipts.
+    pub fn remote_receipt(&self, room: &RoomId, reader: &str, pos: u64) {
+        let text = Utf8Bytes::from(super::frames::receipt(room.as_str(), reader, pos));
+        let inner = self.lock();
+        for m in inner.rooms.get(room.as_str()).into_iter().flatten() {
+            if let Some(u) = inner.users.get(m).filter(|u| u.prefs.share_receipts) {
+                for c in &u.conns {
+                    let _ = c.eph.try_send(text.clone());
                 }
             }
         }

@@ -38,4 +38,29 @@ pub struct LiveStateInner {
     pub calls: Calls,
     /// The server's background tasks: connections belong to it, so shutdown waits for them.
     pub tasks: TaskTracker,
+    /// Federation: typing notices and receipts go to the rooms' other servers.
+    pub fed: crate::federation::FedState,
+}
+
+/// Shows what other servers told us (typing notices, read receipts) to the rooms' online
+/// members, until shutdown.
+pub async fn show_remote(
+    hub: std::sync::Arc<Hub>,
+    mut incoming: tokio::sync::mpsc::Receiver<crate::federation::ephemeral::Incoming>,
+    shutdown: CancellationToken,
+) {
+    use crate::federation::ephemeral::Incoming;
+    loop {
+        let item = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            item = incoming.recv() => item,
+        };
+        match item {
+            None => return,
+            Some(Incoming::Typing { room, user, typing }) => {
+                hub.set_remote_typing(&user, &room, typing, std::time::Instant::now())
+            }
+            Some(Incoming::Receipt { room, user, pos }) => hub.remote_receipt(&room, &user, pos),
+        }
+    }
 }

@@ -356,9 +356,14 @@ async fn handle(
             } else {
                 RoomId::parse(&room_id).map_err(|_| super::hub::not_member())
             };
-            if let Err(e) =
-                out.and_then(|rid| state.hub.set_typing(session.user.as_str(), &rid, typing, Instant::now()))
-            {
+            let out = out.and_then(|rid| {
+                let changed = state.hub.set_typing(session.user.as_str(), &rid, typing, Instant::now())?;
+                if changed {
+                    crate::federation::ephemeral::typing(&state.fed, &session.user, &rid, typing);
+                }
+                Ok(())
+            });
+            if let Err(e) = out {
                 let _ = reply_tx.try_send(frames::error(None, &e));
             }
         }
@@ -382,8 +387,9 @@ async fn handle(
                 // Sending a message ends the sender's typing notice.
                 if out.is_ok()
                     && let Some(rid) = &room_id
+                    && let Ok(true) = state.hub.set_typing(user.as_str(), rid, false, Instant::now())
                 {
-                    let _ = state.hub.set_typing(user.as_str(), rid, false, Instant::now());
+                    crate::federation::ephemeral::typing(&state.fed, &user, rid, false);
                 }
                 let reply = match out {
                     Ok(sent) => frames::ack(&txn_id, &sent.event_id, sent.pos),
@@ -430,6 +436,7 @@ async fn handle(
                 let out = match RoomId::parse(&room_id) {
                     Ok(rid) => rooms::mark_read(&state.rooms, &user, &rid, pos).await.map(|moved| {
                         if let Some(m) = moved {
+                            crate::federation::ephemeral::read(&state.fed, &user, &rid, m.pos);
                             state.hub.read_moved(&rid, user.as_str(), m);
                         }
                     }),

@@ -443,6 +443,7 @@ pub async fn read(
     let ev = state.store.event(&event_id)?.filter(|e| e.event.room_id == id);
     let ev = ev.ok_or_else(|| Error::NotFound("no such event in this room".into()))?;
     if let Some(moved) = rooms::mark_read(&state.rooms, &session.user, &id, ev.pos).await? {
+        crate::federation::ephemeral::read(&state.fed, &session.user, &id, moved.pos);
         state.hub.read_moved(&id, session.user.as_str(), moved);
     }
     let (unread, mentions) = state.store.unread_counts(session.user.as_str(), &id)?;

@@ -278,8 +278,12 @@ fn seen_by(
     events: &[StoredEvent],
 ) -> Result<HashMap<u64, Vec<String>>> {
     let hides = |u: &str| -> Result<bool> {
-        let local = UserId::parse_or_local(u, &state.server_name)?;
-        Ok(state.store.user(local.localpart())?.is_none_or(|r| r.hide_receipts))
+        let user = UserId::parse_or_local(u, &state.server_name)?;
+        if user.server() != state.server_name.as_str() {
+            // Another server's user: their server sent the receipt, so they share it.
+            return Ok(false);
+        }
+        Ok(state.store.user(user.localpart())?.is_none_or(|r| r.hide_receipts))
     };
     let mut out: HashMap<u64, Vec<String>> = HashMap::new();
     if hides(viewer)? {
