@@ -438,3 +438,104 @@ async fn redactions_cross_between_us_and_synapse() {
     until_all("our next message on Synapse", &["me too".to_string()], || syn.bodies(&sam, &room)).await;
     s.stop().await;
 }
+
+/// Each side down in turn while the other sends 50 messages: all 50 arrive once each, in order,
+/// once it is back (our restart tells Synapse we are back, which resets its backoff and sends
+/// what we missed; our queue is durable and retried). Then both sides send and rename at once:
+/// the two servers end with the same messages and the same room state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downtime_and_forks_with_synapse_lose_nothing() {
+    let p = Pki::new();
+    let mut syn = Synapse::start(&p.ca, &p.cert, &p.key).await;
+    let tune = |c: &mut chat::Config| c.limits.federation_retry_max_secs = 2;
+    let s = TestServer::federating(&p, tune).await;
+    let (addr, data) = (s.addr, s.dir.clone());
+    let ana = Client::register(&p.ca, &addr.to_string(), "ana").await;
+    let sam = syn.register("sam").await;
+    let body = json!({"preset": "public_chat", "room_alias_name": "outages", "name": "Outages"});
+    let (st, v) = syn.call(Some(&sam), "POST", "/_matrix/client/v3/createRoom", Some(body)).await;
+    assert_eq!(st, 200, "{v}");
+    let room = v["room_id"].as_str().unwrap().to_string();
+    let (st, v) = ana.post(&format!("/api/v1/join/{}", enc(&format!("#outages:{}", syn.name))), json!({})).await;
+    assert_eq!(st, 200, "{v}");
+    exchange(&syn, &sam, &ana, &room, "b", 2).await;
+    let path_room = enc(&room);
+
+    // Our server is down while Sam sends 50.
+    let kept = s.stop().await;
+    let want: Vec<String> = (0..50).map(|i| format!("ours-down-{i}")).collect();
+    for (i, b) in want.iter().enumerate() {
+        syn.send(&sam, &room, b, &format!("od{i}")).await;
+    }
+    let s = TestServer::federating(&p, |c| {
+        tune(c);
+        c.listen = addr;
+        c.data_dir = data.clone();
+    })
+    .await;
+    let here = until_all("Sam's 50 here after our restart", &want, || ana.bodies(&path_room)).await;
+    in_order(&here, "ours-down-", 50);
+
+    // Synapse is down while Ana sends 50.
+    syn.stop().await;
+    let want: Vec<String> = (0..50).map(|i| format!("theirs-down-{i}")).collect();
+    for (i, b) in want.iter().enumerate() {
+        ana.send(&path_room, b, &format!("td{i}")).await;
+    }
+    syn.start_again().await;
+    let there = until_all("Ana's 50 on Synapse after its restart", &want, || syn.bodies(&sam, &room)).await;
+    in_order(&there, "theirs-down-", 50);
+
+    // Both at once: messages and renames race (Sam makes Ana a moderator first).
+    let path = format!("/_matrix/client/v3/rooms/{path_room}/state/m.room.power_levels/");
+    let (st, mut pl) = syn.call(Some(&sam), "GET", &path, None).await;
+    assert_eq!(st, 200, "{pl}");
+    pl["users"][&ana.id] = json!(50);
+    let (st, v) = syn.call(Some(&sam), "PUT", &path, Some(pl)).await;
+    assert_eq!(st, 200, "{v}");
+    until("Ana a moderator here", async || {
+        let (_, v) = ana.get(&format!("/api/v1/rooms/{path_room}")).await;
+        v["power_levels"]["users"][&ana.id] == 50
+    })
+    .await;
+    let theirs = async {
+        for i in 0..10 {
+            syn.send(&sam, &room, &format!("fork-sam-{i}"), &format!("fs{i}")).await;
+            if i == 5 {
+                let name = format!("/_matrix/client/v3/rooms/{path_room}/state/m.room.name/");
+                syn.call(Some(&sam), "PUT", &name, Some(json!({"name": "Sam's name"}))).await;
+            }
+        }
+    };
+    let ours = async {
+        for i in 0..10 {
+            ana.send(&path_room, &format!("fork-ana-{i}"), &format!("fa{i}")).await;
+            if i == 5 {
+                ana.post(&format!("/api/v1/rooms/{path_room}/settings"), json!({"name": "Ana's name"})).await;
+            }
+        }
+    };
+    tokio::join!(theirs, ours);
+    let want: Vec<String> = (0..10).flat_map(|i| [format!("fork-sam-{i}"), format!("fork-ana-{i}")]).collect();
+    let here = until_all("the fork here", &want, || ana.bodies(&path_room)).await;
+    let there = until_all("the fork on Synapse", &want, || syn.bodies(&sam, &room)).await;
+    for got in [&here, &there] {
+        in_order(got, "fork-sam-", 10);
+        in_order(got, "fork-ana-", 10);
+    }
+    let mut a = here.clone();
+    let mut b = there.clone();
+    a.sort();
+    b.sort();
+    assert_eq!(a, b, "the same messages on both servers");
+    // One name on both, whichever resolution picked.
+    let name_path = format!("/_matrix/client/v3/rooms/{path_room}/state/m.room.name/");
+    until("the same name on both servers", async || {
+        let (_, ours) = ana.get(&format!("/api/v1/rooms/{path_room}")).await;
+        let (_, theirs) = syn.call(Some(&sam), "GET", &name_path, None).await;
+        ours["name"].is_string() && ours["name"] == theirs["name"]
+    })
+    .await;
+    drop(kept);
+    s.stop().await;
+}

@@ -413,8 +413,11 @@ async fn fetch_missing(
     Ok(out)
 }
 
-/// At start: for every room shared with other servers, ask one of them for its newest events,
-/// which fetches whatever we missed while down (and tells them we are back).
+/// At start: for every room shared with other servers, ask up to three of them for history
+/// (`backfill` from one of our forward extremities, as the spec shapes it). What that answers
+/// is mostly known; the point is the signed request itself, which tells the server we are back:
+/// a server of ours then retries its queue at once, Synapse resets its backoff and sends what
+/// we missed (the newest event of each room, whose gap we then fetch).
 pub async fn catch_up(state: FedState) {
     let rooms: Vec<RoomRecord> = match state.store.rooms() {
         Ok(r) => r,
@@ -429,7 +432,12 @@ pub async fn catch_up(state: FedState) {
             if state.shutdown.is_cancelled() {
                 return;
             }
-            let path = format!("/_matrix/federation/v1/backfill/{}?limit=10", super::urlencode(room.room_id.as_str()));
+            let Some(from) = room.extremities.first() else { break };
+            let path = format!(
+                "/_matrix/federation/v1/backfill/{}?v={}&limit=10",
+                super::urlencode(room.room_id.as_str()),
+                super::urlencode(from)
+            );
             let Ok(v) = call(&state, server, Method::GET, &path, None).await else { continue };
             let pdus = v["pdus"].as_array().cloned().unwrap_or_default();
             let mut inflight = InFlight::default();

@@ -43,6 +43,18 @@ pub fn python() -> PathBuf {
     cache.join("chat/synapse-venv/bin/python")
 }
 
+/// Runs Synapse on the config in `dir`, logging to `dir/synapse.log` (appended).
+fn spawn(py: &Path, dir: &Path) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("synapse.log")).unwrap();
+    Command::new(py)
+        .args(["-m", "synapse.app.homeserver", "-c"])
+        .arg(dir.join("homeserver.yaml"))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -137,14 +149,7 @@ rc_federation:
             .status()
             .unwrap();
         assert!(keys.success(), "synapse --generate-keys failed");
-        let log = std::fs::File::create(dir.path().join("synapse.log")).unwrap();
-        let child = Command::new(&py)
-            .args(["-m", "synapse.app.homeserver", "-c"])
-            .arg(&config_path)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let child = spawn(&py, dir.path());
         let mut s = Synapse {
             name,
             client_url: format!("http://127.0.0.1:{client_port}"),
@@ -152,19 +157,43 @@ rc_federation:
             child,
             dir,
         };
+        s.wait_up().await;
+        s
+    }
+
+    async fn wait_up(&mut self) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
         loop {
-            let up = s.http.get(format!("{}/_matrix/client/versions", s.client_url)).send().await;
+            let up = self.http.get(format!("{}/_matrix/client/versions", self.client_url)).send().await;
             if up.is_ok_and(|r| r.status().is_success()) {
-                break;
+                return;
             }
-            if let Ok(Some(status)) = s.child.try_wait() {
-                panic!("Synapse exited ({status}) while starting:\n{}", s.log_tail());
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("Synapse exited ({status}) while starting:\n{}", self.log_tail());
             }
-            assert!(tokio::time::Instant::now() < deadline, "Synapse did not start:\n{}", s.log_tail());
+            assert!(tokio::time::Instant::now() < deadline, "Synapse did not start:\n{}", self.log_tail());
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        s
+    }
+
+    /// Shuts Synapse down (SIGTERM) and waits for it to exit; its data and ports stay for
+    /// [`Synapse::start_again`].
+    pub async fn stop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().unwrap().is_none() {
+            if tokio::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Starts Synapse again on its data and ports; returns once its client API answers.
+    pub async fn start_again(&mut self) {
+        self.child = spawn(&python(), self.dir.path());
+        self.wait_up().await;
     }
 
     /// The last lines of its log (for failure messages).
