@@ -37,10 +37,11 @@ pub fn display_name(user_id: &str) -> &str {
     user_id.strip_prefix('@').and_then(|s| s.split(':').next()).unwrap_or(user_id)
 }
 
-/// What to call a room in lists: its name, or for a direct room the other person.
+/// What to call a room in lists: its name, or for a direct chat (`peer` given) without one,
+/// the other person.
 pub fn room_title(room: &RoomRecord, peer: Option<&str>) -> String {
     match peer {
-        Some(p) if room.direct => display_name(p).to_string(),
+        Some(p) if room.direct || room.name.is_empty() => display_name(p).to_string(),
         _ if room.name.is_empty() => "Unnamed room".into(),
         _ => room.name.clone(),
     }
@@ -121,7 +122,7 @@ pub fn room_list(rooms: &[MyRoom], current: Option<&str>, presence: &Presences) 
                     @let id = &r.room.room_id;
                     li.active[current == Some(id.as_str())] .invited[r.membership == Membership::Invite] {
                         a href={ "/rooms/" (id) } data-room-id=(id) {
-                            @if let Some(p) = r.peer.as_deref().filter(|_| r.room.direct) { (presence_dot(p, presence)) }
+                            @if let Some(p) = r.peer.as_deref() { (presence_dot(p, presence)) }
                             span.name { (room_title(&r.room, r.peer.as_deref())) }
                             @if r.membership == Membership::Invite {
                                 span.badge.invite { "invited" }
@@ -355,7 +356,7 @@ pub fn room_page(v: &RoomView<'_>) -> Markup {
                         a.back href="/rooms" aria-label="All rooms" { "‹" }
                         div {
                             h1 {
-                                @if let Some(p) = v.peer.filter(|_| v.room.direct) { (presence_dot(p, v.presence)) " " }
+                                @if let Some(p) = v.peer { (presence_dot(p, v.presence)) " " }
                                 (title)
                             }
                             @if !v.room.topic.is_empty() { p.topic { (v.room.topic) } }

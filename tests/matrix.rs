@@ -258,6 +258,7 @@ async fn invitations_cross_between_us_and_synapse() {
     let (_, v) = ana.get("/api/v1/rooms").await;
     let invited = v["rooms"].as_array().unwrap().iter().find(|r| r["room_id"] == theirs.as_str()).unwrap().clone();
     assert_eq!(invited["name"], "Sam's", "{invited}");
+    assert_eq!((invited["direct"].as_bool(), &invited["peer"]), (Some(false), &json!(null)), "{invited}");
     let (st, v) = ana.post(&format!("/api/v1/rooms/{}/join", enc(&theirs)), json!({})).await;
     assert_eq!(st, 200, "{v}");
     exchange(&syn, &sam, &ana, &theirs, "i", 3).await;
@@ -305,6 +306,28 @@ async fn invitations_cross_between_us_and_synapse() {
     assert_eq!(st, 200, "{v}\n{}", syn.log_tail());
     exchange(&syn, &sam, &ana, &dm, "d", 2).await;
     element_call_in(&syn, &sam, &ana, &dm).await;
+
+    // Sam starts a direct chat with Ana as Element does (`is_direct` on the invite): it is a
+    // direct chat here too, titled with Sam's name, before and after she joins.
+    let body = json!({"preset": "trusted_private_chat", "is_direct": true, "invite": [ana.id]});
+    let (st, v) = syn.call(Some(&sam), "POST", "/_matrix/client/v3/createRoom", Some(body)).await;
+    assert_eq!(st, 200, "{v}\n{}", syn.log_tail());
+    let their_dm = v["room_id"].as_str().unwrap().to_string();
+    let direct_here = async || {
+        let (_, v) = ana.get("/api/v1/rooms").await;
+        let r = v["rooms"].as_array().unwrap().iter().find(|r| r["room_id"] == their_dm.as_str()).cloned();
+        r.is_some_and(|r| r["direct"] == true && r["peer"] == sam.id.as_str())
+    };
+    until("Sam's direct chat, marked direct here", direct_here).await;
+    let (st, v) = ana.post(&format!("/api/v1/rooms/{}/join", enc(&their_dm)), json!({})).await;
+    assert_eq!(st, 200, "{v}");
+    assert!(direct_here().await, "still direct once joined");
+    let page = ana.page(&format!("/rooms/{}", enc(&their_dm))).await;
+    assert!(page.contains("<title>sam"), "titled with Sam's name: {}", &page[..page.len().min(2000)]);
+    exchange(&syn, &sam, &ana, &their_dm, "e", 2).await;
+    // Ana's "message Sam" now opens it (the newest direct chat with him, as Element does).
+    let (st, v) = ana.post("/api/v1/dm", json!({"user_id": sam.id})).await;
+    assert_eq!((st, v["room_id"].as_str()), (200, Some(their_dm.as_str())), "{v}");
     s.stop().await;
 }
 

@@ -222,7 +222,9 @@ pub async fn invite(
             if tx.has_event(&ev.event_id)? {
                 return Ok(());
             }
-            if room.direct {
+            // Our direct rooms, and a Matrix server's invitation marked `is_direct` (Element's
+            // direct chat), are the invitee's direct chat with the inviter.
+            if room.direct || ev.content.get("is_direct").and_then(Value::as_bool) == Some(true) {
                 let me = ev.state_key.clone().unwrap_or_default();
                 tx.put_direct_room(&me, &ev.sender, &ev.room_id)?;
             }

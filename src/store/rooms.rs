@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 use super::events::{StoredEvent, get_event};
 use super::tables::*;
 use super::{Store, get_json};
+use std::collections::HashMap;
+
 use crate::error::Result;
 use crate::events::{JoinRule, M_ROOM_MESSAGE, Membership, PowerLevels};
 use crate::ids::{EventId, RoomId};
@@ -108,7 +110,8 @@ pub struct MyRoom {
     pub unread: u64,
     /// Of those, messages that mention the user (capped at [`UNREAD_CAP`]).
     pub mentions: u64,
-    /// For a direct room: the other person.
+    /// For a direct chat (our two-person rooms, and rooms the user was invited to as a direct
+    /// chat): the other person.
     pub peer: Option<String>,
 }
 
@@ -133,6 +136,17 @@ impl Store {
         let timeline = r.open_table(ROOM_TIMELINE)?;
         let members = r.open_table(ROOM_MEMBERS)?;
         let mention_index = r.open_table(MENTIONS)?;
+        // Direct chats that are ordinary rooms (a Matrix server's, marked `is_direct` when the
+        // user was invited): room -> the other person.
+        let mut marked: HashMap<String, String> = HashMap::new();
+        for row in r.open_table(DIRECT_ROOMS)?.range((user, "")..)? {
+            let (k, v) = row?;
+            let (u, other) = k.value();
+            if u != user {
+                break;
+            }
+            marked.insert(v.value().to_string(), other.to_string());
+        }
         let mut out = Vec::new();
         for (rid, membership) in memberships(&user_rooms, user)? {
             let rid = rid.as_str();
@@ -146,7 +160,7 @@ impl Store {
             } else {
                 (0, 0)
             };
-            let peer = if room.direct { direct_peer(&members, rid, user)? } else { None };
+            let peer = if room.direct { direct_peer(&members, rid, user)? } else { marked.remove(rid) };
             out.push(MyRoom { room, membership, unread, mentions, peer });
         }
         out.sort_by_key(|m| std::cmp::Reverse(m.room.last_pos));

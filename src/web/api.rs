@@ -177,6 +177,9 @@ pub async fn my_rooms(State(state): State<AppState>, session: Session) -> Result
             v["unread"] = json!(m.unread);
             v["mentions"] = json!(m.mentions);
             v["peer"] = json!(m.peer);
+            // A direct chat to this user: ours (two people by the rules) or one they were
+            // invited to as such.
+            v["direct"] = json!(m.room.direct || m.peer.is_some());
             v
         })
         .collect();
