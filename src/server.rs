@@ -163,6 +163,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         fed: fed.clone(),
     });
     tasks.spawn(crate::live::show_remote(hub.clone(), ephemeral_rx, shutdown.clone()));
+    let (presence_tx, presence_rx) = tokio::sync::mpsc::channel(1024);
+    hub.send_presence_to(presence_tx);
+    tasks.spawn(crate::live::send_presence(fed.clone(), presence_rx, shutdown.clone()));
     let hostnames = crate::web::hostnames(&server_name, &config.extra_hostnames);
     let state = AppState::new(Inner {
         store,

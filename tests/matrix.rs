@@ -152,8 +152,9 @@ impl<'a> Syncer<'a> {
     }
 }
 
-/// Typing notices and read receipts cross both ways (Matrix EDUs): Sam's show live on Ana's
-/// tab, Ana's in Sam's `/sync`; Sam's receipt is kept here, so a reload shows it.
+/// Typing notices, read receipts and presence cross both ways (Matrix EDUs): Sam's show live
+/// on Ana's tab, Ana's in Sam's `/sync` and presence; Sam's receipt is kept here, so a reload
+/// shows it.
 async fn typing_and_receipts_in(syn: &Synapse, sam: &MatrixUser, ana: &Client, room: &str) {
     let mut ws = ana.ws(None).await;
     let mut sync = Syncer::new(syn, sam);
@@ -225,6 +226,32 @@ async fn typing_and_receipts_in(syn: &Synapse, sam: &MatrixUser, ana: &Client, r
             .any(|e| e["type"] == "m.receipt" && e["content"][&sam_msg]["m.read"].get(&ana.id).is_some())
     })
     .await;
+
+    // Presence: Sam's as he sets it shows live here (Matrix's `unavailable` is our idle; his
+    // syncs made him online already); Ana's (online while a tab is open, offline once the last
+    // closed) on Synapse.
+    let sam_presence = format!("/_matrix/client/v3/presence/{}/status", enc(&sam.id));
+    for (theirs, ours) in [("unavailable", "idle"), ("online", "online")] {
+        let (st, v) = syn.call(Some(sam), "PUT", &sam_presence, Some(json!({"presence": theirs}))).await;
+        assert_eq!(st, 200, "{v}");
+        loop {
+            let f = ws.next_of("presence").await;
+            if f["user_id"] == sam.id.as_str() && f["presence"] == ours {
+                break;
+            }
+        }
+    }
+    let ana_presence = format!("/_matrix/client/v3/presence/{}/status", enc(&ana.id));
+    let ana_is = async |want: &str| {
+        until(&format!("Ana {want} on Synapse"), async || {
+            let (_, v) = syn.call(Some(sam), "GET", &ana_presence, None).await;
+            v["presence"] == want
+        })
+        .await
+    };
+    ana_is("online").await;
+    drop(ws);
+    ana_is("offline").await;
 }
 
 /// Polls `check` (up to 60 s) until it is true.

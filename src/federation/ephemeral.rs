@@ -1,12 +1,12 @@
-//! Ephemeral data across servers: typing notices and read receipts, as Matrix EDUs (`m.typing`,
-//! `m.receipt`) in transactions.
+//! Ephemeral data across servers: typing notices, read receipts and presence, as Matrix EDUs
+//! (`m.typing`, `m.receipt`, `m.presence`) in transactions.
 //!
 //! Outbound, an EDU waits in memory in its destination's queue (at most [`QUEUE_PER_PEER`],
 //! the oldest dropped first) and goes in a transaction of its own on the destination's
 //! message lane, after any events queued there ([`super::sender`]); one that cannot be sent
 //! within [`MAX_AGE`] is dropped, as a typing notice or receipt that late says nothing true.
 //! Inbound, an EDU counts only for users of the sending server who are joined to the room
-//! here; a receipt moves the reader's read marker (stored, so a reload shows it) and both are
+//! here (presence: to some room here); a receipt moves the reader's read marker (stored, so a reload shows it) and both are
 //! handed to the live channel as [`Incoming`] (this layer does not know the hub).
 
 use std::collections::{HashMap, VecDeque};
@@ -25,8 +25,11 @@ pub const MAX_EDUS: usize = 100;
 pub const QUEUE_PER_PEER: usize = 100;
 /// An EDU not sent by then is dropped.
 pub const MAX_AGE: Duration = Duration::from_secs(30);
-/// Most rooms, and readers per room, one received `m.receipt` may name.
+/// Most rooms, and readers per room, one received `m.receipt` may name; most users one
+/// `m.presence` may name.
 pub const MAX_RECEIPTS: usize = 100;
+/// Most rooms of one user looked at for where their presence goes.
+pub const MAX_PRESENCE_ROOMS: usize = 1000;
 
 /// What another server told us, for the live channel to show.
 #[derive(Debug, Clone)]
@@ -39,6 +42,15 @@ pub enum Incoming {
         user: String,
         /// Started (true) or stopped.
         typing: bool,
+    },
+    /// A remote user's presence (`online`, `idle` or `offline`, as the live channel says it).
+    Presence {
+        /// Who.
+        user: String,
+        /// `online`, `idle` or `offline`.
+        presence: &'static str,
+        /// The rooms here they are joined to.
+        rooms: Vec<RoomId>,
     },
     /// A remote member's read marker moved to `pos` (already stored).
     Receipt {
@@ -133,8 +145,34 @@ pub fn read(state: &FedState, user: &UserId, room: &RoomId, pos: u64) {
     queue(state, room, json!({ "edu_type": "m.receipt", "content": content }));
 }
 
+/// Tells the servers of every room our `user` is in their presence (`online`, `idle`,
+/// `offline`; Matrix says `unavailable` for idle).
+pub fn presence(state: &FedState, user: &UserId, presence: &str) {
+    let Ok(rooms) = state.store.joined_rooms(user.as_str()) else { return };
+    let mut dests: Vec<String> = Vec::new();
+    for room in rooms.iter().take(MAX_PRESENCE_ROOMS) {
+        let Ok(room) = RoomId::parse(room) else { continue };
+        dests.extend(destinations(state, &room));
+    }
+    dests.sort_unstable();
+    dests.dedup();
+    let matrix = if presence == "idle" { "unavailable" } else { presence };
+    let push = json!({
+        "user_id": user.as_str(),
+        "presence": matrix,
+        "currently_active": presence == "online",
+        "last_active_ago": 0,
+    });
+    let edu = json!({ "edu_type": "m.presence", "content": { "push": [push] } });
+    for dest in dests {
+        state.federation.edus.push(&dest, edu.clone());
+        super::sender::ring(state, &dest);
+    }
+}
+
 /// The EDUs of a transaction from `origin`: typing notices and read receipts of its users in
-/// rooms they are joined to here; anything else is ignored, as the spec asks.
+/// rooms they are joined to here, and their presence if they share a room with us; anything
+/// else is ignored, as the spec asks.
 pub async fn receive(state: &FedState, origin: &str, edus: &[Value]) {
     for edu in edus.iter().take(MAX_EDUS) {
         let content = &edu["content"];
@@ -146,6 +184,27 @@ pub async fn receive(state: &FedState, origin: &str, edus: &[Value]) {
                 let Some(room) = member_room(state, origin, room, user) else { continue };
                 let typing = content["typing"].as_bool().unwrap_or(false);
                 let _ = state.ephemeral.try_send(Incoming::Typing { room, user: user.to_string(), typing });
+            }
+            Some("m.presence") => {
+                for p in content["push"].as_array().into_iter().flatten().take(MAX_RECEIPTS) {
+                    let Some(user) = p["user_id"].as_str() else { continue };
+                    if !UserId::parse(user).is_ok_and(|u| u.server() == origin) {
+                        continue;
+                    }
+                    let presence = match p["presence"].as_str() {
+                        Some("online") => "online",
+                        Some("unavailable") => "idle",
+                        Some("offline") => "offline",
+                        _ => continue,
+                    };
+                    let Ok(rooms) = state.store.joined_rooms(user) else { continue };
+                    let rooms: Vec<RoomId> =
+                        rooms.iter().take(MAX_PRESENCE_ROOMS).filter_map(|r| RoomId::parse(r).ok()).collect();
+                    if rooms.is_empty() {
+                        continue;
+                    }
+                    let _ = state.ephemeral.try_send(Incoming::Presence { user: user.to_string(), presence, rooms });
+                }
             }
             Some("m.receipt") => {
                 let Some(rooms) = content.as_object() else { continue };

@@ -34,6 +34,11 @@ pub const TYPING_TTL: Duration = Duration::from_secs(6);
 pub const REMOTE_TYPING_TTL: Duration = Duration::from_secs(30);
 /// Most people shown typing in one room.
 pub const MAX_TYPISTS: usize = 32;
+/// How long another server's word on a user's presence holds unless renewed (Matrix servers
+/// repeat it every 25 minutes or so while it holds).
+pub const REMOTE_PRESENCE_TTL: Duration = Duration::from_secs(30 * 60);
+/// Most other servers' users whose presence is kept.
+pub const MAX_REMOTE_PRESENCE: usize = 10_000;
 /// Users per presence snapshot frame.
 pub const SNAPSHOT_CHUNK: usize = 50;
 /// Ephemeral frames queued per connection before new ones are dropped.
@@ -80,6 +85,16 @@ pub enum Presence {
 }
 
 impl Presence {
+    /// From the protocol string (`online`, `idle`, `offline`).
+    pub fn parse(s: &str) -> Option<Presence> {
+        match s {
+            "online" => Some(Presence::Online),
+            "idle" => Some(Presence::Idle),
+            "offline" => Some(Presence::Offline),
+            _ => None,
+        }
+    }
+
     /// The protocol string.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -168,6 +183,19 @@ struct Inner {
     /// Rooms whose calls changed and whose members have not been told yet: the method that
     /// holds the lock tells them after releasing it ([`Hub::unlock`]).
     rosters_changed: Vec<Arc<str>>,
+    /// Other servers' users: their presence as their server told it.
+    remote: HashMap<Arc<str>, RemotePresence>,
+    /// Where local users' presence changes go (to other servers), if anywhere.
+    presence_out: Option<mpsc::Sender<(String, Presence)>>,
+}
+
+/// Another server's user's presence, as their server told it.
+struct RemotePresence {
+    shown: Presence,
+    /// Forgotten (offline) after this.
+    until: Instant,
+    /// The rooms they share with us (their members here are told of changes).
+    rooms: Vec<Arc<str>>,
 }
 
 /// Live delivery state. The lock guards plain maps, is never held across an await, and is
@@ -329,6 +357,13 @@ impl Hub {
                 }
             }
         }
+        let stale: Vec<Arc<str>> =
+            inner.remote.iter().filter(|(_, r)| r.until <= now).map(|(k, _)| k.clone()).collect();
+        for user in stale {
+            if let Some(r) = inner.remote.remove(&user) {
+                inner.announce_remote_presence(&user, Presence::Offline, &r.rooms);
+            }
+        }
         let mut changed = Vec::new();
         for (room, typists) in inner.typing.iter_mut() {
             let before = typists.len();
@@ -419,7 +454,43 @@ impl Hub {
 
     /// A user's presence as others see it.
     pub fn presence_of(&self, user: &str) -> Presence {
-        self.lock().users.get(user).map(|u| u.shown).unwrap_or(Presence::Offline)
+        let inner = self.lock();
+        match inner.users.get(user) {
+            Some(u) => u.shown,
+            None => inner.remote.get(user).map(|r| r.shown).unwrap_or(Presence::Offline),
+        }
+    }
+
+    /// Local users' presence changes go to `out` from now on (for other servers).
+    pub fn send_presence_to(&self, out: mpsc::Sender<(String, Presence)>) {
+        self.lock().presence_out = Some(out);
+    }
+
+    /// Another server's word on its user's presence; `rooms` are the rooms they share with us,
+    /// whose online members are told of a change.
+    pub fn set_remote_presence(&self, user: &str, presence: Presence, rooms: &[RoomId], now: Instant) {
+        let mut inner = self.lock();
+        if !inner.remote.contains_key(user) && inner.remote.len() >= MAX_REMOTE_PRESENCE {
+            if presence == Presence::Offline {
+                return;
+            }
+            // Full: the stalest goes.
+            let oldest = inner.remote.iter().min_by_key(|(_, r)| r.until).map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                inner.remote.remove(&k);
+            }
+        }
+        let rooms: Vec<Arc<str>> = rooms.iter().map(|r| Arc::from(r.as_str())).collect();
+        let before = inner.remote.get(user).map(|r| r.shown).unwrap_or(Presence::Offline);
+        if presence == Presence::Offline {
+            inner.remote.remove(user);
+        } else {
+            let entry = RemotePresence { shown: presence, until: now + REMOTE_PRESENCE_TTL, rooms: rooms.clone() };
+            inner.remote.insert(Arc::from(user), entry);
+        }
+        if before != presence {
+            inner.announce_remote_presence(user, presence, &rooms);
+        }
     }
 
     /// The presence of everyone online who shares a room with `user`, as frames of at most
@@ -433,6 +504,10 @@ impl Hub {
             .filter_map(|c| inner.users.get(&c).map(|u| (c.clone(), u.shown)))
             .filter(|(_, p)| *p != Presence::Offline)
             .collect();
+        if let Some(mine) = inner.users.get(user).map(|u| &u.rooms) {
+            let shared = inner.remote.iter().filter(|(_, r)| r.rooms.iter().any(|room| mine.contains(room)));
+            online.extend(shared.map(|(k, r)| (k.clone(), r.shown)));
+        }
         drop(inner);
         online.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut frames_out = Vec::new();
@@ -820,11 +895,31 @@ impl Inner {
             return;
         }
         u.shown = now;
+        if let Some(out) = &self.presence_out {
+            let _ = out.try_send((user.to_string(), now));
+        }
         let text = Utf8Bytes::from(frames::presence(user, now.as_str()));
         for contact in self.contacts_of(user) {
             if let Some(c) = self.users.get(&contact) {
                 for conn in &c.conns {
                     let _ = conn.eph.try_send(text.clone());
+                }
+            }
+        }
+    }
+
+    /// Tells the online members of `rooms` another server's user's presence.
+    fn announce_remote_presence(&self, user: &str, presence: Presence, rooms: &[Arc<str>]) {
+        let text = Utf8Bytes::from(frames::presence(user, presence.as_str()));
+        let mut told: HashSet<&Arc<str>> = HashSet::new();
+        for room in rooms {
+            for m in self.rooms.get(room).into_iter().flatten() {
+                if told.insert(m)
+                    && let Some(u) = self.users.get(m)
+                {
+                    for conn in &u.conns {
+                        let _ = conn.eph.try_send(text.clone());
+                    }
                 }
             }
         }

@@ -42,8 +42,8 @@ pub struct LiveStateInner {
     pub fed: crate::federation::FedState,
 }
 
-/// Shows what other servers told us (typing notices, read receipts) to the rooms' online
-/// members, until shutdown.
+/// Shows what other servers told us (typing notices, read receipts, presence) to the rooms'
+/// online members, until shutdown.
 pub async fn show_remote(
     hub: std::sync::Arc<Hub>,
     mut incoming: tokio::sync::mpsc::Receiver<crate::federation::ephemeral::Incoming>,
@@ -61,6 +61,29 @@ pub async fn show_remote(
                 hub.set_remote_typing(&user, &room, typing, std::time::Instant::now())
             }
             Some(Incoming::Receipt { room, user, pos }) => hub.remote_receipt(&room, &user, pos),
+            Some(Incoming::Presence { user, presence, rooms }) => {
+                if let Some(p) = hub::Presence::parse(presence) {
+                    hub.set_remote_presence(&user, p, &rooms, std::time::Instant::now());
+                }
+            }
         }
+    }
+}
+
+/// Sends local users' presence changes (as the hub announces them) to the servers of their
+/// rooms, until shutdown.
+pub async fn send_presence(
+    fed: crate::federation::FedState,
+    mut changes: tokio::sync::mpsc::Receiver<(String, hub::Presence)>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let change = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            c = changes.recv() => c,
+        };
+        let Some((user, presence)) = change else { return };
+        let Ok(user) = crate::ids::UserId::parse(&user) else { continue };
+        crate::federation::ephemeral::presence(&fed, &user, presence.as_str());
     }
 }

@@ -125,6 +125,8 @@ rc_login:
 rc_joins:
   local: {limit}
   remote: {limit}
+rc_presence:
+  per_user: {limit}
 rc_invites:
   per_room: {limit}
   per_user: {limit}
