@@ -128,6 +128,31 @@ async fn join_by_alias_and_talk_both_ways_live() {
     assert_eq!(ana.bodies(&room).await, want);
     assert_eq!(ben.bodies(&room).await, want);
 
+    // Typing, read receipts and presence cross too (EDUs): Ben sees Ana type and stop, Ana
+    // sees Ben's receipt, and Ana's tab closing turns her offline on B.
+    async fn next_where(ws: &mut common::tls::TlsWs, t: &str, ok: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let f = ws.next_of(t).await;
+            if ok(&f) {
+                return f;
+            }
+        }
+    }
+    for typing in [true, false] {
+        ana_ws.send(json!({"t": "typing", "room_id": room, "typing": typing})).await;
+        next_where(&mut ben_ws, "typing", |f| {
+            f["user_ids"].as_array().unwrap().iter().any(|u| u == ana.id.as_str()) == typing
+        })
+        .await;
+    }
+    let hi = ben.events(&room).await.into_iter().find(|e| e["content"]["body"] == "hi from B").unwrap();
+    let (s, v) = ben.post(&format!("/api/v1/rooms/{room}/read"), json!({"event_id": hi["event_id"]})).await;
+    assert_eq!(s, 200, "{v}");
+    let pos_on_a = ana.event(&room, hi["event_id"].as_str().unwrap()).await.unwrap()["pos"].clone();
+    next_where(&mut ana_ws, "receipt", |f| f["user_id"] == ben.id.as_str() && f["pos"] == pos_on_a).await;
+    drop(ana_ws);
+    next_where(&mut ben_ws, "presence", |f| f["user_id"] == ana.id.as_str() && f["presence"] == "offline").await;
+
     // Ben leaves: A stops sending to B, and A's member list says so.
     let (s, _) = ben.post(&format!("/api/v1/rooms/{room}/leave"), json!({})).await;
     assert_eq!(s, 200);
