@@ -683,7 +683,8 @@ async fn remote_events_are_held_to_local_limits() {
     let fits = r.message(&f, &fred, text_message(&at_limit), 3);
     let join = &r.joins[&fred];
     let name = NewEvent::state("m.room.name", "", json!({ "name": "N".repeat(5000) }));
-    let named = r.event(&f, &fred, name, &[fits.event_id.to_string()], join.depth + 2, 4);
+    // It follows Fred's promotion too: at a place where he had no power it would be rejected.
+    let named = r.event(&f, &fred, name, &[fits.event_id.to_string(), r.levels.clone()], join.depth + 2, 4);
     let blob = NewEvent::message("com.example.blob", json!({ "data": "d".repeat(40 * 1024) }));
     let huge = r.event(&f, &fred, blob, &[join.event_id.to_string()], join.depth + 1, 5);
     let pdus = vec![too_big.pdu(), formatted.pdu(), fits.pdu(), named.pdu(), huge.pdu()];
@@ -1051,4 +1052,49 @@ async fn the_state_at_any_event_is_served() {
     // An event not held here.
     let (st, _) = ids_at("$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").await;
     assert_eq!(st, 404);
+}
+
+/// An event is checked against the state at its place in the room (the state after its
+/// predecessors), not only against its own auth events and the current state, as Matrix
+/// servers do. Fred, made a moderator, demoted and promoted again, renames the room at a
+/// point after his demotion, naming the power levels from before it: rejected, though he has
+/// the power now. The same rename after his promotion is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_is_checked_against_the_state_at_its_place() {
+    let p = Pki::new();
+    let a = TestServer::federating(&p, |_| {}).await;
+    let na = p.name_of(&a).await;
+    let ana = Client::register(&p.ca, &na, "ana").await;
+    let room = public_room(&ana, "Places", "places").await;
+    let f = PlayedServer::start(&p.ca, &p.cert, &p.key).await;
+    let fred = format!("@fred:{}", f.name);
+    let mut r = InRoom::join(&f, &na, &room, &[&fred]).await;
+    // Sets Fred's level; returns the power levels event (id, depth).
+    let level = async |n: i64| -> (String, u64) {
+        let (s, v) = ana.post(&format!("/api/v1/rooms/{room}/power"), json!({"user_id": fred, "level": n})).await;
+        assert_eq!(s, 200, "{v}");
+        let events = ana.events(&room).await;
+        let pl = events.iter().find(|e| e["type"] == "m.room.power_levels").unwrap();
+        assert_eq!(pl["content"]["users"][&fred].as_i64().unwrap_or(0), n, "{pl}");
+        (pl["event_id"].as_str().unwrap().to_string(), pl["depth"].as_u64().unwrap())
+    };
+    let (up, _) = level(50).await;
+    let (down, down_depth) = level(0).await;
+    let (again, again_depth) = level(50).await;
+
+    r.levels = up;
+    let rename = |name: &str| NewEvent::state("m.room.name", "", json!({ "name": name }));
+    let early = r.event(&f, &fred, rename("Fred's early name"), &[down], down_depth + 1, 1);
+    let results = f.send_txn(&na, "early", vec![early.pdu()]).await;
+    let refused = results[early.event_id.as_str()]["error"].as_str().unwrap_or_default().to_string();
+    assert!(refused.contains("authorization rules"), "{results:?}");
+    let (_, shown) = ana.get(&format!("/api/v1/rooms/{room}")).await;
+    assert_eq!(shown["name"], "Places", "{shown}");
+
+    r.levels = again.clone();
+    let late = r.event(&f, &fred, rename("Fred's name"), &[again], again_depth + 1, 2);
+    let results = f.send_txn(&na, "late", vec![late.pdu()]).await;
+    assert_eq!(results[late.event_id.as_str()], json!({}), "{results:?}");
+    let (_, shown) = ana.get(&format!("/api/v1/rooms/{room}")).await;
+    assert_eq!(shown["name"], "Fred's name", "{shown}");
 }

@@ -178,3 +178,14 @@ pub fn resolve(states: &[StateIds], get: &dyn Fn(&str) -> Option<Event>) -> Resu
         .map_err(|e| failed(&e.to_string()))?;
     Ok(resolved.into_iter().map(|((kind, key), id)| ((kind.to_string(), key), id.to_string())).collect())
 }
+
+/// Whether `ev` passes the Matrix authorization rules (room version 12, ruma-state-res: the
+/// state-dependent rules, power-level changes included) given the state before it: `slot`
+/// answers a (type, state key) of that state with the event holding it.
+pub fn check_rules(ev: &Event, slot: &dyn Fn(&str, &str) -> Option<Event>) -> Result<()> {
+    let pdu = Pdu::of(ev).ok_or_else(|| Error::bad("the event's ids are not Matrix ids"))?;
+    let rules = ruma_common::room_version_rules::RoomVersionRules::V12;
+    let fetch = |kind: &StateEventType, key: &str| slot(&kind.to_string(), key).and_then(|e| Pdu::of(&e));
+    ruma_state_res::check_state_dependent_auth_rules(&rules.authorization, &pdu, fetch)
+        .map_err(|e| Error::Forbidden(format!("refused by the authorization rules at its place in the room: {e}")))
+}

@@ -298,7 +298,8 @@ async fn take_with_predecessors(
 }
 
 /// The part under the room lock: `ev`'s auth events must be known; its write job checks it
-/// against the current state and stores it: in the timeline if it passes, soft-failed if not
+/// against the state before it by the Matrix rules (failing: rejected, not stored), then
+/// against the current state, and stores it: in the timeline if it passes, soft-failed if not
 /// (then its result is an error, but it is kept, so events that follow it find it).
 async fn queue_event(state: &FedState, ev: Event, inflight: &mut InFlight) -> Result<EventId> {
     if taken(state, inflight, &ev.event_id)? {
@@ -316,6 +317,10 @@ async fn queue_event(state: &FedState, ev: Event, inflight: &mut InFlight) -> Re
                 return Ok(None);
             }
             let mut room = tx.require_room(&ev.room_id)?;
+            if let Err(e) = crate::rooms::authorize_at_place(tx, &room, &ev) {
+                // Rejected: not stored, and nothing else was written.
+                return Ok(Some(e));
+            }
             if let Err(e) = authorize_now(tx, &room, &ev) {
                 persist_soft_failed(tx, &mut room, &ev)?;
                 return Ok(Some(e));

@@ -591,7 +591,29 @@ pub(crate) fn append_event(tx: &mut Tx<'_>, room_id: &RoomId, sender: &str, new:
 fn append(tx: &mut Tx<'_>, room_id: &RoomId, sender: &str, new: NewEvent) -> Result<Arc<StoredEvent>> {
     let mut room = tx.require_room(room_id)?;
     rules::authorize(room.auth_state(), sender, &new, |u| tx.membership(room_id, u))?;
-    add(tx, &mut room, sender, new)
+    let ev = build_next(tx, &room, sender, new, now_ms())?;
+    if ev.state_key.is_some() {
+        // A state change must also pass the Matrix rules (power-level changes in full), or
+        // other Matrix servers would reject it.
+        authorize_at_place(tx, &room, &ev)?;
+    }
+    persist(tx, &mut room, ev)
+}
+
+/// Checks an event against the state before it (the state after its predecessors, resolved
+/// where they differ; for an event that follows the room's forward extremities, the current
+/// state) by the Matrix authorization rules (ruma-state-res, room version 12). Writes nothing
+/// but, at most, a cached resolution.
+pub fn authorize_at_place(tx: &Tx<'_>, room: &RoomRecord, ev: &Event) -> Result<()> {
+    let before = crate::store::state::state_before(tx, room, ev)?;
+    let slot = |kind: &str, key: &str| -> Option<Event> {
+        let id = match &before {
+            Some(state) => state.get(&(kind.to_string(), key.to_string())).and_then(|id| EventId::parse(id).ok()),
+            None => tx.state_event_id(&room.room_id, kind, key).ok().flatten(),
+        };
+        id.and_then(|id| tx.event(&id).ok().flatten()).map(|s| s.event)
+    };
+    crate::events::stateres::check_rules(ev, &slot)
 }
 
 /// Builds and persists an event already known to be allowed.

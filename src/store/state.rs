@@ -217,20 +217,36 @@ pub fn groups_of(tx: &Tx<'_>, events: &[String]) -> Result<Vec<u64>> {
 /// current state).
 pub fn place(tx: &Tx<'_>, room: &mut RoomRecord, ev: &Event) -> Result<u64> {
     let rid = room.room_id.as_str().to_string();
-    let follows_tips = !room.extremities.is_empty()
-        && ev.prev_events.len() == room.extremities.len()
-        && room.extremities.iter().all(|e| ev.prev_events.contains(e));
-    let before = if follows_tips {
-        current_group(tx, room)?
-    } else {
-        let prevs = groups_of(tx, &ev.prev_events)?;
-        if prevs.is_empty() { current_group(tx, room)? } else { resolve_groups(tx, &rid, &prevs)? }
+    let before = match before_group(tx, room, ev)? {
+        Some(g) => g,
+        None => current_group(tx, room)?,
     };
     let after = match ev.state_key.as_deref() {
         Some(key) => put_slot(tx, &rid, before, &ev.kind, key, ev.event_id.as_str())?,
         None => before,
     };
     Ok(after)
+}
+
+/// The group of the state before `ev` where that is not simply the room's current state:
+/// `None` when `ev` follows exactly the room's forward extremities, or when none of its
+/// predecessors is held here (a gap).
+fn before_group(tx: &Tx<'_>, room: &RoomRecord, ev: &Event) -> Result<Option<u64>> {
+    let follows_tips = !room.extremities.is_empty()
+        && ev.prev_events.len() == room.extremities.len()
+        && room.extremities.iter().all(|e| ev.prev_events.contains(e));
+    if follows_tips {
+        return Ok(None);
+    }
+    let prevs = groups_of(tx, &ev.prev_events)?;
+    if prevs.is_empty() { Ok(None) } else { resolve_groups(tx, room.room_id.as_str(), &prevs).map(Some) }
+}
+
+/// The state before `ev` (not yet stored) where it differs from the room's current state
+/// (`None`: it is the current state). Resolving differing predecessors may cache the
+/// resolution (`state_merges`), which is valid whatever becomes of `ev`.
+pub fn state_before(tx: &Tx<'_>, room: &RoomRecord, ev: &Event) -> Result<Option<StateIds>> {
+    before_group(tx, room, ev)?.map(|g| load(tx, room.room_id.as_str(), g)).transpose()
 }
 
 /// Moves the room's current state to the state after its forward extremities, once `ev`
