@@ -162,6 +162,16 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             &c.events_too_large,
         ),
         ("chat_federation_invites_refused_total", "Invitations from other servers refused.", &c.invites_refused),
+        (
+            "chat_federation_requests_total",
+            "Requests made to other servers.",
+            &state.federation().client.counters.requests,
+        ),
+        (
+            "chat_federation_connections_opened_total",
+            "TLS connections opened to other servers (the rest of the requests reused one).",
+            &state.federation().client.counters.opened,
+        ),
     ] {
         metric(&mut out, name, "counter", help, n.load(Ordering::Relaxed));
     }

@@ -153,6 +153,18 @@ async fn join_by_alias_and_talk_both_ways_live() {
     drop(ana_ws);
     next_where(&mut ben_ws, "presence", |f| f["user_id"] == ana.id.as_str() && f["presence"] == "offline").await;
 
+    // A keeps its connection to B open: 20 more transactions, one at a time, open at most one.
+    let count = async |name: &str| metric_value(&metrics(&a).await, name);
+    let (requests, opened) =
+        (count("chat_federation_requests_total").await, count("chat_federation_connections_opened_total").await);
+    for i in 0..20 {
+        ana.send(&room, &format!("reused {i}"), &format!("k{i}")).await;
+        assert_eq!(ben_ws.next_body().await, format!("reused {i}"));
+    }
+    let more_requests = count("chat_federation_requests_total").await - requests;
+    let more_opened = count("chat_federation_connections_opened_total").await - opened;
+    assert!(more_requests >= 20.0 && more_opened <= 1.0, "{more_requests} requests, {more_opened} connections");
+
     // Ben leaves: A stops sending to B, and A's member list says so.
     let (s, _) = ben.post(&format!("/api/v1/rooms/{room}/leave"), json!({})).await;
     assert_eq!(s, 200);

@@ -1,6 +1,7 @@
 //! Outbound server-to-server HTTPS: server name resolution (IP literal or name with a port,
-//! `.well-known` delegation, else port 8448), TLS trusting the system roots plus the optional
-//! `federation_ca` file, and `X-Matrix` request signing.
+//! `.well-known` delegation, else port 8448; delegations cached), TLS trusting the system roots
+//! plus the optional `federation_ca` file, connections kept open and reused (HTTP/1.1
+//! keep-alive), and `X-Matrix` request signing.
 //!
 //! A name is resolved once and only addresses [`PeerPolicy`] allows are connected to (internal
 //! ones only with `federation_private_addresses`), so the server never connects where a forged
@@ -8,8 +9,10 @@
 //! wrong is kept in the error for the log and the admin's delivery status; what callers of
 //! federation (another server, a user joining by alias) are told is generic ([`public`]).
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -23,12 +26,48 @@ const MAX_RESPONSE: usize = 4 * 1024 * 1024;
 /// Port of a server name without one and without delegation.
 const DEFAULT_PORT: u16 = 8448;
 
-/// The HTTPS client for other servers: one TLS connection per request (rustls with the ring
-/// provider, HTTP/1.1 through hyper), with connect, handshake and response deadlines.
+/// Idle connections kept per (address, host).
+const IDLE_PER_PEER: usize = 4;
+/// Most (address, host) pairs with idle connections.
+const MAX_POOLED_PEERS: usize = 1_000;
+/// An idle connection older than this is closed rather than reused (servers close idle
+/// connections after a minute or so).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(50);
+/// How long a `.well-known` answer (or its absence) is trusted.
+const WELL_KNOWN_TTL: Duration = Duration::from_secs(3600);
+/// How long a failed `.well-known` lookup (port 8448 then) is trusted.
+const WELL_KNOWN_MISS_TTL: Duration = Duration::from_secs(600);
+/// Most server names whose delegation is cached.
+const MAX_WELL_KNOWN: usize = 10_000;
+
+/// An open HTTP/1.1 connection to another server, ready for its next request.
+struct Idle {
+    sender: hyper::client::conn::http1::SendRequest<axum::body::Body>,
+    since: Instant,
+}
+
+/// Counters of the client's connections, for `/metrics`.
+#[derive(Default)]
+pub struct ConnCounters {
+    /// Requests sent to other servers.
+    pub requests: AtomicU64,
+    /// TLS connections opened to other servers.
+    pub opened: AtomicU64,
+}
+
+/// The HTTPS client for other servers (rustls with the ring provider, HTTP/1.1 through
+/// hyper), with connect, handshake and response deadlines. Connections stay open after a
+/// request and are reused by the next one to the same address and host name; a request that
+/// fails on a reused connection before any answer (the peer closed it meanwhile) is sent once
+/// more on a new one (every federation request is idempotent).
 pub struct FedClient {
     tls: tokio_rustls::TlsConnector,
     policy: PeerPolicy,
     request_timeout: Duration,
+    idle: Mutex<HashMap<(String, String), Vec<Idle>>>,
+    well_known: Mutex<HashMap<String, (String, Instant)>>,
+    /// Requests and connections, for `/metrics`.
+    pub counters: ConnCounters,
 }
 
 /// Time to connect and finish the TLS handshake.
@@ -64,7 +103,14 @@ impl FedClient {
             .with_root_certificates(roots)
             .with_no_client_auth();
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(FedClient { tls: tokio_rustls::TlsConnector::from(Arc::new(tls)), policy, request_timeout: REQUEST_TIMEOUT })
+        Ok(FedClient {
+            tls: tokio_rustls::TlsConnector::from(Arc::new(tls)),
+            policy,
+            request_timeout: REQUEST_TIMEOUT,
+            idle: Mutex::default(),
+            well_known: Mutex::default(),
+            counters: ConnCounters::default(),
+        })
     }
 
     /// The same client with another deadline for an exchange once connected
@@ -82,6 +128,11 @@ impl FedClient {
         if port.is_some() || host.parse::<std::net::IpAddr>().is_ok() || host.starts_with('[') {
             return Ok(format!("{host}:{}", port.unwrap_or(DEFAULT_PORT)));
         }
+        let cached =
+            self.well_known.lock().ok().and_then(|m| m.get(host).filter(|(_, until)| *until > Instant::now()).cloned());
+        if let Some((to, _)) = cached {
+            return Ok(to);
+        }
         let delegated = async {
             let (status, v) = self
                 .exchange(&format!("{host}:443"), host, Method::GET, "/.well-known/matrix/server", None, None)
@@ -94,10 +145,21 @@ impl FedClient {
             let (h, p) = split_host_port(to.as_str());
             Some(format!("{h}:{}", p.unwrap_or(DEFAULT_PORT)))
         };
-        Ok(match delegated.await {
-            Some(to) => to,
-            None => format!("{host}:{DEFAULT_PORT}"),
-        })
+        let (to, ttl) = match delegated.await {
+            Some(to) => (to, WELL_KNOWN_TTL),
+            None => (format!("{host}:{DEFAULT_PORT}"), WELL_KNOWN_MISS_TTL),
+        };
+        if let Ok(mut m) = self.well_known.lock() {
+            if m.len() >= MAX_WELL_KNOWN {
+                let now = Instant::now();
+                m.retain(|_, (_, until)| *until > now);
+                if m.len() >= MAX_WELL_KNOWN {
+                    m.clear();
+                }
+            }
+            m.insert(host.to_string(), (to.clone(), Instant::now() + ttl));
+        }
+        Ok(to)
     }
 
     /// An unsigned GET (key documents).
@@ -124,8 +186,8 @@ impl FedClient {
         self.exchange(&authority, destination, method, path, content, Some(auth)).await
     }
 
-    /// One HTTPS request on a new connection to `authority`, the certificate checked for the
-    /// host of `server`.
+    /// One HTTPS request to `authority` (an idle connection there if there is one, else a new
+    /// one), the certificate checked for the host of `server`.
     async fn exchange(
         &self,
         authority: &str,
@@ -137,7 +199,55 @@ impl FedClient {
     ) -> Result<(StatusCode, Value)> {
         let (host, _) = split_host_port(server);
         let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
-        let sni = rustls_pki_types::ServerName::try_from(host.clone())
+        let key = (authority.to_string(), host.clone());
+        let body = content.as_ref().map(serde_json::to_vec).transpose()?;
+        let request = || {
+            let mut req = axum::http::Request::builder()
+                .method(method.clone())
+                .uri(path)
+                .header("host", authority)
+                .header("user-agent", concat!("chat/", env!("CARGO_PKG_VERSION")));
+            if body.is_some() {
+                req = req.header("content-type", "application/json");
+            }
+            if let Some(auth) = &auth {
+                req = req.header("authorization", auth);
+            }
+            let body = body.clone().map(axum::body::Body::from).unwrap_or_else(axum::body::Body::empty);
+            req.body(body).map_err(|e| Error::bad(format!("request: {e}")))
+        };
+        self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        let late = || Error::Unavailable(format!("{server}: no answer in time"));
+        // A connection the peer closed while it sat idle fails before any answer: then once
+        // more on a new connection. Each attempt has the request timeout.
+        while let Some(mut sender) = self.take_idle(&key) {
+            let req = request()?;
+            let attempt = async {
+                sender.ready().await?;
+                sender.send_request(req).await
+            };
+            match tokio::time::timeout(self.request_timeout, attempt).await.map_err(|_| late())? {
+                Ok(res) => return self.read(server, key, sender, res).await,
+                Err(e) if e.is_canceled() || e.is_closed() || e.is_incomplete_message() => continue,
+                Err(e) => return Err(Error::Unavailable(format!("{server}: {e}"))),
+            }
+        }
+        let mut sender = self.open(authority, server, &host).await?;
+        let sent =
+            tokio::time::timeout(self.request_timeout, sender.send_request(request()?)).await.map_err(|_| late())?;
+        let res = sent.map_err(|e| Error::Unavailable(format!("{server}: {e}")))?;
+        self.read(server, key, sender, res).await
+    }
+
+    /// A new TLS connection to `authority` (the certificate checked for `host`), ready for a
+    /// request.
+    async fn open(
+        &self,
+        authority: &str,
+        server: &str,
+        host: &str,
+    ) -> Result<hyper::client::conn::http1::SendRequest<axum::body::Body>> {
+        let sni = rustls_pki_types::ServerName::try_from(host.to_string())
             .map_err(|_| Error::bad(format!("{server} is not a host name")))?;
         let connect = async {
             let tcp = self.connect(authority).await?;
@@ -148,42 +258,75 @@ impl FedClient {
             .await
             .map_err(|_| Error::Unavailable(format!("cannot reach {server}: timed out")))?
             .map_err(|e| Error::Unavailable(format!("cannot reach {server}: {e}")))?;
-        let work = async {
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(|e| Error::Unavailable(format!("cannot reach {server}: {e}")))?;
-            tokio::spawn(conn);
-            let body = match &content {
-                Some(c) => axum::body::Body::from(serde_json::to_vec(c)?),
-                None => axum::body::Body::empty(),
-            };
-            let mut req = axum::http::Request::builder()
-                .method(method)
-                .uri(path)
-                .header("host", authority)
-                .header("user-agent", concat!("chat/", env!("CARGO_PKG_VERSION")));
-            if content.is_some() {
-                req = req.header("content-type", "application/json");
-            }
-            if let Some(auth) = auth {
-                req = req.header("authorization", auth);
-            }
-            let req = req.body(body).map_err(|e| Error::bad(format!("request: {e}")))?;
-            let res = sender.send_request(req).await.map_err(|e| Error::Unavailable(format!("{server}: {e}")))?;
-            let status = res.status();
-            let bytes = axum::body::to_bytes(axum::body::Body::new(res.into_body()), MAX_RESPONSE)
-                .await
-                .map_err(|_| Error::bad(format!("{server}: response too large or cut off")))?;
-            let value = if bytes.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_slice(&bytes).map_err(|_| Error::bad(format!("{server}: response is not JSON")))?
-            };
-            Ok((status, value))
-        };
-        tokio::time::timeout(self.request_timeout, work)
+        self.counters.opened.fetch_add(1, Ordering::Relaxed);
+        let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| Error::Unavailable(format!("cannot reach {server}: {e}")))?;
+        // The connection's task ends when either side closes it (or the sender is dropped).
+        tokio::spawn(conn);
+        Ok(sender)
+    }
+
+    /// Reads an answer (at most [`MAX_RESPONSE`] bytes, within the request timeout) and puts
+    /// the connection back for the next request.
+    async fn read(
+        &self,
+        server: &str,
+        key: (String, String),
+        sender: hyper::client::conn::http1::SendRequest<axum::body::Body>,
+        res: axum::http::Response<hyper::body::Incoming>,
+    ) -> Result<(StatusCode, Value)> {
+        let status = res.status();
+        let read = axum::body::to_bytes(axum::body::Body::new(res.into_body()), MAX_RESPONSE);
+        let bytes = tokio::time::timeout(self.request_timeout, read)
             .await
             .map_err(|_| Error::Unavailable(format!("{server}: no answer in time")))?
+            .map_err(|_| Error::bad(format!("{server}: response too large or cut off")))?;
+        self.put_idle(key, sender);
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).map_err(|_| Error::bad(format!("{server}: response is not JSON")))?
+        };
+        Ok((status, value))
+    }
+
+    /// An idle connection to `key` that is still open and young enough, if any.
+    fn take_idle(&self, key: &(String, String)) -> Option<hyper::client::conn::http1::SendRequest<axum::body::Body>> {
+        let mut idle = self.idle.lock().ok()?;
+        let list = idle.get_mut(key)?;
+        let mut found = None;
+        while let Some(c) = list.pop() {
+            if !c.sender.is_closed() && c.since.elapsed() < IDLE_TIMEOUT {
+                found = Some(c.sender);
+                break;
+            }
+        }
+        if list.is_empty() {
+            idle.remove(key);
+        }
+        found
+    }
+
+    /// Keeps a connection whose answer was read whole for the next request to `key`.
+    fn put_idle(&self, key: (String, String), sender: hyper::client::conn::http1::SendRequest<axum::body::Body>) {
+        if sender.is_closed() {
+            return;
+        }
+        let Ok(mut idle) = self.idle.lock() else { return };
+        if !idle.contains_key(&key) && idle.len() >= MAX_POOLED_PEERS {
+            idle.retain(|_, l| {
+                l.retain(|c| !c.sender.is_closed() && c.since.elapsed() < IDLE_TIMEOUT);
+                !l.is_empty()
+            });
+            if idle.len() >= MAX_POOLED_PEERS {
+                return;
+            }
+        }
+        let list = idle.entry(key).or_default();
+        if list.len() < IDLE_PER_PEER {
+            list.push(Idle { sender, since: Instant::now() });
+        }
     }
 }
 
