@@ -610,12 +610,12 @@ pub fn member_list(viewer: &str, room: &RoomRecord, members: &[(String, Membersh
                         span.name { (display_name(u)) }
                         @let server = crate::ids::server_of(u);
                         @if server != local { span.server { ":" (server) } }
-                        @if *u == room.creator { span.role { "owner" } } @else if room.power_levels.level_of(&room.creator, u) >= 100 { span.role { "admin" } }
+                        @if room.creators().contains(u) { span.role { "owner" } } @else if room.power_levels.level_of(room.creators(), u) >= 100 { span.role { "admin" } }
                         @if *m == Membership::Invite { span.role { "invited" } }
                     }
                 }
             }
-            @if !room.direct && room.power_levels.level_of(&room.creator, viewer) >= room.power_levels.event_level(M_ROOM_NAME, true) {
+            @if !room.direct && room.power_levels.level_of(room.creators(), viewer) >= room.power_levels.event_level(M_ROOM_NAME, true) {
                 details.settings {
                     summary { "Room settings" }
                     form.stack method="post" action={ "/rooms/" (room.room_id) "/settings" } {

@@ -117,6 +117,24 @@ async fn rooms_and_messages_cross_between_us_and_synapse() {
     }
     exchange(&syn, &sam, &ana, &mine, "r", 3).await;
     typing_and_receipts_in(&syn, &sam, &ana, &mine).await;
+
+    // A room Sam makes with Ana as an additional creator (room version 12): she has every
+    // right there without an entry in the power levels, here as on Synapse.
+    let body = json!({"preset": "public_chat", "room_alias_name": "ours-both", "name": "Both",
+                      "creation_content": {"additional_creators": [ana.id]}});
+    let (st, v) = syn.call(Some(&sam), "POST", "/_matrix/client/v3/createRoom", Some(body)).await;
+    assert_eq!(st, 200, "{v}");
+    let both = v["room_id"].as_str().unwrap().to_string();
+    let (st, v) = ana.post(&format!("/api/v1/join/{}", enc(&format!("#ours-both:{}", syn.name))), json!({})).await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = ana.post(&format!("/api/v1/rooms/{}/settings", enc(&both)), json!({"name": "Renamed by Ana"})).await;
+    assert_eq!(st, 200, "a creator may rename it: {v}");
+    let name_path = format!("/_matrix/client/v3/rooms/{}/state/m.room.name/", enc(&both));
+    until("Ana's name on Synapse", async || {
+        let (_, v) = syn.call(Some(&sam), "GET", &name_path, None).await;
+        v["name"] == "Renamed by Ana"
+    })
+    .await;
     s.stop().await;
 }
 

@@ -156,11 +156,15 @@ impl PowerLevels {
         }
     }
 
-    /// A user's level in the room created by `creator`: [`CREATOR_LEVEL`] for the creator
-    /// (rooms made before version 12 rules also list them in `users`, which changes nothing),
-    /// else from `users`, else `users_default`.
-    pub fn level_of(&self, creator: &str, user: &str) -> i64 {
-        if user == creator { CREATOR_LEVEL } else { self.users.get(user).copied().unwrap_or(self.users_default) }
+    /// A user's level in the room made by `creators`: [`CREATOR_LEVEL`] for a creator (rooms
+    /// made before version 12 rules also list theirs in `users`, which changes nothing), else
+    /// from `users`, else `users_default`.
+    pub fn level_of(&self, creators: Creators<'_>, user: &str) -> i64 {
+        if creators.contains(user) {
+            CREATOR_LEVEL
+        } else {
+            self.users.get(user).copied().unwrap_or(self.users_default)
+        }
     }
 
     /// Level needed to send an event of `kind`.
@@ -182,4 +186,37 @@ pub fn member_content(m: Membership) -> Value {
 /// Content of a plain-text message.
 pub fn text_message(body: &str) -> Value {
     json!({ "msgtype": "m.text", "body": body })
+}
+
+/// Most additional creators a create event may name.
+pub const MAX_ADDITIONAL_CREATORS: usize = 100;
+
+/// Who has every right in a room (room version 12): the create event's sender, and the users
+/// its content names in `additional_creators`.
+#[derive(Debug, Clone, Copy)]
+pub struct Creators<'a> {
+    /// The create event's sender.
+    pub sender: &'a str,
+    /// `additional_creators` of the create event.
+    pub additional: &'a [String],
+}
+
+impl Creators<'_> {
+    /// Whether `user` is one of them.
+    pub fn contains(&self, user: &str) -> bool {
+        user == self.sender || self.additional.iter().any(|a| a == user)
+    }
+}
+
+/// The valid user ids a create event's content names in `additional_creators` (at most
+/// [`MAX_ADDITIONAL_CREATORS`]).
+pub fn additional_creators(create_content: &Value) -> Vec<String> {
+    let list = create_content.get("additional_creators").and_then(Value::as_array);
+    list.into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter(|u| crate::ids::UserId::parse(u).is_ok())
+        .take(MAX_ADDITIONAL_CREATORS)
+        .map(str::to_string)
+        .collect()
 }

@@ -10,8 +10,8 @@ use crate::events::*;
 /// direct room and how many members have joined. Borrowed from wherever that state is kept.
 #[derive(Debug, Clone, Copy)]
 pub struct RoomState<'a> {
-    /// Who created the room.
-    pub creator: &'a str,
+    /// Who created the room (the create event's sender and its additional creators).
+    pub creators: Creators<'a>,
     /// From `m.room.join_rules`.
     pub join_rule: JoinRule,
     /// From `m.room.power_levels`.
@@ -31,7 +31,7 @@ pub fn authorize(
 ) -> Result<()> {
     let pl = room.power_levels;
     let sender_m = membership(sender)?;
-    let level = pl.level_of(room.creator, sender);
+    let level = pl.level_of(room.creators, sender);
     if new.kind == M_ROOM_CREATE {
         return Err(Error::bad("a room is created only once"));
     }
@@ -62,7 +62,7 @@ pub fn authorize(
                     return Err(Error::Forbidden("you may not invite to this room".into()));
                 }
                 // A direct room's creator may invite the other person while alone in it.
-                if room.direct && (sender != room.creator || room.joined > 1) {
+                if room.direct && (sender != room.creators.sender || room.joined > 1) {
                     return Err(Error::Forbidden("a direct conversation has two people".into()));
                 }
                 match target_m {
@@ -80,7 +80,7 @@ pub fn authorize(
                 // Lifting a ban (a banned user set to leave) takes the ban level, like banning.
                 let unban = wanted == Membership::Leave && target_m == Membership::Ban;
                 let needed = if wanted == Membership::Ban || unban { pl.ban } else { pl.kick };
-                if sender_m != Membership::Join || level < needed || level <= pl.level_of(room.creator, target) {
+                if sender_m != Membership::Join || level < needed || level <= pl.level_of(room.creators, target) {
                     return Err(Error::Forbidden("you may not remove that member".into()));
                 }
                 if wanted == Membership::Leave
@@ -109,8 +109,11 @@ pub fn authorize(
         if proposed.users.values().any(|l| *l > level) {
             return Err(Error::Forbidden("you cannot grant a level above your own".into()));
         }
-        if proposed.users.contains_key(room.creator) && !pl.users.contains_key(room.creator) {
-            return Err(Error::bad("the room's creator has every right and no entry in users (room version 12)"));
+        let creators = std::iter::once(room.creators.sender).chain(room.creators.additional.iter().map(String::as_str));
+        for c in creators {
+            if proposed.users.contains_key(c) && !pl.users.contains_key(c) {
+                return Err(Error::bad("a room's creators have every right and no entry in users (room version 12)"));
+            }
         }
     }
     Ok(())
@@ -119,7 +122,7 @@ pub fn authorize(
 /// Whether a redaction by `redacter` strips an event sent by `target_sender`: their own
 /// events, or anyone's with the room's `redact` level.
 pub fn may_redact(room: RoomState<'_>, redacter: &str, target_sender: &str) -> bool {
-    redacter == target_sender || room.power_levels.level_of(room.creator, redacter) >= room.power_levels.redact
+    redacter == target_sender || room.power_levels.level_of(room.creators, redacter) >= room.power_levels.redact
 }
 
 #[cfg(test)]
@@ -135,7 +138,13 @@ mod tests {
 
     fn check(r: &Room, members: &[(&str, Membership)], sender: &str, ev: NewEvent) -> Result<()> {
         let map: HashMap<String, Membership> = members.iter().map(|(u, m)| (u.to_string(), *m)).collect();
-        let state = RoomState { creator: "@a:s", join_rule: r.0, power_levels: &r.1, direct: false, joined: 1 };
+        let state = RoomState {
+            creators: Creators { sender: "@a:s", additional: &[] },
+            join_rule: r.0,
+            power_levels: &r.1,
+            direct: false,
+            joined: 1,
+        };
         authorize(state, sender, &ev, |u| Ok(map.get(u).copied().unwrap_or(Membership::Leave)))
     }
 

@@ -75,6 +75,8 @@ pub async fn parse_verified(state: &FedState, pdu: &Value, room_id: &RoomId) -> 
 pub struct AuthRoom {
     /// Who created it.
     pub creator: String,
+    /// Its additional creators (room version 12).
+    pub additional_creators: Vec<String>,
     /// Its join rule (invite-only unless the auth events say otherwise).
     pub join_rule: JoinRule,
     /// Its power levels (the creator's defaults without a power-levels event).
@@ -89,7 +91,7 @@ impl AuthRoom {
     /// What the auth rules read of it (the number of members is not known from auth events).
     pub fn state(&self) -> rules::RoomState<'_> {
         rules::RoomState {
-            creator: &self.creator,
+            creators: crate::events::Creators { sender: &self.creator, additional: &self.additional_creators },
             join_rule: self.join_rule,
             power_levels: &self.power_levels,
             direct: self.direct,
@@ -133,7 +135,8 @@ pub fn auth_room<'a>(ev: &Event, get: impl Fn(&str) -> Option<&'a Event>) -> Res
     let create = create.ok_or_else(|| Error::bad("the room's create event is unknown"))?;
     let direct = create.content.get("chat.direct").and_then(Value::as_bool).unwrap_or(false);
     let power_levels = pl.unwrap_or_else(PowerLevels::for_new_room);
-    Ok(AuthRoom { creator: create.sender.clone(), join_rule, power_levels, direct, members })
+    let additional_creators = crate::events::additional_creators(&create.content);
+    Ok(AuthRoom { creator: create.sender.clone(), additional_creators, join_rule, power_levels, direct, members })
 }
 
 /// Whether `ev` is allowed by the rules given the state its own `auth_events` name.

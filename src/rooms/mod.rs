@@ -307,7 +307,7 @@ pub fn check_may_edit(state: &Rooms, user: &UserId, room_id: &RoomId) -> Result<
     let pl = &room.power_levels;
     let level = pl.event_level(M_ROOM_NAME, true).max(pl.event_level(M_ROOM_TOPIC, true));
     if state.store.membership(room_id, user.as_str())? != Membership::Join
-        || pl.level_of(&room.creator, user.as_str()) < level
+        || pl.level_of(room.creators(), user.as_str()) < level
     {
         return Err(Error::Forbidden("you may not change this room's settings".into()));
     }
@@ -329,7 +329,7 @@ pub async fn set_power(state: &Rooms, user: &UserId, room_id: &RoomId, target: &
             if t == room.creator {
                 return Err(Error::Forbidden("the room's creator always has every right".into()));
             }
-            if pl.level_of(&room.creator, &t) > pl.level_of(&room.creator, &u) {
+            if pl.level_of(room.creators(), &t) > pl.level_of(room.creators(), &u) {
                 return Err(Error::Forbidden("you cannot change the level of someone above you".into()));
             }
             // Rooms made before version 12 rules list their creator: the entry goes (v12).
@@ -382,8 +382,9 @@ pub async fn moderate(
                 Moderation::Kick => pl.kick,
                 Moderation::Ban | Moderation::Unban => pl.ban,
             };
-            let mine = pl.level_of(&room.creator, &s);
-            if tx.membership(&rid, &s)? != Membership::Join || mine < needed || mine <= pl.level_of(&room.creator, &t) {
+            let mine = pl.level_of(room.creators(), &s);
+            if tx.membership(&rid, &s)? != Membership::Join || mine < needed || mine <= pl.level_of(room.creators(), &t)
+            {
                 return Err(Error::Forbidden("you may not do that in this room".into()));
             }
             let current = tx.membership(&rid, &t)?;

@@ -227,6 +227,7 @@ pub fn store_joined_room(
     let direct = create.content.get("chat.direct").and_then(serde_json::Value::as_bool).unwrap_or(false);
     let pl = PowerLevels::for_new_room();
     let mut room = RoomRecord::new(room_id, &create.sender, create.origin_server_ts, direct, JoinRule::Invite, pl);
+    room.additional_creators = crate::events::additional_creators(&create.content);
     for ev in &chain {
         tx.put_outlier(room_id, ev, None)?;
     }

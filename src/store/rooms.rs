@@ -29,6 +29,10 @@ pub struct RoomRecord {
     pub join_rule: JoinRule,
     /// Who created the room.
     pub creator: String,
+    /// Others the create event names as creators (room version 12: every right, like the
+    /// creator).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub additional_creators: Vec<String>,
     /// Creation time, ms.
     pub created_ts: u64,
     /// A two-person direct-message room.
@@ -58,10 +62,15 @@ pub struct RoomRecord {
 }
 
 impl RoomRecord {
+    /// Who has every right in the room: its creator and additional creators.
+    pub fn creators(&self) -> crate::events::Creators<'_> {
+        crate::events::Creators { sender: &self.creator, additional: &self.additional_creators }
+    }
+
     /// What the auth rules read of the room.
     pub fn auth_state(&self) -> crate::events::rules::RoomState<'_> {
         crate::events::rules::RoomState {
-            creator: &self.creator,
+            creators: self.creators(),
             join_rule: self.join_rule,
             power_levels: &self.power_levels,
             direct: self.direct,
@@ -85,6 +94,7 @@ impl RoomRecord {
             topic: String::new(),
             join_rule,
             creator: creator.to_string(),
+            additional_creators: Vec::new(),
             created_ts,
             direct,
             power_levels,
