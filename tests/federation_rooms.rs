@@ -1039,6 +1039,19 @@ async fn the_state_at_any_event_is_served() {
     assert_eq!(st, 200, "{at_after}");
     let ids: Vec<&str> = at_after["pdu_ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     assert!(ids.contains(&rename) && !ids.contains(&first), "{at_after}");
+    // History from several events at once, as Synapse asks to fill its gaps (`v` repeated):
+    // it ends with the newest of them; one unknown `v` changes nothing.
+    let path = format!(
+        "/_matrix/federation/v1/backfill/{rid}?v={}&v={}&v=%24unknown&limit=3",
+        urlencode(rename),
+        urlencode(&after)
+    );
+    let (st, page) = f.signed(Method::GET, &na, &path, None).await;
+    assert_eq!(st, 200, "{page}");
+    let pdus = page["pdus"].as_array().unwrap();
+    assert_eq!(pdus.len(), 3, "{page}");
+    assert_eq!(pdus[2]["content"]["body"], "after the rename", "{page}");
+    assert_eq!(pdus[1]["type"], "m.room.name", "{page}");
     // The same with the events themselves.
     let path = format!("/_matrix/federation/v1/state/{rid}?event_id={}", urlencode(rename));
     let (st, state) = f.signed(Method::GET, &na, &path, None).await;

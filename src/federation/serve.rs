@@ -205,33 +205,42 @@ pub async fn get_event_route(
     })))
 }
 
-/// The query of `GET /backfill`.
-#[derive(Deserialize)]
-pub struct BackfillQuery {
-    v: Option<String>,
-    limit: Option<usize>,
-}
+/// Most `v` parameters of one `GET /backfill` looked at.
+const MAX_BACKFILL_FROM: usize = 20;
 
-/// `GET /_matrix/federation/v1/backfill/{roomId}?v=$event&limit=N`: up to N events of the
-/// room's timeline ending with `v` (without `v`: the newest), oldest first.
+/// `GET /_matrix/federation/v1/backfill/{roomId}?v=$event&v=$other&limit=N`: up to N events
+/// of the room's timeline ending with the newest of the `v` events we hold (Matrix servers
+/// name each of their backward extremities; without `v`: the newest), oldest first.
 pub async fn backfill(
     State(state): State<FedState>,
     Path(room_id): Path<String>,
-    q: std::result::Result<Query<BackfillQuery>, axum::extract::rejection::QueryRejection>,
+    q: std::result::Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
     req: FedRequest,
 ) -> Result<axum::Json<Value>> {
     let Query(q) = q.map_err(|e| Error::bad(e.body_text()))?;
     let room_id = peer_room_id(&room_id)?;
     readable_room(&state, &room_id, &req.origin)?;
-    let limit = q.limit.unwrap_or(10).clamp(1, MAX_FETCH);
-    let end = match q.v {
-        Some(v) => {
-            let v = EventId::parse(&v).ok();
-            let ev = v.map(|v| state.store.event(&v)).transpose()?.flatten();
-            let ev = ev.filter(|e| e.event.room_id == room_id && e.pos > 0);
-            ev.ok_or_else(|| Error::NotFound("no such event in that room".into()))?.pos + 1
+    let mut limit = 10;
+    let mut from = Vec::new();
+    for (k, v) in q {
+        match k.as_str() {
+            "limit" => limit = v.parse::<usize>().map_err(|_| Error::bad("limit must be a number"))?,
+            "v" if from.len() < MAX_BACKFILL_FROM => from.push(v),
+            _ => {}
         }
-        None => u64::MAX,
+    }
+    let limit = limit.clamp(1, MAX_FETCH);
+    let end = if from.is_empty() {
+        u64::MAX
+    } else {
+        let mut newest = None;
+        for v in &from {
+            let Ok(id) = EventId::parse(v) else { continue };
+            if let Some(ev) = state.store.event(&id)?.filter(|e| e.event.room_id == room_id && e.pos > 0) {
+                newest = newest.max(Some(ev.pos));
+            }
+        }
+        newest.ok_or_else(|| Error::NotFound("no such event in that room".into()))? + 1
     };
     let (mut page, _) = state.store.timeline(&room_id, Some(end), limit)?;
     page.reverse();

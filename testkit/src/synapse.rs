@@ -106,6 +106,7 @@ database:
 media_store_path: {d}/media
 signing_key_path: {d}/signing.key
 registration_shared_secret: "test"
+bcrypt_rounds: 4
 macaroon_secret_key: "test-macaroon"
 form_secret: "test-form"
 enable_registration: true
@@ -127,6 +128,7 @@ rc_joins:
   remote: {limit}
 rc_presence:
   per_user: {limit}
+rc_joins_per_room: {limit}
 rc_invites:
   per_room: {limit}
   per_user: {limit}
@@ -196,6 +198,11 @@ rc_federation:
     pub async fn start_again(&mut self) {
         self.child = spawn(&python(), self.dir.path());
         self.wait_up().await;
+    }
+
+    /// Its whole log file.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("synapse.log")
     }
 
     /// The last lines of its log (for failure messages).
