@@ -94,7 +94,7 @@ fuzz_target!(|data: &[u8]| {
                 .map_err(|_| not_member())
                 .and_then(|rid| hub.set_typing(ANA, &rid, typing, Instant::now()))
             {
-                Ok(()) => assert!(room_id == ROOM_A || room_id == ROOM_B, "typing accepted in {room_id:?}"),
+                Ok(_) => assert!(room_id == ROOM_A || room_id == ROOM_B, "typing accepted in {room_id:?}"),
                 Err(e) => refused(None, &e),
             },
             ClientFrame::Send { room_id, body, txn_id } => match RoomId::parse(&room_id) {
