@@ -99,6 +99,34 @@ fn latencies(
     lat
 }
 
+/// Sends `total` messages (`{prefix}{i}`) as `user` into `room` at `rate` per second, each in
+/// its own task; returns once the last is started, with each body's acknowledgement time
+/// (filled in as the acknowledgements come).
+async fn send_at_rate(
+    st: &chat::state::AppState,
+    user: &UserId,
+    room: &chat::ids::RoomId,
+    rate: u64,
+    total: usize,
+    prefix: &str,
+) -> Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>> {
+    let acked: Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>> = Default::default();
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate.max(1)));
+    for i in 0..total {
+        tick.tick().await;
+        let (st, uid, rid, acked) = (st.clone(), user.clone(), room.clone(), acked.clone());
+        let body = format!("{prefix}{i}");
+        tokio::spawn(async move {
+            if chat::rooms::send_message(&st.rooms, &uid, &rid, &body, &body).await.is_ok()
+                && let Ok(mut a) = acked.lock()
+            {
+                a.insert(body, Instant::now());
+            }
+        });
+    }
+    acked
+}
+
 fn pct(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -137,53 +165,14 @@ async fn run() -> Res<()> {
     chat::federation::membership::join_by_name(&sb.fed, &ben.user_id, &format!("#prop:{}", sa.server_name), &[])
         .await?;
     let b_addr = b.addr.to_string();
-    let mut req = format!("wss://{b_addr}/ws").into_client_request()?;
-    req.headers_mut().insert("authorization", format!("Bearer {}", ben.token).parse()?);
-    let (mut ws, _) = tokio_tungstenite::client_async(req, connect(&ca, &b_addr).await).await?;
     let total = rate * seconds;
-    let acked: Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>> = Default::default();
-    let receiver = {
-        let acked = acked.clone();
-        tokio::spawn(async move {
-            let mut got: std::collections::HashMap<String, Instant> = Default::default();
-            while got.len() < total as usize {
-                let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(30), ws.next()).await else { break };
-                let Message::Text(t) = msg else { continue };
-                let v: serde_json::Value = serde_json::from_str(&t).unwrap_or_default();
-                if v["t"] == "event"
-                    && v["event"]["type"] == "m.room.message"
-                    && let Some(body) = v["event"]["content"]["body"].as_str()
-                {
-                    got.insert(body.to_string(), Instant::now());
-                }
-            }
-            let acked = acked.lock().map(|a| a.clone()).unwrap_or_default();
-            let mut lat: Vec<f64> = got
-                .iter()
-                .filter_map(|(k, at)| {
-                    acked.get(k).map(|sent| at.saturating_duration_since(*sent).as_secs_f64() * 1000.0)
-                })
-                .collect();
-            lat.sort_by(|x, y| x.total_cmp(y));
-            (got.len(), lat)
-        })
-    };
-    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate.max(1)));
+    let receiver = collect(live(&ca, &b_addr, &ben.token).await?, total as usize);
     let started = Instant::now();
-    for i in 0..total {
-        tick.tick().await;
-        let (st, uid, rid, acked) = (sa.clone(), ana.user_id.clone(), room.clone(), acked.clone());
-        tokio::spawn(async move {
-            let body = format!("p{i}");
-            if chat::rooms::send_message(&st.rooms, &uid, &rid, &body, &format!("t{i}")).await.is_ok()
-                && let Ok(mut a) = acked.lock()
-            {
-                a.insert(body, Instant::now());
-            }
-        });
-    }
+    let acked = send_at_rate(&sa, &ana.user_id, &room, rate, total as usize, "p").await;
     let sending = started.elapsed();
-    let (received, lat) = receiver.await?;
+    let got = receiver.await?;
+    let received = got.len();
+    let lat = latencies(&acked.lock().map(|a| a.clone()).unwrap_or_default(), &got);
     println!(
         "propagation A->B at {rate} msg/s for {:.1} s: {received}/{total} delivered live on B; ack on A -> B's WebSocket: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         sending.as_secs_f64(),
@@ -253,20 +242,7 @@ async fn run() -> Res<()> {
         }
         let counters = &sa.fed.federation.client.counters;
         let (req0, open0) = (counters.requests.load(Relaxed), counters.opened.load(Relaxed));
-        let sent: Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>> = Default::default();
-        let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / fan_rate.max(1)));
-        for i in 0..fan_total {
-            tick.tick().await;
-            let (st, uid, rid, sent) = (sa.clone(), ana.user_id.clone(), fan.clone(), sent.clone());
-            tokio::spawn(async move {
-                let body = format!("f{i}");
-                if chat::rooms::send_message(&st.rooms, &uid, &rid, &body, &format!("f{i}")).await.is_ok()
-                    && let Ok(mut a) = sent.lock()
-                {
-                    a.insert(body, Instant::now());
-                }
-            });
-        }
+        let sent = send_at_rate(&sa, &ana.user_id, &fan, fan_rate, fan_total, "f").await;
         // For each message, the time until the last server had it.
         let mut last: std::collections::HashMap<String, (Instant, usize)> = Default::default();
         let mut per_server = Vec::new();
@@ -365,20 +341,7 @@ async fn with_synapse(
                 got
             })
         };
-        let sent: Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>> = Default::default();
-        let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
-        for i in 0..total {
-            tick.tick().await;
-            let (st, uid, rid, sent) = (sa.clone(), ana.user_id.clone(), room.clone(), sent.clone());
-            tokio::spawn(async move {
-                let body = format!("s{rate}-{i}");
-                if chat::rooms::send_message(&st.rooms, &uid, &rid, &body, &format!("s{rate}-{i}")).await.is_ok()
-                    && let Ok(mut a) = sent.lock()
-                {
-                    a.insert(body, Instant::now());
-                }
-            });
-        }
+        let sent = send_at_rate(sa, &ana.user_id, &room, rate, total, &format!("s{rate}-")).await;
         let got = syncer.await?;
         let sent_map = sent.lock().map(|a| a.clone()).unwrap_or_default();
         let lat = latencies(&sent_map, &got);

@@ -607,3 +607,94 @@ async fn downtime_and_forks_with_synapse_lose_nothing() {
     drop(kept);
     s.stop().await;
 }
+
+/// Membership and power changes cross both ways: Ana (here) promotes, kicks and bans Sam in
+/// her room, and Synapse holds him to it; Sam (on Synapse) kicks and bans Ana in his, and she
+/// is held to it here; a leave reaches the other side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn power_kicks_bans_and_leaves_cross_between_us_and_synapse() {
+    let p = Pki::new();
+    let syn = Synapse::start(&p.ca, &p.cert, &p.key).await;
+    let s = TestServer::federating(&p, |_| {}).await;
+    let ana = Client::register(&p.ca, &s.addr.to_string(), "ana").await;
+    let sam = syn.register("sam").await;
+    let joined_on_synapse = async |room: &str| {
+        let (_, v) = syn.call(Some(&sam), "GET", "/_matrix/client/v3/joined_rooms", None).await;
+        v["joined_rooms"].as_array().unwrap().iter().any(|r| r == room)
+    };
+    let sam_joins = async |room: &str| {
+        let path = format!("/_matrix/client/v3/join/{}?server_name={}", enc(room), enc(&s.addr.to_string()));
+        syn.call(Some(&sam), "POST", &path, Some(json!({}))).await
+    };
+    let ana_in = async |room: &str| {
+        let (_, v) = ana.get("/api/v1/rooms").await;
+        v["rooms"].as_array().unwrap().iter().any(|r| r["room_id"] == room && r["membership"] == "join")
+    };
+
+    // Ana's room: Sam joins, Ana makes him a moderator; Synapse has the new power levels.
+    let (st, v) = ana.post("/api/v1/rooms", json!({"name": "Ana's", "visibility": "public"})).await;
+    assert_eq!(st, 200, "{v}");
+    let mine = v["room_id"].as_str().unwrap().to_string();
+    let (st, v) = sam_joins(&mine).await;
+    assert_eq!(st, 200, "{v}\n{}", syn.log_tail());
+    let (st, v) =
+        ana.post(&format!("/api/v1/rooms/{}/power", enc(&mine)), json!({"user_id": sam.id, "level": 50})).await;
+    assert_eq!(st, 200, "{v}");
+    let pl_path = format!("/_matrix/client/v3/rooms/{}/state/m.room.power_levels/", enc(&mine));
+    until("Sam a moderator on Synapse", async || {
+        let (_, v) = syn.call(Some(&sam), "GET", &pl_path, None).await;
+        v["users"][&sam.id] == 50
+    })
+    .await;
+    // Kicked: he is out on Synapse, and may come back (the room is public); banned: he may not.
+    let (st, v) = ana.post(&format!("/api/v1/rooms/{}/kick", enc(&mine)), json!({"user_id": sam.id})).await;
+    assert_eq!(st, 200, "{v}");
+    until("Sam kicked, on Synapse", async || !joined_on_synapse(&mine).await).await;
+    let (st, v) = sam_joins(&mine).await;
+    assert_eq!(st, 200, "back after a kick: {v}");
+    until("Sam back here", async || {
+        let (_, v) = ana.get(&format!("/api/v1/rooms/{}/members", enc(&mine))).await;
+        v["members"].as_array().unwrap().iter().any(|m| m["user_id"] == sam.id.as_str() && m["membership"] == "join")
+    })
+    .await;
+    let (st, v) = ana.post(&format!("/api/v1/rooms/{}/ban", enc(&mine)), json!({"user_id": sam.id})).await;
+    assert_eq!(st, 200, "{v}");
+    until("Sam banned, on Synapse", async || !joined_on_synapse(&mine).await).await;
+    let (st, v) = sam_joins(&mine).await;
+    assert_eq!(st, 403, "banned: {v}");
+
+    // Sam's room: Ana joins; he kicks her (out here), she comes back and leaves (out there);
+    // she comes back and he bans her (she cannot join again).
+    let body = json!({"preset": "public_chat", "room_alias_name": "sams", "name": "Sam's"});
+    let (st, v) = syn.call(Some(&sam), "POST", "/_matrix/client/v3/createRoom", Some(body)).await;
+    assert_eq!(st, 200, "{v}");
+    let theirs = v["room_id"].as_str().unwrap().to_string();
+    let alias = format!("/api/v1/join/{}", enc(&format!("#sams:{}", syn.name)));
+    let (st, v) = ana.post(&alias, json!({})).await;
+    assert_eq!(st, 200, "{v}");
+    let kick = format!("/_matrix/client/v3/rooms/{}/kick", enc(&theirs));
+    let (st, v) = syn.call(Some(&sam), "POST", &kick, Some(json!({"user_id": ana.id}))).await;
+    assert_eq!(st, 200, "{v}");
+    until("Ana kicked, here", async || !ana_in(&theirs).await).await;
+    let (st, v) = ana.post(&alias, json!({})).await;
+    assert_eq!(st, 200, "back after a kick: {v}");
+    let members_there = format!("/_matrix/client/v3/rooms/{}/joined_members", enc(&theirs));
+    let ana_joined_there = async || {
+        let (_, v) = syn.call(Some(&sam), "GET", &members_there, None).await;
+        v["joined"].get(&ana.id).is_some()
+    };
+    until("Ana back, on Synapse", ana_joined_there).await;
+    let (st, v) = ana.post(&format!("/api/v1/rooms/{}/leave", enc(&theirs)), json!({})).await;
+    assert_eq!(st, 200, "{v}");
+    until("Ana gone, on Synapse", async || !ana_joined_there().await).await;
+    let (st, v) = ana.post(&alias, json!({})).await;
+    assert_eq!(st, 200, "back after leaving: {v}");
+    until("Ana back again, on Synapse", ana_joined_there).await;
+    let ban = format!("/_matrix/client/v3/rooms/{}/ban", enc(&theirs));
+    let (st, v) = syn.call(Some(&sam), "POST", &ban, Some(json!({"user_id": ana.id}))).await;
+    assert_eq!(st, 200, "{v}");
+    until("Ana banned, here", async || !ana_in(&theirs).await).await;
+    let (st, v) = ana.post(&alias, json!({})).await;
+    assert_eq!(st, 403, "banned: {v}");
+    s.stop().await;
+}

@@ -78,7 +78,13 @@ pub fn build_next(tx: &Tx<'_>, room: &RoomRecord, sender: &str, new: NewEvent, t
     let rid = room.room_id.as_str();
     let mut wanted: Vec<(&str, &str)> = vec![(M_ROOM_POWER_LEVELS, ""), (M_ROOM_MEMBER, sender)];
     if new.kind == M_ROOM_MEMBER {
-        wanted.push((M_ROOM_JOIN_RULES, ""));
+        // As Matrix selects them: the join rules only for a join, an invite or a knock (a
+        // leave, kick or ban naming them is refused by Matrix servers).
+        if matches!(Membership::of_content(&new.content), Some(Membership::Join | Membership::Invite))
+            || new.content.get("membership").and_then(serde_json::Value::as_str) == Some("knock")
+        {
+            wanted.push((M_ROOM_JOIN_RULES, ""));
+        }
         if let Some(target) = new.state_key.as_deref()
             && target != sender
         {
