@@ -119,7 +119,12 @@ fn destinations(state: &FedState, room: &RoomId) -> Vec<String> {
 }
 
 fn queue(state: &FedState, room: &RoomId, edu: Value) {
-    for dest in destinations(state, room) {
+    send_to(state, destinations(state, room), edu);
+}
+
+/// Queues `edu` for each of `dests` and rings their lanes.
+fn send_to(state: &FedState, dests: Vec<String>, edu: Value) {
+    for dest in dests {
         state.federation.edus.push(&dest, edu.clone());
         super::sender::ring(state, &dest);
     }
@@ -163,11 +168,7 @@ pub fn presence(state: &FedState, user: &UserId, presence: &str) {
         "currently_active": presence == "online",
         "last_active_ago": 0,
     });
-    let edu = json!({ "edu_type": "m.presence", "content": { "push": [push] } });
-    for dest in dests {
-        state.federation.edus.push(&dest, edu.clone());
-        super::sender::ring(state, &dest);
-    }
+    send_to(state, dests, json!({ "edu_type": "m.presence", "content": { "push": [push] } }));
 }
 
 /// The EDUs of a transaction from `origin`: typing notices and read receipts of its users in

@@ -550,30 +550,14 @@ impl Hub {
         if !inner.users.get(reader).is_some_and(|u| u.prefs.share_receipts) {
             return;
         }
-        let text = Utf8Bytes::from(text.to_string());
-        if let Some(members) = inner.rooms.get(room) {
-            for m in members {
-                if let Some(u) = inner.users.get(m).filter(|u| u.prefs.share_receipts) {
-                    for c in &u.conns {
-                        let _ = c.eph.try_send(text.clone());
-                    }
-                }
-            }
-        }
+        inner.to_receipt_sharers(room, &Utf8Bytes::from(text.to_string()));
     }
 
     /// Shows a read receipt from another server's user to the room's online members who share
     /// receipts.
     pub fn remote_receipt(&self, room: &RoomId, reader: &str, pos: u64) {
         let text = Utf8Bytes::from(super::frames::receipt(room.as_str(), reader, pos));
-        let inner = self.lock();
-        for m in inner.rooms.get(room.as_str()).into_iter().flatten() {
-            if let Some(u) = inner.users.get(m).filter(|u| u.prefs.share_receipts) {
-                for c in &u.conns {
-                    let _ = c.eph.try_send(text.clone());
-                }
-            }
-        }
+        self.lock().to_receipt_sharers(room.as_str(), &text);
     }
 
     /// Closes every connection opened with session `sid` (after logout).
@@ -903,6 +887,17 @@ impl Inner {
             if let Some(c) = self.users.get(&contact) {
                 for conn in &c.conns {
                     let _ = conn.eph.try_send(text.clone());
+                }
+            }
+        }
+    }
+
+    /// Sends a receipt frame to the room's online members who share receipts.
+    fn to_receipt_sharers(&self, room: &str, text: &Utf8Bytes) {
+        for m in self.rooms.get(room).into_iter().flatten() {
+            if let Some(u) = self.users.get(m).filter(|u| u.prefs.share_receipts) {
+                for c in &u.conns {
+                    let _ = c.eph.try_send(text.clone());
                 }
             }
         }
