@@ -567,11 +567,20 @@ fn note(ev: &Event, who: &str) -> String {
         M_ROOM_CREATE => format!("{who} created the room"),
         M_ROOM_NAME => format!("{who} named the room “{}”", capped_text(&text("name"), MAX_NAME_CHARS)),
         M_ROOM_TOPIC => format!("{who} set the topic: {}", capped_text(&text("topic"), MAX_TOPIC_CHARS)),
-        M_ROOM_JOIN_RULES if text("join_rule") == "public" => format!("{who} made the room public"),
-        M_ROOM_JOIN_RULES => format!("{who} made the room invite-only"),
+        M_ROOM_JOIN_RULES => match JoinRule::of_content(&ev.content) {
+            JoinRule::Public => format!("{who} made the room public"),
+            JoinRule::Invite => format!("{who} made the room invite-only"),
+            JoinRule::Knock => format!("{who} let people ask to join the room"),
+            JoinRule::Restricted | JoinRule::KnockRestricted => {
+                format!("{who} opened the room to the members of other rooms")
+            }
+        },
         M_ROOM_POWER_LEVELS => format!("{who} changed permissions"),
         M_ROOM_MEMBER => {
             let target = display_name(ev.state_key.as_deref().unwrap_or_default());
+            if text("membership") == "knock" {
+                return format!("{target} asked to join");
+            }
             match Membership::of_content(&ev.content) {
                 Some(Membership::Join) => format!("{target} joined"),
                 Some(Membership::Invite) => format!("{who} invited {target}"),

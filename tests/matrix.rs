@@ -698,3 +698,91 @@ async fn power_kicks_bans_and_leaves_cross_between_us_and_synapse() {
     assert_eq!(st, 403, "banned: {v}");
     s.stop().await;
 }
+
+/// Rooms with the join rules Matrix servers make and we do not: `restricted` (members of
+/// another room may join) and `knock` (people ask, a member lets them in). Our user joins a
+/// restricted Synapse room through a room she is in; Synapse users' restricted joins and
+/// knocks reach us, and what they say after arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restricted_and_knock_rooms_on_synapse() {
+    let p = Pki::new();
+    let syn = Synapse::start(&p.ca, &p.cert, &p.key).await;
+    let s = TestServer::federating(&p, |_| {}).await;
+    let ana = Client::register(&p.ca, &s.addr.to_string(), "ana").await;
+    let (sam, sue) = (syn.register("sam").await, syn.register("sue").await);
+    let create = async |body: serde_json::Value| {
+        let (st, v) = syn.call(Some(&sam), "POST", "/_matrix/client/v3/createRoom", Some(body)).await;
+        assert_eq!(st, 200, "{v}");
+        v["room_id"].as_str().unwrap().to_string()
+    };
+    let synapse_join = async |who: &MatrixUser, room: &str| {
+        let path = format!("/_matrix/client/v3/join/{}", enc(room));
+        syn.call(Some(who), "POST", &path, Some(json!({}))).await
+    };
+    let lobby = create(json!({"preset": "public_chat", "room_alias_name": "lobby", "name": "Lobby"})).await;
+    let rule = json!({"join_rule": "restricted", "allow": [{"type": "m.room_membership", "room_id": lobby}]});
+    let inner = create(json!({
+        "preset": "private_chat", "name": "Inner",
+        "initial_state": [{"type": "m.room.join_rules", "state_key": "", "content": rule}],
+    }))
+    .await;
+    let door = create(json!({
+        "preset": "private_chat", "name": "Door",
+        "initial_state": [{"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}}],
+    }))
+    .await;
+
+    // Not in the lobby, Ana may not join the inner room; once in it, she may.
+    let join_inner = format!("/api/v1/join/{}", enc(&inner));
+    let (st, v) = ana.post(&join_inner, json!({"via": [syn.name]})).await;
+    assert_eq!(st, 403, "{v}");
+    let (st, v) = ana.post(&format!("/api/v1/join/{}", enc(&format!("#lobby:{}", syn.name))), json!({})).await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = ana.post(&join_inner, json!({"via": [syn.name]})).await;
+    assert_eq!(st, 200, "{v}\n{}", syn.log_tail());
+    let members_of = |room: &str| format!("/_matrix/client/v3/rooms/{}/joined_members", enc(room));
+    let (st, v) = syn.call(Some(&sam), "GET", &members_of(&inner), None).await;
+    assert!(st == 200 && v["joined"].get(&ana.id).is_some(), "Ana in the inner room, on Synapse: {v}");
+    let (_, v) = ana.get(&format!("/api/v1/rooms/{}", enc(&inner))).await;
+    assert_eq!(v["visibility"], "private", "{v}");
+
+    // Sue joins the lobby, then the inner room by the rule: her join and what she says reach us.
+    let (st, v) = synapse_join(&sue, &lobby).await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = synapse_join(&sue, &inner).await;
+    assert_eq!(st, 200, "{v}");
+    syn.send(&sue, &inner, "in by the lobby", "r1").await;
+    until_all("Sue's message in the inner room", &["in by the lobby".to_string()], || ana.bodies(&inner)).await;
+    ana.send(&inner, "hi Sue", "r2").await;
+    until_all("Ana's answer on Synapse", &["hi Sue".to_string()], || syn.bodies(&sue, &inner)).await;
+
+    // The knock room: Sam invites Ana; Sue knocks, Sam lets her in, and she talks.
+    let invite = format!("/_matrix/client/v3/rooms/{}/invite", enc(&door));
+    let (st, v) = syn.call(Some(&sam), "POST", &invite, Some(json!({"user_id": ana.id}))).await;
+    assert_eq!(st, 200, "{v}");
+    until("Ana's invitation to the knock room", async || {
+        let (_, v) = ana.get("/api/v1/rooms").await;
+        v["rooms"].as_array().unwrap().iter().any(|r| r["room_id"] == door.as_str())
+    })
+    .await;
+    let (st, v) = ana.post(&format!("/api/v1/rooms/{}/join", enc(&door)), json!({})).await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = syn
+        .call(Some(&sue), "POST", &format!("/_matrix/client/v3/knock/{}", enc(&door)), Some(json!({"reason": "hi"})))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    until("Sue's knock, here", async || {
+        let events = ana.events(&door).await;
+        events.iter().any(|e| e["state_key"] == sue.id.as_str() && e["content"]["membership"] == "knock")
+    })
+    .await;
+    let (st, v) = syn.call(Some(&sam), "POST", &invite, Some(json!({"user_id": sue.id}))).await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = synapse_join(&sue, &door).await;
+    assert_eq!(st, 200, "{v}");
+    syn.send(&sue, &door, "thanks for letting me in", "k1").await;
+    until_all("Sue's message in the knock room", &["thanks for letting me in".to_string()], || ana.bodies(&door)).await;
+    let page = ana.page(&format!("/rooms/{door}")).await;
+    assert!(page.contains("asked to join"), "the knock shows in the timeline");
+    s.stop().await;
+}

@@ -79,14 +79,22 @@ impl Membership {
     }
 }
 
-/// Who may join: anyone (`public`) or only invited users (`invite`).
+/// Who may join: anyone (`public`), only invited users (`invite`), or (in rooms made on
+/// Matrix servers) users who asked and were let in (`knock`), members of other rooms
+/// (`restricted`), or either (`knock_restricted`). This server makes rooms of the first two.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum JoinRule {
     /// Listed in the directory; anyone may join.
     Public,
     /// Private: join by invitation only.
     Invite,
+    /// Private; anyone may ask to be let in.
+    Knock,
+    /// Open to the members of the rooms the join rules name.
+    Restricted,
+    /// `knock` and `restricted` together.
+    KnockRestricted,
 }
 
 impl JoinRule {
@@ -95,6 +103,21 @@ impl JoinRule {
         match self {
             JoinRule::Public => "public",
             JoinRule::Invite => "invite",
+            JoinRule::Knock => "knock",
+            JoinRule::Restricted => "restricted",
+            JoinRule::KnockRestricted => "knock_restricted",
+        }
+    }
+
+    /// Reads `content.join_rule` of a join-rules event; a rule this server does not know
+    /// (or none) counts as invite-only, the rule that lets fewest in.
+    pub fn of_content(content: &Value) -> Self {
+        match content.get("join_rule").and_then(Value::as_str) {
+            Some("public") => JoinRule::Public,
+            Some("knock") => JoinRule::Knock,
+            Some("restricted") => JoinRule::Restricted,
+            Some("knock_restricted") => JoinRule::KnockRestricted,
+            _ => JoinRule::Invite,
         }
     }
 }

@@ -51,7 +51,13 @@ pub fn authorize(
                     Membership::Join => Ok(()),
                     Membership::Invite => Ok(()),
                     Membership::Leave if room.join_rule == JoinRule::Public => Ok(()),
-                    Membership::Leave => Err(Error::Forbidden("this room is invite-only".into())),
+                    Membership::Leave => Err(Error::Forbidden(match room.join_rule {
+                        JoinRule::Restricted | JoinRule::KnockRestricted => {
+                            "this room lets in members of other rooms through their servers; ask a member to invite you"
+                        }
+                        _ => "this room is invite-only",
+                    }
+                    .into())),
                 }
             }
             Membership::Invite => {

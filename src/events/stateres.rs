@@ -179,6 +179,30 @@ pub fn resolve(states: &[StateIds], get: &dyn Fn(&str) -> Option<Event>) -> Resu
     Ok(resolved.into_iter().map(|((kind, key), id)| ((kind.to_string(), key), id.to_string())).collect())
 }
 
+/// Whether `ev` passes the Matrix authorization rules (room version 12, ruma-state-res)
+/// given the state its own `auth_events` name: `get` finds an auth event (or the room's create
+/// event) by id. The first of the checks on receipt of a PDU; a create event is checked by
+/// the caller (ruma's check reads a v12 create event without a room id).
+pub fn check_auth_events<'a>(ev: &Event, get: &dyn Fn(&str) -> Option<&'a Event>) -> Result<()> {
+    let pdu = Pdu::of(ev).ok_or_else(|| Error::bad("the event's ids are not Matrix ids"))?;
+    let rules = ruma_common::room_version_rules::RoomVersionRules::V12;
+    let refused = |e: String| Error::bad(format!("refused by the authorization rules over its auth events: {e}"));
+    ruma_state_res::check_state_independent_auth_rules(&rules.authorization, &pdu, |id: &EventId| {
+        get(id.as_str()).and_then(Pdu::of)
+    })
+    .map_err(refused)?;
+    let create_id = ev.room_id.create_event_id();
+    let mut slots: HashMap<(&str, &str), &Event> = HashMap::new();
+    for a in ev.auth_events.iter().map(String::as_str).chain([create_id.as_str()]).filter_map(get) {
+        if let Some(key) = a.state_key.as_deref() {
+            slots.insert((a.kind.as_str(), key), a);
+        }
+    }
+    let fetch =
+        |kind: &StateEventType, key: &str| slots.get(&(kind.to_string().as_str(), key)).and_then(|e| Pdu::of(e));
+    ruma_state_res::check_state_dependent_auth_rules(&rules.authorization, &pdu, fetch).map_err(refused)
+}
+
 /// Whether `ev` passes the Matrix authorization rules (room version 12, ruma-state-res: the
 /// state-dependent rules, power-level changes included) given the state before it: `slot`
 /// answers a (type, state key) of that state with the event holding it.

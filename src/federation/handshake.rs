@@ -65,8 +65,7 @@ pub(super) fn template(state: &FedState, room: &RoomRecord, sender: &str, new: N
     let snapshot = state.store.snapshot()?;
     let rid = &room.room_id;
     let mut auth_events = Vec::new();
-    // Room version 12: the create event is implied by the room id, not listed.
-    for (kind, key) in [(M_ROOM_POWER_LEVELS, ""), (M_ROOM_JOIN_RULES, ""), (M_ROOM_MEMBER, sender)] {
+    for (kind, key) in crate::store::events::auth_slots(sender, &new) {
         if let Some(id) = snapshot.state_event_id(rid, kind, key)? {
             auth_events.push(id);
         }
@@ -257,7 +256,7 @@ impl StrippedState {
             match e["type"].as_str() {
                 Some(M_ROOM_NAME) => s.name = capped_text(&text("name"), MAX_NAME_CHARS),
                 Some(M_ROOM_TOPIC) => s.topic = capped_text(&text("topic"), MAX_TOPIC_CHARS),
-                Some(M_ROOM_JOIN_RULES) if text("join_rule") == "public" => s.join_rule = JoinRule::Public,
+                Some(M_ROOM_JOIN_RULES) => s.join_rule = JoinRule::of_content(&e["content"]),
                 // The creator stays the inviter: stripped state is the inviting server's word,
                 // and could name one of our own users.
                 Some(M_ROOM_CREATE) => s.direct = e["content"]["chat.direct"].as_bool().unwrap_or(false),

@@ -168,7 +168,15 @@ pub(super) async fn make_and_send(
         auth_events: strings("auth_events"),
         depth: t["depth"].as_u64().ok_or_else(|| Error::bad(format!("make_{verb} template without depth")))?,
     };
-    let new = NewEvent::state(M_ROOM_MEMBER, user.as_str(), member_content(membership));
+    let mut content = member_content(membership);
+    // A join to a restricted room: the resident server names the member who lets ours in,
+    // and co-signs the event (see `join_through`).
+    if let Some(via) = t["content"]["join_authorised_via_users_server"].as_str()
+        && membership == Membership::Join
+    {
+        content["join_authorised_via_users_server"] = via.into();
+    }
+    let new = NewEvent::state(M_ROOM_MEMBER, user.as_str(), content);
     let ev = Event::build(Some(room_id), user.as_str(), new, parents, now_ms());
     let pdu = state.federation.wire_pdu(state.server_name.as_str(), &ev)?;
     let path = format!("/_matrix/federation/v2/send_{verb}/{rid}/{}", super::urlencode(ev.event_id.as_str()));
@@ -191,7 +199,16 @@ pub async fn decline_remote(state: &FedState, user: &UserId, room_id: &RoomId, v
 
 pub(super) async fn join_through(state: &FedState, user: &UserId, room_id: &RoomId, server: &str) -> Result<()> {
     let rid = super::urlencode(room_id.as_str());
-    let (join, answer) = make_and_send(state, user, room_id, server, Membership::Join).await?;
+    let (mut join, answer) = make_and_send(state, user, room_id, server, Membership::Join).await?;
+    // A join authorised by a member of the resident server carries that server's signature
+    // too: the copy it answers with is the one the room holds.
+    if join.content.get("join_authorised_via_users_server").is_some() {
+        let signed = parse_verified(state, &answer["event"], room_id).await?;
+        if signed.event_id != join.event_id {
+            return Err(Error::bad("the co-signed join is not the join we sent"));
+        }
+        join = signed;
+    }
     // Everything the resident server sent is checked before any of it is used.
     let mut all: HashMap<EventId, Event> = HashMap::new();
     let mut state_ids = Vec::new();

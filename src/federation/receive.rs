@@ -18,7 +18,6 @@ use super::call;
 use super::pdu::check_auth_events;
 use super::serve::{MAX_FETCH, named_event, peer_room_id, receiving_room, server_in_room};
 use crate::error::{Error, Result};
-use crate::events::rules;
 use crate::events::*;
 use crate::ids::{EventId, RoomId};
 use crate::store::events::{persist_received, persist_soft_failed, server_of};
@@ -42,14 +41,13 @@ impl RoomLocks {
     }
 }
 
-/// Checks an event against the room's current state (soft-fail: an event that fails is
-/// stored apart and never shown).
+/// Checks an event against the room's current state by the Matrix authorization rules
+/// (soft-fail: an event that fails is stored apart and never shown).
 pub(super) fn authorize_now(tx: &crate::store::Tx<'_>, room: &RoomRecord, ev: &Event) -> Result<()> {
     if ev.kind == M_ROOM_CREATE {
         return Err(Error::bad("a room is created only once"));
     }
-    let new = NewEvent { kind: ev.kind.clone(), state_key: ev.state_key.clone(), content: ev.content.clone() };
-    rules::authorize(room.auth_state(), &ev.sender, &new, |u| tx.membership(&room.room_id, u))
+    crate::rooms::authorize_against_current(tx, room, ev)
         .map_err(|e| Error::Forbidden(format!("soft-failed against current state: {e}")))
 }
 

@@ -617,6 +617,16 @@ pub fn authorize_at_place(tx: &Tx<'_>, room: &RoomRecord, ev: &Event) -> Result<
     crate::events::stateres::check_rules(ev, &slot)
 }
 
+/// Checks an event against the room's current state by the Matrix authorization rules
+/// (ruma-state-res, room version 12): the soft-fail check of a received event.
+pub fn authorize_against_current(tx: &Tx<'_>, room: &RoomRecord, ev: &Event) -> Result<()> {
+    let slot = |kind: &str, key: &str| -> Option<Event> {
+        let id = tx.state_event_id(&room.room_id, kind, key).ok().flatten()?;
+        tx.event(&id).ok().flatten().map(|s| s.event)
+    };
+    crate::events::stateres::check_rules(ev, &slot)
+}
+
 /// Builds and persists an event already known to be allowed.
 fn add(tx: &mut Tx<'_>, room: &mut RoomRecord, sender: &str, new: NewEvent) -> Result<Arc<StoredEvent>> {
     let ev = build_next(tx, room, sender, new, now_ms())?;

@@ -72,14 +72,13 @@ impl Tx<'_> {
     }
 }
 
-/// Fills in `prev_events`, `auth_events` and `depth` for a new event in `room` and builds it.
-pub fn build_next(tx: &Tx<'_>, room: &RoomRecord, sender: &str, new: NewEvent, ts: u64) -> Result<Event> {
-    let state = tx.txn.open_table(ROOM_STATE)?;
-    let rid = room.room_id.as_str();
+/// The state slots a new event's `auth_events` name, as Matrix selects them (room version 12:
+/// the create event is implied by the room id): the power levels, the sender's membership,
+/// and for a member event the target's membership and, for a join, an invite or a knock only,
+/// the join rules (a leave, kick or ban naming them is refused by Matrix servers).
+pub fn auth_slots<'a>(sender: &'a str, new: &'a NewEvent) -> Vec<(&'static str, &'a str)> {
     let mut wanted: Vec<(&str, &str)> = vec![(M_ROOM_POWER_LEVELS, ""), (M_ROOM_MEMBER, sender)];
     if new.kind == M_ROOM_MEMBER {
-        // As Matrix selects them: the join rules only for a join, an invite or a knock (a
-        // leave, kick or ban naming them is refused by Matrix servers).
         if matches!(Membership::of_content(&new.content), Some(Membership::Join | Membership::Invite))
             || new.content.get("membership").and_then(serde_json::Value::as_str) == Some("knock")
         {
@@ -91,8 +90,15 @@ pub fn build_next(tx: &Tx<'_>, room: &RoomRecord, sender: &str, new: NewEvent, t
             wanted.push((M_ROOM_MEMBER, target));
         }
     }
+    wanted
+}
+
+/// Fills in `prev_events`, `auth_events` and `depth` for a new event in `room` and builds it.
+pub fn build_next(tx: &Tx<'_>, room: &RoomRecord, sender: &str, new: NewEvent, ts: u64) -> Result<Event> {
+    let state = tx.txn.open_table(ROOM_STATE)?;
+    let rid = room.room_id.as_str();
     let mut auth_events = Vec::new();
-    for (kind, key) in wanted {
+    for (kind, key) in auth_slots(sender, &new) {
         if let Some(id) = state.get((rid, kind, key))? {
             auth_events.push(id.value().to_string());
         }
@@ -313,9 +319,7 @@ pub fn apply_state(
     match kind {
         M_ROOM_NAME => room.name = capped_text(&text("name"), MAX_NAME_CHARS),
         M_ROOM_TOPIC => room.topic = capped_text(&text("topic"), MAX_TOPIC_CHARS),
-        M_ROOM_JOIN_RULES => {
-            room.join_rule = if text("join_rule") == "public" { JoinRule::Public } else { JoinRule::Invite }
-        }
+        M_ROOM_JOIN_RULES => room.join_rule = JoinRule::of_content(content),
         M_ROOM_POWER_LEVELS => {
             if let Ok(pl) = serde_json::from_value(content.clone()) {
                 room.power_levels = pl;

@@ -387,7 +387,9 @@ pub async fn room_settings(
                 "private" => Some(JoinRule::Invite),
                 _ => return Err(Error::bad("visibility must be public or private")),
             }
-            .filter(|r| *r != room.join_rule);
+            // Only a change between public and private: a room made on a Matrix server with
+            // another private rule (knock, restricted) keeps it when the form is saved.
+            .filter(|r| (*r == JoinRule::Public) != (room.join_rule == JoinRule::Public));
             match name.is_some() || topic.is_some() || join_rule.is_some() {
                 true => rooms::update_room(&state.rooms, &s.user, &id, name, topic, join_rule).await?,
                 false => rooms::check_may_edit(&state.rooms, &s.user, &id)?,
