@@ -41,6 +41,9 @@ pub struct Config {
     /// Federate with servers at loopback, private and link-local addresses (LAN federations,
     /// tests); off, such addresses are never connected to.
     pub federation_private_addresses: bool,
+    /// The DNS server for other servers' names (SRV and address lookups), instead of the
+    /// system's (`/etc/resolv.conf`).
+    pub federation_dns: Option<SocketAddr>,
 }
 
 /// HTTPS settings. With neither certificate files nor `self_signed`, the listener speaks plain
@@ -229,6 +232,7 @@ impl Config {
             trusted_proxies: Vec::new(),
             extra_hostnames: Vec::new(),
             federation_ca: None,
+            federation_dns: None,
             federation_private_addresses: false,
         }
     }
@@ -566,6 +570,19 @@ pub static SETTINGS: &[Setting] = &[
             Ok(())
         },
         get: |c| shown_path(&c.federation_ca),
+    },
+    Setting {
+        key: "federation_dns",
+        help: "DNS server (IP:PORT) for other servers' names, SRV records and addresses; default: the \
+               system's resolvers (/etc/resolv.conf).",
+        flag: Flag::Value("ADDR"),
+        sample: Some("\"127.0.0.53:53\""),
+        set: |c, v| {
+            let t = text(v)?;
+            c.federation_dns = Some(t.parse().map_err(|_| format!("{t:?} is not an IP:PORT address"))?);
+            Ok(())
+        },
+        get: |c| c.federation_dns.as_ref().and_then(shown),
     },
     switch!(
         "federation_private_addresses",

@@ -1123,3 +1123,87 @@ async fn an_event_is_checked_against_the_state_at_its_place() {
     let (_, shown) = ana.get(&format!("/api/v1/rooms/{room}")).await;
     assert_eq!(shown["name"], "Fred's name", "{shown}");
 }
+
+/// A server named without a port (`b.chat.test`) is found by its SRV record, as Matrix's
+/// server discovery says: A asks the DNS the test runs (no `.well-known` there: the name has
+/// no address), connects to the record's target and port, and checks the certificate for the
+/// server name. The answer is cached: one SRV question for a join and messages both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_is_found_by_its_srv_record() {
+    use common::dns::{Dns, Record};
+    let p = Pki::new();
+    let dns = Dns::start().await;
+    let dns_addr = dns.addr;
+    let a = TestServer::federating(&p, |c| c.federation_dns = Some(dns_addr)).await;
+    let b = TestServer::federating(&p, |c| {
+        c.server_name = Some(chat::ids::ServerName::parse("b.chat.test").unwrap());
+    })
+    .await;
+    dns.add(Record::Srv {
+        name: "_matrix-fed._tcp.b.chat.test".into(),
+        priority: 10,
+        weight: 5,
+        port: b.addr.port(),
+        target: "host.chat.test".into(),
+    });
+    // A lower-priority record first in the answer, pointing nowhere useful, is not the one taken.
+    dns.add(Record::Srv {
+        name: "_matrix-fed._tcp.b.chat.test".into(),
+        priority: 20,
+        weight: 5,
+        port: 1,
+        target: "host.chat.test".into(),
+    });
+    dns.add(Record::A { name: "host.chat.test".into(), ip: "127.0.0.1".parse().unwrap() });
+    let na = p.name_of(&a).await;
+    assert_eq!(p.name_of(&b).await, "b.chat.test");
+    let ana = Client::register(&p.ca, &na, "ana").await;
+    let ben = Client::register(&p.ca, &b.addr.to_string(), "ben").await;
+    assert_eq!(ben.id, "@ben:b.chat.test");
+
+    // Ana joins Ben's room by its alias on b.chat.test: the alias lookup and the join reach B.
+    let room = public_room(&ben, "Found by SRV", "srv").await;
+    join_alias(&ana, "srv", "b.chat.test").await;
+    ana.send(&room, "hello b", "s1").await;
+    eventually!(10, "B has A's message", ben.bodies(&room).await == vec!["hello b"]);
+    ben.send(&room, "hello a", "s2").await;
+    eventually!(10, "A has B's message", ana.bodies(&room).await == vec!["hello b", "hello a"]);
+    assert_eq!(dns.asked("_matrix-fed._tcp.b.chat.test", 33), 1, "the SRV answer is cached");
+    assert!(dns.asked("b.chat.test", 1) >= 1, "the .well-known host was looked up first");
+
+    // C is `w.chat.test`, whose `https://w.chat.test/.well-known/matrix/server` (port 443 at
+    // 127.0.0.2) delegates to the bare name `d.chat.test`, found by its older `_matrix._tcp`
+    // record; requests name `d.chat.test` as their host and its certificate is checked.
+    let c = TestServer::federating(&p, |c| {
+        c.server_name = Some(chat::ids::ServerName::parse("w.chat.test").unwrap());
+        c.extra_hostnames = vec!["d.chat.test".into()];
+    })
+    .await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let tcp = tokio::net::TcpListener::bind("127.0.0.2:443").await.unwrap();
+    let acceptor = chat::tls::acceptor(chat::tls::Certs::load(p.cert.clone(), p.key.clone()).unwrap()).unwrap();
+    let listener = chat::tls::TlsListener::start(tcp, acceptor, stop.clone()).unwrap();
+    let app = axum::Router::new().route(
+        "/.well-known/matrix/server",
+        axum::routing::get(|| async { axum::Json(json!({"m.server": "d.chat.test"})) }),
+    );
+    tokio::spawn(std::future::IntoFuture::into_future(
+        axum::serve(listener, app).with_graceful_shutdown(stop.clone().cancelled_owned()),
+    ));
+    dns.add(Record::A { name: "w.chat.test".into(), ip: "127.0.0.2".parse().unwrap() });
+    dns.add(Record::Srv {
+        name: "_matrix._tcp.d.chat.test".into(),
+        priority: 0,
+        weight: 0,
+        port: c.addr.port(),
+        target: "host.chat.test".into(),
+    });
+    let cleo = Client::register(&p.ca, &c.addr.to_string(), "cleo").await;
+    let room = public_room(&cleo, "Delegated", "w").await;
+    join_alias(&ana, "w", "w.chat.test").await;
+    ana.send(&room, "hello w", "s3").await;
+    eventually!(10, "C has A's message", cleo.bodies(&room).await == vec!["hello w"]);
+    assert_eq!(dns.asked("_matrix-fed._tcp.d.chat.test", 33), 1, "the newer SRV name is asked first");
+    assert_eq!(dns.asked("_matrix._tcp.d.chat.test", 33), 1, "then the older, once");
+    stop.cancel();
+}

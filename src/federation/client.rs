@@ -1,5 +1,7 @@
-//! Outbound server-to-server HTTPS: server name resolution (IP literal or name with a port,
-//! `.well-known` delegation, else port 8448; delegations cached), TLS trusting the system roots
+//! Outbound server-to-server HTTPS: server name resolution as Matrix's server discovery says
+//! (IP literal or name with a port; `.well-known` delegation; SRV records `_matrix-fed._tcp`
+//! then `_matrix._tcp`; else port 8448; results cached with their lifetimes), TLS trusting
+//! the system roots
 //! plus the optional `federation_ca` file, connections kept open and reused (HTTP/1.1
 //! keep-alive), and `X-Matrix` request signing.
 //!
@@ -39,6 +41,30 @@ const WELL_KNOWN_TTL: Duration = Duration::from_secs(3600);
 const WELL_KNOWN_MISS_TTL: Duration = Duration::from_secs(600);
 /// Most server names whose delegation is cached.
 const MAX_WELL_KNOWN: usize = 10_000;
+/// Most SRV records tried for one name.
+const MAX_SRV: usize = 8;
+
+/// Where to reach another server, as server discovery found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// `host:port` to connect to (a host name is resolved to its addresses).
+    pub connect: String,
+    /// The `Host` header: the server (or delegated) name, with its port if it had one.
+    pub host: String,
+    /// The name the certificate must be valid for (the host, without port or brackets).
+    pub tls_name: String,
+}
+
+impl Route {
+    /// To `host` (a name or IP literal) at `port`, or 8448.
+    fn direct(host: &str, port: Option<u16>) -> Route {
+        Route {
+            connect: format!("{host}:{}", port.unwrap_or(DEFAULT_PORT)),
+            host: port.map_or_else(|| host.to_string(), |p| format!("{host}:{p}")),
+            tls_name: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+        }
+    }
+}
 
 /// An open HTTP/1.1 connection to another server, ready for its next request.
 struct Idle {
@@ -65,7 +91,12 @@ pub struct FedClient {
     policy: PeerPolicy,
     request_timeout: Duration,
     idle: Mutex<HashMap<(String, String), Vec<Idle>>>,
-    well_known: Mutex<HashMap<String, (String, Instant)>>,
+    routes: Mutex<HashMap<String, (Route, Instant)>>,
+    /// DNS for SRV records (and, with `federation_dns`, addresses); none if the system has no
+    /// usable resolver configuration.
+    dns: Option<hickory_resolver::TokioResolver>,
+    /// Addresses through `dns` rather than the system's lookup (`federation_dns` is set).
+    dns_for_addresses: bool,
     /// Requests and connections, for `/metrics`.
     pub counters: ConnCounters,
 }
@@ -77,8 +108,13 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl FedClient {
     /// A client trusting the system's roots and, if given, the CA certificates in `ca_file`,
-    /// connecting only to addresses `policy` allows.
-    pub fn new(ca_file: Option<&std::path::Path>, policy: PeerPolicy) -> std::result::Result<FedClient, String> {
+    /// connecting only to addresses `policy` allows, asking `dns` (else the system's
+    /// resolvers) for names.
+    pub fn new(
+        ca_file: Option<&std::path::Path>,
+        policy: PeerPolicy,
+        dns: Option<std::net::SocketAddr>,
+    ) -> std::result::Result<FedClient, String> {
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls_native_certs::load_native_certs().certs {
             let _ = roots.add(cert);
@@ -108,7 +144,9 @@ impl FedClient {
             policy,
             request_timeout: REQUEST_TIMEOUT,
             idle: Mutex::default(),
-            well_known: Mutex::default(),
+            routes: Mutex::default(),
+            dns: resolver(dns),
+            dns_for_addresses: dns.is_some(),
             counters: ConnCounters::default(),
         })
     }
@@ -120,36 +158,41 @@ impl FedClient {
         self
     }
 
-    /// `host:port` to connect to for a server name: an explicit port or IP literal is used as
-    /// is; otherwise `https://NAME/.well-known/matrix/server` may delegate; else port 8448.
-    pub async fn authority(&self, server: &str) -> Result<String> {
+    /// Where to reach a server name, as Matrix's server discovery says: an IP literal or a
+    /// name with a port as it is; else `https://NAME/.well-known/matrix/server` may delegate
+    /// (to an IP literal or a name with a port, as it is; to a bare name, whose SRV records
+    /// are asked next); else the name's SRV records (`_matrix-fed._tcp`, then the older
+    /// `_matrix._tcp`); else port 8448. Cached: an hour with a delegation, ten minutes
+    /// without, no longer than the SRV records live.
+    pub async fn route(&self, server: &str) -> Result<Route> {
         let name = crate::ids::ServerName::parse(server)?;
         let (host, port) = split_host_port(name.as_str());
-        if port.is_some() || host.parse::<std::net::IpAddr>().is_ok() || host.starts_with('[') {
-            return Ok(format!("{host}:{}", port.unwrap_or(DEFAULT_PORT)));
+        if port.is_some() || is_ip_literal(host) {
+            return Ok(Route::direct(host, port));
         }
         let cached =
-            self.well_known.lock().ok().and_then(|m| m.get(host).filter(|(_, until)| *until > Instant::now()).cloned());
-        if let Some((to, _)) = cached {
-            return Ok(to);
+            self.routes.lock().ok().and_then(|m| m.get(host).filter(|(_, until)| *until > Instant::now()).cloned());
+        if let Some((route, _)) = cached {
+            return Ok(route);
         }
-        let delegated = async {
-            let (status, v) = self
-                .exchange(&format!("{host}:443"), host, Method::GET, "/.well-known/matrix/server", None, None)
-                .await
-                .ok()?;
-            if !status.is_success() {
-                return None;
+        let (route, until) = match self.well_known(host).await {
+            Some(to) => {
+                let (h, p) = split_host_port(&to);
+                let found = Instant::now() + WELL_KNOWN_TTL;
+                match (p.is_some() || is_ip_literal(h)).then(|| Route::direct(h, p)) {
+                    Some(route) => (route, found),
+                    None => match self.srv(h).await {
+                        Some((route, srv_until)) => (route, srv_until.min(found)),
+                        None => (Route::direct(h, None), found),
+                    },
+                }
             }
-            let to = crate::ids::ServerName::parse(v.get("m.server")?.as_str()?).ok()?;
-            let (h, p) = split_host_port(to.as_str());
-            Some(format!("{h}:{}", p.unwrap_or(DEFAULT_PORT)))
+            None => match self.srv(host).await {
+                Some((route, srv_until)) => (route, srv_until.min(Instant::now() + WELL_KNOWN_TTL)),
+                None => (Route::direct(host, None), Instant::now() + WELL_KNOWN_MISS_TTL),
+            },
         };
-        let (to, ttl) = match delegated.await {
-            Some(to) => (to, WELL_KNOWN_TTL),
-            None => (format!("{host}:{DEFAULT_PORT}"), WELL_KNOWN_MISS_TTL),
-        };
-        if let Ok(mut m) = self.well_known.lock() {
+        if let Ok(mut m) = self.routes.lock() {
             if m.len() >= MAX_WELL_KNOWN {
                 let now = Instant::now();
                 m.retain(|_, (_, until)| *until > now);
@@ -157,15 +200,58 @@ impl FedClient {
                     m.clear();
                 }
             }
-            m.insert(host.to_string(), (to.clone(), Instant::now() + ttl));
+            m.insert(host.to_string(), (route.clone(), until));
         }
-        Ok(to)
+        Ok(route)
+    }
+
+    /// The server name `host`'s `.well-known/matrix/server` delegates to, if it does.
+    async fn well_known(&self, host: &str) -> Option<String> {
+        let route = Route { connect: format!("{host}:443"), host: host.to_string(), tls_name: host.to_string() };
+        let (status, v) =
+            self.exchange(&route, host, Method::GET, "/.well-known/matrix/server", None, None).await.ok()?;
+        if !status.is_success() {
+            return None;
+        }
+        let to = crate::ids::ServerName::parse(v.get("m.server")?.as_str()?).ok()?;
+        Some(to.as_str().to_string())
+    }
+
+    /// The route the SRV records of `host` give, and until when they hold: the record of the
+    /// lowest priority (then highest weight) whose target is a name; the certificate and `Host`
+    /// stay `host`'s.
+    async fn srv(&self, host: &str) -> Option<(Route, Instant)> {
+        let dns = self.dns.as_ref()?;
+        for service in ["_matrix-fed._tcp", "_matrix._tcp"] {
+            let Ok(found) = dns.srv_lookup(format!("{service}.{host}.")).await else { continue };
+            let mut records: Vec<&hickory_resolver::proto::rr::rdata::SRV> = found
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    hickory_resolver::proto::rr::RData::SRV(srv) => Some(srv),
+                    _ => None,
+                })
+                .take(MAX_SRV)
+                .collect();
+            records.sort_by_key(|r| (r.priority, std::cmp::Reverse(r.weight)));
+            let best = records.into_iter().find(|r| !r.target.is_root() && r.port != 0);
+            if let Some(r) = best {
+                let target = r.target.to_ascii();
+                let route = Route {
+                    connect: format!("{}:{}", target.trim_end_matches('.'), r.port),
+                    host: host.to_string(),
+                    tls_name: host.to_string(),
+                };
+                return Some((route, found.valid_until()));
+            }
+        }
+        None
     }
 
     /// An unsigned GET (key documents).
     pub async fn get(&self, server: &str, path: &str) -> Result<(StatusCode, Value)> {
-        let authority = self.authority(server).await?;
-        self.exchange(&authority, server, Method::GET, path, None, None).await
+        let route = self.route(server).await?;
+        self.exchange(&route, server, Method::GET, path, None, None).await
     }
 
     /// A request signed as `origin` with `key`, to `destination`.
@@ -182,30 +268,28 @@ impl FedClient {
             .sign(key)?;
         let auth =
             format!("X-Matrix origin=\"{origin}\",destination=\"{destination}\",key=\"{}\",sig=\"{sig}\"", key.id);
-        let authority = self.authority(destination).await?;
-        self.exchange(&authority, destination, method, path, content, Some(auth)).await
+        let route = self.route(destination).await?;
+        self.exchange(&route, destination, method, path, content, Some(auth)).await
     }
 
-    /// One HTTPS request to `authority` (an idle connection there if there is one, else a new
-    /// one), the certificate checked for the host of `server`.
+    /// One HTTPS request along `route` (an idle connection there if there is one, else a new
+    /// one); `server` names the peer in errors.
     async fn exchange(
         &self,
-        authority: &str,
+        route: &Route,
         server: &str,
         method: Method,
         path: &str,
         content: Option<Value>,
         auth: Option<String>,
     ) -> Result<(StatusCode, Value)> {
-        let (host, _) = split_host_port(server);
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
-        let key = (authority.to_string(), host.clone());
+        let key = (route.connect.clone(), route.tls_name.clone());
         let body = content.as_ref().map(serde_json::to_vec).transpose()?;
         let request = || {
             let mut req = axum::http::Request::builder()
                 .method(method.clone())
                 .uri(path)
-                .header("host", authority)
+                .header("host", route.host.as_str())
                 .header("user-agent", concat!("chat/", env!("CARGO_PKG_VERSION")));
             if body.is_some() {
                 req = req.header("content-type", "application/json");
@@ -232,7 +316,7 @@ impl FedClient {
                 Err(e) => return Err(Error::Unavailable(format!("{server}: {e}"))),
             }
         }
-        let mut sender = self.open(authority, server, &host).await?;
+        let mut sender = self.open(&route.connect, server, &route.tls_name).await?;
         let sent =
             tokio::time::timeout(self.request_timeout, sender.send_request(request()?)).await.map_err(|_| late())?;
         let res = sent.map_err(|e| Error::Unavailable(format!("{server}: {e}")))?;
@@ -333,9 +417,26 @@ impl FedClient {
 impl FedClient {
     /// A TCP connection to `authority`, resolved once; each address the policy allows is tried
     /// in turn, and none other is ever connected to (no second lookup to rebind).
+    /// The addresses of `authority` (`host:port`): through `federation_dns` when it is set,
+    /// else the system's lookup (hosts file included).
+    async fn addresses(&self, authority: &str) -> std::io::Result<Vec<std::net::SocketAddr>> {
+        let (host, port) = split_host_port(authority);
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        if let (Some(dns), Some(port), false) =
+            (self.dns.as_ref().filter(|_| self.dns_for_addresses), port, is_ip_literal(host))
+        {
+            let found = dns
+                .lookup_ip(format!("{bare}."))
+                .await
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::NotFound, format!("{bare}: {e}")))?;
+            return Ok(found.iter().map(|ip| std::net::SocketAddr::new(ip, port)).collect());
+        }
+        Ok(tokio::net::lookup_host(authority).await?.collect())
+    }
+
     async fn connect(&self, authority: &str) -> std::io::Result<tokio::net::TcpStream> {
         use std::io::{Error as IoError, ErrorKind};
-        let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host(authority).await?.collect();
+        let addrs = self.addresses(authority).await?;
         let allowed: Vec<_> = addrs.iter().filter(|a| self.policy.allows(a.ip())).collect();
         if allowed.is_empty() {
             return Err(IoError::new(
@@ -355,6 +456,38 @@ impl FedClient {
         }
         Err(last.unwrap_or_else(|| IoError::new(ErrorKind::NotFound, "no address")))
     }
+}
+
+/// A resolver asking `server`, or the system's resolvers; none if neither is usable.
+fn resolver(server: Option<std::net::SocketAddr>) -> Option<hickory_resolver::TokioResolver> {
+    use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+    use hickory_resolver::net::runtime::TokioRuntimeProvider;
+    let builder = match server {
+        Some(addr) => {
+            let mut udp = ConnectionConfig::udp();
+            udp.port = addr.port();
+            let mut tcp = ConnectionConfig::tcp();
+            tcp.port = addr.port();
+            let ns = NameServerConfig::new(addr.ip(), true, vec![udp, tcp]);
+            hickory_resolver::Resolver::builder_with_config(
+                ResolverConfig::from_name_servers(vec![ns]),
+                TokioRuntimeProvider::default(),
+            )
+        }
+        None => match hickory_resolver::Resolver::builder_tokio() {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::info!(error = %e, "no DNS configuration: other servers' SRV records are not looked up");
+                return None;
+            }
+        },
+    };
+    builder.build().map_err(|e| tracing::warn!(error = %e, "DNS resolver")).ok()
+}
+
+/// An IP address, IPv6 in brackets or not.
+fn is_ip_literal(host: &str) -> bool {
+    host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().is_ok()
 }
 
 /// What a caller of federation is told when `server` could not be reached or answered nothing

@@ -460,6 +460,7 @@ pub fn message_page(page: &Value, out: &mut Vec<String>) -> Option<String> {
     page["next"].as_str().map(str::to_string)
 }
 
+pub mod dns;
 pub mod played;
 pub mod synapse;
 
@@ -515,7 +516,8 @@ pub mod tls {
         }
     }
 
-    /// A CA and a server certificate for 127.0.0.1/localhost signed by it, as PEM files in `dir`.
+    /// A CA and a server certificate for 127.0.0.1, localhost and `*.chat.test` (server names
+    /// tests find through their own DNS) signed by it, as PEM files in `dir`.
     pub fn pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -524,7 +526,7 @@ pub mod tls {
         let ca_key = rcgen::KeyPair::generate().unwrap();
         let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
         let leaf_params =
-            rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+            rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into(), "*.chat.test".into()]).unwrap();
         let leaf_key = rcgen::KeyPair::generate().unwrap();
         let leaf = leaf_params.signed_by(&leaf_key, &ca).unwrap();
         let (ca_pem, cert, key) = (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"));

@@ -104,7 +104,7 @@ impl PlayedServer {
         PlayedServer {
             name,
             key: signing,
-            client: FedClient::new(Some(ca), chat::addrs::PeerPolicy::new(true)).unwrap(),
+            client: FedClient::new(Some(ca), chat::addrs::PeerPolicy::new(true), None).unwrap(),
             key_fetches,
             missing,
             stop,
