@@ -4,10 +4,12 @@
 //
 //   live.js      the connection: resume, reconnect, send
 //   timeline.js  the room's rows keyed by event id: insert, replace, remove; pending rows
-//   composer.js  sending, the unsent-message outbox, typing notices
+//   composer.js  sending and editing, the unsent-message outbox, typing notices
+//   actions.js   the toolbar on a message: edit, delete
 //   presence.js  presence, typing, receipts, unread badges, room list and members
 //   call.js      calls (WebRTC): call_signals.js, call_media.js and call_ui.js
 
+import { setupActions } from './actions.js';
 import { createCalls } from './call.js';
 import { createComposer } from './composer.js';
 import { displayName, localize, me } from './dom.js';
@@ -25,6 +27,23 @@ function setConn(state) {
   connEl.dataset.state = state === 'offline' ? 'reconnecting' : state;
   connEl.textContent = text;
   connEl.title = text || 'Live';
+}
+
+// An edit (`m.replace`) is no new message: it changes one.
+function isEdit(ev) {
+  const rel = ev.content && ev.content['m.relates_to'];
+  return !!(rel && rel.rel_type === 'm.replace');
+}
+
+// A short message under the timeline (an action that failed), gone after a while.
+let noticeTimer = null;
+function notice(text) {
+  const el = document.getElementById('notice');
+  if (!el) { console.warn('chat:', text); return; }
+  el.textContent = text;
+  el.hidden = false;
+  clearTimeout(noticeTimer);
+  noticeTimer = setTimeout(() => { el.hidden = true; }, 6000);
 }
 
 function mentionsMe(ev) {
@@ -54,16 +73,17 @@ if (me) {
     const isMember = ev.type === 'm.room.member';
     if (f.room_id !== currentRoom) {
       if (isMember && ev.state_key === me) presence.refreshRoomList();
-      else if (ev.type === 'm.room.message' && ev.sender !== me) presence.bump(f.room_id, mentionsMe(ev));
+      else if (ev.type === 'm.room.message' && ev.sender !== me && !isEdit(ev)) presence.bump(f.room_id, mentionsMe(ev));
       return;
     }
     if (!timeline.el()) { if (isMember && ev.state_key === me) location.reload(); return; }
-    const stick = timeline.nearBottom() || ev.sender === me;
-    const unseen = document.visibilityState !== 'visible' && ev.type === 'm.room.message' && ev.sender !== me;
+    const stick = timeline.nearBottom() || (ev.sender === me && !isEdit(ev));
+    const unseen = document.visibilityState !== 'visible' && ev.type === 'm.room.message' && ev.sender !== me
+      && !isEdit(ev);
     timeline.put(ev.event_id, f.pos, f.html, { beforeInsert: (pos) => { if (unseen) timeline.divider(pos); } });
-    // A redaction: the message it takes back leaves the page (a reload shows "Message deleted").
-    if (ev.type === 'm.room.redaction' && typeof ev.content.redacts === 'string') timeline.remove(ev.content.redacts);
-    if (ev.type === 'm.room.message') presence.messageFrom(ev.sender);
+    // A redaction: the message it takes back says "Message deleted" in its place.
+    if (ev.type === 'm.room.redaction' && typeof ev.content.redacts === 'string') timeline.applyRedaction(ev.content.redacts);
+    if (ev.type === 'm.room.message' && !isEdit(ev)) presence.messageFrom(ev.sender);
     if (stick) timeline.scrollToBottom();
     if (isMember) {
       presence.refreshMembers();
@@ -104,7 +124,8 @@ if (me) {
         timeline.acknowledged(f.txn_id, f.event_id);
         break;
       case 'error':
-        if (f.txn_id && timeline.failed(f.txn_id, f.message)) composer.refused(f.txn_id);
+        if (f.txn_id && composer.isEdit(f.txn_id)) { composer.refused(f.txn_id); notice(`Not edited: ${f.message}`); }
+        else if (f.txn_id && timeline.failed(f.txn_id, f.message)) composer.refused(f.txn_id);
         else console.warn('chat:', f.message);
         break;
       case 'presence': presence.onPresence(f); break;
@@ -115,6 +136,7 @@ if (me) {
     }
   }
 
+  setupActions({ roomId: currentRoom, timeline, composer, notice });
   localize(document);
   timeline.setupHistory();
   timeline.scrollToBottom();

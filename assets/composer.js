@@ -8,9 +8,41 @@ const TYPING_RESEND_MS = 3000;
 const TYPING_STOP_MS = 4000;
 
 export function createComposer({ roomId, live, timeline }) {
-  const outbox = new Map(); // txn_id -> {room_id, body}
+  const outbox = new Map(); // txn_id -> {room_id, body, replaces?}
   let typingSentAt = 0;
   let typingStopTimer = null;
+  let editing = null; // {row, eventId} while the composer edits a message
+  const form = document.getElementById('composer');
+  const input = form ? form.querySelector('textarea') : null;
+  const bar = document.getElementById('composer-mode');
+
+  function stopEdit() {
+    if (!editing) return;
+    editing.row.classList.remove('editing');
+    editing = null;
+    if (bar) bar.hidden = true;
+    if (input) { input.value = ''; input.style.height = ''; }
+  }
+
+  // Edit one of the viewer's messages: its text (the newest, from the API) in the composer.
+  async function startEdit(row) {
+    if (!input || !row || !row.dataset.eventId) return;
+    stopEdit();
+    const res = await fetch(`/api/v1/rooms/${encodeURIComponent(roomId)}/events/${encodeURIComponent(row.dataset.eventId)}`,
+      { credentials: 'same-origin' });
+    if (!res.ok) return;
+    const ev = await res.json();
+    const content = ev.content_now || ev.content || {};
+    if (typeof content.body !== 'string') return;
+    editing = { row, eventId: row.dataset.eventId };
+    row.classList.add('editing');
+    if (bar) bar.hidden = false;
+    input.value = content.body;
+    input.style.height = 'auto';
+    input.style.height = `${Math.min(input.scrollHeight, 200)}px`;
+    input.focus();
+    input.setSelectionRange(input.value.length, input.value.length);
+  }
 
   function save() {
     try { sessionStorage.setItem(OUTBOX_KEY, JSON.stringify(Array.from(outbox.entries()))); } catch { /* full or disabled */ }
@@ -40,14 +72,25 @@ export function createComposer({ roomId, live, timeline }) {
   }
 
   function setup() {
-    const form = document.getElementById('composer');
     if (!form || !roomId) return;
-    const input = form.querySelector('textarea');
+    if (bar) {
+      const cancel = bar.querySelector('button');
+      if (cancel) cancel.addEventListener('click', () => { stopEdit(); input.focus(); });
+    }
     form.addEventListener('submit', (e) => {
       e.preventDefault();
       const text = input.value;
       if (!text.trim()) return;
       const txn_id = randomHex(12);
+      if (editing) {
+        const replaces = editing.eventId;
+        outbox.set(txn_id, { room_id: roomId, body: text, replaces });
+        save();
+        live.send({ t: 'send', room_id: roomId, body: text, txn_id, replaces });
+        stopEdit();
+        input.focus();
+        return;
+      }
       timeline.addPending(txn_id, text);
       timeline.scrollToBottom();
       outbox.set(txn_id, { room_id: roomId, body: text });
@@ -63,6 +106,13 @@ export function createComposer({ roomId, live, timeline }) {
       if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
         e.preventDefault();
         form.requestSubmit();
+      } else if (e.key === 'ArrowUp' && !input.value && !editing && !e.isComposing) {
+        // Up in an empty composer edits the viewer's last message, as in Slack and Element.
+        const row = timeline.lastOwnMessage();
+        if (row) { e.preventDefault(); startEdit(row); }
+      } else if (e.key === 'Escape' && editing) {
+        e.preventDefault();
+        stopEdit();
       }
     });
     input.addEventListener('blur', typingStopped);
@@ -79,9 +129,13 @@ export function createComposer({ roomId, live, timeline }) {
     // After (re)connecting: send again whatever was not acknowledged, in order.
     flush() {
       for (const [txn_id, m] of outbox) {
-        if (!live.send({ t: 'send', room_id: m.room_id, body: m.body, txn_id })) break;
+        const frame = { t: 'send', room_id: m.room_id, body: m.body, txn_id };
+        if (m.replaces) frame.replaces = m.replaces;
+        if (!live.send(frame)) break;
       }
     },
+    startEdit,
+    isEdit(txnId) { const m = outbox.get(txnId); return !!(m && m.replaces); },
     acknowledged(txnId) { outbox.delete(txnId); save(); },
     refused(txnId) { outbox.delete(txnId); save(); },
   };

@@ -16,6 +16,9 @@ export function localize(root) {
     t.textContent = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
     t.title = d.toLocaleString();
   }
+  for (const e of root.querySelectorAll('span.edited[data-ts]')) {
+    e.title = `Edited ${new Date(Number(e.dataset.ts)).toLocaleString()}`;
+  }
   if (me) {
     for (const li of root.querySelectorAll('li.msg')) {
       if (li.dataset.sender === me) li.classList.add('mine');

@@ -31,8 +31,59 @@ export function createTimeline(roomId) {
     if (before) tl.insertBefore(node, before); else tl.appendChild(node);
   }
 
+  // An edit's row (hidden) carries the new body in a <template>: it goes into the edited
+  // message's row, if that row is shown, is the same sender's and was not deleted.
+  function applyEdit(editRow) {
+    const original = byEvent(editRow.dataset.replaces);
+    const tpl = editRow.querySelector('template');
+    if (!original || !tpl || original.classList.contains('redacted')) return;
+    if (original.dataset.sender !== editRow.dataset.sender) return;
+    const since = Number(original.dataset.editTs || 0);
+    const ts = Number(editRow.dataset.ts || 0);
+    if (ts < since) return; // an older edit, arrived late
+    original.dataset.editTs = String(ts);
+    const body = tpl.content.querySelector('.body');
+    const old = original.querySelector('.body');
+    if (!body || !old) return;
+    old.replaceWith(body.cloneNode(true));
+    let mark = original.querySelector('.edited');
+    if (!mark) {
+      mark = document.createElement('span');
+      mark.className = 'edited';
+      mark.textContent = '(edited)';
+      original.querySelector('.body').after(mark);
+    }
+    mark.dataset.ts = String(ts);
+    mark.title = `Edited ${new Date(ts).toLocaleString()}`;
+  }
+
+  // A deletion: the message's text leaves the row; "Message deleted" stays in its place.
+  function applyRedaction(eventId) {
+    const row = byEvent(eventId);
+    if (!row) return;
+    if (!row.classList.contains('msg')) { row.remove(); return; }
+    row.classList.add('redacted');
+    row.classList.remove('editing');
+    for (const e of row.querySelectorAll('.edited, .actions')) e.remove();
+    const body = document.createElement('div');
+    body.className = 'body';
+    const em = document.createElement('em');
+    em.textContent = 'Message deleted';
+    body.appendChild(em);
+    const old = row.querySelector('.body');
+    if (old) old.replaceWith(body); else row.appendChild(body);
+  }
+
   return {
     el,
+    byEvent,
+    applyRedaction,
+    // The viewer's newest message that can still be edited.
+    lastOwnMessage() {
+      const mine = rows().filter((r) => r.classList.contains('msg') && r.dataset.sender === document.body.dataset.user
+        && !r.classList.contains('redacted'));
+      return mine.length ? mine[mine.length - 1] : null;
+    },
     nearBottom() { const tl = el(); return !tl || tl.scrollHeight - tl.scrollTop - tl.clientHeight < 120; },
     scrollToBottom() { const tl = el(); if (tl) tl.scrollTop = tl.scrollHeight; },
     lastPos() { const all = rows(); return all.length ? Number(all[all.length - 1].dataset.pos) : 0; },
@@ -43,6 +94,8 @@ export function createTimeline(roomId) {
     put(eventId, pos, html, { beforeInsert } = {}) {
       const node = fragment(html);
       localize(node);
+      const edit = node.querySelector('li[data-kind="m.replace"]');
+      if (edit) applyEdit(edit);
       const pending = pendingByEvent.get(eventId);
       if (pending) { pending.replaceWith(node); pendingByEvent.delete(eventId); return; }
       const shown = byEvent(eventId);

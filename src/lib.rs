@@ -52,6 +52,7 @@ pub mod error;
 pub mod events;
 pub mod federation;
 pub mod files;
+pub mod format;
 pub mod ids;
 pub mod keys;
 pub mod live;

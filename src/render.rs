@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 
 use axum::response::{Html, IntoResponse, Response};
-use maud::{DOCTYPE, Markup, html};
+use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use crate::error::Error;
 
@@ -351,7 +351,8 @@ pub fn room_page(v: &RoomView<'_>) -> Markup {
         html! {
             div.app.in-room {
                 (room_list(v.rooms, Some(id.as_str()), v.presence))
-                main.room id="room" data-room-id=(id) {
+                main.room id="room" data-room-id=(id)
+                    data-can-redact=(v.room.power_levels.level_of(v.room.creators(), v.user) >= v.room.power_levels.redact) {
                     div.room-head {
                         a.back href="/rooms" aria-label="All rooms" { "‹" }
                         div {
@@ -376,7 +377,13 @@ pub fn room_page(v: &RoomView<'_>) -> Markup {
                             (call_bar(v.calls))
                             (timeline_with(v.events, v.next, v.user, v.read_before, v.receipts))
                             p.typing id="typing" aria-live="polite" { (typing_text(v.user, v.typing)) }
+                            p.notice id="notice" role="status" hidden {}
                             (pending_item(v.user))
+                            (message_actions())
+                            div.composer-mode id="composer-mode" hidden {
+                                span { "Editing message" } span.muted { " · Esc to cancel" }
+                                button.link type="button" { "Cancel" }
+                            }
                             form.composer id="composer" method="post" action={ "/rooms/" (id) "/send" } {
                                 input type="hidden" name="txn_id" value=(crate::auth::random_id().unwrap_or_default());
                                 textarea name="body" rows="1" required placeholder="Message" aria-label="Message" maxlength="16384" {}
@@ -487,11 +494,23 @@ pub fn pending_item(viewer: &str) -> Markup {
     }
 }
 
+/// The toolbar on a message (edit, delete): a template the live client puts into the row a
+/// pointer or the keyboard is on, with the buttons that viewer may use.
+pub fn message_actions() -> Markup {
+    html! {
+        template id="msg-actions" {
+            div.actions role="toolbar" aria-label="Message actions" {
+                button.ghost type="button" data-act="edit" aria-label="Edit message" title="Edit (↑ in an empty composer)" { "Edit" }
+                button.ghost.danger type="button" data-act="delete" aria-label="Delete message" title="Delete" { "Delete" }
+            }
+        }
+    }
+}
+
 /// One event in the timeline.
 pub fn event_item(stored: &StoredEvent) -> Markup {
     let ev = &stored.event;
     let who = display_name(&ev.sender);
-    let text = |k: &str| ev.content.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
     html! {
         @if ev.kind == M_ROOM_MESSAGE && stored.redacted_because.is_some() {
             li.ev.msg.redacted id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-sender=(ev.sender) data-event-id=(ev.event_id) {
@@ -499,11 +518,25 @@ pub fn event_item(stored: &StoredEvent) -> Markup {
                 time data-ts=(ev.origin_server_ts) { (clock(ev.origin_server_ts)) }
                 div.body { em { "Message deleted" } }
             }
+        } @else if let Some(original) = crate::store::edits::edited_event_id(ev) {
+            // An edit: the edited message's row changes (on a page, it shows the newest text;
+            // live, the client moves this row's body into it, see `timeline.js`). The row
+            // keeps positions contiguous for history paging.
+            li.ev.signal id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-kind="m.replace" data-sender=(ev.sender)
+                data-event-id=(ev.event_id) data-replaces=(original) data-ts=(ev.origin_server_ts) hidden {
+                @if let Some(new) = ev.content.get("m.new_content") { template { (message_body(new)) } }
+            }
         } @else if ev.kind == M_ROOM_MESSAGE {
             li.ev.msg id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-sender=(ev.sender) data-event-id=(ev.event_id) {
                 span.who title=(ev.sender) { (who) }
                 time data-ts=(ev.origin_server_ts) { (clock(ev.origin_server_ts)) }
-                div.body { (text("body")) }
+                @match &stored.edit {
+                    Some(edit) => {
+                        (message_body(&edit.content))
+                        (edited_mark(edit.ts))
+                    }
+                    None => (message_body(&ev.content)),
+                }
             }
         } @else if ev.kind == M_ROOM_REDACTION || ev.kind == DUMMY_EVENT {
             // The redacted event's own row changes (live: the client drops it, see `app.js`);
@@ -528,6 +561,30 @@ pub fn event_item(stored: &StoredEvent) -> Markup {
             }
         }
     }
+}
+
+/// A message's body: its HTML (Matrix's `org.matrix.custom.html`) through the sanitiser,
+/// whoever made it (ours were sanitised when sent, another server's never were), else its
+/// plain text.
+pub fn message_body(content: &serde_json::Value) -> Markup {
+    let html = content
+        .get("formatted_body")
+        .and_then(|v| v.as_str())
+        .filter(|_| content.get("format").and_then(|v| v.as_str()) == Some(crate::format::MATRIX_HTML))
+        .map(crate::format::sanitize)
+        .filter(|h| !h.trim().is_empty());
+    html! {
+        @match html {
+            Some(h) => div.body.formatted { (PreEscaped(h)) },
+            None => div.body { (content.get("body").and_then(|v| v.as_str()).unwrap_or_default()) },
+        }
+    }
+}
+
+/// "(edited)" after an edited message; the time of the edit on hover (the client writes it
+/// in local time from `data-ts`).
+pub fn edited_mark(ts: u64) -> Markup {
+    html! { span.edited data-ts=(ts) title="Edited" { "(edited)" } }
 }
 
 /// The timeline line for the end of a ringing call: "Video call with Ana and Ben, 3 min",

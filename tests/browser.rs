@@ -52,6 +52,16 @@ async fn two_browsers_chat_live() {
     s.stop().await;
 }
 
+/// Formatting, editing and deleting in two browsers, live and after a reload (see
+/// tests/browser/conversation.mjs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn formatting_edits_and_deletes_in_two_browsers() {
+    let s = TestServer::start().await;
+    let url = s.url.clone();
+    tokio::task::spawn_blocking(move || run_script("conversation.mjs", &url)).await.unwrap();
+    s.stop().await;
+}
+
 /// The Big List of Naughty Strings as messages, room names, topics and usernames: refused with
 /// a 4xx or shown as the same inert text, live and reloaded (see tests/browser/naughty.mjs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

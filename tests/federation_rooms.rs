@@ -1207,3 +1207,38 @@ async fn a_server_is_found_by_its_srv_record() {
     assert_eq!(dns.asked("_matrix._tcp.d.chat.test", 33), 1, "then the older, once");
     stop.cancel();
 }
+
+/// A formatted message and its edit cross to another of our servers: the HTML as sent, and the
+/// newest text once the edit arrives; an edit by someone else than the sender changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn formatting_and_edits_cross_servers() {
+    let p = Pki::new();
+    let a = TestServer::federating(&p, |_| {}).await;
+    let b = TestServer::federating(&p, |_| {}).await;
+    let (ana, ben, room) = ana_and_ben_share(&p, &a, &b, "Edits", "edits").await;
+    let original = ana.send(&room, "the _plan_", "m1").await;
+    eventually!(10, "B has the message", ben.event(&room, &original).await.is_some());
+    let got = ben.event(&room, &original).await.unwrap();
+    assert_eq!(got["content"]["formatted_body"], "the <em>plan</em>", "{got}");
+    let (s, v) = ana
+        .post(
+            &format!("/api/v1/rooms/{room}/messages"),
+            json!({"body": "the _new_ plan", "txn_id": "m2", "replaces": original}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    eventually!(10, "B shows the edit", {
+        let (_, v) = ben.get(&format!("/api/v1/rooms/{room}/events/{original}")).await;
+        v["content_now"]["body"] == "the _new_ plan"
+    });
+    let page = ben.page(&format!("/rooms/{room}")).await;
+    assert!(page.contains("the <em>new</em> plan") && page.contains("(edited)"), "edited on B's page");
+    // Ben cannot edit Ana's message from B.
+    let (s, _) = ben
+        .post(
+            &format!("/api/v1/rooms/{room}/messages"),
+            json!({"body": "mine now", "txn_id": "m3", "replaces": original}),
+        )
+        .await;
+    assert_eq!(s, 403);
+}

@@ -504,6 +504,57 @@ async fn redactions_cross_between_us_and_synapse() {
     until_all("Sam's next message here", &["still here".to_string()], || ana.bodies(&path_room)).await;
     ana.send(&path_room, "me too", "a3").await;
     until_all("our next message on Synapse", &["me too".to_string()], || syn.bodies(&sam, &room)).await;
+
+    // Formatting and edits, both ways. Ours: Synapse has the HTML, then the edit (its
+    // relations API lists it, with the new content).
+    let formatted = ana.send(&path_room, "see **this**", "a4").await;
+    let (st, v) = ana
+        .post(
+            &format!("/api/v1/rooms/{path_room}/messages"),
+            json!({"body": "see **that**", "txn_id": "a5", "replaces": formatted}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let relations = format!("/_matrix/client/v1/rooms/{path_room}/relations/{}/m.replace", enc(&formatted));
+    until("Ana's edit on Synapse", async || {
+        let (_, v) = syn.call(Some(&sam), "GET", &relations, None).await;
+        v["chunk"].as_array().is_some_and(|c| {
+            c.iter().any(|e| e["content"]["m.new_content"]["formatted_body"] == "see <strong>that</strong>")
+        })
+    })
+    .await;
+    let (_, orig) = syn
+        .call(Some(&sam), "GET", &format!("/_matrix/client/v3/rooms/{path_room}/event/{}", enc(&formatted)), None)
+        .await;
+    assert_eq!(orig["content"]["formatted_body"], "see <strong>this</strong>", "{orig}");
+    // Synapse's: Sam sends HTML as Element does (with a reply fallback and an attribute to
+    // strip) and edits it; we show the newest content, sanitised.
+    let html = json!({
+        "msgtype": "m.text", "body": "hello *you*", "format": "org.matrix.custom.html",
+        "formatted_body": "<mx-reply><blockquote>old</blockquote></mx-reply>hello <em onclick=\"x()\">you</em>",
+    });
+    let path = format!("/_matrix/client/v3/rooms/{path_room}/send/m.room.message/x3");
+    let (st, v) = syn.call(Some(&sam), "PUT", &path, Some(html)).await;
+    assert_eq!(st, 200, "{v}");
+    let sams = v["event_id"].as_str().unwrap().to_string();
+    let edit = json!({
+        "msgtype": "m.text", "body": "* hello *all*", "format": "org.matrix.custom.html",
+        "formatted_body": "* hello <em>all</em>",
+        "m.new_content": {"msgtype": "m.text", "body": "hello *all*", "format": "org.matrix.custom.html",
+                          "formatted_body": "hello <em>all</em><script>alert(1)</script>"},
+        "m.relates_to": {"rel_type": "m.replace", "event_id": sams},
+    });
+    let path = format!("/_matrix/client/v3/rooms/{path_room}/send/m.room.message/x4");
+    let (st, v) = syn.call(Some(&sam), "PUT", &path, Some(edit)).await;
+    assert_eq!(st, 200, "{v}");
+    until("Sam's edit here", async || {
+        let (_, v) = ana.get(&format!("/api/v1/rooms/{path_room}/events/{}", enc(&sams))).await;
+        v["content_now"]["body"] == "hello *all*"
+    })
+    .await;
+    let page = ana.page(&format!("/rooms/{path_room}")).await;
+    assert!(page.contains("hello <em>all</em>") && page.contains("(edited)"), "Sam's edit on our page");
+    assert!(!page.contains("alert(1)") && !page.contains("onclick") && !page.contains("mx-reply"), "sanitised");
     s.stop().await;
 }
 

@@ -2,7 +2,8 @@
 //! WebSockets, sends, and prints figures: durable messages/s, send→receive latency
 //! percentiles, server RSS and CPU. Talks only to the address it is given (loopback by default).
 //!
-//! Scenarios: `throughput`, `fanout`, `idle`, `compare`, `ephemeral`, `turn`, `all`. See `--help`.
+//! Scenarios: `throughput`, `fanout`, `idle`, `compare`, `ephemeral`, `turn`, `markdown`,
+//! `all`. See `--help`.
 
 mod turn;
 
@@ -50,6 +51,9 @@ enum Scenario {
         /// Messages to send.
         #[arg(long, default_value_t = 50_000)]
         messages: u64,
+        /// Every other message Markdown (bold, italic, code, a link), the rest plain.
+        #[arg(long)]
+        markdown: bool,
     },
     /// Delivery latency into one big room at a fixed send rate.
     Fanout {
@@ -71,7 +75,18 @@ enum Scenario {
     },
     /// The fixed comparison workload: 20 users in one room, 4 senders with one send in flight
     /// each, 2,000 messages.
-    Compare,
+    Compare {
+        /// Every other message Markdown (bold, italic, code, a link), the rest plain.
+        #[arg(long)]
+        markdown: bool,
+    },
+    /// `throughput` and `compare` with plain bodies and with Markdown ones (every other message
+    /// formatted), each on a fresh server, and the Markdown/plain ratios.
+    Markdown {
+        /// Messages for the throughput runs.
+        #[arg(long, default_value_t = 50_000)]
+        messages: u64,
+    },
     /// Ephemeral load: many users in many rooms, a share of them typing, while messages flow;
     /// message latency without and then with typing, and presence memory per online user.
     Ephemeral {
@@ -117,10 +132,10 @@ fn main() -> Res<()> {
     rt.block_on(async move {
         let scenarios = match cli.scenario.clone() {
             Scenario::All => vec![
-                Scenario::Throughput { in_flight: 256, messages: 50_000 },
+                Scenario::Throughput { in_flight: 256, messages: 50_000, markdown: false },
                 Scenario::Fanout { members: 1000, rate: 200, seconds: 10 },
                 Scenario::Idle { connections: 10_000 },
-                Scenario::Compare,
+                Scenario::Compare { markdown: false },
                 Scenario::Ephemeral { users: 10_000, rooms: 500, typing_percent: 10, rate: 100, seconds: 15 },
                 Scenario::Turn { allocations: 300, window: 4, seconds: 10, coturn: "/usr/bin/turnserver".into() },
             ],
@@ -129,10 +144,13 @@ fn main() -> Res<()> {
         for sc in scenarios {
             let server = Server::start(&cli).await?;
             let out = match sc {
-                Scenario::Throughput { in_flight, messages } => throughput(&server, in_flight, messages).await,
+                Scenario::Throughput { in_flight, messages, markdown } => {
+                    throughput(&server, in_flight, messages, markdown).await.map(|_| ())
+                }
                 Scenario::Fanout { members, rate, seconds } => fanout(&server, members, rate, seconds).await,
                 Scenario::Idle { connections } => idle(&server, connections).await,
-                Scenario::Compare => compare(&server).await,
+                Scenario::Compare { markdown } => compare(&server, markdown).await.map(|_| ()),
+                Scenario::Markdown { messages } => markdown_ratios(&cli, server.clone(), messages).await,
                 Scenario::Ephemeral { users, rooms, typing_percent, rate, seconds } => {
                     ephemeral(&server, users, rooms, typing_percent, rate, seconds).await
                 }
@@ -447,10 +465,43 @@ impl Sender {
     }
 }
 
-async fn throughput(server: &Arc<Server>, in_flight: usize, messages: u64) -> Res<()> {
+/// A message body: with `markdown`, every other one formatted (bold, italic, inline code and a
+/// bare link), the rest plain words of about the same length.
+fn body(prefix: String, n: u64, markdown: bool) -> String {
+    match (markdown, n % 2) {
+        (true, 0) => format!("{prefix} **bold** and _it_ with `code` at https://example.org/{n}"),
+        (true, _) => format!("{prefix} plain words and more of them at example dot org {n}"),
+        (false, _) => prefix,
+    }
+}
+
+/// Runs throughput and compare with plain bodies, then with Markdown ones, on fresh servers
+/// (the first on `first`), and prints the ratios.
+async fn markdown_ratios(cli: &Cli, first: Arc<Server>, messages: u64) -> Res<()> {
+    let plain_tp = throughput(&first, 256, messages, false).await?;
+    first.stop();
+    let s = Server::start(cli).await?;
+    let md_tp = throughput(&s, 256, messages, true).await?;
+    s.stop();
+    let s = Server::start(cli).await?;
+    let plain_cmp = compare(&s, false).await?;
+    s.stop();
+    let s = Server::start(cli).await?;
+    let md_cmp = compare(&s, true).await?;
+    s.stop();
+    println!(
+        "markdown: throughput {md_tp:.0} / {plain_tp:.0} msg/s = {:.2}; compare {md_cmp:.0} / {plain_cmp:.0} sends/s = {:.2}",
+        md_tp / plain_tp,
+        md_cmp / plain_cmp
+    );
+    Ok(())
+}
+
+async fn throughput(server: &Arc<Server>, in_flight: usize, messages: u64, markdown: bool) -> Res<f64> {
     let conns = in_flight.div_ceil(8).max(1);
     let window = in_flight.div_ceil(conns);
-    println!("== throughput: {in_flight} sends in flight ({conns} connections x {window}), {messages} messages");
+    let kind = if markdown { "half Markdown" } else { "plain" };
+    println!("== throughput: {in_flight} sends in flight ({conns} connections x {window}), {messages} {kind} messages");
     let tokens = server.users("tp", conns).await?;
     let rooms_n = conns.div_ceil(4);
     let mut rooms = Vec::new();
@@ -474,7 +525,7 @@ async fn throughput(server: &Arc<Server>, in_flight: usize, messages: u64) -> Re
             let mut outstanding = 0usize;
             while sent < per_conn || outstanding > 0 {
                 while outstanding < window && sent < per_conn {
-                    s.send(&room, format!("x{i}-{sent}"), format!("c{i}-{sent}")).await?;
+                    s.send(&room, body(format!("x{i}-{sent}"), sent, markdown), format!("c{i}-{sent}")).await?;
                     sent += 1;
                     outstanding += 1;
                 }
@@ -495,7 +546,7 @@ async fn throughput(server: &Arc<Server>, in_flight: usize, messages: u64) -> Re
     if let (Some(a), Some(b)) = (cpu0, server.cpu()) {
         println!("throughput: server CPU {:.3} ms per message", (b - a).as_secs_f64() * 1000.0 / n as f64);
     }
-    Ok(())
+    Ok(n as f64 / secs)
 }
 
 async fn fanout(server: &Arc<Server>, members: usize, rate: u64, seconds: u64) -> Res<()> {
@@ -584,10 +635,11 @@ async fn idle(server: &Arc<Server>, connections: usize) -> Res<()> {
     Ok(())
 }
 
-async fn compare(server: &Arc<Server>) -> Res<()> {
+async fn compare(server: &Arc<Server>, markdown: bool) -> Res<f64> {
     let (users, senders_n, total) = (20usize, 4usize, 2000u64);
+    let kind = if markdown { "half Markdown" } else { "plain" };
     println!(
-        "== compare: {users} users in one room, {senders_n} senders with one send in flight each, {total} messages"
+        "== compare: {users} users in one room, {senders_n} senders with one send in flight each, {total} {kind} messages"
     );
     let tokens = server.users("cmp", users).await?;
     let room = server.room(&tokens[0], "compare").await?;
@@ -613,7 +665,7 @@ async fn compare(server: &Arc<Server>) -> Res<()> {
         let room = room.clone();
         tasks.push(tokio::spawn(async move {
             for n in 0..per {
-                s.send(&room, format!("L{}:{i}-{n}", now_micros()), format!("cmp{i}-{n}")).await?;
+                s.send(&room, body(format!("L{}:{i}-{n}", now_micros()), n, markdown), format!("cmp{i}-{n}")).await?;
                 if s.acks.recv().await.is_none() {
                     return Err::<(), BoxError>("connection closed".into());
                 }
@@ -633,7 +685,7 @@ async fn compare(server: &Arc<Server>) -> Res<()> {
         println!("compare: server CPU {:.3} ms per message", (b - a).as_secs_f64() * 1000.0 / total as f64);
     }
     println!("compare: delivery latency {}", lat.lock().await.summary());
-    Ok(())
+    Ok(total as f64 / secs)
 }
 
 async fn ephemeral(

@@ -20,6 +20,9 @@ pub enum ClientFrame {
         body: String,
         /// Client-chosen id; a repeat returns the first event.
         txn_id: String,
+        /// An edit: the id of the sender's message whose text `body` replaces.
+        #[serde(default)]
+        replaces: Option<String>,
     },
     /// Move the read marker.
     Read {

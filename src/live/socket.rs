@@ -367,7 +367,7 @@ async fn handle(
                 let _ = reply_tx.try_send(frames::error(None, &e));
             }
         }
-        ClientFrame::Send { room_id, body, txn_id } => {
+        ClientFrame::Send { room_id, body, txn_id, replaces } => {
             let Ok(permit) = in_flight.clone().try_acquire_owned() else {
                 let _ = reply_tx.try_send(frames::error(Some(&txn_id), &Error::TooManyRequests(1)));
                 return;
@@ -375,7 +375,16 @@ async fn handle(
             // Queued for the writer here, in frame order, so one tab's messages commit in the
             // order it sent them; the wait for the commit runs in its own task.
             let (queued, room_id) = match RoomId::parse(&room_id) {
-                Ok(rid) => (rooms::submit_message(&state.rooms, &session.user, &rid, &body, &txn_id).await, Some(rid)),
+                Ok(rid) => {
+                    let queued = match replaces.as_deref().map(crate::ids::EventId::parse).transpose() {
+                        Ok(Some(original)) => {
+                            rooms::submit_edit(&state.rooms, &session.user, &rid, &original, &body, &txn_id).await
+                        }
+                        Ok(None) => rooms::submit_message(&state.rooms, &session.user, &rid, &body, &txn_id).await,
+                        Err(e) => Err(e),
+                    };
+                    (queued, Some(rid))
+                }
                 Err(e) => (Err(e), None),
             };
             let (state, user, reply_tx) = (state.clone(), session.user.clone(), reply_tx.clone());

@@ -421,6 +421,31 @@ pub async fn submit_message(
     body: &str,
     txn_id: &str,
 ) -> Result<Committed<Sent>> {
+    submit(state, sender, room_id, body, txn_id, None).await
+}
+
+/// Edits `original`, one of the sender's own messages in the room: its text becomes `body`
+/// (an `m.replace` event carrying the new content in `m.new_content`). Queued like a message.
+pub async fn submit_edit(
+    state: &Rooms,
+    sender: &UserId,
+    room_id: &RoomId,
+    original: &EventId,
+    body: &str,
+    txn_id: &str,
+) -> Result<Committed<Sent>> {
+    submit(state, sender, room_id, body, txn_id, Some(original)).await
+}
+
+/// Sends (or, with `replaces`, edits) a message: [`submit_message`], [`submit_edit`].
+async fn submit(
+    state: &Rooms,
+    sender: &UserId,
+    room_id: &RoomId,
+    body: &str,
+    txn_id: &str,
+    replaces: Option<&EventId>,
+) -> Result<Committed<Sent>> {
     check_message_size(&state.limits, body)?;
     if body.trim().is_empty() {
         return Err(Error::bad("message must not be empty"));
@@ -432,8 +457,36 @@ pub async fn submit_message(
         return Err(Error::bad(format!("txn_id must be 1-{MAX_TXN_ID} printable ASCII characters")));
     }
     state.messages_per_user.check(sender.as_str())?;
-    let candidates = mention_candidates(body, &state.server_name);
-    let (s, rid, txn, mut content) = (sender.to_string(), room_id.clone(), txn_id.to_string(), text_message(body));
+    let candidates = if replaces.is_some() { Vec::new() } else { mention_candidates(body, &state.server_name) };
+    let mut content = text_message(body);
+    // Markdown to HTML here, on the request's task: never on the writer thread.
+    if let Some(html) = crate::format::markdown_to_html(body) {
+        if html.len() > state.limits.max_message_bytes {
+            return Err(Error::TooLarge(format!(
+                "message must be at most {} bytes once formatted",
+                state.limits.max_message_bytes
+            )));
+        }
+        content["format"] = json!(crate::format::MATRIX_HTML);
+        content["formatted_body"] = json!(html);
+    }
+    if let Some(original) = replaces {
+        // As Matrix clients send an edit: a fallback for clients without edits, the new
+        // content, and the message it replaces.
+        let mut edit = json!({
+            "msgtype": "m.text",
+            "body": format!("* {body}"),
+            "m.new_content": content,
+            "m.relates_to": { "rel_type": "m.replace", "event_id": original },
+        });
+        if let Some(html) = edit["m.new_content"].get("formatted_body").and_then(|h| h.as_str()).map(str::to_string) {
+            edit["format"] = json!(crate::format::MATRIX_HTML);
+            edit["formatted_body"] = json!(format!("* {html}"));
+        }
+        content = edit;
+    }
+    let replaces = replaces.cloned();
+    let (s, rid, txn) = (sender.to_string(), room_id.clone(), txn_id.to_string());
     state
         .store
         .submit(move |tx| {
@@ -444,6 +497,19 @@ pub async fn submit_message(
                     return Err(Error::Conflict("txn_id already used in another room".into()));
                 }
                 return Ok(Sent { event_id: eid, pos: ev.pos });
+            }
+            if let Some(original) = &replaces {
+                let o = tx.event(original)?.filter(|o| o.event.room_id == rid && o.pos > 0);
+                let o = o.ok_or_else(|| Error::NotFound("no such message in this room".into()))?;
+                if o.event.sender != s {
+                    return Err(Error::Forbidden("you can only edit your own messages".into()));
+                }
+                if o.event.kind != M_ROOM_MESSAGE
+                    || o.redacted_because.is_some()
+                    || crate::store::edits::edited_event_id(&o.event).is_some()
+                {
+                    return Err(Error::bad("that event cannot be edited"));
+                }
             }
             let mut mentioned: Vec<String> = Vec::new();
             for (localpart, uid) in candidates {

@@ -27,6 +27,9 @@ pub struct StoredEvent {
     /// stored before state groups, and for state and history received with a join.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_group: Option<u64>,
+    /// A message's newest edit (see [`super::edits`]): what it says now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edit: Option<super::edits::Replacement>,
 }
 
 impl Tx<'_> {
@@ -64,7 +67,7 @@ impl Tx<'_> {
             put_json(
                 &mut events,
                 ev.event_id.as_str(),
-                &StoredEvent { pos: 0, event: ev.clone(), redacted_because: None, state_group },
+                &StoredEvent { pos: 0, event: ev.clone(), redacted_because: None, state_group, edit: None },
             )?;
             self.txn.open_table(ROOM_OUTLIERS)?.insert((room_id, ev.event_id.as_str()), ())?;
         }
@@ -140,12 +143,15 @@ pub fn persist_soft_failed(tx: &mut Tx<'_>, room: &mut RoomRecord, ev: &Event) -
 
 fn persist_inner(tx: &mut Tx<'_>, room: &mut RoomRecord, mut ev: Event, send: bool) -> Result<Arc<StoredEvent>> {
     let redacted_because = super::redactions::on_persist(tx, room, &mut ev, !send)?;
-    let pos = tx.next_pos();
     let rid = room.room_id.clone();
+    let edit = match redacted_because {
+        None => super::edits::on_persist(tx, &rid, &ev, !send)?,
+        Some(_) => None,
+    };
+    let pos = tx.next_pos();
     let eid = ev.event_id.clone();
-    tx.txn
-        .open_table(ROOM_TIMELINE)?
-        .insert((rid.as_str(), pos), (eid.as_str(), ev.sender.as_str(), ev.kind.as_str()))?;
+    let kind = if super::edits::edited_event_id(&ev).is_some() { super::edits::EDIT_KIND } else { ev.kind.as_str() };
+    tx.txn.open_table(ROOM_TIMELINE)?.insert((rid.as_str(), pos), (eid.as_str(), ev.sender.as_str(), kind))?;
     if let Some(users) = ev.content.get("m.mentions").and_then(|m| m.get("user_ids")).and_then(|u| u.as_array()) {
         let mut mentions = tx.txn.open_table(MENTIONS)?;
         for u in users.iter().filter_map(|u| u.as_str()) {
@@ -157,7 +163,7 @@ fn persist_inner(tx: &mut Tx<'_>, room: &mut RoomRecord, mut ev: Event, send: bo
     // to the event's own when it follows every tip, else to the resolution of the tips' states
     // (see `state`).
     let after = super::state::place(tx, room, &ev)?;
-    let stored = Arc::new(StoredEvent { pos, event: ev, redacted_because, state_group: Some(after) });
+    let stored = Arc::new(StoredEvent { pos, event: ev, redacted_because, state_group: Some(after), edit });
     put_json(&mut tx.txn.open_table(EVENTS)?, eid.as_str(), stored.as_ref())?;
     let ev = &stored.event;
     let followed_all = room.extremities.iter().all(|e| ev.prev_events.contains(e));
@@ -271,7 +277,7 @@ pub fn store_joined_room(
         put_json(
             &mut tx.txn.open_table(EVENTS)?,
             id.as_str(),
-            &StoredEvent { pos, event: ev, redacted_because: None, state_group },
+            &StoredEvent { pos, event: ev, redacted_because: None, state_group, edit: None },
         )?;
     }
     // Our join may be here already: the events that follow it, sent by a server of the room

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod backup;
 pub mod calls;
 pub mod directory;
+pub mod edits;
 pub mod events;
 pub mod keys;
 pub mod outbox;
@@ -29,7 +30,7 @@ pub use writer::{OnCommit, Tx, Writer, WriterStats, WriterThread};
 
 /// Version of the table layout this build reads and writes. Each version's change, and the step
 /// that upgrades a database of the version before, is in [`upgrade`].
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "chat.redb";
 
@@ -180,6 +181,8 @@ fn upgrade(txn: &WriteTransaction, from: u32) -> Result<()> {
         // group), empty: a room's current state becomes its first group when its next event is
         // stored.
         4 => Ok(()),
+        // 6 adds `edits` (and messages name their newest edit), empty: there were no edits.
+        5 => Ok(()),
         _ => Err(Error::Internal(format!("no upgrade from schema {from}"))),
     }
 }

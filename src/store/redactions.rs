@@ -67,10 +67,36 @@ pub(super) fn on_persist(
     // The mentions it made stop counting (a redaction before its target keeps them from being
     // indexed at all: the target is redacted before `persist` reads them).
     let mentioned: Vec<String> = mentioned_users(&stored.event);
+    let edited = super::edits::edited_event_id(&stored.event).map(str::to_string);
     stored.event.redact();
     stored.redacted_because = Some(ev.event_id.clone());
+    stored.edit = None;
     put_json(&mut events, &target, &stored)?;
     drop(events);
+    // Its edits say what it said: they go with it. A redacted edit: the message shows the
+    // edit before it (or its own text).
+    for edit_id in super::edits::edits_of(tx, &rid, &target)? {
+        let mut events = tx.txn.open_table(EVENTS)?;
+        if let Some(mut e) = get_json::<super::events::StoredEvent>(&events, &edit_id)?
+            && e.redacted_because.is_none()
+            && e.event.sender == stored.event.sender
+        {
+            e.event.redact();
+            e.redacted_because = Some(ev.event_id.clone());
+            put_json(&mut events, &edit_id, &e)?;
+        }
+    }
+    if let Some(original_id) = edited {
+        let mut events = tx.txn.open_table(EVENTS)?;
+        if let Some(mut original) = get_json::<super::events::StoredEvent>(&events, &original_id)?
+            && original.edit.as_ref().is_some_and(|r| r.event_id.as_str() == target)
+        {
+            drop(events);
+            original.edit = super::edits::newest(tx, &rid, &original, Some(&target))?;
+            events = tx.txn.open_table(EVENTS)?;
+            put_json(&mut events, &original_id, &original)?;
+        }
+    }
     let mut mentions = tx.txn.open_table(MENTIONS)?;
     for user in &mentioned {
         mentions.remove((user.as_str(), rid.as_str(), stored.pos))?;

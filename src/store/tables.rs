@@ -103,6 +103,10 @@ pub const STATE_GROUPS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::n
 /// Schema 5.
 pub const STATE_MERGES: TableDefinition<(&str, &str), u64> = TableDefinition::new("state_merges");
 
+/// (room id, edited message id, edit event id) -> the edit's `origin_server_ts`: every edit
+/// (`m.replace`) received or sent, by the message it edits (see [`super::edits`]). Schema 6.
+pub const EDITS: TableDefinition<(&str, &str, &str), u64> = TableDefinition::new("edits");
+
 /// Calls `$m!(TABLE, ...)` with every table above: the one list that creating the schema and
 /// copying a backup use, so a new table cannot be left out of either.
 macro_rules! every_table {
@@ -133,7 +137,8 @@ macro_rules! every_table {
             FED_TXNS,
             REDACTIONS,
             STATE_GROUPS,
-            STATE_MERGES
+            STATE_MERGES,
+            EDITS
         )
     };
 }

@@ -1,7 +1,7 @@
 //! The JSON API (`/api/v1`), documented in `docs/api.md`. Handlers validate, call a service,
 //! and answer; errors are `{error, message}` with the status from [`Error`].
 
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -371,6 +371,9 @@ pub async fn direct(State(state): State<AppState>, session: Session, Json(u): Js
 pub struct NewMessage {
     body: String,
     txn_id: String,
+    /// An edit: the id of the sender's message whose text `body` replaces.
+    #[serde(default)]
+    replaces: Option<String>,
 }
 
 /// `POST /rooms/{id}/messages` → `{event_id, pos}`, answered after commit.
@@ -380,7 +383,12 @@ pub async fn send(
     RoomPath(id): RoomPath,
     Json(m): Json<NewMessage>,
 ) -> Result<Json<Value>> {
-    let sent = rooms::send_message(&state.rooms, &session.user, &id, &m.body, &m.txn_id).await?;
+    let sent = match m.replaces.as_deref().map(EventId::parse).transpose()? {
+        Some(original) => {
+            rooms::submit_edit(&state.rooms, &session.user, &id, &original, &m.body, &m.txn_id).await?.wait().await?
+        }
+        None => rooms::send_message(&state.rooms, &session.user, &id, &m.body, &m.txn_id).await?,
+    };
     Ok(Json(json!({ "event_id": sent.event_id, "pos": sent.pos })))
 }
 
@@ -397,6 +405,13 @@ pub fn event_json(e: &StoredEvent) -> Value {
     v["pos"] = json!(e.pos);
     if let Some(because) = &e.redacted_because {
         v["unsigned"] = json!({ "redacted_because": because });
+    }
+    // As Matrix's server-side aggregation shows an edit: its id and time; the message's new
+    // content is the edit's `m.new_content` (`content_now` saves clients a lookup).
+    if let Some(edit) = &e.edit {
+        v["unsigned"]["m.relations"] =
+            json!({ "m.replace": { "event_id": edit.event_id, "origin_server_ts": edit.ts } });
+        v["content_now"] = edit.content.clone();
     }
     v
 }
@@ -426,6 +441,21 @@ pub async fn messages(
     let (events, next) = state.store.timeline(&id, before, limit)?;
     let events: Vec<Value> = events.iter().map(event_json).collect();
     Ok(Json(json!({ "events": events, "next": next.map(|n| n.to_string()) })))
+}
+
+/// `GET /rooms/{id}/events/{event_id}` → the event (with `pos`, and for an edited message
+/// `unsigned.m.relations.m.replace`: its newest edit), for a member of the room.
+pub async fn event(
+    State(state): State<AppState>,
+    session: Session,
+    Path((room_id, event_id)): Path<(String, String)>,
+) -> Result<Json<Value>> {
+    let id = RoomId::parse(&room_id)?;
+    member_room(&state, &session, &id)?;
+    let event_id = EventId::parse(&event_id)?;
+    let ev = state.store.event(&event_id)?.filter(|e| e.event.room_id == id && e.pos > 0);
+    let ev = ev.ok_or_else(|| Error::NotFound("no such event in this room".into()))?;
+    Ok(Json(event_json(&ev)))
 }
 
 /// `{event_id}`.

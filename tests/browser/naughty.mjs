@@ -1,8 +1,11 @@
 // The Big List of Naughty Strings (npm `big-list-of-naughty-strings`, blns.json) sent as
 // messages, room names and topics and usernames. Every string must be refused with a 4xx or
 // stored and shown as the same inert text: live (pushed fragments) and after a reload (server
-// render and history pages), in the room list and the public directory. Checked in headless
-// Chromium: no dialog, no page error, no CSP violation, no element made from user text.
+// render and history pages), in the room list and the public directory. A message is Markdown:
+// one the server formatted (`.body.formatted`) may hold only the allow-list's elements and
+// attributes (links to http, https and mailto only), the same live and reloaded; every other
+// one is the same text. Checked in headless Chromium: no dialog, no page error, no CSP
+// violation, no element made from user text outside the allow-list.
 // Run by tests/browser.rs with the server's URL as argument; prints its figures.
 import { chromium } from 'playwright-core';
 import { createRequire } from 'node:module';
@@ -91,14 +94,42 @@ try {
     if (r.status === 200) sent.push(s); else count('message', r);
   }
   await benPage.waitForFunction((n) => document.querySelectorAll('#timeline li.msg').length >= n, sent.length, { timeout: 30000 });
-  const bodies = async () => benPage.evaluate(() => [...document.querySelectorAll('#timeline li.msg .body')].map((b) => b.textContent));
-  const same = (shown, what) => {
+  // Each body: plain text, or the formatted HTML with what it breaks the allow-list with.
+  const bodies = async () => benPage.evaluate(() => {
+    const tags = new Set(['P', 'BR', 'STRONG', 'B', 'EM', 'I', 'DEL', 'S', 'STRIKE', 'U', 'CODE', 'PRE', 'BLOCKQUOTE',
+      'UL', 'OL', 'LI', 'A', 'H1', 'H2', 'H3', 'H4', 'H5', 'H6', 'HR', 'SUP', 'SUB']);
+    const attrs = { A: ['href', 'rel', 'target'], CODE: ['class'], OL: ['start'] };
+    return [...document.querySelectorAll('#timeline li.msg .body')].map((b) => {
+      if (!b.classList.contains('formatted')) return { text: b.textContent };
+      const bad = [];
+      for (const e of b.querySelectorAll('*')) {
+        if (!tags.has(e.tagName)) bad.push(e.tagName);
+        for (const a of e.attributes) if (!(attrs[e.tagName] || []).includes(a.name)) bad.push(`${e.tagName}[${a.name}]`);
+        if (e.tagName === 'A' && e.hasAttribute('href') && !/^(https?:|mailto:)/i.test(e.getAttribute('href'))) bad.push(`href ${e.getAttribute('href')}`);
+        if (e.tagName === 'A' && (e.getAttribute('target') !== '_blank' || e.getAttribute('rel') !== 'noopener noreferrer nofollow')) bad.push('link without _blank/noopener');
+        if (e.tagName === 'CODE' && e.hasAttribute('class') && !/^language-[\w+#-]+$/.test(e.getAttribute('class'))) bad.push('code class');
+      }
+      return { html: b.innerHTML, bad };
+    });
+  });
+  let formatted = 0;
+  const same = (shown, what, earlier) => {
     const want = sent.map(asText);
     if (shown.length !== want.length) fail(`${what}: ${shown.length} messages shown, ${want.length} sent`);
-    shown.forEach((t, i) => { if (t !== want[i]) fail(`${what}: message ${i} shown as ${JSON.stringify(t)}, sent ${JSON.stringify(sent[i])}`); });
+    formatted = 0;
+    shown.forEach((b, i) => {
+      if (b.html !== undefined) {
+        formatted += 1;
+        if (b.bad.length) fail(`${what}: message ${i} (${JSON.stringify(sent[i])}) has ${b.bad.join(', ')} in ${b.html}`);
+        if (earlier && earlier[i].html !== b.html) fail(`${what}: message ${i} differs from live: ${b.html} / ${earlier[i].html}`);
+      } else if (b.text !== want[i]) {
+        fail(`${what}: message ${i} shown as ${JSON.stringify(b.text)}, sent ${JSON.stringify(sent[i])}`);
+      }
+    });
   };
-  same(await bodies(), 'live');
-  await checkPage(benPage, '#timeline li.msg .body', 'live');
+  const live = await bodies();
+  same(live, 'live');
+  await checkPage(benPage, '#timeline li.msg .body:not(.formatted)', 'live');
 
   // After a reload: the first page from the server, then every older page through history.
   await benPage.reload();
@@ -108,8 +139,8 @@ try {
     await benPage.waitForTimeout(150);
   }
   if (!(await benPage.$('#timeline li.start'))) fail('history did not reach the beginning');
-  same(await bodies(), 'reloaded');
-  await checkPage(benPage, '#timeline li.msg .body, #timeline li.note', 'reloaded');
+  same(await bodies(), 'reloaded', live);
+  await checkPage(benPage, '#timeline li.msg .body:not(.formatted), #timeline li.note', 'reloaded');
 
   // Room names and topics: Ana creates a public room per string.
   // Names and topics are trimmed when stored: compare with what the server says it stored.
@@ -142,7 +173,8 @@ try {
   const missingTopics = rooms.filter((r) => r.topic && !topics.has(shown(r.topic)));
   if (missingTopics.length) fail(`directory: ${missingTopics.length} topics not shown as text, e.g. ${JSON.stringify(missingTopics.slice(0, 3))}`);
 
-  console.log(`naughty strings: ${strings.length} tried; messages: ${sent.length} shown as sent (live and reloaded), ` +
+  console.log(`naughty strings: ${strings.length} tried; messages: ${sent.length} shown (live and reloaded): ` +
+    `${sent.length - formatted} as the same text, ${formatted} formatted within the allow-list; ` +
     `rooms: ${rooms.length} names and topics shown as sent, usernames accepted: ${usernamesAccepted}; refused: ${JSON.stringify(refusedBy)}`);
 } finally {
   await browser.close();

@@ -1,0 +1,313 @@
+//! Formatted messages: the Markdown a user types becomes Matrix's HTML
+//! (`format: "org.matrix.custom.html"`, `formatted_body`), and every formatted body, ours or
+//! another server's, passes one allow-list sanitiser before it reaches a page.
+//!
+//! Markdown is CommonMark (pulldown-cmark) with strikethrough: emphasis, strong, strike,
+//! inline code, fenced and indented code blocks (with a `language-*` class), quotes, lists,
+//! headings, rules, links and bare `http(s)://` URLs made links. Raw HTML in the text is shown
+//! as text, and images become links to them. Line breaks inside a paragraph are kept, as a
+//! chat user expects. A message whose Markdown changes nothing (plain words) has no
+//! formatted body.
+//!
+//! The sanitiser (ammonia) keeps only the tags above with `href` on links (http, https and
+//! mailto; no relative URLs), a `language-*` class on code and `start` on ordered lists; it
+//! drops the content of `script`, `style` and Matrix's reply fallback (`mx-reply`), and every
+//! link opens a new tab with `rel="noopener noreferrer nofollow"`.
+
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
+
+use pulldown_cmark::{CowStr, Event, LinkType, Options, Parser, Tag, TagEnd};
+
+/// The `format` of a Matrix HTML body.
+pub const MATRIX_HTML: &str = "org.matrix.custom.html";
+
+/// The HTML for `body` read as Markdown, sanitised; `None` when the Markdown formats nothing
+/// (the plain body says it all).
+pub fn markdown_to_html(body: &str) -> Option<String> {
+    let events = formatted_events(body);
+    if is_plain(&events, body) {
+        return None;
+    }
+    let mut html = String::with_capacity(body.len() + body.len() / 2 + 16);
+    pulldown_cmark::html::push_html(&mut html, events.into_iter());
+    // One paragraph: no wrapper, as Matrix clients send it.
+    let trimmed = html.trim_end();
+    let html = match trimmed.strip_prefix("<p>").and_then(|s| s.strip_suffix("</p>")) {
+        Some(inner) if !inner.contains("<p>") => inner.to_string(),
+        _ => trimmed.to_string(),
+    };
+    Some(sanitize(&html))
+}
+
+/// The parsed Markdown with our changes: raw HTML as text, images as links, soft breaks as
+/// line breaks and bare URLs as links.
+fn formatted_events(body: &str) -> Vec<Event<'_>> {
+    let mut out = Vec::new();
+    let mut in_link_or_code = 0usize;
+    // The parser splits text at characters that might be markup (`_`, `*`, ...): adjacent
+    // text is joined before URLs are looked for in it.
+    let mut text: Option<CowStr<'_>> = None;
+    for ev in Parser::new_ext(body, Options::ENABLE_STRIKETHROUGH) {
+        if let Event::Text(t) = &ev
+            && in_link_or_code == 0
+        {
+            text = Some(match text.take() {
+                None => t.clone(),
+                Some(prev) => CowStr::from(format!("{prev}{t}")),
+            });
+            continue;
+        }
+        if let Some(t) = text.take() {
+            linkify(t, &mut out);
+        }
+        match ev {
+            Event::Html(t) | Event::InlineHtml(t) => out.push(Event::Text(t)),
+            Event::Start(Tag::HtmlBlock) | Event::End(TagEnd::HtmlBlock) => {}
+            Event::Start(Tag::Image { link_type, dest_url, title, id }) => {
+                in_link_or_code += 1;
+                out.push(Event::Start(Tag::Link { link_type, dest_url, title, id }));
+            }
+            Event::End(TagEnd::Image) => {
+                in_link_or_code = in_link_or_code.saturating_sub(1);
+                out.push(Event::End(TagEnd::Link));
+            }
+            Event::Start(t @ (Tag::Link { .. } | Tag::CodeBlock(_))) => {
+                in_link_or_code += 1;
+                out.push(Event::Start(t));
+            }
+            Event::End(t @ (TagEnd::Link | TagEnd::CodeBlock)) => {
+                in_link_or_code = in_link_or_code.saturating_sub(1);
+                out.push(Event::End(t));
+            }
+            Event::SoftBreak => out.push(Event::HardBreak),
+            other => out.push(other),
+        }
+    }
+    if let Some(t) = text.take() {
+        linkify(t, &mut out);
+    }
+    out
+}
+
+/// Whether `events` only say `body` again: paragraphs of text and line breaks, reading the
+/// same as the body (no escapes, entities or links).
+fn is_plain(events: &[Event<'_>], body: &str) -> bool {
+    let mut text = String::with_capacity(body.len());
+    for ev in events {
+        match ev {
+            Event::Start(Tag::Paragraph) => {
+                if !text.is_empty() {
+                    text.push_str("\n\n");
+                }
+            }
+            Event::End(TagEnd::Paragraph) => {}
+            Event::Text(t) => text.push_str(t),
+            Event::HardBreak | Event::SoftBreak => text.push('\n'),
+            _ => return false,
+        }
+    }
+    let normal = |s: &str| s.split('\n').map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("\n");
+    normal(&text) == normal(body)
+}
+
+/// Pushes `text` with each bare `http://` or `https://` URL in it made a link.
+fn linkify<'a>(text: CowStr<'a>, out: &mut Vec<Event<'a>>) {
+    let s: &str = &text;
+    let mut rest_start = 0;
+    let mut found = Vec::new();
+    let mut i = 0;
+    while let Some(off) = s[i..].find("http") {
+        let start = i + off;
+        let tail = &s[start..];
+        let scheme = if tail.starts_with("https://") {
+            8
+        } else if tail.starts_with("http://") {
+            7
+        } else {
+            i = start + 4;
+            continue;
+        };
+        // A URL starts a word, and runs to whitespace (or a bracket that is not its own), less
+        // trailing punctuation.
+        let starts_word = s[..start].chars().next_back().is_none_or(|c| !c.is_alphanumeric());
+        let mut end = start + tail.find(|c: char| c.is_whitespace() || c == '<' || c == '>').unwrap_or(tail.len());
+        while end > start + scheme {
+            let last = s[..end].chars().next_back().unwrap_or(' ');
+            let unbalanced_paren =
+                last == ')' && s[start..end].matches('(').count() < s[start..end].matches(')').count();
+            if matches!(last, '.' | ',' | ';' | ':' | '!' | '?' | '"' | '\'') || unbalanced_paren {
+                end -= last.len_utf8();
+            } else {
+                break;
+            }
+        }
+        if starts_word && end > start + scheme {
+            found.push((start, end));
+        }
+        i = end.max(start + scheme);
+    }
+    if found.is_empty() {
+        out.push(Event::Text(text));
+        return;
+    }
+    for (start, end) in found {
+        if start > rest_start {
+            out.push(Event::Text(CowStr::from(s[rest_start..start].to_string())));
+        }
+        let url = s[start..end].to_string();
+        out.push(Event::Start(Tag::Link {
+            link_type: LinkType::Autolink,
+            dest_url: CowStr::from(url.clone()),
+            title: CowStr::from(""),
+            id: CowStr::from(""),
+        }));
+        out.push(Event::Text(CowStr::from(url)));
+        out.push(Event::End(TagEnd::Link));
+        rest_start = end;
+    }
+    if rest_start < s.len() {
+        out.push(Event::Text(CowStr::from(s[rest_start..].to_string())));
+    }
+}
+
+/// The allow-list sanitiser, built once.
+static SANITIZER: LazyLock<ammonia::Builder<'static>> = LazyLock::new(|| {
+    let tags: HashSet<&str> = [
+        "p",
+        "br",
+        "strong",
+        "b",
+        "em",
+        "i",
+        "del",
+        "s",
+        "strike",
+        "u",
+        "code",
+        "pre",
+        "blockquote",
+        "ul",
+        "ol",
+        "li",
+        "a",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "hr",
+        "sup",
+        "sub",
+    ]
+    .into_iter()
+    .collect();
+    let attributes: HashMap<&str, HashSet<&str>> = [
+        ("a", ["href"].into_iter().collect()),
+        ("code", ["class"].into_iter().collect()),
+        ("ol", ["start"].into_iter().collect()),
+    ]
+    .into_iter()
+    .collect();
+    let mut b = ammonia::Builder::empty();
+    b.tags(tags)
+        .tag_attributes(attributes)
+        .url_schemes(["http", "https", "mailto"].into_iter().collect())
+        .url_relative(ammonia::UrlRelative::Deny)
+        .link_rel(Some("noopener noreferrer nofollow"))
+        .set_tag_attribute_value("a", "target", "_blank")
+        .clean_content_tags(["script", "style", "mx-reply"].into_iter().collect())
+        .strip_comments(true)
+        .attribute_filter(|tag, attr, value| match (tag, attr) {
+            ("code", "class") => value
+                .split_whitespace()
+                .find(|c| {
+                    c.strip_prefix("language-").is_some_and(|l| {
+                        (1..=32).contains(&l.len())
+                            && l.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'+' | b'#'))
+                    })
+                })
+                .map(|c| Cow::Owned(c.to_string())),
+            ("ol", "start") => value.parse::<u32>().ok().map(|n| Cow::Owned(n.to_string())),
+            _ => Some(Cow::Borrowed(value)),
+        });
+    b
+});
+
+/// `html` with everything the allow-list does not name removed.
+pub fn sanitize(html: &str) -> String {
+    SANITIZER.clean(html).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_words_have_no_formatted_body() {
+        for body in ["hello", "two\nlines", "para one\n\npara two", "  spaced  ", "1+1=2", "a - b"] {
+            assert_eq!(markdown_to_html(body), None, "{body:?}");
+        }
+    }
+
+    #[test]
+    fn markdown_becomes_html() {
+        let html = |b: &str| markdown_to_html(b).unwrap();
+        assert_eq!(html("**bold** and *it* and ~~gone~~"), "<strong>bold</strong> and <em>it</em> and <del>gone</del>");
+        assert_eq!(html("use `x < y`"), "use <code>x &lt; y</code>");
+        assert_eq!(
+            html("```rust\nfn main() {}\n```"),
+            "<pre><code class=\"language-rust\">fn main() {}\n</code></pre>"
+        );
+        assert!(html("> quoted").starts_with("<blockquote>"));
+        assert!(html("- a\n- b").starts_with("<ul>"));
+        assert_eq!(html("3. c\n4. d"), "<ol start=\"3\">\n<li>c</li>\n<li>d</li>\n</ol>");
+        assert_eq!(html("line *one*\nline two"), "line <em>one</em><br>\nline two");
+    }
+
+    #[test]
+    fn links_open_in_a_new_tab_without_referrer() {
+        let want = "see <a href=\"https://example.org/a_(b)\" target=\"_blank\" rel=\"noopener noreferrer nofollow\">https://example.org/a_(b)</a>.";
+        assert_eq!(markdown_to_html("see https://example.org/a_(b).").unwrap(), want);
+        let md = markdown_to_html("[docs](https://example.org/x?y=1&z=2)").unwrap();
+        assert!(md.contains("href=\"https://example.org/x?y=1&amp;z=2\""), "{md}");
+        assert!(md.contains("target=\"_blank\""), "{md}");
+        // Not inside code, and not in the middle of a word.
+        assert_eq!(markdown_to_html("`https://a.example`").unwrap(), "<code>https://a.example</code>");
+        assert_eq!(markdown_to_html("xhttps://a.example"), None);
+    }
+
+    #[test]
+    fn hostile_input_stays_inert() {
+        let cases = [
+            "[x](javascript:alert(1))",
+            "[x](data:text/html;base64,PHNjcmlwdD4=)",
+            "<script>alert(1)</script>",
+            "<img src=x onerror=alert(1)>",
+            "<a href=\"javascript:alert(1)\">x</a>",
+            "![x](javascript:alert(1))",
+            "[x](JaVaScRiPt:alert(1))",
+            "<details open ontoggle=alert(1)>",
+            "[x](/relative)",
+            "<<script>script>alert(1)<</script>/script>",
+        ];
+        for c in cases {
+            let out = markdown_to_html(c).unwrap_or_default();
+            let lower = out.to_ascii_lowercase();
+            for bad in ["<script", "<img", "javascript:", "data:", "onerror=", "ontoggle=", "<details", "href=\"/"] {
+                assert!(!lower.contains(bad), "{c:?} gave {out:?}");
+            }
+        }
+        // HTML from another server: only the allow-list stays.
+        let remote = "<mx-reply><blockquote>old</blockquote></mx-reply><b onclick=\"x()\">hi</b>\
+                      <iframe src=\"https://e.example\"></iframe><code class=\"language-js evil\">c</code>\
+                      <a href=\"https://ok.example\" target=\"_self\">l</a><style>p{}</style>";
+        assert_eq!(
+            sanitize(remote),
+            "<b>hi</b><code class=\"language-js\">c</code><a href=\"https://ok.example\" target=\"_blank\" \
+             rel=\"noopener noreferrer nofollow\">l</a>"
+        );
+    }
+}

@@ -1,0 +1,172 @@
+//! Conversations: formatted messages, edits and deletes through the API and the live channel,
+//! with their rules (only one's own messages are edited; a moderator may delete anyone's), and
+//! what a reload and a reconnecting tab show.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use chat_testkit as common;
+use chat_testkit::reqwest::StatusCode;
+
+use common::TestServer;
+use serde_json::{Value, json};
+
+async fn event(s: &TestServer, token: &str, room: &str, id: &str) -> (StatusCode, Value) {
+    s.get(Some(token), &format!("/api/v1/rooms/{room}/events/{id}")).await
+}
+
+async fn edit(s: &TestServer, token: &str, room: &str, id: &str, body: &str, txn: &str) -> (StatusCode, Value) {
+    s.post(Some(token), &format!("/api/v1/rooms/{room}/messages"), json!({"body": body, "txn_id": txn, "replaces": id}))
+        .await
+}
+
+#[tokio::test]
+async fn markdown_is_sent_as_matrix_html_and_plain_text_stays_plain() {
+    let s = TestServer::start().await;
+    let (ana, ben, room) = s.ana_and_ben_in_general().await;
+    let (st, v) = s.send(&ana, &room, "**bold** and `code` at https://example.org", "f1").await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (_, ev) = event(&s, &ben.token, &room, v["event_id"].as_str().unwrap()).await;
+    let c = &ev["content"];
+    assert_eq!(c["body"], "**bold** and `code` at https://example.org", "the body keeps what was typed");
+    assert_eq!(c["format"], "org.matrix.custom.html");
+    assert_eq!(
+        c["formatted_body"],
+        "<strong>bold</strong> and <code>code</code> at <a href=\"https://example.org\" \
+         target=\"_blank\" rel=\"noopener noreferrer nofollow\">https://example.org</a>"
+    );
+    let (_, v) = s.send(&ana, &room, "just words, 1 + 1 = 2", "f2").await;
+    let (_, ev) = event(&s, &ben.token, &room, v["event_id"].as_str().unwrap()).await;
+    assert!(ev["content"].get("formatted_body").is_none(), "plain text has no HTML: {ev}");
+    // The page shows the markup (sanitised), and hostile links not at all.
+    s.send(&ana, &room, "[x](javascript:alert(1)) <script>alert(2)</script>", "f3").await;
+    let page = s
+        .http
+        .get(format!("{}/rooms/{room}", s.url))
+        .header("cookie", format!("chat_token={}", ben.token))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("<strong>bold</strong>"), "formatted on the page");
+    assert!(!page.contains("javascript:"), "no javascript: link on the page");
+    assert!(page.contains("&lt;script&gt;alert(2)&lt;/script&gt;"), "raw HTML shows as text");
+    // An event over the size limit once formatted is refused with a clear error.
+    let long = "*a* ".repeat(3000);
+    let (st, v) = s.send(&ana, &room, &long, "f4").await;
+    assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("once formatted"), "{v}");
+}
+
+#[tokio::test]
+async fn a_message_is_edited_by_its_sender_only_live_and_after_a_reload() {
+    let s = TestServer::start().await;
+    let (ana, ben, room) = s.ana_and_ben_in_general().await;
+    let mut ben_ws = s.ws(&ben, None).await;
+    let (_, v) = s.send(&ana, &room, "meet at 3", "e1").await;
+    let original = v["event_id"].as_str().unwrap().to_string();
+    ben_ws.next_message().await;
+    let unread_before = s.get(Some(&ben.token), "/api/v1/rooms").await.1["rooms"][0]["unread"].clone();
+
+    let (st, v) = edit(&s, &ana.token, &room, &original, "meet at **4**", "e2").await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let edit_id = v["event_id"].as_str().unwrap().to_string();
+    // The same transaction id again: the same edit, not a second one.
+    let (st, again) = edit(&s, &ana.token, &room, &original, "meet at **4**", "e2").await;
+    assert_eq!((st, again["event_id"].as_str()), (StatusCode::OK, Some(edit_id.as_str())));
+
+    // Live: Ben's tab gets the edit, its row naming the message it replaces, with the new body.
+    let f = ben_ws.next_message().await;
+    assert_eq!(f["event"]["event_id"], edit_id.as_str());
+    assert_eq!(f["event"]["content"]["m.relates_to"], json!({"rel_type": "m.replace", "event_id": original}));
+    assert_eq!(f["event"]["content"]["m.new_content"]["body"], "meet at **4**");
+    let html = f["html"].as_str().unwrap();
+    assert!(html.contains(&format!("data-replaces=\"{original}\"")) && html.contains("<strong>4</strong>"), "{html}");
+
+    // An edit is no new message: Ben's unread count did not move.
+    let unread_after = s.get(Some(&ben.token), "/api/v1/rooms").await.1["rooms"][0]["unread"].clone();
+    assert_eq!((unread_before, unread_after), (json!(1), json!(1)));
+
+    // The API and a reloaded page show the newest text, marked edited.
+    let (_, ev) = event(&s, &ben.token, &room, &original).await;
+    assert_eq!(ev["content_now"]["body"], "meet at **4**", "{ev}");
+    assert_eq!(ev["unsigned"]["m.relations"]["m.replace"]["event_id"], edit_id.as_str());
+    assert_eq!(ev["content"]["body"], "meet at 3", "the original event is unchanged");
+    let page = s
+        .http
+        .get(format!("{}/rooms/{room}", s.url))
+        .header("cookie", format!("chat_token={}", ben.token))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("meet at <strong>4</strong>") && page.contains("(edited)"), "edited on the page");
+    assert!(!page.contains("meet at 3"), "the old text is not on the page");
+
+    // Ben may not edit Ana's message; nobody edits an edit, a deleted message or what is not there.
+    let (st, v) = edit(&s, &ben.token, &room, &original, "hijacked", "b1").await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    let (st, v) = edit(&s, &ana.token, &room, &edit_id, "edit of an edit", "e3").await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    let (st, v) = edit(&s, &ana.token, &room, "$notthere", "x", "e4").await;
+    assert!(st == StatusCode::NOT_FOUND || st == StatusCode::BAD_REQUEST, "{st} {v}");
+    // Over the live channel too: Ben's attempt gets an error for its transaction.
+    ben_ws.send(json!({"t": "send", "room_id": room, "body": "hijacked", "txn_id": "w1", "replaces": original})).await;
+    let err = ben_ws.next_of("error").await;
+    assert_eq!(err["txn_id"], "w1", "{err}");
+
+    // A second edit over the live channel; a tab reconnecting from before both gets both, in order.
+    let mut ana_ws = s.ws(&ana, None).await;
+    ana_ws.send(json!({"t": "send", "room_id": room, "body": "meet at 5", "txn_id": "w2", "replaces": original})).await;
+    let ack = ana_ws.next_of("ack").await;
+    assert_eq!(ack["txn_id"], "w2");
+    let (_, ev) = event(&s, &ben.token, &room, &original).await;
+    assert_eq!(ev["content_now"]["body"], "meet at 5");
+    let (_late, frames) = s.raw_until_ready(&ben, ben_ws.ready.unwrap()).await;
+    let edits: Vec<&str> = frames
+        .iter()
+        .filter(|f| f["t"] == "event" && f["event"]["content"]["m.relates_to"]["rel_type"] == "m.replace")
+        .filter_map(|f| f["event"]["content"]["m.new_content"]["body"].as_str())
+        .collect();
+    assert_eq!(edits, ["meet at **4**", "meet at 5"]);
+
+    // Deleting the message takes its edits' text with it.
+    let (st, v) =
+        s.post(Some(&ana.token), &format!("/api/v1/rooms/{room}/redact"), json!({"event_id": original})).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (_, ev) = event(&s, &ben.token, &room, &original).await;
+    assert!(ev.get("content_now").is_none() && ev["content"] == json!({}), "{ev}");
+    let (_, ev) = event(&s, &ben.token, &room, &edit_id).await;
+    assert_eq!(ev["content"], json!({}), "the edit's text went too: {ev}");
+}
+
+#[tokio::test]
+async fn deleting_the_newest_edit_shows_the_one_before() {
+    let s = TestServer::start().await;
+    let (ana, ben, room) = s.ana_and_ben_in_general().await;
+    let (_, v) = s.send(&ana, &room, "v1", "d1").await;
+    let original = v["event_id"].as_str().unwrap().to_string();
+    edit(&s, &ana.token, &room, &original, "v2", "d2").await;
+    let (_, v) = edit(&s, &ana.token, &room, &original, "v3", "d3").await;
+    let newest = v["event_id"].as_str().unwrap().to_string();
+    let (_, ev) = event(&s, &ben.token, &room, &original).await;
+    assert_eq!(ev["content_now"]["body"], "v3");
+    let (st, v) = s.post(Some(&ana.token), &format!("/api/v1/rooms/{room}/redact"), json!({"event_id": newest})).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (_, ev) = event(&s, &ben.token, &room, &original).await;
+    assert_eq!(ev["content_now"]["body"], "v2", "{ev}");
+    // Ben, no moderator, may not delete Ana's message; Ana makes him one, and he may.
+    let (st, _) =
+        s.post(Some(&ben.token), &format!("/api/v1/rooms/{room}/redact"), json!({"event_id": original})).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, v) =
+        s.post(Some(&ana.token), &format!("/api/v1/rooms/{room}/power"), json!({"user_id": ben.id, "level": 50})).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, v) =
+        s.post(Some(&ben.token), &format!("/api/v1/rooms/{room}/redact"), json!({"event_id": original})).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (_, ev) = event(&s, &ana.token, &room, &original).await;
+    assert_eq!(ev["content"], json!({}));
+}
