@@ -146,6 +146,7 @@ fn rows() -> Vec<Row> {
             expect: MEMBERS_ONLY,
         },
         Row { method: "GET", route: "/api/v1/rooms/{room_id}/messages", body: None, expect: MEMBERS_ONLY },
+        Row { method: "GET", route: "/api/v1/rooms/{room_id}/events/{event_id}", body: None, expect: MEMBERS_ONLY },
         // The event is the member's own message: the member may delete it, the room's admin
         // (redact level 50) anyone's; a member deleting another's gets 403 (federation_rooms).
         Row {
@@ -482,7 +483,15 @@ impl World {
             .replace("{name}", "subject")
             .replace("{*path}", "app.js")
             .replace("{user_id}", "@victim:127.0.0.1")
-            .replace("{event_id}", "$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+            // The API reads the member's message; federation routes name an unknown event.
+            .replace(
+                "{event_id}",
+                if row.route.starts_with("/api/") {
+                    &ctx.event_id
+                } else {
+                    "$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+                },
+            )
             .replace("{txn_id}", "t1");
         if row.route == "/ws" {
             return self.ws_upgrade(token.as_deref()).await;
