@@ -97,8 +97,14 @@ fuzz_target!(|data: &[u8]| {
                 Ok(_) => assert!(room_id == ROOM_A || room_id == ROOM_B, "typing accepted in {room_id:?}"),
                 Err(e) => refused(None, &e),
             },
-            ClientFrame::Send { room_id, body, txn_id } => match RoomId::parse(&room_id) {
+            ClientFrame::Send { room_id, body, txn_id, replaces } => match RoomId::parse(&room_id) {
                 Ok(_) => {
+                    // An edit names an event by id: parsed, or refused for its transaction.
+                    if let Some(r) = replaces
+                        && let Err(e) = EventId::parse(&r)
+                    {
+                        refused(Some(&txn_id), &e);
+                    }
                     let found = chat::rooms::mention_candidates(&body, &server);
                     assert!(found.len() <= 20);
                     for (i, (local, uid)) in found.iter().enumerate() {

@@ -466,33 +466,46 @@ impl Sender {
 }
 
 /// A message body: with `markdown`, every other one formatted (bold, italic, inline code and a
-/// bare link), the rest plain words of about the same length.
+/// bare link); the others, and all without `markdown`, plain words of the same length.
 fn body(prefix: String, n: u64, markdown: bool) -> String {
     match (markdown, n % 2) {
         (true, 0) => format!("{prefix} **bold** and _it_ with `code` at https://example.org/{n}"),
-        (true, _) => format!("{prefix} plain words and more of them at example dot org {n}"),
-        (false, _) => prefix,
+        _ => format!("{prefix} plain words and with some text at example dot org {n}"),
     }
 }
 
-/// Runs throughput and compare with plain bodies, then with Markdown ones, on fresh servers
-/// (the first on `first`), and prints the ratios.
+/// Runs throughput and compare with plain bodies and with Markdown ones, alternating, three
+/// rounds, each run on a fresh server (the first on `first`), and prints the ratios of the
+/// medians (one compare run is under a second: single runs vary by ±15%).
 async fn markdown_ratios(cli: &Cli, first: Arc<Server>, messages: u64) -> Res<()> {
-    let plain_tp = throughput(&first, 256, messages, false).await?;
-    first.stop();
-    let s = Server::start(cli).await?;
-    let md_tp = throughput(&s, 256, messages, true).await?;
-    s.stop();
-    let s = Server::start(cli).await?;
-    let plain_cmp = compare(&s, false).await?;
-    s.stop();
-    let s = Server::start(cli).await?;
-    let md_cmp = compare(&s, true).await?;
-    s.stop();
+    let mut first = Some(first);
+    let mut fresh = async || -> Res<Arc<Server>> {
+        match first.take() {
+            Some(s) => Ok(s),
+            None => Server::start(cli).await,
+        }
+    };
+    let (mut tp, mut cmp) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
+    for _round in 0..3 {
+        for (k, markdown) in [false, true].into_iter().enumerate() {
+            let s = fresh().await?;
+            tp[k].push(throughput(&s, 256, messages, markdown).await?);
+            s.stop();
+            let s = fresh().await?;
+            cmp[k].push(compare(&s, markdown).await?);
+            s.stop();
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (tp_plain, tp_md) = (median(&mut tp[0]), median(&mut tp[1]));
+    let (cmp_plain, cmp_md) = (median(&mut cmp[0]), median(&mut cmp[1]));
     println!(
-        "markdown: throughput {md_tp:.0} / {plain_tp:.0} msg/s = {:.2}; compare {md_cmp:.0} / {plain_cmp:.0} sends/s = {:.2}",
-        md_tp / plain_tp,
-        md_cmp / plain_cmp
+        "markdown (medians of 3): throughput {tp_md:.0} / {tp_plain:.0} msg/s = {:.2}; compare {cmp_md:.0} / {cmp_plain:.0} sends/s = {:.2}",
+        tp_md / tp_plain,
+        cmp_md / cmp_plain
     );
     Ok(())
 }
