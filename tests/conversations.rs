@@ -13,6 +13,12 @@ async fn event(s: &TestServer, token: &str, room: &str, id: &str) -> (StatusCode
     s.get(Some(token), &format!("/api/v1/rooms/{room}/events/{id}")).await
 }
 
+/// The room page as a signed-in browser gets it.
+async fn page(s: &TestServer, token: &str, room: &str) -> String {
+    let res = s.http.get(format!("{}/rooms/{room}", s.url)).header("cookie", format!("chat_token={token}")).send();
+    res.await.unwrap().text().await.unwrap()
+}
+
 async fn edit(s: &TestServer, token: &str, room: &str, id: &str, body: &str, txn: &str) -> (StatusCode, Value) {
     s.post(Some(token), &format!("/api/v1/rooms/{room}/messages"), json!({"body": body, "txn_id": txn, "replaces": id}))
         .await
@@ -38,16 +44,7 @@ async fn markdown_is_sent_as_matrix_html_and_plain_text_stays_plain() {
     assert!(ev["content"].get("formatted_body").is_none(), "plain text has no HTML: {ev}");
     // The page shows the markup (sanitised), and hostile links not at all.
     s.send(&ana, &room, "[x](javascript:alert(1)) <script>alert(2)</script>", "f3").await;
-    let page = s
-        .http
-        .get(format!("{}/rooms/{room}", s.url))
-        .header("cookie", format!("chat_token={}", ben.token))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page(&s, &ben.token, &room).await;
     assert!(page.contains("<strong>bold</strong>"), "formatted on the page");
     assert!(!page.contains("javascript:"), "no javascript: link on the page");
     assert!(page.contains("&lt;script&gt;alert(2)&lt;/script&gt;"), "raw HTML shows as text");
@@ -92,16 +89,7 @@ async fn a_message_is_edited_by_its_sender_only_live_and_after_a_reload() {
     assert_eq!(ev["content_now"]["body"], "meet at **4**", "{ev}");
     assert_eq!(ev["unsigned"]["m.relations"]["m.replace"]["event_id"], edit_id.as_str());
     assert_eq!(ev["content"]["body"], "meet at 3", "the original event is unchanged");
-    let page = s
-        .http
-        .get(format!("{}/rooms/{room}", s.url))
-        .header("cookie", format!("chat_token={}", ben.token))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page(&s, &ben.token, &room).await;
     assert!(page.contains("meet at <strong>4</strong>") && page.contains("(edited)"), "edited on the page");
     assert!(!page.contains("meet at 3"), "the old text is not on the page");
 
