@@ -3,7 +3,7 @@
 // Every row is a server fragment; the pending row of an unsent message is a clone of the
 // server's <template id="pending-item">.
 
-import { fragment, localize } from './dom.js';
+import { fragment, localize, me } from './dom.js';
 
 export function createTimeline(roomId) {
   const el = () => document.getElementById('timeline');
@@ -80,7 +80,7 @@ export function createTimeline(roomId) {
     applyRedaction,
     // The viewer's newest message that can still be edited.
     lastOwnMessage() {
-      const mine = rows().filter((r) => r.classList.contains('msg') && r.dataset.sender === document.body.dataset.user
+      const mine = rows().filter((r) => r.classList.contains('msg') && r.dataset.sender === me
         && !r.classList.contains('redacted'));
       return mine.length ? mine[mine.length - 1] : null;
     },

@@ -2,6 +2,7 @@
 // appear live, without reloading. Run by tests/browser.rs with the server's URL as argument.
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
+import { register } from './people.mjs';
 
 const base = process.argv[2];
 const shots = process.argv[3] || 'target/browser-shots';
@@ -16,17 +17,7 @@ const browser = await chromium.launch({
 
 function fail(msg) { throw new Error(msg); }
 
-async function person(name) {
-  const ctx = await browser.newContext({ viewport: { width: 1100, height: 760 } });
-  const page = await ctx.newPage();
-  page.on('dialog', (d) => fail(`${name}: a dialog opened (script ran): ${d.message()}`));
-  page.on('pageerror', (e) => fail(`${name}: page error: ${e.message}`));
-  await page.goto(`${base}/register`);
-  await page.fill('input[name=username]', name);
-  await page.fill('input[name=password]', 'password123');
-  await Promise.all([page.waitForURL(`${base}/rooms`), page.click('button[type=submit]')]);
-  return { ctx, page };
-}
+const person = (name) => register(browser, base, name, { viewport: { width: 1100, height: 760 } });
 
 const timeout = 10000;
 try {

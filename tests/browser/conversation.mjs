@@ -4,6 +4,7 @@
 // Screenshots at desktop and phone widths, light and dark. Run by tests/browser.rs.
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
+import { register } from './people.mjs';
 
 const base = process.argv[2];
 const shots = process.argv[3] || 'target/browser-shots';
@@ -18,21 +19,7 @@ const browser = await chromium.launch({
 
 function fail(msg) { throw new Error(msg); }
 
-async function person(name) {
-  const ctx = await browser.newContext({ viewport: { width: 1366, height: 800 } });
-  await ctx.addInitScript(() => {
-    window.__csp = [];
-    document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`));
-  });
-  const page = await ctx.newPage();
-  page.on('dialog', (d) => fail(`${name}: a dialog opened (script ran): ${d.message()}`));
-  page.on('pageerror', (e) => fail(`${name}: page error: ${e.message}`));
-  await page.goto(`${base}/register`);
-  await page.fill('input[name=username]', name);
-  await page.fill('input[name=password]', 'password123');
-  await Promise.all([page.waitForURL(`${base}/rooms`), page.click('button[type=submit]')]);
-  return { ctx, page };
-}
+const person = (name) => register(browser, base, name, { viewport: { width: 1366, height: 800 }, watchCsp: true });
 
 async function send(page, text) {
   await page.fill('#composer textarea', text);
