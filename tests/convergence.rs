@@ -220,13 +220,17 @@ impl Three {
         [&self.ana, &self.ben, &self.cara]
     }
 
-    /// ben (an admin on B) does `what` (kick, ban, unban) to cara, and C hears of it.
+    /// ben (an admin on B) kicks or bans cara, and C and A hear of it (A must, before ana can
+    /// invite her again: until then A still holds her as a member).
     async fn moderate_cara(&self, what: &str) {
         let (s, v) =
             self.ben.post(&format!("/api/v1/rooms/{}/{what}", self.room), json!({"user_id": self.cara.id})).await;
         assert_eq!(s, 200, "{what}: {v}");
         eventually!(10, format!("C hears of the {what}"), {
             self.cara.get(&format!("/api/v1/rooms/{}", self.room)).await.0 == 403
+        });
+        eventually!(10, format!("A hears of the {what}"), {
+            self.cara_as_seen_by(&self.ana).await.as_deref() != Some("join")
         });
     }
 
