@@ -1,8 +1,11 @@
-// The actions on a message, in a small toolbar shown on hover or focus: edit (the viewer's
-// own messages) and delete (their own, or anyone's for moderators). The toolbar's markup is
-// the server's <template id="msg-actions">; deleting asks once more before it acts.
+// The actions on a message, in a small toolbar shown on hover or focus: quick reactions, the
+// reaction picker, reply, edit (the viewer's own messages) and delete (their own, or anyone's
+// for moderators). The toolbar's markup is the server's <template id="msg-actions">; deleting
+// asks once more before it acts. A reaction button under a message adds the viewer's
+// reaction with that key, or takes it back (a redaction of their reaction).
 
-import { me } from './dom.js';
+import { me, randomHex } from './dom.js';
+import { openPicker } from './picker.js';
 
 const CONFIRM_MS = 4000;
 
@@ -12,14 +15,32 @@ export function setupActions({ roomId, timeline, composer, notice }) {
   const room = document.getElementById('room');
   if (!tl || !tpl || !room || !roomId) return;
   const canRedact = room.dataset.canRedact === 'true';
+  const api = (what) => `/api/v1/rooms/${encodeURIComponent(roomId)}/${what}`;
+
+  async function post(what, body, failed) {
+    try {
+      const res = await fetch(api(what), {
+        method: 'POST',
+        credentials: 'same-origin',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      if (res.ok) return true;
+      const err = await res.json().catch(() => ({}));
+      notice(err.message || err.error || failed);
+    } catch {
+      notice(`${failed} You are offline.`);
+    }
+    return false;
+  }
 
   function attach(row) {
     if (!row || row.querySelector('.actions')) return;
     if (row.classList.contains('pending') || row.classList.contains('redacted') || !row.dataset.eventId) return;
     const mine = row.dataset.sender === me;
-    if (!mine && !canRedact) return;
     const bar = tpl.content.firstElementChild.cloneNode(true);
     if (!mine) bar.querySelector('[data-act="edit"]').remove();
+    if (!mine && !canRedact) bar.querySelector('[data-act="delete"]').remove();
     row.appendChild(bar);
   }
 
@@ -36,31 +57,49 @@ export function setupActions({ roomId, timeline, composer, notice }) {
       return;
     }
     btn.disabled = true;
-    try {
-      const res = await fetch(`/api/v1/rooms/${encodeURIComponent(roomId)}/redact`, {
-        method: 'POST',
-        credentials: 'same-origin',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ event_id: row.dataset.eventId }),
-      });
-      if (!res.ok) {
-        const err = await res.json().catch(() => ({}));
-        notice(err.error || 'The message could not be deleted.');
-        btn.disabled = false;
-      }
-    } catch {
-      notice('The message could not be deleted: offline.');
-      btn.disabled = false;
+    if (!await post('redact', { event_id: row.dataset.eventId }, 'The message could not be deleted.')) btn.disabled = false;
+  }
+
+  // The viewer's reaction with `key` on `row`, if they have one: its event id.
+  function myReaction(row, key) {
+    for (const chip of row.querySelectorAll('.reactions .reaction')) {
+      if (chip.dataset.key !== key) continue;
+      const by = JSON.parse(chip.dataset.by || '[]');
+      const own = by.find(([sender]) => sender === me);
+      return own ? own[1] : null;
     }
+    return null;
+  }
+
+  // Adds the viewer's reaction, or takes it back if they have one with that key.
+  function toggle(row, key) {
+    if (!row || !row.dataset.eventId || row.classList.contains('redacted')) return;
+    const own = myReaction(row, key);
+    if (own) post('redact', { event_id: own }, 'The reaction could not be removed.');
+    else post('reactions', { event_id: row.dataset.eventId, key, txn_id: randomHex(12) }, 'The reaction could not be added.');
   }
 
   tl.addEventListener('mouseover', (e) => attach(e.target.closest('li.msg')));
   tl.addEventListener('focusin', (e) => attach(e.target.closest('li.msg')));
   tl.addEventListener('click', (e) => {
-    const btn = e.target.closest('.actions button');
+    const quote = e.target.closest('.quote[data-quote-of]');
+    if (quote) {
+      e.preventDefault();
+      timeline.jumpTo(quote.dataset.quoteOf, Number(quote.dataset.pos || 0));
+      return;
+    }
+    const chip = e.target.closest('.reactions .reaction');
+    if (chip) { toggle(chip.closest('li.msg'), chip.dataset.key); return; }
+    const btn = e.target.closest('.actions button, .reactions .add-reaction');
     if (!btn) return;
     const row = btn.closest('li.msg');
-    if (btn.dataset.act === 'edit') composer.startEdit(row);
-    else if (btn.dataset.act === 'delete') remove(row, btn);
+    switch (btn.dataset.act) {
+      case 'quick': toggle(row, btn.dataset.key); break;
+      case 'react': openPicker(btn, (key) => { if (!myReaction(row, key)) toggle(row, key); }); break;
+      case 'reply': composer.startReply(row); break;
+      case 'edit': composer.startEdit(row); break;
+      case 'delete': remove(row, btn); break;
+      default: break;
+    }
   });
 }

@@ -5,7 +5,8 @@
 //   live.js      the connection: resume, reconnect, send
 //   timeline.js  the room's rows keyed by event id: insert, replace, remove; pending rows
 //   composer.js  sending and editing, the unsent-message outbox, typing notices
-//   actions.js   the toolbar on a message: edit, delete
+//   actions.js   the toolbar on a message: react, reply, edit, delete; reaction buttons
+//   picker.js    the emoji picker for reactions (emoji.js: the list, loaded when it opens)
 //   presence.js  presence, typing, receipts, unread badges, room list and members
 //   call.js      calls (WebRTC): call_signals.js, call_media.js and call_ui.js
 

@@ -1,20 +1,28 @@
-// The composer: sends what the user types, keeps unsent messages across reconnects and reloads
-// (sessionStorage) until the server acknowledges them, and tells the room who is typing.
+// The composer: sends what the user types (a message, a reply, or an edit), keeps unsent
+// messages across reconnects and reloads (sessionStorage) until the server acknowledges them,
+// and tells the room who is typing.
 
-import { randomHex } from './dom.js';
+import { displayName, randomHex } from './dom.js';
 
 const OUTBOX_KEY = 'chat.outbox';
 const TYPING_RESEND_MS = 3000;
 const TYPING_STOP_MS = 4000;
 
 export function createComposer({ roomId, live, timeline }) {
-  const outbox = new Map(); // txn_id -> {room_id, body, replaces?}
+  const outbox = new Map(); // txn_id -> {room_id, body, replaces?, reply_to?}
   let typingSentAt = 0;
   let typingStopTimer = null;
   let editing = null; // {row, eventId} while the composer edits a message
+  let replying = null; // {row, eventId} while the composer answers a message
   const form = document.getElementById('composer');
   const input = form ? form.querySelector('textarea') : null;
   const bar = document.getElementById('composer-mode');
+
+  function showBar(what) {
+    if (!bar) return;
+    bar.querySelector('.what').textContent = what;
+    bar.hidden = false;
+  }
 
   function stopEdit() {
     if (!editing) return;
@@ -24,10 +32,31 @@ export function createComposer({ roomId, live, timeline }) {
     if (input) { input.value = ''; input.style.height = ''; }
   }
 
+  function stopReply() {
+    if (!replying) return;
+    replying.row.classList.remove('replying');
+    replying = null;
+    if (bar) bar.hidden = true;
+  }
+
+  // Answer a message: the bar above the composer says to whom; the text typed stays.
+  function startReply(row) {
+    if (!input || !row || !row.dataset.eventId) return;
+    stopEdit();
+    stopReply();
+    replying = { row, eventId: row.dataset.eventId };
+    row.classList.add('replying');
+    const body = row.querySelector('.body');
+    const text = body ? body.textContent.replace(/\s+/g, ' ').trim() : '';
+    showBar(`Replying to ${displayName(row.dataset.sender || '')}: ${text.length > 80 ? `${text.slice(0, 80)}…` : text}`);
+    input.focus();
+  }
+
   // Edit one of the viewer's messages: its text (the newest, from the API) in the composer.
   async function startEdit(row) {
     if (!input || !row || !row.dataset.eventId) return;
     stopEdit();
+    stopReply();
     const res = await fetch(`/api/v1/rooms/${encodeURIComponent(roomId)}/events/${encodeURIComponent(row.dataset.eventId)}`,
       { credentials: 'same-origin' });
     if (!res.ok) return;
@@ -36,7 +65,7 @@ export function createComposer({ roomId, live, timeline }) {
     if (typeof content.body !== 'string') return;
     editing = { row, eventId: row.dataset.eventId };
     row.classList.add('editing');
-    if (bar) bar.hidden = false;
+    showBar('Editing message');
     input.value = content.body;
     input.style.height = 'auto';
     input.style.height = `${Math.min(input.scrollHeight, 200)}px`;
@@ -75,7 +104,7 @@ export function createComposer({ roomId, live, timeline }) {
     if (!form || !roomId) return;
     if (bar) {
       const cancel = bar.querySelector('button');
-      if (cancel) cancel.addEventListener('click', () => { stopEdit(); input.focus(); });
+      if (cancel) cancel.addEventListener('click', () => { stopEdit(); stopReply(); input.focus(); });
     }
     form.addEventListener('submit', (e) => {
       e.preventDefault();
@@ -93,11 +122,14 @@ export function createComposer({ roomId, live, timeline }) {
       }
       timeline.addPending(txn_id, text);
       timeline.scrollToBottom();
-      outbox.set(txn_id, { room_id: roomId, body: text });
+      const m = { room_id: roomId, body: text };
+      if (replying) m.reply_to = replying.eventId;
+      stopReply();
+      outbox.set(txn_id, m);
       save();
       typingSentAt = 0;
       clearTimeout(typingStopTimer);
-      live.send({ t: 'send', room_id: roomId, body: text, txn_id });
+      live.send({ t: 'send', txn_id, ...m });
       input.value = '';
       input.style.height = '';
       input.focus();
@@ -110,9 +142,10 @@ export function createComposer({ roomId, live, timeline }) {
         // Up in an empty composer edits the viewer's last message, as in Slack and Element.
         const row = timeline.lastOwnMessage();
         if (row) { e.preventDefault(); startEdit(row); }
-      } else if (e.key === 'Escape' && editing) {
+      } else if (e.key === 'Escape' && (editing || replying)) {
         e.preventDefault();
         stopEdit();
+        stopReply();
       }
     });
     input.addEventListener('blur', typingStopped);
@@ -131,10 +164,12 @@ export function createComposer({ roomId, live, timeline }) {
       for (const [txn_id, m] of outbox) {
         const frame = { t: 'send', room_id: m.room_id, body: m.body, txn_id };
         if (m.replaces) frame.replaces = m.replaces;
+        if (m.reply_to) frame.reply_to = m.reply_to;
         if (!live.send(frame)) break;
       }
     },
     startEdit,
+    startReply,
     isEdit(txnId) { const m = outbox.get(txnId); return !!(m && m.replaces); },
     acknowledged(txnId) { outbox.delete(txnId); save(); },
     refused(txnId) { outbox.delete(txnId); save(); },

@@ -24,6 +24,23 @@ export function localize(root) {
       if (li.dataset.sender === me) li.classList.add('mine');
     }
   }
+  for (const chip of root.querySelectorAll('.reactions .reaction')) showReactions(chip);
+}
+
+// A reaction button as its `data-by` ([sender, reaction id] pairs) says: the count, who
+// reacted (on hover and for screen readers), and whether the viewer is among them.
+export function showReactions(chip) {
+  let by = [];
+  try { by = JSON.parse(chip.dataset.by || '[]'); } catch { /* leave it empty */ }
+  const key = chip.dataset.key || '';
+  const mine = by.some(([s]) => s === me);
+  const count = chip.querySelector('.count');
+  if (count) count.textContent = String(by.length);
+  const names = by.map(([s]) => (s === me ? 'you' : displayName(s)));
+  chip.title = names.length ? `${names.join(', ')} reacted with ${key}` : '';
+  chip.setAttribute('aria-label', `${key} ${by.length}${mine ? ', including you' : ''}`);
+  chip.setAttribute('aria-pressed', mine ? 'true' : 'false');
+  chip.classList.toggle('mine', mine);
 }
 
 export function displayName(id) { return id.replace(/^@/, '').split(':')[0]; }

@@ -3,11 +3,12 @@
 // Every row is a server fragment; the pending row of an unsent message is a clone of the
 // server's <template id="pending-item">.
 
-import { fragment, localize, me } from './dom.js';
+import { fragment, localize, me, showReactions } from './dom.js';
 
 export function createTimeline(roomId) {
   const el = () => document.getElementById('timeline');
   const pendingByEvent = new Map(); // event_id -> pending row, acknowledged, not yet seen live
+  let loading = false; // a page of older history is on its way
 
   function rows() { const tl = el(); return tl ? Array.from(tl.querySelectorAll('li.ev[data-pos]')) : []; }
 
@@ -46,6 +47,7 @@ export function createTimeline(roomId) {
     const old = original.querySelector('.body');
     if (!body || !old) return;
     old.replaceWith(body.cloneNode(true));
+    updateQuotes(original.dataset.eventId, body.textContent.replace(/\s+/g, ' ').trim().slice(0, 240), false);
     let mark = original.querySelector('.edited');
     if (!mark) {
       mark = document.createElement('span');
@@ -57,14 +59,73 @@ export function createTimeline(roomId) {
     mark.title = `Edited ${new Date(ts).toLocaleString()}`;
   }
 
+  // The quotes of replies to `eventId` show its text now (or that it was deleted).
+  function updateQuotes(eventId, text, deleted) {
+    const tl = el();
+    if (!tl) return;
+    for (const q of tl.querySelectorAll(`.quote[data-quote-of="${CSS.escape(eventId)}"] .text`)) {
+      const t = document.createElement(deleted ? 'em' : 'span');
+      t.className = 'text';
+      t.textContent = deleted ? 'Message deleted' : text;
+      q.replaceWith(t);
+    }
+  }
+
+  // A reaction's row (hidden) names the message, the key and the sender: the message's button
+  // for that key counts it, once per sender.
+  function applyReaction(reactionRow) {
+    const target = byEvent(reactionRow.dataset.reactsTo);
+    const { key, sender, eventId } = reactionRow.dataset;
+    if (!target || !target.classList.contains('msg') || target.classList.contains('redacted') || !key) return;
+    let box = target.querySelector('.reactions');
+    if (!box) {
+      const rowTpl = document.getElementById('reaction-row');
+      if (!rowTpl) return;
+      box = rowTpl.content.firstElementChild.cloneNode(true);
+      const actions = target.querySelector('.actions');
+      if (actions) target.insertBefore(box, actions); else target.appendChild(box);
+    }
+    let chip = Array.from(box.querySelectorAll('.reaction')).find((c) => c.dataset.key === key);
+    if (!chip) {
+      const chipTpl = document.getElementById('reaction-chip');
+      if (!chipTpl) return;
+      chip = chipTpl.content.firstElementChild.cloneNode(true);
+      chip.dataset.key = key;
+      chip.querySelector('.key').textContent = key;
+      box.insertBefore(chip, box.querySelector('.add-reaction'));
+    }
+    const by = JSON.parse(chip.dataset.by || '[]');
+    if (by.some(([s, id]) => s === sender || id === eventId)) return;
+    by.push([sender, eventId]);
+    chip.dataset.by = JSON.stringify(by);
+    showReactions(chip);
+  }
+
+  // A reaction taken back: it leaves the count it was in.
+  function unreact(eventId) {
+    const tl = el();
+    if (!tl) return;
+    for (const chip of tl.querySelectorAll('.reactions .reaction')) {
+      const by = JSON.parse(chip.dataset.by || '[]');
+      const left = by.filter(([, id]) => id !== eventId);
+      if (left.length === by.length) continue;
+      chip.dataset.by = JSON.stringify(left);
+      const box = chip.parentElement;
+      if (left.length) showReactions(chip); else chip.remove();
+      if (box && !box.querySelector('.reaction')) box.remove();
+    }
+  }
+
   // A deletion: the message's text leaves the row; "Message deleted" stays in its place.
   function applyRedaction(eventId) {
+    unreact(eventId);
+    updateQuotes(eventId, '', true);
     const row = byEvent(eventId);
     if (!row) return;
     if (!row.classList.contains('msg')) { row.remove(); return; }
     row.classList.add('redacted');
     row.classList.remove('editing');
-    for (const e of row.querySelectorAll('.edited, .actions')) e.remove();
+    for (const e of row.querySelectorAll('.edited, .actions, .reactions, .quote')) e.remove();
     const body = document.createElement('div');
     body.className = 'body';
     const em = document.createElement('em');
@@ -96,6 +157,8 @@ export function createTimeline(roomId) {
       localize(node);
       const edit = node.querySelector('li[data-kind="m.replace"]');
       if (edit) applyEdit(edit);
+      const reaction = node.querySelector('li[data-kind="m.reaction"]');
+      if (reaction) applyReaction(reaction);
       const pending = pendingByEvent.get(eventId);
       if (pending) { pending.replaceWith(node); pendingByEvent.delete(eventId); return; }
       const shown = byEvent(eventId);
@@ -152,32 +215,57 @@ export function createTimeline(roomId) {
     setupHistory() {
       const tl = el();
       if (!tl || !roomId) return;
-      let loading = false;
-      const loadOlder = async () => {
-        const next = tl.dataset.next;
-        if (loading || !next || tl.scrollTop > 150) return;
-        loading = true;
-        try {
-          const res = await fetch(`/rooms/${encodeURIComponent(roomId)}/history?before=${encodeURIComponent(next)}`,
-            { credentials: 'same-origin' });
-          if (!res.ok) return;
-          const tpl = fragment(await res.text()).querySelector('template');
-          if (!tpl) return;
-          const items = tpl.content;
-          localize(items);
-          const before = tl.scrollHeight;
-          const start = tl.querySelector('li.start');
-          if (start) start.remove();
-          tl.prepend(items);
-          tl.scrollTop += tl.scrollHeight - before;
-          if (tpl.dataset.next) tl.dataset.next = tpl.dataset.next; else delete tl.dataset.next;
-        } finally {
-          loading = false;
-        }
-      };
-      tl.addEventListener('scroll', loadOlder, { passive: true });
+      tl.addEventListener('scroll', () => { if (tl.scrollTop <= 150) loadOlder(); }, { passive: true });
       // A short first page may not fill the screen: keep loading until it scrolls or ends.
-      requestAnimationFrame(loadOlder);
+      requestAnimationFrame(() => { if (tl.scrollTop <= 150) loadOlder(); });
+    },
+
+    // Shows the message `eventId` (at stream position `pos`), loading older history until it
+    // is there or the beginning is reached, and marks it for a moment.
+    async jumpTo(eventId, pos) {
+      const tl = el();
+      if (!tl) return;
+      for (let i = 0; i < 200 && !byEvent(eventId) && tl.dataset.next; i += 1) {
+        const first = rows()[0];
+        if (first && pos && Number(first.dataset.pos) < pos) break;
+        if (!await loadOlder()) break;
+      }
+      const row = byEvent(eventId);
+      if (!row) return;
+      row.scrollIntoView({ block: 'center' });
+      row.classList.remove('flash');
+      void row.offsetWidth;
+      row.classList.add('flash');
+      setTimeout(() => row.classList.remove('flash'), 2000);
     },
   };
+
+  // Loads one page of older events before the first shown; false when there is none (or it
+  // failed, or a load is running).
+  async function loadOlder() {
+    const tl = el();
+    const next = tl && tl.dataset.next;
+    if (loading || !next) return false;
+    loading = true;
+    try {
+      const res = await fetch(`/rooms/${encodeURIComponent(roomId)}/history?before=${encodeURIComponent(next)}`,
+        { credentials: 'same-origin' });
+      if (!res.ok) return false;
+      const tpl = fragment(await res.text()).querySelector('template');
+      if (!tpl) return false;
+      const items = tpl.content;
+      localize(items);
+      const before = tl.scrollHeight;
+      const start = tl.querySelector('li.start');
+      if (start) start.remove();
+      tl.prepend(items);
+      tl.scrollTop += tl.scrollHeight - before;
+      if (tpl.dataset.next) tl.dataset.next = tpl.dataset.next; else delete tl.dataset.next;
+      return true;
+    } catch {
+      return false;
+    } finally {
+      loading = false;
+    }
+  }
 }

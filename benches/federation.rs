@@ -117,7 +117,7 @@ async fn send_at_rate(
         let (st, uid, rid, acked) = (st.clone(), user.clone(), room.clone(), acked.clone());
         let body = format!("{prefix}{i}");
         tokio::spawn(async move {
-            if chat::rooms::send_message(&st.rooms, &uid, &rid, &body, &body).await.is_ok()
+            if chat::rooms::send_message(&st.rooms, &uid, &rid, &body, &body, None).await.is_ok()
                 && let Ok(mut a) = acked.lock()
             {
                 a.insert(body, Instant::now());
@@ -188,7 +188,7 @@ async fn run() -> Res<()> {
         chat::federation::membership::join(&sa.fed, &uid, &big).await?;
     }
     for i in 0..messages {
-        chat::rooms::send_message(&sa.rooms, &ana.user_id, &big, &format!("history {i}"), &format!("h{i}")).await?;
+        chat::rooms::send_message(&sa.rooms, &ana.user_id, &big, &format!("history {i}"), &format!("h{i}"), None).await?;
     }
     let t = Instant::now();
     chat::federation::membership::join_by_name(&sb.fed, &ben.user_id, &format!("#big:{}", sa.server_name), &[]).await?;

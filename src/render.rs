@@ -380,8 +380,11 @@ pub fn room_page(v: &RoomView<'_>) -> Markup {
                             p.notice id="notice" role="status" hidden {}
                             (pending_item(v.user))
                             (message_actions())
+                            template id="reaction-chip" { (reaction_chip("", &[])) }
+                            template id="reaction-row" { (reactions(&[])) }
+                            (emoji_picker())
                             div.composer-mode id="composer-mode" hidden {
-                                span { "Editing message" } span.muted { " · Esc to cancel" }
+                                span.what { "Editing message" } span.muted { " · Esc to cancel" }
                                 button.link type="button" { "Cancel" }
                             }
                             form.composer id="composer" method="post" action={ "/rooms/" (id) "/send" } {
@@ -494,12 +497,20 @@ pub fn pending_item(viewer: &str) -> Markup {
     }
 }
 
-/// The toolbar on a message (edit, delete): a template the live client puts into the row a
+/// The reactions the message toolbar offers in one click.
+pub const QUICK_REACTIONS: [&str; 3] = ["👍", "❤️", "😂"];
+
+/// The toolbar on a message (quick reactions, react, reply, edit, delete): a template the live client puts into the row a
 /// pointer or the keyboard is on, with the buttons that viewer may use.
 pub fn message_actions() -> Markup {
     html! {
         template id="msg-actions" {
             div.actions role="toolbar" aria-label="Message actions" {
+                @for key in QUICK_REACTIONS {
+                    button.ghost.quick type="button" data-act="quick" data-key=(key) aria-label={ "React with " (key) } title={ "React with " (key) } { (key) }
+                }
+                button.ghost type="button" data-act="react" aria-label="Add reaction" title="Add reaction" { "React" }
+                button.ghost type="button" data-act="reply" aria-label="Reply" title="Reply" { "Reply" }
                 button.ghost type="button" data-act="edit" aria-label="Edit message" title="Edit (↑ in an empty composer)" { "Edit" }
                 button.ghost.danger type="button" data-act="delete" aria-label="Delete message" title="Delete" { "Delete" }
             }
@@ -530,6 +541,7 @@ pub fn event_item(stored: &StoredEvent) -> Markup {
             li.ev.msg id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-sender=(ev.sender) data-event-id=(ev.event_id) {
                 span.who title=(ev.sender) { (who) }
                 time data-ts=(ev.origin_server_ts) { (clock(ev.origin_server_ts)) }
+                @if let Some(to) = crate::store::relations::reply_target(ev) { (reply_quote(to, stored.quote.as_ref())) }
                 @match &stored.edit {
                     Some(edit) => {
                         (message_body(&edit.content))
@@ -537,7 +549,13 @@ pub fn event_item(stored: &StoredEvent) -> Markup {
                     }
                     None => (message_body(&ev.content)),
                 }
+                @if !stored.reactions.is_empty() { (reactions(&stored.reactions)) }
             }
+        } @else if let Some((target, key)) = crate::store::relations::annotation(ev) {
+            // A reaction: the reacted message's row counts it (live, the client adds it there,
+            // see `timeline.js`); the row keeps positions contiguous for history paging.
+            li.ev.signal id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-kind=(ev.kind) data-sender=(ev.sender)
+                data-event-id=(ev.event_id) data-reacts-to=(target) data-key=(key) hidden {}
         } @else if ev.kind == M_ROOM_REDACTION || ev.kind == DUMMY_EVENT {
             // The redacted event's own row changes (live: the client drops it, see `app.js`);
             // the redaction (or a dummy event, which only joins branches) keeps positions
@@ -559,6 +577,63 @@ pub fn event_item(stored: &StoredEvent) -> Markup {
                 data-state-key=[ev.state_key.as_deref()] data-event-id=(ev.event_id) {
                 (note(ev, who))
             }
+        }
+    }
+}
+
+/// The quote above a reply: who wrote the answered message and how it starts; a link to it
+/// (the client scrolls there, loading older history as far as `data-pos`).
+pub fn reply_quote(to: &str, quote: Option<&crate::store::relations::Quote>) -> Markup {
+    html! {
+        @match quote {
+            Some(q) => a.quote href={ "#ev-" (q.pos) } data-quote-of=(to) data-pos=(q.pos) title="Go to the message" {
+                span.who { (display_name(&q.sender)) }
+                @if q.deleted { em.text { "Message deleted" } } @else { span.text { (q.text) } }
+            },
+            None => div.quote.missing data-quote-of=(to) { em.text { "In reply to a message not on this server" } },
+        }
+    }
+}
+
+/// The reactions under a message: one button per key with its count, who reacted on hover
+/// (`data-by` lists `[sender, reaction id]` pairs: the client marks the viewer's own and
+/// takes one back by redacting it), and a button to add one.
+pub fn reactions(list: &[crate::store::relations::Reaction]) -> Markup {
+    html! {
+        div.reactions {
+            @for r in list {
+                (reaction_chip(&r.key, &r.by))
+            }
+            button.ghost.add-reaction type="button" data-act="react" aria-label="Add reaction" title="Add reaction" { "+" }
+        }
+    }
+}
+
+/// The reaction picker (a template the client opens by a message): a search box, then the
+/// emoji the viewer used recently and the rest, filtered by name as they type.
+pub fn emoji_picker() -> Markup {
+    html! {
+        template id="emoji-picker" {
+            div.picker role="dialog" aria-label="Add reaction" {
+                input type="search" placeholder="Search emoji" aria-label="Search emoji" autocomplete="off";
+                p.section.recent-title hidden { "Recently used" }
+                div.grid.recent role="listbox" aria-label="Recently used emoji" {}
+                p.section { "Emoji" }
+                div.grid.all role="listbox" aria-label="Emoji" {}
+                p.empty hidden { "No emoji found" }
+            }
+        }
+    }
+}
+
+/// One reaction button (also cloned by the client, from the `reaction-chip` template).
+pub fn reaction_chip(key: &str, by: &[(String, String)]) -> Markup {
+    let names: Vec<&str> = by.iter().map(|(u, _)| display_name(u)).collect();
+    let title = if names.is_empty() { String::new() } else { format!("{} reacted with {key}", names.join(", ")) };
+    html! {
+        button.reaction type="button" data-key=(key) data-by=(serde_json::to_string(by).unwrap_or_default())
+            title=(title) aria-label={ (key) " " (by.len()) } {
+            span.key { (key) } " " span.count { (by.len()) }
         }
     }
 }

@@ -157,6 +157,12 @@ fn rows() -> Vec<Row> {
         },
         Row {
             method: "POST",
+            route: "/api/v1/rooms/{room_id}/reactions",
+            body: Json(|c| json!({"event_id": c.event_id, "key": "👍", "txn_id": format!("r{}", c.n)})),
+            expect: MEMBERS_ONLY,
+        },
+        Row {
+            method: "POST",
             route: "/api/v1/rooms/{room_id}/read",
             body: Json(|c| json!({"event_id": c.event_id})),
             expect: MEMBERS_ONLY,

@@ -158,3 +158,169 @@ async fn deleting_the_newest_edit_shows_the_one_before() {
     let (_, ev) = event(&s, &ana.token, &room, &original).await;
     assert_eq!(ev["content"], json!({}));
 }
+
+async fn react(s: &TestServer, token: &str, room: &str, id: &str, key: &str, txn: &str) -> (StatusCode, Value) {
+    s.post(Some(token), &format!("/api/v1/rooms/{room}/reactions"), json!({"event_id": id, "key": key, "txn_id": txn}))
+        .await
+}
+
+async fn redact(s: &TestServer, token: &str, room: &str, id: &str) -> (StatusCode, Value) {
+    s.post(Some(token), &format!("/api/v1/rooms/{room}/redact"), json!({"event_id": id})).await
+}
+
+/// (key, count, senders) of a message's reactions, as the API shows them.
+async fn reactions_of(s: &TestServer, token: &str, room: &str, id: &str) -> Vec<(String, u64, Vec<String>)> {
+    let (_, ev) = event(s, token, room, id).await;
+    let list = ev["reactions"].as_array().cloned().unwrap_or_default();
+    list.iter()
+        .map(|r| {
+            let senders = r["senders"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect();
+            (r["key"].as_str().unwrap().to_string(), r["count"].as_u64().unwrap(), senders)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn reactions_count_once_per_person_and_key_live_and_after_a_reload() {
+    let s = TestServer::start().await;
+    let (ana, ben, room) = s.ana_and_ben_in_general().await;
+    let (_, v) = s.send(&ana, &room, "lunch?", "m1").await;
+    let msg = v["event_id"].as_str().unwrap().to_string();
+    let mut ana_ws = s.ws(&ana, None).await;
+
+    let (st, v) = react(&s, &ben.token, &room, &msg, "👍", "r1").await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let bens = v["event_id"].as_str().unwrap().to_string();
+    // The same transaction again is the same reaction; the same key again is refused.
+    let (st, again) = react(&s, &ben.token, &room, &msg, "👍", "r1").await;
+    assert_eq!((st, again["event_id"].as_str()), (StatusCode::OK, Some(bens.as_str())));
+    let (st, v) = react(&s, &ben.token, &room, &msg, "👍", "r2").await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    react(&s, &ana.token, &room, &msg, "👍", "r3").await;
+    react(&s, &ana.token, &room, &msg, "🎉", "r4").await;
+    assert_eq!(
+        reactions_of(&s, &ben.token, &room, &msg).await,
+        [("👍".into(), 2, vec![ben.id.clone(), ana.id.clone()]), ("🎉".into(), 1, vec![ana.id.clone()])]
+    );
+
+    // Live: Ana's tab gets Ben's reaction as a row naming the message, the key and the sender.
+    let f = ana_ws.next_of("event").await;
+    assert_eq!(f["event"]["type"], "m.reaction");
+    assert_eq!(
+        f["event"]["content"]["m.relates_to"],
+        json!({"rel_type": "m.annotation", "event_id": msg, "key": "👍"})
+    );
+    let html = f["html"].as_str().unwrap();
+    assert!(html.contains(&format!("data-reacts-to=\"{msg}\"")) && html.contains("data-key=\"👍\""), "{html}");
+    // A reaction is no new message: nothing unread for Ana, who sent the message.
+    let rooms = s.get(Some(&ana.token), "/api/v1/rooms").await.1;
+    assert_eq!(rooms["rooms"][0]["unread"], 0, "{rooms}");
+
+    // The page counts them under the message.
+    let page = page(&s, &ana.token, &room).await;
+    assert!(page.contains("class=\"reaction\" type=\"button\" data-key=\"👍\""), "a 👍 button on the page");
+    assert!(page.contains("<span class=\"count\">2</span>"), "counted twice");
+
+    // Taking one back is redacting it; the count follows, and Ben may react with 👍 again.
+    let (st, v) = redact(&s, &ben.token, &room, &bens).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(
+        reactions_of(&s, &ben.token, &room, &msg).await,
+        [("👍".into(), 1, vec![ana.id.clone()]), ("🎉".into(), 1, vec![ana.id.clone()])]
+    );
+    let (st, v) = react(&s, &ben.token, &room, &msg, "👍", "r5").await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    // Ben may not take back Ana's reaction.
+    let anas = event(&s, &ana.token, &room, &msg).await.1["reactions"][0]["event_ids"][0].as_str().unwrap().to_string();
+    let (st, _) = redact(&s, &ben.token, &room, &anas).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+
+    // Bad reactions: an empty or long key, a missing message, a reaction to a reaction.
+    for (key, target, txn) in [("", msg.as_str(), "b1"), (&"x".repeat(65), msg.as_str(), "b2"), ("👍", "$nope", "b3")] {
+        let (st, v) = react(&s, &ben.token, &room, target, key, txn).await;
+        assert!(st == StatusCode::BAD_REQUEST || st == StatusCode::NOT_FOUND, "{key:?} {target}: {st} {v}");
+    }
+    let (st, v) = react(&s, &ben.token, &room, &anas, "👍", "b4").await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+
+    // A tab reconnecting from before gets every reaction and the redaction, in order.
+    let (_late, frames) = s.raw_until_ready(&ana, ana_ws.ready.unwrap()).await;
+    let kinds: Vec<&str> = frames.iter().filter(|f| f["t"] == "event").filter_map(|f| f["event"]["type"].as_str()).collect();
+    assert_eq!(kinds, ["m.reaction", "m.reaction", "m.reaction", "m.room.redaction", "m.reaction"]);
+
+    // Deleting the message takes its reactions with it.
+    redact(&s, &ana.token, &room, &msg).await;
+    assert!(reactions_of(&s, &ben.token, &room, &msg).await.is_empty());
+    let (st, _) = react(&s, &ben.token, &room, &msg, "😢", "r6").await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "no reactions to a deleted message");
+}
+
+#[tokio::test]
+async fn a_reply_quotes_the_message_it_answers_as_it_is_now() {
+    let s = TestServer::start().await;
+    let (ana, ben, room) = s.ana_and_ben_in_general().await;
+    let (_, v) = s.send(&ana, &room, "who brings the cake?", "q1").await;
+    let question = v["event_id"].as_str().unwrap().to_string();
+    let send_reply = |body: &'static str, txn: &'static str, to: String| {
+        let (s, token, room) = (&s, ben.token.clone(), room.clone());
+        async move {
+            s.post(Some(&token), &format!("/api/v1/rooms/{room}/messages"), json!({"body": body, "txn_id": txn, "reply_to": to}))
+                .await
+        }
+    };
+    let (st, v) = send_reply("I do", "a1", question.clone()).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let answer = v["event_id"].as_str().unwrap().to_string();
+
+    // The reply names the message in Matrix's shape and mentions its sender; Ana's mention
+    // count sees it.
+    let (_, ev) = event(&s, &ana.token, &room, &answer).await;
+    assert_eq!(ev["content"]["m.relates_to"], json!({"m.in_reply_to": {"event_id": question}}), "{ev}");
+    assert_eq!(ev["content"]["m.mentions"]["user_ids"], json!([ana.id]), "{ev}");
+    assert_eq!(ev["quote"]["sender"], ana.id.as_str());
+    assert_eq!(ev["quote"]["text"], "who brings the cake?");
+    let rooms = s.get(Some(&ana.token), "/api/v1/rooms").await.1;
+    assert_eq!(rooms["rooms"][0]["mentions"], 1, "{rooms}");
+    let shown = page(&s, &ana.token, &room).await;
+    assert!(shown.contains(&format!("data-quote-of=\"{question}\"")), "the quote on the page");
+
+    // Ana edits her question: the quote follows. She deletes it: the quote loses its text.
+    edit(&s, &ana.token, &room, &question, "who brings the **pie**?", "q2").await;
+    let (_, ev) = event(&s, &ben.token, &room, &answer).await;
+    assert_eq!(ev["quote"]["text"], "who brings the **pie**?", "{ev}");
+    redact(&s, &ana.token, &room, &question).await;
+    let (_, ev) = event(&s, &ben.token, &room, &answer).await;
+    assert_eq!((ev["quote"]["deleted"].as_bool(), ev["quote"]["text"].as_str()), (Some(true), Some("")), "{ev}");
+    let page = page(&s, &ben.token, &room).await;
+    assert!(!page.contains("cake") && !page.contains("pie"), "the deleted text is not quoted on the page");
+
+    // No reply to a deleted message, nor to one not in the room; over the live channel too.
+    let (st, v) = send_reply("late", "a2", question.clone()).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    let (st, v) = send_reply("nowhere", "a3", "$missing".into()).await;
+    assert!(st == StatusCode::NOT_FOUND || st == StatusCode::BAD_REQUEST, "{st} {v}");
+    let mut ws = s.ws(&ben, None).await;
+    ws.send(json!({"t": "send", "room_id": room, "body": "x", "txn_id": "w1", "reply_to": question})).await;
+    assert_eq!(ws.next_of("error").await["txn_id"], "w1");
+    // A reply sent over the live channel quotes in its live row.
+    let (_, v) = s.send(&ana, &room, "second question", "q3").await;
+    let second = v["event_id"].as_str().unwrap().to_string();
+    ws.send(json!({"t": "send", "room_id": room, "body": "yes", "txn_id": "w2", "reply_to": second})).await;
+    // The ack and the reply's own frame, in either order.
+    let (mut ack, mut events) = (None::<Value>, Vec::new());
+    let f = loop {
+        let f = ws.next().await;
+        match f["t"].as_str() {
+            Some("ack") if f["txn_id"] == "w2" => ack = Some(f),
+            Some("event") => events.push(f),
+            _ => {}
+        }
+        if let Some(a) = &ack
+            && let Some(e) = events.iter().find(|e| e["event"]["event_id"] == a["event_id"])
+        {
+            break e.clone();
+        }
+    };
+    let html = f["html"].as_str().unwrap();
+    assert!(html.contains(&format!("data-quote-of=\"{second}\"")) && html.contains("second question"), "{html}");
+}

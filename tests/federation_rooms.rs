@@ -1241,4 +1241,37 @@ async fn formatting_and_edits_cross_servers() {
         )
         .await;
     assert_eq!(s, 403);
+
+    // Ben answers from B and reacts; A shows the quote and counts the reaction.
+    let (s, v) = ben
+        .post(&format!("/api/v1/rooms/{room}/messages"), json!({"body": "agreed", "txn_id": "m4", "reply_to": original}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let answer = v["event_id"].as_str().unwrap().to_string();
+    let (s, v) = ben
+        .post(&format!("/api/v1/rooms/{room}/reactions"), json!({"event_id": original, "key": "🎉", "txn_id": "m5"}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let reaction = v["event_id"].as_str().unwrap().to_string();
+    eventually!(10, "A quotes the plan in Ben's answer", {
+        let (_, v) = ana.get(&format!("/api/v1/rooms/{room}/events/{answer}")).await;
+        v["quote"]["text"] == "the _new_ plan"
+    });
+    eventually!(10, "A counts Ben's reaction", {
+        let (_, v) = ana.get(&format!("/api/v1/rooms/{room}/events/{original}")).await;
+        v["reactions"] == json!([{"key": "🎉", "count": 1, "senders": [ben.id], "event_ids": [reaction]}])
+    });
+    // Taken back on B, gone on A; Ana deletes her message on A, and B's quote loses its text.
+    let (s, _) = ben.post(&format!("/api/v1/rooms/{room}/redact"), json!({"event_id": reaction})).await;
+    assert_eq!(s, 200);
+    eventually!(10, "A uncounts the reaction", {
+        let (_, v) = ana.get(&format!("/api/v1/rooms/{room}/events/{original}")).await;
+        v.get("reactions").is_none()
+    });
+    let (s, _) = ana.post(&format!("/api/v1/rooms/{room}/redact"), json!({"event_id": original})).await;
+    assert_eq!(s, 200);
+    eventually!(10, "B's quote says the message was deleted", {
+        let (_, v) = ben.get(&format!("/api/v1/rooms/{room}/events/{answer}")).await;
+        v["quote"]["deleted"] == true && v["quote"]["text"] == ""
+    });
 }

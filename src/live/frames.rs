@@ -23,6 +23,9 @@ pub enum ClientFrame {
         /// An edit: the id of the sender's message whose text `body` replaces.
         #[serde(default)]
         replaces: Option<String>,
+        /// A reply: the id of the room's message it answers.
+        #[serde(default)]
+        reply_to: Option<String>,
     },
     /// Move the read marker.
     Read {

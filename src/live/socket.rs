@@ -367,7 +367,7 @@ async fn handle(
                 let _ = reply_tx.try_send(frames::error(None, &e));
             }
         }
-        ClientFrame::Send { room_id, body, txn_id, replaces } => {
+        ClientFrame::Send { room_id, body, txn_id, replaces, reply_to } => {
             let Ok(permit) = in_flight.clone().try_acquire_owned() else {
                 let _ = reply_tx.try_send(frames::error(Some(&txn_id), &Error::TooManyRequests(1)));
                 return;
@@ -376,12 +376,15 @@ async fn handle(
             // order it sent them; the wait for the commit runs in its own task.
             let (queued, room_id) = match RoomId::parse(&room_id) {
                 Ok(rid) => {
-                    let queued = match replaces.as_deref().map(crate::ids::EventId::parse).transpose() {
-                        Ok(Some(original)) => {
+                    let parse = |id: Option<String>| id.as_deref().map(crate::ids::EventId::parse).transpose();
+                    let queued = match (parse(replaces), parse(reply_to)) {
+                        (Ok(Some(original)), _) => {
                             rooms::submit_edit(&state.rooms, &session.user, &rid, &original, &body, &txn_id).await
                         }
-                        Ok(None) => rooms::submit_message(&state.rooms, &session.user, &rid, &body, &txn_id).await,
-                        Err(e) => Err(e),
+                        (Ok(None), Ok(to)) => {
+                            rooms::submit_message(&state.rooms, &session.user, &rid, &body, &txn_id, to.as_ref()).await
+                        }
+                        (Err(e), _) | (_, Err(e)) => Err(e),
                     };
                     (queued, Some(rid))
                 }

@@ -408,8 +408,16 @@ pub fn check_message_size(limits: &Limits, text: &str) -> Result<()> {
 }
 
 /// Sends a text message. A repeated `txn_id` from the same user returns the first event.
-pub async fn send_message(state: &Rooms, sender: &UserId, room_id: &RoomId, body: &str, txn_id: &str) -> Result<Sent> {
-    submit_message(state, sender, room_id, body, txn_id).await?.wait().await
+/// With `reply_to`, it answers that message of the room.
+pub async fn send_message(
+    state: &Rooms,
+    sender: &UserId,
+    room_id: &RoomId,
+    body: &str,
+    txn_id: &str,
+    reply_to: Option<&EventId>,
+) -> Result<Sent> {
+    submit_message(state, sender, room_id, body, txn_id, reply_to).await?.wait().await
 }
 
 /// Checks a message and queues it for the writer; the returned handle yields the result after
@@ -420,8 +428,9 @@ pub async fn submit_message(
     room_id: &RoomId,
     body: &str,
     txn_id: &str,
+    reply_to: Option<&EventId>,
 ) -> Result<Committed<Sent>> {
-    submit(state, sender, room_id, body, txn_id, None).await
+    submit(state, sender, room_id, body, txn_id, Relation::Reply(reply_to)).await
 }
 
 /// Edits `original`, one of the sender's own messages in the room: its text becomes `body`
@@ -434,7 +443,13 @@ pub async fn submit_edit(
     body: &str,
     txn_id: &str,
 ) -> Result<Committed<Sent>> {
-    submit(state, sender, room_id, body, txn_id, Some(original)).await
+    submit(state, sender, room_id, body, txn_id, Relation::Edit(original)).await
+}
+
+/// What a message sent is to another: an answer (or nothing), or an edit.
+enum Relation<'a> {
+    Reply(Option<&'a EventId>),
+    Edit(&'a EventId),
 }
 
 /// Sends (or, with `replaces`, edits) a message: [`submit_message`], [`submit_edit`].
@@ -444,8 +459,12 @@ async fn submit(
     room_id: &RoomId,
     body: &str,
     txn_id: &str,
-    replaces: Option<&EventId>,
+    relation: Relation<'_>,
 ) -> Result<Committed<Sent>> {
+    let (replaces, reply_to) = match relation {
+        Relation::Reply(to) => (None, to),
+        Relation::Edit(original) => (Some(original), None),
+    };
     check_message_size(&state.limits, body)?;
     if body.trim().is_empty() {
         return Err(Error::bad("message must not be empty"));
@@ -453,9 +472,7 @@ async fn submit(
     if body.contains('\0') {
         return Err(Error::bad("message must not contain NUL characters"));
     }
-    if txn_id.is_empty() || txn_id.len() > MAX_TXN_ID || !txn_id.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(Error::bad(format!("txn_id must be 1-{MAX_TXN_ID} printable ASCII characters")));
-    }
+    check_txn_id(txn_id)?;
     state.messages_per_user.check(sender.as_str())?;
     let candidates = if replaces.is_some() { Vec::new() } else { mention_candidates(body, &state.server_name) };
     let mut content = text_message(body);
@@ -485,7 +502,10 @@ async fn submit(
         }
         content = edit;
     }
-    let replaces = replaces.cloned();
+    if let Some(to) = reply_to {
+        content["m.relates_to"] = json!({ "m.in_reply_to": { "event_id": to } });
+    }
+    let (replaces, reply_to) = (replaces.cloned(), reply_to.cloned());
     let (s, rid, txn) = (sender.to_string(), room_id.clone(), txn_id.to_string());
     state
         .store
@@ -512,8 +532,19 @@ async fn submit(
                 }
             }
             let mut mentioned: Vec<String> = Vec::new();
+            if let Some(to) = &reply_to {
+                let o = tx.event(to)?.filter(|o| o.event.room_id == rid && o.pos > 0);
+                let o = o.ok_or_else(|| Error::NotFound("no such message in this room".into()))?;
+                if o.event.kind != M_ROOM_MESSAGE || o.event.state_key.is_some() || o.redacted_because.is_some() {
+                    return Err(Error::bad("that event cannot be answered"));
+                }
+                // As Matrix clients do: a reply mentions the sender of the message it answers.
+                if o.event.sender != s {
+                    mentioned.push(o.event.sender.to_string());
+                }
+            }
             for (localpart, uid) in candidates {
-                if uid != s && tx.user_exists(&localpart)? {
+                if uid != s && !mentioned.contains(&uid) && tx.user_exists(&localpart)? {
                     mentioned.push(uid);
                 }
             }
@@ -586,6 +617,70 @@ pub async fn redact(
             append(tx, &rid, &u, NewEvent::message(M_ROOM_REDACTION, content)).map(|s| s.event.event_id.clone())
         })
         .await
+}
+
+/// Reacts to a message of the room with `key` (an emoji, or a short text): an `m.reaction`
+/// annotating it. One reaction per user per key: a second is refused (409); a repeated
+/// `txn_id` returns the first. Taking a reaction back is redacting it ([`redact`]).
+pub async fn react(
+    state: &Rooms,
+    user: &UserId,
+    room_id: &RoomId,
+    target: &EventId,
+    key: &str,
+    txn_id: &str,
+) -> Result<Sent> {
+    if !crate::store::relations::valid_key(key) {
+        return Err(Error::bad(format!(
+            "a reaction key must be 1-{} bytes without control characters",
+            crate::store::relations::MAX_KEY_BYTES
+        )));
+    }
+    check_txn_id(txn_id)?;
+    state.messages_per_user.check(user.as_str())?;
+    let content = json!({ "m.relates_to": { "rel_type": "m.annotation", "event_id": target, "key": key } });
+    let (u, rid, target, txn, key) = (user.to_string(), room_id.clone(), target.clone(), txn_id.to_string(), key.to_string());
+    state
+        .store
+        .write(move |tx| {
+            if let Some(eid) = tx.txn_event(&u, &txn)? {
+                let ev =
+                    tx.event(&eid)?.ok_or_else(|| Error::Internal(format!("txn id points at missing event {eid}")))?;
+                if ev.event.room_id != rid {
+                    return Err(Error::Conflict("txn_id already used in another room".into()));
+                }
+                return Ok(Sent { event_id: eid, pos: ev.pos });
+            }
+            if tx.membership(&rid, &u)? != Membership::Join {
+                return Err(Error::Forbidden("you are not a member of this room".into()));
+            }
+            let o = tx.event(&target)?.filter(|o| o.event.room_id == rid && o.pos > 0);
+            let o = o.ok_or_else(|| Error::NotFound("no such message in this room".into()))?;
+            if o.event.kind != M_ROOM_MESSAGE
+                || o.event.state_key.is_some()
+                || o.redacted_because.is_some()
+                || crate::store::edits::edited_event_id(&o.event).is_some()
+            {
+                return Err(Error::bad("that event cannot be reacted to"));
+            }
+            if o.reactions.iter().any(|r| r.key == key && r.by.iter().any(|(s, _)| *s == u)) {
+                return Err(Error::Conflict("you already reacted with that".into()));
+            }
+            if o.reactions.len() >= crate::store::relations::MAX_KEYS && !o.reactions.iter().any(|r| r.key == key) {
+                return Err(Error::bad("that message has as many different reactions as it can hold"));
+            }
+            let stored = append(tx, &rid, &u, NewEvent::message(crate::store::relations::M_REACTION, content))?;
+            tx.put_txn_event(&u, &txn, &stored.event.event_id)?;
+            Ok(Sent { event_id: stored.event.event_id.clone(), pos: stored.pos })
+        })
+        .await
+}
+
+fn check_txn_id(txn_id: &str) -> Result<()> {
+    if txn_id.is_empty() || txn_id.len() > MAX_TXN_ID || !txn_id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::bad(format!("txn_id must be 1-{MAX_TXN_ID} printable ASCII characters")));
+    }
+    Ok(())
 }
 
 /// Most users one message can mention.

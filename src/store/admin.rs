@@ -155,6 +155,8 @@ impl Store {
             txn.open_table(CALLS)?.retain_in((rid, "")..=(rid, "\u{10ffff}"), |_, _| false)?;
             txn.open_table(REDACTIONS)?.retain_in((rid, "")..=(rid, "\u{10ffff}"), |_, _| false)?;
             txn.open_table(EDITS)?.retain_in((rid, "", "")..=(rid, "\u{10ffff}", "\u{10ffff}"), |_, _| false)?;
+            let all = (rid, "", "", "")..=(rid, "\u{10ffff}", "\u{10ffff}", "\u{10ffff}");
+            txn.open_table(RELATIONS)?.retain_in(all, |_, _| false)?;
             // Events without a timeline position (state and auth chain from a join through
             // another server).
             {

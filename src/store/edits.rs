@@ -85,6 +85,8 @@ pub(super) fn on_persist(tx: &mut Tx<'_>, room_id: &RoomId, ev: &Event, received
         if original.edit.as_ref().is_none_or(|cur| newer(&new, cur)) {
             original.edit = Some(new);
             put_json(&mut events, target, &original)?;
+            drop(events);
+            super::relations::on_changed(tx, room_id, &original)?;
         }
         return Ok(None);
     }
@@ -92,7 +94,7 @@ pub(super) fn on_persist(tx: &mut Tx<'_>, room_id: &RoomId, ev: &Event, received
     if !received || ev.kind != M_ROOM_MESSAGE {
         return Ok(None);
     }
-    let as_stored = StoredEvent { pos: 0, event: ev.clone(), redacted_because: None, state_group: None, edit: None };
+    let as_stored = StoredEvent::new(0, ev.clone(), None);
     newest(tx, room_id, &as_stored, None)
 }
 

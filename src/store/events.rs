@@ -30,6 +30,20 @@ pub struct StoredEvent {
     /// A message's newest edit (see [`super::edits`]): what it says now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edit: Option<super::edits::Replacement>,
+    /// A reply's quote of the message it answers, as that message is now (see
+    /// [`super::relations`]); none when it is not stored here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quote: Option<super::relations::Quote>,
+    /// A message's reactions, by key in the order the keys first came.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<super::relations::Reaction>,
+}
+
+impl StoredEvent {
+    /// `event` at `pos` with nothing applied to it yet.
+    pub fn new(pos: u64, event: Event, state_group: Option<u64>) -> StoredEvent {
+        StoredEvent { pos, event, redacted_because: None, state_group, edit: None, quote: None, reactions: Vec::new() }
+    }
 }
 
 impl Tx<'_> {
@@ -67,7 +81,7 @@ impl Tx<'_> {
             put_json(
                 &mut events,
                 ev.event_id.as_str(),
-                &StoredEvent { pos: 0, event: ev.clone(), redacted_because: None, state_group, edit: None },
+                &StoredEvent::new(0, ev.clone(), state_group),
             )?;
             self.txn.open_table(ROOM_OUTLIERS)?.insert((room_id, ev.event_id.as_str()), ())?;
         }
@@ -149,6 +163,10 @@ fn persist_inner(tx: &mut Tx<'_>, room: &mut RoomRecord, mut ev: Event, send: bo
         Some(_) => None,
     };
     let pos = tx.next_pos();
+    let shown = match redacted_because {
+        None => super::relations::on_persist(tx, &rid, &ev, pos, !send)?,
+        Some(_) => Default::default(),
+    };
     let eid = ev.event_id.clone();
     let kind = if super::edits::edited_event_id(&ev).is_some() { super::edits::EDIT_KIND } else { ev.kind.as_str() };
     tx.txn.open_table(ROOM_TIMELINE)?.insert((rid.as_str(), pos), (eid.as_str(), ev.sender.as_str(), kind))?;
@@ -163,7 +181,13 @@ fn persist_inner(tx: &mut Tx<'_>, room: &mut RoomRecord, mut ev: Event, send: bo
     // to the event's own when it follows every tip, else to the resolution of the tips' states
     // (see `state`).
     let after = super::state::place(tx, room, &ev)?;
-    let stored = Arc::new(StoredEvent { pos, event: ev, redacted_because, state_group: Some(after), edit });
+    let stored = Arc::new(StoredEvent {
+        redacted_because,
+        edit,
+        quote: shown.quote,
+        reactions: shown.reactions,
+        ..StoredEvent::new(pos, ev, Some(after))
+    });
     put_json(&mut tx.txn.open_table(EVENTS)?, eid.as_str(), stored.as_ref())?;
     let ev = &stored.event;
     let followed_all = room.extremities.iter().all(|e| ev.prev_events.contains(e));
@@ -277,7 +301,7 @@ pub fn store_joined_room(
         put_json(
             &mut tx.txn.open_table(EVENTS)?,
             id.as_str(),
-            &StoredEvent { pos, event: ev, redacted_because: None, state_group, edit: None },
+            &StoredEvent::new(pos, ev, state_group),
         )?;
     }
     // Our join may be here already: the events that follow it, sent by a server of the room

@@ -11,6 +11,7 @@ pub mod events;
 pub mod keys;
 pub mod outbox;
 pub mod redactions;
+pub mod relations;
 pub mod rooms;
 pub mod snapshot;
 pub mod state;
@@ -30,7 +31,7 @@ pub use writer::{OnCommit, Tx, Writer, WriterStats, WriterThread};
 
 /// Version of the table layout this build reads and writes. Each version's change, and the step
 /// that upgrades a database of the version before, is in [`upgrade`].
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "chat.redb";
 
@@ -183,6 +184,9 @@ fn upgrade(txn: &WriteTransaction, from: u32) -> Result<()> {
         4 => Ok(()),
         // 6 adds `edits` (and messages name their newest edit), empty: there were no edits.
         5 => Ok(()),
+        // 7 adds `relations` (replies quote, messages count reactions), empty: there were
+        // neither.
+        6 => Ok(()),
         _ => Err(Error::Internal(format!("no upgrade from schema {from}"))),
     }
 }

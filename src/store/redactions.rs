@@ -68,11 +68,15 @@ pub(super) fn on_persist(
     // indexed at all: the target is redacted before `persist` reads them).
     let mentioned: Vec<String> = mentioned_users(&stored.event);
     let edited = super::edits::edited_event_id(&stored.event).map(str::to_string);
+    let before = stored.event.clone();
     stored.event.redact();
     stored.redacted_because = Some(ev.event_id.clone());
     stored.edit = None;
+    stored.quote = None;
+    stored.reactions.clear();
     put_json(&mut events, &target, &stored)?;
     drop(events);
+    super::relations::on_redacted(tx, &rid, &before, &stored)?;
     // Its edits say what it said: they go with it. A redacted edit: the message shows the
     // edit before it (or its own text).
     for edit_id in super::edits::edits_of(tx, &rid, &target)? {
@@ -95,6 +99,8 @@ pub(super) fn on_persist(
             original.edit = super::edits::newest(tx, &rid, &original, Some(&target))?;
             events = tx.txn.open_table(EVENTS)?;
             put_json(&mut events, &original_id, &original)?;
+            drop(events);
+            super::relations::on_changed(tx, &rid, &original)?;
         }
     }
     let mut mentions = tx.txn.open_table(MENTIONS)?;

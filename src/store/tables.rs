@@ -107,6 +107,11 @@ pub const STATE_MERGES: TableDefinition<(&str, &str), u64> = TableDefinition::ne
 /// (`m.replace`) received or sent, by the message it edits (see [`super::edits`]). Schema 6.
 pub const EDITS: TableDefinition<(&str, &str, &str), u64> = TableDefinition::new("edits");
 
+/// (room id, related event id, relation, relating event id) -> (): every reply
+/// (`m.in_reply_to`) and reaction (`m.annotation`) received or sent, by the event it names
+/// (see [`super::relations`]). Schema 7.
+pub const RELATIONS: TableDefinition<(&str, &str, &str, &str), ()> = TableDefinition::new("relations");
+
 /// Calls `$m!(TABLE, ...)` with every table above: the one list that creating the schema and
 /// copying a backup use, so a new table cannot be left out of either.
 macro_rules! every_table {
@@ -138,7 +143,8 @@ macro_rules! every_table {
             REDACTIONS,
             STATE_GROUPS,
             STATE_MERGES,
-            EDITS
+            EDITS,
+            RELATIONS
         )
     };
 }

@@ -374,6 +374,9 @@ pub struct NewMessage {
     /// An edit: the id of the sender's message whose text `body` replaces.
     #[serde(default)]
     replaces: Option<String>,
+    /// A reply: the id of the room's message it answers.
+    #[serde(default)]
+    reply_to: Option<String>,
 }
 
 /// `POST /rooms/{id}/messages` → `{event_id, pos}`, answered after commit.
@@ -387,8 +390,32 @@ pub async fn send(
         Some(original) => {
             rooms::submit_edit(&state.rooms, &session.user, &id, &original, &m.body, &m.txn_id).await?.wait().await?
         }
-        None => rooms::send_message(&state.rooms, &session.user, &id, &m.body, &m.txn_id).await?,
+        None => {
+            let to = m.reply_to.as_deref().map(EventId::parse).transpose()?;
+            rooms::send_message(&state.rooms, &session.user, &id, &m.body, &m.txn_id, to.as_ref()).await?
+        }
     };
+    Ok(Json(json!({ "event_id": sent.event_id, "pos": sent.pos })))
+}
+
+/// `{event_id, key, txn_id}`.
+#[derive(Deserialize)]
+pub struct NewReaction {
+    event_id: String,
+    key: String,
+    txn_id: String,
+}
+
+/// `POST /rooms/{id}/reactions` → `{event_id, pos}`: reacts to a message with `key`; 409 if
+/// the user already did with that key. Taking it back is redacting the reaction.
+pub async fn react(
+    State(state): State<AppState>,
+    session: Session,
+    RoomPath(id): RoomPath,
+    Json(r): Json<NewReaction>,
+) -> Result<Json<Value>> {
+    let target = EventId::parse(&r.event_id)?;
+    let sent = rooms::react(&state.rooms, &session.user, &id, &target, &r.key, &r.txn_id).await?;
     Ok(Json(json!({ "event_id": sent.event_id, "pos": sent.pos })))
 }
 
@@ -412,6 +439,22 @@ pub fn event_json(e: &StoredEvent) -> Value {
         v["unsigned"]["m.relations"] =
             json!({ "m.replace": { "event_id": edit.event_id, "origin_server_ts": edit.ts } });
         v["content_now"] = edit.content.clone();
+    }
+    // Reactions counted on a message, and a reply's quote of the message it answers, as the
+    // page shows them.
+    if !e.reactions.is_empty() {
+        v["reactions"] = e
+            .reactions
+            .iter()
+            .map(|r| {
+                let senders: Vec<&String> = r.by.iter().map(|(s, _)| s).collect();
+                let ids: Vec<&String> = r.by.iter().map(|(_, id)| id).collect();
+                json!({ "key": r.key, "count": r.by.len(), "senders": senders, "event_ids": ids })
+            })
+            .collect();
+    }
+    if let Some(q) = &e.quote {
+        v["quote"] = json!({ "sender": q.sender, "text": q.text, "deleted": q.deleted, "pos": q.pos });
     }
     v
 }

@@ -42,6 +42,7 @@ pub fn routes() -> Routes<AppState> {
         .post("/rooms/{room_id}/messages", api::send)
         .get("/rooms/{room_id}/messages", api::messages)
         .post("/rooms/{room_id}/redact", api::redact)
+        .post("/rooms/{room_id}/reactions", api::react)
         .get("/rooms/{room_id}/events/{event_id}", api::event)
         .post("/rooms/{room_id}/read", api::read)
         .post("/join/{room}", api::join_any)

@@ -480,7 +480,7 @@ pub async fn send(
     or_error_page(
         async {
             let Form(f) = form?;
-            rooms::send_message(&state.rooms, &s.user, &id, &f.body, &f.txn_id).await?;
+            rooms::send_message(&state.rooms, &s.user, &id, &f.body, &f.txn_id, None).await?;
             Ok(Redirect::to(&format!("/rooms/{id}")).into_response())
         }
         .await,
