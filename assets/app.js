@@ -52,6 +52,19 @@ function mentionsMe(ev) {
   return !!(m && Array.isArray(m.user_ids) && m.user_ids.includes(me));
 }
 
+// The tab's title counts what is unread: the other rooms' badges, and messages that came in
+// this room while the tab was hidden ("(3) Lobby · chat").
+const baseTitle = document.title;
+let hiddenNew = 0;
+function showTitle() {
+  let n = hiddenNew;
+  for (const b of document.querySelectorAll('#room-list .badge.unread')) {
+    const link = b.closest('a[data-room-id]');
+    if (link && link.dataset.roomId !== currentRoom) n += Number(b.dataset.count || 0);
+  }
+  document.title = n ? `(${n > 99 ? '99+' : n}) ${baseTitle}` : baseTitle;
+}
+
 if (me) {
   const timeline = createTimeline(currentRoom);
   const live = createLive({ since: Number(document.body.dataset.since || 0), onFrame, onState: setConn });
@@ -74,7 +87,10 @@ if (me) {
     const isMember = ev.type === 'm.room.member';
     if (f.room_id !== currentRoom) {
       if (isMember && ev.state_key === me) presence.refreshRoomList();
-      else if (ev.type === 'm.room.message' && ev.sender !== me && !isEdit(ev)) presence.bump(f.room_id, mentionsMe(ev));
+      else if (ev.type === 'm.room.message' && ev.sender !== me && !isEdit(ev)) {
+        presence.bump(f.room_id, mentionsMe(ev));
+        showTitle();
+      }
       return;
     }
     if (!timeline.el()) { if (isMember && ev.state_key === me) location.reload(); return; }
@@ -86,6 +102,8 @@ if (me) {
     if (ev.type === 'm.room.redaction' && typeof ev.content.redacts === 'string') timeline.applyRedaction(ev.content.redacts);
     if (ev.type === 'm.room.message' && !isEdit(ev)) presence.messageFrom(ev.sender);
     if (stick) timeline.scrollToBottom();
+    else if (ev.type === 'm.room.message' && !isEdit(ev)) timeline.arrivedWhileAway();
+    if (unseen) { hiddenNew += 1; showTitle(); }
     if (isMember) {
       presence.refreshMembers();
       if (ev.state_key === me && ev.content.membership !== 'join') location.assign('/rooms');
@@ -132,19 +150,23 @@ if (me) {
       case 'presence': presence.onPresence(f); break;
       case 'typing': presence.onTyping(f); break;
       case 'receipt': presence.onReceipt(f); break;
-      case 'unread': presence.onUnread(f); break;
+      case 'unread': presence.onUnread(f); showTitle(); break;
       default: break;
     }
   }
 
   setupActions({ roomId: currentRoom, timeline, composer, notice });
   localize(document);
+  timeline.decorate();
   timeline.setupHistory();
+  timeline.setupJump();
   timeline.scrollToBottom();
+  showTitle();
   live.connect();
   document.addEventListener('visibilitychange', () => {
     presence.report(false);
     markRead();
+    if (document.visibilityState === 'visible') { hiddenNew = 0; showTitle(); }
     if (document.visibilityState === 'visible') setTimeout(() => {
       const d = document.getElementById('new-divider');
       if (d && document.visibilityState === 'visible') d.remove();

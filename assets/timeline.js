@@ -5,10 +5,14 @@
 
 import { fragment, localize, me, showReactions } from './dom.js';
 
+const GROUP_MS = 5 * 60 * 1000;
+
 export function createTimeline(roomId) {
   const el = () => document.getElementById('timeline');
   const pendingByEvent = new Map(); // event_id -> pending row, acknowledged, not yet seen live
   let loading = false; // a page of older history is on its way
+  let newSince = 0; // messages arrived while scrolled up
+  let jumpUpdate = null;
 
   function rows() { const tl = el(); return tl ? Array.from(tl.querySelectorAll('li.ev[data-pos]')) : []; }
 
@@ -135,15 +139,89 @@ export function createTimeline(roomId) {
     if (old) old.replaceWith(body); else row.appendChild(body);
   }
 
+  // Day separators ("Today", "Yesterday", a date, in the viewer's zone) before the first row
+  // of each day, and groups: a message from the sender of the message just before it, within
+  // GROUP_MS and the same day, shows without their name and time (`cont`). A note, a divider
+  // or a reply starts a new group. Run over the whole list after rows come or go; it only
+  // touches what changed.
+  function decorate() {
+    const tl = el();
+    if (!tl) return;
+    const stale = new Set(tl.querySelectorAll(':scope > li.day'));
+    let prevDay = null;
+    let prev = null; // the last message shown, while a group can go on
+    for (const li of Array.from(tl.children)) {
+      if (li.classList.contains('day') || li.classList.contains('seen') || li.hidden) continue;
+      if (li.classList.contains('divider')) { prev = null; continue; }
+      const ts = Number(li.dataset.ts || 0);
+      if (!ts) continue;
+      const d = new Date(ts);
+      const day = `${d.getFullYear()}-${d.getMonth()}-${d.getDate()}`;
+      if (day !== prevDay) {
+        let sep = li.previousElementSibling;
+        while (sep && sep.classList.contains('seen')) sep = sep.previousElementSibling;
+        if (sep && sep.classList.contains('day') && sep.dataset.day === day) stale.delete(sep);
+        else li.before(daySeparator(day, d));
+        prevDay = day;
+        prev = null;
+      }
+      if (!li.classList.contains('msg')) { prev = null; continue; }
+      const cont = !!prev && prev.dataset.sender === li.dataset.sender && ts - Number(prev.dataset.ts) < GROUP_MS
+        && !li.querySelector('.quote');
+      li.classList.toggle('cont', cont);
+      prev = li;
+    }
+    for (const sep of stale) sep.remove();
+  }
+
+  function daySeparator(day, d) {
+    const li = document.createElement('li');
+    li.className = 'day';
+    li.dataset.day = day;
+    const label = document.createElement('span');
+    const today = new Date();
+    const yesterday = new Date(today.getFullYear(), today.getMonth(), today.getDate() - 1);
+    const same = (a, b) => a.getFullYear() === b.getFullYear() && a.getMonth() === b.getMonth() && a.getDate() === b.getDate();
+    label.textContent = same(d, today) ? 'Today' : same(d, yesterday) ? 'Yesterday'
+      : d.toLocaleDateString([], {
+        weekday: 'long', month: 'long', day: 'numeric', year: d.getFullYear() === today.getFullYear() ? undefined : 'numeric',
+      });
+    li.appendChild(label);
+    return li;
+  }
+
   return {
     el,
     byEvent,
     applyRedaction,
+    decorate,
     // The viewer's newest message that can still be edited.
     lastOwnMessage() {
       const mine = rows().filter((r) => r.classList.contains('msg') && r.dataset.sender === me
         && !r.classList.contains('redacted'));
       return mine.length ? mine[mine.length - 1] : null;
+    },
+    // The "Jump to latest" button: shown while scrolled up, with how many messages came since.
+    setupJump() {
+      const tl = el();
+      const btn = document.getElementById('jump-latest');
+      if (!tl || !btn) return;
+      const update = () => {
+        const away = !this.nearBottom();
+        if (!away) { newSince = 0; btn.classList.remove('has-new'); }
+        btn.hidden = !away;
+        btn.querySelector('.count').textContent = newSince ? `${newSince} new ${newSince === 1 ? 'message' : 'messages'} · ` : '';
+      };
+      jumpUpdate = update;
+      tl.addEventListener('scroll', update, { passive: true });
+      btn.addEventListener('click', () => { tl.scrollTo({ top: tl.scrollHeight, behavior: 'smooth' }); newSince = 0; update(); });
+    },
+    // A message arrived while the viewer reads older ones: the button counts it.
+    arrivedWhileAway() {
+      newSince += 1;
+      const btn = document.getElementById('jump-latest');
+      if (btn) btn.classList.add('has-new');
+      if (jumpUpdate) jumpUpdate();
     },
     nearBottom() { const tl = el(); return !tl || tl.scrollHeight - tl.scrollTop - tl.clientHeight < 120; },
     scrollToBottom() { const tl = el(); if (tl) tl.scrollTop = tl.scrollHeight; },
@@ -160,14 +238,16 @@ export function createTimeline(roomId) {
       const reaction = node.querySelector('li[data-kind="m.reaction"]');
       if (reaction) applyReaction(reaction);
       const pending = pendingByEvent.get(eventId);
-      if (pending) { pending.replaceWith(node); pendingByEvent.delete(eventId); return; }
       const shown = byEvent(eventId);
-      if (shown) { shown.replaceWith(node); return; }
-      if (beforeInsert) beforeInsert(pos);
-      insertByPos(node, pos);
+      if (pending) { pending.replaceWith(node); pendingByEvent.delete(eventId); } else if (shown) shown.replaceWith(node);
+      else {
+        if (beforeInsert) beforeInsert(pos);
+        insertByPos(node, pos);
+      }
+      decorate();
     },
 
-    remove(eventId) { const row = byEvent(eventId); if (row) row.remove(); },
+    remove(eventId) { const row = byEvent(eventId); if (row) { row.remove(); decorate(); } },
 
     // A row of this tab's own unsent message, from the server's template.
     addPending(txnId, text) {
@@ -259,6 +339,7 @@ export function createTimeline(roomId) {
       const start = tl.querySelector('li.start');
       if (start) start.remove();
       tl.prepend(items);
+      decorate();
       tl.scrollTop += tl.scrollHeight - before;
       if (tpl.dataset.next) tl.dataset.next = tpl.dataset.next; else delete tl.dataset.next;
       return true;

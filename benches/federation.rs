@@ -188,7 +188,8 @@ async fn run() -> Res<()> {
         chat::federation::membership::join(&sa.fed, &uid, &big).await?;
     }
     for i in 0..messages {
-        chat::rooms::send_message(&sa.rooms, &ana.user_id, &big, &format!("history {i}"), &format!("h{i}"), None).await?;
+        chat::rooms::send_message(&sa.rooms, &ana.user_id, &big, &format!("history {i}"), &format!("h{i}"), None)
+            .await?;
     }
     let t = Instant::now();
     chat::federation::membership::join_by_name(&sb.fed, &ben.user_id, &format!("#big:{}", sa.server_name), &[]).await?;

@@ -280,9 +280,96 @@ pub fn sanitize(html: &str) -> String {
     SANITIZER.clean(html).to_string()
 }
 
+/// The text of an HTML fragment, as a one-line preview shows it (a reply's quote): tags left
+/// out (a block's end and a line break become a space), Matrix's reply fallback
+/// (`<mx-reply>…</mx-reply>`) dropped, the common character references decoded. Not a
+/// sanitiser: what it returns is text, escaped again wherever it is shown.
+pub fn html_text(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    let mut skipping = false; // inside <mx-reply>
+    while let Some(lt) = rest.find('<') {
+        if !skipping {
+            decode_into(&rest[..lt], &mut out);
+        }
+        let Some(gt) = rest[lt..].find('>') else {
+            rest = "";
+            break;
+        };
+        let tag = rest[lt + 1..lt + gt].trim().to_ascii_lowercase();
+        let name = tag.trim_start_matches('/').split(|c: char| c.is_whitespace() || c == '/').next().unwrap_or("");
+        if name == "mx-reply" {
+            skipping = !tag.starts_with('/');
+        } else if !skipping
+            && matches!(
+                name,
+                "br" | "p" | "li" | "div" | "pre" | "blockquote" | "tr" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6"
+            )
+        {
+            out.push(' ');
+        }
+        rest = &rest[lt + gt + 1..];
+    }
+    if !skipping {
+        decode_into(rest, &mut out);
+    }
+    out
+}
+
+fn decode_into(text: &str, out: &mut String) {
+    let mut rest = text;
+    while let Some(amp) = rest.find('&') {
+        out.push_str(&rest[..amp]);
+        let after = &rest[amp + 1..];
+        let end = after.find(';').filter(|&e| e <= 10);
+        let decoded = end.and_then(|e| {
+            let name = &after[..e];
+            let c = match name {
+                "amp" => '&',
+                "lt" => '<',
+                "gt" => '>',
+                "quot" => '"',
+                "apos" => '\'',
+                "nbsp" => ' ',
+                _ => {
+                    let n = name.strip_prefix('#')?;
+                    let code = match n.strip_prefix(['x', 'X']) {
+                        Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+                        None => n.parse().ok()?,
+                    };
+                    char::from_u32(code).filter(|c| !c.is_control())?
+                }
+            };
+            Some((c, e))
+        });
+        match decoded {
+            Some((c, e)) => {
+                out.push(c);
+                rest = &after[e + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn html_text_is_the_words() {
+        assert_eq!(html_text("see <strong>that</strong> &amp; <em>this</em>"), "see that & this");
+        assert_eq!(
+            html_text("<p>one</p><p>two<br/>three</p>").split_whitespace().collect::<Vec<_>>(),
+            ["one", "two", "three"]
+        );
+        assert_eq!(html_text("<mx-reply><blockquote>old</blockquote></mx-reply>new"), "new");
+        assert_eq!(html_text("x &lt;script&gt; &#65;&#x42; &bogus; & <unclosed"), "x <script> AB &bogus; & ");
+    }
 
     #[test]
     fn plain_words_have_no_formatted_body() {

@@ -376,6 +376,9 @@ pub fn room_page(v: &RoomView<'_>) -> Markup {
                         Access::Member => {
                             (call_bar(v.calls))
                             (timeline_with(v.events, v.next, v.user, v.read_before, v.receipts))
+                            button.jump-latest id="jump-latest" type="button" hidden aria-label="Jump to the latest message" {
+                                span.count {} span { "Jump to latest ↓" }
+                            }
                             p.typing id="typing" aria-live="polite" { (typing_text(v.user, v.typing)) }
                             p.notice id="notice" role="status" hidden {}
                             (pending_item(v.user))
@@ -524,7 +527,8 @@ pub fn event_item(stored: &StoredEvent) -> Markup {
     let who = display_name(&ev.sender);
     html! {
         @if ev.kind == M_ROOM_MESSAGE && stored.redacted_because.is_some() {
-            li.ev.msg.redacted id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-sender=(ev.sender) data-event-id=(ev.event_id) {
+            li.ev.msg.redacted id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-sender=(ev.sender) data-event-id=(ev.event_id)
+                data-ts=(ev.origin_server_ts) {
                 span.who title=(ev.sender) { (who) }
                 time data-ts=(ev.origin_server_ts) { (clock(ev.origin_server_ts)) }
                 div.body { em { "Message deleted" } }
@@ -538,7 +542,8 @@ pub fn event_item(stored: &StoredEvent) -> Markup {
                 @if let Some(new) = ev.content.get("m.new_content") { template { (message_body(new)) } }
             }
         } @else if ev.kind == M_ROOM_MESSAGE {
-            li.ev.msg id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-sender=(ev.sender) data-event-id=(ev.event_id) {
+            li.ev.msg id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-sender=(ev.sender) data-event-id=(ev.event_id)
+                data-ts=(ev.origin_server_ts) tabindex="0" {
                 span.who title=(ev.sender) { (who) }
                 time data-ts=(ev.origin_server_ts) { (clock(ev.origin_server_ts)) }
                 @if let Some(to) = crate::store::relations::reply_target(ev) { (reply_quote(to, stored.quote.as_ref())) }
@@ -565,7 +570,7 @@ pub fn event_item(stored: &StoredEvent) -> Markup {
         } @else if crate::events::call::is_call_event(&ev.kind) {
             @if let Some(summary) = call_summary(ev) {
                 li.ev.note.call id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-sender=(ev.sender)
-                    data-kind=(ev.kind) data-event-id=(ev.event_id) { (summary) }
+                    data-kind=(ev.kind) data-event-id=(ev.event_id) data-ts=(ev.origin_server_ts) { (summary) }
             } @else {
                 // Signalling has no row of its own; the element keeps positions contiguous for
                 // history paging.
@@ -574,7 +579,7 @@ pub fn event_item(stored: &StoredEvent) -> Markup {
             }
         } @else {
             li.ev.note id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-sender=(ev.sender) data-kind=(ev.kind)
-                data-state-key=[ev.state_key.as_deref()] data-event-id=(ev.event_id) {
+                data-state-key=[ev.state_key.as_deref()] data-event-id=(ev.event_id) data-ts=(ev.origin_server_ts) {
                 (note(ev, who))
             }
         }

@@ -555,6 +555,55 @@ async fn redactions_cross_between_us_and_synapse() {
     let page = ana.page(&format!("/rooms/{path_room}")).await;
     assert!(page.contains("hello <em>all</em>") && page.contains("(edited)"), "Sam's edit on our page");
     assert!(!page.contains("alert(1)") && !page.contains("onclick") && !page.contains("mx-reply"), "sanitised");
+
+    // Replies and reactions, both ways. Sam answers Ana's message (with the reply fallback
+    // older clients send) and reacts to it: we quote it without the fallback and count it.
+    let reply = json!({
+        "msgtype": "m.text", "body": "> <@ana> see this\n\nlooks good",
+        "m.relates_to": {"m.in_reply_to": {"event_id": formatted}},
+    });
+    let path = format!("/_matrix/client/v3/rooms/{path_room}/send/m.room.message/x5");
+    let (st, v) = syn.call(Some(&sam), "PUT", &path, Some(reply)).await;
+    assert_eq!(st, 200, "{v}");
+    let sams_reply = v["event_id"].as_str().unwrap().to_string();
+    let reaction = json!({"m.relates_to": {"rel_type": "m.annotation", "event_id": formatted, "key": "👍"}});
+    let path = format!("/_matrix/client/v3/rooms/{path_room}/send/m.reaction/x6");
+    let (st, v) = syn.call(Some(&sam), "PUT", &path, Some(reaction)).await;
+    assert_eq!(st, 200, "{v}");
+    until("Sam's reply and reaction here", async || {
+        let (_, r) = ana.get(&format!("/api/v1/rooms/{path_room}/events/{}", enc(&sams_reply))).await;
+        let (_, o) = ana.get(&format!("/api/v1/rooms/{path_room}/events/{}", enc(&formatted))).await;
+        r["quote"]["text"] == "see that" && o["reactions"][0]["key"] == "👍" && o["reactions"][0]["count"] == 1
+    })
+    .await;
+    let page = ana.page(&format!("/rooms/{path_room}")).await;
+    assert!(page.contains(">looks good</div>") && !page.contains("&gt; &lt;@ana&gt;"), "no fallback on the page");
+    // Ana answers Sam's message and reacts to it: Synapse has both, in Matrix's shape.
+    let (st, v) = ana
+        .post(
+            &format!("/api/v1/rooms/{path_room}/messages"),
+            json!({"body": "thanks", "txn_id": "a6", "reply_to": sams_reply}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let anas_reply = v["event_id"].as_str().unwrap().to_string();
+    let (st, v) = ana
+        .post(
+            &format!("/api/v1/rooms/{path_room}/reactions"),
+            json!({"event_id": sams_reply, "key": "🎉", "txn_id": "a7"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let annotations = format!("/_matrix/client/v1/rooms/{path_room}/relations/{}/m.annotation", enc(&sams_reply));
+    until("Ana's reply and reaction on Synapse", async || {
+        let (_, r) = syn
+            .call(Some(&sam), "GET", &format!("/_matrix/client/v3/rooms/{path_room}/event/{}", enc(&anas_reply)), None)
+            .await;
+        let (_, a) = syn.call(Some(&sam), "GET", &annotations, None).await;
+        r["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == sams_reply.as_str()
+            && a["chunk"].as_array().is_some_and(|c| c.iter().any(|e| e["content"]["m.relates_to"]["key"] == "🎉"))
+    })
+    .await;
     s.stop().await;
 }
 

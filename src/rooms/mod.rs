@@ -639,7 +639,8 @@ pub async fn react(
     check_txn_id(txn_id)?;
     state.messages_per_user.check(user.as_str())?;
     let content = json!({ "m.relates_to": { "rel_type": "m.annotation", "event_id": target, "key": key } });
-    let (u, rid, target, txn, key) = (user.to_string(), room_id.clone(), target.clone(), txn_id.to_string(), key.to_string());
+    let (u, rid, target, txn, key) =
+        (user.to_string(), room_id.clone(), target.clone(), txn_id.to_string(), key.to_string());
     state
         .store
         .write(move |tx| {

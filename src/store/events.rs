@@ -78,11 +78,7 @@ impl Tx<'_> {
         let room_id = room_id.as_str();
         let mut events = self.txn.open_table(EVENTS)?;
         if events.get(ev.event_id.as_str())?.is_none() {
-            put_json(
-                &mut events,
-                ev.event_id.as_str(),
-                &StoredEvent::new(0, ev.clone(), state_group),
-            )?;
+            put_json(&mut events, ev.event_id.as_str(), &StoredEvent::new(0, ev.clone(), state_group))?;
             self.txn.open_table(ROOM_OUTLIERS)?.insert((room_id, ev.event_id.as_str()), ())?;
         }
         Ok(())
@@ -298,11 +294,7 @@ pub fn store_joined_room(
         let id = ev.event_id.clone();
         // The events our join follows have the state the resident server sent.
         let state_group = join.prev_events.contains(&id.to_string()).then_some(group);
-        put_json(
-            &mut tx.txn.open_table(EVENTS)?,
-            id.as_str(),
-            &StoredEvent::new(pos, ev, state_group),
-        )?;
+        put_json(&mut tx.txn.open_table(EVENTS)?, id.as_str(), &StoredEvent::new(pos, ev, state_group))?;
     }
     // Our join may be here already: the events that follow it, sent by a server of the room
     // while our handshake was finishing, fetched it. It is stored again on the state sent;

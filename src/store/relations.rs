@@ -84,13 +84,19 @@ pub fn valid_key(key: &str) -> bool {
     !key.trim().is_empty() && key.len() <= MAX_KEY_BYTES && !key.chars().any(char::is_control)
 }
 
-/// A message's plain text as a quote shows it: Matrix's reply fallback (`> <@a:b> …` lines
-/// and a blank line, sent by older clients) left out, whitespace folded, at most
-/// [`QUOTE_CHARS`] characters.
+/// A message's text as a quote shows it: its HTML's text, or its plain body without Matrix's
+/// reply fallback (`> <@a:b> …` lines and a blank line, sent by older clients); whitespace
+/// folded, at most [`QUOTE_CHARS`] characters.
 pub fn quote_text(content: &Value) -> String {
+    // The formatted text where there is one (a Markdown body would show its `**`), else the body.
+    let html = content
+        .get("formatted_body")
+        .and_then(Value::as_str)
+        .filter(|_| content.get("format").and_then(Value::as_str) == Some(crate::format::MATRIX_HTML))
+        .map(crate::format::html_text);
     let body = content.get("body").and_then(Value::as_str).unwrap_or_default();
-    let body = strip_reply_fallback(body);
-    let folded: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    let text = html.unwrap_or_else(|| strip_reply_fallback(body).to_string());
+    let folded: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     match folded.char_indices().nth(QUOTE_CHARS) {
         Some((i, _)) => format!("{}…", &folded[..i]),
         None => folded,

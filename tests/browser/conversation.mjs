@@ -1,6 +1,8 @@
 // Conversations in two browsers: Markdown renders as markup (and hostile links stay inert),
 // a message edited with Up in an empty composer changes live in the other browser and after a
 // reload, and a deleted one says "Message deleted" in its place, live and after a reload.
+// Replies quote, reactions count (from the toolbar, the picker and the buttons), messages
+// group by sender under day separators, and "Jump to latest" counts what came while scrolled up.
 // Screenshots at desktop and phone widths, light and dark. Run by tests/browser.rs.
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
@@ -80,9 +82,12 @@ try {
     await p.waitForSelector('#timeline li.msg:has(.body strong:text-is("4")) .edited', { timeout });
   }
   if (await b.locator('#timeline li.msg .body:text-is("see you at 3")').count()) fail('the old text is still shown');
-  // Ben hovers Ana's message: he may neither edit nor delete it (no moderator).
+  // Ben hovers Ana's message: he may react and reply, but neither edit nor delete it (no moderator).
   await b.hover('#timeline li.msg:has(.body strong:text-is("4"))');
-  if (await b.locator('#timeline .actions').count()) fail("Ben got actions on Ana's message");
+  await b.waitForSelector('#timeline li.msg .actions button[data-act="reply"]', { timeout });
+  if (await b.locator('#timeline .actions button[data-act="edit"], #timeline .actions button[data-act="delete"]').count()) {
+    fail("Ben may edit or delete Ana's message");
+  }
 
   // Delete: Ana hovers her first message, Delete, and once more to confirm.
   const first = ana.page.locator('#timeline li.msg:has(strong:text-is("today"))');
@@ -102,6 +107,84 @@ try {
   if (await b.locator('#timeline li.msg .body:text-is("see you at 3")').count()) fail('reloaded: the old text is shown');
   if (await b.locator('#timeline strong:text-is("today")').count()) fail('reloaded: the deleted text is shown');
 
+  // Reply: Ben answers Ana's edited message from its toolbar; the quote shows live at Ana's.
+  const planned = b.locator('#timeline li.msg:has(.body strong:text-is("4"))');
+  await planned.hover();
+  await planned.locator('.actions button[data-act="reply"]').click();
+  await b.waitForSelector('#composer-mode:not([hidden]) .what:has-text("Replying to ana")', { timeout });
+  await send(b, 'works for me');
+  const answer = '#timeline li.msg:has(.body:text-is("works for me"))';
+  for (const p of [ana.page, b]) {
+    await p.waitForSelector(`${answer} .quote .text:text-is("see you at 4")`, { timeout });
+  }
+  await b.waitForSelector('#composer-mode[hidden]', { state: 'attached', timeout });
+
+  // Reactions: Ben reacts with the toolbar's 👍 and, from the picker (searched by name), 🎉;
+  // Ana sees both live and adds her 👍 by clicking it (2), then takes it back (1).
+  await planned.hover();
+  await planned.locator('.actions button[data-act="quick"][data-key="👍"]').click();
+  await planned.hover();
+  await planned.locator('.actions button[data-act="react"]').click();
+  await b.waitForSelector('.picker input', { timeout });
+  await b.fill('.picker input', 'party popper');
+  await b.waitForSelector('.picker button.emoji[data-key="🎉"]', { timeout });
+  await b.press('.picker input', 'Enter');
+  await b.waitForSelector('.picker', { state: 'detached', timeout });
+  const chip = (p, key) => p.locator(`#timeline li.msg:has(.body strong:text-is("4")) .reaction[data-key="${key}"]`);
+  for (const p of [ana.page, b]) {
+    await chip(p, '👍').locator('.count:text-is("1")').waitFor({ timeout });
+    await chip(p, '🎉').locator('.count:text-is("1")').waitFor({ timeout });
+  }
+  if (await chip(b, '👍').getAttribute('aria-pressed') !== 'true') fail("Ben's own reaction is not marked his");
+  await chip(ana.page, '👍').click();
+  for (const p of [ana.page, b]) await chip(p, '👍').locator('.count:text-is("2")').waitFor({ timeout });
+  await chip(ana.page, '👍').click();
+  for (const p of [ana.page, b]) await chip(p, '👍').locator('.count:text-is("1")').waitFor({ timeout });
+  // The picker remembers: 🎉 is first among Ben's recent emoji.
+  await planned.hover();
+  await planned.locator('.actions button[data-act="react"]').click();
+  await b.waitForSelector('.picker .grid.recent button.emoji[data-key="🎉"]', { timeout });
+  await b.press('.picker input', 'Escape');
+  await b.waitForSelector('.picker', { state: 'detached', timeout });
+
+  // After a reload: the quote, the counts, the groups and the day separator are there.
+  await b.reload();
+  await b.waitForSelector('#conn[data-state="live"]', { timeout });
+  await b.waitForSelector(`${answer} .quote .text:text-is("see you at 4")`, { timeout });
+  await chip(b, '🎉').locator('.count:text-is("1")').waitFor({ timeout });
+  await b.waitForSelector('#timeline li.day:has-text("Today")', { timeout });
+  // Ana's messages in a row are one group: one name for several messages.
+  const grouped = await b.evaluate(() => document.querySelectorAll('#timeline li.msg.cont').length);
+  if (grouped < 2) fail(`consecutive messages are not grouped (${grouped} continued rows)`);
+
+  // Clicking a quote goes to the message it answers, loading older history if it must: Ben
+  // answers the plan (through the API) after 60 more messages, reloads, and clicks the quote.
+  const planId = await planned.getAttribute('data-event-id');
+  for (let i = 0; i < 60; i += 1) await send(ana.page, `filler ${i}`);
+  await b.waitForSelector('#timeline li.msg .body:text-is("filler 59")', { timeout });
+  const roomId = roomUrl.split('/rooms/')[1];
+  const st = await b.evaluate(async ([room, to]) => (await fetch(`/api/v1/rooms/${encodeURIComponent(room)}/messages`, {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ body: 'back to the plan', txn_id: 'jump1', reply_to: to }),
+  })).status, [decodeURIComponent(roomId), planId]);
+  if (st !== 200) fail(`reply through the API: ${st}`);
+  await b.reload();
+  await b.waitForSelector('#conn[data-state="live"]', { timeout });
+  if (await b.locator(`#timeline li[data-event-id="${planId}"]`).count()) fail('the plan should not be on the first page');
+  await b.click('#timeline li.msg:has(.body:text-is("back to the plan")) .quote');
+  await b.waitForSelector(`#timeline li.msg.flash[data-event-id="${planId}"]`, { timeout });
+  await b.reload();
+  await b.waitForSelector('#conn[data-state="live"]', { timeout });
+  // Jump to latest: scrolled up, a new message counts on the button; clicking it goes down.
+  await b.evaluate(() => { document.getElementById('timeline').scrollTop = 0; });
+  await b.waitForSelector('#jump-latest:not([hidden])', { timeout });
+  await send(ana.page, 'one more');
+  await b.waitForSelector('#jump-latest.has-new .count:has-text("1 new message")', { timeout });
+  await b.click('#jump-latest');
+  await b.waitForSelector('#jump-latest[hidden]', { state: 'attached', timeout });
+  await send(b, 'about the plan');
+  await b.waitForSelector('#timeline li.msg .body:text-is("about the plan")', { timeout });
+
   // Screenshots: Ana's room with the toolbar on a message, desktop and phone, light and dark.
   const a = ana.page;
   for (const [w, h, tag] of [[1366, 800, 'desktop'], [390, 844, 'phone']]) {
@@ -120,6 +203,20 @@ try {
   await a.screenshot({ path: `${shots}/conversation-editing.png` });
   await a.press('#composer textarea', 'Escape');
   await a.waitForSelector('#composer-mode[hidden]', { state: 'attached', timeout });
+  // The picker and a reply being written, desktop and phone.
+  const answered = a.locator('#timeline li.msg:has(.body:text-is("about the plan"))');
+  for (const [w, h, tag] of [[1366, 800, 'desktop'], [390, 844, 'phone']]) {
+    await a.setViewportSize({ width: w, height: h });
+    await answered.hover();
+    await answered.locator('.actions button[data-act="reply"]').click();
+    await a.fill('#composer textarea', 'sounds good');
+    await answered.hover();
+    await answered.locator('.actions button[data-act="react"]').click();
+    await a.waitForSelector('.picker button.emoji', { timeout });
+    await a.screenshot({ path: `${shots}/conversation-picker-${tag}.png` });
+    await a.press('.picker input', 'Escape');
+    await a.press('#composer textarea', 'Escape');
+  }
   console.log('browser conversation: ok');
 } finally {
   await browser.close();
