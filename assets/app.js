@@ -7,14 +7,16 @@
 //   composer.js  sending and editing, the unsent-message outbox, typing notices
 //   actions.js   the toolbar on a message: react, reply, edit, delete; reaction buttons
 //   picker.js    the emoji picker for reactions (emoji.js: the list, loaded when it opens)
+//   mentions.js  "@" suggestions in the composer; rows that mention the viewer marked
 //   presence.js  presence, typing, receipts, unread badges, room list and members
 //   call.js      calls (WebRTC): call_signals.js, call_media.js and call_ui.js
 
 import { setupActions } from './actions.js';
 import { createCalls } from './call.js';
 import { createComposer } from './composer.js';
-import { displayName, localize, me } from './dom.js';
+import { displayName, localize, me, onLocalize } from './dom.js';
 import { createLive } from './live.js';
+import { markMentions, setupMentions } from './mentions.js';
 import { createPresence } from './presence.js';
 import { createTimeline } from './timeline.js';
 
@@ -156,6 +158,8 @@ if (me) {
   }
 
   setupActions({ roomId: currentRoom, timeline, composer, notice });
+  setupMentions({ roomId: currentRoom, input: document.querySelector('#composer textarea') });
+  onLocalize(markMentions);
   localize(document);
   timeline.decorate();
   timeline.setupHistory();

@@ -25,7 +25,13 @@ export function localize(root) {
     }
   }
   for (const chip of root.querySelectorAll('.reactions .reaction')) showReactions(chip);
+  if (markMentionsHook) markMentionsHook(root);
 }
+
+// Set by app.js (mentions.js marks the rows that mention the viewer), so every fragment put
+// through `localize` is marked.
+let markMentionsHook = null;
+export function onLocalize(f) { markMentionsHook = f; }
 
 // A reaction button as its `data-by` ([sender, reaction id] pairs) says: the count, who
 // reacted (on hover and for screen readers), and whether the viewer is among them.

@@ -352,7 +352,8 @@ pub fn room_page(v: &RoomView<'_>) -> Markup {
             div.app.in-room {
                 (room_list(v.rooms, Some(id.as_str()), v.presence))
                 main.room id="room" data-room-id=(id)
-                    data-can-redact=(v.room.power_levels.level_of(v.room.creators(), v.user) >= v.room.power_levels.redact) {
+                    data-can-redact=(v.room.power_levels.level_of(v.room.creators(), v.user) >= v.room.power_levels.redact)
+                    data-can-mention-room=(v.room.power_levels.level_of(v.room.creators(), v.user) >= v.room.power_levels.room_notification_level()) {
                     div.room-head {
                         a.back href="/rooms" aria-label="All rooms" { "‹" }
                         div {
@@ -386,6 +387,7 @@ pub fn room_page(v: &RoomView<'_>) -> Markup {
                             template id="reaction-chip" { (reaction_chip("", &[])) }
                             template id="reaction-row" { (reactions(&[])) }
                             (emoji_picker())
+                            ul.suggest id="mention-suggest" role="listbox" aria-label="People to mention" hidden {}
                             div.composer-mode id="composer-mode" hidden {
                                 span.what { "Editing message" } span.muted { " · Esc to cancel" }
                                 button.link type="button" { "Cancel" }
@@ -543,7 +545,7 @@ pub fn event_item(stored: &StoredEvent) -> Markup {
             }
         } @else if ev.kind == M_ROOM_MESSAGE {
             li.ev.msg id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-sender=(ev.sender) data-event-id=(ev.event_id)
-                data-ts=(ev.origin_server_ts) tabindex="0" {
+                data-ts=(ev.origin_server_ts) data-mentions=[mentions_attr(&ev.content)] tabindex="0" {
                 span.who title=(ev.sender) { (who) }
                 time data-ts=(ev.origin_server_ts) { (clock(ev.origin_server_ts)) }
                 @if let Some(to) = crate::store::relations::reply_target(ev) { (reply_quote(to, stored.quote.as_ref())) }
@@ -584,6 +586,24 @@ pub fn event_item(stored: &StoredEvent) -> Markup {
             }
         }
     }
+}
+
+/// Whom a message mentions, for the client to mark a message that mentions the viewer: the
+/// user ids of its `m.mentions`, and `@room` for everyone.
+fn mentions_attr(content: &serde_json::Value) -> Option<String> {
+    let m = content.get("m.mentions")?;
+    let mut out: Vec<&str> = m
+        .get("user_ids")
+        .and_then(|u| u.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|u| u.as_str())
+        .take(100)
+        .collect();
+    if m.get("room").and_then(|r| r.as_bool()) == Some(true) {
+        out.push("@room");
+    }
+    (!out.is_empty()).then(|| out.join(" "))
 }
 
 /// The quote above a reply: who wrote the answered message and how it starts; a link to it

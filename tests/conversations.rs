@@ -330,3 +330,44 @@ async fn a_reply_quotes_the_message_it_answers_as_it_is_now() {
     let html = f["html"].as_str().unwrap();
     assert!(html.contains(&format!("data-quote-of=\"{second}\"")) && html.contains("second question"), "{html}");
 }
+
+#[tokio::test]
+async fn mentions_name_people_here_and_on_other_servers_and_room_needs_power() {
+    let s = TestServer::start().await;
+    let (ana, ben, room) = s.ana_and_ben_in_general().await;
+    let cara = s.register("cara").await;
+    s.post(Some(&cara.token), &format!("/api/v1/rooms/{room}/join"), json!({})).await;
+    let mentions = |u: &common::User| {
+        let (s, token) = (&s, u.token.clone());
+        async move {
+            let (_, v) = s.get(Some(&token), "/api/v1/rooms").await;
+            v["rooms"][0]["mentions"].as_u64().unwrap()
+        }
+    };
+    // "@ben" and his full id name him; a name that is nobody's names no one.
+    let (_, v) = s.send(&ana, &room, &format!("@ben and {} and @nobody", ben.id), "m1").await;
+    let (_, ev) = event(&s, &ben.token, &room, v["event_id"].as_str().unwrap()).await;
+    assert_eq!(ev["content"]["m.mentions"], json!({"user_ids": [ben.id]}), "{ev}");
+    assert_eq!(mentions(&ben).await, 1);
+    // @room from Ben (level 0) is words only; from Ana (the creator) it mentions everyone.
+    let (_, v) = s.send(&ben, &room, "hey @room", "m2").await;
+    let (_, ev) = event(&s, &ana.token, &room, v["event_id"].as_str().unwrap()).await;
+    assert!(ev["content"].get("m.mentions").is_none(), "{ev}");
+    assert_eq!(mentions(&cara).await, 0);
+    let (_, v) = s.send(&ana, &room, "@room: dinner at 8", "m3").await;
+    let ev_id = v["event_id"].as_str().unwrap().to_string();
+    let (_, ev) = event(&s, &ben.token, &room, &ev_id).await;
+    assert_eq!(ev["content"]["m.mentions"]["room"], true, "{ev}");
+    assert_eq!((mentions(&ben).await, mentions(&cara).await), (2, 1));
+    let page = page(&s, &cara.token, &room).await;
+    assert!(page.contains("data-mentions=\"@room\""), "the row says whom it mentions");
+    // Deleting it takes the mentions back.
+    s.post(Some(&ana.token), &format!("/api/v1/rooms/{room}/redact"), json!({"event_id": ev_id})).await;
+    assert_eq!((mentions(&ben).await, mentions(&cara).await), (1, 0));
+    // "@room" inside a word or an address is no mention.
+    for (i, text) in ["email me@room.org", "@roomy", "x@room"].iter().enumerate() {
+        let (_, v) = s.send(&ana, &room, text, &format!("w{i}")).await;
+        let (_, ev) = event(&s, &ben.token, &room, v["event_id"].as_str().unwrap()).await;
+        assert!(ev["content"]["m.mentions"].get("room").is_none(), "{text}: {ev}");
+    }
+}

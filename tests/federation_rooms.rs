@@ -1277,4 +1277,12 @@ async fn formatting_and_edits_cross_servers() {
         let (_, v) = ben.get(&format!("/api/v1/rooms/{room}/events/{answer}")).await;
         v["quote"]["deleted"] == true && v["quote"]["text"] == ""
     });
+    // Ana names Ben by his full id on A: a mention, counted on B.
+    let thanks = ana.send(&room, &format!("thanks {}", ben.id), "m6").await;
+    eventually!(10, "B counts the mention", {
+        let (_, v) = ben.get("/api/v1/rooms").await;
+        v["rooms"].as_array().unwrap().iter().any(|r| r["room_id"] == room.as_str() && r["mentions"] == 1)
+    });
+    let (_, v) = ben.get(&format!("/api/v1/rooms/{room}/events/{thanks}")).await;
+    assert_eq!(v["content"]["m.mentions"]["user_ids"], json!([ben.id]), "{v}");
 }

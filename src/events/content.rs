@@ -152,6 +152,17 @@ pub struct PowerLevels {
     /// Level of users not listed.
     #[serde(default)]
     pub users_default: i64,
+    /// Levels for notifying: `room` is the level needed to mention everyone (`@room`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<NotificationLevels>,
+}
+
+/// A power-levels event's `notifications`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationLevels {
+    /// Level needed to mention the whole room.
+    #[serde(default = "fifty")]
+    pub room: i64,
 }
 
 fn fifty() -> i64 {
@@ -176,7 +187,13 @@ impl PowerLevels {
             events: BTreeMap::from([(M_ROOM_POWER_LEVELS.to_string(), 100)]),
             users: BTreeMap::new(),
             users_default: 0,
+            notifications: None,
         }
+    }
+
+    /// The level needed to mention everyone (`@room`).
+    pub fn room_notification_level(&self) -> i64 {
+        self.notifications.as_ref().map_or(50, |n| n.room)
     }
 
     /// A user's level in the room made by `creators`: [`CREATOR_LEVEL`] for a creator (rooms

@@ -475,6 +475,7 @@ async fn submit(
     check_txn_id(txn_id)?;
     state.messages_per_user.check(sender.as_str())?;
     let candidates = if replaces.is_some() { Vec::new() } else { mention_candidates(body, &state.server_name) };
+    let room_mention = replaces.is_none() && mentions_room(body);
     let mut content = text_message(body);
     // Markdown to HTML here, on the request's task: never on the writer thread.
     if let Some(html) = crate::format::markdown_to_html(body) {
@@ -543,13 +544,29 @@ async fn submit(
                     mentioned.push(o.event.sender.to_string());
                 }
             }
+            let local = crate::ids::server_of(&s).to_string();
             for (localpart, uid) in candidates {
-                if uid != s && !mentioned.contains(&uid) && tx.user_exists(&localpart)? {
+                if uid == s || mentioned.contains(&uid) {
+                    continue;
+                }
+                let known = if crate::ids::server_of(&uid) == local {
+                    tx.user_exists(&localpart)?
+                } else {
+                    tx.membership(&rid, &uid)? == Membership::Join
+                };
+                if known {
                     mentioned.push(uid);
                 }
             }
-            if !mentioned.is_empty() {
+            let everyone = room_mention && {
+                let room = tx.require_room(&rid)?;
+                room.power_levels.level_of(room.creators(), &s) >= room.power_levels.room_notification_level()
+            };
+            if !mentioned.is_empty() || everyone {
                 content["m.mentions"] = json!({ "user_ids": mentioned });
+                if everyone {
+                    content["m.mentions"]["room"] = json!(true);
+                }
             }
             let stored = append(tx, &rid, &s, NewEvent::message(M_ROOM_MESSAGE, content))?;
             tx.put_txn_event(&s, &txn, &stored.event.event_id)?;
@@ -687,9 +704,10 @@ fn check_txn_id(txn_id: &str) -> Result<()> {
 /// Most users one message can mention.
 const MAX_MENTIONS: usize = 20;
 
-/// Local users named as `@name` or `@name:this.server` in a message: (localpart, user id) pairs,
-/// unique, at most `MAX_MENTIONS`. Whether they exist is checked in the write job. Public for
-/// the `ws_frame` and `api_body` fuzz targets.
+/// Users named in a message: `@name` (a user of this server) or `@name:server` (of any
+/// server): (localpart, user id) pairs, unique, at most `MAX_MENTIONS`. Whether they exist
+/// (here) or are in the room (another server's) is checked in the write job. Public for the
+/// `ws_frame` and `api_body` fuzz targets.
 pub fn mention_candidates(body: &str, server: &crate::ids::ServerName) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     let bytes = body.as_bytes();
@@ -703,13 +721,19 @@ pub fn mention_candidates(body: &str, server: &crate::ids::ServerName) -> Vec<(S
         let name = rest[..end].trim_end_matches('.');
         let Ok(local) = crate::ids::normalize_username(name) else { continue };
         let after = &rest[name.len()..];
-        if let Some(remote) = after.strip_prefix(':') {
-            // `@name:server` counts only when it names this server.
-            if !remote.to_ascii_lowercase().starts_with(server.as_str()) {
-                continue;
+        let uid = match after.strip_prefix(':') {
+            Some(remote) => {
+                let end = remote
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']')))
+                    .unwrap_or(remote.len());
+                let host = remote[..end].trim_end_matches(['.', ':']);
+                match crate::ids::ServerName::parse(&host.to_ascii_lowercase()) {
+                    Ok(theirs) => UserId::new(&local, &theirs).to_string(),
+                    Err(_) => continue,
+                }
             }
-        }
-        let uid = UserId::new(&local, server).to_string();
+            None => UserId::new(&local, server).to_string(),
+        };
         if !out.iter().any(|(_, u)| *u == uid) {
             out.push((local, uid));
         }
@@ -718,6 +742,19 @@ pub fn mention_candidates(body: &str, server: &crate::ids::ServerName) -> Vec<(S
         }
     }
     out
+}
+
+/// Whether `body` says `@room` (a word of its own): a mention of everyone in the room, for
+/// those whose level allows it (Matrix's `notifications.room`, 50 unless set).
+pub fn mentions_room(body: &str) -> bool {
+    body.match_indices("@room").any(|(i, _)| {
+        let before = body[..i].chars().next_back();
+        let after = body[i + 5..].chars().next();
+        !before.is_some_and(|c| c.is_alphanumeric() || c == '.')
+            && !after.is_some_and(|c| c.is_alphanumeric() || matches!(c, '_' | '-'))
+            // `@room:server` is a user id; `@room: …` is everyone.
+            && !body[i + 5..].strip_prefix(':').is_some_and(|r| r.starts_with(|c: char| c.is_alphanumeric()))
+    })
 }
 
 /// A read marker that moved.

@@ -166,11 +166,8 @@ fn persist_inner(tx: &mut Tx<'_>, room: &mut RoomRecord, mut ev: Event, send: bo
     let eid = ev.event_id.clone();
     let kind = if super::edits::edited_event_id(&ev).is_some() { super::edits::EDIT_KIND } else { ev.kind.as_str() };
     tx.txn.open_table(ROOM_TIMELINE)?.insert((rid.as_str(), pos), (eid.as_str(), ev.sender.as_str(), kind))?;
-    if let Some(users) = ev.content.get("m.mentions").and_then(|m| m.get("user_ids")).and_then(|u| u.as_array()) {
-        let mut mentions = tx.txn.open_table(MENTIONS)?;
-        for u in users.iter().filter_map(|u| u.as_str()) {
-            mentions.insert((u, rid.as_str(), pos), ())?;
-        }
+    for u in mentioned(tx, room, &ev)? {
+        tx.txn.open_table(MENTIONS)?.insert((u.as_str(), rid.as_str(), pos), ())?;
     }
     // The state after the event (a message shares its predecessor's group); then the event is
     // stored, as resolution reads it with the others, and the room's current state moves:
@@ -201,6 +198,33 @@ fn persist_inner(tx: &mut Tx<'_>, room: &mut RoomRecord, mut ev: Event, send: bo
     }
     tx.publish(stored.clone());
     Ok(stored)
+}
+
+/// The users an event mentions, for their mention counts: those its `m.mentions` names, and
+/// with `room: true` from a sender whose level allows it (`notifications.room`), every member
+/// of the room but the sender.
+pub fn mentioned(tx: &Tx<'_>, room: &RoomRecord, ev: &Event) -> Result<Vec<String>> {
+    let Some(m) = ev.content.get("m.mentions") else { return Ok(Vec::new()) };
+    let mut users: Vec<String> = m
+        .get("user_ids")
+        .and_then(|u| u.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|u| u.as_str().map(str::to_string))
+        .take(100)
+        .collect();
+    let pl = &room.power_levels;
+    if m.get("room").and_then(serde_json::Value::as_bool) == Some(true)
+        && pl.level_of(room.creators(), ev.sender.as_str()) >= pl.room_notification_level()
+    {
+        let members = super::rooms::memberships(&tx.txn.open_table(ROOM_MEMBERS)?, room.room_id.as_str())?;
+        for (user, m) in members {
+            if m == Membership::Join && user != ev.sender.as_str() && !users.contains(&user) {
+                users.push(user);
+            }
+        }
+    }
+    Ok(users)
 }
 
 /// Most forward extremities kept per room (the oldest are forgotten beyond it).

@@ -66,7 +66,7 @@ pub(super) fn on_persist(
     }
     // The mentions it made stop counting (a redaction before its target keeps them from being
     // indexed at all: the target is redacted before `persist` reads them).
-    let mentioned: Vec<String> = mentioned_users(&stored.event);
+    let mentioned: Vec<String> = super::events::mentioned(tx, room, &stored.event)?;
     let edited = super::edits::edited_event_id(&stored.event).map(str::to_string);
     let before = stored.event.clone();
     stored.event.redact();
@@ -115,10 +115,4 @@ pub(super) fn on_persist(
         apply_state(tx, room, &stored.event.kind, &stored.event.content, key)?;
     }
     Ok(because)
-}
-
-/// The users an event's `m.mentions` names.
-fn mentioned_users(ev: &Event) -> Vec<String> {
-    let users = ev.content.get("m.mentions").and_then(|m| m.get("user_ids")).and_then(|u| u.as_array());
-    users.into_iter().flatten().filter_map(|u| u.as_str().map(str::to_string)).collect()
 }

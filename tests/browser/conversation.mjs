@@ -147,6 +147,25 @@ try {
   await b.press('.picker input', 'Escape');
   await b.waitForSelector('.picker', { state: 'detached', timeout });
 
+  // Mentions: Ben types "@a", the suggestion (by keyboard) writes "@ana "; Ana's tab marks
+  // the message that mentions her, her name as a pill.
+  await b.click('#composer textarea');
+  await b.keyboard.type('@a');
+  await b.waitForSelector('#mention-suggest:not([hidden]) li[aria-selected="true"] .name:text-is("ana")', { timeout });
+  await b.screenshot({ path: `${shots}/conversation-mention-suggest.png` });
+  await b.keyboard.press('Enter');
+  const typed = await b.$eval('#composer textarea', (t) => t.value);
+  if (typed !== '@ana ') fail(`the suggestion wrote ${JSON.stringify(typed)}`);
+  await b.waitForSelector('#mention-suggest[hidden]', { state: 'attached', timeout });
+  await b.keyboard.type('have a look');
+  await b.keyboard.press('Enter');
+  await ana.page.waitForSelector('#timeline li.msg.mentions-me .body .pill.me:text-is("@ana")', { timeout });
+  for (const scheme of ['light', 'dark']) {
+    await ana.page.emulateMedia({ colorScheme: scheme });
+    await ana.page.screenshot({ path: `${shots}/conversation-mentioned-${scheme}.png` });
+  }
+  await ana.page.emulateMedia({ colorScheme: 'light' });
+
   // After a reload: the quote, the counts, the groups and the day separator are there.
   await b.reload();
   await b.waitForSelector('#conn[data-state="live"]', { timeout });
