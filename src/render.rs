@@ -26,10 +26,25 @@ pub fn presence_dot(user: &str, presence: &Presences) -> Markup {
 /// A reader's avatar in a "seen by" row.
 pub fn receipt_avatar(user: &str) -> Markup {
     html! {
-        span.receipt data-user=(user) title={ "Seen by " (display_name(user)) } {
+        span class={ "receipt c" (avatar_colour(user)) } data-user=(user) title={ "Seen by " (display_name(user)) } {
             (display_name(user).chars().next().unwrap_or('?').to_ascii_uppercase())
         }
     }
+}
+
+/// A user's face until profiles have pictures: their initial on one of eight colours, the
+/// same for that user everywhere (a hash of the user id picks it).
+pub fn user_avatar(user: &str) -> Markup {
+    html! {
+        span class={ "avatar c" (avatar_colour(user)) } aria-hidden="true" {
+            (display_name(user).chars().next().unwrap_or('?').to_ascii_uppercase())
+        }
+    }
+}
+
+/// Which of the eight avatar colours is `user`'s.
+pub fn avatar_colour(user: &str) -> u32 {
+    user.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b))) % 8
 }
 
 /// The short name shown for a user id: the localpart for everyone (the full id is in the title).
@@ -531,6 +546,7 @@ pub fn event_item(stored: &StoredEvent) -> Markup {
         @if ev.kind == M_ROOM_MESSAGE && stored.redacted_because.is_some() {
             li.ev.msg.redacted id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-sender=(ev.sender) data-event-id=(ev.event_id)
                 data-ts=(ev.origin_server_ts) {
+                (user_avatar(&ev.sender))
                 span.who title=(ev.sender) { (who) }
                 time data-ts=(ev.origin_server_ts) { (clock(ev.origin_server_ts)) }
                 div.body { em { "Message deleted" } }
@@ -546,6 +562,7 @@ pub fn event_item(stored: &StoredEvent) -> Markup {
         } @else if ev.kind == M_ROOM_MESSAGE {
             li.ev.msg id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-sender=(ev.sender) data-event-id=(ev.event_id)
                 data-ts=(ev.origin_server_ts) data-mentions=[mentions_attr(&ev.content)] tabindex="0" {
+                (user_avatar(&ev.sender))
                 span.who title=(ev.sender) { (who) }
                 time data-ts=(ev.origin_server_ts) { (clock(ev.origin_server_ts)) }
                 @if let Some(to) = crate::store::relations::reply_target(ev) { (reply_quote(to, stored.quote.as_ref())) }
@@ -769,7 +786,7 @@ pub fn member_list(viewer: &str, room: &RoomRecord, members: &[(String, Membersh
             ul {
                 @for (u, m) in members {
                     li.invited[*m == Membership::Invite] title=(u) {
-                        span.avatar aria-hidden="true" {
+                        span class={ "avatar c" (avatar_colour(u)) } aria-hidden="true" {
                             (display_name(u).chars().next().unwrap_or('?').to_ascii_uppercase())
                             (presence_dot(u, presence))
                         }
