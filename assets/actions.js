@@ -15,6 +15,8 @@ export function setupActions({ roomId, timeline, composer, notice }) {
   const room = document.getElementById('room');
   if (!tl || !tpl || !room || !roomId) return;
   const canRedact = room.dataset.canRedact === 'true';
+  const canPin = room.dataset.canPin === 'true';
+  const pinnedIds = () => ((document.getElementById('pins') || {}).dataset || {}).pinned || '';
   const api = (what) => `/api/v1/rooms/${encodeURIComponent(roomId)}/${what}`;
 
   async function post(what, body, failed) {
@@ -41,6 +43,13 @@ export function setupActions({ roomId, timeline, composer, notice }) {
     const bar = tpl.content.firstElementChild.cloneNode(true);
     if (!mine) bar.querySelector('[data-act="edit"]').remove();
     if (!mine && !canRedact) bar.querySelector('[data-act="delete"]').remove();
+    const pin = bar.querySelector('[data-act="pin"]');
+    if (!canPin) pin.remove();
+    else if (pinnedIds().split(' ').includes(row.dataset.eventId)) {
+      pin.dataset.pinned = 'true';
+      pin.textContent = 'Unpin';
+      pin.setAttribute('aria-label', 'Unpin message');
+    }
     row.appendChild(bar);
   }
 
@@ -79,6 +88,19 @@ export function setupActions({ roomId, timeline, composer, notice }) {
     else post('reactions', { event_id: row.dataset.eventId, key, txn_id: randomHex(12) }, 'The reaction could not be added.');
   }
 
+  // A pinned message in the header: go to it.
+  const head = room.querySelector('.room-head');
+  if (head) {
+    head.addEventListener('click', (e) => {
+      const a = e.target.closest('.pins a[data-jump]');
+      if (!a) return;
+      e.preventDefault();
+      const d = a.closest('details');
+      if (d) d.open = false;
+      timeline.jumpTo(a.dataset.jump, Number(a.dataset.pos || 0));
+    });
+  }
+
   tl.addEventListener('mouseover', (e) => attach(e.target.closest('li.msg')));
   tl.addEventListener('focusin', (e) => attach(e.target.closest('li.msg')));
   tl.addEventListener('click', (e) => {
@@ -98,6 +120,10 @@ export function setupActions({ roomId, timeline, composer, notice }) {
       case 'react': openPicker(btn, (key) => { if (!myReaction(row, key)) toggle(row, key); }); break;
       case 'reply': composer.startReply(row); break;
       case 'edit': composer.startEdit(row); break;
+      case 'pin':
+        btn.closest('.actions').remove(); // rebuilt, with Pin or Unpin, on the next hover
+        post('pins', { event_id: row.dataset.eventId, pinned: btn.dataset.pinned !== 'true' }, 'The pins could not be changed.');
+        break;
       case 'delete': remove(row, btn); break;
       default: break;
     }

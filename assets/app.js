@@ -14,7 +14,7 @@
 import { setupActions } from './actions.js';
 import { createCalls } from './call.js';
 import { createComposer } from './composer.js';
-import { displayName, localize, me, onLocalize } from './dom.js';
+import { displayName, fragment, localize, me, onLocalize } from './dom.js';
 import { createLive } from './live.js';
 import { markMentions, setupMentions } from './mentions.js';
 import { createPresence } from './presence.js';
@@ -106,11 +106,24 @@ if (me) {
     if (stick) timeline.scrollToBottom();
     else if (ev.type === 'm.room.message' && !isEdit(ev)) timeline.arrivedWhileAway();
     if (unseen) { hiddenNew += 1; showTitle(); }
+    // The pins changed, or a pinned message did: the header's list comes again.
+    const pins = document.getElementById('pins');
+    const touched = ev.type === 'm.room.redaction' ? ev.content.redacts
+      : ev.content && ev.content['m.relates_to'] && ev.content['m.relates_to'].event_id;
+    if (ev.type === 'm.room.pinned_events' || (pins && touched && pins.dataset.pinned.split(' ').includes(touched))) refreshPins();
     if (isMember) {
       presence.refreshMembers();
       if (ev.state_key === me && ev.content.membership !== 'join') location.assign('/rooms');
     }
     markRead();
+  }
+
+  async function refreshPins() {
+    const res = await fetch(`/rooms/${encodeURIComponent(currentRoom)}/pins`, { credentials: 'same-origin' });
+    const old = document.getElementById('pins');
+    if (!res.ok || !old) return;
+    const next = fragment(await res.text()).firstElementChild;
+    if (next) old.replaceWith(next);
   }
 
   // A call signal on the priority lane: handled at once, and its timeline row (the end of a

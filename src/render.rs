@@ -339,6 +339,8 @@ pub struct RoomView<'a> {
     pub events: &'a [StoredEvent],
     /// Cursor for older events.
     pub next: Option<u64>,
+    /// The room's pinned messages that are stored here, in pinning order.
+    pub pins: &'a [StoredEvent],
     /// Members (joined and invited).
     pub members: &'a [(String, Membership)],
     /// Viewer's access.
@@ -368,7 +370,8 @@ pub fn room_page(v: &RoomView<'_>) -> Markup {
                 (room_list(v.rooms, Some(id.as_str()), v.presence))
                 main.room id="room" data-room-id=(id)
                     data-can-redact=(v.room.power_levels.level_of(v.room.creators(), v.user) >= v.room.power_levels.redact)
-                    data-can-mention-room=(v.room.power_levels.level_of(v.room.creators(), v.user) >= v.room.power_levels.room_notification_level()) {
+                    data-can-mention-room=(v.room.power_levels.level_of(v.room.creators(), v.user) >= v.room.power_levels.room_notification_level())
+                    data-can-pin=(v.room.power_levels.level_of(v.room.creators(), v.user) >= v.room.power_levels.event_level(M_ROOM_PINNED_EVENTS, true)) {
                     div.room-head {
                         a.back href="/rooms" aria-label="All rooms" { "‹" }
                         div {
@@ -378,6 +381,7 @@ pub fn room_page(v: &RoomView<'_>) -> Markup {
                             }
                             @if !v.room.topic.is_empty() { p.topic { (v.room.topic) } }
                         }
+                        @if matches!(v.access, Access::Member) { (pinned_list(v.pins)) }
                         @if matches!(v.access, Access::Member) {
                             div.call-buttons {
                                 button.call type="button" data-call="video" data-room-id=(id) title="Start a video call" { "Video call" }
@@ -531,6 +535,7 @@ pub fn message_actions() -> Markup {
                 }
                 button.ghost type="button" data-act="react" aria-label="Add reaction" title="Add reaction" { "React" }
                 button.ghost type="button" data-act="reply" aria-label="Reply" title="Reply" { "Reply" }
+                button.ghost type="button" data-act="pin" aria-label="Pin message" title="Pin to the room's header" { "Pin" }
                 button.ghost type="button" data-act="edit" aria-label="Edit message" title="Edit (↑ in an empty composer)" { "Edit" }
                 button.ghost.danger type="button" data-act="delete" aria-label="Delete message" title="Delete" { "Delete" }
             }
@@ -621,6 +626,30 @@ fn mentions_attr(content: &serde_json::Value) -> Option<String> {
         out.push("@room");
     }
     (!out.is_empty()).then(|| out.join(" "))
+}
+
+/// The room's pinned messages, in its header: a button with their count that opens the list
+/// (who and how each starts; a click goes to the message). `data-pinned` lists their ids for
+/// the message toolbar's Pin and Unpin. Also the `/rooms/{id}/pins` fragment the client swaps
+/// in when the pins change.
+pub fn pinned_list(pins: &[StoredEvent]) -> Markup {
+    let ids: Vec<&str> = pins.iter().map(|p| p.event.event_id.as_str()).collect();
+    html! {
+        details.pins id="pins" data-pinned=(ids.join(" ")) hidden[pins.is_empty()] {
+            summary aria-label={ (pins.len()) " pinned messages" } title="Pinned messages" { "📌 " (pins.len()) }
+            ol {
+                @for p in pins {
+                    @let content = p.edit.as_ref().map(|e| &e.content).unwrap_or(&p.event.content);
+                    li {
+                        a.pin href={ "#ev-" (p.pos) } data-jump=(p.event.event_id) data-pos=(p.pos) {
+                            span.who { (display_name(&p.event.sender)) }
+                            span.text { (crate::store::relations::quote_text(content)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The quote above a reply: who wrote the answered message and how it starts; a link to it
@@ -750,6 +779,14 @@ fn note(ev: &Event, who: &str) -> String {
             }
         },
         M_ROOM_POWER_LEVELS => format!("{who} changed permissions"),
+        M_ROOM_PINNED_EVENTS => {
+            let n = ev.content.get("pinned").and_then(|p| p.as_array()).map_or(0, Vec::len);
+            match n {
+                0 => format!("{who} unpinned every message"),
+                1 => format!("{who} changed the pinned messages (1 pinned)"),
+                n => format!("{who} changed the pinned messages ({n} pinned)"),
+            }
+        }
         M_ROOM_MEMBER => {
             let target = display_name(ev.state_key.as_deref().unwrap_or_default());
             if text("membership") == "knock" {

@@ -161,6 +161,13 @@ fn rows() -> Vec<Row> {
             body: Json(|c| json!({"event_id": c.event_id, "key": "👍", "txn_id": format!("r{}", c.n)})),
             expect: MEMBERS_ONLY,
         },
+        // Pinning needs level 50: only the room's admin may (a member gets 403).
+        Row {
+            method: "POST",
+            route: "/api/v1/rooms/{room_id}/pins",
+            body: Json(|c| json!({"event_id": c.event_id, "pinned": true})),
+            expect: ["401", "401", "403", "403", "403", "403", "403", "200", "403"],
+        },
         Row {
             method: "POST",
             route: "/api/v1/rooms/{room_id}/read",
@@ -234,6 +241,7 @@ fn rows() -> Vec<Row> {
         },
         Row { method: "GET", route: "/rooms/{room_id}/history", body: None, expect: PAGE_MEMBERS },
         Row { method: "GET", route: "/rooms/{room_id}/members", body: None, expect: PAGE_MEMBERS },
+        Row { method: "GET", route: "/rooms/{room_id}/pins", body: None, expect: PAGE_MEMBERS },
         Row {
             method: "POST",
             route: "/rooms/{room_id}/join",

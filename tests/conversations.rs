@@ -371,3 +371,42 @@ async fn mentions_name_people_here_and_on_other_servers_and_room_needs_power() {
         assert!(ev["content"]["m.mentions"].get("room").is_none(), "{text}: {ev}");
     }
 }
+
+#[tokio::test]
+async fn moderators_pin_messages_to_the_header() {
+    let s = TestServer::start().await;
+    let (ana, ben, room) = s.ana_and_ben_in_general().await;
+    let (_, v) = s.send(&ben, &room, "the address is **12 Oak St**", "p1").await;
+    let msg = v["event_id"].as_str().unwrap().to_string();
+    let pin = |u: &common::User, id: String, pinned: bool| {
+        let (s, token, room) = (&s, u.token.clone(), room.clone());
+        async move {
+            s.post(Some(&token), &format!("/api/v1/rooms/{room}/pins"), json!({"event_id": id, "pinned": pinned})).await
+        }
+    };
+    // Ben (level 0) may not pin; Ana (the creator) may, once.
+    let (st, v) = pin(&ben, msg.clone(), true).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    let (st, v) = pin(&ana, msg.clone(), true).await;
+    assert_eq!((st, &v["pinned"]), (StatusCode::OK, &json!([msg])), "{v}");
+    let (st, v) = pin(&ana, msg.clone(), true).await;
+    assert_eq!((st, &v["pinned"]), (StatusCode::OK, &json!([msg])), "pinning twice pins once: {v}");
+    let (st, _) = pin(&ana, "$nope".into(), true).await;
+    assert!(st == StatusCode::NOT_FOUND || st == StatusCode::BAD_REQUEST);
+    // Both see it in the header, its text without Markdown; the room's timeline notes it.
+    let shown = page(&s, &ben.token, &room).await;
+    assert!(shown.contains(&format!("data-pinned=\"{msg}\"")) && shown.contains("the address is 12 Oak St"), "pinned");
+    assert!(shown.contains("changed the pinned messages (1 pinned)"), "noted");
+    // Edited, the header follows; deleted, it leaves the header; unpinned, the list is empty.
+    edit(&s, &ben.token, &room, &msg, "the address is 14 Oak St", "p2").await;
+    assert!(page(&s, &ben.token, &room).await.contains("the address is 14 Oak St"));
+    let (_, v) = s.send(&ana, &room, "second", "p3").await;
+    let second = v["event_id"].as_str().unwrap().to_string();
+    pin(&ana, second.clone(), true).await;
+    s.post(Some(&ben.token), &format!("/api/v1/rooms/{room}/redact"), json!({"event_id": msg})).await;
+    let shown = page(&s, &ben.token, &room).await;
+    assert!(!shown.contains("Oak St") && shown.contains(&format!("data-pinned=\"{second}\"")), "the deleted one left");
+    let (st, v) = pin(&ana, second.clone(), false).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert!(!v["pinned"].as_array().unwrap().contains(&json!(second)), "{v}");
+}

@@ -11,7 +11,7 @@
 //! appears escaped, and the live frame carries the same HTML as the page. Content with HTML
 //! (`formatted_body`, also inside an edit's `m.new_content`) is markup by design: its row must
 //! hold no script, event handler or `javascript:` link. The raw text read as Markdown gives
-//! HTML the sanitiser keeps whole.
+//! HTML the sanitiser keeps whole. A reply's quote text of any content is one bounded line.
 
 #![no_main]
 
@@ -67,13 +67,7 @@ fn stored(i: &Input) -> StoredEvent {
     let new = NewEvent { kind: i.kind.clone(), state_key: i.state_key.clone(), content: i.content.clone() };
     let parents = Parents { prev_events: vec![], auth_events: vec![], depth: 7 };
     let room = chat::ids::RoomId::parse(ROOM).expect("a room id");
-    StoredEvent {
-        pos: 42,
-        event: Event::build(Some(&room), &i.sender, new, parents, 1_800_000_000_000),
-        redacted_because: None,
-        state_group: None,
-        edit: None,
-    }
+    StoredEvent::new(42, Event::build(Some(&room), &i.sender, new, parents, 1_800_000_000_000), None)
 }
 
 fn counts(html: &str) -> [usize; 3] {
@@ -128,6 +122,11 @@ fuzz_target!(|data: &[u8]| {
             assert!(html.contains(&escape(body)), "body not shown escaped in {html}");
         }
     }
+
+    // A quote's text of any HTML or content: no panic, one line, bounded.
+    let quoted = chat::store::relations::quote_text(&i.content);
+    assert!(quoted.chars().count() <= chat::store::relations::QUOTE_CHARS + 1 && !quoted.contains('\n'), "{quoted:?}");
+    let _ = chat::format::html_text(text);
 
     // Markdown: what it makes, the sanitiser keeps (as many tags), with no script link in a
     // tag (text may say anything: its `<` is escaped).

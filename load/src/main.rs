@@ -121,6 +121,18 @@ enum Scenario {
         #[arg(long, default_value = "/usr/bin/turnserver")]
         coturn: String,
     },
+    /// The room page in headless Chromium: a room of `messages` messages (every other one
+    /// Markdown, every tenth edited, every fifth with two reactions, every twentieth a reply):
+    /// a first visit, repeat visits and loading all its history (tests/browser/render_bench.mjs;
+    /// needs `npm ci` in tests/browser).
+    Render {
+        /// Messages in the room.
+        #[arg(long, default_value_t = 1000)]
+        messages: u64,
+        /// Visits of each kind; medians are printed.
+        #[arg(long, default_value_t = 3)]
+        runs: u32,
+    },
     /// Every scenario with its defaults, each on a fresh server.
     All,
 }
@@ -151,6 +163,7 @@ fn main() -> Res<()> {
                 Scenario::Idle { connections } => idle(&server, connections).await,
                 Scenario::Compare { markdown } => compare(&server, markdown).await.map(|_| ()),
                 Scenario::Markdown { messages } => markdown_ratios(&cli, server.clone(), messages).await,
+                Scenario::Render { messages, runs } => render(&server, messages, runs).await,
                 Scenario::Ephemeral { users, rooms, typing_percent, rate, seconds } => {
                     ephemeral(&server, users, rooms, typing_percent, rate, seconds).await
                 }
@@ -699,6 +712,60 @@ async fn compare(server: &Arc<Server>, markdown: bool) -> Res<f64> {
     }
     println!("compare: delivery latency {}", lat.lock().await.summary());
     Ok(total as f64 / secs)
+}
+
+async fn render(server: &Arc<Server>, messages: u64, runs: u32) -> Res<()> {
+    println!(
+        "== render: a room of {messages} messages (half Markdown, 1 in 10 edited, 1 in 5 with reactions, 1 in 20 a reply) in headless Chromium"
+    );
+    let tokens = server.users("render", 2).await?;
+    let (ana, ben) = (&tokens[0], &tokens[1]);
+    let room = server.room(ana, "render").await?;
+    server.join_all(&tokens, &room).await?;
+    let path = format!("/api/v1/rooms/{room}/messages");
+    let started = Instant::now();
+    let mut previous = String::new();
+    for n in 0..messages {
+        let token = if n % 3 == 0 { ben } else { ana };
+        let mut m = json!({"body": body(format!("message {n}"), n, true), "txn_id": format!("m{n}")});
+        if n % 20 == 19 && !previous.is_empty() {
+            m["reply_to"] = json!(previous);
+        }
+        let v = server.post(Some(token), &path, m).await?;
+        let id = v["event_id"].as_str().unwrap_or_default().to_string();
+        if n % 10 == 0 {
+            let edit = json!({"body": format!("message {n}, **edited**"), "txn_id": format!("e{n}"), "replaces": id});
+            server.post(Some(token), &path, edit).await?;
+        }
+        if n % 5 == 0 {
+            for (k, (who, key)) in [(ana, "👍"), (ben, "🎉")].into_iter().enumerate() {
+                let r = json!({"event_id": id, "key": key, "txn_id": format!("r{n}-{k}")});
+                server.post(Some(who), &format!("/api/v1/rooms/{room}/reactions"), r).await?;
+            }
+        }
+        previous = id;
+    }
+    println!("render: room filled in {:.1} s", started.elapsed().as_secs_f64());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/browser/render_bench.mjs");
+    let (url, ana, room) = (server.url.clone(), ana.clone(), room.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node").args([script, &url, &ana, &room, &runs.to_string()]).output()
+    })
+    .await??;
+    if !out.status.success() {
+        return Err(format!("render_bench.mjs failed: {}", String::from_utf8_lossy(&out.stderr)).into());
+    }
+    let v: Value = serde_json::from_slice(&out.stdout)?;
+    for visit in ["first", "repeat"] {
+        let f = &v[visit];
+        println!(
+            "render: {visit} visit: HTML {} ms, DOM ready {} ms, load {} ms, live {} ms ({} messages on the page, {} bytes)",
+            f["html_ms"], f["dom_ready_ms"], f["load_ms"], f["live_ms"], f["rows"], f["bytes"]
+        );
+    }
+    let h = &v["history"];
+    println!("render: the whole history: {} ms in {} loads ({} messages)", h["ms"], h["loads"], h["rows"]);
+    Ok(())
 }
 
 async fn ephemeral(

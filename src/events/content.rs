@@ -19,6 +19,10 @@ pub const M_ROOM_NAME: &str = "m.room.name";
 pub const M_ROOM_TOPIC: &str = "m.room.topic";
 /// A chat message.
 pub const M_ROOM_MESSAGE: &str = "m.room.message";
+/// The messages pinned in a room (`{"pinned": [event ids]}`).
+pub const M_ROOM_PINNED_EVENTS: &str = "m.room.pinned_events";
+/// Most messages pinned in one room (a longer list from another server is cut).
+pub const MAX_PINNED: usize = 50;
 /// Takes back an earlier event: its content is stripped (`redacts` in content, room version 11+).
 pub const M_ROOM_REDACTION: &str = "m.room.redaction";
 /// An event with no content that only joins the room's branches (its `prev_events` name

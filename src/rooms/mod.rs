@@ -300,6 +300,44 @@ pub async fn update_room(
         .await
 }
 
+/// Pins a message of the room in its header, or unpins it (`m.room.pinned_events`, needs that
+/// event's state level: 50 by default). Pinning a pinned message, or unpinning one that is
+/// not, changes nothing. At most [`MAX_PINNED`] messages are pinned.
+pub async fn pin(state: &Rooms, user: &UserId, room_id: &RoomId, target: &EventId, pinned: bool) -> Result<()> {
+    let (u, rid, target) = (user.to_string(), room_id.clone(), target.to_string());
+    state
+        .store
+        .write(move |tx| {
+            let room = tx.require_room(&rid)?;
+            if tx.membership(&rid, &u)? != Membership::Join {
+                return Err(Error::Forbidden("you are not a member of this room".into()));
+            }
+            let mut list = room.pinned.clone();
+            if pinned {
+                if list.contains(&target) {
+                    return Ok(());
+                }
+                let id = EventId::parse(&target)?;
+                let o = tx.event(&id)?.filter(|o| o.event.room_id == rid && o.pos > 0);
+                let o = o.ok_or_else(|| Error::NotFound("no such message in this room".into()))?;
+                if o.event.kind != M_ROOM_MESSAGE || o.event.state_key.is_some() || o.redacted_because.is_some() {
+                    return Err(Error::bad("only a message can be pinned"));
+                }
+                if list.len() >= MAX_PINNED {
+                    return Err(Error::bad(format!("at most {MAX_PINNED} messages can be pinned; unpin one first")));
+                }
+                list.push(target);
+            } else {
+                if !list.contains(&target) {
+                    return Ok(());
+                }
+                list.retain(|p| *p != target);
+            }
+            append(tx, &rid, &u, NewEvent::state(M_ROOM_PINNED_EVENTS, "", json!({ "pinned": list }))).map(|_| ())
+        })
+        .await
+}
+
 /// Whether `user` may change the room's name and topic (joined, with the level for them); the
 /// settings form asks even when nothing changed, so its answer reveals nothing to others.
 pub fn check_may_edit(state: &Rooms, user: &UserId, room_id: &RoomId) -> Result<()> {

@@ -366,6 +366,11 @@ pub fn apply_state(
         M_ROOM_NAME => room.name = capped_text(&text("name"), MAX_NAME_CHARS),
         M_ROOM_TOPIC => room.topic = capped_text(&text("topic"), MAX_TOPIC_CHARS),
         M_ROOM_JOIN_RULES => room.join_rule = JoinRule::of_content(content),
+        M_ROOM_PINNED_EVENTS => {
+            let ids = content.get("pinned").and_then(|p| p.as_array()).into_iter().flatten();
+            let ids = ids.filter_map(|v| v.as_str()).filter(|id| crate::ids::EventId::parse(id).is_ok());
+            room.pinned = ids.take(MAX_PINNED).map(str::to_string).collect();
+        }
         M_ROOM_POWER_LEVELS => {
             if let Ok(pl) = serde_json::from_value(content.clone()) {
                 room.power_levels = pl;

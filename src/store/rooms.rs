@@ -59,6 +59,9 @@ pub struct RoomRecord {
     /// before state groups, until its next event.
     #[serde(default)]
     pub state_group: Option<u64>,
+    /// From `m.room.pinned_events`: the messages pinned in the room's header, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pinned: Vec<String>,
 }
 
 impl RoomRecord {
@@ -105,6 +108,7 @@ impl RoomRecord {
             servers: Default::default(),
             partial: false,
             state_group: None,
+            pinned: Vec::new(),
         }
     }
 }

@@ -398,6 +398,27 @@ pub async fn send(
     Ok(Json(json!({ "event_id": sent.event_id, "pos": sent.pos })))
 }
 
+/// `{event_id, pinned}`.
+#[derive(Deserialize)]
+pub struct PinChange {
+    event_id: String,
+    pinned: bool,
+}
+
+/// `POST /rooms/{id}/pins` → `{pinned: [ids]}`: pins a message in the room's header, or
+/// unpins it; needs the level for `m.room.pinned_events` (50 by default).
+pub async fn pin(
+    State(state): State<AppState>,
+    session: Session,
+    RoomPath(id): RoomPath,
+    Json(p): Json<PinChange>,
+) -> Result<Json<Value>> {
+    let target = EventId::parse(&p.event_id)?;
+    rooms::pin(&state.rooms, &session.user, &id, &target, p.pinned).await?;
+    let room = state.store.room(&id)?.ok_or_else(|| Error::NotFound("no such room".into()))?;
+    Ok(Json(json!({ "pinned": room.pinned })))
+}
+
 /// `{event_id, key, txn_id}`.
 #[derive(Deserialize)]
 pub struct NewReaction {

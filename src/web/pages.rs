@@ -236,7 +236,12 @@ pub async fn room(State(state): State<AppState>, PageSession(s): PageSession, ro
             };
             let typing = state.hub.typing_in(&id);
             let calls = state.hub.calls_in(&id);
+            let pins = match access {
+                Access::Member => pinned_events(&state, &room)?,
+                _ => Vec::new(),
+            };
             let view = RoomView {
+                pins: &pins,
                 user,
                 since,
                 room: &room,
@@ -327,6 +332,34 @@ pub async fn history(
         let (mut events, next) = state.store.timeline(&id, before, FIRST_PAGE)?;
         events.reverse();
         Ok(page(views::history_fragment(&events, next)))
+    })())
+}
+
+/// The room's pinned messages that are stored here and not deleted, in pinning order.
+fn pinned_events(state: &AppState, room: &crate::store::rooms::RoomRecord) -> Result<Vec<StoredEvent>> {
+    let mut out = Vec::new();
+    for id in &room.pinned {
+        let Ok(id) = crate::ids::EventId::parse(id) else { continue };
+        if let Some(e) = state.store.event(&id)?
+            && e.event.room_id == room.room_id
+            && e.pos > 0
+            && e.redacted_because.is_none()
+        {
+            out.push(e);
+        }
+    }
+    Ok(out)
+}
+
+/// `GET /rooms/{id}/pins`: the header's pinned messages (members only), for the live client.
+pub async fn pins_fragment(
+    State(state): State<AppState>,
+    PageSession(s): PageSession,
+    RoomPath(id): RoomPath,
+) -> Response {
+    or_error_page((|| {
+        let room = member_room(&state, &s, &id)?;
+        Ok(page(views::pinned_list(&pinned_events(&state, &room)?)))
     })())
 }
 

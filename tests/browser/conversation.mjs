@@ -147,6 +147,18 @@ try {
   await b.press('.picker input', 'Escape');
   await b.waitForSelector('.picker', { state: 'detached', timeout });
 
+  // Pins: Ana (the room's creator) pins the plan from its toolbar; Ben's header shows it live,
+  // and clicking it there goes to the message. Ben (no moderator) gets no Pin button.
+  const anasPlan = ana.page.locator('#timeline li.msg:has(.body strong:text-is("4"))');
+  await anasPlan.hover();
+  await anasPlan.locator('.actions button[data-act="pin"]').click();
+  await b.waitForSelector('#pins:not([hidden]) summary:has-text("1")', { timeout });
+  await b.click('#pins summary');
+  await b.click('#pins a.pin:has(.text:text-is("see you at 4"))');
+  await b.waitForSelector('#timeline li.msg.flash:has(.body strong:text-is("4"))', { timeout });
+  await planned.hover();
+  if (await planned.locator('.actions button[data-act="pin"]').count()) fail('Ben may not pin');
+
   // Mentions: Ben types "@a", the suggestion (by keyboard) writes "@ana "; Ana's tab marks
   // the message that mentions her, her name as a pill.
   await b.click('#composer textarea');
@@ -222,6 +234,14 @@ try {
   await a.screenshot({ path: `${shots}/conversation-editing.png` });
   await a.press('#composer textarea', 'Escape');
   await a.waitForSelector('#composer-mode[hidden]', { state: 'attached', timeout });
+  // The pinned list open, desktop and phone.
+  for (const [w, h, tag] of [[1366, 800, 'desktop'], [390, 844, 'phone']]) {
+    await a.setViewportSize({ width: w, height: h });
+    await a.click('#pins summary');
+    await a.waitForSelector('#pins[open] a.pin', { timeout });
+    await a.screenshot({ path: `${shots}/conversation-pins-${tag}.png` });
+    await a.click('#pins summary');
+  }
   // The picker and a reply being written, desktop and phone.
   const answered = a.locator('#timeline li.msg:has(.body:text-is("about the plan"))');
   for (const [w, h, tag] of [[1366, 800, 'desktop'], [390, 844, 'phone']]) {
