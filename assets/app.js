@@ -14,7 +14,7 @@
 import { setupActions } from './actions.js';
 import { createCalls } from './call.js';
 import { createComposer } from './composer.js';
-import { displayName, fragment, localize, me, onLocalize } from './dom.js';
+import { displayName, fragment, localize, me, onLocalize, setName } from './dom.js';
 import { createLive } from './live.js';
 import { markMentions, setupMentions } from './mentions.js';
 import { createPresence } from './presence.js';
@@ -112,6 +112,9 @@ if (me) {
       : ev.content && ev.content['m.relates_to'] && ev.content['m.relates_to'].event_id;
     if (ev.type === 'm.room.pinned_events' || (pins && touched && pins.dataset.pinned.split(' ').includes(touched))) refreshPins();
     if (isMember) {
+      // A name that changes shows everywhere on the page at once.
+      if (setName(ev.state_key, ev.content.membership === 'join' || ev.content.membership === 'invite'
+        ? ev.content.displayname : null)) localize(document);
       presence.refreshMembers();
       if (ev.state_key === me && ev.content.membership !== 'join') location.assign('/rooms');
     }

@@ -25,6 +25,10 @@ export function localize(root) {
     }
   }
   for (const chip of root.querySelectorAll('.reactions .reaction')) showReactions(chip);
+  for (const e of root.querySelectorAll('[data-name-of]')) e.textContent = displayName(e.dataset.nameOf);
+  for (const e of root.querySelectorAll('[data-initial-of]')) {
+    e.textContent = Array.from(displayName(e.dataset.initialOf))[0].toUpperCase();
+  }
   if (markMentionsHook) markMentionsHook(root);
 }
 
@@ -49,7 +53,24 @@ export function showReactions(chip) {
   chip.classList.toggle('mine', mine);
 }
 
-export function displayName(id) { return id.replace(/^@/, '').split(':')[0]; }
+// The names people go by in this room (the page's `data-names`, then the member events that
+// come live); anyone else shows as their localpart.
+const names = new Map();
+try {
+  const room = document.getElementById('room');
+  for (const [id, name] of Object.entries(JSON.parse((room && room.dataset.names) || '{}'))) names.set(id, name);
+} catch { /* no names: localparts */ }
+
+export function localpart(id) { return id.replace(/^@/, '').split(':')[0]; }
+export function displayName(id) { return names.get(id) || localpart(id); }
+
+// A member event's name (or none) for `id`; true when it changed.
+export function setName(id, name) {
+  const clean = typeof name === 'string' ? name.replace(/\p{Cc}/gu, '').trim().slice(0, 64) : '';
+  if ((names.get(id) || '') === clean) return false;
+  if (clean) names.set(id, clean); else names.delete(id);
+  return true;
+}
 
 export function randomHex(bytes) {
   const b = new Uint8Array(bytes);

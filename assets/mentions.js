@@ -4,7 +4,7 @@
 // mention the viewer (or everyone) are marked, with the viewer's name as a pill: see
 // `markMentions`, run by dom.js's `localize` on every row.
 
-import { displayName, me } from './dom.js';
+import { displayName, localpart, me } from './dom.js';
 
 const MAX_SHOWN = 8;
 const MEMBERS_TTL_MS = 30000;
@@ -72,7 +72,7 @@ export function setupMentions({ roomId, input }) {
     if (!token) { close(); return; }
     const q = token.query;
     const hits = members
-      .map((id) => ({ id, label: displayName(id), text: id.endsWith(`:${localServer}`) ? `@${displayName(id)}` : id }))
+      .map((id) => ({ id, label: displayName(id), text: id.endsWith(`:${localServer}`) ? `@${localpart(id)}` : id }))
       .filter((s) => s.label.toLowerCase().startsWith(q) || s.id.toLowerCase().startsWith(`@${q}`)
         || (q.length > 1 && s.label.toLowerCase().includes(q)));
     hits.sort((a, b) => a.label.localeCompare(b.label));
@@ -123,7 +123,7 @@ export function setupMentions({ roomId, input }) {
 // shows the viewer's name in their text as a pill.
 export function markMentions(root) {
   if (!me) return;
-  const mine = [me, `@${displayName(me)}`, '@room'];
+  const mine = [me, `@${localpart(me)}`, '@room'];
   for (const li of root.querySelectorAll('li.msg[data-mentions]')) {
     const named = li.dataset.mentions.split(' ');
     if (!named.includes(me) && !named.includes('@room') || li.dataset.sender === me) continue;

@@ -26,8 +26,8 @@ pub fn presence_dot(user: &str, presence: &Presences) -> Markup {
 /// A reader's avatar in a "seen by" row.
 pub fn receipt_avatar(user: &str) -> Markup {
     html! {
-        span class={ "receipt c" (avatar_colour(user)) } data-user=(user) title={ "Seen by " (display_name(user)) } {
-            (display_name(user).chars().next().unwrap_or('?').to_ascii_uppercase())
+        span class={ "receipt c" (avatar_colour(user)) } data-user=(user) title={ "Seen by " (display_name(user)) } data-initial-of=(user) {
+            (initial(user))
         }
     }
 }
@@ -36,10 +36,13 @@ pub fn receipt_avatar(user: &str) -> Markup {
 /// same for that user everywhere (a hash of the user id picks it).
 pub fn user_avatar(user: &str) -> Markup {
     html! {
-        span class={ "avatar c" (avatar_colour(user)) } aria-hidden="true" {
-            (display_name(user).chars().next().unwrap_or('?').to_ascii_uppercase())
-        }
+        span class={ "avatar c" (avatar_colour(user)) } aria-hidden="true" data-initial-of=(user) { (initial(user)) }
     }
+}
+
+/// The letter on a user's avatar: the first of the name shown for them.
+pub fn initial(user: &str) -> String {
+    display_name(user).chars().next().map_or_else(|| "?".into(), |c| c.to_uppercase().collect())
 }
 
 /// Which of the eight avatar colours is `user`'s.
@@ -47,9 +50,44 @@ pub fn avatar_colour(user: &str) -> u32 {
     user.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b))) % 8
 }
 
-/// The short name shown for a user id: the localpart for everyone (the full id is in the title).
-pub fn display_name(user_id: &str) -> &str {
+thread_local! {
+    /// The display names known to the render running on this thread (see [`with_names`]).
+    static NAMES: std::cell::RefCell<HashMap<String, String>> = std::cell::RefCell::new(HashMap::new());
+}
+
+/// Restores the names of the render before (also when a render panics).
+struct NamesGuard(Option<HashMap<String, String>>);
+
+impl Drop for NamesGuard {
+    fn drop(&mut self) {
+        let old = self.0.take().unwrap_or_default();
+        NAMES.with(|n| *n.borrow_mut() = old);
+    }
+}
+
+/// Runs `f` (a render) with `names` (user id -> display name, as the room's member events say)
+/// for [`display_name`]. Renders without names (the live frames) show localparts; the live
+/// client puts the names in, from the page's `data-names` and the member events it receives.
+pub fn with_names<R>(names: HashMap<String, String>, f: impl FnOnce() -> R) -> R {
+    let old = NAMES.with(|n| std::mem::replace(&mut *n.borrow_mut(), names));
+    let _guard = NamesGuard(Some(old));
+    f()
+}
+
+/// The names of the render running, as JSON (for the page's `data-names`).
+fn names_json() -> String {
+    NAMES.with(|n| serde_json::to_string(&*n.borrow()).unwrap_or_default())
+}
+
+/// A user id's localpart (the full id is in the title where a name is shown).
+pub fn localpart(user_id: &str) -> &str {
     user_id.strip_prefix('@').and_then(|s| s.split(':').next()).unwrap_or(user_id)
+}
+
+/// The name shown for a user: their display name in the render's room (see [`with_names`]),
+/// else their localpart.
+pub fn display_name(user_id: &str) -> String {
+    NAMES.with(|n| n.borrow().get(user_id).cloned()).unwrap_or_else(|| localpart(user_id).to_string())
 }
 
 /// What to call a room in lists: its name, or for a direct chat (`peer` given) without one,
@@ -368,7 +406,7 @@ pub fn room_page(v: &RoomView<'_>) -> Markup {
         html! {
             div.app.in-room {
                 (room_list(v.rooms, Some(id.as_str()), v.presence))
-                main.room id="room" data-room-id=(id)
+                main.room id="room" data-room-id=(id) data-names=(names_json())
                     data-can-redact=(v.room.power_levels.level_of(v.room.creators(), v.user) >= v.room.power_levels.redact)
                     data-can-mention-room=(v.room.power_levels.level_of(v.room.creators(), v.user) >= v.room.power_levels.room_notification_level())
                     data-can-pin=(v.room.power_levels.level_of(v.room.creators(), v.user) >= v.room.power_levels.event_level(M_ROOM_PINNED_EVENTS, true)) {
@@ -488,7 +526,7 @@ pub fn timeline_with(
 
 /// "Ana is typing…" for the users typing (the viewer left out).
 pub fn typing_text(viewer: &str, typing: &[String]) -> String {
-    let names: Vec<&str> = typing.iter().filter(|u| *u != viewer).map(|u| display_name(u)).collect();
+    let names: Vec<String> = typing.iter().filter(|u| *u != viewer).map(|u| display_name(u)).collect();
     match names.as_slice() {
         [] => String::new(),
         [a] => format!("{a} is typing…"),
@@ -552,7 +590,7 @@ pub fn event_item(stored: &StoredEvent) -> Markup {
             li.ev.msg.redacted id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-sender=(ev.sender) data-event-id=(ev.event_id)
                 data-ts=(ev.origin_server_ts) {
                 (user_avatar(&ev.sender))
-                span.who title=(ev.sender) { (who) }
+                span.who title=(ev.sender) data-name-of=(ev.sender) { (who) }
                 time data-ts=(ev.origin_server_ts) { (clock(ev.origin_server_ts)) }
                 div.body { em { "Message deleted" } }
             }
@@ -568,7 +606,7 @@ pub fn event_item(stored: &StoredEvent) -> Markup {
             li.ev.msg id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-sender=(ev.sender) data-event-id=(ev.event_id)
                 data-ts=(ev.origin_server_ts) data-mentions=[mentions_attr(&ev.content)] tabindex="0" {
                 (user_avatar(&ev.sender))
-                span.who title=(ev.sender) { (who) }
+                span.who title=(ev.sender) data-name-of=(ev.sender) { (who) }
                 time data-ts=(ev.origin_server_ts) { (clock(ev.origin_server_ts)) }
                 @if let Some(to) = crate::store::relations::reply_target(ev) { (reply_quote(to, stored.quote.as_ref())) }
                 @match &stored.edit {
@@ -604,7 +642,7 @@ pub fn event_item(stored: &StoredEvent) -> Markup {
         } @else {
             li.ev.note id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-sender=(ev.sender) data-kind=(ev.kind)
                 data-state-key=[ev.state_key.as_deref()] data-event-id=(ev.event_id) data-ts=(ev.origin_server_ts) {
-                (note(ev, who))
+                (note(stored, &who))
             }
         }
     }
@@ -642,7 +680,7 @@ pub fn pinned_list(pins: &[StoredEvent]) -> Markup {
                     @let content = p.edit.as_ref().map(|e| &e.content).unwrap_or(&p.event.content);
                     li {
                         a.pin href={ "#ev-" (p.pos) } data-jump=(p.event.event_id) data-pos=(p.pos) {
-                            span.who { (display_name(&p.event.sender)) }
+                            span.who data-name-of=(p.event.sender) { (display_name(&p.event.sender)) }
                             span.text { (crate::store::relations::quote_text(content)) }
                         }
                     }
@@ -658,7 +696,7 @@ pub fn reply_quote(to: &str, quote: Option<&crate::store::relations::Quote>) -> 
     html! {
         @match quote {
             Some(q) => a.quote href={ "#ev-" (q.pos) } data-quote-of=(to) data-pos=(q.pos) title="Go to the message" {
-                span.who { (display_name(&q.sender)) }
+                span.who data-name-of=(q.sender) { (display_name(&q.sender)) }
                 @if q.deleted { em.text { "Message deleted" } } @else { span.text { (q.text) } }
             },
             None => div.quote.missing data-quote-of=(to) { em.text { "In reply to a message not on this server" } },
@@ -699,7 +737,7 @@ pub fn emoji_picker() -> Markup {
 
 /// One reaction button (also cloned by the client, from the `reaction-chip` template).
 pub fn reaction_chip(key: &str, by: &[(String, String)]) -> Markup {
-    let names: Vec<&str> = by.iter().map(|(u, _)| display_name(u)).collect();
+    let names: Vec<String> = by.iter().map(|(u, _)| display_name(u)).collect();
     let title = if names.is_empty() { String::new() } else { format!("{} reacted with {key}", names.join(", ")) };
     html! {
         button.reaction type="button" data-key=(key) data-by=(serde_json::to_string(by).unwrap_or_default())
@@ -722,9 +760,17 @@ pub fn message_body(content: &serde_json::Value) -> Markup {
     html! {
         @match html {
             Some(h) => div.body.formatted { (PreEscaped(h)) },
-            None => div.body { (content.get("body").and_then(|v| v.as_str()).unwrap_or_default()) },
+            None => div.body { (plain_body(content)) },
         }
     }
+}
+
+/// A message's plain text; a reply's without Matrix's reply fallback (the quote above it shows
+/// what it answers).
+fn plain_body(content: &serde_json::Value) -> &str {
+    let body = content.get("body").and_then(|v| v.as_str()).unwrap_or_default();
+    let reply = content.get("m.relates_to").and_then(|r| r.get("m.in_reply_to")).is_some();
+    if reply { crate::store::relations::strip_reply_fallback(body) } else { body }
 }
 
 /// "(edited)" after an edited message; the time of the edit on hover (the client writes it
@@ -764,7 +810,8 @@ fn duration(ms: u64) -> String {
     }
 }
 
-fn note(ev: &Event, who: &str) -> String {
+fn note(stored: &StoredEvent, who: &str) -> String {
+    let ev = &stored.event;
     let text = |k: &str| ev.content.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
     match ev.kind.as_str() {
         M_ROOM_CREATE => format!("{who} created the room"),
@@ -792,7 +839,20 @@ fn note(ev: &Event, who: &str) -> String {
             if text("membership") == "knock" {
                 return format!("{target} asked to join");
             }
+            let was_joined = stored.prev_content.as_ref().and_then(Membership::of_content) == Some(Membership::Join);
             match Membership::of_content(&ev.content) {
+                Some(Membership::Join) if was_joined => {
+                    let name = |c: Option<&serde_json::Value>| {
+                        c.and_then(|c| c.get("displayname")).and_then(|n| n.as_str()).and_then(clean_display_name)
+                    };
+                    let id = ev.state_key.as_deref().unwrap_or_default();
+                    match (name(stored.prev_content.as_ref()), name(Some(&ev.content))) {
+                        (Some(old), Some(new)) if old != new => format!("{old} changed their name to {new}"),
+                        (None, Some(new)) => format!("{} set their name to {new}", localpart(id)),
+                        (Some(old), None) => format!("{old} removed their name"),
+                        _ => format!("{target} changed their profile"),
+                    }
+                }
                 Some(Membership::Join) => format!("{target} joined"),
                 Some(Membership::Invite) => format!("{who} invited {target}"),
                 Some(Membership::Leave) if target == who => format!("{target} left"),
@@ -824,10 +884,10 @@ pub fn member_list(viewer: &str, room: &RoomRecord, members: &[(String, Membersh
                 @for (u, m) in members {
                     li.invited[*m == Membership::Invite] title=(u) {
                         span class={ "avatar c" (avatar_colour(u)) } aria-hidden="true" {
-                            (display_name(u).chars().next().unwrap_or('?').to_ascii_uppercase())
+                            span data-initial-of=(u) { (initial(u)) }
                             (presence_dot(u, presence))
                         }
-                        span.name { (display_name(u)) }
+                        span.name data-name-of=(u) { (display_name(u)) }
                         @let server = crate::ids::server_of(u);
                         @if server != local { span.server { ":" (server) } }
                         @if room.creators().contains(u) { span.role { "owner" } } @else if room.power_levels.level_of(room.creators(), u) >= 100 { span.role { "admin" } }
@@ -866,9 +926,24 @@ pub fn member_list(viewer: &str, room: &RoomRecord, members: &[(String, Membersh
     }
 }
 
-/// Account settings: change password.
-pub fn settings(user: &str, admin: bool, privacy: (bool, bool), message: Option<&str>, error: Option<&str>) -> Markup {
+/// What the settings page shows of the account.
+pub struct AccountView {
+    /// A server administrator.
+    pub admin: bool,
+    /// The name others see, if set.
+    pub display_name: Option<String>,
+}
+
+/// Account settings: profile, privacy, password.
+pub fn settings(
+    user: &str,
+    me: &AccountView,
+    privacy: (bool, bool),
+    message: Option<&str>,
+    error: Option<&str>,
+) -> Markup {
     let (appear_offline, hide_receipts) = privacy;
+    let admin = me.admin;
     layout(
         "Settings",
         Some(user),
@@ -879,6 +954,19 @@ pub fn settings(user: &str, admin: bool, privacy: (bool, bool), message: Option<
                 p { "Signed in as " strong { (user) } }
                 @if let Some(m) = message { p.ok role="status" { (m) } }
                 @if let Some(e) = error { p.error role="alert" { (e) } }
+                form method="post" action="/settings/profile" {
+                    h2 { "Profile" }
+                    div.profile-preview {
+                        (user_avatar(user))
+                        span { "Others see you as " strong { (me.display_name.as_deref().unwrap_or(localpart(user))) } }
+                    }
+                    label { "Display name"
+                        input type="text" name="display_name" maxlength=(MAX_DISPLAY_NAME_CHARS) autocomplete="name"
+                            value=(me.display_name.as_deref().unwrap_or_default()) placeholder=(localpart(user));
+                    }
+                    p.muted { "Shown in your rooms, also on other servers; leave it empty to go by your username." }
+                    p { button type="submit" { "Save name" } }
+                }
                 form method="post" action="/settings/privacy" {
                 h2 { "Privacy" }
                 label.check { input type="checkbox" name="appear_offline" value="on" checked[appear_offline]; " Appear offline" }

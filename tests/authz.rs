@@ -90,6 +90,12 @@ fn rows() -> Vec<Row> {
         },
         Row { method: "GET", route: "/api/v1/me", body: None, expect: ALL_SIGNED },
         Row {
+            method: "PUT",
+            route: "/api/v1/profile",
+            body: Json(|c| json!({"display_name": format!("N {}", c.n)})),
+            expect: ALL_SIGNED,
+        },
+        Row {
             method: "POST",
             route: "/api/v1/rooms",
             body: Json(|c| json!({"name": format!("r{}", c.n), "visibility": "public"})),
@@ -293,6 +299,12 @@ fn rows() -> Vec<Row> {
             expect: PAGE_SIGNED,
         },
         Row { method: "POST", route: "/settings/privacy", body: Form(|_| vec![]), expect: PAGE_SIGNED },
+        Row {
+            method: "POST",
+            route: "/settings/profile",
+            body: Form(|_| vec![("display_name", "Someone".into())]),
+            expect: PAGE_SIGNED,
+        },
         Row { method: "GET", route: "/admin", body: None, expect: PAGE_ADMIN },
         Row {
             method: "POST",

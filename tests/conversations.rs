@@ -410,3 +410,39 @@ async fn moderators_pin_messages_to_the_header() {
     assert_eq!(st, StatusCode::OK, "{v}");
     assert!(!v["pinned"].as_array().unwrap().contains(&json!(second)), "{v}");
 }
+
+#[tokio::test]
+async fn a_display_name_shows_in_every_room_and_travels_in_member_events() {
+    let s = TestServer::start().await;
+    let (ana, ben, room) = s.ana_and_ben_in_general().await;
+    s.send(&ana, &room, "hello", "n1").await;
+    let mut ben_ws = s.ws(&ben, None).await;
+    let (st, v) = s.put(Some(&ana.token), "/api/v1/profile", json!({"display_name": "  Ana López\u{7}  "})).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v, json!({"display_name": "Ana López", "rooms": 1}), "trimmed, control characters gone");
+    // Ben's tab gets the member event with the name; his reloaded page shows it on her
+    // messages and notes the change.
+    let f = ben_ws.next_of("event").await;
+    assert_eq!(
+        (f["event"]["type"].as_str(), f["event"]["content"]["displayname"].as_str()),
+        (Some("m.room.member"), Some("Ana López"))
+    );
+    let shown = page(&s, &ben.token, &room).await;
+    assert!(shown.contains(&format!("data-name-of=\"{}\">Ana López</span>", ana.id)), "her name on her message");
+    assert!(shown.contains("ana set their name to Ana López"), "the change noted");
+    // A room she makes later has her name in her join; a second change is noted as one.
+    let (_, v) = s.post(Some(&ana.token), "/api/v1/rooms", json!({"name": "Later", "visibility": "private"})).await;
+    let later = v["room_id"].as_str().unwrap().to_string();
+    let (_, page_v) = s.get(Some(&ana.token), &format!("/api/v1/rooms/{later}/messages")).await;
+    let join = page_v["events"].as_array().unwrap().iter().find(|e| e["type"] == "m.room.member").unwrap().clone();
+    assert_eq!(join["content"]["displayname"], "Ana López", "{join}");
+    s.put(Some(&ana.token), "/api/v1/profile", json!({"display_name": "Ana L."})).await;
+    assert!(page(&s, &ben.token, &room).await.contains("Ana López changed their name to Ana L."));
+    // Too long is refused and changes nothing; empty clears it.
+    let (st, _) = s.put(Some(&ana.token), "/api/v1/profile", json!({"display_name": "x".repeat(65)})).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(page(&s, &ben.token, &room).await.contains("Ana L."));
+    let (st, v) = s.put(Some(&ana.token), "/api/v1/profile", json!({"display_name": ""})).await;
+    assert_eq!((st, &v["display_name"]), (StatusCode::OK, &Value::Null), "{v}");
+    assert!(page(&s, &ben.token, &room).await.contains("Ana L. removed their name"));
+}

@@ -1285,4 +1285,10 @@ async fn formatting_and_edits_cross_servers() {
     });
     let (_, v) = ben.get(&format!("/api/v1/rooms/{room}/events/{thanks}")).await;
     assert_eq!(v["content"]["m.mentions"]["user_ids"], json!([ben.id]), "{v}");
+    // Ana's display name, set on A, travels in her member event: B shows it.
+    let (s, v) = ana.call("PUT", "/api/v1/profile", Some(json!({"display_name": "Ana Ó"}))).await;
+    assert_eq!(s, 200, "{v}");
+    eventually!(10, "B shows Ana's name", {
+        ben.page(&format!("/rooms/{room}")).await.contains(&format!("data-name-of=\"{}\">Ana Ó</span>", ana.id))
+    });
 }

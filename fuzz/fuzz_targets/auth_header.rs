@@ -50,6 +50,7 @@ fn state() -> &'static Accounts {
             admin: false,
             appear_offline: false,
             hide_receipts: false,
+            display_name: None,
         };
         rt.block_on(store.create_user("ana".into(), rec, SID.into())).expect("create user");
         // The writer thread lives as long as the fuzzer; only reads follow.

@@ -178,6 +178,7 @@ impl Ctx<'_> {
             admin,
             appear_offline: false,
             hide_receipts: false,
+            display_name: None,
         };
         self.store.create_account(name.clone(), rec.clone()).await?;
         Ok((self.info(name, rec)?, generated))

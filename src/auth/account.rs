@@ -37,6 +37,7 @@ pub async fn register(state: &Accounts, username: &str, pw: &str, ip: IpAddr) ->
         admin: false,
         appear_offline: false,
         hide_receipts: false,
+        display_name: None,
     };
     state.store.create_user(name, rec, sid.clone()).await?;
     let token = state.tokens.issue(user_id.as_str(), &sid)?;

@@ -227,6 +227,18 @@ pub fn member_content(m: Membership) -> Value {
     json!({ "membership": m.as_str() })
 }
 
+/// Longest display name shown, in characters (a longer one from another server is cut).
+pub const MAX_DISPLAY_NAME_CHARS: usize = 64;
+
+/// A display name as it may be shown: control characters and surrounding space removed, at
+/// most [`MAX_DISPLAY_NAME_CHARS`]; none when nothing is left.
+pub fn clean_display_name(name: &str) -> Option<String> {
+    let clean: String = name.chars().filter(|c| !c.is_control()).collect();
+    let clean: String = clean.trim().chars().take(MAX_DISPLAY_NAME_CHARS).collect();
+    let clean = clean.trim_end().to_string();
+    (!clean.is_empty()).then_some(clean)
+}
+
 /// Content of a plain-text message.
 pub fn text_message(body: &str) -> Value {
     json!({ "msgtype": "m.text", "body": body })

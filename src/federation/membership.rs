@@ -176,6 +176,12 @@ pub(super) async fn make_and_send(
     {
         content["join_authorised_via_users_server"] = via.into();
     }
+    // The profile travels in the join, as Matrix servers expect.
+    if membership == Membership::Join
+        && let Some(name) = state.store.user(user.localpart())?.and_then(|u| u.display_name)
+    {
+        content["displayname"] = name.into();
+    }
     let new = NewEvent::state(M_ROOM_MEMBER, user.as_str(), content);
     let ev = Event::build(Some(room_id), user.as_str(), new, parents, now_ms());
     let pdu = state.federation.wire_pdu(state.server_name.as_str(), &ev)?;

@@ -151,7 +151,7 @@ pub async fn open_direct(state: &Rooms, user: &UserId, other: &UserId) -> Result
                     return Ok(DirectRoom { room_id: rid, invite_remote: false });
                 }
                 if peer_in && mine == Membership::Invite {
-                    append(tx, &rid, &me, NewEvent::state(M_ROOM_MEMBER, &me, member_content(Membership::Join)))?;
+                    append(tx, &rid, &me, NewEvent::state(M_ROOM_MEMBER, &me, join_content(tx, &me)?))?;
                     return Ok(DirectRoom { room_id: rid, invite_remote: false });
                 }
             }
@@ -215,7 +215,7 @@ pub async fn join_here(state: &Rooms, user: &UserId, room_id: &RoomId) -> Result
             if tx.membership(&rid, &u)? == Membership::Join {
                 return Err(Error::Conflict("already a member".into()));
             }
-            append(tx, &rid, &u, NewEvent::state(M_ROOM_MEMBER, &u, member_content(Membership::Join))).map(|_| ())
+            append(tx, &rid, &u, NewEvent::state(M_ROOM_MEMBER, &u, join_content(tx, &u)?)).map(|_| ())
         })
         .await
 }
@@ -296,6 +296,51 @@ pub async fn update_room(
                 append(tx, &rid, &u, NewEvent::state(M_ROOM_JOIN_RULES, "", json!({ "join_rule": rule.as_str() })))?;
             }
             Ok(())
+        })
+        .await
+}
+
+/// A local user's join: `membership: join` and their display name, if they set one (Matrix
+/// keeps profiles in member events).
+pub fn join_content(tx: &Tx<'_>, user: &str) -> Result<serde_json::Value> {
+    let mut content = member_content(Membership::Join);
+    let local = UserId::parse(user).map(|u| u.localpart().to_string()).unwrap_or_default();
+    if let Some(name) = tx.display_name_of(&local)? {
+        content["displayname"] = json!(name);
+    }
+    Ok(content)
+}
+
+/// Sets the name `user` goes by (or with an empty one, clears it): kept on the account, and
+/// sent as a new member event into every room they are in (Matrix's profile propagation).
+/// Returns the rooms it was sent to.
+pub async fn set_display_name(state: &Rooms, user: &UserId, name: &str) -> Result<usize> {
+    if name.chars().count() > MAX_DISPLAY_NAME_CHARS {
+        return Err(Error::bad(format!("a display name is at most {MAX_DISPLAY_NAME_CHARS} characters")));
+    }
+    let name = clean_display_name(name);
+    state.messages_per_user.check(user.as_str())?;
+    let (u, local) = (user.to_string(), user.localpart().to_string());
+    state
+        .store
+        .write(move |tx| {
+            tx.set_display_name(&local, name)?;
+            let mut sent = 0;
+            for rid in tx.joined_room_ids(&u)? {
+                let Ok(rid) = RoomId::parse(&rid) else { continue };
+                let content = join_content(tx, &u)?;
+                let now = tx.state_event_id(&rid, M_ROOM_MEMBER, &u)?.and_then(|id| tx.event(&id).ok().flatten());
+                if now.is_some_and(|e| e.event.content == content) {
+                    continue;
+                }
+                // A room where the rules no longer let the user change it is left as it is.
+                match append(tx, &rid, &u, NewEvent::state(M_ROOM_MEMBER, &u, content)) {
+                    Ok(_) => sent += 1,
+                    Err(Error::Forbidden(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(sent)
         })
         .await
 }
@@ -890,7 +935,8 @@ fn start_room(tx: &mut Tx<'_>, creator: &str, join_rule: JoinRule, direct: bool)
     let pl = PowerLevels::for_new_room();
     let mut room = RoomRecord::new(&create.room_id, creator, ts, direct, join_rule, pl.clone());
     persist(tx, &mut room, create)?;
-    add(tx, &mut room, creator, NewEvent::state(M_ROOM_MEMBER, creator, member_content(Membership::Join)))?;
+    let content = join_content(tx, creator)?;
+    add(tx, &mut room, creator, NewEvent::state(M_ROOM_MEMBER, creator, content))?;
     add(tx, &mut room, creator, NewEvent::state(M_ROOM_POWER_LEVELS, "", pl.to_content()))?;
     add(tx, &mut room, creator, NewEvent::state(M_ROOM_JOIN_RULES, "", json!({ "join_rule": join_rule.as_str() })))?;
     Ok(room)

@@ -28,6 +28,31 @@ pub struct UserRecord {
     /// This user's read receipts are not shown, and they see no one else's.
     #[serde(default)]
     pub hide_receipts: bool,
+    /// The name others see (in the member events of the user's rooms); none: the username.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+}
+
+impl super::Tx<'_> {
+    /// A local account's display name (by username).
+    pub fn display_name_of(&self, username: &str) -> Result<Option<String>> {
+        let user: Option<UserRecord> = get_json(&self.txn.open_table(USERS)?, username)?;
+        Ok(user.and_then(|u| u.display_name))
+    }
+
+    /// Sets (or with `None` clears) a local account's display name.
+    pub fn set_display_name(&mut self, username: &str, name: Option<String>) -> Result<()> {
+        let mut users = self.txn.open_table(USERS)?;
+        let mut user: UserRecord = get_json(&users, username)?.ok_or_else(|| Error::NotFound("no such user".into()))?;
+        user.display_name = name;
+        put_json(&mut users, username, &user)
+    }
+
+    /// The rooms a user has joined.
+    pub fn joined_room_ids(&self, user: &str) -> Result<Vec<String>> {
+        let rooms = super::rooms::memberships(&self.txn.open_table(super::tables::USER_ROOMS)?, user)?;
+        Ok(rooms.into_iter().filter(|(_, m)| *m == crate::events::Membership::Join).map(|(r, _)| r).collect())
+    }
 }
 
 /// A login session; tokens name it by id and die with it.

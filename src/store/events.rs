@@ -37,12 +37,25 @@ pub struct StoredEvent {
     /// A message's reactions, by key in the order the keys first came.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reactions: Vec<super::relations::Reaction>,
+    /// For a member event, the content of the member event it followed here (Matrix's
+    /// `unsigned.prev_content`): a change of name shows as one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev_content: Option<serde_json::Value>,
 }
 
 impl StoredEvent {
     /// `event` at `pos` with nothing applied to it yet.
     pub fn new(pos: u64, event: Event, state_group: Option<u64>) -> StoredEvent {
-        StoredEvent { pos, event, redacted_because: None, state_group, edit: None, quote: None, reactions: Vec::new() }
+        StoredEvent {
+            pos,
+            event,
+            redacted_because: None,
+            state_group,
+            edit: None,
+            quote: None,
+            reactions: Vec::new(),
+            prev_content: None,
+        }
     }
 }
 
@@ -169,6 +182,13 @@ fn persist_inner(tx: &mut Tx<'_>, room: &mut RoomRecord, mut ev: Event, send: bo
     for u in mentioned(tx, room, &ev)? {
         tx.txn.open_table(MENTIONS)?.insert((u.as_str(), rid.as_str(), pos), ())?;
     }
+    let prev_content = match (ev.kind == M_ROOM_MEMBER, ev.state_key.as_deref()) {
+        (true, Some(key)) => match tx.state_event_id(&rid, M_ROOM_MEMBER, key)? {
+            Some(id) => tx.event(&id)?.map(|e| e.event.content),
+            None => None,
+        },
+        _ => None,
+    };
     // The state after the event (a message shares its predecessor's group); then the event is
     // stored, as resolution reads it with the others, and the room's current state moves:
     // to the event's own when it follows every tip, else to the resolution of the tips' states
@@ -179,6 +199,7 @@ fn persist_inner(tx: &mut Tx<'_>, room: &mut RoomRecord, mut ev: Event, send: bo
         edit,
         quote: shown.quote,
         reactions: shown.reactions,
+        prev_content,
         ..StoredEvent::new(pos, ev, Some(after))
     });
     put_json(&mut tx.txn.open_table(EVENTS)?, eid.as_str(), stored.as_ref())?;

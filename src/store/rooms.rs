@@ -189,6 +189,47 @@ impl Store {
         Ok(members.into_iter().filter(|(_, m)| matches!(m, Membership::Join | Membership::Invite)).collect())
     }
 
+    /// The names members of a room go by in it (the `displayname` of their member event), for
+    /// those who set one; `only` narrows it to some users.
+    pub fn member_names(
+        &self,
+        room_id: &RoomId,
+        only: Option<&[&str]>,
+    ) -> Result<std::collections::HashMap<String, String>> {
+        let rid = room_id.as_str();
+        let r = self.read()?;
+        let state = r.open_table(ROOM_STATE)?;
+        let events = r.open_table(EVENTS)?;
+        let mut out = std::collections::HashMap::new();
+        let mut add = |user: &str, id: &str| -> Result<()> {
+            if let Some(ev) = super::events::get_event(&events, id)?
+                && let Some(name) = ev.event.content.get("displayname").and_then(|n| n.as_str())
+                && let Some(name) = crate::events::clean_display_name(name)
+            {
+                out.insert(user.to_string(), name);
+            }
+            Ok(())
+        };
+        match only {
+            Some(users) => {
+                for u in users {
+                    if let Some(id) = state.get((rid, crate::events::M_ROOM_MEMBER, *u))? {
+                        add(u, id.value())?;
+                    }
+                }
+            }
+            None => {
+                for row in state.range(
+                    (rid, crate::events::M_ROOM_MEMBER, "")..=(rid, crate::events::M_ROOM_MEMBER, "\u{10ffff}"),
+                )? {
+                    let (k, v) = row?;
+                    add(k.value().2, v.value())?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Up to `limit` events of a room before stream position `before` (exclusive; `None` = from
     /// the newest), newest first, and the cursor for the next page if there are older events.
     pub fn timeline(

@@ -398,6 +398,24 @@ pub async fn send(
     Ok(Json(json!({ "event_id": sent.event_id, "pos": sent.pos })))
 }
 
+/// `{display_name}`.
+#[derive(Deserialize)]
+pub struct Profile {
+    display_name: String,
+}
+
+/// `PUT /profile` → `{display_name, rooms}`: the name the caller goes by (empty: none), sent
+/// into every room they are in; `rooms` counts the rooms it changed in.
+pub async fn set_profile(
+    State(state): State<AppState>,
+    session: Session,
+    Json(p): Json<Profile>,
+) -> Result<Json<Value>> {
+    let rooms = rooms::set_display_name(&state.rooms, &session.user, &p.display_name).await?;
+    let name = state.store.user(session.user.localpart())?.and_then(|u| u.display_name);
+    Ok(Json(json!({ "display_name": name, "rooms": rooms })))
+}
+
 /// `{event_id, pinned}`.
 #[derive(Deserialize)]
 pub struct PinChange {

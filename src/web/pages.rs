@@ -155,15 +155,17 @@ pub async fn home(
         let q = params.q.as_deref().map(str::trim).unwrap_or_default();
         let directory = views::DirectoryView { page: &public, q, joined: &joined };
         let presence = presences(&state, &mine, std::iter::empty());
-        Ok(page(views::home(s.user.as_str(), since, &mine, &directory, &presence)))
+        let names = names_for(&state, None, &mine)?;
+        Ok(page(views::with_names(names, || views::home(s.user.as_str(), since, &mine, &directory, &presence))))
     })())
 }
 
 /// `GET /fragments/rooms`: the room list alone, for live refresh.
 pub async fn room_list_fragment(State(state): State<AppState>, PageSession(s): PageSession) -> Response {
-    or_error_page(state.store.my_rooms(s.user.as_str()).map(|mine| {
+    or_error_page(state.store.my_rooms(s.user.as_str()).and_then(|mine| {
         let presence = presences(&state, &mine, std::iter::empty());
-        page(views::room_list(&mine, None, &presence))
+        let names = names_for(&state, None, &mine)?;
+        Ok(page(views::with_names(names, || views::room_list(&mine, None, &presence))))
     }))
 }
 
@@ -257,7 +259,8 @@ pub async fn room(State(state): State<AppState>, PageSession(s): PageSession, ro
                 typing: &typing,
                 calls: &calls,
             };
-            Ok(page(views::room_page(&view)))
+            let names = names_for(&state, Some(&id), &mine)?;
+            Ok(page(views::with_names(names, || views::room_page(&view))))
         }
         .await,
     )
@@ -331,7 +334,8 @@ pub async fn history(
         let before = parse_cursor(q.before.as_deref())?;
         let (mut events, next) = state.store.timeline(&id, before, FIRST_PAGE)?;
         events.reverse();
-        Ok(page(views::history_fragment(&events, next)))
+        let names = state.store.member_names(&id, None)?;
+        Ok(page(views::with_names(names, || views::history_fragment(&events, next))))
     })())
 }
 
@@ -359,7 +363,8 @@ pub async fn pins_fragment(
 ) -> Response {
     or_error_page((|| {
         let room = member_room(&state, &s, &id)?;
-        Ok(page(views::pinned_list(&pinned_events(&state, &room)?)))
+        let (pins, names) = (pinned_events(&state, &room)?, state.store.member_names(&id, None)?);
+        Ok(page(views::with_names(names, || views::pinned_list(&pins))))
     })())
 }
 
@@ -373,7 +378,8 @@ pub async fn members_fragment(
         let room = member_room(&state, &s, &id)?;
         let members = state.store.members(&id)?;
         let presence = presences(&state, &[], members.iter().map(|(u, _)| u.as_str()));
-        Ok(page(views::member_list(s.user.as_str(), &room, &members, &presence)))
+        let names = state.store.member_names(&id, None)?;
+        Ok(page(views::with_names(names, || views::member_list(s.user.as_str(), &room, &members, &presence))))
     })())
 }
 
@@ -523,12 +529,71 @@ pub async fn send(
 /// `GET /settings`.
 pub async fn settings(State(state): State<AppState>, PageSession(s): PageSession) -> Response {
     or_error_page(account::privacy(&state.accounts, &s).map(|p| {
-        page(views::settings(s.user.as_str(), is_admin(&state, &s), (p.appear_offline, p.hide_receipts), None, None))
+        page(views::settings(
+            s.user.as_str(),
+            &account_view(&state, &s),
+            (p.appear_offline, p.hide_receipts),
+            None,
+            None,
+        ))
     }))
 }
 
-fn is_admin(state: &AppState, s: &crate::auth::Session) -> bool {
-    matches!(state.store.user(s.user.localpart()), Ok(Some(u)) if u.admin)
+/// The names a page shows: the room's members' (as its member events say), and the other
+/// people of the viewer's direct chats (as each chat's member events say).
+fn names_for(
+    state: &AppState,
+    room: Option<&crate::ids::RoomId>,
+    mine: &[crate::store::rooms::MyRoom],
+) -> Result<HashMap<String, String>> {
+    let mut names = HashMap::new();
+    for m in mine {
+        if let Some(peer) = m.peer.as_deref() {
+            names.extend(state.store.member_names(&m.room.room_id, Some(&[peer]))?);
+        }
+    }
+    if let Some(id) = room {
+        names.extend(state.store.member_names(id, None)?);
+    }
+    Ok(names)
+}
+
+/// What the settings page shows of the account.
+fn account_view(state: &AppState, s: &crate::auth::Session) -> views::AccountView {
+    let user = state.store.user(s.user.localpart()).ok().flatten();
+    views::AccountView {
+        admin: user.as_ref().is_some_and(|u| u.admin),
+        display_name: user.and_then(|u| u.display_name),
+    }
+}
+
+/// The profile form.
+#[derive(Deserialize)]
+pub struct ProfileForm {
+    display_name: String,
+}
+
+/// `POST /settings/profile`: the name others see, sent into every room the user is in.
+pub async fn set_profile(
+    State(state): State<AppState>,
+    PageSession(s): PageSession,
+    form: Result<Form<ProfileForm>>,
+) -> Response {
+    let out = match form {
+        Ok(Form(f)) => rooms::set_display_name(&state.rooms, &s.user, &f.display_name).await,
+        Err(e) => Err(e),
+    };
+    let privacy =
+        account::privacy(&state.accounts, &s).map(|p| (p.appear_offline, p.hide_receipts)).unwrap_or_default();
+    let me = account_view(&state, &s);
+    match out {
+        Ok(_) => page(views::settings(s.user.as_str(), &me, privacy, Some("Name saved."), None)),
+        Err(e) => (
+            e.status(),
+            Html(views::settings(s.user.as_str(), &me, privacy, None, Some(&e.public_message())).into_string()),
+        )
+            .into_response(),
+    }
 }
 
 /// The privacy form: unchecked boxes are absent.
@@ -555,7 +620,7 @@ pub async fn set_privacy(
             state.hub.set_prefs(s.user.as_str(), p.into());
             Ok(page(views::settings(
                 s.user.as_str(),
-                is_admin(&state, &s),
+                &account_view(&state, &s),
                 (p.appear_offline, p.hide_receipts),
                 Some("Saved."),
                 None,
@@ -589,15 +654,21 @@ pub async fn change_password(
         account::privacy(&state.accounts, &s).map(|p| (p.appear_offline, p.hide_receipts)).unwrap_or_default();
     match out {
         Ok(()) => {
-            page(views::settings(s.user.as_str(), is_admin(&state, &s), privacy, Some("Password changed."), None))
+            page(views::settings(s.user.as_str(), &account_view(&state, &s), privacy, Some("Password changed."), None))
         }
         Err(e) => {
             let status = e.status();
             (
                 status,
                 Html(
-                    views::settings(s.user.as_str(), is_admin(&state, &s), privacy, None, Some(&e.public_message()))
-                        .into_string(),
+                    views::settings(
+                        s.user.as_str(),
+                        &account_view(&state, &s),
+                        privacy,
+                        None,
+                        Some(&e.public_message()),
+                    )
+                    .into_string(),
                 ),
             )
                 .into_response()

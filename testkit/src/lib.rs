@@ -238,6 +238,10 @@ impl TestServer {
         answer(self.http.get(format!("{}{path}", self.url)), token).await
     }
 
+    pub async fn put(&self, token: Option<&str>, path: &str, body: Value) -> (StatusCode, Value) {
+        answer(self.http.put(format!("{}{path}", self.url)).json(&body), token).await
+    }
+
     /// Ana and Ben registered; Ana created the public room "General" and Ben joined it.
     pub async fn ana_and_ben_in_general(&self) -> (User, User, String) {
         let ana = self.register("ana").await;
