@@ -8,6 +8,7 @@
 //   actions.js   the toolbar on a message: react, reply, edit, delete; reaction buttons
 //   picker.js    the emoji picker for reactions (emoji.js: the list, loaded when it opens)
 //   mentions.js  "@" suggestions in the composer; rows that mention the viewer marked
+//   profile.js   a person's card (message them, mention them) from a name or a face
 //   presence.js  presence, typing, receipts, unread badges, room list and members
 //   call.js      calls (WebRTC): call_signals.js, call_media.js and call_ui.js
 
@@ -17,6 +18,7 @@ import { createComposer } from './composer.js';
 import { displayName, fragment, localize, me, onLocalize, setName } from './dom.js';
 import { createLive } from './live.js';
 import { markMentions, setupMentions } from './mentions.js';
+import { setupProfiles } from './profile.js';
 import { createPresence } from './presence.js';
 import { createTimeline } from './timeline.js';
 
@@ -176,6 +178,7 @@ if (me) {
   setupActions({ roomId: currentRoom, timeline, composer, notice });
   setupMentions({ roomId: currentRoom, input: document.querySelector('#composer textarea') });
   onLocalize(markMentions);
+  setupProfiles({ mention: composer.insert });
   localize(document);
   timeline.decorate();
   timeline.setupHistory();

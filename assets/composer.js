@@ -170,6 +170,18 @@ export function createComposer({ roomId, live, timeline }) {
     },
     startEdit,
     startReply,
+    // Puts `text` (a mention) at the caret, with a space after it.
+    insert(text) {
+      if (!input) return;
+      const at = input.selectionStart ?? input.value.length;
+      const before = input.value.slice(0, at);
+      const pad = before && !/\s$/.test(before) ? ' ' : '';
+      input.value = `${before}${pad}${text} ${input.value.slice(input.selectionEnd ?? at)}`;
+      const caret = before.length + pad.length + text.length + 1;
+      input.focus();
+      input.setSelectionRange(caret, caret);
+      input.dispatchEvent(new Event('input'));
+    },
     isEdit(txnId) { const m = outbox.get(txnId); return !!(m && m.replaces); },
     acknowledged(txnId) { outbox.delete(txnId); save(); },
     refused(txnId) { outbox.delete(txnId); save(); },

@@ -61,6 +61,13 @@ try {
   for (const [id, name] of Object.entries(JSON.parse((room && room.dataset.names) || '{}'))) names.set(id, name);
 } catch { /* no names: localparts */ }
 
+// Which of the eight avatar colours is `user`'s: as the server picks it (render::avatar_colour).
+export function avatarColour(user) {
+  let h = 0;
+  for (const b of new TextEncoder().encode(user)) h = (Math.imul(h, 31) + b) >>> 0;
+  return h % 8;
+}
+
 export function localpart(id) { return id.replace(/^@/, '').split(':')[0]; }
 export function displayName(id) { return names.get(id) || localpart(id); }
 

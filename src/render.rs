@@ -444,6 +444,7 @@ pub fn room_page(v: &RoomView<'_>) -> Markup {
                             template id="reaction-chip" { (reaction_chip("", &[])) }
                             template id="reaction-row" { (reactions(&[])) }
                             (emoji_picker())
+                            (profile_card(v.user))
                             ul.suggest id="mention-suggest" role="listbox" aria-label="People to mention" hidden {}
                             div.composer-mode id="composer-mode" hidden {
                                 span.what { "Editing message" } span.muted { " · Esc to cancel" }
@@ -718,6 +719,30 @@ pub fn reactions(list: &[crate::store::relations::Reaction]) -> Markup {
     }
 }
 
+/// A person's card (a template the client fills and opens when a name or a face is clicked):
+/// their face, name and id, and buttons to write to them directly or mention them.
+pub fn profile_card(viewer: &str) -> Markup {
+    html! {
+        template id="profile-card" {
+            div.profile-card role="dialog" aria-label="Profile" {
+                div.head {
+                    span.avatar.big aria-hidden="true" {}
+                    div { strong.name {} div.id {} }
+                }
+                div.buttons {
+                    form method="post" action="/dm" {
+                        input type="hidden" name="user" value="";
+                        button type="submit" { "Message" }
+                    }
+                    button.secondary type="button" data-act="mention" { "Mention" }
+                }
+                p.muted.self hidden { "This is you · " a href="/settings" { "Change your name" } }
+                input type="hidden" name="viewer" value=(viewer);
+            }
+        }
+    }
+}
+
 /// The reaction picker (a template the client opens by a message): a search box, then the
 /// emoji the viewer used recently and the rest, filtered by name as they type.
 pub fn emoji_picker() -> Markup {
@@ -936,6 +961,17 @@ pub struct AccountView {
 
 /// Account settings: profile, privacy, password.
 pub fn settings(
+    user: &str,
+    me: &AccountView,
+    privacy: (bool, bool),
+    message: Option<&str>,
+    error: Option<&str>,
+) -> Markup {
+    let names = me.display_name.iter().map(|n| (user.to_string(), n.clone())).collect();
+    with_names(names, || settings_page(user, me, privacy, message, error))
+}
+
+fn settings_page(
     user: &str,
     me: &AccountView,
     privacy: (bool, bool),

@@ -610,10 +610,8 @@ async fn redactions_cross_between_us_and_synapse() {
     let path = format!("/_matrix/client/v3/profile/{}/displayname", enc(&sam.id));
     let (st, v) = syn.call(Some(&sam), "PUT", &path, Some(json!({"displayname": "Sam Sýnapse"}))).await;
     assert_eq!(st, 200, "{v}");
-    until("Sam's name here", async || {
-        ana.page(&format!("/rooms/{path_room}")).await.contains(">Sam Sýnapse</span>")
-    })
-    .await;
+    until("Sam's name here", async || ana.page(&format!("/rooms/{path_room}")).await.contains(">Sam Sýnapse</span>"))
+        .await;
     let (st, v) = ana.call("PUT", "/api/v1/profile", Some(json!({"display_name": "Ana Here"}))).await;
     assert_eq!(st, 200, "{v}");
     let member = format!("/_matrix/client/v3/rooms/{path_room}/state/m.room.member/{}", enc(&ana.id));

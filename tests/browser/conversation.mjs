@@ -178,6 +178,25 @@ try {
   }
   await ana.page.emulateMedia({ colorScheme: 'light' });
 
+  // Names: Ana sets hers in the settings; Ben's open tab shows it on her messages at once.
+  // Clicking it opens her card; Mention puts her in his composer.
+  await ana.page.goto(`${base}/settings`);
+  await ana.page.fill('input[name="display_name"]', 'Ana Lopez');
+  await Promise.all([ana.page.waitForNavigation(), ana.page.click('form[action="/settings/profile"] button[type=submit]')]);
+  await ana.page.waitForSelector('p.ok:has-text("Name saved")', { timeout });
+  await ana.page.screenshot({ path: `${shots}/conversation-settings-name.png` });
+  await b.waitForSelector('#timeline li.msg > .who:text-is("Ana Lopez")', { timeout });
+  await b.waitForSelector('#members .name:text-is("Ana Lopez")', { timeout });
+  await b.click('#timeline li.msg > .who:text-is("Ana Lopez")');
+  await b.waitForSelector('.profile-card .name:text-is("Ana Lopez")', { timeout });
+  await b.screenshot({ path: `${shots}/conversation-profile-card.png` });
+  await b.click('.profile-card [data-act="mention"]');
+  const mentioned = await b.$eval('#composer textarea', (t) => t.value);
+  if (mentioned !== '@ana ') fail(`Mention wrote ${JSON.stringify(mentioned)}`);
+  await b.fill('#composer textarea', '');
+  await ana.page.goto(roomUrl);
+  await ana.page.waitForSelector('#conn[data-state="live"]', { timeout });
+
   // After a reload: the quote, the counts, the groups and the day separator are there.
   await b.reload();
   await b.waitForSelector('#conn[data-state="live"]', { timeout });
