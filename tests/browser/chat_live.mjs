@@ -80,7 +80,8 @@ try {
   await benHome.waitForSelector('#room-list a:has-text("Lobby") .badge.unread:text-is("1")', { timeout });
   await benHome.waitForSelector('#room-list a:has-text("Lobby") .badge.mention:text-is("@1")', { timeout });
   await ben.page.goto(roomUrl);
-  await ben.page.waitForSelector('#timeline li.msg .body:text-is("are you there, @ben?")', { timeout });
+  // The message mentions Ben: his page marks it, his name as a pill.
+  await ben.page.waitForSelector('#timeline li.msg.mentions-me .body:has(.pill.me:text-is("@ben")):has-text("are you there, @ben?")', { timeout });
   await benHome.waitForSelector('#room-list a:has-text("Lobby") .badge.unread[hidden]', { state: 'attached', timeout });
   await benHome.waitForSelector('#room-list a:has-text("Lobby") .badge.mention[hidden]', { state: 'attached', timeout });
   // Ana sees that Ben has read it.
