@@ -70,6 +70,12 @@ fn stored(i: &Input) -> StoredEvent {
     StoredEvent::new(42, Event::build(Some(&room), &i.sender, new, parents, 1_800_000_000_000), None)
 }
 
+/// Whether every link in a tag (its `href` values, lower-cased) goes to the web or to mail: a
+/// `javascript:` or `data:` link never does (the words may appear later in a web address).
+fn safe_links(tag: &str) -> bool {
+    tag.split("href=\"").skip(1).all(|v| ["http://", "https://", "mailto:"].iter().any(|s| v.starts_with(s)))
+}
+
 fn counts(html: &str) -> [usize; 3] {
     [b'<', b'>', b'"'].map(|c| html.bytes().filter(|b| *b == c).count())
 }
@@ -110,7 +116,7 @@ fuzz_target!(|data: &[u8]| {
                 let name = part.rsplit([' ', '"']).next().unwrap_or_default();
                 assert!(["href", "target", "rel", "class", "start"].contains(&name), "attribute {name} in <{tag}>: {body}");
             }
-            assert!(!tag.contains("javascript:") && !tag.contains("data:"), "a script link in <{tag}>: {body}");
+            assert!(safe_links(tag), "a script link in <{tag}>: {body}");
         }
     } else {
         let safe_html = render::event_item(&stored(&safe)).into_string();
@@ -138,7 +144,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(md.matches('<').count(), clean.matches('<').count(), "the sanitiser cut {md} to {clean}");
         let lower = md.to_ascii_lowercase();
         for tag in lower.split('<').skip(1).map(|t| t.split('>').next().unwrap_or_default()) {
-            assert!(!tag.contains("javascript:") && !tag.contains("data:"), "a script link in <{tag}>: {md}");
+            assert!(safe_links(tag), "a script link in <{tag}>: {md}");
         }
     }
 
