@@ -102,6 +102,15 @@ export function setupActions({ roomId, timeline, composer, notice }) {
   }
 
   tl.addEventListener('mouseover', (e) => attach(e.target.closest('li.msg')));
+  // A long press on a touch screen opens the toolbar (instead of the browser's menu), as a
+  // tap on the message does.
+  tl.addEventListener('contextmenu', (e) => {
+    const row = e.target.closest('li.msg');
+    if (!row || !window.matchMedia('(pointer: coarse)').matches || e.target.closest('a')) return;
+    e.preventDefault();
+    attach(row);
+    row.focus();
+  });
   tl.addEventListener('focusin', (e) => attach(e.target.closest('li.msg')));
   tl.addEventListener('click', (e) => {
     const quote = e.target.closest('.quote[data-quote-of]');

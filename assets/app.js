@@ -67,6 +67,42 @@ function showTitle() {
     if (link && link.dataset.roomId !== currentRoom) n += Number(b.dataset.count || 0);
   }
   document.title = n ? `(${n > 99 ? '99+' : n}) ${baseTitle}` : baseTitle;
+  showFavicon(n);
+}
+
+// The tab's icon with a red badge while something is unread (drawn once per count).
+const iconLink = document.querySelector('link[rel="icon"]');
+const iconHref = iconLink ? iconLink.href : null;
+let iconImage = null;
+let iconShown = 0;
+function showFavicon(n) {
+  if (!iconLink || n === iconShown) return;
+  iconShown = n;
+  if (!n) { iconLink.href = iconHref; iconLink.type = 'image/svg+xml'; return; }
+  const draw = () => {
+    if (iconShown !== n) return;
+    const c = document.createElement('canvas');
+    c.width = 64;
+    c.height = 64;
+    const g = c.getContext('2d');
+    if (!g) return;
+    g.drawImage(iconImage, 0, 0, 64, 64);
+    g.fillStyle = '#d92d20';
+    g.beginPath();
+    g.arc(44, 20, 20, 0, 2 * Math.PI);
+    g.fill();
+    g.fillStyle = '#ffffff';
+    g.font = 'bold 26px system-ui, sans-serif';
+    g.textAlign = 'center';
+    g.textBaseline = 'middle';
+    g.fillText(n > 9 ? '9+' : String(n), 44, 21);
+    iconLink.type = 'image/png';
+    iconLink.href = c.toDataURL('image/png');
+  };
+  if (iconImage && iconImage.complete) { draw(); return; }
+  iconImage = new Image();
+  iconImage.onload = draw;
+  iconImage.src = iconHref;
 }
 
 if (me) {

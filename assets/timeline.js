@@ -75,6 +75,23 @@ export function createTimeline(roomId) {
     }
   }
 
+  // A row as the server renders it now (from the page of history that ends with it).
+  async function rerender(li) {
+    const pos = Number(li.dataset.pos);
+    if (!roomId || !pos) return;
+    try {
+      const res = await fetch(`/rooms/${encodeURIComponent(roomId)}/history?before=${pos + 1}`, { credentials: 'same-origin' });
+      if (!res.ok) return;
+      const tpl = fragment(await res.text()).querySelector('template');
+      if (!tpl) return;
+      localize(tpl.content);
+      const fresh = tpl.content.querySelector(`li[data-event-id="${CSS.escape(li.dataset.eventId)}"]`);
+      if (!fresh || !li.isConnected) return;
+      li.replaceWith(fresh);
+      decorate();
+    } catch { /* offline: the next reload shows it */ }
+  }
+
   // A reaction's row (hidden) names the message, the key and the sender: the message's button
   // for that key counts it, once per sender.
   function applyReaction(reactionRow) {
@@ -126,6 +143,13 @@ export function createTimeline(roomId) {
     updateQuotes(eventId, '', true);
     const row = byEvent(eventId);
     if (!row) return;
+    if (row.dataset.kind === 'm.replace') {
+      // A deleted edit: the message shows the edit before it (or its own text) again.
+      const original = byEvent(row.dataset.replaces);
+      row.remove();
+      if (original) rerender(original);
+      return;
+    }
     if (!row.classList.contains('msg')) { row.remove(); return; }
     row.classList.add('redacted');
     row.classList.remove('editing');

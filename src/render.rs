@@ -587,7 +587,11 @@ pub fn event_item(stored: &StoredEvent) -> Markup {
     let ev = &stored.event;
     let who = display_name(&ev.sender);
     html! {
-        @if ev.kind == M_ROOM_MESSAGE && stored.redacted_because.is_some() {
+        @if stored.redacted_because.is_some() && (stored.hidden || ev.kind == crate::store::relations::M_REACTION) {
+            // A deleted edit or reaction: nothing to show; the row keeps positions contiguous.
+            li.ev.signal id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-kind=(ev.kind)
+                data-event-id=(ev.event_id) hidden {}
+        } @else if ev.kind == M_ROOM_MESSAGE && stored.redacted_because.is_some() {
             li.ev.msg.redacted id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-sender=(ev.sender) data-event-id=(ev.event_id)
                 data-ts=(ev.origin_server_ts) {
                 (user_avatar(&ev.sender))
@@ -624,6 +628,10 @@ pub fn event_item(stored: &StoredEvent) -> Markup {
             // see `timeline.js`); the row keeps positions contiguous for history paging.
             li.ev.signal id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-kind=(ev.kind) data-sender=(ev.sender)
                 data-event-id=(ev.event_id) data-reacts-to=(target) data-key=(key) hidden {}
+        } @else if ev.kind == crate::store::relations::M_REACTION {
+            // A reaction without a valid annotation (another server's): counts nowhere.
+            li.ev.signal id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-kind=(ev.kind)
+                data-event-id=(ev.event_id) hidden {}
         } @else if ev.kind == M_ROOM_REDACTION || ev.kind == DUMMY_EVENT {
             // The redacted event's own row changes (live: the client drops it, see `app.js`);
             // the redaction (or a dummy event, which only joins branches) keeps positions

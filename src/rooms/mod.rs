@@ -594,13 +594,8 @@ async fn submit(
     state
         .store
         .submit(move |tx| {
-            if let Some(eid) = tx.txn_event(&s, &txn)? {
-                let ev =
-                    tx.event(&eid)?.ok_or_else(|| Error::Internal(format!("txn id points at missing event {eid}")))?;
-                if ev.event.room_id != rid {
-                    return Err(Error::Conflict("txn_id already used in another room".into()));
-                }
-                return Ok(Sent { event_id: eid, pos: ev.pos });
+            if let Some(sent) = earlier_send(tx, &s, &txn, &rid)? {
+                return Ok(sent);
             }
             if let Some(original) = &replaces {
                 let o = tx.event(original)?.filter(|o| o.event.room_id == rid && o.pos > 0);
@@ -744,13 +739,8 @@ pub async fn react(
     state
         .store
         .write(move |tx| {
-            if let Some(eid) = tx.txn_event(&u, &txn)? {
-                let ev =
-                    tx.event(&eid)?.ok_or_else(|| Error::Internal(format!("txn id points at missing event {eid}")))?;
-                if ev.event.room_id != rid {
-                    return Err(Error::Conflict("txn_id already used in another room".into()));
-                }
-                return Ok(Sent { event_id: eid, pos: ev.pos });
+            if let Some(sent) = earlier_send(tx, &u, &txn, &rid)? {
+                return Ok(sent);
             }
             if tx.membership(&rid, &u)? != Membership::Join {
                 return Err(Error::Forbidden("you are not a member of this room".into()));
@@ -775,6 +765,17 @@ pub async fn react(
             Ok(Sent { event_id: stored.event.event_id.clone(), pos: stored.pos })
         })
         .await
+}
+
+/// What `user` already sent with `txn_id` (a repeated send returns it), if anything; a
+/// `txn_id` used in another room is a conflict.
+fn earlier_send(tx: &Tx<'_>, user: &str, txn_id: &str, room_id: &RoomId) -> Result<Option<Sent>> {
+    let Some(eid) = tx.txn_event(user, txn_id)? else { return Ok(None) };
+    let ev = tx.event(&eid)?.ok_or_else(|| Error::Internal(format!("txn id points at missing event {eid}")))?;
+    if ev.event.room_id != *room_id {
+        return Err(Error::Conflict("txn_id already used in another room".into()));
+    }
+    Ok(Some(Sent { event_id: eid, pos: ev.pos }))
 }
 
 fn check_txn_id(txn_id: &str) -> Result<()> {

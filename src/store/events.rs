@@ -41,6 +41,10 @@ pub struct StoredEvent {
     /// `unsigned.prev_content`): a change of name shows as one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prev_content: Option<serde_json::Value>,
+    /// An event with no row of its own (an edit or a reaction: it changes another's), also
+    /// once redaction has stripped what said so.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hidden: bool,
 }
 
 impl StoredEvent {
@@ -55,6 +59,7 @@ impl StoredEvent {
             quote: None,
             reactions: Vec::new(),
             prev_content: None,
+            hidden: false,
         }
     }
 }
@@ -165,6 +170,7 @@ pub fn persist_soft_failed(tx: &mut Tx<'_>, room: &mut RoomRecord, ev: &Event) -
 }
 
 fn persist_inner(tx: &mut Tx<'_>, room: &mut RoomRecord, mut ev: Event, send: bool) -> Result<Arc<StoredEvent>> {
+    let hidden = super::edits::edited_event_id(&ev).is_some() || super::relations::annotation(&ev).is_some();
     let redacted_because = super::redactions::on_persist(tx, room, &mut ev, !send)?;
     let rid = room.room_id.clone();
     let edit = match redacted_because {
@@ -200,6 +206,7 @@ fn persist_inner(tx: &mut Tx<'_>, room: &mut RoomRecord, mut ev: Event, send: bo
         quote: shown.quote,
         reactions: shown.reactions,
         prev_content,
+        hidden,
         ..StoredEvent::new(pos, ev, Some(after))
     });
     put_json(&mut tx.txn.open_table(EVENTS)?, eid.as_str(), stored.as_ref())?;

@@ -79,11 +79,16 @@ try {
   await ana.page.press('#composer textarea', 'Enter');
   await benHome.waitForSelector('#room-list a:has-text("Lobby") .badge.unread:text-is("1")', { timeout });
   await benHome.waitForSelector('#room-list a:has-text("Lobby") .badge.mention:text-is("@1")', { timeout });
+  // The tab says so too: the count in its title, a badge on its icon.
+  await benHome.waitForFunction(() => document.title.startsWith('(1) ')
+    && document.querySelector('link[rel="icon"]').href.startsWith('data:image/png'), null, { timeout });
   await ben.page.goto(roomUrl);
   // The message mentions Ben: his page marks it, his name as a pill.
   await ben.page.waitForSelector('#timeline li.msg.mentions-me .body:has(.pill.me:text-is("@ben")):has-text("are you there, @ben?")', { timeout });
   await benHome.waitForSelector('#room-list a:has-text("Lobby") .badge.unread[hidden]', { state: 'attached', timeout });
   await benHome.waitForSelector('#room-list a:has-text("Lobby") .badge.mention[hidden]', { state: 'attached', timeout });
+  await benHome.waitForFunction(() => !document.title.startsWith('(')
+    && document.querySelector('link[rel="icon"]').href.endsWith('/assets/icon.svg'), null, { timeout });
   // Ana sees that Ben has read it.
   await ana.page.waitForSelector('#timeline li.seen .receipt[data-user^="@ben:"]', { timeout });
   await ben.page.evaluate(() => { window.__noReload = true; });

@@ -107,6 +107,33 @@ try {
   if (await b.locator('#timeline li.msg .body:text-is("see you at 3")').count()) fail('reloaded: the old text is shown');
   if (await b.locator('#timeline strong:text-is("today")').count()) fail('reloaded: the deleted text is shown');
 
+  // Deleting the newest edit shows the one before, live: Ana writes a draft, edits it twice,
+  // and deletes the second edit (through the API); Ben's row goes back to "draft 2".
+  const edit = async (text) => {
+    await ana.page.click('#composer textarea');
+    await ana.page.press('#composer textarea', 'ArrowUp');
+    await ana.page.waitForSelector('#composer-mode:not([hidden])', { timeout });
+    await ana.page.fill('#composer textarea', text);
+    await ana.page.press('#composer textarea', 'Enter');
+    await b.waitForSelector(`#timeline li.msg .body:text-is("${text}")`, { timeout });
+  };
+  await send(ana.page, 'draft 1');
+  await b.waitForSelector('#timeline li.msg .body:text-is("draft 1")', { timeout });
+  await edit('draft 2');
+  await edit('draft 3');
+  const undone = await ana.page.evaluate(async () => {
+    const draft = [...document.querySelectorAll('#timeline li.msg')].find((li) => li.textContent.includes('draft 3'));
+    const edits = document.querySelectorAll(`#timeline li[data-kind="m.replace"][data-replaces="${draft.dataset.eventId}"]`);
+    const room = document.getElementById('room').dataset.roomId;
+    const res = await fetch(`/api/v1/rooms/${encodeURIComponent(room)}/redact`, {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ event_id: edits[edits.length - 1].dataset.eventId }),
+    });
+    return res.status;
+  });
+  if (undone !== 200) fail(`deleting the edit: ${undone}`);
+  await b.waitForSelector('#timeline li.msg .body:text-is("draft 2")', { timeout });
+
   // Reply: Ben answers Ana's edited message from its toolbar; the quote shows live at Ana's.
   const planned = b.locator('#timeline li.msg:has(.body strong:text-is("4"))');
   await planned.hover();
@@ -203,6 +230,10 @@ try {
   await b.waitForSelector(`${answer} .quote .text:text-is("see you at 4")`, { timeout });
   await chip(b, '🎉').locator('.count:text-is("1")').waitFor({ timeout });
   await b.waitForSelector('#timeline li.day:has-text("Today")', { timeout });
+  // A reaction taken back and an edit deleted leave nothing on the page: one message deleted.
+  if (await b.locator('#timeline li.note:has-text("m.reaction")').count()) fail('a deleted reaction shows as a note');
+  const deleted = await b.locator('#timeline li.msg.redacted').count();
+  if (deleted !== 1) fail(`${deleted} "Message deleted" rows, want 1 (a deleted edit has no row)`);
   // Ana's messages in a row are one group: one name for several messages.
   const grouped = await b.evaluate(() => document.querySelectorAll('#timeline li.msg.cont').length);
   if (grouped < 2) fail(`consecutive messages are not grouped (${grouped} continued rows)`);
