@@ -15,7 +15,7 @@
 import { setupActions } from './actions.js';
 import { createCalls } from './call.js';
 import { createComposer } from './composer.js';
-import { displayName, fragment, localize, me, onLocalize, setName } from './dom.js';
+import { displayName, localize, me, onLocalize, setName, swapIn } from './dom.js';
 import { createLive } from './live.js';
 import { markMentions, setupMentions } from './mentions.js';
 import { setupProfiles } from './profile.js';
@@ -148,7 +148,9 @@ if (me) {
     const pins = document.getElementById('pins');
     const touched = ev.type === 'm.room.redaction' ? ev.content.redacts
       : ev.content && ev.content['m.relates_to'] && ev.content['m.relates_to'].event_id;
-    if (ev.type === 'm.room.pinned_events' || (pins && touched && pins.dataset.pinned.split(' ').includes(touched))) refreshPins();
+    if (ev.type === 'm.room.pinned_events' || (pins && touched && pins.dataset.pinned.split(' ').includes(touched))) {
+      swapIn(`/rooms/${encodeURIComponent(currentRoom)}/pins`, 'pins');
+    }
     if (isMember) {
       // A name that changes shows everywhere on the page at once.
       if (setName(ev.state_key, ev.content.membership === 'join' || ev.content.membership === 'invite'
@@ -157,14 +159,6 @@ if (me) {
       if (ev.state_key === me && ev.content.membership !== 'join') location.assign('/rooms');
     }
     markRead();
-  }
-
-  async function refreshPins() {
-    const res = await fetch(`/rooms/${encodeURIComponent(currentRoom)}/pins`, { credentials: 'same-origin' });
-    const old = document.getElementById('pins');
-    if (!res.ok || !old) return;
-    const next = fragment(await res.text()).firstElementChild;
-    if (next) old.replaceWith(next);
   }
 
   // A call signal on the priority lane: handled at once, and its timeline row (the end of a

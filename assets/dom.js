@@ -9,6 +9,18 @@ export function fragment(html) {
   return t.content;
 }
 
+// Replaces the element `id` with the server's fragment at `url` (its first element), after
+// `prepare(next)` if given: the room list, the member list and the pinned list come so.
+export async function swapIn(url, id, prepare) {
+  const res = await fetch(url, { credentials: 'same-origin' });
+  const old = document.getElementById(id);
+  if (!res.ok || !old) return;
+  const next = fragment(await res.text()).firstElementChild;
+  if (!next) return;
+  if (prepare) prepare(next);
+  old.replaceWith(next);
+}
+
 // Times in the viewer's zone, and "mine" on the viewer's own messages.
 export function localize(root) {
   for (const t of root.querySelectorAll('time[data-ts]')) {

@@ -1,7 +1,7 @@
 // What the live channel says about people and rooms besides events: presence dots, who is
 // typing, read receipts, and the room list's unread and mention badges.
 
-import { displayName, fragment, me } from './dom.js';
+import { displayName, fragment, me, swapIn } from './dom.js';
 
 const IDLE_AFTER_MS = 5 * 60 * 1000;
 
@@ -43,27 +43,15 @@ export function createPresence({ roomId, live, timeline }) {
     badge.hidden = n === 0;
   }
 
-  async function refreshRoomList() {
-    const res = await fetch('/fragments/rooms', { credentials: 'same-origin' });
-    if (!res.ok) return;
-    const list = document.getElementById('room-list');
-    if (!list) return;
-    const next = fragment(await res.text()).firstElementChild;
-    if (!next) return;
-    if (roomId) {
-      const a = next.querySelector(`a[data-room-id="${CSS.escape(roomId)}"]`);
+  function refreshRoomList() {
+    return swapIn('/fragments/rooms', 'room-list', (next) => {
+      const a = roomId && next.querySelector(`a[data-room-id="${CSS.escape(roomId)}"]`);
       if (a) a.closest('li').classList.add('active');
-    }
-    list.replaceWith(next);
+    });
   }
 
-  async function refreshMembers() {
-    if (!roomId) return;
-    const res = await fetch(`/rooms/${encodeURIComponent(roomId)}/members`, { credentials: 'same-origin' });
-    const old = document.getElementById('members');
-    if (!res.ok || !old) return;
-    const next = fragment(await res.text()).firstElementChild;
-    if (next) old.replaceWith(next);
+  function refreshMembers() {
+    if (roomId) swapIn(`/rooms/${encodeURIComponent(roomId)}/members`, 'members');
   }
 
   return {

@@ -275,6 +275,13 @@ static SANITIZER: LazyLock<ammonia::Builder<'static>> = LazyLock::new(|| {
     b
 });
 
+/// A message content's HTML (Matrix's `formatted_body` with `format:
+/// org.matrix.custom.html`), as sent: not yet sanitised.
+pub fn formatted_html(content: &serde_json::Value) -> Option<&str> {
+    let html = content.get("formatted_body")?.as_str()?;
+    (content.get("format").and_then(serde_json::Value::as_str) == Some(MATRIX_HTML)).then_some(html)
+}
+
 /// `html` with everything the allow-list does not name removed.
 pub fn sanitize(html: &str) -> String {
     SANITIZER.clean(html).to_string()

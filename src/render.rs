@@ -399,6 +399,8 @@ pub struct RoomView<'a> {
 pub fn room_page(v: &RoomView<'_>) -> Markup {
     let id = &v.room.room_id;
     let title = room_title(v.room, v.peer);
+    // What the viewer may do, for the client's toolbar and composer.
+    let (pl, level) = (&v.room.power_levels, v.room.power_levels.level_of(v.room.creators(), v.user));
     layout(
         &title,
         Some(v.user),
@@ -407,9 +409,9 @@ pub fn room_page(v: &RoomView<'_>) -> Markup {
             div.app.in-room {
                 (room_list(v.rooms, Some(id.as_str()), v.presence))
                 main.room id="room" data-room-id=(id) data-names=(names_json())
-                    data-can-redact=(v.room.power_levels.level_of(v.room.creators(), v.user) >= v.room.power_levels.redact)
-                    data-can-mention-room=(v.room.power_levels.level_of(v.room.creators(), v.user) >= v.room.power_levels.room_notification_level())
-                    data-can-pin=(v.room.power_levels.level_of(v.room.creators(), v.user) >= v.room.power_levels.event_level(M_ROOM_PINNED_EVENTS, true)) {
+                    data-can-redact=(level >= pl.redact)
+                    data-can-mention-room=(level >= pl.room_notification_level())
+                    data-can-pin=(level >= pl.event_level(M_ROOM_PINNED_EVENTS, true)) {
                     div.room-head {
                         a.back href="/rooms" aria-label="All rooms" { "‹" }
                         div {
@@ -444,7 +446,7 @@ pub fn room_page(v: &RoomView<'_>) -> Markup {
                             template id="reaction-chip" { (reaction_chip("", &[])) }
                             template id="reaction-row" { (reactions(&[])) }
                             (emoji_picker())
-                            (profile_card(v.user))
+                            (profile_card())
                             ul.suggest id="mention-suggest" role="listbox" aria-label="People to mention" hidden {}
                             div.composer-mode id="composer-mode" hidden {
                                 span.what { "Editing message" } span.muted { " · Esc to cancel" }
@@ -587,10 +589,11 @@ pub fn event_item(stored: &StoredEvent) -> Markup {
     let ev = &stored.event;
     let who = display_name(&ev.sender);
     html! {
-        @if stored.redacted_because.is_some() && (stored.hidden || ev.kind == crate::store::relations::M_REACTION) {
-            // A deleted edit or reaction: nothing to show; the row keeps positions contiguous.
-            li.ev.signal id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-kind=(ev.kind)
-                data-event-id=(ev.event_id) hidden {}
+        @if (stored.hidden && stored.redacted_because.is_some())
+            || (ev.kind == crate::store::relations::M_REACTION && crate::store::relations::annotation(ev).is_none())
+        {
+            // A deleted edit or reaction, or a reaction that names nothing: nothing to show.
+            (unseen_row(stored))
         } @else if ev.kind == M_ROOM_MESSAGE && stored.redacted_because.is_some() {
             li.ev.msg.redacted id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-sender=(ev.sender) data-event-id=(ev.event_id)
                 data-ts=(ev.origin_server_ts) {
@@ -628,25 +631,17 @@ pub fn event_item(stored: &StoredEvent) -> Markup {
             // see `timeline.js`); the row keeps positions contiguous for history paging.
             li.ev.signal id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-kind=(ev.kind) data-sender=(ev.sender)
                 data-event-id=(ev.event_id) data-reacts-to=(target) data-key=(key) hidden {}
-        } @else if ev.kind == crate::store::relations::M_REACTION {
-            // A reaction without a valid annotation (another server's): counts nowhere.
-            li.ev.signal id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-kind=(ev.kind)
-                data-event-id=(ev.event_id) hidden {}
         } @else if ev.kind == M_ROOM_REDACTION || ev.kind == DUMMY_EVENT {
             // The redacted event's own row changes (live: the client drops it, see `app.js`);
-            // the redaction (or a dummy event, which only joins branches) keeps positions
-            // contiguous for history paging.
-            li.ev.signal id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-kind=(ev.kind)
-                data-event-id=(ev.event_id) data-redacts=[ev.redacts()] hidden {}
+            // a dummy event only joins branches.
+            (unseen_row(stored))
         } @else if crate::events::call::is_call_event(&ev.kind) {
             @if let Some(summary) = call_summary(ev) {
                 li.ev.note.call id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-sender=(ev.sender)
                     data-kind=(ev.kind) data-event-id=(ev.event_id) data-ts=(ev.origin_server_ts) { (summary) }
             } @else {
-                // Signalling has no row of its own; the element keeps positions contiguous for
-                // history paging.
-                li.ev.signal id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-kind=(ev.kind)
-                    data-event-id=(ev.event_id) hidden {}
+                // Signalling has no row of its own.
+                (unseen_row(stored))
             }
         } @else {
             li.ev.note id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-sender=(ev.sender) data-kind=(ev.kind)
@@ -657,19 +652,22 @@ pub fn event_item(stored: &StoredEvent) -> Markup {
     }
 }
 
+/// The row of an event that shows nothing of its own (a redaction, a dummy event, a call
+/// signal, a deleted edit or reaction): hidden, it keeps positions contiguous for history
+/// paging; a redaction's names what it took back.
+fn unseen_row(stored: &StoredEvent) -> Markup {
+    let ev = &stored.event;
+    html! {
+        li.ev.signal id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-kind=(ev.kind)
+            data-event-id=(ev.event_id) data-redacts=[ev.redacts()] hidden {}
+    }
+}
+
 /// Whom a message mentions, for the client to mark a message that mentions the viewer: the
 /// user ids of its `m.mentions`, and `@room` for everyone.
 fn mentions_attr(content: &serde_json::Value) -> Option<String> {
-    let m = content.get("m.mentions")?;
-    let mut out: Vec<&str> = m
-        .get("user_ids")
-        .and_then(|u| u.as_array())
-        .into_iter()
-        .flatten()
-        .filter_map(|u| u.as_str())
-        .take(100)
-        .collect();
-    if m.get("room").and_then(|r| r.as_bool()) == Some(true) {
+    let (mut out, everyone) = mentions_of(content);
+    if everyone {
         out.push("@room");
     }
     (!out.is_empty()).then(|| out.join(" "))
@@ -686,11 +684,10 @@ pub fn pinned_list(pins: &[StoredEvent]) -> Markup {
             summary aria-label={ (pins.len()) " pinned messages" } title="Pinned messages" { "📌 " (pins.len()) }
             ol {
                 @for p in pins {
-                    @let content = p.edit.as_ref().map(|e| &e.content).unwrap_or(&p.event.content);
                     li {
                         a.pin href={ "#ev-" (p.pos) } data-jump=(p.event.event_id) data-pos=(p.pos) {
                             span.who data-name-of=(p.event.sender) { (display_name(&p.event.sender)) }
-                            span.text { (crate::store::relations::quote_text(content)) }
+                            span.text { (crate::store::relations::quote_text(p.content_now())) }
                         }
                     }
                 }
@@ -729,7 +726,7 @@ pub fn reactions(list: &[crate::store::relations::Reaction]) -> Markup {
 
 /// A person's card (a template the client fills and opens when a name or a face is clicked):
 /// their face, name and id, and buttons to write to them directly or mention them.
-pub fn profile_card(viewer: &str) -> Markup {
+pub fn profile_card() -> Markup {
     html! {
         template id="profile-card" {
             div.profile-card role="dialog" aria-label="Profile" {
@@ -745,7 +742,6 @@ pub fn profile_card(viewer: &str) -> Markup {
                     button.secondary type="button" data-act="mention" { "Mention" }
                 }
                 p.muted.self hidden { "This is you · " a href="/settings" { "Change your name" } }
-                input type="hidden" name="viewer" value=(viewer);
             }
         }
     }
@@ -784,12 +780,7 @@ pub fn reaction_chip(key: &str, by: &[(String, String)]) -> Markup {
 /// whoever made it (ours were sanitised when sent, another server's never were), else its
 /// plain text.
 pub fn message_body(content: &serde_json::Value) -> Markup {
-    let html = content
-        .get("formatted_body")
-        .and_then(|v| v.as_str())
-        .filter(|_| content.get("format").and_then(|v| v.as_str()) == Some(crate::format::MATRIX_HTML))
-        .map(crate::format::sanitize)
-        .filter(|h| !h.trim().is_empty());
+    let html = crate::format::formatted_html(content).map(crate::format::sanitize).filter(|h| !h.trim().is_empty());
     html! {
         @match html {
             Some(h) => div.body.formatted { (PreEscaped(h)) },
@@ -967,7 +958,8 @@ pub struct AccountView {
     pub display_name: Option<String>,
 }
 
-/// Account settings: profile, privacy, password.
+/// Account settings: profile, privacy, password (with the viewer's own name known to the
+/// render).
 pub fn settings(
     user: &str,
     me: &AccountView,
@@ -976,64 +968,56 @@ pub fn settings(
     error: Option<&str>,
 ) -> Markup {
     let names = me.display_name.iter().map(|n| (user.to_string(), n.clone())).collect();
-    with_names(names, || settings_page(user, me, privacy, message, error))
-}
-
-fn settings_page(
-    user: &str,
-    me: &AccountView,
-    privacy: (bool, bool),
-    message: Option<&str>,
-    error: Option<&str>,
-) -> Markup {
-    let (appear_offline, hide_receipts) = privacy;
-    let admin = me.admin;
-    layout(
-        "Settings",
-        Some(user),
-        None,
-        html! {
-            main.auth {
-                h1 { "Settings" }
-                p { "Signed in as " strong { (user) } }
-                @if let Some(m) = message { p.ok role="status" { (m) } }
-                @if let Some(e) = error { p.error role="alert" { (e) } }
-                form method="post" action="/settings/profile" {
-                    h2 { "Profile" }
-                    div.profile-preview {
-                        (user_avatar(user))
-                        span { "Others see you as " strong { (me.display_name.as_deref().unwrap_or(localpart(user))) } }
+    with_names(names, || {
+        let (appear_offline, hide_receipts) = privacy;
+        let admin = me.admin;
+        layout(
+            "Settings",
+            Some(user),
+            None,
+            html! {
+                main.auth {
+                    h1 { "Settings" }
+                    p { "Signed in as " strong { (user) } }
+                    @if let Some(m) = message { p.ok role="status" { (m) } }
+                    @if let Some(e) = error { p.error role="alert" { (e) } }
+                    form method="post" action="/settings/profile" {
+                        h2 { "Profile" }
+                        div.profile-preview {
+                            (user_avatar(user))
+                            span { "Others see you as " strong { (me.display_name.as_deref().unwrap_or(localpart(user))) } }
+                        }
+                        label { "Display name"
+                            input type="text" name="display_name" maxlength=(MAX_DISPLAY_NAME_CHARS) autocomplete="name"
+                                value=(me.display_name.as_deref().unwrap_or_default()) placeholder=(localpart(user));
+                        }
+                        p.muted { "Shown in your rooms, also on other servers; leave it empty to go by your username." }
+                        p { button type="submit" { "Save name" } }
                     }
-                    label { "Display name"
-                        input type="text" name="display_name" maxlength=(MAX_DISPLAY_NAME_CHARS) autocomplete="name"
-                            value=(me.display_name.as_deref().unwrap_or_default()) placeholder=(localpart(user));
+                    form method="post" action="/settings/privacy" {
+                    h2 { "Privacy" }
+                    label.check { input type="checkbox" name="appear_offline" value="on" checked[appear_offline]; " Appear offline" }
+                    label.check {
+                        input type="checkbox" name="hide_receipts" value="on" checked[hide_receipts];
+                        " Hide read receipts (you will not see others' either)"
                     }
-                    p.muted { "Shown in your rooms, also on other servers; leave it empty to go by your username." }
-                    p { button type="submit" { "Save name" } }
+                    p { button type="submit" { "Save" } }
                 }
-                form method="post" action="/settings/privacy" {
-                h2 { "Privacy" }
-                label.check { input type="checkbox" name="appear_offline" value="on" checked[appear_offline]; " Appear offline" }
-                label.check {
-                    input type="checkbox" name="hide_receipts" value="on" checked[hide_receipts];
-                    " Hide read receipts (you will not see others' either)"
+                form method="post" action="/settings/password" {
+                        h2 { "Change password" }
+                        label { "Current password" input type="password" name="old_password" required autocomplete="current-password"; }
+                        label { "New password" input type="password" name="new_password" required minlength="8" autocomplete="new-password"; }
+                        button type="submit" { "Change password" }
+                    }
+                    p.muted { "Changing your password signs out your other devices." }
+                    @if admin {
+                        h2 { "Server" }
+                        p { a href="/admin" { "Server administration" } " — accounts and rooms of this server." }
+                    }
                 }
-                p { button type="submit" { "Save" } }
-            }
-            form method="post" action="/settings/password" {
-                    h2 { "Change password" }
-                    label { "Current password" input type="password" name="old_password" required autocomplete="current-password"; }
-                    label { "New password" input type="password" name="new_password" required minlength="8" autocomplete="new-password"; }
-                    button type="submit" { "Change password" }
-                }
-                p.muted { "Changing your password signs out your other devices." }
-                @if admin {
-                    h2 { "Server" }
-                    p { a href="/admin" { "Server administration" } " — accounts and rooms of this server." }
-                }
-            }
-        },
-    )
+            },
+        )
+    })
 }
 
 /// An error page with a way back.

@@ -227,6 +227,18 @@ pub fn member_content(m: Membership) -> Value {
     json!({ "membership": m.as_str() })
 }
 
+/// Most user ids of one event's `m.mentions` that count (another server's may name more).
+pub const MAX_MENTIONED: usize = 100;
+
+/// An event's intentional mentions (`m.mentions`): the user ids it names (at most
+/// [`MAX_MENTIONED`]), and whether it names the whole room (`room: true`).
+pub fn mentions_of(content: &Value) -> (Vec<&str>, bool) {
+    let Some(m) = content.get("m.mentions") else { return (Vec::new(), false) };
+    let users = m.get("user_ids").and_then(Value::as_array).into_iter().flatten();
+    let users = users.filter_map(Value::as_str).take(MAX_MENTIONED).collect();
+    (users, m.get("room").and_then(Value::as_bool) == Some(true))
+}
+
 /// Longest display name shown, in characters (a longer one from another server is cut).
 pub const MAX_DISPLAY_NAME_CHARS: usize = 64;
 

@@ -313,8 +313,8 @@ pub fn join_content(tx: &Tx<'_>, user: &str) -> Result<serde_json::Value> {
 
 /// Sets the name `user` goes by (or with an empty one, clears it): kept on the account, and
 /// sent as a new member event into every room they are in (Matrix's profile propagation).
-/// Returns the rooms it was sent to.
-pub async fn set_display_name(state: &Rooms, user: &UserId, name: &str) -> Result<usize> {
+/// Returns the name as kept, and how many rooms it was sent to.
+pub async fn set_display_name(state: &Rooms, user: &UserId, name: &str) -> Result<(Option<String>, usize)> {
     if name.chars().count() > MAX_DISPLAY_NAME_CHARS {
         return Err(Error::bad(format!("a display name is at most {MAX_DISPLAY_NAME_CHARS} characters")));
     }
@@ -324,31 +324,37 @@ pub async fn set_display_name(state: &Rooms, user: &UserId, name: &str) -> Resul
     state
         .store
         .write(move |tx| {
-            tx.set_display_name(&local, name)?;
+            tx.set_display_name(&local, name.clone())?;
+            let content = join_content(tx, &u)?;
             let mut sent = 0;
             for rid in tx.joined_room_ids(&u)? {
                 let Ok(rid) = RoomId::parse(&rid) else { continue };
-                let content = join_content(tx, &u)?;
                 let now = tx.state_event_id(&rid, M_ROOM_MEMBER, &u)?.and_then(|id| tx.event(&id).ok().flatten());
                 if now.is_some_and(|e| e.event.content == content) {
                     continue;
                 }
                 // A room where the rules no longer let the user change it is left as it is.
-                match append(tx, &rid, &u, NewEvent::state(M_ROOM_MEMBER, &u, content)) {
+                match append(tx, &rid, &u, NewEvent::state(M_ROOM_MEMBER, &u, content.clone())) {
                     Ok(_) => sent += 1,
                     Err(Error::Forbidden(_)) => {}
                     Err(e) => return Err(e),
                 }
             }
-            Ok(sent)
+            Ok((name, sent))
         })
         .await
 }
 
 /// Pins a message of the room in its header, or unpins it (`m.room.pinned_events`, needs that
 /// event's state level: 50 by default). Pinning a pinned message, or unpinning one that is
-/// not, changes nothing. At most [`MAX_PINNED`] messages are pinned.
-pub async fn pin(state: &Rooms, user: &UserId, room_id: &RoomId, target: &EventId, pinned: bool) -> Result<()> {
+/// not, changes nothing. At most [`MAX_PINNED`] messages are pinned. Returns the pins now.
+pub async fn pin(
+    state: &Rooms,
+    user: &UserId,
+    room_id: &RoomId,
+    target: &EventId,
+    pinned: bool,
+) -> Result<Vec<String>> {
     let (u, rid, target) = (user.to_string(), room_id.clone(), target.to_string());
     state
         .store
@@ -360,12 +366,9 @@ pub async fn pin(state: &Rooms, user: &UserId, room_id: &RoomId, target: &EventI
             let mut list = room.pinned.clone();
             if pinned {
                 if list.contains(&target) {
-                    return Ok(());
+                    return Ok(list);
                 }
-                let id = EventId::parse(&target)?;
-                let o = tx.event(&id)?.filter(|o| o.event.room_id == rid && o.pos > 0);
-                let o = o.ok_or_else(|| Error::NotFound("no such message in this room".into()))?;
-                if o.event.kind != M_ROOM_MESSAGE || o.event.state_key.is_some() || o.redacted_because.is_some() {
+                if !is_shown_message(&room_message(tx, &rid, &EventId::parse(&target)?)?) {
                     return Err(Error::bad("only a message can be pinned"));
                 }
                 if list.len() >= MAX_PINNED {
@@ -374,11 +377,12 @@ pub async fn pin(state: &Rooms, user: &UserId, room_id: &RoomId, target: &EventI
                 list.push(target);
             } else {
                 if !list.contains(&target) {
-                    return Ok(());
+                    return Ok(list);
                 }
                 list.retain(|p| *p != target);
             }
-            append(tx, &rid, &u, NewEvent::state(M_ROOM_PINNED_EVENTS, "", json!({ "pinned": list }))).map(|_| ())
+            append(tx, &rid, &u, NewEvent::state(M_ROOM_PINNED_EVENTS, "", json!({ "pinned": list })))?;
+            Ok(list)
         })
         .await
 }
@@ -598,23 +602,18 @@ async fn submit(
                 return Ok(sent);
             }
             if let Some(original) = &replaces {
-                let o = tx.event(original)?.filter(|o| o.event.room_id == rid && o.pos > 0);
-                let o = o.ok_or_else(|| Error::NotFound("no such message in this room".into()))?;
+                let o = room_message(tx, &rid, original)?;
                 if o.event.sender != s {
                     return Err(Error::Forbidden("you can only edit your own messages".into()));
                 }
-                if o.event.kind != M_ROOM_MESSAGE
-                    || o.redacted_because.is_some()
-                    || crate::store::edits::edited_event_id(&o.event).is_some()
-                {
+                if !is_shown_message(&o) || crate::store::edits::edited_event_id(&o.event).is_some() {
                     return Err(Error::bad("that event cannot be edited"));
                 }
             }
             let mut mentioned: Vec<String> = Vec::new();
             if let Some(to) = &reply_to {
-                let o = tx.event(to)?.filter(|o| o.event.room_id == rid && o.pos > 0);
-                let o = o.ok_or_else(|| Error::NotFound("no such message in this room".into()))?;
-                if o.event.kind != M_ROOM_MESSAGE || o.event.state_key.is_some() || o.redacted_because.is_some() {
+                let o = room_message(tx, &rid, to)?;
+                if !is_shown_message(&o) {
                     return Err(Error::bad("that event cannot be answered"));
                 }
                 // As Matrix clients do: a reply mentions the sender of the message it answers.
@@ -745,13 +744,8 @@ pub async fn react(
             if tx.membership(&rid, &u)? != Membership::Join {
                 return Err(Error::Forbidden("you are not a member of this room".into()));
             }
-            let o = tx.event(&target)?.filter(|o| o.event.room_id == rid && o.pos > 0);
-            let o = o.ok_or_else(|| Error::NotFound("no such message in this room".into()))?;
-            if o.event.kind != M_ROOM_MESSAGE
-                || o.event.state_key.is_some()
-                || o.redacted_because.is_some()
-                || crate::store::edits::edited_event_id(&o.event).is_some()
-            {
+            let o = room_message(tx, &rid, &target)?;
+            if !is_shown_message(&o) || crate::store::edits::edited_event_id(&o.event).is_some() {
                 return Err(Error::bad("that event cannot be reacted to"));
             }
             if o.reactions.iter().any(|r| r.key == key && r.by.iter().any(|(s, _)| *s == u)) {
@@ -765,6 +759,17 @@ pub async fn react(
             Ok(Sent { event_id: stored.event.event_id.clone(), pos: stored.pos })
         })
         .await
+}
+
+/// An event of the room's timeline, by id (404 when there is none).
+fn room_message(tx: &Tx<'_>, room_id: &RoomId, id: &EventId) -> Result<crate::store::events::StoredEvent> {
+    let found = tx.event(id)?.filter(|o| o.event.room_id == *room_id && o.pos > 0);
+    found.ok_or_else(|| Error::NotFound("no such message in this room".into()))
+}
+
+/// Whether `o` is a message that still shows: not a state event, not deleted.
+fn is_shown_message(o: &crate::store::events::StoredEvent) -> bool {
+    o.event.kind == M_ROOM_MESSAGE && o.event.state_key.is_none() && o.redacted_because.is_none()
 }
 
 /// What `user` already sent with `txn_id` (a repeated send returns it), if anything; a

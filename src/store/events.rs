@@ -48,6 +48,11 @@ pub struct StoredEvent {
 }
 
 impl StoredEvent {
+    /// What a message says now: its newest edit's content, else its own.
+    pub fn content_now(&self) -> &serde_json::Value {
+        self.edit.as_ref().map_or(&self.event.content, |e| &e.content)
+    }
+
     /// `event` at `pos` with nothing applied to it yet.
     pub fn new(pos: u64, event: Event, state_group: Option<u64>) -> StoredEvent {
         StoredEvent {
@@ -232,19 +237,10 @@ fn persist_inner(tx: &mut Tx<'_>, room: &mut RoomRecord, mut ev: Event, send: bo
 /// with `room: true` from a sender whose level allows it (`notifications.room`), every member
 /// of the room but the sender.
 pub fn mentioned(tx: &Tx<'_>, room: &RoomRecord, ev: &Event) -> Result<Vec<String>> {
-    let Some(m) = ev.content.get("m.mentions") else { return Ok(Vec::new()) };
-    let mut users: Vec<String> = m
-        .get("user_ids")
-        .and_then(|u| u.as_array())
-        .into_iter()
-        .flatten()
-        .filter_map(|u| u.as_str().map(str::to_string))
-        .take(100)
-        .collect();
+    let (users, everyone) = mentions_of(&ev.content);
+    let mut users: Vec<String> = users.into_iter().map(str::to_string).collect();
     let pl = &room.power_levels;
-    if m.get("room").and_then(serde_json::Value::as_bool) == Some(true)
-        && pl.level_of(room.creators(), ev.sender.as_str()) >= pl.room_notification_level()
-    {
+    if everyone && pl.level_of(room.creators(), ev.sender.as_str()) >= pl.room_notification_level() {
         let members = super::rooms::memberships(&tx.txn.open_table(ROOM_MEMBERS)?, room.room_id.as_str())?;
         for (user, m) in members {
             if m == Membership::Join && user != ev.sender.as_str() && !users.contains(&user) {

@@ -89,11 +89,7 @@ pub fn valid_key(key: &str) -> bool {
 /// folded, at most [`QUOTE_CHARS`] characters.
 pub fn quote_text(content: &Value) -> String {
     // The formatted text where there is one (a Markdown body would show its `**`), else the body.
-    let html = content
-        .get("formatted_body")
-        .and_then(Value::as_str)
-        .filter(|_| content.get("format").and_then(Value::as_str) == Some(crate::format::MATRIX_HTML))
-        .map(crate::format::html_text);
+    let html = crate::format::formatted_html(content).map(crate::format::html_text);
     let body = content.get("body").and_then(Value::as_str).unwrap_or_default();
     let text = html.unwrap_or_else(|| strip_reply_fallback(body).to_string());
     let folded: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -121,11 +117,10 @@ fn quote_of(target: &StoredEvent) -> Option<Quote> {
         return None;
     }
     let deleted = target.redacted_because.is_some();
-    let content = target.edit.as_ref().map(|e| &e.content).unwrap_or(&o.content);
     Some(Quote {
         pos: target.pos,
         sender: o.sender.to_string(),
-        text: if deleted { String::new() } else { quote_text(content) },
+        text: if deleted { String::new() } else { quote_text(target.content_now()) },
         deleted,
     })
 }

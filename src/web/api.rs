@@ -411,8 +411,7 @@ pub async fn set_profile(
     session: Session,
     Json(p): Json<Profile>,
 ) -> Result<Json<Value>> {
-    let rooms = rooms::set_display_name(&state.rooms, &session.user, &p.display_name).await?;
-    let name = state.store.user(session.user.localpart())?.and_then(|u| u.display_name);
+    let (name, rooms) = rooms::set_display_name(&state.rooms, &session.user, &p.display_name).await?;
     Ok(Json(json!({ "display_name": name, "rooms": rooms })))
 }
 
@@ -432,9 +431,8 @@ pub async fn pin(
     Json(p): Json<PinChange>,
 ) -> Result<Json<Value>> {
     let target = EventId::parse(&p.event_id)?;
-    rooms::pin(&state.rooms, &session.user, &id, &target, p.pinned).await?;
-    let room = state.store.room(&id)?.ok_or_else(|| Error::NotFound("no such room".into()))?;
-    Ok(Json(json!({ "pinned": room.pinned })))
+    let pinned = rooms::pin(&state.rooms, &session.user, &id, &target, p.pinned).await?;
+    Ok(Json(json!({ "pinned": pinned })))
 }
 
 /// `{event_id, key, txn_id}`.

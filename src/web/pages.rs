@@ -580,20 +580,10 @@ pub async fn set_profile(
     form: Result<Form<ProfileForm>>,
 ) -> Response {
     let out = match form {
-        Ok(Form(f)) => rooms::set_display_name(&state.rooms, &s.user, &f.display_name).await,
+        Ok(Form(f)) => rooms::set_display_name(&state.rooms, &s.user, &f.display_name).await.map(|_| ()),
         Err(e) => Err(e),
     };
-    let privacy =
-        account::privacy(&state.accounts, &s).map(|p| (p.appear_offline, p.hide_receipts)).unwrap_or_default();
-    let me = account_view(&state, &s);
-    match out {
-        Ok(_) => page(views::settings(s.user.as_str(), &me, privacy, Some("Name saved."), None)),
-        Err(e) => (
-            e.status(),
-            Html(views::settings(s.user.as_str(), &me, privacy, None, Some(&e.public_message())).into_string()),
-        )
-            .into_response(),
-    }
+    settings_after(&state, &s, out, "Name saved.")
 }
 
 /// The privacy form: unchecked boxes are absent.
@@ -650,28 +640,19 @@ pub async fn change_password(
             .map(|()| state.hub.end_other_sessions(s.user.as_str(), &s.sid)),
         Err(e) => Err(e),
     };
-    let privacy =
-        account::privacy(&state.accounts, &s).map(|p| (p.appear_offline, p.hide_receipts)).unwrap_or_default();
+    settings_after(&state, &s, out, "Password changed.")
+}
+
+/// The settings page after a form was sent: `done` when it worked, else the error (with its
+/// status).
+fn settings_after(state: &AppState, s: &crate::auth::Session, out: Result<()>, done: &str) -> Response {
+    let privacy = account::privacy(&state.accounts, s).map(|p| (p.appear_offline, p.hide_receipts)).unwrap_or_default();
+    let me = account_view(state, s);
     match out {
-        Ok(()) => {
-            page(views::settings(s.user.as_str(), &account_view(&state, &s), privacy, Some("Password changed."), None))
-        }
+        Ok(()) => page(views::settings(s.user.as_str(), &me, privacy, Some(done), None)),
         Err(e) => {
-            let status = e.status();
-            (
-                status,
-                Html(
-                    views::settings(
-                        s.user.as_str(),
-                        &account_view(&state, &s),
-                        privacy,
-                        None,
-                        Some(&e.public_message()),
-                    )
-                    .into_string(),
-                ),
-            )
-                .into_response()
+            let html = views::settings(s.user.as_str(), &me, privacy, None, Some(&e.public_message()));
+            (e.status(), Html(html.into_string())).into_response()
         }
     }
 }
