@@ -21,6 +21,17 @@ const browser = await chromium.launch({
 
 function fail(msg) { throw new Error(msg); }
 
+const sizes = [[1366, 800, 'desktop'], [390, 844, 'phone']];
+
+// Screenshots of what `page` shows now, light and dark (then light again).
+async function shootSchemes(page, name) {
+  for (const scheme of ['light', 'dark']) {
+    await page.emulateMedia({ colorScheme: scheme });
+    await page.screenshot({ path: `${shots}/${name}-${scheme}.png` });
+  }
+  await page.emulateMedia({ colorScheme: 'light' });
+}
+
 const person = (name) => register(browser, base, name, { viewport: { width: 1366, height: 800 }, watchCsp: true });
 
 async function send(page, text) {
@@ -211,12 +222,23 @@ try {
   await ana.page.fill('input[name="display_name"]', 'Ana Lopez');
   await Promise.all([ana.page.waitForNavigation(), ana.page.click('form[action="/settings/profile"] button[type=submit]')]);
   await ana.page.waitForSelector('p.ok:has-text("Name saved")', { timeout });
-  await ana.page.screenshot({ path: `${shots}/conversation-settings-name.png` });
+  for (const [w, h, tag] of sizes) {
+    await ana.page.setViewportSize({ width: w, height: h });
+    await shootSchemes(ana.page, `conversation-settings-${tag}`);
+  }
+  await ana.page.setViewportSize({ width: 1366, height: 800 });
   await b.waitForSelector('#timeline li.msg > .who:text-is("Ana Lopez")', { timeout });
   await b.waitForSelector('#members .name:text-is("Ana Lopez")', { timeout });
-  await b.click('#timeline li.msg > .who:text-is("Ana Lopez")');
-  await b.waitForSelector('.profile-card .name:text-is("Ana Lopez")', { timeout });
-  await b.screenshot({ path: `${shots}/conversation-profile-card.png` });
+  for (const [w, h, tag] of [...sizes].reverse()) {
+    await b.setViewportSize({ width: w, height: h });
+    await b.click('#timeline li.msg > .who:text-is("Ana Lopez")');
+    await b.waitForSelector('.profile-card .name:text-is("Ana Lopez")', { timeout });
+    await shootSchemes(b, `conversation-profile-card-${tag}`);
+    if (tag === 'phone') {
+      await b.keyboard.press('Escape');
+      await b.waitForSelector('.profile-card', { state: 'detached', timeout });
+    }
+  }
   await b.click('.profile-card [data-act="mention"]');
   const mentioned = await b.$eval('#composer textarea', (t) => t.value);
   if (mentioned !== '@ana ') fail(`Mention wrote ${JSON.stringify(mentioned)}`);
@@ -285,16 +307,16 @@ try {
   await a.press('#composer textarea', 'Escape');
   await a.waitForSelector('#composer-mode[hidden]', { state: 'attached', timeout });
   // The pinned list open, desktop and phone.
-  for (const [w, h, tag] of [[1366, 800, 'desktop'], [390, 844, 'phone']]) {
+  for (const [w, h, tag] of sizes) {
     await a.setViewportSize({ width: w, height: h });
     await a.click('#pins summary');
     await a.waitForSelector('#pins[open] a.pin', { timeout });
-    await a.screenshot({ path: `${shots}/conversation-pins-${tag}.png` });
+    await shootSchemes(a, `conversation-pins-${tag}`);
     await a.click('#pins summary');
   }
   // The picker and a reply being written, desktop and phone.
   const answered = a.locator('#timeline li.msg:has(.body:text-is("about the plan"))');
-  for (const [w, h, tag] of [[1366, 800, 'desktop'], [390, 844, 'phone']]) {
+  for (const [w, h, tag] of sizes) {
     await a.setViewportSize({ width: w, height: h });
     await answered.hover();
     await answered.locator('.actions button[data-act="reply"]').click();
@@ -302,7 +324,7 @@ try {
     await answered.hover();
     await answered.locator('.actions button[data-act="react"]').click();
     await a.waitForSelector('.picker button.emoji', { timeout });
-    await a.screenshot({ path: `${shots}/conversation-picker-${tag}.png` });
+    await shootSchemes(a, `conversation-picker-${tag}`);
     await a.press('.picker input', 'Escape');
     await a.press('#composer textarea', 'Escape');
   }
