@@ -1,6 +1,6 @@
 // The actions on a message, in a small toolbar shown on hover or focus: quick reactions, the
-// reaction picker, reply, edit (the viewer's own messages) and delete (their own, or anyone's
-// for moderators). The toolbar's markup is the server's <template id="msg-actions">; deleting
+// reaction picker, reply, pin, copy link, edit (the viewer's own messages) and delete (their
+// own, or anyone's for moderators). The toolbar's markup is the server's <template id="msg-actions">; deleting
 // asks once more before it acts. A reaction button under a message adds the viewer's
 // reaction with that key, or takes it back (a redaction of their reaction).
 
@@ -34,6 +34,27 @@ export function setupActions({ roomId, timeline, composer, notice }) {
       notice(`${failed} You are offline.`);
     }
     return false;
+  }
+
+  // Copies the address of the message (/rooms/{id}/events/{event}); where the clipboard API
+  // is not offered (plain HTTP on another host) through a selected field and the copy command.
+  async function copyLink(row) {
+    const url = `${location.origin}/rooms/${encodeURIComponent(roomId)}/events/${encodeURIComponent(row.dataset.eventId)}`;
+    try {
+      await navigator.clipboard.writeText(url);
+    } catch {
+      const field = document.createElement('textarea');
+      field.value = url;
+      field.setAttribute('readonly', '');
+      field.style.position = 'fixed';
+      field.style.opacity = '0';
+      document.body.appendChild(field);
+      field.select();
+      const copied = document.execCommand('copy');
+      field.remove();
+      if (!copied) { notice(`Link: ${url}`, true); return; }
+    }
+    notice('Link copied.', true);
   }
 
   function attach(row) {
@@ -134,6 +155,7 @@ export function setupActions({ roomId, timeline, composer, notice }) {
         post('pins', { event_id: row.dataset.eventId, pinned: btn.dataset.pinned !== 'true' }, 'The pins could not be changed.');
         break;
       case 'delete': remove(row, btn); break;
+      case 'link': copyLink(row); break;
       default: break;
     }
   });

@@ -42,10 +42,12 @@ function isEdit(ev) {
 
 // A short message under the timeline (an action that failed), gone after a while.
 let noticeTimer = null;
-function notice(text) {
+// Shows `text` under the timeline for a few seconds: a problem, or with `ok` a confirmation.
+function notice(text, ok = false) {
   const el = document.getElementById('notice');
   if (!el) { console.warn('chat:', text); return; }
   el.textContent = text;
+  el.classList.toggle('ok', ok);
   el.hidden = false;
   clearTimeout(noticeTimer);
   noticeTimer = setTimeout(() => { el.hidden = true; }, 6000);
@@ -214,6 +216,9 @@ if (me) {
   timeline.setupHistory();
   timeline.setupJump();
   timeline.scrollToBottom();
+  // A link to a message (/rooms/{id}/events/{event}) opens the room there.
+  const roomEl = document.getElementById('room');
+  if (roomEl && roomEl.dataset.jump) timeline.jumpTo(roomEl.dataset.jump, Number(roomEl.dataset.jumpPos || 0));
   showTitle();
   live.connect();
   document.addEventListener('visibilitychange', () => {

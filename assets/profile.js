@@ -1,7 +1,8 @@
 // A person's card: clicking a name or a face (in the timeline or the member list) opens the
 // server's <template id="profile-card"> filled with their face, name and id, with buttons to
-// write to them directly (the /dm form) or mention them in the composer. Esc or a click
-// elsewhere closes it.
+// write to them directly (the /dm form) or mention them in the composer. The name shown is
+// the room's; the card then asks the server for the profile (which asks a remote user's own
+// server) and shows the name they go by now. Esc or a click elsewhere closes it.
 
 import { avatarColour, displayName, localpart, me } from './dom.js';
 
@@ -47,6 +48,18 @@ export function setupProfiles({ mention }) {
     open = card;
     const first = card.querySelector('button');
     if (first) first.focus();
+    refresh(card, user);
+  }
+
+  async function refresh(card, user) {
+    try {
+      const res = await fetch(`/api/v1/profile/${encodeURIComponent(user)}`, { credentials: 'same-origin' });
+      if (!res.ok || open !== card) return;
+      const p = await res.json();
+      const name = typeof p.display_name === 'string' && p.display_name.trim() ? p.display_name.trim() : localpart(user);
+      card.querySelector('.name').textContent = name;
+      card.querySelector('.avatar').textContent = Array.from(name)[0].toUpperCase();
+    } catch (_) { /* the room's name stays */ }
   }
 
   document.addEventListener('click', (e) => {

@@ -393,6 +393,9 @@ pub struct RoomView<'a> {
     pub typing: &'a [String],
     /// Calls running in the room: (conference id, people in it).
     pub calls: &'a [(String, Vec<String>)],
+    /// The message a link to it opened the page at (its id and position): the client scrolls
+    /// to it, loading history as far back as it is.
+    pub jump: Option<(&'a str, u64)>,
 }
 
 /// The room page.
@@ -411,7 +414,8 @@ pub fn room_page(v: &RoomView<'_>) -> Markup {
                 main.room id="room" data-room-id=(id) data-names=(names_json())
                     data-can-redact=(level >= pl.redact)
                     data-can-mention-room=(level >= pl.room_notification_level())
-                    data-can-pin=(level >= pl.event_level(M_ROOM_PINNED_EVENTS, true)) {
+                    data-can-pin=(level >= pl.event_level(M_ROOM_PINNED_EVENTS, true))
+                    data-jump=[v.jump.map(|j| j.0)] data-jump-pos=[v.jump.map(|j| j.1)] {
                     div.room-head {
                         a.back href="/rooms" aria-label="All rooms" { "‹" }
                         div {
@@ -577,6 +581,7 @@ pub fn message_actions() -> Markup {
                 button.ghost type="button" data-act="react" aria-label="Add reaction" title="Add reaction" { "React" }
                 button.ghost type="button" data-act="reply" aria-label="Reply" title="Reply" { "Reply" }
                 button.ghost type="button" data-act="pin" aria-label="Pin message" title="Pin to the room's header" { "Pin" }
+                button.ghost type="button" data-act="link" aria-label="Copy link to message" title="Copy a link to this message" { "Link" }
                 button.ghost type="button" data-act="edit" aria-label="Edit message" title="Edit (↑ in an empty composer)" { "Edit" }
                 button.ghost.danger type="button" data-act="delete" aria-label="Delete message" title="Delete" { "Delete" }
             }
@@ -646,7 +651,7 @@ pub fn event_item(stored: &StoredEvent) -> Markup {
         } @else {
             li.ev.note id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-sender=(ev.sender) data-kind=(ev.kind)
                 data-state-key=[ev.state_key.as_deref()] data-event-id=(ev.event_id) data-ts=(ev.origin_server_ts) {
-                (note(stored, &who))
+                (note(stored))
             }
         }
     }
@@ -776,11 +781,11 @@ pub fn reaction_chip(key: &str, by: &[(String, String)]) -> Markup {
     }
 }
 
-/// A message's body: its HTML (Matrix's `org.matrix.custom.html`) through the sanitiser,
-/// whoever made it (ours were sanitised when sent, another server's never were), else its
+/// A message's body: its HTML (Matrix's `org.matrix.custom.html`), through the sanitiser
+/// unless it is our Markdown's own (see [`crate::format::safe_formatted_html`]), else its
 /// plain text.
 pub fn message_body(content: &serde_json::Value) -> Markup {
-    let html = crate::format::formatted_html(content).map(crate::format::sanitize).filter(|h| !h.trim().is_empty());
+    let html = crate::format::safe_formatted_html(content).filter(|h| !h.trim().is_empty());
     html! {
         @match html {
             Some(h) => div.body.formatted { (PreEscaped(h)) },
@@ -834,34 +839,41 @@ fn duration(ms: u64) -> String {
     }
 }
 
-fn note(stored: &StoredEvent, who: &str) -> String {
+/// A person in a note: their name as the page knows it, which the client keeps current.
+fn person(user: &str) -> Markup {
+    html! { span data-name-of=(user) { (display_name(user)) } }
+}
+
+/// What a state change's row says ("ana joined", "ben named the room …").
+fn note(stored: &StoredEvent) -> Markup {
     let ev = &stored.event;
+    let who = &person(&ev.sender);
     let text = |k: &str| ev.content.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
     match ev.kind.as_str() {
-        M_ROOM_CREATE => format!("{who} created the room"),
-        M_ROOM_NAME => format!("{who} named the room “{}”", capped_text(&text("name"), MAX_NAME_CHARS)),
-        M_ROOM_TOPIC => format!("{who} set the topic: {}", capped_text(&text("topic"), MAX_TOPIC_CHARS)),
+        M_ROOM_CREATE => html! { (who) " created the room" },
+        M_ROOM_NAME => html! { (who) " named the room “" (capped_text(&text("name"), MAX_NAME_CHARS)) "”" },
+        M_ROOM_TOPIC => html! { (who) " set the topic: " (capped_text(&text("topic"), MAX_TOPIC_CHARS)) },
         M_ROOM_JOIN_RULES => match JoinRule::of_content(&ev.content) {
-            JoinRule::Public => format!("{who} made the room public"),
-            JoinRule::Invite => format!("{who} made the room invite-only"),
-            JoinRule::Knock => format!("{who} let people ask to join the room"),
+            JoinRule::Public => html! { (who) " made the room public" },
+            JoinRule::Invite => html! { (who) " made the room invite-only" },
+            JoinRule::Knock => html! { (who) " let people ask to join the room" },
             JoinRule::Restricted | JoinRule::KnockRestricted => {
-                format!("{who} opened the room to the members of other rooms")
+                html! { (who) " opened the room to the members of other rooms" }
             }
         },
-        M_ROOM_POWER_LEVELS => format!("{who} changed permissions"),
+        M_ROOM_POWER_LEVELS => html! { (who) " changed permissions" },
         M_ROOM_PINNED_EVENTS => {
             let n = ev.content.get("pinned").and_then(|p| p.as_array()).map_or(0, Vec::len);
             match n {
-                0 => format!("{who} unpinned every message"),
-                1 => format!("{who} changed the pinned messages (1 pinned)"),
-                n => format!("{who} changed the pinned messages ({n} pinned)"),
+                0 => html! { (who) " unpinned every message" },
+                1 => html! { (who) " changed the pinned messages (1 pinned)" },
+                n => html! { (who) " changed the pinned messages (" (n) " pinned)" },
             }
         }
         M_ROOM_MEMBER => {
-            let target = display_name(ev.state_key.as_deref().unwrap_or_default());
+            let target = &person(ev.state_key.as_deref().unwrap_or_default());
             if text("membership") == "knock" {
-                return format!("{target} asked to join");
+                return html! { (target) " asked to join" };
             }
             let was_joined = stored.prev_content.as_ref().and_then(Membership::of_content) == Some(Membership::Join);
             match Membership::of_content(&ev.content) {
@@ -871,21 +883,23 @@ fn note(stored: &StoredEvent, who: &str) -> String {
                     };
                     let id = ev.state_key.as_deref().unwrap_or_default();
                     match (name(stored.prev_content.as_ref()), name(Some(&ev.content))) {
-                        (Some(old), Some(new)) if old != new => format!("{old} changed their name to {new}"),
-                        (None, Some(new)) => format!("{} set their name to {new}", localpart(id)),
-                        (Some(old), None) => format!("{old} removed their name"),
-                        _ => format!("{target} changed their profile"),
+                        (Some(old), Some(new)) if old != new => html! { (old) " changed their name to " (new) },
+                        (None, Some(new)) => html! { (localpart(id)) " set their name to " (new) },
+                        (Some(old), None) => html! { (old) " removed their name" },
+                        _ => html! { (target) " changed their profile" },
                     }
                 }
-                Some(Membership::Join) => format!("{target} joined"),
-                Some(Membership::Invite) => format!("{who} invited {target}"),
-                Some(Membership::Leave) if target == who => format!("{target} left"),
-                Some(Membership::Leave) => format!("{who} removed {target}"),
-                Some(Membership::Ban) => format!("{who} banned {target}"),
-                None => format!("{who} changed membership"),
+                Some(Membership::Join) => html! { (target) " joined" },
+                Some(Membership::Invite) => html! { (who) " invited " (target) },
+                Some(Membership::Leave) if ev.state_key.as_deref() == Some(ev.sender.as_str()) => {
+                    html! { (target) " left" }
+                }
+                Some(Membership::Leave) => html! { (who) " removed " (target) },
+                Some(Membership::Ban) => html! { (who) " banned " (target) },
+                None => html! { (who) " changed membership" },
             }
         }
-        other => format!("{who} sent {other}"),
+        other => html! { (who) " sent " (other) },
     }
 }
 

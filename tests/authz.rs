@@ -89,6 +89,7 @@ fn rows() -> Vec<Row> {
             expect: ALL_SIGNED,
         },
         Row { method: "GET", route: "/api/v1/me", body: None, expect: ALL_SIGNED },
+        Row { method: "GET", route: "/api/v1/profile/{user_id}", body: None, expect: ALL_SIGNED },
         Row {
             method: "PUT",
             route: "/api/v1/profile",
@@ -242,6 +243,13 @@ fn rows() -> Vec<Row> {
         Row {
             method: "GET",
             route: "/rooms/{room_id}",
+            body: None,
+            expect: ["login", "login", "403", "403", "200", "200", "403", "200", "403"],
+        },
+        // A link to a message: the room's page (the invited see the invitation).
+        Row {
+            method: "GET",
+            route: "/rooms/{room_id}/events/{event_id}",
             body: None,
             expect: ["login", "login", "403", "403", "200", "200", "403", "200", "403"],
         },
@@ -508,11 +516,11 @@ impl World {
             .replace("{room}", &ctx.room)
             .replace("{name}", "subject")
             .replace("{*path}", "app.js")
-            .replace("{user_id}", "@victim:127.0.0.1")
-            // The API reads the member's message; federation routes name an unknown event.
+            .replace("{user_id}", if row.route.starts_with("/api/") { &ctx.victim } else { "@victim:127.0.0.1" })
+            // The API and pages read the member's message; federation routes name an unknown event.
             .replace(
                 "{event_id}",
-                if row.route.starts_with("/api/") {
+                if !row.route.starts_with("/_matrix/") {
                     &ctx.event_id
                 } else {
                     "$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"

@@ -446,3 +446,47 @@ async fn a_display_name_shows_in_every_room_and_travels_in_member_events() {
     assert_eq!((st, &v["display_name"]), (StatusCode::OK, &Value::Null), "{v}");
     assert!(page(&s, &ben.token, &room).await.contains("Ana L. removed their name"));
 }
+
+/// Whether the bytes of `needle` are anywhere in the database file of `dir`.
+fn in_db_file(dir: &std::path::Path, needle: &str) -> bool {
+    let bytes = std::fs::read(dir.join(chat::store::DB_FILE)).unwrap();
+    bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+#[tokio::test]
+async fn deleted_text_leaves_the_database_file_by_the_next_start() {
+    let s = TestServer::start().await;
+    let (ana, ben, room) = s.ana_and_ben_in_general().await;
+    let (_, v) = s.send(&ana, &room, "the code is zebra-4711-okapi", "z1").await;
+    let secret = v["event_id"].as_str().unwrap().to_string();
+    edit(&s, &ana.token, &room, &secret, "the code is quagga-0815-tapir", "z2").await;
+    let reply = json!({"body": "noted", "txn_id": "z3", "reply_to": secret});
+    let (st, v) = s.post(Some(&ben.token), &format!("/api/v1/rooms/{room}/messages"), reply).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    s.send(&ana, &room, "kept: giraffe-2024-lemur", "z4").await;
+    let (st, v) = redact(&s, &ana.token, &room, &secret).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let dir = s.dir.clone();
+    let tmp = s.stop().await;
+    // redb leaves replaced pages as they were until it uses them again: the text may still be
+    // in the file now. The next start copies what is live into a fresh file.
+    let s = TestServer::start_in(&dir).await;
+    for gone in ["zebra-4711-okapi", "quagga-0815-tapir"] {
+        assert!(!in_db_file(&dir, gone), "{gone} is still in the database file");
+    }
+    assert!(in_db_file(&dir, "giraffe-2024-lemur"), "the scrub lost a live message");
+    let (st, v) = s.get(Some(&ben.token), &format!("/api/v1/rooms/{room}/messages?limit=10")).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let bodies: Vec<&str> =
+        v["events"].as_array().unwrap().iter().filter_map(|e| e["content"]["body"].as_str()).collect();
+    assert!(bodies.contains(&"kept: giraffe-2024-lemur") && bodies.contains(&"noted"), "{bodies:?}");
+    // Marked once, scrubbed once: the start after that keeps the file (its inode) as it is.
+    use std::os::unix::fs::MetadataExt;
+    let inode = || std::fs::metadata(dir.join(chat::store::DB_FILE)).unwrap().ino();
+    let scrubbed = inode();
+    s.stop().await;
+    let s = TestServer::start_in(&dir).await;
+    assert_eq!(inode(), scrubbed, "the database was copied again with nothing deleted");
+    s.stop().await;
+    drop(tmp);
+}

@@ -1291,4 +1291,10 @@ async fn formatting_and_edits_cross_servers() {
     eventually!(10, "B shows Ana's name", {
         ben.page(&format!("/rooms/{room}")).await.contains(&format!("data-name-of=\"{}\">Ana Ó</span>", ana.id))
     });
+    // Ben's profile card asks B, which asks A: the name Ana goes by; A knows no @nobody.
+    let (s, v) = ben.get(&format!("/api/v1/profile/{}", urlencode(&ana.id))).await;
+    assert_eq!((s, v["display_name"].as_str()), (200, Some("Ana Ó")), "{v}");
+    let nobody = format!("@nobody:{}", ana.id.split_once(':').unwrap().1);
+    assert_eq!(ben.get(&format!("/api/v1/profile/{}", urlencode(&nobody))).await.0, 404);
+    assert_eq!(ben.get("/api/v1/profile/not-a-user").await.0, 400);
 }

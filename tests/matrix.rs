@@ -614,6 +614,15 @@ async fn redactions_cross_between_us_and_synapse() {
         .await;
     let (st, v) = ana.call("PUT", "/api/v1/profile", Some(json!({"display_name": "Ana Here"}))).await;
     assert_eq!(st, 200, "{v}");
+    // Ana's profile card of Sam: our server asks Synapse, and Synapse asks us for Ana's.
+    let (st, v) = ana.get(&format!("/api/v1/profile/{}", enc(&sam.id))).await;
+    assert_eq!((st, v["display_name"].as_str()), (200, Some("Sam Sýnapse")), "{v}");
+    let path = format!("/_matrix/client/v3/profile/{}", enc(&ana.id));
+    until("Ana's profile on Synapse", async || {
+        let (_, v) = syn.call(Some(&sam), "GET", &path, None).await;
+        v["displayname"] == "Ana Here"
+    })
+    .await;
     let member = format!("/_matrix/client/v3/rooms/{path_room}/state/m.room.member/{}", enc(&ana.id));
     until("Ana's name on Synapse", async || {
         let (_, v) = syn.call(Some(&sam), "GET", &member, None).await;

@@ -11,8 +11,7 @@
 //!   request rate.
 //!
 //! Endpoints: the key document, `.well-known`, `GET /_matrix/federation/v1/version` and
-//! `GET /_matrix/federation/v1/query/profile` (signed). Room events over federation are not
-//! built yet.
+//! `GET /_matrix/federation/v1/query/profile` (signed; asked of others in `profiles.rs`).
 
 pub mod budget;
 pub mod client;
@@ -21,6 +20,7 @@ pub mod handshake;
 pub mod keys;
 pub mod membership;
 pub mod pdu;
+pub mod profiles;
 pub mod receive;
 pub mod sender;
 pub mod serve;
@@ -96,6 +96,8 @@ pub struct Federation {
     pub budgets: budget::Budgets,
     /// Typing notices and receipts waiting to be sent, per destination.
     pub edus: ephemeral::EduQueues,
+    /// Profiles of other servers' users, as their servers answered lately.
+    pub profiles: profiles::ProfileCache,
 }
 
 impl Federation {
@@ -118,6 +120,7 @@ impl Federation {
             room_locks: receive::RoomLocks::default(),
             budgets: budget::Budgets::new(&config.limits),
             edus: Default::default(),
+            profiles: Default::default(),
         })
     }
 
@@ -264,7 +267,8 @@ pub struct ProfileQuery {
     field: Option<String>,
 }
 
-/// `GET /_matrix/federation/v1/query/profile?user_id=@ben:us`: a local user's display name.
+/// `GET /_matrix/federation/v1/query/profile?user_id=@ben:us`: a local user's display name (their
+/// localpart if they chose none).
 async fn serve_profile(
     State(state): State<FedState>,
     q: std::result::Result<Query<ProfileQuery>, axum::extract::rejection::QueryRejection>,
@@ -276,11 +280,12 @@ async fn serve_profile(
     if user.server() != state.server_name.as_str() {
         return Err(Error::bad("that user is not on this server"));
     }
-    if state.store.user(user.localpart())?.is_none_or(|u| u.disabled) {
+    let Some(record) = state.store.user(user.localpart())?.filter(|u| !u.disabled) else {
         return Err(Error::NotFound("no such user".into()));
-    }
+    };
+    let name = record.display_name.unwrap_or_else(|| user.localpart().to_string());
     Ok(axum::Json(match q.field.as_deref() {
-        None | Some("displayname") => json!({ "displayname": user.localpart() }),
+        None | Some("displayname") => json!({ "displayname": name }),
         Some(_) => json!({}),
     }))
 }

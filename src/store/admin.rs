@@ -118,6 +118,7 @@ impl Store {
             if rooms.remove(rid)?.is_none() {
                 return Err(Error::NotFound(format!("no room {room_id}")));
             }
+            super::backup::mark_for_scrub(txn)?;
             // The timeline lists every event of the room.
             let mut event_ids = HashSet::new();
             {

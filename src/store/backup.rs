@@ -5,6 +5,11 @@
 //! it, and renames it into place: a backup file is either complete or absent, even if the
 //! process is killed half-way. A restore checks the file opens, has every table and a schema
 //! this build understands, then copies it into an empty data directory the same way.
+//!
+//! The same copy scrubs the database: redb frees the pages a change replaced but does not
+//! clear them, so a deleted message's text stays in the file's free space until the space is
+//! used again. A redaction (or a deleted room) marks the database; the next time the server
+//! starts, it copies what is live into a fresh file and puts it in place of the old one.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -162,4 +167,44 @@ pub fn restore(data_dir: &Path, file: &Path) -> Result<(u64, u64), String> {
     std::fs::rename(&partial, &target).map_err(|e| e.to_string())?;
     sync_dir(&target);
     Ok((events, pos))
+}
+
+/// Marks the database for a [`rewrite`] at the next start: content was deleted.
+pub(super) fn mark_for_scrub(txn: &redb::WriteTransaction) -> redb::Result<(), redb::Error> {
+    txn.open_table(META)?.insert(SCRUB_KEY, [1u8].as_slice())?;
+    Ok(())
+}
+
+const SCRUB_KEY: &str = "scrub_pending";
+
+/// Whether content was deleted since the file was last rewritten.
+pub(super) fn scrub_pending(db: &Database) -> Result<bool, String> {
+    let r = db.begin_read().map_err(|e| e.to_string())?;
+    let meta = r.open_table(META).map_err(|e| e.to_string())?;
+    Ok(meta.get(SCRUB_KEY).map_err(|e| e.to_string())?.is_some())
+}
+
+/// Copies what is live in `db` (at `path`) into a fresh file and puts it in place of the old
+/// one, so deleted content is gone from the file. Killed half-way, the old file stays as it
+/// was (still marked) and the copy is made again at the next start.
+pub(super) fn rewrite(db: Database, path: &Path) -> Result<(Database, BackupStats), String> {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".scrub");
+    let fresh = path.with_file_name(name);
+    let _ = std::fs::remove_file(&fresh);
+    let stats = {
+        let r = db.begin_read().map_err(|e| e.to_string())?;
+        write_backup(&r, &fresh)?
+    };
+    {
+        let copy = Database::open(&fresh).map_err(|e| e.to_string())?;
+        let txn = copy.begin_write().map_err(|e| e.to_string())?;
+        txn.open_table(META).map_err(|e| e.to_string())?.remove(SCRUB_KEY).map_err(|e| e.to_string())?;
+        txn.commit().map_err(|e| e.to_string())?;
+    }
+    drop(db);
+    std::fs::rename(&fresh, path).map_err(|e| format!("cannot put the scrubbed copy in place: {e}"))?;
+    sync_dir(path);
+    let db = Database::create(path).map_err(|e| format!("cannot open the scrubbed database: {e}"))?;
+    Ok((db, stats))
 }

@@ -56,6 +56,19 @@ impl Store {
             other => format!("cannot open database {}: {other}", path.display()),
         })?;
         init_schema(&db).map_err(|e| format!("database {}: {e}", path.display()))?;
+        let db = if backup::scrub_pending(&db)? {
+            let before = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let (db, stats) = backup::rewrite(db, &path).map_err(|e| format!("scrubbing {}: {e}", path.display()))?;
+            tracing::info!(
+                bytes_before = before,
+                bytes_after = stats.bytes,
+                secs = stats.secs,
+                "deleted content scrubbed: the database was copied into a fresh file"
+            );
+            db
+        } else {
+            db
+        };
         let pos = writer::load_stream_pos(&db).map_err(|e| e.to_string())?;
         let db = Arc::new(db);
         let (writer, thread) = Writer::start(db.clone(), pos, on_commit);

@@ -75,6 +75,7 @@ pub(super) fn on_persist(
     stored.quote = None;
     stored.reactions.clear();
     put_json(&mut events, &target, &stored)?;
+    super::backup::mark_for_scrub(tx.txn)?;
     drop(events);
     super::relations::on_redacted(tx, &rid, &before, &stored)?;
     // Its edits say what it said: they go with it. A redacted edit: the message shows the

@@ -415,6 +415,24 @@ pub async fn set_profile(
     Ok(Json(json!({ "display_name": name, "rooms": rooms })))
 }
 
+/// `GET /profile/{user_id}` → `{user_id, display_name}`: the name someone goes by (`null`:
+/// none chosen). A user of another server is asked of their server (kept ten minutes): `404`
+/// if it knows no such user, `503` if it cannot be reached.
+pub async fn profile(
+    State(state): State<AppState>,
+    session: Session,
+    Path(user_id): Path<String>,
+) -> Result<Json<Value>> {
+    let user = UserId::parse(&user_id)?;
+    let display_name = if user.server() == state.server_name.as_str() {
+        let record = state.store.user(user.localpart())?.filter(|u| !u.disabled);
+        record.ok_or_else(|| Error::NotFound(format!("no user {user}")))?.display_name
+    } else {
+        crate::federation::profiles::remote_profile(&state.fed, &session.user, &user).await?.display_name
+    };
+    Ok(Json(json!({ "user_id": user, "display_name": display_name })))
+}
+
 /// `{event_id, pinned}`.
 #[derive(Deserialize)]
 pub struct PinChange {

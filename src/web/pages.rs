@@ -1,6 +1,6 @@
 //! Server-rendered pages and the form posts that work without JavaScript.
 
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::Markup;
@@ -9,12 +9,13 @@ use serde::Deserialize;
 use super::api::{DirectoryParams, member_room, parse_cursor};
 use super::extract::PageSession;
 use super::extract::{ClientIp, Form, RoomPath};
+use crate::auth::Session;
 use crate::auth::account;
 use crate::auth::session::same_origin;
 use crate::error::{Error, Result};
 use crate::events::{JoinRule, Membership};
 use crate::federation::membership;
-use crate::ids::{RoomId, UserId};
+use crate::ids::{EventId, RoomId, UserId};
 use crate::render::{self as views, Access, Presences, RoomView};
 use crate::rooms::{self, CreateRoom};
 use crate::state::AppState;
@@ -208,62 +209,92 @@ pub async fn room(State(state): State<AppState>, PageSession(s): PageSession, ro
     or_error_page(
         async {
             let RoomPath(id) = room_path?;
-            let user = s.user.as_str();
-            let room = state.store.room(&id)?.ok_or_else(|| Error::NotFound("no such room".into()))?;
-            let since = state.store.stream_pos()?;
-            let access = match state.store.membership(&id, user)? {
-                Membership::Join => Access::Member,
-                Membership::Invite => Access::Invited,
-                _ if room.join_rule == JoinRule::Public => Access::CanJoin,
-                _ => return Err(Error::Forbidden("you are not a member of this room".into())),
-            };
-            let (mut events, next) = match access {
-                Access::Member => state.store.timeline(&id, None, FIRST_PAGE)?,
-                _ => (Vec::new(), None),
-            };
-            events.reverse();
-            let read_before = state.store.read_marker(user, &id)?;
-            if let (Access::Member, Some(last)) = (&access, events.last())
-                && let Some(moved) = rooms::mark_read(&state.rooms, &s.user, &id, last.pos).await?
-            {
-                state.hub.read_moved(&id, s.user.as_str(), moved);
-            }
-            let mine = state.store.my_rooms(user)?;
-            let members = state.store.members(&id)?;
-            let peer = mine.iter().find(|m| m.room.room_id == id).and_then(|m| m.peer.clone());
-            let presence = presences(&state, &mine, members.iter().map(|(u, _)| u.as_str()));
-            let receipts = match access {
-                Access::Member => seen_by(&state, user, &id, &members, &events)?,
-                _ => Default::default(),
-            };
-            let typing = state.hub.typing_in(&id);
-            let calls = state.hub.calls_in(&id);
-            let pins = match access {
-                Access::Member => pinned_events(&state, &room)?,
-                _ => Vec::new(),
-            };
-            let view = RoomView {
-                pins: &pins,
-                user,
-                since,
-                room: &room,
-                peer: peer.as_deref(),
-                rooms: &mine,
-                events: &events,
-                next,
-                members: &members,
-                access,
-                presence: &presence,
-                read_before,
-                receipts: &receipts,
-                typing: &typing,
-                calls: &calls,
-            };
-            let names = names_for(&state, Some(&id), &mine)?;
-            Ok(page(views::with_names(names, || views::room_page(&view))))
+            room_page(&state, &s, &id, None).await
         }
         .await,
     )
+}
+
+/// `GET /rooms/{id}/events/{event_id}`: a link to a message. The room's page, which scrolls to
+/// the message (loading older history as far back as it is) and marks it. `404` if the room
+/// has no such message (or the viewer cannot read the room).
+pub async fn room_event(
+    State(state): State<AppState>,
+    PageSession(s): PageSession,
+    path: std::result::Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
+) -> Response {
+    or_error_page(
+        async {
+            let Path((room, event)) = path.map_err(|e| Error::bad(e.body_text()))?;
+            let (id, event) = (RoomId::parse(&room)?, EventId::parse(&event)?);
+            // Only a member learns whether the room has that message.
+            if state.store.membership(&id, s.user.as_str())? != Membership::Join {
+                return room_page(&state, &s, &id, None).await;
+            }
+            let target = state.store.event(&event)?.filter(|e| e.event.room_id == id.as_str());
+            let target = target.ok_or_else(|| Error::NotFound("this room has no such message".into()))?;
+            room_page(&state, &s, &id, Some((event.as_str(), target.pos))).await
+        }
+        .await,
+    )
+}
+
+/// The room page for `s`, opened at the message `jump` if there is one.
+async fn room_page(state: &AppState, s: &Session, id: &RoomId, jump: Option<(&str, u64)>) -> Result<Response> {
+    let user = s.user.as_str();
+    let room = state.store.room(id)?.ok_or_else(|| Error::NotFound("no such room".into()))?;
+    let since = state.store.stream_pos()?;
+    let access = match state.store.membership(id, user)? {
+        Membership::Join => Access::Member,
+        Membership::Invite => Access::Invited,
+        _ if room.join_rule == JoinRule::Public => Access::CanJoin,
+        _ => return Err(Error::Forbidden("you are not a member of this room".into())),
+    };
+    let (mut events, next) = match access {
+        Access::Member => state.store.timeline(id, None, FIRST_PAGE)?,
+        _ => (Vec::new(), None),
+    };
+    events.reverse();
+    let read_before = state.store.read_marker(user, id)?;
+    if let (Access::Member, Some(last)) = (&access, events.last())
+        && let Some(moved) = rooms::mark_read(&state.rooms, &s.user, id, last.pos).await?
+    {
+        state.hub.read_moved(id, s.user.as_str(), moved);
+    }
+    let mine = state.store.my_rooms(user)?;
+    let members = state.store.members(id)?;
+    let peer = mine.iter().find(|m| m.room.room_id == *id).and_then(|m| m.peer.clone());
+    let presence = presences(state, &mine, members.iter().map(|(u, _)| u.as_str()));
+    let receipts = match access {
+        Access::Member => seen_by(state, user, id, &members, &events)?,
+        _ => Default::default(),
+    };
+    let typing = state.hub.typing_in(id);
+    let calls = state.hub.calls_in(id);
+    let pins = match access {
+        Access::Member => pinned_events(state, &room)?,
+        _ => Vec::new(),
+    };
+    let view = RoomView {
+        pins: &pins,
+        user,
+        since,
+        room: &room,
+        peer: peer.as_deref(),
+        rooms: &mine,
+        events: &events,
+        next,
+        members: &members,
+        access,
+        presence: &presence,
+        read_before,
+        receipts: &receipts,
+        typing: &typing,
+        calls: &calls,
+        jump,
+    };
+    let names = names_for(state, Some(id), &mine)?;
+    Ok(page(views::with_names(names, || views::room_page(&view))))
 }
 
 /// Presence of direct-message peers in `mine` and of `others`.

@@ -21,6 +21,9 @@ const browser = await chromium.launch({
 
 function fail(msg) { throw new Error(msg); }
 
+// Ana's plan ("see you at **4**") as a page shows it.
+const anasPlanB = (page) => page.locator('#timeline li.msg:has(.body strong:text-is("4"))');
+
 const sizes = [[1366, 800, 'desktop'], [390, 844, 'phone']];
 
 // Screenshots of what `page` shows now, light and dark (then light again).
@@ -197,6 +200,15 @@ try {
   await planned.hover();
   if (await planned.locator('.actions button[data-act="pin"]').count()) fail('Ben may not pin');
 
+  // Copy link: Ben copies the address of Ana's plan (opened below, once it is far back).
+  await b.context().grantPermissions(['clipboard-read', 'clipboard-write'], { origin: base });
+  await anasPlanB(b).hover();
+  await anasPlanB(b).locator('.actions button[data-act="link"]').click();
+  await b.waitForSelector('#notice.ok:text-is("Link copied.")', { timeout });
+  const copied = await b.evaluate(() => navigator.clipboard.readText());
+  const anasPlanId = await anasPlanB(b).getAttribute('data-event-id');
+  if (!copied.endsWith(`/events/${encodeURIComponent(anasPlanId)}`)) fail(`copied ${copied}`);
+
   // Mentions: Ben types "@a", the suggestion (by keyboard) writes "@ana "; Ana's tab marks
   // the message that mentions her, her name as a pill.
   await b.click('#composer textarea');
@@ -276,7 +288,10 @@ try {
   if (await b.locator(`#timeline li[data-event-id="${planId}"]`).count()) fail('the plan should not be on the first page');
   await b.click('#timeline li.msg:has(.body:text-is("back to the plan")) .quote');
   await b.waitForSelector(`#timeline li.msg.flash[data-event-id="${planId}"]`, { timeout });
-  await b.reload();
+  // The copied link opens the room at Ana's plan, now past the first page.
+  await b.goto(copied);
+  await b.waitForSelector(`#timeline li.msg.flash[data-event-id="${anasPlanId}"]`, { timeout });
+  await b.goto(roomUrl);
   await b.waitForSelector('#conn[data-state="live"]', { timeout });
   // Jump to latest: scrolled up, a new message counts on the button; clicking it goes down.
   await b.evaluate(() => { document.getElementById('timeline').scrollTop = 0; });

@@ -74,7 +74,10 @@ async function signedIn(user) {
 async function checkPage(page, holders, what) {
   const found = await page.evaluate((holders) => ({
     holders: document.querySelectorAll(holders).length,
-    withElements: [...document.querySelectorAll(holders)].filter((e) => e.children.length > 0).map((e) => e.outerHTML.slice(0, 100)),
+    // (A note names people in our own text-only <span data-name-of>.)
+    withElements: [...document.querySelectorAll(holders)]
+      .filter((e) => [...e.children].some((c) => !(c.matches('span[data-name-of]') && c.children.length === 0)))
+      .map((e) => e.outerHTML.slice(0, 100)),
     csp: window.__csp,
   }), holders);
   if (!found.holders) fail(`${what}: nothing matched ${holders}`);
