@@ -9,6 +9,8 @@
 //   picker.js    the emoji picker for reactions (emoji.js: the list, loaded when it opens)
 //   mentions.js  "@" suggestions in the composer; rows that mention the viewer marked
 //   profile.js   a person's card (message them, mention them) from a name or a face
+//   uploads.js   files into the composer (attach, paste, drop), uploaded with progress
+//   viewer.js    an image shown large over the page, arrows for the room's others
 //   presence.js  presence, typing, receipts, unread badges, room list and members
 //   call.js      calls (WebRTC): call_signals.js, call_media.js and call_ui.js
 
@@ -21,6 +23,8 @@ import { markMentions, setupMentions } from './mentions.js';
 import { setupProfiles } from './profile.js';
 import { createPresence } from './presence.js';
 import { createTimeline } from './timeline.js';
+import { setupUploads } from './uploads.js';
+import { setupViewer } from './viewer.js';
 
 const roomEl = document.getElementById('room');
 const currentRoom = roomEl ? roomEl.dataset.roomId : null;
@@ -208,6 +212,9 @@ if (me) {
   }
 
   setupActions({ roomId: currentRoom, timeline, composer, notice });
+  const uploads = setupUploads({ roomId: currentRoom, notice, timeline });
+  if (uploads) composer.attach(uploads);
+  setupViewer();
   setupMentions({ roomId: currentRoom, input: document.querySelector('#composer textarea') });
   onLocalize(markMentions);
   setupProfiles({ mention: composer.insert });
@@ -217,7 +224,6 @@ if (me) {
   timeline.setupJump();
   timeline.scrollToBottom();
   // A link to a message (/rooms/{id}/events/{event}) opens the room there.
-  const roomEl = document.getElementById('room');
   if (roomEl && roomEl.dataset.jump) timeline.jumpTo(roomEl.dataset.jump, Number(roomEl.dataset.jumpPos || 0));
   showTitle();
   live.connect();

@@ -1,4 +1,5 @@
-// The composer: sends what the user types (a message, a reply, or an edit), keeps unsent
+// The composer: sends what the user types (a message, a reply, or an edit; files through
+// uploads.js), keeps unsent
 // messages across reconnects and reloads (sessionStorage) until the server acknowledges them,
 // and tells the room who is typing.
 
@@ -14,6 +15,7 @@ export function createComposer({ roomId, live, timeline }) {
   let typingStopTimer = null;
   let editing = null; // {row, eventId} while the composer edits a message
   let replying = null; // {row, eventId} while the composer answers a message
+  let attachments = null; // the files waiting in the composer (uploads.js)
   const form = document.getElementById('composer');
   const input = form ? form.querySelector('textarea') : null;
   const bar = document.getElementById('composer-mode');
@@ -106,9 +108,17 @@ export function createComposer({ roomId, live, timeline }) {
       const cancel = bar.querySelector('button');
       if (cancel) cancel.addEventListener('click', () => { stopEdit(); stopReply(); input.focus(); });
     }
-    form.addEventListener('submit', (e) => {
+    form.addEventListener('submit', async (e) => {
       e.preventDefault();
-      const text = input.value;
+      let text = input.value;
+      if (!editing && attachments && attachments.pending()) {
+        // Files first (the text captions a single one), then what text is left.
+        input.value = '';
+        input.style.height = '';
+        stopReply();
+        typingStopped();
+        text = await attachments.send(text);
+      }
       if (!text.trim()) return;
       const txn_id = randomHex(12);
       if (editing) {
@@ -170,6 +180,8 @@ export function createComposer({ roomId, live, timeline }) {
     },
     startEdit,
     startReply,
+    // Files waiting in the composer go with the next Send.
+    attach(uploads) { attachments = uploads; },
     // Puts `text` (a mention) at the caret, with a space after it.
     insert(text) {
       if (!input) return;

@@ -120,6 +120,14 @@ impl Default for TurnConfig {
 pub struct Limits {
     /// Largest HTTP request body, bytes.
     pub max_body_bytes: usize,
+    /// Largest file one upload may be, bytes (`413` beyond).
+    pub max_upload_bytes: u64,
+    /// Bytes of files one user may have stored (`413` with "quota" beyond); files shared
+    /// again count once.
+    pub upload_quota_bytes: u64,
+    /// Seconds an upload shared nowhere (never sent, or its messages deleted) is kept before
+    /// its file is collected.
+    pub unshared_upload_grace_secs: u64,
     /// Largest message body, bytes of UTF-8.
     pub max_message_bytes: usize,
     /// Largest WebSocket frame from a client, bytes.
@@ -188,6 +196,9 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_body_bytes: 64 * 1024,
+            max_upload_bytes: 100 * 1024 * 1024,
+            upload_quota_bytes: 2 * 1024 * 1024 * 1024,
+            unshared_upload_grace_secs: 24 * 3600,
             max_message_bytes: 16 * 1024,
             max_ws_frame_bytes: 64 * 1024,
             live_queue: 256,
@@ -592,6 +603,14 @@ pub static SETTINGS: &[Setting] = &[
         federation_private_addresses
     ),
     whole!("limits.max_body_bytes", 1, "Largest HTTP request body, bytes.", limits.max_body_bytes),
+    whole!("limits.max_upload_bytes", 0, "Largest file one upload may be, bytes.", limits.max_upload_bytes),
+    whole!("limits.upload_quota_bytes", 0, "Bytes of files one user may have stored.", limits.upload_quota_bytes),
+    whole!(
+        "limits.unshared_upload_grace_secs",
+        0,
+        "Seconds an upload shared nowhere is kept before its file is collected.",
+        limits.unshared_upload_grace_secs
+    ),
     whole!("limits.max_message_bytes", 1, "Largest message, UTF-8 bytes.", limits.max_message_bytes),
     whole!("limits.max_ws_frame_bytes", 1, "Largest WebSocket frame from a client, bytes.", limits.max_ws_frame_bytes),
     whole!("limits.live_queue", 1, "Frames queued per live connection before it catches up.", limits.live_queue),

@@ -56,6 +56,7 @@ pub mod format;
 pub mod ids;
 pub mod keys;
 pub mod live;
+pub mod media;
 pub mod metrics;
 pub mod render;
 pub mod rooms;

@@ -396,6 +396,8 @@ pub struct RoomView<'a> {
     /// The message a link to it opened the page at (its id and position): the client scrolls
     /// to it, loading history as far back as it is.
     pub jump: Option<(&'a str, u64)>,
+    /// Largest file an upload may be, bytes (the client refuses bigger ones before sending).
+    pub max_upload: u64,
 }
 
 /// The room page.
@@ -415,7 +417,8 @@ pub fn room_page(v: &RoomView<'_>) -> Markup {
                     data-can-redact=(level >= pl.redact)
                     data-can-mention-room=(level >= pl.room_notification_level())
                     data-can-pin=(level >= pl.event_level(M_ROOM_PINNED_EVENTS, true))
-                    data-jump=[v.jump.map(|j| j.0)] data-jump-pos=[v.jump.map(|j| j.1)] {
+                    data-jump=[v.jump.map(|j| j.0)] data-jump-pos=[v.jump.map(|j| j.1)]
+                    data-max-upload=(v.max_upload) {
                     div.room-head {
                         a.back href="/rooms" aria-label="All rooms" { "‹" }
                         div {
@@ -456,8 +459,11 @@ pub fn room_page(v: &RoomView<'_>) -> Markup {
                                 span.what { "Editing message" } span.muted { " · Esc to cancel" }
                                 button.link type="button" { "Cancel" }
                             }
+                            ul.uploads id="uploads" aria-label="Files to send" hidden {}
                             form.composer id="composer" method="post" action={ "/rooms/" (id) "/send" } {
                                 input type="hidden" name="txn_id" value=(crate::auth::random_id().unwrap_or_default());
+                                button.ghost.attach id="attach" type="button" aria-label="Attach files" title="Attach files (or paste, or drop them here)" { "+" }
+                                input id="attach-input" type="file" multiple hidden;
                                 textarea name="body" rows="1" required placeholder="Message" aria-label="Message" maxlength="16384" {}
                                 button type="submit" { "Send" }
                             }
@@ -781,10 +787,94 @@ pub fn reaction_chip(key: &str, by: &[(String, String)]) -> Markup {
     }
 }
 
-/// A message's body: its HTML (Matrix's `org.matrix.custom.html`), through the sanitiser
+/// A message's body: the file it shares, if any, and its text.
+pub fn message_body(content: &serde_json::Value) -> Markup {
+    if let Some(file) = attachment(content) {
+        // A file, with its caption when it has one (a body other than the file's name).
+        let name = content.get("filename").and_then(|v| v.as_str());
+        let body = content.get("body").and_then(|v| v.as_str());
+        let captioned = body.is_some_and(|b| !b.trim().is_empty() && Some(b) != name);
+        return html! {
+            (file)
+            @if captioned { (text_body(content)) }
+        };
+    }
+    text_body(content)
+}
+
+/// Largest box an image or video is shown in within the timeline, CSS pixels.
+const MEDIA_BOX: (u64, u64) = (360, 320);
+
+/// The file a message shares (`m.image`, `m.video`, `m.audio`, `m.file` with an `mxc://`
+/// `url`): an image (its size reserved from `info.w`/`info.h`, so nothing moves when it
+/// loads; click to view it large), a player, or a card with the name, size and a download.
+fn attachment(content: &serde_json::Value) -> Option<Markup> {
+    let msgtype = content.get("msgtype").and_then(|v| v.as_str())?;
+    if !matches!(msgtype, "m.image" | "m.video" | "m.audio" | "m.file") {
+        return None;
+    }
+    let uri = content.get("url").and_then(|v| v.as_str())?;
+    let key = crate::store::media::key_of(uri)?;
+    let (server, id) = key.split_once('/')?;
+    let src =
+        format!("/api/v1/media/download/{}/{}", crate::federation::urlencode(server), crate::federation::urlencode(id));
+    let info = content.get("info");
+    let num = |k: &str| info.and_then(|i| i.get(k)).and_then(|v| v.as_u64());
+    let name = content
+        .get("filename")
+        .or_else(|| content.get("body"))
+        .and_then(|v| v.as_str())
+        .map(|n| capped_text(n, 120))
+        .unwrap_or_else(|| "file".into());
+    let size = num("size").map(crate::store::media::human_bytes);
+    // Shown at most MEDIA_BOX, keeping the proportions the sender measured.
+    let fitted = match (num("w"), num("h")) {
+        (Some(w), Some(h)) if w > 0 && h > 0 => {
+            let scale = (MEDIA_BOX.0 as f64 / w as f64).min(MEDIA_BOX.1 as f64 / h as f64).min(1.0);
+            Some((((w as f64) * scale).round().max(1.0) as u64, ((h as f64) * scale).round().max(1.0) as u64))
+        }
+        _ => None,
+    };
+    Some(html! {
+        @match msgtype {
+            "m.image" => a.file.image href=(src) target="_blank" rel="noopener" data-viewer="image" title=(name) {
+                img src=(src) alt=(name) loading="lazy" decoding="async"
+                    width=[fitted.map(|f| f.0)] height=[fitted.map(|f| f.1)];
+            },
+            "m.video" => video.file.video controls preload="metadata" src=(src)
+                width=[fitted.map(|f| f.0)] height=[fitted.map(|f| f.1)] aria-label=(name) {},
+            "m.audio" => div.file.audio {
+                audio controls preload="metadata" src=(src) aria-label=(name) {}
+            },
+            _ => a.file.card href=(src) download=(name) title={ "Download " (name) } {
+                span.icon aria-hidden="true" { (file_icon(info.and_then(|i| i.get("mimetype")).and_then(|m| m.as_str()).unwrap_or_default())) }
+                span.meta {
+                    span.fname { (name) }
+                    @if let Some(size) = &size { span.size { (size) } }
+                }
+                span.get aria-hidden="true" { "↓" }
+            },
+        }
+    })
+}
+
+/// A small picture of a file's kind for its card.
+fn file_icon(mimetype: &str) -> &'static str {
+    match mimetype.split('/').next().unwrap_or_default() {
+        "image" => "🖼",
+        "video" => "🎞",
+        "audio" => "🎵",
+        "text" => "📄",
+        _ if mimetype.contains("zip") || mimetype.contains("compressed") || mimetype.contains("tar") => "🗜",
+        _ if mimetype == "application/pdf" => "📕",
+        _ => "📎",
+    }
+}
+
+/// A message's text: its HTML (Matrix's `org.matrix.custom.html`), through the sanitiser
 /// unless it is our Markdown's own (see [`crate::format::safe_formatted_html`]), else its
 /// plain text.
-pub fn message_body(content: &serde_json::Value) -> Markup {
+fn text_body(content: &serde_json::Value) -> Markup {
     let html = crate::format::safe_formatted_html(content).filter(|h| !h.trim().is_empty());
     html! {
         @match html {

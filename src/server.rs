@@ -167,7 +167,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     hub.send_presence_to(presence_tx);
     tasks.spawn(crate::live::send_presence(fed.clone(), presence_rx, shutdown.clone()));
     let hostnames = crate::web::hostnames(&server_name, &config.extra_hostnames);
+    let media = crate::media::Media::open(store.clone(), &config.data_dir, server_name.clone(), &limits)?;
+    tasks.spawn(media.clone().collect_forever(shutdown.clone()));
     let state = AppState::new(Inner {
+        media,
         store,
         hub,
         server_name,

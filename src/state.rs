@@ -39,6 +39,8 @@ pub struct Inner {
     pub rooms: Rooms,
     /// Call services.
     pub calls: Calls,
+    /// Files people share.
+    pub media: crate::media::Media,
     /// Federation (its own parts are `fed.federation`).
     pub fed: FedState,
     /// The live channel.

@@ -90,6 +90,14 @@ fn rows() -> Vec<Row> {
         },
         Row { method: "GET", route: "/api/v1/me", body: None, expect: ALL_SIGNED },
         Row { method: "GET", route: "/api/v1/profile/{user_id}", body: None, expect: ALL_SIGNED },
+        // Any signed-in user may upload; a file nobody shared with them is not found.
+        Row { method: "POST", route: "/api/v1/media/upload", body: Json(|_| json!({"a": 1})), expect: ALL_SIGNED },
+        Row {
+            method: "GET",
+            route: "/api/v1/media/download/{server}/{media_id}",
+            body: None,
+            expect: ["401", "401", "404", "404", "404", "404", "404", "404", "404"],
+        },
         Row {
             method: "PUT",
             route: "/api/v1/profile",
@@ -526,7 +534,9 @@ impl World {
                     "$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
                 },
             )
-            .replace("{txn_id}", "t1");
+            .replace("{txn_id}", "t1")
+            .replace("{server}", "127.0.0.1")
+            .replace("{media_id}", "nothing");
         if row.route == "/ws" {
             return self.ws_upgrade(token.as_deref()).await;
         }

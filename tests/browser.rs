@@ -62,6 +62,16 @@ async fn formatting_edits_and_deletes_in_two_browsers() {
     s.stop().await;
 }
 
+/// Files in two browsers: attach, paste, drop, the size limit, the viewer (see
+/// tests/browser/files.mjs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_are_attached_pasted_dropped_and_viewed_in_two_browsers() {
+    let s = TestServer::start_tuned(|c| c.limits.max_upload_bytes = 1_000_000).await;
+    let url = s.url.clone();
+    tokio::task::spawn_blocking(move || run_script("files.mjs", &url)).await.unwrap();
+    s.stop().await;
+}
+
 /// The Big List of Naughty Strings as messages, room names, topics and usernames: refused with
 /// a 4xx or shown as the same inert text, live and reloaded (see tests/browser/naughty.mjs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

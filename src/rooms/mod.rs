@@ -5,7 +5,7 @@ pub mod aliases;
 
 use std::sync::Arc;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::auth::ratelimit::RateLimiter;
 use crate::config::Limits;
@@ -517,7 +517,79 @@ pub async fn submit_message(
     txn_id: &str,
     reply_to: Option<&EventId>,
 ) -> Result<Committed<Sent>> {
-    submit(state, sender, room_id, body, txn_id, Relation::Reply(reply_to)).await
+    submit(state, sender, room_id, body, txn_id, Relation::Reply(reply_to), None).await
+}
+
+/// A file to send: an upload of the sender's (`mxc://` URI) and what the browser measured of
+/// it (an image's size, a recording's length), which only lays it out.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct FileRef {
+    /// `mxc://server/id`, from the upload.
+    pub content_uri: String,
+    /// Width in pixels (images, video).
+    #[serde(default)]
+    pub w: Option<u32>,
+    /// Height in pixels (images, video).
+    #[serde(default)]
+    pub h: Option<u32>,
+    /// Length in milliseconds (audio, video).
+    #[serde(default)]
+    pub duration: Option<u64>,
+}
+
+/// Sends a file the sender uploaded, with `caption` (may be empty) as its text: an `m.image`,
+/// `m.video`, `m.audio` or `m.file` message (by the file's type) with its `url`, `filename`
+/// and `info`. Queued like a message.
+pub async fn submit_file(
+    state: &Rooms,
+    sender: &UserId,
+    room_id: &RoomId,
+    file: FileRef,
+    caption: &str,
+    txn_id: &str,
+    reply_to: Option<&EventId>,
+) -> Result<Committed<Sent>> {
+    submit(state, sender, room_id, caption, txn_id, Relation::Reply(reply_to), Some(file)).await
+}
+
+/// Largest width or height taken from a client, pixels.
+const MAX_DIMENSION: u32 = 100_000;
+/// Longest length taken from a client, milliseconds (a day).
+const MAX_DURATION_MS: u64 = 24 * 3600 * 1000;
+
+/// The content of a file message for the upload `rec` at `uri`; `caption` (with its
+/// formatting in `text`) says something about it, else the file's name is its body.
+fn file_content(uri: &str, rec: &crate::store::media::MediaRecord, file: &FileRef, text: &Value) -> Value {
+    let major = rec.content_type.split('/').next().unwrap_or_default();
+    let msgtype = match major {
+        "image" if crate::media::inline_type(&rec.content_type) => "m.image",
+        "video" => "m.video",
+        "audio" => "m.audio",
+        _ => "m.file",
+    };
+    let name = rec.name.clone().unwrap_or_else(|| "file".into());
+    let mut info = json!({ "mimetype": rec.content_type, "size": rec.size });
+    let fits = |d: Option<u32>| d.filter(|d| (1..=MAX_DIMENSION).contains(d));
+    if matches!(msgtype, "m.image" | "m.video")
+        && let (Some(w), Some(h)) = (fits(file.w), fits(file.h))
+    {
+        info["w"] = json!(w);
+        info["h"] = json!(h);
+    }
+    if matches!(msgtype, "m.audio" | "m.video")
+        && let Some(d) = file.duration.filter(|d| *d <= MAX_DURATION_MS)
+    {
+        info["duration"] = json!(d);
+    }
+    let mut content = json!({ "msgtype": msgtype, "body": name, "filename": name, "url": uri, "info": info });
+    if text.get("body").and_then(Value::as_str).is_some_and(|b| !b.trim().is_empty()) {
+        content["body"] = text["body"].clone();
+        if let Some(html) = text.get("formatted_body") {
+            content["format"] = text["format"].clone();
+            content["formatted_body"] = html.clone();
+        }
+    }
+    content
 }
 
 /// Edits `original`, one of the sender's own messages in the room: its text becomes `body`
@@ -530,7 +602,7 @@ pub async fn submit_edit(
     body: &str,
     txn_id: &str,
 ) -> Result<Committed<Sent>> {
-    submit(state, sender, room_id, body, txn_id, Relation::Edit(original)).await
+    submit(state, sender, room_id, body, txn_id, Relation::Edit(original), None).await
 }
 
 /// What a message sent is to another: an answer (or nothing), or an edit.
@@ -547,15 +619,26 @@ async fn submit(
     body: &str,
     txn_id: &str,
     relation: Relation<'_>,
+    file: Option<FileRef>,
 ) -> Result<Committed<Sent>> {
     let (replaces, reply_to) = match relation {
         Relation::Reply(to) => (None, to),
         Relation::Edit(original) => (Some(original), None),
     };
     check_message_size(&state.limits, body)?;
-    if body.trim().is_empty() {
+    if body.trim().is_empty() && file.is_none() {
         return Err(Error::bad("message must not be empty"));
     }
+    let file = match file {
+        Some(f) => {
+            let key = crate::store::media::key_of(&f.content_uri)
+                .filter(|k| k.starts_with(&format!("{}/", state.server_name)))
+                .ok_or_else(|| Error::bad("content_uri must be the mxc:// URI of a file uploaded here"))?
+                .to_string();
+            Some((key, f))
+        }
+        None => None,
+    };
     if body.contains('\0') {
         return Err(Error::bad("message must not contain NUL characters"));
     }
@@ -609,6 +692,9 @@ async fn submit(
                 if !is_shown_message(&o) || crate::store::edits::edited_event_id(&o.event).is_some() {
                     return Err(Error::bad("that event cannot be edited"));
                 }
+                if crate::store::media::url_of(&o.event).is_some() {
+                    return Err(Error::bad("a file cannot be edited; delete it and send it again"));
+                }
             }
             let mut mentioned: Vec<String> = Vec::new();
             if let Some(to) = &reply_to {
@@ -643,6 +729,21 @@ async fn submit(
                 content["m.mentions"] = json!({ "user_ids": mentioned });
                 if everyone {
                     content["m.mentions"]["room"] = json!(true);
+                }
+            }
+            if let Some((key, f)) = &file {
+                let rec = tx.media(key)?.ok_or_else(|| Error::NotFound("no such file".into()))?;
+                if rec.uploader != s {
+                    return Err(Error::Forbidden("you can only send files you uploaded".into()));
+                }
+                let mentions = content.get("m.mentions").cloned();
+                let relates = content.get("m.relates_to").cloned();
+                content = file_content(&f.content_uri, &rec, f, &content);
+                if let Some(m) = mentions {
+                    content["m.mentions"] = m;
+                }
+                if let Some(r) = relates {
+                    content["m.relates_to"] = r;
                 }
             }
             let stored = append(tx, &rid, &s, NewEvent::message(M_ROOM_MESSAGE, content))?;

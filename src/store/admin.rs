@@ -119,6 +119,7 @@ impl Store {
                 return Err(Error::NotFound(format!("no room {room_id}")));
             }
             super::backup::mark_for_scrub(txn)?;
+            super::media::forget_room(txn, rid)?;
             // The timeline lists every event of the room.
             let mut event_ids = HashSet::new();
             {

@@ -187,6 +187,9 @@ fn persist_inner(tx: &mut Tx<'_>, room: &mut RoomRecord, mut ev: Event, send: bo
         None => super::relations::on_persist(tx, &rid, &ev, pos, !send)?,
         Some(_) => Default::default(),
     };
+    if redacted_because.is_none() {
+        super::media::on_persist(tx, rid.as_str(), &ev)?;
+    }
     let eid = ev.event_id.clone();
     let kind = if super::edits::edited_event_id(&ev).is_some() { super::edits::EDIT_KIND } else { ev.kind.as_str() };
     tx.txn.open_table(ROOM_TIMELINE)?.insert((rid.as_str(), pos), (eid.as_str(), ev.sender.as_str(), kind))?;

@@ -9,6 +9,7 @@ pub mod directory;
 pub mod edits;
 pub mod events;
 pub mod keys;
+pub mod media;
 pub mod outbox;
 pub mod redactions;
 pub mod relations;
@@ -31,7 +32,7 @@ pub use writer::{OnCommit, Tx, Writer, WriterStats, WriterThread};
 
 /// Version of the table layout this build reads and writes. Each version's change, and the step
 /// that upgrades a database of the version before, is in [`upgrade`].
-pub const SCHEMA_VERSION: u32 = 7;
+pub const SCHEMA_VERSION: u32 = 8;
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "chat.redb";
 
@@ -200,6 +201,9 @@ fn upgrade(txn: &WriteTransaction, from: u32) -> Result<()> {
         // 7 adds `relations` (replies quote, messages count reactions), empty: there were
         // neither.
         6 => Ok(()),
+        // 8 adds files (`media`, `media_blobs`, `media_shares`, `media_usage`), empty: there
+        // were none.
+        7 => Ok(()),
         _ => Err(Error::Internal(format!("no upgrade from schema {from}"))),
     }
 }

@@ -78,6 +78,7 @@ pub(super) fn on_persist(
     super::backup::mark_for_scrub(tx.txn)?;
     drop(events);
     super::relations::on_redacted(tx, &rid, &before, &stored)?;
+    super::media::on_redacted(tx, rid.as_str(), &before)?;
     // Its edits say what it said: they go with it. A redacted edit: the message shows the
     // edit before it (or its own text).
     for edit_id in super::edits::edits_of(tx, &rid, &target)? {

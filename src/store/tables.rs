@@ -112,6 +112,22 @@ pub const EDITS: TableDefinition<(&str, &str, &str), u64> = TableDefinition::new
 /// (see [`super::relations`]). Schema 7.
 pub const RELATIONS: TableDefinition<(&str, &str, &str, &str), ()> = TableDefinition::new("relations");
 
+/// Media id (`server/id`, ours) -> JSON [`super::media::MediaRecord`]: every file uploaded
+/// here. Schema 8.
+pub const MEDIA: TableDefinition<&str, &[u8]> = TableDefinition::new("media");
+
+/// SHA-256 (hex) -> how many media ids name that content: a blob file is deleted when its
+/// count goes to zero. Schema 8.
+pub const MEDIA_BLOBS: TableDefinition<&str, u64> = TableDefinition::new("media_blobs");
+
+/// (`mxc://` URI, room id, event id) -> (): where a file is shared, by the events that name it
+/// in `url`; a member of such a room may download it. Schema 8.
+pub const MEDIA_SHARES: TableDefinition<(&str, &str, &str), ()> = TableDefinition::new("media_shares");
+
+/// User id -> bytes of files they uploaded (a file uploaded twice counts twice), for the
+/// quota. Schema 8.
+pub const MEDIA_USAGE: TableDefinition<&str, u64> = TableDefinition::new("media_usage");
+
 /// Calls `$m!(TABLE, ...)` with every table above: the one list that creating the schema and
 /// copying a backup use, so a new table cannot be left out of either.
 macro_rules! every_table {
@@ -144,7 +160,11 @@ macro_rules! every_table {
             STATE_GROUPS,
             STATE_MERGES,
             EDITS,
-            RELATIONS
+            RELATIONS,
+            MEDIA,
+            MEDIA_BLOBS,
+            MEDIA_SHARES,
+            MEDIA_USAGE
         )
     };
 }

@@ -369,8 +369,13 @@ pub async fn direct(State(state): State<AppState>, session: Session, Json(u): Js
 /// `{body, txn_id}`.
 #[derive(Deserialize)]
 pub struct NewMessage {
+    /// The text (a file's caption: may be empty then).
+    #[serde(default)]
     body: String,
     txn_id: String,
+    /// A file uploaded by the sender, sent as the message.
+    #[serde(default)]
+    file: Option<rooms::FileRef>,
     /// An edit: the id of the sender's message whose text `body` replaces.
     #[serde(default)]
     replaces: Option<String>,
@@ -387,12 +392,20 @@ pub async fn send(
     Json(m): Json<NewMessage>,
 ) -> Result<Json<Value>> {
     let sent = match m.replaces.as_deref().map(EventId::parse).transpose()? {
+        Some(_) if m.file.is_some() => return Err(Error::bad("an edit changes text; it cannot carry a file")),
         Some(original) => {
             rooms::submit_edit(&state.rooms, &session.user, &id, &original, &m.body, &m.txn_id).await?.wait().await?
         }
         None => {
             let to = m.reply_to.as_deref().map(EventId::parse).transpose()?;
-            rooms::send_message(&state.rooms, &session.user, &id, &m.body, &m.txn_id, to.as_ref()).await?
+            match m.file {
+                Some(file) => {
+                    let sent =
+                        rooms::submit_file(&state.rooms, &session.user, &id, file, &m.body, &m.txn_id, to.as_ref());
+                    sent.await?.wait().await?
+                }
+                None => rooms::send_message(&state.rooms, &session.user, &id, &m.body, &m.txn_id, to.as_ref()).await?,
+            }
         }
     };
     Ok(Json(json!({ "event_id": sent.event_id, "pos": sent.pos })))

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod api;
 pub mod assets;
 pub mod extract;
+pub mod media;
 pub mod pages;
 pub mod serve;
 
@@ -44,6 +45,8 @@ pub fn routes() -> Routes<AppState> {
         .post("/rooms/{room_id}/redact", api::redact)
         .post("/rooms/{room_id}/reactions", api::react)
         .post("/rooms/{room_id}/pins", api::pin)
+        .post("/media/upload", media::upload)
+        .get("/media/download/{server}/{media_id}", media::download)
         .put("/profile", api::set_profile)
         .get("/profile/{user_id}", api::profile)
         .get("/rooms/{room_id}/events/{event_id}", api::event)
@@ -185,7 +188,7 @@ async fn security_headers(State(state): State<AppState>, req: Request, next: Nex
     set(
         h,
         header::CONTENT_SECURITY_POLICY,
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; \
          media-src 'self' blob:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
     );
     set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");

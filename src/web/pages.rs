@@ -292,6 +292,7 @@ async fn room_page(state: &AppState, s: &Session, id: &RoomId, jump: Option<(&st
         typing: &typing,
         calls: &calls,
         jump,
+        max_upload: state.limits.max_upload_bytes,
     };
     let names = names_for(state, Some(id), &mine)?;
     Ok(page(views::with_names(names, || views::room_page(&view))))

@@ -1,7 +1,8 @@
 //! Serving HTTP connections with the deadlines a public server needs, which `axum::serve` does
 //! not set: a client must send a request's headers within `header_timeout` (hyper's timer;
 //! this also closes idle keep-alive connections), a request must be answered within
-//! `request_timeout` (a slow body upload is cut off with 408), and at most `max_connections`
+//! `request_timeout` (a slow body upload is cut off with 408; a file upload has an hour, and
+//! must not stall for `request_timeout`), and at most `max_connections`
 //! HTTP connections are served at once (more wait in the kernel's accept queue), at most
 //! `max_connections_per_ip` of them from one client address (more are closed at once, so a few
 //! hundred idle connections from one address cannot hold every place; trusted proxies are not
@@ -116,8 +117,15 @@ where
                 req.extensions_mut().insert(ConnectInfo(peer));
                 let app = app.clone();
                 async move {
+                    // A file upload may take long on a slow line; it must keep moving instead
+                    // (see `media::Media::upload`).
+                    let deadline = if req.uri().path() == crate::media::UPLOAD_PATH {
+                        limits.request_timeout.max(crate::media::UPLOAD_TIMEOUT)
+                    } else {
+                        limits.request_timeout
+                    };
                     let call = app.oneshot(req.map(Body::new));
-                    Ok::<Response, Infallible>(match tokio::time::timeout(limits.request_timeout, call).await {
+                    Ok::<Response, Infallible>(match tokio::time::timeout(deadline, call).await {
                         Ok(Ok(res)) => res,
                         Ok(Err(never)) => match never {},
                         Err(_) => (StatusCode::REQUEST_TIMEOUT, "request took too long\n").into_response(),

@@ -1,0 +1,377 @@
+//! Files people share: uploads written streaming into content-addressed blobs, downloads with
+//! ranges, and the collection of blobs nothing names any more.
+//!
+//! A blob is `DATA_DIR/media/blobs/ab/cd/abcd…` (its SHA-256, hex). An upload streams into
+//! `media/tmp/` while it is hashed and counted (never held in memory), is fsynced, and is
+//! renamed to its blob's name (or dropped, when that blob exists: the same bytes are stored
+//! once); only then is its record committed, so an event can only name a file whose bytes are
+//! on disk. Records are in the store ([`crate::store::media`]); a file is readable by its
+//! uploader and by the members of the rooms where a message shares it.
+//!
+//! Collection (every ten minutes, and at start): uploads shared nowhere for a day (by default;
+//! `limits.unshared_upload_grace_secs`) (never sent,
+//! or every message naming them deleted) are forgotten, and blob files that no upload names
+//! (those, and any left by a crash between the rename and the commit) are deleted, as are
+//! leftovers in `media/tmp/`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use crate::error::{Error, Result};
+use crate::ids::{ServerName, UserId};
+use crate::store::Store;
+use crate::store::media::{MediaRecord, human_bytes};
+
+/// How often collection runs.
+const COLLECT_EVERY: Duration = Duration::from_secs(600);
+/// The upload route, whose requests may take up to [`UPLOAD_TIMEOUT`] in all.
+pub const UPLOAD_PATH: &str = "/api/v1/media/upload";
+/// Longest an upload may take.
+pub const UPLOAD_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Longest an upload may send nothing.
+const UPLOAD_STALL: Duration = Duration::from_secs(30);
+/// Longest file name kept, in characters.
+const MAX_NAME_CHARS: usize = 255;
+
+handle!(
+    /// The file store. Cheap to clone.
+    Media => MediaInner
+);
+
+/// What [`Media`] holds.
+pub struct MediaInner {
+    /// The database (records).
+    pub store: Store,
+    /// `DATA_DIR/media`.
+    pub dir: PathBuf,
+    /// This server's name: the server part of our `mxc://` URIs.
+    pub server_name: ServerName,
+    /// Largest upload, bytes.
+    pub max_upload_bytes: u64,
+    /// Bytes each user may store.
+    pub quota_bytes: u64,
+    /// How long an upload shared nowhere is kept.
+    pub unshared_grace: Duration,
+    /// Held from an upload's rename to its commit, and by collection from its commit to the
+    /// deletion of the files: a blob deleted by collection is never one an upload just found.
+    pub blobs: tokio::sync::Mutex<()>,
+}
+
+/// A finished upload.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Uploaded {
+    /// `mxc://server/id`.
+    pub content_uri: String,
+    /// Bytes.
+    pub size: u64,
+    /// The content type kept.
+    pub content_type: String,
+}
+
+impl Media {
+    /// The file store in `data_dir/media` (made if missing, private).
+    pub fn open(
+        store: Store,
+        data_dir: &Path,
+        server_name: ServerName,
+        limits: &crate::config::Limits,
+    ) -> std::result::Result<Media, String> {
+        let dir = data_dir.join("media");
+        for d in [dir.clone(), dir.join("blobs"), dir.join("tmp")] {
+            crate::files::private_dir(&d).map_err(|e| format!("media directory: {e}"))?;
+        }
+        Ok(Media::new(MediaInner {
+            store,
+            dir,
+            server_name,
+            max_upload_bytes: limits.max_upload_bytes,
+            quota_bytes: limits.upload_quota_bytes,
+            unshared_grace: Duration::from_secs(limits.unshared_upload_grace_secs),
+            blobs: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    /// Where the blob with this SHA-256 (hex) is.
+    pub fn blob_path(&self, sha256: &str) -> PathBuf {
+        self.dir.join("blobs").join(&sha256[..2]).join(&sha256[2..4]).join(sha256)
+    }
+
+    /// Checks an upload's announced size against the limits before a byte is read.
+    pub fn check_announced(&self, user: &UserId, len: u64) -> Result<()> {
+        if len > self.max_upload_bytes {
+            return Err(too_big(self.max_upload_bytes));
+        }
+        let used = self.store.media_usage_of(user.as_str())?;
+        if used.saturating_add(len) > self.quota_bytes {
+            return Err(Error::TooLarge(format!(
+                "this file would take you over your storage quota ({} of {} used)",
+                human_bytes(used),
+                human_bytes(self.quota_bytes)
+            )));
+        }
+        Ok(())
+    }
+
+    /// Stores the bytes of `body` as a file of `user`'s: streamed to disk, hashed, fsynced,
+    /// put in place, then recorded. `content_type` and `name` are as the client gave them.
+    pub async fn upload(
+        &self,
+        user: &UserId,
+        content_type: Option<&str>,
+        name: Option<&str>,
+        body: axum::body::Body,
+    ) -> Result<Uploaded> {
+        let name = clean_name(name)?;
+        let content_type = content_type_of(content_type, name.as_deref());
+        let tmp = self.dir.join("tmp").join(random_id()?);
+        let written = self.write_tmp(&tmp, body).await;
+        let (size, sha256) = match written {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Err(e);
+            }
+        };
+        let id = random_id()?;
+        let key = format!("{}/{id}", self.server_name);
+        let rec = MediaRecord {
+            sha256: sha256.clone(),
+            size,
+            content_type: content_type.clone(),
+            name,
+            uploader: user.to_string(),
+            created_ms: crate::events::now_ms(),
+        };
+        let _guard = self.blobs.lock().await;
+        let blob = self.blob_path(&sha256);
+        let placed = async {
+            if tokio::fs::try_exists(&blob).await.unwrap_or(false) {
+                tokio::fs::remove_file(&tmp).await.map_err(io)?;
+            } else {
+                let parent = blob.parent().ok_or_else(|| Error::Internal("blob path".into()))?;
+                tokio::fs::create_dir_all(parent).await.map_err(io)?;
+                tokio::fs::rename(&tmp, &blob).await.map_err(io)?;
+                sync_dir(parent).await;
+            }
+            Ok::<(), Error>(())
+        }
+        .await;
+        if let Err(e) = placed {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(e);
+        }
+        let quota = self.quota_bytes;
+        let k = key.clone();
+        self.store.write(move |tx| tx.add_media(&k, &rec, quota)).await?;
+        Ok(Uploaded { content_uri: format!("mxc://{key}"), size, content_type })
+    }
+
+    /// Streams `body` into `tmp`, counting and hashing; fsynced. Over the size limit: 413.
+    async fn write_tmp(&self, tmp: &Path, body: axum::body::Body) -> Result<(u64, String)> {
+        let mut file = private_create(tmp).await?;
+        let mut hasher = Sha256::new();
+        let mut size: u64 = 0;
+        let mut stream = body.into_data_stream();
+        loop {
+            let next = tokio::time::timeout(UPLOAD_STALL, stream.next()).await;
+            let Ok(next) = next else {
+                return Err(Error::bad(format!("the upload stalled for {} s", UPLOAD_STALL.as_secs())));
+            };
+            let Some(chunk) = next else { break };
+            let chunk = chunk.map_err(|e| Error::bad(format!("the upload was cut off: {e}")))?;
+            size += chunk.len() as u64;
+            if size > self.max_upload_bytes {
+                return Err(too_big(self.max_upload_bytes));
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk).await.map_err(io)?;
+        }
+        file.flush().await.map_err(io)?;
+        file.sync_all().await.map_err(io)?;
+        let digest = hasher.finalize();
+        Ok((size, digest.iter().map(|b| format!("{b:02x}")).collect()))
+    }
+
+    /// Forgets uploads shared nowhere for a day and deletes the blob files no upload names, and
+    /// leftovers of uploads cut off by a crash. Returns the files deleted.
+    pub async fn collect(&self) -> Result<usize> {
+        let grace = u64::try_from(self.unshared_grace.as_millis()).unwrap_or(u64::MAX);
+        let before = crate::events::now_ms().saturating_sub(grace);
+        let _guard = self.blobs.lock().await;
+        let _gone = self.store.collect_media(self.server_name.to_string(), before).await?;
+        let named = self.store.media_blobs()?;
+        let blobs = self.dir.join("blobs");
+        let tmp = self.dir.join("tmp");
+        tokio::task::spawn_blocking(move || {
+            let mut deleted = 0;
+            for path in walk(&blobs) {
+                let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+                if !named.contains(name) && std::fs::remove_file(&path).is_ok() {
+                    deleted += 1;
+                }
+            }
+            // Uploads in progress are younger than an hour.
+            for path in walk(&tmp) {
+                let old = std::fs::metadata(&path)
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(3600));
+                if old && std::fs::remove_file(&path).is_ok() {
+                    deleted += 1;
+                }
+            }
+            deleted
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    /// Runs [`Media::collect`] now and every ten minutes until `shutdown`.
+    pub async fn collect_forever(self, shutdown: tokio_util::sync::CancellationToken) {
+        loop {
+            match self.collect().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(files = n, "media collected"),
+                Err(e) => tracing::warn!(error = %e, "media collection failed"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(COLLECT_EVERY) => {}
+            }
+        }
+    }
+}
+
+/// Every file under `dir` (two levels of fan-out for blobs; none for tmp).
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![(dir.to_path_buf(), 0)];
+    while let Some((d, depth)) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let Ok(t) = e.file_type() else { continue };
+            if t.is_dir() && depth < 2 {
+                stack.push((e.path(), depth + 1));
+            } else if t.is_file() {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// 128 random bits from the OS, URL-safe base64: a media id, a temporary file's name.
+fn random_id() -> Result<String> {
+    use base64::Engine;
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).map_err(|e| Error::Internal(format!("random source: {e}")))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
+}
+
+fn too_big(max: u64) -> Error {
+    Error::TooLarge(format!("the file is larger than {}, the most this server takes", human_bytes(max)))
+}
+
+fn io(e: std::io::Error) -> Error {
+    Error::Internal(format!("media storage: {e}"))
+}
+
+async fn private_create(path: &Path) -> Result<tokio::fs::File> {
+    let mut opts = tokio::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    opts.open(path).await.map_err(io)
+}
+
+async fn sync_dir(dir: &Path) {
+    if let Ok(d) = tokio::fs::File::open(dir).await {
+        let _ = d.sync_all().await;
+    }
+}
+
+/// A file name as kept: no path, no control characters, at most 255 characters; none if empty.
+fn clean_name(name: Option<&str>) -> Result<Option<String>> {
+    let Some(name) = name else { return Ok(None) };
+    let base = name.rsplit(['/', '\\']).next().unwrap_or_default();
+    let clean: String = base.chars().filter(|c| !c.is_control()).collect();
+    let clean = clean.trim();
+    if clean.chars().count() > MAX_NAME_CHARS {
+        return Err(Error::bad(format!("a file name is at most {MAX_NAME_CHARS} characters")));
+    }
+    Ok((!clean.is_empty() && clean != "." && clean != "..").then(|| clean.to_string()))
+}
+
+/// The content type kept for an upload: the client's, if it is a well-formed `type/subtype`
+/// (parameters dropped, lower case), else guessed from the name, else
+/// `application/octet-stream`. It only labels the file: how it is served is decided by
+/// [`inline_type`], never by trusting it.
+pub fn content_type_of(given: Option<&str>, name: Option<&str>) -> String {
+    let token = |s: &str| {
+        !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
+    };
+    if let Some(t) = given {
+        let essence = t.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        if let Some((a, b)) = essence.split_once('/')
+            && token(a)
+            && token(b)
+        {
+            return essence;
+        }
+    }
+    if let Some(guess) = name.and_then(|n| mime_guess::from_path(n).first()) {
+        return guess.essence_str().to_string();
+    }
+    "application/octet-stream".into()
+}
+
+/// Types a browser may show in the page (`Content-Disposition: inline`): images, audio and
+/// video it decodes itself, and plain text. Everything else (HTML, SVG, XML, PDF, scripts…) is
+/// sent as an attachment. Either way the response forbids sniffing and sandboxes the file.
+pub fn inline_type(content_type: &str) -> bool {
+    matches!(
+        content_type,
+        "image/png"
+            | "image/jpeg"
+            | "image/gif"
+            | "image/webp"
+            | "image/avif"
+            | "video/mp4"
+            | "video/webm"
+            | "video/ogg"
+            | "audio/ogg"
+            | "audio/opus"
+            | "audio/webm"
+            | "audio/mpeg"
+            | "audio/mp4"
+            | "audio/wav"
+            | "audio/x-wav"
+            | "audio/flac"
+            | "text/plain"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types_are_well_formed_or_guessed() {
+        assert_eq!(content_type_of(Some("image/PNG; charset=x"), None), "image/png");
+        assert_eq!(content_type_of(Some("text/html\r\nX-Evil: 1"), Some("a.txt")), "text/plain");
+        assert_eq!(content_type_of(Some("nonsense"), None), "application/octet-stream");
+        assert_eq!(content_type_of(None, Some("photo.jpg")), "image/jpeg");
+        assert!(!inline_type("image/svg+xml") && !inline_type("text/html") && inline_type("image/png"));
+    }
+
+    #[test]
+    fn names_lose_paths_and_controls() {
+        assert_eq!(clean_name(Some("../../etc/passwd")).unwrap().as_deref(), Some("passwd"));
+        assert_eq!(clean_name(Some("C:\\x\\a\u{0}b.txt")).unwrap().as_deref(), Some("ab.txt"));
+        assert_eq!(clean_name(Some("  ")).unwrap(), None);
+        assert!(clean_name(Some(&"x".repeat(300))).is_err());
+    }
+}

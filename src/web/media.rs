@@ -1,0 +1,175 @@
+//! File routes: `POST /api/v1/media/upload` (the body is the file) and
+//! `GET /api/v1/media/download/{server}/{id}` (authenticated media, with ranges).
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use super::extract::Json;
+use crate::auth::Session;
+use crate::error::{Error, Result};
+use crate::media::inline_type;
+use crate::state::AppState;
+
+/// The query of an upload.
+#[derive(Deserialize)]
+pub struct UploadQuery {
+    filename: Option<String>,
+}
+
+/// `POST /media/upload?filename=` with the file as the body → `{content_uri, size,
+/// content_type}`. A `Content-Length` over the limits is refused before a byte is read.
+pub async fn upload(
+    State(state): State<AppState>,
+    session: Session,
+    query: std::result::Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<serde_json::Value>> {
+    let Query(q) = query.map_err(|e| Error::bad(e.body_text()))?;
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = declared {
+        state.media.check_announced(&session.user, len)?;
+    }
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let up = state.media.upload(&session.user, content_type, q.filename.as_deref(), body).await?;
+    Ok(Json(json!({ "content_uri": up.content_uri, "size": up.size, "content_type": up.content_type })))
+}
+
+/// `GET /media/download/{server}/{id}`: the file, for its uploader and the members of a room
+/// where it is shared (`404` for anyone else: whether a file exists is not told). Single
+/// `Range`s are answered with `206`. Images, audio, video and plain text are `inline`,
+/// anything else an `attachment`; the response cannot be sniffed into another type and runs
+/// nothing (a sandboxing CSP).
+pub async fn download(
+    State(state): State<AppState>,
+    session: Session,
+    Path((server, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let key = format!("{server}/{id}");
+    let mxc = format!("mxc://{key}");
+    let not_found = || Error::NotFound("no such file".into());
+    if server != state.server_name.as_str() {
+        return Err(Error::NotFound("files from other servers are not fetched yet".into()));
+    }
+    let rec = state.store.media(&key)?.ok_or_else(not_found)?;
+    if rec.uploader != session.user.as_str() && !state.store.media_shared_with(&mxc, session.user.as_str())? {
+        return Err(not_found());
+    }
+    let etag = format!("\"{}\"", rec.sha256);
+    let mut h = HeaderMap::new();
+    let inline = inline_type(&rec.content_type);
+    let shown_type = if inline { rec.content_type.as_str() } else { "application/octet-stream" };
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_str(shown_type).map_err(|e| Error::Internal(e.to_string()))?);
+    h.insert(header::CONTENT_DISPOSITION, disposition(inline, rec.name.as_deref()));
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox; default-src 'none'"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=31536000, immutable"));
+    h.insert(header::ETAG, HeaderValue::from_str(&etag).map_err(|e| Error::Internal(e.to_string()))?);
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert("cross-origin-resource-policy", HeaderValue::from_static("same-origin"));
+    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+        return Ok((StatusCode::NOT_MODIFIED, h).into_response());
+    }
+    let path = state.media.blob_path(&rec.sha256);
+    let mut file = tokio::fs::File::open(&path).await.map_err(|e| {
+        tracing::error!(blob = %path.display(), error = %e, "a recorded file's blob is missing");
+        Error::Internal("the file's content is missing".into())
+    })?;
+    let size = rec.size;
+    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        None => None,
+        Some(r) => match parse_range(r, size) {
+            Some(r) => Some(r),
+            None => {
+                h.insert(header::CONTENT_RANGE, HeaderValue::from_str(&format!("bytes */{size}")).expect("ascii"));
+                return Ok((StatusCode::RANGE_NOT_SATISFIABLE, h).into_response());
+            }
+        },
+    };
+    let (status, start, len) = match range {
+        Some((start, end)) => {
+            let v = format!("bytes {start}-{end}/{size}");
+            h.insert(header::CONTENT_RANGE, HeaderValue::from_str(&v).expect("ascii"));
+            (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
+        }
+        None => (StatusCode::OK, 0, size),
+    };
+    if start > 0 {
+        file.seek(std::io::SeekFrom::Start(start)).await.map_err(|e| Error::Internal(e.to_string()))?;
+    }
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file.take(len)));
+    Ok((status, h, body).into_response())
+}
+
+/// `inline` or `attachment`, with the file name (ASCII fallback and RFC 5987 UTF-8).
+fn disposition(inline: bool, name: Option<&str>) -> HeaderValue {
+    let kind = if inline { "inline" } else { "attachment" };
+    let Some(name) = name else { return HeaderValue::from_static(if inline { "inline" } else { "attachment" }) };
+    let ascii: String =
+        name.chars().map(|c| if c.is_ascii_graphic() && !"\"\\;%".contains(c) || c == ' ' { c } else { '_' }).collect();
+    let mut encoded = String::new();
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    HeaderValue::from_str(&format!("{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("attachment"))
+}
+
+/// One `bytes=` range of a `size`-byte file, as (first, last) byte; `None` when it cannot be
+/// served (several ranges, malformed, or past the end).
+fn parse_range(header: &str, size: u64) -> Option<(u64, u64)> {
+    let spec = header.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') || size == 0 {
+        return None;
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (a, b) = (a.trim(), b.trim());
+    if a.is_empty() {
+        let n: u64 = b.parse().ok()?;
+        if n == 0 {
+            return None;
+        }
+        return Some((size.saturating_sub(n), size - 1));
+    }
+    let start: u64 = a.parse().ok()?;
+    let end: u64 = if b.is_empty() { size - 1 } else { b.parse::<u64>().ok()?.min(size - 1) };
+    (start <= end && start < size).then_some((start, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), Some((0, 9)));
+        assert_eq!(parse_range("bytes=90-", 100), Some((90, 99)));
+        assert_eq!(parse_range("bytes=-10", 100), Some((90, 99)));
+        assert_eq!(parse_range("bytes=50-500", 100), Some((50, 99)));
+        assert_eq!(parse_range("bytes=100-", 100), None);
+        assert_eq!(parse_range("bytes=5-1", 100), None);
+        assert_eq!(parse_range("bytes=0-1,3-4", 100), None);
+        assert_eq!(parse_range("items=0-1", 100), None);
+        assert_eq!(parse_range("bytes=0-0", 0), None);
+    }
+
+    #[test]
+    fn file_names_in_the_header() {
+        let v = disposition(false, Some("résumé \"x\".pdf"));
+        assert_eq!(
+            v.to_str().unwrap(),
+            "attachment; filename=\"r_sum_ _x_.pdf\"; filename*=UTF-8''r%C3%A9sum%C3%A9%20%22x%22.pdf"
+        );
+    }
+}
