@@ -4,20 +4,9 @@
 // Replies quote, reactions count (from the toolbar, the picker and the buttons), messages
 // group by sender under day separators, and "Jump to latest" counts what came while scrolled up.
 // Screenshots at desktop and phone widths, light and dark. Run by tests/browser.rs.
-import { chromium } from 'playwright-core';
-import { mkdirSync } from 'node:fs';
-import { register } from './people.mjs';
+import { register, start } from './people.mjs';
 
-const base = process.argv[2];
-const shots = process.argv[3] || 'target/browser-shots';
-if (!base) { console.error('usage: conversation.mjs URL [SHOT_DIR]'); process.exit(2); }
-mkdirSync(shots, { recursive: true });
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1'],
-});
+const { base, shots, browser, shootSchemes } = await start('conversation.mjs');
 
 function fail(msg) { throw new Error(msg); }
 
@@ -26,14 +15,6 @@ const anasPlanB = (page) => page.locator('#timeline li.msg:has(.body strong:text
 
 const sizes = [[1366, 800, 'desktop'], [390, 844, 'phone']];
 
-// Screenshots of what `page` shows now, light and dark (then light again).
-async function shootSchemes(page, name) {
-  for (const scheme of ['light', 'dark']) {
-    await page.emulateMedia({ colorScheme: scheme });
-    await page.screenshot({ path: `${shots}/${name}-${scheme}.png` });
-  }
-  await page.emulateMedia({ colorScheme: 'light' });
-}
 
 const person = (name) => register(browser, base, name, { viewport: { width: 1366, height: 800 }, watchCsp: true });
 

@@ -4,31 +4,12 @@
 // server's limit is refused in the composer before it is sent. The HTML file runs nothing.
 // Screenshots at desktop and phone widths, light and dark. Run by tests/browser.rs (the server
 // takes files up to 1 MB there).
-import { chromium } from 'playwright-core';
-import { mkdirSync } from 'node:fs';
-import { register } from './people.mjs';
+import { register, start } from './people.mjs';
 
-const base = process.argv[2];
-const shots = process.argv[3] || 'target/browser-shots';
-if (!base) { console.error('usage: files.mjs URL [SHOT_DIR]'); process.exit(2); }
-mkdirSync(shots, { recursive: true });
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1'],
-});
+const { base, shots, browser, shootSchemes } = await start('files.mjs');
 
 function fail(msg) { throw new Error(msg); }
 const timeout = 10000;
-
-async function shootSchemes(page, name) {
-  for (const scheme of ['light', 'dark']) {
-    await page.emulateMedia({ colorScheme: scheme });
-    await page.screenshot({ path: `${shots}/${name}-${scheme}.png` });
-  }
-  await page.emulateMedia({ colorScheme: 'light' });
-}
 
 // A PNG of w×h drawn in the page (a sky, a lawn and a sun), as bytes.
 async function png(page, w, h, hue) {

@@ -1,3 +1,29 @@
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+
+// A script's arguments (the server's URL, the screenshot directory, made if missing) and a
+// headless Chromium that resolves no name but loopback.
+export async function start(script) {
+  const base = process.argv[2];
+  const shots = process.argv[3] || 'target/browser-shots';
+  if (!base) { console.error(`usage: ${script} URL [SHOT_DIR]`); process.exit(2); }
+  mkdirSync(shots, { recursive: true });
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1'],
+  });
+  // Screenshots of what `page` shows now, light and dark (then light again).
+  async function shootSchemes(page, name) {
+    for (const scheme of ['light', 'dark']) {
+      await page.emulateMedia({ colorScheme: scheme });
+      await page.screenshot({ path: `${shots}/${name}-${scheme}.png` });
+    }
+    await page.emulateMedia({ colorScheme: 'light' });
+  }
+  return { base, shots, browser, shootSchemes };
+}
+
 // A person for the browser scripts: a fresh context that fails the script on any dialog (script
 // from a message ran) or page error, registered through the sign-up form and landed on /rooms.
 // With `watchCsp`, every CSP violation is recorded in `window.__csp`.
