@@ -277,12 +277,15 @@ fn backup(file: &std::path::Path, dir: &DataDirArgs) -> std::process::ExitCode {
     match out {
         Ok(stats) => {
             println!(
-                "chat: backup written to {} ({} events, {} bytes, up to position {}, {:.2} s)",
+                "chat: backup written to {} ({} events, {} bytes, up to position {}, {:.2} s; {} files, {} bytes, in {})",
                 dest.display(),
                 stats["events"],
                 stats["bytes"],
                 stats["stream_pos"],
-                stats["secs"].as_f64().unwrap_or(0.0)
+                stats["secs"].as_f64().unwrap_or(0.0),
+                stats["files"],
+                stats["file_bytes"],
+                chat::store::backup::media_dir_of(&dest).display()
             );
             std::process::ExitCode::SUCCESS
         }

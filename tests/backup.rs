@@ -218,3 +218,51 @@ async fn data_backups_and_restores_are_private() {
     assert_eq!(mode(&restored), 0o700, "the restored data directory");
     assert_eq!(mode(&restored.join("chat.redb")), 0o600, "the restored database");
 }
+
+/// Shared files go with a backup (beside it, in `FILE.media`) and come back with a restore.
+#[tokio::test]
+async fn files_travel_with_a_backup_and_a_restore() {
+    let data = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    // One address for both servers: it is the server's name, which names its files.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let server = Binary::start(data.path(), &listen, &[]);
+    let http = reqwest::Client::new();
+    let (token, room) = setup(&http, &server.url).await;
+    let bytes: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let res = http
+        .post(format!("{}/api/v1/media/upload?filename=plan.pdf", server.url))
+        .bearer_auth(&token)
+        .header("content-type", "application/pdf")
+        .body(bytes.clone())
+        .send()
+        .await
+        .unwrap();
+    let up: serde_json::Value = res.json().await.unwrap();
+    let uri = up["content_uri"].as_str().unwrap().to_string();
+    let send = json!({"txn_id": "f1", "body": "", "file": {"content_uri": uri}});
+    let (st, v) = post_json(&http, &format!("{}/api/v1/rooms/{room}/messages", server.url), Some(&token), send).await;
+    assert_eq!(st, 200, "{v}");
+    let file = out.path().join("with-files.redb");
+    let r = chat().arg("backup").arg(&file).arg("--data-dir").arg(data.path()).output().unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(String::from_utf8_lossy(&r.stdout).contains("1 files"), "{}", String::from_utf8_lossy(&r.stdout));
+    assert!(out.path().join("with-files.redb.media").is_dir());
+    server.kill();
+
+    let restored = tempfile::tempdir().unwrap();
+    let r = chat().arg("restore").arg(&file).arg("--data-dir").arg(restored.path()).output().unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let again = Binary::start(restored.path(), &listen, &[]);
+    // A new client: the old one keeps a connection to the killed server at that address.
+    let http = reqwest::Client::new();
+    let login = json!({"username": "ana", "password": "password123"});
+    let (_, v) = post_json(&http, &format!("{}/api/v1/login", again.url), None, login).await;
+    let token = v["token"].as_str().unwrap();
+    let path = uri.strip_prefix("mxc://").unwrap();
+    let res = http.get(format!("{}/api/v1/media/download/{path}", again.url)).bearer_auth(token).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.bytes().await.unwrap().as_ref(), bytes.as_slice());
+    again.kill();
+}

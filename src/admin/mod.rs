@@ -95,7 +95,10 @@ async fn backup(state: &AppState, dest: PathBuf) -> crate::error::Result<Value> 
         return Err(crate::error::Error::bad("backup path must be absolute"));
     }
     let store = state.store.clone();
-    let stats = tokio::task::spawn_blocking(move || store.backup_to(&dest))
+    let blobs = state.media.dir.join("blobs");
+    // No file is collected while the backup links them (uploads wait to be put in place).
+    let _files = state.media.blobs.lock().await;
+    let stats = tokio::task::spawn_blocking(move || store.backup_to(&dest, Some(&blobs)))
         .await
         .map_err(|e| crate::error::Error::Internal(e.to_string()))??;
     Ok(json!({ "backup": stats }))
@@ -181,16 +184,19 @@ pub fn describe(op: &Op, a: &Value, dry_delete: bool) -> String {
             }
         }
         Op::UserList => {
-            let mut out =
-                format!("{:<24} {:<36} {:<6} {:<9} {:>8}\n", "USERNAME", "USER ID", "ADMIN", "DISABLED", "SESSIONS");
+            let mut out = format!(
+                "{:<24} {:<36} {:<6} {:<9} {:>8} {:>9}\n",
+                "USERNAME", "USER ID", "ADMIN", "DISABLED", "SESSIONS", "FILES"
+            );
             for u in a["users"].as_array().into_iter().flatten() {
                 out += &format!(
-                    "{:<24} {:<36} {:<6} {:<9} {:>8}\n",
+                    "{:<24} {:<36} {:<6} {:<9} {:>8} {:>9}\n",
                     s(&u["username"]),
                     s(&u["user_id"]),
                     yes_no(&u["admin"]),
                     yes_no(&u["disabled"]),
-                    u["sessions"]
+                    u["sessions"],
+                    crate::store::media::human_bytes(u["file_bytes"].as_u64().unwrap_or(0))
                 );
             }
             out

@@ -86,6 +86,9 @@ pub struct UserInfo {
     pub disabled: bool,
     /// Open sessions (signed-in browsers and API clients).
     pub sessions: usize,
+    /// Bytes of the files they uploaded (their quota's use).
+    #[serde(default)]
+    pub file_bytes: u64,
 }
 
 /// A room's members: (user id, membership).
@@ -261,6 +264,7 @@ impl Ctx<'_> {
     fn info(&self, username: String, rec: UserRecord) -> Result<UserInfo> {
         Ok(UserInfo {
             sessions: self.store.session_count(&rec.user_id)?,
+            file_bytes: self.store.media_usage_of(&rec.user_id)?,
             username,
             user_id: rec.user_id,
             created_ts: rec.created_ts,

@@ -97,7 +97,8 @@ impl Media {
 
     /// Where the blob with this SHA-256 (hex) is.
     pub fn blob_path(&self, sha256: &str) -> PathBuf {
-        self.dir.join("blobs").join(&sha256[..2]).join(&sha256[2..4]).join(sha256)
+        let rel = crate::store::media::blob_relpath(sha256).unwrap_or_else(|| PathBuf::from("invalid"));
+        self.dir.join("blobs").join(rel)
     }
 
     /// Checks an upload's announced size against the limits before a byte is read.

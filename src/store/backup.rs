@@ -6,6 +6,10 @@
 //! process is killed half-way. A restore checks the file opens, has every table and a schema
 //! this build understands, then copies it into an empty data directory the same way.
 //!
+//! Files go beside the backup: every blob the snapshot names, in `FILE.media/` (hard links
+//! when on the same file system: blobs never change), written before `FILE` itself, so a
+//! backup file that exists has its files. A restore copies them into `media/blobs` first.
+//!
 //! The same copy scrubs the database: redb frees the pages a change replaced but does not
 //! clear them, so a deleted message's text stays in the file's free space until the space is
 //! used again. A redaction (or a deleted room) marks the database; the next time the server
@@ -32,6 +36,10 @@ pub struct BackupStats {
     pub stream_pos: u64,
     /// Time taken, seconds.
     pub secs: f64,
+    /// Files (blobs) put beside it, in `FILE.media`.
+    pub files: u64,
+    /// Their bytes.
+    pub file_bytes: u64,
 }
 
 /// Copies one table of `src` into `dst`; returns the rows copied. A table the source lacks
@@ -55,6 +63,77 @@ fn copy_table<K: redb::Key + 'static, V: redb::Value + 'static>(
         rows += 1;
     }
     Ok(rows)
+}
+
+/// The directory of a backup's files: `FILE.media` beside `FILE`.
+pub fn media_dir_of(backup: &Path) -> PathBuf {
+    let mut name = backup.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".media");
+    backup.with_file_name(name)
+}
+
+/// Puts every blob the snapshot `src` names from `blobs` (the data directory's `media/blobs`)
+/// into `to` (through `to.partial` and a rename): linked where it can be, else copied and
+/// synced. Returns the files and their bytes.
+fn copy_blobs(src: &ReadTransaction, blobs: &Path, to: &Path, link: bool) -> Result<(u64, u64), String> {
+    let names: Vec<String> = {
+        let table = match src.open_table(MEDIA_BLOBS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok((0, 0)),
+            Err(e) => return Err(e.to_string()),
+        };
+        let mut out = Vec::new();
+        for row in table.iter().map_err(|e| e.to_string())? {
+            out.push(row.map_err(|e| e.to_string())?.0.value().to_string());
+        }
+        out
+    };
+    if names.is_empty() {
+        return Ok((0, 0));
+    }
+    let partial = partial_path(to);
+    let _ = std::fs::remove_dir_all(&partial);
+    crate::files::private_dir(&partial)?;
+    let (mut files, mut bytes) = (0u64, 0u64);
+    for sha in &names {
+        let Some(rel) = super::media::blob_relpath(sha) else { continue };
+        let (from, into) = (blobs.join(&rel), partial.join(&rel));
+        if let Some(parent) = into.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        let linked = link && std::fs::hard_link(&from, &into).is_ok();
+        if !linked {
+            std::fs::copy(&from, &into).map_err(|e| format!("file {}: {e}", from.display()))?;
+            std::fs::File::open(&into).and_then(|f| f.sync_all()).map_err(|e| e.to_string())?;
+        }
+        files += 1;
+        bytes += std::fs::metadata(&into).map(|m| m.len()).unwrap_or(0);
+    }
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::rename(&partial, to).map_err(|e| format!("cannot move the files to {}: {e}", to.display()))?;
+    sync_dir(to);
+    Ok((files, bytes))
+}
+
+/// Copies every table of the snapshot `src` into a new database at `dest` (through a temporary
+/// file and a rename), after the files it names (from `blobs`, when given) into
+/// `dest.media`.
+pub fn write_backup_with_media(
+    src: &ReadTransaction,
+    dest: &Path,
+    blobs: Option<&Path>,
+) -> Result<BackupStats, String> {
+    if dest.exists() {
+        return Err(format!("{} exists; choose a new file name", dest.display()));
+    }
+    let (files, file_bytes) = match blobs {
+        Some(b) => copy_blobs(src, b, &media_dir_of(dest), true)?,
+        None => (0, 0),
+    };
+    let mut stats = write_backup(src, dest)?;
+    stats.files = files;
+    stats.file_bytes = file_bytes;
+    Ok(stats)
 }
 
 /// Copies every table of the snapshot `src` into a new database at `dest` (through a temporary
@@ -94,7 +173,7 @@ pub fn write_backup(src: &ReadTransaction, dest: &Path) -> Result<BackupStats, S
     let events = src.open_table(EVENTS).map_err(|e| e.to_string())?.len().map_err(|e| e.to_string())?;
     let stream_pos = read_pos(src)?;
     let bytes = std::fs::metadata(dest).map(|m| m.len()).unwrap_or(0);
-    Ok(BackupStats { events, rows, bytes, stream_pos, secs: start.elapsed().as_secs_f64() })
+    Ok(BackupStats { events, rows, bytes, stream_pos, secs: start.elapsed().as_secs_f64(), files: 0, file_bytes: 0 })
 }
 
 fn read_pos(r: &ReadTransaction) -> Result<u64, String> {
@@ -128,7 +207,7 @@ pub fn backup_offline(data_dir: &Path, dest: &Path) -> Result<BackupStats, Strin
         other => format!("cannot open {}: {other}", path.display()),
     })?;
     let r = db.begin_read().map_err(|e| e.to_string())?;
-    write_backup(&r, dest)
+    write_backup_with_media(&r, dest, Some(&data_dir.join("media").join("blobs")))
 }
 
 /// Checks a backup file and copies it into `data_dir`, which must hold no database yet.
@@ -160,6 +239,16 @@ pub fn restore(data_dir: &Path, file: &Path) -> Result<(u64, u64), String> {
         (events, read_pos(&r)?)
     };
     crate::files::private_dir(data_dir)?;
+    // The files first: a data directory with a database has them.
+    let files = media_dir_of(file);
+    if files.is_dir() {
+        let blobs = data_dir.join("media").join("blobs");
+        crate::files::private_dir(&data_dir.join("media"))?;
+        let db = Database::open(file).map_err(|e| e.to_string())?;
+        let r = db.begin_read().map_err(|e| e.to_string())?;
+        let _ = std::fs::remove_dir_all(&blobs);
+        copy_blobs(&r, &files, &blobs, false)?;
+    }
     let partial = partial_path(&target);
     crate::files::private_file(&partial)?;
     std::fs::copy(file, &partial).map_err(|e| format!("cannot copy into {}: {e}", data_dir.display()))?;

@@ -28,6 +28,15 @@ pub struct MediaRecord {
     pub created_ms: u64,
 }
 
+/// Where the blob with this SHA-256 (hex) is, under the blob directory (`media/blobs` in the
+/// data directory, `FILE.media` beside a backup): two levels of fan-out by its first bytes.
+pub fn blob_relpath(sha256: &str) -> Option<std::path::PathBuf> {
+    if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    Some(std::path::Path::new(&sha256[..2]).join(&sha256[2..4]).join(sha256))
+}
+
 /// The `mxc://` URI an event's content names in `url`, if it is a message with one.
 pub fn url_of(ev: &Event) -> Option<&str> {
     if ev.kind != M_ROOM_MESSAGE {

@@ -100,11 +100,12 @@ impl Store {
         self.writer.submit(f).await
     }
 
-    /// Writes a consistent backup of everything committed now to `dest` (blocking; run it off
-    /// the async threads). Writes go on meanwhile.
-    pub fn backup_to(&self, dest: &Path) -> Result<backup::BackupStats> {
+    /// Writes a consistent backup of everything committed now to `dest`, and the files it
+    /// names from `blobs` into `dest.media` (blocking; run it off the async threads). Writes go
+    /// on meanwhile.
+    pub fn backup_to(&self, dest: &Path, blobs: Option<&Path>) -> Result<backup::BackupStats> {
         let r = self.read()?;
-        backup::write_backup(&r, dest).map_err(Error::Internal)
+        backup::write_backup_with_media(&r, dest, blobs).map_err(Error::Internal)
     }
 
     /// Tells the writer this server's name, so that events of local senders are queued for the
