@@ -140,6 +140,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         pending: Default::default(),
         shutdown: shutdown.clone(),
     });
+    let media = crate::media::Media::open(store.clone(), &config.data_dir, server_name.clone(), &limits)?;
+    tasks.spawn(media.clone().collect_forever(shutdown.clone()));
     let (ephemeral_tx, ephemeral_rx) = tokio::sync::mpsc::channel(1024);
     let fed = FedState::new(FedStateInner {
         store: store.clone(),
@@ -151,6 +153,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         calls: calls.clone(),
         tasks: tasks.clone(),
         ephemeral: ephemeral_tx,
+        media: media.clone(),
     });
     let live = LiveState::new(LiveStateInner {
         store: store.clone(),
@@ -167,8 +170,6 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     hub.send_presence_to(presence_tx);
     tasks.spawn(crate::live::send_presence(fed.clone(), presence_rx, shutdown.clone()));
     let hostnames = crate::web::hostnames(&server_name, &config.extra_hostnames);
-    let media = crate::media::Media::open(store.clone(), &config.data_dir, server_name.clone(), &limits)?;
-    tasks.spawn(media.clone().collect_forever(shutdown.clone()));
     let state = AppState::new(Inner {
         media,
         store,

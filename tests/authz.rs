@@ -362,6 +362,12 @@ fn rows() -> Vec<Row> {
         Row { method: "GET", route: "/.well-known/matrix/server", body: None, expect: OPEN },
         Row { method: "GET", route: "/_matrix/federation/v1/version", body: None, expect: OPEN },
         Row { method: "GET", route: "/_matrix/federation/v1/query/profile", body: None, expect: ["401"; 9] },
+        Row {
+            method: "GET",
+            route: "/_matrix/federation/v1/media/download/{media_id}",
+            body: None,
+            expect: ["401"; 9],
+        },
         Row { method: "GET", route: "/_matrix/federation/v1/query/directory", body: None, expect: ["401"; 9] },
         Row {
             method: "GET",

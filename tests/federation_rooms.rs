@@ -1298,3 +1298,59 @@ async fn formatting_and_edits_cross_servers() {
     assert_eq!(ben.get(&format!("/api/v1/profile/{}", urlencode(&nobody))).await.0, 404);
     assert_eq!(ben.get("/api/v1/profile/not-a-user").await.0, 400);
 }
+
+/// A file shared on A is opened by a member on B: B fetches it from A over signed federation
+/// (Matrix's authenticated media) once, keeps it, and serves it like its own. Nobody outside
+/// the room gets it, on B or by asking A directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_shared_on_one_server_is_opened_on_the_other() {
+    let p = Pki::new();
+    let a = TestServer::federating(&p, |_| {}).await;
+    let b = TestServer::federating(&p, |_| {}).await;
+    let (ana, ben, room) = ana_and_ben_share(&p, &a, &b, "Files", "files").await;
+    let cara = Client::register(&p.ca, &b.addr.to_string(), "cara").await;
+    let bytes: Vec<u8> = (0..150_000u32).map(|i| (i * 13 % 256) as u8).collect();
+    let auth = |c: &Client| ("authorization", format!("Bearer {}", c.token));
+    let (st, _, up) = common::tls::request_bytes(
+        &p.ca,
+        &ana.addr,
+        "POST",
+        "/api/v1/media/upload?filename=plan%20v2.pdf",
+        &[auth(&ana), ("content-type", "application/pdf".into())],
+        &bytes,
+    )
+    .await;
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&up));
+    let up: Value = serde_json::from_slice(&up).unwrap();
+    let uri = up["content_uri"].as_str().unwrap().to_string();
+    let (st, v) = ana
+        .post(&format!("/api/v1/rooms/{room}/messages"), json!({"txn_id": "f1", "file": {"content_uri": uri}}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let id = v["event_id"].as_str().unwrap().to_string();
+    eventually!(10, "B has the file message", ben.event(&room, &id).await.is_some());
+    let got = ben.event(&room, &id).await.unwrap();
+    assert_eq!(
+        (got["content"]["msgtype"].as_str(), got["content"]["url"].as_str()),
+        (Some("m.file"), Some(uri.as_str()))
+    );
+
+    let path = format!("/api/v1/media/download/{}", uri.strip_prefix("mxc://").unwrap().replace(':', "%3A"));
+    let (st, headers, body) = common::tls::request_bytes(&p.ca, &ben.addr, "GET", &path, &[auth(&ben)], &[]).await;
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(body == bytes, "B served other bytes ({} of {})", body.len(), bytes.len());
+    let disposition = &headers.iter().find(|(k, _)| k == "content-disposition").unwrap().1;
+    assert!(disposition.starts_with("attachment") && disposition.contains("plan%20v2.pdf"), "{disposition}");
+    // Kept on B: a range is served from its copy.
+    let range = [auth(&ben), ("range", "bytes=100-199".into())];
+    let (st, _, part) = common::tls::request_bytes(&p.ca, &ben.addr, "GET", &path, &range, &[]).await;
+    assert_eq!((st, part.as_slice()), (206, &bytes[100..200]));
+    // Cara on B is in no room with it; F, a server with nobody in the room, asks A itself.
+    let (st, _, _) = common::tls::request_bytes(&p.ca, &cara.addr, "GET", &path, &[auth(&cara)], &[]).await;
+    assert_eq!(st, 404);
+    let f = PlayedServer::start(&p.ca, &p.cert, &p.key).await;
+    let media_id = uri.rsplit('/').next().unwrap();
+    let na = a.addr.to_string();
+    let (st, _) = f.signed(Method::GET, &na, &format!("/_matrix/federation/v1/media/download/{media_id}"), None).await;
+    assert_eq!(st, 404);
+}

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::TestServer;
 use common::synapse::{MatrixUser, Synapse, enc};
 use common::tls::{Client, Pki};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// Polls until `get` returns a list with all of `want` (by value), up to 60 s; returns it.
 async fn until_all<F, Fut>(what: &str, want: &[String], mut get: F) -> Vec<String>
@@ -62,6 +62,55 @@ async fn exchange(syn: &Synapse, sam: &MatrixUser, ana: &Client, room: &str, tag
     let there = until_all("Synapse's history", &want, || syn.bodies(sam, room)).await;
     in_order(&there, &format!("{tag}-sam-"), n);
     in_order(&there, &format!("{tag}-ana-"), n);
+}
+
+/// Files both ways in `room` (ours, with Sam in it), as Matrix's authenticated media does it:
+/// Sam's file from Synapse opened by Ana here (we fetch it from Synapse over signed
+/// federation), Ana's opened by Sam on Synapse (Synapse fetches it from us).
+async fn files_cross(syn: &Synapse, sam: &MatrixUser, ana: &Client, room: &str) {
+    let theirs: Vec<u8> = (0..120_000u32).map(|i| (i * 31 % 256) as u8).collect();
+    let (st, _, up) =
+        syn.call_bytes(sam, "POST", "/_matrix/media/v3/upload?filename=sun.png", "image/png", theirs.clone()).await;
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&up));
+    let uri = serde_json::from_slice::<Value>(&up).unwrap()["content_uri"].as_str().unwrap().to_string();
+    let content = json!({"msgtype": "m.image", "body": "sun.png", "url": uri,
+                         "info": {"mimetype": "image/png", "size": theirs.len(), "w": 40, "h": 30}});
+    let path = format!("/_matrix/client/v3/rooms/{}/send/m.room.message/file1", enc(room));
+    let (st, v) = syn.call(Some(sam), "PUT", &path, Some(content)).await;
+    assert_eq!(st, 200, "{v}");
+    let id = v["event_id"].as_str().unwrap().to_string();
+    until("Sam's file message here", async || ana.event(room, &id).await.is_some()).await;
+    let ours = format!("/api/v1/media/download/{}", uri.strip_prefix("mxc://").unwrap().replace(':', "%3A"));
+    let auth = [("authorization", format!("Bearer {}", ana.token))];
+    let (st, _, got) = chat_testkit::tls::request_bytes(&ana.ca, &ana.addr, "GET", &ours, &auth, &[]).await;
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&got));
+    assert!(got == theirs, "Synapse's file came as {} other bytes", got.len());
+
+    let mine: Vec<u8> = (0..90_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let (st, _, up) = chat_testkit::tls::request_bytes(
+        &ana.ca,
+        &ana.addr,
+        "POST",
+        "/api/v1/media/upload?filename=notes.txt",
+        &[auth[0].clone(), ("content-type", "text/plain".into())],
+        &mine,
+    )
+    .await;
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&up));
+    let uri = serde_json::from_slice::<Value>(&up).unwrap()["content_uri"].as_str().unwrap().to_string();
+    let (st, v) = ana
+        .post(&format!("/api/v1/rooms/{room}/messages"), json!({"txn_id": "file2", "file": {"content_uri": uri}}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let id = v["event_id"].as_str().unwrap().to_string();
+    until("Ana's file message on Synapse", async || {
+        syn.timeline(sam, room).await.iter().any(|e| e["event_id"] == id.as_str())
+    })
+    .await;
+    let theirs_path = format!("/_matrix/client/v1/media/download/{}", uri.strip_prefix("mxc://").unwrap());
+    let (st, _, got) = syn.call_bytes(sam, "GET", &theirs_path, "application/octet-stream", Vec::new()).await;
+    assert_eq!(st, 200, "{}\n{}", String::from_utf8_lossy(&got), syn.log_tail());
+    assert!(got == mine, "our file came to Synapse as {} other bytes", got.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,6 +166,7 @@ async fn rooms_and_messages_cross_between_us_and_synapse() {
     }
     exchange(&syn, &sam, &ana, &mine, "r", 3).await;
     typing_and_receipts_in(&syn, &sam, &ana, &mine).await;
+    files_cross(&syn, &sam, &ana, &mine).await;
 
     // A room Sam makes with Ana as an additional creator (room version 12): she has every
     // right there without an entry in the power levels, here as on Synapse.

@@ -272,6 +272,35 @@ impl FedClient {
         self.exchange(&route, destination, method, path, content, Some(auth)).await
     }
 
+    /// A signed GET whose answer the caller reads as it comes (a file), on a connection of its
+    /// own; the answer's head within the request timeout.
+    pub async fn signed_stream(
+        &self,
+        key: &SigningKey,
+        origin: &str,
+        destination: &str,
+        path: &str,
+    ) -> Result<axum::http::Response<hyper::body::Incoming>> {
+        let sig = SignedRequest { origin, destination, method: "GET", uri: path, content: None }.sign(key)?;
+        let auth =
+            format!("X-Matrix origin=\"{origin}\",destination=\"{destination}\",key=\"{}\",sig=\"{sig}\"", key.id);
+        let route = self.route(destination).await?;
+        let req = axum::http::Request::builder()
+            .method(Method::GET)
+            .uri(path)
+            .header("host", route.host.as_str())
+            .header("user-agent", concat!("chat/", env!("CARGO_PKG_VERSION")))
+            .header("authorization", auth)
+            .body(axum::body::Body::empty())
+            .map_err(|e| Error::bad(format!("request: {e}")))?;
+        self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        let mut sender = self.open(&route.connect, destination, &route.tls_name).await?;
+        tokio::time::timeout(self.request_timeout, sender.send_request(req))
+            .await
+            .map_err(|_| Error::Unavailable(format!("{destination}: no answer in time")))?
+            .map_err(|e| Error::Unavailable(format!("{destination}: {e}")))
+    }
+
     /// One HTTPS request along `route` (an idle connection there if there is one, else a new
     /// one); `server` names the peer in errors.
     async fn exchange(

@@ -18,6 +18,7 @@ pub mod client;
 pub mod ephemeral;
 pub mod handshake;
 pub mod keys;
+pub mod media;
 pub mod membership;
 pub mod pdu;
 pub mod profiles;
@@ -74,6 +75,8 @@ pub struct FedStateInner {
     /// Typing notices and receipts from other servers, for the live channel to show (full:
     /// dropped).
     pub ephemeral: tokio::sync::mpsc::Sender<ephemeral::Incoming>,
+    /// Files: ours served to other servers, theirs fetched and kept.
+    pub media: crate::media::Media,
 }
 
 /// Largest inbound federation request body.
@@ -156,6 +159,7 @@ where
         .get("/federation/v1/version", version)
         .get("/federation/v1/query/profile", serve_profile)
         .get("/federation/v1/query/directory", serve::query_directory)
+        .get("/federation/v1/media/download/{media_id}", media::serve_download)
         .get("/federation/v1/make_join/{room_id}/{user_id}", handshake::make_join)
         .put("/federation/v2/send_join/{room_id}/{event_id}", handshake::send_join)
         .get("/federation/v1/make_leave/{room_id}/{user_id}", handshake::make_leave)

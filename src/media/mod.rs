@@ -128,73 +128,85 @@ impl Media {
     ) -> Result<Uploaded> {
         let name = clean_name(name)?;
         let content_type = content_type_of(content_type, name.as_deref());
-        let tmp = self.dir.join("tmp").join(random_id()?);
-        let written = self.write_tmp(&tmp, body).await;
-        let (size, sha256) = match written {
-            Ok(w) => w,
-            Err(e) => {
-                let _ = tokio::fs::remove_file(&tmp).await;
-                return Err(e);
+        let mut tmp = self.tmp_file().await?;
+        let mut stream = body.into_data_stream();
+        let written = async {
+            loop {
+                let next = tokio::time::timeout(UPLOAD_STALL, stream.next()).await;
+                let Ok(next) = next else {
+                    return Err(Error::bad(format!("the upload stalled for {} s", UPLOAD_STALL.as_secs())));
+                };
+                let Some(chunk) = next else { break };
+                let chunk = chunk.map_err(|e| Error::bad(format!("the upload was cut off: {e}")))?;
+                tmp.write(&chunk).await?;
             }
-        };
-        let id = random_id()?;
-        let key = format!("{}/{id}", self.server_name);
+            Ok(())
+        }
+        .await;
+        if let Err(e) = written {
+            tmp.discard().await;
+            return Err(e);
+        }
+        let key = format!("{}/{}", self.server_name, random_id()?);
         let rec = MediaRecord {
-            sha256: sha256.clone(),
-            size,
+            sha256: String::new(),
+            size: 0,
             content_type: content_type.clone(),
             name,
             uploader: user.to_string(),
             created_ms: crate::events::now_ms(),
         };
+        let rec = self.place(tmp, &key, rec, Some(self.quota_bytes)).await?;
+        Ok(Uploaded { content_uri: format!("mxc://{key}"), size: rec.size, content_type })
+    }
+
+    /// A new temporary file for a file's bytes, at most `max_upload_bytes` of them.
+    pub async fn tmp_file(&self) -> Result<TmpFile> {
+        let path = self.dir.join("tmp").join(random_id()?);
+        let file = private_create(&path).await?;
+        Ok(TmpFile { path, file, hasher: Sha256::new(), size: 0, limit: self.max_upload_bytes })
+    }
+
+    /// Puts the bytes of `tmp` in place as their blob (or drops them, when that blob exists)
+    /// and commits `rec` (its hash and size filled in) under `key`; with `quota`, counted
+    /// against the uploader's.
+    pub async fn place(
+        &self,
+        tmp: TmpFile,
+        key: &str,
+        mut rec: MediaRecord,
+        quota: Option<u64>,
+    ) -> Result<MediaRecord> {
+        let (path, size, sha256) = match tmp.finish().await {
+            Ok(done) => done,
+            Err((path, e)) => {
+                let _ = tokio::fs::remove_file(&path).await;
+                return Err(e);
+            }
+        };
+        rec.sha256 = sha256.clone();
+        rec.size = size;
         let _guard = self.blobs.lock().await;
         let blob = self.blob_path(&sha256);
         let placed = async {
             if tokio::fs::try_exists(&blob).await.unwrap_or(false) {
-                tokio::fs::remove_file(&tmp).await.map_err(io)?;
+                tokio::fs::remove_file(&path).await.map_err(io)?;
             } else {
                 let parent = blob.parent().ok_or_else(|| Error::Internal("blob path".into()))?;
                 tokio::fs::create_dir_all(parent).await.map_err(io)?;
-                tokio::fs::rename(&tmp, &blob).await.map_err(io)?;
+                tokio::fs::rename(&path, &blob).await.map_err(io)?;
                 sync_dir(parent).await;
             }
             Ok::<(), Error>(())
         }
         .await;
         if let Err(e) = placed {
-            let _ = tokio::fs::remove_file(&tmp).await;
+            let _ = tokio::fs::remove_file(&path).await;
             return Err(e);
         }
-        let quota = self.quota_bytes;
-        let k = key.clone();
-        self.store.write(move |tx| tx.add_media(&k, &rec, quota)).await?;
-        Ok(Uploaded { content_uri: format!("mxc://{key}"), size, content_type })
-    }
-
-    /// Streams `body` into `tmp`, counting and hashing; fsynced. Over the size limit: 413.
-    async fn write_tmp(&self, tmp: &Path, body: axum::body::Body) -> Result<(u64, String)> {
-        let mut file = private_create(tmp).await?;
-        let mut hasher = Sha256::new();
-        let mut size: u64 = 0;
-        let mut stream = body.into_data_stream();
-        loop {
-            let next = tokio::time::timeout(UPLOAD_STALL, stream.next()).await;
-            let Ok(next) = next else {
-                return Err(Error::bad(format!("the upload stalled for {} s", UPLOAD_STALL.as_secs())));
-            };
-            let Some(chunk) = next else { break };
-            let chunk = chunk.map_err(|e| Error::bad(format!("the upload was cut off: {e}")))?;
-            size += chunk.len() as u64;
-            if size > self.max_upload_bytes {
-                return Err(too_big(self.max_upload_bytes));
-            }
-            hasher.update(&chunk);
-            file.write_all(&chunk).await.map_err(io)?;
-        }
-        file.flush().await.map_err(io)?;
-        file.sync_all().await.map_err(io)?;
-        let digest = hasher.finalize();
-        Ok((size, digest.iter().map(|b| format!("{b:02x}")).collect()))
+        let (k, r) = (key.to_string(), rec.clone());
+        self.store.write(move |tx| tx.add_media(&k, &r, quota)).await?;
+        Ok(rec)
     }
 
     /// Forgets uploads shared nowhere for a day and deletes the blob files no upload names, and
@@ -243,6 +255,48 @@ impl Media {
                 _ = tokio::time::sleep(COLLECT_EVERY) => {}
             }
         }
+    }
+}
+
+/// A file's bytes on their way in: written to a temporary file, counted against the size
+/// limit, hashed.
+pub struct TmpFile {
+    path: PathBuf,
+    file: tokio::fs::File,
+    hasher: Sha256,
+    size: u64,
+    limit: u64,
+}
+
+impl TmpFile {
+    /// Appends `bytes`; over the size limit, a 413.
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.size += bytes.len() as u64;
+        if self.size > self.limit {
+            return Err(too_big(self.limit));
+        }
+        self.hasher.update(bytes);
+        self.file.write_all(bytes).await.map_err(io)
+    }
+
+    /// Deletes what was written.
+    pub async fn discard(self) {
+        drop(self.file);
+        let _ = tokio::fs::remove_file(&self.path).await;
+    }
+
+    /// Flushes and fsyncs: (path, size, SHA-256 hex); on failure the path to delete.
+    async fn finish(mut self) -> std::result::Result<(PathBuf, u64, String), (PathBuf, Error)> {
+        let synced = async {
+            self.file.flush().await.map_err(io)?;
+            self.file.sync_all().await.map_err(io)
+        }
+        .await;
+        if let Err(e) = synced {
+            return Err((self.path, e));
+        }
+        let digest = self.hasher.finalize();
+        Ok((self.path, self.size, digest.iter().map(|b| format!("{b:02x}")).collect()))
     }
 }
 

@@ -11,7 +11,8 @@ use super::{Store, Tx, get_json, put_json};
 use crate::error::{Error, Result};
 use crate::events::{Event, M_ROOM_MESSAGE, Membership};
 
-/// One uploaded file. Key: `server/id`, as in its `mxc://` URI.
+/// One file: uploaded here, or a copy of another server's. Key: `server/id`, as in its
+/// `mxc://` URI.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct MediaRecord {
     /// SHA-256 of the bytes, hex: the blob's name.
@@ -22,7 +23,7 @@ pub struct MediaRecord {
     pub content_type: String,
     /// The file name it was uploaded with, if any.
     pub name: Option<String>,
-    /// Who uploaded it.
+    /// Who uploaded it (empty for a copy of another server's file).
     pub uploader: String,
     /// When (ms since the epoch).
     pub created_ms: u64,
@@ -74,19 +75,21 @@ pub(super) fn forget_room(txn: &WriteTransaction, room_id: &str) -> Result<()> {
 
 impl Tx<'_> {
     /// Records an upload whose blob is in place, counting it against `quota` bytes of the
-    /// uploader's: over it, nothing is recorded (the blob, named by nothing, is collected).
-    pub fn add_media(&mut self, key: &str, rec: &MediaRecord, quota: u64) -> Result<()> {
-        let mut usage = self.txn.open_table(MEDIA_USAGE)?;
-        let used = usage.get(rec.uploader.as_str())?.map_or(0, |v| v.value());
-        if used.saturating_add(rec.size) > quota {
-            return Err(Error::TooLarge(format!(
-                "this file would take you over your storage quota ({} of {} used)",
-                human_bytes(used),
-                human_bytes(quota)
-            )));
+    /// uploader's (a file fetched from another server counts against nobody's): over it,
+    /// nothing is recorded (the blob, named by nothing, is collected).
+    pub fn add_media(&mut self, key: &str, rec: &MediaRecord, quota: Option<u64>) -> Result<()> {
+        if let Some(quota) = quota {
+            let mut usage = self.txn.open_table(MEDIA_USAGE)?;
+            let used = usage.get(rec.uploader.as_str())?.map_or(0, |v| v.value());
+            if used.saturating_add(rec.size) > quota {
+                return Err(Error::TooLarge(format!(
+                    "this file would take you over your storage quota ({} of {} used)",
+                    human_bytes(used),
+                    human_bytes(quota)
+                )));
+            }
+            usage.insert(rec.uploader.as_str(), used + rec.size)?;
         }
-        usage.insert(rec.uploader.as_str(), used + rec.size)?;
-        drop(usage);
         let mut blobs = self.txn.open_table(MEDIA_BLOBS)?;
         let n = blobs.get(rec.sha256.as_str())?.map_or(0, |v| v.value());
         blobs.insert(rec.sha256.as_str(), n + 1)?;
@@ -122,6 +125,27 @@ impl Store {
                 return Ok(true);
             }
             last_room = room.to_string();
+        }
+        Ok(false)
+    }
+
+    /// Whether the server `server` may fetch the file `mxc`: it is shared in a room where one
+    /// of that server's users is joined.
+    pub fn media_shared_with_server(&self, mxc: &str, server: &str) -> Result<bool> {
+        let r = self.read()?;
+        let shares = r.open_table(MEDIA_SHARES)?;
+        let members = r.open_table(ROOM_MEMBERS)?;
+        let mut rooms = std::collections::BTreeSet::new();
+        for row in shares.range((mxc, "", "")..=(mxc, "\u{10ffff}", ""))? {
+            rooms.insert(row?.0.value().1.to_string());
+        }
+        for room in rooms {
+            for row in members.range((room.as_str(), "")..=(room.as_str(), "\u{10ffff}"))? {
+                let (k, v) = row?;
+                if crate::ids::server_of(k.value().1) == server && Membership::parse(v.value()) == Membership::Join {
+                    return Ok(true);
+                }
+            }
         }
         Ok(false)
     }
@@ -179,14 +203,14 @@ impl Store {
                 out
             };
             for (key, rec) in unshared {
-                if !key.starts_with(&format!("{local}/")) {
-                    continue;
-                }
                 tx.txn.open_table(MEDIA)?.remove(key.as_str())?;
-                let mut usage = tx.txn.open_table(MEDIA_USAGE)?;
-                let used = usage.get(rec.uploader.as_str())?.map_or(0, |v| v.value());
-                usage.insert(rec.uploader.as_str(), used.saturating_sub(rec.size))?;
-                drop(usage);
+                // Our users' uploads counted against their quota; copies of other servers'
+                // files against nobody's.
+                if key.starts_with(&format!("{local}/")) {
+                    let mut usage = tx.txn.open_table(MEDIA_USAGE)?;
+                    let used = usage.get(rec.uploader.as_str())?.map_or(0, |v| v.value());
+                    usage.insert(rec.uploader.as_str(), used.saturating_sub(rec.size))?;
+                }
                 let mut blobs = tx.txn.open_table(MEDIA_BLOBS)?;
                 let n = blobs.get(rec.sha256.as_str())?.map_or(0, |v| v.value());
                 if n <= 1 {

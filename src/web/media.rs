@@ -42,7 +42,8 @@ pub async fn upload(
 }
 
 /// `GET /media/download/{server}/{id}`: the file, for its uploader and the members of a room
-/// where it is shared (`404` for anyone else: whether a file exists is not told). Single
+/// where it is shared (`404` for anyone else: whether a file exists is not told); another
+/// server's file is fetched from it the first time (see `federation::media`). Single
 /// `Range`s are answered with `206`. Images, audio, video and plain text are `inline`,
 /// anything else an `attachment`; the response cannot be sniffed into another type and runs
 /// nothing (a sandboxing CSP).
@@ -55,13 +56,20 @@ pub async fn download(
     let key = format!("{server}/{id}");
     let mxc = format!("mxc://{key}");
     let not_found = || Error::NotFound("no such file".into());
-    if server != state.server_name.as_str() {
-        return Err(Error::NotFound("files from other servers are not fetched yet".into()));
-    }
-    let rec = state.store.media(&key)?.ok_or_else(not_found)?;
-    if rec.uploader != session.user.as_str() && !state.store.media_shared_with(&mxc, session.user.as_str())? {
-        return Err(not_found());
-    }
+    let rec = if server == state.server_name.as_str() {
+        let rec = state.store.media(&key)?.ok_or_else(not_found)?;
+        if rec.uploader != session.user.as_str() && !state.store.media_shared_with(&mxc, session.user.as_str())? {
+            return Err(not_found());
+        }
+        rec
+    } else {
+        // Another server's file: only for a member of a room where it is shared, fetched from
+        // its server the first time.
+        if !state.store.media_shared_with(&mxc, session.user.as_str())? {
+            return Err(not_found());
+        }
+        crate::federation::media::fetch(&state.fed, &key).await?
+    };
     let etag = format!("\"{}\"", rec.sha256);
     let mut h = HeaderMap::new();
     let inline = inline_type(&rec.content_type);

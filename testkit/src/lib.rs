@@ -581,6 +581,52 @@ pub mod tls {
         String::from_utf8_lossy(&out).into_owned()
     }
 
+    /// One HTTPS request with a binary body: the status, the headers (names in lower case) and
+    /// the body's bytes (a chunked one put together).
+    pub async fn request_bytes(
+        ca: &Path,
+        addr: &str,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: &[u8],
+    ) -> (u16, Vec<(String, String)>, Vec<u8>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = connect(ca, addr).await;
+        let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\ncontent-length: {}\r\n{extra}\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(body).await.unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        let split = out.windows(4).position(|w| w == b"\r\n\r\n").expect("no end of headers");
+        let head = String::from_utf8_lossy(&out[..split]).into_owned();
+        let mut lines = head.split("\r\n");
+        let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).unwrap();
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())))
+            .collect();
+        let mut rest = out[split + 4..].to_vec();
+        if headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked")) {
+            let mut joined = Vec::new();
+            let mut at = 0;
+            while let Some(eol) = rest[at..].windows(2).position(|w| w == b"\r\n") {
+                let size = usize::from_str_radix(String::from_utf8_lossy(&rest[at..at + eol]).trim(), 16).unwrap_or(0);
+                if size == 0 {
+                    break;
+                }
+                let start = at + eol + 2;
+                joined.extend_from_slice(&rest[start..start + size]);
+                at = start + size + 2;
+            }
+            rest = joined;
+        }
+        (status, headers, rest)
+    }
+
     /// One HTTPS request; returns the status and the JSON body (Null if none).
     pub async fn request(
         ca: &Path,

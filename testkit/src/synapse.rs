@@ -234,6 +234,24 @@ rc_federation:
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
+    /// A client-server API call with a raw body (an upload) or answer (a download): the status,
+    /// the answer's content type and bytes.
+    pub async fn call_bytes(
+        &self,
+        user: &MatrixUser,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (u16, String, Vec<u8>) {
+        let req = self.http.request(method.parse().unwrap(), format!("{}{path}", self.client_url));
+        let req = req.bearer_auth(&user.token).header("content-type", content_type).body(body);
+        let res = req.timeout(Duration::from_secs(60)).send().await.unwrap();
+        let status = res.status().as_u16();
+        let ty = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        (status, ty, res.bytes().await.unwrap_or_default().to_vec())
+    }
+
     /// Sends a text message as `user`; returns its event id.
     pub async fn send(&self, user: &MatrixUser, room: &str, body: &str, txn: &str) -> String {
         let path = format!("/_matrix/client/v3/rooms/{}/send/m.room.message/{txn}", enc(room));
