@@ -816,8 +816,9 @@ fn attachment(content: &serde_json::Value) -> Option<Markup> {
     let uri = content.get("url").and_then(|v| v.as_str())?;
     let key = crate::store::media::key_of(uri)?;
     let (server, id) = key.split_once('/')?;
-    let src =
-        format!("/api/v1/media/download/{}/{}", crate::federation::urlencode(server), crate::federation::urlencode(id));
+    let path = format!("{}/{}", crate::federation::urlencode(server), crate::federation::urlencode(id));
+    let src = format!("/api/v1/media/download/{path}");
+    let thumb = format!("/api/v1/media/thumbnail/{path}");
     let info = content.get("info");
     let num = |k: &str| info.and_then(|i| i.get(k)).and_then(|v| v.as_u64());
     let name = content
@@ -838,7 +839,7 @@ fn attachment(content: &serde_json::Value) -> Option<Markup> {
     Some(html! {
         @match msgtype {
             "m.image" => a.file.image href=(src) target="_blank" rel="noopener" data-viewer="image" title=(name) {
-                img src=(src) alt=(name) loading="lazy" decoding="async"
+                img src=(thumb) alt=(name) loading="lazy" decoding="async"
                     width=[fitted.map(|f| f.0)] height=[fitted.map(|f| f.1)];
             },
             "m.video" => video.file.video controls preload="metadata" src=(src)

@@ -99,6 +99,12 @@ fn rows() -> Vec<Row> {
             expect: ["401", "401", "404", "404", "404", "404", "404", "404", "404"],
         },
         Row {
+            method: "GET",
+            route: "/api/v1/media/thumbnail/{server}/{media_id}",
+            body: None,
+            expect: ["401", "401", "404", "404", "404", "404", "404", "404", "404"],
+        },
+        Row {
             method: "PUT",
             route: "/api/v1/profile",
             body: Json(|c| json!({"display_name": format!("N {}", c.n)})),

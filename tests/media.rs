@@ -35,6 +35,64 @@ async fn send_file(s: &TestServer, u: &User, room: &str, uri: &str, caption: &st
     s.post(Some(&u.token), &format!("/api/v1/rooms/{room}/messages"), body).await
 }
 
+/// A PNG of w×h pixels (noise, so it does not compress away).
+fn png(w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 7 + y * 13) as u8, (x ^ y) as u8, (x * y) as u8]));
+    let mut out = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png).unwrap();
+    out
+}
+
+/// A JPEG of w×h (left half red, right half blue) with an EXIF segment that holds
+/// `orientation` and a GPS position's text.
+fn jpeg_with_exif(w: u32, h: u32, orientation: u16) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(
+        w,
+        h,
+        |x, _| if x < w / 2 { image::Rgb([255, 0, 0]) } else { image::Rgb([0, 0, 255]) },
+    );
+    let mut plain = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut plain, 90).encode_image(&img).unwrap();
+    let mut tiff = b"MM\x00\x2a\x00\x00\x00\x08\x00\x01".to_vec();
+    tiff.extend_from_slice(&[0x01, 0x12, 0x00, 0x03, 0x00, 0x00, 0x00, 0x01]);
+    tiff.extend_from_slice(&orientation.to_be_bytes());
+    tiff.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    tiff.extend_from_slice(b"GPSLatitude 48.8584 N GPSLongitude 2.2945 E");
+    let mut app1 = b"Exif\x00\x00".to_vec();
+    app1.extend_from_slice(&tiff);
+    let mut out = plain[..2].to_vec();
+    out.extend_from_slice(&[0xFF, 0xE1]);
+    out.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(&app1);
+    out.extend_from_slice(&plain[2..]);
+    out
+}
+
+/// CRC-32 (as PNG chunks carry it).
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut c = 0xFFFF_FFFFu32;
+    for &b in bytes {
+        c ^= u32::from(b);
+        for _ in 0..8 {
+            c = if c & 1 == 1 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+        }
+    }
+    !c
+}
+
+/// The start of a PNG claiming `w` × `h` pixels (a valid header, no pixels).
+fn png_claiming(w: u32, h: u32) -> Vec<u8> {
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend_from_slice(&w.to_be_bytes());
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend_from_slice(&13u32.to_be_bytes());
+    png.extend_from_slice(&ihdr);
+    png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
+    png
+}
+
 /// Files under the data directory's blob store.
 fn blob_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
@@ -52,12 +110,13 @@ async fn a_file_shared_in_a_room_is_downloaded_by_its_members_only() {
     let s = TestServer::start().await;
     let (ana, ben, room) = s.ana_and_ben_in_general().await;
     let cara = s.register("cara").await;
-    let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let bytes = png(1200, 900);
+    let size = bytes.len() as u64;
     let (st, up) = upload(&s, &ana, "photo.png", "image/png", bytes.clone()).await;
     assert_eq!(st, StatusCode::OK, "{up}");
     let uri = up["content_uri"].as_str().unwrap().to_string();
     assert!(uri.starts_with("mxc://"), "{up}");
-    assert_eq!((up["size"].as_u64(), up["content_type"].as_str()), (Some(300_000), Some("image/png")));
+    assert_eq!((up["size"].as_u64(), up["content_type"].as_str()), (Some(size), Some("image/png")));
     // Not shared yet: the uploader may read it, nobody else.
     assert_eq!(download(&s, &ana, &uri, None).await.status(), StatusCode::OK);
     assert_eq!(download(&s, &ben, &uri, None).await.status(), StatusCode::NOT_FOUND);
@@ -72,10 +131,9 @@ async fn a_file_shared_in_a_room_is_downloaded_by_its_members_only() {
         (c["msgtype"].as_str(), c["url"].as_str(), c["body"].as_str()),
         (Some("m.image"), Some(uri.as_str()), Some("our garden"))
     );
-    assert_eq!(
-        (c["filename"].as_str(), c["info"]["size"].as_u64(), c["info"]["w"].as_u64()),
-        (Some("photo.png"), Some(300_000), Some(800))
-    );
+    // The size the server measured, not the one the client said (800 × 600).
+    assert_eq!((c["filename"].as_str(), c["info"]["size"].as_u64()), (Some("photo.png"), Some(size)));
+    assert_eq!((c["info"]["w"].as_u64(), c["info"]["h"].as_u64()), (Some(1200), Some(900)));
     let res = download(&s, &ben, &uri, None).await;
     assert_eq!(res.status(), StatusCode::OK);
     let h = res.headers().clone();
@@ -94,13 +152,19 @@ async fn a_file_shared_in_a_room_is_downloaded_by_its_members_only() {
     // Ranges, for seeking.
     let res = download(&s, &ben, &uri, Some("bytes=1000-1999")).await;
     assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
-    assert_eq!(res.headers()["content-range"], "bytes 1000-1999/300000");
+    assert_eq!(res.headers()["content-range"], format!("bytes 1000-1999/{size}"));
     assert_eq!(res.bytes().await.unwrap().as_ref(), &bytes[1000..2000]);
     let res = download(&s, &ben, &uri, Some("bytes=-10")).await;
-    assert_eq!(res.bytes().await.unwrap().as_ref(), &bytes[299_990..]);
-    let res = download(&s, &ben, &uri, Some("bytes=300000-")).await;
+    assert_eq!(res.bytes().await.unwrap().as_ref(), &bytes[bytes.len() - 10..]);
+    let res = download(&s, &ben, &uri, Some(&format!("bytes={size}-"))).await;
     assert_eq!(res.status(), StatusCode::RANGE_NOT_SATISFIABLE);
-    assert_eq!(res.headers()["content-range"], "bytes */300000");
+    assert_eq!(res.headers()["content-range"], format!("bytes */{size}"));
+    // The timeline's thumbnail: at most 800 pixels a side, the same proportions.
+    let thumb = s.http.get(format!("{}{}", s.url, download_path(&uri).replace("/download/", "/thumbnail/")));
+    let res = thumb.bearer_auth(&ben.token).send().await.unwrap();
+    assert_eq!((res.status(), res.headers()["content-type"].to_str().unwrap()), (StatusCode::OK, "image/jpeg"));
+    let small = image::load_from_memory(&res.bytes().await.unwrap()).unwrap();
+    assert_eq!((small.width(), small.height()), (800, 600));
 
     // Ben may not send Ana's upload as his; nor an edit with a file; nor a made-up file.
     let (st, _) = send_file(&s, &ben, &room, &uri, "", "f2").await;
@@ -119,8 +183,8 @@ async fn a_file_shared_in_a_room_is_downloaded_by_its_members_only() {
     let (st, again) = upload(&s, &ben, "copy.png", "image/png", bytes.clone()).await;
     assert_eq!(st, StatusCode::OK, "{again}");
     assert_ne!(again["content_uri"], up["content_uri"]);
-    assert_eq!(blob_files(&s.dir).len(), 1);
-    // The room page shows the image with its space reserved.
+    assert_eq!(blob_files(&s.dir).len(), 2, "the photo and its thumbnail, once");
+    // The room page shows the image (its thumbnail) with its space reserved.
     let page = s.http.get(format!("{}/rooms/{room}", s.url)).header("cookie", format!("chat_token={}", ben.token));
     let page = page.send().await.unwrap().text().await.unwrap();
     let media_id = uri.rsplit('/').next().unwrap();
@@ -136,7 +200,7 @@ async fn hostile_files_are_served_as_downloads_that_run_nothing() {
     let cases = [
         ("page.html", "text/html", "<script>alert(1)</script>"),
         ("pic.svg", "image/svg+xml", "<svg xmlns=\"http://www.w3.org/2000/svg\" onload=\"alert(1)\"/>"),
-        // A page claiming to be a PNG: served as a PNG, which a browser will not run.
+        // A page claiming to be a PNG: it does not decode, so it is a download like any file.
         ("fake.png", "image/png", "<html><script>alert(1)</script></html>"),
         ("odd", "text/html, image/png", "x"),
         ("empty.txt", "text/plain", ""),
@@ -155,7 +219,8 @@ async fn hostile_files_are_served_as_downloads_that_run_nothing() {
         assert_eq!(h["x-content-type-options"], "nosniff");
         assert!(h.get("x-evil").is_none());
         match name {
-            "fake.png" => assert_eq!(h["content-type"], "image/png"),
+            // Not the image it claims to be: kept as a file, to download.
+            "fake.png" => assert_eq!(h["content-type"], "application/octet-stream"),
             "empty.txt" => assert_eq!(
                 (h["content-type"].to_str().unwrap(), h["content-length"].to_str().unwrap()),
                 ("text/plain", "0")
@@ -242,5 +307,41 @@ async fn a_deleted_file_message_lets_its_file_be_collected() {
     assert_eq!(download(&s, &ana, &gone, None).await.status(), StatusCode::NOT_FOUND);
     let res = download(&s, &ben, &kept, None).await;
     assert_eq!(res.bytes().await.unwrap().as_ref(), b"kept");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn photos_lose_their_location_are_turned_upright_and_bombs_are_refused() {
+    let s = TestServer::start().await;
+    let (ana, _ben, room) = s.ana_and_ben_in_general().await;
+    // Upright, with a GPS position in its EXIF: stored without it, pixels as they were.
+    let (st, up) = upload(&s, &ana, "here.jpg", "image/jpeg", jpeg_with_exif(64, 48, 1)).await;
+    assert_eq!(st, StatusCode::OK, "{up}");
+    let uri = up["content_uri"].as_str().unwrap().to_string();
+    let stored = download(&s, &ana, &uri, None).await.bytes().await.unwrap();
+    assert!(!stored.windows(3).any(|w| w == b"GPS"), "the position is still in the stored photo");
+    assert!(!stored.windows(4).any(|w| w == b"Exif"));
+    let img = image::load_from_memory(&stored).unwrap();
+    assert_eq!((img.width(), img.height()), (64, 48));
+    // Taken turned (EXIF orientation 6): stored turned upright, 48 × 64, and sent as such.
+    let (_, up) = upload(&s, &ana, "turned.jpg", "image/jpeg", jpeg_with_exif(64, 48, 6)).await;
+    let turned = up["content_uri"].as_str().unwrap().to_string();
+    let stored = download(&s, &ana, &turned, None).await.bytes().await.unwrap();
+    let img = image::load_from_memory(&stored).unwrap().to_rgb8();
+    assert_eq!((img.width(), img.height()), (48, 64));
+    // The left half (red) is now the top half.
+    assert!(img.get_pixel(24, 5)[0] > 200 && img.get_pixel(24, 58)[2] > 200, "not turned the camera's way");
+    let send = json!({"txn_id": "t1", "body": "", "file": {"content_uri": turned}});
+    let (_, v) = s.post(Some(&ana.token), &format!("/api/v1/rooms/{room}/messages"), send).await;
+    let id = v["event_id"].as_str().unwrap();
+    let (_, ev) = s.get(Some(&ana.token), &format!("/api/v1/rooms/{room}/events/{id}")).await;
+    assert_eq!((ev["content"]["info"]["w"].as_u64(), ev["content"]["info"]["h"].as_u64()), (Some(48), Some(64)));
+    // A PNG that says it has 100,000 × 100,000 pixels: refused at once, nothing kept.
+    let bomb = png_claiming(100_000, 100_000);
+    let started = std::time::Instant::now();
+    let (st, v) = upload(&s, &ana, "bomb.png", "image/png", bomb).await;
+    assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("megapixels"), "{v}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "the bomb took {:?}", started.elapsed());
     s.stop().await;
 }

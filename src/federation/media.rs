@@ -160,6 +160,9 @@ async fn fetch_from(state: &FedState, server: &str, media_id: &str, key: &str) -
         name: part.name,
         uploader: String::new(),
         created_ms: crate::events::now_ms(),
+        width: None,
+        height: None,
+        thumbnail: None,
     };
     state.media.place(tmp, key, rec, None).await
 }

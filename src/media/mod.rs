@@ -24,7 +24,9 @@ use tokio::io::AsyncWriteExt;
 use crate::error::{Error, Result};
 use crate::ids::{ServerName, UserId};
 use crate::store::Store;
-use crate::store::media::{MediaRecord, human_bytes};
+use crate::store::media::{MediaRecord, Thumbnail, human_bytes};
+
+pub mod images;
 
 /// How often collection runs.
 const COLLECT_EVERY: Duration = Duration::from_secs(600);
@@ -34,6 +36,8 @@ pub const UPLOAD_PATH: &str = "/api/v1/media/upload";
 pub const UPLOAD_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Longest an upload may send nothing.
 const UPLOAD_STALL: Duration = Duration::from_secs(30);
+/// Longest an image may take to decode.
+const DECODE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Longest file name kept, in characters.
 const MAX_NAME_CHARS: usize = 255;
 
@@ -59,6 +63,8 @@ pub struct MediaInner {
     /// Held from an upload's rename to its commit, and by collection from its commit to the
     /// deletion of the files: a blob deleted by collection is never one an upload just found.
     pub blobs: tokio::sync::Mutex<()>,
+    /// Images decoded at once (one per core).
+    pub decoders: tokio::sync::Semaphore,
 }
 
 /// A finished upload.
@@ -92,6 +98,7 @@ impl Media {
             quota_bytes: limits.upload_quota_bytes,
             unshared_grace: Duration::from_secs(limits.unshared_upload_grace_secs),
             blobs: tokio::sync::Mutex::new(()),
+            decoders: tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get())),
         }))
     }
 
@@ -155,9 +162,12 @@ impl Media {
             name,
             uploader: user.to_string(),
             created_ms: crate::events::now_ms(),
+            width: None,
+            height: None,
+            thumbnail: None,
         };
         let rec = self.place(tmp, &key, rec, Some(self.quota_bytes)).await?;
-        Ok(Uploaded { content_uri: format!("mxc://{key}"), size: rec.size, content_type })
+        Ok(Uploaded { content_uri: format!("mxc://{key}"), size: rec.size, content_type: rec.content_type })
     }
 
     /// A new temporary file for a file's bytes, at most `max_upload_bytes` of them.
@@ -184,29 +194,106 @@ impl Media {
                 return Err(e);
             }
         };
+        let (mut path, mut size, mut sha256) = (path, size, sha256);
+        let mut thumb: Option<(PathBuf, Thumbnail)> = None;
+        if images::processable(&rec.content_type) {
+            match self.process_image(&path, &rec.content_type).await {
+                Ok(p) => {
+                    rec.width = Some(p.width);
+                    rec.height = Some(p.height);
+                    if let Some(cleaned) = p.cleaned {
+                        let (p2, s2, h2) = self.derived(&cleaned).await.inspect_err(|_| {
+                            let _ = std::fs::remove_file(&path);
+                        })?;
+                        let _ = tokio::fs::remove_file(&path).await;
+                        (path, size, sha256) = (p2, s2, h2);
+                    }
+                    if let Some((bytes, ty, w, h)) = p.thumbnail {
+                        let (tp, ts, th) = self.derived(&bytes).await.inspect_err(|_| {
+                            let _ = std::fs::remove_file(&path);
+                        })?;
+                        let t = Thumbnail { sha256: th, size: ts, content_type: ty.into(), width: w, height: h };
+                        thumb = Some((tp, t));
+                    }
+                }
+                Err(images::Refused::TooBig(px)) => {
+                    let _ = tokio::fs::remove_file(&path).await;
+                    return Err(Error::TooLarge(format!(
+                        "this image is too large: {} megapixels or more; at most {} megapixels and {} pixels a side are taken",
+                        px / 1_000_000,
+                        images::MAX_PIXELS / 1_000_000,
+                        images::MAX_SIDE
+                    )));
+                }
+                Err(images::Refused::Undecodable(why)) => {
+                    // Not the image it says it is: kept, and offered only as a download.
+                    tracing::info!(key, why, "an image that does not decode is kept as a file");
+                    rec.content_type = "application/octet-stream".into();
+                }
+            }
+        }
         rec.sha256 = sha256.clone();
         rec.size = size;
         let _guard = self.blobs.lock().await;
-        let blob = self.blob_path(&sha256);
-        let placed = async {
-            if tokio::fs::try_exists(&blob).await.unwrap_or(false) {
-                tokio::fs::remove_file(&path).await.map_err(io)?;
-            } else {
-                let parent = blob.parent().ok_or_else(|| Error::Internal("blob path".into()))?;
-                tokio::fs::create_dir_all(parent).await.map_err(io)?;
-                tokio::fs::rename(&path, &blob).await.map_err(io)?;
-                sync_dir(parent).await;
-            }
-            Ok::<(), Error>(())
+        let mut moves = vec![(path.clone(), sha256.clone())];
+        if let Some((tp, t)) = &thumb {
+            moves.push((tp.clone(), t.sha256.clone()));
+            rec.thumbnail = Some(t.clone());
         }
-        .await;
-        if let Err(e) = placed {
-            let _ = tokio::fs::remove_file(&path).await;
-            return Err(e);
+        for (from, sha) in &moves {
+            if let Err(e) = self.put_blob(from, sha).await {
+                for (f, _) in &moves {
+                    let _ = tokio::fs::remove_file(f).await;
+                }
+                return Err(e);
+            }
         }
         let (k, r) = (key.to_string(), rec.clone());
         self.store.write(move |tx| tx.add_media(&k, &r, quota)).await?;
         Ok(rec)
+    }
+
+    /// Moves the finished temporary file `from` to the blob `sha256` (or drops it, when that
+    /// blob exists). The caller holds `blobs`.
+    async fn put_blob(&self, from: &Path, sha256: &str) -> Result<()> {
+        let blob = self.blob_path(sha256);
+        if tokio::fs::try_exists(&blob).await.unwrap_or(false) {
+            tokio::fs::remove_file(from).await.map_err(io)?;
+        } else {
+            let parent = blob.parent().ok_or_else(|| Error::Internal("blob path".into()))?;
+            tokio::fs::create_dir_all(parent).await.map_err(io)?;
+            tokio::fs::rename(from, &blob).await.map_err(io)?;
+            sync_dir(parent).await;
+        }
+        Ok(())
+    }
+
+    /// Bytes made here (a cleaned image, a thumbnail) in a finished temporary file.
+    async fn derived(&self, bytes: &[u8]) -> Result<(PathBuf, u64, String)> {
+        let mut tmp = self.tmp_file().await?;
+        tmp.limit = u64::MAX;
+        tmp.write(bytes).await?;
+        tmp.finish().await.map_err(|(p, e)| {
+            let _ = std::fs::remove_file(p);
+            e
+        })
+    }
+
+    /// Processes an image (see [`images`]) off the async threads, one per core at a time,
+    /// within [`DECODE_TIMEOUT`] (past it, it counts as undecodable).
+    async fn process_image(
+        &self,
+        path: &Path,
+        content_type: &str,
+    ) -> std::result::Result<images::Processed, images::Refused> {
+        let _permit = self.decoders.acquire().await.map_err(|e| images::Refused::Undecodable(e.to_string()))?;
+        let (path, ty) = (path.to_path_buf(), content_type.to_string());
+        let work = tokio::task::spawn_blocking(move || images::process(&path, &ty));
+        match tokio::time::timeout(DECODE_TIMEOUT, work).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => Err(images::Refused::Undecodable(format!("decoding failed: {e}"))),
+            Err(_) => Err(images::Refused::Undecodable("decoding took too long".into())),
+        }
     }
 
     /// Forgets uploads shared nowhere for a day and deletes the blob files no upload names, and

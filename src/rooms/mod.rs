@@ -521,7 +521,8 @@ pub async fn submit_message(
 }
 
 /// A file to send: an upload of the sender's (`mxc://` URI) and what the browser measured of
-/// it (an image's size, a recording's length), which only lays it out.
+/// it (an image's size, a recording's length), which only lays it out (an image's size as
+/// the server measured it wins).
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 pub struct FileRef {
     /// `mxc://server/id`, from the upload.
@@ -571,7 +572,7 @@ fn file_content(uri: &str, rec: &crate::store::media::MediaRecord, file: &FileRe
     let mut info = json!({ "mimetype": rec.content_type, "size": rec.size });
     let fits = |d: Option<u32>| d.filter(|d| (1..=MAX_DIMENSION).contains(d));
     if matches!(msgtype, "m.image" | "m.video")
-        && let (Some(w), Some(h)) = (fits(file.w), fits(file.h))
+        && let (Some(w), Some(h)) = (fits(rec.width.or(file.w)), fits(rec.height.or(file.h)))
     {
         info["w"] = json!(w);
         info["h"] = json!(h);

@@ -27,6 +27,37 @@ pub struct MediaRecord {
     pub uploader: String,
     /// When (ms since the epoch).
     pub created_ms: u64,
+    /// An image's pixels across, as shown (measured here).
+    #[serde(default)]
+    pub width: Option<u32>,
+    /// An image's pixels down.
+    #[serde(default)]
+    pub height: Option<u32>,
+    /// A smaller copy of an image, for the timeline.
+    #[serde(default)]
+    pub thumbnail: Option<Thumbnail>,
+}
+
+/// A thumbnail: a blob of its own.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Thumbnail {
+    /// SHA-256 (hex) of its bytes.
+    pub sha256: String,
+    /// Bytes.
+    pub size: u64,
+    /// `image/jpeg` or `image/png`.
+    pub content_type: String,
+    /// Pixels across.
+    pub width: u32,
+    /// Pixels down.
+    pub height: u32,
+}
+
+impl MediaRecord {
+    /// The blobs it names: its bytes, and its thumbnail's.
+    pub fn blobs(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.sha256.as_str()).chain(self.thumbnail.as_ref().map(|t| t.sha256.as_str()))
+    }
 }
 
 /// Where the blob with this SHA-256 (hex) is, under the blob directory (`media/blobs` in the
@@ -91,8 +122,10 @@ impl Tx<'_> {
             usage.insert(rec.uploader.as_str(), used + rec.size)?;
         }
         let mut blobs = self.txn.open_table(MEDIA_BLOBS)?;
-        let n = blobs.get(rec.sha256.as_str())?.map_or(0, |v| v.value());
-        blobs.insert(rec.sha256.as_str(), n + 1)?;
+        for sha in rec.blobs() {
+            let n = blobs.get(sha)?.map_or(0, |v| v.value());
+            blobs.insert(sha, n + 1)?;
+        }
         drop(blobs);
         put_json(&mut self.txn.open_table(MEDIA)?, key, rec)
     }
@@ -212,12 +245,14 @@ impl Store {
                     usage.insert(rec.uploader.as_str(), used.saturating_sub(rec.size))?;
                 }
                 let mut blobs = tx.txn.open_table(MEDIA_BLOBS)?;
-                let n = blobs.get(rec.sha256.as_str())?.map_or(0, |v| v.value());
-                if n <= 1 {
-                    blobs.remove(rec.sha256.as_str())?;
-                    gone.push(rec.sha256);
-                } else {
-                    blobs.insert(rec.sha256.as_str(), n - 1)?;
+                for sha in rec.blobs() {
+                    let n = blobs.get(sha)?.map_or(0, |v| v.value());
+                    if n <= 1 {
+                        blobs.remove(sha)?;
+                        gone.push(sha.to_string());
+                    } else {
+                        blobs.insert(sha, n - 1)?;
+                    }
                 }
             }
             Ok(gone)

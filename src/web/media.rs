@@ -53,6 +53,29 @@ pub async fn download(
     Path((server, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response> {
+    serve(&state, &session, &server, &id, &headers, false).await
+}
+
+/// `GET /media/thumbnail/{server}/{id}`: an image's thumbnail (at most 800 pixels a side),
+/// made when it was stored; the file itself when it has none (small images, other files).
+/// Who may: as for the download.
+pub async fn thumbnail(
+    State(state): State<AppState>,
+    session: Session,
+    Path((server, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    serve(&state, &session, &server, &id, &headers, true).await
+}
+
+async fn serve(
+    state: &AppState,
+    session: &Session,
+    server: &str,
+    id: &str,
+    headers: &HeaderMap,
+    thumb: bool,
+) -> Result<Response> {
     let key = format!("{server}/{id}");
     let mxc = format!("mxc://{key}");
     let not_found = || Error::NotFound("no such file".into());
@@ -70,12 +93,17 @@ pub async fn download(
         }
         crate::federation::media::fetch(&state.fed, &key).await?
     };
-    let etag = format!("\"{}\"", rec.sha256);
+    // A thumbnail is served as the file it is (a JPEG or PNG made here), inline.
+    let (sha256, size, content_type, name) = match (&rec.thumbnail, thumb) {
+        (Some(t), true) => (t.sha256.clone(), t.size, t.content_type.clone(), None),
+        _ => (rec.sha256.clone(), rec.size, rec.content_type.clone(), rec.name.clone()),
+    };
+    let etag = format!("\"{sha256}\"");
     let mut h = HeaderMap::new();
-    let inline = inline_type(&rec.content_type);
-    let shown_type = if inline { rec.content_type.as_str() } else { "application/octet-stream" };
+    let inline = inline_type(&content_type);
+    let shown_type = if inline { content_type.as_str() } else { "application/octet-stream" };
     h.insert(header::CONTENT_TYPE, HeaderValue::from_str(shown_type).map_err(|e| Error::Internal(e.to_string()))?);
-    h.insert(header::CONTENT_DISPOSITION, disposition(inline, rec.name.as_deref()));
+    h.insert(header::CONTENT_DISPOSITION, disposition(inline, name.as_deref()));
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox; default-src 'none'"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=31536000, immutable"));
     h.insert(header::ETAG, HeaderValue::from_str(&etag).map_err(|e| Error::Internal(e.to_string()))?);
@@ -84,12 +112,11 @@ pub async fn download(
     if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
         return Ok((StatusCode::NOT_MODIFIED, h).into_response());
     }
-    let path = state.media.blob_path(&rec.sha256);
+    let path = state.media.blob_path(&sha256);
     let mut file = tokio::fs::File::open(&path).await.map_err(|e| {
         tracing::error!(blob = %path.display(), error = %e, "a recorded file's blob is missing");
         Error::Internal("the file's content is missing".into())
     })?;
-    let size = rec.size;
     let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
         None => None,
         Some(r) => match parse_range(r, size) {

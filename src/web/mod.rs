@@ -47,6 +47,7 @@ pub fn routes() -> Routes<AppState> {
         .post("/rooms/{room_id}/pins", api::pin)
         .post("/media/upload", media::upload)
         .get("/media/download/{server}/{media_id}", media::download)
+        .get("/media/thumbnail/{server}/{media_id}", media::thumbnail)
         .put("/profile", api::set_profile)
         .get("/profile/{user_id}", api::profile)
         .get("/rooms/{room_id}/events/{event_id}", api::event)

@@ -66,7 +66,7 @@ try {
   if (size.join('x') !== '360x270') fail(`the photo's space is ${size.join('x')}, want 360x270`);
   await b.waitForFunction(() => {
     const img = document.querySelector('#timeline a.file.image img');
-    return img && img.complete && img.naturalWidth === 1200;
+    return img && img.complete && img.naturalWidth === 800; // the thumbnail of a 1200 × 900 photo
   }, null, { timeout });
 
   // Pasted: a second photo, sent alone.
