@@ -11,6 +11,7 @@
 //   profile.js   a person's card (message them, mention them) from a name or a face
 //   uploads.js   files into the composer (attach, paste, drop), uploaded with progress
 //   viewer.js    an image shown large over the page, arrows for the room's others
+//   voice.js     voice messages: record (click, or hold), level, length, waveform
 //   presence.js  presence, typing, receipts, unread badges, room list and members
 //   call.js      calls (WebRTC): call_signals.js, call_media.js and call_ui.js
 
@@ -25,6 +26,7 @@ import { createPresence } from './presence.js';
 import { createTimeline } from './timeline.js';
 import { setupUploads } from './uploads.js';
 import { setupViewer } from './viewer.js';
+import { setupVoice } from './voice.js';
 
 const roomEl = document.getElementById('room');
 const currentRoom = roomEl ? roomEl.dataset.roomId : null;
@@ -214,6 +216,7 @@ if (me) {
   setupActions({ roomId: currentRoom, timeline, composer, notice });
   const uploads = setupUploads({ roomId: currentRoom, notice, timeline });
   if (uploads) composer.attach(uploads);
+  setupVoice({ uploads, notice });
   setupViewer();
   setupMentions({ roomId: currentRoom, input: document.querySelector('#composer textarea') });
   onLocalize(markMentions);

@@ -1,4 +1,5 @@
-// Files in the composer: chosen with the attach button, pasted, or dropped on the room. Each
+// Files in the composer: chosen with the attach button, pasted, or dropped on the room (and
+// voice messages from voice.js). Each
 // uploads at once (POST /api/v1/media/upload, the file as the body) with a progress bar and a
 // cancel button; a file over the server's limit is refused before a byte is sent. Send (or
 // Enter) sends the uploaded files as messages once they are all in, the composer's text as the
@@ -177,6 +178,18 @@ export function setupUploads({ roomId, notice, timeline }) {
   });
 
   return {
+    // A voice message: uploaded with its progress row, then sent at once with its length and
+    // waveform.
+    async sendRecording(file, measured) {
+      const item = { file };
+      items.push(item);
+      render(item);
+      item.dims = Promise.resolve(measured);
+      upload(item);
+      await item.done;
+      if (item.uri && !item.failed && await sendOne(item, '')) remove(item);
+      timeline.scrollToBottom();
+    },
     // Whether files wait in the composer (then Send sends them).
     pending() { return items.length > 0; },
     // Sends every uploaded file once all are in; `text` captions a single file, or follows

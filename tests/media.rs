@@ -345,3 +345,41 @@ async fn photos_lose_their_location_are_turned_upright_and_bombs_are_refused() {
     assert!(started.elapsed() < std::time::Duration::from_secs(2), "the bomb took {:?}", started.elapsed());
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_voice_message_carries_its_length_and_waveform() {
+    let s = TestServer::start().await;
+    let (ana, ben, room) = s.ana_and_ben_in_general().await;
+    let (st, up) = upload(&s, &ana, "voice-message.ogg", "audio/ogg", b"OggS not really".to_vec()).await;
+    assert_eq!(st, StatusCode::OK, "{up}");
+    let mut wave: Vec<u32> = (0..64).map(|i| i * 40).collect();
+    wave[3] = 5000; // over the scale: kept at its top
+    let file = json!({"content_uri": up["content_uri"], "duration": 7300, "waveform": wave});
+    let (st, v) = s
+        .post(Some(&ana.token), &format!("/api/v1/rooms/{room}/messages"), json!({"txn_id": "v1", "file": file}))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let id = v["event_id"].as_str().unwrap();
+    let (_, ev) = s.get(Some(&ben.token), &format!("/api/v1/rooms/{room}/events/{id}")).await;
+    let c = &ev["content"];
+    assert_eq!((c["msgtype"].as_str(), c["info"]["duration"].as_u64()), (Some("m.audio"), Some(7300)));
+    assert_eq!(c["org.matrix.msc1767.audio"]["duration"], 7300);
+    assert_eq!(c["org.matrix.msc1767.audio"]["waveform"][3], 1024);
+    assert!(c["org.matrix.msc3245.voice"].is_object());
+    // Too long a waveform: refused as a whole.
+    let file = json!({"content_uri": up["content_uri"], "waveform": vec![1; 257]});
+    let (st, v) = s
+        .post(Some(&ana.token), &format!("/api/v1/rooms/{room}/messages"), json!({"txn_id": "v2", "file": file}))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (_, ev) =
+        s.get(Some(&ben.token), &format!("/api/v1/rooms/{room}/events/{}", v["event_id"].as_str().unwrap())).await;
+    assert!(ev["content"].get("org.matrix.msc1767.audio").is_none(), "{ev}");
+    let page = s.http.get(format!("{}/rooms/{room}", s.url)).header("cookie", format!("chat_token={}", ben.token));
+    let page = page.send().await.unwrap().text().await.unwrap();
+    assert!(
+        page.contains("Voice message · 0:08") && page.contains("<svg class=\"wave\""),
+        "no voice player on the page"
+    );
+    s.stop().await;
+}

@@ -536,7 +536,14 @@ pub struct FileRef {
     /// Length in milliseconds (audio, video).
     #[serde(default)]
     pub duration: Option<u64>,
+    /// A voice message: its loudness over time (at most [`MAX_WAVEFORM`] values of 0-1024),
+    /// sent as Matrix clients send it (`org.matrix.msc1767.audio`, `org.matrix.msc3245.voice`).
+    #[serde(default)]
+    pub waveform: Option<Vec<u16>>,
 }
+
+/// Most values in a voice message's waveform.
+pub const MAX_WAVEFORM: usize = 256;
 
 /// Sends a file the sender uploaded, with `caption` (may be empty) as its text: an `m.image`,
 /// `m.video`, `m.audio` or `m.file` message (by the file's type) with its `url`, `filename`
@@ -583,6 +590,14 @@ fn file_content(uri: &str, rec: &crate::store::media::MediaRecord, file: &FileRe
         info["duration"] = json!(d);
     }
     let mut content = json!({ "msgtype": msgtype, "body": name, "filename": name, "url": uri, "info": info });
+    if msgtype == "m.audio"
+        && let Some(wave) = file.waveform.as_ref().filter(|w| !w.is_empty() && w.len() <= MAX_WAVEFORM)
+    {
+        let wave: Vec<u16> = wave.iter().map(|v| (*v).min(1024)).collect();
+        let duration = info.get("duration").cloned().unwrap_or(json!(0));
+        content["org.matrix.msc1767.audio"] = json!({ "duration": duration, "waveform": wave });
+        content["org.matrix.msc3245.voice"] = json!({});
+    }
     if text.get("body").and_then(Value::as_str).is_some_and(|b| !b.trim().is_empty()) {
         content["body"] = text["body"].clone();
         if let Some(html) = text.get("formatted_body") {

@@ -1,12 +1,15 @@
 // Files in two browsers: Ana attaches a photo with the button (with a caption), pastes a
-// second one and drops an HTML file; Ben sees the photos at their proportions and the file
+// second one, drops an HTML file and records a voice message; Ben sees the photos at their proportions and the file
 // as a card, live, opens the viewer and steps through it with the keys. A file over the
 // server's limit is refused in the composer before it is sent. The HTML file runs nothing.
 // Screenshots at desktop and phone widths, light and dark. Run by tests/browser.rs (the server
 // takes files up to 1 MB there).
 import { register, start } from './people.mjs';
 
-const { base, shots, browser, shootSchemes } = await start('files.mjs');
+// A fake microphone (a tone) for the voice message.
+const { base, shots, browser, shootSchemes } = await start('files.mjs', {
+  args: ['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'],
+});
 
 function fail(msg) { throw new Error(msg); }
 const timeout = 10000;
@@ -102,6 +105,19 @@ try {
   await shootSchemes(b, 'files-viewer-desktop');
   await b.keyboard.press('Escape');
   await b.waitForSelector('.viewer', { state: 'detached', timeout });
+
+  // A voice message: Ana records from the (fake) microphone and sends it; Ben gets a player
+  // with the waveform, which plays.
+  await a.context().grantPermissions(['microphone'], { origin: base });
+  await a.click('#record');
+  await a.waitForSelector('#uploads li.recording .fname:has-text("Recording 0:01")', { timeout });
+  await shootSchemes(a, 'files-recording-desktop');
+  await a.click('#uploads li.recording .send-voice');
+  await b.waitForSelector('#timeline .file.voice svg.wave rect', { timeout });
+  const label = await b.textContent('#timeline .file.voice .label');
+  if (!/Voice message · 0:0[1-3]/.test(label)) fail(`the voice message says ${JSON.stringify(label)}`);
+  await b.evaluate(() => { const au = document.querySelector('#timeline .file.voice audio'); au.muted = true; return au.play(); });
+  await b.waitForFunction(() => document.querySelector('#timeline .file.voice audio').currentTime > 0.2, null, { timeout });
 
   // After a reload everything is still there.
   await b.reload();

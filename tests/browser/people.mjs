@@ -2,8 +2,8 @@ import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
 
 // A script's arguments (the server's URL, the screenshot directory, made if missing) and a
-// headless Chromium that resolves no name but loopback.
-export async function start(script) {
+// headless Chromium that resolves no name but loopback (with `args` added to its flags).
+export async function start(script, { args = [] } = {}) {
   const base = process.argv[2];
   const shots = process.argv[3] || 'target/browser-shots';
   if (!base) { console.error(`usage: ${script} URL [SHOT_DIR]`); process.exit(2); }
@@ -11,7 +11,7 @@ export async function start(script) {
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1'],
+      '--disable-component-update', '--disable-sync', '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1', ...args],
   });
   // Screenshots of what `page` shows now, light and dark (then light again).
   async function shootSchemes(page, name) {
