@@ -216,26 +216,32 @@ impl Store {
     /// are older than `before_ms`; returns the blobs no upload names any more, for their files
     /// to be deleted.
     pub async fn collect_media(&self, local: String, before_ms: u64) -> Result<Vec<String>> {
+        // Candidates from a snapshot, off the writer thread; the write job checks each again
+        // (a message may have shared one since).
+        let candidates: Vec<String> = {
+            let r = self.read()?;
+            let media = r.open_table(MEDIA)?;
+            let shares = r.open_table(MEDIA_SHARES)?;
+            let mut out = Vec::new();
+            for row in media.iter()? {
+                let (k, v) = row?;
+                let Ok(rec) = serde_json::from_slice::<MediaRecord>(v.value()) else { continue };
+                if rec.created_ms < before_ms && !shared(&shares, k.value())? {
+                    out.push(k.value().to_string());
+                }
+            }
+            out
+        };
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
         self.write(move |tx| {
             let mut gone = Vec::new();
-            let unshared: Vec<(String, MediaRecord)> = {
-                let media = tx.txn.open_table(MEDIA)?;
-                let shares = tx.txn.open_table(MEDIA_SHARES)?;
-                let mut out = Vec::new();
-                for row in media.iter()? {
-                    let (k, v) = row?;
-                    let Ok(rec) = serde_json::from_slice::<MediaRecord>(v.value()) else { continue };
-                    if rec.created_ms >= before_ms {
-                        continue;
-                    }
-                    let mxc = format!("mxc://{}", k.value());
-                    if shares.range((mxc.as_str(), "", "")..=(mxc.as_str(), "\u{10ffff}", ""))?.next().is_none() {
-                        out.push((k.value().to_string(), rec));
-                    }
+            for key in candidates {
+                let Some(rec) = get_json::<MediaRecord>(&tx.txn.open_table(MEDIA)?, &key)? else { continue };
+                if shared(&tx.txn.open_table(MEDIA_SHARES)?, &key)? {
+                    continue;
                 }
-                out
-            };
-            for (key, rec) in unshared {
                 tx.txn.open_table(MEDIA)?.remove(key.as_str())?;
                 // Our users' uploads counted against their quota; copies of other servers'
                 // files against nobody's.
@@ -259,6 +265,12 @@ impl Store {
         })
         .await
     }
+}
+
+/// Whether a message shares the file `key` (`server/id`) anywhere.
+fn shared(shares: &impl ReadableTable<(&'static str, &'static str, &'static str), ()>, key: &str) -> Result<bool> {
+    let mxc = format!("mxc://{key}");
+    Ok(shares.range((mxc.as_str(), "", "")..=(mxc.as_str(), "\u{10ffff}", ""))?.next().is_some())
 }
 
 /// "1.5 MB", "300 KB", "12 bytes".
