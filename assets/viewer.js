@@ -44,7 +44,14 @@ function show(link, opener) {
   }
   open.link = link;
   const img = box.querySelector('img');
-  img.src = link.getAttribute('href');
+  // Hidden until the new picture is in: never the last one under this one's name.
+  const href = link.getAttribute('href');
+  if (img.getAttribute('src') !== href) {
+    img.classList.add('loading');
+    img.onload = () => img.classList.remove('loading');
+    img.onerror = () => img.classList.remove('loading');
+    img.src = href;
+  }
   img.alt = link.title || 'image';
   const caption = box.querySelector('.caption');
   caption.textContent = link.title || 'image';

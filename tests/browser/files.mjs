@@ -101,7 +101,10 @@ try {
   await b.waitForSelector('.viewer img', { timeout });
   const first = await b.getAttribute('.viewer img', 'src');
   await b.keyboard.press('ArrowRight');
-  await b.waitForFunction((f) => document.querySelector('.viewer img').getAttribute('src') !== f, first, { timeout });
+  await b.waitForFunction((f) => {
+    const img = document.querySelector('.viewer img');
+    return img.getAttribute('src') !== f && img.complete && !img.classList.contains('loading');
+  }, first, { timeout });
   await shootSchemes(b, 'files-viewer-desktop');
   await b.keyboard.press('Escape');
   await b.waitForSelector('.viewer', { state: 'detached', timeout });
@@ -138,7 +141,7 @@ try {
     await shootSchemes(a, `files-composer-${tag}`);
   }
   await b.click('#timeline a.file.image >> nth=1');
-  await b.waitForSelector('.viewer img', { timeout });
+  await b.waitForSelector('.viewer img:not(.loading)', { timeout });
   await shootSchemes(b, 'files-viewer-phone');
   console.log('files: attach, paste, drop, limit, viewer ok');
 } finally {
