@@ -299,6 +299,15 @@ pub fn server_of(user: &str) -> &str {
     user.split_once(':').map(|(_, s)| s).unwrap_or_default()
 }
 
+/// A new random id (sessions, media ids, temporary file names): 128 bits from the OS,
+/// URL-safe base64.
+pub fn random_id() -> crate::error::Result<String> {
+    use base64::Engine;
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).map_err(|e| crate::error::Error::Internal(format!("random source: {e}")))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@ use futures_util::StreamExt;
 
 use super::{FedRequest, FedState};
 use crate::error::{Error, Result};
-use crate::media::inline_type;
+use crate::media::{disposition, served_type};
 use crate::store::media::MediaRecord;
 
 /// Longest a fetch may take in all.
@@ -42,20 +42,13 @@ pub async fn serve_download(
     let file = tokio::fs::File::open(state.media.blob_path(&rec.sha256))
         .await
         .map_err(|e| Error::Internal(format!("the file's content is missing: {e}")))?;
-    let boundary = crate::auth::random_id()?.replace(['-', '_'], "x");
-    let shown = if inline_type(&rec.content_type) { rec.content_type.as_str() } else { "application/octet-stream" };
-    let mut head = format!(
-        "--{boundary}\r\nContent-Type: application/json\r\n\r\n{{}}\r\n--{boundary}\r\nContent-Type: {shown}\r\n"
+    let boundary = crate::ids::random_id()?.replace(['-', '_'], "x");
+    let head = format!(
+        "--{boundary}\r\nContent-Type: application/json\r\n\r\n{{}}\r\n--{boundary}\r\nContent-Type: {}\r\n\
+         Content-Disposition: {}\r\n\r\n",
+        served_type(&rec.content_type),
+        disposition(&rec.content_type, rec.name.as_deref()),
     );
-    if let Some(name) = &rec.name {
-        let kind = if inline_type(&rec.content_type) { "inline" } else { "attachment" };
-        let safe: String = name
-            .chars()
-            .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
-            .collect();
-        head.push_str(&format!("Content-Disposition: {kind}; filename=\"{safe}\"\r\n"));
-    }
-    head.push_str("\r\n");
     let tail = format!("\r\n--{boundary}--\r\n");
     let body = futures_util::stream::once(async move { Ok::<_, std::io::Error>(axum::body::Bytes::from(head)) })
         .chain(tokio_util::io::ReaderStream::new(file))

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use crate::error::{Error, Result};
-use crate::ids::{ServerName, UserId};
+use crate::ids::{ServerName, UserId, random_id};
 use crate::store::Store;
 use crate::store::media::{MediaRecord, Thumbnail, human_bytes};
 
@@ -405,14 +405,6 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// 128 random bits from the OS, URL-safe base64: a media id, a temporary file's name.
-fn random_id() -> Result<String> {
-    use base64::Engine;
-    let mut b = [0u8; 16];
-    getrandom::fill(&mut b).map_err(|e| Error::Internal(format!("random source: {e}")))?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
-}
-
 fn too_big(max: u64) -> Error {
     Error::TooLarge(format!("the file is larger than {}, the most this server takes", human_bytes(max)))
 }
@@ -496,8 +488,41 @@ pub fn inline_type(content_type: &str) -> bool {
     )
 }
 
+/// The type a file is served as: its own when a browser may show it ([`inline_type`]), else
+/// `application/octet-stream`.
+pub fn served_type(content_type: &str) -> &str {
+    if inline_type(content_type) { content_type } else { "application/octet-stream" }
+}
+
+/// The `Content-Disposition` of a file of `content_type`: `inline` for types a browser may
+/// show, else `attachment`, with its name (an ASCII fallback, and RFC 5987 UTF-8).
+pub fn disposition(content_type: &str, name: Option<&str>) -> String {
+    let kind = if inline_type(content_type) { "inline" } else { "attachment" };
+    let Some(name) = name else { return kind.to_string() };
+    let ascii: String =
+        name.chars().map(|c| if c.is_ascii_graphic() && !"\"\\;%".contains(c) || c == ' ' { c } else { '_' }).collect();
+    let mut encoded = String::new();
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn file_names_in_the_header() {
+        assert_eq!(
+            disposition("application/pdf", Some("résumé \"x\".pdf")),
+            "attachment; filename=\"r_sum_ _x_.pdf\"; filename*=UTF-8''r%C3%A9sum%C3%A9%20%22x%22.pdf"
+        );
+        assert_eq!(disposition("image/png", None), "inline");
+    }
+
     use super::*;
 
     #[test]
