@@ -383,3 +383,103 @@ async fn a_voice_message_carries_its_length_and_waveform() {
     );
     s.stop().await;
 }
+
+/// `n` bytes that do not repeat (xorshift from `seed`).
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(n + 8);
+    while out.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(n);
+    out
+}
+
+/// Bytes of the files in the data directory's upload area (uploads on their way in).
+fn tmp_bytes(dir: &std::path::Path) -> Vec<u64> {
+    std::fs::read_dir(dir.join("media/tmp"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.metadata().unwrap().len())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_during_an_upload_keeps_the_files_acknowledged_and_nothing_of_the_cut_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let start = || common::Binary::start(dir, "127.0.0.1:0", &["--server-name", "crash.test"]);
+    let http = reqwest::Client::new();
+    let server = start();
+    let (_, ana) = common::post_json(
+        &http,
+        &format!("{}/api/v1/register", server.url),
+        None,
+        json!({"username": "ana", "password": "correct horse battery"}),
+    )
+    .await;
+    let token = ana["token"].as_str().unwrap().to_string();
+    let (_, room) = common::post_json(
+        &http,
+        &format!("{}/api/v1/rooms", server.url),
+        Some(&token),
+        json!({"name": "files", "visibility": "private"}),
+    )
+    .await;
+    let room = room["room_id"].as_str().unwrap().to_string();
+    let post = |url: &str, bytes: reqwest::Body, len: usize| {
+        http.post(format!("{url}/api/v1/media/upload?filename=f.bin"))
+            .bearer_auth(&token)
+            .header("content-type", "application/octet-stream")
+            .header("content-length", len)
+            .body(bytes)
+    };
+
+    // A file uploaded and sent: acknowledged, so it must survive.
+    let kept = noise(1 << 20, 1);
+    let res = post(&server.url, kept.clone().into(), kept.len()).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let uri = res.json::<Value>().await.unwrap()["content_uri"].as_str().unwrap().to_string();
+    let body = json!({"txn_id": "k", "body": "", "file": {"content_uri": uri}});
+    let (st, v) =
+        common::post_json(&http, &format!("{}/api/v1/rooms/{room}/messages", server.url), Some(&token), body).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+
+    // An 8 MiB upload of which 3 MiB arrive, then nothing more: the server is killed then.
+    let cut = noise(8 << 20, 2);
+    let first: Vec<Result<Vec<u8>, std::io::Error>> = cut[..3 << 20].chunks(64 << 10).map(|c| Ok(c.to_vec())).collect();
+    let stream = futures_util::StreamExt::chain(futures_util::stream::iter(first), futures_util::stream::pending());
+    let cut_off = tokio::spawn(post(&server.url, reqwest::Body::wrap_stream(stream), cut.len()).send());
+    common::eventually!(20, "the upload is being written", tmp_bytes(dir).iter().any(|n| *n >= 2 << 20));
+    server.kill();
+    assert!(cut_off.await.unwrap().is_err(), "the cut upload got an answer");
+    assert_eq!(blob_files(dir).len(), 1, "only the acknowledged file is a blob");
+
+    let server = start();
+    // What the cut upload wrote is deleted at the start, and counts against nobody's quota.
+    assert_eq!(tmp_bytes(dir), Vec::<u64>::new());
+    assert_eq!(blob_files(dir).len(), 1);
+    let o = common::cli_async(dir, &["admin", "user", "list", "--json"], None).await;
+    let users: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let ana = users.as_array().unwrap().iter().find(|u| u["username"] == "ana").unwrap();
+    assert_eq!(ana["file_bytes"], json!(kept.len()), "{users}");
+    // The acknowledged file is whole, and still in its message.
+    let res = http.get(format!("{}{}", server.url, download_path(&uri))).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.bytes().await.unwrap().as_ref() == kept.as_slice(), "the kept file changed");
+    let (_, page) =
+        common::answer(http.get(format!("{}/api/v1/rooms/{room}/messages", server.url)), Some(&token)).await;
+    assert!(page.to_string().contains(&uri), "{page}");
+    // Sent again whole, the cut file is stored and comes back equal.
+    let res = post(&server.url, cut.clone().into(), cut.len()).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let again = res.json::<Value>().await.unwrap()["content_uri"].as_str().unwrap().to_string();
+    let res = http.get(format!("{}{}", server.url, download_path(&again))).bearer_auth(&token).send().await.unwrap();
+    assert!(res.bytes().await.unwrap().as_ref() == cut.as_slice(), "the file sent again differs");
+    assert_eq!(blob_files(dir).len(), 2);
+    server.kill();
+}

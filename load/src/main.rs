@@ -3,8 +3,9 @@
 //! percentiles, server RSS and CPU. Talks only to the address it is given (loopback by default).
 //!
 //! Scenarios: `throughput`, `fanout`, `idle`, `compare`, `ephemeral`, `turn`, `markdown`,
-//! `all`. See `--help`.
+//! `render`, `media`, `all`. See `--help`.
 
+mod media;
 mod turn;
 
 use std::path::PathBuf;
@@ -133,6 +134,20 @@ enum Scenario {
         #[arg(long, default_value_t = 3)]
         runs: u32,
     },
+    /// Files: upload and download throughput against `dd` on the same disk, server memory
+    /// during a large upload, and 12-megapixel photos processed (cleaned and thumbnailed) per
+    /// second.
+    Media {
+        /// MiB up and down for the throughput figures.
+        #[arg(long, default_value_t = 200)]
+        mib: u64,
+        /// MiB of the upload during which the server's memory is sampled.
+        #[arg(long, default_value_t = 1024)]
+        big_mib: u64,
+        /// Photos uploaded.
+        #[arg(long, default_value_t = 24)]
+        photos: usize,
+    },
     /// Every scenario with its defaults, each on a fresh server.
     All,
 }
@@ -150,6 +165,7 @@ fn main() -> Res<()> {
                 Scenario::Compare { markdown: false },
                 Scenario::Ephemeral { users: 10_000, rooms: 500, typing_percent: 10, rate: 100, seconds: 15 },
                 Scenario::Turn { allocations: 300, window: 4, seconds: 10, coturn: "/usr/bin/turnserver".into() },
+                Scenario::Media { mib: 200, big_mib: 1024, photos: 24 },
             ],
             one => vec![one],
         };
@@ -170,6 +186,7 @@ fn main() -> Res<()> {
                 Scenario::Turn { allocations, window, seconds, coturn } => {
                     turn::compare(&server, allocations, window, seconds, &coturn).await
                 }
+                Scenario::Media { mib, big_mib, photos } => media::run(&server, mib, big_mib, photos).await,
                 Scenario::All => Ok(()),
             };
             server.stop();
@@ -213,7 +230,8 @@ impl Server {
             &config,
             "[turn]\nallow_private_peers = true\nallocations_per_user = 100000\nallocations_total = 100000\n\
              [limits]\nmessages_per_user_per_minute = 1000000000\nregistrations_per_ip_per_minute = 1000000\n\
-             logins_per_ip_per_minute = 1000000\nrooms_per_user_per_hour = 1000000\n",
+             logins_per_ip_per_minute = 1000000\nrooms_per_user_per_hour = 1000000\n\
+             max_upload_bytes = 4294967296\nupload_quota_bytes = 1099511627776\n",
         )?;
         let data = dir.path().to_path_buf();
         let (child, url) = tokio::task::spawn_blocking(move || {
@@ -236,6 +254,12 @@ impl Server {
         let pid = Some(child.id());
         let child = std::sync::Mutex::new(Some(child));
         Ok(Arc::new(Server { url, host, pid, child, _dir: Some(dir), http }))
+    }
+
+    /// The server's data directory when we started it, else the temporary directory: the
+    /// disk that disk figures are measured on.
+    fn data_dir(&self) -> PathBuf {
+        self._dir.as_ref().map(|d| d.path().to_path_buf()).unwrap_or_else(std::env::temp_dir)
     }
 
     fn stop(&self) {

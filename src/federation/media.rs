@@ -51,7 +51,7 @@ pub async fn serve_download(
     );
     let tail = format!("\r\n--{boundary}--\r\n");
     let body = futures_util::stream::once(async move { Ok::<_, std::io::Error>(axum::body::Bytes::from(head)) })
-        .chain(tokio_util::io::ReaderStream::new(file))
+        .chain(tokio_util::io::ReaderStream::with_capacity(file, crate::media::READ_CHUNK))
         .chain(futures_util::stream::once(async move { Ok(axum::body::Bytes::from(tail)) }));
     let content_type = format!("multipart/mixed; boundary={boundary}");
     let mut res = (StatusCode::OK, Body::from_stream(body)).into_response();

@@ -142,7 +142,7 @@ async fn serve(
         file.seek(std::io::SeekFrom::Start(start)).await.map_err(|e| Error::Internal(e.to_string()))?;
     }
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file.take(len)));
+    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file.take(len), crate::media::READ_CHUNK));
     Ok((status, h, body).into_response())
 }
 
