@@ -71,7 +71,17 @@ function step(by) {
   if (to) show(to);
 }
 
+// A picture's blurred placeholder goes once the picture is in (it would show through the
+// transparent parts of one).
+function settle(img) {
+  if (!img.classList.contains('ph')) img.closest('a.file.image')?.classList.add('loaded');
+}
+
 export function setupViewer() {
+  document.addEventListener('load', (e) => { if (e.target instanceof HTMLImageElement) settle(e.target); }, true);
+  for (const img of document.querySelectorAll('#timeline a.file.image img:not(.ph)')) {
+    if (img.complete && img.naturalWidth) settle(img);
+  }
   document.addEventListener('click', (e) => {
     const link = e.target.closest('#timeline a.file.image');
     if (!link || e.ctrlKey || e.metaKey || e.shiftKey || e.button !== 0) return;

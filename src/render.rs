@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 
 use axum::response::{Html, IntoResponse, Response};
+use base64::Engine as _;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use crate::error::Error;
@@ -838,11 +839,19 @@ fn attachment(content: &serde_json::Value) -> Option<Markup> {
         }
         _ => None,
     };
+    // Blurred in its place until it is in (the sender's BlurHash, from whichever server).
+    let placeholder = info
+        .and_then(|i| i.get(crate::rooms::BLURHASH))
+        .and_then(|v| v.as_str())
+        .filter(|_| msgtype == "m.image")
+        .and_then(crate::media::images::blurhash_png)
+        .map(|png| format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(png)));
     Some(html! {
         @match msgtype {
             "m.image" => a.file.image href=(src) target="_blank" rel="noopener" data-viewer="image" title=(name) {
                 img src=(thumb) alt=(name) loading="lazy" decoding="async"
                     width=[fitted.map(|f| f.0)] height=[fitted.map(|f| f.1)];
+                @if let Some(ph) = &placeholder { img.ph src=(ph) alt="" aria-hidden="true"; }
             },
             "m.video" => video.file.video controls preload="metadata" src=(src)
                 width=[fitted.map(|f| f.0)] height=[fitted.map(|f| f.1)] aria-label=(name) {},

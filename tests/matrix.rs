@@ -74,7 +74,8 @@ async fn files_cross(syn: &Synapse, sam: &MatrixUser, ana: &Client, room: &str) 
     assert_eq!(st, 200, "{}", String::from_utf8_lossy(&up));
     let uri = serde_json::from_slice::<Value>(&up).unwrap()["content_uri"].as_str().unwrap().to_string();
     let content = json!({"msgtype": "m.image", "body": "sun.png", "url": uri,
-                         "info": {"mimetype": "image/png", "size": theirs.len(), "w": 40, "h": 30}});
+                         "info": {"mimetype": "image/png", "size": theirs.len(), "w": 40, "h": 30,
+                                  "xyz.amorgan.blurhash": "LNAdAqj[00aymkj[TKay9}ay-Sj["}});
     let path = format!("/_matrix/client/v3/rooms/{}/send/m.room.message/file1", enc(room));
     let (st, v) = syn.call(Some(sam), "PUT", &path, Some(content)).await;
     assert_eq!(st, 200, "{v}");
@@ -85,6 +86,13 @@ async fn files_cross(syn: &Synapse, sam: &MatrixUser, ana: &Client, room: &str) 
     let (st, _, got) = chat_testkit::tls::request_bytes(&ana.ca, &ana.addr, "GET", &ours, &auth, &[]).await;
     assert_eq!(st, 200, "{}", String::from_utf8_lossy(&got));
     assert!(got == theirs, "Synapse's file came as {} other bytes", got.len());
+    // Its BlurHash (as Element sends it) is its placeholder on our room page.
+    let cookie = [("cookie", format!("chat_token={}", ana.token))];
+    let (st, _, page) =
+        chat_testkit::tls::request_bytes(&ana.ca, &ana.addr, "GET", &format!("/rooms/{room}"), &cookie, &[]).await;
+    assert_eq!(st, 200);
+    let page = String::from_utf8_lossy(&page);
+    assert!(page.contains(r#"<img class="ph" src="data:image/png;base64,"#), "no placeholder for Sam's picture");
 
     let mine: Vec<u8> = (0..90_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let (st, _, up) = chat_testkit::tls::request_bytes(

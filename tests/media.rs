@@ -336,6 +336,23 @@ async fn photos_lose_their_location_are_turned_upright_and_bombs_are_refused() {
     let id = v["event_id"].as_str().unwrap();
     let (_, ev) = s.get(Some(&ana.token), &format!("/api/v1/rooms/{room}/events/{id}")).await;
     assert_eq!((ev["content"]["info"]["w"].as_u64(), ev["content"]["info"]["h"].as_u64()), (Some(48), Some(64)));
+    // Its placeholder (a BlurHash, as Element sends it) is the picture blurred: red above, blue
+    // below; the room page shows it under the picture.
+    let hash = ev["content"]["info"]["xyz.amorgan.blurhash"].as_str().expect("a blurhash").to_string();
+    let blur = image::load_from_memory(&chat::media::images::blurhash_png(&hash).unwrap()).unwrap().to_rgb8();
+    let (top, bottom) = (blur.get_pixel(4, 0), blur.get_pixel(4, 5));
+    assert!(top[0] > top[2] && bottom[2] > bottom[0], "{hash}: top {top:?}, bottom {bottom:?}");
+    let page = s
+        .http
+        .get(format!("{}/rooms/{room}", s.url))
+        .header("cookie", format!("chat_token={}", ana.token))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(r#"<img class="ph" src="data:image/png;base64,"#), "no placeholder on the page");
     // A PNG that says it has 100,000 × 100,000 pixels: refused at once, nothing kept.
     let bomb = png_claiming(100_000, 100_000);
     let started = std::time::Instant::now();

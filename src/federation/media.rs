@@ -156,6 +156,7 @@ async fn fetch_from(state: &FedState, server: &str, media_id: &str, key: &str) -
         width: None,
         height: None,
         thumbnail: None,
+        blurhash: None,
     };
     state.media.place(tmp, key, rec, None).await
 }

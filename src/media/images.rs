@@ -36,6 +36,8 @@ pub struct Processed {
     pub cleaned: Option<Vec<u8>>,
     /// A smaller copy for the timeline: its bytes, type, width and height.
     pub thumbnail: Option<(Vec<u8>, &'static str, u32, u32)>,
+    /// A BlurHash of the picture: shown blurred in its place while it loads.
+    pub blurhash: Option<String>,
 }
 
 /// Why an image is not processed.
@@ -97,14 +99,13 @@ pub fn process(path: &Path, content_type: &str) -> Result<Processed, Refused> {
     let (width, height) = if swaps { (h, w) } else { (w, h) };
     let wants_thumb = size > THUMB_BYTES || width > THUMB_SIDE || height > THUMB_SIDE;
     let mut out = Processed { width, height, ..Default::default() };
-    let decoded = if turned || wants_thumb {
+    // Decoded in any case (within the limits above): the placeholder needs the pixels.
+    let decoded = {
         let mut img = DynamicImage::from_decoder(decoder).map_err(|e| bad(&e))?;
         img.apply_orientation(orientation);
         Some(img)
-    } else {
-        drop(decoder);
-        None
     };
+    out.blurhash = decoded.as_ref().and_then(blurhash_of);
     out.cleaned = if turned {
         // Turned by the camera: the turned pixels, encoded again (no metadata comes along).
         let img = decoded.as_ref().expect("decoded when turned");
@@ -137,6 +138,29 @@ pub fn process(path: &Path, content_type: &str) -> Result<Processed, Refused> {
         out.thumbnail = Some((buf, ty, tw, th));
     }
     Ok(out)
+}
+
+/// A BlurHash of `img` (4 by 3 components, 3 by 4 when it stands upright), from a copy of at
+/// most 64 pixels a side.
+fn blurhash_of(img: &DynamicImage) -> Option<String> {
+    let small = img.thumbnail(64, 64).to_rgba8();
+    let (x, y) = if small.width() >= small.height() { (4, 3) } else { (3, 4) };
+    blurhash::encode(x, y, small.width(), small.height(), small.as_raw()).ok()
+}
+
+/// The picture a BlurHash stands for, as a PNG of 8 by 6 pixels (the browser scales it up
+/// smoothly: the blur); `None` for a hash that is not well formed. Hashes come from any
+/// server: only ASCII of a sane length reaches the decoder (it slices the text by bytes).
+pub fn blurhash_png(hash: &str) -> Option<Vec<u8>> {
+    if !(6..=100).contains(&hash.len()) || !hash.is_ascii() {
+        return None;
+    }
+    let (w, h) = (8, 6);
+    let rgba = blurhash::decode(hash, w, h, 1.0).ok()?;
+    let img = image::RgbaImage::from_raw(w, h, rgba)?;
+    let mut out = Vec::new();
+    DynamicImage::ImageRgba8(img).to_rgb8().write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png).ok()?;
+    Some(out)
 }
 
 /// A JPEG without its `APP1` (EXIF, XMP) and `APP13` (IPTC) segments; `None` if it is not
@@ -307,6 +331,36 @@ mod tests {
         png.extend_from_slice(&ihdr);
         png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
         png
+    }
+
+    #[test]
+    fn placeholders_come_from_well_formed_hashes_only() {
+        let path = std::env::temp_dir().join(format!("chat-blur-{}.png", std::process::id()));
+        let img = image::RgbImage::from_fn(120, 90, |x, _| {
+            if x < 60 { image::Rgb([250, 10, 10]) } else { image::Rgb([10, 10, 250]) }
+        });
+        img.save(&path).unwrap();
+        let p = process(&path, "image/png").unwrap();
+        let _ = std::fs::remove_file(&path);
+        let hash = p.blurhash.expect("a blurhash for a small picture too");
+        assert_eq!(hash.len(), 4 + 2 * 4 * 3);
+        let png = image::load_from_memory(&blurhash_png(&hash).unwrap()).unwrap().to_rgb8();
+        assert_eq!(png.dimensions(), (8, 6));
+        let (left, right) = (png.get_pixel(0, 3), png.get_pixel(7, 3));
+        assert!(left[0] > left[2] && right[2] > right[0], "{left:?} {right:?}");
+        // Hashes from other servers: wrong lengths, characters outside base 83, text that is
+        // not ASCII (the decoder slices by bytes), all give no placeholder and no panic.
+        for bad in [
+            "",
+            "00000",
+            "é0000000",
+            "L€AdAqj[00aymkj[TKay9}ay-Sj[",
+            "LNAdAqj[00aymkj[TKay9}ay-Sj",
+            &"L".repeat(400),
+            "LNAdAqj[00aymkj[TKay9}ay-S\\",
+        ] {
+            assert!(blurhash_png(bad).is_none(), "{bad}");
+        }
     }
 
     #[test]

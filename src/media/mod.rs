@@ -176,6 +176,7 @@ impl Media {
             width: None,
             height: None,
             thumbnail: None,
+            blurhash: None,
         };
         let rec = self.place(tmp, &key, rec, Some(self.quota_bytes)).await?;
         Ok(Uploaded { content_uri: format!("mxc://{key}"), size: rec.size, content_type: rec.content_type })
@@ -212,6 +213,7 @@ impl Media {
                 Ok(p) => {
                     rec.width = Some(p.width);
                     rec.height = Some(p.height);
+                    rec.blurhash = p.blurhash;
                     if let Some(cleaned) = p.cleaned {
                         let (p2, s2, h2) = self.derived(&cleaned).await.inspect_err(|_| {
                             let _ = std::fs::remove_file(&path);

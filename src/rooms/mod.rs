@@ -560,6 +560,9 @@ pub async fn submit_file(
     submit(state, sender, room_id, caption, txn_id, Relation::Reply(reply_to), Some(file)).await
 }
 
+/// Where an image's BlurHash goes in its `info` (MSC2448, as Element sends and reads it).
+pub const BLURHASH: &str = "xyz.amorgan.blurhash";
+
 /// Largest width or height taken from a client, pixels.
 const MAX_DIMENSION: u32 = 100_000;
 /// Longest length taken from a client, milliseconds (a day).
@@ -583,6 +586,9 @@ fn file_content(uri: &str, rec: &crate::store::media::MediaRecord, file: &FileRe
     {
         info["w"] = json!(w);
         info["h"] = json!(h);
+    }
+    if let Some(hash) = rec.blurhash.as_ref().filter(|_| msgtype == "m.image") {
+        info[BLURHASH] = json!(hash);
     }
     if matches!(msgtype, "m.audio" | "m.video")
         && let Some(d) = file.duration.filter(|d| *d <= MAX_DURATION_MS)

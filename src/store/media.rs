@@ -36,6 +36,9 @@ pub struct MediaRecord {
     /// A smaller copy of an image, for the timeline.
     #[serde(default)]
     pub thumbnail: Option<Thumbnail>,
+    /// An image's BlurHash (its placeholder while it loads), when made here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blurhash: Option<String>,
 }
 
 /// A thumbnail: a blob of its own.

@@ -63,20 +63,24 @@ try {
   await a.fill('#composer textarea', 'our **garden** today');
   await a.press('#composer textarea', 'Enter');
   await a.waitForSelector('#uploads', { state: 'hidden', timeout });
-  const photo = b.locator('#timeline li.msg:has(.body strong:text-is("garden")) a.file.image img');
+  const photo = b.locator('#timeline li.msg:has(.body strong:text-is("garden")) a.file.image img:not(.ph)');
   await photo.waitFor({ timeout });
   const size = await photo.evaluate((img) => [img.getAttribute('width'), img.getAttribute('height')]);
   if (size.join('x') !== '360x270') fail(`the photo's space is ${size.join('x')}, want 360x270`);
   await b.waitForFunction(() => {
-    const img = document.querySelector('#timeline a.file.image img');
+    const img = document.querySelector('#timeline a.file.image img:not(.ph)');
     return img && img.complete && img.naturalWidth === 800; // the thumbnail of a 1200 × 900 photo
   }, null, { timeout });
+  // Its blurred placeholder (from the server's BlurHash) was under it, and goes once it is in.
+  const ph = b.locator('#timeline li.msg:has(.body strong:text-is("garden")) a.file.image img.ph');
+  if (await ph.count() !== 1) fail('the photo has no placeholder');
+  await b.waitForSelector('#timeline a.file.image.loaded img.ph', { state: 'hidden', timeout });
 
   // Pasted: a second photo, sent alone.
   await hand(a, 'paste', 'image.png', 'image/png', await png(a, 600, 800, 280));
   await a.waitForSelector('#uploads li.uploaded', { timeout });
   await a.press('#composer textarea', 'Enter');
-  await b.waitForFunction(() => document.querySelectorAll('#timeline a.file.image img').length === 2, null, { timeout });
+  await b.waitForFunction(() => document.querySelectorAll('#timeline a.file.image img:not(.ph)').length === 2, null, { timeout });
 
   // Dropped: an HTML page with a script, shown as a card; downloading it runs nothing.
   await hand(a, 'drop', 'notes.html', 'text/html', Buffer.from('<script>alert("ran")</script><h1>notes</h1>'));
