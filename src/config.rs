@@ -128,6 +128,9 @@ pub struct Limits {
     /// Seconds an upload shared nowhere (never sent, or its messages deleted) is kept before
     /// its file is collected.
     pub unshared_upload_grace_secs: u64,
+    /// Bytes the copies of other servers' files may take here; past it the copies fetched
+    /// longest ago are deleted (and fetched again when someone opens them).
+    pub remote_media_cache_bytes: u64,
     /// Largest message body, bytes of UTF-8.
     pub max_message_bytes: usize,
     /// Largest WebSocket frame from a client, bytes.
@@ -199,6 +202,7 @@ impl Default for Limits {
             max_upload_bytes: 100 * 1024 * 1024,
             upload_quota_bytes: 2 * 1024 * 1024 * 1024,
             unshared_upload_grace_secs: 24 * 3600,
+            remote_media_cache_bytes: 5 * 1024 * 1024 * 1024,
             max_message_bytes: 16 * 1024,
             max_ws_frame_bytes: 64 * 1024,
             live_queue: 256,
@@ -605,6 +609,12 @@ pub static SETTINGS: &[Setting] = &[
     whole!("limits.max_body_bytes", 1, "Largest HTTP request body, bytes.", limits.max_body_bytes),
     whole!("limits.max_upload_bytes", 0, "Largest file one upload may be, bytes.", limits.max_upload_bytes),
     whole!("limits.upload_quota_bytes", 0, "Bytes of files one user may have stored.", limits.upload_quota_bytes),
+    whole!(
+        "limits.remote_media_cache_bytes",
+        0,
+        "Bytes the copies of other servers' files may take; the oldest copies go past it.",
+        limits.remote_media_cache_bytes
+    ),
     whole!(
         "limits.unshared_upload_grace_secs",
         0,

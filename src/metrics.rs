@@ -69,6 +69,13 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "Password checks (argon2) for sign-ins, unknown names included (they cost the same).",
         state.accounts.password_checks.load(std::sync::atomic::Ordering::Relaxed),
     );
+    metric(
+        &mut out,
+        "chat_media_remote_bytes",
+        "gauge",
+        "Bytes the copies of other servers' files take here (at the last fetch or collection).",
+        state.media.remote_bytes.load(Ordering::Relaxed),
+    );
     let pos = state.store.stream_pos().unwrap_or(0);
     metric(&mut out, "chat_stream_position", "gauge", "Events committed in all (the stream position).", pos);
     let w = state.store.writer_stats();

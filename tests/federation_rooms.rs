@@ -1354,3 +1354,54 @@ async fn a_file_shared_on_one_server_is_opened_on_the_other() {
     let (st, _) = f.signed(Method::GET, &na, &format!("/_matrix/federation/v1/media/download/{media_id}"), None).await;
     assert_eq!(st, 404);
 }
+
+/// The copies of another server's files are kept within `limits.remote_media_cache_bytes`:
+/// past it the copy fetched longest ago goes, and is fetched again when someone opens it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_of_other_servers_files_stay_within_the_cache_size() {
+    let p = Pki::new();
+    let a = TestServer::federating(&p, |_| {}).await;
+    let b = TestServer::federating(&p, |c| c.limits.remote_media_cache_bytes = 250_000).await;
+    let (ana, ben, room) = ana_and_ben_share(&p, &a, &b, "Cache", "cache").await;
+    let auth = |c: &Client| ("authorization", format!("Bearer {}", c.token));
+    let mut files = Vec::new();
+    for k in 0..3u32 {
+        let bytes: Vec<u8> = (0..150_000u32).map(|i| ((i * (k + 3)) % 251) as u8).collect();
+        let (st, _, up) = common::tls::request_bytes(
+            &p.ca,
+            &ana.addr,
+            "POST",
+            &format!("/api/v1/media/upload?filename=f{k}.bin"),
+            &[auth(&ana), ("content-type", "application/octet-stream".into())],
+            &bytes,
+        )
+        .await;
+        assert_eq!(st, 200, "{}", String::from_utf8_lossy(&up));
+        let uri = serde_json::from_slice::<Value>(&up).unwrap()["content_uri"].as_str().unwrap().to_string();
+        let body = json!({"txn_id": format!("c{k}"), "file": {"content_uri": uri}});
+        let (st, v) = ana.post(&format!("/api/v1/rooms/{room}/messages"), body).await;
+        assert_eq!(st, 200, "{v}");
+        let id = v["event_id"].as_str().unwrap().to_string();
+        eventually!(10, "B has the file message", ben.event(&room, &id).await.is_some());
+        let path = format!("/api/v1/media/download/{}", uri.strip_prefix("mxc://").unwrap().replace(':', "%3A"));
+        files.push((path, bytes));
+    }
+    let open = async |k: usize| {
+        let (path, bytes) = &files[k];
+        let (st, _, body) = common::tls::request_bytes(&p.ca, &ben.addr, "GET", path, &[auth(&ben)], &[]).await;
+        assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+        assert!(body == *bytes, "file {k} came back as {} other bytes", body.len());
+    };
+    open(0).await;
+    assert_eq!(b.metric("chat_media_remote_bytes").await, Some(150_000.0));
+    // Two copies would take 300 KB: the older one goes.
+    open(1).await;
+    assert_eq!(b.metric("chat_media_remote_bytes").await, Some(150_000.0));
+    open(2).await;
+    assert_eq!(b.metric("chat_media_remote_bytes").await, Some(150_000.0));
+    // The first, opened again, is fetched again from A, whole.
+    open(0).await;
+    assert_eq!(b.metric("chat_media_remote_bytes").await, Some(150_000.0));
+    // A's own files are A's uploads, not copies: its cache is empty.
+    assert_eq!(a.metric("chat_media_remote_bytes").await, Some(0.0));
+}

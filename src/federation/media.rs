@@ -158,7 +158,11 @@ async fn fetch_from(state: &FedState, server: &str, media_id: &str, key: &str) -
         thumbnail: None,
         blurhash: None,
     };
-    state.media.place(tmp, key, rec, None).await
+    let rec = state.media.place(tmp, key, rec, None).await?;
+    if let Err(e) = state.media.trim_remote(key).await {
+        tracing::warn!(error = %e, "trimming the copies of other servers' files failed");
+    }
+    Ok(rec)
 }
 
 /// `boundary` of a `multipart/mixed` content type.

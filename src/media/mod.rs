@@ -65,6 +65,10 @@ pub struct MediaInner {
     pub quota_bytes: u64,
     /// How long an upload shared nowhere is kept.
     pub unshared_grace: Duration,
+    /// Bytes the copies of other servers' files may take.
+    pub remote_cache_bytes: u64,
+    /// Bytes they took at the last count (`/metrics`).
+    pub remote_bytes: std::sync::atomic::AtomicU64,
     /// Held from an upload's rename to its commit, and by collection from its commit to the
     /// deletion of the files: a blob deleted by collection is never one an upload just found.
     pub blobs: tokio::sync::Mutex<()>,
@@ -108,6 +112,8 @@ impl Media {
             max_upload_bytes: limits.max_upload_bytes,
             quota_bytes: limits.upload_quota_bytes,
             unshared_grace: Duration::from_secs(limits.unshared_upload_grace_secs),
+            remote_cache_bytes: limits.remote_media_cache_bytes,
+            remote_bytes: Default::default(),
             blobs: tokio::sync::Mutex::new(()),
             decoders: tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get())),
         }))
@@ -316,6 +322,9 @@ impl Media {
         let before = crate::events::now_ms().saturating_sub(grace);
         let _guard = self.blobs.lock().await;
         let _gone = self.store.collect_media(self.server_name.to_string(), before).await?;
+        let (_, left) =
+            self.store.trim_remote_media(self.server_name.to_string(), self.remote_cache_bytes, None).await?;
+        self.remote_bytes.store(left, std::sync::atomic::Ordering::Relaxed);
         let named = self.store.media_blobs()?;
         let blobs = self.dir.join("blobs");
         let tmp = self.dir.join("tmp");
@@ -340,6 +349,27 @@ impl Media {
         })
         .await
         .map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    /// Deletes the copies of other servers' files fetched longest ago while they take more
+    /// than `limits.remote_media_cache_bytes`, never `keep` (a copy just fetched for someone).
+    pub async fn trim_remote(&self, keep: &str) -> Result<()> {
+        let _guard = self.blobs.lock().await;
+        let (gone, left) = self
+            .store
+            .trim_remote_media(self.server_name.to_string(), self.remote_cache_bytes, Some(keep.to_string()))
+            .await?;
+        self.remote_bytes.store(left, std::sync::atomic::Ordering::Relaxed);
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let paths: Vec<PathBuf> = gone.iter().map(|sha| self.blob_path(sha)).collect();
+        let n = paths.len();
+        tokio::task::spawn_blocking(move || paths.iter().for_each(|p| drop(std::fs::remove_file(p))))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        tracing::info!(files = n, "copies of other servers' files deleted: over the cache's size");
+        Ok(())
     }
 
     /// Runs [`Media::collect`] now and every ten minutes until `shutdown`.

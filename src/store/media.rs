@@ -253,21 +253,80 @@ impl Store {
                     let used = usage.get(rec.uploader.as_str())?.map_or(0, |v| v.value());
                     usage.insert(rec.uploader.as_str(), used.saturating_sub(rec.size))?;
                 }
-                let mut blobs = tx.txn.open_table(MEDIA_BLOBS)?;
-                for sha in rec.blobs() {
-                    let n = blobs.get(sha)?.map_or(0, |v| v.value());
-                    if n <= 1 {
-                        blobs.remove(sha)?;
-                        gone.push(sha.to_string());
-                    } else {
-                        blobs.insert(sha, n - 1)?;
-                    }
-                }
+                release_blobs(tx, &rec, &mut gone)?;
             }
             Ok(gone)
         })
         .await
     }
+
+    /// Forgets the copies of other servers' files fetched longest ago while together they take
+    /// more than `cap` bytes (down to nine tenths of it), never `keep`. Their shares stay, so a
+    /// member who opens one again has it fetched again. Returns the blobs (SHA-256) nothing
+    /// names any more, and the bytes the copies kept take.
+    pub async fn trim_remote_media(&self, local: String, cap: u64, keep: Option<String>) -> Result<(Vec<String>, u64)> {
+        let ours = format!("{local}/");
+        let (mut copies, total) = {
+            let r = self.read()?;
+            let media = r.open_table(MEDIA)?;
+            let (mut copies, mut total) = (Vec::new(), 0u64);
+            for row in media.iter()? {
+                let (k, v) = row?;
+                let Ok(rec) = serde_json::from_slice::<MediaRecord>(v.value()) else { continue };
+                if k.value().starts_with(&ours) {
+                    continue;
+                }
+                let bytes = rec.size + rec.thumbnail.as_ref().map_or(0, |t| t.size);
+                total += bytes;
+                copies.push((rec.created_ms, k.value().to_string(), bytes));
+            }
+            (copies, total)
+        };
+        if total <= cap {
+            return Ok((Vec::new(), total));
+        }
+        copies.sort();
+        let target = cap / 10 * 9;
+        let mut left = total;
+        let mut evict = Vec::new();
+        for (_, key, bytes) in copies {
+            if left <= target {
+                break;
+            }
+            if keep.as_deref() == Some(key.as_str()) {
+                continue;
+            }
+            left -= bytes;
+            evict.push(key);
+        }
+        let gone = self
+            .write(move |tx| {
+                let mut gone = Vec::new();
+                for key in evict {
+                    let Some(rec) = get_json::<MediaRecord>(&tx.txn.open_table(MEDIA)?, &key)? else { continue };
+                    tx.txn.open_table(MEDIA)?.remove(key.as_str())?;
+                    release_blobs(tx, &rec, &mut gone)?;
+                }
+                Ok(gone)
+            })
+            .await?;
+        Ok((gone, left))
+    }
+}
+
+/// One record fewer names the blobs of `rec`; those nothing names any more go into `gone`.
+fn release_blobs(tx: &mut Tx, rec: &MediaRecord, gone: &mut Vec<String>) -> Result<()> {
+    let mut blobs = tx.txn.open_table(MEDIA_BLOBS)?;
+    for sha in rec.blobs() {
+        let n = blobs.get(sha)?.map_or(0, |v| v.value());
+        if n <= 1 {
+            blobs.remove(sha)?;
+            gone.push(sha.to_string());
+        } else {
+            blobs.insert(sha, n - 1)?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether a message shares the file `key` (`server/id`) anywhere.

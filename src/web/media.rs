@@ -116,10 +116,18 @@ async fn serve(
         return Ok((StatusCode::NOT_MODIFIED, h).into_response());
     }
     let path = state.media.blob_path(&sha256);
-    let mut file = tokio::fs::File::open(&path).await.map_err(|e| {
-        tracing::error!(blob = %path.display(), error = %e, "a recorded file's blob is missing");
-        Error::Internal("the file's content is missing".into())
-    })?;
+    let mut file = match tokio::fs::File::open(&path).await {
+        Ok(f) => f,
+        // A copy of another server's file, deleted from the cache just now: fetched again on
+        // the next request.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && server != state.server_name.as_str() => {
+            return Err(Error::Unavailable("the file was just dropped from this server's cache; try again".into()));
+        }
+        Err(e) => {
+            tracing::error!(blob = %path.display(), error = %e, "a recorded file's blob is missing");
+            return Err(Error::Internal("the file's content is missing".into()));
+        }
+    };
     let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
         None => None,
         Some(r) => match parse_range(r, size) {
