@@ -203,9 +203,15 @@ async fn admin_page_for_server_admins_only() {
 
     let o = admin_async(&s.dir, &["user", "make-admin", "ana"], None).await;
     assert!(o.status.success(), "{}", text(&o));
+    // Ben keeps 3,072 bytes of files: the page shows it in his row.
+    let up = s.http.post(format!("{}/api/v1/media/upload?filename=a.txt", s.url)).bearer_auth(&ben.token);
+    let up = up.header("content-type", "text/plain").body(vec![b'x'; 3072]).send().await.unwrap();
+    assert_eq!(up.status(), StatusCode::OK);
     let (st, html) = page(&s, Some(&ana), "/admin").await;
     assert_eq!(st, StatusCode::OK);
     assert!(html.contains(r#"data-username="ben""#) && html.contains(&room), "{html}");
+    let ben_row = html.split(r#"data-username="ben""#).nth(1).unwrap().split("</tr>").next().unwrap();
+    assert!(ben_row.contains("<td>3.0 KB</td>"), "{ben_row}");
     let (_, settings) = page(&s, Some(&ana), "/settings").await;
     assert!(settings.contains(r#"href="/admin""#));
     let (_, settings) = page(&s, Some(&ben), "/settings").await;

@@ -254,7 +254,7 @@ fn admin_page(me: &str, users: &[UserInfo], rooms: &[RoomInfo], peers: &[PeerInf
                 }
                 h2 { "Accounts (" (users.len()) ")" }
                 table #users {
-                    thead { tr { th { "Username" } th { "User id" } th { "Admin" } th { "Disabled" } th { "Sessions" } th { "Actions" } } }
+                    thead { tr { th { "Username" } th { "User id" } th { "Admin" } th { "Disabled" } th { "Sessions" } th { "Files" } th { "Actions" } } }
                     tbody {
                         @for u in users {
                             @let path = format!("/admin/users/{}", u.username);
@@ -264,6 +264,7 @@ fn admin_page(me: &str, users: &[UserInfo], rooms: &[RoomInfo], peers: &[PeerInf
                                 td { (yes(u.admin)) }
                                 td { (yes(u.disabled)) }
                                 td { (u.sessions) }
+                                td { (crate::store::media::human_bytes(u.file_bytes)) }
                                 td.actions {
                                     @if display_name(me) != u.username {
                                         form.inline method="post" action={ (path) "/disabled" } {
