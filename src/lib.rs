@@ -3,8 +3,8 @@
 //! Map of the crate, bottom layer first (a module uses only its own layer and those below;
 //! `docs/architecture.md` has the list that `tests/architecture.rs` checks):
 //!
-//! - [`error`], [`ids`], [`tls`], [`routes`]: the error enum and its HTTP mapping; identifiers;
-//!   HTTPS; a router that lists its routes.
+//! - [`error`], [`ids`], [`tls`], [`routes`], [`assets`]: the error enum and its HTTP mapping;
+//!   identifiers; HTTPS; a router that lists its routes; the embedded web client's files.
 //! - [`config`]: settings (defaults, TOML file, `CHAT_*` environment, flags) and limits.
 //! - [`keys`]: our signing key, canonical JSON, base64.
 //! - [`events`]: the room event model (Matrix PDU shape), call event types, the auth rules.
@@ -45,6 +45,7 @@ macro_rules! handle {
 
 pub mod addrs;
 pub mod admin;
+pub mod assets;
 pub mod auth;
 pub mod calls;
 pub mod config;

@@ -71,6 +71,13 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     );
     metric(
         &mut out,
+        "chat_asset_responses_total",
+        "counter",
+        "Responses for the web client's files (JS, CSS, icons), 304s included, since start.",
+        crate::assets::served(),
+    );
+    metric(
+        &mut out,
         "chat_media_remote_bytes",
         "gauge",
         "Bytes the copies of other servers' files take here (at the last fetch or collection).",

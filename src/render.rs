@@ -112,9 +112,9 @@ pub fn layout(title: &str, user: Option<&str>, since: Option<u64>, body: Markup)
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="color-scheme" content="light dark";
                 title { (title) " · chat" }
-                link rel="stylesheet" href="/assets/app.css";
-                link rel="icon" href="/assets/icon.svg" type="image/svg+xml";
-                script type="module" src="/assets/app.js" {}
+                link rel="stylesheet" href=(crate::assets::url("app.css"));
+                link rel="icon" href=(crate::assets::url("icon.svg")) type="image/svg+xml";
+                script type="module" src=(crate::assets::url("app.js")) {}
             }
             body data-user=[user] data-since=[since] {
                 header.top {

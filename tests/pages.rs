@@ -147,15 +147,50 @@ async fn forms_work_without_javascript() {
 }
 
 #[tokio::test]
-async fn assets_are_embedded_and_cacheable() {
+async fn assets_are_versioned_gzipped_and_kept() {
     let s = TestServer::start().await;
-    let res = s.http.get(format!("{}/assets/app.js", s.url)).send().await.unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    assert!(res.headers()["content-type"].to_str().unwrap().contains("javascript"));
+    let page = s.http.get(format!("{}/login", s.url)).send().await.unwrap().text().await.unwrap();
+    // Pages name the client's files under a version: a hash of their content.
+    let at = page.find("/assets/").unwrap() + "/assets/".len();
+    let version = &page[at..at + 12];
+    assert!(version.bytes().all(|b| b.is_ascii_hexdigit()), "{version}");
+    let app = format!("{}/assets/{version}/app.js", s.url);
+    assert!(page.contains(&format!(r#"src="/assets/{version}/app.js""#)));
+    let get = |url: String, enc: &'static str| s.http.get(url).header("accept-encoding", enc).send();
+    let plain = get(app.clone(), "identity").await.unwrap();
+    assert_eq!(plain.status(), StatusCode::OK);
+    assert!(plain.headers()["content-type"].to_str().unwrap().contains("javascript"));
+    assert!(plain.headers().get("content-encoding").is_none());
+    assert_eq!(plain.headers()["cache-control"], "public, max-age=31536000, immutable");
+    let plain = plain.bytes().await.unwrap();
+    // Gzipped for a browser that takes it (made at build time), and the same bytes unzipped.
+    let res = get(app.clone(), "gzip, deflate, br").await.unwrap();
+    assert_eq!(res.headers()["content-encoding"], "gzip");
+    assert_eq!(res.headers()["vary"], "accept-encoding");
     let etag = res.headers()["etag"].to_str().unwrap().to_string();
-    let res = s.http.get(format!("{}/assets/app.js", s.url)).header("if-none-match", &etag).send().await.unwrap();
-    assert_eq!(res.status(), StatusCode::NOT_MODIFIED);
-    let res = s.http.get(format!("{}/assets/../Cargo.toml", s.url)).send().await.unwrap();
-    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let zipped = res.bytes().await.unwrap();
+    assert!(zipped.len() * 2 < plain.len(), "{} of {}", zipped.len(), plain.len());
+    let mut unzipped = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&zipped[..]), &mut unzipped).unwrap();
+    assert!(unzipped == plain.as_ref(), "the gzip copy is of other bytes");
+    // `q=0` refuses gzip.
+    let res = get(app.clone(), "gzip;q=0").await.unwrap();
+    assert!(res.headers().get("content-encoding").is_none());
+    let res = s.http.get(app.clone()).header("accept-encoding", "gzip").header("if-none-match", &etag).send().await;
+    assert_eq!(res.unwrap().status(), StatusCode::NOT_MODIFIED);
+    // Without the version, or under another one (a page of the last release): revalidated.
+    for old in [format!("{}/assets/app.js", s.url), format!("{}/assets/0123456789ab/app.js", s.url)] {
+        let res = get(old, "identity").await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["cache-control"], "no-cache");
+        assert!(res.bytes().await.unwrap() == plain);
+    }
+    // The icon is there too; nothing outside the assets is served.
+    let res = get(format!("{}/assets/{version}/icon.svg", s.url), "gzip").await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    for bad in ["../Cargo.toml", "{version}/../../Cargo.toml", "{version}/nope.js", "{version}/"] {
+        let url = format!("{}/assets/{}", s.url, bad.replace("{version}", version));
+        assert_eq!(get(url, "gzip").await.unwrap().status(), StatusCode::NOT_FOUND, "{bad}");
+    }
     s.stop().await;
 }

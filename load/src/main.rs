@@ -783,8 +783,17 @@ async fn render(server: &Arc<Server>, messages: u64, runs: u32) -> Res<()> {
     for visit in ["first", "repeat"] {
         let f = &v[visit];
         println!(
-            "render: {visit} visit: HTML {} ms, DOM ready {} ms, load {} ms, live {} ms ({} messages on the page, {} bytes)",
-            f["html_ms"], f["dom_ready_ms"], f["load_ms"], f["live_ms"], f["rows"], f["bytes"]
+            "render: {visit} visit: HTML {} ms, DOM ready {} ms, load {} ms, live {} ms ({} messages on the page, {} bytes); \
+             {} other files, {} fetched over the network ({} bytes)",
+            f["html_ms"],
+            f["dom_ready_ms"],
+            f["load_ms"],
+            f["live_ms"],
+            f["rows"],
+            f["bytes"],
+            f["resources"],
+            f["fetched"],
+            f["fetched_bytes"]
         );
     }
     let h = &v["history"];

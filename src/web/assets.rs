@@ -1,36 +1,65 @@
-//! Static assets (JS, CSS, icons) embedded in the binary with rust-embed; no build step.
+//! `GET /assets/…`: the embedded web client (see [`crate::assets`]). Under the current
+//! version an asset is cached for good (`immutable`); under no version, or an older one (a
+//! page of the last release), it is revalidated each time. Compressible assets go out
+//! gzipped to a browser that takes gzip.
 
 use axum::extract::Path;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use rust_embed::RustEmbed;
 
-/// The `assets/` directory, embedded at compile time.
-#[derive(RustEmbed)]
-#[folder = "assets/"]
-pub struct Assets;
+use crate::assets::{VERSION, is_version};
 
-/// `GET /assets/{*path}`, with an ETag so browsers revalidate cheaply.
-pub async fn serve(Path(path): Path<String>, headers: axum::http::HeaderMap) -> Response {
-    let Some(file) = Assets::get(&path) else {
+/// `GET /assets/{*path}`: `VERSION/name`, or a bare `name`.
+pub async fn serve(Path(path): Path<String>, headers: HeaderMap) -> Response {
+    let (name, current) = match path.split_once('/') {
+        Some((v, rest)) if v == VERSION.as_str() => (rest, true),
+        Some((v, rest)) if is_version(v) => (rest, false),
+        _ => (path.as_str(), false),
+    };
+    let Some(asset) = crate::assets::get(name) else {
         return (StatusCode::NOT_FOUND, "no such asset").into_response();
     };
-    let etag = format!(
-        "\"{}\"",
-        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &file.metadata.sha256_hash()[..12])
-    );
-    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
-        return StatusCode::NOT_MODIFIED.into_response();
+    crate::assets::count_served();
+    let gzip = asset.gzipped.filter(|_| takes_gzip(&headers));
+    let mut etag = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &asset.sha256[..12]);
+    if gzip.is_some() {
+        etag.push_str("-gz");
     }
-    let mime = mime_guess::from_path(&path).first_or_octet_stream();
-    let mut res = file.data.into_owned().into_response();
-    let h = res.headers_mut();
+    let etag = format!("\"{etag}\"");
+    let mut h = HeaderMap::new();
+    let mime = mime_guess::from_path(name).first_or_octet_stream();
     if let Ok(v) = HeaderValue::from_str(mime.as_ref()) {
         h.insert(header::CONTENT_TYPE, v);
     }
     if let Ok(v) = HeaderValue::from_str(&etag) {
         h.insert(header::ETAG, v);
     }
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    res
+    let caching = if current { "public, max-age=31536000, immutable" } else { "no-cache" };
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(caching));
+    if asset.gzipped.is_some() {
+        h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    }
+    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+        return (StatusCode::NOT_MODIFIED, h).into_response();
+    }
+    match gzip {
+        Some(gz) => {
+            h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            (h, gz).into_response()
+        }
+        None => (h, asset.data.into_owned()).into_response(),
+    }
+}
+
+/// Whether the request's `Accept-Encoding` takes gzip (not with `q=0`).
+fn takes_gzip(headers: &HeaderMap) -> bool {
+    headers.get_all(header::ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(
+        |coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or_default();
+            let refused =
+                parts.any(|p| p.replace(' ', "").eq_ignore_ascii_case("q=0") || p == "q=0.0" || p == "q=0.00");
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        },
+    )
 }

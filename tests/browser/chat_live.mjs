@@ -30,6 +30,16 @@ try {
   await Promise.all([ana.page.waitForURL(/\/rooms\/!/), ana.page.click('#new button[type=submit]')]);
   const roomUrl = ana.page.url();
 
+  // The client's files came gzipped on the first page (sign-up) and, named by their version,
+  // are kept: this page fetched none of them again.
+  const assets = await ana.page.evaluate(() => performance.getEntriesByType('resource')
+    .filter((e) => new URL(e.name).pathname.startsWith('/assets/'))
+    .map((e) => ({ path: new URL(e.name).pathname, transfer: e.transferSize, encoded: e.encodedBodySize, decoded: e.decodedBodySize })));
+  const appJs = assets.find((e) => /^\/assets\/[0-9a-f]{12}\/app\.js$/.test(e.path));
+  if (!appJs || !(appJs.encoded > 0 && appJs.encoded < appJs.decoded / 2)) fail(`app.js not versioned or not gzipped: ${JSON.stringify(assets)}`);
+  const fetched = assets.filter((e) => e.transfer > 0);
+  if (assets.length < 5 || fetched.length) fail(`assets fetched again: ${JSON.stringify(fetched)} of ${assets.length}`);
+
   // Ben finds it in the directory and joins.
   await ben.page.reload();
   await Promise.all([ben.page.waitForURL(roomUrl), ben.page.click('#public-rooms a:has-text("Lobby")')]);
@@ -88,7 +98,7 @@ try {
   await benHome.waitForSelector('#room-list a:has-text("Lobby") .badge.unread[hidden]', { state: 'attached', timeout });
   await benHome.waitForSelector('#room-list a:has-text("Lobby") .badge.mention[hidden]', { state: 'attached', timeout });
   await benHome.waitForFunction(() => !document.title.startsWith('(')
-    && document.querySelector('link[rel="icon"]').href.endsWith('/assets/icon.svg'), null, { timeout });
+    && document.querySelector('link[rel="icon"]').href.endsWith('/icon.svg'), null, { timeout });
   // Ana sees that Ben has read it.
   await ana.page.waitForSelector('#timeline li.seen .receipt[data-user^="@ben:"]', { timeout });
   await ben.page.evaluate(() => { window.__noReload = true; });

@@ -25,7 +25,13 @@ async function visit(page) {
   const live = Date.now() - t0;
   const nav = await page.evaluate(() => {
     const n = performance.getEntriesByType('navigation')[0];
-    return { html: n.responseEnd - n.startTime, dcl: n.domContentLoadedEventEnd - n.startTime, load: n.loadEventEnd - n.startTime, bytes: n.transferSize };
+    // Everything else the page fetched: over the network (transferSize > 0) or from the cache.
+    const res = performance.getEntriesByType('resource').filter((e) => !e.name.startsWith('ws'));
+    const fetched = res.filter((e) => e.transferSize > 0);
+    return {
+      html: n.responseEnd - n.startTime, dcl: n.domContentLoadedEventEnd - n.startTime, load: n.loadEventEnd - n.startTime, bytes: n.transferSize,
+      resources: res.length, fetched: fetched.length, fetched_bytes: fetched.reduce((a, e) => a + e.transferSize, 0),
+    };
   });
   const rows = await page.evaluate(() => document.querySelectorAll('#timeline li.msg').length);
   return { ...nav, live, rows };
@@ -69,6 +75,9 @@ try {
     live_ms: median(list.map((x) => x.live)),
     rows: list[0].rows,
     bytes: list[0].bytes,
+    resources: list[0].resources,
+    fetched: list[0].fetched,
+    fetched_bytes: list[0].fetched_bytes,
   });
   console.log(JSON.stringify({
     first: sum(first),
