@@ -20,6 +20,7 @@ import { createCalls } from './call.js';
 import { createComposer } from './composer.js';
 import { displayName, localize, me, onLocalize, setName, swapIn } from './dom.js';
 import { createLive } from './live.js';
+import { createNotifications } from './notify.js';
 import { markMentions, setupMentions } from './mentions.js';
 import { setupProfiles } from './profile.js';
 import { createPresence } from './presence.js';
@@ -119,6 +120,7 @@ if (me) {
   const composer = createComposer({ roomId: currentRoom, live, timeline });
   const presence = createPresence({ roomId: currentRoom, live, timeline });
   const calls = createCalls({ me, send: live.send, displayName, currentRoom });
+  const notifications = createNotifications({ currentRoom });
   window.chatCalls = calls;
 
   const markRead = () => {
@@ -205,6 +207,7 @@ if (me) {
         else if (f.txn_id && timeline.failed(f.txn_id, f.message)) composer.refused(f.txn_id);
         else console.warn('chat:', f.message);
         break;
+      case 'notify': notifications.onNotify(f); break;
       case 'presence': presence.onPresence(f); break;
       case 'typing': presence.onTyping(f); break;
       case 'receipt': presence.onReceipt(f); break;

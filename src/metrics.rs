@@ -71,6 +71,13 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     );
     metric(
         &mut out,
+        "chat_alerts_dropped_total",
+        "counter",
+        "Message alerts (desktop notifications) dropped because their queue was full.",
+        crate::live::notify::dropped(),
+    );
+    metric(
+        &mut out,
         "chat_asset_responses_total",
         "counter",
         "Responses for the web client's files (JS, CSS, icons), 304s included, since start.",

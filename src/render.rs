@@ -193,6 +193,8 @@ pub fn room_list(rooms: &[MyRoom], current: Option<&str>, presence: &Presences) 
                 }
                 @if rooms.is_empty() { li.empty { "No rooms yet" } }
             }
+            // Shown by the page while the browser has not been told whether to notify.
+            button.notify-ask #notify-ask type="button" hidden { "🔔 Turn on notifications" }
         }
     }
 }

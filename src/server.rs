@@ -65,7 +65,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     // Every background task belongs to `tasks`; shutdown closes it and waits for all of them.
     let tasks = TaskTracker::new();
     let hub = Hub::new(config.limits.live_queue, config.limits.max_sockets_per_user);
-    let (publisher, publisher_thread) = Publisher::start(hub.clone());
+    let (notifier, alerts) = crate::live::notify::Notifier::channel();
+    let (publisher, publisher_thread) = Publisher::start(hub.clone(), notifier);
     let outbox = Arc::new(crate::federation::sender::Outbox::new(std::time::Duration::from_secs(
         config.limits.federation_retry_max_secs,
     )));
@@ -142,6 +143,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     });
     let media = crate::media::Media::open(store.clone(), &config.data_dir, server_name.clone(), &limits)?;
     tasks.spawn(media.clone().collect_forever(shutdown.clone()));
+    tasks.spawn(crate::live::notify::run(alerts, hub.clone(), store.clone(), shutdown.clone()));
     let (ephemeral_tx, ephemeral_rx) = tokio::sync::mpsc::channel(1024);
     let fed = FedState::new(FedStateInner {
         store: store.clone(),

@@ -250,3 +250,49 @@ async fn pipelined_sends_from_one_socket_commit_in_the_order_sent() {
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "commit order differs from send order: {positions:?}");
     s.stop().await;
 }
+
+/// Alerts (desktop notifications): the members a message is for get a `notify` frame: everyone
+/// in a direct chat, in a room the people it mentions, and all for `@room`; never the sender,
+/// never for an edit.
+#[tokio::test]
+async fn messages_alert_the_people_they_are_for() {
+    let s = TestServer::start().await;
+    let (ana, ben, room) = s.ana_and_ben_in_general().await;
+    let cara = s.register("cara").await;
+    s.join(&cara, &room).await;
+    let (_, v) = s.post(Some(&ana.token), "/api/v1/dm", json!({"user_id": "ben"})).await;
+    let dm = v["room_id"].as_str().unwrap().to_string();
+    let (_, v) = s.post(Some(&ben.token), "/api/v1/dm", json!({"user_id": "ana"})).await;
+    assert_eq!(v["room_id"], dm.as_str());
+    let mut ana_ws = s.ws(&ana, None).await;
+    let mut ben_ws = s.ws(&ben, None).await;
+    let mut cara_ws = s.ws(&cara, None).await;
+
+    // In a room of three a plain message alerts nobody; one that names Ben alerts Ben alone.
+    s.send(&ana, &room, "plain words", "n1").await;
+    let (_, named) = s.send(&ana, &room, "over to you @ben", "n2").await;
+    let f = ben_ws.next_of("notify").await;
+    assert_eq!(
+        (f["body"].as_str(), f["event_id"].as_str(), f["room_id"].as_str(), f["room_name"].as_str()),
+        (Some("over to you @ben"), named["event_id"].as_str(), Some(room.as_str()), Some("General"))
+    );
+    assert_eq!((f["sender"].as_str(), f["direct"].as_bool()), (Some(ana.id.as_str()), Some(false)));
+    // `@room` alerts everyone but its sender (Cara's first alert: the others were not hers).
+    s.send(&ana, &room, "@room lunch?", "n3").await;
+    assert_eq!(cara_ws.next_of("notify").await["body"], "@room lunch?");
+    assert_eq!(ben_ws.next_of("notify").await["body"], "@room lunch?");
+
+    // In the direct chat every message alerts; an edit of one does not.
+    let (_, d1) = s.send(&ana, &dm, "just us", "d1").await;
+    let f = ben_ws.next_of("notify").await;
+    assert_eq!((f["body"].as_str(), f["direct"].as_bool()), (Some("just us"), Some(true)));
+    let edit = json!({"body": "just us two", "txn_id": "d2", "replaces": d1["event_id"]});
+    assert_eq!(s.post(Some(&ana.token), &format!("/api/v1/rooms/{dm}/messages"), edit).await.0, StatusCode::OK);
+    s.send(&ana, &dm, "still there?", "d3").await;
+    assert_eq!(ben_ws.next_of("notify").await["body"], "still there?");
+    // Ben answers: Ana's first alert is his answer, none of her own messages alerted her.
+    s.send(&ben, &dm, "yes", "b1").await;
+    let f = ana_ws.next_of("notify").await;
+    assert_eq!((f["body"].as_str(), f["sender"].as_str()), (Some("yes"), Some(ben.id.as_str())));
+    s.stop().await;
+}

@@ -522,6 +522,13 @@ impl Hub {
         frames_out
     }
 
+    /// The members of `room` with a live connection.
+    pub fn online_members(&self, room: &RoomId) -> Vec<Arc<str>> {
+        let inner = self.lock();
+        let Some(members) = inner.rooms.get(room.as_str()) else { return Vec::new() };
+        members.iter().filter(|u| inner.users.contains_key(&***u)).cloned().collect()
+    }
+
     /// Sends an ephemeral frame to every connection of one user (e.g. unread counts after a
     /// read on another tab).
     pub fn send_to_user(&self, user: &str, text: &str) {

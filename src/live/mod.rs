@@ -4,6 +4,7 @@
 
 pub mod frames;
 pub mod hub;
+pub mod notify;
 pub mod publisher;
 pub mod socket;
 

@@ -13,6 +13,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
 use super::Hub;
+use super::notify::Notifier;
 use crate::store::events::StoredEvent;
 
 /// Committed batches waiting for the publisher. When it falls this far behind, the writer waits
@@ -37,10 +38,11 @@ impl PublisherThread {
 }
 
 impl Publisher {
-    /// Starts the publisher thread for `hub`.
-    pub fn start(hub: Arc<Hub>) -> (Publisher, PublisherThread) {
+    /// Starts the publisher thread for `hub`; after delivery, messages go on to `notifier`.
+    pub fn start(hub: Arc<Hub>, notifier: Notifier) -> (Publisher, PublisherThread) {
         let (tx, rx) = sync_channel::<Vec<Arc<StoredEvent>>>(PUBLISH_QUEUE);
-        let handle = std::thread::Builder::new().name("chat-publisher".into()).spawn(move || run(&hub, &rx)).ok();
+        let handle =
+            std::thread::Builder::new().name("chat-publisher".into()).spawn(move || run(&hub, &rx, &notifier)).ok();
         (Publisher { tx }, PublisherThread(handle))
     }
 
@@ -53,9 +55,10 @@ impl Publisher {
     }
 }
 
-fn run(hub: &Hub, rx: &Receiver<Vec<Arc<StoredEvent>>>) {
+fn run(hub: &Hub, rx: &Receiver<Vec<Arc<StoredEvent>>>, notifier: &Notifier) {
     while let Ok(batch) = rx.recv() {
         let rendered = Hub::render(&batch);
         hub.deliver(&rendered);
+        batch.iter().for_each(|stored| notifier.committed(stored));
     }
 }

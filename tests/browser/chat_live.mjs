@@ -17,12 +17,16 @@ const browser = await chromium.launch({
 
 function fail(msg) { throw new Error(msg); }
 
-const person = (name) => register(browser, base, name, { viewport: { width: 1100, height: 760 } });
+const person = (name, extra = {}) => register(browser, base, name, { viewport: { width: 1100, height: 760 }, ...extra });
 
 const timeout = 10000;
 try {
   const ana = await person('ana');
-  const ben = await person('ben');
+  // Ben has allowed notifications; Ana has not been asked yet, so her page offers to.
+  const ben = await person('ben', { permissions: ['notifications'], watchNotifications: true });
+  if (await ben.page.locator('#notify-ask').isVisible()) fail('Ben, who allowed notifications, is asked again');
+  const anaAsked = await ana.page.evaluate(() => Notification.permission);
+  if (anaAsked === 'default' && !await ana.page.locator('#notify-ask').isVisible()) fail('Ana is not offered notifications');
 
   // Ana creates a public room and lands in it.
   await ana.page.fill('#new input[name=name]', 'Lobby');
@@ -85,6 +89,8 @@ try {
   await benHome.goto(`${base}/rooms`);
   await benHome.waitForSelector('#conn[data-state="live"]', { timeout });
   await ben.page.goto(`${base}/settings`);
+  // The home tab is hidden: the mention shows as a desktop notification there.
+  await benHome.evaluate(() => { window.__hidden = true; });
   await ana.page.fill('#composer textarea', 'are you there, @ben?');
   await ana.page.press('#composer textarea', 'Enter');
   await benHome.waitForSelector('#room-list a:has-text("Lobby") .badge.unread:text-is("1")', { timeout });
@@ -99,6 +105,11 @@ try {
   await benHome.waitForSelector('#room-list a:has-text("Lobby") .badge.mention[hidden]', { state: 'attached', timeout });
   await benHome.waitForFunction(() => !document.title.startsWith('(')
     && document.querySelector('link[rel="icon"]').href.endsWith('/icon.svg'), null, { timeout });
+  const notes = await benHome.evaluate(() => window.__notes.map((n) => `${n.title} | ${n.body}`));
+  if (JSON.stringify(notes) !== JSON.stringify(['Lobby | ana: are you there, @ben?'])) fail(`Ben's notifications: ${JSON.stringify(notes)}`);
+  // A click on it opens the room in that tab.
+  await Promise.all([benHome.waitForURL(roomUrl), benHome.evaluate(() => window.__notes[0].onclick())]);
+  await benHome.waitForSelector('#conn[data-state="live"]', { timeout });
   // Ana sees that Ben has read it.
   await ana.page.waitForSelector('#timeline li.seen .receipt[data-user^="@ben:"]', { timeout });
   await ben.page.evaluate(() => { window.__noReload = true; });

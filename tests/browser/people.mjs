@@ -27,8 +27,30 @@ export async function start(script, { args = [] } = {}) {
 // A person for the browser scripts: a fresh context that fails the script on any dialog (script
 // from a message ran) or page error, registered through the sign-up form and landed on /rooms.
 // With `watchCsp`, every CSP violation is recorded in `window.__csp`.
-export async function register(browser, base, name, { viewport, watchCsp = false } = {}) {
-  const ctx = await browser.newContext({ viewport });
+// With `watchNotifications`, the page's desktop notifications are recorded in
+// `window.__notes` (headless Chromium shows none: `Notification` is replaced by a recorder
+// that keeps the browser's permission) and `window.__hidden = true` makes the tab count as
+// hidden (`document.visibilityState`). `permissions`: granted to the context.
+export async function register(browser, base, name, { viewport, watchCsp = false, watchNotifications = false, permissions = [] } = {}) {
+  const ctx = await browser.newContext({ viewport, permissions });
+  if (watchNotifications) {
+    await ctx.addInitScript(() => {
+      window.__notes = [];
+      window.__hidden = false;
+      Object.defineProperty(Document.prototype, 'visibilityState', {
+        configurable: true, get() { return window.__hidden ? 'hidden' : 'visible'; },
+      });
+      const Real = window.Notification;
+      function Recorded(title, options = {}) {
+        const note = { title, body: options.body, tag: options.tag, onclick: null, close() { note.closed = true; } };
+        window.__notes.push(note);
+        return note;
+      }
+      Object.defineProperty(Recorded, 'permission', { get: () => (Real ? Real.permission : 'denied') });
+      Recorded.requestPermission = () => (Real ? Real.requestPermission() : Promise.resolve('denied'));
+      window.Notification = Recorded;
+    });
+  }
   if (watchCsp) {
     await ctx.addInitScript(() => {
       window.__csp = [];
