@@ -244,4 +244,10 @@ if (me) {
   });
 } else {
   localize(document);
+  if (document.getElementById('offline')) import('./offline.js').then((m) => m.showQueued());
+}
+
+// The service worker: the app shell kept for offline use (secure origins only).
+if ('serviceWorker' in navigator && window.isSecureContext) {
+  navigator.serviceWorker.register('/sw.js').catch(() => { /* no offline page then */ });
 }

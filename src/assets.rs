@@ -38,6 +38,21 @@ pub fn is_version(s: &str) -> bool {
     s.len() == 12 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// The app's colour (its icon's blue), for the browser's window and the manifest.
+pub const THEME_COLOUR: &str = "#2f6fde";
+
+/// The files a browser keeps to open the app offline: the page's own, the icons, and the
+/// offline page.
+pub fn shell() -> Vec<String> {
+    let mut out: Vec<String> = Assets::iter()
+        .filter(|p| !matches!(p.as_ref(), "sw.js") && !p.ends_with("emoji.js"))
+        .map(|p| url(&p))
+        .collect();
+    out.sort();
+    out.push("/offline".into());
+    out
+}
+
 /// The URL of the asset at `path` (under `assets/`), with the version.
 pub fn url(path: &str) -> String {
     format!("/assets/{}/{path}", *VERSION)

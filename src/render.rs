@@ -114,6 +114,9 @@ pub fn layout(title: &str, user: Option<&str>, since: Option<u64>, body: Markup)
                 title { (title) " · chat" }
                 link rel="stylesheet" href=(crate::assets::url("app.css"));
                 link rel="icon" href=(crate::assets::url("icon.svg")) type="image/svg+xml";
+                link rel="manifest" href="/manifest.webmanifest";
+                link rel="apple-touch-icon" href=(crate::assets::url("icon-192.png"));
+                meta name="theme-color" content=(crate::assets::THEME_COLOUR);
                 script type="module" src=(crate::assets::url("app.js")) {}
             }
             body data-user=[user] data-since=[since] {
@@ -131,6 +134,26 @@ pub fn layout(title: &str, user: Option<&str>, since: Option<u64>, body: Markup)
             }
         }
     }
+}
+
+/// The page the service worker shows when the server cannot be reached (kept in its cache):
+/// the messages this tab holds to send are listed by the page's script.
+pub fn offline() -> Markup {
+    layout(
+        "Offline",
+        None,
+        None,
+        html! {
+            main.auth #offline {
+                h1 { "You are offline" }
+                p { "chat cannot reach its server just now. Check your connection; the page comes back when the server does." }
+                h2 { "Waiting to be sent" }
+                p.muted #queued-none { "Nothing: every message you sent got there." }
+                ul.queued #queued {}
+                button #retry type="button" { "Try again" }
+            }
+        },
+    )
 }
 
 /// Sign-in and registration forms.

@@ -362,6 +362,9 @@ fn rows() -> Vec<Row> {
         Row { method: "GET", route: "/healthz", body: None, expect: OPEN },
         Row { method: "GET", route: "/readyz", body: None, expect: OPEN },
         Row { method: "GET", route: "/assets/{*path}", body: None, expect: OPEN },
+        Row { method: "GET", route: "/manifest.webmanifest", body: None, expect: OPEN },
+        Row { method: "GET", route: "/sw.js", body: None, expect: OPEN },
+        Row { method: "GET", route: "/offline", body: None, expect: OPEN },
         // Federation: public key material, and server-signed requests only (a user's token is
         // not a server's signature).
         Row { method: "GET", route: "/_matrix/key/v2/server", body: None, expect: OPEN },

@@ -20,10 +20,10 @@ fn one_browser() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn run_script(script: &str, url: &str) {
-    run_script_with(script, &[url]);
+    run_script_with(script, &[url], &[]);
 }
 
-fn run_script_with(script: &str, urls: &[&str]) {
+fn run_script_with(script: &str, urls: &[&str], envs: &[(&str, String)]) {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
     assert!(
         std::path::Path::new(dir).join("node_modules/playwright-core").exists(),
@@ -36,7 +36,9 @@ fn run_script_with(script: &str, urls: &[&str]) {
     );
     let shots = concat!(env!("CARGO_MANIFEST_DIR"), "/target/browser-shots");
     let _browser = one_browser();
-    let out = Command::new("node").arg(format!("{dir}/{script}")).args(urls).arg(shots).output().unwrap();
+    let mut node = Command::new("node");
+    node.arg(format!("{dir}/{script}")).args(urls).arg(shots).envs(envs.iter().map(|(k, v)| (k, v)));
+    let out = node.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{script} failed:\n{stdout}\n{stderr}");
@@ -100,7 +102,7 @@ async fn a_video_call_across_two_servers() {
     let a = start().await;
     let b = start().await;
     let (ua, ub) = (format!("https://{}", a.addr), format!("https://{}", b.addr));
-    tokio::task::spawn_blocking(move || run_script_with("federated_call.mjs", &[&ua, &ub])).await.unwrap();
+    tokio::task::spawn_blocking(move || run_script_with("federated_call.mjs", &[&ua, &ub], &[])).await.unwrap();
     // Each side's media went through its own server's relay.
     for s in [&a, &b] {
         let relayed = s.metric("chat_turn_relayed_bytes_total").await.unwrap();
@@ -175,4 +177,19 @@ fn messages_typed_while_the_server_is_down_arrive_exactly_once() {
         assert_eq!(bodies, ["offline 1", "offline 2", "offline 3"]);
         s.stop().await;
     });
+}
+
+/// The installable app (tests/browser/app.mjs): Chromium finds the manifest installable, the
+/// service worker installs, and with the server stopped (the script stops this process) a
+/// reload shows the offline page listing the message waiting to be sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_installs_and_shows_its_offline_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Binary::start(dir.path(), "127.0.0.1:0", &[]);
+    let (url, pid) = (server.url.clone(), server.child.id().to_string());
+    let ran = tokio::task::spawn_blocking(move || run_script_with("app.mjs", &[&url], &[("CHAT_PID", pid)])).await;
+    let mut child = server.child;
+    let _ = child.kill();
+    let _ = child.wait();
+    ran.unwrap();
 }

@@ -194,3 +194,40 @@ async fn assets_are_versioned_gzipped_and_kept() {
     }
     s.stop().await;
 }
+
+#[tokio::test]
+async fn the_app_has_a_manifest_a_service_worker_and_an_offline_page() {
+    let s = TestServer::start().await;
+    let res = s.http.get(format!("{}/manifest.webmanifest", s.url)).send().await.unwrap();
+    assert_eq!(res.headers()["content-type"], "application/manifest+json");
+    let m: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(
+        (m["name"].as_str(), m["start_url"].as_str(), m["display"].as_str()),
+        (Some("chat"), Some("/rooms"), Some("standalone"))
+    );
+    // Every icon is there, PNGs at the size they claim, one of them maskable.
+    for icon in m["icons"].as_array().unwrap() {
+        let res = s.http.get(format!("{}{}", s.url, icon["src"].as_str().unwrap())).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{icon}");
+        if icon["type"] == "image/png" {
+            let img = image::load_from_memory(&res.bytes().await.unwrap()).unwrap();
+            assert_eq!(format!("{}x{}", img.width(), img.height()), icon["sizes"].as_str().unwrap());
+        }
+    }
+    assert!(m["icons"].as_array().unwrap().iter().any(|i| i["purpose"] == "maskable"));
+    // The worker names this release's shell: the versioned assets and the offline page.
+    let page = s.http.get(format!("{}/login", s.url)).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains(r#"<link rel="manifest" href="/manifest.webmanifest">"#));
+    let at = page.find("/assets/").unwrap() + "/assets/".len();
+    let version = &page[at..at + 12];
+    let res = s.http.get(format!("{}/sw.js", s.url)).send().await.unwrap();
+    assert_eq!(res.headers()["cache-control"], "no-cache");
+    let sw = res.text().await.unwrap();
+    assert!(sw.contains(&format!("const VERSION = '{version}';")), "{sw}");
+    assert!(sw.contains(&format!(r#""/assets/{version}/app.js""#)) && sw.contains(r#""/offline""#), "{sw}");
+    assert!(!sw.contains("__SHELL__") && !sw.contains("__VERSION__"));
+    let res = s.http.get(format!("{}/offline", s.url)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.text().await.unwrap().contains("You are offline"));
+    s.stop().await;
+}

@@ -63,3 +63,48 @@ fn takes_gzip(headers: &HeaderMap) -> bool {
         },
     )
 }
+
+/// `GET /manifest.webmanifest`: what makes the app installable (name, icons, colours, where
+/// it opens).
+pub async fn manifest() -> Response {
+    let icon = |path: &str, sizes: &str, purpose: &str| {
+        let ty = if path.ends_with(".svg") { "image/svg+xml" } else { "image/png" };
+        serde_json::json!({ "src": crate::assets::url(path), "sizes": sizes, "type": ty, "purpose": purpose })
+    };
+    let body = serde_json::json!({
+        "name": "chat",
+        "short_name": "chat",
+        "description": "Chat and calls with your family, friends and team, on your own server.",
+        "id": "/rooms",
+        "start_url": "/rooms",
+        "scope": "/",
+        "display": "standalone",
+        "background_color": "#f6f7f9",
+        "theme_color": crate::assets::THEME_COLOUR,
+        "icons": [
+            icon("icon.svg", "any", "any"),
+            icon("icon-192.png", "192x192", "any"),
+            icon("icon-512.png", "512x512", "any"),
+            icon("icon-maskable-512.png", "512x512", "maskable"),
+        ],
+    });
+    let mut h = HeaderMap::new();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/manifest+json"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    (h, body.to_string()).into_response()
+}
+
+/// `GET /sw.js`: the service worker, with this release's version and app shell (it must be
+/// served from the root to look after every page; browsers check it for changes on each visit).
+pub async fn service_worker() -> Response {
+    let Some(template) = crate::assets::get("sw.js") else {
+        return (StatusCode::NOT_FOUND, "no service worker").into_response();
+    };
+    let shell = serde_json::to_string(&crate::assets::shell()).unwrap_or_else(|_| "[]".into());
+    let text =
+        String::from_utf8_lossy(&template.data).replace("__VERSION__", VERSION.as_str()).replace("__SHELL__", &shell);
+    let mut h = HeaderMap::new();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/javascript; charset=utf-8"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    (h, text).into_response()
+}

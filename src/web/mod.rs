@@ -94,6 +94,9 @@ pub fn routes() -> Routes<AppState> {
         .get("/healthz", || async { "ok" })
         .get("/readyz", readyz)
         .get("/assets/{*path}", assets::serve)
+        .get("/manifest.webmanifest", assets::manifest)
+        .get("/sw.js", assets::service_worker)
+        .get("/offline", pages::offline)
         .nest("/api/v1", api, |r| r.fallback(api::not_found).method_not_allowed_fallback(api::method_not_allowed))
         .merge(crate::federation::routes())
 }

@@ -44,6 +44,11 @@ fn or_error_page(r: Result<Response>) -> Response {
     r.unwrap_or_else(views::error_response)
 }
 
+/// `GET /offline`: the page the service worker keeps for when the server cannot be reached.
+pub async fn offline() -> Response {
+    page(views::offline())
+}
+
 /// `GET /`.
 pub async fn index(State(state): State<AppState>, headers: HeaderMap) -> Redirect {
     match crate::auth::session::authenticate(&headers, &state.accounts) {
