@@ -21,6 +21,7 @@ import { createComposer } from './composer.js';
 import { displayName, localize, me, onLocalize, setName, swapIn } from './dom.js';
 import { createLive } from './live.js';
 import { createNotifications } from './notify.js';
+import { showQueued } from './offline.js';
 import { markMentions, setupMentions } from './mentions.js';
 import { setupProfiles } from './profile.js';
 import { createPresence } from './presence.js';
@@ -244,10 +245,12 @@ if (me) {
   });
 } else {
   localize(document);
-  if (document.getElementById('offline')) import('./offline.js').then((m) => m.showQueued());
+  if (document.getElementById('offline')) showQueued();
 }
 
-// The service worker: the app shell kept for offline use (secure origins only).
+// The service worker: the app shell kept for offline use (secure origins only), registered
+// once the page has loaded so its downloads do not compete with the page's.
 if ('serviceWorker' in navigator && window.isSecureContext) {
-  navigator.serviceWorker.register('/sw.js').catch(() => { /* no offline page then */ });
+  const register = () => navigator.serviceWorker.register('/sw.js').catch(() => { /* no offline page then */ });
+  if (document.readyState === 'complete') register(); else window.addEventListener('load', register, { once: true });
 }

@@ -38,7 +38,9 @@ async function visit(page) {
 }
 
 async function newPage() {
-  const ctx = await browser.newContext({ viewport: { width: 1366, height: 800 } });
+  // CHAT_BENCH_SW=block: without the service worker (to see what it costs).
+  const serviceWorkers = process.env.CHAT_BENCH_SW === 'block' ? 'block' : 'allow';
+  const ctx = await browser.newContext({ viewport: { width: 1366, height: 800 }, serviceWorkers });
   const host = new URL(base).hostname;
   await ctx.addCookies([{ name: 'chat_token', value: token, domain: host, path: '/' }]);
   const page = await ctx.newPage();
