@@ -134,7 +134,8 @@ pub async fn run(server: &Arc<Server>, mib: u64, big_mib: u64, photos: usize) ->
                 if i >= photos {
                     return Ok::<(), super::BoxError>(());
                 }
-                let v = post_file(&server, &token, made[i % made.len()].clone(), "image/jpeg", "photo.jpg").await?;
+                let photo = reqwest::Body::from(made[i % made.len()].clone());
+                let v = post_file(&server, &token, photo, None, "image/jpeg", "photo.jpg").await?;
                 let thumb = v["content_uri"].as_str().unwrap_or_default().trim_start_matches("mxc://").to_string();
                 let resp = server
                     .http
@@ -184,21 +185,8 @@ fn dd(args: &[&str]) -> Res<f64> {
 /// Uploads `bytes` pseudo-random bytes (from `seed`), streamed; returns the file's
 /// `server/id`.
 async fn upload(server: &Server, token: &str, bytes: u64, seed: u64) -> Res<String> {
-    let chunks = random_chunks(bytes, seed);
-    let resp = server
-        .http
-        .post(format!("{}/api/v1/media/upload?filename=load.bin", server.url))
-        .bearer_auth(token)
-        .header("content-type", "application/octet-stream")
-        .header("content-length", bytes)
-        .body(reqwest::Body::wrap_stream(chunks))
-        .send()
-        .await?;
-    let status = resp.status();
-    let v: Value = resp.json().await?;
-    if !status.is_success() {
-        return Err(format!("upload: {status} {v}").into());
-    }
+    let body = reqwest::Body::wrap_stream(random_chunks(bytes, seed));
+    let v = post_file(server, token, body, Some(bytes), "application/octet-stream", "load.bin").await?;
     Ok(v["content_uri"].as_str().unwrap_or_default().trim_start_matches("mxc://").to_string())
 }
 
@@ -236,15 +224,24 @@ async fn download(server: &Server, token: &str, uri: &str) -> Res<u64> {
     Ok(n)
 }
 
-async fn post_file(server: &Server, token: &str, bytes: Vec<u8>, ty: &str, name: &str) -> Res<Value> {
-    let resp = server
+/// Uploads `body` (`len` bytes, when known ahead) as `name` of type `ty`; the answer.
+async fn post_file(
+    server: &Server,
+    token: &str,
+    body: reqwest::Body,
+    len: Option<u64>,
+    ty: &str,
+    name: &str,
+) -> Res<Value> {
+    let mut req = server
         .http
         .post(format!("{}/api/v1/media/upload?filename={name}", server.url))
         .bearer_auth(token)
-        .header("content-type", ty)
-        .body(bytes)
-        .send()
-        .await?;
+        .header("content-type", ty);
+    if let Some(len) = len {
+        req = req.header("content-length", len);
+    }
+    let resp = req.body(body).send().await?;
     let status = resp.status();
     let v: Value = resp.json().await?;
     if !status.is_success() {
