@@ -57,8 +57,7 @@ fn takes_gzip(headers: &HeaderMap) -> bool {
         |coding| {
             let mut parts = coding.split(';').map(str::trim);
             let name = parts.next().unwrap_or_default();
-            let refused =
-                parts.any(|p| p.replace(' ', "").eq_ignore_ascii_case("q=0") || p == "q=0.0" || p == "q=0.00");
+            let refused = parts.any(|p| p.strip_prefix("q=").and_then(|q| q.trim().parse::<f32>().ok()) == Some(0.0));
             (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
         },
     )
