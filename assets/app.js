@@ -13,6 +13,7 @@
 //   viewer.js    an image shown large over the page, arrows for the room's others
 //   voice.js     voice messages: record (click, or hold), level, length, waveform
 //   presence.js  presence, typing, receipts, unread badges, room list and members
+//   notify.js    desktop notifications (and their sound); push.js: Web Push on the settings page
 //   call.js      calls (WebRTC): call_signals.js, call_media.js and call_ui.js
 
 import { setupActions } from './actions.js';
@@ -21,6 +22,7 @@ import { createComposer } from './composer.js';
 import { displayName, localize, me, onLocalize, setName, swapIn } from './dom.js';
 import { createLive } from './live.js';
 import { createNotifications } from './notify.js';
+import { setupPush } from './push.js';
 import { showQueued } from './offline.js';
 import { markMentions, setupMentions } from './mentions.js';
 import { setupProfiles } from './profile.js';
@@ -246,6 +248,7 @@ if (me) {
 } else {
   localize(document);
   if (document.getElementById('offline')) showQueued();
+  if (document.getElementById('push')) setupPush();
 }
 
 // The service worker: the app shell kept for offline use (secure origins only), registered

@@ -2,7 +2,8 @@
 // their direct chats, messages that mention them or the room); while the tab is hidden each
 // one shows as a notification, once the user has allowed them with the button under the room
 // list (never asked on page load). One per room at a time (the tag), so several tabs show one;
-// a click brings the tab forward in that room.
+// a click brings the tab forward in that room. Calls ring the same way, and with the sound
+// setting on, a chime plays.
 import { displayName } from './dom.js';
 
 const supported = 'Notification' in window;
@@ -33,9 +34,13 @@ export function createNotifications({ currentRoom }) {
       if (shown.has(f.event_id)) return;
       shown.add(f.event_id);
       const who = displayName(f.sender);
-      const title = f.direct || !f.room_name ? who : f.room_name;
-      const body = f.direct || !f.room_name ? f.body : `${who}: ${f.body}`;
-      const n = new Notification(title, { body, tag: f.room_id, icon });
+      const call = f.kind === 'call';
+      const title = call ? `${who} is calling` : f.direct || !f.room_name ? who : f.room_name;
+      const body = call ? 'Open the room to answer' : f.direct || !f.room_name ? f.body : `${who}: ${f.body}`;
+      const n = new Notification(title, {
+        body, tag: call ? `call:${f.room_id}` : f.room_id, icon, requireInteraction: call, silent: !!f.sound,
+      });
+      if (f.sound) chime(call);
       n.onclick = () => {
         window.focus();
         n.close();
@@ -43,4 +48,27 @@ export function createNotifications({ currentRoom }) {
       };
     },
   };
+}
+
+// A short chime (two notes; three for a call), made with Web Audio: no sound file to load.
+// Browsers allow it once the page has had a click or key press; otherwise it stays silent.
+let audio = null;
+function chime(call) {
+  try {
+    audio = audio || new AudioContext();
+    const t0 = audio.currentTime + 0.01;
+    const notes = call ? [660, 880, 660] : [880, 1320];
+    notes.forEach((hz, i) => {
+      const osc = audio.createOscillator();
+      const gain = audio.createGain();
+      osc.frequency.value = hz;
+      const t = t0 + i * 0.14;
+      gain.gain.setValueAtTime(0.0001, t);
+      gain.gain.exponentialRampToValueAtTime(0.15, t + 0.02);
+      gain.gain.exponentialRampToValueAtTime(0.0001, t + 0.12);
+      osc.connect(gain).connect(audio.destination);
+      osc.start(t);
+      osc.stop(t + 0.13);
+    });
+  } catch { /* no audio here */ }
 }

@@ -49,3 +49,48 @@ self.addEventListener('fetch', (e) => {
     e.respondWith(caches.match(req).then((hit) => hit || fetch(req)));
   }
 });
+
+// Web Push: the server sends (encrypted, the browser decrypts) a direct message, a mention, a
+// keyword or a call for someone with no tab of the app in view. A tab in view shows the
+// message itself; otherwise a notification, one per room (a newer one replaces it).
+self.addEventListener('push', (e) => {
+  let p = {};
+  try { p = e.data ? e.data.json() : {}; } catch { return; }
+  if (!p.room_id) return;
+  e.waitUntil((async () => {
+    const wins = await self.clients.matchAll({ type: 'window', includeUncontrolled: true });
+    if (wins.some((w) => w.visibilityState === 'visible' && w.focused)) return;
+    const who = p.sender_name || p.sender || 'Someone';
+    const call = p.kind === 'call';
+    const title = call ? `${who} is calling` : (p.direct || !p.room_name ? who : p.room_name);
+    let body;
+    if (call) body = p.video ? 'Video call' : 'Voice call';
+    else if (p.body === undefined) body = p.direct ? 'New message' : `New message from ${who}`;
+    else body = p.direct || !p.room_name ? p.body : `${who}: ${p.body}`;
+    await self.registration.showNotification(title, {
+      body,
+      tag: call ? `call:${p.room_id}` : p.room_id,
+      renotify: true,
+      requireInteraction: call,
+      icon: `/assets/${VERSION}/icon-192.png`,
+      badge: `/assets/${VERSION}/icon-192.png`,
+      data: { url: `/rooms/${encodeURIComponent(p.room_id)}` },
+    });
+  })());
+});
+
+// A click opens the room: in a tab of the app if one is open, else a new one.
+self.addEventListener('notificationclick', (e) => {
+  e.notification.close();
+  const url = (e.notification.data && e.notification.data.url) || '/rooms';
+  e.waitUntil((async () => {
+    const wins = await self.clients.matchAll({ type: 'window', includeUncontrolled: true });
+    const win = wins.find((w) => new URL(w.url).origin === self.location.origin);
+    if (win) {
+      await win.focus();
+      if (new URL(win.url).pathname !== url) await win.navigate(url).catch(() => {});
+      return;
+    }
+    await self.clients.openWindow(url);
+  })());
+});

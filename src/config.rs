@@ -44,6 +44,12 @@ pub struct Config {
     /// The DNS server for other servers' names (SRV and address lookups), instead of the
     /// system's (`/etc/resolv.conf`).
     pub federation_dns: Option<SocketAddr>,
+    /// Web Push endpoints at loopback, private and link-local addresses, and over plain HTTP,
+    /// are accepted (a push service on the LAN, tests); off, only HTTPS to public addresses.
+    pub push_private_endpoints: bool,
+    /// Who runs this server, told to push services (a `mailto:` or `https:` URL); none: the
+    /// server's own `https://` address.
+    pub push_contact: Option<String>,
 }
 
 /// HTTPS settings. With neither certificate files nor `self_signed`, the listener speaks plain
@@ -193,6 +199,17 @@ pub struct Limits {
     /// Take an invitation from another server only if the inviter shares a room with the
     /// invitee here (403 otherwise).
     pub federation_invites_from_shared_rooms_only: bool,
+    /// Milliseconds before a failed push is tried again; the wait doubles each time.
+    pub push_retry_base_ms: u64,
+    /// Longest wait between tries of a push, seconds.
+    pub push_retry_max_secs: u64,
+    /// Seconds after which a push not delivered is given up (also how long push services keep
+    /// it for a device that is offline).
+    pub push_give_up_secs: u64,
+    /// Devices one user may have push on.
+    pub push_devices_per_user: u32,
+    /// Pushes waiting to be tried again, all users together; more are dropped (counted).
+    pub push_retry_queue: u64,
 }
 
 impl Default for Limits {
@@ -229,6 +246,11 @@ impl Default for Limits {
             federation_invites_per_origin_per_minute: 20,
             federation_invites_per_user_per_hour: 20,
             federation_invites_from_shared_rooms_only: false,
+            push_retry_base_ms: 2000,
+            push_retry_max_secs: 600,
+            push_give_up_secs: 24 * 3600,
+            push_devices_per_user: 10,
+            push_retry_queue: 100_000,
         }
     }
 }
@@ -249,6 +271,8 @@ impl Config {
             federation_ca: None,
             federation_dns: None,
             federation_private_addresses: false,
+            push_private_endpoints: false,
+            push_contact: None,
         }
     }
 
@@ -606,7 +630,55 @@ pub static SETTINGS: &[Setting] = &[
          resolves only to such addresses is refused before any connection.",
         federation_private_addresses
     ),
+    switch!(
+        "push_private_endpoints",
+        "Accept Web Push endpoints at loopback, private or link-local addresses and over plain HTTP \
+         (a push service on the LAN, tests). Off (the default), pushes go only over HTTPS to public \
+         addresses.",
+        push_private_endpoints
+    ),
+    Setting {
+        key: "push_contact",
+        help: "Who runs this server, told to browser vendors' push services with each push (a mailto: \
+               or https: URL); default: the server's own https:// address.",
+        flag: Flag::Value("URL"),
+        sample: Some("\"mailto:admin@example.org\""),
+        set: |c, v| {
+            let t = text(v)?;
+            if !(t.starts_with("mailto:") || t.starts_with("https://")) || t.len() > 256 {
+                return Err(format!("{t:?} is not a mailto: or https: URL"));
+            }
+            c.push_contact = Some(t.to_string());
+            Ok(())
+        },
+        get: |c| c.push_contact.as_ref().map(|t| toml::Value::String(t.clone())),
+    },
     whole!("limits.max_body_bytes", 1, "Largest HTTP request body, bytes.", limits.max_body_bytes),
+    whole!(
+        "limits.push_retry_base_ms",
+        1,
+        "Milliseconds before a failed push is tried again; the wait doubles each time.",
+        limits.push_retry_base_ms
+    ),
+    whole!(
+        "limits.push_retry_max_secs",
+        1,
+        "Longest wait between tries of a push, seconds.",
+        limits.push_retry_max_secs
+    ),
+    whole!(
+        "limits.push_give_up_secs",
+        60,
+        "Seconds after which a push not delivered is given up (and how long push services keep it).",
+        limits.push_give_up_secs
+    ),
+    whole!("limits.push_devices_per_user", 1, "Devices one user may turn push on for.", limits.push_devices_per_user),
+    whole!(
+        "limits.push_retry_queue",
+        1,
+        "Pushes waiting to be tried again, all users together; more are dropped.",
+        limits.push_retry_queue
+    ),
     whole!("limits.max_upload_bytes", 0, "Largest file one upload may be, bytes.", limits.max_upload_bytes),
     whole!("limits.upload_quota_bytes", 0, "Bytes of files one user may have stored.", limits.upload_quota_bytes),
     whole!(

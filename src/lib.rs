@@ -59,6 +59,7 @@ pub mod keys;
 pub mod live;
 pub mod media;
 pub mod metrics;
+pub mod push;
 pub mod render;
 pub mod rooms;
 pub mod routes;

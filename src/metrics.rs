@@ -76,6 +76,38 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "Message alerts (desktop notifications) dropped because their queue was full.",
         crate::live::notify::dropped(),
     );
+    let pc = &state.push.counters;
+    for (name, kind, help, value) in [
+        (
+            "chat_push_delivered_total",
+            "counter",
+            "Web Pushes the push services took.",
+            pc.delivered.load(Ordering::Relaxed),
+        ),
+        (
+            "chat_push_retried_total",
+            "counter",
+            "Web Push attempts that failed and are tried again.",
+            pc.retried.load(Ordering::Relaxed),
+        ),
+        (
+            "chat_push_dropped_total",
+            "counter",
+            "Web Pushes refused by the push service, given up, or over the retry queue.",
+            pc.dropped.load(Ordering::Relaxed),
+        ),
+        (
+            "chat_push_gone_total",
+            "counter",
+            "Push subscriptions removed: gone at the push service, or their session ended.",
+            pc.gone.load(Ordering::Relaxed),
+        ),
+    ] {
+        metric(&mut out, name, kind, help, value);
+    }
+    let (pending, retries) = state.push.depths();
+    metric(&mut out, "chat_push_pending", "gauge", "Messages waiting to be turned into Web Pushes.", pending);
+    metric(&mut out, "chat_push_retry_queued", "gauge", "Web Pushes waiting to be tried again.", retries);
     metric(
         &mut out,
         "chat_asset_responses_total",

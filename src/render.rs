@@ -424,6 +424,8 @@ pub struct RoomView<'a> {
     pub jump: Option<(&'a str, u64)>,
     /// Largest file an upload may be, bytes (the client refuses bigger ones before sending).
     pub max_upload: u64,
+    /// The viewer's notification setting for this room.
+    pub notify: crate::store::push::RoomPref,
 }
 
 /// The room page.
@@ -460,6 +462,7 @@ pub fn room_page(v: &RoomView<'_>) -> Markup {
                                 button.call type="button" data-call="video" data-room-id=(id) title="Start a video call" { "Video call" }
                                 button.call type="button" data-call="voice" data-room-id=(id) title="Start a voice call" { "Voice call" }
                             }
+                            (notify_menu(id.as_str(), v.room.direct || v.room.joined == 2, v.notify))
                             form.inline method="post" action={ "/rooms/" (id) "/leave" } {
                                 button.link type="submit" { "Leave" }
                             }
@@ -1134,6 +1137,12 @@ pub struct AccountView {
     pub admin: bool,
     /// The name others see, if set.
     pub display_name: Option<String>,
+    /// Notification settings.
+    pub notify: crate::store::push::NotifyPrefs,
+    /// Devices with push on.
+    pub devices: Vec<crate::push::Device>,
+    /// The server's VAPID public key, for the browser to subscribe with.
+    pub push_key: String,
 }
 
 /// Account settings: profile, privacy, password (with the viewer's own name known to the
@@ -1181,6 +1190,7 @@ pub fn settings(
                     }
                     p { button type="submit" { "Save" } }
                 }
+                (notification_settings(me))
                 form method="post" action="/settings/password" {
                         h2 { "Change password" }
                         label { "Current password" input type="password" name="old_password" required autocomplete="current-password"; }
@@ -1196,6 +1206,102 @@ pub fn settings(
             },
         )
     })
+}
+
+/// The bell in a room's header: how much of the room notifies the viewer.
+fn notify_menu(room_id: &str, one_to_one: bool, pref: crate::store::push::RoomPref) -> Markup {
+    use crate::store::push::Level;
+    let now = crate::events::now_ms();
+    let level = match pref.level {
+        Level::Mute if pref.mute_until.is_some_and(|t| t <= now) => Level::Default,
+        l => l,
+    };
+    let (icon, short) = match level {
+        Level::Mute => ("🔕", "Muted"),
+        Level::All => ("🔔", "All"),
+        Level::Mentions => ("🔔", "Mentions"),
+        Level::Default => ("🔔", ""),
+    };
+    let default = if one_to_one { "Every message (default here)" } else { "Mentions, keywords and calls (default)" };
+    html! {
+        details.notify-menu {
+            summary title="Notifications for this room" aria-label={ "Notifications for this room" @if !short.is_empty() { ": " (short) } } {
+                span aria-hidden="true" { (icon) } @if !short.is_empty() { " " span.notify-level { (short) } }
+            }
+            form.stack method="post" action={ "/rooms/" (room_id) "/notifications" } {
+                fieldset {
+                    legend { "Notify me about" }
+                    label.check { input type="radio" name="level" value="default" checked[level == Level::Default]; " " (default) }
+                    label.check { input type="radio" name="level" value="all" checked[level == Level::All]; " Every message" }
+                    label.check { input type="radio" name="level" value="mentions" checked[level == Level::Mentions]; " Only mentions and keywords" }
+                    label.check { input type="radio" name="level" value="mute" checked[level == Level::Mute]; " Nothing (mute)" }
+                }
+                label { "Mute for"
+                    select name="mute_for" {
+                        option value="" { "Until I turn it back on" }
+                        option value="1h" { "1 hour" }
+                        option value="8h" { "8 hours" }
+                        option value="1d" { "1 day" }
+                        option value="1w" { "1 week" }
+                    }
+                }
+                @if let (Level::Mute, Some(until)) = (level, pref.mute_until) {
+                    p.muted { "Muted for " (((until.saturating_sub(now)) / 60_000).max(1)) " more minutes." }
+                }
+                button type="submit" { "Save" }
+            }
+        }
+    }
+}
+
+/// The settings page's notifications: do not disturb, sound, previews, keywords, and the
+/// devices with push on (the client adds the button for this browser).
+fn notification_settings(me: &AccountView) -> Markup {
+    let n = &me.notify;
+    let now = crate::events::now_ms();
+    html! {
+        form method="post" action="/settings/notifications" {
+            h2 { "Notifications" }
+            p.muted { "Direct chats, mentions of you, your keywords and calls notify you. Each room's bell, in its header, changes that room." }
+            label.check { input type="checkbox" name="dnd" value="on" checked[n.dnd]; " Do not disturb (no notifications or pushes; unread counts still show)" }
+            label.check { input type="checkbox" name="sound" value="on" checked[n.sound]; " Play a sound with notifications" }
+            label.check { input type="checkbox" name="preview" value="on" checked[n.preview]; " Show the message text in pushes to phones and closed browsers" }
+            label { "Keywords"
+                textarea name="keywords" rows="2" maxlength="4000" placeholder="deploy, lunch" { (n.keywords.join(", ")) }
+            }
+            p.muted { "Separated by commas; whole words, in any case." }
+            p { button type="submit" { "Save notifications" } }
+        }
+        section.push-devices id="push" data-key=(me.push_key) {
+            h3 { "Push to closed browsers and phones" }
+            p.muted { "Direct messages, mentions and calls reach this device even when no tab is open. Push needs the server on HTTPS." }
+            p { button.secondary id="push-on" type="button" hidden { "Turn on push for this browser" } " " span.muted id="push-state" role="status" {} }
+            @if me.devices.is_empty() {
+                p.muted id="push-none" { "No device has push on." }
+            } @else {
+                ul.devices {
+                    @for d in &me.devices {
+                        li data-device=(d.id) data-this[d.this_session] {
+                            span { strong { (d.label) } @if d.this_session { " (this browser)" } }
+                            span.muted { " · " (d.service) " · " (ago(now, d.created_ts)) }
+                            form.inline method="post" action={ "/settings/push/" (d.id) "/delete" } {
+                                button.link type="submit" { "Remove" }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// "today", "yesterday" or "N days ago" for a time in ms.
+fn ago(now: u64, then: u64) -> String {
+    match now.saturating_sub(then) / 86_400_000 {
+        0 => "added today".into(),
+        1 => "added yesterday".into(),
+        d => format!("added {d} days ago"),
+    }
 }
 
 /// An error page with a way back.

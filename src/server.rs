@@ -71,10 +71,15 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         config.limits.federation_retry_max_secs,
     )));
     let wake = outbox.clone();
+    let push_wake = Arc::new(tokio::sync::Notify::new());
+    let wake_push = push_wake.clone();
     let (store, writer) = Store::open(
         &config.data_dir,
         Box::new(move |batch, destinations| {
             // The writer thread only hands over: rendering and delivery run on the publisher.
+            if batch.iter().any(|s| crate::push::is_notifying_kind(&s.event.kind)) {
+                wake_push.notify_one();
+            }
             publisher.committed(batch);
             wake.wake(destinations);
         }),
@@ -143,7 +148,22 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     });
     let media = crate::media::Media::open(store.clone(), &config.data_dir, server_name.clone(), &limits)?;
     tasks.spawn(media.clone().collect_forever(shutdown.clone()));
-    tasks.spawn(crate::live::notify::run(alerts, hub.clone(), store.clone(), shutdown.clone()));
+    let push = crate::push::Push::open(
+        store.clone(),
+        crate::push::PushSettings {
+            private_endpoints: config.push_private_endpoints,
+            contact: config.push_contact.clone().unwrap_or_else(|| format!("https://{server_name}")),
+            retry_base_ms: limits.push_retry_base_ms,
+            retry_max_ms: limits.push_retry_max_secs.saturating_mul(1000),
+            give_up_ms: limits.push_give_up_secs.saturating_mul(1000),
+            per_user: limits.push_devices_per_user as usize,
+            max_retries: limits.push_retry_queue,
+        },
+        push_wake,
+    )
+    .await?;
+    tasks.spawn(push.clone().run(shutdown.clone()));
+    tasks.spawn(crate::live::notify::run(alerts, hub.clone(), push.clone(), store.clone(), shutdown.clone()));
     let (ephemeral_tx, ephemeral_rx) = tokio::sync::mpsc::channel(1024);
     let fed = FedState::new(FedStateInner {
         store: store.clone(),
@@ -174,6 +194,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let hostnames = crate::web::hostnames(&server_name, &config.extra_hostnames);
     let state = AppState::new(Inner {
         media,
+        push,
         store,
         hub,
         server_name,

@@ -41,6 +41,8 @@ pub struct Inner {
     pub calls: Calls,
     /// Files people share.
     pub media: crate::media::Media,
+    /// Notification settings and Web Push.
+    pub push: crate::push::Push,
     /// Federation (its own parts are `fed.federation`).
     pub fed: FedState,
     /// The live channel.

@@ -58,6 +58,16 @@ struct Ctx {
     n: usize,
 }
 
+/// A subscription as a browser makes it (a valid P-256 key), at an endpoint unique per cell.
+fn push_subscription(n: usize) -> serde_json::Value {
+    use base64::Engine;
+    use p256::elliptic_curve::sec1::ToEncodedPoint;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let key = p256::SecretKey::from_slice(&[7u8; 32]).unwrap().public_key();
+    json!({"endpoint": format!("https://push.example/authz/{n}"),
+           "keys": {"p256dh": b64(key.as_affine().to_encoded_point(false).as_bytes()), "auth": b64(&[1u8; 16])}})
+}
+
 fn rows() -> Vec<Row> {
     use Body::*;
     const ALL_SIGNED: [&str; 9] = ["401", "401", "200", "200", "200", "200", "200", "200", "200"];
@@ -222,6 +232,33 @@ fn rows() -> Vec<Row> {
             expect: ALL_SIGNED,
         },
         Row { method: "GET", route: "/api/v1/turn", body: None, expect: ALL_SIGNED },
+        Row { method: "GET", route: "/api/v1/notifications", body: None, expect: ALL_SIGNED },
+        Row {
+            method: "POST",
+            route: "/api/v1/notifications",
+            body: Json(|_| json!({"sound": false})),
+            expect: ALL_SIGNED,
+        },
+        Row {
+            method: "POST",
+            route: "/api/v1/rooms/{room_id}/notifications",
+            body: Json(|_| json!({"level": "all"})),
+            expect: MEMBERS_ONLY,
+        },
+        Row { method: "GET", route: "/api/v1/push", body: None, expect: ALL_SIGNED },
+        Row {
+            method: "POST",
+            route: "/api/v1/push/subscriptions",
+            body: Json(|c| push_subscription(c.n)),
+            expect: ALL_SIGNED,
+        },
+        // One's own devices only: another's id is not found.
+        Row {
+            method: "POST",
+            route: "/api/v1/push/subscriptions/{id}/delete",
+            body: Json(|_| json!({})),
+            expect: ["401", "401", "404", "404", "404", "404", "404", "404", "404"],
+        },
         // Pages and form posts (cookie and same-origin, as a browser sends them).
         Row {
             method: "GET",
@@ -321,6 +358,19 @@ fn rows() -> Vec<Row> {
             expect: PAGE_SIGNED,
         },
         Row { method: "POST", route: "/settings/privacy", body: Form(|_| vec![]), expect: PAGE_SIGNED },
+        Row { method: "POST", route: "/settings/notifications", body: Form(|_| vec![]), expect: PAGE_SIGNED },
+        Row {
+            method: "POST",
+            route: "/settings/push/{id}/delete",
+            body: Form(|_| vec![]),
+            expect: ["login", "login", "404", "404", "404", "404", "404", "404", "404"],
+        },
+        Row {
+            method: "POST",
+            route: "/rooms/{room_id}/notifications",
+            body: Form(|_| vec![("level", "mentions".into())]),
+            expect: ["login", "login", "403", "403", "403", "303", "403", "303", "403"],
+        },
         Row {
             method: "POST",
             route: "/settings/profile",
@@ -551,7 +601,8 @@ impl World {
             )
             .replace("{txn_id}", "t1")
             .replace("{server}", "127.0.0.1")
-            .replace("{media_id}", "nothing");
+            .replace("{media_id}", "nothing")
+            .replace("{id}", "0123456789abcdef");
         if row.route == "/ws" {
             return self.ws_upgrade(token.as_deref()).await;
         }

@@ -196,6 +196,10 @@ fn persist_inner(tx: &mut Tx<'_>, room: &mut RoomRecord, mut ev: Event, send: bo
     for u in mentioned(tx, room, &ev)? {
         tx.txn.open_table(MENTIONS)?.insert((u.as_str(), rid.as_str(), pos), ())?;
     }
+    let pushable = ev.kind == M_ROOM_MESSAGE || ev.kind == crate::events::call::INVITE;
+    if pushable && !hidden && redacted_because.is_none() && super::push::any_push_subs(tx)? {
+        super::push::queue_push(tx, pos, eid.as_str())?;
+    }
     let prev_content = match (ev.kind == M_ROOM_MEMBER, ev.state_key.as_deref()) {
         (true, Some(key)) => match tx.state_event_id(&rid, M_ROOM_MEMBER, key)? {
             Some(id) => tx.event(&id)?.map(|e| e.event.content),

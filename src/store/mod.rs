@@ -11,6 +11,7 @@ pub mod events;
 pub mod keys;
 pub mod media;
 pub mod outbox;
+pub mod push;
 pub mod redactions;
 pub mod relations;
 pub mod rooms;
@@ -32,7 +33,7 @@ pub use writer::{OnCommit, Tx, Writer, WriterStats, WriterThread};
 
 /// Version of the table layout this build reads and writes. Each version's change, and the step
 /// that upgrades a database of the version before, is in [`upgrade`].
-pub const SCHEMA_VERSION: u32 = 8;
+pub const SCHEMA_VERSION: u32 = 9;
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "chat.redb";
 
@@ -205,6 +206,9 @@ fn upgrade(txn: &WriteTransaction, from: u32) -> Result<()> {
         // 8 adds files (`media`, `media_blobs`, `media_shares`, `media_usage`), empty: there
         // were none.
         7 => Ok(()),
+        // 9 adds notification settings and Web Push (`notify_prefs`, `push_subs`,
+        // `push_pending`, `push_retry`), empty.
+        8 => Ok(()),
         _ => Err(Error::Internal(format!("no upgrade from schema {from}"))),
     }
 }

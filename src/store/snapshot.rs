@@ -88,6 +88,17 @@ impl Snapshot {
         Ok(rooms.into_iter().filter(|(_, m)| *m == Membership::Join).map(|(rid, _)| rid).collect())
     }
 
+    /// Stream position of a user's read marker in a room (0: none).
+    pub fn read_marker(&self, user: &str, room_id: &RoomId) -> Result<u64> {
+        let t = self.txn.open_table(super::tables::READ_MARKERS)?;
+        Ok(t.get((user, room_id.as_str()))?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    /// Whether a session is alive.
+    pub fn has_session(&self, sid: &str) -> Result<bool> {
+        Ok(self.txn.open_table(super::tables::SESSIONS)?.get(sid)?.is_some())
+    }
+
     /// The newest stream position in this snapshot.
     pub fn stream_pos(&self) -> Result<u64> {
         super::stream_pos_in(&self.txn)

@@ -128,6 +128,23 @@ pub const MEDIA_SHARES: TableDefinition<(&str, &str, &str), ()> = TableDefinitio
 /// quota. Schema 8.
 pub const MEDIA_USAGE: TableDefinition<&str, u64> = TableDefinition::new("media_usage");
 
+/// User id -> their notification settings (JSON `NotifyPrefs`): do not disturb, keywords,
+/// sound, push previews, and each room's level. Schema 9.
+pub const NOTIFY_PREFS: TableDefinition<&str, &[u8]> = TableDefinition::new("notify_prefs");
+
+/// (user id, subscription id) -> a Web Push subscription of one of their devices (JSON
+/// `PushSub`). Schema 9.
+pub const PUSH_SUBS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("push_subs");
+
+/// Stream position -> event id of a committed message or call invite not yet turned into
+/// pushes, written with the event (only while any subscription exists), removed by the push
+/// worker once it has sent them or queued their retries. Schema 9.
+pub const PUSH_PENDING: TableDefinition<u64, &str> = TableDefinition::new("push_pending");
+
+/// (due time ms, user id, subscription id, stream position) -> a push to try again (JSON
+/// `PushRetry`), after the push service failed or could not be reached. Schema 9.
+pub const PUSH_RETRY: TableDefinition<(u64, &str, &str, u64), &[u8]> = TableDefinition::new("push_retry");
+
 /// Calls `$m!(TABLE, ...)` with every table above: the one list that creating the schema and
 /// copying a backup use, so a new table cannot be left out of either.
 macro_rules! every_table {
@@ -164,7 +181,11 @@ macro_rules! every_table {
             MEDIA,
             MEDIA_BLOBS,
             MEDIA_SHARES,
-            MEDIA_USAGE
+            MEDIA_USAGE,
+            NOTIFY_PREFS,
+            PUSH_SUBS,
+            PUSH_PENDING,
+            PUSH_RETRY
         )
     };
 }

@@ -5,6 +5,7 @@ pub mod api;
 pub mod assets;
 pub mod extract;
 pub mod media;
+pub mod notify;
 pub mod pages;
 pub mod serve;
 
@@ -56,6 +57,12 @@ pub fn routes() -> Routes<AppState> {
         .post("/dm", api::direct)
         .get("/settings", api::settings)
         .post("/settings", api::set_settings)
+        .get("/notifications", notify::get_prefs)
+        .post("/notifications", notify::set_prefs)
+        .post("/rooms/{room_id}/notifications", notify::set_room_level)
+        .get("/push", notify::push_info)
+        .post("/push/subscriptions", notify::subscribe)
+        .post("/push/subscriptions/{id}/delete", notify::unsubscribe)
         .get("/turn", api::turn);
 
     Routes::default()
@@ -84,6 +91,9 @@ pub fn routes() -> Routes<AppState> {
         .post("/settings/password", pages::change_password)
         .post("/settings/privacy", pages::set_privacy)
         .post("/settings/profile", pages::set_profile)
+        .post("/settings/notifications", notify::set_prefs_form)
+        .post("/settings/push/{id}/delete", notify::unsubscribe_form)
+        .post("/rooms/{room_id}/notifications", notify::set_room_level_form)
         .get("/admin", admin::page)
         .post("/admin/users", admin::create_user)
         .post("/admin/users/{name}/disabled", admin::set_disabled)

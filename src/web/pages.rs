@@ -40,7 +40,7 @@ fn page(m: Markup) -> Response {
     Html(m.into_string()).into_response()
 }
 
-fn or_error_page(r: Result<Response>) -> Response {
+pub(super) fn or_error_page(r: Result<Response>) -> Response {
     r.unwrap_or_else(views::error_response)
 }
 
@@ -298,6 +298,12 @@ async fn room_page(state: &AppState, s: &Session, id: &RoomId, jump: Option<(&st
         calls: &calls,
         jump,
         max_upload: state.limits.max_upload_bytes,
+        notify: state
+            .push
+            .prefs(user)
+            .ok()
+            .and_then(|p| p.rooms.get(room.room_id.as_str()).copied())
+            .unwrap_or_default(),
     };
     let names = names_for(state, Some(id), &mine)?;
     Ok(page(views::with_names(names, || views::room_page(&view))))
@@ -598,9 +604,13 @@ fn names_for(
 /// What the settings page shows of the account.
 fn account_view(state: &AppState, s: &crate::auth::Session) -> views::AccountView {
     let user = state.store.user(s.user.localpart()).ok().flatten();
+    let me = s.user.as_str();
     views::AccountView {
         admin: user.as_ref().is_some_and(|u| u.admin),
         display_name: user.and_then(|u| u.display_name),
+        notify: state.push.prefs(me).map(|p| (*p).clone()).unwrap_or_default(),
+        devices: state.push.devices(me, &s.sid).unwrap_or_default(),
+        push_key: state.push.public_key().to_string(),
     }
 }
 
@@ -682,7 +692,7 @@ pub async fn change_password(
 
 /// The settings page after a form was sent: `done` when it worked, else the error (with its
 /// status).
-fn settings_after(state: &AppState, s: &crate::auth::Session, out: Result<()>, done: &str) -> Response {
+pub(super) fn settings_after(state: &AppState, s: &crate::auth::Session, out: Result<()>, done: &str) -> Response {
     let privacy = account::privacy(&state.accounts, s).map(|p| (p.appear_offline, p.hide_receipts)).unwrap_or_default();
     let me = account_view(state, s);
     match out {

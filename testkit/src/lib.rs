@@ -466,6 +466,7 @@ pub fn message_page(page: &Value, out: &mut Vec<String>) -> Option<String> {
 
 pub mod dns;
 pub mod played;
+pub mod push;
 pub mod synapse;
 
 /// Waits until `cond` (an expression that may `.await`) holds, checking every 50 ms; fails the
