@@ -294,6 +294,20 @@ async fn messages_alert_the_people_they_are_for() {
     s.send(&ben, &dm, "yes", "b1").await;
     let f = ana_ws.next_of("notify").await;
     assert_eq!((f["body"].as_str(), f["sender"].as_str()), (Some("yes"), Some(ben.id.as_str())));
+
+    // Ben's settings decide: the muted direct chat alerts him no more; without sound his
+    // alerts say so.
+    let (st, _) =
+        s.post(Some(&ben.token), &format!("/api/v1/rooms/{dm}/notifications"), json!({"level": "mute"})).await;
+    assert_eq!(st, StatusCode::OK);
+    s.post(Some(&ben.token), "/api/v1/notifications", json!({"sound": false})).await;
+    s.send(&ana, &dm, "shh", "d4").await;
+    s.send(&ana, &room, "@ben over here", "n4").await;
+    let f = ben_ws.next_of("notify").await;
+    assert_eq!(
+        (f["body"].as_str(), f["sound"].as_bool(), f["kind"].as_str()),
+        (Some("@ben over here"), Some(false), Some("message"))
+    );
     s.stop().await;
 }
 

@@ -1,5 +1,5 @@
 // The installable app: Chromium finds the manifest installable (no installability errors),
-// the service worker installs and controls the page, and once the server is stopped (this
+// the service worker installs and controls the page, shows a Web Push as a notification, and once the server is stopped (this
 // script stops it: CHAT_PID) a message typed is kept, and a reload shows the offline page with
 // it, not the browser's error. Screenshots of the offline page at desktop and phone widths,
 // light and dark. Run by tests/browser.rs.
@@ -46,6 +46,29 @@ try {
   if (installabilityErrors.length) fail(`not installable: ${JSON.stringify(installabilityErrors)}`);
   const cached = await p.evaluate(async () => (await Promise.all((await caches.keys()).map(async (k) => (await (await caches.open(k)).keys()).map((r) => new URL(r.url).pathname)))).flat());
   if (!cached.includes('/offline') || !cached.some((u) => /\/assets\/[0-9a-f]{12}\/app\.js$/.test(u))) fail(`the shell is not kept: ${JSON.stringify(cached)}`);
+
+  // A push for a closed browser (delivered to the worker as the push service would, through
+  // DevTools; headless Chromium has no push service): with no tab of the app in view the
+  // worker shows it as a notification, titled by the sender of a direct message.
+  await ctx.grantPermissions(['notifications'], { origin: base });
+  const regs = new Map();
+  cdp.on('ServiceWorker.workerRegistrationUpdated', (e) => e.registrations.forEach((r) => regs.set(r.scopeURL, r.registrationId)));
+  await cdp.send('ServiceWorker.enable');
+  const deadline = Date.now() + timeout;
+  while (!regs.has(`${base}/`) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  if (!regs.has(`${base}/`)) fail(`no worker registration for ${base}/: ${JSON.stringify([...regs])}`);
+  await p.goto('about:blank');
+  const push = { kind: 'message', room_id: '!dm:example', event_id: '$e', room_name: '', direct: true,
+    sender: '@ben:example', sender_name: 'Ben', body: 'dinner at 8?' };
+  await cdp.send('ServiceWorker.deliverPushMessage', { origin: base, registrationId: regs.get(`${base}/`), data: JSON.stringify(push) });
+  await p.goto(roomUrl);
+  await p.waitForSelector('#conn[data-state="live"]', { timeout });
+  const shown = await p.waitForFunction(async () => {
+    const list = await (await navigator.serviceWorker.ready).getNotifications();
+    return list.length ? list.map((n) => `${n.title} | ${n.body} | ${n.tag} | ${n.data && n.data.url}`) : null;
+  }, null, { timeout });
+  const notes = await shown.jsonValue();
+  if (JSON.stringify(notes) !== JSON.stringify([`Ben | dinner at 8? | !dm:example | /rooms/${encodeURIComponent('!dm:example')}`])) fail(`push notification: ${JSON.stringify(notes)}`);
 
   // The server goes away: a message typed now waits in the tab; a reload shows the offline page.
   process.kill(pid, 'SIGTERM');

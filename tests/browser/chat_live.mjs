@@ -122,6 +122,27 @@ try {
     if (JSON.stringify(order) !== JSON.stringify(want)) fail(`timeline order ${JSON.stringify(order)}`);
   }
 
+  // Ben mutes the room from its bell: a mention there no longer notifies him, a direct
+  // message from Ana does (its title is her name).
+  await ben.page.click('.notify-menu summary');
+  await ben.page.check('.notify-menu input[value="mute"]');
+  await Promise.all([ben.page.waitForNavigation(), ben.page.click('.notify-menu button[type="submit"]')]);
+  await ben.page.waitForSelector('.notify-menu summary[aria-label$="Muted"]', { timeout });
+  await benHome.evaluate(() => { window.__notes.length = 0; window.__hidden = true; });
+  await ana.page.fill('#composer textarea', 'muted, @ben?');
+  await ana.page.press('#composer textarea', 'Enter');
+  await ana.page.waitForSelector('#timeline li.msg .body:text-is("muted, @ben?")', { timeout });
+  const api = (page, path, body) => page.evaluate(async ([path, body]) => {
+    const r = await fetch(path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    return r.json();
+  }, [path, body]);
+  const dm = (await api(ana.page, '/api/v1/dm', { user_id: 'ben' })).room_id;
+  await api(ben.page, '/api/v1/dm', { user_id: 'ana' });
+  await api(ana.page, `/api/v1/rooms/${encodeURIComponent(dm)}/messages`, { body: 'psst, just us', txn_id: 'dm1' });
+  await benHome.waitForFunction(() => window.__notes.length > 0, null, { timeout });
+  const later = await benHome.evaluate(() => window.__notes.map((n) => `${n.title} | ${n.body}`));
+  if (JSON.stringify(later) !== JSON.stringify(['ana | psst, just us'])) fail(`Ben's notifications with Lobby muted: ${JSON.stringify(later)}`);
+
   await ana.page.screenshot({ path: `${shots}/ana-room.png` });
   await benHome.screenshot({ path: `${shots}/ben-home.png` });
   await ana.page.emulateMedia({ colorScheme: 'dark' });
