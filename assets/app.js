@@ -248,8 +248,8 @@ if (me) {
 } else {
   localize(document);
   if (document.getElementById('offline')) showQueued();
-  if (document.getElementById('push')) setupPush();
 }
+if (document.getElementById('push')) setupPush();
 
 // The service worker: the app shell kept for offline use (secure origins only), registered
 // once the page has loaded so its downloads do not compete with the page's.

@@ -1236,7 +1236,7 @@ fn notify_menu(room_id: &str, one_to_one: bool, pref: crate::store::push::RoomPr
                     label.check { input type="radio" name="level" value="mentions" checked[level == Level::Mentions]; " Only mentions and keywords" }
                     label.check { input type="radio" name="level" value="mute" checked[level == Level::Mute]; " Nothing (mute)" }
                 }
-                label { "Mute for"
+                label.mute-for { "Mute for"
                     select name="mute_for" {
                         option value="" { "Until I turn it back on" }
                         option value="1h" { "1 hour" }
