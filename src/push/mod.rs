@@ -94,6 +94,8 @@ pub struct PushInner {
     prefs: Mutex<HashMap<String, Arc<NotifyPrefs>>>,
     /// Subscriptions by user; `None` after a change, read again when next needed.
     subs: Mutex<Option<Arc<HashMap<String, Vec<(String, PushSub)>>>>>,
+    /// See [`Push::broad`]; `None` after a change.
+    broad: Mutex<Option<Arc<Vec<String>>>>,
     wake: Arc<tokio::sync::Notify>,
     /// For `/metrics`.
     pub counters: PushCounters,
@@ -140,6 +142,7 @@ impl Push {
             settings,
             prefs: Mutex::default(),
             subs: Mutex::default(),
+            broad: Mutex::default(),
             wake,
             counters: PushCounters::default(),
         })))
@@ -173,6 +176,9 @@ impl Push {
         let prefs = self.store.update_notify_prefs(user.to_string(), change).await?;
         if let Ok(mut cache) = self.prefs.lock() {
             cache.insert(user.to_string(), Arc::new(prefs.clone()));
+        }
+        if let Ok(mut b) = self.broad.lock() {
+            *b = None;
         }
         Ok(prefs)
     }
@@ -280,6 +286,9 @@ impl Push {
         if let Ok(mut s) = self.subs.lock() {
             *s = None;
         }
+        if let Ok(mut b) = self.broad.lock() {
+            *b = None;
+        }
     }
 
     fn subs_by_user(&self) -> Result<Arc<HashMap<String, Vec<(String, PushSub)>>>> {
@@ -359,8 +368,9 @@ impl Push {
                 continue;
             }
             let sender = stored.event.sender.as_str();
-            for (user, devices) in subs.iter() {
-                if user == sender || !self.wanted(&snap, &stored, &room, user, now)? {
+            for user in self.candidates(&stored, &room, &subs)? {
+                let Some(devices) = subs.get(&user) else { continue };
+                if user == sender || !self.wanted(&snap, &stored, &room, &user, now)? {
                     continue;
                 }
                 for (id, sub) in devices {
@@ -450,6 +460,57 @@ impl Push {
             self.forget_subs();
         }
         Ok(true)
+    }
+
+    /// The users with push on whom `stored` might notify, so that a message in a big room
+    /// costs a lookup per mentioned user, not one per member: in a direct chat or a room of
+    /// two, for a mention of the room, or a call for no one in particular, every member with
+    /// push on; else the users it names (a call: its invitee) and those whose settings ask for
+    /// more (keywords, a room set to every message).
+    fn candidates(
+        &self,
+        stored: &StoredEvent,
+        room: &RoomRecord,
+        subs: &HashMap<String, Vec<(String, PushSub)>>,
+    ) -> Result<Vec<String>> {
+        let ev = &stored.event;
+        let one_to_one = room.direct || room.joined == 2;
+        let (named, everyone) = crate::events::mentions_of(&ev.content);
+        let invitee = ev.content.get("invitee").and_then(Value::as_str);
+        let all = if ev.kind == call::INVITE { invitee.is_none() } else { one_to_one || everyone };
+        if all {
+            let members = self.store.members(&room.room_id)?;
+            return Ok(members
+                .into_iter()
+                .filter(|(u, m)| *m == crate::events::Membership::Join && subs.contains_key(u))
+                .map(|(u, _)| u)
+                .collect());
+        }
+        let mut out: Vec<String> = Vec::new();
+        let named = if ev.kind == call::INVITE { invitee.into_iter().collect() } else { named };
+        for u in named.into_iter().map(str::to_string).chain(self.broad()?.iter().cloned()) {
+            if subs.contains_key(&u) && !out.contains(&u) {
+                out.push(u);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Users with push on whose settings make messages notify them beyond mentions: keywords,
+    /// or a room set to every message (recomputed after a settings or subscription change).
+    fn broad(&self) -> Result<Arc<Vec<String>>> {
+        if let Some(b) = self.broad.lock().ok().and_then(|b| b.clone()) {
+            return Ok(b);
+        }
+        let mut users: Vec<String> = self.subs_by_user()?.keys().cloned().collect();
+        users.retain(|u| {
+            self.prefs(u).is_ok_and(|p| !p.keywords.is_empty() || p.rooms.values().any(|r| r.level == Level::All))
+        });
+        let users = Arc::new(users);
+        if let Ok(mut b) = self.broad.lock() {
+            *b = Some(users.clone());
+        }
+        Ok(users)
     }
 
     /// Whether `user` should get a push for `stored` now: joined, notified by it under their
