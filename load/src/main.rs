@@ -6,6 +6,7 @@
 //! `render`, `media`, `all`. See `--help`.
 
 mod media;
+mod push;
 mod turn;
 
 use std::path::PathBuf;
@@ -148,6 +149,20 @@ enum Scenario {
         #[arg(long, default_value_t = 24)]
         photos: usize,
     },
+    /// Web Push: the writer's throughput into a room whose members all have push on, against
+    /// one where none has (ratio); then pushes/s (encrypted, signed) to a loopback push
+    /// service with everyone taking every message.
+    Push {
+        /// Members of the room (each with one device).
+        #[arg(long, default_value_t = 1000)]
+        members: usize,
+        /// Messages per throughput round (three rounds per server).
+        #[arg(long, default_value_t = 20_000)]
+        messages: u64,
+        /// Messages sent to everyone for the push throughput (each makes members - 1 pushes).
+        #[arg(long, default_value_t = 20)]
+        pushed: u64,
+    },
     /// Every scenario with its defaults, each on a fresh server.
     All,
 }
@@ -166,6 +181,7 @@ fn main() -> Res<()> {
                 Scenario::Ephemeral { users: 10_000, rooms: 500, typing_percent: 10, rate: 100, seconds: 15 },
                 Scenario::Turn { allocations: 300, window: 4, seconds: 10, coturn: "/usr/bin/turnserver".into() },
                 Scenario::Media { mib: 200, big_mib: 1024, photos: 24 },
+                Scenario::Push { members: 1000, messages: 20_000, pushed: 20 },
             ],
             one => vec![one],
         };
@@ -187,6 +203,9 @@ fn main() -> Res<()> {
                     turn::compare(&server, allocations, window, seconds, &coturn).await
                 }
                 Scenario::Media { mib, big_mib, photos } => media::run(&server, mib, big_mib, photos).await,
+                Scenario::Push { members, messages, pushed } => {
+                    push::run(&cli, server.clone(), members, messages, pushed).await
+                }
                 Scenario::All => Ok(()),
             };
             server.stop();
@@ -228,7 +247,7 @@ impl Server {
         let config = dir.path().join("chat.toml");
         std::fs::write(
             &config,
-            "[turn]\nallow_private_peers = true\nallocations_per_user = 100000\nallocations_total = 100000\n\
+            "push_private_endpoints = true\n[turn]\nallow_private_peers = true\nallocations_per_user = 100000\nallocations_total = 100000\n\
              [limits]\nmessages_per_user_per_minute = 1000000000\nregistrations_per_ip_per_minute = 1000000\n\
              logins_per_ip_per_minute = 1000000\nrooms_per_user_per_hour = 1000000\n\
              max_upload_bytes = 4294967296\nupload_quota_bytes = 1099511627776\n",
