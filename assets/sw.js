@@ -13,7 +13,15 @@ self.addEventListener('install', (e) => {
   // keeps them for good): a page loads as fast as without a worker.
   let routed = Promise.resolve();
   try {
-    if (e.addRoutes) routed = e.addRoutes([{ condition: { urlPattern: new URLPattern({ pathname: '/assets/*' }) }, source: 'network' }]);
+    if (e.addRoutes) {
+      routed = e.addRoutes([
+        { condition: { urlPattern: new URLPattern({ pathname: '/assets/*' }) }, source: 'network' },
+        // Pages: the network and this worker race (the worker only matters when the network
+        // fails: then it answers with the offline page), so a page does not wait for the
+        // worker to start.
+        { condition: { requestMode: 'navigate' }, source: 'race-network-and-fetch-handler' },
+      ]);
+    }
   } catch { /* no static routing here */ }
   e.waitUntil(Promise.all([kept, routed.catch(() => {})]).then(() => self.skipWaiting()));
 });
