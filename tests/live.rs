@@ -309,10 +309,13 @@ async fn messages_alert_the_people_they_are_for() {
         (Some("@ben over here"), Some(false), Some("message"))
     );
     // A call rings through the alerts too (for the person it is for), in a room not muted.
-    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\n";
+    let sdp =
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\n";
     let invite = json!({"call_id": "c1", "party_id": "p1", "lifetime": 30000, "invitee": ben.id, "version": "1",
                         "offer": {"type": "offer", "sdp": sdp}});
-    ana_ws.send(json!({"t": "call", "room_id": room, "type": "m.call.invite", "content": invite, "txn_id": "c1"})).await;
+    ana_ws
+        .send(json!({"t": "call", "room_id": room, "type": "m.call.invite", "content": invite, "txn_id": "c1"}))
+        .await;
     let f = ben_ws.next_of("notify").await;
     assert_eq!((f["kind"].as_str(), f["room_id"].as_str()), (Some("call"), Some(room.as_str())));
     while let Some(f) = cara_ws.try_next(Duration::from_millis(300)).await {

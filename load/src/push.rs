@@ -175,7 +175,7 @@ async fn send_round(
             while sent < per || outstanding > 0 {
                 while outstanding < 8 && sent < per {
                     let n = sent * senders as u64 + i as u64;
-                    let body = if n % 50 == 0 {
+                    let body = if n.is_multiple_of(50) {
                         format!("over to you @pu{} ({round}/{n})", (n / 50 + 1 + i as u64) % members)
                     } else {
                         format!("group chatter, round {round}, message {n} of the room")

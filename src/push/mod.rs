@@ -49,6 +49,9 @@ pub const MAX_ROOM_PREFS: usize = 1000;
 /// Settings kept in memory (forgotten all at once past it).
 const PREFS_CACHE: usize = 10_000;
 
+/// Each user's devices with push on: (subscription id, subscription).
+type SubsByUser = HashMap<String, Vec<(String, PushSub)>>;
+
 /// How pushes are sent and retried.
 #[derive(Debug, Clone)]
 pub struct PushSettings {
@@ -93,7 +96,7 @@ pub struct PushInner {
     settings: PushSettings,
     prefs: Mutex<HashMap<String, Arc<NotifyPrefs>>>,
     /// Subscriptions by user; `None` after a change, read again when next needed.
-    subs: Mutex<Option<Arc<HashMap<String, Vec<(String, PushSub)>>>>>,
+    subs: Mutex<Option<Arc<SubsByUser>>>,
     /// See [`Push::broad`]; `None` after a change.
     broad: Mutex<Option<Arc<Vec<String>>>>,
     wake: Arc<tokio::sync::Notify>,
@@ -291,11 +294,11 @@ impl Push {
         }
     }
 
-    fn subs_by_user(&self) -> Result<Arc<HashMap<String, Vec<(String, PushSub)>>>> {
+    fn subs_by_user(&self) -> Result<Arc<SubsByUser>> {
         if let Some(s) = self.subs.lock().ok().and_then(|s| s.clone()) {
             return Ok(s);
         }
-        let mut map: HashMap<String, Vec<(String, PushSub)>> = HashMap::new();
+        let mut map = SubsByUser::new();
         for (user, id, sub) in self.store.all_push_subs()? {
             map.entry(user).or_default().push((id, sub));
         }
@@ -467,12 +470,7 @@ impl Push {
     /// two, for a mention of the room, or a call for no one in particular, every member with
     /// push on; else the users it names (a call: its invitee) and those whose settings ask for
     /// more (keywords, a room set to every message).
-    fn candidates(
-        &self,
-        stored: &StoredEvent,
-        room: &RoomRecord,
-        subs: &HashMap<String, Vec<(String, PushSub)>>,
-    ) -> Result<Vec<String>> {
+    fn candidates(&self, stored: &StoredEvent, room: &RoomRecord, subs: &SubsByUser) -> Result<Vec<String>> {
         let ev = &stored.event;
         let one_to_one = room.direct || room.joined == 2;
         let (named, everyone) = crate::events::mentions_of(&ev.content);
