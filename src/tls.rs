@@ -161,6 +161,26 @@ pub fn acceptor(certs: Arc<Certs>) -> Result<TlsAcceptor, String> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+/// A client connector for HTTPS (HTTP/1.1) to others' servers: the system's roots and `extra`
+/// CA certificates trusted, ring's crypto.
+pub fn client_connector(extra: Vec<CertificateDer<'static>>) -> Result<tokio_rustls::TlsConnector, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    for c in extra {
+        roots.add(c).map_err(|e| format!("CA certificate: {e}"))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(tls)))
+}
+
 /// Where a self-signed certificate is kept in the data directory.
 pub fn self_signed_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
     (data_dir.join("tls").join("self-signed.crt"), data_dir.join("tls").join("self-signed.key"))

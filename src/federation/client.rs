@@ -12,8 +12,8 @@
 //! federation (another server, a user joining by alias) are told is generic ([`public`]).
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
@@ -115,32 +115,23 @@ impl FedClient {
         policy: PeerPolicy,
         dns: Option<std::net::SocketAddr>,
     ) -> std::result::Result<FedClient, String> {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_native_certs::load_native_certs().certs {
-            let _ = roots.add(cert);
-        }
+        let mut extra = Vec::new();
         if let Some(path) = ca_file {
             use rustls_pki_types::pem::PemObject;
-            let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+            extra = rustls_pki_types::CertificateDer::pem_file_iter(path)
                 .map_err(|e| format!("federation_ca {}: {e}", path.display()))?
                 .collect::<std::result::Result<Vec<_>, _>>()
                 .map_err(|e| format!("federation_ca {}: {e}", path.display()))?;
-            if certs.is_empty() {
+            if extra.is_empty() {
                 return Err(format!("federation_ca {}: no certificate in it", path.display()));
             }
-            for c in certs {
-                roots.add(c).map_err(|e| format!("federation_ca {}: {e}", path.display()))?;
-            }
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS setup: {e}"))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let tls = crate::tls::client_connector(extra).map_err(|e| match ca_file {
+            Some(path) => format!("federation_ca {}: {e}", path.display()),
+            None => e,
+        })?;
         Ok(FedClient {
-            tls: tokio_rustls::TlsConnector::from(Arc::new(tls)),
+            tls,
             policy,
             request_timeout: REQUEST_TIMEOUT,
             idle: Mutex::default(),

@@ -4,7 +4,7 @@
 //! or a test); the address is resolved once and only an allowed one is connected to.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -90,18 +90,7 @@ pub fn origin(uri: &Uri) -> String {
 impl PushClient {
     /// A client trusting the system's roots, reaching only addresses `policy` allows.
     pub fn new(policy: PeerPolicy) -> Result<PushClient, String> {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_native_certs::load_native_certs().certs {
-            let _ = roots.add(cert);
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS setup: {e}"))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(PushClient { tls: tokio_rustls::TlsConnector::from(Arc::new(tls)), policy, idle: Mutex::default() })
+        Ok(PushClient { tls: crate::tls::client_connector(Vec::new())?, policy, idle: Mutex::default() })
     }
 
     /// Sends one push and says what became of it.
