@@ -82,6 +82,7 @@ pub async fn run(
             content: &ev.content,
             room_id: room.room_id.as_str(),
             one_to_one: room.direct || room.joined == 2,
+            may_mention_room: rules::may_mention_room(&room, ev.sender.as_str()),
         };
         let now = now_ms();
         for user in hub.online_members(&ev.room_id) {

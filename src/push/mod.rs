@@ -475,6 +475,7 @@ impl Push {
         let one_to_one = room.direct || room.joined == 2;
         let (named, everyone) = crate::events::mentions_of(&ev.content);
         let invitee = ev.content.get("invitee").and_then(Value::as_str);
+        let everyone = everyone && rules::may_mention_room(room, ev.sender.as_str());
         let all = if ev.kind == call::INVITE { invitee.is_none() } else { one_to_one || everyone };
         if all {
             let members = self.store.members(&room.room_id)?;
@@ -530,6 +531,7 @@ impl Push {
             content: &ev.content,
             room_id: room.room_id.as_str(),
             one_to_one: room.direct || room.joined == 2,
+            may_mention_room: rules::may_mention_room(room, ev.sender.as_str()),
         };
         if !rules::notifies(&facts, user, &*self.prefs(user)?, now) {
             return Ok(false);

@@ -3,7 +3,7 @@
 //!
 //! - a message in a direct chat or a room of two notifies; elsewhere a message notifies the
 //!   users it mentions (`m.mentions.user_ids`), everyone when it mentions the room
-//!   (`m.mentions.room`), and whoever has one of its words among their keywords;
+//!   (`m.mentions.room`, from a sender whose power allows it: `notifications.room`), and whoever has one of its words among their keywords;
 //! - a call invite notifies the people it is for;
 //! - one's own events, edits and notices (bots) never notify;
 //! - the user's settings come first: do not disturb and a muted room silence everything, a
@@ -30,6 +30,14 @@ pub struct Facts<'a> {
     pub room_id: &'a str,
     /// The room is a direct chat or has two members.
     pub one_to_one: bool,
+    /// The sender's power level allows mentioning the whole room (`notifications.room`).
+    pub may_mention_room: bool,
+}
+
+/// Whether the sender of an event in `room` may mention the whole room.
+pub fn may_mention_room(room: &crate::store::rooms::RoomRecord, sender: &str) -> bool {
+    let pl = &room.power_levels;
+    pl.level_of(room.creators(), sender) >= pl.room_notification_level()
 }
 
 /// Whether an event notifies `user` (not its sender) with `prefs`, at `now` (ms).
@@ -67,7 +75,7 @@ pub fn notifies(facts: &Facts<'_>, user: &str, prefs: &NotifyPrefs, now: u64) ->
         .and_then(|m| m.get("user_ids"))
         .and_then(Value::as_array)
         .is_some_and(|ids| ids.iter().any(|id| id.as_str() == Some(user)));
-    let room = mentions.and_then(|m| m.get("room")).and_then(Value::as_bool) == Some(true);
+    let room = facts.may_mention_room && mentions.and_then(|m| m.get("room")).and_then(Value::as_bool) == Some(true);
     if named || room {
         return true;
     }
@@ -119,7 +127,7 @@ mod tests {
     use crate::store::push::RoomPref;
 
     fn facts<'a>(content: &'a Value, one_to_one: bool) -> Facts<'a> {
-        Facts { kind: M_ROOM_MESSAGE, content, room_id: "!r:x", one_to_one }
+        Facts { kind: M_ROOM_MESSAGE, content, room_id: "!r:x", one_to_one, may_mention_room: true }
     }
 
     #[test]
@@ -134,6 +142,8 @@ mod tests {
         assert!(!notifies(&facts(&named, false), "@cara:x", &p, 0));
         let room = json!({"msgtype": "m.text", "body": "@room hi", "m.mentions": {"room": true}});
         assert!(notifies(&facts(&room, false), "@cara:x", &p, 0));
+        let weak = Facts { may_mention_room: false, ..facts(&room, false) };
+        assert!(!notifies(&weak, "@cara:x", &p, 0), "a sender below notifications.room mentions no one");
         let edit = json!({"msgtype": "m.text", "body": "* hi", "m.mentions": {"user_ids": [me]},
                           "m.relates_to": {"rel_type": "m.replace", "event_id": "$a"}});
         assert!(!notifies(&facts(&edit, true), me, &p, 0));
@@ -166,7 +176,8 @@ mod tests {
         p.dnd = true;
         assert!(!notifies(&facts(&named, true), me, &p, 0));
         let invite = json!({"call_id": "c", "invitee": me});
-        let call = Facts { kind: call::INVITE, content: &invite, room_id: "!r:x", one_to_one: false };
+        let call =
+            Facts { kind: call::INVITE, content: &invite, room_id: "!r:x", one_to_one: false, may_mention_room: true };
         assert!(!notifies(&call, me, &p, 0));
         p.dnd = false;
         assert!(notifies(&call, me, &p, 0));
