@@ -14,11 +14,13 @@
 //   voice.js     voice messages: record (click, or hold), level, length, waveform
 //   presence.js  presence, typing, receipts, unread badges, room list and members
 //   notify.js    desktop notifications (and their sound); push.js: Web Push on the settings page
+//   confirm.js   a dialog before what is not easily undone (forms with data-confirm)
 //   call.js      calls (WebRTC): call_signals.js, call_media.js and call_ui.js
 
 import { setupActions } from './actions.js';
 import { createCalls } from './call.js';
 import { createComposer } from './composer.js';
+import { setupConfirm } from './confirm.js';
 import { displayName, localize, me, onLocalize, setName, swapIn } from './dom.js';
 import { createLive } from './live.js';
 import { createNotifications } from './notify.js';
@@ -250,6 +252,7 @@ if (me) {
   if (document.getElementById('offline')) showQueued();
 }
 if (document.getElementById('push')) setupPush();
+setupConfirm();
 
 // The service worker: the app shell kept for offline use (secure origins only), registered
 // once the page has loaded so its downloads do not compete with the page's.

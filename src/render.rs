@@ -157,12 +157,13 @@ pub fn offline() -> Markup {
 }
 
 /// Sign-in and registration forms.
-pub fn auth_page(register: bool, error: Option<&str>, username: &str) -> Markup {
+pub fn auth_page(register: bool, error: Option<&str>, username: &str, next: &str) -> Markup {
     let (title, action, other, other_label) = if register {
         ("Create account", "/register", "/login", "Have an account? Sign in")
     } else {
         ("Sign in", "/login", "/register", "New here? Create an account")
     };
+    let other = if next.is_empty() { other.to_string() } else { format!("{other}?next={}", encode_query(next)) };
     layout(
         title,
         None,
@@ -178,12 +179,25 @@ pub fn auth_page(register: bool, error: Option<&str>, username: &str) -> Markup 
                         input type="password" name="password" required minlength="8"
                             autocomplete=(if register { "new-password" } else { "current-password" });
                     }
+                    @if !next.is_empty() { input type="hidden" name="next" value=(next); }
                     button type="submit" { (title) }
                 }
                 p { a href=(other) { (other_label) } }
             }
         },
     )
+}
+
+/// Percent-encodes a local path for a query value (`/`, `!`, `:`, `@`, `$` stay as they are).
+pub fn encode_query(path: &str) -> String {
+    path.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' | b'!' | b':' | b'@' | b'$' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// The list of the user's rooms (sidebar), also served as a live fragment.
@@ -426,6 +440,8 @@ pub struct RoomView<'a> {
     pub max_upload: u64,
     /// The viewer's notification setting for this room.
     pub notify: crate::store::push::RoomPref,
+    /// Who invited the viewer (an invitation).
+    pub inviter: Option<&'a str>,
 }
 
 /// The room page.
@@ -463,8 +479,10 @@ pub fn room_page(v: &RoomView<'_>) -> Markup {
                                 button.call type="button" data-call="voice" data-room-id=(id) title="Start a voice call" { "Voice call" }
                             }
                             (notify_menu(id.as_str(), v.room.direct || v.room.joined == 2, v.notify))
-                            form.inline method="post" action={ "/rooms/" (id) "/leave" } {
-                                button.link type="submit" { "Leave" }
+                            form.inline method="post" action={ "/rooms/" (id) "/leave" }
+                                data-confirm={ "Leave " (title) "?" } data-confirm-detail=(leave_detail(v.room, v.peer))
+                                data-confirm-action="Leave" {
+                                button.link.danger type="submit" { "Leave" }
                             }
                         }
                     }
@@ -500,8 +518,19 @@ pub fn room_page(v: &RoomView<'_>) -> Markup {
                             }
                         }
                         Access::Invited => {
+                            @let joined = v.members.iter().filter(|(_, m)| *m == Membership::Join).count();
                             div.invitation {
-                                p { "You are invited to this conversation." }
+                                @if let Some(by) = v.inviter {
+                                    p.invited-by {
+                                        (user_avatar(by)) " "
+                                        strong data-name-of=(by) { (display_name(by)) }
+                                        @if v.room.direct { " wants to chat with you." } @else { " invited you to " strong { (title) } "." }
+                                    }
+                                } @else {
+                                    p { "You are invited to " strong { (title) } "." }
+                                }
+                                @if !v.room.topic.is_empty() { p.topic { (v.room.topic) } }
+                                p.muted { (joined) @if joined == 1 { " member" } @else { " members" } }
                                 form.inline method="post" action={ "/rooms/" (id) "/join" } { button type="submit" { "Accept" } }
                                 form.inline method="post" action={ "/rooms/" (id) "/leave" } { button.link type="submit" { "Decline" } }
                             }
@@ -1206,6 +1235,65 @@ pub fn settings(
             },
         )
     })
+}
+
+/// What leaving a room means, for its confirmation.
+fn leave_detail(room: &RoomRecord, peer: Option<&str>) -> String {
+    match (room.direct, peer, room.join_rule == JoinRule::Public) {
+        (true, Some(p), _) => format!("You will stop getting messages from {} here.", display_name(p)),
+        (true, None, _) => "You will stop getting messages here.".into(),
+        (false, _, true) => "You will stop getting its messages. It is public: you can join again any time.".into(),
+        (false, _, false) => {
+            "You will stop getting its messages. It is private: to come back, someone in it must invite you again."
+                .into()
+        }
+    }
+}
+
+/// Why the viewer cannot see a private room, for the page that says so.
+pub enum Outside {
+    /// They left it.
+    Left(String),
+    /// Someone removed them (the room's title, who).
+    Removed(String, String),
+    /// They are banned (the room's title).
+    Banned(String),
+    /// They never were in it.
+    Never,
+}
+
+/// The page for a private room the viewer is not in: what happened and what they can do.
+pub fn outside_page(user: &str, why: &Outside) -> Markup {
+    let (heading, text): (String, String) = match why {
+        Outside::Left(title) => (
+            format!("You left {title}"),
+            "It is a private room: to come back, ask someone in it to invite you again.".into(),
+        ),
+        Outside::Removed(title, by) => (
+            format!("You were removed from {title}"),
+            format!("{} removed you. To come back, ask someone in it to invite you again.", display_name(by)),
+        ),
+        Outside::Banned(title) => (
+            format!("You are banned from {title}"),
+            "A moderator of the room banned you; only they can lift it.".into(),
+        ),
+        Outside::Never => (
+            "This room is private".into(),
+            "Only people invited to it can see it. Ask someone in it to invite you.".into(),
+        ),
+    };
+    layout(
+        &heading,
+        Some(user),
+        None,
+        html! {
+            main.auth #outside {
+                h1 { (heading) }
+                p { (text) }
+                p { a.button href="/rooms" { "Back to your rooms" } }
+            }
+        },
+    )
 }
 
 /// The bell in a room's header: how much of the room notifies the viewer.

@@ -231,3 +231,91 @@ async fn the_app_has_a_manifest_a_service_worker_and_an_offline_page() {
     assert!(res.text().await.unwrap().contains("You are offline"));
     s.stop().await;
 }
+
+/// A page as the browser gets it: status, the redirect if any, the HTML.
+async fn visit(s: &TestServer, token: Option<&str>, path: &str) -> (StatusCode, String, String) {
+    let mut r = s.http.get(format!("{}{path}", s.url));
+    if let Some(t) = token {
+        r = r.header(COOKIE, format!("chat_token={t}"));
+    }
+    let res = r.send().await.unwrap();
+    let to = res.headers().get(LOCATION).map(|l| l.to_str().unwrap().to_string()).unwrap_or_default();
+    (res.status(), to, res.text().await.unwrap())
+}
+
+async fn form(s: &TestServer, token: Option<&str>, path: &str, fields: &[(&str, &str)]) -> (StatusCode, String) {
+    let mut r = s.http.post(format!("{}{path}", s.url)).header(ORIGIN, &s.url).form(fields);
+    if let Some(t) = token {
+        r = r.header(COOKIE, format!("chat_token={t}"));
+    }
+    let res = r.send().await.unwrap();
+    let to = res.headers().get(LOCATION).map(|l| l.to_str().unwrap().to_string()).unwrap_or_default();
+    (res.status(), to)
+}
+
+#[tokio::test]
+async fn links_survive_sign_in_and_closed_rooms_say_why() {
+    use serde_json::json;
+    let s = TestServer::start().await;
+    let ana = s.register("ana").await;
+    let room = s.create_room(&ana, "Secret", "private").await;
+    let room_path = format!("/rooms/{room}");
+
+    // A link to the room opened while signed out: sign-in, then the room.
+    let (st, to, _) = visit(&s, None, &room_path).await;
+    assert_eq!((st, to.as_str()), (StatusCode::SEE_OTHER, format!("/login?next={room_path}").as_str()));
+    let (_, _, html) = visit(&s, None, &to).await;
+    assert!(html.contains(&format!("name=\"next\" value=\"{room_path}\"")), "{html}");
+    assert!(html.contains(&format!("href=\"/register?next={room_path}\"")));
+    let login = [("username", "ana"), ("password", "password123"), ("next", room_path.as_str())];
+    assert_eq!(form(&s, None, "/login", &login).await, (StatusCode::SEE_OTHER, room_path.clone()));
+    // Only paths of this site: another site, however written, lands on the room list.
+    for evil in ["//evil.example/x", "https://evil.example/", "/\\evil.example", "rooms"] {
+        let login = [("username", "ana"), ("password", "password123"), ("next", evil)];
+        assert_eq!(form(&s, None, "/login", &login).await, (StatusCode::SEE_OTHER, "/rooms".into()), "{evil}");
+    }
+    // A failed sign-in keeps where it was going.
+    let wrong = [("username", "ana"), ("password", "wrong-password"), ("next", room_path.as_str())];
+    let res = s.http.post(format!("{}/login", s.url)).header(ORIGIN, &s.url).form(&wrong).send().await.unwrap();
+    assert!(res.text().await.unwrap().contains(&format!("name=\"next\" value=\"{room_path}\"")));
+
+    // Someone never in the private room learns that it is private, not its name.
+    let ben = s.register("ben").await;
+    let (st, _, html) = visit(&s, Some(&ben.token), &room_path).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    assert!(html.contains("This room is private") && !html.contains("Secret"), "{html}");
+
+    // Invited: who invited, the room's name and topic, how many are in it.
+    s.post(Some(&ana.token), &format!("/api/v1/rooms/{room}/settings"), json!({"name": "Secret", "topic": "Plans"}))
+        .await;
+    let (st, _) = s.post(Some(&ana.token), &format!("/api/v1/rooms/{room}/invite"), json!({"user_id": ben.id})).await;
+    assert_eq!(st, StatusCode::OK);
+    let (_, _, html) = visit(&s, Some(&ben.token), &room_path).await;
+    assert!(html.contains("invited you to <strong>Secret</strong>"), "{html}");
+    assert!(html.contains(">ana</strong>") && html.contains("Plans") && html.contains("1 member<"), "{html}");
+
+    // Joining a room one is in just opens it, by its page's button or by its address.
+    let join = format!("{room_path}/join");
+    assert_eq!(form(&s, Some(&ben.token), &join, &[]).await, (StatusCode::SEE_OTHER, room_path.clone()));
+    assert_eq!(form(&s, Some(&ben.token), &join, &[]).await, (StatusCode::SEE_OTHER, room_path.clone()));
+    assert_eq!(
+        form(&s, Some(&ben.token), "/join", &[("room", &room)]).await,
+        (StatusCode::SEE_OTHER, room_path.clone())
+    );
+
+    // Left, removed, banned: each says so, with the way back.
+    form(&s, Some(&ben.token), &format!("{room_path}/leave"), &[]).await;
+    let (st, _, html) = visit(&s, Some(&ben.token), &room_path).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    assert!(html.contains("You left Secret") && html.contains("invite you again"), "{html}");
+    s.post(Some(&ana.token), &format!("/api/v1/rooms/{room}/invite"), json!({"user_id": ben.id})).await;
+    form(&s, Some(&ben.token), &join, &[]).await;
+    let (st, v) = s.post(Some(&ana.token), &format!("/api/v1/rooms/{room}/kick"), json!({"user_id": ben.id})).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (_, _, html) = visit(&s, Some(&ben.token), &room_path).await;
+    assert!(html.contains("You were removed from Secret") && html.contains("ana removed you"), "{html}");
+    s.post(Some(&ana.token), &format!("/api/v1/rooms/{room}/ban"), json!({"user_id": ben.id})).await;
+    let (_, _, html) = visit(&s, Some(&ben.token), &room_path).await;
+    assert!(html.contains("You are banned from Secret"), "{html}");
+    s.stop().await;
+}

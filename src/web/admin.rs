@@ -267,9 +267,19 @@ fn admin_page(me: &str, users: &[UserInfo], rooms: &[RoomInfo], peers: &[PeerInf
                                 td { (crate::store::media::human_bytes(u.file_bytes)) }
                                 td.actions {
                                     @if display_name(me) != u.username {
-                                        form.inline method="post" action={ (path) "/disabled" } {
-                                            input type="hidden" name="on" value=(if u.disabled { "0" } else { "1" });
-                                            button type="submit" { (if u.disabled { "Enable" } else { "Disable" }) }
+                                        @if u.disabled {
+                                            form.inline method="post" action={ (path) "/disabled" } {
+                                                input type="hidden" name="on" value="0";
+                                                button type="submit" { "Enable" }
+                                            }
+                                        } @else {
+                                            form.inline method="post" action={ (path) "/disabled" }
+                                                data-confirm={ "Disable " (u.username) "?" }
+                                                data-confirm-detail="They are signed out on every device at once and cannot sign in until an administrator enables the account again. Their messages stay."
+                                                data-confirm-action="Disable account" {
+                                                input type="hidden" name="on" value="1";
+                                                button.danger type="submit" { "Disable" }
+                                            }
                                         }
                                         form.inline method="post" action={ (path) "/admin" } {
                                             input type="hidden" name="on" value=(if u.admin { "0" } else { "1" });
@@ -305,9 +315,13 @@ fn admin_page(me: &str, users: &[UserInfo], rooms: &[RoomInfo], peers: &[PeerInf
                                 td { (r.joined) }
                                 td { (r.creator) }
                                 td.actions {
-                                    form.inline method="post" action={ "/admin/rooms/" (r.room_id) "/delete" } {
+                                    @let name = if r.direct { "this direct chat" } else if r.name.is_empty() { "this room" } else { &r.name };
+                                    form.inline method="post" action={ "/admin/rooms/" (r.room_id) "/delete" }
+                                        data-confirm={ "Delete " (name) " and all its history?" }
+                                        data-confirm-detail={ "Every message and file in it is removed from this server, for its " (r.joined) " members too. This cannot be undone." }
+                                        data-confirm-action="Delete room" {
                                         label.check { input type="checkbox" name="confirm" value="yes" required; " sure" }
-                                        button type="submit" { "Delete room and history" }
+                                        button.danger type="submit" { "Delete room and history" }
                                     }
                                 }
                             }

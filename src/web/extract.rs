@@ -125,10 +125,34 @@ impl FromRequestParts<AppState> for PageSession {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         match Session::from_request_parts(parts, state).await {
             Ok(s) => Ok(PageSession(s)),
-            Err(Error::Unauthorized(_)) => Err(Redirect::to("/login").into_response()),
+            Err(Error::Unauthorized(_)) => Err(Redirect::to(&login_then(parts)).into_response()),
             Err(e) => Err(crate::render::error_response(e)),
         }
     }
+}
+
+/// The sign-in page, and for a page other than the room list the page to return to after it
+/// (`next`): a link to a room opened while signed out leads to that room.
+fn login_then(parts: &Parts) -> String {
+    let target = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    if parts.method != axum::http::Method::GET || target == "/rooms" || target == "/" || target.len() > MAX_NEXT {
+        return "/login".into();
+    }
+    format!("/login?next={}", crate::render::encode_query(target))
+}
+
+/// Longest `next` kept.
+pub const MAX_NEXT: usize = 2048;
+
+/// The page to go to after signing in: `next` when it is a path on this site (not `//host`
+/// or `/\host`, which browsers read as another site), else the room list.
+pub fn safe_next(next: &str) -> &str {
+    let local = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.starts_with("/\\")
+        && next.len() <= MAX_NEXT
+        && !next.chars().any(|c| c.is_control() || c == '\\');
+    if local { next } else { "/rooms" }
 }
 
 #[cfg(test)]

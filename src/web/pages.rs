@@ -20,7 +20,7 @@ use crate::render::{self as views, Access, Presences, RoomView};
 use crate::rooms::{self, CreateRoom};
 use crate::state::AppState;
 use crate::store::events::StoredEvent;
-use crate::store::rooms::MyRoom;
+use crate::store::rooms::{MyRoom, RoomRecord};
 use std::collections::{HashMap, HashSet};
 
 /// Events on the first page of a room.
@@ -62,30 +62,47 @@ pub async fn index(State(state): State<AppState>, headers: HeaderMap) -> Redirec
 pub struct CredentialsForm {
     username: String,
     password: String,
+    /// The page to go to afterwards (a path here).
+    #[serde(default)]
+    next: String,
 }
 
-/// `GET /login`.
-pub async fn login_form() -> Response {
-    page(views::auth_page(false, None, ""))
+/// `?next=`: the page to return to after signing in.
+#[derive(Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
 }
 
-/// `GET /register`.
-pub async fn register_form() -> Response {
-    page(views::auth_page(true, None, ""))
+impl NextQuery {
+    fn page(&self) -> &str {
+        self.next.as_deref().map(super::extract::safe_next).filter(|n| *n != "/rooms").unwrap_or_default()
+    }
 }
 
-fn signed_in(state: &AppState, token: &str) -> Response {
-    let mut res = Redirect::to("/rooms").into_response();
+/// `GET /login?next=`.
+pub async fn login_form(Query(q): Query<NextQuery>) -> Response {
+    page(views::auth_page(false, None, "", q.page()))
+}
+
+/// `GET /register?next=`.
+pub async fn register_form(Query(q): Query<NextQuery>) -> Response {
+    page(views::auth_page(true, None, "", q.page()))
+}
+
+fn signed_in(state: &AppState, token: &str, next: &str) -> Response {
+    let mut res = Redirect::to(super::extract::safe_next(next)).into_response();
     if let Ok(v) = HeaderValue::from_str(&session_cookie(token, state.accounts.tokens.ttl, state.https)) {
         res.headers_mut().insert(header::SET_COOKIE, v);
     }
     res
 }
 
-fn auth_failed(register: bool, e: Error, username: &str) -> Response {
+fn auth_failed(register: bool, e: Error, username: &str, next: &str) -> Response {
     let status = e.status();
-    let mut res =
-        (status, Html(views::auth_page(register, Some(&e.public_message()), username).into_string())).into_response();
+    let next = super::extract::safe_next(next);
+    let next = if next == "/rooms" { "" } else { next };
+    let html = views::auth_page(register, Some(&e.public_message()), username, next);
+    let mut res = (status, Html(html.into_string())).into_response();
     if let Error::TooManyRequests(secs) = e {
         res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
@@ -106,11 +123,11 @@ pub async fn login(
 ) -> Response {
     let Form(f) = match form.and_then(|f| check_form_origin(&headers).map(|_| f)) {
         Ok(f) => f,
-        Err(e) => return auth_failed(false, e, ""),
+        Err(e) => return auth_failed(false, e, "", ""),
     };
     match account::login(&state.accounts, &f.username, &f.password, ip).await {
-        Ok(s) => signed_in(&state, &s.token),
-        Err(e) => auth_failed(false, e, &f.username),
+        Ok(s) => signed_in(&state, &s.token, &f.next),
+        Err(e) => auth_failed(false, e, &f.username, &f.next),
     }
 }
 
@@ -123,11 +140,11 @@ pub async fn register(
 ) -> Response {
     let Form(f) = match form.and_then(|f| check_form_origin(&headers).map(|_| f)) {
         Ok(f) => f,
-        Err(e) => return auth_failed(true, e, ""),
+        Err(e) => return auth_failed(true, e, "", ""),
     };
     match account::register(&state.accounts, &f.username, &f.password, ip).await {
-        Ok(s) => signed_in(&state, &s.token),
-        Err(e) => auth_failed(true, e, &f.username),
+        Ok(s) => signed_in(&state, &s.token, &f.next),
+        Err(e) => auth_failed(true, e, &f.username, &f.next),
     }
 }
 
@@ -249,11 +266,22 @@ async fn room_page(state: &AppState, s: &Session, id: &RoomId, jump: Option<(&st
     let user = s.user.as_str();
     let room = state.store.room(id)?.ok_or_else(|| Error::NotFound("no such room".into()))?;
     let since = state.store.stream_pos()?;
-    let access = match state.store.membership(id, user)? {
+    let membership = state.store.membership(id, user)?;
+    let access = match membership {
         Membership::Join => Access::Member,
         Membership::Invite => Access::Invited,
-        _ if room.join_rule == JoinRule::Public => Access::CanJoin,
-        _ => return Err(Error::Forbidden("you are not a member of this room".into())),
+        Membership::Leave if room.join_rule == JoinRule::Public => Access::CanJoin,
+        _ => return outside(state, s, &room, membership),
+    };
+    // Who sent the invitation (the sender of the viewer's member event).
+    let inviter = match access {
+        Access::Invited => state
+            .store
+            .snapshot()?
+            .state_event_id(id, crate::events::M_ROOM_MEMBER, user)?
+            .and_then(|e| state.store.event(&e).ok().flatten())
+            .map(|e| e.event.sender),
+        _ => None,
     };
     let (mut events, next) = match access {
         Access::Member => state.store.timeline(id, None, FIRST_PAGE)?,
@@ -304,9 +332,30 @@ async fn room_page(state: &AppState, s: &Session, id: &RoomId, jump: Option<(&st
             .ok()
             .and_then(|p| p.rooms.get(room.room_id.as_str()).copied())
             .unwrap_or_default(),
+        inviter: inviter.as_deref(),
     };
     let names = names_for(state, Some(id), &mine)?;
     Ok(page(views::with_names(names, || views::room_page(&view))))
+}
+
+/// `403` with a page that says why a private room cannot be seen (left, removed, banned, never
+/// in it) and what to do; the room's name only to those who were in it.
+fn outside(state: &AppState, s: &Session, room: &RoomRecord, membership: Membership) -> Result<Response> {
+    let user = s.user.as_str();
+    let title = views::room_title(room, None);
+    let member_event = state
+        .store
+        .snapshot()?
+        .state_event_id(&room.room_id, crate::events::M_ROOM_MEMBER, user)?
+        .and_then(|e| state.store.event(&e).ok().flatten());
+    let why = match (membership, member_event) {
+        (Membership::Ban, _) => views::Outside::Banned(title),
+        (_, None) => views::Outside::Never,
+        (_, Some(ev)) if ev.event.sender == user => views::Outside::Left(title),
+        (_, Some(ev)) => views::Outside::Removed(title, ev.event.sender),
+    };
+    let html = views::outside_page(user, &why);
+    Ok((StatusCode::FORBIDDEN, Html(html.into_string())).into_response())
 }
 
 /// Presence of direct-message peers in `mine` and of `others`.
@@ -428,6 +477,10 @@ pub async fn members_fragment(
 
 /// `POST /rooms/{id}/join`.
 pub async fn join(State(state): State<AppState>, PageSession(s): PageSession, RoomPath(id): RoomPath) -> Response {
+    // A member is already in: the room just opens.
+    if matches!(state.store.membership(&id, s.user.as_str()), Ok(Membership::Join)) {
+        return Redirect::to(&format!("/rooms/{id}")).into_response();
+    }
     or_error_page(
         membership::join(&state.fed, &s.user, &id).await.map(|_| Redirect::to(&format!("/rooms/{id}")).into_response()),
     )
@@ -497,7 +550,15 @@ pub async fn join_any(
     or_error_page(
         async {
             let Form(f) = form?;
-            let id = membership::join_by_name(&state.fed, &s.user, f.room.trim(), &[]).await?;
+            let name = f.room.trim();
+            // A room the user is in (by id, or by an alias known here) just opens.
+            let known = if name.starts_with('#') { state.store.alias(name)? } else { RoomId::parse(name).ok() };
+            if let Some(id) = known
+                && state.store.membership(&id, s.user.as_str())? == Membership::Join
+            {
+                return Ok(Redirect::to(&format!("/rooms/{id}")).into_response());
+            }
+            let id = membership::join_by_name(&state.fed, &s.user, name, &[]).await?;
             Ok(Redirect::to(&format!("/rooms/{id}")).into_response())
         }
         .await,

@@ -148,6 +148,26 @@ try {
   await ana.page.emulateMedia({ colorScheme: 'dark' });
   await ana.page.setViewportSize({ width: 390, height: 740 });
   await ana.page.screenshot({ path: `${shots}/ana-room-phone-dark.png` });
+
+  // Leaving asks first and says what it means; the focus starts on Cancel, Esc keeps the
+  // room; confirmed, Ana is out.
+  await ana.page.emulateMedia({ colorScheme: 'light' });
+  await ana.page.setViewportSize({ width: 1100, height: 760 });
+  await ana.page.click('.room-head form[data-confirm] button[type="submit"]');
+  await ana.page.waitForSelector('dialog.confirm[open] #confirm-title:text-is("Leave Lobby?")', { timeout });
+  const detail = await ana.page.textContent('#confirm-detail');
+  if (!detail.includes('stop getting its messages')) fail(`leave detail: ${detail}`);
+  if (await ana.page.evaluate(() => document.activeElement.textContent) !== 'Cancel') fail('the focus is not on Cancel');
+  await ana.page.screenshot({ path: `${shots}/ana-leave-confirm.png` });
+  await ana.page.keyboard.press('Escape');
+  await ana.page.waitForSelector('dialog.confirm:not([open])', { state: 'attached', timeout });
+  if (ana.page.url() !== roomUrl) fail(`Esc left the room: ${ana.page.url()}`);
+  await ana.page.click('.room-head form[data-confirm] button[type="submit"]');
+  await ana.page.click('dialog.confirm button[value="ok"]');
+  // The room list (the live client may also move the page there as the leave comes back).
+  await ana.page.waitForSelector('#new input[name=name]', { timeout });
+  if (new URL(ana.page.url()).pathname !== '/rooms') fail(`after leaving: ${ana.page.url()}`);
+  if (await ana.page.locator('#room-list a:has-text("Lobby")').count()) fail('Lobby is still in the room list');
   console.log('browser chat: ok');
 } finally {
   await browser.close();
