@@ -152,9 +152,11 @@ fuzz_target!(|data: &[u8]| {
     let frame: Value = serde_json::from_str(&frames::event_frame(&ev)).expect("event frame is JSON");
     assert_eq!(frame["html"].as_str(), Some(html.as_str()));
 
-    // A failed sign-in shows the typed username (and our error text) again.
-    let page = render::auth_page(false, Some("wrong username or password"), &i.sender).into_string();
-    let safe_page = render::auth_page(false, Some("wrong username or password"), &safe.sender).into_string();
+    // A failed sign-in shows the typed username (and our error text) again, and keeps the page
+    // to go to afterwards (`next`, in a hidden field and the sign-up link).
+    let (next, safe_next) = (format!("/{}", i.sender), format!("/{}", safe.sender));
+    let page = render::auth_page(false, Some("wrong username or password"), &i.sender, &next).into_string();
+    let safe_page = render::auth_page(false, Some("wrong username or password"), &safe.sender, &safe_next).into_string();
     assert_eq!(counts(&page), counts(&safe_page), "markup from the username in the sign-in page");
     assert_eq!(page.to_ascii_lowercase().matches("<script").count(), 1, "only the app's own script");
 
