@@ -85,6 +85,8 @@ pub async fn run(
             may_mention_room: rules::may_mention_room(&room, ev.sender.as_str()),
         };
         let now = now_ms();
+        // The frame is the same for everyone but for the sound: made at most twice.
+        let mut frames: [Option<String>; 2] = [None, None];
         for user in hub.online_members(&ev.room_id) {
             if *user == *ev.sender.as_str() {
                 continue;
@@ -93,7 +95,9 @@ pub async fn run(
             if !rules::notifies(&facts, &user, &prefs, now) {
                 continue;
             }
-            hub.send_to_user(&user, &notify_frame(&stored, &room.name, room.direct, prefs.sound));
+            let frame = frames[usize::from(prefs.sound)]
+                .get_or_insert_with(|| notify_frame(&stored, &room.name, room.direct, prefs.sound));
+            hub.send_to_user(&user, frame);
         }
     }
 }

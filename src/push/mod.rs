@@ -49,6 +49,9 @@ pub const MAX_ROOM_PREFS: usize = 1000;
 /// Settings kept in memory (forgotten all at once past it).
 const PREFS_CACHE: usize = 10_000;
 
+/// An event to push and its room, read once per round.
+type Loaded = (Arc<StoredEvent>, Arc<RoomRecord>);
+
 /// Each user's devices with push on: (subscription id, subscription).
 type SubsByUser = HashMap<String, Vec<(String, PushSub)>>;
 
@@ -346,8 +349,14 @@ impl Push {
         let snap = self.store.snapshot()?;
         let mut round = PushRound::default();
         let mut jobs = Vec::new();
-        let mut events: HashMap<u64, Option<(Arc<StoredEvent>, RoomRecord)>> = HashMap::new();
-        let mut load = |pos: u64, event_id: &str| -> Result<Option<(Arc<StoredEvent>, RoomRecord)>> {
+        // Each event and its room read once per round, and its sender's name once it is pushed,
+        // shared by its pushes.
+        let mut names: HashMap<u64, Arc<str>> = HashMap::new();
+        let mut name_of = |stored: &StoredEvent| -> Arc<str> {
+            names.entry(stored.pos).or_insert_with(|| self.sender_name(stored).into()).clone()
+        };
+        let mut events: HashMap<u64, Option<Loaded>> = HashMap::new();
+        let mut load = |pos: u64, event_id: &str| -> Result<Option<Loaded>> {
             if let Some(found) = events.get(&pos) {
                 return Ok(found.clone());
             }
@@ -355,7 +364,7 @@ impl Push {
                 Ok(id) => match snap.event(&id)? {
                     Some(stored) if stored.redacted_because.is_none() => {
                         let room_id = stored.event.room_id.clone();
-                        self.store.room(&room_id)?.map(|room| (Arc::new(stored), room))
+                        self.store.room(&room_id)?.map(|room| (Arc::new(stored), Arc::new(room)))
                     }
                     _ => None,
                 },
@@ -376,9 +385,16 @@ impl Push {
                 if user == sender || !self.wanted(&snap, &stored, &room, &user, now)? {
                     continue;
                 }
+                let name = name_of(&stored);
                 for (id, sub) in devices {
                     let retry = PushRetry { event_id: event_id.clone(), attempts: 0, first_ms: now };
-                    jobs.push((user.clone(), id.clone(), sub.clone(), stored.clone(), room.clone(), retry));
+                    jobs.push((
+                        user.clone(),
+                        id.clone(),
+                        sub.clone(),
+                        (stored.clone(), room.clone(), name.clone()),
+                        retry,
+                    ));
                 }
             }
         }
@@ -397,7 +413,8 @@ impl Push {
             if !self.wanted(&snap, &stored, &room, &user, now)? {
                 continue;
             }
-            jobs.push((user, id, sub, stored, room, retry));
+            let name = name_of(&stored);
+            jobs.push((user, id, sub, (stored, room, name), retry));
         }
         // Subscriptions whose session ended (sign-out, password change, disabled account) go.
         let mut ended = Vec::new();
@@ -409,15 +426,10 @@ impl Push {
             alive
         });
         drop(snap);
-        let names: HashMap<u64, String> =
-            jobs.iter().map(|(_, _, _, s, ..)| (s.pos, self.sender_name(s))).collect::<Vec<_>>().into_iter().collect();
         let outcomes: Vec<_> = futures_util::stream::iter(jobs)
-            .map(|(user, id, sub, stored, room, retry)| {
-                let name = names.get(&stored.pos).cloned().unwrap_or_default();
-                async move {
-                    let out = self.deliver(&user, &sub, &stored, &room, &name).await;
-                    (user, id, stored.pos, retry, out)
-                }
+            .map(|(user, id, sub, (stored, room, name), retry)| async move {
+                let out = self.deliver(&user, &sub, &stored, &room, &name).await;
+                (user, id, stored.pos, retry, out)
             })
             .buffer_unordered(IN_FLIGHT)
             .collect()

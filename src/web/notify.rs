@@ -191,10 +191,7 @@ pub async fn set_room_level_form(
     or_error_page(
         async {
             let Form(f) = form?;
-            let room = state.store.room(&id)?.ok_or_else(|| Error::NotFound("no such room".into()))?;
-            if state.store.membership(&id, s.user.as_str())? != crate::events::Membership::Join {
-                return Err(Error::Forbidden("you are not a member of this room".into()));
-            }
+            member_room(&state, &s, &id)?;
             let hours = match f.mute_for.as_str() {
                 "" => None,
                 "1h" => Some(1),
@@ -204,7 +201,7 @@ pub async fn set_room_level_form(
                 _ => return Err(Error::bad("mute_for must be 1h, 8h, 1d, 1w or empty")),
             };
             let ms = hours.map(|h: u64| h * 3600 * 1000);
-            state.push.set_room_level(s.user.as_str(), &room.room_id, f.level, ms).await?;
+            state.push.set_room_level(s.user.as_str(), &id, f.level, ms).await?;
             Ok(Redirect::to(&format!("/rooms/{id}")).into_response())
         }
         .await,
