@@ -15,12 +15,15 @@
 //   presence.js  presence, typing, receipts, unread badges, room list and members
 //   notify.js    desktop notifications (and their sound); push.js: Web Push on the settings page
 //   confirm.js   a dialog before what is not easily undone (forms with data-confirm)
+//   keys.js      Ctrl/Cmd+K switcher, Alt+↑/↓, Esc; the room info drawer; the room filter;
+//                the screen reader's live region
 //   call.js      calls (WebRTC): call_signals.js, call_media.js and call_ui.js
 
 import { setupActions } from './actions.js';
 import { createCalls } from './call.js';
 import { createComposer } from './composer.js';
 import { setupConfirm } from './confirm.js';
+import { announce, setupKeys } from './keys.js';
 import { displayName, localize, me, onLocalize, setName, swapIn } from './dom.js';
 import { createLive } from './live.js';
 import { createNotifications } from './notify.js';
@@ -82,6 +85,13 @@ function showTitle() {
   }
   document.title = n ? `(${n > 99 ? '99+' : n}) ${baseTitle}` : baseTitle;
   showFavicon(n);
+  // The room header's way back to the list (phones) counts the other rooms' unread.
+  const back = document.getElementById('back-unread');
+  if (back) {
+    const elsewhere = n - hiddenNew;
+    back.textContent = elsewhere > 99 ? '99+' : String(elsewhere);
+    back.hidden = elsewhere <= 0;
+  }
 }
 
 // The tab's icon with a red badge while something is unread (drawn once per count).
@@ -140,6 +150,7 @@ if (me) {
     const ev = f.event;
     if (ev.type.startsWith('m.call.')) calls.onSignal(f);
     const isMember = ev.type === 'm.room.member';
+    if (ev.type === 'm.room.message' && !isEdit(ev)) presence.preview(f.room_id, ev);
     if (f.room_id !== currentRoom) {
       if (isMember && ev.state_key === me) presence.refreshRoomList();
       else if (ev.type === 'm.room.message' && ev.sender !== me && !isEdit(ev)) {
@@ -155,7 +166,10 @@ if (me) {
     timeline.put(ev.event_id, f.pos, f.html, { beforeInsert: (pos) => { if (unseen) timeline.divider(pos); } });
     // A redaction: the message it takes back says "Message deleted" in its place.
     if (ev.type === 'm.room.redaction' && typeof ev.content.redacts === 'string') timeline.applyRedaction(ev.content.redacts);
-    if (ev.type === 'm.room.message' && !isEdit(ev)) presence.messageFrom(ev.sender);
+    if (ev.type === 'm.room.message' && !isEdit(ev)) {
+      presence.messageFrom(ev.sender);
+      if (ev.sender !== me) announce(`${displayName(ev.sender)}: ${presence.previewText(ev.content)}`);
+    }
     if (stick) timeline.scrollToBottom();
     else if (ev.type === 'm.room.message' && !isEdit(ev)) timeline.arrivedWhileAway();
     if (unseen) { hiddenNew += 1; showTitle(); }
@@ -253,6 +267,7 @@ if (me) {
 }
 if (document.getElementById('push')) setupPush();
 setupConfirm();
+setupKeys();
 
 // The service worker: the app shell kept for offline use (secure origins only), registered
 // once the page has loaded so its downloads do not compete with the page's.

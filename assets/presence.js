@@ -4,6 +4,24 @@
 import { displayName, fragment, me, swapIn } from './dom.js';
 
 const IDLE_AFTER_MS = 5 * 60 * 1000;
+const PREVIEW_CHARS = 140;
+
+// A message's start as the room list and screen readers get it (files by what they are), as
+// the server's `push::preview_of` makes it.
+function previewText(content) {
+  const body = String((content && content.body) || '');
+  let text;
+  switch (content && content.msgtype) {
+    case 'm.image': text = '📷 Photo'; break;
+    case 'm.video': text = '🎬 Video'; break;
+    case 'm.audio': text = content['org.matrix.msc3245.voice'] ? '🎤 Voice message' : `🎵 ${body}`; break;
+    case 'm.file': text = `📎 ${body}`; break;
+    default: text = body;
+  }
+  text = text.split(/\s+/).filter(Boolean).join(' ');
+  const chars = Array.from(text);
+  return chars.length > PREVIEW_CHARS ? `${chars.slice(0, PREVIEW_CHARS).join('')}…` : text;
+}
 
 export function createPresence({ roomId, live, timeline }) {
   let lastInput = Date.now();
@@ -120,6 +138,17 @@ export function createPresence({ roomId, live, timeline }) {
         setBadge(link, '.badge.unread', f.unread, '');
         setBadge(link, '.badge.mention', f.mentions, '@');
       }
+    },
+
+    previewText,
+
+    // A message in a room: the room list shows its start under the room's name.
+    preview(roomIdOfMessage, ev) {
+      const el = document.querySelector(`#room-list [data-preview-of="${CSS.escape(roomIdOfMessage)}"]`);
+      if (!el) return;
+      const direct = !el.closest('a').querySelector('.avatar.room');
+      const text = previewText(ev.content);
+      el.textContent = ev.sender === me ? `You: ${text}` : direct ? text : `${displayName(ev.sender)}: ${text}`;
     },
 
     // A message in another room: its badge goes up and the room moves to the top.

@@ -15,6 +15,58 @@ use crate::store::directory::{DirectoryPage, MAX_SEARCH_CHARS, PageToken};
 use crate::store::events::StoredEvent;
 use crate::store::rooms::{MyRoom, RoomRecord, UNREAD_CAP};
 
+/// The interface's icons: strokes in the text colour, 24-unit grid, drawn here (no icon font,
+/// no requests). Buttons that show one carry an `aria-label`.
+#[derive(Clone, Copy)]
+pub enum Icon {
+    /// Back to the room list.
+    Back,
+    /// A voice call.
+    Phone,
+    /// A video call.
+    Video,
+    /// Notifications.
+    Bell,
+    /// Notifications off.
+    BellOff,
+    /// Members and room details.
+    People,
+    /// Pinned messages.
+    Pin,
+    /// Close a panel.
+    Close,
+}
+
+/// An icon, hidden from assistive tech (its button says what it does).
+pub fn icon(which: Icon) -> Markup {
+    let paths = match which {
+        Icon::Back => "<path d=\"M15 5l-7 7 7 7\"/>",
+        Icon::Phone => {
+            "<path d=\"M5 3.5h3.2l1.6 4.3-2.2 1.5a12 12 0 0 0 7.1 7.1l1.5-2.2 4.3 1.6V19a1.8 1.8 0 0 1-2 1.8A17 17 0 0 1 3.2 5.5 1.8 1.8 0 0 1 5 3.5z\"/>"
+        }
+        Icon::Video => {
+            "<rect x=\"2.5\" y=\"6\" width=\"13\" height=\"12\" rx=\"2.5\"/><path d=\"M15.5 10.5l6-3.5v10l-6-3.5z\"/>"
+        }
+        Icon::Bell => {
+            "<path d=\"M6 16.5V11a6 6 0 0 1 12 0v5.5l1.5 1.5h-15z\"/><path d=\"M10 20.5a2.2 2.2 0 0 0 4 0\"/>"
+        }
+        Icon::BellOff => {
+            "<path d=\"M6 16.5V11a6 6 0 0 1 9.5-4.9M18 11v5.5l1.5 1.5h-15\"/><path d=\"M10 20.5a2.2 2.2 0 0 0 4 0\"/><path d=\"M3.5 3.5l17 17\"/>"
+        }
+        Icon::People => {
+            "<circle cx=\"9\" cy=\"8.5\" r=\"3.5\"/><path d=\"M2.5 20a6.5 6.5 0 0 1 13 0\"/><circle cx=\"17\" cy=\"9.5\" r=\"2.5\"/><path d=\"M16.5 14.2a5 5 0 0 1 5 5.3\"/>"
+        }
+        Icon::Pin => "<path d=\"M9 3.5h6l-1 6 3.5 3.5h-11L10 9.5z\"/><path d=\"M12 13v7.5\"/>",
+        Icon::Close => "<path d=\"M6 6l12 12M18 6L6 18\"/>",
+    };
+    html! {
+        svg.icon viewBox="0 0 24 24" width="20" height="20" aria-hidden="true" focusable="false" fill="none"
+            stroke="currentColor" stroke-width="1.8" stroke-linecap="round" stroke-linejoin="round" {
+            (maud::PreEscaped(paths))
+        }
+    }
+}
+
 /// Presence of the users a page shows (user id -> `online`/`idle`/`offline`).
 pub type Presences = HashMap<String, &'static str>;
 
@@ -131,6 +183,10 @@ pub fn layout(title: &str, user: Option<&str>, since: Option<u64>, body: Markup)
                     }
                 }
                 (body)
+                @if user.is_some() {
+                    // What the live client announces to screen readers (new messages).
+                    div.sr-only #announce aria-live="polite" aria-atomic="true" {}
+                }
             }
         }
     }
@@ -172,7 +228,7 @@ pub fn auth_page(register: bool, error: Option<&str>, username: &str, next: &str
             main.auth {
                 h1 { (title) }
                 @if let Some(e) = error { p.error role="alert" { (e) } }
-                form method="post" action=(action) {
+                form.signin method="post" action=(action) {
                     label { "Username" input name="username" required autocomplete="username" value=(username) autofocus; }
                     label {
                         "Password"
@@ -200,28 +256,51 @@ pub fn encode_query(path: &str) -> String {
         .collect()
 }
 
-/// The list of the user's rooms (sidebar), also served as a live fragment.
-pub fn room_list(rooms: &[MyRoom], current: Option<&str>, presence: &Presences) -> Markup {
+/// The list of the user's rooms (sidebar), also served as a live fragment: each room's face,
+/// name, newest message and badges, with a filter box (and Ctrl/Cmd+K, see keys.js).
+pub fn room_list(viewer: &str, rooms: &[MyRoom], current: Option<&str>, presence: &Presences) -> Markup {
     html! {
         nav.rooms id="room-list" aria-label="Rooms" {
             div.rooms-head {
                 h2 { "Rooms" }
-                a.button.small href="/rooms#new" { "New" }
+                a.button.small.secondary href="/rooms#new" title="Create a room" { "+ New" }
             }
-            ul {
+            @if rooms.len() > 1 {
+                input.filter #room-filter type="search" placeholder="Find a room" aria-label="Find a room (Ctrl+K)"
+                    autocomplete="off" aria-controls="room-items" aria-keyshortcuts="Control+K Meta+K";
+            }
+            ul #room-items {
                 @for r in rooms {
                     @let id = &r.room.room_id;
-                    li.active[current == Some(id.as_str())] .invited[r.membership == Membership::Invite] {
-                        a href={ "/rooms/" (id) } data-room-id=(id) {
-                            @if let Some(p) = r.peer.as_deref() { (presence_dot(p, presence)) }
-                            span.name { (room_title(&r.room, r.peer.as_deref())) }
+                    @let title = room_title(&r.room, r.peer.as_deref());
+                    li.active[current == Some(id.as_str())] .invited[r.membership == Membership::Invite] .unread[r.unread > 0] {
+                        a href={ "/rooms/" (id) } data-room-id=(id) aria-current=[(current == Some(id.as_str())).then_some("page")] {
+                            @if let Some(p) = r.peer.as_deref() {
+                                span class={ "avatar c" (avatar_colour(p)) } aria-hidden="true" data-initial-of=(p) {
+                                    (initial(p)) (presence_dot(p, presence))
+                                }
+                            } @else {
+                                span class={ "avatar room c" (avatar_colour(id.as_str())) } aria-hidden="true" {
+                                    (title.chars().next().map_or_else(|| "#".into(), |c| c.to_uppercase().collect::<String>()))
+                                }
+                            }
+                            span.text {
+                                span.name { (title) }
+                                @if r.membership == Membership::Invite {
+                                    span.preview { "Invitation" }
+                                } @else if let Some(last) = &r.last {
+                                    span.preview data-preview-of=(id) { (preview_line(last, r.peer.is_some(), viewer)) }
+                                } @else {
+                                    span.preview data-preview-of=(id) {}
+                                }
+                            }
                             @if r.membership == Membership::Invite {
                                 span.badge.invite { "invited" }
                             } @else {
                                 span.badge.mention hidden[r.mentions == 0] data-count=(r.mentions) title="Mentions" {
                                     "@" (unread_label(r.mentions))
                                 }
-                                span.badge.unread hidden[r.unread == 0] data-count=(r.unread) {
+                                span.badge.unread hidden[r.unread == 0] data-count=(r.unread) title="Unread messages" {
                                     (unread_label(r.unread))
                                 }
                             }
@@ -230,9 +309,24 @@ pub fn room_list(rooms: &[MyRoom], current: Option<&str>, presence: &Presences) 
                 }
                 @if rooms.is_empty() { li.empty { "No rooms yet" } }
             }
+            p.empty #room-filter-none hidden { "No room matches." }
             // Shown by the page while the browser has not been told whether to notify.
             button.notify-ask #notify-ask type="button" hidden { "🔔 Turn on notifications" }
         }
+    }
+}
+
+/// A room's newest message in the room list: "Name: text" ("You: text"; no name in a direct
+/// chat for the other person's).
+fn preview_line(last: &crate::store::rooms::LastMessage, direct: bool, viewer: &str) -> String {
+    let text = if last.redacted { "Message deleted".to_string() } else { crate::push::preview_of(&last.content) };
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if viewer == last.sender {
+        format!("You: {text}")
+    } else if direct {
+        text
+    } else {
+        format!("{}: {text}", display_name(&last.sender))
     }
 }
 
@@ -240,42 +334,55 @@ fn unread_label(n: u64) -> String {
     if n >= UNREAD_CAP { format!("{}+", UNREAD_CAP - 1) } else { n.to_string() }
 }
 
-/// The home page: room list, create form, direct message form, one page of the public directory.
+/// The home page: the room list, a welcome (on the first visit: no rooms yet) with one clear
+/// action, creating a room, and the others behind buttons; then the public directory.
 pub fn home(user: &str, since: u64, rooms: &[MyRoom], d: &DirectoryView<'_>, presence: &Presences) -> Markup {
+    let first_run = rooms.is_empty();
     layout(
         "Rooms",
         Some(user),
         Some(since),
         html! {
             div.app {
-                (room_list(rooms, None, presence))
-                main.home {
-                    section id="new" {
-                        h2 { "Create a room" }
-                        form.stack method="post" action="/rooms" {
-                            label { "Name" input name="name" required maxlength="100"; }
-                            label { "Topic" input name="topic" maxlength="1000"; }
-                            label { "Address (optional)" input name="alias" maxlength="64" placeholder="lobby"; }
-                            fieldset {
-                                legend { "Who can join" }
-                                label.check { input type="radio" name="visibility" value="public" checked; " Anyone (listed)" }
-                                label.check { input type="radio" name="visibility" value="private"; " Invited people only" }
+                (room_list(user, rooms, None, presence))
+                main.home #main {
+                    section.welcome {
+                        @if first_run {
+                            h1 { "Welcome, " span data-name-of=(user) { (display_name(user)) } }
+                            p.lead { "Rooms are where your conversations live. Start one for your family, team or friends, or join one below." }
+                        } @else {
+                            h1 { "Your rooms" }
+                            p.lead { "Pick a room on the left, or start something new." }
+                        }
+                        div.actions {
+                            details.action #new open[first_run] {
+                                summary.button { "Create a room" }
+                                form.card method="post" action="/rooms" {
+                                    label { "Name" input name="name" required maxlength="100" placeholder="Family, Book club, Team…"; }
+                                    label { "Topic " span.muted { "(optional)" } input name="topic" maxlength="1000"; }
+                                    label { "Address " span.muted { "(optional)" } input name="alias" maxlength="64" placeholder="lobby"; }
+                                    fieldset {
+                                        legend { "Who can join" }
+                                        label.check { input type="radio" name="visibility" value="public" checked; " Anyone (listed in the directory)" }
+                                        label.check { input type="radio" name="visibility" value="private"; " Invited people only" }
+                                    }
+                                    button type="submit" { "Create room" }
+                                }
                             }
-                            button type="submit" { "Create room" }
-                        }
-                    }
-                    section {
-                        h2 { "Message someone" }
-                        form.row method="post" action="/dm" {
-                            input name="user" required placeholder="username or @name:server" aria-label="Username";
-                            button type="submit" { "Open" }
-                        }
-                    }
-                    section {
-                        h2 { "Join a room" }
-                        form.row method="post" action="/join" id="join-by-address" {
-                            input name="room" required placeholder="#name:server" aria-label="Room address";
-                            button type="submit" { "Join" }
+                            details.action #message-someone {
+                                summary.button.secondary { "Message someone" }
+                                form.card.row method="post" action="/dm" {
+                                    input name="user" required placeholder="username or @name:server" aria-label="Who to message";
+                                    button type="submit" { "Open chat" }
+                                }
+                            }
+                            details.action #join-address {
+                                summary.button.secondary { "Join by address" }
+                                form.card.row method="post" action="/join" id="join-by-address" {
+                                    input name="room" required placeholder="#name:server" aria-label="Room address";
+                                    button type="submit" { "Join" }
+                                }
+                            }
                         }
                     }
                     (directory(d))
@@ -343,7 +450,7 @@ pub fn directory(d: &DirectoryView<'_>) -> Markup {
                 @for r in &page.rooms {
                     @let title = if r.name.trim().is_empty() { "Unnamed room" } else { r.name.as_str() };
                     li {
-                        span.avatar aria-hidden="true" { (title.chars().next().unwrap_or('#').to_uppercase()) }
+                        span class={ "avatar room c" (avatar_colour(r.room_id.as_str())) } aria-hidden="true" { (title.chars().next().unwrap_or('#').to_uppercase()) }
                         div.info {
                             a.name href={ "/rooms/" (r.room_id) } { (title) }
                             div.meta {
@@ -456,7 +563,7 @@ pub fn room_page(v: &RoomView<'_>) -> Markup {
         Some(v.since),
         html! {
             div.app.in-room {
-                (room_list(v.rooms, Some(id.as_str()), v.presence))
+                (room_list(v.user, v.rooms, Some(id.as_str()), v.presence))
                 main.room id="room" data-room-id=(id) data-names=(names_json())
                     data-can-redact=(level >= pl.redact)
                     data-can-mention-room=(level >= pl.room_notification_level())
@@ -464,25 +571,26 @@ pub fn room_page(v: &RoomView<'_>) -> Markup {
                     data-jump=[v.jump.map(|j| j.0)] data-jump-pos=[v.jump.map(|j| j.1)]
                     data-max-upload=(v.max_upload) {
                     div.room-head {
-                        a.back href="/rooms" aria-label="All rooms" { "‹" }
-                        div {
+                        a.back href="/rooms" title="All rooms" {
+                            (icon(Icon::Back)) span.sr-only { "All rooms" }
+                            @let elsewhere: u64 = v.rooms.iter().filter(|r| r.room.room_id != *id).map(|r| r.unread).sum();
+                            span.badge.unread #back-unread hidden[elsewhere == 0] { (unread_label(elsewhere)) }
+                        }
+                        div.title {
                             h1 {
                                 @if let Some(p) = v.peer { (presence_dot(p, v.presence)) " " }
                                 (title)
                             }
-                            @if !v.room.topic.is_empty() { p.topic { (v.room.topic) } }
+                            @if !v.room.topic.is_empty() { p.topic title=(v.room.topic) { (v.room.topic) } }
                         }
-                        @if matches!(v.access, Access::Member) { (pinned_list(v.pins)) }
                         @if matches!(v.access, Access::Member) {
-                            div.call-buttons {
-                                button.call type="button" data-call="video" data-room-id=(id) title="Start a video call" { "Video call" }
-                                button.call type="button" data-call="voice" data-room-id=(id) title="Start a voice call" { "Voice call" }
-                            }
-                            (notify_menu(id.as_str(), v.room.direct || v.room.joined == 2, v.notify))
-                            form.inline method="post" action={ "/rooms/" (id) "/leave" }
-                                data-confirm={ "Leave " (title) "?" } data-confirm-detail=(leave_detail(v.room, v.peer))
-                                data-confirm-action="Leave" {
-                                button.link.danger type="submit" { "Leave" }
+                            div.head-actions {
+                                (pinned_list(v.pins))
+                                button.ghost.icon.call type="button" data-call="voice" data-room-id=(id) aria-label="Start a voice call" title="Voice call" { (icon(Icon::Phone)) }
+                                button.ghost.icon.call type="button" data-call="video" data-room-id=(id) aria-label="Start a video call" title="Video call" { (icon(Icon::Video)) }
+                                (notify_menu(id.as_str(), v.room.direct || v.room.joined == 2, v.notify))
+                                button.ghost.icon #room-info type="button" aria-controls="members" aria-expanded="false"
+                                    aria-label="Room info and members" title="Room info and members" { (icon(Icon::People)) }
                             }
                         }
                     }
@@ -583,12 +691,32 @@ pub fn timeline_with(
         .iter()
         .find(|e| e.pos > read_before && e.event.kind == M_ROOM_MESSAGE && e.event.sender != viewer)
         .map(|e| e.pos);
+    // The room's setup (its creation and the creator's first state changes: permissions, join
+    // rule, name, topic…) shows as one line, "ana created the room", with the rest on demand.
+    let setup = match events.first() {
+        Some(first) if next.is_none() && first.event.kind == M_ROOM_CREATE => events
+            .iter()
+            .take_while(|e| {
+                e.event.sender == first.event.sender && e.event.state_key.is_some() && e.event.kind != M_ROOM_MESSAGE
+            })
+            .count(),
+        _ => 0,
+    };
     html! {
-        ol.timeline id="timeline" data-next=[next] aria-live="polite" {
+        ol.timeline id="timeline" data-next=[next] {
             @if next.is_none() { li.ev.start { "This is the beginning of the conversation." } }
-            @for e in events {
+            @if setup > 1 {
+                @let first = &events[0].event;
+                li.note.setup-summary data-ts=(first.origin_server_ts) {
+                    (person(&first.sender)) " created the room · "
+                    button.link.show-setup type="button" aria-expanded="false" aria-controls="timeline" {
+                        "Show " (setup - 1) @if setup == 2 { " setup change" } @else { " setup changes" }
+                    }
+                }
+            }
+            @for (i, e) in events.iter().enumerate() {
                 @if first_new == Some(e.pos) { li.divider id="new-divider" { span { "New messages" } } }
-                (event_item(e))
+                (event_item_in(e, setup > 1 && i < setup))
                 @if let Some(readers) = receipts.get(&e.pos) {
                     li.seen data-pos=(e.pos) { @for r in readers { (receipt_avatar(r)) } }
                 }
@@ -657,6 +785,12 @@ pub fn message_actions() -> Markup {
 
 /// One event in the timeline.
 pub fn event_item(stored: &StoredEvent) -> Markup {
+    event_item_in(stored, false)
+}
+
+/// An event's row; `setup` marks a note of the room's setup (hidden behind one line, see
+/// [`timeline_with`]).
+fn event_item_in(stored: &StoredEvent, setup: bool) -> Markup {
     let ev = &stored.event;
     let who = display_name(&ev.sender);
     html! {
@@ -715,7 +849,7 @@ pub fn event_item(stored: &StoredEvent) -> Markup {
                 (unseen_row(stored))
             }
         } @else {
-            li.ev.note id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-sender=(ev.sender) data-kind=(ev.kind)
+            li.ev.note.setup[setup] id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-sender=(ev.sender) data-kind=(ev.kind)
                 data-state-key=[ev.state_key.as_deref()] data-event-id=(ev.event_id) data-ts=(ev.origin_server_ts) {
                 (note(stored))
             }
@@ -752,7 +886,7 @@ pub fn pinned_list(pins: &[StoredEvent]) -> Markup {
     let ids: Vec<&str> = pins.iter().map(|p| p.event.event_id.as_str()).collect();
     html! {
         details.pins id="pins" data-pinned=(ids.join(" ")) hidden[pins.is_empty()] {
-            summary aria-label={ (pins.len()) " pinned messages" } title="Pinned messages" { "📌 " (pins.len()) }
+            summary aria-label={ (pins.len()) " pinned messages" } title="Pinned messages" { (icon(Icon::Pin)) span.count { (pins.len()) } }
             ol {
                 @for p in pins {
                     li {
@@ -1112,8 +1246,11 @@ pub fn member_list(viewer: &str, room: &RoomRecord, members: &[(String, Membersh
     let local = crate::ids::server_of(viewer);
     let joined = members.iter().filter(|(_, m)| *m == Membership::Join).count();
     html! {
-        aside.members id="members" aria-label="Members" {
-            h2 { "Members " span.muted { (joined) } }
+        aside.members id="members" aria-label="Room info and members" {
+            div.drawer-head {
+                h2 { "Members " span.muted { (joined) } }
+                button.ghost.icon.close-drawer type="button" aria-label="Close room info" title="Close" { (icon(Icon::Close)) }
+            }
             ul {
                 @for (u, m) in members {
                     li.invited[*m == Membership::Invite] title=(u) {
@@ -1151,10 +1288,21 @@ pub fn member_list(viewer: &str, room: &RoomRecord, members: &[(String, Membersh
                 }
             }
             @if !room.direct {
-                form.row method="post" action={ "/rooms/" (room.room_id) "/invite" } {
-                    input name="user" required placeholder="username or @name:server" aria-label="Invite username";
-                    button type="submit" { "Invite" }
+                form.invite method="post" action={ "/rooms/" (room.room_id) "/invite" } {
+                    label { "Invite someone"
+                        span.field-row {
+                            input name="user" required placeholder="username or @name:server";
+                            button.secondary type="submit" { "Invite" }
+                        }
+                    }
                 }
+            }
+            @let peer = if room.direct { members.iter().map(|(u, _)| u.as_str()).find(|u| *u != viewer) } else { None };
+            @let title = room_title(room, peer);
+            form.leave method="post" action={ "/rooms/" (room.room_id) "/leave" }
+                data-confirm={ "Leave " (title) "?" } data-confirm-detail=(leave_detail(room, peer))
+                data-confirm-action="Leave" {
+                button.secondary.danger-text type="submit" { @if room.direct { "Leave chat" } @else { "Leave room" } }
             }
         }
     }
@@ -1304,17 +1452,17 @@ fn notify_menu(room_id: &str, one_to_one: bool, pref: crate::store::push::RoomPr
         Level::Mute if pref.mute_until.is_some_and(|t| t <= now) => Level::Default,
         l => l,
     };
-    let (icon, short) = match level {
-        Level::Mute => ("🔕", "Muted"),
-        Level::All => ("🔔", "All"),
-        Level::Mentions => ("🔔", "Mentions"),
-        Level::Default => ("🔔", ""),
+    let (bell, short) = match level {
+        Level::Mute => (Icon::BellOff, "Muted"),
+        Level::All => (Icon::Bell, "All"),
+        Level::Mentions => (Icon::Bell, "Mentions"),
+        Level::Default => (Icon::Bell, ""),
     };
     let default = if one_to_one { "Every message (default here)" } else { "Mentions, keywords and calls (default)" };
     html! {
         details.notify-menu {
             summary title="Notifications for this room" aria-label={ "Notifications for this room" @if !short.is_empty() { ": " (short) } } {
-                span aria-hidden="true" { (icon) } @if !short.is_empty() { " " span.notify-level { (short) } }
+                (icon(bell)) @if !short.is_empty() { span.notify-level { (short) } }
             }
             form.stack method="post" action={ "/rooms/" (room_id) "/notifications" } {
                 fieldset {
@@ -1363,7 +1511,7 @@ fn notification_settings(me: &AccountView) -> Markup {
         section.push-devices id="push" data-key=(me.push_key) {
             h3 { "Push to closed browsers and phones" }
             p.muted { "Direct messages, mentions and calls reach this device even when no tab is open. Push needs the server on HTTPS." }
-            p { button.secondary id="push-on" type="button" hidden { "Turn on push for this browser" } " " span.muted id="push-state" role="status" {} }
+            p.push-row { button.secondary id="push-on" type="button" hidden { "Turn on push for this browser" } span.muted id="push-state" role="status" {} }
             @if me.devices.is_empty() {
                 p.muted id="push-none" { "No device has push on." }
             } @else {

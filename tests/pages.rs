@@ -26,7 +26,7 @@ async fn forms_work_without_javascript() {
     let res = s.http.get(url("/login")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let html = res.text().await.unwrap();
-    assert!(html.contains("<form method=\"post\" action=\"/login\""));
+    assert!(html.contains("<form class=\"signin\" method=\"post\" action=\"/login\""));
 
     // Register with the form: a cookie and a redirect to the rooms page.
     let res = s
@@ -72,8 +72,11 @@ async fn forms_work_without_javascript() {
         assert_eq!(res.status(), StatusCode::SEE_OTHER);
     }
     let html = s.http.get(url(&room_path)).header(COOKIE, &cookie).send().await.unwrap().text().await.unwrap();
-    assert_eq!(html.matches("&lt;b&gt;bold?&lt;/b&gt;").count(), 1, "message missing, doubled or unescaped");
+    let timeline = &html[html.find("id=\"timeline\"").expect("a timeline")..];
+    assert_eq!(timeline.matches("&lt;b&gt;bold?&lt;/b&gt;").count(), 1, "message missing, doubled or unescaped");
     assert!(!html.contains("<b>bold?</b>"));
+    // The room list previews it, escaped too.
+    assert!(html.contains("You: &lt;b&gt;bold?&lt;/b&gt;"), "no preview in the room list");
 
     // The creator renames the room with the settings form; the topic stays as it was.
     let res = s

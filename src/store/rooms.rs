@@ -127,7 +127,27 @@ pub struct MyRoom {
     /// For a direct chat (our two-person rooms, and rooms the user was invited to as a direct
     /// chat): the other person.
     pub peer: Option<String>,
+    /// The newest message (for the room list's preview); none for invitations and for rooms
+    /// whose newest messages are further back than [`LAST_MESSAGE_SCAN`] events.
+    pub last: Option<LastMessage>,
 }
+
+/// A room's newest message as the room list previews it.
+#[derive(Debug, Clone)]
+pub struct LastMessage {
+    /// Who sent it.
+    pub sender: String,
+    /// Its content now (an edit's new content; empty when deleted).
+    pub content: serde_json::Value,
+    /// When it was sent, ms.
+    pub ts: u64,
+    /// Whether it was deleted.
+    pub redacted: bool,
+}
+
+/// Events looked back through for a room's newest message (state changes, reactions and
+/// edits are passed over).
+pub const LAST_MESSAGE_SCAN: usize = 40;
 
 impl Store {
     /// A room's summary.
@@ -150,6 +170,7 @@ impl Store {
         let timeline = r.open_table(ROOM_TIMELINE)?;
         let members = r.open_table(ROOM_MEMBERS)?;
         let mention_index = r.open_table(MENTIONS)?;
+        let events = r.open_table(EVENTS)?;
         // Direct chats that are ordinary rooms (a Matrix server's, marked `is_direct` when the
         // user was invited): room -> the other person.
         let mut marked: HashMap<String, String> = HashMap::new();
@@ -175,7 +196,8 @@ impl Store {
                 (0, 0)
             };
             let peer = if room.direct { direct_peer(&members, rid, user)? } else { marked.remove(rid) };
-            out.push(MyRoom { room, membership, unread, mentions, peer });
+            let last = if membership == Membership::Join { last_message(&timeline, &events, rid)? } else { None };
+            out.push(MyRoom { room, membership, unread, mentions, peer, last });
         }
         out.sort_by_key(|m| std::cmp::Reverse(m.room.last_pos));
         Ok(out)
@@ -388,6 +410,37 @@ pub(super) fn state_ids_in(
         out.insert((kind.to_string(), key.to_string()), EventId::from_stored(v.value()));
     }
     Ok(out)
+}
+
+/// The newest message of a room among its last [`LAST_MESSAGE_SCAN`] events (edits pass: the
+/// message they edit carries its new text).
+fn last_message(
+    timeline: &impl ReadableTable<(&'static str, u64), (&'static str, &'static str, &'static str)>,
+    events: &impl ReadableTable<&'static str, &'static [u8]>,
+    room_id: &str,
+) -> Result<Option<LastMessage>> {
+    for row in timeline.range((room_id, 0)..=(room_id, u64::MAX))?.rev().take(LAST_MESSAGE_SCAN) {
+        let (_, v) = row?;
+        let (event_id, _, kind) = v.value();
+        if kind != M_ROOM_MESSAGE {
+            continue;
+        }
+        let Some(stored) = get_event(events, event_id)? else { continue };
+        if super::edits::edited_event_id(&stored.event).is_some() {
+            continue;
+        }
+        let content = match stored.edit {
+            Some(edit) => edit.content,
+            None => stored.event.content,
+        };
+        return Ok(Some(LastMessage {
+            sender: stored.event.sender,
+            content,
+            ts: stored.event.origin_server_ts,
+            redacted: stored.redacted_because.is_some(),
+        }));
+    }
+    Ok(None)
 }
 
 fn count_unread(

@@ -259,18 +259,18 @@ fn admin_page(me: &str, users: &[UserInfo], rooms: &[RoomInfo], peers: &[PeerInf
                         @for u in users {
                             @let path = format!("/admin/users/{}", u.username);
                             tr data-username=(u.username) {
-                                td { (u.username) }
-                                td { (u.user_id) }
-                                td { (yes(u.admin)) }
-                                td { (yes(u.disabled)) }
-                                td { (u.sessions) }
-                                td { (crate::store::media::human_bytes(u.file_bytes)) }
+                                td.key data-label="Username" { (u.username) }
+                                td data-label="User id" { (u.user_id) }
+                                td data-label="Admin" { (yes(u.admin)) }
+                                td data-label="Disabled" { (yes(u.disabled)) }
+                                td data-label="Sessions" { (u.sessions) }
+                                td data-label="Files" { (crate::store::media::human_bytes(u.file_bytes)) }
                                 td.actions {
                                     @if display_name(me) != u.username {
                                         @if u.disabled {
                                             form.inline method="post" action={ (path) "/disabled" } {
                                                 input type="hidden" name="on" value="0";
-                                                button type="submit" { "Enable" }
+                                                button.secondary.small type="submit" { "Enable" }
                                             }
                                         } @else {
                                             form.inline method="post" action={ (path) "/disabled" }
@@ -278,15 +278,15 @@ fn admin_page(me: &str, users: &[UserInfo], rooms: &[RoomInfo], peers: &[PeerInf
                                                 data-confirm-detail="They are signed out on every device at once and cannot sign in until an administrator enables the account again. Their messages stay."
                                                 data-confirm-action="Disable account" {
                                                 input type="hidden" name="on" value="1";
-                                                button.danger type="submit" { "Disable" }
+                                                button.danger.small type="submit" { "Disable" }
                                             }
                                         }
                                         form.inline method="post" action={ (path) "/admin" } {
                                             input type="hidden" name="on" value=(if u.admin { "0" } else { "1" });
-                                            button type="submit" { (if u.admin { "Revoke admin" } else { "Make admin" }) }
+                                            button.secondary.small type="submit" { (if u.admin { "Revoke admin" } else { "Make admin" }) }
                                         }
                                         form.inline method="post" action={ (path) "/password" } {
-                                            button type="submit" { "Reset password" }
+                                            button.secondary.small type="submit" { "Reset password" }
                                         }
                                     } @else {
                                         span.muted { "you" }
@@ -309,11 +309,11 @@ fn admin_page(me: &str, users: &[UserInfo], rooms: &[RoomInfo], peers: &[PeerInf
                     tbody {
                         @for r in rooms {
                             tr data-room-id=(r.room_id) {
-                                td { (if r.direct { "(direct)" } else if r.name.is_empty() { "(unnamed)" } else { &r.name }) }
-                                td { code { (r.room_id) } }
-                                td { (if r.direct { "direct" } else { &r.join_rule }) }
-                                td { (r.joined) }
-                                td { (r.creator) }
+                                td.key data-label="Name" { (if r.direct { "(direct)" } else if r.name.is_empty() { "(unnamed)" } else { &r.name }) }
+                                td data-label="Room id" { code { (r.room_id) } }
+                                td data-label="Kind" { (if r.direct { "direct" } else { &r.join_rule }) }
+                                td data-label="Joined" { (r.joined) }
+                                td data-label="Creator" { (r.creator) }
                                 td.actions {
                                     @let name = if r.direct { "this direct chat" } else if r.name.is_empty() { "this room" } else { &r.name };
                                     form.inline method="post" action={ "/admin/rooms/" (r.room_id) "/delete" }
@@ -321,7 +321,7 @@ fn admin_page(me: &str, users: &[UserInfo], rooms: &[RoomInfo], peers: &[PeerInf
                                         data-confirm-detail={ "Every message and file in it is removed from this server, for its " (r.joined) " members too. This cannot be undone." }
                                         data-confirm-action="Delete room" {
                                         label.check { input type="checkbox" name="confirm" value="yes" required; " sure" }
-                                        button.danger type="submit" { "Delete room and history" }
+                                        button.danger.small type="submit" { "Delete room and history" }
                                     }
                                 }
                             }
@@ -336,8 +336,8 @@ fn admin_page(me: &str, users: &[UserInfo], rooms: &[RoomInfo], peers: &[PeerInf
                         tbody {
                             @for p in peers {
                                 tr data-server=(p.name) {
-                                    td { code { (p.name) } }
-                                    td.status {
+                                    td.key data-label="Server" { code { (p.name) } }
+                                    td.status data-label="Status" {
                                         @match (p.status.failing_since, &p.status.last_error) {
                                             (Some(since), err) => {
                                                 span.bad { "retrying since " (ago(since)) }
@@ -349,8 +349,8 @@ fn admin_page(me: &str, users: &[UserInfo], rooms: &[RoomInfo], peers: &[PeerInf
                                             _ => span.muted { "not contacted yet" },
                                         }
                                     }
-                                    td { (p.queued) }
-                                    td { (p.status.last_ok.map(ago).unwrap_or_else(|| "never".into())) }
+                                    td data-label="Queued events" { (p.queued) }
+                                    td data-label="Last delivery" { (p.status.last_ok.map(ago).unwrap_or_else(|| "never".into())) }
                                 }
                             }
                         }

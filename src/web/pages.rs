@@ -188,7 +188,7 @@ pub async fn room_list_fragment(State(state): State<AppState>, PageSession(s): P
     or_error_page(state.store.my_rooms(s.user.as_str()).and_then(|mine| {
         let presence = presences(&state, &mine, std::iter::empty());
         let names = names_for(&state, None, &mine)?;
-        Ok(page(views::with_names(names, || views::room_list(&mine, None, &presence))))
+        Ok(page(views::with_names(names, || views::room_list(s.user.as_str(), &mine, None, &presence))))
     }))
 }
 

@@ -71,7 +71,7 @@ try {
   await ben.page.goto(roomUrl);
   await Promise.all([ben.page.waitForURL(roomUrl), ben.page.click('button:has-text("Join room")')]);
   await ben.page.waitForSelector('#conn[data-state="live"]', { timeout });
-  await ana.page.waitForSelector('#members li:has-text("ben")', { timeout });
+  await ana.page.waitForSelector('#members li:has-text("ben")', { state: 'attached', timeout });
   // Ben has a second tab open on the room list: it rings too, and stops when the first answers.
   const benOther = await tab(ben.ctx, 'ben-2', `${base}/rooms`);
 
@@ -131,7 +131,7 @@ try {
   await cy.page.goto(roomUrl);
   await Promise.all([cy.page.waitForURL(roomUrl), cy.page.click('button:has-text("Join room")')]);
   await cy.page.waitForSelector('#conn[data-state="live"]', { timeout });
-  await ana.page.waitForSelector('#members li:has-text("cy")', { timeout });
+  await ana.page.waitForSelector('#members li:has-text("cy")', { state: 'attached', timeout });
   await clickCall(ana);
   await accept(ben);
   await ben.page.waitForSelector('#callbar:has-text("In call")', { state: 'attached', timeout });

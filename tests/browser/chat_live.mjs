@@ -56,7 +56,7 @@ try {
 
   // Ana sees Ben join live.
   await ana.page.waitForSelector('#timeline li.note:has-text("ben joined")', { timeout });
-  await ana.page.waitForSelector('#members li:has-text("ben")', { timeout });
+  await ana.page.waitForSelector('#members li:has-text("ben")', { state: 'attached', timeout });
 
   // Ana -> Ben, live, and Ana's own message is confirmed (no longer pending).
   await ana.page.fill('#composer textarea', 'hello from ana');
@@ -80,8 +80,8 @@ try {
   await ana.page.waitForSelector('#typing:empty', { timeout });
 
   // Presence: each sees the other online in the member list.
-  await ana.page.waitForSelector(`#members .dot[data-presence-user^="@ben:"][data-presence="online"]`, { timeout });
-  await ben.page.waitForSelector(`#members .dot[data-presence-user^="@ana:"][data-presence="online"]`, { timeout });
+  await ana.page.waitForSelector(`#members .dot[data-presence-user^="@ben:"][data-presence="online"]`, { state: 'attached', timeout });
+  await ben.page.waitForSelector(`#members .dot[data-presence-user^="@ana:"][data-presence="online"]`, { state: 'attached', timeout });
 
   // Unread badge on another tab of Ben, on the home page, updates live while Ben's room tab is
   // elsewhere; opening the room in that tab clears the badge on the home tab.
@@ -152,8 +152,8 @@ try {
   // Leaving asks first and says what it means; the focus starts on Cancel, Esc keeps the
   // room; confirmed, Ana is out.
   await ana.page.emulateMedia({ colorScheme: 'light' });
-  await ana.page.setViewportSize({ width: 1100, height: 760 });
-  await ana.page.click('.room-head form[data-confirm] button[type="submit"]');
+  await ana.page.setViewportSize({ width: 1280, height: 760 });
+  await ana.page.click('#members form.leave button');
   await ana.page.waitForSelector('dialog.confirm[open] #confirm-title:text-is("Leave Lobby?")', { timeout });
   const detail = await ana.page.textContent('#confirm-detail');
   if (!detail.includes('stop getting its messages')) fail(`leave detail: ${detail}`);
@@ -162,10 +162,10 @@ try {
   await ana.page.keyboard.press('Escape');
   await ana.page.waitForSelector('dialog.confirm:not([open])', { state: 'attached', timeout });
   if (ana.page.url() !== roomUrl) fail(`Esc left the room: ${ana.page.url()}`);
-  await ana.page.click('.room-head form[data-confirm] button[type="submit"]');
+  await ana.page.click('#members form.leave button');
   await ana.page.click('dialog.confirm button[value="ok"]');
   // The room list (the live client may also move the page there as the leave comes back).
-  await ana.page.waitForSelector('#new input[name=name]', { timeout });
+  await ana.page.waitForSelector('main.home .welcome', { timeout });
   if (new URL(ana.page.url()).pathname !== '/rooms') fail(`after leaving: ${ana.page.url()}`);
   if (await ana.page.locator('#room-list a:has-text("Lobby")').count()) fail('Lobby is still in the room list');
   console.log('browser chat: ok');

@@ -221,7 +221,7 @@ try {
   }
   await ana.page.setViewportSize({ width: 1366, height: 800 });
   await b.waitForSelector('#timeline li.msg > .who:text-is("Ana Lopez")', { timeout });
-  await b.waitForSelector('#members .name:text-is("Ana Lopez")', { timeout });
+  await b.waitForSelector('#members .name:text-is("Ana Lopez")', { state: 'attached', timeout });
   for (const [w, h, tag] of [...sizes].reverse()) {
     await b.setViewportSize({ width: w, height: h });
     await b.click('#timeline li.msg > .who:text-is("Ana Lopez")');

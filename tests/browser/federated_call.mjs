@@ -44,13 +44,14 @@ try {
   await ana.page.fill('#new input[name=alias]', 'call');
   await Promise.all([ana.page.waitForURL(/\/rooms\/!/), ana.page.click('#new button[type=submit]')]);
   await ana.page.waitForSelector('#conn[data-state="live"]', { timeout });
+  await ben.page.click('#join-address summary');
   await ben.page.fill('#join-by-address input[name=room]', `#call:${serverA}`);
   await Promise.all([ben.page.waitForURL(/\/rooms\/!/), ben.page.click('#join-by-address button[type=submit]')]);
   await ben.page.waitForSelector('#conn[data-state="live"]', { timeout });
   // Each sees the other in the member list, with the other's server.
-  await ana.page.waitForSelector('#members li:has-text("ben")', { timeout });
-  await ana.page.waitForSelector(`#members li .server:has-text("${new URL(b).host}")`, { timeout });
-  await ben.page.waitForSelector(`#members li .server:has-text("${serverA}")`, { timeout });
+  await ana.page.waitForSelector('#members li:has-text("ben")', { state: 'attached', timeout });
+  await ana.page.waitForSelector(`#members li .server:has-text("${new URL(b).host}")`, { state: 'attached', timeout });
+  await ben.page.waitForSelector(`#members li .server:has-text("${serverA}")`, { state: 'attached', timeout });
   // A message each way, live.
   await ana.page.fill('#composer textarea[name=body]', 'hello from A');
   await ana.page.press('#composer textarea[name=body]', 'Enter');
