@@ -26,6 +26,7 @@ export function createCalls({ me, send, displayName, currentRoom }) {
       decline: (call_id) => signalling.decline(call_id),
       hangup: () => signalling.hangup(),
       tick: updateQuality,
+      metadata: () => signalling.metadataChanged(),
     },
   });
   signalling = createSignalling({ me, send, currentRoom, displayName, media, ui });
@@ -49,6 +50,8 @@ export function createCalls({ me, send, displayName, currentRoom }) {
     get active() { return signalling.active; },
     get ringing() { return signalling.ringing; },
     async stats() { return Promise.all(signalling.peers().map(async (p) => ({ user: p.user, ...(await media.stats(p.pc)) }))); },
+    // Whether our microphone sends (null outside a call), for tests and diagnostics.
+    micEnabled() { const t = media.local && media.local.getAudioTracks()[0]; return t ? t.enabled : null; },
     // The video track label each connection sends (camera or screen), for tests and diagnostics.
     senderLabels() { return signalling.peers().map((p) => media.sentVideoLabel(p.pc)); },
   };

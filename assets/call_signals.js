@@ -29,6 +29,8 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
   const early = new Map(); // call_id -> [candidates]
   const peers = new Map(); // call_id -> Peer
   let conf = null; // { room_id, conf_id, media }
+  let endNote = null; // why a call nobody took ended ("Ben declined the call")
+  let connectedOnce = false; // someone answered in this conference
   let txn = 0;
 
   const signal = (room_id, type, content) =>
@@ -57,6 +59,20 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
     if (conf && peers.size === 0) endCall(false);
   }
 
+  // Our microphone and camera state, for the others' tiles (Matrix VoIP's stream metadata).
+  // On connecting only a muted state is sent (unmuted is what the others assume).
+  function sendMetadata(peer, changed = false) {
+    const local = media.local;
+    if (!conf || !local || !peer.answered) return;
+    const a = local.getAudioTracks()[0];
+    const v = local.getVideoTracks()[0];
+    if (!changed && !(a && !a.enabled) && !(v && !v.enabled)) return;
+    signal(conf.room_id, 'm.call.sdp_stream_metadata_changed', {
+      call_id: peer.call_id,
+      sdp_stream_metadata: { [local.id]: { purpose: 'm.usermedia', audio_muted: !!a && !a.enabled, video_muted: !v || !v.enabled } },
+    });
+  }
+
   function peerWith(user) {
     for (const p of peers.values()) if (p.user === user) return p;
     return null;
@@ -77,6 +93,7 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
       if (peers.has(call_id) && !peer.answered) {
         signal(conf.room_id, 'm.call.hangup', { call_id, reason: 'invite_timeout' });
         ui.status(`${displayName(user)} did not answer`);
+        endNote = `${displayName(user)} did not answer`;
         closePeer(call_id);
       }
     }, LIFETIME_MS);
@@ -111,8 +128,9 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
       return false;
     }
     conf = { room_id, conf_id, media: kind };
+    endNote = null;
     send({ t: 'call_join', room_id, conf_id });
-    ui.show(Array.from(peers.values(), (p) => p.tile).filter(Boolean));
+    ui.show(Array.from(peers.values(), (p) => p.tile).filter(Boolean), { roomId: room_id, media: kind });
     return true;
   }
 
@@ -127,7 +145,10 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
     send({ t: 'call_leave', room_id: c.room_id, conf_id: c.conf_id });
     conf = null;
     media.stop();
-    ui.hide();
+    // A call nobody took ("Ben declined", "Ben did not answer") says so; others just close.
+    const note = !sendHangups && !connectedOnce ? endNote : null;
+    connectedOnce = false;
+    ui.hide(note);
     showJoinButtons();
   }
 
@@ -162,6 +183,9 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
     await peer.pc.setLocalDescription(answer);
     signal(conf.room_id, 'm.call.answer', { call_id: c.call_id, answer: { type: answer.type, sdp: answer.sdp } });
     ui.status('');
+    connectedOnce = true;
+    ui.connected();
+    sendMetadata(peer);
   }
 
   function decline(call_id) {
@@ -231,6 +255,9 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
           await peer.drainQueued();
           signal(conf.room_id, 'm.call.select_answer', { call_id: c.call_id, selected_party_id: c.party_id });
           ui.status('');
+          connectedOnce = true;
+          ui.connected();
+          sendMetadata(peer);
         }
         break;
       case 'm.call.candidates':
@@ -255,8 +282,12 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
         early.delete(c.call_id);
         if (peer && ev.sender !== me) {
           ui.status(`${displayName(ev.sender)} declined`);
+          endNote = `${displayName(ev.sender)} declined the call`;
           closePeer(c.call_id);
         }
+        break;
+      case 'm.call.sdp_stream_metadata_changed':
+        if (peer && ev.sender !== me) ui.remoteState(peer.tile, c.sdp_stream_metadata);
         break;
       case 'm.call.hangup':
         stopRinging(c.call_id);
@@ -309,6 +340,7 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
 
   return {
     onSignal, onRoster, onReady, startCall, joinCall, accept, decline, hangup: () => endCall(true),
+    metadataChanged() { for (const p of peers.values()) sendMetadata(p, true); },
     get active() { return conf; },
     get ringing() { return Array.from(ringing.keys()); },
     peers() { return Array.from(peers.values()); },

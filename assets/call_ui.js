@@ -3,7 +3,8 @@
 // renders the call bar (who is in the room's calls); this module only places it and shows each
 // call's Join button where joining makes sense.
 
-import { fragment } from './dom.js';
+import { ask } from './confirm.js';
+import { avatarColour, fragment, me } from './dom.js';
 
 function el(tag, cls, text) {
   const e = document.createElement(tag);
@@ -20,7 +21,7 @@ function button(label, cls, onClick) {
 }
 
 // `actions`: start(room_id, media), join(conf_id), accept(call_id), decline(call_id), hangup(),
-// tick() (every 2 s while the call section is open).
+// tick() (every 2 s while the call section is open), metadata() (our mute state changed).
 export function createCallUi({ displayName, currentRoom, media, actions }) {
   let ui = null; // the open call section's parts
   let ringTone = null;
@@ -80,6 +81,8 @@ export function createCallUi({ displayName, currentRoom, media, actions }) {
     row.append(yes, no);
     box.appendChild(row);
     startTone();
+    // The prompt takes the keyboard (Enter accepts, Tab reaches Decline), unless a call is open.
+    if (!ui) yes.focus();
   }
 
   // Takes a call's row out of the prompt; `last`: nothing rings any more.
@@ -94,27 +97,52 @@ export function createCallUi({ displayName, currentRoom, media, actions }) {
   }
 
   // ---- the call section ----------------------------------------------------------------
+  // The server renders the call screen and the tile as templates (render::call_templates).
+  function clone(id) {
+    const t = document.getElementById(id);
+    return t ? t.content.firstElementChild.cloneNode(true) : null;
+  }
+
   function tile(user) {
-    const t = el('figure', 'tile');
+    const t = clone('call-tile') || el('figure', 'tile');
     t.dataset.user = user;
-    const video = el('video');
-    video.autoplay = true;
-    video.playsInline = true;
-    const cap = el('figcaption');
-    cap.append(el('span', 'name', displayName(user)), el('span', 'quality'));
-    t.append(video, cap);
-    if (ui) ui.grid.appendChild(t);
+    const name = t.querySelector('.name');
+    if (name) name.textContent = displayName(user);
+    const face = t.querySelector('.placeholder .avatar');
+    if (face) {
+      face.textContent = (displayName(user)[0] || '?').toUpperCase();
+      face.classList.add(`c${avatarColour(user)}`);
+    }
+    if (ui) { ui.grid.appendChild(t); layout(); }
     return t;
   }
 
   function play(t, stream) {
     const video = t.querySelector('video');
     if (video.srcObject !== stream) video.srcObject = stream;
+    // A voice call (or a camera that never came) shows the face instead.
+    const hasVideo = () => stream.getVideoTracks().some((tr) => tr.readyState === 'live');
+    if (!t.dataset.videoMuted) t.dataset.video = hasVideo() ? 'on' : 'off';
+    stream.onaddtrack = () => { if (!t.dataset.videoMuted) t.dataset.video = hasVideo() ? 'on' : 'off'; };
+    listen(t, stream);
+  }
+
+  // A party's `sdp_stream_metadata`: their camera or microphone muted, shown on their tile.
+  function remoteState(t, meta) {
+    if (!t || !meta) return;
+    const usermedia = Object.values(meta).find((m) => m && m.purpose === 'm.usermedia');
+    if (!usermedia) return;
+    t.dataset.audio = usermedia.audio_muted ? 'off' : 'on';
+    t.dataset.videoMuted = usermedia.video_muted ? 'yes' : '';
+    const video = t.querySelector('video');
+    const live = video && video.srcObject && video.srcObject.getVideoTracks().length > 0;
+    t.dataset.video = usermedia.video_muted || !live ? 'off' : 'on';
   }
 
   // Connection quality on a tile, from `media.stats`: round-trip time and packet loss.
   function quality(t, s) {
     const q = t.querySelector('.quality');
+    if (!q) return;
     let level = 'unknown';
     if (s.rtt !== null) level = s.rtt < 0.15 && s.lossRate < 0.02 ? 'good' : s.rtt < 0.4 && s.lossRate < 0.08 ? 'fair' : 'poor';
     q.dataset.level = level;
@@ -122,70 +150,219 @@ export function createCallUi({ displayName, currentRoom, media, actions }) {
     q.title = s.rtt === null ? 'connecting' : `round trip ${Math.round(s.rtt * 1000)} ms, loss ${(s.lossRate * 100).toFixed(1)} %`;
   }
 
-  // Opens the call section with our own video and the tiles already made.
-  function show(tiles) {
-    if (ui) return;
-    const root = el('section', 'call');
-    root.id = 'call';
-    root.setAttribute('aria-label', 'Call');
-    const grid = el('div', 'grid');
-    const self = el('figure', 'tile self');
-    const selfVideo = el('video');
-    selfVideo.autoplay = true;
-    selfVideo.muted = true;
-    selfVideo.playsInline = true;
-    selfVideo.srcObject = media.local;
-    self.append(selfVideo, el('figcaption', '', 'You'));
-    grid.appendChild(self);
-    const statusLine = el('p', 'status');
-    statusLine.setAttribute('aria-live', 'polite');
-    const bar = el('div', 'controls');
-    const mute = button('Mute', 'mute', () => {
-      const on = media.toggle('audio');
-      if (on === null) return;
-      mute.textContent = on ? 'Mute' : 'Unmute';
-      mute.setAttribute('aria-pressed', String(!on));
-    });
-    const cam = button('Camera off', 'camera', () => {
-      const on = media.toggle('video');
-      if (on === null) return;
-      cam.textContent = on ? 'Camera off' : 'Camera on';
-      cam.setAttribute('aria-pressed', String(!on));
-    });
-    const share = button('Share screen', 'share', () => media.toggleShare((sharing) => {
-      share.textContent = sharing ? 'Stop sharing' : 'Share screen';
-    }));
-    const devices = el('select', 'devices');
-    devices.setAttribute('aria-label', 'Camera and microphone');
-    devices.addEventListener('change', () => {
-      const [kind, deviceId] = devices.value.split('|');
-      media.switchDevice(kind, deviceId);
-    });
-    const hang = button('Hang up', 'hangup', () => actions.hangup());
-    bar.append(mute, cam, share, devices, hang);
-    root.append(grid, statusLine, bar);
-    document.body.appendChild(root);
-    ui = { root, grid, status: statusLine, devices };
-    for (const t of tiles) grid.appendChild(t);
-    listDevices();
-    statsTimer = setInterval(actions.tick, 2000);
+  // Who is speaking: each tile's audio level (Web Audio), its outline lit while it talks.
+  let audio = null;
+  function listen(t, stream) {
+    if (!stream.getAudioTracks().length) return;
+    try {
+      if (!audio) audio = { ctx: new AudioContext(), meters: new Map(), timer: null };
+      const old = audio.meters.get(t);
+      if (old && old.stream === stream) return;
+      const source = audio.ctx.createMediaStreamSource(stream);
+      const analyser = audio.ctx.createAnalyser();
+      analyser.fftSize = 512;
+      source.connect(analyser);
+      audio.meters.set(t, { stream, analyser, data: new Float32Array(analyser.fftSize), loud: 0 });
+      if (!audio.timer) audio.timer = setInterval(meter, 150);
+    } catch { /* no Web Audio: no speaking outline */ }
   }
 
-  function hide() {
+  function meter() {
+    for (const [t, m] of audio.meters) {
+      if (!t.isConnected) { audio.meters.delete(t); continue; }
+      m.analyser.getFloatTimeDomainData(m.data);
+      let sum = 0;
+      for (const x of m.data) sum += x * x;
+      const rms = Math.sqrt(sum / m.data.length);
+      m.loud = rms > 0.02 && t.dataset.audio !== 'off' ? 4 : Math.max(0, m.loud - 1);
+      t.classList.toggle('speaking', m.loud > 0);
+    }
+  }
+
+  function stopMeters() {
+    if (!audio) return;
+    clearInterval(audio.timer);
+    audio.ctx.close().catch(() => {});
+    audio = null;
+  }
+
+  // The grid's shape follows the number of people (1–6), and a phone held upright.
+  function layout() {
+    if (!ui) return;
+    const n = ui.grid.querySelectorAll('.tile').length;
+    ui.grid.dataset.count = String(Math.min(n, 6));
+  }
+
+  // The call's timer: from when the first person is connected.
+  function connected() {
+    if (!ui || ui.started) return;
+    ui.started = Date.now();
+    const tick = () => {
+      if (!ui) return;
+      const s = Math.floor((Date.now() - ui.started) / 1000);
+      const h = Math.floor(s / 3600);
+      const mm = String(Math.floor((s % 3600) / 60)).padStart(h ? 2 : 1, '0');
+      ui.timer.textContent = `${h ? `${h}:` : ''}${mm}:${String(s % 60).padStart(2, '0')}`;
+    };
+    tick();
+    ui.clock = setInterval(tick, 1000);
+  }
+
+  // What to call the call: the room (or person) as the page names it.
+  function titleOf(room_id) {
+    const link = document.querySelector(`#room-list a[data-room-id="${CSS.escape(room_id)}"] .name`);
+    if (link) return link.textContent;
+    const head = room_id === currentRoom && document.querySelector('.room-head h1');
+    return head ? head.textContent.trim() : 'Call';
+  }
+
+  function press(btn, on, label, title) {
+    btn.setAttribute('aria-pressed', String(on));
+    btn.querySelector('.label').textContent = label;
+    if (title) btn.title = title;
+  }
+
+  // Opens the call screen with our own video and the tiles already made. On a room page
+  // for the call's room, the room's messages stay beside it (desktop) or one tap away (phone).
+  function show(tiles, { roomId, media: kind } = {}) {
+    if (ui && ui.root.classList.contains('ended')) hide();
+    if (ui) return;
+    const root = clone('call-template');
+    if (!root) return;
+    const app = document.querySelector('.app.in-room');
+    const beside = !!(app && roomId && roomId === currentRoom && document.getElementById('timeline'));
+    const grid = root.querySelector('.grid');
+    const self = tile(me);
+    self.classList.add('self');
+    self.querySelector('.name').textContent = 'You';
+    const selfVideo = self.querySelector('video');
+    selfVideo.muted = true;
+    selfVideo.srcObject = media.local;
+    self.dataset.video = media.local && media.local.getVideoTracks().length ? 'on' : 'off';
+    grid.appendChild(self);
+    const title = titleOf(roomId);
+    root.querySelector('.call-title h2').textContent = title;
+    root.setAttribute('aria-label', `Call: ${title}`);
+    const controls = root.querySelector('.controls');
+    const mute = controls.querySelector('.mute');
+    const cam = controls.querySelector('.camera');
+    const share = controls.querySelector('.share');
+    const chat = controls.querySelector('.chat');
+    const toggleMute = () => {
+      const on = media.toggle('audio');
+      if (on === null) return;
+      press(mute, !on, on ? 'Mute' : 'Unmute', on ? 'Mute (M)' : 'Unmute (M)');
+      self.dataset.audio = on ? 'on' : 'off';
+      actions.metadata();
+    };
+    const toggleCam = () => {
+      const on = media.toggle('video');
+      if (on === null) return;
+      press(cam, !on, on ? 'Camera' : 'Camera on', on ? 'Camera off (V)' : 'Camera on (V)');
+      self.dataset.video = on ? 'on' : 'off';
+      actions.metadata();
+    };
+    mute.addEventListener('click', toggleMute);
+    cam.addEventListener('click', toggleCam);
+    if (kind === 'voice' || !(media.local && media.local.getVideoTracks().length)) cam.hidden = true;
+    share.hidden = !(navigator.mediaDevices && navigator.mediaDevices.getDisplayMedia);
+    share.addEventListener('click', () => media.toggleShare((sharing) => {
+      press(share, sharing, sharing ? 'Stop sharing' : 'Share');
+    }));
+    const settings = root.querySelector('dialog.call-settings');
+    controls.querySelector('.devices').addEventListener('click', async () => {
+      await listDevices();
+      settings.showModal();
+    });
+    for (const sel of settings.querySelectorAll('select')) {
+      sel.addEventListener('change', () => media.switchDevice(sel.classList.contains('camera') ? 'videoinput' : 'audioinput', sel.value));
+    }
+    chat.hidden = !beside;
+    chat.addEventListener('click', () => {
+      const open = !app.classList.contains('call-chat');
+      app.classList.toggle('call-chat', open);
+      press(chat, open, open ? 'Back to call' : 'Chat');
+      if (open) document.querySelector('#composer textarea')?.focus();
+    });
+    controls.querySelector('.hangup').addEventListener('click', () => actions.hangup());
+    root.querySelector('.close-call').addEventListener('click', () => hide());
+    root.querySelector('.call-again').addEventListener('click', () => {
+      const again = ui && ui.again;
+      hide();
+      if (again) actions.start(again.roomId, again.media);
+    });
+    // M, V and Esc while the call is open (not while typing).
+    const keys = (e) => {
+      if (!ui || e.defaultPrevented || e.ctrlKey || e.metaKey || e.altKey || document.querySelector('dialog[open]')) return;
+      const typing = e.target.closest && e.target.closest('input, textarea, select, [contenteditable]');
+      if (typing) return;
+      if (ui.root.querySelector('.ended:not([hidden])')) { if (e.key === 'Escape') hide(); return; }
+      if (e.key === 'm' || e.key === 'M') { e.preventDefault(); toggleMute(); }
+      else if ((e.key === 'v' || e.key === 'V') && !cam.hidden) { e.preventDefault(); toggleCam(); }
+      else if (e.key === 'Escape') {
+        e.preventDefault();
+        ask({ title: 'Leave the call?', detail: `You will stop hearing and seeing the others in ${title}.`, action: 'Leave call' })
+          .then((yes) => { if (yes) actions.hangup(); });
+      }
+    };
+    document.addEventListener('keydown', keys);
+    if (beside) { app.classList.add('in-call'); app.appendChild(root); } else document.body.appendChild(root);
+    ui = {
+      root, grid, status: root.querySelector('.status'), timer: root.querySelector('.timer'), settings,
+      keys, app: beside ? app : null, again: { roomId, media: kind }, started: 0, clock: null,
+    };
+    for (const t of tiles) grid.appendChild(t);
+    layout();
+    listen(self, media.local);
+    statsTimer = setInterval(actions.tick, 2000);
+    mute.focus();
+  }
+
+  // Closes the call screen; with `note` ("Ben declined"), it stays, saying so, with Close and
+  // Call again, until the user closes it.
+  function hide(note) {
     clearInterval(statsTimer);
-    if (ui) ui.root.remove();
+    if (!ui) return;
+    clearInterval(ui.clock);
+    if (note) {
+      ui.root.classList.add('ended');
+      ui.root.querySelector('.ended-text').textContent = note;
+      ui.root.querySelector('.ended').hidden = false;
+      ui.root.querySelector('.controls').hidden = true;
+      ui.grid.hidden = true;
+      ui.status.textContent = '';
+      ui.timer.textContent = 'Call ended';
+      ui.settings.close();
+      stopMeters();
+      ui.root.querySelector('.call-again').focus();
+      return;
+    }
+    document.removeEventListener('keydown', ui.keys);
+    if (ui.app) ui.app.classList.remove('in-call', 'call-chat');
+    ui.settings.close();
+    ui.root.remove();
     ui = null;
+    stopMeters();
   }
 
   async function listDevices() {
     if (!ui) return;
     const list = await media.inputs();
     if (!ui) return;
-    ui.devices.replaceChildren();
-    for (const d of list) {
-      const o = el('option', '', `${d.kind === 'videoinput' ? 'Camera' : 'Mic'}: ${d.label || d.deviceId.slice(0, 8)}`);
-      o.value = `${d.kind}|${d.deviceId}`;
-      ui.devices.appendChild(o);
+    const current = (kind) => {
+      const track = media.local && (kind === 'videoinput' ? media.local.getVideoTracks() : media.local.getAudioTracks())[0];
+      return track ? track.getSettings().deviceId : null;
+    };
+    for (const [sel, kind, none] of [[ui.settings.querySelector('.camera'), 'videoinput', 'No camera'], [ui.settings.querySelector('.microphone'), 'audioinput', 'No microphone']]) {
+      const mine = list.filter((d) => d.kind === kind);
+      sel.replaceChildren(...mine.map((d, i) => {
+        const o = el('option', '', d.label || `${kind === 'videoinput' ? 'Camera' : 'Microphone'} ${i + 1}`);
+        o.value = d.deviceId;
+        o.selected = d.deviceId === current(kind);
+        return o;
+      }));
+      if (!mine.length) sel.append(el('option', '', none));
+      sel.disabled = !mine.length;
     }
   }
 
@@ -225,7 +402,7 @@ export function createCallUi({ displayName, currentRoom, media, actions }) {
   }
 
   return {
-    status, alert: alertUser, ring, unring, tile, play, quality, show, hide,
+    status, alert: alertUser, ring, unring, tile, play, quality, show, hide, connected, remoteState,
     placeCallBar, clearCallBar, showJoinButtons, renderedRosters, setupButtons,
   };
 }

@@ -29,12 +29,13 @@ function build() {
   document.body.append(dialog);
 }
 
-// Asks; resolves to whether the user confirmed.
-function ask(form) {
+// Asks `title` ("Leave Lobby?"), saying `detail` (what happens), with `action` on the
+// danger button; resolves to whether the user confirmed.
+export function ask({ title, detail = '', action = 'Confirm' }) {
   if (!dialog) build();
-  dialog.querySelector('#confirm-title').textContent = form.dataset.confirm;
-  dialog.querySelector('#confirm-detail').textContent = form.dataset.confirmDetail || '';
-  dialog.querySelector('button[value="ok"]').textContent = form.dataset.confirmAction || 'Confirm';
+  dialog.querySelector('#confirm-title').textContent = title;
+  dialog.querySelector('#confirm-detail').textContent = detail;
+  dialog.querySelector('button[value="ok"]').textContent = action;
   const back = document.activeElement;
   dialog.returnValue = '';
   dialog.showModal();
@@ -55,7 +56,7 @@ export function setupConfirm() {
     e.preventDefault();
     e.stopImmediatePropagation();
     const submitter = e.submitter;
-    ask(form).then((ok) => {
+    ask({ title: form.dataset.confirm, detail: form.dataset.confirmDetail, action: form.dataset.confirmAction }).then((ok) => {
       if (!ok) return;
       form.dataset.confirmed = 'yes';
       form.requestSubmit(submitter && submitter.form === form ? submitter : undefined);

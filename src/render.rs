@@ -35,6 +35,20 @@ pub enum Icon {
     Pin,
     /// Close a panel.
     Close,
+    /// A microphone (on).
+    Mic,
+    /// A microphone, muted.
+    MicOff,
+    /// A camera, off.
+    CameraOff,
+    /// Sharing the screen.
+    Screen,
+    /// Device settings.
+    Gear,
+    /// The room's chat.
+    Chat,
+    /// Leaving a call.
+    HangUp,
 }
 
 /// An icon, hidden from assistive tech (its button says what it does).
@@ -58,6 +72,25 @@ pub fn icon(which: Icon) -> Markup {
         }
         Icon::Pin => "<path d=\"M9 3.5h6l-1 6 3.5 3.5h-11L10 9.5z\"/><path d=\"M12 13v7.5\"/>",
         Icon::Close => "<path d=\"M6 6l12 12M18 6L6 18\"/>",
+        Icon::Mic => {
+            "<rect x=\"9\" y=\"3\" width=\"6\" height=\"11\" rx=\"3\"/><path d=\"M5.5 11a6.5 6.5 0 0 0 13 0M12 17.5V21\"/>"
+        }
+        Icon::MicOff => {
+            "<rect x=\"9\" y=\"3\" width=\"6\" height=\"11\" rx=\"3\"/><path d=\"M5.5 11a6.5 6.5 0 0 0 13 0M12 17.5V21M4 4l16 16\"/>"
+        }
+        Icon::CameraOff => {
+            "<rect x=\"2.5\" y=\"6\" width=\"13\" height=\"12\" rx=\"2.5\"/><path d=\"M15.5 10.5l6-3.5v10l-6-3.5zM3 3l18 18\"/>"
+        }
+        Icon::Screen => {
+            "<rect x=\"3\" y=\"4\" width=\"18\" height=\"12\" rx=\"2\"/><path d=\"M8 20h8M12 16v4M12 13V7M9 9.5l3-3 3 3\"/>"
+        }
+        Icon::Gear => {
+            "<circle cx=\"12\" cy=\"12\" r=\"3\"/><path d=\"M12 2.5v3M12 18.5v3M2.5 12h3M18.5 12h3M5.3 5.3l2.1 2.1M16.6 16.6l2.1 2.1M5.3 18.7l2.1-2.1M16.6 7.4l2.1-2.1\"/>"
+        }
+        Icon::Chat => "<path d=\"M4 5h16v11H9.5L4 20.5z\"/>",
+        Icon::HangUp => {
+            "<path d=\"M2.5 14.5c5.3-5.2 13.7-5.2 19 0l-2.3 2.7-3.8-1.5v-2.8a11 11 0 0 0-6.8 0v2.8l-3.8 1.5z\"/>"
+        }
     };
     html! {
         svg.icon viewBox="0 0 24 24" width="20" height="20" aria-hidden="true" focusable="false" fill="none"
@@ -184,6 +217,7 @@ pub fn layout(title: &str, user: Option<&str>, since: Option<u64>, body: Markup)
                 }
                 (body)
                 @if user.is_some() {
+                    (call_templates())
                     // What the live client announces to screen readers (new messages).
                     div.sr-only #announce aria-live="polite" aria-atomic="true" {}
                 }
@@ -352,7 +386,7 @@ pub fn home(user: &str, since: u64, rooms: &[MyRoom], d: &DirectoryView<'_>, pre
                             p.lead { "Rooms are where your conversations live. Start one for your family, team or friends, or join one below." }
                         } @else {
                             h1 { "Your rooms" }
-                            p.lead { "Pick a room on the left, or start something new." }
+                            p.lead { "Pick a room from the list, or start something new." }
                         }
                         div.actions {
                             details.action #new open[first_run] {
@@ -657,6 +691,72 @@ pub fn room_page(v: &RoomView<'_>) -> Markup {
             }
         },
     )
+}
+
+/// The call screen and a call tile, as templates the call client clones (calls ring on every
+/// signed-in page): a header with who and how long, the tiles, the ended state ("Ben
+/// declined"), a bar of controls with icons, labels and shortcuts, and the device settings.
+pub fn call_templates() -> Markup {
+    html! {
+        template #call-template {
+            section.call #call aria-label="Call" {
+                header.call-head {
+                    div.call-title {
+                        h2 {}
+                        span.timer role="timer" { "Calling…" }
+                    }
+                    p.status aria-live="polite" {}
+                }
+                div.grid data-count="1" {}
+                div.ended hidden {
+                    p.ended-text role="status" {}
+                    div.actions {
+                        button.secondary.close-call type="button" { "Close" }
+                        button.call-again type="button" { "Call again" }
+                    }
+                }
+                div.controls role="toolbar" aria-label="Call controls" {
+                    button.ctl.mute type="button" aria-pressed="false" aria-keyshortcuts="M" title="Mute (M)" {
+                        span.on { (icon(Icon::Mic)) } span.off { (icon(Icon::MicOff)) } span.label { "Mute" }
+                    }
+                    button.ctl.camera type="button" aria-pressed="false" aria-keyshortcuts="V" title="Camera off (V)" {
+                        span.on { (icon(Icon::Video)) } span.off { (icon(Icon::CameraOff)) } span.label { "Camera" }
+                    }
+                    button.ctl.share type="button" aria-pressed="false" title="Share your screen" {
+                        (icon(Icon::Screen)) span.label { "Share" }
+                    }
+                    button.ctl.devices type="button" aria-haspopup="dialog" title="Camera and microphone" {
+                        (icon(Icon::Gear)) span.label { "Devices" }
+                    }
+                    button.ctl.chat type="button" aria-pressed="false" title="The room's messages" {
+                        (icon(Icon::Chat)) span.label { "Chat" }
+                    }
+                    button.ctl.hangup type="button" aria-keyshortcuts="Escape" title="Leave the call (Esc)" {
+                        (icon(Icon::HangUp)) span.label { "Leave" }
+                    }
+                }
+                dialog.call-settings aria-labelledby="call-settings-title" {
+                    form method="dialog" {
+                        h2 #call-settings-title { "Camera and microphone" }
+                        label { "Camera" select.camera {} }
+                        label { "Microphone" select.microphone {} }
+                        div.actions { button type="submit" { "Done" } }
+                    }
+                }
+            }
+        }
+        template #call-tile {
+            figure.tile data-video="on" data-audio="on" {
+                video autoplay playsinline {}
+                div.placeholder aria-hidden="true" { span.avatar.big {} }
+                figcaption {
+                    span.muted-mic title="Muted" { (icon(Icon::MicOff)) span.sr-only { "muted" } }
+                    span.name {}
+                    span.quality {}
+                }
+            }
+        }
+    }
 }
 
 /// A room's call bar: who is in each of its calls (conference id, people in joining order),
@@ -1548,9 +1648,17 @@ pub fn error_page(status: u16, message: &str) -> Markup {
         None,
         html! {
             main.auth {
-                h1 { "Something went wrong" }
-                p.error { (status) " — " (message) }
-                p { a href="/rooms" { "Back to your rooms" } }
+                h1 {
+                    @match status {
+                        404 => "Not found",
+                        403 | 401 => "Not allowed",
+                        400..=499 => "That did not work",
+                        _ => "Something went wrong",
+                    }
+                }
+                p.error { (message) }
+                p.muted { "Error " (status) }
+                p { a.button.secondary href="/rooms" { "Back to your rooms" } }
             }
         },
     )

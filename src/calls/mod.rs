@@ -69,7 +69,8 @@ pub const HANGUP_REASONS: [&str; 7] =
 pub const LIFETIME_MS: std::ops::RangeInclusive<u64> = 5_000..=120_000;
 
 pub use crate::events::call::{
-    ANSWER, CANDIDATES, HANGUP, INVITE, NEGOTIATE, REJECT, SELECT_ANSWER, TYPES, is_call_event,
+    ANSWER, CANDIDATES, HANGUP, INVITE, NEGOTIATE, REJECT, SDP_STREAM_METADATA_CHANGED, SELECT_ANSWER, TYPES,
+    is_call_event,
 };
 
 pub use crate::store::calls::CallRecord;
@@ -177,6 +178,7 @@ pub fn clean_content(kind: &str, content: &Value) -> Result<Value> {
         CANDIDATES => out["candidates"] = check_candidates(&get("candidates"))?,
         SELECT_ANSWER => out["selected_party_id"] = json!(check_id("selected_party_id", &get("selected_party_id"))?),
         REJECT => {}
+        SDP_STREAM_METADATA_CHANGED => out["sdp_stream_metadata"] = check_stream_metadata(&get("sdp_stream_metadata"))?,
         HANGUP => {
             let reason = get("reason");
             let reason = reason.as_str().unwrap_or("user_hangup");
@@ -188,6 +190,40 @@ pub fn clean_content(kind: &str, content: &Value) -> Result<Value> {
         _ => return Err(Error::bad(format!("unknown call signal {kind:?}"))),
     }
     Ok(out)
+}
+
+/// Streams a party may describe in one `sdp_stream_metadata`.
+const MAX_STREAMS: usize = 8;
+
+/// `sdp_stream_metadata` (Matrix VoIP): stream id -> `{purpose, audio_muted, video_muted}`,
+/// copied field by field (other fields are dropped).
+fn check_stream_metadata(v: &Value) -> Result<Value> {
+    let map = v.as_object().ok_or_else(|| Error::bad("sdp_stream_metadata must be an object"))?;
+    if map.len() > MAX_STREAMS {
+        return Err(Error::bad(format!("sdp_stream_metadata describes at most {MAX_STREAMS} streams")));
+    }
+    let mut out = serde_json::Map::new();
+    for (id, meta) in map {
+        if id.is_empty() || id.len() > 255 || id.chars().any(char::is_control) {
+            return Err(Error::bad("a stream id must be 1-255 printable characters"));
+        }
+        let purpose = match meta.get("purpose").and_then(Value::as_str) {
+            Some(p @ ("m.usermedia" | "m.screenshare")) => p,
+            _ => return Err(Error::bad("a stream's purpose must be m.usermedia or m.screenshare")),
+        };
+        let flag = |k: &str| -> Result<bool> {
+            match meta.get(k) {
+                None => Ok(false),
+                Some(Value::Bool(b)) => Ok(*b),
+                Some(_) => Err(Error::bad(format!("{k} must be true or false"))),
+            }
+        };
+        out.insert(
+            id.clone(),
+            json!({ "purpose": purpose, "audio_muted": flag("audio_muted")?, "video_muted": flag("video_muted")? }),
+        );
+    }
+    Ok(Value::Object(out))
 }
 
 /// Checks a signal against the call's record (inside the write job) and returns the record as
@@ -456,6 +492,29 @@ mod tests {
         assert!(clean_content(CANDIDATES, &cands).is_err());
         let forged = json!({ "call_id": "c1", "party_id": "p", "chat.call": { "duration_ms": 1 } });
         assert!(clean_content(HANGUP, &forged).unwrap().get("chat.call").is_none());
+    }
+
+    #[test]
+    fn stream_metadata_is_checked_and_rebuilt() {
+        let meta = |m: Value| json!({ "call_id": "c1", "party_id": "p", "sdp_stream_metadata": m });
+        let ok = clean_content(
+            SDP_STREAM_METADATA_CHANGED,
+            &meta(json!({ "s1": { "purpose": "m.usermedia", "audio_muted": true, "extra": 1 } })),
+        )
+        .unwrap();
+        assert_eq!(
+            ok["sdp_stream_metadata"],
+            json!({ "s1": { "purpose": "m.usermedia", "audio_muted": true, "video_muted": false } })
+        );
+        for bad in [
+            json!([]),
+            json!({ "s1": { "purpose": "m.other" } }),
+            json!({ "s1": { "purpose": "m.usermedia", "video_muted": "yes" } }),
+            json!({ "": { "purpose": "m.usermedia" } }),
+            Value::Object((0..9).map(|i| (format!("s{i}"), json!({ "purpose": "m.usermedia" }))).collect()),
+        ] {
+            assert!(clean_content(SDP_STREAM_METADATA_CHANGED, &meta(bad.clone())).is_err(), "{bad}");
+        }
     }
 
     #[test]

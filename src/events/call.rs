@@ -16,8 +16,13 @@ pub const NEGOTIATE: &str = "m.call.negotiate";
 /// Either party ends the call.
 pub const HANGUP: &str = "m.call.hangup";
 
+/// A party's streams changed: what each carries (camera or screen) and whether its audio or
+/// video is muted.
+pub const SDP_STREAM_METADATA_CHANGED: &str = "m.call.sdp_stream_metadata_changed";
+
 /// Every signal type.
-pub const TYPES: [&str; 7] = [INVITE, ANSWER, CANDIDATES, SELECT_ANSWER, REJECT, NEGOTIATE, HANGUP];
+pub const TYPES: [&str; 8] =
+    [INVITE, ANSWER, CANDIDATES, SELECT_ANSWER, REJECT, NEGOTIATE, HANGUP, SDP_STREAM_METADATA_CHANGED];
 
 /// Whether an event type is call signalling (delivered on the priority lanes).
 pub fn is_call_event(kind: &str) -> bool {

@@ -85,13 +85,29 @@ try {
   const benStats = await mediaFlows(ben, 1);
   log(`ana decoded ${anaStats[0].framesDecoded} frames, ben ${benStats[0].framesDecoded}, relay/relay`);
   await ana.page.screenshot({ path: `${shots}/call-ana.png` });
-  // In-call controls act on the local tracks.
+  // The call screen: who, and for how long.
+  await ana.page.waitForFunction(() => /^\d+:\d\d$/.test(document.querySelector('#call .timer').textContent), null, { timeout });
+  if (await ana.page.textContent('#call .call-title h2') !== 'Calls') fail('the call screen does not name the room');
+  // In-call controls act on the local tracks, and the other side sees it on the tile: a muted
+  // microphone, then (V on the keyboard) the camera off and the face instead of the video.
   await ana.page.click('#call button.mute');
   if (await ana.page.evaluate(() => document.querySelector('#call button.mute').getAttribute('aria-pressed')) !== 'true') {
     fail('mute did not toggle');
   }
-  await ana.page.click('#call button.camera');
-  await ana.page.waitForSelector('#call button.camera:text-is("Camera on")', { timeout });
+  if (await ana.page.evaluate(() => window.chatCalls.micEnabled()) !== false) fail('mute left the microphone on');
+  await ben.page.waitForSelector('#call .tile[data-user^="@ana:"][data-audio="off"] .muted-mic', { timeout });
+  await ana.page.keyboard.press('v');
+  await ana.page.waitForSelector('#call button.camera[aria-pressed="true"]', { timeout });
+  await ben.page.waitForSelector('#call .tile[data-user^="@ana:"][data-video="off"] .placeholder .avatar', { timeout });
+  await ana.page.keyboard.press('m');
+  await ben.page.waitForSelector('#call .tile[data-user^="@ana:"][data-audio="on"]', { timeout });
+  await ana.page.screenshot({ path: `${shots}/call-ana-camera-off.png` });
+  await ben.page.screenshot({ path: `${shots}/call-ben-sees-camera-off.png` });
+  // Esc asks before leaving; Cancel keeps the call.
+  await ana.page.keyboard.press('Escape');
+  await ana.page.waitForSelector('dialog.confirm[open] #confirm-title:text-is("Leave the call?")', { timeout });
+  await ana.page.click('dialog.confirm button[value="cancel"]');
+  if (!(await ana.page.$('#call .tile[data-user^="@ben:"]'))) fail('Cancel left the call');
   // Ben hangs up: both calls end, and both timelines show the call with its length.
   await ben.page.click('#call button.hangup');
   await callEnded(ben);
@@ -105,6 +121,10 @@ try {
   await clickCall(ana);
   await ben.page.waitForSelector('#ringing .ring button.decline', { timeout });
   await ben.page.click('#ringing .ring button.decline');
+  // The caller is told, and closes the screen (or calls again).
+  await ana.page.waitForSelector('#call .ended-text:text-is("ben declined the call")', { timeout });
+  await ana.page.screenshot({ path: `${shots}/call-declined.png` });
+  await ana.page.click('#call button.close-call');
   await callEnded(ana);
   await ana.page.waitForSelector('#timeline li.call:has-text("ben declined the video call from ana")', { timeout });
   await benOther.waitForSelector('#ringing', { state: 'detached', timeout });
@@ -114,6 +134,8 @@ try {
   log('call 3: missed');
   await clickCall(ana);
   await ben.page.waitForSelector('#ringing .ring', { timeout });
+  await ana.page.waitForSelector('#call .ended-text:text-is("ben did not answer")', { timeout });
+  await ana.page.keyboard.press('Escape');
   await callEnded(ana);
   await ben.page.waitForSelector('#ringing', { state: 'detached', timeout });
   for (const p of [ana, ben]) await p.page.waitForSelector('#timeline li.call:has-text("Missed video call from ana")', { timeout });
@@ -154,11 +176,11 @@ try {
   const label = () => ana.page.evaluate(() => window.chatCalls.senderLabels());
   const camera = await label();
   await ana.page.click('#call button.share');
-  await ana.page.waitForSelector('#call button.share:text-is("Stop sharing")', { timeout });
+  await ana.page.waitForSelector('#call button.share[aria-pressed="true"]', { timeout });
   const shared = await label();
   if (shared.some((l, i) => l === camera[i])) fail(`screen share did not replace the video: ${camera} -> ${shared}`);
   await ana.page.click('#call button.share');
-  await ana.page.waitForSelector('#call button.share:text-is("Share screen")', { timeout });
+  await ana.page.waitForSelector('#call button.share[aria-pressed="false"]', { timeout });
   if (JSON.stringify(await label()) !== JSON.stringify(camera)) fail('the camera did not come back after sharing');
   await cy.page.click('#call button.hangup');
   await callEnded(cy);

@@ -9,7 +9,11 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { start, register } from './people.mjs';
 
-const { base, browser, shots } = await start('design.mjs');
+// Calls as in calls.mjs: fake camera and microphone, loopback WebRTC, media through our relay.
+const { base, browser, shots } = await start('design.mjs', {
+  args: ['--disable-quic', '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
+    '--allow-loopback-in-peer-connection', '--autoplay-policy=no-user-gesture-required', '--disable-features=WebRtcHideLocalIpsWithMdns'],
+});
 const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 const [adminName, adminPassword] = (process.env.CHAT_ADMIN || ':').split(':');
 const SIZES = [[1366, 800, 'desktop'], [390, 844, 'phone']];
@@ -92,8 +96,11 @@ try {
   await audit(anon, 'register');
 
   // First run: a new account with no rooms.
-  const ana = await register(browser, base, `ana${sfx}`, { viewport: { width: 1366, height: 800 } });
-  const ben = await register(browser, base, `ben${sfx}`, { viewport: { width: 1366, height: 800 } });
+  const media = { viewport: { width: 1366, height: 800 }, permissions: ['camera', 'microphone'] };
+  const ana = await register(browser, base, `ana${sfx}`, media);
+  const ben = await register(browser, base, `ben${sfx}`, media);
+  // Calls relay through the server's TURN on 127.0.0.1, as in calls.mjs.
+  for (const p of [ana, ben]) await p.ctx.addInitScript(() => { window.CHAT_FORCE_RELAY = true; });
   await audit(ana.page, 'home-first-run');
 
   // A room with a conversation in it.
@@ -219,6 +226,45 @@ try {
   if (JSON.stringify(visible) !== JSON.stringify(['Garden club'])) fail(`filter "garden": ${JSON.stringify(visible)}`);
   await p.fill('#room-filter', 'zzzz');
   await p.waitForSelector('#room-filter-none:not([hidden])', { timeout });
+
+  // A call: Ben's phone rings; Ana's screen with the room beside it (desktop) or the call
+  // full screen with the room one tap away (phone); then a call Ben declines.
+  await p.goto(`${base}/rooms/${r}`);
+  await ben.page.goto(`${base}/rooms`);
+  for (const q of [p, ben.page]) await q.waitForSelector('#conn[data-state="live"]', { timeout });
+  await p.click('button[data-call="video"]');
+  await ben.page.waitForSelector('#ringing .ring button.accept', { timeout });
+  await audit(ben.page, 'incoming-call');
+  if (!(await ben.page.evaluate(() => document.activeElement && document.activeElement.matches('#ringing button.accept')))) fail('the incoming call did not take the focus');
+  await ben.page.click('#ringing .ring button.accept');
+  await p.waitForFunction(() => /^\d+:\d\d$/.test(document.querySelector('#call .timer').textContent), null, { timeout: 20000 });
+  // Ben's video on Ana's screen before the pictures are taken.
+  await p.waitForFunction(() => { const v = document.querySelector('#call .tile:not(.self) video'); return v && v.videoWidth > 0; }, null, { timeout: 20000 }).catch(async (e) => {
+    console.error(JSON.stringify(await p.evaluate(async () => ({ stats: await window.chatCalls.stats(), tiles: Array.from(document.querySelectorAll('#call .tile'), (t) => [t.dataset.user, t.dataset.state, t.querySelector('video').readyState, !!t.querySelector('video').srcObject]) }))));
+    throw e;
+  });
+  await audit(p, 'call', {
+    prepare: async (page, tag) => {
+      const chat = await page.$('#call .ctl.chat[aria-pressed="true"]:visible');
+      if (chat) await chat.click();
+      if (tag === 'phone' && await page.$('#call .ctl.chat:visible') === null) fail('no Chat button in a call on a phone');
+    },
+  });
+  await audit(p, 'call-chat', {
+    prepare: async (page, tag) => {
+      if (tag === 'phone' && !(await page.$('#call .ctl.chat[aria-pressed="true"]:visible'))) await page.click('#call .ctl.chat');
+    },
+  });
+  const chatOn = await p.$('#call .ctl.chat[aria-pressed="true"]:visible');
+  if (chatOn) await chatOn.click();
+  await p.click('#call .ctl.hangup');
+  await p.waitForSelector('#call', { state: 'detached', timeout });
+  await p.click('button[data-call="voice"]');
+  await ben.page.waitForSelector('#ringing .ring button.decline', { timeout });
+  await ben.page.click('#ringing .ring button.decline');
+  await p.waitForSelector('#call .ended-text', { timeout });
+  await audit(p, 'call-declined');
+  await p.click('#call .close-call');
 
   // The administrator's page.
   if (adminName) {
