@@ -242,7 +242,7 @@ if (me) {
   setupViewer();
   setupMentions({ roomId: currentRoom, input: document.querySelector('#composer textarea') });
   onLocalize(markMentions);
-  setupProfiles({ mention: composer.insert });
+  setupProfiles({ mention: composer.insert, roomId: currentRoom, notice });
   localize(document);
   timeline.decorate();
   timeline.setupHistory();

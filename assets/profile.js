@@ -2,13 +2,15 @@
 // server's <template id="profile-card"> filled with their face, name and id, with buttons to
 // write to them directly (the /dm form) or mention them in the composer. The name shown is
 // the room's; the card then asks the server for the profile (which asks a remote user's own
-// server) and shows the name they go by now. Esc or a click elsewhere closes it.
+// server) and shows the name they go by now. Esc or a click elsewhere closes it. A moderator
+// also gets Remove from room and Ban, each asked about first (saying what happens).
 
+import { ask } from './confirm.js';
 import { avatarColour, displayName, localpart, me } from './dom.js';
 
 let open = null;
 
-export function setupProfiles({ mention }) {
+export function setupProfiles({ mention, roomId, notice }) {
   const tpl = document.getElementById('profile-card');
   if (!tpl) return;
   const localServer = me ? me.slice(me.indexOf(':') + 1) : '';
@@ -32,6 +34,7 @@ export function setupProfiles({ mention }) {
       card.querySelector('.buttons').remove();
       card.querySelector('.self').hidden = false;
     }
+    moderation(card, user);
     const mentionBtn = card.querySelector('[data-act="mention"]');
     if (mentionBtn) {
       mentionBtn.addEventListener('click', () => {
@@ -49,6 +52,40 @@ export function setupProfiles({ mention }) {
     const first = card.querySelector('button');
     if (first) first.focus();
     refresh(card, user);
+  }
+
+  // Remove (kick) and Ban, for a member of the room the viewer may moderate (the server has
+  // the last word: a member of equal or higher power cannot be removed).
+  function moderation(card, user) {
+    const room = document.getElementById('room');
+    const box = card.querySelector('.moderate');
+    const member = document.querySelector(`#members li[title="${CSS.escape(user)}"]`);
+    if (!room || !box || !roomId || user === me || !member) return;
+    const roomName = (document.querySelector('.room-head h1')?.textContent || 'this room').trim();
+    const acts = [
+      ['kick', room.dataset.canKick === 'true', 'Remove', `Remove ${displayName(user)} from ${roomName}?`,
+        'They leave the room now. They can come back if the room is public or someone invites them.'],
+      ['ban', room.dataset.canBan === 'true', 'Ban', `Ban ${displayName(user)} from ${roomName}?`,
+        'They leave the room now and cannot join again, even when invited, until a moderator lifts the ban.'],
+    ];
+    for (const [act, allowed, action, title, detail] of acts) {
+      const b = box.querySelector(`[data-act="${act}"]`);
+      if (!b || !allowed) continue;
+      b.hidden = false;
+      box.hidden = false;
+      b.addEventListener('click', async () => {
+        close();
+        if (!(await ask({ title, detail, action }))) return;
+        const res = await fetch(`/api/v1/rooms/${encodeURIComponent(roomId)}/${act}`, {
+          method: 'POST', credentials: 'same-origin', headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ user_id: user }),
+        });
+        if (!res.ok) {
+          const why = await res.json().catch(() => ({}));
+          notice(`Not done: ${why.message || why.error || res.status}`);
+        }
+      });
+    }
   }
 
   async function refresh(card, user) {

@@ -583,6 +583,8 @@ pub struct RoomView<'a> {
     pub notify: crate::store::push::RoomPref,
     /// Who invited the viewer (an invitation).
     pub inviter: Option<&'a str>,
+    /// Who removed the viewer from this public room, if someone did.
+    pub removed_by: Option<&'a str>,
 }
 
 /// The room page.
@@ -602,6 +604,7 @@ pub fn room_page(v: &RoomView<'_>) -> Markup {
                     data-can-redact=(level >= pl.redact)
                     data-can-mention-room=(level >= pl.room_notification_level())
                     data-can-pin=(level >= pl.event_level(M_ROOM_PINNED_EVENTS, true))
+                    data-can-kick=(level >= pl.kick) data-can-ban=(level >= pl.ban)
                     data-jump=[v.jump.map(|j| j.0)] data-jump-pos=[v.jump.map(|j| j.1)]
                     data-max-upload=(v.max_upload) {
                     div.room-head {
@@ -679,7 +682,12 @@ pub fn room_page(v: &RoomView<'_>) -> Markup {
                         }
                         Access::CanJoin => {
                             div.invitation {
-                                p { "You are not in this room yet." }
+                                @if let Some(by) = v.removed_by {
+                                    p { strong data-name-of=(by) { (display_name(by)) } " removed you from this room." }
+                                    p.muted { "It is public: you can join again." }
+                                } @else {
+                                    p { "You are not in this room yet." }
+                                }
                                 form.inline method="post" action={ "/rooms/" (id) "/join" } { button type="submit" { "Join room" } }
                             }
                         }
@@ -1047,6 +1055,11 @@ pub fn profile_card() -> Markup {
                     button.secondary type="button" data-act="mention" { "Mention" }
                 }
                 p.muted.self hidden { "This is you · " a href="/settings" { "Change your name" } }
+                // For moderators (the room page's data-can-kick / data-can-ban), asked first.
+                div.moderate hidden {
+                    button.secondary.small.danger-text type="button" data-act="kick" hidden { "Remove from room" }
+                    button.danger.small type="button" data-act="ban" hidden { "Ban" }
+                }
             }
         }
     }

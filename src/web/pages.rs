@@ -273,15 +273,21 @@ async fn room_page(state: &AppState, s: &Session, id: &RoomId, jump: Option<(&st
         Membership::Leave if room.join_rule == JoinRule::Public => Access::CanJoin,
         _ => return outside(state, s, &room, membership),
     };
-    // Who sent the invitation (the sender of the viewer's member event).
-    let inviter = match access {
-        Access::Invited => state
+    // Who sent the invitation, or who removed the viewer from a public room (the sender of
+    // the viewer's member event).
+    let member_sender = match access {
+        Access::Invited | Access::CanJoin => state
             .store
             .snapshot()?
             .state_event_id(id, crate::events::M_ROOM_MEMBER, user)?
             .and_then(|e| state.store.event(&e).ok().flatten())
-            .map(|e| e.event.sender),
+            .map(|e| e.event.sender)
+            .filter(|sender| sender != user),
         _ => None,
+    };
+    let (inviter, removed_by) = match access {
+        Access::Invited => (member_sender, None),
+        _ => (None, member_sender),
     };
     let (mut events, next) = match access {
         Access::Member => state.store.timeline(id, None, FIRST_PAGE)?,
@@ -333,6 +339,7 @@ async fn room_page(state: &AppState, s: &Session, id: &RoomId, jump: Option<(&st
             .and_then(|p| p.rooms.get(room.room_id.as_str()).copied())
             .unwrap_or_default(),
         inviter: inviter.as_deref(),
+        removed_by: removed_by.as_deref(),
     };
     let names = names_for(state, Some(id), &mine)?;
     Ok(page(views::with_names(names, || views::room_page(&view))))

@@ -266,6 +266,38 @@ try {
   await audit(p, 'call-declined');
   await p.click('#call .close-call');
 
+  // Moderation: Ana (the room's creator) removes Ben from his card in the member list; the
+  // dialog says what it means, Cancel keeps him, Remove takes him out.
+  await p.goto(`${base}/rooms/${r}`);
+  const benRow = `#members li[title="@ben${sfx}:${new URL(base).host}"]`;
+  await p.click(`${benRow} .name`);
+  await p.waitForSelector('.profile-card [data-act="kick"]:visible', { timeout });
+  await audit(p, 'profile-card', {
+    // The card opens by the name clicked: again at each size (in the drawer on a phone).
+    prepare: async (page) => {
+      if (await page.$('.profile-card')) await page.keyboard.press('Escape');
+      await page.waitForSelector('.profile-card', { state: 'detached', timeout });
+      if (!(await page.$(`${benRow} .name:visible`))) await page.click('#room-info');
+      await page.click(`${benRow} .name`);
+      await page.waitForSelector('.profile-card [data-act="kick"]:visible', { timeout });
+    },
+  });
+  await p.setViewportSize({ width: 1366, height: 800 });
+  await p.reload();
+  await p.click(`${benRow} .name`);
+  await p.click('.profile-card [data-act="kick"]');
+  await p.waitForSelector(`dialog.confirm[open] #confirm-title:text-is("Remove ben${sfx} from Garden club?")`, { timeout });
+  if (!(await p.textContent('#confirm-detail')).includes('can come back')) fail('the remove dialog does not say what it means');
+  await p.click('dialog.confirm button[value="cancel"]');
+  await p.waitForSelector('dialog.confirm:not([open])', { state: 'attached', timeout });
+  if (!(await p.$(benRow))) fail('Cancel removed Ben');
+  await p.click(`${benRow} .name`);
+  await p.click('.profile-card [data-act="kick"]');
+  await p.click('dialog.confirm button[value="ok"]');
+  await p.waitForSelector(benRow, { state: 'detached', timeout });
+  await ben.page.goto(`${base}/rooms/${r}`);
+  if (!(await ben.page.textContent('main')).includes('removed')) fail('Ben is not told he was removed');
+
   // The administrator's page.
   if (adminName) {
     const admin = await (await browser.newContext()).newPage();
