@@ -123,6 +123,10 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
   }
 
   async function enter(room_id, conf_id, kind) {
+    try { await ui.ready(); } catch (e) {
+      ui.alert(`${e.message}; try again.`);
+      return false;
+    }
     try { await media.open(kind); } catch (e) {
       ui.alert(`Camera or microphone unavailable: ${e.message}`);
       return false;

@@ -70,6 +70,7 @@ export function createCallUi({ displayName, currentRoom, media, actions }) {
       box.setAttribute('aria-label', 'Incoming call');
       document.body.appendChild(box);
     }
+    ready().catch(() => { /* tried again on accepting */ });
     const row = el('div', 'ring');
     row.dataset.callId = call_id;
     const kind = ev.content['chat.media'] === 'voice' ? 'voice' : 'video';
@@ -97,7 +98,19 @@ export function createCallUi({ displayName, currentRoom, media, actions }) {
   }
 
   // ---- the call section ----------------------------------------------------------------
-  // The server renders the call screen and the tile as templates (render::call_templates).
+  // The server renders the call screen and the tile as templates (render::call_templates),
+  // fetched once, when a call starts or rings.
+  let templates = null;
+  function ready() {
+    if (!templates) {
+      templates = fetch('/fragments/call', { credentials: 'same-origin' })
+        .then((r) => (r.ok ? r.text() : Promise.reject(new Error(`the call screen did not load (${r.status})`))))
+        .then((html) => { document.body.append(fragment(html)); })
+        .catch((e) => { templates = null; throw e; });
+    }
+    return templates;
+  }
+
   function clone(id) {
     const t = document.getElementById(id);
     return t ? t.content.firstElementChild.cloneNode(true) : null;
@@ -402,7 +415,7 @@ export function createCallUi({ displayName, currentRoom, media, actions }) {
   }
 
   return {
-    status, alert: alertUser, ring, unring, tile, play, quality, show, hide, connected, remoteState,
+    ready, status, alert: alertUser, ring, unring, tile, play, quality, show, hide, connected, remoteState,
     placeCallBar, clearCallBar, showJoinButtons, renderedRosters, setupButtons,
   };
 }

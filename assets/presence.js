@@ -9,7 +9,12 @@ const PREVIEW_CHARS = 140;
 // A message's start as the room list and screen readers get it (files by what they are), as
 // the server's `push::preview_of` makes it.
 function previewText(content) {
-  const body = String((content && content.body) || '');
+  let body = String((content && content.body) || '');
+  // A reply's body starts with Matrix's quote of what it answers (lines of "> ", a blank line).
+  const rel = content && content['m.relates_to'];
+  const cut = body.indexOf('\n\n');
+  if (rel && rel['m.in_reply_to'] && body.startsWith('> <') && cut > 0
+    && body.slice(0, cut).split('\n').every((l) => l.startsWith('>'))) body = body.slice(cut + 2);
   let text;
   switch (content && content.msgtype) {
     case 'm.image': text = '📷 Photo'; break;

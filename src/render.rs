@@ -15,8 +15,8 @@ use crate::store::directory::{DirectoryPage, MAX_SEARCH_CHARS, PageToken};
 use crate::store::events::StoredEvent;
 use crate::store::rooms::{MyRoom, RoomRecord, UNREAD_CAP};
 
-/// The interface's icons: strokes in the text colour, 24-unit grid, drawn here (no icon font,
-/// no requests). Buttons that show one carry an `aria-label`.
+/// The interface's icons: strokes in the text colour on a 24-unit grid, drawn for this project
+/// (no icon font; one cached sprite). Buttons that show one carry an `aria-label`.
 #[derive(Clone, Copy)]
 pub enum Icon {
     /// Back to the room list.
@@ -51,53 +51,32 @@ pub enum Icon {
     HangUp,
 }
 
-/// An icon, hidden from assistive tech (its button says what it does).
+/// An icon from the sprite (`assets/icons.svg`, cached with the other assets), hidden from
+/// assistive tech (its button says what it does).
 pub fn icon(which: Icon) -> Markup {
-    let paths = match which {
-        Icon::Back => "<path d=\"M15 5l-7 7 7 7\"/>",
-        Icon::Phone => {
-            "<path d=\"M5 3.5h3.2l1.6 4.3-2.2 1.5a12 12 0 0 0 7.1 7.1l1.5-2.2 4.3 1.6V19a1.8 1.8 0 0 1-2 1.8A17 17 0 0 1 3.2 5.5 1.8 1.8 0 0 1 5 3.5z\"/>"
-        }
-        Icon::Video => {
-            "<rect x=\"2.5\" y=\"6\" width=\"13\" height=\"12\" rx=\"2.5\"/><path d=\"M15.5 10.5l6-3.5v10l-6-3.5z\"/>"
-        }
-        Icon::Bell => {
-            "<path d=\"M6 16.5V11a6 6 0 0 1 12 0v5.5l1.5 1.5h-15z\"/><path d=\"M10 20.5a2.2 2.2 0 0 0 4 0\"/>"
-        }
-        Icon::BellOff => {
-            "<path d=\"M6 16.5V11a6 6 0 0 1 9.5-4.9M18 11v5.5l1.5 1.5h-15\"/><path d=\"M10 20.5a2.2 2.2 0 0 0 4 0\"/><path d=\"M3.5 3.5l17 17\"/>"
-        }
-        Icon::People => {
-            "<circle cx=\"9\" cy=\"8.5\" r=\"3.5\"/><path d=\"M2.5 20a6.5 6.5 0 0 1 13 0\"/><circle cx=\"17\" cy=\"9.5\" r=\"2.5\"/><path d=\"M16.5 14.2a5 5 0 0 1 5 5.3\"/>"
-        }
-        Icon::Pin => "<path d=\"M9 3.5h6l-1 6 3.5 3.5h-11L10 9.5z\"/><path d=\"M12 13v7.5\"/>",
-        Icon::Close => "<path d=\"M6 6l12 12M18 6L6 18\"/>",
-        Icon::Mic => {
-            "<rect x=\"9\" y=\"3\" width=\"6\" height=\"11\" rx=\"3\"/><path d=\"M5.5 11a6.5 6.5 0 0 0 13 0M12 17.5V21\"/>"
-        }
-        Icon::MicOff => {
-            "<rect x=\"9\" y=\"3\" width=\"6\" height=\"11\" rx=\"3\"/><path d=\"M5.5 11a6.5 6.5 0 0 0 13 0M12 17.5V21M4 4l16 16\"/>"
-        }
-        Icon::CameraOff => {
-            "<rect x=\"2.5\" y=\"6\" width=\"13\" height=\"12\" rx=\"2.5\"/><path d=\"M15.5 10.5l6-3.5v10l-6-3.5zM3 3l18 18\"/>"
-        }
-        Icon::Screen => {
-            "<rect x=\"3\" y=\"4\" width=\"18\" height=\"12\" rx=\"2\"/><path d=\"M8 20h8M12 16v4M12 13V7M9 9.5l3-3 3 3\"/>"
-        }
-        Icon::Gear => {
-            "<circle cx=\"12\" cy=\"12\" r=\"3\"/><path d=\"M12 2.5v3M12 18.5v3M2.5 12h3M18.5 12h3M5.3 5.3l2.1 2.1M16.6 16.6l2.1 2.1M5.3 18.7l2.1-2.1M16.6 7.4l2.1-2.1\"/>"
-        }
-        Icon::Chat => "<path d=\"M4 5h16v11H9.5L4 20.5z\"/>",
-        Icon::HangUp => {
-            "<path d=\"M2.5 14.5c5.3-5.2 13.7-5.2 19 0l-2.3 2.7-3.8-1.5v-2.8a11 11 0 0 0-6.8 0v2.8l-3.8 1.5z\"/>"
-        }
+    let id = match which {
+        Icon::Back => "back",
+        Icon::Phone => "phone",
+        Icon::Video => "video",
+        Icon::Bell => "bell",
+        Icon::BellOff => "bell-off",
+        Icon::People => "people",
+        Icon::Pin => "pin",
+        Icon::Close => "close",
+        Icon::Mic => "mic",
+        Icon::MicOff => "mic-off",
+        Icon::CameraOff => "camera-off",
+        Icon::Screen => "screen",
+        Icon::Gear => "gear",
+        Icon::Chat => "chat",
+        Icon::HangUp => "hang-up",
     };
-    html! {
-        svg.icon viewBox="0 0 24 24" width="20" height="20" aria-hidden="true" focusable="false" fill="none"
-            stroke="currentColor" stroke-width="1.8" stroke-linecap="round" stroke-linejoin="round" {
-            (maud::PreEscaped(paths))
-        }
-    }
+    maud::PreEscaped(format!(
+        "<svg class=\"icon\" width=\"20\" height=\"20\" aria-hidden=\"true\" focusable=\"false\" fill=\"none\" \
+         stroke=\"currentColor\" stroke-width=\"1.8\" stroke-linecap=\"round\" stroke-linejoin=\"round\">\
+         <use href=\"{}#{id}\"/></svg>",
+        crate::assets::url("icons.svg")
+    ))
 }
 
 /// Presence of the users a page shows (user id -> `online`/`idle`/`offline`).
@@ -206,7 +185,7 @@ pub fn layout(title: &str, user: Option<&str>, since: Option<u64>, body: Markup)
             }
             body data-user=[user] data-since=[since] {
                 header.top {
-                    a.brand href="/" { "chat" }
+                    a.brand href="/" { img src=(crate::assets::url("icon.svg")) alt="" width="24" height="24"; "chat" }
                     @if let Some(u) = user {
                         span.conn id="conn" data-state="connecting" title="Live connection" {}
                         a.me href="/settings" title=(u) { (display_name(u)) }
@@ -217,7 +196,6 @@ pub fn layout(title: &str, user: Option<&str>, since: Option<u64>, body: Markup)
                 }
                 (body)
                 @if user.is_some() {
-                    (call_templates())
                     // What the live client announces to screen readers (new messages).
                     div.sr-only #announce aria-live="polite" aria-atomic="true" {}
                 }
@@ -701,8 +679,8 @@ pub fn room_page(v: &RoomView<'_>) -> Markup {
     )
 }
 
-/// The call screen and a call tile, as templates the call client clones (calls ring on every
-/// signed-in page): a header with who and how long, the tiles, the ended state ("Ben
+/// The call screen and a call tile, as templates the call client fetches (`/fragments/call`)
+/// and clones: a header with who and how long, the tiles, the ended state ("Ben
 /// declined"), a bar of controls with icons, labels and shortcuts, and the device settings.
 pub fn call_templates() -> Markup {
     html! {

@@ -211,7 +211,7 @@ async fn admin_page_for_server_admins_only() {
     assert_eq!(st, StatusCode::OK);
     assert!(html.contains(r#"data-username="ben""#) && html.contains(&room), "{html}");
     let ben_row = html.split(r#"data-username="ben""#).nth(1).unwrap().split("</tr>").next().unwrap();
-    assert!(ben_row.contains("<td>3.0 KB</td>"), "{ben_row}");
+    assert!(ben_row.contains(r#"<td data-label="Files">3.0 KB</td>"#), "{ben_row}");
     let (_, settings) = page(&s, Some(&ana), "/settings").await;
     assert!(settings.contains(r#"href="/admin""#));
     let (_, settings) = page(&s, Some(&ben), "/settings").await;

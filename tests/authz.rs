@@ -339,6 +339,7 @@ fn rows() -> Vec<Row> {
             expect: ["login", "login", "403", "403", "403", "303", "403", "303", "403"],
         },
         Row { method: "GET", route: "/fragments/rooms", body: None, expect: PAGE_SIGNED },
+        Row { method: "GET", route: "/fragments/call", body: None, expect: PAGE_SIGNED },
         Row {
             method: "POST",
             route: "/join",

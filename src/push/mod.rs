@@ -638,6 +638,11 @@ pub fn payload(stored: &StoredEvent, room: &RoomRecord, sender_name: &str, previ
 /// The start of a message as a notification shows it (files by what they are).
 pub fn preview_of(content: &Value) -> String {
     let body = content.get("body").and_then(Value::as_str).unwrap_or_default();
+    // A reply's body starts with Matrix's quote of what it answers: not part of what it says.
+    let body = match content.get("m.relates_to").and_then(|r| r.get("m.in_reply_to")) {
+        Some(_) => crate::store::relations::strip_reply_fallback(body),
+        None => body,
+    };
     let text = match content.get("msgtype").and_then(Value::as_str) {
         Some("m.image") => "📷 Photo".to_string(),
         Some("m.video") => "🎬 Video".to_string(),
@@ -662,4 +667,21 @@ pub fn is_notifying_kind(kind: &str) -> bool {
 fn hex16(bytes: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(bytes).iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn previews_say_what_a_message_says() {
+        let reply = json!({ "msgtype": "m.text", "body": "> <@ana:x> see this\n> twice\n\nlooks good",
+            "m.relates_to": { "m.in_reply_to": { "event_id": "$e" } } });
+        assert_eq!(preview_of(&reply), "looks good");
+        // Without the reply relation, the same text is what the message says.
+        assert_eq!(preview_of(&json!({ "body": "> <@ana:x> quoted\n\nmine" })), "> <@ana:x> quoted\n\nmine");
+        assert_eq!(preview_of(&json!({ "msgtype": "m.image", "body": "cat.png" })), "📷 Photo");
+        let long = "é".repeat(PREVIEW_CHARS + 5);
+        assert_eq!(preview_of(&json!({ "body": long })).chars().count(), PREVIEW_CHARS + 1);
+    }
 }

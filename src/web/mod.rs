@@ -85,6 +85,7 @@ pub fn routes() -> Routes<AppState> {
         .post("/rooms/{room_id}/send", pages::send)
         .post("/rooms/{room_id}/settings", pages::room_settings)
         .get("/fragments/rooms", pages::room_list_fragment)
+        .get("/fragments/call", pages::call_fragment)
         .post("/join", pages::join_any)
         .post("/dm", pages::direct)
         .get("/settings", pages::settings)

@@ -192,6 +192,12 @@ pub async fn room_list_fragment(State(state): State<AppState>, PageSession(s): P
     }))
 }
 
+/// `GET /fragments/call`: the call screen's templates, fetched by the client when a call
+/// starts or rings (kept out of every page).
+pub async fn call_fragment(PageSession(_s): PageSession) -> Response {
+    page(views::call_templates())
+}
+
 /// The create-room form.
 #[derive(Deserialize)]
 pub struct NewRoomForm {
