@@ -6,7 +6,7 @@ use chat_testkit::reqwest;
 
 use common::TestServer;
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn accounts_register_login_logout_and_password_change() {
@@ -232,6 +232,70 @@ async fn messages_idempotent_paginated_and_unread() {
         s.get(Some(&ben.token), &format!("/api/v1/rooms/{room}/messages?limit=9999")).await.0,
         StatusCode::BAD_REQUEST
     );
+    s.stop().await;
+}
+
+/// A message opened in the middle of history (a link, a quote, a pin, a search result): the
+/// events around it, then pages older and newer from there without gaps or repeats.
+#[tokio::test]
+async fn history_opens_at_a_message_and_pages_both_ways() {
+    let s = TestServer::start().await;
+    let (ana, ben, room) = s.ana_and_ben_in_general().await;
+    let mut ids = Vec::new();
+    for i in 0..100 {
+        let (st, v) = s.send(&ana, &room, &format!("m{i}"), &format!("t{i}")).await;
+        assert_eq!(st, StatusCode::OK);
+        ids.push(v["event_id"].as_str().unwrap().to_string());
+    }
+    let enc = |id: &str| id.replace('$', "%24");
+    let bodies = |v: &Value| -> Vec<String> {
+        v.as_array().unwrap().iter().filter_map(|e| e["content"]["body"].as_str().map(str::to_string)).collect()
+    };
+    let (st, c) = s.get(Some(&ben.token), &format!("/api/v1/rooms/{room}/context/{}?limit=5", enc(&ids[50]))).await;
+    assert_eq!(st, StatusCode::OK, "{c}");
+    assert_eq!(c["event"]["content"]["body"], "m50");
+    assert_eq!(bodies(&c["before"]), ["m49", "m48", "m47", "m46", "m45"]);
+    assert_eq!(bodies(&c["after"]), ["m51", "m52", "m53", "m54", "m55"]);
+    // Newer pages from there, oldest first, to the newest.
+    let mut newer = bodies(&c["after"]);
+    let mut cursor = c["after_cursor"].as_str().map(str::to_string);
+    while let Some(after) = cursor {
+        let (st, p) = s.get(Some(&ben.token), &format!("/api/v1/rooms/{room}/messages?after={after}&limit=20")).await;
+        assert_eq!(st, StatusCode::OK, "{p}");
+        newer.extend(bodies(&p["events"]));
+        cursor = p["next"].as_str().map(str::to_string);
+    }
+    assert_eq!(newer, (51..100).map(|i| format!("m{i}")).collect::<Vec<_>>());
+    // Older pages, newest first, to the beginning (the room's setup events have no body).
+    let mut older = bodies(&c["before"]);
+    let mut cursor = c["before_cursor"].as_str().map(str::to_string);
+    while let Some(before) = cursor {
+        let (_, p) = s.get(Some(&ben.token), &format!("/api/v1/rooms/{room}/messages?before={before}&limit=20")).await;
+        older.extend(bodies(&p["events"]));
+        cursor = p["next"].as_str().map(str::to_string);
+    }
+    assert_eq!(older, (0..50).rev().map(|i| format!("m{i}")).collect::<Vec<_>>());
+    // At the newest message, the newer side is complete.
+    let (_, c) = s.get(Some(&ben.token), &format!("/api/v1/rooms/{room}/context/{}", enc(&ids[99]))).await;
+    assert_eq!(bodies(&c["after"]), Vec::<String>::new());
+    assert!(c["after_cursor"].is_null() && c["before_cursor"].is_string(), "{c}");
+    assert_eq!(bodies(&c["before"]).len(), 10);
+
+    // Only members; only this room's events; clear errors.
+    let cy = s.register("cy").await;
+    let at = |id: &str, q: &str| format!("/api/v1/rooms/{room}/context/{}{q}", enc(id));
+    assert_eq!(s.get(Some(&cy.token), &at(&ids[1], "")).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(s.get(Some(&ben.token), &at("$nothing:here", "")).await.0, StatusCode::BAD_REQUEST);
+    let unknown = format!("${}", "A".repeat(ids[1].len() - 1));
+    assert_eq!(s.get(Some(&ben.token), &at(&unknown, "")).await.0, StatusCode::NOT_FOUND);
+    let other = s.create_room(&cy, "Elsewhere", "public").await;
+    let (_, v) = s.send(&cy, &other, "not here", "o1").await;
+    assert_eq!(s.get(Some(&ben.token), &at(v["event_id"].as_str().unwrap(), "")).await.0, StatusCode::NOT_FOUND);
+    for q in ["?limit=0", "?limit=9999", "?limit=x"] {
+        assert_eq!(s.get(Some(&ben.token), &at(&ids[1], q)).await.0, StatusCode::BAD_REQUEST, "{q}");
+    }
+    let both = format!("/api/v1/rooms/{room}/messages?before=5&after=3");
+    assert_eq!(s.get(Some(&ben.token), &both).await.0, StatusCode::BAD_REQUEST);
     s.stop().await;
 }
 

@@ -178,6 +178,7 @@ fn rows() -> Vec<Row> {
         },
         Row { method: "GET", route: "/api/v1/rooms/{room_id}/messages", body: None, expect: MEMBERS_ONLY },
         Row { method: "GET", route: "/api/v1/rooms/{room_id}/events/{event_id}", body: None, expect: MEMBERS_ONLY },
+        Row { method: "GET", route: "/api/v1/rooms/{room_id}/context/{event_id}", body: None, expect: MEMBERS_ONLY },
         // The event is the member's own message: the member may delete it, the room's admin
         // (redact level 50) anyone's; a member deleting another's gets 403 (federation_rooms).
         Row {

@@ -265,21 +265,23 @@ impl Store {
         let timeline = r.open_table(ROOM_TIMELINE)?;
         let events = r.open_table(EVENTS)?;
         let end = before.unwrap_or(u64::MAX);
-        let mut out = Vec::new();
-        let mut iter = timeline.range((room_id, 0)..(room_id, end))?.rev();
-        for row in iter.by_ref() {
-            let (_, v) = row?;
-            let (eid, _, _) = v.value();
-            if let Some(ev) = get_event(&events, eid)? {
-                out.push(ev);
-            }
-            if out.len() >= limit {
-                break;
-            }
-        }
-        let more = iter.next().is_some();
-        let next = if more { out.last().map(|e| e.pos) } else { None };
-        Ok((out, next))
+        timeline_page(timeline.range((room_id, 0)..(room_id, end))?.rev(), &events, limit)
+    }
+
+    /// Up to `limit` events of a room after stream position `after` (exclusive), oldest
+    /// first, and the cursor for the next page if there are newer events: paging forward from
+    /// a message opened in the middle of history.
+    pub fn timeline_after(
+        &self,
+        room_id: &RoomId,
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<StoredEvent>, Option<u64>)> {
+        let room_id = room_id.as_str();
+        let r = self.read()?;
+        let timeline = r.open_table(ROOM_TIMELINE)?;
+        let events = r.open_table(EVENTS)?;
+        timeline_page(timeline.range((room_id, after.saturating_add(1))..=(room_id, u64::MAX))?, &events, limit)
     }
 
     /// Events after stream position `since` in the given rooms, oldest first, at most `max` + 1
@@ -410,6 +412,35 @@ pub(super) fn state_ids_in(
         out.insert((kind.to_string(), key.to_string()), EventId::from_stored(v.value()));
     }
     Ok(out)
+}
+
+/// A room timeline's row: (room, position) -> (event id, sender, type).
+type TimelineRow<'a> = std::result::Result<
+    (redb::AccessGuard<'a, (&'static str, u64)>, redb::AccessGuard<'a, (&'static str, &'static str, &'static str)>),
+    redb::StorageError,
+>;
+
+/// Up to `limit` events of the timeline rows `rows` (in the order they come), and the cursor
+/// to continue from (the last one's position) when rows remain.
+fn timeline_page<'a>(
+    mut rows: impl Iterator<Item = TimelineRow<'a>>,
+    events: &impl ReadableTable<&'static str, &'static [u8]>,
+    limit: usize,
+) -> Result<(Vec<StoredEvent>, Option<u64>)> {
+    let mut out = Vec::new();
+    for row in rows.by_ref() {
+        let (_, v) = row?;
+        let (eid, _, _) = v.value();
+        if let Some(ev) = get_event(events, eid)? {
+            out.push(ev);
+        }
+        if out.len() >= limit {
+            break;
+        }
+    }
+    let more = rows.next().is_some();
+    let next = if more { out.last().map(|e| e.pos) } else { None };
+    Ok((out, next))
 }
 
 /// The newest message of a room among its last [`LAST_MESSAGE_SCAN`] events (edits pass: the

@@ -491,6 +491,8 @@ pub async fn react(
 #[derive(Deserialize)]
 pub struct Page {
     before: Option<String>,
+    /// Newer events instead: those after this cursor, oldest first.
+    after: Option<String>,
     limit: Option<usize>,
 }
 
@@ -549,9 +551,50 @@ pub async fn messages(
     if limit == 0 || limit > MAX_PAGE {
         return Err(Error::bad(format!("limit must be 1-{MAX_PAGE}")));
     }
-    let (events, next) = state.store.timeline(&id, before, limit)?;
+    let (events, next) = match (before, parse_cursor(page.after.as_deref())?) {
+        (Some(_), Some(_)) => return Err(Error::bad("give before or after, not both")),
+        (_, Some(after)) => state.store.timeline_after(&id, after, limit)?,
+        (before, None) => state.store.timeline(&id, before, limit)?,
+    };
     let events: Vec<Value> = events.iter().map(event_json).collect();
     Ok(Json(json!({ "events": events, "next": next.map(|n| n.to_string()) })))
+}
+
+/// `{limit}`: events on each side (1-100, default 10).
+#[derive(Deserialize)]
+pub struct ContextPage {
+    limit: Option<usize>,
+}
+
+/// `GET /rooms/{id}/context/{event_id}?limit=N` → `{event, before, after, before_cursor,
+/// after_cursor}`: a message with up to N events on each side (`before` newest first,
+/// `after` oldest first), and the cursors to page on with `/messages?before=` and `?after=`
+/// (null: the beginning, or the newest, is in the answer). For opening history at a message.
+pub async fn context(
+    State(state): State<AppState>,
+    session: Session,
+    Path((room_id, event_id)): Path<(String, String)>,
+    page: std::result::Result<Query<ContextPage>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>> {
+    let Query(page) = page.map_err(|e| Error::bad(e.body_text()))?;
+    let id = RoomId::parse(&room_id)?;
+    member_room(&state, &session, &id)?;
+    let limit = page.limit.unwrap_or(10);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(Error::bad(format!("limit must be 1-{MAX_PAGE}")));
+    }
+    let event_id = EventId::parse(&event_id)?;
+    let ev = state.store.event(&event_id)?.filter(|e| e.event.room_id == id && e.pos > 0);
+    let ev = ev.ok_or_else(|| Error::NotFound("no such event in this room".into()))?;
+    let (before, before_cursor) = state.store.timeline(&id, Some(ev.pos), limit)?;
+    let (after, after_cursor) = state.store.timeline_after(&id, ev.pos, limit)?;
+    Ok(Json(json!({
+        "event": event_json(&ev),
+        "before": before.iter().map(event_json).collect::<Vec<_>>(),
+        "after": after.iter().map(event_json).collect::<Vec<_>>(),
+        "before_cursor": before_cursor.map(|n| n.to_string()),
+        "after_cursor": after_cursor.map(|n| n.to_string()),
+    })))
 }
 
 /// `GET /rooms/{id}/events/{event_id}` → the event (with `pos`, and for an edited message

@@ -52,6 +52,7 @@ pub fn routes() -> Routes<AppState> {
         .put("/profile", api::set_profile)
         .get("/profile/{user_id}", api::profile)
         .get("/rooms/{room_id}/events/{event_id}", api::event)
+        .get("/rooms/{room_id}/context/{event_id}", api::context)
         .post("/rooms/{room_id}/read", api::read)
         .post("/join/{room}", api::join_any)
         .post("/dm", api::direct)
