@@ -150,7 +150,7 @@ if (me) {
     const ev = f.event;
     if (ev.type.startsWith('m.call.')) calls.onSignal(f);
     const isMember = ev.type === 'm.room.member';
-    if (ev.type === 'm.room.message' && !isEdit(ev)) presence.preview(f.room_id, ev);
+    if (ev.type === 'm.room.message' && !isEdit(ev)) presence.preview(f.room_id, ev, f.preview);
     if (f.room_id !== currentRoom) {
       if (isMember && ev.state_key === me) presence.refreshRoomList();
       else if (ev.type === 'm.room.message' && ev.sender !== me && !isEdit(ev)) {
@@ -168,7 +168,7 @@ if (me) {
     if (ev.type === 'm.room.redaction' && typeof ev.content.redacts === 'string') timeline.applyRedaction(ev.content.redacts);
     if (ev.type === 'm.room.message' && !isEdit(ev)) {
       presence.messageFrom(ev.sender);
-      if (ev.sender !== me) announce(`${displayName(ev.sender)}: ${presence.previewText(ev.content)}`);
+      if (ev.sender !== me && f.preview) announce(`${displayName(ev.sender)}: ${f.preview}`);
     }
     if (stick) timeline.scrollToBottom();
     else if (ev.type === 'm.room.message' && !isEdit(ev)) timeline.arrivedWhileAway();

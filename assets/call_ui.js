@@ -13,13 +13,6 @@ function el(tag, cls, text) {
   return e;
 }
 
-function button(label, cls, onClick) {
-  const b = el('button', cls, label);
-  b.type = 'button';
-  b.addEventListener('click', onClick);
-  return b;
-}
-
 // `actions`: start(room_id, media), join(conf_id), accept(call_id), decline(call_id), hangup(),
 // tick() (every 2 s while the call section is open), metadata() (our mute state changed).
 export function createCallUi({ displayName, currentRoom, media, actions }) {
@@ -117,7 +110,7 @@ export function createCallUi({ displayName, currentRoom, media, actions }) {
   }
 
   function tile(user) {
-    const t = clone('call-tile') || el('figure', 'tile');
+    const t = clone('call-tile');
     t.dataset.user = user;
     const name = t.querySelector('.name');
     if (name) name.textContent = displayName(user);

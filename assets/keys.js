@@ -56,12 +56,11 @@ function trapDrawer(e) {
   else if (!e.shiftKey && document.activeElement === last) { e.preventDefault(); first.focus(); }
 }
 
-// The rooms in the list, in its order: [{ href, name, preview, active, unread }].
+// The rooms in the list, in its order: [{ href, name, active, badge }] (badge: the first shown).
 function rooms() {
   return Array.from(document.querySelectorAll('#room-list li > a[data-room-id]')).map((a) => ({
     href: a.getAttribute('href'),
     name: a.querySelector('.name')?.textContent || '',
-    preview: a.querySelector('.preview')?.textContent || '',
     active: !!a.closest('li.active'),
     badge: a.querySelector('.badge:not([hidden])')?.textContent || '',
   }));

@@ -1,32 +1,9 @@
 // What the live channel says about people and rooms besides events: presence dots, who is
-// typing, read receipts, and the room list's unread and mention badges.
+// typing, read receipts, and the room list's unread and mention badges and previews.
 
 import { displayName, fragment, me, swapIn } from './dom.js';
 
 const IDLE_AFTER_MS = 5 * 60 * 1000;
-const PREVIEW_CHARS = 140;
-
-// A message's start as the room list and screen readers get it (files by what they are), as
-// the server's `push::preview_of` makes it.
-function previewText(content) {
-  let body = String((content && content.body) || '');
-  // A reply's body starts with Matrix's quote of what it answers (lines of "> ", a blank line).
-  const rel = content && content['m.relates_to'];
-  const cut = body.indexOf('\n\n');
-  if (rel && rel['m.in_reply_to'] && body.startsWith('> <') && cut > 0
-    && body.slice(0, cut).split('\n').every((l) => l.startsWith('>'))) body = body.slice(cut + 2);
-  let text;
-  switch (content && content.msgtype) {
-    case 'm.image': text = '📷 Photo'; break;
-    case 'm.video': text = '🎬 Video'; break;
-    case 'm.audio': text = content['org.matrix.msc3245.voice'] ? '🎤 Voice message' : `🎵 ${body}`; break;
-    case 'm.file': text = `📎 ${body}`; break;
-    default: text = body;
-  }
-  text = text.split(/\s+/).filter(Boolean).join(' ');
-  const chars = Array.from(text);
-  return chars.length > PREVIEW_CHARS ? `${chars.slice(0, PREVIEW_CHARS).join('')}…` : text;
-}
 
 export function createPresence({ roomId, live, timeline }) {
   let lastInput = Date.now();
@@ -145,14 +122,12 @@ export function createPresence({ roomId, live, timeline }) {
       }
     },
 
-    previewText,
-
-    // A message in a room: the room list shows its start under the room's name.
-    preview(roomIdOfMessage, ev) {
+    // A message in a room: the room list shows its start (`text`, the frame's `preview`)
+    // under the room's name.
+    preview(roomIdOfMessage, ev, text) {
       const el = document.querySelector(`#room-list [data-preview-of="${CSS.escape(roomIdOfMessage)}"]`);
-      if (!el) return;
+      if (!el || typeof text !== 'string') return;
       const direct = !el.closest('a').querySelector('.avatar.room');
-      const text = previewText(ev.content);
       el.textContent = ev.sender === me ? `You: ${text}` : direct ? text : `${displayName(ev.sender)}: ${text}`;
     },
 

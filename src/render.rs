@@ -110,6 +110,11 @@ pub fn initial(user: &str) -> String {
     display_name(user).chars().next().map_or_else(|| "?".into(), |c| c.to_uppercase().collect())
 }
 
+/// The letter on a room's face: the first of its title.
+fn room_initial(title: &str) -> String {
+    title.chars().next().map_or_else(|| "#".into(), |c| c.to_uppercase().collect())
+}
+
 /// Which of the eight avatar colours is `user`'s.
 pub fn avatar_colour(user: &str) -> u32 {
     user.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b))) % 8
@@ -292,9 +297,7 @@ pub fn room_list(viewer: &str, rooms: &[MyRoom], current: Option<&str>, presence
                                     (initial(p)) (presence_dot(p, presence))
                                 }
                             } @else {
-                                span class={ "avatar room c" (avatar_colour(id.as_str())) } aria-hidden="true" {
-                                    (title.chars().next().map_or_else(|| "#".into(), |c| c.to_uppercase().collect::<String>()))
-                                }
+                                span class={ "avatar room c" (avatar_colour(id.as_str())) } aria-hidden="true" { (room_initial(&title)) }
                             }
                             span.text {
                                 span.name { (title) }
@@ -331,8 +334,7 @@ pub fn room_list(viewer: &str, rooms: &[MyRoom], current: Option<&str>, presence
 /// A room's newest message in the room list: "Name: text" ("You: text"; no name in a direct
 /// chat for the other person's).
 fn preview_line(last: &crate::store::rooms::LastMessage, direct: bool, viewer: &str) -> String {
-    let text = if last.redacted { "Message deleted".to_string() } else { crate::push::preview_of(&last.content) };
-    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let text = if last.redacted { "Message deleted".to_string() } else { preview_text(&last.content) };
     if viewer == last.sender {
         format!("You: {text}")
     } else if direct {
@@ -340,6 +342,12 @@ fn preview_line(last: &crate::store::rooms::LastMessage, direct: bool, viewer: &
     } else {
         format!("{}: {text}", display_name(&last.sender))
     }
+}
+
+/// A message's start on one line, as the room list shows it (and the live client, from the
+/// `preview` of an event frame).
+pub fn preview_text(content: &serde_json::Value) -> String {
+    crate::push::preview_of(content).split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn unread_label(n: u64) -> String {
@@ -462,7 +470,7 @@ pub fn directory(d: &DirectoryView<'_>) -> Markup {
                 @for r in &page.rooms {
                     @let title = if r.name.trim().is_empty() { "Unnamed room" } else { r.name.as_str() };
                     li {
-                        span class={ "avatar room c" (avatar_colour(r.room_id.as_str())) } aria-hidden="true" { (title.chars().next().unwrap_or('#').to_uppercase()) }
+                        span class={ "avatar room c" (avatar_colour(r.room_id.as_str())) } aria-hidden="true" { (room_initial(title)) }
                         div.info {
                             a.name href={ "/rooms/" (r.room_id) } { (title) }
                             div.meta {

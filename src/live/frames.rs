@@ -121,14 +121,18 @@ fn frame_of(t: &str, stored: &StoredEvent) -> String {
     if let Some(key) = &ev.state_key {
         client["state_key"] = json!(key);
     }
-    json!({
+    let mut frame = json!({
         "t": t,
         "pos": stored.pos,
         "room_id": ev.room_id,
         "event": client,
         "html": render::event_item(stored).into_string(),
-    })
-    .to_string()
+    });
+    // A message's start, for the room list and screen readers (an edit changes an older one).
+    if ev.kind == crate::events::M_ROOM_MESSAGE && crate::store::edits::edited_event_id(ev).is_none() {
+        frame["preview"] = json!(render::preview_text(&ev.content));
+    }
+    frame.to_string()
 }
 
 /// `ready`: catch-up is complete; live frames follow.

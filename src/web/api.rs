@@ -560,7 +560,7 @@ pub async fn messages(
     Ok(Json(json!({ "events": events, "next": next.map(|n| n.to_string()) })))
 }
 
-/// `{limit}`: events on each side (1-100, default 10).
+/// `{limit}`: events on each side (1-200, default 10).
 #[derive(Deserialize)]
 pub struct ContextPage {
     limit: Option<usize>,
@@ -577,17 +577,14 @@ pub async fn context(
     page: std::result::Result<Query<ContextPage>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>> {
     let Query(page) = page.map_err(|e| Error::bad(e.body_text()))?;
-    let id = RoomId::parse(&room_id)?;
-    member_room(&state, &session, &id)?;
+    let ev = timeline_event(&state, &session, &room_id, &event_id)?;
     let limit = page.limit.unwrap_or(10);
     if limit == 0 || limit > MAX_PAGE {
         return Err(Error::bad(format!("limit must be 1-{MAX_PAGE}")));
     }
-    let event_id = EventId::parse(&event_id)?;
-    let ev = state.store.event(&event_id)?.filter(|e| e.event.room_id == id && e.pos > 0);
-    let ev = ev.ok_or_else(|| Error::NotFound("no such event in this room".into()))?;
-    let (before, before_cursor) = state.store.timeline(&id, Some(ev.pos), limit)?;
-    let (after, after_cursor) = state.store.timeline_after(&id, ev.pos, limit)?;
+    let id = &ev.event.room_id;
+    let (before, before_cursor) = state.store.timeline(id, Some(ev.pos), limit)?;
+    let (after, after_cursor) = state.store.timeline_after(id, ev.pos, limit)?;
     Ok(Json(json!({
         "event": event_json(&ev),
         "before": before.iter().map(event_json).collect::<Vec<_>>(),
@@ -604,12 +601,17 @@ pub async fn event(
     session: Session,
     Path((room_id, event_id)): Path<(String, String)>,
 ) -> Result<Json<Value>> {
-    let id = RoomId::parse(&room_id)?;
-    member_room(&state, &session, &id)?;
-    let event_id = EventId::parse(&event_id)?;
+    Ok(Json(event_json(&timeline_event(&state, &session, &room_id, &event_id)?)))
+}
+
+/// An event of a room's timeline (not one kept only for the room's state: `pos` 0), for a
+/// member of the room, from the path's ids.
+fn timeline_event(state: &AppState, session: &Session, room_id: &str, event_id: &str) -> Result<StoredEvent> {
+    let id = RoomId::parse(room_id)?;
+    member_room(state, session, &id)?;
+    let event_id = EventId::parse(event_id)?;
     let ev = state.store.event(&event_id)?.filter(|e| e.event.room_id == id && e.pos > 0);
-    let ev = ev.ok_or_else(|| Error::NotFound("no such event in this room".into()))?;
-    Ok(Json(event_json(&ev)))
+    ev.ok_or_else(|| Error::NotFound("no such event in this room".into()))
 }
 
 /// `{event_id}`.

@@ -75,7 +75,16 @@ pub struct NextQuery {
 
 impl NextQuery {
     fn page(&self) -> &str {
-        self.next.as_deref().map(super::extract::safe_next).filter(|n| *n != "/rooms").unwrap_or_default()
+        next_page(self.next.as_deref().unwrap_or_default())
+    }
+}
+
+/// The page to come back to after signing in, as the sign-in form carries it: a path on this
+/// site, or empty for the room list (where signing in goes anyway).
+fn next_page(next: &str) -> &str {
+    match super::extract::safe_next(next) {
+        "/rooms" => "",
+        page => page,
     }
 }
 
@@ -99,9 +108,7 @@ fn signed_in(state: &AppState, token: &str, next: &str) -> Response {
 
 fn auth_failed(register: bool, e: Error, username: &str, next: &str) -> Response {
     let status = e.status();
-    let next = super::extract::safe_next(next);
-    let next = if next == "/rooms" { "" } else { next };
-    let html = views::auth_page(register, Some(&e.public_message()), username, next);
+    let html = views::auth_page(register, Some(&e.public_message()), username, next_page(next));
     let mut res = (status, Html(html.into_string())).into_response();
     if let Error::TooManyRequests(secs) = e {
         res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -282,14 +289,10 @@ async fn room_page(state: &AppState, s: &Session, id: &RoomId, jump: Option<(&st
     // Who sent the invitation, or who removed the viewer from a public room (the sender of
     // the viewer's member event).
     let member_sender = match access {
-        Access::Invited | Access::CanJoin => state
-            .store
-            .snapshot()?
-            .state_event_id(id, crate::events::M_ROOM_MEMBER, user)?
-            .and_then(|e| state.store.event(&e).ok().flatten())
-            .map(|e| e.event.sender)
-            .filter(|sender| sender != user),
-        _ => None,
+        Access::Invited | Access::CanJoin => {
+            own_member_event(state, id, user)?.map(|e| e.event.sender).filter(|sender| sender != user)
+        }
+        Access::Member => None,
     };
     let (inviter, removed_by) = match access {
         Access::Invited => (member_sender, None),
@@ -356,12 +359,7 @@ async fn room_page(state: &AppState, s: &Session, id: &RoomId, jump: Option<(&st
 fn outside(state: &AppState, s: &Session, room: &RoomRecord, membership: Membership) -> Result<Response> {
     let user = s.user.as_str();
     let title = views::room_title(room, None);
-    let member_event = state
-        .store
-        .snapshot()?
-        .state_event_id(&room.room_id, crate::events::M_ROOM_MEMBER, user)?
-        .and_then(|e| state.store.event(&e).ok().flatten());
-    let why = match (membership, member_event) {
+    let why = match (membership, own_member_event(state, &room.room_id, user)?) {
         (Membership::Ban, _) => views::Outside::Banned(title),
         (_, None) => views::Outside::Never,
         (_, Some(ev)) if ev.event.sender == user => views::Outside::Left(title),
@@ -369,6 +367,15 @@ fn outside(state: &AppState, s: &Session, room: &RoomRecord, membership: Members
     };
     let html = views::outside_page(user, &why);
     Ok((StatusCode::FORBIDDEN, Html(html.into_string())).into_response())
+}
+
+/// The user's member event in a room as the room's state has it now (who invited, removed or
+/// banned them, or their own join or leave).
+fn own_member_event(state: &AppState, room_id: &RoomId, user: &str) -> Result<Option<StoredEvent>> {
+    let Some(id) = state.store.snapshot()?.state_event_id(room_id, crate::events::M_ROOM_MEMBER, user)? else {
+        return Ok(None);
+    };
+    state.store.event(&id)
 }
 
 /// Presence of direct-message peers in `mine` and of `others`.
