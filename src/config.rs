@@ -47,6 +47,8 @@ pub struct Config {
     /// Web Push endpoints at loopback, private and link-local addresses, and over plain HTTP,
     /// are accepted (a push service on the LAN, tests); off, only HTTPS to public addresses.
     pub push_private_endpoints: bool,
+    /// Keep the full-text search index (in `data_dir/search`) and answer searches.
+    pub search: bool,
     /// Who runs this server, told to push services (a `mailto:` or `https:` URL); none: the
     /// server's own `https://` address.
     pub push_contact: Option<String>,
@@ -272,6 +274,7 @@ impl Config {
             federation_dns: None,
             federation_private_addresses: false,
             push_private_endpoints: false,
+            search: true,
             push_contact: None,
         }
     }
@@ -637,6 +640,18 @@ pub static SETTINGS: &[Setting] = &[
          addresses.",
         push_private_endpoints
     ),
+    Setting {
+        key: "search",
+        help: "Keep a full-text search index of messages (in the data directory's search folder) and \
+               answer searches; --search-disabled or CHAT_SEARCH_DISABLED=true turns it off.",
+        flag: Flag::SwitchOff("search-disabled"),
+        sample: None,
+        set: |c, v| {
+            c.search = boolean(v)?;
+            Ok(())
+        },
+        get: |c| Some(toml::Value::Boolean(c.search)),
+    },
     Setting {
         key: "push_contact",
         help: "Who runs this server, told to browser vendors' push services with each push (a mailto: \

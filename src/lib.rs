@@ -63,6 +63,7 @@ pub mod push;
 pub mod render;
 pub mod rooms;
 pub mod routes;
+pub mod search;
 pub mod server;
 pub mod state;
 pub mod store;

@@ -122,6 +122,52 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "Bytes the copies of other servers' files take here (at the last fetch or collection).",
         state.media.remote_bytes.load(Ordering::Relaxed),
     );
+    if let Some(search) = &state.search {
+        let st = search.stats();
+        let indexed = search.indexed();
+        let behind = state.store.stream_last().unwrap_or(0).saturating_sub(indexed);
+        for (name, kind, help, value) in [
+            ("chat_search_indexed_position", "gauge", "The last stream position the search index holds.", indexed),
+            (
+                "chat_search_behind",
+                "gauge",
+                "Stream positions the search index has not taken in yet (0: up to date).",
+                behind,
+            ),
+            (
+                "chat_search_docs_indexed_total",
+                "counter",
+                "Messages written into the search index (again after an edit or deletion), since start.",
+                st.docs_indexed.load(Ordering::Relaxed),
+            ),
+            (
+                "chat_search_commits_total",
+                "counter",
+                "Search index commits, since start.",
+                st.commits.load(Ordering::Relaxed),
+            ),
+            (
+                "chat_search_rebuilds_total",
+                "counter",
+                "Times the search index was found damaged and started over while running.",
+                st.rebuilds.load(Ordering::Relaxed),
+            ),
+            (
+                "chat_search_queries_total",
+                "counter",
+                "Searches asked, since start.",
+                st.queries.load(Ordering::Relaxed),
+            ),
+            (
+                "chat_search_query_errors_total",
+                "counter",
+                "Searches the index failed to answer, since start.",
+                st.query_errors.load(Ordering::Relaxed),
+            ),
+        ] {
+            metric(&mut out, name, kind, help, value);
+        }
+    }
     let pos = state.store.stream_pos().unwrap_or(0);
     metric(&mut out, "chat_stream_position", "gauge", "Events committed in all (the stream position).", pos);
     let w = state.store.writer_stats();

@@ -11,6 +11,7 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 use crate::error::Error;
 
 use crate::events::*;
+use crate::ids::RoomId;
 use crate::store::directory::{DirectoryPage, MAX_SEARCH_CHARS, PageToken};
 use crate::store::events::StoredEvent;
 use crate::store::rooms::{MyRoom, RoomRecord, UNREAD_CAP};
@@ -49,6 +50,8 @@ pub enum Icon {
     Chat,
     /// Leaving a call.
     HangUp,
+    /// Searching messages.
+    Search,
 }
 
 /// An icon from the sprite (`assets/icons.svg`, cached with the other assets), hidden from
@@ -70,6 +73,7 @@ pub fn icon(which: Icon) -> Markup {
         Icon::Gear => "gear",
         Icon::Chat => "chat",
         Icon::HangUp => "hang-up",
+        Icon::Search => "search",
     };
     maud::PreEscaped(format!(
         "<svg class=\"icon\" width=\"20\" height=\"20\" aria-hidden=\"true\" focusable=\"false\" fill=\"none\" \
@@ -282,6 +286,11 @@ pub fn room_list(viewer: &str, rooms: &[MyRoom], current: Option<&str>, presence
                 h2 { "Rooms" }
                 a.button.small.secondary href="/rooms#new" title="Create a room" { "+ New" }
             }
+            form.search-box method="get" action="/search" role="search" {
+                (icon(Icon::Search))
+                input type="search" name="q" placeholder="Search messages" aria-label="Search messages in all your rooms"
+                    maxlength=(crate::search::query::MAX_QUERY_CHARS) autocomplete="off";
+            }
             @if rooms.len() > 1 {
                 input.filter #room-filter type="search" placeholder="Find a room" aria-label="Find a room (Ctrl+K)"
                     autocomplete="off" aria-controls="room-items" aria-keyshortcuts="Control+K Meta+K";
@@ -410,6 +419,179 @@ pub fn home(user: &str, since: u64, rooms: &[MyRoom], d: &DirectoryView<'_>, pre
             }
         },
     )
+}
+
+/// What the search page shows.
+pub struct SearchView<'a> {
+    /// The viewer.
+    pub user: &'a str,
+    /// The stream position the page was rendered at.
+    pub since: u64,
+    /// The viewer's rooms (the list, and the room filter's choices).
+    pub rooms: &'a [MyRoom],
+    /// The text searched for, as typed.
+    pub q: &'a str,
+    /// The one room searched, if the search is limited to one.
+    pub room: Option<&'a RoomId>,
+    /// The filters as given.
+    pub sender: &'a str,
+    /// First day (`YYYY-MM-DD`).
+    pub since_day: &'a str,
+    /// Last day.
+    pub until_day: &'a str,
+    /// Files only.
+    pub has_file: bool,
+    /// Best matches first.
+    pub by_relevance: bool,
+    /// Results, when something was searched for.
+    pub found: Option<&'a crate::search::Found>,
+    /// Why the search could not be made (shown with the form).
+    pub error: Option<&'a str>,
+}
+
+/// The search page: the form (words and shortcuts, and the filters behind "Filters"), then
+/// the results, each a link that opens the room at the message, with the words found marked.
+pub fn search_page(v: &SearchView<'_>) -> Markup {
+    let joined: Vec<&MyRoom> = v.rooms.iter().filter(|m| m.membership == Membership::Join).collect();
+    let title_of = |id: &str| -> Option<String> {
+        joined.iter().find(|m| m.room.room_id.as_str() == id).map(|m| room_title(&m.room, m.peer.as_deref()))
+    };
+    let scope = v.room.and_then(|r| title_of(r.as_str()));
+    let filtered = !v.sender.is_empty() || !v.since_day.is_empty() || !v.until_day.is_empty() || v.has_file;
+    let page_title = if v.q.is_empty() { "Search".to_string() } else { format!("{} – Search", v.q) };
+    layout(
+        &page_title,
+        Some(v.user),
+        Some(v.since),
+        html! {
+            div.app {
+                (room_list(v.user, v.rooms, None, &Presences::new()))
+                main.search-page #main {
+                    header.search-head {
+                        a.button.ghost.icon.back href="/rooms" aria-label="Back to rooms" title="Back to rooms" { (icon(Icon::Back)) }
+                        h1 { "Search" }
+                    }
+                    form.search-form #search-form method="get" action="/search" role="search" {
+                        div.search-row {
+                            input #search-q type="search" name="q" value=(v.q) autofocus[v.found.is_none()]
+                                maxlength=(crate::search::query::MAX_QUERY_CHARS) autocomplete="off"
+                                placeholder=(match &scope { Some(t) => format!("Search in {t}"), None => "Search messages".to_string() })
+                                aria-label="Search messages" aria-describedby="search-tips";
+                            button type="submit" { "Search" }
+                        }
+                        div.search-scope {
+                            @if let (Some(t), Some(r)) = (&scope, v.room) {
+                                input type="hidden" name="room" value=(r);
+                                span.chip { "In " strong { (t) } }
+                                a href={ "/search?q=" (urlencoding(v.q)) } { "Search all rooms" }
+                            }
+                            label.inline {
+                                "Order "
+                                select name="order" {
+                                    option value="recent" selected[!v.by_relevance] { "Newest first" }
+                                    option value="relevance" selected[v.by_relevance] { "Best match" }
+                                }
+                            }
+                        }
+                        details.filters open[filtered] {
+                            summary { "Filters" }
+                            div.filter-grid {
+                                @if v.room.is_none() {
+                                    label { "Room"
+                                        select name="room" {
+                                            option value="" { "All rooms" }
+                                            @for m in &joined {
+                                                option value=(m.room.room_id) { (room_title(&m.room, m.peer.as_deref())) }
+                                            }
+                                        }
+                                    }
+                                }
+                                label { "From" input name="sender" value=(v.sender) placeholder="name or @name:server" autocomplete="off"; }
+                                label { "Since" input type="date" name="since" value=(v.since_day); }
+                                label { "Until" input type="date" name="until" value=(v.until_day); }
+                                label.check { input type="checkbox" name="has_file" value="1" checked[v.has_file]; " Has a file" }
+                            }
+                        }
+                        p.muted.tips #search-tips {
+                            "Use quotes for a phrase. Shortcuts: " code { "from:ana" } ", " code { "in:room" } ", "
+                            code { "before:2026-01-31" } ", " code { "after:2026-01-01" } ", " code { "has:file" } "."
+                        }
+                    }
+                    @if let Some(e) = v.error {
+                        p.error role="alert" { (e) }
+                    }
+                    @if let Some(found) = v.found {
+                        (search_results(v, found, &title_of))
+                    }
+                }
+            }
+        },
+    )
+}
+
+fn search_results(
+    v: &SearchView<'_>,
+    found: &crate::search::Found,
+    title_of: &dyn Fn(&str) -> Option<String>,
+) -> Markup {
+    let next_link = |next: usize| -> String {
+        let mut url = format!("/search?q={}", urlencoding(v.q));
+        let mut add = |k: &str, val: &str| {
+            if !val.is_empty() {
+                url.push_str(&format!("&{k}={}", urlencoding(val)));
+            }
+        };
+        add("room", v.room.map(RoomId::as_str).unwrap_or_default());
+        add("sender", v.sender);
+        add("since", v.since_day);
+        add("until", v.until_day);
+        add("has_file", if v.has_file { "1" } else { "" });
+        add("order", if v.by_relevance { "relevance" } else { "" });
+        add("next", &next.to_string());
+        url
+    };
+    html! {
+        section.results aria-labelledby="results-title" {
+            h2.count #results-title role="status" {
+                @match found.count {
+                    0 => "No messages found",
+                    1 => "1 message",
+                    n => { (n) " messages" }
+                }
+            }
+            @if found.indexing {
+                p.muted.indexing { "Messages are still being indexed: some may be missing for a moment." }
+            }
+            @if found.count == 0 {
+                p.muted { "Check the spelling, use fewer words, or search all rooms." }
+            }
+            ol.results-list #results {
+                @for h in &found.hits {
+                    @let ev = &h.stored.event;
+                    @let room = title_of(ev.room_id.as_str()).unwrap_or_default();
+                    li.result {
+                        a href={ "/rooms/" (ev.room_id) "/events/" (ev.event_id) } data-event-id=(ev.event_id) {
+                            (user_avatar(&ev.sender))
+                            span.meta {
+                                span.who data-name-of=(ev.sender) { (display_name(&ev.sender)) }
+                                span.room { "in " (room) }
+                                time.date data-date-ts=(ev.origin_server_ts) { (clock(ev.origin_server_ts)) }
+                            }
+                            span.snippet {
+                                @if crate::search::is_file(h.stored.content_now()) { span.kind aria-hidden="true" { "📎 " } }
+                                @for piece in &h.snippet {
+                                    @if piece.hit { mark { (piece.text) } } @else { (piece.text) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @if let Some(next) = found.next {
+                a.button.secondary.more href=(next_link(next)) rel="next" { "More results" }
+            }
+        }
+    }
 }
 
 /// Characters of a topic shown in the directory (the room shows it all).
@@ -609,6 +791,7 @@ pub fn room_page(v: &RoomView<'_>) -> Markup {
                         @if matches!(v.access, Access::Member) {
                             div.head-actions {
                                 (pinned_list(v.pins))
+                                a.button.ghost.icon #room-search href={ "/search?room=" (id) } aria-label="Search this room" title="Search this room" { (icon(Icon::Search)) }
                                 button.ghost.icon.call type="button" data-call="voice" data-room-id=(id) aria-label="Start a voice call" title="Voice call" { (icon(Icon::Phone)) }
                                 button.ghost.icon.call type="button" data-call="video" data-room-id=(id) aria-label="Start a video call" title="Video call" { (icon(Icon::Video)) }
                                 (notify_menu(id.as_str(), v.room.direct || v.room.joined == 2, v.notify))

@@ -73,6 +73,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let wake = outbox.clone();
     let push_wake = Arc::new(tokio::sync::Notify::new());
     let wake_push = push_wake.clone();
+    let search_wake = Arc::new(tokio::sync::Notify::new());
+    let wake_search = search_wake.clone();
     let (store, writer) = Store::open(
         &config.data_dir,
         Box::new(move |batch, destinations| {
@@ -82,6 +84,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             }
             publisher.committed(batch);
             wake.wake(destinations);
+            wake_search.notify_one();
         }),
     )?;
     store.set_local_server(server_name.as_str());
@@ -163,6 +166,14 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     )
     .await?;
     tasks.spawn(push.clone().run(shutdown.clone()));
+    let search = match config.search {
+        true => {
+            let search = crate::search::Search::open(&config.data_dir, store.clone(), search_wake)?;
+            tasks.spawn(search.clone().run(shutdown.clone()));
+            Some(search)
+        }
+        false => None,
+    };
     tasks.spawn(crate::live::notify::run(alerts, hub.clone(), push.clone(), store.clone(), shutdown.clone()));
     let (ephemeral_tx, ephemeral_rx) = tokio::sync::mpsc::channel(1024);
     let fed = FedState::new(FedStateInner {
@@ -195,6 +206,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let state = AppState::new(Inner {
         media,
         push,
+        search,
         store,
         hub,
         server_name,

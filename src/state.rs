@@ -43,6 +43,8 @@ pub struct Inner {
     pub media: crate::media::Media,
     /// Notification settings and Web Push.
     pub push: crate::push::Push,
+    /// Full-text search; none when the setting turns it off.
+    pub search: Option<crate::search::Search>,
     /// Federation (its own parts are `fed.federation`).
     pub fed: FedState,
     /// The live channel.

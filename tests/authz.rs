@@ -179,6 +179,13 @@ fn rows() -> Vec<Row> {
         Row { method: "GET", route: "/api/v1/rooms/{room_id}/messages", body: None, expect: MEMBERS_ONLY },
         Row { method: "GET", route: "/api/v1/rooms/{room_id}/events/{event_id}", body: None, expect: MEMBERS_ONLY },
         Row { method: "GET", route: "/api/v1/rooms/{room_id}/context/{event_id}", body: None, expect: MEMBERS_ONLY },
+        // Anyone signed in may search (their own rooms): without words, a 400 saying so.
+        Row {
+            method: "GET",
+            route: "/api/v1/search",
+            body: None,
+            expect: ["401", "401", "400", "400", "400", "400", "400", "400", "400"],
+        },
         // The event is the member's own message: the member may delete it, the room's admin
         // (redact level 50) anyone's; a member deleting another's gets 403 (federation_rooms).
         Row {
@@ -354,6 +361,7 @@ fn rows() -> Vec<Row> {
             expect: ["login", "login", "303", "303", "303", "303", "303", "303", "303"],
         },
         Row { method: "GET", route: "/settings", body: None, expect: PAGE_SIGNED },
+        Row { method: "GET", route: "/search", body: None, expect: PAGE_SIGNED },
         Row {
             method: "POST",
             route: "/settings/password",

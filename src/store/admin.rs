@@ -125,12 +125,17 @@ impl Store {
             {
                 let mut timeline = txn.open_table(ROOM_TIMELINE)?;
                 let mut events = txn.open_table(EVENTS)?;
+                let mut stream = txn.open_table(STREAM)?;
                 for row in timeline.extract_from_if((rid, 0)..=(rid, u64::MAX), |_, _| true)? {
-                    let (_, v) = row?;
+                    let (k, v) = row?;
                     let id = v.value().0.to_string();
+                    stream.remove(k.value().1)?;
                     events.remove(id.as_str())?;
                     event_ids.insert(id);
                 }
+                // The stream says the room went, so that the search index drops it.
+                let pos = tx.next_pos();
+                stream.insert(pos, (rid, ""))?;
             }
             txn.open_table(ROOM_STATE)?.retain_in((rid, "", "")..=(rid, "\u{10ffff}", ""), |_, _| false)?;
             let mut members = Vec::new();

@@ -139,3 +139,20 @@ pub(super) fn edits_of(tx: &Tx<'_>, room_id: &RoomId, original_id: &str) -> Resu
     }
     Ok(out)
 }
+
+impl super::Store {
+    /// The message that the edit `edit_id` edits, as recorded when the edit was stored (the
+    /// edit's own content says so no more once it is redacted). Scans the room's edits.
+    pub fn edited_by(&self, room_id: &str, edit_id: &str) -> Result<Option<String>> {
+        let r = self.read()?;
+        let edits = r.open_table(EDITS)?;
+        for row in edits.range((room_id, "", "")..=(room_id, "\u{10ffff}", "\u{10ffff}"))? {
+            let (k, _) = row?;
+            let (_, original, edit) = k.value();
+            if edit == edit_id {
+                return Ok(Some(original.to_string()));
+            }
+        }
+        Ok(None)
+    }
+}

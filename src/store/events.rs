@@ -193,6 +193,7 @@ fn persist_inner(tx: &mut Tx<'_>, room: &mut RoomRecord, mut ev: Event, send: bo
     let eid = ev.event_id.clone();
     let kind = if super::edits::edited_event_id(&ev).is_some() { super::edits::EDIT_KIND } else { ev.kind.as_str() };
     tx.txn.open_table(ROOM_TIMELINE)?.insert((rid.as_str(), pos), (eid.as_str(), ev.sender.as_str(), kind))?;
+    tx.txn.open_table(STREAM)?.insert(pos, (rid.as_str(), eid.as_str()))?;
     for u in mentioned(tx, room, &ev)? {
         tx.txn.open_table(MENTIONS)?.insert((u.as_str(), rid.as_str(), pos), ())?;
     }
@@ -344,6 +345,7 @@ pub fn store_joined_room(
         tx.txn
             .open_table(ROOM_TIMELINE)?
             .insert((room_id.as_str(), pos), (ev.event_id.as_str(), ev.sender.as_str(), ev.kind.as_str()))?;
+        tx.txn.open_table(STREAM)?.insert(pos, (room_id.as_str(), ev.event_id.as_str()))?;
         room.depth = room.depth.max(ev.depth);
         room.last_pos = pos;
         let id = ev.event_id.clone();
@@ -358,6 +360,7 @@ pub fn store_joined_room(
         && early.pos > 0
     {
         tx.txn.open_table(ROOM_TIMELINE)?.remove((room_id.as_str(), early.pos))?;
+        tx.txn.open_table(STREAM)?.remove(early.pos)?;
     }
     room.extremities = join.prev_events.clone();
     persist_received(tx, &mut room, join)?;

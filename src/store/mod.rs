@@ -17,6 +17,7 @@ pub mod relations;
 pub mod rooms;
 pub mod snapshot;
 pub mod state;
+pub mod stream;
 mod tables;
 pub mod writer;
 
@@ -33,7 +34,7 @@ pub use writer::{OnCommit, Tx, Writer, WriterStats, WriterThread};
 
 /// Version of the table layout this build reads and writes. Each version's change, and the step
 /// that upgrades a database of the version before, is in [`upgrade`].
-pub const SCHEMA_VERSION: u32 = 9;
+pub const SCHEMA_VERSION: u32 = 10;
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "chat.redb";
 
@@ -209,6 +210,18 @@ fn upgrade(txn: &WriteTransaction, from: u32) -> Result<()> {
         // 9 adds notification settings and Web Push (`notify_prefs`, `push_subs`,
         // `push_pending`, `push_retry`), empty.
         8 => Ok(()),
+        // 10 adds `stream` (every timeline event by position, across rooms), built from
+        // `room_timeline`.
+        9 => {
+            let timeline = txn.open_table(ROOM_TIMELINE)?;
+            let mut stream = txn.open_table(STREAM)?;
+            for row in timeline.iter()? {
+                let (k, v) = row?;
+                let (room, pos) = k.value();
+                stream.insert(pos, (room, v.value().0))?;
+            }
+            Ok(())
+        }
         _ => Err(Error::Internal(format!("no upgrade from schema {from}"))),
     }
 }

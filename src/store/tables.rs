@@ -145,6 +145,12 @@ pub const PUSH_PENDING: TableDefinition<u64, &str> = TableDefinition::new("push_
 /// `PushRetry`), after the push service failed or could not be reached. Schema 9.
 pub const PUSH_RETRY: TableDefinition<(u64, &str, &str, u64), &[u8]> = TableDefinition::new("push_retry");
 
+/// Stream position -> (room id, event id): every timeline event in the order this server
+/// committed it, across rooms, written with the event's `room_timeline` row; what the search
+/// index follows. A deleted room leaves a row with an empty event id at a new position (and
+/// its older rows go). Schema 10.
+pub const STREAM: TableDefinition<u64, (&str, &str)> = TableDefinition::new("stream");
+
 /// Calls `$m!(TABLE, ...)` with every table above: the one list that creating the schema and
 /// copying a backup use, so a new table cannot be left out of either.
 macro_rules! every_table {
@@ -185,7 +191,8 @@ macro_rules! every_table {
             NOTIFY_PREFS,
             PUSH_SUBS,
             PUSH_PENDING,
-            PUSH_RETRY
+            PUSH_RETRY,
+            STREAM
         )
     };
 }

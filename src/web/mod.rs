@@ -7,6 +7,7 @@ pub mod extract;
 pub mod media;
 pub mod notify;
 pub mod pages;
+pub mod search;
 pub mod serve;
 
 use axum::Router;
@@ -53,6 +54,7 @@ pub fn routes() -> Routes<AppState> {
         .get("/profile/{user_id}", api::profile)
         .get("/rooms/{room_id}/events/{event_id}", api::event)
         .get("/rooms/{room_id}/context/{event_id}", api::context)
+        .get("/search", search::api)
         .post("/rooms/{room_id}/read", api::read)
         .post("/join/{room}", api::join_any)
         .post("/dm", api::direct)
@@ -77,6 +79,7 @@ pub fn routes() -> Routes<AppState> {
         .post("/rooms", pages::create_room)
         .get("/rooms/{room_id}", pages::room)
         .get("/rooms/{room_id}/history", pages::history)
+        .get("/search", search::page)
         .get("/rooms/{room_id}/members", pages::members_fragment)
         .get("/rooms/{room_id}/pins", pages::pins_fragment)
         .get("/rooms/{room_id}/events/{event_id}", pages::room_event)

@@ -145,6 +145,49 @@ try {
   same(await bodies(), 'reloaded', live);
   await checkPage(benPage, '#timeline li.msg .body:not(.formatted), #timeline li.note', 'reloaded');
 
+  // Search: every string, and query-syntax injections, as the search text give results or a
+  // clear 400, never a 500; the API's results hold only this room's messages; a string made
+  // of words finds its own message; the search page shows snippets as inert text.
+  const injections = ['body:x', 'room:* OR 1', 'a AND b OR NOT c', '(', ')', '"', '""', '*', '?', 'x~2', 'x^9',
+    '[a TO z]', '{a TO z}', 'title:"x" -y +z', '.*', '\\', '\u0000', 'in:', 'from:', 'from:@', 'in:!nope:x',
+    'before:', 'before:2026-13-01', 'after:yesterday', 'has:', 'has:file', '/regex/', 'a'.repeat(500), 'a'.repeat(501),
+    `${'x '.repeat(16)}`, `${'x '.repeat(17)}`, '東', '💩', '\u202e', 'NaN', 'null', 'undefined'];
+  const searchStatus = {};
+  let found = 0;
+  let words = 0;
+  // The index takes in what was sent within moments; wait for it before asserting finds.
+  for (let i = 0; i < 100; i += 1) {
+    const r = await api('GET', `/search?q=${encodeURIComponent('from:naughty-ana')}&limit=1`, ben.token);
+    if (r.status === 200 && !r.json.indexing) break;
+    await new Promise((res) => { setTimeout(res, 100); });
+  }
+  for (const s of [...strings, ...injections]) {
+    const r = await api('GET', `/search?q=${encodeURIComponent(s)}&room=${encodeURIComponent(room)}&limit=50`, ben.token);
+    searchStatus[r.status] = (searchStatus[r.status] || 0) + 1;
+    if (r.status !== 200 && r.status !== 400) fail(`search ${JSON.stringify(s)} -> ${r.status}`);
+    if (r.status !== 200) continue;
+    if (r.json.results.some((x) => x.room_id !== room)) fail(`search ${JSON.stringify(s)}: a result from another room`);
+    // A plain string of letters and spaces finds the message that is that string.
+    if (/^[A-Za-z][A-Za-z ]{2,60}$/.test(s) && sent.includes(s)) {
+      words += 1;
+      if (r.json.results.some((x) => x.event.content.body === s)) found += 1;
+      else fail(`search ${JSON.stringify(s)}: its own message not found`);
+    }
+  }
+  for (const s of strings.slice(0, 120)) {
+    await benPage.goto(`${base}/search?q=${encodeURIComponent(s)}&room=${encodeURIComponent(room)}`);
+    const seen = await benPage.evaluate(() => ({
+      // A snippet holds text and <mark>s of text (and the file mark), nothing made from it.
+      bad: [...document.querySelectorAll('#results .snippet')]
+        .filter((sn) => [...sn.querySelectorAll('*')].some((c) => !(c.matches('mark, span.kind') && c.children.length === 0)))
+        .map((e) => e.outerHTML.slice(0, 100)),
+      csp: window.__csp,
+    }));
+    if (seen.bad.length || seen.csp.length) fail(`search page for ${JSON.stringify(s)}: ${seen.bad.concat(seen.csp).join(' | ')}`);
+  }
+  console.log(`search: ${strings.length + injections.length} queries answered ${JSON.stringify(searchStatus)}; ` +
+    `${found} of ${words} word strings found their message`);
+
   // Room names and topics: Ana creates a public room per string.
   // Names and topics are trimmed when stored: compare with what the server says it stored.
   const rooms = [];
