@@ -160,7 +160,7 @@ if (me) {
       return;
     }
     if (!timeline.el()) { if (isMember && ev.state_key === me) location.reload(); return; }
-    const stick = timeline.nearBottom() || (ev.sender === me && !isEdit(ev));
+    const stick = !timeline.detached() && (timeline.nearBottom() || (ev.sender === me && !isEdit(ev)));
     const unseen = document.visibilityState !== 'visible' && ev.type === 'm.room.message' && ev.sender !== me
       && !isEdit(ev);
     timeline.put(ev.event_id, f.pos, f.html, { beforeInsert: (pos) => { if (unseen) timeline.divider(pos); } });
@@ -196,7 +196,7 @@ if (me) {
   function onCallFrame(f) {
     calls.onSignal(f);
     if (f.room_id !== currentRoom || !timeline.el()) return;
-    const stick = timeline.nearBottom();
+    const stick = !timeline.detached() && timeline.nearBottom();
     timeline.put(f.event.event_id, f.pos, f.html);
     if (stick) timeline.scrollToBottom();
   }

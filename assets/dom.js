@@ -28,6 +28,14 @@ export function localize(root) {
     t.textContent = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
     t.title = d.toLocaleString();
   }
+  // A date and time (search results): the day, and the time for this year's.
+  for (const t of root.querySelectorAll('time[data-date-ts]')) {
+    const d = new Date(Number(t.dataset.dateTs));
+    const thisYear = d.getFullYear() === new Date().getFullYear();
+    t.textContent = d.toLocaleDateString([], { day: 'numeric', month: 'short', year: thisYear ? undefined : 'numeric' })
+      + (thisYear ? `, ${d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}` : '');
+    t.title = d.toLocaleString();
+  }
   for (const e of root.querySelectorAll('span.edited[data-ts]')) {
     e.title = `Edited ${new Date(Number(e.dataset.ts)).toLocaleString()}`;
   }
@@ -65,12 +73,12 @@ export function showReactions(chip) {
   chip.classList.toggle('mine', mine);
 }
 
-// The names people go by in this room (the page's `data-names`, then the member events that
-// come live); anyone else shows as their localpart.
+// The names people go by on the page (its `data-names`: a room's members, a search's senders;
+// then the member events that come live); anyone else shows as their localpart.
 const names = new Map();
 try {
-  const room = document.getElementById('room');
-  for (const [id, name] of Object.entries(JSON.parse((room && room.dataset.names) || '{}'))) names.set(id, name);
+  const holder = document.querySelector('main[data-names]');
+  for (const [id, name] of Object.entries(JSON.parse((holder && holder.dataset.names) || '{}'))) names.set(id, name);
 } catch { /* no names: localparts */ }
 
 // Which of the eight avatar colours is `user`'s: as the server picks it (render::avatar_colour).

@@ -11,10 +11,17 @@ export function createTimeline(roomId) {
   const el = () => document.getElementById('timeline');
   const pendingByEvent = new Map(); // event_id -> pending row, acknowledged, not yet seen live
   let loading = false; // a page of older history is on its way
+  let loadingNewer = false; // a page of newer history is on its way (a room opened at a message)
   let newSince = 0; // messages arrived while scrolled up
   let jumpUpdate = null;
 
   function rows() { const tl = el(); return tl ? Array.from(tl.querySelectorAll('li.ev[data-pos]')) : []; }
+
+  // Opened at a message in the middle of history, the timeline stops short of the newest
+  // (`data-newer` is the cursor of the page after it) until scrolling down reaches the newest
+  // or "Jump to latest" loads it. Meanwhile live events are not placed (they would leave a
+  // gap): the newer pages bring them.
+  function detached() { const tl = el(); return !!(tl && tl.dataset.newer); }
 
   function byEvent(id) {
     const tl = el();
@@ -231,14 +238,20 @@ export function createTimeline(roomId) {
       const btn = document.getElementById('jump-latest');
       if (!tl || !btn) return;
       const update = () => {
-        const away = !this.nearBottom();
+        const away = detached() || !this.nearBottom();
         if (!away) { newSince = 0; btn.classList.remove('has-new'); }
         btn.hidden = !away;
         btn.querySelector('.count').textContent = newSince ? `${newSince} new ${newSince === 1 ? 'message' : 'messages'} · ` : '';
       };
       jumpUpdate = update;
       tl.addEventListener('scroll', update, { passive: true });
-      btn.addEventListener('click', () => { tl.scrollTo({ top: tl.scrollHeight, behavior: 'smooth' }); newSince = 0; update(); });
+      btn.addEventListener('click', async () => {
+        if (detached()) await this.toLatest();
+        else tl.scrollTo({ top: tl.scrollHeight, behavior: 'smooth' });
+        newSince = 0;
+        update();
+      });
+      update();
     },
     // A message arrived while the viewer reads older ones: the button counts it.
     arrivedWhileAway() {
@@ -248,6 +261,33 @@ export function createTimeline(roomId) {
       if (jumpUpdate) jumpUpdate();
     },
     nearBottom() { const tl = el(); return !tl || tl.scrollHeight - tl.scrollTop - tl.clientHeight < 120; },
+    detached,
+    // Replaces a detached window with the newest page (as the room opens), keeping this tab's
+    // unsent messages; the timeline follows live events again.
+    async toLatest() {
+      const tl = el();
+      if (!tl || !detached() || !roomId) return;
+      delete tl.dataset.newer;
+      try {
+        const res = await fetch(`/rooms/${encodeURIComponent(roomId)}/history`, { credentials: 'same-origin' });
+        if (!res.ok) throw new Error(String(res.status));
+        const tpl = fragment(await res.text()).querySelector('template');
+        if (!tpl) throw new Error('no page');
+        const items = tpl.content;
+        localize(items);
+        const fetched = Array.from(items.querySelectorAll('li.ev[data-pos]'));
+        const newest = fetched.length ? Number(fetched[fetched.length - 1].dataset.pos) : 0;
+        // Rows placed live since the window was let go and newer than the page stay.
+        const kept = rows().filter((r) => Number(r.dataset.pos) > newest && !items.querySelector(`li[data-event-id="${CSS.escape(r.dataset.eventId)}"]`));
+        const pending = Array.from(tl.querySelectorAll('li.pending'));
+        tl.replaceChildren(items, ...kept, ...pending);
+        if (tpl.dataset.next) tl.dataset.next = tpl.dataset.next; else delete tl.dataset.next;
+        decorate();
+        this.scrollToBottom();
+      } catch {
+        location.assign(`/rooms/${encodeURIComponent(roomId)}`);
+      }
+    },
     scrollToBottom() { const tl = el(); if (tl) tl.scrollTop = tl.scrollHeight; },
     lastPos() { const all = rows(); return all.length ? Number(all[all.length - 1].dataset.pos) : 0; },
     has(eventId) { return !!byEvent(eventId); },
@@ -264,6 +304,7 @@ export function createTimeline(roomId) {
       const pending = pendingByEvent.get(eventId);
       const shown = byEvent(eventId);
       if (pending) { pending.replaceWith(node); pendingByEvent.delete(eventId); } else if (shown) shown.replaceWith(node);
+      else if (detached()) return;
       else {
         if (beforeInsert) beforeInsert(pos);
         insertByPos(node, pos);
@@ -282,6 +323,8 @@ export function createTimeline(roomId) {
       li.dataset.txn = txnId;
       li.querySelector('.body').textContent = text;
       tl.appendChild(li);
+      // Sending from a message far back: the newest comes, with the message after it.
+      if (detached()) this.toLatest();
     },
     pendingRow(txnId) { return document.querySelector(`li.pending[data-txn="${CSS.escape(txnId)}"]`); },
     // The send was committed as `eventId`: its live row replaces the pending one when it comes.
@@ -319,23 +362,35 @@ export function createTimeline(roomId) {
     setupHistory() {
       const tl = el();
       if (!tl || !roomId) return;
-      tl.addEventListener('scroll', () => { if (tl.scrollTop <= 150) loadOlder(); }, { passive: true });
+      tl.addEventListener('scroll', () => {
+        if (tl.scrollTop <= 150) loadOlder();
+        if (detached() && tl.scrollHeight - tl.scrollTop - tl.clientHeight < 150) loadNewer();
+      }, { passive: true });
       // A short first page may not fill the screen: keep loading until it scrolls or ends.
       requestAnimationFrame(() => { if (tl.scrollTop <= 150) loadOlder(); });
     },
 
-    // Shows the message `eventId` (at stream position `pos`), loading older history until it
-    // is there or the beginning is reached, and marks it for a moment.
+    // Shows the message `eventId` (at stream position `pos`): loading a few pages of older
+    // history if it is close, else opening the room at it (the page of the events around it);
+    // it stays marked, and flashes for a moment.
     async jumpTo(eventId, pos) {
       const tl = el();
       if (!tl) return;
-      for (let i = 0; i < 200 && !byEvent(eventId) && tl.dataset.next; i += 1) {
+      for (let i = 0; i < 3 && !byEvent(eventId) && tl.dataset.next; i += 1) {
         const first = rows()[0];
         if (first && pos && Number(first.dataset.pos) < pos) break;
         if (!await loadOlder()) break;
       }
       const row = byEvent(eventId);
-      if (!row) return;
+      if (!row) {
+        const first = rows()[0];
+        if (tl.dataset.next && !(first && pos && Number(first.dataset.pos) < pos)) {
+          location.assign(`/rooms/${encodeURIComponent(roomId)}/events/${encodeURIComponent(eventId)}`);
+        }
+        return;
+      }
+      for (const t of tl.querySelectorAll('li.target')) t.classList.remove('target');
+      row.classList.add('target');
       row.scrollIntoView({ block: 'center' });
       row.classList.remove('flash');
       void row.offsetWidth;
@@ -343,6 +398,37 @@ export function createTimeline(roomId) {
       setTimeout(() => row.classList.remove('flash'), 2000);
     },
   };
+
+  // Loads one page of newer events after the last shown, while detached; false when there is
+  // none (or it failed, or a load is running). Rows already shown (placed live) are kept.
+  async function loadNewer() {
+    const tl = el();
+    const newer = tl && tl.dataset.newer;
+    if (loadingNewer || !newer) return false;
+    loadingNewer = true;
+    try {
+      const res = await fetch(`/rooms/${encodeURIComponent(roomId)}/history?after=${encodeURIComponent(newer)}`,
+        { credentials: 'same-origin' });
+      if (!res.ok) return false;
+      const tpl = fragment(await res.text()).querySelector('template');
+      if (!tpl) return false;
+      const items = tpl.content;
+      localize(items);
+      for (const li of Array.from(items.querySelectorAll('li[data-event-id]'))) {
+        if (byEvent(li.dataset.eventId)) li.remove();
+      }
+      const pending = tl.querySelector('li.pending');
+      if (pending) tl.insertBefore(items, pending); else tl.appendChild(items);
+      if (tpl.dataset.newer) tl.dataset.newer = tpl.dataset.newer; else delete tl.dataset.newer;
+      decorate();
+      if (jumpUpdate) jumpUpdate();
+      return true;
+    } catch {
+      return false;
+    } finally {
+      loadingNewer = false;
+    }
+  }
 
   // Loads one page of older events before the first shown; false when there is none (or it
   // failed, or a load is running).

@@ -464,9 +464,9 @@ pub fn search_page(v: &SearchView<'_>) -> Markup {
         Some(v.user),
         Some(v.since),
         html! {
-            div.app {
+            div.app.in-search {
                 (room_list(v.user, v.rooms, None, &Presences::new()))
-                main.search-page #main {
+                main.search-page #main data-names=(names_json()) {
                     header.search-head {
                         a.button.ghost.icon.back href="/rooms" aria-label="Back to rooms" title="Back to rooms" { (icon(Icon::Back)) }
                         h1 { "Search" }
@@ -726,6 +726,9 @@ pub struct RoomView<'a> {
     pub events: &'a [StoredEvent],
     /// Cursor for older events.
     pub next: Option<u64>,
+    /// Cursor of the page after the events shown, when they stop short of the newest (a room
+    /// opened at a message): the timeline is detached from the live end until it reaches it.
+    pub newer: Option<u64>,
     /// The room's pinned messages that are stored here, in pinning order.
     pub pins: &'a [StoredEvent],
     /// Members (joined and invited).
@@ -803,7 +806,7 @@ pub fn room_page(v: &RoomView<'_>) -> Markup {
                     @match v.access {
                         Access::Member => {
                             (call_bar(v.calls))
-                            (timeline_with(v.events, v.next, v.user, v.read_before, v.receipts))
+                            (timeline_with(v.events, v.next, v.newer, v.user, v.read_before, v.receipts))
                             button.jump-latest id="jump-latest" type="button" hidden aria-label="Jump to the latest message" {
                                 span.count {} span { "Jump to latest ↓" }
                             }
@@ -960,6 +963,7 @@ pub fn call_bar(calls: &[(String, Vec<String>)]) -> Markup {
 pub fn timeline_with(
     events: &[StoredEvent],
     next: Option<u64>,
+    newer: Option<u64>,
     viewer: &str,
     read_before: u64,
     receipts: &HashMap<u64, Vec<String>>,
@@ -980,7 +984,7 @@ pub fn timeline_with(
         _ => 0,
     };
     html! {
-        ol.timeline id="timeline" data-next=[next] {
+        ol.timeline id="timeline" data-next=[next] data-newer=[newer] {
             @if next.is_none() { li.ev.start { "This is the beginning of the conversation." } }
             @if setup > 1 {
                 @let first = &events[0].event;
@@ -1010,6 +1014,16 @@ pub fn typing_text(viewer: &str, typing: &[String]) -> String {
         [a] => format!("{a} is typing…"),
         [a, b] => format!("{a} and {b} are typing…"),
         _ => "Several people are typing…".into(),
+    }
+}
+
+/// Newer events after a message opened in the middle of history (oldest first), as a template
+/// whose `data-newer` is the cursor of the page after (none: these reach the newest).
+pub fn newer_fragment(events: &[StoredEvent], newer: Option<u64>) -> Markup {
+    html! {
+        template data-newer=[newer] {
+            @for e in events { (event_item(e)) }
+        }
     }
 }
 

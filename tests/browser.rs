@@ -74,6 +74,17 @@ async fn files_are_attached_pasted_dropped_and_viewed_in_two_browsers() {
     s.stop().await;
 }
 
+/// Search from the room list and from a room, a result opened in context (marked), history
+/// paged both ways from there to the newest, "Jump to latest", a far reply quote, on desktop
+/// and phone widths (see tests/browser/search.mjs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_and_open_a_message_in_context() {
+    let s = TestServer::start().await;
+    let url = s.url.clone();
+    tokio::task::spawn_blocking(move || run_script("search.mjs", &url)).await.unwrap();
+    s.stop().await;
+}
+
 /// The Big List of Naughty Strings as messages, room names, topics and usernames: refused with
 /// a 4xx or shown as the same inert text, live and reloaded (see tests/browser/naughty.mjs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

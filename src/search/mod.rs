@@ -536,7 +536,13 @@ fn pieces(text: &str, snippet: &tantivy::snippet::Snippet) -> Vec<Piece> {
             out.push(Piece { text: s.to_string(), hit: false });
         }
     };
-    if range.start > 0 {
+    // What the fragment leaves out at either end: shown if it is a few characters (the end's
+    // punctuation), else an ellipsis.
+    let short = |s: &str| s.chars().count() <= 12;
+    let (head, tail) = (text.get(..range.start).unwrap_or_default(), text.get(range.end..).unwrap_or_default());
+    if short(head) {
+        plain(head, &mut out);
+    } else {
         plain("…", &mut out);
     }
     for h in snippet.highlighted() {
@@ -548,7 +554,9 @@ fn pieces(text: &str, snippet: &tantivy::snippet::Snippet) -> Vec<Piece> {
         at = h.end;
     }
     plain(&fragment[at..], &mut out);
-    if range.end < text.len() {
+    if short(tail) {
+        plain(tail, &mut out);
+    } else {
         plain("…", &mut out);
     }
     out

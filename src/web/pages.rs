@@ -298,13 +298,25 @@ async fn room_page(state: &AppState, s: &Session, id: &RoomId, jump: Option<(&st
         Access::Invited => (member_sender, None),
         _ => (None, member_sender),
     };
-    let (mut events, next) = match access {
-        Access::Member => state.store.timeline(id, None, FIRST_PAGE)?,
-        _ => (Vec::new(), None),
+    // At a message: the events around it, and the cursors both ways; else the newest.
+    let (mut events, next, newer) = match (&access, jump) {
+        (Access::Member, Some((_, pos))) => {
+            let (older, next) = state.store.timeline(id, Some(pos.saturating_add(1)), FIRST_PAGE / 2 + 1)?;
+            let (after, newer) = state.store.timeline_after(id, pos, FIRST_PAGE / 2)?;
+            let mut events: Vec<StoredEvent> = after.into_iter().rev().collect();
+            events.extend(older);
+            (events, next, newer)
+        }
+        (Access::Member, None) => {
+            let (events, next) = state.store.timeline(id, None, FIRST_PAGE)?;
+            (events, next, None)
+        }
+        _ => (Vec::new(), None, None),
     };
     events.reverse();
     let read_before = state.store.read_marker(user, id)?;
-    if let (Access::Member, Some(last)) = (&access, events.last())
+    // Opened in the middle of history, the newest is not shown yet: nothing is read.
+    if let (Access::Member, Some(last), None) = (&access, events.last(), newer)
         && let Some(moved) = rooms::mark_read(&state.rooms, &s.user, id, last.pos).await?
     {
         state.hub.read_moved(id, s.user.as_str(), moved);
@@ -332,6 +344,7 @@ async fn room_page(state: &AppState, s: &Session, id: &RoomId, jump: Option<(&st
         rooms: &mine,
         events: &events,
         next,
+        newer,
         members: &members,
         access,
         presence: &presence,
@@ -428,13 +441,15 @@ fn seen_by(
     Ok(out)
 }
 
-/// `?before=`.
+/// `?before=` (older events) or `?after=` (newer).
 #[derive(Deserialize)]
 pub struct Before {
     before: Option<String>,
+    after: Option<String>,
 }
 
-/// `GET /rooms/{id}/history?before=`: older events as an HTML fragment (infinite scroll).
+/// `GET /rooms/{id}/history?before=`: older events as an HTML fragment (infinite scroll);
+/// `?after=`: newer ones, for a room opened at a message.
 pub async fn history(
     State(state): State<AppState>,
     PageSession(s): PageSession,
@@ -443,10 +458,14 @@ pub async fn history(
 ) -> Response {
     or_error_page((|| {
         member_room(&state, &s, &id)?;
+        let names = state.store.member_names(&id, None)?;
+        if let Some(after) = parse_cursor(q.after.as_deref())? {
+            let (events, newer) = state.store.timeline_after(&id, after, FIRST_PAGE)?;
+            return Ok(page(views::with_names(names, || views::newer_fragment(&events, newer))));
+        }
         let before = parse_cursor(q.before.as_deref())?;
         let (mut events, next) = state.store.timeline(&id, before, FIRST_PAGE)?;
         events.reverse();
-        let names = state.store.member_names(&id, None)?;
         Ok(page(views::with_names(names, || views::history_fragment(&events, next))))
     })())
 }

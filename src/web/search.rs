@@ -211,6 +211,9 @@ pub async fn page(
             };
             // The names of the direct chats' people and of the results' senders.
             let mut names = std::collections::HashMap::new();
+            if let Some(me) = state.store.user(user.localpart())?.and_then(|u| u.display_name) {
+                names.insert(user.as_str().to_string(), me);
+            }
             for m in &mine {
                 if let Some(peer) = m.peer.as_deref() {
                     names.extend(state.store.member_names(&m.room.room_id, Some(&[peer]))?);
