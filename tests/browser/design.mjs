@@ -154,6 +154,24 @@ try {
   await ana.page.goto(`${base}/settings`);
   await audit(ana.page, 'settings');
 
+  // Search: the page before a search, results with the words marked (filters open), and a
+  // message opened from a result (marked, the timeline short of the newest).
+  await ana.page.goto(`${base}/search`);
+  await audit(ana.page, 'search-empty');
+  let hits = [];
+  for (let i = 0; i < 100 && !hits.length; i += 1) {
+    const res = await ana.page.request.get(`${base}/api/v1/search?q=seeds`);
+    hits = (await res.json()).results || [];
+    if (!hits.length) await ana.page.waitForTimeout(100);
+  }
+  if (!hits.length) throw new Error('search found nothing for "seeds"');
+  await ana.page.goto(`${base}/search?q=seeds&since=2020-01-01`);
+  await audit(ana.page, 'search');
+  const first = hits[hits.length - 1].event.event_id;
+  await ana.page.goto(`${base}/rooms/${r}/events/${encodeURIComponent(first)}`);
+  await ana.page.waitForSelector('#timeline li.msg.target');
+  await audit(ana.page, 'message-opened');
+
   // An invitation.
   const secret = (await api(ana.page, '/api/v1/rooms', { name: 'Surprise party', topic: 'Do not tell Ben… oh', visibility: 'private' })).room_id;
   await api(ana.page, `/api/v1/rooms/${encodeURIComponent(secret)}/invite`, { user_id: `ben${sfx}` });
