@@ -210,6 +210,8 @@ pub struct Limits {
     pub push_give_up_secs: u64,
     /// Devices one user may have push on.
     pub push_devices_per_user: u32,
+    /// Memory the database may keep of what it read and wrote (its page cache), MiB.
+    pub store_cache_mib: u64,
     /// Pushes waiting to be tried again, all users together; more are dropped (counted).
     pub push_retry_queue: u64,
 }
@@ -252,6 +254,7 @@ impl Default for Limits {
             push_retry_max_secs: 600,
             push_give_up_secs: 24 * 3600,
             push_devices_per_user: 10,
+            store_cache_mib: 1024,
             push_retry_queue: 100_000,
         }
     }
@@ -688,6 +691,13 @@ pub static SETTINGS: &[Setting] = &[
         limits.push_give_up_secs
     ),
     whole!("limits.push_devices_per_user", 1, "Devices one user may turn push on for.", limits.push_devices_per_user),
+    whole!(
+        "limits.store_cache_mib",
+        16,
+        "Memory the database keeps of the pages it read and wrote, MiB (the server's RSS grows to \
+         about this after scans such as a search index rebuild or a backup; lower it on a small box).",
+        limits.store_cache_mib
+    ),
     whole!(
         "limits.push_retry_queue",
         1,

@@ -75,7 +75,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let wake_push = push_wake.clone();
     let search_wake = Arc::new(tokio::sync::Notify::new());
     let wake_search = search_wake.clone();
-    let (store, writer) = Store::open(
+    let cache = usize::try_from(config.limits.store_cache_mib.saturating_mul(1024 * 1024)).ok();
+    let (store, writer) = Store::open_with_cache(
         &config.data_dir,
         Box::new(move |batch, destinations| {
             // The writer thread only hands over: rendering and delivery run on the publisher.
@@ -86,6 +87,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             wake.wake(destinations);
             wake_search.notify_one();
         }),
+        cache,
     )?;
     store.set_local_server(server_name.as_str());
     if store::meta_text(&store, store::SERVER_NAME_KEY).ok().flatten().as_deref() != Some(server_name.as_str()) {

@@ -293,6 +293,11 @@ async fn a_server_that_was_down_gets_everything_once_in_order() {
         .map(|f| f["event"]["content"]["body"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(replayed, want);
+    // What B received is searchable there, as B's own messages are.
+    b.until_metric("chat_search_behind", |v| v == 0.0).await;
+    let (st, found) = ben.get("/api/v1/search?q=m042").await;
+    assert_eq!(st, 200, "{found}");
+    assert_eq!(found["results"][0]["event"]["content"]["body"], "m042", "{found}");
     // A's queue for B drains.
     eventually!(10, "A's queue empties", !metrics(&a).await.contains("chat_federation_queued_events{"));
     a.until_metric(&failing, |v| v == 0.0).await;

@@ -95,6 +95,13 @@ async fn a_schema_1_database_is_upgraded_and_keeps_its_data() {
     // The public directory was built in the upgrade (the lobby's alias is A's, not ours).
     let listed = directory(&s, &ben, "").await;
     assert_eq!(listed, [("Lobby".to_string(), 2, None), ("Local".to_string(), 1, None)]);
+    // The stream was built from the timelines in the upgrade: the search index, built from
+    // it, finds messages sent long before (received from A, and local).
+    s.until_metric("chat_search_behind", |v| v == 0.0).await;
+    let (st, v) = s.get(Some(&ben.token), "/api/v1/search?q=%22before+ben+came+59%22").await;
+    assert_eq!((st, v["count"].as_u64()), (StatusCode::OK, Some(1)), "{v}");
+    let (_, v) = s.get(Some(&ben.token), "/api/v1/search?q=only+here").await;
+    assert_eq!(v["results"][0]["room_id"], LOCAL, "{v}");
     // New writes go on from the stored stream position.
     s.send(&ben, LOCAL, "after the upgrade", "u1").await;
     let _keep = s.stop().await;

@@ -3,10 +3,11 @@
 //! percentiles, server RSS and CPU. Talks only to the address it is given (loopback by default).
 //!
 //! Scenarios: `throughput`, `fanout`, `idle`, `compare`, `ephemeral`, `turn`, `markdown`,
-//! `render`, `media`, `all`. See `--help`.
+//! `render`, `media`, `push`, `search`, `all`. See `--help`.
 
 mod media;
 mod push;
+mod search;
 mod turn;
 
 use std::path::PathBuf;
@@ -163,6 +164,20 @@ enum Scenario {
         #[arg(long, default_value_t = 20)]
         pushed: u64,
     },
+    /// Full-text search: a corpus sent with search off, then indexed from the stream (rate,
+    /// memory, size against the text), query latency for one-word, two-word and phrase
+    /// queries, and the writer's throughput with indexing on against off.
+    Search {
+        /// Messages in the corpus.
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: u64,
+        /// Queries of each kind.
+        #[arg(long, default_value_t = 500)]
+        queries: usize,
+        /// Messages per throughput round (three rounds with indexing, three without).
+        #[arg(long, default_value_t = 30_000)]
+        round: u64,
+    },
     /// Every scenario with its defaults, each on a fresh server.
     All,
 }
@@ -206,6 +221,7 @@ fn main() -> Res<()> {
                 Scenario::Push { members, messages, pushed } => {
                     push::run(&cli, server.clone(), members, messages, pushed).await
                 }
+                Scenario::Search { messages, queries, round } => search::run(&cli, messages, queries, round).await,
                 Scenario::All => Ok(()),
             };
             server.stop();
@@ -240,19 +256,32 @@ impl Server {
                 http,
             }));
         }
-        let bin = cli.server.clone().unwrap_or_else(chat_testkit::chat_bin);
         let dir = tempfile::Builder::new().prefix("chat-load-").tempdir()?;
+        let mut server = Server::start_in(cli, dir.path(), "").await?;
+        if let Some(s) = Arc::get_mut(&mut server) {
+            s._dir = Some(dir);
+        }
+        Ok(server)
+    }
+
+    /// Starts a server of ours on the data directory `data` (kept when it stops), with
+    /// `extra` added to the top of its settings file.
+    async fn start_in(cli: &Cli, data: &std::path::Path, extra: &str) -> Res<Arc<Server>> {
+        let http = reqwest::Client::builder().pool_max_idle_per_host(512).build()?;
+        let bin = cli.server.clone().unwrap_or_else(chat_testkit::chat_bin);
+        let dir = data;
         // The relay serves the load tool's many allocations and its loopback echo peer; the
         // load comes from one IP and few users, far above a person's send and sign-up rates.
-        let config = dir.path().join("chat.toml");
+        let config = dir.join("chat.toml");
         std::fs::write(
             &config,
-            "push_private_endpoints = true\n[turn]\nallow_private_peers = true\nallocations_per_user = 100000\nallocations_total = 100000\n\
+            extra.to_string()
+                + "push_private_endpoints = true\n[turn]\nallow_private_peers = true\nallocations_per_user = 100000\nallocations_total = 100000\n\
              [limits]\nmessages_per_user_per_minute = 1000000000\nregistrations_per_ip_per_minute = 1000000\n\
              logins_per_ip_per_minute = 1000000\nrooms_per_user_per_hour = 1000000\n\
              max_upload_bytes = 4294967296\nupload_quota_bytes = 1099511627776\n",
         )?;
-        let data = dir.path().to_path_buf();
+        let data = dir.to_path_buf();
         let (child, url) = tokio::task::spawn_blocking(move || {
             let args: [&std::ffi::OsStr; 10] = [
                 "--listen".as_ref(),
@@ -272,7 +301,7 @@ impl Server {
         let host = url.trim_start_matches("http://").to_string();
         let pid = Some(child.id());
         let child = std::sync::Mutex::new(Some(child));
-        Ok(Arc::new(Server { url, host, pid, child, _dir: Some(dir), http }))
+        Ok(Arc::new(Server { url, host, pid, child, _dir: None, http }))
     }
 
     /// The server's data directory when we started it, else the temporary directory: the

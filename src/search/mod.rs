@@ -54,9 +54,14 @@ const BATCH: usize = 2_000;
 const COMMIT_ROWS: usize = 100_000;
 /// ... or this often (time).
 const COMMIT_EVERY: Duration = Duration::from_secs(2);
-/// Pause between a commit and the next round, so a busy room commits a few times a second,
-/// not once per message.
+/// Pause between a commit and the next round, so that a burst commits a few times a second,
+/// not once per message: short after a round of a few messages (they are searchable at
+/// once), longer after a big one (a flood of messages is indexed in bigger, cheaper batches,
+/// leaving the cores to the writer).
 const SETTLE: Duration = Duration::from_millis(150);
+const SETTLE_BUSY: Duration = Duration::from_millis(1_000);
+/// Rows in a round from which the indexer counts as busy.
+const BUSY_ROWS: usize = 500;
 /// Most results in one page, and how far pages go.
 pub const MAX_LIMIT: usize = 50;
 /// Furthest offset a page may start at.
@@ -181,11 +186,12 @@ impl Search {
 
     /// Indexes what the stream has beyond the index, until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
+        let mut settle = SETTLE;
         loop {
             let this = self.clone();
             let stop = shutdown.clone();
             match tokio::task::spawn_blocking(move || this.catch_up(&stop)).await {
-                Ok(Ok(())) => {}
+                Ok(Ok(rows)) => settle = if rows >= BUSY_ROWS { SETTLE_BUSY } else { SETTLE },
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "search indexing failed; trying again");
                     tokio::select! {
@@ -203,13 +209,14 @@ impl Search {
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(SETTLE) => {}
+                _ = tokio::time::sleep(settle) => {}
             }
         }
     }
 
-    /// Indexes the stream rows after the index's position, committing as it goes (blocking).
-    fn catch_up(&self, shutdown: &CancellationToken) -> std::result::Result<(), String> {
+    /// Indexes the stream rows after the index's position, committing as it goes (blocking);
+    /// how many rows it read.
+    fn catch_up(&self, shutdown: &CancellationToken) -> std::result::Result<usize, String> {
         let inner = &self.inner;
         if inner.rebuild.swap(false, Ordering::Relaxed) {
             self.start_over()?;
@@ -217,7 +224,7 @@ impl Search {
         let mut guard = inner.writer.lock().map_err(|_| "search writer lock poisoned".to_string())?;
         let Some(writer) = guard.as_mut() else { return Err("no search writer".into()) };
         let mut at = inner.indexed.load(Ordering::Relaxed);
-        let (mut pending, mut since) = (0usize, Instant::now());
+        let (mut pending, mut since, mut read) = (0usize, Instant::now(), 0usize);
         loop {
             let rows = inner.store.stream_after(at, BATCH).map_err(|e| e.to_string())?;
             let done = rows.len() < BATCH;
@@ -235,6 +242,7 @@ impl Search {
                 at = row.pos;
             }
             pending += rows.len();
+            read += rows.len();
             inner.stats.rows_read.fetch_add(rows.len() as u64, Ordering::Relaxed);
             let stop = shutdown.is_cancelled();
             if pending > 0 && (done || stop || pending >= COMMIT_ROWS || since.elapsed() >= COMMIT_EVERY) {
@@ -247,7 +255,7 @@ impl Search {
                 (pending, since) = (0, Instant::now());
             }
             if done || stop {
-                return Ok(());
+                return Ok(read);
             }
         }
     }
@@ -295,7 +303,7 @@ impl Search {
         if ev.kind == M_ROOM_MESSAGE {
             match crate::store::edits::edited_event_id(ev) {
                 Some(original) => self.reindex_id(writer, original),
-                None => self.reindex(writer, &stored),
+                None => self.index_new(writer, &stored),
             }
         } else if let Some(target) = (ev.kind == M_ROOM_REDACTION).then(|| ev.redacts()).flatten() {
             // The deleted event, and if it was an edit, the message it had changed.
@@ -330,11 +338,22 @@ impl Search {
 
     /// The message's document as the message is now: replaced, or gone if it has no text.
     fn reindex(&self, writer: &mut IndexWriter, stored: &StoredEvent) -> std::result::Result<(), Fail> {
+        if stored.pos == 0 {
+            return Ok(());
+        }
+        writer.delete_term(Term::from_field_u64(self.inner.fields.pos, stored.pos));
+        self.index_new(writer, stored)
+    }
+
+    /// The document of a message read at its own stream row: the index cannot hold it yet (the
+    /// rows before a commit are read once; a crash loses what was not committed), so nothing
+    /// is deleted first. A queued delete costs about a kilobyte until the commit: skipping it
+    /// keeps a rebuild's memory flat.
+    fn index_new(&self, writer: &mut IndexWriter, stored: &StoredEvent) -> std::result::Result<(), Fail> {
         let f = self.inner.fields;
         if stored.pos == 0 {
             return Ok(());
         }
-        writer.delete_term(Term::from_field_u64(f.pos, stored.pos));
         let Some(text) = searchable_text(stored) else { return Ok(()) };
         let mut doc = TantivyDocument::default();
         doc.add_u64(f.pos, stored.pos);

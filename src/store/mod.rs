@@ -49,10 +49,24 @@ impl Store {
     /// Opens (or creates) the database in `data_dir`, checks its schema version and starts the
     /// writer thread. `on_commit` receives each committed batch's events in stream order.
     pub fn open(data_dir: &Path, on_commit: OnCommit) -> Result<(Store, WriterThread), String> {
+        Store::open_with_cache(data_dir, on_commit, None)
+    }
+
+    /// [`Store::open`] with the database's page cache limited to `cache_bytes` (redb's
+    /// default, 1 GiB, when none).
+    pub fn open_with_cache(
+        data_dir: &Path,
+        on_commit: OnCommit,
+        cache_bytes: Option<usize>,
+    ) -> Result<(Store, WriterThread), String> {
         crate::files::private_dir(data_dir).map_err(|e| format!("data directory: {e}"))?;
         let path = data_dir.join(DB_FILE);
         crate::files::private_file(&path)?;
-        let db = Database::create(&path).map_err(|e| match e {
+        let mut builder = redb::Builder::new();
+        if let Some(bytes) = cache_bytes {
+            builder.set_cache_size(bytes);
+        }
+        let db = builder.create(&path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => {
                 format!("the database {} is already in use by another chat process", path.display())
             }

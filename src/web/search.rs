@@ -116,12 +116,11 @@ fn read(state: &AppState, user: &UserId, p: &SearchParams) -> Result<Asked> {
 /// A room's name as its member sees it (a direct chat: the other person's id).
 fn room_name(state: &AppState, user: &UserId, id: &RoomId) -> String {
     let Ok(Some(room)) = state.store.room(id) else { return String::new() };
-    if room.direct || room.name.is_empty() {
-        if let Ok(members) = state.store.members(id)
-            && let Some((peer, _)) = members.iter().find(|(u, m)| u != user.as_str() && *m != Membership::Leave)
-        {
-            return views::display_name(peer);
-        }
+    if (room.direct || room.name.is_empty())
+        && let Ok(members) = state.store.members(id)
+        && let Some((peer, _)) = members.iter().find(|(u, m)| u != user.as_str() && *m != Membership::Leave)
+    {
+        return views::display_name(peer);
     }
     room.name
 }
