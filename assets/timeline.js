@@ -82,16 +82,24 @@ export function createTimeline(roomId) {
     }
   }
 
+  // A page of the room's history as the server renders it (`query`: `?before=`, `?after=` or
+  // none for the newest): a <template> of rows, localized, with its cursor; null if the server
+  // did not answer with one.
+  async function historyPage(query) {
+    const res = await fetch(`/rooms/${encodeURIComponent(roomId)}/history${query}`, { credentials: 'same-origin' });
+    if (!res.ok) return null;
+    const tpl = fragment(await res.text()).querySelector('template');
+    if (tpl) localize(tpl.content);
+    return tpl;
+  }
+
   // A row as the server renders it now (from the page of history that ends with it).
   async function rerender(li) {
     const pos = Number(li.dataset.pos);
     if (!roomId || !pos) return;
     try {
-      const res = await fetch(`/rooms/${encodeURIComponent(roomId)}/history?before=${pos + 1}`, { credentials: 'same-origin' });
-      if (!res.ok) return;
-      const tpl = fragment(await res.text()).querySelector('template');
+      const tpl = await historyPage(`?before=${pos + 1}`);
       if (!tpl) return;
-      localize(tpl.content);
       const fresh = tpl.content.querySelector(`li[data-event-id="${CSS.escape(li.dataset.eventId)}"]`);
       if (!fresh || !li.isConnected) return;
       li.replaceWith(fresh);
@@ -269,12 +277,9 @@ export function createTimeline(roomId) {
       if (!tl || !detached() || !roomId) return;
       delete tl.dataset.newer;
       try {
-        const res = await fetch(`/rooms/${encodeURIComponent(roomId)}/history`, { credentials: 'same-origin' });
-        if (!res.ok) throw new Error(String(res.status));
-        const tpl = fragment(await res.text()).querySelector('template');
+        const tpl = await historyPage('');
         if (!tpl) throw new Error('no page');
         const items = tpl.content;
-        localize(items);
         const fetched = Array.from(items.querySelectorAll('li.ev[data-pos]'));
         const newest = fetched.length ? Number(fetched[fetched.length - 1].dataset.pos) : 0;
         // Rows placed live since the window was let go and newer than the page stay.
@@ -407,13 +412,9 @@ export function createTimeline(roomId) {
     if (loadingNewer || !newer) return false;
     loadingNewer = true;
     try {
-      const res = await fetch(`/rooms/${encodeURIComponent(roomId)}/history?after=${encodeURIComponent(newer)}`,
-        { credentials: 'same-origin' });
-      if (!res.ok) return false;
-      const tpl = fragment(await res.text()).querySelector('template');
+      const tpl = await historyPage(`?after=${encodeURIComponent(newer)}`);
       if (!tpl) return false;
       const items = tpl.content;
-      localize(items);
       for (const li of Array.from(items.querySelectorAll('li[data-event-id]'))) {
         if (byEvent(li.dataset.eventId)) li.remove();
       }
@@ -438,13 +439,9 @@ export function createTimeline(roomId) {
     if (loading || !next) return false;
     loading = true;
     try {
-      const res = await fetch(`/rooms/${encodeURIComponent(roomId)}/history?before=${encodeURIComponent(next)}`,
-        { credentials: 'same-origin' });
-      if (!res.ok) return false;
-      const tpl = fragment(await res.text()).querySelector('template');
+      const tpl = await historyPage(`?before=${encodeURIComponent(next)}`);
       if (!tpl) return false;
       const items = tpl.content;
-      localize(items);
       const before = tl.scrollHeight;
       const start = tl.querySelector('li.start');
       if (start) start.remove();

@@ -88,7 +88,12 @@ async fn edits_deletions_diacritics_cjk_filters_and_pages() {
     let (_, v) = s.send(&ben, &room, "this one will be deleted: ephemeral", "t3").await;
     let doomed = v["event_id"].as_str().unwrap().to_string();
     s.send(&ben, &other, "lunch at the café in the other room", "t4").await;
-    s.send(&ana, &room, "> <@ben:x> quoted words\n\nreply text", "t5").await;
+    // A reply: found by its own text only (one from another server may carry Matrix's quoted
+    // fallback in its body; ours do not).
+    let (_, v) = s.send(&ben, &other, "the quoted original", "t5").await;
+    let reply = json!({"body": "reply text", "txn_id": "t6", "reply_to": v["event_id"]});
+    let (st, v) = s.post(Some(&ana.token), &format!("/api/v1/rooms/{other}/messages"), reply).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
     indexed(&s).await;
 
     // Diacritics fold both ways; case does not matter.
@@ -102,7 +107,8 @@ async fn edits_deletions_diacritics_cjk_filters_and_pages() {
     assert_eq!(found(&s, &ana, "\"de flore\"").await, ["Meet me at the Café de Flore"]);
     assert_eq!(found(&s, &ana, "\"flore de\"").await, Vec::<String>::new());
     // A reply is found by its own text, not by the quoted fallback.
-    assert_eq!(found(&s, &ana, "quoted").await, Vec::<String>::new());
+    assert_eq!(found(&s, &ana, "quoted original").await, ["the quoted original"]);
+    assert_eq!(found(&s, &ana, "reply").await.len(), 1);
     // Snippets mark the words found.
     let (_, v) = search(&s, &ana, &format!("q={}", enc("flore"))).await;
     let hits: Vec<&str> = v["results"][0]["snippet"]
@@ -158,6 +164,14 @@ async fn edits_deletions_diacritics_cjk_filters_and_pages() {
     assert_eq!(found(&s, &ben, "has:file").await, ["budget-2027.pdf"]);
     assert_eq!(found(&s, &ben, "cafe has:file").await, Vec::<String>::new());
 
+    // Markdown is found, and shown, as the text it formats.
+    s.send(&ana, &room, "bring **rhubarb** and _custard_", "md").await;
+    indexed(&s).await;
+    let (_, v) = search(&s, &ben, "q=rhubarb+custard").await;
+    let shown: String =
+        v["results"][0]["snippet"].as_array().unwrap().iter().map(|p| p["text"].as_str().unwrap()).collect();
+    assert_eq!(shown, "bring rhubarb and custard", "{v}");
+
     // Pages: newest first, no result twice, to the end; relevance puts the best match first.
     for i in 0..45 {
         s.send(&ana, &room, &format!("paging note number {i}"), &format!("p{i}")).await;
@@ -201,6 +215,11 @@ async fn edits_deletions_diacritics_cjk_filters_and_pages() {
     }
     let (st, _) = search(&s, &ana, "q=x&room=nonsense").await;
     assert_eq!(st, StatusCode::NOT_FOUND, "a room id that cannot be: no such room, as elsewhere");
+    // Text without a searchable word matches nothing (not everything).
+    for q in ["%3F%3F%3F", "...", &"x".repeat(60)] {
+        let (st, v) = search(&s, &ana, &format!("q={q}")).await;
+        assert_eq!((st, v["count"].as_u64()), (StatusCode::OK, Some(0)), "{q}: {v}");
+    }
     let long = "a".repeat(501);
     let (st, _) = search(&s, &ana, &format!("q={long}")).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);

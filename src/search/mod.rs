@@ -383,6 +383,11 @@ impl Search {
         }
         let text = self.text_query(&ask.parts);
         let has_text = text.is_some();
+        // Words that hold nothing searchable (punctuation, a run too long to be a word) match
+        // nothing, rather than everything.
+        if !ask.parts.is_empty() && !has_text {
+            return Ok(Found { hits: Vec::new(), count: 0, next: None, indexing });
+        }
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         clauses.push((Occur::Must, text.unwrap_or_else(|| Box::new(AllQuery))));
         let filter =
@@ -587,17 +592,21 @@ fn pos_of(searcher: &tantivy::Searcher, addr: DocAddress) -> tantivy::Result<u64
     Ok(column.first(addr.doc_id).unwrap_or(0))
 }
 
-/// The text a message is found by, as it is now: its body without a reply's quoted fallback,
-/// and a file's name when the body is a caption. None for what has no text (deleted, a
-/// reaction's or an edit's own row, not a message).
+/// The text a message is found by, as it is now: the text of its formatted body if it has one
+/// (`**tomato**` is found, and shown, as `tomato`), else its plain body, either without a
+/// reply's quoted fallback; and a file's name when the body is a caption. None for what has no
+/// text (deleted, a reaction's or an edit's own row, not a message).
 pub fn searchable_text(stored: &StoredEvent) -> Option<String> {
     if stored.event.kind != M_ROOM_MESSAGE || stored.hidden || stored.redacted_because.is_some() {
         return None;
     }
     let content = stored.content_now();
     let body = content.get("body").and_then(Value::as_str).unwrap_or_default();
-    let body = crate::store::relations::strip_reply_fallback(body).trim();
-    let mut text = body.to_string();
+    let mut text = match crate::format::formatted_html(content) {
+        Some(html) => crate::format::html_text(html).trim().to_string(),
+        None => crate::store::relations::strip_reply_fallback(body).trim().to_string(),
+    };
+    let body = body.trim();
     if let Some(name) = content.get("filename").and_then(Value::as_str).filter(|n| *n != body) {
         text.push('\n');
         text.push_str(name);
