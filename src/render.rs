@@ -529,6 +529,9 @@ pub fn search_page(v: &SearchView<'_>) -> Markup {
     )
 }
 
+/// Positions the index may be behind before the search page says results may be missing.
+const INDEXING_NOTICE: u64 = 1_000;
+
 fn search_results(
     v: &SearchView<'_>,
     found: &crate::search::Found,
@@ -559,8 +562,10 @@ fn search_results(
                     n => { (n) " messages" }
                 }
             }
-            @if found.indexing {
-                p.muted.indexing { "Messages are still being indexed: some may be missing for a moment." }
+            // A busy room keeps the index a moment behind; only a real backlog (a rebuild) is
+            // worth saying.
+            @if found.behind >= INDEXING_NOTICE {
+                p.muted.indexing { "Messages are still being indexed: some may be missing for a while." }
             }
             @if found.count == 0 {
                 p.muted { "Check the spelling, use fewer words, or search all rooms." }

@@ -377,16 +377,17 @@ impl Search {
         let reading = inner.reading.read().map_err(|_| Error::Internal("search reader lock poisoned".into()))?.clone();
         let searcher = reading.reader.searcher();
         let f = inner.fields;
-        let indexing = inner.indexed.load(Ordering::Relaxed) < inner.store.stream_last()?;
+        let behind = inner.store.stream_last()?.saturating_sub(inner.indexed.load(Ordering::Relaxed));
+        let indexing = behind > 0;
         if rooms.is_empty() {
-            return Ok(Found { hits: Vec::new(), count: 0, next: None, indexing });
+            return Ok(Found { hits: Vec::new(), count: 0, next: None, indexing, behind });
         }
         let text = self.text_query(&ask.parts);
         let has_text = text.is_some();
         // Words that hold nothing searchable (punctuation, a run too long to be a word) match
         // nothing, rather than everything.
         if !ask.parts.is_empty() && !has_text {
-            return Ok(Found { hits: Vec::new(), count: 0, next: None, indexing });
+            return Ok(Found { hits: Vec::new(), count: 0, next: None, indexing, behind });
         }
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         clauses.push((Occur::Must, text.unwrap_or_else(|| Box::new(AllQuery))));
@@ -454,7 +455,7 @@ impl Search {
             hits.push(Hit { snippet: pieces(&text, &snippet), stored });
         }
         let next = more.then_some(offset + limit).filter(|n| *n <= MAX_OFFSET);
-        Ok(Found { hits, count, next, indexing })
+        Ok(Found { hits, count, next, indexing, behind })
     }
 
     /// The words and phrases, each required: one term alone, several as a phrase; a lone
@@ -525,6 +526,9 @@ pub struct Found {
     pub next: Option<usize>,
     /// The index has not caught up with the database yet (a rebuild, or a burst of messages).
     pub indexing: bool,
+    /// How far behind (stream positions): a moment's messages under load, everything in a
+    /// rebuild.
+    pub behind: u64,
 }
 
 /// One result: the message as it is now, and its snippet.
