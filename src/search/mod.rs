@@ -15,7 +15,7 @@
 pub mod query;
 pub mod tokens;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -127,8 +127,6 @@ struct Reading {
 pub struct Stats {
     /// Messages written into the index (again after each change).
     pub docs_indexed: AtomicU64,
-    /// Stream rows the indexer read.
-    pub rows_read: AtomicU64,
     /// Index commits.
     pub commits: AtomicU64,
     /// Times the index was deleted and started over.
@@ -243,7 +241,6 @@ impl Search {
             }
             pending += rows.len();
             read += rows.len();
-            inner.stats.rows_read.fetch_add(rows.len() as u64, Ordering::Relaxed);
             let stop = shutdown.is_cancelled();
             if pending > 0 && (done || stop || pending >= COMMIT_ROWS || since.elapsed() >= COMMIT_EVERY) {
                 if let Err(e) = self.commit(writer, at) {
@@ -689,16 +686,17 @@ pub fn room_named<'a>(
     if name.starts_with('#') {
         return alias(&name.to_lowercase());
     }
+    // An exact name first, else the first name that contains it.
     let want = name.to_lowercase();
     let mut partial = None;
-    let mut by_name: HashMap<String, RoomId> = HashMap::new();
     for (id, title) in rooms {
         let t = title.to_lowercase();
         if t == want {
-            by_name.insert(t, id.clone());
-        } else if partial.is_none() && t.contains(&want) {
+            return Ok(Some(id.clone()));
+        }
+        if partial.is_none() && t.contains(&want) {
             partial = Some(id.clone());
         }
     }
-    Ok(by_name.remove(&want).or(partial))
+    Ok(partial)
 }

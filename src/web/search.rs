@@ -146,20 +146,21 @@ pub async fn api(
     let Query(p) = params.map_err(|e| Error::bad(e.body_text()))?;
     let asked = read(&state, &session.user, &p)?;
     let (found, _) = run(&state, asked).await?;
-    let results: Vec<Value> = found
-        .hits
-        .iter()
-        .map(|h| {
-            let room = h.stored.event.room_id.clone();
-            let id = RoomId::parse(room.as_str()).ok();
-            json!({
-                "event": event_json(&h.stored),
-                "room_id": room,
-                "room_name": id.map(|id| room_name(&state, &session.user, &id)).unwrap_or_default(),
-                "snippet": h.snippet,
-            })
-        })
-        .collect();
+    // Each room's name read once for the page, however many of its messages are in it.
+    let mut names: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let mut results = Vec::with_capacity(found.hits.len());
+    for h in &found.hits {
+        let room = h.stored.event.room_id.as_str();
+        let name = names
+            .entry(room.to_string())
+            .or_insert_with(|| RoomId::parse(room).map(|id| room_name(&state, &session.user, &id)).unwrap_or_default());
+        results.push(json!({
+            "event": event_json(&h.stored),
+            "room_id": room,
+            "room_name": name,
+            "snippet": h.snippet,
+        }));
+    }
     Ok(Json(json!({
         "results": results,
         "count": found.count,
