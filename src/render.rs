@@ -299,7 +299,7 @@ pub fn room_list(viewer: &str, rooms: &[MyRoom], current: Option<&str>, presence
                 @for r in rooms {
                     @let id = &r.room.room_id;
                     @let title = room_title(&r.room, r.peer.as_deref());
-                    li.active[current == Some(id.as_str())] .invited[r.membership == Membership::Invite] .unread[r.unread > 0] {
+                    li.active[current == Some(id.as_str())] .invited[r.membership != Membership::Join] .unread[r.unread > 0] {
                         a href={ "/rooms/" (id) } data-room-id=(id) aria-current=[(current == Some(id.as_str())).then_some("page")] {
                             @if let Some(p) = r.peer.as_deref() {
                                 span class={ "avatar c" (avatar_colour(p)) } aria-hidden="true" data-initial-of=(p) {
@@ -312,6 +312,8 @@ pub fn room_list(viewer: &str, rooms: &[MyRoom], current: Option<&str>, presence
                                 span.name { (title) }
                                 @if r.membership == Membership::Invite {
                                     span.preview { "Invitation" }
+                                } @else if r.membership == Membership::Knock {
+                                    span.preview { "Waiting to be let in" }
                                 } @else if let Some(last) = &r.last {
                                     span.preview data-preview-of=(id) { (preview_line(last, r.peer.is_some(), viewer)) }
                                 } @else {
@@ -320,6 +322,8 @@ pub fn room_list(viewer: &str, rooms: &[MyRoom], current: Option<&str>, presence
                             }
                             @if r.membership == Membership::Invite {
                                 span.badge.invite { "invited" }
+                            } @else if r.membership == Membership::Knock {
+                                span.badge.invite { "asked" }
                             } @else {
                                 span.badge.mention hidden[r.mentions == 0] data-count=(r.mentions) title="Mentions" {
                                     "@" (unread_label(r.mentions))
@@ -717,6 +721,8 @@ pub enum Access {
 
 /// Everything the room page shows.
 pub struct RoomView<'a> {
+    /// What the room settings offer for who can join.
+    pub join_choices: JoinChoices,
     /// Viewer.
     pub user: &'a str,
     /// Stream position the page is rendered at.
@@ -871,7 +877,7 @@ pub fn room_page(v: &RoomView<'_>) -> Markup {
                     }
                 }
                 @if matches!(v.access, Access::Member) {
-                    (member_list(v.user, v.room, v.members, v.presence))
+                    (member_list(v.user, v.room, v.members, v.presence, &v.join_choices))
                 }
             }
         },
@@ -1503,10 +1509,9 @@ fn note(stored: &StoredEvent) -> Markup {
         }
         M_ROOM_MEMBER => {
             let target = &person(ev.state_key.as_deref().unwrap_or_default());
-            if text("membership") == "knock" {
-                return html! { (target) " asked to join" };
-            }
-            let was_joined = stored.prev_content.as_ref().and_then(Membership::of_content) == Some(Membership::Join);
+            let before = stored.prev_content.as_ref().and_then(Membership::of_content);
+            let was_joined = before == Some(Membership::Join);
+            let own = ev.state_key.as_deref() == Some(ev.sender.as_str());
             match Membership::of_content(&ev.content) {
                 Some(Membership::Join) if was_joined => {
                     let name = |c: Option<&serde_json::Value>| {
@@ -1521,12 +1526,21 @@ fn note(stored: &StoredEvent) -> Markup {
                     }
                 }
                 Some(Membership::Join) => html! { (target) " joined" },
+                Some(Membership::Invite) if before == Some(Membership::Knock) => html! { (who) " let " (target) " in" },
                 Some(Membership::Invite) => html! { (who) " invited " (target) },
-                Some(Membership::Leave) if ev.state_key.as_deref() == Some(ev.sender.as_str()) => {
-                    html! { (target) " left" }
+                Some(Membership::Leave) if own && before == Some(Membership::Knock) => {
+                    html! { (target) " withdrew their request to join" }
                 }
+                Some(Membership::Leave) if before == Some(Membership::Knock) => {
+                    html! { (who) " turned down " (target) "’s request to join" }
+                }
+                Some(Membership::Leave) if own => html! { (target) " left" },
                 Some(Membership::Leave) => html! { (who) " removed " (target) },
                 Some(Membership::Ban) => html! { (who) " banned " (target) },
+                Some(Membership::Knock) => {
+                    let reason = capped_text(&text("reason"), MAX_TOPIC_CHARS);
+                    html! { (target) " asked to join" @if !reason.is_empty() { ": “" (reason) "”" } }
+                }
                 None => html! { (who) " changed membership" },
             }
         }
@@ -1540,10 +1554,26 @@ fn clock(ms: u64) -> String {
     format!("{:02}:{:02}", (mins / 60) % 24, mins % 60)
 }
 
+/// What the room settings offer for "who can join": the viewer's other rooms (id, title),
+/// whose members the room may be opened to, and the rooms it is open to now.
+#[derive(Debug, Default)]
+pub struct JoinChoices {
+    /// The viewer's joined rooms other than this one.
+    pub rooms: Vec<(String, String)>,
+    /// The rooms a restricted room lets the members of in.
+    pub allowed: Vec<String>,
+}
+
 /// The member list with the invite form, also served as a live fragment.
 /// The member list. `viewer` is the signed-in user: members of other servers than the
 /// viewer's are shown with their server.
-pub fn member_list(viewer: &str, room: &RoomRecord, members: &[(String, Membership)], presence: &Presences) -> Markup {
+pub fn member_list(
+    viewer: &str,
+    room: &RoomRecord,
+    members: &[(String, Membership)],
+    presence: &Presences,
+    choices: &JoinChoices,
+) -> Markup {
     let local = crate::ids::server_of(viewer);
     let joined = members.iter().filter(|(_, m)| *m == Membership::Join).count();
     html! {
@@ -1552,8 +1582,30 @@ pub fn member_list(viewer: &str, room: &RoomRecord, members: &[(String, Membersh
                 h2 { "Members " span.muted { (joined) } }
                 button.ghost.icon.close-drawer type="button" aria-label="Close room info" title="Close" { (icon(Icon::Close)) }
             }
+            @let asking: Vec<&str> = members.iter().filter(|(_, m)| *m == Membership::Knock).map(|(u, _)| u.as_str()).collect();
+            @let level = room.power_levels.level_of(room.creators(), viewer);
+            @if !asking.is_empty() && level >= room.power_levels.invite {
+                section.requests aria-label="Asking to join" {
+                    h3 { "Asking to join " span.muted { (asking.len()) } }
+                    ul {
+                        @for u in &asking {
+                            li title=(u) {
+                                span class={ "avatar c" (avatar_colour(u)) } aria-hidden="true" { span data-initial-of=(u) { (initial(u)) } }
+                                span.name data-name-of=(u) { (display_name(u)) }
+                                form.answer method="post" action={ "/rooms/" (room.room_id) "/requests" } {
+                                    input type="hidden" name="user" value=(u);
+                                    button.secondary type="submit" name="accept" value="yes" { "Let in" }
+                                    @if level >= room.power_levels.kick {
+                                        button.ghost.danger-text type="submit" name="accept" value="no" { "Decline" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
             ul {
-                @for (u, m) in members {
+                @for (u, m) in members.iter().filter(|(_, m)| *m != Membership::Knock) {
                     li.invited[*m == Membership::Invite] title=(u) {
                         span class={ "avatar c" (avatar_colour(u)) } aria-hidden="true" {
                             span data-initial-of=(u) { (initial(u)) }
@@ -1580,8 +1632,28 @@ pub fn member_list(viewer: &str, room: &RoomRecord, members: &[(String, Membersh
                                 " Anyone (listed)"
                             }
                             label.check {
-                                input type="radio" name="visibility" value="private" checked[room.join_rule != JoinRule::Public];
+                                input type="radio" name="visibility" value="private" checked[room.join_rule == JoinRule::Invite];
                                 " Invited people only"
+                            }
+                            label.check {
+                                input type="radio" name="visibility" value="knock" checked[matches!(room.join_rule, JoinRule::Knock | JoinRule::KnockRestricted)];
+                                " Invited people, and anyone may ask to join"
+                            }
+                            @if !choices.rooms.is_empty() || room.join_rule == JoinRule::Restricted {
+                                label.check {
+                                    input type="radio" name="visibility" value="restricted" checked[room.join_rule == JoinRule::Restricted];
+                                    " Members of another room"
+                                }
+                                label.indent { span.sr-only { "Which room" }
+                                    select name="allow" aria-label="Room whose members may join" {
+                                        @for (id, title) in &choices.rooms {
+                                            option value=(id) selected[choices.allowed.iter().any(|a| a == id)] { (title) }
+                                        }
+                                        @for id in choices.allowed.iter().filter(|a| !choices.rooms.iter().any(|(r, _)| r == *a)) {
+                                            option value=(id) selected { (id) }
+                                        }
+                                    }
+                                }
                             }
                         }
                         button type="submit" { "Save" }
@@ -1709,10 +1781,14 @@ pub enum Outside {
     Banned(String),
     /// They never were in it.
     Never,
+    /// They asked to be let in and wait for a moderator (the room's title).
+    Asked(String),
 }
 
 /// The page for a private room the viewer is not in: what happened and what they can do.
-pub fn outside_page(user: &str, why: &Outside) -> Markup {
+/// `ask` is set for a room that takes requests to join (its title): the page then offers to
+/// ask, with a message to the moderators.
+pub fn outside_page(user: &str, room_id: &str, why: &Outside, ask: Option<&str>) -> Markup {
     let (heading, text): (String, String) = match why {
         Outside::Left(title) => (
             format!("You left {title}"),
@@ -1726,11 +1802,22 @@ pub fn outside_page(user: &str, why: &Outside) -> Markup {
             format!("You are banned from {title}"),
             "A moderator of the room banned you; only they can lift it.".into(),
         ),
-        Outside::Never => (
-            "This room is private".into(),
-            "Only people invited to it can see it. Ask someone in it to invite you.".into(),
+        Outside::Never => match ask {
+            Some(title) => (
+                format!("{title} is private"),
+                "You can ask to join: a moderator of the room will see your request and can let you in.".into(),
+            ),
+            None => (
+                "This room is private".into(),
+                "Only people invited to it can see it. Ask someone in it to invite you.".into(),
+            ),
+        },
+        Outside::Asked(title) => (
+            format!("You asked to join {title}"),
+            "A moderator of the room can let you in; it will then show among your rooms as an invitation.".into(),
         ),
     };
+    let ask = ask.filter(|_| !matches!(why, Outside::Asked(_) | Outside::Banned(_)));
     layout(
         &heading,
         Some(user),
@@ -1739,6 +1826,20 @@ pub fn outside_page(user: &str, why: &Outside) -> Markup {
             main.auth #outside {
                 h1 { (heading) }
                 p { (text) }
+                @if ask.is_some() {
+                    form.stack method="post" action="/knock" {
+                        input type="hidden" name="room" value=(room_id);
+                        label { "Message to the moderators (optional)"
+                            input name="reason" maxlength="1000" placeholder="Hi, it’s Ana from the book club";
+                        }
+                        button type="submit" { "Ask to join" }
+                    }
+                }
+                @if let Outside::Asked(_) = why {
+                    form method="post" action={ "/rooms/" (room_id) "/leave" } {
+                        button.secondary type="submit" { "Withdraw request" }
+                    }
+                }
                 p { a.button href="/rooms" { "Back to your rooms" } }
             }
         },

@@ -150,6 +150,105 @@ async fn rooms_membership_and_visibility() {
     s.stop().await;
 }
 
+/// Rooms that take requests to join (`knock`) and rooms open to the members of another
+/// (`restricted`), on one server: who may ask, join and answer, and what bad settings get.
+#[tokio::test]
+async fn knocks_and_rooms_open_to_another_rooms_members() {
+    let s = TestServer::start().await;
+    let ana = s.register("ana").await;
+    let ben = s.register("ben").await;
+    let cy = s.register("cy").await;
+    let post = async |u: &common::User, path: String, body: Value| s.post(Some(&u.token), &path, body).await;
+    let membership = async |room: &str, user: &str| {
+        let (_, v) = s.get(Some(&ana.token), &format!("/api/v1/rooms/{room}/members")).await;
+        let m = v["members"].as_array().unwrap().iter().find(|m| m["user_id"] == user).cloned();
+        m.map_or("leave".to_string(), |m| m["membership"].as_str().unwrap().to_string())
+    };
+    let (ben_id, cy_id) = (ben.id.clone(), cy.id.clone());
+
+    // An invite-only room takes no requests; one set to `knock` does.
+    let porch = s.create_room(&ana, "Porch", "private").await;
+    let (st, v) = post(&ben, format!("/api/v1/knock/{porch}"), json!({})).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    let (st, v) = post(&ana, format!("/api/v1/rooms/{porch}/settings"), json!({"visibility": "knock"})).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (_, v) = s.get(Some(&ana.token), &format!("/api/v1/rooms/{porch}")).await;
+    assert_eq!(v["join_rule"], "knock", "{v}");
+    let (st, v) = post(&ben, format!("/api/v1/rooms/{porch}/join"), json!({})).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "asking is not joining: {v}");
+    let (st, v) = post(&ben, format!("/api/v1/knock/{porch}"), json!({"reason": "hi, it is Ben"})).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, v) = post(&ben, format!("/api/v1/knock/{porch}"), json!({})).await;
+    assert_eq!(st, StatusCode::CONFLICT, "asked twice: {v}");
+    assert_eq!(membership(&porch, &ben_id).await, "knock");
+    let (_, v) = s.get(Some(&ben.token), "/api/v1/rooms").await;
+    assert_eq!(v["rooms"][0]["membership"], "knock", "{v}");
+    assert_eq!(s.send(&ben, &porch, "let me in", "k1").await.0, StatusCode::FORBIDDEN, "asking is not reading");
+    assert_eq!(s.get(Some(&ben.token), &format!("/api/v1/rooms/{porch}/messages")).await.0, StatusCode::FORBIDDEN);
+    // Cy asks and withdraws; Ben is let in by Ana and joins.
+    let (st, _) = post(&cy, format!("/api/v1/knock/{porch}"), json!({})).await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = post(&cy, format!("/api/v1/rooms/{porch}/leave"), json!({})).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(membership(&porch, &cy_id).await, "leave");
+    let (st, v) =
+        post(&ana, format!("/api/v1/rooms/{porch}/requests"), json!({"user_id": cy_id, "accept": true})).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "Cy withdrew: {v}");
+    let (st, v) =
+        post(&cy, format!("/api/v1/rooms/{porch}/requests"), json!({"user_id": ben_id, "accept": true})).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "only moderators answer: {v}");
+    let (st, v) =
+        post(&ana, format!("/api/v1/rooms/{porch}/requests"), json!({"user_id": ben_id, "accept": true})).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(membership(&porch, &ben_id).await, "invite");
+    s.join(&ben, &porch).await;
+    assert_eq!(s.send(&ben, &porch, "thanks", "k2").await.0, StatusCode::OK);
+    // Cy asks again and is turned down: she may ask once more, not join.
+    let (st, _) = post(&cy, format!("/api/v1/knock/{porch}"), json!({})).await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) =
+        post(&ana, format!("/api/v1/rooms/{porch}/requests"), json!({"user_id": cy_id, "accept": false})).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(membership(&porch, &cy_id).await, "leave");
+    let bodies = s.bodies(&ana, &porch).await;
+    assert!(bodies.contains(&"thanks".to_string()), "{bodies:?}");
+
+    // A room open to the club's members.
+    let club = s.create_room(&ana, "Club", "public").await;
+    let back = s.create_room(&ana, "Back", "private").await;
+    let settings = format!("/api/v1/rooms/{back}/settings");
+    for (body, want) in [
+        (json!({"visibility": "restricted"}), StatusCode::BAD_REQUEST),
+        (json!({"visibility": "restricted", "allow": [back]}), StatusCode::BAD_REQUEST),
+        (json!({"visibility": "private", "allow": [club]}), StatusCode::BAD_REQUEST),
+        (json!({"allow": [club]}), StatusCode::BAD_REQUEST),
+        (json!({"visibility": "restricted", "allow": ["!nope"]}), StatusCode::BAD_REQUEST),
+        (json!({"visibility": "members"}), StatusCode::BAD_REQUEST),
+        (json!({"visibility": "restricted", "allow": vec![club.clone(); 11]}), StatusCode::BAD_REQUEST),
+    ] {
+        let (st, v) = post(&ana, settings.clone(), body.clone()).await;
+        assert_eq!(st, want, "{body}: {v}");
+    }
+    let (_, v) = s.get(Some(&ana.token), &format!("/api/v1/rooms/{back}")).await;
+    assert_eq!(v["join_rule"], "invite", "bad settings changed nothing: {v}");
+    // Ben may not open the room (no power), nor Ana open it to a room she is not in.
+    let bens = s.create_room(&ben, "Ben's", "private").await;
+    let (st, v) = post(&ana, settings.clone(), json!({"visibility": "restricted", "allow": [bens]})).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    let (st, v) = post(&ana, settings.clone(), json!({"visibility": "restricted", "allow": [club]})).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, v) = post(&cy, format!("/api/v1/rooms/{back}/join"), json!({})).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "not in the club: {v}");
+    s.join(&cy, &club).await;
+    s.join(&cy, &back).await;
+    assert_eq!(s.send(&cy, &back, "in through the club", "r1").await.0, StatusCode::OK);
+    let (_, v) = s.get(Some(&ana.token), &format!("/api/v1/rooms/{back}/messages?limit=50")).await;
+    let join = v["events"].as_array().unwrap().iter().rev().find(|e| e["state_key"] == cy_id.as_str()).cloned();
+    let via = join.map(|j| j["content"]["join_authorised_via_users_server"].clone());
+    assert_eq!(via, Some(json!(ana.id)), "{v}");
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn direct_messages_reuse_one_room() {
     let s = TestServer::start().await;

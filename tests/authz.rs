@@ -231,6 +231,21 @@ fn rows() -> Vec<Row> {
             body: Json(|_| json!({})),
             expect: ["401", "401", "403", "403", "200", "409", "403", "409", "403"],
         },
+        // The room takes no requests to join (invite-only).
+        Row {
+            method: "POST",
+            route: "/api/v1/knock/{room}",
+            body: Json(|_| json!({})),
+            expect: ["401", "401", "403", "403", "403", "403", "403", "403", "403"],
+        },
+        // Answering takes the kick level (turning away); nobody asked, which only the room's
+        // admin learns.
+        Row {
+            method: "POST",
+            route: "/api/v1/rooms/{room_id}/requests",
+            body: Json(|c| json!({"user_id": c.victim, "accept": false})),
+            expect: ["401", "401", "403", "403", "403", "403", "403", "400", "403"],
+        },
         Row { method: "POST", route: "/api/v1/dm", body: Json(|c| json!({"user_id": c.outsider})), expect: ALL_SIGNED },
         Row { method: "GET", route: "/api/v1/settings", body: None, expect: ALL_SIGNED },
         Row {
@@ -356,6 +371,19 @@ fn rows() -> Vec<Row> {
         },
         Row {
             method: "POST",
+            route: "/knock",
+            body: Form(|c| vec![("room", c.room.clone()), ("reason", String::new())]),
+            expect: ["login", "login", "403", "403", "403", "403", "403", "403", "403"],
+        },
+        Row {
+            method: "POST",
+            route: "/rooms/{room_id}/requests",
+            // Letting in takes the invite level, which members have (0).
+            body: Form(|c| vec![("user", c.victim.clone()), ("accept", "yes".into())]),
+            expect: ["login", "login", "403", "403", "403", "400", "403", "400", "403"],
+        },
+        Row {
+            method: "POST",
             route: "/dm",
             body: Form(|c| vec![("user", c.outsider.clone())]),
             expect: ["login", "login", "303", "303", "303", "303", "303", "303", "303"],
@@ -460,6 +488,18 @@ fn rows() -> Vec<Row> {
         Row {
             method: "PUT",
             route: "/_matrix/federation/v2/send_leave/{room_id}/{event_id}",
+            body: Json(|_| json!({})),
+            expect: ["401"; 9],
+        },
+        Row {
+            method: "GET",
+            route: "/_matrix/federation/v1/make_knock/{room_id}/{user_id}",
+            body: None,
+            expect: ["401"; 9],
+        },
+        Row {
+            method: "PUT",
+            route: "/_matrix/federation/v1/send_knock/{room_id}/{event_id}",
             body: Json(|_| json!({})),
             expect: ["401"; 9],
         },

@@ -969,3 +969,141 @@ async fn restricted_and_knock_rooms_on_synapse() {
     assert!(page.contains("asked to join"), "the knock shows in the timeline");
     s.stop().await;
 }
+
+/// The same rules on our side: a Synapse user knocks on our room and Ana lets him in (our
+/// invitation reaches Synapse); another is turned down; a Synapse user who is in our club
+/// joins our restricted back room (we name Ana as the member letting him in and co-sign the
+/// join), and one who is not is refused. Our user knocks on a Synapse room, is let in there,
+/// and withdraws a knock on another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn knocks_and_restricted_joins_on_our_rooms_and_from_our_users() {
+    let p = Pki::new();
+    let syn = Synapse::start(&p.ca, &p.cert, &p.key).await;
+    let s = TestServer::federating(&p, |_| {}).await;
+    let ana = Client::register(&p.ca, &s.addr.to_string(), "ana").await;
+    let bob = Client::register(&p.ca, &s.addr.to_string(), "bob").await;
+    let (sam, sue) = (syn.register("sam").await, syn.register("sue").await);
+    let ours = |alias: &str| format!("#{alias}:{}", s.addr);
+    let create = async |body: serde_json::Value| {
+        let (st, v) = ana.post("/api/v1/rooms", body).await;
+        assert_eq!(st, 200, "{v}");
+        v["room_id"].as_str().unwrap().to_string()
+    };
+    let membership_here = async |room: &str, user: &str| {
+        let (_, v) = ana.get(&format!("/api/v1/rooms/{}/members", enc(room))).await;
+        let found = v["members"].as_array().unwrap().iter().find(|m| m["user_id"] == user).cloned();
+        found.map(|m| m["membership"].as_str().unwrap().to_string()).unwrap_or_else(|| "leave".into())
+    };
+
+    // Knocks on our room.
+    let porch = create(json!({"name": "Porch", "visibility": "private", "alias": "porch"})).await;
+    let settings = format!("/api/v1/rooms/{}/settings", enc(&porch));
+    let (st, v) = ana.post(&settings, json!({"visibility": "knock"})).await;
+    assert_eq!(st, 200, "{v}");
+    let knock = async |who: &MatrixUser, target: &str| {
+        let path = format!("/_matrix/client/v3/knock/{}", enc(target));
+        syn.call(Some(who), "POST", &path, Some(json!({"reason": "it's me"}))).await
+    };
+    let (st, v) = knock(&sam, &ours("porch")).await;
+    assert_eq!(st, 200, "Sam knocks on our room: {v}\n{}", syn.log_tail());
+    until("Sam's knock, here", async || membership_here(&porch, &sam.id).await == "knock").await;
+    let page = ana.page(&format!("/rooms/{porch}")).await;
+    assert!(page.contains("Asking to join") && page.contains("asked to join: “it"), "the request shows: {page}");
+    let (st, v) = knock(&sue, &ours("porch")).await;
+    assert_eq!(st, 200, "{v}");
+    until("Sue's knock, here", async || membership_here(&porch, &sue.id).await == "knock").await;
+    let requests = format!("/api/v1/rooms/{}/requests", enc(&porch));
+    let (st, v) = ana.post(&requests, json!({"user_id": sam.id, "accept": true})).await;
+    assert_eq!(st, 200, "Ana lets Sam in: {v}");
+    let (st, v) = ana.post(&requests, json!({"user_id": sue.id, "accept": false})).await;
+    assert_eq!(st, 200, "Ana turns Sue down: {v}");
+    assert_eq!(membership_here(&porch, &sue.id).await, "leave");
+    let (st, v) = ana.post(&requests, json!({"user_id": sue.id, "accept": true})).await;
+    assert_eq!(st, 400, "no request left to answer: {v}");
+    until("Sam's invitation, on Synapse", async || {
+        let (_, v) = syn.call(Some(&sam), "GET", "/_matrix/client/v3/sync?timeout=0", None).await;
+        v["rooms"]["invite"].get(&porch).is_some()
+    })
+    .await;
+    let (st, v) =
+        syn.call(Some(&sam), "POST", &format!("/_matrix/client/v3/join/{}", enc(&porch)), Some(json!({}))).await;
+    assert_eq!(st, 200, "Sam joins: {v}\n{}", syn.log_tail());
+    syn.send(&sam, &porch, "thanks for letting me in", "p1").await;
+    until_all("Sam's message on our porch", &["thanks for letting me in".to_string()], || ana.bodies(&porch)).await;
+
+    // A room open to our club's members.
+    let club = create(json!({"name": "Club", "visibility": "public", "alias": "club"})).await;
+    let back = create(json!({"name": "Back room", "visibility": "private", "alias": "back"})).await;
+    let (st, v) = ana
+        .post(&format!("/api/v1/rooms/{}/settings", enc(&back)), json!({"visibility": "restricted", "allow": [club]}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let synapse_join = async |who: &MatrixUser, room: &str| {
+        let path = format!("/_matrix/client/v3/join/{}", enc(room));
+        syn.call(Some(who), "POST", &path, Some(json!({}))).await
+    };
+    let (st, v) = synapse_join(&sue, &ours("back")).await;
+    assert_eq!(st, 403, "Sue is not in the club: {v}");
+    let (st, v) = synapse_join(&sam, &ours("club")).await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = synapse_join(&sam, &ours("back")).await;
+    assert_eq!(st, 200, "Sam, in the club, joins the back room: {v}\n{}", syn.log_tail());
+    until("Sam in the back room, here", async || membership_here(&back, &sam.id).await == "join").await;
+    let join = ana.events(&back).await.into_iter().rev().find(|e| e["state_key"] == sam.id.as_str()).unwrap();
+    assert_eq!(join["content"]["join_authorised_via_users_server"], ana.id.as_str(), "{join}");
+    syn.send(&sam, &back, "made it through the club", "b1").await;
+    until_all("Sam's message in the back room", &["made it through the club".to_string()], || ana.bodies(&back)).await;
+    ana.send(&back, "welcome", "b2").await;
+    until_all("Ana's answer on Synapse", &["welcome".to_string()], || syn.bodies(&sam, &back)).await;
+    // Bob, ours, is let in the same way here (no federation) once in the club.
+    let (st, v) = bob.post(&format!("/api/v1/rooms/{}/join", enc(&back)), json!({})).await;
+    assert_eq!(st, 403, "{v}");
+    let (st, v) = bob.post(&format!("/api/v1/rooms/{}/join", enc(&club)), json!({})).await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = bob.post(&format!("/api/v1/rooms/{}/join", enc(&back)), json!({})).await;
+    assert_eq!(st, 200, "{v}");
+    bob.send(&back, "bob here", "b3").await;
+    until_all("Bob's message on Synapse", &["bob here".to_string()], || syn.bodies(&sam, &back)).await;
+
+    // Our user knocks on Synapse's rooms.
+    let door_rule = json!([{"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}}]);
+    let mut doors = Vec::new();
+    for name in ["Door", "Gate"] {
+        let body = json!({"preset": "private_chat", "name": name, "initial_state": door_rule});
+        let (st, v) = syn.call(Some(&sam), "POST", "/_matrix/client/v3/createRoom", Some(body)).await;
+        assert_eq!(st, 200, "{v}");
+        doors.push(v["room_id"].as_str().unwrap().to_string());
+    }
+    let state_on_synapse = async |room: &str, user: &str| {
+        let path = format!("/_matrix/client/v3/rooms/{}/state/m.room.member/{}", enc(room), enc(user));
+        let (_, v) = syn.call(Some(&sam), "GET", &path, None).await;
+        v["membership"].as_str().unwrap_or("none").to_string()
+    };
+    for door in &doors {
+        let (st, v) =
+            bob.post(&format!("/api/v1/knock/{}", enc(door)), json!({"via": [syn.name], "reason": "hello"})).await;
+        assert_eq!(st, 200, "Bob knocks on Synapse's room: {v}\n{}", syn.log_tail());
+        until("Bob's knock on Synapse", async || state_on_synapse(door, &bob.id).await == "knock").await;
+    }
+    let (_, v) = bob.get("/api/v1/rooms").await;
+    let listed = v["rooms"].as_array().unwrap().iter().find(|r| r["room_id"] == doors[0].as_str()).cloned();
+    assert_eq!(listed.map(|r| r["membership"].clone()), Some(json!("knock")), "{v}");
+    let page = bob.page(&format!("/rooms/{}", doors[0])).await;
+    assert!(page.contains("You asked to join Door") && page.contains("Withdraw request"), "{page}");
+    let invite = format!("/_matrix/client/v3/rooms/{}/invite", enc(&doors[0]));
+    let (st, v) = syn.call(Some(&sam), "POST", &invite, Some(json!({"user_id": bob.id}))).await;
+    assert_eq!(st, 200, "Sam lets Bob in: {v}");
+    until("Bob's invitation here", async || {
+        let (_, v) = bob.get("/api/v1/rooms").await;
+        v["rooms"].as_array().unwrap().iter().any(|r| r["room_id"] == doors[0].as_str() && r["membership"] == "invite")
+    })
+    .await;
+    let (st, v) = bob.post(&format!("/api/v1/rooms/{}/join", enc(&doors[0])), json!({})).await;
+    assert_eq!(st, 200, "{v}");
+    bob.send(&doors[0], "knock knock", "d1").await;
+    until_all("Bob's message on Synapse", &["knock knock".to_string()], || syn.bodies(&sam, &doors[0])).await;
+    let (st, v) = bob.post(&format!("/api/v1/rooms/{}/leave", enc(&doors[1])), json!({})).await;
+    assert_eq!(st, 200, "Bob withdraws his knock: {v}");
+    until("the withdrawn knock on Synapse", async || state_on_synapse(&doors[1], &bob.id).await == "leave").await;
+    s.stop().await;
+}

@@ -54,6 +54,8 @@ pub enum Membership {
     Leave,
     /// Banned: may not join again.
     Ban,
+    /// Asked to be let in (a `knock` room): a moderator may invite them, or turn them away.
+    Knock,
 }
 
 impl Membership {
@@ -64,6 +66,7 @@ impl Membership {
             Membership::Invite => "invite",
             Membership::Leave => "leave",
             Membership::Ban => "ban",
+            Membership::Knock => "knock",
         }
     }
 
@@ -73,6 +76,7 @@ impl Membership {
             "join" => Membership::Join,
             "invite" => Membership::Invite,
             "ban" => Membership::Ban,
+            "knock" => Membership::Knock,
             _ => Membership::Leave,
         }
     }
@@ -124,6 +128,18 @@ impl JoinRule {
             _ => JoinRule::Invite,
         }
     }
+}
+
+/// The rooms whose members a restricted room lets in: the `m.room_membership` entries of its
+/// join rules' `allow` (at most 50 read).
+pub fn allowed_rooms(join_rules: &Value) -> Vec<crate::ids::RoomId> {
+    let allow = join_rules.get("allow").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    allow
+        .iter()
+        .take(50)
+        .filter(|a| a.get("type").and_then(Value::as_str) == Some("m.room_membership"))
+        .filter_map(|a| a.get("room_id").and_then(Value::as_str).and_then(|r| crate::ids::RoomId::parse(r).ok()))
+        .collect()
 }
 
 /// Content of `m.room.power_levels`.

@@ -5,6 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::events::*;
+use serde_json::Value;
 
 /// What the rules read of a room: its creator, join rule and power levels, whether it is a
 /// direct room and how many members have joined. Borrowed from wherever that state is kept.
@@ -50,14 +51,43 @@ pub fn authorize(
                     // A member's new display name or avatar: a join over a join.
                     Membership::Join => Ok(()),
                     Membership::Invite => Ok(()),
-                    Membership::Leave if room.join_rule == JoinRule::Public => Ok(()),
-                    Membership::Leave => Err(Error::Forbidden(match room.join_rule {
+                    Membership::Leave | Membership::Knock => match room.join_rule {
+                        JoinRule::Public => Ok(()),
                         JoinRule::Restricted | JoinRule::KnockRestricted => {
-                            "this room lets in members of other rooms through their servers; ask a member to invite you"
+                            // Let in through a member of an allowed room: a member here who
+                            // may invite vouches for it (the server that checked the other
+                            // room's membership names them).
+                            let via = new.content.get("join_authorised_via_users_server").and_then(Value::as_str);
+                            match via {
+                                Some(v) if membership(v)? == Membership::Join && pl.level_of(room.creators, v) >= pl.invite => {
+                                    Ok(())
+                                }
+                                _ => Err(Error::Forbidden(
+                                    "this room is open to the members of certain other rooms; join one of them, or ask a member to invite you"
+                                        .into(),
+                                )),
+                            }
                         }
-                        _ => "this room is invite-only",
-                    }
-                    .into())),
+                        JoinRule::Knock => Err(Error::Forbidden(
+                            "this room is private: ask to join, and a moderator can let you in".into(),
+                        )),
+                        JoinRule::Invite => Err(Error::Forbidden("this room is invite-only".into())),
+                    },
+                }
+            }
+            Membership::Knock => {
+                if target != sender {
+                    return Err(Error::Forbidden("you can only ask to join for yourself".into()));
+                }
+                if !matches!(room.join_rule, JoinRule::Knock | JoinRule::KnockRestricted) || room.direct {
+                    return Err(Error::Forbidden("this room does not take requests to join".into()));
+                }
+                match target_m {
+                    Membership::Ban => Err(Error::Forbidden("you are banned from this room".into())),
+                    Membership::Join => Err(Error::Conflict("already a member".into())),
+                    Membership::Invite => Err(Error::Conflict("you are invited already: join".into())),
+                    Membership::Knock => Err(Error::Conflict("you have asked to join already".into())),
+                    Membership::Leave => Ok(()),
                 }
             }
             Membership::Invite => {
@@ -75,11 +105,13 @@ pub fn authorize(
                     Membership::Join => Err(Error::Conflict("already a member".into())),
                     Membership::Invite => Err(Error::Conflict("already invited".into())),
                     Membership::Ban => Err(Error::Forbidden("that user is banned from this room".into())),
-                    Membership::Leave => Ok(()),
+                    // Letting in someone who asked.
+                    Membership::Leave | Membership::Knock => Ok(()),
                 }
             }
             Membership::Leave if target == sender => match target_m {
-                Membership::Join | Membership::Invite => Ok(()),
+                // Leaving, declining an invitation, or withdrawing a request to join.
+                Membership::Join | Membership::Invite | Membership::Knock => Ok(()),
                 _ => Err(Error::Forbidden("you are not a member of this room".into())),
             },
             Membership::Leave | Membership::Ban => {
@@ -90,7 +122,7 @@ pub fn authorize(
                     return Err(Error::Forbidden("you may not remove that member".into()));
                 }
                 if wanted == Membership::Leave
-                    && !matches!(target_m, Membership::Join | Membership::Invite | Membership::Ban)
+                    && !matches!(target_m, Membership::Join | Membership::Invite | Membership::Ban | Membership::Knock)
                 {
                     return Err(Error::bad("that user is not a member"));
                 }

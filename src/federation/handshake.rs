@@ -40,6 +40,16 @@ pub async fn make_leave(
     make_membership(state, room_id, user_id, req, Membership::Leave).await
 }
 
+/// `GET /_matrix/federation/v1/make_knock/{roomId}/{userId}`: a knock (asking to be let in)
+/// for the caller's user to sign, if the room takes them.
+pub async fn make_knock(
+    state: State<FedState>,
+    Path((room_id, user_id)): Path<(String, String)>,
+    req: FedRequest,
+) -> Result<axum::Json<Value>> {
+    make_membership(state, room_id, user_id, req, Membership::Knock).await
+}
+
 pub(super) async fn make_membership(
     State(state): State<FedState>,
     room_id: String,
@@ -53,11 +63,24 @@ pub(super) async fn make_membership(
     }
     let room_id = peer_room_id(&room_id)?;
     let room = resident_room(&state, &room_id)?;
-    let new = NewEvent::state(M_ROOM_MEMBER, user.as_str(), member_content(membership));
+    let mut content = member_content(membership);
+    if membership == Membership::Join
+        && let Some(via) = authoriser(&state, &room, user.as_str()).await?
+    {
+        content["join_authorised_via_users_server"] = json!(via);
+    }
+    let new = NewEvent::state(M_ROOM_MEMBER, user.as_str(), content);
     let snapshot = state.store.snapshot()?;
     rules::authorize(room.auth_state(), user.as_str(), &new, |u| snapshot.membership(&room_id, u))?;
     let template = template(&state, &room, user.as_str(), new)?;
     Ok(axum::Json(json!({ "room_version": ROOM_VERSION, "event": template })))
+}
+
+/// Our member who lets `user` into a restricted `room` (see [`crate::rooms::restricted_authoriser`]).
+async fn authoriser(state: &FedState, room: &RoomRecord, user: &str) -> Result<Option<String>> {
+    let (room, user, local) = (room.clone(), user.to_string(), state.server_name.to_string());
+    // A read inside a write job: the checks of the local join, on the same state.
+    state.store.write(move |tx| crate::rooms::restricted_authoriser(tx, &room, &user, &local)).await
 }
 
 /// The unsigned event another server's user would send next in `room`.
@@ -116,6 +139,38 @@ pub async fn send_leave(
     Ok(axum::Json(json!({})))
 }
 
+/// `PUT /_matrix/federation/v1/send_knock/{roomId}/{eventId}`: the caller's user asks to be
+/// let in; we add the knock to the room (its moderators see it) and answer with what the user
+/// may see of the room before they are let in.
+pub async fn send_knock(
+    State(state): State<FedState>,
+    Path((room_id, event_id)): Path<(String, String)>,
+    req: FedRequest,
+) -> Result<axum::Json<Value>> {
+    take_membership(&state, &room_id, &event_id, req, Membership::Knock).await?;
+    let room_id = peer_room_id(&room_id)?;
+    Ok(axum::Json(json!({ "knock_room_state": stripped_state(&state, &room_id)? })))
+}
+
+/// What a user outside a room may see of it (an invitation's or a knock's room state): the
+/// create event whole (room version 12: the receiving server checks it names the room), the
+/// name, topic and join rules stripped.
+pub(super) fn stripped_state(state: &FedState, room_id: &RoomId) -> Result<Vec<Value>> {
+    let snapshot = state.store.snapshot()?;
+    let mut out = Vec::new();
+    if let Some(create) = snapshot.event(&room_id.create_event_id())? {
+        out.push(state.federation.wire_pdu(state.server_name.as_str(), &create.event)?);
+    }
+    for kind in [M_ROOM_NAME, M_ROOM_TOPIC, M_ROOM_JOIN_RULES] {
+        if let Some(id) = snapshot.state_event_id(room_id, kind, "")?
+            && let Some(e) = snapshot.event(&id)?
+        {
+            out.push(json!({ "type": kind, "state_key": "", "sender": e.event.sender, "content": e.event.content }));
+        }
+    }
+    Ok(out)
+}
+
 /// The shared part of `send_join` and `send_leave`: verify the caller's user's own membership
 /// event, check it, store it and send it to the room's other servers. Returns the PDU. The
 /// ids are the request path's, checked here in the order the answers have always come.
@@ -126,9 +181,27 @@ pub(super) async fn take_membership(
     req: FedRequest,
     membership: Membership,
 ) -> Result<Value> {
-    let pdu = req.content.ok_or_else(|| Error::bad("the membership event is missing"))?;
+    let mut pdu = req.content.ok_or_else(|| Error::bad("the membership event is missing"))?;
     let (state, room_id) = (state.clone(), peer_room_id(room_id)?);
-    resident_room(&state, &room_id)?;
+    let room = resident_room(&state, &room_id)?;
+    // A join that names one of our members as the one letting the user in (a restricted
+    // room): we co-sign it, after checking again that the user may be let in that way.
+    let local = state.server_name.to_string();
+    let via = pdu["content"]["join_authorised_via_users_server"].as_str().map(str::to_string);
+    if membership == Membership::Join
+        && let Some(via) = via.filter(|v| server_of(v) == local)
+    {
+        let unsigned = Event::from_pdu(&pdu, &room_id)?;
+        if authoriser(&state, &room, &unsigned.sender).await?.is_none() {
+            return Err(Error::Forbidden("the user is not a member of a room that lets them in".into()));
+        }
+        let mut signed = unsigned;
+        if signed.content.get("join_authorised_via_users_server").and_then(Value::as_str) != Some(via.as_str()) {
+            return Err(Error::bad("unreadable join"));
+        }
+        signed.sign(&local, &state.federation.key)?;
+        pdu = signed.pdu();
+    }
     let ev = parse_verified(&state, &pdu, &room_id).await?;
     if ev.event_id != event_id {
         return Err(Error::bad("the event id does not match the event"));
@@ -202,19 +275,34 @@ pub async fn invite(
     super::budget::admit_invite(&state, &req.origin, &ev.sender, &target)?;
     ev.sign(state.server_name.as_str(), &state.federation.key)?;
     let cosigned = ev.pdu();
-    let stripped = StrippedState::read(&body.invite_room_state, &ev.sender);
-    let origin = req.origin.clone();
-    let local = state.server_name.to_string();
+    let inviter = ev.sender.clone();
+    keep_outside_membership(&state, ev, &body.invite_room_state, &req.origin, &inviter).await?;
+    Ok(axum::Json(json!({ "event": cosigned })))
+}
+
+/// Keeps an invitation for, or a knock by, one of our users in a room this server is not in:
+/// in a stub made from what the other server told of the room (`summary`, its stripped
+/// state; `creator` stands for the room's creator in it), or in the copy kept from an
+/// earlier membership. No room event reaches such a room, so the membership is kept now.
+pub(super) async fn keep_outside_membership(
+    state: &FedState,
+    ev: Event,
+    summary: &[Value],
+    origin: &str,
+    creator: &str,
+) -> Result<()> {
+    let stripped = StrippedState::read(summary, creator);
+    let (origin, local) = (origin.to_string(), state.server_name.to_string());
     state
         .store
         .write(move |tx| {
             let mut room = match tx.room(&ev.room_id)? {
-                // A local user is in the room: the invite reaches us as a room event too.
+                // A local user is in the room: the membership reaches us as a room event too.
                 Some(r) if !r.partial && super::serve::server_in_room(&r, &local) => return Ok(()),
                 // A stub from an earlier invitation, or the copy kept after our last member
-                // was kicked, banned or left: no room event comes here, so the invitation is
-                // kept now, with the same trust as a stub's (the inviter's server signed it;
-                // the join goes through a resident server, which checks it).
+                // was kicked, banned or left: no room event comes here, so the membership is
+                // kept now, with the same trust as a stub's (the other server signed it; the
+                // join goes through a resident server, which checks it).
                 Some(r) => r,
                 None => stripped.stub_room(&ev.room_id, &origin),
             };
@@ -223,14 +311,14 @@ pub async fn invite(
             }
             // Our direct rooms, and a Matrix server's invitation marked `is_direct` (Element's
             // direct chat), are the invitee's direct chat with the inviter.
-            if room.direct || ev.content.get("is_direct").and_then(Value::as_bool) == Some(true) {
+            let invite = Membership::of_content(&ev.content) == Some(Membership::Invite);
+            if invite && (room.direct || ev.content.get("is_direct").and_then(Value::as_bool) == Some(true)) {
                 let me = ev.state_key.clone().unwrap_or_default();
                 tx.put_direct_room(&me, &ev.sender, &ev.room_id)?;
             }
             persist_received(tx, &mut room, ev).map(|_| ())
         })
-        .await?;
-    Ok(axum::Json(json!({ "event": cosigned })))
+        .await
 }
 
 /// What an invitation tells about a room before joining it.

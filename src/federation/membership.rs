@@ -67,6 +67,81 @@ pub async fn invite(state: &FedState, sender: &UserId, room_id: &RoomId, target:
     rooms::invite_local(&state.rooms, sender, room_id, target).await
 }
 
+/// Asks to be let into a room whose join rule takes requests (`knock`), by id or
+/// `#alias:server`: here if this server is in it, otherwise through another server
+/// (`make_knock`/`send_knock`). The room's moderators may then let the user in (an
+/// invitation) or turn them away. Returns the room id.
+pub async fn knock(
+    state: &FedState,
+    user: &UserId,
+    name: &str,
+    via: &[String],
+    reason: Option<&str>,
+) -> Result<RoomId> {
+    let (rid, servers) = if name.starts_with('#') {
+        let (rid, servers) = resolve_alias(state, name).await?;
+        (rid, servers.into_iter().chain(via.iter().cloned()).collect::<Vec<_>>())
+    } else {
+        (RoomId::parse(name)?, via.to_vec())
+    };
+    match rooms::join_plan(&state.rooms, &rid, &servers)? {
+        JoinPlan::Here => rooms::knock_here(&state.rooms, user, &rid, reason).await?,
+        JoinPlan::Through(servers) => knock_remote(state, user, &rid, &servers, reason).await?,
+    }
+    Ok(rid)
+}
+
+/// A moderator's answer to `target`'s request to join: letting them in invites them (a user
+/// of another server through their server), turning them away removes the request.
+pub async fn answer_knock(
+    state: &FedState,
+    sender: &UserId,
+    room_id: &RoomId,
+    target: &UserId,
+    accept: bool,
+) -> Result<()> {
+    if accept && target.server() != state.server_name.as_str() {
+        rooms::check_knock_answer(&state.rooms, sender, room_id, target, accept)?;
+        return invite_remote(state, sender, room_id, target).await;
+    }
+    rooms::answer_knock(&state.rooms, sender, room_id, target, accept).await
+}
+
+/// Knocks on a room this server is not in through one of `via`, and keeps the request (with
+/// what the resident server tells of the room) so the user sees it until they are let in.
+async fn knock_remote(
+    state: &FedState,
+    user: &UserId,
+    room_id: &RoomId,
+    via: &[String],
+    reason: Option<&str>,
+) -> Result<()> {
+    let mut last = Error::NotFound("no server to ask through".into());
+    for server in via.iter().filter(|s| *s != state.server_name.as_str()).take(5) {
+        match make_and_send(state, user, room_id, server, Membership::Knock, reason).await {
+            Ok((ev, answer)) => {
+                let summary = answer["knock_room_state"].as_array().cloned().unwrap_or_default();
+                // Who made the room, as the resident server tells; never one of ours.
+                let creator = summary
+                    .iter()
+                    .find(|e| e["type"] == M_ROOM_CREATE)
+                    .and_then(|e| e["sender"].as_str())
+                    .filter(|c| UserId::parse(c).is_ok_and(|u| u.server() != state.server_name.as_str()))
+                    .map_or_else(|| format!("@_:{server}"), str::to_string);
+                return super::handshake::keep_outside_membership(state, ev, &summary, server, &creator).await;
+            }
+            Err(e @ (Error::Forbidden(_) | Error::NotFound(_) | Error::BadRequest(_))) if via.len() == 1 => {
+                return Err(e);
+            }
+            Err(e) => {
+                tracing::info!(server, %room_id, error = %e, "knock through this server failed");
+                last = e;
+            }
+        }
+    }
+    Err(last)
+}
+
 /// Opens the direct-message room between `user` and `other` (see [`rooms::open_direct`]);
 /// returns the room id.
 pub async fn open_direct(state: &FedState, user: &UserId, other: &UserId) -> Result<RoomId> {
@@ -147,8 +222,13 @@ pub(super) async fn make_and_send(
     room_id: &RoomId,
     server: &str,
     membership: Membership,
+    reason: Option<&str>,
 ) -> Result<(Event, Value)> {
-    let verb = if membership == Membership::Join { "join" } else { "leave" };
+    let (verb, send_version) = match membership {
+        Membership::Join => ("join", "v2"),
+        Membership::Knock => ("knock", "v1"),
+        _ => ("leave", "v2"),
+    };
     let rid = super::urlencode(room_id.as_str());
     let uid = super::urlencode(user.as_str());
     let made = call(
@@ -176,8 +256,11 @@ pub(super) async fn make_and_send(
     {
         content["join_authorised_via_users_server"] = via.into();
     }
-    // The profile travels in the join, as Matrix servers expect.
-    if membership == Membership::Join
+    if let Some(r) = reason {
+        content["reason"] = r.into();
+    }
+    // The profile travels in the join (and a knock), as Matrix servers expect.
+    if matches!(membership, Membership::Join | Membership::Knock)
         && let Some(name) = state.store.user(user.localpart())?.and_then(|u| u.display_name)
     {
         content["displayname"] = name.into();
@@ -185,7 +268,8 @@ pub(super) async fn make_and_send(
     let new = NewEvent::state(M_ROOM_MEMBER, user.as_str(), content);
     let ev = Event::build(Some(room_id), user.as_str(), new, parents, now_ms());
     let pdu = state.federation.wire_pdu(state.server_name.as_str(), &ev)?;
-    let path = format!("/_matrix/federation/v2/send_{verb}/{rid}/{}", super::urlencode(ev.event_id.as_str()));
+    let path =
+        format!("/_matrix/federation/{send_version}/send_{verb}/{rid}/{}", super::urlencode(ev.event_id.as_str()));
     let answer = call(state, server, Method::PUT, &path, Some(pdu)).await?;
     Ok((ev, answer))
 }
@@ -195,7 +279,7 @@ pub(super) async fn make_and_send(
 pub async fn decline_remote(state: &FedState, user: &UserId, room_id: &RoomId, via: &[String]) -> Result<()> {
     let mut last = Error::NotFound("no server to send the decline to".into());
     for server in via.iter().filter(|s| *s != state.server_name.as_str()).take(5) {
-        match make_and_send(state, user, room_id, server, Membership::Leave).await {
+        match make_and_send(state, user, room_id, server, Membership::Leave, None).await {
             Ok(_) => return Ok(()),
             Err(e) => last = e,
         }
@@ -205,7 +289,7 @@ pub async fn decline_remote(state: &FedState, user: &UserId, room_id: &RoomId, v
 
 pub(super) async fn join_through(state: &FedState, user: &UserId, room_id: &RoomId, server: &str) -> Result<()> {
     let rid = super::urlencode(room_id.as_str());
-    let (mut join, answer) = make_and_send(state, user, room_id, server, Membership::Join).await?;
+    let (mut join, answer) = make_and_send(state, user, room_id, server, Membership::Join, None).await?;
     // A join authorised by a member of the resident server carries that server's signature
     // too: the copy it answers with is the one the room holds.
     if join.content.get("join_authorised_via_users_server").is_some() {
@@ -276,7 +360,7 @@ pub(super) async fn join_through(state: &FedState, user: &UserId, room_id: &Room
 /// added to the room.
 pub async fn invite_remote(state: &FedState, sender: &UserId, room_id: &RoomId, target: &UserId) -> Result<()> {
     let (s, rid, t) = (sender.to_string(), room_id.clone(), target.to_string());
-    let (ev, stripped) = state
+    let ev = state
         .store
         .write(move |tx| {
             let room = tx.require_room(&rid)?;
@@ -287,27 +371,10 @@ pub async fn invite_remote(state: &FedState, sender: &UserId, room_id: &RoomId, 
             }
             let new = NewEvent::state(M_ROOM_MEMBER, &t, content);
             rules::authorize(room.auth_state(), &s, &new, |u| tx.membership(&rid, u))?;
-            let ev = crate::store::events::build_next(tx, &room, &s, new, now_ms())?;
-            let create = tx.event(&rid.create_event_id())?.map(|c| c.event);
-            let mut stripped = Vec::new();
-            for (kind, key) in [(M_ROOM_NAME, ""), (M_ROOM_TOPIC, ""), (M_ROOM_JOIN_RULES, "")] {
-                if let Some(id) = tx.state_event_id(&rid, kind, key)?
-                    && let Some(e) = tx.event(&id)?
-                {
-                    stripped.push(
-                        json!({ "type": kind, "state_key": key, "sender": e.event.sender, "content": e.event.content }),
-                    );
-                }
-            }
-            Ok((ev, (create, stripped)))
+            crate::store::events::build_next(tx, &room, &s, new, now_ms())
         })
         .await?;
-    // The create event goes whole (room version 12: the invitee's server checks that it names
-    // the room), the rest stripped.
-    let (create, mut stripped) = stripped;
-    if let Some(c) = create {
-        stripped.insert(0, state.federation.wire_pdu(state.server_name.as_str(), &c)?);
-    }
+    let stripped = super::handshake::stripped_state(state, room_id)?;
     let pdu = state.federation.wire_pdu(state.server_name.as_str(), &ev)?;
     let answer = call(
         state,

@@ -164,6 +164,8 @@ where
         .put("/federation/v2/send_join/{room_id}/{event_id}", handshake::send_join)
         .get("/federation/v1/make_leave/{room_id}/{user_id}", handshake::make_leave)
         .put("/federation/v2/send_leave/{room_id}/{event_id}", handshake::send_leave)
+        .get("/federation/v1/make_knock/{room_id}/{user_id}", handshake::make_knock)
+        .put("/federation/v1/send_knock/{room_id}/{event_id}", handshake::send_knock)
         .put("/federation/v2/invite/{room_id}/{event_id}", handshake::invite)
         .put("/federation/v1/send/{txn_id}", receive::receive_transaction)
         .post("/federation/v1/get_missing_events/{room_id}", serve::get_missing_events)

@@ -40,6 +40,8 @@ pub struct RoomsInner {
 }
 
 pub use crate::events::{MAX_NAME_CHARS, MAX_TOPIC_CHARS};
+/// Most rooms a restricted room opens to.
+pub const MAX_ALLOWED_ROOMS: usize = 10;
 /// Longest client transaction id, in bytes.
 pub const MAX_TXN_ID: usize = 64;
 
@@ -204,9 +206,10 @@ pub fn join_plan(state: &Rooms, room_id: &RoomId, via: &[String]) -> Result<Join
     Ok(JoinPlan::Through(servers))
 }
 
-/// Joins a room this server is in (see [`join_plan`]): public, or private with an invitation.
+/// Joins a room this server is in (see [`join_plan`]): public, private with an invitation,
+/// or restricted to the members of other rooms when the user is joined to one of them here.
 pub async fn join_here(state: &Rooms, user: &UserId, room_id: &RoomId) -> Result<()> {
-    let (u, rid) = (user.to_string(), room_id.clone());
+    let (u, rid, local) = (user.to_string(), room_id.clone(), state.server_name.to_string());
     state
         .store
         .write(move |tx| {
@@ -215,16 +218,130 @@ pub async fn join_here(state: &Rooms, user: &UserId, room_id: &RoomId) -> Result
             if tx.membership(&rid, &u)? == Membership::Join {
                 return Err(Error::Conflict("already a member".into()));
             }
-            append(tx, &rid, &u, NewEvent::state(M_ROOM_MEMBER, &u, join_content(tx, &u)?)).map(|_| ())
+            let mut content = join_content(tx, &u)?;
+            let room = tx.require_room(&rid)?;
+            if let Some(via) = restricted_authoriser(tx, &room, &u, &local)? {
+                content["join_authorised_via_users_server"] = json!(via);
+            }
+            append(tx, &rid, &u, NewEvent::state(M_ROOM_MEMBER, &u, content)).map(|_| ())
+        })
+        .await
+}
+
+/// The rooms whose members a restricted room lets in (see [`crate::events::allowed_rooms`]).
+pub fn allowed_rooms(tx: &Tx<'_>, room: &RoomRecord) -> Result<Vec<RoomId>> {
+    let Some(id) = tx.state_event_id(&room.room_id, M_ROOM_JOIN_RULES, "")? else { return Ok(vec![]) };
+    Ok(tx.event(&id)?.map(|ev| crate::events::allowed_rooms(&ev.event.content)).unwrap_or_default())
+}
+
+/// For `user` joining `room` under a restricted join rule: the member of this server (`local`)
+/// who lets them in, when this server sees `user` joined to one of the allowed rooms and has a
+/// joined member who may invite (the join then names them in `join_authorised_via_users_server`,
+/// and this server co-signs it). `None` when the rule is not restricted, the user is already
+/// let in another way (invited, joined), or nobody here can vouch.
+pub fn restricted_authoriser(tx: &Tx<'_>, room: &RoomRecord, user: &str, local: &str) -> Result<Option<String>> {
+    if !matches!(room.join_rule, JoinRule::Restricted | JoinRule::KnockRestricted)
+        || !matches!(tx.membership(&room.room_id, user)?, Membership::Leave | Membership::Knock)
+    {
+        return Ok(None);
+    }
+    let mut member_of_allowed = false;
+    for allowed in allowed_rooms(tx, room)? {
+        if tx.room(&allowed)?.is_some_and(|r| !r.partial) && tx.membership(&allowed, user)? == Membership::Join {
+            member_of_allowed = true;
+            break;
+        }
+    }
+    if !member_of_allowed {
+        return Ok(None);
+    }
+    let pl = &room.power_levels;
+    Ok(tx
+        .joined_members(&room.room_id)?
+        .into_iter()
+        .filter(|m| server_of(m) == local)
+        .max_by_key(|m| pl.level_of(room.creators(), m))
+        .filter(|m| pl.level_of(room.creators(), m) >= pl.invite))
+}
+
+/// Asks to be let into a room whose join rule takes requests (`knock`), here: a moderator
+/// may then invite the user (letting them in) or turn them away. `reason` is shown to them.
+pub async fn knock_here(state: &Rooms, user: &UserId, room_id: &RoomId, reason: Option<&str>) -> Result<()> {
+    let reason = reason.map(|r| clean_text("reason", r, MAX_TOPIC_CHARS, false)).transpose()?.filter(|r| !r.is_empty());
+    let (u, rid) = (user.to_string(), room_id.clone());
+    state
+        .store
+        .write(move |tx| {
+            let mut content = knock_content(tx, &u)?;
+            if let Some(r) = reason {
+                content["reason"] = json!(r);
+            }
+            append(tx, &rid, &u, NewEvent::state(M_ROOM_MEMBER, &u, content)).map(|_| ())
+        })
+        .await
+}
+
+/// The content of a knock by `user`: the membership and their display name.
+pub fn knock_content(tx: &Tx<'_>, user: &str) -> Result<Value> {
+    let mut content = join_content(tx, user)?;
+    content["membership"] = json!("knock");
+    Ok(content)
+}
+
+/// Checks that `sender` may answer `target`'s request to join `room_id` (letting in takes the
+/// invite level, turning away the kick level), and that there is one to answer. Permission
+/// first, so that others learn nothing of who asked.
+pub fn check_knock_answer(
+    state: &Rooms,
+    sender: &UserId,
+    room_id: &RoomId,
+    target: &UserId,
+    accept: bool,
+) -> Result<()> {
+    let room = state.store.room(room_id)?.ok_or_else(|| Error::NotFound("no such room".into()))?;
+    let pl = &room.power_levels;
+    let needed = if accept { pl.invite } else { pl.kick };
+    if state.store.membership(room_id, sender.as_str())? != Membership::Join
+        || pl.level_of(room.creators(), sender.as_str()) < needed
+    {
+        return Err(Error::Forbidden("you may not answer requests to join this room".into()));
+    }
+    if state.store.membership(room_id, target.as_str())? != Membership::Knock {
+        return Err(Error::bad("that user has not asked to join"));
+    }
+    Ok(())
+}
+
+/// A moderator's answer to a request to join, here: `true` lets the user in (an invitation
+/// they can accept; a user of another server gets it through their server, which is
+/// federation's part), `false` turns them away.
+pub async fn answer_knock(
+    state: &Rooms,
+    sender: &UserId,
+    room_id: &RoomId,
+    target: &UserId,
+    accept: bool,
+) -> Result<()> {
+    check_knock_answer(state, sender, room_id, target, accept)?;
+    let (s, rid, t) = (sender.to_string(), room_id.clone(), target.to_string());
+    state
+        .store
+        .write(move |tx| {
+            // Asked again, or answered by another moderator, since the check.
+            if tx.membership(&rid, &t)? != Membership::Knock {
+                return Err(Error::bad("that user has not asked to join"));
+            }
+            let wanted = if accept { Membership::Invite } else { Membership::Leave };
+            append(tx, &rid, &s, NewEvent::state(M_ROOM_MEMBER, &t, member_content(wanted))).map(|_| ())
         })
         .await
 }
 
 /// The servers to tell when `user` declines an invitation from another server to a room this
-/// server is not in; `None` when leaving is a local matter.
+/// server is not in, or withdraws a request to join one; `None` when leaving is a local matter.
 pub fn remote_invitation(state: &Rooms, user: &UserId, room_id: &RoomId) -> Result<Option<Vec<String>>> {
     if let Some(room) = state.store.room(room_id)?.filter(|r| r.partial)
-        && state.store.membership(room_id, user.as_str())? == Membership::Invite
+        && matches!(state.store.membership(room_id, user.as_str())?, Membership::Invite | Membership::Knock)
     {
         let mut via: Vec<String> = room.servers.keys().cloned().collect();
         via.push(server_of(&room.creator).to_string());
@@ -242,8 +359,9 @@ pub async fn leave(state: &Rooms, user: &UserId, room_id: &RoomId) -> Result<()>
         .store
         .write(move |tx| {
             if tx.room(&rid)?.is_some_and(|r| r.partial) {
-                // An invitation from another server to a room we are not in.
-                if tx.membership(&rid, &u)? != Membership::Invite {
+                // An invitation from another server to a room we are not in, or a request to
+                // join one.
+                if !matches!(tx.membership(&rid, &u)?, Membership::Invite | Membership::Knock) {
                     return Err(Error::Forbidden("you are not a member of this room".into()));
                 }
                 return tx.set_membership_only(&rid, &u, Membership::Leave);
@@ -272,9 +390,21 @@ pub async fn update_room(
     room_id: &RoomId,
     name: Option<&str>,
     topic: Option<&str>,
-    join_rule: Option<JoinRule>,
+    join_rule: Option<(JoinRule, Vec<RoomId>)>,
 ) -> Result<()> {
     let name = name.map(|n| clean_text("room name", n, MAX_NAME_CHARS, true)).transpose()?;
+    if let Some((rule, allow)) = &join_rule {
+        let restricted = matches!(rule, JoinRule::Restricted | JoinRule::KnockRestricted);
+        if restricted && allow.is_empty() {
+            return Err(Error::bad("a room open to the members of other rooms names at least one of them"));
+        }
+        if !restricted && !allow.is_empty() {
+            return Err(Error::bad("only a room open to the members of other rooms names rooms"));
+        }
+        if allow.len() > MAX_ALLOWED_ROOMS || allow.contains(room_id) {
+            return Err(Error::bad(format!("name 1 to {MAX_ALLOWED_ROOMS} other rooms")));
+        }
+    }
     let topic = topic.map(|t| clean_text("topic", t, MAX_TOPIC_CHARS, false)).transpose()?;
     if name.is_none() && topic.is_none() && join_rule.is_none() {
         return Err(Error::bad("nothing to change: give a name, a topic or a visibility"));
@@ -283,7 +413,7 @@ pub async fn update_room(
     state
         .store
         .write(move |tx| {
-            if join_rule == Some(JoinRule::Public) && tx.require_room(&rid)?.direct {
+            if join_rule.as_ref().is_some_and(|(r, _)| *r != JoinRule::Invite) && tx.require_room(&rid)?.direct {
                 return Err(Error::bad("a direct room stays private"));
             }
             if let Some(n) = name {
@@ -292,8 +422,21 @@ pub async fn update_room(
             if let Some(t) = topic {
                 append(tx, &rid, &u, NewEvent::state(M_ROOM_TOPIC, "", json!({ "topic": t })))?;
             }
-            if let Some(rule) = join_rule {
-                append(tx, &rid, &u, NewEvent::state(M_ROOM_JOIN_RULES, "", json!({ "join_rule": rule.as_str() })))?;
+            if let Some((rule, allow)) = join_rule {
+                let mut content = json!({ "join_rule": rule.as_str() });
+                if !allow.is_empty() {
+                    // The user must be in each room they open this one to: members of a room
+                    // they cannot see are not theirs to let in.
+                    for a in &allow {
+                        if tx.membership(a, &u)? != Membership::Join {
+                            return Err(Error::Forbidden(format!("you are not a member of {a}")));
+                        }
+                    }
+                    let list: Vec<Value> =
+                        allow.iter().map(|a| json!({ "type": "m.room_membership", "room_id": a })).collect();
+                    content["allow"] = json!(list);
+                }
+                append(tx, &rid, &u, NewEvent::state(M_ROOM_JOIN_RULES, "", content))?;
             }
             Ok(())
         })

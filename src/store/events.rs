@@ -115,10 +115,15 @@ impl Tx<'_> {
 pub fn auth_slots<'a>(sender: &'a str, new: &'a NewEvent) -> Vec<(&'static str, &'a str)> {
     let mut wanted: Vec<(&str, &str)> = vec![(M_ROOM_POWER_LEVELS, ""), (M_ROOM_MEMBER, sender)];
     if new.kind == M_ROOM_MEMBER {
-        if matches!(Membership::of_content(&new.content), Some(Membership::Join | Membership::Invite))
-            || new.content.get("membership").and_then(serde_json::Value::as_str) == Some("knock")
-        {
+        let membership = Membership::of_content(&new.content);
+        if matches!(membership, Some(Membership::Join | Membership::Invite | Membership::Knock)) {
             wanted.push((M_ROOM_JOIN_RULES, ""));
+        }
+        // A restricted join names the member who let it in.
+        if membership == Some(Membership::Join)
+            && let Some(via) = new.content.get("join_authorised_via_users_server").and_then(serde_json::Value::as_str)
+        {
+            wanted.push((M_ROOM_MEMBER, via));
         }
         if let Some(target) = new.state_key.as_deref()
             && target != sender

@@ -185,7 +185,7 @@ impl Store {
         let mut out = Vec::new();
         for (rid, membership) in memberships(&user_rooms, user)? {
             let rid = rid.as_str();
-            if !matches!(membership, Membership::Join | Membership::Invite) {
+            if !matches!(membership, Membership::Join | Membership::Invite | Membership::Knock) {
                 continue;
             }
             let Some(room) = get_json::<RoomRecord>(&rooms, rid)? else { continue };
@@ -203,12 +203,16 @@ impl Store {
         Ok(out)
     }
 
-    /// Members of a room with their membership (joined and invited), sorted by user id.
+    /// Members of a room with their membership (joined, invited, and those asking to join),
+    /// sorted by user id.
     pub fn members(&self, room_id: &RoomId) -> Result<Vec<(String, Membership)>> {
         let room_id = room_id.as_str();
         let r = self.read()?;
         let members = memberships(&r.open_table(ROOM_MEMBERS)?, room_id)?;
-        Ok(members.into_iter().filter(|(_, m)| matches!(m, Membership::Join | Membership::Invite)).collect())
+        Ok(members
+            .into_iter()
+            .filter(|(_, m)| matches!(m, Membership::Join | Membership::Invite | Membership::Knock))
+            .collect())
     }
 
     /// The names members of a room go by in it (the `displayname` of their member event), for

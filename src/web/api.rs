@@ -126,6 +126,63 @@ pub struct JoinBody {
     via: Vec<String>,
 }
 
+/// `{via?, reason?}` for asking to join.
+#[derive(Deserialize, Default)]
+pub struct KnockBody {
+    #[serde(default)]
+    via: Vec<String>,
+    reason: Option<String>,
+}
+
+/// `POST /knock/{room_id_or_alias}` (body `{via?, reason?}` optional) → `{room_id}`: asks to
+/// be let into a room whose join rule takes requests, here or on another server.
+pub async fn knock(
+    State(state): State<AppState>,
+    session: Session,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>> {
+    let b = if body.iter().all(u8::is_ascii_whitespace) {
+        KnockBody::default()
+    } else {
+        serde_json::from_slice::<KnockBody>(&body).map_err(|e| Error::bad(format!("invalid body: {e}")))?
+    };
+    check_via(&b.via)?;
+    let room_id = membership::knock(&state.fed, &session.user, name.trim(), &b.via, b.reason.as_deref()).await?;
+    Ok(Json(json!({ "room_id": room_id })))
+}
+
+/// `{user_id, accept}`.
+#[derive(Deserialize)]
+pub struct KnockAnswer {
+    user_id: String,
+    accept: bool,
+}
+
+/// `POST /rooms/{id}/requests {user_id, accept}`: a moderator lets in (invites) someone who
+/// asked to join, or turns them away.
+pub async fn answer_knock(
+    State(state): State<AppState>,
+    session: Session,
+    RoomPath(id): RoomPath,
+    Json(a): Json<KnockAnswer>,
+) -> Result<Json<Value>> {
+    let target = UserId::parse_or_local(&a.user_id, &state.server_name)?;
+    membership::answer_knock(&state.fed, &session.user, &id, &target, a.accept).await?;
+    Ok(Json(json!({})))
+}
+
+/// Checks the servers a join or knock names to go through.
+fn check_via(via: &[String]) -> Result<()> {
+    if via.len() > MAX_VIA {
+        return Err(Error::bad(format!("at most {MAX_VIA} servers in via")));
+    }
+    for s in via {
+        crate::ids::ServerName::parse(s)?;
+    }
+    Ok(())
+}
+
 /// Most servers a join may name to go through.
 const MAX_VIA: usize = 10;
 
@@ -142,12 +199,7 @@ pub async fn join_any(
     } else {
         serde_json::from_slice::<JoinBody>(&body).map_err(|e| Error::bad(format!("invalid body: {e}")))?.via
     };
-    if via.len() > MAX_VIA {
-        return Err(Error::bad(format!("at most {MAX_VIA} servers in via")));
-    }
-    for s in &via {
-        crate::ids::ServerName::parse(s)?;
-    }
+    check_via(&via)?;
     let room_id = membership::join_by_name(&state.fed, &session.user, name.trim(), &via).await?;
     Ok(Json(json!({ "room_id": room_id })))
 }
@@ -158,6 +210,7 @@ fn room_json(r: &RoomRecord) -> Value {
         "name": r.name,
         "topic": r.topic,
         "visibility": if r.join_rule == JoinRule::Public { "public" } else { "private" },
+        "join_rule": r.join_rule.as_str(),
         "direct": r.direct,
         "members": r.joined,
         "creator": r.creator,
@@ -287,12 +340,40 @@ pub async fn invite(
     Ok(Json(json!({})))
 }
 
-/// `{name?, topic?}`.
+/// `{name?, topic?, visibility?, allow?}`.
 #[derive(Deserialize)]
 pub struct RoomUpdate {
     name: Option<String>,
     topic: Option<String>,
     visibility: Option<String>,
+    #[serde(default)]
+    allow: Vec<String>,
+}
+
+/// A join rule as the settings name it: `public`, `private` (invited people only), `knock`
+/// (private, and anyone may ask to join), `restricted` (the members of the `allow` rooms may
+/// join; others need an invitation) or `knock_restricted` (both).
+pub fn join_rule_setting(visibility: &str, allow: &[String]) -> Result<(JoinRule, Vec<RoomId>)> {
+    let rule = match visibility {
+        "public" => JoinRule::Public,
+        "private" => JoinRule::Invite,
+        "knock" => JoinRule::Knock,
+        "restricted" => JoinRule::Restricted,
+        "knock_restricted" => JoinRule::KnockRestricted,
+        _ => {
+            return Err(Error::bad(
+                "visibility must be \"public\", \"private\", \"knock\", \"restricted\" or \"knock_restricted\"",
+            ));
+        }
+    };
+    if allow.len() > rooms::MAX_ALLOWED_ROOMS {
+        return Err(Error::bad(format!("at most {} rooms in allow", rooms::MAX_ALLOWED_ROOMS)));
+    }
+    let allow = allow
+        .iter()
+        .map(|a| RoomId::parse(a.trim()).map_err(|_| Error::bad(format!("allow: {a:?} is not a room id"))))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((rule, allow))
 }
 
 /// `POST /rooms/{id}/settings {name?, topic?, visibility?}`: renames the room, changes its
@@ -304,10 +385,9 @@ pub async fn update_room(
     Json(r): Json<RoomUpdate>,
 ) -> Result<Json<Value>> {
     let join_rule = match r.visibility.as_deref() {
-        None => None,
-        Some("public") => Some(JoinRule::Public),
-        Some("private") => Some(JoinRule::Invite),
-        Some(_) => return Err(Error::bad("visibility must be \"public\" or \"private\"")),
+        None if r.allow.is_empty() => None,
+        None => return Err(Error::bad("allow goes with visibility \"restricted\"")),
+        Some(v) => Some(join_rule_setting(v, &r.allow)?),
     };
     rooms::update_room(&state.rooms, &session.user, &id, r.name.as_deref(), r.topic.as_deref(), join_rule).await?;
     Ok(Json(json!({})))

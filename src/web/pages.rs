@@ -336,6 +336,7 @@ async fn room_page(state: &AppState, s: &Session, id: &RoomId, jump: Option<(&st
         _ => Vec::new(),
     };
     let view = RoomView {
+        join_choices: join_choices(state, &room, &mine)?,
         pins: &pins,
         user,
         since,
@@ -372,13 +373,21 @@ async fn room_page(state: &AppState, s: &Session, id: &RoomId, jump: Option<(&st
 fn outside(state: &AppState, s: &Session, room: &RoomRecord, membership: Membership) -> Result<Response> {
     let user = s.user.as_str();
     let title = views::room_title(room, None);
+    let ask = matches!(room.join_rule, JoinRule::Knock | JoinRule::KnockRestricted) && !room.direct;
     let why = match (membership, own_member_event(state, &room.room_id, user)?) {
-        (Membership::Ban, _) => views::Outside::Banned(title),
+        (Membership::Ban, _) => views::Outside::Banned(title.clone()),
+        (Membership::Knock, _) => views::Outside::Asked(title.clone()),
+        // Asked, and turned down: they may ask again.
+        (_, Some(ev))
+            if ask && ev.prev_content.as_ref().and_then(Membership::of_content) == Some(Membership::Knock) =>
+        {
+            views::Outside::Never
+        }
         (_, None) => views::Outside::Never,
-        (_, Some(ev)) if ev.event.sender == user => views::Outside::Left(title),
-        (_, Some(ev)) => views::Outside::Removed(title, ev.event.sender),
+        (_, Some(ev)) if ev.event.sender == user => views::Outside::Left(title.clone()),
+        (_, Some(ev)) => views::Outside::Removed(title.clone(), ev.event.sender),
     };
-    let html = views::outside_page(user, &why);
+    let html = views::outside_page(user, room.room_id.as_str(), &why, ask.then_some(title.as_str()));
     Ok((StatusCode::FORBIDDEN, Html(html.into_string())).into_response())
 }
 
@@ -510,7 +519,8 @@ pub async fn members_fragment(
         let members = state.store.members(&id)?;
         let presence = presences(&state, &[], members.iter().map(|(u, _)| u.as_str()));
         let names = state.store.member_names(&id, None)?;
-        Ok(page(views::with_names(names, || views::member_list(s.user.as_str(), &room, &members, &presence))))
+        let choices = join_choices(&state, &room, &state.store.my_rooms(s.user.as_str())?)?;
+        Ok(page(views::with_names(names, || views::member_list(s.user.as_str(), &room, &members, &presence, &choices))))
     })())
 }
 
@@ -536,9 +546,12 @@ pub struct SettingsForm {
     name: String,
     #[serde(default)]
     topic: String,
-    /// `public` or `private`; absent leaves the join rule as it is.
+    /// `public`, `private`, `knock` or `restricted`; absent leaves the join rule as it is.
     #[serde(default)]
     visibility: String,
+    /// For `restricted`: the room whose members may join.
+    #[serde(default)]
+    allow: String,
 }
 
 /// `POST /rooms/{id}/settings`: renames the room, sets its topic and who can join (only what
@@ -555,19 +568,104 @@ pub async fn room_settings(
             let room = state.store.room(&id)?.ok_or_else(|| Error::NotFound("no such room".into()))?;
             let name = (f.name.trim() != room.name).then_some(f.name.as_str());
             let topic = (f.topic.trim() != room.topic).then_some(f.topic.as_str());
+            let allow: Vec<String> = match f.visibility.as_str() {
+                "restricted" => vec![f.allow.clone()],
+                _ => vec![],
+            };
             let join_rule = match f.visibility.as_str() {
                 "" => None,
-                "public" => Some(JoinRule::Public),
-                "private" => Some(JoinRule::Invite),
-                _ => return Err(Error::bad("visibility must be public or private")),
+                v => Some(super::api::join_rule_setting(v, &allow)?),
             }
-            // Only a change between public and private: a room made on a Matrix server with
-            // another private rule (knock, restricted) keeps it when the form is saved.
-            .filter(|r| (*r == JoinRule::Public) != (room.join_rule == JoinRule::Public));
+            // Only a change: a `knock_restricted` room (made on a Matrix server) keeps its rule
+            // when the form is saved as taking requests, as does one open to the same room.
+            .filter(|(r, _)| !(*r == JoinRule::Knock && room.join_rule == JoinRule::KnockRestricted))
+            .filter(|(r, a)| *r != room.join_rule || (*r == JoinRule::Restricted && !same_allow(&state, &room, a)));
             match name.is_some() || topic.is_some() || join_rule.is_some() {
                 true => rooms::update_room(&state.rooms, &s.user, &id, name, topic, join_rule).await?,
                 false => rooms::check_may_edit(&state.rooms, &s.user, &id)?,
             }
+            Ok(Redirect::to(&format!("/rooms/{id}")).into_response())
+        }
+        .await,
+    )
+}
+
+/// The viewer's other joined rooms, and the rooms `room` is open to now (settings' choices).
+fn join_choices(state: &AppState, room: &RoomRecord, mine: &[MyRoom]) -> Result<views::JoinChoices> {
+    let rooms = mine
+        .iter()
+        .filter(|m| m.membership == Membership::Join && m.room.room_id != room.room_id && !m.room.direct)
+        .map(|m| (m.room.room_id.to_string(), views::room_title(&m.room, m.peer.as_deref())))
+        .collect();
+    Ok(views::JoinChoices { rooms, allowed: allowed_now(state, room).into_iter().map(|r| r.to_string()).collect() })
+}
+
+/// The rooms `room`'s join rules let the members of in.
+fn allowed_now(state: &AppState, room: &RoomRecord) -> Vec<RoomId> {
+    let rules =
+        state.store.snapshot().and_then(|s| s.state_event_id(&room.room_id, crate::events::M_ROOM_JOIN_RULES, ""));
+    match rules {
+        Ok(Some(id)) => state.store.event(&id).ok().flatten().map(|e| crate::events::allowed_rooms(&e.event.content)),
+        _ => None,
+    }
+    .unwrap_or_default()
+}
+
+/// Whether `allow` names just the rooms `room`'s join rules already allow.
+fn same_allow(state: &AppState, room: &RoomRecord, allow: &[RoomId]) -> bool {
+    allowed_now(state, room) == allow
+}
+
+/// The ask-to-join form.
+#[derive(Deserialize)]
+pub struct KnockForm {
+    room: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /knock`: asks to be let into a room (by id or address), here or on another server.
+pub async fn knock(
+    State(state): State<AppState>,
+    PageSession(s): PageSession,
+    form: Result<Form<KnockForm>>,
+) -> Response {
+    or_error_page(
+        async {
+            let Form(f) = form?;
+            let reason = Some(f.reason.trim()).filter(|r| !r.is_empty());
+            let id = membership::knock(&state.fed, &s.user, f.room.trim(), &[], reason).await?;
+            Ok(Redirect::to(&format!("/rooms/{id}")).into_response())
+        }
+        .await,
+    )
+}
+
+/// A moderator's answer to a request to join.
+#[derive(Deserialize)]
+pub struct AnswerForm {
+    user: String,
+    /// `yes` lets them in; `no` turns them away.
+    accept: String,
+}
+
+/// `POST /rooms/{id}/requests`: lets in, or turns away, someone who asked to join.
+pub async fn answer_knock(
+    State(state): State<AppState>,
+    PageSession(s): PageSession,
+    RoomPath(id): RoomPath,
+    form: Result<Form<AnswerForm>>,
+) -> Response {
+    or_error_page(
+        async {
+            let Form(f) = form?;
+            let target = UserId::parse_or_local(&f.user, &state.server_name)?;
+            let accept = match f.accept.as_str() {
+                "yes" => true,
+                "no" => false,
+                _ => return Err(Error::bad("accept must be yes or no")),
+            };
+            membership::answer_knock(&state.fed, &s.user, &id, &target, accept).await?;
             Ok(Redirect::to(&format!("/rooms/{id}")).into_response())
         }
         .await,

@@ -118,7 +118,8 @@ fn room_name(state: &AppState, user: &UserId, id: &RoomId) -> String {
     let Ok(Some(room)) = state.store.room(id) else { return String::new() };
     if (room.direct || room.name.is_empty())
         && let Ok(members) = state.store.members(id)
-        && let Some((peer, _)) = members.iter().find(|(u, m)| u != user.as_str() && *m != Membership::Leave)
+        && let Some((peer, _)) =
+            members.iter().find(|(u, m)| u != user.as_str() && matches!(m, Membership::Join | Membership::Invite))
     {
         return views::display_name(peer);
     }
