@@ -1586,7 +1586,7 @@ pub fn member_list(
             @let level = room.power_levels.level_of(room.creators(), viewer);
             @if !asking.is_empty() && level >= room.power_levels.invite {
                 section.requests aria-label="Asking to join" {
-                    h3 { "Asking to join " span.muted { (asking.len()) } }
+                    h3 { @if asking.len() == 1 { "1 person asks to join" } @else { (asking.len()) " people ask to join" } }
                     ul {
                         @for u in &asking {
                             li title=(u) {
@@ -1594,7 +1594,7 @@ pub fn member_list(
                                 span.name data-name-of=(u) { (display_name(u)) }
                                 form.answer method="post" action={ "/rooms/" (room.room_id) "/requests" } {
                                     input type="hidden" name="user" value=(u);
-                                    button.secondary type="submit" name="accept" value="yes" { "Let in" }
+                                    button type="submit" name="accept" value="yes" { "Let in" }
                                     @if level >= room.power_levels.kick {
                                         button.ghost.danger-text type="submit" name="accept" value="no" { "Decline" }
                                     }
@@ -1840,7 +1840,11 @@ pub fn outside_page(user: &str, room_id: &str, why: &Outside, ask: Option<&str>)
                         button.secondary type="submit" { "Withdraw request" }
                     }
                 }
-                p { a.button href="/rooms" { "Back to your rooms" } }
+                @if ask.is_some() || matches!(why, Outside::Asked(_)) {
+                    p { a href="/rooms" { "Back to your rooms" } }
+                } @else {
+                    p { a.button href="/rooms" { "Back to your rooms" } }
+                }
             }
         },
     )

@@ -178,6 +178,38 @@ try {
   await ben.page.goto(`${base}/rooms/${encodeURIComponent(secret)}`);
   await audit(ben.page, 'invitation');
 
+  // Asking to join: a room that takes requests, as someone outside it sees it; the request
+  // sent (through the page's form, with a message); the moderator's room info with the
+  // request and "Let in"; the room's settings offering who can join.
+  const porch = (await api(ana.page, '/api/v1/rooms', { name: 'Book club', topic: 'One book a month', visibility: 'private' })).room_id;
+  const pr = encodeURIComponent(porch);
+  await api(ana.page, `/api/v1/rooms/${pr}/settings`, { visibility: 'knock' });
+  await ben.page.goto(`${base}/rooms/${pr}`);
+  await ben.page.waitForSelector('form[action="/knock"] button');
+  await audit(ben.page, 'ask-to-join');
+  await ben.page.fill('form[action="/knock"] input[name="reason"]', 'Hi, it is Ben from the garden club');
+  await Promise.all([ben.page.waitForNavigation(), ben.page.click('form[action="/knock"] button')]);
+  await ben.page.waitForSelector('text=You asked to join Book club');
+  await audit(ben.page, 'asked-to-join');
+  await ana.page.goto(`${base}/rooms/${pr}`);
+  const openRequests = async (page) => {
+    if (await page.getAttribute('#room-info', 'aria-expanded') !== 'true') await page.click('#room-info');
+    await page.waitForSelector('#members section.requests button[value="yes"]', { state: 'visible' });
+  };
+  await audit(ana.page, 'requests', { prepare: openRequests });
+  await audit(ana.page, 'room-settings-join', {
+    prepare: async (page) => {
+      await openRequests(page);
+      if (!(await page.$('#members details.settings[open]'))) await page.click('#members details.settings summary');
+      await page.waitForSelector('#members input[value="knock"]:checked', { state: 'attached' });
+    },
+  });
+  await ana.page.setViewportSize({ width: 1366, height: 800 });
+  await openRequests(ana.page);
+  await Promise.all([ana.page.waitForNavigation(), ana.page.click('#members section.requests button[value="yes"]')]);
+  const invited = await api(ben.page, '/api/v1/rooms');
+  if (!JSON.stringify(invited).includes(porch)) problems.push('the request let in: no invitation for Ben');
+
   // Keyboard and screen readers, on the room page.
   const p = ana.page;
   const fail = (m) => { problems.push(`keys: ${m}`); };
