@@ -271,6 +271,11 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             "TLS connections opened to other servers (the rest of the requests reused one).",
             &state.federation().client.counters.opened,
         ),
+        (
+            "chat_federation_http2_connections_opened_total",
+            "Of the connections opened to other servers, those speaking HTTP/2 (the peer offered it).",
+            &state.federation().client.counters.opened_h2,
+        ),
     ] {
         metric(&mut out, name, "counter", help, n.load(Ordering::Relaxed));
     }

@@ -149,7 +149,9 @@ impl ResolvesServerCert for Certs {
     }
 }
 
-/// A rustls server config (HTTP/1.1 only: WebSockets upgrade over it) resolving through `certs`.
+/// A rustls server config resolving through `certs`, offering HTTP/2 and HTTP/1.1 (ALPN; a
+/// WebSocket comes over HTTP/1.1, which browsers use for it when the server does not offer
+/// WebSockets over HTTP/2).
 pub fn acceptor(certs: Arc<Certs>) -> Result<TlsAcceptor, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
@@ -157,13 +159,14 @@ pub fn acceptor(certs: Arc<Certs>) -> Result<TlsAcceptor, String> {
         .map_err(|e| format!("TLS setup: {e}"))?
         .with_no_client_auth()
         .with_cert_resolver(certs);
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// A client connector for HTTPS (HTTP/1.1) to others' servers: the system's roots and `extra`
-/// CA certificates trusted, ring's crypto.
-pub fn client_connector(extra: Vec<CertificateDer<'static>>) -> Result<tokio_rustls::TlsConnector, String> {
+/// A client connector for HTTPS to others' servers: the system's roots and `extra` CA
+/// certificates trusted, ring's crypto. It offers HTTP/1.1, and HTTP/2 first with `h2` (the
+/// caller then speaks what [`is_h2`] says was chosen).
+pub fn client_connector(extra: Vec<CertificateDer<'static>>, h2: bool) -> Result<tokio_rustls::TlsConnector, String> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_native_certs::load_native_certs().certs {
         let _ = roots.add(cert);
@@ -177,8 +180,30 @@ pub fn client_connector(extra: Vec<CertificateDer<'static>>) -> Result<tokio_rus
         .map_err(|e| format!("TLS setup: {e}"))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    tls.alpn_protocols = if h2 { vec![b"h2".to_vec(), b"http/1.1".to_vec()] } else { vec![b"http/1.1".to_vec()] };
     Ok(tokio_rustls::TlsConnector::from(Arc::new(tls)))
+}
+
+/// Whether a client connection's TLS handshake chose HTTP/2 (ALPN `h2`).
+pub fn is_h2(stream: &tokio_rustls::client::TlsStream<tokio::net::TcpStream>) -> bool {
+    stream.get_ref().1.alpn_protocol() == Some(b"h2")
+}
+
+/// What a served connection speaks: HTTP/2 when its TLS handshake chose it (ALPN `h2`), else
+/// HTTP/1.1.
+pub trait Negotiated {
+    /// HTTP/2 was chosen.
+    fn is_h2(&self) -> bool {
+        false
+    }
+}
+
+impl Negotiated for TcpStream {}
+
+impl Negotiated for TlsStream<TcpStream> {
+    fn is_h2(&self) -> bool {
+        self.get_ref().1.alpn_protocol() == Some(b"h2")
+    }
 }
 
 /// Where a self-signed certificate is kept in the data directory.

@@ -176,6 +176,11 @@ async fn knocks_and_rooms_open_to_another_rooms_members() {
     assert_eq!(v["join_rule"], "knock", "{v}");
     let (st, v) = post(&ben, format!("/api/v1/rooms/{porch}/join"), json!({})).await;
     assert_eq!(st, StatusCode::FORBIDDEN, "asking is not joining: {v}");
+    let (st, v) = post(&ben, format!("/api/v1/knock/{porch}"), json!({"reason": "x".repeat(1001)})).await;
+    assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    let (st, v) = post(&ben, format!("/api/v1/knock/{porch}"), json!({"reason": 7})).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(membership(&porch, &ben_id).await, "leave", "refused requests changed nothing");
     let (st, v) = post(&ben, format!("/api/v1/knock/{porch}"), json!({"reason": "hi, it is Ben"})).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let (st, v) = post(&ben, format!("/api/v1/knock/{porch}"), json!({})).await;

@@ -164,6 +164,12 @@ async fn join_by_alias_and_talk_both_ways_live() {
     let more_requests = count("chat_federation_requests_total").await - requests;
     let more_opened = count("chat_federation_connections_opened_total").await - opened;
     assert!(more_requests >= 20.0 && more_opened <= 1.0, "{more_requests} requests, {more_opened} connections");
+    // Both servers offer HTTP/2: every connection A opened to B speaks it.
+    let (opened, opened_h2) = (
+        count("chat_federation_connections_opened_total").await,
+        count("chat_federation_http2_connections_opened_total").await,
+    );
+    assert!(opened >= 1.0 && opened_h2 == opened, "{opened_h2} of {opened} connections over HTTP/2");
 
     // Ben leaves: A stops sending to B, and A's member list says so.
     let (s, _) = ben.post(&format!("/api/v1/rooms/{room}/leave"), json!({})).await;
@@ -1192,9 +1198,7 @@ async fn a_server_is_found_by_its_srv_record() {
         "/.well-known/matrix/server",
         axum::routing::get(|| async { axum::Json(json!({"m.server": "d.chat.test"})) }),
     );
-    tokio::spawn(std::future::IntoFuture::into_future(
-        axum::serve(listener, app).with_graceful_shutdown(stop.clone().cancelled_owned()),
-    ));
+    common::serve_tls(listener, app, stop.clone());
     dns.add(Record::A { name: "w.chat.test".into(), ip: "127.0.0.2".parse().unwrap() });
     dns.add(Record::Srv {
         name: "_matrix._tcp.d.chat.test".into(),

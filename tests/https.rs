@@ -345,3 +345,85 @@ async fn silent_connections_from_one_address_do_not_starve_the_others() {
         tokio::time::timeout(Duration::from_secs(10), first.read(&mut b)).await.expect("a silent one kept its slot");
     assert!(matches!(n, Ok(0) | Err(_)));
 }
+
+/// A client that offers HTTP/2 gets it: one connection carries concurrent requests, pages and
+/// forms work (the host comes from the request's authority), and the connection is closed
+/// once no request has been in flight for `header_timeout`. One that offers only HTTP/1.1
+/// keeps getting HTTP/1.1 (the other tests here).
+#[tokio::test]
+async fn http2_when_the_client_offers_it() {
+    let s = TestServer::start_tuned(|c| {
+        c.tls.self_signed = true;
+        c.limits.header_timeout_secs = 1;
+    })
+    .await;
+    let (cert, _) = chat::tls::self_signed_paths(&s.dir);
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(&cert).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let connector = TlsConnector::from(Arc::new(config));
+    let open = async || {
+        let tcp = TcpStream::connect(s.addr).await.unwrap();
+        connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap()
+    };
+    // A client that chooses HTTP/2 and then says nothing is closed like an idle one.
+    let mut silent = open().await;
+    assert_eq!(silent.get_ref().1.alpn_protocol(), Some(&b"h2"[..]), "the server chose HTTP/2");
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), silent.read_to_end(&mut buf)).await;
+    assert!(closed.is_ok(), "a silent HTTP/2 connection stayed open");
+    let stream = open().await;
+    let (sender, conn) = hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .handshake::<_, String>(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .unwrap();
+    let connection = tokio::spawn(conn);
+    let url = |path: &str| format!("https://localhost:{}{path}", s.addr.port());
+    let send = |req: hyper::Request<String>| {
+        let mut sender = sender.clone();
+        async move {
+            let res = sender.send_request(req).await.unwrap();
+            let (head, body) = res.into_parts();
+            let body = axum::body::to_bytes(axum::body::Body::new(body), 1 << 20).await.unwrap();
+            (head, String::from_utf8_lossy(&body).to_string())
+        }
+    };
+    // 30 requests at once, on the one connection.
+    let all = (0..30).map(|_| send(hyper::Request::get(url("/healthz")).body(String::new()).unwrap()));
+    for (head, body) in futures_util::future::join_all(all).await {
+        assert_eq!((head.status.as_u16(), head.version, body.trim()), (200, hyper::Version::HTTP_2, "ok"));
+    }
+    // An account through the API, then the sign-in form (a same-origin check on the host).
+    let register = hyper::Request::post(url("/api/v1/register"))
+        .header("content-type", "application/json")
+        .body(json!({"username": "ana", "password": "password123"}).to_string())
+        .unwrap();
+    let (head, body) = send(register).await;
+    assert_eq!(head.status, 200, "{body}");
+    let login = hyper::Request::post(url("/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("origin", url(""))
+        .body("username=ana&password=password123".to_string())
+        .unwrap();
+    let (head, body) = send(login).await;
+    assert_eq!(head.status, 303, "{body}");
+    assert_eq!(head.headers["location"], "/rooms");
+    let forged = hyper::Request::post(url("/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("origin", "https://evil.test")
+        .body("username=ana&password=password123".to_string())
+        .unwrap();
+    assert_eq!(send(forged).await.0.status, 403, "another origin's form is refused");
+    // Unused for a second: the server closes the connection.
+    tokio::time::timeout(Duration::from_secs(10), connection).await.expect("the idle connection was not closed").ok();
+    assert!(sender.is_closed());
+    s.stop().await;
+}

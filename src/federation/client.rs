@@ -2,8 +2,9 @@
 //! (IP literal or name with a port; `.well-known` delegation; SRV records `_matrix-fed._tcp`
 //! then `_matrix._tcp`; else port 8448; results cached with their lifetimes), TLS trusting
 //! the system roots
-//! plus the optional `federation_ca` file, connections kept open and reused (HTTP/1.1
-//! keep-alive), and `X-Matrix` request signing.
+//! plus the optional `federation_ca` file, connections kept open and reused (HTTP/2 where the
+//! peer offers it, one connection carrying concurrent requests; else HTTP/1.1 keep-alive),
+//! and `X-Matrix` request signing.
 //!
 //! A name is resolved once and only addresses [`PeerPolicy`] allows are connected to (internal
 //! ones only with `federation_private_addresses`), so the server never connects where a forged
@@ -66,9 +67,41 @@ impl Route {
     }
 }
 
-/// An open HTTP/1.1 connection to another server, ready for its next request.
+/// An open connection to another server: HTTP/2 (shared by concurrent requests) or HTTP/1.1
+/// (one request at a time).
+enum Conn {
+    H1(hyper::client::conn::http1::SendRequest<axum::body::Body>),
+    H2(hyper::client::conn::http2::SendRequest<axum::body::Body>),
+}
+
+impl Conn {
+    fn is_closed(&self) -> bool {
+        match self {
+            Conn::H1(s) => s.is_closed(),
+            Conn::H2(s) => s.is_closed(),
+        }
+    }
+
+    async fn send(
+        &mut self,
+        req: axum::http::Request<axum::body::Body>,
+    ) -> hyper::Result<axum::http::Response<hyper::body::Incoming>> {
+        match self {
+            Conn::H1(s) => {
+                s.ready().await?;
+                s.send_request(req).await
+            }
+            Conn::H2(s) => {
+                s.ready().await?;
+                s.send_request(req).await
+            }
+        }
+    }
+}
+
+/// An open connection to another server, ready for its next request.
 struct Idle {
-    sender: hyper::client::conn::http1::SendRequest<axum::body::Body>,
+    conn: Conn,
     since: Instant,
 }
 
@@ -79,6 +112,8 @@ pub struct ConnCounters {
     pub requests: AtomicU64,
     /// TLS connections opened to other servers.
     pub opened: AtomicU64,
+    /// Of those, the ones speaking HTTP/2.
+    pub opened_h2: AtomicU64,
 }
 
 /// The HTTPS client for other servers (rustls with the ring provider, HTTP/1.1 through
@@ -126,7 +161,7 @@ impl FedClient {
                 return Err(format!("federation_ca {}: no certificate in it", path.display()));
             }
         }
-        let tls = crate::tls::client_connector(extra).map_err(|e| match ca_file {
+        let tls = crate::tls::client_connector(extra, true).map_err(|e| match ca_file {
             Some(path) => format!("federation_ca {}: {e}", path.display()),
             None => e,
         })?;
@@ -276,17 +311,10 @@ impl FedClient {
         let auth =
             format!("X-Matrix origin=\"{origin}\",destination=\"{destination}\",key=\"{}\",sig=\"{sig}\"", key.id);
         let route = self.route(destination).await?;
-        let req = axum::http::Request::builder()
-            .method(Method::GET)
-            .uri(path)
-            .header("host", route.host.as_str())
-            .header("user-agent", concat!("chat/", env!("CARGO_PKG_VERSION")))
-            .header("authorization", auth)
-            .body(axum::body::Body::empty())
-            .map_err(|e| Error::bad(format!("request: {e}")))?;
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
-        let mut sender = self.open(&route.connect, destination, &route.tls_name).await?;
-        tokio::time::timeout(self.request_timeout, sender.send_request(req))
+        let mut conn = self.open(&route.connect, destination, &route.tls_name).await?;
+        let req = request(&conn, &route, &Method::GET, path, None, Some(&auth))?;
+        tokio::time::timeout(self.request_timeout, conn.send(req))
             .await
             .map_err(|_| Error::Unavailable(format!("{destination}: no answer in time")))?
             .map_err(|e| Error::Unavailable(format!("{destination}: {e}")))
@@ -305,52 +333,28 @@ impl FedClient {
     ) -> Result<(StatusCode, Value)> {
         let key = (route.connect.clone(), route.tls_name.clone());
         let body = content.as_ref().map(serde_json::to_vec).transpose()?;
-        let request = || {
-            let mut req = axum::http::Request::builder()
-                .method(method.clone())
-                .uri(path)
-                .header("host", route.host.as_str())
-                .header("user-agent", concat!("chat/", env!("CARGO_PKG_VERSION")));
-            if body.is_some() {
-                req = req.header("content-type", "application/json");
-            }
-            if let Some(auth) = &auth {
-                req = req.header("authorization", auth);
-            }
-            let body = body.clone().map(axum::body::Body::from).unwrap_or_else(axum::body::Body::empty);
-            req.body(body).map_err(|e| Error::bad(format!("request: {e}")))
-        };
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let late = || Error::Unavailable(format!("{server}: no answer in time"));
         // A connection the peer closed while it sat idle fails before any answer: then once
         // more on a new connection. Each attempt has the request timeout.
-        while let Some(mut sender) = self.take_idle(&key) {
-            let req = request()?;
-            let attempt = async {
-                sender.ready().await?;
-                sender.send_request(req).await
-            };
-            match tokio::time::timeout(self.request_timeout, attempt).await.map_err(|_| late())? {
-                Ok(res) => return self.read(server, key, sender, res).await,
+        while let Some(mut conn) = self.take_idle(&key) {
+            let req = request(&conn, route, &method, path, body.clone(), auth.as_deref())?;
+            match tokio::time::timeout(self.request_timeout, conn.send(req)).await.map_err(|_| late())? {
+                Ok(res) => return self.read(server, key, conn, res).await,
                 Err(e) if e.is_canceled() || e.is_closed() || e.is_incomplete_message() => continue,
                 Err(e) => return Err(Error::Unavailable(format!("{server}: {e}"))),
             }
         }
-        let mut sender = self.open(&route.connect, server, &route.tls_name).await?;
-        let sent =
-            tokio::time::timeout(self.request_timeout, sender.send_request(request()?)).await.map_err(|_| late())?;
+        let mut conn = self.open(&route.connect, server, &route.tls_name).await?;
+        let req = request(&conn, route, &method, path, body, auth.as_deref())?;
+        let sent = tokio::time::timeout(self.request_timeout, conn.send(req)).await.map_err(|_| late())?;
         let res = sent.map_err(|e| Error::Unavailable(format!("{server}: {e}")))?;
-        self.read(server, key, sender, res).await
+        self.read(server, key, conn, res).await
     }
 
     /// A new TLS connection to `authority` (the certificate checked for `host`), ready for a
-    /// request.
-    async fn open(
-        &self,
-        authority: &str,
-        server: &str,
-        host: &str,
-    ) -> Result<hyper::client::conn::http1::SendRequest<axum::body::Body>> {
+    /// request: HTTP/2 if the peer chose it, else HTTP/1.1.
+    async fn open(&self, authority: &str, server: &str, host: &str) -> Result<Conn> {
         let sni = rustls_pki_types::ServerName::try_from(host.to_string())
             .map_err(|_| Error::bad(format!("{server} is not a host name")))?;
         let connect = async {
@@ -363,12 +367,23 @@ impl FedClient {
             .map_err(|_| Error::Unavailable(format!("cannot reach {server}: timed out")))?
             .map_err(|e| Error::Unavailable(format!("cannot reach {server}: {e}")))?;
         self.counters.opened.fetch_add(1, Ordering::Relaxed);
-        let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| Error::Unavailable(format!("cannot reach {server}: {e}")))?;
-        // The connection's task ends when either side closes it (or the sender is dropped).
+        let unreachable = |e: hyper::Error| Error::Unavailable(format!("cannot reach {server}: {e}"));
+        // The connection's task ends when either side closes it (or every sender is dropped).
+        if crate::tls::is_h2(&stream) {
+            self.counters.opened_h2.fetch_add(1, Ordering::Relaxed);
+            let (sender, conn) = hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .timer(hyper_util::rt::TokioTimer::new())
+                .max_header_list_size(64 * 1024)
+                .handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(unreachable)?;
+            tokio::spawn(conn);
+            return Ok(Conn::H2(sender));
+        }
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(unreachable)?;
         tokio::spawn(conn);
-        Ok(sender)
+        Ok(Conn::H1(sender))
     }
 
     /// Reads an answer (at most [`MAX_RESPONSE`] bytes, within the request timeout) and puts
@@ -377,7 +392,7 @@ impl FedClient {
         &self,
         server: &str,
         key: (String, String),
-        sender: hyper::client::conn::http1::SendRequest<axum::body::Body>,
+        conn: Conn,
         res: axum::http::Response<hyper::body::Incoming>,
     ) -> Result<(StatusCode, Value)> {
         let status = res.status();
@@ -386,7 +401,7 @@ impl FedClient {
             .await
             .map_err(|_| Error::Unavailable(format!("{server}: no answer in time")))?
             .map_err(|_| Error::bad(format!("{server}: response too large or cut off")))?;
-        self.put_idle(key, sender);
+        self.put_idle(key, conn);
         let value = if bytes.is_empty() {
             Value::Null
         } else {
@@ -395,32 +410,36 @@ impl FedClient {
         Ok((status, value))
     }
 
-    /// An idle connection to `key` that is still open and young enough, if any.
-    fn take_idle(&self, key: &(String, String)) -> Option<hyper::client::conn::http1::SendRequest<axum::body::Body>> {
+    /// An idle connection to `key` that is still open and young enough, if any. An HTTP/2
+    /// connection stays in the pool for concurrent requests (the caller gets a handle on it).
+    fn take_idle(&self, key: &(String, String)) -> Option<Conn> {
         let mut idle = self.idle.lock().ok()?;
         let list = idle.get_mut(key)?;
-        let mut found = None;
-        while let Some(c) = list.pop() {
-            if !c.sender.is_closed() && c.since.elapsed() < IDLE_TIMEOUT {
-                found = Some(c.sender);
-                break;
+        list.retain(|c| !c.conn.is_closed() && c.since.elapsed() < IDLE_TIMEOUT);
+        let found = match list.iter_mut().find(|c| matches!(c.conn, Conn::H2(_))) {
+            Some(Idle { conn: Conn::H2(shared), since }) => {
+                *since = Instant::now();
+                Some(Conn::H2(shared.clone()))
             }
-        }
+            Some(_) => None,
+            None => list.pop().map(|c| c.conn),
+        };
         if list.is_empty() {
             idle.remove(key);
         }
         found
     }
 
-    /// Keeps a connection whose answer was read whole for the next request to `key`.
-    fn put_idle(&self, key: (String, String), sender: hyper::client::conn::http1::SendRequest<axum::body::Body>) {
-        if sender.is_closed() {
+    /// Keeps a connection whose answer was read whole for the next request to `key` (an
+    /// HTTP/2 connection once: it is shared).
+    fn put_idle(&self, key: (String, String), conn: Conn) {
+        if conn.is_closed() {
             return;
         }
         let Ok(mut idle) = self.idle.lock() else { return };
         if !idle.contains_key(&key) && idle.len() >= MAX_POOLED_PEERS {
             idle.retain(|_, l| {
-                l.retain(|c| !c.sender.is_closed() && c.since.elapsed() < IDLE_TIMEOUT);
+                l.retain(|c| !c.conn.is_closed() && c.since.elapsed() < IDLE_TIMEOUT);
                 !l.is_empty()
             });
             if idle.len() >= MAX_POOLED_PEERS {
@@ -428,10 +447,44 @@ impl FedClient {
             }
         }
         let list = idle.entry(key).or_default();
+        if let Conn::H2(_) = conn {
+            match list.iter_mut().find(|c| matches!(c.conn, Conn::H2(_))) {
+                Some(shared) => shared.since = Instant::now(),
+                None => list.push(Idle { conn, since: Instant::now() }),
+            }
+            return;
+        }
         if list.len() < IDLE_PER_PEER {
-            list.push(Idle { sender, since: Instant::now() });
+            list.push(Idle { conn, since: Instant::now() });
         }
     }
+}
+
+/// A request to another server as `conn` speaks it: HTTP/1.1 with the path and a `Host`
+/// header, HTTP/2 with the whole URL (its `:authority`).
+fn request(
+    conn: &Conn,
+    route: &Route,
+    method: &Method,
+    path: &str,
+    body: Option<Vec<u8>>,
+    auth: Option<&str>,
+) -> Result<axum::http::Request<axum::body::Body>> {
+    let mut req = axum::http::Request::builder()
+        .method(method.clone())
+        .header("user-agent", concat!("chat/", env!("CARGO_PKG_VERSION")));
+    req = match conn {
+        Conn::H1(_) => req.uri(path).header("host", route.host.as_str()),
+        Conn::H2(_) => req.uri(format!("https://{}{path}", route.host)),
+    };
+    if body.is_some() {
+        req = req.header("content-type", "application/json");
+    }
+    if let Some(auth) = auth {
+        req = req.header("authorization", auth);
+    }
+    let body = body.map(axum::body::Body::from).unwrap_or_else(axum::body::Body::empty);
+    req.body(body).map_err(|e| Error::bad(format!("request: {e}")))
 }
 
 impl FedClient {

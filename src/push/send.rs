@@ -90,7 +90,7 @@ pub fn origin(uri: &Uri) -> String {
 impl PushClient {
     /// A client trusting the system's roots, reaching only addresses `policy` allows.
     pub fn new(policy: PeerPolicy) -> Result<PushClient, String> {
-        Ok(PushClient { tls: crate::tls::client_connector(Vec::new())?, policy, idle: Mutex::default() })
+        Ok(PushClient { tls: crate::tls::client_connector(Vec::new(), false)?, policy, idle: Mutex::default() })
     }
 
     /// Sends one push and says what became of it.

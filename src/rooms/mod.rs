@@ -267,7 +267,7 @@ pub fn restricted_authoriser(tx: &Tx<'_>, room: &RoomRecord, user: &str, local: 
 /// Asks to be let into a room whose join rule takes requests (`knock`), here: a moderator
 /// may then invite the user (letting them in) or turn them away. `reason` is shown to them.
 pub async fn knock_here(state: &Rooms, user: &UserId, room_id: &RoomId, reason: Option<&str>) -> Result<()> {
-    let reason = reason.map(|r| clean_text("reason", r, MAX_TOPIC_CHARS, false)).transpose()?.filter(|r| !r.is_empty());
+    let reason = knock_reason(reason)?;
     let (u, rid) = (user.to_string(), room_id.clone());
     state
         .store
@@ -279,6 +279,12 @@ pub async fn knock_here(state: &Rooms, user: &UserId, room_id: &RoomId, reason: 
             append(tx, &rid, &u, NewEvent::state(M_ROOM_MEMBER, &u, content)).map(|_| ())
         })
         .await
+}
+
+/// The message a request to join carries, checked (at most 1,000 characters, no control
+/// characters); `None` when empty.
+pub fn knock_reason(reason: Option<&str>) -> Result<Option<String>> {
+    Ok(reason.map(|r| clean_text("reason", r, MAX_TOPIC_CHARS, false)).transpose()?.filter(|r| !r.is_empty()))
 }
 
 /// The content of a knock by `user`: the membership and their display name.

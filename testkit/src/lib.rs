@@ -108,6 +108,20 @@ pub const RELAXED_RATES_TOML: &str = "[limits]\nregistrations_per_ip_per_minute 
     logins_per_ip_per_minute = 1000000\nmessages_per_user_per_minute = 1000000000\n\
     rooms_per_user_per_hour = 1000000\n";
 
+/// Serves `app` on `listener` until `stop` as the real server serves HTTPS (HTTP/2 or
+/// HTTP/1.1, as the client chooses), for the servers and endpoints a test plays.
+pub fn serve_tls(listener: chat::tls::TlsListener, app: axum::Router, stop: tokio_util::sync::CancellationToken) {
+    let limits = chat::web::serve::ConnLimits {
+        header_timeout: Duration::from_secs(10),
+        request_timeout: Duration::from_secs(30),
+        max_connections: 1_000,
+        max_connections_per_ip: 1_000,
+        unlimited: Vec::new().into(),
+    };
+    let open = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    tokio::spawn(chat::web::serve::serve(listener, app, stop, limits, open));
+}
+
 pub struct User {
     pub id: String,
     pub name: String,

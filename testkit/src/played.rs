@@ -99,8 +99,7 @@ impl PlayedServer {
         let certs = chat::tls::Certs::load(cert.to_path_buf(), key.to_path_buf()).unwrap();
         let acceptor = chat::tls::acceptor(certs).unwrap();
         let listener = chat::tls::TlsListener::start(tcp, acceptor, stop.clone()).unwrap();
-        let until = stop.clone().cancelled_owned();
-        tokio::spawn(std::future::IntoFuture::into_future(axum::serve(listener, app).with_graceful_shutdown(until)));
+        crate::serve_tls(listener, app, stop.clone());
         PlayedServer {
             name,
             key: signing,
