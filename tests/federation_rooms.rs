@@ -186,6 +186,50 @@ async fn join_by_alias_and_talk_both_ways_live() {
     assert!(!m.lines().any(|l| l.starts_with(&queued)), "{m}");
 }
 
+/// Knocking between two of our servers: Ben (on B) asks to join Ana's room on A by its alias;
+/// Ana turns him down, which reaches B though B is not in the room; he asks again, is let in,
+/// joins, and talks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_to_join_another_servers_room_is_answered_both_ways() {
+    let p = Pki::new();
+    let a = TestServer::federating(&p, |_| {}).await;
+    let b = TestServer::federating(&p, |_| {}).await;
+    let (na, nb) = (p.name_of(&a).await, p.name_of(&b).await);
+    let ana = Client::register(&p.ca, &na, "ana").await;
+    let ben = Client::register(&p.ca, &nb, "ben").await;
+    let (s, v) = ana.post("/api/v1/rooms", json!({"name": "Porch", "visibility": "private", "alias": "porch"})).await;
+    assert_eq!(s, 200, "{v}");
+    let room = v["room_id"].as_str().unwrap().to_string();
+    let (s, v) = ana.post(&format!("/api/v1/rooms/{room}/settings"), json!({"visibility": "knock"})).await;
+    assert_eq!(s, 200, "{v}");
+    let knock = format!("/api/v1/knock/{}", urlencode(&format!("#porch:{na}")));
+    let bens = async || {
+        let (_, v) = ben.get("/api/v1/rooms").await;
+        let found = v["rooms"].as_array().unwrap().iter().find(|r| r["room_id"] == room.as_str()).cloned();
+        found.map(|r| r["membership"].as_str().unwrap().to_string()).unwrap_or_else(|| "none".into())
+    };
+    let (s, v) = ben.post(&knock, json!({"reason": "from B"})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(bens().await, "knock");
+    assert!(members(&ana, &room).await.contains(&(ben.id.clone(), "knock".into())));
+    let answer = format!("/api/v1/rooms/{room}/requests");
+    let (s, v) = ana.post(&answer, json!({"user_id": ben.id, "accept": false})).await;
+    assert_eq!(s, 200, "{v}");
+    eventually!(10, "B learns Ben was turned down", bens().await == "none");
+    let (s, v) = ben.post(&knock, json!({})).await;
+    assert_eq!(s, 200, "asking again: {v}");
+    eventually!(10, "A sees the new request", members(&ana, &room).await.contains(&(ben.id.clone(), "knock".into())));
+    let (s, v) = ana.post(&answer, json!({"user_id": ben.id, "accept": true})).await;
+    assert_eq!(s, 200, "{v}");
+    eventually!(10, "Ben is invited on B", bens().await == "invite");
+    let (s, v) = ben.post(&format!("/api/v1/rooms/{room}/join"), json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    ben.send(&room, "in from B", "k1").await;
+    eventually!(10, "A has Ben's message", ana.bodies(&room).await == vec!["in from B"]);
+    a.stop().await;
+    b.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invite_across_servers_and_a_third_server_is_not_let_in() {
     let p = Pki::new();
@@ -659,6 +703,34 @@ async fn invitation_stubs_stay_with_the_invitee() {
     let cookie = [("cookie", format!("chat_token={}", carl.token))];
     let page = common::tls::raw(&p.ca, &nb, "GET", "/rooms", &cookie, None).await;
     assert!(page.contains("200 OK") && !page.contains("Free stuff"), "the stub is on Carl's rooms page");
+
+    // Withdrawing the invitation is taken only from the server it came from: G, which had no
+    // part in it, cannot; F can, and Ben's invitation is gone.
+    let withdraw = |server: &PlayedServer, sender: &str, ts: u64| {
+        let mut leave = Event::build(
+            Some(&room_id),
+            sender,
+            NewEvent::state(M_ROOM_MEMBER, &ben.id, member_content(Membership::Leave)),
+            Parents { prev_events: vec![invite.event_id.to_string()], auth_events: vec![], depth: 3 },
+            ts,
+        );
+        leave.sign(&server.name, &server.key).unwrap();
+        json!({"origin": server.name, "origin_server_ts": ts, "pdus": [leave.pdu()]})
+    };
+    let bens = async || {
+        let (_, mine) = ben.get("/api/v1/rooms").await;
+        mine["rooms"].as_array().unwrap().iter().any(|r| r["room_id"] == room_id.as_str())
+    };
+    let g = PlayedServer::start(&p.ca, &p.cert, &p.key).await;
+    let body = withdraw(&g, &format!("@gus:{}", g.name), now + 2);
+    let (st, v) = g.signed(Method::PUT, &nb, "/_matrix/federation/v1/send/g1", Some(body)).await;
+    assert_eq!(st, 200, "{v}");
+    assert!(v["pdus"].as_object().unwrap().values().all(|r| r.get("error").is_some()), "G's withdrawal refused: {v}");
+    assert!(bens().await, "G withdrew Ben's invitation");
+    let (st, v) =
+        f.signed(Method::PUT, &nb, "/_matrix/federation/v1/send/f1", Some(withdraw(&f, &fred, now + 3))).await;
+    assert_eq!(st, 200, "{v}");
+    eventually!(10, "F's withdrawal reaches Ben", !bens().await);
 }
 
 /// A metric's value in `/metrics` text (0 if absent).

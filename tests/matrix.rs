@@ -1105,5 +1105,34 @@ async fn knocks_and_restricted_joins_on_our_rooms_and_from_our_users() {
     let (st, v) = bob.post(&format!("/api/v1/rooms/{}/leave", enc(&doors[1])), json!({})).await;
     assert_eq!(st, 200, "Bob withdraws his knock: {v}");
     until("the withdrawn knock on Synapse", async || state_on_synapse(&doors[1], &bob.id).await == "leave").await;
+
+    // Sam withdraws an invitation to another room: it reaches Bob here, though our server is
+    // not in the room. (Synapse sends a turned-down request only to the room's servers, so Bob
+    // learns of that when he next tries; between our servers it reaches him: federation_rooms.)
+    let attic = {
+        let body = json!({"preset": "private_chat", "name": "Attic"});
+        let (st, v) = syn.call(Some(&sam), "POST", "/_matrix/client/v3/createRoom", Some(body)).await;
+        assert_eq!(st, 200, "{v}");
+        v["room_id"].as_str().unwrap().to_string()
+    };
+    let (st, v) = syn
+        .call(
+            Some(&sam),
+            "POST",
+            &format!("/_matrix/client/v3/rooms/{}/invite", enc(&attic)),
+            Some(json!({"user_id": bob.id})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let bobs = async |room: &str| {
+        let (_, v) = bob.get("/api/v1/rooms").await;
+        let found = v["rooms"].as_array().unwrap().iter().find(|r| r["room_id"] == room).cloned();
+        found.map(|r| r["membership"].as_str().unwrap().to_string()).unwrap_or_else(|| "none".into())
+    };
+    until("Bob's invitation to the attic", async || bobs(&attic).await == "invite").await;
+    let path = format!("/_matrix/client/v3/rooms/{}/kick", enc(&attic));
+    let (st, v) = syn.call(Some(&sam), "POST", &path, Some(json!({"user_id": bob.id, "reason": "not now"}))).await;
+    assert_eq!(st, 200, "{v}");
+    until("the withdrawn invitation here", async || bobs(&attic).await == "none").await;
     s.stop().await;
 }

@@ -238,6 +238,9 @@ pub async fn receive_pdu(
 ) -> Result<EventId> {
     let room_id = pdu.get("room_id").and_then(Value::as_str).ok_or_else(|| Error::bad("a PDU needs a room_id"))?;
     let room_id = &peer_room_id(room_id)?;
+    if let Some(stub) = state.store.room(room_id)?.filter(|r| r.partial) {
+        return outside_membership(state, origin, pdu, &stub).await;
+    }
     receiving_room(state, room_id, origin)?;
     let ev = Event::from_pdu(pdu, room_id)?;
     if taken(state, inflight, &ev.event_id)? {
@@ -251,6 +254,28 @@ pub async fn receive_pdu(
     budget::check_content(state, &ev)?;
     budget::admit_sent(state, origin, &ev)?;
     take_with_predecessors(state, origin, ev, inflight, fetches).await
+}
+
+/// An event of a room this server is not in (a stub kept for an invitation or a request to
+/// join): only the answer to one of our users' invitation or request is taken (a turned-down
+/// request, a withdrawn invitation, a ban), signed by its sender's server, with the same trust
+/// as the stub itself and only from a server the stub came from (the inviting server, or the
+/// one the request went through); anything else is refused as for any room we are not in.
+async fn outside_membership(state: &FedState, origin: &str, pdu: &Value, stub: &RoomRecord) -> Result<EventId> {
+    let room_id = &stub.room_id;
+    let ev = Event::from_pdu(pdu, room_id)?;
+    let target = ev.state_key.as_deref().unwrap_or_default();
+    let ends = matches!(Membership::of_content(&ev.content), Some(Membership::Leave | Membership::Ban));
+    let ours = server_of(target) == state.server_name.as_str() && target != ev.sender;
+    let waiting = matches!(state.store.membership(room_id, target)?, Membership::Invite | Membership::Knock);
+    let known = stub.servers.contains_key(origin) && stub.servers.contains_key(server_of(&ev.sender));
+    if ev.kind != M_ROOM_MEMBER || !ends || !ours || !waiting || !known {
+        return Err(Error::NotFound("this server is not in that room".into()));
+    }
+    super::pdu::verify(state, pdu, &ev).await?;
+    let id = ev.event_id.clone();
+    super::handshake::keep_outside_membership(state, ev, &[], origin, "").await?;
+    Ok(id)
 }
 
 /// Whether the event is stored in the timeline here, or queued in `inflight`.
