@@ -238,15 +238,23 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         tracing::warn!(error = %e, "admin socket unavailable: `chat backup` needs the server stopped");
     }
 
-    // The hub's clock: typing notices expire and closed tabs turn offline after their grace.
+    // The hub's clock: typing notices expire and closed tabs turn offline after their grace;
+    // other servers are told when a local user's notice ends that way.
     let ticker_hub = state.hub.clone();
+    let ticker_fed = state.fed.clone();
     let ticker_stop = shutdown.clone();
     tasks.spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
         loop {
             tokio::select! {
                 _ = ticker_stop.cancelled() => return,
-                _ = tick.tick() => ticker_hub.tick(std::time::Instant::now()),
+                _ = tick.tick() => {
+                    for (user, room) in ticker_hub.tick(std::time::Instant::now()) {
+                        if let (Ok(user), Ok(room)) = (crate::ids::UserId::parse(&user), crate::ids::RoomId::parse(&room)) {
+                            crate::federation::ephemeral::typing(&ticker_fed, &user, &room, false);
+                        }
+                    }
+                }
             }
         }
     });

@@ -263,13 +263,20 @@ async fn typing_and_receipts_in(syn: &Synapse, sam: &MatrixUser, ana: &Client, r
         };
     sync.until("Ana typing on Synapse", |v| typing_on_synapse(&ana.id, v)).await;
     ws.send(json!({"t": "typing", "room_id": room, "typing": false})).await;
-    sync.until("Ana stopped on Synapse", |v| {
+    let stopped_on_synapse = |v: &serde_json::Value| {
         v["rooms"]["join"][room]["ephemeral"]["events"].as_array().into_iter().flatten().any(|e| {
             e["type"] == "m.typing"
                 && !e["content"]["user_ids"].as_array().unwrap().iter().any(|u| u == ana.id.as_str())
         })
-    })
-    .await;
+    };
+    sync.until("Ana stopped on Synapse", stopped_on_synapse).await;
+    // A notice left to expire here (6 s) ends on Synapse too, long before Synapse's own
+    // 60 s timeout for another server's notice.
+    ws.send(json!({"t": "typing", "room_id": room, "typing": true})).await;
+    sync.until("Ana typing again on Synapse", |v| typing_on_synapse(&ana.id, v)).await;
+    let left = std::time::Instant::now();
+    sync.until("Ana's expired notice ended on Synapse", stopped_on_synapse).await;
+    assert!(left.elapsed() < std::time::Duration::from_secs(30), "ended by Synapse's timeout, not ours");
 
     // Sam reads Ana's message: the receipt shows live here, and after a reload.
     let ana_msg = ana.send(&enc(room), "read me", "rr1").await;

@@ -339,8 +339,10 @@ impl Hub {
     }
 
     /// Expires typing notices and ends the grace period of users whose last tab closed. Called
-    /// about once a second by a task the server owns.
-    pub fn tick(&self, now: Instant) {
+    /// about once a second by a task the server owns. Returns the local users' typing notices
+    /// that ended this way (user, room), which other servers are told of.
+    pub fn tick(&self, now: Instant) -> Vec<(String, String)> {
+        let mut ended = Vec::new();
         let mut inner = self.lock();
         let gone: Vec<Arc<str>> = inner
             .users
@@ -350,6 +352,11 @@ impl Hub {
             .collect();
         for user in gone {
             inner.announce_presence(&user);
+            for (room, typists) in &inner.typing {
+                if typists.contains_key(&user) {
+                    ended.push((user.to_string(), room.to_string()));
+                }
+            }
             inner.clear_typing_of(&user);
             if let Some(u) = inner.users.remove(&user) {
                 for r in u.rooms {
@@ -365,9 +372,18 @@ impl Hub {
             }
         }
         let mut changed = Vec::new();
-        for (room, typists) in inner.typing.iter_mut() {
+        let Inner { typing, users, .. } = &mut *inner;
+        for (room, typists) in typing.iter_mut() {
             let before = typists.len();
-            typists.retain(|_, until| *until > now);
+            typists.retain(|user, until| {
+                let keep = *until > now;
+                // Local users are those with connections here; others' notices came from
+                // their servers.
+                if !keep && users.contains_key(user) {
+                    ended.push((user.to_string(), room.to_string()));
+                }
+                keep
+            });
             if typists.len() != before {
                 changed.push(room.clone());
             }
@@ -376,6 +392,8 @@ impl Hub {
         for room in changed {
             inner.announce_typing(&room);
         }
+        drop(inner);
+        ended
     }
 
     /// Marks one connection idle or active and tells the user's contacts if their presence changed.
