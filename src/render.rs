@@ -1830,7 +1830,7 @@ pub fn outside_page(user: &str, room_id: &str, why: &Outside, ask: Option<&str>)
                     form.stack method="post" action="/knock" {
                         input type="hidden" name="room" value=(room_id);
                         label { "Message to the moderators (optional)"
-                            input name="reason" maxlength="1000" placeholder="Hi, it’s Ana from the book club";
+                            input name="reason" maxlength="1000" placeholder="Say who you are, or why you would like to join";
                         }
                         button type="submit" { "Ask to join" }
                     }

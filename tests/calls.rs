@@ -312,12 +312,21 @@ async fn metrics_report_live_figures_on_their_own_listener() {
     a.send(json!({ "t": "call_join", "room_id": room, "conf_id": "conf1" })).await;
     a.next_of("call_roster").await;
     let at = s.running().metrics_addr.unwrap();
-    let text = s.http.get(format!("http://{at}/metrics")).send().await.unwrap().text().await.unwrap();
-    let value = |name: &str| -> f64 {
+    let read = |text: &str, name: &str| -> f64 {
         let line =
             text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{name}: {text}"));
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     };
+    // Messages are counted as the hub publishes them, just after the sends' answers.
+    let mut text = String::new();
+    for _ in 0..200 {
+        text = s.http.get(format!("http://{at}/metrics")).send().await.unwrap().text().await.unwrap();
+        if read(&text, "chat_messages_total") >= 3.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let value = |name: &str| read(&text, name);
     assert_eq!(value("chat_messages_total"), 3.0);
     assert_eq!(value("chat_connections"), 2.0);
     assert_eq!(value("chat_users_online"), 2.0);

@@ -78,8 +78,11 @@ pub(super) async fn make_membership(
 
 /// Our member who lets `user` into a restricted `room` (see [`crate::rooms::restricted_authoriser`]).
 async fn authoriser(state: &FedState, room: &RoomRecord, user: &str) -> Result<Option<String>> {
+    if !matches!(room.join_rule, JoinRule::Restricted | JoinRule::KnockRestricted) {
+        return Ok(None);
+    }
     let (room, user, local) = (room.clone(), user.to_string(), state.server_name.to_string());
-    // A read inside a write job: the checks of the local join, on the same state.
+    // A read inside a (writeless) write job: the checks of a local join, on the same state.
     state.store.write(move |tx| crate::rooms::restricted_authoriser(tx, &room, &user, &local)).await
 }
 
