@@ -16,7 +16,8 @@
 //!    connections A made (connections are kept and reused).
 //!
 //! Run: `cargo bench --bench federation` (options: `-- --rate 100 --seconds 10 --members 200
-//! --messages 1000 --fanout 20 --synapse 1`).
+//! --messages 1000 --fanout 20 --synapse 1 --http1 0`; `--http1 1` makes our servers speak
+//! HTTP/1.1 to each other, `federation_http2 = false`, for a comparison).
 
 use chat_testkit::tokio_tungstenite;
 use std::net::IpAddr;
@@ -48,6 +49,7 @@ async fn start(dir: &Path, ca: &Path, cert: &Path, key: &Path) -> Res<chat::Runn
     c.tls.key = Some(key.to_path_buf());
     c.federation_ca = Some(ca.to_path_buf());
     c.federation_private_addresses = true;
+    c.federation_http2 = arg("--http1", 0) == 0;
     c.limits.messages_per_user_per_minute = 1_000_000_000;
     c.limits.registrations_per_ip_per_minute = 1_000_000;
     c.limits.federation_requests_per_origin_per_minute = 1_000_000;
@@ -268,6 +270,11 @@ async fn run() -> Res<()> {
             lat.last().copied().unwrap_or(f64::NAN),
             counters.requests.load(Relaxed) - req0,
             counters.opened.load(Relaxed) - open0,
+        );
+        println!(
+            "connections A opened in the whole run: {}, of them HTTP/2: {}",
+            counters.opened.load(Relaxed),
+            counters.opened_h2.load(Relaxed)
         );
         drop(others);
     }

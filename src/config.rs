@@ -44,6 +44,8 @@ pub struct Config {
     /// The DNS server for other servers' names (SRV and address lookups), instead of the
     /// system's (`/etc/resolv.conf`).
     pub federation_dns: Option<SocketAddr>,
+    /// Offer HTTP/2 to other servers (ALPN); off, requests to them go over HTTP/1.1 only.
+    pub federation_http2: bool,
     /// Web Push endpoints at loopback, private and link-local addresses, and over plain HTTP,
     /// are accepted (a push service on the LAN, tests); off, only HTTPS to public addresses.
     pub push_private_endpoints: bool,
@@ -275,6 +277,7 @@ impl Config {
             extra_hostnames: Vec::new(),
             federation_ca: None,
             federation_dns: None,
+            federation_http2: true,
             federation_private_addresses: false,
             push_private_endpoints: false,
             search: true,
@@ -628,6 +631,19 @@ pub static SETTINGS: &[Setting] = &[
             Ok(())
         },
         get: |c| c.federation_dns.as_ref().and_then(shown),
+    },
+    Setting {
+        key: "federation_http2",
+        help: "Offer HTTP/2 to other servers, and use it with those that choose it (one connection \
+               carrying concurrent requests); --federation-http1-only or \
+               CHAT_FEDERATION_HTTP1_ONLY=true speaks HTTP/1.1 with keep-alive only.",
+        flag: Flag::SwitchOff("federation-http1-only"),
+        sample: None,
+        set: |c, v| {
+            c.federation_http2 = boolean(v)?;
+            Ok(())
+        },
+        get: |c| Some(toml::Value::Boolean(c.federation_http2)),
     },
     switch!(
         "federation_private_addresses",

@@ -149,6 +149,7 @@ impl FedClient {
         ca_file: Option<&std::path::Path>,
         policy: PeerPolicy,
         dns: Option<std::net::SocketAddr>,
+        http2: bool,
     ) -> std::result::Result<FedClient, String> {
         let mut extra = Vec::new();
         if let Some(path) = ca_file {
@@ -161,7 +162,7 @@ impl FedClient {
                 return Err(format!("federation_ca {}: no certificate in it", path.display()));
             }
         }
-        let tls = crate::tls::client_connector(extra, true).map_err(|e| match ca_file {
+        let tls = crate::tls::client_connector(extra, http2).map_err(|e| match ca_file {
             Some(path) => format!("federation_ca {}: {e}", path.display()),
             None => e,
         })?;

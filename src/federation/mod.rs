@@ -112,8 +112,9 @@ impl Federation {
     ) -> std::result::Result<Federation, String> {
         let key = std::sync::Arc::new(keys::load_signing_key(store).await.map_err(|e| format!("signing key: {e}"))?);
         let policy = crate::addrs::PeerPolicy::new(config.federation_private_addresses);
-        let client = FedClient::new(config.federation_ca.as_deref(), policy, config.federation_dns)?
-            .with_request_timeout(std::time::Duration::from_secs(config.limits.federation_request_timeout_secs));
+        let client =
+            FedClient::new(config.federation_ca.as_deref(), policy, config.federation_dns, config.federation_http2)?
+                .with_request_timeout(std::time::Duration::from_secs(config.limits.federation_request_timeout_secs));
         Ok(Federation {
             key,
             client,

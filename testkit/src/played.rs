@@ -103,7 +103,7 @@ impl PlayedServer {
         PlayedServer {
             name,
             key: signing,
-            client: FedClient::new(Some(ca), chat::addrs::PeerPolicy::new(true), None).unwrap(),
+            client: FedClient::new(Some(ca), chat::addrs::PeerPolicy::new(true), None, true).unwrap(),
             key_fetches,
             missing,
             stop,
