@@ -75,6 +75,15 @@ enum Conn {
 }
 
 impl Conn {
+    /// Another handle on an HTTP/2 connection, which concurrent requests share; `None` for
+    /// HTTP/1.1, which carries one request at a time.
+    fn shared(&self) -> Option<Conn> {
+        match self {
+            Conn::H1(_) => None,
+            Conn::H2(s) => Some(Conn::H2(s.clone())),
+        }
+    }
+
     fn is_closed(&self) -> bool {
         match self {
             Conn::H1(s) => s.is_closed(),
@@ -417,14 +426,12 @@ impl FedClient {
         let mut idle = self.idle.lock().ok()?;
         let list = idle.get_mut(key)?;
         list.retain(|c| !c.conn.is_closed() && c.since.elapsed() < IDLE_TIMEOUT);
-        let found = match list.iter_mut().find(|c| matches!(c.conn, Conn::H2(_))) {
-            Some(Idle { conn: Conn::H2(shared), since }) => {
-                *since = Instant::now();
-                Some(Conn::H2(shared.clone()))
-            }
-            Some(_) => None,
-            None => list.pop().map(|c| c.conn),
-        };
+        let shared = list.iter_mut().find_map(|c| {
+            let handle = c.conn.shared()?;
+            c.since = Instant::now();
+            Some(handle)
+        });
+        let found = shared.or_else(|| list.pop().map(|c| c.conn));
         if list.is_empty() {
             idle.remove(key);
         }
@@ -448,9 +455,10 @@ impl FedClient {
             }
         }
         let list = idle.entry(key).or_default();
-        if let Conn::H2(_) = conn {
-            match list.iter_mut().find(|c| matches!(c.conn, Conn::H2(_))) {
-                Some(shared) => shared.since = Instant::now(),
+        if conn.shared().is_some() {
+            // The pool keeps one handle on it; this one is the same connection.
+            match list.iter_mut().find(|c| c.conn.shared().is_some()) {
+                Some(kept) => kept.since = Instant::now(),
                 None => list.push(Idle { conn, since: Instant::now() }),
             }
             return;

@@ -191,19 +191,13 @@ pub(super) async fn take_membership(
     // room): we co-sign it, after checking again that the user may be let in that way.
     let local = state.server_name.to_string();
     let via = pdu["content"]["join_authorised_via_users_server"].as_str().map(str::to_string);
-    if membership == Membership::Join
-        && let Some(via) = via.filter(|v| server_of(v) == local)
-    {
-        let unsigned = Event::from_pdu(&pdu, &room_id)?;
-        if authoriser(&state, &room, &unsigned.sender).await?.is_none() {
+    if membership == Membership::Join && via.is_some_and(|v| server_of(&v) == local) {
+        let mut join = Event::from_pdu(&pdu, &room_id)?;
+        if authoriser(&state, &room, &join.sender).await?.is_none() {
             return Err(Error::Forbidden("the user is not a member of a room that lets them in".into()));
         }
-        let mut signed = unsigned;
-        if signed.content.get("join_authorised_via_users_server").and_then(Value::as_str) != Some(via.as_str()) {
-            return Err(Error::bad("unreadable join"));
-        }
-        signed.sign(&local, &state.federation.key)?;
-        pdu = signed.pdu();
+        join.sign(&local, &state.federation.key)?;
+        pdu = join.pdu();
     }
     let ev = parse_verified(&state, &pdu, &room_id).await?;
     if ev.event_id != event_id {

@@ -28,15 +28,48 @@ pub async fn join(state: &FedState, user: &UserId, room_id: &RoomId) -> Result<(
 
 /// Joins a room by id or `#alias:server`; returns the room id.
 pub async fn join_by_name(state: &FedState, user: &UserId, name: &str, via: &[String]) -> Result<RoomId> {
+    let (rid, via) = room_named(state, name, via).await?;
+    join_via(state, user, &rid, &via).await?;
+    Ok(rid)
+}
+
+/// The room a user names by id or `#alias:server`, and the servers to go through: an
+/// alias's servers (another server's alias is resolved by asking it), then `via`.
+async fn room_named(state: &FedState, name: &str, via: &[String]) -> Result<(RoomId, Vec<String>)> {
     if name.starts_with('#') {
         let (rid, servers) = resolve_alias(state, name).await?;
-        let via: Vec<String> = servers.into_iter().chain(via.iter().cloned()).collect();
-        join_via(state, user, &rid, &via).await?;
-        return Ok(rid);
+        return Ok((rid, servers.into_iter().chain(via.iter().cloned()).collect()));
     }
-    let rid = RoomId::parse(name)?;
-    join_via(state, user, &rid, via).await?;
-    Ok(rid)
+    Ok((RoomId::parse(name)?, via.to_vec()))
+}
+
+/// Tries `attempt` through each of `via` but this server (at most 5) until one works. With a
+/// single server, its refusal (forbidden, not found, bad request) is the answer; otherwise
+/// the last failure is. `what` names the attempt in the log.
+async fn through_one_of<T, F>(
+    state: &FedState,
+    via: &[String],
+    room_id: &RoomId,
+    what: &str,
+    mut attempt: impl FnMut(String) -> F,
+) -> Result<T>
+where
+    F: std::future::Future<Output = Result<T>>,
+{
+    let mut last = Error::NotFound(format!("no server to {what} through"));
+    for server in via.iter().filter(|s| *s != state.server_name.as_str()).take(5) {
+        match attempt(server.clone()).await {
+            Ok(done) => return Ok(done),
+            Err(e @ (Error::Forbidden(_) | Error::NotFound(_) | Error::BadRequest(_))) if via.len() == 1 => {
+                return Err(e);
+            }
+            Err(e) => {
+                tracing::info!(server, %room_id, error = %e, "{what} through this server failed");
+                last = e;
+            }
+        }
+    }
+    Err(last)
 }
 
 /// Joins a room here if this server is in it (or it is ours); otherwise through another
@@ -78,12 +111,7 @@ pub async fn knock(
     via: &[String],
     reason: Option<&str>,
 ) -> Result<RoomId> {
-    let (rid, servers) = if name.starts_with('#') {
-        let (rid, servers) = resolve_alias(state, name).await?;
-        (rid, servers.into_iter().chain(via.iter().cloned()).collect::<Vec<_>>())
-    } else {
-        (RoomId::parse(name)?, via.to_vec())
-    };
+    let (rid, servers) = room_named(state, name, via).await?;
     match rooms::join_plan(&state.rooms, &rid, &servers)? {
         JoinPlan::Here => rooms::knock_here(&state.rooms, user, &rid, reason).await?,
         JoinPlan::Through(servers) => knock_remote(state, user, &rid, &servers, reason).await?,
@@ -116,30 +144,20 @@ async fn knock_remote(
     via: &[String],
     reason: Option<&str>,
 ) -> Result<()> {
-    let mut last = Error::NotFound("no server to ask through".into());
-    for server in via.iter().filter(|s| *s != state.server_name.as_str()).take(5) {
-        match make_and_send(state, user, room_id, server, Membership::Knock, reason).await {
-            Ok((ev, answer)) => {
-                let summary = answer["knock_room_state"].as_array().cloned().unwrap_or_default();
-                // Who made the room, as the resident server tells; never one of ours.
-                let creator = summary
-                    .iter()
-                    .find(|e| e["type"] == M_ROOM_CREATE)
-                    .and_then(|e| e["sender"].as_str())
-                    .filter(|c| UserId::parse(c).is_ok_and(|u| u.server() != state.server_name.as_str()))
-                    .map_or_else(|| format!("@_:{server}"), str::to_string);
-                return super::handshake::keep_outside_membership(state, ev, &summary, server, &creator).await;
-            }
-            Err(e @ (Error::Forbidden(_) | Error::NotFound(_) | Error::BadRequest(_))) if via.len() == 1 => {
-                return Err(e);
-            }
-            Err(e) => {
-                tracing::info!(server, %room_id, error = %e, "knock through this server failed");
-                last = e;
-            }
-        }
-    }
-    Err(last)
+    through_one_of(state, via, room_id, "knock", |server| async move {
+        let server = server.as_str();
+        let (ev, answer) = make_and_send(state, user, room_id, server, Membership::Knock, reason).await?;
+        let summary = answer["knock_room_state"].as_array().cloned().unwrap_or_default();
+        // Who made the room, as the resident server tells; never one of ours.
+        let creator = summary
+            .iter()
+            .find(|e| e["type"] == M_ROOM_CREATE)
+            .and_then(|e| e["sender"].as_str())
+            .filter(|c| UserId::parse(c).is_ok_and(|u| u.server() != state.server_name.as_str()))
+            .map_or_else(|| format!("@_:{server}"), str::to_string);
+        super::handshake::keep_outside_membership(state, ev, &summary, server, &creator).await
+    })
+    .await
 }
 
 /// Opens the direct-message room between `user` and `other` (see [`rooms::open_direct`]);
@@ -197,20 +215,14 @@ pub async fn resolve_alias(state: &FedState, alias: &str) -> Result<(RoomId, Vec
 
 /// Joins `user` to `room_id`, which this server is not in, through one of `via`.
 pub async fn join_remote(state: &FedState, user: &UserId, room_id: &RoomId, via: &[String]) -> Result<()> {
-    let mut last = Error::NotFound("no server to join that room through".into());
-    for server in via.iter().filter(|s| *s != state.server_name.as_str()).take(5) {
-        match join_through(state, user, room_id, server).await {
-            Ok(()) => return Ok(()),
-            Err(e @ (Error::Forbidden(_) | Error::NotFound(_) | Error::BadRequest(_))) if via.len() == 1 => {
-                return Err(e);
-            }
-            Err(e) => {
-                tracing::info!(server, %room_id, error = %e, "join through this server failed");
-                last = e;
-            }
-        }
-    }
-    Err(last)
+    through_one_of(
+        state,
+        via,
+        room_id,
+        "join",
+        |server| async move { join_through(state, user, room_id, &server).await },
+    )
+    .await
 }
 
 /// The membership handshake with a resident server: `make_join`/`make_leave` gives the

@@ -142,11 +142,7 @@ pub async fn knock(
     axum::extract::Path(name): axum::extract::Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>> {
-    let b = if body.iter().all(u8::is_ascii_whitespace) {
-        KnockBody::default()
-    } else {
-        serde_json::from_slice::<KnockBody>(&body).map_err(|e| Error::bad(format!("invalid body: {e}")))?
-    };
+    let b: KnockBody = optional_body(&body)?;
     check_via(&b.via)?;
     let room_id = membership::knock(&state.fed, &session.user, name.trim(), &b.via, b.reason.as_deref()).await?;
     Ok(Json(json!({ "room_id": room_id })))
@@ -172,6 +168,14 @@ pub async fn answer_knock(
     Ok(Json(json!({})))
 }
 
+/// A JSON body that may be left out (empty, or only whitespace): then its defaults.
+fn optional_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| Error::bad(format!("invalid body: {e}")))
+}
+
 /// Checks the servers a join or knock names to go through.
 fn check_via(via: &[String]) -> Result<()> {
     if via.len() > MAX_VIA {
@@ -194,11 +198,7 @@ pub async fn join_any(
     axum::extract::Path(name): axum::extract::Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>> {
-    let via = if body.iter().all(u8::is_ascii_whitespace) {
-        Vec::new()
-    } else {
-        serde_json::from_slice::<JoinBody>(&body).map_err(|e| Error::bad(format!("invalid body: {e}")))?.via
-    };
+    let via = optional_body::<JoinBody>(&body)?.via;
     check_via(&via)?;
     let room_id = membership::join_by_name(&state.fed, &session.user, name.trim(), &via).await?;
     Ok(Json(json!({ "room_id": room_id })))

@@ -572,14 +572,21 @@ pub async fn room_settings(
                 "restricted" => vec![f.allow.clone()],
                 _ => vec![],
             };
-            let join_rule = match f.visibility.as_str() {
+            let wanted = match f.visibility.as_str() {
                 "" => None,
                 v => Some(super::api::join_rule_setting(v, &allow)?),
-            }
+            };
             // Only a change: a `knock_restricted` room (made on a Matrix server) keeps its rule
             // when the form is saved as taking requests, as does one open to the same room.
-            .filter(|(r, _)| !(*r == JoinRule::Knock && room.join_rule == JoinRule::KnockRestricted))
-            .filter(|(r, a)| *r != room.join_rule || (*r == JoinRule::Restricted && !same_allow(&state, &room, a)));
+            let join_rule = match wanted {
+                Some((JoinRule::Knock, _)) if room.join_rule == JoinRule::KnockRestricted => None,
+                Some((r, a))
+                    if r == room.join_rule && (r != JoinRule::Restricted || allowed_now(&state, &room)? == a) =>
+                {
+                    None
+                }
+                other => other,
+            };
             match name.is_some() || topic.is_some() || join_rule.is_some() {
                 true => rooms::update_room(&state.rooms, &s.user, &id, name, topic, join_rule).await?,
                 false => rooms::check_may_edit(&state.rooms, &s.user, &id)?,
@@ -597,23 +604,17 @@ fn join_choices(state: &AppState, room: &RoomRecord, mine: &[MyRoom]) -> Result<
         .filter(|m| m.membership == Membership::Join && m.room.room_id != room.room_id && !m.room.direct)
         .map(|m| (m.room.room_id.to_string(), views::room_title(&m.room, m.peer.as_deref())))
         .collect();
-    Ok(views::JoinChoices { rooms, allowed: allowed_now(state, room).into_iter().map(|r| r.to_string()).collect() })
+    let allowed = allowed_now(state, room)?.into_iter().map(|r| r.to_string()).collect();
+    Ok(views::JoinChoices { rooms, allowed })
 }
 
-/// The rooms `room`'s join rules let the members of in.
-fn allowed_now(state: &AppState, room: &RoomRecord) -> Vec<RoomId> {
-    let rules =
-        state.store.snapshot().and_then(|s| s.state_event_id(&room.room_id, crate::events::M_ROOM_JOIN_RULES, ""));
-    match rules {
-        Ok(Some(id)) => state.store.event(&id).ok().flatten().map(|e| crate::events::allowed_rooms(&e.event.content)),
-        _ => None,
-    }
-    .unwrap_or_default()
-}
-
-/// Whether `allow` names just the rooms `room`'s join rules already allow.
-fn same_allow(state: &AppState, room: &RoomRecord, allow: &[RoomId]) -> bool {
-    allowed_now(state, room) == allow
+/// The rooms `room`'s join rules let the members of in (none unless it is restricted).
+fn allowed_now(state: &AppState, room: &RoomRecord) -> Result<Vec<RoomId>> {
+    let snapshot = state.store.snapshot()?;
+    let Some(id) = snapshot.state_event_id(&room.room_id, crate::events::M_ROOM_JOIN_RULES, "")? else {
+        return Ok(Vec::new());
+    };
+    Ok(snapshot.event(&id)?.map(|e| crate::events::allowed_rooms(&e.event.content)).unwrap_or_default())
 }
 
 /// The ask-to-join form.
@@ -633,8 +634,7 @@ pub async fn knock(
     or_error_page(
         async {
             let Form(f) = form?;
-            let reason = Some(f.reason.trim()).filter(|r| !r.is_empty());
-            let id = membership::knock(&state.fed, &s.user, f.room.trim(), &[], reason).await?;
+            let id = membership::knock(&state.fed, &s.user, f.room.trim(), &[], Some(&f.reason)).await?;
             Ok(Redirect::to(&format!("/rooms/{id}")).into_response())
         }
         .await,
