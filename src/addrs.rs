@@ -19,6 +19,19 @@ pub struct PeerPolicy {
     pub own: [Option<IpAddr>; 2],
     /// See `own`: the first and last port, inclusive.
     pub own_ports: (u16, u16),
+    /// The media server's addresses and ports (first and last, inclusive):
+    /// always reachable, even when internal, since it is this server.
+    pub media: Option<MediaAddrs>,
+}
+
+/// Where the media server receives: its bound and public address, and its first and last UDP
+/// port.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MediaAddrs {
+    /// Bound and public address.
+    pub ips: [Option<IpAddr>; 2],
+    /// First and last port.
+    pub ports: (u16, u16),
 }
 
 impl PeerPolicy {
@@ -45,6 +58,12 @@ impl PeerPolicy {
     /// server's own addresses, the port is in `own_ports`.
     pub fn allows_peer(&self, peer: std::net::SocketAddr) -> bool {
         let ip = unmapped(peer.ip());
+        if let Some(MediaAddrs { ips, ports: (lo, hi) }) = self.media
+            && ips.iter().flatten().any(|m| unmapped(*m) == ip)
+            && (lo..=hi).contains(&peer.port())
+        {
+            return true;
+        }
         if self.own.iter().flatten().any(|own| unmapped(*own) == ip)
             && !(self.own_ports.0..=self.own_ports.1).contains(&peer.port())
         {

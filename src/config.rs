@@ -28,6 +28,8 @@ pub struct Config {
     pub limits: Limits,
     /// The built-in TURN relay.
     pub turn: TurnConfig,
+    /// The media server for room calls.
+    pub sfu: SfuConfig,
     /// HTTPS for the web listener.
     pub tls: TlsConfig,
     /// Where `/metrics` is served; `None` turns it off.
@@ -121,6 +123,43 @@ impl Default for TurnConfig {
             allocations_per_user: 32,
             allocations_total: 1000,
             credential_ttl_secs: 12 * 3600,
+        }
+    }
+}
+
+/// The media server for room calls (the `[sfu]` table).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SfuConfig {
+    /// Run it; off, room calls connect everyone to everyone (at most 6 people).
+    pub enabled: bool,
+    /// The address its UDP sockets bind; `None` means the web listener's IP (or, listening on
+    /// all addresses, the first non-loopback IPv4 address).
+    pub ip: Option<IpAddr>,
+    /// The address browsers reach it at, when it differs (behind NAT).
+    pub public_ip: Option<IpAddr>,
+    /// UDP ports, one per connection (two per participant); `(0, 0)`: any free port.
+    pub ports: (u16, u16),
+    /// Most participants in one call.
+    pub call_participants: usize,
+    /// Most participants in all calls together.
+    pub participants_total: usize,
+    /// Most kilobits per second sent to one participant.
+    pub receive_kbps: u64,
+    /// Most megabits per second forwarded in all calls together.
+    pub forward_mbps: u64,
+}
+
+impl Default for SfuConfig {
+    fn default() -> Self {
+        SfuConfig {
+            enabled: true,
+            ip: None,
+            public_ip: None,
+            ports: (20_000, 20_999),
+            call_participants: 50,
+            participants_total: 200,
+            receive_kbps: 8_000,
+            forward_mbps: 400,
         }
     }
 }
@@ -271,6 +310,7 @@ impl Config {
             server_name: None,
             limits: Limits::default(),
             turn: TurnConfig::default(),
+            sfu: SfuConfig::default(),
             tls: TlsConfig::default(),
             metrics_listen: DEFAULT_METRICS_LISTEN.parse().ok(),
             trusted_proxies: Vec::new(),
@@ -326,7 +366,7 @@ fn apply(cfg: &mut Config, s: &Setting, value: &toml::Value) -> Result<(), Strin
 }
 
 /// The tables of the file; every other key is top level.
-const SECTIONS: &[&str] = &["limits", "turn"];
+const SECTIONS: &[&str] = &["limits", "turn", "sfu"];
 
 /// How a setting is given on the command line.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -902,7 +942,86 @@ pub static SETTINGS: &[Setting] = &[
     whole!("turn.allocations_per_user", 1, "Live relay allocations per user.", turn.allocations_per_user),
     whole!("turn.allocations_total", 1, "Live relay allocations in total.", turn.allocations_total),
     whole!("turn.credential_ttl_secs", 60, "Lifetime of minted TURN credentials, seconds.", turn.credential_ttl_secs),
+    Setting {
+        key: "sfu.enabled",
+        help: "Run the media server for room calls; --sfu-disabled or CHAT_SFU_DISABLED=true turns it off \
+               (room calls then connect everyone to everyone, at most 6 people).",
+        flag: Flag::SwitchOff("sfu-disabled"),
+        sample: None,
+        set: |c, v| {
+            c.sfu.enabled = boolean(v)?;
+            Ok(())
+        },
+        get: |c| Some(toml::Value::Boolean(c.sfu.enabled)),
+    },
+    Setting {
+        key: "sfu.ip",
+        help: "Address the media server's UDP sockets bind. Default: the listen IP, or the first \
+               non-loopback IPv4 address when listening on all addresses.",
+        flag: Flag::Value("IP"),
+        sample: Some("\"192.0.2.10\""),
+        set: |c, v| {
+            let ip = text(v)?;
+            c.sfu.ip = Some(ip.parse().map_err(|_| format!("{ip:?} is not an IP address"))?);
+            Ok(())
+        },
+        get: |c| c.sfu.ip.and_then(shown),
+    },
+    Setting {
+        key: "sfu.public_ip",
+        help: "The address browsers reach the media server at (set it behind NAT). Default: sfu.ip.",
+        flag: Flag::Value("IP"),
+        sample: Some("\"203.0.113.5\""),
+        set: |c, v| {
+            let ip = text(v)?;
+            c.sfu.public_ip = Some(ip.parse().map_err(|_| format!("{ip:?} is not an IP address"))?);
+            Ok(())
+        },
+        get: |c| c.sfu.public_ip.and_then(shown),
+    },
+    Setting {
+        key: "sfu.ports",
+        help: "UDP ports of the media server, LOW-HIGH: two per participant. \"0\" takes any free port.",
+        flag: Flag::Value("RANGE"),
+        sample: None,
+        set: |c, v| {
+            c.sfu.ports = port_range(&text(v)?)?;
+            Ok(())
+        },
+        get: |c| match c.sfu.ports {
+            (0, 0) => shown("0"),
+            (lo, hi) => shown(format!("{lo}-{hi}")),
+        },
+    },
+    whole!("sfu.call_participants", 2, "Most participants in one room call.", sfu.call_participants),
+    whole!("sfu.participants_total", 1, "Most participants in all room calls together.", sfu.participants_total),
+    whole!(
+        "sfu.receive_kbps",
+        100,
+        "Most kilobits per second the media server sends one participant.",
+        sfu.receive_kbps
+    ),
+    whole!(
+        "sfu.forward_mbps",
+        1,
+        "Most megabits per second the media server forwards in all calls together.",
+        sfu.forward_mbps
+    ),
 ];
+
+/// `LOW-HIGH` (at least 2 ports, none below 1024), or `0` for any free port.
+fn port_range(s: &str) -> Result<(u16, u16), String> {
+    if s.trim() == "0" {
+        return Ok((0, 0));
+    }
+    let bad = || format!("{s:?} is not a port range like 20000-20999");
+    let (lo, hi) = s.trim().split_once('-').ok_or_else(bad)?;
+    let (lo, hi): (u16, u16) = (lo.trim().parse().map_err(|_| bad())?, hi.trim().parse().map_err(|_| bad())?);
+    if lo < 1024 || hi <= lo {
+        return Err(format!("{s:?}: the range must be at least 2 ports, from 1024 up"));
+    }
+    Ok((lo, hi))
+}
 
 /// Settings given as flags or environment variables (already merged by clap), and the file.
 #[derive(Debug, Default, Clone)]

@@ -201,6 +201,74 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "Call invites waiting for an answer.",
         state.calls.pending.len(),
     );
+    if let Some(sfu) = &state.live.sfu {
+        let f = sfu.figures();
+        metric(&mut out, "chat_sfu_calls", "gauge", "Calls on the media server.", f.calls);
+        metric(&mut out, "chat_sfu_participants", "gauge", "Participants on the media server.", f.participants);
+        metric(
+            &mut out,
+            "chat_sfu_forward_bits_per_second",
+            "gauge",
+            "Bits per second the media server forwards now.",
+            f.forward_bps,
+        );
+        metric(
+            &mut out,
+            "chat_sfu_forwarded_packets_total",
+            "counter",
+            "RTP packets forwarded to receivers.",
+            f.forwarded_packets,
+        );
+        metric(
+            &mut out,
+            "chat_sfu_forwarded_bytes_total",
+            "counter",
+            "RTP payload bytes forwarded to receivers.",
+            f.forwarded_bytes,
+        );
+        metric(
+            &mut out,
+            "chat_sfu_received_packets_total",
+            "counter",
+            "RTP packets received from publishers.",
+            f.received_packets,
+        );
+        metric(
+            &mut out,
+            "chat_sfu_lost_upstream_packets_total",
+            "counter",
+            "Packets lost on the way from publishers (sequence gaps).",
+            f.lost_upstream,
+        );
+        metric(
+            &mut out,
+            "chat_sfu_downstream_loss_percent",
+            "gauge",
+            "The worst loss a receiver reported lately, percent.",
+            f.loss_downstream_percent,
+        );
+        metric(
+            &mut out,
+            "chat_sfu_dropped_packets_total",
+            "counter",
+            "Packets dropped because a receiver's queue was full.",
+            f.dropped_packets,
+        );
+        metric(
+            &mut out,
+            "chat_sfu_keyframe_requests_total",
+            "counter",
+            "Keyframe requests sent to publishers.",
+            f.keyframe_requests,
+        );
+        metric(
+            &mut out,
+            "chat_sfu_layer_switches_total",
+            "counter",
+            "Simulcast layer switches made for receivers.",
+            f.layer_switches,
+        );
+    }
     if let Some(relay) = &state.turn {
         let q = &relay.quotas;
         metric(&mut out, "chat_turn_allocations", "gauge", "Live TURN allocations.", q.allocations());

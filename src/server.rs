@@ -112,6 +112,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     };
     let tls = certs.clone().map(tls::acceptor).transpose()?;
     let http_connections = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sfu = if config.sfu.enabled { Some(start_sfu(&config.sfu, addr.ip(), &tasks, &shutdown)?) } else { None };
     let turn = if config.turn.enabled {
         let turn_secret =
             store::secret(&store, "turn_secret").await.map_err(|e| format!("cannot create TURN secret: {e}"))?;
@@ -121,7 +122,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         let sessions: crate::calls::turn::SessionCheck = Arc::new(
             move |sid: &str, user: &str| matches!(sessions_store.session(sid), Ok(Some(s)) if s.user_id == user),
         );
-        Some(Arc::new(Relay::start(&config.turn, addr.ip(), turn_secret, server_name.to_string(), sessions).await?))
+        // Browsers that reach the media server only through the relay (TCP) are relayed to it.
+        let media = sfu.as_ref().and_then(|s| s.addresses());
+        Some(Arc::new(
+            Relay::start(&config.turn, addr.ip(), turn_secret, server_name.to_string(), sessions, media).await?,
+        ))
     } else {
         None
     };
@@ -199,7 +204,17 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         calls: calls.clone(),
         tasks: tasks.clone(),
         fed: fed.clone(),
+        sfu: sfu.clone(),
     });
+    if let Some(sfu) = &sfu {
+        let sfu = sfu.clone();
+        hub.use_media_server(
+            config.sfu.call_participants,
+            Box::new(move |room, conf, conn| {
+                sfu.leave(&crate::calls::sfu::Tab { conn, room: room.clone(), conf: conf.to_string() })
+            }),
+        );
+    }
     tasks.spawn(crate::live::show_remote(hub.clone(), ephemeral_rx, shutdown.clone()));
     let (presence_tx, presence_rx) = tokio::sync::mpsc::channel(1024);
     hub.send_presence_to(presence_tx);
@@ -381,4 +396,34 @@ mod redirect {
     }
 
     use std::future::IntoFuture;
+}
+
+/// Starts the media server on `cfg`'s address (by default the web listener's, or this
+/// machine's first non-loopback IPv4 address when that listens on all addresses).
+fn start_sfu(
+    cfg: &crate::config::SfuConfig,
+    web_ip: std::net::IpAddr,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Result<crate::calls::sfu::Sfu, String> {
+    let ip = match cfg.ip {
+        Some(ip) => ip,
+        None if !web_ip.is_unspecified() => web_ip,
+        None => crate::calls::turn::guess_public_ip().ok_or(
+            "sfu.ip: required when the web listener listens on all addresses and this machine has no \
+             non-loopback IPv4 address; set it (CHAT_SFU_IP), or turn the media server off (CHAT_SFU_DISABLED=true)",
+        )?,
+    };
+    let net = crate::calls::sfu::peer::Network {
+        ip,
+        public_ip: cfg.public_ip,
+        ports: crate::calls::sfu::peer::Ports::new(cfg.ports.0..=cfg.ports.1),
+        max_receive_bps: cfg.receive_kbps.saturating_mul(1000),
+    };
+    let limits = crate::calls::sfu::Limits {
+        call_participants: cfg.call_participants,
+        participants_total: cfg.participants_total,
+        forward_bps_total: cfg.forward_mbps.saturating_mul(1_000_000),
+    };
+    Ok(crate::calls::sfu::Sfu::start(net, limits, tasks.clone(), shutdown.clone()))
 }

@@ -183,7 +183,7 @@ async fn search_finds_rooms_by_name_topic_and_alias() {
 
     let pages = all_pages(&s, &ana, "q=kNiT").await;
     let found: HashSet<String> = pages.iter().flat_map(ids).collect();
-    assert_eq!(found, [by_name.clone(), by_topic.clone(), by_alias.clone()].into_iter().collect());
+    assert_eq!(found, [by_name.clone(), by_topic.clone(), by_alias.clone()].into_iter().collect::<HashSet<_>>());
     let alias = pages.iter().flat_map(|p| p["rooms"].as_array().unwrap().clone()).find(|r| r["room_id"] == by_alias);
     assert_eq!(alias.unwrap()["alias"], format!("#knit-together:{}", s.addr));
     // Searches page too, and a search for nothing matching finds nothing.
@@ -203,7 +203,7 @@ async fn search_finds_rooms_by_name_topic_and_alias() {
     assert!(html.contains("<form class=\"row search\" method=\"get\" action=\"/rooms#directory\""), "{html}");
     assert!(html.contains("value=\"Knit\""), "the search box forgets the search");
     let listed: HashSet<String> = listed_on_page(&html).into_iter().collect();
-    assert_eq!(listed, [by_name, by_topic, by_alias].into_iter().collect());
+    assert_eq!(listed, [by_name, by_topic, by_alias].into_iter().collect::<HashSet<_>>());
 }
 
 /// A search examines a bounded number of rooms per request (1000); one that stops there says
@@ -298,7 +298,7 @@ async fn rooms_leave_the_directory_when_made_private_or_deleted() {
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
     let (st, v) = s.post(Some(&ana.token), &settings(&private), json!({"visibility": "private"})).await;
     assert_eq!(st, StatusCode::OK, "{v}");
-    assert_eq!(listed(&s, &ben).await, [kept.clone(), deleted.clone()].into_iter().collect());
+    assert_eq!(listed(&s, &ben).await, [kept.clone(), deleted.clone()].into_iter().collect::<HashSet<_>>());
     let (_, room) = s.get(Some(&ana.token), &format!("/api/v1/rooms/{private}")).await;
     assert_eq!(room["visibility"], "private");
     let (_, html) = page_html(&s, &ben, "/rooms").await;
@@ -344,7 +344,7 @@ async fn rooms_leave_the_directory_when_made_private_or_deleted() {
     // Deleted by the administrator: gone from the directory and its count.
     let o = common::cli_async(&s.dir, &["admin", "room", "delete", &deleted, "--yes"], None).await;
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(listed(&s, &ben).await, [kept.clone(), private.clone()].into_iter().collect());
+    assert_eq!(listed(&s, &ben).await, [kept.clone(), private.clone()].into_iter().collect::<HashSet<_>>());
     assert_eq!(directory(&s, &ben, "").await.1["total"], 2);
     assert_eq!(directory(&s, &ben, "q=deleted").await.1["rooms"], json!([]));
 }

@@ -15,6 +15,7 @@
 //! record ignores it (the room's history has no holes).
 
 pub mod guard;
+pub mod sfu;
 pub mod tcp;
 pub mod turn;
 

@@ -151,7 +151,8 @@ fn relay_ports() -> (u16, u16) {
         .unwrap_or((32768, 60999))
 }
 
-fn guess_public_ip() -> Option<IpAddr> {
+/// This machine's first non-loopback, non-link-local IPv4 address.
+pub fn guess_public_ip() -> Option<IpAddr> {
     let interfaces = webrtc_util::ifaces::ifaces().ok()?;
     interfaces.iter().filter_map(|i| i.addr.map(|a| a.ip())).find(|ip| match ip {
         IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_link_local() && !v4.is_unspecified(),
@@ -201,6 +202,7 @@ impl Relay {
         secret: Vec<u8>,
         realm: String,
         sessions: SessionCheck,
+        media: Option<crate::addrs::MediaAddrs>,
     ) -> Result<Relay, String> {
         let listen = cfg.listen.unwrap_or(SocketAddr::new(web_ip, crate::config::DEFAULT_TURN_PORT));
         let public_ip = match cfg.public_ip {
@@ -235,6 +237,7 @@ impl Relay {
         let policy = PeerPolicy {
             own: [Some(public_ip), Some(listen.ip()).filter(|ip| !ip.is_unspecified())],
             own_ports: relay_ports(),
+            media,
             ..PeerPolicy::new(cfg.allow_private_peers)
         };
         let mux = TcpMux::start(tcp, cfg.allocations_total, stop.clone()).map_err(|e| e.to_string())?;

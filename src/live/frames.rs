@@ -74,6 +74,40 @@ pub enum ClientFrame {
         /// Conference id.
         conf_id: String,
     },
+    /// An offer for this tab's publish connection to the media server (after `call_join`);
+    /// answered with `sfu_answer`.
+    SfuPublish {
+        /// Room.
+        room_id: String,
+        /// Conference id.
+        conf_id: String,
+        /// The offer's SDP.
+        sdp: String,
+        /// Ids of the offer's tracks that are screens (the others are camera and microphone).
+        #[serde(default)]
+        screens: Vec<String>,
+    },
+    /// This tab's answer to the media server's `sfu_offer`.
+    SfuAnswer {
+        /// Room.
+        room_id: String,
+        /// Conference id.
+        conf_id: String,
+        /// The answer's SDP.
+        sdp: String,
+    },
+    /// How high this tab shows another participant's video (`stream_id` of `sfu_offer`), in
+    /// pixels; 0: not shown (nothing is sent).
+    SfuShow {
+        /// Room.
+        room_id: String,
+        /// Conference id.
+        conf_id: String,
+        /// The stream.
+        stream_id: String,
+        /// Tile height, pixels.
+        height: u32,
+    },
 }
 
 /// `event`: a committed event in client form (without the DAG fields `prev_events`,

@@ -183,6 +183,9 @@ struct Inner {
     /// Rooms whose calls changed and whose members have not been told yet: the method that
     /// holds the lock tells them after releasing it ([`Hub::unlock`]).
     rosters_changed: Vec<Arc<str>>,
+    /// Connections taken off a call's roster whose media has not been ended yet (room,
+    /// conference, connection): [`Hub::unlock`] hands them to the media server.
+    left_calls: Vec<(Arc<str>, String, u64)>,
     /// Other servers' users: their presence as their server told it.
     remote: HashMap<Arc<str>, RemotePresence>,
     /// Where local users' presence changes go (to other servers), if anywhere.
@@ -207,7 +210,14 @@ pub struct Hub {
     max_per_user: usize,
     lagged: AtomicU64,
     messages: AtomicU64,
+    /// Most people in one call: the mesh's limit, or the media server's when it runs.
+    call_cap: std::sync::atomic::AtomicUsize,
+    /// Told of each connection taken off a call's roster (the media server ends its media).
+    call_left: std::sync::OnceLock<CallLeft>,
 }
+
+/// What [`Hub::on_call_left`] calls: room, conference id, connection.
+pub type CallLeft = Box<dyn Fn(&RoomId, &str, u64) + Send + Sync>;
 
 /// Live figures of the hub.
 #[derive(Debug, Clone, Copy)]
@@ -262,7 +272,27 @@ impl Hub {
             max_per_user,
             lagged: AtomicU64::new(0),
             messages: AtomicU64::new(0),
+            call_cap: std::sync::atomic::AtomicUsize::new(crate::calls::MAX_PARTICIPANTS),
+            call_left: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Room calls go through the media server: they hold up to `cap` people, and `left` is
+    /// told of every connection that leaves a call's roster, whatever the reason (it left, its
+    /// tab closed, its user left or was removed from the room).
+    pub fn use_media_server(&self, cap: usize, left: CallLeft) {
+        self.call_cap.store(cap, Ordering::Relaxed);
+        let _ = self.call_left.set(left);
+    }
+
+    /// Whether a connection is on a room call's roster.
+    pub fn in_call(&self, conn_id: u64, room: &RoomId, conf_id: &str) -> bool {
+        let inner = self.lock();
+        inner
+            .calls
+            .get(room.as_str())
+            .and_then(|c| c.get(conf_id))
+            .is_some_and(|roster| roster.iter().any(|(_, c)| *c == conn_id))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -646,7 +676,8 @@ impl Hub {
         } else {
             inner.leave_calls(|r, c, _, conn| conn == conn_id && r == room && c == conf_id);
         }
-        let out = if joined { inner.add_to_call(user_key, room_key, conf_id, conn_id) } else { Ok(()) };
+        let cap = self.call_cap.load(Ordering::Relaxed);
+        let out = if joined { inner.add_to_call(user_key, room_key, conf_id, conn_id, cap) } else { Ok(()) };
         self.unlock(inner);
         out
     }
@@ -690,7 +721,15 @@ impl Hub {
     /// Releases the lock, then tells the rooms whose calls changed under it.
     fn unlock(&self, mut inner: MutexGuard<'_, Inner>) {
         let rooms = std::mem::take(&mut inner.rosters_changed);
+        let left = std::mem::take(&mut inner.left_calls);
         drop(inner);
+        if let Some(tell) = self.call_left.get() {
+            for (room, conf, conn) in left {
+                if let Ok(room) = RoomId::parse(&room) {
+                    tell(&room, &conf, conn);
+                }
+            }
+        }
         if !rooms.is_empty() {
             self.announce_rosters(rooms);
         }
@@ -820,7 +859,13 @@ impl Inner {
         for (room, confs) in self.calls.iter_mut() {
             for (conf, roster) in confs.iter_mut() {
                 let before = roster.len();
-                roster.retain(|(u, c)| !gone(room, conf, u, *c));
+                roster.retain(|(u, c)| {
+                    let leaving = gone(room, conf, u, *c);
+                    if leaving {
+                        self.left_calls.push((room.clone(), conf.clone(), *c));
+                    }
+                    !leaving
+                });
                 if roster.len() != before {
                     self.rosters_changed.push(room.clone());
                 }
@@ -832,17 +877,14 @@ impl Inner {
 
     /// Adds a connection to a room's call, unless it is in it already or the call is full; the
     /// room is to be told.
-    fn add_to_call(&mut self, user: Arc<str>, room: Arc<str>, conf_id: &str, conn_id: u64) -> Result<()> {
+    fn add_to_call(&mut self, user: Arc<str>, room: Arc<str>, conf_id: &str, conn_id: u64, cap: usize) -> Result<()> {
         let roster = self.calls.entry(room.clone()).or_default().entry(conf_id.to_string()).or_default();
         if roster.iter().any(|(_, c)| *c == conn_id) {
             return Ok(());
         }
         let people: HashSet<&Arc<str>> = roster.iter().map(|(u, _)| u).collect();
-        if !people.contains(&user) && people.len() >= crate::calls::MAX_PARTICIPANTS {
-            return Err(Error::Conflict(format!(
-                "this call is full ({} people); a mesh call cannot carry more",
-                crate::calls::MAX_PARTICIPANTS
-            )));
+        if !people.contains(&user) && people.len() >= cap {
+            return Err(Error::Conflict(format!("this call is full ({cap} people)")));
         }
         roster.push((user, conn_id));
         self.rosters_changed.push(room);

@@ -41,6 +41,8 @@ pub struct LiveStateInner {
     pub tasks: TaskTracker,
     /// Federation: typing notices and receipts go to the rooms' other servers.
     pub fed: crate::federation::FedState,
+    /// The media server for room calls, if it runs.
+    pub sfu: Option<crate::calls::sfu::Sfu>,
 }
 
 /// Shows what other servers told us (typing notices, read receipts, presence) to the rooms'

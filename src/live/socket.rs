@@ -438,6 +438,51 @@ async fn handle(
         ClientFrame::CallLeave { room_id, conf_id } => {
             in_call(state, session, conn, reply_tx, &room_id, &conf_id, false)
         }
+        ClientFrame::SfuPublish { room_id, conf_id, sdp, screens } => {
+            let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+                let _ = reply_tx.try_send(frames::error(Some("sfu"), &Error::TooManyRequests(1)));
+                return;
+            };
+            let checked = media_server(state, session, conn, &room_id, &conf_id);
+            let (user, reply_tx) = (session.user.clone(), reply_tx.clone());
+            state.tasks.clone().spawn(async move {
+                let out = match checked {
+                    Ok((sfu, tab)) => sfu.publish(&user, &tab, sdp, screens, &reply_tx).await.map(|sdp| {
+                        let room = tab.room.as_str();
+                        serde_json::json!({ "t": "sfu_answer", "room_id": room, "conf_id": conf_id, "sdp": sdp })
+                            .to_string()
+                    }),
+                    Err(e) => Err(e),
+                };
+                let _ = reply_tx.send(out.unwrap_or_else(|e| frames::error(Some("sfu"), &e))).await;
+                drop(permit);
+            });
+        }
+        ClientFrame::SfuAnswer { room_id, conf_id, sdp } => {
+            let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+                let _ = reply_tx.try_send(frames::error(Some("sfu"), &Error::TooManyRequests(1)));
+                return;
+            };
+            let checked = media_server(state, session, conn, &room_id, &conf_id);
+            let reply_tx = reply_tx.clone();
+            state.tasks.clone().spawn(async move {
+                let out = match checked {
+                    Ok((sfu, tab)) => sfu.answer(&tab, sdp).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = out {
+                    let _ = reply_tx.send(frames::error(Some("sfu"), &e)).await;
+                }
+                drop(permit);
+            });
+        }
+        ClientFrame::SfuShow { room_id, conf_id, stream_id, height } => {
+            let out = media_server(state, session, conn, &room_id, &conf_id)
+                .and_then(|(sfu, tab)| sfu.show(&tab, &stream_id, height));
+            if let Err(e) = out {
+                let _ = reply_tx.try_send(frames::error(Some("sfu"), &e));
+            }
+        }
         ClientFrame::Read { room_id, pos } => {
             let Ok(permit) = in_flight.clone().try_acquire_owned() else {
                 let _ = reply_tx.try_send(frames::error(None, &Error::TooManyRequests(1)));
@@ -472,6 +517,24 @@ fn joined_now(state: &LiveState, session: &Session, room_id: &str) -> Result<Roo
         return Err(super::hub::not_member());
     }
     Ok(rid)
+}
+
+/// The media server and the room, if it runs and this tab is on the call's roster (which it
+/// joins with `call_join`, as a member of the room).
+fn media_server(
+    state: &LiveState,
+    session: &Session,
+    conn: &Conn,
+    room_id: &str,
+    conf_id: &str,
+) -> Result<(crate::calls::sfu::Sfu, crate::calls::sfu::Tab)> {
+    let sfu = state.sfu.clone().ok_or_else(|| Error::Unavailable("this server runs no media server".into()))?;
+    crate::calls::check_conf_id(conf_id)?;
+    let rid = joined_now(state, session, room_id)?;
+    if !state.hub.in_call(conn.id(), &rid, conf_id) {
+        return Err(Error::Forbidden("join the call first (call_join)".into()));
+    }
+    Ok((sfu, crate::calls::sfu::Tab { conn: conn.id(), room: rid, conf: conf_id.to_string() }))
 }
 
 /// Joins or leaves a room's call roster (the hub's; the store is only read).

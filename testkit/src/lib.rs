@@ -147,6 +147,7 @@ impl TestServer {
         // Tests run in parallel: each relay on a free port, and relaying between local browsers.
         config.turn.listen = Some("127.0.0.1:0".parse().unwrap());
         config.turn.allow_private_peers = true;
+        config.sfu.ports = (0, 0);
         config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
         Self::start_at(config).await
     }
@@ -158,6 +159,7 @@ impl TestServer {
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.turn.listen = Some("127.0.0.1:0".parse().unwrap());
         config.turn.allow_private_peers = true;
+        config.sfu.ports = (0, 0);
         config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
         relax_rates(&mut config);
         tune(&mut config);
@@ -479,6 +481,7 @@ pub fn message_page(page: &Value, out: &mut Vec<String>) -> Option<String> {
 }
 
 pub mod dns;
+pub mod media;
 pub mod played;
 pub mod push;
 pub mod synapse;

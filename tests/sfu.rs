@@ -1,0 +1,177 @@
+//! Room calls through the media server, with Rust test peers made of the same WebRTC stack:
+//! forwarding, simulcast layer choice by tile size, keyframe requests, active speakers, leaving
+//! and removal, and who may publish at all.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use chat_testkit as common;
+
+use std::time::{Duration, Instant};
+
+use common::media::MediaPeer;
+use common::{TestServer, User};
+use serde_json::json;
+
+/// Polls `ok` every 50 ms for up to 20 s.
+async fn until(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn peer(s: &TestServer, u: &User, room: &str) -> MediaPeer {
+    let ws = s.ws(u, None).await;
+    MediaPeer::join(ws, room, "conf1", 3, true).await.unwrap_or_else(|e| panic!("{} could not join: {e}", u.name))
+}
+
+fn packets(p: &MediaPeer, user: &User, purpose: &str) -> u64 {
+    p.from(&user.id, purpose).map_or(0, |r| r.packets)
+}
+
+#[tokio::test]
+async fn the_media_server_forwards_picks_layers_and_passes_keyframe_requests() {
+    let s = TestServer::start().await;
+    let (ana, ben, room) = s.ana_and_ben_in_general().await;
+    let cy = s.register("cy").await;
+    s.join(&cy, &room).await;
+
+    let a = peer(&s, &ana, &room).await;
+    let b = peer(&s, &ben, &room).await;
+    let c = peer(&s, &cy, &room).await;
+    s.until_metric("chat_sfu_participants", |v| v == 3.0).await;
+
+    // Everyone gets the two others' camera and microphone.
+    for (p, others) in [(&a, [&ben, &cy]), (&b, [&ana, &cy]), (&c, [&ana, &ben])] {
+        for o in others {
+            until(&format!("video and audio of {}", o.name), || {
+                packets(p, o, "camera") > 30 && packets(p, o, "audio") > 30
+            })
+            .await;
+        }
+    }
+    // A tile of the default size gets the middle layer.
+    until("ana gets ben's middle layer", || a.from(&ben.id, "camera").unwrap().last_layer == Some(1)).await;
+
+    // A big tile: the full layer; a thumbnail: the lowest; hidden: nothing.
+    let bens = a.stream_of(&ben.id, "camera").unwrap();
+    a.show(&bens, 720).await;
+    until("ana gets ben's full layer", || a.from(&ben.id, "camera").unwrap().last_layer == Some(2)).await;
+    a.show(&bens, 120).await;
+    until("ana gets ben's lowest layer", || a.from(&ben.id, "camera").unwrap().last_layer == Some(0)).await;
+    a.show(&bens, 0).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await; // the next tick, and packets in flight
+    let paused = packets(&a, &ben, "camera");
+    until("cy's video still flows to ana", || packets(&a, &cy, "camera") > paused + 60).await;
+    assert!(packets(&a, &ben, "camera") <= paused + 2, "a hidden tile gets no video");
+    a.show(&bens, 360).await;
+    until("ben's video comes back", || packets(&a, &ben, "camera") > paused + 30).await;
+    let got = a.from(&ben.id, "camera").unwrap();
+    assert!(got.keyframes >= 4, "each switch starts on a keyframe: {got:?}");
+    // Switches keep the stream continuous: no jumps in sequence numbers.
+    assert!(got.seq_gaps <= 2, "sequence numbers continue across switches: {got:?}");
+    assert!(s.metric("chat_sfu_layer_switches_total").await.unwrap() >= 4.0);
+
+    // A receiver's keyframe request reaches the publisher.
+    let before = b.keyframe_requests();
+    assert!(a.request_keyframe(&ben.id).await);
+    until("ben is asked for a keyframe", || b.keyframe_requests() > before).await;
+    assert!(s.metric("chat_sfu_keyframe_requests_total").await.unwrap() >= 1.0);
+
+    // The loudest is announced as speaking.
+    c.set_loudness(110);
+    until("cy is the speaker", || a.speakers() == vec![cy.id.clone()] && b.speakers() == vec![cy.id.clone()]).await;
+    c.set_loudness(0);
+    until("nobody speaks", || a.speakers().is_empty()).await;
+
+    // Latency added by the server on loopback stays small.
+    let mut delays = a.from(&cy.id, "camera").unwrap().delays_us;
+    delays.sort_unstable();
+    let p99 = delays[delays.len() * 99 / 100];
+    assert!(p99 < 200_000, "p99 one-way delay {p99} µs");
+
+    // Leaving: the others stop getting cy, and the server forgets the tab.
+    let offers = a.offers();
+    c.leave().await;
+    s.until_metric("chat_sfu_participants", |v| v == 2.0).await;
+    until("ana is offered the call without cy", || a.offers() > offers).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let gone = packets(&a, &cy, "camera");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(packets(&a, &cy, "camera"), gone, "cy's video stopped");
+    assert!(s.metric("chat_sfu_forwarded_packets_total").await.unwrap() > 500.0);
+    assert!(a.errors().is_empty() && b.errors().is_empty(), "{:?} {:?}", a.errors(), b.errors());
+    a.leave().await;
+    b.leave().await;
+    s.until_metric("chat_sfu_calls", |v| v == 0.0).await;
+}
+
+#[tokio::test]
+async fn only_people_on_the_calls_roster_publish_and_removal_ends_their_media() {
+    let s = TestServer::start().await;
+    let (ana, ben, room) = s.ana_and_ben_in_general().await;
+    let outsider = s.register("dee").await;
+
+    // Not a member: the roster and the media server refuse.
+    let ws = s.ws(&outsider, None).await;
+    let refused = MediaPeer::join(ws, &room, "conf1", 1, false).await.err().expect("an outsider is refused");
+    assert_eq!(refused["t"], "error", "{refused}");
+
+    // A member who did not join the roster cannot publish, answer or pick layers.
+    let mut ws = s.ws(&ben, None).await;
+    for frame in [
+        json!({ "t": "sfu_publish", "room_id": room, "conf_id": "conf1", "sdp": "v=0\r\n" }),
+        json!({ "t": "sfu_answer", "room_id": room, "conf_id": "conf1", "sdp": "v=0\r\n" }),
+        json!({ "t": "sfu_show", "room_id": room, "conf_id": "conf1", "stream_id": "m1", "height": 100 }),
+    ] {
+        ws.send(frame).await;
+        let f = ws.next_of("error").await;
+        assert!(f["message"].as_str().unwrap().contains("join the call"), "{f}");
+    }
+    // On the roster, bad input gets an error and changes nothing.
+    ws.send(json!({ "t": "call_join", "room_id": room, "conf_id": "conf1" })).await;
+    for frame in [
+        json!({ "t": "sfu_publish", "room_id": room, "conf_id": "conf1", "sdp": "not sdp" }),
+        json!({ "t": "sfu_publish", "room_id": room, "conf_id": "conf1", "sdp": "v=0\r\n".repeat(5_000) }),
+        json!({ "t": "sfu_answer", "room_id": room, "conf_id": "conf1", "sdp": "v=0\r\n" }),
+        json!({ "t": "sfu_show", "room_id": room, "conf_id": "conf1", "stream_id": "nope", "height": 100 }),
+        json!({ "t": "sfu_publish", "room_id": room, "conf_id": "../x", "sdp": "v=0\r\n" }),
+    ] {
+        ws.send(frame.clone()).await;
+        let f = ws.next_of("error").await;
+        assert_eq!(f["t"], "error", "{frame}: {f}");
+    }
+    drop(ws);
+
+    // Two in a call; ana removes ben from the room and his media ends.
+    let a = peer(&s, &ana, &room).await;
+    let b = peer(&s, &ben, &room).await;
+    until("ana gets ben", || packets(&a, &ben, "camera") > 30).await;
+    let (st, v) = s.post(Some(&ana.token), &format!("/api/v1/rooms/{room}/kick"), json!({ "user_id": ben.id })).await;
+    assert_eq!(st, 200, "{v}");
+    s.until_metric("chat_sfu_participants", |v| v == 1.0).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopped = packets(&a, &ben, "camera");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(packets(&a, &ben, "camera"), stopped, "a removed member's media stops");
+    // A stale session: ben's tab is no longer on the roster.
+    b.send(json!({ "t": "sfu_show", "room_id": room, "conf_id": "conf1", "stream_id": "m1", "height": 100 })).await;
+    until("ben's stale frames are refused", || !b.errors().is_empty()).await;
+    b.leave().await;
+    a.leave().await;
+}
+
+#[tokio::test]
+async fn a_call_holds_the_configured_number_of_people() {
+    let s = TestServer::start_tuned(|c| c.sfu.call_participants = 2).await;
+    let (ana, ben, room) = s.ana_and_ben_in_general().await;
+    let cy = s.register("cy").await;
+    s.join(&cy, &room).await;
+    let a = peer(&s, &ana, &room).await;
+    let b = peer(&s, &ben, &room).await;
+    let ws = s.ws(&cy, None).await;
+    let full = MediaPeer::join(ws, &room, "conf1", 1, false).await.err().expect("the third is refused");
+    assert!(full["message"].as_str().unwrap().contains("full"), "{full}");
+    a.leave().await;
+    b.leave().await;
+}
