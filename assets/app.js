@@ -206,9 +206,10 @@ if (me) {
       case 'event': onEvent(f); break;
       case 'call': onCallFrame(f); break;
       case 'call_roster': calls.onRoster(f); break;
+      case 'sfu_offer': case 'sfu_answer': case 'sfu_speakers': calls.onSfu(f); break;
       case 'ready':
         composer.flush();
-        calls.onReady();
+        calls.onReady(f);
         presence.report(true);
         markRead();
         break;
@@ -222,7 +223,8 @@ if (me) {
         timeline.acknowledged(f.txn_id, f.event_id);
         break;
       case 'error':
-        if (f.txn_id && composer.isEdit(f.txn_id)) { composer.refused(f.txn_id); notice(`Not edited: ${f.message}`); }
+        if (f.txn_id && f.txn_id.startsWith('sfu_')) calls.onSfu(f);
+        else if (f.txn_id && composer.isEdit(f.txn_id)) { composer.refused(f.txn_id); notice(`Not edited: ${f.message}`); }
         else if (f.txn_id && timeline.failed(f.txn_id, f.message)) composer.refused(f.txn_id);
         else console.warn('chat:', f.message);
         break;

@@ -3,6 +3,7 @@
 // one handle:
 //
 //   call_signals.js  the conference: signals sent and received, ringing, rosters, peers
+//   call_sfu.js      a room call through the server's media server
 //   call_peer.js     one peer connection: candidate batches, queued candidates, ICE restart
 //   call_media.js    camera, microphone, screen, peer connections, ICE servers, stats
 //   call_ui.js       the call section, the ring prompt, the Call buttons, the call bar
@@ -16,7 +17,9 @@ import { createCallUi } from './call_ui.js';
 export function createCalls({ me, send, displayName, currentRoom }) {
   // The parts call each other: each gets the others through these late-bound handles.
   let signalling = null;
-  const media = createMedia({ connections: () => signalling.peers().map((p) => p.pc) });
+  const media = createMedia({
+    connections: () => (signalling.sfu ? [signalling.sfu.publish].filter(Boolean) : signalling.peers().map((p) => p.pc)),
+  });
   const ui = createCallUi({
     displayName, currentRoom, media,
     actions: {
@@ -33,6 +36,14 @@ export function createCalls({ me, send, displayName, currentRoom }) {
   ui.setupButtons();
 
   async function updateQuality() {
+    if (signalling.sfu) {
+      const all = await signalling.sfu.stats();
+      for (const t of signalling.sfu.tiles()) {
+        const s = all.find((x) => x.user === t.dataset.user);
+        if (s) ui.quality(t, s);
+      }
+      return;
+    }
     for (const p of signalling.peers()) {
       if (p.tile) ui.quality(p.tile, await media.stats(p.pc));
     }
@@ -42,6 +53,7 @@ export function createCalls({ me, send, displayName, currentRoom }) {
     onSignal: signalling.onSignal,
     onRoster: signalling.onRoster,
     onReady: signalling.onReady,
+    onSfu: signalling.onSfu,
     startCall: signalling.startCall,
     joinCall: signalling.joinCall,
     accept: signalling.accept,
@@ -49,10 +61,20 @@ export function createCalls({ me, send, displayName, currentRoom }) {
     hangup: signalling.hangup,
     get active() { return signalling.active; },
     get ringing() { return signalling.ringing; },
-    async stats() { return Promise.all(signalling.peers().map(async (p) => ({ user: p.user, ...(await media.stats(p.pc)) }))); },
+    async stats() {
+      if (signalling.sfu) return signalling.sfu.stats();
+      return Promise.all(signalling.peers().map(async (p) => ({ user: p.user, ...(await media.stats(p.pc)) })));
+    },
+    // The media server session's state (diagnostics).
+    debug() { return signalling.sfu ? signalling.sfu.debug() : null; },
+    // Whether the call goes through the media server (tests and diagnostics).
+    get throughServer() { return !!signalling.sfu; },
     // Whether our microphone sends (null outside a call), for tests and diagnostics.
     micEnabled() { const t = media.local && media.local.getAudioTracks()[0]; return t ? t.enabled : null; },
     // The video track label each connection sends (camera or screen), for tests and diagnostics.
-    senderLabels() { return signalling.peers().map((p) => media.sentVideoLabel(p.pc)); },
+    senderLabels() {
+      if (signalling.sfu) return [signalling.sfu.publish].filter(Boolean).map((pc) => media.sentVideoLabel(pc));
+      return signalling.peers().map((p) => media.sentVideoLabel(p.pc));
+    },
   };
 }

@@ -1,5 +1,6 @@
 // Call media: the camera and microphone, screen sharing, one RTCPeerConnection per person
-// (ICE servers from GET /api/v1/turn) and what getStats() says about a connection.
+// (ICE servers from GET /api/v1/turn) and what getStats() says about a connection. Through the
+// media server, `connections()` is the one publish connection.
 
 export function createMedia({ connections }) {
   let local = null; // MediaStream
@@ -138,7 +139,7 @@ export function createMedia({ connections }) {
   }
 
   return {
-    open, stop, connect, toggle, inputs, switchDevice, toggleShare, stats, sentVideoLabel,
+    open, stop, connect, toggle, inputs, switchDevice, toggleShare, stats, sentVideoLabel, config: rtcConfig,
     get local() { return local; },
   };
 }

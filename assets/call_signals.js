@@ -3,12 +3,16 @@
 // the rooms' call rosters. The conference is here; each of its peer connections is a
 // call_peer.js, their media comes from call_media.js and what is shown from call_ui.js.
 //
-// A call in a room is a conference (conf_id) of pairwise peer connections, a full mesh of at
+// A call in a room of three or more people goes through the server's media server when it runs
+// one (call_sfu.js; its conference ids start with "sfu-"): whoever starts it is in it, the
+// others see the room's call bar and join from there. Otherwise a call in a room is a
+// conference (conf_id) of pairwise peer connections, a full mesh of at
 // most 6 people. Whoever starts it rings the room's other members; whoever joins later sends
 // non-ringing invites to everyone already in, who accept them automatically. The server checks
 // every signal (only the parties of a call may move it along) and relays them on a priority lane.
 
 import { createPeer } from './call_peer.js';
+import { createSfuSession } from './call_sfu.js';
 import { randomHex } from './dom.js';
 
 const MAX_PARTICIPANTS = 6;
@@ -29,6 +33,8 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
   const early = new Map(); // call_id -> [candidates]
   const peers = new Map(); // call_id -> Peer
   let conf = null; // { room_id, conf_id, media }
+  let sfu = null; // the media server session of an "sfu-" conference
+  let sfuAvailable = false; // the server runs a media server (its `ready` frame says)
   let endNote = null; // why a call nobody took ended ("Ben declined the call")
   let connectedOnce = false; // someone answered in this conference
   let txn = 0;
@@ -106,6 +112,10 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
     if (!res.ok) { ui.alert('Could not load the members of this room.'); return; }
     const members = (await res.json()).members.filter((m) => m.membership === 'join' && m.user_id !== me);
     if (!members.length) { ui.alert('Nobody else is in this room to call.'); return; }
+    if (sfuAvailable && members.length >= 2) {
+      await enterSfu(room_id, `sfu-${randomId()}`, kind);
+      return;
+    }
     if (members.length + 1 > MAX_PARTICIPANTS) {
       ui.alert(`Calls hold at most ${MAX_PARTICIPANTS} people; this room has ${members.length + 1}.`);
       return;
@@ -118,6 +128,7 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
   // Joins a call already running in the room: everyone in it gets a non-ringing invite.
   async function joinCall(room_id, conf_id, kind) {
     if (conf) return;
+    if (conf_id.startsWith('sfu-')) { await enterSfu(room_id, conf_id, kind || 'video'); return; }
     if (!(await enter(room_id, conf_id, kind || 'video'))) return;
     for (const u of rosters.get(`${room_id} ${conf_id}`) || []) await inviteTo(u, false);
   }
@@ -138,9 +149,21 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
     return true;
   }
 
+  // Enters a conference through the media server: the roster, then the media.
+  async function enterSfu(room_id, conf_id, kind) {
+    if (!(await enter(room_id, conf_id, kind))) return;
+    ui.status('Connecting…');
+    sfu = createSfuSession({ room_id, conf_id, send, media, ui });
+    try { await sfu.start(); } catch (e) {
+      ui.alert(`Could not connect the call: ${e.message}`);
+      endCall(false);
+    }
+  }
+
   function endCall(sendHangups) {
     if (!conf) return;
     const c = conf;
+    if (sfu) { sfu.close(); sfu = null; }
     for (const p of Array.from(peers.values())) {
       if (sendHangups) signal(c.room_id, 'm.call.hangup', { call_id: p.call_id, reason: 'user_hangup' });
       peers.delete(p.call_id);
@@ -332,9 +355,16 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
   // After a reconnect the server sends the roster of every running call again; drop what we
   // knew (and empty the call bar), and put this tab back into its call (the roster lost it
   // when the old socket closed).
-  function onReady() {
+  function onReady(f) {
+    sfuAvailable = !!(f && f.sfu);
     rosters.clear();
     if (conf) send({ t: 'call_join', room_id: conf.room_id, conf_id: conf.conf_id });
+    // The server ended our media with the old socket: connect it again.
+    if (sfu) {
+      sfu.close();
+      sfu = createSfuSession({ room_id: conf.room_id, conf_id: conf.conf_id, send, media, ui });
+      sfu.start().catch((e) => ui.status(`Could not reconnect the call: ${e.message}`));
+    }
     ui.clearCallBar();
   }
 
@@ -342,8 +372,21 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
   if (rendered) setRosters(currentRoom, rendered);
   showJoinButtons();
 
+  // A frame of the media server: for the session, or an error it sent. Only a refused offer
+  // ends the call (the call is full, the media server is not reachable); an answer or a tile
+  // size about someone who just left is harmless.
+  function onSfu(f) {
+    if (f.t === 'error') {
+      if (sfu && f.txn_id === 'sfu_publish') { ui.alert(`Could not join the call: ${f.message}`); endCall(false); }
+      else console.warn('chat: call:', f.message);
+      return;
+    }
+    if (sfu) sfu.onFrame(f);
+  }
+
   return {
-    onSignal, onRoster, onReady, startCall, joinCall, accept, decline, hangup: () => endCall(true),
+    onSignal, onRoster, onReady, onSfu, startCall, joinCall, accept, decline, hangup: () => endCall(true),
+    get sfu() { return sfu; },
     metadataChanged() { for (const p of peers.values()) sendMetadata(p, true); },
     get active() { return conf; },
     get ringing() { return Array.from(ringing.keys()); },

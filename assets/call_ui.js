@@ -407,8 +407,16 @@ export function createCallUi({ displayName, currentRoom, media, actions }) {
     });
   }
 
+  // The people the media server hears speaking: their tiles marked (the layout may follow).
+  function speakers(users) {
+    if (!ui) return;
+    for (const t of ui.grid.querySelectorAll('.tile:not(.self)')) {
+      t.classList.toggle('active-speaker', users.includes(t.dataset.user));
+    }
+  }
+
   return {
     ready, status, alert: alertUser, ring, unring, tile, play, quality, show, hide, connected, remoteState,
-    placeCallBar, clearCallBar, showJoinButtons, renderedRosters, setupButtons,
+    placeCallBar, clearCallBar, showJoinButtons, renderedRosters, setupButtons, speakers, layout,
   };
 }

@@ -169,9 +169,9 @@ fn frame_of(t: &str, stored: &StoredEvent) -> String {
     frame.to_string()
 }
 
-/// `ready`: catch-up is complete; live frames follow.
-pub fn ready(pos: u64) -> String {
-    json!({ "t": "ready", "pos": pos }).to_string()
+/// `ready`: catch-up is complete (up to `pos`); live frames follow. `sfu` says whether room calls can go through the media server.
+pub fn ready(pos: u64, sfu: bool) -> String {
+    json!({ "t": "ready", "pos": pos, "sfu": sfu }).to_string()
 }
 
 /// `resync`: too much was missed to replay; reload from the store (e.g. reload the page).

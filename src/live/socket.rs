@@ -181,7 +181,7 @@ async fn run(state: LiveState, session: Session, mut conn: Conn, since: Option<u
         }
         None => link.last = state.store.stream_pos()?,
     }
-    link.send(frames::ready(link.last)).await?;
+    link.send(frames::ready(link.last, state.sfu.is_some())).await?;
     for frame in state.hub.presence_snapshot(&user) {
         link.send(frame).await?;
     }
@@ -440,7 +440,7 @@ async fn handle(
         }
         ClientFrame::SfuPublish { room_id, conf_id, sdp, screens } => {
             let Ok(permit) = in_flight.clone().try_acquire_owned() else {
-                let _ = reply_tx.try_send(frames::error(Some("sfu"), &Error::TooManyRequests(1)));
+                let _ = reply_tx.try_send(frames::error(Some("sfu_publish"), &Error::TooManyRequests(1)));
                 return;
             };
             let checked = media_server(state, session, conn, &room_id, &conf_id);
@@ -454,13 +454,13 @@ async fn handle(
                     }),
                     Err(e) => Err(e),
                 };
-                let _ = reply_tx.send(out.unwrap_or_else(|e| frames::error(Some("sfu"), &e))).await;
+                let _ = reply_tx.send(out.unwrap_or_else(|e| frames::error(Some("sfu_publish"), &e))).await;
                 drop(permit);
             });
         }
         ClientFrame::SfuAnswer { room_id, conf_id, sdp } => {
             let Ok(permit) = in_flight.clone().try_acquire_owned() else {
-                let _ = reply_tx.try_send(frames::error(Some("sfu"), &Error::TooManyRequests(1)));
+                let _ = reply_tx.try_send(frames::error(Some("sfu_answer"), &Error::TooManyRequests(1)));
                 return;
             };
             let checked = media_server(state, session, conn, &room_id, &conf_id);
@@ -471,7 +471,7 @@ async fn handle(
                     Err(e) => Err(e),
                 };
                 if let Err(e) = out {
-                    let _ = reply_tx.send(frames::error(Some("sfu"), &e)).await;
+                    let _ = reply_tx.send(frames::error(Some("sfu_answer"), &e)).await;
                 }
                 drop(permit);
             });
@@ -480,7 +480,7 @@ async fn handle(
             let out = media_server(state, session, conn, &room_id, &conf_id)
                 .and_then(|(sfu, tab)| sfu.show(&tab, &stream_id, height));
             if let Err(e) = out {
-                let _ = reply_tx.try_send(frames::error(Some("sfu"), &e));
+                let _ = reply_tx.try_send(frames::error(Some("sfu_show"), &e));
             }
         }
         ClientFrame::Read { room_id, pos } => {

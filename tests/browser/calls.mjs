@@ -5,7 +5,7 @@
 //
 // Scenarios: Ana calls Ben and Ben accepts (frames decoded through relay/relay pairs, Ben's
 // second tab stops ringing, Ben hangs up); Ben declines; nobody answers (missed call); the caller
-// hangs up; a three-person mesh where each receives two video streams.
+// hangs up; three people through the server's media server, each receiving two video streams.
 import { launchForCalls, mediaFlows } from './media.mjs';
 import { mkdirSync } from 'node:fs';
 
@@ -26,6 +26,7 @@ async function tab(ctx, name, url) {
   const page = await ctx.newPage();
   page.on('pageerror', (e) => errors.push(`${name}: page error: ${e.message}`));
   page.on('dialog', (d) => errors.push(`${name}: dialog: ${d.message()}`));
+  page.on('console', (m) => { if (m.type() === 'warning' || m.type() === 'error') log(`${name} console: ${m.text()}`); });
   if (url) {
     await page.goto(url);
     await page.waitForSelector('#conn[data-state="live"]', { timeout });
@@ -148,31 +149,39 @@ try {
   await ana.page.click('#call button.hangup');
   await callEnded(ben);
 
-  // 5. Three people: Cy joins the room; Ana calls; Ben and Cy accept; each receives two streams.
-  log('call 5: mesh of three');
+  // 5. Three people: the room's call goes through the server's media server. Ana starts it
+  // (nobody rings), Ben and Cy join from the room's call bar, each receives the two others'
+  // video from the server (relay/relay pairs to it).
+  log('call 5: three people through the media server');
   await cy.page.goto(roomUrl);
   await Promise.all([cy.page.waitForURL(roomUrl), cy.page.click('button:has-text("Join room")')]);
   await cy.page.waitForSelector('#conn[data-state="live"]', { timeout });
   await ana.page.waitForSelector('#members li:has-text("cy")', { state: 'attached', timeout });
   await clickCall(ana);
-  await accept(ben);
-  await ben.page.waitForSelector('#callbar:has-text("In call")', { state: 'attached', timeout });
-  await accept(cy);
-  const mesh = await Promise.all([mediaFlows(ana, 2), mediaFlows(ben, 2), mediaFlows(cy, 2)]);
-  log(`mesh frames: ${mesh.map((s) => s.map((x) => x.framesDecoded).join('/')).join(', ')}`);
-  await cy.page.screenshot({ path: `${shots}/call-mesh-cy.png` });
-  // The room shows who is in the call; Cy leaves and the others keep talking.
+  if (!(await ana.page.evaluate(() => window.chatCalls.throughServer))) fail('a call of three did not use the media server');
+  await ana.page.waitForSelector('#call .status:text-is("Waiting for others to join…")', { timeout });
+  for (const p of [ben, cy]) {
+    await p.page.waitForSelector('#callbar button.join:not([hidden])', { timeout });
+    await p.page.click('#callbar button.join');
+    await p.page.waitForSelector('#call', { timeout });
+  }
+  const viaServer = (p, n) => mediaFlows(p, n, 'host');
+  const three = await Promise.all([viaServer(ana, 2), viaServer(ben, 2), viaServer(cy, 2)]);
+  log(`frames through the media server: ${three.map((s) => s.map((x) => x.framesDecoded).join('/')).join(', ')}`);
+  if (await ben.page.locator('#ringing').count() !== 0) fail('a call through the media server rang');
+  await cy.page.screenshot({ path: `${shots}/call-sfu-cy.png` });
+  // The room shows who is in the call; Cy leaves and the others keep talking, Cy's tile gone.
   await benOther.goto(roomUrl);
   await benOther.waitForSelector('#callbar:not([hidden]):has-text("ana")', { timeout });
   await cy.page.click('#call button.hangup');
   await callEnded(cy);
-  await mediaFlows(ana, 1);
-  // Cy joins the call in progress from the room's call bar; the others accept without ringing.
+  await ana.page.waitForSelector('#call .tile[data-user^="@cy:"]', { state: 'detached', timeout });
+  await viaServer(ana, 1);
+  // Cy joins again from the call bar.
   await cy.page.click('#callbar button.join');
   await cy.page.waitForSelector('#call', { timeout });
-  await Promise.all([mediaFlows(ana, 2), mediaFlows(ben, 2), mediaFlows(cy, 2)]);
-  if (await ben.page.locator('#ringing').count() !== 0) fail('a join into a running call rang');
-  // Screen share replaces the camera track on every connection, and back.
+  await Promise.all([viaServer(ana, 2), viaServer(ben, 2), viaServer(cy, 2)]);
+  // Screen share replaces the camera on the connection to the server, and back.
   const label = () => ana.page.evaluate(() => window.chatCalls.senderLabels());
   const camera = await label();
   await ana.page.click('#call button.share');
@@ -182,10 +191,10 @@ try {
   await ana.page.click('#call button.share');
   await ana.page.waitForSelector('#call button.share[aria-pressed="false"]', { timeout });
   if (JSON.stringify(await label()) !== JSON.stringify(camera)) fail('the camera did not come back after sharing');
-  await cy.page.click('#call button.hangup');
-  await callEnded(cy);
-  await ana.page.click('#call button.hangup');
-  await callEnded(ben);
+  for (const p of [cy, ana, ben]) {
+    await p.page.click('#call button.hangup');
+    await callEnded(p);
+  }
   await benOther.waitForSelector('#callbar[hidden]', { state: 'attached', timeout });
 
   if (errors.length) fail(errors.join('\n'));

@@ -17,13 +17,14 @@ export function launchForCalls() {
 
 // Waits until every peer connection of `p.page` (there must be `peersWanted`) has decoded >= 30
 // video frames over a relay/relay candidate pair and its received bytes keep growing; returns
-// the stats. Throws otherwise (after 30 s).
-export async function mediaFlows(p, peersWanted) {
+// the stats. Throws otherwise (after 30 s). Through the media server the remote candidate is
+// the server's own (`remoteType` "host"): our relay carries the media to it.
+export async function mediaFlows(p, peersWanted, remoteType = 'relay') {
   const deadline = Date.now() + 30000;
   let last = null;
   while (Date.now() < deadline) {
     const s = await p.page.evaluate(() => window.chatCalls.stats());
-    if (s.length === peersWanted && s.every((x) => x.framesDecoded >= 30 && x.localType === 'relay' && x.remoteType === 'relay')) {
+    if (s.length === peersWanted && s.every((x) => x.framesDecoded >= 30 && x.localType === 'relay' && x.remoteType === remoteType)) {
       await p.page.waitForTimeout(1000);
       const again = await p.page.evaluate(() => window.chatCalls.stats());
       for (const x of again) {
@@ -35,5 +36,6 @@ export async function mediaFlows(p, peersWanted) {
     last = s;
     await p.page.waitForTimeout(500);
   }
-  throw new Error(`${p.name}: media did not flow through the relay: ${JSON.stringify(last)}`);
+  const debug = await p.page.evaluate(() => window.chatCalls.debug && window.chatCalls.debug());
+  throw new Error(`${p.name}: media did not flow through the relay: ${JSON.stringify(last)} ${debug ? JSON.stringify(debug) : ''}`);
 }

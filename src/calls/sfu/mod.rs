@@ -158,6 +158,9 @@ pub struct Member {
     negotiation: tokio::sync::Mutex<Negotiation>,
     audio_level_id: Mutex<Option<u8>>,
     screens: Mutex<Vec<String>>,
+    /// The tile heights asked for, by stream id (a camera that arrives after the microphone
+    /// starts at its tile's size).
+    heights: Mutex<HashMap<String, u32>>,
     gone: CancellationToken,
 }
 
@@ -237,6 +240,9 @@ pub struct Down {
     height: AtomicU64,
     rtcp_started: AtomicBool,
 }
+
+/// The tile height a stream is sent for until the receiver says (the middle layer).
+const DEFAULT_HEIGHT: u32 = 360;
 
 /// Packets queued to one receiver's stream before the oldest are dropped.
 const DOWN_QUEUE: usize = 512;
@@ -365,6 +371,7 @@ impl Sfu {
             negotiation: tokio::sync::Mutex::new(Negotiation::default()),
             audio_level_id: Mutex::new(None),
             screens: Mutex::new(Vec::new()),
+            heights: Mutex::new(HashMap::new()),
             gone: CancellationToken::new(),
         });
         let _ = relay.member.set(Arc::downgrade(&member));
@@ -427,7 +434,8 @@ impl Sfu {
             }
         };
         let (tx, mut rx) = mpsc::channel::<rtp::Packet>(DOWN_QUEUE);
-        let first = if video { forward::layer_for_height(360) } else { Some(0) };
+        let height = lock(&member.heights).get(&source.stream_id).copied().unwrap_or(DEFAULT_HEIGHT);
+        let first = if video { forward::layer_for_height(height) } else { Some(0) };
         let down = Arc::new(Down {
             source: Arc::downgrade(source),
             ssrc,
@@ -437,7 +445,7 @@ impl Sfu {
             want: AtomicUsize::new(first.unwrap_or(NONE)),
             current: AtomicUsize::new(NONE),
             munger: Mutex::new(Munger::default()),
-            height: AtomicU64::new(360),
+            height: AtomicU64::new(u64::from(height)),
             rtcp_started: AtomicBool::new(false),
         });
         lock(&member.downs).insert(source.id, (down.clone(), sender));
@@ -547,17 +555,23 @@ impl Sfu {
     /// (nothing is forwarded). The layer follows at the next tick.
     pub fn show(&self, tab: &Tab, stream_id: &str, height: u32) -> Result<()> {
         let (_, member) = self.member(tab).ok_or_else(not_in_call)?;
+        let height = height.min(4320);
         let downs = lock(&member.downs);
         let mut found = false;
         for (d, _) in downs.values() {
-            if d.video && d.source.upgrade().is_some_and(|s| s.stream_id == stream_id) {
-                d.height.store(u64::from(height.min(4320)), Ordering::Relaxed);
+            if d.source.upgrade().is_some_and(|s| s.stream_id == stream_id) {
                 found = true;
+                if d.video {
+                    d.height.store(u64::from(height), Ordering::Relaxed);
+                }
             }
         }
         if !found {
             return Err(Error::NotFound("no such stream in this call".into()));
         }
+        let mut heights = lock(&member.heights);
+        heights.retain(|id, _| downs.values().any(|(d, _)| d.source.upgrade().is_some_and(|s| &s.stream_id == id)));
+        heights.insert(stream_id.to_string(), height);
         Ok(())
     }
 
