@@ -65,6 +65,8 @@ export function createCalls({ me, send, displayName, currentRoom }) {
       if (signalling.sfu) return signalling.sfu.stats();
       return Promise.all(signalling.peers().map(async (p) => ({ user: p.user, ...(await media.stats(p.pc)) })));
     },
+    // The connection sending to the media server (diagnostics).
+    publishConnection() { return signalling.sfu ? signalling.sfu.publish : null; },
     // The media server session's state (diagnostics).
     debug() { return signalling.sfu ? signalling.sfu.debug() : null; },
     // Whether the call goes through the media server (tests and diagnostics).

@@ -35,6 +35,7 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
   let conf = null; // { room_id, conf_id, media }
   let sfu = null; // the media server session of an "sfu-" conference
   let sfuAvailable = false; // the server runs a media server (its `ready` frame says)
+  let rejoining = false; // back from a reconnect, not yet on the call's roster again
   let endNote = null; // why a call nobody took ended ("Ben declined the call")
   let connectedOnce = false; // someone answered in this conference
   let txn = 0;
@@ -153,6 +154,7 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
   async function enterSfu(room_id, conf_id, kind) {
     if (!(await enter(room_id, conf_id, kind))) return;
     ui.status('Connecting…');
+    rejoining = true; // until the roster shows us in it
     sfu = createSfuSession({ room_id, conf_id, send, media, ui });
     try { await sfu.start(); } catch (e) {
       ui.alert(`Could not connect the call: ${e.message}`);
@@ -329,6 +331,14 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
   // A `call_roster` frame: who is in each of a room's calls, and its call bar (server-rendered).
   function onRoster(f) {
     setRosters(f.room_id, f.calls);
+    // Through the media server, the roster is the call: a tab taken off it (removed from the
+    // room, or the server ended its media) is out of the call. After a reconnect the tab
+    // is off it until its call_join is through.
+    if (sfu && conf && conf.room_id === f.room_id) {
+      const inIt = (rosters.get(`${conf.room_id} ${conf.conf_id}`) || []).includes(me);
+      if (inIt) rejoining = false;
+      else if (!rejoining) { endCall(false); return; }
+    }
     // Someone whose tab vanished is dropped from the mesh once their media stops too (a
     // reconnecting WebSocket alone does not end a call).
     if (conf && conf.room_id === f.room_id) {
@@ -361,6 +371,7 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
     if (conf) send({ t: 'call_join', room_id: conf.room_id, conf_id: conf.conf_id });
     // The server ended our media with the old socket: connect it again.
     if (sfu) {
+      rejoining = true;
       sfu.close();
       sfu = createSfuSession({ room_id: conf.room_id, conf_id: conf.conf_id, send, media, ui });
       sfu.start().catch((e) => ui.status(`Could not reconnect the call: ${e.message}`));

@@ -131,6 +131,14 @@ async fn video_calls_through_our_turn_relay() {
     s.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_of_five_through_the_media_server() {
+    let s = TestServer::start().await;
+    let url = s.url.clone();
+    tokio::task::spawn_blocking(move || run_script("group_call.mjs", &url)).await.unwrap();
+    s.stop().await;
+}
+
 #[test]
 fn messages_typed_while_the_server_is_down_arrive_exactly_once() {
     use std::io::{BufRead, BufReader, Write};

@@ -19,12 +19,12 @@ export function launchForCalls() {
 // video frames over a relay/relay candidate pair and its received bytes keep growing; returns
 // the stats. Throws otherwise (after 30 s). Through the media server the remote candidate is
 // the server's own (`remoteType` "host"): our relay carries the media to it.
-export async function mediaFlows(p, peersWanted, remoteType = 'relay') {
+export async function mediaFlows(p, peersWanted, remoteType = 'relay', localType = 'relay') {
   const deadline = Date.now() + 30000;
   let last = null;
   while (Date.now() < deadline) {
     const s = await p.page.evaluate(() => window.chatCalls.stats());
-    if (s.length === peersWanted && s.every((x) => x.framesDecoded >= 30 && x.localType === 'relay' && x.remoteType === remoteType)) {
+    if (s.length === peersWanted && s.every((x) => x.framesDecoded >= 30 && x.localType === localType && x.remoteType === remoteType)) {
       await p.page.waitForTimeout(1000);
       const again = await p.page.evaluate(() => window.chatCalls.stats());
       for (const x of again) {
