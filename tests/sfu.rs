@@ -84,6 +84,13 @@ async fn the_media_server_forwards_picks_layers_and_passes_keyframe_requests() {
     c.set_loudness(0);
     until("nobody speaks", || a.speakers().is_empty()).await;
 
+    // The administration page lists the call in progress.
+    let o = common::cli_async(&s.dir, &["admin", "user", "make-admin", "ana"], None).await;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let admin = s.http.get(format!("{}/admin", s.url)).header("cookie", format!("chat_token={}", ana.token));
+    let html = admin.send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("Calls in progress (1)") && html.contains("General") && html.contains(&cy.id), "{html}");
+
     // Latency added by the server on loopback stays small.
     let mut delays = a.from(&cy.id, "camera").unwrap().delays_us;
     delays.sort_unstable();

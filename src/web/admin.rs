@@ -55,7 +55,9 @@ fn render(state: &AppState, me: &Session, notice: Notice) -> Response {
                 _ => axum::http::StatusCode::OK,
             };
             let peers = federation_peers(state);
-            (status, Html(admin_page(me.user.as_str(), &users, &rooms, &peers, &notice).into_string())).into_response()
+            let calls = state.live.sfu.as_ref().map(|s| s.figures());
+            let page = admin_page(me.user.as_str(), &users, &rooms, &peers, calls.as_ref(), &notice);
+            (status, Html(page.into_string())).into_response()
         }
         Err(e) => error_response(e),
     }
@@ -238,7 +240,36 @@ fn ago(ms: u64) -> String {
     }
 }
 
-fn admin_page(me: &str, users: &[UserInfo], rooms: &[RoomInfo], peers: &[PeerInfo], notice: &Notice) -> Markup {
+/// A length of time in seconds as "M:SS" or "H:MM:SS".
+fn clock(secs: u64) -> String {
+    match secs {
+        0..3600 => format!("{}:{:02}", secs / 60, secs % 60),
+        _ => format!("{}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60),
+    }
+}
+
+fn admin_page(
+    me: &str,
+    users: &[UserInfo],
+    rooms: &[RoomInfo],
+    peers: &[PeerInfo],
+    calls: Option<&crate::calls::sfu::Figures>,
+    notice: &Notice,
+) -> Markup {
+    let room_name = |id: &str| {
+        rooms.iter().find(|r| r.room_id == id).map_or_else(
+            || id.to_string(),
+            |r| {
+                if r.direct {
+                    "(direct)".to_string()
+                } else if r.name.is_empty() {
+                    "(unnamed)".to_string()
+                } else {
+                    r.name.clone()
+                }
+            },
+        )
+    };
     let yes = |b: bool| if b { "yes" } else { "no" };
     layout(
         "Server administration",
@@ -322,6 +353,33 @@ fn admin_page(me: &str, users: &[UserInfo], rooms: &[RoomInfo], peers: &[PeerInf
                                         data-confirm-action="Delete room" {
                                         label.check { input type="checkbox" name="confirm" value="yes" required; " sure" }
                                         button.danger.small type="submit" { "Delete room and history" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                @if let Some(f) = calls {
+                    h2 { "Calls in progress (" (f.calls) ")" }
+                    p.muted {
+                        (f.participants) " people in calls, " (f.forward_bps / 1000) " kbit/s forwarded now; "
+                        (f.lost_upstream) " of " (f.received_packets) " packets from senders lost on the way."
+                    }
+                    @if !f.each.is_empty() {
+                        table #calls {
+                            thead { tr { th { "Room" } th { "People" } th { "Running" } } }
+                            tbody {
+                                @for (room, conf, people, secs) in &f.each {
+                                    tr data-room-id=(room) data-conf-id=(conf) {
+                                        td.key data-label="Room" { (room_name(room.as_str())) }
+                                        td data-label="People" {
+                                            (people.len()) ": "
+                                            @for (i, u) in people.iter().enumerate() {
+                                                @if i > 0 { ", " }
+                                                (u.as_str())
+                                            }
+                                        }
+                                        td data-label="Running" { (clock(*secs)) }
                                     }
                                 }
                             }
