@@ -126,6 +126,7 @@ impl PeerConnectionEventHandler for Subscriber {
         let started = self.started;
         tokio::spawn(async move {
             let stream = track.track_id().await;
+            let video = track.kind().await == RtpCodecKind::Video;
             shared.tracks.lock().unwrap().insert(stream.clone(), track.clone());
             while let Some(ev) = track.poll().await {
                 let TrackRemoteEvent::OnRtpPacket(p) = ev else { continue };
@@ -142,7 +143,7 @@ impl PeerConnectionEventHandler for Subscriber {
                     r.seq_gaps += 1;
                 }
                 r.last_seq = Some(p.header.sequence_number);
-                if let Some((layer, key, sent)) = read_synthetic(&p.payload) {
+                if let Some((layer, key, sent)) = read_synthetic(&p.payload).filter(|_| video) {
                     r.by_layer[layer] += 1;
                     r.last_layer = Some(layer);
                     r.keyframes += u64::from(key);
@@ -326,7 +327,9 @@ impl MediaPeer {
     /// publishing; `layers` says how many simulcast layers it sends (1 to 3), `audio` whether it
     /// sends a microphone.
     pub async fn join(mut ws: Ws, room: &str, conf: &str, layers: usize, audio: bool) -> Result<MediaPeer, Value> {
-        let started = Instant::now();
+        // One clock for every peer of the process, so a receiver can time a sender's packet.
+        static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        let started = *EPOCH.get_or_init(Instant::now);
         let shared = Arc::new(Shared::default());
         let stop = tokio_util::sync::CancellationToken::new();
         let (pub_gathered_tx, mut pub_gathered) = watch::channel(false);
@@ -396,12 +399,19 @@ impl MediaPeer {
                                         names.insert(id.clone(), (text("user_id"), text("purpose"), text("stream_id")));
                                     }
                                     *shared.names.lock().unwrap() = names;
-                                    let offer = RTCSessionDescription::offer(f["sdp"].as_str().unwrap().to_string()).unwrap();
-                                    subscribe.set_remote_description(offer).await.unwrap();
-                                    let answer = subscribe.create_answer(None).await.unwrap();
-                                    subscribe.set_local_description(answer).await.unwrap();
-                                    let _ = tokio::time::timeout(Duration::from_secs(5), gathered.wait_for(|g| *g)).await;
-                                    let sdp = subscribe.local_description().await.unwrap().sdp;
+                                    let answer = async {
+                                        let offer = RTCSessionDescription::offer(f["sdp"].as_str().unwrap_or_default().to_string())?;
+                                        subscribe.set_remote_description(offer).await?;
+                                        let answer = subscribe.create_answer(None).await?;
+                                        subscribe.set_local_description(answer).await?;
+                                        let _ = tokio::time::timeout(Duration::from_secs(5), gathered.wait_for(|g| *g)).await;
+                                        Ok::<_, webrtc::error::Error>(subscribe.local_description().await.map(|d| d.sdp).unwrap_or_default())
+                                    };
+                                    let sdp = match answer.await {
+                                        Ok(sdp) => sdp,
+                                        // Closing while an offer is handled.
+                                        Err(e) => { shared.errors.lock().unwrap().push(json!({ "local": e.to_string() })); continue; }
+                                    };
                                     shared.offers.fetch_add(1, Ordering::Relaxed);
                                     ws.send(json!({ "t": "sfu_answer", "room_id": room, "conf_id": conf, "sdp": sdp })).await;
                                 }
