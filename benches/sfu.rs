@@ -11,6 +11,7 @@
 //! share of packets missing at the receivers (sequence gaps).
 //!
 //! Run: `cargo build --release && cargo bench --bench sfu -- --people 8 --seconds 10`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
 
