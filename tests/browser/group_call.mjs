@@ -84,6 +84,17 @@ try {
     if (!(after[u] && after[u].framesDecoded > s.framesDecoded)) fail(`ana: frames from ${u} stopped`);
   }
   await ana.page.screenshot({ path: `${shots}/call-five-ana.png` });
+  // The call screen at desktop and phone sizes, light and dark.
+  for (const [w, h, size] of [[1366, 800, 'desktop'], [390, 844, 'phone']]) {
+    await ana.page.setViewportSize({ width: w, height: h });
+    for (const scheme of ['light', 'dark']) {
+      await ana.page.emulateMedia({ colorScheme: scheme });
+      await ana.page.waitForTimeout(400);
+      await ana.page.screenshot({ path: `${shots}/design-call-five-${size}-${scheme}.png` });
+    }
+  }
+  await ana.page.setViewportSize({ width: 1000, height: 700 });
+  await ana.page.emulateMedia({ colorScheme: 'light' });
 
   // The layer follows the tile: Ana shrinks Ben's tile to a thumbnail (a lower layer), then
   // makes it large (back up; the full layer only when Ben's browser sends it and the estimate
