@@ -179,6 +179,8 @@ async fn a_call_holds_the_configured_number_of_people() {
     let ws = s.ws(&cy, None).await;
     let full = MediaPeer::join(ws, &room, "conf1", 1, false).await.err().expect("the third is refused");
     assert!(full["message"].as_str().unwrap().contains("full"), "{full}");
+    // Stopping the server with a call running ends its media and returns.
+    tokio::time::timeout(Duration::from_secs(15), s.stop()).await.expect("the server stops with a call running");
     a.leave().await;
     b.leave().await;
 }

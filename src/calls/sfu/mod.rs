@@ -889,7 +889,18 @@ async fn tick_call(call: Weak<Call>, shutdown: CancellationToken) {
             None => return,
         };
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => {
+                // The server stops: end everyone's media, so the call's tasks end too.
+                if let Some(call) = call.upgrade()
+                    && let Some(sfu) = call.sfu.upgrade().map(Sfu)
+                {
+                    let members = lock(&call.members).clone();
+                    for m in members {
+                        sfu.remove(&call, &m).await;
+                    }
+                }
+                return;
+            }
             _ = ended.cancelled() => return,
             _ = tick.tick() => {}
         }
