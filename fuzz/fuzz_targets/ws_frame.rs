@@ -60,6 +60,18 @@ fn in_call(hub: &Hub, conn: &Conn, room_id: &str, conf_id: &str, joined: bool) {
     }
 }
 
+/// What the server checks before a media server frame reaches the media server: the
+/// conference id, the room, and this tab on the call's roster.
+fn on_roster(hub: &Hub, conn: &Conn, room_id: &str, conf_id: &str) -> Result<(), Error> {
+    chat::calls::check_conf_id(conf_id)?;
+    let rid = RoomId::parse(room_id).map_err(|_| not_member())?;
+    if !hub.in_call(conn.id(), &rid, conf_id) {
+        return Err(Error::Forbidden("join the call first (call_join)".into()));
+    }
+    assert!(room_id == ROOM_A || room_id == ROOM_B, "a call in {room_id:?}");
+    Ok(())
+}
+
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let server = ServerName::parse("chat.test").expect("a valid server name");
@@ -131,6 +143,27 @@ fuzz_target!(|data: &[u8]| {
             ClientFrame::Read { room_id, .. } => {
                 if let Err(e) = RoomId::parse(&room_id) {
                     refused(None, &e);
+                }
+            }
+            // The media server's frames: the checks before the media server is asked (a
+            // conference id, the room, the tab on the call's roster), then the description.
+            ClientFrame::SfuPublish { room_id, conf_id, sdp, .. } => {
+                let out = on_roster(&hub, &ana, &room_id, &conf_id)
+                    .and_then(|()| chat::calls::sfu::description(true, sdp).map(|_| ()));
+                if let Err(e) = out {
+                    refused(Some("sfu_publish"), &e);
+                }
+            }
+            ClientFrame::SfuAnswer { room_id, conf_id, sdp } => {
+                let out = on_roster(&hub, &ana, &room_id, &conf_id)
+                    .and_then(|()| chat::calls::sfu::description(false, sdp).map(|_| ()));
+                if let Err(e) = out {
+                    refused(Some("sfu_answer"), &e);
+                }
+            }
+            ClientFrame::SfuShow { room_id, conf_id, .. } => {
+                if let Err(e) = on_roster(&hub, &ana, &room_id, &conf_id) {
+                    refused(Some("sfu_show"), &e);
                 }
             }
         }

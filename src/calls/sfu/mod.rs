@@ -296,13 +296,10 @@ impl Sfu {
         screens: Vec<String>,
         out: &mpsc::Sender<String>,
     ) -> Result<String> {
-        if sdp.len() > crate::calls::MAX_SDP {
-            return Err(Error::TooLarge(format!("sdp must be at most {} bytes", crate::calls::MAX_SDP)));
-        }
         if screens.len() > 4 || screens.iter().any(|s| s.len() > 255) {
             return Err(Error::bad("screens names at most 4 track ids"));
         }
-        let offer = RTCSessionDescription::offer(sdp).map_err(|e| Error::bad(format!("sdp: {e}")))?;
+        let offer = description(true, sdp)?;
         let member = match self.member(tab) {
             Some((_, m)) => m,
             None => self.add_member(user, tab, out).await?,
@@ -525,11 +522,8 @@ impl Sfu {
 
     /// The participant's answer to the server's last offer on its subscribe connection.
     pub async fn answer(&self, tab: &Tab, sdp: String) -> Result<()> {
-        if sdp.len() > crate::calls::MAX_SDP {
-            return Err(Error::TooLarge(format!("sdp must be at most {} bytes", crate::calls::MAX_SDP)));
-        }
+        let answer = description(false, sdp)?;
         let (_, member) = self.member(tab).ok_or_else(not_in_call)?;
-        let answer = RTCSessionDescription::answer(sdp).map_err(|e| Error::bad(format!("sdp: {e}")))?;
         let again = {
             let mut neg = member.negotiation.lock().await;
             if !neg.offered {
@@ -842,6 +836,16 @@ impl Sfu {
     }
 }
 
+/// A client's offer (`offer`) or answer, checked for size and parsed. Public for the
+/// `ws_frame` fuzz target.
+pub fn description(offer: bool, sdp: String) -> Result<RTCSessionDescription> {
+    if sdp.len() > crate::calls::MAX_SDP {
+        return Err(Error::TooLarge(format!("sdp must be at most {} bytes", crate::calls::MAX_SDP)));
+    }
+    let parsed = if offer { RTCSessionDescription::offer(sdp) } else { RTCSessionDescription::answer(sdp) };
+    parsed.map_err(|e| Error::bad(format!("sdp: {e}")))
+}
+
 fn not_in_call() -> Error {
     Error::NotFound("you are not in this call".into())
 }
@@ -1026,5 +1030,20 @@ impl Events for Relay {
         if let Some(call) = member.call.upgrade() {
             sfu.clone().spawn(async move { sfu.remove(&call, &member).await });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_are_checked_without_panicking() {
+        for bad in ["", "v=0", "not sdp", "v=0\r\nm=video 9\r\n", "v=0\r\na=extmap:99999999999 x\r\n", "\u{0}\u{ffff}"]
+        {
+            let _ = description(true, bad.to_string());
+            let _ = description(false, bad.to_string());
+        }
+        assert!(matches!(description(true, "v=0\r\n".repeat(6000)), Err(Error::TooLarge(_))));
     }
 }
