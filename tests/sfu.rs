@@ -148,6 +148,19 @@ async fn only_people_on_the_calls_roster_publish_and_removal_ends_their_media() 
         let f = ws.next_of("error").await;
         assert_eq!(f["t"], "error", "{frame}: {f}");
     }
+    // Media server frames have their own rate limit per connection.
+    for _ in 0..60 {
+        ws.send(json!({ "t": "sfu_show", "room_id": room, "conf_id": "conf1", "stream_id": "m1", "height": 100 }))
+            .await;
+    }
+    let mut limited = 0;
+    while let Some(f) = ws.try_next(Duration::from_secs(2)).await {
+        if f["t"] == "error" && f["error"] == "rate_limited" {
+            assert_eq!(f["txn_id"], "sfu_show", "{f}");
+            limited += 1;
+        }
+    }
+    assert!(limited >= 10, "{limited} of 60 frames in a moment were limited");
     drop(ws);
 
     // Two in a call; ana removes ben from the room and his media ends.

@@ -401,8 +401,20 @@ impl Binary {
         args.extend(extra.iter().map(std::ffi::OsStr::new));
         args.extend(["--listen".as_ref(), listen.as_ref(), "--data-dir".as_ref(), dir.as_os_str()]);
         let envs = [("CHAT_LOG", "off"), ("CHAT_TURN_LISTEN", "127.0.0.1:0"), ("CHAT_METRICS_LISTEN", "127.0.0.1:0")];
-        let (child, url) = spawn_serve(&chat_bin(), &args, &envs).expect("server did not start");
-        Binary { child, url }
+        // A restart on a fixed port (crash and outage tests) can find it taken for a moment, by
+        // another test's outgoing connection that got it as its ephemeral port: try again.
+        let mut tries = 0;
+        loop {
+            match spawn_serve(&chat_bin(), &args, &envs) {
+                Ok((child, url)) => return Binary { child, url },
+                Err(e) if tries < 20 && !listen.ends_with(":0") => {
+                    tries += 1;
+                    eprintln!("server did not start ({e}), trying again");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(e) => panic!("server did not start: {e}"),
+            }
+        }
     }
 
     /// SIGKILL, and wait for the process to go.

@@ -80,6 +80,9 @@ pub struct SfuInner {
     next_id: AtomicU64,
     stats: Stats,
     tasks: TaskTracker,
+    /// Held while a tab becomes a participant: two offers of one tab at once make one
+    /// participant, and the limits count exactly.
+    joining: tokio::sync::Mutex<()>,
     /// The runtime its tasks run on (the hub tells it of departures from the publisher thread).
     runtime: tokio::runtime::Handle,
     shutdown: CancellationToken,
@@ -264,6 +267,7 @@ impl Sfu {
             next_id: AtomicU64::new(1),
             stats: Stats::default(),
             tasks,
+            joining: tokio::sync::Mutex::new(()),
             runtime: tokio::runtime::Handle::current(),
             shutdown,
         })
@@ -300,9 +304,12 @@ impl Sfu {
             return Err(Error::bad("screens names at most 4 track ids"));
         }
         let offer = description(true, sdp)?;
-        let member = match self.member(tab) {
-            Some((_, m)) => m,
-            None => self.add_member(user, tab, out).await?,
+        let member = {
+            let _joining = self.joining.lock().await;
+            match self.member(tab) {
+                Some((_, m)) => m,
+                None => self.add_member(user, tab, out).await?,
+            }
         };
         *lock(&member.screens) = screens;
         *lock(&member.audio_level_id) = peer::audio_level_id(&offer.sdp);
