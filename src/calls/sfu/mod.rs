@@ -83,6 +83,8 @@ pub struct SfuInner {
     /// Held while a tab becomes a participant: two offers of one tab at once make one
     /// participant, and the limits count exactly.
     joining: tokio::sync::Mutex<()>,
+    /// When it started (the clock of the loss window).
+    started: Instant,
     /// The runtime its tasks run on (the hub tells it of departures from the publisher thread).
     runtime: tokio::runtime::Handle,
     shutdown: CancellationToken,
@@ -102,8 +104,10 @@ struct Stats {
     lost_upstream: AtomicU64,
     /// Packets received from publishers.
     received_packets: AtomicU64,
-    /// Loss reported by receivers, the largest fraction in the last tick, in 1/256.
+    /// Loss reported by receivers: the largest fraction in the current window, in 1/256.
     loss_downstream: AtomicU64,
+    /// When the loss window started, ms after `started`.
+    loss_since: AtomicU64,
 }
 
 /// What `/metrics` and the admin page show of the media server.
@@ -129,7 +133,7 @@ pub struct Figures {
     pub received_packets: u64,
     /// Packets lost on the way from publishers, total.
     pub lost_upstream: u64,
-    /// The worst loss a receiver reported in the last second, percent.
+    /// The worst loss a receiver reported lately (the last 5 to 10 s), percent.
     pub loss_downstream_percent: f64,
     /// Each call: room, conference id, participants, seconds running.
     pub each: Vec<(RoomId, String, Vec<UserId>, u64)>,
@@ -213,8 +217,6 @@ pub struct Source {
     last_pli: Mutex<[Option<Instant>; LAYERS]>,
     /// Smoothed loudness 0–127 (audio).
     level: AtomicU8,
-    /// Muted by the host: not forwarded.
-    muted: AtomicBool,
 }
 
 impl Source {
@@ -247,6 +249,9 @@ pub struct Down {
 /// The tile height a stream is sent for until the receiver says (the middle layer).
 const DEFAULT_HEIGHT: u32 = 360;
 
+/// The window of the downstream loss gauge, ms.
+const LOSS_WINDOW_MS: u64 = 5_000;
+
 /// Packets queued to one receiver's stream before the oldest are dropped.
 const DOWN_QUEUE: usize = 512;
 
@@ -268,6 +273,7 @@ impl Sfu {
             stats: Stats::default(),
             tasks,
             joining: tokio::sync::Mutex::new(()),
+            started: Instant::now(),
             runtime: tokio::runtime::Handle::current(),
             shutdown,
         })
@@ -583,17 +589,12 @@ impl Sfu {
         self.spawn(async move { sfu.remove(&call, &member).await });
     }
 
-    /// Ends a whole call (its host ended it, or the room is gone).
-    pub fn end_call(&self, room: &RoomId, conf: &str) {
-        let call = lock(&self.calls).get(&(room.clone(), conf.to_string())).cloned();
-        let Some(call) = call else { return };
-        let sfu = self.clone();
-        self.spawn(async move {
-            let members = lock(&call.members).clone();
-            for m in members {
-                sfu.remove(&call, &m).await;
-            }
-        });
+    /// Ends everyone's media in a call.
+    async fn end(&self, call: &Arc<Call>) {
+        let members = lock(&call.members).clone();
+        for m in members {
+            self.remove(call, &m).await;
+        }
     }
 
     async fn remove(&self, call: &Arc<Call>, member: &Arc<Member>) {
@@ -659,7 +660,6 @@ impl Sfu {
             rates: Default::default(),
             last_pli: Mutex::new([None; LAYERS]),
             level: AtomicU8::new(0),
-            muted: AtomicBool::new(false),
         });
         lock(&member.sources).push(source.clone());
         let others: Vec<Arc<Member>> =
@@ -710,7 +710,7 @@ impl Sfu {
                         let old = source.level.load(Ordering::Relaxed);
                         source.level.store(((u16::from(old) * 3 + u16::from(l)) / 4) as u8, Ordering::Relaxed);
                     }
-                    if packet.payload.is_empty() || source.muted.load(Ordering::Relaxed) {
+                    if packet.payload.is_empty() {
                         continue;
                     }
                     let keyframe = purpose == Purpose::Audio || forward::vp8_keyframe(&packet.payload);
@@ -807,6 +807,30 @@ impl Sfu {
         });
     }
 
+    /// A receiver's reported loss (in 1/256): the gauge is the worst of the last
+    /// [`LOSS_WINDOW_MS`], so it falls again once receivers stop losing packets.
+    fn loss_reported(&self, fraction: u8) {
+        let now = self.started.elapsed().as_millis() as u64;
+        let since = self.stats.loss_since.load(Ordering::Relaxed);
+        if now.saturating_sub(since) > LOSS_WINDOW_MS {
+            self.stats.loss_since.store(now, Ordering::Relaxed);
+            self.stats.loss_downstream.store(u64::from(fraction), Ordering::Relaxed);
+        } else {
+            self.stats.loss_downstream.fetch_max(u64::from(fraction), Ordering::Relaxed);
+        }
+    }
+
+    /// The worst loss receivers reported in the last window (none reported: 0), in 1/256.
+    fn recent_loss(&self) -> u64 {
+        let now = self.started.elapsed().as_millis() as u64;
+        let since = self.stats.loss_since.load(Ordering::Relaxed);
+        if now.saturating_sub(since) > 2 * LOSS_WINDOW_MS {
+            0
+        } else {
+            self.stats.loss_downstream.load(Ordering::Relaxed)
+        }
+    }
+
     /// Where browsers reach the media server, for the TURN relay's policy; `None` when it
     /// takes any free port (then only a relay allowed to reach such addresses anyway reaches it).
     pub fn addresses(&self) -> Option<crate::addrs::MediaAddrs> {
@@ -837,7 +861,7 @@ impl Sfu {
             forward_bps: get(&s.forward_bps),
             received_packets: get(&s.received_packets),
             lost_upstream: get(&s.lost_upstream),
-            loss_downstream_percent: get(&s.loss_downstream) as f64 * 100.0 / 256.0,
+            loss_downstream_percent: self.recent_loss() as f64 * 100.0 / 256.0,
             each,
         }
     }
@@ -882,7 +906,7 @@ async fn read_feedback(d: Arc<Down>, sfu: Weak<SfuInner>, gone: CancellationToke
                 }
             } else if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
                 for r in rr.reports.iter().filter(|r| r.ssrc == d.ssrc) {
-                    sfu.stats.loss_downstream.fetch_max(u64::from(r.fraction_lost), Ordering::Relaxed);
+                    sfu.loss_reported(r.fraction_lost);
                 }
             }
         }
@@ -905,10 +929,7 @@ async fn tick_call(call: Weak<Call>, shutdown: CancellationToken) {
                 if let Some(call) = call.upgrade()
                     && let Some(sfu) = call.sfu.upgrade().map(Sfu)
                 {
-                    let members = lock(&call.members).clone();
-                    for m in members {
-                        sfu.remove(&call, &m).await;
-                    }
+                    sfu.end(&call).await;
                 }
                 return;
             }
@@ -936,9 +957,8 @@ async fn tick_call(call: Weak<Call>, shutdown: CancellationToken) {
 /// lowered while the receiver's streams together would exceed the bandwidth estimated towards
 /// it (and its share of the server's total), and never one the publisher is not sending.
 fn choose_layers(sfu: &Sfu, members: &[Arc<Member>]) {
-    let all: u64 = lock(&sfu.calls).len() as u64;
     let forwarded = sfu.stats.forward_bps.load(Ordering::Relaxed);
-    let squeeze = if forwarded > sfu.limits.forward_bps_total && all > 0 {
+    let squeeze = if forwarded > sfu.limits.forward_bps_total {
         sfu.limits.forward_bps_total as f64 / forwarded as f64
     } else {
         1.0
@@ -993,7 +1013,7 @@ const SPEAKING: u8 = 40;
 fn announce_speakers(call: &Call, members: &[Arc<Member>], sources: &[Arc<Source>]) {
     let mut loud: Vec<(u8, &str)> = sources
         .iter()
-        .filter(|s| s.purpose == Purpose::Audio && !s.muted.load(Ordering::Relaxed))
+        .filter(|s| s.purpose == Purpose::Audio)
         .map(|s| (s.level.load(Ordering::Relaxed), s.user.as_str()))
         .filter(|(l, _)| *l >= SPEAKING)
         .collect();
