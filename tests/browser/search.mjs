@@ -125,7 +125,12 @@ try {
   await page.goto(`${base}/rooms/${encodeURIComponent(room)}/events/${encodeURIComponent(ids[5])}`);
   await page.waitForSelector(`#timeline li.msg.target[data-event-id="${ids[5]}"]`, { timeout });
   await page.click('#jump-latest');
-  await page.waitForFunction(() => !document.getElementById('timeline').dataset.newer, null, { timeout });
+  // (The window stops being detached when the click is taken, before the newest page is in.)
+  await page.waitForFunction(() => {
+    const tl = document.getElementById('timeline');
+    const bodies = [...tl.querySelectorAll('li.msg .body')];
+    return !tl.dataset.newer && bodies.length && bodies[bodies.length - 1].textContent.trim() === 'and one more, live';
+  }, null, { timeout }).catch(() => {});
   st = await timelineState(page);
   if (st.bodies[st.bodies.length - 1] !== 'and one more, live' || st.dup) fail(`after Jump to latest: ${st.bodies.slice(-2)} (${st.dup} twice)`);
   await page.waitForSelector('#jump-latest[hidden]', { state: 'attached', timeout });
