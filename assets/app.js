@@ -207,6 +207,7 @@ if (me) {
       case 'call': onCallFrame(f); break;
       case 'call_roster': calls.onRoster(f); break;
       case 'sfu_offer': case 'sfu_answer': case 'sfu_speakers': calls.onSfu(f); break;
+      case 'call_muted': case 'call_ended': calls.onHost(f); break;
       case 'ready':
         composer.flush();
         calls.onReady(f);
@@ -224,6 +225,7 @@ if (me) {
         break;
       case 'error':
         if (f.txn_id && f.txn_id.startsWith('sfu_')) calls.onSfu(f);
+        else if (f.txn_id === 'call_host' || f.txn_id === 'call_state') notice(`Not done: ${f.message}`);
         else if (f.txn_id && composer.isEdit(f.txn_id)) { composer.refused(f.txn_id); notice(`Not edited: ${f.message}`); }
         else if (f.txn_id && timeline.failed(f.txn_id, f.message)) composer.refused(f.txn_id);
         else console.warn('chat:', f.message);

@@ -30,6 +30,8 @@ export function createCalls({ me, send, displayName, currentRoom }) {
       hangup: () => signalling.hangup(),
       tick: updateQuality,
       metadata: () => signalling.metadataChanged(),
+      hand: (up) => signalling.raiseHand(up),
+      host: (action, user) => signalling.host(action, user),
     },
   });
   signalling = createSignalling({ me, send, currentRoom, displayName, media, ui });
@@ -54,6 +56,7 @@ export function createCalls({ me, send, displayName, currentRoom }) {
     onRoster: signalling.onRoster,
     onReady: signalling.onReady,
     onSfu: signalling.onSfu,
+    onHost: signalling.onHost,
     startCall: signalling.startCall,
     joinCall: signalling.joinCall,
     accept: signalling.accept,

@@ -51,11 +51,10 @@ export function createMedia({ connections }) {
     return pc.getSenders().find((x) => x.track && x.track.kind === 'video');
   }
 
+  // Sends `track` instead of the video sent now, on every connection; resolves when done.
   function replaceVideo(track) {
-    for (const pc of connections()) {
-      const sender = videoSender(pc);
-      if (sender) sender.replaceTrack(track);
-    }
+    const senders = connections().map(videoSender).filter(Boolean);
+    return Promise.all(senders.map((s) => s.replaceTrack(track).catch((e) => console.warn('chat: call: video not replaced', e))));
   }
 
   // Turns our microphone (`audio`) or camera (`video`) on or off: its new state, or null
@@ -91,7 +90,7 @@ export function createMedia({ connections }) {
       for (const t of screen.getTracks()) t.stop();
       screen = null;
       const cam = local && local.getVideoTracks()[0];
-      if (cam) replaceVideo(cam);
+      if (cam) await replaceVideo(cam);
       onChange(false);
       return;
     }
@@ -100,7 +99,7 @@ export function createMedia({ connections }) {
     } catch { return; }
     const track = screen.getVideoTracks()[0];
     track.onended = () => { if (screen) toggleShare(onChange); };
-    replaceVideo(track);
+    await replaceVideo(track);
     onChange(true);
   }
 

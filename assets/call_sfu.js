@@ -166,12 +166,12 @@ export function createSfuSession({ room_id, conf_id, send, media, ui }) {
     const out = [];
     for (const entry of tiles.values()) {
       const ids = new Set(entry.stream.getTracks().map((t) => t.id));
-      const s = { user: entry.user, framesDecoded: 0, bytesReceived: 0, packetsLost: 0, packetsReceived: 0,
+      const s = { user: entry.user, framesDecoded: 0, videoBytes: 0, bytesReceived: 0, packetsLost: 0, packetsReceived: 0,
         frameHeight: 0, rtt: pair ? pair.currentRoundTripTime ?? null : null, lossRate: 0,
         localType: l ? l.candidateType : null, remoteType: rm ? rm.candidateType : null, state: sub.iceConnectionState };
       report.forEach((r) => {
         if (r.type !== 'inbound-rtp' || !ids.has(r.trackIdentifier)) return;
-        if (r.kind === 'video') { s.framesDecoded += r.framesDecoded || 0; s.frameHeight = r.frameHeight || 0; }
+        if (r.kind === 'video') { s.framesDecoded += r.framesDecoded || 0; s.frameHeight = r.frameHeight || 0; s.videoBytes += r.bytesReceived || 0; }
         s.bytesReceived += r.bytesReceived || 0;
         s.packetsLost += r.packetsLost || 0;
         s.packetsReceived += r.packetsReceived || 0;

@@ -28,6 +28,7 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
   const party = randomId(); // this tab
   const seen = new Set();
   const rosters = new Map(); // `${room} ${conf}` -> [user ids]
+  const states = new Map(); // `${room} ${conf}` -> { hands, muted }: raised hands, microphones off
   const ringing = new Map(); // call_id -> { ev, room_id, timer }
   // Candidates that arrive before we answer (ringing) are kept for when we do.
   const early = new Map(); // call_id -> [candidates]
@@ -162,7 +163,7 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
     }
   }
 
-  function endCall(sendHangups) {
+  function endCall(sendHangups, why = null) {
     if (!conf) return;
     const c = conf;
     if (sfu) { sfu.close(); sfu = null; }
@@ -175,7 +176,7 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
     conf = null;
     media.stop();
     // A call nobody took ("Ben declined", "Ben did not answer") says so; others just close.
-    const note = !sendHangups && !connectedOnce ? endNote : null;
+    const note = why || (!sendHangups && !connectedOnce ? endNote : null);
     connectedOnce = false;
     ui.hide(note);
     showJoinButtons();
@@ -350,11 +351,51 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
     }
     ui.placeCallBar(f.room_id, f.html);
     showJoinButtons();
+    showState();
   }
 
   function setRosters(room_id, calls) {
-    for (const key of Array.from(rosters.keys())) if (key.startsWith(`${room_id} `)) rosters.delete(key);
-    for (const c of calls) rosters.set(`${room_id} ${c.conf_id}`, c.user_ids);
+    for (const key of Array.from(rosters.keys())) {
+      if (key.startsWith(`${room_id} `)) { rosters.delete(key); states.delete(key); }
+    }
+    for (const c of calls) {
+      rosters.set(`${room_id} ${c.conf_id}`, c.user_ids);
+      states.set(`${room_id} ${c.conf_id}`, { hands: c.hands || [], muted: c.muted || [] });
+    }
+  }
+
+  // Whether we host the call: the room's moderators may mute others, lower hands and end it
+  // (the server checks; the room page says whether we may remove people).
+  function hosting() {
+    const room = document.getElementById('room');
+    return !!(conf && room && room.dataset.roomId === conf.room_id && room.dataset.canKick === 'true');
+  }
+
+  // Raised hands and microphones off in our call, on its tiles and buttons.
+  function showState() {
+    if (!conf) return;
+    const st = states.get(`${conf.room_id} ${conf.conf_id}`) || { hands: [], muted: [] };
+    ui.callState({ ...st, host: hosting() });
+  }
+
+  // What a host did to our tab: turned our microphone off, or ended the call.
+  function onHost(f) {
+    if (!conf || f.room_id !== conf.room_id || f.conf_id !== conf.conf_id) return;
+    if (f.t === 'call_ended') endCall(false, f.by === me ? 'You ended the call' : `${displayName(f.by)} ended the call`);
+    else if (f.t === 'call_muted') ui.mutedBy(displayName(f.by));
+  }
+
+  // Our own state in the call, for the others: microphone off, hand raised.
+  function sendState(state) {
+    if (conf) send({ t: 'call_state', room_id: conf.room_id, conf_id: conf.conf_id, ...state });
+  }
+
+  // A host's action: `mute` or `lower_hand` someone, or `end` the call.
+  function host(action, user_id) {
+    if (!conf) return;
+    const f = { t: 'call_host', room_id: conf.room_id, conf_id: conf.conf_id, action };
+    if (user_id) f.user_id = user_id;
+    send(f);
   }
 
   // A call's Join button shows while this tab is in no call and its user not in that one.
@@ -396,9 +437,15 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
   }
 
   return {
-    onSignal, onRoster, onReady, onSfu, startCall, joinCall, accept, decline, hangup: () => endCall(true),
+    onSignal, onRoster, onReady, onSfu, onHost, startCall, joinCall, accept, decline, hangup: () => endCall(true),
     get sfu() { return sfu; },
-    metadataChanged() { for (const p of peers.values()) sendMetadata(p, true); },
+    metadataChanged() {
+      for (const p of peers.values()) sendMetadata(p, true);
+      const a = media.local && media.local.getAudioTracks()[0];
+      if (a) sendState({ muted: !a.enabled });
+    },
+    raiseHand(up) { sendState({ hand: up }); },
+    host,
     get active() { return conf; },
     get ringing() { return Array.from(ringing.keys()); },
     peers() { return Array.from(peers.values()); },

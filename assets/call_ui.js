@@ -6,6 +6,9 @@
 import { ask } from './confirm.js';
 import { avatarColour, fragment, me } from './dom.js';
 
+// Someone on the first page of tiles gives their place to a speaker after this long quiet.
+const QUIET_MS = 5000;
+
 function el(tag, cls, text) {
   const e = document.createElement(tag);
   if (cls) e.className = cls;
@@ -14,11 +17,17 @@ function el(tag, cls, text) {
 }
 
 // `actions`: start(room_id, media), join(conf_id), accept(call_id), decline(call_id), hangup(),
-// tick() (every 2 s while the call section is open), metadata() (our mute state changed).
+// tick() (every 2 s while the call section is open), metadata() (our mute state changed),
+// hand(up) (raise or lower our hand), host(action, user_id) (a host's mute, lower_hand, end).
 export function createCallUi({ displayName, currentRoom, media, actions }) {
   let ui = null; // the open call section's parts
   let ringTone = null;
   let statsTimer = null;
+  // The call's raised hands and microphones off (from its roster), and whether we host it.
+  let state = { hands: [], muted: [], host: false };
+  let page = 0; // the page of tiles shown, when they do not fit on one
+  const spoke = new Map(); // user -> when the server last named them a speaker
+  let order = []; // users in the order their tiles go (a speaker off the first page moves up)
 
   function status(text) {
     if (ui) ui.status.textContent = text;
@@ -119,8 +128,56 @@ export function createCallUi({ displayName, currentRoom, media, actions }) {
       face.textContent = (displayName(user)[0] || '?').toUpperCase();
       face.classList.add(`c${avatarColour(user)}`);
     }
+    decorate(t);
     if (ui) { ui.grid.appendChild(t); layout(); }
     return t;
+  }
+
+  // A tile's raised hand and microphone state, and a host's buttons on it.
+  function decorate(t) {
+    const user = t.dataset.user;
+    const self = t.classList.contains('self');
+    const name = self ? 'You' : displayName(user);
+    const up = state.hands.includes(user);
+    t.dataset.hand = up ? 'up' : '';
+    const badge = t.querySelector('.hand-badge');
+    if (badge) {
+      badge.hidden = !up;
+      const lowers = self || state.host;
+      badge.disabled = !lowers;
+      const order = state.hands.indexOf(user) + 1;
+      badge.querySelector('.order').textContent = state.hands.length > 1 ? String(order) : '';
+      badge.title = lowers ? (self ? 'Lower your hand' : `Lower ${name}'s hand`) : `${name} raised a hand`;
+      badge.setAttribute('aria-label', badge.title);
+    }
+    const muted = state.muted.includes(user);
+    if (!self) t.dataset.audio = muted ? 'off' : 'on';
+    const mute = t.querySelector('.host-mute');
+    if (mute) {
+      mute.hidden = self || muted || !state.host;
+      mute.title = `Turn ${name}'s microphone off`;
+      mute.setAttribute('aria-label', mute.title);
+    }
+  }
+
+  // The call's roster changed: hands, microphones, whether we host.
+  function callState(st) {
+    state = st;
+    if (!ui) return;
+    for (const t of ui.grid.querySelectorAll('.tile')) decorate(t);
+    const up = st.hands.includes(me);
+    press(ui.hand, up, up ? 'Lower hand' : 'Raise hand', up ? 'Lower your hand (H)' : 'Raise your hand (H)');
+    ui.endAll.hidden = !st.host;
+    const others = st.hands.filter((u) => u !== me);
+    ui.hands.hidden = !others.length;
+    ui.hands.querySelector('.who').textContent = others.map(displayName).join(', ');
+  }
+
+  // A host turned our microphone off.
+  function mutedBy(name) {
+    if (!ui) return;
+    if (ui.toggleMute && ui.micOn()) ui.toggleMute();
+    status(`${name} turned your microphone off`);
   }
 
   function play(t, stream) {
@@ -192,12 +249,43 @@ export function createCallUi({ displayName, currentRoom, media, actions }) {
     audio = null;
   }
 
-  // The grid's shape follows the number of people (1–6), and a phone held upright.
+  // The grid's shape follows the number of people, and a phone held upright. Beyond a page
+  // (9 tiles, 6 on a phone, 4 on a short screen) the tiles go on pages, oneself first, the
+  // others as they came, except that someone who speaks while off the first page takes the
+  // place of whoever there spoke least recently. Tiles off the page are hidden, and the
+  // server stops sending their video (their height is 0).
+  function pageSize() {
+    if (window.matchMedia('(max-height: 500px)').matches) return 4;
+    return window.matchMedia('(max-width: 760px)').matches ? 6 : 9;
+  }
+
+  // The tiles in page order.
+  function ordered() {
+    const tiles = Array.from(ui.grid.querySelectorAll('.tile'));
+    const others = tiles.filter((t) => !t.classList.contains('self'));
+    order = order.filter((u) => others.some((t) => t.dataset.user === u));
+    for (const t of others) if (!order.includes(t.dataset.user)) order.push(t.dataset.user);
+    const at = (t) => order.indexOf(t.dataset.user);
+    return [...tiles.filter((t) => t.classList.contains('self')), ...others.sort((a, b) => at(a) - at(b))];
+  }
+
   function layout() {
     if (!ui) return;
-    const n = ui.grid.querySelectorAll('.tile').length;
-    ui.grid.dataset.count = String(Math.min(n, 6));
+    const tiles = ordered();
+    const size = pageSize();
+    const pages = Math.max(1, Math.ceil(tiles.length / size));
+    page = Math.min(page, pages - 1);
+    tiles.forEach((t, i) => {
+      t.style.order = pages > 1 ? String(i) : '';
+      t.hidden = pages > 1 && Math.floor(i / size) !== page;
+    });
+    ui.grid.dataset.count = String(Math.min(tiles.length, size));
+    ui.pager.hidden = pages < 2;
+    ui.pager.querySelector('.where').textContent = `${page + 1} / ${pages}`;
+    ui.pager.querySelector('.prev').disabled = page === 0;
+    ui.pager.querySelector('.next').disabled = page === pages - 1;
   }
+
 
   // The call's timer: from when the first person is connected.
   function connected() {
@@ -254,6 +342,27 @@ export function createCallUi({ displayName, currentRoom, media, actions }) {
     const cam = controls.querySelector('.camera');
     const share = controls.querySelector('.share');
     const chat = controls.querySelector('.chat');
+    const hand = controls.querySelector('.hand');
+    const endAll = controls.querySelector('.end-all');
+    const raise = () => actions.hand(hand.getAttribute('aria-pressed') !== 'true');
+    hand.addEventListener('click', raise);
+    endAll.addEventListener('click', () => {
+      ask({ title: 'End the call for everyone?', detail: `Everyone in the call in ${titleOf(roomId)} is disconnected.`, action: 'End for everyone' })
+        .then((yes) => { if (yes) actions.host('end'); });
+    });
+    // A host's buttons on the tiles, and one's own raised hand (lowered by clicking it).
+    grid.addEventListener('click', (e) => {
+      const t = e.target.closest('.tile');
+      if (!t) return;
+      if (e.target.closest('.host-mute')) actions.host('mute', t.dataset.user);
+      else if (e.target.closest('.hand-badge')) {
+        if (t.classList.contains('self')) actions.hand(false);
+        else actions.host('lower_hand', t.dataset.user);
+      }
+    });
+    const pager = root.querySelector('.pager');
+    pager.querySelector('.prev').addEventListener('click', () => { page -= 1; layout(); });
+    pager.querySelector('.next').addEventListener('click', () => { page += 1; layout(); });
     const toggleMute = () => {
       const on = media.toggle('audio');
       if (on === null) return;
@@ -304,6 +413,7 @@ export function createCallUi({ displayName, currentRoom, media, actions }) {
       if (typing) return;
       if (ui.root.querySelector('.ended:not([hidden])')) { if (e.key === 'Escape') hide(); return; }
       if (e.key === 'm' || e.key === 'M') { e.preventDefault(); toggleMute(); }
+      else if (e.key === 'h' || e.key === 'H') { e.preventDefault(); raise(); }
       else if ((e.key === 'v' || e.key === 'V') && !cam.hidden) { e.preventDefault(); toggleCam(); }
       else if (e.key === 'Escape') {
         e.preventDefault();
@@ -316,7 +426,14 @@ export function createCallUi({ displayName, currentRoom, media, actions }) {
     ui = {
       root, grid, status: root.querySelector('.status'), timer: root.querySelector('.timer'), settings,
       keys, app: beside ? app : null, again: { roomId, media: kind }, started: 0, clock: null,
+      hand, endAll, pager, hands: root.querySelector('.hands'), toggleMute,
+      micOn: () => { const a = media.local && media.local.getAudioTracks()[0]; return !!(a && a.enabled); },
     };
+    page = 0;
+    spoke.clear();
+    order = [];
+    ui.onResize = () => layout();
+    window.addEventListener('resize', ui.onResize);
     for (const t of tiles) grid.appendChild(t);
     layout();
     listen(self, media.local);
@@ -344,6 +461,8 @@ export function createCallUi({ displayName, currentRoom, media, actions }) {
       return;
     }
     document.removeEventListener('keydown', ui.keys);
+    window.removeEventListener('resize', ui.onResize);
+    state = { hands: [], muted: [], host: false };
     if (ui.app) ui.app.classList.remove('in-call', 'call-chat');
     ui.settings.close();
     ui.root.remove();
@@ -410,13 +529,35 @@ export function createCallUi({ displayName, currentRoom, media, actions }) {
   // The people the media server hears speaking: their tiles marked (the layout may follow).
   function speakers(users) {
     if (!ui) return;
+    const now = Date.now();
+    for (const u of users) spoke.set(u, now);
     for (const t of ui.grid.querySelectorAll('.tile:not(.self)')) {
       t.classList.toggle('active-speaker', users.includes(t.dataset.user));
     }
+    // A speaker off the first page takes the place of whoever on it spoke least recently, if
+    // they have been quiet for a while (unless the viewer went to another page).
+    if (page !== 0) return;
+    const tiles = ordered();
+    const size = pageSize();
+    if (tiles.length <= size) return;
+    let moved = false;
+    for (const u of users) {
+      const i = order.indexOf(u);
+      const first = order.slice(0, size - 1); // the others on the first page (after oneself)
+      if (i < 0 || i < size - 1) continue;
+      const quiet = first.filter((x) => now - (spoke.get(x) || 0) > QUIET_MS)
+        .sort((a, b) => (spoke.get(a) || 0) - (spoke.get(b) || 0))[0];
+      if (!quiet) continue;
+      const j = order.indexOf(quiet);
+      [order[i], order[j]] = [order[j], order[i]];
+      moved = true;
+    }
+    if (moved) layout();
   }
 
   return {
     ready, status, alert: alertUser, ring, unring, tile, play, quality, show, hide, connected, remoteState,
     placeCallBar, clearCallBar, showJoinButtons, renderedRosters, setupButtons, speakers, layout,
+    callState, mutedBy,
   };
 }

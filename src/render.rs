@@ -52,6 +52,8 @@ pub enum Icon {
     HangUp,
     /// Searching messages.
     Search,
+    /// A raised hand.
+    Hand,
 }
 
 /// An icon from the sprite (`assets/icons.svg`, cached with the other assets), hidden from
@@ -74,6 +76,7 @@ pub fn icon(which: Icon) -> Markup {
         Icon::Chat => "chat",
         Icon::HangUp => "hang-up",
         Icon::Search => "search",
+        Icon::Hand => "hand",
     };
     maud::PreEscaped(format!(
         "<svg class=\"icon\" width=\"20\" height=\"20\" aria-hidden=\"true\" focusable=\"false\" fill=\"none\" \
@@ -755,7 +758,7 @@ pub struct RoomView<'a> {
     /// Who is typing now.
     pub typing: &'a [String],
     /// Calls running in the room: (conference id, people in it).
-    pub calls: &'a [(String, Vec<String>)],
+    pub calls: &'a [crate::calls::CallPeople],
     /// The message a link to it opened the page at (its id and position): the client scrolls
     /// to it, loading history as far back as it is.
     pub jump: Option<(&'a str, u64)>,
@@ -896,6 +899,12 @@ pub fn call_templates() -> Markup {
                         h2 {}
                         span.timer role="timer" { "Calling…" }
                     }
+                    p.hands aria-live="polite" title="Hands raised" hidden { (icon(Icon::Hand)) span.who {} }
+                    div.pager hidden {
+                        button.prev type="button" aria-label="Previous page of people" { "‹" }
+                        span.where {}
+                        button.next type="button" aria-label="Next page of people" { "›" }
+                    }
                     p.status aria-live="polite" {}
                 }
                 div.grid data-count="1" {}
@@ -916,11 +925,17 @@ pub fn call_templates() -> Markup {
                     button.ctl.share type="button" aria-pressed="false" title="Share your screen" {
                         (icon(Icon::Screen)) span.label { "Share" }
                     }
+                    button.ctl.hand type="button" aria-pressed="false" aria-keyshortcuts="H" title="Raise your hand (H)" {
+                        (icon(Icon::Hand)) span.label { "Raise hand" }
+                    }
                     button.ctl.devices type="button" aria-haspopup="dialog" title="Camera and microphone" {
                         (icon(Icon::Gear)) span.label { "Devices" }
                     }
                     button.ctl.chat type="button" aria-pressed="false" title="The room's messages" {
                         (icon(Icon::Chat)) span.label { "Chat" }
+                    }
+                    button.ctl.end-all type="button" hidden title="End the call for everyone" {
+                        (icon(Icon::Close)) span.label { "End for all" }
                     }
                     button.ctl.hangup type="button" aria-keyshortcuts="Escape" title="Leave the call (Esc)" {
                         (icon(Icon::HangUp)) span.label { "Leave" }
@@ -940,6 +955,8 @@ pub fn call_templates() -> Markup {
             figure.tile data-video="on" data-audio="on" {
                 video autoplay playsinline {}
                 div.placeholder aria-hidden="true" { span.avatar.big {} }
+                button.hand-badge type="button" hidden { (icon(Icon::Hand)) span.order {} }
+                button.host-mute type="button" hidden { (icon(Icon::MicOff)) span { "Mute" } }
                 figcaption {
                     span.muted-mic title="Muted" { (icon(Icon::MicOff)) span.sr-only { "muted" } }
                     span.name {}
@@ -954,16 +971,26 @@ pub fn call_templates() -> Markup {
 /// hidden while there is none. The room page and the live `call_roster` frame both use it. Each
 /// call has a Join button that the live client shows to tabs not in a call; `data-rosters`
 /// carries the user ids it needs to join.
-pub fn call_bar(calls: &[(String, Vec<String>)]) -> Markup {
-    let rosters: Vec<serde_json::Value> =
-        calls.iter().map(|(conf, users)| serde_json::json!({ "conf_id": conf, "user_ids": users })).collect();
+pub fn call_bar(calls: &[crate::calls::CallPeople]) -> Markup {
+    let rosters: Vec<serde_json::Value> = calls
+        .iter()
+        .map(
+            |c| serde_json::json!({ "conf_id": c.conf_id, "user_ids": c.user_ids, "hands": c.hands, "muted": c.muted }),
+        )
+        .collect();
     html! {
         div.callbar id="callbar" data-rosters=(serde_json::Value::from(rosters)) hidden[calls.is_empty()] {
-            @for (conf, users) in calls {
-                span.who title=(users.join(", ")) {
-                    "In call: " (users.iter().map(|u| display_name(u)).collect::<Vec<_>>().join(", "))
+            @for c in calls {
+                span.who title=(c.user_ids.join(", ")) {
+                    "In call: " (c.user_ids.iter().map(|u| display_name(u)).collect::<Vec<_>>().join(", "))
                 }
-                button.join type="button" data-conf-id=(conf) hidden { "Join call" }
+                @if !c.hands.is_empty() {
+                    span.hands title="Hands raised" {
+                        (icon(Icon::Hand)) span.sr-only { "Hands raised: " }
+                        (c.hands.iter().map(|u| display_name(u)).collect::<Vec<_>>().join(", "))
+                    }
+                }
+                button.join type="button" data-conf-id=(c.conf_id) hidden { "Join call" }
             }
         }
     }
@@ -1074,7 +1101,7 @@ pub fn message_actions() -> Markup {
                 @for key in QUICK_REACTIONS {
                     button.ghost.quick type="button" data-act="quick" data-key=(key) aria-label={ "React with " (key) } title={ "React with " (key) } { (key) }
                 }
-                button.ghost type="button" data-act="react" aria-label="Add reaction" title="Add reaction" { "React" }
+                button.ghost type="button" data-act="react" aria-label="React: add a reaction" title="Add reaction" { "React" }
                 button.ghost type="button" data-act="reply" aria-label="Reply" title="Reply" { "Reply" }
                 button.ghost type="button" data-act="pin" aria-label="Pin message" title="Pin to the room's header" { "Pin" }
                 button.ghost type="button" data-act="link" aria-label="Copy link to message" title="Copy a link to this message" { "Link" }

@@ -240,7 +240,7 @@ async fn rosters_show_who_is_in_a_call_and_mesh_calls_are_capped() {
     let mut o = s.ws(&outsider, None).await;
     a.send(json!({ "t": "call_join", "room_id": room, "conf_id": "conf1" })).await;
     let r = b.next_of("call_roster").await;
-    assert_eq!(r["calls"], json!([{ "conf_id": "conf1", "user_ids": [ana.id] }]));
+    assert_eq!(r["calls"], json!([{ "conf_id": "conf1", "user_ids": [ana.id], "hands": [], "muted": [] }]));
     // A non-member cannot join.
     o.send(json!({ "t": "call_join", "room_id": room, "conf_id": "conf1" })).await;
     assert_eq!(o.next_of("error").await["error"], "forbidden");

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::media::MediaPeer;
 use common::{TestServer, User};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// Polls `ok` every 50 ms for up to 20 s.
 async fn until(what: &str, mut ok: impl FnMut() -> bool) {
@@ -196,4 +196,73 @@ async fn a_call_holds_the_configured_number_of_people() {
     tokio::time::timeout(Duration::from_secs(15), s.stop()).await.expect("the server stops with a call running");
     a.leave().await;
     b.leave().await;
+}
+
+#[tokio::test]
+async fn hosts_mute_lower_hands_and_end_the_call_and_nobody_else_does() {
+    let s = TestServer::start().await;
+    let (ana, ben, room) = s.ana_and_ben_in_general().await;
+    let cy = s.register("cy").await;
+    s.join(&cy, &room).await;
+    let a = peer(&s, &ana, &room).await;
+    let b = peer(&s, &ben, &room).await;
+    let c = peer(&s, &cy, &room).await;
+    until("ana hears ben", || packets(&a, &ben, "audio") > 30).await;
+    let frame = |action: &str, user: Option<&User>| {
+        let mut f = json!({ "t": "call_host", "room_id": room, "conf_id": "conf1", "action": action });
+        if let Some(u) = user {
+            f["user_id"] = json!(u.id);
+        }
+        f
+    };
+    let refused = |p: &MediaPeer, n: usize| {
+        let e = p.errors();
+        e.len() > n && e[n]["txn_id"] == "call_host" && e[n]["error"] == "forbidden"
+    };
+
+    // Ben (no moderator) may not mute Cy, lower a hand or end the call.
+    b.send(frame("mute", Some(&cy))).await;
+    until("ben's mute is refused", || refused(&b, 0)).await;
+    b.send(frame("end", None)).await;
+    until("ben's end is refused", || refused(&b, 1)).await;
+    assert_eq!(s.metric("chat_sfu_participants").await, Some(3.0));
+
+    // Cy raises a hand: everyone sees it; Ana (the room's creator) lowers it.
+    c.send(json!({ "t": "call_state", "room_id": room, "conf_id": "conf1", "hand": true })).await;
+    until("cy's hand is up for ana", || a.roster().is_some_and(|r| r["hands"] == json!([cy.id]))).await;
+    a.send(frame("lower_hand", Some(&cy))).await;
+    until("cy's hand is down for cy", || c.roster().is_some_and(|r| r["hands"] == json!([]))).await;
+
+    // Ana mutes Ben: his tab is told who did, the others see him muted, and his microphone is
+    // not forwarded even though his client keeps sending; his camera still is.
+    a.send(frame("mute", Some(&ben))).await;
+    until("ben is told", || b.call_frames().iter().any(|f| f["t"] == "call_muted" && f["by"] == ana.id.as_str())).await;
+    until("cy sees ben muted", || c.roster().is_some_and(|r| r["muted"] == json!([ben.id]))).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (audio, video) = (packets(&c, &ben, "audio"), packets(&c, &ben, "camera"));
+    until("ben's camera still comes", || packets(&c, &ben, "camera") > video + 30).await;
+    assert_eq!(packets(&c, &ben, "audio"), audio, "a muted microphone is not forwarded");
+    // He turns it on again himself.
+    b.send(json!({ "t": "call_state", "room_id": room, "conf_id": "conf1", "muted": false })).await;
+    until("cy hears ben again", || packets(&c, &ben, "audio") > audio + 30).await;
+    until("ben is not shown muted", || a.roster().is_some_and(|r| r["muted"] == json!([]))).await;
+
+    // Bad input: an unknown action, a person not in the call, a call that does not run.
+    a.send(json!({ "t": "call_host", "room_id": room, "conf_id": "conf1", "action": "explode" })).await;
+    a.send(frame("mute", Some(&s.register("dee").await))).await;
+    a.send(json!({ "t": "call_host", "room_id": room, "conf_id": "nope", "action": "end" })).await;
+    until("three errors", || a.errors().len() >= 3).await;
+    let kinds: Vec<Value> = a.errors().iter().map(|e| e["error"].clone()).collect();
+    assert_eq!(kinds, [json!("bad_request"), json!("not_found"), json!("not_found")], "{:?}", a.errors());
+
+    // Ana ends the call: every tab is told, the media ends and the call is gone from the room.
+    a.send(frame("end", None)).await;
+    for p in [&a, &b, &c] {
+        until("told the call ended", || p.call_frames().iter().any(|f| f["t"] == "call_ended")).await;
+    }
+    s.until_metric("chat_sfu_participants", |v| v == 0.0).await;
+    until("the call is gone", || c.roster().is_none()).await;
+    for p in [a, b, c] {
+        p.leave().await;
+    }
 }

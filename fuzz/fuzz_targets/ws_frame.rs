@@ -52,8 +52,9 @@ fn in_call(hub: &Hub, conn: &Conn, room_id: &str, conf_id: &str, joined: bool) {
     match out {
         Ok(rid) => {
             assert!(room_id == ROOM_A || room_id == ROOM_B, "call joined in {room_id:?}");
-            for (_, roster) in hub.calls_in(&rid) {
-                assert!(roster.len() <= chat::calls::MAX_PARTICIPANTS);
+            for call in hub.calls_in(&rid) {
+                assert!(call.user_ids.len() <= chat::calls::MAX_PARTICIPANTS);
+                assert!(call.hands.iter().chain(&call.muted).all(|u| call.user_ids.contains(u)));
             }
         }
         Err(e) => refused(None, &e),
@@ -65,7 +66,7 @@ fn in_call(hub: &Hub, conn: &Conn, room_id: &str, conf_id: &str, joined: bool) {
 fn on_roster(hub: &Hub, conn: &Conn, room_id: &str, conf_id: &str) -> Result<(), Error> {
     chat::calls::check_conf_id(conf_id)?;
     let rid = RoomId::parse(room_id).map_err(|_| not_member())?;
-    if !hub.in_call(conn.id(), &rid, conf_id) {
+    if hub.in_call(conn.id(), &rid, conf_id).is_none() {
         return Err(Error::Forbidden("join the call first (call_join)".into()));
     }
     assert!(room_id == ROOM_A || room_id == ROOM_B, "a call in {room_id:?}");
@@ -159,6 +160,25 @@ fuzz_target!(|data: &[u8]| {
                     .and_then(|()| chat::calls::sfu::description(false, sdp).map(|_| ()));
                 if let Err(e) = out {
                     refused(Some("sfu_answer"), &e);
+                }
+            }
+            // A tab's own state, and a host's actions (the room's power levels are the store's,
+            // not here: the hub's part as if the sender hosts).
+            ClientFrame::CallState { room_id, conf_id, muted, hand } => {
+                let out = chat::calls::check_conf_id(&conf_id)
+                    .and_then(|()| RoomId::parse(&room_id).map_err(|_| not_member()))
+                    .and_then(|rid| hub.set_call_state(ana.id(), &rid, &conf_id, muted, hand));
+                if let Err(e) = out {
+                    refused(Some("call_state"), &e);
+                }
+            }
+            ClientFrame::CallHost { room_id, conf_id, action, user_id } => {
+                let out = chat::calls::check_conf_id(&conf_id)
+                    .and_then(|()| chat::calls::HostAction::parse(&action))
+                    .and_then(|a| Ok((a, RoomId::parse(&room_id).map_err(|_| not_member())?)))
+                    .and_then(|(a, rid)| hub.host_action(ANA, &rid, &conf_id, a, user_id.as_deref()));
+                if let Err(e) = out {
+                    refused(Some("call_host"), &e);
                 }
             }
             ClientFrame::SfuShow { room_id, conf_id, .. } => {

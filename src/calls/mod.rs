@@ -87,6 +87,57 @@ fn check_id(label: &str, v: &Value) -> Result<String> {
     Ok(s.to_string())
 }
 
+/// Who is in one of a room's calls now, as the room is told (`call_roster`): the people in
+/// joining order, whose hands are raised and whose microphones are off.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CallPeople {
+    /// Conference id.
+    pub conf_id: String,
+    /// People, each once, in joining order.
+    pub user_ids: Vec<String>,
+    /// People with a hand raised, in the order they raised it.
+    pub hands: Vec<String>,
+    /// People with their microphone off (by themselves or by a host).
+    pub muted: Vec<String>,
+}
+
+/// What a call's host may do to it (`call_host`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostAction {
+    /// Turn someone's microphone off (they may turn it on again).
+    Mute,
+    /// Lower someone's raised hand.
+    LowerHand,
+    /// End the call for everyone in it.
+    End,
+}
+
+impl HostAction {
+    /// From the frame's `action`.
+    pub fn parse(action: &str) -> Result<HostAction> {
+        match action {
+            "mute" => Ok(HostAction::Mute),
+            "lower_hand" => Ok(HostAction::LowerHand),
+            "end" => Ok(HostAction::End),
+            _ => Err(Error::bad("action must be mute, lower_hand or end")),
+        }
+    }
+}
+
+/// Whether `user` hosts the room's calls: joined, with at least the room's level to remove
+/// people (moderators and administrators). An action on someone else (`target`) also needs a
+/// level above theirs, as removing them would.
+pub fn check_host(store: &Store, user: &UserId, room: &RoomId, target: Option<&str>) -> Result<()> {
+    let record = store.room(room)?.ok_or_else(|| Error::NotFound("no such room".into()))?;
+    let pl = &record.power_levels;
+    let mine = pl.level_of(record.creators(), user.as_str());
+    let above = target.is_none_or(|t| t == user.as_str() || mine > pl.level_of(record.creators(), t));
+    if store.membership(room, user.as_str())? != Membership::Join || mine < pl.kick || !above {
+        return Err(Error::Forbidden("only the room's moderators may do that to a call".into()));
+    }
+    Ok(())
+}
+
 /// Checks a conference id from a client.
 pub fn check_conf_id(conf_id: &str) -> Result<()> {
     check_id("conf_id", &json!(conf_id)).map(|_| ())

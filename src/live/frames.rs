@@ -96,6 +96,33 @@ pub enum ClientFrame {
         /// The answer's SDP.
         sdp: String,
     },
+    /// This tab's own state in a call it is in: microphone off (`muted`), hand raised
+    /// (`hand`); either may be left out.
+    CallState {
+        /// Room.
+        room_id: String,
+        /// Conference id.
+        conf_id: String,
+        /// Microphone off.
+        #[serde(default)]
+        muted: Option<bool>,
+        /// Hand raised.
+        #[serde(default)]
+        hand: Option<bool>,
+    },
+    /// A host's action on a call: `mute` someone (`user_id`), `lower_hand` of someone, or
+    /// `end` the call for everyone. Moderators of the room only.
+    CallHost {
+        /// Room.
+        room_id: String,
+        /// Conference id.
+        conf_id: String,
+        /// `mute`, `lower_hand` or `end`.
+        action: String,
+        /// Whom it is about (not for `end`).
+        #[serde(default)]
+        user_id: Option<String>,
+    },
     /// How high this tab shows another participant's video (`stream_id` of `sfu_offer`), in
     /// pixels; 0: not shown (nothing is sent).
     SfuShow {
@@ -125,9 +152,11 @@ pub fn call_frame(stored: &StoredEvent) -> String {
 
 /// `call_roster`: who is in each of a room's calls now (conference id, people in joining
 /// order; no calls: the last one is over), with the room's call bar rendered.
-pub fn call_roster(room_id: &str, calls: &[(String, Vec<String>)]) -> String {
-    let rosters: Vec<serde_json::Value> =
-        calls.iter().map(|(conf, users)| json!({ "conf_id": conf, "user_ids": users })).collect();
+pub fn call_roster(room_id: &str, calls: &[crate::calls::CallPeople]) -> String {
+    let rosters: Vec<serde_json::Value> = calls
+        .iter()
+        .map(|c| json!({ "conf_id": c.conf_id, "user_ids": c.user_ids, "hands": c.hands, "muted": c.muted }))
+        .collect();
     json!({
         "t": "call_roster",
         "room_id": room_id,
@@ -135,6 +164,12 @@ pub fn call_roster(room_id: &str, calls: &[(String, Vec<String>)]) -> String {
         "html": render::call_bar(calls).into_string(),
     })
     .to_string()
+}
+
+/// What a call's host did to this tab: `call_muted` (its microphone was turned off) or
+/// `call_ended` (the call was ended for everyone), and who did it.
+pub fn host_did(kind: &str, room_id: &str, conf_id: &str, by: &str) -> String {
+    json!({ "t": kind, "room_id": room_id, "conf_id": conf_id, "by": by }).to_string()
 }
 
 /// `room_deleted`: an administrator deleted the room; nothing of it can be read any more.

@@ -166,10 +166,20 @@ impl OnlineUser {
 }
 
 /// The people in one call: (user, connection), in joining order.
-type Roster = Vec<(Arc<str>, u64)>;
+type Roster = Vec<Seat>;
 
-/// The calls running in one room: (conference id, people in joining order), by conference id.
-pub type RoomCalls = Vec<(String, Vec<String>)>;
+/// One tab in a call.
+struct Seat {
+    user: Arc<str>,
+    conn: u64,
+    /// When its hand went up (none: down).
+    hand: Option<Instant>,
+    /// Its microphone is off (by itself or a host).
+    muted: bool,
+}
+
+/// The calls running in one room, by conference id.
+pub type RoomCalls = Vec<crate::calls::CallPeople>;
 
 #[derive(Default)]
 struct Inner {
@@ -285,14 +295,12 @@ impl Hub {
         let _ = self.call_left.set(left);
     }
 
-    /// Whether a connection is on a room call's roster.
-    pub fn in_call(&self, conn_id: u64, room: &RoomId, conf_id: &str) -> bool {
+    /// Whether a connection is on a room call's roster: if it is, whether its microphone is
+    /// off.
+    pub fn in_call(&self, conn_id: u64, room: &RoomId, conf_id: &str) -> Option<bool> {
         let inner = self.lock();
-        inner
-            .calls
-            .get(room.as_str())
-            .and_then(|c| c.get(conf_id))
-            .is_some_and(|roster| roster.iter().any(|(_, c)| *c == conn_id))
+        let roster = inner.calls.get(room.as_str()).and_then(|c| c.get(conf_id))?;
+        roster.iter().find(|s| s.conn == conn_id).map(|s| s.muted)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -682,6 +690,95 @@ impl Hub {
         out
     }
 
+    /// This tab's own state in a call it is in: microphone off or on, hand up or down; the
+    /// room is told.
+    pub fn set_call_state(
+        &self,
+        conn_id: u64,
+        room: &RoomId,
+        conf_id: &str,
+        muted: Option<bool>,
+        hand: Option<bool>,
+    ) -> Result<()> {
+        let mut inner = self.lock();
+        let Some(key) = inner.calls.get_key_value(room.as_str()).map(|(k, _)| k.clone()) else {
+            return Err(not_in_call());
+        };
+        let seat = inner
+            .calls
+            .get_mut(room.as_str())
+            .and_then(|c| c.get_mut(conf_id))
+            .and_then(|r| r.iter_mut().find(|s| s.conn == conn_id));
+        let Some(seat) = seat else { return Err(not_in_call()) };
+        if let Some(m) = muted {
+            seat.muted = m;
+        }
+        match hand {
+            Some(true) if seat.hand.is_none() => seat.hand = Some(Instant::now()),
+            Some(false) => seat.hand = None,
+            _ => {}
+        }
+        inner.rosters_changed.push(key);
+        self.unlock(inner);
+        Ok(())
+    }
+
+    /// A host's action on a call (the caller checked that `by` hosts it): `Mute` turns
+    /// `target`'s microphones off and tells their tabs (`call_muted`), `LowerHand` lowers their
+    /// hand, `End` takes everyone off the call and tells each tab (`call_ended`). Returns the
+    /// connections whose microphone was turned off.
+    pub fn host_action(
+        &self,
+        by: &str,
+        room: &RoomId,
+        conf_id: &str,
+        action: crate::calls::HostAction,
+        target: Option<&str>,
+    ) -> Result<Vec<u64>> {
+        use crate::calls::HostAction;
+        let mut inner = self.lock();
+        let Some(key) = inner.calls.get_key_value(room.as_str()).map(|(k, _)| k.clone()) else {
+            return Err(Error::NotFound("no such call".into()));
+        };
+        let Some(roster) = inner.calls.get_mut(room.as_str()).and_then(|c| c.get_mut(conf_id)) else {
+            return Err(Error::NotFound("no such call".into()));
+        };
+        let (kind, mut told): (&str, Vec<(Arc<str>, u64)>) = match action {
+            HostAction::End => ("call_ended", roster.iter().map(|s| (s.user.clone(), s.conn)).collect()),
+            HostAction::Mute | HostAction::LowerHand => {
+                let target = target.ok_or_else(|| Error::bad("user_id is required"))?;
+                let seats: Vec<&mut Seat> = roster.iter_mut().filter(|s| &*s.user == target).collect();
+                if seats.is_empty() {
+                    return Err(Error::NotFound("that person is not in this call".into()));
+                }
+                let mut muted = Vec::new();
+                for s in seats {
+                    if action == HostAction::Mute {
+                        s.muted = true;
+                        muted.push((s.user.clone(), s.conn));
+                    } else {
+                        s.hand = None;
+                    }
+                }
+                ("call_muted", muted)
+            }
+        };
+        if action == HostAction::End {
+            inner.leave_calls(|r, c, _, _| r == room.as_str() && c == conf_id);
+        } else {
+            inner.rosters_changed.push(key);
+        }
+        let text = Utf8Bytes::from(frames::host_did(kind, room.as_str(), conf_id, by));
+        for (user, conn) in &told {
+            if let Some(c) = inner.users.get(&**user).and_then(|u| u.conns.iter().find(|c| c.id == *conn)) {
+                let _ = c.call.try_send(text.clone());
+            }
+        }
+        self.unlock(inner);
+        told.retain(|_| action == HostAction::Mute);
+        Ok(told.into_iter().map(|(_, c)| c).collect())
+    }
+
     /// Who is in each call of a room (for a page render).
     pub fn calls_in(&self, room: &RoomId) -> RoomCalls {
         let room = room.as_str();
@@ -859,10 +956,10 @@ impl Inner {
         for (room, confs) in self.calls.iter_mut() {
             for (conf, roster) in confs.iter_mut() {
                 let before = roster.len();
-                roster.retain(|(u, c)| {
-                    let leaving = gone(room, conf, u, *c);
+                roster.retain(|s| {
+                    let leaving = gone(room, conf, &s.user, s.conn);
                     if leaving {
-                        self.left_calls.push((room.clone(), conf.clone(), *c));
+                        self.left_calls.push((room.clone(), conf.clone(), s.conn));
                     }
                     !leaving
                 });
@@ -879,25 +976,22 @@ impl Inner {
     /// room is to be told.
     fn add_to_call(&mut self, user: Arc<str>, room: Arc<str>, conf_id: &str, conn_id: u64, cap: usize) -> Result<()> {
         let roster = self.calls.entry(room.clone()).or_default().entry(conf_id.to_string()).or_default();
-        if roster.iter().any(|(_, c)| *c == conn_id) {
+        if roster.iter().any(|s| s.conn == conn_id) {
             return Ok(());
         }
-        let people: HashSet<&Arc<str>> = roster.iter().map(|(u, _)| u).collect();
+        let people: HashSet<&Arc<str>> = roster.iter().map(|s| &s.user).collect();
         if !people.contains(&user) && people.len() >= cap {
             return Err(Error::Conflict(format!("this call is full ({cap} people)")));
         }
-        roster.push((user, conn_id));
+        roster.push(Seat { user, conn: conn_id, hand: None, muted: false });
         self.rosters_changed.push(room);
         Ok(())
     }
 
     /// The calls of a room now.
     fn calls_of(&self, room: &str) -> RoomCalls {
-        let mut out: RoomCalls = self
-            .calls
-            .get(room)
-            .map(|confs| confs.iter().map(|(c, r)| (c.clone(), roster_users(r))).collect())
-            .unwrap_or_default();
+        let mut out: RoomCalls =
+            self.calls.get(room).map(|confs| confs.iter().map(|(c, r)| people_of(c, r)).collect()).unwrap_or_default();
         out.sort();
         out
     }
@@ -1010,14 +1104,36 @@ impl Inner {
 }
 
 /// Users of a roster, each once, in joining order.
-fn roster_users(roster: &[(Arc<str>, u64)]) -> Vec<String> {
+fn roster_users(roster: &[Seat]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for (u, _) in roster {
-        if !out.iter().any(|x| **x == **u) {
-            out.push(u.to_string());
+    for s in roster {
+        if !out.iter().any(|x| **x == *s.user) {
+            out.push(s.user.to_string());
         }
     }
     out
+}
+
+/// A call as its room is told: its people, raised hands (a person's first tab's, in the order
+/// raised) and microphones off (every tab of the person's).
+fn people_of(conf: &str, roster: &[Seat]) -> crate::calls::CallPeople {
+    let user_ids = roster_users(roster);
+    let mut raised: Vec<(Instant, &str)> = Vec::new();
+    for s in roster {
+        if let Some(at) = s.hand
+            && !raised.iter().any(|(_, u)| *u == &*s.user)
+        {
+            raised.push((at, &s.user));
+        }
+    }
+    raised.sort();
+    let muted = user_ids.iter().filter(|u| roster.iter().all(|s| *s.user != ***u || s.muted)).cloned().collect();
+    crate::calls::CallPeople {
+        conf_id: conf.to_string(),
+        user_ids,
+        hands: raised.into_iter().map(|(_, u)| u.to_string()).collect(),
+        muted,
+    }
 }
 
 fn deliver_call(online: &OnlineUser, text: &Utf8Bytes, lagged_total: &AtomicU64) {
@@ -1042,4 +1158,9 @@ fn deliver(online: &OnlineUser, frame: &Frame, lagged_total: &AtomicU64) {
 /// malformed room id included).
 pub fn not_member() -> Error {
     Error::Forbidden("you are not a member of this room".into())
+}
+
+/// The error for a call frame from a tab that is not in the call.
+pub fn not_in_call() -> Error {
+    Error::Forbidden("join the call first (call_join)".into())
 }

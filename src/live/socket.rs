@@ -343,6 +343,8 @@ async fn handle(
         ClientFrame::SfuPublish { .. } => Some("sfu_publish"),
         ClientFrame::SfuAnswer { .. } => Some("sfu_answer"),
         ClientFrame::SfuShow { .. } => Some("sfu_show"),
+        ClientFrame::CallState { .. } => Some("call_state"),
+        ClientFrame::CallHost { .. } => Some("call_host"),
         _ => None,
     };
     if let Some(kind) = sfu_frame
@@ -469,7 +471,8 @@ async fn handle(
             let (user, reply_tx) = (session.user.clone(), reply_tx.clone());
             state.tasks.clone().spawn(async move {
                 let out = match checked {
-                    Ok((sfu, tab)) => sfu.publish(&user, &tab, sdp, screens, &reply_tx).await.map(|sdp| {
+                    Ok((sfu, tab, muted)) => sfu.publish(&user, &tab, sdp, screens, &reply_tx).await.map(|sdp| {
+                        sfu.hold(&tab, muted);
                         let room = tab.room.as_str();
                         serde_json::json!({ "t": "sfu_answer", "room_id": room, "conf_id": conf_id, "sdp": sdp })
                             .to_string()
@@ -489,7 +492,7 @@ async fn handle(
             let reply_tx = reply_tx.clone();
             state.tasks.clone().spawn(async move {
                 let out = match checked {
-                    Ok((sfu, tab)) => sfu.answer(&tab, sdp).await,
+                    Ok((sfu, tab, _)) => sfu.answer(&tab, sdp).await,
                     Err(e) => Err(e),
                 };
                 if let Err(e) = out {
@@ -500,9 +503,42 @@ async fn handle(
         }
         ClientFrame::SfuShow { room_id, conf_id, stream_id, height } => {
             let out = media_server(state, session, conn, &room_id, &conf_id)
-                .and_then(|(sfu, tab)| sfu.show(&tab, &stream_id, height));
+                .and_then(|(sfu, tab, _)| sfu.show(&tab, &stream_id, height));
             if let Err(e) = out {
                 let _ = reply_tx.try_send(frames::error(Some("sfu_show"), &e));
+            }
+        }
+        ClientFrame::CallState { room_id, conf_id, muted, hand } => {
+            let out = crate::calls::check_conf_id(&conf_id)
+                .and_then(|()| RoomId::parse(&room_id).map_err(|_| super::hub::not_member()))
+                .and_then(|rid| state.hub.set_call_state(conn.id(), &rid, &conf_id, muted, hand).map(|()| rid));
+            match out {
+                Ok(room) => {
+                    if let (Some(held), Some(sfu)) = (muted, &state.sfu) {
+                        sfu.hold(&crate::calls::sfu::Tab { conn: conn.id(), room, conf: conf_id }, held);
+                    }
+                }
+                Err(e) => {
+                    let _ = reply_tx.try_send(frames::error(Some("call_state"), &e));
+                }
+            }
+        }
+        ClientFrame::CallHost { room_id, conf_id, action, user_id } => {
+            let out = host(state, session, &room_id, &conf_id, &action, user_id.as_deref());
+            match out {
+                Ok((room, muted)) => {
+                    if let Some(sfu) = &state.sfu {
+                        for c in muted {
+                            sfu.hold(
+                                &crate::calls::sfu::Tab { conn: c, room: room.clone(), conf: conf_id.clone() },
+                                true,
+                            );
+                        }
+                    }
+                }
+                Err(e) => {
+                    let _ = reply_tx.try_send(frames::error(Some("call_host"), &e));
+                }
             }
         }
         ClientFrame::Read { room_id, pos } => {
@@ -541,22 +577,38 @@ fn joined_now(state: &LiveState, session: &Session, room_id: &str) -> Result<Roo
     Ok(rid)
 }
 
+/// A host's action on a call (`call_host`), if the user hosts the room's calls: the room
+/// and the connections whose microphone it turned off.
+fn host(
+    state: &LiveState,
+    session: &Session,
+    room_id: &str,
+    conf_id: &str,
+    action: &str,
+    target: Option<&str>,
+) -> Result<(RoomId, Vec<u64>)> {
+    crate::calls::check_conf_id(conf_id)?;
+    let action = crate::calls::HostAction::parse(action)?;
+    let rid = RoomId::parse(room_id).map_err(|_| super::hub::not_member())?;
+    crate::calls::check_host(&state.store, &session.user, &rid, target)?;
+    let muted = state.hub.host_action(session.user.as_str(), &rid, conf_id, action, target)?;
+    Ok((rid, muted))
+}
+
 /// The media server and the room, if it runs and this tab is on the call's roster (which it
-/// joins with `call_join`, as a member of the room).
+/// joins with `call_join`, as a member of the room), and whether the tab's microphone is off.
 fn media_server(
     state: &LiveState,
     session: &Session,
     conn: &Conn,
     room_id: &str,
     conf_id: &str,
-) -> Result<(crate::calls::sfu::Sfu, crate::calls::sfu::Tab)> {
+) -> Result<(crate::calls::sfu::Sfu, crate::calls::sfu::Tab, bool)> {
     let sfu = state.sfu.clone().ok_or_else(|| Error::Unavailable("this server runs no media server".into()))?;
     crate::calls::check_conf_id(conf_id)?;
     let rid = joined_now(state, session, room_id)?;
-    if !state.hub.in_call(conn.id(), &rid, conf_id) {
-        return Err(Error::Forbidden("join the call first (call_join)".into()));
-    }
-    Ok((sfu, crate::calls::sfu::Tab { conn: conn.id(), room: rid, conf: conf_id.to_string() }))
+    let muted = state.hub.in_call(conn.id(), &rid, conf_id).ok_or_else(super::hub::not_in_call)?;
+    Ok((sfu, crate::calls::sfu::Tab { conn: conn.id(), room: rid, conf: conf_id.to_string() }, muted))
 }
 
 /// Joins or leaves a room's call roster (the hub's; the store is only read).

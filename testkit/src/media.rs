@@ -77,6 +77,8 @@ struct Shared {
     tracks: Mutex<HashMap<String, Arc<dyn TrackRemote>>>,
     speakers: Mutex<Vec<String>>,
     errors: Mutex<Vec<Value>>,
+    /// The other call frames that came (`call_roster`, `call_muted`, `call_ended`), in order.
+    call_frames: Mutex<Vec<Value>>,
     keyframe_requests: AtomicU64,
     force_keyframe: AtomicBool,
     loudness: AtomicU8,
@@ -419,6 +421,7 @@ impl MediaPeer {
                                     *shared.speakers.lock().unwrap() = f["user_ids"].as_array().into_iter().flatten().filter_map(|u| u.as_str().map(str::to_string)).collect();
                                 }
                                 Some("error") => shared.errors.lock().unwrap().push(f),
+                                Some("call_roster" | "call_muted" | "call_ended") => shared.call_frames.lock().unwrap().push(f),
                                 _ => {}
                             }
                         }
@@ -587,6 +590,18 @@ impl MediaPeer {
     /// Errors the server sent on the live channel.
     pub fn errors(&self) -> Vec<Value> {
         self.shared.errors.lock().unwrap().clone()
+    }
+
+    /// The call frames that came (`call_roster`, `call_muted`, `call_ended`), in order.
+    pub fn call_frames(&self) -> Vec<Value> {
+        self.shared.call_frames.lock().unwrap().clone()
+    }
+
+    /// This call as the last `call_roster` for its room shows it (none: not running).
+    pub fn roster(&self) -> Option<Value> {
+        let frames = self.call_frames();
+        let last = frames.iter().rev().find(|f| f["t"] == "call_roster" && f["room_id"] == self.room.as_str())?;
+        last["calls"].as_array()?.iter().find(|c| c["conf_id"] == self.conf.as_str()).cloned()
     }
 
     /// Leaves the call (`call_leave`) and closes both connections.

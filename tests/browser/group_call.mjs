@@ -1,7 +1,9 @@
 // A room call of five through the server's media server, in real headless Chromium pages with
 // fake cameras: each decodes the four others' video (frames growing), the layer the server
 // sends follows the size of the tile showing it, someone who leaves disappears for the others,
-// and a member removed from the room loses the call and their media stops. Run by
+// and a member removed from the room loses the call and their media stops. Hands go up and
+// the host (the room's creator) lowers them, mutes someone (whose microphone stops) and ends
+// the call for everyone; tiles that do not fit go on pages and are not sent. Run by
 // tests/browser.rs with the server's URL. Media goes straight to the server on 127.0.0.1 (the
 // relay's path to it is calls.mjs's).
 import { launchForCalls, mediaFlows } from './media.mjs';
@@ -83,6 +85,23 @@ try {
   for (const [u, s] of Object.entries(before)) {
     if (!(after[u] && after[u].framesDecoded > s.framesDecoded)) fail(`ana: frames from ${u} stopped`);
   }
+  // Cy raises a hand; Ana (the room's creator: she hosts) mutes Ben.
+  const cy = people[2];
+  const idOf = (p) => p.page.evaluate(() => document.body.dataset.user);
+  const [benId, cyId] = [await idOf(people[1]), await idOf(cy)];
+  await cy.page.click('#call .ctl.hand');
+  await ana.page.waitForSelector(`#call .tile[data-user="${cyId}"][data-hand="up"] .hand-badge:not([hidden])`, { timeout });
+  await ana.page.waitForSelector('#call .hands:has-text("cy")', { timeout });
+  await cy.page.waitForSelector('#call .ctl.hand[aria-pressed="true"]', { timeout });
+  await ana.page.waitForSelector('#call .ctl.end-all:not([hidden])', { timeout });
+  if (await people[1].page.$('#call .ctl.end-all:not([hidden])')) fail('ben (no moderator) is offered to end the call');
+  if (await people[1].page.$('#call .host-mute:not([hidden])')) fail('ben (no moderator) is offered to mute others');
+  await ana.page.click(`#call .tile[data-user="${benId}"] .host-mute`);
+  await people[1].page.waitForSelector('#call .status:has-text("ana turned your microphone off")', { timeout });
+  await people[1].page.waitForSelector('#call .ctl.mute[aria-pressed="true"]', { timeout });
+  if (await people[1].page.evaluate(() => window.chatCalls.micEnabled()) !== false) fail('ben\'s microphone still sends');
+  for (const p of [cy, eve]) await p.page.waitForSelector(`#call .tile[data-user="${benId}"][data-audio="off"]`, { timeout });
+  log('hand raised, ben muted by ana');
   await ana.page.screenshot({ path: `${shots}/call-five-ana.png` });
   // The call screen at desktop and phone sizes, light and dark.
   for (const [w, h, size] of [[1366, 800, 'desktop'], [390, 844, 'phone']]) {
@@ -93,14 +112,26 @@ try {
       await ana.page.screenshot({ path: `${shots}/design-call-five-${size}-${scheme}.png` });
     }
   }
+  await cy.page.setViewportSize({ width: 390, height: 844 });
+  await cy.page.emulateMedia({ colorScheme: 'dark' });
+  await cy.page.waitForTimeout(400);
+  await cy.page.screenshot({ path: `${shots}/design-call-five-hand-phone-dark.png` });
+  await cy.page.setViewportSize({ width: 1000, height: 700 });
   await ana.page.setViewportSize({ width: 1000, height: 700 });
   await ana.page.emulateMedia({ colorScheme: 'light' });
+
+  // Ana lowers Cy's hand; Ben turns his microphone on again.
+  await ana.page.click(`#call .tile[data-user="${cyId}"] .hand-badge`);
+  await cy.page.waitForSelector('#call .ctl.hand[aria-pressed="false"]', { timeout });
+  await ana.page.waitForSelector('#call .hands', { state: 'hidden', timeout });
+  await people[1].page.click('#call .ctl.mute');
+  for (const p of [cy, eve]) await p.page.waitForSelector(`#call .tile[data-user="${benId}"][data-audio="on"]`, { timeout });
+
 
   // The layer follows the tile: Ana shrinks Ben's tile to a thumbnail (a lower layer), then
   // makes it large (back up; the full layer only when Ben's browser sends it and the estimate
   // towards Ana has room for it).
   const ben = people[1];
-  const benId = await ben.page.evaluate(() => document.body.dataset.user);
   const size = (h) => ana.page.evaluate(({ id, h }) => {
     const v = document.querySelector(`#call .tile[data-user="${CSS.escape(id)}"] video`);
     v.style.height = `${h}px`;
@@ -123,6 +154,42 @@ try {
     return out.sort().join(' ');
   });
   log(`ben sends ${sent}`);
+
+  // A short screen holds 4 tiles: the fifth goes on a second page and is not sent while off
+  // the page.
+  await ana.page.setViewportSize({ width: 844, height: 390 });
+  await ana.page.waitForSelector('#call .pager:not([hidden])', { timeout });
+  const hidden = () => ana.page.evaluate(() => document.querySelector('#call .tile[hidden]')?.dataset.user);
+  const stopped = async (p, user) => {
+    let last = -1;
+    for (let i = 0; i < 40; i += 1) {
+      const n = (await frames(p))[user]?.videoBytes ?? 0;
+      if (n === last) return true;
+      last = n;
+      await p.page.waitForTimeout(700);
+    }
+    return false;
+  };
+  // (Someone who starts speaking while off the page swaps places with someone quiet.)
+  let away = null;
+  for (let tries = 0; tries < 3 && !away; tries += 1) {
+    const h = await hidden();
+    if (!h) fail('no tile went to the second page');
+    if (await stopped(ana, h) && (await hidden()) === h) away = h;
+  }
+  if (!away) fail('a tile off the page is still sent');
+  const paused = (await frames(ana))[away].videoBytes;
+  await ana.page.screenshot({ path: `${shots}/design-call-five-pages-desktop-light.png` });
+  await ana.page.click('#call .pager .next');
+  await ana.page.waitForSelector(`#call .tile[data-user="${away}"]:not([hidden])`, { timeout });
+  const deadline = Date.now() + timeout;
+  while ((await frames(ana))[away].videoBytes <= paused + 20000) {
+    if (Date.now() > deadline) fail('the tile on the second page gets no video');
+    await ana.page.waitForTimeout(300);
+  }
+  await ana.page.setViewportSize({ width: 1000, height: 700 });
+  await ana.page.waitForSelector('#call .pager', { state: 'hidden', timeout });
+  log('pages: ok');
 
   // Someone who leaves disappears for the others.
   const dan = people[3];
@@ -150,10 +217,15 @@ try {
   await direct(ana, 2);
   await ana.page.screenshot({ path: `${shots}/call-five-after-ana.png` });
 
-  for (const p of [ana, ben, people[2]]) {
-    await p.page.click('#call button.hangup');
+  // Ana ends the call for everyone (after confirming).
+  await ana.page.click('#call .ctl.end-all');
+  await ana.page.click('dialog.confirm button[value="ok"]');
+  for (const [p, text] of [[ana, 'You ended the call'], [ben, 'ana ended the call'], [cy, 'ana ended the call']]) {
+    await p.page.waitForSelector(`#call .ended-text:has-text("${text}")`, { timeout });
+    await p.page.click('#call .close-call');
     await p.page.waitForSelector('#call', { state: 'detached', timeout });
   }
+  await ben.page.waitForSelector('#callbar', { state: 'hidden', timeout });
   if (errors.length) fail(errors.join('\n'));
   log('group call through the media server: ok');
 } finally {

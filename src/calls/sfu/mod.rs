@@ -168,6 +168,8 @@ pub struct Member {
     /// The tile heights asked for, by stream id (a camera that arrives after the microphone
     /// starts at its tile's size).
     heights: Mutex<HashMap<String, u32>>,
+    /// Its microphone is off (by itself or a host): its audio is not forwarded.
+    held: AtomicBool,
     gone: CancellationToken,
 }
 
@@ -382,6 +384,7 @@ impl Sfu {
             audio_level_id: Mutex::new(None),
             screens: Mutex::new(Vec::new()),
             heights: Mutex::new(HashMap::new()),
+            held: AtomicBool::new(false),
             gone: CancellationToken::new(),
         });
         let _ = relay.member.set(Arc::downgrade(&member));
@@ -582,6 +585,15 @@ impl Sfu {
         Ok(())
     }
 
+    /// Holds back (or forwards again) a participant's microphone: its microphone was turned
+    /// off, by itself or by a host, so nothing it sends is heard even if its client keeps
+    /// sending. Nothing happens for a tab without media here (a mesh call).
+    pub fn hold(&self, tab: &Tab, held: bool) {
+        if let Some((_, member)) = self.member(tab) {
+            member.held.store(held, Ordering::Relaxed);
+        }
+    }
+
     /// Ends the media of a tab that left a call's roster.
     pub fn leave(&self, tab: &Tab) {
         let Some((call, member)) = self.member(tab) else { return };
@@ -703,6 +715,10 @@ impl Sfu {
                         }
                     }
                     source.bytes[layer].fetch_add(packet.payload.len() as u64, Ordering::Relaxed);
+                    if purpose == Purpose::Audio && member.held.load(Ordering::Relaxed) {
+                        source.level.store(0, Ordering::Relaxed);
+                        continue;
+                    }
                     if let Some(id) = level_id
                         && purpose == Purpose::Audio
                         && let Some(l) = packet.header.get_extension(id).as_deref().and_then(forward::loudness)
