@@ -493,6 +493,7 @@ pub fn message_page(page: &Value, out: &mut Vec<String>) -> Option<String> {
 }
 
 pub mod dns;
+pub mod janus;
 pub mod media;
 pub mod played;
 pub mod push;

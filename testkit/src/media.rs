@@ -3,8 +3,8 @@
 //! layers and Opus with an audio level, subscribes to everyone else, and counts what arrives.
 //!
 //! The synthetic video is VP8 as far as a forwarder looks: a payload descriptor with a 15-bit
-//! picture id, a payload header that marks keyframes, then one byte naming the layer it was
-//! sent on, a send time (microseconds since the peer started, for latency), and filler to the
+//! picture id, a frame header that marks keyframes (with a keyframe's start code and size),
+//! then one byte naming the layer it was sent on, a send time (microseconds since the peer started, for latency), and filler to the
 //! layer's size. A frame is one packet, 30 per second per layer.
 
 use std::collections::{HashMap, VecDeque};
@@ -69,10 +69,10 @@ pub struct Received {
 
 /// State shared with the peer's tasks.
 #[derive(Default)]
-struct Shared {
+pub(crate) struct Shared {
     streams: Mutex<HashMap<String, Received>>,
     /// track id -> (user, purpose, stream id), from the last `sfu_offer`.
-    names: Mutex<HashMap<String, (String, String, String)>>,
+    pub(crate) names: Mutex<HashMap<String, (String, String, String)>>,
     /// track id -> the remote track (for keyframe requests).
     tracks: Mutex<HashMap<String, Arc<dyn TrackRemote>>>,
     speakers: Mutex<Vec<String>>,
@@ -161,18 +161,25 @@ impl PeerConnectionEventHandler for Subscriber {
 
 /// Layer, keyframe and send time of a synthetic VP8 payload.
 fn read_synthetic(p: &[u8]) -> Option<(usize, bool, u64)> {
-    if p.len() < 14 {
+    if p.len() < SYNTHETIC_HEADER + 9 {
         return None;
     }
     let key = p[0] & 0x10 != 0 && p[4] & 0x01 == 0;
-    let layer = usize::from(p[5]).min(2);
-    let sent = u64::from_be_bytes(p[6..14].try_into().ok()?);
+    let layer = usize::from(p[SYNTHETIC_HEADER]).min(2);
+    let sent = u64::from_be_bytes(p[SYNTHETIC_HEADER + 1..SYNTHETIC_HEADER + 9].try_into().ok()?);
     Some((layer, key, sent))
 }
 
+/// Where the layer and send time start: after the 4-byte payload descriptor and a 10-byte VP8
+/// frame header (the frame tag; in keyframes the start code and the size, which Janus reads).
+const SYNTHETIC_HEADER: usize = 14;
+
 fn synthetic(layer: usize, key: bool, picture_id: u16, sent_us: u64) -> bytes::Bytes {
     let mut p = vec![0x90, 0x80, 0x80 | ((picture_id >> 8) as u8 & 0x7f), picture_id as u8];
-    p.push(if key { 0x10 } else { 0x11 });
+    let (w, h) = [(160u16, 90u16), (320, 180), (640, 360)][layer];
+    p.extend_from_slice(&[if key { 0x10 } else { 0x11 }, 0, 0, 0x9d, 0x01, 0x2a]);
+    p.extend_from_slice(&w.to_le_bytes());
+    p.extend_from_slice(&h.to_le_bytes());
     p.push(layer as u8);
     p.extend_from_slice(&sent_us.to_be_bytes());
     p.resize(LAYERS[layer].1, 0xab);
@@ -268,6 +275,12 @@ impl Interceptor for KeyframeRequests {
     fn unbind_remote_stream(&mut self, _: &StreamInfo) {}
 }
 
+/// The address test peers bind: 127.0.0.1, or `CHAT_MEDIA_PEER_IP` (the media server
+/// benchmark's network namespace, where Janus, which never gathers on loopback, runs too).
+fn peer_ip() -> String {
+    std::env::var("CHAT_MEDIA_PEER_IP").unwrap_or_else(|_| "127.0.0.1".into())
+}
+
 async fn connection(handler: Arc<dyn PeerConnectionEventHandler>) -> Arc<dyn PeerConnection> {
     let mut media = codecs();
     let registry = register_default_interceptors(Registry::new(), &mut media).unwrap();
@@ -281,7 +294,7 @@ async fn connection(handler: Arc<dyn PeerConnectionEventHandler>) -> Arc<dyn Pee
         .with_setting_engine(settings)
         .with_interceptor_registry(registry)
         .with_handler(handler)
-        .with_udp_addrs(vec!["127.0.0.1:0".to_string()])
+        .with_udp_addrs(vec![format!("{}:0", peer_ip())])
         .build()
         .await
         .unwrap();
@@ -329,36 +342,11 @@ impl MediaPeer {
     /// publishing; `layers` says how many simulcast layers it sends (1 to 3), `audio` whether it
     /// sends a microphone.
     pub async fn join(mut ws: Ws, room: &str, conf: &str, layers: usize, audio: bool) -> Result<MediaPeer, Value> {
-        // One clock for every peer of the process, so a receiver can time a sender's packet.
-        static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-        let started = *EPOCH.get_or_init(Instant::now);
-        let shared = Arc::new(Shared::default());
-        let stop = tokio_util::sync::CancellationToken::new();
-        let (pub_gathered_tx, mut pub_gathered) = watch::channel(false);
-        let publish = connection(Arc::new(Gathered(pub_gathered_tx))).await;
-        let (sub_gathered_tx, sub_gathered) = watch::channel(false);
-        let subscribe =
-            connection(Arc::new(Subscriber { gathered: sub_gathered_tx, shared: shared.clone(), started })).await;
-        let ssrcs: Vec<u32> = (0..layers).map(|i| 0x1000_0000 + rand_u32() % 0x0fff_0000 + i as u32).collect();
-        let video = track(
-            "cam",
-            "cam-video",
-            RtpCodecKind::Video,
-            (0..layers)
-                .map(|i| (if layers == 1 { String::new() } else { LAYERS[i].0.to_string() }, ssrcs[i]))
-                .collect(),
-        );
-        publish.add_track(video.clone() as Arc<dyn TrackLocal>).await.unwrap();
-        let audio_ssrc = rand_u32();
-        let mic = track("cam", "cam-audio", RtpCodecKind::Audio, vec![(String::new(), audio_ssrc)]);
-        if audio {
-            publish.add_track(mic.clone() as Arc<dyn TrackLocal>).await.unwrap();
-        }
+        let parts = Parts::new(layers, audio).await;
+        let Parts { shared, stop, publish, subscribe, .. } = parts.clone();
+        let sub_gathered = parts.sub_gathered.clone();
         ws.send(json!({ "t": "call_join", "room_id": room, "conf_id": conf })).await;
-        let offer = publish.create_offer(None).await.unwrap();
-        publish.set_local_description(offer).await.unwrap();
-        let _ = tokio::time::timeout(Duration::from_secs(5), pub_gathered.wait_for(|g| *g)).await;
-        let sdp = publish.local_description().await.unwrap().sdp;
+        let sdp = parts.publish_offer().await;
         ws.send(json!({ "t": "sfu_publish", "room_id": room, "conf_id": conf, "sdp": sdp })).await;
         // The answer, or the refusal.
         let answer = loop {
@@ -401,15 +389,7 @@ impl MediaPeer {
                                         names.insert(id.clone(), (text("user_id"), text("purpose"), text("stream_id")));
                                     }
                                     *shared.names.lock().unwrap() = names;
-                                    let answer = async {
-                                        let offer = RTCSessionDescription::offer(f["sdp"].as_str().unwrap_or_default().to_string())?;
-                                        subscribe.set_remote_description(offer).await?;
-                                        let answer = subscribe.create_answer(None).await?;
-                                        subscribe.set_local_description(answer).await?;
-                                        let _ = tokio::time::timeout(Duration::from_secs(5), gathered.wait_for(|g| *g)).await;
-                                        Ok::<_, webrtc::error::Error>(subscribe.local_description().await.map(|d| d.sdp).unwrap_or_default())
-                                    };
-                                    let sdp = match answer.await {
+                                    let sdp = match answer_offer(&subscribe, &mut gathered, f["sdp"].as_str().unwrap_or_default()).await {
                                         Ok(sdp) => sdp,
                                         // Closing while an offer is handled.
                                         Err(e) => { shared.errors.lock().unwrap().push(json!({ "local": e.to_string() })); continue; }
@@ -429,93 +409,21 @@ impl MediaPeer {
                 }
             });
         }
-        // Keyframe requests from the server: counted, and answered with a keyframe.
-        {
-            let (shared, video, stop) = (shared.clone(), video.clone(), stop.clone());
-            tokio::spawn(async move {
-                loop {
-                    let ev = tokio::select! {
-                        _ = stop.cancelled() => return,
-                        ev = video.poll() => ev,
-                    };
-                    match ev {
-                        Some(TrackLocalEvent::OnRtcpPacket(_)) => {
-                            shared.keyframe_requests.fetch_add(1, Ordering::Relaxed);
-                            shared.force_keyframe.store(true, Ordering::Relaxed);
-                        }
-                        Some(_) => {}
-                        None => tokio::time::sleep(Duration::from_millis(50)).await,
-                    }
-                }
-            });
-        }
-        // The media: 30 frames per second per layer, a keyframe every 3 s or when asked;
-        // audio every 20 ms.
-        {
-            let (shared, stop) = (shared.clone(), stop.clone());
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_millis(33));
-                let (mut frame, mut seq, mut audio_seq) = (0u32, [0u16; 3], 0u16);
-                loop {
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tick.tick() => {}
-                    }
-                    let key = frame % 90 == 0 || shared.force_keyframe.swap(false, Ordering::Relaxed);
-                    let now = started.elapsed().as_micros() as u64;
-                    for (layer, ssrc) in ssrcs.iter().enumerate() {
-                        let header = rtp::header::Header {
-                            version: 2,
-                            marker: true,
-                            payload_type: 96,
-                            sequence_number: seq[layer],
-                            timestamp: frame.wrapping_mul(3000),
-                            ssrc: *ssrc,
-                            ..Default::default()
-                        };
-                        seq[layer] = seq[layer].wrapping_add(1);
-                        let packet =
-                            rtp::Packet { header, payload: synthetic(layer, key, (frame & 0x7fff) as u16, now) };
-                        let rid = if ssrcs.len() == 1 { None } else { Some(LAYERS[layer].0) };
-                        // Simulcast: the receiver maps each layer's SSRC by its MID and RID.
-                        let ext: Vec<HeaderExtension> = rid
-                            .map(|r| {
-                                [
-                                    ("urn:ietf:params:rtp-hdrext:sdes:mid", "0"),
-                                    ("urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id", r),
-                                ]
-                                .map(|(uri, v)| HeaderExtension::Custom {
-                                    uri: uri.into(),
-                                    extension: Box::new(Sdes(v)),
-                                })
-                            })
-                            .into_iter()
-                            .flatten()
-                            .collect();
-                        let _ = video.write_rtp_with_extensions(packet, &ext).await;
-                    }
-                    if audio {
-                        for _ in 0..2 {
-                            let level = 127 - shared.loudness.load(Ordering::Relaxed).min(127);
-                            let header = rtp::header::Header {
-                                version: 2,
-                                payload_type: 111,
-                                sequence_number: audio_seq,
-                                timestamp: u32::from(audio_seq).wrapping_mul(960),
-                                ssrc: audio_ssrc,
-                                ..Default::default()
-                            };
-                            audio_seq = audio_seq.wrapping_add(1);
-                            let payload = bytes::Bytes::from(vec![0xfc; 60]);
-                            let ext = [HeaderExtension::AudioLevel(AudioLevelExtension { level, voice: level < 100 })];
-                            let _ = mic.write_rtp_with_extensions(rtp::Packet { header, payload }, &ext).await;
-                        }
-                    }
-                    frame += 1;
-                }
-            });
-        }
+        parts.run();
         Ok(MediaPeer { room: room.into(), conf: conf.into(), publish, subscribe, out, shared, stop })
+    }
+
+    /// A peer of `parts` that some other signalling connected (Janus).
+    pub(crate) fn from_parts(parts: &Parts, room: String, conf: String, out: mpsc::Sender<Value>) -> MediaPeer {
+        MediaPeer {
+            room,
+            conf,
+            publish: parts.publish.clone(),
+            subscribe: parts.subscribe.clone(),
+            out,
+            shared: parts.shared.clone(),
+            stop: parts.stop.clone(),
+        }
     }
 
     /// What arrived so far, by track id.
@@ -612,7 +520,185 @@ impl MediaPeer {
     }
 }
 
-fn rand_u32() -> u32 {
+/// A peer's two connections and its tracks, before it joins a call: the same for our media
+/// server and for Janus (the benchmark's comparison).
+#[derive(Clone)]
+pub(crate) struct Parts {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) stop: tokio_util::sync::CancellationToken,
+    pub(crate) publish: Arc<dyn PeerConnection>,
+    pub(crate) subscribe: Arc<dyn PeerConnection>,
+    pub_gathered: watch::Receiver<bool>,
+    pub(crate) sub_gathered: watch::Receiver<bool>,
+    video: Arc<TrackLocalStaticRTP>,
+    mic: Arc<TrackLocalStaticRTP>,
+    ssrcs: Vec<u32>,
+    audio_ssrc: u32,
+    audio: bool,
+    started: Instant,
+}
+
+impl Parts {
+    /// Both connections, a camera of `layers` simulcast layers and (with `audio`) a microphone.
+    pub(crate) async fn new(layers: usize, audio: bool) -> Parts {
+        // One clock for every peer of the process, so a receiver can time a sender's packet.
+        static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        let started = *EPOCH.get_or_init(Instant::now);
+        let shared = Arc::new(Shared::default());
+        let stop = tokio_util::sync::CancellationToken::new();
+        let (pub_gathered_tx, pub_gathered) = watch::channel(false);
+        let publish = connection(Arc::new(Gathered(pub_gathered_tx))).await;
+        let (sub_gathered_tx, sub_gathered) = watch::channel(false);
+        let subscribe =
+            connection(Arc::new(Subscriber { gathered: sub_gathered_tx, shared: shared.clone(), started })).await;
+        let ssrcs: Vec<u32> = (0..layers).map(|i| 0x1000_0000 + rand_u32() % 0x0fff_0000 + i as u32).collect();
+        let video = track(
+            "cam",
+            "cam-video",
+            RtpCodecKind::Video,
+            (0..layers)
+                .map(|i| (if layers == 1 { String::new() } else { LAYERS[i].0.to_string() }, ssrcs[i]))
+                .collect(),
+        );
+        publish.add_track(video.clone() as Arc<dyn TrackLocal>).await.unwrap();
+        let audio_ssrc = rand_u32();
+        let mic = track("cam", "cam-audio", RtpCodecKind::Audio, vec![(String::new(), audio_ssrc)]);
+        if audio {
+            publish.add_track(mic.clone() as Arc<dyn TrackLocal>).await.unwrap();
+        }
+        Parts {
+            shared,
+            stop,
+            publish,
+            subscribe,
+            pub_gathered,
+            sub_gathered,
+            video,
+            mic,
+            ssrcs,
+            audio_ssrc,
+            audio,
+            started,
+        }
+    }
+
+    /// The publish connection's offer, with its candidates.
+    pub(crate) async fn publish_offer(&self) -> String {
+        let offer = self.publish.create_offer(None).await.unwrap();
+        self.publish.set_local_description(offer).await.unwrap();
+        let mut gathered = self.pub_gathered.clone();
+        let _ = tokio::time::timeout(Duration::from_secs(5), gathered.wait_for(|g| *g)).await;
+        self.publish.local_description().await.unwrap().sdp
+    }
+
+    /// Starts sending: 30 frames per second per layer, a keyframe every 3 s or when asked;
+    /// audio every 20 ms. Keyframe requests are counted.
+    pub(crate) fn run(&self) {
+        let Parts { shared, stop, video, mic, ssrcs, audio_ssrc, audio, started, .. } = self.clone();
+        {
+            let (shared, video, stop) = (shared.clone(), video.clone(), stop.clone());
+
+            tokio::spawn(async move {
+                loop {
+                    let ev = tokio::select! {
+                        _ = stop.cancelled() => return,
+                        ev = video.poll() => ev,
+                    };
+                    match ev {
+                        Some(TrackLocalEvent::OnRtcpPacket(_)) => {
+                            shared.keyframe_requests.fetch_add(1, Ordering::Relaxed);
+                            shared.force_keyframe.store(true, Ordering::Relaxed);
+                        }
+                        Some(_) => {}
+                        None => tokio::time::sleep(Duration::from_millis(50)).await,
+                    }
+                }
+            });
+        }
+        // The media: 30 frames per second per layer, a keyframe every 3 s or when asked;
+        // audio every 20 ms.
+        {
+            let (shared, stop) = (shared.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(33));
+                let (mut frame, mut seq, mut audio_seq) = (0u32, [0u16; 3], 0u16);
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tick.tick() => {}
+                    }
+                    let key = frame % 90 == 0 || shared.force_keyframe.swap(false, Ordering::Relaxed);
+                    let now = started.elapsed().as_micros() as u64;
+                    for (layer, ssrc) in ssrcs.iter().enumerate() {
+                        let header = rtp::header::Header {
+                            version: 2,
+                            marker: true,
+                            payload_type: 96,
+                            sequence_number: seq[layer],
+                            timestamp: frame.wrapping_mul(3000),
+                            ssrc: *ssrc,
+                            ..Default::default()
+                        };
+                        seq[layer] = seq[layer].wrapping_add(1);
+                        let packet =
+                            rtp::Packet { header, payload: synthetic(layer, key, (frame & 0x7fff) as u16, now) };
+                        let rid = if ssrcs.len() == 1 { None } else { Some(LAYERS[layer].0) };
+                        // Simulcast: the receiver maps each layer's SSRC by its MID and RID.
+                        let ext: Vec<HeaderExtension> = rid
+                            .map(|r| {
+                                [
+                                    ("urn:ietf:params:rtp-hdrext:sdes:mid", "0"),
+                                    ("urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id", r),
+                                ]
+                                .map(|(uri, v)| HeaderExtension::Custom {
+                                    uri: uri.into(),
+                                    extension: Box::new(Sdes(v)),
+                                })
+                            })
+                            .into_iter()
+                            .flatten()
+                            .collect();
+                        let _ = video.write_rtp_with_extensions(packet, &ext).await;
+                    }
+                    if audio {
+                        for _ in 0..2 {
+                            let level = 127 - shared.loudness.load(Ordering::Relaxed).min(127);
+                            let header = rtp::header::Header {
+                                version: 2,
+                                payload_type: 111,
+                                sequence_number: audio_seq,
+                                timestamp: u32::from(audio_seq).wrapping_mul(960),
+                                ssrc: audio_ssrc,
+                                ..Default::default()
+                            };
+                            audio_seq = audio_seq.wrapping_add(1);
+                            let payload = bytes::Bytes::from(vec![0xfc; 60]);
+                            let ext = [HeaderExtension::AudioLevel(AudioLevelExtension { level, voice: level < 100 })];
+                            let _ = mic.write_rtp_with_extensions(rtp::Packet { header, payload }, &ext).await;
+                        }
+                    }
+                    frame += 1;
+                }
+            });
+        }
+    }
+}
+
+/// Answers an offer on the subscribe connection: the answer's SDP, with its candidates.
+pub(crate) async fn answer_offer(
+    subscribe: &Arc<dyn PeerConnection>,
+    gathered: &mut watch::Receiver<bool>,
+    sdp: &str,
+) -> Result<String, webrtc::error::Error> {
+    let offer = RTCSessionDescription::offer(sdp.to_string())?;
+    subscribe.set_remote_description(offer).await?;
+    let answer = subscribe.create_answer(None).await?;
+    subscribe.set_local_description(answer).await?;
+    let _ = tokio::time::timeout(Duration::from_secs(5), gathered.wait_for(|g| *g)).await;
+    Ok(subscribe.local_description().await.map(|d| d.sdp).unwrap_or_default())
+}
+
+pub(crate) fn rand_u32() -> u32 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
