@@ -409,7 +409,12 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
   function onReady(f) {
     sfuAvailable = !!(f && f.sfu);
     rosters.clear();
-    if (conf) send({ t: 'call_join', room_id: conf.room_id, conf_id: conf.conf_id });
+    if (conf) {
+      send({ t: 'call_join', room_id: conf.room_id, conf_id: conf.conf_id });
+      // The new seat starts with the microphone on: say so if it is off.
+      const a = media.local && media.local.getAudioTracks()[0];
+      if (a && !a.enabled) sendState({ muted: true });
+    }
     // The server ended our media with the old socket: connect it again.
     if (sfu) {
       rejoining = true;

@@ -25,6 +25,15 @@ async fn peer(s: &TestServer, u: &User, room: &str) -> MediaPeer {
     MediaPeer::join(ws, room, "conf1", 3, true).await.unwrap_or_else(|e| panic!("{} could not join: {e}", u.name))
 }
 
+/// Ana (the room's creator), Ben and Cy in a room, each in its call with a test peer.
+async fn three_in_a_call(s: &TestServer) -> ([User; 3], String, [MediaPeer; 3]) {
+    let (ana, ben, room) = s.ana_and_ben_in_general().await;
+    let cy = s.register("cy").await;
+    s.join(&cy, &room).await;
+    let peers = [peer(s, &ana, &room).await, peer(s, &ben, &room).await, peer(s, &cy, &room).await];
+    ([ana, ben, cy], room, peers)
+}
+
 fn packets(p: &MediaPeer, user: &User, purpose: &str) -> u64 {
     p.from(&user.id, purpose).map_or(0, |r| r.packets)
 }
@@ -32,13 +41,7 @@ fn packets(p: &MediaPeer, user: &User, purpose: &str) -> u64 {
 #[tokio::test]
 async fn the_media_server_forwards_picks_layers_and_passes_keyframe_requests() {
     let s = TestServer::start().await;
-    let (ana, ben, room) = s.ana_and_ben_in_general().await;
-    let cy = s.register("cy").await;
-    s.join(&cy, &room).await;
-
-    let a = peer(&s, &ana, &room).await;
-    let b = peer(&s, &ben, &room).await;
-    let c = peer(&s, &cy, &room).await;
+    let ([ana, ben, cy], room, [a, b, c]) = three_in_a_call(&s).await;
     s.until_metric("chat_sfu_participants", |v| v == 3.0).await;
 
     // Everyone gets the two others' camera and microphone.
@@ -201,12 +204,7 @@ async fn a_call_holds_the_configured_number_of_people() {
 #[tokio::test]
 async fn hosts_mute_lower_hands_and_end_the_call_and_nobody_else_does() {
     let s = TestServer::start().await;
-    let (ana, ben, room) = s.ana_and_ben_in_general().await;
-    let cy = s.register("cy").await;
-    s.join(&cy, &room).await;
-    let a = peer(&s, &ana, &room).await;
-    let b = peer(&s, &ben, &room).await;
-    let c = peer(&s, &cy, &room).await;
+    let ([ana, ben, cy], room, [a, b, c]) = three_in_a_call(&s).await;
     until("ana hears ben", || packets(&a, &ben, "audio") > 30).await;
     let frame = |action: &str, user: Option<&User>| {
         let mut f = json!({ "t": "call_host", "room_id": room, "conf_id": "conf1", "action": action });
