@@ -41,7 +41,7 @@ fn packets(p: &MediaPeer, user: &User, purpose: &str) -> u64 {
 #[tokio::test]
 async fn the_media_server_forwards_picks_layers_and_passes_keyframe_requests() {
     let s = TestServer::start().await;
-    let ([ana, ben, cy], room, [a, b, c]) = three_in_a_call(&s).await;
+    let ([ana, ben, cy], _, [a, b, c]) = three_in_a_call(&s).await;
     s.until_metric("chat_sfu_participants", |v| v == 3.0).await;
 
     // Everyone gets the two others' camera and microphone.
