@@ -19,6 +19,7 @@ export function createCalls({ me, send, displayName, currentRoom }) {
   let signalling = null;
   const media = createMedia({
     connections: () => (signalling.sfu ? [signalling.sfu.publish].filter(Boolean) : signalling.peers().map((p) => p.pc)),
+    shareTo: () => (signalling.sfu ? signalling.sfu.share : null),
   });
   const ui = createCallUi({
     displayName, currentRoom, media,

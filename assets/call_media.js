@@ -2,7 +2,9 @@
 // (ICE servers from GET /api/v1/turn) and what getStats() says about a connection. Through the
 // media server, `connections()` is the one publish connection.
 
-export function createMedia({ connections }) {
+// `shareTo()`: where a screen goes as a track of its own (the media server session's
+// `share(track, stream)`), or null: then it replaces the camera on `connections()`.
+export function createMedia({ connections, shareTo }) {
   let local = null; // MediaStream
   let screen = null; // MediaStream while sharing
 
@@ -84,13 +86,16 @@ export function createMedia({ connections }) {
     }
   }
 
-  // Starts or stops sending the screen instead of the camera; `onChange(sharing)` after each.
+  // Starts or stops sending the screen (beside the camera through the media server, instead of
+  // it person to person); `onChange(sharing)` after each.
   async function toggleShare(onChange) {
+    const own = shareTo ? shareTo() : null;
     if (screen) {
       for (const t of screen.getTracks()) t.stop();
       screen = null;
       const cam = local && local.getVideoTracks()[0];
-      if (cam) await replaceVideo(cam);
+      if (own) await own(null, null);
+      else if (cam) await replaceVideo(cam);
       onChange(false);
       return;
     }
@@ -99,7 +104,8 @@ export function createMedia({ connections }) {
     } catch { return; }
     const track = screen.getVideoTracks()[0];
     track.onended = () => { if (screen) toggleShare(onChange); };
-    await replaceVideo(track);
+    if (own) await own(track, screen);
+    else await replaceVideo(track);
     onChange(true);
   }
 

@@ -38,6 +38,7 @@ export function createSfuSession({ room_id, conf_id, send, media, ui }) {
   const tiles = new Map(); // stream id -> { tile, user, stream, height }
   let closed = false;
   let queue = Promise.resolve(); // frames are handled one at a time, in order
+  let screen = null; // the sender of our screen, while sharing
 
   const resize = new ResizeObserver((entries) => {
     for (const e of entries) {
@@ -70,11 +71,28 @@ export function createSfuSession({ room_id, conf_id, send, media, ui }) {
         if (pc.iceConnectionState === 'failed') ui.status('The connection to the call was lost');
       };
     }
+    await publish();
+  }
+
+  // Offers the publish connection as it is (camera, microphone, and the screen while sharing).
+  async function publish() {
     const offer = await pub.createOffer();
     await pub.setLocalDescription(offer);
     await gathered(pub);
     if (closed) return;
-    send({ t: 'sfu_publish', room_id, conf_id, sdp: pub.localDescription.sdp, screens: [] });
+    const screens = screen && screen.track ? [screen.track.id] : [];
+    send({ t: 'sfu_publish', room_id, conf_id, sdp: pub.localDescription.sdp, screens });
+  }
+
+  // Sends our screen as a track of its own (the others get a tile for it), or stops (null).
+  function share(track, stream) {
+    queue = queue.then(async () => {
+      if (closed || !pub) return;
+      if (track) screen = pub.addTrack(track, stream);
+      else if (screen) { pub.removeTrack(screen); screen = null; }
+      await publish();
+    }).catch((e) => console.warn('chat: call: screen', e));
+    return queue;
   }
 
   // A track the server sends, known by its stream (a transceiver the server reuses for someone
@@ -86,7 +104,7 @@ export function createSfuSession({ room_id, conf_id, send, media, ui }) {
     if (!info || closed) return;
     let entry = tiles.get(info.stream_id);
     if (!entry) {
-      const tile = ui.tile(info.user_id);
+      const tile = ui.tile(info.user_id, info.purpose === 'screen');
       tile.dataset.stream = info.stream_id;
       entry = { id: info.stream_id, tile, user: info.user_id, stream: new MediaStream(), height: null };
       tiles.set(info.stream_id, entry);
@@ -191,7 +209,7 @@ export function createSfuSession({ room_id, conf_id, send, media, ui }) {
   }
 
   return {
-    room_id, conf_id, start, onFrame, close, stats, debug,
+    room_id, conf_id, start, onFrame, close, stats, debug, share,
     get publish() { return pub; },
     tiles() { return Array.from(tiles.values(), (e) => e.tile); },
   };

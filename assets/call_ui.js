@@ -118,11 +118,13 @@ export function createCallUi({ displayName, currentRoom, media, actions }) {
     return t ? t.content.firstElementChild.cloneNode(true) : null;
   }
 
-  function tile(user) {
+  // A person's tile (`screen`: their shared screen's).
+  function tile(user, screen = false) {
     const t = clone('call-tile');
     t.dataset.user = user;
+    if (screen) t.classList.add('screen');
     const name = t.querySelector('.name');
-    if (name) name.textContent = displayName(user);
+    if (name) name.textContent = screen ? `${displayName(user)}'s screen` : displayName(user);
     const face = t.querySelector('.placeholder .avatar');
     if (face) {
       face.textContent = (displayName(user)[0] || '?').toUpperCase();
@@ -135,6 +137,7 @@ export function createCallUi({ displayName, currentRoom, media, actions }) {
 
   // A tile's raised hand and microphone state, and a host's buttons on it.
   function decorate(t) {
+    if (t.classList.contains('screen')) return;
     const user = t.dataset.user;
     const self = t.classList.contains('self');
     const name = self ? 'You' : displayName(user);
@@ -250,8 +253,8 @@ export function createCallUi({ displayName, currentRoom, media, actions }) {
   }
 
   // The grid's shape follows the number of people, and a phone held upright. Beyond a page
-  // (9 tiles, 6 on a phone, 4 on a short screen) the tiles go on pages, oneself first, the
-  // others as they came, except that someone who speaks while off the first page takes the
+  // (9 tiles, 6 on a phone, 4 on a short screen) the tiles go on pages, shared screens first,
+  // then oneself, the others as they came, except that someone who speaks while off the first page takes the
   // place of whoever there spoke least recently. Tiles off the page are hidden, and the
   // server stops sending their video (their height is 0).
   function pageSize() {
@@ -266,7 +269,9 @@ export function createCallUi({ displayName, currentRoom, media, actions }) {
     order = order.filter((u) => others.some((t) => t.dataset.user === u));
     for (const t of others) if (!order.includes(t.dataset.user)) order.push(t.dataset.user);
     const at = (t) => order.indexOf(t.dataset.user);
-    return [...tiles.filter((t) => t.classList.contains('self')), ...others.sort((a, b) => at(a) - at(b))];
+    const screens = others.filter((t) => t.classList.contains('screen'));
+    const people = others.filter((t) => !t.classList.contains('screen')).sort((a, b) => at(a) - at(b));
+    return [...screens, ...tiles.filter((t) => t.classList.contains('self')), ...people];
   }
 
   function layout() {
@@ -276,7 +281,7 @@ export function createCallUi({ displayName, currentRoom, media, actions }) {
     const pages = Math.max(1, Math.ceil(tiles.length / size));
     page = Math.min(page, pages - 1);
     tiles.forEach((t, i) => {
-      t.style.order = pages > 1 ? String(i) : '';
+      t.style.order = String(i);
       t.hidden = pages > 1 && Math.floor(i / size) !== page;
     });
     ui.grid.dataset.count = String(Math.min(tiles.length, size));

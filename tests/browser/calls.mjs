@@ -181,16 +181,28 @@ try {
   await cy.page.click('#callbar button.join');
   await cy.page.waitForSelector('#call', { timeout });
   await Promise.all([viaServer(ana, 2), viaServer(ben, 2), viaServer(cy, 2)]);
-  // Screen share replaces the camera on the connection to the server, and back.
+  // Through the server a screen is a track of its own: the others get a tile for it (whole,
+  // not cropped) while Ana's camera goes on; when she stops, the tile goes.
   const label = () => ana.page.evaluate(() => window.chatCalls.senderLabels());
   const camera = await label();
   await ana.page.click('#call button.share');
   await ana.page.waitForSelector('#call button.share[aria-pressed="true"]', { timeout });
-  const shared = await label();
-  if (shared.some((l, i) => l === camera[i])) fail(`screen share did not replace the video: ${camera} -> ${shared}`);
+  for (const p of [ben, cy]) {
+    await p.page.waitForSelector('#call .tile.screen[data-user^="@ana:"]', { timeout });
+    await p.page.waitForFunction(() => {
+      const v = document.querySelector('#call .tile.screen video');
+      return v && v.videoWidth > 0 && v.currentTime > 0.5;
+    }, null, { timeout });
+    await p.page.waitForFunction(() => document.querySelector('#call .tile.screen .name').textContent === "ana's screen", null, { timeout });
+  }
+  if (JSON.stringify(await label()) !== JSON.stringify(camera)) fail(`the camera stopped while sharing: ${camera} -> ${await label()}`);
+  await cy.page.screenshot({ path: `${shots}/call-sfu-screen-cy.png` });
   await ana.page.click('#call button.share');
   await ana.page.waitForSelector('#call button.share[aria-pressed="false"]', { timeout });
-  if (JSON.stringify(await label()) !== JSON.stringify(camera)) fail('the camera did not come back after sharing');
+  for (const p of [ben, cy]) await p.page.waitForSelector('#call .tile.screen', { state: 'detached', timeout });
+  if (JSON.stringify(await label()) !== JSON.stringify(camera)) fail('the camera changed after sharing');
+  // Everyone's camera still comes (the re-offers without the screen kept them).
+  await Promise.all([viaServer(ana, 2), viaServer(ben, 2), viaServer(cy, 2)]);
   for (const p of [cy, ana, ben]) {
     await p.page.click('#call button.hangup');
     await callEnded(p);

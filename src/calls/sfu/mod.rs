@@ -208,6 +208,10 @@ impl Purpose {
 pub struct Source {
     id: u64,
     user: UserId,
+    /// The publisher's id of the track (its `a=msid`).
+    remote_track: String,
+    /// Cancelled when the publisher stops sending it (a re-offer without it).
+    ended: CancellationToken,
     stream_id: String,
     purpose: Purpose,
     remote: Arc<dyn TrackRemote>,
@@ -321,6 +325,13 @@ impl Sfu {
         };
         *lock(&member.screens) = screens;
         *lock(&member.audio_level_id) = peer::audio_level_id(&offer.sdp);
+        // A track the new offer no longer sends (a screen share that stopped) ends for everyone.
+        let sent = peer::sent_tracks(&offer.sdp);
+        for s in lock(&member.sources).iter() {
+            if !sent.contains(&s.remote_track) {
+                s.ended.cancel();
+            }
+        }
         let pc = &member.publish.pc;
         pc.set_remote_description(offer).await.map_err(|e| Error::bad(format!("sdp: {e}")))?;
         let answer = pc.create_answer(None).await.map_err(peer::media_error)?;
@@ -663,6 +674,8 @@ impl Sfu {
         let source = Arc::new(Source {
             id: self.id(),
             user: member.user.clone(),
+            remote_track: track_id.clone(),
+            ended: CancellationToken::new(),
             stream_id,
             purpose,
             remote: track.clone(),
@@ -686,6 +699,7 @@ impl Sfu {
         loop {
             let event = tokio::select! {
                 _ = member.gone.cancelled() => break,
+                _ = source.ended.cancelled() => break,
                 e = track.poll() => e,
             };
             match event {

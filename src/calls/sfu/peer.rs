@@ -384,9 +384,44 @@ pub fn audio_level_id(sdp: &str) -> Option<u8> {
     })
 }
 
+/// The ids of the tracks an offer sends: the `a=msid` of its `sendonly` and `sendrecv`
+/// sections (a track the browser stopped sending is in an `inactive` one, or gone).
+pub fn sent_tracks(sdp: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let (mut sends, mut track) = (false, None::<String>);
+    let mut flush = |sends: &mut bool, track: &mut Option<String>| {
+        if let Some(t) = track.take()
+            && *sends
+        {
+            out.push(t);
+        }
+        *sends = false;
+    };
+    for line in sdp.lines() {
+        let line = line.trim_end();
+        if line.starts_with("m=") {
+            flush(&mut sends, &mut track);
+        } else if line == "a=sendonly" || line == "a=sendrecv" {
+            sends = true;
+        } else if let Some(m) = line.strip_prefix("a=msid:") {
+            track = m.split_whitespace().nth(1).map(str::to_string);
+        }
+    }
+    flush(&mut sends, &mut track);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tracks_an_offer_sends_are_found() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendonly\r\na=msid:s mic\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=msid:s cam\r\na=sendrecv\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=inactive\r\na=msid:s screen\r\n";
+        assert_eq!(sent_tracks(sdp), ["mic", "cam"]);
+    }
 
     #[test]
     fn the_audio_level_extension_is_found() {
