@@ -76,7 +76,7 @@ export function createCalls({ me, send, displayName, currentRoom }) {
     // Whether the call goes through the media server (tests and diagnostics).
     get throughServer() { return !!signalling.sfu; },
     // Whether our microphone sends (null outside a call), for tests and diagnostics.
-    micEnabled() { const t = media.local && media.local.getAudioTracks()[0]; return t ? t.enabled : null; },
+    micEnabled: () => media.micOn(),
     // The video track label each connection sends (camera or screen), for tests and diagnostics.
     senderLabels() {
       if (signalling.sfu) return [signalling.sfu.publish].filter(Boolean).map((pc) => media.sentVideoLabel(pc));

@@ -86,6 +86,12 @@ export function createMedia({ connections, shareTo }) {
     }
   }
 
+  // Whether our microphone sends (null: no microphone).
+  function micOn() {
+    const t = local && local.getAudioTracks()[0];
+    return t ? t.enabled : null;
+  }
+
   // Starts or stops sending the screen (beside the camera through the media server, instead of
   // it person to person); `onChange(sharing)` after each.
   async function toggleShare(onChange) {
@@ -144,7 +150,7 @@ export function createMedia({ connections, shareTo }) {
   }
 
   return {
-    open, stop, connect, toggle, inputs, switchDevice, toggleShare, stats, sentVideoLabel, config: rtcConfig,
+    open, stop, connect, toggle, micOn, inputs, switchDevice, toggleShare, stats, sentVideoLabel, config: rtcConfig,
     get local() { return local; },
   };
 }

@@ -27,8 +27,10 @@ const randomId = () => randomHex(12);
 export function createSignalling({ me, send, currentRoom, displayName, media, ui }) {
   const party = randomId(); // this tab
   const seen = new Set();
-  const rosters = new Map(); // `${room} ${conf}` -> [user ids]
-  const states = new Map(); // `${room} ${conf}` -> { hands, muted }: raised hands, microphones off
+  // `${room} ${conf}` -> { user_ids, hands, muted }: who is in each call, raised hands,
+  // microphones off (the `call_roster` frames').
+  const rosters = new Map();
+  const peopleIn = (room_id, conf_id) => (rosters.get(`${room_id} ${conf_id}`) || { user_ids: [] }).user_ids;
   const ringing = new Map(); // call_id -> { ev, room_id, timer }
   // Candidates that arrive before we answer (ringing) are kept for when we do.
   const early = new Map(); // call_id -> [candidates]
@@ -132,7 +134,7 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
     if (conf) return;
     if (conf_id.startsWith('sfu-')) { await enterSfu(room_id, conf_id, kind || 'video'); return; }
     if (!(await enter(room_id, conf_id, kind || 'video'))) return;
-    for (const u of rosters.get(`${room_id} ${conf_id}`) || []) await inviteTo(u, false);
+    for (const u of peopleIn(room_id, conf_id)) await inviteTo(u, false);
   }
 
   async function enter(room_id, conf_id, kind) {
@@ -195,7 +197,7 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
     }
     await answerInvite(r.ev);
     // Everyone else already in the conference gets an invite from us (they accept it).
-    for (const u of rosters.get(`${conf.room_id} ${conf.conf_id}`) || []) {
+    for (const u of peopleIn(conf.room_id, conf.conf_id)) {
       if (u !== r.ev.sender) await inviteTo(u, false);
     }
   }
@@ -336,14 +338,14 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
     // room, or the server ended its media) is out of the call. After a reconnect the tab
     // is off it until its call_join is through.
     if (sfu && conf && conf.room_id === f.room_id) {
-      const inIt = (rosters.get(`${conf.room_id} ${conf.conf_id}`) || []).includes(me);
+      const inIt = peopleIn(conf.room_id, conf.conf_id).includes(me);
       if (inIt) rejoining = false;
       else if (!rejoining) { endCall(false); return; }
     }
     // Someone whose tab vanished is dropped from the mesh once their media stops too (a
     // reconnecting WebSocket alone does not end a call).
     if (conf && conf.room_id === f.room_id) {
-      const users = rosters.get(`${conf.room_id} ${conf.conf_id}`) || [];
+      const users = peopleIn(conf.room_id, conf.conf_id);
       for (const p of Array.from(peers.values())) {
         const s = p.pc.iceConnectionState;
         if (p.answered && !users.includes(p.user) && s !== 'connected' && s !== 'completed') closePeer(p.call_id);
@@ -355,13 +357,8 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
   }
 
   function setRosters(room_id, calls) {
-    for (const key of Array.from(rosters.keys())) {
-      if (key.startsWith(`${room_id} `)) { rosters.delete(key); states.delete(key); }
-    }
-    for (const c of calls) {
-      rosters.set(`${room_id} ${c.conf_id}`, c.user_ids);
-      states.set(`${room_id} ${c.conf_id}`, { hands: c.hands || [], muted: c.muted || [] });
-    }
+    for (const key of Array.from(rosters.keys())) if (key.startsWith(`${room_id} `)) rosters.delete(key);
+    for (const c of calls) rosters.set(`${room_id} ${c.conf_id}`, { user_ids: c.user_ids, hands: c.hands || [], muted: c.muted || [] });
   }
 
   // Whether we host the call: the room's moderators may mute others, lower hands and end it
@@ -374,8 +371,8 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
   // Raised hands and microphones off in our call, on its tiles and buttons.
   function showState() {
     if (!conf) return;
-    const st = states.get(`${conf.room_id} ${conf.conf_id}`) || { hands: [], muted: [] };
-    ui.callState({ ...st, host: hosting() });
+    const r = rosters.get(`${conf.room_id} ${conf.conf_id}`) || { hands: [], muted: [] };
+    ui.callState({ hands: r.hands, muted: r.muted, host: hosting() });
   }
 
   // What a host did to our tab: turned our microphone off, or ended the call.
@@ -400,7 +397,7 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
 
   // A call's Join button shows while this tab is in no call and its user not in that one.
   function showJoinButtons() {
-    ui.showJoinButtons((conf_id) => !conf && !(rosters.get(`${currentRoom} ${conf_id}`) || []).includes(me));
+    ui.showJoinButtons((conf_id) => !conf && !peopleIn(currentRoom, conf_id).includes(me));
   }
 
   // After a reconnect the server sends the roster of every running call again; drop what we
@@ -412,8 +409,7 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
     if (conf) {
       send({ t: 'call_join', room_id: conf.room_id, conf_id: conf.conf_id });
       // The new seat starts with the microphone on: say so if it is off.
-      const a = media.local && media.local.getAudioTracks()[0];
-      if (a && !a.enabled) sendState({ muted: true });
+      if (media.micOn() === false) sendState({ muted: true });
     }
     // The server ended our media with the old socket: connect it again.
     if (sfu) {
@@ -446,8 +442,8 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
     get sfu() { return sfu; },
     metadataChanged() {
       for (const p of peers.values()) sendMetadata(p, true);
-      const a = media.local && media.local.getAudioTracks()[0];
-      if (a) sendState({ muted: !a.enabled });
+      const on = media.micOn();
+      if (on !== null) sendState({ muted: !on });
     },
     raiseHand(up) { sendState({ hand: up }); },
     host,

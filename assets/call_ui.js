@@ -179,7 +179,7 @@ export function createCallUi({ displayName, currentRoom, media, actions }) {
   // A host turned our microphone off.
   function mutedBy(name) {
     if (!ui) return;
-    if (ui.toggleMute && ui.micOn()) ui.toggleMute();
+    if (media.micOn()) ui.toggleMute();
     status(`${name} turned your microphone off`);
   }
 
@@ -432,7 +432,6 @@ export function createCallUi({ displayName, currentRoom, media, actions }) {
       root, grid, status: root.querySelector('.status'), timer: root.querySelector('.timer'), settings,
       keys, app: beside ? app : null, again: { roomId, media: kind }, started: 0, clock: null,
       hand, endAll, pager, hands: root.querySelector('.hands'), toggleMute,
-      micOn: () => { const a = media.local && media.local.getAudioTracks()[0]; return !!(a && a.enabled); },
     };
     page = 0;
     spoke.clear();

@@ -710,6 +710,7 @@ impl Hub {
             .and_then(|c| c.get_mut(conf_id))
             .and_then(|r| r.iter_mut().find(|s| s.conn == conn_id));
         let Some(seat) = seat else { return Err(not_in_call()) };
+        let before = (seat.muted, seat.hand.is_some());
         if let Some(m) = muted {
             seat.muted = m;
         }
@@ -718,7 +719,10 @@ impl Hub {
             Some(false) => seat.hand = None,
             _ => {}
         }
-        inner.rosters_changed.push(key);
+        // The room hears of a change only (a camera toggle repeats the microphone's state).
+        if before != (seat.muted, seat.hand.is_some()) {
+            inner.rosters_changed.push(key);
+        }
         self.unlock(inner);
         Ok(())
     }
@@ -775,7 +779,9 @@ impl Hub {
             }
         }
         self.unlock(inner);
-        told.retain(|_| action == HostAction::Mute);
+        if action != HostAction::Mute {
+            told.clear();
+        }
         Ok(told.into_iter().map(|(_, c)| c).collect())
     }
 

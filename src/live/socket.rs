@@ -197,7 +197,7 @@ async fn run(state: LiveState, session: Session, mut conn: Conn, since: Option<u
     let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT + spread, HEARTBEAT);
     let mut last_heard = Instant::now();
     let mut limiter = EphemeralLimiter::default();
-    let mut sfu_limiter = EphemeralLimiter { per_second: SFU_PER_SECOND, ..Default::default() };
+    let mut call_limiter = EphemeralLimiter { per_second: CALL_FRAMES_PER_SECOND, ..Default::default() };
 
     // Both futures live across loop turns: re-creating them each turn would register and
     // unregister a waiter on a shared list for every frame sent.
@@ -259,7 +259,7 @@ async fn run(state: LiveState, session: Session, mut conn: Conn, since: Option<u
                 last_heard = Instant::now();
                 match msg {
                     Some(Ok(Message::Text(text))) => {
-                        handle(&state, &session, &conn, [&mut limiter, &mut sfu_limiter], &text, &reply_tx, &in_flight).await
+                        handle(&state, &session, &conn, [&mut limiter, &mut call_limiter], &text, &reply_tx, &in_flight).await
                     }
                     Some(Ok(Message::Binary(_))) => {
                         link.send(frames::error(None, &Error::bad("binary frames are not supported"))).await?
@@ -286,9 +286,10 @@ async fn run(state: LiveState, session: Session, mut conn: Conn, since: Option<u
 
 /// Ephemeral frames (presence, typing) one connection may send per second; extras are dropped.
 const EPHEMERAL_PER_SECOND: u32 = 5;
-/// Media server frames (offers, answers, tile sizes) one connection may send per second; extras
-/// are refused with `rate_limited`. A layout change resizes every tile at once.
-const SFU_PER_SECOND: u32 = 40;
+/// Call frames (the media server's offers, answers and tile sizes; a tab's call state; a host's
+/// actions) one connection may send per second; extras are refused with `rate_limited`. A
+/// layout change resizes every tile at once.
+const CALL_FRAMES_PER_SECOND: u32 = 40;
 
 /// A per-connection budget for ephemeral frames, so a fast typist (or a hostile client) sends a
 /// bounded number of frames to the room.
@@ -327,7 +328,7 @@ async fn handle(
     state: &LiveState,
     session: &Session,
     conn: &Conn,
-    [limiter, sfu_limiter]: [&mut EphemeralLimiter; 2],
+    [limiter, call_limiter]: [&mut EphemeralLimiter; 2],
     text: &str,
     reply_tx: &mpsc::Sender<String>,
     in_flight: &Arc<Semaphore>,
@@ -339,7 +340,7 @@ async fn handle(
             return;
         }
     };
-    let sfu_frame = match frame {
+    let call_frame = match frame {
         ClientFrame::SfuPublish { .. } => Some("sfu_publish"),
         ClientFrame::SfuAnswer { .. } => Some("sfu_answer"),
         ClientFrame::SfuShow { .. } => Some("sfu_show"),
@@ -347,8 +348,8 @@ async fn handle(
         ClientFrame::CallHost { .. } => Some("call_host"),
         _ => None,
     };
-    if let Some(kind) = sfu_frame
-        && !sfu_limiter.allow(Instant::now())
+    if let Some(kind) = call_frame
+        && !call_limiter.allow(Instant::now())
     {
         let _ = reply_tx.try_send(frames::error(Some(kind), &Error::TooManyRequests(1)));
         return;
