@@ -255,6 +255,12 @@ fn rows() -> Vec<Row> {
             expect: ALL_SIGNED,
         },
         Row { method: "GET", route: "/api/v1/turn", body: None, expect: ALL_SIGNED },
+        Row {
+            method: "POST",
+            route: "/api/v1/rooms/{room_id}/call/host",
+            body: Json(|_| json!({})),
+            expect: MEMBERS_ONLY,
+        },
         Row { method: "GET", route: "/api/v1/notifications", body: None, expect: ALL_SIGNED },
         Row {
             method: "POST",
@@ -448,6 +454,8 @@ fn rows() -> Vec<Row> {
             body: None,
             expect: ["401", "401", "101", "101", "101", "101", "101", "101", "101"],
         },
+        // The call socket opens for anyone; a session token (of any caller) is not a call token.
+        Row { method: "GET", route: "/ws/call", body: None, expect: ["unauthorized"; 9] },
         Row { method: "GET", route: "/healthz", body: None, expect: OPEN },
         Row { method: "GET", route: "/readyz", body: None, expect: OPEN },
         Row { method: "GET", route: "/assets/{*path}", body: None, expect: OPEN },
@@ -529,6 +537,12 @@ fn rows() -> Vec<Row> {
             method: "GET",
             route: "/_matrix/federation/v1/event_auth/{room_id}/{event_id}",
             body: None,
+            expect: ["401"; 9],
+        },
+        Row {
+            method: "POST",
+            route: "/_matrix/federation/unstable/chat.call/token/{room_id}",
+            body: Json(|c| json!({"user_id": c.victim})),
             expect: ["401"; 9],
         },
     ]
@@ -657,6 +671,9 @@ impl World {
         if row.route == "/ws" {
             return self.ws_upgrade(token.as_deref()).await;
         }
+        if row.route == "/ws/call" {
+            return self.call_socket(token.as_deref()).await;
+        }
         let url = format!("{}{path}", self.s.url);
         let mut req = match row.method {
             "GET" => self.s.http.get(&url),
@@ -694,6 +711,23 @@ impl World {
             Err(tokio_tungstenite::tungstenite::Error::Http(r)) => r.status().as_u16().to_string(),
             Err(e) => format!("ws error {e}"),
         }
+    }
+}
+
+impl World {
+    /// Opens a call socket and presents `token` as its call token: the error code of the
+    /// answer, or `ready`.
+    async fn call_socket(&self, token: Option<&str>) -> String {
+        let req = format!("ws://{}/ws/call", self.s.addr).into_client_request().unwrap();
+        let (mut ws, _) = match tokio_tungstenite::connect_async(req).await {
+            Ok(ws) => ws,
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => return r.status().as_u16().to_string(),
+            Err(e) => return format!("ws error {e}"),
+        };
+        let auth = json!({ "t": "call_auth", "token": token.unwrap_or_default() }).to_string();
+        ws.send(Message::Text(auth.into())).await.unwrap();
+        let f = next_json(&mut ws).await;
+        if f["t"] == "ready" { "ready".into() } else { f["error"].as_str().unwrap_or("?").to_string() }
     }
 }
 

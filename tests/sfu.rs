@@ -264,3 +264,86 @@ async fn hosts_mute_lower_hands_and_end_the_call_and_nobody_else_does() {
         p.leave().await;
     }
 }
+
+/// A room created on A, with Ana (of A) and Ben (of B): A hosts its calls. Ben's server asks A
+/// for a call token over federation, Ben's peer presents it at A's call socket, and media flows
+/// both ways through A's media server. Forged, misused and stale tokens are refused, a server
+/// gets tokens only for its own users, and Ben leaving the room (on B) takes him off A's call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_servers_member_joins_the_call_at_the_rooms_host_with_a_token_over_federation() {
+    use axum::http::Method;
+    use common::played::PlayedServer;
+    use common::tls::{Client, Pki, call_socket};
+
+    let p = Pki::new();
+    let a = TestServer::federating(&p, |_| {}).await;
+    let b = TestServer::federating(&p, |_| {}).await;
+    let (na, nb) = (p.name_of(&a).await, p.name_of(&b).await);
+    let ana = Client::register(&p.ca, &na, "ana").await;
+    let ben = Client::register(&p.ca, &nb, "ben").await;
+    let (st, v) = ana.post("/api/v1/rooms", json!({ "name": "Calls", "visibility": "public" })).await;
+    assert_eq!(st, 200, "{v}");
+    let room = v["room_id"].as_str().unwrap().to_string();
+    let (st, v) = ben.post(&format!("/api/v1/join/{room}"), json!({ "via": [na] })).await;
+    assert_eq!(st, 200, "{v}");
+
+    // Where each joins the room's calls: its creator's server, A, hosts them.
+    let host = format!("/api/v1/rooms/{room}/call/host");
+    let (st, here) = ana.post(&host, json!({})).await;
+    assert_eq!((st, &here["here"]), (200, &json!(true)), "{here}");
+    let (st, at) = ben.post(&host, json!({})).await;
+    assert_eq!(st, 200, "{at}");
+    assert_eq!((&at["here"], at["server"].as_str()), (&json!(false), Some(na.as_str())), "{at}");
+    let url = at["url"].as_str().unwrap().to_string();
+    assert_eq!(url, format!("wss://{na}/ws/call"));
+    let token = at["token"].as_str().unwrap().to_string();
+    let outsider = Client::register(&p.ca, &nb, "dee").await;
+    assert_eq!(outsider.post(&host, json!({})).await.0, 403, "not a member: no token");
+
+    // Forged and misused tokens open nothing.
+    for bad in ["nonsense", ana.token.as_str(), &token[..token.len() - 2]] {
+        let refused = call_socket(&p.ca, &url, bad).await.err().expect("refused");
+        assert_eq!((&refused["t"], &refused["error"]), (&json!("error"), &json!("unauthorized")), "{refused}");
+    }
+    // A server gets tokens only for its own users who are in the room.
+    let f = PlayedServer::start(&p.ca, &p.cert, &p.key).await;
+    let path = format!("/_matrix/federation/unstable/chat.call/token/{}", chat::federation::urlencode(&room));
+    let (st, v) = f.signed(Method::POST, &na, &path, Some(json!({ "user_id": ben.id }))).await;
+    assert_eq!(st, 403, "another server's user: {v}");
+    let (st, v) = f.signed(Method::POST, &na, &path, Some(json!({ "user_id": format!("@eve:{}", f.name) }))).await;
+    assert_eq!(st, 403, "not in the room: {v}");
+
+    // Ana calls from A; Ben joins it through A's call socket with his token.
+    let ana_peer = MediaPeer::join(ana.ws(None).await, &room, "sfu-x", 3, true).await.unwrap();
+    let ws = call_socket(&p.ca, &url, &token).await.unwrap();
+    let ben_peer = MediaPeer::join(ws, &room, "sfu-x", 3, true).await.unwrap();
+    a.until_metric("chat_sfu_participants", |v| v == 2.0).await;
+    let from = |p: &MediaPeer, user: &str| p.from(user, "camera").map_or(0, |r| r.packets);
+    until("ana gets ben's camera", || from(&ana_peer, &ben.id) > 30).await;
+    until("ben gets ana's camera", || from(&ben_peer, &ana.id) > 30).await;
+    until("ana's roster has ben", || {
+        ana_peer.roster().is_some_and(|r| r["user_ids"] == json!([ana.id.clone(), ben.id.clone()]))
+    })
+    .await;
+    assert_eq!(b.metric("chat_sfu_participants").await, Some(0.0), "B's media server is not in it");
+
+    // The call socket carries only its room's call.
+    ben_peer.send(json!({ "t": "call_join", "room_id": "!elsewhere:x", "conf_id": "c" })).await;
+    until("a frame about another room is refused", || ben_peer.errors().iter().any(|e| e["error"] == "forbidden"))
+        .await;
+
+    // Ben leaves the room on B: A hears of it, takes him off the call and his media stops.
+    let (st, v) = ben.post(&format!("/api/v1/rooms/{room}/leave"), json!({})).await;
+    assert_eq!(st, 200, "{v}");
+    a.until_metric("chat_sfu_participants", |v| v == 1.0).await;
+    until("ana's roster is hers alone", || ana_peer.roster().is_some_and(|r| r["user_ids"] == json!([ana.id.clone()])))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopped = from(&ana_peer, &ben.id);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(from(&ana_peer, &ben.id), stopped, "a member who left is not forwarded");
+    // His token, still within its minute, no longer opens a call socket.
+    let refused = call_socket(&p.ca, &url, &token).await.err().expect("refused after leaving");
+    assert_eq!(refused["error"], "forbidden", "{refused}");
+    ana_peer.leave().await;
+}

@@ -15,6 +15,7 @@
 //! record ignores it (the room's history has no holes).
 
 pub mod guard;
+pub mod host;
 pub mod sfu;
 pub mod tcp;
 pub mod turn;
@@ -49,6 +50,9 @@ pub struct CallsInner {
     pub pending: Arc<Pending>,
     /// Cancelled at shutdown (ends the sweeper).
     pub shutdown: CancellationToken,
+    /// The keys of call tokens, which admit other servers' users to calls here: only when a
+    /// media server runs (see [`host`]).
+    pub guest_tokens: Option<crate::auth::TokenKeys>,
 }
 
 /// Most people in one mesh call: each sends its media once per other participant, so with 6

@@ -14,6 +14,7 @@
 //! `GET /_matrix/federation/v1/query/profile` (signed; asked of others in `profiles.rs`).
 
 pub mod budget;
+pub mod calls;
 pub mod client;
 pub mod ephemeral;
 pub mod handshake;
@@ -174,7 +175,8 @@ where
         .get("/federation/v1/backfill/{room_id}", serve::backfill)
         .get("/federation/v1/state_ids/{room_id}", serve::state_ids)
         .get("/federation/v1/state/{room_id}", serve::state_events)
-        .get("/federation/v1/event_auth/{room_id}/{event_id}", serve::event_auth);
+        .get("/federation/v1/event_auth/{room_id}/{event_id}", serve::event_auth)
+        .post("/federation/unstable/chat.call/token/{room_id}", calls::serve_call_token);
     crate::routes::Routes::default().get("/.well-known/matrix/server", well_known).nest("/_matrix", matrix, |r| {
         r.fallback(unrecognized)
             .method_not_allowed_fallback(unrecognized)

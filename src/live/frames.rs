@@ -137,6 +137,23 @@ pub enum ClientFrame {
     },
 }
 
+impl ClientFrame {
+    /// The room of a frame about a room call (its roster, the media server, a tab's state, a
+    /// host's action); none for other frames.
+    pub fn call_room(&self) -> Option<&str> {
+        match self {
+            ClientFrame::CallJoin { room_id, .. }
+            | ClientFrame::CallLeave { room_id, .. }
+            | ClientFrame::SfuPublish { room_id, .. }
+            | ClientFrame::SfuAnswer { room_id, .. }
+            | ClientFrame::SfuShow { room_id, .. }
+            | ClientFrame::CallState { room_id, .. }
+            | ClientFrame::CallHost { room_id, .. } => Some(room_id),
+            _ => None,
+        }
+    }
+}
+
 /// `event`: a committed event in client form (without the DAG fields `prev_events`,
 /// `auth_events`, `depth`, `hashes` and `signatures`, which clients do not use; the history API
 /// has them), with its rendered fragment.

@@ -141,6 +141,9 @@ struct OnlineUser {
     /// The stream position its rooms were read at: membership events up to it are already in
     /// `rooms`, and the publisher, which may still be behind, must not apply them again.
     loaded_at: u64,
+    /// Another server's user, here only on calls (see [`crate::calls::host`]): their typing
+    /// and presence are their server's to tell.
+    guest: bool,
 }
 
 /// What a user's first connection reads from the store, in one snapshot.
@@ -151,6 +154,8 @@ pub struct Loaded {
     pub prefs: Prefs,
     /// The stream position of the snapshot.
     pub pos: u64,
+    /// The user is another server's, connected to a call here.
+    pub guest: bool,
 }
 
 impl OnlineUser {
@@ -326,7 +331,7 @@ impl Hub {
         let user_key: Arc<str> = match inner.users.get_key_value(user) {
             Some((k, _)) => k.clone(),
             None => {
-                let Loaded { rooms, prefs, pos } = load()?;
+                let Loaded { rooms, prefs, pos, guest } = load()?;
                 let key: Arc<str> = Arc::from(user);
                 let mut online = OnlineUser {
                     rooms: HashSet::new(),
@@ -335,6 +340,7 @@ impl Hub {
                     offline_since: None,
                     shown: Presence::Offline,
                     loaded_at: pos,
+                    guest,
                 };
                 for r in rooms {
                     let r: Arc<str> = Arc::from(r);
@@ -390,8 +396,9 @@ impl Hub {
             .collect();
         for user in gone {
             inner.announce_presence(&user);
+            let guest = inner.users.get(&user).is_some_and(|u| u.guest);
             for (room, typists) in &inner.typing {
-                if typists.contains_key(&user) {
+                if typists.contains_key(&user) && !guest {
                     ended.push((user.to_string(), room.to_string()));
                 }
             }
@@ -417,7 +424,7 @@ impl Hub {
                 let keep = *until > now;
                 // Local users are those with connections here; others' notices came from
                 // their servers.
-                if !keep && users.contains_key(user) {
+                if !keep && users.get(user).is_some_and(|u| !u.guest) {
                     ended.push((user.to_string(), room.to_string()));
                 }
                 keep
@@ -1040,7 +1047,7 @@ impl Inner {
 
     /// Tells the user's contacts their presence if it changed since last told.
     fn announce_presence(&mut self, user: &str) {
-        let Some(u) = self.users.get_mut(user) else { return };
+        let Some(u) = self.users.get_mut(user).filter(|u| !u.guest) else { return };
         let now = if u.offline_since.is_some() { Presence::Offline } else { u.presence() };
         if now == u.shown {
             return;

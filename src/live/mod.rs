@@ -3,6 +3,7 @@
 //! by stream position whenever it falls behind.
 
 pub mod frames;
+pub mod guest;
 pub mod hub;
 pub mod notify;
 pub mod publisher;

@@ -24,20 +24,20 @@ use super::hub::{Conn, Prefs};
 use crate::auth::Session;
 use crate::error::{Error, Result};
 use crate::events::Membership;
-use crate::ids::RoomId;
+use crate::ids::{RoomId, UserId};
 use crate::rooms;
 
 /// Sends (and read-marker moves) of one connection being processed at once.
-const IN_FLIGHT: usize = 32;
+pub(super) const IN_FLIGHT: usize = 32;
 /// Heartbeat interval; a client silent for three of them is dropped.
-const HEARTBEAT: Duration = Duration::from_secs(20);
+pub(super) const HEARTBEAT: Duration = Duration::from_secs(20);
 /// A client that does not take a frame within this time is dropped.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Bytes of frames collected before they are written to the socket (a flush writes earlier).
 /// The WebSocket keeps the buffer's largest size for the connection's life, so this also bounds
 /// what a burst leaves behind per connection.
-const WRITE_BUFFER: usize = 8 * 1024;
+pub(super) const WRITE_BUFFER: usize = 8 * 1024;
 /// Most queued frames written before one flush.
 const WRITE_BATCH: usize = 256;
 
@@ -72,7 +72,7 @@ pub async fn upgrade(
         let prefs = rec
             .map(|u| Prefs { appear_offline: u.appear_offline, share_receipts: !u.hide_receipts })
             .unwrap_or_default();
-        Ok(super::hub::Loaded { rooms, prefs, pos })
+        Ok(super::hub::Loaded { rooms, prefs, pos, guest: false })
     })?;
     let limit = state.limits.max_ws_frame_bytes;
     Ok(ws
@@ -197,7 +197,7 @@ async fn run(state: LiveState, session: Session, mut conn: Conn, since: Option<u
     let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT + spread, HEARTBEAT);
     let mut last_heard = Instant::now();
     let mut limiter = EphemeralLimiter::default();
-    let mut call_limiter = EphemeralLimiter { per_second: CALL_FRAMES_PER_SECOND, ..Default::default() };
+    let mut call_limiter = EphemeralLimiter::per_second(CALL_FRAMES_PER_SECOND);
 
     // Both futures live across loop turns: re-creating them each turn would register and
     // unregister a waiter on a shared list for every frame sent.
@@ -289,11 +289,11 @@ const EPHEMERAL_PER_SECOND: u32 = 5;
 /// Call frames (the media server's offers, answers and tile sizes; a tab's call state; a host's
 /// actions) one connection may send per second; extras are refused with `rate_limited`. A
 /// layout change resizes every tile at once.
-const CALL_FRAMES_PER_SECOND: u32 = 40;
+pub(super) const CALL_FRAMES_PER_SECOND: u32 = 40;
 
 /// A per-connection budget for ephemeral frames, so a fast typist (or a hostile client) sends a
 /// bounded number of frames to the room.
-struct EphemeralLimiter {
+pub(super) struct EphemeralLimiter {
     window: Option<Instant>,
     used: u32,
     per_second: u32,
@@ -306,7 +306,12 @@ impl Default for EphemeralLimiter {
 }
 
 impl EphemeralLimiter {
-    fn allow(&mut self, now: Instant) -> bool {
+    /// A budget of `per_second` frames a second.
+    pub(super) fn per_second(per_second: u32) -> Self {
+        EphemeralLimiter { per_second, ..Default::default() }
+    }
+
+    pub(super) fn allow(&mut self, now: Instant) -> bool {
         match self.window {
             Some(start) if now.duration_since(start) < Duration::from_secs(1) => {
                 self.used += 1;
@@ -377,7 +382,7 @@ async fn handle(
                 return;
             }
             let out = if typing {
-                joined_now(state, session, &room_id)
+                joined_now(state, &session.user, &room_id)
             } else {
                 RoomId::parse(&room_id).map_err(|_| super::hub::not_member())
             };
@@ -459,89 +464,13 @@ async fn handle(
                 drop(permit);
             });
         }
-        ClientFrame::CallJoin { room_id, conf_id } => in_call(state, session, conn, reply_tx, &room_id, &conf_id, true),
-        ClientFrame::CallLeave { room_id, conf_id } => {
-            in_call(state, session, conn, reply_tx, &room_id, &conf_id, false)
-        }
-        ClientFrame::SfuPublish { room_id, conf_id, sdp, screens } => {
-            let Ok(permit) = in_flight.clone().try_acquire_owned() else {
-                let _ = reply_tx.try_send(frames::error(Some("sfu_publish"), &Error::TooManyRequests(1)));
-                return;
-            };
-            let checked = media_server(state, session, conn, &room_id, &conf_id);
-            let (user, reply_tx) = (session.user.clone(), reply_tx.clone());
-            state.tasks.clone().spawn(async move {
-                let out = match checked {
-                    Ok((sfu, tab, muted)) => sfu.publish(&user, &tab, sdp, screens, &reply_tx).await.map(|sdp| {
-                        sfu.hold(&tab, muted);
-                        let room = tab.room.as_str();
-                        serde_json::json!({ "t": "sfu_answer", "room_id": room, "conf_id": conf_id, "sdp": sdp })
-                            .to_string()
-                    }),
-                    Err(e) => Err(e),
-                };
-                let _ = reply_tx.send(out.unwrap_or_else(|e| frames::error(Some("sfu_publish"), &e))).await;
-                drop(permit);
-            });
-        }
-        ClientFrame::SfuAnswer { room_id, conf_id, sdp } => {
-            let Ok(permit) = in_flight.clone().try_acquire_owned() else {
-                let _ = reply_tx.try_send(frames::error(Some("sfu_answer"), &Error::TooManyRequests(1)));
-                return;
-            };
-            let checked = media_server(state, session, conn, &room_id, &conf_id);
-            let reply_tx = reply_tx.clone();
-            state.tasks.clone().spawn(async move {
-                let out = match checked {
-                    Ok((sfu, tab, _)) => sfu.answer(&tab, sdp).await,
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = out {
-                    let _ = reply_tx.send(frames::error(Some("sfu_answer"), &e)).await;
-                }
-                drop(permit);
-            });
-        }
-        ClientFrame::SfuShow { room_id, conf_id, stream_id, height } => {
-            let out = media_server(state, session, conn, &room_id, &conf_id)
-                .and_then(|(sfu, tab, _)| sfu.show(&tab, &stream_id, height));
-            if let Err(e) = out {
-                let _ = reply_tx.try_send(frames::error(Some("sfu_show"), &e));
-            }
-        }
-        ClientFrame::CallState { room_id, conf_id, muted, hand } => {
-            let out = crate::calls::check_conf_id(&conf_id)
-                .and_then(|()| RoomId::parse(&room_id).map_err(|_| super::hub::not_member()))
-                .and_then(|rid| state.hub.set_call_state(conn.id(), &rid, &conf_id, muted, hand).map(|()| rid));
-            match out {
-                Ok(room) => {
-                    if let (Some(held), Some(sfu)) = (muted, &state.sfu) {
-                        sfu.hold(&crate::calls::sfu::Tab { conn: conn.id(), room, conf: conf_id }, held);
-                    }
-                }
-                Err(e) => {
-                    let _ = reply_tx.try_send(frames::error(Some("call_state"), &e));
-                }
-            }
-        }
-        ClientFrame::CallHost { room_id, conf_id, action, user_id } => {
-            let out = host(state, session, &room_id, &conf_id, &action, user_id.as_deref());
-            match out {
-                Ok((room, muted)) => {
-                    if let Some(sfu) = &state.sfu {
-                        for c in muted {
-                            sfu.hold(
-                                &crate::calls::sfu::Tab { conn: c, room: room.clone(), conf: conf_id.clone() },
-                                true,
-                            );
-                        }
-                    }
-                }
-                Err(e) => {
-                    let _ = reply_tx.try_send(frames::error(Some("call_host"), &e));
-                }
-            }
-        }
+        ClientFrame::CallJoin { .. }
+        | ClientFrame::CallLeave { .. }
+        | ClientFrame::SfuPublish { .. }
+        | ClientFrame::SfuAnswer { .. }
+        | ClientFrame::SfuShow { .. }
+        | ClientFrame::CallState { .. }
+        | ClientFrame::CallHost { .. } => handle_call(state, &session.user, conn, frame, reply_tx, in_flight),
         ClientFrame::Read { room_id, pos } => {
             let Ok(permit) = in_flight.clone().try_acquire_owned() else {
                 let _ = reply_tx.try_send(frames::error(None, &Error::TooManyRequests(1)));
@@ -567,12 +496,109 @@ async fn handle(
     }
 }
 
+/// Handles a client frame about a room call (its roster, the media server, a tab's state, a
+/// host's action), from a member's live socket or another server's user's call socket
+/// ([`super::guest`]). Other frames are ignored.
+pub(super) fn handle_call(
+    state: &LiveState,
+    user: &UserId,
+    conn: &Conn,
+    frame: ClientFrame,
+    reply_tx: &mpsc::Sender<String>,
+    in_flight: &Arc<Semaphore>,
+) {
+    match frame {
+        ClientFrame::CallJoin { room_id, conf_id } => in_call(state, user, conn, reply_tx, &room_id, &conf_id, true),
+        ClientFrame::CallLeave { room_id, conf_id } => in_call(state, user, conn, reply_tx, &room_id, &conf_id, false),
+        ClientFrame::SfuPublish { room_id, conf_id, sdp, screens } => {
+            let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+                let _ = reply_tx.try_send(frames::error(Some("sfu_publish"), &Error::TooManyRequests(1)));
+                return;
+            };
+            let checked = media_server(state, user, conn, &room_id, &conf_id);
+            let (user, reply_tx) = (user.clone(), reply_tx.clone());
+            state.tasks.clone().spawn(async move {
+                let out = match checked {
+                    Ok((sfu, tab, muted)) => sfu.publish(&user, &tab, sdp, screens, &reply_tx).await.map(|sdp| {
+                        sfu.hold(&tab, muted);
+                        let room = tab.room.as_str();
+                        serde_json::json!({ "t": "sfu_answer", "room_id": room, "conf_id": conf_id, "sdp": sdp })
+                            .to_string()
+                    }),
+                    Err(e) => Err(e),
+                };
+                let _ = reply_tx.send(out.unwrap_or_else(|e| frames::error(Some("sfu_publish"), &e))).await;
+                drop(permit);
+            });
+        }
+        ClientFrame::SfuAnswer { room_id, conf_id, sdp } => {
+            let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+                let _ = reply_tx.try_send(frames::error(Some("sfu_answer"), &Error::TooManyRequests(1)));
+                return;
+            };
+            let checked = media_server(state, user, conn, &room_id, &conf_id);
+            let reply_tx = reply_tx.clone();
+            state.tasks.clone().spawn(async move {
+                let out = match checked {
+                    Ok((sfu, tab, _)) => sfu.answer(&tab, sdp).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = out {
+                    let _ = reply_tx.send(frames::error(Some("sfu_answer"), &e)).await;
+                }
+                drop(permit);
+            });
+        }
+        ClientFrame::SfuShow { room_id, conf_id, stream_id, height } => {
+            let out = media_server(state, user, conn, &room_id, &conf_id)
+                .and_then(|(sfu, tab, _)| sfu.show(&tab, &stream_id, height));
+            if let Err(e) = out {
+                let _ = reply_tx.try_send(frames::error(Some("sfu_show"), &e));
+            }
+        }
+        ClientFrame::CallState { room_id, conf_id, muted, hand } => {
+            let out = crate::calls::check_conf_id(&conf_id)
+                .and_then(|()| RoomId::parse(&room_id).map_err(|_| super::hub::not_member()))
+                .and_then(|rid| state.hub.set_call_state(conn.id(), &rid, &conf_id, muted, hand).map(|()| rid));
+            match out {
+                Ok(room) => {
+                    if let (Some(held), Some(sfu)) = (muted, &state.sfu) {
+                        sfu.hold(&crate::calls::sfu::Tab { conn: conn.id(), room, conf: conf_id }, held);
+                    }
+                }
+                Err(e) => {
+                    let _ = reply_tx.try_send(frames::error(Some("call_state"), &e));
+                }
+            }
+        }
+        ClientFrame::CallHost { room_id, conf_id, action, user_id } => {
+            let out = host(state, user, &room_id, &conf_id, &action, user_id.as_deref());
+            match out {
+                Ok((room, muted)) => {
+                    if let Some(sfu) = &state.sfu {
+                        for c in muted {
+                            sfu.hold(
+                                &crate::calls::sfu::Tab { conn: c, room: room.clone(), conf: conf_id.clone() },
+                                true,
+                            );
+                        }
+                    }
+                }
+                Err(e) => {
+                    let _ = reply_tx.try_send(frames::error(Some("call_host"), &e));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 /// The room, if the user is joined to it in the store now. The hub learns membership changes
 /// from the publisher a moment after they are committed, so starting something (typing, a
 /// call) asks the store too: a user banned a moment ago cannot start either in that moment.
-fn joined_now(state: &LiveState, session: &Session, room_id: &str) -> Result<RoomId> {
+fn joined_now(state: &LiveState, user: &UserId, room_id: &str) -> Result<RoomId> {
     let rid = RoomId::parse(room_id).map_err(|_| super::hub::not_member())?;
-    if state.store.membership(&rid, session.user.as_str())? != crate::events::Membership::Join {
+    if state.store.membership(&rid, user.as_str())? != crate::events::Membership::Join {
         return Err(super::hub::not_member());
     }
     Ok(rid)
@@ -582,7 +608,7 @@ fn joined_now(state: &LiveState, session: &Session, room_id: &str) -> Result<Roo
 /// and the connections whose microphone it turned off.
 fn host(
     state: &LiveState,
-    session: &Session,
+    user: &UserId,
     room_id: &str,
     conf_id: &str,
     action: &str,
@@ -591,8 +617,8 @@ fn host(
     crate::calls::check_conf_id(conf_id)?;
     let action = crate::calls::HostAction::parse(action)?;
     let rid = RoomId::parse(room_id).map_err(|_| super::hub::not_member())?;
-    crate::calls::check_host(&state.store, &session.user, &rid, target)?;
-    let muted = state.hub.host_action(session.user.as_str(), &rid, conf_id, action, target)?;
+    crate::calls::check_host(&state.store, user, &rid, target)?;
+    let muted = state.hub.host_action(user.as_str(), &rid, conf_id, action, target)?;
     Ok((rid, muted))
 }
 
@@ -600,14 +626,14 @@ fn host(
 /// joins with `call_join`, as a member of the room), and whether the tab's microphone is off.
 fn media_server(
     state: &LiveState,
-    session: &Session,
+    user: &UserId,
     conn: &Conn,
     room_id: &str,
     conf_id: &str,
 ) -> Result<(crate::calls::sfu::Sfu, crate::calls::sfu::Tab, bool)> {
     let sfu = state.sfu.clone().ok_or_else(|| Error::Unavailable("this server runs no media server".into()))?;
     crate::calls::check_conf_id(conf_id)?;
-    let rid = joined_now(state, session, room_id)?;
+    let rid = joined_now(state, user, room_id)?;
     let muted = state.hub.in_call(conn.id(), &rid, conf_id).ok_or_else(super::hub::not_in_call)?;
     Ok((sfu, crate::calls::sfu::Tab { conn: conn.id(), room: rid, conf: conf_id.to_string() }, muted))
 }
@@ -615,7 +641,7 @@ fn media_server(
 /// Joins or leaves a room's call roster (the hub's; the store is only read).
 fn in_call(
     state: &LiveState,
-    session: &Session,
+    user: &UserId,
     conn: &Conn,
     reply_tx: &mpsc::Sender<String>,
     room_id: &str,
@@ -625,12 +651,12 @@ fn in_call(
     let out = crate::calls::check_conf_id(conf_id)
         .and_then(|()| {
             if joined {
-                joined_now(state, session, room_id)
+                joined_now(state, user, room_id)
             } else {
                 RoomId::parse(room_id).map_err(|_| super::hub::not_member())
             }
         })
-        .and_then(|rid| state.hub.set_in_call(session.user.as_str(), conn.id(), &rid, conf_id, joined));
+        .and_then(|rid| state.hub.set_in_call(user.as_str(), conn.id(), &rid, conf_id, joined));
     if let Err(e) = out {
         let _ = reply_tx.try_send(frames::error(None, &e));
     }

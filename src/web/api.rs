@@ -747,6 +747,22 @@ pub async fn turn(State(state): State<AppState>, session: Session) -> Result<Jso
     Ok(Json(json!(relay.ice_server(session.user.as_str(), &session.sid))))
 }
 
+/// `POST /rooms/{room_id}/call/host`: where the caller joins the room's calls through a media
+/// server: here (`{"here": true}`, over the live socket), or at the room's call host server
+/// (`{"here": false, "server", "url", "token"}`: its call socket and a call token it issued for
+/// the caller, which the browser presents there).
+pub async fn call_host(
+    State(state): State<AppState>,
+    session: Session,
+    RoomPath(room): RoomPath,
+) -> Result<Json<Value>> {
+    use crate::federation::calls::CallHost;
+    Ok(Json(match crate::federation::calls::call_host(&state.fed, &session.user, &room).await? {
+        CallHost::Here => json!({ "here": true }),
+        CallHost::At { server, url, token } => json!({ "here": false, "server": server, "url": url, "token": token }),
+    }))
+}
+
 /// `GET /settings`: the caller's privacy settings.
 pub async fn settings(State(state): State<AppState>, session: Session) -> Result<Json<Value>> {
     Ok(Json(json!(account::privacy(&state.accounts, &session)?)))

@@ -68,7 +68,8 @@ pub fn routes() -> Routes<AppState> {
         .get("/push", notify::push_info)
         .post("/push/subscriptions", notify::subscribe)
         .post("/push/subscriptions/{id}/delete", notify::unsubscribe)
-        .get("/turn", api::turn);
+        .get("/turn", api::turn)
+        .post("/rooms/{room_id}/call/host", api::call_host);
 
     Routes::default()
         .get("/", pages::index)
@@ -110,6 +111,7 @@ pub fn routes() -> Routes<AppState> {
         .post("/admin/users/{name}/password", admin::reset_password)
         .post("/admin/rooms/{room_id}/delete", admin::delete_room)
         .get("/ws", crate::live::socket::upgrade)
+        .get("/ws/call", crate::live::guest::upgrade)
         .get("/healthz", || async { "ok" })
         .get("/readyz", readyz)
         .get("/assets/{*path}", assets::serve)

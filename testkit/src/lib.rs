@@ -779,6 +779,23 @@ pub mod tls {
         }
     }
 
+    /// A call socket at the server of `url` (`wss://host:port/ws/call`), after presenting
+    /// `token` and getting its `ready`; or the frame that refused it.
+    pub async fn call_socket(ca: &Path, url: &str, token: &str) -> Result<TlsWs, Value> {
+        let addr = url.strip_prefix("wss://").and_then(|r| r.split('/').next()).expect("a wss:// url");
+        let stream = connect(ca, addr).await;
+        let req = url.into_client_request().unwrap();
+        let (stream, _) = tokio_tungstenite::client_async(req, stream).await.unwrap();
+        let mut ws = TlsWs { stream, ready: None, before_ready: Vec::new() };
+        ws.send(json!({ "t": "call_auth", "token": token })).await;
+        let f = ws.try_next(Duration::from_secs(10)).await.unwrap_or_else(|| json!({ "t": "closed" }));
+        if f["t"] != "ready" {
+            return Err(f);
+        }
+        ws.ready = f["pos"].as_u64();
+        Ok(ws)
+    }
+
     /// A WebSocket over TLS.
     pub struct TlsWs {
         pub stream: WebSocketStream<TlsStream<TcpStream>>,

@@ -85,6 +85,36 @@ pub(crate) struct Shared {
     offers: AtomicU64,
 }
 
+/// A live channel a test peer signals over: a member's own live socket, or a call socket at
+/// another server (over TLS).
+#[async_trait::async_trait]
+pub trait Signalling: Send + 'static {
+    /// Sends a frame.
+    async fn send(&mut self, v: Value);
+    /// The next frame within `wait`.
+    async fn try_next(&mut self, wait: Duration) -> Option<Value>;
+}
+
+#[async_trait::async_trait]
+impl Signalling for Ws {
+    async fn send(&mut self, v: Value) {
+        Ws::send(self, v).await
+    }
+    async fn try_next(&mut self, wait: Duration) -> Option<Value> {
+        Ws::try_next(self, wait).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Signalling for crate::tls::TlsWs {
+    async fn send(&mut self, v: Value) {
+        crate::tls::TlsWs::send(self, v).await
+    }
+    async fn try_next(&mut self, wait: Duration) -> Option<Value> {
+        crate::tls::TlsWs::try_next(self, wait).await
+    }
+}
+
 /// One participant: its two connections to the media server and the tasks that drive them.
 pub struct MediaPeer {
     /// Room.
@@ -341,7 +371,13 @@ impl MediaPeer {
     /// Joins the room's call `conf` over `ws` (its roster, then the media server) and starts
     /// publishing; `layers` says how many simulcast layers it sends (1 to 3), `audio` whether it
     /// sends a microphone.
-    pub async fn join(mut ws: Ws, room: &str, conf: &str, layers: usize, audio: bool) -> Result<MediaPeer, Value> {
+    pub async fn join(
+        mut ws: impl Signalling,
+        room: &str,
+        conf: &str,
+        layers: usize,
+        audio: bool,
+    ) -> Result<MediaPeer, Value> {
         let parts = Parts::new(layers, audio).await;
         let Parts { shared, stop, publish, subscribe, .. } = parts.clone();
         let sub_gathered = parts.sub_gathered.clone();

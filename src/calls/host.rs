@@ -1,0 +1,72 @@
+//! Calls across servers. A room's calls through a media server are held by one server, the
+//! room's call host: every server in the room works it out the same way from the room's
+//! members ([`host_candidates`], tried in order, the first that answers hosts), so people
+//! from every server end up in one call. Another server's user joins a call here with a call
+//! token ([`guest_token`]) that their server asks for over federation, signed as itself, for
+//! one of its own users who is joined to the room here; their browser presents it to this
+//! server's call socket. Leaving the room (as this server sees it) takes them off the call,
+//! as for local members.
+
+use super::Calls;
+use crate::error::{Error, Result};
+use crate::events::Membership;
+use crate::ids::{RoomId, ServerName, UserId};
+use crate::store::Store;
+
+/// How long a call token admits its user to open a call socket, seconds.
+pub const CALL_TOKEN_TTL: u64 = 60;
+/// Most servers tried for a room's call host.
+pub const MAX_HOST_CANDIDATES: usize = 5;
+
+/// The servers that may host a room's calls, in the order every server tries them: the
+/// server of the room's creator if one of its users is still joined, then the other servers
+/// with a joined member, by name. At most [`MAX_HOST_CANDIDATES`].
+pub fn host_candidates(store: &Store, room: &RoomId) -> Result<Vec<ServerName>> {
+    let record = store.room(room)?.ok_or_else(|| Error::NotFound("no such room".into()))?;
+    let mut servers: Vec<String> = store
+        .members(room)?
+        .into_iter()
+        .filter(|(_, m)| *m == Membership::Join)
+        .map(|(u, _)| crate::ids::server_of(&u).to_string())
+        .collect();
+    servers.sort_unstable();
+    servers.dedup();
+    let creator = crate::ids::server_of(&record.creator);
+    if let Some(i) = servers.iter().position(|s| s == creator) {
+        let first = servers.remove(i);
+        servers.insert(0, first);
+    }
+    Ok(servers.into_iter().filter_map(|s| ServerName::parse(&s).ok()).take(MAX_HOST_CANDIDATES).collect())
+}
+
+/// A call token for `user`, of the server `origin` that asks for it, to join `room`'s calls
+/// here: only if this server runs a media server, the user is of `origin`, and joined to the
+/// room as this server sees it.
+pub fn guest_token(calls: &Calls, origin: &str, user: &UserId, room: &RoomId) -> Result<String> {
+    let Some(keys) = &calls.guest_tokens else {
+        return Err(Error::NotFound("this server hosts no calls (it runs no media server)".into()));
+    };
+    if user.server() != origin {
+        return Err(Error::Forbidden(format!("{origin} may ask only for its own users")));
+    }
+    if user.server() == calls.server_name.as_str() {
+        return Err(Error::bad("our own users need no call token"));
+    }
+    if calls.store.membership(room, user.as_str())? != Membership::Join {
+        return Err(Error::Forbidden(format!("{user} is not in this room")));
+    }
+    keys.issue_call(user.as_str(), room.as_str(), CALL_TOKEN_TTL)
+}
+
+/// Who a call token admits, and to which room's calls.
+pub fn guest_of(calls: &Calls, token: &str) -> Result<(UserId, RoomId)> {
+    let keys = calls.guest_tokens.as_ref().ok_or_else(|| Error::NotFound("this server hosts no calls".into()))?;
+    let claims = keys.verify_call(token)?;
+    let bad = || Error::Unauthorized("invalid call token".into());
+    let user = UserId::parse(&claims.sub).map_err(|_| bad())?;
+    let room = RoomId::parse(&claims.room).map_err(|_| bad())?;
+    if user.server() == calls.server_name.as_str() {
+        return Err(bad());
+    }
+    Ok((user, room))
+}
