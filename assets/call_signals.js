@@ -5,7 +5,9 @@
 //
 // A call in a room of three or more people goes through the server's media server when it runs
 // one (call_sfu.js; its conference ids start with "sfu-"): whoever starts it is in it, the
-// others see the room's call bar and join from there. Otherwise a call in a room is a
+// others see the room's call bar and join from there. One server holds a room's calls, the
+// room's call host: when another server hosts it, the call's frames go over that server's call
+// socket (call_remote.js), everything else over ours. Otherwise a call in a room is a
 // conference (conf_id) of pairwise peer connections, a full mesh of at
 // most 6 people. Whoever starts it rings the room's other members; whoever joins later sends
 // non-ringing invites to everyone already in, who accept them automatically. The server checks
@@ -13,6 +15,7 @@
 
 import { createPeer } from './call_peer.js';
 import { createSfuSession } from './call_sfu.js';
+import { callHostOf, openCallSocket } from './call_remote.js';
 import { randomHex } from './dom.js';
 
 const MAX_PARTICIPANTS = 6;
@@ -41,7 +44,12 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
   let rejoining = false; // back from a reconnect, not yet on the call's roster again
   let endNote = null; // why a call nobody took ended ("Ben declined the call")
   let connectedOnce = false; // someone answered in this conference
+  let channel = null; // the host's call socket, when another server hosts our call
+  let handUp = false; // our hand is raised (put up again after a reconnect)
   let txn = 0;
+
+  // Frames about our room call go to whichever server hosts it.
+  const callSend = (f) => (channel ? channel.send(f) : send(f));
 
   const signal = (room_id, type, content) =>
     send({ t: 'call', room_id, type, content: { ...content, party_id: party, version: '1' }, txn_id: `c${party}${txn++}` });
@@ -117,7 +125,7 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
     const members = (await res.json()).members.filter((m) => m.membership === 'join' && m.user_id !== me);
     if (!members.length) { ui.alert('Nobody else is in this room to call.'); return; }
     if (sfuAvailable && members.length >= 2) {
-      await enterSfu(room_id, `sfu-${randomId()}`, kind);
+      await enterSfu(room_id, null, kind);
       return;
     }
     if (members.length + 1 > MAX_PARTICIPANTS) {
@@ -148,17 +156,33 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
     }
     conf = { room_id, conf_id, media: kind };
     endNote = null;
-    send({ t: 'call_join', room_id, conf_id });
+    handUp = false;
+    callSend({ t: 'call_join', room_id, conf_id });
     ui.show(Array.from(peers.values(), (p) => p.tile).filter(Boolean), { roomId: room_id, media: kind });
     return true;
   }
 
-  // Enters a conference through the media server: the roster, then the media.
+  // Enters a conference through the media server (`conf_id`, or with none the call running in
+  // the room, else a new one): at the server that hosts the room's calls, the roster, then the
+  // media.
   async function enterSfu(room_id, conf_id, kind) {
-    if (!(await enter(room_id, conf_id, kind))) return;
+    let where;
+    try { where = await callHostOf(room_id); } catch (e) {
+      ui.alert(`Could not join the call: ${e.message}`);
+      return;
+    }
+    if (!where.here) {
+      try { channel = await connectHost(where); } catch (e) {
+        ui.alert(`Could not reach ${where.server}, which holds this room's calls: ${e.message}`);
+        return;
+      }
+    }
+    // A call already running there is joined, not started again beside it.
+    const id = conf_id || runningIn(room_id) || `sfu-${randomId()}`;
+    if (!(await enter(room_id, id, kind))) { dropChannel(room_id); return; }
     ui.status('Connecting…');
     rejoining = true; // until the roster shows us in it
-    sfu = createSfuSession({ room_id, conf_id, send, media, ui });
+    sfu = createSfuSession({ room_id, conf_id: id, send: callSend, media, ui });
     try { await sfu.start(); } catch (e) {
       ui.alert(`Could not connect the call: ${e.message}`);
       endCall(false);
@@ -174,7 +198,8 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
       peers.delete(p.call_id);
       p.close();
     }
-    send({ t: 'call_leave', room_id: c.room_id, conf_id: c.conf_id });
+    callSend({ t: 'call_leave', room_id: c.room_id, conf_id: c.conf_id });
+    dropChannel(c.room_id);
     conf = null;
     media.stop();
     // A call nobody took ("Ben declined", "Ben did not answer") says so; others just close.
@@ -332,7 +357,10 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
 
   // ---- rosters -------------------------------------------------------------------------
   // A `call_roster` frame: who is in each of a room's calls, and its call bar (server-rendered).
-  function onRoster(f) {
+  // While another server hosts our call, its socket's rosters of that room are the ones that
+  // count (ours, told by that server, may lag behind).
+  function onRoster(f, viaHost = false) {
+    if (!viaHost && channel && conf && f.room_id === conf.room_id) return;
     setRosters(f.room_id, f.calls);
     // Through the media server, the roster is the call: a tab taken off it (removed from the
     // room, or the server ended its media) is out of the call. After a reconnect the tab
@@ -372,6 +400,8 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
   function showState() {
     if (!conf) return;
     const r = rosters.get(`${conf.room_id} ${conf.conf_id}`) || { hands: [], muted: [] };
+    // A host lowered our hand.
+    if (!rejoining && handUp && r.user_ids && r.user_ids.includes(me) && !r.hands.includes(me)) handUp = false;
     ui.callState({ hands: r.hands, muted: r.muted, host: hosting() });
   }
 
@@ -384,7 +414,8 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
 
   // Our own state in the call, for the others: microphone off, hand raised.
   function sendState(state) {
-    if (conf) send({ t: 'call_state', room_id: conf.room_id, conf_id: conf.conf_id, ...state });
+    if (state.hand !== undefined) handUp = state.hand;
+    if (conf) callSend({ t: 'call_state', room_id: conf.room_id, conf_id: conf.conf_id, ...state });
   }
 
   // A host's action: `mute` or `lower_hand` someone, or `end` the call.
@@ -392,7 +423,7 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
     if (!conf) return;
     const f = { t: 'call_host', room_id: conf.room_id, conf_id: conf.conf_id, action };
     if (user_id) f.user_id = user_id;
-    send(f);
+    callSend(f);
   }
 
   // A call's Join button shows while this tab is in no call and its user not in that one.
@@ -405,20 +436,90 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
   // when the old socket closed).
   function onReady(f) {
     sfuAvailable = !!(f && f.sfu);
-    rosters.clear();
-    if (conf) {
-      send({ t: 'call_join', room_id: conf.room_id, conf_id: conf.conf_id });
-      // The new seat starts with the microphone on: say so if it is off.
-      if (media.micOn() === false) sendState({ muted: true });
-    }
-    // The server ended our media with the old socket: connect it again.
+    // A call another server hosts goes on over its own socket.
+    const hosted = channel && conf ? conf.room_id : null;
+    for (const key of Array.from(rosters.keys())) if (!hosted || !key.startsWith(`${hosted} `)) rosters.delete(key);
+    if (conf && !hosted) rejoin();
+    if (!hosted || hosted !== currentRoom) ui.clearCallBar();
+  }
+
+  // Puts this tab back into its call after the socket that carried it was replaced: on the
+  // roster with its microphone and hand as they were, and its media connected again (the
+  // server ended it with the old socket).
+  function rejoin() {
+    callSend({ t: 'call_join', room_id: conf.room_id, conf_id: conf.conf_id });
+    // The new seat starts with the microphone on and the hand down: say so if not.
+    if (media.micOn() === false) sendState({ muted: true });
+    if (handUp) sendState({ hand: true });
     if (sfu) {
       rejoining = true;
       sfu.close();
-      sfu = createSfuSession({ room_id: conf.room_id, conf_id: conf.conf_id, send, media, ui });
+      sfu = createSfuSession({ room_id: conf.room_id, conf_id: conf.conf_id, send: callSend, media, ui });
       sfu.start().catch((e) => ui.status(`Could not reconnect the call: ${e.message}`));
     }
-    ui.clearCallBar();
+  }
+
+  // The conference running in a room through a media server, if any (from the rosters).
+  function runningIn(room_id) {
+    for (const key of rosters.keys()) {
+      const [room, id] = key.split(' ');
+      if (room === room_id && id.startsWith('sfu-')) return id;
+    }
+    return null;
+  }
+
+  // ---- a call hosted by another server -------------------------------------------------
+  // The host's call socket; its frames go where the live socket's would.
+  function connectHost(where) {
+    return openCallSocket({
+      url: where.url,
+      token: where.token,
+      onFrame: (f) => {
+        switch (f.t) {
+          case 'call_roster': onRoster(f, true); break;
+          case 'sfu_offer': case 'sfu_answer': case 'sfu_speakers': onSfu(f); break;
+          case 'call_muted': case 'call_ended': onHost(f); break;
+          case 'error':
+            if (f.txn_id && f.txn_id.startsWith('sfu_')) onSfu(f);
+            else console.warn('chat: call host:', f.message);
+            break;
+          default: break;
+        }
+      },
+      onClose: hostLost,
+    });
+  }
+
+  // The host's socket closed under us (the host restarted, the network moved): a new token
+  // and socket, then back into the call; after three tries the call ends.
+  async function hostLost() {
+    if (!conf || !channel) return;
+    const c = conf;
+    channel = null;
+    ui.status('Reconnecting…');
+    for (const wait of [500, 2000, 5000]) {
+      await new Promise((r) => setTimeout(r, wait));
+      if (conf !== c) return;
+      try {
+        const where = await callHostOf(c.room_id);
+        if (where.here) break; // the room's calls moved here: this call is over
+        channel = await connectHost(where);
+        ui.status('');
+        rejoin();
+        return;
+      } catch { /* try again */ }
+    }
+    endCall(false, 'Lost the connection to the call');
+  }
+
+  // Closes the host's call socket after leaving; what it showed of the room's calls is no
+  // longer kept up to date.
+  function dropChannel(room_id) {
+    if (!channel) return;
+    channel.close();
+    channel = null;
+    for (const key of Array.from(rosters.keys())) if (key.startsWith(`${room_id} `)) rosters.delete(key);
+    if (room_id === currentRoom) ui.clearCallBar();
   }
 
   const rendered = ui.renderedRosters();

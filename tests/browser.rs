@@ -96,7 +96,8 @@ async fn naughty_strings_render_as_inert_text() {
 }
 
 /// Ana on server A calls Ben on server B (real HTTPS between them, with a test CA); each side
-/// relays media through its own server's TURN (see tests/browser/federated_call.mjs).
+/// relays media through its own server's TURN. Then a room call of three (Ana on A, Ben and
+/// Cy on B) through A's media server (see tests/browser/federated_call.mjs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_video_call_across_two_servers() {
     let dir = tempfile::tempdir().unwrap();
@@ -119,6 +120,10 @@ async fn a_video_call_across_two_servers() {
         let relayed = s.metric("chat_turn_relayed_bytes_total").await.unwrap();
         assert!(relayed > 100_000.0, "{} relayed {relayed} bytes", s.addr);
     }
+    // The room call went through A's media server only (A hosts the room's calls).
+    let m = "chat_sfu_forwarded_bytes_total";
+    assert!(a.metric(m).await.unwrap() > 100_000.0, "A forwarded the room call");
+    assert_eq!(b.metric(m).await, Some(0.0), "B's media server had no part in it");
     a.stop().await;
     b.stop().await;
 }

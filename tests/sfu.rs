@@ -287,6 +287,15 @@ async fn another_servers_member_joins_the_call_at_the_rooms_host_with_a_token_ov
     let (st, v) = ben.post(&format!("/api/v1/join/{room}"), json!({ "via": [na] })).await;
     assert_eq!(st, 200, "{v}");
 
+    // Ben's own live socket, on B: it shows the room's calls as A tells B of them.
+    let mut ben_ws = ben.ws(None).await;
+    let mut roster_on_b = async |want: Value| loop {
+        let f = ben_ws.next_of("call_roster").await;
+        if f["room_id"] == room.as_str() && f["calls"].as_array().unwrap().iter().any(|c| c["user_ids"] == want) {
+            return f;
+        }
+    };
+
     // Where each joins the room's calls: its creator's server, A, hosts them.
     let host = format!("/api/v1/rooms/{room}/call/host");
     let (st, here) = ana.post(&host, json!({})).await;
@@ -326,6 +335,9 @@ async fn another_servers_member_joins_the_call_at_the_rooms_host_with_a_token_ov
     })
     .await;
     assert_eq!(b.metric("chat_sfu_participants").await, Some(0.0), "B's media server is not in it");
+    // B's members see the call in the room (A told B over federation), with its Join button.
+    let f = roster_on_b(json!([ana.id.clone(), ben.id.clone()])).await;
+    assert!(f["html"].as_str().unwrap().contains("sfu-x"), "{f}");
 
     // The call socket carries only its room's call.
     ben_peer.send(json!({ "t": "call_join", "room_id": "!elsewhere:x", "conf_id": "c" })).await;
@@ -336,6 +348,7 @@ async fn another_servers_member_joins_the_call_at_the_rooms_host_with_a_token_ov
     let (st, v) = ben.post(&format!("/api/v1/rooms/{room}/leave"), json!({})).await;
     assert_eq!(st, 200, "{v}");
     a.until_metric("chat_sfu_participants", |v| v == 1.0).await;
+    drop(ben_ws);
     until("ana's roster is hers alone", || ana_peer.roster().is_some_and(|r| r["user_ids"] == json!([ana.id.clone()])))
         .await;
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -70,3 +70,63 @@ pub fn guest_of(calls: &Calls, token: &str) -> Result<(UserId, RoomId)> {
     }
     Ok((user, room))
 }
+
+/// Most calls of one room another server's roster may name.
+pub const MAX_REMOTE_CALLS: usize = 8;
+/// Most people in one call of another server's roster.
+pub const MAX_REMOTE_PEOPLE: usize = 500;
+
+/// The content of a `chat.call.roster` EDU: who is in each of a room's calls held here, for the
+/// room's other servers to show in the room (their members join through [`guest_token`]). No
+/// calls: the last one ended.
+pub fn roster_content(room: &RoomId, calls: &[super::CallPeople]) -> serde_json::Value {
+    let calls: Vec<serde_json::Value> = calls
+        .iter()
+        .map(
+            |c| serde_json::json!({ "conf_id": c.conf_id, "user_ids": c.user_ids, "hands": c.hands, "muted": c.muted }),
+        )
+        .collect();
+    serde_json::json!({ "room_id": room.as_str(), "calls": calls })
+}
+
+/// A `chat.call.roster` EDU from `origin`, checked: the room, if `origin` has a member joined
+/// to it here, and its calls, keeping only people joined to it here (hands and microphones of
+/// people in the call). Anything malformed or too large: none.
+pub fn roster_from(
+    store: &Store,
+    origin: &str,
+    content: &serde_json::Value,
+) -> Option<(RoomId, Vec<super::CallPeople>)> {
+    let room = RoomId::parse(content.get("room_id")?.as_str()?).ok()?;
+    let members = store.members(&room).ok()?;
+    let joined = |u: &str| members.iter().any(|(m, s)| m == u && *s == Membership::Join);
+    if !members.iter().any(|(m, s)| *s == Membership::Join && crate::ids::server_of(m) == origin) {
+        return None;
+    }
+    let calls = content.get("calls")?.as_array()?;
+    if calls.len() > MAX_REMOTE_CALLS {
+        return None;
+    }
+    let mut out = Vec::new();
+    for c in calls {
+        let conf_id = c.get("conf_id")?.as_str()?;
+        super::check_conf_id(conf_id).ok()?;
+        let list = |k: &str| -> Option<Vec<String>> {
+            let items = c.get(k).and_then(|v| v.as_array()).map(Vec::as_slice).unwrap_or_default();
+            if items.len() > MAX_REMOTE_PEOPLE {
+                return None;
+            }
+            Some(items.iter().filter_map(|u| u.as_str()).map(str::to_string).collect())
+        };
+        let mut user_ids = list("user_ids")?;
+        user_ids.retain(|u| joined(u));
+        user_ids.dedup();
+        if user_ids.is_empty() {
+            continue;
+        }
+        let hands = list("hands")?.into_iter().filter(|u| user_ids.contains(u)).collect();
+        let muted = list("muted")?.into_iter().filter(|u| user_ids.contains(u)).collect();
+        out.push(super::CallPeople { conf_id: conf_id.to_string(), user_ids, hands, muted });
+    }
+    Some((room, out))
+}

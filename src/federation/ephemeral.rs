@@ -1,5 +1,6 @@
 //! Ephemeral data across servers: typing notices, read receipts and presence, as Matrix EDUs
-//! (`m.typing`, `m.receipt`, `m.presence`) in transactions.
+//! (`m.typing`, `m.receipt`, `m.presence`) in transactions, and who is in the calls a server
+//! holds (`chat.call.roster`, ours; other servers ignore an EDU type they do not know).
 //!
 //! Outbound, an EDU waits in memory in its destination's queue (at most [`QUEUE_PER_PEER`],
 //! the oldest dropped first) and goes in a transaction of its own on the destination's
@@ -51,6 +52,15 @@ pub enum Incoming {
         presence: &'static str,
         /// The rooms here they are joined to.
         rooms: Vec<RoomId>,
+    },
+    /// Who is in the calls another server holds in a room (`chat.call.roster`), checked.
+    CallRoster {
+        /// The room.
+        room: RoomId,
+        /// The server that holds the calls.
+        origin: String,
+        /// Its calls there now (none: they ended).
+        calls: Vec<crate::calls::CallPeople>,
     },
     /// A remote member's read marker moved to `pos` (already stored).
     Receipt {
@@ -150,6 +160,13 @@ pub fn read(state: &FedState, user: &UserId, room: &RoomId, pos: u64) {
     queue(state, room, json!({ "edu_type": "m.receipt", "content": content }));
 }
 
+/// Tells the room's other servers who is in the calls this server holds in `room`
+/// (`chat.call.roster`; see [`crate::calls::host`]).
+pub fn call_roster(state: &FedState, room: &RoomId, calls: &[crate::calls::CallPeople]) {
+    let content = crate::calls::host::roster_content(room, calls);
+    queue(state, room, json!({ "edu_type": "chat.call.roster", "content": content }));
+}
+
 /// Tells the servers of every room our `user` is in their presence (`online`, `idle`,
 /// `offline`; Matrix says `unavailable` for idle).
 pub fn presence(state: &FedState, user: &UserId, presence: &str) {
@@ -206,6 +223,12 @@ pub async fn receive(state: &FedState, origin: &str, edus: &[Value]) {
                     }
                     let _ = state.ephemeral.try_send(Incoming::Presence { user: user.to_string(), presence, rooms });
                 }
+            }
+            Some("chat.call.roster") => {
+                let Some((room, calls)) = crate::calls::host::roster_from(&state.store, origin, content) else {
+                    continue;
+                };
+                let _ = state.ephemeral.try_send(Incoming::CallRoster { room, origin: origin.to_string(), calls });
             }
             Some("m.receipt") => {
                 let Some(rooms) = content.as_object() else { continue };

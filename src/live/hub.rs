@@ -45,6 +45,13 @@ pub const SNAPSHOT_CHUNK: usize = 50;
 pub const EPHEMERAL_QUEUE: usize = 64;
 /// Call frames (signals, rosters) queued per connection; overflow switches it to catch-up.
 pub const CALL_QUEUE: usize = 64;
+/// How long another server's word on who is in its calls in a room holds unless renewed (it
+/// repeats it every [`ROSTER_RENEWAL`] while a call runs).
+pub const REMOTE_CALLS_TTL: Duration = Duration::from_secs(150);
+/// How often the rooms' other servers are told again who is in the calls held here.
+pub const ROSTER_RENEWAL: Duration = Duration::from_secs(60);
+/// Most rooms whose calls on other servers are kept.
+pub const MAX_REMOTE_CALL_ROOMS: usize = 10_000;
 
 /// A committed event with its frame, rendered off the writer thread and outside the lock.
 pub struct Rendered {
@@ -205,6 +212,10 @@ struct Inner {
     remote: HashMap<Arc<str>, RemotePresence>,
     /// Where local users' presence changes go (to other servers), if anywhere.
     presence_out: Option<mpsc::Sender<(String, Presence)>>,
+    /// Calls other servers hold in rooms here, as they told: room -> server -> (calls, until).
+    remote_calls: HashMap<Arc<str>, HashMap<String, (RoomCalls, Instant)>>,
+    /// Where changes of the calls held here go (to the rooms' other servers), if anywhere.
+    rosters_out: Option<mpsc::Sender<(String, RoomCalls)>>,
 }
 
 /// Another server's user's presence, as their server told it.
@@ -416,6 +427,15 @@ impl Hub {
                 inner.announce_remote_presence(&user, Presence::Offline, &r.rooms);
             }
         }
+        let mut calls_gone = Vec::new();
+        for (room, servers) in inner.remote_calls.iter_mut() {
+            let before = servers.len();
+            servers.retain(|_, (_, until)| *until > now);
+            if servers.len() != before {
+                calls_gone.push(room.clone());
+            }
+        }
+        inner.remote_calls.retain(|_, s| !s.is_empty());
         let mut changed = Vec::new();
         let Inner { typing, users, .. } = &mut *inner;
         for (room, typists) in typing.iter_mut() {
@@ -438,6 +458,9 @@ impl Hub {
             inner.announce_typing(&room);
         }
         drop(inner);
+        if !calls_gone.is_empty() {
+            self.announce_rosters(calls_gone, false);
+        }
         ended
     }
 
@@ -527,6 +550,37 @@ impl Hub {
     /// Local users' presence changes go to `out` from now on (for other servers).
     pub fn send_presence_to(&self, out: mpsc::Sender<(String, Presence)>) {
         self.lock().presence_out = Some(out);
+    }
+
+    /// From now on, each change of a room's calls held here goes to `out` (room, its calls
+    /// here), for the room's other servers.
+    pub fn send_rosters_to(&self, out: mpsc::Sender<(String, RoomCalls)>) {
+        self.lock().rosters_out = Some(out);
+    }
+
+    /// Another server's word on who is in the calls it holds in a room (already checked); the
+    /// room's online members are told. It holds for [`REMOTE_CALLS_TTL`] unless renewed.
+    pub fn set_remote_calls(&self, room: &RoomId, origin: &str, calls: RoomCalls, now: Instant) {
+        let mut inner = self.lock();
+        let key: Arc<str> = match inner.remote_calls.get_key_value(room.as_str()) {
+            Some((k, _)) => k.clone(),
+            None if calls.is_empty() || inner.remote_calls.len() >= MAX_REMOTE_CALL_ROOMS => return,
+            None => Arc::from(room.as_str()),
+        };
+        let servers = inner.remote_calls.entry(key.clone()).or_default();
+        let before = servers.get(origin).map(|(c, _)| c.clone());
+        if calls.is_empty() {
+            servers.remove(origin);
+        } else {
+            servers.insert(origin.to_string(), (calls.clone(), now + REMOTE_CALLS_TTL));
+        }
+        if servers.is_empty() {
+            inner.remote_calls.remove(room.as_str());
+        }
+        drop(inner);
+        if before.unwrap_or_default() != calls {
+            self.announce_rosters(vec![key], false);
+        }
     }
 
     /// Another server's word on its user's presence; `rooms` are the rooms they share with us,
@@ -802,8 +856,12 @@ impl Hub {
     pub fn roster_snapshot(&self, user: &str) -> Vec<String> {
         let inner = self.lock();
         let Some(u) = inner.users.get(user) else { return Vec::new() };
-        let running: Vec<(Arc<str>, RoomCalls)> =
-            u.rooms.iter().filter(|r| inner.calls.contains_key(*r)).map(|r| (r.clone(), inner.calls_of(r))).collect();
+        let running: Vec<(Arc<str>, RoomCalls)> = u
+            .rooms
+            .iter()
+            .filter(|r| inner.calls.contains_key(*r) || inner.remote_calls.contains_key(*r))
+            .map(|r| (r.clone(), inner.calls_of(r)))
+            .collect();
         drop(inner);
         running.iter().map(|(room, calls)| frames::call_roster(room, calls)).collect()
     }
@@ -841,18 +899,24 @@ impl Hub {
             }
         }
         if !rooms.is_empty() {
-            self.announce_rosters(rooms);
+            self.announce_rosters(rooms, true);
         }
     }
 
     /// Sends each room's online members a `call_roster` frame: who is in its calls now, with the
     /// call bar rendered outside the lock. Meanwhile another change may have been made and
     /// announced, so a frame goes out only if the room's calls are still what it shows; the
-    /// frame sent last therefore always shows them as they are.
-    fn announce_rosters(&self, mut rooms: Vec<Arc<str>>) {
+    /// frame sent last therefore always shows them as they are. With `tell_servers` (the calls
+    /// held here changed) the rooms' other servers are told too.
+    fn announce_rosters(&self, mut rooms: Vec<Arc<str>>, tell_servers: bool) {
         rooms.sort_unstable();
         rooms.dedup();
         let inner = self.lock();
+        if tell_servers && let Some(out) = &inner.rosters_out {
+            for r in &rooms {
+                let _ = out.try_send((r.to_string(), inner.local_calls_of(r)));
+            }
+        }
         let snapshots: Vec<(Arc<str>, RoomCalls)> = rooms
             .into_iter()
             .map(|r| {
@@ -1001,8 +1065,20 @@ impl Inner {
         Ok(())
     }
 
-    /// The calls of a room now.
+    /// The calls of a room now: those held here and those other servers told of.
     fn calls_of(&self, room: &str) -> RoomCalls {
+        let mut out = self.local_calls_of(room);
+        for (calls, _) in self.remote_calls.get(room).into_iter().flat_map(|s| s.values()) {
+            out.extend(
+                calls.iter().filter(|c| !out.iter().any(|o| o.conf_id == c.conf_id)).cloned().collect::<Vec<_>>(),
+            );
+        }
+        out.sort();
+        out
+    }
+
+    /// The calls of a room held here.
+    fn local_calls_of(&self, room: &str) -> RoomCalls {
         let mut out: RoomCalls =
             self.calls.get(room).map(|confs| confs.iter().map(|(c, r)| people_of(c, r)).collect()).unwrap_or_default();
         out.sort();

@@ -65,6 +65,9 @@ pub async fn show_remote(
                 hub.set_remote_typing(&user, &room, typing, std::time::Instant::now())
             }
             Some(Incoming::Receipt { room, user, pos }) => hub.remote_receipt(&room, &user, pos),
+            Some(Incoming::CallRoster { room, origin, calls }) => {
+                hub.set_remote_calls(&room, &origin, calls, std::time::Instant::now())
+            }
             Some(Incoming::Presence { user, presence, rooms }) => {
                 if let Some(p) = hub::Presence::parse(presence) {
                     hub.set_remote_presence(&user, p, &rooms, std::time::Instant::now());
@@ -89,5 +92,41 @@ pub async fn send_presence(
         let Some((user, presence)) = change else { return };
         let Ok(user) = crate::ids::UserId::parse(&user) else { continue };
         crate::federation::ephemeral::presence(&fed, &user, presence.as_str());
+    }
+}
+
+/// Tells the rooms' other servers who is in the calls held here: each change as the hub
+/// announces it, and every [`hub::ROSTER_RENEWAL`] again for the calls still running (their word
+/// expires after [`hub::REMOTE_CALLS_TTL`], so a call this server lost in a crash goes), until
+/// shutdown.
+pub async fn send_rosters(
+    fed: crate::federation::FedState,
+    mut changes: tokio::sync::mpsc::Receiver<(String, hub::RoomCalls)>,
+    shutdown: CancellationToken,
+) {
+    let mut running: std::collections::HashMap<String, hub::RoomCalls> = std::collections::HashMap::new();
+    let mut renew = tokio::time::interval(hub::ROSTER_RENEWAL);
+    renew.tick().await;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            c = changes.recv() => {
+                let Some((room, calls)) = c else { return };
+                let Ok(rid) = crate::ids::RoomId::parse(&room) else { continue };
+                crate::federation::ephemeral::call_roster(&fed, &rid, &calls);
+                if calls.is_empty() {
+                    running.remove(&room);
+                } else {
+                    running.insert(room, calls);
+                }
+            }
+            _ = renew.tick() => {
+                for (room, calls) in &running {
+                    if let Ok(rid) = crate::ids::RoomId::parse(room) {
+                        crate::federation::ephemeral::call_roster(&fed, &rid, calls);
+                    }
+                }
+            }
+        }
     }
 }

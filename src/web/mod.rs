@@ -197,7 +197,8 @@ async fn readyz(State(state): State<AppState>) -> (axum::http::StatusCode, &'sta
     (StatusCode::OK, "ready")
 }
 
-/// Headers on every response: a strict CSP (no inline script or style), no sniffing, no framing;
+/// Headers on every response: a strict CSP (no inline script or style; connections to this
+/// origin, and secure WebSockets for a call another server hosts), no sniffing, no framing;
 /// on HTTPS, HSTS when the certificate is a real one (HSTS with a self-signed certificate would
 /// stop people from accepting it). Cookies get `Secure` where they are made
 /// ([`pages::session_cookie`]).
@@ -213,7 +214,7 @@ async fn security_headers(State(state): State<AppState>, req: Request, next: Nex
     set(
         h,
         header::CONTENT_SECURITY_POLICY,
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; \
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self' wss:; \
          media-src 'self' blob:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
     );
     set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");

@@ -77,6 +77,43 @@ try {
     await p.page.waitForSelector('#timeline li.call:has-text("Video call with ana and ben")', { timeout });
   }
 
+  // A room call across the servers. With Cy (on B) the room has three people, so its calls go
+  // through a media server: the room's call host's, A's (its creator's server). Ana starts it;
+  // Ben and Cy, on B, see it in the room's call bar (A tells B who is in it) and join: B gets
+  // each a call token from A, and their browsers carry the call's frames over A's call socket
+  // and their media to A's media server (through B's relay).
+  const cy = await person('cy', b);
+  await cy.page.click('#join-address summary');
+  await cy.page.fill('#join-by-address input[name=room]', `#call:${serverA}`);
+  await Promise.all([cy.page.waitForURL(/\/rooms\/!/), cy.page.click('#join-by-address button[type=submit]')]);
+  await cy.page.waitForSelector('#conn[data-state="live"]', { timeout });
+  await ana.page.waitForSelector('#members li:has-text("cy")', { state: 'attached', timeout });
+  await ana.page.click('button[data-call="video"]');
+  await ana.page.waitForSelector('#call', { timeout });
+  if (!(await ana.page.evaluate(() => window.chatCalls.throughServer))) fail('a call of three did not use the media server');
+  for (const p of [ben, cy]) {
+    await p.page.waitForSelector('#callbar:has-text("ana") button.join:not([hidden])', { timeout });
+    await p.page.click('#callbar button.join');
+    await p.page.waitForSelector('#call', { timeout });
+  }
+  const viaServer = (p, n) => mediaFlows(p, n, 'host');
+  const three = await Promise.all([viaServer(ana, 2), viaServer(ben, 2), viaServer(cy, 2)]);
+  log(`room call hosted by A: frames ${three.map((s) => s.map((x) => x.framesDecoded).join('/')).join(', ')}`);
+  await cy.page.screenshot({ path: `${shots}/federated-call-sfu-cy.png` });
+  // Cy leaves: the others keep going without her tile, and her room's call bar (on B) shows
+  // the two still in it.
+  await cy.page.click('#call button.hangup');
+  await cy.page.waitForSelector('#call', { state: 'detached', timeout });
+  await ana.page.waitForSelector('#call .tile[data-user^="@cy:"]', { state: 'detached', timeout });
+  await cy.page.waitForSelector('#callbar:has-text("ben") button.join:not([hidden])', { timeout });
+  await Promise.all([viaServer(ana, 1), viaServer(ben, 1)]);
+  for (const p of [ben, ana]) {
+    await p.page.click('#call button.hangup');
+    await p.page.waitForSelector('#call', { state: 'detached', timeout });
+  }
+  // The call is over on A; B hears of it and empties the call bar.
+  await cy.page.waitForSelector('#callbar[hidden]', { state: 'attached', timeout });
+
   if (errors.length) fail(errors.join('\n'));
   log('federated call: ok');
 } finally {
