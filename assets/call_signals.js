@@ -10,7 +10,10 @@
 // socket (call_remote.js), everything else over ours. Otherwise a call in a room is a
 // conference (conf_id) of pairwise peer connections, a full mesh of at
 // most 6 people. Whoever starts it rings the room's other members; whoever joins later sends
-// non-ringing invites to everyone already in, who accept them automatically. The server checks
+// non-ringing invites to everyone already in, who accept them automatically. When a third
+// person joins a call of two and the server runs a media server, the call moves there: the
+// joiner enters conference "sfu-" + the call's id, and the two already in it follow (their
+// direct connection is hung up once the server's media flows; neither leaves the call). The server checks
 // every signal (only the parties of a call may move it along) and relays them on a priority lane.
 
 import { createPeer } from './call_peer.js';
@@ -46,6 +49,7 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
   let connectedOnce = false; // someone answered in this conference
   let channel = null; // the host's call socket, when another server hosts our call
   let handUp = false; // our hand is raised (put up again after a reconnect)
+  let moving = false; // our person-to-person call is moving to the media server
   let txn = 0;
 
   // Frames about our room call go to whichever server hosts it.
@@ -74,7 +78,7 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
     if (!peer) return;
     peers.delete(call_id);
     peer.close();
-    if (conf && peers.size === 0) endCall(false);
+    if (conf && peers.size === 0 && !sfu && !moving) endCall(false);
   }
 
   // Our microphone and camera state, for the others' tiles (Matrix VoIP's stream metadata).
@@ -141,6 +145,11 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
   async function joinCall(room_id, conf_id, kind) {
     if (conf) return;
     if (conf_id.startsWith('sfu-')) { await enterSfu(room_id, conf_id, kind || 'video'); return; }
+    // A third person: the call moves to the media server (the two in it follow).
+    if (sfuAvailable && peopleIn(room_id, conf_id).length >= 2) {
+      await enterSfu(room_id, `sfu-${conf_id}`, kind || 'video');
+      return;
+    }
     if (!(await enter(room_id, conf_id, kind || 'video'))) return;
     for (const u of peopleIn(room_id, conf_id)) await inviteTo(u, false);
   }
@@ -349,6 +358,12 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
       case 'm.call.hangup':
         stopRinging(c.call_id);
         early.delete(c.call_id);
+        // The other party moved our call to the media server: follow, not end.
+        if (peer && conf && c['chat.moved_to'] === `sfu-${conf.conf_id}`) {
+          await moveToServer(c.call_id);
+          if (peers.has(c.call_id)) closePeer(c.call_id); // the move failed: this peer is gone
+          break;
+        }
         if (peer) closePeer(c.call_id);
         break;
       default: break;
@@ -382,6 +397,10 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
     ui.placeCallBar(f.room_id, f.html);
     showJoinButtons();
     showState();
+    // Someone joined our call of two at the media server: move there too.
+    if (conf && !sfu && conf.room_id === f.room_id && peopleIn(f.room_id, `sfu-${conf.conf_id}`).some((u) => u !== me)) {
+      moveToServer();
+    }
   }
 
   function setRosters(room_id, calls) {
@@ -459,13 +478,56 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
     }
   }
 
-  // The conference running in a room through a media server, if any (from the rosters).
+  // The conference running in a room through a media server, if any (from the rosters); else
+  // where a call of two people running there moves when someone joins it.
   function runningIn(room_id) {
-    for (const key of rosters.keys()) {
+    let moved = null;
+    for (const [key, r] of rosters) {
       const [room, id] = key.split(' ');
-      if (room === room_id && id.startsWith('sfu-')) return id;
+      if (room !== room_id || !r.user_ids.length) continue;
+      if (id.startsWith('sfu-')) return id;
+      if (r.user_ids.length >= 2) moved = `sfu-${id}`;
     }
-    return null;
+    return moved;
+  }
+
+  // Our call of two moves to the media server (someone joined it there): the same people,
+  // media and screen, now through the server; the direct connection is closed once the
+  // server's connection is up, and the caller hangs it up saying where the call went (the
+  // other party follows), unless the other party did already (`ended`, its call id).
+  async function moveToServer(ended = null) {
+    if (!conf || sfu || moving || conf.conf_id.startsWith('sfu-')) return;
+    moving = true;
+    const { room_id, conf_id: direct, media: kind } = conf;
+    const id = `sfu-${direct}`;
+    try {
+      const where = await callHostOf(room_id);
+      if (!where.here) channel = await connectHost(where);
+    } catch (e) {
+      console.warn('chat: call: cannot move the call to the media server:', e.message);
+      moving = false;
+      return; // the direct call goes on
+    }
+    if (!conf || conf.conf_id !== direct) { dropChannel(room_id); moving = false; return; }
+    send({ t: 'call_leave', room_id, conf_id: direct });
+    conf = { room_id, conf_id: id, media: kind };
+    rejoining = true;
+    callSend({ t: 'call_join', room_id, conf_id: id });
+    if (media.micOn() === false) sendState({ muted: true });
+    sfu = createSfuSession({ room_id, conf_id: id, send: callSend, media, ui });
+    try { await sfu.start(); } catch (e) {
+      moving = false;
+      ui.alert(`Could not move the call to the server: ${e.message}`);
+      endCall(true);
+      return;
+    }
+    for (const p of Array.from(peers.values())) {
+      // One hangup per call (the caller's), so the call's record ends once.
+      if (p.call_id !== ended && p.role === 'caller') signal(room_id, 'm.call.hangup', { call_id: p.call_id, reason: 'user_hangup', 'chat.moved_to': id });
+      peers.delete(p.call_id);
+      p.close();
+    }
+    moving = false;
   }
 
   // ---- a call hosted by another server -------------------------------------------------

@@ -242,6 +242,15 @@ pub fn clean_content(kind: &str, content: &Value) -> Result<Value> {
                 return Err(Error::bad(format!("reason must be one of {}", HANGUP_REASONS.join(", "))));
             }
             out["reason"] = json!(reason);
+            // The call goes on through the media server, in this conference (a third person
+            // joined): the other party moves there too rather than ending.
+            if !get("chat.moved_to").is_null() {
+                let to = check_id("chat.moved_to", &get("chat.moved_to"))?;
+                if !to.starts_with("sfu-") {
+                    return Err(Error::bad("chat.moved_to must name a media server conference (sfu-…)"));
+                }
+                out["chat.moved_to"] = json!(to);
+            }
         }
         _ => return Err(Error::bad(format!("unknown call signal {kind:?}"))),
     }
@@ -548,6 +557,12 @@ mod tests {
         assert!(clean_content(CANDIDATES, &cands).is_err());
         let forged = json!({ "call_id": "c1", "party_id": "p", "chat.call": { "duration_ms": 1 } });
         assert!(clean_content(HANGUP, &forged).unwrap().get("chat.call").is_none());
+        let moved = json!({ "call_id": "c1", "party_id": "p", "chat.moved_to": "sfu-abc" });
+        assert_eq!(clean_content(HANGUP, &moved).unwrap()["chat.moved_to"], "sfu-abc");
+        for to in [json!("abc"), json!("sfu-../x"), json!(7)] {
+            let bad = json!({ "call_id": "c1", "party_id": "p", "chat.moved_to": to });
+            assert!(clean_content(HANGUP, &bad).is_err(), "{to}");
+        }
     }
 
     #[test]

@@ -1068,10 +1068,26 @@ impl Inner {
     /// The calls of a room now: those held here and those other servers told of.
     fn calls_of(&self, room: &str) -> RoomCalls {
         let mut out = self.local_calls_of(room);
+        // A conference with people on several servers (a call between two people of two
+        // servers, each on its own server's roster) is one call with everyone.
         for (calls, _) in self.remote_calls.get(room).into_iter().flat_map(|s| s.values()) {
-            out.extend(
-                calls.iter().filter(|c| !out.iter().any(|o| o.conf_id == c.conf_id)).cloned().collect::<Vec<_>>(),
-            );
+            for c in calls {
+                match out.iter_mut().find(|o| o.conf_id == c.conf_id) {
+                    Some(o) => {
+                        let add = |to: &mut Vec<String>, from: &[String]| {
+                            for u in from {
+                                if !to.contains(u) {
+                                    to.push(u.clone());
+                                }
+                            }
+                        };
+                        add(&mut o.user_ids, &c.user_ids);
+                        add(&mut o.hands, &c.hands);
+                        add(&mut o.muted, &c.muted);
+                    }
+                    None => out.push(c.clone()),
+                }
+            }
         }
         out.sort();
         out

@@ -149,26 +149,34 @@ try {
   await ana.page.click('#call button.hangup');
   await callEnded(ben);
 
-  // 5. Three people: the room's call goes through the server's media server. Ana starts it
-  // (nobody rings), Ben and Cy join from the room's call bar, each receives the two others'
-  // video from the server (relay/relay pairs to it).
-  log('call 5: three people through the media server');
+  // 5. Three people: the room's call goes through the server's media server. Ana calls Ben
+  // (two people: directly); Cy joins the room and then the call from the room's call bar; the
+  // call moves to the media server without anyone hanging up (Ana's and Ben's call screens
+  // stay up, nobody rings), and each receives the two others' video from the server
+  // (relay/relay pairs to it).
+  log('call 5: a call of two moves to the media server when a third joins');
+  await clickCall(ana);
+  await accept(ben);
+  await Promise.all([mediaFlows(ana, 1), mediaFlows(ben, 1)]);
+  for (const p of [ana, ben]) await p.page.evaluate(() => { document.getElementById('call').dataset.mark = 'kept'; });
   await cy.page.goto(roomUrl);
   await Promise.all([cy.page.waitForURL(roomUrl), cy.page.click('button:has-text("Join room")')]);
   await cy.page.waitForSelector('#conn[data-state="live"]', { timeout });
   await ana.page.waitForSelector('#members li:has-text("cy")', { state: 'attached', timeout });
-  await clickCall(ana);
-  if (!(await ana.page.evaluate(() => window.chatCalls.throughServer))) fail('a call of three did not use the media server');
-  await ana.page.waitForSelector('#call .status:text-is("Waiting for others to join…")', { timeout });
-  for (const p of [ben, cy]) {
-    await p.page.waitForSelector('#callbar button.join:not([hidden])', { timeout });
-    await p.page.click('#callbar button.join');
-    await p.page.waitForSelector('#call', { timeout });
+  await cy.page.waitForSelector('#callbar button.join:not([hidden])', { timeout });
+  await cy.page.click('#callbar button.join');
+  await cy.page.waitForSelector('#call', { timeout });
+  for (const p of [ana, ben, cy]) {
+    await p.page.waitForFunction(() => window.chatCalls.throughServer, null, { timeout });
   }
   const viaServer = (p, n) => mediaFlows(p, n, 'host');
   const three = await Promise.all([viaServer(ana, 2), viaServer(ben, 2), viaServer(cy, 2)]);
   log(`frames through the media server: ${three.map((s) => s.map((x) => x.framesDecoded).join('/')).join(', ')}`);
   if (await ben.page.locator('#ringing').count() !== 0) fail('a call through the media server rang');
+  for (const p of [ana, ben]) {
+    if (await p.page.evaluate(() => document.getElementById('call').dataset.mark) !== 'kept') fail(`${p.name}'s call screen closed when the call moved`);
+    if ((await p.page.evaluate(() => window.chatCalls.stats())).length !== 2) fail(`${p.name} kept a direct connection`);
+  }
   await cy.page.screenshot({ path: `${shots}/call-sfu-cy.png` });
   // The room shows who is in the call; Cy leaves and the others keep talking, Cy's tile gone.
   await benOther.goto(roomUrl);
