@@ -1169,6 +1169,9 @@ fn event_item_in(stored: &StoredEvent, setup: bool) -> Markup {
             // The redacted event's own row changes (live: the client drops it, see `app.js`);
             // a dummy event only joins branches.
             (unseen_row(stored))
+        } @else if ev.kind == crate::events::call::CALL_ENDED {
+            li.ev.note.call id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-sender=(ev.sender)
+                data-kind=(ev.kind) data-event-id=(ev.event_id) data-ts=(ev.origin_server_ts) { (call_record(ev)) }
         } @else if crate::events::call::is_call_event(&ev.kind) {
             @if let Some(summary) = call_summary(ev) {
                 li.ev.note.call id={ "ev-" (stored.pos) } data-pos=(stored.pos) data-sender=(ev.sender)
@@ -1490,6 +1493,32 @@ fn call_summary(ev: &Event) -> Option<String> {
             Some(format!("{}{} with {caller} and {invitee}, {}", kind[..1].to_uppercase(), &kind[1..], duration(ms)))
         }
         None => Some(format!("Missed {kind} from {caller}")),
+    }
+}
+
+/// Most people a call's record names; the rest are counted.
+const RECORD_NAMES: usize = 5;
+
+/// The timeline line for a room call through a media server that ended: "Call with ana, ben
+/// and cy, 12 min" (names as the page knows them; beyond [`RECORD_NAMES`], "and 4 others").
+fn call_record(ev: &Event) -> Markup {
+    let people: Vec<&str> = ev
+        .content
+        .get("user_ids")
+        .and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(|u| u.as_str()).filter(|u| crate::ids::UserId::parse(u).is_ok()).collect())
+        .unwrap_or_default();
+    let ms = ev.content.get("duration_ms").and_then(|v| v.as_u64()).unwrap_or(0);
+    let shown = people.len().min(RECORD_NAMES);
+    let others = people.len() - shown;
+    html! {
+        "Call with "
+        @for (i, u) in people[..shown].iter().enumerate() {
+            @if i > 0 && (i + 1 < shown || others > 0) { ", " } @else if i > 0 { " and " }
+            (person(u))
+        }
+        @if others == 1 { " and 1 other" } @else if others > 1 { " and " (others) " others" }
+        ", " (duration(ms))
     }
 }
 

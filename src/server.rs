@@ -220,6 +220,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let (presence_tx, presence_rx) = tokio::sync::mpsc::channel(1024);
     hub.send_presence_to(presence_tx);
     tasks.spawn(crate::live::send_presence(fed.clone(), presence_rx, shutdown.clone()));
+    let (ended_tx, ended_rx) = tokio::sync::mpsc::channel(1024);
+    hub.send_ended_calls_to(ended_tx);
+    tasks.spawn(crate::live::record_calls(calls.clone(), ended_rx, shutdown.clone()));
     let (rosters_tx, rosters_rx) = tokio::sync::mpsc::channel(1024);
     hub.send_rosters_to(rosters_tx);
     tasks.spawn(crate::live::send_rosters(fed.clone(), rosters_rx, shutdown.clone()));

@@ -359,4 +359,24 @@ async fn another_servers_member_joins_the_call_at_the_rooms_host_with_a_token_ov
     let refused = call_socket(&p.ca, &url, &token).await.err().expect("refused after leaving");
     assert_eq!(refused["error"], "forbidden", "{refused}");
     ana_peer.leave().await;
+
+    // The call is over: A stores its record in the room, as Ana (who started it), naming
+    // everyone who took part; B gets it too.
+    let mut record = Value::Null;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while record.is_null() {
+        assert!(Instant::now() < deadline, "no call record");
+        let events = ana.events(&room).await;
+        record = events.into_iter().find(|e| e["type"] == "chat.call.ended").unwrap_or(Value::Null);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(record["sender"], ana.id.as_str(), "{record}");
+    assert_eq!(record["content"]["conf_id"], "sfu-x", "{record}");
+    assert_eq!(record["content"]["user_ids"], json!([ana.id.clone(), ben.id.clone()]), "{record}");
+    assert!(record["content"]["duration_ms"].as_u64().unwrap() > 500, "{record}");
+    // The room's timeline shows it as a line of its own.
+    let page = ana.page(&format!("/rooms/{room}")).await;
+    let row = page.split("data-kind=\"chat.call.ended\"").nth(1).expect("a row for the call's record");
+    let row = &row[..row.find("</li>").unwrap()];
+    assert!(row.contains(">Call with <span") && row.contains(">ana</span> and <span") && row.ends_with(" s"), "{row}");
 }

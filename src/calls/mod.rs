@@ -455,6 +455,49 @@ pub async fn submit_signal(
         .await
 }
 
+/// Stores the record of a room call held here that ended (`chat.call.ended`): its conference,
+/// when it started, how long it lasted and who took part (at most
+/// [`crate::events::call::MAX_RECORDED_PEOPLE`]). It is sent as one of this server's people who
+/// took part and are still in the room (whoever started it, if they can), as a call's end is
+/// told by one of its parties; with none of them left, no record.
+pub async fn record_call(
+    state: &Calls,
+    room_id: &RoomId,
+    conf_id: &str,
+    started_ms: u64,
+    duration_ms: u64,
+    people: &[String],
+) -> Result<Option<Sent>> {
+    check_conf_id(conf_id)?;
+    let people: Vec<String> = people.iter().take(crate::events::call::MAX_RECORDED_PEOPLE).cloned().collect();
+    let ours = state.server_name.to_string();
+    let content = json!({
+        "conf_id": conf_id,
+        "started_ts": started_ms,
+        "duration_ms": duration_ms,
+        "user_ids": people,
+    });
+    let rid = room_id.clone();
+    state
+        .store
+        .submit(move |tx| {
+            let mut sender = None;
+            for u in &people {
+                if crate::ids::server_of(u) == ours && tx.membership(&rid, u)? == Membership::Join {
+                    sender = Some(u.clone());
+                    break;
+                }
+            }
+            let Some(sender) = sender else { return Ok(None) };
+            let kind = crate::events::call::CALL_ENDED;
+            let stored = rooms::append_event(tx, &rid, &sender, NewEvent::message(kind, content))?;
+            Ok(Some(Sent { event_id: stored.event.event_id.clone(), pos: stored.pos }))
+        })
+        .await?
+        .wait()
+        .await
+}
+
 /// A call signal received from another server, inside the write job that stores it: checked
 /// against the call's record like a local signal (on a copy of the content, which is signed
 /// as received) and the record updated. An error means the call's record ignores the signal;

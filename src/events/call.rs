@@ -20,6 +20,13 @@ pub const HANGUP: &str = "m.call.hangup";
 /// video is muted.
 pub const SDP_STREAM_METADATA_CHANGED: &str = "m.call.sdp_stream_metadata_changed";
 
+/// The record of a room call through a media server, stored by the server that held it when
+/// the last person left: when it started, how long it lasted, who took part. Not a signal
+/// (a timeline row of its own).
+pub const CALL_ENDED: &str = "chat.call.ended";
+/// Most people one call record names.
+pub const MAX_RECORDED_PEOPLE: usize = 100;
+
 /// Every signal type.
 pub const TYPES: [&str; 8] =
     [INVITE, ANSWER, CANDIDATES, SELECT_ANSWER, REJECT, NEGOTIATE, HANGUP, SDP_STREAM_METADATA_CHANGED];

@@ -193,6 +193,32 @@ struct Seat {
 /// The calls running in one room, by conference id.
 pub type RoomCalls = Vec<crate::calls::CallPeople>;
 
+/// A call through the media server while it runs: what its record will say.
+struct CallLog {
+    /// When the first person joined, ms since the epoch.
+    started_ms: u64,
+    started: Instant,
+    /// Everyone who took part, in joining order (at most
+    /// [`crate::events::call::MAX_RECORDED_PEOPLE`]).
+    people: Vec<Arc<str>>,
+}
+
+/// A call through the media server that ended (its last person left): for its record in the
+/// room.
+#[derive(Debug, Clone)]
+pub struct EndedCall {
+    /// The room.
+    pub room: String,
+    /// The conference.
+    pub conf_id: String,
+    /// When it started, ms since the epoch.
+    pub started_ms: u64,
+    /// How long it lasted.
+    pub duration_ms: u64,
+    /// Who took part, in joining order.
+    pub people: Vec<String>,
+}
+
 #[derive(Default)]
 struct Inner {
     users: HashMap<Arc<str>, OnlineUser>,
@@ -216,6 +242,12 @@ struct Inner {
     remote_calls: HashMap<Arc<str>, HashMap<String, (RoomCalls, Instant)>>,
     /// Where changes of the calls held here go (to the rooms' other servers), if anywhere.
     rosters_out: Option<mpsc::Sender<(String, RoomCalls)>>,
+    /// Calls through the media server running here: (room, conference) -> its log.
+    call_logs: HashMap<(Arc<str>, String), CallLog>,
+    /// Calls that ended under the lock, for [`Hub::unlock`] to hand to `ended_out`.
+    ended_calls: Vec<EndedCall>,
+    /// Where ended calls go (for their records), if anywhere.
+    ended_out: Option<mpsc::Sender<EndedCall>>,
 }
 
 /// Another server's user's presence, as their server told it.
@@ -550,6 +582,12 @@ impl Hub {
     /// Local users' presence changes go to `out` from now on (for other servers).
     pub fn send_presence_to(&self, out: mpsc::Sender<(String, Presence)>) {
         self.lock().presence_out = Some(out);
+    }
+
+    /// From now on, each call through the media server that ends goes to `out`, for its record
+    /// in the room.
+    pub fn send_ended_calls_to(&self, out: mpsc::Sender<EndedCall>) {
+        self.lock().ended_out = Some(out);
     }
 
     /// From now on, each change of a room's calls held here goes to `out` (room, its calls
@@ -890,6 +928,14 @@ impl Hub {
     fn unlock(&self, mut inner: MutexGuard<'_, Inner>) {
         let rooms = std::mem::take(&mut inner.rosters_changed);
         let left = std::mem::take(&mut inner.left_calls);
+        let ended = std::mem::take(&mut inner.ended_calls);
+        if let Some(out) = &inner.ended_out {
+            for call in ended {
+                if out.try_send(call).is_err() {
+                    tracing::warn!("a call's record was dropped (the queue is full)");
+                }
+            }
+        }
         drop(inner);
         if let Some(tell) = self.call_left.get() {
             for (room, conf, conn) in left {
@@ -1030,6 +1076,7 @@ impl Inner {
     /// Removes the call entries that `gone(room, conf, user, conn)` selects; each changed room
     /// is to be told.
     fn leave_calls(&mut self, gone: impl Fn(&str, &str, &str, u64) -> bool) {
+        let mut emptied = Vec::new();
         for (room, confs) in self.calls.iter_mut() {
             for (conf, roster) in confs.iter_mut() {
                 let before = roster.len();
@@ -1042,11 +1089,25 @@ impl Inner {
                 });
                 if roster.len() != before {
                     self.rosters_changed.push(room.clone());
+                    if roster.is_empty() {
+                        emptied.push((room.clone(), conf.clone()));
+                    }
                 }
             }
             confs.retain(|_, r| !r.is_empty());
         }
         self.calls.retain(|_, c| !c.is_empty());
+        for key in emptied {
+            if let Some(log) = self.call_logs.remove(&key) {
+                self.ended_calls.push(EndedCall {
+                    room: key.0.to_string(),
+                    conf_id: key.1,
+                    started_ms: log.started_ms,
+                    duration_ms: log.started.elapsed().as_millis() as u64,
+                    people: log.people.iter().map(|u| u.to_string()).collect(),
+                });
+            }
+        }
     }
 
     /// Adds a connection to a room's call, unless it is in it already or the call is full; the
@@ -1060,7 +1121,17 @@ impl Inner {
         if !people.contains(&user) && people.len() >= cap {
             return Err(Error::Conflict(format!("this call is full ({cap} people)")));
         }
-        roster.push(Seat { user, conn: conn_id, hand: None, muted: false });
+        roster.push(Seat { user: user.clone(), conn: conn_id, hand: None, muted: false });
+        if conf_id.starts_with("sfu-") {
+            let log = self.call_logs.entry((room.clone(), conf_id.to_string())).or_insert_with(|| CallLog {
+                started_ms: crate::events::now_ms(),
+                started: Instant::now(),
+                people: Vec::new(),
+            });
+            if !log.people.contains(&user) && log.people.len() < crate::events::call::MAX_RECORDED_PEOPLE {
+                log.people.push(user);
+            }
+        }
         self.rosters_changed.push(room);
         Ok(())
     }

@@ -95,6 +95,29 @@ pub async fn send_presence(
     }
 }
 
+/// Stores the record of each call through the media server that ends here (see
+/// [`crate::calls::record_call`]), until shutdown.
+pub async fn record_calls(
+    calls: Calls,
+    mut ended: tokio::sync::mpsc::Receiver<hub::EndedCall>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let call = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            c = ended.recv() => c,
+        };
+        let Some(call) = call else { return };
+        let Ok(room) = crate::ids::RoomId::parse(&call.room) else { continue };
+        let out =
+            crate::calls::record_call(&calls, &room, &call.conf_id, call.started_ms, call.duration_ms, &call.people)
+                .await;
+        if let Err(e) = out {
+            tracing::warn!(room = %call.room, error = %e, "cannot store a call's record");
+        }
+    }
+}
+
 /// Tells the rooms' other servers who is in the calls held here: each change as the hub
 /// announces it, and every [`hub::ROSTER_RENEWAL`] again for the calls still running (their word
 /// expires after [`hub::REMOTE_CALLS_TTL`], so a call this server lost in a crash goes), until

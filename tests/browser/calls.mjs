@@ -216,6 +216,10 @@ try {
     await callEnded(p);
   }
   await benOther.waitForSelector('#callbar[hidden]', { state: 'attached', timeout });
+  // The call's record: everyone who took part.
+  const record = await ana.page.waitForSelector('#timeline li.call[data-kind="chat.call.ended"]', { timeout });
+  const said = await record.textContent();
+  for (const n of ['ana', 'ben', 'cy']) if (!said.includes(n)) fail(`the call's record does not name ${n}: ${said}`);
 
   if (errors.length) fail(errors.join('\n'));
   log('browser calls: ok');

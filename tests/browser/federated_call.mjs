@@ -113,6 +113,16 @@ try {
   }
   // The call is over on A; B hears of it and empties the call bar.
   await cy.page.waitForSelector('#callbar[hidden]', { state: 'attached', timeout });
+  // A stores the call's record in the room; both servers' timelines show it.
+  for (const p of [ana, cy]) await p.page.waitForSelector('#timeline li.call:has-text("Call with ana, ben and cy")', { timeout });
+  for (const [w, h, tag] of [[1366, 800, 'desktop'], [390, 844, 'phone']]) {
+    for (const scheme of ['light', 'dark']) {
+      await cy.page.setViewportSize({ width: w, height: h });
+      await cy.page.emulateMedia({ colorScheme: scheme });
+      await cy.page.locator('#timeline li.call:has-text("Call with ana, ben and cy")').scrollIntoViewIfNeeded();
+      await cy.page.screenshot({ path: `${shots}/federated-call-record-${tag}-${scheme}.png` });
+    }
+  }
 
   if (errors.length) fail(errors.join('\n'));
   log('federated call: ok');
