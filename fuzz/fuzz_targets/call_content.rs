@@ -26,7 +26,7 @@ fn allowed_keys(kind: &str) -> &'static [&'static str] {
         calls::NEGOTIATE => &["description"],
         calls::CANDIDATES => &["candidates"],
         calls::SELECT_ANSWER => &["selected_party_id"],
-        calls::HANGUP => &["reason"],
+        calls::HANGUP => &["reason", "chat.moved_to"],
         _ => &[],
     }
 }

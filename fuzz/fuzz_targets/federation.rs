@@ -7,7 +7,8 @@
 //! panicking, and our own event hashing agrees with ruma whenever the PDU is one of ours; a
 //! received PDU (`Event::from_pdu`) that is accepted has a matching hash and id, and the auth
 //! rules over its own auth events (given itself as the only known event) never panic; room
-//! aliases parse to a clean name and a server name.
+//! aliases parse to a clean name and a server name; a `chat.call.roster` EDU's calls are
+//! bounded and name only people in the room, each once.
 
 #![no_main]
 
@@ -39,6 +40,18 @@ fuzz_target!(|data: &[u8]| {
         assert!(ev.verify_hashes(), "an accepted PDU rebuilds to the same hash and id");
         assert_eq!(ev.room_id, room);
         let _ = chat::federation::pdu::check_auth_events(&ev, |id| (id == ev.event_id).then_some(&ev));
+    }
+    // Another server's word on its calls (`chat.call.roster`): bounded, only people in the room,
+    // each once, hands and microphones of people in the call.
+    if let Some(calls) = chat::calls::host::parse_roster(&value, |u| u.starts_with("@a")) {
+        assert!(calls.len() <= chat::calls::host::MAX_REMOTE_CALLS);
+        for c in &calls {
+            assert!(chat::calls::check_conf_id(&c.conf_id).is_ok());
+            assert!(!c.user_ids.is_empty() && c.user_ids.len() <= chat::calls::host::MAX_REMOTE_PEOPLE);
+            assert!(c.user_ids.iter().all(|u| u.starts_with("@a")));
+            assert!(c.user_ids.iter().enumerate().all(|(i, u)| !c.user_ids[..i].contains(u)));
+            assert!(c.hands.iter().chain(&c.muted).all(|u| c.user_ids.contains(u)));
+        }
     }
     let now = 1_800_000_000_000;
     if let Ok(found) = keys::check_document("remote.test", value.clone(), now) {

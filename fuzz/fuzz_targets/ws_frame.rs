@@ -80,7 +80,7 @@ fuzz_target!(|data: &[u8]| {
     let connect = |user: &str, rooms: &[&str]| {
         let rooms: Vec<String> = rooms.iter().map(|r| r.to_string()).collect();
         hub.connect(user, "sid", || {
-            Ok(Loaded { rooms, prefs: Prefs { appear_offline: false, share_receipts: true }, pos: 0 })
+            Ok(Loaded { rooms, prefs: Prefs { appear_offline: false, share_receipts: true }, pos: 0, guest: false })
         })
         .expect("connect")
     };

@@ -99,10 +99,16 @@ pub fn roster_from(
 ) -> Option<(RoomId, Vec<super::CallPeople>)> {
     let room = RoomId::parse(content.get("room_id")?.as_str()?).ok()?;
     let members = store.members(&room).ok()?;
-    let joined = |u: &str| members.iter().any(|(m, s)| m == u && *s == Membership::Join);
     if !members.iter().any(|(m, s)| *s == Membership::Join && crate::ids::server_of(m) == origin) {
         return None;
     }
+    let joined = |u: &str| members.iter().any(|(m, s)| m == u && *s == Membership::Join);
+    Some((room, parse_roster(content, joined)?))
+}
+
+/// The calls of a `chat.call.roster` EDU's content, keeping only people `joined` says are in
+/// the room, each once: none if it is malformed or too large.
+pub fn parse_roster(content: &serde_json::Value, joined: impl Fn(&str) -> bool) -> Option<Vec<super::CallPeople>> {
     let calls = content.get("calls")?.as_array()?;
     if calls.len() > MAX_REMOTE_CALLS {
         return None;
@@ -118,9 +124,12 @@ pub fn roster_from(
             }
             Some(items.iter().filter_map(|u| u.as_str()).map(str::to_string).collect())
         };
-        let mut user_ids = list("user_ids")?;
-        user_ids.retain(|u| joined(u));
-        user_ids.dedup();
+        let mut user_ids: Vec<String> = Vec::new();
+        for u in list("user_ids")? {
+            if joined(&u) && !user_ids.contains(&u) {
+                user_ids.push(u);
+            }
+        }
         if user_ids.is_empty() {
             continue;
         }
@@ -128,5 +137,36 @@ pub fn roster_from(
         let muted = list("muted")?.into_iter().filter(|u| user_ids.contains(u)).collect();
         out.push(super::CallPeople { conf_id: conf_id.to_string(), user_ids, hands, muted });
     }
-    Some((room, out))
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn another_servers_roster_is_bounded_and_names_only_members() {
+        let joined = |u: &str| u.ends_with(":a.test") || u == "@ben:b.test";
+        let content = json!({ "room_id": "!r:a.test", "calls": [
+            { "conf_id": "sfu-1", "user_ids": ["@ana:a.test", "@eve:e.test", "@ben:b.test", "@ana:a.test"],
+              "hands": ["@ben:b.test", "@eve:e.test"], "muted": ["@zed:a.test"] },
+            { "conf_id": "sfu-2", "user_ids": ["@eve:e.test"] },
+        ]});
+        let calls = parse_roster(&content, joined).unwrap();
+        assert_eq!(calls.len(), 1, "a call of no members is dropped");
+        assert_eq!(calls[0].user_ids, ["@ana:a.test", "@ben:b.test"]);
+        assert_eq!(calls[0].hands, ["@ben:b.test"]);
+        assert!(calls[0].muted.is_empty());
+        for bad in [
+            json!({ "calls": [{ "conf_id": "../x", "user_ids": ["@ana:a.test"] }] }),
+            json!({ "calls": (0..=MAX_REMOTE_CALLS).map(|i| json!({ "conf_id": format!("c{i}"), "user_ids": [] })).collect::<Vec<_>>() }),
+            json!({ "calls": [{ "conf_id": "c", "user_ids": vec!["@ana:a.test"; MAX_REMOTE_PEOPLE + 1] }] }),
+            json!({ "calls": "no" }),
+        ] {
+            assert!(parse_roster(&bad, joined).is_none(), "{bad}");
+        }
+        let rebuilt = roster_content(&RoomId::from_hash("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), &calls);
+        assert_eq!(parse_roster(&rebuilt, joined).unwrap(), calls, "what we send, we take");
+    }
 }
