@@ -274,17 +274,37 @@ export function createCallUi({ displayName, currentRoom, media, actions }) {
     return [...screens, ...tiles.filter((t) => t.classList.contains('self')), ...people];
   }
 
+  // People beside a shared screen: a column on a wide screen, a row on a phone or a short one.
+  function stripSize() {
+    return window.matchMedia('(max-width: 760px), (max-height: 500px)').matches ? 3 : 4;
+  }
+
+  // The grid of tiles, in pages when they do not fit. While someone shares a screen it is in
+  // the spotlight (most of the call screen) and the people are in a strip beside it, as in
+  // Meet and Element Call; the strip has pages of its own.
   function layout() {
     if (!ui) return;
-    const tiles = ordered();
-    const size = pageSize();
+    const all = ordered();
+    const spot = all.find((t) => t.classList.contains('screen')) || null;
+    const tiles = spot ? all.filter((t) => t !== spot) : all;
+    const size = spot ? stripSize() : pageSize();
     const pages = Math.max(1, Math.ceil(tiles.length / size));
     page = Math.min(page, pages - 1);
+    if (spot) { spot.style.order = '0'; spot.hidden = false; }
     tiles.forEach((t, i) => {
-      t.style.order = String(i);
+      t.style.order = String(i + 1);
       t.hidden = pages > 1 && Math.floor(i / size) !== page;
     });
-    ui.grid.dataset.count = String(Math.min(tiles.length, size));
+    ui.grid.dataset.layout = spot ? 'spotlight' : 'grid';
+    ui.grid.classList.toggle('spotlight', !!spot);
+    if (spot) {
+      ui.grid.dataset.count = 'spotlight';
+      ui.grid.style.setProperty('--strip', String(Math.max(1, Math.min(tiles.length, size))));
+    } else {
+      ui.grid.dataset.count = String(Math.min(tiles.length, size));
+      ui.grid.style.removeProperty('--strip');
+    }
+    for (const t of all) t.classList.toggle('spot', t === spot);
     ui.pager.hidden = pages < 2;
     ui.pager.querySelector('.where').textContent = `${page + 1} / ${pages}`;
     ui.pager.querySelector('.prev').disabled = page === 0;

@@ -191,6 +191,42 @@ try {
   await ana.page.waitForSelector('#call .pager', { state: 'hidden', timeout });
   log('pages: ok');
 
+  // A shared screen goes in the spotlight with the people in a strip beside it (four at a
+  // time on a desktop, the rest on the strip's next page); on a phone the strip is a row
+  // under it. When the sharing stops, the grid comes back.
+  await ana.page.click('#call button.share');
+  await ana.page.waitForSelector('#call button.share[aria-pressed="true"]', { timeout });
+  await cy.page.waitForSelector('#call .grid[data-layout="spotlight"] .tile.screen.spot', { timeout });
+  const boxes = () => cy.page.evaluate(() => {
+    const box = (e) => { const r = e.getBoundingClientRect(); return { x: r.left, y: r.top, w: r.width, h: r.height }; };
+    return {
+      grid: box(document.querySelector('#call .grid')),
+      spot: box(document.querySelector('#call .tile.spot')),
+      strip: Array.from(document.querySelectorAll('#call .grid .tile:not(.spot):not([hidden])'), box),
+    };
+  });
+  let b = await boxes();
+  if (b.spot.w < b.grid.w * 0.6) fail(`the shared screen is not in the spotlight: ${JSON.stringify(b)}`);
+  if (b.strip.length !== 4 || !b.strip.every((t) => t.x >= b.spot.x + b.spot.w - 1 && t.w < b.spot.w / 2)) fail(`no strip of four beside the screen: ${JSON.stringify(b)}`);
+  await cy.page.waitForSelector('#call .pager:not([hidden])', { timeout });
+  for (const scheme of ['light', 'dark']) {
+    await cy.page.emulateMedia({ colorScheme: scheme });
+    await cy.page.setViewportSize({ width: 1366, height: 800 });
+    await cy.page.waitForTimeout(300);
+    await cy.page.screenshot({ path: `${shots}/design-call-presenter-desktop-${scheme}.png` });
+    await cy.page.setViewportSize({ width: 390, height: 844 });
+    await cy.page.waitForTimeout(300);
+    await cy.page.screenshot({ path: `${shots}/design-call-presenter-phone-${scheme}.png` });
+  }
+  b = await boxes();
+  if (b.strip.length !== 3 || !b.strip.every((t) => t.y >= b.spot.y + b.spot.h - 1)) fail(`on a phone the strip is not a row under the screen: ${JSON.stringify(b)}`);
+  await cy.page.setViewportSize({ width: 1000, height: 700 });
+  await cy.page.emulateMedia({ colorScheme: 'light' });
+  await ana.page.click('#call button.share');
+  await cy.page.waitForSelector('#call .grid[data-layout="grid"]', { timeout });
+  if (await cy.page.$('#call .tile.screen')) fail('the screen tile stayed after sharing stopped');
+  log('presenter layout: ok');
+
   // Someone who leaves disappears for the others.
   const dan = people[3];
   const danId = await dan.page.evaluate(() => document.body.dataset.user);
