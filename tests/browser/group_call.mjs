@@ -144,12 +144,16 @@ try {
   await size(700);
   const large = await receivesAt(ana, benId, (h) => h >= normal, 'a large tile did not get its layer back');
   log(`ben's camera at ana: ${normal} px, thumbnail ${small} px, large ${large} px`);
-  // What Ben's browser sends: the simulcast layers and their sizes.
+  // What Ben's browser sends: the simulcast layers and their sizes, and its estimate of the
+  // bandwidth towards the server (from the server's transport-wide feedback). The fake camera
+  // is 640x480, for which Chrome's simulcast table allows two layers, so `f` is off here with
+  // an estimate that has room for it.
   const sent = await ben.page.evaluate(async () => {
     const pc = window.chatCalls.publishConnection();
     const out = [];
     (await pc.getStats()).forEach((r) => {
       if (r.type === 'outbound-rtp' && r.kind === 'video') out.push(`${r.rid}:${r.frameHeight || 0}px/${Math.round((r.targetBitrate || 0) / 1000)}kbps${r.qualityLimitationReason && r.qualityLimitationReason !== 'none' ? `(${r.qualityLimitationReason})` : ''}`);
+      if (r.type === 'candidate-pair' && r.nominated && r.availableOutgoingBitrate) out.push(`estimate:${Math.round(r.availableOutgoingBitrate / 1000)}kbps`);
     });
     return out.sort().join(' ');
   });
