@@ -1476,8 +1476,14 @@ pub fn edited_mark(ts: u64) -> Markup {
 }
 
 /// The timeline line for the end of a ringing call: "Video call with Ana and Ben, 3 min",
-/// "Missed video call from Ana", "Ben declined the call from Ana". Other signals have none.
+/// "Missed video call from Ana", "Ben declined the call from Ana". Other signals have none, nor
+/// does a call that went on through the media server.
 fn call_summary(ev: &Event) -> Option<String> {
+    // A call of two that moved to the media server when a third joined: that call's record
+    // (`chat.call.ended`) is its line.
+    if ev.content.get("chat.moved_to").is_some() {
+        return None;
+    }
     let call = ev.content.get("chat.call")?;
     if !call.get("ring").and_then(|v| v.as_bool()).unwrap_or(true) {
         return None;

@@ -77,28 +77,33 @@ try {
     await p.page.waitForSelector('#timeline li.call:has-text("Video call with ana and ben")', { timeout });
   }
 
-  // A room call across the servers. With Cy (on B) the room has three people, so its calls go
-  // through a media server: the room's call host's, A's (its creator's server). Ana starts it;
-  // Ben and Cy, on B, see it in the room's call bar (A tells B who is in it) and join: B gets
-  // each a call token from A, and their browsers carry the call's frames over A's call socket
-  // and their media to A's media server (through B's relay).
+  // A room call across the servers. Ana calls Ben again (two people: directly); Cy (on B)
+  // joins the room, then the call from its call bar. With three people the call moves to a
+  // media server, the room's call host's: A's (its creator's server). B gets Cy a call token
+  // from A and her browser carries the call's frames over A's call socket, her media to A's
+  // media server (through B's relay); Ana and Ben follow without hanging up (Ben over A's call
+  // socket too, B having heard from A that Cy is in it).
+  await ana.page.click('button[data-call="video"]');
+  await ben.page.waitForSelector('#ringing .ring button.accept', { timeout });
+  await ben.page.click('#ringing .ring button.accept');
+  await Promise.all([mediaFlows(ana, 1), mediaFlows(ben, 1)]);
+  for (const p of [ana, ben]) await p.page.evaluate(() => { document.getElementById('call').dataset.mark = 'kept'; });
   const cy = await person('cy', b);
   await cy.page.click('#join-address summary');
   await cy.page.fill('#join-by-address input[name=room]', `#call:${serverA}`);
   await Promise.all([cy.page.waitForURL(/\/rooms\/!/), cy.page.click('#join-by-address button[type=submit]')]);
   await cy.page.waitForSelector('#conn[data-state="live"]', { timeout });
   await ana.page.waitForSelector('#members li:has-text("cy")', { state: 'attached', timeout });
-  await ana.page.click('button[data-call="video"]');
-  await ana.page.waitForSelector('#call', { timeout });
-  if (!(await ana.page.evaluate(() => window.chatCalls.throughServer))) fail('a call of three did not use the media server');
-  for (const p of [ben, cy]) {
-    await p.page.waitForSelector('#callbar:has-text("ana") button.join:not([hidden])', { timeout });
-    await p.page.click('#callbar button.join');
-    await p.page.waitForSelector('#call', { timeout });
-  }
+  await cy.page.waitForSelector('#callbar:has-text("ana"):has-text("ben") button.join:not([hidden])', { timeout });
+  await cy.page.click('#callbar button.join');
+  await cy.page.waitForSelector('#call', { timeout });
+  for (const p of [ana, ben, cy]) await p.page.waitForFunction(() => window.chatCalls.throughServer, null, { timeout });
   const viaServer = (p, n) => mediaFlows(p, n, 'host');
   const three = await Promise.all([viaServer(ana, 2), viaServer(ben, 2), viaServer(cy, 2)]);
   log(`room call hosted by A: frames ${three.map((s) => s.map((x) => x.framesDecoded).join('/')).join(', ')}`);
+  for (const p of [ana, ben]) {
+    if (await p.page.evaluate(() => document.getElementById('call').dataset.mark) !== 'kept') fail(`${p.name}'s call screen closed when the call moved`);
+  }
   await cy.page.screenshot({ path: `${shots}/federated-call-sfu-cy.png` });
   // Cy leaves: the others keep going without her tile, and her room's call bar (on B) shows
   // the two still in it.
@@ -113,13 +118,21 @@ try {
   }
   // The call is over on A; B hears of it and empties the call bar.
   await cy.page.waitForSelector('#callbar[hidden]', { state: 'attached', timeout });
-  // A stores the call's record in the room; both servers' timelines show it.
-  for (const p of [ana, cy]) await p.page.waitForSelector('#timeline li.call:has-text("Call with ana, ben and cy")', { timeout });
+  // A stores the call's record in the room; both servers' timelines show it (with everyone,
+  // Cy first: she joined the media server's call first).
+  const record = '#timeline li.call[data-kind="chat.call.ended"]';
+  for (const p of [ana, cy]) {
+    const said = await (await p.page.waitForSelector(record, { timeout })).textContent();
+    if (!/^Call with cy, (ana and ben|ben and ana), \d+ s$/.test(said)) fail(`${p.name}'s record of the call: ${said}`);
+  }
+  // The call of two that moved has no line of its own (the first call, hung up, has one).
+  const lines = await ana.page.$$eval('#timeline li.call', (ls) => ls.map((l) => l.textContent));
+  if (lines.length !== 2) fail(`call lines: ${JSON.stringify(lines)}`);
   for (const [w, h, tag] of [[1366, 800, 'desktop'], [390, 844, 'phone']]) {
     for (const scheme of ['light', 'dark']) {
       await cy.page.setViewportSize({ width: w, height: h });
       await cy.page.emulateMedia({ colorScheme: scheme });
-      await cy.page.locator('#timeline li.call:has-text("Call with ana, ben and cy")').scrollIntoViewIfNeeded();
+      await cy.page.locator(record).scrollIntoViewIfNeeded();
       await cy.page.screenshot({ path: `${shots}/federated-call-record-${tag}-${scheme}.png` });
     }
   }
