@@ -209,11 +209,18 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     });
     if let Some(sfu) = &sfu {
         let sfu = sfu.clone();
+        let held = sfu.clone();
+        let tab = |room: &crate::ids::RoomId, conf: &str, conn| crate::calls::sfu::Tab {
+            conn,
+            room: room.clone(),
+            conf: conf.to_string(),
+        };
         hub.use_media_server(
             config.sfu.call_participants,
-            Box::new(move |room, conf, conn| {
-                sfu.leave(&crate::calls::sfu::Tab { conn, room: room.clone(), conf: conf.to_string() })
-            }),
+            crate::live::hub::MediaServerHooks {
+                left: Box::new(move |room, conf, conn| sfu.leave(&tab(room, conf, conn))),
+                held: Box::new(move |room, conf, conn, off| held.hold(&tab(room, conf, conn), off)),
+            },
         );
     }
     tasks.spawn(crate::live::show_remote(hub.clone(), ephemeral_rx, shutdown.clone()));

@@ -23,7 +23,10 @@ use tokio::sync::{Semaphore, mpsc};
 
 use super::LiveState;
 use super::frames::{self, ClientFrame};
-use super::socket::{CALL_FRAMES_PER_SECOND, EphemeralLimiter, HEARTBEAT, IN_FLIGHT, WRITE_BUFFER, handle_call};
+use super::socket::{
+    CALL_FRAMES_PER_SECOND, EphemeralLimiter, HEARTBEAT, IN_FLIGHT, WRITE_BUFFER, handle_call, limited_kind,
+    parse_frame,
+};
 use crate::error::{Error, Result};
 use crate::ids::{RoomId, UserId};
 
@@ -181,13 +184,7 @@ fn take(
     reply_tx: &mpsc::Sender<String>,
     in_flight: &Arc<Semaphore>,
 ) {
-    let frame: ClientFrame = match serde_json::from_str(text) {
-        Ok(f) => f,
-        Err(e) => {
-            let _ = reply_tx.try_send(frames::error(None, &Error::bad(format!("invalid frame: {e}"))));
-            return;
-        }
-    };
+    let Some(frame) = parse_frame(text, reply_tx) else { return };
     if matches!(frame, ClientFrame::Ping) {
         let _ = reply_tx.try_send(frames::pong());
         return;
@@ -200,8 +197,9 @@ fn take(
             return;
         }
     }
+    // Here every call frame counts (joining and leaving too: nothing else is sent here).
     if !limiter.allow(Instant::now()) {
-        let _ = reply_tx.try_send(frames::error(None, &Error::TooManyRequests(1)));
+        let _ = reply_tx.try_send(frames::error(limited_kind(&frame), &Error::TooManyRequests(1)));
         return;
     }
     handle_call(state, user, conn, frame, reply_tx, in_flight);

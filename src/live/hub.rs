@@ -234,6 +234,9 @@ struct Inner {
     /// Connections taken off a call's roster whose media has not been ended yet (room,
     /// conference, connection): [`Hub::unlock`] hands them to the media server.
     left_calls: Vec<(Arc<str>, String, u64)>,
+    /// Microphones turned off or on whose media server has not been told yet (room,
+    /// conference, connection, off): [`Hub::unlock`] tells it.
+    held_calls: Vec<(Arc<str>, String, u64, bool)>,
     /// Other servers' users: their presence as their server told it.
     remote: HashMap<Arc<str>, RemotePresence>,
     /// Where local users' presence changes go (to other servers), if anywhere.
@@ -270,12 +273,26 @@ pub struct Hub {
     messages: AtomicU64,
     /// Most people in one call: the mesh's limit, or the media server's when it runs.
     call_cap: std::sync::atomic::AtomicUsize,
-    /// Told of each connection taken off a call's roster (the media server ends its media).
-    call_left: std::sync::OnceLock<CallLeft>,
+    /// What the media server is told of the rosters' changes.
+    media_server: std::sync::OnceLock<MediaServerHooks>,
 }
 
-/// What [`Hub::on_call_left`] calls: room, conference id, connection.
-pub type CallLeft = Box<dyn Fn(&RoomId, &str, u64) + Send + Sync>;
+/// Told of a connection of a call: room, conference id, connection.
+pub type OnSeat = Box<dyn Fn(&RoomId, &str, u64) + Send + Sync>;
+/// Told of a connection's microphone: room, conference id, connection, off.
+pub type OnMicrophone = Box<dyn Fn(&RoomId, &str, u64, bool) + Send + Sync>;
+
+/// What the hub tells the media server (see [`Hub::use_media_server`]), outside its lock.
+pub struct MediaServerHooks {
+    /// A connection was taken off a call's roster, whatever the reason (it left, its tab
+    /// closed, its user left or was removed from the room, the call was ended): its media ends.
+    /// Room, conference id, connection.
+    pub left: OnSeat,
+    /// A connection's microphone was turned off (`true`, by itself or a host) or on: its audio
+    /// is held back where it is forwarded, or let through again. Room, conference id,
+    /// connection, off.
+    pub held: OnMicrophone,
+}
 
 /// Live figures of the hub.
 #[derive(Debug, Clone, Copy)]
@@ -331,16 +348,16 @@ impl Hub {
             lagged: AtomicU64::new(0),
             messages: AtomicU64::new(0),
             call_cap: std::sync::atomic::AtomicUsize::new(crate::calls::MAX_PARTICIPANTS),
-            call_left: std::sync::OnceLock::new(),
+            media_server: std::sync::OnceLock::new(),
         })
     }
 
-    /// Room calls go through the media server: they hold up to `cap` people, and `left` is
-    /// told of every connection that leaves a call's roster, whatever the reason (it left, its
-    /// tab closed, its user left or was removed from the room).
-    pub fn use_media_server(&self, cap: usize, left: CallLeft) {
+    /// Room calls go through the media server: they hold up to `cap` people, and `hooks` tell
+    /// it of every connection that leaves a call's roster and of every microphone turned off or
+    /// on, so what it forwards follows the rosters.
+    pub fn use_media_server(&self, cap: usize, hooks: MediaServerHooks) {
         self.call_cap.store(cap, Ordering::Relaxed);
-        let _ = self.call_left.set(left);
+        let _ = self.media_server.set(hooks);
     }
 
     /// Whether a connection is on a room call's roster: if it is, whether its microphone is
@@ -813,6 +830,9 @@ impl Hub {
         if let Some(m) = muted {
             seat.muted = m;
         }
+        // The media server is told every time (it may have missed none, but a tab that says
+        // its microphone is on again must be heard).
+        let held = muted.map(|m| (key.clone(), conf_id.to_string(), conn_id, m));
         match hand {
             Some(true) if seat.hand.is_none() => seat.hand = Some(Instant::now()),
             Some(false) => seat.hand = None,
@@ -822,14 +842,15 @@ impl Hub {
         if before != (seat.muted, seat.hand.is_some()) {
             inner.rosters_changed.push(key);
         }
+        inner.held_calls.extend(held);
         self.unlock(inner);
         Ok(())
     }
 
     /// A host's action on a call (the caller checked that `by` hosts it): `Mute` turns
-    /// `target`'s microphones off and tells their tabs (`call_muted`), `LowerHand` lowers their
-    /// hand, `End` takes everyone off the call and tells each tab (`call_ended`). Returns the
-    /// connections whose microphone was turned off.
+    /// `target`'s microphones off and tells their tabs (`call_muted`) and the media server,
+    /// `LowerHand` lowers their hand, `End` takes everyone off the call and tells each tab
+    /// (`call_ended`).
     pub fn host_action(
         &self,
         by: &str,
@@ -837,7 +858,7 @@ impl Hub {
         conf_id: &str,
         action: crate::calls::HostAction,
         target: Option<&str>,
-    ) -> Result<Vec<u64>> {
+    ) -> Result<()> {
         use crate::calls::HostAction;
         let mut inner = self.lock();
         let Some(key) = inner.calls.get_key_value(room.as_str()).map(|(k, _)| k.clone()) else {
@@ -846,7 +867,7 @@ impl Hub {
         let Some(roster) = inner.calls.get_mut(room.as_str()).and_then(|c| c.get_mut(conf_id)) else {
             return Err(Error::NotFound("no such call".into()));
         };
-        let (kind, mut told): (&str, Vec<(Arc<str>, u64)>) = match action {
+        let (kind, told): (&str, Vec<(Arc<str>, u64)>) = match action {
             HostAction::End => ("call_ended", roster.iter().map(|s| (s.user.clone(), s.conn)).collect()),
             HostAction::Mute | HostAction::LowerHand => {
                 let target = target.ok_or_else(|| Error::bad("user_id is required"))?;
@@ -869,6 +890,10 @@ impl Hub {
         if action == HostAction::End {
             inner.leave_calls(|r, c, _, _| r == room.as_str() && c == conf_id);
         } else {
+            if action == HostAction::Mute {
+                let conf = conf_id.to_string();
+                inner.held_calls.extend(told.iter().map(|(_, conn)| (key.clone(), conf.clone(), *conn, true)));
+            }
             inner.rosters_changed.push(key);
         }
         let text = Utf8Bytes::from(frames::host_did(kind, room.as_str(), conf_id, by));
@@ -878,10 +903,7 @@ impl Hub {
             }
         }
         self.unlock(inner);
-        if action != HostAction::Mute {
-            told.clear();
-        }
-        Ok(told.into_iter().map(|(_, c)| c).collect())
+        Ok(())
     }
 
     /// Who is in each call of a room (for a page render).
@@ -928,6 +950,7 @@ impl Hub {
     fn unlock(&self, mut inner: MutexGuard<'_, Inner>) {
         let rooms = std::mem::take(&mut inner.rosters_changed);
         let left = std::mem::take(&mut inner.left_calls);
+        let held = std::mem::take(&mut inner.held_calls);
         let ended = std::mem::take(&mut inner.ended_calls);
         if let Some(out) = &inner.ended_out {
             for call in ended {
@@ -937,10 +960,15 @@ impl Hub {
             }
         }
         drop(inner);
-        if let Some(tell) = self.call_left.get() {
+        if let Some(hooks) = self.media_server.get() {
             for (room, conf, conn) in left {
                 if let Ok(room) = RoomId::parse(&room) {
-                    tell(&room, &conf, conn);
+                    (hooks.left)(&room, &conf, conn);
+                }
+            }
+            for (room, conf, conn, off) in held {
+                if let Ok(room) = RoomId::parse(&room) {
+                    (hooks.held)(&room, &conf, conn, off);
                 }
             }
         }

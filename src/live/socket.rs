@@ -326,6 +326,30 @@ impl EphemeralLimiter {
     }
 }
 
+/// A client frame; or none, and its sender is told why.
+pub(super) fn parse_frame(text: &str, reply_tx: &mpsc::Sender<String>) -> Option<ClientFrame> {
+    match serde_json::from_str(text) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            let _ = reply_tx.try_send(frames::error(None, &Error::bad(format!("invalid frame: {e}"))));
+            None
+        }
+    }
+}
+
+/// The frames the call limiter counts ([`CALL_FRAMES_PER_SECOND`]), by the `txn_id` a refusal
+/// of one carries (its type).
+pub(super) fn limited_kind(frame: &ClientFrame) -> Option<&'static str> {
+    match frame {
+        ClientFrame::SfuPublish { .. } => Some("sfu_publish"),
+        ClientFrame::SfuAnswer { .. } => Some("sfu_answer"),
+        ClientFrame::SfuShow { .. } => Some("sfu_show"),
+        ClientFrame::CallState { .. } => Some("call_state"),
+        ClientFrame::CallHost { .. } => Some("call_host"),
+        _ => None,
+    }
+}
+
 /// Handles one client frame. Sends and reads run as their own tasks (bounded per connection) so
 /// a slow commit never stalls delivery on this connection; presence and typing touch only the
 /// hub, never the store.
@@ -338,22 +362,8 @@ async fn handle(
     reply_tx: &mpsc::Sender<String>,
     in_flight: &Arc<Semaphore>,
 ) {
-    let frame: ClientFrame = match serde_json::from_str(text) {
-        Ok(f) => f,
-        Err(e) => {
-            let _ = reply_tx.try_send(frames::error(None, &Error::bad(format!("invalid frame: {e}"))));
-            return;
-        }
-    };
-    let call_frame = match frame {
-        ClientFrame::SfuPublish { .. } => Some("sfu_publish"),
-        ClientFrame::SfuAnswer { .. } => Some("sfu_answer"),
-        ClientFrame::SfuShow { .. } => Some("sfu_show"),
-        ClientFrame::CallState { .. } => Some("call_state"),
-        ClientFrame::CallHost { .. } => Some("call_host"),
-        _ => None,
-    };
-    if let Some(kind) = call_frame
+    let Some(frame) = parse_frame(text, reply_tx) else { return };
+    if let Some(kind) = limited_kind(&frame)
         && !call_limiter.allow(Instant::now())
     {
         let _ = reply_tx.try_send(frames::error(Some(kind), &Error::TooManyRequests(1)));
@@ -559,34 +569,14 @@ pub(super) fn handle_call(
         ClientFrame::CallState { room_id, conf_id, muted, hand } => {
             let out = crate::calls::check_conf_id(&conf_id)
                 .and_then(|()| RoomId::parse(&room_id).map_err(|_| super::hub::not_member()))
-                .and_then(|rid| state.hub.set_call_state(conn.id(), &rid, &conf_id, muted, hand).map(|()| rid));
-            match out {
-                Ok(room) => {
-                    if let (Some(held), Some(sfu)) = (muted, &state.sfu) {
-                        sfu.hold(&crate::calls::sfu::Tab { conn: conn.id(), room, conf: conf_id }, held);
-                    }
-                }
-                Err(e) => {
-                    let _ = reply_tx.try_send(frames::error(Some("call_state"), &e));
-                }
+                .and_then(|rid| state.hub.set_call_state(conn.id(), &rid, &conf_id, muted, hand));
+            if let Err(e) = out {
+                let _ = reply_tx.try_send(frames::error(Some("call_state"), &e));
             }
         }
         ClientFrame::CallHost { room_id, conf_id, action, user_id } => {
-            let out = host(state, user, &room_id, &conf_id, &action, user_id.as_deref());
-            match out {
-                Ok((room, muted)) => {
-                    if let Some(sfu) = &state.sfu {
-                        for c in muted {
-                            sfu.hold(
-                                &crate::calls::sfu::Tab { conn: c, room: room.clone(), conf: conf_id.clone() },
-                                true,
-                            );
-                        }
-                    }
-                }
-                Err(e) => {
-                    let _ = reply_tx.try_send(frames::error(Some("call_host"), &e));
-                }
+            if let Err(e) = host(state, user, &room_id, &conf_id, &action, user_id.as_deref()) {
+                let _ = reply_tx.try_send(frames::error(Some("call_host"), &e));
             }
         }
         _ => {}
@@ -604,8 +594,7 @@ fn joined_now(state: &LiveState, user: &UserId, room_id: &str) -> Result<RoomId>
     Ok(rid)
 }
 
-/// A host's action on a call (`call_host`), if the user hosts the room's calls: the room
-/// and the connections whose microphone it turned off.
+/// A host's action on a call (`call_host`), if the user hosts the room's calls.
 fn host(
     state: &LiveState,
     user: &UserId,
@@ -613,13 +602,12 @@ fn host(
     conf_id: &str,
     action: &str,
     target: Option<&str>,
-) -> Result<(RoomId, Vec<u64>)> {
+) -> Result<()> {
     crate::calls::check_conf_id(conf_id)?;
     let action = crate::calls::HostAction::parse(action)?;
     let rid = RoomId::parse(room_id).map_err(|_| super::hub::not_member())?;
     crate::calls::check_host(&state.store, user, &rid, target)?;
-    let muted = state.hub.host_action(user.as_str(), &rid, conf_id, action, target)?;
-    Ok((rid, muted))
+    state.hub.host_action(user.as_str(), &rid, conf_id, action, target)
 }
 
 /// The media server and the room, if it runs and this tab is on the call's roster (which it
