@@ -134,7 +134,7 @@ if (me) {
   const live = createLive({ since: Number(document.body.dataset.since || 0), onFrame, onState: setConn });
   const composer = createComposer({ roomId: currentRoom, live, timeline });
   const presence = createPresence({ roomId: currentRoom, live, timeline });
-  const calls = createCalls({ me, send: live.send, displayName, currentRoom });
+  const calls = createCalls({ me, send: live.send, displayName, currentRoom, notice });
   const notifications = createNotifications({ currentRoom });
   window.chatCalls = calls;
 
@@ -202,12 +202,11 @@ if (me) {
   }
 
   function onFrame(f) {
+    // Room calls' rosters, the media server's frames, a host's actions and their refusals.
+    if (calls.onFrame(f)) return;
     switch (f.t) {
       case 'event': onEvent(f); break;
       case 'call': onCallFrame(f); break;
-      case 'call_roster': calls.onRoster(f); break;
-      case 'sfu_offer': case 'sfu_answer': case 'sfu_speakers': calls.onSfu(f); break;
-      case 'call_muted': case 'call_ended': calls.onHost(f); break;
       case 'ready':
         composer.flush();
         calls.onReady(f);
@@ -224,9 +223,7 @@ if (me) {
         timeline.acknowledged(f.txn_id, f.event_id);
         break;
       case 'error':
-        if (f.txn_id && f.txn_id.startsWith('sfu_')) calls.onSfu(f);
-        else if (f.txn_id === 'call_host' || f.txn_id === 'call_state') notice(`Not done: ${f.message}`);
-        else if (f.txn_id && composer.isEdit(f.txn_id)) { composer.refused(f.txn_id); notice(`Not edited: ${f.message}`); }
+        if (f.txn_id && composer.isEdit(f.txn_id)) { composer.refused(f.txn_id); notice(`Not edited: ${f.message}`); }
         else if (f.txn_id && timeline.failed(f.txn_id, f.message)) composer.refused(f.txn_id);
         else console.warn('chat:', f.message);
         break;

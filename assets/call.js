@@ -14,7 +14,7 @@ import { createMedia } from './call_media.js';
 import { createSignalling } from './call_signals.js';
 import { createCallUi } from './call_ui.js';
 
-export function createCalls({ me, send, displayName, currentRoom }) {
+export function createCalls({ me, send, displayName, currentRoom, notice }) {
   // The parts call each other: each gets the others through these late-bound handles.
   let signalling = null;
   const media = createMedia({
@@ -35,7 +35,7 @@ export function createCalls({ me, send, displayName, currentRoom }) {
       host: (action, user) => signalling.host(action, user),
     },
   });
-  signalling = createSignalling({ me, send, currentRoom, displayName, media, ui });
+  signalling = createSignalling({ me, send, currentRoom, displayName, media, ui, notice });
   ui.setupButtons();
 
   async function updateQuality() {
@@ -54,10 +54,8 @@ export function createCalls({ me, send, displayName, currentRoom }) {
 
   return {
     onSignal: signalling.onSignal,
-    onRoster: signalling.onRoster,
     onReady: signalling.onReady,
-    onSfu: signalling.onSfu,
-    onHost: signalling.onHost,
+    onFrame: signalling.onFrame,
     startCall: signalling.startCall,
     joinCall: signalling.joinCall,
     accept: signalling.accept,

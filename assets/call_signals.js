@@ -30,7 +30,7 @@ const SEEN_MAX = 512;
 
 const randomId = () => randomHex(12);
 
-export function createSignalling({ me, send, currentRoom, displayName, media, ui }) {
+export function createSignalling({ me, send, currentRoom, displayName, media, ui, notice }) {
   const party = randomId(); // this tab
   const seen = new Set();
   // `${room} ${conf}` -> { user_ids, hands, muted }: who is in each call, raised hands,
@@ -537,16 +537,7 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
       url: where.url,
       token: where.token,
       onFrame: (f) => {
-        switch (f.t) {
-          case 'call_roster': onRoster(f, true); break;
-          case 'sfu_offer': case 'sfu_answer': case 'sfu_speakers': onSfu(f); break;
-          case 'call_muted': case 'call_ended': onHost(f); break;
-          case 'error':
-            if (f.txn_id && f.txn_id.startsWith('sfu_')) onSfu(f);
-            else console.warn('chat: call host:', f.message);
-            break;
-          default: break;
-        }
+        if (!onFrame(f, true) && f.t === 'error') console.warn('chat: call host:', f.message);
       },
       onClose: hostLost,
     });
@@ -600,8 +591,24 @@ export function createSignalling({ me, send, currentRoom, displayName, media, ui
     if (sfu) sfu.onFrame(f);
   }
 
+  // A frame about room calls, from our live socket or (`viaHost`) the call socket of the
+  // server that holds our call: rosters, the media server's frames, a host's actions, and the
+  // refusals of ours. Whether it was one.
+  function onFrame(f, viaHost = false) {
+    switch (f.t) {
+      case 'call_roster': onRoster(f, viaHost); return true;
+      case 'sfu_offer': case 'sfu_answer': case 'sfu_speakers': onSfu(f); return true;
+      case 'call_muted': case 'call_ended': onHost(f); return true;
+      case 'error':
+        if (f.txn_id && f.txn_id.startsWith('sfu_')) { onSfu(f); return true; }
+        if (f.txn_id === 'call_host' || f.txn_id === 'call_state') { notice(`Not done: ${f.message}`); return true; }
+        return false;
+      default: return false;
+    }
+  }
+
   return {
-    onSignal, onRoster, onReady, onSfu, onHost, startCall, joinCall, accept, decline, hangup: () => endCall(true),
+    onSignal, onReady, onFrame, startCall, joinCall, accept, decline, hangup: () => endCall(true),
     get sfu() { return sfu; },
     metadataChanged() {
       for (const p of peers.values()) sendMetadata(p, true);

@@ -296,9 +296,8 @@ export function createCallUi({ displayName, currentRoom, media, actions }) {
       t.hidden = pages > 1 && Math.floor(i / size) !== page;
     });
     ui.grid.dataset.layout = spot ? 'spotlight' : 'grid';
-    ui.grid.classList.toggle('spotlight', !!spot);
     if (spot) {
-      ui.grid.dataset.count = 'spotlight';
+      ui.grid.dataset.count = 'spotlight'; // not a count: the grid's rules by count do not apply
       ui.grid.style.setProperty('--strip', String(Math.max(1, Math.min(tiles.length, size))));
     } else {
       ui.grid.dataset.count = String(Math.min(tiles.length, size));

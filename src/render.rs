@@ -1518,7 +1518,8 @@ fn call_record(ev: &Event) -> Markup {
     let shown = people.len().min(RECORD_NAMES);
     let others = people.len() - shown;
     html! {
-        "Call with "
+        "Call"
+        @if shown > 0 { " with " }
         @for (i, u) in people[..shown].iter().enumerate() {
             @if i > 0 && (i + 1 < shown || others > 0) { ", " } @else if i > 0 { " and " }
             (person(u))

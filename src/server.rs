@@ -155,7 +155,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         server_name: server_name.clone(),
         pending: Default::default(),
         shutdown: shutdown.clone(),
-        guest_tokens: sfu.is_some().then(|| TokenKeys::new(&secret, limits.token_ttl_secs)),
+        guest_tokens: sfu.is_some().then(|| accounts.tokens.clone()),
     });
     let media = crate::media::Media::open(store.clone(), &config.data_dir, server_name.clone(), &limits)?;
     tasks.spawn(media.clone().collect_forever(shutdown.clone()));

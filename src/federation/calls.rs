@@ -71,9 +71,7 @@ pub async fn call_host(state: &FedState, user: &UserId, room: &RoomId) -> Result
                 }
             }
             Ok((status, _)) => tracing::debug!(%server, %status, "server hosts no calls for this room"),
-            Err(e) => {
-                super::client::public(server.as_str(), &e);
-            }
+            Err(e) => tracing::info!(%server, error = %e, "cannot ask for a call token"),
         }
     }
     Ok(CallHost::Here)

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use futures_util::SinkExt;
 use futures_util::stream::StreamExt;
@@ -24,8 +24,8 @@ use tokio::sync::{Semaphore, mpsc};
 use super::LiveState;
 use super::frames::{self, ClientFrame};
 use super::socket::{
-    CALL_FRAMES_PER_SECOND, EphemeralLimiter, HEARTBEAT, IN_FLIGHT, WRITE_BUFFER, handle_call, limited_kind,
-    parse_frame,
+    CALL_FRAMES_PER_SECOND, EphemeralLimiter, HEARTBEAT, IN_FLIGHT, SEND_TIMEOUT, handle_call, limited_kind,
+    parse_frame, send_close, sized,
 };
 use crate::error::{Error, Result};
 use crate::ids::{RoomId, UserId};
@@ -38,28 +38,19 @@ const MAX_FRAME: usize = 64 * 1024;
 /// `GET /ws/call`: upgrades to a call socket. Any origin may open one (the page is another
 /// server's); nothing happens on it until a valid call token arrives.
 pub async fn upgrade(State(state): State<LiveState>, ws: WebSocketUpgrade) -> Result<Response> {
-    if state.calls.guest_tokens.is_none() || state.sfu.is_none() {
+    // Tokens are issued only where a media server runs.
+    if state.calls.guest_tokens.is_none() {
         return Err(Error::NotFound("this server hosts no calls (it runs no media server)".into()));
     }
     let limit = MAX_FRAME.min(state.limits.max_ws_frame_bytes.max(1024));
-    Ok(ws
-        .read_buffer_size(1024)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_message_size(limit)
-        .max_frame_size(limit)
-        .on_upgrade(move |socket| {
-            let tasks = state.tasks.clone();
-            tasks.track_future(async move {
-                if let Err(e) = run(state, socket).await {
-                    tracing::debug!(error = %e, "call socket ended with error");
-                }
-            })
-        }))
-}
-
-async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
-    let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
-    let _ = tokio::time::timeout(Duration::from_secs(2), socket.send(Message::Close(Some(frame)))).await;
+    Ok(sized(ws, limit).on_upgrade(move |socket| {
+        let tasks = state.tasks.clone();
+        tasks.track_future(async move {
+            if let Err(e) = run(state, socket).await {
+                tracing::debug!(error = %e, "call socket ended with error");
+            }
+        })
+    }))
 }
 
 /// The token of the first frame, `{"t":"call_auth","token":"…"}`, checked: who it admits and
@@ -86,7 +77,7 @@ async fn run(state: LiveState, mut socket: WebSocket) -> Result<()> {
         Ok(v) => v,
         Err(e) => {
             let _ = socket.send(Message::Text(frames::error(Some("call_auth"), &e).into())).await;
-            close(&mut socket, 4001, "call token refused").await;
+            send_close(&mut socket, 4001, "call token refused").await;
             return Err(e);
         }
     };
@@ -100,7 +91,7 @@ async fn run(state: LiveState, mut socket: WebSocket) -> Result<()> {
         Ok(c) => c,
         Err(e) => {
             let _ = socket.send(Message::Text(frames::error(Some("call_auth"), &e).into())).await;
-            close(&mut socket, 4008, "too many connections").await;
+            send_close(&mut socket, 4008, "too many connections").await;
             return Err(e);
         }
     };
@@ -120,13 +111,11 @@ async fn run(state: LiveState, mut socket: WebSocket) -> Result<()> {
     let mut limiter = EphemeralLimiter::per_second(CALL_FRAMES_PER_SECOND);
     let shutdown = state.shutdown.clone();
     let mut cancelled = std::pin::pin!(shutdown.cancelled());
-    let send_timeout = Duration::from_secs(30);
     loop {
         let out: Option<String> = tokio::select! {
             biased;
             _ = &mut cancelled => {
-                let frame = CloseFrame { code: 1001, reason: Utf8Bytes::from_static("server shutting down") };
-                let _ = sink.send(Message::Close(Some(frame))).await;
+                send_close(&mut sink, 1001, "server shutting down").await;
                 return Ok(());
             }
             Some(text) = conn.call.recv() => ours(&text, room.as_str()).then(|| text.to_string()),
@@ -157,7 +146,7 @@ async fn run(state: LiveState, mut socket: WebSocket) -> Result<()> {
             }
         };
         if let Some(text) = out {
-            match tokio::time::timeout(send_timeout, sink.send(send(text))).await {
+            match tokio::time::timeout(SEND_TIMEOUT, sink.send(send(text))).await {
                 Ok(Ok(())) => {}
                 _ => return Err(Error::Unavailable("call socket too slow or gone".into())),
             }

@@ -830,8 +830,8 @@ impl Hub {
         if let Some(m) = muted {
             seat.muted = m;
         }
-        // The media server is told every time (it may have missed none, but a tab that says
-        // its microphone is on again must be heard).
+        // The media server follows every report of the microphone, not only changes: a repeat
+        // costs nothing and leaves it right whatever it held before.
         let held = muted.map(|m| (key.clone(), conf_id.to_string(), conn_id, m));
         match hand {
             Some(true) if seat.hand.is_none() => seat.hand = Some(Instant::now()),

@@ -32,12 +32,12 @@ pub(super) const IN_FLIGHT: usize = 32;
 /// Heartbeat interval; a client silent for three of them is dropped.
 pub(super) const HEARTBEAT: Duration = Duration::from_secs(20);
 /// A client that does not take a frame within this time is dropped.
-const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Bytes of frames collected before they are written to the socket (a flush writes earlier).
 /// The WebSocket keeps the buffer's largest size for the connection's life, so this also bounds
 /// what a burst leaves behind per connection.
-pub(super) const WRITE_BUFFER: usize = 8 * 1024;
+const WRITE_BUFFER: usize = 8 * 1024;
 /// Most queued frames written before one flush.
 const WRITE_BATCH: usize = 256;
 
@@ -74,25 +74,31 @@ pub async fn upgrade(
             .unwrap_or_default();
         Ok(super::hub::Loaded { rooms, prefs, pos, guest: false })
     })?;
-    let limit = state.limits.max_ws_frame_bytes;
-    Ok(ws
-        .read_buffer_size(1024)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_message_size(limit)
-        .max_frame_size(limit)
-        .on_upgrade(move |socket| {
-            // The connection belongs to the server's tasks: shutdown waits for it to close.
-            let tasks = state.tasks.clone();
-            tasks.track_future(async move {
-                let user = session.user.to_string();
-                if let Err(e) = run(state, session, conn, q.since, socket).await {
-                    tracing::debug!(%user, error = %e, "live connection ended with error");
-                }
-            })
-        }))
+    Ok(sized(ws, state.limits.max_ws_frame_bytes).on_upgrade(move |socket| {
+        // The connection belongs to the server's tasks: shutdown waits for it to close.
+        let tasks = state.tasks.clone();
+        tasks.track_future(async move {
+            let user = session.user.to_string();
+            if let Err(e) = run(state, session, conn, q.since, socket).await {
+                tracing::debug!(%user, error = %e, "live connection ended with error");
+            }
+        })
+    }))
 }
 
 type Sink = SplitSink<WebSocket, Message>;
+
+/// A live channel's socket (a member's or a call socket): a small read buffer,
+/// [`WRITE_BUFFER`], frames of at most `limit` bytes.
+pub(super) fn sized(ws: WebSocketUpgrade, limit: usize) -> WebSocketUpgrade {
+    ws.read_buffer_size(1024).write_buffer_size(WRITE_BUFFER).max_message_size(limit).max_frame_size(limit)
+}
+
+/// Closes a socket with `code` and `reason`, waiting at most 2 s for the client to take it.
+pub(super) async fn send_close<S: futures_util::Sink<Message> + Unpin>(sink: &mut S, code: u16, reason: &'static str) {
+    let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
+    let _ = tokio::time::timeout(Duration::from_secs(2), sink.send(Message::Close(Some(frame)))).await;
+}
 
 struct Link {
     sink: Sink,
@@ -137,8 +143,7 @@ impl Link {
     }
 
     async fn close(&mut self, code: u16, reason: &'static str) {
-        let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.sink.send(Message::Close(Some(frame)))).await;
+        send_close(&mut self.sink, code, reason).await;
     }
 
     /// Replays from the store everything after `self.last` in the user's rooms.
