@@ -133,6 +133,8 @@ try {
       await cy.page.setViewportSize({ width: w, height: h });
       await cy.page.emulateMedia({ colorScheme: scheme });
       await cy.page.locator(record).scrollIntoViewIfNeeded();
+      // A resize from the desktop closes the member panel with a transition: let it finish.
+      await cy.page.evaluate(() => Promise.all(document.getAnimations().map((x) => x.finished)));
       await cy.page.screenshot({ path: `${shots}/federated-call-record-${tag}-${scheme}.png` });
     }
   }
